@@ -1,1 +1,25 @@
-//! limpet-build
+//! Host side of Limpet: everything the `limpet` command line does to a project and its
+//! images, apart from parsing the manifest (`limpet-manifest`) and the image formats
+//! themselves (`limpet-image`).
+//!
+//! - [`pipeline`]: `limpet build`, from a manifest to `slot.img`, `initramfs.cpio`,
+//!   `kernel` and `disk.img`;
+//! - [`cargo`]: compiling task binaries and `limpet-init` for the device;
+//! - [`kernel`]: the kernel and the module closure the initramfs carries;
+//! - [`sbom`]: the CycloneDX SBOM attached to each slot;
+//! - [`keys`]: the image signing key;
+//! - [`verify`] and [`inspect`]: checking and reading built images;
+//! - [`scaffold`]: `limpet new`.
+
+pub mod cargo;
+pub mod image_file;
+pub mod inspect;
+pub mod kernel;
+pub mod keys;
+pub mod pipeline;
+pub mod project;
+pub mod sbom;
+pub mod scaffold;
+pub mod verify;
+
+pub use pipeline::{build, BuildError, BuildOptions, BuildReport};

@@ -1,1 +1,70 @@
-fn main() {}
+//! `limpet`: the command line. It parses arguments and calls the libraries; every
+//! command's logic lives in `limpet-build`, `limpet-image` or `limpet-manifest`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// Build, check and inspect sealed single-purpose Linux firmware images.
+#[derive(Debug, Parser)]
+#[command(name = "limpet", version, about, long_about = None)]
+struct Cli {
+    /// More detail in the log (-v: debug, -vv: trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new project: a limpet.toml and an app crate that build as they are.
+    New(cmd::new::Args),
+    /// Validate a limpet.toml and print what it declares.
+    Check(cmd::check::Args),
+    /// Compile the tasks and limpet-init and write slot.img, initramfs.cpio, kernel, disk.img.
+    Build(cmd::build::Args),
+    /// Check an image's signature, dm-verity tree, squashfs and contents.
+    Verify(cmd::verify::Args),
+    /// Show what an image holds: files, tasks, verity parameters, SBOM.
+    Inspect(cmd::inspect::Args),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(cmd::keys::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LIMPET_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+
+    let result = match cli.command {
+        Command::New(args) => cmd::new::run(args),
+        Command::Check(args) => cmd::check::run(args),
+        Command::Build(args) => cmd::build::run(args),
+        Command::Verify(args) => cmd::verify::run(args),
+        Command::Inspect(args) => cmd::inspect::run(args),
+        Command::Keys(command) => cmd::keys::run(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{}", cmd::error_chain(err.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}

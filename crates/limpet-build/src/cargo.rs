@@ -1,0 +1,281 @@
+//! Compiling the device's binaries: every task package and `limpet-init`, as static musl
+//! executables for the device target, in release mode, stripped, reproducibly.
+//!
+//! Rules this module keeps:
+//! - device builds use their own target directory (`<target>/limpet-device`) so their
+//!   flags never invalidate the host build's cache, and the host's never leak in;
+//! - the release profile is forced through `CARGO_PROFILE_RELEASE_*` variables, so a
+//!   project's own `[profile.release]` cannot make a device binary unstripped or unwinding;
+//! - every absolute host path cargo or rustc could embed is remapped to a fixed prefix,
+//!   so the same sources give the same bytes on any machine.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use limpet_manifest::Target;
+
+/// Errors while running cargo.
+#[derive(Debug, thiserror::Error)]
+pub enum CargoError {
+    #[error("cannot run `{program}` (is Rust installed with rustup?)")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("`cargo metadata` in {dir} failed: {stderr}")]
+    Metadata { dir: PathBuf, stderr: String },
+    #[error("cannot read `cargo metadata` output for {dir}")]
+    MetadataParse {
+        dir: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("package `{package}` is not in the cargo workspace at {workspace}")]
+    UnknownPackage { package: String, workspace: PathBuf },
+    #[error("package `{package}` has no binary named `{binary}` (it has: {available})")]
+    UnknownBinary {
+        package: String,
+        binary: String,
+        available: String,
+    },
+    #[error(
+        "the Rust standard library for {triple} is missing; install it with `rustup target add {triple}`"
+    )]
+    MissingTarget { triple: String },
+    #[error("cargo build for {triple} failed (exit status {status}); its output is above")]
+    Build { triple: String, status: String },
+    #[error("cargo reported success but {path} does not exist")]
+    MissingOutput { path: PathBuf },
+}
+
+/// One binary to build: a package of the cargo workspace and one of its binaries.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BinarySpec {
+    pub package: String,
+    pub binary: String,
+}
+
+/// A cargo workspace as `cargo metadata` describes it.
+#[derive(Debug)]
+pub struct Workspace {
+    pub root: PathBuf,
+    pub target_dir: PathBuf,
+    pub metadata: cargo_metadata::Metadata,
+}
+
+impl Workspace {
+    /// Reads the workspace that contains `dir` (cargo searches upwards from it), with the
+    /// dependency graph resolved for `target`.
+    pub fn load(dir: &Path, target: Target) -> Result<Self, CargoError> {
+        let output = Command::new(cargo())
+            .current_dir(dir)
+            .args(["metadata", "--format-version", "1", "--filter-platform"])
+            .arg(target.rust_triple())
+            .output()
+            .map_err(|source| CargoError::Spawn {
+                program: "cargo".into(),
+                source,
+            })?;
+        if !output.status.success() {
+            return Err(CargoError::Metadata {
+                dir: dir.to_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+            });
+        }
+        let metadata: cargo_metadata::Metadata =
+            serde_json::from_slice(&output.stdout).map_err(|source| CargoError::MetadataParse {
+                dir: dir.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            root: metadata.workspace_root.clone().into_std_path_buf(),
+            target_dir: metadata.target_directory.clone().into_std_path_buf(),
+            metadata,
+        })
+    }
+
+    /// The workspace member called `name`.
+    pub fn package(&self, name: &str) -> Result<&cargo_metadata::Package, CargoError> {
+        self.metadata
+            .workspace_packages()
+            .into_iter()
+            .find(|p| p.name.as_str() == name)
+            .ok_or_else(|| CargoError::UnknownPackage {
+                package: name.to_owned(),
+                workspace: self.root.clone(),
+            })
+    }
+
+    /// Checks that every spec names an existing package and binary, before compiling.
+    pub fn check(&self, specs: &[BinarySpec]) -> Result<(), CargoError> {
+        for spec in specs {
+            let package = self.package(&spec.package)?;
+            let bins: Vec<&str> = package
+                .targets
+                .iter()
+                .filter(|t| t.is_bin())
+                .map(|t| t.name.as_str())
+                .collect();
+            if !bins.contains(&spec.binary.as_str()) {
+                return Err(CargoError::UnknownBinary {
+                    package: spec.package.clone(),
+                    binary: spec.binary.clone(),
+                    available: if bins.is_empty() {
+                        "no binaries".into()
+                    } else {
+                        bins.join(", ")
+                    },
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Where device builds of this workspace go.
+    pub fn device_target_dir(&self) -> PathBuf {
+        self.target_dir.join("limpet-device")
+    }
+
+    /// Compiles `specs` for `target` and returns each binary's path, in the order given.
+    pub fn build(&self, specs: &[BinarySpec], target: Target) -> Result<Vec<PathBuf>, CargoError> {
+        self.check(specs)?;
+        let triple = target.rust_triple();
+        ensure_target_installed(triple)?;
+        let target_dir = self.device_target_dir();
+        let mut cmd = Command::new(cargo());
+        cmd.current_dir(&self.root)
+            .args(["build", "--release", "--target", triple])
+            .arg("--target-dir")
+            .arg(&target_dir);
+        if self.root.join("Cargo.lock").exists() {
+            // The lock file pins every crate: a device build must not re-resolve.
+            cmd.arg("--locked");
+        }
+        for spec in specs {
+            cmd.args(["-p", &spec.package, "--bin", &spec.binary]);
+        }
+        for (key, value) in profile_env() {
+            cmd.env(key, value);
+        }
+        cmd.env(rustflags_var(triple), remap_flags(&self.root).join(" "));
+        // Flags the caller may have set for host builds must not reach the device build.
+        cmd.env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS");
+        if target == Target::Aarch64 {
+            // rustup's musl targets are self-contained: rust-lld links them without a
+            // cross C toolchain.
+            cmd.env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER", "rust-lld");
+        }
+        tracing::debug!(?cmd, "running cargo");
+        let status = cmd.status().map_err(|source| CargoError::Spawn {
+            program: "cargo".into(),
+            source,
+        })?;
+        if !status.success() {
+            return Err(CargoError::Build {
+                triple: triple.to_owned(),
+                status: status.to_string(),
+            });
+        }
+        specs
+            .iter()
+            .map(|spec| {
+                let path = target_dir.join(triple).join("release").join(&spec.binary);
+                if path.is_file() {
+                    Ok(path)
+                } else {
+                    Err(CargoError::MissingOutput { path })
+                }
+            })
+            .collect()
+    }
+}
+
+fn cargo() -> OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// The release profile every device binary gets, whatever the project's own profile says.
+fn profile_env() -> [(&'static str, &'static str); 6] {
+    [
+        ("CARGO_PROFILE_RELEASE_OPT_LEVEL", "s"),
+        ("CARGO_PROFILE_RELEASE_LTO", "true"),
+        ("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1"),
+        // A panic in a task ends the task; the supervisor restarts it. No unwinding tables.
+        ("CARGO_PROFILE_RELEASE_PANIC", "abort"),
+        ("CARGO_PROFILE_RELEASE_STRIP", "symbols"),
+        ("CARGO_PROFILE_RELEASE_DEBUG", "false"),
+    ]
+}
+
+/// `CARGO_TARGET_<TRIPLE>_RUSTFLAGS`: applies to the device target only, never to build
+/// scripts or proc macros run on the host.
+fn rustflags_var(triple: &str) -> String {
+    format!(
+        "CARGO_TARGET_{}_RUSTFLAGS",
+        triple.to_uppercase().replace('-', "_")
+    )
+}
+
+/// `--remap-path-prefix` for every host directory whose path could end up in a binary
+/// (panic locations of our crates and of crates from the registry).
+fn remap_flags(workspace_root: &Path) -> Vec<String> {
+    let mut pairs: Vec<(PathBuf, &str)> = vec![(workspace_root.to_owned(), "/build")];
+    if let Some(home) = cargo_home() {
+        pairs.push((home, "/cargo"));
+    }
+    if let Some(home) = std::env::var_os("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".rustup")))
+    {
+        pairs.push((home, "/rustup"));
+    }
+    // Longest prefix first is not required (rustc applies the last matching flag), but a
+    // fixed order keeps the flags, and so the cache key, stable.
+    pairs
+        .into_iter()
+        .map(|(from, to)| format!("--remap-path-prefix={}={to}", from.display()))
+        .collect()
+}
+
+fn cargo_home() -> Option<PathBuf> {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+}
+
+/// Fails early, with the command that fixes it, when rustup lacks the target's std.
+fn ensure_target_installed(triple: &str) -> Result<(), CargoError> {
+    let output = Command::new("rustc").args(["--print", "sysroot"]).output();
+    let Ok(output) = output else {
+        // No rustc on PATH: cargo itself will say so more precisely.
+        return Ok(());
+    };
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    if sysroot.join("lib/rustlib").join(triple).is_dir() {
+        Ok(())
+    } else {
+        Err(CargoError::MissingTarget {
+            triple: triple.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rustflags_variable_is_target_scoped() {
+        assert_eq!(
+            rustflags_var("x86_64-unknown-linux-musl"),
+            "CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS"
+        );
+    }
+
+    #[test]
+    fn remap_covers_the_workspace() {
+        let flags = remap_flags(Path::new("/src/project"));
+        assert_eq!(flags[0], "--remap-path-prefix=/src/project=/build");
+    }
+}

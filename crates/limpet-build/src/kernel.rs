@@ -1,0 +1,321 @@
+//! The device kernel and the modules its initramfs must carry.
+//!
+//! Rules this module keeps:
+//! - `source = "host"` means the build host's newest kernel: the highest version (by
+//!   version order, not string order) that has both `/boot/vmlinuz-V` and
+//!   `/lib/modules/V/modules.dep`;
+//! - a module is found through `modules.dep` only, and carried with its whole dependency
+//!   closure, dependencies first, so PID 1 loads the list in order and nothing else;
+//! - a module the kernel has built in (`modules.builtin`) needs no file and is skipped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use limpet_manifest::{KernelSource, Manifest, Target};
+
+/// Modules every Limpet image needs on the given target, before the manifest's extras:
+/// the disk (virtio), the slot's filesystem and the dm-verity target.
+pub fn base_modules(target: Target) -> &'static [&'static str] {
+    match target {
+        // QEMU's q35/pc machines and most x86 VMs expose disks as virtio-pci.
+        Target::X86_64 => &["virtio_pci", "virtio_blk", "squashfs", "dm_verity"],
+        // The `virt` machine uses virtio-mmio, often built in; the list still names the
+        // drivers so a modular kernel works.
+        Target::Aarch64 => &["virtio_mmio", "virtio_blk", "squashfs", "dm_verity"],
+    }
+}
+
+/// Errors finding the kernel or its modules.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error(
+        "no kernel found in {boot} with modules in {modules} (install one, e.g. `apt-get install linux-image-amd64`, or set [kernel] image and modules in limpet.toml)"
+    )]
+    NoHostKernel { boot: PathBuf, modules: PathBuf },
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: malformed modules.dep line (expected `path.ko: dep.ko ...`)")]
+    BadModulesDep { path: PathBuf, line: usize },
+    #[error("kernel module `{name}` is neither in {dep} nor built in (check [kernel] modules in limpet.toml)")]
+    UnknownModule { name: String, dep: PathBuf },
+    #[error("module dependency cycle through `{name}` in {dep}")]
+    Cycle { name: String, dep: PathBuf },
+}
+
+/// A kernel image and its module tree.
+#[derive(Debug, Clone)]
+pub struct KernelFiles {
+    /// The kernel release (`uname -r`), i.e. the name of the modules directory.
+    pub release: String,
+    pub image: PathBuf,
+    pub modules_dir: PathBuf,
+}
+
+/// Finds the kernel the manifest asks for. `boot` and `lib_modules` are `/boot` and
+/// `/lib/modules` on a real host (parameters so tests can point them elsewhere);
+/// relative manifest paths are taken from `manifest_dir`.
+pub fn locate(
+    manifest: &Manifest,
+    manifest_dir: &Path,
+    boot: &Path,
+    lib_modules: &Path,
+) -> Result<KernelFiles, KernelError> {
+    match &manifest.kernel.source {
+        KernelSource::Host => newest_host_kernel(boot, lib_modules),
+        KernelSource::Paths { image, modules } => {
+            let image = manifest_dir.join(image);
+            let modules_dir = manifest_dir.join(modules);
+            for path in [&image, &modules_dir] {
+                fs::metadata(path).map_err(|source| KernelError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+            }
+            let release = modules_dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Ok(KernelFiles {
+                release,
+                image,
+                modules_dir,
+            })
+        }
+    }
+}
+
+fn newest_host_kernel(boot: &Path, lib_modules: &Path) -> Result<KernelFiles, KernelError> {
+    let none = || KernelError::NoHostKernel {
+        boot: boot.to_owned(),
+        modules: lib_modules.to_owned(),
+    };
+    let entries = fs::read_dir(boot).map_err(|_| none())?;
+    let mut found: Vec<(Vec<u64>, String)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix("vmlinuz-")
+                .map(str::to_owned)
+        })
+        .filter(|release| lib_modules.join(release).join("modules.dep").is_file())
+        .map(|release| (version_key(&release), release))
+        .collect();
+    found.sort();
+    let (_, release) = found.pop().ok_or_else(none)?;
+    Ok(KernelFiles {
+        image: boot.join(format!("vmlinuz-{release}")),
+        modules_dir: lib_modules.join(&release),
+        release,
+    })
+}
+
+/// Numeric parts of a kernel release, so that 6.10 sorts after 6.9.
+fn version_key(release: &str) -> Vec<u64> {
+    release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap_or(u64::MAX))
+        .collect()
+}
+
+/// The module name as the kernel knows it: file stem, `-` and `_` equivalent.
+pub fn module_name(path_or_name: &str) -> String {
+    let file = path_or_name.rsplit('/').next().unwrap_or(path_or_name);
+    let stem = [".ko.xz", ".ko.zst", ".ko.gz", ".ko"]
+        .iter()
+        .find_map(|ext| file.strip_suffix(ext))
+        .unwrap_or(file);
+    stem.replace('-', "_")
+}
+
+/// A module file to carry, relative to the modules directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleFile {
+    pub name: String,
+    pub relative_path: String,
+}
+
+/// `modules.dep` and `modules.builtin` of one kernel.
+#[derive(Debug)]
+pub struct ModuleIndex {
+    dep_path: PathBuf,
+    /// name → (relative path, dependency relative paths)
+    modules: BTreeMap<String, (String, Vec<String>)>,
+    builtin: BTreeSet<String>,
+}
+
+impl ModuleIndex {
+    pub fn load(modules_dir: &Path) -> Result<Self, KernelError> {
+        let dep_path = modules_dir.join("modules.dep");
+        let text = fs::read_to_string(&dep_path).map_err(|source| KernelError::Read {
+            path: dep_path.clone(),
+            source,
+        })?;
+        let mut modules = BTreeMap::new();
+        for (index, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let (module, deps) = line.split_once(':').ok_or(KernelError::BadModulesDep {
+                path: dep_path.clone(),
+                line: index + 1,
+            })?;
+            let deps = deps.split_whitespace().map(str::to_owned).collect();
+            modules.insert(module_name(module), (module.to_owned(), deps));
+        }
+        // modules.builtin is optional: a kernel without it has no built-in modules listed.
+        let builtin = fs::read_to_string(modules_dir.join("modules.builtin"))
+            .map(|t| t.lines().map(module_name).collect())
+            .unwrap_or_default();
+        Ok(Self {
+            dep_path,
+            modules,
+            builtin,
+        })
+    }
+
+    /// The files for `names` and everything they depend on, each once, dependencies
+    /// before the modules that need them.
+    pub fn closure(&self, names: &[String]) -> Result<Vec<ModuleFile>, KernelError> {
+        let mut order = Vec::new();
+        let mut done = BTreeSet::new();
+        for name in names {
+            let name = module_name(name);
+            if !self.modules.contains_key(&name) {
+                if self.builtin.contains(&name) {
+                    tracing::debug!(module = %name, "built into the kernel");
+                    continue;
+                }
+                return Err(KernelError::UnknownModule {
+                    name,
+                    dep: self.dep_path.clone(),
+                });
+            }
+            self.visit(&name, &mut Vec::new(), &mut done, &mut order)?;
+        }
+        Ok(order)
+    }
+
+    fn visit(
+        &self,
+        name: &str,
+        stack: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+        order: &mut Vec<ModuleFile>,
+    ) -> Result<(), KernelError> {
+        if done.contains(name) {
+            return Ok(());
+        }
+        if stack.iter().any(|n| n == name) {
+            return Err(KernelError::Cycle {
+                name: name.to_owned(),
+                dep: self.dep_path.clone(),
+            });
+        }
+        let Some((path, deps)) = self.modules.get(name) else {
+            return Err(KernelError::UnknownModule {
+                name: name.to_owned(),
+                dep: self.dep_path.clone(),
+            });
+        };
+        stack.push(name.to_owned());
+        for dep in deps {
+            self.visit(&module_name(dep), stack, done, order)?;
+        }
+        stack.pop();
+        done.insert(name.to_owned());
+        order.push(ModuleFile {
+            name: name.to_owned(),
+            relative_path: path.clone(),
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index(dep: &str, builtin: &str) -> (tempfile::TempDir, ModuleIndex) {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("modules.dep"), dep).unwrap();
+        fs::write(dir.path().join("modules.builtin"), builtin).unwrap();
+        let index = ModuleIndex::load(dir.path()).unwrap();
+        (dir, index)
+    }
+
+    #[test]
+    fn closure_puts_dependencies_first_once() {
+        let (_d, idx) = index(
+            "kernel/drivers/md/dm-verity.ko: kernel/drivers/md/dm-bufio.ko kernel/drivers/md/dm-mod.ko\n\
+             kernel/drivers/md/dm-bufio.ko: kernel/drivers/md/dm-mod.ko\n\
+             kernel/drivers/md/dm-mod.ko:\n\
+             kernel/fs/squashfs/squashfs.ko:\n",
+            "kernel/drivers/virtio/virtio.ko\n",
+        );
+        let files = idx
+            .closure(&[
+                "dm_verity".into(),
+                "squashfs".into(),
+                "dm-mod".into(),
+                "virtio".into(),
+            ])
+            .unwrap();
+        let names: Vec<_> = files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["dm_mod", "dm_bufio", "dm_verity", "squashfs"]);
+    }
+
+    #[test]
+    fn unknown_module_is_named() {
+        let (_d, idx) = index("kernel/fs/squashfs/squashfs.ko:\n", "");
+        let err = idx.closure(&["nosuch".into()]).unwrap_err();
+        assert!(matches!(err, KernelError::UnknownModule { ref name, .. } if name == "nosuch"));
+    }
+
+    #[test]
+    fn cycle_is_an_error_not_a_hang() {
+        let (_d, idx) = index("a.ko: b.ko\nb.ko: a.ko\n", "");
+        assert!(matches!(
+            idx.closure(&["a".into()]),
+            Err(KernelError::Cycle { .. })
+        ));
+    }
+
+    #[test]
+    fn malformed_line_is_located() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("modules.dep"), "a.ko:\nno colon here\n").unwrap();
+        let err = ModuleIndex::load(dir.path()).unwrap_err();
+        assert!(matches!(err, KernelError::BadModulesDep { line: 2, .. }));
+    }
+
+    #[test]
+    fn newest_kernel_sorts_by_version() {
+        let boot = tempfile::tempdir().unwrap();
+        let lib = tempfile::tempdir().unwrap();
+        for v in ["6.9.0-1-amd64", "6.10.0-1-amd64", "6.11.0-1-amd64"] {
+            fs::write(boot.path().join(format!("vmlinuz-{v}")), b"k").unwrap();
+            // 6.11 has no modules: it must not be chosen.
+            if v != "6.11.0-1-amd64" {
+                fs::create_dir_all(lib.path().join(v)).unwrap();
+                fs::write(lib.path().join(v).join("modules.dep"), b"").unwrap();
+            }
+        }
+        let k = newest_host_kernel(boot.path(), lib.path()).unwrap();
+        assert_eq!(k.release, "6.10.0-1-amd64");
+    }
+
+    #[test]
+    fn no_kernel_says_what_to_install() {
+        let empty = tempfile::tempdir().unwrap();
+        let err = newest_host_kernel(empty.path(), empty.path()).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("apt-get install linux-image-amd64"));
+    }
+}

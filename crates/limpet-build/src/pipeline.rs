@@ -1,0 +1,529 @@
+//! `limpet build`: from a manifest to the four outputs, `slot.img`, `initramfs.cpio`,
+//! `kernel` and `disk.img`.
+//!
+//! Rules this module keeps:
+//! - nothing is written into the output directory until every output is complete: the
+//!   outputs are made in a staging directory inside it and renamed into place, so an
+//!   interrupted or failed build never leaves a half-written file under a final name;
+//! - the squashfs holds exactly the canonical manifest and the task binaries;
+//! - the initramfs holds exactly `limpet-init` as `/init`, the public image key, the
+//!   module list and the modules it names;
+//! - every byte depends only on the inputs (sources, lock file, kernel, key, epoch).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::SigningKey;
+use limpet_image::{cpio, disk, slot, squashfs};
+use sha2::{Digest, Sha256};
+
+use crate::cargo::{BinarySpec, CargoError, Workspace};
+use crate::kernel::{self, KernelError, KernelFiles, ModuleIndex};
+use crate::keys::{self, KeyError};
+use crate::project::{self, EpochSource, Project, ProjectError};
+use crate::sbom::{self, SbomBinary, SbomError};
+
+/// Name of the canonical manifest inside the squashfs.
+pub const MANIFEST_FILE: &str = "manifest.toml";
+/// Where the initramfs carries the vendor's public image key.
+pub const INITRAMFS_PUBLIC_KEY: &str = "etc/limpet/image.pub";
+/// The module load list in the initramfs: one absolute path per line, in load order.
+pub const INITRAMFS_MODULE_LIST: &str = "etc/limpet/modules";
+/// Size of the `state` partition.
+pub const STATE_SIZE: u64 = 1024 * 1024;
+
+/// The output files, by name.
+pub const SLOT_IMG: &str = "slot.img";
+pub const INITRAMFS: &str = "initramfs.cpio";
+pub const KERNEL: &str = "kernel";
+pub const DISK_IMG: &str = "disk.img";
+
+/// Everything `limpet build` needs to know.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub manifest_path: PathBuf,
+    /// Default: `out/` beside the manifest.
+    pub out_dir: Option<PathBuf>,
+    /// Default: `keys/image.key` beside the manifest.
+    pub key_path: Option<PathBuf>,
+    /// The Limpet source tree, to build `limpet-init` from.
+    pub limpet_source: PathBuf,
+    /// `/boot` and `/lib/modules` of the host, for `[kernel] source = "host"`.
+    pub boot_dir: PathBuf,
+    pub lib_modules_dir: PathBuf,
+}
+
+impl BuildOptions {
+    /// Options with the host's standard directories and this build of Limpet's sources.
+    pub fn new(manifest_path: PathBuf) -> Self {
+        Self {
+            manifest_path,
+            out_dir: None,
+            key_path: None,
+            limpet_source: default_limpet_source(),
+            boot_dir: PathBuf::from("/boot"),
+            lib_modules_dir: PathBuf::from("/lib/modules"),
+        }
+    }
+}
+
+/// The Limpet workspace this binary was built from, unless `LIMPET_SOURCE` says otherwise.
+pub fn default_limpet_source() -> PathBuf {
+    std::env::var_os("LIMPET_SOURCE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+}
+
+/// Errors of a build, each naming the step and the thing at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Project(#[from] ProjectError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("compiling the device binaries")]
+    Cargo(#[from] CargoError),
+    #[error("finding the kernel")]
+    Kernel(#[from] KernelError),
+    #[error("writing the SBOM")]
+    Sbom(#[from] SbomError),
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("making the squashfs")]
+    Squashfs(#[source] squashfs::SquashfsError),
+    #[error("assembling the slot")]
+    Slot(#[source] slot::SlotError),
+    #[error("making the initramfs")]
+    Cpio(#[source] cpio::CpioError),
+    #[error("making the disk image")]
+    Disk(#[source] disk::DiskError),
+    #[error("two tasks use binaries named `{binary}` from different packages ({first}, {second})")]
+    BinaryClash {
+        binary: String,
+        first: String,
+        second: String,
+    },
+}
+
+/// Sizes and identities of what a build wrote, for the report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BuildReport {
+    pub out_dir: PathBuf,
+    pub device: String,
+    pub version: String,
+    pub target: String,
+    pub source_date_epoch: u32,
+    pub epoch_source: String,
+    pub key_id: String,
+    pub root_hash: String,
+    pub kernel_release: String,
+    pub binaries: Vec<SizedFile>,
+    pub modules: Vec<String>,
+    pub squashfs_bytes: u64,
+    pub verity_tree_bytes: u64,
+    pub slot_bytes: u64,
+    pub initramfs_bytes: u64,
+    pub initramfs_uncompressed_bytes: u64,
+    pub kernel_bytes: u64,
+    pub disk_bytes: u64,
+    pub sbom_components: usize,
+}
+
+/// A named file and its size.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SizedFile {
+    pub name: String,
+    pub bytes: u64,
+}
+
+/// Builds the image described by `options`.
+pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
+    const STEPS: usize = 7;
+    let step = |n: usize, what: &str| tracing::info!("[{n}/{STEPS}] {what}");
+
+    step(1, "reading the manifest and the signing key");
+    let project = Project::load(&options.manifest_path)?;
+    let manifest = &project.manifest;
+    let key_path = options
+        .key_path
+        .clone()
+        .unwrap_or_else(|| project.dir.join("keys").join(keys::PRIVATE_KEY_FILE));
+    let signing_key = keys::load_signing_key(&key_path)?;
+    let (epoch, epoch_source) = project::source_date_epoch(&project.dir)?;
+    let target = manifest.device.target;
+    let kernel_files = kernel::locate(
+        manifest,
+        &project.dir,
+        &options.boot_dir,
+        &options.lib_modules_dir,
+    )?;
+
+    step(
+        2,
+        &format!(
+            "compiling task binaries and limpet-init for {}",
+            target.rust_triple()
+        ),
+    );
+    let task_specs = task_binaries(manifest)?;
+    let project_ws = Workspace::load(&project.dir, target)?;
+    let limpet_ws = Workspace::load(&options.limpet_source, target)?;
+    let init_spec = BinarySpec {
+        package: "limpet-init".into(),
+        binary: "limpet-init".into(),
+    };
+    let (task_paths, init_path) = if same_dir(&project_ws.root, &limpet_ws.root) {
+        // One cargo invocation when the project lives in Limpet's own workspace.
+        let mut specs = task_specs.clone();
+        specs.push(init_spec);
+        let mut paths = project_ws.build(&specs, target)?;
+        let init = paths.pop().ok_or(CargoError::MissingOutput {
+            path: "limpet-init".into(),
+        })?;
+        (paths, init)
+    } else {
+        let tasks = project_ws.build(&task_specs, target)?;
+        let mut init = limpet_ws.build(&[init_spec], target)?;
+        let init = init.pop().ok_or(CargoError::MissingOutput {
+            path: "limpet-init".into(),
+        })?;
+        (tasks, init)
+    };
+
+    let out_dir = options
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| project.dir.join("out"));
+    fs::create_dir_all(&out_dir).map_err(|source| BuildError::Write {
+        path: out_dir.clone(),
+        source,
+    })?;
+    let staging = Staging::new(&out_dir)?;
+
+    step(
+        3,
+        "making the squashfs (canonical manifest + task binaries)",
+    );
+    let mut entries = vec![squashfs::Entry {
+        path: MANIFEST_FILE.into(),
+        data: manifest.to_canonical_toml().into_bytes(),
+        mode: 0o444,
+    }];
+    let mut binaries = Vec::new();
+    for (spec, path) in task_specs.iter().zip(&task_paths) {
+        let data = read(path)?;
+        binaries.push(SizedFile {
+            name: spec.binary.clone(),
+            bytes: data.len() as u64,
+        });
+        entries.push(squashfs::Entry {
+            path: spec.binary.clone(),
+            data,
+            mode: 0o555,
+        });
+    }
+    let init_bytes = read(&init_path)?;
+    binaries.push(SizedFile {
+        name: "limpet-init".into(),
+        bytes: init_bytes.len() as u64,
+    });
+    let squashfs_image = squashfs::build(&entries, epoch).map_err(BuildError::Squashfs)?;
+
+    step(
+        4,
+        "writing the SBOM and signing the slot (dm-verity tree + header)",
+    );
+    let sbom = make_sbom(manifest, &task_specs, &project_ws, &limpet_ws, epoch)?;
+    let sbom_components = sbom["components"].as_array().map_or(0, Vec::len);
+    let attachment = encode_attachment(&sbom)?;
+    let meta = slot::SlotMeta {
+        device: manifest.device.name.as_str().to_owned(),
+        target: target.as_str().to_owned(),
+        version: manifest.device.version.to_string(),
+    };
+    let slot_bytes = slot::assemble(&squashfs_image, &meta, &attachment, &signing_key)
+        .map_err(BuildError::Slot)?;
+    let opened = slot::open(&slot_bytes).map_err(BuildError::Slot)?;
+    let layout = opened.layout.clone();
+    let root_hash = hex::encode(opened.header.unverified().root_hash);
+    staging.write(SLOT_IMG, &slot_bytes)?;
+
+    step(
+        5,
+        &format!("making the initramfs (kernel {})", kernel_files.release),
+    );
+    let (initramfs, initramfs_uncompressed, modules) =
+        make_initramfs(manifest, &kernel_files, &init_bytes, &signing_key, epoch)?;
+    staging.write(INITRAMFS, &initramfs)?;
+
+    step(6, "copying the kernel");
+    let kernel_bytes = read(&kernel_files.image)?;
+    staging.write(KERNEL, &kernel_bytes)?;
+
+    step(7, "making the disk image (state, slot-a, slot-b, data)");
+    let guid_seed: [u8; 32] = Sha256::new()
+        .chain_update(b"limpet-disk-guid")
+        .chain_update(manifest.device.name.as_str())
+        .chain_update(opened.header.unverified().root_hash)
+        .finalize()
+        .into();
+    let spec = disk::DiskSpec {
+        state_size: STATE_SIZE,
+        slot_size: manifest.disk.slot_size.bytes(),
+        data_size: manifest.disk.data_size.bytes(),
+        slot_a: &slot_bytes,
+        guid_seed,
+    };
+    let disk_path = staging.path(DISK_IMG);
+    let mut disk_file = fs::File::create(&disk_path).map_err(|source| BuildError::Write {
+        path: disk_path.clone(),
+        source,
+    })?;
+    disk::write(&spec, &mut disk_file).map_err(BuildError::Disk)?;
+    disk_file.sync_all().map_err(|source| BuildError::Write {
+        path: disk_path.clone(),
+        source,
+    })?;
+    let disk_bytes = disk_file
+        .metadata()
+        .map_err(|source| BuildError::Read {
+            path: disk_path.clone(),
+            source,
+        })?
+        .len();
+    drop(disk_file);
+
+    staging.commit(&[SLOT_IMG, INITRAMFS, KERNEL, DISK_IMG])?;
+
+    Ok(BuildReport {
+        out_dir,
+        device: meta.device,
+        version: meta.version,
+        target: meta.target,
+        source_date_epoch: epoch,
+        epoch_source: match epoch_source {
+            EpochSource::Environment => "SOURCE_DATE_EPOCH".into(),
+            EpochSource::LastCommit => "last git commit".into(),
+            EpochSource::Zero => "none found (0)".into(),
+        },
+        key_id: hex::encode(limpet_image::header::key_id(&signing_key.verifying_key())),
+        root_hash,
+        kernel_release: kernel_files.release.clone(),
+        binaries,
+        modules,
+        squashfs_bytes: layout.squashfs_size,
+        verity_tree_bytes: layout.tree_size,
+        slot_bytes: slot_bytes.len() as u64,
+        initramfs_bytes: initramfs.len() as u64,
+        initramfs_uncompressed_bytes: initramfs_uncompressed,
+        kernel_bytes: kernel_bytes.len() as u64,
+        disk_bytes,
+        sbom_components,
+    })
+}
+
+/// The distinct binaries the tasks need, in declaration order.
+fn task_binaries(manifest: &limpet_manifest::Manifest) -> Result<Vec<BinarySpec>, BuildError> {
+    let mut specs: Vec<BinarySpec> = Vec::new();
+    for task in &manifest.tasks {
+        let spec = BinarySpec {
+            package: task.package.clone(),
+            binary: task.binary.as_str().to_owned(),
+        };
+        match specs.iter().find(|s| s.binary == spec.binary) {
+            Some(existing) if existing.package != spec.package => {
+                return Err(BuildError::BinaryClash {
+                    binary: spec.binary,
+                    first: existing.package.clone(),
+                    second: spec.package,
+                });
+            }
+            Some(_) => {}
+            None => specs.push(spec),
+        }
+    }
+    Ok(specs)
+}
+
+fn make_sbom(
+    manifest: &limpet_manifest::Manifest,
+    task_specs: &[BinarySpec],
+    project_ws: &Workspace,
+    limpet_ws: &Workspace,
+    epoch: u32,
+) -> Result<serde_json::Value, BuildError> {
+    let mut bins: Vec<SbomBinary<'_>> = task_specs
+        .iter()
+        .map(|s| SbomBinary {
+            binary: s.binary.clone(),
+            package: s.package.clone(),
+            metadata: &project_ws.metadata,
+        })
+        .collect();
+    bins.push(SbomBinary {
+        binary: "limpet-init".into(),
+        package: "limpet-init".into(),
+        metadata: &limpet_ws.metadata,
+    });
+    let mut checksums = sbom::lock_checksums(&project_ws.root.join("Cargo.lock"));
+    checksums.extend(sbom::lock_checksums(&limpet_ws.root.join("Cargo.lock")));
+    let rustc = rustc_version();
+    Ok(sbom::cyclonedx(
+        manifest.device.name.as_str(),
+        &manifest.device.version.to_string(),
+        &bins,
+        &checksums,
+        &rustc,
+        u64::from(epoch),
+    )?)
+}
+
+/// The attachment after the slot header: the SBOM as zstd-compressed JSON.
+fn encode_attachment(sbom: &serde_json::Value) -> Result<Vec<u8>, BuildError> {
+    let json = serde_json::to_vec(sbom).map_err(|e| BuildError::Write {
+        path: "sbom".into(),
+        source: std::io::Error::other(e),
+    })?;
+    zstd_compress(&json)
+}
+
+fn zstd_compress(data: &[u8]) -> Result<Vec<u8>, BuildError> {
+    cpio::compress(data).map_err(BuildError::Cpio)
+}
+
+fn rustc_version() -> String {
+    std::process::Command::new("rustc")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.split_whitespace().nth(1).map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn make_initramfs(
+    manifest: &limpet_manifest::Manifest,
+    kernel_files: &KernelFiles,
+    init: &[u8],
+    key: &SigningKey,
+    epoch: u32,
+) -> Result<(Vec<u8>, u64, Vec<String>), BuildError> {
+    let index = ModuleIndex::load(&kernel_files.modules_dir)?;
+    let mut wanted: Vec<String> = kernel::base_modules(manifest.device.target)
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    wanted.extend(
+        manifest
+            .kernel
+            .modules
+            .iter()
+            .map(|m| m.as_str().to_owned()),
+    );
+    let modules = index.closure(&wanted)?;
+
+    let mut archive = cpio::CpioBuilder::new();
+    archive
+        .add_file("init", 0o555, init.to_vec())
+        .map_err(BuildError::Cpio)?;
+    let pem = keys::public_pem(&key.verifying_key())?;
+    archive
+        .add_file(INITRAMFS_PUBLIC_KEY, 0o444, pem.into_bytes())
+        .map_err(BuildError::Cpio)?;
+    let mut list = String::new();
+    for module in &modules {
+        let source = kernel_files.modules_dir.join(&module.relative_path);
+        let dest = format!(
+            "lib/modules/{}/{}",
+            kernel_files.release, module.relative_path
+        );
+        list.push('/');
+        list.push_str(&dest);
+        list.push('\n');
+        archive
+            .add_file(&dest, 0o444, read(&source)?)
+            .map_err(BuildError::Cpio)?;
+    }
+    archive
+        .add_file(INITRAMFS_MODULE_LIST, 0o444, list.into_bytes())
+        .map_err(BuildError::Cpio)?;
+    for dir in ["dev", "proc", "sys", "run", "slot", "data"] {
+        archive.add_dir(dir, 0o755).map_err(BuildError::Cpio)?;
+    }
+    let raw = archive.finish(epoch);
+    let compressed = cpio::compress(&raw).map_err(BuildError::Cpio)?;
+    Ok((
+        compressed,
+        raw.len() as u64,
+        modules.into_iter().map(|m| m.name).collect(),
+    ))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, BuildError> {
+    fs::read(path).map_err(|source| BuildError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// A staging directory inside the output directory; removed unless committed.
+struct Staging {
+    dir: PathBuf,
+    out_dir: PathBuf,
+}
+
+impl Staging {
+    fn new(out_dir: &Path) -> Result<Self, BuildError> {
+        let dir = out_dir.join(format!(".limpet-build-{}", std::process::id()));
+        // A leftover from a killed build with the same PID is stale by definition.
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir(&dir).map_err(|source| BuildError::Write {
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(Self {
+            dir,
+            out_dir: out_dir.to_owned(),
+        })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn write(&self, name: &str, bytes: &[u8]) -> Result<(), BuildError> {
+        let path = self.path(name);
+        fs::write(&path, bytes).map_err(|source| BuildError::Write { path, source })
+    }
+
+    /// Moves the finished outputs into the output directory.
+    fn commit(&self, names: &[&str]) -> Result<(), BuildError> {
+        for name in names {
+            let to = self.out_dir.join(name);
+            fs::rename(self.path(name), &to)
+                .map_err(|source| BuildError::Write { path: to, source })?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}

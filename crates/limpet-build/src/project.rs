@@ -1,0 +1,96 @@
+//! The project being built: its manifest file, parsed, and the inputs that make a build
+//! reproducible.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use limpet_manifest::{Diagnostics, Manifest};
+
+/// Errors reading a project.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    #[error("cannot read manifest {path}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} has errors:\n{diagnostics}")]
+    Invalid {
+        path: PathBuf,
+        diagnostics: Diagnostics,
+    },
+    #[error("SOURCE_DATE_EPOCH={value:?} is not a number of seconds that fits in 32 bits (squashfs and cpio store u32 times)")]
+    BadEpoch { value: String },
+}
+
+/// A parsed manifest and where it lives.
+#[derive(Debug)]
+pub struct Project {
+    pub manifest_path: PathBuf,
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+}
+
+impl Project {
+    /// Reads and validates the manifest at `path`.
+    pub fn load(path: &Path) -> Result<Self, ProjectError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ProjectError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let manifest =
+            limpet_manifest::parse(&path.display().to_string(), &text).map_err(|diagnostics| {
+                ProjectError::Invalid {
+                    path: path.to_owned(),
+                    diagnostics,
+                }
+            })?;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        Ok(Self {
+            manifest_path: path.to_owned(),
+            dir,
+            manifest,
+        })
+    }
+}
+
+/// Where the build's timestamps come from, for the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpochSource {
+    Environment,
+    LastCommit,
+    /// Not in a git repository and no SOURCE_DATE_EPOCH: the Unix epoch.
+    Zero,
+}
+
+/// The one timestamp every file in the image carries: `SOURCE_DATE_EPOCH` if set, else
+/// the time of the last commit of the repository holding `dir`, else 0.
+pub fn source_date_epoch(dir: &Path) -> Result<(u32, EpochSource), ProjectError> {
+    if let Some(value) = std::env::var_os("SOURCE_DATE_EPOCH") {
+        let value = value.to_string_lossy().into_owned();
+        let secs = value
+            .trim()
+            .parse::<u32>()
+            .map_err(|_| ProjectError::BadEpoch { value })?;
+        return Ok((secs, EpochSource::Environment));
+    }
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["log", "-1", "--format=%ct"])
+        .output();
+    if let Ok(output) = output {
+        if output.status.success() {
+            if let Ok(secs) = String::from_utf8_lossy(&output.stdout)
+                .trim()
+                .parse::<u32>()
+            {
+                return Ok((secs, EpochSource::LastCommit));
+            }
+        }
+    }
+    Ok((0, EpochSource::Zero))
+}

@@ -1,0 +1,225 @@
+//! `limpet verify`: checks a slot against the vendor's public key, independently of the
+//! build that made it.
+//!
+//! The checks, in order, each stopping at the first failure with what is wrong:
+//! 1. the header decodes and its signature is by the given key;
+//! 2. every dm-verity hash block and every data block hashes to the signed root;
+//! 3. the attachment (SBOM) matches the hash in the header;
+//! 4. the squashfs parses and every file in it decompresses;
+//! 5. it holds exactly the canonical manifest and the binaries of the manifest's tasks,
+//!    and the manifest names the same device, version and target as the signed header;
+//! 6. for an output directory: `disk.img`'s `slot-a` holds the same slot, and the
+//!    initramfs carries the same public key.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use ed25519_dalek::VerifyingKey;
+use limpet_image::{cpio, slot, squashfs};
+
+use crate::image_file::{self, ImageFileError, SlotBytes};
+use crate::inspect::{self, InspectError};
+use crate::keys;
+use crate::pipeline::{INITRAMFS, INITRAMFS_PUBLIC_KEY, MANIFEST_FILE};
+
+/// Why a slot failed verification.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    File(#[from] ImageFileError),
+    #[error("{path}: verification failed")]
+    Slot {
+        path: String,
+        source: slot::SlotError,
+    },
+    #[error("{path}: squashfs file `{file}` cannot be read")]
+    SquashfsFile {
+        path: String,
+        file: String,
+        source: squashfs::SquashfsError,
+    },
+    #[error(transparent)]
+    Inspect(#[from] InspectError),
+    #[error(
+        "{path}: the squashfs holds {found:?}, but the manifest declares exactly {expected:?}"
+    )]
+    Contents {
+        path: String,
+        found: Vec<String>,
+        expected: Vec<String>,
+    },
+    #[error("{path}: the signed header says {header}, the manifest inside says {manifest}")]
+    HeaderMismatch {
+        path: String,
+        header: String,
+        manifest: String,
+    },
+    #[error("{disk}: partition slot-a differs from {slot}")]
+    DiskMismatch { disk: String, slot: String },
+    #[error("{path}: cannot read the initramfs")]
+    Initramfs {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: the initramfs carries no {INITRAMFS_PUBLIC_KEY}")]
+    InitramfsKey { path: String },
+    #[error("{path}: the initramfs carries key id {found}, not the verifying key {expected}")]
+    InitramfsKeyMismatch {
+        path: String,
+        found: String,
+        expected: String,
+    },
+}
+
+/// A check that passed, for the report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Passed {
+    pub check: String,
+    pub detail: String,
+}
+
+/// Verifies `path` (output directory, slot image or disk image) against `key`.
+pub fn verify(path: &Path, key: &VerifyingKey) -> Result<Vec<Passed>, VerifyError> {
+    let slot_bytes = image_file::load_slot(path)?;
+    let mut passed = verify_slot(&slot_bytes, key)?;
+    if let Some(disk) = image_file::disk_beside(path) {
+        let disk_bytes = std::fs::read(&disk).map_err(|source| ImageFileError::Read {
+            path: disk.clone(),
+            source,
+        })?;
+        let in_disk = image_file::slot_from_disk(&disk, &disk_bytes, "slot-a")?;
+        if in_disk.bytes != slot_bytes.bytes {
+            return Err(VerifyError::DiskMismatch {
+                disk: disk.display().to_string(),
+                slot: slot_bytes.path.display().to_string(),
+            });
+        }
+        passed.push(Passed {
+            check: "disk".into(),
+            detail: format!("{} slot-a holds this slot", disk.display()),
+        });
+    }
+    if path.is_dir() {
+        let initramfs = path.join(INITRAMFS);
+        if initramfs.is_file() {
+            passed.push(check_initramfs_key(&initramfs, key)?);
+        }
+    }
+    Ok(passed)
+}
+
+/// Checks 1–5 on one slot.
+pub fn verify_slot(slot_bytes: &SlotBytes, key: &VerifyingKey) -> Result<Vec<Passed>, VerifyError> {
+    let path = slot_bytes.path.display().to_string();
+    let verified = slot::verify(&slot_bytes.bytes, key).map_err(|source| VerifyError::Slot {
+        path: path.clone(),
+        source,
+    })?;
+    let header = &verified.header;
+    let mut passed = vec![
+        Passed {
+            check: "signature".into(),
+            detail: format!("header signed by key {}", hex::encode(header.key_id)),
+        },
+        Passed {
+            check: "verity".into(),
+            detail: format!(
+                "{} data blocks and the hash tree match root {}",
+                header.data_blocks,
+                hex::encode(header.root_hash)
+            ),
+        },
+        Passed {
+            check: "attachment".into(),
+            detail: "SBOM matches the signed hash".into(),
+        },
+    ];
+
+    for file in squashfs::list(verified.squashfs).map_err(|source| VerifyError::SquashfsFile {
+        path: path.clone(),
+        file: "/".into(),
+        source,
+    })? {
+        squashfs::read_file(verified.squashfs, &file.path).map_err(|source| {
+            VerifyError::SquashfsFile {
+                path: path.clone(),
+                file: file.path.clone(),
+                source,
+            }
+        })?;
+    }
+    passed.push(Passed {
+        check: "squashfs".into(),
+        detail: "every file decompresses".into(),
+    });
+
+    let inspection = inspect::inspect(slot_bytes)?;
+    let manifest = &inspection.manifest;
+    let expected: BTreeSet<String> = std::iter::once(MANIFEST_FILE.to_owned())
+        .chain(manifest.tasks.iter().map(|t| t.binary.as_str().to_owned()))
+        .collect();
+    let found: BTreeSet<String> = inspection.files.iter().map(|f| f.path.clone()).collect();
+    if found != expected {
+        return Err(VerifyError::Contents {
+            path,
+            found: found.into_iter().collect(),
+            expected: expected.into_iter().collect(),
+        });
+    }
+    let in_header = format!(
+        "{} {} ({})",
+        header.device,
+        header.version,
+        header.target.as_str()
+    );
+    let in_manifest = format!(
+        "{} {} ({})",
+        manifest.device.name,
+        manifest.device.version,
+        manifest.device.target.as_str()
+    );
+    if in_header != in_manifest {
+        return Err(VerifyError::HeaderMismatch {
+            path,
+            header: in_header,
+            manifest: in_manifest,
+        });
+    }
+    passed.push(Passed {
+        check: "contents".into(),
+        detail: format!(
+            "exactly {} and the binaries of {} task(s): {in_manifest}",
+            MANIFEST_FILE,
+            manifest.tasks.len()
+        ),
+    });
+    Ok(passed)
+}
+
+fn check_initramfs_key(initramfs: &Path, key: &VerifyingKey) -> Result<Passed, VerifyError> {
+    let path = initramfs.display().to_string();
+    let bytes = std::fs::read(initramfs).map_err(|source| VerifyError::Initramfs {
+        path: path.clone(),
+        source,
+    })?;
+    let raw = cpio::decompress(&bytes).map_err(|e| VerifyError::Initramfs {
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    let pem = cpio::find_file(&raw, INITRAMFS_PUBLIC_KEY)
+        .ok_or_else(|| VerifyError::InitramfsKey { path: path.clone() })?;
+    let carried = keys::parse_public_pem(&String::from_utf8_lossy(pem))
+        .map_err(|_| VerifyError::InitramfsKey { path: path.clone() })?;
+    let id = |k: &VerifyingKey| hex::encode(limpet_image::header::key_id(k));
+    if carried != *key {
+        return Err(VerifyError::InitramfsKeyMismatch {
+            path,
+            found: id(&carried),
+            expected: id(key),
+        });
+    }
+    Ok(Passed {
+        check: "initramfs".into(),
+        detail: format!("carries public key {}", id(key)),
+    })
+}

@@ -1,0 +1,616 @@
+//! A slot image: what one A/B slot partition holds.
+//!
+//! # Format (version 1)
+//!
+//! All integers are little-endian. Offsets are from the start of the slot (the partition).
+//!
+//! ```text
+//! offset                     content
+//! 0                          squashfs image, `squashfs_size` bytes (its superblock's bytes_used)
+//! squashfs_size              zero padding up to hash_offset
+//! hash_offset                dm-verity hash tree, `tree_size` bytes
+//!                            (hash_offset = data_blocks * 4096, data_blocks = ceil(squashfs_size / 4096))
+//! header_offset              slot header, exactly 4096 bytes (header_offset = hash_offset + tree_size)
+//! attachment_offset          attachment, `attachment_size` bytes (attachment_offset = header_offset + 4096)
+//! ...                        zero padding up to total_size = attachment_offset + round_up(attachment_size, 4096)
+//! ```
+//!
+//! Bytes after `total_size` (the rest of a partition larger than its slot) are not part of
+//! the slot and are ignored.
+//!
+//! ## Hash tree
+//!
+//! dm-verity hash format 1 as `veritysetup format` writes it by default, without a verity
+//! superblock: sha256, 4096-byte data and hash blocks, 32-byte salt, data offset 0, data =
+//! the first `data_blocks` blocks of the slot (the squashfs and its zero padding). Level
+//! layout is in [`crate::verity`]. The slot can be checked independently with
+//!
+//! ```text
+//! veritysetup verify --no-superblock --data-blocks=<data_blocks> --hash-offset=<hash_offset> \
+//!     --salt=<salt hex> slot.img slot.img <root_hash hex>
+//! ```
+//!
+//! The salt is `sha256("limpet-verity-salt" || squashfs)` over the `squashfs_size` bytes of
+//! the squashfs: deterministic, and different for every image.
+//!
+//! ## Header (4096 bytes)
+//!
+//! ```text
+//! offset len  field
+//! 0      8    magic "LIMPETSH"
+//! 8      4    format_version       u32 = 1
+//! 12     4    header_size          u32 = 4096
+//! 16     64   device               UTF-8, 1..=64 bytes, NUL-padded, no NUL inside
+//! 80     16   target               "x86_64" | "aarch64", NUL-padded
+//! 96     64   version              semver text [0-9A-Za-z.+-], 1..=64 bytes, NUL-padded
+//! 160    8    squashfs_size        u64, = squashfs superblock bytes_used
+//! 168    8    data_blocks          u64, = ceil(squashfs_size / 4096)
+//! 176    8    hash_offset          u64, = data_blocks * 4096
+//! 184    8    tree_size            u64, = dm-verity tree size for data_blocks
+//! 192    4    data_block_size      u32 = 4096
+//! 196    4    hash_block_size      u32 = 4096
+//! 200    4    hash_algorithm       u32, 1 = sha256
+//! 204    4    verity_format        u32 = 1 (veritysetup --format)
+//! 208    32   salt
+//! 240    32   root_hash
+//! 272    8    attachment_size      u64
+//! 280    32   attachment_sha256    sha256 of the attachment bytes
+//! 312    8    key_id               first 8 bytes of sha256(Ed25519 public key)
+//! 320    64   signature            Ed25519 over bytes 0..320
+//! 384    3712 zero
+//! ```
+//!
+//! The attachment carries the zstd-compressed JSON SBOM; this module treats it as opaque
+//! bytes bound to the header by its hash.
+//!
+//! # Reading rules
+//!
+//! 1. Read the squashfs superblock (magic `hsqs` at 0, `bytes_used` u64 at 40) and derive
+//!    `data_blocks`, `hash_offset`, `tree_size` and `header_offset` from it.
+//! 2. Decode the header at `header_offset` (every field checked, padding zero).
+//! 3. Check every layout field of the header equals the derived value, and that the
+//!    attachment and its padding fit in the file. Every length is checked against the file
+//!    size before use, with checked arithmetic.
+//! 4. ([`verify`]) check the signature, then the whole verity tree against the data, then
+//!    the attachment hash and its zero padding.
+//!
+//! The device does steps 1–3 with [`read_header_at`] (a few KiB read, not the partition),
+//! checks the signature, and leaves the tree to dm-verity.
+
+use std::io::{Read, Seek, SeekFrom};
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::header::{HeaderError, SlotHeader, Target, UnverifiedHeader, HEADER_SIZE};
+use crate::verity::{self, HashAlgorithm, VerityError, BLOCK_SIZE_U64};
+
+/// Prefix hashed before the squashfs to make the verity salt.
+pub const SALT_DOMAIN: &[u8] = b"limpet-verity-salt";
+/// The squashfs magic, at offset 0.
+pub const SQUASHFS_MAGIC: [u8; 4] = *b"hsqs";
+/// Size of the squashfs superblock.
+pub const SQUASHFS_SUPERBLOCK_SIZE: usize = 96;
+/// Offset of `bytes_used` in the squashfs superblock.
+const BYTES_USED_OFFSET: usize = 40;
+
+/// What the caller says about the slot's contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotMeta {
+    /// Device model name.
+    pub device: String,
+    /// `x86_64` or `aarch64`.
+    pub target: String,
+    /// Version text (semver).
+    pub version: String,
+}
+
+/// Where each part of a slot lies, in bytes from the slot's start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotLayout {
+    /// The squashfs `bytes_used`.
+    pub squashfs_size: u64,
+    /// Start of the hash tree; also the padded squashfs size.
+    pub hash_offset: u64,
+    /// Size of the hash tree.
+    pub tree_size: u64,
+    /// Start of the header.
+    pub header_offset: u64,
+    /// Start of the attachment.
+    pub attachment_offset: u64,
+    /// Size of the attachment.
+    pub attachment_size: u64,
+    /// End of the slot, after the attachment's zero padding.
+    pub total_size: u64,
+}
+
+impl SlotLayout {
+    /// Data blocks covered by the tree.
+    pub fn data_blocks(&self) -> u64 {
+        self.hash_offset / BLOCK_SIZE_U64
+    }
+}
+
+/// Why a slot cannot be built, opened or trusted.
+#[derive(Debug, Error)]
+pub enum SlotError {
+    /// The file is shorter than a part it must hold.
+    #[error("slot is {len} bytes, too short for the {part} (needs {needed} bytes)")]
+    Truncated {
+        /// Which part.
+        part: &'static str,
+        /// Bytes the part needs the file to hold.
+        needed: u64,
+        /// Actual length.
+        len: u64,
+    },
+    /// No squashfs magic at offset 0.
+    #[error("no squashfs magic at offset 0 (found {found})")]
+    SquashfsMagic {
+        /// The bytes found, hex.
+        found: String,
+    },
+    /// `bytes_used` is smaller than a superblock.
+    #[error("squashfs bytes_used {bytes_used} is smaller than its superblock")]
+    SquashfsSize {
+        /// The value read.
+        bytes_used: u64,
+    },
+    /// A computed offset overflows `u64`.
+    #[error("slot layout overflows at the {part}")]
+    Overflow {
+        /// Which part.
+        part: &'static str,
+    },
+    /// Bytes after the squashfs's `bytes_used` in the input to [`assemble`] are not zero.
+    #[error("squashfs input has non-zero bytes after bytes_used, at offset {offset}")]
+    SquashfsTrailing {
+        /// Offset of the first non-zero byte.
+        offset: u64,
+    },
+    /// The slot metadata is not valid.
+    #[error("invalid slot metadata field {field}: {reason}")]
+    Meta {
+        /// Field name.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The header could not be decoded, or its signature is wrong.
+    #[error("slot header at offset {offset}")]
+    Header {
+        /// Offset of the header.
+        offset: u64,
+        /// The cause.
+        #[source]
+        source: HeaderError,
+    },
+    /// A header field does not match what the squashfs and the file imply.
+    #[error("slot header field {field} is {found}, expected {expected}")]
+    LayoutMismatch {
+        /// Field name.
+        field: &'static str,
+        /// Value in the header.
+        found: u64,
+        /// Value computed from the image.
+        expected: u64,
+    },
+    /// The verity tree does not match.
+    #[error("dm-verity check failed (hash tree at offset {hash_offset})")]
+    Verity {
+        /// Offset of the tree.
+        hash_offset: u64,
+        /// The block that failed.
+        #[source]
+        source: VerityError,
+    },
+    /// The attachment's hash differs from the header's.
+    #[error(
+        "attachment at offset {offset} ({size} bytes) does not match its sha256 in the header"
+    )]
+    AttachmentHash {
+        /// Attachment offset.
+        offset: u64,
+        /// Attachment size.
+        size: u64,
+    },
+    /// The padding after the attachment is not zero.
+    #[error("slot padding is not zero at offset {offset}")]
+    Padding {
+        /// Offset of the first non-zero byte.
+        offset: u64,
+    },
+    /// Reading the device failed.
+    #[error("cannot read the {part} at offset {offset}")]
+    Io {
+        /// What was being read.
+        part: &'static str,
+        /// Where.
+        offset: u64,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A slot whose layout and header fields were checked, but not its signature or tree.
+#[derive(Debug, Clone)]
+pub struct OpenedSlot<'a> {
+    /// Where each part lies.
+    pub layout: SlotLayout,
+    /// The decoded header, signature not checked.
+    pub header: UnverifiedHeader,
+    /// The squashfs padded to `hash_offset` (the verity data).
+    pub data: &'a [u8],
+    /// The hash tree.
+    pub tree: &'a [u8],
+    /// The attachment.
+    pub attachment: &'a [u8],
+}
+
+/// A slot whose signature, whole verity tree and attachment hash were checked.
+#[derive(Debug, Clone)]
+pub struct VerifiedSlot<'a> {
+    /// Where each part lies.
+    pub layout: SlotLayout,
+    /// The trusted header.
+    pub header: SlotHeader,
+    /// The squashfs, `squashfs_size` bytes.
+    pub squashfs: &'a [u8],
+    /// The attachment.
+    pub attachment: &'a [u8],
+}
+
+fn round_up(n: u64, part: &'static str) -> Result<u64, SlotError> {
+    n.checked_next_multiple_of(BLOCK_SIZE_U64)
+        .ok_or(SlotError::Overflow { part })
+}
+
+/// Reads `bytes_used` from a squashfs superblock (at least [`SQUASHFS_SUPERBLOCK_SIZE`]
+/// bytes).
+fn bytes_used(superblock: &[u8]) -> Result<u64, SlotError> {
+    let len = superblock.len() as u64;
+    let sb = superblock
+        .get(..SQUASHFS_SUPERBLOCK_SIZE)
+        .ok_or(SlotError::Truncated {
+            part: "squashfs superblock",
+            needed: SQUASHFS_SUPERBLOCK_SIZE as u64,
+            len,
+        })?;
+    if sb[..4] != SQUASHFS_MAGIC {
+        return Err(SlotError::SquashfsMagic {
+            found: hex::encode(&sb[..4]),
+        });
+    }
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&sb[BYTES_USED_OFFSET..BYTES_USED_OFFSET + 8]);
+    let used = u64::from_le_bytes(b);
+    if used < SQUASHFS_SUPERBLOCK_SIZE as u64 {
+        return Err(SlotError::SquashfsSize { bytes_used: used });
+    }
+    Ok(used)
+}
+
+/// The parts up to the header, from the squashfs size alone.
+fn layout_until_header(squashfs_size: u64) -> Result<(u64, u64, u64), SlotError> {
+    let hash_offset = round_up(squashfs_size, "squashfs padding")?;
+    let tree_size = verity::tree_size(hash_offset / BLOCK_SIZE_U64);
+    let header_offset = hash_offset
+        .checked_add(tree_size)
+        .ok_or(SlotError::Overflow { part: "hash tree" })?;
+    Ok((hash_offset, tree_size, header_offset))
+}
+
+/// The full layout once the attachment size is known.
+fn layout(squashfs_size: u64, attachment_size: u64) -> Result<SlotLayout, SlotError> {
+    let (hash_offset, tree_size, header_offset) = layout_until_header(squashfs_size)?;
+    let attachment_offset = header_offset
+        .checked_add(HEADER_SIZE as u64)
+        .ok_or(SlotError::Overflow { part: "header" })?;
+    let end = attachment_offset
+        .checked_add(attachment_size)
+        .ok_or(SlotError::Overflow { part: "attachment" })?;
+    let total_size = round_up(end, "attachment padding")?;
+    Ok(SlotLayout {
+        squashfs_size,
+        hash_offset,
+        tree_size,
+        header_offset,
+        attachment_offset,
+        attachment_size,
+        total_size,
+    })
+}
+
+/// The verity salt of a squashfs: `sha256(SALT_DOMAIN || squashfs)`.
+pub fn salt_for(squashfs: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(SALT_DOMAIN);
+    h.update(squashfs);
+    h.finalize().into()
+}
+
+/// Builds a signed slot from a squashfs image and an attachment.
+///
+/// `squashfs` may carry zero padding after its `bytes_used` (mksquashfs and backhand pad to
+/// 4 KiB); the padding is dropped and the slot pads it again.
+pub fn assemble(
+    squashfs: &[u8],
+    meta: &SlotMeta,
+    attachment: &[u8],
+    key: &SigningKey,
+) -> Result<Vec<u8>, SlotError> {
+    let used = bytes_used(squashfs)?;
+    let fs_len = squashfs.len() as u64;
+    let used_usize = usize::try_from(used)
+        .ok()
+        .filter(|&u| u <= squashfs.len())
+        .ok_or(SlotError::Truncated {
+            part: "squashfs",
+            needed: used,
+            len: fs_len,
+        })?;
+    let (fs, trailing) = squashfs.split_at(used_usize);
+    if let Some(i) = trailing.iter().position(|&b| b != 0) {
+        return Err(SlotError::SquashfsTrailing {
+            offset: used + i as u64,
+        });
+    }
+    let target = Target::from_name(&meta.target).ok_or_else(|| SlotError::Meta {
+        field: "target",
+        reason: format!("{:?} is not x86_64 or aarch64", meta.target),
+    })?;
+
+    let layout = layout(used, attachment.len() as u64)?;
+    let total = usize::try_from(layout.total_size)
+        .map_err(|_| SlotError::Overflow { part: "total size" })?;
+    let hash_offset = usize::try_from(layout.hash_offset).map_err(|_| SlotError::Overflow {
+        part: "squashfs padding",
+    })?;
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(fs);
+    out.resize(hash_offset, 0);
+
+    let salt = salt_for(fs);
+    let (tree, root_hash) = verity::build_tree(&out, salt);
+    debug_assert_eq!(tree.len() as u64, layout.tree_size);
+    out.extend_from_slice(&tree);
+
+    let header = SlotHeader {
+        device: meta.device.clone(),
+        target,
+        version: meta.version.clone(),
+        squashfs_size: used,
+        data_blocks: layout.data_blocks(),
+        hash_offset: layout.hash_offset,
+        tree_size: layout.tree_size,
+        data_block_size: 4096,
+        hash_block_size: 4096,
+        hash_algorithm: HashAlgorithm::Sha256,
+        salt,
+        root_hash,
+        attachment_size: layout.attachment_size,
+        attachment_sha256: Sha256::digest(attachment).into(),
+        key_id: [0; 8],
+    };
+    let encoded = header
+        .encode_signed(key)
+        .map_err(|source| SlotError::Header {
+            offset: layout.header_offset,
+            source,
+        })?;
+    out.extend_from_slice(&encoded);
+    out.extend_from_slice(attachment);
+    out.resize(total, 0);
+    Ok(out)
+}
+
+/// Step 3 of the reading rules: every layout field of the header against the values
+/// derived from the squashfs, and the attachment against the file size.
+fn check_layout(
+    header: &SlotHeader,
+    squashfs_size: u64,
+    file_len: u64,
+) -> Result<SlotLayout, SlotError> {
+    let mismatch = |field, found, expected| SlotError::LayoutMismatch {
+        field,
+        found,
+        expected,
+    };
+    if header.squashfs_size != squashfs_size {
+        return Err(mismatch(
+            "squashfs_size",
+            header.squashfs_size,
+            squashfs_size,
+        ));
+    }
+    let (hash_offset, tree_size, _) = layout_until_header(squashfs_size)?;
+    let data_blocks = hash_offset / BLOCK_SIZE_U64;
+    if header.data_blocks != data_blocks {
+        return Err(mismatch("data_blocks", header.data_blocks, data_blocks));
+    }
+    if header.hash_offset != hash_offset {
+        return Err(mismatch("hash_offset", header.hash_offset, hash_offset));
+    }
+    if header.tree_size != tree_size {
+        return Err(mismatch("tree_size", header.tree_size, tree_size));
+    }
+    // Checked before any arithmetic so that a huge size is reported as such.
+    if header.attachment_size > file_len {
+        return Err(SlotError::Truncated {
+            part: "attachment",
+            needed: header.attachment_size,
+            len: file_len,
+        });
+    }
+    let layout = layout(squashfs_size, header.attachment_size)?;
+    if layout.total_size > file_len {
+        return Err(SlotError::Truncated {
+            part: "attachment",
+            needed: layout.total_size,
+            len: file_len,
+        });
+    }
+    Ok(layout)
+}
+
+fn slice<'a>(
+    bytes: &'a [u8],
+    start: u64,
+    end: u64,
+    part: &'static str,
+) -> Result<&'a [u8], SlotError> {
+    let len = bytes.len() as u64;
+    let truncated = SlotError::Truncated {
+        part,
+        needed: end,
+        len,
+    };
+    let s = usize::try_from(start).map_err(|_| SlotError::Overflow { part })?;
+    let e = usize::try_from(end).map_err(|_| SlotError::Overflow { part })?;
+    bytes.get(s..e).ok_or(truncated)
+}
+
+/// Finds and decodes the header, and checks the layout (reading rules 1–3).
+pub fn open(bytes: &[u8]) -> Result<OpenedSlot<'_>, SlotError> {
+    let file_len = bytes.len() as u64;
+    let used = bytes_used(bytes)?;
+    if used > file_len {
+        return Err(SlotError::Truncated {
+            part: "squashfs",
+            needed: used,
+            len: file_len,
+        });
+    }
+    let (_, _, header_offset) = layout_until_header(used)?;
+    let header_end = header_offset
+        .checked_add(HEADER_SIZE as u64)
+        .ok_or(SlotError::Overflow { part: "header" })?;
+    let header_bytes = slice(bytes, header_offset, header_end, "header")?;
+    let header = SlotHeader::decode(header_bytes).map_err(|source| SlotError::Header {
+        offset: header_offset,
+        source,
+    })?;
+    let layout = check_layout(header.unverified(), used, file_len)?;
+    let attachment_end = layout.attachment_offset + layout.attachment_size;
+    let padding = slice(
+        bytes,
+        attachment_end,
+        layout.total_size,
+        "attachment padding",
+    )?;
+    if let Some(i) = padding.iter().position(|&b| b != 0) {
+        return Err(SlotError::Padding {
+            offset: attachment_end + i as u64,
+        });
+    }
+    Ok(OpenedSlot {
+        layout,
+        header,
+        data: slice(bytes, 0, layout.hash_offset, "squashfs")?,
+        tree: slice(bytes, layout.hash_offset, layout.header_offset, "hash tree")?,
+        attachment: slice(
+            bytes,
+            layout.attachment_offset,
+            attachment_end,
+            "attachment",
+        )?,
+    })
+}
+
+/// Opens the slot and checks it completely: signature, then the whole verity tree, then
+/// the attachment hash.
+pub fn verify<'a>(bytes: &'a [u8], key: &VerifyingKey) -> Result<VerifiedSlot<'a>, SlotError> {
+    let opened = open(bytes)?;
+    let layout = opened.layout;
+    let header = opened
+        .header
+        .verify(key)
+        .map_err(|source| SlotError::Header {
+            offset: layout.header_offset,
+            source,
+        })?;
+    verity::verify(opened.data, opened.tree, &header.verity_params()).map_err(|source| {
+        SlotError::Verity {
+            hash_offset: layout.hash_offset,
+            source,
+        }
+    })?;
+    let digest: [u8; 32] = Sha256::digest(opened.attachment).into();
+    if digest != header.attachment_sha256 {
+        return Err(SlotError::AttachmentHash {
+            offset: layout.attachment_offset,
+            size: layout.attachment_size,
+        });
+    }
+    Ok(VerifiedSlot {
+        layout,
+        header,
+        squashfs: slice(bytes, 0, layout.squashfs_size, "squashfs")?,
+        attachment: opened.attachment,
+    })
+}
+
+fn read_exact_at(
+    dev: &mut (impl Read + Seek),
+    offset: u64,
+    buf: &mut [u8],
+    part: &'static str,
+) -> Result<(), SlotError> {
+    dev.seek(SeekFrom::Start(offset))
+        .and_then(|_| dev.read_exact(buf))
+        .map_err(|source| SlotError::Io {
+            part,
+            offset,
+            source,
+        })
+}
+
+/// Reads the superblock and the header from a device and checks the layout (reading
+/// rules 1–3), without reading the rest of the partition. The signature is not checked.
+pub fn read_header_at(
+    dev: &mut (impl Read + Seek),
+) -> Result<(SlotLayout, UnverifiedHeader), SlotError> {
+    let dev_len = dev.seek(SeekFrom::End(0)).map_err(|source| SlotError::Io {
+        part: "device size",
+        offset: 0,
+        source,
+    })?;
+    if dev_len < SQUASHFS_SUPERBLOCK_SIZE as u64 {
+        return Err(SlotError::Truncated {
+            part: "squashfs superblock",
+            needed: SQUASHFS_SUPERBLOCK_SIZE as u64,
+            len: dev_len,
+        });
+    }
+    let mut sb = [0u8; SQUASHFS_SUPERBLOCK_SIZE];
+    read_exact_at(dev, 0, &mut sb, "squashfs superblock")?;
+    let used = bytes_used(&sb)?;
+    if used > dev_len {
+        return Err(SlotError::Truncated {
+            part: "squashfs",
+            needed: used,
+            len: dev_len,
+        });
+    }
+    let (_, _, header_offset) = layout_until_header(used)?;
+    let header_end = header_offset
+        .checked_add(HEADER_SIZE as u64)
+        .ok_or(SlotError::Overflow { part: "header" })?;
+    if header_end > dev_len {
+        return Err(SlotError::Truncated {
+            part: "header",
+            needed: header_end,
+            len: dev_len,
+        });
+    }
+    let mut buf = vec![0u8; HEADER_SIZE];
+    read_exact_at(dev, header_offset, &mut buf, "header")?;
+    let header = SlotHeader::decode(&buf).map_err(|source| SlotError::Header {
+        offset: header_offset,
+        source,
+    })?;
+    let layout = check_layout(header.unverified(), used, dev_len)?;
+    Ok((layout, header))
+}

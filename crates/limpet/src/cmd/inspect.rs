@@ -1,0 +1,87 @@
+use std::path::PathBuf;
+
+use limpet_build::inspect::Inspection;
+
+use super::human_size;
+
+/// Arguments of `limpet inspect`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// An output directory, a slot.img or a disk.img.
+    path: PathBuf,
+    /// Print everything as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Write the SBOM (CycloneDX 1.5 JSON) of every crate in each binary to FILE.
+    #[arg(long, value_name = "FILE")]
+    sbom: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> super::Result {
+    let slot = limpet_build::image_file::load_slot(&args.path)?;
+    let inspection = limpet_build::inspect::inspect(&slot)?;
+    if let Some(path) = &args.sbom {
+        let text = serde_json::to_string_pretty(&inspection.sbom)?;
+        std::fs::write(path, text + "\n")
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&inspection)?);
+    } else {
+        print_text(&inspection);
+    }
+    Ok(())
+}
+
+fn print_text(i: &Inspection) {
+    println!(
+        "{}: {} {} for {} (slot format {})",
+        i.path, i.device, i.version, i.target, i.format_version
+    );
+    println!(
+        "signed by key id {} (not checked here: use `limpet verify`)",
+        i.key_id
+    );
+    let v = &i.verity;
+    println!("dm-verity:");
+    println!(
+        "  data_offset {}  data_size {}  data_blocks {}",
+        v.data_offset, v.data_size, v.data_blocks
+    );
+    println!(
+        "  hash_offset {}  data_block_size {}  hash_block_size {}",
+        v.hash_offset, v.data_block_size, v.hash_block_size
+    );
+    println!("  hash_algorithm {}  salt {}", v.hash_algorithm, v.salt);
+    println!("  root_hash {}", v.root_hash);
+    println!("files:");
+    for f in &i.files {
+        println!(
+            "  {:<20} {:>10}  {}  {}  sha256 {}",
+            f.path,
+            f.size,
+            human_size(f.size),
+            f.mode,
+            f.sha256
+        );
+    }
+    println!("tasks:");
+    for t in &i.tasks {
+        println!(
+            "  {}: {} ({}), memory {}, cpu {}, pids {}, restart {:?}, syscalls {:?}, network {:?}",
+            t.name,
+            t.package,
+            t.binary,
+            t.memory,
+            t.cpu,
+            t.pids,
+            t.restart,
+            t.syscalls.profile,
+            t.network
+        );
+    }
+    println!(
+        "sbom: {} components (write it with --sbom FILE)",
+        i.sbom_components
+    );
+}

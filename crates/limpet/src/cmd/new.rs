@@ -1,0 +1,25 @@
+use std::path::PathBuf;
+
+/// Arguments of `limpet new`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The device name (lower case letters, digits and dashes); also the directory name.
+    name: String,
+    /// Where to create the project (default: ./NAME).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> super::Result {
+    let dir = args.dir.unwrap_or_else(|| PathBuf::from(&args.name));
+    let files = limpet_build::scaffold::new_project(&dir, &args.name)?;
+    println!("created {}:", dir.display());
+    for file in files {
+        println!("  {file}");
+    }
+    println!(
+        "next: cd {} && limpet keys generate && limpet build",
+        dir.display()
+    );
+    Ok(())
+}

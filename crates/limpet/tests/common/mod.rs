@@ -1,0 +1,119 @@
+//! Shared helpers of the command line's integration tests: running `limpet`, a signing
+//! key, and one build of `examples/hello` shared by every test of a test binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// A `limpet` command with a quiet log.
+pub fn limpet() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_limpet"));
+    cmd.env("LIMPET_LOG", "warn");
+    cmd
+}
+
+/// Runs a command, returning its output; panics with stdout and stderr if `expect_ok`
+/// disagrees with the exit status.
+pub fn run(cmd: &mut Command, expect_ok: bool) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if out.status.success() != expect_ok {
+        panic!(
+            "{cmd:?} exited with {} (expected success: {expect_ok})\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Whether an external tool is installed; tests that need it fail loudly without it,
+/// because `.ci/run` installs every one of them.
+pub fn require_tool(name: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{name}` is not installed; `.ci/run` lists the packages the tests need"
+    );
+}
+
+/// A scratch directory that lives as long as the test binary.
+pub fn scratch() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
+/// A key pair made with `limpet keys generate` in `dir`.
+pub fn keys_in(dir: &Path) -> (PathBuf, PathBuf) {
+    if !dir.join("image.key").exists() {
+        run(limpet().args(["keys", "generate", "--out"]).arg(dir), true);
+    }
+    (dir.join("image.key"), dir.join("image.pub"))
+}
+
+/// The example device's manifest.
+pub fn hello_manifest() -> PathBuf {
+    repo_root().join("examples/hello/limpet.toml")
+}
+
+/// Builds examples/hello into `out` with `key`, with a fixed SOURCE_DATE_EPOCH.
+pub fn build_hello(out: &Path, key: &Path) -> Output {
+    run(
+        limpet()
+            .arg("build")
+            .arg("--manifest")
+            .arg(hello_manifest())
+            .arg("--out")
+            .arg(out)
+            .arg("--key")
+            .arg(key)
+            .env("SOURCE_DATE_EPOCH", "1700000000"),
+        true,
+    )
+}
+
+/// One build of examples/hello, made on first use: (output dir, public key).
+pub fn hello_build() -> &'static (PathBuf, PathBuf) {
+    static BUILD: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    BUILD.get_or_init(|| {
+        let (key, public) = keys_in(&scratch().join("keys"));
+        let out = scratch().join("hello-out");
+        build_hello(&out, &key);
+        (out, public)
+    })
+}
+
+/// `limpet inspect --json` of a path.
+pub fn inspect_json(path: &Path) -> serde_json::Value {
+    let out = run(limpet().arg("inspect").arg("--json").arg(path), true);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A copy of `file` with one byte flipped at `offset`.
+pub fn flipped_copy(file: &Path, offset: u64, to: &Path) {
+    let mut bytes = std::fs::read(file).unwrap();
+    let i = usize::try_from(offset).unwrap();
+    bytes[i] ^= 0x01;
+    std::fs::write(to, bytes).unwrap();
+}
