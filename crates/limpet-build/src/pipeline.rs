@@ -252,7 +252,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     let slot_bytes = slot::assemble(&squashfs_image, &meta, &attachment, &signing_key)
         .map_err(BuildError::Slot)?;
     let opened = slot::open(&slot_bytes).map_err(BuildError::Slot)?;
-    let layout = opened.layout.clone();
+    let layout = opened.layout;
     let root_hash = hex::encode(opened.header.unverified().root_hash);
     staging.write(SLOT_IMG, &slot_bytes)?;
 

@@ -89,7 +89,7 @@ impl ByteSize {
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (unit, factor) in SIZE_UNITS {
-            if self.0 != 0 && self.0 % factor == 0 {
+            if self.0 != 0 && self.0.is_multiple_of(factor) {
                 return write!(f, "{}{unit}", self.0 / factor);
             }
         }
@@ -178,7 +178,7 @@ impl Duration {
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (unit, factor) in DURATION_UNITS {
-            if self.millis != 0 && self.millis % factor == 0 {
+            if self.millis != 0 && self.millis.is_multiple_of(factor) {
                 return write!(f, "{}{unit}", self.millis / factor);
             }
         }
@@ -280,7 +280,7 @@ impl fmt::Display for Rate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Units are tried from the largest; bytes before bits so that 8192 bit/s reads 1KiB/s.
         for (unit, factor) in RATE_UNITS {
-            if self.bits_per_second != 0 && self.bits_per_second % factor == 0 {
+            if self.bits_per_second != 0 && self.bits_per_second.is_multiple_of(factor) {
                 return write!(f, "{}{unit}/s", self.bits_per_second / factor);
             }
         }
@@ -485,7 +485,8 @@ impl Date {
         if !(1..=12).contains(&month) {
             return Err(err().hint("months run from 01 to 12"));
         }
-        let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+        let leap =
+            (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400);
         let days = match month {
             2 if leap => 29,
             2 => 28,
