@@ -1,40 +1,125 @@
 //! `limpet-init`: PID 1 of a Limpet device.
 //!
-//! This is the first stage of the boot path: it mounts the kernel's pseudo-filesystems,
-//! loads exactly the kernel modules the build put in the initramfs (in the order of
-//! `/etc/limpet/modules`, computed at build time from `modules.dep`), and reports what
-//! it did on the console. Slot selection, dm-verity, the sandbox and the supervisor come
-//! next (issue "Run"); until then it powers the machine off rather than pretend.
+//! Boot, in order:
+//! 1. mount the kernel's pseudo-filesystems and load exactly the kernel modules the build
+//!    put in the initramfs (`/etc/limpet/modules`, in dependency order);
+//! 2. find the boot disk's `state`, `slot-a`, `slot-b` and `data` partitions by GPT name;
+//! 3. choose the slot, check its header signature against the key in the initramfs, map
+//!    it through dm-verity with the signed root hash and mount its squashfs read-only;
+//! 4. (next: hardening, sandboxed tasks, supervision — issue "Run".) Until the supervisor
+//!    exists, PID 1 reports what it verified and powers off rather than pretend.
 //!
 //! Rules kept here and in everything added later:
 //! - PID 1 never panics: every failure is reported on the console and leads to a
-//!   documented outcome (here: power off);
+//!   documented outcome (try the other slot, else power off with the reason);
 //! - PID 1 never executes anything that was not declared: there is no shell to fall
 //!   back to.
 
 mod boot;
 mod console;
+mod dm;
+mod partitions;
 mod sys;
+mod verified;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long PID 1 waits for the boot disk's partitions to appear after loading the
+/// block driver (virtio-blk probes asynchronously).
+const DISK_WAIT: Duration = Duration::from_secs(10);
+/// Where the verified slot is mounted.
+const SLOT_MOUNT: &str = "slot";
 
 fn main() {
+    let root = Path::new("/");
     console::line(&format!(
         "limpet-init {} starting",
         env!("CARGO_PKG_VERSION")
     ));
-    let outcome = boot::early_boot(std::path::Path::new("/"));
-    match &outcome {
-        Ok(report) => {
-            console::line(&format!(
-                "limpet-init: {} kernel module(s) loaded, {} already present",
-                report.loaded, report.already_loaded
-            ));
-            console::line(
-                "limpet-init: early boot complete; no runtime in this build yet, powering off",
-            );
-        }
-        Err(err) => console::line(&format!(
-            "limpet-init: early boot failed: {err}; powering off"
-        )),
+    match boot(root) {
+        Ok(()) => console::line(
+            "limpet-init: verified boot complete; no supervisor in this build yet, powering off",
+        ),
+        Err(reason) => console::line(&format!("limpet-init: boot failed: {reason}; powering off")),
     }
     sys::power_off();
+}
+
+fn boot(root: &Path) -> Result<(), String> {
+    let report = boot::early_boot(root).map_err(|e| format!("early boot: {e}"))?;
+    console::line(&format!(
+        "limpet-init: {} kernel module(s) loaded, {} already present",
+        report.loaded, report.already_loaded
+    ));
+
+    let disk = wait_for_disk(root)?;
+    console::line(&format!(
+        "limpet-init: disk {}: state={} slot-a={} slot-b={} data={}",
+        disk.state.disk,
+        disk.state.devname,
+        disk.slot_a.devname,
+        disk.slot_b.devname,
+        disk.data.devname
+    ));
+
+    let key = verified::load_key(root).map_err(|e| e.to_string())?;
+    let mut failures = Vec::new();
+    for (label, part) in [("slot-a", &disk.slot_a), ("slot-b", &disk.slot_b)] {
+        let device = part.node(root);
+        let header = match verified::verify_header(&device, &key) {
+            Ok(header) => header,
+            Err(e) => {
+                console::line(&format!("limpet-init: {label} refused: {e}"));
+                failures.push(format!("{label}: {e}"));
+                continue;
+            }
+        };
+        console::line(&format!(
+            "limpet-init: {label} header verified: {} {} ({}), verity root {}",
+            header.device,
+            header.version,
+            header.target,
+            hex(&header.root_hash)
+        ));
+        let dm_name = format!("limpet-{label}");
+        match verified::mount_verified(root, &device, header, &dm_name, &root.join(SLOT_MOUNT)) {
+            Ok(mounted) => {
+                console::line(&format!(
+                    "limpet-init: {label} ({} {}) mounted read-only from {} on {}",
+                    mounted.header.device,
+                    mounted.header.version,
+                    mounted.verity_device.display(),
+                    mounted.mountpoint.display()
+                ));
+                return Ok(());
+            }
+            Err(e) => {
+                console::line(&format!("limpet-init: {label} not mounted: {e}"));
+                failures.push(format!("{label}: {e}"));
+            }
+        }
+    }
+    Err(format!("no bootable slot ({})", failures.join("; ")))
+}
+
+fn wait_for_disk(root: &Path) -> Result<partitions::DiskPartitions, String> {
+    let start = Instant::now();
+    loop {
+        if let Some(disk) = partitions::select(&partitions::scan(root)) {
+            return Ok(disk);
+        }
+        if start.elapsed() > DISK_WAIT {
+            return Err(format!(
+                "no disk with partitions {} appeared within {}s",
+                partitions::NAMES.join(", "),
+                DISK_WAIT.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

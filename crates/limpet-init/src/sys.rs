@@ -1,5 +1,6 @@
-//! Every system call PID 1 makes that the standard library does not wrap, through
-//! `rustix` (no `unsafe` here). Above this module nothing sees raw flags.
+//! Every system call PID 1 makes that the standard library does not wrap. Mostly through
+//! `rustix`; the device-mapper ioctl, which rustix does not wrap, is the one `unsafe`
+//! call, with its SAFETY note. Above this module nothing sees raw flags or pointers.
 
 use std::ffi::CStr;
 use std::io;
@@ -72,5 +73,68 @@ pub fn power_off() -> ! {
     let _ = rustix::system::reboot(rustix::system::RebootCommand::PowerOff);
     loop {
         std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
+
+/// Sends one device-mapper request (`buf`, laid out by [`crate::dm`]) to
+/// `/dev/mapper/control`; the kernel writes its answer into the same buffer.
+pub fn dm_ioctl(
+    control: &std::fs::File,
+    command: crate::dm::Command,
+    buf: &mut [u8],
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    if buf.len() < crate::dm::DM_IOCTL_SIZE {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // The header's data_size field must not claim more than the buffer holds: the kernel
+    // reads and writes up to data_size bytes.
+    let claimed = buf
+        .get(12..16)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u32::from_le_bytes);
+    if usize::try_from(claimed).map_or(true, |c| c > buf.len()) {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    // SAFETY: `control` is an open file descriptor for the device-mapper control node;
+    // `buf` is a live, writable allocation of at least `data_size` bytes (checked above)
+    // laid out as `struct dm_ioctl` followed by its payload, and stays borrowed mutably
+    // for the duration of the call, so the kernel's reads and writes stay inside it.
+    let ret = unsafe {
+        libc::ioctl(
+            control.as_raw_fd(),
+            command.request() as libc::Ioctl,
+            buf.as_mut_ptr(),
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Mounts a read-only squashfs from `device` on `target`.
+pub fn mount_squashfs(device: &Path, target: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(target)?;
+    let flags = MountFlags::RDONLY | MountFlags::NODEV | MountFlags::NOSUID;
+    rustix::mount::mount(device, target, "squashfs", flags, None::<&CStr>).map_err(Into::into)
+}
+
+/// Makes a block device node `path` for device number `dev` if devtmpfs has not yet.
+pub fn ensure_block_node(path: &Path, dev: u64) -> io::Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    let mode = rustix::fs::Mode::from_raw_mode(0o600);
+    match rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::BlockDevice,
+        mode,
+        dev,
+    ) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
