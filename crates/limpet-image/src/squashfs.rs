@@ -1,7 +1,7 @@
 //! The slot's squashfs: a flat directory of files, written with backhand.
 //!
 //! Rules:
-//! - zstd compression (level 3, backhand's default), 128 KiB blocks, no compression options
+//! - zstd compression at level [`ZSTD_LEVEL`], 128 KiB blocks, no compression options
 //!   block, no xattrs, duplicate files stored once.
 //! - The root directory is 0755 root:root; every file is root:root with the mode given and
 //!   the one `mtime` given (the root directory's own mtime is 0: backhand offers no
@@ -13,10 +13,14 @@
 
 use std::io::{Cursor, Read};
 
-use backhand::compression::Compressor;
+use backhand::compression::{CompressionOptions, Compressor, Zstd};
 use backhand::{FilesystemCompressor, FilesystemReader, FilesystemWriter, InnerNode, NodeHeader};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
+
+/// zstd level of the data blocks: the level only costs build time; the kernel decompresses
+/// every level at the same speed.
+pub const ZSTD_LEVEL: u32 = 19;
 
 /// Data block size.
 pub const BLOCK_SIZE: u32 = 128 * 1024;
@@ -145,8 +149,13 @@ pub fn build(entries: &[Entry], mtime: u32) -> Result<Vec<u8>, SquashfsError> {
     fs.set_root_uid(0);
     fs.set_root_gid(0);
     fs.set_emit_compression_options(false);
-    let compressor =
-        FilesystemCompressor::new(Compressor::Zstd, None).map_err(backhand("configuration"))?;
+    let compressor = FilesystemCompressor::new(
+        Compressor::Zstd,
+        Some(CompressionOptions::Zstd(Zstd {
+            compression_level: ZSTD_LEVEL,
+        })),
+    )
+    .map_err(backhand("configuration"))?;
     fs.set_compressor(compressor);
     for e in sorted {
         check_name(&e.path)?;

@@ -117,3 +117,26 @@ pub fn flipped_copy(file: &Path, offset: u64, to: &Path) {
     bytes[i] ^= 0x01;
     std::fs::write(to, bytes).unwrap();
 }
+
+/// examples/hello built with a second, unrelated key: (output dir, that key's public half).
+pub fn other_key_build() -> &'static (PathBuf, PathBuf) {
+    static BUILD: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    BUILD.get_or_init(|| {
+        let (key, public) = keys_in(&scratch().join("other-keys"));
+        let out = scratch().join("hello-other-key");
+        build_hello(&out, &key);
+        (out, public)
+    })
+}
+
+/// A copy of the output directory `from` as `name`, with `replace` files taken from
+/// the directory `donor`.
+pub fn mixed_output(name: &str, from: &Path, donor: &Path, replace: &[&str]) -> PathBuf {
+    let dir = scratch().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["slot.img", "initramfs.cpio", "kernel", "disk.img"] {
+        let source = if replace.contains(&file) { donor } else { from };
+        std::fs::copy(source.join(file), dir.join(file)).unwrap();
+    }
+    dir
+}

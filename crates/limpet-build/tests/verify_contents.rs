@@ -1,0 +1,123 @@
+//! `verify` refuses slots that are correctly signed but do not hold what their manifest
+//! declares: the signature proves who built a slot, these checks prove it is well-formed.
+// Tests fail by panicking; the workspace lints against it are for production code.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use ed25519_dalek::SigningKey;
+use limpet_build::image_file::{SlotBytes, SlotOrigin};
+use limpet_build::verify::{verify_slot, VerifyError};
+use limpet_image::{slot, squashfs};
+
+fn manifest_text() -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/hello/limpet.toml"
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    limpet_manifest::parse("limpet.toml", &text)
+        .unwrap()
+        .to_canonical_toml()
+}
+
+fn signed_slot(files: &[(&str, &[u8])], device: &str) -> (SlotBytes, SigningKey) {
+    let key = SigningKey::from_bytes(&[7u8; 32]);
+    let entries: Vec<squashfs::Entry> = files
+        .iter()
+        .map(|(path, data)| squashfs::Entry {
+            path: (*path).into(),
+            data: data.to_vec(),
+            mode: 0o555,
+        })
+        .collect();
+    let image = squashfs::build(&entries, 0).unwrap();
+    let meta = slot::SlotMeta {
+        device: device.into(),
+        target: "x86_64".into(),
+        version: "0.1.0".into(),
+    };
+    let attachment = zstd::bulk::compress(b"{\"components\":[]}", 3).unwrap();
+    let bytes = slot::assemble(&image, &meta, &attachment, &key).unwrap();
+    (
+        SlotBytes {
+            path: "test-slot.img".into(),
+            origin: SlotOrigin::SlotFile,
+            bytes,
+        },
+        key,
+    )
+}
+
+#[test]
+fn a_well_formed_slot_passes() {
+    let manifest = manifest_text();
+    let (slot, key) = signed_slot(
+        &[
+            ("manifest.toml", manifest.as_bytes()),
+            ("hello", b"\x7fELF"),
+        ],
+        "hello",
+    );
+    let passed = verify_slot(&slot, &key.verifying_key()).unwrap();
+    assert!(passed.iter().any(|p| p.check == "contents"));
+}
+
+#[test]
+fn an_undeclared_file_in_the_squashfs_is_refused() {
+    let manifest = manifest_text();
+    let (slot, key) = signed_slot(
+        &[
+            ("manifest.toml", manifest.as_bytes()),
+            ("hello", b"\x7fELF"),
+            ("sh", b"#!"),
+        ],
+        "hello",
+    );
+    let err = verify_slot(&slot, &key.verifying_key()).unwrap_err();
+    match err {
+        VerifyError::Contents {
+            found, expected, ..
+        } => {
+            assert_eq!(found, ["hello", "manifest.toml", "sh"]);
+            assert_eq!(expected, ["hello", "manifest.toml"]);
+        }
+        other => panic!("expected Contents, got {other}"),
+    }
+}
+
+#[test]
+fn a_missing_task_binary_is_refused() {
+    let manifest = manifest_text();
+    let (slot, key) = signed_slot(&[("manifest.toml", manifest.as_bytes())], "hello");
+    let err = verify_slot(&slot, &key.verifying_key()).unwrap_err();
+    assert!(matches!(err, VerifyError::Contents { .. }), "{err}");
+}
+
+#[test]
+fn a_header_naming_another_device_than_the_manifest_is_refused() {
+    let manifest = manifest_text();
+    let (slot, key) = signed_slot(
+        &[
+            ("manifest.toml", manifest.as_bytes()),
+            ("hello", b"\x7fELF"),
+        ],
+        "thermostat",
+    );
+    let err = verify_slot(&slot, &key.verifying_key()).unwrap_err();
+    match err {
+        VerifyError::HeaderMismatch {
+            header, manifest, ..
+        } => {
+            assert_eq!(header, "thermostat 0.1.0 (x86_64)");
+            assert_eq!(manifest, "hello 0.1.0 (x86_64)");
+        }
+        other => panic!("expected HeaderMismatch, got {other}"),
+    }
+}
+
+#[test]
+fn a_slot_without_a_manifest_is_refused() {
+    let (slot, key) = signed_slot(&[("hello", b"\x7fELF")], "hello");
+    let err = verify_slot(&slot, &key.verifying_key()).unwrap_err();
+    assert!(matches!(err, VerifyError::Inspect(_)), "{err}");
+    assert!(format!("{err}").contains("has no manifest.toml"), "{err}");
+}
