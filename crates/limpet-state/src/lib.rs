@@ -1,0 +1,40 @@
+//! limpet-state: the device's A/B boot state, and how it survives power cuts.
+//!
+//! - [`machine`]: the pure state machine, a [`State`] value with named transitions
+//!   (`factory`, `mark_try`, `begin_boot`, `commit`, `roll_back`, `cancel_try`); its rules
+//!   are in that module's doc.
+//! - [`record`]: the 4096-byte on-disk record, documented byte by byte.
+//! - [`store`]: [`StateStore`], the two alternately written copies on the `state`
+//!   partition, 512 KiB apart, and the reading and writing rules that make every power cut
+//!   leave a readable state.
+//! - [`device`]: the [`BlockDevice`] seam (a file or partition node, a [`Region`] of a
+//!   whole disk).
+//! - `sim` (in tests, or with feature `sim`): `SimDisk`, a block device that loses power
+//!   after N bytes and fails reads on demand.
+//!
+//! The format is also described in `docs/state.md`, for bootloaders (U-Boot, GRUB) that
+//! would drive the same boot counting.
+//!
+//! Rules this crate keeps:
+//! - No panics on input-driven paths: every byte read from the disk is checked before use.
+//! - No I/O outside [`store`] and [`device`]; the decisions are pure functions of a
+//!   [`State`].
+//! - No dependency beyond `crc32fast`, `semver` and `thiserror`: it builds for the static
+//!   musl PID 1.
+
+pub mod device;
+pub mod machine;
+pub mod record;
+pub mod store;
+pub mod version;
+
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
+
+pub use device::{BlockDevice, Region};
+pub use machine::{
+    BootChoice, BootKind, Failure, FailureReason, Slot, State, TransitionError, Try, TryPhase,
+};
+pub use record::RecordError;
+pub use store::{CopyId, Loaded, StateError, StateStore};
+pub use version::{Version, VersionError};
