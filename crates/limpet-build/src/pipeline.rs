@@ -105,6 +105,8 @@ pub enum BuildError {
     Cpio(#[source] cpio::CpioError),
     #[error("making the disk image")]
     Disk(#[source] disk::DiskError),
+    #[error("cannot write the factory state into {path}: {reason}")]
+    State { path: PathBuf, reason: String },
     #[error("two tasks use binaries named `{binary}` from different packages ({first}, {second})")]
     BinaryClash {
         binary: String,
@@ -283,11 +285,24 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         guid_seed,
     };
     let disk_path = staging.path(DISK_IMG);
-    let mut disk_file = fs::File::create(&disk_path).map_err(|source| BuildError::Write {
-        path: disk_path.clone(),
-        source,
-    })?;
-    disk::write(&spec, &mut disk_file).map_err(BuildError::Disk)?;
+    // Read and write: the state store reads both copies before writing one.
+    let mut disk_file = fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&disk_path)
+        .map_err(|source| BuildError::Write {
+            path: disk_path.clone(),
+            source,
+        })?;
+    let disk_layout = disk::write(&spec, &mut disk_file).map_err(BuildError::Disk)?;
+    write_factory_state(
+        &mut disk_file,
+        &disk_layout,
+        &manifest.device.version,
+        &disk_path,
+    )?;
     disk_file.sync_all().map_err(|source| BuildError::Write {
         path: disk_path.clone(),
         source,
@@ -328,6 +343,34 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         disk_bytes,
         sbom_components,
     })
+}
+
+/// Writes the factory state into the disk's `state` partition: slot A committed at the
+/// built version, which is also the first version floor.
+fn write_factory_state(
+    disk_file: &mut fs::File,
+    layout: &disk::DiskLayout,
+    version: &semver::Version,
+    disk_path: &Path,
+) -> Result<(), BuildError> {
+    let write_err = |e: String| BuildError::State {
+        path: disk_path.to_owned(),
+        reason: e,
+    };
+    let part = layout
+        .partitions
+        .iter()
+        .find(|p| p.name == "state")
+        .ok_or_else(|| write_err("the disk layout has no state partition".into()))?;
+    let version = limpet_state::Version::from_semver(version.clone())
+        .map_err(|e| write_err(e.to_string()))?;
+    let region = limpet_state::Region::new(disk_file, part.offset(), part.size())
+        .map_err(|e| write_err(e.to_string()))?;
+    let mut store = limpet_state::StateStore::new(region).map_err(|e| write_err(e.to_string()))?;
+    store
+        .store(&limpet_state::State::factory(version))
+        .map_err(|e| write_err(e.to_string()))?;
+    Ok(())
 }
 
 /// The distinct binaries the tasks need, in declaration order.

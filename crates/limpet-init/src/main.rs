@@ -19,6 +19,7 @@ mod boot;
 mod console;
 mod dm;
 mod partitions;
+mod slots;
 mod sys;
 mod verified;
 
@@ -29,7 +30,7 @@ use std::time::{Duration, Instant};
 /// block driver (virtio-blk probes asynchronously).
 const DISK_WAIT: Duration = Duration::from_secs(10);
 /// Where the verified slot is mounted.
-const SLOT_MOUNT: &str = "slot";
+pub const SLOT_MOUNT: &str = "slot";
 
 fn main() {
     let root = Path::new("/");
@@ -64,43 +65,8 @@ fn boot(root: &Path) -> Result<(), String> {
     ));
 
     let key = verified::load_key(root).map_err(|e| e.to_string())?;
-    let mut failures = Vec::new();
-    for (label, part) in [("slot-a", &disk.slot_a), ("slot-b", &disk.slot_b)] {
-        let device = part.node(root);
-        let header = match verified::verify_header(&device, &key) {
-            Ok(header) => header,
-            Err(e) => {
-                console::line(&format!("limpet-init: {label} refused: {e}"));
-                failures.push(format!("{label}: {e}"));
-                continue;
-            }
-        };
-        console::line(&format!(
-            "limpet-init: {label} header verified: {} {} ({}), verity root {}",
-            header.device,
-            header.version,
-            header.target,
-            hex(&header.root_hash)
-        ));
-        let dm_name = format!("limpet-{label}");
-        match verified::mount_verified(root, &device, header, &dm_name, &root.join(SLOT_MOUNT)) {
-            Ok(mounted) => {
-                console::line(&format!(
-                    "limpet-init: {label} ({} {}) mounted read-only from {} on {}",
-                    mounted.header.device,
-                    mounted.header.version,
-                    mounted.verity_device.display(),
-                    mounted.mountpoint.display()
-                ));
-                return Ok(());
-            }
-            Err(e) => {
-                console::line(&format!("limpet-init: {label} not mounted: {e}"));
-                failures.push(format!("{label}: {e}"));
-            }
-        }
-    }
-    Err(format!("no bootable slot ({})", failures.join("; ")))
+    let (_slot, _mounted) = slots::boot_from_state(root, &disk, &key)?;
+    Ok(())
 }
 
 fn wait_for_disk(root: &Path) -> Result<partitions::DiskPartitions, String> {
@@ -118,8 +84,4 @@ fn wait_for_disk(root: &Path) -> Result<partitions::DiskPartitions, String> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
