@@ -18,6 +18,7 @@ pub mod kernel;
 pub mod keys;
 pub mod pipeline;
 pub mod project;
+pub mod run;
 pub mod sbom;
 pub mod scaffold;
 pub mod verify;

@@ -30,6 +30,8 @@ enum Command {
     Verify(cmd::verify::Args),
     /// Show what an image holds: files, tasks, verity parameters, SBOM.
     Inspect(cmd::inspect::Args),
+    /// Boot a built image in QEMU (TCG) with its console here; exit with the guest's outcome.
+    Run(cmd::run::Args),
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(cmd::keys::Command),
@@ -58,6 +60,10 @@ fn main() -> ExitCode {
         Command::Build(args) => cmd::build::run(args),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Inspect(args) => cmd::inspect::run(args),
+        Command::Run(args) => match cmd::run::run(args) {
+            Ok(code) => return code,
+            Err(err) => Err(err),
+        },
         Command::Keys(command) => cmd::keys::run(command),
     };
     match result {

@@ -132,7 +132,11 @@ fn a_slot_signed_by_another_key_is_refused_by_name() {
     let (_, public) = hello_build();
     let (other, _) = other_key_build();
     let result = run(
-        limpet().arg("verify").arg("--key").arg(public).arg(other.join("slot.img")),
+        limpet()
+            .arg("verify")
+            .arg("--key")
+            .arg(public)
+            .arg(other.join("slot.img")),
         false,
     );
     let err = stderr(&result);
@@ -145,7 +149,10 @@ fn a_disk_whose_slot_a_is_not_the_built_slot_is_refused() {
     let (out, public) = hello_build();
     let (other, _) = other_key_build();
     let mixed = mixed_output("mixed-disk", out, other, &["disk.img"]);
-    let result = run(limpet().arg("verify").arg("--key").arg(public).arg(&mixed), false);
+    let result = run(
+        limpet().arg("verify").arg("--key").arg(public).arg(&mixed),
+        false,
+    );
     let err = stderr(&result);
     assert!(err.contains("partition slot-a differs"), "{err}");
 }
@@ -155,7 +162,10 @@ fn an_initramfs_carrying_another_key_is_refused() {
     let (out, public) = hello_build();
     let (other, _) = other_key_build();
     let mixed = mixed_output("mixed-initramfs", out, other, &["initramfs.cpio"]);
-    let result = run(limpet().arg("verify").arg("--key").arg(public).arg(&mixed), false);
+    let result = run(
+        limpet().arg("verify").arg("--key").arg(public).arg(&mixed),
+        false,
+    );
     let err = stderr(&result);
     assert!(err.contains("the initramfs carries key id"), "{err}");
 }

@@ -6,6 +6,7 @@ pub mod check;
 pub mod inspect;
 pub mod keys;
 pub mod new;
+pub mod run;
 pub mod verify;
 
 /// What every command returns: any error, printed with its whole chain by `main`.

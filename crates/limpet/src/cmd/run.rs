@@ -1,0 +1,94 @@
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use limpet_build::run::{Outcome, RunOptions, RunReport, Watch, DEFAULT_MEMORY_MIB};
+
+/// Arguments of `limpet run`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Exit codes: 0 when the guest powers off by itself or a line contains the --exit-on text; \
+124 when --timeout passes first; 3 when the guest reports a kernel panic; \
+130 when QEMU is ended by a signal; 1 when the image cannot be run or QEMU fails.")]
+pub struct Args {
+    /// The output directory of `limpet build`.
+    #[arg(default_value = "out")]
+    dir: PathBuf,
+    /// Stop the guest and exit 0 as soon as a console line contains this text
+    /// (a plain substring, case-sensitive; no wildcards or regular expressions).
+    #[arg(long, value_name = "PATTERN")]
+    exit_on: Option<String>,
+    /// Stop the guest after SECS seconds and exit 124.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: Option<u64>,
+    /// Guest memory in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MEMORY_MIB,
+          value_parser = clap::value_parser!(u32).range(16..))]
+    memory: u32,
+    /// Extra kernel command line, after `console=... panic=-1 quiet`.
+    #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
+    append: Option<String>,
+    /// Let the guest write to disk.img (by default its writes go to a throw-away overlay).
+    #[arg(long)]
+    persist: bool,
+    /// Print a JSON summary on stdout at the end; the console then goes to stderr.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let options = RunOptions {
+        dir: args.dir,
+        memory_mib: args.memory,
+        append: args.append,
+        persist: args.persist,
+        watch: Watch {
+            exit_on: args.exit_on,
+            timeout: args.timeout.map(Duration::from_secs),
+        },
+    };
+    let json = args.json;
+    // Console lines as they arrive; write errors (a closed pipe) do not stop the guest.
+    let mut on_line = |line: &str| {
+        if json {
+            let _ = writeln!(std::io::stderr().lock(), "{line}");
+        } else {
+            let _ = writeln!(std::io::stdout().lock(), "{line}");
+        }
+    };
+    let report = limpet_build::run::run(&options, &mut on_line)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        eprintln!("{}", summary(&report, &options));
+    }
+    Ok(ExitCode::from(report.exit_code))
+}
+
+/// One line on stderr saying how the run ended.
+fn summary(r: &RunReport, options: &RunOptions) -> String {
+    let after = format!("after {:.1} s", r.seconds);
+    let text = match r.outcome {
+        Outcome::PoweredOff => format!("the guest powered off {after}"),
+        Outcome::Matched => format!(
+            "a console line contained {:?} {after}; guest stopped: {}",
+            options.watch.exit_on.as_deref().unwrap_or_default(),
+            r.matched_line.as_deref().unwrap_or_default()
+        ),
+        Outcome::Timeout => format!(
+            "timed out after {} s (--timeout); guest stopped",
+            options
+                .watch
+                .timeout
+                .map(|t| t.as_secs())
+                .unwrap_or_default()
+        ),
+        Outcome::KernelPanic => format!(
+            "the guest's kernel panicked {after}: {}",
+            r.panic_line.as_deref().unwrap_or_default()
+        ),
+        Outcome::Interrupted => format!("QEMU was ended by a signal {after}"),
+    };
+    format!("limpet run: {text} (exit {})", r.exit_code)
+}
