@@ -15,14 +15,29 @@ use std::path::{Path, PathBuf};
 use limpet_manifest::{KernelSource, Manifest, Target};
 
 /// Modules every Limpet image needs on the given target, before the manifest's extras:
-/// the disk (virtio), the slot's filesystem and the dm-verity target.
+/// the disk (virtio), the slot's filesystem, the dm-verity target, and the data
+/// partition's ext4 with its checksum (a soft dependency `modules.dep` does not list).
 pub fn base_modules(target: Target) -> &'static [&'static str] {
     match target {
         // QEMU's q35/pc machines and most x86 VMs expose disks as virtio-pci.
-        Target::X86_64 => &["virtio_pci", "virtio_blk", "squashfs", "dm_verity"],
+        Target::X86_64 => &[
+            "virtio_pci",
+            "virtio_blk",
+            "squashfs",
+            "dm_verity",
+            "crc32c_generic",
+            "ext4",
+        ],
         // The `virt` machine uses virtio-mmio, often built in; the list still names the
         // drivers so a modular kernel works.
-        Target::Aarch64 => &["virtio_mmio", "virtio_blk", "squashfs", "dm_verity"],
+        Target::Aarch64 => &[
+            "virtio_mmio",
+            "virtio_blk",
+            "squashfs",
+            "dm_verity",
+            "crc32c_generic",
+            "ext4",
+        ],
     }
 }
 

@@ -12,6 +12,7 @@
 //! - [`scaffold`]: `limpet new`.
 
 pub mod cargo;
+pub mod datafs;
 pub mod image_file;
 pub mod inspect;
 pub mod kernel;

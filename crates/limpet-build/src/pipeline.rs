@@ -85,6 +85,8 @@ pub enum BuildError {
     Cargo(#[from] CargoError),
     #[error("finding the kernel")]
     Kernel(#[from] KernelError),
+    #[error("making the data filesystem")]
+    DataFs(#[from] crate::datafs::DataFsError),
     #[error("writing the SBOM")]
     Sbom(#[from] SbomError),
     #[error("cannot read {path}")]
@@ -303,6 +305,15 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         &manifest.device.version,
         &disk_path,
     )?;
+    let data_fs = staging.path("data.ext4");
+    let uuid_bytes: [u8; 16] = guid_seed[16..].try_into().unwrap_or([0; 16]);
+    crate::datafs::make(
+        &data_fs,
+        manifest.disk.data_size.bytes(),
+        &crate::datafs::uuid_string(&uuid_bytes),
+        epoch,
+    )?;
+    copy_into_partition(&data_fs, &mut disk_file, &disk_layout, "data", &disk_path)?;
     disk_file.sync_all().map_err(|source| BuildError::Write {
         path: disk_path.clone(),
         source,
@@ -343,6 +354,71 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         disk_bytes,
         sbom_components,
     })
+}
+
+/// Copies `image` into partition `name` of the disk, skipping all-zero blocks so the disk
+/// file stays sparse.
+fn copy_into_partition(
+    image: &Path,
+    disk_file: &mut fs::File,
+    layout: &disk::DiskLayout,
+    name: &str,
+    disk_path: &Path,
+) -> Result<(), BuildError> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let part = layout
+        .partitions
+        .iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| BuildError::State {
+            path: disk_path.to_owned(),
+            reason: format!("no {name} partition"),
+        })?;
+    let mut source = fs::File::open(image).map_err(|source| BuildError::Read {
+        path: image.to_owned(),
+        source,
+    })?;
+    let len = source
+        .metadata()
+        .map_err(|source| BuildError::Read {
+            path: image.to_owned(),
+            source,
+        })?
+        .len();
+    if len > part.size() {
+        return Err(BuildError::State {
+            path: disk_path.to_owned(),
+            reason: format!(
+                "{} is {len} bytes, partition {name} only {}",
+                image.display(),
+                part.size()
+            ),
+        });
+    }
+    let write_err = |source| BuildError::Write {
+        path: disk_path.to_owned(),
+        source,
+    };
+    let mut block = vec![0u8; 64 * 1024];
+    let mut offset = 0u64;
+    loop {
+        let n = source.read(&mut block).map_err(|source| BuildError::Read {
+            path: image.to_owned(),
+            source,
+        })?;
+        if n == 0 {
+            break;
+        }
+        let chunk = &block[..n];
+        if chunk.iter().any(|&b| b != 0) {
+            disk_file
+                .seek(SeekFrom::Start(part.offset() + offset))
+                .map_err(write_err)?;
+            disk_file.write_all(chunk).map_err(write_err)?;
+        }
+        offset += n as u64;
+    }
+    Ok(())
 }
 
 /// Writes the factory state into the disk's `state` partition: slot A committed at the

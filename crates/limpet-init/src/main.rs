@@ -18,6 +18,7 @@
 mod boot;
 mod console;
 mod dm;
+mod hardening;
 mod partitions;
 mod slots;
 mod sys;
@@ -31,6 +32,8 @@ use std::time::{Duration, Instant};
 const DISK_WAIT: Duration = Duration::from_secs(10);
 /// Where the verified slot is mounted.
 pub const SLOT_MOUNT: &str = "slot";
+/// Where the data partition is mounted.
+pub const DATA_MOUNT: &str = "data";
 
 fn main() {
     let root = Path::new("/");
@@ -66,6 +69,37 @@ fn boot(root: &Path) -> Result<(), String> {
 
     let key = verified::load_key(root).map_err(|e| e.to_string())?;
     let (_slot, _mounted) = slots::boot_from_state(root, &disk, &key)?;
+
+    let data = disk.data.node(root);
+    sys::mount_data(&data, &root.join(DATA_MOUNT))
+        .map_err(|e| format!("cannot mount the data partition {}: {e}", data.display()))?;
+    console::line(&format!(
+        "limpet-init: data partition {} mounted on /{DATA_MOUNT} (nosuid,nodev,noexec)",
+        data.display()
+    ));
+
+    let report = hardening::apply(root, hardening::SYSCTLS);
+    for key in &report.missing {
+        console::line(&format!(
+            "limpet-init: sysctl {key} not present in this kernel"
+        ));
+    }
+    for (sysctl, error) in &report.failed {
+        console::line(&format!(
+            "limpet-init: sysctl {} not set ({}): {error}",
+            sysctl.key, sysctl.reason
+        ));
+    }
+    let locked = hardening::apply(root, std::slice::from_ref(&hardening::MODULES_DISABLED));
+    console::line(&format!(
+        "limpet-init: {} hardening sysctls set; module loading {}",
+        report.set,
+        if locked.set == 1 {
+            "locked"
+        } else {
+            "NOT locked"
+        }
+    ));
     Ok(())
 }
 

@@ -138,3 +138,12 @@ pub fn ensure_block_node(path: &Path, dev: u64) -> io::Result<()> {
         Err(e) => Err(e.into()),
     }
 }
+
+/// Mounts the data partition's ext4 on `target`: writable, but nothing on it can be
+/// executed, carry set-id bits, or be a device node.
+pub fn mount_data(device: &Path, target: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(target)?;
+    let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC | MountFlags::NOATIME;
+    rustix::mount::mount(device, target, "ext4", flags, Some(c"errors=remount-ro"))
+        .map_err(Into::into)
+}

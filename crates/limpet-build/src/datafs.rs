@@ -1,0 +1,97 @@
+//! The `data` partition's filesystem, made at build time: an empty ext4 that PID 1 mounts
+//! `nosuid,nodev,noexec` on `/data`. The device carries no mkfs: a device that formatted
+//! its own storage would need one more program that writes raw block devices.
+//!
+//! Rules this module keeps:
+//! - reproducible: the UUID and the directory hash seed are derived from the image, and
+//!   every timestamp is SOURCE_DATE_EPOCH (`E2FSPROGS_FAKE_TIME`);
+//! - no reserved blocks (no root user writes there), 256-byte inodes, a journal (power
+//!   cuts are the normal way a device stops).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Errors making the filesystem.
+#[derive(Debug, thiserror::Error)]
+pub enum DataFsError {
+    #[error("cannot run mke2fs (install e2fsprogs)")]
+    Spawn { source: std::io::Error },
+    #[error("mke2fs failed on {path}: {stderr}")]
+    Mkfs { path: PathBuf, stderr: String },
+    #[error("cannot create {path}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Makes an empty ext4 of `size` bytes in the file `path` (created or truncated).
+pub fn make(path: &Path, size: u64, uuid: &str, epoch: u32) -> Result<(), DataFsError> {
+    let file = std::fs::File::create(path).map_err(|source| DataFsError::Create {
+        path: path.to_owned(),
+        source,
+    })?;
+    file.set_len(size).map_err(|source| DataFsError::Create {
+        path: path.to_owned(),
+        source,
+    })?;
+    drop(file);
+    let output = Command::new("mke2fs")
+        .args([
+            "-t", "ext4", "-F", "-q", "-L", "data", "-m", "0", "-I", "256", "-b", "4096",
+        ])
+        .args(["-U", uuid])
+        .arg("-E")
+        .arg(format!(
+            "root_owner=0:0,hash_seed={uuid},lazy_itable_init=0,lazy_journal_init=0,nodiscard"
+        ))
+        .arg(path)
+        .env("E2FSPROGS_FAKE_TIME", epoch.to_string())
+        .env("MKE2FS_DEVICE_SECTSIZE", "512")
+        .output()
+        .map_err(|source| DataFsError::Spawn { source })?;
+    if !output.status.success() {
+        return Err(DataFsError::Mkfs {
+            path: path.to_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// An RFC 4122 UUID string from 16 bytes of a digest.
+pub fn uuid_string(bytes: &[u8; 16]) -> String {
+    let mut b = *bytes;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_filesystems_from_the_same_inputs_are_identical() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.ext4");
+        let b = dir.path().join("b.ext4");
+        let uuid = uuid_string(&[7; 16]);
+        make(&a, 8 * 1024 * 1024, &uuid, 1_700_000_000).unwrap();
+        make(&b, 8 * 1024 * 1024, &uuid, 1_700_000_000).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        let out = Command::new("dumpe2fs").arg("-h").arg(&a).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(&uuid), "{text}");
+        assert!(text.contains("Filesystem volume name:   data"), "{text}");
+        assert!(text.contains("Reserved block count:     0"), "{text}");
+    }
+}

@@ -1,0 +1,1 @@
+//! Applying a task's policy (being written).
