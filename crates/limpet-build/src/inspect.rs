@@ -9,7 +9,7 @@ use limpet_image::{slot, squashfs};
 use serde::Serialize;
 
 use crate::image_file::{ImageFileError, SlotBytes};
-use crate::pipeline::MANIFEST_FILE;
+use crate::pipeline::{MANIFEST_FILE, POLICY_FILE};
 
 /// Largest SBOM attachment we agree to decompress.
 const MAX_ATTACHMENT_JSON: usize = 64 * 1024 * 1024;
@@ -36,6 +36,13 @@ pub enum InspectError {
         path: String,
         diagnostics: limpet_manifest::Diagnostics,
     },
+    #[error("{path}: the squashfs has no readable {POLICY_FILE}")]
+    NoPolicy { path: String },
+    #[error("{path}: the compiled policy in the slot does not parse")]
+    Policy {
+        path: String,
+        source: limpet_sandbox::policy::PolicyError,
+    },
     #[error("{path}: the SBOM attachment is not zstd-compressed JSON: {reason}")]
     Attachment { path: String, reason: String },
 }
@@ -54,6 +61,7 @@ pub struct Inspection {
     pub files: Vec<FileEntry>,
     pub tasks: Vec<limpet_manifest::Task>,
     pub manifest: limpet_manifest::Manifest,
+    pub policy: limpet_sandbox::policy::DevicePolicy,
     #[serde(skip)]
     pub sbom: serde_json::Value,
     pub sbom_components: usize,
@@ -118,6 +126,15 @@ pub fn inspect(slot_bytes: &SlotBytes) -> Result<Inspection, InspectError> {
             path: path.clone(),
             diagnostics,
         })?;
+    let policy_bytes = squashfs::read_file(squashfs_image, POLICY_FILE)
+        .map_err(|_| InspectError::NoPolicy { path: path.clone() })?;
+    let policy =
+        limpet_sandbox::policy::DevicePolicy::from_json(&policy_bytes).map_err(|source| {
+            InspectError::Policy {
+                path: path.clone(),
+                source,
+            }
+        })?;
     let sbom = decode_attachment(opened.attachment).map_err(|reason| InspectError::Attachment {
         path: path.clone(),
         reason,
@@ -163,6 +180,7 @@ pub fn inspect(slot_bytes: &SlotBytes) -> Result<Inspection, InspectError> {
         sbom_components: sbom["components"].as_array().map_or(0, Vec::len),
         sbom,
         manifest,
+        policy,
         path,
     })
 }

@@ -20,6 +20,8 @@ use limpet_manifest::{KernelSource, Manifest, Target};
 pub fn base_modules(target: Target) -> &'static [&'static str] {
     match target {
         // QEMU's q35/pc machines and most x86 VMs expose disks as virtio-pci.
+        // `button` and `evdev`: the ACPI power button, which PID 1 turns into a clean
+        // shutdown.
         Target::X86_64 => &[
             "virtio_pci",
             "virtio_blk",
@@ -27,6 +29,8 @@ pub fn base_modules(target: Target) -> &'static [&'static str] {
             "dm_verity",
             "crc32c_generic",
             "ext4",
+            "button",
+            "evdev",
         ],
         // The `virt` machine uses virtio-mmio, often built in; the list still names the
         // drivers so a modular kernel works.

@@ -5,7 +5,8 @@
 //! - nothing is written into the output directory until every output is complete: the
 //!   outputs are made in a staging directory inside it and renamed into place, so an
 //!   interrupted or failed build never leaves a half-written file under a final name;
-//! - the squashfs holds exactly the canonical manifest and the task binaries;
+//! - the squashfs holds exactly the canonical manifest, the policy compiled from it, and
+//!   the task binaries;
 //! - the initramfs holds exactly `limpet-init` as `/init`, the public image key, the
 //!   module list and the modules it names;
 //! - every byte depends only on the inputs (sources, lock file, kernel, key, epoch).
@@ -25,6 +26,8 @@ use crate::sbom::{self, SbomBinary, SbomError};
 
 /// Name of the canonical manifest inside the squashfs.
 pub const MANIFEST_FILE: &str = "manifest.toml";
+/// Name of the compiled policy inside the squashfs: what PID 1 applies to each task.
+pub const POLICY_FILE: &str = "policy.json";
 /// Where the initramfs carries the vendor's public image key.
 pub const INITRAMFS_PUBLIC_KEY: &str = "etc/limpet/image.pub";
 /// The module load list in the initramfs: one absolute path per line, in load order.
@@ -87,6 +90,8 @@ pub enum BuildError {
     Kernel(#[from] KernelError),
     #[error("making the data filesystem")]
     DataFs(#[from] crate::datafs::DataFsError),
+    #[error("compiling the task policy")]
+    Policy(#[from] limpet_sandbox::policy::PolicyError),
     #[error("writing the SBOM")]
     Sbom(#[from] SbomError),
     #[error("cannot read {path}")]
@@ -163,6 +168,8 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     let signing_key = keys::load_signing_key(&key_path)?;
     let (epoch, epoch_source) = project::source_date_epoch(&project.dir)?;
     let target = manifest.device.target;
+    // Compiled first: a policy error is found before minutes of compiling.
+    let policy = limpet_sandbox::policy::compile(manifest)?.to_json()?;
     let kernel_files = kernel::locate(
         manifest,
         &project.dir,
@@ -216,11 +223,18 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         3,
         "making the squashfs (canonical manifest + task binaries)",
     );
-    let mut entries = vec![squashfs::Entry {
-        path: MANIFEST_FILE.into(),
-        data: manifest.to_canonical_toml().into_bytes(),
-        mode: 0o444,
-    }];
+    let mut entries = vec![
+        squashfs::Entry {
+            path: MANIFEST_FILE.into(),
+            data: manifest.to_canonical_toml().into_bytes(),
+            mode: 0o444,
+        },
+        squashfs::Entry {
+            path: POLICY_FILE.into(),
+            data: policy,
+            mode: 0o444,
+        },
+    ];
     let mut binaries = Vec::new();
     for (spec, path) in task_specs.iter().zip(&task_paths) {
         let data = read(path)?;

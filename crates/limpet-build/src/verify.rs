@@ -6,8 +6,9 @@
 //! 2. every dm-verity hash block and every data block hashes to the signed root;
 //! 3. the attachment (SBOM) matches the hash in the header;
 //! 4. the squashfs parses and every file in it decompresses;
-//! 5. it holds exactly the canonical manifest and the binaries of the manifest's tasks,
-//!    and the manifest names the same device, version and target as the signed header;
+//! 5. it holds exactly the canonical manifest, the compiled policy and the binaries of the
+//!    manifest's tasks; the manifest names the same device, version and target as the
+//!    signed header, and the policy covers exactly the manifest's tasks;
 //! 6. for an output directory: `disk.img`'s `slot-a` holds the same slot, and the
 //!    initramfs carries the same public key.
 
@@ -20,7 +21,7 @@ use limpet_image::{cpio, slot, squashfs};
 use crate::image_file::{self, ImageFileError, SlotBytes};
 use crate::inspect::{self, InspectError};
 use crate::keys;
-use crate::pipeline::{INITRAMFS, INITRAMFS_PUBLIC_KEY, MANIFEST_FILE};
+use crate::pipeline::{INITRAMFS, INITRAMFS_PUBLIC_KEY, MANIFEST_FILE, POLICY_FILE};
 
 /// Why a slot failed verification.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,12 @@ pub enum VerifyError {
         path: String,
         header: String,
         manifest: String,
+    },
+    #[error("{path}: the policy covers tasks {policy:?}, the manifest declares {manifest:?}")]
+    PolicyMismatch {
+        path: String,
+        policy: Vec<String>,
+        manifest: Vec<String>,
     },
     #[error("{disk}: partition slot-a differs from {slot}")]
     DiskMismatch { disk: String, slot: String },
@@ -155,7 +162,8 @@ pub fn verify_slot(slot_bytes: &SlotBytes, key: &VerifyingKey) -> Result<Vec<Pas
 
     let inspection = inspect::inspect(slot_bytes)?;
     let manifest = &inspection.manifest;
-    let expected: BTreeSet<String> = std::iter::once(MANIFEST_FILE.to_owned())
+    let expected: BTreeSet<String> = [MANIFEST_FILE.to_owned(), POLICY_FILE.to_owned()]
+        .into_iter()
         .chain(manifest.tasks.iter().map(|t| t.binary.as_str().to_owned()))
         .collect();
     let found: BTreeSet<String> = inspection.files.iter().map(|f| f.path.clone()).collect();
@@ -185,11 +193,28 @@ pub fn verify_slot(slot_bytes: &SlotBytes, key: &VerifyingKey) -> Result<Vec<Pas
             manifest: in_manifest,
         });
     }
+    let policy_tasks: Vec<String> = inspection
+        .policy
+        .tasks
+        .iter()
+        .map(|t| t.name.clone())
+        .collect();
+    let manifest_tasks: Vec<String> = manifest
+        .tasks
+        .iter()
+        .map(|t| t.name.as_str().to_owned())
+        .collect();
+    if policy_tasks != manifest_tasks {
+        return Err(VerifyError::PolicyMismatch {
+            path,
+            policy: policy_tasks,
+            manifest: manifest_tasks,
+        });
+    }
     passed.push(Passed {
         check: "contents".into(),
         detail: format!(
-            "exactly {} and the binaries of {} task(s): {in_manifest}",
-            MANIFEST_FILE,
+            "exactly {MANIFEST_FILE}, {POLICY_FILE} and the binaries of {} task(s): {in_manifest}",
             manifest.tasks.len()
         ),
     });

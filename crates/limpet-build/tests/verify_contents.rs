@@ -8,15 +8,24 @@ use limpet_build::image_file::{SlotBytes, SlotOrigin};
 use limpet_build::verify::{verify_slot, VerifyError};
 use limpet_image::{slot, squashfs};
 
-fn manifest_text() -> String {
+fn manifest() -> limpet_manifest::Manifest {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../examples/hello/limpet.toml"
     );
     let text = std::fs::read_to_string(path).unwrap();
-    limpet_manifest::parse("limpet.toml", &text)
+    limpet_manifest::parse("limpet.toml", &text).unwrap()
+}
+
+fn manifest_text() -> String {
+    manifest().to_canonical_toml()
+}
+
+fn policy() -> Vec<u8> {
+    limpet_sandbox::policy::compile(&manifest())
         .unwrap()
-        .to_canonical_toml()
+        .to_json()
+        .unwrap()
 }
 
 fn signed_slot(files: &[(&str, &[u8])], device: &str) -> (SlotBytes, SigningKey) {
@@ -50,9 +59,11 @@ fn signed_slot(files: &[(&str, &[u8])], device: &str) -> (SlotBytes, SigningKey)
 #[test]
 fn a_well_formed_slot_passes() {
     let manifest = manifest_text();
+    let policy = policy();
     let (slot, key) = signed_slot(
         &[
             ("manifest.toml", manifest.as_bytes()),
+            ("policy.json", &policy),
             ("hello", b"\x7fELF"),
         ],
         "hello",
@@ -64,9 +75,11 @@ fn a_well_formed_slot_passes() {
 #[test]
 fn an_undeclared_file_in_the_squashfs_is_refused() {
     let manifest = manifest_text();
+    let policy = policy();
     let (slot, key) = signed_slot(
         &[
             ("manifest.toml", manifest.as_bytes()),
+            ("policy.json", &policy),
             ("hello", b"\x7fELF"),
             ("sh", b"#!"),
         ],
@@ -77,8 +90,8 @@ fn an_undeclared_file_in_the_squashfs_is_refused() {
         VerifyError::Contents {
             found, expected, ..
         } => {
-            assert_eq!(found, ["hello", "manifest.toml", "sh"]);
-            assert_eq!(expected, ["hello", "manifest.toml"]);
+            assert_eq!(found, ["hello", "manifest.toml", "policy.json", "sh"]);
+            assert_eq!(expected, ["hello", "manifest.toml", "policy.json"]);
         }
         other => panic!("expected Contents, got {other}"),
     }
@@ -87,7 +100,14 @@ fn an_undeclared_file_in_the_squashfs_is_refused() {
 #[test]
 fn a_missing_task_binary_is_refused() {
     let manifest = manifest_text();
-    let (slot, key) = signed_slot(&[("manifest.toml", manifest.as_bytes())], "hello");
+    let policy = policy();
+    let (slot, key) = signed_slot(
+        &[
+            ("manifest.toml", manifest.as_bytes()),
+            ("policy.json", &policy),
+        ],
+        "hello",
+    );
     let err = verify_slot(&slot, &key.verifying_key()).unwrap_err();
     assert!(matches!(err, VerifyError::Contents { .. }), "{err}");
 }
@@ -95,9 +115,11 @@ fn a_missing_task_binary_is_refused() {
 #[test]
 fn a_header_naming_another_device_than_the_manifest_is_refused() {
     let manifest = manifest_text();
+    let policy = policy();
     let (slot, key) = signed_slot(
         &[
             ("manifest.toml", manifest.as_bytes()),
+            ("policy.json", &policy),
             ("hello", b"\x7fELF"),
         ],
         "thermostat",

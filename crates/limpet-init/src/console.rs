@@ -9,3 +9,15 @@ pub fn line(text: &str) {
     let _ = writeln!(out, "{text}");
     let _ = out.flush();
 }
+
+/// An error and its sources, `: `-separated, on one line.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -6,8 +6,11 @@
 //! 2. find the boot disk's `state`, `slot-a`, `slot-b` and `data` partitions by GPT name;
 //! 3. choose the slot, check its header signature against the key in the initramfs, map
 //!    it through dm-verity with the signed root hash and mount its squashfs read-only;
-//! 4. (next: hardening, sandboxed tasks, supervision — issue "Run".) Until the supervisor
-//!    exists, PID 1 reports what it verified and powers off rather than pretend.
+//! 4. mount the data partition `nosuid,nodev,noexec`, apply the hardening sysctls and lock
+//!    module loading;
+//! 5. read the compiled policy from the verified slot and run every task in its sandbox
+//!    under the supervisor until a shutdown request; then stop the tasks, unmount, power
+//!    off.
 //!
 //! Rules kept here and in everything added later:
 //! - PID 1 never panics: every failure is reported on the console and leads to a
@@ -19,8 +22,12 @@ mod boot;
 mod console;
 mod dm;
 mod hardening;
+mod logs;
 mod partitions;
+mod power_button;
+mod runtime;
 mod slots;
+mod supervisor;
 mod sys;
 mod verified;
 
@@ -32,6 +39,8 @@ use std::time::{Duration, Instant};
 const DISK_WAIT: Duration = Duration::from_secs(10);
 /// Where the verified slot is mounted.
 pub const SLOT_MOUNT: &str = "slot";
+/// The compiled policy inside the slot.
+pub const POLICY_FILE: &str = "policy.json";
 /// Where the data partition is mounted.
 pub const DATA_MOUNT: &str = "data";
 
@@ -42,9 +51,7 @@ fn main() {
         env!("CARGO_PKG_VERSION")
     ));
     match boot(root) {
-        Ok(()) => console::line(
-            "limpet-init: verified boot complete; no supervisor in this build yet, powering off",
-        ),
+        Ok(()) => console::line("limpet-init: powering off"),
         Err(reason) => console::line(&format!("limpet-init: boot failed: {reason}; powering off")),
     }
     sys::power_off();
@@ -100,6 +107,40 @@ fn boot(root: &Path) -> Result<(), String> {
             "NOT locked"
         }
     ));
+
+    let policy_path = root.join(SLOT_MOUNT).join(POLICY_FILE);
+    let policy_bytes = std::fs::read(&policy_path)
+        .map_err(|e| format!("cannot read {}: {e}", policy_path.display()))?;
+    let policy = limpet_sandbox::policy::DevicePolicy::from_json(&policy_bytes)
+        .map_err(|e| format!("{}: {e}", policy_path.display()))?;
+    if Some(policy.arch) != limpet_sandbox::seccomp::Arch::host() {
+        return Err(format!(
+            "the policy is for {:?}, this device is {:?}",
+            policy.arch,
+            limpet_sandbox::seccomp::Arch::host()
+        ));
+    }
+    let roots = limpet_sandbox::spawn::Roots {
+        slot: root.join(SLOT_MOUNT),
+        data: root.join(DATA_MOUNT),
+        work: root.join("run/limpet/tasks"),
+        cgroups: limpet_sandbox::spawn::Cgroups::V2 {
+            root: root.join("sys/fs/cgroup"),
+        },
+    };
+    console::line(&format!(
+        "limpet-init: starting {} task(s)",
+        policy.tasks.len()
+    ));
+    runtime::run(root, &policy, &roots)?;
+
+    rustix::fs::sync();
+    for mount in [DATA_MOUNT, SLOT_MOUNT] {
+        if let Err(e) = sys::unmount(&root.join(mount)) {
+            console::line(&format!("limpet-init: cannot unmount /{mount}: {e}"));
+        }
+    }
+    console::line("limpet-init: all tasks stopped, filesystems unmounted");
     Ok(())
 }
 

@@ -35,6 +35,13 @@ pub const PSEUDO_FILESYSTEMS: &[(&str, &str, MountFlags)] = &[
         MountFlags::NOSUID
             .union(MountFlags::NODEV)
             .union(MountFlags::NOEXEC),
+    ), // PID 1 mounts cgroup v2 itself: the task budgets are its controllers.
+    (
+        "cgroup2",
+        "sys/fs/cgroup",
+        MountFlags::NOSUID
+            .union(MountFlags::NODEV)
+            .union(MountFlags::NOEXEC),
     ),
 ];
 
@@ -146,4 +153,102 @@ pub fn mount_data(device: &Path, target: &Path) -> io::Result<()> {
     let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC | MountFlags::NOATIME;
     rustix::mount::mount(device, target, "ext4", flags, Some(c"errors=remount-ro"))
         .map_err(Into::into)
+}
+
+/// The signals PID 1 handles through its signalfd instead of default actions.
+const HANDLED_SIGNALS: [libc::c_int; 5] = [
+    libc::SIGCHLD,
+    libc::SIGTERM,
+    libc::SIGPWR,
+    libc::SIGINT,
+    libc::SIGHUP,
+];
+
+/// Blocks the handled signals and returns a signalfd that reports them.
+pub fn signal_fd() -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `sigset_t` is a plain bit set; all-zero is a valid (empty) value and
+    // `sigemptyset` initialises it before use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, exclusively borrowed sigset_t for each call.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        for signal in HANDLED_SIGNALS {
+            libc::sigaddset(&mut set, signal);
+        }
+    }
+    // SAFETY: `set` is initialised; a null old-set pointer is allowed. PID 1 is
+    // single-threaded, so the process mask is this thread's mask.
+    if unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: -1 asks for a new descriptor; `set` is initialised.
+    let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by signalfd, is valid and owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Reads every pending signal number from a signalfd (non-blocking).
+pub fn read_signals(fd: &std::os::fd::OwnedFd) -> Vec<i32> {
+    let mut signals = Vec::new();
+    // struct signalfd_siginfo is 128 bytes; ssi_signo is its first u32.
+    let mut buf = [0u8; 128];
+    while let Ok(128) = rustix::io::read(fd, &mut buf) {
+        let signo = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
+        signals.push(i32::try_from(signo).unwrap_or(0));
+    }
+    signals
+}
+
+/// One reaped child.
+#[derive(Debug, Clone, Copy)]
+pub struct Reaped {
+    pub pid: i32,
+    pub exit: crate::supervisor::Exit,
+}
+
+/// Reaps every child that has ended, without blocking.
+pub fn reap_all() -> Vec<Reaped> {
+    let mut reaped = Vec::new();
+    while let Ok(Some((pid, status))) =
+        rustix::process::waitpid(None, rustix::process::WaitOptions::NOHANG)
+    {
+        let exit = if let Some(code) = status.exit_status() {
+            crate::supervisor::Exit::Code(code)
+        } else {
+            crate::supervisor::Exit::Signal(status.terminating_signal().unwrap_or(0))
+        };
+        reaped.push(Reaped {
+            pid: pid.as_raw_nonzero().get(),
+            exit,
+        });
+    }
+    reaped
+}
+
+/// Sends `signal` to process `pid`; a process that is already gone is not an error.
+pub fn signal(pid: i32, signal: rustix::process::Signal) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(pid, signal);
+    }
+}
+
+/// Milliseconds since boot, counting suspend (CLOCK_BOOTTIME).
+pub fn boottime_ms() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    u64::try_from(t.tv_sec).unwrap_or(0) * 1000 + u64::try_from(t.tv_nsec).unwrap_or(0) / 1_000_000
+}
+
+/// Unmounts `target` (used at shutdown; a busy mount is detached instead).
+pub fn unmount(target: &Path) -> io::Result<()> {
+    match rustix::mount::unmount(target, rustix::mount::UnmountFlags::empty()) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::BUSY) => {
+            rustix::mount::unmount(target, rustix::mount::UnmountFlags::DETACH).map_err(Into::into)
+        }
+        Err(e) => Err(e.into()),
+    }
 }

@@ -66,11 +66,14 @@ fn the_example_boots_verified() {
         "state: committed slot A (0.1.0), floor 0.1.0, booting slot A",
         "slot-a header verified: hello 0.1.0 (x86_64)",
         "slot-a (hello 0.1.0) mounted read-only from /dev/dm-0 on /slot",
-        "verified boot complete",
+        "data partition /dev/vda4 mounted on /data (nosuid,nodev,noexec)",
+        "hardening sysctls set; module loading locked",
     ] {
         assert!(console.contains(line), "missing `{line}`:\n{console}");
     }
     assert!(!console.contains("Kernel panic"), "{console}");
+    assert!(!console.contains("not present in this kernel"), "{console}");
+    assert!(!console.contains("not set"), "{console}");
 }
 
 #[test]

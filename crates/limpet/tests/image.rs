@@ -73,7 +73,10 @@ fn unsquashfs_lists_exactly_the_manifest_and_the_task_binaries() {
     );
     let mut entries: Vec<String> = stdout(&all).lines().map(str::to_owned).collect();
     entries.sort();
-    assert_eq!(entries, ["R", "R/hello", "R/manifest.toml"]);
+    assert_eq!(
+        entries,
+        ["R", "R/hello", "R/manifest.toml", "R/policy.json"]
+    );
 }
 
 #[test]
@@ -342,7 +345,8 @@ fn inspect_reports_tasks_verity_and_a_cyclonedx_sbom() {
         .iter()
         .map(|f| f["path"].as_str().unwrap())
         .collect();
-    assert_eq!(files, ["hello", "manifest.toml"]);
+    assert_eq!(files, ["hello", "manifest.toml", "policy.json"]);
+    assert_eq!(json["policy"]["tasks"][0]["name"], "hello");
 
     let sbom_path = scratch().join("sbom.json");
     run(

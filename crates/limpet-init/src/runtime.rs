@@ -1,0 +1,289 @@
+//! The running device: start every task in its sandbox, supervise, log, and shut down.
+//!
+//! One thread, one loop: `poll` on the signalfd and on every task's output pipes, with
+//! a timeout set by the supervisor's next deadline. The supervisor module decides; this
+//! module makes the system calls.
+//!
+//! Shutdown (SIGTERM, SIGPWR, SIGINT — ctrl-alt-del — or the ACPI power button): tasks are
+//! signalled SIGTERM in reverse declared order, given [`GRACE`] to exit, then killed; PID
+//! 1 reaps them, syncs, unmounts `/data` and `/slot`, and powers off.
+
+use std::collections::BTreeMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+use std::time::Duration;
+
+use limpet_sandbox::policy::{DevicePolicy, RestartWhen, TaskPolicy};
+use limpet_sandbox::spawn::{self as sandbox, Roots};
+use rustix::event::{PollFd, PollFlags};
+use rustix::process::Signal;
+
+use crate::console;
+use crate::logs::{LineSplitter, LogFile};
+use crate::supervisor::{AfterExit, Millis, RestartPolicy, Supervisor, TaskSpec};
+use crate::sys;
+
+/// How long tasks get to exit after SIGTERM at shutdown.
+pub const GRACE: Duration = Duration::from_secs(3);
+/// Where the status file is written.
+pub const STATUS_FILE: &str = "run/limpet/status.json";
+/// Where task logs go, under the data partition's mount point.
+pub const LOG_DIR: &str = "limpet/log";
+
+/// One open output pipe of a running task.
+#[derive(Debug)]
+struct Pipe {
+    task: usize,
+    fd: OwnedFd,
+    lines: LineSplitter,
+}
+
+/// The supervisor's specs from the compiled policy.
+pub fn specs(policy: &DevicePolicy) -> Vec<TaskSpec> {
+    policy
+        .tasks
+        .iter()
+        .map(|t| TaskSpec {
+            name: t.name.clone(),
+            restart: match t.restart.when {
+                RestartWhen::Always => RestartPolicy::Always,
+                RestartWhen::OnFailure => RestartPolicy::OnFailure,
+                RestartWhen::Never => RestartPolicy::Never,
+            },
+            backoff_initial: Duration::from_millis(t.restart.backoff_initial_ms),
+            backoff_max: Duration::from_millis(t.restart.backoff_max_ms),
+            crash_loop_limit: t.restart.crash_loop_limit,
+        })
+        .collect()
+}
+
+/// Runs the tasks until a shutdown request; returns when every task has stopped.
+pub fn run(root: &Path, policy: &DevicePolicy, roots: &Roots) -> Result<(), String> {
+    let signals = sys::signal_fd().map_err(|e| format!("signalfd: {e}"))?;
+    if let Some(parent) = roots.work.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    sandbox::prepare(roots).map_err(|e| format!("sandbox setup: {}", crate::console::chain(&e)))?;
+    let mut supervisor = Supervisor::new(specs(policy));
+    let mut pipes: Vec<Pipe> = Vec::new();
+    let mut logs: BTreeMap<usize, LogFile> = BTreeMap::new();
+    let log_dir = roots.data.join(LOG_DIR);
+    let mut shutdown_deadline: Option<Millis> = None;
+    let buttons = crate::power_button::open(root);
+    let mut last_status = String::new();
+
+    loop {
+        let now = Millis(sys::boottime_ms());
+        for index in supervisor.due(now) {
+            let Some(task) = policy.tasks.get(index) else {
+                continue;
+            };
+            start(index, task, roots, &mut supervisor, &mut pipes, now);
+        }
+        write_status(root, &supervisor, &mut last_status);
+
+        if let Some(deadline) = shutdown_deadline {
+            if supervisor.all_stopped() {
+                return Ok(());
+            }
+            if now >= deadline {
+                for pid in supervisor.stragglers() {
+                    sys::signal(pid, Signal::KILL);
+                }
+            }
+        }
+
+        let timeout = next_timeout(&supervisor, shutdown_deadline, now);
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(pipes.len() + 1);
+        fds.push(PollFd::new(&signals, PollFlags::IN));
+        for button in &buttons {
+            fds.push(PollFd::new(button, PollFlags::IN));
+        }
+        for pipe in &pipes {
+            fds.push(PollFd::new(&pipe.fd, PollFlags::IN));
+        }
+        let ready = match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => 0,
+            Err(e) => return Err(format!("poll: {e}")),
+        };
+        let events: Vec<PollFlags> = fds.iter().map(PollFd::revents).collect();
+        drop(fds);
+        if ready == 0 {
+            continue;
+        }
+
+        // Task output first, so a task's last lines are logged before its exit is.
+        let first_pipe = 1 + buttons.len();
+        let mut closed = Vec::new();
+        for (i, revents) in events.iter().enumerate().skip(first_pipe) {
+            if revents.is_empty() {
+                continue;
+            }
+            let Some(pipe) = pipes.get_mut(i - first_pipe) else {
+                continue;
+            };
+            let name = policy.tasks.get(pipe.task).map_or("?", |t| t.name.as_str());
+            let log = logs
+                .entry(pipe.task)
+                .or_insert_with(|| LogFile::open(&log_dir, name));
+            if drain(pipe, name, log) {
+                closed.push(i - first_pipe);
+            }
+        }
+        for i in closed.into_iter().rev() {
+            pipes.remove(i);
+        }
+
+        let mut shutdown_reason = None;
+        for (button, revents) in buttons.iter().zip(events.iter().skip(1)) {
+            if !revents.is_empty() && crate::power_button::pressed(button) {
+                shutdown_reason = Some("power button".to_owned());
+            }
+        }
+        if events.first().is_some_and(|e| !e.is_empty()) {
+            for signo in sys::read_signals(&signals) {
+                if signo == libc::SIGCHLD {
+                    reap(&mut supervisor);
+                } else {
+                    shutdown_reason = Some(format!("signal {signo}"));
+                }
+            }
+        }
+        if let (Some(reason), None) = (shutdown_reason, shutdown_deadline) {
+            console::line(&format!("limpet-init: {reason}: shutting down"));
+            for (name, pid) in supervisor.begin_shutdown() {
+                console::line(&format!("limpet-init: stopping {name} (pid {pid})"));
+                sys::signal(pid, Signal::TERM);
+            }
+            shutdown_deadline = Some(Millis(sys::boottime_ms()).plus(GRACE));
+        }
+    }
+}
+
+fn start(
+    index: usize,
+    task: &TaskPolicy,
+    roots: &Roots,
+    supervisor: &mut Supervisor,
+    pipes: &mut Vec<Pipe>,
+    now: Millis,
+) {
+    match sandbox::spawn(task, roots) {
+        Ok(spawned) => {
+            console::line(&format!(
+                "limpet-init: started {} (pid {})",
+                task.name, spawned.pid
+            ));
+            supervisor.started(index, spawned.pid, now);
+            for fd in [spawned.stdout, spawned.stderr] {
+                // Never block PID 1 on a task's pipe.
+                let _ = rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::NONBLOCK);
+                pipes.push(Pipe {
+                    task: index,
+                    fd,
+                    lines: LineSplitter::default(),
+                });
+            }
+        }
+        Err(e) => {
+            let after = supervisor.start_failed(index, now);
+            console::line(&format!(
+                "limpet-init: cannot start {}: {e}; {}",
+                task.name,
+                describe(after)
+            ));
+        }
+    }
+}
+
+fn reap(supervisor: &mut Supervisor) {
+    for reaped in sys::reap_all() {
+        let now = Millis(sys::boottime_ms());
+        let name = supervisor
+            .records()
+            .iter()
+            .find(|r| r.pid() == Some(reaped.pid))
+            .map(|r| r.name.clone());
+        let after = supervisor.exited(reaped.pid, reaped.exit, now);
+        if let Some(name) = name {
+            console::line(&format!(
+                "limpet-init: {name} exited ({:?}); {}",
+                reaped.exit,
+                describe(after)
+            ));
+        }
+    }
+}
+
+fn describe(after: AfterExit) -> String {
+    match after {
+        AfterExit::RestartAt(at) => format!("restart at {} ms", at.0),
+        AfterExit::Exited => "not restarted (policy)".into(),
+        AfterExit::CrashLoop { failures } => {
+            format!("crash loop after {failures} failures: not restarted until reboot")
+        }
+        AfterExit::NotATask => "not a task".into(),
+        AfterExit::Stopped => "stopped".into(),
+    }
+}
+
+/// Reads what a pipe has, logging complete lines. Returns true when the pipe is closed.
+fn drain(pipe: &mut Pipe, name: &str, log: &mut LogFile) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match rustix::io::read(pipe.fd.as_fd(), &mut buf) {
+            Ok(0) => {
+                if let Some(line) = pipe.lines.finish() {
+                    emit(name, &line, log);
+                }
+                return true;
+            }
+            Ok(n) => {
+                for line in pipe.lines.push(buf.get(..n).unwrap_or_default()) {
+                    emit(name, &line, log);
+                }
+            }
+            Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+fn emit(task: &str, line: &str, log: &mut LogFile) {
+    console::line(&format!("[{task}] {line}"));
+    log.append(line);
+}
+
+fn next_timeout(
+    supervisor: &Supervisor,
+    shutdown: Option<Millis>,
+    now: Millis,
+) -> Option<rustix::time::Timespec> {
+    let deadline = match (supervisor.next_deadline(), shutdown) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }?;
+    let ms = deadline.0.saturating_sub(now.0);
+    Some(rustix::time::Timespec {
+        tv_sec: i64::try_from(ms / 1000).unwrap_or(i64::MAX),
+        tv_nsec: i64::try_from(ms % 1000 * 1_000_000).unwrap_or(0),
+    })
+}
+
+/// Writes the status file atomically (temporary name, then rename) when it changed.
+fn write_status(root: &Path, supervisor: &Supervisor, last: &mut String) {
+    let status = serde_json::json!({ "tasks": supervisor.records() }).to_string();
+    if status == *last {
+        return;
+    }
+    let path = root.join(STATUS_FILE);
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let tmp = path.with_extension("json.tmp");
+    if std::fs::write(&tmp, &status).is_ok() && std::fs::rename(&tmp, &path).is_ok() {
+        *last = status;
+    }
+}

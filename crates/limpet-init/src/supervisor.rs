@@ -1,0 +1,429 @@
+//! The supervisor's decisions: when a task starts, restarts, or is given up on. Pure: it
+//! is told what happened (a task started, a task exited, time passed) and answers what to
+//! do; the event loop in `main` makes the system calls.
+//!
+//! Rules this module keeps (after gokrazy's `supervise.go` and Hubris's `jefe`):
+//! - tasks start in declared order, and stop in reverse order;
+//! - `restart = "always"` restarts after any exit, `on-failure` after a non-zero exit or a
+//!   signal, `never` never; whatever the policy, exit code [`EXIT_DO_NOT_RESTART`] means
+//!   "do not restart me";
+//! - a restart waits `backoff_initial * 2^(failures - 1)`, capped at `backoff_max`;
+//! - a run that lasted at least `backoff_max` was healthy: it resets the failure count;
+//! - `crash_loop_limit` consecutive quick failures put the task in `CrashLoop`: it is not
+//!   restarted again until the next boot, and the status file says so;
+//! - the supervisor never blocks on a task: every decision is a value, every wait has a
+//!   deadline the event loop computes from [`Supervisor::next_deadline`].
+
+use std::time::Duration;
+
+/// Exit code with which a task asks not to be restarted (gokrazy's convention).
+pub const EXIT_DO_NOT_RESTART: i32 = 125;
+
+/// Monotonic time since boot, in milliseconds (CLOCK_BOOTTIME on the device).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct Millis(pub u64);
+
+impl Millis {
+    pub fn plus(self, d: Duration) -> Self {
+        Self(
+            self.0
+                .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        )
+    }
+    fn since(self, earlier: Self) -> Duration {
+        Duration::from_millis(self.0.saturating_sub(earlier.0))
+    }
+}
+
+/// When a task is restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    Always,
+    OnFailure,
+    Never,
+}
+
+/// What the supervisor needs to know about one task.
+#[derive(Debug, Clone)]
+pub struct TaskSpec {
+    pub name: String,
+    pub restart: RestartPolicy,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub crash_loop_limit: u32,
+}
+
+/// How a task's process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    fn is_failure(self) -> bool {
+        !matches!(self, Exit::Code(0))
+    }
+}
+
+/// Where a task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum TaskState {
+    /// Not started yet (waiting for the tasks declared before it).
+    Pending,
+    Running {
+        pid: i32,
+        since: Millis,
+    },
+    /// Waiting to be restarted at `at`.
+    Backoff {
+        at: Millis,
+    },
+    /// Ended and, by its policy, not restarted.
+    Exited,
+    /// Failed `crash_loop_limit` times in a row: given up until the next boot.
+    CrashLoop,
+    /// Being stopped at shutdown.
+    Stopping {
+        pid: i32,
+    },
+    Stopped,
+}
+
+/// One task's record, as the status file shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TaskRecord {
+    pub name: String,
+    #[serde(flatten)]
+    pub state: TaskState,
+    pub starts: u32,
+    pub restarts: u32,
+    pub consecutive_failures: u32,
+    pub last_exit: Option<Exit>,
+    #[serde(skip)]
+    spec: TaskSpec,
+}
+
+impl TaskRecord {
+    /// The task's process id while it runs or stops.
+    pub fn pid(&self) -> Option<i32> {
+        match self.state {
+            TaskState::Running { pid, .. } | TaskState::Stopping { pid } => Some(pid),
+            _ => None,
+        }
+    }
+}
+
+/// What the event loop must do after an exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterExit {
+    RestartAt(Millis),
+    Exited,
+    CrashLoop {
+        failures: u32,
+    },
+    /// The pid was not a task's (an orphan reparented to PID 1): just reaped.
+    NotATask,
+    /// A task stopped during shutdown.
+    Stopped,
+}
+
+/// The supervisor's view of every task.
+#[derive(Debug)]
+pub struct Supervisor {
+    tasks: Vec<TaskRecord>,
+    shutting_down: bool,
+}
+
+impl Supervisor {
+    pub fn new(specs: Vec<TaskSpec>) -> Self {
+        let tasks = specs
+            .into_iter()
+            .map(|spec| TaskRecord {
+                name: spec.name.clone(),
+                state: TaskState::Pending,
+                starts: 0,
+                restarts: 0,
+                consecutive_failures: 0,
+                last_exit: None,
+                spec,
+            })
+            .collect();
+        Self {
+            tasks,
+            shutting_down: false,
+        }
+    }
+
+    pub fn records(&self) -> &[TaskRecord] {
+        &self.tasks
+    }
+
+    /// The tasks to start now, in declared order: every pending task (initial start) and
+    /// every task whose backoff has expired. Nothing starts during shutdown.
+    pub fn due(&self, now: Millis) -> Vec<usize> {
+        if self.shutting_down {
+            return Vec::new();
+        }
+        self.tasks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| match t.state {
+                TaskState::Pending => true,
+                TaskState::Backoff { at } => at <= now,
+                _ => false,
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Records that task `index` was started as `pid`.
+    pub fn started(&mut self, index: usize, pid: i32, now: Millis) {
+        if let Some(task) = self.tasks.get_mut(index) {
+            if matches!(task.state, TaskState::Backoff { .. }) {
+                task.restarts += 1;
+            }
+            task.starts += 1;
+            task.state = TaskState::Running { pid, since: now };
+        }
+    }
+
+    /// Records that starting task `index` failed (exec error, sandbox error): counted as a
+    /// failure with the same backoff as a crash.
+    pub fn start_failed(&mut self, index: usize, now: Millis) -> AfterExit {
+        let Some(task) = self.tasks.get_mut(index) else {
+            return AfterExit::NotATask;
+        };
+        task.last_exit = None;
+        Self::fail(task, now, Duration::ZERO)
+    }
+
+    /// Records that `pid` ended with `exit`, and decides what follows.
+    pub fn exited(&mut self, pid: i32, exit: Exit, now: Millis) -> AfterExit {
+        let shutting_down = self.shutting_down;
+        let Some(task) = self.tasks.iter_mut().find(|t| match t.state {
+            TaskState::Running { pid: p, .. } | TaskState::Stopping { pid: p } => p == pid,
+            _ => false,
+        }) else {
+            return AfterExit::NotATask;
+        };
+        task.last_exit = Some(exit);
+        let ran_for = match task.state {
+            TaskState::Running { since, .. } => now.since(since),
+            _ => Duration::ZERO,
+        };
+        if shutting_down || matches!(task.state, TaskState::Stopping { .. }) {
+            task.state = TaskState::Stopped;
+            return AfterExit::Stopped;
+        }
+        let restart = exit != Exit::Code(EXIT_DO_NOT_RESTART)
+            && match task.spec.restart {
+                RestartPolicy::Always => true,
+                RestartPolicy::OnFailure => exit.is_failure(),
+                RestartPolicy::Never => false,
+            };
+        if !restart {
+            task.state = TaskState::Exited;
+            return AfterExit::Exited;
+        }
+        if !exit.is_failure() && ran_for >= task.spec.backoff_max {
+            task.consecutive_failures = 0;
+        }
+        Self::fail(task, now, ran_for)
+    }
+
+    fn fail(task: &mut TaskRecord, now: Millis, ran_for: Duration) -> AfterExit {
+        if ran_for >= task.spec.backoff_max {
+            // A long, healthy run: this failure starts a new series.
+            task.consecutive_failures = 0;
+        }
+        task.consecutive_failures += 1;
+        if task.consecutive_failures >= task.spec.crash_loop_limit {
+            task.state = TaskState::CrashLoop;
+            return AfterExit::CrashLoop {
+                failures: task.consecutive_failures,
+            };
+        }
+        let at = now.plus(backoff(&task.spec, task.consecutive_failures));
+        task.state = TaskState::Backoff { at };
+        AfterExit::RestartAt(at)
+    }
+
+    /// The earliest time the event loop must wake up for, if any.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.tasks
+            .iter()
+            .filter_map(|t| match t.state {
+                TaskState::Backoff { at } => Some(at),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Begins shutdown: returns the pids to signal, in reverse declared order, and marks
+    /// those tasks stopping. Tasks waiting in backoff are simply not restarted.
+    pub fn begin_shutdown(&mut self) -> Vec<(String, i32)> {
+        self.shutting_down = true;
+        let mut pids = Vec::new();
+        for task in self.tasks.iter_mut().rev() {
+            match task.state {
+                TaskState::Running { pid, .. } => {
+                    task.state = TaskState::Stopping { pid };
+                    pids.push((task.name.clone(), pid));
+                }
+                TaskState::Backoff { .. } | TaskState::Pending => task.state = TaskState::Stopped,
+                _ => {}
+            }
+        }
+        pids
+    }
+
+    /// Whether every task has stopped (shutdown may proceed).
+    pub fn all_stopped(&self) -> bool {
+        self.tasks.iter().all(|t| {
+            !matches!(
+                t.state,
+                TaskState::Running { .. } | TaskState::Stopping { .. }
+            )
+        })
+    }
+
+    /// The pids still alive during shutdown, to kill when the grace period ends.
+    pub fn stragglers(&self) -> Vec<i32> {
+        self.tasks
+            .iter()
+            .filter_map(|t| match t.state {
+                TaskState::Stopping { pid } | TaskState::Running { pid, .. } => Some(pid),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Delay before restart number `failures` (1-based): doubling from `backoff_initial`,
+/// capped at `backoff_max`.
+pub fn backoff(spec: &TaskSpec, failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(31);
+    spec.backoff_initial
+        .saturating_mul(1u32 << doublings)
+        .min(spec.backoff_max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(restart: RestartPolicy) -> TaskSpec {
+        TaskSpec {
+            name: "t".into(),
+            restart,
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            crash_loop_limit: 5,
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let s = spec(RestartPolicy::Always);
+        let delays: Vec<u64> = (1..=8).map(|n| backoff(&s, n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(backoff(&s, u32::MAX), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn crash_loop_stops_restarts_at_the_limit() {
+        let mut sup = Supervisor::new(vec![spec(RestartPolicy::Always)]);
+        let mut now = Millis(0);
+        let mut outcomes = Vec::new();
+        for pid in 1..=5 {
+            assert_eq!(sup.due(now), [0]);
+            sup.started(0, pid, now);
+            now = Millis(now.0 + 100);
+            outcomes.push(sup.exited(pid, Exit::Code(1), now));
+            if let AfterExit::RestartAt(at) = outcomes[outcomes.len() - 1] {
+                assert!(
+                    sup.due(Millis(at.0 - 1)).is_empty(),
+                    "not due before its backoff"
+                );
+                now = at;
+            }
+        }
+        assert_eq!(outcomes[0], AfterExit::RestartAt(Millis(100 + 1000)));
+        assert_eq!(outcomes[4], AfterExit::CrashLoop { failures: 5 });
+        assert_eq!(sup.records()[0].state, TaskState::CrashLoop);
+        assert_eq!(sup.records()[0].restarts, 4);
+        assert!(sup.due(Millis(u64::MAX)).is_empty());
+    }
+
+    #[test]
+    fn a_long_run_resets_the_failure_count() {
+        let mut sup = Supervisor::new(vec![spec(RestartPolicy::Always)]);
+        sup.started(0, 10, Millis(0));
+        sup.exited(10, Exit::Signal(9), Millis(10));
+        sup.started(0, 11, Millis(2_000));
+        // Ran for two minutes: healthy, so the next failure is the first of a series.
+        assert_eq!(
+            sup.exited(11, Exit::Signal(9), Millis(122_000)),
+            AfterExit::RestartAt(Millis(123_000))
+        );
+        assert_eq!(sup.records()[0].consecutive_failures, 1);
+    }
+
+    #[test]
+    fn policies_decide_restarts() {
+        let mut on_failure = Supervisor::new(vec![spec(RestartPolicy::OnFailure)]);
+        on_failure.started(0, 1, Millis(0));
+        assert_eq!(
+            on_failure.exited(1, Exit::Code(0), Millis(5)),
+            AfterExit::Exited
+        );
+
+        let mut never = Supervisor::new(vec![spec(RestartPolicy::Never)]);
+        never.started(0, 1, Millis(0));
+        assert_eq!(
+            never.exited(1, Exit::Signal(11), Millis(5)),
+            AfterExit::Exited
+        );
+
+        let mut always = Supervisor::new(vec![spec(RestartPolicy::Always)]);
+        always.started(0, 1, Millis(0));
+        assert_eq!(
+            always.exited(1, Exit::Code(EXIT_DO_NOT_RESTART), Millis(5)),
+            AfterExit::Exited
+        );
+    }
+
+    #[test]
+    fn unknown_pids_are_orphans() {
+        let mut sup = Supervisor::new(vec![spec(RestartPolicy::Always)]);
+        assert_eq!(
+            sup.exited(4242, Exit::Code(0), Millis(0)),
+            AfterExit::NotATask
+        );
+    }
+
+    #[test]
+    fn shutdown_stops_in_reverse_order_and_starts_nothing() {
+        let mut a = spec(RestartPolicy::Always);
+        a.name = "a".into();
+        let mut b = spec(RestartPolicy::Always);
+        b.name = "b".into();
+        let mut sup = Supervisor::new(vec![a, b]);
+        sup.started(0, 1, Millis(0));
+        sup.started(1, 2, Millis(0));
+        let order = sup.begin_shutdown();
+        assert_eq!(order, [("b".to_owned(), 2), ("a".to_owned(), 1)]);
+        assert!(sup.due(Millis(0)).is_empty());
+        assert!(!sup.all_stopped());
+        assert_eq!(
+            sup.exited(2, Exit::Signal(15), Millis(1)),
+            AfterExit::Stopped
+        );
+        assert_eq!(sup.stragglers(), [1]);
+        sup.exited(1, Exit::Signal(15), Millis(2));
+        assert!(sup.all_stopped());
+    }
+}

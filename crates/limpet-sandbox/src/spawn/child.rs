@@ -1,0 +1,499 @@
+//! The child side of [`spawn`](super::spawn): from `clone3` to `execve`, one function per
+//! step, in the order the module doc of [`spawn`](super) gives.
+//!
+//! Every step that fails ends the child with [`FAILED_EXIT_CODE`] after writing a
+//! [`Report`] (which step, which item of the plan, the errno) to the error-report pipe.
+//! The child runs in a copy of a single-threaded PID 1, so it may allocate; it never
+//! returns into the caller's code and never panics (no `unwrap`, no indexing).
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+use landlock::{
+    Access, AccessFs, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr, ABI,
+};
+use rustix::fs::{Mode, OFlags};
+use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
+use rustix::process::{Gid, Uid};
+
+use super::plan::{Grant, MountWhat, Plan, PlannedMount, TMPFS_ROOT_OPTIONS};
+use super::sys;
+use crate::seccomp;
+
+/// Exit code of a child whose setup failed (the report pipe says why). The shell's
+/// "command not found or not executable", which is what the supervisor sees.
+pub(super) const FAILED_EXIT_CODE: i32 = 127;
+
+/// The Landlock ABI whose filesystem rights the policy's rules are written for (5: up to
+/// IoctlDev). Rights of later ABIs are not handled, so no right the policy cannot grant
+/// is denied; rights an older kernel lacks are dropped (best effort).
+pub(super) const LANDLOCK_ABI: ABI = ABI::V5;
+
+/// Which step failed; the wire form of [`super::Step`] without its strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Code {
+    ResetSignals,
+    NewSession,
+    PrivateMounts,
+    RootTmpfs,
+    BindSource,
+    MountPoint,
+    Mount,
+    Remount,
+    PivotRoot,
+    DetachOldRoot,
+    RootReadOnly,
+    Chdir,
+    Stdio,
+    CloseOnExec,
+    Hostname,
+    Rlimit,
+    BoundingSet,
+    AmbientSet,
+    Groups,
+    Gid,
+    Uid,
+    Capabilities,
+    NoNewPrivs,
+    LandlockRule,
+    LandlockRestrict,
+    Mdwe,
+    Seccomp,
+    Exec,
+}
+
+impl Code {
+    /// Every code, in wire order: a code's number is its index here.
+    const ALL: [Code; 28] = [
+        Code::ResetSignals,
+        Code::NewSession,
+        Code::PrivateMounts,
+        Code::RootTmpfs,
+        Code::BindSource,
+        Code::MountPoint,
+        Code::Mount,
+        Code::Remount,
+        Code::PivotRoot,
+        Code::DetachOldRoot,
+        Code::RootReadOnly,
+        Code::Chdir,
+        Code::Stdio,
+        Code::CloseOnExec,
+        Code::Hostname,
+        Code::Rlimit,
+        Code::BoundingSet,
+        Code::AmbientSet,
+        Code::Groups,
+        Code::Gid,
+        Code::Uid,
+        Code::Capabilities,
+        Code::NoNewPrivs,
+        Code::LandlockRule,
+        Code::LandlockRestrict,
+        Code::Mdwe,
+        Code::Seccomp,
+        Code::Exec,
+    ];
+
+    fn number(self) -> u32 {
+        let index = Code::ALL.iter().position(|&c| c == self).unwrap_or(0);
+        u32::try_from(index).unwrap_or(0)
+    }
+
+    pub(super) fn from_number(n: u32) -> Option<Code> {
+        Code::ALL.get(usize::try_from(n).ok()?).copied()
+    }
+}
+
+/// What the child writes to the report pipe when a step fails: 12 bytes, native-endian
+/// (both ends are the same process image).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Report {
+    pub code: Code,
+    /// The mount, rlimit or Landlock rule, by its index in the plan; 0 for other steps.
+    pub index: u32,
+    /// The errno; 0 when the failure had none (a Landlock or seccomp library error).
+    pub errno: i32,
+}
+
+impl Report {
+    pub(super) const LEN: usize = 12;
+
+    pub(super) fn encode(self) -> [u8; Report::LEN] {
+        let mut out = [0; Report::LEN];
+        out[..4].copy_from_slice(&self.code.number().to_ne_bytes());
+        out[4..8].copy_from_slice(&self.index.to_ne_bytes());
+        out[8..].copy_from_slice(&self.errno.to_ne_bytes());
+        out
+    }
+
+    pub(super) fn decode(bytes: [u8; Report::LEN]) -> Option<Report> {
+        let [a, b, c, d, e, f, g, h, i, j, k, l] = bytes;
+        Some(Report {
+            code: Code::from_number(u32::from_ne_bytes([a, b, c, d]))?,
+            index: u32::from_ne_bytes([e, f, g, h]),
+            errno: i32::from_ne_bytes([i, j, k, l]),
+        })
+    }
+}
+
+/// The child's ends of the pipes.
+#[derive(Debug)]
+pub(super) struct ChildIo {
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+    pub report: OwnedFd,
+}
+
+/// Runs every step, then `execve`; on failure reports the step and exits.
+pub(super) fn run(plan: &Plan, io: ChildIo) -> ! {
+    let ChildIo {
+        stdout,
+        stderr,
+        report,
+    } = io;
+    let Err(failed) = setup_and_exec(plan, stdout, stderr);
+    // Nothing more can be done if the parent cannot be told: the exit code still says the
+    // task did not start.
+    let _ = rustix::io::write(&report, &failed.encode());
+    sys::exit(FAILED_EXIT_CODE)
+}
+
+/// A failed step with its errno.
+fn fail(code: Code, index: usize) -> impl FnOnce(io::Error) -> Report {
+    move |err| Report {
+        code,
+        index: u32::try_from(index).unwrap_or(u32::MAX),
+        errno: sys::errno_of(&err),
+    }
+}
+
+/// Like [`fail`], for a `rustix::io::Errno`.
+fn fail_errno(code: Code, index: usize) -> impl FnOnce(rustix::io::Errno) -> Report {
+    move |err| fail(code, index)(io::Error::from(err))
+}
+
+/// The steps, in order. Returns only on failure.
+fn setup_and_exec(
+    plan: &Plan,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+) -> Result<std::convert::Infallible, Report> {
+    // Process state inherited from PID 1.
+    sys::reset_signals().map_err(fail(Code::ResetSignals, 0))?;
+    rustix::process::setsid().map_err(fail_errno(Code::NewSession, 0))?;
+
+    // The filesystem: a fresh root in the new mount namespace.
+    make_mounts_private()?;
+    mount_root_tmpfs(plan)?;
+    for (index, mount) in plan.mounts.iter().enumerate() {
+        apply_mount(index, mount)?;
+    }
+    pivot_into_root(plan)?;
+    remount_root_read_only()?;
+    install_stdio(stdout, stderr)?;
+    sys::cloexec_from(3).map_err(fail(Code::CloseOnExec, 0))?;
+    rustix::system::sethostname(plan.hostname.as_bytes()).map_err(fail_errno(Code::Hostname, 0))?;
+
+    // Privilege: limits while CAP_SYS_RESOURCE still allows any value, then the identity.
+    set_rlimits(plan)?;
+    drop_bounding_set()?;
+    rustix::thread::clear_ambient_capability_set().map_err(fail_errno(Code::AmbientSet, 0))?;
+    rustix::thread::set_thread_groups(&[]).map_err(fail_errno(Code::Groups, 0))?;
+    let gid = Gid::from_raw_unchecked(plan.gid);
+    rustix::thread::set_thread_res_gid(gid, gid, gid).map_err(fail_errno(Code::Gid, 0))?;
+    let uid = Uid::from_raw_unchecked(plan.uid);
+    rustix::thread::set_thread_res_uid(uid, uid, uid).map_err(fail_errno(Code::Uid, 0))?;
+    clear_capabilities()?;
+    rustix::process::umask(Mode::from_raw_mode(0o077));
+
+    // Confinement that binds every later call, seccomp last.
+    rustix::thread::set_no_new_privs(true).map_err(fail_errno(Code::NoNewPrivs, 0))?;
+    apply_landlock(plan)?;
+    set_mdwe()?;
+    install_seccomp(plan)?;
+    Err(fail(Code::Exec, 0)(plan.exec.exec()))
+}
+
+/// Step: `/` and everything below it MS_PRIVATE, so no mount made here propagates back to
+/// PID 1's namespace (nor any of PID 1's later mounts into the task).
+fn make_mounts_private() -> Result<(), Report> {
+    rustix::mount::mount_change(
+        "/",
+        MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+    )
+    .map_err(fail_errno(Code::PrivateMounts, 0))
+}
+
+/// Step: the task's root, a small tmpfs holding only mount points.
+fn mount_root_tmpfs(plan: &Plan) -> Result<(), Report> {
+    rustix::mount::mount(
+        "tmpfs",
+        &plan.root,
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        Some(TMPFS_ROOT_OPTIONS),
+    )
+    .map_err(fail_errno(Code::RootTmpfs, 0))
+}
+
+/// Step: one mount of the policy: its mount point, the mount, and for a bind the remount
+/// that applies its flags (a bind ignores them).
+fn apply_mount(index: usize, m: &PlannedMount) -> Result<(), Report> {
+    let is_dir = match &m.what {
+        MountWhat::Bind => std::fs::metadata(&m.source)
+            .map_err(fail(Code::BindSource, index))?
+            .is_dir(),
+        MountWhat::Tmpfs { .. } | MountWhat::Proc => true,
+    };
+    make_mount_point(&m.target, is_dir).map_err(fail(Code::MountPoint, index))?;
+    match &m.what {
+        MountWhat::Bind => {
+            // Not recursive: mounts below the source keep out of the task.
+            rustix::mount::mount_bind(&m.source, &m.target)
+                .map_err(fail_errno(Code::Mount, index))?;
+            rustix::mount::mount_remount(&m.target, MountFlags::BIND | m.flags, "")
+                .map_err(fail_errno(Code::Remount, index))
+        }
+        MountWhat::Tmpfs { options } => rustix::mount::mount(
+            "tmpfs",
+            &m.target,
+            "tmpfs",
+            m.flags,
+            Some(options.as_c_str()),
+        )
+        .map_err(fail_errno(Code::Mount, index)),
+        MountWhat::Proc => {
+            // In the new PID namespace: it shows the task's processes only.
+            rustix::mount::mount("proc", &m.target, "proc", m.flags, Some(c"subset=pid"))
+                .map_err(fail_errno(Code::Mount, index))
+        }
+    }
+}
+
+/// Creates `target`'s missing parents (0755) and `target` itself: a directory, or an empty
+/// file to bind a file or device onto. Refuses a symbolic link on the way (ELOOP), so an
+/// earlier bind of a writable directory cannot redirect a later mount.
+fn make_mount_point(target: &Path, is_dir: bool) -> io::Result<()> {
+    let mut path = std::path::PathBuf::new();
+    let mut components = target.components().peekable();
+    while let Some(component) = components.next() {
+        path.push(component);
+        let last = components.peek().is_none();
+        if path.parent().is_none() {
+            continue; // the filesystem root
+        }
+        if last && !is_dir {
+            match rustix::fs::open(
+                &path,
+                OFlags::CREATE | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o644),
+            ) {
+                Ok(_) => {}
+                Err(e) if e == rustix::io::Errno::EXIST => {}
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            match rustix::fs::mkdir(&path, Mode::from_raw_mode(0o755)) {
+                Ok(()) => {}
+                Err(e) if e == rustix::io::Errno::EXIST => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if std::fs::symlink_metadata(&path)?.file_type().is_symlink() {
+            return Err(io::Error::from_raw_os_error(libc::ELOOP));
+        }
+    }
+    Ok(())
+}
+
+/// Steps: `pivot_root` into the new root and detach the old one (or, from an initramfs
+/// root, move the new root over "/" and chroot into it), which leaves the task's
+/// namespace with only the mounts built above.
+fn pivot_into_root(plan: &Plan) -> Result<(), Report> {
+    rustix::process::chdir(&plan.root).map_err(fail_errno(Code::PivotRoot, 0))?;
+    // pivot_root(".", "."): the old root ends up stacked on the new one, at ".", and is
+    // detached next; no directory for it is needed in the new root.
+    match rustix::process::pivot_root(".", ".") {
+        Ok(()) => {
+            rustix::mount::unmount(".", UnmountFlags::DETACH)
+                .map_err(fail_errno(Code::DetachOldRoot, 0))?;
+        }
+        // The kernel refuses pivot_root when the current root is the initramfs (rootfs),
+        // which is where PID 1 runs on a device. Then, as runc's `no_pivot_root`, the new
+        // root is moved over "/" and entered with chroot. The initramfs stays below it in
+        // this namespace, unreachable: leaving a chroot needs CAP_SYS_CHROOT, which the
+        // task never has, and no mount or pivot_root call passes its seccomp filter.
+        Err(rustix::io::Errno::INVAL) => {
+            rustix::mount::mount_move(".", "/").map_err(fail_errno(Code::PivotRoot, 1))?;
+            rustix::process::chroot(".").map_err(fail_errno(Code::PivotRoot, 2))?;
+        }
+        Err(e) => return Err(fail_errno(Code::PivotRoot, 0)(e)),
+    }
+    rustix::process::chdir("/").map_err(fail_errno(Code::Chdir, 0))
+}
+
+/// Step: the root tmpfs read-only (the binds on it keep their own flags).
+fn remount_root_read_only() -> Result<(), Report> {
+    rustix::mount::mount_remount(
+        "/",
+        MountFlags::BIND
+            | MountFlags::RDONLY
+            | MountFlags::NOSUID
+            | MountFlags::NODEV
+            | MountFlags::NOEXEC,
+        "",
+    )
+    .map_err(fail_errno(Code::RootReadOnly, 0))
+}
+
+/// Step: stdin from the task's `/dev/null`, stdout and stderr to the pipes. Each descriptor
+/// is first moved above 2, so that none already sits on the number it is copied to (a
+/// `dup2` onto itself would keep its close-on-exec flag).
+fn install_stdio(stdout: OwnedFd, stderr: OwnedFd) -> Result<(), Report> {
+    let err = fail_errno(Code::Stdio, 0);
+    let null = rustix::fs::open("/dev/null", OFlags::RDWR | OFlags::CLOEXEC, Mode::empty())
+        .map_err(fail_errno(Code::Stdio, 0))?;
+    let above = |fd: &OwnedFd| rustix::io::fcntl_dupfd_cloexec(fd, 3);
+    let (null, stdout, stderr) = match (above(&null), above(&stdout), above(&stderr)) {
+        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Err(err(e)),
+    };
+    rustix::stdio::dup2_stdin(null.as_fd()).map_err(fail_errno(Code::Stdio, 0))?;
+    rustix::stdio::dup2_stdout(stdout.as_fd()).map_err(fail_errno(Code::Stdio, 0))?;
+    rustix::stdio::dup2_stderr(stderr.as_fd()).map_err(fail_errno(Code::Stdio, 0))
+}
+
+/// Step: the policy's rlimits, soft = hard. Off-spec (the order asked for): before the uid
+/// change, not after it, because setting a hard limit above the current one needs
+/// CAP_SYS_RESOURCE, which the uid change takes away.
+fn set_rlimits(plan: &Plan) -> Result<(), Report> {
+    for (index, &(resource, limit)) in plan.rlimits.iter().enumerate() {
+        let value = rustix::process::Rlimit {
+            current: Some(limit),
+            maximum: Some(limit),
+        };
+        rustix::process::setrlimit(resource, value).map_err(fail_errno(Code::Rlimit, index))?;
+    }
+    Ok(())
+}
+
+/// Step: every capability out of the bounding set, so nothing executed later can gain one.
+/// Capability numbers are dense: the first EINVAL is past the kernel's last one.
+fn drop_bounding_set() -> Result<(), Report> {
+    for cap in 0..64 {
+        match sys::drop_bounding_capability(cap) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) && cap > 0 => return Ok(()),
+            Err(e) => return Err(fail(Code::BoundingSet, 0)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Step: effective, permitted and inheritable sets emptied. The uid change has already
+/// emptied effective and permitted; inheritable survives it, so it is cleared here.
+fn clear_capabilities() -> Result<(), Report> {
+    let empty = rustix::thread::CapabilitySet::empty();
+    rustix::thread::set_capabilities(
+        None,
+        rustix::thread::CapabilitySets {
+            effective: empty,
+            permitted: empty,
+            inheritable: empty,
+        },
+    )
+    .map_err(fail_errno(Code::Capabilities, 0))
+}
+
+/// The access a [`Grant`] gives beneath its path, for the rights of [`LANDLOCK_ABI`].
+fn access(grant: Grant) -> BitFlags<AccessFs> {
+    let read = AccessFs::ReadFile | AccessFs::ReadDir;
+    match grant {
+        Grant::Read => read,
+        Grant::Write => {
+            read | AccessFs::WriteFile
+                | AccessFs::Truncate
+                | AccessFs::MakeReg
+                | AccessFs::MakeDir
+                | AccessFs::RemoveFile
+                | AccessFs::RemoveDir
+                | AccessFs::Refer
+        }
+        Grant::Device => AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::IoctlDev,
+        Grant::Execute => AccessFs::Execute | AccessFs::ReadFile,
+    }
+}
+
+/// The first errno in an error's source chain (Landlock and seccomp errors wrap one).
+fn chain_errno(err: &(dyn std::error::Error + 'static)) -> i32 {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            return sys::errno_of(io);
+        }
+        cur = e.source();
+    }
+    0
+}
+
+fn landlock_fail(code: Code, index: usize) -> impl FnOnce(landlock::RulesetError) -> Report {
+    move |err| Report {
+        code,
+        index: u32::try_from(index).unwrap_or(u32::MAX),
+        errno: chain_errno(&err),
+    }
+}
+
+/// Step: Landlock over the task's paths. Every right of [`LANDLOCK_ABI`] is handled, so
+/// anything the rules do not grant is denied; on a kernel without Landlock the crate's best
+/// effort makes this a no-op, which `spawn` reports as [`super::Landlock::NotEnforced`].
+fn apply_landlock(plan: &Plan) -> Result<(), Report> {
+    let mut ruleset = Ruleset::default()
+        .handle_access(AccessFs::from_all(LANDLOCK_ABI))
+        .and_then(Ruleset::create)
+        .map_err(landlock_fail(Code::LandlockRestrict, 0))?;
+    for (index, (path, grant)) in plan.landlock.iter().enumerate() {
+        let is_dir = std::fs::metadata(path)
+            .map_err(fail(Code::LandlockRule, index))?
+            .is_dir();
+        let fd = PathFd::new(path).map_err(|e| Report {
+            code: Code::LandlockRule,
+            index: u32::try_from(index).unwrap_or(u32::MAX),
+            errno: chain_errno(&e),
+        })?;
+        let mut rights = access(*grant);
+        if !is_dir {
+            // Directory rights on a file are an error to the kernel.
+            rights &= AccessFs::from_file(LANDLOCK_ABI);
+        }
+        ruleset = ruleset
+            .add_rule(PathBeneath::new(fd, rights))
+            .map_err(landlock_fail(Code::LandlockRule, index))?;
+    }
+    ruleset
+        .restrict_self()
+        .map_err(landlock_fail(Code::LandlockRestrict, 0))?;
+    Ok(())
+}
+
+/// Step: PR_SET_MDWE where the kernel has it (6.3+). EINVAL means it does not; the seccomp
+/// program, installed next, refuses executable mappings in any case.
+fn set_mdwe() -> Result<(), Report> {
+    match sys::set_mdwe_refuse_exec_gain() {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+        Err(e) => Err(fail(Code::Mdwe, 0)(e)),
+    }
+}
+
+/// Step: the task's seccomp program, last: from here on every call, `execve` included, is
+/// checked by it.
+fn install_seccomp(plan: &Plan) -> Result<(), Report> {
+    seccomp::apply(&plan.seccomp).map_err(|e| Report {
+        code: Code::Seccomp,
+        index: 0,
+        errno: chain_errno(&e),
+    })
+}
