@@ -172,6 +172,8 @@ pub struct RunConfig {
     pub append: Option<String>,
     /// The guest's network.
     pub network: Network,
+    /// A QMP control socket, for asking the guest to power down (the ACPI power button).
+    pub qmp: Option<PathBuf>,
 }
 
 impl RunConfig {
@@ -186,6 +188,7 @@ impl RunConfig {
             persist: false,
             append: None,
             network: Network::None,
+            qmp: None,
         }
     }
 
@@ -223,6 +226,13 @@ pub fn qemu_args(config: &RunConfig) -> Vec<OsString> {
         "stdio",
     ]);
     push(&network_args(config.network));
+    if let Some(qmp) = &config.qmp {
+        let mut value = OsString::from("unix:");
+        value.push(qemu_option_value(qmp.as_os_str()));
+        value.push(",server=on,wait=off");
+        args.push("-qmp".into());
+        args.push(value);
+    }
 
     args.push("-kernel".into());
     args.push(config.kernel.clone().into_os_string());
@@ -268,6 +278,11 @@ pub struct Watch {
     pub exit_on: Option<String>,
     /// Stop the guest when this much time has passed since it started.
     pub timeout: Option<Duration>,
+    /// Press the guest's ACPI power button (through QMP) once, when a console line
+    /// contains this plain substring, and let the guest shut down by itself.
+    pub powerdown_on: Option<String>,
+    /// The QMP socket to press it through (set by [`run`] when `powerdown_on` is set).
+    pub qmp: Option<PathBuf>,
 }
 
 /// What `limpet run` is asked to do.
@@ -380,7 +395,18 @@ pub fn prepare(options: &RunOptions) -> Result<RunConfig, RunError> {
 
 /// Boots the image in `options.dir`, handing each console line to `on_line`.
 pub fn run(options: &RunOptions, on_line: &mut dyn FnMut(&str)) -> Result<RunReport, RunError> {
-    let config = prepare(options)?;
+    let mut config = prepare(options)?;
+    let mut watch = options.watch.clone();
+    // A private directory for the QMP socket, removed when the run ends.
+    let qmp_dir = match watch.powerdown_on {
+        Some(_) => Some(tempfile_dir()?),
+        None => None,
+    };
+    if let Some(dir) = &qmp_dir {
+        let socket = dir.join("qmp.sock");
+        config.qmp = Some(socket.clone());
+        watch.qmp = Some(socket);
+    }
     let machine = config.machine();
     let args = qemu_args(&config);
     tracing::info!(
@@ -392,7 +418,11 @@ pub fn run(options: &RunOptions, on_line: &mut dyn FnMut(&str)) -> Result<RunRep
     tracing::debug!("{} {:?}", machine.program, args);
     let mut command = Command::new(machine.program);
     command.args(&args);
-    supervise(command, &options.watch, on_line).map_err(|err| match err {
+    let result = supervise(command, &watch, on_line);
+    if let Some(dir) = qmp_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    result.map_err(|err| match err {
         RunError::Spawn { program, source } if source.kind() == std::io::ErrorKind::NotFound => {
             RunError::QemuMissing {
                 program,
@@ -401,6 +431,57 @@ pub fn run(options: &RunOptions, on_line: &mut dyn FnMut(&str)) -> Result<RunRep
         }
         other => other,
     })
+}
+
+/// A new private directory under the system's temporary directory.
+fn tempfile_dir() -> Result<PathBuf, RunError> {
+    use std::os::unix::fs::DirBuilderExt;
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("limpet-run-{}-{n}", std::process::id()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|source| RunError::Spawn {
+            program: format!("mkdir {}", dir.display()),
+            source,
+        })?;
+    Ok(dir)
+}
+
+/// Presses the guest's ACPI power button through QEMU's QMP socket.
+fn qmp_powerdown(socket: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    let stream = UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    let mut line = String::new();
+    // The greeting, then one answer per command.
+    reader.read_line(&mut line)?;
+    for command in ["qmp_capabilities", "system_powerdown"] {
+        writeln!(writer, "{{\"execute\":\"{command}\"}}")?;
+        // Asynchronous events (`"event"`) may come before the answer: skip them.
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 {
+                return Err(std::io::Error::other(format!(
+                    "QMP {command}: connection closed"
+                )));
+            }
+            if line.contains("\"return\"") {
+                break;
+            }
+            if !line.contains("\"event\"") {
+                return Err(std::io::Error::other(format!(
+                    "QMP {command}: {}",
+                    line.trim()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What the line reader thread sends.
@@ -479,6 +560,7 @@ pub fn supervise(
     let mut panic_line = None;
     let mut stopped = None;
     let mut console_open = stdout_reader.is_some();
+    let mut powerdown_sent = false;
     while console_open {
         let event = match deadline {
             Some(deadline) => {
@@ -505,6 +587,20 @@ pub fn supervise(
                         matched_line = Some(line);
                         stopped = Some(Outcome::Matched);
                         break;
+                    }
+                }
+                if let (Some(pattern), Some(qmp)) = (&watch.powerdown_on, &watch.qmp) {
+                    if !powerdown_sent && line.contains(pattern.as_str()) {
+                        powerdown_sent = true;
+                        match qmp_powerdown(qmp) {
+                            Ok(()) => tracing::info!(
+                                "pressed the power button (console matched {pattern:?})"
+                            ),
+                            Err(e) => tracing::warn!(
+                                "cannot press the power button through {}: {e}",
+                                qmp.display()
+                            ),
+                        }
                     }
                 }
                 if panic_line.is_none() && line.contains(KERNEL_PANIC) {
@@ -781,6 +877,7 @@ mod tests {
         let watch = Watch {
             exit_on: Some("ready".to_owned()),
             timeout: Some(Duration::from_secs(30)),
+            ..Watch::default()
         };
         let started = Instant::now();
         let (report, lines) = supervise_lines(
@@ -801,6 +898,7 @@ mod tests {
         let watch = Watch {
             exit_on: Some("never".to_owned()),
             timeout: Some(Duration::from_millis(300)),
+            ..Watch::default()
         };
         let started = Instant::now();
         let (report, lines) = supervise_lines("exec sleep 30", &watch);
@@ -816,6 +914,7 @@ mod tests {
         let watch = Watch {
             exit_on: None,
             timeout: Some(Duration::from_millis(300)),
+            ..Watch::default()
         };
         let (report, _) = supervise_lines("exec >&-; exec sleep 30", &watch);
         assert_eq!(report.unwrap().outcome, Outcome::Timeout);

@@ -210,11 +210,11 @@ pub struct Reaped {
     pub exit: crate::supervisor::Exit,
 }
 
-/// Reaps every child that has ended, without blocking.
+/// Reaps every child that has ended, without blocking. Any child, whatever its process
+/// group: tasks start their own session, and orphans reparented to PID 1 are reaped too.
 pub fn reap_all() -> Vec<Reaped> {
     let mut reaped = Vec::new();
-    while let Ok(Some((pid, status))) =
-        rustix::process::waitpid(None, rustix::process::WaitOptions::NOHANG)
+    while let Ok(Some((pid, status))) = rustix::process::wait(rustix::process::WaitOptions::NOHANG)
     {
         let exit = if let Some(code) = status.exit_status() {
             crate::supervisor::Exit::Code(code)

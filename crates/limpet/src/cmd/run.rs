@@ -19,6 +19,10 @@ pub struct Args {
     /// (a plain substring, case-sensitive; no wildcards or regular expressions).
     #[arg(long, value_name = "PATTERN")]
     exit_on: Option<String>,
+    /// Press the guest's ACPI power button once a console line contains this text (a plain
+    /// substring), and let the guest shut down by itself.
+    #[arg(long, value_name = "PATTERN")]
+    powerdown_on: Option<String>,
     /// Stop the guest after SECS seconds and exit 124.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     timeout: Option<u64>,
@@ -46,6 +50,8 @@ pub fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         watch: Watch {
             exit_on: args.exit_on,
             timeout: args.timeout.map(Duration::from_secs),
+            powerdown_on: args.powerdown_on,
+            qmp: None,
         },
     };
     let json = args.json;
