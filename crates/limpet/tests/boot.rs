@@ -16,6 +16,11 @@ use common::*;
 /// Safety net for one TCG boot on a loaded 2-core machine.
 const BOOT_DEADLINE_SECS: &str = "300";
 
+/// The example's task runs until the device shuts down: once its second line is out, the
+/// test presses the power button (QMP) and the guest must stop cleanly by itself. Boots
+/// that fail never print it and power off on their own.
+const POWERDOWN_ON: &str = "[hello] hello from limpet: beat 1";
+
 /// Boots `dir` with `limpet run --json` and returns the console; the disk is not
 /// modified.
 fn boot(dir: &Path) -> String {
@@ -30,6 +35,7 @@ fn boot_with(dir: &Path, extra: &[&str]) -> String {
             .arg("run")
             .arg(dir)
             .args(["--json", "--timeout", BOOT_DEADLINE_SECS])
+            .args(["--powerdown-on", POWERDOWN_ON])
             .args(extra),
         true,
     );
@@ -68,6 +74,13 @@ fn the_example_boots_verified() {
         "slot-a (hello 0.1.0) mounted read-only from /dev/dm-0 on /slot",
         "data partition /dev/vda4 mounted on /data (nosuid,nodev,noexec)",
         "hardening sysctls set; module loading locked",
+        "limpet-init: started hello",
+        "[hello] hello from limpet: beat 0",
+        "limpet-init: power button: shutting down",
+        "limpet-init: stopping hello",
+        "limpet-init: hello exited",
+        "limpet-init: all tasks stopped, filesystems unmounted",
+        "limpet-init: powering off",
     ] {
         assert!(console.contains(line), "missing `{line}`:\n{console}");
     }

@@ -53,7 +53,9 @@ fn runs_until_the_guest_powers_off() {
         limpet()
             .arg("run")
             .arg(out_dir())
-            .args(["--json", "--timeout", BOOT_DEADLINE_SECS]),
+            .args(["--json", "--timeout", BOOT_DEADLINE_SECS])
+            // The example's task runs forever: press the power button once it runs.
+            .args(["--powerdown-on", "[hello] hello from limpet"]),
         true,
     );
     // With --json the console goes to stderr and stdout holds only the summary.
@@ -67,6 +69,7 @@ fn runs_until_the_guest_powers_off() {
     let lines = report["console_lines"].as_u64().unwrap();
     assert!(lines >= 2, "{report}\n{console}");
     assert!(console.contains("limpet-init"), "{console}");
+    assert!(console.contains("power button: shutting down"), "{console}");
     assert!(console.contains("powering off"), "{console}");
     assert!(!console.contains("Kernel panic"), "{console}");
 }
