@@ -278,9 +278,10 @@ pub struct Watch {
     pub exit_on: Option<String>,
     /// Stop the guest when this much time has passed since it started.
     pub timeout: Option<Duration>,
-    /// Press the guest's ACPI power button (through QMP) once, when a console line
-    /// contains this plain substring, and let the guest shut down by itself.
-    pub powerdown_on: Option<String>,
+    /// Press the guest's ACPI power button (through QMP) once every one of these plain
+    /// substrings has appeared in some console line, and let the guest shut down by
+    /// itself. Empty: never.
+    pub powerdown_on: Vec<String>,
     /// The QMP socket to press it through (set by [`run`] when `powerdown_on` is set).
     pub qmp: Option<PathBuf>,
 }
@@ -398,9 +399,10 @@ pub fn run(options: &RunOptions, on_line: &mut dyn FnMut(&str)) -> Result<RunRep
     let mut config = prepare(options)?;
     let mut watch = options.watch.clone();
     // A private directory for the QMP socket, removed when the run ends.
-    let qmp_dir = match watch.powerdown_on {
-        Some(_) => Some(tempfile_dir()?),
-        None => None,
+    let qmp_dir = if watch.powerdown_on.is_empty() {
+        None
+    } else {
+        Some(tempfile_dir()?)
     };
     if let Some(dir) = &qmp_dir {
         let socket = dir.join("qmp.sock");
@@ -561,6 +563,7 @@ pub fn supervise(
     let mut stopped = None;
     let mut console_open = stdout_reader.is_some();
     let mut powerdown_sent = false;
+    let mut powerdown_waiting: Vec<String> = watch.powerdown_on.clone();
     while console_open {
         let event = match deadline {
             Some(deadline) => {
@@ -589,13 +592,15 @@ pub fn supervise(
                         break;
                     }
                 }
-                if let (Some(pattern), Some(qmp)) = (&watch.powerdown_on, &watch.qmp) {
-                    if !powerdown_sent && line.contains(pattern.as_str()) {
+                if let Some(qmp) = &watch.qmp {
+                    powerdown_waiting.retain(|p| !line.contains(p.as_str()));
+                    if !powerdown_sent
+                        && powerdown_waiting.is_empty()
+                        && !watch.powerdown_on.is_empty()
+                    {
                         powerdown_sent = true;
                         match qmp_powerdown(qmp) {
-                            Ok(()) => tracing::info!(
-                                "pressed the power button (console matched {pattern:?})"
-                            ),
+                            Ok(()) => tracing::info!("pressed the power button (after {line:?})"),
                             Err(e) => tracing::warn!(
                                 "cannot press the power button through {}: {e}",
                                 qmp.display()

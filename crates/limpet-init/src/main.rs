@@ -58,6 +58,8 @@ fn main() {
 }
 
 fn boot(root: &Path) -> Result<(), String> {
+    // Ctrl-alt-del sends SIGINT to PID 1 (a clean shutdown) instead of rebooting at once.
+    let _ = rustix::system::reboot(rustix::system::RebootCommand::CadOff);
     let report = boot::early_boot(root).map_err(|e| format!("early boot: {e}"))?;
     console::line(&format!(
         "limpet-init: {} kernel module(s) loaded, {} already present",

@@ -4,13 +4,14 @@
 //! a timeout set by the supervisor's next deadline. The supervisor module decides; this
 //! module makes the system calls.
 //!
-//! Shutdown (SIGTERM, SIGPWR, SIGINT — ctrl-alt-del — or the ACPI power button): tasks are
+//! Shutdown (SIGTERM, SIGPWR, SIGHUP, SIGINT — which ctrl-alt-del sends once `main` has
+//! turned the kernel's immediate reboot off — or the ACPI power button): tasks are
 //! signalled SIGTERM in reverse declared order, given [`GRACE`] to exit, then killed; PID
 //! 1 reaps them, syncs, unmounts `/data` and `/slot`, and powers off.
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use limpet_sandbox::policy::{DevicePolicy, RestartWhen, TaskPolicy};
@@ -27,8 +28,9 @@ use crate::sys;
 pub const GRACE: Duration = Duration::from_secs(3);
 /// Where the status file is written.
 pub const STATUS_FILE: &str = "run/limpet/status.json";
-/// Where task logs go, under the data partition's mount point.
-pub const LOG_DIR: &str = "limpet/log";
+/// Where task logs go, under the data partition's mount point. The leading dot keeps it
+/// apart from the tasks' own directories (`/data/<task>`): task names cannot start with one.
+pub const LOG_DIR: &str = ".limpet/log";
 
 /// One open output pipe of a running task.
 #[derive(Debug)]
@@ -67,9 +69,11 @@ pub fn run(root: &Path, policy: &DevicePolicy, roots: &Roots) -> Result<(), Stri
     sandbox::prepare(roots).map_err(|e| format!("sandbox setup: {}", crate::console::chain(&e)))?;
     let mut supervisor = Supervisor::new(specs(policy));
     let mut pipes: Vec<Pipe> = Vec::new();
+    let mut cgroups: BTreeMap<i32, PathBuf> = BTreeMap::new();
     let mut logs: BTreeMap<usize, LogFile> = BTreeMap::new();
     let log_dir = roots.data.join(LOG_DIR);
     let mut shutdown_deadline: Option<Millis> = None;
+    let mut reported_start = false;
     let buttons = crate::power_button::open(root);
     let mut last_status = String::new();
 
@@ -79,7 +83,24 @@ pub fn run(root: &Path, policy: &DevicePolicy, roots: &Roots) -> Result<(), Stri
             let Some(task) = policy.tasks.get(index) else {
                 continue;
             };
-            start(index, task, roots, &mut supervisor, &mut pipes, now);
+            start(
+                index,
+                task,
+                roots,
+                &mut supervisor,
+                &mut pipes,
+                &mut cgroups,
+                now,
+            );
+        }
+        if !reported_start {
+            // Once, after the first start of every task: the figures the boot benchmark reads.
+            reported_start = true;
+            console::line(&format!(
+                "limpet-init: all tasks started at boottime {} ms; PID 1 Rss {} kB",
+                sys::boottime_ms(),
+                sys::own_rss_kb().map_or_else(|| "?".to_owned(), |kb| kb.to_string())
+            ));
         }
         write_status(root, &supervisor, &mut last_status);
 
@@ -145,7 +166,7 @@ pub fn run(root: &Path, policy: &DevicePolicy, roots: &Roots) -> Result<(), Stri
         if events.first().is_some_and(|e| !e.is_empty()) {
             for signo in sys::read_signals(&signals) {
                 if signo == libc::SIGCHLD {
-                    reap(&mut supervisor);
+                    reap(&mut supervisor, &mut cgroups);
                 } else {
                     shutdown_reason = Some(format!("signal {signo}"));
                 }
@@ -168,6 +189,7 @@ fn start(
     roots: &Roots,
     supervisor: &mut Supervisor,
     pipes: &mut Vec<Pipe>,
+    cgroups: &mut BTreeMap<i32, PathBuf>,
     now: Millis,
 ) {
     match sandbox::spawn(task, roots) {
@@ -177,6 +199,9 @@ fn start(
                 task.name, spawned.pid
             ));
             supervisor.started(index, spawned.pid, now);
+            if let Some(cgroup) = spawned.cgroup.clone() {
+                cgroups.insert(spawned.pid, cgroup);
+            }
             for fd in [spawned.stdout, spawned.stderr] {
                 // Never block PID 1 on a task's pipe.
                 let _ = rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::NONBLOCK);
@@ -190,15 +215,16 @@ fn start(
         Err(e) => {
             let after = supervisor.start_failed(index, now);
             console::line(&format!(
-                "limpet-init: cannot start {}: {e}; {}",
+                "limpet-init: cannot start {}: {}; {}",
                 task.name,
+                console::chain(&e),
                 describe(after)
             ));
         }
     }
 }
 
-fn reap(supervisor: &mut Supervisor) {
+fn reap(supervisor: &mut Supervisor, cgroups: &mut BTreeMap<i32, PathBuf>) {
     for reaped in sys::reap_all() {
         let now = Millis(sys::boottime_ms());
         let name = supervisor
@@ -206,15 +232,35 @@ fn reap(supervisor: &mut Supervisor) {
             .iter()
             .find(|r| r.pid() == Some(reaped.pid))
             .map(|r| r.name.clone());
+        // The task's cgroup says whether the kernel's OOM killer ended it; the cgroup is
+        // empty now and is removed, so a restart starts with fresh counters.
+        let oom = cgroups.remove(&reaped.pid).map(|cgroup| {
+            let kills = oom_kills(&cgroup);
+            let _ = std::fs::remove_dir(&cgroup);
+            kills
+        });
         let after = supervisor.exited(reaped.pid, reaped.exit, now);
         if let Some(name) = name {
+            let oom = match oom {
+                Some(n) if n > 0 => format!(", OOM-killed in its cgroup (memory.max) {n} time(s)"),
+                _ => String::new(),
+            };
             console::line(&format!(
-                "limpet-init: {name} exited ({:?}); {}",
+                "limpet-init: {name} exited ({:?}{oom}); {}",
                 reaped.exit,
                 describe(after)
             ));
         }
     }
+}
+
+/// `oom_kill` of a cgroup's `memory.events`.
+fn oom_kills(cgroup: &Path) -> u64 {
+    std::fs::read_to_string(cgroup.join("memory.events"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn describe(after: AfterExit) -> String {

@@ -252,3 +252,19 @@ pub fn unmount(target: &Path) -> io::Result<()> {
         Err(e) => Err(e.into()),
     }
 }
+
+/// PID 1's resident memory in kB, from `/proc/self/smaps_rollup` (exact; `VmRSS` in
+/// `status` is updated lazily and under-counts small processes).
+pub fn own_rss_kb() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/smaps_rollup")
+        .ok()?
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Rss:")?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+}

@@ -33,8 +33,10 @@
 //!    noexec except the task's binary, nodev except `/dev/null` and declared devices); a
 //!    tmpfs of the declared size owned by the task (0700); a fresh procfs with `subset=pid`,
 //!    which inside the new PID namespace shows only the task.
-//! 5. `pivot_root(".", ".")` into the new root, detach the old root (MNT_DETACH), remount `/`
-//!    read-only, `chdir("/")`.
+//! 5. `pivot_root(".", ".")` into the new root and detach the old root (MNT_DETACH); when `/`
+//!    is the initramfs, which pivot_root refuses, move the new root over `/` and chroot into
+//!    it instead (the task can never leave a chroot: no CAP_SYS_CHROOT, no mount calls).
+//!    Then remount `/` read-only, `chdir("/")`.
 //! 6. stdin from the task's `/dev/null`, stdout and stderr to the pipes; every other
 //!    descriptor close-on-exec (`close_range`).
 //! 7. `sethostname(task name)`.
@@ -71,8 +73,8 @@
 //! - Reap the task: the supervisor's `waitpid` does, and then calls [`remove_cgroup`].
 //! - Change the owner of files inside the data directory when a task's uid changes (only the
 //!   directory itself is given to the new ids).
-//! - On a kernel before 5.7 (clone3 with CLONE_INTO_CGROUP), 5.11 (close_range) or with an
-//!   initramfs as `/` (pivot_root refuses rootfs), spawning fails at that step.
+//! - On a kernel before 5.7 (clone3 with CLONE_INTO_CGROUP) or 5.11 (close_range), spawning
+//!   fails at that step.
 
 mod child;
 mod plan;
@@ -375,6 +377,8 @@ pub enum SpawnError {
 
 /// The controllers every task's cgroup gets.
 const CONTROLLERS: &str = "+memory +pids +cpu";
+/// The CPU budget file, written after exec.
+const CPU_MAX_FILE: &str = "cpu.max";
 /// The directory under the cgroup root that holds every task's cgroup.
 const CGROUP_PARENT: &str = "limpet";
 
@@ -446,13 +450,28 @@ pub fn spawn(policy: &TaskPolicy, roots: &Roots) -> Result<Spawned, SpawnError> 
     // 6.
     let cgroup = cgroup.map(|(path, _fd)| path);
     match read_report(&pipes.report) {
-        Ok(None) => Ok(Spawned {
-            pid,
-            stdout: pipes.stdout,
-            stderr: pipes.stderr,
-            cgroup,
-            landlock,
-        }),
+        Ok(None) => {
+            if let Some(path) = &cgroup {
+                let file = path.join(CPU_MAX_FILE);
+                if let Err(source) = write_file(&file, &policy.cgroup.cpu_max.to_string()) {
+                    // A task without its CPU budget must not run.
+                    let _ = write_file(&path.join("cgroup.kill"), "1");
+                    reap_failed(pid, Some(path), true);
+                    return Err(SpawnError::Cgroup {
+                        task: policy.name.clone(),
+                        path: file,
+                        source,
+                    });
+                }
+            }
+            Ok(Spawned {
+                pid,
+                stdout: pipes.stdout,
+                stderr: pipes.stderr,
+                cgroup,
+                landlock,
+            })
+        }
         Ok(Some(report)) => {
             reap_failed(pid, cgroup.as_deref(), false);
             Err(SpawnError::Child {
@@ -562,7 +581,13 @@ fn create_cgroup(
         move |source| SpawnError::Cgroup { task, path, source }
     };
     create_dir(&path, 0o755).map_err(error(path.clone()))?;
+    // cpu.max is written once the task has exec'd (see `spawn`): the setup before exec is
+    // ours, and throttling it to the task's share made every start take seconds under
+    // emulation while PID 1 waited. Memory and pids budgets hold from the first instruction.
     for (file, value) in policy.cgroup.files() {
+        if file == CPU_MAX_FILE {
+            continue;
+        }
         let file = path.join(file);
         write_file(&file, &value).map_err(error(file.clone()))?;
     }

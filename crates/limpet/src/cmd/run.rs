@@ -19,10 +19,11 @@ pub struct Args {
     /// (a plain substring, case-sensitive; no wildcards or regular expressions).
     #[arg(long, value_name = "PATTERN")]
     exit_on: Option<String>,
-    /// Press the guest's ACPI power button once a console line contains this text (a plain
-    /// substring), and let the guest shut down by itself.
+    /// Press the guest's ACPI power button once a console line has contained this text (a
+    /// plain substring), and let the guest shut down by itself. Repeatable: the button is
+    /// pressed once every PATTERN has appeared.
     #[arg(long, value_name = "PATTERN")]
-    powerdown_on: Option<String>,
+    powerdown_on: Vec<String>,
     /// Stop the guest after SECS seconds and exit 124.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     timeout: Option<u64>,

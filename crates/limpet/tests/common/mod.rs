@@ -140,3 +140,25 @@ pub fn mixed_output(name: &str, from: &Path, donor: &Path, replace: &[&str]) -> 
     }
     dir
 }
+
+/// One build of examples/hostile, made on first use: the output dir.
+pub fn hostile_build() -> &'static PathBuf {
+    static BUILD: OnceLock<PathBuf> = OnceLock::new();
+    BUILD.get_or_init(|| {
+        let (key, _) = keys_in(&scratch().join("keys"));
+        let out = scratch().join("hostile-out");
+        run(
+            limpet()
+                .arg("build")
+                .arg("--manifest")
+                .arg(repo_root().join("examples/hostile/limpet.toml"))
+                .arg("--out")
+                .arg(&out)
+                .arg("--key")
+                .arg(key)
+                .env("SOURCE_DATE_EPOCH", "1700000000"),
+            true,
+        );
+        out
+    })
+}
