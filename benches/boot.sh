@@ -7,8 +7,10 @@
 # Usage: benches/boot.sh            run from the repository root
 #   BOOT_RUNS=5        boots of each image (median of these); rounds interleave
 #   BOOT_PEERS="c a b" peers to boot besides Limpet (b2 = Debian + minimal initrd also works)
-#   BOOT_DIAG=1        one more Limpet boot without `quiet`, each console line stamped with
-#                      its host arrival time (where the time goes; not in the medians)
+#   BOOT_DIAG=1        one more boot of Limpet and of c without `quiet`, each console line
+#                      stamped with its host arrival time (where the time goes; not in medians)
+#   BOOT_TRACE=1       one more Limpet boot with every system call traced to the console
+#                      (benches/boot/syscalls.py: time per kernel module load, slowest calls)
 #   PEERS_DIR, PEERS_WORK as for the peers' scripts.
 #
 # Scratch (never in this repository): $WORK/limpet-app (the Limpet project: benches/boot/
@@ -86,7 +88,7 @@ done
 for log in "$B"/logs/limpet-run*.log; do
   run=${log##*-run}; run=${run%.log}
   line=$(tr -d '\r' < "$log" | grep -a -o 'all tasks started at boottime [0-9]* ms; PID 1 Rss [0-9?]* kB' | head -1 || true)
-  echo "$run $(echo "$line" | awk '{print $5, $10}')"
+  echo "$run $(echo "$line" | awk '{print $6, $11}')"
 done > "$B/limpet-pid1.txt"
 
 # 4. Sizes of the init binaries: limpet-init from `limpet build --json`; busybox-static as the
@@ -109,6 +111,18 @@ if [ "${BOOT_DIAG:-1}" = 1 ]; then
   diag_args=("${limpet_args[@]}"); diag_args[${#diag_args[@]}-1]="${BASE_CMDLINE/ quiet/}"
   python3 "$REPO/benches/boot/consolestamp.py" --until "APP READY" --timeout "$BOOT_TIMEOUT" -- \
     "$QEMU" "${QEMU_COMMON[@]}" "${diag_args[@]}" > "$B/diag-limpet.log" || true
+  # shellcheck disable=SC2046
+  python3 "$REPO/benches/boot/consolestamp.py" --until "APP READY" --timeout "$BOOT_TIMEOUT" -- \
+    "$QEMU" "${QEMU_COMMON[@]}" $(peer_args c) -append "${BASE_CMDLINE/ quiet/}" > "$B/diag-c.log" || true
+fi
+
+# Optional: the same boot with every system call traced to the console (slower; shares only).
+if [ "${BOOT_TRACE:-1}" = 1 ]; then
+  echo "# syscall-traced diagnostic boot (load $(cut -d' ' -f1-3 /proc/loadavg))"
+  trace_args=("${limpet_args[@]}")
+  trace_args[${#trace_args[@]}-1]="${BASE_CMDLINE/ quiet/} trace_event=raw_syscalls:sys_enter,raw_syscalls:sys_exit tp_printk"
+  python3 "$REPO/benches/boot/consolestamp.py" --until "APP READY" --timeout "$BOOT_TIMEOUT" -- \
+    "$QEMU" "${QEMU_COMMON[@]}" "${trace_args[@]}" > "$B/trace-limpet.log" || true
 fi
 
 # 6. Summary (also written to $B/summary.md).
@@ -169,12 +183,43 @@ print(f"init binaries (bytes): limpet-init {init_size} (limpet build --json); "
       f"busybox-static {sizes.get('busybox_static_bytes')}; systemd {sizes.get('systemd_bytes')} "
       f"(+ {sizes.get('systemd_libs')} shared libraries = {sizes.get('systemd_with_libs_bytes')}; "
       f"libsystemd-shared alone {sizes.get('libsystemd_shared_bytes')})")
+byrun = {n: {r["run"]: r["boottime_ms"] for r in recs(n) if r.get("ok")} for n in ["limpet"] + peers}
+pairs = [byrun["limpet"][i] - byrun["c"][i] for i in byrun["limpet"] if i in byrun.get("c", {})]
+if pairs:
+    print(f"Limpet minus c in the same round (ms): median {statistics.median(pairs):.0f}, "
+          f"per round {[round(x) for x in pairs]}")
+for d in ["limpet", "c"]:
+    path = os.path.join(B, f"diag-{d}.log")
+    if not os.path.exists(path): continue
+    rows = []
+    for line in open(path, errors="replace"):
+        h, _, text = line.strip().partition(" ")
+        try: rows.append((float(h), text))
+        except ValueError: pass
+    anchor = next(((h, float(m.group(1)) * 1000) for h, t in rows
+                   if "Run /init" in t and (m := re.search(r"\[\s*([\d.]+)\]", t))), None)
+    if not anchor: continue
+    off = anchor[0] - anchor[1]
+    print(f"\ndiagnostic boot of {d} without quiet: guest ms ≈ host arrival − {off:.0f} "
+          f"(anchored on the kernel's 'Run /init' line)")
+    prev = None
+    for h, t in rows:
+        if "Run /init" in t or "limpet-init" in t or "APP READY" in t or "Freeing initrd" in t:
+            g = h - off
+            step = f" (+{g - prev:.0f})" if prev is not None else ""
+            print(f"  {g:7.0f}{step:>8}  {t[:110]}")
+            prev = g
 loads = [r.get("host_load1") for n in ["limpet"] + peers for r in recs(n)]
 print(f"host load1 at boot start over all boots: median {statistics.median(loads):.2f}, min {min(loads):.2f}, max {max(loads):.2f}")
 PY
 
-if [ -s "$B/diag-limpet.log" ]; then
-  echo "## diagnostic boot (host ms since QEMU spawn, then the console line)"
-  grep -a -E 'Linux version|Run /init|limpet-init|APP READY|virtio_blk|vda|device-mapper|verity|squashfs|EXT4|Freeing unused' "$B/diag-limpet.log" | cut -c1-170
+if [ -s "$B/trace-limpet.log" ]; then
+  echo "## syscall-traced boot of Limpet"
+  python3 "$REPO/benches/boot/syscalls.py" "$B/trace-limpet.log" "$B/build.json"
 fi
+for d in limpet c; do
+  [ -s "$B/diag-$d.log" ] || continue
+  echo "## diagnostic boot of $d without quiet (host ms since QEMU spawn, then the console line)"
+  grep -a -E 'Linux version|unpack rootfs|Freeing initrd|Run /init|limpet-init|APP READY|virtio_blk|vda|device-mapper|verity|squashfs|EXT4|Freeing unused' "$B/diag-$d.log" | cut -c1-170
+done
 echo "# loadavg_at_end=\"$(cut -d' ' -f1-3 /proc/loadavg)\"; raw records, logs: $B"

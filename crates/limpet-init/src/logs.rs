@@ -3,7 +3,7 @@
 //!
 //! Rules: PID 1 never blocks on a task's pipe (they are non-blocking and polled); a line
 //! longer than [`MAX_LINE`] is cut and marked, so a task cannot make PID 1 buffer without
-//! bound; each log file is rotated at [`MAX_LOG`] bytes to one `.1` file, so a task's logs
+//! bound (its pieces are emitted, each marked); each log file is rotated at [`MAX_LOG`] bytes to one `.1` file, so a task's logs
 //! never take more than twice that.
 
 use std::io::Write;
@@ -30,12 +30,14 @@ impl LineSplitter {
                 self.partial.clear();
             } else if self.partial.len() < MAX_LINE {
                 self.partial.push(b);
-            } else if self.partial.len() == MAX_LINE {
+            } else {
+                // Full: emit what we have, marked, and start the next piece with this byte.
                 lines.push(format!(
                     "{} [line cut at {MAX_LINE} bytes]",
                     String::from_utf8_lossy(&self.partial)
                 ));
                 self.partial.clear();
+                self.partial.push(b);
             }
         }
         lines
@@ -111,7 +113,8 @@ mod tests {
     fn overlong_lines_are_cut_not_buffered() {
         let mut s = LineSplitter::default();
         let lines = s.push(&vec![b'x'; MAX_LINE * 3]);
-        assert_eq!(lines.len(), 1);
+        assert_eq!(lines.len(), 2, "cut into pieces, nothing lost");
+        assert!(lines[1].ends_with("[line cut at 4096 bytes]"));
         assert!(lines[0].ends_with("[line cut at 4096 bytes]"));
         assert!(s.partial.len() <= MAX_LINE);
     }

@@ -11,17 +11,18 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use limpet_sandbox::policy::{DevicePolicy, RestartWhen, TaskPolicy};
+use limpet_sandbox::policy::{DevicePolicy, ReadinessCheck, RestartWhen, TaskPolicy};
 use limpet_sandbox::spawn::{self as sandbox, Roots};
 use rustix::event::{PollFd, PollFlags};
 use rustix::process::Signal;
 
 use crate::console;
 use crate::logs::{LineSplitter, LogFile};
-use crate::supervisor::{AfterExit, Millis, RestartPolicy, Supervisor, TaskSpec};
+use crate::supervisor::{AfterExit, Millis, Readiness, RestartPolicy, Supervisor, TaskSpec};
 use crate::sys;
 
 /// How long tasks get to exit after SIGTERM at shutdown.
@@ -55,6 +56,12 @@ pub fn specs(policy: &DevicePolicy) -> Vec<TaskSpec> {
             backoff_initial: Duration::from_millis(t.restart.backoff_initial_ms),
             backoff_max: Duration::from_millis(t.restart.backoff_max_ms),
             crash_loop_limit: t.restart.crash_loop_limit,
+            readiness: match &t.readiness {
+                ReadinessCheck::Started => Readiness::Started,
+                ReadinessCheck::Notify { timeout_ms, .. } => Readiness::Notify {
+                    timeout: Duration::from_millis(*timeout_ms),
+                },
+            },
         })
         .collect()
 }
@@ -75,6 +82,7 @@ pub fn run(root: &Path, policy: &DevicePolicy, roots: &Roots) -> Result<(), Stri
     let mut shutdown_deadline: Option<Millis> = None;
     let mut reported_start = false;
     let buttons = crate::power_button::open(root);
+    let mut notifiers: BTreeMap<usize, UnixDatagram> = BTreeMap::new();
     let mut last_status = String::new();
 
     loop {
@@ -83,6 +91,17 @@ pub fn run(root: &Path, policy: &DevicePolicy, roots: &Roots) -> Result<(), Stri
             let Some(task) = policy.tasks.get(index) else {
                 continue;
             };
+            if let ReadinessCheck::Notify { socket, .. } = &task.readiness {
+                match notify_socket(Path::new(socket), task) {
+                    Ok(sock) => {
+                        notifiers.insert(index, sock);
+                    }
+                    Err(e) => console::line(&format!(
+                        "limpet-init: cannot create {socket} for {}: {e}",
+                        task.name
+                    )),
+                }
+            }
             start(
                 index,
                 task,
@@ -93,7 +112,13 @@ pub fn run(root: &Path, policy: &DevicePolicy, roots: &Roots) -> Result<(), Stri
                 now,
             );
         }
-        if !reported_start {
+        for (name, pid) in supervisor.readiness_overdue(now) {
+            console::line(&format!(
+                "limpet-init: {name} did not report ready in time: killing it"
+            ));
+            sys::signal(pid, Signal::KILL);
+        }
+        if !reported_start && supervisor.records().iter().all(|r| r.starts > 0) {
             // Once, after the first start of every task: the figures the boot benchmark reads.
             reported_start = true;
             console::line(&format!(
@@ -121,6 +146,9 @@ pub fn run(root: &Path, policy: &DevicePolicy, roots: &Roots) -> Result<(), Stri
         for button in &buttons {
             fds.push(PollFd::new(button, PollFlags::IN));
         }
+        for sock in notifiers.values() {
+            fds.push(PollFd::new(sock, PollFlags::IN));
+        }
         for pipe in &pipes {
             fds.push(PollFd::new(&pipe.fd, PollFlags::IN));
         }
@@ -136,7 +164,24 @@ pub fn run(root: &Path, policy: &DevicePolicy, roots: &Roots) -> Result<(), Stri
         }
 
         // Task output first, so a task's last lines are logged before its exit is.
-        let first_pipe = 1 + buttons.len();
+        let first_notifier = 1 + buttons.len();
+        let first_pipe = first_notifier + notifiers.len();
+        let readable: Vec<usize> = notifiers
+            .keys()
+            .zip(events.iter().skip(first_notifier))
+            .filter(|(_, e)| !e.is_empty())
+            .map(|(i, _)| *i)
+            .collect();
+        for index in readable {
+            let Some(sock) = notifiers.get(&index) else {
+                continue;
+            };
+            if notified_ready(sock) {
+                if let Some(name) = supervisor.ready(index) {
+                    console::line(&format!("limpet-init: {name} is ready"));
+                }
+            }
+        }
         let mut closed = Vec::new();
         for (i, revents) in events.iter().enumerate().skip(first_pipe) {
             if revents.is_empty() {
@@ -181,6 +226,33 @@ pub fn run(root: &Path, policy: &DevicePolicy, roots: &Roots) -> Result<(), Stri
             shutdown_deadline = Some(Millis(sys::boottime_ms()).plus(GRACE));
         }
     }
+}
+
+/// Binds the readiness socket of a `notify` task (a datagram socket only that task's uid
+/// may write to), replacing a stale one.
+fn notify_socket(path: &Path, task: &TaskPolicy) -> std::io::Result<UnixDatagram> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let _ = std::fs::remove_file(path);
+    let sock = UnixDatagram::bind(path)?;
+    sock.set_nonblocking(true)?;
+    std::os::unix::fs::chown(path, Some(task.credentials.uid), Some(task.credentials.gid))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(sock)
+}
+
+/// Reads every pending datagram; true if one of them said `READY=1` (the sd_notify
+/// convention: newline-separated assignments).
+fn notified_ready(sock: &UnixDatagram) -> bool {
+    let mut buf = [0u8; 1024];
+    let mut ready = false;
+    while let Ok(n) = sock.recv(&mut buf) {
+        let text = String::from_utf8_lossy(buf.get(..n).unwrap_or_default());
+        ready |= text.lines().any(|l| l.trim() == "READY=1");
+    }
+    ready
 }
 
 fn start(

@@ -3,7 +3,12 @@
 //! do; the event loop in `main` makes the system calls.
 //!
 //! Rules this module keeps (after gokrazy's `supervise.go` and Hubris's `jefe`):
-//! - tasks start in declared order, and stop in reverse order;
+//! - tasks start in declared order, and stop in reverse order: a task starts once every
+//!   task declared before it is ready (`readiness = "started"`: as soon as it runs;
+//!   `"notify"`: when it sends `READY=1`) or has ended for good (exited by policy, crash
+//!   loop), so one broken task cannot hold the others back forever;
+//! - a `notify` task that is not ready within its timeout is killed, which counts as a
+//!   failure like any other exit;
 //! - `restart = "always"` restarts after any exit, `on-failure` after a non-zero exit or a
 //!   signal, `never` never; whatever the policy, exit code [`EXIT_DO_NOT_RESTART`] means
 //!   "do not restart me";
@@ -51,6 +56,14 @@ pub struct TaskSpec {
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     pub crash_loop_limit: u32,
+    pub readiness: Readiness,
+}
+
+/// When a started task counts as up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    Started,
+    Notify { timeout: Duration },
 }
 
 /// How a task's process ended.
@@ -76,6 +89,7 @@ pub enum TaskState {
     Running {
         pid: i32,
         since: Millis,
+        ready: Ready,
     },
     /// Waiting to be restarted at `at`.
     Backoff {
@@ -90,6 +104,17 @@ pub enum TaskState {
         pid: i32,
     },
     Stopped,
+}
+
+/// Whether a running task has reported ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ready {
+    Yes,
+    /// Waiting for `READY=1` until the deadline.
+    WaitingUntil(Millis),
+    /// The deadline passed; the task is being killed.
+    TimedOut,
 }
 
 /// One task's record, as the status file shows it.
@@ -107,6 +132,19 @@ pub struct TaskRecord {
 }
 
 impl TaskRecord {
+    /// Up (running and ready) or gone for good: later tasks need not wait for it.
+    fn settled(&self) -> bool {
+        matches!(
+            self.state,
+            TaskState::Running {
+                ready: Ready::Yes,
+                ..
+            } | TaskState::Exited
+                | TaskState::CrashLoop
+                | TaskState::Stopped
+        )
+    }
+
     /// The task's process id while it runs or stops.
     pub fn pid(&self) -> Option<i32> {
         match self.state {
@@ -167,16 +205,46 @@ impl Supervisor {
         if self.shutting_down {
             return Vec::new();
         }
-        self.tasks
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| match t.state {
-                TaskState::Pending => true,
-                TaskState::Backoff { at } => at <= now,
-                _ => false,
-            })
-            .map(|(i, _)| i)
-            .collect()
+        let mut due = Vec::new();
+        for (i, t) in self.tasks.iter().enumerate() {
+            match t.state {
+                // Declared order: wait for every earlier task to be up or gone.
+                TaskState::Pending if self.tasks[..i].iter().all(TaskRecord::settled) => {
+                    due.push(i);
+                }
+                TaskState::Backoff { at } if at <= now => due.push(i),
+                _ => {}
+            }
+        }
+        due
+    }
+
+    /// Records that the task running as `pid` reported ready; returns its name the first
+    /// time.
+    pub fn ready(&mut self, index: usize) -> Option<&str> {
+        let task = self.tasks.get_mut(index)?;
+        match &mut task.state {
+            TaskState::Running { ready, .. } if *ready != Ready::Yes => {
+                *ready = Ready::Yes;
+                Some(task.name.as_str())
+            }
+            _ => None,
+        }
+    }
+
+    /// The `notify` tasks whose readiness deadline has passed, each returned once (the
+    /// caller kills them; their exit then counts as a failure).
+    pub fn readiness_overdue(&mut self, now: Millis) -> Vec<(String, i32)> {
+        let mut overdue = Vec::new();
+        for t in &mut self.tasks {
+            if let TaskState::Running { pid, ready, .. } = &mut t.state {
+                if matches!(ready, Ready::WaitingUntil(at) if *at <= now) {
+                    *ready = Ready::TimedOut;
+                    overdue.push((t.name.clone(), *pid));
+                }
+            }
+        }
+        overdue
     }
 
     /// Records that task `index` was started as `pid`.
@@ -186,7 +254,15 @@ impl Supervisor {
                 task.restarts += 1;
             }
             task.starts += 1;
-            task.state = TaskState::Running { pid, since: now };
+            let ready = match task.spec.readiness {
+                Readiness::Started => Ready::Yes,
+                Readiness::Notify { timeout } => Ready::WaitingUntil(now.plus(timeout)),
+            };
+            task.state = TaskState::Running {
+                pid,
+                since: now,
+                ready,
+            };
         }
     }
 
@@ -257,6 +333,10 @@ impl Supervisor {
             .iter()
             .filter_map(|t| match t.state {
                 TaskState::Backoff { at } => Some(at),
+                TaskState::Running {
+                    ready: Ready::WaitingUntil(at),
+                    ..
+                } => Some(at),
                 _ => None,
             })
             .min()
@@ -322,7 +402,50 @@ mod tests {
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             crash_loop_limit: 5,
+            readiness: Readiness::Started,
         }
+    }
+
+    #[test]
+    fn declared_order_waits_for_readiness() {
+        let mut a = spec(RestartPolicy::Always);
+        a.name = "a".into();
+        a.readiness = Readiness::Notify {
+            timeout: Duration::from_secs(10),
+        };
+        let mut b = spec(RestartPolicy::Always);
+        b.name = "b".into();
+        let mut sup = Supervisor::new(vec![a, b]);
+        assert_eq!(sup.due(Millis(0)), [0], "b waits for a");
+        sup.started(0, 1, Millis(0));
+        assert!(sup.due(Millis(5)).is_empty(), "a is not ready yet");
+        assert_eq!(sup.next_deadline(), Some(Millis(10_000)));
+        assert_eq!(sup.ready(0), Some("a"));
+        assert_eq!(sup.ready(0), None, "reported once");
+        assert_eq!(sup.due(Millis(6)), [1]);
+    }
+
+    #[test]
+    fn a_task_not_ready_in_time_is_overdue_and_does_not_block_forever() {
+        let mut a = spec(RestartPolicy::Never);
+        a.readiness = Readiness::Notify {
+            timeout: Duration::from_secs(1),
+        };
+        let b = spec(RestartPolicy::Always);
+        let mut sup = Supervisor::new(vec![a, b]);
+        sup.started(0, 7, Millis(0));
+        assert!(sup.readiness_overdue(Millis(999)).is_empty());
+        assert_eq!(sup.readiness_overdue(Millis(1000)), [("t".to_owned(), 7)]);
+        assert!(
+            sup.readiness_overdue(Millis(1001)).is_empty(),
+            "reported once"
+        );
+        // Killed by the loop; with restart = never it is gone for good and b may start.
+        assert_eq!(
+            sup.exited(7, Exit::Signal(9), Millis(1001)),
+            AfterExit::Exited
+        );
+        assert_eq!(sup.due(Millis(1001)), [1]);
     }
 
     #[test]

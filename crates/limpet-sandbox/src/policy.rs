@@ -639,7 +639,9 @@ fn filesystem(task: &Task, exec_path: &str, notify_socket: &str) -> (Vec<Mount>,
             kind: MountKind::BindReadWrite,
             flags: DATA,
         });
-        landlock.write.push(NOTIFY_SOCKET.to_owned());
+        // No Landlock rule: sending to a named socket is not a file access Landlock
+        // mediates (and the kernel refuses a rule on a socket, ENXIO); the socket's owner
+        // and mode (the task's uid, 0600) are what limit it.
     }
     // A later mount on an earlier one's path would hide it; one on a path below an earlier
     // one must come after it. Keep the first of equal targets, then order parents first.
@@ -876,7 +878,7 @@ mod tests {
             s.landlock,
             Landlock {
                 read: vec!["/proc".into(), "/etc/thermostat".into()],
-                write: vec!["/data/sensor".into(), "/tmp".into(), "/run/notify".into()],
+                write: vec!["/data/sensor".into(), "/tmp".into()],
                 devices: vec!["/dev/null".into(), "/dev/i2c-1".into()],
                 execute: vec!["/slot/sensord".into()],
             }

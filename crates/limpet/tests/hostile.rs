@@ -4,7 +4,8 @@
 //! running. Also checked from inside the guest: every thread of every task runs with
 //! seccomp in filter mode, no_new_privs, no capabilities, a non-root uid; a memory hog is
 //! OOM-killed inside its cgroup and restarted with backoff until its crash-loop limit;
-//! a crash-looping task stops being restarted at its limit.
+//! a crash-looping task stops being restarted at its limit; tasks start in declared order
+//! once the ones before them are ready, and a task that never reports ready is killed.
 // Tests fail by panicking; the workspace lints against it are for production code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -90,6 +91,7 @@ fn settled_markers() -> Vec<String> {
     markers.push("limpet-init: memory-hog exited (Signal(9), OOM-killed".into());
     markers.push("crash loop after 3 failures".into());
     markers.push("limpet-init: crash exited (Code(1)); crash loop after 3 failures".into());
+    markers.push("limpet-init: never-ready exited (".into());
     markers
 }
 
@@ -205,24 +207,57 @@ fn every_escape_attempt_fails_as_expected_and_the_device_survives() {
         crash[2]
     );
 
-    // The neighbour kept running through all of it, and PID 1 shut down cleanly.
-    let last_attack_exit = lines
-        .iter()
-        .rposition(|l| {
-            l.starts_with("limpet-init: ") && l.contains(" exited (") && !l.contains("heartbeat")
-        })
-        .unwrap();
-    let beats_after = lines[last_attack_exit..]
-        .iter()
-        .filter(|l| l.starts_with("[heartbeat] heartbeat "))
-        .count();
+    // Readiness and declared order: the tasks after `notifier` start only once it has said
+    // READY=1; `never-ready` is killed at its 3 s deadline and, with restart = never, left.
+    let position = |text: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(text))
+            .unwrap_or_else(|| panic!("no `{text}`:\n{console}"))
+    };
     assert!(
-        beats_after >= 1,
-        "the neighbour stopped beating:\n{console}"
+        position("limpet-init: notifier is ready") < position("limpet-init: started exec-shell")
     );
-    assert!(!lines
+    assert!(
+        console.contains("[notifier] sent READY=1 to /run/notify"),
+        "{console}"
+    );
+    assert!(
+        position("limpet-init: never-ready did not report ready in time: killing it")
+            < position("limpet-init: never-ready exited (Signal(9)); not restarted (policy)")
+    );
+
+    // The neighbour kept running through all of it, and PID 1 shut down cleanly.
+    // The neighbour: started once, never restarted, beating without a gap until shutdown.
+    let starts = lines
         .iter()
-        .any(|l| l.starts_with("limpet-init: heartbeat exited") && !l.contains("stopped")));
+        .filter(|l| l.starts_with("limpet-init: started heartbeat "))
+        .count();
+    assert_eq!(starts, 1, "{console}");
+    let beats: Vec<u64> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("[heartbeat] heartbeat ")?.parse().ok())
+        .collect();
+    assert!(beats.len() >= 5, "{beats:?}");
+    assert!(
+        beats.iter().enumerate().all(|(i, &b)| b == i as u64),
+        "{beats:?}"
+    );
+    let heartbeat_exits: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("limpet-init: heartbeat exited"))
+        .collect();
+    assert_eq!(heartbeat_exits.len(), 1, "{heartbeat_exits:?}");
+    assert!(
+        heartbeat_exits[0].ends_with("; stopped"),
+        "{}",
+        heartbeat_exits[0]
+    );
+    assert!(
+        position("limpet-init: power button: shutting down")
+            < position("limpet-init: heartbeat exited"),
+        "the neighbour ended before shutdown"
+    );
     assert!(
         console.contains("limpet-init: power button: shutting down"),
         "{console}"

@@ -21,6 +21,12 @@ fn main() {
     if attack == "heartbeat" {
         heartbeat();
     }
+    if attack == "notify-ready" {
+        notify_ready();
+    }
+    if attack == "notify-never" {
+        unreachable_loop();
+    }
     let verdict = run(&attack);
     let mut out = std::io::stdout().lock();
     let _ = match verdict {
@@ -72,6 +78,18 @@ fn heartbeat() -> ! {
     for n in 0u64.. {
         println!("heartbeat {n}");
         std::thread::sleep(Duration::from_secs(1));
+    }
+    unreachable_loop()
+}
+
+/// A well-behaved `notify` task: says `READY=1` on `$NOTIFY_SOCKET`, then idles.
+fn notify_ready() -> ! {
+    let socket = std::env::var("NOTIFY_SOCKET").unwrap_or_default();
+    let sent =
+        std::os::unix::net::UnixDatagram::unbound().and_then(|s| s.send_to(b"READY=1\n", &socket));
+    match sent {
+        Ok(_) => println!("sent READY=1 to {socket}"),
+        Err(e) => println!("cannot notify {socket}: {e}"),
     }
     unreachable_loop()
 }
