@@ -59,22 +59,6 @@ pub fn make(path: &Path, size: u64, uuid: &str, epoch: u32) -> Result<(), DataFs
     Ok(())
 }
 
-/// An RFC 4122 UUID string from 16 bytes of a digest.
-pub fn uuid_string(bytes: &[u8; 16]) -> String {
-    let mut b = *bytes;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,7 +68,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.ext4");
         let b = dir.path().join("b.ext4");
-        let uuid = uuid_string(&[7; 16]);
+        let uuid = crate::ids::uuid_string(&[7; 16]);
         make(&a, 8 * 1024 * 1024, &uuid, 1_700_000_000).unwrap();
         make(&b, 8 * 1024 * 1024, &uuid, 1_700_000_000).unwrap();
         assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());

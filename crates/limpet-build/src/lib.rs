@@ -13,6 +13,7 @@
 
 pub mod cargo;
 pub mod datafs;
+pub mod ids;
 pub mod image_file;
 pub mod inspect;
 pub mod kernel;

@@ -324,7 +324,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     crate::datafs::make(
         &data_fs,
         manifest.disk.data_size.bytes(),
-        &crate::datafs::uuid_string(&uuid_bytes),
+        &crate::ids::uuid_string(&uuid_bytes),
         epoch,
     )?;
     copy_into_partition(&data_fs, &mut disk_file, &disk_layout, "data", &disk_path)?;

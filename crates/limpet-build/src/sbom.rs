@@ -193,25 +193,20 @@ pub fn cyclonedx(
     });
     // The serial number is derived from the contents so that rebuilds are identical.
     let digest = Sha256::digest(bom.to_string().as_bytes());
-    bom["serialNumber"] = json!(format!("urn:uuid:{}", uuid_from(&digest)));
+    bom["serialNumber"] = json!(format!(
+        "urn:uuid:{}",
+        crate::ids::uuid_string(&first_16(&digest))
+    ));
     Ok(bom)
 }
 
-/// An RFC 4122 version-4-shaped UUID from the first 16 bytes of a digest.
-fn uuid_from(digest: &[u8]) -> String {
+/// The first 16 bytes of a digest.
+fn first_16(digest: &[u8]) -> [u8; 16] {
     let mut b = [0u8; 16];
-    b.copy_from_slice(&digest[..16]);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    for (to, from) in b.iter_mut().zip(digest) {
+        *to = *from;
+    }
+    b
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the Unix epoch (proleptic Gregorian, UTC).
@@ -251,13 +246,5 @@ mod tests {
         assert_eq!(rfc3339_utc(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339_utc(1_795_305_600), "2026-11-22T00:00:00Z");
         assert_eq!(rfc3339_utc(4_102_444_799), "2099-12-31T23:59:59Z");
-    }
-
-    #[test]
-    fn uuid_has_version_and_variant_bits() {
-        let u = uuid_from(&[0xffu8; 32]);
-        assert_eq!(u.len(), 36);
-        assert_eq!(&u[14..15], "4");
-        assert_eq!(&u[19..20], "b");
     }
 }

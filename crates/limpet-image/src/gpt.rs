@@ -303,13 +303,11 @@ fn read_at(
     buf: &mut [u8],
     part: &'static str,
 ) -> Result<(), GptError> {
-    dev.seek(SeekFrom::Start(offset))
-        .and_then(|_| dev.read_exact(buf))
-        .map_err(|source| GptError::Io {
-            part,
-            offset,
-            source,
-        })
+    crate::at::read_exact_at(dev, offset, buf).map_err(|source| GptError::Io {
+        part,
+        offset,
+        source,
+    })
 }
 
 fn read_copy(

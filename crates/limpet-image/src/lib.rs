@@ -16,6 +16,7 @@
 //! - The format core (`verity`, `header`, `slot`, `gpt`) builds without default features
 //!   for the device's static musl PID 1.
 
+mod at;
 pub mod gpt;
 pub mod header;
 pub mod slot;

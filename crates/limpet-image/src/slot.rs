@@ -558,13 +558,11 @@ fn read_exact_at(
     buf: &mut [u8],
     part: &'static str,
 ) -> Result<(), SlotError> {
-    dev.seek(SeekFrom::Start(offset))
-        .and_then(|_| dev.read_exact(buf))
-        .map_err(|source| SlotError::Io {
-            part,
-            offset,
-            source,
-        })
+    crate::at::read_exact_at(dev, offset, buf).map_err(|source| SlotError::Io {
+        part,
+        offset,
+        source,
+    })
 }
 
 /// Reads the superblock and the header from a device and checks the layout (reading
