@@ -13,6 +13,7 @@
 
 pub mod cargo;
 pub mod datafs;
+pub mod disk_state;
 pub mod ids;
 pub mod image_file;
 pub mod inspect;

@@ -186,6 +186,19 @@ fn a_try_slot_that_fails_verification_rolls_back_to_the_committed_slot() {
         .unwrap()
         .load()
         .unwrap();
+    let inspected = inspect_json(&disk);
+    assert_eq!(
+        inspected["state"]["committed_slot"], "slot-a",
+        "{inspected}"
+    );
+    assert!(
+        inspected["state"]["last_failure"]
+            .as_str()
+            .unwrap()
+            .contains("VerifyFailed"),
+        "{}",
+        inspected["state"]
+    );
     let failure = state.last_failure().expect("a recorded failure");
     assert_eq!(failure.reason, limpet_state::FailureReason::VerifyFailed);
     assert!(state.pending_try().is_none());

@@ -20,15 +20,43 @@ pub struct Args {
 pub fn run(args: Args) -> super::Result {
     let slot = limpet_build::image_file::load_slot(&args.path)?;
     let inspection = limpet_build::inspect::inspect(&slot)?;
+    // A disk image (given, or beside the slot in an output directory) also has a state.
+    let disk = if matches!(
+        slot.origin,
+        limpet_build::image_file::SlotOrigin::DiskPartition { .. }
+    ) {
+        Some(args.path.clone())
+    } else {
+        limpet_build::image_file::disk_beside(&args.path)
+    };
+    let state = match &disk {
+        Some(disk) => Some(limpet_build::disk_state::read(disk)?),
+        None => None,
+    };
     if let Some(path) = &args.sbom {
         let text = serde_json::to_string_pretty(&inspection.sbom)?;
         std::fs::write(path, text + "\n")
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&inspection)?);
+        let mut value = serde_json::to_value(&inspection)?;
+        value["state"] = serde_json::to_value(&state)?;
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print_text(&inspection);
+        if let Some(state) = &state {
+            println!("state (disk):");
+            println!(
+                "  committed {} ({}), floor {}, boots {}",
+                state.committed_slot, state.committed_version, state.floor, state.boot_count
+            );
+            if let Some(trial) = &state.trial {
+                println!("  trying {trial}");
+            }
+            if let Some(failure) = &state.last_failure {
+                println!("  last failure: {failure}");
+            }
+        }
     }
     Ok(())
 }
@@ -68,14 +96,17 @@ fn print_text(i: &Inspection) {
     println!("tasks:");
     for t in &i.tasks {
         println!(
-            "  {}: {} ({}), memory {}, cpu {}, pids {}, restart {:?}, syscalls {:?}, network {:?}",
+            "  {}: {} ({}), memory {}, cpu {}, pids {}, restart {:?} (backoff {}..{}, crash loop at {}), syscalls {:?}, network {:?}",
             t.name,
             t.package,
             t.binary,
             t.memory,
             t.cpu,
             t.pids,
-            t.restart,
+            t.restart.policy,
+            t.restart.backoff_initial,
+            t.restart.backoff_max,
+            t.restart.crash_loop_limit,
             t.syscalls.profile,
             t.network
         );
