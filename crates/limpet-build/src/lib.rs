@@ -24,6 +24,7 @@ pub mod project;
 pub mod run;
 pub mod sbom;
 pub mod scaffold;
+pub mod sim;
 pub mod verify;
 
 pub use pipeline::{build, BuildError, BuildOptions, BuildReport};

@@ -67,6 +67,8 @@ pub enum RunError {
         path: PathBuf,
         source: slot::SlotError,
     },
+    #[error("cannot prepare the simulation")]
+    Sim { source: crate::sim::SimError },
     #[error("{option} must be {expected}, got {value}")]
     InvalidOption {
         option: &'static str,
@@ -299,6 +301,9 @@ pub struct RunOptions {
     pub persist: bool,
     /// When to stop early.
     pub watch: Watch,
+    /// Run limpet-init as PID 1 of new namespaces on this host instead of booting QEMU
+    /// (see [`crate::sim`]).
+    pub sim: bool,
 }
 
 impl RunOptions {
@@ -310,6 +315,7 @@ impl RunOptions {
             append: None,
             persist: false,
             watch: Watch::default(),
+            sim: false,
         }
     }
 }
@@ -397,6 +403,9 @@ pub fn prepare(options: &RunOptions) -> Result<RunConfig, RunError> {
 /// Boots the image in `options.dir`, handing each console line to `on_line`.
 pub fn run(options: &RunOptions, on_line: &mut dyn FnMut(&str)) -> Result<RunReport, RunError> {
     let mut config = prepare(options)?;
+    if options.sim {
+        return run_sim(options, on_line);
+    }
     let mut watch = options.watch.clone();
     // A private directory for the QMP socket, removed when the run ends.
     let qmp_dir = if watch.powerdown_on.is_empty() {
@@ -484,6 +493,32 @@ fn qmp_powerdown(socket: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--sim`: limpet-init in new namespaces on this host.
+fn run_sim(options: &RunOptions, on_line: &mut dyn FnMut(&str)) -> Result<RunReport, RunError> {
+    if !options.watch.powerdown_on.is_empty() {
+        return Err(RunError::InvalidOption {
+            option: "--powerdown-on",
+            expected: "absent with --sim (there is no power button: end a simulation with --exit-on, --timeout or Ctrl-C, which PID 1 gets as SIGTERM)",
+            value: options.watch.powerdown_on.join(", "),
+        });
+    }
+    let root = crate::sim::prepare(&options.dir).map_err(|source| RunError::Sim { source })?;
+    tracing::info!(
+        "simulating {} in {} (new namespaces on this host)",
+        options.dir.display(),
+        root.path().display()
+    );
+    supervise(root.command(), &options.watch, on_line).map_err(|err| match err {
+        RunError::Spawn { program, source } if source.kind() == std::io::ErrorKind::NotFound => {
+            RunError::QemuMissing {
+                program,
+                package: "util-linux",
+            }
+        }
+        other => other,
+    })
 }
 
 /// What the line reader thread sends.

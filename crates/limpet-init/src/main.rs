@@ -26,6 +26,7 @@ mod logs;
 mod partitions;
 mod power_button;
 mod runtime;
+mod sim;
 mod slots;
 mod supervisor;
 mod sys;
@@ -50,6 +51,17 @@ fn main() {
         "limpet-init {} starting",
         env!("CARGO_PKG_VERSION")
     ));
+    if sim::requested(root) {
+        // PID 1 of a namespace on the build host: exit instead of powering anything off.
+        let code = match sim::run(root) {
+            Ok(()) => 0,
+            Err(reason) => {
+                console::line(&format!("limpet-init: simulation failed: {reason}"));
+                1
+            }
+        };
+        std::process::exit(code);
+    }
     match boot(root) {
         Ok(()) => console::line("limpet-init: powering off"),
         Err(reason) => console::line(&format!("limpet-init: boot failed: {reason}; powering off")),
@@ -110,18 +122,7 @@ fn boot(root: &Path) -> Result<(), String> {
         }
     ));
 
-    let policy_path = root.join(SLOT_MOUNT).join(POLICY_FILE);
-    let policy_bytes = std::fs::read(&policy_path)
-        .map_err(|e| format!("cannot read {}: {e}", policy_path.display()))?;
-    let policy = limpet_sandbox::policy::DevicePolicy::from_json(&policy_bytes)
-        .map_err(|e| format!("{}: {e}", policy_path.display()))?;
-    if Some(policy.arch) != limpet_sandbox::seccomp::Arch::host() {
-        return Err(format!(
-            "the policy is for {:?}, this device is {:?}",
-            policy.arch,
-            limpet_sandbox::seccomp::Arch::host()
-        ));
-    }
+    let policy = load_policy(root)?;
     let roots = limpet_sandbox::spawn::Roots {
         slot: root.join(SLOT_MOUNT),
         data: root.join(DATA_MOUNT),
@@ -144,6 +145,23 @@ fn boot(root: &Path) -> Result<(), String> {
     }
     console::line("limpet-init: all tasks stopped, filesystems unmounted");
     Ok(())
+}
+
+/// Reads and checks the compiled policy from the mounted slot.
+pub fn load_policy(root: &Path) -> Result<limpet_sandbox::policy::DevicePolicy, String> {
+    let policy_path = root.join(SLOT_MOUNT).join(POLICY_FILE);
+    let policy_bytes = std::fs::read(&policy_path)
+        .map_err(|e| format!("cannot read {}: {e}", policy_path.display()))?;
+    let policy = limpet_sandbox::policy::DevicePolicy::from_json(&policy_bytes)
+        .map_err(|e| format!("{}: {e}", policy_path.display()))?;
+    if Some(policy.arch) != limpet_sandbox::seccomp::Arch::host() {
+        return Err(format!(
+            "the policy is for {:?}, this device is {:?}",
+            policy.arch,
+            limpet_sandbox::seccomp::Arch::host()
+        ));
+    }
+    Ok(policy)
 }
 
 fn wait_for_disk(root: &Path) -> Result<partitions::DiskPartitions, String> {

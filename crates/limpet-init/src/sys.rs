@@ -268,3 +268,28 @@ pub fn own_rss_kb() -> Option<u64> {
                 .ok()
         })
 }
+
+/// Makes the character device `/dev/null` (1, 3) at `path`, mode 0666.
+pub fn make_null_device(path: &Path) -> io::Result<()> {
+    let mode = rustix::fs::Mode::from_raw_mode(0o666);
+    let dev = rustix::fs::makedev(1, 3);
+    match rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::CharacterDevice,
+        mode,
+        dev,
+    ) {
+        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+        Err(e) => return Err(e.into()),
+    }
+    // mknod applies the umask; the node must be usable by every task uid.
+    rustix::fs::chmod(path, mode).map_err(Into::into)
+}
+
+/// Bind-mounts `path` onto itself and remounts it with `flags`.
+pub fn bind_self(path: &Path, flags: MountFlags) -> io::Result<()> {
+    std::fs::create_dir_all(path)?;
+    rustix::mount::mount_bind(path, path)?;
+    rustix::mount::mount_remount(path, MountFlags::BIND | flags, "").map_err(Into::into)
+}

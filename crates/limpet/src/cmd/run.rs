@@ -37,6 +37,11 @@ pub struct Args {
     /// Let the guest write to disk.img (by default its writes go to a throw-away overlay).
     #[arg(long)]
     persist: bool,
+    /// Run limpet-init as PID 1 of new namespaces on this host instead of booting QEMU:
+    /// the slot is checked and unpacked, but there is no disk, dm-verity, hardening or
+    /// cgroup budget (needs root).
+    #[arg(long)]
+    sim: bool,
     /// Print a JSON summary on stdout at the end; the console then goes to stderr.
     #[arg(long)]
     json: bool,
@@ -48,6 +53,7 @@ pub fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         memory_mib: args.memory,
         append: args.append,
         persist: args.persist,
+        sim: args.sim,
         watch: Watch {
             exit_on: args.exit_on,
             timeout: args.timeout.map(Duration::from_secs),

@@ -1,0 +1,231 @@
+//! `limpet run --sim`: limpet-init as PID 1 of fresh namespaces on the build host, for a
+//! fast loop and for tests that need the host's network namespaces.
+//!
+//! What the command line does before it starts PID 1:
+//! 1. unpack the initramfs into a private scratch root (regular files and directories:
+//!    exactly what the kernel would unpack, without device nodes);
+//! 2. check the slot against the public key the initramfs carries (signature, whole
+//!    dm-verity tree, attachment) — the check the device does before mounting — and unpack
+//!    its squashfs files into `<root>/slot`;
+//! 3. write the simulation marker (`/etc/limpet/sim`), the only thing that makes
+//!    limpet-init take its simulation path;
+//! 4. start `unshare --fork --pid --mount --uts --ipc --net --kill-child=SIGTERM`, which
+//!    bind-mounts the root onto itself (so that it is a mount point, as on a device) and
+//!    `chroot`s into it to exec `/init`: new PID, mount, UTS, IPC and network namespaces,
+//!    and a SIGTERM (a clean shutdown) to PID 1 when `limpet run` ends.
+//!
+//! Needs root on the host (namespaces and mounts). The root directory is removed when the
+//! run ends.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use limpet_image::{cpio, slot, squashfs};
+
+use crate::keys;
+use crate::pipeline::{INITRAMFS, INITRAMFS_PUBLIC_KEY, SLOT_IMG};
+
+/// The marker limpet-init looks for (see `crates/limpet-init/src/sim.rs`).
+pub const MARKER: &str = "etc/limpet/sim";
+
+/// Errors preparing a simulation.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("--sim needs root (namespaces and mounts); run it with sudo")]
+    NotRoot,
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: bad initramfs")]
+    Initramfs {
+        path: PathBuf,
+        source: cpio::CpioError,
+    },
+    #[error("{path}: the initramfs carries no usable {INITRAMFS_PUBLIC_KEY}")]
+    Key { path: PathBuf },
+    #[error("{path}: the slot does not verify against the initramfs's key")]
+    Slot {
+        path: PathBuf,
+        source: slot::SlotError,
+    },
+    #[error("{path}: cannot read the squashfs")]
+    Squashfs {
+        path: PathBuf,
+        source: squashfs::SquashfsError,
+    },
+    #[error("{path}: refusing the entry {entry:?} (not a plain relative path)")]
+    Entry { path: PathBuf, entry: String },
+}
+
+/// A prepared simulation root, removed on drop.
+#[derive(Debug)]
+pub struct SimRoot {
+    dir: PathBuf,
+}
+
+impl SimRoot {
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The command that starts limpet-init as PID 1 of new namespaces in this root.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new("unshare");
+        cmd.args([
+            "--fork",
+            "--pid",
+            "--mount",
+            "--uts",
+            "--ipc",
+            "--net",
+            "--kill-child=SIGTERM",
+        ])
+        // In the new mount namespace (private propagation: nothing leaks to the host),
+        // the root becomes a mount point, as a device's root is; then chroot into it.
+        .args([
+            "/bin/sh",
+            "-c",
+            "mount --bind \"$0\" \"$0\" && exec chroot \"$0\" /init",
+        ])
+        .arg(&self.dir)
+        // PID 1 gets no environment from the host; PATH only lets the shell find its tools.
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        cmd
+    }
+}
+
+impl Drop for SimRoot {
+    fn drop(&mut self) {
+        // PID 1 may still be stopping its tasks: give it its grace period first.
+        std::thread::sleep(std::time::Duration::from_secs(4));
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Unpacks and checks the build in `dir` into a new simulation root.
+pub fn prepare(dir: &Path) -> Result<SimRoot, SimError> {
+    if !rustix::process::geteuid().is_root() {
+        return Err(SimError::NotRoot);
+    }
+    let root = std::env::temp_dir().join(format!("limpet-sim-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&root);
+    create_dir(&root, 0o755)?;
+    let sim = SimRoot { dir: root.clone() };
+
+    let initramfs = dir.join(INITRAMFS);
+    let packed = fs::read(&initramfs).map_err(|source| SimError::Read {
+        path: initramfs.clone(),
+        source,
+    })?;
+    let raw = cpio::decompress(&packed).map_err(|source| SimError::Initramfs {
+        path: initramfs.clone(),
+        source,
+    })?;
+    let entries = cpio::read_entries(&raw).map_err(|source| SimError::Initramfs {
+        path: initramfs.clone(),
+        source,
+    })?;
+    for entry in &entries {
+        let target = contained(&root, entry.path).ok_or_else(|| SimError::Entry {
+            path: initramfs.clone(),
+            entry: entry.path.to_owned(),
+        })?;
+        match entry.mode & 0o170_000 {
+            0o040_000 => create_dir(&target, entry.mode & 0o7777)?,
+            0o100_000 => write_file(&target, entry.data, entry.mode & 0o7777)?,
+            // Device nodes, symlinks: none in a Limpet initramfs; skipped.
+            _ => {}
+        }
+    }
+
+    let pem = cpio::find_file(&raw, INITRAMFS_PUBLIC_KEY).ok_or_else(|| SimError::Key {
+        path: initramfs.clone(),
+    })?;
+    let key = keys::parse_public_pem(&String::from_utf8_lossy(pem)).map_err(|_| SimError::Key {
+        path: initramfs.clone(),
+    })?;
+    let slot_path = dir.join(SLOT_IMG);
+    let slot_bytes = fs::read(&slot_path).map_err(|source| SimError::Read {
+        path: slot_path.clone(),
+        source,
+    })?;
+    let verified = slot::verify(&slot_bytes, &key).map_err(|source| SimError::Slot {
+        path: slot_path.clone(),
+        source,
+    })?;
+    let slot_dir = root.join("slot");
+    create_dir(&slot_dir, 0o755)?;
+    let squashfs_error = |source| SimError::Squashfs {
+        path: slot_path.clone(),
+        source,
+    };
+    for file in squashfs::list(verified.squashfs).map_err(squashfs_error)? {
+        let data = squashfs::read_file(verified.squashfs, &file.path).map_err(squashfs_error)?;
+        let target = contained(&slot_dir, &file.path).ok_or_else(|| SimError::Entry {
+            path: slot_path.clone(),
+            entry: file.path.clone(),
+        })?;
+        write_file(&target, &data, u32::from(file.mode))?;
+    }
+    create_dir(&root.join("data"), 0o755)?;
+    write_file(&root.join(MARKER), b"simulation\n", 0o444)?;
+    Ok(sim)
+}
+
+/// `base/relative`, only for a relative path with no `..`.
+fn contained(base: &Path, relative: &str) -> Option<PathBuf> {
+    let path = Path::new(relative);
+    let clean = path
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    (clean && !relative.is_empty()).then(|| base.join(path))
+}
+
+fn create_dir(path: &Path, mode: u32) -> Result<(), SimError> {
+    let write = |source| SimError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    fs::create_dir_all(path).map_err(write)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(write)
+}
+
+fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), SimError> {
+    let write = |source| SimError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(write)?;
+    }
+    fs::write(path, data).map_err(write)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(write)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_relative_paths_are_unpacked() {
+        let base = Path::new("/tmp/root");
+        assert_eq!(
+            contained(base, "etc/limpet/image.pub"),
+            Some(base.join("etc/limpet/image.pub"))
+        );
+        assert_eq!(contained(base, "../etc/passwd"), None);
+        assert_eq!(contained(base, "/etc/passwd"), None);
+        assert_eq!(contained(base, "a/./b"), Some(base.join("a/b")));
+        assert_eq!(contained(base, ""), None);
+    }
+}
