@@ -43,7 +43,7 @@ fn veritysetup_verify(slot: &Path, params: &serde_json::Value) -> std::process::
 }
 
 #[test]
-fn unsquashfs_lists_exactly_the_manifest_and_the_task_binaries() {
+fn unsquashfs_lists_exactly_the_manifest_the_policy_and_the_task_binaries() {
     require_tool("unsquashfs");
     let (out, _) = hello_build();
     let part = scratch().join("hello.squashfs");
@@ -61,7 +61,7 @@ fn unsquashfs_lists_exactly_the_manifest_and_the_task_binaries() {
     files.sort();
     assert_eq!(
         files,
-        ["hello", "manifest.toml"],
+        ["hello", "manifest.toml", "policy.json"],
         "unsquashfs -lc listed {files:?}"
     );
     // -l also lists directories: only the root.
