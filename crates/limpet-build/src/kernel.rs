@@ -52,6 +52,13 @@ pub enum KernelError {
         "no kernel found in {boot} with modules in {modules} (install one, e.g. `apt-get install linux-image-amd64`, or set [kernel] image and modules in limpet.toml)"
     )]
     NoHostKernel { boot: PathBuf, modules: PathBuf },
+    #[error(
+        "[kernel] source = \"host\" gives this {host} host's kernel, but the device is {target}; set [kernel] source = {{ image = \"...\", modules = \"...\" }} to an {target} kernel"
+    )]
+    HostArch {
+        host: &'static str,
+        target: &'static str,
+    },
     #[error("cannot read {path}")]
     Read {
         path: PathBuf,
@@ -84,7 +91,16 @@ pub fn locate(
     lib_modules: &Path,
 ) -> Result<KernelFiles, KernelError> {
     match &manifest.kernel.source {
-        KernelSource::Host => newest_host_kernel(boot, lib_modules),
+        KernelSource::Host => {
+            let target = manifest.device.target.as_str();
+            if target != std::env::consts::ARCH {
+                return Err(KernelError::HostArch {
+                    host: std::env::consts::ARCH,
+                    target,
+                });
+            }
+            newest_host_kernel(boot, lib_modules)
+        }
         KernelSource::Paths { image, modules } => {
             let image = manifest_dir.join(image);
             let modules_dir = manifest_dir.join(modules);
@@ -327,6 +343,24 @@ mod tests {
         }
         let k = newest_host_kernel(boot.path(), lib.path()).unwrap();
         assert_eq!(k.release, "6.10.0-1-amd64");
+    }
+
+    #[test]
+    fn the_host_kernel_is_refused_for_another_architecture() {
+        let other = if std::env::consts::ARCH == "x86_64" {
+            "aarch64"
+        } else {
+            "x86_64"
+        };
+        let text = format!(
+            "[device]\nname = \"d\"\nversion = \"1.0.0\"\ntarget = \"{other}\"\n[kernel]\nsource = \"host\"\n\
+             [[task]]\nname = \"t\"\npackage = \"t\"\nmemory = \"4MiB\"\ncpu = \"5%\"\n"
+        );
+        let manifest = limpet_manifest::parse("limpet.toml", &text).unwrap();
+        let empty = tempfile::tempdir().unwrap();
+        let err = locate(&manifest, empty.path(), empty.path(), empty.path()).unwrap_err();
+        assert!(matches!(err, KernelError::HostArch { .. }), "{err}");
+        assert!(err.to_string().contains("set [kernel] source"), "{err}");
     }
 
     #[test]
