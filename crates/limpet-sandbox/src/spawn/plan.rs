@@ -372,7 +372,6 @@ mod tests {
                 ("/etc/thermostat".to_owned(), Grant::Read),
                 ("/data/sensor".to_owned(), Grant::Write),
                 ("/tmp".to_owned(), Grant::Write),
-                ("/run/notify".to_owned(), Grant::Write),
                 ("/dev/null".to_owned(), Grant::Device),
                 ("/dev/i2c-1".to_owned(), Grant::Device),
                 ("/slot/sensord".to_owned(), Grant::Execute),
