@@ -6,16 +6,21 @@
 //!   `kernel` and `disk.img`;
 //! - [`cargo`]: compiling task binaries and `limpet-init` for the device;
 //! - [`kernel`]: the kernel and the module closure the initramfs carries;
+//! - [`initramfs`] and [`disk_image`]: two of the outputs, apart from the pipeline's order;
+//! - [`datafs`]: the data partition's ext4; [`ids`]: UUIDs derived from content;
 //! - [`sbom`]: the CycloneDX SBOM attached to each slot;
 //! - [`keys`]: the image signing key;
-//! - [`verify`] and [`inspect`]: checking and reading built images;
+//! - [`verify`], [`inspect`] and [`disk_state`]: checking and reading built images;
+//! - [`run`] and [`sim`]: `limpet run` in QEMU or in namespaces on this host;
 //! - [`scaffold`]: `limpet new`.
 
 pub mod cargo;
 pub mod datafs;
+pub mod disk_image;
 pub mod disk_state;
 pub mod ids;
 pub mod image_file;
+pub mod initramfs;
 pub mod inspect;
 pub mod kernel;
 pub mod keys;

@@ -14,12 +14,11 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use ed25519_dalek::SigningKey;
 use limpet_image::{cpio, disk, slot, squashfs};
 use sha2::{Digest, Sha256};
 
 use crate::cargo::{BinarySpec, CargoError, Workspace};
-use crate::kernel::{self, KernelError, KernelFiles, ModuleIndex};
+use crate::kernel::{self, KernelError};
 use crate::keys::{self, KeyError};
 use crate::project::{self, EpochSource, Project, ProjectError};
 use crate::sbom::{self, SbomBinary, SbomError};
@@ -279,7 +278,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         &format!("making the initramfs (kernel {})", kernel_files.release),
     );
     let (initramfs, initramfs_uncompressed, modules) =
-        make_initramfs(manifest, &kernel_files, &init_bytes, &signing_key, epoch)?;
+        crate::initramfs::make(manifest, &kernel_files, &init_bytes, &signing_key, epoch)?;
     staging.write(INITRAMFS, &initramfs)?;
 
     step(6, "copying the kernel");
@@ -300,46 +299,13 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         slot_a: &slot_bytes,
         guid_seed,
     };
-    let disk_path = staging.path(DISK_IMG);
-    // Read and write: the state store reads both copies before writing one.
-    let mut disk_file = fs::File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&disk_path)
-        .map_err(|source| BuildError::Write {
-            path: disk_path.clone(),
-            source,
-        })?;
-    let disk_layout = disk::write(&spec, &mut disk_file).map_err(BuildError::Disk)?;
-    write_factory_state(
-        &mut disk_file,
-        &disk_layout,
+    let disk_bytes = crate::disk_image::write(
+        &staging.path(DISK_IMG),
+        &spec,
         &manifest.device.version,
-        &disk_path,
-    )?;
-    let data_fs = staging.path("data.ext4");
-    let uuid_bytes: [u8; 16] = guid_seed[16..].try_into().unwrap_or([0; 16]);
-    crate::datafs::make(
-        &data_fs,
-        manifest.disk.data_size.bytes(),
-        &crate::ids::uuid_string(&uuid_bytes),
+        &staging.path("data.ext4"),
         epoch,
     )?;
-    copy_into_partition(&data_fs, &mut disk_file, &disk_layout, "data", &disk_path)?;
-    disk_file.sync_all().map_err(|source| BuildError::Write {
-        path: disk_path.clone(),
-        source,
-    })?;
-    let disk_bytes = disk_file
-        .metadata()
-        .map_err(|source| BuildError::Read {
-            path: disk_path.clone(),
-            source,
-        })?
-        .len();
-    drop(disk_file);
 
     staging.commit(&[SLOT_IMG, INITRAMFS, KERNEL, DISK_IMG])?;
 
@@ -368,99 +334,6 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         disk_bytes,
         sbom_components,
     })
-}
-
-/// Copies `image` into partition `name` of the disk, skipping all-zero blocks so the disk
-/// file stays sparse.
-fn copy_into_partition(
-    image: &Path,
-    disk_file: &mut fs::File,
-    layout: &disk::DiskLayout,
-    name: &str,
-    disk_path: &Path,
-) -> Result<(), BuildError> {
-    use std::io::{Read, Seek, SeekFrom, Write};
-    let part = layout
-        .partitions
-        .iter()
-        .find(|p| p.name == name)
-        .ok_or_else(|| BuildError::State {
-            path: disk_path.to_owned(),
-            reason: format!("no {name} partition"),
-        })?;
-    let mut source = fs::File::open(image).map_err(|source| BuildError::Read {
-        path: image.to_owned(),
-        source,
-    })?;
-    let len = source
-        .metadata()
-        .map_err(|source| BuildError::Read {
-            path: image.to_owned(),
-            source,
-        })?
-        .len();
-    if len > part.size() {
-        return Err(BuildError::State {
-            path: disk_path.to_owned(),
-            reason: format!(
-                "{} is {len} bytes, partition {name} only {}",
-                image.display(),
-                part.size()
-            ),
-        });
-    }
-    let write_err = |source| BuildError::Write {
-        path: disk_path.to_owned(),
-        source,
-    };
-    let mut block = vec![0u8; 64 * 1024];
-    let mut offset = 0u64;
-    loop {
-        let n = source.read(&mut block).map_err(|source| BuildError::Read {
-            path: image.to_owned(),
-            source,
-        })?;
-        if n == 0 {
-            break;
-        }
-        let chunk = &block[..n];
-        if chunk.iter().any(|&b| b != 0) {
-            disk_file
-                .seek(SeekFrom::Start(part.offset() + offset))
-                .map_err(write_err)?;
-            disk_file.write_all(chunk).map_err(write_err)?;
-        }
-        offset += n as u64;
-    }
-    Ok(())
-}
-
-/// Writes the factory state into the disk's `state` partition: slot A committed at the
-/// built version, which is also the first version floor.
-fn write_factory_state(
-    disk_file: &mut fs::File,
-    layout: &disk::DiskLayout,
-    version: &semver::Version,
-    disk_path: &Path,
-) -> Result<(), BuildError> {
-    let write_err = |e: String| BuildError::State {
-        path: disk_path.to_owned(),
-        reason: e,
-    };
-    let part = layout
-        .partitions
-        .iter()
-        .find(|p| p.name == "state")
-        .ok_or_else(|| write_err("the disk layout has no state partition".into()))?;
-    let version = limpet_state::Version::from_semver(version.clone())
-        .map_err(|e| write_err(e.to_string()))?;
-    let region = limpet_state::Region::new(disk_file, part.offset(), part.size())
-        .map_err(|e| write_err(e.to_string()))?;
-    let mut store = limpet_state::StateStore::new(region).map_err(|e| write_err(e.to_string()))?;
-    store
-        .store(&limpet_state::State::factory(version))
-        .map_err(|e| write_err(e.to_string()))?;
-    Ok(())
 }
 
 /// The distinct binaries the tasks need, in declaration order.
@@ -542,65 +415,7 @@ fn rustc_version() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn make_initramfs(
-    manifest: &limpet_manifest::Manifest,
-    kernel_files: &KernelFiles,
-    init: &[u8],
-    key: &SigningKey,
-    epoch: u32,
-) -> Result<(Vec<u8>, u64, Vec<String>), BuildError> {
-    let index = ModuleIndex::load(&kernel_files.modules_dir)?;
-    let mut wanted: Vec<String> = kernel::base_modules(manifest.device.target)
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-    wanted.extend(
-        manifest
-            .kernel
-            .modules
-            .iter()
-            .map(|m| m.as_str().to_owned()),
-    );
-    let modules = index.closure(&wanted)?;
-
-    let mut archive = cpio::CpioBuilder::new();
-    archive
-        .add_file("init", 0o555, init.to_vec())
-        .map_err(BuildError::Cpio)?;
-    let pem = keys::public_pem(&key.verifying_key())?;
-    archive
-        .add_file(INITRAMFS_PUBLIC_KEY, 0o444, pem.into_bytes())
-        .map_err(BuildError::Cpio)?;
-    let mut list = String::new();
-    for module in &modules {
-        let source = kernel_files.modules_dir.join(&module.relative_path);
-        let dest = format!(
-            "lib/modules/{}/{}",
-            kernel_files.release, module.relative_path
-        );
-        list.push('/');
-        list.push_str(&dest);
-        list.push('\n');
-        archive
-            .add_file(&dest, 0o444, read(&source)?)
-            .map_err(BuildError::Cpio)?;
-    }
-    archive
-        .add_file(INITRAMFS_MODULE_LIST, 0o444, list.into_bytes())
-        .map_err(BuildError::Cpio)?;
-    for dir in ["dev", "proc", "sys", "run", "slot", "data"] {
-        archive.add_dir(dir, 0o755).map_err(BuildError::Cpio)?;
-    }
-    let raw = archive.finish(epoch);
-    let compressed = cpio::compress(&raw).map_err(BuildError::Cpio)?;
-    Ok((
-        compressed,
-        raw.len() as u64,
-        modules.into_iter().map(|m| m.name).collect(),
-    ))
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, BuildError> {
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, BuildError> {
     fs::read(path).map_err(|source| BuildError::Read {
         path: path.to_owned(),
         source,

@@ -1,0 +1,71 @@
+//! `initramfs.cpio`: exactly `limpet-init` as `/init`, the vendor's public image key, the
+//! kernel modules the image needs (with their dependency closure, in load order) and the
+//! list PID 1 loads them from.
+
+use ed25519_dalek::SigningKey;
+use limpet_image::cpio;
+
+use crate::kernel::{self, KernelFiles, ModuleIndex};
+use crate::keys;
+use crate::pipeline::{read, BuildError, INITRAMFS_MODULE_LIST, INITRAMFS_PUBLIC_KEY};
+
+/// The initramfs: `/init` (limpet-init), the public image key, the module closure and its
+/// load list, and the empty mount points PID 1 uses; returns (zstd bytes, uncompressed
+/// size, module names in load order).
+pub fn make(
+    manifest: &limpet_manifest::Manifest,
+    kernel_files: &KernelFiles,
+    init: &[u8],
+    key: &SigningKey,
+    epoch: u32,
+) -> Result<(Vec<u8>, u64, Vec<String>), BuildError> {
+    let index = ModuleIndex::load(&kernel_files.modules_dir)?;
+    let mut wanted: Vec<String> = kernel::base_modules(manifest.device.target)
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    wanted.extend(
+        manifest
+            .kernel
+            .modules
+            .iter()
+            .map(|m| m.as_str().to_owned()),
+    );
+    let modules = index.closure(&wanted)?;
+
+    let mut archive = cpio::CpioBuilder::new();
+    archive
+        .add_file("init", 0o555, init.to_vec())
+        .map_err(BuildError::Cpio)?;
+    let pem = keys::public_pem(&key.verifying_key())?;
+    archive
+        .add_file(INITRAMFS_PUBLIC_KEY, 0o444, pem.into_bytes())
+        .map_err(BuildError::Cpio)?;
+    let mut list = String::new();
+    for module in &modules {
+        let source = kernel_files.modules_dir.join(&module.relative_path);
+        let dest = format!(
+            "lib/modules/{}/{}",
+            kernel_files.release, module.relative_path
+        );
+        list.push('/');
+        list.push_str(&dest);
+        list.push('\n');
+        archive
+            .add_file(&dest, 0o444, read(&source)?)
+            .map_err(BuildError::Cpio)?;
+    }
+    archive
+        .add_file(INITRAMFS_MODULE_LIST, 0o444, list.into_bytes())
+        .map_err(BuildError::Cpio)?;
+    for dir in ["dev", "proc", "sys", "run", "slot", "data"] {
+        archive.add_dir(dir, 0o755).map_err(BuildError::Cpio)?;
+    }
+    let raw = archive.finish(epoch);
+    let compressed = cpio::compress(&raw).map_err(BuildError::Cpio)?;
+    Ok((
+        compressed,
+        raw.len() as u64,
+        modules.into_iter().map(|m| m.name).collect(),
+    ))
+}
