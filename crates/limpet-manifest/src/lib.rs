@@ -33,6 +33,7 @@
 mod canonical;
 mod diag;
 mod model;
+pub mod mud;
 mod names;
 mod net;
 mod raw;

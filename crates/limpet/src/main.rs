@@ -30,6 +30,8 @@ enum Command {
     Verify(cmd::verify::Args),
     /// Show what an image holds: files, tasks, verity parameters, SBOM.
     Inspect(cmd::inspect::Args),
+    /// Write the device's Manufacturer Usage Description (RFC 8520 MUD file, JSON).
+    Mud(cmd::mud::Args),
     /// Boot a built image in QEMU (TCG) with its console here; exit with the guest's outcome.
     Run(cmd::run::Args),
     /// Manage signing keys.
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         Command::Build(args) => cmd::build::run(args),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Inspect(args) => cmd::inspect::run(args),
+        Command::Mud(args) => cmd::mud::run(args),
         Command::Run(args) => match cmd::run::run(args) {
             Ok(code) => return code,
             Err(err) => Err(err),

@@ -5,6 +5,7 @@ pub mod build;
 pub mod check;
 pub mod inspect;
 pub mod keys;
+pub mod mud;
 pub mod new;
 pub mod run;
 pub mod verify;
