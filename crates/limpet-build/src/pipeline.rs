@@ -398,11 +398,7 @@ fn encode_attachment(sbom: &serde_json::Value) -> Result<Vec<u8>, BuildError> {
         path: "sbom".into(),
         source: std::io::Error::other(e),
     })?;
-    zstd_compress(&json)
-}
-
-fn zstd_compress(data: &[u8]) -> Result<Vec<u8>, BuildError> {
-    cpio::compress(data).map_err(BuildError::Cpio)
+    cpio::compress(&json).map_err(BuildError::Cpio)
 }
 
 fn rustc_version() -> String {

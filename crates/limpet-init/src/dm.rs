@@ -148,7 +148,8 @@ pub fn verity_sectors(header: &SlotHeader) -> u64 {
         .saturating_mul(u64::from(header.data_block_size) / 512)
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of `bytes`, as dm tables and console lines write digests.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

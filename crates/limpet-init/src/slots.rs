@@ -201,7 +201,7 @@ fn mount(
         header.device,
         header.version,
         header.target,
-        hex(&header.root_hash)
+        crate::dm::hex(&header.root_hash)
     ));
     let dm_name = format!("limpet-{label}");
     let mounted = verified::mount_verified(
@@ -220,10 +220,6 @@ fn mount(
         mounted.mountpoint.display()
     ));
     Ok(mounted)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
