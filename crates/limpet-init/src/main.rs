@@ -28,8 +28,10 @@ mod power_button;
 mod runtime;
 mod sim;
 mod slots;
+mod status;
 mod supervisor;
 mod sys;
+mod trial;
 mod verified;
 
 use std::path::Path;
@@ -63,13 +65,17 @@ fn main() {
         std::process::exit(code);
     }
     match boot(root) {
-        Ok(()) => console::line("limpet-init: powering off"),
+        Ok(runtime::Outcome::PowerOff) => console::line("limpet-init: powering off"),
+        Ok(runtime::Outcome::Reboot) => {
+            console::line("limpet-init: rebooting");
+            sys::reboot();
+        }
         Err(reason) => console::line(&format!("limpet-init: boot failed: {reason}; powering off")),
     }
     sys::power_off();
 }
 
-fn boot(root: &Path) -> Result<(), String> {
+fn boot(root: &Path) -> Result<runtime::Outcome, String> {
     // Ctrl-alt-del sends SIGINT to PID 1 (a clean shutdown) instead of rebooting at once.
     let _ = rustix::system::reboot(rustix::system::RebootCommand::CadOff);
     let report = boot::early_boot(root).map_err(|e| format!("early boot: {e}"))?;
@@ -89,7 +95,7 @@ fn boot(root: &Path) -> Result<(), String> {
     ));
 
     let key = verified::load_key(root).map_err(|e| e.to_string())?;
-    let (_slot, _mounted) = slots::boot_from_state(root, &disk, &key)?;
+    let booted = slots::boot_from_state(root, &disk, &key)?;
 
     let data = disk.data.node(root);
     sys::mount_data(&data, &root.join(DATA_MOUNT))
@@ -131,11 +137,28 @@ fn boot(root: &Path) -> Result<(), String> {
             root: root.join("sys/fs/cgroup"),
         },
     };
+    let trial_policy = policy.trial.unwrap_or_default();
+    let mut system = system_status(root, &disk, &key, &booted, &trial_policy);
+    let probation = booted.trial.map(|trial| runtime::Probation {
+        gate: trial::HealthGate::new(
+            Duration::from_millis(trial_policy.health_ms),
+            Duration::from_millis(trial_policy.health_timeout_ms),
+        ),
+        trial,
+    });
     console::line(&format!(
-        "limpet-init: starting {} task(s)",
-        policy.tasks.len()
+        "limpet-init: starting {} task(s){}",
+        policy.tasks.len(),
+        if probation.is_some() {
+            format!(
+                "; try slot on probation: commit after {} ms of every task up",
+                trial_policy.health_ms
+            )
+        } else {
+            String::new()
+        }
     ));
-    runtime::run(root, &policy, &roots)?;
+    let outcome = runtime::run(root, &policy, &roots, probation, &mut system)?;
 
     rustix::fs::sync();
     for mount in [DATA_MOUNT, SLOT_MOUNT] {
@@ -144,7 +167,44 @@ fn boot(root: &Path) -> Result<(), String> {
         }
     }
     console::line("limpet-init: all tasks stopped, filesystems unmounted");
-    Ok(())
+    Ok(outcome)
+}
+
+/// The status file's `system` object at boot.
+fn system_status(
+    root: &Path,
+    disk: &partitions::DiskPartitions,
+    key: &ed25519_dalek::VerifyingKey,
+    booted: &slots::Booted,
+    trial_policy: &limpet_sandbox::policy::TrialPolicy,
+) -> status::SystemStatus {
+    let other = booted.slot.other();
+    let other_part = match other {
+        limpet_state::Slot::A => &disk.slot_a,
+        limpet_state::Slot::B => &disk.slot_b,
+    };
+    let (version, error) = match verified::verify_header(&other_part.node(root), key) {
+        Ok(header) => (Some(header.version), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    status::SystemStatus {
+        slot: status::slot_name(booted.slot),
+        version: booted.mounted.header.version.clone(),
+        other: Some(status::OtherSlot {
+            slot: status::slot_name(other),
+            version,
+            error,
+        }),
+        state: booted.state.as_ref().map(Into::into),
+        trial: if booted.trial.is_some() {
+            status::TrialStatus::Watching {
+                health_ms: trial_policy.health_ms,
+                timeout_ms: trial_policy.health_timeout_ms,
+            }
+        } else {
+            status::TrialStatus::None
+        },
+    }
 }
 
 /// Reads and checks the compiled policy from the mounted slot.

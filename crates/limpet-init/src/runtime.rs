@@ -22,8 +22,12 @@ use rustix::process::Signal;
 
 use crate::console;
 use crate::logs::{LineSplitter, LogFile};
+use crate::slots::PendingTrial;
+use crate::status::{SystemStatus, TrialStatus};
 use crate::supervisor::{AfterExit, Millis, Readiness, RestartPolicy, Supervisor, TaskSpec};
 use crate::sys;
+use crate::trial::{self, HealthGate, Verdict};
+use limpet_state::FailureReason;
 
 /// How long tasks get to exit after SIGTERM at shutdown.
 pub const GRACE: Duration = Duration::from_secs(3);
@@ -66,8 +70,31 @@ pub fn specs(policy: &DevicePolicy) -> Vec<TaskSpec> {
         .collect()
 }
 
+/// How the run ended: what PID 1 does once every task has stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A shutdown request: power off.
+    PowerOff,
+    /// A try slot failed its health gate and was rolled back: reboot into the committed
+    /// slot.
+    Reboot,
+}
+
+/// A try slot on probation: its health gate and the state to commit or roll back.
+#[derive(Debug)]
+pub struct Probation {
+    pub gate: HealthGate,
+    pub trial: PendingTrial,
+}
+
 /// Runs the tasks until a shutdown request; returns when every task has stopped.
-pub fn run(root: &Path, policy: &DevicePolicy, roots: &Roots) -> Result<(), String> {
+pub fn run(
+    root: &Path,
+    policy: &DevicePolicy,
+    roots: &Roots,
+    mut probation: Option<Probation>,
+    system: &mut SystemStatus,
+) -> Result<Outcome, String> {
     let signals = sys::signal_fd().map_err(|e| format!("signalfd: {e}"))?;
     if let Some(parent) = roots.work.parent() {
         std::fs::create_dir_all(parent)
@@ -84,6 +111,8 @@ pub fn run(root: &Path, policy: &DevicePolicy, roots: &Roots) -> Result<(), Stri
     let buttons = crate::power_button::open(root);
     let mut notifiers: BTreeMap<usize, UnixDatagram> = BTreeMap::new();
     let mut last_status = String::new();
+    let mut outcome = Outcome::PowerOff;
+    let mut gate_wait: Option<Millis> = None;
 
     loop {
         let now = Millis(sys::boottime_ms());
@@ -127,11 +156,57 @@ pub fn run(root: &Path, policy: &DevicePolicy, roots: &Roots) -> Result<(), Stri
                 sys::own_rss_kb().map_or_else(|| "?".to_owned(), |kb| kb.to_string())
             ));
         }
-        write_status(root, &supervisor, &mut last_status);
+        let mut shutdown_reason = None;
+        if let (Some(p), None) = (probation.as_mut(), shutdown_deadline) {
+            match p.gate.observe(now, supervisor.records()) {
+                Verdict::Wait(at) => gate_wait = Some(at),
+                Verdict::Commit => {
+                    gate_wait = None;
+                    match p.trial.commit() {
+                        Ok(()) => {
+                            console::line(&format!(
+                                "limpet-init: every task healthy for the health period: try committed, floor now {}",
+                                p.trial.state().floor()
+                            ));
+                            system.trial = TrialStatus::Committed;
+                        }
+                        Err(e) => {
+                            console::line(&format!("limpet-init: {e}"));
+                            system.trial = TrialStatus::CommitFailed { error: e };
+                        }
+                    }
+                    system.state = Some(p.trial.state().into());
+                    probation = None;
+                }
+                Verdict::RollBack(failure) => {
+                    gate_wait = None;
+                    let reason = match failure {
+                        trial::Failure::Unhealthy { .. } => FailureReason::Unhealthy,
+                        trial::Failure::Timeout { .. } => FailureReason::HealthTimeout,
+                    };
+                    let recorded = p.trial.roll_back(reason);
+                    console::line(&format!(
+                        "limpet-init: try failed its health gate ({failure}){}: rebooting into the committed slot",
+                        match &recorded {
+                            Ok(()) => String::new(),
+                            Err(e) => format!("; {e}"),
+                        }
+                    ));
+                    system.trial = TrialStatus::RolledBack {
+                        reason: failure.to_string(),
+                    };
+                    system.state = Some(p.trial.state().into());
+                    outcome = Outcome::Reboot;
+                    shutdown_reason = Some("rollback".to_owned());
+                    probation = None;
+                }
+            }
+        }
+        write_status(root, system, &supervisor, &mut last_status);
 
         if let Some(deadline) = shutdown_deadline {
             if supervisor.all_stopped() {
-                return Ok(());
+                return Ok(outcome);
             }
             if now >= deadline {
                 for pid in supervisor.stragglers() {
@@ -140,7 +215,21 @@ pub fn run(root: &Path, policy: &DevicePolicy, roots: &Roots) -> Result<(), Stri
             }
         }
 
-        let timeout = next_timeout(&supervisor, shutdown_deadline, now);
+        let timeout = if shutdown_reason.is_some() {
+            Some(rustix::time::Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            })
+        } else {
+            next_timeout(
+                &supervisor,
+                match (shutdown_deadline, gate_wait) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                },
+                now,
+            )
+        };
         let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(pipes.len() + 1);
         fds.push(PollFd::new(&signals, PollFlags::IN));
         for button in &buttons {
@@ -159,7 +248,7 @@ pub fn run(root: &Path, policy: &DevicePolicy, roots: &Roots) -> Result<(), Stri
         };
         let events: Vec<PollFlags> = fds.iter().map(PollFd::revents).collect();
         drop(fds);
-        if ready == 0 {
+        if ready == 0 && shutdown_reason.is_none() {
             continue;
         }
 
@@ -202,7 +291,6 @@ pub fn run(root: &Path, policy: &DevicePolicy, roots: &Roots) -> Result<(), Stri
             pipes.remove(i);
         }
 
-        let mut shutdown_reason = None;
         for (button, revents) in buttons.iter().zip(events.iter().skip(1)) {
             if !revents.is_empty() && crate::power_button::pressed(button) {
                 shutdown_reason = Some("power button".to_owned());
@@ -391,8 +479,8 @@ fn next_timeout(
 }
 
 /// Writes the status file atomically (temporary name, then rename) when it changed.
-fn write_status(root: &Path, supervisor: &Supervisor, last: &mut String) {
-    let status = serde_json::json!({ "tasks": supervisor.records() }).to_string();
+fn write_status(root: &Path, system: &SystemStatus, supervisor: &Supervisor, last: &mut String) {
+    let status = serde_json::json!({ "system": system, "tasks": supervisor.records() }).to_string();
     if status == *last {
         return;
     }

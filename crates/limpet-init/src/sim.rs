@@ -53,7 +53,14 @@ pub fn run(root: &Path) -> Result<(), String> {
         "limpet-init: starting {} task(s)",
         policy.tasks.len()
     ));
-    crate::runtime::run(root, &policy, &roots)?;
+    let mut system = crate::status::SystemStatus {
+        slot: "sim".to_owned(),
+        version: String::new(),
+        other: None,
+        state: None,
+        trial: crate::status::TrialStatus::None,
+    };
+    crate::runtime::run(root, &policy, &roots, None, &mut system)?;
     console::line("limpet-init: all tasks stopped");
     Ok(())
 }

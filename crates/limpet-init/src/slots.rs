@@ -50,12 +50,63 @@ pub fn below_floor(version: &str, floor: &Version) -> Option<String> {
     }
 }
 
+/// The slot that booted.
+#[derive(Debug)]
+pub struct Booted {
+    pub slot: Slot,
+    pub mounted: MountedSlot,
+    /// The state as stored at this boot, when it could be read.
+    pub state: Option<State>,
+    /// Set when the slot booted as a try: the health gate decides its fate.
+    pub trial: Option<PendingTrial>,
+}
+
+/// A try slot that booted: committed or rolled back once the health gate has decided.
+#[derive(Debug)]
+pub struct PendingTrial {
+    store: StateStore<File>,
+    state: State,
+}
+
+impl PendingTrial {
+    /// The state as stored now.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Commits the try: its slot becomes the committed one and the floor rises.
+    pub fn commit(&mut self) -> Result<(), String> {
+        let next = self
+            .state
+            .commit()
+            .map_err(|e| format!("commit refused: {e}"))?;
+        self.store
+            .store(&next)
+            .map_err(|e| format!("cannot store the commit: {e}"))?;
+        self.state = next;
+        Ok(())
+    }
+
+    /// Rolls the try back, recording why; the next boot boots the committed slot.
+    pub fn roll_back(&mut self, reason: FailureReason) -> Result<(), String> {
+        let next = self
+            .state
+            .roll_back(reason)
+            .map_err(|e| format!("rollback refused: {e}"))?;
+        self.store
+            .store(&next)
+            .map_err(|e| format!("cannot store the rollback: {e}"))?;
+        self.state = next;
+        Ok(())
+    }
+}
+
 /// Boots a slot according to the state, returning the mounted slot and which one it is.
 pub fn boot_from_state(
     root: &Path,
     disk: &DiskPartitions,
     key: &ed25519_dalek::VerifyingKey,
-) -> Result<(Slot, MountedSlot), String> {
+) -> Result<Booted, String> {
     let state_node = disk.state.node(root);
     let file = File::options()
         .read(true)
@@ -106,7 +157,15 @@ pub fn boot_from_state(
                     floor: floor.clone(),
                 },
             ) {
-                Ok(mounted) => Ok((choice_slot, mounted)),
+                Ok(mounted) => {
+                    let is_try = choice_slot != next.committed_slot();
+                    Ok(Booted {
+                        slot: choice_slot,
+                        mounted,
+                        state: Some(next.clone()),
+                        trial: is_try.then_some(PendingTrial { store, state: next }),
+                    })
+                }
                 Err(reason) if choice_slot != next.committed_slot() => {
                     console::line(&format!(
                         "limpet-init: try slot {choice_slot} failed: {reason}; rolling back"
@@ -127,6 +186,7 @@ pub fn boot_from_state(
                         Err(e) => console::line(&format!("limpet-init: rollback refused: {e}")),
                     }
                     let committed = next.committed_slot();
+                    let state = store.load().ok();
                     mount(
                         root,
                         disk,
@@ -136,7 +196,12 @@ pub fn boot_from_state(
                             floor,
                         },
                     )
-                    .map(|m| (committed, m))
+                    .map(|mounted| Booted {
+                        slot: committed,
+                        mounted,
+                        state,
+                        trial: None,
+                    })
                 }
                 Err(reason) => Err(format!("committed slot {choice_slot}: {reason}")),
             }
@@ -152,22 +217,44 @@ pub fn boot_from_state(
                     floor: None,
                 },
             )?;
-            match Version::parse(&mounted.header.version) {
+            let state = match Version::parse(&mounted.header.version) {
                 Ok(version) => {
-                    if let Err(e) = store.store(&State::factory(version)) {
-                        console::line(&format!("limpet-init: cannot write the factory state: {e}"));
+                    let state = State::factory(version);
+                    match store.store(&state) {
+                        Ok(_) => Some(state),
+                        Err(e) => {
+                            console::line(&format!(
+                                "limpet-init: cannot write the factory state: {e}"
+                            ));
+                            None
+                        }
                     }
                 }
-                Err(e) => console::line(&format!("limpet-init: slot A version is not valid: {e}")),
-            }
-            Ok((Slot::A, mounted))
+                Err(e) => {
+                    console::line(&format!("limpet-init: slot A version is not valid: {e}"));
+                    None
+                }
+            };
+            Ok(Booted {
+                slot: Slot::A,
+                mounted,
+                state,
+                trial: None,
+            })
         }
         StateSource::Unreadable(reason) => {
             console::line(&format!("limpet-init: state unreadable ({reason}): trying slot A then B, state left untouched"));
             let mut failures = Vec::new();
             for slot in [Slot::A, Slot::B] {
                 match mount(root, disk, key, &Attempt { slot, floor: None }) {
-                    Ok(mounted) => return Ok((slot, mounted)),
+                    Ok(mounted) => {
+                        return Ok(Booted {
+                            slot,
+                            mounted,
+                            state: None,
+                            trial: None,
+                        })
+                    }
                     Err(e) => failures.push(format!("slot {slot}: {e}")),
                 }
             }

@@ -73,6 +73,15 @@ pub fn load_module(path: &Path) -> io::Result<ModuleLoad> {
     }
 }
 
+/// Flushes filesystems and restarts the machine. Never returns (see [`power_off`]).
+pub fn reboot() -> ! {
+    rustix::fs::sync();
+    let _ = rustix::system::reboot(rustix::system::RebootCommand::Restart);
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
+
 /// Flushes filesystems and powers the machine off. Never returns: if the kernel refuses,
 /// PID 1 waits forever rather than exit (an exiting PID 1 panics the kernel).
 pub fn power_off() -> ! {

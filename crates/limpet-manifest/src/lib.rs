@@ -51,7 +51,7 @@ pub use net::{
 };
 pub use task::*;
 pub use units::{ByteSize, CpuShare, Date, Duration, PacketRate, PacketRatePer, Rate};
-pub use validate::{MIN_POLL, MIN_TASK_MEMORY};
+pub use validate::{MIN_HEALTH, MIN_POLL, MIN_TASK_MEMORY};
 
 /// Parses and validates a manifest. `source_name` is the file name used in diagnostics.
 pub fn parse(source_name: &str, text: &str) -> Result<Manifest, Diagnostics> {

@@ -155,6 +155,15 @@ impl Default for Disk {
 /// Default time between update checks.
 pub const DEFAULT_POLL: Duration = Duration::secs(6 * 3600);
 
+/// Default health period: how long every task must stay up before a try is committed.
+pub const DEFAULT_HEALTH: Duration = Duration::secs(60);
+/// Default time a try gets to become healthy before it is rolled back.
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::secs(600);
+/// Default number of boots a try gets (a power cut during a try spends one).
+pub const DEFAULT_TRY_BOOTS: u32 = 3;
+/// Most boots a try may get.
+pub const MAX_TRY_BOOTS: u32 = 10;
+
 /// `[update]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Update {
@@ -164,6 +173,14 @@ pub struct Update {
     pub poll: Duration,
     /// Root keys trusted for this device's repository; at least one.
     pub keys: Vec<KeyRef>,
+    /// How long every task must be up (running and ready, or finished with success)
+    /// without a failure before a try slot is committed (default 60s).
+    pub health: Duration,
+    /// How long after boot a try may take to become healthy before it is rolled back
+    /// (default 10m; always longer than `health`).
+    pub health_timeout: Duration,
+    /// How many boots a try gets before it is rolled back (1 to 10, default 3).
+    pub try_boots: u32,
 }
 
 /// A checked `http(s)://host[:port][/path]` URL, without user info, query or fragment.

@@ -208,6 +208,9 @@ pub(crate) struct RawUpdate {
     pub repository: Str,
     pub poll: Option<Str>,
     pub keys: Spanned<Vec<Spanned<RawKeyRef>>>,
+    pub health: Option<Str>,
+    pub health_timeout: Option<Str>,
+    pub try_boots: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

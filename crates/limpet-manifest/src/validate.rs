@@ -33,6 +33,8 @@ use crate::units::{ByteSize, CpuShare, Date, Duration};
 pub const MIN_TASK_MEMORY: ByteSize = ByteSize::mib(1);
 /// Shortest update poll interval: a fleet polling faster would load the repository for no gain.
 pub const MIN_POLL: Duration = Duration::secs(60);
+/// Shortest health period: long enough for a task that crashes at start to be seen.
+pub const MIN_HEALTH: Duration = Duration::secs(5);
 /// Most consecutive failures a crash-loop limit may allow.
 const MAX_CRASH_LOOP_LIMIT: i64 = 1000;
 
@@ -1090,11 +1092,54 @@ fn update(c: &mut Checker<'_>, u: &RawUpdate) -> Option<Update> {
         ok = false;
         c.report(&u.keys.span(), Problem::new("no update keys listed").expected("at least one key: { file = \"keys/root.pub\" } or { id = \"<64 hex digits>\" }").hint("without a trusted key the device cannot accept any update"));
     }
+    let health = match &u.health {
+        Some(h) => c.parse::<Duration>(h).and_then(|d| {
+            if d < MIN_HEALTH {
+                c.report(&h.span(), Problem::new(format!("health period {d} is too short")).expected(format!("at least {MIN_HEALTH}")).hint("a try is committed only after every task stayed up this long; a crash a moment later would go unseen"));
+                None
+            } else {
+                Some(d)
+            }
+        }),
+        None => Some(DEFAULT_HEALTH),
+    };
+    let health_timeout = match &u.health_timeout {
+        Some(t) => c.parse::<Duration>(t).and_then(|d| match health {
+            Some(h) if d <= h => {
+                c.report(
+                    &t.span(),
+                    Problem::new(format!(
+                        "health_timeout {d} is not longer than the health period {h}"
+                    ))
+                    .expected("a timeout well above `health`, e.g. 10m")
+                    .hint(
+                        "a try could never become healthy in time and every update would roll back",
+                    ),
+                );
+                None
+            }
+            _ => Some(d),
+        }),
+        None => match health {
+            Some(h) if h >= DEFAULT_HEALTH_TIMEOUT => {
+                c.report(&u.repository.span(), Problem::new(format!("health period {h} needs a longer health_timeout than the default {DEFAULT_HEALTH_TIMEOUT}")).expected("`health_timeout` set above `health`").hint("add health_timeout = \"...\" to [update]"));
+                None
+            }
+            _ => Some(DEFAULT_HEALTH_TIMEOUT),
+        },
+    };
+    let try_boots = match &u.try_boots {
+        Some(n) => c.int_in(n, "try_boots", 1, i64::from(MAX_TRY_BOOTS)),
+        None => Some(DEFAULT_TRY_BOOTS),
+    };
     ok.then_some(())?;
     Some(Update {
         repository: repository?,
         poll: poll?,
         keys,
+        health: health?,
+        health_timeout: health_timeout?,
+        try_boots: try_boots?,
     })
 }
 

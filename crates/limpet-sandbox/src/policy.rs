@@ -75,6 +75,32 @@ pub struct DevicePolicy {
     pub arch: Arch,
     /// One entry per task, in manifest order.
     pub tasks: Vec<TaskPolicy>,
+    /// How PID 1 judges a try slot; absent when the device has no `[update]`, and PID 1
+    /// then uses [`TrialPolicy::default`].
+    #[serde(default)]
+    pub trial: Option<TrialPolicy>,
+}
+
+/// When a try slot is committed or rolled back (manifest `[update]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrialPolicy {
+    /// Every task up this long without a failure commits the try.
+    pub health_ms: u64,
+    /// A try not healthy this long after PID 1 started its tasks rolls back.
+    pub health_timeout_ms: u64,
+    /// Boots a new try gets.
+    pub try_boots: u32,
+}
+
+impl Default for TrialPolicy {
+    fn default() -> Self {
+        TrialPolicy {
+            health_ms: limpet_manifest::DEFAULT_HEALTH.as_millis(),
+            health_timeout_ms: limpet_manifest::DEFAULT_HEALTH_TIMEOUT.as_millis(),
+            try_boots: limpet_manifest::DEFAULT_TRY_BOOTS,
+        }
+    }
 }
 
 impl DevicePolicy {
@@ -435,6 +461,11 @@ pub fn compile(manifest: &Manifest) -> Result<DevicePolicy, PolicyError> {
         format: FORMAT,
         arch,
         tasks,
+        trial: manifest.update.as_ref().map(|u| TrialPolicy {
+            health_ms: u.health.as_millis(),
+            health_timeout_ms: u.health_timeout.as_millis(),
+            try_boots: u.try_boots,
+        }),
     })
 }
 

@@ -1,4 +1,5 @@
-//! The example device's only task: it logs a line every few seconds, forever.
+//! The example device's only task: it logs a line every few seconds, forever (or, with
+//! `--fail-at-start`, exits with code 1 at once).
 //!
 //! It needs nothing but a clock and its stdout, so it runs under the `minimal`
 //! syscall profile with no network and no files.
@@ -10,6 +11,11 @@ use std::time::{Duration, Instant};
 const PERIOD: Duration = Duration::from_secs(3);
 
 fn main() {
+    // `--fail-at-start`: a broken release, for the update rollback tests and demos.
+    if std::env::args().any(|a| a == "--fail-at-start") {
+        eprintln!("hello: failing at start (--fail-at-start)");
+        std::process::exit(1);
+    }
     let started = Instant::now();
     let mut stdout = std::io::stdout();
     for beat in 0u64.. {

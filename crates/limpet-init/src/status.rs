@@ -1,0 +1,103 @@
+//! The device part of the status file (`/run/limpet/status.json`, key `system`): which
+//! slot and version run, what the other slot holds, the A/B state and the fate of a try.
+
+use limpet_state::{Slot, State, TryPhase};
+use serde::Serialize;
+
+/// The `system` object of the status file.
+#[derive(Debug, Clone, Serialize)]
+pub struct SystemStatus {
+    /// The slot running now (`a` or `b`).
+    pub slot: String,
+    /// The running slot's version, from its verified header.
+    pub version: String,
+    /// The other slot and the version its header claims, if it has a valid signed header.
+    pub other: Option<OtherSlot>,
+    /// The A/B state as stored, if it could be read.
+    pub state: Option<StateView>,
+    /// Whether this boot is a try and what became of it.
+    pub trial: TrialStatus,
+}
+
+/// The slot that is not running.
+#[derive(Debug, Clone, Serialize)]
+pub struct OtherSlot {
+    pub slot: String,
+    pub version: Option<String>,
+    /// Why no version is shown (no valid header).
+    pub error: Option<String>,
+}
+
+/// A try slot's fate at this boot.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum TrialStatus {
+    /// This boot is of the committed slot.
+    None,
+    /// A try on probation: committed after `health_ms` of every task up.
+    Watching { health_ms: u64, timeout_ms: u64 },
+    /// The try passed its health gate and is now the committed slot.
+    Committed,
+    /// Committing failed (the state could not be written); the try stays pending.
+    CommitFailed { error: String },
+    /// The try failed its health gate; the device reboots into the committed slot.
+    RolledBack { reason: String },
+}
+
+/// The stored A/B state, for people and tools.
+#[derive(Debug, Clone, Serialize)]
+pub struct StateView {
+    pub committed_slot: String,
+    pub committed_version: String,
+    pub floor: String,
+    pub pending_try: Option<TryView>,
+    /// The last update that failed its try, and why.
+    pub last_failure: Option<FailureView>,
+    pub highest_failed: Option<String>,
+    pub boot_count: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TryView {
+    pub slot: String,
+    pub version: String,
+    pub boots_left: u8,
+    pub booted: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FailureView {
+    pub slot: String,
+    pub version: String,
+    pub reason: String,
+    pub boot_count: u64,
+}
+
+/// `a` or `b`.
+pub fn slot_name(slot: Slot) -> String {
+    slot.to_string().to_lowercase()
+}
+
+impl From<&State> for StateView {
+    fn from(s: &State) -> Self {
+        StateView {
+            committed_slot: slot_name(s.committed_slot()),
+            committed_version: s.committed_version().to_string(),
+            floor: s.floor().to_string(),
+            pending_try: s.pending_try().map(|t| TryView {
+                slot: slot_name(t.slot),
+                version: t.version.to_string(),
+                boots_left: t.boots_left,
+                booted: t.phase == TryPhase::Booted,
+            }),
+            last_failure: s.last_failure().map(|f| FailureView {
+                slot: slot_name(f.slot),
+                version: f.version.to_string(),
+                reason: f.reason.to_string(),
+                boot_count: f.boot_count,
+            }),
+            highest_failed: s.highest_failed().map(ToString::to_string),
+            boot_count: s.boot_count(),
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The health gate of a try slot, in real QEMU: a new release written to the other slot
+//! and marked "try" is committed once its tasks stayed up for the health period; a release
+//! whose task fails at start is rolled back, the failure is recorded, the device reboots
+//! into the committed slot, and the failed version cannot be tried again.
+// Tests fail by panicking; the workspace lints against it are for production code.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::fs::File;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use common::*;
+use limpet_state::{Region, Slot, State, StateStore, TransitionError, Version};
+
+/// Safety net for one TCG boot on a loaded 2-core machine.
+const BOOT_DEADLINE_SECS: &str = "300";
+
+/// examples/hello as release `version`, with a 5 s health period; `fail` makes its task
+/// exit with code 1 at start and never be restarted.
+fn release(version: &str, fail: bool) -> PathBuf {
+    let (key, _) = keys_in(&scratch().join("keys"));
+    // Inside the repository, so the build finds the cargo workspace with the `hello` package.
+    let dir = repo_root()
+        .join("target/limpet-test-manifests")
+        .join(format!("hello-{version}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = std::fs::read_to_string(hello_manifest())
+        .unwrap()
+        .replace("version = \"0.1.0\"", &format!("version = \"{version}\""));
+    let mut manifest = if fail {
+        manifest.replace(
+            "restart = \"always\"",
+            "restart = \"never\"\nargs = [\"--fail-at-start\"]",
+        )
+    } else {
+        manifest
+    };
+    manifest.push_str(
+        "\n[update]\nrepository = \"http://192.0.2.1/hello\"\nkeys = [{ id = \"2f8e4f1b5d3a6c7e9f0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f5a6\" }]\nhealth = \"5s\"\n",
+    );
+    let path = dir.join("limpet.toml");
+    std::fs::write(&path, manifest).unwrap();
+    let out = scratch().join(format!("release-{version}"));
+    run(
+        limpet()
+            .arg("build")
+            .arg("--manifest")
+            .arg(&path)
+            .arg("--out")
+            .arg(&out)
+            .arg("--key")
+            .arg(key)
+            .env("SOURCE_DATE_EPOCH", "1700000000"),
+        true,
+    );
+    out
+}
+
+fn partition(disk: &Path, name: &str) -> (u64, u64) {
+    let parts = limpet_image::gpt::read(&mut File::open(disk).unwrap()).unwrap();
+    let p = parts.iter().find(|p| p.name == name).unwrap();
+    (p.offset(), p.size())
+}
+
+/// Writes `slot.img` of `release` into partition `slot-x` of `disk`.
+fn install(disk: &Path, slot: Slot, release: &Path) {
+    let (offset, size) = partition(disk, slot.partition_name());
+    let bytes = std::fs::read(release.join("slot.img")).unwrap();
+    assert!(bytes.len() as u64 <= size);
+    let mut f = File::options().write(true).open(disk).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    f.write_all(&bytes).unwrap();
+}
+
+/// Reads, changes and stores the disk's A/B state.
+fn with_state<T>(disk: &Path, change: impl FnOnce(&State) -> T) -> T {
+    let (offset, size) = partition(disk, "state");
+    let mut file = File::options().read(true).write(true).open(disk).unwrap();
+    let region = Region::new(&mut file, offset, size).unwrap();
+    let mut store = StateStore::new(region).unwrap();
+    let state = store.load().unwrap();
+    change(&state)
+}
+
+fn mark_try(disk: &Path, slot: Slot, version: &str) {
+    let (offset, size) = partition(disk, "state");
+    let mut file = File::options().read(true).write(true).open(disk).unwrap();
+    let region = Region::new(&mut file, offset, size).unwrap();
+    let mut store = StateStore::new(region).unwrap();
+    let state = store.load().unwrap();
+    let next = state
+        .mark_try(slot, Version::parse(version).unwrap(), 3)
+        .unwrap();
+    store.store(&next).unwrap();
+}
+
+/// Boots `dir` (keeping the guest's disk writes) until the guest powers off or reboots
+/// by itself (QEMU runs with `-no-reboot`), pressing the power button once `until`
+/// appears on the console; returns the console.
+fn boot_until(dir: &Path, until: Option<&str>) -> String {
+    require_tool("qemu-system-x86_64");
+    let mut cmd = limpet();
+    cmd.arg("run")
+        .arg(dir)
+        .args(["--json", "--persist", "--timeout", BOOT_DEADLINE_SECS]);
+    if let Some(until) = until {
+        cmd.args(["--powerdown-on", until]);
+    }
+    let out = run(&mut cmd, true);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["exit_code"], 0, "{summary}");
+    stderr(&out)
+}
+
+#[test]
+fn a_healthy_try_is_committed_and_a_failing_one_rolls_back_for_good() {
+    let (v1, _) = hello_build();
+    let dir = mixed_output("trial", v1, v1, &[]);
+    let disk = dir.join("disk.img");
+    let v2 = release("0.2.0", false);
+    let v3 = release("0.3.0", true);
+
+    // v2 on slot B, on trial: committed after 5 s of its task up.
+    install(&disk, Slot::B, &v2);
+    mark_try(&disk, Slot::B, "0.2.0");
+    let console = boot_until(&dir, Some("try committed"));
+    assert!(console.contains("booting slot B (try)"), "{console}");
+    assert!(console.contains("try slot on probation"), "{console}");
+    assert!(
+        console
+            .contains("every task healthy for the health period: try committed, floor now 0.2.0"),
+        "{console}"
+    );
+    with_state(&disk, |s| {
+        assert_eq!(s.committed_slot(), Slot::B);
+        assert_eq!(s.committed_version().to_string(), "0.2.0");
+        assert_eq!(s.floor().to_string(), "0.2.0");
+        assert!(s.pending_try().is_none());
+    });
+
+    // v3, whose task fails at start, on slot A: rolled back, recorded, rebooted.
+    install(&disk, Slot::A, &v3);
+    mark_try(&disk, Slot::A, "0.3.0");
+    let console = boot_until(&dir, None);
+    assert!(console.contains("booting slot A (try)"), "{console}");
+    assert!(console.contains("hello: failing at start"), "{console}");
+    assert!(console.contains("limpet-init: rebooting"), "{console}");
+    assert!(
+        console.contains("try failed its health gate (task hello exited with code 1 and is not restarted): rebooting into the committed slot"),
+        "{console}"
+    );
+    let refused = with_state(&disk, |s| {
+        assert_eq!(s.committed_slot(), Slot::B);
+        assert_eq!(s.floor().to_string(), "0.2.0");
+        assert!(s.pending_try().is_none());
+        let failure = s.last_failure().unwrap();
+        assert_eq!(failure.version.to_string(), "0.3.0");
+        assert_eq!(failure.reason.to_string(), "health check failed");
+        s.mark_try(Slot::A, Version::parse("0.3.0").unwrap(), 3)
+    });
+    // The failed version is never tried again; only a newer one may be.
+    assert!(
+        matches!(refused, Err(TransitionError::FailedBefore { .. })),
+        "{refused:?}"
+    );
+    let inspected = inspect_json(&disk);
+    assert_eq!(
+        inspected["state"]["committed_slot"], "slot-b",
+        "{inspected}"
+    );
+
+    // The next boot runs v2 from slot B.
+    let console = boot_until(&dir, Some("[hello] hello from limpet: beat 1"));
+    assert!(console.contains("booting slot B"), "{console}");
+    assert!(!console.contains("(try)"), "{console}");
+    assert!(
+        console.contains("slot-b (hello 0.2.0) mounted read-only"),
+        "{console}"
+    );
+}
