@@ -565,6 +565,58 @@ fn read_exact_at(
     })
 }
 
+/// How much of a slot's data [`verify_at`] reads and checks at a time.
+const VERIFY_CHUNK: usize = 1 << 20;
+
+/// Checks a slot on a device completely, as [`verify`] does, holding only its hash tree
+/// and one 1 MiB piece of data in memory: signature, every hash block, every data block,
+/// then the attachment hash. Returns the verified header and the layout.
+pub fn verify_at(
+    dev: &mut (impl Read + Seek),
+    key: &VerifyingKey,
+) -> Result<(SlotLayout, SlotHeader), SlotError> {
+    let (layout, unverified) = read_header_at(dev)?;
+    let header = unverified.verify(key).map_err(|source| SlotError::Header {
+        offset: layout.header_offset,
+        source,
+    })?;
+    let verity_err = |source| SlotError::Verity {
+        hash_offset: layout.hash_offset,
+        source,
+    };
+    let tree_len =
+        usize::try_from(layout.tree_size).map_err(|_| SlotError::Overflow { part: "hash tree" })?;
+    let mut tree = vec![0u8; tree_len];
+    read_exact_at(dev, layout.hash_offset, &mut tree, "hash tree")?;
+    let checked = verity::CheckedTree::new(&tree, &header.verity_params()).map_err(verity_err)?;
+    let mut buf = vec![0u8; VERIFY_CHUNK];
+    let mut offset = 0u64;
+    while offset < layout.hash_offset {
+        let n = usize::try_from((layout.hash_offset - offset).min(VERIFY_CHUNK as u64))
+            .unwrap_or(VERIFY_CHUNK);
+        let piece = buf
+            .get_mut(..n)
+            .ok_or(SlotError::Overflow { part: "squashfs" })?;
+        read_exact_at(dev, offset, piece, "squashfs")?;
+        checked
+            .check_data(offset / BLOCK_SIZE_U64, piece)
+            .map_err(verity_err)?;
+        offset += n as u64;
+    }
+    let attachment_len = usize::try_from(layout.attachment_size)
+        .map_err(|_| SlotError::Overflow { part: "attachment" })?;
+    let mut attachment = vec![0u8; attachment_len];
+    read_exact_at(dev, layout.attachment_offset, &mut attachment, "attachment")?;
+    let digest: [u8; 32] = Sha256::digest(&attachment).into();
+    if digest != header.attachment_sha256 {
+        return Err(SlotError::AttachmentHash {
+            offset: layout.attachment_offset,
+            size: layout.attachment_size,
+        });
+    }
+    Ok((layout, header))
+}
+
 /// Reads the superblock and the header from a device and checks the layout (reading
 /// rules 1–3), without reading the rest of the partition. The signature is not checked.
 pub fn read_header_at(

@@ -311,21 +311,7 @@ pub fn build_tree(data: &[u8], salt: [u8; 32]) -> (Vec<u8>, [u8; 32]) {
 /// Every hash block is checked against its parent (the top block against the root hash)
 /// and for zero padding, then every data block against level 0.
 pub fn verify(data: &[u8], tree: &[u8], params: &VerityParams) -> Result<(), VerityError> {
-    if params.data_block_size != 4096 {
-        return Err(VerityError::Unsupported {
-            what: "data block size",
-        });
-    }
-    if params.hash_block_size != 4096 {
-        return Err(VerityError::Unsupported {
-            what: "hash block size",
-        });
-    }
-    if params.data_blocks == 0 {
-        return Err(VerityError::Unsupported {
-            what: "zero data blocks",
-        });
-    }
+    let checked = CheckedTree::new(tree, params)?;
     let expected_data =
         params
             .data_blocks
@@ -342,100 +328,155 @@ pub fn verify(data: &[u8], tree: &[u8], params: &VerityParams) -> Result<(), Ver
             data_blocks: params.data_blocks,
         });
     }
-    let expected_tree = tree_size(params.data_blocks);
-    if tree.len() as u64 != expected_tree {
-        return Err(VerityError::TreeLength {
-            len: tree.len() as u64,
-            expected: expected_tree,
-        });
-    }
-    let salted = salted_hasher(&params.salt);
-    let levels = layout(params.data_blocks);
+    checked.check_data(0, data)
+}
 
-    let Some(leaf) = levels.first().copied() else {
-        if hash_one(&salted, data) != params.root_hash {
-            return Err(VerityError::DataBlock {
-                block: 0,
-                offset: 0,
+/// A hash tree whose every hash block has been checked against the root hash: data can
+/// then be checked against it piece by piece, so a device verifies a slot on disk without
+/// holding its data in memory.
+#[derive(Debug)]
+pub struct CheckedTree<'a> {
+    tree: &'a [u8],
+    salted: Sha256,
+    /// Level 0; none when the data is a single block hashed straight into the root.
+    leaf: Option<Level>,
+    root_hash: [u8; 32],
+    data_blocks: u64,
+}
+
+impl<'a> CheckedTree<'a> {
+    /// Checks the parameters, the tree's size, and every hash block top down against its
+    /// parent (the top block against the root hash) and for zero padding.
+    pub fn new(tree: &'a [u8], params: &VerityParams) -> Result<Self, VerityError> {
+        if params.data_block_size != 4096 {
+            return Err(VerityError::Unsupported {
+                what: "data block size",
             });
         }
-        return Ok(());
-    };
-
-    // Hash levels, top down. Lengths were checked above, so the slicing below stays in
-    // bounds; `get` keeps it panic-free regardless.
-    for (level_no, level) in levels.iter().enumerate().rev() {
-        let level_u32 = u32::try_from(level_no).unwrap_or(u32::MAX);
-        let parent = levels.get(level_no + 1).copied();
-        for index in 0..level.blocks {
-            let tree_offset = level.offset + index * BLOCK_SIZE_U64;
-            let at = usize::try_from(tree_offset).unwrap_or(usize::MAX);
-            let err = VerityError::HashBlock {
-                level: level_u32,
-                index,
-                tree_offset,
-            };
-            let block = tree.get(at..at.saturating_add(BLOCK_SIZE)).ok_or(err)?;
-            let expected: &[u8] = match parent {
-                None => &params.root_hash,
-                Some(p) => {
-                    let d = usize::try_from(p.offset)
-                        .unwrap_or(usize::MAX)
-                        .saturating_add(
-                            usize::try_from(index)
-                                .unwrap_or(usize::MAX)
-                                .saturating_mul(DIGEST_SIZE),
-                        );
-                    tree.get(d..d.saturating_add(DIGEST_SIZE)).ok_or(err)?
-                }
-            };
-            if hash_one(&salted, block) != expected {
-                return Err(err);
-            }
-            // Digests used in this block; the rest must be zero.
-            let used = level
-                .children
-                .saturating_sub(index * HASHES_PER_BLOCK)
-                .min(HASHES_PER_BLOCK);
-            let used = usize::try_from(used)
-                .unwrap_or(usize::MAX)
-                .saturating_mul(DIGEST_SIZE);
-            if block
-                .get(used..)
-                .is_some_and(|pad| pad.iter().any(|&b| b != 0))
-            {
-                return Err(VerityError::HashPadding {
+        if params.hash_block_size != 4096 {
+            return Err(VerityError::Unsupported {
+                what: "hash block size",
+            });
+        }
+        if params.data_blocks == 0 {
+            return Err(VerityError::Unsupported {
+                what: "zero data blocks",
+            });
+        }
+        let expected_tree = tree_size(params.data_blocks);
+        if tree.len() as u64 != expected_tree {
+            return Err(VerityError::TreeLength {
+                len: tree.len() as u64,
+                expected: expected_tree,
+            });
+        }
+        let salted = salted_hasher(&params.salt);
+        let levels = layout(params.data_blocks);
+        // Hash levels, top down. Lengths were checked above, so the slicing below stays in
+        // bounds; `get` keeps it panic-free regardless.
+        for (level_no, level) in levels.iter().enumerate().rev() {
+            let level_u32 = u32::try_from(level_no).unwrap_or(u32::MAX);
+            let parent = levels.get(level_no + 1).copied();
+            for index in 0..level.blocks {
+                let tree_offset = level.offset + index * BLOCK_SIZE_U64;
+                let at = usize::try_from(tree_offset).unwrap_or(usize::MAX);
+                let err = VerityError::HashBlock {
                     level: level_u32,
                     index,
                     tree_offset,
-                });
+                };
+                let block = tree.get(at..at.saturating_add(BLOCK_SIZE)).ok_or(err)?;
+                let expected: &[u8] = match parent {
+                    None => &params.root_hash,
+                    Some(p) => {
+                        let d = usize::try_from(p.offset)
+                            .unwrap_or(usize::MAX)
+                            .saturating_add(
+                                usize::try_from(index)
+                                    .unwrap_or(usize::MAX)
+                                    .saturating_mul(DIGEST_SIZE),
+                            );
+                        tree.get(d..d.saturating_add(DIGEST_SIZE)).ok_or(err)?
+                    }
+                };
+                if hash_one(&salted, block) != expected {
+                    return Err(err);
+                }
+                // Digests used in this block; the rest must be zero.
+                let used = level
+                    .children
+                    .saturating_sub(index * HASHES_PER_BLOCK)
+                    .min(HASHES_PER_BLOCK);
+                let used = usize::try_from(used)
+                    .unwrap_or(usize::MAX)
+                    .saturating_mul(DIGEST_SIZE);
+                if block
+                    .get(used..)
+                    .is_some_and(|pad| pad.iter().any(|&b| b != 0))
+                {
+                    return Err(VerityError::HashPadding {
+                        level: level_u32,
+                        index,
+                        tree_offset,
+                    });
+                }
             }
         }
+        Ok(CheckedTree {
+            tree,
+            salted,
+            leaf: levels.first().copied(),
+            root_hash: params.root_hash,
+            data_blocks: params.data_blocks,
+        })
     }
 
-    // Data blocks against level 0, hashed in parallel into a scratch level.
-    let n = usize::try_from(params.data_blocks).unwrap_or(usize::MAX);
-    let mut computed = vec![0u8; n * DIGEST_SIZE];
-    hash_blocks(&salted, data, &mut computed);
-    let start = usize::try_from(leaf.offset).unwrap_or(usize::MAX);
-    let stored = tree
-        .get(start..start.saturating_add(n * DIGEST_SIZE))
-        .ok_or(VerityError::TreeLength {
-            len: tree.len() as u64,
-            expected: expected_tree,
-        })?;
-    let bad = computed
-        .chunks_exact(DIGEST_SIZE)
-        .zip(stored.chunks_exact(DIGEST_SIZE))
-        .position(|(c, s)| c != s);
-    if let Some(block) = bad {
-        let block = block as u64;
-        return Err(VerityError::DataBlock {
-            block,
-            offset: block * BLOCK_SIZE_U64,
-        });
+    /// Checks whole data blocks starting at block `first` against level 0 (or the root
+    /// hash when the data is one block), naming the first that does not match.
+    pub fn check_data(&self, first: u64, data: &[u8]) -> Result<(), VerityError> {
+        let blocks = data.len() as u64 / BLOCK_SIZE_U64;
+        let end = first.checked_add(blocks);
+        if data.len() % BLOCK_SIZE != 0 || end.is_none_or(|e| e > self.data_blocks) {
+            return Err(VerityError::DataLength {
+                len: data.len() as u64,
+                expected: self.data_blocks.saturating_sub(first) * BLOCK_SIZE_U64,
+                data_blocks: self.data_blocks,
+            });
+        }
+        let Some(leaf) = self.leaf else {
+            if hash_one(&self.salted, data) != self.root_hash {
+                return Err(VerityError::DataBlock {
+                    block: 0,
+                    offset: 0,
+                });
+            }
+            return Ok(());
+        };
+        // Data blocks against level 0, hashed in parallel into a scratch level.
+        let n = usize::try_from(blocks).unwrap_or(usize::MAX);
+        let mut computed = vec![0u8; n * DIGEST_SIZE];
+        hash_blocks(&self.salted, data, &mut computed);
+        let start = usize::try_from(leaf.offset + first * DIGEST_SIZE as u64).unwrap_or(usize::MAX);
+        let stored = self
+            .tree
+            .get(start..start.saturating_add(n * DIGEST_SIZE))
+            .ok_or(VerityError::TreeLength {
+                len: self.tree.len() as u64,
+                expected: tree_size(self.data_blocks),
+            })?;
+        let bad = computed
+            .chunks_exact(DIGEST_SIZE)
+            .zip(stored.chunks_exact(DIGEST_SIZE))
+            .position(|(c, s)| c != s);
+        if let Some(block) = bad {
+            let block = first + block as u64;
+            return Err(VerityError::DataBlock {
+                block,
+                offset: block * BLOCK_SIZE_U64,
+            });
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 #[cfg(test)]

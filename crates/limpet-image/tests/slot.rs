@@ -176,6 +176,14 @@ fn flipped_byte_in_data_or_tree_is_caught_and_named() {
             }
             other => panic!("slot::verify at {pos}: {other:?}"),
         }
+        // The same answer from the device reader, which holds only the tree in memory.
+        match slot::verify_at(&mut Cursor::new(&bad), &vk) {
+            Err(SlotError::SquashfsMagic { .. }) if pos < 4 => {}
+            Err(SlotError::Verity { source, .. }) => {
+                assert_eq!(source, want, "slot::verify_at at {pos}")
+            }
+            other => panic!("slot::verify_at at {pos}: {other:?}"),
+        }
 
         if use_tool {
             std::fs::write(&path, &bad).unwrap();
@@ -186,6 +194,23 @@ fn flipped_byte_in_data_or_tree_is_caught_and_named() {
             );
         }
     }
+}
+
+#[test]
+fn verify_at_accepts_the_slot_in_a_larger_device() {
+    let bytes = build_slot();
+    let (l, h) = layout(&bytes);
+    let mut partition = bytes.clone();
+    partition.resize(bytes.len() + 3 * 4096 + 17, 0xa5);
+    let (layout, header) =
+        slot::verify_at(&mut Cursor::new(&partition), &key(1).verifying_key()).unwrap();
+    assert_eq!(layout, l);
+    assert_eq!(header.root_hash, h.root_hash);
+    // Another key is refused before any data is read.
+    assert!(matches!(
+        slot::verify_at(&mut Cursor::new(&partition), &key(2).verifying_key()),
+        Err(SlotError::Header { .. })
+    ));
 }
 
 #[test]
