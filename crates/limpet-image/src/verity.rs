@@ -436,7 +436,7 @@ impl<'a> CheckedTree<'a> {
     pub fn check_data(&self, first: u64, data: &[u8]) -> Result<(), VerityError> {
         let blocks = data.len() as u64 / BLOCK_SIZE_U64;
         let end = first.checked_add(blocks);
-        if data.len() % BLOCK_SIZE != 0 || end.is_none_or(|e| e > self.data_blocks) {
+        if !data.len().is_multiple_of(BLOCK_SIZE) || end.is_none_or(|e| e > self.data_blocks) {
             return Err(VerityError::DataLength {
                 len: data.len() as u64,
                 expected: self.data_blocks.saturating_sub(first) * BLOCK_SIZE_U64,

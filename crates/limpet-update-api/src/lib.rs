@@ -1,0 +1,396 @@
+//! The update agent's requests to PID 1, and PID 1's answers.
+//!
+//! The update agent is a sandboxed task: it cannot open a block device. To install an
+//! update it asks PID 1, over the `SOCK_SEQPACKET` socket [`SOCKET`] (owned by the agent's
+//! uid, mode 0600), for exactly these operations and nothing else:
+//!
+//! | request | PID 1 does |
+//! |---|---|
+//! | [`Request::Status`] | answers the running version, the floor, the failed and pending versions |
+//! | [`Request::Begin`] | checks that `version` may be tried (above the floor and every failed version, no try on probation) and fits the inactive slot; drops a staged try that was never booted |
+//! | [`Request::ReadRunning`] | reads up to [`MAX_DATA`] bytes of the running slot (the agent's delta seed) |
+//! | [`Request::Write`] | writes up to [`MAX_DATA`] bytes into the inactive slot, inside the length given to `Begin` |
+//! | [`Request::Finish`] | verifies the whole written slot (signature with the device's key, every verity block, the attachment), checks its version and root hash against what the agent was told by the signed TUF target, then marks it "try" in the A/B state |
+//! | [`Request::Reboot`] | reboots cleanly, only when a try is staged |
+//!
+//! One request per datagram, one answer per request. Encoding: a tag byte, then the fixed
+//! fields big-endian, strings as a u16 length and UTF-8; answers that carry a structure
+//! ([`Response::Status`]) carry it as JSON. Decoding is strict: a datagram of the wrong
+//! size for its tag is an error, never a panic.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Where PID 1 listens (inside the agent's sandbox too: bind-mounted there).
+pub const SOCKET: &str = "/run/limpet/update.sock";
+/// Most data bytes one `ReadRunning`, `Write` or `Data` carries.
+pub const MAX_DATA: usize = 60 * 1024;
+/// Longest datagram either side sends.
+pub const MAX_MESSAGE: usize = MAX_DATA + 64;
+/// Longest version string.
+pub const MAX_VERSION: usize = 128;
+
+/// What the agent asks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Status,
+    Begin { version: String, length: u64 },
+    ReadRunning { offset: u64, len: u32 },
+    Write { offset: u64, data: Vec<u8> },
+    Finish { root_hash: [u8; 32] },
+    Reboot,
+}
+
+/// What PID 1 answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    Ok,
+    Status(DeviceStatus),
+    Data(Vec<u8>),
+    /// `Finish` succeeded: the slot is marked "try" with this many boots.
+    Staged {
+        version: String,
+        boots: u8,
+    },
+    /// The request was refused or failed; the text says where and why.
+    Error(String),
+}
+
+/// The device's update-relevant state, as PID 1 knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceStatus {
+    /// The running slot's version.
+    pub running_version: String,
+    /// Bytes of the running slot image (its layout's total size): the delta seed.
+    pub running_length: u64,
+    /// Size of the inactive slot partition.
+    pub inactive_capacity: u64,
+    /// The anti-rollback floor.
+    pub floor: String,
+    /// The highest version that ever failed its try: it and older ones are never tried.
+    pub highest_failed: Option<String>,
+    /// A try already staged or on probation.
+    pub pending_try: Option<String>,
+    /// Whether the running boot is itself a try on probation (no update until it is
+    /// committed or rolled back).
+    pub on_probation: bool,
+}
+
+/// A datagram that is not a valid message.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("empty message")]
+    Empty,
+    #[error("unknown message tag {0}")]
+    Tag(u8),
+    #[error("message with tag {tag} is {len} bytes, expected {expected}")]
+    Length {
+        tag: u8,
+        len: usize,
+        expected: String,
+    },
+    #[error("version string is not valid UTF-8 or longer than {MAX_VERSION} bytes")]
+    Version,
+    #[error("data of {0} bytes is more than {MAX_DATA}")]
+    TooMuchData(usize),
+    #[error("status is not valid JSON: {0}")]
+    Status(String),
+    #[error("error text is not valid UTF-8")]
+    Text,
+}
+
+mod tag {
+    pub const STATUS: u8 = 1;
+    pub const BEGIN: u8 = 2;
+    pub const READ_RUNNING: u8 = 3;
+    pub const WRITE: u8 = 4;
+    pub const FINISH: u8 = 5;
+    pub const REBOOT: u8 = 6;
+
+    pub const OK: u8 = 0x81;
+    pub const STATUS_REPLY: u8 = 0x82;
+    pub const DATA: u8 = 0x83;
+    pub const STAGED: u8 = 0x84;
+    pub const ERROR: u8 = 0x85;
+}
+
+fn be64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    if let Some(s) = b.get(..8) {
+        a.copy_from_slice(s);
+    }
+    u64::from_be_bytes(a)
+}
+
+fn length_error(tag: u8, len: usize, expected: impl Into<String>) -> DecodeError {
+    DecodeError::Length {
+        tag,
+        len,
+        expected: expected.into(),
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    let n = bytes.len().min(MAX_VERSION);
+    out.extend_from_slice(&u16::try_from(n).unwrap_or(0).to_be_bytes());
+    out.extend_from_slice(bytes.get(..n).unwrap_or_default());
+}
+
+fn get_str(b: &[u8]) -> Result<(String, &[u8]), DecodeError> {
+    let len_bytes = b.get(..2).ok_or(DecodeError::Version)?;
+    let n = usize::from(u16::from_be_bytes([len_bytes[0], len_bytes[1]]));
+    if n > MAX_VERSION {
+        return Err(DecodeError::Version);
+    }
+    let s = b.get(2..2 + n).ok_or(DecodeError::Version)?;
+    let s = std::str::from_utf8(s).map_err(|_| DecodeError::Version)?;
+    Ok((s.to_owned(), b.get(2 + n..).unwrap_or_default()))
+}
+
+impl Request {
+    /// The datagram for this request.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            Request::Status => out.push(tag::STATUS),
+            Request::Begin { version, length } => {
+                out.push(tag::BEGIN);
+                out.extend_from_slice(&length.to_be_bytes());
+                put_str(&mut out, version);
+            }
+            Request::ReadRunning { offset, len } => {
+                out.push(tag::READ_RUNNING);
+                out.extend_from_slice(&offset.to_be_bytes());
+                out.extend_from_slice(&len.to_be_bytes());
+            }
+            Request::Write { offset, data } => {
+                out.push(tag::WRITE);
+                out.extend_from_slice(&offset.to_be_bytes());
+                out.extend_from_slice(data);
+            }
+            Request::Finish { root_hash } => {
+                out.push(tag::FINISH);
+                out.extend_from_slice(root_hash);
+            }
+            Request::Reboot => out.push(tag::REBOOT),
+        }
+        out
+    }
+
+    /// Reads a request datagram.
+    pub fn decode(b: &[u8]) -> Result<Request, DecodeError> {
+        let (&t, rest) = b.split_first().ok_or(DecodeError::Empty)?;
+        match t {
+            tag::STATUS | tag::REBOOT => {
+                if !rest.is_empty() {
+                    return Err(length_error(t, b.len(), "1"));
+                }
+                Ok(if t == tag::STATUS {
+                    Request::Status
+                } else {
+                    Request::Reboot
+                })
+            }
+            tag::BEGIN => {
+                if rest.len() < 10 {
+                    return Err(length_error(t, b.len(), "at least 11"));
+                }
+                let length = be64(rest);
+                let (version, tail) = get_str(rest.get(8..).unwrap_or_default())?;
+                if !tail.is_empty() {
+                    return Err(length_error(t, b.len(), "11 plus the version"));
+                }
+                Ok(Request::Begin { version, length })
+            }
+            tag::READ_RUNNING => {
+                if rest.len() != 12 {
+                    return Err(length_error(t, b.len(), "13"));
+                }
+                let offset = be64(rest);
+                let l = rest.get(8..12).unwrap_or_default();
+                let len = u32::from_be_bytes([l[0], l[1], l[2], l[3]]);
+                Ok(Request::ReadRunning { offset, len })
+            }
+            tag::WRITE => {
+                if rest.len() < 8 {
+                    return Err(length_error(t, b.len(), "at least 9"));
+                }
+                let data = rest.get(8..).unwrap_or_default();
+                if data.len() > MAX_DATA {
+                    return Err(DecodeError::TooMuchData(data.len()));
+                }
+                Ok(Request::Write {
+                    offset: be64(rest),
+                    data: data.to_vec(),
+                })
+            }
+            tag::FINISH => {
+                let root_hash: [u8; 32] = rest
+                    .try_into()
+                    .map_err(|_| length_error(t, b.len(), "33"))?;
+                Ok(Request::Finish { root_hash })
+            }
+            other => Err(DecodeError::Tag(other)),
+        }
+    }
+}
+
+impl Response {
+    /// The datagram for this answer.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self {
+            Response::Ok => out.push(tag::OK),
+            Response::Status(s) => {
+                out.push(tag::STATUS_REPLY);
+                // Serializing plain strings, numbers and options cannot fail.
+                out.extend_from_slice(&serde_json::to_vec(s).unwrap_or_default());
+            }
+            Response::Data(d) => {
+                out.push(tag::DATA);
+                out.extend_from_slice(d.get(..MAX_DATA.min(d.len())).unwrap_or_default());
+            }
+            Response::Staged { version, boots } => {
+                out.push(tag::STAGED);
+                out.push(*boots);
+                put_str(&mut out, version);
+            }
+            Response::Error(text) => {
+                out.push(tag::ERROR);
+                let mut end = text.len().min(MAX_DATA);
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                out.extend_from_slice(text.get(..end).unwrap_or_default().as_bytes());
+            }
+        }
+        out
+    }
+
+    /// Reads an answer datagram.
+    pub fn decode(b: &[u8]) -> Result<Response, DecodeError> {
+        let (&t, rest) = b.split_first().ok_or(DecodeError::Empty)?;
+        match t {
+            tag::OK if rest.is_empty() => Ok(Response::Ok),
+            tag::OK => Err(length_error(t, b.len(), "1")),
+            tag::STATUS_REPLY => serde_json::from_slice(rest)
+                .map(Response::Status)
+                .map_err(|e| DecodeError::Status(e.to_string())),
+            tag::DATA if rest.len() > MAX_DATA => Err(DecodeError::TooMuchData(rest.len())),
+            tag::DATA => Ok(Response::Data(rest.to_vec())),
+            tag::STAGED => {
+                let (&boots, rest) = rest
+                    .split_first()
+                    .ok_or_else(|| length_error(t, b.len(), "at least 4"))?;
+                let (version, tail) = get_str(rest)?;
+                if !tail.is_empty() {
+                    return Err(length_error(t, b.len(), "4 plus the version"));
+                }
+                Ok(Response::Staged { version, boots })
+            }
+            tag::ERROR => std::str::from_utf8(rest)
+                .map(|s| Response::Error(s.to_owned()))
+                .map_err(|_| DecodeError::Text),
+            other => Err(DecodeError::Tag(other)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_round_trips() {
+        let requests = [
+            Request::Status,
+            Request::Begin {
+                version: "1.2.3-rc.1".into(),
+                length: 5 << 30,
+            },
+            Request::ReadRunning {
+                offset: 4096,
+                len: 60 * 1024,
+            },
+            Request::Write {
+                offset: u64::MAX - 1,
+                data: vec![7; MAX_DATA],
+            },
+            Request::Finish { root_hash: [9; 32] },
+            Request::Reboot,
+        ];
+        for r in requests {
+            assert_eq!(Request::decode(&r.encode()), Ok(r.clone()), "{r:?}");
+            assert!(r.encode().len() <= MAX_MESSAGE);
+        }
+        let responses = [
+            Response::Ok,
+            Response::Status(DeviceStatus {
+                running_version: "1.0.0".into(),
+                running_length: 123,
+                inactive_capacity: 456,
+                floor: "1.0.0".into(),
+                highest_failed: Some("1.1.0".into()),
+                pending_try: None,
+                on_probation: false,
+            }),
+            Response::Data(vec![1, 2, 3]),
+            Response::Staged {
+                version: "2.0.0".into(),
+                boots: 3,
+            },
+            Response::Error("slot-b: refused".into()),
+        ];
+        for r in responses {
+            assert_eq!(Response::decode(&r.encode()), Ok(r.clone()), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn bad_datagrams_are_errors_not_panics() {
+        assert_eq!(Request::decode(&[]), Err(DecodeError::Empty));
+        assert_eq!(Request::decode(&[99]), Err(DecodeError::Tag(99)));
+        assert!(matches!(
+            Request::decode(&[tag::FINISH, 1, 2]),
+            Err(DecodeError::Length { .. })
+        ));
+        let mut too_much = vec![tag::WRITE];
+        too_much.extend_from_slice(&[0; 8]);
+        too_much.extend_from_slice(&vec![0; MAX_DATA + 1]);
+        assert_eq!(
+            Request::decode(&too_much),
+            Err(DecodeError::TooMuchData(MAX_DATA + 1))
+        );
+        // Every prefix and a simple mutation of every message decodes or errs, never panics.
+        let mut x: u32 = 1;
+        for msg in [
+            Request::Begin {
+                version: "1.0.0".into(),
+                length: 1,
+            }
+            .encode(),
+            Request::ReadRunning { offset: 1, len: 2 }.encode(),
+            Response::Staged {
+                version: "1.0.0".into(),
+                boots: 1,
+            }
+            .encode(),
+        ] {
+            for cut in 0..msg.len() {
+                let _ = Request::decode(&msg[..cut]);
+                let _ = Response::decode(&msg[..cut]);
+            }
+            for _ in 0..2000 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                let mut m = msg.clone();
+                let i = (x as usize) % m.len();
+                m[i] = (x >> 8).to_le_bytes()[0];
+                let _ = Request::decode(&m);
+                let _ = Response::decode(&m);
+            }
+        }
+    }
+}
