@@ -32,6 +32,7 @@ mod status;
 mod supervisor;
 mod sys;
 mod trial;
+mod update_server;
 mod verified;
 
 use std::path::Path;
@@ -139,6 +140,7 @@ fn boot(root: &Path) -> Result<runtime::Outcome, String> {
     };
     let trial_policy = policy.trial.unwrap_or_default();
     let mut system = system_status(root, &disk, &key, &booted, &trial_policy);
+    let updates = update_server(root, &disk, &key, &booted, &policy, &trial_policy);
     let probation = booted.trial.map(|trial| runtime::Probation {
         gate: trial::HealthGate::new(
             Duration::from_millis(trial_policy.health_ms),
@@ -158,7 +160,7 @@ fn boot(root: &Path) -> Result<runtime::Outcome, String> {
             String::new()
         }
     ));
-    let outcome = runtime::run(root, &policy, &roots, probation, &mut system)?;
+    let outcome = runtime::run(root, &policy, &roots, probation, updates, &mut system)?;
 
     rustix::fs::sync();
     for mount in [DATA_MOUNT, SLOT_MOUNT] {
@@ -168,6 +170,45 @@ fn boot(root: &Path) -> Result<runtime::Outcome, String> {
     }
     console::line("limpet-init: all tasks stopped, filesystems unmounted");
     Ok(outcome)
+}
+
+/// The update agent's socket, when the policy names an agent task.
+fn update_server(
+    root: &Path,
+    disk: &partitions::DiskPartitions,
+    key: &ed25519_dalek::VerifyingKey,
+    booted: &slots::Booted,
+    policy: &limpet_sandbox::policy::DevicePolicy,
+    trial_policy: &limpet_sandbox::policy::TrialPolicy,
+) -> Option<update_server::UpdateServer> {
+    let name = policy.update_agent.as_ref()?;
+    let Some(agent) = policy.tasks.iter().find(|t| &t.name == name) else {
+        console::line(&format!(
+            "limpet-init: update agent {name} is not a task: updates disabled"
+        ));
+        return None;
+    };
+    let path = root.join(limpet_update_api::SOCKET.trim_start_matches('/'));
+    let devices = update_server::Devices {
+        root,
+        disk,
+        running: booted.slot,
+        running_version: booted.mounted.header.version.clone(),
+        key: *key,
+        try_boots: u8::try_from(trial_policy.try_boots).unwrap_or(u8::MAX),
+    };
+    match update_server::UpdateServer::bind(
+        &path,
+        agent.credentials.uid,
+        agent.credentials.gid,
+        devices,
+    ) {
+        Ok(server) => Some(server),
+        Err(e) => {
+            console::line(&format!("limpet-init: {e}: updates disabled"));
+            None
+        }
+    }
 }
 
 /// The status file's `system` object at boot.
@@ -204,6 +245,7 @@ fn system_status(
         } else {
             status::TrialStatus::None
         },
+        last_update: None,
     }
 }
 

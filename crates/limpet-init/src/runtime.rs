@@ -23,10 +23,11 @@ use rustix::process::Signal;
 use crate::console;
 use crate::logs::{LineSplitter, LogFile};
 use crate::slots::PendingTrial;
-use crate::status::{SystemStatus, TrialStatus};
+use crate::status::{SystemStatus, TrialStatus, UpdateAttempt};
 use crate::supervisor::{AfterExit, Millis, Readiness, RestartPolicy, Supervisor, TaskSpec};
 use crate::sys;
 use crate::trial::{self, HealthGate, Verdict};
+use crate::update_server::{Event as UpdateEvent, UpdateServer};
 use limpet_state::FailureReason;
 
 /// How long tasks get to exit after SIGTERM at shutdown.
@@ -93,6 +94,7 @@ pub fn run(
     policy: &DevicePolicy,
     roots: &Roots,
     mut probation: Option<Probation>,
+    mut updates: Option<UpdateServer>,
     system: &mut SystemStatus,
 ) -> Result<Outcome, String> {
     let signals = sys::signal_fd().map_err(|e| format!("signalfd: {e}"))?;
@@ -238,6 +240,9 @@ pub fn run(
         for sock in notifiers.values() {
             fds.push(PollFd::new(sock, PollFlags::IN));
         }
+        if let Some(server) = &updates {
+            fds.push(PollFd::new(server.pollable(), PollFlags::IN));
+        }
         for pipe in &pipes {
             fds.push(PollFd::new(&pipe.fd, PollFlags::IN));
         }
@@ -254,7 +259,10 @@ pub fn run(
 
         // Task output first, so a task's last lines are logged before its exit is.
         let first_notifier = 1 + buttons.len();
-        let first_pipe = first_notifier + notifiers.len();
+        let update_index = first_notifier + notifiers.len();
+        let first_pipe = update_index + usize::from(updates.is_some());
+        let update_ready =
+            updates.is_some() && events.get(update_index).is_some_and(|e| !e.is_empty());
         let readable: Vec<usize> = notifiers
             .keys()
             .zip(events.iter().skip(first_notifier))
@@ -291,6 +299,39 @@ pub fn run(
             pipes.remove(i);
         }
 
+        if update_ready {
+            if let Some(event) = updates.as_mut().and_then(|s| s.ready(probation.is_some())) {
+                let at_ms = sys::boottime_ms();
+                let attempt = |version, outcome: String| UpdateAttempt {
+                    version,
+                    outcome,
+                    at_ms,
+                };
+                match event {
+                    UpdateEvent::Staged { version } => {
+                        console::line(&format!(
+                            "limpet-init: update {version} verified and staged as a try in slot {}",
+                            system.other.as_ref().map_or("?", |o| o.slot.as_str())
+                        ));
+                        system.last_update = Some(attempt(Some(version), "staged".to_owned()));
+                    }
+                    UpdateEvent::Reboot => {
+                        let version = system.last_update.as_ref().and_then(|a| a.version.clone());
+                        system.last_update = Some(attempt(version, "reboot requested".to_owned()));
+                        outcome = Outcome::Reboot;
+                        shutdown_reason =
+                            Some("update agent: reboot into the staged try".to_owned());
+                    }
+                    UpdateEvent::Failed { version, error } => {
+                        console::line(&format!(
+                            "limpet-init: update {} refused: {error}",
+                            version.as_deref().unwrap_or("?")
+                        ));
+                        system.last_update = Some(attempt(version, format!("failed: {error}")));
+                    }
+                }
+            }
+        }
         for (button, revents) in buttons.iter().zip(events.iter().skip(1)) {
             if !revents.is_empty() && crate::power_button::pressed(button) {
                 shutdown_reason = Some("power button".to_owned());

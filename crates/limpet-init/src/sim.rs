@@ -59,8 +59,9 @@ pub fn run(root: &Path) -> Result<(), String> {
         other: None,
         state: None,
         trial: crate::status::TrialStatus::None,
+        last_update: None,
     };
-    crate::runtime::run(root, &policy, &roots, None, &mut system)?;
+    crate::runtime::run(root, &policy, &roots, None, None, &mut system)?;
     console::line("limpet-init: all tasks stopped");
     Ok(())
 }

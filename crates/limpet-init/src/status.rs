@@ -17,6 +17,18 @@ pub struct SystemStatus {
     pub state: Option<StateView>,
     /// Whether this boot is a try and what became of it.
     pub trial: TrialStatus,
+    /// The last install the update agent asked for at this boot, and its outcome.
+    pub last_update: Option<UpdateAttempt>,
+}
+
+/// One install attempt through the update socket.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpdateAttempt {
+    pub version: Option<String>,
+    /// `staged` (verified and marked try), `reboot requested`, or the error.
+    pub outcome: String,
+    /// Boot time of the outcome, in milliseconds.
+    pub at_ms: u64,
 }
 
 /// The slot that is not running.

@@ -79,6 +79,9 @@ pub struct DevicePolicy {
     /// then uses [`TrialPolicy::default`].
     #[serde(default)]
     pub trial: Option<TrialPolicy>,
+    /// The task that is the update agent: PID 1 opens the update socket for its uid only.
+    #[serde(default)]
+    pub update_agent: Option<String>,
 }
 
 /// When a try slot is committed or rolled back (manifest `[update]`).
@@ -466,6 +469,7 @@ pub fn compile(manifest: &Manifest) -> Result<DevicePolicy, PolicyError> {
             health_timeout_ms: u.health_timeout.as_millis(),
             try_boots: u.try_boots,
         }),
+        update_agent: None,
     })
 }
 

@@ -1,0 +1,595 @@
+//! PID 1's side of the update agent's socket ([`limpet_update_api::SOCKET`]): the only way
+//! the sandboxed agent can touch a slot. Each request is checked and carried out by
+//! `limpet_update` against the partitions; nothing else is reachable through it.
+//!
+//! - the socket is `SOCK_SEQPACKET`, owned by the agent's uid with mode 0600, and every
+//!   connection's peer credentials must be that uid;
+//! - one connection at a time; one request, one answer;
+//! - `Finish` verifies the whole written slot in PID 1 (a few seconds for a large slot,
+//!   during which the poll loop waits; tasks' pipes buffer meanwhile).
+
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::VerifyingKey;
+use limpet_state::{Slot, StateStore, TryPhase};
+use limpet_update::Session;
+use limpet_update_api::{DeviceStatus, Request, Response, MAX_DATA, MAX_MESSAGE};
+use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType};
+
+use crate::partitions::DiskPartitions;
+
+/// What the runtime must do after a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A slot was verified and marked "try".
+    Staged { version: String },
+    /// The agent asked for the reboot into a staged try.
+    Reboot,
+    /// An install step failed; the text says why (for the status file).
+    Failed {
+        version: Option<String>,
+        error: String,
+    },
+}
+
+/// The listening socket, the open connection, and the install in progress.
+#[derive(Debug)]
+pub struct UpdateServer {
+    listener: OwnedFd,
+    conn: Option<OwnedFd>,
+    agent_uid: u32,
+    state: PathBuf,
+    running: PathBuf,
+    running_length: u64,
+    running_version: String,
+    inactive: PathBuf,
+    key: VerifyingKey,
+    try_boots: u8,
+    session: Option<(Session, File)>,
+}
+
+/// Where the server finds the device's parts.
+#[derive(Debug)]
+pub struct Devices<'a> {
+    pub root: &'a Path,
+    pub disk: &'a DiskPartitions,
+    pub running: Slot,
+    pub running_version: String,
+    pub key: VerifyingKey,
+    pub try_boots: u8,
+}
+
+impl UpdateServer {
+    /// Binds the socket at `path` for `agent_uid`/`agent_gid`, replacing a stale one.
+    pub fn bind(
+        path: &Path,
+        agent_uid: u32,
+        agent_gid: u32,
+        devices: Devices<'_>,
+    ) -> Result<Self, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let err = |what: &str, e: &dyn std::fmt::Display| {
+            format!("update socket {}: {what}: {e}", path.display())
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| err("create its directory", &e))?;
+        }
+        let _ = std::fs::remove_file(path);
+        let listener = rustix::net::socket_with(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+            None,
+        )
+        .map_err(|e| err("socket", &e))?;
+        let addr = SocketAddrUnix::new(path).map_err(|e| err("address", &e))?;
+        rustix::net::bind(&listener, &addr).map_err(|e| err("bind", &e))?;
+        std::os::unix::fs::chown(path, Some(agent_uid), Some(agent_gid))
+            .map_err(|e| err("chown", &e))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| err("chmod", &e))?;
+        rustix::net::listen(&listener, 1).map_err(|e| err("listen", &e))?;
+
+        let part = |slot: Slot| match slot {
+            Slot::A => devices.disk.slot_a.node(devices.root),
+            Slot::B => devices.disk.slot_b.node(devices.root),
+        };
+        let running = part(devices.running);
+        let running_length = File::open(&running)
+            .map_err(|e| e.to_string())
+            .and_then(|mut f| limpet_image::slot::read_header_at(&mut f).map_err(|e| e.to_string()))
+            .map(|(layout, _)| layout.total_size)
+            .map_err(|e| format!("running slot {}: {e}", running.display()))?;
+        Ok(UpdateServer {
+            listener,
+            conn: None,
+            agent_uid,
+            state: devices.disk.state.node(devices.root),
+            running,
+            running_length,
+            running_version: devices.running_version,
+            inactive: part(devices.running.other()),
+            key: devices.key,
+            try_boots: devices.try_boots,
+            session: None,
+        })
+    }
+
+    /// The descriptor to poll: the connection when one is open, else the listener.
+    pub fn pollable(&self) -> &OwnedFd {
+        self.conn.as_ref().unwrap_or(&self.listener)
+    }
+
+    /// Called when [`UpdateServer::pollable`] is readable: accepts a connection or serves
+    /// one request.
+    pub fn ready(&mut self, on_probation: bool) -> Option<Event> {
+        let Some(conn) = &self.conn else {
+            self.accept();
+            return None;
+        };
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        let n = match rustix::net::recv(conn, &mut buf, RecvFlags::DONTWAIT) {
+            Ok((0, _)) | Err(_) => {
+                // The agent hung up (or the socket failed): drop the connection and any
+                // unfinished install; the slot it was writing is not marked, so harmless.
+                self.conn = None;
+                self.session = None;
+                return None;
+            }
+            Ok((n, _)) => n,
+        };
+        let (response, event) = match Request::decode(buf.get(..n).unwrap_or_default()) {
+            Ok(request) => self.handle(request, on_probation),
+            Err(e) => (Response::Error(format!("bad request: {e}")), None),
+        };
+        if let Some(conn) = &self.conn {
+            if rustix::net::send(conn, &response.encode(), SendFlags::DONTWAIT).is_err() {
+                self.conn = None;
+                self.session = None;
+            }
+        }
+        event
+    }
+
+    fn accept(&mut self) {
+        let Ok(conn) = rustix::net::accept_with(&self.listener, SocketFlags::CLOEXEC) else {
+            return;
+        };
+        // The socket file's owner and mode already keep others out; the peer's uid is
+        // checked as well, so a mistake in either alone does not open the slots.
+        match rustix::net::sockopt::socket_peercred(&conn) {
+            Ok(cred) if cred.uid.as_raw() == self.agent_uid => self.conn = Some(conn),
+            _ => {
+                let refusal = Response::Error("not the update agent".to_owned()).encode();
+                let _ = rustix::net::send(&conn, &refusal, SendFlags::DONTWAIT);
+            }
+        }
+    }
+
+    fn handle(&mut self, request: Request, on_probation: bool) -> (Response, Option<Event>) {
+        match request {
+            Request::Status => match self.status(on_probation) {
+                Ok(s) => (Response::Status(s), None),
+                Err(e) => (Response::Error(e), None),
+            },
+            Request::Begin { version, length } => {
+                self.session = None;
+                let result = (|| {
+                    let mut store = self.store()?;
+                    let target = File::options()
+                        .read(true)
+                        .write(true)
+                        .open(&self.inactive)
+                        .map_err(|e| format!("{}: {e}", self.inactive.display()))?;
+                    let session = limpet_update::begin(&mut store, &target, &version, length)
+                        .map_err(|e| chain(&e))?;
+                    Ok::<_, String>((session, target))
+                })();
+                match result {
+                    Ok(s) => {
+                        self.session = Some(s);
+                        (Response::Ok, None)
+                    }
+                    Err(error) => failed(Some(version), error),
+                }
+            }
+            Request::ReadRunning { offset, len } => {
+                let len = usize::try_from(len).unwrap_or(usize::MAX).min(MAX_DATA);
+                let end = offset.saturating_add(len as u64);
+                if end > self.running_length {
+                    return (
+                        Response::Error(format!(
+                            "read of {len} bytes at {offset} is past the running slot's {} bytes",
+                            self.running_length
+                        )),
+                        None,
+                    );
+                }
+                let mut buf = vec![0u8; len];
+                let read = File::open(&self.running).and_then(|f| {
+                    use std::os::unix::fs::FileExt;
+                    f.read_exact_at(&mut buf, offset)
+                });
+                match read {
+                    Ok(()) => (Response::Data(buf), None),
+                    Err(e) => (
+                        Response::Error(format!("{}: {e}", self.running.display())),
+                        None,
+                    ),
+                }
+            }
+            Request::Write { offset, data } => match &mut self.session {
+                None => (Response::Error("no install begun".to_owned()), None),
+                Some((session, target)) => match session.write(target, offset, &data) {
+                    Ok(()) => (Response::Ok, None),
+                    Err(e) => {
+                        let version = Some(session.version().to_string());
+                        self.session = None;
+                        failed(version, chain(&e))
+                    }
+                },
+            },
+            Request::Finish { root_hash } => {
+                let Some((session, mut target)) = self.session.take() else {
+                    return (Response::Error("no install begun".to_owned()), None);
+                };
+                let version = session.version().to_string();
+                let result = self.store().and_then(|mut store| {
+                    session
+                        .finish(
+                            &mut store,
+                            &mut target,
+                            &self.key,
+                            &root_hash,
+                            self.try_boots,
+                        )
+                        .map_err(|e| chain(&e))
+                });
+                match result {
+                    Ok(_) => (
+                        Response::Staged {
+                            version: version.clone(),
+                            boots: self.try_boots,
+                        },
+                        Some(Event::Staged { version }),
+                    ),
+                    Err(error) => failed(Some(version), error),
+                }
+            }
+            Request::Reboot => match self
+                .store()
+                .and_then(|mut s| s.load().map_err(|e| e.to_string()))
+            {
+                Ok(state)
+                    if state
+                        .pending_try()
+                        .is_some_and(|t| t.phase == TryPhase::Staged) =>
+                {
+                    (Response::Ok, Some(Event::Reboot))
+                }
+                Ok(_) => (
+                    Response::Error("no staged try: nothing to reboot into".to_owned()),
+                    None,
+                ),
+                Err(e) => (Response::Error(e), None),
+            },
+        }
+    }
+
+    fn store(&self) -> Result<StateStore<File>, String> {
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .open(&self.state)
+            .map_err(|e| format!("{}: {e}", self.state.display()))?;
+        StateStore::new(file).map_err(|e| format!("state partition: {e}"))
+    }
+
+    fn status(&self, on_probation: bool) -> Result<DeviceStatus, String> {
+        let state = self.store()?.load().map_err(|e| format!("state: {e}"))?;
+        let capacity = File::open(&self.inactive)
+            .and_then(|f| limpet_state::BlockDevice::len(&f))
+            .map_err(|e| format!("{}: {e}", self.inactive.display()))?;
+        Ok(DeviceStatus {
+            running_version: self.running_version.clone(),
+            running_length: self.running_length,
+            inactive_capacity: capacity,
+            floor: state.floor().to_string(),
+            highest_failed: state.highest_failed().map(ToString::to_string),
+            pending_try: state.pending_try().map(|t| t.version.to_string()),
+            on_probation,
+        })
+    }
+}
+
+fn failed(version: Option<String>, error: String) -> (Response, Option<Event>) {
+    (
+        Response::Error(error.clone()),
+        Some(Event::Failed { version, error }),
+    )
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    crate::console::chain(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partitions::BlockPartition;
+    use ed25519_dalek::SigningKey;
+    use limpet_image::slot::SlotMeta;
+    use limpet_image::squashfs::{self, Entry};
+    use limpet_state::{State, Version};
+    use std::os::fd::AsFd;
+
+    const SLOT_SIZE: u64 = 256 << 10;
+
+    fn release(version: &str, key: &SigningKey) -> (Vec<u8>, [u8; 32]) {
+        let entries = vec![Entry {
+            path: "task".into(),
+            data: version.repeat(5000).into_bytes(),
+            mode: 0o755,
+        }];
+        let fs = squashfs::build(&entries, 1_700_000_000).unwrap();
+        let meta = SlotMeta {
+            device: "t".into(),
+            target: "x86_64".into(),
+            version: version.into(),
+        };
+        let bytes = limpet_image::slot::assemble(&fs, &meta, b"{}", key).unwrap();
+        let root = limpet_image::slot::open(&bytes)
+            .unwrap()
+            .header
+            .unverified()
+            .root_hash;
+        (bytes, root)
+    }
+
+    fn part(name: &str) -> BlockPartition {
+        BlockPartition {
+            devname: name.into(),
+            disk: "vda".into(),
+            partname: name.into(),
+        }
+    }
+
+    struct Rig {
+        _dir: tempfile::TempDir,
+        server: UpdateServer,
+        client: OwnedFd,
+        root: PathBuf,
+    }
+
+    impl Rig {
+        fn new(key: &SigningKey, v1: &[u8]) -> Rig {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().to_owned();
+            std::fs::create_dir_all(root.join("dev")).unwrap();
+            std::fs::write(root.join("dev/state"), vec![0u8; 1 << 20]).unwrap();
+            let mut a = v1.to_vec();
+            a.resize(usize::try_from(SLOT_SIZE).unwrap(), 0);
+            std::fs::write(root.join("dev/slota"), a).unwrap();
+            std::fs::write(root.join("dev/slotb"), vec![0u8; SLOT_SIZE as usize]).unwrap();
+            let mut store = StateStore::new(
+                File::options()
+                    .read(true)
+                    .write(true)
+                    .open(root.join("dev/state"))
+                    .unwrap(),
+            )
+            .unwrap();
+            store
+                .store(&State::factory(Version::parse("1.0.0").unwrap()))
+                .unwrap();
+            let disk = DiskPartitions {
+                state: part("state"),
+                slot_a: part("slota"),
+                slot_b: part("slotb"),
+                data: part("data"),
+            };
+            let socket = root.join("run/limpet/update.sock");
+            let uid = rustix::process::getuid().as_raw();
+            let gid = rustix::process::getgid().as_raw();
+            let server = UpdateServer::bind(
+                &socket,
+                uid,
+                gid,
+                Devices {
+                    root: &root,
+                    disk: &disk,
+                    running: Slot::A,
+                    running_version: "1.0.0".into(),
+                    key: key.verifying_key(),
+                    try_boots: 3,
+                },
+            )
+            .unwrap();
+            let client =
+                rustix::net::socket(AddressFamily::UNIX, SocketType::SEQPACKET, None).unwrap();
+            let mut rig = Rig {
+                _dir: dir,
+                server,
+                client,
+                root,
+            };
+            rustix::net::connect(&rig.client, &SocketAddrUnix::new(&socket).unwrap()).unwrap();
+            assert_eq!(rig.server.ready(false), None); // accept
+            rig
+        }
+
+        fn ask(&mut self, request: &Request) -> (Response, Option<Event>) {
+            rustix::net::send(self.client.as_fd(), &request.encode(), SendFlags::empty()).unwrap();
+            let event = self.server.ready(false);
+            let mut buf = vec![0u8; MAX_MESSAGE];
+            let (n, _) = rustix::net::recv(&self.client, &mut buf, RecvFlags::empty()).unwrap();
+            (Response::decode(&buf[..n]).unwrap(), event)
+        }
+
+        fn state(&self) -> State {
+            StateStore::new(File::open(self.root.join("dev/state")).unwrap())
+                .unwrap()
+                .load()
+                .unwrap()
+        }
+
+        fn install(&mut self, image: &[u8], version: &str) {
+            let (r, _) = self.ask(&Request::Begin {
+                version: version.into(),
+                length: image.len() as u64,
+            });
+            assert_eq!(r, Response::Ok);
+            for (i, piece) in image.chunks(MAX_DATA).enumerate() {
+                let (r, _) = self.ask(&Request::Write {
+                    offset: (i * MAX_DATA) as u64,
+                    data: piece.to_vec(),
+                });
+                assert_eq!(r, Response::Ok);
+            }
+        }
+    }
+
+    #[test]
+    fn an_update_is_written_verified_and_staged() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let (v1, _) = release("1.0.0", &key);
+        let (v2, root2) = release("2.0.0", &key);
+        let mut rig = Rig::new(&key, &v1);
+
+        let (r, _) = rig.ask(&Request::Status);
+        let Response::Status(s) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(s.running_version, "1.0.0");
+        assert_eq!(s.running_length, v1.len() as u64);
+        assert_eq!(s.inactive_capacity, SLOT_SIZE);
+
+        // The running slot can be read (the delta seed), not past its end.
+        let (r, _) = rig.ask(&Request::ReadRunning {
+            offset: 0,
+            len: 100,
+        });
+        assert_eq!(r, Response::Data(v1[..100].to_vec()));
+        let (r, _) = rig.ask(&Request::ReadRunning {
+            offset: v1.len() as u64 - 10,
+            len: 100,
+        });
+        assert!(matches!(r, Response::Error(e) if e.contains("past the running slot")));
+
+        // No reboot without a staged try.
+        let (r, e) = rig.ask(&Request::Reboot);
+        assert!(matches!(r, Response::Error(_)) && e.is_none());
+
+        rig.install(&v2, "2.0.0");
+        // Writing outside the announced length is refused.
+        let (r, _) = rig.ask(&Request::Write {
+            offset: v2.len() as u64,
+            data: vec![0; 10],
+        });
+        assert!(
+            matches!(r, Response::Error(ref e) if e.contains("outside the announced")),
+            "{r:?}"
+        );
+        // That failure ended the session: begin again.
+        rig.install(&v2, "2.0.0");
+        let (r, e) = rig.ask(&Request::Finish { root_hash: root2 });
+        assert_eq!(
+            r,
+            Response::Staged {
+                version: "2.0.0".into(),
+                boots: 3
+            }
+        );
+        assert_eq!(
+            e,
+            Some(Event::Staged {
+                version: "2.0.0".into()
+            })
+        );
+        let t = rig.state().pending_try().cloned().unwrap();
+        assert_eq!(
+            (t.slot, t.version.to_string(), t.boots_left),
+            (Slot::B, "2.0.0".into(), 3)
+        );
+        let (r, e) = rig.ask(&Request::Reboot);
+        assert_eq!((r, e), (Response::Ok, Some(Event::Reboot)));
+    }
+
+    #[test]
+    fn a_slot_that_is_not_the_signed_one_is_never_staged() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let other = SigningKey::from_bytes(&[4; 32]);
+        let (v1, _) = release("1.0.0", &key);
+        let (v2, root2) = release("2.0.0", &key);
+        let (v3, root3) = release("3.0.0", &key);
+        let (foreign, root_f) = release("2.0.0", &other);
+        let mut rig = Rig::new(&key, &v1);
+
+        // Another key's slot.
+        rig.install(&foreign, "2.0.0");
+        let (r, e) = rig.ask(&Request::Finish { root_hash: root_f });
+        assert!(
+            matches!(r, Response::Error(ref m) if m.contains("does not verify")),
+            "{r:?}"
+        );
+        assert!(matches!(e, Some(Event::Failed { .. })));
+        // The right slot with a root hash the repository did not sign for it.
+        rig.install(&v2, "2.0.0");
+        let (r, _) = rig.ask(&Request::Finish { root_hash: root3 });
+        assert!(
+            matches!(r, Response::Error(ref m) if m.contains("root hash")),
+            "{r:?}"
+        );
+        // A slot announced as one version holding another.
+        rig.install(&v3, "2.0.0");
+        let (r, _) = rig.ask(&Request::Finish { root_hash: root3 });
+        assert!(
+            matches!(r, Response::Error(ref m) if m.contains("holds version 3.0.0")),
+            "{r:?}"
+        );
+        // A byte flipped after the writes (a payload changed under the installer).
+        rig.install(&v2, "2.0.0");
+        {
+            use std::os::unix::fs::FileExt;
+            let f = File::options()
+                .write(true)
+                .open(rig.root.join("dev/slotb"))
+                .unwrap();
+            f.write_all_at(&[v2[5000] ^ 1], 5000).unwrap();
+        }
+        let (r, _) = rig.ask(&Request::Finish { root_hash: root2 });
+        assert!(
+            matches!(r, Response::Error(ref m) if m.contains("does not verify")),
+            "{r:?}"
+        );
+        assert!(rig.state().pending_try().is_none());
+        // Rollback: a version at or below the floor is refused before any write.
+        let (r, _) = rig.ask(&Request::Begin {
+            version: "1.0.0".into(),
+            length: 10,
+        });
+        assert!(
+            matches!(r, Response::Error(ref m) if m.contains("may not be tried")),
+            "{r:?}"
+        );
+        // Too large for the slot.
+        let (r, _) = rig.ask(&Request::Begin {
+            version: "2.0.0".into(),
+            length: SLOT_SIZE + 1,
+        });
+        assert!(
+            matches!(r, Response::Error(ref m) if m.contains("does not fit")),
+            "{r:?}"
+        );
+        // Garbage is an error answer, not a crash.
+        rustix::net::send(rig.client.as_fd(), &[0xff, 1, 2], SendFlags::empty()).unwrap();
+        let _ = rig.server.ready(false);
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        let (n, _) = rustix::net::recv(&rig.client, &mut buf, RecvFlags::empty()).unwrap();
+        assert!(
+            matches!(Response::decode(&buf[..n]), Ok(Response::Error(m)) if m.contains("bad request"))
+        );
+    }
+}
