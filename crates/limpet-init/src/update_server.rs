@@ -372,7 +372,11 @@ mod tests {
             let mut a = v1.to_vec();
             a.resize(usize::try_from(SLOT_SIZE).unwrap(), 0);
             std::fs::write(root.join("dev/slota"), a).unwrap();
-            std::fs::write(root.join("dev/slotb"), vec![0u8; SLOT_SIZE as usize]).unwrap();
+            std::fs::write(
+                root.join("dev/slotb"),
+                vec![0u8; usize::try_from(SLOT_SIZE).unwrap()],
+            )
+            .unwrap();
             let mut store = StateStore::new(
                 File::options()
                     .read(true)
