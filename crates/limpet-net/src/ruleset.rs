@@ -1,0 +1,901 @@
+//! The nftables ruleset built from a [`NetPolicy`] and the facts PID 1 learns at boot.
+//!
+//! Rules this module keeps:
+//! - Pure: the policy and the [`Runtime`] facts in, the list of objects out.
+//! - Default deny: base chains have policy drop and end with a counted drop rule; every
+//!   accept names what it serves in its comment.
+//! - Every rule has a counter, and a comment `device rule=<id>` or `task=<name> rule=<id>`
+//!   by which [`crate::Counters`] finds it again.
+//! - A task's egress rule matches every packet of the flow, not only the first: a rate cap
+//!   therefore covers the whole flow, and nothing accepts "established" egress generically.
+//! - IPv4 only: IPv6 is dropped first in every base chain.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use crate::nft::consts::{CT_STATE_ESTABLISHED, CT_STATE_INVALID, CT_STATE_RELATED};
+use crate::nft::consts::{NFPROTO_IPV4, NFPROTO_IPV6};
+use crate::nft::expr::{CmpOp, Expr, Limit, LimitKind, LimitMatch, MetaKey, PayloadBase, Verdict};
+use crate::nft::object::{BaseChain, Chain, ChainPolicy, Hook, Rule, Set, SetElem, SetKind};
+use crate::policy::{
+    Addressing, ByteRate, Destination, DnsAccess, Egress, ListenScope, NetPolicy, PacketCap, Ports,
+    TaskNet, L4,
+};
+
+/// The table: `inet limpet`.
+pub const TABLE: &str = "limpet";
+/// Base chain at the input hook.
+pub const CHAIN_INPUT: &str = "input";
+/// Base chain at the output hook.
+pub const CHAIN_OUTPUT: &str = "output";
+/// Base chain at the forward hook.
+pub const CHAIN_FORWARD: &str = "forward";
+/// Regular chain capping PID 1's queries to upstream DNS servers.
+pub const CHAIN_DNS_UPSTREAM: &str = "dns_upstream";
+/// Prefix of a task's chain: `task_<name>`; an egress rule with a cap has its own chain
+/// `task_<name>_e<i>` (task names have no `_`, so the two never collide).
+pub const TASK_CHAIN_PREFIX: &str = "task_";
+/// Set of the networks the device is connected to (`flags interval`), for `scope = "lan"`.
+pub const SET_LAN: &str = "lan4";
+/// Set of upstream DNS servers PID 1's stub may query.
+pub const SET_DNS: &str = "dns4";
+/// Most addresses a DNS name's set holds: a hostile resolver answer cannot grow it beyond.
+pub const NAME_SET_SIZE: u32 = 256;
+/// PID 1's queries to upstream DNS servers, packets per second (UDP and TCP together): a
+/// device needs a few per minute; the cap keeps the stub from being the flood.
+pub const DNS_UPSTREAM_PACKETS_PER_SECOND: u64 = 20;
+/// ICMP errors (`ct state related`) the device sends per second.
+pub const ICMP_ERRORS_PER_SECOND: u64 = 10;
+/// Echo requests from the LAN answered per second.
+pub const PING_PER_SECOND: u64 = 5;
+/// Burst of a byte-rate cap: two full Ethernet frames, so that a cap below the MTU still
+/// lets full-size packets through at the average rate.
+pub const BYTE_BURST: u32 = 3000;
+/// Burst of a packet-rate limit when none is derived from the rate.
+pub const PACKET_BURST: u32 = 5;
+/// The loopback interface's index, the same in every network namespace
+/// (`LOOPBACK_IFINDEX`).
+pub const LOOPBACK_IFINDEX: u32 = 1;
+/// The uid of PID 1.
+pub const ROOT_UID: u32 = 0;
+
+/// How PID 1 recognises a task's sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskMatch {
+    /// By the task's cgroup v2 directory: `socket cgroupv2 level <level> <id>`. `id` is the
+    /// inode number of the directory on the cgroup2 filesystem; `level` its depth below the
+    /// root (2 for `<root>/limpet/<task>`).
+    CgroupV2 {
+        /// Depth below the cgroup2 root.
+        level: u32,
+        /// The cgroup id.
+        id: u64,
+    },
+    /// By the socket owner's uid (`meta skuid`), where there is no cgroup2.
+    Uid(u32),
+}
+
+/// What PID 1 knows at boot and the build did not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Runtime {
+    /// How to recognise each task of the policy, by task name.
+    pub tasks: BTreeMap<String, TaskMatch>,
+    /// Networks the device is connected to (the `lan4` set), beyond a static address's.
+    pub lan: Vec<Ipv4Net>,
+    /// DNS servers learned from DHCP, beyond the manifest's.
+    pub dns_upstream: Vec<Ipv4Addr>,
+}
+
+impl Runtime {
+    /// Every task matched by its uid: for a device without cgroup2, and for tests.
+    pub fn by_uid(policy: &NetPolicy) -> Runtime {
+        Runtime {
+            tasks: policy
+                .tasks
+                .iter()
+                .map(|t| (t.name.clone(), TaskMatch::Uid(t.uid)))
+                .collect(),
+            ..Runtime::default()
+        }
+    }
+}
+
+/// Errors building a ruleset.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RulesetError {
+    /// The runtime facts have no [`TaskMatch`] for a task of the policy.
+    #[error("no socket match (cgroup or uid) for task \"{task}\"")]
+    NoTaskMatch {
+        /// The task.
+        task: String,
+    },
+}
+
+/// Everything in table `inet limpet`, in the order it is created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ruleset {
+    /// The table's name.
+    pub table: String,
+    /// Sets, created before the rules that look them up.
+    pub sets: Vec<Set>,
+    /// Chains, created before any rule jumps to them.
+    pub chains: Vec<Chain>,
+    /// Rules, appended to their chains in this order.
+    pub rules: Vec<Rule>,
+}
+
+impl Ruleset {
+    /// Builds the ruleset.
+    pub fn build(policy: &NetPolicy, rt: &Runtime) -> Result<Ruleset, RulesetError> {
+        let mut b = Builder::default();
+        b.sets(policy, rt);
+        let base = |name: &str, hook| Chain {
+            name: name.to_owned(),
+            base: Some(BaseChain {
+                hook,
+                priority: 0,
+                policy: ChainPolicy::Drop,
+            }),
+        };
+        b.chains.push(base(CHAIN_INPUT, Hook::Input));
+        b.chains.push(base(CHAIN_FORWARD, Hook::Forward));
+        b.chains.push(base(CHAIN_OUTPUT, Hook::Output));
+        b.input(policy);
+        b.forward();
+        b.output(policy, rt)?;
+        Ok(Ruleset {
+            table: TABLE.to_owned(),
+            sets: b.sets,
+            chains: b.chains,
+            rules: b.rules,
+        })
+    }
+
+    /// The chain of a task.
+    pub fn task_chain(task: &str) -> String {
+        format!("{TASK_CHAIN_PREFIX}{task}")
+    }
+}
+
+/// The comment of a device-wide rule.
+pub fn device_comment(id: &str) -> String {
+    format!("device rule={id}")
+}
+
+/// The comment of a task's rule.
+pub fn task_comment(task: &str, id: &str) -> String {
+    format!("task={task} rule={id}")
+}
+
+#[derive(Default)]
+struct Builder {
+    sets: Vec<Set>,
+    chains: Vec<Chain>,
+    rules: Vec<Rule>,
+}
+
+/// Match expressions of one rule, before its counter and verdict.
+#[derive(Default)]
+struct M(Vec<Expr>);
+
+impl M {
+    fn new() -> M {
+        M::default()
+    }
+
+    fn cmp(mut self, load: Expr, data: Vec<u8>) -> M {
+        self.0.push(load);
+        self.0.push(Expr::Cmp {
+            op: CmpOp::Eq,
+            data,
+        });
+        self
+    }
+
+    fn nfproto(self, p: u8) -> M {
+        self.cmp(Expr::Meta(MetaKey::NfProto), vec![p])
+    }
+
+    fn ipv4(self) -> M {
+        self.nfproto(NFPROTO_IPV4)
+    }
+
+    fn l4(self, p: L4) -> M {
+        self.l4_number(p.number())
+    }
+
+    fn l4_number(self, n: u8) -> M {
+        self.cmp(Expr::Meta(MetaKey::L4Proto), vec![n])
+    }
+
+    fn oif_lo(self) -> M {
+        self.cmp(
+            Expr::Meta(MetaKey::Oif),
+            LOOPBACK_IFINDEX.to_ne_bytes().to_vec(),
+        )
+    }
+
+    fn not_oif_lo(mut self) -> M {
+        self.0.push(Expr::Meta(MetaKey::Oif));
+        self.0.push(Expr::Cmp {
+            op: CmpOp::Neq,
+            data: LOOPBACK_IFINDEX.to_ne_bytes().to_vec(),
+        });
+        self
+    }
+
+    fn iif_lo(self) -> M {
+        self.cmp(
+            Expr::Meta(MetaKey::Iif),
+            LOOPBACK_IFINDEX.to_ne_bytes().to_vec(),
+        )
+    }
+
+    fn skuid(self, uid: u32) -> M {
+        self.cmp(Expr::Meta(MetaKey::SkUid), uid.to_ne_bytes().to_vec())
+    }
+
+    fn task(self, m: TaskMatch) -> M {
+        match m {
+            TaskMatch::CgroupV2 { level, id } => {
+                self.cmp(Expr::SocketCgroupV2 { level }, id.to_ne_bytes().to_vec())
+            }
+            TaskMatch::Uid(uid) => self.skuid(uid),
+        }
+    }
+
+    /// `ip daddr` (offset 16) or `ip saddr` (offset 12) in a network.
+    fn addr_in(mut self, offset: u32, net: Ipv4Net) -> M {
+        self.0.push(Expr::Payload {
+            base: PayloadBase::Network,
+            offset,
+            len: 4,
+        });
+        if net.prefix_len() < 32 {
+            self.0.push(Expr::Bitwise {
+                mask: net.netmask().octets().to_vec(),
+                xor: vec![0; 4],
+            });
+        }
+        self.0.push(Expr::Cmp {
+            op: CmpOp::Eq,
+            data: net.network().octets().to_vec(),
+        });
+        self
+    }
+
+    fn addr_in_set(mut self, offset: u32, set: &str) -> M {
+        self.0.push(Expr::Payload {
+            base: PayloadBase::Network,
+            offset,
+            len: 4,
+        });
+        self.0.push(Expr::Lookup {
+            set: set.to_owned(),
+        });
+        self
+    }
+
+    fn daddr(self, net: Ipv4Net) -> M {
+        self.addr_in(16, net)
+    }
+
+    fn daddr_set(self, set: &str) -> M {
+        self.addr_in_set(16, set)
+    }
+
+    fn saddr_set(self, set: &str) -> M {
+        self.addr_in_set(12, set)
+    }
+
+    /// `th sport` (offset 0) or `th dport` (offset 2).
+    fn port(mut self, offset: u32, p: Ports) -> M {
+        self.0.push(Expr::Payload {
+            base: PayloadBase::Transport,
+            offset,
+            len: 2,
+        });
+        if p.start == p.end {
+            self.0.push(Expr::Cmp {
+                op: CmpOp::Eq,
+                data: p.start.to_be_bytes().to_vec(),
+            });
+        } else {
+            self.0.push(Expr::Range {
+                from: p.start.to_be_bytes().to_vec(),
+                to: p.end.to_be_bytes().to_vec(),
+            });
+        }
+        self
+    }
+
+    fn dport(self, port: u16) -> M {
+        self.port(
+            2,
+            Ports {
+                start: port,
+                end: port,
+            },
+        )
+    }
+
+    fn sport(self, port: u16) -> M {
+        self.port(
+            0,
+            Ports {
+                start: port,
+                end: port,
+            },
+        )
+    }
+
+    /// ICMP type, the first byte of the ICMP header.
+    fn icmp_type(self, ty: u8) -> M {
+        self.cmp(
+            Expr::Payload {
+                base: PayloadBase::Transport,
+                offset: 0,
+                len: 1,
+            },
+            vec![ty],
+        )
+    }
+
+    /// `ct state` has any of the bits in `mask`.
+    fn ct_state(mut self, mask: u32) -> M {
+        self.0.push(Expr::CtState);
+        self.0.push(Expr::Bitwise {
+            mask: mask.to_ne_bytes().to_vec(),
+            xor: vec![0; 4],
+        });
+        self.0.push(Expr::Cmp {
+            op: CmpOp::Neq,
+            data: vec![0; 4],
+        });
+        self
+    }
+
+    fn limit(mut self, l: Limit) -> M {
+        self.0.push(Expr::Limit(l));
+        self
+    }
+}
+
+fn bytes_over(r: ByteRate) -> Limit {
+    Limit {
+        kind: LimitKind::Bytes,
+        rate: r.bytes_per_second,
+        unit_secs: 1,
+        burst: BYTE_BURST,
+        matches: LimitMatch::Over,
+    }
+}
+
+fn packets(count: u64, per_seconds: u64, matches: LimitMatch) -> Limit {
+    Limit {
+        kind: LimitKind::Packets,
+        rate: count,
+        unit_secs: per_seconds,
+        burst: PACKET_BURST,
+        matches,
+    }
+}
+
+const ICMP: u8 = 1;
+const ICMP_ECHO_REPLY: u8 = 0;
+const ICMP_ECHO_REQUEST: u8 = 8;
+const DHCP_SERVER_PORT: u16 = 67;
+const DHCP_CLIENT_PORT: u16 = 68;
+const DNS_PORT: u16 = 53;
+
+impl Builder {
+    fn rule(&mut self, chain: &str, m: M, verdict: Verdict, comment: String) {
+        let mut exprs = m.0;
+        exprs.push(Expr::Counter);
+        exprs.push(Expr::Verdict(verdict));
+        self.rules.push(Rule {
+            chain: chain.to_owned(),
+            exprs,
+            comment,
+        });
+    }
+
+    fn sets(&mut self, policy: &NetPolicy, rt: &Runtime) {
+        let mut lan: Vec<Ipv4Net> = rt.lan.clone();
+        if let Addressing::Static { network } = policy.addressing {
+            lan.push(network);
+        }
+        self.sets.push(Set {
+            name: SET_LAN.to_owned(),
+            kind: SetKind::Intervals,
+            size: None,
+            elements: lan_elements(&lan),
+        });
+        let mut dns: Vec<Ipv4Addr> = policy.dns_upstream.clone();
+        dns.extend(rt.dns_upstream.iter().copied());
+        dns.sort();
+        dns.dedup();
+        self.sets.push(Set {
+            name: SET_DNS.to_owned(),
+            kind: SetKind::Addresses,
+            size: None,
+            elements: dns.into_iter().map(SetElem::Addr).collect(),
+        });
+        for n in &policy.names {
+            self.sets.push(Set {
+                name: n.set.clone(),
+                kind: SetKind::Expiring,
+                size: Some(NAME_SET_SIZE),
+                elements: Vec::new(),
+            });
+        }
+    }
+
+    fn input(&mut self, policy: &NetPolicy) {
+        let c = CHAIN_INPUT;
+        self.rule(
+            c,
+            M::new().nfproto(NFPROTO_IPV6),
+            Verdict::Drop,
+            device_comment("ipv6"),
+        );
+        // Loopback is filtered at output, where the sending socket is known.
+        self.rule(
+            c,
+            M::new().iif_lo(),
+            Verdict::Accept,
+            device_comment("loopback"),
+        );
+        self.rule(
+            c,
+            M::new().ct_state(CT_STATE_INVALID),
+            Verdict::Drop,
+            device_comment("invalid"),
+        );
+        // Replies of flows an output rule let out, and of accepted listeners; related ICMP
+        // errors. No flow exists that a rule did not open.
+        self.rule(
+            c,
+            M::new().ct_state(CT_STATE_ESTABLISHED | CT_STATE_RELATED),
+            Verdict::Accept,
+            device_comment("established"),
+        );
+        if policy.addressing == Addressing::Dhcp {
+            self.rule(
+                c,
+                M::new()
+                    .ipv4()
+                    .l4(L4::Udp)
+                    .sport(DHCP_SERVER_PORT)
+                    .dport(DHCP_CLIENT_PORT),
+                Verdict::Accept,
+                device_comment("dhcp"),
+            );
+        }
+        for t in &policy.tasks {
+            for (i, l) in t.listen.iter().enumerate() {
+                let mut m = M::new().ipv4();
+                if l.from == ListenScope::Lan {
+                    m = m.saddr_set(SET_LAN);
+                }
+                self.rule(
+                    c,
+                    m.l4(l.proto).dport(l.port),
+                    Verdict::Accept,
+                    task_comment(&t.name, &format!("listen:{i}")),
+                );
+            }
+        }
+        self.rule(
+            c,
+            M::new()
+                .ipv4()
+                .saddr_set(SET_LAN)
+                .l4_number(ICMP)
+                .icmp_type(ICMP_ECHO_REQUEST)
+                .limit(packets(PING_PER_SECOND, 1, LimitMatch::Under)),
+            Verdict::Accept,
+            device_comment("ping-lan"),
+        );
+        self.rule(c, M::new(), Verdict::Drop, device_comment("input-drop"));
+    }
+
+    fn forward(&mut self) {
+        self.rule(
+            CHAIN_FORWARD,
+            M::new(),
+            Verdict::Drop,
+            device_comment("forward-drop"),
+        );
+    }
+
+    fn output(&mut self, policy: &NetPolicy, rt: &Runtime) -> Result<(), RulesetError> {
+        let c = CHAIN_OUTPUT;
+        self.rule(
+            c,
+            M::new().nfproto(NFPROTO_IPV6),
+            Verdict::Drop,
+            device_comment("ipv6"),
+        );
+        if let Some(cap) = policy.egress_cap {
+            self.rule(
+                c,
+                M::new().not_oif_lo().limit(bytes_over(cap)),
+                Verdict::Drop,
+                device_comment("egress-cap"),
+            );
+        }
+        // PID 1 on loopback: its DNS stub's replies, its own local traffic.
+        self.rule(
+            c,
+            M::new().oif_lo().skuid(ROOT_UID),
+            Verdict::Accept,
+            device_comment("loopback-pid1"),
+        );
+        // ICMP errors about flows that exist, and echo replies to the LAN pings input let
+        // in; both limited. These are the kernel's own packets, sent for whoever.
+        self.rule(
+            c,
+            M::new()
+                .ipv4()
+                .l4_number(ICMP)
+                .ct_state(CT_STATE_RELATED)
+                .limit(packets(ICMP_ERRORS_PER_SECOND, 1, LimitMatch::Under)),
+            Verdict::Accept,
+            device_comment("icmp-errors"),
+        );
+        self.rule(
+            c,
+            M::new()
+                .ipv4()
+                .l4_number(ICMP)
+                .icmp_type(ICMP_ECHO_REPLY)
+                .ct_state(CT_STATE_ESTABLISHED)
+                .limit(packets(PING_PER_SECOND, 1, LimitMatch::Under)),
+            Verdict::Accept,
+            device_comment("ping-reply"),
+        );
+        for t in &policy.tasks {
+            let m = *rt
+                .tasks
+                .get(&t.name)
+                .ok_or_else(|| RulesetError::NoTaskMatch {
+                    task: t.name.clone(),
+                })?;
+            let chain = Ruleset::task_chain(&t.name);
+            self.rule(
+                c,
+                M::new().task(m),
+                Verdict::Jump(chain.clone()),
+                task_comment(&t.name, "dispatch"),
+            );
+            self.task_chain(t, &chain);
+        }
+        if policy.addressing == Addressing::Dhcp {
+            // No address match: DHCP discovers with broadcasts.
+            self.rule(
+                c,
+                M::new()
+                    .skuid(ROOT_UID)
+                    .ipv4()
+                    .l4(L4::Udp)
+                    .sport(DHCP_CLIENT_PORT)
+                    .dport(DHCP_SERVER_PORT),
+                Verdict::Accept,
+                device_comment("dhcp"),
+            );
+        }
+        self.chains.push(Chain {
+            name: CHAIN_DNS_UPSTREAM.to_owned(),
+            base: None,
+        });
+        for p in [L4::Udp, L4::Tcp] {
+            self.rule(
+                c,
+                M::new()
+                    .skuid(ROOT_UID)
+                    .ipv4()
+                    .daddr_set(SET_DNS)
+                    .l4(p)
+                    .dport(DNS_PORT),
+                Verdict::Jump(CHAIN_DNS_UPSTREAM.to_owned()),
+                device_comment(&format!("dns-upstream:{}", p.as_str())),
+            );
+        }
+        self.rule(
+            CHAIN_DNS_UPSTREAM,
+            M::new().limit(packets(
+                DNS_UPSTREAM_PACKETS_PER_SECOND,
+                1,
+                LimitMatch::Over,
+            )),
+            Verdict::Drop,
+            device_comment("dns-upstream-cap"),
+        );
+        self.rule(
+            CHAIN_DNS_UPSTREAM,
+            M::new(),
+            Verdict::Accept,
+            device_comment("dns-upstream"),
+        );
+        self.rule(
+            c,
+            M::new().skuid(ROOT_UID),
+            Verdict::Drop,
+            device_comment("pid1-drop"),
+        );
+        self.rule(c, M::new(), Verdict::Drop, device_comment("output-drop"));
+        Ok(())
+    }
+
+    fn task_chain(&mut self, t: &TaskNet, chain: &str) {
+        self.chains.push(Chain {
+            name: chain.to_owned(),
+            base: None,
+        });
+        if t.dns == DnsAccess::Stub {
+            let stub = Ipv4Net::from(*crate::policy::DNS_STUB.ip());
+            for p in [L4::Udp, L4::Tcp] {
+                self.rule(
+                    chain,
+                    M::new()
+                        .oif_lo()
+                        .ipv4()
+                        .daddr(stub)
+                        .l4(p)
+                        .dport(crate::policy::DNS_STUB.port()),
+                    Verdict::Accept,
+                    task_comment(&t.name, &format!("dns:{}", p.as_str())),
+                );
+            }
+        }
+        for (i, e) in t.egress.iter().enumerate() {
+            self.egress(t, chain, i, e);
+        }
+        // Replies of the task's own listeners: the flow was let in by an input rule.
+        for (i, l) in t.listen.iter().enumerate() {
+            self.rule(
+                chain,
+                M::new()
+                    .ct_state(CT_STATE_ESTABLISHED)
+                    .ipv4()
+                    .l4(l.proto)
+                    .sport(l.port),
+                Verdict::Accept,
+                task_comment(&t.name, &format!("listen-reply:{i}")),
+            );
+        }
+        self.rule(
+            chain,
+            M::new(),
+            Verdict::Drop,
+            task_comment(&t.name, "drop"),
+        );
+    }
+
+    fn egress(&mut self, t: &TaskNet, chain: &str, i: usize, e: &Egress) {
+        let id = format!("egress:{i}");
+        // With a cap, every port range jumps to one chain holding the cap, so the cap is
+        // for the rule as a whole, not per range.
+        let verdict = if e.rate.is_some() || e.packets.is_some() {
+            let cap_chain = format!("{chain}_e{i}");
+            self.chains.push(Chain {
+                name: cap_chain.clone(),
+                base: None,
+            });
+            self.caps(&t.name, &cap_chain, &id, e.rate, e.packets);
+            Verdict::Jump(cap_chain)
+        } else {
+            Verdict::Accept
+        };
+        for p in &e.ports {
+            let m = M::new().ipv4();
+            let m = match &e.to {
+                Destination::Net { net } => m.daddr(*net),
+                Destination::Name { set, .. } => m.daddr_set(set),
+            };
+            self.rule(
+                chain,
+                m.l4(e.proto).port(2, *p),
+                verdict.clone(),
+                task_comment(&t.name, &id),
+            );
+        }
+    }
+
+    fn caps(
+        &mut self,
+        task: &str,
+        chain: &str,
+        id: &str,
+        rate: Option<ByteRate>,
+        pkts: Option<PacketCap>,
+    ) {
+        if let Some(r) = rate {
+            self.rule(
+                chain,
+                M::new().limit(bytes_over(r)),
+                Verdict::Drop,
+                task_comment(task, &format!("{id}:rate")),
+            );
+        }
+        if let Some(p) = pkts {
+            self.rule(
+                chain,
+                M::new().limit(packets(p.count, p.per_seconds, LimitMatch::Over)),
+                Verdict::Drop,
+                task_comment(task, &format!("{id}:packets")),
+            );
+        }
+        self.rule(
+            chain,
+            M::new(),
+            Verdict::Accept,
+            task_comment(task, &format!("{id}:accept")),
+        );
+    }
+}
+
+/// The `lan4` elements: networks merged into disjoint, non-adjacent ranges (the kernel
+/// rejects overlapping intervals).
+pub fn lan_elements(nets: &[Ipv4Net]) -> Vec<SetElem> {
+    let mut ranges: Vec<(u32, u32)> = nets
+        .iter()
+        .map(|n| (u32::from(n.network()), u32::from(n.broadcast())))
+        .collect();
+    ranges.sort_unstable();
+    let mut merged: Vec<(u32, u32)> = Vec::new();
+    for (s, e) in ranges {
+        match merged.last_mut() {
+            Some((_, last_end)) if s <= last_end.saturating_add(1) => {
+                *last_end = (*last_end).max(e);
+            }
+            _ => merged.push((s, e)),
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(s, e)| SetElem::Range {
+            start: Ipv4Addr::from(s),
+            end: Ipv4Addr::from(e),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use crate::policy::tests::manifest;
+
+    fn build() -> Ruleset {
+        let p = NetPolicy::compile(&manifest()).unwrap();
+        let mut rt = Runtime::by_uid(&p);
+        rt.tasks
+            .insert("sensor".into(), TaskMatch::CgroupV2 { level: 2, id: 4242 });
+        Ruleset::build(&p, &rt).unwrap()
+    }
+
+    fn comments(r: &Ruleset, chain: &str) -> Vec<String> {
+        r.rules
+            .iter()
+            .filter(|x| x.chain == chain)
+            .map(|x| x.comment.clone())
+            .collect()
+    }
+
+    #[test]
+    fn chains_and_sets() {
+        let r = build();
+        let names: Vec<&str> = r.chains.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "input",
+                "forward",
+                "output",
+                "task_sensor",
+                "task_sensor_e0",
+                "task_sensor_e1",
+                "task_web",
+                "dns_upstream"
+            ]
+        );
+        let sets: Vec<&str> = r.sets.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(sets, ["lan4", "dns4", "n0", "n1"]);
+        assert!(r.rules.iter().all(|x| x.exprs.contains(&Expr::Counter)));
+    }
+
+    #[test]
+    fn output_order_is_cap_loopback_icmp_tasks_pid1_drop() {
+        let r = build();
+        assert_eq!(
+            comments(&r, "output"),
+            [
+                "device rule=ipv6",
+                "device rule=egress-cap",
+                "device rule=loopback-pid1",
+                "device rule=icmp-errors",
+                "device rule=ping-reply",
+                "task=sensor rule=dispatch",
+                "task=web rule=dispatch",
+                "device rule=dhcp",
+                "device rule=dns-upstream:udp",
+                "device rule=dns-upstream:tcp",
+                "device rule=pid1-drop",
+                "device rule=output-drop",
+            ]
+        );
+        assert_eq!(
+            comments(&r, "task_sensor"),
+            [
+                "task=sensor rule=dns:udp",
+                "task=sensor rule=dns:tcp",
+                "task=sensor rule=egress:0",
+                "task=sensor rule=egress:1",
+                "task=sensor rule=egress:1",
+                "task=sensor rule=listen-reply:0",
+                "task=sensor rule=drop",
+            ]
+        );
+        let dispatch = r
+            .rules
+            .iter()
+            .find(|x| x.comment == "task=sensor rule=dispatch")
+            .unwrap();
+        assert_eq!(dispatch.exprs[0], Expr::SocketCgroupV2 { level: 2 });
+        assert_eq!(
+            dispatch.exprs.last(),
+            Some(&Expr::Verdict(Verdict::Jump("task_sensor".into())))
+        );
+    }
+
+    #[test]
+    fn static_addressing_has_no_dhcp_and_starts_with_its_lan() {
+        let mut p = NetPolicy::compile(&manifest()).unwrap();
+        let network: Ipv4Net = "192.0.2.0/24".parse().unwrap();
+        p.addressing = Addressing::Static { network };
+        let r = Ruleset::build(&p, &Runtime::by_uid(&p)).unwrap();
+        assert!(r.rules.iter().all(|x| x.comment != "device rule=dhcp"));
+        assert_eq!(r.sets[0].elements, lan_elements(&[network]));
+    }
+
+    #[test]
+    fn missing_task_match_is_an_error() {
+        let p = NetPolicy::compile(&manifest()).unwrap();
+        assert_eq!(
+            Ruleset::build(&p, &Runtime::default()),
+            Err(RulesetError::NoTaskMatch {
+                task: "sensor".into()
+            })
+        );
+    }
+
+    #[test]
+    fn lan_networks_merge() {
+        let nets: Vec<Ipv4Net> = [
+            "192.0.2.0/25",
+            "192.0.2.128/25",
+            "198.51.100.0/24",
+            "192.0.2.64/26",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        assert_eq!(
+            lan_elements(&nets),
+            vec![
+                SetElem::Range {
+                    start: Ipv4Addr::new(192, 0, 2, 0),
+                    end: Ipv4Addr::new(192, 0, 2, 255)
+                },
+                SetElem::Range {
+                    start: Ipv4Addr::new(198, 51, 100, 0),
+                    end: Ipv4Addr::new(198, 51, 100, 255)
+                },
+            ]
+        );
+    }
+}

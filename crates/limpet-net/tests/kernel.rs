@@ -1,0 +1,1002 @@
+//! limpet-net against the real kernel of the test host, as root.
+//!
+//! Each case makes its own network namespaces (`ip netns add limpet-net-<pid>-<n>`, deleted
+//! when the case ends), installs a ruleset compiled from a small manifest through [`Nft`],
+//! and checks it with an independent tool: `nft -j list ...` run in that namespace. The
+//! traffic case joins two namespaces with a veth pair (TEST-NET addresses only), mounts
+//! cgroup2 on a temporary directory and runs this binary again as a probe process inside a
+//! task's cgroup (or uid) to connect, send and listen.
+//!
+//! A plain `main` (`harness = false`): probes are this binary re-run with `--probe`, and a
+//! failing case must not leave namespaces or mounts behind. Arguments that do not start
+//! with `-` filter the cases by substring. Not root: every case fails, loudly.
+
+// Test code: a failed expectation is a test failure, reported with its context.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use limpet_net::nft::expr::{Expr, Verdict};
+use limpet_net::nft::object::{Rule, SetElem};
+use limpet_net::{NetPolicy, Nft, NftError, Owner, Ruleset, Runtime, TaskMatch};
+use serde_json::Value;
+
+struct Case {
+    name: &'static str,
+    run: fn(),
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "ruleset_as_nft_lists_it",
+        run: ruleset_as_nft_lists_it,
+    },
+    Case {
+        name: "install_replaces_the_table",
+        run: install_replaces_the_table,
+    },
+    Case {
+        name: "rejected_batch_names_the_object_and_changes_nothing",
+        run: rejected_batch_names_the_object_and_changes_nothing,
+    },
+    Case {
+        name: "dns_set_elements_refresh_and_expire",
+        run: dns_set_elements_refresh_and_expire,
+    },
+    Case {
+        name: "lan_set_is_replaced",
+        run: lan_set_is_replaced,
+    },
+    Case {
+        name: "traffic_follows_the_policy",
+        run: traffic_follows_the_policy,
+    },
+];
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--probe") {
+        return probe(&args[2..]);
+    }
+    let filters: Vec<&String> = args
+        .iter()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let selected: Vec<&Case> = CASES
+        .iter()
+        .filter(|c| filters.is_empty() || filters.iter().any(|f| c.name.contains(f.as_str())))
+        .collect();
+    if !rustix::process::geteuid().is_root() {
+        println!(
+            "limpet-net kernel tests need root (network namespaces, nftables, cgroup2): \
+             {} not run",
+            selected.len()
+        );
+        println!("0 passed, {} failed", selected.len());
+        return ExitCode::FAILURE;
+    }
+    let (mut passed, mut failed) = (0, 0);
+    for c in selected {
+        print!("test {} ... ", c.name);
+        std::io::stdout().flush().ok();
+        match std::panic::catch_unwind(c.run) {
+            Ok(()) => {
+                println!("ok");
+                passed += 1;
+            }
+            Err(_) => {
+                println!("FAILED");
+                failed += 1;
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Namespaces, commands, nft's view.
+
+static NEXT_NS: AtomicU32 = AtomicU32::new(0);
+
+/// A named network namespace, deleted on drop.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn new() -> Netns {
+        let name = format!(
+            "limpet-net-{}-{}",
+            std::process::id(),
+            NEXT_NS.fetch_add(1, Ordering::Relaxed)
+        );
+        run("ip", &["netns", "add", &name]);
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Runs `ip ARGS` in the namespace.
+    fn ip(&self, args: &[&str]) {
+        let mut a = vec!["-n", self.name.as_str()];
+        a.extend_from_slice(args);
+        run("ip", &a);
+    }
+
+    /// Runs `f` on a thread that has entered the namespace: sockets made there stay in it.
+    fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let fd = std::fs::File::open(&path).expect("open the namespace");
+                rustix::thread::move_into_link_name_space(
+                    fd.as_fd(),
+                    Some(rustix::thread::LinkNameSpaceType::Network),
+                )
+                .expect("setns");
+                f()
+            })
+            .join()
+            .expect("namespace thread")
+        })
+    }
+
+    fn nft(&self) -> Nft {
+        self.enter(|| Nft::open().expect("open the netlink socket"))
+    }
+
+    /// `nft -j ARGS` in the namespace, parsed.
+    fn nft_json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["netns", "exec", self.name.as_str(), "nft", "-j"];
+        a.extend_from_slice(args);
+        let out = run("ip", &a);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("nft -j output: {e}: {out}"))
+    }
+
+    fn ruleset(&self) -> Value {
+        self.nft_json(&["list", "ruleset"])
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The objects of kind `kind` ("chain", "set", "rule") in nft's JSON list.
+fn objects<'a>(v: &'a Value, kind: &str) -> Vec<&'a Value> {
+    v["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o.get(kind))
+        .collect()
+}
+
+fn chain<'a>(v: &'a Value, name: &str) -> &'a Value {
+    objects(v, "chain")
+        .into_iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no chain {name}"))
+}
+
+fn rules_of<'a>(v: &'a Value, chain: &str) -> Vec<&'a Value> {
+    objects(v, "rule")
+        .into_iter()
+        .filter(|r| r["chain"] == chain)
+        .collect()
+}
+
+fn comments(v: &Value, chain: &str) -> Vec<String> {
+    rules_of(v, chain)
+        .iter()
+        .map(|r| r["comment"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+fn rule<'a>(v: &'a Value, comment: &str) -> &'a Value {
+    objects(v, "rule")
+        .into_iter()
+        .find(|r| r["comment"] == comment)
+        .unwrap_or_else(|| panic!("no rule {comment}"))
+}
+
+/// The expressions of a rule as compact JSON text, for substring checks.
+fn expr_text(r: &Value) -> String {
+    r["expr"].to_string()
+}
+
+// ---------------------------------------------------------------------------------------
+// Manifests.
+
+const MANIFEST: &str = r#"
+[device]
+name = "thermostat"
+version = "1.0.0"
+target = "x86_64"
+
+[network]
+dns = ["192.0.2.53"]
+egress_cap = "10Mbit/s"
+
+[[task]]
+name = "sensor"
+package = "sensor"
+memory = "8MiB"
+cpu = "10%"
+network = "allowlist"
+syscalls = "network"
+
+[[task.egress]]
+host = "192.0.2.2"
+ports = [443]
+
+[[task.egress]]
+host = "api.example.com"
+ports = [443, "8000-8080"]
+
+[[task.egress]]
+host = "192.0.2.2"
+ports = [9000]
+proto = "udp"
+rate = "8kbit/s"
+
+[[task.egress]]
+host = "192.0.2.2"
+ports = [9001]
+proto = "udp"
+packets = "5/s"
+
+[[task]]
+name = "web"
+package = "web"
+memory = "8MiB"
+cpu = "10%"
+network = "allowlist"
+syscalls = "network"
+
+[[task.listen]]
+port = 8080
+
+[[task.listen]]
+port = 8081
+scope = "any"
+"#;
+
+fn policy() -> NetPolicy {
+    let m = limpet_manifest::parse("limpet.toml", MANIFEST).unwrap();
+    NetPolicy::compile(&m).unwrap()
+}
+
+fn uid_ruleset() -> Ruleset {
+    let p = policy();
+    Ruleset::build(&p, &Runtime::by_uid(&p)).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------
+// Cases.
+
+fn ruleset_as_nft_lists_it() {
+    let ns = Netns::new();
+    let p = policy();
+    let mut rt = Runtime::by_uid(&p);
+    rt.tasks
+        .insert("sensor".into(), TaskMatch::CgroupV2 { level: 2, id: 1 });
+    rt.lan = vec!["192.0.2.0/24".parse().unwrap()];
+    let r = Ruleset::build(&p, &rt).unwrap();
+    ns.nft().install(&r).unwrap();
+    let v = ns.ruleset();
+
+    let tables = objects(&v, "table");
+    assert_eq!(tables.len(), 1);
+    assert_eq!(
+        (&tables[0]["family"], &tables[0]["name"]),
+        (&"inet".into(), &"limpet".into())
+    );
+
+    for (name, hook) in [
+        ("input", "input"),
+        ("forward", "forward"),
+        ("output", "output"),
+    ] {
+        let c = chain(&v, name);
+        assert_eq!(c["type"], "filter", "{name}");
+        assert_eq!(c["hook"], hook, "{name}");
+        assert_eq!(c["prio"], 0, "{name}");
+        assert_eq!(c["policy"], "drop", "{name}");
+    }
+    for name in [
+        "task_sensor",
+        "task_sensor_e2",
+        "task_sensor_e3",
+        "task_web",
+        "dns_upstream",
+    ] {
+        assert!(
+            chain(&v, name).get("hook").is_none(),
+            "{name} is a regular chain"
+        );
+    }
+
+    let sets = objects(&v, "set");
+    let set = |n: &str| *sets.iter().find(|s| s["name"] == n).unwrap();
+    assert_eq!(set("lan4")["type"], "ipv4_addr");
+    assert_eq!(set("lan4")["flags"], serde_json::json!(["interval"]));
+    assert_eq!(
+        set("lan4")["elem"],
+        serde_json::json!([{"prefix": {"addr": "192.0.2.0", "len": 24}}])
+    );
+    assert_eq!(set("dns4")["elem"], serde_json::json!(["192.0.2.53"]));
+    assert_eq!(set("n0")["type"], "ipv4_addr");
+    assert_eq!(set("n0")["flags"], serde_json::json!(["timeout"]));
+    assert_eq!(set("n0")["size"], 256);
+
+    assert_eq!(
+        comments(&v, "output"),
+        [
+            "device rule=ipv6",
+            "device rule=egress-cap",
+            "device rule=loopback-pid1",
+            "device rule=icmp-errors",
+            "device rule=ping-reply",
+            "task=sensor rule=dispatch",
+            "task=web rule=dispatch",
+            "device rule=dhcp",
+            "device rule=dns-upstream:udp",
+            "device rule=dns-upstream:tcp",
+            "device rule=pid1-drop",
+            "device rule=output-drop",
+        ]
+    );
+    assert_eq!(
+        comments(&v, "input"),
+        [
+            "device rule=ipv6",
+            "device rule=loopback",
+            "device rule=invalid",
+            "device rule=established",
+            "device rule=dhcp",
+            "task=web rule=listen:0",
+            "task=web rule=listen:1",
+            "device rule=ping-lan",
+            "device rule=input-drop",
+        ]
+    );
+    assert_eq!(comments(&v, "forward"), ["device rule=forward-drop"]);
+    assert_eq!(
+        comments(&v, "task_sensor"),
+        [
+            "task=sensor rule=dns:udp",
+            "task=sensor rule=dns:tcp",
+            "task=sensor rule=egress:0",
+            "task=sensor rule=egress:1",
+            "task=sensor rule=egress:1",
+            "task=sensor rule=egress:2",
+            "task=sensor rule=egress:3",
+            "task=sensor rule=drop",
+        ]
+    );
+    // Every rule counts.
+    for r in objects(&v, "rule") {
+        assert!(expr_text(r).contains("\"counter\""), "no counter: {r}");
+    }
+
+    // What the rules say, as nft reads them back.
+    let t = expr_text(rule(&v, "task=sensor rule=dispatch"));
+    // nft 1.0.6's JSON leaves the level out; its text form shows it.
+    assert!(
+        t.contains(r#"{"socket":{"key":"cgroupv2"}},"op":"==","right":"1""#),
+        "{t}"
+    );
+    let text = run(
+        "ip",
+        &[
+            "netns", "exec", &ns.name, "nft", "list", "chain", "inet", "limpet", "output",
+        ],
+    );
+    assert!(text.contains("socket cgroupv2 level 2 1 counter"), "{text}");
+    assert!(t.contains(r#""jump":{"target":"task_sensor"}"#), "{t}");
+    let t = expr_text(rule(&v, "task=web rule=dispatch"));
+    assert!(
+        t.contains(r#"{"meta":{"key":"skuid"}},"op":"==","right":10001"#),
+        "{t}"
+    );
+    let t = expr_text(rule(&v, "task=sensor rule=egress:0"));
+    assert!(t.contains(r#""right":"192.0.2.2""#), "{t}");
+    assert!(t.contains(r#""right":443"#), "{t}");
+    assert!(t.contains(r#""accept":null"#), "{t}");
+    let egress1 = rules_of(&v, "task_sensor")
+        .into_iter()
+        .filter(|r| r["comment"] == "task=sensor rule=egress:1")
+        .map(expr_text)
+        .collect::<Vec<_>>();
+    assert!(egress1[0].contains(r#""right":"@n0""#), "{}", egress1[0]);
+    assert!(
+        egress1[1].contains(r#""right":{"range":[8000,8080]}"#),
+        "{}",
+        egress1[1]
+    );
+    let t = expr_text(rule(&v, "task=sensor rule=egress:2"));
+    assert!(t.contains(r#""jump":{"target":"task_sensor_e2"}"#), "{t}");
+    assert_eq!(
+        rule(&v, "task=sensor rule=egress:2:rate")["expr"][0]["limit"],
+        serde_json::json!({"rate": 1000, "burst": 3000, "per": "second", "rate_unit": "bytes",
+                           "burst_unit": "bytes", "inv": true})
+    );
+    assert_eq!(
+        rule(&v, "task=sensor rule=egress:3:packets")["expr"][0]["limit"],
+        serde_json::json!({"rate": 5, "burst": 5, "per": "second", "inv": true})
+    );
+    let t = expr_text(rule(&v, "device rule=egress-cap"));
+    assert!(
+        t.contains(r#""op":"!=""#) && t.contains(r#""right":"lo""#),
+        "{t}"
+    );
+    let t = expr_text(rule(&v, "task=web rule=listen:0"));
+    assert!(
+        t.contains(r#""right":"@lan4""#) && t.contains(r#""right":8080"#),
+        "{t}"
+    );
+    let t = expr_text(rule(&v, "task=web rule=listen:1"));
+    assert!(!t.contains("@lan4") && t.contains(r#""right":8081"#), "{t}");
+    let t = expr_text(rule(&v, "device rule=established"));
+    assert!(t.contains(r#""right":["established","related"]"#), "{t}");
+}
+
+fn install_replaces_the_table() {
+    let ns = Netns::new();
+    let mut nft = ns.nft();
+    let r = uid_ruleset();
+    nft.install(&r).unwrap();
+    let first = objects(&ns.ruleset(), "rule").len();
+    assert_eq!(first, r.rules.len());
+    nft.install(&r).unwrap();
+    let v = ns.ruleset();
+    assert_eq!(objects(&v, "rule").len(), first, "no rule twice");
+    assert_eq!(objects(&v, "table").len(), 1);
+    let c = nft.counters().unwrap();
+    assert_eq!(
+        c.rules.len(),
+        r.rules.len(),
+        "a counter per rule, read back"
+    );
+}
+
+fn rejected_batch_names_the_object_and_changes_nothing() {
+    let ns = Netns::new();
+    let mut nft = ns.nft();
+    let good = uid_ruleset();
+    nft.install(&good).unwrap();
+    let before = ns.ruleset();
+
+    let mut bad = good.clone();
+    bad.rules.push(Rule {
+        chain: "output".into(),
+        exprs: vec![
+            Expr::Counter,
+            Expr::Verdict(Verdict::Jump("nowhere".into())),
+        ],
+        comment: "device rule=bad".into(),
+    });
+    let index = bad.rules.len() - 1;
+    match nft.install(&bad) {
+        Err(NftError::Rejected { object, errno, .. }) => {
+            assert_eq!(errno, libc_enoent(), "{object}");
+            let text = object.to_string();
+            assert_eq!(
+                text,
+                format!("rule {index} in chain output (device rule=bad)")
+            );
+        }
+        other => panic!("expected a rejected rule, got {other:?}"),
+    }
+    let mut bad_set = good.clone();
+    bad_set.rules[0].exprs.insert(
+        0,
+        Expr::Lookup {
+            set: "missing".into(),
+        },
+    );
+    let err = nft.install(&bad_set).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("the kernel rejected rule 0 in chain input"),
+        "{err}"
+    );
+    assert_eq!(ns.ruleset(), before, "a rejected batch changes nothing");
+}
+
+fn libc_enoent() -> i32 {
+    rustix::io::Errno::NOENT.raw_os_error()
+}
+
+/// The elements of set `name` as nft lists them.
+fn set_elems(ns: &Netns, name: &str) -> Vec<Value> {
+    let v = ns.nft_json(&["list", "set", "inet", "limpet", name]);
+    let set = objects(&v, "set")[0].clone();
+    set.get("elem")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn dns_set_elements_refresh_and_expire() {
+    let ns = Netns::new();
+    let mut nft = ns.nft();
+    nft.install(&uid_ruleset()).unwrap();
+    let a = Ipv4Addr::new(198, 51, 100, 7);
+    let b = Ipv4Addr::new(198, 51, 100, 8);
+    nft.add_set_elements(
+        "n0",
+        &[(a, Duration::from_secs(2)), (b, Duration::from_secs(2))],
+    )
+    .unwrap();
+    let e = set_elems(&ns, "n0");
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert_eq!(e[0]["elem"]["val"], "198.51.100.7", "{e:?}");
+    assert_eq!(e[0]["elem"]["timeout"], 2, "{e:?}");
+    // Re-adding `a` with a longer ttl refreshes it; `b` keeps its 2 s.
+    nft.add_set_elements("n0", &[(a, Duration::from_secs(60))])
+        .unwrap();
+    let e = set_elems(&ns, "n0");
+    let of = |addr: &str| e.iter().find(|x| x["elem"]["val"] == addr).cloned();
+    assert_eq!(of("198.51.100.7").unwrap()["elem"]["timeout"], 60, "{e:?}");
+    assert!(
+        of("198.51.100.7").unwrap()["elem"]["expires"]
+            .as_u64()
+            .unwrap()
+            > 50
+    );
+    // `b` expires; bounded wait.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let e = set_elems(&ns, "n0");
+        if e.len() == 1 {
+            assert_eq!(e[0]["elem"]["val"], "198.51.100.7");
+            break;
+        }
+        assert!(Instant::now() < deadline, "element did not expire: {e:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let err = nft
+        .add_set_elements("no-such-set", &[(a, Duration::from_secs(1))])
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("elements of set no-such-set"),
+        "{err}"
+    );
+}
+
+fn lan_set_is_replaced() {
+    let ns = Netns::new();
+    let mut nft = ns.nft();
+    nft.install(&uid_ruleset()).unwrap();
+    nft.replace_lan_networks(&[
+        "192.0.2.0/24".parse().unwrap(),
+        "198.51.100.0/25".parse().unwrap(),
+    ])
+    .unwrap();
+    assert_eq!(
+        set_elems(&ns, "lan4"),
+        vec![
+            serde_json::json!({"prefix": {"addr": "192.0.2.0", "len": 24}}),
+            serde_json::json!({"prefix": {"addr": "198.51.100.0", "len": 25}}),
+        ]
+    );
+    nft.replace_lan_networks(&["203.0.113.0/24".parse().unwrap()])
+        .unwrap();
+    nft.add_lan_network("192.0.2.0/24".parse().unwrap())
+        .unwrap();
+    assert_eq!(
+        set_elems(&ns, "lan4"),
+        vec![
+            serde_json::json!({"prefix": {"addr": "192.0.2.0", "len": 24}}),
+            serde_json::json!({"prefix": {"addr": "203.0.113.0", "len": 24}}),
+        ]
+    );
+    nft.add_dns_servers(&[Ipv4Addr::new(203, 0, 113, 53)])
+        .unwrap();
+    assert_eq!(
+        set_elems(&ns, "dns4"),
+        vec![
+            serde_json::json!("192.0.2.53"),
+            serde_json::json!("203.0.113.53")
+        ]
+    );
+    let _ = SetElem::Addr(Ipv4Addr::LOCALHOST);
+}
+
+// ---------------------------------------------------------------------------------------
+// Traffic.
+
+/// cgroup2 mounted on a temporary directory, unmounted on drop.
+struct Cgroup2 {
+    root: PathBuf,
+    dirs: Vec<PathBuf>,
+}
+
+impl Cgroup2 {
+    fn mount() -> Cgroup2 {
+        let root = std::env::temp_dir().join(format!("limpet-net-cg2-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        run("mount", &["-t", "cgroup2", "none", root.to_str().unwrap()]);
+        Cgroup2 {
+            root,
+            dirs: Vec::new(),
+        }
+    }
+
+    /// Makes `<root>/limpet/<task>` and returns it with its id (the inode number).
+    fn task_dir(&mut self, task: &str) -> (PathBuf, u64) {
+        let parent = self.root.join(format!("limpet-{}", std::process::id()));
+        if !parent.exists() {
+            std::fs::create_dir(&parent).unwrap();
+            self.dirs.push(parent.clone());
+        }
+        let dir = parent.join(task);
+        std::fs::create_dir(&dir).unwrap();
+        self.dirs.push(dir.clone());
+        let id = rustix::fs::stat(&dir).unwrap().st_ino;
+        (dir, id)
+    }
+}
+
+impl Drop for Cgroup2 {
+    fn drop(&mut self) {
+        for d in self.dirs.iter().rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+        let _ = Command::new("umount").arg(&self.root).status();
+        let _ = std::fs::remove_dir(&self.root);
+    }
+}
+
+/// Who a probe runs as.
+#[derive(Clone)]
+struct As {
+    /// `cgroup.procs` of its cgroup, or "-" to stay.
+    cgroup: String,
+    /// uid, or 0.
+    uid: u32,
+}
+
+/// Runs this binary as a probe in namespace `ns`: `--probe <cgroup> <uid> <what> <args..>`.
+fn spawn_probe(ns: &Netns, who: &As, what: &[&str]) -> Child {
+    let exe = std::env::current_exe().unwrap();
+    let uid = who.uid.to_string();
+    let mut args = vec![
+        "netns",
+        "exec",
+        ns.name.as_str(),
+        exe.to_str().unwrap(),
+        "--probe",
+        who.cgroup.as_str(),
+        uid.as_str(),
+    ];
+    args.extend_from_slice(what);
+    Command::new("ip")
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+fn probe_output(ns: &Netns, who: &As, what: &[&str]) -> String {
+    let out = spawn_probe(ns, who, what).wait_with_output().unwrap();
+    assert!(out.status.success(), "probe {what:?}: {}", out.status);
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn connect(ns: &Netns, who: &As, to: &str) -> String {
+    probe_output(ns, who, &["connect", to])
+}
+
+/// A TCP server in `ns` on `addr` accepting (and dropping) connections until the process
+/// ends; runs on a detached thread with its socket made in the namespace.
+fn tcp_server(ns: &Netns, addr: &str) {
+    let l = ns.enter(|| TcpListener::bind(addr).unwrap());
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            drop(s);
+        }
+    });
+}
+
+/// A UDP sink in `ns` on `addr`; returns the socket to count what arrived.
+fn udp_sink(ns: &Netns, addr: &str) -> UdpSocket {
+    let s = ns.enter(|| UdpSocket::bind(addr).unwrap());
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    s
+}
+
+fn drain(s: &UdpSocket) -> usize {
+    let mut buf = [0u8; 2048];
+    let mut n = 0;
+    // Bounded: at most 10 000 datagrams, each read times out after 300 ms of silence.
+    for _ in 0..10_000 {
+        match s.recv(&mut buf) {
+            Ok(_) => n += 1,
+            Err(_) => break,
+        }
+    }
+    n
+}
+
+fn traffic_follows_the_policy() {
+    // dev (the device) 192.0.2.1 ── veth ── net 192.0.2.2, 198.51.100.7, 203.0.113.2
+    let dev = Netns::new();
+    let net = Netns::new();
+    let (a, b) = (
+        format!("lnA{}", NEXT_NS.fetch_add(1, Ordering::Relaxed)),
+        format!("lnB{}", NEXT_NS.fetch_add(1, Ordering::Relaxed)),
+    );
+    run(
+        "ip",
+        &[
+            "link", "add", "name", &a, "netns", &dev.name, "type", "veth", "peer", "name", &b,
+            "netns", &net.name,
+        ],
+    );
+    dev.ip(&["addr", "add", "192.0.2.1/24", "dev", &a]);
+    dev.ip(&["link", "set", &a, "up"]);
+    dev.ip(&["route", "add", "198.51.100.0/24", "via", "192.0.2.2"]);
+    dev.ip(&["route", "add", "203.0.113.0/24", "via", "192.0.2.2"]);
+    net.ip(&["addr", "add", "192.0.2.2/24", "dev", &b]);
+    net.ip(&["addr", "add", "198.51.100.7/24", "dev", &b]);
+    net.ip(&["addr", "add", "203.0.113.2/24", "dev", &b]);
+    net.ip(&["link", "set", &b, "up"]);
+
+    for addr in [
+        "192.0.2.2:443",
+        "192.0.2.2:8443",
+        "198.51.100.7:443",
+        "198.51.100.7:8000",
+    ] {
+        tcp_server(&net, addr);
+    }
+    let udp_rate = udp_sink(&net, "192.0.2.2:9000");
+    let udp_pkts = udp_sink(&net, "192.0.2.2:9001");
+
+    let mut cg = Cgroup2::mount();
+    let (sensor_dir, sensor_id) = cg.task_dir("sensor");
+    let (other_dir, _) = cg.task_dir("other");
+    let p = policy();
+    let mut rt = Runtime::by_uid(&p); // web: by uid 10001
+    rt.tasks.insert(
+        "sensor".into(),
+        TaskMatch::CgroupV2 {
+            level: 2,
+            id: sensor_id,
+        },
+    );
+    rt.lan = vec!["192.0.2.0/24".parse().unwrap()];
+    let mut nft = dev.nft();
+    nft.install(&Ruleset::build(&p, &rt).unwrap()).unwrap();
+
+    let procs = |d: &Path| d.join("cgroup.procs").to_str().unwrap().to_owned();
+    let sensor = As {
+        cgroup: procs(&sensor_dir),
+        uid: 10_000,
+    };
+    let stranger = As {
+        cgroup: procs(&other_dir),
+        uid: 10_000, // the sensor's uid, but not its cgroup: the cgroup decides
+    };
+    let root = As {
+        cgroup: procs(&other_dir),
+        uid: 0,
+    };
+
+    // Literal address and port: allowed; other port, other address: refused at output.
+    assert_eq!(connect(&dev, &sensor, "192.0.2.2:443"), "ok");
+    assert_eq!(connect(&dev, &sensor, "192.0.2.2:8443"), "blocked");
+    assert_eq!(connect(&dev, &stranger, "192.0.2.2:443"), "blocked");
+    assert_eq!(connect(&dev, &root, "192.0.2.2:443"), "blocked");
+
+    // A DNS name's address: refused until the stub adds it, then allowed until it expires.
+    assert_eq!(connect(&dev, &sensor, "198.51.100.7:443"), "blocked");
+    nft.add_set_elements(
+        "n0",
+        &[(Ipv4Addr::new(198, 51, 100, 7), Duration::from_secs(2))],
+    )
+    .unwrap();
+    assert_eq!(connect(&dev, &sensor, "198.51.100.7:443"), "ok");
+    assert_eq!(connect(&dev, &sensor, "198.51.100.7:8000"), "ok");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !set_elems(&dev, "n0").is_empty() {
+        assert!(Instant::now() < deadline, "n0 element did not expire");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(connect(&dev, &sensor, "198.51.100.7:443"), "blocked");
+
+    // Rate caps: 100 datagrams of 1000 bytes at once. 8 kbit/s = 1000 B/s plus a 3000 B
+    // burst lets a few through; 5/s with a burst of 5 lets about 5.
+    let sent = probe_output(&dev, &sensor, &["udp", "192.0.2.2:9000", "100", "1000"]);
+    let got = drain(&udp_rate);
+    assert!(
+        (1..=10).contains(&got),
+        "byte cap let {got} through (probe: {sent})"
+    );
+    let sent = probe_output(&dev, &sensor, &["udp", "192.0.2.2:9001", "100", "100"]);
+    let got = drain(&udp_pkts);
+    assert!(
+        (1..=12).contains(&got),
+        "packet cap let {got} through (probe: {sent})"
+    );
+
+    // Listeners (web, by uid 10001): 8080 from the LAN only, 8081 from anywhere.
+    let web = As {
+        cgroup: "-".into(),
+        uid: 10_001,
+    };
+    let mut l = spawn_probe(&dev, &web, &["listen", "0.0.0.0:8080,0.0.0.0:8081", "8"]);
+    let mut lines = BufReader::new(l.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "listening");
+    let from = |src: &str, to: &str| -> &'static str {
+        let src: SocketAddr = format!("{src}:0").parse().unwrap();
+        let to: SocketAddr = to.parse().unwrap();
+        net.enter(|| {
+            let s = rustix::net::socket(
+                rustix::net::AddressFamily::INET,
+                rustix::net::SocketType::STREAM,
+                None,
+            )
+            .unwrap();
+            rustix::net::bind(&s, &src).unwrap();
+            rustix::net::sockopt::set_socket_timeout(
+                &s,
+                rustix::net::sockopt::Timeout::Send,
+                Some(Duration::from_secs(2)),
+            )
+            .unwrap();
+            match rustix::net::connect(&s, &to) {
+                Ok(()) => {
+                    let mut t = TcpStream::from(s);
+                    // The task echoes one byte: its replies pass output.
+                    t.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                    let _ = t.write_all(b"x");
+                    let mut b = [0u8; 1];
+                    match std::io::Read::read(&mut t, &mut b) {
+                        Ok(1) => "ok",
+                        _ => "no-reply",
+                    }
+                }
+                Err(_) => "refused",
+            }
+        })
+    };
+    assert_eq!(from("192.0.2.2", "192.0.2.1:8080"), "ok");
+    assert_eq!(
+        from("203.0.113.2", "192.0.2.1:8080"),
+        "refused",
+        "not from the LAN"
+    );
+    assert_eq!(from("203.0.113.2", "192.0.2.1:8081"), "ok");
+    assert_eq!(
+        from("192.0.2.2", "192.0.2.1:9999"),
+        "refused",
+        "no listener rule"
+    );
+    let _ = l.kill();
+    let _ = l.wait();
+
+    // Counters: the sensor's refusals are in its drop rule; its egress rules counted.
+    let c = nft.counters().unwrap();
+    let drops = c.task_drops();
+    assert!(drops["sensor"].packets >= 2, "{drops:?}");
+    assert!(c.get(&Owner::Task("sensor".into()), "egress:0").packets >= 1);
+    assert!(
+        c.get(&Owner::Task("sensor".into()), "egress:2:rate")
+            .packets
+            >= 50
+    );
+    assert!(c.get(&Owner::Device, "pid1-drop").packets >= 1);
+    assert!(c.get(&Owner::Device, "input-drop").packets >= 1);
+    drop(cg);
+}
+
+// ---------------------------------------------------------------------------------------
+// The probe: `--probe <cgroup.procs or -> <uid> <what> <args..>`, prints one line per result.
+
+fn probe(args: &[String]) -> ExitCode {
+    let (cgroup, uid, what) = (&args[0], &args[1], &args[2]);
+    if cgroup != "-" {
+        std::fs::write(cgroup, "0").expect("join the cgroup");
+    }
+    let uid: u32 = uid.parse().unwrap();
+    if uid != 0 {
+        let u = rustix::process::Uid::from_raw(uid);
+        rustix::thread::set_thread_res_uid(u, u, u).expect("setresuid");
+    }
+    match what.as_str() {
+        "connect" => {
+            let to: SocketAddr = args[3].parse().unwrap();
+            let r = TcpStream::connect_timeout(&to, Duration::from_secs(1));
+            println!("{}", outcome(r.map(drop)));
+        }
+        "udp" => {
+            let to: SocketAddrV4 = args[3].parse().unwrap();
+            let (count, size): (usize, usize) =
+                (args[4].parse().unwrap(), args[5].parse().unwrap());
+            let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+            let buf = vec![0u8; size];
+            let ok = (0..count).filter(|_| s.send_to(&buf, to).is_ok()).count();
+            println!("{ok} sent");
+        }
+        "listen" => {
+            let ls: Vec<TcpListener> = args[3]
+                .split(',')
+                .map(|a| {
+                    let l = TcpListener::bind(a).unwrap();
+                    l.set_nonblocking(true).unwrap();
+                    l
+                })
+                .collect();
+            let max: usize = args[4].parse().unwrap();
+            println!("listening");
+            std::io::stdout().flush().ok();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut served = 0;
+            while served < max && Instant::now() < deadline {
+                for l in &ls {
+                    if let Ok((mut s, _)) = l.accept() {
+                        s.set_nonblocking(false).unwrap();
+                        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                        let mut b = [0u8; 1];
+                        if std::io::Read::read(&mut s, &mut b).is_ok() {
+                            let _ = s.write_all(&b);
+                        }
+                        served += 1;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        other => panic!("unknown probe {other}"),
+    }
+    ExitCode::SUCCESS
+}
+
+fn outcome(r: std::io::Result<()>) -> String {
+    match r {
+        Ok(()) => "ok".into(),
+        // A dropped SYN: TCP retransmits it (the output drop's EPERM is not reported by
+        // connect), so the connection times out.
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => {
+            "blocked".into()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => "blocked".into(),
+        Err(e) => format!("error: {e}"),
+    }
+}
