@@ -1,1 +1,36 @@
-//! The Update Framework (specification 1.0): metadata, a static repository writer and the client workflow of section 5.
+//! The Update Framework (specification 1.0): metadata, a static repository writer and the
+//! client workflow of section 5.
+//!
+//! - [`repo::Repository`] writes a repository (`limpet publish`): Ed25519 role keys as PEM
+//!   files, offline root keys, atomic writes, root and role key rotation.
+//! - [`client::Client`] follows the specification's client workflow step by step, with
+//!   threshold checks counting unique keys ([`verify::verify_threshold`]), a trusted-time floor
+//!   for devices without a trustworthy clock, and exact-bytes metadata storage.
+//! - [`transport`] fetches files from a directory or over plain HTTP/1.1, every download
+//!   length-capped, rate-bounded and hash-checked by construction.
+//! - [`serve::serve`] is a small static HTTP server for development and tests.
+//!
+//! Only Ed25519 keys (`keytype`/`scheme` `"ed25519"`, hex public key) are supported. Metadata
+//! is signed over canonical JSON ([`canonical`]), interoperable with python-tuf.
+
+pub mod canonical;
+pub mod client;
+pub mod error;
+mod fsutil;
+pub mod keys;
+pub mod metadata;
+pub mod repo;
+pub mod serve;
+pub mod time;
+pub mod transport;
+pub mod verify;
+
+pub use client::{Client, Limits};
+pub use error::Error;
+pub use repo::{ExpiryPolicy, InitOptions, RepoError, Repository};
+pub use time::{Clock, FixedClock, SystemClock, UnixTime};
+pub use transport::{RetrievalPolicy, Transport};
+
+/// The largest length any metadata field may declare: 4 GiB (`u32::MAX + 1`). Larger values
+/// are refused with [`Error::LengthTooLarge`].
+pub const MAX_LENGTH: u64 = 1 << 32;

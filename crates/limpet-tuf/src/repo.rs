@@ -1,0 +1,740 @@
+//! The repository writer: a static TUF repository on disk, as `limpet publish` makes it.
+//!
+//! Layout: `DIR/metadata/{root,N.root,timestamp,snapshot,targets}.json` (and, with consistent
+//! snapshots, `N.snapshot.json`, `N.targets.json`), targets under `DIR/targets/`.
+//!
+//! Rules kept here:
+//! - Role keys are PKCS#8 PEM files in a keys directory, mode 0600, never overwritten. Which
+//!   key signs what is decided by the key ids the root lists, not by file names.
+//! - Root keys are offline: [`Repository::add_target`], [`Repository::remove_target`] and
+//!   [`Repository::refresh`] load only targets, snapshot and timestamp keys. Only root
+//!   operations ([`Repository::rotate_root`], [`Repository::rotate`],
+//!   [`Repository::renew_root`]) need root keys.
+//! - Every file is written atomically (temporary file + rename). A publish writes target
+//!   files first, then targets, snapshot and timestamp metadata, so a client never sees a
+//!   timestamp naming files not yet written; with consistent snapshots (the default) a client
+//!   that reads mid-publish still gets a consistent set.
+//! - Each timestamp carries its signed issue time ([`ISSUED_FIELD`]) for clients' time floor.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+use crate::fsutil;
+use crate::keys::{KeyError, KeyId, KeyRing, RoleKey};
+use crate::metadata::{
+    self, MetaFile, Role, RoleKeys, RoleMetadata, Root, Snapshot, TargetFile, Targets, Timestamp,
+    ISSUED_FIELD, SPEC_VERSION,
+};
+use crate::time::{Clock, UnixTime};
+use crate::transport::check_relative;
+
+const DAY: u64 = 86_400;
+
+/// How long each role's metadata stays valid after signing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExpiryPolicy {
+    /// Root (offline keys): default 365 days.
+    pub root: Duration,
+    /// Targets: default 90 days.
+    pub targets: Duration,
+    /// Snapshot: default 7 days.
+    pub snapshot: Duration,
+    /// Timestamp: default 1 day. Re-sign with [`Repository::refresh`] before it runs out.
+    pub timestamp: Duration,
+}
+
+impl Default for ExpiryPolicy {
+    fn default() -> Self {
+        ExpiryPolicy {
+            root: Duration::from_secs(365 * DAY),
+            targets: Duration::from_secs(90 * DAY),
+            snapshot: Duration::from_secs(7 * DAY),
+            timestamp: Duration::from_secs(DAY),
+        }
+    }
+}
+
+/// Whether snapshot and targets metadata and target files are also published under
+/// version- and hash-prefixed names (TUF "consistent snapshots").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ConsistentSnapshots {
+    /// Publish prefixed names too; clients fetch those (safe while a publish is under way).
+    #[default]
+    Enabled,
+    /// Plain names only.
+    Disabled,
+}
+
+/// What timestamp and snapshot list about the metadata they name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MetaDetail {
+    /// Version, length and SHA-256: clients cap and hash-check each metadata download.
+    #[default]
+    LengthAndHashes,
+    /// Version only (smaller metadata, as python-tuf writes by default).
+    VersionOnly,
+}
+
+/// Options of [`Repository::init`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InitOptions {
+    /// Number of root keys made (default 3).
+    pub root_keys: usize,
+    /// Root threshold (default 2).
+    pub root_threshold: u64,
+    /// Consistent snapshots (default enabled).
+    pub consistent_snapshots: ConsistentSnapshots,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            root_keys: 3,
+            root_threshold: 2,
+            consistent_snapshots: ConsistentSnapshots::Enabled,
+        }
+    }
+}
+
+/// Errors of the repository writer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RepoError {
+    /// A key file problem.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// Metadata could not be read, parsed or signed.
+    #[error(transparent)]
+    Metadata(#[from] Error),
+    /// File I/O in the repository.
+    #[error("{path}: repository I/O")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `init` on a directory that already holds a repository.
+    #[error("{path}: a repository already exists here")]
+    Exists {
+        /// Its root.json.
+        path: PathBuf,
+    },
+    /// Too few private keys of a role in the keys directory.
+    #[error(
+        "{role}: {have} private key(s) available in the keys directory, threshold is {threshold}"
+    )]
+    MissingKeys {
+        /// The role.
+        role: Role,
+        /// Keys found.
+        have: u64,
+        /// Keys required.
+        threshold: u64,
+    },
+    /// A threshold that no set of the role's keys can meet, or zero.
+    #[error("threshold {threshold} is impossible with {keys} key(s)")]
+    BadThreshold {
+        /// Threshold asked.
+        threshold: u64,
+        /// Keys.
+        keys: usize,
+    },
+    /// A target name that could escape the targets directory.
+    #[error("target name {name:?}: {reason}")]
+    BadTargetName {
+        /// The name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// Removing a target that is not listed.
+    #[error("target {name:?} is not in targets.json")]
+    NoSuchTarget {
+        /// The name.
+        name: String,
+    },
+    /// Root keys are rotated with [`Repository::rotate_root`].
+    #[error("use rotate_root to rotate root keys")]
+    RootRotation,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RepoError + '_ {
+    move |source| RepoError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A TUF repository on disk and the keys directory that signs it.
+#[derive(Debug)]
+pub struct Repository {
+    dir: PathBuf,
+    keys_dir: PathBuf,
+    expiry: ExpiryPolicy,
+    detail: MetaDetail,
+    clock: Box<dyn Clock>,
+}
+
+impl Repository {
+    /// Creates a repository in `dir` and its keys in `keys_dir`: `opts.root_keys` root keys
+    /// with threshold `opts.root_threshold`, one key each for targets, snapshot and timestamp;
+    /// root version 1 and empty targets.
+    pub fn init(
+        dir: &Path,
+        keys_dir: &Path,
+        opts: InitOptions,
+        clock: Box<dyn Clock>,
+    ) -> Result<Self, RepoError> {
+        let repo = Repository {
+            dir: dir.to_owned(),
+            keys_dir: keys_dir.to_owned(),
+            expiry: ExpiryPolicy::default(),
+            detail: MetaDetail::default(),
+            clock,
+        };
+        let root_path = repo.metadata_dir().join(Role::Root.file_name());
+        if root_path.exists() {
+            return Err(RepoError::Exists { path: root_path });
+        }
+        if opts.root_threshold == 0
+            || u64::try_from(opts.root_keys).unwrap_or(0) < opts.root_threshold
+        {
+            return Err(RepoError::BadThreshold {
+                threshold: opts.root_threshold,
+                keys: opts.root_keys,
+            });
+        }
+        for d in [repo.metadata_dir(), repo.targets_dir()] {
+            std::fs::create_dir_all(&d).map_err(io_err(&d))?;
+        }
+        repo.create_keys_dir()?;
+        let mut ring = KeyRing::default();
+        let mut keys = BTreeMap::new();
+        let mut roles = BTreeMap::new();
+        for (role, count, threshold) in [
+            (Role::Root, opts.root_keys, opts.root_threshold),
+            (Role::Targets, 1, 1),
+            (Role::Snapshot, 1, 1),
+            (Role::Timestamp, 1, 1),
+        ] {
+            let mut ids = Vec::new();
+            for _ in 0..count {
+                let key = repo.new_key(role)?;
+                keys.insert(key.id().clone(), key.key().clone());
+                ids.push(key.id().clone());
+                ring.insert(key);
+            }
+            roles.insert(role.name().to_owned(), role_keys(ids, threshold));
+        }
+        let root = Root {
+            type_: "root".into(),
+            spec_version: SPEC_VERSION.into(),
+            consistent_snapshot: opts.consistent_snapshots == ConsistentSnapshots::Enabled,
+            version: 1,
+            expires: repo.expires(repo.expiry.root),
+            keys,
+            roles,
+            extra: Map::new(),
+        };
+        repo.write_root(&root, &[&root], &ring)?;
+        let targets = Targets {
+            type_: "targets".into(),
+            spec_version: SPEC_VERSION.into(),
+            version: 1,
+            expires: repo.expires(repo.expiry.targets),
+            targets: BTreeMap::new(),
+            delegations: None,
+            extra: Map::new(),
+        };
+        repo.publish_targets(&root, &ring, &targets)?;
+        Ok(repo)
+    }
+
+    /// Opens an existing repository.
+    pub fn open(dir: &Path, keys_dir: &Path, clock: Box<dyn Clock>) -> Result<Self, RepoError> {
+        let repo = Repository {
+            dir: dir.to_owned(),
+            keys_dir: keys_dir.to_owned(),
+            expiry: ExpiryPolicy::default(),
+            detail: MetaDetail::default(),
+            clock,
+        };
+        repo.read_role::<Root>()?;
+        Ok(repo)
+    }
+
+    /// Replaces the expiry periods used from now on.
+    pub fn with_expiry(mut self, expiry: ExpiryPolicy) -> Self {
+        self.expiry = expiry;
+        self
+    }
+
+    /// Chooses what timestamp and snapshot list about the files they name.
+    pub fn with_meta_detail(mut self, detail: MetaDetail) -> Self {
+        self.detail = detail;
+        self
+    }
+
+    /// `DIR/metadata`.
+    pub fn metadata_dir(&self) -> PathBuf {
+        self.dir.join("metadata")
+    }
+
+    /// `DIR/targets`.
+    pub fn targets_dir(&self) -> PathBuf {
+        self.dir.join("targets")
+    }
+
+    /// The current root.
+    pub fn root(&self) -> Result<Root, RepoError> {
+        self.read_role::<Root>()
+    }
+
+    /// The current targets metadata.
+    pub fn targets(&self) -> Result<Targets, RepoError> {
+        self.read_role::<Targets>()
+    }
+
+    /// Publishes the file at `source` as target `name` (with optional `custom` JSON), then
+    /// re-signs targets, snapshot and timestamp. Needs no root key.
+    pub fn add_target(
+        &self,
+        name: &str,
+        source: &Path,
+        custom: Option<Value>,
+    ) -> Result<TargetFile, RepoError> {
+        let mut file = std::fs::File::open(source).map_err(io_err(source))?;
+        self.add_target_from(name, &mut file, custom)
+    }
+
+    /// As [`Repository::add_target`], from bytes in memory.
+    pub fn add_target_bytes(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        custom: Option<Value>,
+    ) -> Result<TargetFile, RepoError> {
+        self.add_target_from(name, &mut &*bytes, custom)
+    }
+
+    fn add_target_from(
+        &self,
+        name: &str,
+        source: &mut dyn Read,
+        custom: Option<Value>,
+    ) -> Result<TargetFile, RepoError> {
+        check_relative(name).map_err(|e| RepoError::BadTargetName {
+            name: name.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let root = self.read_role::<Root>()?;
+        let ring = self.ring()?;
+        let entry = self.store_target_file(name, source, custom)?;
+        let mut targets = self.read_role::<Targets>()?;
+        targets.targets.insert(name.to_owned(), entry.clone());
+        self.bump(
+            &mut targets.version,
+            &mut targets.expires,
+            self.expiry.targets,
+        );
+        self.publish_targets(&root, &ring, &targets)?;
+        Ok(entry)
+    }
+
+    /// Removes target `name` from targets metadata (its file stays for clients mid-update),
+    /// then re-signs targets, snapshot and timestamp. Needs no root key.
+    pub fn remove_target(&self, name: &str) -> Result<(), RepoError> {
+        let root = self.read_role::<Root>()?;
+        let ring = self.ring()?;
+        let mut targets = self.read_role::<Targets>()?;
+        if targets.targets.remove(name).is_none() {
+            return Err(RepoError::NoSuchTarget {
+                name: name.to_owned(),
+            });
+        }
+        self.bump(
+            &mut targets.version,
+            &mut targets.expires,
+            self.expiry.targets,
+        );
+        self.publish_targets(&root, &ring, &targets)
+    }
+
+    /// Re-signs snapshot and timestamp with new versions and expiries (run it well before the
+    /// timestamp expires). Needs no root key.
+    pub fn refresh(&self) -> Result<(), RepoError> {
+        let root = self.read_role::<Root>()?;
+        let ring = self.ring()?;
+        self.publish_snapshot(&root, &ring, None)
+    }
+
+    /// Re-signs the timestamp only. Needs no root key.
+    pub fn refresh_timestamp(&self) -> Result<(), RepoError> {
+        let root = self.read_role::<Root>()?;
+        let ring = self.ring()?;
+        self.publish_timestamp(&root, &ring, None)
+    }
+
+    /// Writes root N+1 with the same keys and a new expiry, signed by the root threshold.
+    pub fn renew_root(&self) -> Result<u64, RepoError> {
+        let old = self.read_role::<Root>()?;
+        let ring = self.ring()?;
+        let mut root = old.clone();
+        self.bump(&mut root.version, &mut root.expires, self.expiry.root);
+        self.write_root(&root, &[&old], &ring)?;
+        Ok(root.version)
+    }
+
+    /// Replaces the root keys by `count` new keys with threshold `threshold`: writes root N+1
+    /// signed by a threshold of the old root keys and of the new ones. Returns N+1.
+    pub fn rotate_root(&self, count: usize, threshold: u64) -> Result<u64, RepoError> {
+        if threshold == 0 || u64::try_from(count).unwrap_or(0) < threshold {
+            return Err(RepoError::BadThreshold {
+                threshold,
+                keys: count,
+            });
+        }
+        let old = self.read_role::<Root>()?;
+        let mut ring = self.ring()?;
+        // Check the old threshold before making keys, so a failure leaves no new files.
+        self.signing_keys(&old, Role::Root, &ring)?;
+        let mut root = old.clone();
+        let mut ids = Vec::new();
+        for _ in 0..count {
+            let key = self.new_key(Role::Root)?;
+            root.keys.insert(key.id().clone(), key.key().clone());
+            ids.push(key.id().clone());
+            ring.insert(key);
+        }
+        root.roles
+            .insert(Role::Root.name().to_owned(), role_keys(ids, threshold));
+        prune_keys(&mut root);
+        self.bump(&mut root.version, &mut root.expires, self.expiry.root);
+        self.write_root(&root, &[&old, &root], &ring)?;
+        Ok(root.version)
+    }
+
+    /// Replaces the key of a non-root role by a new one: writes root N+1 (root keys needed),
+    /// then re-signs the role and the roles that list it. Returns the new key id.
+    pub fn rotate(&self, role: Role) -> Result<KeyId, RepoError> {
+        if role == Role::Root {
+            return Err(RepoError::RootRotation);
+        }
+        let old = self.read_role::<Root>()?;
+        let mut ring = self.ring()?;
+        self.signing_keys(&old, Role::Root, &ring)?;
+        let key = self.new_key(role)?;
+        let id = key.id().clone();
+        let mut root = old.clone();
+        root.keys.insert(id.clone(), key.key().clone());
+        root.roles
+            .insert(role.name().to_owned(), role_keys(vec![id.clone()], 1));
+        ring.insert(key);
+        prune_keys(&mut root);
+        self.bump(&mut root.version, &mut root.expires, self.expiry.root);
+        self.write_root(&root, &[&old], &ring)?;
+        match role {
+            Role::Targets => {
+                let mut targets = self.read_role::<Targets>()?;
+                self.bump(
+                    &mut targets.version,
+                    &mut targets.expires,
+                    self.expiry.targets,
+                );
+                self.publish_targets(&root, &ring, &targets)?;
+            }
+            Role::Snapshot => self.publish_snapshot(&root, &ring, None)?,
+            Role::Timestamp | Role::Root => self.publish_timestamp(&root, &ring, None)?,
+        }
+        Ok(id)
+    }
+
+    // ---- internals ------------------------------------------------------------------------
+
+    fn expires(&self, period: Duration) -> UnixTime {
+        self.clock.now().saturating_add(period)
+    }
+
+    fn bump(&self, version: &mut u64, expires: &mut UnixTime, period: Duration) {
+        *version = version.saturating_add(1);
+        *expires = self.expires(period);
+    }
+
+    fn ring(&self) -> Result<KeyRing, RepoError> {
+        Ok(KeyRing::load_dir(&self.keys_dir)?)
+    }
+
+    fn create_keys_dir(&self) -> Result<(), RepoError> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.keys_dir)
+            .map_err(io_err(&self.keys_dir))
+    }
+
+    fn new_key(&self, role: Role) -> Result<RoleKey, RepoError> {
+        self.create_keys_dir()?;
+        let key = RoleKey::generate();
+        let short = key.id().0.get(..16).unwrap_or_default().to_owned();
+        key.save_new(&self.keys_dir.join(format!("{}-{short}.pem", role.name())))?;
+        Ok(key)
+    }
+
+    fn read_role<T: RoleMetadata>(&self) -> Result<T, RepoError> {
+        let path = self.metadata_dir().join(T::ROLE.file_name());
+        let bytes = std::fs::read(&path).map_err(io_err(&path))?;
+        Ok(metadata::parse::<T>(T::ROLE.file_name(), &bytes)?.signed)
+    }
+
+    fn read_optional<T: RoleMetadata>(&self) -> Result<Option<T>, RepoError> {
+        let path = self.metadata_dir().join(T::ROLE.file_name());
+        if !path.exists() {
+            return Ok(None);
+        }
+        self.read_role::<T>().map(Some)
+    }
+
+    /// The private keys of `role` in the ring; at least the threshold of them.
+    fn signing_keys<'a>(
+        &self,
+        root: &Root,
+        role: Role,
+        ring: &'a KeyRing,
+    ) -> Result<Vec<&'a RoleKey>, RepoError> {
+        let rk = root.role_keys(role)?;
+        let keys: Vec<&RoleKey> = rk.keyids.iter().filter_map(|id| ring.get(id)).collect();
+        let have = u64::try_from(keys.len()).unwrap_or(u64::MAX);
+        if have < rk.threshold {
+            return Err(RepoError::MissingKeys {
+                role,
+                have,
+                threshold: rk.threshold,
+            });
+        }
+        Ok(keys)
+    }
+
+    fn write_metadata(&self, name: &str, bytes: &[u8]) -> Result<(), RepoError> {
+        let path = self.metadata_dir().join(name);
+        fsutil::atomic_write(&path, bytes, 0o644).map_err(io_err(&path))
+    }
+
+    /// Signs `root` with the root keys of every root in `signers` and writes `N.root.json`
+    /// then `root.json`.
+    fn write_root(&self, root: &Root, signers: &[&Root], ring: &KeyRing) -> Result<(), RepoError> {
+        let mut keys: Vec<&RoleKey> = Vec::new();
+        for signer in signers {
+            for k in self.signing_keys(signer, Role::Root, ring)? {
+                if !keys.iter().any(|have| have.id() == k.id()) {
+                    keys.push(k);
+                }
+            }
+        }
+        let bytes = metadata::sign(root, &keys)?;
+        self.write_metadata(&format!("{}.root.json", root.version), &bytes)?;
+        self.write_metadata(Role::Root.file_name(), &bytes)
+    }
+
+    /// Signs and writes snapshot or targets (versioned copy first with consistent snapshots).
+    /// Returns what the parent role lists about it.
+    fn write_role<T: RoleMetadata>(
+        &self,
+        root: &Root,
+        ring: &KeyRing,
+        signed: &T,
+    ) -> Result<MetaFile, RepoError> {
+        let keys = self.signing_keys(root, T::ROLE, ring)?;
+        let bytes = metadata::sign(signed, &keys)?;
+        if root.consistent_snapshot && T::ROLE != Role::Timestamp {
+            self.write_metadata(
+                &format!("{}.{}", signed.version(), T::ROLE.file_name()),
+                &bytes,
+            )?;
+        }
+        self.write_metadata(T::ROLE.file_name(), &bytes)?;
+        let (length, hashes) = match self.detail {
+            MetaDetail::LengthAndHashes => (
+                Some(u64::try_from(bytes.len()).unwrap_or(u64::MAX)),
+                Some(BTreeMap::from([(
+                    "sha256".to_owned(),
+                    hex::encode(Sha256::digest(&bytes)),
+                )])),
+            ),
+            MetaDetail::VersionOnly => (None, None),
+        };
+        Ok(MetaFile {
+            version: signed.version(),
+            length,
+            hashes,
+            extra: Map::new(),
+        })
+    }
+
+    /// Writes targets, then a new snapshot listing it, then a new timestamp.
+    fn publish_targets(
+        &self,
+        root: &Root,
+        ring: &KeyRing,
+        targets: &Targets,
+    ) -> Result<(), RepoError> {
+        let meta = self.write_role(root, ring, targets)?;
+        self.publish_snapshot(root, ring, Some(meta))
+    }
+
+    /// Writes a new snapshot version (listing `targets_meta` if given), then a new timestamp.
+    fn publish_snapshot(
+        &self,
+        root: &Root,
+        ring: &KeyRing,
+        targets_meta: Option<MetaFile>,
+    ) -> Result<(), RepoError> {
+        let mut snapshot = self
+            .read_optional::<Snapshot>()?
+            .unwrap_or_else(|| Snapshot {
+                type_: "snapshot".into(),
+                spec_version: SPEC_VERSION.into(),
+                version: 0,
+                expires: UnixTime::EPOCH,
+                meta: BTreeMap::new(),
+                extra: Map::new(),
+            });
+        if let Some(meta) = targets_meta {
+            snapshot
+                .meta
+                .insert(Role::Targets.file_name().to_owned(), meta);
+        }
+        self.bump(
+            &mut snapshot.version,
+            &mut snapshot.expires,
+            self.expiry.snapshot,
+        );
+        let meta = self.write_role(root, ring, &snapshot)?;
+        self.publish_timestamp(root, ring, Some(meta))
+    }
+
+    /// Writes a new timestamp version (listing `snapshot_meta` if given) with its issue time.
+    fn publish_timestamp(
+        &self,
+        root: &Root,
+        ring: &KeyRing,
+        snapshot_meta: Option<MetaFile>,
+    ) -> Result<(), RepoError> {
+        let mut timestamp = self
+            .read_optional::<Timestamp>()?
+            .unwrap_or_else(|| Timestamp {
+                type_: "timestamp".into(),
+                spec_version: SPEC_VERSION.into(),
+                version: 0,
+                expires: UnixTime::EPOCH,
+                meta: BTreeMap::new(),
+                extra: Map::new(),
+            });
+        if let Some(meta) = snapshot_meta {
+            timestamp
+                .meta
+                .insert(Role::Snapshot.file_name().to_owned(), meta);
+        }
+        self.bump(
+            &mut timestamp.version,
+            &mut timestamp.expires,
+            self.expiry.timestamp,
+        );
+        timestamp.extra.insert(
+            ISSUED_FIELD.to_owned(),
+            Value::String(self.clock.now().to_string()),
+        );
+        self.write_role(root, ring, &timestamp)?;
+        Ok(())
+    }
+
+    /// Copies a target into `targets/NAME` (and `targets/DIR/SHA256.BASE`), atomically,
+    /// returning its entry.
+    fn store_target_file(
+        &self,
+        name: &str,
+        source: &mut dyn Read,
+        custom: Option<Value>,
+    ) -> Result<TargetFile, RepoError> {
+        let dest = self.targets_dir().join(name);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+        }
+        let tmp = fsutil::temp_path(&dest);
+        let copied = (|| -> std::io::Result<(u64, [u8; 32])> {
+            let mut out = std::fs::File::create(&tmp)?;
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut total: u64 = 0;
+            loop {
+                let n = source.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                let chunk = buf.get(..n).unwrap_or_default();
+                hasher.update(chunk);
+                out.write_all(chunk)?;
+                total = total.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
+            }
+            out.sync_all()?;
+            Ok((total, hasher.finalize().into()))
+        })();
+        let (length, sha256) = match copied {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(RepoError::Io {
+                    path: dest,
+                    source: e,
+                });
+            }
+        };
+        let hash = hex::encode(sha256);
+        let base = dest
+            .file_name()
+            .map(|b| b.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let hashed = dest.with_file_name(format!("{hash}.{base}"));
+        // Content-addressed copy first: a client of the previous metadata never sees it.
+        if !hashed.exists() {
+            let tmp2 = fsutil::temp_path(&hashed);
+            std::fs::hard_link(&tmp, &tmp2)
+                .and_then(|()| std::fs::rename(&tmp2, &hashed))
+                .map_err(io_err(&hashed))?;
+        }
+        std::fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
+        fsutil::sync_dir(&dest).map_err(io_err(&dest))?;
+        Ok(TargetFile {
+            length,
+            hashes: BTreeMap::from([("sha256".to_owned(), hash)]),
+            custom,
+            extra: Map::new(),
+        })
+    }
+}
+
+fn role_keys(keyids: Vec<KeyId>, threshold: u64) -> RoleKeys {
+    RoleKeys {
+        keyids,
+        threshold,
+        extra: Map::new(),
+    }
+}
+
+/// Drops keys no role lists any more.
+fn prune_keys(root: &mut Root) {
+    let used: std::collections::BTreeSet<KeyId> = root
+        .roles
+        .values()
+        .flat_map(|r| r.keyids.iter().cloned())
+        .collect();
+    root.keys.retain(|id, _| used.contains(id));
+}

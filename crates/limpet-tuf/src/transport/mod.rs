@@ -1,0 +1,414 @@
+//! Transports fetch repository files; every fetch is length-capped and rate-bounded by
+//! construction, and every result the client acts on is hash-checked.
+//!
+//! Rules kept here:
+//! - A [`Transport`] returns a [`Download`], which is the only way to read fetched bytes. It
+//!   fails with [`Error::LengthExceeded`] as soon as more than `max_len` bytes arrive, and with
+//!   [`Error::SlowRetrieval`] when the average rate falls below the policy's minimum after the
+//!   grace period, when a read stalls, or when the overall deadline passes.
+//! - [`fetch_metadata`] returns bytes only after their length and hashes (if the parent role
+//!   lists them) match; [`fetch_target`] reports success only after the hash matches.
+
+mod file;
+mod http;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256, Sha512};
+
+pub use file::FileTransport;
+pub use http::HttpTransport;
+
+use crate::error::Error;
+use crate::metadata::{Hashes, TargetFile};
+
+/// Bounds on how slowly a file may arrive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetrievalPolicy {
+    /// Minimum average rate, bytes per second, enforced once `grace` has passed.
+    pub min_bytes_per_sec: u64,
+    /// Time allowed before the rate is enforced (connection set-up, slow start).
+    pub grace: Duration,
+    /// Longest time any single read (or connect) may block.
+    pub stall: Duration,
+    /// Overall deadline of one file's transfer.
+    pub deadline: Duration,
+}
+
+impl Default for RetrievalPolicy {
+    /// 1 KiB/s after 30 s, no read blocking more than 30 s, one hour per file.
+    fn default() -> Self {
+        RetrievalPolicy {
+            min_bytes_per_sec: 1024,
+            grace: Duration::from_secs(30),
+            stall: Duration::from_secs(30),
+            deadline: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// A source of repository files (metadata or targets).
+pub trait Transport: std::fmt::Debug {
+    /// Starts fetching `path` (relative to the transport's base, `/`-separated, not
+    /// URL-encoded), allowing at most `max_len` bytes. Returns [`Error::NotFound`] if the file
+    /// does not exist and [`Error::LengthExceeded`] if it is announced longer than `max_len`.
+    fn fetch(&self, path: &str, max_len: u64) -> Result<Download, Error>;
+}
+
+/// The bytes of one fetch, as they arrive, under a length cap and the retrieval policy.
+pub struct Download {
+    path: String,
+    inner: Box<dyn Read + Send>,
+    max_len: u64,
+    received: u64,
+    started: Instant,
+    policy: RetrievalPolicy,
+}
+
+impl std::fmt::Debug for Download {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Download")
+            .field("path", &self.path)
+            .field("max_len", &self.max_len)
+            .field("received", &self.received)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Download {
+    /// Wraps a transport's raw reader. `started` is when the request began (before connecting),
+    /// so connection time counts toward the deadline.
+    pub fn new(
+        path: &str,
+        inner: Box<dyn Read + Send>,
+        max_len: u64,
+        policy: RetrievalPolicy,
+        started: Instant,
+    ) -> Self {
+        Download {
+            path: path.to_owned(),
+            inner,
+            max_len,
+            received: 0,
+            started,
+            policy,
+        }
+    }
+
+    /// The path being fetched.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn slow(&self, reason: &'static str) -> Error {
+        Error::SlowRetrieval {
+            path: self.path.clone(),
+            received: self.received,
+            elapsed_ms: self.started.elapsed().as_millis(),
+            reason,
+        }
+    }
+
+    fn check_rate(&self) -> Result<(), Error> {
+        let elapsed = self.started.elapsed();
+        if elapsed > self.policy.deadline {
+            return Err(self.slow("overall deadline passed"));
+        }
+        if elapsed > self.policy.grace {
+            let needed =
+                u128::from(self.policy.min_bytes_per_sec).saturating_mul(elapsed.as_millis());
+            if u128::from(self.received).saturating_mul(1000) < needed {
+                return Err(self.slow("average rate below the minimum"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the next bytes into `buf`; `Ok(0)` at the end. These bytes are NOT verified.
+    pub fn read_chunk(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        self.check_rate()?;
+        let n = loop {
+            match self.inner.read(buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                    ) =>
+                {
+                    return Err(self.slow("read stalled"))
+                }
+                Err(e) => return Err(Error::io(format!("{}: reading", self.path), e)),
+            }
+        };
+        self.received = self
+            .received
+            .saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
+        if self.received > self.max_len {
+            return Err(Error::LengthExceeded {
+                path: self.path.clone(),
+                max: self.max_len,
+            });
+        }
+        if n > 0 {
+            self.check_rate()?;
+        }
+        Ok(n)
+    }
+
+    /// Reads everything (at most `max_len` bytes). The bytes are NOT verified.
+    fn read_all(mut self) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            let n = self.read_chunk(&mut buf)?;
+            if n == 0 {
+                return Ok(out);
+            }
+            out.extend_from_slice(buf.get(..n).unwrap_or_default());
+        }
+    }
+}
+
+/// Hashers for the algorithms a hash list names.
+struct MultiHasher {
+    sha256: Option<Sha256>,
+    sha512: Option<Sha512>,
+}
+
+impl MultiHasher {
+    fn for_hashes(path: &str, hashes: &Hashes) -> Result<Self, Error> {
+        if hashes.is_empty() {
+            return Err(Error::NoHashes {
+                path: path.to_owned(),
+            });
+        }
+        let mut h = MultiHasher {
+            sha256: None,
+            sha512: None,
+        };
+        for alg in hashes.keys() {
+            match alg.as_str() {
+                "sha256" => h.sha256 = Some(Sha256::new()),
+                "sha512" => h.sha512 = Some(Sha512::new()),
+                other => {
+                    return Err(Error::UnsupportedHash {
+                        path: path.to_owned(),
+                        algorithm: other.to_owned(),
+                    })
+                }
+            }
+        }
+        Ok(h)
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        if let Some(h) = &mut self.sha256 {
+            h.update(data);
+        }
+        if let Some(h) = &mut self.sha512 {
+            h.update(data);
+        }
+    }
+
+    /// Checks every listed hash; returns the SHA-256 if it was computed.
+    fn verify(self, path: &str, hashes: &Hashes) -> Result<Option<[u8; 32]>, Error> {
+        let mismatch = || Error::HashMismatch {
+            path: path.to_owned(),
+        };
+        let sha256 = self.sha256.map(|h| <[u8; 32]>::from(h.finalize()));
+        let sha512 = self.sha512.map(|h| h.finalize().to_vec());
+        for (alg, want) in hashes {
+            let want = hex::decode(want).map_err(|_| mismatch())?;
+            let got: &[u8] = match alg.as_str() {
+                "sha256" => sha256.as_ref().map(|h| h.as_slice()).unwrap_or_default(),
+                "sha512" => sha512.as_deref().unwrap_or_default(),
+                _ => &[],
+            };
+            if got != want.as_slice() {
+                return Err(mismatch());
+            }
+        }
+        Ok(sha256)
+    }
+}
+
+/// Fetches a metadata file of at most `max_len` bytes and, when the parent role lists them,
+/// checks its exact length and hashes. Returns the bytes exactly as received.
+pub fn fetch_metadata(
+    transport: &dyn Transport,
+    path: &str,
+    max_len: u64,
+    length: Option<u64>,
+    hashes: Option<&Hashes>,
+) -> Result<Vec<u8>, Error> {
+    let max_len = length.map_or(max_len, |l| l.min(max_len));
+    let bytes = transport.fetch(path, max_len)?.read_all()?;
+    check_bytes(path, &bytes, length, hashes)?;
+    Ok(bytes)
+}
+
+/// Checks bytes against the length and hashes a parent role lists (each only if listed).
+pub(crate) fn check_bytes(
+    path: &str,
+    bytes: &[u8],
+    length: Option<u64>,
+    hashes: Option<&Hashes>,
+) -> Result<(), Error> {
+    let got = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+    if let Some(expected) = length {
+        if got != expected {
+            return Err(Error::LengthMismatch {
+                path: path.to_owned(),
+                expected,
+                got,
+            });
+        }
+    }
+    if let Some(hashes) = hashes {
+        let mut h = MultiHasher::for_hashes(path, hashes)?;
+        h.update(bytes);
+        h.verify(path, hashes)?;
+    }
+    Ok(())
+}
+
+/// Proof that a target's bytes matched trusted metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedTarget {
+    /// Bytes written to the sink.
+    pub length: u64,
+    /// Their SHA-256, when the metadata lists one.
+    pub sha256: Option<[u8; 32]>,
+}
+
+/// Streams the target at `path` into `sink`, at most `target.length` bytes, and returns
+/// success only if the length and every listed hash match.
+///
+/// The sink receives bytes before they are verified: the caller MUST NOT use (install,
+/// execute, parse) anything written to it unless this function returned `Ok`. Write to a
+/// temporary file or an inactive slot and act on it only after success.
+pub fn fetch_target(
+    transport: &dyn Transport,
+    path: &str,
+    target: &TargetFile,
+    sink: &mut dyn Write,
+) -> Result<VerifiedTarget, Error> {
+    let mut hasher = MultiHasher::for_hashes(path, &target.hashes)?;
+    let mut download = transport.fetch(path, target.length)?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total: u64 = 0;
+    loop {
+        let n = download.read_chunk(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        let chunk = buf.get(..n).unwrap_or_default();
+        hasher.update(chunk);
+        sink.write_all(chunk).map_err(|source| Error::Sink {
+            path: path.to_owned(),
+            source,
+        })?;
+        total = total.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
+    }
+    if total != target.length {
+        return Err(Error::LengthMismatch {
+            path: path.to_owned(),
+            expected: target.length,
+            got: total,
+        });
+    }
+    let sha256 = hasher.verify(path, &target.hashes)?;
+    sink.flush().map_err(|source| Error::Sink {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(VerifiedTarget {
+        length: total,
+        sha256,
+    })
+}
+
+/// Checks bytes already on disk (a cached target) against trusted metadata.
+pub fn verify_local_target(path: &Path, target: &TargetFile) -> Result<(), Error> {
+    let name = path.display().to_string();
+    let mut hasher = MultiHasher::for_hashes(&name, &target.hashes)?;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(format!("{name}: open"), e))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total: u64 = 0;
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| Error::io(format!("{name}: read"), e))?;
+        if n == 0 {
+            break;
+        }
+        total = total.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
+        if total > target.length {
+            return Err(Error::LengthExceeded {
+                path: name,
+                max: target.length,
+            });
+        }
+        hasher.update(buf.get(..n).unwrap_or_default());
+    }
+    if total != target.length {
+        return Err(Error::LengthMismatch {
+            path: name,
+            expected: target.length,
+            got: total,
+        });
+    }
+    hasher.verify(&name, &target.hashes).map(|_| ())
+}
+
+/// A transport for `url`: `http://…` or `file:///…` (or a plain directory path).
+pub fn transport_for_url(
+    url: &str,
+    policy: RetrievalPolicy,
+) -> Result<Box<dyn Transport + Send + Sync>, Error> {
+    if url.starts_with("http://") {
+        Ok(Box::new(HttpTransport::new(url, policy)?))
+    } else if url.starts_with("https://") {
+        Err(Error::UnsupportedUrl {
+            url: url.to_owned(),
+            reason: "TLS is not implemented; TUF metadata provides integrity, use http://",
+        })
+    } else if let Some(path) = url.strip_prefix("file://") {
+        Ok(Box::new(FileTransport::new(path, policy)))
+    } else if url.contains("://") {
+        Err(Error::UnsupportedUrl {
+            url: url.to_owned(),
+            reason: "only http:// and file:// are supported",
+        })
+    } else {
+        Ok(Box::new(FileTransport::new(url, policy)))
+    }
+}
+
+/// Checks a repository-relative path: no empty, `.` or `..` component, not absolute, no NUL
+/// or backslash. Shared by the transports and the server.
+pub(crate) fn check_relative(path: &str) -> Result<(), Error> {
+    let bad = |reason| {
+        Err(Error::BadPath {
+            path: path.to_owned(),
+            reason,
+        })
+    };
+    if path.is_empty() || path.starts_with('/') {
+        return bad("empty or absolute");
+    }
+    if path.contains('\0') || path.contains('\\') {
+        return bad("NUL or backslash");
+    }
+    if path
+        .split('/')
+        .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return bad("empty, . or .. component");
+    }
+    Ok(())
+}
