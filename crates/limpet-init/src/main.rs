@@ -32,7 +32,6 @@ mod status;
 mod supervisor;
 mod sys;
 mod trial;
-mod update_server;
 mod verified;
 
 use std::path::Path;
@@ -180,7 +179,7 @@ fn update_server(
     booted: &slots::Booted,
     policy: &limpet_sandbox::policy::DevicePolicy,
     trial_policy: &limpet_sandbox::policy::TrialPolicy,
-) -> Option<update_server::UpdateServer> {
+) -> Option<limpet_update::server::UpdateServer> {
     let name = policy.update_agent.as_ref()?;
     let Some(agent) = policy.tasks.iter().find(|t| &t.name == name) else {
         console::line(&format!(
@@ -189,15 +188,19 @@ fn update_server(
         return None;
     };
     let path = root.join(limpet_update_api::SOCKET.trim_start_matches('/'));
-    let devices = update_server::Devices {
-        root,
-        disk,
-        running: booted.slot,
+    let part = |slot: limpet_state::Slot| match slot {
+        limpet_state::Slot::A => disk.slot_a.node(root),
+        limpet_state::Slot::B => disk.slot_b.node(root),
+    };
+    let devices = limpet_update::server::Devices {
+        state: disk.state.node(root),
+        running: part(booted.slot),
+        inactive: part(booted.slot.other()),
         running_version: booted.mounted.header.version.clone(),
         key: *key,
         try_boots: u8::try_from(trial_policy.try_boots).unwrap_or(u8::MAX),
     };
-    match update_server::UpdateServer::bind(
+    match limpet_update::server::UpdateServer::bind(
         &path,
         agent.credentials.uid,
         agent.credentials.gid,

@@ -27,8 +27,8 @@ use crate::status::{SystemStatus, TrialStatus, UpdateAttempt};
 use crate::supervisor::{AfterExit, Millis, Readiness, RestartPolicy, Supervisor, TaskSpec};
 use crate::sys;
 use crate::trial::{self, HealthGate, Verdict};
-use crate::update_server::{Event as UpdateEvent, UpdateServer};
 use limpet_state::FailureReason;
+use limpet_update::server::{Event as UpdateEvent, UpdateServer};
 
 /// How long tasks get to exit after SIGTERM at shutdown.
 pub const GRACE: Duration = Duration::from_secs(3);

@@ -17,6 +17,7 @@
 //! health gate commits it or rolls it back (limpet-state's rules).
 
 mod reader;
+pub mod server;
 
 use ed25519_dalek::VerifyingKey;
 use limpet_image::slot::{self, SlotError};

@@ -12,13 +12,11 @@ use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+use crate::Session;
 use ed25519_dalek::VerifyingKey;
-use limpet_state::{Slot, StateStore, TryPhase};
-use limpet_update::Session;
+use limpet_state::{StateStore, TryPhase};
 use limpet_update_api::{DeviceStatus, Request, Response, MAX_DATA, MAX_MESSAGE};
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType};
-
-use crate::partitions::DiskPartitions;
 
 /// What the runtime must do after a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,12 +50,17 @@ pub struct UpdateServer {
 
 /// Where the server finds the device's parts.
 #[derive(Debug)]
-pub struct Devices<'a> {
-    pub root: &'a Path,
-    pub disk: &'a DiskPartitions,
-    pub running: Slot,
+pub struct Devices {
+    /// The `state` partition.
+    pub state: PathBuf,
+    /// The running slot's partition (read only, for the delta seed).
+    pub running: PathBuf,
     pub running_version: String,
+    /// The other slot's partition: the one updates are written to.
+    pub inactive: PathBuf,
+    /// The image key the slot headers must be signed with.
     pub key: VerifyingKey,
+    /// Boots a staged try gets.
     pub try_boots: u8,
 }
 
@@ -67,7 +70,7 @@ impl UpdateServer {
         path: &Path,
         agent_uid: u32,
         agent_gid: u32,
-        devices: Devices<'_>,
+        devices: Devices,
     ) -> Result<Self, String> {
         use std::os::unix::fs::PermissionsExt;
         let err = |what: &str, e: &dyn std::fmt::Display| {
@@ -92,11 +95,7 @@ impl UpdateServer {
             .map_err(|e| err("chmod", &e))?;
         rustix::net::listen(&listener, 1).map_err(|e| err("listen", &e))?;
 
-        let part = |slot: Slot| match slot {
-            Slot::A => devices.disk.slot_a.node(devices.root),
-            Slot::B => devices.disk.slot_b.node(devices.root),
-        };
-        let running = part(devices.running);
+        let running = devices.running;
         let running_length = File::open(&running)
             .map_err(|e| e.to_string())
             .and_then(|mut f| limpet_image::slot::read_header_at(&mut f).map_err(|e| e.to_string()))
@@ -106,11 +105,11 @@ impl UpdateServer {
             listener,
             conn: None,
             agent_uid,
-            state: devices.disk.state.node(devices.root),
+            state: devices.state,
             running,
             running_length,
             running_version: devices.running_version,
-            inactive: part(devices.running.other()),
+            inactive: devices.inactive,
             key: devices.key,
             try_boots: devices.try_boots,
             session: None,
@@ -183,7 +182,7 @@ impl UpdateServer {
                         .write(true)
                         .open(&self.inactive)
                         .map_err(|e| format!("{}: {e}", self.inactive.display()))?;
-                    let session = limpet_update::begin(&mut store, &target, &version, length)
+                    let session = crate::begin(&mut store, &target, &version, length)
                         .map_err(|e| chain(&e))?;
                     Ok::<_, String>((session, target))
                 })();
@@ -311,17 +310,25 @@ fn failed(version: Option<String>, error: String) -> (Response, Option<Event>) {
     )
 }
 
+/// An error and its sources, joined with `: `.
 fn chain(e: &dyn std::error::Error) -> String {
-    crate::console::chain(e)
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::partitions::BlockPartition;
     use ed25519_dalek::SigningKey;
     use limpet_image::slot::SlotMeta;
     use limpet_image::squashfs::{self, Entry};
+    use limpet_state::Slot;
     use limpet_state::{State, Version};
     use std::os::fd::AsFd;
 
@@ -346,14 +353,6 @@ mod tests {
             .unverified()
             .root_hash;
         (bytes, root)
-    }
-
-    fn part(name: &str) -> BlockPartition {
-        BlockPartition {
-            devname: name.into(),
-            disk: "vda".into(),
-            partname: name.into(),
-        }
     }
 
     struct Rig {
@@ -388,12 +387,6 @@ mod tests {
             store
                 .store(&State::factory(Version::parse("1.0.0").unwrap()))
                 .unwrap();
-            let disk = DiskPartitions {
-                state: part("state"),
-                slot_a: part("slota"),
-                slot_b: part("slotb"),
-                data: part("data"),
-            };
             let socket = root.join("run/limpet/update.sock");
             let uid = rustix::process::getuid().as_raw();
             let gid = rustix::process::getgid().as_raw();
@@ -402,9 +395,9 @@ mod tests {
                 uid,
                 gid,
                 Devices {
-                    root: &root,
-                    disk: &disk,
-                    running: Slot::A,
+                    state: root.join("dev/state"),
+                    running: root.join("dev/slota"),
+                    inactive: root.join("dev/slotb"),
                     running_version: "1.0.0".into(),
                     key: key.verifying_key(),
                     try_boots: 3,
