@@ -24,6 +24,17 @@ pub fn make(
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
+    if manifest
+        .tasks
+        .iter()
+        .any(|t| t.network == limpet_manifest::NetworkAccess::Allowlist)
+    {
+        wanted.extend(
+            kernel::network_modules(manifest.device.target)
+                .iter()
+                .map(|s| (*s).to_owned()),
+        );
+    }
     wanted.extend(
         manifest
             .kernel

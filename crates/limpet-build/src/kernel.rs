@@ -45,6 +45,29 @@ pub fn base_modules(target: Target) -> &'static [&'static str] {
     }
 }
 
+/// Modules a device with network needs on top of [`base_modules`]: the NIC (virtio-net on
+/// QEMU and most VMs) and what the nftables ruleset uses (see crates/limpet-net's module
+/// doc), which must be loaded before module loading is locked: the device has no
+/// `modprobe` for the kernel's on-demand loading.
+pub fn network_modules(target: Target) -> &'static [&'static str] {
+    match target {
+        Target::X86_64 | Target::Aarch64 => &[
+            "virtio_net",
+            "libcrc32c",
+            "nfnetlink",
+            "nf_tables",
+            "nf_defrag_ipv4",
+            "nf_defrag_ipv6",
+            "nf_conntrack",
+            "nft_ct",
+            "nft_limit",
+            "nf_socket_ipv4",
+            "nf_socket_ipv6",
+            "nft_socket",
+        ],
+    }
+}
+
 /// Errors finding the kernel or its modules.
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {

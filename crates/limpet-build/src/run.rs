@@ -304,6 +304,9 @@ pub struct RunOptions {
     /// Run limpet-init as PID 1 of new namespaces on this host instead of booting QEMU
     /// (see [`crate::sim`]).
     pub sim: bool,
+    /// With `sim`: the existing network namespace (`/run/netns/<name>`) PID 1 runs in,
+    /// instead of a new, empty one.
+    pub netns: Option<String>,
 }
 
 impl RunOptions {
@@ -316,6 +319,7 @@ impl RunOptions {
             persist: false,
             watch: Watch::default(),
             sim: false,
+            netns: None,
         }
     }
 }
@@ -510,7 +514,12 @@ fn run_sim(options: &RunOptions, on_line: &mut dyn FnMut(&str)) -> Result<RunRep
         options.dir.display(),
         root.path().display()
     );
-    supervise(root.command(), &options.watch, on_line).map_err(|err| match err {
+    supervise(
+        root.command(options.netns.as_deref()),
+        &options.watch,
+        on_line,
+    )
+    .map_err(|err| match err {
         RunError::Spawn { program, source } if source.kind() == std::io::ErrorKind::NotFound => {
             RunError::QemuMissing {
                 program,

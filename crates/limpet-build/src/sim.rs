@@ -9,7 +9,8 @@
 //!    its squashfs files into `<root>/slot`;
 //! 3. write the simulation marker (`/etc/limpet/sim`), the only thing that makes
 //!    limpet-init take its simulation path;
-//! 4. start `unshare --fork --pid --mount --uts --ipc --net --kill-child=SIGTERM`, which
+//! 4. start `unshare --fork --pid --mount --uts --ipc --net --kill-child=SIGTERM` (with
+//!    `--netns NAME`: `nsenter --net=/run/netns/NAME` first, and no `--net`), which
 //!    bind-mounts the root onto itself (so that it is a mount point, as on a device) and
 //!    `chroot`s into it to exec `/init`: new PID, mount, UTS, IPC and network namespaces,
 //!    and a SIGTERM (a clean shutdown) to PID 1 when `limpet run` ends.
@@ -77,29 +78,34 @@ impl SimRoot {
         &self.dir
     }
 
-    /// The command that starts limpet-init as PID 1 of new namespaces in this root.
-    pub fn command(&self) -> Command {
-        let mut cmd = Command::new("unshare");
-        cmd.args([
-            "--fork",
-            "--pid",
-            "--mount",
-            "--uts",
-            "--ipc",
-            "--net",
-            "--kill-child=SIGTERM",
-        ])
-        // In the new mount namespace (private propagation: nothing leaks to the host),
-        // the root becomes a mount point, as a device's root is; then chroot into it.
-        .args([
-            "/bin/sh",
-            "-c",
-            "mount --bind \"$0\" \"$0\" && exec chroot \"$0\" /init",
-        ])
-        .arg(&self.dir)
-        // PID 1 gets no environment from the host; PATH only lets the shell find its tools.
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    /// The command that starts limpet-init as PID 1 of new namespaces in this root: a new
+    /// network namespace too, or, with `netns`, the existing `/run/netns/<netns>` (entered
+    /// with `nsenter` first).
+    pub fn command(&self, netns: Option<&str>) -> Command {
+        let mut cmd = match netns {
+            Some(name) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{name}")).arg("unshare");
+                c
+            }
+            None => Command::new("unshare"),
+        };
+        cmd.args(["--fork", "--pid", "--mount", "--uts", "--ipc"]);
+        if netns.is_none() {
+            cmd.arg("--net");
+        }
+        cmd.arg("--kill-child=SIGTERM")
+            // In the new mount namespace (private propagation: nothing leaks to the host),
+            // the root becomes a mount point, as a device's root is; then chroot into it.
+            .args([
+                "/bin/sh",
+                "-c",
+                "mount --bind \"$0\" \"$0\" && exec chroot \"$0\" /init",
+            ])
+            .arg(&self.dir)
+            // PID 1 gets no environment from the host; PATH only lets the shell find its tools.
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
         cmd
     }
 }

@@ -23,6 +23,7 @@ mod console;
 mod dm;
 mod hardening;
 mod logs;
+mod network;
 mod partitions;
 mod power_button;
 mod runtime;
@@ -159,7 +160,25 @@ fn boot(root: &Path) -> Result<runtime::Outcome, String> {
             String::new()
         }
     ));
-    let outcome = runtime::run(root, &policy, &roots, probation, updates, &mut system)?;
+    let network = policy.network.as_ref().and_then(|net| {
+        let tasks = network_cgroups(root, net);
+        network::Network::start(net, tasks)
+            .map_err(|e| {
+                console::line(&format!(
+                    "limpet-init: network not started, every interface stays down: {e}"
+                ))
+            })
+            .ok()
+    });
+    let outcome = runtime::run(
+        root,
+        &policy,
+        &roots,
+        probation,
+        updates,
+        network,
+        &mut system,
+    )?;
 
     rustix::fs::sync();
     for mount in [DATA_MOUNT, SLOT_MOUNT] {
@@ -169,6 +188,41 @@ fn boot(root: &Path) -> Result<runtime::Outcome, String> {
     }
     console::line("limpet-init: all tasks stopped, filesystems unmounted");
     Ok(outcome)
+}
+
+/// How the network policy recognises each network task: by its cgroup v2 directory
+/// (created now, kept across restarts, so its id stays the same), or by its uid when the
+/// directory cannot be made.
+fn network_cgroups(
+    root: &Path,
+    net: &limpet_net::NetPolicy,
+) -> std::collections::BTreeMap<String, limpet_net::TaskMatch> {
+    use std::os::unix::fs::MetadataExt;
+    let parent = root
+        .join("sys/fs/cgroup")
+        .join(limpet_sandbox::spawn::CGROUP_PARENT);
+    net.tasks
+        .iter()
+        .map(|t| {
+            let dir = parent.join(&t.name);
+            let matched = std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::metadata(&dir))
+                .map(|m| limpet_net::TaskMatch::CgroupV2 {
+                    level: 2,
+                    id: m.ino(),
+                });
+            let matched = matched.unwrap_or_else(|e| {
+                console::line(&format!(
+                    "limpet-init: cgroup {} for {}: {e}; matching its packets by uid {}",
+                    dir.display(),
+                    t.name,
+                    t.uid
+                ));
+                limpet_net::TaskMatch::Uid(t.uid)
+            });
+            (t.name.clone(), matched)
+        })
+        .collect()
 }
 
 /// The update agent's socket, when the policy names an agent task.
@@ -249,6 +303,7 @@ fn system_status(
             status::TrialStatus::None
         },
         last_update: None,
+        network: None,
     }
 }
 

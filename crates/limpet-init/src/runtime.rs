@@ -22,6 +22,7 @@ use rustix::process::Signal;
 
 use crate::console;
 use crate::logs::{LineSplitter, LogFile};
+use crate::network::Network;
 use crate::slots::PendingTrial;
 use crate::status::{SystemStatus, TrialStatus, UpdateAttempt};
 use crate::supervisor::{AfterExit, Millis, Readiness, RestartPolicy, Supervisor, TaskSpec};
@@ -95,6 +96,7 @@ pub fn run(
     roots: &Roots,
     mut probation: Option<Probation>,
     mut updates: Option<UpdateServer>,
+    mut network: Option<Network>,
     system: &mut SystemStatus,
 ) -> Result<Outcome, String> {
     let signals = sys::signal_fd().map_err(|e| format!("signalfd: {e}"))?;
@@ -106,6 +108,7 @@ pub fn run(
     let mut supervisor = Supervisor::new(specs(policy));
     let mut pipes: Vec<Pipe> = Vec::new();
     let mut cgroups: BTreeMap<i32, PathBuf> = BTreeMap::new();
+    let mut oom_seen: BTreeMap<PathBuf, u64> = BTreeMap::new();
     let mut logs: BTreeMap<usize, LogFile> = BTreeMap::new();
     let log_dir = roots.data.join(LOG_DIR);
     let mut shutdown_deadline: Option<Millis> = None;
@@ -204,6 +207,11 @@ pub fn run(
                 }
             }
         }
+        if let Some(net) = &network {
+            if system.network.as_ref() != Some(&net.status) {
+                system.network = Some(net.status.clone());
+            }
+        }
         write_status(root, system, &supervisor, &mut last_status);
 
         if let Some(deadline) = shutdown_deadline {
@@ -223,12 +231,19 @@ pub fn run(
                 tv_nsec: 0,
             })
         } else {
+            let net_wait = network.as_ref().map(|n| {
+                let ms = n
+                    .next_deadline()
+                    .saturating_duration_since(std::time::Instant::now())
+                    .as_millis();
+                now.plus(Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX)))
+            });
             next_timeout(
                 &supervisor,
-                match (shutdown_deadline, gate_wait) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                },
+                [shutdown_deadline, gate_wait, net_wait]
+                    .into_iter()
+                    .flatten()
+                    .min(),
                 now,
             )
         };
@@ -243,6 +258,10 @@ pub fn run(
         if let Some(server) = &updates {
             fds.push(PollFd::new(server.pollable(), PollFlags::IN));
         }
+        let net_fds = network.as_ref().map(Network::pollables).unwrap_or_default();
+        for fd in &net_fds {
+            fds.push(PollFd::new(fd, PollFlags::IN));
+        }
         for pipe in &pipes {
             fds.push(PollFd::new(&pipe.fd, PollFlags::IN));
         }
@@ -253,14 +272,26 @@ pub fn run(
         };
         let events: Vec<PollFlags> = fds.iter().map(PollFd::revents).collect();
         drop(fds);
+        let net_count = net_fds.len();
+        drop(net_fds);
         if ready == 0 && shutdown_reason.is_none() {
+            if let Some(net) = network.as_mut() {
+                net.ready(&[]);
+            }
             continue;
         }
 
         // Task output first, so a task's last lines are logged before its exit is.
         let first_notifier = 1 + buttons.len();
         let update_index = first_notifier + notifiers.len();
-        let first_pipe = update_index + usize::from(updates.is_some());
+        let first_net = update_index + usize::from(updates.is_some());
+        let first_pipe = first_net + net_count;
+        let net_readable: Vec<bool> = events
+            .iter()
+            .skip(first_net)
+            .take(net_count)
+            .map(|e| !e.is_empty())
+            .collect();
         let update_ready =
             updates.is_some() && events.get(update_index).is_some_and(|e| !e.is_empty());
         let readable: Vec<usize> = notifiers
@@ -299,6 +330,9 @@ pub fn run(
             pipes.remove(i);
         }
 
+        if let Some(net) = network.as_mut() {
+            net.ready(&net_readable);
+        }
         if update_ready {
             if let Some(event) = updates.as_mut().and_then(|s| s.ready(probation.is_some())) {
                 let at_ms = sys::boottime_ms();
@@ -340,7 +374,7 @@ pub fn run(
         if events.first().is_some_and(|e| !e.is_empty()) {
             for signo in sys::read_signals(&signals) {
                 if signo == libc::SIGCHLD {
-                    reap(&mut supervisor, &mut cgroups);
+                    reap(&mut supervisor, &mut cgroups, &mut oom_seen);
                 } else {
                     shutdown_reason = Some(format!("signal {signo}"));
                 }
@@ -425,7 +459,11 @@ fn start(
     }
 }
 
-fn reap(supervisor: &mut Supervisor, cgroups: &mut BTreeMap<i32, PathBuf>) {
+fn reap(
+    supervisor: &mut Supervisor,
+    cgroups: &mut BTreeMap<i32, PathBuf>,
+    oom_seen: &mut BTreeMap<PathBuf, u64>,
+) {
     for reaped in sys::reap_all() {
         let now = Millis(sys::boottime_ms());
         let name = supervisor
@@ -433,12 +471,13 @@ fn reap(supervisor: &mut Supervisor, cgroups: &mut BTreeMap<i32, PathBuf>) {
             .iter()
             .find(|r| r.pid() == Some(reaped.pid))
             .map(|r| r.name.clone());
-        // The task's cgroup says whether the kernel's OOM killer ended it; the cgroup is
-        // empty now and is removed, so a restart starts with fresh counters.
+        // The task's cgroup says whether the kernel's OOM killer ended it. The cgroup is
+        // kept for the next start: the network policy recognises the task's sockets by
+        // its id. So the count is compared with what earlier runs already accounted for.
         let oom = cgroups.remove(&reaped.pid).map(|cgroup| {
             let kills = oom_kills(&cgroup);
-            let _ = std::fs::remove_dir(&cgroup);
-            kills
+            let seen = oom_seen.insert(cgroup, kills).unwrap_or(0);
+            kills.saturating_sub(seen)
         });
         let after = supervisor.exited(reaped.pid, reaped.exit, now);
         if let Some(name) = name {

@@ -60,8 +60,15 @@ pub fn run(root: &Path) -> Result<(), String> {
         state: None,
         trial: crate::status::TrialStatus::None,
         last_update: None,
+        network: None,
     };
-    crate::runtime::run(root, &policy, &roots, None, None, &mut system)?;
+    // No cgroup2 here: the network policy recognises each task by its uid.
+    let network = policy.network.as_ref().and_then(|net| {
+        crate::network::Network::start(net, limpet_net::Runtime::by_uid(net).tasks)
+            .map_err(|e| console::line(&format!("limpet-init: network not started: {e}")))
+            .ok()
+    });
+    crate::runtime::run(root, &policy, &roots, None, None, network, &mut system)?;
     console::line("limpet-init: all tasks stopped");
     Ok(())
 }

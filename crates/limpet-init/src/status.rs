@@ -19,6 +19,8 @@ pub struct SystemStatus {
     pub trial: TrialStatus,
     /// The last install the update agent asked for at this boot, and its outcome.
     pub last_update: Option<UpdateAttempt>,
+    /// Interfaces, DNS, and packets the network policy dropped; absent without network.
+    pub network: Option<crate::network::NetworkStatus>,
 }
 
 /// One install attempt through the update socket.

@@ -620,12 +620,12 @@ mod tests {
             )
         );
         assert!(ace_in(&doc, "mud-thermostat-v6fr", "sensor-1").is_none());
-        // One IPv6 address: only in the IPv6 ACLs, as a /128.
+        // One IPv4 address: only in the IPv4 ACLs, as a /32.
         assert_eq!(
-            ace_in(&doc, "mud-thermostat-v6fr", "web-0").unwrap()["matches"]["ipv6"],
-            json!({ "protocol": 6, "destination-ipv6-network": "2001:db8::1/128" })
+            ace_in(&doc, "mud-thermostat-v4fr", "web-0").unwrap()["matches"]["ipv4"],
+            json!({ "protocol": 6, "destination-ipv4-network": "198.51.100.7/32" })
         );
-        assert!(ace_in(&doc, "mud-thermostat-v4fr", "web-0").is_none());
+        assert!(ace_in(&doc, "mud-thermostat-v6fr", "web-0").is_none());
     }
 
     #[test]

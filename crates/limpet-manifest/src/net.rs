@@ -47,6 +47,11 @@ impl FromStr for Host {
 
     fn from_str(s: &str) -> Result<Self, Problem> {
         let err = || Problem::new(format!("invalid host {s:?}")).expected(HOST_EXPECTED);
+        if s.parse::<IpAddr>().is_ok_and(|ip| ip.is_ipv6())
+            || s.parse::<IpNet>().is_ok_and(|n| matches!(n, IpNet::V6(_)))
+        {
+            return Err(crate::validate::ipv6_problem("host", s));
+        }
         if s.contains('/') {
             let net: IpNet = s.parse().map_err(|_| {
                 err().hint(

@@ -435,15 +435,24 @@ fn network(c: &mut Checker<'_>, n: &RawNetwork) -> Option<Network> {
                     .expected("the device's address with its prefix length, e.g. \"192.0.2.10/24\"")
                     .maybe_hint(hint)
             })
+            .and_then(|net| match net {
+                IpNet::V6(_) => Err(ipv6_problem("address", v)),
+                IpNet::V4(_) => Ok(net),
+            })
         })
         .map(|net| (net, a.span()))
     });
     let gateway = n.gateway.as_ref().and_then(|g| {
         c.check(g, |v| {
-            v.parse::<IpAddr>().map_err(|_| {
-                Problem::new(format!("invalid gateway {v:?}"))
-                    .expected("an IP address, e.g. \"192.0.2.1\"")
-            })
+            v.parse::<IpAddr>()
+                .map_err(|_| {
+                    Problem::new(format!("invalid gateway {v:?}"))
+                        .expected("an IP address, e.g. \"192.0.2.1\"")
+                })
+                .and_then(|ip| match ip {
+                    IpAddr::V6(_) => Err(ipv6_problem("gateway", v)),
+                    IpAddr::V4(_) => Ok(ip),
+                })
         })
         .map(|ip| (ip, g.span()))
     });
@@ -500,10 +509,15 @@ fn network(c: &mut Checker<'_>, n: &RawNetwork) -> Option<Network> {
         None => None,
     };
     let dns = c.list(&n.dns, |v| {
-        v.parse::<IpAddr>().map_err(|_| {
-            Problem::new(format!("invalid DNS server {v:?}"))
-                .expected("an IP address, e.g. \"192.0.2.53\"")
-        })
+        v.parse::<IpAddr>()
+            .map_err(|_| {
+                Problem::new(format!("invalid DNS server {v:?}"))
+                    .expected("an IP address, e.g. \"192.0.2.53\"")
+            })
+            .and_then(|ip| match ip {
+                IpAddr::V6(_) => Err(ipv6_problem("DNS server", v)),
+                IpAddr::V4(_) => Ok(ip),
+            })
     });
     let interfaces = match &n.interfaces {
         Some(_) => c.list(&n.interfaces, str::parse),
@@ -1241,4 +1255,12 @@ fn lifecycle(
         freshness: freshness?,
         island: island?,
     })
+}
+
+/// IPv6 is refused where the manifest names addresses: the device's ruleset drops every
+/// IPv6 packet (limpet-net enforces IPv4 only), so such a rule could never work.
+pub(crate) fn ipv6_problem(what: &str, v: &str) -> Problem {
+    Problem::new(format!("IPv6 {what} {v:?} is not supported"))
+        .expected("an IPv4 address")
+        .hint("the device drops all IPv6 traffic; its network policy is IPv4 only for now")
 }

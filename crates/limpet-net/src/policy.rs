@@ -83,6 +83,28 @@ pub struct NetPolicy {
     pub dns_stub: SocketAddrV4,
     /// One address set per DNS name.
     pub names: Vec<NameSet>,
+    /// What PID 1 brings up: the interfaces, and the static address if there is one.
+    pub links: Links,
+}
+
+/// The device's interfaces and their configuration, for PID 1's network bring-up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Links {
+    /// Interfaces to bring up, in manifest order (DHCP runs on each).
+    pub interfaces: Vec<String>,
+    /// The static address (with its prefix) and gateway; `None` means DHCP.
+    pub static_address: Option<StaticAddress>,
+}
+
+/// A fixed address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticAddress {
+    /// The address with its prefix length, e.g. `192.0.2.10/24`.
+    pub address: Ipv4Net,
+    /// The default route; `None` for a link-only device.
+    pub gateway: Option<Ipv4Addr>,
 }
 
 /// How PID 1 gets its address.
@@ -279,10 +301,25 @@ impl NetPolicy {
                 IpAddr::V6(_) => Err(PolicyError::Ipv6Dns { server: *s }),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let addressing = match &m.network.mode {
-            NetworkMode::Dhcp => Addressing::Dhcp,
-            NetworkMode::Static { address, .. } => match address {
-                IpNet::V4(a) => Addressing::Static { network: a.trunc() },
+        let (addressing, static_address) = match &m.network.mode {
+            NetworkMode::Dhcp => (Addressing::Dhcp, None),
+            NetworkMode::Static { address, gateway } => match address {
+                IpNet::V4(a) => {
+                    let gateway = match gateway {
+                        None => None,
+                        Some(IpAddr::V4(g)) => Some(*g),
+                        Some(IpAddr::V6(_)) => {
+                            return Err(PolicyError::Ipv6Address { address: *address })
+                        }
+                    };
+                    (
+                        Addressing::Static { network: a.trunc() },
+                        Some(StaticAddress {
+                            address: *a,
+                            gateway,
+                        }),
+                    )
+                }
                 IpNet::V6(_) => return Err(PolicyError::Ipv6Address { address: *address }),
             },
         };
@@ -295,6 +332,10 @@ impl NetPolicy {
             dns_upstream,
             dns_stub: DNS_STUB,
             names,
+            links: Links {
+                interfaces: m.network.interfaces.iter().map(ToString::to_string).collect(),
+                static_address,
+            },
         })
     }
 

@@ -57,6 +57,9 @@ pub enum PolicyError {
     /// The stored policy is in another format.
     #[error("policy format {found} is not the supported format {FORMAT}")]
     Format { found: u32 },
+    /// The network policy could not be compiled.
+    #[error("network policy")]
+    Network(#[source] limpet_net::PolicyError),
     /// The policy could not be written as JSON.
     #[error("writing the device policy as JSON")]
     WriteJson(#[source] serde_json::Error),
@@ -82,6 +85,11 @@ pub struct DevicePolicy {
     /// The task that is the update agent: PID 1 opens the update socket for its uid only.
     #[serde(default)]
     pub update_agent: Option<String>,
+    /// The network policy PID 1 installs before any interface is up, and the interfaces it
+    /// brings up; absent when no task has `network = "allowlist"` (the device then has no
+    /// network at all).
+    #[serde(default)]
+    pub network: Option<limpet_net::NetPolicy>,
 }
 
 /// When a try slot is committed or rolled back (manifest `[update]`).
@@ -470,6 +478,15 @@ pub fn compile(manifest: &Manifest) -> Result<DevicePolicy, PolicyError> {
             try_boots: u.try_boots,
         }),
         update_agent: None,
+        network: if manifest
+            .tasks
+            .iter()
+            .any(|t| t.network == limpet_manifest::NetworkAccess::Allowlist)
+        {
+            Some(limpet_net::NetPolicy::compile(manifest).map_err(PolicyError::Network)?)
+        } else {
+            None
+        },
     })
 }
 

@@ -380,7 +380,7 @@ const CONTROLLERS: &str = "+memory +pids +cpu";
 /// The CPU budget file, written after exec.
 const CPU_MAX_FILE: &str = "cpu.max";
 /// The directory under the cgroup root that holds every task's cgroup.
-const CGROUP_PARENT: &str = "limpet";
+pub const CGROUP_PARENT: &str = "limpet";
 
 /// Once at boot: on cgroup v2, enables the task controllers in the root and in
 /// `<root>/limpet` (creating it); creates `<work>`.

@@ -42,6 +42,11 @@ pub struct Args {
     /// cgroup budget (needs root).
     #[arg(long)]
     sim: bool,
+    /// With --sim: run PID 1 inside the existing network namespace NAME
+    /// (`/run/netns/NAME`, as made by `ip netns add`) instead of a new, empty one, so the
+    /// device's interfaces (e.g. a veth named eth0) can be set up by the caller.
+    #[arg(long, value_name = "NAME", requires = "sim")]
+    netns: Option<String>,
     /// Print a JSON summary on stdout at the end; the console then goes to stderr.
     #[arg(long)]
     json: bool,
@@ -54,6 +59,7 @@ pub fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         append: args.append,
         persist: args.persist,
         sim: args.sim,
+        netns: args.netns,
         watch: Watch {
             exit_on: args.exit_on,
             timeout: args.timeout.map(Duration::from_secs),
