@@ -146,14 +146,35 @@ impl Machine {
 }
 
 /// The guest's network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Network {
     /// No network device at all.
     #[default]
     None,
-    // User networking (`-nic user,restrict=on,...`) goes here, with its arguments in
-    // `network_args`.
+    /// A virtio NIC on QEMU's user networking with `restrict=on`: the guest gets DHCP
+    /// (10.0.2.15, router 10.0.2.2, DNS 10.0.2.3) and can reach nothing outside, except
+    /// each forward: a connection to `10.0.2.100:<guest_port>` is relayed to `host` on this
+    /// machine (by `<relay> <host>`, a program QEMU starts per connection).
+    User {
+        /// The guest ports forwarded, and where to.
+        forwards: Vec<Forward>,
+        /// The program QEMU runs per forwarded connection, given the host address; it
+        /// relays its stdin and stdout to that address (`limpet relay`).
+        relay: PathBuf,
+    },
 }
+
+/// One guest-to-host forward of [`Network::User`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    /// Port on the guest side address [`FORWARD_ADDRESS`].
+    pub guest_port: u16,
+    /// Where the connection goes on this machine (loopback only).
+    pub host: std::net::SocketAddrV4,
+}
+
+/// The address a guest connects to for a forward.
+pub const FORWARD_ADDRESS: &str = "10.0.2.100";
 
 /// Everything the QEMU command line depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,7 +248,7 @@ pub fn qemu_args(config: &RunConfig) -> Vec<OsString> {
         "-serial",
         "stdio",
     ]);
-    push(&network_args(config.network));
+    args.extend(network_args(&config.network));
     if let Some(qmp) = &config.qmp {
         let mut value = OsString::from("unix:");
         value.push(qemu_option_value(qmp.as_os_str()));
@@ -254,9 +275,26 @@ pub fn qemu_args(config: &RunConfig) -> Vec<OsString> {
 }
 
 /// QEMU's arguments for the guest's network.
-fn network_args(network: Network) -> Vec<&'static str> {
+fn network_args(network: &Network) -> Vec<OsString> {
     match network {
-        Network::None => vec!["-nic", "none"],
+        Network::None => vec!["-nic".into(), "none".into()],
+        Network::User { forwards, relay } => {
+            let mut netdev = OsString::from("user,id=net0,restrict=on");
+            for f in forwards {
+                netdev.push(format!(
+                    ",guestfwd=tcp:{FORWARD_ADDRESS}:{}-cmd:",
+                    f.guest_port
+                ));
+                netdev.push(qemu_option_value(relay.as_os_str()));
+                netdev.push(format!(" {}", f.host));
+            }
+            vec![
+                "-netdev".into(),
+                netdev,
+                "-device".into(),
+                "virtio-net-pci,netdev=net0".into(),
+            ]
+        }
     }
 }
 
@@ -307,6 +345,8 @@ pub struct RunOptions {
     /// With `sim`: the existing network namespace (`/run/netns/<name>`) PID 1 runs in,
     /// instead of a new, empty one.
     pub netns: Option<String>,
+    /// The guest's network (QEMU only).
+    pub network: Network,
 }
 
 impl RunOptions {
@@ -320,6 +360,7 @@ impl RunOptions {
             watch: Watch::default(),
             sim: false,
             netns: None,
+            network: Network::None,
         }
     }
 }
@@ -401,6 +442,7 @@ pub fn prepare(options: &RunOptions) -> Result<RunConfig, RunError> {
     config.memory_mib = options.memory_mib;
     config.append = options.append.clone();
     config.persist = options.persist;
+    config.network = options.network.clone();
     Ok(config)
 }
 

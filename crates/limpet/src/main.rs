@@ -37,6 +37,10 @@ enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(cmd::keys::Command),
+    /// Relay stdin and stdout to a TCP address (what QEMU runs for each `run --forward`
+    /// connection).
+    #[command(hide = true)]
+    Relay(cmd::relay::Args),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => cmd::verify::run(args),
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Mud(args) => cmd::mud::run(args),
+        Command::Relay(args) => cmd::relay::run(args),
         Command::Run(args) => match cmd::run::run(args) {
             Ok(code) => return code,
             Err(err) => Err(err),

@@ -7,6 +7,7 @@ pub mod inspect;
 pub mod keys;
 pub mod mud;
 pub mod new;
+pub mod relay;
 pub mod run;
 pub mod verify;
 

@@ -3,7 +3,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use limpet_build::run::{Outcome, RunOptions, RunReport, Watch, DEFAULT_MEMORY_MIB};
+use limpet_build::run::{
+    Forward, Network, Outcome, RunOptions, RunReport, Watch, DEFAULT_MEMORY_MIB,
+};
 
 /// Arguments of `limpet run`.
 #[derive(Debug, clap::Args)]
@@ -47,6 +49,14 @@ pub struct Args {
     /// device's interfaces (e.g. a veth named eth0) can be set up by the caller.
     #[arg(long, value_name = "NAME", requires = "sim")]
     netns: Option<String>,
+    /// Give the guest a virtio NIC on QEMU's user networking, restricted: DHCP works, and
+    /// nothing outside is reachable except the --forward ports.
+    #[arg(long, conflicts_with = "sim")]
+    user_net: bool,
+    /// With --user-net: relay guest connections to 10.0.2.100:PORT to HOST:HOSTPORT on
+    /// this machine, e.g. `--forward 80=127.0.0.1:8080` for `limpet serve`. Repeatable.
+    #[arg(long, value_name = "PORT=HOST:HOSTPORT", requires = "user_net", value_parser = parse_forward)]
+    forward: Vec<Forward>,
     /// Print a JSON summary on stdout at the end; the console then goes to stderr.
     #[arg(long)]
     json: bool,
@@ -60,6 +70,14 @@ pub fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         persist: args.persist,
         sim: args.sim,
         netns: args.netns,
+        network: if args.user_net {
+            Network::User {
+                forwards: args.forward,
+                relay: std::env::current_exe()?,
+            }
+        } else {
+            Network::None
+        },
         watch: Watch {
             exit_on: args.exit_on,
             timeout: args.timeout.map(Duration::from_secs),
@@ -110,4 +128,24 @@ fn summary(r: &RunReport, options: &RunOptions) -> String {
         Outcome::Interrupted => format!("QEMU was ended by a signal {after}"),
     };
     format!("limpet run: {text} (exit {})", r.exit_code)
+}
+
+/// `PORT=HOST:HOSTPORT`, the host side on loopback only: a forward must not let the guest
+/// reach anything beyond this machine.
+fn parse_forward(s: &str) -> Result<Forward, String> {
+    let (port, host) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected PORT=HOST:HOSTPORT, e.g. 80=127.0.0.1:8080"))?;
+    let guest_port: u16 = port
+        .parse()
+        .map_err(|_| format!("{port:?} is not a port number"))?;
+    let host: std::net::SocketAddrV4 = host
+        .parse()
+        .map_err(|_| format!("{host:?} is not an IPv4 address and port"))?;
+    if !host.ip().is_loopback() {
+        return Err(format!(
+            "{host}: forwards go to this machine's loopback only (127.0.0.0/8)"
+        ));
+    }
+    Ok(Forward { guest_port, host })
 }
