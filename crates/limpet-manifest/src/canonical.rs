@@ -86,6 +86,9 @@ impl Manifest {
             let _ = writeln!(o, "\n[update]");
             let _ = writeln!(o, "repository = {}", q(u.repository.as_str()));
             let _ = writeln!(o, "poll = {}", q(&u.poll.to_string()));
+            if let Some(root) = &u.root {
+                let _ = writeln!(o, "root = {}", q(&root.to_string_lossy()));
+            }
             let _ = writeln!(o, "health = {}", q(&u.health.to_string()));
             let _ = writeln!(o, "health_timeout = {}", q(&u.health_timeout.to_string()));
             let _ = writeln!(o, "try_boots = {}", u.try_boots);

@@ -173,6 +173,10 @@ pub struct Update {
     pub poll: Duration,
     /// Root keys trusted for this device's repository; at least one.
     pub keys: Vec<KeyRef>,
+    /// The repository's first root metadata (`1.root.json`, relative to the manifest's
+    /// directory): the device's trust anchor, put in the slot by `limpet build`, which
+    /// checks that it lists the `keys` ids as root keys. Needed to build.
+    pub root: Option<PathBuf>,
     /// How long every task must be up (running and ready, or finished with success)
     /// without a failure before a try slot is committed (default 60s).
     pub health: Duration,

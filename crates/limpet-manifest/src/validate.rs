@@ -1146,11 +1146,22 @@ fn update(c: &mut Checker<'_>, u: &RawUpdate) -> Option<Update> {
         Some(n) => c.int_in(n, "try_boots", 1, i64::from(MAX_TRY_BOOTS)),
         None => Some(DEFAULT_TRY_BOOTS),
     };
+    let root = match &u.root {
+        Some(r) => match file_path("root metadata", r.get_ref()) {
+            Ok(p) => Some(Some(p)),
+            Err(p) => {
+                c.report(&r.span(), p);
+                None
+            }
+        },
+        None => Some(None),
+    };
     ok.then_some(())?;
     Some(Update {
         repository: repository?,
         poll: poll?,
         keys,
+        root: root?,
         health: health?,
         health_timeout: health_timeout?,
         try_boots: try_boots?,
