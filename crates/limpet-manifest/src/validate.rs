@@ -424,24 +424,26 @@ fn network(c: &mut Checker<'_>, n: &RawNetwork) -> Option<Network> {
         ),
         None => Some(Mode::Dhcp),
     };
-    let address = n.address.as_ref().and_then(|a| {
-        c.check(a, |v| {
-            v.parse::<IpNet>().map_err(|_| {
-                let hint = v
-                    .parse::<IpAddr>()
-                    .ok()
-                    .map(|ip| format!("add the prefix length, e.g. \"{ip}/24\""));
-                Problem::new(format!("invalid address {v:?}"))
+    let address =
+        n.address.as_ref().and_then(|a| {
+            c.check(a, |v| {
+                v.parse::<IpNet>()
+                    .map_err(|_| {
+                        let hint = v
+                            .parse::<IpAddr>()
+                            .ok()
+                            .map(|ip| format!("add the prefix length, e.g. \"{ip}/24\""));
+                        Problem::new(format!("invalid address {v:?}"))
                     .expected("the device's address with its prefix length, e.g. \"192.0.2.10/24\"")
                     .maybe_hint(hint)
+                    })
+                    .and_then(|net| match net {
+                        IpNet::V6(_) => Err(ipv6_problem("address", v)),
+                        IpNet::V4(_) => Ok(net),
+                    })
             })
-            .and_then(|net| match net {
-                IpNet::V6(_) => Err(ipv6_problem("address", v)),
-                IpNet::V4(_) => Ok(net),
-            })
-        })
-        .map(|net| (net, a.span()))
-    });
+            .map(|net| (net, a.span()))
+        });
     let gateway = n.gateway.as_ref().and_then(|g| {
         c.check(g, |v| {
             v.parse::<IpAddr>()

@@ -333,7 +333,12 @@ impl NetPolicy {
             dns_stub: DNS_STUB,
             names,
             links: Links {
-                interfaces: m.network.interfaces.iter().map(ToString::to_string).collect(),
+                interfaces: m
+                    .network
+                    .interfaces
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
                 static_address,
             },
         })
