@@ -113,6 +113,12 @@ pub enum BuildError {
     Disk(#[source] disk::DiskError),
     #[error("cannot write the factory state into {path}: {reason}")]
     State { path: PathBuf, reason: String },
+    #[error("adding the update agent's task")]
+    UpdateAgent(#[source] limpet_manifest::Diagnostics),
+    #[error("[update] needs `root`: the repository's first root metadata (e.g. root = \"repo/metadata/1.root.json\", written by `limpet repo init`)")]
+    NoUpdateRoot,
+    #[error("{path}: not the TUF root metadata the device can trust: {reason}")]
+    UpdateRoot { path: PathBuf, reason: String },
     #[error("two tasks use binaries named `{binary}` from different packages ({first}, {second})")]
     BinaryClash {
         binary: String,
@@ -167,8 +173,16 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     let signing_key = keys::load_signing_key(&key_path)?;
     let (epoch, epoch_source) = project::source_date_epoch(&project.dir)?;
     let target = manifest.device.target;
+    // What the device runs: the vendor's tasks and, with [update], the update agent.
+    let device_manifest = manifest
+        .with_update_agent()
+        .map_err(BuildError::UpdateAgent)?;
+    let update_root = match &manifest.update {
+        Some(u) => Some(update_root(&project.dir, u)?),
+        None => None,
+    };
     // Compiled first: a policy error is found before minutes of compiling.
-    let policy = limpet_sandbox::policy::compile(manifest)?.to_json()?;
+    let policy = limpet_sandbox::policy::compile(&device_manifest)?.to_json()?;
     let kernel_files = kernel::locate(
         manifest,
         &project.dir,
@@ -186,27 +200,34 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     let task_specs = task_binaries(manifest)?;
     let project_ws = Workspace::load(&project.dir, target)?;
     let limpet_ws = Workspace::load(&options.limpet_source, target)?;
-    let init_spec = BinarySpec {
+    // Limpet's own binaries: PID 1, and the update agent for a device with [update].
+    let mut own_specs = vec![BinarySpec {
         package: "limpet-init".into(),
         binary: "limpet-init".into(),
-    };
-    let (task_paths, init_path) = if same_dir(&project_ws.root, &limpet_ws.root) {
+    }];
+    if manifest.update.is_some() {
+        own_specs.push(BinarySpec {
+            package: limpet_manifest::UPDATE_AGENT_PACKAGE.into(),
+            binary: limpet_manifest::UPDATE_AGENT_PACKAGE.into(),
+        });
+    }
+    let (task_paths, own_paths) = if same_dir(&project_ws.root, &limpet_ws.root) {
         // One cargo invocation when the project lives in Limpet's own workspace.
         let mut specs = task_specs.clone();
-        specs.push(init_spec);
+        specs.extend(own_specs.iter().cloned());
         let mut paths = project_ws.build(&specs, target)?;
-        let init = paths.pop().ok_or(CargoError::MissingOutput {
-            path: "limpet-init".into(),
-        })?;
-        (paths, init)
+        let own = paths.split_off(task_specs.len());
+        (paths, own)
     } else {
         let tasks = project_ws.build(&task_specs, target)?;
-        let mut init = limpet_ws.build(&[init_spec], target)?;
-        let init = init.pop().ok_or(CargoError::MissingOutput {
-            path: "limpet-init".into(),
-        })?;
-        (tasks, init)
+        let own = limpet_ws.build(&own_specs, target)?;
+        (tasks, own)
     };
+    let mut own_paths = own_paths.into_iter();
+    let init_path = own_paths.next().ok_or(CargoError::MissingOutput {
+        path: "limpet-init".into(),
+    })?;
+    let agent_path = own_paths.next();
 
     let out_dir = options
         .out_dir
@@ -247,6 +268,23 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
             mode: 0o555,
         });
     }
+    if let (Some(agent), Some(root)) = (&agent_path, &update_root) {
+        let data = read(agent)?;
+        binaries.push(SizedFile {
+            name: limpet_manifest::UPDATE_AGENT_PACKAGE.into(),
+            bytes: data.len() as u64,
+        });
+        entries.push(squashfs::Entry {
+            path: limpet_manifest::UPDATE_AGENT_PACKAGE.into(),
+            data,
+            mode: 0o555,
+        });
+        entries.push(squashfs::Entry {
+            path: limpet_manifest::UPDATE_ROOT_FILE.into(),
+            data: root.clone(),
+            mode: 0o444,
+        });
+    }
     let init_bytes = read(&init_path)?;
     binaries.push(SizedFile {
         name: "limpet-init".into(),
@@ -277,8 +315,13 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         5,
         &format!("making the initramfs (kernel {})", kernel_files.release),
     );
-    let (initramfs, initramfs_uncompressed, modules) =
-        crate::initramfs::make(manifest, &kernel_files, &init_bytes, &signing_key, epoch)?;
+    let (initramfs, initramfs_uncompressed, modules) = crate::initramfs::make(
+        &device_manifest,
+        &kernel_files,
+        &init_bytes,
+        &signing_key,
+        epoch,
+    )?;
     staging.write(INITRAMFS, &initramfs)?;
 
     step(6, "copying the kernel");
@@ -470,4 +513,43 @@ impl Drop for Staging {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Reads `[update] root` and checks it is TUF root metadata whose root role lists every
+/// key id of `[update] keys` (the pin the vendor wrote in the manifest).
+fn update_root(dir: &Path, u: &limpet_manifest::Update) -> Result<Vec<u8>, BuildError> {
+    let rel = u.root.as_ref().ok_or(BuildError::NoUpdateRoot)?;
+    let path = dir.join(rel);
+    let bytes = read(&path)?;
+    let bad = |reason: String| BuildError::UpdateRoot {
+        path: path.clone(),
+        reason,
+    };
+    let doc: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
+    if doc["signed"]["_type"] != "root" {
+        return Err(bad("`signed._type` is not \"root\"".into()));
+    }
+    let ids: Vec<&str> = doc["signed"]["roles"]["root"]["keyids"]
+        .as_array()
+        .map(|a| a.iter().filter_map(serde_json::Value::as_str).collect())
+        .unwrap_or_default();
+    for key in &u.keys {
+        match key {
+            limpet_manifest::KeyRef::Id(id) if !ids.contains(&id.as_str()) => {
+                return Err(bad(format!(
+                    "[update] keys lists {} but the root role's keys are {ids:?}",
+                    id.as_str()
+                )));
+            }
+            limpet_manifest::KeyRef::Id(_) => {}
+            limpet_manifest::KeyRef::File(f) => {
+                return Err(bad(format!(
+                    "[update] keys pins a key file ({}); pin TUF root key ids instead: {{ id = \"...\" }}",
+                    f.display()
+                )));
+            }
+        }
+    }
+    Ok(bytes)
 }

@@ -30,6 +30,7 @@
 //! assert_eq!(limpet_manifest::parse("limpet.toml", &m.to_canonical_toml()), Ok(m));
 //! ```
 
+mod agent;
 mod canonical;
 mod diag;
 mod model;
@@ -41,6 +42,7 @@ mod task;
 mod units;
 mod validate;
 
+pub use agent::{UPDATE_AGENT_PACKAGE, UPDATE_AGENT_TASK, UPDATE_ROOT_FILE};
 pub use diag::{Diagnostic, Diagnostics, Problem};
 pub use model::*;
 pub use names::{

@@ -201,6 +201,35 @@ impl RepositoryUrl {
     pub fn is_https(&self) -> bool {
         self.0.starts_with("https://")
     }
+
+    /// The host (a DNS name or IPv4 address; an IPv6 literal keeps its brackets).
+    pub fn host(&self) -> &str {
+        let rest = self
+            .0
+            .strip_prefix("https://")
+            .or_else(|| self.0.strip_prefix("http://"))
+            .unwrap_or(&self.0);
+        let authority = rest.split('/').next().unwrap_or("");
+        if authority.starts_with('[') {
+            return authority.split_inclusive(']').next().unwrap_or(authority);
+        }
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    }
+
+    /// The port: the one written, else 443 for https and 80 for http.
+    pub fn port(&self) -> u16 {
+        let rest = self
+            .0
+            .strip_prefix("https://")
+            .or_else(|| self.0.strip_prefix("http://"))
+            .unwrap_or(&self.0);
+        let authority = rest.split('/').next().unwrap_or("");
+        let after_host = authority.rsplit_once(']').map_or(authority, |(_, a)| a);
+        after_host
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or(if self.is_https() { 443 } else { 80 })
+    }
 }
 
 impl fmt::Display for RepositoryUrl {

@@ -477,7 +477,11 @@ pub fn compile(manifest: &Manifest) -> Result<DevicePolicy, PolicyError> {
             health_timeout_ms: u.health_timeout.as_millis(),
             try_boots: u.try_boots,
         }),
-        update_agent: None,
+        update_agent: manifest
+            .tasks
+            .iter()
+            .find(|t| t.name.as_str() == limpet_manifest::UPDATE_AGENT_TASK)
+            .map(|t| t.name.to_string()),
         network: if manifest
             .tasks
             .iter()
@@ -683,6 +687,17 @@ fn filesystem(task: &Task, exec_path: &str, notify_socket: &str) -> (Vec<Mount>,
             flags: DATA,
         });
         landlock.write.push("/tmp".to_owned());
+    }
+    if task.name.as_str() == limpet_manifest::UPDATE_AGENT_TASK {
+        // The update agent's one privileged door: PID 1's update socket (owned by the
+        // agent's uid, mode 0600; limpet-update-api). Like the notify socket, not a
+        // Landlock matter.
+        mounts.push(Mount {
+            source: limpet_update_api::SOCKET.to_owned(),
+            target: limpet_update_api::SOCKET.to_owned(),
+            kind: MountKind::BindReadWrite,
+            flags: DATA,
+        });
     }
     if matches!(task.readiness, Readiness::Notify { .. }) {
         mounts.push(Mount {

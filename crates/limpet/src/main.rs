@@ -37,6 +37,13 @@ enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(cmd::keys::Command),
+    /// Manage an update repository (TUF metadata, targets, chunk store).
+    #[command(subcommand)]
+    Repo(cmd::publish::RepoCommand),
+    /// Add a built image to an update repository, or re-sign its timestamp (--refresh).
+    Publish(cmd::publish::PublishArgs),
+    /// Serve an update repository over HTTP for development.
+    Serve(cmd::serve::Args),
     /// Relay stdin and stdout to a TCP address (what QEMU runs for each `run --forward`
     /// connection).
     #[command(hide = true)]
@@ -73,6 +80,9 @@ fn main() -> ExitCode {
             Err(err) => Err(err),
         },
         Command::Keys(command) => cmd::keys::run(command),
+        Command::Repo(command) => cmd::publish::run_repo(command),
+        Command::Publish(args) => cmd::publish::run(args),
+        Command::Serve(args) => cmd::serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -37,9 +37,11 @@ fn release(version: &str, fail: bool) -> PathBuf {
     } else {
         manifest
     };
-    manifest.push_str(
-        "\n[update]\nrepository = \"http://192.0.2.1/hello\"\nkeys = [{ id = \"2f8e4f1b5d3a6c7e9f0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f5a6\" }]\nhealth = \"5s\"\n",
-    );
+    let (root, key_id) = tuf_root();
+    manifest.push_str(&format!(
+        "\n[update]\nrepository = \"http://192.0.2.1/hello\"\nkeys = [{{ id = \"{key_id}\" }}]\nroot = \"{}\"\nhealth = \"5s\"\n",
+        root.display()
+    ));
     let path = dir.join("limpet.toml");
     std::fs::write(&path, manifest).unwrap();
     let out = scratch().join(format!("release-{version}"));
@@ -56,6 +58,29 @@ fn release(version: &str, fail: bool) -> PathBuf {
         true,
     );
     out
+}
+
+/// A TUF repository made with `limpet repo init` (once): its first root metadata and one
+/// of its root key ids, for `[update]`.
+fn tuf_root() -> (PathBuf, String) {
+    let repo = scratch().join("tuf-repo");
+    let root = repo.join("metadata/1.root.json");
+    if !root.exists() {
+        run(
+            limpet()
+                .args(["repo", "init"])
+                .arg(&repo)
+                .arg("--keys")
+                .arg(scratch().join("tuf-keys")),
+            true,
+        );
+    }
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&root).unwrap()).unwrap();
+    let id = doc["signed"]["roles"]["root"]["keyids"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (root, id)
 }
 
 fn partition(disk: &Path, name: &str) -> (u64, u64) {

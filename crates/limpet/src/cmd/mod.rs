@@ -7,8 +7,10 @@ pub mod inspect;
 pub mod keys;
 pub mod mud;
 pub mod new;
+pub mod publish;
 pub mod relay;
 pub mod run;
+pub mod serve;
 pub mod verify;
 
 /// What every command returns: any error, printed with its whole chain by `main`.

@@ -1,0 +1,394 @@
+//! One poll: status → TUF refresh → choose → fetch the index → plan against the running
+//! slot → begin → assemble → finish → reboot (as the policy allows).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use limpet_chunk::{ChunkId, Index};
+use limpet_tuf::metadata::Role;
+use limpet_tuf::{Client, Clock, RetrievalPolicy, SystemClock, UnixTime};
+use limpet_update_api::DeviceStatus;
+
+use crate::error::AgentError;
+use crate::net::{read_all, Remote};
+use crate::pid1::{InactiveSlot, Pid1, RunningSlot};
+use crate::select::{choose, Candidate};
+
+/// Subdirectory of the state directory holding the TUF metadata (`root.json`,
+/// `timestamp.json`, `snapshot.json`, `targets.json`, `trusted-time-floor`).
+pub const METADATA_DIR: &str = "tuf";
+
+/// When to ask PID 1 to reboot into a staged try.
+///
+/// Hook for the manifest's reboot window: add `Window { .. }` here and decide in
+/// [`RebootPolicy::reboot_now`]. A try staged outside the window is not lost: every later
+/// poll sees it pending ([`Busy::TryStaged`]) and asks for the reboot once the policy allows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RebootPolicy {
+    /// As soon as a try is staged.
+    #[default]
+    Immediately,
+}
+
+impl RebootPolicy {
+    /// Whether a staged try may be rebooted into now.
+    pub fn reboot_now(&self) -> bool {
+        match self {
+            RebootPolicy::Immediately => true,
+        }
+    }
+}
+
+/// What the agent needs to know.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Repository base URL: `http://host[:port][/path]` (or `file://` for development);
+    /// `metadata/`, `targets/` and `chunks/` are below it.
+    pub repository: String,
+    /// Device model: only `DEVICE/*/slot.cidx` targets are considered.
+    pub device: String,
+    /// CPU target the slots must be built for (`x86_64`, `aarch64`).
+    pub cpu: String,
+    /// The trusted root shipped in the image: copied into the metadata directory on first run.
+    pub root: PathBuf,
+    /// Writable state (on the data partition): the TUF metadata lives in `STATE/tuf/`.
+    pub state_dir: PathBuf,
+    /// PID 1's update socket.
+    pub socket: PathBuf,
+    /// Bounds on slow or stalled downloads.
+    pub retrieval: RetrievalPolicy,
+    /// When to reboot into a staged try.
+    pub reboot: RebootPolicy,
+}
+
+impl AgentConfig {
+    /// A configuration with the defaults: this CPU, [`limpet_update_api::SOCKET`], the
+    /// default retrieval policy, reboot immediately.
+    pub fn new(repository: &str, device: &str, root: &Path, state_dir: &Path) -> Self {
+        AgentConfig {
+            repository: repository.to_owned(),
+            device: device.to_owned(),
+            cpu: std::env::consts::ARCH.to_owned(),
+            root: root.to_owned(),
+            state_dir: state_dir.to_owned(),
+            socket: PathBuf::from(limpet_update_api::SOCKET),
+            retrieval: RetrievalPolicy::default(),
+            reboot: RebootPolicy::default(),
+        }
+    }
+}
+
+/// Why nothing was done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Busy {
+    /// The running boot is itself a try on probation: no update until it is committed or
+    /// rolled back.
+    OnProbation {
+        /// The version on probation.
+        version: String,
+    },
+    /// A try is staged and waits for a reboot.
+    TryStaged {
+        /// Its version.
+        version: String,
+        /// Whether this poll asked PID 1 for the reboot (the policy allowed it).
+        reboot_requested: bool,
+    },
+}
+
+/// What a poll did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PollOutcome {
+    /// Nothing newer that this device may install.
+    UpToDate {
+        /// The running version.
+        running: String,
+        /// Body bytes fetched from the repository.
+        bytes_fetched: u64,
+        /// HTTP requests made (each one round trip).
+        round_trips: u64,
+    },
+    /// An install or a try is in progress; the repository was not asked.
+    Busy(Busy),
+    /// A new version was written, verified by PID 1 and marked "try".
+    Staged {
+        /// The version.
+        version: String,
+        /// Boots the try gets.
+        boots: u8,
+        /// Body bytes fetched: metadata, index and chunks.
+        bytes_fetched: u64,
+        /// HTTP requests made.
+        round_trips: u64,
+        /// Chunks downloaded.
+        chunks_fetched: usize,
+        /// Chunks copied from the running slot.
+        chunks_reused: usize,
+        /// Bytes copied from the running slot.
+        bytes_reused: u64,
+        /// Bytes of the new slot.
+        slot_length: u64,
+        /// Whether the reboot was asked for (the policy allowed it).
+        reboot_requested: bool,
+    },
+}
+
+impl fmt::Display for PollOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let reboot = |asked: bool| {
+            if asked {
+                "reboot requested"
+            } else {
+                "reboot deferred by policy"
+            }
+        };
+        match self {
+            PollOutcome::UpToDate {
+                running,
+                bytes_fetched,
+                round_trips,
+            } => write!(
+                f,
+                "up to date at {running} ({bytes_fetched} bytes in {round_trips} requests)"
+            ),
+            PollOutcome::Busy(Busy::OnProbation { version }) => {
+                write!(f, "busy: {version} is on probation, not checking")
+            }
+            PollOutcome::Busy(Busy::TryStaged {
+                version,
+                reboot_requested,
+            }) => write!(
+                f,
+                "busy: {version} is staged for a try, {}",
+                reboot(*reboot_requested)
+            ),
+            PollOutcome::Staged {
+                version,
+                boots,
+                bytes_fetched,
+                round_trips,
+                chunks_fetched,
+                chunks_reused,
+                slot_length,
+                reboot_requested,
+                ..
+            } => write!(
+                f,
+                "staged {version} ({slot_length} bytes, {boots} boots to prove itself): \
+                 fetched {bytes_fetched} bytes in {round_trips} requests, \
+                 {chunks_fetched} chunks fetched, {chunks_reused} reused; {}",
+                reboot(*reboot_requested)
+            ),
+        }
+    }
+}
+
+/// A clock shared across polls (each TUF client takes its own box).
+#[derive(Debug, Clone)]
+struct SharedClock(Arc<dyn Clock + Send + Sync>);
+
+impl Clock for SharedClock {
+    fn now(&self) -> UnixTime {
+        self.0.now()
+    }
+}
+
+/// The update agent.
+#[derive(Debug)]
+pub struct Agent {
+    config: AgentConfig,
+    clock: SharedClock,
+}
+
+impl Agent {
+    /// An agent with the system clock (the TUF client's time floor guards it).
+    pub fn new(config: AgentConfig) -> Self {
+        Agent {
+            config,
+            clock: SharedClock(Arc::new(SystemClock)),
+        }
+    }
+
+    /// Replaces the clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock + Send + Sync>) -> Self {
+        self.clock = SharedClock(clock);
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AgentConfig {
+        &self.config
+    }
+
+    /// `STATE/tuf`.
+    pub fn metadata_dir(&self) -> PathBuf {
+        self.config.state_dir.join(METADATA_DIR)
+    }
+
+    /// One check for an update, and its install when there is one. Never panics; on error
+    /// nothing is staged (PID 1 drops an unfinished install when the connection closes).
+    pub fn poll_once(&mut self) -> Result<PollOutcome, AgentError> {
+        let pid1 = Pid1::connect(&self.config.socket)?;
+        let status = pid1.status()?;
+        if let Some(busy) = self.busy(&pid1, &status)? {
+            return Ok(PollOutcome::Busy(busy));
+        }
+        let repo =
+            Remote::new(&self.config.repository, self.config.retrieval).map_err(|source| {
+                AgentError::Repository {
+                    url: self.config.repository.clone(),
+                    source,
+                }
+            })?;
+        let client = self.refresh(&repo)?;
+        let targets = client
+            .trusted_targets()
+            .map(|t| &t.targets)
+            .ok_or_else(|| AgentError::Tuf {
+                dir: self.metadata_dir(),
+                source: limpet_tuf::Error::NotRefreshed,
+            })?;
+        let Some(candidate) = choose(targets, &self.config.device, &self.config.cpu, &status)?
+        else {
+            return Ok(PollOutcome::UpToDate {
+                running: status.running_version,
+                bytes_fetched: repo.traffic.bytes(),
+                round_trips: repo.traffic.requests(),
+            });
+        };
+        self.install(&pid1, &status, &client, &repo, &candidate)
+    }
+
+    /// Probation or a staged try: nothing to fetch. Asks again for the reboot into a staged
+    /// try when the policy allows (the first request may have been lost, or deferred).
+    fn busy(&self, pid1: &Pid1, status: &DeviceStatus) -> Result<Option<Busy>, AgentError> {
+        if status.on_probation {
+            return Ok(Some(Busy::OnProbation {
+                version: status.running_version.clone(),
+            }));
+        }
+        let Some(version) = &status.pending_try else {
+            return Ok(None);
+        };
+        let reboot_requested = self.config.reboot.reboot_now();
+        if reboot_requested {
+            pid1.reboot()?;
+        }
+        Ok(Some(Busy::TryStaged {
+            version: version.clone(),
+            reboot_requested,
+        }))
+    }
+
+    /// Opens the TUF client (provisioning the shipped root on first run) and refreshes.
+    fn refresh(&self, repo: &Remote) -> Result<Client, AgentError> {
+        let dir = self.metadata_dir();
+        let tuf = |source| AgentError::Tuf {
+            dir: dir.clone(),
+            source,
+        };
+        if !dir.join(Role::Root.file_name()).exists() {
+            let provision = |source| AgentError::Provision {
+                root: self.config.root.clone(),
+                dir: dir.clone(),
+                source,
+            };
+            let bytes = std::fs::read(&self.config.root).map_err(provision)?;
+            Client::init(&dir, &bytes).map_err(tuf)?;
+        }
+        let mut client =
+            Client::open(&dir, repo.metadata(), Box::new(self.clock.clone())).map_err(tuf)?;
+        client.refresh().map_err(tuf)?;
+        Ok(client)
+    }
+
+    fn install(
+        &self,
+        pid1: &Pid1,
+        status: &DeviceStatus,
+        client: &Client,
+        repo: &Remote,
+        candidate: &Candidate,
+    ) -> Result<PollOutcome, AgentError> {
+        let slot = &candidate.slot;
+        let version = slot.version.to_string();
+        let name = &candidate.index_target;
+        if slot.slot_length > status.inactive_capacity {
+            return Err(AgentError::DoesNotFit {
+                version,
+                length: slot.slot_length,
+                capacity: status.inactive_capacity,
+            });
+        }
+        // The index: a TUF target, so its length and hash are checked before it is parsed.
+        let mut bytes = Vec::new();
+        client
+            .fetch_target(&*repo.targets, name, &mut bytes)
+            .map_err(|source| AgentError::FetchIndex {
+                target: name.clone(),
+                source,
+            })?;
+        let index = Index::from_bytes(&bytes).map_err(|source| AgentError::Index {
+            target: name.clone(),
+            source,
+        })?;
+        drop(bytes);
+        check_index(name, &index, slot)?;
+
+        let seed = RunningSlot::new(pid1, status.running_length);
+        let assemble_err = |source| AgentError::Assemble {
+            version: version.clone(),
+            source,
+        };
+        let plan = limpet_chunk::plan(&index, &[&seed]).map_err(assemble_err)?;
+        pid1.begin(&version, slot.slot_length)?;
+        let mut fetch = |id: &ChunkId, cap: u64| -> std::io::Result<Vec<u8>> {
+            let path = limpet_repo::target::chunk_path(&id.to_hex());
+            repo.base
+                .fetch(&path, cap)
+                .and_then(read_all)
+                .map_err(std::io::Error::other)
+        };
+        let mut out = InactiveSlot::new(pid1);
+        let stats = limpet_chunk::assemble_planned(&index, &plan, &[&seed], &mut fetch, &mut out)
+            .map_err(assemble_err)?;
+        let boots = pid1.finish(&version, slot.verity_root)?;
+        let reboot_requested = self.config.reboot.reboot_now();
+        if reboot_requested {
+            pid1.reboot()?;
+        }
+        Ok(PollOutcome::Staged {
+            version,
+            boots,
+            bytes_fetched: repo.traffic.bytes(),
+            round_trips: repo.traffic.requests(),
+            chunks_fetched: stats.chunks_fetched,
+            chunks_reused: stats.chunks_reused,
+            bytes_reused: stats.bytes_reused,
+            slot_length: slot.slot_length,
+            reboot_requested,
+        })
+    }
+}
+
+/// The index must describe the slot the custom fields describe (a publisher bug otherwise:
+/// both are signed by the same targets key).
+fn check_index(
+    name: &str,
+    index: &Index,
+    slot: &limpet_repo::SlotTarget,
+) -> Result<(), AgentError> {
+    let mismatch = |field| AgentError::IndexMismatch {
+        target: name.to_owned(),
+        field,
+    };
+    if index.total_length() != slot.slot_length {
+        return Err(mismatch("slot_length"));
+    }
+    if index.payload_sha256() != slot.slot_sha256 {
+        return Err(mismatch("slot_sha256"));
+    }
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! Why a poll failed. Each variant names the request, target or file involved; the log line
+//! prints the whole chain.
+
+use std::path::PathBuf;
+
+/// Why [`crate::Agent::poll_once`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// The update socket could not be used.
+    #[error("update socket {path}: {op}")]
+    Socket {
+        /// The socket.
+        path: PathBuf,
+        /// The operation or request.
+        op: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// PID 1 refused a request or it failed there.
+    #[error("PID 1 refused {request}: {reason}")]
+    Refused {
+        /// The request.
+        request: &'static str,
+        /// PID 1's text.
+        reason: String,
+    },
+    /// PID 1's answer is not a valid message.
+    #[error("PID 1's answer to {request} is not a valid message")]
+    Decode {
+        /// The request.
+        request: &'static str,
+        /// The cause.
+        #[source]
+        source: limpet_update_api::DecodeError,
+    },
+    /// PID 1 answered with a message that does not answer the request.
+    #[error("PID 1 answered {request} with {response}")]
+    Unexpected {
+        /// The request.
+        request: &'static str,
+        /// The answer (shortened).
+        response: String,
+    },
+    /// A version in PID 1's status is not a version.
+    #[error("PID 1's status field {field} is {text:?}")]
+    Status {
+        /// The field.
+        field: &'static str,
+        /// Its text.
+        text: String,
+        /// Why it is not a version.
+        #[source]
+        source: limpet_state::VersionError,
+    },
+    /// The shipped trusted root could not be installed into the metadata directory.
+    #[error("provisioning the trusted root from {root} into {dir}")]
+    Provision {
+        /// The shipped root.json.
+        root: PathBuf,
+        /// The metadata directory.
+        dir: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The repository URL cannot be used.
+    #[error("repository {url}")]
+    Repository {
+        /// The base URL.
+        url: String,
+        /// The cause.
+        #[source]
+        source: limpet_tuf::Error,
+    },
+    /// Opening the TUF client or refreshing its metadata failed (every TUF attack ends here
+    /// with its own variant of the source).
+    #[error("TUF metadata in {dir}")]
+    Tuf {
+        /// The metadata directory.
+        dir: PathBuf,
+        /// The cause.
+        #[source]
+        source: limpet_tuf::Error,
+    },
+    /// The chunk index target could not be fetched and verified.
+    #[error("fetching target {target}")]
+    FetchIndex {
+        /// The target name.
+        target: String,
+        /// The cause.
+        #[source]
+        source: limpet_tuf::Error,
+    },
+    /// The verified index bytes are not a valid chunk index.
+    #[error("target {target} is not a valid chunk index")]
+    Index {
+        /// The target name.
+        target: String,
+        /// The cause.
+        #[source]
+        source: limpet_chunk::IndexError,
+    },
+    /// The index and the signed custom fields describe different slots.
+    #[error("target {target}: the index's {field} differs from the signed custom field")]
+    IndexMismatch {
+        /// The target name.
+        target: String,
+        /// `slot_length` or `slot_sha256`.
+        field: &'static str,
+    },
+    /// The slot is larger than the inactive slot partition.
+    #[error("{version} is {length} bytes, the inactive slot holds {capacity}")]
+    DoesNotFit {
+        /// The version.
+        version: String,
+        /// Its slot length.
+        length: u64,
+        /// The partition's size.
+        capacity: u64,
+    },
+    /// Building the new slot failed (a chunk could not be fetched, or did not verify).
+    #[error("assembling {version}")]
+    Assemble {
+        /// The version.
+        version: String,
+        /// The cause.
+        #[source]
+        source: limpet_chunk::AssembleError,
+    },
+}

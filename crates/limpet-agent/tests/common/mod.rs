@@ -1,0 +1,307 @@
+//! Shared parts of the agent's tests, all real: slots from limpet-image, a repository
+//! written by limpet-repo and served by limpet-tuf's server (behind a counting TCP relay),
+//! and PID 1's `UpdateServer` from limpet-update on temporary files.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ed25519_dalek::SigningKey;
+use limpet_image::slot::{self, SlotMeta};
+use limpet_image::squashfs::{self, Entry};
+use limpet_state::{State, StateStore, Version};
+use limpet_update::server::{Devices, Event, UpdateServer};
+
+pub const DEVICE: &str = "thermo";
+/// Size of each slot partition.
+pub const SLOT_SIZE: u64 = 4 << 20;
+const STATE_SIZE: usize = 1 << 20;
+
+pub fn image_key() -> SigningKey {
+    SigningKey::from_bytes(&[11; 32])
+}
+
+/// A release of the test device: a squashfs with a manifest naming the version and a
+/// 1 MiB "binary" that is the same in every release except `patch` bytes at its middle.
+pub fn release(version: &str, patch: &[u8]) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut binary: Vec<u8> = (0..(1 << 20))
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect();
+    let mid = binary.len() / 2;
+    binary[mid..mid + patch.len()].copy_from_slice(patch);
+    let entries = vec![
+        Entry {
+            path: "manifest.toml".into(),
+            data: format!("[device]\nname = \"{DEVICE}\"\nversion = \"{version}\"\n").into_bytes(),
+            mode: 0o644,
+        },
+        Entry {
+            path: "task".into(),
+            data: binary,
+            mode: 0o755,
+        },
+    ];
+    let fs = squashfs::build(&entries, 1_700_000_000).unwrap();
+    let meta = SlotMeta {
+        device: DEVICE.into(),
+        target: std::env::consts::ARCH.into(),
+        version: version.into(),
+    };
+    slot::assemble(&fs, &meta, b"{}", &image_key()).unwrap()
+}
+
+/// A TUF repository with its keys, in a temporary directory.
+pub struct TestRepo {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestRepo {
+    pub fn new() -> TestRepo {
+        let dir = tempfile::tempdir().unwrap();
+        limpet_repo::init_repo(&dir.path().join("repo"), &dir.path().join("keys")).unwrap();
+        TestRepo { dir }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+
+    pub fn keys(&self) -> PathBuf {
+        self.dir.path().join("keys")
+    }
+
+    /// The root a device ships.
+    pub fn root(&self) -> PathBuf {
+        self.path().join("metadata/1.root.json")
+    }
+
+    /// Publishes `slot` bytes with limpet-repo.
+    pub fn publish(&self, slot: &[u8]) -> limpet_repo::Published {
+        let file = self.dir.path().join("incoming.img");
+        std::fs::write(&file, slot).unwrap();
+        limpet_repo::publish(
+            &file,
+            &self.path(),
+            &self.keys(),
+            &image_key().verifying_key(),
+        )
+        .unwrap()
+    }
+}
+
+/// What the relay saw.
+#[derive(Debug, Default)]
+pub struct Wire {
+    pub connections: AtomicU64,
+    /// Bytes from the agent to the server (requests).
+    pub up: AtomicU64,
+    /// Bytes from the server to the agent (responses, headers included).
+    pub down: AtomicU64,
+}
+
+impl Wire {
+    pub fn take(&self) -> (u64, u64, u64) {
+        (
+            self.connections.swap(0, Ordering::SeqCst),
+            self.up.swap(0, Ordering::SeqCst),
+            self.down.swap(0, Ordering::SeqCst),
+        )
+    }
+}
+
+/// A TCP relay in front of `upstream` that counts connections and bytes each way: the
+/// server-side count of what an update check costs on the wire.
+pub struct Relay {
+    pub addr: SocketAddr,
+    pub wire: Arc<Wire>,
+}
+
+impl Relay {
+    pub fn start(upstream: SocketAddr) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let wire = Arc::new(Wire::default());
+        let w = Arc::clone(&wire);
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(client) = conn else { continue };
+                let w = Arc::clone(&w);
+                std::thread::spawn(move || relay(client, upstream, &w));
+            }
+        });
+        Relay { addr, wire }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+fn copy_counting(mut from: TcpStream, mut to: TcpStream, count: &AtomicU64) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                count.fetch_add(n as u64, Ordering::SeqCst);
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+fn relay(client: TcpStream, upstream: SocketAddr, wire: &Arc<Wire>) {
+    wire.connections.fetch_add(1, Ordering::SeqCst);
+    let Ok(server) = TcpStream::connect(upstream) else {
+        return;
+    };
+    let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let w = Arc::clone(wire);
+    let up = std::thread::spawn(move || copy_counting(c2, s2, &w.up));
+    copy_counting(server, client, &wire.down);
+    let _ = up.join();
+}
+
+/// PID 1's update server on temporary partitions, polled in a thread.
+pub struct Device {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub events: Arc<Mutex<Vec<Event>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Device {
+    /// Slot A holds `running` (version `running_version`, committed: the factory state),
+    /// slot B is blank.
+    pub fn new(running: &[u8], running_version: &str) -> Device {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("state"), vec![0u8; STATE_SIZE]).unwrap();
+        let mut a = running.to_vec();
+        a.resize(usize::try_from(SLOT_SIZE).unwrap(), 0);
+        std::fs::write(root.join("slota"), a).unwrap();
+        std::fs::write(
+            root.join("slotb"),
+            vec![0u8; usize::try_from(SLOT_SIZE).unwrap()],
+        )
+        .unwrap();
+        let mut store = StateStore::new(
+            File::options()
+                .read(true)
+                .write(true)
+                .open(root.join("state"))
+                .unwrap(),
+        )
+        .unwrap();
+        store
+            .store(&State::factory(Version::parse(running_version).unwrap()))
+            .unwrap();
+
+        let socket = root.join("run/update.sock");
+        let devices = Devices {
+            state: root.join("state"),
+            running: root.join("slota"),
+            running_version: running_version.into(),
+            inactive: root.join("slotb"),
+            key: image_key().verifying_key(),
+            try_boots: 3,
+        };
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (sock, ev, st) = (socket.clone(), Arc::clone(&events), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            let uid = rustix::process::getuid().as_raw();
+            let gid = rustix::process::getgid().as_raw();
+            let mut server = UpdateServer::bind(&sock, uid, gid, devices).unwrap();
+            ready_tx.send(()).unwrap();
+            let timeout = rustix::time::Timespec {
+                tv_sec: 0,
+                tv_nsec: 20_000_000,
+            };
+            while !st.load(Ordering::SeqCst) {
+                let readable = {
+                    let mut fds = [rustix::event::PollFd::new(
+                        server.pollable(),
+                        rustix::event::PollFlags::IN,
+                    )];
+                    rustix::event::poll(&mut fds, Some(&timeout)).unwrap_or(0) > 0
+                };
+                if readable {
+                    if let Some(e) = server.ready(false) {
+                        ev.lock().unwrap().push(e);
+                    }
+                }
+            }
+        });
+        ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        Device {
+            dir,
+            socket,
+            events,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn state(&self) -> State {
+        StateStore::new(File::open(self.path("state")).unwrap())
+            .unwrap()
+            .load()
+            .unwrap()
+    }
+
+    /// The events so far, once at least `n` have arrived (the server thread records an
+    /// event just after answering, so it may trail the agent by a moment).
+    pub fn events(&self, n: usize) -> Vec<Event> {
+        for _ in 0..500 {
+            let events = self.events.lock().unwrap().clone();
+            if events.len() >= n {
+                return events;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.events.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// An agent for `device` against `url`, its state in `state_dir`.
+pub fn agent_config(
+    url: &str,
+    repo: &TestRepo,
+    device: &Device,
+    state_dir: &Path,
+) -> limpet_agent::AgentConfig {
+    let mut c = limpet_agent::AgentConfig::new(url, DEVICE, &repo.root(), state_dir);
+    c.socket = device.socket.clone();
+    c
+}

@@ -1,0 +1,221 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! The agent end to end, in process, with every part real: v1 and v2 slots from
+//! limpet-image, published with limpet-repo, served by limpet-tuf's server, installed
+//! through limpet-update's `UpdateServer` (PID 1's side) on temporary partitions.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{agent_config, release, Device, Relay, TestRepo};
+use limpet_agent::{Agent, AgentError, Busy, PollOutcome};
+use limpet_chunk::{AssembleError, Index};
+use limpet_tuf::serve::{serve, serve_with, ServeOptions, Throttle};
+use limpet_tuf::RetrievalPolicy;
+use limpet_update::server::Event;
+
+/// A v1 device polls a repository holding v1, then an older version, then v2 with one
+/// tampered chunk, then v2 intact; then polls again with the try staged.
+#[test]
+fn a_device_updates_itself_and_refuses_what_does_not_verify() {
+    let v1 = release("1.0.0", b"");
+    let v2 = release("2.0.0", b"one changed line");
+    let repo = TestRepo::new();
+    let p1 = repo.publish(&v1);
+    assert_eq!(p1.index_target, "thermo/1.0.0/slot.cidx");
+    let server = serve(&repo.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let relay = Relay::start(server.local_addr());
+    let device = Device::new(&v1, "1.0.0");
+    let state_dir = tempfile::tempdir().unwrap();
+    let mut agent = Agent::new(agent_config(&relay.url(), &repo, &device, state_dir.path()));
+
+    // Only the running version is published: nothing to do.
+    let first = agent.poll_once().unwrap();
+    assert!(
+        matches!(&first, PollOutcome::UpToDate { running, .. } if running == "1.0.0"),
+        "{first:?}"
+    );
+    relay.wire.take();
+
+    // A version below the floor (and the running version) is ignored.
+    repo.publish(&release("0.9.0", b"old"));
+    let outcome = agent.poll_once().unwrap();
+    assert!(
+        matches!(outcome, PollOutcome::UpToDate { .. }),
+        "{outcome:?}"
+    );
+    relay.wire.take();
+
+    // Nothing changed since the last poll: the cost of a check, counted by the agent and on
+    // the wire. limpet-tuf asks for the next root (absent: 404), then timestamp.json, and
+    // reuses snapshot and targets from disk.
+    let outcome = agent.poll_once().unwrap();
+    let (connections, up, down) = relay.wire.take();
+    let PollOutcome::UpToDate {
+        bytes_fetched,
+        round_trips,
+        ..
+    } = outcome
+    else {
+        panic!("{outcome:?}")
+    };
+    println!(
+        "nothing-changed check: {round_trips} round trips, {bytes_fetched} body bytes; \
+         on the wire {connections} connections, {up} bytes up, {down} bytes down"
+    );
+    assert_eq!(round_trips, 2);
+    assert_eq!(connections, 2);
+    let timestamp = std::fs::metadata(repo.path().join("metadata/timestamp.json"))
+        .unwrap()
+        .len();
+    assert_eq!(bytes_fetched, timestamp, "only timestamp.json has a body");
+    assert!(timestamp < 1024, "timestamp.json is {timestamp} bytes");
+
+    // v2, with one of the chunks the device must fetch tampered on the server.
+    let p2 = repo.publish(&v2);
+    assert!(p2.chunks_written < p2.chunks, "v2 shares chunks with v1");
+    let index = Index::from_bytes(
+        &std::fs::read(repo.path().join("targets").join(&p2.index_target)).unwrap(),
+    )
+    .unwrap();
+    let v1_index = Index::from_bytes(
+        &std::fs::read(repo.path().join("targets").join(&p1.index_target)).unwrap(),
+    )
+    .unwrap();
+    let new_chunk = index
+        .chunks()
+        .iter()
+        .find(|c| {
+            c.compressed_length >= c.length && !v1_index.chunks().iter().any(|o| o.id == c.id)
+        })
+        .expect("v2 has a new, incompressible chunk");
+    let chunk_file = repo
+        .path()
+        .join(limpet_repo::target::chunk_path(&new_chunk.id.to_hex()));
+    let good = std::fs::read(&chunk_file).unwrap();
+    let mut bad = good.clone();
+    *bad.last_mut().unwrap() ^= 0x01;
+    std::fs::write(&chunk_file, &bad).unwrap();
+
+    let err = agent.poll_once().unwrap_err();
+    match &err {
+        AgentError::Assemble {
+            version,
+            source: AssembleError::Hash { expected, .. },
+        } => {
+            assert_eq!(version, "2.0.0");
+            assert_eq!(*expected, new_chunk.id);
+        }
+        other => panic!("expected a chunk hash mismatch, got {other:?}"),
+    }
+    assert!(device.state().pending_try().is_none(), "nothing is staged");
+    assert!(!device
+        .events(0)
+        .iter()
+        .any(|e| matches!(e, Event::Staged { .. })));
+    relay.wire.take();
+
+    // The chunk repaired: v2 is fetched (only what v1 lacks), written and staged.
+    std::fs::write(&chunk_file, &good).unwrap();
+    let outcome = agent.poll_once().unwrap();
+    let (connections, up, down) = relay.wire.take();
+    let PollOutcome::Staged {
+        version,
+        bytes_fetched,
+        round_trips,
+        chunks_fetched,
+        chunks_reused,
+        slot_length,
+        reboot_requested,
+        ..
+    } = &outcome
+    else {
+        panic!("{outcome:?}")
+    };
+    println!(
+        "v1 -> v2: {bytes_fetched} body bytes in {round_trips} round trips \
+         ({chunks_fetched} chunks fetched, {chunks_reused} reused); on the wire {connections} \
+         connections, {up} bytes up, {down} bytes down; v2 slot {slot_length} bytes, all its \
+         chunks compressed {} bytes, index {} bytes",
+        p2.compressed_length, p2.index_length
+    );
+    assert_eq!(version, "2.0.0");
+    assert!(*reboot_requested);
+    assert!(
+        *bytes_fetched < p2.compressed_length,
+        "fetched {bytes_fetched} of {}",
+        p2.compressed_length
+    );
+    let written = std::fs::read(device.path("slotb")).unwrap();
+    assert_eq!(&written[..v2.len()], &v2[..], "slot B holds exactly v2");
+    let t = device.state().pending_try().cloned().unwrap();
+    assert_eq!(
+        (t.slot, t.version.to_string()),
+        (limpet_state::Slot::B, "2.0.0".into())
+    );
+    // The tampered attempt ended with the connection: nothing was marked for it.
+    assert_eq!(
+        device.events(2),
+        [
+            Event::Staged {
+                version: "2.0.0".into()
+            },
+            Event::Reboot
+        ]
+    );
+
+    // The try is staged: the agent does not check again, and asks for the reboot again.
+    let outcome = agent.poll_once().unwrap();
+    assert_eq!(
+        outcome,
+        PollOutcome::Busy(Busy::TryStaged {
+            version: "2.0.0".into(),
+            reboot_requested: true
+        })
+    );
+    assert_eq!(
+        relay.wire.take().0,
+        0,
+        "a busy poll does not touch the network"
+    );
+}
+
+/// A server that trickles bytes is cut off by the retrieval policy.
+#[test]
+fn a_trickling_server_is_a_slow_retrieval() {
+    let v1 = release("1.0.0", b"");
+    let repo = TestRepo::new();
+    repo.publish(&v1);
+    let server = serve_with(
+        &repo.path(),
+        "127.0.0.1:0".parse().unwrap(),
+        ServeOptions {
+            throttle: Some(Throttle {
+                bytes: 16,
+                pause: Duration::from_millis(100),
+            }),
+        },
+    )
+    .unwrap();
+    let device = Device::new(&v1, "1.0.0");
+    let state_dir = tempfile::tempdir().unwrap();
+    let mut config = agent_config(&server.url(), &repo, &device, state_dir.path());
+    config.retrieval = RetrievalPolicy {
+        min_bytes_per_sec: 1024,
+        grace: Duration::from_millis(300),
+        stall: Duration::from_secs(2),
+        deadline: Duration::from_secs(10),
+    };
+    let err = Agent::new(config).poll_once().unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            AgentError::Tuf {
+                source: limpet_tuf::Error::SlowRetrieval { path, .. },
+                ..
+            } if path == "timestamp.json"
+        ),
+        "{err:?}"
+    );
+    assert!(device.state().pending_try().is_none());
+}

@@ -1,0 +1,20 @@
+//! The update repository's Limpet layer.
+//!
+//! - [`target`]: target names (`D/V/slot.img`, `D/V/slot.cidx`) and the signed
+//!   `custom.limpet` object, shared by the publisher and the device's update agent.
+//! - [`publish`] (feature `publish`, vendor side): [`init_repo`], [`publish()`] a built
+//!   slot (chunk store + two TUF targets), [`refresh`] the timestamp and snapshot.
+//!
+//! The repository is static files (TUF metadata, targets, a content-addressed chunk store);
+//! see [`publish`] for its layout and the order in which a publish writes them.
+
+#[cfg(feature = "publish")]
+pub mod publish;
+pub mod target;
+
+#[cfg(feature = "publish")]
+pub use publish::{
+    init_repo, publish, refresh, slot_image_path, trusted_root_path, InitOutcome, PublishError,
+    Published,
+};
+pub use target::{CustomError, SlotTarget};

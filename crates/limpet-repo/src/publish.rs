@@ -1,0 +1,322 @@
+//! Publishing a built slot into an update repository (vendor side, `limpet publish`).
+//!
+//! Repository layout (static files; any web server or object store serves them):
+//!
+//! ```text
+//! REPO/metadata/   TUF metadata (limpet-tuf): N.root.json, root.json, timestamp.json,
+//!                  snapshot.json, targets.json and their versioned copies
+//! REPO/targets/    TUF targets: D/V/slot.img, D/V/slot.cidx (and hash-prefixed copies)
+//! REPO/chunks/     the chunk store (limpet-chunk): chunks/<2 hex>/<sha256>.zst
+//! ```
+//!
+//! Rules kept here:
+//! - A slot is published only if it verifies completely with the image public key given
+//!   (signature, every verity block, the attachment), and only if its file is exactly the
+//!   slot (no trailing bytes), so the device's seed and the index describe the same bytes.
+//! - A version is published once: a version of the same precedence already listed for the
+//!   device is refused (semver build metadata does not make a new version).
+//! - Write order: chunks, then `slot.img`, then `slot.cidx`. Every file is written
+//!   atomically (limpet-chunk and limpet-tuf rename complete files into place), and an agent
+//!   only acts on a `slot.cidx`, so it never sees a version whose chunks are not all there.
+//! - Root keys are never needed: only targets, snapshot and timestamp keys sign here.
+//! - One publisher at a time per repository: there is no lock.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::VerifyingKey;
+use limpet_state::Version;
+use limpet_tuf::metadata::Role;
+use limpet_tuf::{InitOptions, RepoError, Repository, SystemClock};
+
+use crate::target::{self, SlotTarget, CHUNKS_DIR};
+
+/// Why publishing, initialising or refreshing failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The slot image cannot be read.
+    #[error("{path}: cannot read the slot image")]
+    Read {
+        /// The slot image.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The slot does not verify with the image key (or is not a slot at all).
+    #[error("{path}: the slot does not verify with the image key given")]
+    Verify {
+        /// The slot image.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: limpet_image::slot::SlotError,
+    },
+    /// The file holds more (or fewer) bytes than the slot its header describes.
+    #[error("{path}: file is {file_len} bytes, the slot it holds is {slot_len} bytes")]
+    Length {
+        /// The slot image.
+        path: PathBuf,
+        /// Bytes in the file.
+        file_len: u64,
+        /// The layout's total size.
+        slot_len: u64,
+    },
+    /// The header's version is not a version the device state can hold.
+    #[error("{path}: slot version {version:?}")]
+    Version {
+        /// The slot image.
+        path: PathBuf,
+        /// The text in the header.
+        version: String,
+        /// Why.
+        #[source]
+        source: limpet_state::VersionError,
+    },
+    /// This version (or one of equal precedence) is already published.
+    #[error(
+        "{device} {version} is already published as target {existing:?}; publish a higher version"
+    )]
+    Exists {
+        /// Device model.
+        device: String,
+        /// The version refused.
+        version: String,
+        /// The target already listed.
+        existing: String,
+    },
+    /// Writing the chunk store failed.
+    #[error("{store}: writing the chunk store")]
+    Chunks {
+        /// The repository directory.
+        store: PathBuf,
+        /// The cause.
+        #[source]
+        source: limpet_chunk::PublishError,
+    },
+    /// The slot file changed while it was being published (its index was not added).
+    #[error("{path}: the slot image changed while it was being published")]
+    Changed {
+        /// The slot image.
+        path: PathBuf,
+    },
+    /// The TUF repository could not be opened, read or signed.
+    #[error("{repo}: TUF repository")]
+    Repo {
+        /// The repository directory.
+        repo: PathBuf,
+        /// The cause.
+        #[source]
+        source: RepoError,
+    },
+}
+
+fn repo_err(repo: &Path) -> impl FnOnce(RepoError) -> PublishError + '_ {
+    move |source| PublishError::Repo {
+        repo: repo.to_owned(),
+        source,
+    }
+}
+
+/// What [`init_repo`] found or made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InitOutcome {
+    /// A new repository with new role keys.
+    Created {
+        /// The root metadata devices must ship (`REPO/metadata/1.root.json`).
+        trusted_root: PathBuf,
+    },
+    /// A repository was already there; nothing was changed.
+    Existing {
+        /// Its current root (`REPO/metadata/N.root.json`).
+        trusted_root: PathBuf,
+    },
+}
+
+/// What [`publish`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The signed facts now in the repository.
+    pub slot: SlotTarget,
+    /// `D/V/slot.img`.
+    pub slot_target: String,
+    /// `D/V/slot.cidx`.
+    pub index_target: String,
+    /// Chunks in the index.
+    pub chunks: usize,
+    /// Chunk files new to the store.
+    pub chunks_written: usize,
+    /// Bytes of those new chunk files.
+    pub chunk_bytes_written: u64,
+    /// Bytes of every chunk of this version, compressed: a download with no seed.
+    pub compressed_length: u64,
+    /// Bytes of the chunk index.
+    pub index_length: u64,
+    /// The root metadata devices must ship: `REPO/metadata/N.root.json` of the current root.
+    pub trusted_root: PathBuf,
+}
+
+/// `REPO/metadata/N.root.json` of the repository's current root: the file a device's image
+/// carries as its trusted root (any later root is reached from it by the N+1 chain).
+pub fn trusted_root_path(repo_dir: &Path, keys_dir: &Path) -> Result<PathBuf, PublishError> {
+    let repo =
+        Repository::open(repo_dir, keys_dir, Box::new(SystemClock)).map_err(repo_err(repo_dir))?;
+    let root = repo.root().map_err(repo_err(repo_dir))?;
+    Ok(repo
+        .metadata_dir()
+        .join(format!("{}.{}", root.version, Role::Root.file_name())))
+}
+
+/// Creates the TUF repository in `repo_dir` and its role keys in `keys_dir` (3 root keys
+/// with threshold 2, one key each for targets, snapshot and timestamp), unless a repository
+/// is already there. Keep the `root-*.pem` keys offline afterwards: publishing never needs
+/// them.
+pub fn init_repo(repo_dir: &Path, keys_dir: &Path) -> Result<InitOutcome, PublishError> {
+    let root_json = repo_dir.join("metadata").join(Role::Root.file_name());
+    if root_json.exists() {
+        return Ok(InitOutcome::Existing {
+            trusted_root: trusted_root_path(repo_dir, keys_dir)?,
+        });
+    }
+    let opts = InitOptions {
+        root_keys: 3,
+        root_threshold: 2,
+        ..InitOptions::default()
+    };
+    Repository::init(repo_dir, keys_dir, opts, Box::new(SystemClock))
+        .map_err(repo_err(repo_dir))?;
+    let chunks = repo_dir.join(CHUNKS_DIR);
+    std::fs::create_dir_all(&chunks).map_err(|source| PublishError::Repo {
+        repo: repo_dir.to_owned(),
+        source: RepoError::Io {
+            path: chunks,
+            source,
+        },
+    })?;
+    Ok(InitOutcome::Created {
+        trusted_root: trusted_root_path(repo_dir, keys_dir)?,
+    })
+}
+
+/// Re-signs snapshot and timestamp with fresh expiries (run it well within a day: the
+/// timestamp is valid for one). Needs only the snapshot and timestamp keys.
+pub fn refresh(repo_dir: &Path, keys_dir: &Path) -> Result<(), PublishError> {
+    Repository::open(repo_dir, keys_dir, Box::new(SystemClock))
+        .and_then(|r| r.refresh())
+        .map_err(repo_err(repo_dir))
+}
+
+/// The slot image of `path`: the file itself, or `path/slot.img` for a build output
+/// directory.
+pub fn slot_image_path(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join(target::SLOT_FILE)
+    } else {
+        path.to_owned()
+    }
+}
+
+/// Publishes the slot at `slot_or_out` (a slot image or a `limpet build` output directory)
+/// into the repository `repo_dir`, signing with the role keys in `keys_dir`. The slot must
+/// verify with `image_key`. See the module rules.
+pub fn publish(
+    slot_or_out: &Path,
+    repo_dir: &Path,
+    keys_dir: &Path,
+    image_key: &VerifyingKey,
+) -> Result<Published, PublishError> {
+    let path = slot_image_path(slot_or_out);
+    let repo =
+        Repository::open(repo_dir, keys_dir, Box::new(SystemClock)).map_err(repo_err(repo_dir))?;
+
+    // 1. The slot: verified completely, exactly its own length.
+    let read_err = |source| PublishError::Read {
+        path: path.clone(),
+        source,
+    };
+    let mut file = File::open(&path).map_err(read_err)?;
+    let file_len = file.metadata().map_err(read_err)?.len();
+    let (layout, header) =
+        limpet_image::slot::verify_at(&mut file, image_key).map_err(|source| {
+            PublishError::Verify {
+                path: path.clone(),
+                source,
+            }
+        })?;
+    if file_len != layout.total_size {
+        return Err(PublishError::Length {
+            path,
+            file_len,
+            slot_len: layout.total_size,
+        });
+    }
+    let version = Version::parse(&header.version).map_err(|source| PublishError::Version {
+        path: path.clone(),
+        version: header.version.clone(),
+        source,
+    })?;
+
+    // 2. Not published before.
+    let listed = repo.targets().map_err(repo_err(repo_dir))?;
+    for name in listed.targets.keys() {
+        let Some(rest) = name
+            .strip_prefix(header.device.as_str())
+            .and_then(|r| r.strip_prefix('/'))
+        else {
+            continue;
+        };
+        let Some((v, _)) = rest.split_once('/') else {
+            continue;
+        };
+        if Version::parse(v).is_ok_and(|v| v.precedence(&version).is_eq()) {
+            return Err(PublishError::Exists {
+                device: header.device.clone(),
+                version: version.to_string(),
+                existing: name.clone(),
+            });
+        }
+    }
+
+    // 3. Chunks, then the slot, then its index (the index makes the version visible).
+    let chunked =
+        limpet_chunk::publish_with(&path, repo_dir, limpet_chunk::PublishOptions::default())
+            .map_err(|source| PublishError::Chunks {
+                store: repo_dir.to_owned(),
+                source,
+            })?;
+    let index = chunked.index;
+    let slot = SlotTarget {
+        device: header.device.clone(),
+        version,
+        target: header.target.as_str().to_owned(),
+        verity_root: header.root_hash,
+        slot_length: file_len,
+        slot_sha256: index.payload_sha256(),
+    };
+    let version_text = slot.version.to_string();
+    let slot_target = target::slot_target_name(&slot.device, &version_text);
+    let index_target = target::index_target_name(&slot.device, &version_text);
+    let added = repo
+        .add_target(&slot_target, &path, Some(slot.slot_custom()))
+        .map_err(repo_err(repo_dir))?;
+    // The file was read three times (verify, chunk, copy): all three must be the same bytes.
+    if added.hashes.get("sha256") != Some(&hex::encode(slot.slot_sha256)) {
+        return Err(PublishError::Changed { path });
+    }
+    let index_bytes = index.to_bytes();
+    repo.add_target_bytes(&index_target, &index_bytes, Some(slot.index_custom()))
+        .map_err(repo_err(repo_dir))?;
+
+    Ok(Published {
+        chunks: index.chunks().len(),
+        chunks_written: chunked.chunks_written,
+        chunk_bytes_written: chunked.bytes_written,
+        compressed_length: index.compressed_length(),
+        index_length: u64::try_from(index_bytes.len()).unwrap_or(u64::MAX),
+        trusted_root: trusted_root_path(repo_dir, keys_dir)?,
+        slot,
+        slot_target,
+        index_target,
+    })
+}

@@ -1,0 +1,302 @@
+//! What a published version looks like in the TUF targets metadata: target names and the
+//! signed `custom` object. Shared by the publisher and the device's update agent, so the
+//! two cannot drift apart.
+//!
+//! Per published version `V` of device model `D`:
+//!
+//! | target | content |
+//! | --- | --- |
+//! | `D/V/slot.img` | the whole slot image (for tools and other TUF clients) |
+//! | `D/V/slot.cidx` | the slot's chunk index (`limpet-chunk` format 1): what devices fetch |
+//!
+//! Both carry `custom = {"limpet": {...}}` with the fields of [`SlotTarget`]; the index's
+//! also has `"index_format": 1`. The chunks themselves are not TUF targets: they live in the
+//! chunk store [`CHUNKS_DIR`] next to `metadata/` and `targets/`, named by their SHA-256,
+//! and are trusted only through the signed index that names them.
+//!
+//! Rules kept here:
+//! - Parsing is strict about what the agent relies on (device, version, target, hashes,
+//!   length, index format) and ignores unknown fields, so a newer publisher can add some.
+//! - A target name and its `custom` must agree on device and version, or the entry is
+//!   refused: the name is what a repository listing shows, the custom what the agent acts on.
+
+use limpet_state::Version;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The chunk store's directory in the repository, beside `metadata/` and `targets/`.
+pub const CHUNKS_DIR: &str = "chunks";
+/// The only chunk index format this crate writes and reads.
+pub const INDEX_FORMAT: u32 = 1;
+/// File name of the chunk index target.
+pub const INDEX_FILE: &str = "slot.cidx";
+/// File name of the whole-slot target.
+pub const SLOT_FILE: &str = "slot.img";
+/// The key of Limpet's object inside a target's `custom`.
+pub const CUSTOM_KEY: &str = "limpet";
+
+/// `D/V/slot.cidx`.
+pub fn index_target_name(device: &str, version: &str) -> String {
+    format!("{device}/{version}/{INDEX_FILE}")
+}
+
+/// `D/V/slot.img`.
+pub fn slot_target_name(device: &str, version: &str) -> String {
+    format!("{device}/{version}/{SLOT_FILE}")
+}
+
+/// The version part of `D/V/slot.cidx` when the name is an index target of `device`.
+pub fn index_target_version<'a>(name: &'a str, device: &str) -> Option<&'a str> {
+    let rest = name.strip_prefix(device)?.strip_prefix('/')?;
+    let version = rest.strip_suffix(INDEX_FILE)?.strip_suffix('/')?;
+    (!version.is_empty() && !version.contains('/')).then_some(version)
+}
+
+/// The repository path (`/`-separated) of the chunk whose SHA-256 is `id_hex`:
+/// `chunks/<first 2 hex>/<64 hex>.zst`, as `limpet-chunk` lays the store out.
+pub fn chunk_path(id_hex: &str) -> String {
+    let prefix = id_hex.get(..2).unwrap_or(id_hex);
+    format!("{CHUNKS_DIR}/{prefix}/{id_hex}.zst")
+}
+
+/// The signed facts about one published slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotTarget {
+    /// Device model (the slot header's `device`).
+    pub device: String,
+    /// Version (the slot header's `version`).
+    pub version: Version,
+    /// Target architecture (`x86_64`, `aarch64`).
+    pub target: String,
+    /// The dm-verity root hash the slot header carries: what PID 1 must find after writing.
+    pub verity_root: [u8; 32],
+    /// Bytes of the slot image.
+    pub slot_length: u64,
+    /// SHA-256 of the slot image (also the index's payload hash).
+    pub slot_sha256: [u8; 32],
+}
+
+/// The JSON form inside `custom.limpet`.
+#[derive(Debug, Serialize, Deserialize)]
+struct RawSlotTarget {
+    device: String,
+    version: String,
+    target: String,
+    verity_root: String,
+    slot_length: u64,
+    slot_sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    index_format: Option<u32>,
+}
+
+/// Why a target's `custom` is not a usable Limpet slot description.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CustomError {
+    /// No `custom.limpet` object.
+    #[error("target {name:?}: no custom.{CUSTOM_KEY} object")]
+    Missing {
+        /// The target.
+        name: String,
+    },
+    /// The object does not have the expected fields and types.
+    #[error("target {name:?}: custom.{CUSTOM_KEY} is malformed: {reason}")]
+    Malformed {
+        /// The target.
+        name: String,
+        /// What serde said, or which field is wrong.
+        reason: String,
+    },
+    /// A chunk index in a format this agent cannot read.
+    #[error("target {name:?}: index format {found:?}, this agent reads format {INDEX_FORMAT}")]
+    IndexFormat {
+        /// The target.
+        name: String,
+        /// The format listed (none for a missing field).
+        found: Option<u32>,
+    },
+    /// The name says one device or version and the custom another.
+    #[error("target {name:?}: custom.{CUSTOM_KEY} names {field} {found:?}, the target name says {expected:?}")]
+    NameMismatch {
+        /// The target.
+        name: String,
+        /// `device` or `version`.
+        field: &'static str,
+        /// From the name.
+        expected: String,
+        /// From the custom.
+        found: String,
+    },
+}
+
+fn hash32(name: &str, field: &str, text: &str) -> Result<[u8; 32], CustomError> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(text, &mut out).map_err(|e| CustomError::Malformed {
+        name: name.to_owned(),
+        reason: format!("{field}: not 64 hex digits: {e}"),
+    })?;
+    Ok(out)
+}
+
+impl SlotTarget {
+    /// The `custom` object of the chunk index target (with `index_format`).
+    pub fn index_custom(&self) -> Value {
+        self.custom(Some(INDEX_FORMAT))
+    }
+
+    /// The `custom` object of the whole-slot target.
+    pub fn slot_custom(&self) -> Value {
+        self.custom(None)
+    }
+
+    fn custom(&self, index_format: Option<u32>) -> Value {
+        let raw = RawSlotTarget {
+            device: self.device.clone(),
+            version: self.version.to_string(),
+            target: self.target.clone(),
+            verity_root: hex::encode(self.verity_root),
+            slot_length: self.slot_length,
+            slot_sha256: hex::encode(self.slot_sha256),
+            index_format,
+        };
+        // Strings and integers only: serializing cannot fail.
+        let inner = serde_json::to_value(raw).unwrap_or(Value::Null);
+        serde_json::json!({ CUSTOM_KEY: inner })
+    }
+
+    /// Reads the `custom` of the index target `name` (`D/V/slot.cidx`): checks the index
+    /// format and that device and version agree with the name.
+    pub fn from_index_custom(name: &str, custom: Option<&Value>) -> Result<Self, CustomError> {
+        let object =
+            custom
+                .and_then(|c| c.get(CUSTOM_KEY))
+                .ok_or_else(|| CustomError::Missing {
+                    name: name.to_owned(),
+                })?;
+        let raw: RawSlotTarget =
+            serde_json::from_value(object.clone()).map_err(|e| CustomError::Malformed {
+                name: name.to_owned(),
+                reason: e.to_string(),
+            })?;
+        if raw.index_format != Some(INDEX_FORMAT) {
+            return Err(CustomError::IndexFormat {
+                name: name.to_owned(),
+                found: raw.index_format,
+            });
+        }
+        let version = Version::parse(&raw.version).map_err(|e| CustomError::Malformed {
+            name: name.to_owned(),
+            reason: format!("version: {e}"),
+        })?;
+        let mismatch = |field, expected: &str, found: &str| CustomError::NameMismatch {
+            name: name.to_owned(),
+            field,
+            expected: expected.to_owned(),
+            found: found.to_owned(),
+        };
+        let expected_name = index_target_name(&raw.device, &raw.version);
+        if name != expected_name {
+            let (device, ver) = name
+                .rsplit_once('/')
+                .and_then(|(head, _)| head.rsplit_once('/'))
+                .unwrap_or((name, ""));
+            return Err(if device != raw.device {
+                mismatch("device", device, &raw.device)
+            } else {
+                mismatch("version", ver, &raw.version)
+            });
+        }
+        Ok(SlotTarget {
+            verity_root: hash32(name, "verity_root", &raw.verity_root)?,
+            slot_sha256: hash32(name, "slot_sha256", &raw.slot_sha256)?,
+            device: raw.device,
+            version,
+            target: raw.target,
+            slot_length: raw.slot_length,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> SlotTarget {
+        SlotTarget {
+            device: "hello".into(),
+            version: Version::parse("1.2.3").unwrap(),
+            target: "x86_64".into(),
+            verity_root: [7; 32],
+            slot_length: 4096 * 3,
+            slot_sha256: [9; 32],
+        }
+    }
+
+    #[test]
+    fn custom_round_trips() {
+        let t = sample();
+        let name = index_target_name("hello", "1.2.3");
+        assert_eq!(
+            SlotTarget::from_index_custom(&name, Some(&t.index_custom())),
+            Ok(t.clone())
+        );
+        let c = t.index_custom();
+        assert_eq!(c["limpet"]["index_format"], 1);
+        assert_eq!(c["limpet"]["verity_root"], "07".repeat(32));
+        // The whole-slot target's custom is not an index description.
+        assert!(matches!(
+            SlotTarget::from_index_custom(&name, Some(&t.slot_custom())),
+            Err(CustomError::IndexFormat { found: None, .. })
+        ));
+    }
+
+    #[test]
+    fn name_and_custom_must_agree() {
+        let t = sample();
+        let e = SlotTarget::from_index_custom("hello/9.9.9/slot.cidx", Some(&t.index_custom()));
+        assert!(
+            matches!(
+                e,
+                Err(CustomError::NameMismatch {
+                    field: "version",
+                    ..
+                })
+            ),
+            "{e:?}"
+        );
+        let e = SlotTarget::from_index_custom("other/1.2.3/slot.cidx", Some(&t.index_custom()));
+        assert!(
+            matches!(
+                e,
+                Err(CustomError::NameMismatch {
+                    field: "device",
+                    ..
+                })
+            ),
+            "{e:?}"
+        );
+        assert!(matches!(
+            SlotTarget::from_index_custom("hello/1.2.3/slot.cidx", None),
+            Err(CustomError::Missing { .. })
+        ));
+        let mut bad = t.index_custom();
+        bad["limpet"]["verity_root"] = "zz".into();
+        assert!(matches!(
+            SlotTarget::from_index_custom("hello/1.2.3/slot.cidx", Some(&bad)),
+            Err(CustomError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn index_names() {
+        assert_eq!(
+            index_target_version("hello/1.2.3/slot.cidx", "hello"),
+            Some("1.2.3")
+        );
+        assert_eq!(index_target_version("hello/1.2.3/slot.img", "hello"), None);
+        assert_eq!(index_target_version("hellox/1/slot.cidx", "hello"), None);
+        assert_eq!(index_target_version("hello/a/b/slot.cidx", "hello"), None);
+        assert_eq!(index_target_version("hello//slot.cidx", "hello"), None);
+        assert_eq!(chunk_path("abcd"), "chunks/ab/abcd.zst");
+    }
+}

@@ -1,0 +1,142 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Publishing real slots (limpet-image) into a real TUF repository (limpet-tuf), and what a
+//! publish refuses.
+
+use std::path::Path;
+
+use ed25519_dalek::SigningKey;
+use limpet_image::slot::{self, SlotMeta};
+use limpet_image::squashfs::{self, Entry};
+use limpet_repo::target::{chunk_path, SlotTarget};
+use limpet_repo::{init_repo, publish, InitOutcome, PublishError};
+use limpet_tuf::SystemClock;
+
+fn key() -> SigningKey {
+    SigningKey::from_bytes(&[5; 32])
+}
+
+fn slot_file(dir: &Path, version: &str, signer: &SigningKey) -> std::path::PathBuf {
+    let entries = vec![Entry {
+        path: "task".into(),
+        data: format!("task of {version}").repeat(3000).into_bytes(),
+        mode: 0o755,
+    }];
+    let fs = squashfs::build(&entries, 1_700_000_000).unwrap();
+    let meta = SlotMeta {
+        device: "pump".into(),
+        target: "aarch64".into(),
+        version: version.into(),
+    };
+    let bytes = slot::assemble(&fs, &meta, b"{}", signer).unwrap();
+    let path = dir.join(format!("{version}.img"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn publish_writes_chunks_and_two_signed_targets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, keys) = (tmp.path().join("repo"), tmp.path().join("keys"));
+    let created = init_repo(&repo, &keys).unwrap();
+    assert_eq!(
+        created,
+        InitOutcome::Created {
+            trusted_root: repo.join("metadata/1.root.json")
+        }
+    );
+    assert!(matches!(
+        init_repo(&repo, &keys).unwrap(),
+        InitOutcome::Existing { .. }
+    ));
+    // 3 root keys, threshold 2; one key per other role.
+    let root: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo.join("metadata/root.json")).unwrap()).unwrap();
+    assert_eq!(root["signed"]["roles"]["root"]["threshold"], 2);
+    assert_eq!(
+        root["signed"]["roles"]["root"]["keyids"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    let file = slot_file(tmp.path(), "1.2.0", &key());
+    let p = publish(&file, &repo, &keys, &key().verifying_key()).unwrap();
+    assert_eq!(p.slot_target, "pump/1.2.0/slot.img");
+    assert_eq!(p.index_target, "pump/1.2.0/slot.cidx");
+    assert_eq!(p.chunks_written, p.chunks);
+
+    // What the targets metadata says is what the slot is.
+    let tuf = limpet_tuf::Repository::open(&repo, &keys, Box::new(SystemClock)).unwrap();
+    let targets = tuf.targets().unwrap();
+    let index_entry = &targets.targets["pump/1.2.0/slot.cidx"];
+    let signed =
+        SlotTarget::from_index_custom(&p.index_target, index_entry.custom.as_ref()).unwrap();
+    assert_eq!(signed, p.slot);
+    let bytes = std::fs::read(&file).unwrap();
+    let opened = slot::open(&bytes).unwrap();
+    assert_eq!(signed.verity_root, opened.header.unverified().root_hash);
+    assert_eq!(signed.slot_length, bytes.len() as u64);
+    assert_eq!(signed.target, "aarch64");
+    assert_eq!(
+        targets.targets["pump/1.2.0/slot.img"]
+            .custom
+            .as_ref()
+            .unwrap()["limpet"]["version"],
+        "1.2.0"
+    );
+    let index = limpet_chunk::Index::from_bytes(
+        &std::fs::read(repo.join("targets/pump/1.2.0/slot.cidx")).unwrap(),
+    )
+    .unwrap();
+    for c in index.chunks() {
+        assert!(repo.join(chunk_path(&c.id.to_hex())).is_file());
+    }
+
+    // Refresh re-signs snapshot and timestamp only.
+    let before = tuf.targets().unwrap().version;
+    limpet_repo::refresh(&repo, &keys).unwrap();
+    assert_eq!(tuf.targets().unwrap().version, before);
+}
+
+#[test]
+fn publish_refuses_repeats_foreign_slots_and_trailing_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, keys) = (tmp.path().join("repo"), tmp.path().join("keys"));
+    init_repo(&repo, &keys).unwrap();
+    let vk = key().verifying_key();
+    publish(&slot_file(tmp.path(), "1.0.0", &key()), &repo, &keys, &vk).unwrap();
+
+    // The same version again, also as a rebuild with other build metadata.
+    let e = publish(&slot_file(tmp.path(), "1.0.0", &key()), &repo, &keys, &vk).unwrap_err();
+    assert!(
+        matches!(e, PublishError::Exists { ref existing, .. } if existing.starts_with("pump/1.0.0/")),
+        "{e:?}"
+    );
+    let e = publish(
+        &slot_file(tmp.path(), "1.0.0+rebuild", &key()),
+        &repo,
+        &keys,
+        &vk,
+    )
+    .unwrap_err();
+    assert!(matches!(e, PublishError::Exists { .. }), "{e:?}");
+
+    // A slot signed by another key.
+    let other = SigningKey::from_bytes(&[6; 32]);
+    let e = publish(&slot_file(tmp.path(), "2.0.0", &other), &repo, &keys, &vk).unwrap_err();
+    assert!(matches!(e, PublishError::Verify { .. }), "{e:?}");
+
+    // A file longer than its slot.
+    let padded = slot_file(tmp.path(), "3.0.0", &key());
+    let mut bytes = std::fs::read(&padded).unwrap();
+    bytes.extend_from_slice(&[0; 4096]);
+    std::fs::write(&padded, bytes).unwrap();
+    let e = publish(&padded, &repo, &keys, &vk).unwrap_err();
+    assert!(matches!(e, PublishError::Length { .. }), "{e:?}");
+
+    // Nothing of the refused versions reached the targets.
+    let tuf = limpet_tuf::Repository::open(&repo, &keys, Box::new(SystemClock)).unwrap();
+    let names: Vec<String> = tuf.targets().unwrap().targets.into_keys().collect();
+    assert_eq!(names, ["pump/1.0.0/slot.cidx", "pump/1.0.0/slot.img"]);
+}

@@ -1,0 +1,162 @@
+//! `limpet repo init` and `limpet publish`: the vendor's side of the update repository.
+//! The logic is in `limpet-repo`; this module parses arguments and prints results.
+
+use std::path::{Path, PathBuf};
+
+use limpet_repo::{InitOutcome, Published};
+
+use crate::cmd;
+
+/// `limpet repo` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum RepoCommand {
+    /// Create an update repository (TUF metadata, targets, chunk store) and its role keys:
+    /// 3 root keys (threshold 2), one each for targets, snapshot and timestamp. Does nothing
+    /// if REPO already holds a repository.
+    Init {
+        /// Directory of the repository (static files to serve).
+        repo: PathBuf,
+        /// Directory for the role keys (PEM, mode 0600). Move the root-*.pem keys offline
+        /// afterwards: publishing never needs them.
+        #[arg(long)]
+        keys: PathBuf,
+    },
+}
+
+/// `limpet publish` arguments.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Adds the targets DEVICE/VERSION/slot.img and DEVICE/VERSION/slot.cidx (the chunk index devices \
+fetch) and writes the new chunks under REPO/chunks/. Devices trust the root metadata printed \
+as `trusted root`: ship that file in the image.
+
+The timestamp is valid for one day: run `limpet publish --refresh` at least daily.")]
+pub struct PublishArgs {
+    /// `limpet build` output directory (its slot.img is published) or a slot image.
+    #[arg(required_unless_present = "refresh", conflicts_with = "refresh")]
+    out: Option<PathBuf>,
+    /// The update repository (made by `limpet repo init`).
+    #[arg(long)]
+    repo: PathBuf,
+    /// The repository's role keys (targets, snapshot and timestamp are used).
+    #[arg(long)]
+    keys: PathBuf,
+    /// The image public key (image.pub): the slot must verify with it.
+    #[arg(long, required_unless_present = "refresh", conflicts_with = "refresh")]
+    image_key: Option<PathBuf>,
+    /// Only re-sign snapshot and timestamp with fresh expiry dates.
+    #[arg(long)]
+    refresh: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `limpet repo …`.
+pub fn run_repo(command: RepoCommand) -> cmd::Result {
+    match command {
+        RepoCommand::Init { repo, keys } => {
+            match limpet_repo::init_repo(&repo, &keys)? {
+                InitOutcome::Created { trusted_root } => {
+                    println!("created update repository {}", repo.display());
+                    println!("role keys:    {} (move root-*.pem offline)", keys.display());
+                    println!(
+                        "trusted root: {} (ship it in the image)",
+                        trusted_root.display()
+                    );
+                }
+                InitOutcome::Existing { trusted_root } => {
+                    println!(
+                        "{} already holds a repository; left as it is",
+                        repo.display()
+                    );
+                    println!("trusted root: {}", trusted_root.display());
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Runs `limpet publish …`.
+pub fn run(args: PublishArgs) -> cmd::Result {
+    if args.refresh {
+        limpet_repo::refresh(&args.repo, &args.keys)?;
+        let root = limpet_repo::trusted_root_path(&args.repo, &args.keys)?;
+        if args.json {
+            let v = serde_json::json!({ "refreshed": true, "trusted_root": root });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        } else {
+            println!(
+                "re-signed snapshot and timestamp of {}",
+                args.repo.display()
+            );
+            println!("trusted root: {}", root.display());
+        }
+        return Ok(());
+    }
+    let (Some(out), Some(image_key)) = (&args.out, &args.image_key) else {
+        return Err("OUT and --image-key are required unless --refresh is given".into());
+    };
+    let key = limpet_build::keys::load_verifying_key(image_key)?;
+    let published = limpet_repo::publish(out, &args.repo, &args.keys, &key)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&to_json(&published))?);
+    } else {
+        print_human(&published, &args.repo);
+    }
+    Ok(())
+}
+
+fn to_json(p: &Published) -> serde_json::Value {
+    serde_json::json!({
+        "device": p.slot.device,
+        "version": p.slot.version.to_string(),
+        "target": p.slot.target,
+        "verity_root": hex(&p.slot.verity_root),
+        "slot_length": p.slot.slot_length,
+        "slot_sha256": hex(&p.slot.slot_sha256),
+        "slot_target": p.slot_target,
+        "index_target": p.index_target,
+        "index_length": p.index_length,
+        "chunks": p.chunks,
+        "chunks_written": p.chunks_written,
+        "chunk_bytes_written": p.chunk_bytes_written,
+        "compressed_length": p.compressed_length,
+        "trusted_root": p.trusted_root,
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn print_human(p: &Published, repo: &Path) {
+    let s = &p.slot;
+    println!(
+        "published {} {} ({}) to {}",
+        s.device,
+        s.version,
+        s.target,
+        repo.display()
+    );
+    println!("  targets:      {}, {}", p.slot_target, p.index_target);
+    println!(
+        "  slot:         {} ({} bytes), sha256 {}",
+        cmd::human_size(s.slot_length),
+        s.slot_length,
+        hex(&s.slot_sha256)
+    );
+    println!("  verity root:  {}", hex(&s.verity_root));
+    println!(
+        "  chunks:       {} ({} new, {} written); all compressed: {}",
+        p.chunks,
+        p.chunks_written,
+        cmd::human_size(p.chunk_bytes_written),
+        cmd::human_size(p.compressed_length)
+    );
+    println!(
+        "  trusted root: {} (ship it in the image)",
+        p.trusted_root.display()
+    );
+}

@@ -1,0 +1,199 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! `limpet repo init`, `limpet publish` and `limpet serve` on a real build of
+//! examples/hello; python-tuf (an independent TUF client) then refreshes against the served
+//! repository with the root `limpet publish` names and downloads the slot.
+
+mod common;
+
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{hello_build, keys_in, limpet, run, scratch, stderr, stdout};
+
+fn require_python_tuf() {
+    let ok = Command::new("python3")
+        .args(["-c", "import tuf.ngclient"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "python-tuf is not installed: run `python3 -m pip install tuf` (python3 with the PyPI package `tuf`)"
+    );
+}
+
+/// `limpet serve`, stopped (by its pid) when dropped.
+struct Served(Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(repo: &Path) -> (Served, String) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = limpet()
+        .arg("serve")
+        .arg(repo)
+        .args(["--addr", &addr])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let served = Served(child);
+    for _ in 0..200 {
+        if TcpStream::connect(&addr).is_ok() {
+            return (served, format!("http://{addr}"));
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("limpet serve did not start listening on {addr}");
+}
+
+#[test]
+fn published_build_is_standard_tuf() {
+    require_python_tuf();
+    let (out, image_pub) = hello_build();
+    let dir = scratch().join("publish");
+    let (repo, keys) = (dir.join("repo"), dir.join("tuf-keys"));
+
+    let init = run(
+        limpet()
+            .args(["repo", "init"])
+            .arg(&repo)
+            .arg("--keys")
+            .arg(&keys),
+        true,
+    );
+    assert!(
+        stdout(&init).contains("metadata/1.root.json"),
+        "{}",
+        stdout(&init)
+    );
+    let again = run(
+        limpet()
+            .args(["repo", "init"])
+            .arg(&repo)
+            .arg("--keys")
+            .arg(&keys),
+        true,
+    );
+    assert!(stdout(&again).contains("already holds a repository"));
+
+    let publish = |image_key: &Path, ok: bool| {
+        run(
+            limpet()
+                .arg("publish")
+                .arg(out)
+                .arg("--repo")
+                .arg(&repo)
+                .arg("--keys")
+                .arg(&keys)
+                .arg("--image-key")
+                .arg(image_key)
+                .arg("--json"),
+            ok,
+        )
+    };
+    let published: serde_json::Value = serde_json::from_slice(&publish(image_pub, true).stdout)
+        .expect("limpet publish --json prints JSON");
+    assert_eq!(published["device"], "hello");
+    assert_eq!(published["version"], "0.1.0");
+    assert_eq!(published["slot_target"], "hello/0.1.0/slot.img");
+    assert_eq!(published["index_target"], "hello/0.1.0/slot.cidx");
+    let trusted_root = published["trusted_root"].as_str().unwrap().to_owned();
+    assert!(
+        trusted_root.ends_with("metadata/1.root.json"),
+        "{trusted_root}"
+    );
+    assert_eq!(
+        published["slot_length"].as_u64().unwrap(),
+        std::fs::metadata(out.join("slot.img")).unwrap().len()
+    );
+    assert!(repo.join("chunks").read_dir().unwrap().next().is_some());
+
+    // Once only; and only what the image key signed.
+    let twice = publish(image_pub, false);
+    assert!(
+        stderr(&twice).contains("already published"),
+        "{}",
+        stderr(&twice)
+    );
+    let (_, stranger) = keys_in(&dir.join("stranger-keys"));
+    let foreign = publish(&stranger, false);
+    assert!(
+        stderr(&foreign).contains("does not verify with the image key"),
+        "{}",
+        stderr(&foreign)
+    );
+
+    run(
+        limpet()
+            .args(["publish", "--refresh", "--repo"])
+            .arg(&repo)
+            .arg("--keys")
+            .arg(&keys),
+        true,
+    );
+
+    let (_server, url) = serve(&repo);
+    let script = common::repo_root().join("crates/limpet-tuf/tests/python/ngclient_check.py");
+    let checked = Command::new("python3")
+        .arg(script)
+        .arg(format!("{url}/metadata"))
+        .arg(format!("{url}/targets"))
+        .arg(&trusted_root)
+        .arg(dir.join("python"))
+        .arg("hello/0.1.0/slot.img")
+        .arg(out.join("slot.img"))
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "python-tuf failed:\n{}\n{}",
+        stdout(&checked),
+        stderr(&checked)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&checked.stdout).unwrap();
+    assert_eq!(report["custom"]["limpet"]["version"], "0.1.0");
+    assert_eq!(
+        report["custom"]["limpet"]["verity_root"],
+        published["verity_root"]
+    );
+}
+
+#[test]
+fn commands_explain_themselves_and_fail_with_the_cause() {
+    for args in [
+        ["publish", "--help"],
+        ["serve", "--help"],
+        ["repo", "--help"],
+    ] {
+        let help = run(limpet().args(args), true);
+        assert!(stdout(&help).contains("Usage"), "{}", stdout(&help));
+    }
+    let missing = scratch().join("no-such-repo");
+    let failed = run(limpet().arg("serve").arg(&missing), false);
+    assert!(
+        stderr(&failed).contains("is not an update repository"),
+        "{}",
+        stderr(&failed)
+    );
+    let failed = run(
+        limpet()
+            .args(["publish", "--refresh", "--repo"])
+            .arg(&missing)
+            .arg("--keys")
+            .arg(scratch().join("no-keys")),
+        false,
+    );
+    assert!(stderr(&failed).contains("caused by"), "{}", stderr(&failed));
+}

@@ -1,0 +1,246 @@
+//! The whole update story in real QEMU (TCG), with the real repository, server, agent,
+//! PID 1 and kernel: a device runs v1; v2 is published; the device's update agent fetches
+//! it over the restricted user network (the only host it may reach), PID 1 verifies and
+//! stages it, the device reboots into the try, and the health gate commits it. Then v3,
+//! whose task fails at start, is published: the device stages and tries it, rolls back to
+//! v2 by itself, records the failure, and does not try v3 again.
+// Tests fail by panicking; the workspace lints against it are for production code.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+use limpet_state::{Region, Slot, StateStore};
+
+/// Safety net for one TCG boot (with an update) on a loaded 2-core machine.
+const BOOT_DEADLINE_SECS: &str = "420";
+
+/// The repository as the guest sees it (`limpet run --forward 80=...`).
+const REPOSITORY: &str = "http://10.0.2.100:80/";
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Fixture {
+    repo: PathBuf,
+    tuf_keys: PathBuf,
+    image_key: PathBuf,
+    image_pub: PathBuf,
+    root: PathBuf,
+    key_id: String,
+}
+
+fn fixture() -> Fixture {
+    let (image_key, image_pub) = keys_in(&scratch().join("keys"));
+    let repo = scratch().join("update-repo");
+    let tuf_keys = scratch().join("update-tuf-keys");
+    run(
+        limpet()
+            .args(["repo", "init"])
+            .arg(&repo)
+            .arg("--keys")
+            .arg(&tuf_keys),
+        true,
+    );
+    let root = repo.join("metadata/1.root.json");
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&root).unwrap()).unwrap();
+    let key_id = doc["signed"]["roles"]["root"]["keyids"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    Fixture {
+        repo,
+        tuf_keys,
+        image_key,
+        image_pub,
+        root,
+        key_id,
+    }
+}
+
+/// examples/hello as `version` with `[update]` on the test repository; `fail` makes its
+/// task exit 1 at start and never be restarted.
+fn release(f: &Fixture, version: &str, fail: bool) -> PathBuf {
+    let dir = repo_root()
+        .join("target/limpet-test-manifests")
+        .join(format!("update-{version}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut manifest = std::fs::read_to_string(hello_manifest())
+        .unwrap()
+        .replace("version = \"0.1.0\"", &format!("version = \"{version}\""));
+    if fail {
+        manifest = manifest.replace(
+            "restart = \"always\"",
+            "restart = \"never\"\nargs = [\"--fail-at-start\"]",
+        );
+    }
+    manifest.push_str(&format!(
+        "\n[update]\nrepository = \"{REPOSITORY}\"\nkeys = [{{ id = \"{}\" }}]\nroot = \"{}\"\npoll = \"1m\"\nhealth = \"5s\"\ntry_boots = 2\n",
+        f.key_id,
+        f.root.display()
+    ));
+    let path = dir.join("limpet.toml");
+    std::fs::write(&path, manifest).unwrap();
+    let out = scratch().join(format!("update-{version}"));
+    run(
+        limpet()
+            .arg("build")
+            .arg("--manifest")
+            .arg(&path)
+            .arg("--out")
+            .arg(&out)
+            .arg("--key")
+            .arg(&f.image_key)
+            .env("SOURCE_DATE_EPOCH", "1700000000"),
+        true,
+    );
+    out
+}
+
+fn publish(f: &Fixture, out: &Path) {
+    run(
+        limpet()
+            .arg("publish")
+            .arg(out)
+            .arg("--repo")
+            .arg(&f.repo)
+            .arg("--keys")
+            .arg(&f.tuf_keys)
+            .arg("--image-key")
+            .arg(&f.image_pub),
+        true,
+    );
+}
+
+fn serve(f: &Fixture) -> (Server, u16) {
+    // A free loopback port: bound, read, released, then given to the server.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_limpet"))
+        .arg("serve")
+        .arg(&f.repo)
+        .args(["--addr", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return (Server(child), port);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("limpet serve did not listen on {port}");
+}
+
+/// One boot of the device in `dir` on the user network with the repository forwarded,
+/// keeping its disk writes, until it powers off or reboots by itself (QEMU runs with
+/// `-no-reboot`), pressing the power button once `until` appears.
+fn boot(dir: &Path, port: u16, until: Option<&str>) -> String {
+    require_tool("qemu-system-x86_64");
+    let mut cmd = limpet();
+    cmd.arg("run")
+        .arg(dir)
+        .args(["--json", "--persist", "--timeout", BOOT_DEADLINE_SECS])
+        .arg("--user-net")
+        .args(["--forward", &format!("80=127.0.0.1:{port}")]);
+    if let Some(until) = until {
+        cmd.args(["--powerdown-on", until]);
+    }
+    let out = run(&mut cmd, true);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let console = stderr(&out);
+    assert_eq!(summary["exit_code"], 0, "{summary}\n{console}");
+    console
+}
+
+fn state(disk: &Path) -> limpet_state::State {
+    let parts = limpet_image::gpt::read(&mut File::open(disk).unwrap()).unwrap();
+    let p = parts.iter().find(|p| p.name == "state").unwrap();
+    let mut file = File::open(disk).unwrap();
+    let region = Region::new(&mut file, p.offset(), p.size()).unwrap();
+    StateStore::new(region).unwrap().load().unwrap()
+}
+
+#[test]
+fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
+    let f = fixture();
+    let v1 = release(&f, "0.1.0", false);
+    let v2 = release(&f, "0.2.0", false);
+    let v3 = release(&f, "0.3.0", true);
+    let dir = mixed_output("update-device", &v1, &v1, &[]);
+    let disk = dir.join("disk.img");
+    let (_server, port) = serve(&f);
+
+    // v2 is published; the running v1 fetches it, PID 1 stages it, the device reboots.
+    publish(&f, &v2);
+    let console = boot(&dir, port, None);
+    assert!(console.contains("[limpet-update] "), "{console}");
+    assert!(
+        console.contains("limpet-init: update 0.2.0 verified and staged as a try in slot b"),
+        "{console}"
+    );
+    assert!(
+        console.contains("update agent: reboot into the staged try"),
+        "{console}"
+    );
+    let s = state(&disk);
+    assert_eq!(s.pending_try().unwrap().version.to_string(), "0.2.0");
+
+    // The try boots and is committed after its health period.
+    let console = boot(&dir, port, Some("try committed"));
+    assert!(console.contains("booting slot B (try)"), "{console}");
+    assert!(
+        console.contains("try committed, floor now 0.2.0"),
+        "{console}"
+    );
+    let s = state(&disk);
+    assert_eq!(s.committed_slot(), Slot::B);
+    assert_eq!(s.floor().to_string(), "0.2.0");
+
+    // v3 (broken) is published: staged, tried, rolled back.
+    publish(&f, &v3);
+    let console = boot(&dir, port, None);
+    assert!(
+        console.contains("limpet-init: update 0.3.0 verified and staged as a try in slot a"),
+        "{console}"
+    );
+    let console = boot(&dir, port, None);
+    assert!(console.contains("booting slot A (try)"), "{console}");
+    assert!(
+        console.contains(
+            "try failed its health gate (task hello exited with code 1 and is not restarted)"
+        ),
+        "{console}"
+    );
+    let s = state(&disk);
+    assert_eq!(s.committed_slot(), Slot::B);
+    assert_eq!(s.highest_failed().unwrap().to_string(), "0.3.0");
+    assert_eq!(
+        s.last_failure().unwrap().reason.to_string(),
+        "health check failed"
+    );
+
+    // Back on v2, the agent sees v3 and leaves it alone.
+    let console = boot(&dir, port, Some("[limpet-update] up to date"));
+    assert!(
+        console.contains("slot-b (hello 0.2.0) mounted read-only"),
+        "{console}"
+    );
+    assert!(!console.contains("staged as a try"), "{console}");
+    assert!(state(&disk).pending_try().is_none());
+}
