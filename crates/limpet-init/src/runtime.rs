@@ -170,8 +170,9 @@ pub fn run(
                     match p.trial.commit() {
                         Ok(()) => {
                             console::line(&format!(
-                                "limpet-init: every task healthy for the health period: try committed, floor now {}",
-                                p.trial.state().floor()
+                                "limpet-init: every task healthy for the health period: try committed, floor now {} (boottime {} ms)",
+                                p.trial.state().floor(),
+                                sys::boottime_ms()
                             ));
                             system.trial = TrialStatus::Committed;
                         }
@@ -191,11 +192,12 @@ pub fn run(
                     };
                     let recorded = p.trial.roll_back(reason);
                     console::line(&format!(
-                        "limpet-init: try failed its health gate ({failure}){}: rebooting into the committed slot",
+                        "limpet-init: try failed its health gate ({failure}){}: rebooting into the committed slot (boottime {} ms)",
                         match &recorded {
                             Ok(()) => String::new(),
                             Err(e) => format!("; {e}"),
-                        }
+                        },
+                        sys::boottime_ms()
                     ));
                     system.trial = TrialStatus::RolledBack {
                         reason: failure.to_string(),
