@@ -154,12 +154,12 @@ pub enum Network {
     /// A virtio NIC on QEMU's user networking with `restrict=on`: the guest gets DHCP
     /// (10.0.2.15, router 10.0.2.2, DNS 10.0.2.3) and can reach nothing outside, except
     /// each forward: a connection to `10.0.2.100:<guest_port>` is relayed to `host` on this
-    /// machine (by `<relay> <host>`, a program QEMU starts per connection).
+    /// machine (by `<relay> relay <host>`, which QEMU starts per connection).
     User {
         /// The guest ports forwarded, and where to.
         forwards: Vec<Forward>,
-        /// The program QEMU runs per forwarded connection, given the host address; it
-        /// relays its stdin and stdout to that address (`limpet relay`).
+        /// The `limpet` program: QEMU runs `<relay> relay <host>` per forwarded connection,
+        /// which relays its stdin and stdout to that address.
         relay: PathBuf,
     },
 }
@@ -286,7 +286,7 @@ fn network_args(network: &Network) -> Vec<OsString> {
                     f.guest_port
                 ));
                 netdev.push(qemu_option_value(relay.as_os_str()));
-                netdev.push(format!(" {}", f.host));
+                netdev.push(format!(" relay {}", f.host));
             }
             vec![
                 "-netdev".into(),
@@ -830,6 +830,29 @@ mod tests {
 
     fn config(target: Target) -> RunConfig {
         RunConfig::for_dir(Path::new("/images/out"), target)
+    }
+
+    #[test]
+    fn user_network_is_restricted_and_forwards_through_the_relay() {
+        let mut c = config(Target::X86_64);
+        c.network = Network::User {
+            forwards: vec![Forward {
+                guest_port: 80,
+                host: "127.0.0.1:8080".parse().unwrap(),
+            }],
+            relay: PathBuf::from("/usr/bin/lim,pet"),
+        };
+        let args = strings(&qemu_args(&c));
+        let i = args.iter().position(|a| a == "-netdev").unwrap();
+        assert_eq!(
+            args[i + 1],
+            "user,id=net0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:/usr/bin/lim,,pet relay 127.0.0.1:8080"
+        );
+        assert_eq!(
+            args[i + 2..i + 4],
+            ["-device", "virtio-net-pci,netdev=net0"]
+        );
+        assert!(!args.iter().any(|a| a == "-nic"));
     }
 
     #[test]
