@@ -32,6 +32,7 @@ impl Drop for Server {
     }
 }
 
+#[derive(Clone)]
 struct Fixture {
     repo: PathBuf,
     tuf_keys: PathBuf,
@@ -39,6 +40,27 @@ struct Fixture {
     image_pub: PathBuf,
     root: PathBuf,
     key_id: String,
+}
+
+/// QEMU tests of this file one at a time (2 cores), and their builds made once.
+static QEMU: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+struct Built {
+    f: Fixture,
+    v1: PathBuf,
+    v2: PathBuf,
+    v3: PathBuf,
+}
+
+fn built() -> &'static Built {
+    static BUILT: std::sync::OnceLock<Built> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let f = fixture();
+        let v1 = release(&f, "0.1.0", false);
+        let v2 = release(&f, "0.2.0", false);
+        let v3 = release(&f, "0.3.0", true);
+        Built { f, v1, v2, v3 }
+    })
 }
 
 fn fixture() -> Fixture {
@@ -138,9 +160,10 @@ fn serve(f: &Fixture) -> (Server, u16) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let server = Server(child);
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return (Server(child), port);
+            return (server, port);
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
@@ -178,16 +201,20 @@ fn state(disk: &Path) -> limpet_state::State {
 
 #[test]
 fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
-    let f = fixture();
-    let v1 = release(&f, "0.1.0", false);
-    let v2 = release(&f, "0.2.0", false);
-    let v3 = release(&f, "0.3.0", true);
-    let dir = mixed_output("update-device", &v1, &v1, &[]);
+    let _one = QEMU.lock().unwrap_or_else(|e| e.into_inner());
+    let Built { f, v1, v2, v3 } = built();
+    // Its own repository: the other test of this file publishes only v2.
+    let f = &Fixture {
+        repo: scratch().join("update-repo-e2e"),
+        ..f.clone()
+    };
+    copy_dir(&built().f.repo, &f.repo);
+    let dir = mixed_output("update-device", v1, v1, &[]);
     let disk = dir.join("disk.img");
-    let (_server, port) = serve(&f);
+    let (_server, port) = serve(f);
 
     // v2 is published; the running v1 fetches it, PID 1 stages it, the device reboots.
-    publish(&f, &v2);
+    publish(f, v2);
     let console = boot(&dir, port, None);
     assert!(console.contains("[limpet-update] "), "{console}");
     assert!(
@@ -213,7 +240,7 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
     assert_eq!(s.floor().to_string(), "0.2.0");
 
     // v3 (broken) is published: staged, tried, rolled back.
-    publish(&f, &v3);
+    publish(f, v3);
     let console = boot(&dir, port, None);
     assert!(
         console.contains("limpet-init: update 0.3.0 verified and staged as a try in slot a"),
@@ -243,4 +270,94 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
     );
     assert!(!console.contains("staged as a try"), "{console}");
     assert!(state(&disk).pending_try().is_none());
+}
+
+/// A copy of directory `from` (the repository) as `to`, files only, one level of
+/// subdirectories deep as a repository has.
+fn copy_dir(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// At least 20 power cuts (QEMU killed) at random moments of a real update of v1 to v2,
+/// each followed by a boot that must mount a verified slot: v1, or v2 as a whole try.
+#[test]
+fn power_cuts_during_a_real_update_always_leave_a_bootable_verified_slot() {
+    let _one = QEMU.lock().unwrap_or_else(|e| e.into_inner());
+    let Built { f, v1, v2, .. } = built();
+    let f = &Fixture {
+        repo: scratch().join("update-repo-kills"),
+        ..f.clone()
+    };
+    copy_dir(&built().f.repo, &f.repo);
+    publish(f, v2);
+    let (_server, port) = serve(f);
+    // Cut points in seconds after QEMU starts: spread over the boot, the agent's download,
+    // PID 1's verification and the reboot (the update is staged 8 to 30 s in under TCG).
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut seen = std::collections::BTreeMap::<String, u32>::new();
+    for round in 0..20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let cut = 4 + x % 30;
+        let dir = mixed_output(&format!("update-kill-{round}"), v1, v1, &[]);
+        require_tool("qemu-system-x86_64");
+        // --timeout kills QEMU (SIGKILL): the guest loses power mid-whatever.
+        let out = run(
+            limpet()
+                .arg("run")
+                .arg(&dir)
+                .args(["--json", "--persist", "--timeout", &cut.to_string()])
+                .arg("--user-net")
+                .args(["--forward", &format!("80=127.0.0.1:{port}")]),
+            false,
+        );
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let killed = summary["outcome"] == "timeout";
+        // The next boot must verify and mount a slot.
+        let out = run(
+            limpet()
+                .arg("run")
+                .arg(&dir)
+                .args(["--json", "--persist", "--timeout", BOOT_DEADLINE_SECS])
+                .args(["--exit-on", "mounted read-only from"]),
+            true,
+        );
+        let console = stderr(&out);
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            summary["outcome"], "matched",
+            "round {round} (cut at {cut} s):\n{console}"
+        );
+        let mounted = if console.contains("slot-a (hello 0.1.0) mounted read-only") {
+            "v1"
+        } else if console.contains("slot-b (hello 0.2.0) mounted read-only") {
+            assert!(
+                console.contains("booting slot B (try)"),
+                "round {round}:\n{console}"
+            );
+            "v2 try"
+        } else {
+            panic!("round {round} (cut at {cut} s): no verified slot mounted:\n{console}");
+        };
+        *seen
+            .entry(format!(
+                "{mounted}{}",
+                if killed {
+                    ""
+                } else {
+                    " (update done before the cut)"
+                }
+            ))
+            .or_default() += 1;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    eprintln!("20 power cuts during an update: {seen:?}");
 }

@@ -1,0 +1,251 @@
+//! Network namespaces for tests: a lab of namespaces joined by veths and a bridge, named
+//! uniquely per test process, torn down by a guard (also when a test panics); code run
+//! inside a namespace on a thread of its own; nftables counters read back from a
+//! namespace. Addresses are TEST-NET ones only, and nothing here touches the host's
+//! own namespace beyond creating and deleting the named ones.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::process::{Child, Command, Output, Stdio};
+
+/// Runs `program args`, panicking with its output unless it succeeds.
+pub fn must(program: &str, args: &[&str]) -> Output {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {} failed ({}):\n{}{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `ip -n NS ARGS...`.
+pub fn ip(ns: &str, args: &str) {
+    let mut all = vec!["-n", ns];
+    all.extend(args.split_whitespace());
+    must("ip", &all);
+}
+
+/// Sets the sysctl `key` (dotted, e.g. `net.ipv4.ip_forward`) to `value` inside `ns`:
+/// `/proc/sys/net` shows the network namespace of the thread that opens it.
+pub fn sysctl(ns: &str, key: &str, value: &str) {
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    let value = value.to_owned();
+    inside(ns, move || std::fs::write(&path, &value))
+        .unwrap_or_else(|e| panic!("sysctl {key} in {ns}: {e}"));
+}
+
+/// Loads an nftables ruleset (text, as `nft -f` reads it) into `ns`.
+pub fn nft_load(ns: &str, ruleset: &str) {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run nft");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(ruleset.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "nft -f in {ns} failed:\n{}\n{ruleset}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `nft -j ARGS...` in `ns`, parsed; `None` when nft fails (e.g. no such table).
+pub fn nft_json(ns: &str, args: &[&str]) -> Option<serde_json::Value> {
+    let mut all = vec!["netns", "exec", ns, "nft", "-j"];
+    all.extend_from_slice(args);
+    let out = Command::new("ip")
+        .args(&all)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// The rules of `nft -j` output, each with its comment.
+pub fn rules(doc: &serde_json::Value) -> Vec<&serde_json::Value> {
+    doc["nftables"]
+        .as_array()
+        .map(|items| items.iter().filter_map(|i| i.get("rule")).collect())
+        .unwrap_or_default()
+}
+
+/// Packets and bytes a rule's `counter` counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Count {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl std::ops::Sub for Count {
+    type Output = Count;
+    fn sub(self, earlier: Count) -> Count {
+        Count {
+            packets: self.packets - earlier.packets,
+            bytes: self.bytes - earlier.bytes,
+        }
+    }
+}
+
+/// Every counter of table `inet <table>` in `ns`, by its rule's comment.
+pub fn counters(ns: &str, table: &str) -> BTreeMap<String, Count> {
+    let doc = nft_json(ns, &["list", "table", "inet", table])
+        .unwrap_or_else(|| panic!("cannot list table inet {table} in {ns}"));
+    let mut found = BTreeMap::new();
+    for rule in rules(&doc) {
+        let Some(comment) = rule["comment"].as_str() else {
+            continue;
+        };
+        let counter = rule["expr"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|e| e.get("counter"));
+        if let Some(c) = counter {
+            found.insert(
+                comment.to_owned(),
+                Count {
+                    packets: c["packets"].as_u64().unwrap_or(0),
+                    bytes: c["bytes"].as_u64().unwrap_or(0),
+                },
+            );
+        }
+    }
+    found
+}
+
+/// Runs `f` on a new thread whose network namespace is `ns`, and returns its result.
+/// Sockets made by `f` live in `ns`; the calling thread is untouched.
+pub fn inside<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    spawn_inside(ns, f).join().unwrap()
+}
+
+/// Like [`inside`], but returns the thread's handle at once.
+pub fn spawn_inside<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        enter_net_namespace(&file).unwrap_or_else(|e| panic!("setns {path}: {e}"));
+        f()
+    })
+}
+
+// The two system calls std does not offer, from the C library the test binary links
+// (the command line's crate has no libc or rustix dependency for its tests).
+extern "C" {
+    fn setns(fd: std::os::raw::c_int, nstype: std::os::raw::c_int) -> std::os::raw::c_int;
+    fn kill(pid: i32, signal: std::os::raw::c_int) -> std::os::raw::c_int;
+}
+
+/// setns(2) into the network namespace `file` names, for the calling thread only.
+fn enter_net_namespace(file: &std::fs::File) -> std::io::Result<()> {
+    const CLONE_NEWNET: std::os::raw::c_int = 0x4000_0000;
+    // SAFETY: setns takes a file descriptor, which `file` keeps open for the call, and a
+    // flag word; it touches no memory of ours. Changing the network namespace of one
+    // thread is allowed in a multi-threaded process.
+    let ret = unsafe { setns(file.as_raw_fd(), CLONE_NEWNET) };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// SIGKILL to one process, by its pid.
+fn kill_by_pid(pid: i32) {
+    const SIGKILL: std::os::raw::c_int = 9;
+    // SAFETY: kill takes two integers and touches no memory of ours.
+    let _ = unsafe { kill(pid, SIGKILL) };
+}
+
+/// Named network namespaces and the processes started in them, removed on drop: every
+/// process still in one of them is killed by its pid first.
+#[derive(Debug)]
+pub struct Lab {
+    /// The namespaces made so far, in order.
+    names: Vec<String>,
+    /// Processes the test started (e.g. a DNS server), ended by their pid.
+    children: Vec<Child>,
+}
+
+impl Lab {
+    pub fn new() -> Self {
+        Lab {
+            names: Vec::new(),
+            children: Vec::new(),
+        }
+    }
+
+    /// Adds the namespace `<prefix><pid>-<role>`, its loopback left down, and returns its
+    /// name.
+    pub fn namespace(&mut self, prefix: &str, role: &str) -> String {
+        let name = format!("{prefix}{}-{role}", std::process::id());
+        must("ip", &["netns", "add", &name]);
+        self.names.push(name.clone());
+        name
+    }
+
+    /// Keeps `child` to be killed on drop.
+    pub fn adopt(&mut self, child: Child) {
+        self.children.push(child);
+    }
+}
+
+impl Default for Lab {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for name in self.names.iter().rev() {
+            // Whatever still runs in the namespace was started by this test (the simulated
+            // device's PID 1 and its tasks, a server): end it by its pid.
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", name]).output() {
+                let pids = String::from_utf8_lossy(&out.stdout);
+                for pid in pids
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok())
+                {
+                    // Never this test process (its main thread stays in the host's namespace,
+                    // but be sure), and never a group (pid 0 or negative).
+                    if pid > 0 && u32::try_from(pid).ok() != Some(std::process::id()) {
+                        kill_by_pid(pid);
+                    }
+                }
+            }
+            let _ = Command::new("ip")
+                .args(["netns", "delete", name])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! `contain MODE`: the tasks of the contain example device, one mode each (the manifest's
+//! `args`): `telemetry` (allowed api.test, then floods it), `hostile` (no egress rule,
+//! tries every way out), `web` (a LAN listener). What each prints is listed in
+//! examples/contain/README.md; crates/limpet/tests/contain.rs reads it from the console
+//! and compares it with what the sink hosts received.
+
+mod dns;
+mod hostile;
+mod net;
+mod telemetry;
+mod web;
+
+use std::time::Duration;
+
+fn main() {
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    match mode.as_str() {
+        "telemetry" => telemetry::run(),
+        "hostile" => hostile::run(),
+        "web" => web::run(),
+        other => {
+            println!("contain: unknown mode {other:?}; expected telemetry, hostile or web");
+            std::process::exit(2);
+        }
+    }
+}
+
+/// Stays alive, doing nothing, so the supervisor has no reason to restart the task.
+fn idle() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
