@@ -422,6 +422,13 @@ fn make_sbom(
         package: "limpet-init".into(),
         metadata: &limpet_ws.metadata,
     });
+    if manifest.update.is_some() {
+        bins.push(SbomBinary {
+            binary: limpet_manifest::UPDATE_AGENT_PACKAGE.into(),
+            package: limpet_manifest::UPDATE_AGENT_PACKAGE.into(),
+            metadata: &limpet_ws.metadata,
+        });
+    }
     let mut checksums = sbom::lock_checksums(&project_ws.root.join("Cargo.lock"));
     checksums.extend(sbom::lock_checksums(&limpet_ws.root.join("Cargo.lock")));
     let rustc = rustc_version();

@@ -136,7 +136,12 @@ fn boot_until(dir: &Path, until: Option<&str>) -> String {
     let out = run(&mut cmd, true);
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["exit_code"], 0, "{summary}");
-    stderr(&out)
+    let console = stderr(&out);
+    // The boot times of commits and rollbacks, for BENCHMARKS.md.
+    for line in console.lines().filter(|l| l.contains("(boottime ")) {
+        eprintln!("timing: {line}");
+    }
+    console
 }
 
 #[test]

@@ -187,6 +187,10 @@ fn boot(dir: &Path, port: u16, until: Option<&str>) -> String {
     let out = run(&mut cmd, true);
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let console = stderr(&out);
+    // The boot times of commits and rollbacks, for BENCHMARKS.md.
+    for line in console.lines().filter(|l| l.contains("(boottime ")) {
+        eprintln!("timing: {line}");
+    }
     assert_eq!(summary["exit_code"], 0, "{summary}\n{console}");
     console
 }
