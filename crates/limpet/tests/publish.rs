@@ -144,6 +144,34 @@ fn published_build_is_standard_tuf() {
         true,
     );
 
+    // Key rotation through the command line: a new timestamp key, then a new root key set.
+    // python-tuf below starts from 1.root.json and must walk 2.root.json and 3.root.json.
+    for (role, extra) in [
+        ("timestamp", &[][..]),
+        ("root", &["--count", "3", "--threshold", "2"][..]),
+    ] {
+        let rotated = run(
+            limpet()
+                .args(["repo", "rotate"])
+                .arg(&repo)
+                .arg("--keys")
+                .arg(&keys)
+                .arg(role)
+                .args(extra),
+            true,
+        );
+        assert!(!stdout(&rotated).is_empty());
+    }
+    assert!(repo.join("metadata/3.root.json").is_file());
+    run(
+        limpet()
+            .args(["publish", "--refresh", "--repo"])
+            .arg(&repo)
+            .arg("--keys")
+            .arg(&keys),
+        true,
+    );
+
     let (_server, url) = serve(&repo);
     let script = common::repo_root().join("crates/limpet-tuf/tests/python/ngclient_check.py");
     let checked = Command::new("python3")

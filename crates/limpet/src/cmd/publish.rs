@@ -21,6 +21,26 @@ pub enum RepoCommand {
         #[arg(long)]
         keys: PathBuf,
     },
+    /// Replace a role's key. `targets`, `snapshot` or `timestamp`: one new key, written into
+    /// a new root version (needs the root keys). `root`: a new set of COUNT root keys with
+    /// THRESHOLD, as root version N+1 signed by the old and the new threshold, so devices
+    /// that trust version N accept it. Bring the root keys back online for this only.
+    Rotate {
+        /// Directory of the repository.
+        repo: PathBuf,
+        /// Directory of the role keys.
+        #[arg(long)]
+        keys: PathBuf,
+        /// The role whose key(s) to replace.
+        #[arg(value_parser = ["root", "targets", "snapshot", "timestamp"])]
+        role: String,
+        /// With `root`: how many new root keys.
+        #[arg(long, default_value_t = 3)]
+        count: usize,
+        /// With `root`: how many of them must sign.
+        #[arg(long, default_value_t = 2)]
+        threshold: u64,
+    },
 }
 
 /// `limpet publish` arguments.
@@ -73,6 +93,35 @@ pub fn run_repo(command: RepoCommand) -> cmd::Result {
                     println!("trusted root: {}", trusted_root.display());
                 }
             }
+            Ok(())
+        }
+        RepoCommand::Rotate {
+            repo,
+            keys,
+            role,
+            count,
+            threshold,
+        } => {
+            use limpet_tuf::metadata::Role;
+            let r = limpet_tuf::repo::Repository::open(
+                &repo,
+                &keys,
+                Box::new(limpet_tuf::time::SystemClock),
+            )?;
+            let role = match role.as_str() {
+                "root" => {
+                    let version = r.rotate_root(count, threshold)?;
+                    println!(
+                        "root version {version}: {count} new root keys, threshold {threshold}, signed by the old and the new keys"
+                    );
+                    return Ok(());
+                }
+                "targets" => Role::Targets,
+                "snapshot" => Role::Snapshot,
+                _ => Role::Timestamp,
+            };
+            let id = r.rotate(role)?;
+            println!("new {role:?} key {id:?}; the new root version lists it");
             Ok(())
         }
     }
