@@ -302,15 +302,40 @@ fn power_cuts_during_a_real_update_always_leave_a_bootable_verified_slot() {
     copy_dir(&built().f.repo, &f.repo);
     publish(f, v2);
     let (_server, port) = serve(f);
-    // Cut points in seconds after QEMU starts: spread over the boot, the agent's download,
-    // PID 1's verification and the reboot (the update is staged 8 to 30 s in under TCG).
+    // How long an uncut update takes here, from QEMU's start to the reboot into the try
+    // (QEMU exits then): the cuts fall inside that window.
+    let dir = mixed_output("update-kill-calibrate", v1, v1, &[]);
+    let started = std::time::Instant::now();
+    let out = run(
+        limpet()
+            .arg("run")
+            .arg(&dir)
+            .args(["--json", "--persist", "--timeout", BOOT_DEADLINE_SECS])
+            .arg("--user-net")
+            .args(["--forward", &format!("80=127.0.0.1:{port}")]),
+        true,
+    );
+    let window = started.elapsed().as_secs();
+    assert!(
+        stderr(&out).contains("update 0.2.0 verified and staged"),
+        "{}",
+        stderr(&out)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     let mut seen = std::collections::BTreeMap::<String, u32>::new();
-    for round in 0..20 {
+    let mut kills = 0;
+    let mut round = 0;
+    while kills < 20 {
+        round += 1;
+        assert!(
+            round <= 40,
+            "only {kills} cuts fell inside the update in 40 rounds"
+        );
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let cut = 4 + x % 30;
+        let cut = 2 + x % window.saturating_sub(2).max(1);
         let dir = mixed_output(&format!("update-kill-{round}"), v1, v1, &[]);
         require_tool("qemu-system-x86_64");
         // --timeout kills QEMU (SIGKILL): the guest loses power mid-whatever.
@@ -326,6 +351,7 @@ fn power_cuts_during_a_real_update_always_leave_a_bootable_verified_slot() {
             .unwrap();
         let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let killed = summary["outcome"] == "timeout";
+        kills += u32::from(killed);
         // The next boot must verify and mount a slot.
         let out = run(
             limpet()
@@ -364,5 +390,5 @@ fn power_cuts_during_a_real_update_always_leave_a_bootable_verified_slot() {
             .or_default() += 1;
         let _ = std::fs::remove_dir_all(&dir);
     }
-    eprintln!("20 power cuts during an update: {seen:?}");
+    eprintln!("{kills} power cuts in {round} rounds over an update window of {window} s: {seen:?}");
 }
