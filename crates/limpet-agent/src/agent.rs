@@ -21,23 +21,92 @@ pub const METADATA_DIR: &str = "tuf";
 
 /// When to ask PID 1 to reboot into a staged try.
 ///
-/// Hook for the manifest's reboot window: add `Window { .. }` here and decide in
-/// [`RebootPolicy::reboot_now`]. A try staged outside the window is not lost: every later
-/// poll sees it pending ([`Busy::TryStaged`]) and asks for the reboot once the policy allows.
+/// The manifest's `[update] reboot_window`. A try staged outside the window is not lost:
+/// every later poll sees it pending ([`Busy::TryStaged`]) and asks for the reboot once the
+/// policy allows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RebootPolicy {
     /// As soon as a try is staged.
     #[default]
     Immediately,
+    /// Only between two times of day, UTC, in minutes after midnight; `end` before
+    /// `start` wraps past midnight (`23:00-01:00`). The device's clock decides: a device
+    /// whose clock is wrong reboots at the wrong hour, and the try is still health-gated.
+    Window { start: u16, end: u16 },
 }
 
 impl RebootPolicy {
+    /// Parses `HH:MM-HH:MM` (UTC).
+    pub fn window(text: &str) -> Option<RebootPolicy> {
+        let (a, b) = text.split_once('-')?;
+        let minutes = |t: &str| -> Option<u16> {
+            let (h, m) = t.split_once(':')?;
+            let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+            (h < 24 && m < 60 && t.len() == 5).then_some(h * 60 + m)
+        };
+        let (start, end) = (minutes(a)?, minutes(b)?);
+        (start != end).then_some(RebootPolicy::Window { start, end })
+    }
+
     /// Whether a staged try may be rebooted into now.
     pub fn reboot_now(&self) -> bool {
-        match self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.allows(now)
+    }
+
+    /// Whether a reboot is allowed at `unix_secs`.
+    pub fn allows(&self, unix_secs: u64) -> bool {
+        match *self {
             RebootPolicy::Immediately => true,
+            RebootPolicy::Window { start, end } => {
+                let minute = u16::try_from(unix_secs % 86_400 / 60).unwrap_or(0);
+                if start < end {
+                    (start..end).contains(&minute)
+                } else {
+                    minute >= start || minute < end
+                }
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod reboot_tests {
+    use super::RebootPolicy;
+
+    #[test]
+    fn windows_parse_and_wrap_past_midnight() {
+        let w = RebootPolicy::window("03:00-05:30").unwrap();
+        assert_eq!(
+            w,
+            RebootPolicy::Window {
+                start: 180,
+                end: 330
+            }
+        );
+        let midnight = 19_675 * 86_400; // 2023-11-14 00:00 UTC
+        let at = |h: u64, m: u64| midnight + h * 3600 + m * 60;
+        assert!(!w.allows(at(2, 59)));
+        assert!(w.allows(at(3, 0)));
+        assert!(w.allows(at(5, 29)));
+        assert!(!w.allows(at(5, 30)));
+        let night = RebootPolicy::window("23:00-01:00").unwrap();
+        assert!(night.allows(at(23, 30)) && night.allows(at(0, 59)));
+        assert!(!night.allows(at(1, 0)) && !night.allows(at(12, 0)));
+        for bad in [
+            "3:00-05:00",
+            "03:00",
+            "24:00-01:00",
+            "03:60-04:00",
+            "03:00-03:00",
+            "a",
+        ] {
+            assert_eq!(RebootPolicy::window(bad), None, "{bad}");
+        }
+        assert!(RebootPolicy::Immediately.allows(0));
     }
 }
 

@@ -66,7 +66,15 @@ fn agent_toml(m: &Manifest, u: &Update) -> String {
         &u.poll.to_string(),
     ]
     .iter()
-    .map(|a| q(a))
+    .copied()
+    .chain(
+        u.reboot_window
+            .as_deref()
+            .map(|w| ["--reboot-window", w])
+            .into_iter()
+            .flatten(),
+    )
+    .map(&q)
     .collect::<Vec<_>>()
     .join(", ");
     format!(
@@ -123,6 +131,16 @@ poll = "1h"
             .args
             .contains(&"http://10.0.2.100:8080/thermostat".to_owned()));
         assert!(agent.args.contains(&"1h".to_owned()));
+        assert!(!agent.args.contains(&"--reboot-window".to_owned()));
+        let windowed = crate::parse(
+            "t.toml",
+            &format!("{MANIFEST}reboot_window = \"03:00-05:00\"\n"),
+        )
+        .unwrap()
+        .with_update_agent()
+        .unwrap();
+        let args = &windowed.tasks[1].args;
+        assert_eq!(args[args.len() - 2..], ["--reboot-window", "03:00-05:00"]);
         assert_eq!(agent.files.read[0].as_str(), "/slot/update-root.json");
         // Without [update], nothing is added.
         let without = MANIFEST.split("[update]").next().unwrap();

@@ -89,6 +89,9 @@ impl Manifest {
             if let Some(root) = &u.root {
                 let _ = writeln!(o, "root = {}", q(&root.to_string_lossy()));
             }
+            if let Some(w) = &u.reboot_window {
+                let _ = writeln!(o, "reboot_window = {}", q(w));
+            }
             let _ = writeln!(o, "health = {}", q(&u.health.to_string()));
             let _ = writeln!(o, "health_timeout = {}", q(&u.health_timeout.to_string()));
             let _ = writeln!(o, "try_boots = {}", u.try_boots);

@@ -177,6 +177,9 @@ pub struct Update {
     /// directory): the device's trust anchor, put in the slot by `limpet build`, which
     /// checks that it lists the `keys` ids as root keys. Needed to build.
     pub root: Option<PathBuf>,
+    /// When the agent may reboot into a staged update: `HH:MM-HH:MM`, UTC (wrapping past
+    /// midnight when the end is earlier); `None`: at once.
+    pub reboot_window: Option<String>,
     /// How long every task must be up (running and ready, or finished with success)
     /// without a failure before a try slot is committed (default 60s).
     pub health: Duration,

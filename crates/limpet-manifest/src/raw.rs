@@ -209,6 +209,7 @@ pub(crate) struct RawUpdate {
     pub poll: Option<Str>,
     pub keys: Spanned<Vec<Spanned<RawKeyRef>>>,
     pub root: Option<Str>,
+    pub reboot_window: Option<Str>,
     pub health: Option<Str>,
     pub health_timeout: Option<Str>,
     pub try_boots: Option<Spanned<i64>>,

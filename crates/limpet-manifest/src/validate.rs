@@ -1158,12 +1158,26 @@ fn update(c: &mut Checker<'_>, u: &RawUpdate) -> Option<Update> {
         },
         None => Some(None),
     };
+    let reboot_window = match &u.reboot_window {
+        Some(w) if reboot_window_ok(w.get_ref()) => Some(Some(w.get_ref().clone())),
+        Some(w) => {
+            c.report(
+                &w.span(),
+                Problem::new(format!("invalid reboot window {:?}", w.get_ref()))
+                    .expected("HH:MM-HH:MM in UTC, e.g. \"03:00-05:00\" (two different times)")
+                    .hint("the device reboots into a staged update only inside this window"),
+            );
+            None
+        }
+        None => Some(None),
+    };
     ok.then_some(())?;
     Some(Update {
         repository: repository?,
         poll: poll?,
         keys,
         root: root?,
+        reboot_window: reboot_window?,
         health: health?,
         health_timeout: health_timeout?,
         try_boots: try_boots?,
@@ -1276,4 +1290,21 @@ pub(crate) fn ipv6_problem(what: &str, v: &str) -> Problem {
     Problem::new(format!("IPv6 {what} {v:?} is not supported"))
         .expected("an IPv4 address")
         .hint("the device drops all IPv6 traffic; its network policy is IPv4 only for now")
+}
+
+/// `HH:MM-HH:MM` with two different valid times (the agent's `--reboot-window`).
+fn reboot_window_ok(w: &str) -> bool {
+    let time = |t: &str| {
+        let b = t.as_bytes();
+        t.len() == 5
+            && b.get(2) == Some(&b':')
+            && t.get(..2)
+                .and_then(|h| h.parse::<u8>().ok())
+                .is_some_and(|h| h < 24)
+            && t.get(3..)
+                .and_then(|m| m.parse::<u8>().ok())
+                .is_some_and(|m| m < 60)
+    };
+    w.split_once('-')
+        .is_some_and(|(a, b)| time(a) && time(b) && a != b)
 }

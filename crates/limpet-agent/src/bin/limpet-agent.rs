@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use limpet_agent::schedule::{self, parse_interval};
-use limpet_agent::{Agent, AgentConfig};
+use limpet_agent::{Agent, AgentConfig, RebootPolicy};
 
 const USAGE: &str = "\
 limpet-agent: checks the update repository and installs new versions into the other slot
@@ -28,6 +28,8 @@ usage: limpet-agent --repository URL --device NAME --root PATH --state DIR
   --state DIR       writable directory on the data partition (TUF metadata in DIR/tuf)
   --socket PATH     PID 1's update socket [default: /run/limpet/update.sock]
   --poll INTERVAL   time between checks, e.g. 90s, 30m, 6h, 1d; jittered by 10% [default: 6h]
+  --reboot-window HH:MM-HH:MM
+                    reboot into a staged try only in this window (UTC) [default: at once]
   --once            check (and install) once, then exit: 0 on success, 1 on failure
   -h, --help        this text
 ";
@@ -46,6 +48,7 @@ fn parse() -> Result<Option<Args>, String> {
     let mut socket = None;
     let mut poll = Duration::from_secs(6 * 3600);
     let mut once = false;
+    let mut reboot = RebootPolicy::Immediately;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -71,6 +74,14 @@ fn parse() -> Result<Option<Args>, String> {
                     .ok_or_else(|| format!("--poll {text:?}: expected e.g. 90s, 30m, 6h, 1d"))?;
             }
             "--once" => once = true,
+            "--reboot-window" => {
+                let text = value()?;
+                reboot = RebootPolicy::window(&text).ok_or_else(|| {
+                    format!(
+                        "--reboot-window {text:?}: expected HH:MM-HH:MM (UTC), e.g. 03:00-05:00"
+                    )
+                })?;
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -85,6 +96,7 @@ fn parse() -> Result<Option<Args>, String> {
     if let Some(socket) = socket {
         config.socket = socket;
     }
+    config.reboot = reboot;
     Ok(Some(Args { config, poll, once }))
 }
 
