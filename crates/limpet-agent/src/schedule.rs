@@ -19,8 +19,10 @@ use crate::agent::Agent;
 
 /// Half-width of the random spread around the interval, in percent.
 pub const JITTER_PERCENT: u64 = 10;
-/// Delay before the first retry after a failed poll.
-pub const FIRST_RETRY: Duration = Duration::from_secs(60);
+/// Delay before the first retry after a failed poll. Short, because the usual first failure
+/// is the boot's own: the agent starts before the DHCP lease; the doubling (and the jitter)
+/// keeps a fleet from hammering a repository that is down.
+pub const FIRST_RETRY: Duration = Duration::from_secs(10);
 
 /// `interval` moved by `random` within ±[`JITTER_PERCENT`] %.
 pub fn jittered(interval: Duration, random: u64) -> Duration {
@@ -129,8 +131,8 @@ mod tests {
     fn failures_retry_sooner_then_back_off() {
         let i = Duration::from_secs(3600);
         assert_eq!(next_wait(i, 0), i);
-        assert_eq!(next_wait(i, 1), Duration::from_secs(60));
-        assert_eq!(next_wait(i, 3), Duration::from_secs(240));
+        assert_eq!(next_wait(i, 1), Duration::from_secs(10));
+        assert_eq!(next_wait(i, 3), Duration::from_secs(40));
         assert_eq!(next_wait(i, 10), i);
         assert_eq!(next_wait(i, u32::MAX), i);
     }
