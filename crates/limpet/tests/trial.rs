@@ -20,44 +20,12 @@ const BOOT_DEADLINE_SECS: &str = "300";
 /// examples/hello as release `version`, with a 5 s health period; `fail` makes its task
 /// exit with code 1 at start and never be restarted.
 fn release(version: &str, fail: bool) -> PathBuf {
-    let (key, _) = keys_in(&scratch().join("keys"));
-    // Inside the repository, so the build finds the cargo workspace with the `hello` package.
-    let dir = repo_root()
-        .join("target/limpet-test-manifests")
-        .join(format!("hello-{version}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let manifest = std::fs::read_to_string(hello_manifest())
-        .unwrap()
-        .replace("version = \"0.1.0\"", &format!("version = \"{version}\""));
-    let mut manifest = if fail {
-        manifest.replace(
-            "restart = \"always\"",
-            "restart = \"never\"\nargs = [\"--fail-at-start\"]",
-        )
-    } else {
-        manifest
-    };
     let (root, key_id) = tuf_root();
-    manifest.push_str(&format!(
+    let update = format!(
         "\n[update]\nrepository = \"http://192.0.2.1/hello\"\nkeys = [{{ id = \"{key_id}\" }}]\nroot = \"{}\"\nhealth = \"5s\"\n",
         root.display()
-    ));
-    let path = dir.join("limpet.toml");
-    std::fs::write(&path, manifest).unwrap();
-    let out = scratch().join(format!("release-{version}"));
-    run(
-        limpet()
-            .arg("build")
-            .arg("--manifest")
-            .arg(&path)
-            .arg("--out")
-            .arg(&out)
-            .arg("--key")
-            .arg(key)
-            .env("SOURCE_DATE_EPOCH", "1700000000"),
-        true,
     );
-    out
+    hello_release("trial", version, fail, &update)
 }
 
 /// A TUF repository made with `limpet repo init` (once): its first root metadata and one

@@ -36,7 +36,6 @@ impl Drop for Server {
 struct Fixture {
     repo: PathBuf,
     tuf_keys: PathBuf,
-    image_key: PathBuf,
     image_pub: PathBuf,
     root: PathBuf,
     key_id: String,
@@ -64,7 +63,7 @@ fn built() -> &'static Built {
 }
 
 fn fixture() -> Fixture {
-    let (image_key, image_pub) = keys_in(&scratch().join("keys"));
+    let (_, image_pub) = keys_in(&scratch().join("keys"));
     let repo = scratch().join("update-repo");
     let tuf_keys = scratch().join("update-tuf-keys");
     run(
@@ -84,7 +83,6 @@ fn fixture() -> Fixture {
     Fixture {
         repo,
         tuf_keys,
-        image_key,
         image_pub,
         root,
         key_id,
@@ -94,40 +92,12 @@ fn fixture() -> Fixture {
 /// examples/hello as `version` with `[update]` on the test repository; `fail` makes its
 /// task exit 1 at start and never be restarted.
 fn release(f: &Fixture, version: &str, fail: bool) -> PathBuf {
-    let dir = repo_root()
-        .join("target/limpet-test-manifests")
-        .join(format!("update-{version}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut manifest = std::fs::read_to_string(hello_manifest())
-        .unwrap()
-        .replace("version = \"0.1.0\"", &format!("version = \"{version}\""));
-    if fail {
-        manifest = manifest.replace(
-            "restart = \"always\"",
-            "restart = \"never\"\nargs = [\"--fail-at-start\"]",
-        );
-    }
-    manifest.push_str(&format!(
+    let update = format!(
         "\n[update]\nrepository = \"{REPOSITORY}\"\nkeys = [{{ id = \"{}\" }}]\nroot = \"{}\"\npoll = \"1m\"\nhealth = \"5s\"\ntry_boots = 2\n",
         f.key_id,
         f.root.display()
-    ));
-    let path = dir.join("limpet.toml");
-    std::fs::write(&path, manifest).unwrap();
-    let out = scratch().join(format!("update-{version}"));
-    run(
-        limpet()
-            .arg("build")
-            .arg("--manifest")
-            .arg(&path)
-            .arg("--out")
-            .arg(&out)
-            .arg("--key")
-            .arg(&f.image_key)
-            .env("SOURCE_DATE_EPOCH", "1700000000"),
-        true,
     );
-    out
+    hello_release("update", version, fail, &update)
 }
 
 fn publish(f: &Fixture, out: &Path) {

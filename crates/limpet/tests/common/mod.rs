@@ -162,3 +162,42 @@ pub fn hostile_build() -> &'static PathBuf {
         out
     })
 }
+
+/// examples/hello built as release `version` with the key in `scratch()/keys` and the given
+/// `[update]` table appended; `fail` makes its task exit 1 at start and never be restarted
+/// (a broken release). `label` keeps builds of different tests apart. Returns the output
+/// directory.
+pub fn hello_release(label: &str, version: &str, fail: bool, update: &str) -> PathBuf {
+    let (key, _) = keys_in(&scratch().join("keys"));
+    // Inside the repository, so the build finds the cargo workspace with the `hello` package.
+    let dir = repo_root()
+        .join("target/limpet-test-manifests")
+        .join(format!("{label}-{version}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut manifest = std::fs::read_to_string(hello_manifest())
+        .unwrap()
+        .replace("version = \"0.1.0\"", &format!("version = \"{version}\""));
+    if fail {
+        manifest = manifest.replace(
+            "restart = \"always\"",
+            "restart = \"never\"\nargs = [\"--fail-at-start\"]",
+        );
+    }
+    manifest.push_str(update);
+    let path = dir.join("limpet.toml");
+    std::fs::write(&path, manifest).unwrap();
+    let out = scratch().join(format!("{label}-{version}"));
+    run(
+        limpet()
+            .arg("build")
+            .arg("--manifest")
+            .arg(&path)
+            .arg("--out")
+            .arg(&out)
+            .arg("--key")
+            .arg(key)
+            .env("SOURCE_DATE_EPOCH", "1700000000"),
+        true,
+    );
+    out
+}
