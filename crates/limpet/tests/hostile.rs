@@ -88,8 +88,12 @@ fn settled_markers() -> Vec<String> {
         .iter()
         .map(|(name, _)| format!("limpet-init: {name} exited ("))
         .collect();
-    markers.push("limpet-init: memory-hog exited (Signal(9), OOM-killed".into());
-    markers.push("crash loop after 3 failures".into());
+    // The hog's third OOM kill, which puts it in a crash loop: a marker of its own, since
+    // the crash task's crash loop can come first.
+    markers.push(
+        "limpet-init: memory-hog exited (Signal(9), OOM-killed in its cgroup (memory.max) 1 time(s)); crash loop"
+            .into(),
+    );
     markers.push("limpet-init: crash exited (Code(1)); crash loop after 3 failures".into());
     markers.push("limpet-init: never-ready exited (".into());
     markers
