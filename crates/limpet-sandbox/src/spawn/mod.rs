@@ -70,7 +70,9 @@
 //!
 //! # What this module does not do
 //!
-//! - Reap the task: the supervisor's `waitpid` does, and then calls [`remove_cgroup`].
+//! - Reap the task: the supervisor's `waitpid` does. PID 1 keeps the task's cgroup for
+//!   its next start (the network policy matches the cgroup's id); [`remove_cgroup`] is for
+//!   callers that want it gone.
 //! - Change the owner of files inside the data directory when a task's uid changes (only the
 //!   directory itself is given to the new ids).
 //! - On a kernel before 5.7 (clone3 with CLONE_INTO_CGROUP) or 5.11 (close_range), spawning
