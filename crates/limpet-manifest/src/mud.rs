@@ -20,6 +20,10 @@
 //!   with no ACE is left out, and a policy names exactly the ACLs that exist. A device
 //!   without network gets empty policies: the router lets nothing through.
 //! - Order follows the manifest (task order, rule order, port order), never a hash.
+//! - The device's own traffic is in it too: the update agent's task (to the repository's
+//!   host and port, with `[update]`), and PID 1's DHCP (`limpet-init-dhcp`, with
+//!   `mode = "dhcp"`) and DNS (`limpet-init-dns-<i>-udp|tcp`, UDP and TCP 53 to each
+//!   `[network] dns` server, or to the local networks when DHCP names the servers).
 
 use std::net::IpAddr;
 
@@ -27,7 +31,7 @@ use serde_json::{json, Value};
 
 use crate::diag::Problem;
 use crate::model::{Manifest, RepositoryUrl};
-use crate::net::{Host, Proto, Scope};
+use crate::net::{Host, NetworkAccess, NetworkMode, Proto, Scope};
 use crate::units::Date;
 
 /// Default `cache-validity`: how long, in hours, a router may keep the file before
@@ -275,6 +279,9 @@ impl Acls {
             v6fr: list(Family::V6, true),
             v6to: list(Family::V6, false),
         };
+        // The device runs the update agent too, when it has [update].
+        let with_agent = manifest.with_update_agent();
+        let manifest = with_agent.as_ref().unwrap_or(manifest);
         for task in &manifest.tasks {
             let mut n = 0usize;
             for rule in &task.egress {
@@ -323,7 +330,59 @@ impl Acls {
                 }
             }
         }
+        acls.device_rules(manifest);
         acls
+    }
+
+    /// PID 1's own traffic, for a device with network: DHCP (with `mode = "dhcp"`) to any
+    /// server, and DNS (UDP and TCP 53) to the manifest's servers, or to the local
+    /// networks where DHCP names them.
+    fn device_rules(&mut self, manifest: &Manifest) {
+        if !manifest
+            .tasks
+            .iter()
+            .any(|t| t.network == NetworkAccess::Allowlist)
+        {
+            return;
+        }
+        let v4 = |proto, initiator| Flow {
+            family: Family::V4,
+            proto,
+            initiator,
+        };
+        if manifest.network.mode == NetworkMode::Dhcp {
+            let flow = v4(Proto::Udp, Initiator::Device);
+            let name = "limpet-init-dhcp";
+            self.v4fr
+                .aces
+                .push(ace(name, flow, Peer::Any, End::Dst, Ports(67, 67)));
+            self.v4to
+                .aces
+                .push(ace(name, flow, Peer::Any, End::Src, Ports(67, 67)));
+        }
+        let servers: Vec<Host> = manifest
+            .network
+            .dns
+            .iter()
+            .map(|ip| Host::Ip(*ip))
+            .collect();
+        let peers: Vec<Peer<'_>> = if servers.is_empty() {
+            vec![Peer::Local]
+        } else {
+            servers.iter().map(Peer::Host).collect()
+        };
+        for (i, peer) in peers.into_iter().enumerate() {
+            for proto in [Proto::Udp, Proto::Tcp] {
+                let name = format!("limpet-init-dns-{i}-{}", proto.as_str());
+                let flow = v4(proto, Initiator::Device);
+                self.v4fr
+                    .aces
+                    .push(ace(&name, flow, peer, End::Dst, Ports(53, 53)));
+                self.v4to
+                    .aces
+                    .push(ace(&name, flow, peer, End::Src, Ports(53, 53)));
+            }
+        }
     }
 
     fn get(&mut self, family: Family, from_device: bool) -> &mut List {
@@ -672,6 +731,50 @@ mod tests {
                     "ietf-mud:direction-initiated": "to-device",
                 },
             })
+        );
+    }
+
+    #[test]
+    fn the_device_s_own_dhcp_dns_and_update_traffic_is_declared() {
+        let doc = full_mud();
+        // Static addressing: no DHCP; DNS to each configured server, both protocols.
+        assert!(ace_in(&doc, "mud-thermostat-v4fr", "limpet-init-dhcp").is_none());
+        assert_eq!(
+            ace_in(&doc, "mud-thermostat-v4fr", "limpet-init-dns-1-udp").unwrap()["matches"]
+                ["ipv4"],
+            json!({ "protocol": 17, "destination-ipv4-network": "198.51.100.53/32" })
+        );
+        assert!(ace_in(&doc, "mud-thermostat-v4to", "limpet-init-dns-0-tcp").is_some());
+        // The update agent reaches the repository's host on 443 only.
+        let agent = ace_in(&doc, "mud-thermostat-v4fr", "limpet-update-0").unwrap();
+        assert_eq!(
+            agent["matches"]["ipv4"]["ietf-acldns:dst-dnsname"],
+            "updates.example.com"
+        );
+        assert_eq!(
+            agent["matches"]["tcp"]["destination-port"],
+            json!({ "operator": "eq", "port": 443 })
+        );
+        // DHCP addressing: DHCP to any server, DNS to the local networks.
+        let text = FULL
+            .replace("mode = \"static\"", "mode = \"dhcp\"")
+            .replace("address = \"192.0.2.10/24\"", "")
+            .replace("gateway = \"192.0.2.1\"", "")
+            .replace("dns = [\"192.0.2.53\", \"198.51.100.53\"]", "");
+        let m = crate::parse("dhcp.toml", &text).unwrap();
+        let doc = mud(
+            &m,
+            &MudOptions::new("https://x.example/mud.json", NOW).unwrap(),
+        );
+        let dhcp = ace_in(&doc, "mud-thermostat-v4fr", "limpet-init-dhcp").unwrap();
+        assert_eq!(
+            dhcp["matches"]["udp"]["destination-port"],
+            json!({ "operator": "eq", "port": 67 })
+        );
+        let dns = ace_in(&doc, "mud-thermostat-v4fr", "limpet-init-dns-0-udp").unwrap();
+        assert_eq!(
+            dns["matches"]["ietf-mud:mud"],
+            json!({ "local-networks": [null] })
         );
     }
 

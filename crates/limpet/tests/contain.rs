@@ -997,8 +997,9 @@ fn the_mud_file_of_the_contain_example_validates() {
         .collect();
     assert!(errors.is_empty(), "{errors:#?}\n{doc:#}");
 
-    // Exactly the declared policy: telemetry's two rules and web's listener, no ACE for the
-    // hostile task, nothing for the undeclared port.
+    // Exactly the declared policy: telemetry's two rules, web's listener and PID 1's DNS to
+    // the configured server (static addressing: no DHCP), no ACE for the hostile task,
+    // nothing for the undeclared port.
     let mut aces: Vec<String> = doc["ietf-access-control-list:acls"]["acl"]
         .as_array()
         .unwrap()
@@ -1008,7 +1009,17 @@ fn the_mud_file_of_the_contain_example_validates() {
         .collect();
     aces.sort();
     aces.dedup();
-    assert_eq!(aces, ["telemetry-0", "telemetry-1", "web-0"], "{doc:#}");
+    assert_eq!(
+        aces,
+        [
+            "limpet-init-dns-0-tcp",
+            "limpet-init-dns-0-udp",
+            "telemetry-0",
+            "telemetry-1",
+            "web-0"
+        ],
+        "{doc:#}"
+    );
     let text = doc.to_string();
     assert!(
         text.contains("\"ietf-acldns:dst-dnsname\":\"api.test\""),
