@@ -44,14 +44,16 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsFd;
-use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use limpet_net::{NetPolicy, Nft, Owner, Ruleset, Runtime, TaskMatch};
+use support::{run, unique, Cgroup2, Netns};
+
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 const EXAMPLE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -156,78 +158,6 @@ fn main() -> ExitCode {
 // ---------------------------------------------------------------------------------------
 // Namespaces, links, cgroups.
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// A named network namespace, deleted on drop.
-#[derive(Debug)]
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new() -> Netns {
-        let name = unique("limpet-bench-");
-        run("ip", &["netns", "add", &name]);
-        let ns = Netns { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn ip(&self, args: &[&str]) -> String {
-        let mut a = vec!["-n", self.name.as_str()];
-        a.extend_from_slice(args);
-        run("ip", &a)
-    }
-
-    /// Runs `f` on a thread that has entered the namespace: sockets made there stay in it.
-    fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/run/netns/{}", self.name);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let fd = std::fs::File::open(&path).expect("open the namespace");
-                rustix::thread::move_into_link_name_space(
-                    fd.as_fd(),
-                    Some(rustix::thread::LinkNameSpaceType::Network),
-                )
-                .expect("setns");
-                f()
-            })
-            .join()
-            .expect("namespace thread")
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// A device namespace and its sink, joined by a veth pair.
 #[derive(Debug)]
 struct Link {
@@ -241,8 +171,8 @@ struct Link {
 
 impl Link {
     fn new() -> Link {
-        let dev = Netns::new();
-        let sink = Netns::new();
+        let dev = Netns::new("limpet-bench-");
+        let sink = Netns::new("limpet-bench-");
         let (a, b) = (unique("lbd"), unique("lbs"));
         run(
             "ip",
@@ -279,55 +209,6 @@ impl Link {
             rx["bytes"].as_u64().unwrap(),
             rx["packets"].as_u64().unwrap(),
         )
-    }
-}
-
-/// cgroup2 mounted on a temporary directory, with one level-2 directory per task; all
-/// removed and unmounted on drop.
-#[derive(Debug)]
-struct Cgroup2 {
-    root: PathBuf,
-    dirs: Vec<PathBuf>,
-}
-
-impl Cgroup2 {
-    fn mount(tasks: &[String]) -> (Cgroup2, BTreeMap<String, (String, u64)>) {
-        let root = std::env::temp_dir().join(format!("limpet-bench-cg2-{}", std::process::id()));
-        std::fs::create_dir_all(&root).unwrap();
-        run("mount", &["-t", "cgroup2", "none", root.to_str().unwrap()]);
-        let mut cg = Cgroup2 {
-            root,
-            dirs: Vec::new(),
-        };
-        let parent = cg.root.join(format!("limpet-bench-{}", std::process::id()));
-        std::fs::create_dir(&parent).unwrap();
-        cg.dirs.push(parent.clone());
-        let mut out = BTreeMap::new();
-        for t in tasks {
-            let dir = parent.join(t);
-            std::fs::create_dir(&dir).unwrap();
-            cg.dirs.push(dir.clone());
-            let id = rustix::fs::stat(&dir).unwrap().st_ino;
-            let procs = dir.join("cgroup.procs").to_str().unwrap().to_owned();
-            out.insert(t.clone(), (procs, id));
-        }
-        (cg, out)
-    }
-}
-
-impl Drop for Cgroup2 {
-    fn drop(&mut self) {
-        for d in self.dirs.iter().rev() {
-            // A probe killed a moment ago may still be leaving its cgroup.
-            for _ in 0..20 {
-                if std::fs::remove_dir(d).is_ok() || !d.exists() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        let _ = Command::new("umount").arg(&self.root).status();
-        let _ = std::fs::remove_dir(&self.root);
     }
 }
 
@@ -414,7 +295,15 @@ impl Bench {
         }
         let tasks: Vec<String> = policy.tasks.iter().map(|t| t.name.clone()).collect();
         assert!(tasks.iter().any(|t| t == ALLOWED), "no task {ALLOWED}");
-        let (cg, cgroups) = Cgroup2::mount(&tasks);
+        let mut cg = Cgroup2::mount("limpet-bench-");
+        let cgroups: BTreeMap<String, (String, u64)> = tasks
+            .iter()
+            .map(|t| {
+                let (dir, id) = cg.task_dir(t);
+                let procs = dir.join("cgroup.procs").to_str().unwrap().to_owned();
+                (t.clone(), (procs, id))
+            })
+            .collect();
         let limpet = Link::new();
         let open = Link::new();
         let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;

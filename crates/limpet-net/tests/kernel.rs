@@ -16,16 +16,17 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use limpet_net::nft::expr::{Expr, Verdict};
 use limpet_net::nft::object::{Rule, SetElem};
 use limpet_net::{NetPolicy, Nft, NftError, Owner, Ruleset, Runtime, TaskMatch};
 use serde_json::Value;
+use support::{run, unique, Cgroup2, Netns};
+
+mod support;
 
 struct Case {
     name: &'static str,
@@ -108,51 +109,15 @@ fn main() -> ExitCode {
 // ---------------------------------------------------------------------------------------
 // Namespaces, commands, nft's view.
 
-static NEXT_NS: AtomicU32 = AtomicU32::new(0);
-
-/// A named network namespace, deleted on drop.
-struct Netns {
-    name: String,
+/// What the kernel tests add to a namespace: nftables through our handle and through
+/// the independent `nft` tool.
+trait NftIn {
+    fn nft(&self) -> Nft;
+    fn nft_json(&self, args: &[&str]) -> Value;
+    fn ruleset(&self) -> Value;
 }
 
-impl Netns {
-    fn new() -> Netns {
-        let name = format!(
-            "limpet-net-{}-{}",
-            std::process::id(),
-            NEXT_NS.fetch_add(1, Ordering::Relaxed)
-        );
-        run("ip", &["netns", "add", &name]);
-        let ns = Netns { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// Runs `ip ARGS` in the namespace.
-    fn ip(&self, args: &[&str]) {
-        let mut a = vec!["-n", self.name.as_str()];
-        a.extend_from_slice(args);
-        run("ip", &a);
-    }
-
-    /// Runs `f` on a thread that has entered the namespace: sockets made there stay in it.
-    fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = format!("/run/netns/{}", self.name);
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let fd = std::fs::File::open(&path).expect("open the namespace");
-                rustix::thread::move_into_link_name_space(
-                    fd.as_fd(),
-                    Some(rustix::thread::LinkNameSpaceType::Network),
-                )
-                .expect("setns");
-                f()
-            })
-            .join()
-            .expect("namespace thread")
-        })
-    }
-
+impl NftIn for Netns {
     fn nft(&self) -> Nft {
         self.enter(|| Nft::open().expect("open the netlink socket"))
     }
@@ -168,28 +133,6 @@ impl Netns {
     fn ruleset(&self) -> Value {
         self.nft_json(&["list", "ruleset"])
     }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// The objects of kind `kind` ("chain", "set", "rule") in nft's JSON list.
@@ -306,7 +249,7 @@ fn uid_ruleset() -> Ruleset {
 // Cases.
 
 fn ruleset_as_nft_lists_it() {
-    let ns = Netns::new();
+    let ns = Netns::new("limpet-net-");
     let p = policy();
     let mut rt = Runtime::by_uid(&p);
     rt.tasks
@@ -473,7 +416,7 @@ fn ruleset_as_nft_lists_it() {
 }
 
 fn install_replaces_the_table() {
-    let ns = Netns::new();
+    let ns = Netns::new("limpet-net-");
     let mut nft = ns.nft();
     let r = uid_ruleset();
     nft.install(&r).unwrap();
@@ -492,7 +435,7 @@ fn install_replaces_the_table() {
 }
 
 fn rejected_batch_names_the_object_and_changes_nothing() {
-    let ns = Netns::new();
+    let ns = Netns::new("limpet-net-");
     let mut nft = ns.nft();
     let good = uid_ruleset();
     nft.install(&good).unwrap();
@@ -550,7 +493,7 @@ fn set_elems(ns: &Netns, name: &str) -> Vec<Value> {
 }
 
 fn dns_set_elements_refresh_and_expire() {
-    let ns = Netns::new();
+    let ns = Netns::new("limpet-net-");
     let mut nft = ns.nft();
     nft.install(&uid_ruleset()).unwrap();
     let a = Ipv4Addr::new(198, 51, 100, 7);
@@ -597,7 +540,7 @@ fn dns_set_elements_refresh_and_expire() {
 }
 
 fn lan_set_is_replaced() {
-    let ns = Netns::new();
+    let ns = Netns::new("limpet-net-");
     let mut nft = ns.nft();
     nft.install(&uid_ruleset()).unwrap();
     nft.replace_lan_networks(&[
@@ -637,48 +580,6 @@ fn lan_set_is_replaced() {
 
 // ---------------------------------------------------------------------------------------
 // Traffic.
-
-/// cgroup2 mounted on a temporary directory, unmounted on drop.
-struct Cgroup2 {
-    root: PathBuf,
-    dirs: Vec<PathBuf>,
-}
-
-impl Cgroup2 {
-    fn mount() -> Cgroup2 {
-        let root = std::env::temp_dir().join(format!("limpet-net-cg2-{}", std::process::id()));
-        std::fs::create_dir_all(&root).unwrap();
-        run("mount", &["-t", "cgroup2", "none", root.to_str().unwrap()]);
-        Cgroup2 {
-            root,
-            dirs: Vec::new(),
-        }
-    }
-
-    /// Makes `<root>/limpet/<task>` and returns it with its id (the inode number).
-    fn task_dir(&mut self, task: &str) -> (PathBuf, u64) {
-        let parent = self.root.join(format!("limpet-{}", std::process::id()));
-        if !parent.exists() {
-            std::fs::create_dir(&parent).unwrap();
-            self.dirs.push(parent.clone());
-        }
-        let dir = parent.join(task);
-        std::fs::create_dir(&dir).unwrap();
-        self.dirs.push(dir.clone());
-        let id = rustix::fs::stat(&dir).unwrap().st_ino;
-        (dir, id)
-    }
-}
-
-impl Drop for Cgroup2 {
-    fn drop(&mut self) {
-        for d in self.dirs.iter().rev() {
-            let _ = std::fs::remove_dir(d);
-        }
-        let _ = Command::new("umount").arg(&self.root).status();
-        let _ = std::fs::remove_dir(&self.root);
-    }
-}
 
 /// Who a probe runs as.
 #[derive(Clone)]
@@ -755,12 +656,9 @@ fn drain(s: &UdpSocket) -> usize {
 
 fn traffic_follows_the_policy() {
     // dev (the device) 192.0.2.1 ── veth ── net 192.0.2.2, 198.51.100.7, 203.0.113.2
-    let dev = Netns::new();
-    let net = Netns::new();
-    let (a, b) = (
-        format!("lnA{}", NEXT_NS.fetch_add(1, Ordering::Relaxed)),
-        format!("lnB{}", NEXT_NS.fetch_add(1, Ordering::Relaxed)),
-    );
+    let dev = Netns::new("limpet-net-");
+    let net = Netns::new("limpet-net-");
+    let (a, b) = (unique("lnA"), unique("lnB"));
     run(
         "ip",
         &[
@@ -788,7 +686,7 @@ fn traffic_follows_the_policy() {
     let udp_rate = udp_sink(&net, "192.0.2.2:9000");
     let udp_pkts = udp_sink(&net, "192.0.2.2:9001");
 
-    let mut cg = Cgroup2::mount();
+    let mut cg = Cgroup2::mount("limpet-net-");
     let (sensor_dir, sensor_id) = cg.task_dir("sensor");
     let (other_dir, _) = cg.task_dir("other");
     let p = policy();
