@@ -205,14 +205,19 @@ impl RepositoryUrl {
         self.0.starts_with("https://")
     }
 
-    /// The host (a DNS name or IPv4 address; an IPv6 literal keeps its brackets).
-    pub fn host(&self) -> &str {
+    /// `host[:port]`: what stands between the scheme and the path.
+    fn authority(&self) -> &str {
         let rest = self
             .0
             .strip_prefix("https://")
             .or_else(|| self.0.strip_prefix("http://"))
             .unwrap_or(&self.0);
-        let authority = rest.split('/').next().unwrap_or("");
+        rest.split('/').next().unwrap_or("")
+    }
+
+    /// The host (a DNS name or IPv4 address; an IPv6 literal keeps its brackets).
+    pub fn host(&self) -> &str {
+        let authority = self.authority();
         if authority.starts_with('[') {
             return authority.split_inclusive(']').next().unwrap_or(authority);
         }
@@ -221,12 +226,7 @@ impl RepositoryUrl {
 
     /// The port: the one written, else 443 for https and 80 for http.
     pub fn port(&self) -> u16 {
-        let rest = self
-            .0
-            .strip_prefix("https://")
-            .or_else(|| self.0.strip_prefix("http://"))
-            .unwrap_or(&self.0);
-        let authority = rest.split('/').next().unwrap_or("");
+        let authority = self.authority();
         let after_host = authority.rsplit_once(']').map_or(authority, |(_, a)| a);
         after_host
             .rsplit_once(':')

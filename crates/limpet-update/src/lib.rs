@@ -106,7 +106,7 @@ pub fn begin<S: BlockDevice, T: BlockDevice>(
         version: version.to_owned(),
         source,
     })?;
-    let mut state = store.load().map_err(InstallError::State)?;
+    let state = store.load().map_err(InstallError::State)?;
     let slot = state.other_slot();
     if let Some(t) = state.pending_try() {
         if t.phase == limpet_state::TryPhase::Booted {
@@ -142,9 +142,7 @@ pub fn begin<S: BlockDevice, T: BlockDevice>(
     }
     if state.pending_try().is_some() {
         store.store(&without_try).map_err(InstallError::Store)?;
-        state = without_try;
     }
-    let _ = state;
     Ok(Session {
         slot,
         version,
