@@ -364,6 +364,11 @@ mod tests {
 
     impl Rig {
         fn new(key: &SigningKey, v1: &[u8]) -> Rig {
+            Rig::for_agent(key, v1, rustix::process::getuid().as_raw())
+        }
+
+        /// A server whose agent is `agent_uid`; the test process connects as itself.
+        fn for_agent(key: &SigningKey, v1: &[u8], agent_uid: u32) -> Rig {
             let dir = tempfile::tempdir().unwrap();
             let root = dir.path().to_owned();
             std::fs::create_dir_all(root.join("dev")).unwrap();
@@ -388,7 +393,7 @@ mod tests {
                 .store(&State::factory(Version::parse("1.0.0").unwrap()))
                 .unwrap();
             let socket = root.join("run/limpet/update.sock");
-            let uid = rustix::process::getuid().as_raw();
+            let uid = agent_uid;
             let gid = rustix::process::getgid().as_raw();
             let server = UpdateServer::bind(
                 &socket,
@@ -588,5 +593,36 @@ mod tests {
         assert!(
             matches!(Response::decode(&buf[..n]), Ok(Response::Error(m)) if m.contains("bad request"))
         );
+    }
+
+    #[test]
+    fn only_the_agent_s_uid_is_served() {
+        // The socket belongs to uid 54321; this test runs as another uid (root, whom the
+        // file's mode does not stop). The peer-credential check must refuse it anyway.
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let (v1, _) = release("1.0.0", &key);
+        let (v2, _) = release("2.0.0", &key);
+        let mut rig = Rig::for_agent(&key, &v1, 54_321);
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        // Already there (DONTWAIT: a server that accepted the peer would have said nothing).
+        let (n, _) = rustix::net::recv(&rig.client, &mut buf, RecvFlags::DONTWAIT).unwrap();
+        assert_eq!(
+            Response::decode(&buf[..n]),
+            Ok(Response::Error("not the update agent".into()))
+        );
+        // The connection is not kept: a write request gets no answer and changes nothing.
+        let _ = rustix::net::send(
+            rig.client.as_fd(),
+            &Request::Begin {
+                version: "2.0.0".into(),
+                length: v2.len() as u64,
+            }
+            .encode(),
+            SendFlags::empty(),
+        );
+        assert_eq!(rig.server.ready(false), None);
+        assert!(rig.state().pending_try().is_none());
+        let slot_b = std::fs::read(rig.root.join("dev/slotb")).unwrap();
+        assert!(slot_b.iter().all(|&b| b == 0));
     }
 }
