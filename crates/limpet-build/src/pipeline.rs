@@ -522,8 +522,9 @@ impl Drop for Staging {
     }
 }
 
-/// Reads `[update] root` and checks it is TUF root metadata whose root role lists every
-/// key id of `[update] keys` (the pin the vendor wrote in the manifest).
+/// Reads `[update] root` and checks it is TUF root metadata signed by its own root
+/// threshold (limpet-tuf, as the device will), whose root role lists every key id of
+/// `[update] keys` (the pin the vendor wrote in the manifest).
 fn update_root(dir: &Path, u: &limpet_manifest::Update) -> Result<Vec<u8>, BuildError> {
     let rel = u.root.as_ref().ok_or(BuildError::NoUpdateRoot)?;
     let path = dir.join(rel);
@@ -532,18 +533,17 @@ fn update_root(dir: &Path, u: &limpet_manifest::Update) -> Result<Vec<u8>, Build
         path: path.clone(),
         reason,
     };
-    let doc: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
-    if doc["signed"]["_type"] != "root" {
-        return Err(bad("`signed._type` is not \"root\"".into()));
-    }
-    let ids: Vec<&str> = doc["signed"]["roles"]["root"]["keyids"]
-        .as_array()
-        .map(|a| a.iter().filter_map(serde_json::Value::as_str).collect())
-        .unwrap_or_default();
+    let root = limpet_tuf::client::verify_root(&bytes).map_err(|e| bad(e.to_string()))?;
+    let ids: Vec<String> = root
+        .role_keys(limpet_tuf::metadata::Role::Root)
+        .map_err(|e| bad(e.to_string()))?
+        .keyids
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     for key in &u.keys {
         match key {
-            limpet_manifest::KeyRef::Id(id) if !ids.contains(&id.as_str()) => {
+            limpet_manifest::KeyRef::Id(id) if !ids.iter().any(|k| k == id.as_str()) => {
                 return Err(bad(format!(
                     "[update] keys lists {} but the root role's keys are {ids:?}",
                     id.as_str()
@@ -559,4 +559,95 @@ fn update_root(dir: &Path, u: &limpet_manifest::Update) -> Result<Vec<u8>, Build
         }
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A repository's first root and one of its root key ids.
+    fn repository(dir: &Path) -> (Vec<u8>, String) {
+        let repo = limpet_tuf::repo::Repository::init(
+            &dir.join("repo"),
+            &dir.join("keys"),
+            limpet_tuf::repo::InitOptions::default(),
+            Box::new(limpet_tuf::time::SystemClock),
+        )
+        .unwrap();
+        let id = repo
+            .root()
+            .unwrap()
+            .role_keys(limpet_tuf::metadata::Role::Root)
+            .unwrap()
+            .keyids[0]
+            .to_string();
+        let bytes = std::fs::read(dir.join("repo/metadata/1.root.json")).unwrap();
+        (bytes, id)
+    }
+
+    fn update(keys: &str, root: Option<&str>) -> limpet_manifest::Update {
+        let text = format!(
+            "[device]\nname = \"t\"\nversion = \"1.0.0\"\ntarget = \"x86_64\"\n\n\
+             [[task]]\nname = \"a\"\npackage = \"a\"\nmemory = \"8MiB\"\ncpu = \"5%\"\n\n\
+             [update]\nrepository = \"http://192.0.2.1/\"\nkeys = [{keys}]\n{}",
+            root.map_or_else(String::new, |r| format!("root = \"{r}\"\n"))
+        );
+        limpet_manifest::parse("t.toml", &text)
+            .unwrap()
+            .update
+            .unwrap()
+    }
+
+    fn reason(e: BuildError) -> String {
+        match e {
+            BuildError::UpdateRoot { reason, .. } => reason,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_shipped_root_must_be_self_signed_and_list_the_pinned_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, id) = repository(dir.path());
+        let pin = format!("{{ id = \"{id}\" }}");
+        std::fs::write(dir.path().join("root.json"), &root).unwrap();
+        assert_eq!(
+            update_root(dir.path(), &update(&pin, Some("root.json"))).unwrap(),
+            root
+        );
+
+        assert!(matches!(
+            update_root(dir.path(), &update(&pin, None)),
+            Err(BuildError::NoUpdateRoot)
+        ));
+        let other = format!("{{ id = \"{}\" }}", "ab".repeat(32));
+        assert!(
+            reason(update_root(dir.path(), &update(&other, Some("root.json"))).unwrap_err())
+                .contains("[update] keys lists")
+        );
+        assert!(reason(
+            update_root(
+                dir.path(),
+                &update("{ file = \"k.pub\" }", Some("root.json"))
+            )
+            .unwrap_err()
+        )
+        .contains("pin TUF root key ids"));
+
+        // Not root metadata, or its signed part changed after signing.
+        std::fs::write(dir.path().join("bad.json"), b"{ not json").unwrap();
+        update_root(dir.path(), &update(&pin, Some("bad.json"))).unwrap_err();
+        let text = String::from_utf8(root.clone()).unwrap();
+        let forged = text.replacen("\"version\": 1", "\"version\": 9", 1);
+        assert_ne!(forged, text, "the root's version field moved");
+        std::fs::write(dir.path().join("forged.json"), forged).unwrap();
+        assert!(matches!(
+            update_root(dir.path(), &update(&pin, Some("forged.json"))),
+            Err(BuildError::UpdateRoot { .. })
+        ));
+        assert!(matches!(
+            update_root(dir.path(), &update(&pin, Some("missing.json"))),
+            Err(BuildError::Read { .. })
+        ));
+    }
 }

@@ -132,6 +132,20 @@ pub fn local_target_file_name(name: &str) -> String {
     out
 }
 
+/// Parses root metadata and checks that it is signed by its own root threshold: what the
+/// client trusts at step 5.2, and what `limpet build` checks before shipping a root.
+pub fn verify_root(bytes: &[u8]) -> Result<Root, Error> {
+    let root = parse::<Root>("root.json", bytes)?;
+    verify_threshold(
+        "root",
+        &root.signed.keys,
+        root.signed.role_keys(Role::Root)?,
+        &root.canonical,
+        &root.signatures,
+    )?;
+    Ok(root.signed)
+}
+
 impl Client {
     /// Provisions `metadata_dir` with an out-of-band trusted root (the bytes shipped in the
     /// image). No network access. Replaces any existing root: provisioning only.
@@ -233,15 +247,7 @@ impl Client {
         let path = dir.join(Role::Root.file_name());
         let bytes =
             std::fs::read(&path).map_err(|e| Error::io(format!("{}: read", path.display()), e))?;
-        let root = parse::<Root>("root.json", &bytes)?;
-        verify_threshold(
-            "root",
-            &root.signed.keys,
-            root.signed.role_keys(Role::Root)?,
-            &root.canonical,
-            &root.signatures,
-        )?;
-        Ok(root.signed)
+        verify_root(&bytes)
     }
 
     // ---- 5.3 ------------------------------------------------------------------------------
