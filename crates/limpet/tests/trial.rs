@@ -31,24 +31,7 @@ fn release(version: &str, fail: bool) -> PathBuf {
 /// A TUF repository made with `limpet repo init` (once): its first root metadata and one
 /// of its root key ids, for `[update]`.
 fn tuf_root() -> (PathBuf, String) {
-    let repo = scratch().join("tuf-repo");
-    let root = repo.join("metadata/1.root.json");
-    if !root.exists() {
-        run(
-            limpet()
-                .args(["repo", "init"])
-                .arg(&repo)
-                .arg("--keys")
-                .arg(scratch().join("tuf-keys")),
-            true,
-        );
-    }
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&root).unwrap()).unwrap();
-    let id = doc["signed"]["roles"]["root"]["keyids"][0]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (root, id)
+    tuf_repo(&scratch().join("tuf-repo"), &scratch().join("tuf-keys"))
 }
 
 fn partition(disk: &Path, name: &str) -> (u64, u64) {

@@ -66,20 +66,7 @@ fn fixture() -> Fixture {
     let (_, image_pub) = keys_in(&scratch().join("keys"));
     let repo = scratch().join("update-repo");
     let tuf_keys = scratch().join("update-tuf-keys");
-    run(
-        limpet()
-            .args(["repo", "init"])
-            .arg(&repo)
-            .arg("--keys")
-            .arg(&tuf_keys),
-        true,
-    );
-    let root = repo.join("metadata/1.root.json");
-    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&root).unwrap()).unwrap();
-    let key_id = doc["signed"]["roles"]["root"]["keyids"][0]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (root, key_id) = tuf_repo(&repo, &tuf_keys);
     Fixture {
         repo,
         tuf_keys,

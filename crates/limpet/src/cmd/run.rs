@@ -149,3 +149,26 @@ fn parse_forward(s: &str) -> Result<Forward, String> {
     }
     Ok(Forward { guest_port, host })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_forward;
+
+    #[test]
+    fn forwards_go_to_loopback_only_and_bad_ones_say_why() {
+        let f = parse_forward("80=127.0.0.1:8080").unwrap();
+        assert_eq!(
+            (f.guest_port, f.host.to_string()),
+            (80, "127.0.0.1:8080".into())
+        );
+        for (bad, why) in [
+            ("80", "expected PORT=HOST:HOSTPORT"),
+            ("http=127.0.0.1:80", "is not a port number"),
+            ("80=localhost:80", "is not an IPv4 address and port"),
+            ("80=192.0.2.1:80", "loopback only"),
+        ] {
+            let e = parse_forward(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+}

@@ -201,3 +201,26 @@ pub fn hello_release(label: &str, version: &str, fail: bool, update: &str) -> Pa
     );
     out
 }
+
+/// An update repository made with `limpet repo init REPO --keys KEYS` (once per path):
+/// its first root metadata, the file a device ships, and one of its root key ids, the pin
+/// for `[update] keys`.
+pub fn tuf_repo(repo: &Path, keys: &Path) -> (PathBuf, String) {
+    let root = repo.join("metadata/1.root.json");
+    if !root.exists() {
+        run(
+            limpet()
+                .args(["repo", "init"])
+                .arg(repo)
+                .arg("--keys")
+                .arg(keys),
+            true,
+        );
+    }
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&root).unwrap()).unwrap();
+    let id = doc["signed"]["roles"]["root"]["keyids"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (root, id)
+}
