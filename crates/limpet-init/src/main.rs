@@ -198,25 +198,25 @@ fn network_cgroups(
     net: &limpet_net::NetPolicy,
 ) -> std::collections::BTreeMap<String, limpet_net::TaskMatch> {
     use std::os::unix::fs::MetadataExt;
-    let parent = root
-        .join("sys/fs/cgroup")
-        .join(limpet_sandbox::spawn::CGROUP_PARENT);
+    let cgroups = root.join("sys/fs/cgroup");
     net.tasks
         .iter()
         .map(|t| {
-            let dir = parent.join(&t.name);
-            let matched = std::fs::create_dir_all(&dir)
-                .and_then(|()| std::fs::metadata(&dir))
+            let dir = limpet_sandbox::spawn::task_cgroup(&cgroups, &t.name)
+                .map_err(|e| std::io::Error::other(console::chain(&e)));
+            let matched = dir
+                .and_then(|dir| {
+                    std::fs::create_dir_all(&dir)?;
+                    std::fs::metadata(&dir)
+                })
                 .map(|m| limpet_net::TaskMatch::CgroupV2 {
                     level: 2,
                     id: m.ino(),
                 });
             let matched = matched.unwrap_or_else(|e| {
                 console::line(&format!(
-                    "limpet-init: cgroup {} for {}: {e}; matching its packets by uid {}",
-                    dir.display(),
-                    t.name,
-                    t.uid
+                    "limpet-init: cgroup for {}: {e}; matching its packets by uid {}",
+                    t.name, t.uid
                 ));
                 limpet_net::TaskMatch::Uid(t.uid)
             });

@@ -577,7 +577,7 @@ fn create_cgroup(
     let Cgroups::V2 { root } = &roots.cgroups else {
         return Ok(None);
     };
-    let path = root.join(CGROUP_PARENT).join(task_component(&policy.name)?);
+    let path = task_cgroup(root, &policy.name)?;
     let error = |path: PathBuf| {
         let task = policy.name.clone();
         move |source| SpawnError::Cgroup { task, path, source }
@@ -740,6 +740,12 @@ fn step_of(report: Report, policy: &TaskPolicy) -> Step {
             path: policy.exec.path.clone(),
         },
     }
+}
+
+/// Where task `name`'s cgroup lives under the cgroup2 mount `root`: `<root>/limpet/<name>`
+/// (level 2, the level the network policy's cgroup match names).
+pub fn task_cgroup(root: &Path, name: &str) -> Result<PathBuf, SpawnError> {
+    Ok(root.join(CGROUP_PARENT).join(task_component(name)?))
 }
 
 /// `mkdir` with `mode`, accepting an existing directory.
