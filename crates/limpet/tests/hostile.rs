@@ -79,7 +79,7 @@ const ATTACKS: &[(&str, Expect)] = &[
     (
         "threads-past-pids-max",
         Blocked("EAGAIN after 3 more threads"),
-    ), // pids = 4
+    ), // pids = 4: the main thread and 3 more (RLIMIT_NPROC refuses the 5th, pids.max would)
 ];
 
 /// Console lines that must all appear before the test presses the power button.

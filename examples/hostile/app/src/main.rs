@@ -412,6 +412,19 @@ fn fork() -> Verdict {
 
 /// Spawns threads until the cgroup's pids.max refuses one.
 fn threads_past_pids_max() -> Verdict {
+    // The STATUS helper thread has been joined, but the kernel releases it (and its place
+    // under RLIMIT_NPROC and pids.max) only after join returns: wait until this thread is
+    // alone, so the count below is the budget and not a race.
+    let alone = (0..200).any(|_| {
+        let threads = std::fs::read_dir("/proc/self/task").map_or(0, Iterator::count);
+        threads == 1 || {
+            std::thread::sleep(Duration::from_millis(10));
+            false
+        }
+    });
+    if !alone {
+        return Err("setup: the STATUS thread never went away".into());
+    }
     let mut handles = Vec::new();
     for n in 0..64 {
         match std::thread::Builder::new().spawn(|| std::thread::sleep(Duration::from_secs(5))) {
