@@ -4,56 +4,11 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use common::{noise, store_fetcher, with_insert, write_payload};
 use limpet_chunk::{assemble, publish, ReadAt};
 
-struct Counting;
-
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(n: usize) {
-    let now = CURRENT.fetch_add(n, Ordering::SeqCst) + n;
-    PEAK.fetch_max(now, Ordering::SeqCst);
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the counters are
-// only bookkeeping.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        grew(layout.size());
-        // SAFETY: same contract as ours, forwarded.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        grew(layout.size());
-        // SAFETY: same contract as ours, forwarded.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        CURRENT.fetch_sub(layout.size(), Ordering::SeqCst);
-        // SAFETY: same contract as ours, forwarded.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if new_size > layout.size() {
-            grew(new_size - layout.size());
-        } else {
-            CURRENT.fetch_sub(layout.size() - new_size, Ordering::SeqCst);
-        }
-        // SAFETY: same contract as ours, forwarded.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOC: Counting = Counting;
+static HEAP: limpet_heap_meter::Meter = limpet_heap_meter::Meter::new();
 
 /// The budget from the design: 2 MiB beyond the block being written.
 const BUDGET: usize = 2 * 1024 * 1024;
@@ -85,8 +40,7 @@ fn applying_a_32_mib_update_stays_within_2_mib_of_heap() {
     let seeds: [&dyn ReadAt; 1] = [&v1];
     let dctx = dctx_size();
 
-    let base = CURRENT.load(Ordering::SeqCst);
-    PEAK.store(base, Ordering::SeqCst);
+    let mark = HEAP.mark();
     let stats = assemble(
         &index,
         &seeds,
@@ -94,7 +48,7 @@ fn applying_a_32_mib_update_stays_within_2_mib_of_heap() {
         &mut out,
     )
     .unwrap();
-    let peak = PEAK.load(Ordering::SeqCst) - base;
+    let peak = HEAP.peak_since(mark);
 
     assert_eq!(out, v2);
     assert!(stats.chunks_fetched >= 16, "{stats:?}");
