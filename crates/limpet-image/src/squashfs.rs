@@ -18,9 +18,12 @@ use backhand::{FilesystemCompressor, FilesystemReader, FilesystemWriter, InnerNo
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-/// zstd level of the data blocks: the level only costs build time; the kernel decompresses
-/// every level at the same speed.
-pub const ZSTD_LEVEL: u32 = 19;
+/// zstd level of the data blocks. The kernel decompresses every level at the same speed,
+/// but a device applying a delta (`limpet-delta`) compresses each changed block again at
+/// this level: 9 is the highest whose compression context for a 128 KiB block (1.1 MiB)
+/// keeps that within the 2 MiB budget. Level 19 makes slots about 9% smaller and needs
+/// 2.8 MiB (`BENCHMARKS.md` section 5).
+pub const ZSTD_LEVEL: u32 = 9;
 
 /// Data block size.
 pub const BLOCK_SIZE: u32 = 128 * 1024;

@@ -9,6 +9,9 @@
 //!                                                 chunks_reused planned_bytes
 //! delta-tool sweep OLD NEW MIN:AVG:MAX...         prints one line per parameter set:
 //!                                                 params chunks new_chunk_bytes index_bytes
+//! delta-tool make-delta OLD NEW DELTA             limpet-delta: prints delta_bytes
+//!                                                 old_frames new_frames new_expanded
+//! delta-tool apply-delta OLD DELTA OUT            prints: bytes_written frames_recompressed
 //! ```
 
 use std::error::Error;
@@ -49,6 +52,26 @@ fn run(args: &[String]) -> Res<()> {
         }
         Some("apply") if args.len() == 5 => apply(&args[1], &args[2], &args[3], &args[4]),
         Some("sweep") if args.len() >= 4 => sweep(&args[1], &args[2], &args[3..]),
+        Some("make-delta") if args.len() == 4 => {
+            let made = limpet_delta::make(&fs::read(&args[1])?, &fs::read(&args[2])?)?;
+            fs::write(&args[3], &made.delta)?;
+            println!(
+                "{} {} {} {}",
+                made.delta.len(),
+                made.old_frames,
+                made.new_frames,
+                made.new_expanded
+            );
+            Ok(())
+        }
+        Some("apply-delta") if args.len() == 4 => {
+            let old = File::open(&args[1])?;
+            let delta = fs::read(&args[2])?;
+            let mut out = File::create(&args[3])?;
+            let applied = limpet_delta::apply(&delta, &old, &mut out)?;
+            println!("{} {}", applied.written, applied.frames);
+            Ok(())
+        }
         _ => Err("usage: see the module documentation in benches/delta/tool/src/main.rs".into()),
     }
 }

@@ -1,0 +1,202 @@
+//! An image's layout: the runs of raw bytes and the zstd frames that can be expanded.
+//!
+//! [`expand`] walks the image once. At every zstd magic number it tries the frame there: it
+//! must declare its content size (at most [`MAX_FRAME`]), decompress to exactly that, and
+//! compress again with `zstd::bulk::Compressor` at one level to exactly the same bytes, the
+//! call backhand writes squashfs blocks with. Levels tried: the last one found, then 9
+//! (limpet's squashfs), 3 (backhand's default) and 19 (limpet's squashfs before). Anything else, including frames a
+//! different zstd wrote, stays raw: it then travels as bytes in the delta, never wrong.
+
+use crate::MAX_FRAME;
+
+/// zstd's frame magic number, little-endian on disk.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// Levels tried on a frame after the previous frame's level: limpet's squashfs level,
+/// backhand's default, and the level limpet used before.
+const LEVELS: [i32; 3] = [9, 3, 19];
+
+/// One run of an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Segment {
+    /// Bytes kept as they are.
+    Raw {
+        /// Length in the image, equal to its expanded length.
+        len: u64,
+    },
+    /// A zstd frame that `zstd::bulk::Compressor::new(level)` reproduces from its content.
+    Zstd {
+        /// The compression level that reproduces it.
+        level: i32,
+        /// Length of the frame in the image.
+        stored: u64,
+        /// Length of its content (at most [`MAX_FRAME`]).
+        expanded: u32,
+    },
+}
+
+impl Segment {
+    /// Bytes in the image.
+    pub fn stored(&self) -> u64 {
+        match *self {
+            Segment::Raw { len } => len,
+            Segment::Zstd { stored, .. } => stored,
+        }
+    }
+
+    /// Bytes in the expanded image.
+    pub fn expanded(&self) -> u64 {
+        match *self {
+            Segment::Raw { len } => len,
+            Segment::Zstd { expanded, .. } => u64::from(expanded),
+        }
+    }
+}
+
+/// An image split into segments, with the expanded image they make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expanded {
+    /// The segments in image order; their stored lengths sum to the image's length.
+    pub segments: Vec<Segment>,
+    /// Raw runs and frame contents, concatenated.
+    pub bytes: Vec<u8>,
+}
+
+/// Splits `image` into raw runs and reproducible zstd frames, and expands it.
+pub fn expand(image: &[u8]) -> Expanded {
+    let mut segments = Vec::new();
+    let mut bytes = Vec::with_capacity(image.len().saturating_mul(2));
+    let mut raw_start = 0;
+    let mut at = 0;
+    let mut last_level = LEVELS[0];
+    while let Some(found) = find_magic(image, at) {
+        match reproduce(&image[found..], last_level) {
+            Some((level, stored, content)) => {
+                if found > raw_start {
+                    segments.push(Segment::Raw {
+                        len: (found - raw_start) as u64,
+                    });
+                    bytes.extend_from_slice(&image[raw_start..found]);
+                }
+                segments.push(Segment::Zstd {
+                    level,
+                    stored: stored as u64,
+                    expanded: u32::try_from(content.len()).unwrap_or(u32::MAX),
+                });
+                bytes.extend_from_slice(&content);
+                last_level = level;
+                at = found + stored;
+                raw_start = at;
+            }
+            None => at = found + 1,
+        }
+    }
+    if image.len() > raw_start {
+        segments.push(Segment::Raw {
+            len: (image.len() - raw_start) as u64,
+        });
+        bytes.extend_from_slice(&image[raw_start..]);
+    }
+    Expanded { segments, bytes }
+}
+
+/// The next zstd magic number at or after `from`.
+fn find_magic(image: &[u8], from: usize) -> Option<usize> {
+    let rest = image.get(from..)?;
+    rest.windows(ZSTD_MAGIC.len())
+        .position(|w| w == ZSTD_MAGIC)
+        .map(|p| p + from)
+}
+
+/// The frame at the start of `data`, if one level reproduces it: (level, frame length,
+/// content).
+fn reproduce(data: &[u8], first_level: i32) -> Option<(i32, usize, Vec<u8>)> {
+    let content_len = zstd::zstd_safe::get_frame_content_size(data).ok()??;
+    let content_len = usize::try_from(content_len).ok()?;
+    if content_len == 0 || content_len > MAX_FRAME {
+        return None;
+    }
+    let stored = zstd::zstd_safe::find_frame_compressed_size(data).ok()?;
+    let frame = data.get(..stored)?;
+    let content = zstd::bulk::decompress(frame, content_len).ok()?;
+    if content.len() != content_len {
+        return None;
+    }
+    std::iter::once(first_level)
+        .chain(LEVELS.into_iter().filter(|l| *l != first_level))
+        .find(|level| compress(&content, *level).is_some_and(|again| again == frame))
+        .map(|level| (level, stored, content))
+}
+
+/// Compresses one frame the way backhand does.
+pub(crate) fn compress(content: &[u8], level: i32) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    compress_into(content, level, &mut out);
+    (!out.is_empty()).then_some(out)
+}
+
+/// [`compress`] into `out`, reusing its allocation; `out` is left empty on failure.
+pub(crate) fn compress_into(content: &[u8], level: i32, out: &mut Vec<u8>) {
+    out.clear();
+    out.reserve(zstd::zstd_safe::compress_bound(content.len()));
+    let done =
+        zstd::bulk::Compressor::new(level).and_then(|mut c| c.compress_to_buffer(content, out));
+    if done.is_err() {
+        out.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
+    use super::*;
+
+    fn text(n: usize, seed: u8) -> Vec<u8> {
+        (0..n)
+            .map(|i| b"limpet delta "[(i + usize::from(seed)) % 13] ^ u8::from(i % 97 == 0))
+            .collect()
+    }
+
+    #[test]
+    fn frames_at_known_levels_expand_and_the_rest_stays_raw() {
+        let a = text(5000, 1);
+        let b = text(7000, 2);
+        let mut image = b"header".to_vec();
+        image.extend(compress(&a, 19).unwrap());
+        image.extend(compress(&b, 3).unwrap());
+        // A frame at a level not tried, and a fake magic number, stay raw.
+        let odd = compress(&a, 7).unwrap();
+        image.extend(&odd);
+        image.extend(ZSTD_MAGIC);
+        image.extend(b"tail");
+
+        let expanded = expand(&image);
+        assert_eq!(
+            expanded.segments[..3],
+            [
+                Segment::Raw { len: 6 },
+                Segment::Zstd {
+                    level: 19,
+                    stored: compress(&a, 19).unwrap().len() as u64,
+                    expanded: 5000
+                },
+                Segment::Zstd {
+                    level: 3,
+                    stored: compress(&b, 3).unwrap().len() as u64,
+                    expanded: 7000
+                },
+            ]
+        );
+        assert_eq!(
+            expanded.segments[3],
+            Segment::Raw {
+                len: (odd.len() + 8) as u64
+            }
+        );
+        let stored: u64 = expanded.segments.iter().map(Segment::stored).sum();
+        assert_eq!(stored, image.len() as u64);
+        let len: u64 = expanded.segments.iter().map(Segment::expanded).sum();
+        assert_eq!(len, expanded.bytes.len() as u64);
+        assert_eq!(&expanded.bytes[6..5006], &a[..]);
+    }
+}
