@@ -1,5 +1,6 @@
-//! One poll: status → TUF refresh → choose → fetch the index → plan against the running
-//! slot → begin → assemble → finish → reboot (as the policy allows).
+//! One poll: status → TUF refresh → choose → the delta from the running version if the
+//! repository has one (begin → apply → check) or else: fetch the index → plan against the
+//! running slot → begin → assemble; then finish → reboot (as the policy allows).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -191,6 +192,8 @@ pub enum PollOutcome {
         bytes_fetched: u64,
         /// HTTP requests made.
         round_trips: u64,
+        /// The version the delta that made it started from; `None` when chunks did.
+        delta_from: Option<String>,
         /// Chunks downloaded.
         chunks_fetched: usize,
         /// Chunks copied from the running slot.
@@ -238,18 +241,24 @@ impl fmt::Display for PollOutcome {
                 boots,
                 bytes_fetched,
                 round_trips,
+                delta_from,
                 chunks_fetched,
                 chunks_reused,
                 slot_length,
                 reboot_requested,
                 ..
-            } => write!(
-                f,
-                "staged {version} ({slot_length} bytes, {boots} boots to prove itself): \
-                 fetched {bytes_fetched} bytes in {round_trips} requests, \
-                 {chunks_fetched} chunks fetched, {chunks_reused} reused; {}",
-                reboot(*reboot_requested)
-            ),
+            } => {
+                write!(
+                    f,
+                    "staged {version} ({slot_length} bytes, {boots} boots to prove itself): \
+                     fetched {bytes_fetched} bytes in {round_trips} requests, "
+                )?;
+                match delta_from {
+                    Some(from) => write!(f, "a delta from {from}")?,
+                    None => write!(f, "{chunks_fetched} chunks fetched, {chunks_reused} reused")?,
+                }
+                write!(f, "; {}", reboot(*reboot_requested))
+            }
         }
     }
 }
@@ -327,7 +336,57 @@ impl Agent {
                 round_trips: repo.traffic.requests(),
             });
         };
+        // A delta from the running version, when the repository has one: a fraction of
+        // the chunks' bytes. If it fails, the chunks make the same slot.
+        if let Some(name) = delta_for(targets, &candidate.slot, &status.running_version) {
+            match self.install_delta(&pid1, &status, &client, &repo, &name, &candidate.slot) {
+                Ok(()) => {
+                    let from = Some(status.running_version.clone());
+                    return self.staged(&pid1, &repo, &candidate.slot, from, ChunkStats::default());
+                }
+                Err(e) => crate::schedule::log_line(&format!(
+                    "limpet-agent: {}; fetching chunks instead",
+                    crate::schedule::chain(&e)
+                )),
+            }
+        }
         self.install(&pid1, &status, &client, &repo, &candidate)
+    }
+
+    /// Fetches the delta target `name`, writes the slot it makes from the running one, and
+    /// checks the result against the signed length and hash before PID 1 verifies it.
+    fn install_delta(
+        &self,
+        pid1: &Pid1,
+        status: &DeviceStatus,
+        client: &Client,
+        repo: &Remote,
+        name: &str,
+        slot: &limpet_repo::SlotTarget,
+    ) -> Result<(), AgentError> {
+        let mut bytes = Vec::new();
+        client
+            .fetch_target(&*repo.targets, name, &mut bytes)
+            .map_err(|source| AgentError::FetchDelta {
+                target: name.to_owned(),
+                source,
+            })?;
+        pid1.begin(&slot.version.to_string(), slot.slot_length)?;
+        let seed = RunningSlot::new(pid1, status.running_length);
+        let mut out = InactiveSlot::new(pid1);
+        let applied =
+            limpet_delta::apply(&bytes, &seed, &mut out).map_err(|source| AgentError::Delta {
+                target: name.to_owned(),
+                source,
+            })?;
+        if applied.written != slot.slot_length || applied.sha256 != slot.slot_sha256 {
+            return Err(AgentError::DeltaResult {
+                target: name.to_owned(),
+                written: applied.written,
+                sha256: applied.sha256.iter().map(|b| format!("{b:02x}")).collect(),
+            });
+        }
+        Ok(())
     }
 
     /// Probation or a staged try: nothing to fetch. Asks again for the reboot into a staged
@@ -423,6 +482,25 @@ impl Agent {
         let mut out = InactiveSlot::new(pid1);
         let stats = limpet_chunk::assemble_planned(&index, &plan, &[&seed], &mut fetch, &mut out)
             .map_err(assemble_err)?;
+        let chunks = ChunkStats {
+            fetched: stats.chunks_fetched,
+            reused: stats.chunks_reused,
+            bytes_reused: stats.bytes_reused,
+        };
+        self.staged(pid1, repo, slot, None, chunks)
+    }
+
+    /// The slot is written: PID 1 verifies it and marks it "try"; then the reboot, as the
+    /// policy allows.
+    fn staged(
+        &self,
+        pid1: &Pid1,
+        repo: &Remote,
+        slot: &limpet_repo::SlotTarget,
+        delta_from: Option<String>,
+        chunks: ChunkStats,
+    ) -> Result<PollOutcome, AgentError> {
+        let version = slot.version.to_string();
         let boots = pid1.finish(&version, slot.verity_root)?;
         let reboot_requested = self.config.reboot.reboot_now();
         if reboot_requested {
@@ -433,12 +511,51 @@ impl Agent {
             boots,
             bytes_fetched: repo.traffic.bytes(),
             round_trips: repo.traffic.requests(),
-            chunks_fetched: stats.chunks_fetched,
-            chunks_reused: stats.chunks_reused,
-            bytes_reused: stats.bytes_reused,
+            delta_from,
+            chunks_fetched: chunks.fetched,
+            chunks_reused: chunks.reused,
+            bytes_reused: chunks.bytes_reused,
             slot_length: slot.slot_length,
             reboot_requested,
         })
+    }
+}
+
+/// What the chunk path fetched and reused (all zero after a delta).
+#[derive(Debug, Clone, Copy, Default)]
+struct ChunkStats {
+    fetched: usize,
+    reused: usize,
+    bytes_reused: u64,
+}
+
+/// The delta target from `running` to `slot`, when the repository lists a usable one:
+/// its custom describes exactly `slot`, and it is at most [`limpet_repo::target::MAX_DELTA`].
+fn delta_for(
+    targets: &std::collections::BTreeMap<String, limpet_tuf::metadata::TargetFile>,
+    slot: &limpet_repo::SlotTarget,
+    running: &str,
+) -> Option<String> {
+    let running = limpet_state::Version::parse(running).ok()?.to_string();
+    let name =
+        limpet_repo::target::delta_target_name(&slot.device, &slot.version.to_string(), &running);
+    let file = targets.get(&name)?;
+    let usable = match limpet_repo::DeltaTarget::from_custom(&name, file.custom.as_ref()) {
+        Ok(delta) if delta.slot != *slot => Err("it describes another slot".to_owned()),
+        Ok(_) if file.length > limpet_repo::target::MAX_DELTA => Err(format!(
+            "{} bytes, over {}",
+            file.length,
+            limpet_repo::target::MAX_DELTA
+        )),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.to_string()),
+    };
+    match usable {
+        Ok(()) => Some(name),
+        Err(why) => {
+            crate::schedule::log_line(&format!("limpet-agent: not using the delta {name}: {why}"));
+            None
+        }
     }
 }
 

@@ -129,4 +129,32 @@ pub enum AgentError {
         #[source]
         source: limpet_chunk::AssembleError,
     },
+    /// The delta target could not be fetched and verified.
+    #[error("cannot fetch the delta {target}")]
+    FetchDelta {
+        /// The target name.
+        target: String,
+        /// The cause.
+        #[source]
+        source: limpet_tuf::Error,
+    },
+    /// Applying the delta to the running slot failed.
+    #[error("cannot apply the delta {target}")]
+    Delta {
+        /// The target name.
+        target: String,
+        /// The cause.
+        #[source]
+        source: limpet_delta::DeltaError,
+    },
+    /// The delta applied, but not to the slot the repository signed.
+    #[error("the delta {target} made {written} bytes with sha256 {sha256}, not the signed slot")]
+    DeltaResult {
+        /// The target name.
+        target: String,
+        /// Bytes written.
+        written: u64,
+        /// Their sha256, hex.
+        sha256: String,
+    },
 }

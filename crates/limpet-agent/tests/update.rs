@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::{agent_config, release, Device, Relay, TestRepo};
 use limpet_agent::{Agent, AgentError, Busy, PollOutcome};
 use limpet_chunk::{AssembleError, Index};
+use limpet_repo::DeltaOutcome;
 use limpet_tuf::serve::{serve, serve_with, ServeOptions, Throttle};
 use limpet_tuf::RetrievalPolicy;
 use limpet_update::server::Event;
@@ -71,9 +72,17 @@ fn a_device_updates_itself_and_refuses_what_does_not_verify() {
     assert_eq!(bytes_fetched, timestamp, "only timestamp.json has a body");
     assert!(timestamp < 1024, "timestamp.json is {timestamp} bytes");
 
-    // v2, with one of the chunks the device must fetch tampered on the server.
+    // v2, with its delta from 1.0.0 and one of the chunks the device must fetch tampered
+    // on the server: the delta fails its signed hash, the agent falls back to chunks, and
+    // the chunk fails its hash in the signed index.
     let p2 = repo.publish(&v2);
     assert!(p2.chunks_written < p2.chunks, "v2 shares chunks with v1");
+    assert!(
+        matches!(&p2.delta, DeltaOutcome::Added { from, .. } if from == "1.0.0"),
+        "{:?}",
+        p2.delta
+    );
+    let delta_files = tamper_delta(&repo, "2.0.0", "1.0.0");
     let index = Index::from_bytes(
         &std::fs::read(repo.path().join("targets").join(&p2.index_target)).unwrap(),
     )
@@ -115,12 +124,15 @@ fn a_device_updates_itself_and_refuses_what_does_not_verify() {
         .any(|e| matches!(e, Event::Staged { .. })));
     relay.wire.take();
 
-    // The chunk repaired: v2 is fetched (only what v1 lacks), written and staged.
+    // The chunk repaired (the delta still tampered): v2 is fetched through the chunks (only
+    // what v1 lacks), written and staged.
     std::fs::write(&chunk_file, &good).unwrap();
     let outcome = agent.poll_once().unwrap();
     let (connections, up, down) = relay.wire.take();
+    assert!(delta_files > 0);
     let PollOutcome::Staged {
         version,
+        delta_from: None,
         bytes_fetched,
         round_trips,
         chunks_fetched,
@@ -218,4 +230,137 @@ fn a_trickling_server_is_a_slow_retrieval() {
         "{err:?}"
     );
     assert!(device.state().pending_try().is_none());
+}
+
+/// Replaces every stored copy of the delta `D/version/from-from.delta` on the server (the
+/// plain name and the hash-prefixed ones, which may be links to one file) with the same
+/// bytes, one flipped; returns how many names.
+fn tamper_delta(repo: &TestRepo, version: &str, from: &str) -> usize {
+    let dir = repo
+        .path()
+        .join("targets")
+        .join(common::DEVICE)
+        .join(version);
+    let suffix = format!("from-{from}.delta");
+    let paths: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(&suffix))
+        .collect();
+    let mut bad = std::fs::read(&paths[0]).unwrap();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x01;
+    for path in &paths {
+        std::fs::write(path, &bad).unwrap();
+    }
+    paths.len()
+}
+
+/// A device on the release before fetches only the delta: metadata and one small file,
+/// not the chunks; the slot it writes is v2 byte for byte and PID 1 stages it.
+#[test]
+fn a_device_on_the_release_before_fetches_only_the_delta() {
+    let v1 = release("1.0.0", b"");
+    let v2 = release("2.0.0", b"one changed line");
+    let repo = TestRepo::new();
+    repo.publish(&v1);
+    let p2 = repo.publish(&v2);
+    let DeltaOutcome::Added { length, frames, .. } = p2.delta.clone() else {
+        panic!("{:?}", p2.delta)
+    };
+    let server = serve(&repo.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let relay = Relay::start(server.local_addr());
+    let device = Device::new(&v1, "1.0.0");
+    let state_dir = tempfile::tempdir().unwrap();
+    let mut agent = Agent::new(agent_config(&relay.url(), &repo, &device, state_dir.path()));
+
+    let outcome = agent.poll_once().unwrap();
+    let (connections, up, down) = relay.wire.take();
+    let PollOutcome::Staged {
+        version,
+        delta_from,
+        bytes_fetched,
+        round_trips,
+        chunks_fetched,
+        ..
+    } = &outcome
+    else {
+        panic!("{outcome:?}")
+    };
+    println!(
+        "v1 -> v2 by delta: {bytes_fetched} body bytes in {round_trips} round trips (delta \
+         {length} bytes, {frames} frames rebuilt); on the wire {connections} connections, {up} \
+         bytes up, {down} bytes down; the chunk path would fetch new chunks of {} bytes",
+        p2.chunk_bytes_written
+    );
+    assert_eq!(version, "2.0.0");
+    assert_eq!(delta_from.as_deref(), Some("1.0.0"));
+    assert_eq!(*chunks_fetched, 0);
+    assert!(
+        length < p2.chunk_bytes_written,
+        "delta {length} vs chunks {}",
+        p2.chunk_bytes_written
+    );
+    let written = std::fs::read(device.path("slotb")).unwrap();
+    assert_eq!(&written[..v2.len()], &v2[..], "slot B holds exactly v2");
+    assert_eq!(
+        device.events(0).first(),
+        Some(&Event::Staged {
+            version: "2.0.0".into()
+        })
+    );
+}
+
+/// A delta that is properly signed but builds another slot (a publisher bug or a stolen
+/// targets key): the agent's check against the signed slot hash stops it before PID 1 is
+/// asked to mark anything, and the chunks install v2.
+#[test]
+fn a_signed_delta_that_builds_another_slot_is_not_staged() {
+    let v1 = release("1.0.0", b"");
+    let v2 = release("2.0.0", b"one changed line");
+    let other = release("2.0.0", b"something else!!");
+    let repo = TestRepo::new();
+    repo.publish(&v1);
+    let p2 = repo.publish(&v2);
+    let wrong = limpet_delta::make(&v1, &other).unwrap().delta;
+    let name = limpet_repo::target::delta_target_name(common::DEVICE, "2.0.0", "1.0.0");
+    let custom = limpet_repo::DeltaTarget {
+        slot: p2.slot.clone(),
+        from: limpet_state::Version::parse("1.0.0").unwrap(),
+    }
+    .custom();
+    limpet_tuf::Repository::open(
+        &repo.path(),
+        &repo.keys(),
+        Box::new(limpet_tuf::SystemClock),
+    )
+    .unwrap()
+    .add_target_bytes(&name, &wrong, Some(custom))
+    .unwrap();
+
+    let server = serve(&repo.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let device = Device::new(&v1, "1.0.0");
+    let state_dir = tempfile::tempdir().unwrap();
+    let url = format!("http://{}", server.local_addr());
+    let mut agent = Agent::new(agent_config(&url, &repo, &device, state_dir.path()));
+    let outcome = agent.poll_once().unwrap();
+    assert!(
+        matches!(&outcome, PollOutcome::Staged { delta_from: None, version, .. } if version == "2.0.0"),
+        "{outcome:?}"
+    );
+    let written = std::fs::read(device.path("slotb")).unwrap();
+    assert_eq!(
+        &written[..v2.len()],
+        &v2[..],
+        "slot B holds v2, not what the delta built"
+    );
+    assert_eq!(
+        device.events(2),
+        [
+            Event::Staged {
+                version: "2.0.0".into()
+            },
+            Event::Reboot
+        ]
+    );
 }

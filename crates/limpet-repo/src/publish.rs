@@ -5,7 +5,8 @@
 //! ```text
 //! REPO/metadata/   TUF metadata (limpet-tuf): N.root.json, root.json, timestamp.json,
 //!                  snapshot.json, targets.json and their versioned copies
-//! REPO/targets/    TUF targets: D/V/slot.img, D/V/slot.cidx (and hash-prefixed copies)
+//! REPO/targets/    TUF targets: D/V/slot.img, D/V/slot.cidx, D/V/from-F.delta (and
+//!                  hash-prefixed copies)
 //! REPO/chunks/     the chunk store (limpet-chunk): chunks/<2 hex>/<sha256>.zst
 //! ```
 //!
@@ -15,7 +16,12 @@
 //!   slot (no trailing bytes), so the device's seed and the index describe the same bytes.
 //! - A version is published once: a version of the same precedence already listed for the
 //!   device is refused (semver build metadata does not make a new version).
-//! - Write order: chunks, then `slot.img`, then `slot.cidx`. Every file is written
+//! - A delta from the release before (`F`, the highest version of the device below this
+//!   one) is made when that release's `slot.img` is in the repository with its signed
+//!   hash, and kept when it is at most [`MAX_DELTA`] bytes and smaller than the chunks
+//!   this version added. Devices on `F` fetch it; every other device uses the chunks. Only
+//!   `N-1 -> N`: one file per release, made once, served as a static file.
+//! - Write order: chunks, then `slot.img`, the delta, then `slot.cidx`. Every file is written
 //!   atomically (limpet-chunk and limpet-tuf rename complete files into place), and an agent
 //!   only acts on a `slot.cidx`, so it never sees a version whose chunks are not all there.
 //! - Root keys are never needed: only targets, snapshot and timestamp keys sign here.
@@ -29,7 +35,7 @@ use limpet_state::Version;
 use limpet_tuf::metadata::Role;
 use limpet_tuf::{InitOptions, RepoError, Repository, SystemClock};
 
-use crate::target::{self, SlotTarget, CHUNKS_DIR};
+use crate::target::{self, DeltaTarget, SlotTarget, CHUNKS_DIR, MAX_DELTA};
 
 /// Why publishing, initialising or refreshing failed.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +107,16 @@ pub enum PublishError {
         /// The slot image.
         path: PathBuf,
     },
+    /// The delta from the release before could not be made (the publisher's own check of
+    /// it failed: a bug, nothing is published).
+    #[error("making the delta from {from}")]
+    Delta {
+        /// The release before.
+        from: String,
+        /// What failed.
+        #[source]
+        source: limpet_delta::DeltaError,
+    },
     /// The TUF repository could not be opened, read or signed.
     #[error("{repo}: TUF repository")]
     Repo {
@@ -155,6 +171,26 @@ pub struct Published {
     pub index_length: u64,
     /// The root metadata devices must ship: `REPO/metadata/N.root.json` of the current root.
     pub trusted_root: PathBuf,
+    /// The delta from the release before, or why there is none.
+    pub delta: DeltaOutcome,
+}
+
+/// Whether [`publish`] added a delta.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeltaOutcome {
+    /// `D/V/from-F.delta` was added.
+    Added {
+        /// The target's name.
+        target: String,
+        /// The release it starts from.
+        from: String,
+        /// Its length.
+        length: u64,
+        /// zstd frames the device compresses again.
+        frames: usize,
+    },
+    /// No delta, and why (no release before, its slot missing, too large).
+    Skipped(String),
 }
 
 /// `REPO/metadata/N.root.json` of the repository's current root: the file a device's image
@@ -304,6 +340,14 @@ pub fn publish(
     if added.hashes.get("sha256") != Some(&hex::encode(slot.slot_sha256)) {
         return Err(PublishError::Changed { path });
     }
+    let delta = add_delta(
+        &repo,
+        repo_dir,
+        &listed,
+        &slot,
+        &path,
+        chunked.bytes_written,
+    )?;
     let index_bytes = index.to_bytes();
     repo.add_target_bytes(&index_target, &index_bytes, Some(slot.index_custom()))
         .map_err(repo_err(repo_dir))?;
@@ -318,5 +362,76 @@ pub fn publish(
         slot,
         slot_target,
         index_target,
+        delta,
+    })
+}
+
+/// Makes and adds the delta from the release before `slot`, when there is one to make and
+/// it is worth it (module rules).
+fn add_delta(
+    repo: &Repository,
+    repo_dir: &Path,
+    listed: &limpet_tuf::metadata::Targets,
+    slot: &SlotTarget,
+    new_path: &Path,
+    chunk_bytes: u64,
+) -> Result<DeltaOutcome, PublishError> {
+    let skipped = |why: String| Ok(DeltaOutcome::Skipped(why));
+    let Some((from, from_name)) = listed
+        .targets
+        .keys()
+        .filter_map(|name| {
+            let rest = name.strip_prefix(slot.device.as_str())?.strip_prefix('/')?;
+            let v = rest.strip_suffix(target::SLOT_FILE)?.strip_suffix('/')?;
+            let v = Version::parse(v).ok()?;
+            v.precedence(&slot.version)
+                .is_lt()
+                .then(|| (v, name.clone()))
+        })
+        .max_by(|a, b| a.0.precedence(&b.0))
+    else {
+        return skipped("no earlier release of this device".into());
+    };
+    let old_path = repo.targets_dir().join(&from_name);
+    let Ok(old) = std::fs::read(&old_path) else {
+        return skipped(format!("{} is not in the repository", old_path.display()));
+    };
+    let signed = listed
+        .targets
+        .get(&from_name)
+        .and_then(|t| t.hashes.get("sha256"));
+    let actual = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&old));
+    if signed != Some(&actual) {
+        return skipped(format!(
+            "{} does not match its signed sha256",
+            old_path.display()
+        ));
+    }
+    let new = std::fs::read(new_path).map_err(|source| PublishError::Read {
+        path: new_path.to_owned(),
+        source,
+    })?;
+    let made = limpet_delta::make(&old, &new).map_err(|source| PublishError::Delta {
+        from: from.to_string(),
+        source,
+    })?;
+    let length = made.delta.len() as u64;
+    if length > MAX_DELTA || length >= chunk_bytes.max(1) {
+        return skipped(format!(
+            "the delta from {from} is {length} bytes: not smaller than the {chunk_bytes}              bytes of new chunks, or over {MAX_DELTA}"
+        ));
+    }
+    let delta = DeltaTarget {
+        slot: slot.clone(),
+        from,
+    };
+    let name = delta.name();
+    repo.add_target_bytes(&name, &made.delta, Some(delta.custom()))
+        .map_err(repo_err(repo_dir))?;
+    Ok(DeltaOutcome::Added {
+        target: name,
+        from: delta.from.to_string(),
+        length,
+        frames: made.new_frames,
     })
 }

@@ -8,9 +8,11 @@
 //! | --- | --- |
 //! | `D/V/slot.img` | the whole slot image (for tools and other TUF clients) |
 //! | `D/V/slot.cidx` | the slot's chunk index (`limpet-chunk` format 1): what devices fetch |
+//! | `D/V/from-F.delta` | a `limpet-delta` from version `F` (the release before `V`), when the publisher made one |
 //!
-//! Both carry `custom = {"limpet": {...}}` with the fields of [`SlotTarget`]; the index's
-//! also has `"index_format": 1`. The chunks themselves are not TUF targets: they live in the
+//! All carry `custom = {"limpet": {...}}` with the fields of [`SlotTarget`]; the index's
+//! also has `"index_format": 1`, a delta's `"delta_from": "F"`. A device running `F`
+//! fetches the delta; any other, or one whose delta fails, fetches chunks. The chunks themselves are not TUF targets: they live in the
 //! chunk store [`CHUNKS_DIR`] next to `metadata/` and `targets/`, named by their SHA-256,
 //! and are trusted only through the signed index that names them.
 //!
@@ -32,6 +34,9 @@ pub const INDEX_FORMAT: u32 = 1;
 pub const INDEX_FILE: &str = "slot.cidx";
 /// File name of the whole-slot target.
 pub const SLOT_FILE: &str = "slot.img";
+/// Largest delta the publisher offers and the agent fetches: the agent holds it in memory
+/// while applying, and a delta this large has lost against the chunk store anyway.
+pub const MAX_DELTA: u64 = 1024 * 1024;
 /// The key of Limpet's object inside a target's `custom`.
 pub const CUSTOM_KEY: &str = "limpet";
 
@@ -43,6 +48,11 @@ pub fn index_target_name(device: &str, version: &str) -> String {
 /// `D/V/slot.img`.
 pub fn slot_target_name(device: &str, version: &str) -> String {
     format!("{device}/{version}/{SLOT_FILE}")
+}
+
+/// `D/V/from-F.delta`.
+pub fn delta_target_name(device: &str, version: &str, from: &str) -> String {
+    format!("{device}/{version}/from-{from}.delta")
 }
 
 /// The version part of `D/V/slot.cidx` when the name is an index target of `device`.
@@ -87,6 +97,8 @@ struct RawSlotTarget {
     slot_sha256: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     index_format: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    delta_from: Option<String>,
 }
 
 /// Why a target's `custom` is not a usable Limpet slot description.
@@ -114,6 +126,12 @@ pub enum CustomError {
         name: String,
         /// The format listed (none for a missing field).
         found: Option<u32>,
+    },
+    /// A delta target without `delta_from`.
+    #[error("target {name:?}: custom.{CUSTOM_KEY} has no delta_from")]
+    NotADelta {
+        /// The target.
+        name: String,
     },
     /// The name says one device or version and the custom another.
     #[error("target {name:?}: custom.{CUSTOM_KEY} names {field} {found:?}, the target name says {expected:?}")]
@@ -150,6 +168,10 @@ impl SlotTarget {
     }
 
     fn custom(&self, index_format: Option<u32>) -> Value {
+        self.custom_with(index_format, None)
+    }
+
+    fn custom_with(&self, index_format: Option<u32>, delta_from: Option<String>) -> Value {
         let raw = RawSlotTarget {
             device: self.device.clone(),
             version: self.version.to_string(),
@@ -158,6 +180,7 @@ impl SlotTarget {
             slot_length: self.slot_length,
             slot_sha256: hex::encode(self.slot_sha256),
             index_format,
+            delta_from,
         };
         // Strings and integers only: serializing cannot fail.
         let inner = serde_json::to_value(raw).unwrap_or(Value::Null);
@@ -167,6 +190,24 @@ impl SlotTarget {
     /// Reads the `custom` of the index target `name` (`D/V/slot.cidx`): checks the index
     /// format and that device and version agree with the name.
     pub fn from_index_custom(name: &str, custom: Option<&Value>) -> Result<Self, CustomError> {
+        let (slot, raw) = Self::from_custom(name, custom, |raw| {
+            index_target_name(&raw.device, &raw.version)
+        })?;
+        if raw.index_format != Some(INDEX_FORMAT) {
+            return Err(CustomError::IndexFormat {
+                name: name.to_owned(),
+                found: raw.index_format,
+            });
+        }
+        Ok(slot)
+    }
+
+    /// The fields every target's custom has, checked against the name `expected` makes.
+    fn from_custom(
+        name: &str,
+        custom: Option<&Value>,
+        expected: impl Fn(&RawSlotTarget) -> String,
+    ) -> Result<(Self, RawSlotTarget), CustomError> {
         let object =
             custom
                 .and_then(|c| c.get(CUSTOM_KEY))
@@ -178,12 +219,6 @@ impl SlotTarget {
                 name: name.to_owned(),
                 reason: e.to_string(),
             })?;
-        if raw.index_format != Some(INDEX_FORMAT) {
-            return Err(CustomError::IndexFormat {
-                name: name.to_owned(),
-                found: raw.index_format,
-            });
-        }
         let version = Version::parse(&raw.version).map_err(|e| CustomError::Malformed {
             name: name.to_owned(),
             reason: format!("version: {e}"),
@@ -194,26 +229,78 @@ impl SlotTarget {
             expected: expected.to_owned(),
             found: found.to_owned(),
         };
-        let expected_name = index_target_name(&raw.device, &raw.version);
-        if name != expected_name {
+        if name != expected(&raw) {
             let (device, ver) = name
                 .rsplit_once('/')
                 .and_then(|(head, _)| head.rsplit_once('/'))
                 .unwrap_or((name, ""));
+            let file = name.rsplit_once('/').map_or(name, |(_, file)| file);
             return Err(if device != raw.device {
                 mismatch("device", device, &raw.device)
-            } else {
+            } else if ver != raw.version {
                 mismatch("version", ver, &raw.version)
+            } else {
+                mismatch(
+                    "file",
+                    file,
+                    expected(&raw).rsplit('/').next().unwrap_or(""),
+                )
             });
         }
-        Ok(SlotTarget {
+        let slot = SlotTarget {
             verity_root: hash32(name, "verity_root", &raw.verity_root)?,
             slot_sha256: hash32(name, "slot_sha256", &raw.slot_sha256)?,
-            device: raw.device,
+            device: raw.device.clone(),
             version,
-            target: raw.target,
+            target: raw.target.clone(),
             slot_length: raw.slot_length,
-        })
+        };
+        Ok((slot, raw))
+    }
+}
+
+/// A delta target: the slot it makes, and the version it starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeltaTarget {
+    /// The slot the delta makes (as the index and slot targets of that version say).
+    pub slot: SlotTarget,
+    /// The version whose slot the delta applies to.
+    pub from: Version,
+}
+
+impl DeltaTarget {
+    /// `D/V/from-F.delta`.
+    pub fn name(&self) -> String {
+        delta_target_name(
+            &self.slot.device,
+            &self.slot.version.to_string(),
+            &self.from.to_string(),
+        )
+    }
+
+    /// The `custom` object of the delta target.
+    pub fn custom(&self) -> Value {
+        self.slot.custom_with(None, Some(self.from.to_string()))
+    }
+
+    /// Reads the `custom` of the delta target `name`: device, version and `delta_from` must
+    /// agree with the name.
+    pub fn from_custom(name: &str, custom: Option<&Value>) -> Result<Self, CustomError> {
+        let (slot, raw) = SlotTarget::from_custom(name, custom, |raw| {
+            delta_target_name(
+                &raw.device,
+                &raw.version,
+                raw.delta_from.as_deref().unwrap_or(""),
+            )
+        })?;
+        let from = raw.delta_from.ok_or_else(|| CustomError::NotADelta {
+            name: name.to_owned(),
+        })?;
+        let from = Version::parse(&from).map_err(|e| CustomError::Malformed {
+            name: name.to_owned(),
+            reason: format!("delta_from: {e}"),
+        })?;
+        Ok(DeltaTarget { slot, from })
     }
 }
 
@@ -248,6 +335,30 @@ mod tests {
             SlotTarget::from_index_custom(&name, Some(&t.slot_custom())),
             Err(CustomError::IndexFormat { found: None, .. })
         ));
+    }
+
+    #[test]
+    fn delta_custom_round_trips_and_must_match_its_name() {
+        let d = DeltaTarget {
+            slot: sample(),
+            from: Version::parse("1.2.2").unwrap(),
+        };
+        assert_eq!(d.name(), "hello/1.2.3/from-1.2.2.delta");
+        assert_eq!(d.custom()["limpet"]["delta_from"], "1.2.2");
+        assert_eq!(
+            DeltaTarget::from_custom(&d.name(), Some(&d.custom())),
+            Ok(d.clone())
+        );
+        // Listed under another starting version.
+        let e = DeltaTarget::from_custom("hello/1.2.3/from-1.0.0.delta", Some(&d.custom()));
+        assert!(
+            matches!(&e, Err(CustomError::NameMismatch { field: "file", expected, found, .. })
+                if expected == "from-1.0.0.delta" && found == "from-1.2.2.delta"),
+            "{e:?}"
+        );
+        // An index's custom is not a delta's.
+        let e = DeltaTarget::from_custom(&d.name(), Some(&d.slot.index_custom()));
+        assert!(matches!(e, Err(CustomError::NameMismatch { .. })), "{e:?}");
     }
 
     #[test]

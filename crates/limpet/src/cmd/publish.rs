@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use limpet_repo::{InitOutcome, Published};
+use limpet_repo::{DeltaOutcome, InitOutcome, Published};
 
 use crate::cmd;
 
@@ -47,8 +47,10 @@ pub enum RepoCommand {
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Adds the targets DEVICE/VERSION/slot.img and DEVICE/VERSION/slot.cidx (the chunk index devices \
-fetch) and writes the new chunks under REPO/chunks/. Devices trust the root metadata printed \
-as `trusted root`: ship that file in the image.
+fetch) and writes the new chunks under REPO/chunks/. When the release before this one is in \
+the repository, also adds DEVICE/VERSION/from-PREVIOUS.delta: a byte delta that devices running \
+PREVIOUS fetch instead of chunks (kept only when smaller). Devices trust the root metadata \
+printed as `trusted root`: ship that file in the image.
 
 The timestamp is valid for one day: run `limpet publish --refresh` at least daily.")]
 pub struct PublishArgs {
@@ -173,6 +175,12 @@ fn to_json(p: &Published) -> serde_json::Value {
         "chunk_bytes_written": p.chunk_bytes_written,
         "compressed_length": p.compressed_length,
         "trusted_root": p.trusted_root,
+        "delta": match &p.delta {
+            DeltaOutcome::Added { target, from, length, frames } => serde_json::json!({
+                "target": target, "from": from, "length": length, "frames": frames,
+            }),
+            DeltaOutcome::Skipped(why) => serde_json::json!({ "skipped": why }),
+        },
     })
 }
 
@@ -204,6 +212,18 @@ fn print_human(p: &Published, repo: &Path) {
         cmd::human_size(p.chunk_bytes_written),
         cmd::human_size(p.compressed_length)
     );
+    match &p.delta {
+        DeltaOutcome::Added {
+            target,
+            from,
+            length,
+            frames,
+        } => println!(
+            "  delta:        {target} ({}, for devices on {from}; {frames} blocks rebuilt on the device)",
+            cmd::human_size(*length)
+        ),
+        DeltaOutcome::Skipped(why) => println!("  delta:        none: {why}"),
+    }
     println!(
         "  trusted root: {} (ship it in the image)",
         p.trusted_root.display()
