@@ -10,6 +10,8 @@ use limpet_chunk::{ReadAt, WriteAt};
 use sha2::{Digest, Sha256};
 
 use crate::format::{Body, Header, Record};
+use limpet_image::verity::{TreeBuilder, BLOCK_SIZE, BLOCK_SIZE_U64};
+
 use crate::layout::{compress_into, Segment};
 use crate::sparse::Changes;
 use crate::{DeltaError, MAGIC, WINDOW_LOG};
@@ -192,6 +194,13 @@ impl<'a, R: ReadAt + ?Sized> OldExpanded<'a, R> {
                     let content = self.frame(index, stored_at, segment)?;
                     buf[done..done + n].copy_from_slice(&content[within..within + n]);
                 }
+                // Nothing of a tree is in the expansion: never the segment of a position.
+                Segment::Verity { .. } => {
+                    return Err(DeltaError::OldFrame {
+                        offset: stored_at,
+                        what: "a position in the old verity tree".into(),
+                    })
+                }
             }
             done += n;
         }
@@ -258,6 +267,9 @@ struct NewSink<'a> {
     out: &'a mut dyn WriteAt,
     hash: Sha256,
     frames: u64,
+    /// The new verity tree's builder, the image offset where its data ends, and the data
+    /// block being gathered, while the data before the tree is written.
+    tree: Option<(TreeBuilder, u64, Vec<u8>)>,
 }
 
 impl<'a> NewSink<'a> {
@@ -273,6 +285,16 @@ impl<'a> NewSink<'a> {
             out,
             hash: Sha256::new(),
             frames: 0,
+            tree: segments.iter().find_map(|s| match *s {
+                Segment::Verity {
+                    data_blocks, salt, ..
+                } => Some((
+                    TreeBuilder::new(salt),
+                    data_blocks * BLOCK_SIZE_U64,
+                    Vec::with_capacity(BLOCK_SIZE),
+                )),
+                _ => None,
+            }),
         }
     }
 
@@ -288,6 +310,45 @@ impl<'a> NewSink<'a> {
                 source,
             })?;
         self.hash.update(bytes);
+        // Bytes before the tree are its data (the decoder checked that they cover it).
+        if let Some((builder, data_end, block)) = &mut self.tree {
+            if at < *data_end {
+                for piece in bytes.chunks(BLOCK_SIZE) {
+                    let mut piece = piece;
+                    while !piece.is_empty() {
+                        let n = (BLOCK_SIZE - block.len()).min(piece.len());
+                        block.extend_from_slice(&piece[..n]);
+                        piece = &piece[n..];
+                        if let Ok(full) = <&[u8; BLOCK_SIZE]>::try_from(&block[..]) {
+                            builder.push(full);
+                            block.clear();
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the verity tree of the data written so far, when the tree is next.
+    fn write_tree(&mut self) -> Result<(), DeltaError> {
+        while let Some(&Segment::Verity { stored, .. }) = self.segments.get(self.index) {
+            let Some((builder, _, _)) = self.tree.take() else {
+                return Ok(());
+            };
+            let (tree, _) = builder.finish();
+            if tree.len() as u64 != stored {
+                return Err(DeltaError::Recompress {
+                    offset: self.offset,
+                    level: 0,
+                    expected: stored,
+                    actual: tree.len() as u64,
+                });
+            }
+            self.write(&tree, self.offset)?;
+            self.offset += stored;
+            self.index += 1;
+        }
         Ok(())
     }
 
@@ -306,6 +367,13 @@ impl<'a> NewSink<'a> {
                     self.frame
                         .reserve_exact(expanded as usize - self.frame.len());
                     self.frame.extend_from_slice(now);
+                }
+                // `write_tree` steps over a tree as soon as it is next.
+                Segment::Verity { .. } => {
+                    return Err(DeltaError::Malformed {
+                        offset: self.offset,
+                        what: "expanded bytes for a verity tree".into(),
+                    })
                 }
             }
             self.filled += n as u64;
@@ -331,6 +399,7 @@ impl<'a> NewSink<'a> {
                 self.offset += segment.stored();
                 self.index += 1;
                 self.filled = 0;
+                self.write_tree()?;
             }
         }
         Ok(())

@@ -33,11 +33,19 @@ impl Header {
                     stored,
                     expanded,
                 } => (1, level, stored, expanded),
+                Segment::Verity { stored, .. } => (2, 0, stored, 0),
             };
             out.push(kind);
             out.extend(level.to_le_bytes());
             out.extend(stored.to_le_bytes());
             out.extend(expanded.to_le_bytes());
+            if let Segment::Verity {
+                data_blocks, salt, ..
+            } = *segment
+            {
+                out.extend(data_blocks.to_le_bytes());
+                out.extend(salt);
+            }
         }
         out.extend(self.changes.to_le_bytes());
     }
@@ -133,6 +141,7 @@ impl<R: Read> Body<R> {
     ) -> Result<Vec<Segment>, DeltaError> {
         let mut segments = Vec::new();
         let mut total: u64 = 0;
+        let mut trees = 0;
         for _ in 0..count {
             let kind = self.array::<1>()?[0];
             let level = i32::from_le_bytes(self.array()?);
@@ -150,6 +159,28 @@ impl<R: Read> Body<R> {
                         level,
                         stored,
                         expanded,
+                    }
+                }
+                2 if level == 0 && expanded == 0 => {
+                    let data_blocks = u64::from_le_bytes(self.array()?);
+                    let salt = self.array()?;
+                    // The tree covers exactly the bytes before it, and has its size.
+                    let tree = limpet_image::verity::tree_size(data_blocks);
+                    let data = data_blocks.checked_mul(limpet_image::verity::BLOCK_SIZE_U64);
+                    if data_blocks < 2 || stored != tree || data != Some(total) {
+                        return Err(self.malformed(format!(
+                            "{which} verity tree of {stored} bytes over {data_blocks} blocks \
+                             after {total} bytes"
+                        )));
+                    }
+                    trees += 1;
+                    if trees > 1 {
+                        return Err(self.malformed(format!("{which} has two verity trees")));
+                    }
+                    Segment::Verity {
+                        stored,
+                        data_blocks,
+                        salt,
                     }
                 }
                 _ => {

@@ -33,6 +33,16 @@ pub enum Segment {
         /// Length of its content (at most [`MAX_FRAME`]).
         expanded: u32,
     },
+    /// A limpet slot's dm-verity hash tree, rebuilt from the data before it rather than
+    /// sent: it is new in every release (its salt hashes the squashfs) and incompressible.
+    Verity {
+        /// Length of the tree.
+        stored: u64,
+        /// Data blocks it covers: exactly the image's bytes before it.
+        data_blocks: u64,
+        /// The salt.
+        salt: [u8; 32],
+    },
 }
 
 impl Segment {
@@ -40,7 +50,7 @@ impl Segment {
     pub fn stored(&self) -> u64 {
         match *self {
             Segment::Raw { len } => len,
-            Segment::Zstd { stored, .. } => stored,
+            Segment::Zstd { stored, .. } | Segment::Verity { stored, .. } => stored,
         }
     }
 
@@ -49,6 +59,7 @@ impl Segment {
         match *self {
             Segment::Raw { len } => len,
             Segment::Zstd { expanded, .. } => u64::from(expanded),
+            Segment::Verity { .. } => 0,
         }
     }
 }
@@ -62,8 +73,48 @@ pub struct Expanded {
     pub bytes: Vec<u8>,
 }
 
-/// Splits `image` into raw runs and reproducible zstd frames, and expands it.
+/// Splits `image` into raw runs, reproducible zstd frames and (for a limpet slot whose
+/// tree is what its data and salt make) the verity tree, and expands it.
 pub fn expand(image: &[u8]) -> Expanded {
+    let Some((data_end, tree_end, segment)) = verity_tree(image) else {
+        return expand_run(image);
+    };
+    let mut expanded = expand_run(&image[..data_end]);
+    expanded.segments.push(segment);
+    let rest = expand_run(&image[tree_end..]);
+    expanded.segments.extend(rest.segments);
+    expanded.bytes.extend(rest.bytes);
+    expanded
+}
+
+/// Where a limpet slot's verity tree lies, when `image` is one and its tree is exactly
+/// what its data and salt make: (data end, tree end, segment).
+fn verity_tree(image: &[u8]) -> Option<(usize, usize, Segment)> {
+    let slot = limpet_image::slot::open(image).ok()?;
+    let layout = slot.layout;
+    if layout.tree_size == 0 {
+        return None;
+    }
+    let salt = slot.header.unverified().salt;
+    let (tree, _) = limpet_image::verity::build_tree(slot.data, salt);
+    if tree != slot.tree {
+        return None;
+    }
+    let data_end = usize::try_from(layout.hash_offset).ok()?;
+    let tree_end = usize::try_from(layout.hash_offset + layout.tree_size).ok()?;
+    Some((
+        data_end,
+        tree_end,
+        Segment::Verity {
+            stored: layout.tree_size,
+            data_blocks: layout.data_blocks(),
+            salt,
+        },
+    ))
+}
+
+/// [`expand`] for a run with no tree in it.
+fn expand_run(image: &[u8]) -> Expanded {
     let mut segments = Vec::new();
     let mut bytes = Vec::with_capacity(image.len().saturating_mul(2));
     let mut raw_start = 0;

@@ -4,7 +4,8 @@
 
 mod common;
 
-use common::{release_pair, slot};
+use common::{code, release_pair, signed_slot, slot};
+use limpet_delta::layout::{expand, Segment};
 use limpet_delta::{apply, make, DeltaError, MAGIC};
 use sha2::{Digest, Sha256};
 
@@ -183,4 +184,47 @@ fn records_that_overrun_the_new_image_or_announce_too_many_changes_are_refused()
     let bad = with_body(&made.delta, |body| body.extend([1, 2, 3]));
     let err = refused(&bad, &v1);
     assert!(err.to_string().contains("a record is cut short"), "{err}");
+}
+
+#[test]
+fn a_signed_slot_s_verity_tree_is_rebuilt_on_the_device_not_sent() {
+    let n = 1 << 20;
+    let (fs1, fs2) = (
+        slot(&code(9, n, None), "1.0.0"),
+        slot(&code(9, n, Some((300_000, 16))), "1.0.1"),
+    );
+    let (s1, s2) = (signed_slot(&fs1, "1.0.0"), signed_slot(&fs2, "1.0.1"));
+    let opened = limpet_image::slot::open(&s2).unwrap();
+    let tree_size = opened.layout.tree_size;
+    assert!(tree_size >= 8192, "{tree_size}");
+    let trees: Vec<Segment> = expand(&s2)
+        .segments
+        .into_iter()
+        .filter(|s| matches!(s, Segment::Verity { .. }))
+        .collect();
+    assert!(
+        matches!(trees[..], [Segment::Verity { stored, data_blocks, .. }]
+            if stored == tree_size && data_blocks == opened.layout.data_blocks()),
+        "{trees:?}"
+    );
+
+    let squashfs_only = make(&fs1, &fs2).unwrap().delta.len();
+    let made = make(&s1, &s2).unwrap();
+    eprintln!(
+        "slot delta {} B, squashfs-only delta {squashfs_only} B, tree {tree_size} B",
+        made.delta.len()
+    );
+    // The new header and SBOM cost a little; the tree's random hashes would cost it all.
+    assert!(
+        (made.delta.len() as u64) < squashfs_only as u64 + tree_size / 2,
+        "slot delta {} vs squashfs {squashfs_only} + tree {tree_size}",
+        made.delta.len()
+    );
+    let mut out = Vec::new();
+    let applied = apply(&made.delta, &s1[..], &mut out).unwrap();
+    assert_eq!(out, s2);
+    assert_eq!(applied.sha256, <[u8; 32]>::from(Sha256::digest(&s2)));
+    // The slot it wrote verifies: signature, tree, root hash.
+    let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]).verifying_key();
+    limpet_image::slot::verify(&out, &key).unwrap();
 }

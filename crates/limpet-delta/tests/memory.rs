@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{code, slot};
+use common::{code, signed_slot, slot};
 use limpet_delta::{apply, make, MAGIC, WINDOW_LOG};
 use zstd::zstd_safe::{CCtx, CParameter, DCtx, DParameter, InBuffer, OutBuffer};
 
@@ -56,10 +56,11 @@ fn dctx_size(delta: &[u8]) -> usize {
 }
 
 #[test]
-fn applying_a_delta_to_a_4_mib_binary_stays_within_2_mib() {
+fn applying_a_delta_to_a_slot_with_a_4_mib_binary_stays_within_2_mib() {
     let n = 4 << 20;
-    let old = slot(&code(3, n, None), "1.0.0");
-    let new = slot(&code(3, n, Some((1_000_000, 40))), "1.0.1");
+    // Signed slots: the device also rebuilds the verity tree.
+    let old = signed_slot(&slot(&code(3, n, None), "1.0.0"), "1.0.0");
+    let new = signed_slot(&slot(&code(3, n, Some((1_000_000, 40))), "1.0.1"), "1.0.1");
     let made = make(&old, &new).unwrap();
     let cctx = cctx_size(&code(3, BLOCK, None));
     let dctx = dctx_size(&made.delta) + bulk_dctx_size(&code(3, BLOCK, None));

@@ -284,6 +284,12 @@ pub fn build_tree(data: &[u8], salt: [u8; 32]) -> (Vec<u8>, [u8; 32]) {
             hash_blocks_serial(&salted, &last, out_tail);
         }
     }
+    let root = upper_levels(&mut tree, &levels, &salted);
+    (tree, root)
+}
+
+/// Fills the levels above level 0 (already in `tree`) and returns the root hash.
+fn upper_levels(tree: &mut [u8], levels: &[Level], salted: &Sha256) -> [u8; 32] {
     // Upper levels from the level below; they are 1/128 of the work each.
     for pair in levels.windows(2) {
         let (below, this) = (pair[0], pair[1]);
@@ -294,15 +300,65 @@ pub fn build_tree(data: &[u8], salt: [u8; 32]) -> (Vec<u8>, [u8; 32]) {
         // The top level is stored before the lower ones, so `t < b`.
         let (head, rest) = tree.split_at_mut(b);
         hash_blocks(
-            &salted,
+            salted,
             &rest[..below_len],
             &mut head[t..t + children * DIGEST_SIZE],
         );
     }
     let top = levels[levels.len() - 1];
     let t = usize::try_from(top.offset).unwrap_or(usize::MAX);
-    let root = hash_one(&salted, &tree[t..t + BLOCK_SIZE]);
-    (tree, root)
+    hash_one(salted, &tree[t..t + BLOCK_SIZE])
+}
+
+/// Builds a hash tree from data blocks given one at a time, in order: for a writer that
+/// never holds the data whole (a device applying a delta). Holds level 0 (32 bytes per
+/// data block) until [`TreeBuilder::finish`].
+#[derive(Debug, Clone)]
+pub struct TreeBuilder {
+    salted: Sha256,
+    level0: Vec<u8>,
+}
+
+impl TreeBuilder {
+    /// A builder for a tree salted with `salt`.
+    pub fn new(salt: [u8; 32]) -> Self {
+        TreeBuilder {
+            salted: salted_hasher(&salt),
+            level0: Vec::new(),
+        }
+    }
+
+    /// Hashes the next data block.
+    pub fn push(&mut self, block: &[u8; BLOCK_SIZE]) {
+        self.level0.extend(hash_one(&self.salted, block));
+    }
+
+    /// Data blocks pushed so far.
+    pub fn blocks(&self) -> u64 {
+        (self.level0.len() / DIGEST_SIZE) as u64
+    }
+
+    /// The tree and root hash of the blocks pushed, as [`build_tree`] makes them from the
+    /// same data (no blocks counts as one zero block).
+    pub fn finish(mut self) -> (Vec<u8>, [u8; 32]) {
+        if self.level0.is_empty() {
+            self.push(&[0u8; BLOCK_SIZE]);
+        }
+        let data_blocks = self.blocks();
+        let levels = layout(data_blocks);
+        let Some(leaf) = levels.first() else {
+            let mut root = [0u8; 32];
+            root.copy_from_slice(&self.level0);
+            return (Vec::new(), root);
+        };
+        let size = usize::try_from(tree_size(data_blocks)).unwrap_or(usize::MAX);
+        let mut tree = vec![0u8; size];
+        let start = usize::try_from(leaf.offset).unwrap_or(usize::MAX);
+        tree[start..start + self.level0.len()].copy_from_slice(&self.level0);
+        drop(self.level0);
+        let root = upper_levels(&mut tree, &levels, &self.salted);
+        (tree, root)
+    }
 }
 
 /// Checks `data` against `tree` and `params.root_hash`, top down as the kernel does, and
@@ -481,6 +537,21 @@ impl<'a> CheckedTree<'a> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_tree_builder_matches_build_tree() {
+        for blocks in [0usize, 1, 2, 127, 128, 129, 300] {
+            let data: Vec<u8> = (0..blocks * BLOCK_SIZE)
+                .map(|i| (i * 7 % 251).to_le_bytes()[0])
+                .collect();
+            let salt = [blocks.to_le_bytes()[0]; 32];
+            let mut builder = TreeBuilder::new(salt);
+            for block in data.chunks_exact(BLOCK_SIZE) {
+                builder.push(block.try_into().unwrap());
+            }
+            assert_eq!(builder.finish(), build_tree(&data, salt), "{blocks} blocks");
+        }
+    }
+
     use super::*;
 
     fn data(blocks: usize) -> Vec<u8> {

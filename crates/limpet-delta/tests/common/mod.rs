@@ -81,3 +81,15 @@ pub fn release_pair() -> (Vec<u8>, Vec<u8>) {
         slot(&code(7, n, Some((40_000, 24))), "1.0.1"),
     )
 }
+
+/// `squashfs` as a signed limpet slot (verity tree, header, SBOM) of `version`.
+pub fn signed_slot(squashfs: &[u8], version: &str) -> Vec<u8> {
+    let meta = limpet_image::slot::SlotMeta {
+        device: "thermostat".into(),
+        target: "x86_64".into(),
+        version: version.into(),
+    };
+    let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    let sbom = format!("{{\"version\": \"{version}\"}}");
+    limpet_image::slot::assemble(squashfs, &meta, sbom.as_bytes(), &key).unwrap()
+}
