@@ -5,10 +5,12 @@
 //! slot's squashfs past the edit is new. Chunking finds nothing to reuse there. A byte
 //! delta (bsdiff) finds it all, but only on uncompressed bytes. So a delta here works on the
 //! slot *expanded*: every zstd frame in the image that the publisher can reproduce exactly is
-//! replaced by its content ([`layout`]). The publisher diffs the two expanded images with
-//! bsdiff ([`make`]); the device ([`apply`]) rebuilds the new expanded image from its running
-//! slot and the delta, one bsdiff record at a time, and compresses each frame again with the
-//! same level, so the slot it writes is byte for byte the one that was signed.
+//! replaced by its content ([`layout`]), and a limpet slot's dm-verity tree (new in every
+//! release, random) is left out, to be rebuilt. The publisher diffs the two expanded images
+//! with bsdiff ([`make`]); the device ([`apply`]) rebuilds the new expanded image from its
+//! running slot and the delta, one bsdiff record at a time, compresses each frame again with
+//! the same level and hashes the data into a new tree, so the slot it writes is byte for
+//! byte the one that was signed.
 //!
 //! The file (`LIMPET-DELTA v1`):
 //!
@@ -16,8 +18,10 @@
 //! magic     16 bytes  "LIMPET-DELTA\0\0\0\x01"
 //! body      one zstd frame (window at most 2^WINDOW_LOG bytes) holding:
 //!   old_len u64, new_len u64, old_segments u32, new_segments u32
-//!   segments  old then new, 17 bytes each: kind u8 (0 raw, 1 zstd), level i32 (0 if
-//!             raw), stored u64 (bytes in the image), expanded u32 (content; 0 if raw)
+//!   segments  old then new, 17 bytes each: kind u8 (0 raw, 1 zstd, 2 verity tree), level
+//!             i32 (0 unless zstd), stored u64 (bytes in the image), expanded u32 (content;
+//!             0 unless zstd); a tree adds data_blocks u64 and its salt (32 bytes). A tree
+//!             covers exactly the bytes before it, and a table has at most one
 //!   changes   u64: how many of the mix bytes below are not zero
 //!   group     the first group of changes (see `sparse`)
 //!   records   bsdiff's: mix u64, copy u64, seek i64 (sign and magnitude); the next
