@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Update-delta benchmark: bytes the device must download to go from v1 to v2 of a slot
-# payload, with Limpet's chunk store (crates/limpet-chunk) and with the peers measured the
-# same way as shared/bench/peers/30-delta-bench.sh (full zstd -19, bsdiff, xdelta3 -9,
+# payload, with Limpet's chunk store (crates/limpet-chunk), Limpet's per-release delta
+# (crates/limpet-delta: bsdiff over the image with its zstd frames expanded, frames
+# recompressed on the device) and the peers measured the same way as
+# shared/bench/peers/30-delta-bench.sh (full zstd -19, bsdiff, xdelta3 -9,
 # zstd -19 --patch-from, casync blob mode), all in the same run.
 #
 # Payload: benches/delta/app (a telemetry agent: tokio, serde_json, regex, clap, toml,
 # chrono, sha2, flate2...; static musl, built with limpet-build's device profile), v2 =
 # the same source with ONE line changed. Image kinds:
 #   bin          the task binary alone
-#   sqfs-z128k   squashfs as limpet-image builds it: backhand, zstd-19, 128 KiB blocks
+#   sqfs-z128k   squashfs as limpet-image builds it: backhand, zstd at
+#                limpet_image::squashfs::ZSTD_LEVEL (9), 128 KiB blocks
 #   sqfs-z16k    the same with 16 KiB blocks
 #   sqfs-raw     squashfs with nothing compressed (mksquashfs -noI -noD -noF -noX);
 #                the chunk store still zstd-compresses each chunk for transport
@@ -127,6 +130,15 @@ for k in bin sqfs-z128k sqfs-z16k sqfs-raw; do
   [ "$fetched" = "$planned" ] || log "$k: fetched $fetched != planned $planned"
   row "$k" "limpet-chunk (16K avg)" "$((fetched + ibytes))" "$cs" "$S" "$KB" "$new" \
     "index $ibytes B + $nfetched of $nchunks chunks; no per-pair work"
+  # limpet-delta: the publisher makes one static file per release (N-1 -> N); the device
+  # downloads it and rebuilds v2 from its running slot, recompressing the frames it expands.
+  timed "$T" make-delta "$old" "$new" "$X/p.ldelta"; cs=$S
+  read -r dbytes _ < "$X/stdout"
+  [ "$dbytes" = "$(size "$X/p.ldelta")" ] || log "$k: make-delta said $dbytes B, file has $(size "$X/p.ldelta")"
+  timed "$T" apply-delta "$old" "$X/p.ldelta" "$X/out"
+  read -r _ nframes _ < "$X/stdout"
+  row "$k" "limpet-delta" "$(size "$X/p.ldelta")" "$cs" "$S" "$KB" "$new" \
+    "per release (N-1 -> N, static file); $nframes frames recompressed"
 done
 
 # Chunk sizes: download (new chunk files + index) for each min:avg:max.

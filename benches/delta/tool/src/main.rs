@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! delta-tool sqfs OUT BLOCK_SIZE FILE...          flat squashfs as limpet-image builds it
-//!                                                 (backhand, zstd-19, mtime 1), BLOCK_SIZE bytes
+//!                                                 (backhand, zstd at limpet_image::squashfs::
+//!                                                 ZSTD_LEVEL, mtime 1), BLOCK_SIZE bytes
 //! delta-tool publish PAYLOAD STORE INDEX [MIN AVG MAX]   prints: chunks_written bytes_written
 //!                                                 index_bytes chunks total_compressed
 //! delta-tool apply INDEX STORE SEED OUT           prints: bytes_fetched chunks_fetched
@@ -76,7 +77,8 @@ fn run(args: &[String]) -> Res<()> {
     }
 }
 
-/// Same options as crates/limpet-image/src/squashfs.rs, except the block size.
+/// Same options as crates/limpet-image/src/squashfs.rs (its zstd level, read from the crate
+/// so the two cannot drift), except the block size.
 fn sqfs(out: &str, block_size: u32, files: &[String]) -> Res<()> {
     let mut sorted: Vec<&String> = files.iter().collect();
     sorted.sort_by_key(|f| Path::new(f).file_name().map(|n| n.to_owned()));
@@ -95,7 +97,7 @@ fn sqfs(out: &str, block_size: u32, files: &[String]) -> Res<()> {
     fs.set_compressor(FilesystemCompressor::new(
         Compressor::Zstd,
         Some(CompressionOptions::Zstd(Zstd {
-            compression_level: 19,
+            compression_level: limpet_image::squashfs::ZSTD_LEVEL,
         })),
     )?);
     for (f, d) in sorted.iter().zip(&data) {
