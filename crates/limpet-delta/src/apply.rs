@@ -55,7 +55,11 @@ pub fn apply<R: ReadAt + ?Sized>(
             actual,
         });
     }
-    let old = OldExpanded::new(&header.old, old);
+    let old_segments = crate::layout::scan(old).map_err(|source| DeltaError::Io {
+        what: "scanning the old image",
+        source,
+    })?;
+    let old = OldExpanded::new(&old_segments, old);
     let mut sink = NewSink::new(&header.new, out);
 
     let mut changes = Changes::start(header.changes, &mut body)?;
@@ -97,12 +101,20 @@ pub fn apply<R: ReadAt + ?Sized>(
     if !changes.all_used() {
         return Err(body.malformed(format!("{} changes announced, fewer used", header.changes)));
     }
-    sink.finish().map_err(|made| {
+    let applied = sink.finish().map_err(|made| {
         body.malformed(format!(
             "the records make {made} of {} expanded bytes",
             sink_total(&header.new)
         ))
-    })
+    })?;
+    if applied.written != header.new_len {
+        return Err(DeltaError::Recompress {
+            what: "the new image",
+            expected: header.new_len,
+            actual: applied.written,
+        });
+    }
+    Ok(applied)
 }
 
 fn piece(left: u64) -> usize {
@@ -333,14 +345,22 @@ impl<'a> NewSink<'a> {
     /// Writes the verity tree of the data written so far, when the tree is next.
     fn write_tree(&mut self) -> Result<(), DeltaError> {
         while let Some(&Segment::Verity { stored, .. }) = self.segments.get(self.index) {
-            let Some((builder, _, _)) = self.tree.take() else {
+            let Some((builder, data_end, _)) = self.tree.take() else {
                 return Ok(());
             };
+            // The tree covers exactly the data before it: rebuilt frames of another
+            // length have moved it.
+            if self.offset != data_end {
+                return Err(DeltaError::Recompress {
+                    what: "the data before the verity tree",
+                    expected: data_end,
+                    actual: self.offset,
+                });
+            }
             let (tree, _) = builder.finish();
             if tree.len() as u64 != stored {
                 return Err(DeltaError::Recompress {
-                    offset: self.offset,
-                    level: 0,
+                    what: "the verity tree",
                     expected: stored,
                     actual: tree.len() as u64,
                 });
@@ -380,23 +400,27 @@ impl<'a> NewSink<'a> {
             self.made += n as u64;
             data = rest;
             if self.filled == segment.expanded() {
-                if let Segment::Zstd { level, stored, .. } = segment {
+                if let Segment::Zstd {
+                    level, expanded, ..
+                } = segment
+                {
                     let mut compressed = std::mem::take(&mut self.compressed);
                     compress_into(&self.frame, level, &mut compressed);
-                    if compressed.len() as u64 != stored {
+                    if compressed.is_empty() {
                         return Err(DeltaError::Recompress {
-                            offset: self.offset,
-                            level,
-                            expected: stored,
-                            actual: compressed.len() as u64,
+                            what: "a frame (zstd failed)",
+                            expected: u64::from(expanded),
+                            actual: 0,
                         });
                     }
                     self.write(&compressed, self.offset)?;
+                    self.offset += compressed.len() as u64;
                     self.compressed = compressed;
                     self.frame.clear();
                     self.frames += 1;
+                } else {
+                    self.offset += segment.stored();
                 }
-                self.offset += segment.stored();
                 self.index += 1;
                 self.filled = 0;
                 self.write_tree()?;

@@ -34,20 +34,18 @@ pub enum DeltaError {
         /// What failed.
         what: String,
     },
-    /// Recompressing a frame did not give the bytes the publisher recorded: this device's
-    /// zstd is not the publisher's.
+    /// The rebuilt image does not have the publisher's layout: recompressing its frames
+    /// gave other lengths, so this device's zstd is not the publisher's.
     #[error(
-        "new image frame at offset {offset} recompressed at level {level} to {actual} bytes, \
-         the publisher's is {expected}: this zstd differs from the publisher's"
+        "{what} came out {actual} bytes where the publisher's is {expected}: this zstd \
+         differs from the publisher's"
     )]
     Recompress {
-        /// Offset of the frame in the new image.
-        offset: u64,
-        /// zstd level.
-        level: i32,
-        /// Recorded length.
+        /// Which part.
+        what: &'static str,
+        /// The publisher's length (or offset).
         expected: u64,
-        /// Length produced here.
+        /// This device's.
         actual: u64,
     },
     /// zstd failed (corrupt body, window above [`crate::WINDOW_LOG`], ...).

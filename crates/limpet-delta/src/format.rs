@@ -8,12 +8,14 @@ use crate::{DeltaError, MAX_FRAME};
 /// Segments in one table at most: a 1 TiB image of 128 KiB blocks has 2^23.
 const MAX_SEGMENTS: u32 = 1 << 24;
 
-/// The body's fixed part.
+/// The body's fixed part. The old image's segments are not in it: both sides find them
+/// with [`crate::layout::scan`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Header {
     pub old_len: u64,
     pub new_len: u64,
-    pub old: Vec<Segment>,
+    /// The new image's segments. A frame's `stored` is not sent (0 here): it is whatever
+    /// compressing its content again gives, which the final length checks.
     pub new: Vec<Segment>,
     /// Non-zero bytes in the concatenated mix bytes of all records.
     pub changes: u64,
@@ -23,16 +25,13 @@ impl Header {
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.extend(self.old_len.to_le_bytes());
         out.extend(self.new_len.to_le_bytes());
-        out.extend(count(&self.old).to_le_bytes());
         out.extend(count(&self.new).to_le_bytes());
-        for segment in self.old.iter().chain(&self.new) {
+        for segment in &self.new {
             let (kind, level, stored, expanded) = match *segment {
                 Segment::Raw { len } => (0u8, 0i32, len, 0u32),
                 Segment::Zstd {
-                    level,
-                    stored,
-                    expanded,
-                } => (1, level, stored, expanded),
+                    level, expanded, ..
+                } => (1, level, 0, expanded),
                 Segment::Verity { stored, .. } => (2, 0, stored, 0),
             };
             out.push(kind);
@@ -53,15 +52,12 @@ impl Header {
     pub fn decode<R: Read>(body: &mut Body<R>) -> Result<Self, DeltaError> {
         let old_len = body.u64()?;
         let new_len = body.u64()?;
-        let old_count = body.count()?;
         let new_count = body.count()?;
-        let old = body.segments(old_count, old_len, "old")?;
-        let new = body.segments(new_count, new_len, "new")?;
+        let new = body.segments(new_count, new_len)?;
         let changes = body.u64()?;
         Ok(Header {
             old_len,
             new_len,
-            old,
             new,
             changes,
         })
@@ -133,14 +129,10 @@ impl<R: Read> Body<R> {
         Ok(n)
     }
 
-    fn segments(
-        &mut self,
-        count: u32,
-        image_len: u64,
-        which: &str,
-    ) -> Result<Vec<Segment>, DeltaError> {
+    fn segments(&mut self, count: u32, image_len: u64) -> Result<Vec<Segment>, DeltaError> {
         let mut segments = Vec::new();
-        let mut total: u64 = 0;
+        // Bytes of raw runs and the tree: the frames' share is known only once rebuilt.
+        let mut fixed: u64 = 0;
         let mut trees = 0;
         for _ in 0..count {
             let kind = self.array::<1>()?[0];
@@ -150,33 +142,27 @@ impl<R: Read> Body<R> {
             let segment = match kind {
                 0 if level == 0 && expanded == 0 && stored > 0 => Segment::Raw { len: stored },
                 1 if (1..=22).contains(&level)
-                    && stored > 0
+                    && stored == 0
                     && expanded > 0
-                    && expanded as usize <= MAX_FRAME
-                    && stored <= zstd::zstd_safe::compress_bound(MAX_FRAME) as u64 =>
+                    && expanded as usize <= MAX_FRAME =>
                 {
                     Segment::Zstd {
                         level,
-                        stored,
+                        stored: 0,
                         expanded,
                     }
                 }
-                2 if level == 0 && expanded == 0 => {
+                2 if level == 0 && expanded == 0 && trees == 0 => {
                     let data_blocks = u64::from_le_bytes(self.array()?);
                     let salt = self.array()?;
-                    // The tree covers exactly the bytes before it, and has its size.
-                    let tree = limpet_image::verity::tree_size(data_blocks);
-                    let data = data_blocks.checked_mul(limpet_image::verity::BLOCK_SIZE_U64);
-                    if data_blocks < 2 || stored != tree || data != Some(total) {
+                    // The tree has its size; that it covers exactly the bytes before it is
+                    // checked when it is written.
+                    if data_blocks < 2 || stored != limpet_image::verity::tree_size(data_blocks) {
                         return Err(self.malformed(format!(
-                            "{which} verity tree of {stored} bytes over {data_blocks} blocks \
-                             after {total} bytes"
+                            "a verity tree of {stored} bytes over {data_blocks} blocks"
                         )));
                     }
                     trees += 1;
-                    if trees > 1 {
-                        return Err(self.malformed(format!("{which} has two verity trees")));
-                    }
                     Segment::Verity {
                         stored,
                         data_blocks,
@@ -185,19 +171,19 @@ impl<R: Read> Body<R> {
                 }
                 _ => {
                     return Err(self.malformed(format!(
-                        "{which} segment: kind {kind}, level {level}, stored {stored}, expanded {expanded}"
+                        "segment: kind {kind}, level {level}, stored {stored}, expanded {expanded}"
                     )))
                 }
             };
-            total = total
-                .checked_add(stored)
-                .ok_or_else(|| self.malformed(format!("{which} segments overflow")))?;
+            fixed = fixed
+                .checked_add(segment.stored())
+                .filter(|f| *f <= image_len)
+                .ok_or_else(|| {
+                    self.malformed(format!(
+                        "segments of more than the image's {image_len} bytes"
+                    ))
+                })?;
             segments.push(segment);
-        }
-        if total != image_len {
-            return Err(self.malformed(format!(
-                "{which} segments cover {total} bytes, the image has {image_len}"
-            )));
         }
         Ok(segments)
     }
@@ -248,38 +234,37 @@ mod tests {
         let header = Header {
             old_len: 110,
             new_len: 40,
-            old: vec![
+            new: vec![
                 Segment::Raw { len: 10 },
                 Segment::Zstd {
-                    level: 19,
-                    stored: 100,
+                    level: 9,
+                    stored: 0,
                     expanded: 4096,
                 },
             ],
-            new: vec![Segment::Raw { len: 40 }],
             changes: 3,
         };
         let mut bytes = Vec::new();
         header.encode(&mut bytes);
-        assert_eq!(bytes.len(), 24 + 3 * 17 + 8);
+        assert_eq!(bytes.len(), 20 + 2 * 17 + 8);
         assert_eq!(Header::decode(&mut Body::new(&bytes[..])).unwrap(), header);
 
-        // The tables must cover each image exactly.
-        let mut short = header.clone();
-        short.new_len = 41;
+        // Raw runs longer than the image.
+        let mut long = header.clone();
+        long.new_len = 9;
         let mut bytes = Vec::new();
-        short.encode(&mut bytes);
+        long.encode(&mut bytes);
         let err = Header::decode(&mut Body::new(&bytes[..])).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "malformed delta at body byte 75: new segments cover 40 bytes, the image has 41"
+            "malformed delta at body byte 37: segments of more than the image's 9 bytes"
         );
 
         // A frame larger than MAX_FRAME.
         let mut big = header;
-        big.old[1] = Segment::Zstd {
-            level: 19,
-            stored: 100,
+        big.new[1] = Segment::Zstd {
+            level: 9,
+            stored: 0,
             expanded: (MAX_FRAME + 1) as u32,
         };
         let mut bytes = Vec::new();
@@ -287,7 +272,7 @@ mod tests {
         let err = Header::decode(&mut Body::new(&bytes[..])).unwrap_err();
         assert!(
             err.to_string()
-                .contains("old segment: kind 1, level 19, stored 100, expanded 1048577"),
+                .contains("segment: kind 1, level 9, stored 0, expanded 1048577"),
             "{err}"
         );
 

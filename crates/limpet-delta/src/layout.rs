@@ -7,6 +7,8 @@
 //! (limpet's squashfs), 3 (backhand's default) and 19 (limpet's squashfs before). Anything else, including frames a
 //! different zstd wrote, stays raw: it then travels as bytes in the delta, never wrong.
 
+use limpet_chunk::ReadAt;
+
 use crate::MAX_FRAME;
 
 /// zstd's frame magic number, little-endian on disk.
@@ -179,6 +181,156 @@ fn reproduce(data: &[u8], first_level: i32) -> Option<(i32, usize, Vec<u8>)> {
         .map(|level| (level, stored, content))
 }
 
+/// Bytes read at once while scanning an old image.
+const SCAN_PIECE: usize = 64 * 1024;
+
+/// The segments of an old image as both sides find them, without the delta saying: every
+/// zstd frame whose header declares a content size of at most [`MAX_FRAME`] and whose
+/// blocks lie inside the image, found from the start, each search going on after the frame
+/// found. Nothing is decompressed to decide, so the publisher and the device (reading its
+/// running slot in pieces) agree; the level does not matter for reading (0 here).
+pub fn scan<R: ReadAt + ?Sized>(image: &R) -> std::io::Result<Vec<Segment>> {
+    let len = image.size()?;
+    let mut segments = Vec::new();
+    let mut raw_start = 0u64;
+    let mut at = 0u64;
+    let mut piece = vec![0u8; SCAN_PIECE];
+    while at + ZSTD_MAGIC.len() as u64 <= len {
+        let n = usize::try_from((len - at).min(SCAN_PIECE as u64)).unwrap_or(SCAN_PIECE);
+        image.read_exact_at(&mut piece[..n], at)?;
+        let Some(found) = find_magic(&piece[..n], 0) else {
+            // The last 3 bytes may start a magic number that the next piece completes.
+            at += (n - (ZSTD_MAGIC.len() - 1)) as u64;
+            continue;
+        };
+        let start = at + found as u64;
+        match frame_at(image, start, len)? {
+            Some((stored, expanded)) => {
+                if start > raw_start {
+                    segments.push(Segment::Raw {
+                        len: start - raw_start,
+                    });
+                }
+                segments.push(Segment::Zstd {
+                    level: 0,
+                    stored,
+                    expanded,
+                });
+                at = start + stored;
+                raw_start = at;
+            }
+            None => at = start + 1,
+        }
+    }
+    if len > raw_start {
+        segments.push(Segment::Raw {
+            len: len - raw_start,
+        });
+    }
+    Ok(segments)
+}
+
+/// The expansion of an old image from its [`scan`]: raw runs as they are, frames
+/// decompressed. Fails with the offset of a frame that does not decompress to its size.
+pub fn expand_old(image: &[u8], segments: &[Segment]) -> Result<Vec<u8>, (u64, String)> {
+    let mut out = Vec::with_capacity(image.len().saturating_mul(2));
+    let mut at = 0usize;
+    for segment in segments {
+        let stored = usize::try_from(segment.stored()).unwrap_or(usize::MAX);
+        let bytes = image
+            .get(at..at.saturating_add(stored))
+            .ok_or_else(|| (at as u64, "past the end of the image".to_owned()))?;
+        match *segment {
+            Segment::Zstd { expanded, .. } => {
+                let content = zstd::bulk::decompress(bytes, expanded as usize)
+                    .map_err(|e| (at as u64, e.to_string()))?;
+                if content.len() != expanded as usize {
+                    return Err((
+                        at as u64,
+                        format!("{} bytes, not {expanded}", content.len()),
+                    ));
+                }
+                out.extend(content);
+            }
+            Segment::Raw { .. } | Segment::Verity { .. } => out.extend_from_slice(bytes),
+        }
+        at += stored;
+    }
+    Ok(out)
+}
+
+/// The frame at `start` (its magic number already seen): (length, content size) when its
+/// header declares a content size of at most [`MAX_FRAME`], uses no dictionary, and its
+/// blocks end inside the image. Walks the block headers (RFC 8878 section 3.1).
+fn frame_at<R: ReadAt + ?Sized>(
+    image: &R,
+    start: u64,
+    len: u64,
+) -> std::io::Result<Option<(u64, u32)>> {
+    let mut head = [0u8; 18];
+    let n = usize::try_from((len - start).min(head.len() as u64)).unwrap_or(0);
+    image.read_exact_at(&mut head[..n], start)?;
+    let Some(&descriptor) = head.get(4) else {
+        return Ok(None);
+    };
+    let single_segment = descriptor & 0x20 != 0;
+    let checksum = descriptor & 0x04 != 0;
+    if descriptor & 0x08 != 0 || descriptor & 0x03 != 0 {
+        return Ok(None); // reserved bit, or a dictionary
+    }
+    let size_bytes = match descriptor >> 6 {
+        0 if single_segment => 1,
+        0 => return Ok(None), // no content size
+        1 => 2,
+        2 => 4,
+        _ => 8,
+    };
+    let size_at = 5 + usize::from(!single_segment);
+    let Some(field) = head.get(size_at..size_at + size_bytes) else {
+        return Ok(None);
+    };
+    let mut value = [0u8; 8];
+    value[..size_bytes].copy_from_slice(field);
+    let mut content = u64::from_le_bytes(value);
+    if size_bytes == 2 {
+        content += 256;
+    }
+    let Some(expanded) = u32::try_from(content)
+        .ok()
+        .filter(|c| *c > 0 && *c as usize <= MAX_FRAME)
+    else {
+        return Ok(None);
+    };
+    let max_stored = zstd::zstd_safe::compress_bound(MAX_FRAME) as u64;
+    let mut at = start + (size_at + size_bytes) as u64;
+    loop {
+        let mut block = [0u8; 3];
+        if at + 3 > len || at - start > max_stored {
+            return Ok(None);
+        }
+        image.read_exact_at(&mut block, at)?;
+        let header = u32::from_le_bytes([block[0], block[1], block[2], 0]);
+        let last = header & 1 == 1;
+        let size = u64::from(header >> 3);
+        let body = match (header >> 1) & 3 {
+            0 | 2 => size, // raw, compressed
+            1 => 1,        // RLE: one byte
+            _ => return Ok(None),
+        };
+        at += 3 + body;
+        if last {
+            break;
+        }
+    }
+    if checksum {
+        at += 4;
+    }
+    if at > len || at - start > max_stored {
+        return Ok(None);
+    }
+    Ok(Some((at - start, expanded)))
+}
+
 /// Compresses one frame the way backhand does.
 pub(crate) fn compress(content: &[u8], level: i32) -> Option<Vec<u8>> {
     let mut out = Vec::new();
@@ -206,6 +358,48 @@ mod tests {
         (0..n)
             .map(|i| b"limpet delta "[(i + usize::from(seed)) % 13] ^ u8::from(i % 97 == 0))
             .collect()
+    }
+
+    #[test]
+    fn scanning_finds_the_frames_zstd_finds() {
+        let mut image = b"head".to_vec();
+        let mut expected = vec![Segment::Raw { len: 4 }];
+        for (i, level) in [1, 9, 19, 3].into_iter().enumerate() {
+            let content = text(3000 + 5000 * i, u8::try_from(i).unwrap());
+            let frame = compress(&content, level).unwrap();
+            assert_eq!(
+                zstd::zstd_safe::find_frame_compressed_size(&frame).unwrap(),
+                frame.len()
+            );
+            expected.push(Segment::Zstd {
+                level: 0,
+                stored: frame.len() as u64,
+                expanded: content.len() as u32,
+            });
+            image.extend(frame);
+        }
+        // A magic number with nothing sensible after it, across the end of a scan piece.
+        image.resize(SCAN_PIECE - 2, 7);
+        image.extend(ZSTD_MAGIC);
+        image.extend([0xff; 10]);
+        expected.push(Segment::Raw {
+            len: (image.len() - expected.iter().map(Segment::stored).sum::<u64>() as usize) as u64,
+        });
+        assert_eq!(scan(&image[..]).unwrap(), expected);
+        // An incompressible block is stored raw inside its frame; still found.
+        let noise: Vec<u8> = (0..70_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let frame = compress(&noise, 9).unwrap();
+        let found = scan(&frame[..]).unwrap();
+        assert_eq!(
+            found,
+            [Segment::Zstd {
+                level: 0,
+                stored: frame.len() as u64,
+                expanded: 70_000
+            }]
+        );
     }
 
     #[test]

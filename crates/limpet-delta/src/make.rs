@@ -4,12 +4,12 @@
 use std::io::Write;
 
 use crate::format::Header;
-use crate::layout::{expand, Segment};
+use crate::layout::{expand, expand_old, scan, Segment};
 use crate::sparse::{encode_group, Change, GROUP};
 use crate::{apply, DeltaError, MAGIC, WINDOW_LOG};
 
 /// zstd level of the delta's body.
-const BODY_LEVEL: i32 = 19;
+const BODY_LEVEL: i32 = 22;
 
 /// A delta and what went into it.
 #[derive(Debug, Clone)]
@@ -27,21 +27,24 @@ pub struct Made {
 /// Makes the delta that turns `old` into `new`, and checks it: applying it to `old` must
 /// give `new` byte for byte, with this process's zstd.
 pub fn make(old: &[u8], new: &[u8]) -> Result<Made, DeltaError> {
-    let old_expanded = expand(old);
+    // The old side as the device will find it; the new side with what it can rebuild.
+    let old_segments = scan(old).map_err(|source| DeltaError::Io {
+        what: "scanning the old image",
+        source,
+    })?;
+    let old_bytes = expand_old(old, &old_segments)
+        .map_err(|(offset, what)| DeltaError::OldFrame { offset, what })?;
     let new_expanded = expand(new);
     let mut header = Header {
         old_len: old.len() as u64,
         new_len: new.len() as u64,
-        old: old_expanded.segments.clone(),
         new: new_expanded.segments.clone(),
         changes: 0,
     };
     let mut patch = Vec::new();
-    bsdiff::diff(&old_expanded.bytes, &new_expanded.bytes, &mut patch).map_err(|source| {
-        DeltaError::Io {
-            what: "bsdiff",
-            source,
-        }
+    bsdiff::diff(&old_bytes, &new_expanded.bytes, &mut patch).map_err(|source| DeltaError::Io {
+        what: "bsdiff",
+        source,
     })?;
     let records = parse_bsdiff(&patch)?;
     let changes: Vec<Change> = records
@@ -112,7 +115,7 @@ pub fn make(old: &[u8], new: &[u8]) -> Result<Made, DeltaError> {
             .count()
     };
     Ok(Made {
-        old_frames: frames(&header.old),
+        old_frames: frames(&old_segments),
         new_frames: frames(&header.new),
         new_expanded: new_expanded.bytes.len() as u64,
         delta,
