@@ -12,16 +12,20 @@
 //! the same level and hashes the data into a new tree, so the slot it writes is byte for
 //! byte the one that was signed.
 //!
+//! The old image's layout is not in the delta: the publisher and the device find its frames
+//! the same way, from their headers alone ([`layout::scan`]). The new image's layout is, but
+//! not the frames' compressed lengths: they are what compressing again gives.
+//!
 //! The file (`LIMPET-DELTA v1`):
 //!
 //! ```text
 //! magic     16 bytes  "LIMPET-DELTA\0\0\0\x01"
 //! body      one zstd frame (window at most 2^WINDOW_LOG bytes) holding:
-//!   old_len u64, new_len u64, old_segments u32, new_segments u32
-//!   segments  old then new, 17 bytes each: kind u8 (0 raw, 1 zstd, 2 verity tree), level
-//!             i32 (0 unless zstd), stored u64 (bytes in the image), expanded u32 (content;
-//!             0 unless zstd); a tree adds data_blocks u64 and its salt (32 bytes). A tree
-//!             covers exactly the bytes before it, and a table has at most one
+//!   old_len u64, new_len u64, segments u32
+//!   segments  of the new image, 17 bytes each: kind u8 (0 raw, 1 zstd, 2 verity tree),
+//!             level i32 (0 unless zstd), stored u64 (bytes in the image; 0 for zstd),
+//!             expanded u32 (content; 0 unless zstd); a tree adds data_blocks u64 and its
+//!             salt (32 bytes), and at most one tree is allowed
 //!   changes   u64: how many of the mix bytes below are not zero
 //!   group     the first group of changes (see `sparse`)
 //!   records   bsdiff's: mix u64, copy u64, seek i64 (sign and magnitude); the next
@@ -30,10 +34,11 @@
 //!             elsewhere) are added to the old expanded image at the old cursor
 //! ```
 //!
-//! All integers are little-endian. The result is checked twice: each recompressed frame must
-//! have its recorded length, and the caller compares the whole slot's sha256 (and PID 1 its
-//! verity root) with the signed target. A device whose zstd compresses differently from the
-//! publisher's fails the first check and falls back to the chunk store.
+//! All integers are little-endian. The result is checked three times: the tree must start
+//! exactly where the data before it ends and the image must end at `new_len` (else
+//! [`DeltaError::Recompress`]: this device's zstd is not the publisher's), the caller
+//! compares the whole slot's sha256 with the signed target, and PID 1 verifies the slot. A
+//! device that fails falls back to the chunk store.
 
 mod apply;
 mod error;
