@@ -14,7 +14,7 @@ pub mod target;
 
 #[cfg(feature = "publish")]
 pub use publish::{
-    init_repo, publish, refresh, slot_image_path, trusted_root_path, DeltaOutcome, InitOutcome,
-    PublishError, Published,
+    init_repo, lock, publish, refresh, slot_image_path, trusted_root_path, DeltaOutcome,
+    InitOutcome, PublishError, Published, RepoLock, LOCK_FILE,
 };
 pub use target::{CustomError, DeltaTarget, SlotTarget};

@@ -25,7 +25,10 @@
 //!   atomically (limpet-chunk and limpet-tuf rename complete files into place), and an agent
 //!   only acts on a `slot.cidx`, so it never sees a version whose chunks are not all there.
 //! - Root keys are never needed: only targets, snapshot and timestamp keys sign here.
-//! - One publisher at a time per repository: there is no lock.
+//! - One writer at a time per repository: `publish` and `refresh` hold an exclusive lock
+//!   on `REPO/.lock` ([`lock`]) and fail at once, naming it, when another holds it. (An
+//!   advisory `flock`: a writer that ignores it, or a repository on a file system without
+//!   locks, is not stopped.)
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -117,6 +120,12 @@ pub enum PublishError {
         #[source]
         source: limpet_delta::DeltaError,
     },
+    /// Another publisher holds the repository's lock.
+    #[error("{lock}: another publish, refresh or rotation holds this repository; try again when it is done")]
+    Busy {
+        /// The lock file.
+        lock: PathBuf,
+    },
     /// The TUF repository could not be opened, read or signed.
     #[error("{repo}: TUF repository")]
     Repo {
@@ -193,6 +202,39 @@ pub enum DeltaOutcome {
     Skipped(String),
 }
 
+/// The lock file, beside `metadata/`, `targets/` and `chunks/`.
+pub const LOCK_FILE: &str = ".lock";
+
+/// The repository's write lock, held until dropped.
+#[derive(Debug)]
+pub struct RepoLock {
+    _file: File,
+}
+
+/// Takes the exclusive lock on `REPO/.lock` (creating the file), or fails with
+/// [`PublishError::Busy`] when another process holds it.
+pub fn lock(repo_dir: &Path) -> Result<RepoLock, PublishError> {
+    let path = repo_dir.join(LOCK_FILE);
+    let io = |source| PublishError::Repo {
+        repo: repo_dir.to_owned(),
+        source: RepoError::Io {
+            path: path.clone(),
+            source,
+        },
+    };
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(RepoLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(PublishError::Busy { lock: path }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+    }
+}
+
 /// `REPO/metadata/N.root.json` of the repository's current root: the file a device's image
 /// carries as its trusted root (any later root is reached from it by the N+1 chain).
 pub fn trusted_root_path(repo_dir: &Path, keys_dir: &Path) -> Result<PathBuf, PublishError> {
@@ -238,6 +280,7 @@ pub fn init_repo(repo_dir: &Path, keys_dir: &Path) -> Result<InitOutcome, Publis
 /// Re-signs snapshot and timestamp with fresh expiries (run it well within a day: the
 /// timestamp is valid for one). Needs only the snapshot and timestamp keys.
 pub fn refresh(repo_dir: &Path, keys_dir: &Path) -> Result<(), PublishError> {
+    let _lock = lock(repo_dir)?;
     Repository::open(repo_dir, keys_dir, Box::new(SystemClock))
         .and_then(|r| r.refresh())
         .map_err(repo_err(repo_dir))
@@ -263,6 +306,7 @@ pub fn publish(
     image_key: &VerifyingKey,
 ) -> Result<Published, PublishError> {
     let path = slot_image_path(slot_or_out);
+    let _lock = lock(repo_dir)?;
     let repo =
         Repository::open(repo_dir, keys_dir, Box::new(SystemClock)).map_err(repo_err(repo_dir))?;
 

@@ -140,3 +140,24 @@ fn publish_refuses_repeats_foreign_slots_and_trailing_bytes() {
     let names: Vec<String> = tuf.targets().unwrap().targets.into_keys().collect();
     assert_eq!(names, ["pump/1.0.0/slot.cidx", "pump/1.0.0/slot.img"]);
 }
+
+#[test]
+fn a_second_writer_is_refused_while_the_lock_is_held() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, keys) = (tmp.path().join("repo"), tmp.path().join("keys"));
+    init_repo(&repo, &keys).unwrap();
+    let slot = slot_file(tmp.path(), "1.0.0", &key());
+    let held = limpet_repo::lock(&repo).unwrap();
+    let err = publish(&slot, &repo, &keys, &key().verifying_key()).unwrap_err();
+    assert!(
+        matches!(&err, PublishError::Busy { lock } if *lock == repo.join(".lock")),
+        "{err}"
+    );
+    let err = limpet_repo::refresh(&repo, &keys).unwrap_err();
+    assert!(matches!(err, PublishError::Busy { .. }), "{err}");
+    // Nothing was published meanwhile.
+    let tuf = limpet_tuf::Repository::open(&repo, &keys, Box::new(SystemClock)).unwrap();
+    assert!(tuf.targets().unwrap().targets.is_empty());
+    drop(held);
+    publish(&slot, &repo, &keys, &key().verifying_key()).unwrap();
+}

@@ -105,6 +105,7 @@ pub fn run_repo(command: RepoCommand) -> cmd::Result {
             threshold,
         } => {
             use limpet_tuf::metadata::Role;
+            let _lock = limpet_repo::lock(&repo)?;
             let r = limpet_tuf::repo::Repository::open(
                 &repo,
                 &keys,
