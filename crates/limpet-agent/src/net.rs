@@ -51,6 +51,10 @@ const COUNTING_POLICY: RetrievalPolicy = RetrievalPolicy {
 };
 
 impl Transport for Counted {
+    fn prefetch(&self, requests: &[(&str, u64)]) {
+        self.inner.prefetch(requests);
+    }
+
     fn fetch(&self, path: &str, max_len: u64) -> Result<Download, Error> {
         self.traffic.requests.fetch_add(1, Ordering::Relaxed);
         // The inner download is not length-capped, so the outer one, which has the caller's
@@ -135,6 +139,10 @@ impl Remote {
 struct SharedTransport(Arc<Counted>);
 
 impl Transport for SharedTransport {
+    fn prefetch(&self, requests: &[(&str, u64)]) {
+        self.0.prefetch(requests);
+    }
+
     fn fetch(&self, path: &str, max_len: u64) -> Result<Download, Error> {
         self.0.fetch(path, max_len)
     }

@@ -223,6 +223,18 @@ impl Client {
     pub fn refresh(&mut self) -> Result<(), Error> {
         self.targets = None;
         let now = self.step_5_1_fix_update_start_time();
+        // The first downloads of 5.3.3 (N+1.root.json, W bytes) and 5.4.1 (timestamp.json,
+        // X bytes), asked for together so the transport can get both in one round trip. Each
+        // is still checked in its own step, in order: the timestamp against the root 5.3
+        // ends with.
+        let next_root = format!("{}.root.json", self.root.version.saturating_add(1));
+        let first = [
+            (next_root.as_str(), self.limits.root_max),
+            (Role::Timestamp.file_name(), self.limits.timestamp_max),
+        ];
+        let skip = usize::from(self.limits.max_root_rotations == 0);
+        self.transport
+            .prefetch(first.get(skip..).unwrap_or_default());
         self.step_5_3_update_root(now)?;
         self.step_5_4_update_timestamp(now)?;
         self.step_5_5_update_snapshot(now)?;

@@ -1,13 +1,17 @@
 //! A small static HTTP/1.1 file server for development (`limpet serve`) and tests.
 //!
 //! Rules kept here:
-//! - GET and HEAD only; one thread per connection; `Connection: close`.
+//! - GET and HEAD only; one thread per connection. Requests on a connection are answered in
+//!   order (pipelined or not) until the client sends `Connection: close` (or speaks
+//!   HTTP/1.0), closes, sends a request that cannot be delimited, or is idle for 5 s.
+//!   Every response has a `Content-Length` (404s too); one the server
+//!   closes after says `Connection: close`. No other headers.
 //! - Paths are percent-decoded and must stay inside the served directory (no `..`, no
 //!   absolute paths, no symlink following is attempted beyond what the OS does).
 //! - Not for production: no TLS, no connection limits. A [`Throttle`] trickles bytes slowly
 //!   to exercise the clients' slow-retrieval defence.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +21,13 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::transport::check_relative;
+
+/// How long a connection may wait for (each read of) its next request.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Bounds on a request's head: its first line, and all of it.
+const MAX_REQUEST_LINE: u64 = 8192;
+const MAX_REQUEST_HEAD: usize = 64 * 1024;
 
 /// Send `bytes` bytes, then pause `pause`, repeatedly (slow-retrieval tests).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,72 +146,152 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn respond(stream: &mut TcpStream, status: &str) -> std::io::Result<()> {
+/// One parsed request.
+struct Request {
+    method: String,
+    target: String,
+    /// The client asked to close after this request, or the request cannot be delimited.
+    close: bool,
+}
+
+/// Reads the next request head; `None` at a clean end of the connection (EOF or idle).
+fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Request>> {
+    let mut request_line = String::new();
+    match reader
+        .by_ref()
+        .take(MAX_REQUEST_LINE)
+        .read_line(&mut request_line)
+    {
+        Ok(0) => return Ok(None),
+        Ok(_) => {}
+        Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    }
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_owned();
+    let target = parts.next().unwrap_or("").to_owned();
+    let version = parts.next().unwrap_or("");
+    // HTTP/1.0 is answered with a close; so is a request that cannot be delimited (a line
+    // without its end, a head too long, a body).
+    let mut close = !request_line.ends_with('\n') || version != "HTTP/1.1";
+    let mut total = request_line.len();
+    loop {
+        let mut line = String::new();
+        let n = reader
+            .by_ref()
+            .take(MAX_REQUEST_LINE)
+            .read_line(&mut line)?;
+        total += n;
+        if n == 0 || !line.ends_with('\n') || total > MAX_REQUEST_HEAD {
+            close = true;
+            break;
+        }
+        if line == "\r\n" || line == "\n" {
+            break;
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("connection") {
+            close |= value
+                .split(',')
+                .any(|token| token.trim().eq_ignore_ascii_case("close"));
+        } else if (name.eq_ignore_ascii_case("content-length") && value != "0")
+            || name.eq_ignore_ascii_case("transfer-encoding")
+        {
+            close = true;
+        }
+    }
+    Ok(Some(Request {
+        method,
+        target,
+        close,
+    }))
+}
+
+fn head(out: &mut impl Write, status: &str, length: u64, close: bool) -> std::io::Result<()> {
+    let connection = if close { "Connection: close\r\n" } else { "" };
     write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        out,
+        "HTTP/1.1 {status}\r\nContent-Length: {length}\r\n{connection}\r\n"
     )
 }
 
-fn handle(mut stream: TcpStream, dir: &Path, opts: ServeOptions) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+fn handle(stream: TcpStream, dir: &Path, opts: ServeOptions) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
+    // Each response is sent when flushed, not held back for the previous one's ACK.
+    stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.by_ref().take(8192).read_line(&mut request_line)?;
-    // Drain headers (bounded).
-    let mut total = 0usize;
-    loop {
-        let mut line = String::new();
-        let n = reader.by_ref().take(8192).read_line(&mut line)?;
-        total += n;
-        if n == 0 || line == "\r\n" || line == "\n" || total > 64 * 1024 {
+    let mut out = BufWriter::new(stream);
+    while let Some(request) = read_request(&mut reader)? {
+        respond(&mut out, dir, opts, &request)?;
+        out.flush()?;
+        if request.close {
             break;
         }
     }
-    let mut parts = request_line.split_whitespace();
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    Ok(())
+}
+
+fn respond(
+    out: &mut impl Write,
+    dir: &Path,
+    opts: ServeOptions,
+    request: &Request,
+) -> std::io::Result<()> {
+    let close = request.close;
+    let method = request.method.as_str();
     if method != "GET" && method != "HEAD" {
-        return respond(&mut stream, "405 Method Not Allowed");
+        return head(out, "405 Method Not Allowed", 0, close);
     }
-    let path = target.split(['?', '#']).next().unwrap_or("");
+    let path = request.target.split(['?', '#']).next().unwrap_or("");
     let Some(decoded) = percent_decode(path.trim_start_matches('/')) else {
-        return respond(&mut stream, "400 Bad Request");
+        return head(out, "400 Bad Request", 0, close);
     };
     if check_relative(&decoded).is_err() {
-        return respond(&mut stream, "404 Not Found");
+        return head(out, "404 Not Found", 0, close);
     }
     let full: PathBuf = dir.join(&decoded);
-    let Ok(mut file) = std::fs::File::open(&full) else {
-        return respond(&mut stream, "404 Not Found");
+    let opened = std::fs::File::open(&full).and_then(|f| f.metadata().map(|m| (f, m)));
+    let Ok((file, meta)) = opened else {
+        return head(out, "404 Not Found", 0, close);
     };
-    let meta = file.metadata()?;
     if !meta.is_file() {
-        return respond(&mut stream, "404 Not Found");
+        return head(out, "404 Not Found", 0, close);
     }
-    write!(
-        stream,
-        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
-        meta.len()
-    )?;
+    head(out, "200 OK", meta.len(), close)?;
     if method == "HEAD" {
         return Ok(());
     }
-    match opts.throttle {
-        None => {
-            std::io::copy(&mut file, &mut stream)?;
-        }
+    // Exactly Content-Length bytes, even if the file grows meanwhile, so the next response
+    // on the connection starts where the client expects it.
+    let mut file = Read::take(file, meta.len());
+    let sent = match opts.throttle {
+        None => std::io::copy(&mut file, out)?,
         Some(t) => {
             let mut buf = vec![0u8; t.bytes.max(1)];
+            let mut sent = 0u64;
             loop {
                 let n = file.read(&mut buf)?;
                 if n == 0 {
-                    break;
+                    break sent;
                 }
-                stream.write_all(buf.get(..n).unwrap_or_default())?;
-                stream.flush()?;
+                out.write_all(buf.get(..n).unwrap_or_default())?;
+                out.flush()?;
+                sent = sent.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
                 std::thread::sleep(t.pause);
             }
         }
+    };
+    if sent < meta.len() {
+        // The client would wait for the missing bytes: end the connection.
+        return Err(std::io::Error::new(
+            ErrorKind::UnexpectedEof,
+            "file shrank while it was sent",
+        ));
     }
-    stream.flush()
+    Ok(())
 }

@@ -163,13 +163,13 @@ fn server_refuses_paths_outside_its_directory() {
     let fx = fixture();
     let server = serve(&fx.repo_dir().join("targets"), loopback()).unwrap();
     let mut s = std::net::TcpStream::connect(server.local_addr()).unwrap();
-    s.write_all(b"GET /../metadata/root.json HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.write_all(b"GET /../metadata/root.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     assert!(out.starts_with("HTTP/1.1 404"), "{out}");
     let mut s = std::net::TcpStream::connect(server.local_addr()).unwrap();
-    s.write_all(b"GET /%2E%2E/metadata/root.json HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.write_all(b"GET /%2E%2E/metadata/root.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();

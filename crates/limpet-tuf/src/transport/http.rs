@@ -1,15 +1,24 @@
 //! A small blocking HTTP/1.1 client over `std::net::TcpStream`, for the device.
 //!
 //! Rules kept here:
-//! - GET only, `Connection: close`, no redirects, no chunked bodies, headers capped at 16 KiB.
+//! - GET only, no redirects, no chunked bodies, no content codings, headers capped at 16 KiB.
+//! - A [`fetch`](Transport::fetch) is one request on its own connection, `Connection: close`.
+//!   A [`prefetch`](Transport::prefetch) pipelines its requests on one connection, written at
+//!   once (`Connection: keep-alive` on all but the last, `Connection: close` on the last), and
+//!   reads the responses in order, each body whole into memory. A pipelined response without
+//!   `Content-Length` or with an unexpected status, a length above the cap, or any failure
+//!   ends the pipeline: what it did not get is fetched one request per connection, as usual.
 //! - A `Content-Length` above the cap is refused before the body is read; a body is never
 //!   read past `Content-Length` nor past the cap.
-//! - Connect and every read are bounded by the policy's stall time and the overall deadline.
+//! - Connect and every read are bounded by the policy's stall time and the overall deadline
+//!   (in a pipeline, each response's deadline runs from the end of the one before).
 //! - No TLS: integrity and freshness come from TUF metadata, not from the channel. (Privacy
 //!   of what a device downloads is not provided.)
 
-use std::io::{BufRead, BufReader, Read};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Cursor, Read};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::{check_relative, Download, RetrievalPolicy, Transport};
@@ -24,6 +33,55 @@ pub struct HttpTransport {
     port: u16,
     prefix: String,
     policy: RetrievalPolicy,
+    /// What the last prefetch got, until fetched (shared by clones).
+    stash: Stash,
+}
+
+/// A connection's read side, shared by the bodies read from it in turn (pipelining).
+type Conn = Arc<Mutex<BufReader<TcpStream>>>;
+
+fn lock(conn: &Conn) -> MutexGuard<'_, BufReader<TcpStream>> {
+    conn.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Prefetched outcomes by path, each taken by at most one fetch.
+#[derive(Clone, Default)]
+struct Stash(Arc<Mutex<HashMap<String, Prefetched>>>);
+
+/// The outcome of one pipelined request, and the cap it was asked with.
+struct Prefetched {
+    max_len: u64,
+    result: Result<Vec<u8>, Error>,
+}
+
+impl std::fmt::Debug for Stash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.map().keys()).finish()
+    }
+}
+
+impl Stash {
+    fn map(&self) -> MutexGuard<'_, HashMap<String, Prefetched>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes the outcome stashed for `path`, as a fetch capped at `max_len` would see it;
+    /// `None` if there is none, or only a refusal under a smaller cap than `max_len`.
+    fn take(&self, path: &str, max_len: u64) -> Option<Result<Vec<u8>, Error>> {
+        let entry = self.map().remove(path)?;
+        let too_long = || Error::LengthExceeded {
+            path: path.to_owned(),
+            max: max_len,
+        };
+        match entry.result {
+            Ok(bytes) if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > max_len => {
+                Some(Err(too_long()))
+            }
+            Err(Error::LengthExceeded { .. }) if max_len > entry.max_len => None,
+            Err(Error::LengthExceeded { .. }) => Some(Err(too_long())),
+            result => Some(result),
+        }
+    }
 }
 
 impl HttpTransport {
@@ -68,6 +126,7 @@ impl HttpTransport {
             port,
             prefix: prefix.trim_end_matches('/').to_owned(),
             policy,
+            stash: Stash::default(),
         })
     }
 
@@ -90,12 +149,8 @@ impl HttpTransport {
             .map_err(|e| Error::io(format!("resolving {}", self.host), e))?;
         let mut last = None;
         for addr in addrs {
-            let timeout = remaining(&self.policy, started).ok_or_else(|| Error::SlowRetrieval {
-                path: path.to_owned(),
-                received: 0,
-                elapsed_ms: started.elapsed().as_millis(),
-                reason: "overall deadline passed while connecting",
-            })?;
+            let timeout = remaining(&self.policy, started)
+                .ok_or_else(|| slow(path, started, "overall deadline passed while connecting"))?;
             match TcpStream::connect_timeout(&addr, timeout) {
                 Ok(s) => return Ok(s),
                 Err(e) => last = Some((addr, e)),
@@ -109,6 +164,110 @@ impl HttpTransport {
             ),
         })
     }
+
+    /// Bounds the socket's reads and writes by the stall time and the deadline.
+    fn set_timeouts(&self, s: &TcpStream, path: &str, started: Instant) -> Result<(), Error> {
+        let t = remaining(&self.policy, started)
+            .ok_or_else(|| slow(path, started, "overall deadline passed"))?;
+        s.set_read_timeout(Some(t))
+            .and_then(|()| s.set_write_timeout(Some(t)))
+            .map_err(|e| Error::io(format!("{path}: socket timeout"), e))
+    }
+
+    /// The request for `path`: the connection closes after it if `last`.
+    fn request(&self, path: &str, last: bool) -> String {
+        format!(
+            "GET {}/{} HTTP/1.1\r\nHost: {}\r\nConnection: {}\r\n\r\n",
+            self.prefix,
+            encode_path(path),
+            self.host_header(),
+            if last { "close" } else { "keep-alive" }
+        )
+    }
+
+    /// Connects and sends `requests` in one write; `path` names the first, for errors.
+    fn send(&self, path: &str, requests: &str, started: Instant) -> Result<Conn, Error> {
+        let stream = self.connect(path, started)?;
+        self.set_timeouts(&stream, path, started)?;
+        std::io::Write::write_all(&mut &stream, requests.as_bytes())
+            .map_err(|e| Error::io(format!("{path}: sending request"), e))?;
+        Ok(Arc::new(Mutex::new(BufReader::new(stream))))
+    }
+
+    /// The next response on `conn`, for `path`, as a download capped at `max_len`.
+    fn body(
+        &self,
+        conn: &Conn,
+        path: &str,
+        content_length: Option<u64>,
+        max_len: u64,
+        started: Instant,
+    ) -> Download {
+        let body = HttpBody {
+            conn: Arc::clone(conn),
+            remaining: content_length,
+            started,
+            policy: self.policy,
+        };
+        Download::new(path, Box::new(body), max_len, self.policy, started)
+    }
+
+    /// Reads the next response of a pipeline: what to stash for `path`, and whether the
+    /// connection can still be read. `Err`: nothing to stash, the pipeline ends.
+    fn read_pipelined(
+        &self,
+        conn: &Conn,
+        path: &str,
+        max_len: u64,
+        started: Instant,
+    ) -> Result<(Result<Vec<u8>, Error>, bool), Error> {
+        let head = {
+            let mut reader = lock(conn);
+            self.set_timeouts(reader.get_ref(), path, started)?;
+            read_response_head(&mut reader, path, started, &self.policy)?
+        };
+        // A status other than found / not found is not stashed: the fetch asks again.
+        let status = match check_status(path, head.status) {
+            Err(e @ Error::HttpStatus { .. }) => return Err(e),
+            status => status,
+        };
+        // A body that cannot be delimited ends the pipeline (a 404 is still a 404).
+        let delimited = head.framing(path).and_then(|f| match f.content_length {
+            Some(len) => Ok((len, f.close)),
+            None => Err(Error::HttpProtocol {
+                path: path.to_owned(),
+                reason: "pipelined response without Content-Length".into(),
+            }),
+        });
+        let (len, close) = match delimited {
+            Ok(delimited) => delimited,
+            Err(e) => {
+                return match status {
+                    Ok(()) => Err(e),
+                    Err(not_found) => Ok((Err(not_found), false)),
+                }
+            }
+        };
+        if len > max_len {
+            // Without reading the body the next response cannot be found: the pipeline ends.
+            let too_long = Err(Error::LengthExceeded {
+                path: path.to_owned(),
+                max: max_len,
+            });
+            return Ok((status.and(too_long), false));
+        }
+        let body = self
+            .body(conn, path, Some(len), max_len, started)
+            .read_all();
+        match (status, body) {
+            (Err(not_found), body) => Ok((Err(not_found), body.is_ok() && !close)),
+            (Ok(()), Ok(bytes)) => Ok((Ok(bytes), !close)),
+            (Ok(()), Err(e @ (Error::SlowRetrieval { .. } | Error::LengthExceeded { .. }))) => {
+                Ok((Err(e), false))
+            }
+            (Ok(()), Err(e)) => Err(e),
+        }
+    }
 }
 
 /// Time a single blocking operation may take: the stall bound, cut at the deadline.
@@ -116,6 +275,16 @@ fn remaining(policy: &RetrievalPolicy, started: Instant) -> Option<Duration> {
     let left = policy.deadline.checked_sub(started.elapsed())?;
     let t = left.min(policy.stall);
     (!t.is_zero()).then_some(t)
+}
+
+/// A slow retrieval before any body byte arrived.
+fn slow(path: &str, started: Instant, reason: &'static str) -> Error {
+    Error::SlowRetrieval {
+        path: path.to_owned(),
+        received: 0,
+        elapsed_ms: started.elapsed().as_millis(),
+        reason,
+    }
 }
 
 /// Percent-encodes a repository path for a URL: unreserved characters and `/` stay.
@@ -133,101 +302,174 @@ pub(crate) fn encode_path(path: &str) -> String {
 
 impl Transport for HttpTransport {
     fn fetch(&self, path: &str, max_len: u64) -> Result<Download, Error> {
-        let started = Instant::now();
         check_relative(path)?;
-        let stream = self.connect(path, started)?;
-        let set_timeout = |s: &TcpStream| -> Result<(), Error> {
-            let t = remaining(&self.policy, started).ok_or_else(|| Error::SlowRetrieval {
-                path: path.to_owned(),
-                received: 0,
-                elapsed_ms: started.elapsed().as_millis(),
-                reason: "overall deadline passed",
-            })?;
-            s.set_read_timeout(Some(t))
-                .and_then(|()| s.set_write_timeout(Some(t)))
-                .map_err(|e| Error::io(format!("{path}: socket timeout"), e))
-        };
-        set_timeout(&stream)?;
-        let request = format!(
-            "GET {}/{} HTTP/1.1\r\nHost: {}\r\nUser-Agent: limpet-tuf\r\nAccept-Encoding: identity\r\nConnection: close\r\n\r\n",
-            self.prefix,
-            encode_path(path),
-            self.host_header()
-        );
-        std::io::Write::write_all(&mut &stream, request.as_bytes())
-            .map_err(|e| Error::io(format!("{path}: sending request"), e))?;
-
-        let mut reader = BufReader::new(stream);
-        let head = read_head(&mut reader, path, started, &self.policy)?;
-        let proto = |reason: String| Error::HttpProtocol {
-            path: path.to_owned(),
-            reason,
-        };
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().unwrap_or_default();
-        let mut parts = status_line.splitn(3, ' ');
-        let version = parts.next().unwrap_or_default();
-        if !version.starts_with("HTTP/1.") {
-            return Err(proto(format!("status line {status_line:?}")));
+        if let Some(prefetched) = self.stash.take(path, max_len) {
+            return prefetched.map(|bytes| {
+                let bytes = Box::new(Cursor::new(bytes));
+                Download::new(path, bytes, max_len, self.policy, Instant::now())
+            });
         }
-        let status: u16 = parts
-            .next()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| proto(format!("status line {status_line:?}")))?;
-        match status {
-            200 => {}
-            403 | 404 | 410 => {
-                return Err(Error::NotFound {
-                    path: path.to_owned(),
-                })
-            }
-            _ => {
-                return Err(Error::HttpStatus {
-                    path: path.to_owned(),
-                    status,
-                })
-            }
-        }
-        let mut content_length = None;
-        for line in lines.filter(|l| !l.is_empty()) {
-            let (name, value) = line
-                .split_once(':')
-                .ok_or_else(|| proto(format!("header line {line:?}")))?;
-            let value = value.trim();
-            if name.eq_ignore_ascii_case("content-length") {
-                let len: u64 = value
-                    .parse()
-                    .map_err(|_| proto(format!("Content-Length {value:?}")))?;
-                if content_length.is_some_and(|l| l != len) {
-                    return Err(proto("conflicting Content-Length headers".into()));
-                }
-                content_length = Some(len);
-            } else if name.eq_ignore_ascii_case("transfer-encoding")
-                && !value.eq_ignore_ascii_case("identity")
-            {
-                return Err(proto(format!("unsupported Transfer-Encoding {value:?}")));
-            }
-        }
-        if content_length.is_some_and(|l| l > max_len) {
+        let started = Instant::now();
+        let conn = self.send(path, &self.request(path, true), started)?;
+        let head = read_response_head(&mut lock(&conn), path, started, &self.policy)?;
+        check_status(path, head.status)?;
+        let framing = head.framing(path)?;
+        if framing.content_length.is_some_and(|l| l > max_len) {
             return Err(Error::LengthExceeded {
                 path: path.to_owned(),
                 max: max_len,
             });
         }
-        let body = HttpBody {
-            reader,
-            remaining: content_length,
-            started,
-            policy: self.policy,
-        };
-        Ok(Download::new(
-            path,
-            Box::new(body),
-            max_len,
-            self.policy,
-            started,
-        ))
+        Ok(self.body(&conn, path, framing.content_length, max_len, started))
     }
+
+    /// Pipelines the requests on one connection; see the module rules.
+    fn prefetch(&self, requests: &[(&str, u64)]) {
+        self.stash.map().clear();
+        let Some(&(first, _)) = requests.first() else {
+            return;
+        };
+        let repeated = requests
+            .iter()
+            .enumerate()
+            .any(|(i, (p, _))| requests.iter().take(i).any(|(q, _)| q == p));
+        if repeated || requests.iter().any(|(p, _)| check_relative(p).is_err()) {
+            return;
+        }
+        let mut started = Instant::now();
+        let batch: String = requests
+            .iter()
+            .enumerate()
+            .map(|(i, &(path, _))| self.request(path, i + 1 == requests.len()))
+            .collect();
+        let conn = match self.send(first, &batch, started) {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::debug!(error = %e, "prefetch failed, fetching one by one");
+                return;
+            }
+        };
+        for &(path, max_len) in requests {
+            match self.read_pipelined(&conn, path, max_len, started) {
+                Ok((result, more)) => {
+                    self.stash
+                        .map()
+                        .insert(path.to_owned(), Prefetched { max_len, result });
+                    if !more {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "prefetch ended, fetching the rest one by one");
+                    break;
+                }
+            }
+            started = Instant::now();
+        }
+    }
+}
+
+/// A response head: the status, and the body's framing if it could be checked (it matters
+/// only when the body is read, so a 404 is a 404 whatever its headers).
+#[derive(Debug, PartialEq, Eq)]
+struct Head {
+    status: u16,
+    framing: Result<Framing, String>,
+}
+
+/// How a body is delimited: HTTP/1.x, at most one `Content-Length`, no transfer or content
+/// coding but identity.
+#[derive(Debug, PartialEq, Eq)]
+struct Framing {
+    content_length: Option<u64>,
+    /// The server closes the connection after this response.
+    close: bool,
+}
+
+impl Head {
+    /// The framing, or why the body cannot be read.
+    fn framing(self, path: &str) -> Result<Framing, Error> {
+        self.framing.map_err(|reason| Error::HttpProtocol {
+            path: path.to_owned(),
+            reason,
+        })
+    }
+}
+
+/// What a fetch answers for a status: 200 is the file, 403, 404 and 410 mean it is absent.
+fn check_status(path: &str, status: u16) -> Result<(), Error> {
+    match status {
+        200 => Ok(()),
+        403 | 404 | 410 => Err(Error::NotFound {
+            path: path.to_owned(),
+        }),
+        _ => Err(Error::HttpStatus {
+            path: path.to_owned(),
+            status,
+        }),
+    }
+}
+
+fn read_response_head(
+    reader: &mut BufReader<TcpStream>,
+    path: &str,
+    started: Instant,
+    policy: &RetrievalPolicy,
+) -> Result<Head, Error> {
+    let head = read_head(reader, path, started, policy)?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or_default();
+    let status = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .filter(|_| version.starts_with("HTTP/1."))
+        .ok_or_else(|| Error::HttpProtocol {
+            path: path.to_owned(),
+            reason: format!("status line {status_line:?}"),
+        })?;
+    Ok(Head {
+        status,
+        framing: parse_framing(version, lines),
+    })
+}
+
+fn parse_framing<'a>(
+    version: &str,
+    headers: impl Iterator<Item = &'a str>,
+) -> Result<Framing, String> {
+    let mut content_length = None;
+    let (mut close, mut keep_alive) = (false, false);
+    for line in headers.filter(|l| !l.is_empty()) {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| format!("header line {line:?}"))?;
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            let len: u64 = value
+                .parse()
+                .map_err(|_| format!("Content-Length {value:?}"))?;
+            if content_length.is_some_and(|l| l != len) {
+                return Err("conflicting Content-Length headers".into());
+            }
+            content_length = Some(len);
+        } else if (name.eq_ignore_ascii_case("transfer-encoding")
+            || name.eq_ignore_ascii_case("content-encoding"))
+            && !value.eq_ignore_ascii_case("identity")
+        {
+            return Err(format!("unsupported {name} {value:?}"));
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in value.split(',').map(str::trim) {
+                close |= token.eq_ignore_ascii_case("close");
+                keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+            }
+        }
+    }
+    Ok(Framing {
+        content_length,
+        close: close || (version == "HTTP/1.0" && !keep_alive),
+    })
 }
 
 fn read_head(
@@ -245,22 +487,12 @@ fn read_head(
             .read_until(b'\n', &mut line)
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
-                    Error::SlowRetrieval {
-                        path: path.to_owned(),
-                        received: 0,
-                        elapsed_ms: started.elapsed().as_millis(),
-                        reason: "response headers stalled",
-                    }
+                    slow(path, started, "response headers stalled")
                 }
                 _ => Error::io(format!("{path}: reading response headers"), e),
             })?;
         if started.elapsed() > policy.deadline {
-            return Err(Error::SlowRetrieval {
-                path: path.to_owned(),
-                received: 0,
-                elapsed_ms: started.elapsed().as_millis(),
-                reason: "overall deadline passed",
-            });
+            return Err(slow(path, started, "overall deadline passed"));
         }
         if n == 0 || !line.ends_with(b"\n") {
             return Err(Error::HttpProtocol {
@@ -282,7 +514,7 @@ fn read_head(
 /// The body of a response: stops at `Content-Length`, refreshes the socket timeout before
 /// every read so no read outlives the stall bound or the deadline.
 struct HttpBody {
-    reader: BufReader<TcpStream>,
+    conn: Conn,
     remaining: Option<u64>,
     started: Instant,
     policy: RetrievalPolicy,
@@ -301,8 +533,9 @@ impl Read for HttpBody {
                 "deadline passed",
             ));
         };
-        self.reader.get_ref().set_read_timeout(Some(timeout))?;
-        let n = self.reader.read(buf.get_mut(..want).unwrap_or_default())?;
+        let mut reader = lock(&self.conn);
+        reader.get_ref().set_read_timeout(Some(timeout))?;
+        let n = reader.read(buf.get_mut(..want).unwrap_or_default())?;
         if let Some(r) = &mut self.remaining {
             if n == 0 {
                 return Err(std::io::Error::new(
@@ -333,6 +566,41 @@ mod tests {
         let t = HttpTransport::new("http://example.com", p).unwrap();
         assert_eq!((t.port, t.prefix.as_str()), (80, ""));
         assert!(HttpTransport::new("https://example.com", p).is_err());
+    }
+
+    #[test]
+    fn checks_framing() {
+        let framing = |version, headers: &[&str]| parse_framing(version, headers.iter().copied());
+        assert_eq!(
+            framing("HTTP/1.1", &["Content-Length: 5", "content-length:5"]),
+            Ok(Framing {
+                content_length: Some(5),
+                close: false
+            })
+        );
+        assert_eq!(
+            framing("HTTP/1.1", &["Connection: Keep-Alive, close"]),
+            Ok(Framing {
+                content_length: None,
+                close: true
+            })
+        );
+        assert!(framing("HTTP/1.0", &[]).unwrap().close);
+        assert!(
+            !framing("HTTP/1.0", &["Connection: keep-alive"])
+                .unwrap()
+                .close
+        );
+        for bad in [
+            &["Content-Length: 5", "Content-Length: 6"][..],
+            &["Content-Length: -1"],
+            &["Transfer-Encoding: chunked"],
+            &["Content-Encoding: gzip"],
+            &["no colon"],
+        ] {
+            assert!(framing("HTTP/1.1", bad).is_err(), "{bad:?}");
+        }
+        assert!(framing("HTTP/1.1", &["Content-Encoding: identity"]).is_ok());
     }
 
     #[test]

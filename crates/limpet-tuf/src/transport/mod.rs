@@ -6,6 +6,9 @@
 //!   fails with [`Error::LengthExceeded`] as soon as more than `max_len` bytes arrive, and with
 //!   [`Error::SlowRetrieval`] when the average rate falls below the policy's minimum after the
 //!   grace period, when a read stalls, or when the overall deadline passes.
+//! - [`Transport::prefetch`] is only a hint: bytes fetched ahead are handed out by the next
+//!   `fetch` of the same path, once, through a [`Download`] under that call's cap, and are
+//!   verified like any other.
 //! - [`fetch_metadata`] returns bytes only after their length and hashes (if the parent role
 //!   lists them) match; [`fetch_target`] reports success only after the hash matches.
 
@@ -55,6 +58,18 @@ pub trait Transport: std::fmt::Debug {
     /// URL-encoded), allowing at most `max_len` bytes. Returns [`Error::NotFound`] if the file
     /// does not exist and [`Error::LengthExceeded`] if it is announced longer than `max_len`.
     fn fetch(&self, path: &str, max_len: u64) -> Result<Download, Error>;
+
+    /// A hint: the caller is about to [`fetch`](Self::fetch) these `(path, max_len)` pairs, in
+    /// this order. A transport may fetch them now, in one round trip, and serve the following
+    /// `fetch` of each path (at most once) from what it got, with the same caps and errors;
+    /// whatever it could not get is fetched as usual. Nothing is verified earlier than without
+    /// the hint: the caller still checks each file when it fetches it. A new hint replaces
+    /// what is left of the previous one.
+    ///
+    /// The default does nothing. Transports that wrap another should forward it.
+    fn prefetch(&self, requests: &[(&str, u64)]) {
+        let _ = requests;
+    }
 }
 
 /// The bytes of one fetch, as they arrive, under a length cap and the retrieval policy.
