@@ -426,8 +426,29 @@ impl Agent {
             let bytes = std::fs::read(&self.config.root).map_err(provision)?;
             Client::init(&dir, &bytes).map_err(tuf)?;
         }
-        let mut client =
-            Client::open(&dir, repo.metadata(), Box::new(self.clock.clone())).map_err(tuf)?;
+        let open = || Client::open(&dir, repo.metadata(), Box::new(self.clock.clone()));
+        let mut client = match open() {
+            Ok(client) => client,
+            // A stored root that no longer verifies (a damaged file) would stop every update
+            // for good: provision the shipped root again and walk the root chain from it.
+            // The trusted time floor stays, so old metadata still cannot be replayed.
+            Err(e) if stored_root_damaged(&e) => {
+                crate::schedule::log_line(&format!(
+                    "limpet-agent: the stored TUF root is unusable ({}); provisioning {} again",
+                    crate::schedule::chain(&e),
+                    self.config.root.display()
+                ));
+                let provision = |source| AgentError::Provision {
+                    root: self.config.root.clone(),
+                    dir: dir.clone(),
+                    source,
+                };
+                let bytes = std::fs::read(&self.config.root).map_err(provision)?;
+                Client::init(&dir, &bytes).map_err(tuf)?;
+                open().map_err(tuf)?
+            }
+            Err(e) => return Err(tuf(e)),
+        };
         client.refresh().map_err(tuf)?;
         Ok(client)
     }
@@ -519,6 +540,15 @@ impl Agent {
             reboot_requested,
         })
     }
+}
+
+/// Whether opening the client failed on the stored root itself (not on I/O, which may pass,
+/// nor on the time floor, which must not be reset).
+fn stored_root_damaged(e: &limpet_tuf::Error) -> bool {
+    !matches!(
+        e,
+        limpet_tuf::Error::Io { .. } | limpet_tuf::Error::TimeFloorCorrupt { .. }
+    )
 }
 
 /// What the chunk path fetched and reused (all zero after a delta).

@@ -371,3 +371,37 @@ fn a_signed_delta_that_builds_another_slot_is_not_staged() {
         ]
     );
 }
+
+/// A damaged stored root would end every update: the agent provisions the shipped root
+/// again, walks the chain to the repository's current root (here rotated once) and goes on.
+#[test]
+fn a_damaged_stored_root_is_provisioned_again_from_the_image() {
+    let v1 = release("1.0.0", b"");
+    let repo = TestRepo::new();
+    repo.publish(&v1);
+    let server = serve(&repo.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let device = Device::new(&v1, "1.0.0");
+    let state_dir = tempfile::tempdir().unwrap();
+    let url = format!("http://{}", server.local_addr());
+    let mut agent = Agent::new(agent_config(&url, &repo, &device, state_dir.path()));
+    assert!(matches!(
+        agent.poll_once().unwrap(),
+        PollOutcome::UpToDate { .. }
+    ));
+
+    // The root is rotated (version 2), then the device's stored copy is damaged.
+    limpet_tuf::Repository::open(&repo.path(), &repo.keys(), Box::new(limpet_tuf::SystemClock))
+        .unwrap()
+        .rotate_root(3, 2)
+        .unwrap();
+    let stored = agent.metadata_dir().join("root.json");
+    std::fs::write(&stored, b"{\"signed\": tr").unwrap();
+
+    let outcome = agent.poll_once().unwrap();
+    assert!(
+        matches!(&outcome, PollOutcome::UpToDate { running, .. } if running == "1.0.0"),
+        "{outcome:?}"
+    );
+    let root = limpet_tuf::client::verify_root(&std::fs::read(&stored).unwrap()).unwrap();
+    assert_eq!(root.version, 2, "walked from the shipped root to version 2");
+}
