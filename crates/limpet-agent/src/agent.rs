@@ -493,13 +493,8 @@ impl Agent {
         };
         let plan = limpet_chunk::plan(&index, &[&seed]).map_err(assemble_err)?;
         pid1.begin(&version, slot.slot_length)?;
-        let mut fetch = |id: &ChunkId, cap: u64| -> std::io::Result<Vec<u8>> {
-            let path = limpet_repo::target::chunk_path(&id.to_hex());
-            repo.base
-                .fetch(&path, cap)
-                .and_then(read_all)
-                .map_err(std::io::Error::other)
-        };
+        let mut pipeline = Pipelined::new(&*repo.base, &index, &plan);
+        let mut fetch = |id: &ChunkId, cap: u64| pipeline.fetch(id, cap);
         let mut out = InactiveSlot::new(pid1);
         let stats = limpet_chunk::assemble_planned(&index, &plan, &[&seed], &mut fetch, &mut out)
             .map_err(assemble_err)?;
@@ -549,6 +544,67 @@ fn stored_root_damaged(e: &limpet_tuf::Error) -> bool {
         e,
         limpet_tuf::Error::Io { .. } | limpet_tuf::Error::TimeFloorCorrupt { .. }
     )
+}
+
+/// Chunks offered to the transport at once: fetched in one round trip on one connection
+/// (HTTP pipelining), held in memory until the assembler takes them (at most 8 × 64 KiB).
+const PIPELINE: usize = 8;
+
+/// The chunk fetches of one install, in the order the assembler makes them (the plan's
+/// download positions), offered to the transport [`PIPELINE`] at a time.
+struct Pipelined<'a> {
+    base: &'a dyn limpet_tuf::Transport,
+    /// (path, compressed length) of each chunk to download, in order.
+    queue: Vec<(String, u64)>,
+    /// Index in `queue` of the next expected fetch.
+    next: usize,
+    /// `queue[..offered]` has been offered already.
+    offered: usize,
+}
+
+impl<'a> Pipelined<'a> {
+    fn new(base: &'a dyn limpet_tuf::Transport, index: &Index, plan: &limpet_chunk::Plan) -> Self {
+        let queue = plan
+            .fetch_positions()
+            .filter_map(|i| index.chunks().get(i))
+            .map(|c| {
+                let path = limpet_repo::target::chunk_path(&c.id.to_hex());
+                (path, u64::from(c.compressed_length))
+            })
+            .collect();
+        Pipelined {
+            base,
+            queue,
+            next: 0,
+            offered: 0,
+        }
+    }
+
+    /// Fetches one chunk file; when it is the next one planned and not offered yet, the
+    /// next [`PIPELINE`] are offered first. A fetch out of the planned order (a seed that
+    /// did not match) is simply fetched.
+    fn fetch(&mut self, id: &ChunkId, cap: u64) -> std::io::Result<Vec<u8>> {
+        let path = limpet_repo::target::chunk_path(&id.to_hex());
+        if self.queue.get(self.next).is_some_and(|(p, _)| *p == path) {
+            if self.next >= self.offered {
+                let end = (self.next + PIPELINE).min(self.queue.len());
+                let mut batch: Vec<(&str, u64)> = Vec::with_capacity(end - self.next);
+                for (p, c) in &self.queue[self.next..end] {
+                    // A chunk twice in a batch is offered once (the stash serves it once).
+                    if !batch.iter().any(|(q, _)| q == p) {
+                        batch.push((p.as_str(), *c));
+                    }
+                }
+                self.base.prefetch(&batch);
+                self.offered = end;
+            }
+            self.next += 1;
+        }
+        self.base
+            .fetch(&path, cap)
+            .and_then(read_all)
+            .map_err(std::io::Error::other)
+    }
 }
 
 /// What the chunk path fetched and reused (all zero after a delta).
