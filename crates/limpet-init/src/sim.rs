@@ -42,7 +42,16 @@ pub fn run(root: &Path) -> Result<(), String> {
     .map_err(|e| format!("cannot bind /{SLOT_MOUNT} read-only: {e}"))?;
     sys::bind_self(&root.join(DATA_MOUNT), flags)
         .map_err(|e| format!("cannot bind /{DATA_MOUNT}: {e}"))?;
-    let policy = crate::load_policy(root)?;
+    let mut policy = crate::load_policy(root)?;
+    // The update agent installs into the other slot through PID 1: a simulation has no
+    // slots, so it is not started (rather than failing at every start for want of its
+    // socket).
+    if let Some(agent) = policy.update_agent.take() {
+        policy.tasks.retain(|t| t.name != agent);
+        console::line(&format!(
+            "limpet-init: {agent} not started: a simulation has no slots to update"
+        ));
+    }
     let roots = limpet_sandbox::spawn::Roots {
         slot: root.join(SLOT_MOUNT),
         data: root.join(DATA_MOUNT),

@@ -75,3 +75,40 @@ fn a_simulation_has_no_power_button() {
         stderr(&result)
     );
 }
+
+/// A device with `[update]` in a simulation: its update agent needs PID 1's update socket
+/// and slots, which a simulation has not, so PID 1 says so and does not start it; the
+/// other tasks run.
+#[test]
+fn a_simulation_does_not_start_the_update_agent() {
+    let (root, key_id) = tuf_repo(
+        &scratch().join("sim-tuf-repo"),
+        &scratch().join("sim-tuf-keys"),
+    );
+    let update = format!(
+        "\n[update]\nrepository = \"http://192.0.2.1/hello\"\nkeys = [{{ id = \"{key_id}\" }}]\nroot = \"{}\"\n",
+        root.display()
+    );
+    let out = hello_release("sim", "0.1.0", false, &update);
+    let result = run(
+        limpet().arg("run").arg("--sim").arg(&out).args([
+            "--exit-on",
+            "beat 2",
+            "--timeout",
+            "120",
+            "--json",
+        ]),
+        true,
+    );
+    let console = stderr(&result);
+    let summary: serde_json::Value = serde_json::from_slice(&result.stdout).unwrap();
+    assert_eq!(summary["outcome"], "matched", "{summary}\n{console}");
+    assert!(
+        console.contains(
+            "limpet-init: limpet-update not started: a simulation has no slots to update"
+        ),
+        "{console}"
+    );
+    assert!(!console.contains("started limpet-update"), "{console}");
+    assert!(!console.contains("cannot start"), "{console}");
+}

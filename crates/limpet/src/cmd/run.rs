@@ -40,8 +40,8 @@ pub struct Args {
     #[arg(long)]
     persist: bool,
     /// Run limpet-init as PID 1 of new namespaces on this host instead of booting QEMU:
-    /// the slot is checked and unpacked, but there is no disk, dm-verity, hardening or
-    /// cgroup budget (needs root).
+    /// the slot is checked and unpacked, but there is no disk, dm-verity, hardening,
+    /// cgroup budget or update agent (needs root).
     #[arg(long)]
     sim: bool,
     /// With --sim: run PID 1 inside the existing network namespace NAME
