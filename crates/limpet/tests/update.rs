@@ -174,7 +174,10 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
     let disk = dir.join("disk.img");
     let (_server, port) = serve(f);
 
-    // v2 is published; the running v1 fetches it, PID 1 stages it, the device reboots.
+    // v1, the release the device runs, was published when it shipped; v2 is published now
+    // (with a delta from v1); the running v1 fetches it, PID 1 stages it, the device
+    // reboots.
+    publish(f, v1);
     publish(f, v2);
     let console = boot(&dir, port, None);
     assert!(console.contains("[limpet-update] "), "{console}");
@@ -182,6 +185,11 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
         console.contains("limpet-init: update 0.2.0 verified and staged as a try in slot b"),
         "{console}"
     );
+    // publish made a delta from 0.1.0, and the agent used it: the device read its running
+    // slot through PID 1, rebuilt 0.2.0 from it and wrote it.
+    let staged = staged_line(&console);
+    println!("v1 -> v2 on the device: {staged}");
+    assert!(staged.contains("a delta from 0.1.0"), "{console}");
     assert!(
         console.contains("update agent: reboot into the staged try"),
         "{console}"
@@ -207,6 +215,9 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
         console.contains("limpet-init: update 0.3.0 verified and staged as a try in slot a"),
         "{console}"
     );
+    let staged = staged_line(&console);
+    println!("v2 -> v3 on the device: {staged}");
+    assert!(staged.contains("a delta from 0.2.0"), "{console}");
     let console = boot(&dir, port, None);
     assert!(console.contains("booting slot A (try)"), "{console}");
     assert!(
@@ -348,4 +359,13 @@ fn power_cuts_during_a_real_update_always_leave_a_bootable_verified_slot() {
         let _ = std::fs::remove_dir_all(&dir);
     }
     eprintln!("{kills} power cuts in {round} rounds over an update window of {window} s: {seen:?}");
+}
+
+/// The agent's line for the poll that staged a try.
+fn staged_line(console: &str) -> String {
+    console
+        .lines()
+        .find(|l| l.starts_with("[limpet-update] ") && l.contains(" staged "))
+        .unwrap_or_else(|| panic!("the agent logged no staged poll:\n{console}"))
+        .to_owned()
 }
