@@ -110,16 +110,6 @@ pub enum PublishError {
         /// The slot image.
         path: PathBuf,
     },
-    /// The delta from the release before could not be made (the publisher's own check of
-    /// it failed: a bug, nothing is published).
-    #[error("making the delta from {from}")]
-    Delta {
-        /// The release before.
-        from: String,
-        /// What failed.
-        #[source]
-        source: limpet_delta::DeltaError,
-    },
     /// Another publisher holds the repository's lock.
     #[error("{lock}: another publish, refresh or rotation holds this repository; try again when it is done")]
     Busy {
@@ -455,14 +445,18 @@ fn add_delta(
         path: new_path.to_owned(),
         source,
     })?;
-    let made = limpet_delta::make(&old, &new).map_err(|source| PublishError::Delta {
-        from: from.to_string(),
-        source,
-    })?;
+    // A delta is an optimisation: when it cannot be made (say the old slot holds bytes that
+    // look like a zstd frame and are not one), the release is published without it.
+    let made = match limpet_delta::make(&old, &new) {
+        Ok(made) => made,
+        // (DeltaError's messages carry their causes.)
+        Err(e) => return skipped(format!("no delta from {from}: {e}")),
+    };
     let length = made.delta.len() as u64;
     if length > MAX_DELTA || length >= chunk_bytes.max(1) {
         return skipped(format!(
-            "the delta from {from} is {length} bytes: not smaller than the {chunk_bytes}              bytes of new chunks, or over {MAX_DELTA}"
+            "the delta from {from} is {length} bytes: not smaller than the {chunk_bytes} bytes \
+             of new chunks, or over {MAX_DELTA}"
         ));
     }
     let delta = DeltaTarget {

@@ -8,7 +8,7 @@ use ed25519_dalek::SigningKey;
 use limpet_image::slot::{self, SlotMeta};
 use limpet_image::squashfs::{self, Entry};
 use limpet_repo::target::{chunk_path, SlotTarget};
-use limpet_repo::{init_repo, publish, InitOutcome, PublishError};
+use limpet_repo::{init_repo, publish, DeltaOutcome, InitOutcome, PublishError};
 use limpet_tuf::SystemClock;
 
 fn key() -> SigningKey {
@@ -160,4 +160,68 @@ fn a_second_writer_is_refused_while_the_lock_is_held() {
     assert!(tuf.targets().unwrap().targets.is_empty());
     drop(held);
     publish(&slot, &repo, &keys, &key().verifying_key()).unwrap();
+}
+
+/// A slot whose task is incompressible bytes (stored raw in the squashfs) holding
+/// something shaped like a zstd frame that is not one.
+fn slot_with_fake_frame(dir: &Path, version: &str) -> std::path::PathBuf {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut data: Vec<u8> = (0..200_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect();
+    // Magic, single segment with a 1-byte content size (64), one last "compressed" block
+    // of 10 bytes of garbage.
+    let fake = [0x28, 0xb5, 0x2f, 0xfd, 0x20, 0x40, 0x55, 0x00, 0x00];
+    data[1000..1000 + fake.len()].copy_from_slice(&fake);
+    data[1000 + fake.len()..1000 + fake.len() + 10].fill(0xee);
+    let entries = vec![Entry {
+        path: "task".into(),
+        data,
+        mode: 0o755,
+    }];
+    let fs = squashfs::build(&entries, 1_700_000_000).unwrap();
+    let meta = SlotMeta {
+        device: "pump".into(),
+        target: "aarch64".into(),
+        version: version.into(),
+    };
+    let bytes = slot::assemble(&fs, &meta, b"{}", &key()).unwrap();
+    let path = dir.join(format!("{version}.img"));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn a_delta_that_cannot_be_made_leaves_the_release_published_without_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, keys) = (tmp.path().join("repo"), tmp.path().join("keys"));
+    init_repo(&repo, &keys).unwrap();
+    let v1 = slot_with_fake_frame(tmp.path(), "1.0.0");
+    let first = publish(&v1, &repo, &keys, &key().verifying_key()).unwrap();
+    assert!(
+        matches!(&first.delta, DeltaOutcome::Skipped(why) if why.contains("no earlier release")),
+        "{:?}",
+        first.delta
+    );
+    let v2 = slot_file(tmp.path(), "2.0.0", &key());
+    let second = publish(&v2, &repo, &keys, &key().verifying_key()).unwrap();
+    let DeltaOutcome::Skipped(why) = &second.delta else {
+        panic!("{:?}", second.delta)
+    };
+    assert!(
+        why.starts_with("no delta from 1.0.0: old image frame at offset"),
+        "{why}"
+    );
+    // The release itself is there.
+    let tuf = limpet_tuf::Repository::open(&repo, &keys, Box::new(SystemClock)).unwrap();
+    assert!(tuf
+        .targets()
+        .unwrap()
+        .targets
+        .contains_key("pump/2.0.0/slot.cidx"));
 }
