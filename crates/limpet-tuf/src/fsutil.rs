@@ -18,20 +18,29 @@ pub(crate) fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()))
 }
 
+/// Writes `bytes` to a fresh temporary file next to `path` with `mode`, synced to disk;
+/// returns its path (the caller renames or links it into place, then removes it on error).
+fn write_temp(path: &Path, bytes: &[u8], mode: u32) -> io::Result<PathBuf> {
+    let tmp = temp_path(path);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)?;
+    let written = f.write_all(bytes).and_then(|()| f.sync_all());
+    match written {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
 /// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync of the directory.
 pub(crate) fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let tmp = temp_path(path);
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        sync_dir(path)
-    })();
+    let tmp = write_temp(path, bytes, mode)?;
+    let result = fs::rename(&tmp, path).and_then(|()| sync_dir(path));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
@@ -41,18 +50,8 @@ pub(crate) fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> io::Result<(
 /// Writes `bytes` to `path` only if `path` does not exist, atomically (temporary file, fsync,
 /// hard link, which fails rather than replaces). For key files, which are never overwritten.
 pub(crate) fn write_new(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let tmp = temp_path(path);
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::hard_link(&tmp, path)?;
-        sync_dir(path)
-    })();
+    let tmp = write_temp(path, bytes, mode)?;
+    let result = fs::hard_link(&tmp, path).and_then(|()| sync_dir(path));
     let _ = fs::remove_file(&tmp);
     result
 }
