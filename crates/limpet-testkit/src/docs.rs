@@ -173,6 +173,34 @@ pub fn workspace_path(relative: &str) -> PathBuf {
         .join(relative)
 }
 
+/// A Markdown numbered list of `(number, text)` items, each wrapped at `width` columns with
+/// its continuation lines indented under its text.
+pub fn numbered_list<S: AsRef<str>>(
+    items: impl IntoIterator<Item = (usize, S)>,
+    width: usize,
+) -> String {
+    let mut out = String::new();
+    for (number, text) in items {
+        let first = format!("{number}. ");
+        let indent = " ".repeat(first.len());
+        let mut line = first.clone();
+        for word in text.as_ref().split_whitespace() {
+            let empty = line.len() == first.len();
+            if !empty && line.len() + 1 + word.len() > width {
+                out.push_str(&line);
+                out.push('\n');
+                line.clone_from(&indent);
+            } else if !empty {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
 /// Checks `region` against `rendered` in the mode `LIMPET_BLESS` selects, and panics with the
 /// error's message (the diff, for a differing region): for tests.
 #[allow(clippy::panic)] // A test helper: the panic is the test's failure.
@@ -500,6 +528,15 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             format!("{}{}", current("a", "A\n"), current("b", "B2\n"))
+        );
+    }
+
+    #[test]
+    fn numbered_lists_wrap_under_their_text() {
+        let items = [(1, "one two three four"), (10, "five six seven")];
+        assert_eq!(
+            numbered_list(items, 12),
+            "1. one two\n   three\n   four\n10. five six\n    seven\n"
         );
     }
 
