@@ -201,6 +201,25 @@ pub fn numbered_list<S: AsRef<str>>(
     out
 }
 
+/// A Markdown table: the header row, the separator, one row per item. A `|` in a cell is
+/// escaped (`\|`), as GitHub's tables need even inside a code span.
+pub fn table<R, C>(headers: &[&str], rows: impl IntoIterator<Item = R>) -> String
+where
+    R: IntoIterator<Item = C>,
+    C: AsRef<str>,
+{
+    let row = |cells: Vec<String>| format!("| {} |\n", cells.join(" | "));
+    let mut out = row(headers.iter().map(|h| (*h).to_owned()).collect());
+    out.push_str(&row(headers.iter().map(|_| "---".to_owned()).collect()));
+    for cells in rows {
+        out.push_str(&row(cells
+            .into_iter()
+            .map(|c| c.as_ref().replace('|', "\\|"))
+            .collect()));
+    }
+    out
+}
+
 /// Checks `region` against `rendered` in the mode `LIMPET_BLESS` selects, and panics with the
 /// error's message (the diff, for a differing region): for tests.
 #[allow(clippy::panic)] // A test helper: the panic is the test's failure.
@@ -537,6 +556,15 @@ mod tests {
         assert_eq!(
             numbered_list(items, 12),
             "1. one two\n   three\n   four\n10. five six\n    seven\n"
+        );
+    }
+
+    #[test]
+    fn tables_escape_pipes() {
+        let rows = [["`a`", "`|/x`"], ["b", "c"]];
+        assert_eq!(
+            table(&["k", "v"], rows),
+            "| k | v |\n| --- | --- |\n| `a` | `\\|/x` |\n| b | c |\n"
         );
     }
 
