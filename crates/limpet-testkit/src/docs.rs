@@ -94,17 +94,17 @@ pub enum DocError {
         source: std::io::Error,
     },
     /// No begin marker for the region.
-    #[error("{path}: no `<!-- BEGIN GENERATED: {name} ... -->` line for region \"{name}\"")]
+    #[error("{}: no `<!-- BEGIN GENERATED: {name} ... -->` line for region \"{name}\"", shown(.path))]
     MissingBegin { path: PathBuf, name: String },
     /// No end marker after the begin marker.
-    #[error("{path}:{begin}: region \"{name}\" has no `<!-- END GENERATED: {name} -->` line after its begin marker")]
+    #[error("{}:{begin}: region \"{name}\" has no `<!-- END GENERATED: {name} -->` line after its begin marker", shown(.path))]
     MissingEnd {
         path: PathBuf,
         name: String,
         begin: usize,
     },
     /// A marker of the region appears more than once.
-    #[error("{path}: region \"{name}\" has more than one {which} marker (lines {lines:?})")]
+    #[error("{}: region \"{name}\" has more than one {which} marker (lines {lines:?})", shown(.path))]
     Duplicate {
         path: PathBuf,
         name: String,
@@ -112,7 +112,7 @@ pub enum DocError {
         lines: Vec<usize>,
     },
     /// Another region's marker inside this one.
-    #[error("{path}:{line}: a marker of another region inside region \"{name}\"")]
+    #[error("{}:{line}: a marker of another region inside region \"{name}\"", shown(.path))]
     Nested {
         path: PathBuf,
         name: String,
@@ -153,7 +153,7 @@ impl fmt::Display for Difference {
             line,
             ..
         } = self;
-        let path = self.path.display();
+        let path = shown(&self.path);
         write!(
             f,
             "{path}:{line}: generated region \"{name}\" differs from what {rendered_by} renders \
@@ -166,11 +166,22 @@ impl fmt::Display for Difference {
     }
 }
 
+/// The workspace root: this crate is `crates/limpet-testkit` in it.
+fn workspace_root() -> &'static Path {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.ancestors().nth(2).unwrap_or(manifest)
+}
+
 /// A path from the workspace root (`docs/sandbox.md`).
 pub fn workspace_path(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(relative)
+    workspace_root().join(relative)
+}
+
+/// `path` as a message shows it: from the workspace root when it is inside it.
+fn shown(path: &Path) -> std::path::Display<'_> {
+    path.strip_prefix(workspace_root())
+        .unwrap_or(path)
+        .display()
 }
 
 /// A Markdown numbered list of `(number, text)` items, each wrapped at `width` columns with
@@ -223,6 +234,7 @@ where
 /// Checks `region` against `rendered` in the mode `LIMPET_BLESS` selects, and panics with the
 /// error's message (the diff, for a differing region): for tests.
 #[allow(clippy::panic)] // A test helper: the panic is the test's failure.
+#[track_caller]
 pub fn assert_region(doc: &Path, name: &str, rendered_by: &str, rendered: &str) {
     let region = Region {
         doc,
