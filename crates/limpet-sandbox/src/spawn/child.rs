@@ -765,6 +765,31 @@ mod tests {
     }
 
     #[test]
+    fn docs_list_the_landlock_rights() {
+        let grants = [Grant::Read, Grant::Write, Grant::Device, Grant::Execute];
+        let rows = grants.map(|grant| {
+            // Which paths get each grant is `policy::compile`'s; said here for the table.
+            let (rule, paths) = match grant {
+                Grant::Read => ("read", "`/proc`, each of `files.read`"),
+                Grant::Write => (
+                    "write",
+                    "`/data/<name>`, each of `files.write` outside it, `/tmp` (with `tmp`). Not \
+                     `/run/notify`: sending to a named socket is no file access Landlock \
+                     mediates (the kernel refuses a rule on a socket); its owner and mode limit \
+                     it",
+                ),
+                Grant::Device => ("devices", "`/dev/null`, each of `devices`"),
+                Grant::Execute => ("execute", "`/slot/<binary>` only"),
+            };
+            let rights: Vec<String> = access(grant).iter().map(|r| format!("{r:?}")).collect();
+            [rule.to_owned(), rights.join(", "), paths.to_owned()]
+        });
+        let table = docs::table(&["rule", "rights beneath the path", "paths"], rows);
+        let doc = docs::workspace_path("docs/sandbox.md");
+        docs::assert_region(&doc, "landlock-rights", file!(), &table);
+    }
+
+    #[test]
     fn docs_list_the_steps() {
         let rendered = rendered_steps();
         for doc in ["docs/sandbox.md", "crates/limpet-sandbox/src/spawn/mod.rs"] {
