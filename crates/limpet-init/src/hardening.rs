@@ -2,7 +2,8 @@
 //! it is set, and finally `kernel.modules_disabled`, which locks module loading until the
 //! next boot (every module the image needs was loaded from the initramfs list before).
 //!
-//! Rules: the table is the single place these values live (docs/boot.md copies it); a
+//! Rules: the table is the single place these values live (docs/boot.md's tables are
+//! rendered from it by the test `docs_list_the_sysctls`); a
 //! sysctl the kernel does not have is reported and skipped, never fatal; module loading
 //! is locked last, after the data filesystem is mounted.
 
@@ -173,6 +174,36 @@ mod tests {
         assert!(
             !keys.contains(&MODULES_DISABLED.key),
             "module loading is locked separately, last"
+        );
+    }
+}
+
+/// The tables of docs/boot.md, rendered from [`SYSCTLS`] and [`MODULES_DISABLED`].
+#[cfg(test)]
+mod docs_tests {
+    use super::*;
+    use limpet_testkit::docs;
+
+    fn table<'a>(sysctls: impl IntoIterator<Item = &'a Sysctl>) -> String {
+        let rows = sysctls.into_iter().map(|s| {
+            [
+                format!("`{}`", s.key),
+                format!("`{}`", s.value),
+                s.reason.to_owned(),
+            ]
+        });
+        docs::table(&["sysctl", "value", "why"], rows)
+    }
+
+    #[test]
+    fn docs_list_the_sysctls() {
+        let boot = docs::workspace_path("docs/boot.md");
+        docs::assert_region(&boot, "hardening-sysctls", file!(), &table(SYSCTLS));
+        docs::assert_region(
+            &boot,
+            "hardening-modules-disabled",
+            file!(),
+            &table([&MODULES_DISABLED]),
         );
     }
 }

@@ -18,7 +18,7 @@
 //! - Programs are stored as raw `struct sock_filter`s, 8 bytes each, little-endian
 //!   (`u16 code, u8 jt, u8 jf, u32 k`): both device architectures are little-endian.
 
-mod profile;
+pub mod profile;
 mod table;
 
 use std::collections::BTreeMap;
@@ -372,7 +372,7 @@ fn allow_rules(args: Args) -> Result<Vec<SeccompRule>, BackendError> {
 /// Every refusal for a task of `profile`. Filters are built per errno in the order each
 /// errno first appears here, so when two refusals match one call the earlier one answers:
 /// the socket family first (a netlink socket is "family not supported", not "raw").
-fn deny_rules(profile: SyscallProfile) -> Vec<Deny> {
+pub fn deny_rules(profile: SyscallProfile) -> Vec<Deny> {
     let mut rules = profile::socket_family_rules(match profile {
         SyscallProfile::Network => profile::NETWORK_FAMILIES,
         SyscallProfile::Minimal => profile::LOCAL_FAMILIES,

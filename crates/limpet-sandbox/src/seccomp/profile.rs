@@ -5,10 +5,12 @@
 //! device binary; glibc only where the host test binaries need it). Constants are the Linux
 //! UAPI values, identical on x86_64 and aarch64; they are written out here rather than taken
 //! from `libc`, whose values follow the build host, not the device.
+//!
+//! Public for `tests/docs.rs`, which renders docs/sandbox.md's tables from these lists.
 
 /// Where a system call exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum On {
+pub enum On {
     /// Every supported architecture.
     All,
     /// x86_64 only: a legacy call that aarch64 never had (musl uses it where it exists).
@@ -17,7 +19,7 @@ pub(crate) enum On {
 
 /// Which calls of an allowed system call pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Args {
+pub enum Args {
     /// Any arguments (the deny rules below may still refuse some).
     Any,
     /// Argument `arg` (32-bit) is one of `values`; any other call kills the task.
@@ -28,9 +30,12 @@ pub(crate) enum Args {
 
 /// One allowlist entry.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Allow {
+pub struct Allow {
+    /// The system call.
     pub name: &'static str,
+    /// Where it exists.
     pub on: On,
+    /// Which of its calls pass.
     pub args: Args,
     /// The code path that needs it.
     pub why: &'static str,
@@ -91,7 +96,7 @@ pub(crate) const ENOSYS: u32 = 38;
 pub(crate) const EAFNOSUPPORT: u32 = 97;
 
 /// `minimal`: memory, threads, time, signals, the files the mounts and Landlock grant, exit.
-pub(crate) const MINIMAL: &[Allow] = &[
+pub const MINIMAL: &[Allow] = &[
     // Process start and exit.
     any(
         "execve",
@@ -278,7 +283,7 @@ pub(crate) const MINIMAL: &[Allow] = &[
 ];
 
 /// `network`, on top of `minimal`: sockets (families and types limited by the deny rules).
-pub(crate) const NETWORK: &[Allow] = &[
+pub const NETWORK: &[Allow] = &[
     any(
         "socket",
         "TcpStream, TcpListener, UdpSocket (AF_INET, AF_INET6, AF_UNIX only)",
@@ -310,7 +315,7 @@ pub(crate) const NETWORK: &[Allow] = &[
 
 /// Added for a task with `readiness = notify`: it sends `READY=1` on a Unix datagram socket
 /// (`$NOTIFY_SOCKET`). Only AF_UNIX passes the deny rules unless the profile is `network`.
-pub(crate) const NOTIFY: &[Allow] = &[
+pub const NOTIFY: &[Allow] = &[
     any(
         "socket",
         "the sd_notify client opens an AF_UNIX datagram socket",
@@ -322,7 +327,7 @@ pub(crate) const NOTIFY: &[Allow] = &[
 
 /// Never allowed, even when a manifest lists them: each would let a task reach past its
 /// sandbox or change the whole device.
-pub(crate) const NEVER: &[(&str, &str)] = &[
+pub const NEVER: &[(&str, &str)] = &[
     ("kexec_load", "it replaces the running kernel"),
     ("kexec_file_load", "it replaces the running kernel"),
     (
@@ -509,7 +514,7 @@ pub(crate) const NEVER: &[(&str, &str)] = &[
 
 /// What a deny rule compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Test {
+pub enum Test {
     /// `(arg & mask) == value`, 32 bits.
     Masked { arg: u8, mask: u64, value: u64 },
     /// `(arg & mask) == value`, 64 bits.
@@ -522,9 +527,12 @@ pub(crate) enum Test {
 
 /// A refusal inside an allowed system call: the call returns `errno` instead of running.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Deny {
+pub struct Deny {
+    /// The system call.
     pub name: &'static str,
+    /// Which of its calls are refused.
     pub test: Test,
+    /// What they return.
     pub errno: u32,
     /// What it stops.
     pub why: &'static str,

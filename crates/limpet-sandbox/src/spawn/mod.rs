@@ -22,37 +22,54 @@
 //!    a report names the failed step and its errno, and the child, which has exited with 127,
 //!    is reaped and its cgroup removed.
 //!
-//! The child (module `child`), each step a function; any failure writes `step + errno` to
-//! the report pipe and `_exit(127)`s:
-//! 1. Reset signal mask and dispositions; `setsid` (its own session and process group).
-//! 2. `/` MS_REC|MS_PRIVATE, so nothing below propagates to PID 1's namespace.
-//! 3. A small tmpfs on `<work>/<task>` (0755, nosuid, nodev, noexec) as the new root.
-//! 4. The policy's `mounts`, in order: each mount point created (parents 0755; a symbolic
-//!    link on the way is refused), then a bind (non-recursive) remounted with
-//!    MS_BIND|MS_REMOUNT and its flags (MS_RDONLY for read-only binds; every mount nosuid,
-//!    noexec except the task's binary, nodev except `/dev/null` and declared devices); a
-//!    tmpfs of the declared size owned by the task (0700); a fresh procfs with `subset=pid`,
-//!    which inside the new PID namespace shows only the task.
-//! 5. `pivot_root(".", ".")` into the new root and detach the old root (MNT_DETACH); when `/`
-//!    is the initramfs, which pivot_root refuses, move the new root over `/` and chroot into
-//!    it instead (the task can never leave a chroot: no CAP_SYS_CHROOT, no mount calls).
-//!    Then remount `/` read-only, `chdir("/")`.
-//! 6. stdin from the task's `/dev/null`, stdout and stderr to the pipes; every other
-//!    descriptor close-on-exec (`close_range`).
-//! 7. `sethostname(task name)`.
-//! 8. rlimits, soft = hard. Off-spec: before the identity change rather than after it,
-//!    because raising a hard limit needs CAP_SYS_RESOURCE.
-//! 9. Every capability out of the bounding set (until EINVAL: past CAP_LAST_CAP), ambient
-//!    set cleared, `setgroups(0)`, `setresgid`, `setresuid` to the task's ids, then `capset`
-//!    with all sets empty (the uid change empties effective and permitted, not inheritable).
-//!    umask 077.
-//! 10. PR_SET_NO_NEW_PRIVS.
-//! 11. Landlock (best effort over ABI 5's filesystem rights) from `policy.landlock`; without
-//!     Landlock in the kernel [`Spawned::landlock`] says [`Landlock::NotEnforced`].
-//! 12. PR_SET_MDWE(PR_MDWE_REFUSE_EXEC_GAIN) where the kernel has it (6.3+; EINVAL on
-//!     Debian's 6.1, where the seccomp program's W^X rules stand alone).
-//! 13. The seccomp program, last, through [`seccomp::apply`](crate::seccomp::apply).
-//! 14. `execve` with exactly the policy's argv and environment.
+//! The child (module `child`), each step a function of its table `STEPS`, in this order; any
+//! failure writes the failed step's code and errno to the report pipe and `_exit(127)`s:
+//! <!-- BEGIN GENERATED: spawn-child-steps (rendered by crates/limpet-sandbox/src/spawn/child.rs; edit the code, then LIMPET_BLESS=1 cargo test) -->
+//! 1. `reset_process`: Reset the signal mask and dispositions; `setsid` (its own session and
+//!    process group).
+//! 2. `make_mounts_private`: Make `/` recursively private (`MS_REC | MS_PRIVATE`): no mount
+//!    made here propagates back to PID 1's namespace, nor any of PID 1's later mounts into the
+//!    task.
+//! 3. `mount_root_tmpfs`: Mount a small tmpfs on `<work>/<task>` (`/run/limpet/tasks/<task>` on
+//!    a device; `mode=0755,size=64k,nr_inodes=256`, `nosuid,nodev,noexec`) as the task's new
+//!    root.
+//! 4. `apply_mounts`: The policy's mounts, in order: each mount point created (parents 0755; a
+//!    symbolic link on the way is refused with `ELOOP`, so an earlier writable bind cannot
+//!    redirect a later mount), then a bind (not recursive) remounted with `MS_BIND |
+//!    MS_REMOUNT` and its flags, which a bind ignores otherwise (`MS_RDONLY` for read-only
+//!    binds; every mount `nosuid`, `noexec` except the task's binary, `nodev` except
+//!    `/dev/null` and declared devices); a tmpfs of the declared size owned by the task (0700);
+//!    a fresh procfs with `subset=pid`, which inside the new PID namespace shows only the task.
+//! 5. `pivot_into_root`: Enter the new root: `pivot_root(".", ".")` and detach the old root
+//!    (`MNT_DETACH`). When the kernel refuses with `EINVAL`, as it always does when the current
+//!    root is the initramfs (rootfs), where PID 1 runs on a device, fall back as runc's
+//!    `no_pivot_root` does: move the new root over `/` (`MS_MOVE`) and `chroot(".")`. The
+//!    initramfs then stays below it in the task's namespace, unreachable: leaving a chroot
+//!    needs `CAP_SYS_CHROOT`, which the task never has, and no mount, `pivot_root` or `chroot`
+//!    call passes its seccomp filter. Then `chdir("/")`.
+//! 6. `remount_root_read_only`: Remount `/` read-only (`ro,nosuid,nodev,noexec`; the binds on
+//!    it keep their own flags).
+//! 7. `install_stdio`: stdin from the task's `/dev/null`, stdout and stderr onto the pipes;
+//!    every other descriptor close-on-exec (`close_range`).
+//! 8. `set_hostname`: `sethostname(<task>)`.
+//! 9. `set_rlimits`: rlimits, soft = hard. Off-spec: before the identity change rather than
+//!    after it, because raising a hard limit needs `CAP_SYS_RESOURCE`, which the uid change
+//!    takes away.
+//! 10. `drop_privileges`: Every capability out of the bounding set (until `EINVAL`: past the
+//!     kernel's last), the ambient set cleared, `setgroups([])`, `setresgid` and `setresuid` to
+//!     the task's ids, then `capset` with every set empty (the uid change empties effective and
+//!     permitted, not inheritable); umask 077.
+//! 11. `set_no_new_privs`: `PR_SET_NO_NEW_PRIVS`: no later exec can gain privileges.
+//! 12. `apply_landlock`: Landlock, best effort over ABI 5's filesystem rights, from the
+//!     policy's `landlock` paths; without Landlock in the kernel `spawn` reports
+//!     `Landlock::NotEnforced`.
+//! 13. `set_mdwe`: `PR_SET_MDWE(PR_MDWE_REFUSE_EXEC_GAIN)` where the kernel has it (6.3+; the
+//!     `EINVAL` of Debian's 6.1 is tolerated, and there the seccomp program's write-xor-execute
+//!     rules stand alone).
+//! 14. `install_seccomp`: The seccomp program, last: from here on every call, `execve`
+//!     included, is checked by it.
+//! 15. `exec`: `execve` with exactly the policy's argv and environment.
+//! <!-- END GENERATED: spawn-child-steps -->
 //!
 //! # The task is PID 1 of its namespace
 //!
