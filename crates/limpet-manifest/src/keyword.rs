@@ -1,4 +1,4 @@
-//! Keywords: the fixed words a manifest value may be (`restart = "on-failure"`).
+//! Keywords: the fixed words a manifest value may be (`proto = "udp"`).
 //!
 //! Rules this module keeps:
 //! - Each keyword enum spells its words once, in one [`keywords!`] table beside the enum.
@@ -40,10 +40,9 @@ pub(crate) trait Keyword: Copy + 'static {
 /// word) and [`Keyword`] with the name errors call it by.
 ///
 /// ```text
-/// keywords!(RestartPolicy, "restart policy", {
-///     Always => "always",
-///     OnFailure => "on-failure",
-///     Never => "never",
+/// keywords!(Scope, "listen scope", {
+///     Lan => "lan",
+///     Any => "any",
 /// });
 /// ```
 macro_rules! keywords {
