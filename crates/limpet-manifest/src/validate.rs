@@ -3,7 +3,10 @@
 //!
 //! Each section's checks live beside the types they build ([`crate::device`],
 //! [`crate::network`], [`crate::task`], [`crate::update`], [`crate::lifecycle`]); this module
-//! holds the [`Checker`] they share, the order they run in, and the cross-checks.
+//! holds the [`Checker`] they share, the order they run in, and the checks that belong to
+//! no one section: task names unique, task budgets within `[device]`. A section that refers
+//! to another (`[lifecycle]` to the tasks and `[update]`) is checked in its own module,
+//! given what the other parsed into.
 //!
 //! Rules this module keeps:
 //! - All errors are collected, not just the first: each check reports and moves on, and a
