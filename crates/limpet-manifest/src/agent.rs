@@ -8,7 +8,11 @@
 //! own data directory.
 
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::model::{Manifest, Update};
+use crate::task::net::{NetworkAccess, Proto};
+use crate::task::supervision::RestartPolicy;
+use crate::task::SyscallProfile;
+use crate::update::Update;
+use crate::Manifest;
 
 /// The agent's task name; no vendor task may use it.
 pub const UPDATE_AGENT_TASK: &str = "limpet-update";
@@ -79,13 +83,17 @@ fn agent_toml(m: &Manifest, u: &Update) -> String {
     .join(", ");
     format!(
         "[[task]]\nname = {name}\npackage = {package}\nbinary = {package}\nargs = [{args}]\n\
-         memory = {memory}\ncpu = {cpu}\npids = {AGENT_PIDS}\nrestart = \"always\"\n\
-         syscalls = \"network\"\nnetwork = \"allowlist\"\nfiles = {{ read = [{root}] }}\n\n\
-         [[task.egress]]\nhost = {host}\nports = [{port}]\nproto = \"tcp\"\n",
+         memory = {memory}\ncpu = {cpu}\npids = {AGENT_PIDS}\nrestart = {restart}\n\
+         syscalls = {syscalls}\nnetwork = {network}\nfiles = {{ read = [{root}] }}\n\n\
+         [[task.egress]]\nhost = {host}\nports = [{port}]\nproto = {proto}\n",
         name = q(UPDATE_AGENT_TASK),
         package = q(UPDATE_AGENT_PACKAGE),
         memory = q(AGENT_MEMORY),
         cpu = q(AGENT_CPU),
+        restart = q(RestartPolicy::Always.as_str()),
+        syscalls = q(SyscallProfile::Network.as_str()),
+        network = q(NetworkAccess::Allowlist.as_str()),
+        proto = q(Proto::Tcp.as_str()),
         root = q(&root),
         host = q(u.repository.host()),
         port = u.repository.port(),

@@ -10,9 +10,14 @@
 
 use std::fmt::Write as _;
 
-use crate::model::{IslandLan, KernelSource, KeyRef, Manifest};
-use crate::net::{EgressRule, ListenRule, NetworkMode};
-use crate::task::{Readiness, Task};
+use crate::device::KernelSource;
+use crate::lifecycle::IslandLan;
+use crate::network::NetworkMode;
+use crate::task::net::{EgressRule, ListenRule};
+use crate::task::supervision::Readiness;
+use crate::task::Task;
+use crate::update::KeyRef;
+use crate::Manifest;
 
 /// A TOML basic string.
 fn q(s: &str) -> String {
@@ -41,7 +46,7 @@ impl Manifest {
         let _ = writeln!(o, "\n[kernel]");
         match &self.kernel.source {
             KernelSource::Host => {
-                let _ = writeln!(o, "source = \"host\"");
+                let _ = writeln!(o, "source = {}", q(KernelSource::HOST));
             }
             KernelSource::Paths { image, modules } => {
                 let _ = writeln!(
@@ -60,12 +65,10 @@ impl Manifest {
 
         let n = &self.network;
         let _ = writeln!(o, "\n[network]");
+        let _ = writeln!(o, "mode = {}", q(n.mode.word().as_str()));
         match &n.mode {
-            NetworkMode::Dhcp => {
-                let _ = writeln!(o, "mode = \"dhcp\"");
-            }
+            NetworkMode::Dhcp => {}
             NetworkMode::Static { address, gateway } => {
-                let _ = writeln!(o, "mode = \"static\"");
                 let _ = writeln!(o, "address = {}", q(&address.to_string()));
                 if let Some(g) = gateway {
                     let _ = writeln!(o, "gateway = {}", q(&g.to_string()));
@@ -154,14 +157,15 @@ fn write_task(o: &mut String, t: &Task) {
         q(&r.backoff_max.to_string()),
         r.crash_loop_limit
     );
+    let kind = q(t.readiness.kind().as_str());
     match t.readiness {
         Readiness::Started => {
-            let _ = writeln!(o, "readiness = {{ kind = \"started\" }}");
+            let _ = writeln!(o, "readiness = {{ kind = {kind} }}");
         }
         Readiness::Notify { timeout } => {
             let _ = writeln!(
                 o,
-                "readiness = {{ kind = \"notify\", timeout = {} }}",
+                "readiness = {{ kind = {kind}, timeout = {} }}",
                 q(&timeout.to_string())
             );
         }

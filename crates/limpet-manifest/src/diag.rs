@@ -292,10 +292,7 @@ mod tests {
 
     #[test]
     fn typos_are_found() {
-        assert_eq!(
-            did_you_mean("allways", ["always", "on-failure", "never"]),
-            Some("always")
-        );
+        assert_eq!(did_you_mean("allways", ["always", "never"]), Some("always"));
         assert_eq!(did_you_mean("memry", ["name", "memory"]), Some("memory"));
         assert_eq!(did_you_mean("zzzzzz", ["memory"]), None);
         assert_eq!(edit_distance("ab", "ba"), 1);

@@ -1,17 +1,52 @@
 //! `limpet.toml`: the schema of a Limpet device, parsing with located errors, semantic
 //! validation, and the canonical form.
 //!
-//! Rules this crate keeps:
+//! # The flow
+//!
+//! [`parse`] runs three stages:
+//! 1. **Parse** (`raw`): the TOML as written, into serde shapes that deny unknown keys and
+//!    keep the span of every value; a syntax or shape error stops here.
+//! 2. **Validate** (`validate`): each section's checks turn its raw shape into checked
+//!    newtypes, reporting every problem at the value's line and column; then the checks
+//!    across sections (task names, budgets against the device) run, and a [`Manifest`] is
+//!    built only when nothing was reported.
+//! 3. **Canonical form** ([`Manifest::to_canonical_toml`]): every default written out in a
+//!    fixed order, so that `parse(canonical) == manifest`.
+//!
+//! # Where each section lives
+//!
+//! Each module holds a section's validated types *and* the checks that build them:
+//!
+//! | Section | Module |
+//! |---|---|
+//! | `[device]`, `[kernel]`, `[disk]` | `device` |
+//! | `[network]` | `network` |
+//! | `[[task]]`: budgets, files, devices, system calls | `task` |
+//! | `restart`, `readiness` | `task::supervision` |
+//! | `network`, `[[task.egress]]`, `[[task.listen]]` | `task::net` |
+//! | `[update]` (and the agent task it implies: `agent`) | `update` |
+//! | `[lifecycle]` | `lifecycle` |
+//! | checks across sections, the order checks run in | `validate` |
+//!
+//! Shared pieces: `keyword` (one table per enum of words, read by the parser, the canonical
+//! writer and the hints), `names` and `units` (newtypes for names, sizes, durations,
+//! rates), `diag` (located diagnostics), [`mud`] (the RFC 8520 profile built from a
+//! manifest).
+//!
+//! # Rules this crate keeps
+//!
 //! - Pure: no I/O beyond the text it is given. Paths in the manifest are kept as written;
 //!   resolving them is the build's job.
-//! - Parse, don't validate: [`raw`] is the TOML as written (serde, unknown keys denied);
-//!   [`validate`] turns it into a [`Manifest`] of checked newtypes, after which an invalid
-//!   state cannot be written.
+//! - Parse, don't validate: `raw` is the TOML as written (serde, unknown keys denied); the
+//!   checks turn it into a [`Manifest`] of checked newtypes, after which an invalid state
+//!   cannot be written.
 //! - Every error names the file, line and column of the value at fault, what was expected,
 //!   and a hint where one helps. All semantic errors are reported at once; a TOML syntax or
 //!   shape error stops at the first.
 //! - Never panics on any input: a firmware build tool must not crash on a typo, and the
 //!   fuzz target and the mutation test hold this.
+//! - Every public item is documented (`missing_docs` is on, and clippy's `-D warnings`
+//!   makes a gap an error).
 //!
 //! ```
 //! let m = limpet_manifest::parse("limpet.toml", r#"
@@ -30,30 +65,68 @@
 //! assert_eq!(limpet_manifest::parse("limpet.toml", &m.to_canonical_toml()), Ok(m));
 //! ```
 
+#![warn(missing_docs)]
+
 mod agent;
 mod canonical;
+mod device;
 mod diag;
-mod model;
+mod keyword;
+mod lifecycle;
 pub mod mud;
 mod names;
-mod net;
+mod network;
 mod raw;
 mod task;
 mod units;
+mod update;
 mod validate;
 
+use serde::Serialize;
+
 pub use agent::{UPDATE_AGENT_PACKAGE, UPDATE_AGENT_TASK, UPDATE_ROOT_FILE};
+pub use device::{
+    Device, Disk, Kernel, KernelSource, Target, DEFAULT_CPUS, DEFAULT_DATA_SIZE,
+    DEFAULT_DEVICE_MEMORY, DEFAULT_SLOT_SIZE, DISK_ALIGN, MAX_CPUS, MIN_DATA_SIZE, MIN_SLOT_SIZE,
+};
 pub use diag::{Diagnostic, Diagnostics, Problem};
-pub use model::*;
+pub use lifecycle::{Island, IslandLan, Lifecycle};
 pub use names::{
     AbsPath, BinaryName, DeviceName, InterfaceName, ModuleName, SyscallName, TaskName,
 };
-pub use net::{
-    EgressRule, Host, ListenRule, Network, NetworkAccess, NetworkMode, PortRange, Proto, Scope,
+pub use network::{Network, NetworkMode};
+pub use task::net::{EgressRule, Host, ListenRule, NetworkAccess, PortRange, Proto, Scope};
+pub use task::supervision::{
+    Readiness, Restart, RestartPolicy, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX,
+    DEFAULT_CRASH_LOOP_LIMIT, DEFAULT_NOTIFY_TIMEOUT,
 };
-pub use task::*;
+pub use task::{
+    FileAccess, SyscallProfile, Syscalls, Task, DEFAULT_PIDS, MAX_PIDS, MIN_TASK_MEMORY,
+};
 pub use units::{ByteSize, CpuShare, Date, Duration, PacketRate, PacketRatePer, Rate};
-pub use validate::{MIN_HEALTH, MIN_POLL, MIN_TASK_MEMORY};
+pub use update::{
+    KeyId, KeyRef, RepositoryUrl, Update, DEFAULT_HEALTH, DEFAULT_HEALTH_TIMEOUT, DEFAULT_POLL,
+    DEFAULT_TRY_BOOTS, MAX_TRY_BOOTS, MIN_HEALTH, MIN_POLL,
+};
+
+/// A whole `limpet.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Manifest {
+    /// `[device]`: what the image is for.
+    pub device: Device,
+    /// `[kernel]`: which kernel and modules go into the image.
+    pub kernel: Kernel,
+    /// `[disk]`: partition sizes.
+    pub disk: Disk,
+    /// `[network]`: device-wide network settings.
+    pub network: Network,
+    /// `[[task]]`: every process the device runs, in manifest order; at least one.
+    pub tasks: Vec<Task>,
+    /// `[update]`: where updates come from; none for a device that is never updated.
+    pub update: Option<Update>,
+    /// `[lifecycle]`: the support window and what happens after it.
+    pub lifecycle: Option<Lifecycle>,
+}
 
 /// Parses and validates a manifest. `source_name` is the file name used in diagnostics.
 pub fn parse(source_name: &str, text: &str) -> Result<Manifest, Diagnostics> {

@@ -30,9 +30,8 @@ use std::net::IpAddr;
 use serde_json::{json, Value};
 
 use crate::diag::Problem;
-use crate::model::{Manifest, RepositoryUrl};
-use crate::net::{Host, NetworkAccess, NetworkMode, Proto, Scope};
 use crate::units::Date;
+use crate::{Host, Manifest, NetworkAccess, NetworkMode, Proto, RepositoryUrl, Scope};
 
 /// Default `cache-validity`: how long, in hours, a router may keep the file before
 /// fetching it again (RFC 8520 §3.5 suggests 48).
@@ -47,14 +46,33 @@ pub const DEFAULT_MUD_FILE: &str = "mud.json";
 /// Options that would make an invalid MUD file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MudError {
+    /// The MUD URL is not an `https://` URL a device could announce.
     #[error("invalid MUD URL {url:?}: {reason}")]
-    Url { url: String, reason: String },
+    Url {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `last-update` is not an RFC 3339 date and time.
     #[error("last-update {value:?} is not an RFC 3339 date and time (e.g. 2024-05-01T12:00:00Z)")]
-    LastUpdate { value: String },
+    LastUpdate {
+        /// The value as given.
+        value: String,
+    },
+    /// `cache-validity` is outside what RFC 8520 allows.
     #[error("cache validity {hours}h is outside 1-{MAX_CACHE_VALIDITY_HOURS} hours")]
-    CacheValidity { hours: u32 },
+    CacheValidity {
+        /// The hours as given.
+        hours: u32,
+    },
+    /// `systeminfo` is empty or too long.
     #[error("systeminfo {text:?} must have 1-{MAX_SYSTEMINFO_CHARS} characters")]
-    SystemInfo { text: String },
+    SystemInfo {
+        /// The text as given.
+        text: String,
+    },
+    /// The manufacturer name is empty.
     #[error("manufacturer name must not be empty")]
     MfgName,
 }

@@ -7,7 +7,8 @@
 //! - Optional keys are `Option` here; defaults are applied by the validator, so a default is
 //!   never confused with an explicit value of the same spelling.
 //! - No `untagged` enums: they lose the inner error and its location. A value that may be a
-//!   string or a table goes through [`StrOr`], which keeps both.
+//!   string or a table goes through [`StrOr`], which keeps both; the checks tell the two
+//!   apart in one place, `Checker::str_or_table`.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,4 +1,6 @@
-//! Network declarations: hosts, ports, egress and listen rules, device-wide settings.
+//! A task's network: whether it has one (`network`), where it may connect
+//! (`[[task.egress]]`: hosts, ports, rates) and what it listens on (`[[task.listen]]`); the
+//! types and their checks. The device-wide `[network]` is in [`crate::network`].
 //!
 //! Rules this module keeps:
 //! - A host is exactly one of a DNS name, an IP address or a CIDR network, decided once
@@ -15,8 +17,11 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::diag::Problem;
-use crate::names::InterfaceName;
+use crate::keyword::keywords;
+use crate::network::ipv6_problem;
+use crate::raw::{RawEgress, RawListen, RawPort};
 use crate::units::{serialize_as_display, PacketRate, Rate};
+use crate::validate::Checker;
 
 /// Where a task may connect to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -50,7 +55,7 @@ impl FromStr for Host {
         if s.parse::<IpAddr>().is_ok_and(|ip| ip.is_ipv6())
             || s.parse::<IpNet>().is_ok_and(|n| matches!(n, IpNet::V6(_)))
         {
-            return Err(crate::validate::ipv6_problem("host", s));
+            return Err(ipv6_problem("host", s));
         }
         if s.contains('/') {
             let net: IpNet = s.parse().map_err(|_| {
@@ -195,8 +200,7 @@ impl FromStr for PortRange {
 }
 
 /// Transport protocol of a rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Proto {
     /// TCP.
     Tcp,
@@ -204,25 +208,13 @@ pub enum Proto {
     Udp,
 }
 
-impl Proto {
-    /// The manifest spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-        }
-    }
-}
-
-impl fmt::Display for Proto {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+keywords!(Proto, "protocol", {
+    Tcp => "tcp",
+    Udp => "udp",
+});
 
 /// Who may connect to a listening port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
     /// Only peers on the device's own link-local and private networks (the safe default).
     Lan,
@@ -230,21 +222,10 @@ pub enum Scope {
     Any,
 }
 
-impl Scope {
-    /// The manifest spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Lan => "lan",
-            Scope::Any => "any",
-        }
-    }
-}
-
-impl fmt::Display for Scope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+keywords!(Scope, "listen scope", {
+    Lan => "lan",
+    Any => "any",
+});
 
 /// One destination a task may reach: `[[task.egress]]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -275,8 +256,7 @@ pub struct ListenRule {
 /// Whether a task has any network at all.
 ///
 /// An enum, not a bool, so that network access is a named, deliberate choice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum NetworkAccess {
     /// Own network namespace with loopback only (the default).
     #[default]
@@ -285,58 +265,74 @@ pub enum NetworkAccess {
     Allowlist,
 }
 
-impl NetworkAccess {
-    /// The manifest spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NetworkAccess::None => "none",
-            NetworkAccess::Allowlist => "allowlist",
+keywords!(NetworkAccess, "network access", {
+    None => "none",
+    Allowlist => "allowlist",
+});
+
+/// Checks one `[[task.egress]]`.
+pub(crate) fn egress(c: &mut Checker<'_>, e: &RawEgress) -> Option<EgressRule> {
+    let host = c.parse(&e.host);
+    let mut ports = Vec::new();
+    let mut ports_ok = true;
+    for p in e.ports.get_ref() {
+        let parsed = match p.get_ref() {
+            RawPort::Int(n) => PortRange::single(*n),
+            RawPort::Str(s) => s.parse(),
+        };
+        match parsed {
+            Ok(r) => ports.push(r),
+            Err(problem) => {
+                ports_ok = false;
+                c.report(&p.span(), problem);
+            }
         }
     }
-}
-
-/// Device-wide network settings: `[network]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Network {
-    /// How the device gets its address.
-    pub mode: NetworkMode,
-    /// DNS servers; empty means those offered by DHCP.
-    pub dns: Vec<IpAddr>,
-    /// Interfaces to bring up (default `["eth0"]`).
-    pub interfaces: Vec<InterfaceName>,
-    /// Optional cap on all traffic leaving the device.
-    pub egress_cap: Option<Rate>,
-}
-
-impl Default for Network {
-    fn default() -> Self {
-        Network {
-            mode: NetworkMode::Dhcp,
-            dns: Vec::new(),
-            interfaces: default_interfaces(),
-            egress_cap: None,
-        }
+    if e.ports.get_ref().is_empty() {
+        ports_ok = false;
+        c.report(
+            &e.ports.span(),
+            Problem::new("no ports listed").expected("at least one port or range, e.g. [443]"),
+        );
     }
+    let proto = e.proto.as_ref().map_or(Some(Proto::Tcp), |p| c.keyword(p));
+    let rate = e
+        .rate
+        .as_ref()
+        .map(|r| c.parse(r))
+        .map_or(Some(None), |r| r.map(Some));
+    let packets = e
+        .packets
+        .as_ref()
+        .map(|r| c.parse(r))
+        .map_or(Some(None), |r| r.map(Some));
+    ports_ok.then_some(())?;
+    Some(EgressRule {
+        host: host?,
+        ports,
+        proto: proto?,
+        rate: rate?,
+        packets: packets?,
+    })
 }
 
-/// `eth0`: the first interface on the Debian kernels and QEMU machines Limpet targets.
-pub(crate) fn default_interfaces() -> Vec<InterfaceName> {
-    "eth0".parse().map(|n| vec![n]).unwrap_or_default()
-}
-
-/// How the device gets its address.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase", tag = "kind")]
-pub enum NetworkMode {
-    /// DHCP on every listed interface.
-    Dhcp,
-    /// A fixed address.
-    Static {
-        /// The device's address with its prefix, e.g. `192.0.2.10/24`.
-        address: IpNet,
-        /// The default route, inside `address`'s network; none for a link-only device.
-        gateway: Option<IpAddr>,
-    },
+/// Checks one `[[task.listen]]`.
+pub(crate) fn listen(c: &mut Checker<'_>, l: &RawListen) -> Option<ListenRule> {
+    let n = *l.port.get_ref();
+    let port = match port_number(n, &n.to_string()) {
+        Ok(p) => Some(p),
+        Err(p) => {
+            c.report(&l.port.span(), p);
+            None
+        }
+    };
+    let proto = l.proto.as_ref().map_or(Some(Proto::Tcp), |p| c.keyword(p));
+    let scope = l.scope.as_ref().map_or(Some(Scope::Lan), |s| c.keyword(s));
+    Some(ListenRule {
+        port: port?,
+        proto: proto?,
+        scope: scope?,
+    })
 }
 
 #[cfg(test)]

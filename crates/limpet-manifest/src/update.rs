@@ -1,11 +1,13 @@
-//! The validated manifest: device-wide sections.
+//! `[update]`: where updates come from, the keys that sign them, and how a new slot is
+//! tried and committed; the types and their checks. The update agent's task, which a
+//! device with `[update]` runs, is declared in [`crate::agent`].
 //!
 //! Rules this module keeps:
-//! - Every value here has passed its checks; fields hold newtypes, never raw strings that
-//!   still need parsing.
-//! - Security choices are enums with a safe default, never `bool`.
-//! - Defaults are named constants or `Default` impls here, so the canonical form and the
-//!   docs agree on them.
+//! - At least one trusted key, each listed once: a key listed twice would count twice
+//!   towards a signature threshold.
+//! - The repository URL is public and signed: no credentials, query or fragment in it.
+//! - The try timing always leaves a try room to become healthy: `health_timeout` is longer
+//!   than `health`, and `health` is long enough to see a task crash at start.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -14,144 +16,15 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use crate::diag::Problem;
-use crate::names::{DeviceName, ModuleName, TaskName};
-use crate::net::{check_dns_name, Network};
-use crate::task::Task;
-use crate::units::{serialize_as_display, ByteSize, Date, Duration};
+use crate::raw::{RawKeyRef, RawUpdate};
+use crate::task::net::check_dns_name;
+use crate::units::{serialize_as_display, Duration};
+use crate::validate::{file_path, Checker};
 
-/// A whole `limpet.toml`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Manifest {
-    /// `[device]`: what the image is for.
-    pub device: Device,
-    /// `[kernel]`: which kernel and modules go into the image.
-    pub kernel: Kernel,
-    /// `[disk]`: partition sizes.
-    pub disk: Disk,
-    /// `[network]`: device-wide network settings.
-    pub network: Network,
-    /// `[[task]]`: every process the device runs, in manifest order; at least one.
-    pub tasks: Vec<Task>,
-    /// `[update]`: where updates come from; none for a device that is never updated.
-    pub update: Option<Update>,
-    /// `[lifecycle]`: the support window and what happens after it.
-    pub lifecycle: Option<Lifecycle>,
-}
-
-/// Default device memory when `[device] memory` is not given.
-pub const DEFAULT_DEVICE_MEMORY: ByteSize = ByteSize::mib(256);
-/// Default number of CPUs when `[device] cpus` is not given.
-pub const DEFAULT_CPUS: u32 = 1;
-/// Most CPUs a device may declare; a sanity bound, far above any IoT board.
-pub const MAX_CPUS: u32 = 1024;
-
-/// `[device]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Device {
-    /// Model name, `[a-z][a-z0-9-]{0,31}`; also the hostname and the image's model field.
-    pub name: DeviceName,
-    /// Firmware version (semver); updates only ever move it forwards.
-    pub version: semver::Version,
-    /// CPU architecture of the device.
-    pub target: Target,
-    /// RAM the tasks may share; their `memory` budgets must fit in it (default 256MiB).
-    pub memory: ByteSize,
-    /// CPUs the tasks may share; their `cpu` shares must fit in `cpus * 100%` (default 1).
-    pub cpus: u32,
-}
-
-/// Supported CPU architectures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub enum Target {
-    /// 64-bit x86.
-    #[serde(rename = "x86_64")]
-    X86_64,
-    /// 64-bit Arm.
-    #[serde(rename = "aarch64")]
-    Aarch64,
-}
-
-impl Target {
-    /// Every supported target, in the order error messages list them.
-    pub const ALL: [Target; 2] = [Target::X86_64, Target::Aarch64];
-
-    /// The manifest spelling: `x86_64` or `aarch64`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Target::X86_64 => "x86_64",
-            Target::Aarch64 => "aarch64",
-        }
-    }
-
-    /// The Rust target triple device binaries are built for (static musl).
-    pub fn rust_triple(&self) -> &'static str {
-        match self {
-            Target::X86_64 => "x86_64-unknown-linux-musl",
-            Target::Aarch64 => "aarch64-unknown-linux-musl",
-        }
-    }
-}
-
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// `[kernel]`.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
-pub struct Kernel {
-    /// Where the kernel image and modules come from (default `host`).
-    pub source: KernelSource,
-    /// Extra kernel modules to put in the initramfs and load at boot.
-    pub modules: Vec<ModuleName>,
-}
-
-/// Where the kernel comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KernelSource {
-    /// The build host's running kernel and its modules.
-    #[default]
-    Host,
-    /// Explicit files, relative to the manifest's directory unless absolute.
-    Paths {
-        /// The kernel image (e.g. `vmlinuz-6.1.0-18-amd64`).
-        image: PathBuf,
-        /// A `/lib/modules/<version>` style directory.
-        modules: PathBuf,
-    },
-}
-
-/// Default size of each A/B slot.
-pub const DEFAULT_SLOT_SIZE: ByteSize = ByteSize::mib(64);
-/// Default size of the data partition.
-pub const DEFAULT_DATA_SIZE: ByteSize = ByteSize::mib(64);
-/// Smallest slot: a squashfs of a static PID 1 and one task, plus its verity tree and header.
-pub const MIN_SLOT_SIZE: ByteSize = ByteSize::mib(4);
-/// Smallest data partition worth a filesystem.
-pub const MIN_DATA_SIZE: ByteSize = ByteSize::mib(1);
-/// Partitions are whole MiB so they stay aligned for every block size in use.
-pub const DISK_ALIGN: ByteSize = ByteSize::mib(1);
-
-/// `[disk]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Disk {
-    /// Size of each of the two code slots (default 64MiB, at least 4MiB, whole MiB).
-    pub slot_size: ByteSize,
-    /// Size of the writable, `noexec` data partition (default 64MiB, whole MiB).
-    pub data_size: ByteSize,
-}
-
-impl Default for Disk {
-    fn default() -> Self {
-        Disk {
-            slot_size: DEFAULT_SLOT_SIZE,
-            data_size: DEFAULT_DATA_SIZE,
-        }
-    }
-}
-
+/// Shortest update poll interval: a fleet polling faster would load the repository for no gain.
+pub const MIN_POLL: Duration = Duration::secs(60);
+/// Shortest health period: long enough for a task that crashes at start to be seen.
+pub const MIN_HEALTH: Duration = Duration::secs(5);
 /// Default time between update checks.
 pub const DEFAULT_POLL: Duration = Duration::secs(6 * 3600);
 
@@ -352,35 +225,137 @@ impl FromStr for KeyId {
     }
 }
 
-/// `[lifecycle]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Lifecycle {
-    /// Last day of vendor support; after it the device goes into island mode and the owner
-    /// may take it over with physical presence.
-    pub support_until: Date,
-    /// If no fresh signed update metadata arrives for this long, the device goes into island
-    /// mode (protects against a frozen or cut-off repository). Needs `[update]`.
-    pub freshness: Option<Duration>,
-    /// What keeps running in island mode.
-    pub island: Island,
+/// Checks `[update]`.
+pub(crate) fn check(c: &mut Checker<'_>, u: &RawUpdate) -> Option<Update> {
+    let repository = c.parse(&u.repository);
+    let poll = match &u.poll {
+        Some(p) => c.parse::<Duration>(p).and_then(|d| {
+            if d < MIN_POLL {
+                c.report(&p.span(), Problem::new(format!("poll interval {d} is too short")).expected(format!("at least {MIN_POLL}")).hint("devices of a fleet poll together; a short interval loads the repository for nothing"));
+                None
+            } else {
+                Some(d)
+            }
+        }),
+        None => Some(DEFAULT_POLL),
+    };
+    let mut keys = Vec::new();
+    let mut ok = true;
+    for k in u.keys.get_ref() {
+        let parsed = match k.get_ref() {
+            RawKeyRef::File(f) => file_path("key file", f).map(KeyRef::File),
+            RawKeyRef::Id(id) => id.parse().map(KeyRef::Id),
+        };
+        match parsed {
+            Ok(key) if keys.contains(&key) => {
+                ok = false;
+                c.report(
+                    &k.span(),
+                    Problem::new("duplicate key")
+                        .expected("each key once")
+                        .hint("a key listed twice would count twice towards a signature threshold"),
+                );
+            }
+            Ok(key) => keys.push(key),
+            Err(p) => {
+                ok = false;
+                c.report(&k.span(), p);
+            }
+        }
+    }
+    if u.keys.get_ref().is_empty() {
+        ok = false;
+        c.report(&u.keys.span(), Problem::new("no update keys listed").expected("at least one key: { file = \"keys/root.pub\" } or { id = \"<64 hex digits>\" }").hint("without a trusted key the device cannot accept any update"));
+    }
+    let health = match &u.health {
+        Some(h) => c.parse::<Duration>(h).and_then(|d| {
+            if d < MIN_HEALTH {
+                c.report(&h.span(), Problem::new(format!("health period {d} is too short")).expected(format!("at least {MIN_HEALTH}")).hint("a try is committed only after every task stayed up this long; a crash a moment later would go unseen"));
+                None
+            } else {
+                Some(d)
+            }
+        }),
+        None => Some(DEFAULT_HEALTH),
+    };
+    let health_timeout = match &u.health_timeout {
+        Some(t) => c.parse::<Duration>(t).and_then(|d| match health {
+            Some(h) if d <= h => {
+                c.report(
+                    &t.span(),
+                    Problem::new(format!(
+                        "health_timeout {d} is not longer than the health period {h}"
+                    ))
+                    .expected("a timeout well above `health`, e.g. 10m")
+                    .hint(
+                        "a try could never become healthy in time and every update would roll back",
+                    ),
+                );
+                None
+            }
+            _ => Some(d),
+        }),
+        None => match health {
+            Some(h) if h >= DEFAULT_HEALTH_TIMEOUT => {
+                c.report(&u.repository.span(), Problem::new(format!("health period {h} needs a longer health_timeout than the default {DEFAULT_HEALTH_TIMEOUT}")).expected("`health_timeout` set above `health`").hint("add health_timeout = \"...\" to [update]"));
+                None
+            }
+            _ => Some(DEFAULT_HEALTH_TIMEOUT),
+        },
+    };
+    let try_boots = match &u.try_boots {
+        Some(n) => c.int_in(n, "try_boots", 1, i64::from(MAX_TRY_BOOTS)),
+        None => Some(DEFAULT_TRY_BOOTS),
+    };
+    let root = match &u.root {
+        Some(r) => match file_path("root metadata", r.get_ref()) {
+            Ok(p) => Some(Some(p)),
+            Err(p) => {
+                c.report(&r.span(), p);
+                None
+            }
+        },
+        None => Some(None),
+    };
+    let reboot_window = match &u.reboot_window {
+        Some(w) if reboot_window_ok(w.get_ref()) => Some(Some(w.get_ref().clone())),
+        Some(w) => {
+            c.report(
+                &w.span(),
+                Problem::new(format!("invalid reboot window {:?}", w.get_ref()))
+                    .expected("HH:MM-HH:MM in UTC, e.g. \"03:00-05:00\" (two different times)")
+                    .hint("the device reboots into a staged update only inside this window"),
+            );
+            None
+        }
+        None => Some(None),
+    };
+    ok.then_some(())?;
+    Some(Update {
+        repository: repository?,
+        poll: poll?,
+        keys,
+        root: root?,
+        reboot_window: reboot_window?,
+        health: health?,
+        health_timeout: health_timeout?,
+        try_boots: try_boots?,
+    })
 }
 
-/// Island mode: local function only, nothing towards the internet.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
-pub struct Island {
-    /// Tasks that keep running in island mode; the others are stopped.
-    pub keep: Vec<TaskName>,
-    /// Whether kept tasks may still use the local network (default: blocked).
-    pub lan: IslandLan,
-}
-
-/// LAN access in island mode. Written `lan = true` / `lan = false` in the manifest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IslandLan {
-    /// No network at all in island mode (the default: an unsupported device exposes nothing).
-    #[default]
-    Blocked,
-    /// Kept tasks keep their `listen` rules with scope `lan` and egress to LAN addresses.
-    Allowed,
+/// `HH:MM-HH:MM` with two different valid times (the agent's `--reboot-window`).
+fn reboot_window_ok(w: &str) -> bool {
+    let time = |t: &str| {
+        let b = t.as_bytes();
+        t.len() == 5
+            && b.get(2) == Some(&b':')
+            && t.get(..2)
+                .and_then(|h| h.parse::<u8>().ok())
+                .is_some_and(|h| h < 24)
+            && t.get(3..)
+                .and_then(|m| m.parse::<u8>().ok())
+                .is_some_and(|m| m < 60)
+    };
+    w.split_once('-')
+        .is_some_and(|(a, b)| time(a) && time(b) && a != b)
 }
