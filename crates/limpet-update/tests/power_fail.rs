@@ -13,8 +13,8 @@ use std::rc::Rc;
 use ed25519_dalek::SigningKey;
 use limpet_image::slot::{self, SlotMeta};
 use limpet_image::squashfs::{self, Entry};
-use limpet_state::sim::SimDisk;
 use limpet_state::{BlockDevice, FailureReason, Slot, State, StateStore, Version};
+use limpet_testkit::power_cut_disk::SimDisk;
 use limpet_update::{begin, BlockReader};
 
 const STATE_SIZE: u64 = 1 << 20;

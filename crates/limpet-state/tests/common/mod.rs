@@ -4,9 +4,9 @@
 // Each test binary uses a different subset of these helpers; test code may panic.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use limpet_state::sim::SimDisk;
 use limpet_state::store::MIN_PARTITION_LEN;
 use limpet_state::{Slot, State, StateStore, Version};
+use limpet_testkit::power_cut_disk::SimDisk;
 
 /// A version from text the test knows is valid.
 pub fn v(text: &str) -> Version {

@@ -1,5 +1,6 @@
 //! [`SimDisk`]: an in-memory [`BlockDevice`] that can lose power mid-write and fail reads,
-//! for tests (this crate's and, with feature `sim`, other crates').
+//! for the power-cut tests of the A/B state (limpet-state) and of installing an update
+//! (limpet-update).
 //!
 //! Power-cut model: after [`SimDisk::cut_power_after`]`(n)`, the next `n` bytes written
 //! reach the medium and the write that crosses the limit keeps only its prefix (the rest of
@@ -9,7 +10,7 @@
 use std::io;
 use std::ops::Range;
 
-use crate::device::BlockDevice;
+use limpet_state::BlockDevice;
 
 /// Linux `EIO`, what a failing disk returns.
 const EIO: i32 = 5;

@@ -1,0 +1,7 @@
+//! limpet-testkit: the test doubles and rigs Limpet's tests share.
+//!
+//! Dev-only: this crate is only ever a `[dev-dependencies]` entry, never a dependency of a
+//! production crate, so no production crate carries test code or a test-only feature.
+//! Helpers here may panic (they are test code); each module says what it stands in for.
+
+pub mod power_cut_disk;
