@@ -5,3 +5,4 @@
 //! Helpers here may panic (they are test code); each module says what it stands in for.
 
 pub mod power_cut_disk;
+pub mod relay;

@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use limpet_repo::serve::serve;
 use limpet_tuf::repo::{ConsistentSnapshots, MetaDetail};
-use limpet_tuf::serve::serve;
 use limpet_tuf::{InitOptions, Repository, SystemClock};
 
 fn require_python_tuf() {

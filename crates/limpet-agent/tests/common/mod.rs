@@ -1,13 +1,11 @@
 //! Shared parts of the agent's tests, all real: slots from limpet-image, a repository
-//! written by limpet-repo and served by limpet-tuf's server (behind a counting TCP relay),
-//! and PID 1's `UpdateServer` from limpet-update on temporary files.
+//! written by limpet-repo and served by its development server (behind limpet-testkit's
+//! counting TCP relay), and PID 1's `UpdateServer` from limpet-update on temporary files.
 #![allow(dead_code)]
 
 use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -17,6 +15,8 @@ use limpet_image::slot::{self, SlotMeta};
 use limpet_image::squashfs::{self, Entry};
 use limpet_state::{State, StateStore, Version};
 use limpet_update::server::{Devices, Event, UpdateServer};
+
+pub use limpet_testkit::relay::{Relay, Throttle};
 
 pub const DEVICE: &str = "thermo";
 /// Size of each slot partition.
@@ -99,82 +99,6 @@ impl TestRepo {
         )
         .unwrap()
     }
-}
-
-/// What the relay saw.
-#[derive(Debug, Default)]
-pub struct Wire {
-    pub connections: AtomicU64,
-    /// Bytes from the agent to the server (requests).
-    pub up: AtomicU64,
-    /// Bytes from the server to the agent (responses, headers included).
-    pub down: AtomicU64,
-}
-
-impl Wire {
-    pub fn take(&self) -> (u64, u64, u64) {
-        (
-            self.connections.swap(0, Ordering::SeqCst),
-            self.up.swap(0, Ordering::SeqCst),
-            self.down.swap(0, Ordering::SeqCst),
-        )
-    }
-}
-
-/// A TCP relay in front of `upstream` that counts connections and bytes each way: the
-/// server-side count of what an update check costs on the wire.
-pub struct Relay {
-    pub addr: SocketAddr,
-    pub wire: Arc<Wire>,
-}
-
-impl Relay {
-    pub fn start(upstream: SocketAddr) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let wire = Arc::new(Wire::default());
-        let w = Arc::clone(&wire);
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(client) = conn else { continue };
-                let w = Arc::clone(&w);
-                std::thread::spawn(move || relay(client, upstream, &w));
-            }
-        });
-        Relay { addr, wire }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-fn copy_counting(mut from: TcpStream, mut to: TcpStream, count: &AtomicU64) {
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                count.fetch_add(n as u64, Ordering::SeqCst);
-                if to.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-        }
-    }
-    let _ = to.shutdown(Shutdown::Write);
-}
-
-fn relay(client: TcpStream, upstream: SocketAddr, wire: &Arc<Wire>) {
-    wire.connections.fetch_add(1, Ordering::SeqCst);
-    let Ok(server) = TcpStream::connect(upstream) else {
-        return;
-    };
-    let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-    let w = Arc::clone(wire);
-    let up = std::thread::spawn(move || copy_counting(c2, s2, &w.up));
-    copy_counting(server, client, &wire.down);
-    let _ = up.join();
 }
 
 /// PID 1's update server on temporary partitions, polled in a thread.
