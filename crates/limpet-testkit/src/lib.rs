@@ -4,5 +4,7 @@
 //! production crate, so no production crate carries test code or a test-only feature.
 //! Helpers here may panic (they are test code); each module says what it stands in for.
 
+pub mod noise;
 pub mod power_cut_disk;
 pub mod relay;
+pub mod slot;

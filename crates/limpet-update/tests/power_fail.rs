@@ -11,10 +11,12 @@ use std::io;
 use std::rc::Rc;
 
 use ed25519_dalek::SigningKey;
-use limpet_image::slot::{self, SlotMeta};
-use limpet_image::squashfs::{self, Entry};
+use limpet_image::slot;
+use limpet_image::squashfs::Entry;
 use limpet_state::{BlockDevice, FailureReason, Slot, State, StateStore, Version};
+use limpet_testkit::noise::xorshift_bytes;
 use limpet_testkit::power_cut_disk::SimDisk;
+use limpet_testkit::slot::{root_hash, signed_slot};
 use limpet_update::{begin, BlockReader};
 
 const STATE_SIZE: u64 = 1 << 20;
@@ -89,15 +91,7 @@ fn key() -> SigningKey {
 
 /// A release: a small squashfs with a task binary whose bytes depend on the version.
 fn release(version: &str, seed: u64) -> (Vec<u8>, [u8; 32]) {
-    let mut x = seed;
-    let binary: Vec<u8> = (0..150_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[0]
-        })
-        .collect();
+    let binary = xorshift_bytes(seed, 150_000);
     let entries = vec![
         Entry {
             path: "manifest.toml".into(),
@@ -110,14 +104,8 @@ fn release(version: &str, seed: u64) -> (Vec<u8>, [u8; 32]) {
             mode: 0o755,
         },
     ];
-    let fs = squashfs::build(&entries, 1_700_000_000).unwrap();
-    let meta = SlotMeta {
-        device: "sim".into(),
-        target: "x86_64".into(),
-        version: version.into(),
-    };
-    let bytes = slot::assemble(&fs, &meta, b"{}", &key()).unwrap();
-    let root = slot::open(&bytes).unwrap().header.unverified().root_hash;
+    let bytes = signed_slot(&entries, "sim", "x86_64", version, &key());
+    let root = root_hash(&bytes);
     (bytes, root)
 }
 
