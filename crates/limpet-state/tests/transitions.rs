@@ -6,10 +6,11 @@
 
 mod common;
 
-use common::{blank_store, v, Rng};
+use common::{blank_store, v};
 use limpet_state::{
     BootKind, FailureReason, Slot, State, StateStore, TransitionError, TryPhase, Version,
 };
+use limpet_testkit::noise::Rng;
 use limpet_testkit::power_cut_disk::SimDisk;
 
 /// Runs `begin_boot`, stores the result first (as limpet-init does), and checks the store.
