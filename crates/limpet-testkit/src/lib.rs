@@ -6,5 +6,6 @@
 
 pub mod noise;
 pub mod power_cut_disk;
+pub mod python_tuf;
 pub mod relay;
 pub mod slot;
