@@ -1,7 +1,8 @@
 //! limpet-testkit: the test doubles and rigs Limpet's tests share.
 //!
 //! Dev-only: this crate is only ever a `[dev-dependencies]` entry, never a dependency of a
-//! production crate, so no production crate carries test code or a test-only feature.
+//! production crate, so no production crate carries test code or a test-only feature
+//! (`tests/dev_only.rs` holds that with `cargo tree`).
 //! Helpers here may panic (they are test code); each module says what it stands in for.
 
 pub mod noise;
