@@ -1,17 +1,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The agent end to end, in process, with every part real: v1 and v2 slots from
-//! limpet-image, published with limpet-repo, served by limpet-tuf's server, installed
+//! limpet-image, published and served with limpet-repo, installed
 //! through limpet-update's `UpdateServer` (PID 1's side) on temporary partitions.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{agent_config, release, Device, Relay, TestRepo};
+use common::{agent_config, release, Device, Relay, TestRepo, Throttle};
 use limpet_agent::{Agent, AgentError, Busy, PollOutcome};
 use limpet_chunk::{AssembleError, Index};
+use limpet_repo::serve::serve;
 use limpet_repo::DeltaOutcome;
-use limpet_tuf::serve::{serve, serve_with, ServeOptions, Throttle};
 use limpet_tuf::RetrievalPolicy;
 use limpet_update::server::Event;
 
@@ -207,20 +207,17 @@ fn a_trickling_server_is_a_slow_retrieval() {
     let v1 = release("1.0.0", b"");
     let repo = TestRepo::new();
     repo.publish(&v1);
-    let server = serve_with(
-        &repo.path(),
-        "127.0.0.1:0".parse().unwrap(),
-        ServeOptions {
-            throttle: Some(Throttle {
-                bytes: 16,
-                pause: Duration::from_millis(100),
-            }),
+    let server = serve(&repo.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let slow = Relay::throttled(
+        server.local_addr(),
+        Throttle {
+            bytes: 16,
+            pause: Duration::from_millis(100),
         },
-    )
-    .unwrap();
+    );
     let device = Device::new(&v1, "1.0.0");
     let state_dir = tempfile::tempdir().unwrap();
-    let mut config = agent_config(&server.url(), &repo, &device, state_dir.path());
+    let mut config = agent_config(&slow.url(), &repo, &device, state_dir.path());
     config.retrieval = RetrievalPolicy {
         min_bytes_per_sec: 1024,
         grace: Duration::from_millis(300),

@@ -13,16 +13,7 @@ const SIZE: usize = 256 << 20;
 const RUNS: usize = 5;
 
 fn pseudo_random(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    out.truncate(len);
-    out
+    limpet_testkit::noise::Rng::new(0x9e37_79b9_7f4a_7c15).bytes(len)
 }
 
 fn mb_per_s(bytes: usize, secs: f64) -> f64 {

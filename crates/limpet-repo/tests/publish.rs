@@ -5,10 +5,11 @@
 use std::path::Path;
 
 use ed25519_dalek::SigningKey;
-use limpet_image::slot::{self, SlotMeta};
-use limpet_image::squashfs::{self, Entry};
+use limpet_image::squashfs::Entry;
 use limpet_repo::target::{chunk_path, SlotTarget};
 use limpet_repo::{init_repo, publish, DeltaOutcome, InitOutcome, PublishError};
+use limpet_testkit::noise::xorshift_bytes;
+use limpet_testkit::slot::{root_hash, signed_slot};
 use limpet_tuf::SystemClock;
 
 fn key() -> SigningKey {
@@ -21,13 +22,17 @@ fn slot_file(dir: &Path, version: &str, signer: &SigningKey) -> std::path::PathB
         data: format!("task of {version}").repeat(3000).into_bytes(),
         mode: 0o755,
     }];
-    let fs = squashfs::build(&entries, 1_700_000_000).unwrap();
-    let meta = SlotMeta {
-        device: "pump".into(),
-        target: "aarch64".into(),
-        version: version.into(),
-    };
-    let bytes = slot::assemble(&fs, &meta, b"{}", signer).unwrap();
+    write_slot(dir, version, &entries, signer)
+}
+
+/// A signed slot of the `pump` device holding `entries`, written to `dir/VERSION.img`.
+fn write_slot(
+    dir: &Path,
+    version: &str,
+    entries: &[Entry],
+    signer: &SigningKey,
+) -> std::path::PathBuf {
+    let bytes = signed_slot(entries, "pump", "aarch64", version, signer);
     let path = dir.join(format!("{version}.img"));
     std::fs::write(&path, bytes).unwrap();
     path
@@ -74,8 +79,7 @@ fn publish_writes_chunks_and_two_signed_targets() {
         SlotTarget::from_index_custom(&p.index_target, index_entry.custom.as_ref()).unwrap();
     assert_eq!(signed, p.slot);
     let bytes = std::fs::read(&file).unwrap();
-    let opened = slot::open(&bytes).unwrap();
-    assert_eq!(signed.verity_root, opened.header.unverified().root_hash);
+    assert_eq!(signed.verity_root, root_hash(&bytes));
     assert_eq!(signed.slot_length, bytes.len() as u64);
     assert_eq!(signed.target, "aarch64");
     assert_eq!(
@@ -165,15 +169,7 @@ fn a_second_writer_is_refused_while_the_lock_is_held() {
 /// A slot whose task is incompressible bytes (stored raw in the squashfs) holding
 /// something shaped like a zstd frame that is not one.
 fn slot_with_fake_frame(dir: &Path, version: &str) -> std::path::PathBuf {
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut data: Vec<u8> = (0..200_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[0]
-        })
-        .collect();
+    let mut data = xorshift_bytes(0x2545_f491_4f6c_dd1d, 200_000);
     // Magic, single segment with a 1-byte content size (64), one last "compressed" block
     // of 10 bytes of garbage.
     let fake = [0x28, 0xb5, 0x2f, 0xfd, 0x20, 0x40, 0x55, 0x00, 0x00];
@@ -184,16 +180,7 @@ fn slot_with_fake_frame(dir: &Path, version: &str) -> std::path::PathBuf {
         data,
         mode: 0o755,
     }];
-    let fs = squashfs::build(&entries, 1_700_000_000).unwrap();
-    let meta = SlotMeta {
-        device: "pump".into(),
-        target: "aarch64".into(),
-        version: version.into(),
-    };
-    let bytes = slot::assemble(&fs, &meta, b"{}", &key()).unwrap();
-    let path = dir.join(format!("{version}.img"));
-    std::fs::write(&path, bytes).unwrap();
-    path
+    write_slot(dir, version, &entries, &key())
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The block device seam: [`BlockDevice`], implemented for [`std::fs::File`] (a partition
 //! node or an image file), for [`Region`] (a byte range of another device, e.g. the
-//! `state` partition of a whole disk found through its GPT) and, for tests, for
-//! `sim::SimDisk`.
+//! `state` partition of a whole disk found through its GPT). The tests' power-cut disk
+//! (limpet-testkit's `SimDisk`) implements it too.
 
 use std::fs::File;
 use std::io;

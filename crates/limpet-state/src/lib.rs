@@ -8,9 +8,8 @@
 //!   partition, 512 KiB apart, and the reading and writing rules that make every power cut
 //!   leave a readable state.
 //! - [`device`]: the [`BlockDevice`] seam (a file or partition node, a [`Region`] of a
-//!   whole disk).
-//! - `sim` (in tests, or with feature `sim`): `SimDisk`, a block device that loses power
-//!   after N bytes and fails reads on demand.
+//!   whole disk); the tests drive it with `SimDisk` (limpet-testkit's `power_cut_disk`), a device that
+//!   loses power after N bytes and fails reads on demand.
 //!
 //! The format is also described in `docs/state.md`, for bootloaders (U-Boot, GRUB) that
 //! would drive the same boot counting.
@@ -27,9 +26,6 @@ pub mod machine;
 pub mod record;
 pub mod store;
 pub mod version;
-
-#[cfg(any(test, feature = "sim"))]
-pub mod sim;
 
 pub use device::{BlockDevice, Region};
 pub use machine::{

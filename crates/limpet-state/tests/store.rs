@@ -8,9 +8,9 @@ mod common;
 
 use common::{blank_disk, blank_store, two_states, v};
 use limpet_state::record::{self, RecordError, RECORD_SIZE};
-use limpet_state::sim::SimDisk;
 use limpet_state::store::{CopyStatus, COPY_OFFSETS, MIN_PARTITION_LEN};
 use limpet_state::{CopyId, Region, State, StateError, StateStore};
+use limpet_testkit::power_cut_disk::SimDisk;
 
 fn offset(copy: CopyId) -> usize {
     usize::try_from(copy.offset()).unwrap()

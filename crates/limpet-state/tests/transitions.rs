@@ -6,13 +6,15 @@
 
 mod common;
 
-use common::{blank_store, v, Rng};
+use common::{blank_store, v};
 use limpet_state::{
     BootKind, FailureReason, Slot, State, StateStore, TransitionError, TryPhase, Version,
 };
+use limpet_testkit::noise::Rng;
+use limpet_testkit::power_cut_disk::SimDisk;
 
 /// Runs `begin_boot`, stores the result first (as limpet-init does), and checks the store.
-fn boot(s: &State, store: &mut StateStore<limpet_state::sim::SimDisk>) -> (State, Slot, BootKind) {
+fn boot(s: &State, store: &mut StateStore<SimDisk>) -> (State, Slot, BootKind) {
     let (next, choice) = s.begin_boot();
     store.store(&next).unwrap();
     assert_eq!(store.load().unwrap(), next);

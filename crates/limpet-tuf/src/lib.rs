@@ -8,7 +8,6 @@
 //!   for devices without a trustworthy clock, and exact-bytes metadata storage.
 //! - [`transport`] fetches files from a directory or over plain HTTP/1.1, every download
 //!   length-capped, rate-bounded and hash-checked by construction.
-//! - [`serve::serve`] is a small static HTTP server for development and tests.
 //!
 //! Only Ed25519 keys (`keytype`/`scheme` `"ed25519"`, hex public key) are supported. Metadata
 //! is signed over canonical JSON ([`canonical`]), interoperable with python-tuf.
@@ -20,7 +19,6 @@ mod fsutil;
 pub mod keys;
 pub mod metadata;
 pub mod repo;
-pub mod serve;
 pub mod time;
 pub mod transport;
 pub mod verify;

@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! The HTTP transport against the built-in server: normal use, slow retrieval (trickling and
-//! stalled servers), endless data announced by Content-Length.
+//! The HTTP transport against limpet-repo's development server: normal use, slow retrieval
+//! (trickling and stalled servers), endless data announced by Content-Length.
 
 mod common;
 
@@ -9,7 +9,8 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use common::{fixture, T0};
-use limpet_tuf::serve::{serve, serve_with, ServeOptions, Throttle};
+use limpet_repo::serve::serve;
+use limpet_testkit::relay::{Relay, Throttle};
 use limpet_tuf::transport::{HttpTransport, RetrievalPolicy, Transport};
 use limpet_tuf::{Client, Error, FixedClock};
 
@@ -73,17 +74,13 @@ fn trickling_server_is_a_slow_retrieval() {
     let mut client = client_over_http(&fx, &fast.url(), policy);
     client.refresh().unwrap();
     // 100 bytes every 20 ms: about 5 KB/s, far below the 64 KiB/s minimum.
-    let slow = serve_with(
-        &fx.repo_dir(),
-        loopback(),
-        ServeOptions {
-            throttle: Some(Throttle {
-                bytes: 100,
-                pause: Duration::from_millis(20),
-            }),
+    let slow = Relay::throttled(
+        fast.local_addr(),
+        Throttle {
+            bytes: 100,
+            pause: Duration::from_millis(20),
         },
-    )
-    .unwrap();
+    );
     let targets = HttpTransport::new(&format!("{}/targets", slow.url()), policy).unwrap();
     let err = client
         .fetch_target(&targets, "big.img", &mut Vec::new())

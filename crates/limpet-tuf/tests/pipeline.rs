@@ -7,15 +7,16 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{fixture, T0};
+use limpet_repo::serve::serve;
+use limpet_testkit::relay::{Relay, Wire};
 use limpet_tuf::metadata::Role;
-use limpet_tuf::serve::serve;
 use limpet_tuf::transport::{HttpTransport, RetrievalPolicy, Transport};
 use limpet_tuf::{Client, Error, FixedClock};
 
@@ -37,58 +38,10 @@ fn client_over_http(fx: &common::Fixture, url: &str, policy: RetrievalPolicy) ->
     .unwrap()
 }
 
-/// Connections accepted and bytes relayed each way.
-#[derive(Debug, Default)]
-struct Wire {
-    connections: AtomicU64,
-    up: AtomicU64,
-    down: AtomicU64,
-}
-
-impl Wire {
-    /// (connections, up, down) since the last call. Waits for the relay threads to finish
-    /// counting what the client already read.
-    fn take(&self) -> (u64, u64, u64) {
-        std::thread::sleep(Duration::from_millis(100));
-        (
-            self.connections.swap(0, Ordering::SeqCst),
-            self.up.swap(0, Ordering::SeqCst),
-            self.down.swap(0, Ordering::SeqCst),
-        )
-    }
-}
-
-/// A TCP relay in front of `upstream` that counts connections and bytes.
+/// limpet-testkit's counting relay in front of `upstream`: its URL and its counts.
 fn relay(upstream: SocketAddr) -> (String, Arc<Wire>) {
-    let listener = TcpListener::bind(loopback()).unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let wire = Arc::new(Wire::default());
-    let w = Arc::clone(&wire);
-    std::thread::spawn(move || {
-        for client in listener.incoming() {
-            let Ok(client) = client else { continue };
-            w.connections.fetch_add(1, Ordering::SeqCst);
-            let Ok(server) = TcpStream::connect(upstream) else {
-                continue;
-            };
-            let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-            let (w1, w2) = (Arc::clone(&w), Arc::clone(&w));
-            std::thread::spawn(move || copy_counting(c2, s2, &w1.up));
-            std::thread::spawn(move || copy_counting(server, client, &w2.down));
-        }
-    });
-    (url, wire)
-}
-
-fn copy_counting(mut from: TcpStream, mut to: TcpStream, count: &AtomicU64) {
-    let mut buf = [0u8; 16 * 1024];
-    while let Ok(n @ 1..) = from.read(&mut buf) {
-        count.fetch_add(n as u64, Ordering::SeqCst);
-        if to.write_all(&buf[..n]).is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown(Shutdown::Write);
+    let relay = Relay::start(upstream);
+    (relay.url(), relay.wire)
 }
 
 #[test]

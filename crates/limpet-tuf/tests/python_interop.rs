@@ -1,25 +1,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! python-tuf (`tuf.ngclient.Updater`) refreshes and downloads from a repository this crate
-//! wrote, served by this crate's HTTP server. Needs python3 with `pip install tuf`.
+//! wrote, served by limpet-repo's development server. Needs python3 with `pip install tuf`.
 
 use std::path::Path;
 use std::process::Command;
 
+use limpet_repo::serve::serve;
+use limpet_testkit::python_tuf::require_python_tuf;
 use limpet_tuf::repo::{ConsistentSnapshots, MetaDetail};
-use limpet_tuf::serve::serve;
 use limpet_tuf::{InitOptions, Repository, SystemClock};
-
-fn require_python_tuf() {
-    let ok = Command::new("python3")
-        .args(["-c", "import tuf.ngclient"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "python-tuf is not installed: run `python3 -m pip install tuf` (python3 with the PyPI package `tuf`)"
-    );
-}
 
 fn check(consistent: ConsistentSnapshots, detail: MetaDetail) {
     let tmp = tempfile::tempdir().unwrap();

@@ -326,10 +326,9 @@ fn chain(e: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
     use ed25519_dalek::SigningKey;
-    use limpet_image::slot::SlotMeta;
-    use limpet_image::squashfs::{self, Entry};
-    use limpet_state::Slot;
-    use limpet_state::{State, Version};
+    use limpet_image::squashfs::Entry;
+    use limpet_state::{Slot, State};
+    use limpet_testkit::slot::{root_hash, signed_slot, Partitions};
     use std::os::fd::AsFd;
 
     const SLOT_SIZE: u64 = 256 << 10;
@@ -340,18 +339,8 @@ mod tests {
             data: version.repeat(5000).into_bytes(),
             mode: 0o755,
         }];
-        let fs = squashfs::build(&entries, 1_700_000_000).unwrap();
-        let meta = SlotMeta {
-            device: "t".into(),
-            target: "x86_64".into(),
-            version: version.into(),
-        };
-        let bytes = limpet_image::slot::assemble(&fs, &meta, b"{}", key).unwrap();
-        let root = limpet_image::slot::open(&bytes)
-            .unwrap()
-            .header
-            .unverified()
-            .root_hash;
+        let bytes = signed_slot(&entries, "t", "x86_64", version, key);
+        let root = root_hash(&bytes);
         (bytes, root)
     }
 
@@ -359,7 +348,7 @@ mod tests {
         _dir: tempfile::TempDir,
         server: UpdateServer,
         client: OwnedFd,
-        root: PathBuf,
+        partitions: Partitions,
     }
 
     impl Rig {
@@ -372,26 +361,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let root = dir.path().to_owned();
             std::fs::create_dir_all(root.join("dev")).unwrap();
-            std::fs::write(root.join("dev/state"), vec![0u8; 1 << 20]).unwrap();
-            let mut a = v1.to_vec();
-            a.resize(usize::try_from(SLOT_SIZE).unwrap(), 0);
-            std::fs::write(root.join("dev/slota"), a).unwrap();
-            std::fs::write(
-                root.join("dev/slotb"),
-                vec![0u8; usize::try_from(SLOT_SIZE).unwrap()],
-            )
-            .unwrap();
-            let mut store = StateStore::new(
-                File::options()
-                    .read(true)
-                    .write(true)
-                    .open(root.join("dev/state"))
-                    .unwrap(),
-            )
-            .unwrap();
-            store
-                .store(&State::factory(Version::parse("1.0.0").unwrap()))
-                .unwrap();
+            let partitions = Partitions::factory(&root.join("dev"), v1, "1.0.0", SLOT_SIZE);
             let socket = root.join("run/limpet/update.sock");
             let uid = agent_uid;
             let gid = rustix::process::getgid().as_raw();
@@ -400,9 +370,9 @@ mod tests {
                 uid,
                 gid,
                 Devices {
-                    state: root.join("dev/state"),
-                    running: root.join("dev/slota"),
-                    inactive: root.join("dev/slotb"),
+                    state: partitions.state.clone(),
+                    running: partitions.slot_a.clone(),
+                    inactive: partitions.slot_b.clone(),
                     running_version: "1.0.0".into(),
                     key: key.verifying_key(),
                     try_boots: 3,
@@ -415,7 +385,7 @@ mod tests {
                 _dir: dir,
                 server,
                 client,
-                root,
+                partitions,
             };
             rustix::net::connect(&rig.client, &SocketAddrUnix::new(&socket).unwrap()).unwrap();
             assert_eq!(rig.server.ready(false), None); // accept
@@ -431,10 +401,7 @@ mod tests {
         }
 
         fn state(&self) -> State {
-            StateStore::new(File::open(self.root.join("dev/state")).unwrap())
-                .unwrap()
-                .load()
-                .unwrap()
+            self.partitions.state()
         }
 
         fn install(&mut self, image: &[u8], version: &str) {
@@ -557,7 +524,7 @@ mod tests {
             use std::os::unix::fs::FileExt;
             let f = File::options()
                 .write(true)
-                .open(rig.root.join("dev/slotb"))
+                .open(&rig.partitions.slot_b)
                 .unwrap();
             f.write_all_at(&[v2[5000] ^ 1], 5000).unwrap();
         }
@@ -622,7 +589,7 @@ mod tests {
         );
         assert_eq!(rig.server.ready(false), None);
         assert!(rig.state().pending_try().is_none());
-        let slot_b = std::fs::read(rig.root.join("dev/slotb")).unwrap();
+        let slot_b = std::fs::read(&rig.partitions.slot_b).unwrap();
         assert!(slot_b.iter().all(|&b| b == 0));
     }
 }

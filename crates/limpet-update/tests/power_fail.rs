@@ -6,80 +6,36 @@
 //! half-written one; and the update, simply started again, must then succeed.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::cell::RefCell;
 use std::io;
-use std::rc::Rc;
 
 use ed25519_dalek::SigningKey;
-use limpet_image::slot::{self, SlotMeta};
-use limpet_image::squashfs::{self, Entry};
-use limpet_state::sim::SimDisk;
-use limpet_state::{BlockDevice, FailureReason, Slot, State, StateStore, Version};
+use limpet_image::slot;
+use limpet_image::squashfs::Entry;
+use limpet_state::{BlockDevice, FailureReason, Region, Slot, State, StateStore, Version};
+use limpet_testkit::noise::xorshift_bytes;
+use limpet_testkit::power_cut_disk::{SharedDisk, SimDisk};
+use limpet_testkit::slot::{root_hash, signed_slot};
 use limpet_update::{begin, BlockReader};
 
 const STATE_SIZE: u64 = 1 << 20;
 const SLOT_SIZE: u64 = 512 << 10;
 const PIECE: usize = 60 * 1024;
 
-/// A byte range of the one simulated disk.
-#[derive(Clone)]
-struct View {
-    disk: Rc<RefCell<SimDisk>>,
-    start: u64,
-    len: u64,
-}
-
-impl View {
-    fn check(&self, offset: u64, n: usize) -> io::Result<u64> {
-        match offset.checked_add(n as u64) {
-            Some(end) if end <= self.len => Ok(self.start + offset),
-            _ => Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "past the view",
-            )),
-        }
-    }
-}
-
-impl BlockDevice for View {
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        let at = self.check(offset, buf.len())?;
-        self.disk.borrow_mut().read_at(at, buf)
-    }
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        let at = self.check(offset, data.len())?;
-        self.disk.borrow_mut().write_at(at, data)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.disk.borrow_mut().flush()
-    }
-    fn len(&self) -> io::Result<u64> {
-        Ok(self.len)
-    }
-}
-
+/// The simulated disk: the `state` partition, then slot A, then slot B.
 struct Device {
-    disk: Rc<RefCell<SimDisk>>,
+    disk: SharedDisk,
 }
 
 impl Device {
-    fn state(&self) -> View {
-        View {
-            disk: self.disk.clone(),
-            start: 0,
-            len: STATE_SIZE,
-        }
+    fn state(&self) -> Region<SharedDisk> {
+        Region::new(self.disk.clone(), 0, STATE_SIZE).unwrap()
     }
-    fn slot(&self, s: Slot) -> View {
+    fn slot(&self, s: Slot) -> Region<SharedDisk> {
         let start = match s {
             Slot::A => STATE_SIZE,
             Slot::B => STATE_SIZE + SLOT_SIZE,
         };
-        View {
-            disk: self.disk.clone(),
-            start,
-            len: SLOT_SIZE,
-        }
+        Region::new(self.disk.clone(), start, SLOT_SIZE).unwrap()
     }
 }
 
@@ -89,15 +45,7 @@ fn key() -> SigningKey {
 
 /// A release: a small squashfs with a task binary whose bytes depend on the version.
 fn release(version: &str, seed: u64) -> (Vec<u8>, [u8; 32]) {
-    let mut x = seed;
-    let binary: Vec<u8> = (0..150_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[0]
-        })
-        .collect();
+    let binary = xorshift_bytes(seed, 150_000);
     let entries = vec![
         Entry {
             path: "manifest.toml".into(),
@@ -110,14 +58,8 @@ fn release(version: &str, seed: u64) -> (Vec<u8>, [u8; 32]) {
             mode: 0o755,
         },
     ];
-    let fs = squashfs::build(&entries, 1_700_000_000).unwrap();
-    let meta = SlotMeta {
-        device: "sim".into(),
-        target: "x86_64".into(),
-        version: version.into(),
-    };
-    let bytes = slot::assemble(&fs, &meta, b"{}", &key()).unwrap();
-    let root = slot::open(&bytes).unwrap().header.unverified().root_hash;
+    let bytes = signed_slot(&entries, "sim", "x86_64", version, &key());
+    let root = root_hash(&bytes);
     (bytes, root)
 }
 
@@ -125,7 +67,7 @@ fn release(version: &str, seed: u64) -> (Vec<u8>, [u8; 32]) {
 fn factory(v1: &[u8]) -> Device {
     let disk = SimDisk::new(usize::try_from(STATE_SIZE + 2 * SLOT_SIZE).unwrap());
     let dev = Device {
-        disk: Rc::new(RefCell::new(disk)),
+        disk: SharedDisk::new(disk),
     };
     dev.slot(Slot::A).write_at(0, v1).unwrap();
     let mut store = StateStore::new(dev.state()).unwrap();

@@ -11,18 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{hello_build, keys_in, limpet, run, scratch, stderr, stdout};
-
-fn require_python_tuf() {
-    let ok = Command::new("python3")
-        .args(["-c", "import tuf.ngclient"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "python-tuf is not installed: run `python3 -m pip install tuf` (python3 with the PyPI package `tuf`)"
-    );
-}
+use limpet_testkit::python_tuf::require_python_tuf;
 
 /// `limpet serve`, stopped (by its pid) when dropped.
 struct Served(Child);

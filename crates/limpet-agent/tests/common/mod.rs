@@ -1,27 +1,26 @@
 //! Shared parts of the agent's tests, all real: slots from limpet-image, a repository
-//! written by limpet-repo and served by limpet-tuf's server (behind a counting TCP relay),
-//! and PID 1's `UpdateServer` from limpet-update on temporary files.
+//! written by limpet-repo and served by its development server (behind limpet-testkit's
+//! counting TCP relay), and PID 1's `UpdateServer` from limpet-update on temporary files.
 #![allow(dead_code)]
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
-use limpet_image::slot::{self, SlotMeta};
-use limpet_image::squashfs::{self, Entry};
-use limpet_state::{State, StateStore, Version};
+use limpet_image::squashfs::Entry;
+use limpet_state::State;
+use limpet_testkit::noise::xorshift_bytes;
+use limpet_testkit::slot::{signed_slot, Partitions};
 use limpet_update::server::{Devices, Event, UpdateServer};
+
+pub use limpet_testkit::relay::{Relay, Throttle};
 
 pub const DEVICE: &str = "thermo";
 /// Size of each slot partition.
 pub const SLOT_SIZE: u64 = 4 << 20;
-const STATE_SIZE: usize = 1 << 20;
 
 pub fn image_key() -> SigningKey {
     SigningKey::from_bytes(&[11; 32])
@@ -30,15 +29,7 @@ pub fn image_key() -> SigningKey {
 /// A release of the test device: a squashfs with a manifest naming the version and a
 /// 1 MiB "binary" that is the same in every release except `patch` bytes at its middle.
 pub fn release(version: &str, patch: &[u8]) -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut binary: Vec<u8> = (0..(1 << 20))
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[0]
-        })
-        .collect();
+    let mut binary = xorshift_bytes(0x9e37_79b9_7f4a_7c15, 1 << 20);
     let mid = binary.len() / 2;
     binary[mid..mid + patch.len()].copy_from_slice(patch);
     let entries = vec![
@@ -53,13 +44,13 @@ pub fn release(version: &str, patch: &[u8]) -> Vec<u8> {
             mode: 0o755,
         },
     ];
-    let fs = squashfs::build(&entries, 1_700_000_000).unwrap();
-    let meta = SlotMeta {
-        device: DEVICE.into(),
-        target: std::env::consts::ARCH.into(),
-        version: version.into(),
-    };
-    slot::assemble(&fs, &meta, b"{}", &image_key()).unwrap()
+    signed_slot(
+        &entries,
+        DEVICE,
+        std::env::consts::ARCH,
+        version,
+        &image_key(),
+    )
 }
 
 /// A TUF repository with its keys, in a temporary directory.
@@ -101,85 +92,10 @@ impl TestRepo {
     }
 }
 
-/// What the relay saw.
-#[derive(Debug, Default)]
-pub struct Wire {
-    pub connections: AtomicU64,
-    /// Bytes from the agent to the server (requests).
-    pub up: AtomicU64,
-    /// Bytes from the server to the agent (responses, headers included).
-    pub down: AtomicU64,
-}
-
-impl Wire {
-    pub fn take(&self) -> (u64, u64, u64) {
-        (
-            self.connections.swap(0, Ordering::SeqCst),
-            self.up.swap(0, Ordering::SeqCst),
-            self.down.swap(0, Ordering::SeqCst),
-        )
-    }
-}
-
-/// A TCP relay in front of `upstream` that counts connections and bytes each way: the
-/// server-side count of what an update check costs on the wire.
-pub struct Relay {
-    pub addr: SocketAddr,
-    pub wire: Arc<Wire>,
-}
-
-impl Relay {
-    pub fn start(upstream: SocketAddr) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let wire = Arc::new(Wire::default());
-        let w = Arc::clone(&wire);
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(client) = conn else { continue };
-                let w = Arc::clone(&w);
-                std::thread::spawn(move || relay(client, upstream, &w));
-            }
-        });
-        Relay { addr, wire }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-fn copy_counting(mut from: TcpStream, mut to: TcpStream, count: &AtomicU64) {
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                count.fetch_add(n as u64, Ordering::SeqCst);
-                if to.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-        }
-    }
-    let _ = to.shutdown(Shutdown::Write);
-}
-
-fn relay(client: TcpStream, upstream: SocketAddr, wire: &Arc<Wire>) {
-    wire.connections.fetch_add(1, Ordering::SeqCst);
-    let Ok(server) = TcpStream::connect(upstream) else {
-        return;
-    };
-    let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-    let w = Arc::clone(wire);
-    let up = std::thread::spawn(move || copy_counting(c2, s2, &w.up));
-    copy_counting(server, client, &wire.down);
-    let _ = up.join();
-}
-
 /// PID 1's update server on temporary partitions, polled in a thread.
 pub struct Device {
     pub dir: tempfile::TempDir,
+    pub partitions: Partitions,
     pub socket: PathBuf,
     pub events: Arc<Mutex<Vec<Event>>>,
     stop: Arc<AtomicBool>,
@@ -192,33 +108,14 @@ impl Device {
     pub fn new(running: &[u8], running_version: &str) -> Device {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        std::fs::write(root.join("state"), vec![0u8; STATE_SIZE]).unwrap();
-        let mut a = running.to_vec();
-        a.resize(usize::try_from(SLOT_SIZE).unwrap(), 0);
-        std::fs::write(root.join("slota"), a).unwrap();
-        std::fs::write(
-            root.join("slotb"),
-            vec![0u8; usize::try_from(SLOT_SIZE).unwrap()],
-        )
-        .unwrap();
-        let mut store = StateStore::new(
-            File::options()
-                .read(true)
-                .write(true)
-                .open(root.join("state"))
-                .unwrap(),
-        )
-        .unwrap();
-        store
-            .store(&State::factory(Version::parse(running_version).unwrap()))
-            .unwrap();
+        let partitions = Partitions::factory(root, running, running_version, SLOT_SIZE);
 
         let socket = root.join("run/update.sock");
         let devices = Devices {
-            state: root.join("state"),
-            running: root.join("slota"),
+            state: partitions.state.clone(),
+            running: partitions.slot_a.clone(),
             running_version: running_version.into(),
-            inactive: root.join("slotb"),
+            inactive: partitions.slot_b.clone(),
             key: image_key().verifying_key(),
             try_boots: 3,
         };
@@ -253,6 +150,7 @@ impl Device {
         ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
         Device {
             dir,
+            partitions,
             socket,
             events,
             stop,
@@ -265,10 +163,7 @@ impl Device {
     }
 
     pub fn state(&self) -> State {
-        StateStore::new(File::open(self.path("state")).unwrap())
-            .unwrap()
-            .load()
-            .unwrap()
+        self.partitions.state()
     }
 
     /// The events so far, once at least `n` have arrived (the server thread records an

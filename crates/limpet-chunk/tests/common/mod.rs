@@ -8,18 +8,7 @@ use std::path::Path;
 
 use limpet_chunk::{read_chunk, ChunkId};
 
-/// Deterministic pseudo-random bytes (xorshift64).
-pub fn noise(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[3]
-        })
-        .collect()
-}
+pub use limpet_testkit::noise::noise;
 
 /// Compressible "binary-like" bytes: noise over a small alphabet with repeats.
 pub fn text(seed: u64, n: usize) -> Vec<u8> {

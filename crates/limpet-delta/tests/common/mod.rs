@@ -9,18 +9,7 @@
 
 use limpet_image::squashfs::{build, Entry};
 
-/// xorshift bytes.
-pub fn noise(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[3]
-        })
-        .collect()
-}
+pub use limpet_testkit::noise::noise;
 
 /// `n` bytes of "machine code": compressible opcodes, and every 48 bytes an opcode 0xe8
 /// with a rel32 to a pseudo-random target. With `insert = Some((at, len))`, `len` new bytes

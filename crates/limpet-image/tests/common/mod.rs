@@ -16,18 +16,9 @@ pub fn key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])
 }
 
-/// Deterministic, incompressible bytes (xorshift64*).
+/// Deterministic, incompressible bytes (limpet-testkit's xorshift64*).
 pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    out.truncate(len);
-    out
+    limpet_testkit::noise::Rng::new(seed).bytes(len)
 }
 
 /// Entries of a small app: a manifest, a binary and a big incompressible blob, so the

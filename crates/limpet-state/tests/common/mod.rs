@@ -1,12 +1,11 @@
-//! Helpers shared by the integration tests: versions, a simulated state partition, a
-//! deterministic pseudo-random generator.
+//! Helpers shared by the integration tests: versions and a simulated state partition.
 
 // Each test binary uses a different subset of these helpers; test code may panic.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use limpet_state::sim::SimDisk;
 use limpet_state::store::MIN_PARTITION_LEN;
 use limpet_state::{Slot, State, StateStore, Version};
+use limpet_testkit::power_cut_disk::SimDisk;
 
 /// A version from text the test knows is valid.
 pub fn v(text: &str) -> Version {
@@ -32,26 +31,4 @@ pub fn two_states() -> (State, State) {
         .unwrap();
     let new = new.mark_try(Slot::B, v("2.0.1"), 2).unwrap();
     (old, new)
-}
-
-/// xorshift64*: deterministic, so a failing sequence can be replayed from its seed.
-#[derive(Debug)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed | 1)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// A number in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
 }

@@ -405,8 +405,9 @@ pub fn transport_for_url(
 }
 
 /// Checks a repository-relative path: no empty, `.` or `..` component, not absolute, no NUL
-/// or backslash. Shared by the transports and the server.
-pub(crate) fn check_relative(path: &str) -> Result<(), Error> {
+/// or backslash. Shared by the transports, the repository writer and limpet-repo's
+/// development server.
+pub fn check_relative(path: &str) -> Result<(), Error> {
     let bad = |reason| {
         Err(Error::BadPath {
             path: path.to_owned(),

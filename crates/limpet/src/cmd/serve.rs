@@ -1,4 +1,4 @@
-//! `limpet serve`: the update repository over plain HTTP, for development (limpet-tuf's
+//! `limpet serve`: the update repository over plain HTTP, for development (limpet-repo's
 //! static server). Production repositories are served by any web server or object store.
 
 use std::net::SocketAddr;
@@ -30,7 +30,7 @@ pub fn run(args: Args) -> cmd::Result {
         )
         .into());
     }
-    let server = limpet_tuf::serve::serve(&args.repo, args.addr)?;
+    let server = limpet_repo::serve::serve(&args.repo, args.addr)?;
     println!(
         "serving {} at {} (metadata/, targets/, chunks/); Ctrl-C to stop",
         args.repo.display(),

@@ -1,4 +1,5 @@
-//! A small static HTTP/1.1 file server for development (`limpet serve`) and tests.
+//! A small static HTTP/1.1 file server for the update repository in development
+//! (`limpet serve`) and in tests. Vendor side: the device's update agent does not link it.
 //!
 //! Rules kept here:
 //! - GET and HEAD only; one thread per connection. Requests on a connection are answered in
@@ -8,8 +9,8 @@
 //!   closes after says `Connection: close`. No other headers.
 //! - Paths are percent-decoded and must stay inside the served directory (no `..`, no
 //!   absolute paths, no symlink following is attempted beyond what the OS does).
-//! - Not for production: no TLS, no connection limits. A [`Throttle`] trickles bytes slowly
-//!   to exercise the clients' slow-retrieval defence.
+//! - Not for production: no TLS, no connection limits. Slow or stalled servers, for the
+//!   clients' slow-retrieval tests, are limpet-testkit's relays in front of this one.
 
 use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -19,8 +20,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::error::Error;
-use crate::transport::check_relative;
+use limpet_tuf::transport::check_relative;
 
 /// How long a connection may wait for (each read of) its next request.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -29,20 +29,27 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_REQUEST_LINE: u64 = 8192;
 const MAX_REQUEST_HEAD: usize = 64 * 1024;
 
-/// Send `bytes` bytes, then pause `pause`, repeatedly (slow-retrieval tests).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Throttle {
-    /// Bytes per burst.
-    pub bytes: usize,
-    /// Pause after each burst.
-    pub pause: Duration,
-}
-
-/// Server options.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ServeOptions {
-    /// Trickle response bodies.
-    pub throttle: Option<Throttle>,
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The address could not be bound (in use, not local, no permission).
+    #[error("binding {addr}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bound socket's address could not be read.
+    #[error("reading the address bound for {addr}")]
+    LocalAddr {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// A running server; stops when [`Server::shutdown`] is called or the handle is dropped.
@@ -95,16 +102,11 @@ impl Drop for Server {
 }
 
 /// Serves `dir` over HTTP on `addr` (port 0 picks a free port).
-pub fn serve(dir: &Path, addr: SocketAddr) -> Result<Server, Error> {
-    serve_with(dir, addr, ServeOptions::default())
-}
-
-/// As [`serve`], with options.
-pub fn serve_with(dir: &Path, addr: SocketAddr, opts: ServeOptions) -> Result<Server, Error> {
-    let listener = TcpListener::bind(addr).map_err(|e| Error::io(format!("binding {addr}"), e))?;
+pub fn serve(dir: &Path, addr: SocketAddr) -> Result<Server, ServeError> {
+    let listener = TcpListener::bind(addr).map_err(|source| ServeError::Bind { addr, source })?;
     let addr = listener
         .local_addr()
-        .map_err(|e| Error::io(format!("address of {addr}"), e))?;
+        .map_err(|source| ServeError::LocalAddr { addr, source })?;
     let stop = Arc::new(AtomicBool::new(false));
     let dir = dir.to_owned();
     let stop2 = Arc::clone(&stop);
@@ -116,7 +118,7 @@ pub fn serve_with(dir: &Path, addr: SocketAddr, opts: ServeOptions) -> Result<Se
             let Ok(stream) = conn else { continue };
             let dir = dir.clone();
             std::thread::spawn(move || {
-                if let Err(e) = handle(stream, &dir, opts) {
+                if let Err(e) = handle(stream, &dir) {
                     tracing::debug!(error = %e, "serve: connection ended");
                 }
             });
@@ -220,14 +222,14 @@ fn head(out: &mut impl Write, status: &str, length: u64, close: bool) -> std::io
     )
 }
 
-fn handle(stream: TcpStream, dir: &Path, opts: ServeOptions) -> std::io::Result<()> {
+fn handle(stream: TcpStream, dir: &Path) -> std::io::Result<()> {
     stream.set_read_timeout(Some(IDLE_TIMEOUT))?;
     // Each response is sent when flushed, not held back for the previous one's ACK.
     stream.set_nodelay(true)?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = BufWriter::new(stream);
     while let Some(request) = read_request(&mut reader)? {
-        respond(&mut out, dir, opts, &request)?;
+        respond(&mut out, dir, &request)?;
         out.flush()?;
         if request.close {
             break;
@@ -236,12 +238,7 @@ fn handle(stream: TcpStream, dir: &Path, opts: ServeOptions) -> std::io::Result<
     Ok(())
 }
 
-fn respond(
-    out: &mut impl Write,
-    dir: &Path,
-    opts: ServeOptions,
-    request: &Request,
-) -> std::io::Result<()> {
+fn respond(out: &mut impl Write, dir: &Path, request: &Request) -> std::io::Result<()> {
     let close = request.close;
     let method = request.method.as_str();
     if method != "GET" && method != "HEAD" {
@@ -269,23 +266,7 @@ fn respond(
     // Exactly Content-Length bytes, even if the file grows meanwhile, so the next response
     // on the connection starts where the client expects it.
     let mut file = Read::take(file, meta.len());
-    let sent = match opts.throttle {
-        None => std::io::copy(&mut file, out)?,
-        Some(t) => {
-            let mut buf = vec![0u8; t.bytes.max(1)];
-            let mut sent = 0u64;
-            loop {
-                let n = file.read(&mut buf)?;
-                if n == 0 {
-                    break sent;
-                }
-                out.write_all(buf.get(..n).unwrap_or_default())?;
-                out.flush()?;
-                sent = sent.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
-                std::thread::sleep(t.pause);
-            }
-        }
-    };
+    let sent = std::io::copy(&mut file, out)?;
     if sent < meta.len() {
         // The client would wait for the missing bytes: end the connection.
         return Err(std::io::Error::new(

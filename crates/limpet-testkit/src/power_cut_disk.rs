@@ -1,15 +1,21 @@
 //! [`SimDisk`]: an in-memory [`BlockDevice`] that can lose power mid-write and fail reads,
-//! for tests (this crate's and, with feature `sim`, other crates').
+//! for the power-cut tests of the A/B state (limpet-state) and of installing an update
+//! (limpet-update).
 //!
 //! Power-cut model: after [`SimDisk::cut_power_after`]`(n)`, the next `n` bytes written
 //! reach the medium and the write that crosses the limit keeps only its prefix (the rest of
 //! its range keeps the old contents). From then on the disk is off: every read, write and
 //! flush fails until [`SimDisk::power_on`], which models the reboot. Contents survive.
+//!
+//! [`SharedDisk`] is one such disk shared by several partitions (`limpet_state::Region`s
+//! of it), so they all lose power together, as the partitions of one real disk do.
 
+use std::cell::{Ref, RefCell, RefMut};
 use std::io;
 use std::ops::Range;
+use std::rc::Rc;
 
-use crate::device::BlockDevice;
+use limpet_state::BlockDevice;
 
 /// Linux `EIO`, what a failing disk returns.
 const EIO: i32 = 5;
@@ -159,6 +165,45 @@ impl BlockDevice for SimDisk {
     }
 }
 
+/// A [`SimDisk`] shared by handles: clones are the same disk.
+#[derive(Debug, Clone)]
+pub struct SharedDisk(Rc<RefCell<SimDisk>>);
+
+impl SharedDisk {
+    /// Shares `disk`.
+    pub fn new(disk: SimDisk) -> SharedDisk {
+        SharedDisk(Rc::new(RefCell::new(disk)))
+    }
+
+    /// The disk, to inspect (panics while a write through another handle is under way).
+    pub fn borrow(&self) -> Ref<'_, SimDisk> {
+        self.0.borrow()
+    }
+
+    /// The disk, to cut or restore its power or corrupt it.
+    pub fn borrow_mut(&self) -> RefMut<'_, SimDisk> {
+        self.0.borrow_mut()
+    }
+}
+
+impl BlockDevice for SharedDisk {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.0.borrow_mut().read_at(offset, buf)
+    }
+
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.0.borrow_mut().write_at(offset, data)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.borrow_mut().flush()
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        self.0.borrow().len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -177,6 +222,18 @@ mod tests {
         d.power_on();
         d.write_at(0, &[7]).unwrap();
         assert_eq!(d.bytes()[0], 7);
+    }
+
+    #[test]
+    fn shared_handles_lose_power_together() {
+        let disk = SharedDisk::new(SimDisk::new(64));
+        let (mut a, mut b) = (disk.clone(), disk.clone());
+        disk.borrow_mut().cut_power_after(4);
+        a.write_at(0, &[1; 4]).unwrap();
+        assert!(b.read_at(32, &mut [0; 4]).is_err());
+        disk.borrow_mut().power_on();
+        b.read_at(0, &mut [0; 4]).unwrap();
+        assert_eq!(disk.borrow().bytes()[..4], [1; 4]);
     }
 
     #[test]
