@@ -1,6 +1,18 @@
 //! One poll: status → TUF refresh → choose → the delta from the running version if the
 //! repository has one (begin → apply → check) or else: fetch the index → plan against the
 //! running slot → begin → assemble; then finish → reboot (as the policy allows).
+//!
+//! Rules kept here:
+//! - Nothing is fetched while the device is busy: a try on probation or a staged try ends
+//!   the poll before the repository is asked (a staged try only gets its reboot re-asked).
+//! - A delta is used only when its signed custom describes exactly the chosen slot and it is
+//!   at most [`MAX_DELTA`](limpet_repo::target::MAX_DELTA) bytes; its result is checked
+//!   against the signed length and SHA-256 before `Finish`. A failed delta falls back to the
+//!   chunks, which make the same slot.
+//! - The chunk index is a TUF target (length- and hash-checked before it is parsed) and must
+//!   describe the same length and payload hash as the signed custom fields.
+//! - A stored TUF root that no longer verifies is provisioned again from the image; the
+//!   trusted time floor is never reset.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -34,7 +46,13 @@ pub enum RebootPolicy {
     /// Only between two times of day, UTC, in minutes after midnight; `end` before
     /// `start` wraps past midnight (`23:00-01:00`). The device's clock decides: a device
     /// whose clock is wrong reboots at the wrong hour, and the try is still health-gated.
-    Window { start: u16, end: u16 },
+    Window {
+        /// First minute of the window (inclusive), 0..1440.
+        start: u16,
+        /// Minute the window closes (exclusive), 0..1440 ([`RebootPolicy::window`] never
+        /// makes it equal to `start`).
+        end: u16,
+    },
 }
 
 impl RebootPolicy {
@@ -111,7 +129,8 @@ mod reboot_tests {
     }
 }
 
-/// What the agent needs to know.
+/// Where the agent finds its repository, trusted root, state and PID 1, and how it
+/// downloads and reboots: the task's command line, parsed.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     /// Repository base URL: `http://host[:port][/path]` (or `file://` for development);
@@ -161,7 +180,7 @@ pub enum Busy {
     },
     /// A try is staged and waits for a reboot.
     TryStaged {
-        /// Its version.
+        /// The staged version.
         version: String,
         /// Whether this poll asked PID 1 for the reboot (the policy allowed it).
         reboot_requested: bool,
@@ -184,7 +203,7 @@ pub enum PollOutcome {
     Busy(Busy),
     /// A new version was written, verified by PID 1 and marked "try".
     Staged {
-        /// The version.
+        /// The version now staged for a try.
         version: String,
         /// Boots the try gets.
         boots: u8,
@@ -273,7 +292,8 @@ impl Clock for SharedClock {
     }
 }
 
-/// The update agent.
+/// The update agent: a configuration and a clock, reused across polls (each poll opens
+/// its own connection to PID 1 and its own TUF client).
 #[derive(Debug)]
 pub struct Agent {
     config: AgentConfig,
@@ -289,18 +309,19 @@ impl Agent {
         }
     }
 
-    /// Replaces the clock.
+    /// Replaces the clock (tests and simulated devices set the time TUF expiry is
+    /// checked against).
     pub fn with_clock(mut self, clock: Arc<dyn Clock + Send + Sync>) -> Self {
         self.clock = SharedClock(clock);
         self
     }
 
-    /// The configuration.
+    /// The configuration the agent was made with.
     pub fn config(&self) -> &AgentConfig {
         &self.config
     }
 
-    /// `STATE/tuf`.
+    /// Where the TUF metadata is kept: `STATE/tuf` ([`METADATA_DIR`]).
     pub fn metadata_dir(&self) -> PathBuf {
         self.config.state_dir.join(METADATA_DIR)
     }

@@ -113,7 +113,7 @@ pub enum AgentError {
     /// The slot is larger than the inactive slot partition.
     #[error("{version} is {length} bytes, the inactive slot holds {capacity}")]
     DoesNotFit {
-        /// The version.
+        /// The version being installed.
         version: String,
         /// Its slot length.
         length: u64,
@@ -123,7 +123,7 @@ pub enum AgentError {
     /// Building the new slot failed (a chunk could not be fetched, or did not verify).
     #[error("assembling {version}")]
     Assemble {
-        /// The version.
+        /// The version being installed.
         version: String,
         /// The cause.
         #[source]

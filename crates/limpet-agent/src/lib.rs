@@ -28,6 +28,8 @@
 //!   closes, and only `Finish` marks a try.
 //! - Never panics; the poll loop ([`schedule`]) logs one line per poll.
 
+#![warn(missing_docs)]
+
 mod agent;
 pub mod error;
 pub mod net;

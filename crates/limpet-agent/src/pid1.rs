@@ -114,7 +114,8 @@ impl Pid1 {
         }
     }
 
-    /// `Status`.
+    /// `Status`: the running version and length, the inactive slot's capacity, the floor,
+    /// the highest failed version, a pending try and probation, as PID 1 knows them.
     pub fn status(&self) -> Result<DeviceStatus, AgentError> {
         match self.ask(&Request::Status)? {
             Response::Status(s) => Ok(s),

@@ -2,13 +2,15 @@
 //!
 //! - [`target`]: target names (`D/V/slot.img`, `D/V/slot.cidx`) and the signed
 //!   `custom.limpet` object, shared by the publisher and the device's update agent.
-//! - [`publish`] (feature `publish`, vendor side): [`init_repo`], [`publish()`] a built
-//!   slot (chunk store + two TUF targets), [`refresh`] the timestamp and snapshot.
+//! - [`publish`](mod@publish) (feature `publish`, vendor side): [`init_repo`], [`publish()`]
+//!   a built slot (chunk store + two TUF targets), [`refresh`] the timestamp and snapshot.
 //! - [`serve`] (feature `publish`, vendor side): the repository over plain HTTP for
 //!   development (`limpet serve`) and tests.
 //!
 //! The repository is static files (TUF metadata, targets, a content-addressed chunk store);
-//! see [`publish`] for its layout and the order in which a publish writes them.
+//! see [`publish`](mod@publish) for its layout and the order in which a publish writes them.
+
+#![warn(missing_docs)]
 
 #[cfg(feature = "publish")]
 pub mod publish;

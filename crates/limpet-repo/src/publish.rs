@@ -154,9 +154,9 @@ pub enum InitOutcome {
 pub struct Published {
     /// The signed facts now in the repository.
     pub slot: SlotTarget,
-    /// `D/V/slot.img`.
+    /// The whole-slot target's name, `D/V/slot.img`.
     pub slot_target: String,
-    /// `D/V/slot.cidx`.
+    /// The chunk index target's name, `D/V/slot.cidx`: what devices fetch.
     pub index_target: String,
     /// Chunks in the index.
     pub chunks: usize,

@@ -40,16 +40,17 @@ pub const MAX_DELTA: u64 = 1024 * 1024;
 /// The key of Limpet's object inside a target's `custom`.
 pub const CUSTOM_KEY: &str = "limpet";
 
-/// `D/V/slot.cidx`.
+/// The chunk index target of `version` of `device`: `D/V/slot.cidx`.
 pub fn index_target_name(device: &str, version: &str) -> String {
     format!("{device}/{version}/{INDEX_FILE}")
 }
 
-/// `D/V/slot.img`.
+/// The whole-slot target of `version` of `device`: `D/V/slot.img`.
 pub fn slot_target_name(device: &str, version: &str) -> String {
     format!("{device}/{version}/{SLOT_FILE}")
 }
 
+/// The delta target that makes `version` of `device` from version `from`:
 /// `D/V/from-F.delta`.
 pub fn delta_target_name(device: &str, version: &str, from: &str) -> String {
     format!("{device}/{version}/from-{from}.delta")
@@ -269,7 +270,7 @@ pub struct DeltaTarget {
 }
 
 impl DeltaTarget {
-    /// `D/V/from-F.delta`.
+    /// This delta's target name, `D/V/from-F.delta`.
     pub fn name(&self) -> String {
         delta_target_name(
             &self.slot.device,

@@ -15,11 +15,11 @@ use serde_json::Value;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("no canonical JSON form: {reason}")]
 pub struct CanonicalError {
-    /// Why.
+    /// What in the value has no canonical form (a floating-point number).
     pub reason: &'static str,
 }
 
-/// The canonical JSON bytes of `value`.
+/// The canonical JSON bytes of `value`: what a signature over it covers.
 pub fn to_canonical(value: &Value) -> Result<Vec<u8>, CanonicalError> {
     let mut out = Vec::with_capacity(256);
     write(value, &mut out)?;

@@ -185,7 +185,8 @@ impl Client {
         self
     }
 
-    /// The trusted root.
+    /// The root trusted now: the stored one after [`Client::open`], the newest verified one
+    /// after [`Client::refresh`].
     pub fn trusted_root(&self) -> &Root {
         &self.root
     }

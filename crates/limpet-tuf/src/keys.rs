@@ -95,7 +95,7 @@ impl Key {
     }
 }
 
-/// Errors of key files.
+/// Why a private key file could not be read, listed or written.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyError {
@@ -149,12 +149,12 @@ impl RoleKey {
         RoleKey { signing, key, id }
     }
 
-    /// The public key object.
+    /// Its public key object, as root metadata lists it.
     pub fn key(&self) -> &Key {
         &self.key
     }
 
-    /// The key id.
+    /// Its key id: what root metadata and signatures name it by.
     pub fn id(&self) -> &KeyId {
         &self.id
     }
@@ -243,7 +243,7 @@ impl KeyRing {
         self.keys.get(id)
     }
 
-    /// Adds a key.
+    /// Adds a key (one just made, before it is saved), replacing any with the same id.
     pub fn insert(&mut self, key: RoleKey) {
         self.keys.insert(key.id.clone(), key);
     }

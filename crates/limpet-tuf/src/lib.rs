@@ -12,6 +12,8 @@
 //! Only Ed25519 keys (`keytype`/`scheme` `"ed25519"`, hex public key) are supported. Metadata
 //! is signed over canonical JSON ([`canonical`]), interoperable with python-tuf.
 
+#![warn(missing_docs)]
+
 pub mod canonical;
 pub mod client;
 pub mod error;

@@ -21,7 +21,8 @@ use crate::keys::{Key, KeyId, RoleKey};
 use crate::time::UnixTime;
 use crate::MAX_LENGTH;
 
-/// The spec version this crate writes.
+/// The TUF specification version written into the `spec_version` of metadata this crate
+/// makes (parsing accepts any 1.x).
 pub const SPEC_VERSION: &str = "1.0.31";
 
 /// Name of the field in timestamp `signed` carrying its issue time (an addition of this
@@ -74,7 +75,7 @@ impl fmt::Display for Role {
 pub struct Signature {
     /// The key id it claims.
     pub keyid: KeyId,
-    /// Hex signature.
+    /// Hex Ed25519 signature over the canonical JSON of `signed`.
     pub sig: String,
 }
 
@@ -85,7 +86,7 @@ pub struct RoleKeys {
     pub keyids: Vec<KeyId>,
     /// Distinct keys required.
     pub threshold: u64,
-    /// Unrecognised fields.
+    /// Fields this crate does not interpret, kept so that re-signing does not drop them.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -93,32 +94,38 @@ pub struct RoleKeys {
 /// Hashes by algorithm name (`sha256`, `sha512`), hex values.
 pub type Hashes = BTreeMap<String, String>;
 
-/// Root metadata.
+/// Root metadata: the keys and threshold of every top-level role, the trust anchor all
+/// other metadata (and the next root) is checked against.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Root {
-    /// `"root"`.
+    /// The `_type` field, `"root"`; [`parse`] refuses any other.
     #[serde(rename = "_type")]
     pub type_: String,
-    /// Spec version.
+    /// The TUF specification version it was written for; [`parse`] refuses a major other
+    /// than 1.
     pub spec_version: String,
-    /// Whether consistent snapshots are used.
+    /// Whether the repository also publishes version- and hash-prefixed names, which clients
+    /// then fetch (safe while a publish is under way).
     #[serde(default)]
     pub consistent_snapshot: bool,
-    /// Version.
+    /// Its version: at least 1, raised on every re-signing, so a client can refuse one
+    /// older than it trusts (rollback).
     pub version: u64,
-    /// Expiry.
+    /// When it stops being valid: a client refuses it once its trusted time reaches this
+    /// (freeze).
     pub expires: UnixTime,
-    /// Keys by id.
+    /// Public keys by key id; `roles` names which of them may sign what.
     pub keys: BTreeMap<KeyId, Key>,
-    /// Role key lists by role name.
+    /// The key ids and threshold of each top-level role, by role name.
     pub roles: BTreeMap<String, RoleKeys>,
-    /// Unrecognised fields.
+    /// Fields this crate does not interpret, kept so that re-signing does not drop them.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
 impl Root {
-    /// The keys of `role`.
+    /// The key ids and threshold of `role`; an error when root lists none for it (which
+    /// [`parse`] already refuses).
     pub fn role_keys(&self, role: Role) -> Result<&RoleKeys, Error> {
         self.roles
             .get(role.name())
@@ -137,26 +144,31 @@ pub struct MetaFile {
     /// Its hashes, if listed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hashes: Option<Hashes>,
-    /// Unrecognised fields.
+    /// Fields this crate does not interpret, kept so that re-signing does not drop them.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
-/// Timestamp metadata.
+/// Timestamp metadata: short-lived and re-signed often, it names the newest snapshot, so a
+/// client notices quickly when it is fed old metadata.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Timestamp {
-    /// `"timestamp"`.
+    /// The `_type` field, `"timestamp"`; [`parse`] refuses any other.
     #[serde(rename = "_type")]
     pub type_: String,
-    /// Spec version.
+    /// The TUF specification version it was written for; [`parse`] refuses a major other
+    /// than 1.
     pub spec_version: String,
-    /// Version.
+    /// Its version: at least 1, raised on every re-signing, so a client can refuse one
+    /// older than it trusts (rollback).
     pub version: u64,
-    /// Expiry.
+    /// When it stops being valid: a client refuses it once its trusted time reaches this
+    /// (freeze).
     pub expires: UnixTime,
-    /// `snapshot.json` entry.
+    /// What it lists about `snapshot.json`, its only entry.
     pub meta: BTreeMap<String, MetaFile>,
-    /// Unrecognised fields (here: [`ISSUED_FIELD`]).
+    /// Fields this crate does not interpret, kept so that re-signing does not drop them (and
+    /// [`ISSUED_FIELD`], read by [`Timestamp::issued`]).
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -171,69 +183,78 @@ impl Timestamp {
     }
 }
 
-/// Snapshot metadata.
+/// Snapshot metadata: the version (and optionally length and hashes) of the targets
+/// metadata, so a client cannot be given a mix of files from different publishes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
-    /// `"snapshot"`.
+    /// The `_type` field, `"snapshot"`; [`parse`] refuses any other.
     #[serde(rename = "_type")]
     pub type_: String,
-    /// Spec version.
+    /// The TUF specification version it was written for; [`parse`] refuses a major other
+    /// than 1.
     pub spec_version: String,
-    /// Version.
+    /// Its version: at least 1, raised on every re-signing, so a client can refuse one
+    /// older than it trusts (rollback).
     pub version: u64,
-    /// Expiry.
+    /// When it stops being valid: a client refuses it once its trusted time reaches this
+    /// (freeze).
     pub expires: UnixTime,
-    /// Targets metadata entries.
+    /// What it lists about each targets metadata file, by file name (`targets.json`).
     pub meta: BTreeMap<String, MetaFile>,
-    /// Unrecognised fields.
+    /// Fields this crate does not interpret, kept so that re-signing does not drop them.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
-/// A target file entry.
+/// What targets metadata says about one file: the length and hashes its download must
+/// match, and the application data it carries.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TargetFile {
-    /// Length in bytes.
+    /// Exact length in bytes: the download cap, and checked when the download ends.
     pub length: u64,
-    /// Hashes.
+    /// Hashes the downloaded bytes must match, every one listed.
     pub hashes: Hashes,
     /// Application data (Limpet: image version, verity root hash, chunk index target).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub custom: Option<Value>,
-    /// Unrecognised fields.
+    /// Fields this crate does not interpret, kept so that re-signing does not drop them.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
-/// Targets metadata.
+/// Targets metadata: the files clients may install, each with its length and hashes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Targets {
-    /// `"targets"`.
+    /// The `_type` field, `"targets"`; [`parse`] refuses any other.
     #[serde(rename = "_type")]
     pub type_: String,
-    /// Spec version.
+    /// The TUF specification version it was written for; [`parse`] refuses a major other
+    /// than 1.
     pub spec_version: String,
-    /// Version.
+    /// Its version: at least 1, raised on every re-signing, so a client can refuse one
+    /// older than it trusts (rollback).
     pub version: u64,
-    /// Expiry.
+    /// When it stops being valid: a client refuses it once its trusted time reaches this
+    /// (freeze).
     pub expires: UnixTime,
     /// Target files by name.
     pub targets: BTreeMap<String, TargetFile>,
     /// Delegations (kept, not followed: see the client's step 5.6.7).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delegations: Option<Value>,
-    /// Unrecognised fields.
+    /// Fields this crate does not interpret, kept so that re-signing does not drop them.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
-/// Common behaviour of the role types.
+/// What [`parse`] and the client need of every role's metadata, so one generic parse, load
+/// and version and expiry check serve all four roles.
 pub trait RoleMetadata: DeserializeOwned + Serialize {
-    /// Which role.
+    /// The role these are the metadata of ([`parse`] checks `_type` against it).
     const ROLE: Role;
-    /// Version.
+    /// The metadata version (compared for rollback).
     fn version(&self) -> u64;
-    /// Expiry.
+    /// When the metadata expires (compared with trusted time for freeze).
     fn expires(&self) -> UnixTime;
     /// Role-specific validation beyond the common checks.
     fn validate(&self, path: &str) -> Result<(), Error>;
@@ -333,7 +354,8 @@ struct RawEnvelope {
 pub struct Unverified<T> {
     /// The parsed `signed` object.
     pub signed: T,
-    /// The signatures.
+    /// The signatures as received, none checked yet:
+    /// [`verify_threshold`](crate::verify::verify_threshold) decides which count.
     pub signatures: Vec<Signature>,
     /// Canonical JSON of the `signed` object as received: what the signatures cover.
     pub canonical: Vec<u8>,

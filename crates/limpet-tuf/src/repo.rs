@@ -102,7 +102,7 @@ impl Default for InitOptions {
     }
 }
 
-/// Errors of the repository writer.
+/// Why a repository operation (init, open, publish, refresh, key rotation) failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RepoError {
@@ -258,7 +258,8 @@ impl Repository {
         Ok(repo)
     }
 
-    /// Opens an existing repository.
+    /// Opens the repository in `dir`, signing with the keys in `keys_dir` and dating expiries
+    /// by `clock`. Fails unless `DIR/metadata/root.json` parses.
     pub fn open(dir: &Path, keys_dir: &Path, clock: Box<dyn Clock>) -> Result<Self, RepoError> {
         let repo = Repository {
             dir: dir.to_owned(),
@@ -293,12 +294,14 @@ impl Repository {
         self.dir.join("targets")
     }
 
-    /// The current root.
+    /// The current root as `DIR/metadata/root.json` holds it (parsed; signatures are not
+    /// checked: the writer reads its own files).
     pub fn root(&self) -> Result<Root, RepoError> {
         self.read_role::<Root>()
     }
 
-    /// The current targets metadata.
+    /// The current targets metadata as `DIR/metadata/targets.json` holds it (parsed;
+    /// signatures are not checked).
     pub fn targets(&self) -> Result<Targets, RepoError> {
         self.read_role::<Targets>()
     }

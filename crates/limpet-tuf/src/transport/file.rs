@@ -1,4 +1,10 @@
 //! A local directory as a repository (development, removable media, tests).
+//!
+//! Rules kept here:
+//! - A path is checked before it is joined to the base ([`check_relative`]): no absolute
+//!   path and no `..` can leave the directory.
+//! - A missing file is [`Error::NotFound`], as a 404 is over HTTP; a file larger than the
+//!   cap is refused before it is read, and reads go through a [`Download`] like any other.
 
 use std::path::PathBuf;
 use std::time::Instant;
