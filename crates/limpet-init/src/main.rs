@@ -22,12 +22,12 @@ mod boot;
 mod console;
 mod dm;
 mod hardening;
+mod host_namespaces;
 mod logs;
 mod network;
 mod partitions;
 mod power_button;
 mod runtime;
-mod sim;
 mod slots;
 mod status;
 mod supervisor;
@@ -54,9 +54,9 @@ fn main() {
         "limpet-init {} starting",
         env!("CARGO_PKG_VERSION")
     ));
-    if sim::requested(root) {
+    if host_namespaces::requested(root) {
         // PID 1 of a namespace on the build host: exit instead of powering anything off.
-        let code = match sim::run(root) {
+        let code = match host_namespaces::run(root) {
             Ok(()) => 0,
             Err(reason) => {
                 console::line(&format!("limpet-init: simulation failed: {reason}"));

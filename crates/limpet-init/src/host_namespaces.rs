@@ -1,10 +1,10 @@
-//! Simulation: `limpet run --sim` starts limpet-init as PID 1 of fresh namespaces on the
-//! build host, chrooted into the unpacked initramfs, with the slot's files already checked
-//! against the signed header and the image key by the command line and unpacked into
-//! `/slot`. There is no disk, no kernel module, no dm-verity and no hardening sysctl (those
-//! would change the host); cgroup budgets are not enforced (the build hosts have cgroup
-//! v1). Everything from the policy on — sandbox, supervisor, logs, shutdown — is the
-//! device's code path.
+//! PID 1 in namespaces on the build host, for `limpet run --sim`: the command line starts
+//! limpet-init as PID 1 of fresh namespaces, chrooted into the unpacked initramfs, with
+//! the slot's files already checked against the signed header and the image key and
+//! unpacked into `/slot`. There is no disk, no kernel module, no dm-verity and no
+//! hardening sysctl (those would change the host); cgroup budgets are not enforced (the
+//! build hosts have cgroup v1). Everything from the policy on — sandbox, supervisor, logs,
+//! shutdown — is the device's code path.
 //!
 //! Simulation is chosen only by the file [`MARKER`], which the command line writes into
 //! the unpacked root. No built initramfs carries it, and neither the kernel command line
