@@ -11,14 +11,40 @@
 //! nor the environment can create a file, so a device cannot be talked into skipping its
 //! verified boot.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rustix::mount::MountFlags;
 
-use crate::{console, sys, DATA_MOUNT, SLOT_MOUNT};
+use crate::{sys, LoadPolicyError, DATA_MOUNT, SLOT_MOUNT};
 
 /// The marker file that selects simulation.
 pub const MARKER: &str = "etc/limpet/sim";
+
+/// Why the simulation stopped before or instead of running its tasks.
+#[derive(Debug, thiserror::Error)]
+pub enum HostNamespacesError {
+    #[error("cannot mount {fstype} on {}", target.display())]
+    Mount {
+        fstype: &'static str,
+        target: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot make {}", path.display())]
+    NullDevice {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot bind {} onto itself", target.display())]
+    Bind {
+        target: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Policy(#[from] LoadPolicyError),
+    /// The runtime's errors are text for now (runtime.rs has not got typed errors yet).
+    #[error("{reason}")]
+    Runtime { reason: String },
+}
 
 /// Whether this PID 1 runs as a simulation.
 pub fn requested(root: &Path) -> bool {
@@ -26,31 +52,36 @@ pub fn requested(root: &Path) -> bool {
 }
 
 /// Mounts what the runtime needs and runs the tasks until a shutdown request.
-pub fn run(root: &Path) -> Result<(), String> {
-    console::line("limpet-init: SIMULATION on the build host: no disk, no dm-verity, no hardening sysctls, cgroup budgets not enforced");
+pub fn run(root: &Path) -> Result<(), HostNamespacesError> {
+    console!("SIMULATION on the build host: no disk, no dm-verity, no hardening sysctls, cgroup budgets not enforced");
     let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
     for (fstype, target) in [("proc", "proc"), ("tmpfs", "run"), ("tmpfs", "dev")] {
-        sys::mount_pseudo(fstype, &root.join(target), flags)
-            .map_err(|e| format!("cannot mount /{target}: {e}"))?;
+        let target = root.join(target);
+        sys::mount_pseudo(fstype, &target, flags).map_err(|source| HostNamespacesError::Mount {
+            fstype,
+            target,
+            source,
+        })?;
     }
-    sys::make_null_device(&root.join("dev/null"))
-        .map_err(|e| format!("cannot make /dev/null: {e}"))?;
-    sys::bind_self(
-        &root.join(SLOT_MOUNT),
+    let null = root.join("dev/null");
+    sys::make_null_device(&null)
+        .map_err(|source| HostNamespacesError::NullDevice { path: null, source })?;
+    let bind = |target: PathBuf, flags| {
+        sys::bind_self(&target, flags)
+            .map_err(|source| HostNamespacesError::Bind { target, source })
+    };
+    bind(
+        root.join(SLOT_MOUNT),
         MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
-    )
-    .map_err(|e| format!("cannot bind /{SLOT_MOUNT} read-only: {e}"))?;
-    sys::bind_self(&root.join(DATA_MOUNT), flags)
-        .map_err(|e| format!("cannot bind /{DATA_MOUNT}: {e}"))?;
+    )?;
+    bind(root.join(DATA_MOUNT), flags)?;
     let mut policy = crate::load_policy(root)?;
     // The update agent installs into the other slot through PID 1: a simulation has no
     // slots, so it is not started (rather than failing at every start for want of its
     // socket).
     if let Some(agent) = policy.update_agent.take() {
         policy.tasks.retain(|t| t.name != agent);
-        console::line(&format!(
-            "limpet-init: {agent} not started: a simulation has no slots to update"
-        ));
+        console!("{agent} not started: a simulation has no slots to update");
     }
     let roots = limpet_sandbox::spawn::Roots {
         slot: root.join(SLOT_MOUNT),
@@ -58,10 +89,7 @@ pub fn run(root: &Path) -> Result<(), String> {
         work: root.join("run/limpet/tasks"),
         cgroups: limpet_sandbox::spawn::Cgroups::NotEnforced,
     };
-    console::line(&format!(
-        "limpet-init: starting {} task(s)",
-        policy.tasks.len()
-    ));
+    console!("starting {} task(s)", policy.tasks.len());
     let mut system = crate::status::SystemStatus {
         slot: "sim".to_owned(),
         version: String::new(),
@@ -74,10 +102,11 @@ pub fn run(root: &Path) -> Result<(), String> {
     // No cgroup2 here: the network policy recognises each task by its uid.
     let network = policy.network.as_ref().and_then(|net| {
         crate::network::Network::start(net, limpet_net::Runtime::by_uid(net).tasks)
-            .map_err(|e| console::line(&format!("limpet-init: network not started: {e}")))
+            .map_err(|e| console!("network not started: {e}"))
             .ok()
     });
-    crate::runtime::run(root, &policy, &roots, None, None, network, &mut system)?;
-    console::line("limpet-init: all tasks stopped");
+    crate::runtime::run(root, &policy, &roots, None, None, network, &mut system)
+        .map_err(|reason| HostNamespacesError::Runtime { reason })?;
+    console!("all tasks stopped");
     Ok(())
 }
