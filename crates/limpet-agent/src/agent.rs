@@ -367,7 +367,7 @@ impl Agent {
                 }
                 Err(e) => crate::schedule::log_line(&format!(
                     "limpet-agent: {}; fetching chunks instead",
-                    crate::schedule::chain(&e)
+                    limpet_error_chain::one_line(&e)
                 )),
             }
         }
@@ -456,7 +456,7 @@ impl Agent {
             Err(e) if stored_root_damaged(&e) => {
                 crate::schedule::log_line(&format!(
                     "limpet-agent: the stored TUF root is unusable ({}); provisioning {} again",
-                    crate::schedule::chain(&e),
+                    limpet_error_chain::one_line(&e),
                     self.config.root.display()
                 ));
                 let provision = |source| AgentError::Provision {

@@ -59,18 +59,6 @@ pub fn parse_interval(text: &str) -> Option<Duration> {
     n.checked_mul(secs).map(Duration::from_secs)
 }
 
-/// The `[chain]` of an error, `: `-joined.
-pub fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 /// Writes one line to stdout, ignoring failure.
 pub fn log_line(line: &str) {
     let mut out = std::io::stdout().lock();
@@ -86,7 +74,10 @@ pub fn poll_and_log(agent: &mut Agent) -> bool {
             true
         }
         Err(e) => {
-            log_line(&format!("poll failed: {}", chain(&e)));
+            log_line(&format!(
+                "poll failed: {}",
+                limpet_error_chain::one_line(&e)
+            ));
             false
         }
     }

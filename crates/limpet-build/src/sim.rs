@@ -28,7 +28,7 @@ use limpet_image::{cpio, slot, squashfs};
 use crate::keys;
 use crate::pipeline::{INITRAMFS, INITRAMFS_PUBLIC_KEY, SLOT_IMG};
 
-/// The marker limpet-init looks for (see `crates/limpet-init/src/sim.rs`).
+/// The marker limpet-init looks for (see `crates/limpet-init/src/host_namespaces.rs`).
 pub const MARKER: &str = "etc/limpet/sim";
 
 /// Errors preparing a simulation.

@@ -1,7 +1,7 @@
 //! Early boot: pseudo-filesystems and kernel modules. Paths are taken relative to a root
 //! given as a parameter, so the module-list parsing can be tested without being PID 1.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::sys;
 
@@ -16,44 +16,37 @@ pub struct EarlyBootReport {
 }
 
 /// Errors of early boot, each naming the path at fault.
-#[derive(Debug)]
-pub enum BootError {
+#[derive(Debug, thiserror::Error)]
+pub enum EarlyBootError {
+    #[error("cannot mount {}", target.display())]
     Mount {
-        target: String,
+        target: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot read the module list {}", path.display())]
     ReadList {
-        path: String,
+        path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot load module {}", path.display())]
     Module {
-        path: String,
+        path: PathBuf,
         source: std::io::Error,
     },
-}
-
-impl std::fmt::Display for BootError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Mount { target, source } => write!(f, "cannot mount {target}: {source}"),
-            Self::ReadList { path, source } => write!(f, "cannot read {path}: {source}"),
-            Self::Module { path, source } => write!(f, "cannot load module {path}: {source}"),
-        }
-    }
 }
 
 /// Mounts `/proc`, `/sys`, `/dev`, `/run` and loads the listed modules.
-pub fn early_boot(root: &Path) -> Result<EarlyBootReport, BootError> {
+pub fn early_boot(root: &Path) -> Result<EarlyBootReport, EarlyBootError> {
     for (fstype, target, flags) in sys::PSEUDO_FILESYSTEMS {
         let path = root.join(target);
-        sys::mount_pseudo(fstype, &path, *flags).map_err(|source| BootError::Mount {
-            target: path.display().to_string(),
+        sys::mount_pseudo(fstype, &path, *flags).map_err(|source| EarlyBootError::Mount {
+            target: path.clone(),
             source,
         })?;
     }
     let list_path = root.join(MODULE_LIST);
-    let list = std::fs::read_to_string(&list_path).map_err(|source| BootError::ReadList {
-        path: list_path.display().to_string(),
+    let list = std::fs::read_to_string(&list_path).map_err(|source| EarlyBootError::ReadList {
+        path: list_path.clone(),
         source,
     })?;
     let mut report = EarlyBootReport::default();
@@ -62,12 +55,7 @@ pub fn early_boot(root: &Path) -> Result<EarlyBootReport, BootError> {
         match sys::load_module(&path) {
             Ok(sys::ModuleLoad::Loaded) => report.loaded += 1,
             Ok(sys::ModuleLoad::AlreadyLoaded) => report.already_loaded += 1,
-            Err(source) => {
-                return Err(BootError::Module {
-                    path: path.display().to_string(),
-                    source,
-                })
-            }
+            Err(source) => return Err(EarlyBootError::Module { path, source }),
         }
     }
     Ok(report)

@@ -55,26 +55,12 @@ impl Command {
 }
 
 /// Errors building a request.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DmError {
+    #[error("device-mapper name {name:?} is longer than {} bytes", NAME_LEN - 1)]
     NameTooLong { name: String },
+    #[error("device-mapper table of {len} bytes does not fit the request buffer")]
     ParamsTooLong { len: usize },
-}
-
-impl std::fmt::Display for DmError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::NameTooLong { name } => write!(
-                f,
-                "device-mapper name {name:?} is longer than {} bytes",
-                NAME_LEN - 1
-            ),
-            Self::ParamsTooLong { len } => write!(
-                f,
-                "device-mapper table of {len} bytes does not fit the request buffer"
-            ),
-        }
-    }
 }
 
 /// A request buffer: the header with `name` and `flags`, no payload.

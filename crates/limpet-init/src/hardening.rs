@@ -123,12 +123,21 @@ pub fn proc_path(root: &Path, key: &str) -> std::path::PathBuf {
     root.join("proc/sys").join(key.replace('.', "/"))
 }
 
+/// A sysctl the kernel has that could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("sysctl {} not set ({})", sysctl.key, sysctl.reason)]
+pub struct SysctlError {
+    pub sysctl: &'static Sysctl,
+    pub path: std::path::PathBuf,
+    pub source: std::io::Error,
+}
+
 /// What applying the table did.
 #[derive(Debug, Default)]
 pub struct HardeningReport {
     pub set: usize,
     pub missing: Vec<&'static str>,
-    pub failed: Vec<(&'static Sysctl, String)>,
+    pub failed: Vec<SysctlError>,
 }
 
 /// Writes every sysctl of `table` under `root`.
@@ -142,7 +151,11 @@ pub fn apply(root: &Path, table: &'static [Sysctl]) -> HardeningReport {
         }
         match std::fs::write(&path, sysctl.value) {
             Ok(()) => report.set += 1,
-            Err(e) => report.failed.push((sysctl, e.to_string())),
+            Err(source) => report.failed.push(SysctlError {
+                sysctl,
+                path,
+                source,
+            }),
         }
     }
     report
@@ -175,6 +188,20 @@ mod tests {
             !keys.contains(&MODULES_DISABLED.key),
             "module loading is locked separately, last"
         );
+    }
+
+    #[test]
+    fn a_sysctl_that_cannot_be_written_names_its_key_and_reason() {
+        let root = tempfile::tempdir().unwrap();
+        // A directory where the file should be: present, but not writable as a sysctl.
+        std::fs::create_dir_all(proc_path(root.path(), SYSCTLS[0].key)).unwrap();
+        let report = apply(root.path(), &SYSCTLS[..1]);
+        assert_eq!(report.set, 0);
+        let failed = &report.failed[0];
+        assert_eq!(failed.sysctl.key, "kernel.kptr_restrict");
+        assert!(crate::console::chain(failed).starts_with(
+            "sysctl kernel.kptr_restrict not set (hide kernel addresses from /proc and logs (KASLR stays useful)): "
+        ));
     }
 }
 

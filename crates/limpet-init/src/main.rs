@@ -18,16 +18,18 @@
 //! - PID 1 never executes anything that was not declared: there is no shell to fall
 //!   back to.
 
-mod boot;
+// First: its `console!` macro is used by every module after it.
+#[macro_use]
 mod console;
+mod boot;
 mod dm;
 mod hardening;
+mod host_namespaces;
 mod logs;
 mod network;
 mod partitions;
 mod power_button;
 mod runtime;
-mod sim;
 mod slots;
 mod status;
 mod supervisor;
@@ -35,7 +37,7 @@ mod sys;
 mod trial;
 mod verified;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// How long PID 1 waits for the boot disk's partitions to appear after loading the
@@ -48,86 +50,116 @@ pub const POLICY_FILE: &str = "policy.json";
 /// Where the data partition is mounted.
 pub const DATA_MOUNT: &str = "data";
 
+/// Why the boot stopped before the tasks ran to a shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error("early boot")]
+    EarlyBoot { source: boot::EarlyBootError },
+    #[error(
+        "no disk with partitions {} appeared within {}s",
+        partitions::NAMES.join(", "),
+        waited.as_secs()
+    )]
+    NoDisk { waited: Duration },
+    #[error(transparent)]
+    Key(#[from] verified::KeyError),
+    #[error(transparent)]
+    Slot(#[from] slots::StateBootError),
+    #[error("cannot mount the data partition {}", device.display())]
+    MountData {
+        device: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Policy(#[from] LoadPolicyError),
+    /// The runtime's errors are text for now (runtime.rs has not got typed errors yet).
+    #[error("{reason}")]
+    Runtime { reason: String },
+}
+
+/// Why the compiled policy in the slot cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadPolicyError {
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}", path.display())]
+    Parse {
+        path: PathBuf,
+        source: limpet_sandbox::policy::PolicyError,
+    },
+    #[error("the policy is for {policy:?}, this device is {device:?}")]
+    Arch {
+        policy: limpet_sandbox::seccomp::Arch,
+        device: Option<limpet_sandbox::seccomp::Arch>,
+    },
+}
+
 fn main() {
     let root = Path::new("/");
-    console::line(&format!(
-        "limpet-init {} starting",
-        env!("CARGO_PKG_VERSION")
+    console::line(concat!(
+        "limpet-init ",
+        env!("CARGO_PKG_VERSION"),
+        " starting"
     ));
-    if sim::requested(root) {
+    if host_namespaces::requested(root) {
         // PID 1 of a namespace on the build host: exit instead of powering anything off.
-        let code = match sim::run(root) {
+        let code = match host_namespaces::run(root) {
             Ok(()) => 0,
-            Err(reason) => {
-                console::line(&format!("limpet-init: simulation failed: {reason}"));
+            Err(e) => {
+                console!("simulation failed: {}", console::chain(&e));
                 1
             }
         };
         std::process::exit(code);
     }
     match boot(root) {
-        Ok(runtime::Outcome::PowerOff) => console::line("limpet-init: powering off"),
+        Ok(runtime::Outcome::PowerOff) => console!("powering off"),
         Ok(runtime::Outcome::Reboot) => {
-            console::line("limpet-init: rebooting");
+            console!("rebooting");
             sys::reboot();
         }
-        Err(reason) => console::line(&format!("limpet-init: boot failed: {reason}; powering off")),
+        Err(e) => console!("boot failed: {}; powering off", console::chain(&e)),
     }
     sys::power_off();
 }
 
-fn boot(root: &Path) -> Result<runtime::Outcome, String> {
+fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
     // Ctrl-alt-del sends SIGINT to PID 1 (a clean shutdown) instead of rebooting at once.
     let _ = rustix::system::reboot(rustix::system::RebootCommand::CadOff);
-    let report = boot::early_boot(root).map_err(|e| format!("early boot: {e}"))?;
-    console::line(&format!(
-        "limpet-init: {} kernel module(s) loaded, {} already present",
-        report.loaded, report.already_loaded
-    ));
+    let report = boot::early_boot(root).map_err(|source| BootError::EarlyBoot { source })?;
+    console!(
+        "{} kernel module(s) loaded, {} already present",
+        report.loaded,
+        report.already_loaded
+    );
 
     let disk = wait_for_disk(root)?;
-    console::line(&format!(
-        "limpet-init: disk {}: state={} slot-a={} slot-b={} data={}",
+    console!(
+        "disk {}: state={} slot-a={} slot-b={} data={}",
         disk.state.disk,
         disk.state.devname,
         disk.slot_a.devname,
         disk.slot_b.devname,
         disk.data.devname
-    ));
+    );
 
-    let key = verified::load_key(root).map_err(|e| e.to_string())?;
+    let key = verified::load_key(root)?;
     let booted = slots::boot_from_state(root, &disk, &key)?;
 
     let data = disk.data.node(root);
-    sys::mount_data(&data, &root.join(DATA_MOUNT))
-        .map_err(|e| format!("cannot mount the data partition {}: {e}", data.display()))?;
-    console::line(&format!(
-        "limpet-init: data partition {} mounted on /{DATA_MOUNT} (nosuid,nodev,noexec)",
+    sys::mount_data(&data, &root.join(DATA_MOUNT)).map_err(|source| BootError::MountData {
+        device: data.clone(),
+        source,
+    })?;
+    console!(
+        "data partition {} mounted on /{DATA_MOUNT} (nosuid,nodev,noexec)",
         data.display()
-    ));
+    );
 
-    let report = hardening::apply(root, hardening::SYSCTLS);
-    for key in &report.missing {
-        console::line(&format!(
-            "limpet-init: sysctl {key} not present in this kernel"
-        ));
-    }
-    for (sysctl, error) in &report.failed {
-        console::line(&format!(
-            "limpet-init: sysctl {} not set ({}): {error}",
-            sysctl.key, sysctl.reason
-        ));
-    }
-    let locked = hardening::apply(root, std::slice::from_ref(&hardening::MODULES_DISABLED));
-    console::line(&format!(
-        "limpet-init: {} hardening sysctls set; module loading {}",
-        report.set,
-        if locked.set == 1 {
-            "locked"
-        } else {
-            "NOT locked"
-        }
-    ));
+    harden(root);
 
     let policy = load_policy(root)?;
     let roots = limpet_sandbox::spawn::Roots {
@@ -148,8 +180,8 @@ fn boot(root: &Path) -> Result<runtime::Outcome, String> {
         ),
         trial,
     });
-    console::line(&format!(
-        "limpet-init: starting {} task(s){}",
+    console!(
+        "starting {} task(s){}",
         policy.tasks.len(),
         if probation.is_some() {
             format!(
@@ -159,15 +191,11 @@ fn boot(root: &Path) -> Result<runtime::Outcome, String> {
         } else {
             String::new()
         }
-    ));
+    );
     let network = policy.network.as_ref().and_then(|net| {
         let tasks = network_cgroups(root, net);
         network::Network::start(net, tasks)
-            .map_err(|e| {
-                console::line(&format!(
-                    "limpet-init: network not started, every interface stays down: {e}"
-                ))
-            })
+            .map_err(|e| console!("network not started, every interface stays down: {e}"))
             .ok()
     });
     let outcome = runtime::run(
@@ -178,16 +206,39 @@ fn boot(root: &Path) -> Result<runtime::Outcome, String> {
         updates,
         network,
         &mut system,
-    )?;
+    )
+    .map_err(|reason| BootError::Runtime { reason })?;
 
     rustix::fs::sync();
     for mount in [DATA_MOUNT, SLOT_MOUNT] {
         if let Err(e) = sys::unmount(&root.join(mount)) {
-            console::line(&format!("limpet-init: cannot unmount /{mount}: {e}"));
+            console!("cannot unmount /{mount}: {e}");
         }
     }
-    console::line("limpet-init: all tasks stopped, filesystems unmounted");
+    console!("all tasks stopped, filesystems unmounted");
     Ok(outcome)
+}
+
+/// Applies the hardening sysctls, then locks module loading, reporting on the console
+/// what could not be set (never fatal: see `hardening`).
+fn harden(root: &Path) {
+    let report = hardening::apply(root, hardening::SYSCTLS);
+    for key in &report.missing {
+        console!("sysctl {key} not present in this kernel");
+    }
+    for failed in &report.failed {
+        console!("{}", console::chain(failed));
+    }
+    let locked = hardening::apply(root, std::slice::from_ref(&hardening::MODULES_DISABLED));
+    console!(
+        "{} hardening sysctls set; module loading {}",
+        report.set,
+        if locked.set == 1 {
+            "locked"
+        } else {
+            "NOT locked"
+        }
+    );
 }
 
 /// How the network policy recognises each network task: by its cgroup v2 directory
@@ -197,32 +248,50 @@ fn network_cgroups(
     root: &Path,
     net: &limpet_net::NetPolicy,
 ) -> std::collections::BTreeMap<String, limpet_net::TaskMatch> {
-    use std::os::unix::fs::MetadataExt;
     let cgroups = root.join("sys/fs/cgroup");
     net.tasks
         .iter()
         .map(|t| {
-            let dir = limpet_sandbox::spawn::task_cgroup(&cgroups, &t.name)
-                .map_err(|e| std::io::Error::other(console::chain(&e)));
-            let matched = dir
-                .and_then(|dir| {
-                    std::fs::create_dir_all(&dir)?;
-                    std::fs::metadata(&dir)
-                })
-                .map(|m| limpet_net::TaskMatch::CgroupV2 {
-                    level: 2,
-                    id: m.ino(),
-                });
-            let matched = matched.unwrap_or_else(|e| {
-                console::line(&format!(
-                    "limpet-init: cgroup for {}: {e}; matching its packets by uid {}",
-                    t.name, t.uid
-                ));
-                limpet_net::TaskMatch::Uid(t.uid)
-            });
+            let matched = match task_cgroup_id(&cgroups, &t.name) {
+                Ok(id) => limpet_net::TaskMatch::CgroupV2 { level: 2, id },
+                Err(e) => {
+                    console!(
+                        "cgroup for {}: {}; matching its packets by uid {}",
+                        t.name,
+                        console::chain(&e),
+                        t.uid
+                    );
+                    limpet_net::TaskMatch::Uid(t.uid)
+                }
+            };
             (t.name.clone(), matched)
         })
         .collect()
+}
+
+/// Why a network task's cgroup cannot identify its packets.
+#[derive(Debug, thiserror::Error)]
+enum CgroupIdError {
+    #[error("no cgroup path")]
+    Path {
+        source: limpet_sandbox::spawn::SpawnError,
+    },
+    #[error("cannot create {}", dir.display())]
+    Create {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The id (inode number) of a task's cgroup v2 directory, created if missing.
+fn task_cgroup_id(cgroups: &Path, task: &str) -> Result<u64, CgroupIdError> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = limpet_sandbox::spawn::task_cgroup(cgroups, task)
+        .map_err(|source| CgroupIdError::Path { source })?;
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::metadata(&dir))
+        .map(|m| m.ino())
+        .map_err(|source| CgroupIdError::Create { dir, source })
 }
 
 /// The update agent's socket, when the policy names an agent task.
@@ -236,9 +305,7 @@ fn update_server(
 ) -> Option<limpet_update::server::UpdateServer> {
     let name = policy.update_agent.as_ref()?;
     let Some(agent) = policy.tasks.iter().find(|t| &t.name == name) else {
-        console::line(&format!(
-            "limpet-init: update agent {name} is not a task: updates disabled"
-        ));
+        console!("update agent {name} is not a task: updates disabled");
         return None;
     };
     let path = root.join(limpet_update_api::SOCKET.trim_start_matches('/'));
@@ -262,7 +329,7 @@ fn update_server(
     ) {
         Ok(server) => Some(server),
         Err(e) => {
-            console::line(&format!("limpet-init: {e}: updates disabled"));
+            console!("{e}: updates disabled");
             None
         }
     }
@@ -283,7 +350,7 @@ fn system_status(
     };
     let (version, error) = match verified::verify_header(&other_part.node(root), key) {
         Ok(header) => (Some(header.version), None),
-        Err(e) => (None, Some(e.to_string())),
+        Err(e) => (None, Some(console::chain(&e))),
     };
     status::SystemStatus {
         slot: status::slot_name(booted.slot),
@@ -308,34 +375,32 @@ fn system_status(
 }
 
 /// Reads and checks the compiled policy from the mounted slot.
-pub fn load_policy(root: &Path) -> Result<limpet_sandbox::policy::DevicePolicy, String> {
-    let policy_path = root.join(SLOT_MOUNT).join(POLICY_FILE);
-    let policy_bytes = std::fs::read(&policy_path)
-        .map_err(|e| format!("cannot read {}: {e}", policy_path.display()))?;
-    let policy = limpet_sandbox::policy::DevicePolicy::from_json(&policy_bytes)
-        .map_err(|e| format!("{}: {e}", policy_path.display()))?;
-    if Some(policy.arch) != limpet_sandbox::seccomp::Arch::host() {
-        return Err(format!(
-            "the policy is for {:?}, this device is {:?}",
-            policy.arch,
-            limpet_sandbox::seccomp::Arch::host()
-        ));
+pub fn load_policy(root: &Path) -> Result<limpet_sandbox::policy::DevicePolicy, LoadPolicyError> {
+    let path = root.join(SLOT_MOUNT).join(POLICY_FILE);
+    let bytes = std::fs::read(&path).map_err(|source| LoadPolicyError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let policy = limpet_sandbox::policy::DevicePolicy::from_json(&bytes)
+        .map_err(|source| LoadPolicyError::Parse { path, source })?;
+    let device = limpet_sandbox::seccomp::Arch::host();
+    if Some(policy.arch) != device {
+        return Err(LoadPolicyError::Arch {
+            policy: policy.arch,
+            device,
+        });
     }
     Ok(policy)
 }
 
-fn wait_for_disk(root: &Path) -> Result<partitions::DiskPartitions, String> {
+fn wait_for_disk(root: &Path) -> Result<partitions::DiskPartitions, BootError> {
     let start = Instant::now();
     loop {
         if let Some(disk) = partitions::select(&partitions::scan(root)) {
             return Ok(disk);
         }
         if start.elapsed() > DISK_WAIT {
-            return Err(format!(
-                "no disk with partitions {} appeared within {}s",
-                partitions::NAMES.join(", "),
-                DISK_WAIT.as_secs()
-            ));
+            return Err(BootError::NoDisk { waited: DISK_WAIT });
         }
         std::thread::sleep(Duration::from_millis(20));
     }

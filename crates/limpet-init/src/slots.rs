@@ -1,35 +1,114 @@
 //! Which slot boots, from the A/B state on the `state` partition, and what happens when
 //! the chosen slot cannot be verified or mounted.
 //!
-//! Outcomes (also in docs/state.md and docs/boot.md):
-//! - **stored state**: `begin_boot` is stored *before* mounting (a try spends its boot
-//!   even if it hangs). A try slot that fails verification or mounting is rolled back
-//!   (failure recorded, stored) and the committed slot boots. The committed slot failing
-//!   is fatal: the other slot holds an older version (below the floor) or a failed one, so
-//!   PID 1 reports and powers off rather than boot it.
-//! - **blank state** (a factory disk whose state was erased): slot A boots with no floor,
-//!   and once it is mounted the factory state is written with its version.
-//! - **unreadable state** (both copies corrupt, I/O errors): slot A, then slot B, boot with
-//!   no floor, and the state is left as it is for the update agent or a technician: PID 1
-//!   does not overwrite evidence.
+//! Outcomes (also in docs/state.md and docs/boot.md), one function each, chosen by
+//! [`boot_from_state`]:
+//! - **stored state** (`boot_stored`): `begin_boot` is stored *before* mounting (a try
+//!   spends its boot even if it hangs). A try slot that fails verification or mounting
+//!   is rolled back (failure recorded, stored) and the committed slot boots. The
+//!   committed slot failing is fatal: the other slot holds an older version (below the
+//!   floor) or a failed one, so PID 1 reports and powers off rather than boot it.
+//! - **blank state** (`boot_blank`; a factory disk whose state was erased): slot A boots
+//!   with no floor, and once it is mounted the factory state is written with its version.
+//! - **unreadable state** (`boot_unreadable`; both copies corrupt, I/O errors): slot A,
+//!   then slot B, boot with no floor, and the state is left as it is for the update agent
+//!   or a technician: PID 1 does not overwrite evidence.
 //! - a slot whose version is below the floor is refused like a bad signature.
 
 use std::cmp::Ordering;
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use limpet_state::{BootKind, FailureReason, Slot, State, StateError, StateStore, Version};
+use limpet_state::{
+    BootKind, FailureReason, Slot, State, StateError, StateStore, TransitionError, Version,
+    VersionError,
+};
 
 use crate::console;
 use crate::partitions::DiskPartitions;
-use crate::verified::{self, MountedSlot};
+use crate::verified::{self, MountedSlot, VerifyError};
 
-/// What the boot found in the state partition.
-#[derive(Debug)]
-pub enum StateSource {
-    Stored(Box<State>),
-    Blank,
-    Unreadable(String),
+/// Why no slot booted.
+#[derive(Debug, thiserror::Error)]
+pub enum StateBootError {
+    #[error("cannot open the state partition {}", device.display())]
+    OpenState {
+        device: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("state partition {}", device.display())]
+    State { device: PathBuf, source: StateError },
+    #[error("committed slot {slot}")]
+    Committed { slot: Slot, source: AttemptError },
+    #[error("factory boot of slot A")]
+    Factory { source: AttemptError },
+    /// Two causes, so they are in the message: a chain has room for one.
+    #[error(
+        "state unreadable and neither slot boots: slot A: {}; slot B: {}",
+        console::chain(a),
+        console::chain(b)
+    )]
+    NoSlot {
+        a: Box<AttemptError>,
+        b: Box<AttemptError>,
+    },
+}
+
+/// Why one slot was not booted.
+#[derive(Debug, thiserror::Error)]
+pub enum AttemptError {
+    #[error("{label} refused")]
+    Refused {
+        label: &'static str,
+        source: VerifyError,
+    },
+    #[error("{label} refused")]
+    BelowFloor {
+        label: &'static str,
+        source: FloorError,
+    },
+    #[error("{label} not mounted")]
+    NotMounted {
+        label: &'static str,
+        source: VerifyError,
+    },
+}
+
+impl AttemptError {
+    /// How the A/B state records this failure of a try slot.
+    fn failure_reason(&self) -> FailureReason {
+        match self {
+            AttemptError::Refused { .. } | AttemptError::BelowFloor { .. } => {
+                FailureReason::VerifyFailed
+            }
+            AttemptError::NotMounted { .. } => FailureReason::MountFailed,
+        }
+    }
+}
+
+/// Why the version check refused a slot.
+#[derive(Debug, thiserror::Error)]
+pub enum FloorError {
+    #[error("version {version} is below the floor {floor}")]
+    Below { version: String, floor: Version },
+    #[error("version {version:?} is not valid")]
+    Invalid {
+        version: String,
+        source: VersionError,
+    },
+}
+
+/// Why a try's transition was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum TrialError {
+    #[error("commit refused")]
+    CommitRefused { source: TransitionError },
+    #[error("cannot store the commit")]
+    StoreCommit { source: StateError },
+    #[error("rollback refused")]
+    RollbackRefused { source: TransitionError },
+    #[error("cannot store the rollback")]
+    StoreRollback { source: StateError },
 }
 
 /// A slot to try, with the floor its version must meet.
@@ -39,14 +118,18 @@ pub struct Attempt {
     pub floor: Option<Version>,
 }
 
-/// Why the version check refused a slot.
-pub fn below_floor(version: &str, floor: &Version) -> Option<String> {
+/// Checks a slot's version against the floor.
+pub fn check_floor(version: &str, floor: &Version) -> Result<(), FloorError> {
     match Version::parse(version) {
-        Ok(v) if v.precedence(floor) == Ordering::Less => {
-            Some(format!("version {version} is below the floor {floor}"))
-        }
-        Ok(_) => None,
-        Err(e) => Some(format!("version {version:?} is not valid: {e}")),
+        Ok(v) if v.precedence(floor) == Ordering::Less => Err(FloorError::Below {
+            version: version.to_owned(),
+            floor: floor.clone(),
+        }),
+        Ok(_) => Ok(()),
+        Err(source) => Err(FloorError::Invalid {
+            version: version.to_owned(),
+            source,
+        }),
     }
 }
 
@@ -75,238 +158,264 @@ impl PendingTrial {
     }
 
     /// Commits the try: its slot becomes the committed one and the floor rises.
+    ///
+    /// The error is text (the chain of a [`TrialError`]) because the runtime and the
+    /// status file take it as text.
     pub fn commit(&mut self) -> Result<(), String> {
+        self.record_commit().map_err(|e| console::chain(&e))
+    }
+
+    /// Rolls the try back, recording why; the next boot boots the committed slot.
+    ///
+    /// The error is text, as for [`PendingTrial::commit`].
+    pub fn roll_back(&mut self, reason: FailureReason) -> Result<(), String> {
+        self.record_roll_back(reason)
+            .map_err(|e| console::chain(&e))
+    }
+
+    fn record_commit(&mut self) -> Result<(), TrialError> {
         let next = self
             .state
             .commit()
-            .map_err(|e| format!("commit refused: {e}"))?;
+            .map_err(|source| TrialError::CommitRefused { source })?;
         self.store
             .store(&next)
-            .map_err(|e| format!("cannot store the commit: {e}"))?;
+            .map_err(|source| TrialError::StoreCommit { source })?;
         self.state = next;
         Ok(())
     }
 
-    /// Rolls the try back, recording why; the next boot boots the committed slot.
-    pub fn roll_back(&mut self, reason: FailureReason) -> Result<(), String> {
+    fn record_roll_back(&mut self, reason: FailureReason) -> Result<(), TrialError> {
         let next = self
             .state
             .roll_back(reason)
-            .map_err(|e| format!("rollback refused: {e}"))?;
+            .map_err(|source| TrialError::RollbackRefused { source })?;
         self.store
             .store(&next)
-            .map_err(|e| format!("cannot store the rollback: {e}"))?;
+            .map_err(|source| TrialError::StoreRollback { source })?;
         self.state = next;
         Ok(())
     }
 }
 
-/// Boots a slot according to the state, returning the mounted slot and which one it is.
+/// The two slots of the boot disk and the key their headers must be signed with.
+#[derive(Debug, Clone, Copy)]
+struct Slots<'a> {
+    root: &'a Path,
+    disk: &'a DiskPartitions,
+    key: &'a ed25519_dalek::VerifyingKey,
+}
+
+/// Boots a slot according to the state, returning the mounted slot and which one it is:
+/// one of the three cases of the module doc, chosen by what the state partition holds.
 pub fn boot_from_state(
     root: &Path,
     disk: &DiskPartitions,
     key: &ed25519_dalek::VerifyingKey,
-) -> Result<Booted, String> {
-    let state_node = disk.state.node(root);
+) -> Result<Booted, StateBootError> {
+    let slots = Slots { root, disk, key };
+    let device = disk.state.node(root);
     let file = File::options()
         .read(true)
         .write(true)
-        .open(&state_node)
-        .map_err(|e| format!("cannot open {}: {e}", state_node.display()))?;
-    let mut store = StateStore::new(file).map_err(|e| format!("state partition: {e}"))?;
-    let source = match store.load() {
-        Ok(state) => StateSource::Stored(Box::new(state)),
-        Err(StateError::Blank) => StateSource::Blank,
-        Err(e) => StateSource::Unreadable(e.to_string()),
-    };
+        .open(&device)
+        .map_err(|source| StateBootError::OpenState {
+            device: device.clone(),
+            source,
+        })?;
+    let mut store =
+        StateStore::new(file).map_err(|source| StateBootError::State { device, source })?;
+    match store.load() {
+        Ok(state) => boot_stored(slots, store, &state),
+        Err(StateError::Blank) => boot_blank(slots, store),
+        Err(e) => boot_unreadable(slots, &e),
+    }
+}
 
-    match source {
-        StateSource::Stored(state) => {
-            let (next, choice) = state.begin_boot();
-            let stored = store.store(&next);
-            if let Some(failure) = &choice.rolled_back {
-                console::line(&format!(
-                    "limpet-init: try of {} on slot {} spent its boots: rolled back",
-                    failure.version, failure.slot
-                ));
-            }
-            let floor = Some(next.floor().clone());
-            let choice_slot = match (choice.kind, &stored) {
-                (BootKind::Try { .. }, Err(e)) => {
-                    // The spent boot was not recorded: booting the try could loop forever.
-                    console::line(&format!(
-                        "limpet-init: cannot record the try boot ({e}); booting the committed slot"
-                    ));
-                    next.committed_slot()
-                }
-                _ => choice.slot,
-            };
-            console::line(&format!(
-                "limpet-init: state: committed slot {} ({}), floor {}, booting slot {choice_slot}{}",
-                next.committed_slot(),
-                next.committed_version(),
-                next.floor(),
-                if choice_slot == choice.slot && matches!(choice.kind, BootKind::Try { .. }) { " (try)" } else { "" }
-            ));
-            match mount(
-                root,
-                disk,
-                key,
-                &Attempt {
-                    slot: choice_slot,
-                    floor: floor.clone(),
-                },
-            ) {
-                Ok(mounted) => {
-                    let is_try = choice_slot != next.committed_slot();
-                    Ok(Booted {
-                        slot: choice_slot,
-                        mounted,
-                        state: Some(next.clone()),
-                        trial: is_try.then_some(PendingTrial { store, state: next }),
-                    })
-                }
-                Err(reason) if choice_slot != next.committed_slot() => {
-                    console::line(&format!(
-                        "limpet-init: try slot {choice_slot} failed: {reason}; rolling back"
-                    ));
-                    let why = if reason.contains("mount") {
-                        FailureReason::MountFailed
-                    } else {
-                        FailureReason::VerifyFailed
-                    };
-                    match next.roll_back(why) {
-                        Ok(rolled) => {
-                            if let Err(e) = store.store(&rolled) {
-                                console::line(&format!(
-                                    "limpet-init: cannot record the rollback: {e}"
-                                ));
-                            }
-                        }
-                        Err(e) => console::line(&format!("limpet-init: rollback refused: {e}")),
-                    }
-                    let committed = next.committed_slot();
-                    let state = store.load().ok();
-                    mount(
-                        root,
-                        disk,
-                        key,
-                        &Attempt {
-                            slot: committed,
-                            floor,
-                        },
-                    )
-                    .map(|mounted| Booted {
-                        slot: committed,
-                        mounted,
-                        state,
-                        trial: None,
-                    })
-                }
-                Err(reason) => Err(format!("committed slot {choice_slot}: {reason}")),
-            }
+/// Stored state: the slot `begin_boot` chooses, recorded before mounting; a try that
+/// fails is rolled back and the committed slot boots; the committed slot failing is fatal.
+fn boot_stored(
+    slots: Slots<'_>,
+    mut store: StateStore<File>,
+    state: &State,
+) -> Result<Booted, StateBootError> {
+    let (next, choice) = state.begin_boot();
+    let stored = store.store(&next);
+    if let Some(failure) = &choice.rolled_back {
+        console!(
+            "try of {} on slot {} spent its boots: rolled back",
+            failure.version,
+            failure.slot
+        );
+    }
+    let committed = next.committed_slot();
+    let slot = match (choice.kind, &stored) {
+        (BootKind::Try { .. }, Err(e)) => {
+            // The spent boot was not recorded: booting the try could loop forever.
+            console!("cannot record the try boot ({e}); booting the committed slot");
+            committed
         }
-        StateSource::Blank => {
-            console::line("limpet-init: state partition is blank: booting slot A (factory)");
-            let mounted = mount(
-                root,
-                disk,
-                key,
-                &Attempt {
-                    slot: Slot::A,
-                    floor: None,
-                },
-            )?;
-            let state = match Version::parse(&mounted.header.version) {
-                Ok(version) => {
-                    let state = State::factory(version);
-                    match store.store(&state) {
-                        Ok(_) => Some(state),
-                        Err(e) => {
-                            console::line(&format!(
-                                "limpet-init: cannot write the factory state: {e}"
-                            ));
-                            None
-                        }
-                    }
-                }
-                Err(e) => {
-                    console::line(&format!("limpet-init: slot A version is not valid: {e}"));
-                    None
-                }
-            };
+        _ => choice.slot,
+    };
+    // A try is never on the committed slot (the state machine refuses it).
+    let is_try = slot != committed;
+    console!(
+        "state: committed slot {committed} ({}), floor {}, booting slot {slot}{}",
+        next.committed_version(),
+        next.floor(),
+        if is_try { " (try)" } else { "" }
+    );
+    let floor = Some(next.floor().clone());
+    match slots.mount(&Attempt {
+        slot,
+        floor: floor.clone(),
+    }) {
+        Ok(mounted) => Ok(Booted {
+            slot,
+            mounted,
+            state: Some(next.clone()),
+            trial: is_try.then_some(PendingTrial { store, state: next }),
+        }),
+        Err(failed) if is_try => {
+            console!(
+                "try slot {slot} failed: {}; rolling back",
+                console::chain(&failed)
+            );
+            roll_back_unbooted_try(&mut store, &next, failed.failure_reason());
+            let state = store.load().ok();
+            let mounted = slots
+                .mount(&Attempt {
+                    slot: committed,
+                    floor,
+                })
+                .map_err(|source| StateBootError::Committed {
+                    slot: committed,
+                    source,
+                })?;
             Ok(Booted {
-                slot: Slot::A,
+                slot: committed,
                 mounted,
                 state,
                 trial: None,
             })
         }
-        StateSource::Unreadable(reason) => {
-            console::line(&format!("limpet-init: state unreadable ({reason}): trying slot A then B, state left untouched"));
-            let mut failures = Vec::new();
-            for slot in [Slot::A, Slot::B] {
-                match mount(root, disk, key, &Attempt { slot, floor: None }) {
-                    Ok(mounted) => {
-                        return Ok(Booted {
-                            slot,
-                            mounted,
-                            state: None,
-                            trial: None,
-                        })
-                    }
-                    Err(e) => failures.push(format!("slot {slot}: {e}")),
-                }
-            }
-            Err(failures.join("; "))
-        }
+        Err(source) => Err(StateBootError::Committed { slot, source }),
     }
 }
 
-/// Verifies and mounts one slot.
-fn mount(
-    root: &Path,
-    disk: &DiskPartitions,
-    key: &ed25519_dalek::VerifyingKey,
-    attempt: &Attempt,
-) -> Result<MountedSlot, String> {
-    let part = match attempt.slot {
-        Slot::A => &disk.slot_a,
-        Slot::B => &disk.slot_b,
-    };
-    let label = attempt.slot.partition_name();
-    let device = part.node(root);
-    let header =
-        verified::verify_header(&device, key).map_err(|e| format!("{label} refused: {e}"))?;
-    if let Some(floor) = &attempt.floor {
-        if let Some(reason) = below_floor(&header.version, floor) {
-            return Err(format!("{label} refused: {reason}"));
+/// Records the rollback of a try that did not even mount; a failure to record it is
+/// reported, not fatal (the committed slot still boots, and the try has spent a boot).
+fn roll_back_unbooted_try(store: &mut StateStore<File>, state: &State, why: FailureReason) {
+    match state.roll_back(why) {
+        Ok(rolled) => {
+            if let Err(e) = store.store(&rolled) {
+                console!("cannot record the rollback: {e}");
+            }
         }
+        Err(e) => console!("rollback refused: {e}"),
     }
-    console::line(&format!(
-        "limpet-init: {label} header verified: {} {} ({}), verity root {}",
-        header.device,
-        header.version,
-        header.target,
-        crate::dm::hex(&header.root_hash)
-    ));
-    let dm_name = format!("limpet-{label}");
-    let mounted = verified::mount_verified(
-        root,
-        &device,
-        header,
-        &dm_name,
-        &root.join(crate::SLOT_MOUNT),
-    )
-    .map_err(|e| format!("{label} not mounted: {e}"))?;
-    console::line(&format!(
-        "limpet-init: {label} ({} {}) mounted read-only from {} on {}",
-        mounted.header.device,
-        mounted.header.version,
-        mounted.verity_device.display(),
-        mounted.mountpoint.display()
-    ));
-    Ok(mounted)
+}
+
+/// Blank state (a factory disk): slot A boots with no floor, and once it is mounted the
+/// factory state is written with its version.
+fn boot_blank(slots: Slots<'_>, mut store: StateStore<File>) -> Result<Booted, StateBootError> {
+    console!("state partition is blank: booting slot A (factory)");
+    let mounted = slots
+        .mount(&Attempt {
+            slot: Slot::A,
+            floor: None,
+        })
+        .map_err(|source| StateBootError::Factory { source })?;
+    let state = match Version::parse(&mounted.header.version) {
+        Ok(version) => {
+            let state = State::factory(version);
+            match store.store(&state) {
+                Ok(_) => Some(state),
+                Err(e) => {
+                    console!("cannot write the factory state: {e}");
+                    None
+                }
+            }
+        }
+        Err(e) => {
+            console!("slot A version is not valid: {e}");
+            None
+        }
+    };
+    Ok(Booted {
+        slot: Slot::A,
+        mounted,
+        state,
+        trial: None,
+    })
+}
+
+/// Unreadable state: slot A, then slot B, with no floor; the state is left as it is.
+fn boot_unreadable(slots: Slots<'_>, reason: &StateError) -> Result<Booted, StateBootError> {
+    console!(
+        "state unreadable ({}): trying slot A then B, state left untouched",
+        console::chain(reason)
+    );
+    let boot = |slot| {
+        slots
+            .mount(&Attempt { slot, floor: None })
+            .map(|mounted| Booted {
+                slot,
+                mounted,
+                state: None,
+                trial: None,
+            })
+    };
+    let a = match boot(Slot::A) {
+        Ok(booted) => return Ok(booted),
+        Err(a) => a,
+    };
+    boot(Slot::B).map_err(|b| StateBootError::NoSlot {
+        a: Box::new(a),
+        b: Box::new(b),
+    })
+}
+
+impl Slots<'_> {
+    /// Verifies and mounts one slot.
+    fn mount(&self, attempt: &Attempt) -> Result<MountedSlot, AttemptError> {
+        let part = match attempt.slot {
+            Slot::A => &self.disk.slot_a,
+            Slot::B => &self.disk.slot_b,
+        };
+        let label = attempt.slot.partition_name();
+        let device = part.node(self.root);
+        let header = verified::verify_header(&device, self.key)
+            .map_err(|source| AttemptError::Refused { label, source })?;
+        if let Some(floor) = &attempt.floor {
+            check_floor(&header.version, floor)
+                .map_err(|source| AttemptError::BelowFloor { label, source })?;
+        }
+        console!(
+            "{label} header verified: {} {} ({}), verity root {}",
+            header.device,
+            header.version,
+            header.target,
+            crate::dm::hex(&header.root_hash)
+        );
+        let dm_name = format!("limpet-{label}");
+        let mounted = verified::mount_verified(
+            self.root,
+            &device,
+            header,
+            &dm_name,
+            &self.root.join(crate::SLOT_MOUNT),
+        )
+        .map_err(|source| AttemptError::NotMounted { label, source })?;
+        console!(
+            "{label} ({} {}) mounted read-only from {} on {}",
+            mounted.header.device,
+            mounted.header.version,
+            mounted.verity_device.display(),
+            mounted.mountpoint.display()
+        );
+        Ok(mounted)
+    }
 }
 
 #[cfg(test)]
@@ -316,10 +425,58 @@ mod tests {
     #[test]
     fn floor_refuses_older_and_invalid_versions() {
         let floor = Version::parse("1.4.0").unwrap();
-        assert!(below_floor("1.3.9", &floor).is_some());
-        assert!(below_floor("1.4.0", &floor).is_none());
-        assert!(below_floor("1.4.0+rebuild", &floor).is_none());
-        assert!(below_floor("2.0.0", &floor).is_none());
-        assert!(below_floor("not-a-version", &floor).is_some());
+        assert!(matches!(
+            check_floor("1.3.9", &floor),
+            Err(FloorError::Below { .. })
+        ));
+        assert!(check_floor("1.4.0", &floor).is_ok());
+        assert!(check_floor("1.4.0+rebuild", &floor).is_ok());
+        assert!(check_floor("2.0.0", &floor).is_ok());
+        assert!(matches!(
+            check_floor("not-a-version", &floor),
+            Err(FloorError::Invalid { .. })
+        ));
+    }
+
+    fn unopenable(label: &'static str) -> AttemptError {
+        AttemptError::Refused {
+            label,
+            source: VerifyError::Open {
+                device: PathBuf::from("/dev/vda2"),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            },
+        }
+    }
+
+    #[test]
+    fn a_refused_committed_slot_reads_as_the_boot_tests_expect() {
+        let e = StateBootError::Committed {
+            slot: Slot::A,
+            source: unopenable("slot-a"),
+        };
+        assert!(
+            console::chain(&e)
+                .starts_with("committed slot A: slot-a refused: cannot open /dev/vda2: "),
+            "{}",
+            console::chain(&e)
+        );
+    }
+
+    #[test]
+    fn a_try_that_does_not_mount_is_recorded_as_a_mount_failure() {
+        assert_eq!(
+            unopenable("slot-b").failure_reason(),
+            FailureReason::VerifyFailed
+        );
+        let not_mounted = AttemptError::NotMounted {
+            label: "slot-b",
+            source: VerifyError::Mount {
+                device: PathBuf::from("/dev/dm-0"),
+                source: std::io::Error::from(std::io::ErrorKind::InvalidData),
+            },
+        };
+        assert_eq!(not_mounted.failure_reason(), FailureReason::MountFailed);
+        assert!(console::chain(&not_mounted)
+            .starts_with("slot-b not mounted: cannot mount /dev/dm-0: "));
     }
 }

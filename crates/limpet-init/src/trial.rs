@@ -29,23 +29,14 @@ pub enum Verdict {
 }
 
 /// Why a try failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {
     /// A task failed for good (crash loop, or a failed exit that is not restarted).
+    #[error("task {task} {why}")]
     Unhealthy { task: String, why: String },
     /// Not healthy within the health timeout.
+    #[error("not healthy within {} s", after.as_secs())]
     Timeout { after: Duration },
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::Unhealthy { task, why } => write!(f, "task {task} {why}"),
-            Failure::Timeout { after } => {
-                write!(f, "not healthy within {} s", after.as_secs())
-            }
-        }
-    }
 }
 
 /// The gate for one boot of a try slot.

@@ -23,58 +23,52 @@ use crate::sys;
 /// Where the initramfs carries the vendor's public image key.
 pub const PUBLIC_KEY: &str = "etc/limpet/image.pub";
 
-/// Why a slot was not mounted.
-#[derive(Debug)]
-pub enum SlotBootError {
-    Key {
+/// Why the image key in the initramfs cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read the image key {}", path.display())]
+    Read {
         path: PathBuf,
-        reason: String,
+        source: std::io::Error,
     },
+    #[error("image key {} is not an Ed25519 public key in PEM", path.display())]
+    Parse {
+        path: PathBuf,
+        source: ed25519_dalek::pkcs8::spki::Error,
+    },
+}
+
+/// Why a slot's header was refused or its squashfs not mounted.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("cannot open {}", device.display())]
     Open {
         device: PathBuf,
         source: std::io::Error,
     },
+    #[error("{}: bad slot", device.display())]
     Header {
         device: PathBuf,
         source: slot::SlotError,
     },
+    #[error("{}: header refused", device.display())]
     Signature {
         device: PathBuf,
         source: limpet_image::header::HeaderError,
     },
+    #[error("device-mapper {step} of {name}")]
     DeviceMapper {
+        name: String,
         step: &'static str,
         source: std::io::Error,
     },
-    Table {
-        reason: String,
-    },
+    #[error("device-mapper table of {name}")]
+    Table { name: String, source: dm::DmError },
+    #[error("cannot mount {}", device.display())]
     Mount {
         device: PathBuf,
         source: std::io::Error,
     },
-}
-
-impl std::fmt::Display for SlotBootError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Key { path, reason } => write!(f, "public key {}: {reason}", path.display()),
-            Self::Open { device, source } => {
-                write!(f, "cannot open {}: {source}", device.display())
-            }
-            Self::Header { device, source } => {
-                write!(f, "{}: bad slot: {source}", device.display())
-            }
-            Self::Signature { device, source } => {
-                write!(f, "{}: header refused: {source}", device.display())
-            }
-            Self::DeviceMapper { step, source } => write!(f, "device-mapper {step}: {source}"),
-            Self::Table { reason } => write!(f, "device-mapper table: {reason}"),
-            Self::Mount { device, source } => {
-                write!(f, "cannot mount {}: {source}", device.display())
-            }
-        }
-    }
 }
 
 /// A slot whose header is verified and whose squashfs is mounted.
@@ -86,36 +80,34 @@ pub struct MountedSlot {
 }
 
 /// Reads the public image key the initramfs carries.
-pub fn load_key(root: &Path) -> Result<ed25519_dalek::VerifyingKey, SlotBootError> {
+pub fn load_key(root: &Path) -> Result<ed25519_dalek::VerifyingKey, KeyError> {
     use ed25519_dalek::pkcs8::DecodePublicKey;
     let path = root.join(PUBLIC_KEY);
-    let text = std::fs::read_to_string(&path).map_err(|e| SlotBootError::Key {
+    let text = std::fs::read_to_string(&path).map_err(|source| KeyError::Read {
         path: path.clone(),
-        reason: e.to_string(),
+        source,
     })?;
-    ed25519_dalek::VerifyingKey::from_public_key_pem(&text).map_err(|e| SlotBootError::Key {
-        path,
-        reason: e.to_string(),
-    })
+    ed25519_dalek::VerifyingKey::from_public_key_pem(&text)
+        .map_err(|source| KeyError::Parse { path, source })
 }
 
 /// Checks the header of the slot on `device` against `key`.
 pub fn verify_header(
     device: &Path,
     key: &ed25519_dalek::VerifyingKey,
-) -> Result<SlotHeader, SlotBootError> {
-    let mut file = File::open(device).map_err(|source| SlotBootError::Open {
+) -> Result<SlotHeader, VerifyError> {
+    let mut file = File::open(device).map_err(|source| VerifyError::Open {
         device: device.to_owned(),
         source,
     })?;
     let (_layout, unverified) =
-        slot::read_header_at(&mut file).map_err(|source| SlotBootError::Header {
+        slot::read_header_at(&mut file).map_err(|source| VerifyError::Header {
             device: device.to_owned(),
             source,
         })?;
     unverified
         .verify(key)
-        .map_err(|source| SlotBootError::Signature {
+        .map_err(|source| VerifyError::Signature {
             device: device.to_owned(),
             source,
         })
@@ -129,54 +121,41 @@ pub fn mount_verified(
     header: SlotHeader,
     name: &str,
     mountpoint: &Path,
-) -> Result<MountedSlot, SlotBootError> {
+) -> Result<MountedSlot, VerifyError> {
+    let dm_err = |step: &'static str| {
+        move |source| VerifyError::DeviceMapper {
+            name: name.to_owned(),
+            step,
+            source,
+        }
+    };
+    let table_err = |source| VerifyError::Table {
+        name: name.to_owned(),
+        source,
+    };
     let control = File::options()
         .read(true)
         .write(true)
         .open(root.join("dev/mapper/control"))
-        .map_err(|source| SlotBootError::DeviceMapper {
-            step: "open /dev/mapper/control",
-            source,
-        })?;
-    let table_err = |e: dm::DmError| SlotBootError::Table {
-        reason: e.to_string(),
-    };
+        .map_err(dm_err("open /dev/mapper/control"))?;
 
     let mut create = dm::request(name, 0).map_err(table_err)?;
-    sys::dm_ioctl(&control, Command::DevCreate, &mut create).map_err(|source| {
-        SlotBootError::DeviceMapper {
-            step: "create",
-            source,
-        }
-    })?;
+    sys::dm_ioctl(&control, Command::DevCreate, &mut create).map_err(dm_err("create"))?;
 
     let params = dm::verity_params(&device.display().to_string(), &header);
     let mut load =
         dm::table_load(name, "verity", dm::verity_sectors(&header), &params).map_err(table_err)?;
-    sys::dm_ioctl(&control, Command::TableLoad, &mut load).map_err(|source| {
-        SlotBootError::DeviceMapper {
-            step: "load verity table",
-            source,
-        }
-    })?;
+    sys::dm_ioctl(&control, Command::TableLoad, &mut load).map_err(dm_err("load verity table"))?;
 
     // DM_DEV_SUSPEND without the suspend flag resumes: the table goes live.
     let mut resume = dm::request(name, 0).map_err(table_err)?;
-    sys::dm_ioctl(&control, Command::DevSuspend, &mut resume).map_err(|source| {
-        SlotBootError::DeviceMapper {
-            step: "resume",
-            source,
-        }
-    })?;
+    sys::dm_ioctl(&control, Command::DevSuspend, &mut resume).map_err(dm_err("resume"))?;
     let dev = dm::dev_of(&resume).unwrap_or(0);
     let minor = dev_minor(dev);
     let verity_device = root.join(format!("dev/dm-{minor}"));
-    sys::ensure_block_node(&verity_device, dev).map_err(|source| SlotBootError::DeviceMapper {
-        step: "device node",
-        source,
-    })?;
+    sys::ensure_block_node(&verity_device, dev).map_err(dm_err("device node"))?;
 
-    sys::mount_squashfs(&verity_device, mountpoint).map_err(|source| SlotBootError::Mount {
+    sys::mount_squashfs(&verity_device, mountpoint).map_err(|source| VerifyError::Mount {
         device: verity_device.clone(),
         source,
     })?;

@@ -183,7 +183,7 @@ impl UpdateServer {
                         .open(&self.inactive)
                         .map_err(|e| format!("{}: {e}", self.inactive.display()))?;
                     let session = crate::begin(&mut store, &target, &version, length)
-                        .map_err(|e| chain(&e))?;
+                        .map_err(|e| limpet_error_chain::one_line(&e))?;
                     Ok::<_, String>((session, target))
                 })();
                 match result {
@@ -226,7 +226,7 @@ impl UpdateServer {
                     Err(e) => {
                         let version = Some(session.version().to_string());
                         self.session = None;
-                        failed(version, chain(&e))
+                        failed(version, limpet_error_chain::one_line(&e))
                     }
                 },
             },
@@ -244,7 +244,7 @@ impl UpdateServer {
                             &root_hash,
                             self.try_boots,
                         )
-                        .map_err(|e| chain(&e))
+                        .map_err(|e| limpet_error_chain::one_line(&e))
                 });
                 match result {
                     Ok(_) => (
@@ -308,18 +308,6 @@ fn failed(version: Option<String>, error: String) -> (Response, Option<Event>) {
         Response::Error(error.clone()),
         Some(Event::Failed { version, error }),
     )
-}
-
-/// An error and its sources, joined with `: `.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -87,7 +87,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("{}", cmd::error_chain(err.as_ref()));
+            eprintln!("{}", limpet_error_chain::caused_by(err.as_ref()));
             ExitCode::FAILURE
         }
     }

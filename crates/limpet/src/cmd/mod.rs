@@ -16,17 +16,6 @@ pub mod verify;
 /// What every command returns: any error, printed with its whole chain by `main`.
 pub type Result = std::result::Result<(), Box<dyn std::error::Error>>;
 
-/// `error: top` followed by one `caused by:` line per source.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = format!("error: {err}");
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(&format!("\n  caused by: {cause}"));
-        source = cause.source();
-    }
-    text
-}
-
 /// `1.2 MiB`-style sizes for reports.
 pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
