@@ -22,7 +22,9 @@ fn main() {
         "web" => web::run(),
         "first-try" => first_try::run(),
         other => {
-            println!("contain: unknown mode {other:?}; expected telemetry, hostile, web or first-try");
+            println!(
+                "contain: unknown mode {other:?}; expected telemetry, hostile, web or first-try"
+            );
             std::process::exit(2);
         }
     }
