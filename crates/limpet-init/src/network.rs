@@ -16,7 +16,8 @@
 //! The network is *up* ([`Network::is_up`]) once an interface has its address: a static
 //! one from the start, else a bound DHCP lease, whose DNS servers the stub has from the
 //! same moment. The runtime starts the tasks that declare egress only then (or after its
-//! bounded wait); the stub holds queries that come before it has an upstream.
+//! bounded wait, or at once when no DHCP client runs: [`Network::may_come_up`]); the stub
+//! holds queries that come before it has an upstream.
 //!
 //! Nothing here panics or blocks for long: netlink requests are bounded by the kernel's
 //! answer (limpet-net, limpet-netconf), sockets are non-blocking.
@@ -277,6 +278,12 @@ impl Network {
     /// servers given to the stub).
     pub fn is_up(&self) -> bool {
         self.status.interfaces.iter().any(|i| i.address.is_some())
+    }
+
+    /// Whether the network may still come up: a DHCP client runs. Without one (every
+    /// interface absent or failed) there is nothing to wait for.
+    pub fn may_come_up(&self) -> bool {
+        !self.dhcp.is_empty()
     }
 
     fn sources(&self) -> Vec<Source> {

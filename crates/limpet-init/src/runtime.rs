@@ -14,10 +14,10 @@
 //! # One turn of the loop (`loop { tick; poll; dispatch }`)
 //!
 //! 1. [`Runtime::on_tick`]: start the tasks that are due (declared order; a task that
-//!    declares egress waits for the network, at most [`NETWORK_WAIT`]), kill the ones
-//!    overdue with their readiness, ask the health gate ([`Runtime::on_gate`]), write the
-//!    status file, and move shutdown on (kill stragglers after [`GRACE`], end once every
-//!    task is stopped).
+//!    declares egress waits for a network that is coming up, at most [`NETWORK_WAIT`]),
+//!    kill the ones overdue with their readiness, ask the health gate
+//!    ([`Runtime::on_gate`]), write the status file, and move shutdown on (kill
+//!    stragglers after [`GRACE`], end once every task is stopped).
 //! 2. `poll` on the [`PollSet`], built afresh in one place: each descriptor is pushed
 //!    with its typed [`Source`], so no code computes positions. The timeout is the
 //!    earliest deadline of the supervisor, the network, the health gate and shutdown.
@@ -336,7 +336,10 @@ impl<'a, H: Host> Runtime<'a, H> {
             .map(|t| TaskSpec::new(t, policy.network.as_ref()))
             .collect();
         let mut supervisor = Supervisor::new(specs);
-        if network.as_ref().is_some_and(|n| !n.is_up()) {
+        if network
+            .as_ref()
+            .is_some_and(|n| !n.is_up() && n.may_come_up())
+        {
             supervisor.wait_for_network(host.now().plus(NETWORK_WAIT));
         }
         Runtime {
