@@ -428,21 +428,35 @@ impl<'a, H: Host> Runtime<'a, H> {
         Some(Duration::from_millis(deadline.0.saturating_sub(now.0)))
     }
 
-    /// Handles what `poll` reported, in [`Source`] order. The network runs on every turn:
-    /// its timers are due even when none of its sockets is readable.
+    /// Handles what `poll` reported, in [`Source`] order. The network runs on every turn,
+    /// in its place after the task pipes: its timers are due even when none of its
+    /// sockets is readable.
     fn dispatch(&mut self, ready: &[Source]) {
-        let mut net = Vec::new();
+        let net: Vec<network::Source> = ready
+            .iter()
+            .filter_map(|s| match s {
+                Source::Net(n) => Some(*n),
+                _ => None,
+            })
+            .collect();
+        let mut net_done = false;
         for source in ready {
+            if !net_done && *source > Source::Pipe(u64::MAX) {
+                self.on_net(&net);
+                net_done = true;
+            }
             match *source {
                 Source::Notify(task) => self.on_notify(task),
                 Source::Pipe(id) => self.on_pipe(id),
-                Source::Net(s) => net.push(s),
+                Source::Net(_) => {}
                 Source::Updates => self.on_updates(),
                 Source::Button(i) => self.on_button(i),
                 Source::Signals => self.on_signals(),
             }
         }
-        self.on_net(&net);
+        if !net_done {
+            self.on_net(&net);
+        }
     }
 
     /// The part of each turn that depends on time, not on a descriptor.
