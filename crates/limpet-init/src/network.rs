@@ -13,6 +13,12 @@
 //! upstream answers, and every [`COUNTERS_EVERY`] the rule counters, whose per-task drops
 //! go to the status file and, at most every [`DROP_LOG_EVERY`], to the console.
 //!
+//! The network is *up* ([`Network::is_up`]) once an interface has its address: a static
+//! one from the start, else a bound DHCP lease, whose DNS servers the stub has from the
+//! same moment. The runtime starts the tasks that declare egress only then (or after its
+//! bounded wait, or at once when no DHCP client runs: [`Network::may_come_up`]); the stub
+//! holds queries that come before it has an upstream.
+//!
 //! Nothing here panics or blocks for long: netlink requests are bounded by the kernel's
 //! answer (limpet-net, limpet-netconf), sockets are non-blocking.
 
@@ -25,7 +31,7 @@ use ipnet::Ipv4Net;
 use limpet_net::{NetPolicy, Nft, Ruleset, Runtime, TaskMatch};
 use limpet_netconf::dhcp::{self, DhcpSocket};
 use limpet_netconf::dns::{self, DnsName, Stub};
-use limpet_netconf::link::{AddrLifetimes, Link, Netlink};
+use limpet_netconf::link::{AddrLifetimes, Link, LinkError, Netlink};
 use serde::Serialize;
 
 use crate::console;
@@ -39,6 +45,19 @@ pub const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
 const SET_GRACE: Duration = Duration::from_secs(5);
 /// An upstream query socket lives at most this long (the stub gives up sooner).
 const UPSTREAM_SOCKET_LIFE: Duration = Duration::from_secs(15);
+
+/// Why the network could not be started (every interface then stays down).
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("rtnetlink")]
+    Netlink(#[source] LinkError),
+    #[error("network policy")]
+    Ruleset(#[source] limpet_net::RulesetError),
+    #[error("nftables")]
+    Nftables(#[source] limpet_net::NftError),
+    #[error("installing the network policy")]
+    Install(#[source] limpet_net::NftError),
+}
 
 /// The network part of the status file.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -94,8 +113,8 @@ pub struct Network {
 }
 
 /// Which descriptor of [`Network::pollables`] is which.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Source {
     Dhcp(usize),
     Stub,
     Upstream(usize),
@@ -107,16 +126,15 @@ impl Network {
     pub fn start(
         policy: &NetPolicy,
         tasks: BTreeMap<String, TaskMatch>,
-    ) -> Result<Network, String> {
-        let mut netlink = Netlink::open().map_err(|e| format!("rtnetlink: {e}"))?;
+    ) -> Result<Network, NetworkError> {
+        let mut netlink = Netlink::open().map_err(NetworkError::Netlink)?;
         let runtime = Runtime {
             tasks,
             lan: Vec::new(),
             dns_upstream: Vec::new(),
         };
-        let ruleset =
-            Ruleset::build(policy, &runtime).map_err(|e| format!("network policy: {e}"))?;
-        let mut nft = Nft::open().map_err(|e| format!("nftables: {e}"))?;
+        let ruleset = Ruleset::build(policy, &runtime).map_err(NetworkError::Ruleset)?;
+        let mut nft = Nft::open().map_err(NetworkError::Nftables)?;
         // The interfaces' state before the policy, for the record: all down.
         let before: Vec<String> = std::iter::once("lo".to_owned())
             .chain(policy.links.interfaces.iter().cloned())
@@ -125,8 +143,7 @@ impl Network {
                 Err(_) => format!("{name} absent"),
             })
             .collect();
-        nft.install(&ruleset)
-            .map_err(|e| format!("installing the network policy: {}", console::chain(&e)))?;
+        nft.install(&ruleset).map_err(NetworkError::Install)?;
         console::line(&format!(
             "limpet-init: network policy installed: {} rules, {} sets in table inet limpet, default drop; interfaces: {}",
             ruleset.rules.len(),
@@ -183,7 +200,7 @@ impl Network {
                 Err(e) => {
                     console::line(&format!("limpet-init: {name}: {e}"));
                     if let Some(s) = status.interfaces.get_mut(index) {
-                        s.config = e;
+                        s.config = e.to_string();
                     }
                 }
             }
@@ -241,16 +258,32 @@ impl Network {
         })
     }
 
-    /// The descriptors to poll for reading, in a fixed order [`Network::ready`] takes.
-    pub fn pollables(&self) -> Vec<BorrowedFd<'_>> {
+    /// The descriptors to poll for reading, each with the source [`Network::ready`]
+    /// takes back.
+    pub fn pollables(&self) -> Vec<(Source, BorrowedFd<'_>)> {
         self.sources()
             .into_iter()
-            .filter_map(|s| match s {
-                Source::Dhcp(i) => self.dhcp.get(i).map(|d| d.socket.as_fd()),
-                Source::Stub => self.stub_socket.as_ref().map(AsFd::as_fd),
-                Source::Upstream(i) => self.upstreams.get(i).map(|u| u.socket.as_fd()),
+            .filter_map(|s| {
+                let fd = match s {
+                    Source::Dhcp(i) => self.dhcp.get(i).map(|d| d.socket.as_fd()),
+                    Source::Stub => self.stub_socket.as_ref().map(AsFd::as_fd),
+                    Source::Upstream(i) => self.upstreams.get(i).map(|u| u.socket.as_fd()),
+                }?;
+                Some((s, fd))
             })
             .collect()
+    }
+
+    /// Whether an interface has its address (static, or a bound DHCP lease with its DNS
+    /// servers given to the stub).
+    pub fn is_up(&self) -> bool {
+        self.status.interfaces.iter().any(|i| i.address.is_some())
+    }
+
+    /// Whether the network may still come up: a DHCP client runs. Without one (every
+    /// interface absent or failed) there is nothing to wait for.
+    pub fn may_come_up(&self) -> bool {
+        !self.dhcp.is_empty()
     }
 
     fn sources(&self) -> Vec<Source> {
@@ -262,12 +295,11 @@ impl Network {
         s
     }
 
-    /// Handles the readable descriptors (`readable[i]` for `pollables()[i]`), then the
+    /// Handles the readable sources (from [`Network::pollables`], in its order), then the
     /// timers that are due.
-    pub fn ready(&mut self, readable: &[bool]) {
+    pub fn ready(&mut self, readable: &[Source]) {
         let now = Instant::now();
-        let sources = self.sources();
-        for (source, _) in sources.iter().zip(readable).filter(|(_, r)| **r) {
+        for source in readable {
             match *source {
                 Source::Dhcp(i) => self.dhcp_readable(i, now),
                 Source::Stub => self.stub_readable(now),
@@ -375,7 +407,7 @@ impl Network {
                         problems.push(format!("dns set: {e}"));
                     }
                 }
-                self.stub.set_upstreams(upstreams(&dns));
+                let asked = self.stub.set_upstreams(now, upstreams(&dns));
                 console::line(&format!(
                     "limpet-init: {} up: DHCP lease {} from {} for {} s, router {}, DNS {:?}{}",
                     link.name,
@@ -398,6 +430,9 @@ impl Network {
                     s.address = Some(lease.addr);
                     s.gateway = lease.router;
                 }
+                // Queries that waited for these servers go out now, after the route and
+                // the `dns4` set that let them through.
+                self.perform(asked, now);
             }
             dhcp::Event::Lost(lease) => {
                 let _ = self.netlink.delete_default_route(&link);
@@ -548,18 +583,14 @@ enum Up {
     Dhcp(Link),
 }
 
-fn bring_up(netlink: &mut Netlink, name: &str, policy: &NetPolicy) -> Result<Up, String> {
-    let link = netlink.link(name).map_err(|e| e.to_string())?;
-    netlink.set_up(&link).map_err(|e| e.to_string())?;
+fn bring_up(netlink: &mut Netlink, name: &str, policy: &NetPolicy) -> Result<Up, LinkError> {
+    let link = netlink.link(name)?;
+    netlink.set_up(&link)?;
     match policy.links.static_address {
         Some(s) => {
-            netlink
-                .replace_address(&link, s.address, None)
-                .map_err(|e| e.to_string())?;
+            netlink.replace_address(&link, s.address, None)?;
             if let Some(gw) = s.gateway {
-                netlink
-                    .replace_default_route(&link, gw)
-                    .map_err(|e| e.to_string())?;
+                netlink.replace_default_route(&link, gw)?;
             }
             console::line(&format!(
                 "limpet-init: {name} up: static {}{}",

@@ -1,75 +1,106 @@
-//! The running device: start every task in its sandbox, supervise, log, and shut down.
+//! The running device: PID 1's event loop. It starts every task in its sandbox,
+//! supervises them, logs their output, watches a try slot's health, serves the update
+//! agent and the network, and shuts down.
 //!
-//! One thread, one loop: `poll` on the signalfd and on every task's output pipes, with
-//! a timeout set by the supervisor's next deadline. The supervisor module decides; this
-//! module makes the system calls.
+//! # What the loop owns
 //!
-//! Shutdown (SIGTERM, SIGPWR, SIGHUP, SIGINT — which ctrl-alt-del sends once `main` has
-//! turned the kernel's immediate reboot off — or the ACPI power button): tasks are
-//! signalled SIGTERM in reverse declared order, given [`GRACE`] to exit, then killed; PID
-//! 1 reaps them, syncs, unmounts `/data` and `/slot`, and powers off.
+//! [`Runtime`] holds the loop's whole state: the supervisor (which decides, see
+//! `supervisor.rs`), each running task's output pipes, readiness sockets and cgroup, the
+//! signalfd and power buttons, the update socket, the network (`network.rs`), the health
+//! gate of a try, the status file's last contents and the shutdown deadline. Nothing else
+//! in PID 1 changes while the loop runs. The system calls on tasks and the clock go
+//! through [`Host`], so each handler can be driven in a unit test.
+//!
+//! # One turn of the loop (`loop { tick; poll; dispatch }`)
+//!
+//! 1. [`Runtime::on_tick`]: start the tasks that are due (declared order; a task that
+//!    declares egress waits for a network that is coming up, at most [`NETWORK_WAIT`]),
+//!    kill the ones overdue with their readiness, ask the health gate
+//!    ([`Runtime::on_gate`]), write the status file, and move shutdown on (kill
+//!    stragglers after [`GRACE`], end once every task is stopped).
+//! 2. `poll` on the [`PollSet`], built afresh in one place: each descriptor is pushed
+//!    with its typed [`Source`], so no code computes positions. The timeout is the
+//!    earliest deadline of the supervisor, the network, the health gate and shutdown.
+//! 3. Dispatch the ready sources in the order of [`Source`]'s variants, one method each:
+//!    readiness notes ([`Runtime::on_notify`]) and task output ([`Runtime::on_pipe`])
+//!    first, so that a task's `READY=1` and its last lines are handled before its exit
+//!    (SIGCHLD) is; then the network ([`Runtime::on_net`], which also runs its timers on
+//!    every turn), the update agent ([`Runtime::on_updates`]), the power button
+//!    ([`Runtime::on_button`]) and last the signals ([`Runtime::on_signal`]: reaping, or
+//!    a shutdown request).
+//!
+//! # Rules
+//!
+//! - PID 1 never blocks on a task: pipes and sockets are non-blocking, every wait has a
+//!   deadline, a task that ignores SIGTERM is killed after [`GRACE`].
+//! - It never panics: a failed system call is reported on the console and the loop goes
+//!   on; only a failed `poll` itself ends it, with an error.
+//! - Shutdown (SIGTERM, SIGPWR, SIGHUP, SIGINT — which ctrl-alt-del sends once `main`
+//!   has turned the kernel's immediate reboot off —, the ACPI power button, the update
+//!   agent's reboot request, or a try's rollback) begins once: tasks get SIGTERM in
+//!   reverse declared order, [`GRACE`] to exit, then SIGKILL; the loop returns once
+//!   every task is reaped. `main` then syncs, unmounts and powers off or reboots.
+//!
+//! Adding an event source is adding a [`Source`] variant, its descriptor in
+//! [`Runtime::poll_set`], and its `on_*` method in [`Runtime::dispatch`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use limpet_sandbox::policy::{DevicePolicy, ReadinessCheck, RestartWhen, TaskPolicy};
-use limpet_sandbox::spawn::{self as sandbox, Roots};
+use limpet_sandbox::policy::{DevicePolicy, ReadinessCheck, TaskPolicy};
+use limpet_sandbox::spawn::{self as sandbox, Roots, SpawnError, Spawned};
+use limpet_state::{FailureReason, State};
+use limpet_update::server::{Event as UpdateEvent, UpdateServer};
 use rustix::event::{PollFd, PollFlags};
 use rustix::process::Signal;
 
 use crate::console;
 use crate::logs::{LineSplitter, LogFile};
-use crate::network::Network;
+use crate::network::{self, Network};
 use crate::slots::PendingTrial;
 use crate::status::{SystemStatus, TrialStatus, UpdateAttempt};
-use crate::supervisor::{AfterExit, Millis, Readiness, RestartPolicy, Supervisor, TaskSpec};
-use crate::sys;
+use crate::supervisor::{AfterExit, Millis, Supervisor, TaskSpec};
+use crate::sys::{self, Reaped};
 use crate::trial::{self, HealthGate, Verdict};
-use limpet_state::FailureReason;
-use limpet_update::server::{Event as UpdateEvent, UpdateServer};
 
 /// How long tasks get to exit after SIGTERM at shutdown.
 pub const GRACE: Duration = Duration::from_secs(3);
+/// How long a task that declares egress waits for the network (a DHCP lease, with its DNS
+/// servers) before it is started anyway. Long enough for the DHCP client's first three
+/// tries (4, 8 and 16 s apart), short enough that a device without a network still
+/// starts its network tasks well within a try's health timeout.
+pub const NETWORK_WAIT: Duration = Duration::from_secs(30);
 /// Where the status file is written.
 pub const STATUS_FILE: &str = "run/limpet/status.json";
 /// Where task logs go, under the data partition's mount point. The leading dot keeps it
 /// apart from the tasks' own directories (`/data/<task>`): task names cannot start with one.
 pub const LOG_DIR: &str = ".limpet/log";
 
-/// One open output pipe of a running task.
-#[derive(Debug)]
-struct Pipe {
-    task: usize,
-    fd: OwnedFd,
-    lines: LineSplitter,
+/// Errors that end the loop before or instead of a shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot create PID 1's signalfd")]
+    SignalFd(#[source] std::io::Error),
+    #[error("cannot create {path}")]
+    WorkDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("sandbox setup")]
+    Sandbox(#[source] SpawnError),
+    #[error("poll")]
+    Poll(#[source] rustix::io::Errno),
 }
 
-/// The supervisor's specs from the compiled policy.
-pub fn specs(policy: &DevicePolicy) -> Vec<TaskSpec> {
-    policy
-        .tasks
-        .iter()
-        .map(|t| TaskSpec {
-            name: t.name.clone(),
-            restart: match t.restart.when {
-                RestartWhen::Always => RestartPolicy::Always,
-                RestartWhen::OnFailure => RestartPolicy::OnFailure,
-                RestartWhen::Never => RestartPolicy::Never,
-            },
-            backoff_initial: Duration::from_millis(t.restart.backoff_initial_ms),
-            backoff_max: Duration::from_millis(t.restart.backoff_max_ms),
-            crash_loop_limit: t.restart.crash_loop_limit,
-            readiness: match &t.readiness {
-                ReadinessCheck::Started => Readiness::Started,
-                ReadinessCheck::Notify { timeout_ms, .. } => Readiness::Notify {
-                    timeout: Duration::from_millis(*timeout_ms),
-                },
-            },
-        })
-        .collect()
+/// `main`'s boot path reports errors as text.
+impl From<RuntimeError> for String {
+    fn from(e: RuntimeError) -> String {
+        console::chain(&e)
+    }
 }
 
 /// How the run ended: what PID 1 does once every task has stopped.
@@ -77,8 +108,8 @@ pub fn specs(policy: &DevicePolicy) -> Vec<TaskSpec> {
 pub enum Outcome {
     /// A shutdown request: power off.
     PowerOff,
-    /// A try slot failed its health gate and was rolled back: reboot into the committed
-    /// slot.
+    /// A try slot failed its health gate and was rolled back, or the update agent asked
+    /// for the reboot into a staged try: reboot.
     Reboot,
 }
 
@@ -89,307 +120,717 @@ pub struct Probation {
     pub trial: PendingTrial,
 }
 
+/// The A/B record of a try on probation, as the health gate's verdict needs it.
+pub trait Trial: std::fmt::Debug {
+    /// The state as stored now.
+    fn state(&self) -> &State;
+    /// Commits the try.
+    fn commit(&mut self) -> Result<(), String>;
+    /// Rolls the try back for `reason`.
+    fn roll_back(&mut self, reason: FailureReason) -> Result<(), String>;
+}
+
+impl Trial for PendingTrial {
+    fn state(&self) -> &State {
+        PendingTrial::state(self)
+    }
+    fn commit(&mut self) -> Result<(), String> {
+        PendingTrial::commit(self)
+    }
+    fn roll_back(&mut self, reason: FailureReason) -> Result<(), String> {
+        PendingTrial::roll_back(self, reason)
+    }
+}
+
+/// What the loop does to tasks and the world outside it: the kernel on a device
+/// ([`Kernel`]), a record in the tests.
+pub trait Host {
+    /// Monotonic time since boot.
+    fn now(&self) -> Millis;
+    /// One console line.
+    fn console(&mut self, line: &str);
+    /// Starts `task` in its sandbox.
+    fn spawn(&mut self, task: &TaskPolicy) -> Result<Spawned, SpawnError>;
+    /// Sends `signal` to `pid` (a process already gone is no error).
+    fn signal(&mut self, pid: i32, signal: Signal);
+    /// Reaps every child that has ended.
+    fn reap(&mut self) -> Vec<Reaped>;
+    /// How many times the kernel's OOM killer acted in `cgroup`.
+    fn oom_kills(&self, cgroup: &Path) -> u64;
+}
+
+/// The real [`Host`]: system calls.
+#[derive(Debug)]
+pub struct Kernel<'a> {
+    roots: &'a Roots,
+}
+
+impl Host for Kernel<'_> {
+    fn now(&self) -> Millis {
+        Millis(sys::boottime_ms())
+    }
+    fn console(&mut self, line: &str) {
+        console::line(line);
+    }
+    fn spawn(&mut self, task: &TaskPolicy) -> Result<Spawned, SpawnError> {
+        sandbox::spawn(task, self.roots)
+    }
+    fn signal(&mut self, pid: i32, signal: Signal) {
+        sys::signal(pid, signal);
+    }
+    fn reap(&mut self) -> Vec<Reaped> {
+        sys::reap_all()
+    }
+    fn oom_kills(&self, cgroup: &Path) -> u64 {
+        oom_kills(cgroup)
+    }
+}
+
+/// What a descriptor in the poll set is. The variants are in handling order (see the
+/// module doc), which `Ord` gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Source {
+    /// The readiness socket of task `n`.
+    Notify(usize),
+    /// A task's output pipe, by its id in [`Runtime::pipes`].
+    Pipe(u64),
+    /// One of the network's sockets.
+    Net(network::Source),
+    /// The update agent's socket.
+    Updates,
+    /// Power button `n`.
+    Button(usize),
+    /// PID 1's signalfd.
+    Signals,
+}
+
+/// The descriptors to poll, each beside its [`Source`].
+#[derive(Debug, Default)]
+pub struct PollSet<'a> {
+    fds: Vec<PollFd<'a>>,
+    sources: Vec<Source>,
+}
+
+impl<'a> PollSet<'a> {
+    fn push(&mut self, source: Source, fd: std::os::fd::BorrowedFd<'a>) {
+        self.fds.push(PollFd::from_borrowed_fd(fd, PollFlags::IN));
+        self.sources.push(source);
+    }
+
+    /// Waits up to `timeout` (forever if `None`); returns the sources with events, sorted
+    /// in handling order.
+    fn wait(mut self, timeout: Option<Duration>) -> Result<Vec<Source>, RuntimeError> {
+        let timeout = timeout.map(|t| rustix::time::Timespec {
+            tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: i64::from(t.subsec_millis()) * 1_000_000,
+        });
+        match rustix::event::poll(&mut self.fds, timeout.as_ref()) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => return Ok(Vec::new()),
+            Err(e) => return Err(RuntimeError::Poll(e)),
+        }
+        let mut ready: Vec<Source> = self
+            .fds
+            .iter()
+            .zip(&self.sources)
+            .filter(|(fd, _)| !fd.revents().is_empty())
+            .map(|(_, s)| *s)
+            .collect();
+        ready.sort();
+        Ok(ready)
+    }
+}
+
+/// One open output pipe of a running task.
+#[derive(Debug)]
+struct Pipe {
+    task: usize,
+    fd: OwnedFd,
+    lines: LineSplitter,
+}
+
+/// A try on probation, as the loop keeps it.
+#[derive(Debug)]
+struct Watch {
+    gate: HealthGate,
+    trial: Box<dyn Trial>,
+}
+
+/// The loop's state (see the module doc).
+#[derive(Debug)]
+pub struct Runtime<'a, H: Host> {
+    host: H,
+    root: PathBuf,
+    tasks: &'a [TaskPolicy],
+    system: &'a mut SystemStatus,
+    supervisor: Supervisor,
+    signals: Option<OwnedFd>,
+    buttons: Vec<OwnedFd>,
+    notifiers: BTreeMap<usize, UnixDatagram>,
+    updates: Option<UpdateServer>,
+    network: Option<Network>,
+    probation: Option<Watch>,
+    /// Open output pipes by id; ids are never reused.
+    pipes: BTreeMap<u64, Pipe>,
+    next_pipe: u64,
+    /// Each running task's cgroup, by pid.
+    cgroups: BTreeMap<i32, PathBuf>,
+    /// OOM kills already reported, per cgroup.
+    oom_seen: BTreeMap<PathBuf, u64>,
+    logs: BTreeMap<usize, LogFile>,
+    log_dir: PathBuf,
+    /// Set once shutdown has begun: when stragglers are killed.
+    shutdown: Option<Millis>,
+    outcome: Outcome,
+    /// When the health gate wants to look again.
+    gate_wait: Option<Millis>,
+    reported_start: bool,
+    /// Tasks whose wait for the network has been announced.
+    announced_held: BTreeSet<usize>,
+    last_status: String,
+}
+
 /// Runs the tasks until a shutdown request; returns when every task has stopped.
 pub fn run(
     root: &Path,
     policy: &DevicePolicy,
     roots: &Roots,
-    mut probation: Option<Probation>,
-    mut updates: Option<UpdateServer>,
-    mut network: Option<Network>,
+    probation: Option<Probation>,
+    updates: Option<UpdateServer>,
+    network: Option<Network>,
     system: &mut SystemStatus,
-) -> Result<Outcome, String> {
-    let signals = sys::signal_fd().map_err(|e| format!("signalfd: {e}"))?;
+) -> Result<Outcome, RuntimeError> {
+    let signals = sys::signal_fd().map_err(RuntimeError::SignalFd)?;
     if let Some(parent) = roots.work.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        std::fs::create_dir_all(parent).map_err(|source| RuntimeError::WorkDir {
+            path: parent.to_owned(),
+            source,
+        })?;
     }
-    sandbox::prepare(roots).map_err(|e| format!("sandbox setup: {}", crate::console::chain(&e)))?;
-    let mut supervisor = Supervisor::new(specs(policy));
-    let mut pipes: Vec<Pipe> = Vec::new();
-    let mut cgroups: BTreeMap<i32, PathBuf> = BTreeMap::new();
-    let mut oom_seen: BTreeMap<PathBuf, u64> = BTreeMap::new();
-    let mut logs: BTreeMap<usize, LogFile> = BTreeMap::new();
-    let log_dir = roots.data.join(LOG_DIR);
-    let mut shutdown_deadline: Option<Millis> = None;
-    let mut reported_start = false;
-    let buttons = crate::power_button::open(root);
-    let mut notifiers: BTreeMap<usize, UnixDatagram> = BTreeMap::new();
-    let mut last_status = String::new();
-    let mut outcome = Outcome::PowerOff;
-    let mut gate_wait: Option<Millis> = None;
+    sandbox::prepare(roots).map_err(RuntimeError::Sandbox)?;
+    let mut runtime = Runtime::new(Kernel { roots }, root, policy, &roots.data, network, system);
+    runtime.signals = Some(signals);
+    runtime.buttons = crate::power_button::open(root);
+    runtime.updates = updates;
+    runtime.probation = probation.map(|p| Watch {
+        gate: p.gate,
+        trial: Box::new(p.trial),
+    });
+    runtime.run()
+}
 
-    loop {
-        let now = Millis(sys::boottime_ms());
-        for index in supervisor.due(now) {
-            let Some(task) = policy.tasks.get(index) else {
-                continue;
-            };
-            if let ReadinessCheck::Notify { socket, .. } = &task.readiness {
-                match notify_socket(Path::new(socket), task) {
-                    Ok(sock) => {
-                        notifiers.insert(index, sock);
-                    }
-                    Err(e) => console::line(&format!(
-                        "limpet-init: cannot create {socket} for {}: {e}",
-                        task.name
-                    )),
-                }
-            }
-            start(
-                index,
-                task,
-                roots,
-                &mut supervisor,
-                &mut pipes,
-                &mut cgroups,
-                now,
-            );
+impl<'a, H: Host> Runtime<'a, H> {
+    /// The loop's state before the first turn: nothing started, no descriptor but the
+    /// network's.
+    fn new(
+        host: H,
+        root: &Path,
+        policy: &'a DevicePolicy,
+        data: &Path,
+        network: Option<Network>,
+        system: &'a mut SystemStatus,
+    ) -> Self {
+        let specs = policy
+            .tasks
+            .iter()
+            .map(|t| TaskSpec::new(t, policy.network.as_ref()))
+            .collect();
+        let mut supervisor = Supervisor::new(specs);
+        if network
+            .as_ref()
+            .is_some_and(|n| !n.is_up() && n.may_come_up())
+        {
+            supervisor.wait_for_network(host.now().plus(NETWORK_WAIT));
         }
-        for (name, pid) in supervisor.readiness_overdue(now) {
-            console::line(&format!(
-                "limpet-init: {name} did not report ready in time: killing it"
-            ));
-            sys::signal(pid, Signal::KILL);
+        Runtime {
+            host,
+            root: root.to_owned(),
+            tasks: &policy.tasks,
+            system,
+            supervisor,
+            signals: None,
+            buttons: Vec::new(),
+            notifiers: BTreeMap::new(),
+            updates: None,
+            network,
+            probation: None,
+            pipes: BTreeMap::new(),
+            next_pipe: 0,
+            cgroups: BTreeMap::new(),
+            oom_seen: BTreeMap::new(),
+            logs: BTreeMap::new(),
+            log_dir: data.join(LOG_DIR),
+            shutdown: None,
+            outcome: Outcome::PowerOff,
+            gate_wait: None,
+            reported_start: false,
+            announced_held: BTreeSet::new(),
+            last_status: String::new(),
         }
-        if !reported_start && supervisor.records().iter().all(|r| r.starts > 0) {
-            // Once, after the first start of every task: the figures the boot benchmark reads.
-            reported_start = true;
-            console::line(&format!(
-                "limpet-init: all tasks started at boottime {} ms; PID 1 Rss {} kB",
-                sys::boottime_ms(),
-                sys::own_rss_kb().map_or_else(|| "?".to_owned(), |kb| kb.to_string())
-            ));
-        }
-        let mut shutdown_reason = None;
-        if let (Some(p), None) = (probation.as_mut(), shutdown_deadline) {
-            match p.gate.observe(now, supervisor.records()) {
-                Verdict::Wait(at) => gate_wait = Some(at),
-                Verdict::Commit => {
-                    gate_wait = None;
-                    match p.trial.commit() {
-                        Ok(()) => {
-                            console::line(&format!(
-                                "limpet-init: every task healthy for the health period: try committed, floor now {} (boottime {} ms)",
-                                p.trial.state().floor(),
-                                sys::boottime_ms()
-                            ));
-                            system.trial = TrialStatus::Committed;
-                        }
-                        Err(e) => {
-                            console::line(&format!("limpet-init: {e}"));
-                            system.trial = TrialStatus::CommitFailed { error: e };
-                        }
-                    }
-                    system.state = Some(p.trial.state().into());
-                    probation = None;
-                }
-                Verdict::RollBack(failure) => {
-                    gate_wait = None;
-                    let reason = match failure {
-                        trial::Failure::Unhealthy { .. } => FailureReason::Unhealthy,
-                        trial::Failure::Timeout { .. } => FailureReason::HealthTimeout,
-                    };
-                    let recorded = p.trial.roll_back(reason);
-                    console::line(&format!(
-                        "limpet-init: try failed its health gate ({failure}){}: rebooting into the committed slot (boottime {} ms)",
-                        match &recorded {
-                            Ok(()) => String::new(),
-                            Err(e) => format!("; {e}"),
-                        },
-                        sys::boottime_ms()
-                    ));
-                    system.trial = TrialStatus::RolledBack {
-                        reason: failure.to_string(),
-                    };
-                    system.state = Some(p.trial.state().into());
-                    outcome = Outcome::Reboot;
-                    shutdown_reason = Some("rollback".to_owned());
-                    probation = None;
-                }
-            }
-        }
-        if let Some(net) = &network {
-            if system.network.as_ref() != Some(&net.status) {
-                system.network = Some(net.status.clone());
-            }
-        }
-        write_status(root, system, &supervisor, &mut last_status);
+    }
 
-        if let Some(deadline) = shutdown_deadline {
-            if supervisor.all_stopped() {
+    /// `loop { tick; poll; dispatch }` until every task has stopped after a shutdown.
+    fn run(mut self) -> Result<Outcome, RuntimeError> {
+        loop {
+            if let Some(outcome) = self.on_tick() {
                 return Ok(outcome);
             }
-            if now >= deadline {
-                for pid in supervisor.stragglers() {
-                    sys::signal(pid, Signal::KILL);
-                }
+            let timeout = self.timeout();
+            let ready = self.poll_set().wait(timeout)?;
+            self.dispatch(&ready);
+        }
+    }
+
+    /// Every descriptor the loop waits on, with its source.
+    fn poll_set(&self) -> PollSet<'_> {
+        let mut set = PollSet::default();
+        if let Some(signals) = &self.signals {
+            set.push(Source::Signals, signals.as_fd());
+        }
+        for (i, button) in self.buttons.iter().enumerate() {
+            set.push(Source::Button(i), button.as_fd());
+        }
+        for (task, sock) in &self.notifiers {
+            set.push(Source::Notify(*task), sock.as_fd());
+        }
+        if let Some(server) = &self.updates {
+            set.push(Source::Updates, server.pollable().as_fd());
+        }
+        if let Some(net) = &self.network {
+            for (source, fd) in net.pollables() {
+                set.push(Source::Net(source), fd);
             }
         }
+        for (id, pipe) in &self.pipes {
+            set.push(Source::Pipe(*id), pipe.fd.as_fd());
+        }
+        set
+    }
 
-        let timeout = if shutdown_reason.is_some() {
-            Some(rustix::time::Timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            })
-        } else {
-            let net_wait = network.as_ref().map(|n| {
-                let ms = n
-                    .next_deadline()
-                    .saturating_duration_since(std::time::Instant::now())
-                    .as_millis();
-                now.plus(Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX)))
-            });
-            next_timeout(
-                &supervisor,
-                [shutdown_deadline, gate_wait, net_wait]
-                    .into_iter()
-                    .flatten()
-                    .min(),
-                now,
-            )
-        };
-        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(pipes.len() + 1);
-        fds.push(PollFd::new(&signals, PollFlags::IN));
-        for button in &buttons {
-            fds.push(PollFd::new(button, PollFlags::IN));
-        }
-        for sock in notifiers.values() {
-            fds.push(PollFd::new(sock, PollFlags::IN));
-        }
-        if let Some(server) = &updates {
-            fds.push(PollFd::new(server.pollable(), PollFlags::IN));
-        }
-        let net_fds = network.as_ref().map(Network::pollables).unwrap_or_default();
-        for fd in &net_fds {
-            fds.push(PollFd::new(fd, PollFlags::IN));
-        }
-        for pipe in &pipes {
-            fds.push(PollFd::new(&pipe.fd, PollFlags::IN));
-        }
-        let ready = match rustix::event::poll(&mut fds, timeout.as_ref()) {
-            Ok(n) => n,
-            Err(rustix::io::Errno::INTR) => 0,
-            Err(e) => return Err(format!("poll: {e}")),
-        };
-        let events: Vec<PollFlags> = fds.iter().map(PollFd::revents).collect();
-        drop(fds);
-        let net_count = net_fds.len();
-        drop(net_fds);
-        if ready == 0 && shutdown_reason.is_none() {
-            if let Some(net) = network.as_mut() {
-                net.ready(&[]);
-            }
-            continue;
-        }
+    /// How long the poll may sleep: until the earliest deadline.
+    fn timeout(&self) -> Option<Duration> {
+        let now = self.host.now();
+        let net = self.network.as_ref().map(|n| {
+            let left = n
+                .next_deadline()
+                .saturating_duration_since(std::time::Instant::now());
+            now.plus(left)
+        });
+        let deadline = [
+            self.supervisor.next_deadline(),
+            self.shutdown,
+            self.gate_wait,
+            net,
+        ]
+        .into_iter()
+        .flatten()
+        .min()?;
+        Some(Duration::from_millis(deadline.0.saturating_sub(now.0)))
+    }
 
-        // Task output first, so a task's last lines are logged before its exit is.
-        let first_notifier = 1 + buttons.len();
-        let update_index = first_notifier + notifiers.len();
-        let first_net = update_index + usize::from(updates.is_some());
-        let first_pipe = first_net + net_count;
-        let net_readable: Vec<bool> = events
+    /// Handles what `poll` reported, in [`Source`] order. The network runs on every turn,
+    /// in its place after the task pipes: its timers are due even when none of its
+    /// sockets is readable.
+    fn dispatch(&mut self, ready: &[Source]) {
+        let net: Vec<network::Source> = ready
             .iter()
-            .skip(first_net)
-            .take(net_count)
-            .map(|e| !e.is_empty())
+            .filter_map(|s| match s {
+                Source::Net(n) => Some(*n),
+                _ => None,
+            })
             .collect();
-        let update_ready =
-            updates.is_some() && events.get(update_index).is_some_and(|e| !e.is_empty());
-        let readable: Vec<usize> = notifiers
-            .keys()
-            .zip(events.iter().skip(first_notifier))
-            .filter(|(_, e)| !e.is_empty())
-            .map(|(i, _)| *i)
-            .collect();
-        for index in readable {
-            let Some(sock) = notifiers.get(&index) else {
-                continue;
-            };
-            if notified_ready(sock) {
-                if let Some(name) = supervisor.ready(index) {
-                    console::line(&format!("limpet-init: {name} is ready"));
-                }
+        let mut net_done = false;
+        for source in ready {
+            if !net_done && *source > Source::Pipe(u64::MAX) {
+                self.on_net(&net);
+                net_done = true;
+            }
+            match *source {
+                Source::Notify(task) => self.on_notify(task),
+                Source::Pipe(id) => self.on_pipe(id),
+                Source::Net(_) => {}
+                Source::Updates => self.on_updates(),
+                Source::Button(i) => self.on_button(i),
+                Source::Signals => self.on_signals(),
             }
         }
-        let mut closed = Vec::new();
-        for (i, revents) in events.iter().enumerate().skip(first_pipe) {
-            if revents.is_empty() {
-                continue;
-            }
-            let Some(pipe) = pipes.get_mut(i - first_pipe) else {
-                continue;
-            };
-            let name = policy.tasks.get(pipe.task).map_or("?", |t| t.name.as_str());
-            let log = logs
-                .entry(pipe.task)
-                .or_insert_with(|| LogFile::open(&log_dir, name));
-            if drain(pipe, name, log) {
-                closed.push(i - first_pipe);
-            }
+        if !net_done {
+            self.on_net(&net);
         }
-        for i in closed.into_iter().rev() {
-            pipes.remove(i);
-        }
+    }
 
-        if let Some(net) = network.as_mut() {
-            net.ready(&net_readable);
+    /// The part of each turn that depends on time, not on a descriptor.
+    fn on_tick(&mut self) -> Option<Outcome> {
+        let now = self.host.now();
+        self.start_due(now);
+        for (name, pid) in self.supervisor.readiness_overdue(now) {
+            self.say(&format!(
+                "limpet-init: {name} did not report ready in time: killing it"
+            ));
+            self.host.signal(pid, Signal::KILL);
         }
-        if update_ready {
-            if let Some(event) = updates.as_mut().and_then(|s| s.ready(probation.is_some())) {
-                let at_ms = sys::boottime_ms();
-                let attempt = |version, outcome: String| UpdateAttempt {
-                    version,
-                    outcome,
-                    at_ms,
+        if !self.reported_start && self.supervisor.records().iter().all(|r| r.starts > 0) {
+            // Once, after the first start of every task: the figures the boot benchmark reads.
+            self.reported_start = true;
+            let line = format!(
+                "limpet-init: all tasks started at boottime {} ms; PID 1 Rss {} kB",
+                self.host.now().0,
+                sys::own_rss_kb().map_or_else(|| "?".to_owned(), |kb| kb.to_string())
+            );
+            self.say(&line);
+        }
+        self.on_gate(now);
+        if let Some(net) = &self.network {
+            if self.system.network.as_ref() != Some(&net.status) {
+                self.system.network = Some(net.status.clone());
+            }
+        }
+        self.write_status();
+        let deadline = self.shutdown?;
+        if self.supervisor.all_stopped() {
+            return Some(self.outcome);
+        }
+        if now >= deadline {
+            for pid in self.supervisor.stragglers() {
+                self.host.signal(pid, Signal::KILL);
+            }
+        }
+        None
+    }
+
+    /// Starts every task that is due; announces, once, each task held for the network.
+    fn start_due(&mut self, now: Millis) {
+        for index in self.supervisor.held(now) {
+            if self.announced_held.insert(index) {
+                let name = self.task_name(index).to_owned();
+                self.say(&format!(
+                    "limpet-init: {name} waits for the network (it declares egress), at most {} s",
+                    NETWORK_WAIT.as_secs()
+                ));
+            }
+        }
+        // A start can make the next task in declared order due (a `started` task is up at
+        // once), so ask again; each round starts at least one task, and no task twice.
+        for _ in 0..=self.tasks.len() {
+            let due = self.supervisor.due(now);
+            if due.is_empty() {
+                break;
+            }
+            for index in due {
+                if self.supervisor.starts_without_network(index) {
+                    let name = self.task_name(index).to_owned();
+                    self.say(&format!(
+                        "limpet-init: the network is not up after {} s: starting {name} anyway",
+                        NETWORK_WAIT.as_secs()
+                    ));
+                }
+                self.start(index, now);
+            }
+        }
+    }
+
+    fn start(&mut self, index: usize, now: Millis) {
+        let Some(task) = self.tasks.get(index) else {
+            return;
+        };
+        if let ReadinessCheck::Notify { socket, .. } = &task.readiness {
+            match notify_socket(Path::new(socket), task) {
+                Ok(sock) => {
+                    self.notifiers.insert(index, sock);
+                }
+                Err(e) => self.say(&format!(
+                    "limpet-init: cannot create {socket} for {}: {e}",
+                    task.name
+                )),
+            }
+        }
+        match self.host.spawn(task) {
+            Ok(spawned) => {
+                self.say(&format!(
+                    "limpet-init: started {} (pid {})",
+                    task.name, spawned.pid
+                ));
+                self.supervisor.started(index, spawned.pid, now);
+                if let Some(cgroup) = spawned.cgroup.clone() {
+                    self.cgroups.insert(spawned.pid, cgroup);
+                }
+                for fd in [spawned.stdout, spawned.stderr] {
+                    // Never block PID 1 on a task's pipe.
+                    let _ = rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::NONBLOCK);
+                    self.pipes.insert(
+                        self.next_pipe,
+                        Pipe {
+                            task: index,
+                            fd,
+                            lines: LineSplitter::default(),
+                        },
+                    );
+                    self.next_pipe += 1;
+                }
+            }
+            Err(e) => {
+                let after = self.supervisor.start_failed(index, now);
+                self.say(&format!(
+                    "limpet-init: cannot start {}: {}; {}",
+                    task.name,
+                    console::chain(&e),
+                    describe(after)
+                ));
+            }
+        }
+    }
+
+    /// Asks the health gate of a try (not during shutdown) and carries out its verdict.
+    fn on_gate(&mut self, now: Millis) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        let Some(watch) = self.probation.as_mut() else {
+            return;
+        };
+        match watch.gate.observe(now, self.supervisor.records()) {
+            Verdict::Wait(at) => self.gate_wait = Some(at),
+            Verdict::Commit => {
+                self.gate_wait = None;
+                let line = match watch.trial.commit() {
+                    Ok(()) => {
+                        self.system.trial = TrialStatus::Committed;
+                        format!(
+                            "limpet-init: every task healthy for the health period: try committed, floor now {} (boottime {} ms)",
+                            watch.trial.state().floor(),
+                            self.host.now().0
+                        )
+                    }
+                    Err(e) => {
+                        let line = format!("limpet-init: {e}");
+                        self.system.trial = TrialStatus::CommitFailed { error: e };
+                        line
+                    }
                 };
-                match event {
-                    UpdateEvent::Staged { version } => {
-                        console::line(&format!(
-                            "limpet-init: update {version} verified and staged as a try in slot {}",
-                            system.other.as_ref().map_or("?", |o| o.slot.as_str())
-                        ));
-                        system.last_update = Some(attempt(Some(version), "staged".to_owned()));
+                self.system.state = Some(watch.trial.state().into());
+                self.probation = None;
+                self.say(&line);
+            }
+            Verdict::RollBack(failure) => {
+                self.gate_wait = None;
+                let reason = match failure {
+                    trial::Failure::Unhealthy { .. } => FailureReason::Unhealthy,
+                    trial::Failure::Timeout { .. } => FailureReason::HealthTimeout,
+                };
+                let recorded = watch.trial.roll_back(reason);
+                let line = format!(
+                    "limpet-init: try failed its health gate ({failure}){}: rebooting into the committed slot (boottime {} ms)",
+                    match &recorded {
+                        Ok(()) => String::new(),
+                        Err(e) => format!("; {e}"),
+                    },
+                    self.host.now().0
+                );
+                self.system.trial = TrialStatus::RolledBack {
+                    reason: failure.to_string(),
+                };
+                self.system.state = Some(watch.trial.state().into());
+                self.probation = None;
+                self.say(&line);
+                self.outcome = Outcome::Reboot;
+                self.begin_shutdown("rollback");
+            }
+        }
+    }
+
+    /// A task's readiness socket is readable.
+    fn on_notify(&mut self, task: usize) {
+        let Some(sock) = self.notifiers.get(&task) else {
+            return;
+        };
+        if notified_ready(sock) {
+            if let Some(name) = self.supervisor.ready(task) {
+                let line = format!("limpet-init: {name} is ready");
+                self.say(&line);
+            }
+        }
+    }
+
+    /// A task's output pipe is readable (or closed): its complete lines go to the console
+    /// and its log; a closed pipe is dropped.
+    fn on_pipe(&mut self, id: u64) {
+        let Some(pipe) = self.pipes.get_mut(&id) else {
+            return;
+        };
+        let name = self.tasks.get(pipe.task).map_or("?", |t| t.name.as_str());
+        let log = self
+            .logs
+            .entry(pipe.task)
+            .or_insert_with(|| LogFile::open(&self.log_dir, name));
+        let (lines, closed) = drain(pipe);
+        for line in lines {
+            self.host.console(&format!("[{name}] {line}"));
+            log.append(&line);
+        }
+        if closed {
+            self.pipes.remove(&id);
+        }
+    }
+
+    /// The network's readable sockets (maybe none), then its timers; a network that has
+    /// come up lets the tasks that wait for it start.
+    fn on_net(&mut self, readable: &[network::Source]) {
+        let Some(net) = self.network.as_mut() else {
+            return;
+        };
+        net.ready(readable);
+        if net.is_up() {
+            self.supervisor.network_up();
+        }
+    }
+
+    /// The update agent's socket is readable.
+    fn on_updates(&mut self) {
+        let on_probation = self.probation.is_some();
+        if let Some(event) = self.updates.as_mut().and_then(|s| s.ready(on_probation)) {
+            self.on_update(event);
+        }
+    }
+
+    /// What the update agent's request came to.
+    fn on_update(&mut self, event: UpdateEvent) {
+        let at_ms = self.host.now().0;
+        let attempt = |version, outcome: String| UpdateAttempt {
+            version,
+            outcome,
+            at_ms,
+        };
+        match event {
+            UpdateEvent::Staged { version } => {
+                let line = format!(
+                    "limpet-init: update {version} verified and staged as a try in slot {}",
+                    self.system.other.as_ref().map_or("?", |o| o.slot.as_str())
+                );
+                self.say(&line);
+                self.system.last_update = Some(attempt(Some(version), "staged".to_owned()));
+            }
+            UpdateEvent::Reboot => {
+                let version = self
+                    .system
+                    .last_update
+                    .as_ref()
+                    .and_then(|a| a.version.clone());
+                self.system.last_update = Some(attempt(version, "reboot requested".to_owned()));
+                self.outcome = Outcome::Reboot;
+                self.begin_shutdown("update agent: reboot into the staged try");
+            }
+            UpdateEvent::Failed { version, error } => {
+                self.say(&format!(
+                    "limpet-init: update {} refused: {error}",
+                    version.as_deref().unwrap_or("?")
+                ));
+                self.system.last_update = Some(attempt(version, format!("failed: {error}")));
+            }
+        }
+    }
+
+    /// Power button `i` has input.
+    fn on_button(&mut self, i: usize) {
+        if self
+            .buttons
+            .get(i)
+            .is_some_and(crate::power_button::pressed)
+        {
+            self.begin_shutdown("power button");
+        }
+    }
+
+    /// The signalfd is readable.
+    fn on_signals(&mut self) {
+        let Some(fd) = &self.signals else {
+            return;
+        };
+        for signo in sys::read_signals(fd) {
+            self.on_signal(signo);
+        }
+    }
+
+    /// One signal: SIGCHLD reaps; every other handled signal asks for shutdown.
+    fn on_signal(&mut self, signo: i32) {
+        if signo == libc::SIGCHLD {
+            self.reap();
+        } else {
+            self.begin_shutdown(&format!("signal {signo}"));
+        }
+    }
+
+    fn reap(&mut self) {
+        for reaped in self.host.reap() {
+            let now = self.host.now();
+            let name = self
+                .supervisor
+                .records()
+                .iter()
+                .find(|r| r.pid() == Some(reaped.pid))
+                .map(|r| r.name.clone());
+            // The task's cgroup says whether the kernel's OOM killer ended it. The cgroup
+            // is kept for the next start: the network policy recognises the task's sockets
+            // by its id. So the count is compared with what earlier runs accounted for.
+            let oom = self.cgroups.remove(&reaped.pid).map(|cgroup| {
+                let kills = self.host.oom_kills(&cgroup);
+                let seen = self.oom_seen.insert(cgroup, kills).unwrap_or(0);
+                kills.saturating_sub(seen)
+            });
+            let after = self.supervisor.exited(reaped.pid, reaped.exit, now);
+            if let Some(name) = name {
+                let oom = match oom {
+                    Some(n) if n > 0 => {
+                        format!(", OOM-killed in its cgroup (memory.max) {n} time(s)")
                     }
-                    UpdateEvent::Reboot => {
-                        let version = system.last_update.as_ref().and_then(|a| a.version.clone());
-                        system.last_update = Some(attempt(version, "reboot requested".to_owned()));
-                        outcome = Outcome::Reboot;
-                        shutdown_reason =
-                            Some("update agent: reboot into the staged try".to_owned());
-                    }
-                    UpdateEvent::Failed { version, error } => {
-                        console::line(&format!(
-                            "limpet-init: update {} refused: {error}",
-                            version.as_deref().unwrap_or("?")
-                        ));
-                        system.last_update = Some(attempt(version, format!("failed: {error}")));
-                    }
-                }
+                    _ => String::new(),
+                };
+                self.say(&format!(
+                    "limpet-init: {name} exited ({:?}{oom}); {}",
+                    reaped.exit,
+                    describe(after)
+                ));
             }
         }
-        for (button, revents) in buttons.iter().zip(events.iter().skip(1)) {
-            if !revents.is_empty() && crate::power_button::pressed(button) {
-                shutdown_reason = Some("power button".to_owned());
-            }
+    }
+
+    /// Begins shutdown, once: SIGTERM to every task in reverse declared order, and the
+    /// deadline after which stragglers are killed.
+    fn begin_shutdown(&mut self, reason: &str) {
+        if self.shutdown.is_some() {
+            return;
         }
-        if events.first().is_some_and(|e| !e.is_empty()) {
-            for signo in sys::read_signals(&signals) {
-                if signo == libc::SIGCHLD {
-                    reap(&mut supervisor, &mut cgroups, &mut oom_seen);
-                } else {
-                    shutdown_reason = Some(format!("signal {signo}"));
-                }
-            }
+        self.say(&format!("limpet-init: {reason}: shutting down"));
+        for (name, pid) in self.supervisor.begin_shutdown() {
+            self.say(&format!("limpet-init: stopping {name} (pid {pid})"));
+            self.host.signal(pid, Signal::TERM);
         }
-        if let (Some(reason), None) = (shutdown_reason, shutdown_deadline) {
-            console::line(&format!("limpet-init: {reason}: shutting down"));
-            for (name, pid) in supervisor.begin_shutdown() {
-                console::line(&format!("limpet-init: stopping {name} (pid {pid})"));
-                sys::signal(pid, Signal::TERM);
-            }
-            shutdown_deadline = Some(Millis(sys::boottime_ms()).plus(GRACE));
+        self.shutdown = Some(self.host.now().plus(GRACE));
+    }
+
+    /// Writes the status file atomically (temporary name, then rename) when it changed.
+    fn write_status(&mut self) {
+        let status =
+            serde_json::json!({ "system": &*self.system, "tasks": self.supervisor.records() })
+                .to_string();
+        if status == self.last_status {
+            return;
         }
+        let path = self.root.join(STATUS_FILE);
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let tmp = path.with_extension("json.tmp");
+        if std::fs::write(&tmp, &status).is_ok() && std::fs::rename(&tmp, &path).is_ok() {
+            self.last_status = status;
+        }
+    }
+
+    fn task_name(&self, index: usize) -> &str {
+        self.tasks.get(index).map_or("?", |t| t.name.as_str())
+    }
+
+    fn say(&mut self, line: &str) {
+        self.host.console(line);
     }
 }
 
@@ -420,82 +861,6 @@ fn notified_ready(sock: &UnixDatagram) -> bool {
     ready
 }
 
-fn start(
-    index: usize,
-    task: &TaskPolicy,
-    roots: &Roots,
-    supervisor: &mut Supervisor,
-    pipes: &mut Vec<Pipe>,
-    cgroups: &mut BTreeMap<i32, PathBuf>,
-    now: Millis,
-) {
-    match sandbox::spawn(task, roots) {
-        Ok(spawned) => {
-            console::line(&format!(
-                "limpet-init: started {} (pid {})",
-                task.name, spawned.pid
-            ));
-            supervisor.started(index, spawned.pid, now);
-            if let Some(cgroup) = spawned.cgroup.clone() {
-                cgroups.insert(spawned.pid, cgroup);
-            }
-            for fd in [spawned.stdout, spawned.stderr] {
-                // Never block PID 1 on a task's pipe.
-                let _ = rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::NONBLOCK);
-                pipes.push(Pipe {
-                    task: index,
-                    fd,
-                    lines: LineSplitter::default(),
-                });
-            }
-        }
-        Err(e) => {
-            let after = supervisor.start_failed(index, now);
-            console::line(&format!(
-                "limpet-init: cannot start {}: {}; {}",
-                task.name,
-                console::chain(&e),
-                describe(after)
-            ));
-        }
-    }
-}
-
-fn reap(
-    supervisor: &mut Supervisor,
-    cgroups: &mut BTreeMap<i32, PathBuf>,
-    oom_seen: &mut BTreeMap<PathBuf, u64>,
-) {
-    for reaped in sys::reap_all() {
-        let now = Millis(sys::boottime_ms());
-        let name = supervisor
-            .records()
-            .iter()
-            .find(|r| r.pid() == Some(reaped.pid))
-            .map(|r| r.name.clone());
-        // The task's cgroup says whether the kernel's OOM killer ended it. The cgroup is
-        // kept for the next start: the network policy recognises the task's sockets by
-        // its id. So the count is compared with what earlier runs already accounted for.
-        let oom = cgroups.remove(&reaped.pid).map(|cgroup| {
-            let kills = oom_kills(&cgroup);
-            let seen = oom_seen.insert(cgroup, kills).unwrap_or(0);
-            kills.saturating_sub(seen)
-        });
-        let after = supervisor.exited(reaped.pid, reaped.exit, now);
-        if let Some(name) = name {
-            let oom = match oom {
-                Some(n) if n > 0 => format!(", OOM-killed in its cgroup (memory.max) {n} time(s)"),
-                _ => String::new(),
-            };
-            console::line(&format!(
-                "limpet-init: {name} exited ({:?}{oom}); {}",
-                reaped.exit,
-                describe(after)
-            ));
-        }
-    }
-}
-
 /// `oom_kill` of a cgroup's `memory.events`.
 fn oom_kills(cgroup: &Path) -> u64 {
     std::fs::read_to_string(cgroup.join("memory.events"))
@@ -517,61 +882,23 @@ fn describe(after: AfterExit) -> String {
     }
 }
 
-/// Reads what a pipe has, logging complete lines. Returns true when the pipe is closed.
-fn drain(pipe: &mut Pipe, name: &str, log: &mut LogFile) -> bool {
+/// Reads what a pipe has: the complete lines, and whether the pipe is closed (then its
+/// unfinished last line is among them).
+fn drain(pipe: &mut Pipe) -> (Vec<String>, bool) {
     let mut buf = [0u8; 4096];
+    let mut lines = Vec::new();
     loop {
         match rustix::io::read(pipe.fd.as_fd(), &mut buf) {
             Ok(0) => {
-                if let Some(line) = pipe.lines.finish() {
-                    emit(name, &line, log);
-                }
-                return true;
+                lines.extend(pipe.lines.finish());
+                return (lines, true);
             }
-            Ok(n) => {
-                for line in pipe.lines.push(buf.get(..n).unwrap_or_default()) {
-                    emit(name, &line, log);
-                }
-            }
-            Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => return false,
-            Err(_) => return true,
+            Ok(n) => lines.extend(pipe.lines.push(buf.get(..n).unwrap_or_default())),
+            Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => return (lines, false),
+            Err(_) => return (lines, true),
         }
     }
 }
 
-fn emit(task: &str, line: &str, log: &mut LogFile) {
-    console::line(&format!("[{task}] {line}"));
-    log.append(line);
-}
-
-fn next_timeout(
-    supervisor: &Supervisor,
-    shutdown: Option<Millis>,
-    now: Millis,
-) -> Option<rustix::time::Timespec> {
-    let deadline = match (supervisor.next_deadline(), shutdown) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }?;
-    let ms = deadline.0.saturating_sub(now.0);
-    Some(rustix::time::Timespec {
-        tv_sec: i64::try_from(ms / 1000).unwrap_or(i64::MAX),
-        tv_nsec: i64::try_from(ms % 1000 * 1_000_000).unwrap_or(0),
-    })
-}
-
-/// Writes the status file atomically (temporary name, then rename) when it changed.
-fn write_status(root: &Path, system: &SystemStatus, supervisor: &Supervisor, last: &mut String) {
-    let status = serde_json::json!({ "system": system, "tasks": supervisor.records() }).to_string();
-    if status == *last {
-        return;
-    }
-    let path = root.join(STATUS_FILE);
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    let tmp = path.with_extension("json.tmp");
-    if std::fs::write(&tmp, &status).is_ok() && std::fs::rename(&tmp, &path).is_ok() {
-        *last = status;
-    }
-}
+#[cfg(test)]
+mod tests;

@@ -1,12 +1,17 @@
 //! The supervisor's decisions: when a task starts, restarts, or is given up on. Pure: it
 //! is told what happened (a task started, a task exited, time passed) and answers what to
-//! do; the event loop in `main` makes the system calls.
+//! do; the event loop in `runtime` makes the system calls.
 //!
 //! Rules this module keeps (after gokrazy's `supervise.go` and Hubris's `jefe`):
 //! - tasks start in declared order, and stop in reverse order: a task starts once every
 //!   task declared before it is ready (`readiness = "started"`: as soon as it runs;
 //!   `"notify"`: when it sends `READY=1`) or has ended for good (exited by policy, crash
 //!   loop), so one broken task cannot hold the others back forever;
+//! - a task that declares egress (`[[task.egress]]`) does not start before the device's
+//!   network is up ([`Supervisor::network_up`]), nor later than the deadline given to
+//!   [`Supervisor::wait_for_network`]: then it starts anyway. While it waits it does not
+//!   hold back the tasks declared after it: they do not need what it waits for. Only the
+//!   first start waits; a restart does not;
 //! - a `notify` task that is not ready within its timeout is killed, which counts as a
 //!   failure like any other exit;
 //! - `restart = "always"` restarts after any exit, `on-failure` after a non-zero exit or a
@@ -20,6 +25,9 @@
 //!   deadline the event loop computes from [`Supervisor::next_deadline`].
 
 use std::time::Duration;
+
+use limpet_net::NetPolicy;
+use limpet_sandbox::policy::{ReadinessCheck, Restart, RestartWhen, TaskPolicy};
 
 /// Exit code with which a task asks not to be restarted (gokrazy's convention).
 pub const EXIT_DO_NOT_RESTART: i32 = 125;
@@ -40,30 +48,58 @@ impl Millis {
     }
 }
 
-/// When a task is restarted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RestartPolicy {
-    Always,
-    OnFailure,
-    Never,
-}
-
-/// What the supervisor needs to know about one task.
+/// What the supervisor needs to know about one task: the compiled policy's own restart
+/// and readiness rules, and what its first start waits for.
 #[derive(Debug, Clone)]
 pub struct TaskSpec {
     pub name: String,
-    pub restart: RestartPolicy,
-    pub backoff_initial: Duration,
-    pub backoff_max: Duration,
-    pub crash_loop_limit: u32,
-    pub readiness: Readiness,
+    pub restart: Restart,
+    pub readiness: ReadinessCheck,
+    pub needs: Needs,
 }
 
-/// When a started task counts as up.
+impl TaskSpec {
+    /// The spec of `task`; `network` is the device's network policy, if it has one.
+    pub fn new(task: &TaskPolicy, network: Option<&NetPolicy>) -> Self {
+        let egress = network
+            .and_then(|n| n.tasks.iter().find(|t| t.name == task.name))
+            .is_some_and(|t| !t.egress.is_empty());
+        TaskSpec {
+            name: task.name.clone(),
+            restart: task.restart,
+            readiness: task.readiness.clone(),
+            needs: if egress {
+                Needs::Network
+            } else {
+                Needs::Nothing
+            },
+        }
+    }
+
+    fn backoff_initial(&self) -> Duration {
+        Duration::from_millis(self.restart.backoff_initial_ms)
+    }
+
+    fn backoff_max(&self) -> Duration {
+        Duration::from_millis(self.restart.backoff_max_ms)
+    }
+}
+
+/// What a task's first start waits for, besides the tasks declared before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Readiness {
-    Started,
-    Notify { timeout: Duration },
+pub enum Needs {
+    Nothing,
+    /// It declares egress: the device's network must be up (or the wait over).
+    Network,
+}
+
+/// Whether tasks that need the network may start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NetworkGate {
+    /// Up, or nothing to wait for (no network, or it failed to start).
+    Open,
+    /// Not up yet; tasks that need it start anyway at this time.
+    WaitUntil(Millis),
 }
 
 /// How a task's process ended.
@@ -173,6 +209,7 @@ pub enum AfterExit {
 pub struct Supervisor {
     tasks: Vec<TaskRecord>,
     shutting_down: bool,
+    network: NetworkGate,
 }
 
 impl Supervisor {
@@ -192,6 +229,7 @@ impl Supervisor {
         Self {
             tasks,
             shutting_down: false,
+            network: NetworkGate::Open,
         }
     }
 
@@ -199,24 +237,64 @@ impl Supervisor {
         &self.tasks
     }
 
+    /// The network is not up yet: tasks that need it wait, at most until `until`.
+    pub fn wait_for_network(&mut self, until: Millis) {
+        self.network = NetworkGate::WaitUntil(until);
+    }
+
+    /// The network is up: tasks that need it may start.
+    pub fn network_up(&mut self) {
+        self.network = NetworkGate::Open;
+    }
+
+    /// Whether task `index` needs the network and it is not up (its start is forced by
+    /// the end of the wait, if it starts now).
+    pub fn starts_without_network(&self, index: usize) -> bool {
+        self.network != NetworkGate::Open
+            && self
+                .tasks
+                .get(index)
+                .is_some_and(|t| t.spec.needs == Needs::Network)
+    }
+
     /// The tasks to start now, in declared order: every pending task (initial start) and
     /// every task whose backoff has expired. Nothing starts during shutdown.
     pub fn due(&self, now: Millis) -> Vec<usize> {
+        self.plan(now).0
+    }
+
+    /// The pending tasks that would start now but wait for the network.
+    pub fn held(&self, now: Millis) -> Vec<usize> {
+        self.plan(now).1
+    }
+
+    /// (due, held for the network).
+    fn plan(&self, now: Millis) -> (Vec<usize>, Vec<usize>) {
+        let (mut due, mut held) = (Vec::new(), Vec::new());
         if self.shutting_down {
-            return Vec::new();
+            return (due, held);
         }
-        let mut due = Vec::new();
+        let network_closed = matches!(self.network, NetworkGate::WaitUntil(at) if now < at);
+        // Declared order: a pending task waits for every earlier task to be up or gone,
+        // or held for the network (which it does not need for that).
+        let mut earlier_settled = true;
         for (i, t) in self.tasks.iter().enumerate() {
+            let mut is_held = false;
             match t.state {
-                // Declared order: wait for every earlier task to be up or gone.
-                TaskState::Pending if self.tasks[..i].iter().all(TaskRecord::settled) => {
-                    due.push(i);
+                TaskState::Pending if earlier_settled => {
+                    if network_closed && t.spec.needs == Needs::Network {
+                        held.push(i);
+                        is_held = true;
+                    } else {
+                        due.push(i);
+                    }
                 }
                 TaskState::Backoff { at } if at <= now => due.push(i),
                 _ => {}
             }
+            earlier_settled &= is_held || t.settled();
         }
-        due
+        (due, held)
     }
 
     /// Records that the task running as `pid` reported ready; returns its name the first
@@ -255,8 +333,10 @@ impl Supervisor {
             }
             task.starts += 1;
             let ready = match task.spec.readiness {
-                Readiness::Started => Ready::Yes,
-                Readiness::Notify { timeout } => Ready::WaitingUntil(now.plus(timeout)),
+                ReadinessCheck::Started => Ready::Yes,
+                ReadinessCheck::Notify { timeout_ms, .. } => {
+                    Ready::WaitingUntil(now.plus(Duration::from_millis(timeout_ms)))
+                }
             };
             task.state = TaskState::Running {
                 pid,
@@ -295,28 +375,28 @@ impl Supervisor {
             return AfterExit::Stopped;
         }
         let restart = exit != Exit::Code(EXIT_DO_NOT_RESTART)
-            && match task.spec.restart {
-                RestartPolicy::Always => true,
-                RestartPolicy::OnFailure => exit.is_failure(),
-                RestartPolicy::Never => false,
+            && match task.spec.restart.when {
+                RestartWhen::Always => true,
+                RestartWhen::OnFailure => exit.is_failure(),
+                RestartWhen::Never => false,
             };
         if !restart {
             task.state = TaskState::Exited;
             return AfterExit::Exited;
         }
-        if !exit.is_failure() && ran_for >= task.spec.backoff_max {
+        if !exit.is_failure() && ran_for >= task.spec.backoff_max() {
             task.consecutive_failures = 0;
         }
         Self::fail(task, now, ran_for)
     }
 
     fn fail(task: &mut TaskRecord, now: Millis, ran_for: Duration) -> AfterExit {
-        if ran_for >= task.spec.backoff_max {
+        if ran_for >= task.spec.backoff_max() {
             // A long, healthy run: this failure starts a new series.
             task.consecutive_failures = 0;
         }
         task.consecutive_failures += 1;
-        if task.consecutive_failures >= task.spec.crash_loop_limit {
+        if task.consecutive_failures >= task.spec.restart.crash_loop_limit {
             task.state = TaskState::CrashLoop;
             return AfterExit::CrashLoop {
                 failures: task.consecutive_failures,
@@ -329,6 +409,17 @@ impl Supervisor {
 
     /// The earliest time the event loop must wake up for, if any.
     pub fn next_deadline(&self) -> Option<Millis> {
+        let network = match self.network {
+            NetworkGate::WaitUntil(at)
+                if self
+                    .tasks
+                    .iter()
+                    .any(|t| t.state == TaskState::Pending && t.spec.needs == Needs::Network) =>
+            {
+                Some(at)
+            }
+            _ => None,
+        };
         self.tasks
             .iter()
             .filter_map(|t| match t.state {
@@ -339,6 +430,7 @@ impl Supervisor {
                 } => Some(at),
                 _ => None,
             })
+            .chain(network)
             .min()
     }
 
@@ -386,34 +478,42 @@ impl Supervisor {
 /// capped at `backoff_max`.
 pub fn backoff(spec: &TaskSpec, failures: u32) -> Duration {
     let doublings = failures.saturating_sub(1).min(31);
-    spec.backoff_initial
+    spec.backoff_initial()
         .saturating_mul(1u32 << doublings)
-        .min(spec.backoff_max)
+        .min(spec.backoff_max())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn spec(restart: RestartPolicy) -> TaskSpec {
+    fn spec(when: RestartWhen) -> TaskSpec {
         TaskSpec {
             name: "t".into(),
-            restart,
-            backoff_initial: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(60),
-            crash_loop_limit: 5,
-            readiness: Readiness::Started,
+            restart: Restart {
+                when,
+                backoff_initial_ms: 1000,
+                backoff_max_ms: 60_000,
+                crash_loop_limit: 5,
+            },
+            readiness: ReadinessCheck::Started,
+            needs: Needs::Nothing,
+        }
+    }
+
+    fn notify(timeout_ms: u64) -> ReadinessCheck {
+        ReadinessCheck::Notify {
+            timeout_ms,
+            socket: "/run/limpet/notify/t.sock".into(),
         }
     }
 
     #[test]
     fn declared_order_waits_for_readiness() {
-        let mut a = spec(RestartPolicy::Always);
+        let mut a = spec(RestartWhen::Always);
         a.name = "a".into();
-        a.readiness = Readiness::Notify {
-            timeout: Duration::from_secs(10),
-        };
-        let mut b = spec(RestartPolicy::Always);
+        a.readiness = notify(10_000);
+        let mut b = spec(RestartWhen::Always);
         b.name = "b".into();
         let mut sup = Supervisor::new(vec![a, b]);
         assert_eq!(sup.due(Millis(0)), [0], "b waits for a");
@@ -427,11 +527,9 @@ mod tests {
 
     #[test]
     fn a_task_not_ready_in_time_is_overdue_and_does_not_block_forever() {
-        let mut a = spec(RestartPolicy::Never);
-        a.readiness = Readiness::Notify {
-            timeout: Duration::from_secs(1),
-        };
-        let b = spec(RestartPolicy::Always);
+        let mut a = spec(RestartWhen::Never);
+        a.readiness = notify(1000);
+        let b = spec(RestartWhen::Always);
         let mut sup = Supervisor::new(vec![a, b]);
         sup.started(0, 7, Millis(0));
         assert!(sup.readiness_overdue(Millis(999)).is_empty());
@@ -450,7 +548,7 @@ mod tests {
 
     #[test]
     fn backoff_doubles_and_caps() {
-        let s = spec(RestartPolicy::Always);
+        let s = spec(RestartWhen::Always);
         let delays: Vec<u64> = (1..=8).map(|n| backoff(&s, n).as_secs()).collect();
         assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60]);
         assert_eq!(backoff(&s, u32::MAX), Duration::from_secs(60));
@@ -458,7 +556,7 @@ mod tests {
 
     #[test]
     fn crash_loop_stops_restarts_at_the_limit() {
-        let mut sup = Supervisor::new(vec![spec(RestartPolicy::Always)]);
+        let mut sup = Supervisor::new(vec![spec(RestartWhen::Always)]);
         let mut now = Millis(0);
         let mut outcomes = Vec::new();
         for pid in 1..=5 {
@@ -483,7 +581,7 @@ mod tests {
 
     #[test]
     fn a_long_run_resets_the_failure_count() {
-        let mut sup = Supervisor::new(vec![spec(RestartPolicy::Always)]);
+        let mut sup = Supervisor::new(vec![spec(RestartWhen::Always)]);
         sup.started(0, 10, Millis(0));
         sup.exited(10, Exit::Signal(9), Millis(10));
         sup.started(0, 11, Millis(2_000));
@@ -497,21 +595,21 @@ mod tests {
 
     #[test]
     fn policies_decide_restarts() {
-        let mut on_failure = Supervisor::new(vec![spec(RestartPolicy::OnFailure)]);
+        let mut on_failure = Supervisor::new(vec![spec(RestartWhen::OnFailure)]);
         on_failure.started(0, 1, Millis(0));
         assert_eq!(
             on_failure.exited(1, Exit::Code(0), Millis(5)),
             AfterExit::Exited
         );
 
-        let mut never = Supervisor::new(vec![spec(RestartPolicy::Never)]);
+        let mut never = Supervisor::new(vec![spec(RestartWhen::Never)]);
         never.started(0, 1, Millis(0));
         assert_eq!(
             never.exited(1, Exit::Signal(11), Millis(5)),
             AfterExit::Exited
         );
 
-        let mut always = Supervisor::new(vec![spec(RestartPolicy::Always)]);
+        let mut always = Supervisor::new(vec![spec(RestartWhen::Always)]);
         always.started(0, 1, Millis(0));
         assert_eq!(
             always.exited(1, Exit::Code(EXIT_DO_NOT_RESTART), Millis(5)),
@@ -521,7 +619,7 @@ mod tests {
 
     #[test]
     fn unknown_pids_are_orphans() {
-        let mut sup = Supervisor::new(vec![spec(RestartPolicy::Always)]);
+        let mut sup = Supervisor::new(vec![spec(RestartWhen::Always)]);
         assert_eq!(
             sup.exited(4242, Exit::Code(0), Millis(0)),
             AfterExit::NotATask
@@ -530,9 +628,9 @@ mod tests {
 
     #[test]
     fn shutdown_stops_in_reverse_order_and_starts_nothing() {
-        let mut a = spec(RestartPolicy::Always);
+        let mut a = spec(RestartWhen::Always);
         a.name = "a".into();
-        let mut b = spec(RestartPolicy::Always);
+        let mut b = spec(RestartWhen::Always);
         b.name = "b".into();
         let mut sup = Supervisor::new(vec![a, b]);
         sup.started(0, 1, Millis(0));
@@ -548,5 +646,45 @@ mod tests {
         assert_eq!(sup.stragglers(), [1]);
         sup.exited(1, Exit::Signal(15), Millis(2));
         assert!(sup.all_stopped());
+    }
+
+    #[test]
+    fn egress_tasks_wait_for_the_network_and_hold_no_one_back() {
+        let mut net = spec(RestartWhen::Always);
+        net.name = "uplink".into();
+        net.needs = Needs::Network;
+        let mut local = spec(RestartWhen::Always);
+        local.name = "sensor".into();
+        let mut sup = Supervisor::new(vec![net, local]);
+        sup.wait_for_network(Millis(30_000));
+        assert!(sup.starts_without_network(0));
+        assert!(!sup.starts_without_network(1));
+        assert_eq!(sup.held(Millis(0)), [0]);
+        assert_eq!(
+            sup.due(Millis(0)),
+            [1],
+            "the task without egress starts at once"
+        );
+        assert_eq!(sup.next_deadline(), Some(Millis(30_000)));
+        sup.started(1, 2, Millis(0));
+        assert!(sup.due(Millis(100)).is_empty());
+        sup.network_up();
+        assert!(sup.held(Millis(200)).is_empty());
+        assert_eq!(sup.due(Millis(200)), [0]);
+        assert!(!sup.starts_without_network(0));
+        sup.started(0, 1, Millis(200));
+        assert_eq!(sup.next_deadline(), None);
+    }
+
+    #[test]
+    fn the_network_wait_is_bounded() {
+        let mut net = spec(RestartWhen::Always);
+        net.needs = Needs::Network;
+        let mut sup = Supervisor::new(vec![net]);
+        sup.wait_for_network(Millis(30_000));
+        assert!(sup.due(Millis(29_999)).is_empty());
+        assert_eq!(sup.due(Millis(30_000)), [0], "started anyway");
+        assert!(sup.held(Millis(30_000)).is_empty());
+        assert!(sup.starts_without_network(0), "and the caller can say so");
     }
 }

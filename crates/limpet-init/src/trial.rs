@@ -139,16 +139,20 @@ fn failed(t: &TaskRecord) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::supervisor::{Readiness, RestartPolicy, Supervisor, TaskSpec};
+    use crate::supervisor::{Needs, Supervisor, TaskSpec};
+    use limpet_sandbox::policy::{ReadinessCheck, Restart, RestartWhen};
 
-    fn spec(name: &str, restart: RestartPolicy) -> TaskSpec {
+    fn spec(name: &str, when: RestartWhen) -> TaskSpec {
         TaskSpec {
             name: name.into(),
-            restart,
-            backoff_initial: Duration::from_millis(100),
-            backoff_max: Duration::from_secs(5),
-            crash_loop_limit: 3,
-            readiness: Readiness::Started,
+            restart: Restart {
+                when,
+                backoff_initial_ms: 100,
+                backoff_max_ms: 5000,
+                crash_loop_limit: 3,
+            },
+            readiness: ReadinessCheck::Started,
+            needs: Needs::Nothing,
         }
     }
 
@@ -157,7 +161,7 @@ mod tests {
 
     #[test]
     fn commits_after_the_period_of_everything_up() {
-        let mut s = Supervisor::new(vec![spec("a", RestartPolicy::Always)]);
+        let mut s = Supervisor::new(vec![spec("a", RestartWhen::Always)]);
         let mut g = HealthGate::new(PERIOD, TIMEOUT);
         assert_eq!(
             g.observe(Millis(0), s.records()),
@@ -177,7 +181,7 @@ mod tests {
 
     #[test]
     fn a_restart_starts_the_period_again() {
-        let mut s = Supervisor::new(vec![spec("a", RestartPolicy::Always)]);
+        let mut s = Supervisor::new(vec![spec("a", RestartWhen::Always)]);
         let mut g = HealthGate::new(PERIOD, TIMEOUT);
         s.started(0, 10, Millis(0));
         assert!(matches!(
@@ -200,7 +204,7 @@ mod tests {
 
     #[test]
     fn a_crash_loop_rolls_back_at_once() {
-        let mut s = Supervisor::new(vec![spec("a", RestartPolicy::Always)]);
+        let mut s = Supervisor::new(vec![spec("a", RestartWhen::Always)]);
         let mut g = HealthGate::new(PERIOD, TIMEOUT);
         let mut now = 0;
         for pid in 1..=3 {
@@ -225,8 +229,8 @@ mod tests {
     #[test]
     fn a_one_shot_success_is_up_and_a_failure_is_not() {
         let mut s = Supervisor::new(vec![
-            spec("job", RestartPolicy::OnFailure),
-            spec("b", RestartPolicy::Never),
+            spec("job", RestartWhen::OnFailure),
+            spec("b", RestartWhen::Never),
         ]);
         let mut g = HealthGate::new(PERIOD, TIMEOUT);
         s.started(0, 1, Millis(0));
@@ -249,10 +253,11 @@ mod tests {
     #[test]
     fn never_ready_times_out() {
         let mut s = Supervisor::new(vec![TaskSpec {
-            readiness: Readiness::Notify {
-                timeout: Duration::from_secs(600),
+            readiness: ReadinessCheck::Notify {
+                timeout_ms: 600_000,
+                socket: "/run/limpet/notify/a.sock".into(),
             },
-            ..spec("a", RestartPolicy::Always)
+            ..spec("a", RestartWhen::Always)
         }]);
         let mut g = HealthGate::new(PERIOD, TIMEOUT);
         s.started(0, 1, Millis(0));

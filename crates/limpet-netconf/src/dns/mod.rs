@@ -33,6 +33,12 @@
 //!   capped; beyond the caps, SERVFAIL.
 //! - Timeouts: each attempt waits [`Limits::upstream_timeout`], the next attempt goes to
 //!   the next upstream, at most [`Limits::max_attempts`] attempts, then SERVFAIL.
+//! - No upstream yet (a DHCP lease not bound): a query for an allowed name **waits** for
+//!   [`Stub::set_upstreams`], at most [`Limits::upstream_wait`], and is then asked
+//!   upstream as if it had just arrived; only when the wait runs out does it get
+//!   SERVFAIL. A task that asks early in boot therefore gets the name's addresses, never
+//!   a failure it would take for an answer. Waiting names count against
+//!   [`Limits::max_pending`].
 //! - Errors upstream (SERVFAIL, REFUSED, FORMERR, TC) move on to the next attempt;
 //!   NXDOMAIN is passed on to the clients; nothing negative is cached.
 //!
@@ -87,6 +93,8 @@ pub struct Limits {
     pub upstream_timeout: Duration,
     /// Attempts per resolution, across the upstreams in turn.
     pub max_attempts: u32,
+    /// How long a query waits for the first upstream to be known.
+    pub upstream_wait: Duration,
 }
 
 impl Default for Limits {
@@ -105,6 +113,9 @@ impl Default for Limits {
             max_waiters: 16,
             upstream_timeout: Duration::from_secs(2),
             max_attempts: 4,
+            // A resolver's usual timeout (musl's and glibc's: 5 s); a client that has
+            // waited longer has given up.
+            upstream_wait: Duration::from_secs(5),
         }
     }
 }
@@ -168,6 +179,14 @@ struct Pending {
     waiters: Vec<Waiter>,
 }
 
+/// A name asked before any upstream was known, and who asked.
+#[derive(Debug)]
+struct Waiting {
+    name: DnsName,
+    deadline: Instant,
+    waiters: Vec<Waiter>,
+}
+
 #[derive(Debug)]
 struct CacheEntry {
     addrs: Vec<Ipv4Addr>,
@@ -185,6 +204,8 @@ pub struct Stub {
     clients: PerSource,
     /// By upstream query id.
     pending: HashMap<u16, Pending>,
+    /// Names waiting for the first upstream, in arrival order.
+    waiting: Vec<Waiting>,
     cache: HashMap<DnsName, CacheEntry>,
     /// The upstream that answered last; new resolutions start there.
     preferred: usize,
@@ -210,21 +231,36 @@ impl Stub {
             limits: config.limits,
             case: config.case,
             pending: HashMap::new(),
+            waiting: Vec::new(),
             cache: HashMap::new(),
             preferred: 0,
         }
     }
 
     /// Replaces the upstream resolvers (a new DHCP lease). In-flight attempts finish or
-    /// time out; their retries use the new list.
-    pub fn set_upstreams(&mut self, upstreams: Vec<SocketAddr>) {
+    /// time out; their retries use the new list. Names that were waiting for an upstream
+    /// are asked now: the returned actions carry their queries.
+    pub fn set_upstreams(&mut self, now: Instant, upstreams: Vec<SocketAddr>) -> Vec<Action> {
         self.upstreams = upstreams;
         self.preferred = 0;
+        if self.upstreams.is_empty() {
+            return Vec::new();
+        }
+        let waiting = std::mem::take(&mut self.waiting);
+        let mut actions = Vec::new();
+        for w in waiting {
+            actions.extend(self.resolve(now, w.name, w.waiters));
+        }
+        actions
     }
 
-    /// When [`Stub::on_timer`] must next be called, if anything is in flight.
+    /// When [`Stub::on_timer`] must next be called, if anything is in flight or waiting.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.pending.values().map(|p| p.deadline).min()
+        self.pending
+            .values()
+            .map(|p| p.deadline)
+            .chain(self.waiting.iter().map(|w| w.deadline))
+            .min()
     }
 
     /// Handles one datagram from a client.
@@ -247,28 +283,60 @@ impl Stub {
             }
             self.cache.remove(&name);
         }
-        if let Some(p) = self.pending.values_mut().find(|p| p.name == name) {
-            if p.waiters
+        let max_waiters = self.limits.max_waiters;
+        let queue = self
+            .pending
+            .values_mut()
+            .find(|p| p.name == name)
+            .map(|p| &mut p.waiters)
+            .or_else(|| {
+                self.waiting
+                    .iter_mut()
+                    .find(|w| w.name == name)
+                    .map(|w| &mut w.waiters)
+            });
+        if let Some(waiters) = queue {
+            if waiters
                 .iter()
                 .any(|w| w.client == waiter.client && w.id == waiter.id)
             {
                 return Vec::new(); // the client's own retransmission: one answer is enough
             }
-            if p.waiters.len() >= self.limits.max_waiters {
+            if waiters.len() >= max_waiters {
                 return vec![reply(&waiter, Rcode::ServFail, &[])];
             }
-            p.waiters.push(waiter);
+            waiters.push(waiter);
             return Vec::new();
         }
-        if self.upstreams.is_empty() || self.pending.len() >= self.limits.max_pending {
+        if self.pending.len() + self.waiting.len() >= self.limits.max_pending {
             return vec![reply(&waiter, Rcode::ServFail, &[])];
         }
+        if self.upstreams.is_empty() {
+            // Early in boot: wait for the lease's servers rather than fail the name.
+            self.waiting.push(Waiting {
+                name,
+                deadline: now + self.limits.upstream_wait,
+                waiters: vec![waiter],
+            });
+            return Vec::new();
+        }
+        self.resolve(now, name, vec![waiter])
+    }
+
+    /// Starts resolving `name` upstream for `waiters` (the upstreams are known).
+    fn resolve(&mut self, now: Instant, name: DnsName, waiters: Vec<Waiter>) -> Vec<Action> {
+        let fail = |waiters: &[Waiter], rcode| -> Vec<Action> {
+            waiters.iter().map(|w| reply(w, rcode, &[])).collect()
+        };
         if !self.upstream_bucket.try_take(now) {
-            return vec![reply(&waiter, Rcode::Refused, &[])];
+            return fail(&waiters, Rcode::Refused);
+        }
+        if self.upstreams.is_empty() {
+            return fail(&waiters, Rcode::ServFail);
         }
         let upstream = self.preferred % self.upstreams.len();
         let Some(&to) = self.upstreams.get(upstream) else {
-            return vec![reply(&waiter, Rcode::ServFail, &[])];
+            return fail(&waiters, Rcode::ServFail);
         };
         let mut p = Pending {
             asked: Question {
@@ -281,7 +349,7 @@ impl Stub {
             upstream,
             attempt: 0,
             deadline: now,
-            waiters: vec![waiter],
+            waiters,
         };
         self.launch(&mut p, now);
         self.insert_pending(p)
@@ -353,7 +421,8 @@ impl Stub {
         }
     }
 
-    /// Retries or fails every attempt whose deadline has passed.
+    /// Retries or fails every attempt whose deadline has passed, and fails the names that
+    /// waited [`Limits::upstream_wait`] for an upstream in vain.
     pub fn on_timer(&mut self, now: Instant) -> Vec<Action> {
         let due: Vec<u16> = self
             .pending
@@ -361,7 +430,15 @@ impl Stub {
             .filter(|(_, p)| p.deadline <= now)
             .map(|(id, _)| *id)
             .collect();
-        due.into_iter().flat_map(|id| self.retry(id, now)).collect()
+        let mut actions: Vec<Action> = due.into_iter().flat_map(|id| self.retry(id, now)).collect();
+        let (expired, waiting): (Vec<Waiting>, Vec<Waiting>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|w| w.deadline <= now);
+        self.waiting = waiting;
+        for w in expired {
+            actions.extend(w.waiters.iter().map(|c| reply(c, Rcode::ServFail, &[])));
+        }
+        actions
     }
 
     /// Moves the resolution with upstream id `id` to its next attempt, or fails it.

@@ -503,21 +503,57 @@ fn per_client_rate_limit_drops_silently() {
 }
 
 #[test]
-fn no_upstreams_means_servfail_and_set_upstreams_recovers() {
+fn a_query_before_any_upstream_waits_for_one_and_is_asked_then() {
     let now = Instant::now();
     let mut s = stub(now);
-    s.set_upstreams(Vec::new());
-    assert_eq!(
-        rcode_of(only_reply(&s.on_query(
-            now,
-            sa(CLIENT),
-            &query(1, "api.test", TYPE_A)
-        ))),
-        2
+    assert!(s.set_upstreams(now, Vec::new()).is_empty());
+    // Early in boot: no answer yet, and no failure either.
+    assert!(s
+        .on_query(now, sa(CLIENT), &query(1, "api.test", TYPE_A))
+        .is_empty());
+    assert!(
+        s.on_query(now, sa(CLIENT), &query(1, "api.test", TYPE_A))
+            .is_empty(),
+        "a retransmission is not a second waiter"
     );
-    s.set_upstreams(vec![sa(UP2)]);
     assert_eq!(
-        only_upstream(&s.on_query(now, sa(CLIENT), &query(1, "api.test", TYPE_A))).0,
+        s.next_deadline(),
+        Some(now + Limits::default().upstream_wait)
+    );
+    assert!(s.on_timer(now + Duration::from_secs(1)).is_empty());
+    // The lease's server arrives: the waiting name is asked at once, and answered.
+    let later = now + Duration::from_secs(2);
+    let (to, q) = only_upstream(&s.set_upstreams(later, vec![sa(UP2)]));
+    assert_eq!(to, sa(UP2));
+    let actions = s.on_upstream(
+        later,
+        sa(UP2),
+        &response(&q, 0, &[a("api.test", [203, 0, 113, 10], 60)]),
+    );
+    assert!(
+        matches!(&actions[0], Action::Resolved { addrs, .. } if addrs[0].0 == Ipv4Addr::new(203, 0, 113, 10))
+    );
+    let reply = only_reply(&actions[1..]);
+    assert_eq!(rcode_of(reply), 0);
+    assert_eq!(answers(reply), [(Ipv4Addr::new(203, 0, 113, 10), 60)]);
+}
+
+#[test]
+fn a_query_that_waits_in_vain_gets_servfail_at_the_end_of_the_wait() {
+    let now = Instant::now();
+    let mut s = stub(now);
+    s.set_upstreams(now, Vec::new());
+    assert!(s
+        .on_query(now, sa(CLIENT), &query(7, "api.test", TYPE_A))
+        .is_empty());
+    let wait = Limits::default().upstream_wait;
+    assert!(s.on_timer(now + wait - Duration::from_millis(1)).is_empty());
+    assert_eq!(rcode_of(only_reply(&s.on_timer(now + wait))), 2);
+    assert_eq!(s.next_deadline(), None);
+    // Upstreams known again: a new query goes upstream at once.
+    s.set_upstreams(now + wait, vec![sa(UP2)]);
+    assert_eq!(
+        only_upstream(&s.on_query(now + wait, sa(CLIENT), &query(8, "api.test", TYPE_A))).0,
         sa(UP2)
     );
 }

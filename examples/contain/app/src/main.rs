@@ -1,10 +1,12 @@
 //! `contain MODE`: the tasks of the contain example device, one mode each (the manifest's
 //! `args`): `telemetry` (allowed api.test, then floods it), `hostile` (no egress rule,
-//! tries every way out), `web` (a LAN listener). What each prints is listed in
+//! tries every way out), `web` (a LAN listener), and `first-try` (one lookup and one
+//! connection, for the DHCP device of `dhcp.toml`). What each prints is listed in
 //! examples/contain/README.md; crates/limpet/tests/contain.rs reads it from the console
 //! and compares it with what the sink hosts received.
 
 mod dns;
+mod first_try;
 mod hostile;
 mod net;
 mod telemetry;
@@ -18,8 +20,11 @@ fn main() {
         "telemetry" => telemetry::run(),
         "hostile" => hostile::run(),
         "web" => web::run(),
+        "first-try" => first_try::run(),
         other => {
-            println!("contain: unknown mode {other:?}; expected telemetry, hostile or web");
+            println!(
+                "contain: unknown mode {other:?}; expected telemetry, hostile, web or first-try"
+            );
             std::process::exit(2);
         }
     }

@@ -1,0 +1,427 @@
+//! The event handlers of [`Runtime`](super::Runtime), driven without a VM: tasks are pipes,
+//! the clock and signals a record ([`Fake`]), a try's A/B record a fake too.
+
+use super::*;
+use crate::supervisor::{Exit, Needs};
+use std::io::Write;
+
+/// A [`Host`] that records what the loop did; tasks are pipes whose writing ends the
+/// test holds.
+#[derive(Debug, Default)]
+struct Fake {
+    now: u64,
+    console: Vec<String>,
+    signals: Vec<(i32, Signal)>,
+    exits: Vec<Reaped>,
+    next_pid: i32,
+    /// stdout writer of each started pid.
+    stdout: BTreeMap<i32, std::fs::File>,
+}
+
+impl Host for Fake {
+    fn now(&self) -> Millis {
+        Millis(self.now)
+    }
+    fn console(&mut self, line: &str) {
+        self.console.push(line.to_owned());
+    }
+    fn spawn(&mut self, _task: &TaskPolicy) -> Result<Spawned, SpawnError> {
+        let (stdout, out_w) = rustix::pipe::pipe().unwrap();
+        let (stderr, _) = rustix::pipe::pipe().unwrap();
+        let pid = 100 + self.next_pid;
+        self.next_pid += 1;
+        self.stdout.insert(pid, std::fs::File::from(out_w));
+        Ok(Spawned {
+            pid,
+            stdout,
+            stderr,
+            cgroup: None,
+            landlock: sandbox::Landlock::NotEnforced,
+        })
+    }
+    fn signal(&mut self, pid: i32, signal: Signal) {
+        self.signals.push((pid, signal));
+    }
+    fn reap(&mut self) -> Vec<Reaped> {
+        std::mem::take(&mut self.exits)
+    }
+    fn oom_kills(&self, _cgroup: &Path) -> u64 {
+        0
+    }
+}
+
+/// A try's A/B record that only remembers what it was told.
+#[derive(Debug)]
+struct FakeTrial {
+    state: State,
+    told: Vec<String>,
+}
+
+impl Trial for FakeTrial {
+    fn state(&self) -> &State {
+        &self.state
+    }
+    fn commit(&mut self) -> Result<(), String> {
+        self.told.push("commit".into());
+        Ok(())
+    }
+    fn roll_back(&mut self, reason: FailureReason) -> Result<(), String> {
+        self.told.push(format!("roll back: {reason}"));
+        Ok(())
+    }
+}
+
+fn task(name: &str, readiness: serde_json::Value, when: &str) -> TaskPolicy {
+    serde_json::from_value(serde_json::json!({
+        "name": name,
+        "exec": { "path": format!("/slot/{name}"), "argv": [name], "env": {} },
+        "credentials": { "uid": 10000, "gid": 10000, "supplementary_groups": [] },
+        "capabilities": "none",
+        "cgroup": {
+            "memory_max": 8_388_608, "memory_swap_max": 0, "pids_max": 4,
+            "cpu_max": { "quota_us": 10000, "period_us": 100000 }
+        },
+        "namespaces": {
+            "pid": "new", "mount": "new", "ipc": "new", "uts": "new", "cgroup": "new",
+            "net": "new-empty"
+        },
+        "mounts": [],
+        "landlock": { "read": [], "write": [], "devices": [], "execute": [] },
+        "rlimits": [],
+        "memory_deny_write_execute": "prctl",
+        "seccomp": { "arch": "x86_64", "program": "0600000000000000" },
+        "restart": {
+            "when": when, "backoff_initial_ms": 1000, "backoff_max_ms": 60000,
+            "crash_loop_limit": 5
+        },
+        "readiness": readiness
+    }))
+    .unwrap()
+}
+
+fn policy(tasks: Vec<TaskPolicy>) -> DevicePolicy {
+    DevicePolicy {
+        format: limpet_sandbox::policy::FORMAT,
+        arch: limpet_sandbox::seccomp::Arch::X86_64,
+        tasks,
+        trial: None,
+        update_agent: None,
+        network: None,
+    }
+}
+
+fn started() -> serde_json::Value {
+    serde_json::json!({ "kind": "started" })
+}
+
+fn system() -> SystemStatus {
+    SystemStatus {
+        slot: "a".into(),
+        version: "0.1.0".into(),
+        other: Some(crate::status::OtherSlot {
+            slot: "b".into(),
+            version: None,
+            error: None,
+        }),
+        state: None,
+        trial: TrialStatus::None,
+        last_update: None,
+        network: None,
+    }
+}
+
+fn runtime<'a>(
+    dir: &Path,
+    policy: &'a DevicePolicy,
+    system: &'a mut SystemStatus,
+) -> Runtime<'a, Fake> {
+    Runtime::new(Fake::default(), dir, policy, dir, None, system)
+}
+
+fn has(rt: &Runtime<'_, Fake>, line: &str) -> bool {
+    rt.host.console.iter().any(|l| l == line)
+}
+
+#[test]
+fn a_shutdown_request_stops_tasks_in_reverse_order_then_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy(vec![
+        task("a", started(), "always"),
+        task("b", started(), "always"),
+    ]);
+    let mut system = system();
+    let mut rt = runtime(dir.path(), &policy, &mut system);
+    assert_eq!(rt.on_tick(), None);
+    assert_eq!(
+        rt.host.console[..2],
+        [
+            "limpet-init: started a (pid 100)",
+            "limpet-init: started b (pid 101)"
+        ]
+    );
+    assert!(rt.host.console[2].starts_with("limpet-init: all tasks started at boottime"));
+    assert!(dir.path().join(STATUS_FILE).is_file());
+
+    rt.on_signal(libc::SIGTERM);
+    rt.on_signal(libc::SIGPWR); // a second request changes nothing
+    assert_eq!(
+        rt.host.console[3..],
+        [
+            "limpet-init: signal 15: shutting down",
+            "limpet-init: stopping b (pid 101)",
+            "limpet-init: stopping a (pid 100)",
+        ]
+    );
+    assert_eq!(rt.host.signals, [(101, Signal::TERM), (100, Signal::TERM)]);
+    assert_eq!(rt.timeout(), Some(GRACE));
+
+    // b exits; a ignores SIGTERM and is killed when the grace period ends.
+    rt.host.exits = vec![Reaped {
+        pid: 101,
+        exit: Exit::Signal(15),
+    }];
+    rt.on_signal(libc::SIGCHLD);
+    assert!(has(&rt, "limpet-init: b exited (Signal(15)); stopped"));
+    assert_eq!(rt.on_tick(), None);
+    rt.host.now = 3000;
+    assert_eq!(rt.on_tick(), None);
+    assert_eq!(rt.host.signals.last(), Some(&(100, Signal::KILL)));
+    rt.host.exits = vec![Reaped {
+        pid: 100,
+        exit: Exit::Signal(9),
+    }];
+    rt.on_signal(libc::SIGCHLD);
+    assert_eq!(rt.on_tick(), Some(Outcome::PowerOff));
+}
+
+#[test]
+fn task_output_is_logged_and_a_closed_pipe_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy(vec![task("a", started(), "always")]);
+    let mut system = system();
+    let mut rt = runtime(dir.path(), &policy, &mut system);
+    rt.on_tick();
+    let (id, _) = rt.pipes.iter().next().map(|(id, p)| (*id, p.task)).unwrap();
+    let mut out = rt.host.stdout.remove(&100).unwrap();
+    out.write_all(b"one\ntw").unwrap();
+    rt.on_pipe(id);
+    assert!(has(&rt, "[a] one"));
+    assert!(rt.pipes.contains_key(&id), "still open");
+    out.write_all(b"o\nthree").unwrap();
+    drop(out);
+    rt.on_pipe(id);
+    assert!(has(&rt, "[a] two"));
+    assert!(has(&rt, "[a] three"), "the unfinished last line is kept");
+    assert!(!rt.pipes.contains_key(&id), "closed: out of the poll set");
+    assert_eq!(rt.poll_set().sources, [Source::Pipe(id + 1)]);
+    let log = std::fs::read_to_string(dir.path().join(LOG_DIR).join("a.log")).unwrap();
+    assert_eq!(log, "one\ntwo\nthree\n");
+}
+
+#[test]
+fn sources_are_handled_output_first_signals_last() {
+    let mut ready = [
+        Source::Signals,
+        Source::Button(0),
+        Source::Updates,
+        Source::Net(network::Source::Stub),
+        Source::Pipe(3),
+        Source::Notify(1),
+    ];
+    ready.sort();
+    assert_eq!(ready.first(), Some(&Source::Notify(1)));
+    assert_eq!(ready.get(1), Some(&Source::Pipe(3)));
+    assert_eq!(ready.last(), Some(&Source::Signals));
+}
+
+#[test]
+fn a_task_not_ready_in_time_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("notify/a.sock");
+    let readiness = serde_json::json!({
+        "kind": "notify", "timeout_ms": 2000, "socket": socket.to_str().unwrap()
+    });
+    let policy = policy(vec![task("a", readiness, "never")]);
+    let mut system = system();
+    let mut rt = runtime(dir.path(), &policy, &mut system);
+    rt.on_tick();
+    assert!(has(&rt, "limpet-init: started a (pid 100)"));
+    assert_eq!(rt.timeout(), Some(Duration::from_secs(2)));
+    rt.host.now = 1999;
+    rt.on_tick();
+    assert!(rt.host.signals.is_empty());
+    rt.host.now = 2000;
+    rt.on_tick();
+    assert!(has(
+        &rt,
+        "limpet-init: a did not report ready in time: killing it"
+    ));
+    assert_eq!(rt.host.signals, [(100, Signal::KILL)]);
+    rt.host.exits = vec![Reaped {
+        pid: 100,
+        exit: Exit::Signal(9),
+    }];
+    rt.on_signal(libc::SIGCHLD);
+    assert!(has(
+        &rt,
+        "limpet-init: a exited (Signal(9)); not restarted (policy)"
+    ));
+}
+
+#[test]
+fn a_notify_task_that_says_ready_is_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let (task_side, pid1_side) = UnixDatagram::pair().unwrap();
+    pid1_side.set_nonblocking(true).unwrap();
+    let readiness = serde_json::json!({
+        "kind": "notify", "timeout_ms": 2000,
+        "socket": dir.path().join("a.sock").to_str().unwrap()
+    });
+    let policy = policy(vec![task("a", readiness, "always")]);
+    let mut system = system();
+    let mut rt = runtime(dir.path(), &policy, &mut system);
+    rt.on_tick();
+    rt.notifiers.insert(0, pid1_side);
+    task_side.send(b"STATUS=warming up").unwrap();
+    rt.on_notify(0);
+    assert!(!has(&rt, "limpet-init: a is ready"));
+    task_side.send(b"STATUS=up\nREADY=1\n").unwrap();
+    rt.on_notify(0);
+    assert!(has(&rt, "limpet-init: a is ready"));
+    assert_eq!(rt.timeout(), None, "no deadline left");
+}
+
+#[test]
+fn update_events_are_recorded_and_a_reboot_request_shuts_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy(vec![task("a", started(), "always")]);
+    let mut system = system();
+    let mut rt = runtime(dir.path(), &policy, &mut system);
+    rt.on_tick();
+    rt.host.now = 500;
+    rt.on_update(UpdateEvent::Failed {
+        version: None,
+        error: "bad signature".into(),
+    });
+    assert!(has(&rt, "limpet-init: update ? refused: bad signature"));
+    rt.on_update(UpdateEvent::Staged {
+        version: "0.2.0".into(),
+    });
+    assert!(has(
+        &rt,
+        "limpet-init: update 0.2.0 verified and staged as a try in slot b"
+    ));
+    assert_eq!(rt.shutdown, None);
+    rt.on_update(UpdateEvent::Reboot);
+    assert!(has(
+        &rt,
+        "limpet-init: update agent: reboot into the staged try: shutting down"
+    ));
+    assert_eq!(rt.host.signals, [(100, Signal::TERM)]);
+    let last = rt.system.last_update.clone().unwrap();
+    assert_eq!(
+        (last.version.as_deref(), last.outcome.as_str(), last.at_ms),
+        (Some("0.2.0"), "reboot requested", 500)
+    );
+    rt.host.exits = vec![Reaped {
+        pid: 100,
+        exit: Exit::Signal(15),
+    }];
+    rt.on_signal(libc::SIGCHLD);
+    assert_eq!(rt.on_tick(), Some(Outcome::Reboot));
+}
+
+fn on_probation<'a>(
+    dir: &Path,
+    policy: &'a DevicePolicy,
+    system: &'a mut SystemStatus,
+) -> Runtime<'a, Fake> {
+    let mut rt = runtime(dir, policy, system);
+    rt.probation = Some(Watch {
+        gate: HealthGate::new(Duration::from_secs(10), Duration::from_secs(60)),
+        trial: Box::new(FakeTrial {
+            state: State::factory(limpet_state::Version::parse("0.1.0").unwrap()),
+            told: Vec::new(),
+        }),
+    });
+    rt
+}
+
+#[test]
+fn the_gate_commits_a_healthy_try() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy(vec![task("a", started(), "always")]);
+    let mut system = system();
+    let mut rt = on_probation(dir.path(), &policy, &mut system);
+    rt.on_tick();
+    assert_eq!(rt.gate_wait, Some(Millis(10_000)));
+    assert_eq!(rt.timeout(), Some(Duration::from_secs(10)));
+    rt.host.now = 10_000;
+    rt.on_tick();
+    assert!(rt.host.console.iter().any(|l| l.starts_with(
+        "limpet-init: every task healthy for the health period: try committed, floor now 0.1.0"
+    )));
+    assert!(rt.probation.is_none());
+    assert!(matches!(rt.system.trial, TrialStatus::Committed));
+    assert_eq!(rt.shutdown, None);
+}
+
+#[test]
+fn the_gate_rolls_back_a_failed_try_and_reboots() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy(vec![task("a", started(), "never")]);
+    let mut system = system();
+    let mut rt = on_probation(dir.path(), &policy, &mut system);
+    rt.on_tick();
+    rt.host.exits = vec![Reaped {
+        pid: 100,
+        exit: Exit::Code(1),
+    }];
+    rt.on_signal(libc::SIGCHLD);
+    rt.host.now = 50;
+    assert_eq!(rt.on_tick(), Some(Outcome::Reboot), "nothing left to stop");
+    assert!(rt.host.console.iter().any(|l| l.starts_with(
+        "limpet-init: try failed its health gate (task a exited with code 1 and is not restarted): rebooting into the committed slot"
+    )));
+    assert!(has(&rt, "limpet-init: rollback: shutting down"));
+    assert!(matches!(rt.system.trial, TrialStatus::RolledBack { .. }));
+}
+
+#[test]
+fn an_egress_task_waits_for_the_network_and_then_starts_anyway() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy(vec![
+        task("uplink", started(), "always"),
+        task("sensor", started(), "always"),
+    ]);
+    let mut system = system();
+    let mut rt = runtime(dir.path(), &policy, &mut system);
+    let mut specs: Vec<TaskSpec> = policy
+        .tasks
+        .iter()
+        .map(|t| TaskSpec::new(t, None))
+        .collect();
+    specs[0].needs = Needs::Network;
+    rt.supervisor = Supervisor::new(specs);
+    rt.supervisor.wait_for_network(Millis(0).plus(NETWORK_WAIT));
+    rt.on_tick();
+    rt.on_tick();
+    assert_eq!(
+        rt.host.console[..2],
+        [
+            "limpet-init: uplink waits for the network (it declares egress), at most 30 s",
+            "limpet-init: started sensor (pid 100)",
+        ],
+        "announced once; the task without egress is not held back"
+    );
+    assert_eq!(rt.timeout(), Some(NETWORK_WAIT));
+    rt.host.now = 30_000;
+    rt.on_tick();
+    assert_eq!(
+        rt.host.console[2..4],
+        [
+            "limpet-init: the network is not up after 30 s: starting uplink anyway",
+            "limpet-init: started uplink (pid 101)",
+        ]
+    );
+}
