@@ -41,9 +41,8 @@ pub enum HostNamespacesError {
     },
     #[error(transparent)]
     Policy(#[from] LoadPolicyError),
-    /// The runtime's errors are text for now (runtime.rs has not got typed errors yet).
-    #[error("{reason}")]
-    Runtime { reason: String },
+    #[error("the runtime stopped")]
+    Runtime(#[from] crate::runtime::RuntimeError),
 }
 
 /// Whether this PID 1 runs as a simulation.
@@ -102,11 +101,10 @@ pub fn run(root: &Path) -> Result<(), HostNamespacesError> {
     // No cgroup2 here: the network policy recognises each task by its uid.
     let network = policy.network.as_ref().and_then(|net| {
         crate::network::Network::start(net, limpet_net::Runtime::by_uid(net).tasks)
-            .map_err(|e| console!("network not started: {e}"))
+            .map_err(|e| console!("network not started: {}", crate::console::chain(&e)))
             .ok()
     });
-    crate::runtime::run(root, &policy, &roots, None, None, network, &mut system)
-        .map_err(|reason| HostNamespacesError::Runtime { reason })?;
+    crate::runtime::run(root, &policy, &roots, None, None, network, &mut system)?;
     console!("all tasks stopped");
     Ok(())
 }

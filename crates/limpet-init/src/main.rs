@@ -72,9 +72,8 @@ pub enum BootError {
     },
     #[error(transparent)]
     Policy(#[from] LoadPolicyError),
-    /// The runtime's errors are text for now (runtime.rs has not got typed errors yet).
-    #[error("{reason}")]
-    Runtime { reason: String },
+    #[error("the runtime stopped")]
+    Runtime(#[from] crate::runtime::RuntimeError),
 }
 
 /// Why the compiled policy in the slot cannot be used.
@@ -195,7 +194,12 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
     let network = policy.network.as_ref().and_then(|net| {
         let tasks = network_cgroups(root, net);
         network::Network::start(net, tasks)
-            .map_err(|e| console!("network not started, every interface stays down: {e}"))
+            .map_err(|e| {
+                console!(
+                    "network not started, every interface stays down: {}",
+                    crate::console::chain(&e)
+                )
+            })
             .ok()
     });
     let outcome = runtime::run(
@@ -206,8 +210,7 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
         updates,
         network,
         &mut system,
-    )
-    .map_err(|reason| BootError::Runtime { reason })?;
+    )?;
 
     rustix::fs::sync();
     for mount in [DATA_MOUNT, SLOT_MOUNT] {
@@ -350,7 +353,7 @@ fn system_status(
     };
     let (version, error) = match verified::verify_header(&other_part.node(root), key) {
         Ok(header) => (Some(header.version), None),
-        Err(e) => (None, Some(console::chain(&e))),
+        Err(e) => (None, Some(crate::console::chain(&e))),
     };
     status::SystemStatus {
         slot: status::slot_name(booted.slot),

@@ -60,7 +60,7 @@ use rustix::process::Signal;
 use crate::console;
 use crate::logs::{LineSplitter, LogFile};
 use crate::network::{self, Network};
-use crate::slots::PendingTrial;
+use crate::slots::{PendingTrial, TrialError};
 use crate::status::{SystemStatus, TrialStatus, UpdateAttempt};
 use crate::supervisor::{AfterExit, Millis, Supervisor, TaskSpec};
 use crate::sys::{self, Reaped};
@@ -97,12 +97,6 @@ pub enum RuntimeError {
 }
 
 /// `main`'s boot path reports errors as text.
-impl From<RuntimeError> for String {
-    fn from(e: RuntimeError) -> String {
-        console::chain(&e)
-    }
-}
-
 /// How the run ended: what PID 1 does once every task has stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -125,19 +119,19 @@ pub trait Trial: std::fmt::Debug {
     /// The state as stored now.
     fn state(&self) -> &State;
     /// Commits the try.
-    fn commit(&mut self) -> Result<(), String>;
+    fn commit(&mut self) -> Result<(), TrialError>;
     /// Rolls the try back for `reason`.
-    fn roll_back(&mut self, reason: FailureReason) -> Result<(), String>;
+    fn roll_back(&mut self, reason: FailureReason) -> Result<(), TrialError>;
 }
 
 impl Trial for PendingTrial {
     fn state(&self) -> &State {
         PendingTrial::state(self)
     }
-    fn commit(&mut self) -> Result<(), String> {
+    fn commit(&mut self) -> Result<(), TrialError> {
         PendingTrial::commit(self)
     }
-    fn roll_back(&mut self, reason: FailureReason) -> Result<(), String> {
+    fn roll_back(&mut self, reason: FailureReason) -> Result<(), TrialError> {
         PendingTrial::roll_back(self, reason)
     }
 }
@@ -602,8 +596,9 @@ impl<'a, H: Host> Runtime<'a, H> {
                         )
                     }
                     Err(e) => {
-                        let line = format!("limpet-init: {e}");
-                        self.system.trial = TrialStatus::CommitFailed { error: e };
+                        let error = crate::console::chain(&e);
+                        let line = format!("limpet-init: {error}");
+                        self.system.trial = TrialStatus::CommitFailed { error };
                         line
                     }
                 };
@@ -622,7 +617,7 @@ impl<'a, H: Host> Runtime<'a, H> {
                     "limpet-init: try failed its health gate ({failure}){}: rebooting into the committed slot (boottime {} ms)",
                     match &recorded {
                         Ok(()) => String::new(),
-                        Err(e) => format!("; {e}"),
+                        Err(e) => format!("; {}", crate::console::chain(e)),
                     },
                     self.host.now().0
                 );

@@ -158,22 +158,7 @@ impl PendingTrial {
     }
 
     /// Commits the try: its slot becomes the committed one and the floor rises.
-    ///
-    /// The error is text (the chain of a [`TrialError`]) because the runtime and the
-    /// status file take it as text.
-    pub fn commit(&mut self) -> Result<(), String> {
-        self.record_commit().map_err(|e| console::chain(&e))
-    }
-
-    /// Rolls the try back, recording why; the next boot boots the committed slot.
-    ///
-    /// The error is text, as for [`PendingTrial::commit`].
-    pub fn roll_back(&mut self, reason: FailureReason) -> Result<(), String> {
-        self.record_roll_back(reason)
-            .map_err(|e| console::chain(&e))
-    }
-
-    fn record_commit(&mut self) -> Result<(), TrialError> {
+    pub fn commit(&mut self) -> Result<(), TrialError> {
         let next = self
             .state
             .commit()
@@ -185,7 +170,8 @@ impl PendingTrial {
         Ok(())
     }
 
-    fn record_roll_back(&mut self, reason: FailureReason) -> Result<(), TrialError> {
+    /// Rolls the try back, recording why; the next boot boots the committed slot.
+    pub fn roll_back(&mut self, reason: FailureReason) -> Result<(), TrialError> {
         let next = self
             .state
             .roll_back(reason)

@@ -61,11 +61,11 @@ impl Trial for FakeTrial {
     fn state(&self) -> &State {
         &self.state
     }
-    fn commit(&mut self) -> Result<(), String> {
+    fn commit(&mut self) -> Result<(), TrialError> {
         self.told.push("commit".into());
         Ok(())
     }
-    fn roll_back(&mut self, reason: FailureReason) -> Result<(), String> {
+    fn roll_back(&mut self, reason: FailureReason) -> Result<(), TrialError> {
         self.told.push(format!("roll back: {reason}"));
         Ok(())
     }
