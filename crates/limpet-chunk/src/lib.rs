@@ -50,6 +50,8 @@
 //! copying seed chunks and fetching the others, and writes only verified bytes. See the
 //! [`assemble`](mod@assemble) module for its rules and memory bound.
 
+#![warn(missing_docs)]
+
 pub mod assemble;
 mod chunker;
 pub mod id;

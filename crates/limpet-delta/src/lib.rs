@@ -40,6 +40,8 @@
 //! compares the whole slot's sha256 with the signed target, and PID 1 verifies the slot. A
 //! device that fails falls back to the chunk store.
 
+#![warn(missing_docs)]
+
 mod apply;
 mod error;
 mod format;

@@ -15,6 +15,8 @@
 //! It sees Rust's allocations only: libraries that call `malloc` themselves (libzstd) are
 //! accounted for by the test, from their own size functions.
 
+#![warn(missing_docs)]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -16,6 +16,8 @@
 //! - The format core (`verity`, `header`, `slot`, `gpt`) builds without default features
 //!   for the device's static musl PID 1.
 
+#![warn(missing_docs)]
+
 mod at;
 pub mod gpt;
 pub mod header;

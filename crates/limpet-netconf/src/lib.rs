@@ -10,6 +10,8 @@
 //! The state machines take the current time as a parameter and never block: PID 1's poll
 //! loop owns the sockets and the clock, and asks each machine for its next deadline.
 
+#![warn(missing_docs)]
+
 pub mod dhcp;
 pub mod dns;
 pub mod link;

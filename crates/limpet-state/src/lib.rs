@@ -21,6 +21,8 @@
 //! - No dependency beyond `crc32fast`, `semver` and `thiserror`: it builds for the static
 //!   musl PID 1.
 
+#![warn(missing_docs)]
+
 pub mod device;
 pub mod machine;
 pub mod record;

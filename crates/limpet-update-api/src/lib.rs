@@ -18,6 +18,8 @@
 //! ([`Response::Status`]) carry it as JSON. Decoding is strict: a datagram of the wrong
 //! size for its tag is an error, never a panic.
 
+#![warn(missing_docs)]
+
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -33,23 +35,52 @@ pub const MAX_VERSION: usize = 128;
 /// What the agent asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
+    /// The device's update state, answered with [`Response::Status`].
     Status,
-    Begin { version: String, length: u64 },
-    ReadRunning { offset: u64, len: u32 },
-    Write { offset: u64, data: Vec<u8> },
-    Finish { root_hash: [u8; 32] },
+    /// Starts an install into the inactive slot, dropping any install not finished.
+    Begin {
+        /// The version the signed TUF target announces.
+        version: String,
+        /// Bytes of the slot image that will be written: every `Write` stays inside them.
+        length: u64,
+    },
+    /// Bytes of the running slot (the agent's delta seed), answered with [`Response::Data`].
+    ReadRunning {
+        /// Where in the running slot to read.
+        offset: u64,
+        /// How many bytes; PID 1 reads at most [`MAX_DATA`], and none past the slot's end.
+        len: u32,
+    },
+    /// Bytes of the new image, written into the inactive slot.
+    Write {
+        /// Where in the slot they go.
+        offset: u64,
+        /// The bytes, at most [`MAX_DATA`].
+        data: Vec<u8>,
+    },
+    /// Ends the install: PID 1 verifies the written slot and stages it as a try.
+    Finish {
+        /// The verity root hash that the signed TUF target names for this image.
+        root_hash: [u8; 32],
+    },
+    /// Reboots into the staged try.
     Reboot,
 }
 
 /// What PID 1 answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
+    /// The request was carried out (`Begin`, `Write`, `Reboot`).
     Ok,
+    /// The answer to `Status`.
     Status(DeviceStatus),
+    /// The bytes a `ReadRunning` asked for.
     Data(Vec<u8>),
     /// `Finish` succeeded: the slot is marked "try" with this many boots.
     Staged {
+        /// The version now staged.
         version: String,
+        /// Boots the try gets before it is rolled back.
         boots: u8,
     },
     /// The request was refused or failed; the text says where and why.
@@ -79,22 +110,32 @@ pub struct DeviceStatus {
 /// A datagram that is not a valid message.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {
+    /// A datagram of no bytes: it has no tag.
     #[error("empty message")]
     Empty,
+    /// A tag that names no message of this kind (a request's tag read as an answer too).
     #[error("unknown message tag {0}")]
     Tag(u8),
+    /// The fixed fields of the tag do not fit the datagram's size.
     #[error("message with tag {tag} is {len} bytes, expected {expected}")]
     Length {
+        /// The datagram's tag.
         tag: u8,
+        /// Its size in bytes, the tag included.
         len: usize,
+        /// The size or range its tag takes, as text.
         expected: String,
     },
+    /// A version string that is cut short, not UTF-8 or over [`MAX_VERSION`] bytes.
     #[error("version string is not valid UTF-8 or longer than {MAX_VERSION} bytes")]
     Version,
+    /// A `Write` or `Data` carrying more than [`MAX_DATA`] bytes.
     #[error("data of {0} bytes is more than {MAX_DATA}")]
     TooMuchData(usize),
+    /// A status answer whose JSON does not parse as a [`DeviceStatus`].
     #[error("status is not valid JSON: {0}")]
     Status(String),
+    /// An error answer whose text is not UTF-8.
     #[error("error text is not valid UTF-8")]
     Text,
 }

@@ -16,6 +16,8 @@
 //! The boot that follows spends one of the try's boots before mounting it, and PID 1's
 //! health gate commits it or rolls it back (limpet-state's rules).
 
+#![warn(missing_docs)]
+
 mod reader;
 pub mod server;
 
@@ -29,59 +31,103 @@ pub use reader::BlockReader;
 /// Why an install step was refused or failed.
 #[derive(Debug, Error)]
 pub enum InstallError {
+    /// The `state` partition could not be read or holds no valid record.
     #[error("cannot read the A/B state")]
     State(#[source] StateError),
+    /// The new A/B state could not be written.
     #[error("cannot store the A/B state")]
     Store(#[source] StateError),
+    /// The announced version is not a version at all.
     #[error("version {version:?} is not valid")]
     Version {
+        /// The text as the agent sent it.
         version: String,
+        /// Why it does not parse.
         #[source]
         source: limpet_state::VersionError,
     },
+    /// The running boot is itself a try: its fate is decided before another is staged.
     #[error("a try of {version} is on probation: no update until it is committed or rolled back")]
-    OnProbation { version: Version },
+    OnProbation {
+        /// The version on probation.
+        version: Version,
+    },
+    /// The A/B state refuses a try of this version (at or below the floor, or failed before).
     #[error("version {version} may not be tried")]
     Refused {
+        /// The version refused.
         version: Version,
+        /// The state machine's reason.
         #[source]
         source: Box<TransitionError>,
     },
+    /// The announced image is larger than the inactive slot's partition.
     #[error("image of {length} bytes does not fit slot {slot} ({capacity} bytes)")]
     TooLarge {
+        /// The slot the image was for.
         slot: Slot,
+        /// The image's announced size in bytes.
         length: u64,
+        /// The slot partition's size in bytes.
         capacity: u64,
     },
+    /// The slot partition's size could not be read.
     #[error("cannot size slot {slot}")]
     Capacity {
+        /// The slot being sized.
         slot: Slot,
+        /// The device's error.
         #[source]
         source: std::io::Error,
     },
+    /// A write reaching outside the length announced by `begin`.
     #[error("write of {len} bytes at offset {offset} is outside the announced {length} bytes")]
-    OutOfRange { offset: u64, len: u64, length: u64 },
+    OutOfRange {
+        /// Where the write starts.
+        offset: u64,
+        /// Its bytes.
+        len: u64,
+        /// The announced image length.
+        length: u64,
+    },
+    /// The slot partition refused a write.
     #[error("cannot write slot {slot} at offset {offset}")]
     Write {
+        /// The slot being written.
         slot: Slot,
+        /// Where the write started.
         offset: u64,
+        /// The device's error.
         #[source]
         source: std::io::Error,
     },
+    /// The written bytes could not be made durable.
     #[error("cannot flush slot {slot}")]
     Flush {
+        /// The slot being flushed.
         slot: Slot,
+        /// The device's error.
         #[source]
         source: std::io::Error,
     },
+    /// The written slot fails verification: header signature, verity tree or attachment.
     #[error("the written slot {slot} does not verify")]
     Verify {
+        /// The slot written.
         slot: Slot,
+        /// What did not verify.
         #[source]
         source: SlotError,
     },
+    /// A validly signed slot of another version than announced (an old image replayed).
     #[error("the written slot holds version {found}, the update announced {announced}")]
-    WrongVersion { announced: Version, found: String },
+    WrongVersion {
+        /// The version given to `begin`.
+        announced: Version,
+        /// The version in the slot's signed header, as written there.
+        found: String,
+    },
+    /// A validly signed slot that is not the image the TUF repository's target names.
     #[error("the written slot's verity root hash is not the one the repository signed")]
     WrongRootHash,
 }

@@ -13,6 +13,7 @@ pub struct BlockReader<D> {
 }
 
 impl<D: BlockDevice> BlockReader<D> {
+    /// Starts at offset 0; the device's size is read once, here.
     pub fn new(dev: D) -> io::Result<Self> {
         let len = dev.len()?;
         Ok(BlockReader { dev, pos: 0, len })

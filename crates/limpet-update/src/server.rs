@@ -22,12 +22,17 @@ use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketFla
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A slot was verified and marked "try".
-    Staged { version: String },
+    Staged {
+        /// The version staged.
+        version: String,
+    },
     /// The agent asked for the reboot into a staged try.
     Reboot,
     /// An install step failed; the text says why (for the status file).
     Failed {
+        /// The version being installed, if known.
         version: Option<String>,
+        /// The error and its causes, one line.
         error: String,
     },
 }
@@ -55,6 +60,7 @@ pub struct Devices {
     pub state: PathBuf,
     /// The running slot's partition (read only, for the delta seed).
     pub running: PathBuf,
+    /// The running slot's version, as its verified header gives it.
     pub running_version: String,
     /// The other slot's partition: the one updates are written to.
     pub inactive: PathBuf,
