@@ -24,8 +24,8 @@ use limpet_image::header::Target;
 use limpet_image::slot;
 use serde::Serialize;
 
-use crate::image_file::{self, ImageFileError};
-use crate::pipeline::{DISK_IMG, INITRAMFS, KERNEL};
+use crate::outputs::{DISK_IMG, INITRAMFS, KERNEL};
+use crate::read::image_file::{self, ImageFileError};
 
 /// Guest memory when the caller does not say.
 pub const DEFAULT_MEMORY_MIB: u32 = 256;

@@ -25,8 +25,8 @@ use std::process::Command;
 
 use limpet_image::{cpio, slot, squashfs};
 
-use crate::keys;
-use crate::pipeline::{INITRAMFS, INITRAMFS_PUBLIC_KEY, SLOT_IMG};
+use crate::outputs::{INITRAMFS, INITRAMFS_PUBLIC_KEY, SLOT_IMG};
+use crate::project::keys;
 
 /// The marker limpet-init looks for (see `crates/limpet-init/src/sim.rs`).
 pub const MARKER: &str = "etc/limpet/sim";
