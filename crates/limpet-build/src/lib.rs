@@ -22,5 +22,3 @@ pub use build::pipeline::{build, BuildError, BuildOptions, BuildReport};
 pub use build::{pipeline, sbom};
 pub use project::{keys, scaffold};
 pub use read::{disk_state, image_file, inspect, verify};
-pub mod run;
-pub mod sim;
