@@ -14,9 +14,9 @@
 //!   for.
 
 use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread;
+use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::console::console_lines;
@@ -44,9 +44,8 @@ enum Event {
 /// Runs `command` (stdin closed, stdout and stderr piped), hands each line of its stdout
 /// to `on_line` as it arrives, and stops it (by its PID, through [`Child::kill`]) when a
 /// line contains `watch.exit_on` or when `watch.timeout` passes; each line also goes to
-/// the power `button`, if there is one. Lines are read on their
-/// own thread, so the deadline holds even when the program prints nothing. The child is
-/// always waited for.
+/// the power `button`, if there is one. Lines are read on their own thread, so the
+/// deadline holds even when the program prints nothing. The child is always waited for.
 ///
 /// A kernel panic report is noted and the program left to end (with `panic=-1` and
 /// `-no-reboot` QEMU exits right after it); then the outcome is
@@ -72,40 +71,13 @@ pub fn supervise(
     let deadline = watch.timeout.map(|t| start + t);
 
     let (sender, events) = mpsc::channel();
-    let stdout_reader = child.stdout.take().map(|stdout| {
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match reader.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let text = String::from_utf8_lossy(&buf);
-                        let lines = console_lines(&text);
-                        if lines
-                            .into_iter()
-                            .any(|l| sender.send(Event::Line(l)).is_err())
-                        {
-                            break;
-                        }
-                    }
-                }
-            }
-            let _ = sender.send(Event::Closed);
-        })
-    });
+    let stdout_reader = child
+        .stdout
+        .take()
+        .map(|stdout| read_console(stdout, sender));
     let (stderr_sender, stderr_text) = mpsc::channel();
-    if let Some(mut stderr) = child.stderr.take() {
-        thread::spawn(move || {
-            // Keep the start, drain the rest so the child never blocks on a full pipe.
-            let mut kept = Vec::new();
-            let _ = (&mut stderr)
-                .take(STDERR_KEEP as u64)
-                .read_to_end(&mut kept);
-            let _ = std::io::copy(&mut stderr, &mut std::io::sink());
-            let _ = stderr_sender.send(String::from_utf8_lossy(&kept).into_owned());
-        });
+    if let Some(stderr) = child.stderr.take() {
+        keep_stderr(stderr, stderr_sender);
     }
 
     let mut console_lines = 0u64;
@@ -213,6 +185,45 @@ pub fn supervise(
         console_lines,
         timeout_seconds: watch.timeout.map(|t| t.as_secs_f64()),
     })
+}
+
+/// Sends each console line of `stdout` as it arrives, then [`Event::Closed`], from a
+/// thread of its own; it ends when the pipe closes or nobody listens any more.
+fn read_console(stdout: ChildStdout, sender: Sender<Event>) -> JoinHandle<()> {
+    thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let text = String::from_utf8_lossy(&buf);
+                    let lines = console_lines(&text);
+                    if lines
+                        .into_iter()
+                        .any(|l| sender.send(Event::Line(l)).is_err())
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = sender.send(Event::Closed);
+    })
+}
+
+/// Keeps the start of `stderr` (for an error message) and drains the rest, so the child
+/// never blocks on a full pipe; sends the kept text when the pipe closes.
+fn keep_stderr(mut stderr: ChildStderr, sender: Sender<String>) {
+    thread::spawn(move || {
+        let mut kept = Vec::new();
+        let _ = (&mut stderr)
+            .take(STDERR_KEEP as u64)
+            .read_to_end(&mut kept);
+        let _ = std::io::copy(&mut stderr, &mut std::io::sink());
+        let _ = sender.send(String::from_utf8_lossy(&kept).into_owned());
+    });
 }
 
 /// Ends the child we spawned (SIGKILL to its PID) and reaps it.
