@@ -3,7 +3,7 @@
 //! themselves (`limpet-image`) and booting an image (`limpet-run`).
 //!
 //! The modules, grouped by what they do:
-//! - [`build`]: `limpet build`, from a manifest to `slot.img`, `initramfs.cpio`, `kernel`
+//! - [`build`](mod@build): `limpet build`, from a manifest to `slot.img`, `initramfs.cpio`, `kernel`
 //!   and `disk.img` ([`build::pipeline`] reads as its numbered steps);
 //! - [`read`]: reading built images back: `verify`, `inspect`, a disk's A/B state;
 //! - [`project`]: the vendor's project: reading it, creating one (`limpet new`), its

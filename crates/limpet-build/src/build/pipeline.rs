@@ -2,15 +2,15 @@
 //! `kernel` and `disk.img`.
 //!
 //! [`build`] is one call per step, in this order (the numbers are the ones it logs):
-//! 1. [`read_inputs`]: the manifest, the signing key, the epoch, the update root, the
+//! 1. `read_inputs`: the manifest, the signing key, the epoch, the update root, the
 //!    compiled policy and the kernel, all checked before anything is compiled;
-//! 2. [`compile`]: the task binaries, `limpet-init` and (with `[update]`) the update
+//! 2. `compile`: the task binaries, `limpet-init` and (with `[update]`) the update
 //!    agent, as static binaries for the device's target;
-//! 3. [`slot_contents`]: the squashfs, exactly what the device runs from its slot;
-//! 4. [`sign`]: the SBOM, and the slot: squashfs, dm-verity tree, signed header, SBOM;
-//! 5. [`make_initramfs`]: `limpet-init`, the public key and the kernel modules;
-//! 6. [`copy_kernel`]: the kernel image;
-//! 7. [`make_disk`]: the GPT disk with the slot in `slot-a`, the factory state and data.
+//! 3. `slot_contents`: the squashfs, exactly what the device runs from its slot;
+//! 4. `sign`: the SBOM, and the slot: squashfs, dm-verity tree, signed header, SBOM;
+//! 5. `make_initramfs`: `limpet-init`, the public key and the kernel modules;
+//! 6. `copy_kernel`: the kernel image;
+//! 7. `make_disk`: the GPT disk with the slot in `slot-a`, the factory state and data.
 //!
 //! Rules this module keeps:
 //! - nothing is written into the output directory until every output is complete: the
