@@ -35,7 +35,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 # ---- the task binary, v1 and v2 ----------------------------------------------------
-# The device profile of crates/limpet-build/src/cargo.rs (profile_env).
+# The device profile of crates/limpet-build/src/build/cargo.rs (profile_env).
 DEVICE_PROFILE=(CARGO_PROFILE_RELEASE_OPT_LEVEL=s CARGO_PROFILE_RELEASE_LTO=true
   CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 CARGO_PROFILE_RELEASE_PANIC=abort
   CARGO_PROFILE_RELEASE_STRIP=symbols CARGO_PROFILE_RELEASE_DEBUG=false)

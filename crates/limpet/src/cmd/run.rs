@@ -3,8 +3,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use limpet_build::run::{
-    Forward, Network, Outcome, RunOptions, RunReport, Watch, DEFAULT_MEMORY_MIB,
+use limpet_run::{
+    Backend, DiskWrites, Forward, NamespaceOptions, Network, Outcome, QemuOptions, RunOptions,
+    RunReport, Watch, DEFAULT_MEMORY_MIB,
 };
 
 /// Arguments of `limpet run`.
@@ -29,10 +30,9 @@ pub struct Args {
     /// Stop the guest after SECS seconds and exit 124.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     timeout: Option<u64>,
-    /// Guest memory in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = DEFAULT_MEMORY_MIB,
-          value_parser = clap::value_parser!(u32).range(16..))]
-    memory: u32,
+    /// Guest memory in MiB (default 256).
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(16..))]
+    memory: Option<u32>,
     /// Extra kernel command line, after `console=... panic=-1 quiet`.
     #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
     append: Option<String>,
@@ -41,7 +41,8 @@ pub struct Args {
     persist: bool,
     /// Run limpet-init as PID 1 of new namespaces on this host instead of booting QEMU:
     /// the slot is checked and unpacked, but there is no disk, dm-verity, hardening,
-    /// cgroup budget or update agent (needs root).
+    /// cgroup budget or update agent (needs root). QEMU's own options (--memory,
+    /// --persist, --append, --powerdown-on, --user-net, --forward) are refused with it.
     #[arg(long)]
     sim: bool,
     /// With --sim: run PID 1 inside the existing network namespace NAME
@@ -63,27 +64,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let backend = backend(&args)?;
     let options = RunOptions {
         dir: args.dir,
-        memory_mib: args.memory,
-        append: args.append,
-        persist: args.persist,
-        sim: args.sim,
-        netns: args.netns,
-        network: if args.user_net {
-            Network::User {
-                forwards: args.forward,
-                relay: std::env::current_exe()?,
-            }
-        } else {
-            Network::None
-        },
         watch: Watch {
             exit_on: args.exit_on,
             timeout: args.timeout.map(Duration::from_secs),
-            powerdown_on: args.powerdown_on,
-            qmp: None,
         },
+        backend,
     };
     let json = args.json;
     // Console lines as they arrive; write errors (a closed pipe) do not stop the guest.
@@ -94,13 +82,68 @@ pub fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let _ = writeln!(std::io::stdout().lock(), "{line}");
         }
     };
-    let report = limpet_build::run::run(&options, &mut on_line)?;
+    let report = limpet_run::run(&options, &mut on_line)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         eprintln!("{}", summary(&report, &options));
     }
     Ok(ExitCode::from(report.exit_code))
+}
+
+/// The backend the flags ask for. `--netns` needs `--sim` and `--user-net`/`--forward`
+/// exclude it (clap says so); the QEMU-only flags below are refused here, each with why.
+fn backend(args: &Args) -> Result<Backend, String> {
+    if args.sim {
+        let qemu_only = [
+            (
+                "--powerdown-on",
+                !args.powerdown_on.is_empty(),
+                "there is no power button: end a simulation with --exit-on, --timeout or Ctrl-C, which PID 1 gets as SIGTERM",
+            ),
+            (
+                "--memory",
+                args.memory.is_some(),
+                "a simulation runs on this host's memory; there is no guest to size",
+            ),
+            (
+                "--persist",
+                args.persist,
+                "a simulation has no disk: its /data is a scratch directory, removed at the end",
+            ),
+            (
+                "--append",
+                args.append.is_some(),
+                "a simulation boots no kernel of its own",
+            ),
+        ];
+        if let Some((flag, _, why)) = qemu_only.iter().find(|(_, given, _)| *given) {
+            return Err(format!("{flag} must be absent with --sim ({why})"));
+        }
+        return Ok(Backend::Namespaces(NamespaceOptions {
+            netns: args.netns.clone(),
+        }));
+    }
+    Ok(Backend::Qemu(QemuOptions {
+        memory_mib: args.memory.unwrap_or(DEFAULT_MEMORY_MIB),
+        append: args.append.clone(),
+        disk_writes: if args.persist {
+            DiskWrites::Persist
+        } else {
+            DiskWrites::Discard
+        },
+        network: if args.user_net {
+            Network::User {
+                forwards: args.forward.clone(),
+                relay: std::env::current_exe()
+                    .map_err(|e| format!("cannot find this program for --forward's relay: {e}"))?,
+            }
+        } else {
+            Network::None
+        },
+        powerdown_on: args.powerdown_on.clone(),
+        ..QemuOptions::default()
+    }))
 }
 
 /// One line on stderr saying how the run ended.
@@ -152,7 +195,65 @@ fn parse_forward(s: &str) -> Result<Forward, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_forward;
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn backend_of(flags: &[&str]) -> Result<Backend, String> {
+        let cli = Cli::try_parse_from(std::iter::once("run").chain(flags.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        backend(&cli.args)
+    }
+
+    #[test]
+    fn each_flag_goes_to_its_backend_and_qemu_flags_are_refused_with_sim() {
+        let Ok(Backend::Qemu(q)) = backend_of(&["--memory", "512", "--persist", "--append", "x"])
+        else {
+            panic!("not QEMU")
+        };
+        assert_eq!(
+            (q.memory_mib, q.disk_writes, q.append.as_deref()),
+            (512, DiskWrites::Persist, Some("x"))
+        );
+        let Ok(Backend::Qemu(q)) = backend_of(&[]) else {
+            panic!("not QEMU")
+        };
+        assert_eq!(q, QemuOptions::default());
+        assert_eq!(
+            backend_of(&["--sim", "--netns", "dev"]),
+            Ok(Backend::Namespaces(NamespaceOptions {
+                netns: Some("dev".into())
+            }))
+        );
+        for (flags, says) in [
+            (
+                &["--sim", "--memory", "64"][..],
+                "--memory must be absent with --sim",
+            ),
+            (
+                &["--sim", "--persist"][..],
+                "--persist must be absent with --sim",
+            ),
+            (
+                &["--sim", "--append", "x"][..],
+                "--append must be absent with --sim",
+            ),
+            (
+                &["--sim", "--powerdown-on", "x"][..],
+                "--powerdown-on must be absent with --sim",
+            ),
+            (&["--sim", "--user-net"][..], "cannot be used with"),
+            (&["--netns", "dev"][..], "--sim"),
+        ] {
+            let e = backend_of(flags).unwrap_err();
+            assert!(e.contains(says), "{flags:?}: {e}");
+        }
+    }
 
     #[test]
     fn forwards_go_to_loopback_only_and_bad_ones_say_why() {

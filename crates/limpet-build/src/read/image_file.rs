@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use limpet_image::{gpt, slot};
 
-use crate::pipeline::{DISK_IMG, SLOT_IMG};
+use crate::outputs::{DISK_IMG, SLOT_IMG};
 
 /// Errors finding a slot.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use limpet_image::disk;
 
-use crate::pipeline::BuildError;
+use super::pipeline::BuildError;
 
 /// Writes the disk image at `path` (a staging path) and returns its size in bytes.
 /// `data_fs` is a scratch file for the data filesystem before it is copied in.
@@ -37,10 +37,10 @@ pub fn write(
         .find(|p| p.name == "data")
         .map_or(0, limpet_image::gpt::Partition::size);
     let uuid_bytes: [u8; 16] = spec.guid_seed[16..].try_into().unwrap_or([0; 16]);
-    crate::datafs::make(
+    super::datafs::make(
         data_fs,
         data_size,
-        &crate::ids::uuid_string(&uuid_bytes),
+        &super::ids::uuid_string(&uuid_bytes),
         epoch,
     )?;
     copy_into_partition(data_fs, &mut file, &layout, "data", path)?;

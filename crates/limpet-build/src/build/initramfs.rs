@@ -5,9 +5,10 @@
 use ed25519_dalek::SigningKey;
 use limpet_image::cpio;
 
-use crate::kernel::{self, KernelFiles, ModuleIndex};
-use crate::keys;
-use crate::pipeline::{read, BuildError, INITRAMFS_MODULE_LIST, INITRAMFS_PUBLIC_KEY};
+use super::kernel::{self, KernelFiles, ModuleIndex};
+use super::pipeline::{read, BuildError};
+use crate::outputs::{INITRAMFS_MODULE_LIST, INITRAMFS_PUBLIC_KEY};
+use crate::project::keys;
 
 /// The initramfs: `/init` (limpet-init), the public image key, the module closure and its
 /// load list, and the empty mount points PID 1 uses; returns (zstd bytes, uncompressed

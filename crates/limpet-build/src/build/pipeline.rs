@@ -1,6 +1,17 @@
 //! `limpet build`: from a manifest to the four outputs, `slot.img`, `initramfs.cpio`,
 //! `kernel` and `disk.img`.
 //!
+//! [`build`] is one call per step, in this order (the numbers are the ones it logs):
+//! 1. `read_inputs`: the manifest, the signing key, the epoch, the update root, the
+//!    compiled policy and the kernel, all checked before anything is compiled;
+//! 2. `compile`: the task binaries, `limpet-init` and (with `[update]`) the update
+//!    agent, as static binaries for the device's target;
+//! 3. `slot_contents`: the squashfs, exactly what the device runs from its slot;
+//! 4. `sign`: the SBOM, and the slot: squashfs, dm-verity tree, signed header, SBOM;
+//! 5. `make_initramfs`: `limpet-init`, the public key and the kernel modules;
+//! 6. `copy_kernel`: the kernel image;
+//! 7. `make_disk`: the GPT disk with the slot in `slot-a`, the factory state and data.
+//!
 //! Rules this module keeps:
 //! - nothing is written into the output directory until every output is complete: the
 //!   outputs are made in a staging directory inside it and renamed into place, so an
@@ -14,31 +25,21 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use ed25519_dalek::SigningKey;
+use limpet_image::slot::{SlotLayout, SlotMeta};
 use limpet_image::{cpio, disk, slot, squashfs};
+use limpet_manifest::Manifest;
 use sha2::{Digest, Sha256};
 
-use crate::cargo::{BinarySpec, CargoError, Workspace};
-use crate::kernel::{self, KernelError};
-use crate::keys::{self, KeyError};
+use super::cargo::{BinarySpec, CargoError, Workspace};
+use super::kernel::{self, KernelError, KernelFiles};
+use super::sbom::{self, SbomBinary, SbomError};
+use crate::outputs::{DISK_IMG, INITRAMFS, KERNEL, MANIFEST_FILE, POLICY_FILE, SLOT_IMG};
+use crate::project::keys::{self, KeyError};
 use crate::project::{self, EpochSource, Project, ProjectError};
-use crate::sbom::{self, SbomBinary, SbomError};
 
-/// Name of the canonical manifest inside the squashfs.
-pub const MANIFEST_FILE: &str = "manifest.toml";
-/// Name of the compiled policy inside the squashfs: what PID 1 applies to each task.
-pub const POLICY_FILE: &str = "policy.json";
-/// Where the initramfs carries the vendor's public image key.
-pub const INITRAMFS_PUBLIC_KEY: &str = "etc/limpet/image.pub";
-/// The module load list in the initramfs: one absolute path per line, in load order.
-pub const INITRAMFS_MODULE_LIST: &str = "etc/limpet/modules";
 /// Size of the `state` partition.
 pub const STATE_SIZE: u64 = 1024 * 1024;
-
-/// The output files, by name.
-pub const SLOT_IMG: &str = "slot.img";
-pub const INITRAMFS: &str = "initramfs.cpio";
-pub const KERNEL: &str = "kernel";
-pub const DISK_IMG: &str = "disk.img";
 
 /// Everything `limpet build` needs to know.
 #[derive(Debug, Clone)]
@@ -88,7 +89,7 @@ pub enum BuildError {
     #[error("finding the kernel")]
     Kernel(#[from] KernelError),
     #[error("making the data filesystem")]
-    DataFs(#[from] crate::datafs::DataFsError),
+    DataFs(#[from] super::datafs::DataFsError),
     #[error("compiling the task policy")]
     Policy(#[from] limpet_sandbox::policy::PolicyError),
     #[error("writing the SBOM")]
@@ -158,37 +159,14 @@ pub struct SizedFile {
     pub bytes: u64,
 }
 
-/// Builds the image described by `options`.
+/// Builds the image described by `options`: the steps of the module doc, in order.
 pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     const STEPS: usize = 7;
     let step = |n: usize, what: &str| tracing::info!("[{n}/{STEPS}] {what}");
 
     step(1, "reading the manifest and the signing key");
-    let project = Project::load(&options.manifest_path)?;
-    let manifest = &project.manifest;
-    let key_path = options
-        .key_path
-        .clone()
-        .unwrap_or_else(|| project.dir.join("keys").join(keys::PRIVATE_KEY_FILE));
-    let signing_key = keys::load_signing_key(&key_path)?;
-    let (epoch, epoch_source) = project::source_date_epoch(&project.dir)?;
-    let target = manifest.device.target;
-    // What the device runs: the vendor's tasks and, with [update], the update agent.
-    let device_manifest = manifest
-        .with_update_agent()
-        .map_err(BuildError::UpdateAgent)?;
-    let update_root = match &manifest.update {
-        Some(u) => Some(update_root(&project.dir, u)?),
-        None => None,
-    };
-    // Compiled first: a policy error is found before minutes of compiling.
-    let policy = limpet_sandbox::policy::compile(&device_manifest)?.to_json()?;
-    let kernel_files = kernel::locate(
-        manifest,
-        &project.dir,
-        &options.boot_dir,
-        &options.lib_modules_dir,
-    )?;
+    let inputs = read_inputs(options)?;
+    let target = inputs.project.manifest.device.target;
 
     step(
         2,
@@ -197,10 +175,147 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
             target.rust_triple()
         ),
     );
+    let compiled = compile(options, &inputs)?;
+    let out_dir = options
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| inputs.project.dir.join("out"));
+    let staging = Staging::new(&out_dir)?;
+
+    step(
+        3,
+        "making the squashfs (canonical manifest + task binaries)",
+    );
+    let contents = slot_contents(&inputs, &compiled)?;
+
+    step(
+        4,
+        "writing the SBOM and signing the slot (dm-verity tree + header)",
+    );
+    let signed = sign(&inputs, &compiled, &contents, &staging)?;
+
+    step(
+        5,
+        &format!("making the initramfs (kernel {})", inputs.kernel.release),
+    );
+    let initramfs = make_initramfs(&inputs, &compiled, &staging)?;
+
+    step(6, "copying the kernel");
+    let kernel_bytes = copy_kernel(&inputs, &staging)?;
+
+    step(7, "making the disk image (state, slot-a, slot-b, data)");
+    let disk_bytes = make_disk(&inputs, &signed, &staging)?;
+
+    staging.commit(&[SLOT_IMG, INITRAMFS, KERNEL, DISK_IMG])?;
+
+    let mut binaries = contents.binaries;
+    binaries.push(SizedFile {
+        name: "limpet-init".into(),
+        bytes: initramfs.init_bytes,
+    });
+    Ok(BuildReport {
+        out_dir,
+        device: signed.meta.device,
+        version: signed.meta.version,
+        target: signed.meta.target,
+        source_date_epoch: inputs.epoch,
+        epoch_source: match inputs.epoch_source {
+            EpochSource::Environment => "SOURCE_DATE_EPOCH".into(),
+            EpochSource::LastCommit => "last git commit".into(),
+            EpochSource::Zero => "none found (0)".into(),
+        },
+        key_id: hex::encode(limpet_image::header::key_id(
+            &inputs.signing_key.verifying_key(),
+        )),
+        root_hash: hex::encode(signed.root_hash),
+        kernel_release: inputs.kernel.release,
+        binaries,
+        modules: initramfs.modules,
+        squashfs_bytes: signed.layout.squashfs_size,
+        verity_tree_bytes: signed.layout.tree_size,
+        slot_bytes: signed.bytes.len() as u64,
+        initramfs_bytes: initramfs.bytes,
+        initramfs_uncompressed_bytes: initramfs.uncompressed_bytes,
+        kernel_bytes,
+        disk_bytes,
+        sbom_components: signed.sbom_components,
+    })
+}
+
+/// What step 1 reads and checks, for the steps after it.
+struct Inputs {
+    project: Project,
+    /// What the device runs: the vendor's tasks and, with `[update]`, the update agent.
+    device_manifest: Manifest,
+    signing_key: SigningKey,
+    epoch: u32,
+    epoch_source: EpochSource,
+    /// `[update] root`, checked: the TUF root the device starts from.
+    update_root: Option<Vec<u8>>,
+    /// `policy.json`: the device manifest's policy, compiled.
+    policy: Vec<u8>,
+    kernel: KernelFiles,
+}
+
+/// Step 1: reads the manifest, the signing key and the epoch, checks `[update] root`,
+/// compiles the policy and finds the kernel, so that an error in any of them is found
+/// before minutes of compiling.
+fn read_inputs(options: &BuildOptions) -> Result<Inputs, BuildError> {
+    let project = Project::load(&options.manifest_path)?;
+    let manifest = &project.manifest;
+    let key_path = options
+        .key_path
+        .clone()
+        .unwrap_or_else(|| project.dir.join("keys").join(keys::PRIVATE_KEY_FILE));
+    let signing_key = keys::load_signing_key(&key_path)?;
+    let (epoch, epoch_source) = project::source_date_epoch(&project.dir)?;
+    let device_manifest = manifest
+        .with_update_agent()
+        .map_err(BuildError::UpdateAgent)?;
+    let update_root = match &manifest.update {
+        Some(u) => Some(update_root(&project.dir, u)?),
+        None => None,
+    };
+    let policy = limpet_sandbox::policy::compile(&device_manifest)?.to_json()?;
+    let kernel = kernel::locate(
+        manifest,
+        &project.dir,
+        &options.boot_dir,
+        &options.lib_modules_dir,
+    )?;
+    Ok(Inputs {
+        project,
+        device_manifest,
+        signing_key,
+        epoch,
+        epoch_source,
+        update_root,
+        policy,
+        kernel,
+    })
+}
+
+/// What step 2 compiled, and the workspaces it came from (for the SBOM).
+struct Compiled {
+    /// The distinct task binaries, in declaration order, and their paths.
+    task_specs: Vec<BinarySpec>,
+    task_paths: Vec<PathBuf>,
+    init_path: PathBuf,
+    /// The update agent, for a device with `[update]`.
+    agent_path: Option<PathBuf>,
+    project_ws: Workspace,
+    limpet_ws: Workspace,
+}
+
+/// Step 2: compiles the task binaries from the project's workspace and Limpet's own
+/// binaries (PID 1, and the update agent for a device with `[update]`) from Limpet's,
+/// in one cargo invocation when the project lives in Limpet's own workspace.
+fn compile(options: &BuildOptions, inputs: &Inputs) -> Result<Compiled, BuildError> {
+    let manifest = &inputs.project.manifest;
+    let target = manifest.device.target;
     let task_specs = task_binaries(manifest)?;
-    let project_ws = Workspace::load(&project.dir, target)?;
+    let project_ws = Workspace::load(&inputs.project.dir, target)?;
     let limpet_ws = Workspace::load(&options.limpet_source, target)?;
-    // Limpet's own binaries: PID 1, and the update agent for a device with [update].
     let mut own_specs = vec![BinarySpec {
         package: "limpet-init".into(),
         binary: "limpet-init".into(),
@@ -212,7 +327,6 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         });
     }
     let (task_paths, own_paths) = if same_dir(&project_ws.root, &limpet_ws.root) {
-        // One cargo invocation when the project lives in Limpet's own workspace.
         let mut specs = task_specs.clone();
         specs.extend(own_specs.iter().cloned());
         let mut paths = project_ws.build(&specs, target)?;
@@ -228,35 +342,39 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         path: "limpet-init".into(),
     })?;
     let agent_path = own_paths.next();
+    Ok(Compiled {
+        task_specs,
+        task_paths,
+        init_path,
+        agent_path,
+        project_ws,
+        limpet_ws,
+    })
+}
 
-    let out_dir = options
-        .out_dir
-        .clone()
-        .unwrap_or_else(|| project.dir.join("out"));
-    fs::create_dir_all(&out_dir).map_err(|source| BuildError::Write {
-        path: out_dir.clone(),
-        source,
-    })?;
-    let staging = Staging::new(&out_dir)?;
+/// What step 3 made: the squashfs, and the binaries in it for the report.
+struct SlotContents {
+    squashfs: Vec<u8>,
+    binaries: Vec<SizedFile>,
+}
 
-    step(
-        3,
-        "making the squashfs (canonical manifest + task binaries)",
-    );
+/// Step 3: the squashfs, exactly the canonical manifest, the compiled policy, the task
+/// binaries and, with `[update]`, the update agent and the TUF root it starts from.
+fn slot_contents(inputs: &Inputs, compiled: &Compiled) -> Result<SlotContents, BuildError> {
     let mut entries = vec![
         squashfs::Entry {
             path: MANIFEST_FILE.into(),
-            data: manifest.to_canonical_toml().into_bytes(),
+            data: inputs.project.manifest.to_canonical_toml().into_bytes(),
             mode: 0o444,
         },
         squashfs::Entry {
             path: POLICY_FILE.into(),
-            data: policy,
+            data: inputs.policy.clone(),
             mode: 0o444,
         },
     ];
     let mut binaries = Vec::new();
-    for (spec, path) in task_specs.iter().zip(&task_paths) {
+    for (spec, path) in compiled.task_specs.iter().zip(&compiled.task_paths) {
         let data = read(path)?;
         binaries.push(SizedFile {
             name: spec.binary.clone(),
@@ -268,7 +386,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
             mode: 0o555,
         });
     }
-    if let (Some(agent), Some(root)) = (&agent_path, &update_root) {
+    if let (Some(agent), Some(root)) = (&compiled.agent_path, &inputs.update_root) {
         let data = read(agent)?;
         binaries.push(SizedFile {
             name: limpet_manifest::UPDATE_AGENT_PACKAGE.into(),
@@ -285,102 +403,122 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
             mode: 0o444,
         });
     }
-    let init_bytes = read(&init_path)?;
-    binaries.push(SizedFile {
-        name: "limpet-init".into(),
-        bytes: init_bytes.len() as u64,
-    });
-    let squashfs_image = squashfs::build(&entries, epoch).map_err(BuildError::Squashfs)?;
+    let squashfs = squashfs::build(&entries, inputs.epoch).map_err(BuildError::Squashfs)?;
+    Ok(SlotContents { squashfs, binaries })
+}
 
-    step(
-        4,
-        "writing the SBOM and signing the slot (dm-verity tree + header)",
-    );
-    let sbom = make_sbom(manifest, &task_specs, &project_ws, &limpet_ws, epoch)?;
+/// What step 4 signed.
+struct Signed {
+    /// The whole slot, as written to `slot.img`.
+    bytes: Vec<u8>,
+    layout: SlotLayout,
+    root_hash: [u8; 32],
+    meta: SlotMeta,
+    sbom_components: usize,
+}
+
+/// Step 4: the SBOM, then the slot (squashfs, dm-verity tree, header signed with the
+/// image key, the SBOM as its attachment), written to `slot.img`.
+fn sign(
+    inputs: &Inputs,
+    compiled: &Compiled,
+    contents: &SlotContents,
+    staging: &Staging,
+) -> Result<Signed, BuildError> {
+    let manifest = &inputs.project.manifest;
+    let sbom = make_sbom(manifest, compiled, inputs.epoch)?;
     let sbom_components = sbom["components"].as_array().map_or(0, Vec::len);
     let attachment = encode_attachment(&sbom)?;
-    let meta = slot::SlotMeta {
+    let meta = SlotMeta {
         device: manifest.device.name.as_str().to_owned(),
-        target: target.as_str().to_owned(),
+        target: manifest.device.target.as_str().to_owned(),
         version: manifest.device.version.to_string(),
     };
-    let slot_bytes = slot::assemble(&squashfs_image, &meta, &attachment, &signing_key)
+    let bytes = slot::assemble(&contents.squashfs, &meta, &attachment, &inputs.signing_key)
         .map_err(BuildError::Slot)?;
-    let opened = slot::open(&slot_bytes).map_err(BuildError::Slot)?;
+    let opened = slot::open(&bytes).map_err(BuildError::Slot)?;
     let layout = opened.layout;
-    let root_hash = hex::encode(opened.header.unverified().root_hash);
-    staging.write(SLOT_IMG, &slot_bytes)?;
+    let root_hash = opened.header.unverified().root_hash;
+    staging.write(SLOT_IMG, &bytes)?;
+    Ok(Signed {
+        bytes,
+        layout,
+        root_hash,
+        meta,
+        sbom_components,
+    })
+}
 
-    step(
-        5,
-        &format!("making the initramfs (kernel {})", kernel_files.release),
-    );
-    let (initramfs, initramfs_uncompressed, modules) = crate::initramfs::make(
-        &device_manifest,
-        &kernel_files,
-        &init_bytes,
-        &signing_key,
-        epoch,
+/// What step 5 made, for the report.
+struct InitramfsReport {
+    bytes: u64,
+    uncompressed_bytes: u64,
+    /// The modules it carries, in load order.
+    modules: Vec<String>,
+    /// The size of `limpet-init`.
+    init_bytes: u64,
+}
+
+/// Step 5: the initramfs (`limpet-init`, the public key, the module closure and its load
+/// list), written to `initramfs.cpio`.
+fn make_initramfs(
+    inputs: &Inputs,
+    compiled: &Compiled,
+    staging: &Staging,
+) -> Result<InitramfsReport, BuildError> {
+    let init = read(&compiled.init_path)?;
+    let (initramfs, uncompressed_bytes, modules) = super::initramfs::make(
+        &inputs.device_manifest,
+        &inputs.kernel,
+        &init,
+        &inputs.signing_key,
+        inputs.epoch,
     )?;
     staging.write(INITRAMFS, &initramfs)?;
+    Ok(InitramfsReport {
+        bytes: initramfs.len() as u64,
+        uncompressed_bytes,
+        modules,
+        init_bytes: init.len() as u64,
+    })
+}
 
-    step(6, "copying the kernel");
-    let kernel_bytes = read(&kernel_files.image)?;
-    staging.write(KERNEL, &kernel_bytes)?;
+/// Step 6: the kernel image, copied to `kernel`; returns its size.
+fn copy_kernel(inputs: &Inputs, staging: &Staging) -> Result<u64, BuildError> {
+    let kernel = read(&inputs.kernel.image)?;
+    staging.write(KERNEL, &kernel)?;
+    Ok(kernel.len() as u64)
+}
 
-    step(7, "making the disk image (state, slot-a, slot-b, data)");
+/// Step 7: the disk image (the factory state, the slot in `slot-a`, an empty `slot-b`,
+/// the data filesystem), its GUIDs derived from the device name and the slot's root
+/// hash; returns its size.
+fn make_disk(inputs: &Inputs, signed: &Signed, staging: &Staging) -> Result<u64, BuildError> {
+    let manifest = &inputs.project.manifest;
     let guid_seed: [u8; 32] = Sha256::new()
         .chain_update(b"limpet-disk-guid")
         .chain_update(manifest.device.name.as_str())
-        .chain_update(opened.header.unverified().root_hash)
+        .chain_update(signed.root_hash)
         .finalize()
         .into();
     let spec = disk::DiskSpec {
         state_size: STATE_SIZE,
         slot_size: manifest.disk.slot_size.bytes(),
         data_size: manifest.disk.data_size.bytes(),
-        slot_a: &slot_bytes,
+        slot_a: &signed.bytes,
         guid_seed,
     };
-    let disk_bytes = crate::disk_image::write(
+    super::disk_image::write(
         &staging.path(DISK_IMG),
         &spec,
         &manifest.device.version,
         &staging.path("data.ext4"),
-        epoch,
-    )?;
-
-    staging.commit(&[SLOT_IMG, INITRAMFS, KERNEL, DISK_IMG])?;
-
-    Ok(BuildReport {
-        out_dir,
-        device: meta.device,
-        version: meta.version,
-        target: meta.target,
-        source_date_epoch: epoch,
-        epoch_source: match epoch_source {
-            EpochSource::Environment => "SOURCE_DATE_EPOCH".into(),
-            EpochSource::LastCommit => "last git commit".into(),
-            EpochSource::Zero => "none found (0)".into(),
-        },
-        key_id: hex::encode(limpet_image::header::key_id(&signing_key.verifying_key())),
-        root_hash,
-        kernel_release: kernel_files.release.clone(),
-        binaries,
-        modules,
-        squashfs_bytes: layout.squashfs_size,
-        verity_tree_bytes: layout.tree_size,
-        slot_bytes: slot_bytes.len() as u64,
-        initramfs_bytes: initramfs.len() as u64,
-        initramfs_uncompressed_bytes: initramfs_uncompressed,
-        kernel_bytes: kernel_bytes.len() as u64,
-        disk_bytes,
-        sbom_components,
-    })
+        inputs.epoch,
+    )
 }
 
 /// The distinct binaries the tasks need, in declaration order.
-fn task_binaries(manifest: &limpet_manifest::Manifest) -> Result<Vec<BinarySpec>, BuildError> {
+fn task_binaries(manifest: &Manifest) -> Result<Vec<BinarySpec>, BuildError> {
     let mut specs: Vec<BinarySpec> = Vec::new();
     for task in &manifest.tasks {
         let spec = BinarySpec {
@@ -402,13 +540,18 @@ fn task_binaries(manifest: &limpet_manifest::Manifest) -> Result<Vec<BinarySpec>
     Ok(specs)
 }
 
+/// The SBOM of every binary in the slot and the initramfs.
 fn make_sbom(
-    manifest: &limpet_manifest::Manifest,
-    task_specs: &[BinarySpec],
-    project_ws: &Workspace,
-    limpet_ws: &Workspace,
+    manifest: &Manifest,
+    compiled: &Compiled,
     epoch: u32,
 ) -> Result<serde_json::Value, BuildError> {
+    let Compiled {
+        task_specs,
+        project_ws,
+        limpet_ws,
+        ..
+    } = compiled;
     let mut bins: Vec<SbomBinary<'_>> = task_specs
         .iter()
         .map(|s| SbomBinary {
@@ -482,7 +625,12 @@ struct Staging {
 }
 
 impl Staging {
+    /// Creates the output directory if need be, and a fresh staging directory in it.
     fn new(out_dir: &Path) -> Result<Self, BuildError> {
+        fs::create_dir_all(out_dir).map_err(|source| BuildError::Write {
+            path: out_dir.to_owned(),
+            source,
+        })?;
         let dir = out_dir.join(format!(".limpet-build-{}", std::process::id()));
         // A leftover from a killed build with the same PID is stale by definition.
         let _ = fs::remove_dir_all(&dir);

@@ -8,8 +8,8 @@
 use limpet_image::{slot, squashfs};
 use serde::Serialize;
 
-use crate::image_file::{ImageFileError, SlotBytes};
-use crate::pipeline::{MANIFEST_FILE, POLICY_FILE};
+use crate::outputs::{MANIFEST_FILE, POLICY_FILE};
+use crate::read::image_file::{ImageFileError, SlotBytes};
 
 /// Largest SBOM attachment we agree to decompress.
 const MAX_ATTACHMENT_JSON: usize = 64 * 1024 * 1024;

@@ -195,7 +195,7 @@ pub fn cyclonedx(
     let digest = Sha256::digest(bom.to_string().as_bytes());
     bom["serialNumber"] = json!(format!(
         "urn:uuid:{}",
-        crate::ids::uuid_string(&first_16(&digest))
+        super::ids::uuid_string(&first_16(&digest))
     ));
     Ok(bom)
 }

@@ -1,5 +1,6 @@
-//! `limpet run --sim`: limpet-init as PID 1 of fresh namespaces on the build host, for a
-//! fast loop and for tests that need the host's network namespaces.
+//! The namespace backend (`limpet run --sim`): limpet-init as PID 1 of fresh namespaces
+//! on the build host, for a fast loop and for tests that need the host's network
+//! namespaces.
 //!
 //! What the command line does before it starts PID 1:
 //! 1. unpack the initramfs into a private scratch root (regular files and directories:
@@ -23,17 +24,24 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use limpet_build::keys;
+use limpet_build::outputs::{INITRAMFS, INITRAMFS_PUBLIC_KEY, SLOT_IMG};
 use limpet_image::{cpio, slot, squashfs};
 
-use crate::keys;
-use crate::pipeline::{INITRAMFS, INITRAMFS_PUBLIC_KEY, SLOT_IMG};
+use crate::error::RunError;
+use crate::options::{NamespaceOptions, Watch};
+use crate::outcome::RunReport;
+use crate::supervise::supervise;
 
 /// The marker limpet-init looks for (see `crates/limpet-init/src/host_namespaces.rs`).
 pub const MARKER: &str = "etc/limpet/sim";
 
+/// The Debian package that installs `unshare` and `nsenter`.
+const UTIL_LINUX: &str = "util-linux";
+
 /// Errors preparing a simulation.
 #[derive(Debug, thiserror::Error)]
-pub enum SimError {
+pub enum NamespaceError {
     #[error("--sim needs root (namespaces and mounts); run it with sudo")]
     NotRoot,
     #[error("cannot read {path}")]
@@ -69,11 +77,12 @@ pub enum SimError {
 
 /// A prepared simulation root, removed on drop.
 #[derive(Debug)]
-pub struct SimRoot {
+pub struct NamespaceRoot {
     dir: PathBuf,
 }
 
-impl SimRoot {
+impl NamespaceRoot {
+    /// The unpacked root directory.
     pub fn path(&self) -> &Path {
         &self.dir
     }
@@ -110,7 +119,7 @@ impl SimRoot {
     }
 }
 
-impl Drop for SimRoot {
+impl Drop for NamespaceRoot {
     fn drop(&mut self) {
         // PID 1 may still be stopping its tasks: give it its grace period first.
         std::thread::sleep(std::time::Duration::from_secs(4));
@@ -118,31 +127,49 @@ impl Drop for SimRoot {
     }
 }
 
+/// Runs the build in `dir` (already checked) as PID 1 of new namespaces, handing each
+/// console line to `on_line`.
+pub fn run(
+    dir: &Path,
+    options: &NamespaceOptions,
+    watch: &Watch,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<RunReport, RunError> {
+    let root = prepare(dir).map_err(|source| RunError::Namespaces { source })?;
+    tracing::info!(
+        "simulating {} in {} (new namespaces on this host)",
+        dir.display(),
+        root.path().display()
+    );
+    supervise(root.command(options.netns.as_deref()), watch, None, on_line)
+        .map_err(|err| err.missing_from(UTIL_LINUX))
+}
+
 /// Unpacks and checks the build in `dir` into a new simulation root.
-pub fn prepare(dir: &Path) -> Result<SimRoot, SimError> {
+pub fn prepare(dir: &Path) -> Result<NamespaceRoot, NamespaceError> {
     if !rustix::process::geteuid().is_root() {
-        return Err(SimError::NotRoot);
+        return Err(NamespaceError::NotRoot);
     }
     let root = std::env::temp_dir().join(format!("limpet-sim-{}", std::process::id()));
     let _ = fs::remove_dir_all(&root);
     create_dir(&root, 0o755)?;
-    let sim = SimRoot { dir: root.clone() };
+    let sim = NamespaceRoot { dir: root.clone() };
 
     let initramfs = dir.join(INITRAMFS);
-    let packed = fs::read(&initramfs).map_err(|source| SimError::Read {
+    let packed = fs::read(&initramfs).map_err(|source| NamespaceError::Read {
         path: initramfs.clone(),
         source,
     })?;
-    let raw = cpio::decompress(&packed).map_err(|source| SimError::Initramfs {
+    let raw = cpio::decompress(&packed).map_err(|source| NamespaceError::Initramfs {
         path: initramfs.clone(),
         source,
     })?;
-    let entries = cpio::read_entries(&raw).map_err(|source| SimError::Initramfs {
+    let entries = cpio::read_entries(&raw).map_err(|source| NamespaceError::Initramfs {
         path: initramfs.clone(),
         source,
     })?;
     for entry in &entries {
-        let target = contained(&root, entry.path).ok_or_else(|| SimError::Entry {
+        let target = contained(&root, entry.path).ok_or_else(|| NamespaceError::Entry {
             path: initramfs.clone(),
             entry: entry.path.to_owned(),
         })?;
@@ -154,30 +181,31 @@ pub fn prepare(dir: &Path) -> Result<SimRoot, SimError> {
         }
     }
 
-    let pem = cpio::find_file(&raw, INITRAMFS_PUBLIC_KEY).ok_or_else(|| SimError::Key {
+    let pem = cpio::find_file(&raw, INITRAMFS_PUBLIC_KEY).ok_or_else(|| NamespaceError::Key {
         path: initramfs.clone(),
     })?;
-    let key = keys::parse_public_pem(&String::from_utf8_lossy(pem)).map_err(|_| SimError::Key {
-        path: initramfs.clone(),
-    })?;
+    let key =
+        keys::parse_public_pem(&String::from_utf8_lossy(pem)).map_err(|_| NamespaceError::Key {
+            path: initramfs.clone(),
+        })?;
     let slot_path = dir.join(SLOT_IMG);
-    let slot_bytes = fs::read(&slot_path).map_err(|source| SimError::Read {
+    let slot_bytes = fs::read(&slot_path).map_err(|source| NamespaceError::Read {
         path: slot_path.clone(),
         source,
     })?;
-    let verified = slot::verify(&slot_bytes, &key).map_err(|source| SimError::Slot {
+    let verified = slot::verify(&slot_bytes, &key).map_err(|source| NamespaceError::Slot {
         path: slot_path.clone(),
         source,
     })?;
     let slot_dir = root.join("slot");
     create_dir(&slot_dir, 0o755)?;
-    let squashfs_error = |source| SimError::Squashfs {
+    let squashfs_error = |source| NamespaceError::Squashfs {
         path: slot_path.clone(),
         source,
     };
     for file in squashfs::list(verified.squashfs).map_err(squashfs_error)? {
         let data = squashfs::read_file(verified.squashfs, &file.path).map_err(squashfs_error)?;
-        let target = contained(&slot_dir, &file.path).ok_or_else(|| SimError::Entry {
+        let target = contained(&slot_dir, &file.path).ok_or_else(|| NamespaceError::Entry {
             path: slot_path.clone(),
             entry: file.path.clone(),
         })?;
@@ -197,8 +225,8 @@ fn contained(base: &Path, relative: &str) -> Option<PathBuf> {
     (clean && !relative.is_empty()).then(|| base.join(path))
 }
 
-fn create_dir(path: &Path, mode: u32) -> Result<(), SimError> {
-    let write = |source| SimError::Write {
+fn create_dir(path: &Path, mode: u32) -> Result<(), NamespaceError> {
+    let write = |source| NamespaceError::Write {
         path: path.to_owned(),
         source,
     };
@@ -206,8 +234,8 @@ fn create_dir(path: &Path, mode: u32) -> Result<(), SimError> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(write)
 }
 
-fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), SimError> {
-    let write = |source| SimError::Write {
+fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), NamespaceError> {
+    let write = |source| NamespaceError::Write {
         path: path.to_owned(),
         source,
     };

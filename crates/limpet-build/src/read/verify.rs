@@ -18,10 +18,10 @@ use std::path::Path;
 use ed25519_dalek::VerifyingKey;
 use limpet_image::{cpio, slot, squashfs};
 
-use crate::image_file::{self, ImageFileError, SlotBytes};
-use crate::inspect::{self, InspectError};
-use crate::keys;
-use crate::pipeline::{INITRAMFS, INITRAMFS_PUBLIC_KEY, MANIFEST_FILE, POLICY_FILE};
+use crate::outputs::{INITRAMFS, INITRAMFS_PUBLIC_KEY, MANIFEST_FILE, POLICY_FILE};
+use crate::project::keys;
+use crate::read::image_file::{self, ImageFileError, SlotBytes};
+use crate::read::inspect::{self, InspectError};
 
 /// Why a slot failed verification.
 #[derive(Debug, thiserror::Error)]

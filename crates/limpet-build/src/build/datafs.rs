@@ -68,7 +68,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = dir.path().join("a.ext4");
         let b = dir.path().join("b.ext4");
-        let uuid = crate::ids::uuid_string(&[7; 16]);
+        let uuid = crate::build::ids::uuid_string(&[7; 16]);
         make(&a, 8 * 1024 * 1024, &uuid, 1_700_000_000).unwrap();
         make(&b, 8 * 1024 * 1024, &uuid, 1_700_000_000).unwrap();
         assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());

@@ -1,5 +1,9 @@
-//! The project being built: its manifest file, parsed, and the inputs that make a build
-//! reproducible.
+//! The vendor's project: its manifest file, parsed, and the inputs that make a build
+//! reproducible; [`scaffold`] creates a new one (`limpet new`) and [`keys`] its image
+//! signing key.
+
+pub mod keys;
+pub mod scaffold;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
