@@ -90,7 +90,9 @@ pub enum BuildError {
     #[error("making the data filesystem")]
     DataFs(#[from] crate::datafs::DataFsError),
     #[error("compiling the task policy")]
-    Policy(#[from] limpet_sandbox::policy::PolicyError),
+    Policy(#[from] limpet_compile::CompileError),
+    #[error("compiling the task policy")]
+    PolicyJson(#[from] limpet_policy::PolicyError),
     #[error("writing the SBOM")]
     Sbom(#[from] SbomError),
     #[error("cannot read {path}")]
@@ -182,7 +184,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         None => None,
     };
     // Compiled first: a policy error is found before minutes of compiling.
-    let policy = limpet_sandbox::policy::compile(&device_manifest)?.to_json()?;
+    let policy = limpet_compile::compile(&device_manifest)?.to_json()?;
     let kernel_files = kernel::locate(
         manifest,
         &project.dir,

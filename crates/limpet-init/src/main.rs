@@ -195,7 +195,7 @@ fn boot(root: &Path) -> Result<runtime::Outcome, String> {
 /// directory cannot be made.
 fn network_cgroups(
     root: &Path,
-    net: &limpet_net::NetPolicy,
+    net: &limpet_policy::NetPolicy,
 ) -> std::collections::BTreeMap<String, limpet_net::TaskMatch> {
     use std::os::unix::fs::MetadataExt;
     let cgroups = root.join("sys/fs/cgroup");
@@ -231,8 +231,8 @@ fn update_server(
     disk: &partitions::DiskPartitions,
     key: &ed25519_dalek::VerifyingKey,
     booted: &slots::Booted,
-    policy: &limpet_sandbox::policy::DevicePolicy,
-    trial_policy: &limpet_sandbox::policy::TrialPolicy,
+    policy: &limpet_policy::DevicePolicy,
+    trial_policy: &limpet_policy::TrialPolicy,
 ) -> Option<limpet_update::server::UpdateServer> {
     let name = policy.update_agent.as_ref()?;
     let Some(agent) = policy.tasks.iter().find(|t| &t.name == name) else {
@@ -274,7 +274,7 @@ fn system_status(
     disk: &partitions::DiskPartitions,
     key: &ed25519_dalek::VerifyingKey,
     booted: &slots::Booted,
-    trial_policy: &limpet_sandbox::policy::TrialPolicy,
+    trial_policy: &limpet_policy::TrialPolicy,
 ) -> status::SystemStatus {
     let other = booted.slot.other();
     let other_part = match other {
@@ -308,17 +308,17 @@ fn system_status(
 }
 
 /// Reads and checks the compiled policy from the mounted slot.
-pub fn load_policy(root: &Path) -> Result<limpet_sandbox::policy::DevicePolicy, String> {
+pub fn load_policy(root: &Path) -> Result<limpet_policy::DevicePolicy, String> {
     let policy_path = root.join(SLOT_MOUNT).join(POLICY_FILE);
     let policy_bytes = std::fs::read(&policy_path)
         .map_err(|e| format!("cannot read {}: {e}", policy_path.display()))?;
-    let policy = limpet_sandbox::policy::DevicePolicy::from_json(&policy_bytes)
+    let policy = limpet_policy::DevicePolicy::from_json(&policy_bytes)
         .map_err(|e| format!("{}: {e}", policy_path.display()))?;
-    if Some(policy.arch) != limpet_sandbox::seccomp::Arch::host() {
+    if Some(policy.arch) != limpet_policy::Arch::host() {
         return Err(format!(
             "the policy is for {:?}, this device is {:?}",
             policy.arch,
-            limpet_sandbox::seccomp::Arch::host()
+            limpet_policy::Arch::host()
         ));
     }
     Ok(policy)

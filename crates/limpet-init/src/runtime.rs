@@ -15,7 +15,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use limpet_sandbox::policy::{DevicePolicy, ReadinessCheck, RestartWhen, TaskPolicy};
+use limpet_policy::{DevicePolicy, ReadinessCheck, RestartWhen, TaskPolicy};
 use limpet_sandbox::spawn::{self as sandbox, Roots};
 use rustix::event::{PollFd, PollFlags};
 use rustix::process::Signal;
