@@ -88,14 +88,16 @@ mod tests {
                 try_boots: limpet_manifest::DEFAULT_TRY_BOOTS,
             }
         );
-        // The same through a manifest: `[update]` with nothing but its repository.
+        // The same through a manifest whose `[update]` leaves them out.
+        let hello = std::fs::read_to_string(format!(
+            "{}/../../examples/hello/limpet.toml",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
         let text = format!(
-            "{}\n[update]\nrepository = \"https://updates.example.invalid/d\"\n",
-            std::fs::read_to_string(format!(
-                "{}/../../examples/hello/limpet.toml",
-                env!("CARGO_MANIFEST_DIR")
-            ))
-            .unwrap()
+            "{hello}\n[update]\nrepository = \"https://updates.example.invalid/d\"\n\
+             keys = [{{ id = \"{}\" }}]\n",
+            "2f".repeat(32)
         );
         let m = limpet_manifest::parse("limpet.toml", &text).unwrap();
         assert_eq!(compile(&m).unwrap().trial, Some(TrialPolicy::default()));
