@@ -105,3 +105,45 @@ impl DevicePolicy {
         serde_json::from_slice(bytes).map_err(PolicyError::Json)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn the_format_is_checked_before_the_rest() {
+        // Another format is refused as such, whatever else the document holds.
+        assert!(matches!(
+            DevicePolicy::from_json(br#"{"format": 2, "tasks": "not a list"}"#),
+            Err(PolicyError::Format { found: 2 })
+        ));
+        assert!(matches!(
+            DevicePolicy::from_json(b"{\"format\": 1}"),
+            Err(PolicyError::Json(_))
+        ));
+        assert!(matches!(
+            DevicePolicy::from_json(b"not json"),
+            Err(PolicyError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn empty_policy_round_trips_as_pretty_json() {
+        let policy = DevicePolicy {
+            format: FORMAT,
+            arch: Arch::Aarch64,
+            tasks: Vec::new(),
+            trial: None,
+            update_agent: None,
+            network: None,
+        };
+        let json = policy.to_json().unwrap();
+        assert_eq!(
+            String::from_utf8(json.clone()).unwrap(),
+            "{\n  \"format\": 1,\n  \"arch\": \"aarch64\",\n  \"tasks\": [],\n  \
+             \"trial\": null,\n  \"update_agent\": null,\n  \"network\": null\n}\n"
+        );
+        assert_eq!(DevicePolicy::from_json(&json).unwrap(), policy);
+    }
+}
