@@ -22,7 +22,7 @@ fn manifest_text() -> String {
 }
 
 fn policy() -> Vec<u8> {
-    limpet_sandbox::policy::compile(&manifest())
+    limpet_compile::compile(&manifest())
         .unwrap()
         .to_json()
         .unwrap()

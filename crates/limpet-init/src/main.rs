@@ -87,12 +87,12 @@ pub enum LoadPolicyError {
     #[error("{}", path.display())]
     Parse {
         path: PathBuf,
-        source: limpet_sandbox::policy::PolicyError,
+        source: limpet_policy::PolicyError,
     },
     #[error("the policy is for {policy:?}, this device is {device:?}")]
     Arch {
-        policy: limpet_sandbox::seccomp::Arch,
-        device: Option<limpet_sandbox::seccomp::Arch>,
+        policy: limpet_policy::Arch,
+        device: Option<limpet_policy::Arch>,
     },
 }
 
@@ -249,7 +249,7 @@ fn harden(root: &Path) {
 /// directory cannot be made.
 fn network_cgroups(
     root: &Path,
-    net: &limpet_net::NetPolicy,
+    net: &limpet_policy::NetPolicy,
 ) -> std::collections::BTreeMap<String, limpet_net::TaskMatch> {
     let cgroups = root.join("sys/fs/cgroup");
     net.tasks
@@ -303,8 +303,8 @@ fn update_server(
     disk: &partitions::DiskPartitions,
     key: &ed25519_dalek::VerifyingKey,
     booted: &slots::Booted,
-    policy: &limpet_sandbox::policy::DevicePolicy,
-    trial_policy: &limpet_sandbox::policy::TrialPolicy,
+    policy: &limpet_policy::DevicePolicy,
+    trial_policy: &limpet_policy::TrialPolicy,
 ) -> Option<limpet_update::server::UpdateServer> {
     let name = policy.update_agent.as_ref()?;
     let Some(agent) = policy.tasks.iter().find(|t| &t.name == name) else {
@@ -344,7 +344,7 @@ fn system_status(
     disk: &partitions::DiskPartitions,
     key: &ed25519_dalek::VerifyingKey,
     booted: &slots::Booted,
-    trial_policy: &limpet_sandbox::policy::TrialPolicy,
+    trial_policy: &limpet_policy::TrialPolicy,
 ) -> status::SystemStatus {
     let other = booted.slot.other();
     let other_part = match other {
@@ -378,15 +378,15 @@ fn system_status(
 }
 
 /// Reads and checks the compiled policy from the mounted slot.
-pub fn load_policy(root: &Path) -> Result<limpet_sandbox::policy::DevicePolicy, LoadPolicyError> {
+pub fn load_policy(root: &Path) -> Result<limpet_policy::DevicePolicy, LoadPolicyError> {
     let path = root.join(SLOT_MOUNT).join(POLICY_FILE);
     let bytes = std::fs::read(&path).map_err(|source| LoadPolicyError::Read {
         path: path.clone(),
         source,
     })?;
-    let policy = limpet_sandbox::policy::DevicePolicy::from_json(&bytes)
+    let policy = limpet_policy::DevicePolicy::from_json(&bytes)
         .map_err(|source| LoadPolicyError::Parse { path, source })?;
-    let device = limpet_sandbox::seccomp::Arch::host();
+    let device = limpet_policy::Arch::host();
     if Some(policy.arch) != device {
         return Err(LoadPolicyError::Arch {
             policy: policy.arch,

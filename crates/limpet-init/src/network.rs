@@ -28,10 +28,11 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
-use limpet_net::{NetPolicy, Nft, Ruleset, Runtime, TaskMatch};
+use limpet_net::{Nft, Ruleset, Runtime, TaskMatch};
 use limpet_netconf::dhcp::{self, DhcpSocket};
 use limpet_netconf::dns::{self, DnsName, Stub};
 use limpet_netconf::link::{AddrLifetimes, Link, LinkError, Netlink};
+use limpet_policy::NetPolicy;
 use serde::Serialize;
 
 use crate::console;

@@ -50,7 +50,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use limpet_sandbox::policy::{DevicePolicy, ReadinessCheck, TaskPolicy};
+use limpet_policy::{DevicePolicy, ReadinessCheck, TaskPolicy};
 use limpet_sandbox::spawn::{self as sandbox, Roots, SpawnError, Spawned};
 use limpet_state::{FailureReason, State};
 use limpet_update::server::{Event as UpdateEvent, UpdateServer};

@@ -26,8 +26,8 @@
 
 use std::time::Duration;
 
-use limpet_net::NetPolicy;
-use limpet_sandbox::policy::{ReadinessCheck, Restart, RestartWhen, TaskPolicy};
+use limpet_policy::NetPolicy;
+use limpet_policy::{ReadinessCheck, Restart, RestartWhen, TaskPolicy};
 
 /// Exit code with which a task asks not to be restarted (gokrazy's convention).
 pub const EXIT_DO_NOT_RESTART: i32 = 125;

@@ -140,7 +140,7 @@ fn failed(t: &TaskRecord) -> Option<String> {
 mod tests {
     use super::*;
     use crate::supervisor::{Needs, Supervisor, TaskSpec};
-    use limpet_sandbox::policy::{ReadinessCheck, Restart, RestartWhen};
+    use limpet_policy::{ReadinessCheck, Restart, RestartWhen};
 
     fn spec(name: &str, when: RestartWhen) -> TaskSpec {
         TaskSpec {

@@ -13,7 +13,7 @@
 //! link's device has no table at all (an unconfined Linux device). Namespaces and the
 //! cgroup2 mount are removed on drop, also when a measurement panics.
 //!
-//! The policy is `examples/contain/limpet.toml` compiled by [`NetPolicy::compile`]; its
+//! The policy is `examples/contain/limpet.toml` compiled by `limpet_compile::net::compile`; its
 //! tasks are matched by cgroup (`socket cgroupv2 level 2`, as `limpet-init` does) or by
 //! uid (10000 + task index), and `api.test`'s set gets 203.0.113.10 (what PID 1's stub does
 //! after resolving it). Senders are this binary re-run as a probe inside the device
@@ -49,7 +49,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use limpet_net::{NetPolicy, Nft, Owner, Ruleset, Runtime, TaskMatch};
+use limpet_net::{Nft, Owner, Ruleset, Runtime, TaskMatch};
+use limpet_policy::NetPolicy;
 use support::{run, unique, Cgroup2, Netns};
 
 #[path = "../tests/support/mod.rs"]
@@ -285,7 +286,7 @@ impl Bench {
             ),
         };
         let m = limpet_manifest::parse("limpet.toml", &text).expect("the manifest parses");
-        let policy = NetPolicy::compile(&m).expect("the policy compiles");
+        let policy = limpet_compile::net::compile(&m).expect("the policy compiles");
         let mut uncapped = policy.clone();
         for t in uncapped.tasks.iter_mut().filter(|t| t.name == ALLOWED) {
             for e in &mut t.egress {

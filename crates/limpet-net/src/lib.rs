@@ -1,8 +1,9 @@
-//! The device's network policy: manifest egress and listen rules compiled to one nftables
-//! ruleset, installed over netlink.
+//! The device's network policy applied: the signed
+//! [`NetPolicy`](limpet_policy::NetPolicy) turned into one nftables ruleset, installed over
+//! netlink.
 //!
-//! [`NetPolicy::compile`] runs at build time and its result is stored in the signed image;
-//! PID 1 builds a [`Ruleset`] from it and the facts of the boot ([`Runtime`]: each task's
+//! The build host compiles the manifest's egress and listen rules into a `NetPolicy`
+//! (`limpet-compile`), stored in the signed image; PID 1 builds a [`Ruleset`] from it and the facts of the boot ([`Runtime`]: each task's
 //! cgroup or uid, the LAN networks, DHCP's DNS servers) and installs it with
 //! [`Nft::install`] before any interface is up. There is no `nft` binary on the device: the
 //! netlink messages are encoded here ([`nft`]).
@@ -46,8 +47,9 @@
 //! - `dns4`: upstream DNS servers, the manifest's at install, DHCP's added at run time
 //!   ([`Nft::add_dns_servers`]).
 //! - `n0`, `n1`, ... (`flags timeout`, `size 256`): one per DNS name of any task, shared by
-//!   all tasks allowed that name, in sorted name order; [`NetPolicy::names`] maps names to
-//!   sets. The stub adds answers with their TTL ([`Nft::add_set_elements`]).
+//!   all tasks allowed that name, in sorted name order;
+//!   [`NetPolicy::names`](limpet_policy::NetPolicy::names) maps names to sets. The stub
+//!   adds answers with their TTL ([`Nft::add_set_elements`]).
 //!
 //! Counters: every rule has a `counter` and a comment (stored as nft userdata, shown by
 //! `nft list ruleset`): `device rule=<id>` or `task=<name> rule=<id>`. Task ids:
@@ -69,11 +71,9 @@
 pub mod counters;
 mod handle;
 pub mod nft;
-pub mod policy;
 pub mod ruleset;
 mod sys;
 
 pub use counters::{Count, Counters, Owner, RuleCounter};
 pub use handle::{Nft, NftError, REPLY_TIMEOUT};
-pub use policy::{NetPolicy, PolicyError};
 pub use ruleset::{Ruleset, RulesetError, Runtime, TaskMatch};

@@ -14,15 +14,15 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
+use limpet_policy::net::{
+    Addressing, ByteRate, Destination, DnsAccess, Egress, ListenScope, NetPolicy, PacketCap, Ports,
+    TaskNet, L4,
+};
 
 use crate::nft::consts::{CT_STATE_ESTABLISHED, CT_STATE_INVALID, CT_STATE_RELATED};
 use crate::nft::consts::{NFPROTO_IPV4, NFPROTO_IPV6};
 use crate::nft::expr::{CmpOp, Expr, Limit, LimitKind, LimitMatch, MetaKey, PayloadBase, Verdict};
 use crate::nft::object::{BaseChain, Chain, ChainPolicy, Hook, Rule, Set, SetElem, SetKind};
-use crate::policy::{
-    Addressing, ByteRate, Destination, DnsAccess, Egress, ListenScope, NetPolicy, PacketCap, Ports,
-    TaskNet, L4,
-};
 
 /// The table: `inet limpet`.
 pub const TABLE: &str = "limpet";
@@ -636,7 +636,7 @@ impl Builder {
             base: None,
         });
         if t.dns == DnsAccess::Stub {
-            let stub = Ipv4Net::from(*crate::policy::DNS_STUB.ip());
+            let stub = Ipv4Net::from(*limpet_policy::net::DNS_STUB.ip());
             for p in [L4::Udp, L4::Tcp] {
                 self.rule(
                     chain,
@@ -645,7 +645,7 @@ impl Builder {
                         .ipv4()
                         .daddr(stub)
                         .l4(p)
-                        .dport(crate::policy::DNS_STUB.port()),
+                        .dport(limpet_policy::net::DNS_STUB.port()),
                     Verdict::Accept,
                     task_comment(&t.name, &format!("dns:{}", p.as_str())),
                 );
@@ -768,10 +768,15 @@ pub fn lan_elements(nets: &[Ipv4Net]) -> Vec<SetElem> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
-    use crate::policy::tests::manifest;
+
+    /// limpet-compile's network test device.
+    fn manifest() -> limpet_manifest::Manifest {
+        let text = include_str!("../../limpet-compile/tests/fixtures/network.toml");
+        limpet_manifest::parse("limpet.toml", text).unwrap()
+    }
 
     fn build() -> Ruleset {
-        let p = NetPolicy::compile(&manifest()).unwrap();
+        let p = limpet_compile::net::compile(&manifest()).unwrap();
         let mut rt = Runtime::by_uid(&p);
         rt.tasks
             .insert("sensor".into(), TaskMatch::CgroupV2 { level: 2, id: 4242 });
@@ -854,7 +859,7 @@ mod tests {
 
     #[test]
     fn static_addressing_has_no_dhcp_and_starts_with_its_lan() {
-        let mut p = NetPolicy::compile(&manifest()).unwrap();
+        let mut p = limpet_compile::net::compile(&manifest()).unwrap();
         let network: Ipv4Net = "192.0.2.0/24".parse().unwrap();
         p.addressing = Addressing::Static { network };
         let r = Ruleset::build(&p, &Runtime::by_uid(&p)).unwrap();
@@ -864,7 +869,7 @@ mod tests {
 
     #[test]
     fn missing_task_match_is_an_error() {
-        let p = NetPolicy::compile(&manifest()).unwrap();
+        let p = limpet_compile::net::compile(&manifest()).unwrap();
         assert_eq!(
             Ruleset::build(&p, &Runtime::default()),
             Err(RulesetError::NoTaskMatch {

@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use limpet_net::nft::expr::{Expr, Verdict};
 use limpet_net::nft::object::{Rule, SetElem};
-use limpet_net::{NetPolicy, Nft, NftError, Owner, Ruleset, Runtime, TaskMatch};
+use limpet_net::{Nft, NftError, Owner, Ruleset, Runtime, TaskMatch};
+use limpet_policy::NetPolicy;
 use serde_json::Value;
 use support::{run, unique, Cgroup2, Netns};
 
@@ -237,7 +238,7 @@ scope = "any"
 
 fn policy() -> NetPolicy {
     let m = limpet_manifest::parse("limpet.toml", MANIFEST).unwrap();
-    NetPolicy::compile(&m).unwrap()
+    limpet_compile::net::compile(&m).unwrap()
 }
 
 fn uid_ruleset() -> Ruleset {

@@ -1,13 +1,13 @@
-//! A task's sandbox.
+//! A task's sandbox, on the device.
+//!
+//! The sandbox is compiled on the build host (`limpet-compile`) into the exact values of a
+//! [`limpet_policy::TaskPolicy`]; this crate applies them and decides nothing itself.
 //!
 //! Rules this crate keeps:
-//! - [`policy`] is pure: it compiles a validated manifest, on the build host, into the exact
-//!   values PID 1 applies (mount list, Landlock paths, cgroup file contents, rlimits, a
-//!   seccomp program per task). The device never interprets policy prose.
-//! - [`seccomp`] builds the seccomp programs (build host) and installs one (device).
+//! - The device interprets no policy prose: this crate never sees the manifest, and builds
+//!   no seccomp program; [`seccomp`] installs one as compiled.
 //! - [`spawn`] touches the kernel: namespaces, mounts, cgroups, Landlock, capabilities,
 //!   starting the task. It takes every root path as a parameter.
 
-pub mod policy;
 pub mod seccomp;
 pub mod spawn;

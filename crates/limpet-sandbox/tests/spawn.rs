@@ -23,11 +23,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use limpet_sandbox::policy::{self, DevicePolicy, TaskPolicy};
+use limpet_policy::{DevicePolicy, TaskPolicy};
 use limpet_sandbox::spawn::{self, Cgroups, Roots, Signal, SpawnError, Spawned, Step};
 
 /// The task's uid and gid: the first task of a manifest.
-const TASK_ID: u32 = policy::FIRST_TASK_ID;
+const TASK_ID: u32 = limpet_policy::FIRST_TASK_ID;
 /// The probe's `tmp` (`"1MiB"` in its manifest), in bytes.
 const TMP_BYTES: u64 = 1024 * 1024;
 
@@ -193,7 +193,10 @@ syscalls = "{syscalls}"
         args = args.join(", "),
     );
     let manifest = limpet_manifest::parse("limpet.toml", &text).unwrap();
-    let json = policy::compile(&manifest).unwrap().to_json().unwrap();
+    let json = limpet_compile::compile(&manifest)
+        .unwrap()
+        .to_json()
+        .unwrap();
     let mut device = DevicePolicy::from_json(&json).unwrap();
     let task = device.tasks.remove(0);
     assert_eq!(

@@ -91,7 +91,9 @@ pub enum BuildError {
     #[error("making the data filesystem")]
     DataFs(#[from] super::datafs::DataFsError),
     #[error("compiling the task policy")]
-    Policy(#[from] limpet_sandbox::policy::PolicyError),
+    Policy(#[from] limpet_compile::CompileError),
+    #[error("writing the compiled policy as JSON")]
+    PolicyJson(#[from] limpet_policy::PolicyError),
     #[error("writing the SBOM")]
     Sbom(#[from] SbomError),
     #[error("cannot read {path}")]
@@ -276,7 +278,7 @@ fn read_inputs(options: &BuildOptions) -> Result<Inputs, BuildError> {
         Some(u) => Some(update_root(&project.dir, u)?),
         None => None,
     };
-    let policy = limpet_sandbox::policy::compile(&device_manifest)?.to_json()?;
+    let policy = limpet_compile::compile(&device_manifest)?.to_json()?;
     let kernel = kernel::locate(
         manifest,
         &project.dir,

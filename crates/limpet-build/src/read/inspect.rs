@@ -41,7 +41,7 @@ pub enum InspectError {
     #[error("{path}: the compiled policy in the slot does not parse")]
     Policy {
         path: String,
-        source: limpet_sandbox::policy::PolicyError,
+        source: limpet_policy::PolicyError,
     },
     #[error("{path}: the SBOM attachment is not zstd-compressed JSON: {reason}")]
     Attachment { path: String, reason: String },
@@ -61,7 +61,7 @@ pub struct Inspection {
     pub files: Vec<FileEntry>,
     pub tasks: Vec<limpet_manifest::Task>,
     pub manifest: limpet_manifest::Manifest,
-    pub policy: limpet_sandbox::policy::DevicePolicy,
+    pub policy: limpet_policy::DevicePolicy,
     #[serde(skip)]
     pub sbom: serde_json::Value,
     pub sbom_components: usize,
@@ -128,13 +128,12 @@ pub fn inspect(slot_bytes: &SlotBytes) -> Result<Inspection, InspectError> {
         })?;
     let policy_bytes = squashfs::read_file(squashfs_image, POLICY_FILE)
         .map_err(|_| InspectError::NoPolicy { path: path.clone() })?;
-    let policy =
-        limpet_sandbox::policy::DevicePolicy::from_json(&policy_bytes).map_err(|source| {
-            InspectError::Policy {
-                path: path.clone(),
-                source,
-            }
-        })?;
+    let policy = limpet_policy::DevicePolicy::from_json(&policy_bytes).map_err(|source| {
+        InspectError::Policy {
+            path: path.clone(),
+            source,
+        }
+    })?;
     let sbom = decode_attachment(opened.attachment).map_err(|reason| InspectError::Attachment {
         path: path.clone(),
         reason,

@@ -101,8 +101,8 @@ fn task(name: &str, readiness: serde_json::Value, when: &str) -> TaskPolicy {
 
 fn policy(tasks: Vec<TaskPolicy>) -> DevicePolicy {
     DevicePolicy {
-        format: limpet_sandbox::policy::FORMAT,
-        arch: limpet_sandbox::seccomp::Arch::X86_64,
+        format: limpet_policy::FORMAT,
+        arch: limpet_policy::Arch::X86_64,
         tasks,
         trial: None,
         update_agent: None,

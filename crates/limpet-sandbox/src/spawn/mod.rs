@@ -12,7 +12,7 @@
 //! 2. Create the data directory `<data>/<task>` (0700, owned by the task's uid and gid) and
 //!    the root directory `<work>/<task>`.
 //! 3. On cgroup v2, create `<root>/limpet/<task>`, write its limit files
-//!    ([`CgroupLimits::files`](crate::policy::CgroupLimits::files)) and open it.
+//!    ([`CgroupLimits::files`](limpet_policy::CgroupLimits::files)) and open it.
 //! 4. Make the stdout and stderr pipes and the error-report pipe, all close-on-exec.
 //! 5. `clone3` with new PID, mount, IPC, UTS and cgroup namespaces, a new network namespace
 //!    for a task without network, and CLONE_INTO_CGROUP on cgroup v2, so the task is inside
@@ -104,12 +104,10 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use limpet_policy::{Arch, NetNamespace, Resource, TaskPolicy};
 use rustix::fs::{Mode, OFlags};
 use rustix::pipe::PipeFlags;
 use rustix::process::{Pid, WaitOptions};
-
-use crate::policy::{NetNamespace, Resource, TaskPolicy};
-use crate::seccomp::Arch;
 
 use child::{ChildIo, Code, Report};
 use plan::{task_component, Plan};

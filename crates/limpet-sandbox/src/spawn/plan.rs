@@ -5,14 +5,14 @@
 use std::ffi::{CStr, CString};
 use std::path::{Component, Path, PathBuf};
 
+use limpet_policy::{
+    Bpf, DeviceNodes, ExecFiles, Mount, MountKind, Resource, SetId, TaskPolicy, DATA_DIR, SLOT_DIR,
+};
 use rustix::mount::MountFlags;
 use rustix::process::Resource as RlimitResource;
 
 use super::sys::ExecArgs;
 use super::{Roots, SpawnError};
-use crate::policy::{
-    DeviceNodes, ExecFiles, Mount, MountKind, Resource, SetId, TaskPolicy, DATA_DIR, SLOT_DIR,
-};
 
 /// Options of the task's root tmpfs: it holds only mount points (directories and empty
 /// files), so a few inodes and no data; 0755 so the task's uid can walk it.
@@ -59,7 +59,7 @@ pub(super) struct Plan {
     pub rlimits: Vec<(RlimitResource, u64)>,
     /// Paths inside the task's root, in the policy's order: read, write, devices, execute.
     pub landlock: Vec<(String, Grant)>,
-    pub seccomp: Vec<u8>,
+    pub seccomp: Bpf,
     pub exec: ExecArgs,
 }
 
@@ -113,7 +113,7 @@ impl Plan {
                 .map(|r| (rlimit_resource(r.resource), r.limit))
                 .collect(),
             landlock,
-            seccomp: policy.seccomp.program.as_bytes().to_vec(),
+            seccomp: policy.seccomp.program.clone(),
             exec,
         })
     }
@@ -246,7 +246,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
-    use crate::policy;
     use crate::spawn::Cgroups;
 
     fn roots() -> Roots {
@@ -263,7 +262,7 @@ mod tests {
         let text = std::fs::read_to_string(format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR")))
             .unwrap();
         let m = limpet_manifest::parse(path, &text).unwrap();
-        policy::compile(&m).unwrap().tasks.remove(0)
+        limpet_compile::compile(&m).unwrap().tasks.remove(0)
     }
 
     #[test]

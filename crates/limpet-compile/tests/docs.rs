@@ -3,9 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::panic)]
 
+use limpet_compile::seccomp::deny_rules;
+use limpet_compile::seccomp::profile::{self, Allow, Args, Deny, On, Test};
 use limpet_manifest::SyscallProfile;
-use limpet_sandbox::seccomp::profile::{self, Allow, Args, Deny, On, Test};
-use limpet_sandbox::seccomp::{deny_rules, Arch};
+use limpet_policy::Arch;
 use limpet_testkit::docs;
 
 fn value(v: impl TryInto<u64, Error: std::fmt::Debug>) -> u64 {
@@ -284,10 +285,12 @@ fn deny_table() -> String {
         let calls: Vec<_> = n
             .calls
             .iter()
-            .map(|c| match Arch::Aarch64.syscall_number(c) {
-                Some(_) => format!("`{c}`"),
-                None => format!("`{c}` (x86_64 only)"),
-            })
+            .map(
+                |c| match limpet_compile::seccomp::syscall_number(Arch::Aarch64, c) {
+                    Some(_) => format!("`{c}`"),
+                    None => format!("`{c}` (x86_64 only)"),
+                },
+            )
             .collect();
         let when = if text(n) == text(m) {
             text(n)

@@ -8,7 +8,8 @@
 // Test code: a failed expectation is a test failure, reported with its context.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use limpet_sandbox::seccomp::{self, Arch, Bpf};
+use limpet_compile::seccomp::{self, syscall_number};
+use limpet_policy::{Arch, Bpf};
 
 const ALLOW: u32 = 0x7fff_0000;
 const KILL_PROCESS: u32 = 0x8000_0000;
@@ -29,18 +30,7 @@ fn seccomp_data(nr: u32, arch: u32, args: [u64; 6]) -> [u8; 64] {
 }
 
 fn run(bpf: &Bpf, data: &[u8; 64]) -> u32 {
-    let prog: Vec<(u16, u8, u8, u32)> = bpf
-        .as_bytes()
-        .chunks_exact(8)
-        .map(|c| {
-            (
-                u16::from_le_bytes([c[0], c[1]]),
-                c[2],
-                c[3],
-                u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
-            )
-        })
-        .collect();
+    let prog: Vec<(u16, u8, u8, u32)> = bpf.instructions().collect();
     let mut acc: u32 = 0;
     let mut pc = 0usize;
     loop {
@@ -94,7 +84,7 @@ impl Filter {
     }
 
     fn call(&self, name: &str, args: [u64; 6]) -> u32 {
-        let nr = self.arch.syscall_number(name).unwrap();
+        let nr = syscall_number(self.arch, name).unwrap();
         let audit = match self.arch {
             Arch::X86_64 => AUDIT_ARCH_X86_64,
             Arch::Aarch64 => AUDIT_ARCH_AARCH64,
@@ -148,7 +138,7 @@ fn minimal_on_both_architectures() {
 fn other_abis_are_killed() {
     for arch in Arch::ALL {
         let f = Filter::new("\"minimal\"", arch);
-        let write = arch.syscall_number("write").unwrap();
+        let write = syscall_number(arch, "write").unwrap();
         assert_eq!(
             run(&f.bpf, &seccomp_data(write, AUDIT_ARCH_I386, NONE)),
             KILL_PROCESS

@@ -1,4 +1,5 @@
-//! Seccomp: building a task's filter on the build host, installing it on the device.
+//! Seccomp: building a task's filter on the build host. The device installs it with
+//! `limpet_sandbox::seccomp::apply`.
 //!
 //! Rules this module keeps:
 //! - A filter is an allowlist: the task's profile (`minimal`, or `network` on top of it),
@@ -16,102 +17,58 @@
 //!   filter first, then one filter per errno, chained so that each "allow" of one filter
 //!   continues into the next. The first refusal wins.
 //! - Programs are stored as raw `struct sock_filter`s, 8 bytes each, little-endian
-//!   (`u16 code, u8 jt, u8 jf, u32 k`): both device architectures are little-endian.
+//!   (`u16 code, u8 jt, u8 jf, u32 k`): both device architectures are little-endian
+//!   ([`limpet_policy::Bpf`]).
 
 pub mod profile;
 mod table;
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use limpet_manifest::{Readiness, SyscallProfile, Target, Task};
+use limpet_policy::seccomp::{BpfError, INSTRUCTION_BYTES, MAX_INSTRUCTIONS};
+use limpet_policy::{Arch, Bpf};
 use seccompiler::{
     sock_filter, BackendError, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp,
     SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
 };
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use profile::{Allow, Args, Deny, On, Test};
-
-/// The kernel's limit on a classic BPF program (BPF_MAXINSNS).
-pub const MAX_INSTRUCTIONS: usize = 4096;
-/// Bytes in one `struct sock_filter`.
-pub const INSTRUCTION_BYTES: usize = 8;
 
 // Classic BPF opcodes and the seccomp return value used when chaining filters.
 const BPF_RET_K: u16 = 0x06; // BPF_RET | BPF_K
 const BPF_JMP_JA: u16 = 0x05; // BPF_JMP | BPF_JA
 const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
 
-/// A CPU architecture a filter is built for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Arch {
-    /// 64-bit x86 (the x86_64 ABI only).
-    #[serde(rename = "x86_64")]
-    X86_64,
-    /// 64-bit Arm.
-    #[serde(rename = "aarch64")]
-    Aarch64,
-}
-
-impl Arch {
-    /// Every architecture filters can be built for.
-    pub const ALL: [Arch; 2] = [Arch::X86_64, Arch::Aarch64];
-
-    /// The architecture this code was compiled for, if filters can be built for it.
-    pub fn host() -> Option<Arch> {
-        match std::env::consts::ARCH {
-            "x86_64" => Some(Arch::X86_64),
-            "aarch64" => Some(Arch::Aarch64),
-            _ => None,
-        }
-    }
-
-    /// `x86_64` or `aarch64`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "x86_64",
-            Arch::Aarch64 => "aarch64",
-        }
-    }
-
-    /// The number of system call `name` on this architecture, if it has one.
-    pub fn syscall_number(self, name: &str) -> Option<u32> {
-        let table = match self {
-            Arch::X86_64 => table::X86_64,
-            Arch::Aarch64 => table::AARCH64,
-        };
-        table
-            .binary_search_by(|(n, _)| (*n).cmp(name))
-            .ok()
-            .and_then(|i| table.get(i))
-            .map(|(_, nr)| u32::from(*nr))
-    }
-
-    fn seccompiler(self) -> TargetArch {
-        match self {
-            Arch::X86_64 => TargetArch::x86_64,
-            Arch::Aarch64 => TargetArch::aarch64,
-        }
+/// The architecture of a manifest's `target`.
+pub fn arch(target: Target) -> Arch {
+    match target {
+        Target::X86_64 => Arch::X86_64,
+        Target::Aarch64 => Arch::Aarch64,
     }
 }
 
-impl From<Target> for Arch {
-    fn from(t: Target) -> Self {
-        match t {
-            Target::X86_64 => Arch::X86_64,
-            Target::Aarch64 => Arch::Aarch64,
-        }
+/// The number of system call `name` on `arch`, if it has one.
+pub fn syscall_number(arch: Arch, name: &str) -> Option<u32> {
+    let table = match arch {
+        Arch::X86_64 => table::X86_64,
+        Arch::Aarch64 => table::AARCH64,
+    };
+    table
+        .binary_search_by(|(n, _)| (*n).cmp(name))
+        .ok()
+        .and_then(|i| table.get(i))
+        .map(|(_, nr)| u32::from(*nr))
+}
+
+fn target_arch(arch: Arch) -> TargetArch {
+    match arch {
+        Arch::X86_64 => TargetArch::x86_64,
+        Arch::Aarch64 => TargetArch::aarch64,
     }
 }
 
-impl fmt::Display for Arch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Errors building or installing a filter.
+/// Errors building a filter.
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
     /// `syscalls.allow` names a call the architecture does not have.
@@ -146,68 +103,14 @@ pub enum SeccompError {
         arch: Arch,
         len: usize,
     },
-    /// Stored program bytes are not whole instructions.
-    #[error("a seccomp program of {len} bytes is not a whole number of {INSTRUCTION_BYTES}-byte instructions")]
-    Truncated { len: usize },
-    /// Stored program is empty or longer than the kernel accepts.
-    #[error("a seccomp program of {len} instructions is outside 1..={MAX_INSTRUCTIONS}")]
-    BadLength { len: usize },
-    /// Stored program text is not hex.
-    #[error("seccomp program is not hex")]
-    Hex(#[source] hex::FromHexError),
-    /// The kernel refused the filter.
-    #[error("installing the seccomp filter")]
-    Install(#[source] seccompiler::Error),
-}
-
-/// A compiled seccomp program: raw `struct sock_filter`s, 8 bytes each, little-endian.
-/// Serialized as a hex string. Always 1..=4096 whole instructions.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Bpf(Vec<u8>);
-
-impl Bpf {
-    /// Checks that `bytes` hold 1..=4096 whole instructions.
-    pub fn from_bytes(bytes: Vec<u8>) -> Result<Bpf, SeccompError> {
-        decode(&bytes)?;
-        Ok(Bpf(bytes))
-    }
-
-    /// The raw program.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// Number of instructions.
-    pub fn len(&self) -> usize {
-        self.0.len() / INSTRUCTION_BYTES
-    }
-
-    /// Never true: a program has at least one instruction.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Bpf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Bpf({} instructions)", self.len())
-    }
-}
-
-impl Serialize for Bpf {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(&self.0))
-    }
-}
-
-impl<'de> Deserialize<'de> for Bpf {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        let bytes = hex::decode(text)
-            .map_err(SeccompError::Hex)
-            .map_err(serde::de::Error::custom)?;
-        Bpf::from_bytes(bytes).map_err(serde::de::Error::custom)
-    }
+    /// The chained program is not a valid stored program (a bug here).
+    #[error("the {arch} seccomp program for task \"{task}\"")]
+    Program {
+        task: String,
+        arch: Arch,
+        #[source]
+        source: BpfError,
+    },
 }
 
 /// Builds the filter for `task` on `arch`.
@@ -224,7 +127,7 @@ pub fn compile(task: &Task, arch: Arch) -> Result<Bpf, SeccompError> {
         allowed.clone(),
         SeccompAction::KillProcess,
         SeccompAction::Allow,
-        arch.seccompiler(),
+        target_arch(arch),
     )
     .map_err(build_err)?;
     programs.push(BpfProgram::try_from(filter).map_err(build_err)?);
@@ -233,7 +136,7 @@ pub fn compile(task: &Task, arch: Arch) -> Result<Bpf, SeccompError> {
             rules,
             SeccompAction::Allow,
             SeccompAction::Errno(errno),
-            arch.seccompiler(),
+            target_arch(arch),
         )
         .map_err(build_err)?;
         programs.push(BpfProgram::try_from(filter).map_err(build_err)?);
@@ -248,19 +151,11 @@ pub fn compile(task: &Task, arch: Arch) -> Result<Bpf, SeccompError> {
         return Err(too_long());
     }
     let program = chain(programs).ok_or_else(too_long)?;
-    Ok(Bpf(encode(&program)))
-}
-
-/// Installs `bpf` (as stored in the policy) on the calling thread.
-///
-/// seccompiler's `apply_filter` sets PR_SET_NO_NEW_PRIVS itself first (the kernel requires
-/// it, or CAP_SYS_ADMIN, for a filter); PID 1 has set it already by then, so this is a
-/// no-op repeat. Without TSYNC the filter binds the calling thread and what it later
-/// creates or execs: call it in the single-threaded child, as the last step before
-/// `execve`, because it also binds every call the remaining steps would make.
-pub fn apply(bpf_bytes: &[u8]) -> Result<(), SeccompError> {
-    let program = decode(bpf_bytes)?;
-    seccompiler::apply_filter(&program).map_err(SeccompError::Install)
+    Bpf::from_bytes(encode(&program)).map_err(|source| SeccompError::Program {
+        task: name.to_owned(),
+        arch,
+        source,
+    })
 }
 
 /// What a profile allows and refuses, with the reason for each entry: for `limpet inspect`
@@ -319,7 +214,7 @@ fn allowlist(task: &Task, arch: Arch) -> Result<Rules, SeccompError> {
         if entry.on == On::X86_64 && arch != Arch::X86_64 {
             continue;
         }
-        let nr = arch.syscall_number(entry.name).ok_or(SeccompError::Table {
+        let nr = syscall_number(arch, entry.name).ok_or(SeccompError::Table {
             syscall: entry.name,
             arch,
         })?;
@@ -339,13 +234,11 @@ fn allowlist(task: &Task, arch: Arch) -> Result<Rules, SeccompError> {
                 reason,
             });
         }
-        let nr = arch
-            .syscall_number(name)
-            .ok_or_else(|| SeccompError::UnknownSyscall {
-                task: task.name.to_string(),
-                syscall: name.to_owned(),
-                arch,
-            })?;
+        let nr = syscall_number(arch, name).ok_or_else(|| SeccompError::UnknownSyscall {
+            task: task.name.to_string(),
+            syscall: name.to_owned(),
+            arch,
+        })?;
         // Named in the manifest: any arguments (e.g. every ioctl a device driver takes).
         merge(&mut rules, i64::from(nr), Vec::new());
     }
@@ -388,7 +281,7 @@ pub fn deny_rules(profile: SyscallProfile) -> Vec<Deny> {
 fn refusals(task: &Task, arch: Arch, allowed: &Rules) -> Result<Vec<(u32, Rules)>, BackendError> {
     let mut by_errno: Vec<(u32, Rules)> = Vec::new();
     for deny in deny_rules(task.syscalls.profile) {
-        let Some(nr) = arch.syscall_number(deny.name).map(i64::from) else {
+        let Some(nr) = syscall_number(arch, deny.name).map(i64::from) else {
             continue; // e.g. no such call on this architecture
         };
         if !allowed.contains_key(&nr) {
@@ -472,25 +365,6 @@ fn encode(program: &[sock_filter]) -> Vec<u8> {
     bytes
 }
 
-fn decode(bytes: &[u8]) -> Result<Vec<sock_filter>, SeccompError> {
-    if !bytes.len().is_multiple_of(INSTRUCTION_BYTES) {
-        return Err(SeccompError::Truncated { len: bytes.len() });
-    }
-    let len = bytes.len() / INSTRUCTION_BYTES;
-    if len == 0 || len > MAX_INSTRUCTIONS {
-        return Err(SeccompError::BadLength { len });
-    }
-    Ok(bytes
-        .chunks_exact(INSTRUCTION_BYTES)
-        .map(|c| sock_filter {
-            code: u16::from_le_bytes([c[0], c[1]]),
-            jt: c[2],
-            jf: c[3],
-            k: u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
-        })
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -515,13 +389,13 @@ mod tests {
 
     #[test]
     fn known_numbers() {
-        assert_eq!(Arch::X86_64.syscall_number("read"), Some(0));
-        assert_eq!(Arch::X86_64.syscall_number("socket"), Some(41));
-        assert_eq!(Arch::Aarch64.syscall_number("read"), Some(63));
-        assert_eq!(Arch::Aarch64.syscall_number("newfstatat"), Some(79));
-        assert_eq!(Arch::Aarch64.syscall_number("open"), None);
-        assert_eq!(Arch::Aarch64.syscall_number("clock_gettime64"), None);
-        assert_eq!(Arch::X86_64.syscall_number("nosuchcall"), None);
+        assert_eq!(syscall_number(Arch::X86_64, "read"), Some(0));
+        assert_eq!(syscall_number(Arch::X86_64, "socket"), Some(41));
+        assert_eq!(syscall_number(Arch::Aarch64, "read"), Some(63));
+        assert_eq!(syscall_number(Arch::Aarch64, "newfstatat"), Some(79));
+        assert_eq!(syscall_number(Arch::Aarch64, "open"), None);
+        assert_eq!(syscall_number(Arch::Aarch64, "clock_gettime64"), None);
+        assert_eq!(syscall_number(Arch::X86_64, "nosuchcall"), None);
     }
 
     #[test]
@@ -536,7 +410,7 @@ mod tests {
                     );
                     if e.on == On::All || arch == Arch::X86_64 {
                         assert!(
-                            arch.syscall_number(e.name).is_some(),
+                            syscall_number(arch, e.name).is_some(),
                             "{} missing on {arch}",
                             e.name
                         );
@@ -547,7 +421,7 @@ mod tests {
             // pkey_mprotect and shmat); any other would be dead code that reads like
             // protection.
             for d in deny_rules(SyscallProfile::Network) {
-                if arch.syscall_number(d.name).is_none() {
+                if syscall_number(arch, d.name).is_none() {
                     continue;
                 }
                 let allowed = [profile::MINIMAL, profile::NETWORK]
@@ -562,12 +436,14 @@ mod tests {
             }
         }
         for d in deny_rules(SyscallProfile::Network) {
-            assert!(Arch::ALL.iter().any(|a| a.syscall_number(d.name).is_some()));
+            assert!(Arch::ALL
+                .iter()
+                .any(|a| syscall_number(*a, d.name).is_some()));
         }
         // Every NEVER entry is a real call somewhere (a typo would never match).
         for (n, _) in profile::NEVER {
             assert!(
-                Arch::ALL.iter().any(|a| a.syscall_number(n).is_some()),
+                Arch::ALL.iter().any(|a| syscall_number(*a, n).is_some()),
                 "{n} is no system call"
             );
         }
@@ -663,24 +539,11 @@ mod tests {
     }
 
     #[test]
-    fn bytes_round_trip_and_are_checked() {
+    fn program_round_trips_and_starts_with_the_arch_check() {
         let bpf = compile(&task(""), Arch::X86_64).unwrap();
         let json = serde_json::to_string(&bpf).unwrap();
         let back: Bpf = serde_json::from_str(&json).unwrap();
         assert_eq!(back, bpf);
-        assert!(matches!(
-            Bpf::from_bytes(vec![0; 7]),
-            Err(SeccompError::Truncated { len: 7 })
-        ));
-        assert!(matches!(
-            Bpf::from_bytes(Vec::new()),
-            Err(SeccompError::BadLength { len: 0 })
-        ));
-        assert!(matches!(
-            Bpf::from_bytes(vec![0; 8 * 4097]),
-            Err(SeccompError::BadLength { len: 4097 })
-        ));
-        assert!(serde_json::from_str::<Bpf>("\"zz\"").is_err());
         // The first instruction loads the architecture (seccomp_data.arch, offset 4).
         assert_eq!(&bpf.as_bytes()[..8], &[0x20, 0, 0, 0, 4, 0, 0, 0]);
     }

@@ -2,8 +2,8 @@
 //!
 //! Each case re-runs this binary as a child with `LIMPET_SECCOMP_PROBE=<case>`. The child
 //! compiles a small manifest into a device policy for the host's architecture, reads it
-//! back from JSON, installs the task's program with `seccomp::apply`, makes one call and
-//! prints `ok` or `errno N`. The parent checks how the child ended: that output, or death
+//! back from JSON, installs the task's program with the device's `seccomp::apply`
+//! (limpet-sandbox), makes one call and prints `ok` or `errno N`. The parent checks how the child ended: that output, or death
 //! by SIGSYS. Calls that could harm the host if the filter let them through are made with
 //! arguments the kernel would refuse anyway (a bad reboot magic, NULL module images).
 //!
@@ -19,8 +19,8 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, ExitCode, Stdio};
 
-use limpet_sandbox::policy::{self, DevicePolicy};
-use limpet_sandbox::seccomp::{self, Arch};
+use limpet_policy::{Arch, DevicePolicy};
+use limpet_sandbox::seccomp;
 
 const PROBE_ENV: &str = "LIMPET_SECCOMP_PROBE";
 
@@ -231,11 +231,14 @@ fn run_probe(name: &str) -> ExitCode {
          syscalls = {syscalls}\n"
     );
     let manifest = limpet_manifest::parse("limpet.toml", &manifest).unwrap();
-    let json = policy::compile(&manifest).unwrap().to_json().unwrap();
+    let json = limpet_compile::compile(&manifest)
+        .unwrap()
+        .to_json()
+        .unwrap();
     let policy = DevicePolicy::from_json(&json).unwrap();
     let program = &policy.tasks[0].seccomp.program;
     // Everything that allocates or opens files before the filter is done above.
-    seccomp::apply(program.as_bytes()).unwrap();
+    seccomp::apply(program).unwrap();
     match (case.probe)() {
         Ok(()) => println!("ok"),
         Err(errno) => println!("errno {errno}"),

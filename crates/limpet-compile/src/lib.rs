@@ -1,0 +1,105 @@
+//! The policy compiler: a validated [`Manifest`] → [`DevicePolicy`]: each task's sandbox
+//! ([`sandbox`]), its seccomp program ([`seccomp`]), the network policy ([`net`]).
+//!
+//! The result is stored as JSON in the signed slot; PID 1 reads it back with
+//! `limpet_policy::DevicePolicy::from_json` and applies it without interpreting the
+//! manifest.
+//!
+//! Rules this crate keeps:
+//! - Build host only. PID 1 and the update agent never link it, nor the manifest parser it
+//!   reads from (`.ci/check-boundary` fails CI if one of them does): the device carries no
+//!   TOML parser and no seccomp compiler.
+//! - Pure: no I/O. Same manifest, same policy, byte for byte.
+//! - Every error names the task (and rule, call or address) it comes from.
+
+pub mod net;
+pub mod sandbox;
+pub mod seccomp;
+
+use limpet_manifest::{Manifest, NetworkAccess};
+use limpet_policy::{DevicePolicy, TrialPolicy, FORMAT};
+
+use crate::sandbox::compile_task;
+use crate::seccomp::SeccompError;
+
+/// Errors compiling a policy.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    /// A task's seccomp filter could not be built (the error names the task).
+    #[error("compiling the seccomp filter")]
+    Seccomp(#[source] SeccompError),
+    /// More tasks than uids above [`limpet_policy::FIRST_TASK_ID`].
+    #[error("task \"{task}\" is number {index}; no uid is left for it")]
+    TooManyTasks { task: String, index: usize },
+    /// The network policy could not be compiled.
+    #[error("network policy")]
+    Network(#[source] net::NetError),
+}
+
+/// Compiles the policy of every task in `manifest`.
+pub fn compile(manifest: &Manifest) -> Result<DevicePolicy, CompileError> {
+    let arch = seccomp::arch(manifest.device.target);
+    let tasks = manifest
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(index, task)| compile_task(manifest, arch, index, task))
+        .collect::<Result<_, _>>()?;
+    Ok(DevicePolicy {
+        format: FORMAT,
+        arch,
+        tasks,
+        trial: manifest.update.as_ref().map(|u| TrialPolicy {
+            health_ms: u.health.as_millis(),
+            health_timeout_ms: u.health_timeout.as_millis(),
+            try_boots: u.try_boots,
+        }),
+        update_agent: manifest
+            .tasks
+            .iter()
+            .find(|t| t.name.as_str() == limpet_manifest::UPDATE_AGENT_TASK)
+            .map(|t| t.name.to_string()),
+        network: if manifest
+            .tasks
+            .iter()
+            .any(|t| t.network == NetworkAccess::Allowlist)
+        {
+            Some(net::compile(manifest).map_err(CompileError::Network)?)
+        } else {
+            None
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    /// PID 1's trial rules for a device without `[update]` are the manifest's defaults,
+    /// which the policy crate cannot read: the same numbers, written twice, kept equal here.
+    #[test]
+    fn default_trial_policy_is_the_manifests_default() {
+        assert_eq!(
+            TrialPolicy::default(),
+            TrialPolicy {
+                health_ms: limpet_manifest::DEFAULT_HEALTH.as_millis(),
+                health_timeout_ms: limpet_manifest::DEFAULT_HEALTH_TIMEOUT.as_millis(),
+                try_boots: limpet_manifest::DEFAULT_TRY_BOOTS,
+            }
+        );
+        // The same through a manifest whose `[update]` leaves them out.
+        let hello = std::fs::read_to_string(format!(
+            "{}/../../examples/hello/limpet.toml",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let text = format!(
+            "{hello}\n[update]\nrepository = \"https://updates.example.invalid/d\"\n\
+             keys = [{{ id = \"{}\" }}]\n",
+            "2f".repeat(32)
+        );
+        let m = limpet_manifest::parse("limpet.toml", &text).unwrap();
+        assert_eq!(compile(&m).unwrap().trial, Some(TrialPolicy::default()));
+    }
+}

@@ -1,0 +1,149 @@
+//! The whole policy: every task's sandbox, the trial rules, the network policy; and its
+//! JSON.
+//!
+//! Rules this module keeps:
+//! - [`DevicePolicy::to_json`] is deterministic: the same policy, the same bytes.
+//! - [`DevicePolicy::from_json`] refuses any format but [`FORMAT`] before it reads the rest,
+//!   and any unknown field.
+
+use serde::{Deserialize, Serialize};
+
+use crate::net::NetPolicy;
+use crate::seccomp::Arch;
+use crate::task::TaskPolicy;
+
+/// Version of the policy format; PID 1 refuses any other.
+pub const FORMAT: u32 = 1;
+/// [`TrialPolicy::health_ms`] of a device without `[update]`: the manifest's default
+/// `health` (`limpet-compile` tests that they agree).
+pub const DEFAULT_HEALTH_MS: u64 = 60_000;
+/// [`TrialPolicy::health_timeout_ms`] of a device without `[update]`: the manifest's
+/// default `health_timeout`.
+pub const DEFAULT_HEALTH_TIMEOUT_MS: u64 = 600_000;
+/// [`TrialPolicy::try_boots`] of a device without `[update]`: the manifest's default
+/// `try_boots`.
+pub const DEFAULT_TRY_BOOTS: u32 = 3;
+
+/// Errors reading or writing a policy.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The stored policy is in another format.
+    #[error("policy format {found} is not the supported format {FORMAT}")]
+    Format { found: u32 },
+    /// The policy could not be written as JSON.
+    #[error("writing the device policy as JSON")]
+    WriteJson(#[source] serde_json::Error),
+    /// The stored policy is not valid JSON of this shape.
+    #[error("reading the device policy")]
+    Json(#[source] serde_json::Error),
+}
+
+/// Every task's sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevicePolicy {
+    /// [`FORMAT`].
+    pub format: u32,
+    /// The device's CPU architecture; every seccomp program is built for it.
+    pub arch: Arch,
+    /// One entry per task, in manifest order.
+    pub tasks: Vec<TaskPolicy>,
+    /// How PID 1 judges a try slot; absent when the device has no `[update]`, and PID 1
+    /// then uses [`TrialPolicy::default`].
+    #[serde(default)]
+    pub trial: Option<TrialPolicy>,
+    /// The task that is the update agent: PID 1 opens the update socket for its uid only.
+    #[serde(default)]
+    pub update_agent: Option<String>,
+    /// The network policy PID 1 installs before any interface is up, and the interfaces it
+    /// brings up; absent when no task has `network = "allowlist"` (the device then has no
+    /// network at all).
+    #[serde(default)]
+    pub network: Option<NetPolicy>,
+}
+
+/// When a try slot is committed or rolled back (manifest `[update]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrialPolicy {
+    /// Every task up this long without a failure commits the try.
+    pub health_ms: u64,
+    /// A try not healthy this long after PID 1 started its tasks rolls back.
+    pub health_timeout_ms: u64,
+    /// Boots a new try gets.
+    pub try_boots: u32,
+}
+
+impl Default for TrialPolicy {
+    fn default() -> Self {
+        TrialPolicy {
+            health_ms: DEFAULT_HEALTH_MS,
+            health_timeout_ms: DEFAULT_HEALTH_TIMEOUT_MS,
+            try_boots: DEFAULT_TRY_BOOTS,
+        }
+    }
+}
+
+impl DevicePolicy {
+    /// The JSON stored in the image.
+    pub fn to_json(&self) -> Result<Vec<u8>, PolicyError> {
+        let mut out = serde_json::to_vec_pretty(self).map_err(PolicyError::WriteJson)?;
+        out.push(b'\n');
+        Ok(out)
+    }
+
+    /// Reads a stored policy, refusing any other format.
+    pub fn from_json(bytes: &[u8]) -> Result<DevicePolicy, PolicyError> {
+        #[derive(Deserialize)]
+        struct Head {
+            format: u32,
+        }
+        let head: Head = serde_json::from_slice(bytes).map_err(PolicyError::Json)?;
+        if head.format != FORMAT {
+            return Err(PolicyError::Format { found: head.format });
+        }
+        serde_json::from_slice(bytes).map_err(PolicyError::Json)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn the_format_is_checked_before_the_rest() {
+        // Another format is refused as such, whatever else the document holds.
+        assert!(matches!(
+            DevicePolicy::from_json(br#"{"format": 2, "tasks": "not a list"}"#),
+            Err(PolicyError::Format { found: 2 })
+        ));
+        assert!(matches!(
+            DevicePolicy::from_json(b"{\"format\": 1}"),
+            Err(PolicyError::Json(_))
+        ));
+        assert!(matches!(
+            DevicePolicy::from_json(b"not json"),
+            Err(PolicyError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn empty_policy_round_trips_as_pretty_json() {
+        let policy = DevicePolicy {
+            format: FORMAT,
+            arch: Arch::Aarch64,
+            tasks: Vec::new(),
+            trial: None,
+            update_agent: None,
+            network: None,
+        };
+        let json = policy.to_json().unwrap();
+        assert_eq!(
+            String::from_utf8(json.clone()).unwrap(),
+            "{\n  \"format\": 1,\n  \"arch\": \"aarch64\",\n  \"tasks\": [],\n  \
+             \"trial\": null,\n  \"update_agent\": null,\n  \"network\": null\n}\n"
+        );
+        assert_eq!(DevicePolicy::from_json(&json).unwrap(), policy);
+    }
+}
