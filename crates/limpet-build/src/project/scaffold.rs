@@ -7,13 +7,27 @@ use std::path::{Path, PathBuf};
 /// Errors creating a project.
 #[derive(Debug, thiserror::Error)]
 pub enum ScaffoldError {
+    /// The project name is not usable as the manifest's device name.
     #[error("`{name}` is not a valid device name: {reason}")]
-    BadName { name: String, reason: String },
+    BadName {
+        /// The name given.
+        name: String,
+        /// Which rule of device names it breaks.
+        reason: String,
+    },
+    /// The project directory already exists; `limpet new` never writes into an existing
+    /// one.
     #[error("{path} already exists; choose another name or directory")]
-    Exists { path: PathBuf },
+    Exists {
+        /// The existing directory.
+        path: PathBuf,
+    },
+    /// A file or directory of the new project could not be written.
     #[error("cannot write {path}")]
     Write {
+        /// The path being written.
         path: PathBuf,
+        /// Why writing it failed.
         source: std::io::Error,
     },
 }
