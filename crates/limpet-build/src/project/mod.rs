@@ -1,6 +1,13 @@
 //! The vendor's project: its manifest file, parsed, and the inputs that make a build
 //! reproducible; [`scaffold`] creates a new one (`limpet new`) and [`keys`] its image
 //! signing key.
+//!
+//! Rules this module keeps:
+//! - the project directory is the manifest's directory, and the manifest's relative paths
+//!   are taken from it;
+//! - a manifest is only ever handed on parsed and validated ([`Project::load`]);
+//! - the build's one timestamp is `SOURCE_DATE_EPOCH`, else the last commit's time, else
+//!   0, and it must fit in 32 bits (squashfs and cpio store u32 times).
 
 pub mod keys;
 pub mod scaffold;

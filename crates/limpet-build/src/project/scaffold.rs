@@ -1,5 +1,9 @@
 //! `limpet new NAME`: a project that builds as it is — a manifest, a cargo workspace and
 //! one app crate whose only task logs a line every few seconds.
+//!
+//! Rules this module keeps: it never writes into a directory that exists; the manifest it
+//! would write is checked with the real parser first, so a name the parser refuses fails
+//! with nothing written.
 
 use std::fs;
 use std::path::{Path, PathBuf};
