@@ -13,6 +13,8 @@
 //!
 //! The modules the command line calls are re-exported here under their own names.
 
+#![warn(missing_docs)]
+
 pub mod build;
 pub mod outputs;
 pub mod project;

@@ -14,6 +14,8 @@
 //! ([`DiskWrites::Persist`]); the program it starts is stopped only by its own PID and
 //! always waited for; the exit codes are the ones README.md documents.
 
+#![warn(missing_docs)]
+
 pub mod console;
 pub mod error;
 pub mod machine;

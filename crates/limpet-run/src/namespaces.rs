@@ -42,37 +42,65 @@ const UTIL_LINUX: &str = "util-linux";
 /// Errors preparing a simulation.
 #[derive(Debug, thiserror::Error)]
 pub enum NamespaceError {
+    /// The run is not root, which namespaces and mounts need.
     #[error("--sim needs root (namespaces and mounts); run it with sudo")]
     NotRoot,
+    /// A file of the image (initramfs or slot) could not be read.
     #[error("cannot read {path}")]
     Read {
+        /// The file's path.
         path: PathBuf,
+        /// Why reading it failed.
         source: std::io::Error,
     },
+    /// A file or directory of the scratch root could not be written.
     #[error("cannot write {path}")]
     Write {
+        /// The path being written.
         path: PathBuf,
+        /// Why writing it failed.
         source: std::io::Error,
     },
+    /// The initramfs is not a cpio archive this crate can unpack.
     #[error("{path}: bad initramfs")]
     Initramfs {
+        /// The initramfs's path.
         path: PathBuf,
+        /// What is wrong with it.
         source: cpio::CpioError,
     },
+    /// The initramfs lacks the public key the slot is checked against, or it is malformed.
     #[error("{path}: the initramfs carries no usable {INITRAMFS_PUBLIC_KEY}")]
-    Key { path: PathBuf },
+    Key {
+        /// The initramfs's path.
+        path: PathBuf,
+    },
+    /// The slot fails the device's check against the initramfs's key (signature,
+    /// dm-verity tree, attachment).
     #[error("{path}: the slot does not verify against the initramfs's key")]
     Slot {
+        /// The slot image's path.
         path: PathBuf,
+        /// Which check failed.
         source: slot::SlotError,
     },
+    /// The slot's squashfs cannot be read back to unpack its files.
     #[error("{path}: cannot read the squashfs")]
     Squashfs {
+        /// The slot image's path.
         path: PathBuf,
+        /// What is wrong with the squashfs.
         source: squashfs::SquashfsError,
     },
+    /// An archive entry's name could escape the scratch root (absolute,
+    /// `..`, or empty), so it is refused.
     #[error("{path}: refusing the entry {entry:?} (not a plain relative path)")]
-    Entry { path: PathBuf, entry: String },
+    Entry {
+        /// The archive's path (initramfs or slot).
+        path: PathBuf,
+        /// The refused entry name.
+        entry: String,
+    },
 }
 
 /// A prepared simulation root, removed on drop.

@@ -44,7 +44,9 @@ impl Outcome {
 /// The summary of a run (`limpet run --json`); its field names are that output's format.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
+    /// How the run ended.
     pub outcome: Outcome,
+    /// The exit code `limpet run` ends with for that outcome ([`Outcome::exit_code`]).
     pub exit_code: u8,
     /// The console line that contained the `exit_on` pattern.
     pub matched_line: Option<String>,

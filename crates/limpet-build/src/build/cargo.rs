@@ -18,48 +18,91 @@ use limpet_manifest::Target;
 /// Errors while running cargo.
 #[derive(Debug, thiserror::Error)]
 pub enum CargoError {
+    /// A program (`cargo`) could not be started.
     #[error("cannot run `{program}` (is Rust installed with rustup?)")]
     Spawn {
+        /// The program's name.
         program: String,
+        /// Why starting it failed.
         source: std::io::Error,
     },
+    /// `cargo metadata` ended with a failure status.
     #[error("`cargo metadata` in {dir} failed: {stderr}")]
-    Metadata { dir: PathBuf, stderr: String },
+    Metadata {
+        /// The directory it ran in.
+        dir: PathBuf,
+        /// What it wrote on stderr, trimmed.
+        stderr: String,
+    },
+    /// `cargo metadata` printed something that is not its JSON format.
     #[error("cannot read `cargo metadata` output for {dir}")]
     MetadataParse {
+        /// The directory it ran in.
         dir: PathBuf,
+        /// Why its output does not parse.
         source: serde_json::Error,
     },
+    /// The manifest names a package the cargo workspace does not have.
     #[error("package `{package}` is not in the cargo workspace at {workspace}")]
-    UnknownPackage { package: String, workspace: PathBuf },
+    UnknownPackage {
+        /// The package's name.
+        package: String,
+        /// The workspace's root directory.
+        workspace: PathBuf,
+    },
+    /// The package exists but has no binary of that name.
     #[error("package `{package}` has no binary named `{binary}` (it has: {available})")]
     UnknownBinary {
+        /// The package's name.
         package: String,
+        /// The binary's name.
         binary: String,
+        /// The binaries the package has, comma-separated (or `no binaries`).
         available: String,
     },
     #[error(
         "the Rust standard library for {triple} is missing; install it with `rustup target add {triple}`"
     )]
-    MissingTarget { triple: String },
+    /// The standard library for the device's target is not installed.
+    MissingTarget {
+        /// The Rust target triple (for example `aarch64-unknown-linux-musl`).
+        triple: String,
+    },
+    /// `cargo build` for the device ended with a failure status; its own output says why.
     #[error("cargo build for {triple} failed (exit status {status}); its output is above")]
-    Build { triple: String, status: String },
+    Build {
+        /// The Rust target triple it built for.
+        triple: String,
+        /// Its exit status, in words.
+        status: String,
+    },
+    /// `cargo build` succeeded but the binary is not where cargo puts it.
     #[error("cargo reported success but {path} does not exist")]
-    MissingOutput { path: PathBuf },
+    MissingOutput {
+        /// Where the binary was expected.
+        path: PathBuf,
+    },
 }
 
 /// One binary to build: a package of the cargo workspace and one of its binaries.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct BinarySpec {
+    /// The package's name in the cargo workspace.
     pub package: String,
+    /// The binary's name in that package (its `[[bin]]` name).
     pub binary: String,
 }
 
 /// A cargo workspace as `cargo metadata` describes it.
 #[derive(Debug)]
 pub struct Workspace {
+    /// The workspace's root directory.
     pub root: PathBuf,
+    /// Cargo's target directory for the host build; device builds use `limpet-device`
+    /// inside it.
     pub target_dir: PathBuf,
+    /// The whole of `cargo metadata`, its dependency graph resolved for the device's
+    /// target.
     pub metadata: cargo_metadata::Metadata,
 }
 

@@ -14,13 +14,26 @@ use std::process::Command;
 /// Errors making the filesystem.
 #[derive(Debug, thiserror::Error)]
 pub enum DataFsError {
+    /// `mke2fs` could not be started (e2fsprogs is not installed).
     #[error("cannot run mke2fs (install e2fsprogs)")]
-    Spawn { source: std::io::Error },
+    Spawn {
+        /// Why starting it failed.
+        source: std::io::Error,
+    },
+    /// `mke2fs` ended with a failure status.
     #[error("mke2fs failed on {path}: {stderr}")]
-    Mkfs { path: PathBuf, stderr: String },
+    Mkfs {
+        /// The file it was formatting.
+        path: PathBuf,
+        /// What it wrote on stderr.
+        stderr: String,
+    },
+    /// The filesystem's file could not be created or sized.
     #[error("cannot create {path}")]
     Create {
+        /// The file's path.
         path: PathBuf,
+        /// Why creating or sizing it failed.
         source: std::io::Error,
     },
 }

@@ -1,5 +1,11 @@
 //! `disk.img`: the GPT layout with the slot in `slot-a`, the factory A/B state in `state`,
 //! and an empty ext4 in `data`.
+//!
+//! Rules this module keeps:
+//! - the factory state commits slot A at the built version, which is also the first
+//!   version floor; no trial is set;
+//! - a partition's contents that do not fit in it are refused, never cut short;
+//! - all-zero blocks are skipped when copying into a partition, so the file stays sparse.
 
 use std::fs;
 use std::path::Path;

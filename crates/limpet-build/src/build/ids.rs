@@ -1,4 +1,8 @@
 //! Deterministic identifiers: UUIDs derived from content, so that rebuilds are identical.
+//!
+//! Rules this module keeps: an identifier is a pure function of the bytes it is given
+//! (never random, never from the clock); its version and variant bits are those of an
+//! RFC 4122 version-4 UUID, so tools that check them accept it.
 
 /// An RFC 4122 version-4-shaped UUID string from 16 bytes (of a digest, usually).
 pub fn uuid_string(bytes: &[u8; 16]) -> String {

@@ -74,25 +74,57 @@ pub enum KernelError {
     #[error(
         "no kernel found in {boot} with modules in {modules} (install one, e.g. `apt-get install linux-image-amd64`, or set [kernel] image and modules in limpet.toml)"
     )]
-    NoHostKernel { boot: PathBuf, modules: PathBuf },
+    /// `[kernel] source = "host"`, but the host has no kernel image with a matching modules
+    /// directory.
+    NoHostKernel {
+        /// Where kernel images were looked for (`/boot`).
+        boot: PathBuf,
+        /// Where their modules were looked for (`/lib/modules`).
+        modules: PathBuf,
+    },
     #[error(
         "[kernel] source = \"host\" gives this {host} host's kernel, but the device is {target}; set [kernel] source = {{ image = \"...\", modules = \"...\" }} to an {target} kernel"
     )]
+    /// `[kernel] source = "host"` on a host whose architecture is not the device's, so its
+    /// kernel cannot boot the device.
     HostArch {
+        /// The host's architecture.
         host: &'static str,
+        /// The device target's architecture.
         target: &'static str,
     },
+    /// A kernel, module or module index file could not be read.
     #[error("cannot read {path}")]
     Read {
+        /// The file's path.
         path: PathBuf,
+        /// Why reading it failed.
         source: std::io::Error,
     },
+    /// A line of `modules.dep` is not `path.ko: dep.ko ...`.
     #[error("{path}:{line}: malformed modules.dep line (expected `path.ko: dep.ko ...`)")]
-    BadModulesDep { path: PathBuf, line: usize },
+    BadModulesDep {
+        /// The `modules.dep` file.
+        path: PathBuf,
+        /// The line's number, from 1.
+        line: usize,
+    },
+    /// A module the image needs is neither a module file nor built into the kernel.
     #[error("kernel module `{name}` is neither in {dep} nor built in (check [kernel] modules in limpet.toml)")]
-    UnknownModule { name: String, dep: PathBuf },
+    UnknownModule {
+        /// The module's name.
+        name: String,
+        /// The `modules.dep` that was searched.
+        dep: PathBuf,
+    },
+    /// `modules.dep` makes a module depend on itself, so there is no order to load them in.
     #[error("module dependency cycle through `{name}` in {dep}")]
-    Cycle { name: String, dep: PathBuf },
+    Cycle {
+        /// A module on the cycle.
+        name: String,
+        /// The `modules.dep` that says so.
+        dep: PathBuf,
+    },
 }
 
 /// A kernel image and its module tree.
@@ -100,7 +132,9 @@ pub enum KernelError {
 pub struct KernelFiles {
     /// The kernel release (`uname -r`), i.e. the name of the modules directory.
     pub release: String,
+    /// The kernel image file (`vmlinuz-<release>` or the manifest's `[kernel] image`).
     pub image: PathBuf,
+    /// The kernel's modules directory, holding `modules.dep` and the module files.
     pub modules_dir: PathBuf,
 }
 
@@ -194,7 +228,9 @@ pub fn module_name(path_or_name: &str) -> String {
 /// A module file to carry, relative to the modules directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleFile {
+    /// The module's name as the kernel knows it (see [`module_name`]).
     pub name: String,
+    /// The module file's path relative to the modules directory, as `modules.dep` gives it.
     pub relative_path: String,
 }
 
@@ -208,6 +244,8 @@ pub struct ModuleIndex {
 }
 
 impl ModuleIndex {
+    /// Reads `modules.dep` (and `modules.builtin`, if there is one) in `modules_dir`;
+    /// fails if `modules.dep` cannot be read or one of its lines is malformed.
     pub fn load(modules_dir: &Path) -> Result<Self, KernelError> {
         let dep_path = modules_dir.join("modules.dep");
         let text = fs::read_to_string(&dep_path).map_err(|source| KernelError::Read {

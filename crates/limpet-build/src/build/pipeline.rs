@@ -44,6 +44,7 @@ pub const STATE_SIZE: u64 = 1024 * 1024;
 /// Everything `limpet build` needs to know.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
+    /// The vendor's `limpet.toml`; its directory is the project directory.
     pub manifest_path: PathBuf,
     /// Default: `out/` beside the manifest.
     pub out_dir: Option<PathBuf>,
@@ -53,6 +54,7 @@ pub struct BuildOptions {
     pub limpet_source: PathBuf,
     /// `/boot` and `/lib/modules` of the host, for `[kernel] source = "host"`.
     pub boot_dir: PathBuf,
+    /// The host's `/lib/modules`, where the modules of a `"host"` kernel are found.
     pub lib_modules_dir: PathBuf,
 }
 
@@ -80,52 +82,90 @@ pub fn default_limpet_source() -> PathBuf {
 /// Errors of a build, each naming the step and the thing at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    /// The project (manifest, epoch, paths) could not be read.
     #[error(transparent)]
     Project(#[from] ProjectError),
+    /// The image signing key could not be read.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// Cargo failed to compile a device binary.
     #[error("compiling the device binaries")]
     Cargo(#[from] CargoError),
+    /// The kernel or its modules could not be found or read.
     #[error("finding the kernel")]
     Kernel(#[from] KernelError),
+    /// The `data` partition's filesystem could not be made.
     #[error("making the data filesystem")]
     DataFs(#[from] super::datafs::DataFsError),
+    /// The manifest's policy does not compile (seccomp, rules).
     #[error("compiling the task policy")]
     Policy(#[from] limpet_compile::CompileError),
+    /// The compiled policy could not be serialized as `policy.json`.
     #[error("writing the compiled policy as JSON")]
     PolicyJson(#[from] limpet_policy::PolicyError),
+    /// The SBOM could not be made.
     #[error("writing the SBOM")]
     Sbom(#[from] SbomError),
+    /// An input file could not be read.
     #[error("cannot read {path}")]
     Read {
+        /// The file's path.
         path: PathBuf,
+        /// Why reading it failed.
         source: std::io::Error,
     },
+    /// An output or staging file could not be written.
     #[error("cannot write {path}")]
     Write {
+        /// The path being written.
         path: PathBuf,
+        /// Why writing it failed.
         source: std::io::Error,
     },
+    /// The squashfs of the slot could not be made.
     #[error("making the squashfs")]
     Squashfs(#[source] squashfs::SquashfsError),
+    /// The slot (squashfs, dm-verity tree, signed header) could not be assembled.
     #[error("assembling the slot")]
     Slot(#[source] slot::SlotError),
+    /// The initramfs archive could not be made.
     #[error("making the initramfs")]
     Cpio(#[source] cpio::CpioError),
+    /// The GPT disk image could not be made.
     #[error("making the disk image")]
     Disk(#[source] disk::DiskError),
+    /// The factory A/B state, or a partition's contents, could not be written into the disk
+    /// image (no such partition, contents larger than it, a bad state record).
     #[error("cannot write the factory state into {path}: {reason}")]
-    State { path: PathBuf, reason: String },
+    State {
+        /// The disk image being written.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The update agent's task could not be added to the device manifest.
     #[error("adding the update agent's task")]
     UpdateAgent(#[source] limpet_manifest::Diagnostics),
+    /// The manifest has `[update]` but no `root` file to start the device's trust from.
     #[error("[update] needs `root`: the repository's first root metadata (e.g. root = \"repo/metadata/1.root.json\", written by `limpet repo init`)")]
     NoUpdateRoot,
+    /// The `[update] root` file is not a TUF root metadata the device could trust.
     #[error("{path}: not the TUF root metadata the device can trust: {reason}")]
-    UpdateRoot { path: PathBuf, reason: String },
+    UpdateRoot {
+        /// The root metadata file `[update] root` names.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Two tasks name binaries the same from different packages, so one would
+    /// overwrite the other in the slot.
     #[error("two tasks use binaries named `{binary}` from different packages ({first}, {second})")]
     BinaryClash {
+        /// The binary's name.
         binary: String,
+        /// The first package that builds it.
         first: String,
+        /// The second package that builds it.
         second: String,
     },
 }
@@ -133,31 +173,52 @@ pub enum BuildError {
 /// Sizes and identities of what a build wrote, for the report.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BuildReport {
+    /// Where the outputs were written.
     pub out_dir: PathBuf,
+    /// The device name from the manifest.
     pub device: String,
+    /// The image version from the manifest.
     pub version: String,
+    /// The target (board) name the image is for.
     pub target: String,
+    /// The seconds since 1970 every timestamp in the image is set to.
     pub source_date_epoch: u32,
+    /// Where that epoch came from, in words (`SOURCE_DATE_EPOCH`, the last git commit, or none).
     pub epoch_source: String,
+    /// The id of the signing key, hex: the first 8 bytes of the sha256 of its public key.
     pub key_id: String,
+    /// The dm-verity root hash of the squashfs, hex; the signed header carries it.
     pub root_hash: String,
+    /// The release of the kernel the image boots (`uname -r`), whose modules the initramfs holds.
     pub kernel_release: String,
+    /// The device binaries and their sizes: the task binaries in the slot, then `limpet-init`.
     pub binaries: Vec<SizedFile>,
+    /// The names of the kernel modules the initramfs carries.
     pub modules: Vec<String>,
+    /// Size of the squashfs in the slot, bytes.
     pub squashfs_bytes: u64,
+    /// Size of the dm-verity hash tree in the slot, bytes.
     pub verity_tree_bytes: u64,
+    /// Size of `slot.img`, bytes.
     pub slot_bytes: u64,
+    /// Size of `initramfs.cpio` as written (compressed), bytes.
     pub initramfs_bytes: u64,
+    /// Size of the initramfs's archive before compression, bytes.
     pub initramfs_uncompressed_bytes: u64,
+    /// Size of the `kernel` output, bytes.
     pub kernel_bytes: u64,
+    /// Size of `disk.img`, bytes.
     pub disk_bytes: u64,
+    /// Number of components the SBOM lists.
     pub sbom_components: usize,
 }
 
 /// A named file and its size.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SizedFile {
+    /// The file's name (a binary's name for [`BuildReport::binaries`]).
     pub name: String,
+    /// Its size, bytes.
     pub bytes: u64,
 }
 

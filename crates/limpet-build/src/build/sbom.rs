@@ -19,18 +19,31 @@ use sha2::{Digest, Sha256};
 /// One binary of the image and the package it comes from.
 #[derive(Debug, Clone)]
 pub struct SbomBinary<'a> {
+    /// The binary's name, as it is installed in the slot.
     pub binary: String,
+    /// The cargo package that builds it.
     pub package: String,
+    /// The `cargo metadata` of the workspace the package is in, resolved for the device
+    /// target.
     pub metadata: &'a Metadata,
 }
 
 /// Errors assembling the SBOM.
 #[derive(Debug, thiserror::Error)]
 pub enum SbomError {
+    /// `cargo metadata` was read without its dependency resolve, so the crates in a binary
+    /// are unknown.
     #[error("cargo metadata has no dependency resolve for {package}")]
-    NoResolve { package: String },
+    NoResolve {
+        /// The package whose crates were asked for.
+        package: String,
+    },
+    /// A binary's package is not a member of the workspace `cargo metadata` describes.
     #[error("package `{package}` not found in cargo metadata")]
-    UnknownPackage { package: String },
+    UnknownPackage {
+        /// The package's name.
+        package: String,
+    },
 }
 
 /// The crates compiled into `package` (itself included), sorted and deduplicated, with

@@ -22,37 +22,79 @@ pub const PUBLIC_KEY_FILE: &str = "image.pub";
 /// Errors about key files.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
+    /// A key file [`generate`] would write is already there; keys are never overwritten.
     #[error("{path} already exists; refusing to overwrite a key (move it away first)")]
-    Exists { path: PathBuf },
+    Exists {
+        /// The existing file.
+        path: PathBuf,
+    },
+    /// The key directory or a key file could not be created or written.
     #[error("cannot create {path}")]
     Create {
+        /// The path being created.
         path: PathBuf,
+        /// Why creating it failed.
         source: std::io::Error,
     },
+    /// A key file exists but could not be read.
     #[error("cannot read key {path}")]
     Read {
+        /// The key file's path.
         path: PathBuf,
+        /// Why reading it failed.
         source: std::io::Error,
     },
+    /// There is no private key where the build looks for one.
     #[error("no image signing key at {path}; create one with `limpet keys generate --out {dir}`")]
-    Missing { path: PathBuf, dir: PathBuf },
+    Missing {
+        /// Where the key was expected.
+        path: PathBuf,
+        /// The directory `limpet keys generate` should write it to.
+        dir: PathBuf,
+    },
+    /// The private key file is not an Ed25519 key in PKCS#8 PEM.
     #[error("{path} is not an Ed25519 private key in PKCS#8 PEM form: {reason}")]
-    BadPrivate { path: PathBuf, reason: String },
+    BadPrivate {
+        /// The key file's path.
+        path: PathBuf,
+        /// What the decoder reported.
+        reason: String,
+    },
+    /// The public key file is not an Ed25519 key in SPKI PEM.
     #[error("{path} is not an Ed25519 public key in SPKI PEM form: {reason}")]
-    BadPublic { path: PathBuf, reason: String },
+    BadPublic {
+        /// The key file's path.
+        path: PathBuf,
+        /// What the decoder reported.
+        reason: String,
+    },
     #[error(
         "private key {path} is readable by group or others (mode {mode:o}); run `chmod 600 {path}`"
     )]
-    TooOpen { path: PathBuf, mode: u32 },
+    /// The private key file can be read by its group or others; signing refuses such a key.
+    TooOpen {
+        /// The key file's path.
+        path: PathBuf,
+        /// Its permission bits (octal in the message).
+        mode: u32,
+    },
+    /// A key could not be encoded as PEM.
     #[error("cannot encode key: {reason}")]
-    Encode { reason: String },
+    Encode {
+        /// What the encoder reported.
+        reason: String,
+    },
 }
 
 /// The two files written by [`generate`].
 #[derive(Debug)]
 pub struct GeneratedKeys {
+    /// The private key file (`image.key`, mode 0600).
     pub private: PathBuf,
+    /// The public key file (`image.pub`).
     pub public: PathBuf,
+    /// The key's id, hex: the first 8 bytes of the sha256 of the public key, as image
+    /// headers name it.
     pub key_id: String,
 }
 

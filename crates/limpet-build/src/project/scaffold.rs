@@ -1,5 +1,9 @@
 //! `limpet new NAME`: a project that builds as it is — a manifest, a cargo workspace and
 //! one app crate whose only task logs a line every few seconds.
+//!
+//! Rules this module keeps: it never writes into a directory that exists; the manifest it
+//! would write is checked with the real parser first, so a name the parser refuses fails
+//! with nothing written.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -7,13 +11,27 @@ use std::path::{Path, PathBuf};
 /// Errors creating a project.
 #[derive(Debug, thiserror::Error)]
 pub enum ScaffoldError {
+    /// The project name is not usable as the manifest's device name.
     #[error("`{name}` is not a valid device name: {reason}")]
-    BadName { name: String, reason: String },
+    BadName {
+        /// The name given.
+        name: String,
+        /// Which rule of device names it breaks.
+        reason: String,
+    },
+    /// The project directory already exists; `limpet new` never writes into an existing
+    /// one.
     #[error("{path} already exists; choose another name or directory")]
-    Exists { path: PathBuf },
+    Exists {
+        /// The existing directory.
+        path: PathBuf,
+    },
+    /// A file or directory of the new project could not be written.
     #[error("cannot write {path}")]
     Write {
+        /// The path being written.
         path: PathBuf,
+        /// Why writing it failed.
         source: std::io::Error,
     },
 }

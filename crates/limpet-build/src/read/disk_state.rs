@@ -1,4 +1,8 @@
 //! The A/B state of a disk image, as `limpet inspect` shows it.
+//!
+//! Rules this module keeps: the disk image is only read, never written; the state is read
+//! through `limpet-state`'s own store, the code the device uses, so what is shown is what
+//! the device would see.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -10,31 +14,55 @@ use serde::Serialize;
 /// Errors reading a disk's state.
 #[derive(Debug, thiserror::Error)]
 pub enum DiskStateError {
+    /// The disk image could not be read.
     #[error("cannot read {path}")]
     Read {
+        /// The disk image's path.
         path: PathBuf,
+        /// Why reading it failed.
         source: std::io::Error,
     },
+    /// The disk image's partition table is not a valid GPT.
     #[error("{path}: bad GPT")]
     Gpt {
+        /// The disk image's path.
         path: PathBuf,
+        /// What is wrong with the table.
         source: gpt::GptError,
     },
+    /// The disk has no partition named `state`.
     #[error("{path}: no state partition")]
-    NoPartition { path: PathBuf },
+    NoPartition {
+        /// The disk image's path.
+        path: PathBuf,
+    },
+    /// The `state` partition holds no state record this version can read.
     #[error("{path}: state partition")]
-    State { path: PathBuf, source: StateError },
+    State {
+        /// The disk image's path.
+        path: PathBuf,
+        /// Why its records cannot be read.
+        source: StateError,
+    },
 }
 
 /// The stored state, in words.
 #[derive(Debug, Clone, Serialize)]
 pub struct StateSummary {
+    /// The partition the device boots when no trial is running (`slot-a` or `slot-b`).
     pub committed_slot: String,
+    /// The version of the image in that slot.
     pub committed_version: String,
+    /// The version floor: no lower version is booted or tried.
     pub floor: String,
+    /// The trial of a new slot, if one is set: its version, slot, boots left and phase.
     pub trial: Option<String>,
+    /// The last failed trial, if any: its version, slot, why it failed and at which boot.
     pub last_failure: Option<String>,
+    /// The highest version that ever failed its trial; it and every lower version are not
+    /// tried again.
     pub highest_failed: Option<String>,
+    /// How many boots the device has begun since its state was written at the factory.
     pub boot_count: u64,
 }
 

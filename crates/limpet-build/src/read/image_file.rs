@@ -1,5 +1,10 @@
 //! Finding a slot in what the user points at: an output directory, a `slot.img`, or a
 //! `disk.img` (whose `slot-a` partition holds the slot).
+//!
+//! Rules this module keeps: the kind of a file is decided by its bytes (the squashfs
+//! magic at 0, the GPT signature at 512), never by its name; a partition is read only if
+//! it lies wholly inside the file; the slot is trimmed to the length its own header gives,
+//! so padding after it is never part of what is checked.
 
 use std::fs;
 use std::io::Cursor;
@@ -12,25 +17,52 @@ use crate::outputs::{DISK_IMG, SLOT_IMG};
 /// Errors finding a slot.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageFileError {
+    /// The file (or the directory's `slot.img`) could not be read.
     #[error("cannot read {path}")]
     Read {
+        /// The file's path.
         path: PathBuf,
+        /// Why reading it failed.
         source: std::io::Error,
     },
+    /// The file starts with neither the squashfs magic of a slot nor a GPT.
     #[error("{path} is neither a slot image (squashfs magic `hsqs` at 0) nor a GPT disk image")]
-    Unknown { path: PathBuf },
+    Unknown {
+        /// The file's path.
+        path: PathBuf,
+    },
+    /// The file looks like a disk image but its partition table is not a valid GPT.
     #[error("{path}: bad GPT")]
     Gpt {
+        /// The disk image's path.
         path: PathBuf,
+        /// What is wrong with the table.
         source: gpt::GptError,
     },
+    /// The disk image has no partition of that name.
     #[error("{path}: no partition named `{name}`")]
-    NoPartition { path: PathBuf, name: String },
+    NoPartition {
+        /// The disk image's path.
+        path: PathBuf,
+        /// The partition looked for (`slot-a`).
+        name: String,
+    },
+    /// The partition table places the partition past the end of the file (a truncated
+    /// image).
     #[error("{path}: partition `{name}` lies outside the file")]
-    PartitionOutside { path: PathBuf, name: String },
+    PartitionOutside {
+        /// The disk image's path.
+        path: PathBuf,
+        /// The partition's name.
+        name: String,
+    },
+    /// The bytes have no slot header where the slot's layout puts it, so the slot's length
+    /// is unknown.
     #[error("{path}: not a valid slot")]
     Slot {
+        /// The file's path.
         path: PathBuf,
+        /// What is wrong with the slot.
         source: slot::SlotError,
     },
 }
@@ -38,15 +70,24 @@ pub enum ImageFileError {
 /// Where the slot bytes came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SlotOrigin {
+    /// A slot image file (`slot.img`).
     SlotFile,
-    DiskPartition { name: String },
+    /// A partition of a disk image.
+    DiskPartition {
+        /// The partition's name (`slot-a`).
+        name: String,
+    },
 }
 
 /// The bytes of one slot, trimmed to the slot's own length.
 #[derive(Debug)]
 pub struct SlotBytes {
+    /// The file the slot was read from (`DIR/slot.img` for a directory).
     pub path: PathBuf,
+    /// Whether that file is a slot image or a disk image, and which partition.
     pub origin: SlotOrigin,
+    /// The slot: squashfs, dm-verity tree, signed header and attachment, without the
+    /// padding after it.
     pub bytes: Vec<u8>,
 }
 

@@ -26,54 +26,93 @@ use crate::read::inspect::{self, InspectError};
 /// Why a slot failed verification.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
+    /// The slot, or the disk image beside it, could not be found or read.
     #[error(transparent)]
     File(#[from] ImageFileError),
+    /// Check 1, 2 or 3 failed: the signature, the dm-verity tree or the attachment.
     #[error("{path}: verification failed")]
     Slot {
+        /// The slot's file, for the message.
         path: String,
+        /// Which check failed and how.
         source: slot::SlotError,
     },
+    /// Check 4 failed: a file in the squashfs does not decompress.
     #[error("{path}: squashfs file `{file}` cannot be read")]
     SquashfsFile {
+        /// The slot's file, for the message.
         path: String,
+        /// The file inside the squashfs.
         file: String,
+        /// Why it cannot be read.
         source: squashfs::SquashfsError,
     },
+    /// The canonical manifest or the policy inside the slot cannot be read (check 5).
     #[error(transparent)]
     Inspect(#[from] InspectError),
     #[error(
         "{path}: the squashfs holds {found:?}, but the manifest declares exactly {expected:?}"
     )]
+    /// Check 5 failed: the squashfs holds other files than the manifest declares.
     Contents {
+        /// The slot's file, for the message.
         path: String,
+        /// The files the squashfs holds, sorted.
         found: Vec<String>,
+        /// The files the manifest declares (manifest, policy, the tasks' binaries), sorted.
         expected: Vec<String>,
     },
+    /// Check 5 failed: the signed header and the manifest inside disagree on device,
+    /// version or target.
     #[error("{path}: the signed header says {header}, the manifest inside says {manifest}")]
     HeaderMismatch {
+        /// The slot's file, for the message.
         path: String,
+        /// Device, version and target as the header gives them.
         header: String,
+        /// Device, version and target as the manifest gives them.
         manifest: String,
     },
+    /// Check 5 failed: the compiled policy covers other tasks than the manifest declares.
     #[error("{path}: the policy covers tasks {policy:?}, the manifest declares {manifest:?}")]
     PolicyMismatch {
+        /// The slot's file, for the message.
         path: String,
+        /// The tasks the policy has rules for.
         policy: Vec<String>,
+        /// The tasks the manifest declares.
         manifest: Vec<String>,
     },
+    /// Check 6 failed: `disk.img`'s `slot-a` does not hold the same bytes as the slot.
     #[error("{disk}: partition slot-a differs from {slot}")]
-    DiskMismatch { disk: String, slot: String },
+    DiskMismatch {
+        /// The disk image's path.
+        disk: String,
+        /// The slot image's path.
+        slot: String,
+    },
+    /// Check 6: the initramfs could not be read or decompressed.
     #[error("{path}: cannot read the initramfs")]
     Initramfs {
+        /// The initramfs's path.
         path: String,
+        /// Why reading or decompressing it failed.
         source: std::io::Error,
     },
+    /// Check 6 failed: the initramfs carries no public key, or one that does not parse.
     #[error("{path}: the initramfs carries no {INITRAMFS_PUBLIC_KEY}")]
-    InitramfsKey { path: String },
+    InitramfsKey {
+        /// The initramfs's path.
+        path: String,
+    },
+    /// Check 6 failed: the initramfs carries a public key other than the verifying key.
     #[error("{path}: the initramfs carries key id {found}, not the verifying key {expected}")]
     InitramfsKeyMismatch {
+        /// The initramfs's path.
         path: String,
+        /// The id of the key the initramfs carries, hex.
         found: String,
+        /// The id of the key verification used, hex.
         expected: String,
     },
 }
@@ -81,7 +120,10 @@ pub enum VerifyError {
 /// A check that passed, for the report.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Passed {
+    /// The check's short name (`signature`, `verity`, `attachment`, `squashfs`, `contents`,
+    /// `disk`, `initramfs`).
     pub check: String,
+    /// What was found to be right, in words.
     pub detail: String,
 }
 
