@@ -29,7 +29,10 @@ pub const DEFAULT_TRY_BOOTS: u32 = 3;
 pub enum PolicyError {
     /// The stored policy is in another format.
     #[error("policy format {found} is not the supported format {FORMAT}")]
-    Format { found: u32 },
+    Format {
+        /// The `format` number the stored policy carries.
+        found: u32,
+    },
     /// The policy could not be written as JSON.
     #[error("writing the device policy as JSON")]
     WriteJson(#[source] serde_json::Error),
