@@ -60,7 +60,10 @@ pub enum NetError {
     },
 }
 
-/// Compiles the manifest's network declarations.
+/// Compiles the manifest's network declarations: the `network = "allowlist"` tasks' rules,
+/// the addressing and the DNS servers.
+///
+/// Fails on an IPv6 address, network or DNS server, and when there are more tasks than uids.
 pub fn compile(m: &Manifest) -> Result<NetPolicy, NetError> {
     let names = name_sets(m);
     let mut tasks = Vec::new();
