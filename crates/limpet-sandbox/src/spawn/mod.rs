@@ -445,7 +445,8 @@ const CPU_MAX_FILE: &str = "cpu.max";
 pub const CGROUP_PARENT: &str = "limpet";
 
 /// Once at boot: on cgroup v2, enables the task controllers in the root and in
-/// `<root>/limpet` (creating it); creates `<work>`.
+/// `<root>/limpet` (creating it); creates `<work>`. Fails with [`SpawnError::Prepare`]
+/// naming the directory that could not be set up; an existing directory is no error.
 pub fn prepare(roots: &Roots) -> Result<(), SpawnError> {
     if let Cgroups::V2 { root } = &roots.cgroups {
         let parent = root.join(CGROUP_PARENT);
@@ -803,7 +804,8 @@ fn step_of(report: Report, policy: &TaskPolicy) -> Step {
 }
 
 /// Where task `name`'s cgroup lives under the cgroup2 mount `root`: `<root>/limpet/<name>`
-/// (level 2, the level the network policy's cgroup match names).
+/// (level 2, the level the network policy's cgroup match names). Fails with
+/// [`SpawnError::TaskName`] when `name` is not a single path component.
 pub fn task_cgroup(root: &Path, name: &str) -> Result<PathBuf, SpawnError> {
     Ok(root.join(CGROUP_PARENT).join(task_component(name)?))
 }
