@@ -12,6 +12,8 @@
 //! - Pure: no I/O. Same manifest, same policy, byte for byte.
 //! - Every error names the task (and rule, call or address) it comes from.
 
+#![warn(missing_docs)]
+
 pub mod net;
 pub mod sandbox;
 pub mod seccomp;
@@ -30,13 +32,22 @@ pub enum CompileError {
     Seccomp(#[source] SeccompError),
     /// More tasks than uids above [`limpet_policy::FIRST_TASK_ID`].
     #[error("task \"{task}\" is number {index}; no uid is left for it")]
-    TooManyTasks { task: String, index: usize },
+    TooManyTasks {
+        /// The first task left without a uid.
+        task: String,
+        /// Its position in the manifest, from 0.
+        index: usize,
+    },
     /// The network policy could not be compiled.
     #[error("network policy")]
     Network(#[source] net::NetError),
 }
 
-/// Compiles the policy of every task in `manifest`.
+/// Compiles the policy of every task in `manifest`, and the device-wide trial and network
+/// policy, into the form PID 1 applies.
+///
+/// Fails on the first task whose seccomp filter cannot be built, when there are more tasks
+/// than uids, or when the network declarations cannot be compiled (IPv6).
 pub fn compile(manifest: &Manifest) -> Result<DevicePolicy, CompileError> {
     let arch = seccomp::arch(manifest.device.target);
     let tasks = manifest

@@ -31,7 +31,7 @@ pub enum NetError {
     /// An egress rule names an IPv6 address or network.
     #[error("task \"{task}\" egress rule {rule} ({host}): IPv6 is not supported yet")]
     Ipv6Egress {
-        /// The task.
+        /// The task whose rule it is.
         task: String,
         /// Index of the rule in the task's `egress`.
         rule: usize,
@@ -41,26 +41,29 @@ pub enum NetError {
     /// A DNS server is an IPv6 address.
     #[error("DNS server {server}: IPv6 is not supported yet")]
     Ipv6Dns {
-        /// The server.
+        /// The server as `[network] dns` gives it.
         server: IpAddr,
     },
-    /// The static address is IPv6.
+    /// The static address, or its gateway, is IPv6.
     #[error("static address {address}: IPv6 is not supported yet")]
     Ipv6Address {
-        /// The address.
+        /// The address as `[network] address` gives it (for an IPv6 gateway too).
         address: IpNet,
     },
     /// More tasks than uids.
     #[error("task \"{task}\" is number {index}; no uid is left for it")]
     TooManyTasks {
-        /// The task.
+        /// The first task left without a uid.
         task: String,
-        /// Its index.
+        /// Its position in the manifest, from 0.
         index: usize,
     },
 }
 
-/// Compiles the manifest's network declarations.
+/// Compiles the manifest's network declarations: the `network = "allowlist"` tasks' rules,
+/// the addressing and the DNS servers.
+///
+/// Fails on an IPv6 address, network or DNS server, and when there are more tasks than uids.
 pub fn compile(m: &Manifest) -> Result<NetPolicy, NetError> {
     let names = name_sets(m);
     let mut tasks = Vec::new();

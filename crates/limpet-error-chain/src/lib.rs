@@ -15,6 +15,8 @@
 //! Rules: the chain is printed outermost first; nothing is added to or dropped from any
 //! message.
 
+#![warn(missing_docs)]
+
 use std::error::Error;
 
 /// `err` followed by each of its sources, outermost first.

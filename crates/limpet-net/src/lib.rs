@@ -35,9 +35,9 @@
 //!   `task_<name>_e<i>` when the rule has a cap; per listen rule, `ct state established`
 //!   with `th sport <port>` (replies of its own listeners) accept; counted drop. Egress
 //!   rules match every packet of a flow, so caps cover established packets too.
-//! - `task_<name>_e<i>`: `limit rate over <B> bytes/second` → drop, `limit rate over
-//!   <P>/<unit>` → drop, accept. One chain per capped egress rule, so the cap is shared by
-//!   all its port ranges.
+//! - `task_<name>_e<i>`: `limit rate over <B> bytes/second` → drop,
+//!   `limit rate over <P>/<unit>` → drop, accept. One chain per capped egress rule, so the
+//!   cap is shared by all its port ranges.
 //! - `dns_upstream`: `limit rate over 20/second` → drop, accept.
 //!
 //! Sets, all `type ipv4_addr`:
@@ -67,6 +67,8 @@
 //! Counter, meta, cmp, bitwise, range, payload, lookup, immediate and the set backends are
 //! part of `nf_tables.ko`. The device has no `modprobe` for the kernel's on-demand loading,
 //! so PID 1 loads these before [`Nft::install`].
+
+#![warn(missing_docs)]
 
 pub mod counters;
 mod handle;

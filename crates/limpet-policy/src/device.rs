@@ -29,7 +29,10 @@ pub const DEFAULT_TRY_BOOTS: u32 = 3;
 pub enum PolicyError {
     /// The stored policy is in another format.
     #[error("policy format {found} is not the supported format {FORMAT}")]
-    Format { found: u32 },
+    Format {
+        /// The `format` number the stored policy carries.
+        found: u32,
+    },
     /// The policy could not be written as JSON.
     #[error("writing the device policy as JSON")]
     WriteJson(#[source] serde_json::Error),
@@ -42,7 +45,8 @@ pub enum PolicyError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DevicePolicy {
-    /// [`FORMAT`].
+    /// [`FORMAT`]: [`DevicePolicy::from_json`] refuses any other number before it reads the
+    /// rest, so a PID 1 never applies a policy laid out for another version of itself.
     pub format: u32,
     /// The device's CPU architecture; every seccomp program is built for it.
     pub arch: Arch,
@@ -85,14 +89,17 @@ impl Default for TrialPolicy {
 }
 
 impl DevicePolicy {
-    /// The JSON stored in the image.
+    /// The JSON stored in the image: pretty-printed, fields in declaration order, one final
+    /// newline, so the same policy gives the same bytes. Fails only if serde_json does.
     pub fn to_json(&self) -> Result<Vec<u8>, PolicyError> {
         let mut out = serde_json::to_vec_pretty(self).map_err(PolicyError::WriteJson)?;
         out.push(b'\n');
         Ok(out)
     }
 
-    /// Reads a stored policy, refusing any other format.
+    /// Reads a stored policy. Fails with [`PolicyError::Format`] when its `format` is not
+    /// [`FORMAT`] (checked before the rest is parsed), and with [`PolicyError::Json`] when it
+    /// is not JSON of this shape.
     pub fn from_json(bytes: &[u8]) -> Result<DevicePolicy, PolicyError> {
         #[derive(Deserialize)]
         struct Head {

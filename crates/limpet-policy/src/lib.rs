@@ -15,6 +15,8 @@
 //! - Security choices are enums, never `bool`; several have one variant, so that the JSON
 //!   states the choice and no value can weaken it.
 
+#![warn(missing_docs)]
+
 mod device;
 pub mod net;
 pub mod seccomp;

@@ -29,17 +29,22 @@ pub const NAME_SET_PREFIX: &str = "n";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetPolicy {
-    /// Tasks with `network = "allowlist"`, in manifest order.
+    /// Tasks with `network = "allowlist"`, in manifest order: PID 1 gives each an output
+    /// chain of its own (`task_<name>`). The other tasks have no entry.
     pub tasks: Vec<TaskNet>,
-    /// Cap on all traffic leaving the device (loopback excepted), in bytes per second.
+    /// Cap on all traffic leaving the device (loopback excepted), from `[network] egress_cap`;
+    /// PID 1 drops what goes over it in the output chain, before any task's own rules.
     pub egress_cap: Option<ByteRate>,
-    /// How PID 1 gets its address; decides whether DHCP traffic is allowed.
+    /// How PID 1 gets its address (`[network] mode`); decides whether DHCP traffic is allowed
+    /// and whether the LAN set starts with the static network.
     pub addressing: Addressing,
-    /// DNS servers from the manifest; DHCP adds its own at run time.
+    /// DNS servers from `[network] dns`: the only addresses PID 1's stub may query (set
+    /// `dns4`) until DHCP adds its own at run time.
     pub dns_upstream: Vec<Ipv4Addr>,
     /// The stub resolver tasks with a DNS-name rule may reach ([`DNS_STUB`]).
     pub dns_stub: SocketAddrV4,
-    /// One address set per DNS name.
+    /// One address set per DNS name of any allowlist task's egress rules, in sorted name
+    /// order: PID 1 creates the sets empty, and its stub fills them with the answers it gives.
     pub names: Vec<NameSet>,
     /// What PID 1 brings up: the interfaces, and the static address if there is one.
     pub links: Links,
@@ -49,7 +54,8 @@ pub struct NetPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Links {
-    /// Interfaces to bring up, in manifest order (DHCP runs on each).
+    /// Interfaces to bring up, from `[network] interfaces` in manifest order (DHCP runs on
+    /// each).
     pub interfaces: Vec<String>,
     /// The static address (with its prefix) and gateway; `None` means DHCP.
     pub static_address: Option<StaticAddress>,
@@ -82,9 +88,10 @@ pub enum Addressing {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NameSet {
-    /// The DNS name.
+    /// The DNS name, as an egress rule's `host` gives it.
     pub name: String,
-    /// The nftables set holding its current addresses (`n<i>`).
+    /// The nftables set holding its current addresses (`n<i>`); the stub adds each answer
+    /// with its TTL as the element's timeout.
     pub set: String,
 }
 
@@ -92,15 +99,18 @@ pub struct NameSet {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskNet {
-    /// The task's name.
+    /// The task's name: PID 1 matches its packets by its cgroup `limpet/<name>`, and names
+    /// its chain and counters after it.
     pub name: String,
-    /// Its uid: the fallback match when there is no cgroup2.
+    /// Its uid (the sandbox's, by manifest position): the match when there is no cgroup2.
     pub uid: u32,
-    /// Whether it may reach the DNS stub.
+    /// Whether it may reach the DNS stub: only a task with a DNS-name egress rule may.
     pub dns: DnsAccess,
-    /// Where it may connect to, in manifest order.
+    /// Where it may connect to: its `[[task.egress]]` rules in manifest order, each turned
+    /// into rules of the task's chain; whatever none of them accepts is dropped.
     pub egress: Vec<Egress>,
-    /// Where it listens, in manifest order.
+    /// Where it listens: its `[[task.listen]]` rules in manifest order, each one accept rule
+    /// in the input chain.
     pub listen: Vec<Listen>,
 }
 
@@ -153,9 +163,9 @@ pub enum Destination {
     },
     /// The current addresses of a DNS name, in its set.
     Name {
-        /// The DNS name.
+        /// The DNS name, as the rule's `host` gives it.
         name: String,
-        /// Its set.
+        /// The set holding its addresses (the one [`NetPolicy::names`] gives it).
         set: String,
     },
 }
@@ -163,14 +173,15 @@ pub enum Destination {
 /// A byte rate cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ByteRate {
-    /// Bytes per second (rounded up from the manifest's rate).
+    /// Bytes per second, rounded up from the manifest's rate; PID 1 drops what goes over it
+    /// (`limit rate over`).
     pub bytes_per_second: u64,
 }
 
 /// A packet rate cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PacketCap {
-    /// Packets per period.
+    /// Packets per period, from the rule's `packets`; PID 1 drops what goes over it.
     pub count: u64,
     /// The period in seconds: 1, 60 or 3600.
     pub per_seconds: u64,
@@ -179,9 +190,9 @@ pub struct PacketCap {
 /// An inclusive port range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ports {
-    /// First port.
+    /// First port of the range (for a single port, the port).
     pub start: u16,
-    /// Last port.
+    /// Last port of the range, included (equal to `start` for a single port).
     pub end: u16,
 }
 
@@ -189,15 +200,17 @@ pub struct Ports {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Egress {
-    /// Where.
+    /// The destination, from the rule's `host`: a network, or a DNS name's set.
     pub to: Destination,
-    /// Destination ports.
+    /// Destination ports, from the rule's `ports`: one rule of the task's chain per range.
     pub ports: Vec<Ports>,
-    /// Protocol.
+    /// The transport protocol, from the rule's `proto`.
     pub proto: L4,
-    /// Byte rate cap over all its ports.
+    /// Byte rate cap over all its ports, from the rule's `rate`: packets of the rule then
+    /// jump to a chain of their own that drops what goes over it.
     pub rate: Option<ByteRate>,
-    /// Packet rate cap over all its ports.
+    /// Packet rate cap over all its ports, from the rule's `packets`, in the same chain as
+    /// `rate`.
     pub packets: Option<PacketCap>,
 }
 
@@ -205,11 +218,11 @@ pub struct Egress {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listen {
-    /// The port.
+    /// The destination port PID 1's input chain accepts, from the rule's `port`.
     pub port: u16,
-    /// Protocol.
+    /// The transport protocol, from the rule's `proto`.
     pub proto: L4,
-    /// Who may connect.
+    /// Who may connect, from the rule's `scope`.
     pub from: ListenScope,
 }
 

@@ -60,10 +60,16 @@ impl fmt::Display for Arch {
 pub enum BpfError {
     /// Stored program bytes are not whole instructions.
     #[error("a seccomp program of {len} bytes is not a whole number of {INSTRUCTION_BYTES}-byte instructions")]
-    Truncated { len: usize },
+    Truncated {
+        /// The stored program's length in bytes.
+        len: usize,
+    },
     /// Stored program is empty or longer than the kernel accepts.
     #[error("a seccomp program of {len} instructions is outside 1..={MAX_INSTRUCTIONS}")]
-    BadLength { len: usize },
+    BadLength {
+        /// The stored program's length in instructions.
+        len: usize,
+    },
     /// Stored program text is not hex.
     #[error("seccomp program is not hex")]
     Hex(#[source] hex::FromHexError),

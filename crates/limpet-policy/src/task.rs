@@ -39,31 +39,37 @@ pub const MAX_OPEN_FILES: u64 = 256;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskPolicy {
-    /// The task's name (also its cgroup's and hostname's).
+    /// The task's `name`: PID 1 also uses it as its cgroup's name, its hostname and the
+    /// name of its data directory.
     pub name: String,
-    /// What to execute.
+    /// What PID 1 `execve`s once the sandbox is in place, from the task's `binary`, `args`
+    /// and `env`.
     pub exec: Exec,
-    /// Who the task runs as.
+    /// The ids PID 1 switches to before exec: the task's own, by its manifest position.
     pub credentials: Credentials,
-    /// Capabilities left to the task.
+    /// Capabilities left to the task after the identity change.
     pub capabilities: Capabilities,
-    /// cgroup v2 limits, exactly as written to the files.
+    /// cgroup v2 limits from the task's `memory`, `pids` and `cpu`, exactly as PID 1 writes
+    /// them to the files (on cgroup v2 only).
     pub cgroup: CgroupLimits,
-    /// Namespaces the task gets.
+    /// The namespaces PID 1 creates with `clone3`; only the network one depends on the
+    /// manifest (`network`).
     pub namespaces: Namespaces,
     /// The task's filesystem, mounted in this order (parents before children).
     pub mounts: Vec<Mount>,
-    /// Landlock rules over the mounted paths.
+    /// Landlock rules over the mounted paths, the second bound on what the task may touch
+    /// should a mount grant too much.
     pub landlock: Landlock,
-    /// Resource limits; soft and hard are equal.
+    /// Resource limits PID 1 sets before the identity change; soft and hard are equal.
     pub rlimits: Vec<Rlimit>,
-    /// Memory-deny-write-execute.
+    /// How PID 1 keeps the task from making memory both writable and executable.
     pub memory_deny_write_execute: Mdwe,
     /// The seccomp program, installed last before exec.
     pub seccomp: SeccompProgram,
-    /// What the supervisor does when the task exits.
+    /// What the supervisor does when the task exits, from the task's `restart`.
     pub restart: Restart,
-    /// When the task counts as up.
+    /// When the task counts as up (a trial is healthy once every task has been up long
+    /// enough), from the task's `readiness`.
     pub readiness: ReadinessCheck,
 }
 
@@ -105,13 +111,14 @@ pub enum Capabilities {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CgroupLimits {
-    /// `memory.max`, bytes.
+    /// `memory.max`, bytes: the task's `memory`. Above it the kernel reclaims, then kills
+    /// inside the task's cgroup only.
     pub memory_max: u64,
     /// `memory.swap.max`, bytes: always 0, so a budget is real memory.
     pub memory_swap_max: u64,
-    /// `pids.max`: processes and threads.
+    /// `pids.max`: the task's `pids`, its processes and threads together.
     pub pids_max: u32,
-    /// `cpu.max`.
+    /// `cpu.max`: the task's `cpu` share; PID 1 writes it once the task has exec'd.
     pub cpu_max: CpuMax,
 }
 
@@ -176,7 +183,7 @@ pub struct Namespaces {
     pub uts: Private,
     /// Its cgroup appears as the root, so it cannot name others.
     pub cgroup: Private,
-    /// Network.
+    /// The network namespace: new and empty, or the device's, by the task's `network`.
     pub net: NetNamespace,
 }
 
@@ -188,9 +195,9 @@ pub struct Mount {
     pub source: String,
     /// The path inside the task's root.
     pub target: String,
-    /// What is mounted.
+    /// What is mounted: a bind, a tmpfs or a procfs.
     pub kind: MountKind,
-    /// Mount flags.
+    /// The flags PID 1 mounts (or, for a bind, remounts) it with.
     pub flags: MountFlags,
 }
 
@@ -216,11 +223,11 @@ pub enum MountKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MountFlags {
-    /// Set-id bits.
+    /// Whether set-id bits count: never (`nosuid`).
     pub setuid: SetId,
-    /// Device nodes.
+    /// Whether device nodes open (`nodev` unless allowed).
     pub devices: DeviceNodes,
-    /// Execution.
+    /// Whether files execute (`noexec` unless allowed).
     pub exec: ExecFiles,
 }
 
@@ -272,9 +279,9 @@ pub struct Landlock {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rlimit {
-    /// Which limit.
+    /// The resource limited.
     pub resource: Resource,
-    /// Soft and hard value.
+    /// The value PID 1 sets as both the soft and the hard limit.
     pub limit: u64,
 }
 
@@ -320,13 +327,16 @@ pub struct SeccompProgram {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Restart {
-    /// When to restart.
+    /// Which exits the supervisor restarts the task after, from `restart.policy`.
     pub when: RestartWhen,
-    /// First delay, milliseconds.
+    /// Delay before the first restart, milliseconds, from `restart.backoff_initial`; doubled
+    /// after each quick failure.
     pub backoff_initial_ms: u64,
-    /// Longest delay, milliseconds.
+    /// Longest delay, milliseconds, from `restart.backoff_max`; a run longer than this
+    /// resets the backoff.
     pub backoff_max_ms: u64,
-    /// Quick consecutive failures that make a crash loop.
+    /// Quick consecutive failures after which the supervisor stops restarting the task (a
+    /// crash loop), from `restart.crash_loop_limit`.
     pub crash_loop_limit: u32,
 }
 
@@ -350,7 +360,8 @@ pub enum ReadinessCheck {
     Started,
     /// When it sends `READY=1` on its notify socket within `timeout_ms`.
     Notify {
-        /// Deadline, milliseconds.
+        /// How long after the start PID 1 waits for `READY=1`, milliseconds, from
+        /// `readiness.timeout`.
         timeout_ms: u64,
         /// The datagram socket PID 1 binds, in PID 1's view (`NOTIFY_DIR/<task>.sock`); the
         /// task sees it at [`NOTIFY_SOCKET`].

@@ -9,5 +9,7 @@
 //! - [`spawn`] touches the kernel: namespaces, mounts, cgroups, Landlock, capabilities,
 //!   starting the task. It takes every root path as a parameter.
 
+#![warn(missing_docs)]
+
 pub mod seccomp;
 pub mod spawn;

@@ -82,40 +82,59 @@ pub enum DocError {
     /// The doc could not be read (or is not UTF-8).
     #[error("reading {path}")]
     Read {
+        /// The doc file.
         path: PathBuf,
+        /// Why reading failed.
         #[source]
         source: std::io::Error,
     },
     /// The rewritten doc could not be written or renamed into place.
     #[error("rewriting {path}")]
     Write {
+        /// The doc file.
         path: PathBuf,
+        /// Why writing or renaming failed.
         #[source]
         source: std::io::Error,
     },
     /// No begin marker for the region.
     #[error("{}: no `<!-- BEGIN GENERATED: {name} ... -->` line for region \"{name}\"", shown(.path))]
-    MissingBegin { path: PathBuf, name: String },
+    MissingBegin {
+        /// The doc file.
+        path: PathBuf,
+        /// The region's name.
+        name: String,
+    },
     /// No end marker after the begin marker.
     #[error("{}:{begin}: region \"{name}\" has no `<!-- END GENERATED: {name} -->` line after its begin marker", shown(.path))]
     MissingEnd {
+        /// The doc file.
         path: PathBuf,
+        /// The region's name.
         name: String,
+        /// The begin marker's line, from 1.
         begin: usize,
     },
     /// A marker of the region appears more than once.
     #[error("{}: region \"{name}\" has more than one {which} marker (lines {lines:?})", shown(.path))]
     Duplicate {
+        /// The doc file.
         path: PathBuf,
+        /// The region's name.
         name: String,
+        /// `"begin"` or `"end"`.
         which: &'static str,
+        /// Every line the marker is on, from 1.
         lines: Vec<usize>,
     },
     /// Another region's marker inside this one.
     #[error("{}:{line}: a marker of another region inside region \"{name}\"", shown(.path))]
     Nested {
+        /// The doc file.
         path: PathBuf,
+        /// The region's name (the outer one).
         name: String,
+        /// The inner marker's line, from 1.
         line: usize,
     },
     /// The region differs from what the code renders.

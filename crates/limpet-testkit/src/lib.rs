@@ -5,6 +5,8 @@
 //! (`tests/dev_only.rs` holds that with `cargo tree`).
 //! Helpers here may panic (they are test code); each module says what it stands in for.
 
+#![warn(missing_docs)]
+
 pub mod docs;
 pub mod noise;
 pub mod power_cut_disk;

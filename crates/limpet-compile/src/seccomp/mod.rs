@@ -74,46 +74,70 @@ pub enum SeccompError {
     /// `syscalls.allow` names a call the architecture does not have.
     #[error("task \"{task}\": system call `{syscall}` does not exist on {arch}")]
     UnknownSyscall {
+        /// The task whose manifest names the call.
         task: String,
+        /// The call as written in `syscalls.allow`.
         syscall: String,
+        /// The device's architecture, whose table lacks the call.
         arch: Arch,
     },
     /// `syscalls.allow` names a call that is never allowed.
     #[error("task \"{task}\": system call `{syscall}` is never allowed: {reason}")]
     Forbidden {
+        /// The task whose manifest names the call.
         task: String,
+        /// The call as written in `syscalls.allow`.
         syscall: String,
+        /// Why no task may make it (its entry in the `NEVER` list).
         reason: &'static str,
     },
     /// A built-in profile names a call missing from the architecture's table (a bug here).
     #[error("built-in profile entry `{syscall}` is missing from the {arch} system call table")]
-    Table { syscall: &'static str, arch: Arch },
+    Table {
+        /// The profile's entry.
+        syscall: &'static str,
+        /// The architecture whose table lacks it.
+        arch: Arch,
+    },
     /// seccompiler refused the rules.
     #[error("building the {arch} seccomp program for task \"{task}\"")]
     Build {
+        /// The task whose filter was being built.
         task: String,
+        /// The architecture it was built for.
         arch: Arch,
+        /// seccompiler's reason.
         #[source]
         source: BackendError,
     },
     /// The chained program is longer than the kernel accepts.
     #[error("the {arch} seccomp program for task \"{task}\" has {len} instructions, more than the kernel's {MAX_INSTRUCTIONS}")]
     TooLong {
+        /// The task whose filter it is.
         task: String,
+        /// The architecture it was built for.
         arch: Arch,
+        /// Its length in instructions, all chained filters together.
         len: usize,
     },
     /// The chained program is not a valid stored program (a bug here).
     #[error("the {arch} seccomp program for task \"{task}\"")]
     Program {
+        /// The task whose filter it is.
         task: String,
+        /// The architecture it was built for.
         arch: Arch,
+        /// Why the stored form refused it.
         #[source]
         source: BpfError,
     },
 }
 
-/// Builds the filter for `task` on `arch`.
+/// Builds the filter for `task` on `arch`: its profile, its readiness calls and its
+/// `syscalls.allow`, followed by the argument rules of [`deny_rules`].
+///
+/// Fails when `syscalls.allow` names a call that `arch` lacks or that is never allowed, and
+/// when the chained program is longer than the kernel accepts.
 pub fn compile(task: &Task, arch: Arch) -> Result<Bpf, SeccompError> {
     let name = task.name.as_str();
     let allowed = allowlist(task, arch)?;

@@ -23,9 +23,17 @@ pub enum Args {
     /// Any arguments (the deny rules below may still refuse some).
     Any,
     /// Argument `arg` (32-bit) is one of `values`; any other call kills the task.
-    OneOf { arg: u8, values: &'static [u64] },
+    OneOf {
+        /// The argument's index, from 0.
+        arg: u8,
+        /// The values that pass.
+        values: &'static [u64],
+    },
     /// Argument `arg` (64-bit) is zero, e.g. a NULL "new value" pointer: read-only use.
-    Null { arg: u8 },
+    Null {
+        /// The argument's index, from 0.
+        arg: u8,
+    },
 }
 
 /// One allowlist entry.
@@ -516,11 +524,30 @@ pub const NEVER: &[(&str, &str)] = &[
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Test {
     /// `(arg & mask) == value`, 32 bits.
-    Masked { arg: u8, mask: u64, value: u64 },
+    Masked {
+        /// The argument's index, from 0.
+        arg: u8,
+        /// The bits of the argument compared.
+        mask: u64,
+        /// What those bits must equal for the rule to refuse the call.
+        value: u64,
+    },
     /// `(arg & mask) == value`, 64 bits.
-    Masked64 { arg: u8, mask: u64, value: u64 },
+    Masked64 {
+        /// The argument's index, from 0.
+        arg: u8,
+        /// The bits of the argument compared.
+        mask: u64,
+        /// What those bits must equal for the rule to refuse the call.
+        value: u64,
+    },
     /// `arg` is none of `values`, 32 bits.
-    NoneOf { arg: u8, values: &'static [u64] },
+    NoneOf {
+        /// The argument's index, from 0.
+        arg: u8,
+        /// The values that let the call through; any other value is refused.
+        values: &'static [u64],
+    },
     /// Always (the call is refused whatever its arguments).
     Always,
 }

@@ -1,6 +1,7 @@
 //! nf_tables over netlink, hand-encoded: framing ([`wire`]), the kernel's numbers
 //! ([`consts`]), expressions ([`expr`]), table objects ([`object`]), batches ([`batch`]) and
-//! replies ([`reply`]). Pure: bytes in, bytes out; the socket lives in [`crate::sys`].
+//! replies ([`reply`]). Pure: bytes in, bytes out; the socket lives in the crate's private
+//! `sys` module.
 
 pub mod batch;
 #[allow(missing_docs)]

@@ -300,93 +300,138 @@ pub enum SpawnError {
     /// A directory `prepare` needs could not be set up.
     #[error("preparing {path}")]
     Prepare {
+        /// The cgroup directory (the root, or `<root>/limpet`) or `<work>`.
         path: PathBuf,
+        /// Why creating it or writing to it failed.
         #[source]
         source: io::Error,
     },
     /// The task's name is not a single path component.
     #[error("task name {task:?} is not a single path component")]
-    TaskName { task: String },
+    TaskName {
+        /// The name as the policy gives it.
+        task: String,
+    },
     /// A mount target is not an absolute path below `/` without `.` or `..`.
     #[error("task \"{task}\": mount target {target:?} is not a plain absolute path")]
-    MountTarget { task: String, target: String },
+    MountTarget {
+        /// The task's name, as the policy gives it.
+        task: String,
+        /// The target as the policy gives it.
+        target: String,
+    },
     /// The policy's ids are root's, invalid, or come with supplementary groups.
     #[error("task \"{task}\": refusing uid {uid} and gid {gid} (root, invalid, or with groups)")]
-    Credentials { task: String, uid: u32, gid: u32 },
+    Credentials {
+        /// The task's name, as the policy gives it.
+        task: String,
+        /// The uid the policy gives the task.
+        uid: u32,
+        /// The gid the policy gives the task.
+        gid: u32,
+    },
     /// An argument, variable or the program path holds a NUL byte.
     #[error("task \"{task}\": the program path, an argument or a variable holds a NUL byte")]
-    NulInExec { task: String },
+    NulInExec {
+        /// The task's name, as the policy gives it.
+        task: String,
+    },
     /// The seccomp program is for another architecture than this PID 1's.
     #[error("task \"{task}\": seccomp program for {program}, but this system is {host}")]
     SeccompArch {
+        /// The task's name, as the policy gives it.
         task: String,
+        /// The architecture the program was compiled for.
         program: Arch,
+        /// The architecture this PID 1 was built for.
         host: String,
     },
     /// The task's data directory could not be created or given to the task.
     #[error("task \"{task}\": preparing the data directory {path}")]
     DataDir {
+        /// The task's name, as the policy gives it.
         task: String,
+        /// `<data>/<task>`.
         path: PathBuf,
+        /// Why creating it, or giving it to the task's uid and gid, failed.
         #[source]
         source: io::Error,
     },
     /// The task's root directory under `<work>` could not be created.
     #[error("task \"{task}\": creating the root directory {path}")]
     RootDir {
+        /// The task's name, as the policy gives it.
         task: String,
+        /// `<work>/<task>`.
         path: PathBuf,
+        /// Why creating it failed.
         #[source]
         source: io::Error,
     },
     /// Creating the task's cgroup, writing one of its files, or opening it.
     #[error("task \"{task}\": setting up cgroup {path}")]
     Cgroup {
+        /// The task's name, as the policy gives it.
         task: String,
+        /// The cgroup directory, or the limit file in it that could not be written.
         path: PathBuf,
+        /// Why creating, writing or opening it failed.
         #[source]
         source: io::Error,
     },
     /// `pipe2` failed.
     #[error("task \"{task}\": creating pipes")]
     Pipe {
+        /// The task's name, as the policy gives it.
         task: String,
+        /// Why `pipe2` failed.
         #[source]
         source: io::Error,
     },
     /// `clone3` failed.
     #[error("task \"{task}\": clone3")]
     Clone {
+        /// The task's name, as the policy gives it.
         task: String,
+        /// Why `clone3` failed.
         #[source]
         source: io::Error,
     },
     /// Reading the child's error report failed, or it was malformed.
     #[error("task \"{task}\": reading the child's setup report")]
     Report {
+        /// The task's name, as the policy gives it.
         task: String,
+        /// Why reading the report failed, or what is wrong with it (short, or an unknown step).
         #[source]
         source: io::Error,
     },
     /// A step of the child's setup failed; the child has exited and been reaped.
     #[error("task \"{task}\": {step}")]
     Child {
+        /// The task's name, as the policy gives it.
         task: String,
+        /// The step of the child's setup that failed.
         step: Step,
+        /// The errno the child reported for it.
         #[source]
         source: io::Error,
     },
     /// Signalling the task failed.
     #[error("signalling task pid {pid}")]
     Kill {
+        /// The task's pid (in PID 1's namespace).
         pid: i32,
+        /// Why the signal or the `cgroup.kill` write failed.
         #[source]
         source: io::Error,
     },
     /// Removing the task's cgroup failed.
     #[error("removing cgroup {path}")]
     RemoveCgroup {
+        /// The task's cgroup directory.
         path: PathBuf,
+        /// Why removing it failed (EBUSY while a process is left).
         #[source]
         source: io::Error,
     },
@@ -400,7 +445,8 @@ const CPU_MAX_FILE: &str = "cpu.max";
 pub const CGROUP_PARENT: &str = "limpet";
 
 /// Once at boot: on cgroup v2, enables the task controllers in the root and in
-/// `<root>/limpet` (creating it); creates `<work>`.
+/// `<root>/limpet` (creating it); creates `<work>`. Fails with [`SpawnError::Prepare`]
+/// naming the directory that could not be set up; an existing directory is no error.
 pub fn prepare(roots: &Roots) -> Result<(), SpawnError> {
     if let Cgroups::V2 { root } = &roots.cgroups {
         let parent = root.join(CGROUP_PARENT);
@@ -758,7 +804,8 @@ fn step_of(report: Report, policy: &TaskPolicy) -> Step {
 }
 
 /// Where task `name`'s cgroup lives under the cgroup2 mount `root`: `<root>/limpet/<name>`
-/// (level 2, the level the network policy's cgroup match names).
+/// (level 2, the level the network policy's cgroup match names). Fails with
+/// [`SpawnError::TaskName`] when `name` is not a single path component.
 pub fn task_cgroup(root: &Path, name: &str) -> Result<PathBuf, SpawnError> {
     Ok(root.join(CGROUP_PARENT).join(task_component(name)?))
 }
