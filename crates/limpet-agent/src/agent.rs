@@ -19,9 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use limpet_chunk::{ChunkId, Index};
+use limpet_install_api::DeviceStatus;
 use limpet_tuf::metadata::Role;
 use limpet_tuf::{Client, Clock, RetrievalPolicy, SystemClock, UnixTime};
-use limpet_update_api::DeviceStatus;
 
 use crate::error::AgentError;
 use crate::net::{read_all, Remote};
@@ -144,7 +144,7 @@ pub struct AgentConfig {
     pub root: PathBuf,
     /// Writable state (on the data partition): the TUF metadata lives in `STATE/tuf/`.
     pub state_dir: PathBuf,
-    /// PID 1's update socket.
+    /// PID 1's install socket.
     pub socket: PathBuf,
     /// Bounds on slow or stalled downloads.
     pub retrieval: RetrievalPolicy,
@@ -153,7 +153,7 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
-    /// A configuration with the defaults: this CPU, [`limpet_update_api::SOCKET`], the
+    /// A configuration with the defaults: this CPU, [`limpet_install_api::INSTALL_SOCKET`], the
     /// default retrieval policy, reboot immediately.
     pub fn new(repository: &str, device: &str, root: &Path, state_dir: &Path) -> Self {
         AgentConfig {
@@ -162,7 +162,7 @@ impl AgentConfig {
             cpu: std::env::consts::ARCH.to_owned(),
             root: root.to_owned(),
             state_dir: state_dir.to_owned(),
-            socket: PathBuf::from(limpet_update_api::SOCKET),
+            socket: PathBuf::from(limpet_install_api::INSTALL_SOCKET),
             retrieval: RetrievalPolicy::default(),
             reboot: RebootPolicy::default(),
         }

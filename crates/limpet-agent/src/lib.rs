@@ -3,7 +3,7 @@
 //!
 //! One poll ([`Agent::poll_once`]):
 //!
-//! 1. Connect to PID 1's update socket and ask for the device's `Status`. A try on probation
+//! 1. Connect to PID 1's install socket and ask for the device's `Status`. A try on probation
 //!    or a staged try means there is nothing to do ([`PollOutcome::Busy`]).
 //! 2. Refresh the TUF metadata (limpet-tuf, specification 1.0 section 5) in `STATE/tuf/`,
 //!    provisioned from the root shipped in the image on first run. When nothing changed this

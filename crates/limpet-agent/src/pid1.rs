@@ -1,4 +1,4 @@
-//! The agent's side of PID 1's update socket ([`limpet_update_api`]): one connection per
+//! The agent's side of PID 1's install socket ([`limpet_install_api`]): one connection per
 //! poll, one request and one answer at a time.
 //!
 //! - [`RunningSlot`] is the delta seed: a [`ReadAt`] over `ReadRunning` requests, bounded
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use limpet_chunk::{ReadAt, WriteAt};
-use limpet_update_api::{DeviceStatus, Request, Response, MAX_DATA, MAX_MESSAGE};
+use limpet_install_api::{DeviceStatus, Request, Response, MAX_DATA, MAX_MESSAGE};
 use rustix::net::{
     sockopt, AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
 };
@@ -25,7 +25,7 @@ use crate::error::AgentError;
 /// large slot on a slow device); anything longer means PID 1 is not answering.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// An open connection to PID 1's update socket.
+/// An open connection to PID 1's install socket.
 #[derive(Debug)]
 pub struct Pid1 {
     fd: OwnedFd,

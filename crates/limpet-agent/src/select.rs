@@ -13,10 +13,10 @@
 
 use std::collections::BTreeMap;
 
+use limpet_install_api::DeviceStatus;
 use limpet_repo::target::{index_target_version, SlotTarget};
 use limpet_state::Version;
 use limpet_tuf::metadata::TargetFile;
-use limpet_update_api::DeviceStatus;
 
 use crate::error::AgentError;
 

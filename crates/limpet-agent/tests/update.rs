@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The agent end to end, in process, with every part real: v1 and v2 slots from
 //! limpet-image, published and served with limpet-repo, installed
-//! through limpet-update's `UpdateServer` (PID 1's side) on temporary partitions.
+//! through limpet-install's `InstallServer` (PID 1's side) on temporary partitions.
 
 mod common;
 
@@ -10,10 +10,10 @@ use std::time::Duration;
 use common::{agent_config, release, Device, Relay, TestRepo, Throttle};
 use limpet_agent::{Agent, AgentError, Busy, PollOutcome};
 use limpet_chunk::{AssembleError, Index};
+use limpet_install::server::Event;
 use limpet_repo::serve::serve;
 use limpet_repo::DeltaOutcome;
 use limpet_tuf::RetrievalPolicy;
-use limpet_update::server::Event;
 
 /// A v1 device polls a repository holding v1, then an older version, then v2 with one
 /// tampered chunk, then v2 intact; then polls again with the try staged.

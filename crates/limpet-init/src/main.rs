@@ -171,7 +171,7 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
     };
     let trial_policy = policy.trial.unwrap_or_default();
     let mut system = system_status(root, &disk, &key, &booted, &trial_policy);
-    let updates = update_server(root, &disk, &key, &booted, &policy, &trial_policy);
+    let install = install_server(root, &disk, &key, &booted, &policy, &trial_policy);
     let probation = booted.trial.map(|trial| runtime::Probation {
         gate: trial::HealthGate::new(
             Duration::from_millis(trial_policy.health_ms),
@@ -207,7 +207,7 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
         &policy,
         &roots,
         probation,
-        updates,
+        install,
         network,
         &mut system,
     )?;
@@ -298,25 +298,25 @@ fn task_cgroup_id(cgroups: &Path, task: &str) -> Result<u64, CgroupIdError> {
 }
 
 /// The update agent's socket, when the policy names an agent task.
-fn update_server(
+fn install_server(
     root: &Path,
     disk: &partitions::DiskPartitions,
     key: &ed25519_dalek::VerifyingKey,
     booted: &slots::Booted,
     policy: &limpet_policy::DevicePolicy,
     trial_policy: &limpet_policy::TrialPolicy,
-) -> Option<limpet_update::server::UpdateServer> {
+) -> Option<limpet_install::server::InstallServer> {
     let name = policy.update_agent.as_ref()?;
     let Some(agent) = policy.tasks.iter().find(|t| &t.name == name) else {
         console!("update agent {name} is not a task: updates disabled");
         return None;
     };
-    let path = root.join(limpet_update_api::SOCKET.trim_start_matches('/'));
+    let path = root.join(limpet_install_api::INSTALL_SOCKET.trim_start_matches('/'));
     let part = |slot: limpet_state::Slot| match slot {
         limpet_state::Slot::A => disk.slot_a.node(root),
         limpet_state::Slot::B => disk.slot_b.node(root),
     };
-    let devices = limpet_update::server::Devices {
+    let devices = limpet_install::server::Devices {
         state: disk.state.node(root),
         running: part(booted.slot),
         inactive: part(booted.slot.other()),
@@ -324,7 +324,7 @@ fn update_server(
         key: *key,
         try_boots: u8::try_from(trial_policy.try_boots).unwrap_or(u8::MAX),
     };
-    match limpet_update::server::UpdateServer::bind(
+    match limpet_install::server::InstallServer::bind(
         &path,
         agent.credentials.uid,
         agent.credentials.gid,

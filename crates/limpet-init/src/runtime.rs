@@ -6,7 +6,7 @@
 //!
 //! [`Runtime`] holds the loop's whole state: the supervisor (which decides, see
 //! `supervisor.rs`), each running task's output pipes, readiness sockets and cgroup, the
-//! signalfd and power buttons, the update socket, the network (`network.rs`), the health
+//! signalfd and power buttons, the install socket, the network (`network.rs`), the health
 //! gate of a try, the status file's last contents and the shutdown deadline. Nothing else
 //! in PID 1 changes while the loop runs. The system calls on tasks and the clock go
 //! through [`Host`], so each handler can be driven in a unit test.
@@ -25,7 +25,7 @@
 //!    readiness notes ([`Runtime::on_notify`]) and task output ([`Runtime::on_pipe`])
 //!    first, so that a task's `READY=1` and its last lines are handled before its exit
 //!    (SIGCHLD) is; then the network ([`Runtime::on_net`], which also runs its timers on
-//!    every turn), the update agent ([`Runtime::on_updates`]), the power button
+//!    every turn), the update agent ([`Runtime::on_install_socket`]), the power button
 //!    ([`Runtime::on_button`]) and last the signals ([`Runtime::on_signal`]: reaping, or
 //!    a shutdown request).
 //!
@@ -50,10 +50,10 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use limpet_install::server::{Event as InstallEvent, InstallServer};
 use limpet_policy::{DevicePolicy, ReadinessCheck, TaskPolicy};
 use limpet_sandbox::spawn::{self as sandbox, Roots, SpawnError, Spawned};
 use limpet_state::{FailureReason, State};
-use limpet_update::server::{Event as UpdateEvent, UpdateServer};
 use rustix::event::{PollFd, PollFlags};
 use rustix::process::Signal;
 
@@ -190,8 +190,8 @@ pub enum Source {
     Pipe(u64),
     /// One of the network's sockets.
     Net(network::Source),
-    /// The update agent's socket.
-    Updates,
+    /// The update agent's install socket.
+    Install,
     /// Power button `n`.
     Button(usize),
     /// PID 1's signalfd.
@@ -261,7 +261,7 @@ pub struct Runtime<'a, H: Host> {
     signals: Option<OwnedFd>,
     buttons: Vec<OwnedFd>,
     notifiers: BTreeMap<usize, UnixDatagram>,
-    updates: Option<UpdateServer>,
+    install: Option<InstallServer>,
     network: Option<Network>,
     probation: Option<Watch>,
     /// Open output pipes by id; ids are never reused.
@@ -290,7 +290,7 @@ pub fn run(
     policy: &DevicePolicy,
     roots: &Roots,
     probation: Option<Probation>,
-    updates: Option<UpdateServer>,
+    install: Option<InstallServer>,
     network: Option<Network>,
     system: &mut SystemStatus,
 ) -> Result<Outcome, RuntimeError> {
@@ -305,7 +305,7 @@ pub fn run(
     let mut runtime = Runtime::new(Kernel { roots }, root, policy, &roots.data, network, system);
     runtime.signals = Some(signals);
     runtime.buttons = crate::power_button::open(root);
-    runtime.updates = updates;
+    runtime.install = install;
     runtime.probation = probation.map(|p| Watch {
         gate: p.gate,
         trial: Box::new(p.trial),
@@ -345,7 +345,7 @@ impl<'a, H: Host> Runtime<'a, H> {
             signals: None,
             buttons: Vec::new(),
             notifiers: BTreeMap::new(),
-            updates: None,
+            install: None,
             network,
             probation: None,
             pipes: BTreeMap::new(),
@@ -387,8 +387,8 @@ impl<'a, H: Host> Runtime<'a, H> {
         for (task, sock) in &self.notifiers {
             set.push(Source::Notify(*task), sock.as_fd());
         }
-        if let Some(server) = &self.updates {
-            set.push(Source::Updates, server.pollable().as_fd());
+        if let Some(server) = &self.install {
+            set.push(Source::Install, server.pollable().as_fd());
         }
         if let Some(net) = &self.network {
             for (source, fd) in net.pollables() {
@@ -443,7 +443,7 @@ impl<'a, H: Host> Runtime<'a, H> {
                 Source::Notify(task) => self.on_notify(task),
                 Source::Pipe(id) => self.on_pipe(id),
                 Source::Net(_) => {}
-                Source::Updates => self.on_updates(),
+                Source::Install => self.on_install_socket(),
                 Source::Button(i) => self.on_button(i),
                 Source::Signals => self.on_signals(),
             }
@@ -680,15 +680,15 @@ impl<'a, H: Host> Runtime<'a, H> {
     }
 
     /// The update agent's socket is readable.
-    fn on_updates(&mut self) {
+    fn on_install_socket(&mut self) {
         let on_probation = self.probation.is_some();
-        if let Some(event) = self.updates.as_mut().and_then(|s| s.ready(on_probation)) {
-            self.on_update(event);
+        if let Some(event) = self.install.as_mut().and_then(|s| s.ready(on_probation)) {
+            self.on_install_event(event);
         }
     }
 
     /// What the update agent's request came to.
-    fn on_update(&mut self, event: UpdateEvent) {
+    fn on_install_event(&mut self, event: InstallEvent) {
         let at_ms = self.host.now().0;
         let attempt = |version, outcome: String| UpdateAttempt {
             version,
@@ -696,7 +696,7 @@ impl<'a, H: Host> Runtime<'a, H> {
             at_ms,
         };
         match event {
-            UpdateEvent::Staged { version } => {
+            InstallEvent::Staged { version } => {
                 let line = format!(
                     "limpet-init: update {version} verified and staged as a try in slot {}",
                     self.system.other.as_ref().map_or("?", |o| o.slot.as_str())
@@ -704,7 +704,7 @@ impl<'a, H: Host> Runtime<'a, H> {
                 self.say(&line);
                 self.system.last_update = Some(attempt(Some(version), "staged".to_owned()));
             }
-            UpdateEvent::Reboot => {
+            InstallEvent::Reboot => {
                 let version = self
                     .system
                     .last_update
@@ -714,7 +714,7 @@ impl<'a, H: Host> Runtime<'a, H> {
                 self.outcome = Outcome::Reboot;
                 self.begin_shutdown("update agent: reboot into the staged try");
             }
-            UpdateEvent::Failed { version, error } => {
+            InstallEvent::Failed { version, error } => {
                 self.say(&format!(
                     "limpet-init: update {} refused: {error}",
                     version.as_deref().unwrap_or("?")

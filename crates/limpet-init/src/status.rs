@@ -23,7 +23,7 @@ pub struct SystemStatus {
     pub network: Option<crate::network::NetworkStatus>,
 }
 
-/// One install attempt through the update socket.
+/// One install attempt through the install socket.
 #[derive(Debug, Clone, Serialize)]
 pub struct UpdateAttempt {
     pub version: Option<String>,

@@ -52,7 +52,7 @@ pub struct DevicePolicy {
     /// then uses [`TrialPolicy::default`].
     #[serde(default)]
     pub trial: Option<TrialPolicy>,
-    /// The task that is the update agent: PID 1 opens the update socket for its uid only.
+    /// The task that is the update agent: PID 1 opens the install socket for its uid only.
     #[serde(default)]
     pub update_agent: Option<String>,
     /// The network policy PID 1 installs before any interface is up, and the interfaces it

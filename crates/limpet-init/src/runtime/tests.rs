@@ -223,7 +223,7 @@ fn sources_are_handled_output_first_signals_last() {
     let mut ready = [
         Source::Signals,
         Source::Button(0),
-        Source::Updates,
+        Source::Install,
         Source::Net(network::Source::Stub),
         Source::Pipe(3),
         Source::Notify(1),
@@ -299,12 +299,12 @@ fn update_events_are_recorded_and_a_reboot_request_shuts_down() {
     let mut rt = runtime(dir.path(), &policy, &mut system);
     rt.on_tick();
     rt.host.now = 500;
-    rt.on_update(UpdateEvent::Failed {
+    rt.on_install_event(InstallEvent::Failed {
         version: None,
         error: "bad signature".into(),
     });
     assert!(has(&rt, "limpet-init: update ? refused: bad signature"));
-    rt.on_update(UpdateEvent::Staged {
+    rt.on_install_event(InstallEvent::Staged {
         version: "0.2.0".into(),
     });
     assert!(has(
@@ -312,7 +312,7 @@ fn update_events_are_recorded_and_a_reboot_request_shuts_down() {
         "limpet-init: update 0.2.0 verified and staged as a try in slot b"
     ));
     assert_eq!(rt.shutdown, None);
-    rt.on_update(UpdateEvent::Reboot);
+    rt.on_install_event(InstallEvent::Reboot);
     assert!(has(
         &rt,
         "limpet-init: update agent: reboot into the staged try: shutting down"

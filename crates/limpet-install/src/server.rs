@@ -1,6 +1,6 @@
-//! PID 1's side of the update agent's socket ([`limpet_update_api::SOCKET`]): the only way
+//! PID 1's side of the update agent's socket ([`limpet_install_api::INSTALL_SOCKET`]): the only way
 //! the sandboxed agent can touch a slot. Each request is checked and carried out by
-//! `limpet_update` against the partitions; nothing else is reachable through it.
+//! `limpet_install` against the partitions; nothing else is reachable through it.
 //!
 //! - the socket is `SOCK_SEQPACKET`, owned by the agent's uid with mode 0600, and every
 //!   connection's peer credentials must be that uid;
@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 
 use crate::Session;
 use ed25519_dalek::VerifyingKey;
+use limpet_install_api::{DeviceStatus, Request, Response, MAX_DATA, MAX_MESSAGE};
 use limpet_state::{StateStore, TryPhase};
-use limpet_update_api::{DeviceStatus, Request, Response, MAX_DATA, MAX_MESSAGE};
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType};
 
 /// What the runtime must do after a request.
@@ -39,7 +39,7 @@ pub enum Event {
 
 /// The listening socket, the open connection, and the install in progress.
 #[derive(Debug)]
-pub struct UpdateServer {
+pub struct InstallServer {
     listener: OwnedFd,
     conn: Option<OwnedFd>,
     agent_uid: u32,
@@ -70,7 +70,7 @@ pub struct Devices {
     pub try_boots: u8,
 }
 
-impl UpdateServer {
+impl InstallServer {
     /// Binds the socket at `path` for `agent_uid`/`agent_gid`, replacing a stale one.
     pub fn bind(
         path: &Path,
@@ -107,7 +107,7 @@ impl UpdateServer {
             .and_then(|mut f| limpet_image::slot::read_header_at(&mut f).map_err(|e| e.to_string()))
             .map(|(layout, _)| layout.total_size)
             .map_err(|e| format!("running slot {}: {e}", running.display()))?;
-        Ok(UpdateServer {
+        Ok(InstallServer {
             listener,
             conn: None,
             agent_uid,
@@ -127,7 +127,7 @@ impl UpdateServer {
         self.conn.as_ref().unwrap_or(&self.listener)
     }
 
-    /// Called when [`UpdateServer::pollable`] is readable: accepts a connection or serves
+    /// Called when [`InstallServer::pollable`] is readable: accepts a connection or serves
     /// one request.
     pub fn ready(&mut self, on_probation: bool) -> Option<Event> {
         let Some(conn) = &self.conn else {
@@ -340,7 +340,7 @@ mod tests {
 
     struct Rig {
         _dir: tempfile::TempDir,
-        server: UpdateServer,
+        server: InstallServer,
         client: OwnedFd,
         partitions: Partitions,
     }
@@ -359,7 +359,7 @@ mod tests {
             let socket = root.join("run/limpet/update.sock");
             let uid = agent_uid;
             let gid = rustix::process::getgid().as_raw();
-            let server = UpdateServer::bind(
+            let server = InstallServer::bind(
                 &socket,
                 uid,
                 gid,

@@ -1,7 +1,7 @@
 //! The update agent's requests to PID 1, and PID 1's answers.
 //!
 //! The update agent is a sandboxed task: it cannot open a block device. To install an
-//! update it asks PID 1, over the `SOCK_SEQPACKET` socket [`SOCKET`] (owned by the agent's
+//! update it asks PID 1, over the `SOCK_SEQPACKET` socket [`INSTALL_SOCKET`] (owned by the agent's
 //! uid, mode 0600), for exactly these operations and nothing else:
 //!
 //! | request | PID 1 does |
@@ -24,7 +24,11 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Where PID 1 listens (inside the agent's sandbox too: bind-mounted there).
-pub const SOCKET: &str = "/run/limpet/update.sock";
+///
+/// The path keeps its old name on purpose: a new slot's agent talks to the PID 1 of the
+/// initramfs, which an update does not replace, and the path is also in the signed
+/// policy.json (a slot built from the same inputs stays byte-identical).
+pub const INSTALL_SOCKET: &str = "/run/limpet/update.sock";
 /// Most data bytes one `ReadRunning`, `Write` or `Data` carries.
 pub const MAX_DATA: usize = 60 * 1024;
 /// Longest datagram either side sends.

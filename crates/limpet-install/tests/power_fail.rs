@@ -11,11 +11,11 @@ use std::io;
 use ed25519_dalek::SigningKey;
 use limpet_image::slot;
 use limpet_image::squashfs::Entry;
+use limpet_install::{begin, BlockReader};
 use limpet_state::{BlockDevice, FailureReason, Region, Slot, State, StateStore, Version};
 use limpet_testkit::noise::xorshift_bytes;
 use limpet_testkit::power_cut_disk::{SharedDisk, SimDisk};
 use limpet_testkit::slot::{root_hash, signed_slot};
-use limpet_update::{begin, BlockReader};
 
 const STATE_SIZE: u64 = 1 << 20;
 const SLOT_SIZE: u64 = 512 << 10;
