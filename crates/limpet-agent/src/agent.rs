@@ -174,12 +174,12 @@ impl AgentConfig {
 pub enum Busy {
     /// The running boot is itself a try on probation: no update until it is committed or
     /// rolled back.
-    OnProbation {
+    OnTrial {
         /// The version on probation.
         version: String,
     },
     /// A try is staged and waits for a reboot.
-    TryStaged {
+    TrialStaged {
         /// The staged version.
         version: String,
         /// Whether this poll asked PID 1 for the reboot (the policy allowed it).
@@ -244,10 +244,10 @@ impl fmt::Display for PollOutcome {
                 f,
                 "up to date at {running} ({bytes_fetched} bytes in {round_trips} requests)"
             ),
-            PollOutcome::Busy(Busy::OnProbation { version }) => {
+            PollOutcome::Busy(Busy::OnTrial { version }) => {
                 write!(f, "busy: {version} is on probation, not checking")
             }
-            PollOutcome::Busy(Busy::TryStaged {
+            PollOutcome::Busy(Busy::TrialStaged {
                 version,
                 reboot_requested,
             }) => write!(
@@ -413,19 +413,19 @@ impl Agent {
     /// Probation or a staged try: nothing to fetch. Asks again for the reboot into a staged
     /// try when the policy allows (the first request may have been lost, or deferred).
     fn busy(&self, pid1: &Pid1, status: &DeviceStatus) -> Result<Option<Busy>, AgentError> {
-        if status.on_probation {
-            return Ok(Some(Busy::OnProbation {
+        if status.on_trial {
+            return Ok(Some(Busy::OnTrial {
                 version: status.running_version.clone(),
             }));
         }
-        let Some(version) = &status.pending_try else {
+        let Some(version) = &status.trial else {
             return Ok(None);
         };
         let reboot_requested = self.config.reboot.reboot_now();
         if reboot_requested {
             pid1.reboot()?;
         }
-        Ok(Some(Busy::TryStaged {
+        Ok(Some(Busy::TrialStaged {
             version: version.clone(),
             reboot_requested,
         }))

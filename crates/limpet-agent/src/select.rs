@@ -116,8 +116,8 @@ mod tests {
             inactive_capacity: 1 << 20,
             floor: floor.into(),
             highest_failed: failed.map(Into::into),
-            pending_try: None,
-            on_probation: false,
+            trial: None,
+            on_trial: false,
         }
     }
 

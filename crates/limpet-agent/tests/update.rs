@@ -124,7 +124,7 @@ fn a_device_updates_itself_and_refuses_what_does_not_verify() {
         }
         other => panic!("expected a chunk hash mismatch, got {other:?}"),
     }
-    assert!(device.state().pending_try().is_none(), "nothing is staged");
+    assert!(device.state().trial().is_none(), "nothing is staged");
     assert!(!device
         .events(0)
         .iter()
@@ -169,7 +169,7 @@ fn a_device_updates_itself_and_refuses_what_does_not_verify() {
     );
     let written = std::fs::read(device.path("slotb")).unwrap();
     assert_eq!(&written[..v2.len()], &v2[..], "slot B holds exactly v2");
-    let t = device.state().pending_try().cloned().unwrap();
+    let t = device.state().trial().cloned().unwrap();
     assert_eq!(
         (t.slot, t.version.to_string()),
         (limpet_state::Slot::B, "2.0.0".into())
@@ -189,7 +189,7 @@ fn a_device_updates_itself_and_refuses_what_does_not_verify() {
     let outcome = agent.poll_once().unwrap();
     assert_eq!(
         outcome,
-        PollOutcome::Busy(Busy::TryStaged {
+        PollOutcome::Busy(Busy::TrialStaged {
             version: "2.0.0".into(),
             reboot_requested: true
         })
@@ -235,7 +235,7 @@ fn a_trickling_server_is_a_slow_retrieval() {
         ),
         "{err:?}"
     );
-    assert!(device.state().pending_try().is_none());
+    assert!(device.state().trial().is_none());
 }
 
 /// Replaces every stored copy of the delta `D/version/from-from.delta` on the server (the

@@ -172,7 +172,7 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
     let trial_policy = policy.trial.unwrap_or_default();
     let mut system = system_status(root, &disk, &key, &booted, &trial_policy);
     let install = install_server(root, &disk, &key, &booted, &policy, &trial_policy);
-    let probation = booted.trial.map(|trial| runtime::Probation {
+    let gated = booted.trial.map(|trial| runtime::GatedTrial {
         gate: trial::HealthGate::new(
             Duration::from_millis(trial_policy.health_ms),
             Duration::from_millis(trial_policy.health_timeout_ms),
@@ -182,7 +182,7 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
     console!(
         "starting {} task(s){}",
         policy.tasks.len(),
-        if probation.is_some() {
+        if gated.is_some() {
             format!(
                 "; try slot on probation: commit after {} ms of every task up",
                 trial_policy.health_ms
@@ -202,15 +202,7 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
             })
             .ok()
     });
-    let outcome = runtime::run(
-        root,
-        &policy,
-        &roots,
-        probation,
-        install,
-        network,
-        &mut system,
-    )?;
+    let outcome = runtime::run(root, &policy, &roots, gated, install, network, &mut system)?;
 
     rustix::fs::sync();
     for mount in [DATA_MOUNT, SLOT_MOUNT] {
@@ -322,7 +314,7 @@ fn install_server(
         inactive: part(booted.slot.other()),
         running_version: booted.mounted.header.version.clone(),
         key: *key,
-        try_boots: u8::try_from(trial_policy.try_boots).unwrap_or(u8::MAX),
+        trial_boots: u8::try_from(trial_policy.try_boots).unwrap_or(u8::MAX),
     };
     match limpet_install::server::InstallServer::bind(
         &path,

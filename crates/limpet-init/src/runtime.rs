@@ -60,7 +60,7 @@ use rustix::process::Signal;
 use crate::console;
 use crate::logs::{LineSplitter, LogFile};
 use crate::network::{self, Network};
-use crate::slots::{PendingTrial, TrialError};
+use crate::slots::{TrialError, TrialRecord};
 use crate::status::{SystemStatus, TrialStatus, UpdateAttempt};
 use crate::supervisor::{AfterExit, Millis, Supervisor, TaskSpec};
 use crate::sys::{self, Reaped};
@@ -109,9 +109,9 @@ pub enum Outcome {
 
 /// A try slot on probation: its health gate and the state to commit or roll back.
 #[derive(Debug)]
-pub struct Probation {
+pub struct GatedTrial {
     pub gate: HealthGate,
-    pub trial: PendingTrial,
+    pub trial: TrialRecord,
 }
 
 /// The A/B record of a try on probation, as the health gate's verdict needs it.
@@ -124,15 +124,15 @@ pub trait Trial: std::fmt::Debug {
     fn roll_back(&mut self, reason: FailureReason) -> Result<(), TrialError>;
 }
 
-impl Trial for PendingTrial {
+impl Trial for TrialRecord {
     fn state(&self) -> &State {
-        PendingTrial::state(self)
+        TrialRecord::state(self)
     }
     fn commit(&mut self) -> Result<(), TrialError> {
-        PendingTrial::commit(self)
+        TrialRecord::commit(self)
     }
     fn roll_back(&mut self, reason: FailureReason) -> Result<(), TrialError> {
-        PendingTrial::roll_back(self, reason)
+        TrialRecord::roll_back(self, reason)
     }
 }
 
@@ -245,7 +245,7 @@ struct Pipe {
 
 /// A try on probation, as the loop keeps it.
 #[derive(Debug)]
-struct Watch {
+struct TrialWatch {
     gate: HealthGate,
     trial: Box<dyn Trial>,
 }
@@ -263,7 +263,7 @@ pub struct Runtime<'a, H: Host> {
     notifiers: BTreeMap<usize, UnixDatagram>,
     install: Option<InstallServer>,
     network: Option<Network>,
-    probation: Option<Watch>,
+    trial: Option<TrialWatch>,
     /// Open output pipes by id; ids are never reused.
     pipes: BTreeMap<u64, Pipe>,
     next_pipe: u64,
@@ -289,7 +289,7 @@ pub fn run(
     root: &Path,
     policy: &DevicePolicy,
     roots: &Roots,
-    probation: Option<Probation>,
+    trial: Option<GatedTrial>,
     install: Option<InstallServer>,
     network: Option<Network>,
     system: &mut SystemStatus,
@@ -306,7 +306,7 @@ pub fn run(
     runtime.signals = Some(signals);
     runtime.buttons = crate::power_button::open(root);
     runtime.install = install;
-    runtime.probation = probation.map(|p| Watch {
+    runtime.trial = trial.map(|p| TrialWatch {
         gate: p.gate,
         trial: Box::new(p.trial),
     });
@@ -347,7 +347,7 @@ impl<'a, H: Host> Runtime<'a, H> {
             notifiers: BTreeMap::new(),
             install: None,
             network,
-            probation: None,
+            trial: None,
             pipes: BTreeMap::new(),
             next_pipe: 0,
             cgroups: BTreeMap::new(),
@@ -579,7 +579,7 @@ impl<'a, H: Host> Runtime<'a, H> {
         if self.shutdown.is_some() {
             return;
         }
-        let Some(watch) = self.probation.as_mut() else {
+        let Some(watch) = self.trial.as_mut() else {
             return;
         };
         match watch.gate.observe(now, self.supervisor.records()) {
@@ -603,7 +603,7 @@ impl<'a, H: Host> Runtime<'a, H> {
                     }
                 };
                 self.system.state = Some(watch.trial.state().into());
-                self.probation = None;
+                self.trial = None;
                 self.say(&line);
             }
             Verdict::RollBack(failure) => {
@@ -625,7 +625,7 @@ impl<'a, H: Host> Runtime<'a, H> {
                     reason: failure.to_string(),
                 };
                 self.system.state = Some(watch.trial.state().into());
-                self.probation = None;
+                self.trial = None;
                 self.say(&line);
                 self.outcome = Outcome::Reboot;
                 self.begin_shutdown("rollback");
@@ -681,8 +681,8 @@ impl<'a, H: Host> Runtime<'a, H> {
 
     /// The update agent's socket is readable.
     fn on_install_socket(&mut self) {
-        let on_probation = self.probation.is_some();
-        if let Some(event) = self.install.as_mut().and_then(|s| s.ready(on_probation)) {
+        let on_trial = self.trial.is_some();
+        if let Some(event) = self.install.as_mut().and_then(|s| s.ready(on_trial)) {
             self.on_install_event(event);
         }
     }

@@ -141,17 +141,17 @@ pub struct Booted {
     /// The state as stored at this boot, when it could be read.
     pub state: Option<State>,
     /// Set when the slot booted as a try: the health gate decides its fate.
-    pub trial: Option<PendingTrial>,
+    pub trial: Option<TrialRecord>,
 }
 
 /// A try slot that booted: committed or rolled back once the health gate has decided.
 #[derive(Debug)]
-pub struct PendingTrial {
+pub struct TrialRecord {
     store: StateStore<File>,
     state: State,
 }
 
-impl PendingTrial {
+impl TrialRecord {
     /// The state as stored now.
     pub fn state(&self) -> &State {
         &self.state
@@ -236,7 +236,7 @@ fn boot_stored(
     }
     let committed = next.committed_slot();
     let slot = match (choice.kind, &stored) {
-        (BootKind::Try { .. }, Err(e)) => {
+        (BootKind::Trial { .. }, Err(e)) => {
             // The spent boot was not recorded: booting the try could loop forever.
             console!("cannot record the try boot ({e}); booting the committed slot");
             committed
@@ -244,12 +244,12 @@ fn boot_stored(
         _ => choice.slot,
     };
     // A try is never on the committed slot (the state machine refuses it).
-    let is_try = slot != committed;
+    let is_trial = slot != committed;
     console!(
         "state: committed slot {committed} ({}), floor {}, booting slot {slot}{}",
         next.committed_version(),
         next.floor(),
-        if is_try { " (try)" } else { "" }
+        if is_trial { " (try)" } else { "" }
     );
     let floor = Some(next.floor().clone());
     match slots.mount(&Attempt {
@@ -260,14 +260,14 @@ fn boot_stored(
             slot,
             mounted,
             state: Some(next.clone()),
-            trial: is_try.then_some(PendingTrial { store, state: next }),
+            trial: is_trial.then_some(TrialRecord { store, state: next }),
         }),
-        Err(failed) if is_try => {
+        Err(failed) if is_trial => {
             console!(
                 "try slot {slot} failed: {}; rolling back",
                 console::chain(&failed)
             );
-            roll_back_unbooted_try(&mut store, &next, failed.failure_reason());
+            roll_back_unbooted_trial(&mut store, &next, failed.failure_reason());
             let state = store.load().ok();
             let mounted = slots
                 .mount(&Attempt {
@@ -291,7 +291,7 @@ fn boot_stored(
 
 /// Records the rollback of a try that did not even mount; a failure to record it is
 /// reported, not fatal (the committed slot still boots, and the try has spent a boot).
-fn roll_back_unbooted_try(store: &mut StateStore<File>, state: &State, why: FailureReason) {
+fn roll_back_unbooted_trial(store: &mut StateStore<File>, state: &State, why: FailureReason) {
     match state.roll_back(why) {
         Ok(rolled) => {
             if let Err(e) = store.store(&rolled) {
@@ -449,7 +449,7 @@ mod tests {
     }
 
     #[test]
-    fn a_try_that_does_not_mount_is_recorded_as_a_mount_failure() {
+    fn a_trial_that_does_not_mount_is_recorded_as_a_mount_failure() {
         assert_eq!(
             unopenable("slot-b").failure_reason(),
             FailureReason::VerifyFailed

@@ -1,7 +1,7 @@
 //! The device part of the status file (`/run/limpet/status.json`, key `system`): which
 //! slot and version run, what the other slot holds, the A/B state and the fate of a try.
 
-use limpet_state::{Slot, State, TryPhase};
+use limpet_state::{Slot, State, TrialPhase};
 use serde::Serialize;
 
 /// The `system` object of the status file.
@@ -64,7 +64,9 @@ pub struct StateView {
     pub committed_slot: String,
     pub committed_version: String,
     pub floor: String,
-    pub pending_try: Option<TryView>,
+    // Wire name kept: status.json is read by tools on and off the device.
+    #[serde(rename = "pending_try")]
+    pub trial: Option<TrialView>,
     /// The last update that failed its try, and why.
     pub last_failure: Option<FailureView>,
     pub highest_failed: Option<String>,
@@ -72,7 +74,7 @@ pub struct StateView {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct TryView {
+pub struct TrialView {
     pub slot: String,
     pub version: String,
     pub boots_left: u8,
@@ -98,11 +100,11 @@ impl From<&State> for StateView {
             committed_slot: slot_name(s.committed_slot()),
             committed_version: s.committed_version().to_string(),
             floor: s.floor().to_string(),
-            pending_try: s.pending_try().map(|t| TryView {
+            trial: s.trial().map(|t| TrialView {
                 slot: slot_name(t.slot),
                 version: t.version.to_string(),
                 boots_left: t.boots_left,
-                booted: t.phase == TryPhase::Booted,
+                booted: t.phase == TrialPhase::Booted,
             }),
             last_failure: s.last_failure().map(|f| FailureView {
                 slot: slot_name(f.slot),

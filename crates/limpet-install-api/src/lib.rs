@@ -104,11 +104,16 @@ pub struct DeviceStatus {
     pub floor: String,
     /// The highest version that ever failed its try: it and older ones are never tried.
     pub highest_failed: Option<String>,
-    /// A try already staged or on probation.
-    pub pending_try: Option<String>,
-    /// Whether the running boot is itself a try on probation (no update until it is
-    /// committed or rolled back).
-    pub on_probation: bool,
+    /// A trial already staged, or booted and under the health gate.
+    // Wire name kept: the agent of a new slot talks to the initramfs' PID 1, which an
+    // update does not replace.
+    #[serde(rename = "pending_try")]
+    pub trial: Option<String>,
+    /// Whether the running boot is itself a trial under the health gate (no update until
+    /// it is committed or rolled back).
+    // Wire name kept: as `trial`'s.
+    #[serde(rename = "on_probation")]
+    pub on_trial: bool,
 }
 
 /// A datagram that is not a valid message.
@@ -377,8 +382,8 @@ mod tests {
                 inactive_capacity: 456,
                 floor: "1.0.0".into(),
                 highest_failed: Some("1.1.0".into()),
-                pending_try: None,
-                on_probation: false,
+                trial: None,
+                on_trial: false,
             }),
             Response::Data(vec![1, 2, 3]),
             Response::Staged {
@@ -390,6 +395,22 @@ mod tests {
         for r in responses {
             assert_eq!(Response::decode(&r.encode()), Ok(r.clone()), "{r:?}");
         }
+    }
+
+    /// The status JSON keeps the field names PID 1s already on devices send and read.
+    #[test]
+    fn status_json_keeps_its_wire_names() {
+        let status = DeviceStatus {
+            running_version: "1.0.0".into(),
+            running_length: 1,
+            inactive_capacity: 2,
+            floor: "1.0.0".into(),
+            highest_failed: None,
+            trial: Some("2.0.0".into()),
+            on_trial: true,
+        };
+        let json = String::from_utf8(serde_json::to_vec(&status).unwrap()).unwrap();
+        assert!(json.contains(r#""pending_try":"2.0.0","on_probation":true"#), "{json}");
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub enum InstallError {
     },
     /// The running boot is itself a try: its fate is decided before another is staged.
     #[error("a try of {version} is on probation: no update until it is committed or rolled back")]
-    OnProbation {
+    OnTrial {
         /// The version on probation.
         version: Version,
     },
@@ -154,24 +154,26 @@ pub fn begin<S: BlockDevice, T: BlockDevice>(
     })?;
     let state = store.load().map_err(InstallError::State)?;
     let slot = state.other_slot();
-    if let Some(t) = state.pending_try() {
-        if t.phase == limpet_state::TryPhase::Booted {
-            return Err(InstallError::OnProbation {
+    if let Some(t) = state.trial() {
+        if t.phase == limpet_state::TrialPhase::Booted {
+            return Err(InstallError::OnTrial {
                 version: t.version.clone(),
             });
         }
     }
     // Would the finished install be accepted? Checked against the state without its
     // staged try, the one the install replaces.
-    let without_try = match state.pending_try() {
-        Some(_) => state.cancel_try().map_err(|source| InstallError::Refused {
-            version: version.clone(),
-            source: Box::new(source),
-        })?,
+    let without_trial = match state.trial() {
+        Some(_) => state
+            .cancel_trial()
+            .map_err(|source| InstallError::Refused {
+                version: version.clone(),
+                source: Box::new(source),
+            })?,
         None => state.clone(),
     };
-    without_try
-        .mark_try(slot, version.clone(), 1)
+    without_trial
+        .mark_trial(slot, version.clone(), 1)
         .map_err(|source| InstallError::Refused {
             version: version.clone(),
             source: Box::new(source),
@@ -186,8 +188,8 @@ pub fn begin<S: BlockDevice, T: BlockDevice>(
             capacity,
         });
     }
-    if state.pending_try().is_some() {
-        store.store(&without_try).map_err(InstallError::Store)?;
+    if state.trial().is_some() {
+        store.store(&without_trial).map_err(InstallError::Store)?;
     }
     Ok(Session {
         slot,
@@ -270,7 +272,7 @@ impl Session {
         }
         let state = store.load().map_err(InstallError::State)?;
         let next = state
-            .mark_try(self.slot, self.version.clone(), boots)
+            .mark_trial(self.slot, self.version.clone(), boots)
             .map_err(|source| InstallError::Refused {
                 version: self.version,
                 source: Box::new(source),

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use crate::Session;
 use ed25519_dalek::VerifyingKey;
 use limpet_install_api::{DeviceStatus, Request, Response, MAX_DATA, MAX_MESSAGE};
-use limpet_state::{StateStore, TryPhase};
+use limpet_state::{StateStore, TrialPhase};
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType};
 
 /// What the runtime must do after a request.
@@ -49,7 +49,7 @@ pub struct InstallServer {
     running_version: String,
     inactive: PathBuf,
     key: VerifyingKey,
-    try_boots: u8,
+    trial_boots: u8,
     session: Option<(Session, File)>,
 }
 
@@ -67,7 +67,7 @@ pub struct Devices {
     /// The image key the slot headers must be signed with.
     pub key: VerifyingKey,
     /// Boots a staged try gets.
-    pub try_boots: u8,
+    pub trial_boots: u8,
 }
 
 impl InstallServer {
@@ -117,7 +117,7 @@ impl InstallServer {
             running_version: devices.running_version,
             inactive: devices.inactive,
             key: devices.key,
-            try_boots: devices.try_boots,
+            trial_boots: devices.trial_boots,
             session: None,
         })
     }
@@ -129,7 +129,7 @@ impl InstallServer {
 
     /// Called when [`InstallServer::pollable`] is readable: accepts a connection or serves
     /// one request.
-    pub fn ready(&mut self, on_probation: bool) -> Option<Event> {
+    pub fn ready(&mut self, on_trial: bool) -> Option<Event> {
         let Some(conn) = &self.conn else {
             self.accept();
             return None;
@@ -146,7 +146,7 @@ impl InstallServer {
             Ok((n, _)) => n,
         };
         let (response, event) = match Request::decode(buf.get(..n).unwrap_or_default()) {
-            Ok(request) => self.handle(request, on_probation),
+            Ok(request) => self.handle(request, on_trial),
             Err(e) => (Response::Error(format!("bad request: {e}")), None),
         };
         if let Some(conn) = &self.conn {
@@ -173,9 +173,9 @@ impl InstallServer {
         }
     }
 
-    fn handle(&mut self, request: Request, on_probation: bool) -> (Response, Option<Event>) {
+    fn handle(&mut self, request: Request, on_trial: bool) -> (Response, Option<Event>) {
         match request {
-            Request::Status => match self.status(on_probation) {
+            Request::Status => match self.status(on_trial) {
                 Ok(s) => (Response::Status(s), None),
                 Err(e) => (Response::Error(e), None),
             },
@@ -248,7 +248,7 @@ impl InstallServer {
                             &mut target,
                             &self.key,
                             &root_hash,
-                            self.try_boots,
+                            self.trial_boots,
                         )
                         .map_err(|e| limpet_error_chain::one_line(&e))
                 });
@@ -256,7 +256,7 @@ impl InstallServer {
                     Ok(_) => (
                         Response::Staged {
                             version: version.clone(),
-                            boots: self.try_boots,
+                            boots: self.trial_boots,
                         },
                         Some(Event::Staged { version }),
                     ),
@@ -267,11 +267,7 @@ impl InstallServer {
                 .store()
                 .and_then(|mut s| s.load().map_err(|e| e.to_string()))
             {
-                Ok(state)
-                    if state
-                        .pending_try()
-                        .is_some_and(|t| t.phase == TryPhase::Staged) =>
-                {
+                Ok(state) if state.trial().is_some_and(|t| t.phase == TrialPhase::Staged) => {
                     (Response::Ok, Some(Event::Reboot))
                 }
                 Ok(_) => (
@@ -292,7 +288,7 @@ impl InstallServer {
         StateStore::new(file).map_err(|e| format!("state partition: {e}"))
     }
 
-    fn status(&self, on_probation: bool) -> Result<DeviceStatus, String> {
+    fn status(&self, on_trial: bool) -> Result<DeviceStatus, String> {
         let state = self.store()?.load().map_err(|e| format!("state: {e}"))?;
         let capacity = File::open(&self.inactive)
             .and_then(|f| limpet_state::BlockDevice::len(&f))
@@ -303,8 +299,8 @@ impl InstallServer {
             inactive_capacity: capacity,
             floor: state.floor().to_string(),
             highest_failed: state.highest_failed().map(ToString::to_string),
-            pending_try: state.pending_try().map(|t| t.version.to_string()),
-            on_probation,
+            trial: state.trial().map(|t| t.version.to_string()),
+            on_trial,
         })
     }
 }
@@ -369,7 +365,7 @@ mod tests {
                     inactive: partitions.slot_b.clone(),
                     running_version: "1.0.0".into(),
                     key: key.verifying_key(),
-                    try_boots: 3,
+                    trial_boots: 3,
                 },
             )
             .unwrap();
@@ -471,7 +467,7 @@ mod tests {
                 version: "2.0.0".into()
             })
         );
-        let t = rig.state().pending_try().cloned().unwrap();
+        let t = rig.state().trial().cloned().unwrap();
         assert_eq!(
             (t.slot, t.version.to_string(), t.boots_left),
             (Slot::B, "2.0.0".into(), 3)
@@ -527,7 +523,7 @@ mod tests {
             matches!(r, Response::Error(ref m) if m.contains("does not verify")),
             "{r:?}"
         );
-        assert!(rig.state().pending_try().is_none());
+        assert!(rig.state().trial().is_none());
         // Rollback: a version at or below the floor is refused before any write.
         let (r, _) = rig.ask(&Request::Begin {
             version: "1.0.0".into(),
@@ -582,7 +578,7 @@ mod tests {
             SendFlags::empty(),
         );
         assert_eq!(rig.server.ready(false), None);
-        assert!(rig.state().pending_try().is_none());
+        assert!(rig.state().trial().is_none());
         let slot_b = std::fs::read(&rig.partitions.slot_b).unwrap();
         assert!(slot_b.iter().all(|&b| b == 0));
     }

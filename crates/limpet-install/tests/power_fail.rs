@@ -82,7 +82,7 @@ fn factory(v1: &[u8]) -> Device {
 struct Booted {
     slot: Slot,
     version: String,
-    is_try: bool,
+    is_trial: bool,
 }
 
 /// PID 1's slot choice (limpet-init's slots.rs), with the full verification of the
@@ -103,7 +103,7 @@ fn boot(dev: &Device) -> io::Result<Booted> {
         Ok(version) => Ok(Booted {
             slot: choice.slot,
             version,
-            is_try: choice.slot != next.committed_slot(),
+            is_trial: choice.slot != next.committed_slot(),
         }),
         Err(e) if choice.slot == next.committed_slot() => Err(e),
         Err(_) => {
@@ -113,7 +113,7 @@ fn boot(dev: &Device) -> io::Result<Booted> {
             Ok(Booted {
                 slot: committed,
                 version: verify(committed)?,
-                is_try: false,
+                is_trial: false,
             })
         }
     }
@@ -133,8 +133,8 @@ fn update(dev: &Device, image: &[u8], root: &[u8; 32]) -> Result<(), String> {
     }
     // The boot after a cut booted the try: its health gate commits it.
     if state
-        .pending_try()
-        .is_some_and(|t| t.phase == limpet_state::TryPhase::Booted)
+        .trial()
+        .is_some_and(|t| t.phase == limpet_state::TrialPhase::Booted)
     {
         let committed = state.commit().map_err(|e| e.to_string())?;
         store.store(&committed).map_err(|e| e.to_string())?;
@@ -151,7 +151,7 @@ fn update(dev: &Device, image: &[u8], root: &[u8; 32]) -> Result<(), String> {
         .finish(&mut store, &mut target, &key, root, 3)
         .map_err(|e| e.to_string())?;
     let booted = boot(dev).map_err(|e| e.to_string())?;
-    if !booted.is_try {
+    if !booted.is_trial {
         return Err(format!("the staged try did not boot: {booted:?}"));
     }
     let state = store.load().map_err(|e| e.to_string())?;
@@ -175,7 +175,7 @@ fn the_update_sequence_survives_a_power_cut_at_any_byte() {
         Booted {
             slot: Slot::B,
             version: "2.0.0".into(),
-            is_try: false
+            is_trial: false
         }
     );
 
@@ -223,14 +223,14 @@ fn the_update_sequence_survives_a_power_cut_at_any_byte() {
             booted.slot
         );
         *outcomes
-            .entry(format!("{} try={}", booted.version, booted.is_try))
+            .entry(format!("{} try={}", booted.version, booted.is_trial))
             .or_default() += 1;
 
         // Starting the update again completes it.
         update(&dev, &v2, &root2).unwrap_or_else(|e| panic!("cut at {cut}: retry: {e}"));
         let last = boot(&dev).unwrap();
         assert_eq!(last.version, "2.0.0", "cut at {cut}");
-        assert!(!last.is_try, "cut at {cut}");
+        assert!(!last.is_trial, "cut at {cut}");
     }
     eprintln!("{} cut points over {total} bytes: {outcomes:?}", cuts.len());
     assert!(cuts.len() >= 1000);

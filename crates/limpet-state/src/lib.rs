@@ -31,7 +31,7 @@ pub mod version;
 
 pub use device::{BlockDevice, Region};
 pub use machine::{
-    BootChoice, BootKind, Failure, FailureReason, Slot, State, TransitionError, Try, TryPhase,
+    BootChoice, BootKind, Failure, FailureReason, Slot, State, TransitionError, Trial, TrialPhase,
 };
 pub use record::RecordError;
 pub use store::{CopyId, Loaded, StateError, StateStore};

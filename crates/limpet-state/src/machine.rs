@@ -80,7 +80,7 @@ impl fmt::Display for Slot {
 
 /// Whether a try has been booted yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TryPhase {
+pub enum TrialPhase {
     /// Marked, never booted: it may be cancelled, not committed.
     Staged,
     /// Chosen by [`State::begin_boot`] at least once: it may be committed or rolled back.
@@ -89,7 +89,7 @@ pub enum TryPhase {
 
 /// A version being tried on the non-committed slot.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Try {
+pub struct Trial {
     /// The slot holding the version on trial (never the committed slot).
     pub slot: Slot,
     /// The version on trial.
@@ -97,7 +97,7 @@ pub struct Try {
     /// Boots still allowed before the try is rolled back.
     pub boots_left: u8,
     /// Whether it has been booted.
-    pub phase: TryPhase,
+    pub phase: TrialPhase,
 }
 
 /// Why a try failed.
@@ -199,7 +199,7 @@ pub enum BootKind {
     /// The committed slot.
     Committed,
     /// The try slot; `boots_left_after` more boots are allowed after this one.
-    Try {
+    Trial {
         /// Boots left once this one is counted.
         boots_left_after: u8,
     },
@@ -210,7 +210,7 @@ pub enum BootKind {
 pub enum TransitionError {
     /// A try is set already: commit, roll back or cancel it first.
     #[error("a try of {version} on slot {slot} is set already")]
-    TryPending {
+    TrialPending {
         /// Its slot.
         slot: Slot,
         /// Its version.
@@ -243,10 +243,10 @@ pub enum TransitionError {
     },
     /// There is no try to commit, roll back or cancel.
     #[error("no try is set")]
-    NoTry,
+    NoTrial,
     /// Only a booted try can be committed.
     #[error("the try of {version} on slot {slot} has not been booted")]
-    TryNotBooted {
+    TrialNotBooted {
         /// Its slot.
         slot: Slot,
         /// Its version.
@@ -254,7 +254,7 @@ pub enum TransitionError {
     },
     /// A booted try is rolled back (with a reason), not cancelled.
     #[error("the try of {version} on slot {slot} has been booted")]
-    TryBooted {
+    TrialBooted {
         /// Its slot.
         slot: Slot,
         /// Its version.
@@ -270,10 +270,10 @@ pub enum InvariantError {
     CommittedBelowFloor,
     /// The try is on the committed slot.
     #[error("try slot is the committed slot")]
-    TryOnCommittedSlot,
+    TrialOnCommittedSlot,
     /// The try's version is not above the floor.
     #[error("try version is not above the version floor")]
-    TryNotAboveFloor,
+    TrialNotAboveFloor,
     /// A staged try has no boots left.
     #[error("staged try has no boots left")]
     StagedWithoutBoots,
@@ -286,7 +286,7 @@ pub struct State {
     committed: Slot,
     committed_version: Version,
     floor: Version,
-    trial: Option<Try>,
+    trial: Option<Trial>,
     last_failure: Option<Failure>,
     highest_failed: Option<Version>,
     boot_count: u64,
@@ -298,7 +298,7 @@ pub(crate) struct Parts {
     pub committed: Slot,
     pub committed_version: Version,
     pub floor: Version,
-    pub trial: Option<Try>,
+    pub trial: Option<Trial>,
     pub last_failure: Option<Failure>,
     pub highest_failed: Option<Version>,
     pub boot_count: u64,
@@ -311,12 +311,12 @@ impl Parts {
         }
         if let Some(t) = &self.trial {
             if t.slot == self.committed {
-                return Err(InvariantError::TryOnCommittedSlot);
+                return Err(InvariantError::TrialOnCommittedSlot);
             }
             if !t.version.is_newer_than(&self.floor) {
-                return Err(InvariantError::TryNotAboveFloor);
+                return Err(InvariantError::TrialNotAboveFloor);
             }
-            if t.phase == TryPhase::Staged && t.boots_left == 0 {
+            if t.phase == TrialPhase::Staged && t.boots_left == 0 {
                 return Err(InvariantError::StagedWithoutBoots);
             }
         }
@@ -363,7 +363,7 @@ impl State {
     }
 
     /// The try, if one is set.
-    pub fn pending_try(&self) -> Option<&Try> {
+    pub fn trial(&self) -> Option<&Trial> {
         self.trial.as_ref()
     }
 
@@ -388,14 +388,14 @@ impl State {
     }
 
     /// Sets a try of `version` on `slot` for at least one and at most `boots` boots (rule 3).
-    pub fn mark_try(
+    pub fn mark_trial(
         &self,
         slot: Slot,
         version: Version,
         boots: u8,
     ) -> Result<State, TransitionError> {
         if let Some(t) = &self.trial {
-            return Err(TransitionError::TryPending {
+            return Err(TransitionError::TrialPending {
                 slot: t.slot,
                 version: t.version.clone(),
             });
@@ -421,11 +421,11 @@ impl State {
             }
         }
         let mut next = self.clone();
-        next.trial = Some(Try {
+        next.trial = Some(Trial {
             slot,
             version,
             boots_left: boots,
-            phase: TryPhase::Staged,
+            phase: TrialPhase::Staged,
         });
         Ok(next)
     }
@@ -447,12 +447,12 @@ impl State {
             Some(t) => match t.boots_left.checked_sub(1) {
                 Some(boots_left_after) => {
                     let slot = t.slot;
-                    next.trial = Some(Try {
+                    next.trial = Some(Trial {
                         boots_left: boots_left_after,
-                        phase: TryPhase::Booted,
+                        phase: TrialPhase::Booted,
                         ..t
                     });
-                    let kind = BootKind::Try { boots_left_after };
+                    let kind = BootKind::Trial { boots_left_after };
                     let choice = BootChoice {
                         slot,
                         kind,
@@ -476,9 +476,9 @@ impl State {
     /// Commits a booted try (rule 5): its slot becomes committed and the floor rises to
     /// its version.
     pub fn commit(&self) -> Result<State, TransitionError> {
-        let t = self.trial.as_ref().ok_or(TransitionError::NoTry)?;
-        if t.phase != TryPhase::Booted {
-            return Err(TransitionError::TryNotBooted {
+        let t = self.trial.as_ref().ok_or(TransitionError::NoTrial)?;
+        if t.phase != TrialPhase::Booted {
+            return Err(TransitionError::TrialNotBooted {
                 slot: t.slot,
                 version: t.version.clone(),
             });
@@ -496,16 +496,16 @@ impl State {
     /// Drops the try and records why it failed (rule 6).
     pub fn roll_back(&self, reason: FailureReason) -> Result<State, TransitionError> {
         let mut next = self.clone();
-        let t = next.trial.take().ok_or(TransitionError::NoTry)?;
+        let t = next.trial.take().ok_or(TransitionError::NoTrial)?;
         next.record_failure(t, reason);
         Ok(next)
     }
 
     /// Drops a try that was never booted, recording no failure (rule 6).
-    pub fn cancel_try(&self) -> Result<State, TransitionError> {
-        let t = self.trial.as_ref().ok_or(TransitionError::NoTry)?;
-        if t.phase == TryPhase::Booted {
-            return Err(TransitionError::TryBooted {
+    pub fn cancel_trial(&self) -> Result<State, TransitionError> {
+        let t = self.trial.as_ref().ok_or(TransitionError::NoTrial)?;
+        if t.phase == TrialPhase::Booted {
+            return Err(TransitionError::TrialBooted {
                 slot: t.slot,
                 version: t.version.clone(),
             });
@@ -515,7 +515,7 @@ impl State {
         Ok(next)
     }
 
-    fn record_failure(&mut self, t: Try, reason: FailureReason) -> Failure {
+    fn record_failure(&mut self, t: Trial, reason: FailureReason) -> Failure {
         let failure = Failure {
             version: t.version.clone(),
             slot: t.slot,
@@ -560,32 +560,32 @@ mod tests {
         assert_eq!(s.committed_version(), &v("1.0.0"));
         assert_eq!(s.floor(), &v("1.0.0"));
         assert_eq!(s.other_slot(), Slot::B);
-        assert!(s.pending_try().is_none());
+        assert!(s.trial().is_none());
         assert_eq!(s.boot_count(), 0);
     }
 
     #[test]
-    fn mark_try_refusals() {
+    fn mark_trial_refusals() {
         let s = State::factory(v("1.0.0"));
         assert_eq!(
-            s.mark_try(Slot::A, v("2.0.0"), 3),
+            s.mark_trial(Slot::A, v("2.0.0"), 3),
             Err(TransitionError::CommittedSlot { slot: Slot::A })
         );
         assert_eq!(
-            s.mark_try(Slot::B, v("2.0.0"), 0),
+            s.mark_trial(Slot::B, v("2.0.0"), 0),
             Err(TransitionError::ZeroBoots)
         );
         assert_eq!(
-            s.mark_try(Slot::B, v("1.0.0+rebuilt"), 3),
+            s.mark_trial(Slot::B, v("1.0.0+rebuilt"), 3),
             Err(TransitionError::NotAboveFloor {
                 version: v("1.0.0+rebuilt"),
                 floor: v("1.0.0")
             })
         );
-        let t = s.mark_try(Slot::B, v("2.0.0"), 3).unwrap();
+        let t = s.mark_trial(Slot::B, v("2.0.0"), 3).unwrap();
         assert_eq!(
-            t.mark_try(Slot::B, v("3.0.0"), 3),
-            Err(TransitionError::TryPending {
+            t.mark_trial(Slot::B, v("3.0.0"), 3),
+            Err(TransitionError::TrialPending {
                 slot: Slot::B,
                 version: v("2.0.0")
             })
@@ -593,13 +593,13 @@ mod tests {
     }
 
     #[test]
-    fn commit_needs_a_booted_try() {
+    fn commit_needs_a_booted_trial() {
         let s = State::factory(v("1.0.0"));
-        assert_eq!(s.commit(), Err(TransitionError::NoTry));
-        let t = s.mark_try(Slot::B, v("2.0.0"), 1).unwrap();
+        assert_eq!(s.commit(), Err(TransitionError::NoTrial));
+        let t = s.mark_trial(Slot::B, v("2.0.0"), 1).unwrap();
         assert_eq!(
             t.commit(),
-            Err(TransitionError::TryNotBooted {
+            Err(TransitionError::TrialNotBooted {
                 slot: Slot::B,
                 version: v("2.0.0")
             })
@@ -607,7 +607,7 @@ mod tests {
         let (booted, choice) = t.begin_boot();
         assert_eq!(
             choice.kind,
-            BootKind::Try {
+            BootKind::Trial {
                 boots_left_after: 0
             }
         );
@@ -617,16 +617,16 @@ mod tests {
     }
 
     #[test]
-    fn cancel_only_a_staged_try() {
+    fn cancel_only_a_staged_trial() {
         let s = State::factory(v("1.0.0"));
-        assert_eq!(s.cancel_try(), Err(TransitionError::NoTry));
-        let t = s.mark_try(Slot::B, v("2.0.0"), 2).unwrap();
-        let c = t.cancel_try().unwrap();
+        assert_eq!(s.cancel_trial(), Err(TransitionError::NoTrial));
+        let t = s.mark_trial(Slot::B, v("2.0.0"), 2).unwrap();
+        let c = t.cancel_trial().unwrap();
         assert_eq!(c, s);
         let (booted, _) = t.begin_boot();
         assert!(matches!(
-            booted.cancel_try(),
-            Err(TransitionError::TryBooted { .. })
+            booted.cancel_trial(),
+            Err(TransitionError::TrialBooted { .. })
         ));
     }
 
@@ -635,11 +635,11 @@ mod tests {
         let s = State::factory(v("1.0.0"));
         assert_eq!(
             s.roll_back(FailureReason::HealthTimeout),
-            Err(TransitionError::NoTry)
+            Err(TransitionError::NoTrial)
         );
-        let (t, _) = s.mark_try(Slot::B, v("2.0.0"), 2).unwrap().begin_boot();
+        let (t, _) = s.mark_trial(Slot::B, v("2.0.0"), 2).unwrap().begin_boot();
         let r = t.roll_back(FailureReason::HealthTimeout).unwrap();
-        assert!(r.pending_try().is_none());
+        assert!(r.trial().is_none());
         assert_eq!(
             r.last_failure(),
             Some(&Failure {

@@ -55,7 +55,9 @@
 
 use thiserror::Error;
 
-use crate::machine::{Failure, FailureReason, InvariantError, Parts, Slot, State, Try, TryPhase};
+use crate::machine::{
+    Failure, FailureReason, InvariantError, Parts, Slot, State, Trial, TrialPhase,
+};
 use crate::version::{Version, VersionError, MAX_VERSION_LEN};
 
 /// Size of one record, in bytes.
@@ -75,16 +77,16 @@ mod field {
     pub const SEQUENCE: (usize, usize) = (16, 8);
     pub const BOOT_COUNT: (usize, usize) = (24, 8);
     pub const COMMITTED_SLOT: usize = 32;
-    pub const TRY_PHASE: usize = 33;
-    pub const TRY_SLOT: usize = 34;
-    pub const TRY_BOOTS_LEFT: usize = 35;
+    pub const TRIAL_PHASE: usize = 33;
+    pub const TRIAL_SLOT: usize = 34;
+    pub const TRIAL_BOOTS_LEFT: usize = 35;
     pub const FAILURE_REASON: usize = 36;
     pub const FAILURE_SLOT: usize = 37;
     pub const ZERO: (usize, usize) = (38, 2);
     pub const FAILURE_BOOT_COUNT: (usize, usize) = (40, 8);
     pub const COMMITTED_VERSION: (usize, usize) = (48, 64);
     pub const FLOOR_VERSION: (usize, usize) = (112, 64);
-    pub const TRY_VERSION: (usize, usize) = (176, 64);
+    pub const TRIAL_VERSION: (usize, usize) = (176, 64);
     pub const FAILURE_VERSION: (usize, usize) = (240, 64);
     pub const FAILED_VERSION: (usize, usize) = (304, 64);
     pub const SEQUENCE_TRAILER: (usize, usize) = (4084, 8);
@@ -193,13 +195,13 @@ pub fn encode(state: &State, sequence: u64) -> [u8; RECORD_SIZE] {
     put_version(&mut b, field::COMMITTED_VERSION, &p.committed_version);
     put_version(&mut b, field::FLOOR_VERSION, &p.floor);
     if let Some(t) = &p.trial {
-        b[field::TRY_PHASE] = match t.phase {
-            TryPhase::Staged => 1,
-            TryPhase::Booted => 2,
+        b[field::TRIAL_PHASE] = match t.phase {
+            TrialPhase::Staged => 1,
+            TrialPhase::Booted => 2,
         };
-        b[field::TRY_SLOT] = slot_code(t.slot);
-        b[field::TRY_BOOTS_LEFT] = t.boots_left;
-        put_version(&mut b, field::TRY_VERSION, &t.version);
+        b[field::TRIAL_SLOT] = slot_code(t.slot);
+        b[field::TRIAL_BOOTS_LEFT] = t.boots_left;
+        put_version(&mut b, field::TRIAL_VERSION, &t.version);
     }
     if let Some(f) = &p.last_failure {
         b[field::FAILURE_REASON] = f.reason.code();
@@ -259,7 +261,7 @@ pub fn decode(b: &[u8; RECORD_SIZE]) -> Result<Record, RecordError> {
         field::FLOOR_VERSION.0,
         "empty",
     ))?;
-    let trial = read_try(b)?;
+    let trial = read_trial(b)?;
     let last_failure = read_failure(b)?;
     let highest_failed = read_version(b, "failed_version", field::FAILED_VERSION)?;
 
@@ -279,33 +281,33 @@ pub fn decode(b: &[u8; RECORD_SIZE]) -> Result<Record, RecordError> {
     })
 }
 
-fn read_try(b: &[u8; RECORD_SIZE]) -> Result<Option<Try>, RecordError> {
-    let phase = match b[field::TRY_PHASE] {
+fn read_trial(b: &[u8; RECORD_SIZE]) -> Result<Option<Trial>, RecordError> {
+    let phase = match b[field::TRIAL_PHASE] {
         0 => {
-            let absent = b[field::TRY_SLOT] == 0
-                && b[field::TRY_BOOTS_LEFT] == 0
-                && get(b, field::TRY_VERSION).iter().all(|&x| x == 0);
+            let absent = b[field::TRIAL_SLOT] == 0
+                && b[field::TRIAL_BOOTS_LEFT] == 0
+                && get(b, field::TRIAL_VERSION).iter().all(|&x| x == 0);
             if !absent {
                 return Err(bad(
                     "try_phase",
-                    field::TRY_PHASE,
+                    field::TRIAL_PHASE,
                     "no try, but try fields set",
                 ));
             }
             return Ok(None);
         }
-        1 => TryPhase::Staged,
-        2 => TryPhase::Booted,
-        _ => return Err(bad("try_phase", field::TRY_PHASE, "unknown phase")),
+        1 => TrialPhase::Staged,
+        2 => TrialPhase::Booted,
+        _ => return Err(bad("try_phase", field::TRIAL_PHASE, "unknown phase")),
     };
-    Ok(Some(Try {
-        slot: read_slot(b, "try_slot", field::TRY_SLOT)?,
-        version: read_version(b, "try_version", field::TRY_VERSION)?.ok_or(bad(
+    Ok(Some(Trial {
+        slot: read_slot(b, "try_slot", field::TRIAL_SLOT)?,
+        version: read_version(b, "try_version", field::TRIAL_VERSION)?.ok_or(bad(
             "try_version",
-            field::TRY_VERSION.0,
+            field::TRIAL_VERSION.0,
             "empty",
         ))?,
-        boots_left: b[field::TRY_BOOTS_LEFT],
+        boots_left: b[field::TRIAL_BOOTS_LEFT],
         phase,
     }))
 }
@@ -427,9 +429,9 @@ mod tests {
     /// A state with every field set.
     fn full_state() -> State {
         let s = State::factory(v("1.0.0"));
-        let (s, _) = s.mark_try(Slot::B, v("2.0.0"), 1).unwrap().begin_boot();
+        let (s, _) = s.mark_trial(Slot::B, v("2.0.0"), 1).unwrap().begin_boot();
         let s = s.roll_back(crate::FailureReason::MountFailed).unwrap();
-        s.mark_try(Slot::B, v("2.1.0-rc.1+build.7"), 5).unwrap()
+        s.mark_trial(Slot::B, v("2.1.0-rc.1+build.7"), 5).unwrap()
     }
 
     #[test]
@@ -527,7 +529,7 @@ mod tests {
         assert_eq!(
             decode(&b),
             Err(RecordError::Invariant {
-                source: InvariantError::TryOnCommittedSlot
+                source: InvariantError::TrialOnCommittedSlot
             })
         );
 

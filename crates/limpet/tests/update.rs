@@ -195,7 +195,7 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
         "{console}"
     );
     let s = state(&disk);
-    assert_eq!(s.pending_try().unwrap().version.to_string(), "0.2.0");
+    assert_eq!(s.trial().unwrap().version.to_string(), "0.2.0");
 
     // The try boots and is committed after its health period.
     let console = boot(&dir, port, Some("try committed"));
@@ -241,7 +241,7 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
         "{console}"
     );
     assert!(!console.contains("staged as a try"), "{console}");
-    assert!(state(&disk).pending_try().is_none());
+    assert!(state(&disk).trial().is_none());
 }
 
 /// A copy of directory `from` (the repository) as `to`, files only, one level of

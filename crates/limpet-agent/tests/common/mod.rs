@@ -117,7 +117,7 @@ impl Device {
             running_version: running_version.into(),
             inactive: partitions.slot_b.clone(),
             key: image_key().verifying_key(),
-            try_boots: 3,
+            trial_boots: 3,
         };
         let events = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));

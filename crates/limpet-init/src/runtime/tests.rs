@@ -331,13 +331,13 @@ fn update_events_are_recorded_and_a_reboot_request_shuts_down() {
     assert_eq!(rt.on_tick(), Some(Outcome::Reboot));
 }
 
-fn on_probation<'a>(
+fn on_trial<'a>(
     dir: &Path,
     policy: &'a DevicePolicy,
     system: &'a mut SystemStatus,
 ) -> Runtime<'a, Fake> {
     let mut rt = runtime(dir, policy, system);
-    rt.probation = Some(Watch {
+    rt.trial = Some(TrialWatch {
         gate: HealthGate::new(Duration::from_secs(10), Duration::from_secs(60)),
         trial: Box::new(FakeTrial {
             state: State::factory(limpet_state::Version::parse("0.1.0").unwrap()),
@@ -348,11 +348,11 @@ fn on_probation<'a>(
 }
 
 #[test]
-fn the_gate_commits_a_healthy_try() {
+fn the_gate_commits_a_healthy_trial() {
     let dir = tempfile::tempdir().unwrap();
     let policy = policy(vec![task("a", started(), "always")]);
     let mut system = system();
-    let mut rt = on_probation(dir.path(), &policy, &mut system);
+    let mut rt = on_trial(dir.path(), &policy, &mut system);
     rt.on_tick();
     assert_eq!(rt.gate_wait, Some(Millis(10_000)));
     assert_eq!(rt.timeout(), Some(Duration::from_secs(10)));
@@ -361,17 +361,17 @@ fn the_gate_commits_a_healthy_try() {
     assert!(rt.host.console.iter().any(|l| l.starts_with(
         "limpet-init: every task healthy for the health period: try committed, floor now 0.1.0"
     )));
-    assert!(rt.probation.is_none());
+    assert!(rt.trial.is_none());
     assert!(matches!(rt.system.trial, TrialStatus::Committed));
     assert_eq!(rt.shutdown, None);
 }
 
 #[test]
-fn the_gate_rolls_back_a_failed_try_and_reboots() {
+fn the_gate_rolls_back_a_failed_trial_and_reboots() {
     let dir = tempfile::tempdir().unwrap();
     let policy = policy(vec![task("a", started(), "never")]);
     let mut system = system();
-    let mut rt = on_probation(dir.path(), &policy, &mut system);
+    let mut rt = on_trial(dir.path(), &policy, &mut system);
     rt.on_tick();
     rt.host.exits = vec![Reaped {
         pid: 100,
