@@ -3,8 +3,9 @@
 //! running slot → begin → assemble; then finish → reboot (as the policy allows).
 //!
 //! Rules kept here:
-//! - Nothing is fetched while the device is busy: a try on probation or a staged try ends
-//!   the poll before the repository is asked (a staged try only gets its reboot re-asked).
+//! - Nothing is fetched while the device is busy: a trial under the health gate or a staged
+//!   trial ends the poll before the repository is asked (a staged trial only gets its reboot
+//!   re-asked).
 //! - A delta is used only when its signed custom describes exactly the chosen slot and it is
 //!   at most [`MAX_DELTA`](limpet_repo::target::MAX_DELTA) bytes; its result is checked
 //!   against the signed length and SHA-256 before `Finish`. A failed delta falls back to the
@@ -32,20 +33,20 @@ use crate::select::{choose, Candidate};
 /// `timestamp.json`, `snapshot.json`, `targets.json`, `trusted-time-floor`).
 pub const METADATA_DIR: &str = "tuf";
 
-/// When to ask PID 1 to reboot into a staged try.
+/// When to ask PID 1 to reboot into a staged trial.
 ///
-/// The manifest's `[update] reboot_window`. A try staged outside the window is not lost:
+/// The manifest's `[update] reboot_window`. A trial staged outside the window is not lost:
 /// every later poll sees it pending ([`Busy::TryStaged`]) and asks for the reboot once the
 /// policy allows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RebootPolicy {
-    /// As soon as a try is staged.
+    /// As soon as a trial is staged.
     #[default]
     Immediately,
     /// Only between two times of day, UTC, in minutes after midnight; `end` before
     /// `start` wraps past midnight (`23:00-01:00`). The device's clock decides: a device
-    /// whose clock is wrong reboots at the wrong hour, and the try is still health-gated.
+    /// whose clock is wrong reboots at the wrong hour, and the trial is still health-gated.
     Window {
         /// First minute of the window (inclusive), 0..1440.
         start: u16,
@@ -68,7 +69,7 @@ impl RebootPolicy {
         (start != end).then_some(RebootPolicy::Window { start, end })
     }
 
-    /// Whether a staged try may be rebooted into now.
+    /// Whether a staged trial may be rebooted into now.
     pub fn reboot_now(&self) -> bool {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -148,7 +149,7 @@ pub struct AgentConfig {
     pub socket: PathBuf,
     /// Bounds on slow or stalled downloads.
     pub retrieval: RetrievalPolicy,
-    /// When to reboot into a staged try.
+    /// When to reboot into a staged trial.
     pub reboot: RebootPolicy,
 }
 
@@ -172,13 +173,13 @@ impl AgentConfig {
 /// Why nothing was done.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Busy {
-    /// The running boot is itself a try on probation: no update until it is committed or
-    /// rolled back.
+    /// The running boot is itself a trial under the health gate: no update until it is
+    /// committed or rolled back.
     OnTrial {
-        /// The version on probation.
+        /// The version under the health gate.
         version: String,
     },
-    /// A try is staged and waits for a reboot.
+    /// A trial is staged and waits for a reboot.
     TrialStaged {
         /// The staged version.
         version: String,
@@ -199,13 +200,13 @@ pub enum PollOutcome {
         /// HTTP requests made (each one round trip).
         round_trips: u64,
     },
-    /// An install or a try is in progress; the repository was not asked.
+    /// An install or a trial is in progress; the repository was not asked.
     Busy(Busy),
-    /// A new version was written, verified by PID 1 and marked "try".
+    /// A new version was written, verified by PID 1 and marked as a trial.
     Staged {
-        /// The version now staged for a try.
+        /// The version now staged for a trial.
         version: String,
-        /// Boots the try gets.
+        /// Boots the trial gets.
         boots: u8,
         /// Body bytes fetched: metadata, index and chunks.
         bytes_fetched: u64,
@@ -410,8 +411,9 @@ impl Agent {
         Ok(())
     }
 
-    /// Probation or a staged try: nothing to fetch. Asks again for the reboot into a staged
-    /// try when the policy allows (the first request may have been lost, or deferred).
+    /// A trial under the health gate or a staged one: nothing to fetch. Asks again for the
+    /// reboot into a staged trial when the policy allows (the first request may have been
+    /// lost, or deferred).
     fn busy(&self, pid1: &Pid1, status: &DeviceStatus) -> Result<Option<Busy>, AgentError> {
         if status.on_trial {
             return Ok(Some(Busy::OnTrial {
@@ -527,7 +529,7 @@ impl Agent {
         self.staged(pid1, repo, slot, None, chunks)
     }
 
-    /// The slot is written: PID 1 verifies it and marks it "try"; then the reboot, as the
+    /// The slot is written: PID 1 verifies it and marks it as the trial; then the reboot, as the
     /// policy allows.
     fn staged(
         &self,

@@ -7,7 +7,7 @@
 //!   any other entry is skipped (it cannot be installed here, and one bad entry must not
 //!   stop updates).
 //! - A candidate must be above the running version, the anti-rollback floor and the highest
-//!   version that ever failed its try, by semver precedence (build metadata ignored).
+//!   version that ever failed its trial, by semver precedence (build metadata ignored).
 //!   PID 1 checks the floor and failures again on `Begin`.
 //! - Of the candidates, the highest wins; there is no stepping through versions.
 

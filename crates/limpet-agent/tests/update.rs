@@ -16,7 +16,7 @@ use limpet_repo::DeltaOutcome;
 use limpet_tuf::RetrievalPolicy;
 
 /// A v1 device polls a repository holding v1, then an older version, then v2 with one
-/// tampered chunk, then v2 intact; then polls again with the try staged.
+/// tampered chunk, then v2 intact; then polls again with the trial staged.
 #[test]
 fn a_device_updates_itself_and_refuses_what_does_not_verify() {
     let v1 = release("1.0.0", b"");
@@ -185,7 +185,7 @@ fn a_device_updates_itself_and_refuses_what_does_not_verify() {
         ]
     );
 
-    // The try is staged: the agent does not check again, and asks for the reboot again.
+    // The trial is staged: the agent does not check again, and asks for the reboot again.
     let outcome = agent.poll_once().unwrap();
     assert_eq!(
         outcome,

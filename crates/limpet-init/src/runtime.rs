@@ -1,5 +1,5 @@
 //! The running device: PID 1's event loop. It starts every task in its sandbox,
-//! supervises them, logs their output, watches a try slot's health, serves the update
+//! supervises them, logs their output, watches a trial slot's health, serves the update
 //! agent and the network, and shuts down.
 //!
 //! # What the loop owns
@@ -7,7 +7,7 @@
 //! [`Runtime`] holds the loop's whole state: the supervisor (which decides, see
 //! `supervisor.rs`), each running task's output pipes, readiness sockets and cgroup, the
 //! signalfd and power buttons, the install socket, the network (`network.rs`), the health
-//! gate of a try, the status file's last contents and the shutdown deadline. Nothing else
+//! gate of a trial, the status file's last contents and the shutdown deadline. Nothing else
 //! in PID 1 changes while the loop runs. The system calls on tasks and the clock go
 //! through [`Host`], so each handler can be driven in a unit test.
 //!
@@ -37,7 +37,7 @@
 //!   on; only a failed `poll` itself ends it, with an error.
 //! - Shutdown (SIGTERM, SIGPWR, SIGHUP, SIGINT — which ctrl-alt-del sends once `main`
 //!   has turned the kernel's immediate reboot off —, the ACPI power button, the update
-//!   agent's reboot request, or a try's rollback) begins once: tasks get SIGTERM in
+//!   agent's reboot request, or a trial's rollback) begins once: tasks get SIGTERM in
 //!   reverse declared order, [`GRACE`] to exit, then SIGKILL; the loop returns once
 //!   every task is reaped. `main` then syncs, unmounts and powers off or reboots.
 //!
@@ -71,7 +71,7 @@ pub const GRACE: Duration = Duration::from_secs(3);
 /// How long a task that declares egress waits for the network (a DHCP lease, with its DNS
 /// servers) before it is started anyway. Long enough for the DHCP client's first three
 /// tries (4, 8 and 16 s apart), short enough that a device without a network still
-/// starts its network tasks well within a try's health timeout.
+/// starts its network tasks well within a trial's health timeout.
 pub const NETWORK_WAIT: Duration = Duration::from_secs(30);
 /// Where the status file is written.
 pub const STATUS_FILE: &str = "run/limpet/status.json";
@@ -102,25 +102,25 @@ pub enum RuntimeError {
 pub enum Outcome {
     /// A shutdown request: power off.
     PowerOff,
-    /// A try slot failed its health gate and was rolled back, or the update agent asked
-    /// for the reboot into a staged try: reboot.
+    /// A trial slot failed its health gate and was rolled back, or the update agent asked
+    /// for the reboot into a staged trial: reboot.
     Reboot,
 }
 
-/// A try slot on probation: its health gate and the state to commit or roll back.
+/// A trial slot under its health gate: the gate and the state to commit or roll back.
 #[derive(Debug)]
 pub struct GatedTrial {
     pub gate: HealthGate,
     pub trial: TrialRecord,
 }
 
-/// The A/B record of a try on probation, as the health gate's verdict needs it.
+/// The A/B record of a trial, as the health gate's verdict needs it.
 pub trait Trial: std::fmt::Debug {
     /// The state as stored now.
     fn state(&self) -> &State;
-    /// Commits the try.
+    /// Commits the trial.
     fn commit(&mut self) -> Result<(), TrialError>;
-    /// Rolls the try back for `reason`.
+    /// Rolls the trial back for `reason`.
     fn roll_back(&mut self, reason: FailureReason) -> Result<(), TrialError>;
 }
 
@@ -243,7 +243,7 @@ struct Pipe {
     lines: LineSplitter,
 }
 
-/// A try on probation, as the loop keeps it.
+/// A trial under the health gate, as the loop keeps it.
 #[derive(Debug)]
 struct TrialWatch {
     gate: HealthGate,
@@ -574,7 +574,7 @@ impl<'a, H: Host> Runtime<'a, H> {
         }
     }
 
-    /// Asks the health gate of a try (not during shutdown) and carries out its verdict.
+    /// Asks the health gate of a trial (not during shutdown) and carries out its verdict.
     fn on_gate(&mut self, now: Millis) {
         if self.shutdown.is_some() {
             return;

@@ -1,5 +1,5 @@
 //! The device part of the status file (`/run/limpet/status.json`, key `system`): which
-//! slot and version run, what the other slot holds, the A/B state and the fate of a try.
+//! slot and version run, what the other slot holds, the A/B state and the fate of a trial.
 
 use limpet_state::{Slot, State, TrialPhase};
 use serde::Serialize;
@@ -15,7 +15,7 @@ pub struct SystemStatus {
     pub other: Option<OtherSlot>,
     /// The A/B state as stored, if it could be read.
     pub state: Option<StateView>,
-    /// Whether this boot is a try and what became of it.
+    /// Whether this boot is a trial and what became of it.
     pub trial: TrialStatus,
     /// The last install the update agent asked for at this boot, and its outcome.
     pub last_update: Option<UpdateAttempt>,
@@ -27,7 +27,7 @@ pub struct SystemStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct UpdateAttempt {
     pub version: Option<String>,
-    /// `staged` (verified and marked try), `reboot requested`, or the error.
+    /// `staged` (verified and marked as a trial), `reboot requested`, or the error.
     pub outcome: String,
     /// Boot time of the outcome, in milliseconds.
     pub at_ms: u64,
@@ -42,19 +42,19 @@ pub struct OtherSlot {
     pub error: Option<String>,
 }
 
-/// A try slot's fate at this boot.
+/// A trial slot's fate at this boot.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum TrialStatus {
     /// This boot is of the committed slot.
     None,
-    /// A try on probation: committed after `health_ms` of every task up.
+    /// A trial under the health gate: committed after `health_ms` of every task up.
     Watching { health_ms: u64, timeout_ms: u64 },
-    /// The try passed its health gate and is now the committed slot.
+    /// The trial passed its health gate and is now the committed slot.
     Committed,
-    /// Committing failed (the state could not be written); the try stays pending.
+    /// Committing failed (the state could not be written); the trial stays pending.
     CommitFailed { error: String },
-    /// The try failed its health gate; the device reboots into the committed slot.
+    /// The trial failed its health gate; the device reboots into the committed slot.
     RolledBack { reason: String },
 }
 
@@ -67,7 +67,7 @@ pub struct StateView {
     // Wire name kept: status.json is read by tools on and off the device.
     #[serde(rename = "pending_try")]
     pub trial: Option<TrialView>,
-    /// The last update that failed its try, and why.
+    /// The last update that failed its trial, and why.
     pub last_failure: Option<FailureView>,
     pub highest_failed: Option<String>,
     pub boot_count: u64,

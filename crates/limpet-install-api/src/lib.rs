@@ -7,11 +7,11 @@
 //! | request | PID 1 does |
 //! |---|---|
 //! | [`Request::Status`] | answers the running version, the floor, the failed and pending versions |
-//! | [`Request::Begin`] | checks that `version` may be tried (above the floor and every failed version, no try on probation) and fits the inactive slot; drops a staged try that was never booted |
+//! | [`Request::Begin`] | checks that `version` may be tried (above the floor and every failed version, no trial under the health gate) and fits the inactive slot; drops a staged trial that was never booted |
 //! | [`Request::ReadRunning`] | reads up to [`MAX_DATA`] bytes of the running slot (the agent's delta seed) |
 //! | [`Request::Write`] | writes up to [`MAX_DATA`] bytes into the inactive slot, inside the length given to `Begin` |
-//! | [`Request::Finish`] | verifies the whole written slot (signature with the device's key, every verity block, the attachment), checks its version and root hash against what the agent was told by the signed TUF target, then marks it "try" in the A/B state |
-//! | [`Request::Reboot`] | reboots cleanly, only when a try is staged |
+//! | [`Request::Finish`] | verifies the whole written slot (signature with the device's key, every verity block, the attachment), checks its version and root hash against what the agent was told by the signed TUF target, then marks it as the trial in the A/B state |
+//! | [`Request::Reboot`] | reboots cleanly, only when a trial is staged |
 //!
 //! One request per datagram, one answer per request. Encoding: a tag byte, then the fixed
 //! fields big-endian, strings as a u16 length and UTF-8; answers that carry a structure
@@ -62,12 +62,12 @@ pub enum Request {
         /// The bytes, at most [`MAX_DATA`].
         data: Vec<u8>,
     },
-    /// Ends the install: PID 1 verifies the written slot and stages it as a try.
+    /// Ends the install: PID 1 verifies the written slot and stages it as a trial.
     Finish {
         /// The verity root hash that the signed TUF target names for this image.
         root_hash: [u8; 32],
     },
-    /// Reboots into the staged try.
+    /// Reboots into the staged trial.
     Reboot,
 }
 
@@ -80,11 +80,11 @@ pub enum Response {
     Status(DeviceStatus),
     /// The bytes a `ReadRunning` asked for.
     Data(Vec<u8>),
-    /// `Finish` succeeded: the slot is marked "try" with this many boots.
+    /// `Finish` succeeded: the slot is marked as a trial with this many boots.
     Staged {
         /// The version now staged.
         version: String,
-        /// Boots the try gets before it is rolled back.
+        /// Boots the trial gets before it is rolled back.
         boots: u8,
     },
     /// The request was refused or failed; the text says where and why.
@@ -102,7 +102,7 @@ pub struct DeviceStatus {
     pub inactive_capacity: u64,
     /// The anti-rollback floor.
     pub floor: String,
-    /// The highest version that ever failed its try: it and older ones are never tried.
+    /// The highest version that ever failed its trial: it and older ones are never tried.
     pub highest_failed: Option<String>,
     /// A trial already staged, or booted and under the health gate.
     // Wire name kept: the agent of a new slot talks to the initramfs' PID 1, which an
@@ -410,7 +410,10 @@ mod tests {
             on_trial: true,
         };
         let json = String::from_utf8(serde_json::to_vec(&status).unwrap()).unwrap();
-        assert!(json.contains(r#""pending_try":"2.0.0","on_probation":true"#), "{json}");
+        assert!(
+            json.contains(r#""pending_try":"2.0.0","on_probation":true"#),
+            "{json}"
+        );
     }
 
     #[test]

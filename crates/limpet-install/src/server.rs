@@ -21,12 +21,12 @@ use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketFla
 /// What the runtime must do after a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A slot was verified and marked "try".
+    /// A slot was verified and marked as a trial.
     Staged {
         /// The version staged.
         version: String,
     },
-    /// The agent asked for the reboot into a staged try.
+    /// The agent asked for the reboot into a staged trial.
     Reboot,
     /// An install step failed; the text says why (for the status file).
     Failed {
@@ -66,7 +66,7 @@ pub struct Devices {
     pub inactive: PathBuf,
     /// The image key the slot headers must be signed with.
     pub key: VerifyingKey,
-    /// Boots a staged try gets.
+    /// Boots a staged trial gets.
     pub trial_boots: u8,
 }
 
@@ -271,7 +271,7 @@ impl InstallServer {
                     (Response::Ok, Some(Event::Reboot))
                 }
                 Ok(_) => (
-                    Response::Error("no staged try: nothing to reboot into".to_owned()),
+                    Response::Error("no staged trial: nothing to reboot into".to_owned()),
                     None,
                 ),
                 Err(e) => (Response::Error(e), None),
@@ -437,7 +437,7 @@ mod tests {
         });
         assert!(matches!(r, Response::Error(e) if e.contains("past the running slot")));
 
-        // No reboot without a staged try.
+        // No reboot without a staged trial.
         let (r, e) = rig.ask(&Request::Reboot);
         assert!(matches!(r, Response::Error(_)) && e.is_none());
 

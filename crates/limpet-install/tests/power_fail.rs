@@ -1,6 +1,6 @@
 //! Power-fail safety of the whole update sequence, on a simulated disk that can lose power
 //! at any byte written (a torn write keeps a prefix of the block being written):
-//! begin → write the inactive slot → finish (verify, mark try) → boot the try → commit.
+//! begin → write the inactive slot → finish (verify, mark as a trial) → boot the trial → commit.
 //! After a cut at each of more than 1000 points, a simulated boot must pick a slot that
 //! verifies completely (signature, every verity block) and holds a whole release, never a
 //! half-written one; and the update, simply started again, must then succeed.
@@ -119,7 +119,7 @@ fn boot(dev: &Device) -> io::Result<Booted> {
     }
 }
 
-/// The whole update to `v2`, then the boot of the try and its commit. Stops at the first
+/// The whole update to `v2`, then the boot of the trial and its commit. Stops at the first
 /// error (the power going off).
 fn update(dev: &Device, image: &[u8], root: &[u8; 32]) -> Result<(), String> {
     let key = key().verifying_key();
@@ -131,7 +131,7 @@ fn update(dev: &Device, image: &[u8], root: &[u8; 32]) -> Result<(), String> {
     if state.committed_slot() == Slot::B {
         return Ok(());
     }
-    // The boot after a cut booted the try: its health gate commits it.
+    // The boot after a cut booted the trial: its health gate commits it.
     if state
         .trial()
         .is_some_and(|t| t.phase == limpet_state::TrialPhase::Booted)
@@ -152,7 +152,7 @@ fn update(dev: &Device, image: &[u8], root: &[u8; 32]) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let booted = boot(dev).map_err(|e| e.to_string())?;
     if !booted.is_trial {
-        return Err(format!("the staged try did not boot: {booted:?}"));
+        return Err(format!("the staged trial did not boot: {booted:?}"));
     }
     let state = store.load().map_err(|e| e.to_string())?;
     let committed = state.commit().map_err(|e| e.to_string())?;
@@ -223,7 +223,7 @@ fn the_update_sequence_survives_a_power_cut_at_any_byte() {
             booted.slot
         );
         *outcomes
-            .entry(format!("{} try={}", booted.version, booted.is_trial))
+            .entry(format!("{} trial={}", booted.version, booted.is_trial))
             .or_default() += 1;
 
         // Starting the update again completes it.

@@ -12,26 +12,26 @@
 //! 2. The version *floor* (anti-rollback) is the lowest version the device may run. It is
 //!    set by [`State::factory`] and rises only on [`State::commit`], to the committed
 //!    version. It never decreases, and the committed version is never below it.
-//! 3. A *try* is `{slot, version, boots_left, phase}`. [`State::mark_try`] sets one only
+//! 3. A *trial* is `{slot, version, boots_left, phase}`. [`State::mark_trial`] sets one only
 //!    - on the slot that is not committed,
 //!    - for a version strictly above the floor (semver precedence, build metadata ignored),
 //!    - for a version strictly above the highest version that ever failed (a failed version
 //!      is not retried; a newer one must be published),
-//!    - with at least one boot, and only when no try is set already.
+//!    - with at least one boot, and only when no trial is set already.
 //! 4. [`State::begin_boot`] runs at every boot *before* any slot is mounted; its result is
-//!    stored first, then the chosen slot is booted. So a try that hangs or resets the device
+//!    stored first, then the chosen slot is booted. So a trial that hangs or resets the device
 //!    still spends a boot:
-//!    - no try: boot the committed slot;
-//!    - a try with boots left: spend one, boot the try slot;
-//!    - a try with no boots left: roll back (record [`FailureReason::BootCountExhausted`],
-//!      drop the try) and boot the committed slot.
+//!    - no trial: boot the committed slot;
+//!    - a trial with boots left: spend one, boot the trial slot;
+//!    - a trial with no boots left: roll back (record [`FailureReason::BootCountExhausted`],
+//!      drop the trial) and boot the committed slot.
 //!
 //!    It cannot fail: every state has a slot to boot.
-//! 5. [`State::commit`] is allowed only for a try that has been booted: the try slot becomes
+//! 5. [`State::commit`] is allowed only for a trial that has been booted: the trial slot becomes
 //!    committed and the floor rises to its version.
-//! 6. [`State::roll_back`] drops the try and records why; the version joins the failed set
+//! 6. [`State::roll_back`] drops the trial and records why; the version joins the failed set
 //!    (only the highest failed version is kept, which is enough because rule 3 refuses
-//!    every version at or below it). [`State::cancel_try`] drops a try that was never
+//!    every version at or below it). [`State::cancel_trial`] drops a trial that was never
 //!    booted without recording a failure (the update agent is about to overwrite the slot).
 //! 7. A boot counter counts every [`State::begin_boot`]; a recorded failure carries the
 //!    counter's value at the boot it was recorded in.
@@ -78,7 +78,7 @@ impl fmt::Display for Slot {
     }
 }
 
-/// Whether a try has been booted yet.
+/// Whether a trial has been booted yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TrialPhase {
     /// Marked, never booted: it may be cancelled, not committed.
@@ -94,13 +94,13 @@ pub struct Trial {
     pub slot: Slot,
     /// The version on trial.
     pub version: Version,
-    /// Boots still allowed before the try is rolled back.
+    /// Boots still allowed before the trial is rolled back.
     pub boots_left: u8,
     /// Whether it has been booted.
     pub phase: TrialPhase,
 }
 
-/// Why a try failed.
+/// Why a trial failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FailureReason {
     /// Booted as many times as allowed without being committed.
@@ -169,7 +169,7 @@ impl fmt::Display for FailureReason {
     }
 }
 
-/// The last failed try.
+/// The last failed trial.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Failure {
     /// The version that failed.
@@ -189,7 +189,7 @@ pub struct BootChoice {
     pub slot: Slot,
     /// Committed or on trial.
     pub kind: BootKind,
-    /// The failure recorded by this boot, when the try ran out of boots and was rolled back.
+    /// The failure recorded by this boot, when the trial ran out of boots and was rolled back.
     pub rolled_back: Option<Failure>,
 }
 
@@ -198,7 +198,7 @@ pub struct BootChoice {
 pub enum BootKind {
     /// The committed slot.
     Committed,
-    /// The try slot; `boots_left_after` more boots are allowed after this one.
+    /// The trial slot; `boots_left_after` more boots are allowed after this one.
     Trial {
         /// Boots left once this one is counted.
         boots_left_after: u8,
@@ -208,8 +208,8 @@ pub enum BootKind {
 /// Why a transition is refused. The state is unchanged.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum TransitionError {
-    /// A try is set already: commit, roll back or cancel it first.
-    #[error("a try of {version} on slot {slot} is set already")]
+    /// A trial is set already: commit, roll back or cancel it first.
+    #[error("a trial of {version} on slot {slot} is set already")]
     TrialPending {
         /// Its slot.
         slot: Slot,
@@ -222,8 +222,8 @@ pub enum TransitionError {
         /// The slot asked for.
         slot: Slot,
     },
-    /// A try needs at least one boot.
-    #[error("a try needs at least one boot")]
+    /// A trial needs at least one boot.
+    #[error("a trial needs at least one boot")]
     ZeroBoots,
     /// The version is at or below the floor (anti-rollback).
     #[error("version {version} is not above the version floor {floor}")]
@@ -241,19 +241,19 @@ pub enum TransitionError {
         /// The highest version that failed.
         failed: Version,
     },
-    /// There is no try to commit, roll back or cancel.
-    #[error("no try is set")]
+    /// There is no trial to commit, roll back or cancel.
+    #[error("no trial is set")]
     NoTrial,
-    /// Only a booted try can be committed.
-    #[error("the try of {version} on slot {slot} has not been booted")]
+    /// Only a booted trial can be committed.
+    #[error("the trial of {version} on slot {slot} has not been booted")]
     TrialNotBooted {
         /// Its slot.
         slot: Slot,
         /// Its version.
         version: Version,
     },
-    /// A booted try is rolled back (with a reason), not cancelled.
-    #[error("the try of {version} on slot {slot} has been booted")]
+    /// A booted trial is rolled back (with a reason), not cancelled.
+    #[error("the trial of {version} on slot {slot} has been booted")]
     TrialBooted {
         /// Its slot.
         slot: Slot,
@@ -268,14 +268,14 @@ pub enum InvariantError {
     /// The committed version is below the floor.
     #[error("committed version is below the version floor")]
     CommittedBelowFloor,
-    /// The try is on the committed slot.
-    #[error("try slot is the committed slot")]
+    /// The trial is on the committed slot.
+    #[error("trial slot is the committed slot")]
     TrialOnCommittedSlot,
-    /// The try's version is not above the floor.
-    #[error("try version is not above the version floor")]
+    /// The trial's version is not above the floor.
+    #[error("trial version is not above the version floor")]
     TrialNotAboveFloor,
-    /// A staged try has no boots left.
-    #[error("staged try has no boots left")]
+    /// A staged trial has no boots left.
+    #[error("staged trial has no boots left")]
     StagedWithoutBoots,
 }
 
@@ -334,7 +334,7 @@ impl Parts {
 
 impl State {
     /// The state `limpet build` writes into a new disk image: slot A committed with its
-    /// version, which is also the floor; no try, no failure, no boots.
+    /// version, which is also the floor; no trial, no failure, no boots.
     pub fn factory(slot_a_version: Version) -> State {
         State {
             committed: Slot::A,
@@ -362,12 +362,12 @@ impl State {
         &self.floor
     }
 
-    /// The try, if one is set.
+    /// The trial, if one is set.
     pub fn trial(&self) -> Option<&Trial> {
         self.trial.as_ref()
     }
 
-    /// The last failed try, if any.
+    /// The last failed trial, if any.
     pub fn last_failure(&self) -> Option<&Failure> {
         self.last_failure.as_ref()
     }
@@ -387,7 +387,7 @@ impl State {
         self.committed.other()
     }
 
-    /// Sets a try of `version` on `slot` for at least one and at most `boots` boots (rule 3).
+    /// Sets a trial of `version` on `slot` for at least one and at most `boots` boots (rule 3).
     pub fn mark_trial(
         &self,
         slot: Slot,
@@ -473,7 +473,7 @@ impl State {
         }
     }
 
-    /// Commits a booted try (rule 5): its slot becomes committed and the floor rises to
+    /// Commits a booted trial (rule 5): its slot becomes committed and the floor rises to
     /// its version.
     pub fn commit(&self) -> Result<State, TransitionError> {
         let t = self.trial.as_ref().ok_or(TransitionError::NoTrial)?;
@@ -486,14 +486,14 @@ impl State {
         let mut next = self.clone();
         next.committed = t.slot;
         next.committed_version = t.version.clone();
-        // mark_try only accepts versions above the floor, so this raises it; `max` keeps
+        // mark_trial only accepts versions above the floor, so this raises it; `max` keeps
         // rule 2 even if that ever changed.
         next.floor = self.floor.clone().max_by_precedence(t.version.clone());
         next.trial = None;
         Ok(next)
     }
 
-    /// Drops the try and records why it failed (rule 6).
+    /// Drops the trial and records why it failed (rule 6).
     pub fn roll_back(&self, reason: FailureReason) -> Result<State, TransitionError> {
         let mut next = self.clone();
         let t = next.trial.take().ok_or(TransitionError::NoTrial)?;
@@ -501,7 +501,7 @@ impl State {
         Ok(next)
     }
 
-    /// Drops a try that was never booted, recording no failure (rule 6).
+    /// Drops a trial that was never booted, recording no failure (rule 6).
     pub fn cancel_trial(&self) -> Result<State, TransitionError> {
         let t = self.trial.as_ref().ok_or(TransitionError::NoTrial)?;
         if t.phase == TrialPhase::Booted {

@@ -13,9 +13,9 @@
 //! 16     8     sequence             u64, +1 on every write
 //! 24     8     boot_count           u64, boots since the factory state
 //! 32     1     committed_slot       1 = A, 2 = B
-//! 33     1     try_phase            0 = no try, 1 = staged, 2 = booted
-//! 34     1     try_slot             1 = A, 2 = B; 0 when no try
-//! 35     1     try_boots_left       u8; 0 when no try
+//! 33     1     trial_phase          0 = no trial, 1 = staged, 2 = booted
+//! 34     1     trial_slot           1 = A, 2 = B; 0 when no trial
+//! 35     1     trial_boots_left     u8; 0 when no trial
 //! 36     1     failure_reason       0 = no failure; 1 boot count exhausted, 2 health
 //!                                   timeout, 3 unhealthy, 4 verify failed, 5 mount failed;
 //!                                   other codes are kept as read (a newer writer's)
@@ -24,7 +24,7 @@
 //! 40     8     failure_boot_count   u64; 0 when no failure
 //! 48     64    committed_version    version text, NUL-padded (see below)
 //! 112    64    floor_version        version text, NUL-padded
-//! 176    64    try_version          version text, NUL-padded; all zero when no try
+//! 176    64    trial_version        version text, NUL-padded; all zero when no trial
 //! 240    64    failure_version      version text, NUL-padded; all zero when no failure
 //! 304    64    failed_version       the highest version that failed, NUL-padded; all zero
 //!                                   when none failed
@@ -41,7 +41,7 @@
 //! [`decode`] accepts a record only if, in this order: the magic, format version and record
 //! size match; the CRC matches; `sequence_trailer == sequence`; every field is in range,
 //! "absent" fields are all zero, version texts are valid; and the state keeps the rules of
-//! [`crate::machine`] (committed version not below the floor, try not on the committed slot
+//! [`crate::machine`] (committed version not below the floor, a trial not on the committed slot
 //! and above the floor). A copy that is all `0x00` (never written) or all `0xFF` (erased
 //! flash) is [`RecordError::Blank`].
 //!
@@ -289,21 +289,21 @@ fn read_trial(b: &[u8; RECORD_SIZE]) -> Result<Option<Trial>, RecordError> {
                 && get(b, field::TRIAL_VERSION).iter().all(|&x| x == 0);
             if !absent {
                 return Err(bad(
-                    "try_phase",
+                    "trial_phase",
                     field::TRIAL_PHASE,
-                    "no try, but try fields set",
+                    "no trial, but trial fields set",
                 ));
             }
             return Ok(None);
         }
         1 => TrialPhase::Staged,
         2 => TrialPhase::Booted,
-        _ => return Err(bad("try_phase", field::TRIAL_PHASE, "unknown phase")),
+        _ => return Err(bad("trial_phase", field::TRIAL_PHASE, "unknown phase")),
     };
     Ok(Some(Trial {
-        slot: read_slot(b, "try_slot", field::TRIAL_SLOT)?,
-        version: read_version(b, "try_version", field::TRIAL_VERSION)?.ok_or(bad(
-            "try_version",
+        slot: read_slot(b, "trial_slot", field::TRIAL_SLOT)?,
+        version: read_version(b, "trial_version", field::TRIAL_VERSION)?.ok_or(bad(
+            "trial_version",
             field::TRIAL_VERSION.0,
             "empty",
         ))?,
@@ -453,7 +453,7 @@ mod tests {
         assert_eq!(&b[16..24], &0x0102_0304_0506_0708u64.to_le_bytes());
         assert_eq!(&b[24..32], &1u64.to_le_bytes(), "boot count");
         assert_eq!(b[32], 1, "committed A");
-        assert_eq!(&b[33..36], &[1, 2, 5], "staged try on B, 5 boots");
+        assert_eq!(&b[33..36], &[1, 2, 5], "staged trial on B, 5 boots");
         assert_eq!(&b[36..38], &[5, 2], "mount failed on B");
         assert_eq!(&b[40..48], &1u64.to_le_bytes(), "failure boot count");
         assert_eq!(&b[48..54], b"1.0.0\0");
@@ -539,7 +539,7 @@ mod tests {
         assert!(matches!(
             decode(&b),
             Err(RecordError::Field {
-                field: "try_phase",
+                field: "trial_phase",
                 ..
             })
         ));

@@ -21,7 +21,7 @@ fn boot(s: &State, store: &mut StateStore<SimDisk>) -> (State, Slot, BootKind) {
     (next, choice.slot, choice.kind)
 }
 
-/// `update-story`: a try that never commits rolls back after its boots; the failed version
+/// `update-story`: a trial that never commits rolls back after its boots; the failed version
 /// is not retried; a newer one commits and raises the floor; the old slot cannot be
 /// tried below it.
 #[test]
@@ -167,7 +167,7 @@ fn check_invariants(prev: &State, s: &State) {
         );
     }
     if let Some(t) = s.trial() {
-        // A try is never on the committed slot, and is above the floor and every failure.
+        // A trial is never on the committed slot, and is above the floor and every failure.
         assert_ne!(t.slot, s.committed_slot(), "{s:?}");
         assert!(t.version.is_newer_than(s.floor()), "{s:?}");
         if let Some(f) = s.highest_failed() {
@@ -177,7 +177,7 @@ fn check_invariants(prev: &State, s: &State) {
             assert!(t.boots_left > 0, "{s:?}");
         }
     }
-    // A commit changes the committed slot only to the previous try's slot.
+    // A commit changes the committed slot only to the previous trial's slot.
     if s.committed_slot() != prev.committed_slot() {
         let t = prev.trial().unwrap();
         assert_eq!((t.slot, t.phase), (s.committed_slot(), TrialPhase::Booted));

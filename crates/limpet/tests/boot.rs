@@ -152,7 +152,7 @@ fn a_blank_state_boots_slot_a_and_writes_the_factory_state() {
 fn a_trial_slot_that_fails_verification_rolls_back_to_the_committed_slot() {
     let dir = hello_copy("boot-bad-try");
     let disk = dir.join("disk.img");
-    // Slot B holds a slot signed by another key; the state says: try B (version 0.2.0).
+    // Slot B holds a slot signed by another key; the state says: trial on B (version 0.2.0).
     let (other, _) = other_key_build();
     let bad_slot = std::fs::read(other.join("slot.img")).unwrap();
     let (slot_b, _) = partition(&disk, "slot-b");

@@ -1,5 +1,5 @@
-//! The health gate of a try slot, in real QEMU: a new release written to the other slot
-//! and marked "try" is committed once its tasks stayed up for the health period; a release
+//! The health gate of a trial slot, in real QEMU: a new release written to the other slot
+//! and marked as a trial is committed once its tasks stayed up for the health period; a release
 //! whose task fails at start is rolled back, the failure is recorded, the device reboots
 //! into the committed slot, and the failed version cannot be tried again.
 // Tests fail by panicking; the workspace lints against it are for production code.

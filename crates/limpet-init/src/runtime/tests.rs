@@ -1,5 +1,5 @@
 //! The event handlers of [`Runtime`](super::Runtime), driven without a VM: tasks are pipes,
-//! the clock and signals a record ([`Fake`]), a try's A/B record a fake too.
+//! the clock and signals a record ([`Fake`]), a trial's A/B record a fake too.
 
 use super::*;
 use crate::supervisor::{Exit, Needs};
@@ -50,7 +50,7 @@ impl Host for Fake {
     }
 }
 
-/// A try's A/B record that only remembers what it was told.
+/// A trial's A/B record that only remembers what it was told.
 #[derive(Debug)]
 struct FakeTrial {
     state: State,
