@@ -3,8 +3,9 @@
 //! running slot → begin → assemble; then finish → reboot (as the policy allows).
 //!
 //! Rules kept here:
-//! - Nothing is fetched while the device is busy: a try on probation or a staged try ends
-//!   the poll before the repository is asked (a staged try only gets its reboot re-asked).
+//! - Nothing is fetched while the device is busy: a trial under the health gate or a staged
+//!   trial ends the poll before the repository is asked (a staged trial only gets its reboot
+//!   re-asked).
 //! - A delta is used only when its signed custom describes exactly the chosen slot and it is
 //!   at most [`MAX_DELTA`](limpet_repo::target::MAX_DELTA) bytes; its result is checked
 //!   against the signed length and SHA-256 before `Finish`. A failed delta falls back to the
@@ -19,9 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use limpet_chunk::{ChunkId, Index};
+use limpet_install_api::DeviceStatus;
 use limpet_tuf::metadata::Role;
 use limpet_tuf::{Client, Clock, RetrievalPolicy, SystemClock, UnixTime};
-use limpet_update_api::DeviceStatus;
 
 use crate::error::AgentError;
 use crate::net::{read_all, Remote};
@@ -32,20 +33,20 @@ use crate::select::{choose, Candidate};
 /// `timestamp.json`, `snapshot.json`, `targets.json`, `trusted-time-floor`).
 pub const METADATA_DIR: &str = "tuf";
 
-/// When to ask PID 1 to reboot into a staged try.
+/// When to ask PID 1 to reboot into a staged trial.
 ///
-/// The manifest's `[update] reboot_window`. A try staged outside the window is not lost:
+/// The manifest's `[update] reboot_window`. A trial staged outside the window is not lost:
 /// every later poll sees it pending ([`Busy::TryStaged`]) and asks for the reboot once the
 /// policy allows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RebootPolicy {
-    /// As soon as a try is staged.
+    /// As soon as a trial is staged.
     #[default]
     Immediately,
     /// Only between two times of day, UTC, in minutes after midnight; `end` before
     /// `start` wraps past midnight (`23:00-01:00`). The device's clock decides: a device
-    /// whose clock is wrong reboots at the wrong hour, and the try is still health-gated.
+    /// whose clock is wrong reboots at the wrong hour, and the trial is still health-gated.
     Window {
         /// First minute of the window (inclusive), 0..1440.
         start: u16,
@@ -68,7 +69,7 @@ impl RebootPolicy {
         (start != end).then_some(RebootPolicy::Window { start, end })
     }
 
-    /// Whether a staged try may be rebooted into now.
+    /// Whether a staged trial may be rebooted into now.
     pub fn reboot_now(&self) -> bool {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -144,16 +145,16 @@ pub struct AgentConfig {
     pub root: PathBuf,
     /// Writable state (on the data partition): the TUF metadata lives in `STATE/tuf/`.
     pub state_dir: PathBuf,
-    /// PID 1's update socket.
+    /// PID 1's install socket.
     pub socket: PathBuf,
     /// Bounds on slow or stalled downloads.
     pub retrieval: RetrievalPolicy,
-    /// When to reboot into a staged try.
+    /// When to reboot into a staged trial.
     pub reboot: RebootPolicy,
 }
 
 impl AgentConfig {
-    /// A configuration with the defaults: this CPU, [`limpet_update_api::SOCKET`], the
+    /// A configuration with the defaults: this CPU, [`limpet_install_api::INSTALL_SOCKET`], the
     /// default retrieval policy, reboot immediately.
     pub fn new(repository: &str, device: &str, root: &Path, state_dir: &Path) -> Self {
         AgentConfig {
@@ -162,7 +163,7 @@ impl AgentConfig {
             cpu: std::env::consts::ARCH.to_owned(),
             root: root.to_owned(),
             state_dir: state_dir.to_owned(),
-            socket: PathBuf::from(limpet_update_api::SOCKET),
+            socket: PathBuf::from(limpet_install_api::INSTALL_SOCKET),
             retrieval: RetrievalPolicy::default(),
             reboot: RebootPolicy::default(),
         }
@@ -172,14 +173,14 @@ impl AgentConfig {
 /// Why nothing was done.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Busy {
-    /// The running boot is itself a try on probation: no update until it is committed or
-    /// rolled back.
-    OnProbation {
-        /// The version on probation.
+    /// The running boot is itself a trial under the health gate: no update until it is
+    /// committed or rolled back.
+    OnTrial {
+        /// The version under the health gate.
         version: String,
     },
-    /// A try is staged and waits for a reboot.
-    TryStaged {
+    /// A trial is staged and waits for a reboot.
+    TrialStaged {
         /// The staged version.
         version: String,
         /// Whether this poll asked PID 1 for the reboot (the policy allowed it).
@@ -199,13 +200,13 @@ pub enum PollOutcome {
         /// HTTP requests made (each one round trip).
         round_trips: u64,
     },
-    /// An install or a try is in progress; the repository was not asked.
+    /// An install or a trial is in progress; the repository was not asked.
     Busy(Busy),
-    /// A new version was written, verified by PID 1 and marked "try".
+    /// A new version was written, verified by PID 1 and marked as a trial.
     Staged {
-        /// The version now staged for a try.
+        /// The version now staged for a trial.
         version: String,
-        /// Boots the try gets.
+        /// Boots the trial gets.
         boots: u8,
         /// Body bytes fetched: metadata, index and chunks.
         bytes_fetched: u64,
@@ -244,10 +245,10 @@ impl fmt::Display for PollOutcome {
                 f,
                 "up to date at {running} ({bytes_fetched} bytes in {round_trips} requests)"
             ),
-            PollOutcome::Busy(Busy::OnProbation { version }) => {
+            PollOutcome::Busy(Busy::OnTrial { version }) => {
                 write!(f, "busy: {version} is on probation, not checking")
             }
-            PollOutcome::Busy(Busy::TryStaged {
+            PollOutcome::Busy(Busy::TrialStaged {
                 version,
                 reboot_requested,
             }) => write!(
@@ -410,22 +411,23 @@ impl Agent {
         Ok(())
     }
 
-    /// Probation or a staged try: nothing to fetch. Asks again for the reboot into a staged
-    /// try when the policy allows (the first request may have been lost, or deferred).
+    /// A trial under the health gate or a staged one: nothing to fetch. Asks again for the
+    /// reboot into a staged trial when the policy allows (the first request may have been
+    /// lost, or deferred).
     fn busy(&self, pid1: &Pid1, status: &DeviceStatus) -> Result<Option<Busy>, AgentError> {
-        if status.on_probation {
-            return Ok(Some(Busy::OnProbation {
+        if status.on_trial {
+            return Ok(Some(Busy::OnTrial {
                 version: status.running_version.clone(),
             }));
         }
-        let Some(version) = &status.pending_try else {
+        let Some(version) = &status.trial else {
             return Ok(None);
         };
         let reboot_requested = self.config.reboot.reboot_now();
         if reboot_requested {
             pid1.reboot()?;
         }
-        Ok(Some(Busy::TryStaged {
+        Ok(Some(Busy::TrialStaged {
             version: version.clone(),
             reboot_requested,
         }))
@@ -527,7 +529,7 @@ impl Agent {
         self.staged(pid1, repo, slot, None, chunks)
     }
 
-    /// The slot is written: PID 1 verifies it and marks it "try"; then the reboot, as the
+    /// The slot is written: PID 1 verifies it and marks it as the trial; then the reboot, as the
     /// policy allows.
     fn staged(
         &self,

@@ -33,7 +33,7 @@ pub enum AgentError {
         request: &'static str,
         /// The cause.
         #[source]
-        source: limpet_update_api::DecodeError,
+        source: limpet_install_api::DecodeError,
     },
     /// PID 1 answered with a message that does not answer the request.
     #[error("PID 1 answered {request} with {response}")]

@@ -3,8 +3,8 @@
 //!
 //! One poll ([`Agent::poll_once`]):
 //!
-//! 1. Connect to PID 1's update socket and ask for the device's `Status`. A try on probation
-//!    or a staged try means there is nothing to do ([`PollOutcome::Busy`]).
+//! 1. Connect to PID 1's install socket and ask for the device's `Status`. A trial under the
+//!    health gate or a staged trial means there is nothing to do ([`PollOutcome::Busy`]).
 //! 2. Refresh the TUF metadata (limpet-tuf, specification 1.0 section 5) in `STATE/tuf/`,
 //!    provisioned from the root shipped in the image on first run. When nothing changed this
 //!    fetches the next root's name (absent) and `timestamp.json`; snapshot and targets are
@@ -17,7 +17,7 @@
 //!    assemble (missing chunks fetched from `chunks/`, each capped at its compressed length
 //!    and verified before it is written), writing through PID 1 (`Write`).
 //! 6. `Finish` with the signed verity root hash: PID 1 verifies the whole slot and marks it
-//!    "try". Then ask for the reboot as the [`RebootPolicy`] allows.
+//!    as the trial. Then ask for the reboot as the [`RebootPolicy`] allows.
 //!
 //! Rules kept here:
 //! - The agent never opens a block device; PID 1 checks every request.
@@ -25,7 +25,7 @@
 //!   hash-checked (metadata and index by TUF, chunks by the signed index).
 //! - No TLS: integrity and freshness come from TUF. Egress is the repository host only.
 //! - A failed poll stages nothing: PID 1 drops an unfinished install when the connection
-//!   closes, and only `Finish` marks a try.
+//!   closes, and only `Finish` marks a trial.
 //! - Never panics; the poll loop ([`schedule`]) logs one line per poll.
 
 #![warn(missing_docs)]

@@ -1,4 +1,4 @@
-//! The agent's side of PID 1's update socket ([`limpet_update_api`]): one connection per
+//! The agent's side of PID 1's install socket ([`limpet_install_api`]): one connection per
 //! poll, one request and one answer at a time.
 //!
 //! - [`RunningSlot`] is the delta seed: a [`ReadAt`] over `ReadRunning` requests, bounded
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use limpet_chunk::{ReadAt, WriteAt};
-use limpet_update_api::{DeviceStatus, Request, Response, MAX_DATA, MAX_MESSAGE};
+use limpet_install_api::{DeviceStatus, Request, Response, MAX_DATA, MAX_MESSAGE};
 use rustix::net::{
     sockopt, AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
 };
@@ -25,7 +25,7 @@ use crate::error::AgentError;
 /// large slot on a slow device); anything longer means PID 1 is not answering.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// An open connection to PID 1's update socket.
+/// An open connection to PID 1's install socket.
 #[derive(Debug)]
 pub struct Pid1 {
     fd: OwnedFd,
@@ -115,7 +115,8 @@ impl Pid1 {
     }
 
     /// `Status`: the running version and length, the inactive slot's capacity, the floor,
-    /// the highest failed version, a pending try and probation, as PID 1 knows them.
+    /// the highest failed version, a pending trial and whether this boot is
+    /// one under the health gate, as PID 1 knows them.
     pub fn status(&self) -> Result<DeviceStatus, AgentError> {
         match self.ask(&Request::Status)? {
             Response::Status(s) => Ok(s),
@@ -135,8 +136,8 @@ impl Pid1 {
         }
     }
 
-    /// `Finish`: PID 1 verifies the written slot against `root_hash` and marks it "try".
-    /// Returns the boots the try gets.
+    /// `Finish`: PID 1 verifies the written slot against `root_hash` and marks it as the trial.
+    /// Returns the boots the trial gets.
     pub fn finish(&self, version: &str, root_hash: [u8; 32]) -> Result<u8, AgentError> {
         match self.ask(&Request::Finish { root_hash })? {
             Response::Staged { version: v, boots } if v == version => Ok(boots),
@@ -144,7 +145,7 @@ impl Pid1 {
         }
     }
 
-    /// `Reboot`: only honoured when a try is staged.
+    /// `Reboot`: only honoured when a trial is staged.
     pub fn reboot(&self) -> Result<(), AgentError> {
         match self.ask(&Request::Reboot)? {
             Response::Ok => Ok(()),

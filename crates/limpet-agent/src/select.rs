@@ -7,16 +7,16 @@
 //!   any other entry is skipped (it cannot be installed here, and one bad entry must not
 //!   stop updates).
 //! - A candidate must be above the running version, the anti-rollback floor and the highest
-//!   version that ever failed its try, by semver precedence (build metadata ignored).
+//!   version that ever failed its trial, by semver precedence (build metadata ignored).
 //!   PID 1 checks the floor and failures again on `Begin`.
 //! - Of the candidates, the highest wins; there is no stepping through versions.
 
 use std::collections::BTreeMap;
 
+use limpet_install_api::DeviceStatus;
 use limpet_repo::target::{index_target_version, SlotTarget};
 use limpet_state::Version;
 use limpet_tuf::metadata::TargetFile;
-use limpet_update_api::DeviceStatus;
 
 use crate::error::AgentError;
 
@@ -116,8 +116,8 @@ mod tests {
             inactive_capacity: 1 << 20,
             floor: floor.into(),
             highest_failed: failed.map(Into::into),
-            pending_try: None,
-            on_probation: false,
+            trial: None,
+            on_trial: false,
         }
     }
 

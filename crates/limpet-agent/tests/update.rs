@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The agent end to end, in process, with every part real: v1 and v2 slots from
 //! limpet-image, published and served with limpet-repo, installed
-//! through limpet-update's `UpdateServer` (PID 1's side) on temporary partitions.
+//! through limpet-install's `InstallServer` (PID 1's side) on temporary partitions.
 
 mod common;
 
@@ -10,13 +10,13 @@ use std::time::Duration;
 use common::{agent_config, release, Device, Relay, TestRepo, Throttle};
 use limpet_agent::{Agent, AgentError, Busy, PollOutcome};
 use limpet_chunk::{AssembleError, Index};
+use limpet_install::server::Event;
 use limpet_repo::serve::serve;
 use limpet_repo::DeltaOutcome;
 use limpet_tuf::RetrievalPolicy;
-use limpet_update::server::Event;
 
 /// A v1 device polls a repository holding v1, then an older version, then v2 with one
-/// tampered chunk, then v2 intact; then polls again with the try staged.
+/// tampered chunk, then v2 intact; then polls again with the trial staged.
 #[test]
 fn a_device_updates_itself_and_refuses_what_does_not_verify() {
     let v1 = release("1.0.0", b"");
@@ -124,7 +124,7 @@ fn a_device_updates_itself_and_refuses_what_does_not_verify() {
         }
         other => panic!("expected a chunk hash mismatch, got {other:?}"),
     }
-    assert!(device.state().pending_try().is_none(), "nothing is staged");
+    assert!(device.state().trial().is_none(), "nothing is staged");
     assert!(!device
         .events(0)
         .iter()
@@ -169,7 +169,7 @@ fn a_device_updates_itself_and_refuses_what_does_not_verify() {
     );
     let written = std::fs::read(device.path("slotb")).unwrap();
     assert_eq!(&written[..v2.len()], &v2[..], "slot B holds exactly v2");
-    let t = device.state().pending_try().cloned().unwrap();
+    let t = device.state().trial().cloned().unwrap();
     assert_eq!(
         (t.slot, t.version.to_string()),
         (limpet_state::Slot::B, "2.0.0".into())
@@ -185,11 +185,11 @@ fn a_device_updates_itself_and_refuses_what_does_not_verify() {
         ]
     );
 
-    // The try is staged: the agent does not check again, and asks for the reboot again.
+    // The trial is staged: the agent does not check again, and asks for the reboot again.
     let outcome = agent.poll_once().unwrap();
     assert_eq!(
         outcome,
-        PollOutcome::Busy(Busy::TryStaged {
+        PollOutcome::Busy(Busy::TrialStaged {
             version: "2.0.0".into(),
             reboot_requested: true
         })
@@ -235,7 +235,7 @@ fn a_trickling_server_is_a_slow_retrieval() {
         ),
         "{err:?}"
     );
-    assert!(device.state().pending_try().is_none());
+    assert!(device.state().trial().is_none());
 }
 
 /// Replaces every stored copy of the delta `D/version/from-from.delta` on the server (the

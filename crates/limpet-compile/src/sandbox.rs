@@ -216,12 +216,12 @@ fn filesystem(task: &Task, exec_path: &str, notify_socket: &str) -> (Vec<Mount>,
         landlock.write.push("/tmp".to_owned());
     }
     if task.name.as_str() == limpet_manifest::UPDATE_AGENT_TASK {
-        // The update agent's one privileged door: PID 1's update socket (owned by the
-        // agent's uid, mode 0600; limpet-update-api). Like the notify socket, not a
+        // The update agent's one privileged door: PID 1's install socket (owned by the
+        // agent's uid, mode 0600; limpet-install-api). Like the notify socket, not a
         // Landlock matter.
         mounts.push(Mount {
-            source: limpet_update_api::SOCKET.to_owned(),
-            target: limpet_update_api::SOCKET.to_owned(),
+            source: limpet_install_api::INSTALL_SOCKET.to_owned(),
+            target: limpet_install_api::INSTALL_SOCKET.to_owned(),
             kind: MountKind::BindReadWrite,
             flags: DATA,
         });

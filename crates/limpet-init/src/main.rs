@@ -171,8 +171,8 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
     };
     let trial_policy = policy.trial.unwrap_or_default();
     let mut system = system_status(root, &disk, &key, &booted, &trial_policy);
-    let updates = update_server(root, &disk, &key, &booted, &policy, &trial_policy);
-    let probation = booted.trial.map(|trial| runtime::Probation {
+    let install = install_server(root, &disk, &key, &booted, &policy, &trial_policy);
+    let gated = booted.trial.map(|trial| runtime::GatedTrial {
         gate: trial::HealthGate::new(
             Duration::from_millis(trial_policy.health_ms),
             Duration::from_millis(trial_policy.health_timeout_ms),
@@ -182,7 +182,7 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
     console!(
         "starting {} task(s){}",
         policy.tasks.len(),
-        if probation.is_some() {
+        if gated.is_some() {
             format!(
                 "; try slot on probation: commit after {} ms of every task up",
                 trial_policy.health_ms
@@ -202,15 +202,7 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
             })
             .ok()
     });
-    let outcome = runtime::run(
-        root,
-        &policy,
-        &roots,
-        probation,
-        updates,
-        network,
-        &mut system,
-    )?;
+    let outcome = runtime::run(root, &policy, &roots, gated, install, network, &mut system)?;
 
     rustix::fs::sync();
     for mount in [DATA_MOUNT, SLOT_MOUNT] {
@@ -298,33 +290,33 @@ fn task_cgroup_id(cgroups: &Path, task: &str) -> Result<u64, CgroupIdError> {
 }
 
 /// The update agent's socket, when the policy names an agent task.
-fn update_server(
+fn install_server(
     root: &Path,
     disk: &partitions::DiskPartitions,
     key: &ed25519_dalek::VerifyingKey,
     booted: &slots::Booted,
     policy: &limpet_policy::DevicePolicy,
     trial_policy: &limpet_policy::TrialPolicy,
-) -> Option<limpet_update::server::UpdateServer> {
+) -> Option<limpet_install::server::InstallServer> {
     let name = policy.update_agent.as_ref()?;
     let Some(agent) = policy.tasks.iter().find(|t| &t.name == name) else {
         console!("update agent {name} is not a task: updates disabled");
         return None;
     };
-    let path = root.join(limpet_update_api::SOCKET.trim_start_matches('/'));
+    let path = root.join(limpet_install_api::INSTALL_SOCKET.trim_start_matches('/'));
     let part = |slot: limpet_state::Slot| match slot {
         limpet_state::Slot::A => disk.slot_a.node(root),
         limpet_state::Slot::B => disk.slot_b.node(root),
     };
-    let devices = limpet_update::server::Devices {
+    let devices = limpet_install::server::Devices {
         state: disk.state.node(root),
         running: part(booted.slot),
         inactive: part(booted.slot.other()),
         running_version: booted.mounted.header.version.clone(),
         key: *key,
-        try_boots: u8::try_from(trial_policy.try_boots).unwrap_or(u8::MAX),
+        trial_boots: u8::try_from(trial_policy.try_boots).unwrap_or(u8::MAX),
     };
-    match limpet_update::server::UpdateServer::bind(
+    match limpet_install::server::InstallServer::bind(
         &path,
         agent.credentials.uid,
         agent.credentials.gid,

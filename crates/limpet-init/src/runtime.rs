@@ -1,13 +1,13 @@
 //! The running device: PID 1's event loop. It starts every task in its sandbox,
-//! supervises them, logs their output, watches a try slot's health, serves the update
+//! supervises them, logs their output, watches a trial slot's health, serves the update
 //! agent and the network, and shuts down.
 //!
 //! # What the loop owns
 //!
 //! [`Runtime`] holds the loop's whole state: the supervisor (which decides, see
 //! `supervisor.rs`), each running task's output pipes, readiness sockets and cgroup, the
-//! signalfd and power buttons, the update socket, the network (`network.rs`), the health
-//! gate of a try, the status file's last contents and the shutdown deadline. Nothing else
+//! signalfd and power buttons, the install socket, the network (`network.rs`), the health
+//! gate of a trial, the status file's last contents and the shutdown deadline. Nothing else
 //! in PID 1 changes while the loop runs. The system calls on tasks and the clock go
 //! through [`Host`], so each handler can be driven in a unit test.
 //!
@@ -25,7 +25,7 @@
 //!    readiness notes ([`Runtime::on_notify`]) and task output ([`Runtime::on_pipe`])
 //!    first, so that a task's `READY=1` and its last lines are handled before its exit
 //!    (SIGCHLD) is; then the network ([`Runtime::on_net`], which also runs its timers on
-//!    every turn), the update agent ([`Runtime::on_updates`]), the power button
+//!    every turn), the update agent ([`Runtime::on_install_socket`]), the power button
 //!    ([`Runtime::on_button`]) and last the signals ([`Runtime::on_signal`]: reaping, or
 //!    a shutdown request).
 //!
@@ -37,7 +37,7 @@
 //!   on; only a failed `poll` itself ends it, with an error.
 //! - Shutdown (SIGTERM, SIGPWR, SIGHUP, SIGINT — which ctrl-alt-del sends once `main`
 //!   has turned the kernel's immediate reboot off —, the ACPI power button, the update
-//!   agent's reboot request, or a try's rollback) begins once: tasks get SIGTERM in
+//!   agent's reboot request, or a trial's rollback) begins once: tasks get SIGTERM in
 //!   reverse declared order, [`GRACE`] to exit, then SIGKILL; the loop returns once
 //!   every task is reaped. `main` then syncs, unmounts and powers off or reboots.
 //!
@@ -50,17 +50,17 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use limpet_install::server::{Event as InstallEvent, InstallServer};
 use limpet_policy::{DevicePolicy, ReadinessCheck, TaskPolicy};
 use limpet_sandbox::spawn::{self as sandbox, Roots, SpawnError, Spawned};
 use limpet_state::{FailureReason, State};
-use limpet_update::server::{Event as UpdateEvent, UpdateServer};
 use rustix::event::{PollFd, PollFlags};
 use rustix::process::Signal;
 
 use crate::console;
 use crate::logs::{LineSplitter, LogFile};
 use crate::network::{self, Network};
-use crate::slots::{PendingTrial, TrialError};
+use crate::slots::{TrialError, TrialRecord};
 use crate::status::{SystemStatus, TrialStatus, UpdateAttempt};
 use crate::supervisor::{AfterExit, Millis, Supervisor, TaskSpec};
 use crate::sys::{self, Reaped};
@@ -71,7 +71,7 @@ pub const GRACE: Duration = Duration::from_secs(3);
 /// How long a task that declares egress waits for the network (a DHCP lease, with its DNS
 /// servers) before it is started anyway. Long enough for the DHCP client's first three
 /// tries (4, 8 and 16 s apart), short enough that a device without a network still
-/// starts its network tasks well within a try's health timeout.
+/// starts its network tasks well within a trial's health timeout.
 pub const NETWORK_WAIT: Duration = Duration::from_secs(30);
 /// Where the status file is written.
 pub const STATUS_FILE: &str = "run/limpet/status.json";
@@ -102,37 +102,37 @@ pub enum RuntimeError {
 pub enum Outcome {
     /// A shutdown request: power off.
     PowerOff,
-    /// A try slot failed its health gate and was rolled back, or the update agent asked
-    /// for the reboot into a staged try: reboot.
+    /// A trial slot failed its health gate and was rolled back, or the update agent asked
+    /// for the reboot into a staged trial: reboot.
     Reboot,
 }
 
-/// A try slot on probation: its health gate and the state to commit or roll back.
+/// A trial slot under its health gate: the gate and the state to commit or roll back.
 #[derive(Debug)]
-pub struct Probation {
+pub struct GatedTrial {
     pub gate: HealthGate,
-    pub trial: PendingTrial,
+    pub trial: TrialRecord,
 }
 
-/// The A/B record of a try on probation, as the health gate's verdict needs it.
+/// The A/B record of a trial, as the health gate's verdict needs it.
 pub trait Trial: std::fmt::Debug {
     /// The state as stored now.
     fn state(&self) -> &State;
-    /// Commits the try.
+    /// Commits the trial.
     fn commit(&mut self) -> Result<(), TrialError>;
-    /// Rolls the try back for `reason`.
+    /// Rolls the trial back for `reason`.
     fn roll_back(&mut self, reason: FailureReason) -> Result<(), TrialError>;
 }
 
-impl Trial for PendingTrial {
+impl Trial for TrialRecord {
     fn state(&self) -> &State {
-        PendingTrial::state(self)
+        TrialRecord::state(self)
     }
     fn commit(&mut self) -> Result<(), TrialError> {
-        PendingTrial::commit(self)
+        TrialRecord::commit(self)
     }
     fn roll_back(&mut self, reason: FailureReason) -> Result<(), TrialError> {
-        PendingTrial::roll_back(self, reason)
+        TrialRecord::roll_back(self, reason)
     }
 }
 
@@ -190,8 +190,8 @@ pub enum Source {
     Pipe(u64),
     /// One of the network's sockets.
     Net(network::Source),
-    /// The update agent's socket.
-    Updates,
+    /// The update agent's install socket.
+    Install,
     /// Power button `n`.
     Button(usize),
     /// PID 1's signalfd.
@@ -243,9 +243,9 @@ struct Pipe {
     lines: LineSplitter,
 }
 
-/// A try on probation, as the loop keeps it.
+/// A trial under the health gate, as the loop keeps it.
 #[derive(Debug)]
-struct Watch {
+struct TrialWatch {
     gate: HealthGate,
     trial: Box<dyn Trial>,
 }
@@ -261,9 +261,9 @@ pub struct Runtime<'a, H: Host> {
     signals: Option<OwnedFd>,
     buttons: Vec<OwnedFd>,
     notifiers: BTreeMap<usize, UnixDatagram>,
-    updates: Option<UpdateServer>,
+    install: Option<InstallServer>,
     network: Option<Network>,
-    probation: Option<Watch>,
+    trial: Option<TrialWatch>,
     /// Open output pipes by id; ids are never reused.
     pipes: BTreeMap<u64, Pipe>,
     next_pipe: u64,
@@ -289,8 +289,8 @@ pub fn run(
     root: &Path,
     policy: &DevicePolicy,
     roots: &Roots,
-    probation: Option<Probation>,
-    updates: Option<UpdateServer>,
+    trial: Option<GatedTrial>,
+    install: Option<InstallServer>,
     network: Option<Network>,
     system: &mut SystemStatus,
 ) -> Result<Outcome, RuntimeError> {
@@ -305,8 +305,8 @@ pub fn run(
     let mut runtime = Runtime::new(Kernel { roots }, root, policy, &roots.data, network, system);
     runtime.signals = Some(signals);
     runtime.buttons = crate::power_button::open(root);
-    runtime.updates = updates;
-    runtime.probation = probation.map(|p| Watch {
+    runtime.install = install;
+    runtime.trial = trial.map(|p| TrialWatch {
         gate: p.gate,
         trial: Box::new(p.trial),
     });
@@ -345,9 +345,9 @@ impl<'a, H: Host> Runtime<'a, H> {
             signals: None,
             buttons: Vec::new(),
             notifiers: BTreeMap::new(),
-            updates: None,
+            install: None,
             network,
-            probation: None,
+            trial: None,
             pipes: BTreeMap::new(),
             next_pipe: 0,
             cgroups: BTreeMap::new(),
@@ -387,8 +387,8 @@ impl<'a, H: Host> Runtime<'a, H> {
         for (task, sock) in &self.notifiers {
             set.push(Source::Notify(*task), sock.as_fd());
         }
-        if let Some(server) = &self.updates {
-            set.push(Source::Updates, server.pollable().as_fd());
+        if let Some(server) = &self.install {
+            set.push(Source::Install, server.pollable().as_fd());
         }
         if let Some(net) = &self.network {
             for (source, fd) in net.pollables() {
@@ -443,7 +443,7 @@ impl<'a, H: Host> Runtime<'a, H> {
                 Source::Notify(task) => self.on_notify(task),
                 Source::Pipe(id) => self.on_pipe(id),
                 Source::Net(_) => {}
-                Source::Updates => self.on_updates(),
+                Source::Install => self.on_install_socket(),
                 Source::Button(i) => self.on_button(i),
                 Source::Signals => self.on_signals(),
             }
@@ -574,12 +574,12 @@ impl<'a, H: Host> Runtime<'a, H> {
         }
     }
 
-    /// Asks the health gate of a try (not during shutdown) and carries out its verdict.
+    /// Asks the health gate of a trial (not during shutdown) and carries out its verdict.
     fn on_gate(&mut self, now: Millis) {
         if self.shutdown.is_some() {
             return;
         }
-        let Some(watch) = self.probation.as_mut() else {
+        let Some(watch) = self.trial.as_mut() else {
             return;
         };
         match watch.gate.observe(now, self.supervisor.records()) {
@@ -603,7 +603,7 @@ impl<'a, H: Host> Runtime<'a, H> {
                     }
                 };
                 self.system.state = Some(watch.trial.state().into());
-                self.probation = None;
+                self.trial = None;
                 self.say(&line);
             }
             Verdict::RollBack(failure) => {
@@ -625,7 +625,7 @@ impl<'a, H: Host> Runtime<'a, H> {
                     reason: failure.to_string(),
                 };
                 self.system.state = Some(watch.trial.state().into());
-                self.probation = None;
+                self.trial = None;
                 self.say(&line);
                 self.outcome = Outcome::Reboot;
                 self.begin_shutdown("rollback");
@@ -680,15 +680,15 @@ impl<'a, H: Host> Runtime<'a, H> {
     }
 
     /// The update agent's socket is readable.
-    fn on_updates(&mut self) {
-        let on_probation = self.probation.is_some();
-        if let Some(event) = self.updates.as_mut().and_then(|s| s.ready(on_probation)) {
-            self.on_update(event);
+    fn on_install_socket(&mut self) {
+        let on_trial = self.trial.is_some();
+        if let Some(event) = self.install.as_mut().and_then(|s| s.ready(on_trial)) {
+            self.on_install_event(event);
         }
     }
 
     /// What the update agent's request came to.
-    fn on_update(&mut self, event: UpdateEvent) {
+    fn on_install_event(&mut self, event: InstallEvent) {
         let at_ms = self.host.now().0;
         let attempt = |version, outcome: String| UpdateAttempt {
             version,
@@ -696,7 +696,7 @@ impl<'a, H: Host> Runtime<'a, H> {
             at_ms,
         };
         match event {
-            UpdateEvent::Staged { version } => {
+            InstallEvent::Staged { version } => {
                 let line = format!(
                     "limpet-init: update {version} verified and staged as a try in slot {}",
                     self.system.other.as_ref().map_or("?", |o| o.slot.as_str())
@@ -704,7 +704,7 @@ impl<'a, H: Host> Runtime<'a, H> {
                 self.say(&line);
                 self.system.last_update = Some(attempt(Some(version), "staged".to_owned()));
             }
-            UpdateEvent::Reboot => {
+            InstallEvent::Reboot => {
                 let version = self
                     .system
                     .last_update
@@ -714,7 +714,7 @@ impl<'a, H: Host> Runtime<'a, H> {
                 self.outcome = Outcome::Reboot;
                 self.begin_shutdown("update agent: reboot into the staged try");
             }
-            UpdateEvent::Failed { version, error } => {
+            InstallEvent::Failed { version, error } => {
                 self.say(&format!(
                     "limpet-init: update {} refused: {error}",
                     version.as_deref().unwrap_or("?")

@@ -3,8 +3,8 @@
 //!
 //! Outcomes (also in docs/state.md and docs/boot.md), one function each, chosen by
 //! [`boot_from_state`]:
-//! - **stored state** (`boot_stored`): `begin_boot` is stored *before* mounting (a try
-//!   spends its boot even if it hangs). A try slot that fails verification or mounting
+//! - **stored state** (`boot_stored`): `begin_boot` is stored *before* mounting (a trial
+//!   spends its boot even if it hangs). A trial slot that fails verification or mounting
 //!   is rolled back (failure recorded, stored) and the committed slot boots. The
 //!   committed slot failing is fatal: the other slot holds an older version (below the
 //!   floor) or a failed one, so PID 1 reports and powers off rather than boot it.
@@ -75,7 +75,7 @@ pub enum AttemptError {
 }
 
 impl AttemptError {
-    /// How the A/B state records this failure of a try slot.
+    /// How the A/B state records this failure of a trial slot.
     fn failure_reason(&self) -> FailureReason {
         match self {
             AttemptError::Refused { .. } | AttemptError::BelowFloor { .. } => {
@@ -98,7 +98,7 @@ pub enum FloorError {
     },
 }
 
-/// Why a try's transition was not recorded.
+/// Why a trial's transition was not recorded.
 #[derive(Debug, thiserror::Error)]
 pub enum TrialError {
     #[error("commit refused")]
@@ -140,24 +140,24 @@ pub struct Booted {
     pub mounted: MountedSlot,
     /// The state as stored at this boot, when it could be read.
     pub state: Option<State>,
-    /// Set when the slot booted as a try: the health gate decides its fate.
-    pub trial: Option<PendingTrial>,
+    /// Set when the slot booted as a trial: the health gate decides its fate.
+    pub trial: Option<TrialRecord>,
 }
 
-/// A try slot that booted: committed or rolled back once the health gate has decided.
+/// A trial slot that booted: committed or rolled back once the health gate has decided.
 #[derive(Debug)]
-pub struct PendingTrial {
+pub struct TrialRecord {
     store: StateStore<File>,
     state: State,
 }
 
-impl PendingTrial {
+impl TrialRecord {
     /// The state as stored now.
     pub fn state(&self) -> &State {
         &self.state
     }
 
-    /// Commits the try: its slot becomes the committed one and the floor rises.
+    /// Commits the trial: its slot becomes the committed one and the floor rises.
     pub fn commit(&mut self) -> Result<(), TrialError> {
         let next = self
             .state
@@ -170,7 +170,7 @@ impl PendingTrial {
         Ok(())
     }
 
-    /// Rolls the try back, recording why; the next boot boots the committed slot.
+    /// Rolls the trial back, recording why; the next boot boots the committed slot.
     pub fn roll_back(&mut self, reason: FailureReason) -> Result<(), TrialError> {
         let next = self
             .state
@@ -218,7 +218,7 @@ pub fn boot_from_state(
     }
 }
 
-/// Stored state: the slot `begin_boot` chooses, recorded before mounting; a try that
+/// Stored state: the slot `begin_boot` chooses, recorded before mounting; a trial that
 /// fails is rolled back and the committed slot boots; the committed slot failing is fatal.
 fn boot_stored(
     slots: Slots<'_>,
@@ -236,20 +236,20 @@ fn boot_stored(
     }
     let committed = next.committed_slot();
     let slot = match (choice.kind, &stored) {
-        (BootKind::Try { .. }, Err(e)) => {
-            // The spent boot was not recorded: booting the try could loop forever.
+        (BootKind::Trial { .. }, Err(e)) => {
+            // The spent boot was not recorded: booting the trial could loop forever.
             console!("cannot record the try boot ({e}); booting the committed slot");
             committed
         }
         _ => choice.slot,
     };
-    // A try is never on the committed slot (the state machine refuses it).
-    let is_try = slot != committed;
+    // A trial is never on the committed slot (the state machine refuses it).
+    let is_trial = slot != committed;
     console!(
         "state: committed slot {committed} ({}), floor {}, booting slot {slot}{}",
         next.committed_version(),
         next.floor(),
-        if is_try { " (try)" } else { "" }
+        if is_trial { " (try)" } else { "" }
     );
     let floor = Some(next.floor().clone());
     match slots.mount(&Attempt {
@@ -260,14 +260,14 @@ fn boot_stored(
             slot,
             mounted,
             state: Some(next.clone()),
-            trial: is_try.then_some(PendingTrial { store, state: next }),
+            trial: is_trial.then_some(TrialRecord { store, state: next }),
         }),
-        Err(failed) if is_try => {
+        Err(failed) if is_trial => {
             console!(
                 "try slot {slot} failed: {}; rolling back",
                 console::chain(&failed)
             );
-            roll_back_unbooted_try(&mut store, &next, failed.failure_reason());
+            roll_back_unbooted_trial(&mut store, &next, failed.failure_reason());
             let state = store.load().ok();
             let mounted = slots
                 .mount(&Attempt {
@@ -289,9 +289,9 @@ fn boot_stored(
     }
 }
 
-/// Records the rollback of a try that did not even mount; a failure to record it is
-/// reported, not fatal (the committed slot still boots, and the try has spent a boot).
-fn roll_back_unbooted_try(store: &mut StateStore<File>, state: &State, why: FailureReason) {
+/// Records the rollback of a trial that did not even mount; a failure to record it is
+/// reported, not fatal (the committed slot still boots, and the trial has spent a boot).
+fn roll_back_unbooted_trial(store: &mut StateStore<File>, state: &State, why: FailureReason) {
     match state.roll_back(why) {
         Ok(rolled) => {
             if let Err(e) = store.store(&rolled) {
@@ -449,7 +449,7 @@ mod tests {
     }
 
     #[test]
-    fn a_try_that_does_not_mount_is_recorded_as_a_mount_failure() {
+    fn a_trial_that_does_not_mount_is_recorded_as_a_mount_failure() {
         assert_eq!(
             unopenable("slot-b").failure_reason(),
             FailureReason::VerifyFailed

@@ -1,7 +1,7 @@
 //! The device part of the status file (`/run/limpet/status.json`, key `system`): which
-//! slot and version run, what the other slot holds, the A/B state and the fate of a try.
+//! slot and version run, what the other slot holds, the A/B state and the fate of a trial.
 
-use limpet_state::{Slot, State, TryPhase};
+use limpet_state::{Slot, State, TrialPhase};
 use serde::Serialize;
 
 /// The `system` object of the status file.
@@ -15,7 +15,7 @@ pub struct SystemStatus {
     pub other: Option<OtherSlot>,
     /// The A/B state as stored, if it could be read.
     pub state: Option<StateView>,
-    /// Whether this boot is a try and what became of it.
+    /// Whether this boot is a trial and what became of it.
     pub trial: TrialStatus,
     /// The last install the update agent asked for at this boot, and its outcome.
     pub last_update: Option<UpdateAttempt>,
@@ -23,11 +23,11 @@ pub struct SystemStatus {
     pub network: Option<crate::network::NetworkStatus>,
 }
 
-/// One install attempt through the update socket.
+/// One install attempt through the install socket.
 #[derive(Debug, Clone, Serialize)]
 pub struct UpdateAttempt {
     pub version: Option<String>,
-    /// `staged` (verified and marked try), `reboot requested`, or the error.
+    /// `staged` (verified and marked as a trial), `reboot requested`, or the error.
     pub outcome: String,
     /// Boot time of the outcome, in milliseconds.
     pub at_ms: u64,
@@ -42,19 +42,19 @@ pub struct OtherSlot {
     pub error: Option<String>,
 }
 
-/// A try slot's fate at this boot.
+/// A trial slot's fate at this boot.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "snake_case", tag = "status")]
 pub enum TrialStatus {
     /// This boot is of the committed slot.
     None,
-    /// A try on probation: committed after `health_ms` of every task up.
+    /// A trial under the health gate: committed after `health_ms` of every task up.
     Watching { health_ms: u64, timeout_ms: u64 },
-    /// The try passed its health gate and is now the committed slot.
+    /// The trial passed its health gate and is now the committed slot.
     Committed,
-    /// Committing failed (the state could not be written); the try stays pending.
+    /// Committing failed (the state could not be written); the trial stays pending.
     CommitFailed { error: String },
-    /// The try failed its health gate; the device reboots into the committed slot.
+    /// The trial failed its health gate; the device reboots into the committed slot.
     RolledBack { reason: String },
 }
 
@@ -64,15 +64,17 @@ pub struct StateView {
     pub committed_slot: String,
     pub committed_version: String,
     pub floor: String,
-    pub pending_try: Option<TryView>,
-    /// The last update that failed its try, and why.
+    // Wire name kept: status.json is read by tools on and off the device.
+    #[serde(rename = "pending_try")]
+    pub trial: Option<TrialView>,
+    /// The last update that failed its trial, and why.
     pub last_failure: Option<FailureView>,
     pub highest_failed: Option<String>,
     pub boot_count: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct TryView {
+pub struct TrialView {
     pub slot: String,
     pub version: String,
     pub boots_left: u8,
@@ -98,11 +100,11 @@ impl From<&State> for StateView {
             committed_slot: slot_name(s.committed_slot()),
             committed_version: s.committed_version().to_string(),
             floor: s.floor().to_string(),
-            pending_try: s.pending_try().map(|t| TryView {
+            trial: s.trial().map(|t| TrialView {
                 slot: slot_name(t.slot),
                 version: t.version.to_string(),
                 boots_left: t.boots_left,
-                booted: t.phase == TryPhase::Booted,
+                booted: t.phase == TrialPhase::Booted,
             }),
             last_failure: s.last_failure().map(|f| FailureView {
                 slot: slot_name(f.slot),

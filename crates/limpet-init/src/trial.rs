@@ -1,16 +1,16 @@
-//! The health gate of a try slot: when a slot booted as a try is committed, and when it
+//! The health gate of a trial slot: when a slot booted as a trial is committed, and when it
 //! is given up. Pure: it is shown the supervisor's records at a time and answers.
 //!
 //! Rules (also in docs/update.md):
 //! - a task is *up* when it runs and is ready, or when it ended by its policy after exiting
 //!   with code 0 (a one-shot job that did its work);
 //! - a task is *failed* when it is in a crash loop, or ended by its policy after a failure
-//!   (a non-zero exit, a signal, or exit code 125 after an error): the try is rolled back at
+//!   (a non-zero exit, a signal, or exit code 125 after an error): the trial is rolled back at
 //!   once, there is nothing to wait for;
-//! - the try is committed once every task has been up, without any restart, for the health
+//! - the trial is committed once every task has been up, without any restart, for the health
 //!   period: the period restarts whenever a task is seen not up, and from the latest
 //!   (re)start of any task;
-//! - a try that is not committed within the health timeout (counted from the first
+//! - a trial that is not committed within the health timeout (counted from the first
 //!   observation, when PID 1 starts the tasks) is rolled back.
 
 use std::time::Duration;
@@ -22,13 +22,13 @@ use crate::supervisor::{Exit, Millis, Ready, TaskRecord, TaskState};
 pub enum Verdict {
     /// Keep watching; look again at the given time at the latest.
     Wait(Millis),
-    /// Every task has been up for the health period: commit the try.
+    /// Every task has been up for the health period: commit the trial.
     Commit,
-    /// The try failed: roll it back.
+    /// The trial failed: roll it back.
     RollBack(Failure),
 }
 
-/// Why a try failed.
+/// Why a trial failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Failure {
     /// A task failed for good (crash loop, or a failed exit that is not restarted).
@@ -39,7 +39,7 @@ pub enum Failure {
     Timeout { after: Duration },
 }
 
-/// The gate for one boot of a try slot.
+/// The gate for one boot of a trial slot.
 #[derive(Debug, Clone)]
 pub struct HealthGate {
     period: Duration,

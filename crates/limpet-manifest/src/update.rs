@@ -6,7 +6,7 @@
 //! - At least one trusted key, each listed once: a key listed twice would count twice
 //!   towards a signature threshold.
 //! - The repository URL is public and signed: no credentials, query or fragment in it.
-//! - The try timing always leaves a try room to become healthy: `health_timeout` is longer
+//! - The trial timing always leaves a trial room to become healthy: `health_timeout` is longer
 //!   than `health`, and `health` is long enough to see a task crash at start.
 
 use std::fmt;
@@ -28,13 +28,13 @@ pub const MIN_HEALTH: Duration = Duration::secs(5);
 /// Default time between update checks.
 pub const DEFAULT_POLL: Duration = Duration::secs(6 * 3600);
 
-/// Default health period: how long every task must stay up before a try is committed.
+/// Default health period: how long every task must stay up before a trial is committed.
 pub const DEFAULT_HEALTH: Duration = Duration::secs(60);
-/// Default time a try gets to become healthy before it is rolled back.
+/// Default time a trial gets to become healthy before it is rolled back.
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::secs(600);
-/// Default number of boots a try gets (a power cut during a try spends one).
+/// Default number of boots a trial gets (a power cut during a trial spends one).
 pub const DEFAULT_TRY_BOOTS: u32 = 3;
-/// Most boots a try may get.
+/// Most boots a trial may get.
 pub const MAX_TRY_BOOTS: u32 = 10;
 
 /// `[update]`.
@@ -54,12 +54,13 @@ pub struct Update {
     /// midnight when the end is earlier); `None`: at once.
     pub reboot_window: Option<String>,
     /// How long every task must be up (running and ready, or finished with success)
-    /// without a failure before a try slot is committed (default 60s).
+    /// without a failure before a trial slot is committed (default 60s).
     pub health: Duration,
-    /// How long after boot a try may take to become healthy before it is rolled back
+    /// How long after boot a trial may take to become healthy before it is rolled back
     /// (default 10m; always longer than `health`).
     pub health_timeout: Duration,
-    /// How many boots a try gets before it is rolled back (1 to 10, default 3).
+    /// How many boots a trial may take before it is rolled back (1 to 10, default 3). The
+    /// field keeps the manifest key's name, `try_boots`.
     pub try_boots: u32,
 }
 

@@ -52,11 +52,11 @@ pub struct DevicePolicy {
     pub arch: Arch,
     /// One entry per task, in manifest order.
     pub tasks: Vec<TaskPolicy>,
-    /// How PID 1 judges a try slot; absent when the device has no `[update]`, and PID 1
+    /// How PID 1 judges a trial slot; absent when the device has no `[update]`, and PID 1
     /// then uses [`TrialPolicy::default`].
     #[serde(default)]
     pub trial: Option<TrialPolicy>,
-    /// The task that is the update agent: PID 1 opens the update socket for its uid only.
+    /// The task that is the update agent: PID 1 opens the install socket for its uid only.
     #[serde(default)]
     pub update_agent: Option<String>,
     /// The network policy PID 1 installs before any interface is up, and the interfaces it
@@ -66,15 +66,16 @@ pub struct DevicePolicy {
     pub network: Option<NetPolicy>,
 }
 
-/// When a try slot is committed or rolled back (manifest `[update]`).
+/// When a trial slot is committed or rolled back (manifest `[update]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrialPolicy {
-    /// Every task up this long without a failure commits the try.
+    /// Every task up this long without a failure commits the trial.
     pub health_ms: u64,
-    /// A try not healthy this long after PID 1 started its tasks rolls back.
+    /// A trial not healthy this long after PID 1 started its tasks rolls back.
     pub health_timeout_ms: u64,
-    /// Boots a new try gets.
+    /// How many boots a trial may take (manifest `try_boots`, whose name this field and
+    /// policy.json keep).
     pub try_boots: u32,
 }
 

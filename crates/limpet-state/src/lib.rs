@@ -1,7 +1,7 @@
 //! limpet-state: the device's A/B boot state, and how it survives power cuts.
 //!
 //! - [`machine`]: the pure state machine, a [`State`] value with named transitions
-//!   (`factory`, `mark_try`, `begin_boot`, `commit`, `roll_back`, `cancel_try`); its rules
+//!   (`factory`, `mark_trial`, `begin_boot`, `commit`, `roll_back`, `cancel_trial`); its rules
 //!   are in that module's doc.
 //! - [`record`]: the 4096-byte on-disk record, documented byte by byte.
 //! - [`store`]: [`StateStore`], the two alternately written copies on the `state`
@@ -31,7 +31,7 @@ pub mod version;
 
 pub use device::{BlockDevice, Region};
 pub use machine::{
-    BootChoice, BootKind, Failure, FailureReason, Slot, State, TransitionError, Try, TryPhase,
+    BootChoice, BootKind, Failure, FailureReason, Slot, State, TransitionError, Trial, TrialPhase,
 };
 pub use record::RecordError;
 pub use store::{CopyId, Loaded, StateError, StateStore};

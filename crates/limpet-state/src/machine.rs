@@ -12,26 +12,26 @@
 //! 2. The version *floor* (anti-rollback) is the lowest version the device may run. It is
 //!    set by [`State::factory`] and rises only on [`State::commit`], to the committed
 //!    version. It never decreases, and the committed version is never below it.
-//! 3. A *try* is `{slot, version, boots_left, phase}`. [`State::mark_try`] sets one only
+//! 3. A *trial* is `{slot, version, boots_left, phase}`. [`State::mark_trial`] sets one only
 //!    - on the slot that is not committed,
 //!    - for a version strictly above the floor (semver precedence, build metadata ignored),
 //!    - for a version strictly above the highest version that ever failed (a failed version
 //!      is not retried; a newer one must be published),
-//!    - with at least one boot, and only when no try is set already.
+//!    - with at least one boot, and only when no trial is set already.
 //! 4. [`State::begin_boot`] runs at every boot *before* any slot is mounted; its result is
-//!    stored first, then the chosen slot is booted. So a try that hangs or resets the device
+//!    stored first, then the chosen slot is booted. So a trial that hangs or resets the device
 //!    still spends a boot:
-//!    - no try: boot the committed slot;
-//!    - a try with boots left: spend one, boot the try slot;
-//!    - a try with no boots left: roll back (record [`FailureReason::BootCountExhausted`],
-//!      drop the try) and boot the committed slot.
+//!    - no trial: boot the committed slot;
+//!    - a trial with boots left: spend one, boot the trial slot;
+//!    - a trial with no boots left: roll back (record [`FailureReason::BootCountExhausted`],
+//!      drop the trial) and boot the committed slot.
 //!
 //!    It cannot fail: every state has a slot to boot.
-//! 5. [`State::commit`] is allowed only for a try that has been booted: the try slot becomes
+//! 5. [`State::commit`] is allowed only for a trial that has been booted: the trial slot becomes
 //!    committed and the floor rises to its version.
-//! 6. [`State::roll_back`] drops the try and records why; the version joins the failed set
+//! 6. [`State::roll_back`] drops the trial and records why; the version joins the failed set
 //!    (only the highest failed version is kept, which is enough because rule 3 refuses
-//!    every version at or below it). [`State::cancel_try`] drops a try that was never
+//!    every version at or below it). [`State::cancel_trial`] drops a trial that was never
 //!    booted without recording a failure (the update agent is about to overwrite the slot).
 //! 7. A boot counter counts every [`State::begin_boot`]; a recorded failure carries the
 //!    counter's value at the boot it was recorded in.
@@ -78,9 +78,9 @@ impl fmt::Display for Slot {
     }
 }
 
-/// Whether a try has been booted yet.
+/// Whether a trial has been booted yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TryPhase {
+pub enum TrialPhase {
     /// Marked, never booted: it may be cancelled, not committed.
     Staged,
     /// Chosen by [`State::begin_boot`] at least once: it may be committed or rolled back.
@@ -89,18 +89,18 @@ pub enum TryPhase {
 
 /// A version being tried on the non-committed slot.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Try {
+pub struct Trial {
     /// The slot holding the version on trial (never the committed slot).
     pub slot: Slot,
     /// The version on trial.
     pub version: Version,
-    /// Boots still allowed before the try is rolled back.
+    /// Boots still allowed before the trial is rolled back.
     pub boots_left: u8,
     /// Whether it has been booted.
-    pub phase: TryPhase,
+    pub phase: TrialPhase,
 }
 
-/// Why a try failed.
+/// Why a trial failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FailureReason {
     /// Booted as many times as allowed without being committed.
@@ -169,7 +169,7 @@ impl fmt::Display for FailureReason {
     }
 }
 
-/// The last failed try.
+/// The last failed trial.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Failure {
     /// The version that failed.
@@ -189,7 +189,7 @@ pub struct BootChoice {
     pub slot: Slot,
     /// Committed or on trial.
     pub kind: BootKind,
-    /// The failure recorded by this boot, when the try ran out of boots and was rolled back.
+    /// The failure recorded by this boot, when the trial ran out of boots and was rolled back.
     pub rolled_back: Option<Failure>,
 }
 
@@ -198,8 +198,8 @@ pub struct BootChoice {
 pub enum BootKind {
     /// The committed slot.
     Committed,
-    /// The try slot; `boots_left_after` more boots are allowed after this one.
-    Try {
+    /// The trial slot; `boots_left_after` more boots are allowed after this one.
+    Trial {
         /// Boots left once this one is counted.
         boots_left_after: u8,
     },
@@ -208,9 +208,9 @@ pub enum BootKind {
 /// Why a transition is refused. The state is unchanged.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum TransitionError {
-    /// A try is set already: commit, roll back or cancel it first.
-    #[error("a try of {version} on slot {slot} is set already")]
-    TryPending {
+    /// A trial is set already: commit, roll back or cancel it first.
+    #[error("a trial of {version} on slot {slot} is set already")]
+    TrialPending {
         /// Its slot.
         slot: Slot,
         /// Its version.
@@ -222,8 +222,8 @@ pub enum TransitionError {
         /// The slot asked for.
         slot: Slot,
     },
-    /// A try needs at least one boot.
-    #[error("a try needs at least one boot")]
+    /// A trial needs at least one boot.
+    #[error("a trial needs at least one boot")]
     ZeroBoots,
     /// The version is at or below the floor (anti-rollback).
     #[error("version {version} is not above the version floor {floor}")]
@@ -241,20 +241,20 @@ pub enum TransitionError {
         /// The highest version that failed.
         failed: Version,
     },
-    /// There is no try to commit, roll back or cancel.
-    #[error("no try is set")]
-    NoTry,
-    /// Only a booted try can be committed.
-    #[error("the try of {version} on slot {slot} has not been booted")]
-    TryNotBooted {
+    /// There is no trial to commit, roll back or cancel.
+    #[error("no trial is set")]
+    NoTrial,
+    /// Only a booted trial can be committed.
+    #[error("the trial of {version} on slot {slot} has not been booted")]
+    TrialNotBooted {
         /// Its slot.
         slot: Slot,
         /// Its version.
         version: Version,
     },
-    /// A booted try is rolled back (with a reason), not cancelled.
-    #[error("the try of {version} on slot {slot} has been booted")]
-    TryBooted {
+    /// A booted trial is rolled back (with a reason), not cancelled.
+    #[error("the trial of {version} on slot {slot} has been booted")]
+    TrialBooted {
         /// Its slot.
         slot: Slot,
         /// Its version.
@@ -268,14 +268,14 @@ pub enum InvariantError {
     /// The committed version is below the floor.
     #[error("committed version is below the version floor")]
     CommittedBelowFloor,
-    /// The try is on the committed slot.
-    #[error("try slot is the committed slot")]
-    TryOnCommittedSlot,
-    /// The try's version is not above the floor.
-    #[error("try version is not above the version floor")]
-    TryNotAboveFloor,
-    /// A staged try has no boots left.
-    #[error("staged try has no boots left")]
+    /// The trial is on the committed slot.
+    #[error("trial slot is the committed slot")]
+    TrialOnCommittedSlot,
+    /// The trial's version is not above the floor.
+    #[error("trial version is not above the version floor")]
+    TrialNotAboveFloor,
+    /// A staged trial has no boots left.
+    #[error("staged trial has no boots left")]
     StagedWithoutBoots,
 }
 
@@ -286,7 +286,7 @@ pub struct State {
     committed: Slot,
     committed_version: Version,
     floor: Version,
-    trial: Option<Try>,
+    trial: Option<Trial>,
     last_failure: Option<Failure>,
     highest_failed: Option<Version>,
     boot_count: u64,
@@ -298,7 +298,7 @@ pub(crate) struct Parts {
     pub committed: Slot,
     pub committed_version: Version,
     pub floor: Version,
-    pub trial: Option<Try>,
+    pub trial: Option<Trial>,
     pub last_failure: Option<Failure>,
     pub highest_failed: Option<Version>,
     pub boot_count: u64,
@@ -311,12 +311,12 @@ impl Parts {
         }
         if let Some(t) = &self.trial {
             if t.slot == self.committed {
-                return Err(InvariantError::TryOnCommittedSlot);
+                return Err(InvariantError::TrialOnCommittedSlot);
             }
             if !t.version.is_newer_than(&self.floor) {
-                return Err(InvariantError::TryNotAboveFloor);
+                return Err(InvariantError::TrialNotAboveFloor);
             }
-            if t.phase == TryPhase::Staged && t.boots_left == 0 {
+            if t.phase == TrialPhase::Staged && t.boots_left == 0 {
                 return Err(InvariantError::StagedWithoutBoots);
             }
         }
@@ -334,7 +334,7 @@ impl Parts {
 
 impl State {
     /// The state `limpet build` writes into a new disk image: slot A committed with its
-    /// version, which is also the floor; no try, no failure, no boots.
+    /// version, which is also the floor; no trial, no failure, no boots.
     pub fn factory(slot_a_version: Version) -> State {
         State {
             committed: Slot::A,
@@ -362,12 +362,12 @@ impl State {
         &self.floor
     }
 
-    /// The try, if one is set.
-    pub fn pending_try(&self) -> Option<&Try> {
+    /// The trial, if one is set.
+    pub fn trial(&self) -> Option<&Trial> {
         self.trial.as_ref()
     }
 
-    /// The last failed try, if any.
+    /// The last failed trial, if any.
     pub fn last_failure(&self) -> Option<&Failure> {
         self.last_failure.as_ref()
     }
@@ -387,15 +387,15 @@ impl State {
         self.committed.other()
     }
 
-    /// Sets a try of `version` on `slot` for at least one and at most `boots` boots (rule 3).
-    pub fn mark_try(
+    /// Sets a trial of `version` on `slot` for at least one and at most `boots` boots (rule 3).
+    pub fn mark_trial(
         &self,
         slot: Slot,
         version: Version,
         boots: u8,
     ) -> Result<State, TransitionError> {
         if let Some(t) = &self.trial {
-            return Err(TransitionError::TryPending {
+            return Err(TransitionError::TrialPending {
                 slot: t.slot,
                 version: t.version.clone(),
             });
@@ -421,11 +421,11 @@ impl State {
             }
         }
         let mut next = self.clone();
-        next.trial = Some(Try {
+        next.trial = Some(Trial {
             slot,
             version,
             boots_left: boots,
-            phase: TryPhase::Staged,
+            phase: TrialPhase::Staged,
         });
         Ok(next)
     }
@@ -447,12 +447,12 @@ impl State {
             Some(t) => match t.boots_left.checked_sub(1) {
                 Some(boots_left_after) => {
                     let slot = t.slot;
-                    next.trial = Some(Try {
+                    next.trial = Some(Trial {
                         boots_left: boots_left_after,
-                        phase: TryPhase::Booted,
+                        phase: TrialPhase::Booted,
                         ..t
                     });
-                    let kind = BootKind::Try { boots_left_after };
+                    let kind = BootKind::Trial { boots_left_after };
                     let choice = BootChoice {
                         slot,
                         kind,
@@ -473,12 +473,12 @@ impl State {
         }
     }
 
-    /// Commits a booted try (rule 5): its slot becomes committed and the floor rises to
+    /// Commits a booted trial (rule 5): its slot becomes committed and the floor rises to
     /// its version.
     pub fn commit(&self) -> Result<State, TransitionError> {
-        let t = self.trial.as_ref().ok_or(TransitionError::NoTry)?;
-        if t.phase != TryPhase::Booted {
-            return Err(TransitionError::TryNotBooted {
+        let t = self.trial.as_ref().ok_or(TransitionError::NoTrial)?;
+        if t.phase != TrialPhase::Booted {
+            return Err(TransitionError::TrialNotBooted {
                 slot: t.slot,
                 version: t.version.clone(),
             });
@@ -486,26 +486,26 @@ impl State {
         let mut next = self.clone();
         next.committed = t.slot;
         next.committed_version = t.version.clone();
-        // mark_try only accepts versions above the floor, so this raises it; `max` keeps
+        // mark_trial only accepts versions above the floor, so this raises it; `max` keeps
         // rule 2 even if that ever changed.
         next.floor = self.floor.clone().max_by_precedence(t.version.clone());
         next.trial = None;
         Ok(next)
     }
 
-    /// Drops the try and records why it failed (rule 6).
+    /// Drops the trial and records why it failed (rule 6).
     pub fn roll_back(&self, reason: FailureReason) -> Result<State, TransitionError> {
         let mut next = self.clone();
-        let t = next.trial.take().ok_or(TransitionError::NoTry)?;
+        let t = next.trial.take().ok_or(TransitionError::NoTrial)?;
         next.record_failure(t, reason);
         Ok(next)
     }
 
-    /// Drops a try that was never booted, recording no failure (rule 6).
-    pub fn cancel_try(&self) -> Result<State, TransitionError> {
-        let t = self.trial.as_ref().ok_or(TransitionError::NoTry)?;
-        if t.phase == TryPhase::Booted {
-            return Err(TransitionError::TryBooted {
+    /// Drops a trial that was never booted, recording no failure (rule 6).
+    pub fn cancel_trial(&self) -> Result<State, TransitionError> {
+        let t = self.trial.as_ref().ok_or(TransitionError::NoTrial)?;
+        if t.phase == TrialPhase::Booted {
+            return Err(TransitionError::TrialBooted {
                 slot: t.slot,
                 version: t.version.clone(),
             });
@@ -515,7 +515,7 @@ impl State {
         Ok(next)
     }
 
-    fn record_failure(&mut self, t: Try, reason: FailureReason) -> Failure {
+    fn record_failure(&mut self, t: Trial, reason: FailureReason) -> Failure {
         let failure = Failure {
             version: t.version.clone(),
             slot: t.slot,
@@ -560,32 +560,32 @@ mod tests {
         assert_eq!(s.committed_version(), &v("1.0.0"));
         assert_eq!(s.floor(), &v("1.0.0"));
         assert_eq!(s.other_slot(), Slot::B);
-        assert!(s.pending_try().is_none());
+        assert!(s.trial().is_none());
         assert_eq!(s.boot_count(), 0);
     }
 
     #[test]
-    fn mark_try_refusals() {
+    fn mark_trial_refusals() {
         let s = State::factory(v("1.0.0"));
         assert_eq!(
-            s.mark_try(Slot::A, v("2.0.0"), 3),
+            s.mark_trial(Slot::A, v("2.0.0"), 3),
             Err(TransitionError::CommittedSlot { slot: Slot::A })
         );
         assert_eq!(
-            s.mark_try(Slot::B, v("2.0.0"), 0),
+            s.mark_trial(Slot::B, v("2.0.0"), 0),
             Err(TransitionError::ZeroBoots)
         );
         assert_eq!(
-            s.mark_try(Slot::B, v("1.0.0+rebuilt"), 3),
+            s.mark_trial(Slot::B, v("1.0.0+rebuilt"), 3),
             Err(TransitionError::NotAboveFloor {
                 version: v("1.0.0+rebuilt"),
                 floor: v("1.0.0")
             })
         );
-        let t = s.mark_try(Slot::B, v("2.0.0"), 3).unwrap();
+        let t = s.mark_trial(Slot::B, v("2.0.0"), 3).unwrap();
         assert_eq!(
-            t.mark_try(Slot::B, v("3.0.0"), 3),
-            Err(TransitionError::TryPending {
+            t.mark_trial(Slot::B, v("3.0.0"), 3),
+            Err(TransitionError::TrialPending {
                 slot: Slot::B,
                 version: v("2.0.0")
             })
@@ -593,13 +593,13 @@ mod tests {
     }
 
     #[test]
-    fn commit_needs_a_booted_try() {
+    fn commit_needs_a_booted_trial() {
         let s = State::factory(v("1.0.0"));
-        assert_eq!(s.commit(), Err(TransitionError::NoTry));
-        let t = s.mark_try(Slot::B, v("2.0.0"), 1).unwrap();
+        assert_eq!(s.commit(), Err(TransitionError::NoTrial));
+        let t = s.mark_trial(Slot::B, v("2.0.0"), 1).unwrap();
         assert_eq!(
             t.commit(),
-            Err(TransitionError::TryNotBooted {
+            Err(TransitionError::TrialNotBooted {
                 slot: Slot::B,
                 version: v("2.0.0")
             })
@@ -607,7 +607,7 @@ mod tests {
         let (booted, choice) = t.begin_boot();
         assert_eq!(
             choice.kind,
-            BootKind::Try {
+            BootKind::Trial {
                 boots_left_after: 0
             }
         );
@@ -617,16 +617,16 @@ mod tests {
     }
 
     #[test]
-    fn cancel_only_a_staged_try() {
+    fn cancel_only_a_staged_trial() {
         let s = State::factory(v("1.0.0"));
-        assert_eq!(s.cancel_try(), Err(TransitionError::NoTry));
-        let t = s.mark_try(Slot::B, v("2.0.0"), 2).unwrap();
-        let c = t.cancel_try().unwrap();
+        assert_eq!(s.cancel_trial(), Err(TransitionError::NoTrial));
+        let t = s.mark_trial(Slot::B, v("2.0.0"), 2).unwrap();
+        let c = t.cancel_trial().unwrap();
         assert_eq!(c, s);
         let (booted, _) = t.begin_boot();
         assert!(matches!(
-            booted.cancel_try(),
-            Err(TransitionError::TryBooted { .. })
+            booted.cancel_trial(),
+            Err(TransitionError::TrialBooted { .. })
         ));
     }
 
@@ -635,11 +635,11 @@ mod tests {
         let s = State::factory(v("1.0.0"));
         assert_eq!(
             s.roll_back(FailureReason::HealthTimeout),
-            Err(TransitionError::NoTry)
+            Err(TransitionError::NoTrial)
         );
-        let (t, _) = s.mark_try(Slot::B, v("2.0.0"), 2).unwrap().begin_boot();
+        let (t, _) = s.mark_trial(Slot::B, v("2.0.0"), 2).unwrap().begin_boot();
         let r = t.roll_back(FailureReason::HealthTimeout).unwrap();
-        assert!(r.pending_try().is_none());
+        assert!(r.trial().is_none());
         assert_eq!(
             r.last_failure(),
             Some(&Failure {

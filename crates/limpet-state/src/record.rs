@@ -13,9 +13,9 @@
 //! 16     8     sequence             u64, +1 on every write
 //! 24     8     boot_count           u64, boots since the factory state
 //! 32     1     committed_slot       1 = A, 2 = B
-//! 33     1     try_phase            0 = no try, 1 = staged, 2 = booted
-//! 34     1     try_slot             1 = A, 2 = B; 0 when no try
-//! 35     1     try_boots_left       u8; 0 when no try
+//! 33     1     trial_phase          0 = no trial, 1 = staged, 2 = booted
+//! 34     1     trial_slot           1 = A, 2 = B; 0 when no trial
+//! 35     1     trial_boots_left     u8; 0 when no trial
 //! 36     1     failure_reason       0 = no failure; 1 boot count exhausted, 2 health
 //!                                   timeout, 3 unhealthy, 4 verify failed, 5 mount failed;
 //!                                   other codes are kept as read (a newer writer's)
@@ -24,7 +24,7 @@
 //! 40     8     failure_boot_count   u64; 0 when no failure
 //! 48     64    committed_version    version text, NUL-padded (see below)
 //! 112    64    floor_version        version text, NUL-padded
-//! 176    64    try_version          version text, NUL-padded; all zero when no try
+//! 176    64    trial_version        version text, NUL-padded; all zero when no trial
 //! 240    64    failure_version      version text, NUL-padded; all zero when no failure
 //! 304    64    failed_version       the highest version that failed, NUL-padded; all zero
 //!                                   when none failed
@@ -41,7 +41,7 @@
 //! [`decode`] accepts a record only if, in this order: the magic, format version and record
 //! size match; the CRC matches; `sequence_trailer == sequence`; every field is in range,
 //! "absent" fields are all zero, version texts are valid; and the state keeps the rules of
-//! [`crate::machine`] (committed version not below the floor, try not on the committed slot
+//! [`crate::machine`] (committed version not below the floor, a trial not on the committed slot
 //! and above the floor). A copy that is all `0x00` (never written) or all `0xFF` (erased
 //! flash) is [`RecordError::Blank`].
 //!
@@ -55,7 +55,9 @@
 
 use thiserror::Error;
 
-use crate::machine::{Failure, FailureReason, InvariantError, Parts, Slot, State, Try, TryPhase};
+use crate::machine::{
+    Failure, FailureReason, InvariantError, Parts, Slot, State, Trial, TrialPhase,
+};
 use crate::version::{Version, VersionError, MAX_VERSION_LEN};
 
 /// Size of one record, in bytes.
@@ -75,16 +77,16 @@ mod field {
     pub const SEQUENCE: (usize, usize) = (16, 8);
     pub const BOOT_COUNT: (usize, usize) = (24, 8);
     pub const COMMITTED_SLOT: usize = 32;
-    pub const TRY_PHASE: usize = 33;
-    pub const TRY_SLOT: usize = 34;
-    pub const TRY_BOOTS_LEFT: usize = 35;
+    pub const TRIAL_PHASE: usize = 33;
+    pub const TRIAL_SLOT: usize = 34;
+    pub const TRIAL_BOOTS_LEFT: usize = 35;
     pub const FAILURE_REASON: usize = 36;
     pub const FAILURE_SLOT: usize = 37;
     pub const ZERO: (usize, usize) = (38, 2);
     pub const FAILURE_BOOT_COUNT: (usize, usize) = (40, 8);
     pub const COMMITTED_VERSION: (usize, usize) = (48, 64);
     pub const FLOOR_VERSION: (usize, usize) = (112, 64);
-    pub const TRY_VERSION: (usize, usize) = (176, 64);
+    pub const TRIAL_VERSION: (usize, usize) = (176, 64);
     pub const FAILURE_VERSION: (usize, usize) = (240, 64);
     pub const FAILED_VERSION: (usize, usize) = (304, 64);
     pub const SEQUENCE_TRAILER: (usize, usize) = (4084, 8);
@@ -193,13 +195,13 @@ pub fn encode(state: &State, sequence: u64) -> [u8; RECORD_SIZE] {
     put_version(&mut b, field::COMMITTED_VERSION, &p.committed_version);
     put_version(&mut b, field::FLOOR_VERSION, &p.floor);
     if let Some(t) = &p.trial {
-        b[field::TRY_PHASE] = match t.phase {
-            TryPhase::Staged => 1,
-            TryPhase::Booted => 2,
+        b[field::TRIAL_PHASE] = match t.phase {
+            TrialPhase::Staged => 1,
+            TrialPhase::Booted => 2,
         };
-        b[field::TRY_SLOT] = slot_code(t.slot);
-        b[field::TRY_BOOTS_LEFT] = t.boots_left;
-        put_version(&mut b, field::TRY_VERSION, &t.version);
+        b[field::TRIAL_SLOT] = slot_code(t.slot);
+        b[field::TRIAL_BOOTS_LEFT] = t.boots_left;
+        put_version(&mut b, field::TRIAL_VERSION, &t.version);
     }
     if let Some(f) = &p.last_failure {
         b[field::FAILURE_REASON] = f.reason.code();
@@ -259,7 +261,7 @@ pub fn decode(b: &[u8; RECORD_SIZE]) -> Result<Record, RecordError> {
         field::FLOOR_VERSION.0,
         "empty",
     ))?;
-    let trial = read_try(b)?;
+    let trial = read_trial(b)?;
     let last_failure = read_failure(b)?;
     let highest_failed = read_version(b, "failed_version", field::FAILED_VERSION)?;
 
@@ -279,33 +281,33 @@ pub fn decode(b: &[u8; RECORD_SIZE]) -> Result<Record, RecordError> {
     })
 }
 
-fn read_try(b: &[u8; RECORD_SIZE]) -> Result<Option<Try>, RecordError> {
-    let phase = match b[field::TRY_PHASE] {
+fn read_trial(b: &[u8; RECORD_SIZE]) -> Result<Option<Trial>, RecordError> {
+    let phase = match b[field::TRIAL_PHASE] {
         0 => {
-            let absent = b[field::TRY_SLOT] == 0
-                && b[field::TRY_BOOTS_LEFT] == 0
-                && get(b, field::TRY_VERSION).iter().all(|&x| x == 0);
+            let absent = b[field::TRIAL_SLOT] == 0
+                && b[field::TRIAL_BOOTS_LEFT] == 0
+                && get(b, field::TRIAL_VERSION).iter().all(|&x| x == 0);
             if !absent {
                 return Err(bad(
-                    "try_phase",
-                    field::TRY_PHASE,
-                    "no try, but try fields set",
+                    "trial_phase",
+                    field::TRIAL_PHASE,
+                    "no trial, but trial fields set",
                 ));
             }
             return Ok(None);
         }
-        1 => TryPhase::Staged,
-        2 => TryPhase::Booted,
-        _ => return Err(bad("try_phase", field::TRY_PHASE, "unknown phase")),
+        1 => TrialPhase::Staged,
+        2 => TrialPhase::Booted,
+        _ => return Err(bad("trial_phase", field::TRIAL_PHASE, "unknown phase")),
     };
-    Ok(Some(Try {
-        slot: read_slot(b, "try_slot", field::TRY_SLOT)?,
-        version: read_version(b, "try_version", field::TRY_VERSION)?.ok_or(bad(
-            "try_version",
-            field::TRY_VERSION.0,
+    Ok(Some(Trial {
+        slot: read_slot(b, "trial_slot", field::TRIAL_SLOT)?,
+        version: read_version(b, "trial_version", field::TRIAL_VERSION)?.ok_or(bad(
+            "trial_version",
+            field::TRIAL_VERSION.0,
             "empty",
         ))?,
-        boots_left: b[field::TRY_BOOTS_LEFT],
+        boots_left: b[field::TRIAL_BOOTS_LEFT],
         phase,
     }))
 }
@@ -427,9 +429,9 @@ mod tests {
     /// A state with every field set.
     fn full_state() -> State {
         let s = State::factory(v("1.0.0"));
-        let (s, _) = s.mark_try(Slot::B, v("2.0.0"), 1).unwrap().begin_boot();
+        let (s, _) = s.mark_trial(Slot::B, v("2.0.0"), 1).unwrap().begin_boot();
         let s = s.roll_back(crate::FailureReason::MountFailed).unwrap();
-        s.mark_try(Slot::B, v("2.1.0-rc.1+build.7"), 5).unwrap()
+        s.mark_trial(Slot::B, v("2.1.0-rc.1+build.7"), 5).unwrap()
     }
 
     #[test]
@@ -451,7 +453,7 @@ mod tests {
         assert_eq!(&b[16..24], &0x0102_0304_0506_0708u64.to_le_bytes());
         assert_eq!(&b[24..32], &1u64.to_le_bytes(), "boot count");
         assert_eq!(b[32], 1, "committed A");
-        assert_eq!(&b[33..36], &[1, 2, 5], "staged try on B, 5 boots");
+        assert_eq!(&b[33..36], &[1, 2, 5], "staged trial on B, 5 boots");
         assert_eq!(&b[36..38], &[5, 2], "mount failed on B");
         assert_eq!(&b[40..48], &1u64.to_le_bytes(), "failure boot count");
         assert_eq!(&b[48..54], b"1.0.0\0");
@@ -527,7 +529,7 @@ mod tests {
         assert_eq!(
             decode(&b),
             Err(RecordError::Invariant {
-                source: InvariantError::TryOnCommittedSlot
+                source: InvariantError::TrialOnCommittedSlot
             })
         );
 
@@ -537,7 +539,7 @@ mod tests {
         assert!(matches!(
             decode(&b),
             Err(RecordError::Field {
-                field: "try_phase",
+                field: "trial_phase",
                 ..
             })
         ));

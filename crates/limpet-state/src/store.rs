@@ -49,7 +49,7 @@
 //! - [`StateError::Blank`]: the state was never written (a disk provisioned without
 //!   `limpet build`'s state). Boot slot A if its header verifies, and store
 //!   [`crate::State::factory`] with that header's version.
-//! - [`StateError::NoValidCopy`]: both copies are damaged; the floor and the try are lost.
+//! - [`StateError::NoValidCopy`]: both copies are damaged; the floor and the trial are lost.
 //!   Verify both slot headers, boot the one with the highest valid version, store a state
 //!   with it committed (its version becomes the floor), and report the storage fault.
 //! - [`StateError::Read`]: the medium fails; boot as for `NoValidCopy` but do not write.

@@ -228,7 +228,7 @@ fn read_errors() {
 fn floor_cannot_drop_through_store() {
     let factory = State::factory(v("1.0.0"));
     let (booted, _) = factory
-        .mark_try(limpet_state::Slot::B, v("2.0.0"), 1)
+        .mark_trial(limpet_state::Slot::B, v("2.0.0"), 1)
         .unwrap()
         .begin_boot();
     let committed = booted.commit().unwrap();

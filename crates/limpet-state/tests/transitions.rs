@@ -8,7 +8,7 @@ mod common;
 
 use common::{blank_store, v};
 use limpet_state::{
-    BootKind, FailureReason, Slot, State, StateStore, TransitionError, TryPhase, Version,
+    BootKind, FailureReason, Slot, State, StateStore, TransitionError, TrialPhase, Version,
 };
 use limpet_testkit::noise::Rng;
 use limpet_testkit::power_cut_disk::SimDisk;
@@ -21,7 +21,7 @@ fn boot(s: &State, store: &mut StateStore<SimDisk>) -> (State, Slot, BootKind) {
     (next, choice.slot, choice.kind)
 }
 
-/// `update-story`: a try that never commits rolls back after its boots; the failed version
+/// `update-story`: a trial that never commits rolls back after its boots; the failed version
 /// is not retried; a newer one commits and raises the floor; the old slot cannot be
 /// tried below it.
 #[test]
@@ -30,13 +30,13 @@ fn full_update_story() {
     let s = State::factory(v("1.0.0"));
     store.store(&s).unwrap();
 
-    let s = s.mark_try(Slot::B, v("2.0.0"), 3).unwrap();
+    let s = s.mark_trial(Slot::B, v("2.0.0"), 3).unwrap();
     let (s, slot, kind) = boot(&s, &mut store);
     assert_eq!(
         (slot, kind),
         (
             Slot::B,
-            BootKind::Try {
+            BootKind::Trial {
                 boots_left_after: 2
             }
         )
@@ -46,7 +46,7 @@ fn full_update_story() {
         (slot, kind),
         (
             Slot::B,
-            BootKind::Try {
+            BootKind::Trial {
                 boots_left_after: 1
             }
         )
@@ -56,7 +56,7 @@ fn full_update_story() {
         (slot, kind),
         (
             Slot::B,
-            BootKind::Try {
+            BootKind::Trial {
                 boots_left_after: 0
             }
         )
@@ -72,13 +72,13 @@ fn full_update_story() {
     assert_eq!((failure.slot, &failure.version), (Slot::B, &v("2.0.0")));
     assert_eq!(failure.boot_count, 4);
     assert_eq!(s.last_failure(), Some(&failure));
-    assert!(s.pending_try().is_none());
+    assert!(s.trial().is_none());
     assert_eq!(s.committed_slot(), Slot::A);
     assert_eq!(s.boot_count(), 4);
 
     // The failed version is not retried.
     assert_eq!(
-        s.mark_try(Slot::B, v("2.0.0"), 3),
+        s.mark_trial(Slot::B, v("2.0.0"), 3),
         Err(TransitionError::FailedBefore {
             version: v("2.0.0"),
             failed: v("2.0.0")
@@ -86,14 +86,14 @@ fn full_update_story() {
     );
 
     // A newer one is.
-    let s = s.mark_try(Slot::B, v("2.1.0"), 3).unwrap();
+    let s = s.mark_trial(Slot::B, v("2.1.0"), 3).unwrap();
     store.store(&s).unwrap();
     let (s, slot, kind) = boot(&s, &mut store);
     assert_eq!(
         (slot, kind),
         (
             Slot::B,
-            BootKind::Try {
+            BootKind::Trial {
                 boots_left_after: 2
             }
         )
@@ -104,11 +104,11 @@ fn full_update_story() {
     assert_eq!(s.committed_slot(), Slot::B);
     assert_eq!(s.committed_version(), &v("2.1.0"));
     assert_eq!(s.other_slot(), Slot::A);
-    assert!(s.pending_try().is_none());
+    assert!(s.trial().is_none());
 
     // Below the floor: refused.
     assert_eq!(
-        s.mark_try(Slot::A, v("2.0.5"), 3),
+        s.mark_trial(Slot::A, v("2.0.5"), 3),
         Err(TransitionError::NotAboveFloor {
             version: v("2.0.5"),
             floor: v("2.1.0")
@@ -129,14 +129,14 @@ fn step(s: &State, rng: &mut Rng, versions: &[Version]) -> State {
     let result = match rng.below(6) {
         0 | 1 => {
             let boots = u8::try_from(rng.below(4)).unwrap();
-            s.mark_try(slot, pick_version(rng), boots)
+            s.mark_trial(slot, pick_version(rng), boots)
         }
         2 | 3 => {
             let (next, choice) = s.begin_boot();
             match choice.kind {
                 BootKind::Committed => assert_eq!(choice.slot, s.committed_slot()),
-                BootKind::Try { boots_left_after } => {
-                    let t = s.pending_try().unwrap();
+                BootKind::Trial { boots_left_after } => {
+                    let t = s.trial().unwrap();
                     assert_eq!(choice.slot, t.slot);
                     assert_eq!(boots_left_after, t.boots_left - 1);
                 }
@@ -146,7 +146,7 @@ fn step(s: &State, rng: &mut Rng, versions: &[Version]) -> State {
         }
         4 => s.commit(),
         _ => match rng.below(3) {
-            0 => s.cancel_try(),
+            0 => s.cancel_trial(),
             1 => s.roll_back(FailureReason::HealthTimeout),
             _ => s.roll_back(FailureReason::VerifyFailed),
         },
@@ -166,21 +166,21 @@ fn check_invariants(prev: &State, s: &State) {
             "{prev:?} -> {s:?}"
         );
     }
-    if let Some(t) = s.pending_try() {
-        // A try is never on the committed slot, and is above the floor and every failure.
+    if let Some(t) = s.trial() {
+        // A trial is never on the committed slot, and is above the floor and every failure.
         assert_ne!(t.slot, s.committed_slot(), "{s:?}");
         assert!(t.version.is_newer_than(s.floor()), "{s:?}");
         if let Some(f) = s.highest_failed() {
             assert!(t.version.is_newer_than(f), "{s:?}");
         }
-        if t.phase == TryPhase::Staged {
+        if t.phase == TrialPhase::Staged {
             assert!(t.boots_left > 0, "{s:?}");
         }
     }
-    // A commit changes the committed slot only to the previous try's slot.
+    // A commit changes the committed slot only to the previous trial's slot.
     if s.committed_slot() != prev.committed_slot() {
-        let t = prev.pending_try().unwrap();
-        assert_eq!((t.slot, t.phase), (s.committed_slot(), TryPhase::Booted));
+        let t = prev.trial().unwrap();
+        assert_eq!((t.slot, t.phase), (s.committed_slot(), TrialPhase::Booted));
         assert_eq!(&t.version, s.committed_version());
     }
 }

@@ -1,6 +1,6 @@
 //! [`SimDisk`]: an in-memory [`BlockDevice`] that can lose power mid-write and fail reads,
 //! for the power-cut tests of the A/B state (limpet-state) and of installing an update
-//! (limpet-update).
+//! (limpet-install).
 //!
 //! Power-cut model: after [`SimDisk::cut_power_after`]`(n)`, the next `n` bytes written
 //! reach the medium and the write that crosses the limit keeps only its prefix (the rest of

@@ -149,10 +149,10 @@ fn a_blank_state_boots_slot_a_and_writes_the_factory_state() {
 }
 
 #[test]
-fn a_try_slot_that_fails_verification_rolls_back_to_the_committed_slot() {
+fn a_trial_slot_that_fails_verification_rolls_back_to_the_committed_slot() {
     let dir = hello_copy("boot-bad-try");
     let disk = dir.join("disk.img");
-    // Slot B holds a slot signed by another key; the state says: try B (version 0.2.0).
+    // Slot B holds a slot signed by another key; the state says: trial on B (version 0.2.0).
     let (other, _) = other_key_build();
     let bad_slot = std::fs::read(other.join("slot.img")).unwrap();
     let (slot_b, _) = partition(&disk, "slot-b");
@@ -164,7 +164,7 @@ fn a_try_slot_that_fails_verification_rolls_back_to_the_committed_slot() {
         let mut store = limpet_state::StateStore::new(region).unwrap();
         let state = store.load().unwrap();
         let version = limpet_state::Version::parse("0.2.0").unwrap();
-        let trying = state.mark_try(limpet_state::Slot::B, version, 3).unwrap();
+        let trying = state.mark_trial(limpet_state::Slot::B, version, 3).unwrap();
         store.store(&trying).unwrap();
     }
     // --persist: the guest's writes to the state partition must reach disk.img.
@@ -201,5 +201,5 @@ fn a_try_slot_that_fails_verification_rolls_back_to_the_committed_slot() {
     );
     let failure = state.last_failure().expect("a recorded failure");
     assert_eq!(failure.reason, limpet_state::FailureReason::VerifyFailed);
-    assert!(state.pending_try().is_none());
+    assert!(state.trial().is_none());
 }

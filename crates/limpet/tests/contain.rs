@@ -484,7 +484,7 @@ impl Drop for Device {
     fn drop(&mut self) {
         // Only on a failed test: the run is still going. Killed, `limpet run` cannot remove
         // its simulation root (`limpet-sim-<its pid>` in the temporary directory, see
-        // limpet-build's sim.rs): that is done here. The processes it started in the
+        // limpet-run's namespaces.rs): that is done here. The processes it started in the
         // device's namespace are ended by the network's guard.
         if let Ok(None) = self.child.try_wait() {
             let pid = self.child.id();

@@ -76,7 +76,7 @@ fn a_simulation_has_no_power_button() {
     );
 }
 
-/// A device with `[update]` in a simulation: its update agent needs PID 1's update socket
+/// A device with `[update]` in a simulation: its update agent needs PID 1's install socket
 /// and slots, which a simulation has not, so PID 1 says so and does not start it; the
 /// other tasks run.
 #[test]

@@ -1,5 +1,5 @@
-//! The health gate of a try slot, in real QEMU: a new release written to the other slot
-//! and marked "try" is committed once its tasks stayed up for the health period; a release
+//! The health gate of a trial slot, in real QEMU: a new release written to the other slot
+//! and marked as a trial is committed once its tasks stayed up for the health period; a release
 //! whose task fails at start is rolled back, the failure is recorded, the device reboots
 //! into the committed slot, and the failed version cannot be tried again.
 // Tests fail by panicking; the workspace lints against it are for production code.
@@ -60,14 +60,14 @@ fn with_state<T>(disk: &Path, change: impl FnOnce(&State) -> T) -> T {
     change(&state)
 }
 
-fn mark_try(disk: &Path, slot: Slot, version: &str) {
+fn mark_trial(disk: &Path, slot: Slot, version: &str) {
     let (offset, size) = partition(disk, "state");
     let mut file = File::options().read(true).write(true).open(disk).unwrap();
     let region = Region::new(&mut file, offset, size).unwrap();
     let mut store = StateStore::new(region).unwrap();
     let state = store.load().unwrap();
     let next = state
-        .mark_try(slot, Version::parse(version).unwrap(), 3)
+        .mark_trial(slot, Version::parse(version).unwrap(), 3)
         .unwrap();
     store.store(&next).unwrap();
 }
@@ -96,7 +96,7 @@ fn boot_until(dir: &Path, until: Option<&str>) -> String {
 }
 
 #[test]
-fn a_healthy_try_is_committed_and_a_failing_one_rolls_back_for_good() {
+fn a_healthy_trial_is_committed_and_a_failing_one_rolls_back_for_good() {
     let (v1, _) = hello_build();
     let dir = mixed_output("trial", v1, v1, &[]);
     let disk = dir.join("disk.img");
@@ -105,7 +105,7 @@ fn a_healthy_try_is_committed_and_a_failing_one_rolls_back_for_good() {
 
     // v2 on slot B, on trial: committed after 5 s of its task up.
     install(&disk, Slot::B, &v2);
-    mark_try(&disk, Slot::B, "0.2.0");
+    mark_trial(&disk, Slot::B, "0.2.0");
     let console = boot_until(&dir, Some("try committed"));
     assert!(console.contains("booting slot B (try)"), "{console}");
     assert!(console.contains("try slot on probation"), "{console}");
@@ -118,12 +118,12 @@ fn a_healthy_try_is_committed_and_a_failing_one_rolls_back_for_good() {
         assert_eq!(s.committed_slot(), Slot::B);
         assert_eq!(s.committed_version().to_string(), "0.2.0");
         assert_eq!(s.floor().to_string(), "0.2.0");
-        assert!(s.pending_try().is_none());
+        assert!(s.trial().is_none());
     });
 
     // v3, whose task fails at start, on slot A: rolled back, recorded, rebooted.
     install(&disk, Slot::A, &v3);
-    mark_try(&disk, Slot::A, "0.3.0");
+    mark_trial(&disk, Slot::A, "0.3.0");
     let console = boot_until(&dir, None);
     assert!(console.contains("booting slot A (try)"), "{console}");
     assert!(console.contains("hello: failing at start"), "{console}");
@@ -135,11 +135,11 @@ fn a_healthy_try_is_committed_and_a_failing_one_rolls_back_for_good() {
     let refused = with_state(&disk, |s| {
         assert_eq!(s.committed_slot(), Slot::B);
         assert_eq!(s.floor().to_string(), "0.2.0");
-        assert!(s.pending_try().is_none());
+        assert!(s.trial().is_none());
         let failure = s.last_failure().unwrap();
         assert_eq!(failure.version.to_string(), "0.3.0");
         assert_eq!(failure.reason.to_string(), "health check failed");
-        s.mark_try(Slot::A, Version::parse("0.3.0").unwrap(), 3)
+        s.mark_trial(Slot::A, Version::parse("0.3.0").unwrap(), 3)
     });
     // The failed version is never tried again; only a newer one may be.
     assert!(

@@ -1,7 +1,7 @@
 //! The whole update story in real QEMU (TCG), with the real repository, server, agent,
 //! PID 1 and kernel: a device runs v1; v2 is published; the device's update agent fetches
 //! it over the restricted user network (the only host it may reach), PID 1 verifies and
-//! stages it, the device reboots into the try, and the health gate commits it. Then v3,
+//! stages it, the device reboots into the trial, and the health gate commits it. Then v3,
 //! whose task fails at start, is published: the device stages and tries it, rolls back to
 //! v2 by itself, records the failure, and does not try v3 again.
 // Tests fail by panicking; the workspace lints against it are for production code.
@@ -195,9 +195,9 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
         "{console}"
     );
     let s = state(&disk);
-    assert_eq!(s.pending_try().unwrap().version.to_string(), "0.2.0");
+    assert_eq!(s.trial().unwrap().version.to_string(), "0.2.0");
 
-    // The try boots and is committed after its health period.
+    // The trial boots and is committed after its health period.
     let console = boot(&dir, port, Some("try committed"));
     assert!(console.contains("booting slot B (try)"), "{console}");
     assert!(
@@ -241,7 +241,7 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
         "{console}"
     );
     assert!(!console.contains("staged as a try"), "{console}");
-    assert!(state(&disk).pending_try().is_none());
+    assert!(state(&disk).trial().is_none());
 }
 
 /// A copy of directory `from` (the repository) as `to`, files only, one level of
@@ -258,7 +258,7 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// At least 20 power cuts (QEMU killed) at random moments of a real update of v1 to v2,
-/// each followed by a boot that must mount a verified slot: v1, or v2 as a whole try.
+/// each followed by a boot that must mount a verified slot: v1, or v2 as a whole trial.
 #[test]
 fn power_cuts_during_a_real_update_always_leave_a_bootable_verified_slot() {
     let _one = QEMU.lock().unwrap_or_else(|e| e.into_inner());
@@ -270,7 +270,7 @@ fn power_cuts_during_a_real_update_always_leave_a_bootable_verified_slot() {
     copy_dir(&built().f.repo, &f.repo);
     publish(f, v2);
     let (_server, port) = serve(f);
-    // How long an uncut update takes here, from QEMU's start to the reboot into the try
+    // How long an uncut update takes here, from QEMU's start to the reboot into the trial
     // (QEMU exits then): the cuts fall inside that window.
     let dir = mixed_output("update-kill-calibrate", v1, v1, &[]);
     let started = std::time::Instant::now();
@@ -361,7 +361,7 @@ fn power_cuts_during_a_real_update_always_leave_a_bootable_verified_slot() {
     eprintln!("{kills} power cuts in {round} rounds over an update window of {window} s: {seen:?}");
 }
 
-/// The agent's line for the poll that staged a try.
+/// The agent's line for the poll that staged a trial.
 fn staged_line(console: &str) -> String {
     console
         .lines()

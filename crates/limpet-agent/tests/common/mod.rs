@@ -1,6 +1,6 @@
 //! Shared parts of the agent's tests, all real: slots from limpet-image, a repository
 //! written by limpet-repo and served by its development server (behind limpet-testkit's
-//! counting TCP relay), and PID 1's `UpdateServer` from limpet-update on temporary files.
+//! counting TCP relay), and PID 1's `InstallServer` from limpet-install on temporary files.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use limpet_image::squashfs::Entry;
+use limpet_install::server::{Devices, Event, InstallServer};
 use limpet_state::State;
 use limpet_testkit::noise::xorshift_bytes;
 use limpet_testkit::slot::{signed_slot, Partitions};
-use limpet_update::server::{Devices, Event, UpdateServer};
 
 pub use limpet_testkit::relay::{Relay, Throttle};
 
@@ -117,7 +117,7 @@ impl Device {
             running_version: running_version.into(),
             inactive: partitions.slot_b.clone(),
             key: image_key().verifying_key(),
-            try_boots: 3,
+            trial_boots: 3,
         };
         let events = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -126,7 +126,7 @@ impl Device {
         let thread = std::thread::spawn(move || {
             let uid = rustix::process::getuid().as_raw();
             let gid = rustix::process::getgid().as_raw();
-            let mut server = UpdateServer::bind(&sock, uid, gid, devices).unwrap();
+            let mut server = InstallServer::bind(&sock, uid, gid, devices).unwrap();
             ready_tx.send(()).unwrap();
             let timeout = rustix::time::Timespec {
                 tv_sec: 0,

@@ -72,7 +72,7 @@ impl StateSummary {
             committed_slot: state.committed_slot().partition_name().to_owned(),
             committed_version: state.committed_version().to_string(),
             floor: state.floor().to_string(),
-            trial: state.pending_try().map(|t| {
+            trial: state.trial().map(|t| {
                 format!(
                     "{} on {}, {} boot(s) left ({:?})",
                     t.version,

@@ -1,5 +1,5 @@
 //! The event handlers of [`Runtime`](super::Runtime), driven without a VM: tasks are pipes,
-//! the clock and signals a record ([`Fake`]), a try's A/B record a fake too.
+//! the clock and signals a record ([`Fake`]), a trial's A/B record a fake too.
 
 use super::*;
 use crate::supervisor::{Exit, Needs};
@@ -50,7 +50,7 @@ impl Host for Fake {
     }
 }
 
-/// A try's A/B record that only remembers what it was told.
+/// A trial's A/B record that only remembers what it was told.
 #[derive(Debug)]
 struct FakeTrial {
     state: State,
@@ -223,7 +223,7 @@ fn sources_are_handled_output_first_signals_last() {
     let mut ready = [
         Source::Signals,
         Source::Button(0),
-        Source::Updates,
+        Source::Install,
         Source::Net(network::Source::Stub),
         Source::Pipe(3),
         Source::Notify(1),
@@ -299,12 +299,12 @@ fn update_events_are_recorded_and_a_reboot_request_shuts_down() {
     let mut rt = runtime(dir.path(), &policy, &mut system);
     rt.on_tick();
     rt.host.now = 500;
-    rt.on_update(UpdateEvent::Failed {
+    rt.on_install_event(InstallEvent::Failed {
         version: None,
         error: "bad signature".into(),
     });
     assert!(has(&rt, "limpet-init: update ? refused: bad signature"));
-    rt.on_update(UpdateEvent::Staged {
+    rt.on_install_event(InstallEvent::Staged {
         version: "0.2.0".into(),
     });
     assert!(has(
@@ -312,7 +312,7 @@ fn update_events_are_recorded_and_a_reboot_request_shuts_down() {
         "limpet-init: update 0.2.0 verified and staged as a try in slot b"
     ));
     assert_eq!(rt.shutdown, None);
-    rt.on_update(UpdateEvent::Reboot);
+    rt.on_install_event(InstallEvent::Reboot);
     assert!(has(
         &rt,
         "limpet-init: update agent: reboot into the staged try: shutting down"
@@ -331,13 +331,13 @@ fn update_events_are_recorded_and_a_reboot_request_shuts_down() {
     assert_eq!(rt.on_tick(), Some(Outcome::Reboot));
 }
 
-fn on_probation<'a>(
+fn on_trial<'a>(
     dir: &Path,
     policy: &'a DevicePolicy,
     system: &'a mut SystemStatus,
 ) -> Runtime<'a, Fake> {
     let mut rt = runtime(dir, policy, system);
-    rt.probation = Some(Watch {
+    rt.trial = Some(TrialWatch {
         gate: HealthGate::new(Duration::from_secs(10), Duration::from_secs(60)),
         trial: Box::new(FakeTrial {
             state: State::factory(limpet_state::Version::parse("0.1.0").unwrap()),
@@ -348,11 +348,11 @@ fn on_probation<'a>(
 }
 
 #[test]
-fn the_gate_commits_a_healthy_try() {
+fn the_gate_commits_a_healthy_trial() {
     let dir = tempfile::tempdir().unwrap();
     let policy = policy(vec![task("a", started(), "always")]);
     let mut system = system();
-    let mut rt = on_probation(dir.path(), &policy, &mut system);
+    let mut rt = on_trial(dir.path(), &policy, &mut system);
     rt.on_tick();
     assert_eq!(rt.gate_wait, Some(Millis(10_000)));
     assert_eq!(rt.timeout(), Some(Duration::from_secs(10)));
@@ -361,17 +361,17 @@ fn the_gate_commits_a_healthy_try() {
     assert!(rt.host.console.iter().any(|l| l.starts_with(
         "limpet-init: every task healthy for the health period: try committed, floor now 0.1.0"
     )));
-    assert!(rt.probation.is_none());
+    assert!(rt.trial.is_none());
     assert!(matches!(rt.system.trial, TrialStatus::Committed));
     assert_eq!(rt.shutdown, None);
 }
 
 #[test]
-fn the_gate_rolls_back_a_failed_try_and_reboots() {
+fn the_gate_rolls_back_a_failed_trial_and_reboots() {
     let dir = tempfile::tempdir().unwrap();
     let policy = policy(vec![task("a", started(), "never")]);
     let mut system = system();
-    let mut rt = on_probation(dir.path(), &policy, &mut system);
+    let mut rt = on_trial(dir.path(), &policy, &mut system);
     rt.on_tick();
     rt.host.exits = vec![Reaped {
         pid: 100,

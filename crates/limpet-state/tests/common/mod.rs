@@ -22,13 +22,13 @@ pub fn blank_store() -> StateStore<SimDisk> {
     StateStore::new(blank_disk()).unwrap()
 }
 
-/// Two different states: the factory state and one with a try, a failure and boots.
+/// Two different states: the factory state and one with a trial, a failure and boots.
 pub fn two_states() -> (State, State) {
     let old = State::factory(v("1.0.0"));
-    let (new, _) = old.mark_try(Slot::B, v("2.0.0"), 3).unwrap().begin_boot();
+    let (new, _) = old.mark_trial(Slot::B, v("2.0.0"), 3).unwrap().begin_boot();
     let new = new
         .roll_back(limpet_state::FailureReason::Unhealthy)
         .unwrap();
-    let new = new.mark_try(Slot::B, v("2.0.1"), 2).unwrap();
+    let new = new.mark_trial(Slot::B, v("2.0.1"), 2).unwrap();
     (old, new)
 }

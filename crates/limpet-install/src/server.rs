@@ -1,6 +1,6 @@
-//! PID 1's side of the update agent's socket ([`limpet_update_api::SOCKET`]): the only way
+//! PID 1's side of the update agent's socket ([`limpet_install_api::INSTALL_SOCKET`]): the only way
 //! the sandboxed agent can touch a slot. Each request is checked and carried out by
-//! `limpet_update` against the partitions; nothing else is reachable through it.
+//! `limpet_install` against the partitions; nothing else is reachable through it.
 //!
 //! - the socket is `SOCK_SEQPACKET`, owned by the agent's uid with mode 0600, and every
 //!   connection's peer credentials must be that uid;
@@ -14,19 +14,19 @@ use std::path::{Path, PathBuf};
 
 use crate::Session;
 use ed25519_dalek::VerifyingKey;
-use limpet_state::{StateStore, TryPhase};
-use limpet_update_api::{DeviceStatus, Request, Response, MAX_DATA, MAX_MESSAGE};
+use limpet_install_api::{DeviceStatus, Request, Response, MAX_DATA, MAX_MESSAGE};
+use limpet_state::{StateStore, TrialPhase};
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType};
 
 /// What the runtime must do after a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A slot was verified and marked "try".
+    /// A slot was verified and marked as a trial.
     Staged {
         /// The version staged.
         version: String,
     },
-    /// The agent asked for the reboot into a staged try.
+    /// The agent asked for the reboot into a staged trial.
     Reboot,
     /// An install step failed; the text says why (for the status file).
     Failed {
@@ -39,7 +39,7 @@ pub enum Event {
 
 /// The listening socket, the open connection, and the install in progress.
 #[derive(Debug)]
-pub struct UpdateServer {
+pub struct InstallServer {
     listener: OwnedFd,
     conn: Option<OwnedFd>,
     agent_uid: u32,
@@ -49,7 +49,7 @@ pub struct UpdateServer {
     running_version: String,
     inactive: PathBuf,
     key: VerifyingKey,
-    try_boots: u8,
+    trial_boots: u8,
     session: Option<(Session, File)>,
 }
 
@@ -66,11 +66,11 @@ pub struct Devices {
     pub inactive: PathBuf,
     /// The image key the slot headers must be signed with.
     pub key: VerifyingKey,
-    /// Boots a staged try gets.
-    pub try_boots: u8,
+    /// Boots a staged trial gets.
+    pub trial_boots: u8,
 }
 
-impl UpdateServer {
+impl InstallServer {
     /// Binds the socket at `path` for `agent_uid`/`agent_gid`, replacing a stale one.
     pub fn bind(
         path: &Path,
@@ -107,7 +107,7 @@ impl UpdateServer {
             .and_then(|mut f| limpet_image::slot::read_header_at(&mut f).map_err(|e| e.to_string()))
             .map(|(layout, _)| layout.total_size)
             .map_err(|e| format!("running slot {}: {e}", running.display()))?;
-        Ok(UpdateServer {
+        Ok(InstallServer {
             listener,
             conn: None,
             agent_uid,
@@ -117,7 +117,7 @@ impl UpdateServer {
             running_version: devices.running_version,
             inactive: devices.inactive,
             key: devices.key,
-            try_boots: devices.try_boots,
+            trial_boots: devices.trial_boots,
             session: None,
         })
     }
@@ -127,9 +127,9 @@ impl UpdateServer {
         self.conn.as_ref().unwrap_or(&self.listener)
     }
 
-    /// Called when [`UpdateServer::pollable`] is readable: accepts a connection or serves
+    /// Called when [`InstallServer::pollable`] is readable: accepts a connection or serves
     /// one request.
-    pub fn ready(&mut self, on_probation: bool) -> Option<Event> {
+    pub fn ready(&mut self, on_trial: bool) -> Option<Event> {
         let Some(conn) = &self.conn else {
             self.accept();
             return None;
@@ -146,7 +146,7 @@ impl UpdateServer {
             Ok((n, _)) => n,
         };
         let (response, event) = match Request::decode(buf.get(..n).unwrap_or_default()) {
-            Ok(request) => self.handle(request, on_probation),
+            Ok(request) => self.handle(request, on_trial),
             Err(e) => (Response::Error(format!("bad request: {e}")), None),
         };
         if let Some(conn) = &self.conn {
@@ -173,9 +173,9 @@ impl UpdateServer {
         }
     }
 
-    fn handle(&mut self, request: Request, on_probation: bool) -> (Response, Option<Event>) {
+    fn handle(&mut self, request: Request, on_trial: bool) -> (Response, Option<Event>) {
         match request {
-            Request::Status => match self.status(on_probation) {
+            Request::Status => match self.status(on_trial) {
                 Ok(s) => (Response::Status(s), None),
                 Err(e) => (Response::Error(e), None),
             },
@@ -248,7 +248,7 @@ impl UpdateServer {
                             &mut target,
                             &self.key,
                             &root_hash,
-                            self.try_boots,
+                            self.trial_boots,
                         )
                         .map_err(|e| limpet_error_chain::one_line(&e))
                 });
@@ -256,7 +256,7 @@ impl UpdateServer {
                     Ok(_) => (
                         Response::Staged {
                             version: version.clone(),
-                            boots: self.try_boots,
+                            boots: self.trial_boots,
                         },
                         Some(Event::Staged { version }),
                     ),
@@ -267,15 +267,11 @@ impl UpdateServer {
                 .store()
                 .and_then(|mut s| s.load().map_err(|e| e.to_string()))
             {
-                Ok(state)
-                    if state
-                        .pending_try()
-                        .is_some_and(|t| t.phase == TryPhase::Staged) =>
-                {
+                Ok(state) if state.trial().is_some_and(|t| t.phase == TrialPhase::Staged) => {
                     (Response::Ok, Some(Event::Reboot))
                 }
                 Ok(_) => (
-                    Response::Error("no staged try: nothing to reboot into".to_owned()),
+                    Response::Error("no staged trial: nothing to reboot into".to_owned()),
                     None,
                 ),
                 Err(e) => (Response::Error(e), None),
@@ -292,7 +288,7 @@ impl UpdateServer {
         StateStore::new(file).map_err(|e| format!("state partition: {e}"))
     }
 
-    fn status(&self, on_probation: bool) -> Result<DeviceStatus, String> {
+    fn status(&self, on_trial: bool) -> Result<DeviceStatus, String> {
         let state = self.store()?.load().map_err(|e| format!("state: {e}"))?;
         let capacity = File::open(&self.inactive)
             .and_then(|f| limpet_state::BlockDevice::len(&f))
@@ -303,8 +299,8 @@ impl UpdateServer {
             inactive_capacity: capacity,
             floor: state.floor().to_string(),
             highest_failed: state.highest_failed().map(ToString::to_string),
-            pending_try: state.pending_try().map(|t| t.version.to_string()),
-            on_probation,
+            trial: state.trial().map(|t| t.version.to_string()),
+            on_trial,
         })
     }
 }
@@ -340,7 +336,7 @@ mod tests {
 
     struct Rig {
         _dir: tempfile::TempDir,
-        server: UpdateServer,
+        server: InstallServer,
         client: OwnedFd,
         partitions: Partitions,
     }
@@ -359,7 +355,7 @@ mod tests {
             let socket = root.join("run/limpet/update.sock");
             let uid = agent_uid;
             let gid = rustix::process::getgid().as_raw();
-            let server = UpdateServer::bind(
+            let server = InstallServer::bind(
                 &socket,
                 uid,
                 gid,
@@ -369,7 +365,7 @@ mod tests {
                     inactive: partitions.slot_b.clone(),
                     running_version: "1.0.0".into(),
                     key: key.verifying_key(),
-                    try_boots: 3,
+                    trial_boots: 3,
                 },
             )
             .unwrap();
@@ -441,7 +437,7 @@ mod tests {
         });
         assert!(matches!(r, Response::Error(e) if e.contains("past the running slot")));
 
-        // No reboot without a staged try.
+        // No reboot without a staged trial.
         let (r, e) = rig.ask(&Request::Reboot);
         assert!(matches!(r, Response::Error(_)) && e.is_none());
 
@@ -471,7 +467,7 @@ mod tests {
                 version: "2.0.0".into()
             })
         );
-        let t = rig.state().pending_try().cloned().unwrap();
+        let t = rig.state().trial().cloned().unwrap();
         assert_eq!(
             (t.slot, t.version.to_string(), t.boots_left),
             (Slot::B, "2.0.0".into(), 3)
@@ -527,7 +523,7 @@ mod tests {
             matches!(r, Response::Error(ref m) if m.contains("does not verify")),
             "{r:?}"
         );
-        assert!(rig.state().pending_try().is_none());
+        assert!(rig.state().trial().is_none());
         // Rollback: a version at or below the floor is refused before any write.
         let (r, _) = rig.ask(&Request::Begin {
             version: "1.0.0".into(),
@@ -582,7 +578,7 @@ mod tests {
             SendFlags::empty(),
         );
         assert_eq!(rig.server.ready(false), None);
-        assert!(rig.state().pending_try().is_none());
+        assert!(rig.state().trial().is_none());
         let slot_b = std::fs::read(&rig.partitions.slot_b).unwrap();
         assert!(slot_b.iter().all(|&b| b == 0));
     }

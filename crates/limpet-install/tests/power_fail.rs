@@ -1,6 +1,6 @@
 //! Power-fail safety of the whole update sequence, on a simulated disk that can lose power
 //! at any byte written (a torn write keeps a prefix of the block being written):
-//! begin → write the inactive slot → finish (verify, mark try) → boot the try → commit.
+//! begin → write the inactive slot → finish (verify, mark as a trial) → boot the trial → commit.
 //! After a cut at each of more than 1000 points, a simulated boot must pick a slot that
 //! verifies completely (signature, every verity block) and holds a whole release, never a
 //! half-written one; and the update, simply started again, must then succeed.
@@ -11,11 +11,11 @@ use std::io;
 use ed25519_dalek::SigningKey;
 use limpet_image::slot;
 use limpet_image::squashfs::Entry;
+use limpet_install::{begin, BlockReader};
 use limpet_state::{BlockDevice, FailureReason, Region, Slot, State, StateStore, Version};
 use limpet_testkit::noise::xorshift_bytes;
 use limpet_testkit::power_cut_disk::{SharedDisk, SimDisk};
 use limpet_testkit::slot::{root_hash, signed_slot};
-use limpet_update::{begin, BlockReader};
 
 const STATE_SIZE: u64 = 1 << 20;
 const SLOT_SIZE: u64 = 512 << 10;
@@ -82,7 +82,7 @@ fn factory(v1: &[u8]) -> Device {
 struct Booted {
     slot: Slot,
     version: String,
-    is_try: bool,
+    is_trial: bool,
 }
 
 /// PID 1's slot choice (limpet-init's slots.rs), with the full verification of the
@@ -103,7 +103,7 @@ fn boot(dev: &Device) -> io::Result<Booted> {
         Ok(version) => Ok(Booted {
             slot: choice.slot,
             version,
-            is_try: choice.slot != next.committed_slot(),
+            is_trial: choice.slot != next.committed_slot(),
         }),
         Err(e) if choice.slot == next.committed_slot() => Err(e),
         Err(_) => {
@@ -113,13 +113,13 @@ fn boot(dev: &Device) -> io::Result<Booted> {
             Ok(Booted {
                 slot: committed,
                 version: verify(committed)?,
-                is_try: false,
+                is_trial: false,
             })
         }
     }
 }
 
-/// The whole update to `v2`, then the boot of the try and its commit. Stops at the first
+/// The whole update to `v2`, then the boot of the trial and its commit. Stops at the first
 /// error (the power going off).
 fn update(dev: &Device, image: &[u8], root: &[u8; 32]) -> Result<(), String> {
     let key = key().verifying_key();
@@ -131,10 +131,10 @@ fn update(dev: &Device, image: &[u8], root: &[u8; 32]) -> Result<(), String> {
     if state.committed_slot() == Slot::B {
         return Ok(());
     }
-    // The boot after a cut booted the try: its health gate commits it.
+    // The boot after a cut booted the trial: its health gate commits it.
     if state
-        .pending_try()
-        .is_some_and(|t| t.phase == limpet_state::TryPhase::Booted)
+        .trial()
+        .is_some_and(|t| t.phase == limpet_state::TrialPhase::Booted)
     {
         let committed = state.commit().map_err(|e| e.to_string())?;
         store.store(&committed).map_err(|e| e.to_string())?;
@@ -151,8 +151,8 @@ fn update(dev: &Device, image: &[u8], root: &[u8; 32]) -> Result<(), String> {
         .finish(&mut store, &mut target, &key, root, 3)
         .map_err(|e| e.to_string())?;
     let booted = boot(dev).map_err(|e| e.to_string())?;
-    if !booted.is_try {
-        return Err(format!("the staged try did not boot: {booted:?}"));
+    if !booted.is_trial {
+        return Err(format!("the staged trial did not boot: {booted:?}"));
     }
     let state = store.load().map_err(|e| e.to_string())?;
     let committed = state.commit().map_err(|e| e.to_string())?;
@@ -175,7 +175,7 @@ fn the_update_sequence_survives_a_power_cut_at_any_byte() {
         Booted {
             slot: Slot::B,
             version: "2.0.0".into(),
-            is_try: false
+            is_trial: false
         }
     );
 
@@ -223,14 +223,14 @@ fn the_update_sequence_survives_a_power_cut_at_any_byte() {
             booted.slot
         );
         *outcomes
-            .entry(format!("{} try={}", booted.version, booted.is_try))
+            .entry(format!("{} trial={}", booted.version, booted.is_trial))
             .or_default() += 1;
 
         // Starting the update again completes it.
         update(&dev, &v2, &root2).unwrap_or_else(|e| panic!("cut at {cut}: retry: {e}"));
         let last = boot(&dev).unwrap();
         assert_eq!(last.version, "2.0.0", "cut at {cut}");
-        assert!(!last.is_try, "cut at {cut}");
+        assert!(!last.is_trial, "cut at {cut}");
     }
     eprintln!("{} cut points over {total} bytes: {outcomes:?}", cuts.len());
     assert!(cuts.len() >= 1000);

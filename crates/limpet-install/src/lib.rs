@@ -2,18 +2,18 @@
 //!
 //! The sequence (each step a function here, each storing state before acting on it):
 //! 1. [`begin`]: the version must be one the state allows to try (above the floor, above
-//!    every failed version), no try may be on probation, and the image must fit the
-//!    inactive slot. A try that is staged but was never booted is dropped first
-//!    (`cancel_try`, stored), so the state never points at a slot being overwritten.
+//!    every failed version), no trial may be under the health gate, and the image must fit the
+//!    inactive slot. A trial that is staged but was never booted is dropped first
+//!    (`cancel_trial`, stored), so the state never points at a slot being overwritten.
 //! 2. [`Session::write`]: bytes go into the inactive slot, only inside the announced
 //!    length. Until step 3 the state does not mention that slot, so a power cut here
 //!    leaves a slot that is never booted.
 //! 3. [`Session::finish`]: the whole written slot is read back and verified (signature with
 //!    the device's key, every verity block, the attachment), its version and root hash must
 //!    be the ones announced and signed by the repository, the slot is flushed, and only then
-//!    is it marked "try" in the state (one stored record: the commit point of the install).
+//!    is it marked as a trial in the state (one stored record: the commit point of the install).
 //!
-//! The boot that follows spends one of the try's boots before mounting it, and PID 1's
+//! The boot that follows spends one of the trial's boots before mounting it, and PID 1's
 //! health gate commits it or rolls it back (limpet-state's rules).
 
 #![warn(missing_docs)]
@@ -46,13 +46,13 @@ pub enum InstallError {
         #[source]
         source: limpet_state::VersionError,
     },
-    /// The running boot is itself a try: its fate is decided before another is staged.
-    #[error("a try of {version} is on probation: no update until it is committed or rolled back")]
-    OnProbation {
-        /// The version on probation.
+    /// The running boot is itself a trial: its fate is decided before another is staged.
+    #[error("a trial of {version} is under the health gate: no update until it is committed or rolled back")]
+    OnTrial {
+        /// The version under the health gate.
         version: Version,
     },
-    /// The A/B state refuses a try of this version (at or below the floor, or failed before).
+    /// The A/B state refuses a trial of this version (at or below the floor, or failed before).
     #[error("version {version} may not be tried")]
     Refused {
         /// The version refused.
@@ -140,7 +140,7 @@ pub struct Session {
     length: u64,
 }
 
-/// Step 1: checks that `version` may be installed and tried, and drops a staged try that
+/// Step 1: checks that `version` may be installed and tried, and drops a staged trial that
 /// was never booted. Returns the session for the inactive slot.
 pub fn begin<S: BlockDevice, T: BlockDevice>(
     store: &mut StateStore<S>,
@@ -154,24 +154,26 @@ pub fn begin<S: BlockDevice, T: BlockDevice>(
     })?;
     let state = store.load().map_err(InstallError::State)?;
     let slot = state.other_slot();
-    if let Some(t) = state.pending_try() {
-        if t.phase == limpet_state::TryPhase::Booted {
-            return Err(InstallError::OnProbation {
+    if let Some(t) = state.trial() {
+        if t.phase == limpet_state::TrialPhase::Booted {
+            return Err(InstallError::OnTrial {
                 version: t.version.clone(),
             });
         }
     }
     // Would the finished install be accepted? Checked against the state without its
-    // staged try, the one the install replaces.
-    let without_try = match state.pending_try() {
-        Some(_) => state.cancel_try().map_err(|source| InstallError::Refused {
-            version: version.clone(),
-            source: Box::new(source),
-        })?,
+    // staged trial, the one the install replaces.
+    let without_trial = match state.trial() {
+        Some(_) => state
+            .cancel_trial()
+            .map_err(|source| InstallError::Refused {
+                version: version.clone(),
+                source: Box::new(source),
+            })?,
         None => state.clone(),
     };
-    without_try
-        .mark_try(slot, version.clone(), 1)
+    without_trial
+        .mark_trial(slot, version.clone(), 1)
         .map_err(|source| InstallError::Refused {
             version: version.clone(),
             source: Box::new(source),
@@ -186,8 +188,8 @@ pub fn begin<S: BlockDevice, T: BlockDevice>(
             capacity,
         });
     }
-    if state.pending_try().is_some() {
-        store.store(&without_try).map_err(InstallError::Store)?;
+    if state.trial().is_some() {
+        store.store(&without_trial).map_err(InstallError::Store)?;
     }
     Ok(Session {
         slot,
@@ -233,7 +235,7 @@ impl Session {
     }
 
     /// Step 3: verifies the written slot completely, checks it is the announced version
-    /// with the signed root hash, flushes it, and marks it "try" for `boots` boots.
+    /// with the signed root hash, flushes it, and marks it as the trial for `boots` boots.
     pub fn finish<S: BlockDevice, T: BlockDevice>(
         self,
         store: &mut StateStore<S>,
@@ -270,7 +272,7 @@ impl Session {
         }
         let state = store.load().map_err(InstallError::State)?;
         let next = state
-            .mark_try(self.slot, self.version.clone(), boots)
+            .mark_trial(self.slot, self.version.clone(), boots)
             .map_err(|source| InstallError::Refused {
                 version: self.version,
                 source: Box::new(source),

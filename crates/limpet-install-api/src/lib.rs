@@ -1,17 +1,17 @@
 //! The update agent's requests to PID 1, and PID 1's answers.
 //!
 //! The update agent is a sandboxed task: it cannot open a block device. To install an
-//! update it asks PID 1, over the `SOCK_SEQPACKET` socket [`SOCKET`] (owned by the agent's
+//! update it asks PID 1, over the `SOCK_SEQPACKET` socket [`INSTALL_SOCKET`] (owned by the agent's
 //! uid, mode 0600), for exactly these operations and nothing else:
 //!
 //! | request | PID 1 does |
 //! |---|---|
 //! | [`Request::Status`] | answers the running version, the floor, the failed and pending versions |
-//! | [`Request::Begin`] | checks that `version` may be tried (above the floor and every failed version, no try on probation) and fits the inactive slot; drops a staged try that was never booted |
+//! | [`Request::Begin`] | checks that `version` may be tried (above the floor and every failed version, no trial under the health gate) and fits the inactive slot; drops a staged trial that was never booted |
 //! | [`Request::ReadRunning`] | reads up to [`MAX_DATA`] bytes of the running slot (the agent's delta seed) |
 //! | [`Request::Write`] | writes up to [`MAX_DATA`] bytes into the inactive slot, inside the length given to `Begin` |
-//! | [`Request::Finish`] | verifies the whole written slot (signature with the device's key, every verity block, the attachment), checks its version and root hash against what the agent was told by the signed TUF target, then marks it "try" in the A/B state |
-//! | [`Request::Reboot`] | reboots cleanly, only when a try is staged |
+//! | [`Request::Finish`] | verifies the whole written slot (signature with the device's key, every verity block, the attachment), checks its version and root hash against what the agent was told by the signed TUF target, then marks it as the trial in the A/B state |
+//! | [`Request::Reboot`] | reboots cleanly, only when a trial is staged |
 //!
 //! One request per datagram, one answer per request. Encoding: a tag byte, then the fixed
 //! fields big-endian, strings as a u16 length and UTF-8; answers that carry a structure
@@ -24,7 +24,11 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Where PID 1 listens (inside the agent's sandbox too: bind-mounted there).
-pub const SOCKET: &str = "/run/limpet/update.sock";
+///
+/// The path keeps its old name on purpose: a new slot's agent talks to the PID 1 of the
+/// initramfs, which an update does not replace, and the path is also in the signed
+/// policy.json (a slot built from the same inputs stays byte-identical).
+pub const INSTALL_SOCKET: &str = "/run/limpet/update.sock";
 /// Most data bytes one `ReadRunning`, `Write` or `Data` carries.
 pub const MAX_DATA: usize = 60 * 1024;
 /// Longest datagram either side sends.
@@ -58,12 +62,12 @@ pub enum Request {
         /// The bytes, at most [`MAX_DATA`].
         data: Vec<u8>,
     },
-    /// Ends the install: PID 1 verifies the written slot and stages it as a try.
+    /// Ends the install: PID 1 verifies the written slot and stages it as a trial.
     Finish {
         /// The verity root hash that the signed TUF target names for this image.
         root_hash: [u8; 32],
     },
-    /// Reboots into the staged try.
+    /// Reboots into the staged trial.
     Reboot,
 }
 
@@ -76,11 +80,11 @@ pub enum Response {
     Status(DeviceStatus),
     /// The bytes a `ReadRunning` asked for.
     Data(Vec<u8>),
-    /// `Finish` succeeded: the slot is marked "try" with this many boots.
+    /// `Finish` succeeded: the slot is marked as a trial with this many boots.
     Staged {
         /// The version now staged.
         version: String,
-        /// Boots the try gets before it is rolled back.
+        /// Boots the trial gets before it is rolled back.
         boots: u8,
     },
     /// The request was refused or failed; the text says where and why.
@@ -98,13 +102,18 @@ pub struct DeviceStatus {
     pub inactive_capacity: u64,
     /// The anti-rollback floor.
     pub floor: String,
-    /// The highest version that ever failed its try: it and older ones are never tried.
+    /// The highest version that ever failed its trial: it and older ones are never tried.
     pub highest_failed: Option<String>,
-    /// A try already staged or on probation.
-    pub pending_try: Option<String>,
-    /// Whether the running boot is itself a try on probation (no update until it is
-    /// committed or rolled back).
-    pub on_probation: bool,
+    /// A trial already staged, or booted and under the health gate.
+    // Wire name kept: the agent of a new slot talks to the initramfs' PID 1, which an
+    // update does not replace.
+    #[serde(rename = "pending_try")]
+    pub trial: Option<String>,
+    /// Whether the running boot is itself a trial under the health gate (no update until
+    /// it is committed or rolled back).
+    // Wire name kept: as `trial`'s.
+    #[serde(rename = "on_probation")]
+    pub on_trial: bool,
 }
 
 /// A datagram that is not a valid message.
@@ -373,8 +382,8 @@ mod tests {
                 inactive_capacity: 456,
                 floor: "1.0.0".into(),
                 highest_failed: Some("1.1.0".into()),
-                pending_try: None,
-                on_probation: false,
+                trial: None,
+                on_trial: false,
             }),
             Response::Data(vec![1, 2, 3]),
             Response::Staged {
@@ -386,6 +395,25 @@ mod tests {
         for r in responses {
             assert_eq!(Response::decode(&r.encode()), Ok(r.clone()), "{r:?}");
         }
+    }
+
+    /// The status JSON keeps the field names PID 1s already on devices send and read.
+    #[test]
+    fn status_json_keeps_its_wire_names() {
+        let status = DeviceStatus {
+            running_version: "1.0.0".into(),
+            running_length: 1,
+            inactive_capacity: 2,
+            floor: "1.0.0".into(),
+            highest_failed: None,
+            trial: Some("2.0.0".into()),
+            on_trial: true,
+        };
+        let json = String::from_utf8(serde_json::to_vec(&status).unwrap()).unwrap();
+        assert!(
+            json.contains(r#""pending_try":"2.0.0","on_probation":true"#),
+            "{json}"
+        );
     }
 
     #[test]
