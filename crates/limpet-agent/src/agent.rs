@@ -246,14 +246,17 @@ impl fmt::Display for PollOutcome {
                 "up to date at {running} ({bytes_fetched} bytes in {round_trips} requests)"
             ),
             PollOutcome::Busy(Busy::OnTrial { version }) => {
-                write!(f, "busy: {version} is on probation, not checking")
+                write!(
+                    f,
+                    "busy: {version} is a trial under its health gate, not checking"
+                )
             }
             PollOutcome::Busy(Busy::TrialStaged {
                 version,
                 reboot_requested,
             }) => write!(
                 f,
-                "busy: {version} is staged for a try, {}",
+                "busy: {version} is staged as a trial, {}",
                 reboot(*reboot_requested)
             ),
             PollOutcome::Staged {

@@ -184,7 +184,7 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
         policy.tasks.len(),
         if gated.is_some() {
             format!(
-                "; try slot on probation: commit after {} ms of every task up",
+                "; trial slot: commit after {} ms of every task up",
                 trial_policy.health_ms
             )
         } else {

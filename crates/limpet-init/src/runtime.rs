@@ -590,7 +590,7 @@ impl<'a, H: Host> Runtime<'a, H> {
                     Ok(()) => {
                         self.system.trial = TrialStatus::Committed;
                         format!(
-                            "limpet-init: every task healthy for the health period: try committed, floor now {} (boottime {} ms)",
+                            "limpet-init: every task healthy for the health period: trial committed, floor now {} (boottime {} ms)",
                             watch.trial.state().floor(),
                             self.host.now().0
                         )
@@ -614,7 +614,7 @@ impl<'a, H: Host> Runtime<'a, H> {
                 };
                 let recorded = watch.trial.roll_back(reason);
                 let line = format!(
-                    "limpet-init: try failed its health gate ({failure}){}: rebooting into the committed slot (boottime {} ms)",
+                    "limpet-init: trial failed its health gate ({failure}){}: rebooting into the committed slot (boottime {} ms)",
                     match &recorded {
                         Ok(()) => String::new(),
                         Err(e) => format!("; {}", crate::console::chain(e)),
@@ -698,7 +698,7 @@ impl<'a, H: Host> Runtime<'a, H> {
         match event {
             InstallEvent::Staged { version } => {
                 let line = format!(
-                    "limpet-init: update {version} verified and staged as a try in slot {}",
+                    "limpet-init: update {version} verified and staged as a trial in slot {}",
                     self.system.other.as_ref().map_or("?", |o| o.slot.as_str())
                 );
                 self.say(&line);
@@ -712,7 +712,7 @@ impl<'a, H: Host> Runtime<'a, H> {
                     .and_then(|a| a.version.clone());
                 self.system.last_update = Some(attempt(version, "reboot requested".to_owned()));
                 self.outcome = Outcome::Reboot;
-                self.begin_shutdown("update agent: reboot into the staged try");
+                self.begin_shutdown("update agent: reboot into the staged trial");
             }
             InstallEvent::Failed { version, error } => {
                 self.say(&format!(

@@ -229,7 +229,7 @@ fn boot_stored(
     let stored = store.store(&next);
     if let Some(failure) = &choice.rolled_back {
         console!(
-            "try of {} on slot {} spent its boots: rolled back",
+            "trial of {} on slot {} spent its boots: rolled back",
             failure.version,
             failure.slot
         );
@@ -238,7 +238,7 @@ fn boot_stored(
     let slot = match (choice.kind, &stored) {
         (BootKind::Trial { .. }, Err(e)) => {
             // The spent boot was not recorded: booting the trial could loop forever.
-            console!("cannot record the try boot ({e}); booting the committed slot");
+            console!("cannot record the trial boot ({e}); booting the committed slot");
             committed
         }
         _ => choice.slot,
@@ -249,7 +249,7 @@ fn boot_stored(
         "state: committed slot {committed} ({}), floor {}, booting slot {slot}{}",
         next.committed_version(),
         next.floor(),
-        if is_trial { " (try)" } else { "" }
+        if is_trial { " (trial)" } else { "" }
     );
     let floor = Some(next.floor().clone());
     match slots.mount(&Attempt {
@@ -264,7 +264,7 @@ fn boot_stored(
         }),
         Err(failed) if is_trial => {
             console!(
-                "try slot {slot} failed: {}; rolling back",
+                "trial slot {slot} failed: {}; rolling back",
                 console::chain(&failed)
             );
             roll_back_unbooted_trial(&mut store, &next, failed.failure_reason());

@@ -169,9 +169,9 @@ fn a_trial_slot_that_fails_verification_rolls_back_to_the_committed_slot() {
     }
     // --persist: the guest's writes to the state partition must reach disk.img.
     let console = boot_with(&dir, &["--persist"]);
-    assert!(console.contains("booting slot B (try)"), "{console}");
+    assert!(console.contains("booting slot B (trial)"), "{console}");
     assert!(
-        console.contains("try slot B failed: slot-b refused"),
+        console.contains("trial slot B failed: slot-b refused"),
         "{console}"
     );
     assert!(console.contains("rolling back"), "{console}");

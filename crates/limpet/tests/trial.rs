@@ -106,12 +106,12 @@ fn a_healthy_trial_is_committed_and_a_failing_one_rolls_back_for_good() {
     // v2 on slot B, on trial: committed after 5 s of its task up.
     install(&disk, Slot::B, &v2);
     mark_trial(&disk, Slot::B, "0.2.0");
-    let console = boot_until(&dir, Some("try committed"));
-    assert!(console.contains("booting slot B (try)"), "{console}");
-    assert!(console.contains("try slot on probation"), "{console}");
+    let console = boot_until(&dir, Some("trial committed"));
+    assert!(console.contains("booting slot B (trial)"), "{console}");
+    assert!(console.contains("trial slot: commit after"), "{console}");
     assert!(
         console
-            .contains("every task healthy for the health period: try committed, floor now 0.2.0"),
+            .contains("every task healthy for the health period: trial committed, floor now 0.2.0"),
         "{console}"
     );
     with_state(&disk, |s| {
@@ -125,11 +125,11 @@ fn a_healthy_trial_is_committed_and_a_failing_one_rolls_back_for_good() {
     install(&disk, Slot::A, &v3);
     mark_trial(&disk, Slot::A, "0.3.0");
     let console = boot_until(&dir, None);
-    assert!(console.contains("booting slot A (try)"), "{console}");
+    assert!(console.contains("booting slot A (trial)"), "{console}");
     assert!(console.contains("hello: failing at start"), "{console}");
     assert!(console.contains("limpet-init: rebooting"), "{console}");
     assert!(
-        console.contains("try failed its health gate (task hello exited with code 1 and is not restarted): rebooting into the committed slot"),
+        console.contains("trial failed its health gate (task hello exited with code 1 and is not restarted): rebooting into the committed slot"),
         "{console}"
     );
     let refused = with_state(&disk, |s| {
@@ -155,7 +155,7 @@ fn a_healthy_trial_is_committed_and_a_failing_one_rolls_back_for_good() {
     // The next boot runs v2 from slot B.
     let console = boot_until(&dir, Some("[hello] hello from limpet: beat 1"));
     assert!(console.contains("booting slot B"), "{console}");
-    assert!(!console.contains("(try)"), "{console}");
+    assert!(!console.contains("(trial)"), "{console}");
     assert!(
         console.contains("slot-b (hello 0.2.0) mounted read-only"),
         "{console}"

@@ -182,7 +182,7 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
     let console = boot(&dir, port, None);
     assert!(console.contains("[limpet-update] "), "{console}");
     assert!(
-        console.contains("limpet-init: update 0.2.0 verified and staged as a try in slot b"),
+        console.contains("limpet-init: update 0.2.0 verified and staged as a trial in slot b"),
         "{console}"
     );
     // publish made a delta from 0.1.0, and the agent used it: the device read its running
@@ -191,17 +191,17 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
     println!("v1 -> v2 on the device: {staged}");
     assert!(staged.contains("a delta from 0.1.0"), "{console}");
     assert!(
-        console.contains("update agent: reboot into the staged try"),
+        console.contains("update agent: reboot into the staged trial"),
         "{console}"
     );
     let s = state(&disk);
     assert_eq!(s.trial().unwrap().version.to_string(), "0.2.0");
 
     // The trial boots and is committed after its health period.
-    let console = boot(&dir, port, Some("try committed"));
-    assert!(console.contains("booting slot B (try)"), "{console}");
+    let console = boot(&dir, port, Some("trial committed"));
+    assert!(console.contains("booting slot B (trial)"), "{console}");
     assert!(
-        console.contains("try committed, floor now 0.2.0"),
+        console.contains("trial committed, floor now 0.2.0"),
         "{console}"
     );
     let s = state(&disk);
@@ -212,17 +212,17 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
     publish(f, v3);
     let console = boot(&dir, port, None);
     assert!(
-        console.contains("limpet-init: update 0.3.0 verified and staged as a try in slot a"),
+        console.contains("limpet-init: update 0.3.0 verified and staged as a trial in slot a"),
         "{console}"
     );
     let staged = staged_line(&console);
     println!("v2 -> v3 on the device: {staged}");
     assert!(staged.contains("a delta from 0.2.0"), "{console}");
     let console = boot(&dir, port, None);
-    assert!(console.contains("booting slot A (try)"), "{console}");
+    assert!(console.contains("booting slot A (trial)"), "{console}");
     assert!(
         console.contains(
-            "try failed its health gate (task hello exited with code 1 and is not restarted)"
+            "trial failed its health gate (task hello exited with code 1 and is not restarted)"
         ),
         "{console}"
     );
@@ -240,7 +240,7 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
         console.contains("slot-b (hello 0.2.0) mounted read-only"),
         "{console}"
     );
-    assert!(!console.contains("staged as a try"), "{console}");
+    assert!(!console.contains("staged as a trial"), "{console}");
     assert!(state(&disk).trial().is_none());
 }
 
@@ -339,7 +339,7 @@ fn power_cuts_during_a_real_update_always_leave_a_bootable_verified_slot() {
             "v1"
         } else if console.contains("slot-b (hello 0.2.0) mounted read-only") {
             assert!(
-                console.contains("booting slot B (try)"),
+                console.contains("booting slot B (trial)"),
                 "round {round}:\n{console}"
             );
             "v2 try"

@@ -309,13 +309,13 @@ fn update_events_are_recorded_and_a_reboot_request_shuts_down() {
     });
     assert!(has(
         &rt,
-        "limpet-init: update 0.2.0 verified and staged as a try in slot b"
+        "limpet-init: update 0.2.0 verified and staged as a trial in slot b"
     ));
     assert_eq!(rt.shutdown, None);
     rt.on_install_event(InstallEvent::Reboot);
     assert!(has(
         &rt,
-        "limpet-init: update agent: reboot into the staged try: shutting down"
+        "limpet-init: update agent: reboot into the staged trial: shutting down"
     ));
     assert_eq!(rt.host.signals, [(100, Signal::TERM)]);
     let last = rt.system.last_update.clone().unwrap();
@@ -359,7 +359,7 @@ fn the_gate_commits_a_healthy_trial() {
     rt.host.now = 10_000;
     rt.on_tick();
     assert!(rt.host.console.iter().any(|l| l.starts_with(
-        "limpet-init: every task healthy for the health period: try committed, floor now 0.1.0"
+        "limpet-init: every task healthy for the health period: trial committed, floor now 0.1.0"
     )));
     assert!(rt.trial.is_none());
     assert!(matches!(rt.system.trial, TrialStatus::Committed));
@@ -381,7 +381,7 @@ fn the_gate_rolls_back_a_failed_trial_and_reboots() {
     rt.host.now = 50;
     assert_eq!(rt.on_tick(), Some(Outcome::Reboot), "nothing left to stop");
     assert!(rt.host.console.iter().any(|l| l.starts_with(
-        "limpet-init: try failed its health gate (task a exited with code 1 and is not restarted): rebooting into the committed slot"
+        "limpet-init: trial failed its health gate (task a exited with code 1 and is not restarted): rebooting into the committed slot"
     )));
     assert!(has(&rt, "limpet-init: rollback: shutting down"));
     assert!(matches!(rt.system.trial, TrialStatus::RolledBack { .. }));
