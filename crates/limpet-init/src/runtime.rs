@@ -458,16 +458,14 @@ impl<'a, H: Host> Runtime<'a, H> {
         let now = self.host.now();
         self.start_due(now);
         for (name, pid) in self.supervisor.readiness_overdue(now) {
-            self.say(&format!(
-                "limpet-init: {name} did not report ready in time: killing it"
-            ));
+            self.say(&format!("{name} did not report ready in time: killing it"));
             self.host.signal(pid, Signal::KILL);
         }
         if !self.reported_start && self.supervisor.records().iter().all(|r| r.starts > 0) {
             // Once, after the first start of every task: the figures the boot benchmark reads.
             self.reported_start = true;
             let line = format!(
-                "limpet-init: all tasks started at boottime {} ms; PID 1 Rss {} kB",
+                "all tasks started at boottime {} ms; PID 1 Rss {} kB",
                 self.host.now().0,
                 sys::own_rss_kb().map_or_else(|| "?".to_owned(), |kb| kb.to_string())
             );
@@ -498,7 +496,7 @@ impl<'a, H: Host> Runtime<'a, H> {
             if self.announced_held.insert(index) {
                 let name = self.task_name(index).to_owned();
                 self.say(&format!(
-                    "limpet-init: {name} waits for the network (it declares egress), at most {} s",
+                    "{name} waits for the network (it declares egress), at most {} s",
                     NETWORK_WAIT.as_secs()
                 ));
             }
@@ -514,7 +512,7 @@ impl<'a, H: Host> Runtime<'a, H> {
                 if self.supervisor.starts_without_network(index) {
                     let name = self.task_name(index).to_owned();
                     self.say(&format!(
-                        "limpet-init: the network is not up after {} s: starting {name} anyway",
+                        "the network is not up after {} s: starting {name} anyway",
                         NETWORK_WAIT.as_secs()
                     ));
                 }
@@ -532,18 +530,12 @@ impl<'a, H: Host> Runtime<'a, H> {
                 Ok(sock) => {
                     self.notifiers.insert(index, sock);
                 }
-                Err(e) => self.say(&format!(
-                    "limpet-init: cannot create {socket} for {}: {e}",
-                    task.name
-                )),
+                Err(e) => self.say(&format!("cannot create {socket} for {}: {e}", task.name)),
             }
         }
         match self.host.spawn(task) {
             Ok(spawned) => {
-                self.say(&format!(
-                    "limpet-init: started {} (pid {})",
-                    task.name, spawned.pid
-                ));
+                self.say(&format!("started {} (pid {})", task.name, spawned.pid));
                 self.supervisor.started(index, spawned.pid, now);
                 if let Some(cgroup) = spawned.cgroup.clone() {
                     self.cgroups.insert(spawned.pid, cgroup);
@@ -565,7 +557,7 @@ impl<'a, H: Host> Runtime<'a, H> {
             Err(e) => {
                 let after = self.supervisor.start_failed(index, now);
                 self.say(&format!(
-                    "limpet-init: cannot start {}: {}; {}",
+                    "cannot start {}: {}; {}",
                     task.name,
                     console::chain(&e),
                     describe(after)
@@ -590,16 +582,17 @@ impl<'a, H: Host> Runtime<'a, H> {
                     Ok(()) => {
                         self.system.trial = TrialStatus::Committed;
                         format!(
-                            "limpet-init: every task healthy for the health period: trial committed, floor now {} (boottime {} ms)",
+                            "every task healthy for the health period: trial committed, floor now {} (boottime {} ms)",
                             watch.trial.state().floor(),
                             self.host.now().0
                         )
                     }
                     Err(e) => {
                         let error = crate::console::chain(&e);
-                        let line = format!("limpet-init: {error}");
-                        self.system.trial = TrialStatus::CommitFailed { error };
-                        line
+                        self.system.trial = TrialStatus::CommitFailed {
+                            error: error.clone(),
+                        };
+                        error
                     }
                 };
                 self.system.state = Some(watch.trial.state().into());
@@ -614,7 +607,7 @@ impl<'a, H: Host> Runtime<'a, H> {
                 };
                 let recorded = watch.trial.roll_back(reason);
                 let line = format!(
-                    "limpet-init: trial failed its health gate ({failure}){}: rebooting into the committed slot (boottime {} ms)",
+                    "trial failed its health gate ({failure}){}: rebooting into the committed slot (boottime {} ms)",
                     match &recorded {
                         Ok(()) => String::new(),
                         Err(e) => format!("; {}", crate::console::chain(e)),
@@ -640,7 +633,7 @@ impl<'a, H: Host> Runtime<'a, H> {
         };
         if notified_ready(sock) {
             if let Some(name) = self.supervisor.ready(task) {
-                let line = format!("limpet-init: {name} is ready");
+                let line = format!("{name} is ready");
                 self.say(&line);
             }
         }
@@ -698,7 +691,7 @@ impl<'a, H: Host> Runtime<'a, H> {
         match event {
             InstallEvent::Staged { version } => {
                 let line = format!(
-                    "limpet-init: update {version} verified and staged as a trial in slot {}",
+                    "update {version} verified and staged as a trial in slot {}",
                     self.system.other.as_ref().map_or("?", |o| o.slot.as_str())
                 );
                 self.say(&line);
@@ -716,7 +709,7 @@ impl<'a, H: Host> Runtime<'a, H> {
             }
             InstallEvent::Failed { version, error } => {
                 self.say(&format!(
-                    "limpet-init: update {} refused: {error}",
+                    "update {} refused: {error}",
                     version.as_deref().unwrap_or("?")
                 ));
                 self.system.last_update = Some(attempt(version, format!("failed: {error}")));
@@ -780,7 +773,7 @@ impl<'a, H: Host> Runtime<'a, H> {
                     _ => String::new(),
                 };
                 self.say(&format!(
-                    "limpet-init: {name} exited ({:?}{oom}); {}",
+                    "{name} exited ({:?}{oom}); {}",
                     reaped.exit,
                     describe(after)
                 ));
@@ -794,9 +787,9 @@ impl<'a, H: Host> Runtime<'a, H> {
         if self.shutdown.is_some() {
             return;
         }
-        self.say(&format!("limpet-init: {reason}: shutting down"));
+        self.say(&format!("{reason}: shutting down"));
         for (name, pid) in self.supervisor.begin_shutdown() {
-            self.say(&format!("limpet-init: stopping {name} (pid {pid})"));
+            self.say(&format!("stopping {name} (pid {pid})"));
             self.host.signal(pid, Signal::TERM);
         }
         self.shutdown = Some(self.host.now().plus(GRACE));
@@ -824,8 +817,9 @@ impl<'a, H: Host> Runtime<'a, H> {
         self.tasks.get(index).map_or("?", |t| t.name.as_str())
     }
 
+    /// One line of PID 1's own on the console: [`console::PREFIX`] is written here, once.
     fn say(&mut self, line: &str) {
-        self.host.console(line);
+        self.host.console(&format!("{}{line}", console::PREFIX));
     }
 }
 
