@@ -26,7 +26,7 @@ mod netns;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::*;
-use netns::{counters, inside, ip, nft_json, nft_load, rules, sysctl, Count, Lab};
+use netns::{counters, inside, ip, line_server, nft_json, nft_load, rules, sysctl, Count, Lab};
 
 const DEVICE: &str = "192.0.2.10";
 const NEIGHBOUR: &str = "192.0.2.20";
@@ -54,23 +54,7 @@ fn contain_manifest() -> PathBuf {
 /// One build of examples/contain, made on first use: the output dir.
 fn contain_build() -> &'static PathBuf {
     static BUILD: OnceLock<PathBuf> = OnceLock::new();
-    BUILD.get_or_init(|| {
-        let (key, _) = keys_in(&scratch().join("keys"));
-        let out = scratch().join("contain-out");
-        run(
-            limpet()
-                .arg("build")
-                .arg("--manifest")
-                .arg(contain_manifest())
-                .arg("--out")
-                .arg(&out)
-                .arg("--key")
-                .arg(key)
-                .env("SOURCE_DATE_EPOCH", "1700000000"),
-            true,
-        );
-        out
-    })
+    BUILD.get_or_init(|| build_example("contain/limpet.toml", "contain-out"))
 }
 
 /// How an attack of the hostile task travels, for its sink counter.
@@ -259,27 +243,9 @@ impl Network {
         self.tcp_server(&self.lan, &format!("{NEIGHBOUR}:22"), "got through", log);
     }
 
-    /// A TCP server in `ns`: reads one line of each connection (logged), answers `reply`.
+    /// [`line_server`] in `ns`, stopped with the network.
     fn tcp_server(&self, ns: &str, addr: &str, reply: &'static str, log: Arc<Mutex<Vec<String>>>) {
-        let addr: SocketAddr = addr.parse().unwrap();
-        let listener = inside(ns, move || TcpListener::bind(addr).unwrap());
-        listener.set_nonblocking(true).unwrap();
-        let stop = Arc::clone(&self.stop);
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let _ = stream.set_nonblocking(false);
-                        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-                        let mut line = String::new();
-                        let _ = BufReader::new((&stream).take(256)).read_line(&mut line);
-                        log.lock().unwrap().push(line.trim_end().to_owned());
-                        let _ = (&stream).write_all(format!("{reply}\n").as_bytes());
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        });
+        line_server(ns, addr, reply, Arc::clone(&self.stop), log);
     }
 
     /// A UDP socket in `ns` that reads and discards, so no port-unreachable goes back.

@@ -23,8 +23,7 @@ mod common;
 #[path = "common/netns.rs"]
 mod netns;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -32,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use netns::{inside, ip, Lab};
+use netns::{ip, line_server, Lab};
 
 /// The line the task ends its one try with, either way.
 const DONE: &str = "[first-try] first-try: done:";
@@ -43,20 +42,7 @@ const LEASE_DELAY: Duration = Duration::from_secs(3);
 #[test]
 fn an_egress_task_on_dhcp_resolves_and_connects_on_its_first_try() {
     require_tool("dnsmasq");
-    let (key, _) = keys_in(&scratch().join("keys"));
-    let out = scratch().join("contain-dhcp-out");
-    run(
-        limpet()
-            .arg("build")
-            .arg("--manifest")
-            .arg(repo_root().join("examples/contain/dhcp.toml"))
-            .arg("--out")
-            .arg(&out)
-            .arg("--key")
-            .arg(key)
-            .env("SOURCE_DATE_EPOCH", "1700000000"),
-        true,
-    );
+    let out = build_example("contain/dhcp.toml", "contain-dhcp-out");
 
     let mut lab = Lab::new();
     let dev = lab.namespace("lf", "dev");
@@ -73,30 +59,13 @@ fn an_egress_task_on_dhcp_resolves_and_connects_on_its_first_try() {
     // api.test: one line in, one line out, each connection logged.
     let stop = Arc::new(AtomicBool::new(false));
     let connections = Arc::new(Mutex::new(Vec::<String>::new()));
-    let addr: SocketAddr = "203.0.113.10:443".parse().unwrap();
-    let listener = inside(&srv, move || TcpListener::bind(addr).unwrap());
-    listener.set_nonblocking(true).unwrap();
-    {
-        let (stop, connections) = (Arc::clone(&stop), Arc::clone(&connections));
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, peer)) => {
-                        let _ = stream.set_nonblocking(false);
-                        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-                        let mut line = String::new();
-                        let _ = BufReader::new((&stream).take(256)).read_line(&mut line);
-                        connections
-                            .lock()
-                            .unwrap()
-                            .push(format!("{peer}: {}", line.trim_end()));
-                        let _ = (&stream).write_all(b"pong from api.test\n");
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        });
-    }
+    line_server(
+        &srv,
+        "203.0.113.10:443",
+        "pong from api.test",
+        Arc::clone(&stop),
+        Arc::clone(&connections),
+    );
 
     let mut device = limpet()
         .arg("run")
@@ -198,10 +167,7 @@ fn an_egress_task_on_dhcp_resolves_and_connects_on_its_first_try() {
     );
     let connections = connections.lock().unwrap().clone();
     assert_eq!(connections.len(), 1, "{connections:?}\n{context}");
-    assert!(
-        connections[0].ends_with(": hello from first-try"),
-        "{connections:?}"
-    );
+    assert!(connections[0] == "hello from first-try", "{connections:?}");
     // Held until the lease, and said so; started after it.
     let lease = position("limpet-init: eth0 up: DHCP lease").expect("no lease line");
     let started = position("limpet-init: started first-try").expect("no start line");

@@ -77,13 +77,14 @@ pub fn hello_manifest() -> PathBuf {
     repo_root().join("examples/hello/limpet.toml")
 }
 
-/// Builds examples/hello into `out` with `key`, with a fixed SOURCE_DATE_EPOCH.
-pub fn build_hello(out: &Path, key: &Path) -> Output {
+/// `limpet build --manifest MANIFEST --out OUT --key KEY` with a fixed SOURCE_DATE_EPOCH,
+/// which must succeed: every test build goes through here.
+pub fn build(manifest: &Path, out: &Path, key: &Path) -> Output {
     run(
         limpet()
             .arg("build")
             .arg("--manifest")
-            .arg(hello_manifest())
+            .arg(manifest)
             .arg("--out")
             .arg(out)
             .arg("--key")
@@ -91,6 +92,20 @@ pub fn build_hello(out: &Path, key: &Path) -> Output {
             .env("SOURCE_DATE_EPOCH", "1700000000"),
         true,
     )
+}
+
+/// Builds examples/hello into `out` with `key`.
+pub fn build_hello(out: &Path, key: &Path) -> Output {
+    build(&hello_manifest(), out, key)
+}
+
+/// Builds `examples/<manifest>` (a path under examples/) into the scratch folder `out`
+/// with the tests' key: the output dir.
+pub fn build_example(manifest: &str, out: &str) -> PathBuf {
+    let (key, _) = keys_in(&scratch().join("keys"));
+    let out = scratch().join(out);
+    build(&repo_root().join("examples").join(manifest), &out, &key);
+    out
 }
 
 /// One build of examples/hello, made on first use: (output dir, public key).
@@ -144,23 +159,7 @@ pub fn mixed_output(name: &str, from: &Path, donor: &Path, replace: &[&str]) -> 
 /// One build of examples/hostile, made on first use: the output dir.
 pub fn hostile_build() -> &'static PathBuf {
     static BUILD: OnceLock<PathBuf> = OnceLock::new();
-    BUILD.get_or_init(|| {
-        let (key, _) = keys_in(&scratch().join("keys"));
-        let out = scratch().join("hostile-out");
-        run(
-            limpet()
-                .arg("build")
-                .arg("--manifest")
-                .arg(repo_root().join("examples/hostile/limpet.toml"))
-                .arg("--out")
-                .arg(&out)
-                .arg("--key")
-                .arg(key)
-                .env("SOURCE_DATE_EPOCH", "1700000000"),
-            true,
-        );
-        out
-    })
+    BUILD.get_or_init(|| build_example("hostile/limpet.toml", "hostile-out"))
 }
 
 /// examples/hello built as release `version` with the key in `scratch()/keys` and the given
@@ -187,18 +186,7 @@ pub fn hello_release(label: &str, version: &str, fail: bool, update: &str) -> Pa
     let path = dir.join("limpet.toml");
     std::fs::write(&path, manifest).unwrap();
     let out = scratch().join(format!("{label}-{version}"));
-    run(
-        limpet()
-            .arg("build")
-            .arg("--manifest")
-            .arg(&path)
-            .arg("--out")
-            .arg(&out)
-            .arg("--key")
-            .arg(key)
-            .env("SOURCE_DATE_EPOCH", "1700000000"),
-        true,
-    );
+    build(&path, &out, &key);
     out
 }
 

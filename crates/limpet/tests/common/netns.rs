@@ -249,3 +249,34 @@ impl Drop for Lab {
         }
     }
 }
+
+/// A TCP server in `ns` on `addr`: of each connection it reads one line (at most 256
+/// bytes, 2 s), logs it in `log` and answers `reply` and a newline; it stops when `stop`
+/// is set.
+pub fn line_server(
+    ns: &str,
+    addr: &str,
+    reply: &'static str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    let listener = inside(ns, move || std::net::TcpListener::bind(addr).unwrap());
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nonblocking(false);
+                    let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+                    let mut line = String::new();
+                    let _ = BufReader::new((&stream).take(256)).read_line(&mut line);
+                    log.lock().unwrap().push(line.trim_end().to_owned());
+                    let _ = (&stream).write_all(format!("{reply}\n").as_bytes());
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            }
+        }
+    });
+}
