@@ -120,3 +120,98 @@ fn new_rejects_an_invalid_device_name() {
     );
     assert!(!scratch().join("bad").exists());
 }
+
+/// A `.config` that meets exactly what the manifest at `path` needs, minus `drop`.
+fn config_for(path: &std::path::Path, drop: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(path).unwrap();
+    let manifest = limpet_manifest::parse("limpet.toml", &text).unwrap();
+    let mut config = String::new();
+    for need in limpet_kconfig::needs::of(&manifest) {
+        // A module where one will do; a switch that must be built in gets `y`.
+        let value = match need.want {
+            limpet_kconfig::Want::Lists(entry) => format!("\"{entry}\""),
+            limpet_kconfig::Want::On => "y".to_owned(),
+            _ => "m".to_owned(),
+        };
+        if need.option != drop {
+            config.push_str(&format!("CONFIG_{}={value}\n", need.option));
+        }
+    }
+    let example = path.parent().unwrap().file_name().unwrap();
+    let out = scratch().join(format!("kconfig-{}-{drop}", example.to_string_lossy()));
+    std::fs::write(&out, config).unwrap();
+    out
+}
+
+#[test]
+fn a_kernel_config_that_meets_the_manifest_passes_its_audit() {
+    let config = config_for(&hello_manifest(), "");
+    let out = run(
+        limpet()
+            .args(["check", "--manifest"])
+            .arg(hello_manifest())
+            .arg("--kernel-config")
+            .arg(&config),
+        true,
+    );
+    let text = stdout(&out);
+    assert!(text.contains("manifest needs: 26 of 26 met"), "{text}");
+    assert!(text.contains("kernel config: x86_64"), "{text}");
+}
+
+#[test]
+fn network_rules_against_a_kernel_without_nftables_are_refused_naming_the_option() {
+    let contain = repo_root().join("examples/contain/limpet.toml");
+    let config = config_for(&contain, "NF_TABLES");
+    let out = run(
+        limpet()
+            .args(["check", "--manifest"])
+            .arg(&contain)
+            .arg("--kernel-config")
+            .arg(&config),
+        false,
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the kernel lacks what the manifest needs: CONFIG_NF_TABLES (wanted y or m"),
+        "{err}"
+    );
+    assert!(stdout(&out).contains("missing: CONFIG_NF_TABLES is not mentioned"));
+    // The same kernel serves a manifest without network rules.
+    let hello = run(
+        limpet()
+            .args(["check", "--manifest"])
+            .arg(hello_manifest())
+            .arg("--kernel-config")
+            .arg(&config),
+        true,
+    );
+    assert!(stdout(&hello).contains("manifest needs: 26 of 26 met"));
+}
+
+#[test]
+fn a_bad_kernel_config_line_is_named_and_json_is_valid() {
+    let bad = scratch().join("kconfig-bad");
+    std::fs::write(&bad, "CONFIG_A=y\nCONFIG_B=maybe\n").unwrap();
+    let out = run(limpet().args(["check", "--kernel-config"]).arg(&bad), false);
+    let err = stderr(&out);
+    assert!(
+        err.contains("line 2: CONFIG_B has an unreadable value `maybe`"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+
+    let good = scratch().join("kconfig-good");
+    std::fs::write(&good, "CONFIG_X86_64=y\nCONFIG_IO_URING=y\n").unwrap();
+    let out = run(
+        limpet()
+            .args(["check", "--json", "--kernel-config"])
+            .arg(&good),
+        true,
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["arch"], "x86_64");
+    assert_eq!(json["options_on"], 2);
+    assert!(json["needs"].as_array().unwrap().is_empty());
+}
