@@ -252,7 +252,7 @@ pub const ATTACK_SURFACE: &[Check] = &[
     check("IO_URING", Off, Limpet, Any, "a second system-call interface that seccomp cannot filter"),
     check("BPF_SYSCALL", Off, Limpet, Any, "loading programs into the kernel; no task needs it"),
     check("KEXEC_FILE", Off, Limpet, Any, "root could replace the running kernel"),
-    check("USER_NS", Off, Limpet, Any, "tasks get no user namespaces: they unlock kernel code meant for root"),
+    check("USER_NS", Off, Limpet, Any, "user namespaces open kernel paths meant for root to any task"),
     check("DEBUG_FS", Off, Limpet, Any, "debugfs exposes kernel internals"),
     check("KPROBES", Off, Limpet, Any, "root could patch kernel code"),
     check("FTRACE", Off, Limpet, Any, "kernel tracing exposes and can alter kernel state"),
