@@ -215,3 +215,31 @@ fn a_bad_kernel_config_line_is_named_and_json_is_valid() {
     assert_eq!(json["options_on"], 2);
     assert!(json["needs"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn a_build_for_a_kernel_lacking_a_need_is_refused_before_compiling() {
+    // A vendor kernel laid out as /boot is: `config-<release>` beside the image.
+    let contain = repo_root().join("examples/contain/limpet.toml");
+    let dir = scratch().join("vendor-kernel");
+    std::fs::create_dir_all(dir.join("k/6.1.0-vendor")).unwrap();
+    std::fs::write(dir.join("k/vmlinuz"), "").unwrap();
+    std::fs::copy(
+        config_for(&contain, "NF_TABLES"),
+        dir.join("k/config-6.1.0-vendor"),
+    )
+    .unwrap();
+    let manifest = std::fs::read_to_string(&contain).unwrap().replace(
+        "source = \"host\"",
+        "source = { image = \"k/vmlinuz\", modules = \"k/6.1.0-vendor\" }",
+    );
+    std::fs::write(dir.join("limpet.toml"), manifest).unwrap();
+    run(limpet().current_dir(&dir).args(["keys", "generate"]), true);
+    let out = run(limpet().current_dir(&dir).arg("build"), false);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the kernel lacks what the manifest needs: CONFIG_NF_TABLES"),
+        "{err}"
+    );
+    assert!(!dir.join("out").exists(), "nothing is built");
+}

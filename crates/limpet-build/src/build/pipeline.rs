@@ -346,6 +346,9 @@ fn read_inputs(options: &BuildOptions) -> Result<Inputs, BuildError> {
         &options.boot_dir,
         &options.lib_modules_dir,
     )?;
+    // Before minutes of compiling: a kernel whose config lacks what the device needs
+    // (the manifest with its update agent) would fail at boot.
+    kernel::check_config(&kernel, &device_manifest)?;
     Ok(Inputs {
         project,
         device_manifest,
