@@ -242,20 +242,6 @@ mod tests {
         limpet_manifest::parse("limpet.toml", &text).unwrap()
     }
 
-    /// A config with every need of `checks` met.
-    fn meeting(checks: &[Check]) -> String {
-        let mut text = String::new();
-        for c in checks {
-            let value = match c.want {
-                crate::Want::Lists(entry) => format!("\"{entry}\""),
-                crate::Want::Is(v) => v.to_owned(),
-                _ => "y".to_owned(),
-            };
-            text.push_str(&format!("CONFIG_{}={value}\n", c.option));
-        }
-        text
-    }
-
     #[test]
     fn hardening_is_tallied_by_source_and_arch() {
         let config = KernelConfig::parse(
@@ -304,13 +290,13 @@ mod tests {
         let m = manifest(false);
         let needs = crate::needs::of(&m);
         let config = KernelConfig::parse(
-            &meeting(&needs).replace("CONFIG_DM_VERITY=y", "CONFIG_DM_VERITY=m"),
+            &crate::fragment(&needs).replace("CONFIG_DM_VERITY=y", "CONFIG_DM_VERITY=m"),
         )
         .unwrap();
         assert!(audit(&config, Some(&m)).require_needs().is_ok());
         assert!(!needs.iter().any(|c| c.option == "NF_TABLES"));
 
-        let without = meeting(&needs).replace("CONFIG_SECURITY_LANDLOCK=y\n", "");
+        let without = crate::fragment(&needs).replace("CONFIG_SECURITY_LANDLOCK=y\n", "");
         let a = audit(&KernelConfig::parse(&without).unwrap(), Some(&m));
         let err = a.require_needs().unwrap_err().to_string();
         assert!(
@@ -322,7 +308,7 @@ mod tests {
     #[test]
     fn network_rules_need_nftables() {
         let m = manifest(true);
-        let plain = meeting(&crate::needs::of(&manifest(false)));
+        let plain = crate::fragment(&crate::needs::of(&manifest(false)));
         let a = audit(&KernelConfig::parse(&plain).unwrap(), Some(&m));
         let err = a.require_needs().unwrap_err();
         assert!(err.missing.iter().any(|f| f.check.option == "NF_TABLES"));
@@ -330,7 +316,7 @@ mod tests {
             err.to_string().contains("CONFIG_NF_TABLES (wanted y or m"),
             "{err}"
         );
-        let full = meeting(&crate::needs::of(&m));
+        let full = crate::fragment(&crate::needs::of(&m));
         assert!(audit(&KernelConfig::parse(&full).unwrap(), Some(&m))
             .require_needs()
             .is_ok());
@@ -339,7 +325,8 @@ mod tests {
     #[test]
     fn a_config_for_another_arch_fails_the_target_need() {
         let m = manifest(false);
-        let text = meeting(&crate::needs::of(&m)).replace("CONFIG_X86_64=y", "CONFIG_ARM64=y");
+        let text =
+            crate::fragment(&crate::needs::of(&m)).replace("CONFIG_X86_64=y", "CONFIG_ARM64=y");
         let err = audit(&KernelConfig::parse(&text).unwrap(), Some(&m))
             .require_needs()
             .unwrap_err();

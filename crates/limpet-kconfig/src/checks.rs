@@ -58,6 +58,24 @@ impl Want {
     }
 }
 
+/// The `.config` lines that meet `checks`: built in (`=y`) where a module would also do,
+/// and a listing string option holding only the wanted entry. The start of a config derived
+/// from a manifest's needs, and a known-good config for tests.
+pub fn fragment<'a>(checks: impl IntoIterator<Item = &'a Check>) -> String {
+    let mut out = String::new();
+    for c in checks {
+        let line = match c.want {
+            Want::On | Want::Available => format!("CONFIG_{}=y", c.option),
+            Want::Off => format!("# CONFIG_{} is not set", c.option),
+            Want::Is(v) => format!("CONFIG_{}={v}", c.option),
+            Want::Lists(entry) => format!("CONFIG_{}=\"{entry}\"", c.option),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
 /// Where a check's recommendation comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -316,6 +334,15 @@ mod tests {
         assert!(Arch::X86_64.applies_to(Some(Arch::X86_64)));
         assert!(!Arch::X86_64.applies_to(Some(Arch::Aarch64)) && !Arch::X86_64.applies_to(None));
         assert!(Arch::Any.applies_to(None));
+    }
+
+    #[test]
+    fn a_fragment_meets_its_checks() {
+        let text = fragment(HARDENING.iter().chain(ATTACK_SURFACE));
+        let config = KernelConfig::parse(&text).unwrap();
+        for c in HARDENING.iter().chain(ATTACK_SURFACE) {
+            assert!(c.want.accepts(config.get(c.option)), "{}", c.option);
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub mod config;
 pub mod needs;
 
 pub use audit::{audit, Audit, Finding, MissingNeeds};
-pub use checks::{Arch, Check, Source, Want};
+pub use checks::{fragment, Arch, Check, Source, Want};
 pub use config::{KernelConfig, ParseError, Value};
 
 #[cfg(test)]

@@ -125,18 +125,11 @@ fn new_rejects_an_invalid_device_name() {
 fn config_for(path: &std::path::Path, drop: &str) -> std::path::PathBuf {
     let text = std::fs::read_to_string(path).unwrap();
     let manifest = limpet_manifest::parse("limpet.toml", &text).unwrap();
-    let mut config = String::new();
-    for need in limpet_kconfig::needs::of(&manifest) {
-        // A module where one will do; a switch that must be built in gets `y`.
-        let value = match need.want {
-            limpet_kconfig::Want::Lists(entry) => format!("\"{entry}\""),
-            limpet_kconfig::Want::On => "y".to_owned(),
-            _ => "m".to_owned(),
-        };
-        if need.option != drop {
-            config.push_str(&format!("CONFIG_{}={value}\n", need.option));
-        }
-    }
+    let needs = limpet_kconfig::needs::of(&manifest);
+    // Modules where a module will do, as the host kernel has them.
+    let config = limpet_kconfig::fragment(needs.iter().filter(|c| c.option != drop))
+        .replace("CONFIG_DM_VERITY=y", "CONFIG_DM_VERITY=m")
+        .replace("CONFIG_SQUASHFS=y", "CONFIG_SQUASHFS=m");
     let example = path.parent().unwrap().file_name().unwrap();
     let out = scratch().join(format!("kconfig-{}-{drop}", example.to_string_lossy()));
     std::fs::write(&out, config).unwrap();

@@ -68,7 +68,7 @@ pub fn network_modules(target: Target) -> &'static [&'static str] {
     }
 }
 
-/// Errors finding the kernel or its modules.
+/// Errors finding the kernel or its modules, or checking its config.
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
     #[error(
@@ -407,16 +407,8 @@ mod tests {
     #[test]
     fn a_kernel_config_lacking_a_need_is_refused_naming_the_option() {
         let manifest = network_manifest();
-        let mut config = String::new();
-        for need in limpet_kconfig::needs::of(&manifest) {
-            if need.option != "NF_TABLES" {
-                let value = match need.want {
-                    limpet_kconfig::Want::Lists(entry) => format!("\"{entry}\""),
-                    _ => "y".to_owned(),
-                };
-                config.push_str(&format!("CONFIG_{}={value}\n", need.option));
-            }
-        }
+        let needs = limpet_kconfig::needs::of(&manifest);
+        let mut config = limpet_kconfig::fragment(needs.iter().filter(|c| c.option != "NF_TABLES"));
         let (_dir, kernel) = kernel_with_config(Some(&config));
         let err = check_config(&kernel, &manifest).unwrap_err();
         let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
