@@ -120,3 +120,119 @@ fn new_rejects_an_invalid_device_name() {
     );
     assert!(!scratch().join("bad").exists());
 }
+
+/// A `.config` that meets exactly what the manifest at `path` needs, minus `drop`.
+fn config_for(path: &std::path::Path, drop: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(path).unwrap();
+    let manifest = limpet_manifest::parse("limpet.toml", &text).unwrap();
+    let needs = limpet_kconfig::needs::of(&manifest);
+    // Modules where a module will do, as the host kernel has them.
+    let config = limpet_kconfig::fragment(needs.iter().filter(|c| c.option != drop))
+        .replace("CONFIG_DM_VERITY=y", "CONFIG_DM_VERITY=m")
+        .replace("CONFIG_SQUASHFS=y", "CONFIG_SQUASHFS=m");
+    let example = path.parent().unwrap().file_name().unwrap();
+    let out = scratch().join(format!("kconfig-{}-{drop}", example.to_string_lossy()));
+    std::fs::write(&out, config).unwrap();
+    out
+}
+
+#[test]
+fn a_kernel_config_that_meets_the_manifest_passes_its_audit() {
+    let config = config_for(&hello_manifest(), "");
+    let out = run(
+        limpet()
+            .args(["check", "--manifest"])
+            .arg(hello_manifest())
+            .arg("--kernel-config")
+            .arg(&config),
+        true,
+    );
+    let text = stdout(&out);
+    assert!(text.contains("manifest needs: 26 of 26 met"), "{text}");
+    assert!(text.contains("kernel config: x86_64"), "{text}");
+}
+
+#[test]
+fn network_rules_against_a_kernel_without_nftables_are_refused_naming_the_option() {
+    let contain = repo_root().join("examples/contain/limpet.toml");
+    let config = config_for(&contain, "NF_TABLES");
+    let out = run(
+        limpet()
+            .args(["check", "--manifest"])
+            .arg(&contain)
+            .arg("--kernel-config")
+            .arg(&config),
+        false,
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the kernel lacks what the manifest needs: CONFIG_NF_TABLES (wanted y or m"),
+        "{err}"
+    );
+    assert!(stdout(&out).contains("missing: CONFIG_NF_TABLES is not mentioned"));
+    // The same kernel serves a manifest without network rules.
+    let hello = run(
+        limpet()
+            .args(["check", "--manifest"])
+            .arg(hello_manifest())
+            .arg("--kernel-config")
+            .arg(&config),
+        true,
+    );
+    assert!(stdout(&hello).contains("manifest needs: 26 of 26 met"));
+}
+
+#[test]
+fn a_bad_kernel_config_line_is_named_and_json_is_valid() {
+    let bad = scratch().join("kconfig-bad");
+    std::fs::write(&bad, "CONFIG_A=y\nCONFIG_B=maybe\n").unwrap();
+    let out = run(limpet().args(["check", "--kernel-config"]).arg(&bad), false);
+    let err = stderr(&out);
+    assert!(
+        err.contains("line 2: CONFIG_B has an unreadable value `maybe`"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+
+    let good = scratch().join("kconfig-good");
+    std::fs::write(&good, "CONFIG_X86_64=y\nCONFIG_IO_URING=y\n").unwrap();
+    let out = run(
+        limpet()
+            .args(["check", "--json", "--kernel-config"])
+            .arg(&good),
+        true,
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["arch"], "x86_64");
+    assert_eq!(json["options_on"], 2);
+    assert!(json["needs"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn a_build_for_a_kernel_lacking_a_need_is_refused_before_compiling() {
+    // A vendor kernel laid out as /boot is: `config-<release>` beside the image.
+    let contain = repo_root().join("examples/contain/limpet.toml");
+    let dir = scratch().join("vendor-kernel");
+    std::fs::create_dir_all(dir.join("k/6.1.0-vendor")).unwrap();
+    std::fs::write(dir.join("k/vmlinuz"), "").unwrap();
+    std::fs::copy(
+        config_for(&contain, "NF_TABLES"),
+        dir.join("k/config-6.1.0-vendor"),
+    )
+    .unwrap();
+    let manifest = std::fs::read_to_string(&contain).unwrap().replace(
+        "source = \"host\"",
+        "source = { image = \"k/vmlinuz\", modules = \"k/6.1.0-vendor\" }",
+    );
+    std::fs::write(dir.join("limpet.toml"), manifest).unwrap();
+    run(limpet().current_dir(&dir).args(["keys", "generate"]), true);
+    let out = run(limpet().current_dir(&dir).arg("build"), false);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the kernel lacks what the manifest needs: CONFIG_NF_TABLES"),
+        "{err}"
+    );
+    assert!(!dir.join("out").exists(), "nothing is built");
+}

@@ -68,7 +68,7 @@ pub fn network_modules(target: Target) -> &'static [&'static str] {
     }
 }
 
-/// Errors finding the kernel or its modules.
+/// Errors finding the kernel or its modules, or checking its config.
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
     #[error(
@@ -116,6 +116,22 @@ pub enum KernelError {
         name: String,
         /// The `modules.dep` that was searched.
         dep: PathBuf,
+    },
+    /// The kernel's `.config` (found beside its image) could not be parsed.
+    #[error("kernel config {path}")]
+    BadConfig {
+        /// The `config-<release>` file.
+        path: PathBuf,
+        /// The line that could not be read.
+        source: limpet_kconfig::ParseError,
+    },
+    /// The kernel's `.config` lacks options the manifest needs.
+    #[error("kernel config {path}")]
+    LacksNeeds {
+        /// The `config-<release>` file.
+        path: PathBuf,
+        /// The options missing, by name.
+        source: limpet_kconfig::MissingNeeds,
     },
     /// `modules.dep` makes a module depend on itself, so there is no order to load them in.
     #[error("module dependency cycle through `{name}` in {dep}")]
@@ -177,6 +193,33 @@ pub fn locate(
                 modules_dir,
             })
         }
+    }
+}
+
+/// Refuses a kernel whose `.config` lacks what `manifest` needs, naming each option (see
+/// crates/limpet-kconfig). The config is `config-<release>` beside the kernel image, as
+/// Debian's `/boot` has it; a kernel without one is not audited (`Ok(None)`). Reads only:
+/// the build's outputs do not depend on it.
+pub fn check_config(
+    kernel: &KernelFiles,
+    manifest: &Manifest,
+) -> Result<Option<PathBuf>, KernelError> {
+    let Some(dir) = kernel.image.parent() else {
+        return Ok(None);
+    };
+    let path = dir.join(format!("config-{}", kernel.release));
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(KernelError::Read { path, source }),
+    };
+    let config = match limpet_kconfig::KernelConfig::parse(&text) {
+        Ok(config) => config,
+        Err(source) => return Err(KernelError::BadConfig { path, source }),
+    };
+    match limpet_kconfig::audit(&config, Some(manifest)).require_needs() {
+        Ok(()) => Ok(Some(path)),
+        Err(source) => Err(KernelError::LacksNeeds { path, source }),
     }
 }
 
@@ -336,6 +379,61 @@ impl ModuleIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn kernel_with_config(config: Option<&str>) -> (tempfile::TempDir, KernelFiles) {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("vmlinuz-6.1.0-test"), "").unwrap();
+        if let Some(config) = config {
+            fs::write(dir.path().join("config-6.1.0-test"), config).unwrap();
+        }
+        let kernel = KernelFiles {
+            release: "6.1.0-test".into(),
+            image: dir.path().join("vmlinuz-6.1.0-test"),
+            modules_dir: dir.path().join("modules"),
+        };
+        (dir, kernel)
+    }
+
+    fn network_manifest() -> Manifest {
+        limpet_manifest::parse(
+            "limpet.toml",
+            "[device]\nname = \"d\"\nversion = \"0.1.0\"\ntarget = \"x86_64\"\n\
+             [[task]]\nname = \"t\"\npackage = \"t\"\nmemory = \"8MiB\"\ncpu = \"5%\"\n\
+             network = \"allowlist\"\n[[task.egress]]\nhost = \"192.0.2.1\"\nports = [443]\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_kernel_config_lacking_a_need_is_refused_naming_the_option() {
+        let manifest = network_manifest();
+        let needs = limpet_kconfig::needs::of(&manifest);
+        let mut config = limpet_kconfig::fragment(needs.iter().filter(|c| c.option != "NF_TABLES"));
+        let (_dir, kernel) = kernel_with_config(Some(&config));
+        let err = check_config(&kernel, &manifest).unwrap_err();
+        let chain = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+        assert!(
+            chain.contains(
+                "config-6.1.0-test: the kernel lacks what the manifest needs: CONFIG_NF_TABLES"
+            ),
+            "{chain}"
+        );
+
+        config.push_str("CONFIG_NF_TABLES=m\n");
+        let (_dir, kernel) = kernel_with_config(Some(&config));
+        assert!(check_config(&kernel, &manifest).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_kernel_without_a_config_is_not_audited_and_a_bad_one_is_refused() {
+        let (_dir, kernel) = kernel_with_config(None);
+        assert!(check_config(&kernel, &network_manifest())
+            .unwrap()
+            .is_none());
+        let (_dir, kernel) = kernel_with_config(Some("CONFIG_A=y\nnonsense\n"));
+        let err = check_config(&kernel, &network_manifest()).unwrap_err();
+        assert!(matches!(err, KernelError::BadConfig { .. }), "{err:?}");
+    }
 
     fn index(dep: &str, builtin: &str) -> (tempfile::TempDir, ModuleIndex) {
         let dir = tempfile::tempdir().unwrap();

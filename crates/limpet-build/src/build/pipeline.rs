@@ -3,7 +3,8 @@
 //!
 //! [`build`] is one call per step, in this order (the numbers are the ones it logs):
 //! 1. `read_inputs`: the manifest, the signing key, the epoch, the update root, the
-//!    compiled policy and the kernel, all checked before anything is compiled;
+//!    compiled policy and the kernel (its `config-<release>`, when it has one, against
+//!    what the device needs), all checked before anything is compiled;
 //! 2. `compile`: the task binaries, `limpet-init` and (with `[update]`) the update
 //!    agent, as static binaries for the device's target;
 //! 3. `slot_contents`: the squashfs, exactly what the device runs from its slot;
@@ -92,7 +93,7 @@ pub enum BuildError {
     #[error("compiling the device binaries")]
     Cargo(#[from] CargoError),
     /// The kernel or its modules could not be found or read.
-    #[error("finding the kernel")]
+    #[error("finding or checking the kernel")]
     Kernel(#[from] KernelError),
     /// The `data` partition's filesystem could not be made.
     #[error("making the data filesystem")]
@@ -346,6 +347,9 @@ fn read_inputs(options: &BuildOptions) -> Result<Inputs, BuildError> {
         &options.boot_dir,
         &options.lib_modules_dir,
     )?;
+    // Before minutes of compiling: a kernel whose config lacks what the device needs
+    // (the manifest with its update agent) would fail at boot.
+    kernel::check_config(&kernel, &device_manifest)?;
     Ok(Inputs {
         project,
         device_manifest,
