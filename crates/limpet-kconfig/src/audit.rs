@@ -19,6 +19,9 @@ use crate::config::{KernelConfig, Value};
 pub struct Finding {
     /// The check.
     pub check: Check,
+    /// The name the config knows the option by (its [`Check::renamed`] one in a kernel
+    /// that renamed it).
+    pub name: &'static str,
     /// The option's value; `None` when the config does not mention it.
     pub actual: Option<Value>,
     /// Whether the value is what the check wants.
@@ -27,10 +30,12 @@ pub struct Finding {
 
 impl Finding {
     fn new(check: &Check, config: &KernelConfig) -> Finding {
-        let actual = config.get(check.option).cloned();
+        let (name, actual) = check.lookup(config);
+        let actual = actual.cloned();
         Finding {
             passed: check.want.accepts(actual.as_ref()),
             check: check.clone(),
+            name,
             actual,
         }
     }
@@ -38,9 +43,9 @@ impl Finding {
     /// `CONFIG_X=y`, `CONFIG_X is not set`, as the config has it.
     pub fn actual_text(&self) -> String {
         match &self.actual {
-            None => format!("CONFIG_{} is not mentioned", self.check.option),
-            Some(Value::No) => format!("CONFIG_{} is not set", self.check.option),
-            Some(v) => format!("CONFIG_{}={}", self.check.option, v.spelling()),
+            None => format!("CONFIG_{} is not mentioned", self.name),
+            Some(Value::No) => format!("CONFIG_{} is not set", self.name),
+            Some(v) => format!("CONFIG_{}={}", self.name, v.spelling()),
         }
     }
 }
@@ -264,6 +269,43 @@ mod tests {
             .iter()
             .any(|f| f.check.option == "SLAB_MERGE_DEFAULT" && f.passed));
         assert!(a.needs.is_empty() && a.require_needs().is_ok());
+    }
+
+    #[test]
+    fn a_renamed_option_is_judged_by_the_name_the_config_uses() {
+        // Linux 6.9 renamed RETPOLINE to MITIGATION_RETPOLINE and PAGE_TABLE_ISOLATION to
+        // MITIGATION_PAGE_TABLE_ISOLATION: a newer config meets the checks under the new
+        // names, and the finding says which name it read.
+        let config = KernelConfig::parse(
+            "CONFIG_X86_64=y\nCONFIG_MITIGATION_RETPOLINE=y\n# CONFIG_MITIGATION_PAGE_TABLE_ISOLATION is not set\n",
+        )
+        .unwrap();
+        let a = audit(&config, None);
+        let find = |option: &str| {
+            a.hardening
+                .iter()
+                .find(|f| f.check.option == option)
+                .unwrap()
+        };
+        let retpoline = find("RETPOLINE");
+        assert!(retpoline.passed);
+        assert_eq!(retpoline.actual_text(), "CONFIG_MITIGATION_RETPOLINE=y");
+        let pti = find("PAGE_TABLE_ISOLATION");
+        assert!(!pti.passed);
+        assert_eq!(
+            pti.actual_text(),
+            "CONFIG_MITIGATION_PAGE_TABLE_ISOLATION is not set"
+        );
+        // An older config is judged by the old name, as before.
+        let old = KernelConfig::parse("CONFIG_X86_64=y\nCONFIG_RETPOLINE=y\n").unwrap();
+        let a = audit(&old, None);
+        let f = a
+            .hardening
+            .iter()
+            .find(|f| f.check.option == "RETPOLINE")
+            .unwrap();
+        assert!(f.passed);
+        assert_eq!(f.actual_text(), "CONFIG_RETPOLINE=y");
     }
 
     #[test]

@@ -157,6 +157,37 @@ pub struct Check {
     pub arch: Arch,
     /// Why, in one line.
     pub reason: &'static str,
+    /// The option's name in other kernel releases, when it was renamed (Linux 6.9 moved
+    /// the x86 mitigations under `MITIGATION_`): a config that uses that name is judged by
+    /// it, so a newer kernel does not fail a check it meets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub renamed: Option<&'static str>,
+}
+
+impl Check {
+    /// The same check, with the option's name in other kernel releases.
+    const fn renamed(self, name: &'static str) -> Check {
+        Check {
+            renamed: Some(name),
+            ..self
+        }
+    }
+
+    /// The name `config` knows this option by, and its value there: the option's own
+    /// name when the config mentions it, else its renamed one when the config mentions
+    /// that, else the option's own name and `None`.
+    pub fn lookup<'c>(&self, config: &'c KernelConfig) -> (&'static str, Option<&'c Value>) {
+        if let Some(value) = config.get(self.option) {
+            return (self.option, Some(value));
+        }
+        match self
+            .renamed
+            .and_then(|name| config.get(name).map(|v| (name, v)))
+        {
+            Some((name, value)) => (name, Some(value)),
+            None => (self.option, None),
+        }
+    }
 }
 
 const fn check(
@@ -172,6 +203,7 @@ const fn check(
         source,
         arch,
         reason,
+        renamed: None,
     }
 }
 
@@ -194,8 +226,8 @@ pub const HARDENING: &[Check] = &[
     check("SECCOMP_FILTER", On, KernelDocs, Any, "processes can restrict their own system calls"),
     check("RANDOMIZE_MEMORY", On, KernelDocs, X86_64, "the kernel's memory regions move per boot"),
     check("DEBUG_WX", On, KernelDocs, X86_64, "warns at boot about any writable and executable kernel mapping"),
-    check("PAGE_TABLE_ISOLATION", On, KernelDocs, X86_64, "Meltdown: user space cannot map kernel memory"),
-    check("RETPOLINE", On, KernelDocs, X86_64, "Spectre v2: indirect branches cannot be steered"),
+    check("PAGE_TABLE_ISOLATION", On, KernelDocs, X86_64, "Meltdown: user space cannot map kernel memory").renamed("MITIGATION_PAGE_TABLE_ISOLATION"),
+    check("RETPOLINE", On, KernelDocs, X86_64, "Spectre v2: indirect branches cannot be steered").renamed("MITIGATION_RETPOLINE"),
     check("X86_UMIP", On, KernelDocs, X86_64, "user space cannot read descriptor table addresses"),
     check("X86_KERNEL_IBT", On, KernelDocs, X86_64, "indirect branches may only land on marked targets"),
     check("UNMAP_KERNEL_AT_EL0", On, KernelDocs, Aarch64, "Meltdown: the kernel is unmapped while user space runs"),

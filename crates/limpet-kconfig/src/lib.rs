@@ -28,10 +28,11 @@ mod docs_tests {
 
     fn table(checks: &[Check], with_source: bool) -> String {
         let rows = checks.iter().map(|c| {
-            let mut row = vec![
-                format!("`CONFIG_{}`", c.option),
-                format!("`{}`", c.want.describe()),
-            ];
+            let option = match c.renamed {
+                Some(other) => format!("`CONFIG_{}` (`CONFIG_{other}` since 6.9)", c.option),
+                None => format!("`CONFIG_{}`", c.option),
+            };
+            let mut row = vec![option, format!("`{}`", c.want.describe())];
             if with_source {
                 row.push(c.source.name().to_owned());
             }

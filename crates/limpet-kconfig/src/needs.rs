@@ -20,6 +20,7 @@ const fn need(option: &'static str, want: Want, arch: Arch, reason: &'static str
         source: Source::Limpet,
         arch,
         reason,
+        renamed: None,
     }
 }
 
