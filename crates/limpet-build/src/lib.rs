@@ -8,6 +8,8 @@
 //! - [`read`]: reading built images back: `verify`, `inspect`, a disk's A/B state;
 //! - [`project`]: the vendor's project: reading it, creating one (`limpet new`), its
 //!   image signing key;
+//! - [`secureboot`]: the vendor's UEFI Secure Boot keys, Authenticode signing of the boot
+//!   loader and the kernel, and the firmware variables with the keys enrolled;
 //! - [`outputs`]: the names of what a build writes, shared by all three and by
 //!   `limpet-run`.
 //!
@@ -19,6 +21,7 @@ pub mod build;
 pub mod outputs;
 pub mod project;
 pub mod read;
+pub mod secureboot;
 
 pub use build::pipeline::{build, BuildError, BuildOptions, BuildReport};
 pub use build::{pipeline, sbom};

@@ -1,4 +1,5 @@
-//! Writing the device's disk image: a GPT with `state`, `slot-a`, `slot-b` and `data`.
+//! Writing the device's disk image: a GPT with `esp`, `state`, `slot-a`, `slot-b` and
+//! `data`.
 //!
 //! Rules:
 //! - 512-byte sectors; every partition starts on a 1 MiB boundary and every size is a
@@ -9,10 +10,11 @@
 //!   the last LBA. Both headers carry CRC32s of themselves and of the array.
 //! - GUIDs are derived, not random: the disk GUID from `sha256(seed || "disk")`, each
 //!   partition GUID from `sha256(seed || name)`, the first 16 bytes shaped as an RFC 4122
-//!   version 4 UUID. Type GUIDs are [`gpt::STATE_TYPE`], [`gpt::SLOT_TYPE`],
-//!   [`gpt::DATA_TYPE`].
-//! - `slot-a` receives the given slot image; everything else is zero. The writer only
-//!   seeks over zeros, so `out` must start empty (a new file stays sparse).
+//!   version 4 UUID. Type GUIDs are [`gpt::ESP_TYPE`], [`gpt::STATE_TYPE`],
+//!   [`gpt::SLOT_TYPE`], [`gpt::DATA_TYPE`].
+//! - `esp` receives the EFI system partition (its size is the partition's) and `slot-a`
+//!   the given slot image; everything else is zero. The writer only seeks over zeros, so
+//!   `out` must start empty (a new file stays sparse).
 
 use std::io::{Seek, SeekFrom, Write};
 
@@ -33,6 +35,8 @@ const ARRAY_SECTORS: u64 = (ENTRY_COUNT as u64 * ENTRY_SIZE as u64) / SECTOR_SIZ
 /// What to put on the disk.
 #[derive(Debug, Clone, Copy)]
 pub struct DiskSpec<'a> {
+    /// The EFI system partition's FAT image ([`crate::esp`]), a whole number of MiB.
+    pub esp: &'a [u8],
     /// Size of the `state` partition (1 MiB is enough).
     pub state_size: u64,
     /// Size of each slot partition.
@@ -52,7 +56,7 @@ pub struct DiskLayout {
     pub size: u64,
     /// Disk GUID, on-disk bytes.
     pub disk_guid: [u8; 16],
-    /// The four partitions, in table order.
+    /// The five partitions, in table order.
     pub partitions: Vec<gpt::Partition>,
 }
 
@@ -191,6 +195,11 @@ fn write_at(
 pub fn layout(spec: &DiskSpec) -> Result<DiskLayout, DiskError> {
     let sizes = [
         (
+            "esp",
+            gpt::ESP_TYPE,
+            check_size("esp", spec.esp.len() as u64)?,
+        ),
+        (
             "state",
             gpt::STATE_TYPE,
             check_size("state", spec.state_size)?,
@@ -270,6 +279,9 @@ pub fn write(spec: &DiskSpec, out: &mut (impl Write + Seek)) -> Result<DiskLayou
     write_at(out, 0, &protective_mbr(total_sectors), "protective MBR")?;
     write_at(out, SECTOR_SIZE, &primary, "primary GPT header")?;
     write_at(out, 2 * SECTOR_SIZE, &array, "primary GPT entries")?;
+    if let Some(esp) = gpt::find(&layout.partitions, "esp") {
+        write_at(out, esp.offset(), spec.esp, "esp")?;
+    }
     if let Some(slot_a) = gpt::find(&layout.partitions, "slot-a") {
         write_at(out, slot_a.offset(), spec.slot_a, "slot-a")?;
     }

@@ -7,8 +7,8 @@
 //! - [`gpt`]: reading a GUID partition table (the device and the boot loader use it to find
 //!   their partitions).
 //! - [`io`]: [`io::ReadAt`], the one seam between these readers and a device.
-//! - with feature `build`: [`squashfs`], [`cpio`] (the initramfs) and [`disk`] (the GPT
-//!   disk image writer).
+//! - with feature `build`: [`squashfs`], [`cpio`] (the initramfs), [`esp`] (the EFI
+//!   system partition) and [`disk`] (the GPT disk image writer).
 //!
 //! Rules this crate keeps:
 //! - Deterministic: the same inputs give the same bytes. No clocks, no random numbers,
@@ -34,5 +34,7 @@ pub mod verity;
 pub mod cpio;
 #[cfg(feature = "build")]
 pub mod disk;
+#[cfg(feature = "build")]
+pub mod esp;
 #[cfg(feature = "build")]
 pub mod squashfs;

@@ -20,8 +20,19 @@ use limpet_image::gpt::{self, GptError, HeaderCopy};
 
 const MIB: u64 = 1 << 20;
 
+/// A 1 MiB stand-in for the EFI system partition: a marker at its start, zeros after.
+fn esp() -> &'static [u8] {
+    static ESP: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    ESP.get_or_init(|| {
+        let mut e = vec![0u8; MIB as usize];
+        e[..8].copy_from_slice(b"FAT-ESP!");
+        e
+    })
+}
+
 fn spec(slot_a: &[u8]) -> DiskSpec<'_> {
     DiskSpec {
+        esp: esp(),
         state_size: MIB,
         slot_size: 4 * MIB,
         data_size: 2 * MIB,
@@ -42,7 +53,7 @@ fn sgdisk_accepts_the_disk() {
     let path = dir.path().join("disk.img");
     let layout = write_file(&spec(&slot), &path);
     assert_eq!(std::fs::metadata(&path).unwrap().len(), layout.size);
-    assert_eq!(layout.size, (1 + 1 + 4 + 4 + 2 + 1) * MIB);
+    assert_eq!(layout.size, (1 + 1 + 1 + 4 + 4 + 2 + 1) * MIB);
     // Zeros were seeked over, not written: the file is sparse where the filesystem allows.
     let allocated =
         std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&path).unwrap()) * 512;
@@ -71,7 +82,11 @@ fn sgdisk_accepts_the_disk() {
         .skip(1)
         .filter_map(|l| l.split_whitespace().last())
         .collect();
-    assert_eq!(names, ["state", "slot-a", "slot-b", "data"], "{listing}");
+    assert_eq!(
+        names,
+        ["esp", "state", "slot-a", "slot-b", "data"],
+        "{listing}"
+    );
     // Type and unique GUIDs as sgdisk shows them.
     for (n, part) in (1..).zip(&layout.partitions) {
         let out = run("sgdisk", &[&format!("-i{n}"), p]);
@@ -88,7 +103,7 @@ fn sgdisk_accepts_the_disk() {
     }
     // The slot landed in slot-a.
     let bytes = std::fs::read(&path).unwrap();
-    let a = &layout.partitions[1];
+    let a = &layout.partitions[2];
     assert_eq!(
         &bytes[a.offset() as usize..a.offset() as usize + slot.len()],
         &slot[..]
@@ -104,15 +119,19 @@ fn gpt_read_round_trips() {
     assert_eq!(table.disk_guid, layout.disk_guid);
     assert_eq!(table.partitions, layout.partitions);
     let names: Vec<_> = table.partitions.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["state", "slot-a", "slot-b", "data"]);
-    assert_eq!(table.partitions[1].type_guid, gpt::SLOT_TYPE);
+    assert_eq!(names, ["esp", "state", "slot-a", "slot-b", "data"]);
+    assert_eq!(table.partitions[0].type_guid, gpt::ESP_TYPE);
+    assert_eq!(table.partitions[1].type_guid, gpt::STATE_TYPE);
     assert_eq!(table.partitions[2].type_guid, gpt::SLOT_TYPE);
-    assert_eq!(table.partitions[0].type_guid, gpt::STATE_TYPE);
-    assert_eq!(table.partitions[3].type_guid, gpt::DATA_TYPE);
+    assert_eq!(table.partitions[3].type_guid, gpt::SLOT_TYPE);
+    assert_eq!(table.partitions[4].type_guid, gpt::DATA_TYPE);
     for p in &table.partitions {
         assert_eq!(p.offset() % MIB, 0);
     }
-    assert_eq!(table.partitions[1].size(), 4 * MIB);
+    assert_eq!(table.partitions[2].size(), 4 * MIB);
+    let bytes = c.into_inner();
+    let esp_at = table.partitions[0].offset() as usize;
+    assert_eq!(&bytes[esp_at..esp_at + MIB as usize], esp());
 }
 
 #[test]

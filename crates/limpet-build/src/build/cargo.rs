@@ -181,8 +181,54 @@ impl Workspace {
 
     /// Compiles `specs` for `target` and returns each binary's path, in the order given.
     pub fn build(&self, specs: &[BinarySpec], target: Target) -> Result<Vec<PathBuf>, CargoError> {
-        self.check(specs)?;
         let triple = target.rust_triple();
+        let mut env = vec![(rustflags_var(triple), remap_flags(&self.root).join(" "))];
+        if target == Target::Aarch64 {
+            // rustup's musl targets are self-contained: rust-lld links them without a
+            // cross C toolchain.
+            env.push((
+                "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER".into(),
+                "rust-lld".into(),
+            ));
+        }
+        self.cargo_build(specs, triple, &env, "")
+    }
+
+    /// Compiles Limpet's UEFI boot loader (`limpet-boot`, in this workspace) for `target`
+    /// with the vendor's image public key `image_pub` compiled in; returns the path of the
+    /// `.efi` image.
+    pub fn build_loader(&self, target: Target, image_pub: &Path) -> Result<PathBuf, CargoError> {
+        let triple = uefi_triple(target);
+        let spec = BinarySpec {
+            package: LOADER_PACKAGE.into(),
+            binary: LOADER_PACKAGE.into(),
+        };
+        let mut flags = remap_flags(&self.root);
+        // The UEFI targets are soft-float: curve25519-dalek's automatic SIMD backend does
+        // not compile for them, so the loader's Ed25519 uses the portable serial backend
+        // (the workspace's .cargo/config.toml says the same; this variable overrides it).
+        flags.push("--cfg".into());
+        flags.push("curve25519_dalek_backend=\"serial\"".into());
+        let env = [
+            (rustflags_var(triple), flags.join(" ")),
+            (LOADER_KEY_VAR.into(), image_pub.display().to_string()),
+        ];
+        let mut paths = self.cargo_build(&[spec], triple, &env, ".efi")?;
+        paths.pop().ok_or(CargoError::MissingOutput {
+            path: LOADER_PACKAGE.into(),
+        })
+    }
+
+    /// `cargo build --release` of `specs` for `triple` with the device profile and `env`;
+    /// each binary's path (its name + `suffix`), in the order given.
+    fn cargo_build(
+        &self,
+        specs: &[BinarySpec],
+        triple: &str,
+        env: &[(String, String)],
+        suffix: &str,
+    ) -> Result<Vec<PathBuf>, CargoError> {
+        self.check(specs)?;
         ensure_target_installed(triple)?;
         let target_dir = self.device_target_dir();
         let mut cmd = Command::new(cargo());
@@ -200,15 +246,12 @@ impl Workspace {
         for (key, value) in profile_env() {
             cmd.env(key, value);
         }
-        cmd.env(rustflags_var(triple), remap_flags(&self.root).join(" "));
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
         // Flags the caller may have set for host builds must not reach the device build.
         cmd.env_remove("RUSTFLAGS")
             .env_remove("CARGO_ENCODED_RUSTFLAGS");
-        if target == Target::Aarch64 {
-            // rustup's musl targets are self-contained: rust-lld links them without a
-            // cross C toolchain.
-            cmd.env("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER", "rust-lld");
-        }
         tracing::debug!(?cmd, "running cargo");
         let status = cmd.status().map_err(|source| CargoError::Spawn {
             program: "cargo".into(),
@@ -223,7 +266,10 @@ impl Workspace {
         specs
             .iter()
             .map(|spec| {
-                let path = target_dir.join(triple).join("release").join(&spec.binary);
+                let path = target_dir
+                    .join(triple)
+                    .join("release")
+                    .join(format!("{}{suffix}", spec.binary));
                 if path.is_file() {
                     Ok(path)
                 } else {
@@ -231,6 +277,19 @@ impl Workspace {
                 }
             })
             .collect()
+    }
+}
+
+/// The package (and binary) of Limpet's UEFI boot loader.
+pub const LOADER_PACKAGE: &str = "limpet-boot";
+/// The variable naming the image public key the loader is built with (its build.rs).
+pub const LOADER_KEY_VAR: &str = "LIMPET_BOOT_IMAGE_KEY";
+
+/// The Rust UEFI target of a device target.
+pub const fn uefi_triple(target: Target) -> &'static str {
+    match target {
+        Target::X86_64 => "x86_64-unknown-uefi",
+        Target::Aarch64 => "aarch64-unknown-uefi",
     }
 }
 

@@ -1,18 +1,22 @@
-//! `limpet build`: from a manifest to the four outputs, `slot.img`, `initramfs.cpio`,
-//! `kernel` and `disk.img`.
+//! `limpet build`: from a manifest to its outputs, `slot.img`, `initramfs.cpio`, `kernel`,
+//! `loader.efi`, `efivars.fd` and `disk.img`.
 //!
 //! [`build`] is one call per step, in this order (the numbers are the ones it logs):
 //! 1. `read_inputs`: the manifest, the signing key, the epoch, the update root, the
 //!    compiled policy and the kernel (its `config-<release>`, when it has one, against
 //!    what the device needs), all checked before anything is compiled;
 //! 2. `compile`: the task binaries, `limpet-init` and (with `[update]`) the update
-//!    agent, as static binaries for the device's target;
+//!    agent, as static binaries for the device's target, and the UEFI boot loader with
+//!    the image public key compiled in;
 //! 3. `slot_contents`: the squashfs, exactly what the device runs from its slot;
 //! 4. `make_initramfs`: `limpet-init`, the public key and the kernel modules;
-//! 5. `copy_kernel`: the kernel image;
+//! 5. `sign_kernel`: the kernel image, signed for Secure Boot with the vendor's db key;
 //! 6. `sign`: the SBOM, and the whole-image slot: squashfs, dm-verity tree, signed header,
 //!    SBOM, kernel, initramfs, with the kernel command line in the header;
-//! 7. `make_disk`: the GPT disk with the slot in `slot-a`, the factory state and data.
+//! 7. `boot_chain`: the loader signed with the db key, the EFI system partition holding
+//!    it, and the firmware variables with the vendor's PK, KEK and db enrolled;
+//! 8. `make_disk`: the GPT disk with the ESP, the slot in `slot-a`, the factory state and
+//!    data.
 //!
 //! Rules this module keeps:
 //! - nothing is written into the output directory until every output is complete: the
@@ -36,9 +40,13 @@ use sha2::{Digest, Sha256};
 use super::cargo::{BinarySpec, CargoError, Workspace};
 use super::kernel::{self, KernelError, KernelFiles};
 use super::sbom::{self, SbomBinary, SbomError};
-use crate::outputs::{DISK_IMG, INITRAMFS, KERNEL, MANIFEST_FILE, POLICY_FILE, SLOT_IMG};
+use crate::outputs::{
+    DISK_IMG, FIRMWARE_VARS, INITRAMFS, KERNEL, LOADER, MANIFEST_FILE, POLICY_FILE, SLOT_IMG,
+};
 use crate::project::keys::{self, KeyError};
 use crate::project::{self, EpochSource, Project, ProjectError};
+use crate::secureboot::keys::{SecureBootKeyError, SecureBootKeys};
+use crate::secureboot::{sign::SignError, vars::VarsError};
 
 /// Size of the `state` partition.
 pub const STATE_SIZE: u64 = 1024 * 1024;
@@ -136,6 +144,18 @@ pub enum BuildError {
     /// The GPT disk image could not be made.
     #[error("making the disk image")]
     Disk(#[source] disk::DiskError),
+    /// The vendor's Secure Boot keys are missing or unusable.
+    #[error(transparent)]
+    SecureBootKeys(#[from] SecureBootKeyError),
+    /// The loader or the kernel could not be signed for Secure Boot.
+    #[error(transparent)]
+    SecureBootSign(#[from] SignError),
+    /// The firmware variables could not be made.
+    #[error(transparent)]
+    FirmwareVars(#[from] VarsError),
+    /// The EFI system partition could not be made.
+    #[error("making the EFI system partition")]
+    Esp(#[source] limpet_image::esp::EspError),
     /// The factory A/B state, or a partition's contents, could not be written into the disk
     /// image (no such partition, contents larger than it, a bad state record).
     #[error("cannot write the factory state into {path}: {reason}")]
@@ -207,8 +227,10 @@ pub struct BuildReport {
     pub initramfs_bytes: u64,
     /// Size of the initramfs's archive before compression, bytes.
     pub initramfs_uncompressed_bytes: u64,
-    /// Size of the `kernel` output, bytes.
+    /// Size of the `kernel` output (signed), bytes.
     pub kernel_bytes: u64,
+    /// Size of the signed boot loader, bytes.
+    pub loader_bytes: u64,
     /// Size of `disk.img`, bytes.
     pub disk_bytes: u64,
     /// Number of components the SBOM lists.
@@ -226,7 +248,7 @@ pub struct SizedFile {
 
 /// Builds the image described by `options`: the steps of the module doc, in order.
 pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
-    const STEPS: usize = 7;
+    const STEPS: usize = 8;
     let step = |n: usize, what: &str| tracing::info!("[{n}/{STEPS}] {what}");
 
     step(1, "reading the manifest and the signing key");
@@ -259,8 +281,8 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     );
     let initramfs = make_initramfs(&inputs, &compiled, &staging)?;
 
-    step(5, "copying the kernel");
-    let kernel = copy_kernel(&inputs, &staging)?;
+    step(5, "signing the kernel for Secure Boot (db key)");
+    let kernel = sign_kernel(&inputs, &staging)?;
 
     step(
         6,
@@ -273,10 +295,19 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     };
     let signed = sign(&inputs, &compiled, &contents, &boot, &staging)?;
 
-    step(7, "making the disk image (state, slot-a, slot-b, data)");
-    let disk_bytes = make_disk(&inputs, &signed, &staging)?;
+    step(
+        7,
+        "signing the boot loader, making the EFI system partition and the firmware variables",
+    );
+    let chain = boot_chain(&inputs, &compiled, &staging)?;
 
-    staging.commit(&[SLOT_IMG, INITRAMFS, KERNEL, DISK_IMG])?;
+    step(
+        8,
+        "making the disk image (esp, state, slot-a, slot-b, data)",
+    );
+    let disk_bytes = make_disk(&inputs, &signed, &chain.esp, &staging)?;
+
+    staging.commit(&[SLOT_IMG, INITRAMFS, KERNEL, LOADER, FIRMWARE_VARS, DISK_IMG])?;
 
     let mut binaries = contents.binaries;
     binaries.push(SizedFile {
@@ -307,6 +338,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         initramfs_bytes: initramfs.archive.len() as u64,
         initramfs_uncompressed_bytes: initramfs.uncompressed_bytes,
         kernel_bytes: kernel.len() as u64,
+        loader_bytes: chain.loader_bytes,
         disk_bytes,
         sbom_components: signed.sbom_components,
     })
@@ -318,6 +350,8 @@ struct Inputs {
     /// What the device runs: the vendor's tasks and, with `[update]`, the update agent.
     device_manifest: Manifest,
     signing_key: SigningKey,
+    /// The vendor's Secure Boot keys, from `secureboot/` beside the image key.
+    secure_boot: SecureBootKeys,
     epoch: u32,
     epoch_source: EpochSource,
     /// `[update] root`, checked: the TUF root the device starts from.
@@ -338,6 +372,10 @@ fn read_inputs(options: &BuildOptions) -> Result<Inputs, BuildError> {
         .clone()
         .unwrap_or_else(|| project.dir.join("keys").join(keys::PRIVATE_KEY_FILE));
     let signing_key = keys::load_signing_key(&key_path)?;
+    let key_dir = key_path
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_owned);
+    let secure_boot = SecureBootKeys::load(&key_dir)?;
     let (epoch, epoch_source) = project::source_date_epoch(&project.dir)?;
     let device_manifest = manifest
         .with_update_agent()
@@ -360,6 +398,7 @@ fn read_inputs(options: &BuildOptions) -> Result<Inputs, BuildError> {
         project,
         device_manifest,
         signing_key,
+        secure_boot,
         epoch,
         epoch_source,
         update_root,
@@ -376,6 +415,8 @@ struct Compiled {
     init_path: PathBuf,
     /// The update agent, for a device with `[update]`.
     agent_path: Option<PathBuf>,
+    /// The UEFI boot loader, unsigned, with the image public key compiled in.
+    loader_path: PathBuf,
     project_ws: Workspace,
     limpet_ws: Workspace,
 }
@@ -415,11 +456,13 @@ fn compile(options: &BuildOptions, inputs: &Inputs) -> Result<Compiled, BuildErr
         path: "limpet-init".into(),
     })?;
     let agent_path = own_paths.next();
+    let loader_path = limpet_ws.build_loader(target, &loader_key_file(&limpet_ws, inputs)?)?;
     Ok(Compiled {
         task_specs,
         task_paths,
         init_path,
         agent_path,
+        loader_path,
         project_ws,
         limpet_ws,
     })
@@ -565,17 +608,85 @@ fn make_initramfs(
     })
 }
 
-/// Step 5: the kernel image, copied to `kernel`; returns its bytes.
-fn copy_kernel(inputs: &Inputs, staging: &Staging) -> Result<Vec<u8>, BuildError> {
-    let kernel = read(&inputs.kernel.image)?;
-    staging.write(KERNEL, &kernel)?;
-    Ok(kernel)
+/// The image public key as a file the loader's build reads: one stable path per key
+/// (under the device target directory, named by the key id), so that cargo rebuilds the
+/// loader only when the key changes.
+fn loader_key_file(limpet_ws: &Workspace, inputs: &Inputs) -> Result<PathBuf, BuildError> {
+    let public = inputs.signing_key.verifying_key();
+    let id = hex::encode(limpet_image::header::key_id(&public));
+    let dir = limpet_ws.device_target_dir().join("limpet-boot-keys");
+    let path = dir.join(format!("{id}.pub"));
+    let pem = keys::public_pem(&public)?;
+    if fs::read_to_string(&path).ok().as_deref() != Some(pem.as_str()) {
+        let write = |source| BuildError::Write {
+            path: path.clone(),
+            source,
+        };
+        fs::create_dir_all(&dir).map_err(write)?;
+        fs::write(&path, pem).map_err(write)?;
+    }
+    Ok(path)
 }
 
-/// Step 7: the disk image (the factory state, the slot in `slot-a`, an empty `slot-b`,
-/// the data filesystem), its GUIDs derived from the device name and the slot's root
-/// hash; returns its size.
-fn make_disk(inputs: &Inputs, signed: &Signed, staging: &Staging) -> Result<u64, BuildError> {
+/// Step 5: the kernel image signed with the db key (its own signatures kept), written to
+/// `kernel`; returns its bytes.
+fn sign_kernel(inputs: &Inputs, staging: &Staging) -> Result<Vec<u8>, BuildError> {
+    let kernel = read(&inputs.kernel.image)?;
+    let signed =
+        crate::secureboot::sign::sign_pe(&kernel, "kernel", &inputs.secure_boot.db, &staging.dir)?;
+    staging.write(KERNEL, &signed)?;
+    Ok(signed)
+}
+
+/// What step 7 made.
+struct BootChain {
+    /// The EFI system partition's FAT image.
+    esp: Vec<u8>,
+    loader_bytes: u64,
+}
+
+/// Step 7: the boot loader signed with the db key (`loader.efi`), the EFI system
+/// partition holding it at the removable-media path, and the firmware variables with the
+/// vendor's keys enrolled (`efivars.fd`).
+fn boot_chain(
+    inputs: &Inputs,
+    compiled: &Compiled,
+    staging: &Staging,
+) -> Result<BootChain, BuildError> {
+    let target = inputs.project.manifest.device.target;
+    let loader = read(&compiled.loader_path)?;
+    let signed = crate::secureboot::sign::sign_pe(
+        &loader,
+        "boot loader",
+        &inputs.secure_boot.db,
+        &staging.dir,
+    )?;
+    staging.write(LOADER, &signed)?;
+    let esp = limpet_image::esp::build(header_target(target), &signed).map_err(BuildError::Esp)?;
+    crate::secureboot::vars::make(target, &inputs.secure_boot, &staging.path(FIRMWARE_VARS))?;
+    Ok(BootChain {
+        esp,
+        loader_bytes: signed.len() as u64,
+    })
+}
+
+/// The image format's name for a manifest target.
+fn header_target(target: limpet_manifest::Target) -> limpet_image::header::Target {
+    match target {
+        limpet_manifest::Target::X86_64 => limpet_image::header::Target::X86_64,
+        limpet_manifest::Target::Aarch64 => limpet_image::header::Target::Aarch64,
+    }
+}
+
+/// Step 8: the disk image (the EFI system partition, the factory state, the slot in
+/// `slot-a`, an empty `slot-b`, the data filesystem), its GUIDs derived from the device
+/// name and the slot's root hash; returns its size.
+fn make_disk(
+    inputs: &Inputs,
+    signed: &Signed,
+    esp: &[u8],
+    staging: &Staging,
+) -> Result<u64, BuildError> {
     let manifest = &inputs.project.manifest;
     let guid_seed: [u8; 32] = Sha256::new()
         .chain_update(b"limpet-disk-guid")
@@ -584,6 +695,7 @@ fn make_disk(inputs: &Inputs, signed: &Signed, staging: &Staging) -> Result<u64,
         .finalize()
         .into();
     let spec = disk::DiskSpec {
+        esp,
         state_size: STATE_SIZE,
         slot_size: manifest.disk.slot_size.bytes(),
         data_size: manifest.disk.data_size.bytes(),
