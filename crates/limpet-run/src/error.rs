@@ -48,6 +48,14 @@ pub enum RunError {
         /// Which step of preparing it failed.
         source: NamespaceError,
     },
+    /// A scratch file of the run could not be made.
+    #[error("cannot make {what}")]
+    Io {
+        /// What was being made.
+        what: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A backend option has a value the backend cannot use (for example
     /// `--memory 0`).
     #[error("{option} must be {expected}, got {value}")]

@@ -2,10 +2,11 @@
 //! firmware plug into the QEMU backend.
 //!
 //! [`Machine`] is everything QEMU's command line says about the board for a target;
-//! [`Firmware`] is how the guest gets to its kernel. Today the only way is
-//! [`Firmware::Direct`] (QEMU loads the kernel and initramfs itself); a UEFI variant
-//! (OVMF on x86_64, AAVMF on aarch64, booting the signed slot's loader from the disk's EFI
-//! system partition) is a new variant here and a new arm in [`crate::qemu::qemu_args`].
+//! [`Firmware`] is how the guest gets to its kernel: [`Firmware::Uefi`], the device's own
+//! chain (OVMF on x86_64, AAVMF on aarch64, with the vendor's keys enrolled and Secure Boot
+//! enforcing, starting the signed loader from the disk's EFI system partition, which starts
+//! the slot's kernel), or [`Firmware::Direct`] (QEMU loads the build's kernel and initramfs
+//! itself: the developer's fast path, which verifies nothing before PID 1).
 
 use limpet_image::header::Target;
 
@@ -25,6 +26,15 @@ pub struct Machine {
 }
 
 impl Machine {
+    /// The `-machine` value for booting with `firmware`: Secure Boot on x86_64 needs the
+    /// q35 board with SMM, so that only the firmware can write its variables.
+    pub const fn machine_arg(&self, firmware: Firmware) -> &'static str {
+        match (firmware, self.console.as_bytes()) {
+            (Firmware::Uefi, b"ttyS0") => "q35,smm=on,accel=tcg",
+            _ => self.machine,
+        }
+    }
+
     /// The machine `limpet run` emulates for `target`.
     pub const fn for_target(target: Target) -> Machine {
         match target {
@@ -50,8 +60,14 @@ impl Machine {
 /// How the guest gets to its kernel.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Firmware {
-    /// QEMU loads the build's `kernel` and `initramfs.cpio` itself (`-kernel`, `-initrd`,
-    /// `-append`), after the board's own firmware (SeaBIOS on x86_64).
+    /// The device's chain: UEFI firmware (Debian's OVMF or AAVMF) with the build's
+    /// `efivars.fd` (the vendor's keys enrolled, Secure Boot enforcing) starts Limpet's
+    /// signed loader from the disk's EFI system partition; the loader picks, verifies and
+    /// starts the slot's kernel.
     #[default]
+    Uefi,
+    /// QEMU loads the build's `kernel` and `initramfs.cpio` itself (`-kernel`, `-initrd`,
+    /// `-append`), after the board's own firmware (SeaBIOS on x86_64): nothing is
+    /// verified before PID 1, which still verifies the slot it mounts.
     Direct,
 }

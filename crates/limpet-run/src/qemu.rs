@@ -16,7 +16,8 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use limpet_build::outputs::{DISK_IMG, INITRAMFS, KERNEL};
+use limpet_build::outputs::{DISK_IMG, FIRMWARE_VARS, INITRAMFS, KERNEL};
+use limpet_build::secureboot::vars::firmware as firmware_files;
 use limpet_image::header::Target;
 
 use crate::error::RunError;
@@ -44,6 +45,8 @@ pub struct QemuConfig {
     pub initramfs: PathBuf,
     /// The GPT disk image.
     pub disk: PathBuf,
+    /// The UEFI variable store the firmware runs with ([`Firmware::Uefi`]).
+    pub firmware_vars: PathBuf,
     /// Guest memory in MiB.
     pub memory_mib: u32,
     /// Where the guest's disk writes go.
@@ -61,10 +64,11 @@ impl QemuConfig {
     pub fn for_dir(dir: &Path, target: Target) -> QemuConfig {
         QemuConfig {
             target,
-            firmware: Firmware::Direct,
+            firmware: Firmware::default(),
             kernel: dir.join(KERNEL),
             initramfs: dir.join(INITRAMFS),
             disk: dir.join(DISK_IMG),
+            firmware_vars: dir.join(FIRMWARE_VARS),
             memory_mib: DEFAULT_MEMORY_MIB,
             disk_writes: DiskWrites::Discard,
             append: None,
@@ -96,7 +100,12 @@ pub fn qemu_args(config: &QemuConfig) -> Vec<OsString> {
     let machine = config.machine();
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
-    push(&["-machine", machine.machine, "-cpu", machine.cpu]);
+    push(&[
+        "-machine",
+        machine.machine_arg(config.firmware),
+        "-cpu",
+        machine.cpu,
+    ]);
     push(&["-smp", "1", "-m", &config.memory_mib.to_string()]);
     push(&[
         "-nographic",
@@ -124,6 +133,21 @@ pub fn qemu_args(config: &QemuConfig) -> Vec<OsString> {
     args.push(drive);
     // How the guest gets to its kernel: the firmware's arguments come last.
     match config.firmware {
+        Firmware::Uefi => {
+            let files = firmware_files(config.target);
+            if config.target == Target::X86_64 {
+                // Only SMM code may write the flash: the OS cannot rewrite db or turn
+                // Secure Boot off.
+                args.extend(
+                    ["-global", "driver=cfi.pflash01,property=secure,value=on"].map(OsString::from),
+                );
+            }
+            let mut code = OsString::from("if=pflash,format=raw,unit=0,readonly=on,file=");
+            code.push(qemu_option_value(OsStr::new(files.code)));
+            let mut vars = OsString::from("if=pflash,format=raw,unit=1,file=");
+            vars.push(qemu_option_value(config.firmware_vars.as_os_str()));
+            args.extend(["-drive".into(), code, "-drive".into(), vars]);
+        }
         Firmware::Direct => {
             args.push("-kernel".into());
             args.push(config.kernel.clone().into_os_string());
@@ -191,6 +215,26 @@ pub fn run(
     }
     let mut config = QemuConfig::for_dir(dir, target);
     config.firmware = options.firmware;
+    // The firmware writes its variables (boot entries, at least): a run gets a copy of
+    // the build's store unless its writes are to persist, as the disk's are.
+    let _vars_copy = match (options.firmware, options.disk_writes) {
+        (Firmware::Uefi, DiskWrites::Discard) => {
+            let copy = tempfile::Builder::new()
+                .prefix("limpet-efivars-")
+                .tempfile()
+                .map_err(|source| RunError::Io {
+                    what: "a copy of the firmware variables",
+                    source,
+                })?;
+            std::fs::copy(&config.firmware_vars, copy.path()).map_err(|source| RunError::Io {
+                what: "a copy of the firmware variables",
+                source,
+            })?;
+            config.firmware_vars = copy.path().to_owned();
+            Some(copy)
+        }
+        _ => None,
+    };
     config.memory_mib = options.memory_mib;
     config.append = options.append.clone();
     config.disk_writes = options.disk_writes;

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use limpet_manifest::Target;
+use limpet_image::header::Target;
 use sha2::{Digest, Sha256};
 
 use super::keys::SecureBootKeys;

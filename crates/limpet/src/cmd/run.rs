@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use limpet_run::{
-    Backend, DiskWrites, Forward, NamespaceOptions, Network, Outcome, QemuOptions, RunOptions,
+    Backend, DiskWrites, Firmware, Forward, NamespaceOptions, Network, Outcome, QemuOptions, RunOptions,
     RunReport, Watch, DEFAULT_MEMORY_MIB,
 };
 
@@ -33,9 +33,17 @@ pub struct Args {
     /// Guest memory in MiB (default 256).
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(16..))]
     memory: Option<u32>,
-    /// Extra kernel command line, after `console=... panic=-1 quiet`.
-    #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
+    /// Extra kernel command line, after `console=... panic=-1 quiet` (needs --direct: on the
+    /// device's chain the command line is signed into the slot).
+    #[arg(long, value_name = "ARGS", allow_hyphen_values = true, requires = "direct")]
     append: Option<String>,
+    /// Boot the build's kernel and initramfs with QEMU's -kernel and -initrd, skipping the
+    /// UEFI firmware and Limpet's loader: faster, for the developer's loop, and UNVERIFIED
+    /// (nothing checks the kernel or the initramfs before PID 1; PID 1 still verifies the
+    /// slot it mounts). By default a run boots the device's chain: UEFI firmware with the
+    /// vendor's keys enrolled and Secure Boot enforcing, the signed loader, the slot.
+    #[arg(long, conflicts_with = "sim")]
+    direct: bool,
     /// Let the guest write to disk.img (by default its writes go to a throw-away overlay).
     #[arg(long)]
     persist: bool,
@@ -125,6 +133,11 @@ fn backend(args: &Args) -> Result<Backend, String> {
         }));
     }
     Ok(Backend::Qemu(QemuOptions {
+        firmware: if args.direct {
+            Firmware::Direct
+        } else {
+            Firmware::Uefi
+        },
         memory_mib: args.memory.unwrap_or(DEFAULT_MEMORY_MIB),
         append: args.append.clone(),
         disk_writes: if args.persist {
