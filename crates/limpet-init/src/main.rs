@@ -120,6 +120,10 @@ fn main() {
             console!("rebooting");
             sys::reboot();
         }
+        Err(BootError::Slot(e @ slots::StateBootError::TrialAppFailed { .. })) => {
+            console!("{e}; rebooting");
+            sys::reboot();
+        }
         Err(e) => console!("boot failed: {}; powering off", console::chain(&e)),
     }
     sys::power_off();
@@ -146,7 +150,8 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
     );
 
     let key = verified::load_key(root)?;
-    let booted = slots::boot_from_state(root, &disk, &key)?;
+    let cmdline = std::fs::read_to_string(root.join("proc/cmdline")).unwrap_or_default();
+    let booted = slots::boot_from_state(root, &disk, &key, slots::Handover::parse(&cmdline))?;
 
     let data = disk.data.node(root);
     sys::mount_data(&data, &root.join(DATA_MOUNT)).map_err(|source| BootError::MountData {

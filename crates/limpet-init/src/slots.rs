@@ -14,6 +14,13 @@
 //!   then slot B, boot with no floor, and the state is left as it is for the update agent
 //!   or a technician: PID 1 does not overwrite evidence.
 //! - a slot whose version is below the floor is refused like a bad signature.
+//!
+//! **Booted by Limpet's loader** ([`Handover`], `limpet.slot=` and `limpet.counted=1` on
+//! the kernel command line): the loader already ran `begin_boot`, stored it and verified
+//! the slot whose kernel and PID 1 are running, so PID 1 does not count the boot again
+//! and mounts the app of that same slot, never the other one (`boot_handed_over`). A
+//! trial whose app then fails to verify or mount is rolled back and the device reboots:
+//! the loader starts the committed slot, kernel and all.
 
 use std::cmp::Ordering;
 use std::fs::File;
@@ -42,6 +49,10 @@ pub enum StateBootError {
     Committed { slot: Slot, source: AttemptError },
     #[error("factory boot of slot A")]
     Factory { source: AttemptError },
+    /// The loader started a trial whose app does not verify or mount; the rollback is
+    /// recorded and the device must reboot into the committed slot.
+    #[error("trial slot {slot} was rolled back")]
+    TrialAppFailed { slot: Slot },
     /// Two causes, so they are in the message: a chain has room for one.
     #[error(
         "state unreadable and neither slot boots: slot A: {}; slot B: {}",
@@ -192,12 +203,43 @@ struct Slots<'a> {
     key: &'a ed25519_dalek::VerifyingKey,
 }
 
+/// What Limpet's boot loader tells PID 1 on the kernel command line: which slot's kernel
+/// is running, and that the boot was already counted in the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handover {
+    /// The slot the loader verified and started.
+    pub slot: Slot,
+}
+
+impl Handover {
+    /// Reads `limpet.slot=a|b` and `limpet.counted=1` from a kernel command line. Both
+    /// must be there (the last of each word counts, as the kernel's own parameters do);
+    /// anything else (a `-kernel` boot, a malformed value) is no hand-over, and PID 1
+    /// counts the boot itself.
+    pub fn parse(cmdline: &str) -> Option<Handover> {
+        let mut slot = None;
+        let mut counted = false;
+        for word in cmdline.split_ascii_whitespace() {
+            match word.split_once('=') {
+                Some(("limpet.slot", "a")) => slot = Some(Slot::A),
+                Some(("limpet.slot", "b")) => slot = Some(Slot::B),
+                Some(("limpet.slot", _)) => slot = None,
+                Some(("limpet.counted", v)) => counted = v == "1",
+                _ => {}
+            }
+        }
+        slot.filter(|_| counted).map(|slot| Handover { slot })
+    }
+}
+
 /// Boots a slot according to the state, returning the mounted slot and which one it is:
-/// one of the three cases of the module doc, chosen by what the state partition holds.
+/// one of the cases of the module doc, chosen by what the state partition holds and by
+/// whether Limpet's loader already counted the boot (`handover`).
 pub fn boot_from_state(
     root: &Path,
     disk: &DiskPartitions,
     key: &ed25519_dalek::VerifyingKey,
+    handover: Option<Handover>,
 ) -> Result<Booted, StateBootError> {
     let slots = Slots { root, disk, key };
     let device = disk.state.node(root);
@@ -211,10 +253,60 @@ pub fn boot_from_state(
         })?;
     let mut store =
         StateStore::new(file).map_err(|source| StateBootError::State { device, source })?;
-    match store.load() {
-        Ok(state) => boot_stored(slots, store, &state),
-        Err(StateError::Blank) => boot_blank(slots, store),
-        Err(e) => boot_unreadable(slots, &e),
+    match (store.load(), handover) {
+        (Ok(state), Some(h)) => boot_handed_over(slots, store, &state, h),
+        (Ok(state), None) => boot_stored(slots, store, &state),
+        (Err(StateError::Blank), _) => boot_blank(slots, store),
+        (Err(e), _) => boot_unreadable(slots, &e, handover),
+    }
+}
+
+/// Booted by the loader: the state already holds this boot. The app of the slot the
+/// loader started is mounted; if that slot is the booted trial, the health gate decides
+/// it as usual; if its app fails, the trial is rolled back and the device reboots into
+/// the committed slot (the running kernel and PID 1 are the trial's).
+fn boot_handed_over(
+    slots: Slots<'_>,
+    mut store: StateStore<File>,
+    state: &State,
+    handover: Handover,
+) -> Result<Booted, StateBootError> {
+    let committed = state.committed_slot();
+    let slot = handover.slot;
+    let is_trial = state
+        .trial()
+        .is_some_and(|t| t.slot == slot && t.phase == limpet_state::TrialPhase::Booted);
+    console!(
+        "state: committed slot {committed} ({}), floor {}, loader started slot {slot}{} (boot counted by the loader)",
+        state.committed_version(),
+        state.floor(),
+        if is_trial { " (trial)" } else { "" }
+    );
+    if slot != committed && !is_trial {
+        console!("slot {slot} is neither committed nor the booted trial: its app is mounted, nothing is recorded");
+    }
+    match slots.mount(&Attempt {
+        slot,
+        floor: Some(state.floor().clone()),
+    }) {
+        Ok(mounted) => Ok(Booted {
+            slot,
+            mounted,
+            state: Some(state.clone()),
+            trial: is_trial.then(|| TrialRecord {
+                store,
+                state: state.clone(),
+            }),
+        }),
+        Err(failed) if is_trial => {
+            console!(
+                "trial slot {slot} failed: {}; rolling back and rebooting into the committed slot",
+                console::chain(&failed)
+            );
+            roll_back_unbooted_trial(&mut store, state, failed.failure_reason());
+            Err(StateBootError::TrialAppFailed { slot })
+        }
+        Err(source) => Err(StateBootError::Committed { slot, source }),
     }
 }
 
@@ -337,11 +429,27 @@ fn boot_blank(slots: Slots<'_>, mut store: StateStore<File>) -> Result<Booted, S
 }
 
 /// Unreadable state: slot A, then slot B, with no floor; the state is left as it is.
-fn boot_unreadable(slots: Slots<'_>, reason: &StateError) -> Result<Booted, StateBootError> {
+/// Booted by the loader, only the slot whose kernel runs is tried.
+fn boot_unreadable(
+    slots: Slots<'_>,
+    reason: &StateError,
+    handover: Option<Handover>,
+) -> Result<Booted, StateBootError> {
     console!(
         "state unreadable ({}): trying slot A then B, state left untouched",
         console::chain(reason)
     );
+    if let Some(Handover { slot }) = handover {
+        return slots
+            .mount(&Attempt { slot, floor: None })
+            .map(|mounted| Booted {
+                slot,
+                mounted,
+                state: None,
+                trial: None,
+            })
+            .map_err(|source| StateBootError::Committed { slot, source });
+    }
     let boot = |slot| {
         slots
             .mount(&Attempt { slot, floor: None })
@@ -407,6 +515,27 @@ impl Slots<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_loader_hand_over_needs_both_words() {
+        let h = |s| Handover::parse(s);
+        assert_eq!(
+            h("console=ttyS0 panic=-1 quiet limpet.slot=b limpet.counted=1"),
+            Some(Handover { slot: Slot::B })
+        );
+        assert_eq!(
+            h("limpet.counted=1 limpet.slot=a"),
+            Some(Handover { slot: Slot::A })
+        );
+        // A -kernel boot, half a hand-over, or a value PID 1 does not know: PID 1 counts.
+        assert_eq!(h("console=ttyS0 panic=-1 quiet"), None);
+        assert_eq!(h("limpet.slot=a"), None);
+        assert_eq!(h("limpet.counted=1"), None);
+        assert_eq!(h("limpet.slot=c limpet.counted=1"), None);
+        assert_eq!(h("limpet.slot=a limpet.counted=0"), None);
+        assert_eq!(h("limpet.slot=a limpet.counted=1 limpet.slot=x"), None);
+        assert_eq!(h("limpet.slot=A limpet.counted=1"), None);
+    }
 
     #[test]
     fn floor_refuses_older_and_invalid_versions() {

@@ -663,7 +663,11 @@ fn boot_chain(
     )?;
     staging.write(LOADER, &signed)?;
     let esp = limpet_image::esp::build(header_target(target), &signed).map_err(BuildError::Esp)?;
-    crate::secureboot::vars::make(header_target(target), &inputs.secure_boot, &staging.path(FIRMWARE_VARS))?;
+    crate::secureboot::vars::make(
+        header_target(target),
+        &inputs.secure_boot,
+        &staging.path(FIRMWARE_VARS),
+    )?;
     Ok(BootChain {
         esp,
         loader_bytes: signed.len() as u64,

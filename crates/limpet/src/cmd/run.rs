@@ -4,8 +4,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use limpet_run::{
-    Backend, DiskWrites, Firmware, Forward, NamespaceOptions, Network, Outcome, QemuOptions, RunOptions,
-    RunReport, Watch, DEFAULT_MEMORY_MIB,
+    Backend, DiskWrites, Firmware, Forward, NamespaceOptions, Network, Outcome, QemuOptions,
+    RunOptions, RunReport, Watch, DEFAULT_MEMORY_MIB,
 };
 
 /// Arguments of `limpet run`.
@@ -35,7 +35,12 @@ pub struct Args {
     memory: Option<u32>,
     /// Extra kernel command line, after `console=... panic=-1 quiet` (needs --direct: on the
     /// device's chain the command line is signed into the slot).
-    #[arg(long, value_name = "ARGS", allow_hyphen_values = true, requires = "direct")]
+    #[arg(
+        long,
+        value_name = "ARGS",
+        allow_hyphen_values = true,
+        requires = "direct"
+    )]
     append: Option<String>,
     /// Boot the build's kernel and initramfs with QEMU's -kernel and -initrd, skipping the
     /// UEFI firmware and Limpet's loader: faster, for the developer's loop, and UNVERIFIED
