@@ -161,6 +161,9 @@ pub mod mem {
         pub bytes: Vec<u8>,
         /// When set, every write fails (a read-only or failing medium).
         pub fail_writes: bool,
+        /// When set, power is lost after this many more written bytes: the write in
+        /// progress stops there (a torn write) and every later write and flush fails.
+        pub cut_power_after: Option<usize>,
         /// Writes done.
         pub writes: usize,
         /// Flushes done.
@@ -197,12 +200,24 @@ pub mod mem {
                 .bytes
                 .get_mut(start..start + data.len())
                 .ok_or("write past the end")?;
-            dst.copy_from_slice(data);
+            if let Some(left) = self.cut_power_after {
+                let n = left.min(data.len());
+                dst[..n].copy_from_slice(&data[..n]);
+                self.cut_power_after = Some(left - n);
+                if n < data.len() {
+                    return Err("power cut");
+                }
+            } else {
+                dst.copy_from_slice(data);
+            }
             self.writes += 1;
             Ok(())
         }
 
         fn flush(&mut self) -> Result<(), Self::Error> {
+            if self.cut_power_after == Some(0) {
+                return Err("power cut");
+            }
             self.flushes += 1;
             Ok(())
         }
