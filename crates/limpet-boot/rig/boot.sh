@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Boots a disk image through OVMF (x86_64, TCG, no KVM) and copies the serial console to
 # stdout; QEMU stops when the guest powers off or resets (-no-reboot), or after TIMEOUT
-# seconds (default 120).
+# seconds (default 120). MACHINE (default q35) is the QEMU board.
 #
 #   boot.sh <disk.img>
 #
@@ -21,7 +21,7 @@ fi
 snapshot=",snapshot=on"
 [ "${PERSIST:-0}" = 1 ] && snapshot=""
 timeout "${TIMEOUT:-120}" qemu-system-x86_64 \
-    -machine q35,accel=tcg -cpu qemu64 -smp 1 -m 512 \
+    -machine "${MACHINE:-q35},accel=tcg" -cpu qemu64 -smp 1 -m 512 \
     -nographic -no-reboot -monitor none -serial stdio -nic none \
     -drive "if=pflash,format=raw,unit=0,readonly=on,file=$code" \
     -drive "if=pflash,format=raw,unit=1,file=$vars" \

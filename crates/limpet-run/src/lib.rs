@@ -34,7 +34,7 @@ use limpet_image::header::Target;
 use limpet_image::slot;
 
 pub use error::RunError;
-pub use machine::{Firmware, Machine};
+pub use machine::{Firmware, Machine, UefiFirmware, UEFI_VARS_FILE};
 pub use options::{
     Backend, DiskWrites, Forward, NamespaceOptions, Network, QemuOptions, RunOptions, Watch,
     DEFAULT_MEMORY_MIB, FORWARD_ADDRESS,

@@ -20,7 +20,7 @@ use limpet_build::outputs::{DISK_IMG, INITRAMFS, KERNEL};
 use limpet_image::header::Target;
 
 use crate::error::RunError;
-use crate::machine::{Firmware, Machine};
+use crate::machine::{Firmware, Machine, UEFI_VARS_FILE};
 use crate::options::{
     DiskWrites, Network, QemuOptions, Watch, DEFAULT_MEMORY_MIB, FORWARD_ADDRESS,
 };
@@ -54,6 +54,9 @@ pub struct QemuConfig {
     pub network: Network,
     /// A QMP control socket, for asking the guest to power down (the ACPI power button).
     pub qmp: Option<PathBuf>,
+    /// [`Firmware::Uefi`]'s variable store; `None`: the firmware's blank template, never
+    /// written (`snapshot=on` whatever [`DiskWrites`] says).
+    pub uefi_vars: Option<PathBuf>,
 }
 
 impl QemuConfig {
@@ -70,6 +73,7 @@ impl QemuConfig {
             append: None,
             network: Network::None,
             qmp: None,
+            uefi_vars: None,
         }
     }
 
@@ -132,6 +136,25 @@ pub fn qemu_args(config: &QemuConfig) -> Vec<OsString> {
             args.push("-append".into());
             args.push(config.kernel_cmdline().into());
         }
+        Firmware::Uefi => {
+            let uefi = machine.uefi;
+            let mut code = OsString::from("if=pflash,format=raw,unit=0,readonly=on,file=");
+            code.push(qemu_option_value(OsStr::new(uefi.code)));
+            let mut vars = OsString::from("if=pflash,format=raw,unit=1,file=");
+            match &config.uefi_vars {
+                Some(path) => {
+                    vars.push(qemu_option_value(path.as_os_str()));
+                    if config.disk_writes == DiskWrites::Discard {
+                        vars.push(",snapshot=on");
+                    }
+                }
+                None => {
+                    vars.push(qemu_option_value(OsStr::new(uefi.vars_template)));
+                    vars.push(",snapshot=on");
+                }
+            }
+            args.extend(["-drive".into(), code, "-drive".into(), vars]);
+        }
     }
     args
 }
@@ -191,6 +214,25 @@ pub fn run(
     }
     let mut config = QemuConfig::for_dir(dir, target);
     config.firmware = options.firmware;
+    if options.firmware == Firmware::Uefi {
+        // The kernel's command line is the slot's signed one: nothing can be added.
+        if let Some(extra) = &options.append {
+            return Err(RunError::InvalidOption {
+                option: "--append",
+                expected: "no extra kernel command line under UEFI (the slot's is signed)",
+                value: extra.clone(),
+            });
+        }
+        let uefi = config.machine().uefi;
+        if !Path::new(uefi.code).is_file() {
+            return Err(RunError::ProgramMissing {
+                program: uefi.code.to_owned(),
+                package: uefi.package,
+            });
+        }
+        let vars = dir.join(UEFI_VARS_FILE);
+        config.uefi_vars = vars.is_file().then_some(vars);
+    }
     config.memory_mib = options.memory_mib;
     config.append = options.append.clone();
     config.disk_writes = options.disk_writes;
@@ -259,6 +301,44 @@ mod tests {
             ["-device", "virtio-net-pci,netdev=net0"]
         );
         assert!(!args.iter().any(|a| a == "-nic"));
+    }
+
+    #[test]
+    fn run_args_uefi_boot_the_disk_through_the_firmware() {
+        let mut c = config(Target::X86_64);
+        c.firmware = Firmware::Uefi;
+        c.append = Some("init=/bin/sh".into());
+        let args = strings(&qemu_args(&c));
+        let tail = &args[args.len() - 6..];
+        assert_eq!(
+            tail,
+            [
+                "-drive",
+                "file=/images/out/disk.img,if=virtio,format=raw,snapshot=on",
+                "-drive",
+                "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
+                "-drive",
+                "if=pflash,format=raw,unit=1,file=/usr/share/OVMF/OVMF_VARS_4M.fd,snapshot=on",
+            ]
+        );
+        // No kernel, initramfs or command line of QEMU's: the loader starts the slot's.
+        for flag in ["-kernel", "-initrd", "-append"] {
+            assert!(!args.iter().any(|a| a == flag), "{flag} in {args:?}");
+        }
+        // The template is never written, even when the disk's writes persist; the
+        // image's own store is.
+        c.disk_writes = DiskWrites::Persist;
+        let args = strings(&qemu_args(&c));
+        assert!(args
+            .last()
+            .unwrap()
+            .ends_with("OVMF_VARS_4M.fd,snapshot=on"));
+        c.uefi_vars = Some(PathBuf::from("/images/out/uefi-vars.fd"));
+        let args = strings(&qemu_args(&c));
+        assert_eq!(
+            args.last().unwrap(),
+            "if=pflash,format=raw,unit=1,file=/images/out/uefi-vars.fd"
+        );
     }
 
     #[test]
