@@ -6,7 +6,8 @@
 #   make-disk.sh <loader.efi> <image.key> <kernel> <initramfs> <out.img> [state...]
 #
 # The state arguments go to `rig state` (default: `factory 1.0.0`); slot A holds 1.0.0,
-# slot B 2.0.0. Set FLIP_B=<offset> to flip one byte of slot B at that slot offset.
+# slot B 2.0.0 (SLOT_B_VERSION overrides). FLIP_A=<offset> or FLIP_B=<offset> flips one
+# byte of that slot at that slot offset.
 # Needs sgdisk (gdisk), mkfs.vfat (dosfstools), mcopy (mtools); the lead's pipeline writes
 # the real disk in Rust.
 set -euo pipefail
@@ -22,11 +23,15 @@ trap 'rm -rf "$work"' EXIT
 cmdline="console=ttyS0 panic=-1"
 rig() { cargo run --quiet --locked --manifest-path "$root/Cargo.toml" -p limpet-boot --example rig -- "$@"; }
 rig slot "$key" 1.0.0 "$kernel" "$initramfs" "$cmdline" "$work/slot-a"
-rig slot "$key" 2.0.0 "$kernel" "$initramfs" "$cmdline" "$work/slot-b"
+rig slot "$key" "${SLOT_B_VERSION:-2.0.0}" "$kernel" "$initramfs" "$cmdline" "$work/slot-b"
 rig state "$work/state" "${state_args[@]}"
-if [ -n "${FLIP_B:-}" ]; then
-    printf '\xff' | dd of="$work/slot-b" bs=1 seek="$FLIP_B" conv=notrunc status=none
-fi
+flip() { # <slot image> <offset>: inverts one byte
+    local byte
+    byte=$(dd if="$1" bs=1 skip="$2" count=1 status=none | od -An -tu1 | tr -d ' ')
+    printf "\\$(printf '%03o' $((byte ^ 0xff)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+[ -z "${FLIP_A:-}" ] || flip "$work/slot-a" "$FLIP_A"
+[ -z "${FLIP_B:-}" ] || flip "$work/slot-b" "$FLIP_B"
 
 # Sizes in MiB; every partition 1 MiB-aligned.
 esp=16 state=1 slot=32 data=8
@@ -51,4 +56,4 @@ put "$work/esp" 1
 put "$work/state" $((1 + esp))
 put "$work/slot-a" $((1 + esp + state))
 put "$work/slot-b" $((1 + esp + state + slot))
-echo "$out: esp, state (${state_args[*]}), slot-a 1.0.0, slot-b 2.0.0"
+echo "$out: esp, state (${state_args[*]}), slot-a 1.0.0, slot-b ${SLOT_B_VERSION:-2.0.0}"

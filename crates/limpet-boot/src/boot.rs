@@ -175,12 +175,17 @@ fn boot_stored<D: Disk>(
             // The spent boot was not recorded: booting the trial could loop forever.
             say!(
                 con,
-                "cannot record the trial boot ({e}); booting the committed slot"
+                "cannot record the trial boot ({}); booting the committed slot",
+                Chain(e)
             );
             committed
         }
         (_, Err(e)) => {
-            say!(con, "cannot record the boot count ({e}); booting on");
+            say!(
+                con,
+                "cannot record the boot count ({}); booting on",
+                Chain(e)
+            );
             committed
         }
         (_, Ok(sequence)) => {
@@ -212,7 +217,7 @@ fn boot_stored<D: Disk>(
             match next.roll_back(FailureReason::VerifyFailed) {
                 Ok(rolled) => match store(disk, parts, &rolled) {
                     Ok(_) => say!(con, "trial rolled back (verification failed), recorded"),
-                    Err(e) => say!(con, "cannot record the rollback: {e}"),
+                    Err(e) => say!(con, "cannot record the rollback: {}", Chain(&e)),
                 },
                 Err(e) => say!(con, "rollback refused: {e}"),
             }
@@ -249,11 +254,8 @@ fn boot_unreadable<D: Disk>(
 ) -> Result<Booting, Halt<D::Error>> {
     say!(
         con,
-        "state unreadable ({reason}{}): trying slot A then B, state left untouched",
-        match reason {
-            StoreError::Read { source, .. } => alloc::format!(": {source}"),
-            _ => String::new(),
-        }
+        "state unreadable ({}): trying slot A then B, state left untouched",
+        Chain(reason)
     );
     let a = match attempt(disk, parts, key, Slot::A, None, con) {
         Ok(booting) => return Ok(booting),
@@ -266,6 +268,22 @@ fn boot_unreadable<D: Disk>(
         a: Box::new(a),
         b: Box::new(b),
     })
+}
+
+/// A state error with the medium's error after it (the console has room for one line,
+/// and the firmware's errors have no chain of their own).
+struct Chain<'a, E>(&'a StoreError<E>);
+
+impl<E: fmt::Display> fmt::Display for Chain<'_, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            StoreError::Read { source, .. }
+            | StoreError::Write { source, .. }
+            | StoreError::Flush { source, .. }
+            | StoreError::Size { source } => write!(f, "{}: {source}", self.0),
+            other => write!(f, "{other}"),
+        }
+    }
 }
 
 /// Stores `state` through the two-copy rules.
