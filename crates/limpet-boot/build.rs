@@ -1,6 +1,6 @@
 //! Compiles the vendor's image public key into the loader.
 //!
-//! `LIMPET_BOOT_IMAGE_KEY` is the path of the image key's public half (`image.pub`, an
+//! `LIMPET_BOOT_IMAGE_KEY` is the absolute path of the image key's public half (`image.pub`, an
 //! SPKI PEM as `limpet keys` writes it). For `target_os = "uefi"` it is required: a loader
 //! without the vendor's key could verify nothing, so the build is refused. For the host
 //! (the unit tests, which pass their own keys) it is not needed and not read.
@@ -28,6 +28,13 @@ fn main() -> Result<(), String> {
         )
     })?;
     let path = PathBuf::from(path);
+    if path.is_relative() {
+        // A build script runs in the package's folder, not where cargo was started.
+        return Err(format!(
+            "{KEY_VAR} must be an absolute path, got {}",
+            path.display()
+        ));
+    }
     println!("cargo:rerun-if-changed={}", path.display());
     let pem = fs::read_to_string(&path)
         .map_err(|e| format!("{KEY_VAR}: cannot read {}: {e}", path.display()))?;
