@@ -305,9 +305,43 @@ mod tests {
         assert!(!args.iter().any(|a| a == "-nic"));
     }
 
+    fn direct(target: Target) -> QemuConfig {
+        QemuConfig {
+            firmware: Firmware::Direct,
+            ..config(target)
+        }
+    }
+
+    #[test]
+    fn the_default_boots_the_chain_through_secure_boot_firmware() {
+        let args = strings(&qemu_args(&config(Target::X86_64)));
+        let expected_tail = [
+            "-drive",
+            "file=/images/out/disk.img,if=virtio,format=raw,snapshot=on",
+            "-global",
+            "driver=cfi.pflash01,property=secure,value=on",
+            "-drive",
+            "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd",
+            "-drive",
+            "if=pflash,format=raw,unit=1,file=/images/out/efivars.fd",
+        ];
+        assert_eq!(args[..2], ["-machine", "q35,smm=on,accel=tcg"]);
+        assert_eq!(args[args.len() - expected_tail.len()..], expected_tail);
+        for direct_only in ["-kernel", "-initrd", "-append"] {
+            assert!(!args.iter().any(|a| a == direct_only), "{args:?}");
+        }
+        let args = strings(&qemu_args(&config(Target::Aarch64)));
+        assert_eq!(args[..2], ["-machine", "virt,accel=tcg"]);
+        assert!(!args.iter().any(|a| a == "-global"), "{args:?}");
+        assert!(args.contains(
+            &"if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/AAVMF/AAVMF_CODE.fd"
+                .to_owned()
+        ));
+    }
+
     #[test]
     fn run_args_x86_64() {
-        let args = strings(&qemu_args(&config(Target::X86_64)));
+        let args = strings(&qemu_args(&direct(Target::X86_64)));
         let expected = [
             "-machine",
             "pc,accel=tcg",
@@ -343,7 +377,7 @@ mod tests {
 
     #[test]
     fn run_args_aarch64() {
-        let c = config(Target::Aarch64);
+        let c = direct(Target::Aarch64);
         let args = strings(&qemu_args(&c));
         assert_eq!(
             &args[..4],
@@ -380,7 +414,7 @@ mod tests {
 
     #[test]
     fn run_args_extra_append_and_memory() {
-        let mut c = config(Target::X86_64);
+        let mut c = direct(Target::X86_64);
         c.append = Some("  loglevel=7 limpet.debug=1 ".to_owned());
         c.memory_mib = 512;
         let args = strings(&qemu_args(&c));

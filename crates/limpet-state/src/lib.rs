@@ -4,10 +4,11 @@
 //!   (`factory`, `mark_trial`, `begin_boot`, `commit`, `roll_back`, `cancel_trial`); its rules
 //!   are in that module's doc.
 //! - [`record`]: the 4096-byte on-disk record, documented byte by byte.
-//! - [`store`]: [`StateStore`], the two alternately written copies on the `state`
-//!   partition, 512 KiB apart, and the reading and writing rules that make every power cut
-//!   leave a readable state.
-//! - [`device`]: the [`BlockDevice`] seam (a file or partition node, a [`Region`] of a
+//! - [`copies`]: the two alternately written copies on the `state` partition, 512 KiB
+//!   apart, and the reading and writing rules that make every power cut leave a readable
+//!   state, over any medium (the [`copies::Copies`] trait).
+//! - [`store`] (feature `std`): [`StateStore`], those rules on a [`BlockDevice`].
+//! - [`device`] (feature `std`): the [`BlockDevice`] seam (a file or partition node, a [`Region`] of a
 //!   whole disk); the tests drive it with `SimDisk` (limpet-testkit's `power_cut_disk`), a device that
 //!   loses power after N bytes and fails reads on demand.
 //!
@@ -20,19 +21,32 @@
 //!   [`State`].
 //! - No dependency beyond `crc32fast`, `semver` and `thiserror`: it builds for the static
 //!   musl PID 1.
+//! - `no_std` + `alloc` without the default feature `std`: `machine`, `record`, `version`
+//!   and `copies` are the core the UEFI boot loader (limpet-boot) links, so the loader and
+//!   PID 1 read, count and write the same state by the same code. `store` and `device`
+//!   (files and partition nodes) need `std`.
 
+#![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
 
+extern crate alloc;
+
+pub mod copies;
+#[cfg(feature = "std")]
 pub mod device;
 pub mod machine;
 pub mod record;
+#[cfg(feature = "std")]
 pub mod store;
 pub mod version;
 
+pub use copies::{Copies, CopyId, StoreError};
+#[cfg(feature = "std")]
 pub use device::{BlockDevice, Region};
 pub use machine::{
     BootChoice, BootKind, Failure, FailureReason, Slot, State, TransitionError, Trial, TrialPhase,
 };
 pub use record::RecordError;
-pub use store::{CopyId, Loaded, StateError, StateStore};
+#[cfg(feature = "std")]
+pub use store::{Loaded, StateError, StateStore};
 pub use version::{Version, VersionError};

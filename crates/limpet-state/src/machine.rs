@@ -2,7 +2,7 @@
 //!
 //! Pure: no I/O, no clock. Each transition takes `&self` and returns the next state (or a
 //! [`TransitionError`] saying why it is refused), so a caller persists the new value with
-//! [`crate::StateStore::store`] before acting on it.
+//! [`crate::copies::store`] before acting on it.
 //!
 //! # Rules
 //!
@@ -36,7 +36,7 @@
 //! 7. A boot counter counts every [`State::begin_boot`]; a recorded failure carries the
 //!    counter's value at the boot it was recorded in.
 
-use std::fmt;
+use core::fmt;
 
 use thiserror::Error;
 

@@ -53,6 +53,9 @@
 //! older reader ignores them (and, when it writes, drops them). A change that an older
 //! reader must not misread bumps `format_version`.
 
+use alloc::boxed::Box;
+use alloc::string::ToString;
+
 use thiserror::Error;
 
 use crate::machine::{
@@ -406,7 +409,7 @@ fn read_version(
     if end == 0 {
         return Ok(None);
     }
-    let text = std::str::from_utf8(&raw[..end]).map_err(|_| bad(name, f.0, "not UTF-8"))?;
+    let text = core::str::from_utf8(&raw[..end]).map_err(|_| bad(name, f.0, "not UTF-8"))?;
     Version::parse(text)
         .map(Some)
         .map_err(|source| RecordError::Version {

@@ -9,8 +9,10 @@
 //!   `Ord`: a derived order would rank build metadata and let a rebuilt old version pass
 //!   the anti-rollback floor.
 
-use std::cmp::Ordering;
-use std::fmt;
+use alloc::borrow::ToOwned;
+use alloc::string::{String, ToString};
+use core::cmp::Ordering;
+use core::fmt;
 
 use thiserror::Error;
 
@@ -100,7 +102,7 @@ impl fmt::Display for Version {
     }
 }
 
-impl std::str::FromStr for Version {
+impl core::str::FromStr for Version {
     type Err = VersionError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -111,6 +113,8 @@ impl std::str::FromStr for Version {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+
+    use alloc::format;
 
     use super::*;
 

@@ -1,0 +1,119 @@
+//! The QEMU test rig's writer (`rig/make-disk.sh` calls it): a slot in the loader's
+//! temporary rig format, or a `state` partition image.
+//!
+//! ```text
+//! rig slot  <image.key> <version> <kernel> <initramfs> <cmdline> <out>
+//! rig state <out> factory <version>
+//! rig state <out> trial <committed version> <trial version> <boots>
+//! ```
+//!
+//! Temporary, like the rig header itself: the build pipeline writes the real slots
+//! (limpet-image's header format 2) and the factory state.
+
+use std::fs;
+use std::process::ExitCode;
+
+use ed25519_dalek::pkcs8::DecodePrivateKey;
+use ed25519_dalek::SigningKey;
+use limpet_boot::header::{encode_signed, BootHeader, Extent, HEADER_SIZE};
+use limpet_state::{Region, Slot, State, StateStore, Version};
+use sha2::{Digest, Sha256};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        ["slot", key, version, kernel, initramfs, cmdline, out] => {
+            slot(key, version, kernel, initramfs, cmdline, out)
+        }
+        ["state", out, "factory", version] => {
+            parse(version).and_then(|v| state(out, &State::factory(v)))
+        }
+        ["state", out, "trial", committed, trial, boots] => (|| {
+            let boots: u8 = boots.parse().map_err(|e| format!("boots {boots}: {e}"))?;
+            let s = State::factory(parse(committed)?)
+                .mark_trial(Slot::B, parse(trial)?, boots)
+                .map_err(|e| e.to_string())?;
+            state(out, &s)
+        })(),
+        _ => Err(
+            "usage: rig slot <image.key> <version> <kernel> <initramfs> <cmdline> <out> | \
+                  rig state <out> factory <version> | \
+                  rig state <out> trial <committed> <trial> <boots>"
+                .into(),
+        ),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rig: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse(v: &str) -> Result<Version, String> {
+    Version::parse(v).map_err(|e| format!("version {v}: {e}"))
+}
+
+fn read(path: &str) -> Result<Vec<u8>, String> {
+    fs::read(path).map_err(|e| format!("reading {path}: {e}"))
+}
+
+/// Rounds up to 4 KiB.
+fn align(n: u64) -> u64 {
+    n.div_ceil(4096) * 4096
+}
+
+fn slot(
+    key: &str,
+    version: &str,
+    kernel: &str,
+    initramfs: &str,
+    cmdline: &str,
+    out: &str,
+) -> Result<(), String> {
+    let pem = fs::read_to_string(key).map_err(|e| format!("reading {key}: {e}"))?;
+    let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| format!("{key}: {e}"))?;
+    let parts = [read(kernel)?, read(initramfs)?, cmdline.as_bytes().to_vec()];
+    let mut extents = Vec::new();
+    let mut at = HEADER_SIZE as u64;
+    for bytes in &parts {
+        extents.push(Extent {
+            offset: at,
+            size: bytes.len() as u64,
+            sha256: Sha256::digest(bytes).into(),
+        });
+        at = align(at + bytes.len() as u64);
+    }
+    let header = BootHeader {
+        device: "rig".into(),
+        target: "x86_64".into(),
+        version: parse(version)?,
+        kernel: extents[0],
+        initramfs: extents[1],
+        cmdline: extents[2],
+    };
+    let mut image = vec![0u8; usize::try_from(at).map_err(|e| e.to_string())?];
+    image[..HEADER_SIZE].copy_from_slice(&encode_signed(&header, &key));
+    for (bytes, e) in parts.iter().zip(&extents) {
+        let start = usize::try_from(e.offset).map_err(|e| e.to_string())?;
+        image[start..start + bytes.len()].copy_from_slice(bytes);
+    }
+    fs::write(out, image).map_err(|e| format!("writing {out}: {e}"))
+}
+
+fn state(out: &str, state: &State) -> Result<(), String> {
+    let file = fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(out)
+        .map_err(|e| format!("{out}: {e}"))?;
+    file.set_len(1 << 20).map_err(|e| format!("{out}: {e}"))?;
+    let region = Region::new(file, 0, 1 << 20).map_err(|e| format!("{out}: {e}"))?;
+    let mut store = StateStore::new(region).map_err(|e| format!("{out}: {e}"))?;
+    store.store(state).map_err(|e| format!("{out}: {e}"))?;
+    Ok(())
+}

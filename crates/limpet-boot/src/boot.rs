@@ -1,0 +1,305 @@
+//! Which slot boots: the loader's half of docs/boot.md's "Slot choice", over the
+//! [`Disk`] seam, printing one line per step.
+//!
+//! Outcomes, one function each, chosen by what the state partition holds:
+//! - **stored state** (`boot_stored`): `begin_boot`, and its result stored (the other
+//!   copy, then flush) *before* the slot is read, so a trial whose kernel hangs still
+//!   spends its boots. If storing a *trial's* boot fails, the committed slot boots instead
+//!   (a trial booted without its boot recorded could loop forever). A trial slot that
+//!   fails verification is rolled back with `VerifyFailed` (stored; a failure to store is
+//!   reported, not fatal) and the committed slot boots. The committed slot failing halts
+//!   the loader: after `begin_boot` the other slot holds a trial just given up, an older
+//!   version (below the floor) or a failed one, never something to fall back to.
+//! - **blank state** (`boot_blank`; a factory disk whose state was never written): slot A,
+//!   no floor; nothing is written (PID 1 writes the factory state once the slot mounts).
+//! - **unreadable state** (`boot_unreadable`; both copies corrupt, I/O errors, a partition
+//!   too small): slot A, then slot B, no floor; the state is left untouched as evidence.
+//!
+//! The same rules as PID 1's (`crates/limpet-init/src/slots.rs`), and the same code for
+//! the state itself: limpet-state's `no_std` core reads, counts and writes the record.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use core::fmt;
+
+use ed25519_dalek::VerifyingKey;
+use limpet_state::copies::{self, StoreError};
+use limpet_state::{BootKind, FailureReason, Slot, State, Version};
+
+use crate::cmdline::final_cmdline;
+use crate::disk::{Disk, Part, PartError, StateCopies};
+use crate::gpt::{self, GptError, Partitions};
+use crate::slot::{self, SlotError, VerifiedSlot};
+
+/// Where the loader's step lines go (the firmware's console; a buffer in the tests).
+pub trait Console {
+    /// Prints one line (the implementation adds the `limpet-boot: ` prefix).
+    fn line(&mut self, args: fmt::Arguments<'_>);
+}
+
+/// The slot to start, verified, with the command line its kernel gets.
+#[derive(Debug)]
+pub struct Booting {
+    /// The slot.
+    pub slot: Slot,
+    /// Its verified kernel, initramfs and signed command line.
+    pub verified: VerifiedSlot,
+    /// The whole command line ([`final_cmdline`]).
+    pub cmdline: String,
+}
+
+/// Why nothing boots. The loader prints it and halts: it never starts unverified code.
+#[derive(Debug, thiserror::Error)]
+pub enum Halt<E> {
+    /// The boot disk's partitions cannot be found.
+    #[error("boot disk partitions: {source}")]
+    Gpt {
+        /// Why.
+        source: GptError<E>,
+    },
+    /// The committed slot does not verify.
+    #[error("committed slot {slot} refused: {source}")]
+    Committed {
+        /// The slot.
+        slot: Slot,
+        /// Why.
+        source: SlotError<E>,
+    },
+    /// Blank state and slot A does not verify.
+    #[error("blank state and slot A refused: {source}")]
+    Factory {
+        /// Why.
+        source: SlotError<E>,
+    },
+    /// Unreadable state and neither slot verifies.
+    #[error("state unreadable and neither slot verifies: slot A: {a}; slot B: {b}")]
+    NoSlot {
+        /// Why slot A was refused.
+        a: Box<SlotError<E>>,
+        /// Why slot B was refused.
+        b: Box<SlotError<E>>,
+    },
+}
+
+macro_rules! say {
+    ($con:expr, $($arg:tt)*) => { $con.line(format_args!($($arg)*)) };
+}
+
+/// Chooses, counts and verifies the slot to boot (the module doc's rules).
+pub fn choose<D: Disk>(
+    disk: &mut D,
+    key: &VerifyingKey,
+    con: &mut impl Console,
+) -> Result<Booting, Halt<D::Error>> {
+    let parts = gpt::find_partitions(disk).map_err(|source| Halt::Gpt { source })?;
+    say!(
+        con,
+        "disk: state at {} ({} KiB), slot-a at {} ({} KiB), slot-b at {} ({} KiB)",
+        parts.state.start,
+        parts.state.len / 1024,
+        parts.slot_a.start,
+        parts.slot_a.len / 1024,
+        parts.slot_b.start,
+        parts.slot_b.len / 1024
+    );
+    let loaded = copies::check_len(parts.state.len).and_then(|()| {
+        copies::load_detailed(&mut StateCopies {
+            disk: &mut *disk,
+            part: parts.state,
+        })
+    });
+    match loaded {
+        Ok(loaded) => boot_stored(disk, &parts, key, &loaded.state, con),
+        Err(StoreError::Blank) => boot_blank(disk, &parts, key, con),
+        Err(e) => boot_unreadable(disk, &parts, key, &e, con),
+    }
+}
+
+fn part_of(parts: &Partitions, slot: Slot) -> &Part {
+    match slot {
+        Slot::A => &parts.slot_a,
+        Slot::B => &parts.slot_b,
+    }
+}
+
+/// Reads and verifies `slot`, printing the outcome.
+fn attempt<D: Disk>(
+    disk: &mut D,
+    parts: &Partitions,
+    key: &VerifyingKey,
+    slot: Slot,
+    floor: Option<&Version>,
+    con: &mut impl Console,
+) -> Result<Booting, SlotError<D::Error>> {
+    let part = part_of(parts, slot);
+    let verified = slot::load(disk, part, key, floor)?;
+    let h = &verified.header;
+    say!(
+        con,
+        "{} verified: {} {} ({}), kernel {} bytes, initramfs {} bytes, sha256 match",
+        part.name,
+        h.device,
+        h.version,
+        h.target,
+        h.kernel.size,
+        h.initramfs.size
+    );
+    let cmdline = final_cmdline(&verified.cmdline, slot);
+    Ok(Booting {
+        slot,
+        verified,
+        cmdline,
+    })
+}
+
+fn boot_stored<D: Disk>(
+    disk: &mut D,
+    parts: &Partitions,
+    key: &VerifyingKey,
+    state: &State,
+    con: &mut impl Console,
+) -> Result<Booting, Halt<D::Error>> {
+    let (next, choice) = state.begin_boot();
+    let stored = store(disk, parts, &next);
+    if let Some(failure) = &choice.rolled_back {
+        say!(
+            con,
+            "trial of {} on slot {} spent its boots: rolled back",
+            failure.version,
+            failure.slot
+        );
+    }
+    let committed = next.committed_slot();
+    let slot = match (&choice.kind, &stored) {
+        (BootKind::Trial { .. }, Err(e)) => {
+            // The spent boot was not recorded: booting the trial could loop forever.
+            say!(
+                con,
+                "cannot record the trial boot ({}); booting the committed slot",
+                Chain(e)
+            );
+            committed
+        }
+        (_, Err(e)) => {
+            say!(
+                con,
+                "cannot record the boot count ({}); booting on",
+                Chain(e)
+            );
+            committed
+        }
+        (_, Ok(sequence)) => {
+            say!(
+                con,
+                "boot {} counted (state record {sequence} written)",
+                next.boot_count()
+            );
+            choice.slot
+        }
+    };
+    let is_trial = slot != committed;
+    say!(
+        con,
+        "state: committed slot {committed} ({}), floor {}, booting slot {slot}{}",
+        next.committed_version(),
+        next.floor(),
+        match (&choice.kind, is_trial) {
+            (BootKind::Trial { boots_left_after }, true) =>
+                alloc::format!(" (trial, {boots_left_after} boot(s) left after this one)"),
+            _ => String::new(),
+        }
+    );
+    let floor = next.floor().clone();
+    match attempt(disk, parts, key, slot, Some(&floor), con) {
+        Ok(booting) => Ok(booting),
+        Err(failed) if is_trial => {
+            say!(con, "trial slot {slot} refused: {failed}; rolling back");
+            match next.roll_back(FailureReason::VerifyFailed) {
+                Ok(rolled) => match store(disk, parts, &rolled) {
+                    Ok(_) => say!(con, "trial rolled back (verification failed), recorded"),
+                    Err(e) => say!(con, "cannot record the rollback: {}", Chain(&e)),
+                },
+                Err(e) => say!(con, "rollback refused: {e}"),
+            }
+            attempt(disk, parts, key, committed, Some(&floor), con).map_err(|source| {
+                Halt::Committed {
+                    slot: committed,
+                    source,
+                }
+            })
+        }
+        Err(source) => Err(Halt::Committed { slot, source }),
+    }
+}
+
+fn boot_blank<D: Disk>(
+    disk: &mut D,
+    parts: &Partitions,
+    key: &VerifyingKey,
+    con: &mut impl Console,
+) -> Result<Booting, Halt<D::Error>> {
+    say!(
+        con,
+        "state: blank; booting slot A with no floor (PID 1 writes the factory state)"
+    );
+    attempt(disk, parts, key, Slot::A, None, con).map_err(|source| Halt::Factory { source })
+}
+
+fn boot_unreadable<D: Disk>(
+    disk: &mut D,
+    parts: &Partitions,
+    key: &VerifyingKey,
+    reason: &StoreError<PartError<D::Error>>,
+    con: &mut impl Console,
+) -> Result<Booting, Halt<D::Error>> {
+    say!(
+        con,
+        "state unreadable ({}): trying slot A then B, state left untouched",
+        Chain(reason)
+    );
+    let a = match attempt(disk, parts, key, Slot::A, None, con) {
+        Ok(booting) => return Ok(booting),
+        Err(a) => {
+            say!(con, "slot-a refused: {a}");
+            a
+        }
+    };
+    attempt(disk, parts, key, Slot::B, None, con).map_err(|b| Halt::NoSlot {
+        a: Box::new(a),
+        b: Box::new(b),
+    })
+}
+
+/// A state error with the medium's error after it (the console has room for one line,
+/// and the firmware's errors have no chain of their own).
+struct Chain<'a, E>(&'a StoreError<E>);
+
+impl<E: fmt::Display> fmt::Display for Chain<'_, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            StoreError::Read { source, .. }
+            | StoreError::Write { source, .. }
+            | StoreError::Flush { source, .. }
+            | StoreError::Size { source } => write!(f, "{}: {source}", self.0),
+            other => write!(f, "{other}"),
+        }
+    }
+}
+
+/// Stores `state` through the two-copy rules.
+fn store<D: Disk>(
+    disk: &mut D,
+    parts: &Partitions,
+    state: &State,
+) -> Result<u64, StoreError<PartError<D::Error>>> {
+    copies::store(
+        &mut StateCopies {
+            disk,
+            part: parts.state,
+        },
+        state,
+    )
+}
+
+#[cfg(test)]
+mod tests;

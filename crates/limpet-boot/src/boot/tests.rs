@@ -1,0 +1,357 @@
+//! The slot choice on an in-memory disk: a GPT, a state partition written by limpet-state,
+//! and two slots in the rig format, attacked one byte at a time.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+
+use ed25519_dalek::SigningKey;
+use limpet_state::{FailureReason, Slot, State, TrialPhase, Version};
+use sha2::{Digest, Sha256};
+
+use super::*;
+use crate::disk::mem::MemDisk;
+use crate::header::{encode_signed, BootHeader, Extent};
+
+const STATE: (u64, u64) = (2048, 4095);
+const SLOT_A: (u64, u64) = (4096, 8191);
+const SLOT_B: (u64, u64) = (8192, 12287);
+
+#[derive(Default)]
+struct Lines(Vec<String>);
+
+impl Console for Lines {
+    fn line(&mut self, args: fmt::Arguments<'_>) {
+        self.0.push(args.to_string());
+    }
+}
+
+fn v(s: &str) -> Version {
+    Version::parse(s).unwrap()
+}
+
+fn key() -> SigningKey {
+    SigningKey::from_bytes(&[9; 32])
+}
+
+fn part(name: &'static str, (first, last): (u64, u64)) -> Part {
+    Part {
+        name,
+        start: first * 512,
+        len: (last - first + 1) * 512,
+    }
+}
+
+fn parts() -> Partitions {
+    Partitions {
+        state: part("state", STATE),
+        slot_a: part("slot-a", SLOT_A),
+        slot_b: part("slot-b", SLOT_B),
+    }
+}
+
+/// Where the kernel, initramfs and command line of a test slot are.
+const KERNEL_AT: u64 = 4096;
+const INITRD_AT: u64 = 8192;
+const CMDLINE_AT: u64 = 12288;
+
+fn put_slot(disk: &mut MemDisk, slot: Slot, version: &str, signer: &SigningKey) {
+    let p = *part_of(&parts(), slot);
+    let kernel = vec![0x4d; 1000];
+    let initrd = vec![0x07; 500];
+    let cmdline = b"console=ttyS0 quiet".to_vec();
+    let e = |offset, bytes: &[u8]| Extent {
+        offset,
+        size: bytes.len() as u64,
+        sha256: Sha256::digest(bytes).into(),
+    };
+    let h = BootHeader {
+        device: "hello".into(),
+        target: crate::TARGET.into(),
+        version: v(version),
+        kernel: e(KERNEL_AT, &kernel),
+        initramfs: e(INITRD_AT, &initrd),
+        cmdline: e(CMDLINE_AT, &cmdline),
+    };
+    let at = |off: u64| usize::try_from(p.start + off).unwrap();
+    disk.bytes[at(0)..at(4096)].copy_from_slice(&encode_signed(&h, signer));
+    disk.bytes[at(KERNEL_AT)..at(KERNEL_AT) + kernel.len()].copy_from_slice(&kernel);
+    disk.bytes[at(INITRD_AT)..at(INITRD_AT) + initrd.len()].copy_from_slice(&initrd);
+    disk.bytes[at(CMDLINE_AT)..at(CMDLINE_AT) + cmdline.len()].copy_from_slice(&cmdline);
+}
+
+fn flip(disk: &mut MemDisk, slot: Slot, offset: u64) {
+    let p = *part_of(&parts(), slot);
+    disk.bytes[usize::try_from(p.start + offset).unwrap()] ^= 0x20;
+}
+
+fn put_state(disk: &mut MemDisk, state: &State) {
+    store(disk, &parts(), state).unwrap();
+}
+
+fn read_state(disk: &mut MemDisk) -> State {
+    copies::load_detailed(&mut StateCopies {
+        disk,
+        part: parts().state,
+    })
+    .unwrap()
+    .state
+}
+
+/// A disk with a GPT, slot A holding 1.0.0 and slot B 2.0.0, and no state.
+fn disk() -> MemDisk {
+    let mut bytes = vec![0u8; 12288 * 512 + 64 * 512];
+    gpt::write_test_gpt(
+        &mut bytes,
+        &[
+            ("state", STATE.0, STATE.1),
+            ("slot-a", SLOT_A.0, SLOT_A.1),
+            ("slot-b", SLOT_B.0, SLOT_B.1),
+        ],
+    );
+    let mut d = MemDisk {
+        bytes,
+        ..MemDisk::default()
+    };
+    put_slot(&mut d, Slot::A, "1.0.0", &key());
+    put_slot(&mut d, Slot::B, "2.0.0", &key());
+    d
+}
+
+fn trial_state(boots: u8) -> State {
+    State::factory(v("1.0.0"))
+        .mark_trial(Slot::B, v("2.0.0"), boots)
+        .unwrap()
+}
+
+fn choose_on(d: &mut MemDisk) -> (Result<Booting, Halt<&'static str>>, Vec<String>) {
+    let mut lines = Lines::default();
+    let r = choose(d, &key().verifying_key(), &mut lines);
+    (r, lines.0)
+}
+
+#[test]
+fn the_committed_slot_boots_and_the_boot_is_counted() {
+    let mut d = disk();
+    put_state(&mut d, &State::factory(v("1.0.0")));
+    let (r, lines) = choose_on(&mut d);
+    let b = r.unwrap();
+    assert_eq!(b.slot, Slot::A);
+    assert_eq!(b.verified.kernel, vec![0x4d; 1000]);
+    assert_eq!(b.verified.initramfs, vec![0x07; 500]);
+    assert_eq!(
+        b.cmdline,
+        "console=ttyS0 quiet limpet.slot=a limpet.counted=1"
+    );
+    assert_eq!(read_state(&mut d).boot_count(), 1);
+    assert!(
+        lines.iter().any(|l| l.starts_with("boot 1 counted")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_trial_boots_after_its_boot_is_stored() {
+    let mut d = disk();
+    put_state(&mut d, &trial_state(3));
+    let b = choose_on(&mut d).0.unwrap();
+    assert_eq!(b.slot, Slot::B);
+    assert!(b.cmdline.ends_with(" limpet.slot=b limpet.counted=1"));
+    let t = read_state(&mut d).trial().cloned().unwrap();
+    assert_eq!((t.boots_left, t.phase), (2, TrialPhase::Booted));
+}
+
+#[test]
+fn a_trial_with_one_flipped_byte_is_rolled_back_and_the_committed_slot_boots() {
+    for (what, offset) in [
+        ("header", 200),
+        ("kernel", KERNEL_AT + 999),
+        ("initramfs", INITRD_AT),
+        ("cmdline", CMDLINE_AT + 3),
+    ] {
+        let mut d = disk();
+        put_state(&mut d, &trial_state(3));
+        flip(&mut d, Slot::B, offset);
+        let (r, lines) = choose_on(&mut d);
+        let b = r.unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(b.slot, Slot::A, "{what}");
+        let s = read_state(&mut d);
+        assert!(s.trial().is_none(), "{what}");
+        let f = s.last_failure().unwrap();
+        assert_eq!(
+            (f.slot, f.reason),
+            (Slot::B, FailureReason::VerifyFailed),
+            "{what}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with("trial slot B refused")),
+            "{what}: {lines:?}"
+        );
+    }
+}
+
+#[test]
+fn the_exact_refusal_for_each_flipped_part() {
+    let key = key().verifying_key();
+    for (offset, part) in [
+        (KERNEL_AT, "kernel"),
+        (INITRD_AT + 1, "initramfs"),
+        (CMDLINE_AT, "command line"),
+    ] {
+        let mut d = disk();
+        flip(&mut d, Slot::A, offset);
+        let err = slot::load(&mut d, &parts().slot_a, &key, None).unwrap_err();
+        assert!(
+            matches!(err, SlotError::Hash { part: p, .. } if p == part),
+            "{part}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_slot_signed_by_another_key_is_refused() {
+    let mut d = disk();
+    put_slot(&mut d, Slot::B, "2.0.0", &SigningKey::from_bytes(&[3; 32]));
+    put_state(&mut d, &trial_state(3));
+    let b = choose_on(&mut d).0.unwrap();
+    assert_eq!(b.slot, Slot::A);
+    let err = slot::load(&mut d, &parts().slot_b, &key().verifying_key(), None).unwrap_err();
+    assert!(matches!(
+        err,
+        SlotError::Header {
+            source: crate::header::HeaderError::OtherKey { .. }
+        }
+    ));
+}
+
+#[test]
+fn a_trial_slot_holding_a_version_below_the_floor_is_refused() {
+    let mut d = disk();
+    // The state says 2.0.0 is on trial, but the vendor-signed slot holds 0.9.0.
+    put_slot(&mut d, Slot::B, "0.9.0", &key());
+    put_state(&mut d, &trial_state(3));
+    let (r, lines) = choose_on(&mut d);
+    assert_eq!(r.unwrap().slot, Slot::A);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("version 0.9.0 is below the floor 1.0.0")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_refused_committed_slot_halts() {
+    let mut d = disk();
+    put_state(&mut d, &State::factory(v("1.0.0")));
+    flip(&mut d, Slot::A, KERNEL_AT);
+    let (r, _) = choose_on(&mut d);
+    assert!(matches!(
+        r,
+        Err(Halt::Committed {
+            slot: Slot::A,
+            source: SlotError::Hash { part: "kernel", .. }
+        })
+    ));
+}
+
+#[test]
+fn a_trial_out_of_boots_is_rolled_back_before_anything_is_read() {
+    let mut d = disk();
+    let (spent, _) = trial_state(1).begin_boot();
+    put_state(&mut d, &spent);
+    let (r, lines) = choose_on(&mut d);
+    assert_eq!(r.unwrap().slot, Slot::A);
+    let f = read_state(&mut d).last_failure().cloned().unwrap();
+    assert_eq!(f.reason, FailureReason::BootCountExhausted);
+    assert!(
+        lines.iter().any(|l| l.contains("spent its boots")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_trial_whose_boot_cannot_be_recorded_is_not_booted() {
+    let mut d = disk();
+    put_state(&mut d, &trial_state(3));
+    d.fail_writes = true;
+    let (r, lines) = choose_on(&mut d);
+    assert_eq!(r.unwrap().slot, Slot::A);
+    d.fail_writes = false;
+    let t = read_state(&mut d).trial().cloned().unwrap();
+    assert_eq!((t.boots_left, t.phase), (3, TrialPhase::Staged));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("cannot record the trial boot")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_blank_state_boots_slot_a_and_writes_nothing() {
+    let mut d = disk();
+    let (r, _) = choose_on(&mut d);
+    assert_eq!(r.unwrap().slot, Slot::A);
+    assert_eq!(d.writes, 0);
+}
+
+#[test]
+fn an_unreadable_state_falls_to_slot_b_and_is_left_as_evidence() {
+    let mut d = disk();
+    put_state(&mut d, &State::factory(v("1.0.0")));
+    put_state(&mut d, &State::factory(v("1.0.0")));
+    // Corrupt both copies.
+    let s = usize::try_from(parts().state.start).unwrap();
+    d.bytes[s + 100] ^= 1;
+    d.bytes[s + 512 * 1024 + 100] ^= 1;
+    flip(&mut d, Slot::A, KERNEL_AT);
+    let before = d.bytes.clone();
+    let (r, lines) = choose_on(&mut d);
+    assert_eq!(r.unwrap().slot, Slot::B);
+    assert!(d.bytes == before, "the loader wrote to the disk");
+    assert!(
+        lines.iter().any(|l| l.starts_with("state unreadable")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn nothing_verifies_halts() {
+    let mut d = disk();
+    flip(&mut d, Slot::A, KERNEL_AT);
+    flip(&mut d, Slot::B, KERNEL_AT);
+    let s = usize::try_from(parts().state.start).unwrap();
+    d.bytes[s] = 1; // not blank, not valid
+    assert!(matches!(choose_on(&mut d).0, Err(Halt::NoSlot { .. })));
+}
+
+/// `torn-state-write`: power lost at every byte of the loader's state write (spending a
+/// trial's boot) leaves a disk that boots: the next boot reads the old state or the new
+/// one, and boots a verified slot either way.
+#[test]
+fn a_power_cut_during_the_loaders_state_write_never_leaves_a_disk_that_boots_nothing() {
+    let mut base = disk();
+    put_state(&mut base, &trial_state(3));
+    let (mut saw_old, mut saw_new) = (0, 0);
+    for cut in 0..=limpet_state::record::RECORD_SIZE {
+        let mut d = base.clone();
+        d.cut_power_after = Some(cut);
+        let _ = choose_on(&mut d);
+        // Power back: the next boot.
+        d.cut_power_after = None;
+        let state = read_state(&mut d);
+        match state.trial().map(|t| t.boots_left) {
+            Some(3) => saw_old += 1,
+            Some(2) => saw_new += 1,
+            other => panic!("cut at {cut}: trial boots left {other:?}"),
+        }
+        let (r, _) = choose_on(&mut d);
+        let b = r.unwrap_or_else(|e| panic!("cut at {cut}: nothing boots: {e}"));
+        assert_eq!(b.slot, Slot::B, "cut at {cut}");
+    }
+    // Every cut before the last byte tears the write; the last completes it.
+    assert_eq!((saw_old, saw_new), (4096, 1));
+}

@@ -1,0 +1,398 @@
+//! The UEFI platform module: every firmware call the loader makes, and every `unsafe`.
+//!
+//! What it does, in order ([`run`]): print the banner; find the disk the loader was loaded
+//! from (LoadedImage's DeviceHandle is the EFI system partition; the disk is the BlockIO
+//! handle whose device path is a prefix of the partition's and that is not a logical
+//! partition); hand it to `limpet_boot::boot::choose` as a [`Disk`]; then start the chosen
+//! kernel: offer the initramfs through the Linux initrd LoadFile2 protocol, `LoadImage`
+//! the kernel from memory (under Secure Boot the firmware checks its signature too), set
+//! its LoadOptions to the UCS-2 command line, `StartImage`.
+//!
+//! Rules: nothing is printed once `StartImage` is called (the kernel owns the console);
+//! on any failure the loader prints why and halts ([`halt`]): it never starts a kernel it
+//! did not verify, and never returns to the firmware's boot menu (which could pick another
+//! boot option).
+
+use alloc::vec::Vec;
+use core::ffi::c_void;
+use core::fmt::{self, Write};
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use core::time::Duration;
+
+use ed25519_dalek::VerifyingKey;
+use limpet_boot::boot::{self, Booting, Console};
+use limpet_boot::disk::Disk;
+use limpet_boot::header::key_id;
+use limpet_boot::initrd::{self, LoadFileAnswer};
+use limpet_boot::{cmdline, TARGET};
+use uefi::boot::{
+    self as fw, LoadImageSource, OpenProtocolAttributes, OpenProtocolParams, ScopedProtocol,
+    SearchType,
+};
+use uefi::proto::device_path::DevicePath;
+use uefi::proto::loaded_image::LoadedImage;
+use uefi::proto::media::block::BlockIO;
+use uefi::proto::ProtocolPointer;
+use uefi::{Handle, Identify, Status};
+use uefi_raw::protocol::device_path::DevicePathProtocol;
+use uefi_raw::protocol::media::LoadFile2Protocol;
+use uefi_raw::Boolean;
+
+/// The firmware's console (ConOut), each line prefixed `limpet-boot: `.
+struct ConOut;
+
+impl Console for ConOut {
+    fn line(&mut self, args: fmt::Arguments<'_>) {
+        uefi::system::with_stdout(|out| {
+            // A console that cannot print is no reason to stop booting.
+            let _ = out.write_fmt(format_args!("limpet-boot: {args}\n"));
+        });
+    }
+}
+
+/// Prints why and stops for good.
+fn halt(con: &mut ConOut, why: fmt::Arguments<'_>) -> ! {
+    con.line(format_args!("halted: {why}"));
+    con.line(format_args!(
+        "nothing verified can boot; this device stays halted"
+    ));
+    loop {
+        fw::stall(Duration::from_secs(60));
+    }
+}
+
+/// The loader: see the module doc.
+pub fn run(key: &[u8; 32]) -> Status {
+    let mut con = ConOut;
+    let Ok(key) = VerifyingKey::from_bytes(key) else {
+        halt(
+            &mut con,
+            format_args!("the compiled-in image key is not an Ed25519 public key"),
+        )
+    };
+    let id = key_id(&key);
+    con.line(format_args!(
+        "version {} ({TARGET}), image key {:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+        env!("CARGO_PKG_VERSION"),
+        id[0],
+        id[1],
+        id[2],
+        id[3],
+        id[4],
+        id[5],
+        id[6],
+        id[7]
+    ));
+    let mut disk = match FwDisk::open() {
+        Ok(disk) => disk,
+        Err(e) => halt(&mut con, format_args!("cannot open the boot disk: {e}")),
+    };
+    con.line(format_args!(
+        "boot disk: {} blocks of {} bytes",
+        disk.blocks, disk.block
+    ));
+    let booting = match boot::choose(&mut disk, &key, &mut con) {
+        Ok(booting) => booting,
+        Err(e) => halt(&mut con, format_args!("{e}")),
+    };
+    drop(disk);
+    match start(booting, &mut con) {
+        Err(e) => halt(&mut con, format_args!("{e}")),
+    }
+}
+
+/// Why the verified kernel did not start.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error("cannot offer the initramfs (LoadFile2): {0:?}")]
+    Initrd(Status),
+    #[error("the firmware refused to load the kernel image: {0:?}")]
+    LoadImage(Status),
+    #[error("cannot set the kernel's command line: {0:?}")]
+    LoadOptions(Status),
+    #[error("the command line is not UCS-2")]
+    Ucs2,
+    #[error("the kernel returned: {0:?}")]
+    Returned(Status),
+}
+
+/// Starts the verified kernel; returns only on failure.
+fn start(booting: Booting, con: &mut ConOut) -> Result<core::convert::Infallible, StartError> {
+    let Booting {
+        slot,
+        verified,
+        cmdline,
+    } = booting;
+    offer_initrd(verified.initramfs).map_err(StartError::Initrd)?;
+    con.line(format_args!(
+        "initramfs ({} bytes) offered through the Linux initrd LoadFile2 protocol",
+        INITRD_LEN.load(Ordering::Acquire)
+    ));
+    let image = fw::load_image(
+        fw::image_handle(),
+        LoadImageSource::FromBuffer {
+            buffer: &verified.kernel,
+            file_path: None,
+        },
+    )
+    .map_err(|e| StartError::LoadImage(e.status()))?;
+    drop(verified.kernel);
+    let options: &'static [u16] = cmdline::ucs2(&cmdline).ok_or(StartError::Ucs2)?.leak();
+    let options_size =
+        u32::try_from(core::mem::size_of_val(options)).map_err(|_| StartError::Ucs2)?;
+    {
+        let mut loaded = fw::open_protocol_exclusive::<LoadedImage>(image)
+            .map_err(|e| StartError::LoadOptions(e.status()))?;
+        // SAFETY: `options` is leaked, so it stays valid for as long as the kernel's EFI
+        // stub may read it (it copies the command line before ExitBootServices).
+        unsafe { loaded.set_load_options(options.as_ptr().cast(), options_size) };
+    }
+    con.line(format_args!(
+        "starting the kernel of slot {slot}: {cmdline}"
+    ));
+    let status = match fw::start_image(image) {
+        Ok(()) => Status::SUCCESS,
+        Err(e) => e.status(),
+    };
+    Err(StartError::Returned(status))
+}
+
+/// The initramfs the LoadFile2 handler serves (set once, before the kernel starts).
+static INITRD_PTR: AtomicPtr<u8> = AtomicPtr::new(ptr::null_mut());
+static INITRD_LEN: AtomicUsize = AtomicUsize::new(0);
+/// The initrd's device path (a vendor media node with LINUX_EFI_INITRD_MEDIA_GUID).
+static INITRD_PATH: [u8; 24] = initrd::INITRD_DEVICE_PATH;
+/// The LoadFile2 protocol instance on the initrd handle.
+static INITRD_LOAD_FILE2: LoadFile2Protocol = LoadFile2Protocol {
+    load_file: initrd_load_file,
+};
+
+/// Installs the initrd device path and its LoadFile2 protocol on a new handle.
+fn offer_initrd(initramfs: Vec<u8>) -> Result<Handle, Status> {
+    let initramfs: &'static mut [u8] = initramfs.leak();
+    INITRD_LEN.store(initramfs.len(), Ordering::Release);
+    INITRD_PTR.store(initramfs.as_mut_ptr(), Ordering::Release);
+    // SAFETY: the GUID is the device path protocol's and the interface is a complete,
+    // end-terminated device path in a static, so it outlives the handle.
+    let handle = unsafe {
+        fw::install_protocol_interface(
+            None,
+            &DevicePath::GUID,
+            INITRD_PATH.as_ptr().cast::<c_void>(),
+        )
+    }
+    .map_err(|e| e.status())?;
+    // SAFETY: the GUID is LoadFile2's and the interface is a LoadFile2Protocol in a
+    // static; its handler only reads the leaked initramfs.
+    unsafe {
+        fw::install_protocol_interface(
+            Some(handle),
+            &LoadFile2Protocol::GUID,
+            ptr::from_ref(&INITRD_LOAD_FILE2).cast::<c_void>(),
+        )
+    }
+    .map_err(|e| e.status())?;
+    Ok(handle)
+}
+
+/// `EFI_LOAD_FILE2_PROTOCOL.LoadFile` for the initramfs (answers from
+/// `limpet_boot::initrd::load_file_answer`).
+unsafe extern "efiapi" fn initrd_load_file(
+    _this: *mut LoadFile2Protocol,
+    _file_path: *const DevicePathProtocol,
+    boot_policy: Boolean,
+    buffer_size: *mut usize,
+    buffer: *mut c_void,
+) -> Status {
+    if buffer_size.is_null() {
+        return Status::INVALID_PARAMETER;
+    }
+    let src = INITRD_PTR.load(Ordering::Acquire);
+    let len = INITRD_LEN.load(Ordering::Acquire);
+    if src.is_null() {
+        return Status::NOT_FOUND;
+    }
+    // SAFETY: `buffer_size` is non-null (checked) and the caller passes it valid.
+    let available = unsafe { *buffer_size };
+    match initrd::load_file_answer(bool::from(boot_policy), buffer.is_null(), available, len) {
+        LoadFileAnswer::Unsupported => Status::UNSUPPORTED,
+        LoadFileAnswer::TooSmall { size } => {
+            // SAFETY: as above.
+            unsafe { *buffer_size = size };
+            Status::BUFFER_TOO_SMALL
+        }
+        LoadFileAnswer::Copy { size } => {
+            // SAFETY: `src` is the leaked initramfs of `len` = `size` bytes; `buffer` is
+            // non-null and the caller said it holds `available` >= `size` bytes; the two
+            // cannot overlap (the initramfs is ours, the buffer the caller's).
+            unsafe {
+                ptr::copy_nonoverlapping(src, buffer.cast::<u8>(), size);
+                *buffer_size = size;
+            }
+            Status::SUCCESS
+        }
+    }
+}
+
+/// Opens `P` on `handle` without taking it from its drivers (GetProtocol).
+fn open_shared<P: ProtocolPointer + ?Sized>(handle: Handle) -> uefi::Result<ScopedProtocol<P>> {
+    // SAFETY: GetProtocol does not disconnect the drivers using the interface. The loader
+    // is the only code running (boot services are single-threaded, it installs no event
+    // that touches these interfaces), so no conflicting access happens while it is open.
+    unsafe {
+        fw::open_protocol::<P>(
+            OpenProtocolParams {
+                handle,
+                agent: fw::image_handle(),
+                controller: None,
+            },
+            OpenProtocolAttributes::GetProtocol,
+        )
+    }
+}
+
+/// Why the boot disk cannot be used.
+#[derive(Debug, thiserror::Error)]
+enum DiskError {
+    #[error("firmware status {0:?}")]
+    Firmware(Status),
+    #[error("the loader's image has no device handle")]
+    NoDevice,
+    #[error("no whole-disk BlockIO handle holds the loader's partition")]
+    NoDisk,
+    #[error("unaligned write of {len} bytes at {offset}")]
+    Unaligned { offset: u64, len: usize },
+    #[error("out of memory")]
+    Memory,
+}
+
+impl From<uefi::Error> for DiskError {
+    fn from(e: uefi::Error) -> Self {
+        DiskError::Firmware(e.status())
+    }
+}
+
+/// The boot disk through the firmware's BlockIO.
+struct FwDisk {
+    bio: ScopedProtocol<BlockIO>,
+    media_id: u32,
+    block: u32,
+    block_len: usize,
+    blocks: u64,
+    align: usize,
+}
+
+/// Bytes read or written per firmware call (a multiple of every supported block size).
+const CHUNK: usize = 1 << 20;
+
+impl FwDisk {
+    /// The whole disk holding the partition the loader was loaded from.
+    fn open() -> Result<FwDisk, DiskError> {
+        let device = {
+            let image = fw::open_protocol_exclusive::<LoadedImage>(fw::image_handle())?;
+            image.device().ok_or(DiskError::NoDevice)?
+        };
+        let part_path = open_shared::<DevicePath>(device)?;
+        let part_bytes = part_path.as_bytes();
+        let handles = fw::locate_handle_buffer(SearchType::from_proto::<BlockIO>())?;
+        for &handle in handles.iter() {
+            let Ok(path) = open_shared::<DevicePath>(handle) else {
+                continue;
+            };
+            let bytes = path.as_bytes();
+            let nodes = bytes.strip_suffix(&[0x7f, 0xff, 4, 0]).unwrap_or(bytes);
+            if nodes.is_empty() || nodes.len() >= part_bytes.len() || !part_bytes.starts_with(nodes)
+            {
+                continue;
+            }
+            let bio = open_shared::<BlockIO>(handle)?;
+            let media = bio.media();
+            if media.is_logical_partition() || !media.is_media_present() {
+                continue;
+            }
+            let (media_id, block, last) =
+                (media.media_id(), media.block_size(), media.last_block());
+            let align = usize::try_from(media.io_align()).unwrap_or(1).max(1);
+            if !(512..=65536).contains(&block) || !block.is_power_of_two() {
+                continue;
+            }
+            let Ok(block_len) = usize::try_from(block) else {
+                continue;
+            };
+            return Ok(FwDisk {
+                bio,
+                media_id,
+                block,
+                block_len,
+                blocks: last.saturating_add(1),
+                align,
+            });
+        }
+        Err(DiskError::NoDisk)
+    }
+
+    /// A zeroed buffer of `len` bytes aligned for the device, inside a larger `Vec`.
+    fn bounce(&self, len: usize) -> Result<(Vec<u8>, usize), DiskError> {
+        let mut raw = Vec::new();
+        raw.try_reserve_exact(len + self.align)
+            .map_err(|_| DiskError::Memory)?;
+        raw.resize(len + self.align, 0);
+        let skew = raw.as_ptr().align_offset(self.align);
+        if skew >= self.align {
+            return Err(DiskError::Memory);
+        }
+        Ok((raw, skew))
+    }
+}
+
+impl Disk for FwDisk {
+    type Error = DiskError;
+
+    fn block_size(&self) -> u32 {
+        self.block
+    }
+
+    fn len(&self) -> u64 {
+        self.blocks.saturating_mul(u64::from(self.block))
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), DiskError> {
+        let bs = u64::from(self.block);
+        let block = self.block_len;
+        let (mut raw, at) = self.bounce(CHUNK + block)?;
+        let mut done = 0usize;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            // Less than the block size, which fits a usize.
+            let skew = usize::try_from(pos % bs).map_err(|_| DiskError::Memory)?;
+            let want = (buf.len() - done).min(CHUNK - skew);
+            let span = (skew + want).div_ceil(block) * block;
+            let window = &mut raw[at..at + span];
+            self.bio.read_blocks(self.media_id, pos / bs, window)?;
+            buf[done..done + want].copy_from_slice(&window[skew..skew + want]);
+            done += want;
+        }
+        Ok(())
+    }
+
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), DiskError> {
+        let bs = u64::from(self.block);
+        if !offset.is_multiple_of(bs) || !data.len().is_multiple_of(self.block_len) {
+            return Err(DiskError::Unaligned {
+                offset,
+                len: data.len(),
+            });
+        }
+        let (mut raw, at) = self.bounce(data.len())?;
+        let window = &mut raw[at..at + data.len()];
+        window.copy_from_slice(data);
+        self.bio.write_blocks(self.media_id, offset / bs, window)?;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), DiskError> {
+        self.bio.flush_blocks()?;
+        Ok(())
+    }
+}
