@@ -34,7 +34,6 @@ pub mod boot;
 pub mod cmdline;
 pub mod disk;
 pub mod gpt;
-pub mod header;
 pub mod initrd;
 mod le;
 pub mod slot;

@@ -1,33 +1,39 @@
-//! Reading and verifying one slot: its header, then the kernel, the initramfs and the
-//! command line, each against the sha256 the signed header names.
+//! Reading and verifying one slot with limpet-image's format core (the same decoder,
+//! signature check and layout rules as PID 1 and `limpet verify`), then the kernel and
+//! the initramfs, each against the sha256 the signed header names.
 //!
 //! Order (each step refuses the slot on failure, naming the step):
-//! 1. read the header block, decode every field ([`crate::header::decode`]);
+//! 1. read the squashfs superblock and the header, decode every field, and check the
+//!    layout against the partition (`slot::read_header_from`);
 //! 2. check the key id and the Ed25519 signature (`verify_strict`) with the loader's key;
 //! 3. check the target is this loader's architecture;
 //! 4. check the version is not below the floor (semver precedence, limpet-state's rule);
-//! 5. for the kernel, the initramfs and the command line: check the extent lies inside
-//!    the partition *before* allocating, read it, and compare its sha256;
-//! 6. the command line must be printable ASCII (it becomes UCS-2 load options).
+//! 5. check every block of the app (the squashfs) against the signed dm-verity tree
+//!    (`slot::check_app_from`), so that a slot whose app was changed starts nothing;
+//! 6. read the kernel and the initramfs (their extents were checked against the
+//!    partition in step 1) and compare each sha256 (`slot::read_part_from`).
 //!
-//! Nothing a failed step read is returned: the caller gets a [`VerifiedSlot`] or an error.
+//! The command line is part of the signed header (printable ASCII, checked when it was
+//! decoded). Nothing a failed step read is returned: the caller gets a [`VerifiedSlot`]
+//! or an error.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::cmp::Ordering;
 
 use ed25519_dalek::VerifyingKey;
+use limpet_image::header::{HeaderError, SlotHeader};
+use limpet_image::io::{IoError, ReadAt};
+use limpet_image::slot::{self as image_slot, BootPart, SlotError as ImageSlotError};
 use limpet_state::Version;
-use sha2::{Digest, Sha256};
 
 use crate::disk::{Disk, Part, PartError};
-use crate::header::{self, BootHeader, Extent, HeaderError, HEADER_SIZE};
 
 /// A slot whose every byte the loader hands on was checked.
 #[derive(Debug)]
 pub struct VerifiedSlot {
     /// The verified header.
-    pub header: BootHeader,
+    pub header: SlotHeader,
     /// The kernel image.
     pub kernel: Vec<u8>,
     /// The initramfs.
@@ -47,7 +53,14 @@ pub enum SlotError<E> {
         /// Why it failed.
         source: PartError<E>,
     },
-    /// The header is invalid or its signature does not verify.
+    /// The header does not decode, its layout does not fit the partition, or a part's
+    /// bytes do not match their signed sha256.
+    #[error("{source}")]
+    Format {
+        /// Why (limpet-image's error, with its chain shown inline).
+        source: ImageSlotError,
+    },
+    /// The header's signature does not verify under the loader's key.
     #[error("header: {source}")]
     Header {
         /// Why.
@@ -57,9 +70,15 @@ pub enum SlotError<E> {
     #[error("slot is for {found}, this loader boots {expected}")]
     Target {
         /// The header's target.
-        found: String,
+        found: &'static str,
         /// The loader's.
         expected: &'static str,
+    },
+    /// The header's version is not a version limpet-state can compare.
+    #[error("version {version} is not valid semver")]
+    Version {
+        /// The header's version text.
+        version: String,
     },
     /// The version is below the floor (anti-rollback).
     #[error("version {version} is below the floor {floor}")]
@@ -69,30 +88,37 @@ pub enum SlotError<E> {
         /// The floor.
         floor: Version,
     },
-    /// Memory for a part cannot be had.
-    #[error("cannot allocate {size} bytes for the {part}")]
-    Memory {
-        /// What.
-        part: &'static str,
-        /// How much.
-        size: u64,
-    },
-    /// A part's bytes do not match the header's sha256.
-    #[error("{part} ({size} bytes at offset {offset}) does not match its signed sha256")]
-    Hash {
-        /// What.
-        part: &'static str,
-        /// Its offset in the slot.
-        offset: u64,
-        /// Its size.
-        size: u64,
-    },
-    /// The command line holds a byte outside printable ASCII.
-    #[error("command line byte {index} is not printable ASCII")]
-    Cmdline {
-        /// Its index.
-        index: usize,
-    },
+}
+
+/// One partition as limpet-image's [`ReadAt`], keeping the disk's own error: limpet-image
+/// sees only that the read failed, and the loader reports the firmware's error.
+struct PartReader<'a, D: Disk> {
+    disk: &'a mut D,
+    part: &'a Part,
+    failed: Option<PartError<D::Error>>,
+}
+
+impl<D: Disk> ReadAt for PartReader<'_, D> {
+    fn size(&mut self) -> Result<u64, IoError> {
+        Ok(self.part.len)
+    }
+
+    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        self.part.read(self.disk, offset, buf).map_err(|e| {
+            self.failed = Some(e);
+            IoError::other("block read failed")
+        })
+    }
+}
+
+impl<D: Disk> PartReader<'_, D> {
+    /// limpet-image's error as the loader's: a read failure becomes the disk's error.
+    fn refuse(&mut self, e: ImageSlotError) -> SlotError<D::Error> {
+        match (e, self.failed.take()) {
+            (ImageSlotError::Io { part, .. }, Some(source)) => SlotError::Read { part, source },
+            (source, _) => SlotError::Format { source },
+        }
+    }
 }
 
 /// Reads and verifies the slot in `part` (steps in the module doc). `floor` is `None` only
@@ -103,81 +129,47 @@ pub fn load<D: Disk>(
     key: &VerifyingKey,
     floor: Option<&Version>,
 ) -> Result<VerifiedSlot, SlotError<D::Error>> {
+    let mut dev = PartReader {
+        disk,
+        part,
+        failed: None,
+    };
     // 1-2.
-    let mut block = [0u8; HEADER_SIZE];
-    part.read(disk, 0, &mut block)
-        .map_err(|source| SlotError::Read {
-            part: "header",
-            source,
-        })?;
-    let header = header::decode(&block)
-        .and_then(|h| h.verify(key))
+    let (layout, unverified) = image_slot::read_header_from(&mut dev).map_err(|e| dev.refuse(e))?;
+    let header = unverified
+        .verify(key)
         .map_err(|source| SlotError::Header { source })?;
     // 3.
-    if header.target != crate::TARGET {
+    if header.target.as_str() != crate::TARGET {
         return Err(SlotError::Target {
-            found: header.target,
+            found: header.target.as_str(),
             expected: crate::TARGET,
         });
     }
     // 4.
+    let version = Version::parse(&header.version).map_err(|_| SlotError::Version {
+        version: header.version.clone(),
+    })?;
     if let Some(floor) = floor {
-        if header.version.precedence(floor) == Ordering::Less {
+        if version.precedence(floor) == Ordering::Less {
             return Err(SlotError::BelowFloor {
-                version: header.version,
+                version,
                 floor: floor.clone(),
             });
         }
     }
     // 5.
-    let kernel = read_checked(disk, part, "kernel", &header.kernel)?;
-    let initramfs = read_checked(disk, part, "initramfs", &header.initramfs)?;
-    let cmdline = read_checked(disk, part, "command line", &header.cmdline)?;
+    image_slot::check_app_from(&mut dev, &layout, &header).map_err(|e| dev.refuse(e))?;
     // 6.
-    if let Some(index) = cmdline.iter().position(|&b| !(0x20..=0x7e).contains(&b)) {
-        return Err(SlotError::Cmdline { index });
-    }
-    // Printable ASCII is UTF-8.
-    let cmdline = String::from_utf8(cmdline).map_err(|e| SlotError::Cmdline {
-        index: e.utf8_error().valid_up_to(),
-    })?;
+    let kernel = image_slot::read_part_from(&mut dev, &header, BootPart::Kernel)
+        .map_err(|e| dev.refuse(e))?;
+    let initramfs = image_slot::read_part_from(&mut dev, &header, BootPart::Initramfs)
+        .map_err(|e| dev.refuse(e))?;
+    let cmdline = header.cmdline.clone();
     Ok(VerifiedSlot {
         header,
         kernel,
         initramfs,
         cmdline,
     })
-}
-
-/// Reads one extent after checking it lies in the partition, and checks its sha256.
-fn read_checked<D: Disk>(
-    disk: &mut D,
-    part: &Part,
-    name: &'static str,
-    extent: &Extent,
-) -> Result<Vec<u8>, SlotError<D::Error>> {
-    part.map::<D::Error>(extent.offset, extent.size)
-        .map_err(|source| SlotError::Read { part: name, source })?;
-    let memory = SlotError::Memory {
-        part: name,
-        size: extent.size,
-    };
-    let len = usize::try_from(extent.size).map_err(|_| SlotError::Memory {
-        part: name,
-        size: extent.size,
-    })?;
-    let mut bytes = Vec::new();
-    bytes.try_reserve_exact(len).map_err(|_| memory)?;
-    bytes.resize(len, 0);
-    part.read(disk, extent.offset, &mut bytes)
-        .map_err(|source| SlotError::Read { part: name, source })?;
-    let digest: [u8; 32] = Sha256::digest(&bytes).into();
-    if digest != extent.sha256 {
-        return Err(SlotError::Hash {
-            part: name,
-            offset: extent.offset,
-            size: extent.size,
-        });
-    }
-    Ok(bytes)
 }

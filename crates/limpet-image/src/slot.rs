@@ -773,6 +773,24 @@ pub fn verify_from(
         offset: layout.header_offset,
         source,
     })?;
+    let mut buf = check_app_from(dev, &layout, &header)?;
+    for ((part, offset, size, _), expected) in layout.tail().into_iter().zip(tail_hashes(&header)) {
+        if hash_range(dev, offset, size, part, &mut buf)? != expected {
+            return Err(SlotError::PartHash { part, offset, size });
+        }
+    }
+    Ok((layout, header))
+}
+
+/// Checks the app (the squashfs and its padding) against the verified header's dm-verity
+/// tree, every hash block and every data block, holding the tree and one 1 MiB piece in
+/// memory: what the boot loader does before it starts a kernel, so that no byte of the
+/// app is wrong when PID 1 mounts it. Returns the 1 MiB buffer for further reads.
+pub fn check_app_from(
+    dev: &mut impl ReadAt,
+    layout: &SlotLayout,
+    header: &SlotHeader,
+) -> Result<Vec<u8>, SlotError> {
     let verity_err = |source| SlotError::Verity {
         hash_offset: layout.hash_offset,
         source,
@@ -796,12 +814,7 @@ pub fn verify_from(
             .map_err(verity_err)?;
         offset += n as u64;
     }
-    for ((part, offset, size, _), expected) in layout.tail().into_iter().zip(tail_hashes(&header)) {
-        if hash_range(dev, offset, size, part, &mut buf)? != expected {
-            return Err(SlotError::PartHash { part, offset, size });
-        }
-    }
-    Ok((layout, header))
+    Ok(buf)
 }
 
 /// [`verify_from`] on a `Read + Seek` device (a file, a partition node).

@@ -1,5 +1,5 @@
 //! The slot choice on an in-memory disk: a GPT, a state partition written by limpet-state,
-//! and two slots in the rig format, attacked one byte at a time.
+//! and two real whole-image slots (limpet-image's writer), attacked one byte at a time.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -8,12 +8,11 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use ed25519_dalek::SigningKey;
+use limpet_image::slot::{BootFiles, SlotLayout, SlotMeta};
 use limpet_state::{FailureReason, Slot, State, TrialPhase, Version};
-use sha2::{Digest, Sha256};
 
 use super::*;
 use crate::disk::mem::MemDisk;
-use crate::header::{encode_signed, BootHeader, Extent};
 
 const STATE: (u64, u64) = (2048, 4095);
 const SLOT_A: (u64, u64) = (4096, 8191);
@@ -52,34 +51,58 @@ fn parts() -> Partitions {
     }
 }
 
-/// Where the kernel, initramfs and command line of a test slot are.
-const KERNEL_AT: u64 = 4096;
-const INITRD_AT: u64 = 8192;
-const CMDLINE_AT: u64 = 12288;
+/// A real signed whole-image slot of `version`: a one-file squashfs app, a 1000-byte
+/// kernel, a 500-byte initramfs.
+fn slot_bytes(version: &str, signer: &SigningKey) -> Vec<u8> {
+    let app = limpet_image::squashfs::Entry {
+        path: "app".into(),
+        data: (0..9000u32).map(|i| (i % 251) as u8).collect(),
+        mode: 0o555,
+    };
+    let fs = limpet_image::squashfs::build(&[app], 1).unwrap();
+    let meta = SlotMeta {
+        device: "hello".into(),
+        target: crate::TARGET.into(),
+        version: version.into(),
+    };
+    let boot = BootFiles {
+        kernel: &[0x4d; 1000],
+        initramfs: &[0x07; 500],
+        cmdline: "console=ttyS0 quiet",
+    };
+    limpet_image::slot::assemble(&fs, &meta, b"{}", &boot, signer).unwrap()
+}
+
+/// Where each part of every test slot lies (the same for every version and key).
+fn layout() -> SlotLayout {
+    limpet_image::slot::open(&slot_bytes("1.0.0", &key()))
+        .unwrap()
+        .layout
+}
+
+fn kernel_at() -> u64 {
+    layout().kernel_offset
+}
+
+fn initrd_at() -> u64 {
+    layout().initramfs_offset
+}
+
+/// The command line is a field of the signed header, at byte 408.
+fn cmdline_at() -> u64 {
+    layout().header_offset + 408
+}
+
+/// A byte of the app (the squashfs), past its superblock.
+fn app_at() -> u64 {
+    200
+}
 
 fn put_slot(disk: &mut MemDisk, slot: Slot, version: &str, signer: &SigningKey) {
     let p = *part_of(&parts(), slot);
-    let kernel = vec![0x4d; 1000];
-    let initrd = vec![0x07; 500];
-    let cmdline = b"console=ttyS0 quiet".to_vec();
-    let e = |offset, bytes: &[u8]| Extent {
-        offset,
-        size: bytes.len() as u64,
-        sha256: Sha256::digest(bytes).into(),
-    };
-    let h = BootHeader {
-        device: "hello".into(),
-        target: crate::TARGET.into(),
-        version: v(version),
-        kernel: e(KERNEL_AT, &kernel),
-        initramfs: e(INITRD_AT, &initrd),
-        cmdline: e(CMDLINE_AT, &cmdline),
-    };
-    let at = |off: u64| usize::try_from(p.start + off).unwrap();
-    disk.bytes[at(0)..at(4096)].copy_from_slice(&encode_signed(&h, signer));
-    disk.bytes[at(KERNEL_AT)..at(KERNEL_AT) + kernel.len()].copy_from_slice(&kernel);
-    disk.bytes[at(INITRD_AT)..at(INITRD_AT) + initrd.len()].copy_from_slice(&initrd);
-    disk.bytes[at(CMDLINE_AT)..at(CMDLINE_AT) + cmdline.len()].copy_from_slice(&cmdline);
+    let bytes = slot_bytes(version, signer);
+    let at = usize::try_from(p.start).unwrap();
+    disk.bytes[at..at + bytes.len()].copy_from_slice(&bytes);
 }
 
 fn flip(disk: &mut MemDisk, slot: Slot, offset: u64) {
@@ -166,10 +189,11 @@ fn a_trial_boots_after_its_boot_is_stored() {
 #[test]
 fn a_trial_with_one_flipped_byte_is_rolled_back_and_the_committed_slot_boots() {
     for (what, offset) in [
-        ("header", 200),
-        ("kernel", KERNEL_AT + 999),
-        ("initramfs", INITRD_AT),
-        ("cmdline", CMDLINE_AT + 3),
+        ("header", layout().header_offset + 100),
+        ("app", app_at()),
+        ("kernel", kernel_at() + 999),
+        ("initramfs", initrd_at()),
+        ("cmdline", cmdline_at() + 3),
     ] {
         let mut d = disk();
         put_state(&mut d, &trial_state(3));
@@ -195,19 +219,46 @@ fn a_trial_with_one_flipped_byte_is_rolled_back_and_the_committed_slot_boots() {
 #[test]
 fn the_exact_refusal_for_each_flipped_part() {
     let key = key().verifying_key();
-    for (offset, part) in [
-        (KERNEL_AT, "kernel"),
-        (INITRD_AT + 1, "initramfs"),
-        (CMDLINE_AT, "command line"),
-    ] {
+    for (offset, part) in [(kernel_at(), "kernel"), (initrd_at() + 1, "initramfs")] {
         let mut d = disk();
         flip(&mut d, Slot::A, offset);
         let err = slot::load(&mut d, &parts().slot_a, &key, None).unwrap_err();
         assert!(
-            matches!(err, SlotError::Hash { part: p, .. } if p == part),
+            matches!(
+                err,
+                SlotError::Format {
+                    source: limpet_image::slot::SlotError::PartHash { part: p, .. }
+                } if p == part
+            ),
             "{part}: {err}"
         );
     }
+    // The command line is signed in the header: a changed byte breaks the signature.
+    let mut d = disk();
+    flip(&mut d, Slot::A, cmdline_at());
+    let err = slot::load(&mut d, &parts().slot_a, &key, None).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SlotError::Header {
+                source: limpet_image::header::HeaderError::BadSignature
+            }
+        ),
+        "command line: {err}"
+    );
+    // A changed block of the app fails its dm-verity hash before any kernel starts.
+    let mut d = disk();
+    flip(&mut d, Slot::A, app_at());
+    let err = slot::load(&mut d, &parts().slot_a, &key, None).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SlotError::Format {
+                source: limpet_image::slot::SlotError::Verity { .. }
+            }
+        ),
+        "app: {err}"
+    );
 }
 
 #[test]
@@ -221,7 +272,7 @@ fn a_slot_signed_by_another_key_is_refused() {
     assert!(matches!(
         err,
         SlotError::Header {
-            source: crate::header::HeaderError::OtherKey { .. }
+            source: limpet_image::header::HeaderError::WrongKey { .. }
         }
     ));
 }
@@ -246,13 +297,15 @@ fn a_trial_slot_holding_a_version_below_the_floor_is_refused() {
 fn a_refused_committed_slot_halts() {
     let mut d = disk();
     put_state(&mut d, &State::factory(v("1.0.0")));
-    flip(&mut d, Slot::A, KERNEL_AT);
+    flip(&mut d, Slot::A, kernel_at());
     let (r, _) = choose_on(&mut d);
     assert!(matches!(
         r,
         Err(Halt::Committed {
             slot: Slot::A,
-            source: SlotError::Hash { part: "kernel", .. }
+            source: SlotError::Format {
+                source: limpet_image::slot::SlotError::PartHash { part: "kernel", .. }
+            }
         })
     ));
 }
@@ -307,7 +360,7 @@ fn an_unreadable_state_falls_to_slot_b_and_is_left_as_evidence() {
     let s = usize::try_from(parts().state.start).unwrap();
     d.bytes[s + 100] ^= 1;
     d.bytes[s + 512 * 1024 + 100] ^= 1;
-    flip(&mut d, Slot::A, KERNEL_AT);
+    flip(&mut d, Slot::A, kernel_at());
     let before = d.bytes.clone();
     let (r, lines) = choose_on(&mut d);
     assert_eq!(r.unwrap().slot, Slot::B);
@@ -321,8 +374,8 @@ fn an_unreadable_state_falls_to_slot_b_and_is_left_as_evidence() {
 #[test]
 fn nothing_verifies_halts() {
     let mut d = disk();
-    flip(&mut d, Slot::A, KERNEL_AT);
-    flip(&mut d, Slot::B, KERNEL_AT);
+    flip(&mut d, Slot::A, kernel_at());
+    flip(&mut d, Slot::B, kernel_at());
     let s = usize::try_from(parts().state.start).unwrap();
     d.bytes[s] = 1; // not blank, not valid
     assert!(matches!(choose_on(&mut d).0, Err(Halt::NoSlot { .. })));
