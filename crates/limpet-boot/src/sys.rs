@@ -84,6 +84,7 @@ pub fn run(key: &[u8; 32]) -> Status {
         id[6],
         id[7]
     ));
+    con.line(format_args!("UEFI Secure Boot: {}", secure_boot()));
     let mut disk = match FwDisk::open() {
         Ok(disk) => disk,
         Err(e) => halt(&mut con, format_args!("cannot open the boot disk: {e}")),
@@ -99,6 +100,21 @@ pub fn run(key: &[u8; 32]) -> Status {
     drop(disk);
     match start(booting, &mut con) {
         Err(e) => halt(&mut con, format_args!("{e}")),
+    }
+}
+
+/// The firmware's `SecureBoot` global variable, in words: whether the firmware enforces
+/// its db on every image it starts (this loader included, and the kernel it loads).
+fn secure_boot() -> &'static str {
+    let mut buf = [0u8; 1];
+    match uefi::runtime::get_variable(
+        uefi::cstr16!("SecureBoot"),
+        &uefi::runtime::VariableVendor::GLOBAL_VARIABLE,
+        &mut buf,
+    ) {
+        Ok(([1], _)) => "enabled",
+        Ok(_) => "disabled",
+        Err(_) => "unknown (no SecureBoot variable)",
     }
 }
 

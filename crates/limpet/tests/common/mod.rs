@@ -64,11 +64,15 @@ pub fn scratch() -> &'static Path {
     DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
 }
 
-/// A key pair made with `limpet keys generate` in `dir`.
+/// A key pair made with `limpet keys generate` in `dir` (with the Secure Boot keys beside
+/// it in `dir/secureboot/`).
 pub fn keys_in(dir: &Path) -> (PathBuf, PathBuf) {
-    if !dir.join("image.key").exists() {
-        run(limpet().args(["keys", "generate", "--out"]).arg(dir), true);
-    }
+    run(
+        limpet()
+            .args(["keys", "generate", "--if-missing", "--out"])
+            .arg(dir),
+        true,
+    );
     (dir.join("image.key"), dir.join("image.pub"))
 }
 
