@@ -16,6 +16,7 @@
 
 pub mod canonical;
 pub mod client;
+pub mod delegation;
 pub mod error;
 mod fsutil;
 pub mod keys;

@@ -19,7 +19,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256, Sha512};
+use sha2::{Digest, Sha224, Sha256, Sha384, Sha512};
 
 pub use file::FileTransport;
 pub use http::HttpTransport;
@@ -188,63 +188,97 @@ impl Download {
     }
 }
 
-/// Hashers for the algorithms a hash list names.
+/// The hash algorithms of `hashes` this client computes: those python-tuf (securesystemslib)
+/// accepts of the SHA-2 family. Others are not checked (MD5 and SHA-1 are not trusted), and
+/// a list naming none of these is refused.
+pub const HASH_ALGORITHMS: [&str; 4] = ["sha224", "sha256", "sha384", "sha512"];
+
+/// One running hash of an algorithm in [`HASH_ALGORITHMS`].
+enum Hasher {
+    Sha224(Sha224),
+    Sha256(Sha256),
+    Sha384(Sha384),
+    Sha512(Sha512),
+}
+
+impl Hasher {
+    fn new(algorithm: &str) -> Option<Self> {
+        Some(match algorithm {
+            "sha224" => Hasher::Sha224(Sha224::new()),
+            "sha256" => Hasher::Sha256(Sha256::new()),
+            "sha384" => Hasher::Sha384(Sha384::new()),
+            "sha512" => Hasher::Sha512(Sha512::new()),
+            _ => return None,
+        })
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Sha224(h) => h.update(data),
+            Hasher::Sha256(h) => h.update(data),
+            Hasher::Sha384(h) => h.update(data),
+            Hasher::Sha512(h) => h.update(data),
+        }
+    }
+
+    fn finalize(self) -> Vec<u8> {
+        match self {
+            Hasher::Sha224(h) => h.finalize().to_vec(),
+            Hasher::Sha256(h) => h.finalize().to_vec(),
+            Hasher::Sha384(h) => h.finalize().to_vec(),
+            Hasher::Sha512(h) => h.finalize().to_vec(),
+        }
+    }
+}
+
+/// Hashers for every algorithm a hash list names that this client knows.
 struct MultiHasher {
-    sha256: Option<Sha256>,
-    sha512: Option<Sha512>,
+    hashers: Vec<(String, Hasher)>,
 }
 
 impl MultiHasher {
+    /// Hashers for the known algorithms of `hashes`: an error when it lists none, or none
+    /// this client knows.
     fn for_hashes(path: &str, hashes: &Hashes) -> Result<Self, Error> {
         if hashes.is_empty() {
             return Err(Error::NoHashes {
                 path: path.to_owned(),
             });
         }
-        let mut h = MultiHasher {
-            sha256: None,
-            sha512: None,
-        };
-        for alg in hashes.keys() {
-            match alg.as_str() {
-                "sha256" => h.sha256 = Some(Sha256::new()),
-                "sha512" => h.sha512 = Some(Sha512::new()),
-                other => {
-                    return Err(Error::UnsupportedHash {
-                        path: path.to_owned(),
-                        algorithm: other.to_owned(),
-                    })
-                }
-            }
+        let hashers: Vec<(String, Hasher)> = hashes
+            .keys()
+            .filter_map(|alg| Hasher::new(alg).map(|h| (alg.clone(), h)))
+            .collect();
+        if hashers.is_empty() {
+            return Err(Error::UnsupportedHash {
+                path: path.to_owned(),
+                algorithm: hashes.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
         }
-        Ok(h)
+        Ok(MultiHasher { hashers })
     }
 
     fn update(&mut self, data: &[u8]) {
-        if let Some(h) = &mut self.sha256 {
-            h.update(data);
-        }
-        if let Some(h) = &mut self.sha512 {
+        for (_, h) in &mut self.hashers {
             h.update(data);
         }
     }
 
-    /// Checks every listed hash; returns the SHA-256 if it was computed.
+    /// Checks every known listed hash; returns the SHA-256 if it was computed.
     fn verify(self, path: &str, hashes: &Hashes) -> Result<Option<[u8; 32]>, Error> {
         let mismatch = || Error::HashMismatch {
             path: path.to_owned(),
         };
-        let sha256 = self.sha256.map(|h| <[u8; 32]>::from(h.finalize()));
-        let sha512 = self.sha512.map(|h| h.finalize().to_vec());
-        for (alg, want) in hashes {
+        let mut sha256 = None;
+        for (alg, hasher) in self.hashers {
+            let got = hasher.finalize();
+            let want = hashes.get(&alg).ok_or_else(mismatch)?;
             let want = hex::decode(want).map_err(|_| mismatch())?;
-            let got: &[u8] = match alg.as_str() {
-                "sha256" => sha256.as_ref().map(|h| h.as_slice()).unwrap_or_default(),
-                "sha512" => sha512.as_deref().unwrap_or_default(),
-                _ => &[],
-            };
-            if got != want.as_slice() {
+            if got != want {
                 return Err(mismatch());
+            }
+            if alg == "sha256" {
+                sha256 = <[u8; 32]>::try_from(got.as_slice()).ok();
             }
         }
         Ok(sha256)
