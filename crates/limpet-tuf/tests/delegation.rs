@@ -131,6 +131,17 @@ fn writer_refuses_a_target_outside_the_roles_paths() {
             if role == "team" && target == "other/x.img"),
         "{err}"
     );
+    // Nor into a role whose own paths cover it when a delegation above it does not.
+    delegate(&fx, "team", "wide", &["*/*"], Termination::Continue);
+    let err = fx
+        .repo
+        .add_delegated_target("wide", "other/x.img", &file, None)
+        .unwrap_err();
+    assert!(
+        matches!(&err, RepoError::Delegation(DelegationError::NotDelegated { role, .. })
+            if role == "team"),
+        "{err}"
+    );
     // Nor does it make roles with names that are not file names or are top-level roles.
     for bad in ["../x", "a/b", "snapshot", "1.targets", ""] {
         let err = fx

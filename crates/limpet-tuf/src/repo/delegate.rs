@@ -8,9 +8,11 @@
 //!   `metadata/NAME.json` (and `metadata/VERSION.NAME.json` with consistent snapshots).
 //! - A role is delegated once in the repository, by `targets` or by another delegated role;
 //!   the writer finds its delegation by walking the delegations down from `targets`.
-//! - A target goes into a delegated role only when that role's delegation covers its name
-//!   (the test the client's search applies), so the writer never signs what clients would
-//!   refuse to look for there.
+//! - A target goes into a delegated role only when that role's delegation, and each
+//!   delegation above it up to `targets`, covers its name (the test the client's search
+//!   applies at each step), so the writer does not sign what clients would never look for
+//!   there. (An earlier terminating delegation of the same paths can still hide it: the
+//!   order of delegations is the publisher's choice.)
 //! - Files are written leaf first: the delegated role, then the role delegating it, then
 //!   snapshot (listing both) and timestamp; a client never sees a name before its file.
 //! - Delegated role keys are Ed25519 PKCS#8 PEM files `NAME-KEYID16.pem` in the keys
@@ -23,7 +25,7 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use super::{check_target_name, io_err, RepoError, Repository};
-use crate::delegation::{DelegatedRole, Delegations};
+use crate::delegation::{DelegatedRole, Delegations, MAX_DELEGATIONS};
 use crate::keys::{Key, KeyId, KeyRing, RoleKey};
 use crate::metadata::{self, MetaFile, Role, Root, TargetFile, Targets, SPEC_VERSION};
 
@@ -125,6 +127,7 @@ pub enum DelegationError {
 }
 
 /// A delegation as the repository holds it: who delegates, to what, with which keys.
+#[derive(Clone)]
 struct Found {
     delegator: String,
     role: DelegatedRole,
@@ -284,12 +287,23 @@ impl Repository {
             .ok_or_else(|| DelegationError::NoSuchRole {
                 name: role.to_owned(),
             })?;
-        if !found.role.covers(name) {
-            return Err(DelegationError::NotDelegated {
-                role: role.to_owned(),
-                target: name.to_owned(),
+        // Every delegation from `targets` down to the role must cover the name.
+        let mut edge = Some(found.clone());
+        let mut hops = 0;
+        while let Some(link) = edge {
+            if !link.role.covers(name) {
+                return Err(DelegationError::NotDelegated {
+                    role: link.role.name,
+                    target: name.to_owned(),
+                }
+                .into());
             }
-            .into());
+            hops += 1;
+            edge = match link.delegator.as_str() {
+                _ if hops > MAX_DELEGATIONS => None,
+                "targets" => None,
+                delegator => self.find(delegator)?,
+            };
         }
         let root = self.read_role::<Root>()?;
         let ring = self.ring()?;
