@@ -5,7 +5,9 @@
 //!
 //! Rules kept here:
 //! - Every metadata file is stored as the exact bytes received, under its non-versioned name
-//!   (`root.json`, `timestamp.json`, …) in the metadata directory, by atomic rename.
+//!   (`root.json`, `timestamp.json`, …; a delegated role's name escaped as
+//!   [`local_target_file_name`] escapes it, plus `.json`) in the metadata directory, by atomic
+//!   rename.
 //! - Local copies count as trusted only if they verify against the trusted root; a copy that
 //!   does not (keys rotated, file damaged) is ignored.
 //! - Trusted time is `max(clock, floor)`. The floor is the newest signed issue time verified
@@ -594,7 +596,7 @@ impl Client {
     /// 5.6.7: search for the target's metadata: the top-level targets role, then the
     /// delegated roles in the pre-order depth-first order of 5.6.7.2
     /// ([`crate::delegation::search`]), each loaded and verified by
-    /// [`Client::step_5_6_7_load_delegated`]. A target no visited role lists is
+    /// `step_5_6_7_load_delegated`. A target no visited role lists is
     /// [`Error::NoSuchTarget`].
     pub fn target(&self, name: &str) -> Result<TargetFile, Error> {
         let targets = self.targets.as_ref().ok_or(Error::NotRefreshed)?;

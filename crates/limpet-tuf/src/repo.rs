@@ -2,7 +2,7 @@
 //!
 //! Layout: `DIR/metadata/{root,N.root,timestamp,snapshot,targets}.json` (and, with consistent
 //! snapshots, `N.snapshot.json`, `N.targets.json`), targets under `DIR/targets/`. Delegated
-//! targets roles ([`delegate`]) add `ROLE.json` (and `N.ROLE.json`).
+//! targets roles ([`Repository::add_delegation`]) add `ROLE.json` (and `N.ROLE.json`).
 //!
 //! Rules kept here:
 //! - Role keys are PKCS#8 PEM files in a keys directory, mode 0600, never overwritten. Which
