@@ -5,9 +5,9 @@
 //! Rules kept here:
 //! - A delegation has `paths` (shell-style patterns, matched as python-tuf does: pattern and
 //!   target split on `/` must have the same number of parts, each part matched by `fnmatch`)
-//!   or `path_hash_prefixes` (prefixes of the hex SHA-256 of the target path), never both; a
-//!   role with neither is delegated nothing. `delegations` has `roles` or `succinct_roles`
-//!   (hash bins), exactly one.
+//!   or `path_hash_prefixes` (prefixes of the hex SHA-256 of the target path), exactly one
+//!   (as python-tuf requires). `delegations` has `roles` or `succinct_roles` (hash bins),
+//!   exactly one; role names are unique, not empty and not a top-level role's.
 //! - [`search`] visits a role only through a delegation whose paths cover the target, so a
 //!   target a role lists outside its delegated paths is never found; a terminating delegation
 //!   that covers the target ends the search below it (later siblings and roles still on the
@@ -121,15 +121,18 @@ impl Delegations {
                     if !names.insert(role.name.as_str()) {
                         return bad(format!("role {:?} delegated twice", role.name));
                     }
-                    if is_top_level(&role.name) {
-                        return bad(format!("top-level role name {:?} delegated", role.name));
+                    if role.name.is_empty() || is_top_level(&role.name) {
+                        return bad(format!(
+                            "role name {:?} is empty or a top-level role's",
+                            role.name
+                        ));
                     }
                     if role.threshold == 0 {
                         return bad(format!("role {:?} has threshold 0", role.name));
                     }
-                    if role.paths.is_some() && role.path_hash_prefixes.is_some() {
+                    if role.paths.is_some() == role.path_hash_prefixes.is_some() {
                         return bad(format!(
-                            "role {:?} has both paths and path_hash_prefixes",
+                            "role {:?} must have one of paths and path_hash_prefixes",
                             role.name
                         ));
                     }
@@ -247,31 +250,58 @@ pub fn path_matches(pattern: &str, target: &str) -> bool {
     p.len() == t.len() && p.iter().zip(&t).all(|(p, t)| fnmatch(p, t))
 }
 
-/// Python's `fnmatch.fnmatchcase` on one path part.
+/// Python's `fnmatch.fnmatchcase` on one path part. Linear backtracking over the last `*`
+/// (time at most pattern length × text length, whatever the pattern), as glob matchers do.
 fn fnmatch(pattern: &str, text: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
-    fnmatch_at(&p, &t)
+    let (mut pi, mut ti) = (0, 0);
+    // Where to resume after the last `*`: the pattern index after it, and the text index it
+    // has swallowed up to.
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        let step = match (p.get(pi), t.get(ti)) {
+            (Some('*'), _) => {
+                star = Some((pi + 1, ti));
+                pi += 1;
+                continue;
+            }
+            (Some(_), Some(c)) => one_char(&p, pi, *c),
+            _ => None,
+        };
+        match (step, star) {
+            (Some(next), _) => {
+                pi = next;
+                ti += 1;
+            }
+            (None, Some((after_star, swallowed))) => {
+                pi = after_star;
+                ti = swallowed + 1;
+                star = Some((after_star, swallowed + 1));
+            }
+            (None, None) => return false,
+        }
+    }
+    p.get(pi..)
+        .is_some_and(|rest| rest.iter().all(|c| *c == '*'))
 }
 
-fn fnmatch_at(p: &[char], t: &[char]) -> bool {
-    match p.split_first() {
-        None => t.is_empty(),
-        Some(('*', rest)) => (0..=t.len()).any(|i| t.get(i..).is_some_and(|t| fnmatch_at(rest, t))),
-        Some(('?', rest)) => t.split_first().is_some_and(|(_, t)| fnmatch_at(rest, t)),
-        Some(('[', rest)) => match (set_end(rest), t.split_first()) {
-            // No closing bracket: Python takes `[` literally.
-            (None, Some(('[', t))) => fnmatch_at(rest, t),
-            (None, _) => false,
-            (Some(end), Some((c, t))) => {
-                let (set, after) = rest.split_at(end);
-                in_set(set, *c) && after.get(1..).is_some_and(|after| fnmatch_at(after, t))
+/// Whether the pattern element at `p[pi]` (not `*`) matches `c`; if so, the index after it.
+fn one_char(p: &[char], pi: usize, c: char) -> Option<usize> {
+    match p.get(pi)? {
+        '?' => Some(pi + 1),
+        '[' => {
+            let rest = p.get(pi + 1..)?;
+            match set_end(rest) {
+                Some(end) => {
+                    let set = rest.get(..end)?;
+                    in_set(set, c).then_some(pi + 1 + end + 1)
+                }
+                // No closing bracket: Python takes `[` literally.
+                None => (c == '[').then_some(pi + 1),
             }
-            (Some(_), None) => false,
-        },
-        Some((c, rest)) => t
-            .split_first()
-            .is_some_and(|(d, t)| c == d && fnmatch_at(rest, t)),
+        }
+        d => (*d == c).then_some(pi + 1),
     }
 }
 
@@ -391,9 +421,22 @@ mod tests {
             ("*.img", ".img", true),
             ("", "", true),
             ("targets/*.tgz", "targets/x.tgz", true),
+            ("*a*b", "xaxxb", true),
+            ("*a*b", "xaxxbc", false),
+            ("a*", "a", true),
+            ("**", "", true),
+            ("*[ab]", "zzb", true),
+            ("*?", "", false),
         ] {
             assert_eq!(path_matches(pattern, target), want, "{pattern} vs {target}");
         }
+    }
+
+    #[test]
+    fn hostile_patterns_match_in_linear_time() {
+        // Exponential for a naive recursive matcher; here 40 x 4000 steps at most.
+        let pattern = "*a".repeat(20) + "b";
+        assert!(!path_matches(&pattern, &"a".repeat(4000)));
     }
 
     #[test]
@@ -416,5 +459,83 @@ mod tests {
             bins(2).role_names().collect::<Vec<_>>(),
             ["bin-0", "bin-1", "bin-2", "bin-3"]
         );
+    }
+
+    /// A targets `signed` object with `delegations`, parsed (signatures are not looked at).
+    fn parse_delegations(delegations: serde_json::Value) -> Result<Targets, Error> {
+        let signed = serde_json::json!({"_type": "targets", "spec_version": "1.0.31",
+            "version": 1, "expires": "2031-01-01T00:00:00Z", "targets": {},
+            "delegations": delegations});
+        let envelope = serde_json::json!({"signatures": [], "signed": signed});
+        crate::metadata::parse::<Targets>("targets.json", envelope.to_string().as_bytes())
+            .map(|u| u.signed)
+    }
+
+    #[test]
+    fn malformed_delegations_are_refused_at_parse() {
+        let role = |name: &str, extra: serde_json::Value| {
+            let mut r = serde_json::json!({"name": name, "keyids": [], "threshold": 1,
+                "terminating": false});
+            if let (Some(r), Some(extra)) = (r.as_object_mut(), extra.as_object()) {
+                r.extend(extra.clone());
+            }
+            r
+        };
+        let bins = serde_json::json!({"keyids": [], "threshold": 1, "bit_length": 4,
+            "name_prefix": "bin"});
+        let paths = serde_json::json!({"paths": ["*"]});
+        for (why, delegations) in [
+            (
+                "both",
+                serde_json::json!({"keys": {}, "roles": [], "succinct_roles": bins}),
+            ),
+            ("neither", serde_json::json!({"keys": {}})),
+            (
+                "top-level",
+                serde_json::json!({"keys": {}, "roles": [role("snapshot", paths.clone())]}),
+            ),
+            (
+                "empty name",
+                serde_json::json!({"keys": {}, "roles": [role("", paths.clone())]}),
+            ),
+            (
+                "twice",
+                serde_json::json!({"keys": {}, "roles": [role("a", paths.clone()), role("a", paths.clone())]}),
+            ),
+            (
+                "no paths",
+                serde_json::json!({"keys": {}, "roles": [role("a", serde_json::json!({}))]}),
+            ),
+            (
+                "both paths",
+                serde_json::json!({"keys": {}, "roles": [role("a",
+                serde_json::json!({"paths": ["*"], "path_hash_prefixes": ["ab"]}))]}),
+            ),
+            (
+                "threshold 0",
+                serde_json::json!({"keys": {}, "roles": [role("a",
+                serde_json::json!({"paths": ["*"], "threshold": 0}))]}),
+            ),
+            (
+                "bit_length 0",
+                serde_json::json!({"keys": {}, "succinct_roles":
+                {"keyids": [], "threshold": 1, "bit_length": 0, "name_prefix": "bin"}}),
+            ),
+            (
+                "bit_length 33",
+                serde_json::json!({"keys": {}, "succinct_roles":
+                {"keyids": [], "threshold": 1, "bit_length": 33, "name_prefix": "bin"}}),
+            ),
+        ] {
+            let err = parse_delegations(delegations).unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidMetadata { path, .. } if path == "targets.json"),
+                "{why}: {err:?}"
+            );
+        }
+        assert!(
+            parse_delegations(serde_json::json!({"keys": {}, "roles": [role("a", paths)]})).is_ok()
+        );
+        assert!(parse_delegations(serde_json::json!({"keys": {}, "succinct_roles": bins})).is_ok());
     }
 }
