@@ -31,7 +31,8 @@ use crate::metadata::{
 };
 use crate::time::{Clock, UnixTime};
 use crate::transport::{
-    check_bytes, fetch_metadata, fetch_target, verify_local_target, Transport, VerifiedTarget,
+    check_bytes, fetch_metadata, fetch_metadata_file_name, fetch_target, verify_local_target,
+    Transport, VerifiedTarget,
 };
 use crate::verify::verify_threshold;
 
@@ -142,23 +143,15 @@ pub fn local_target_file_name(name: &str) -> String {
     out
 }
 
-/// The repository path of a delegated role's metadata: `NAME.json`, or `VERSION.NAME.json`
-/// with consistent snapshots.
-/// Off-spec: a role name that is not one file name (empty, `.`, `..`, or holding a `/`) is
-/// refused; python-tuf requests it percent-encoded, which names no file of a static
-/// repository on disk.
-fn delegated_metadata_path(name: &str, version: u64, consistent: bool) -> Result<String, Error> {
-    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
-        return Err(Error::invalid(
-            &format!("{name}.json"),
-            "delegated role name is not a file name",
-        ));
-    }
-    Ok(if consistent {
+/// The repository file name of a delegated role's metadata: `NAME.json`, or
+/// `VERSION.NAME.json` with consistent snapshots. It may hold any character, `/` included
+/// (fetched with [`Transport::fetch_file_name`]).
+fn delegated_metadata_name(name: &str, version: u64, consistent: bool) -> String {
+    if consistent {
         format!("{version}.{name}.json")
     } else {
         format!("{name}.json")
-    })
+    }
 }
 
 /// Parses root metadata and checks that it is signed by its own root threshold: what the
@@ -667,13 +660,13 @@ impl Client {
             }
         }
         // 5.6.1: download, at most the listed length or Z bytes.
-        let path = delegated_metadata_path(
+        let path = delegated_metadata_name(
             &delegation.name,
             meta.version,
             self.root.consistent_snapshot,
-        )?;
+        );
         // 5.6.2: the hashes (and length) listed in snapshot are checked inside the fetch.
-        let bytes = fetch_metadata(
+        let bytes = fetch_metadata_file_name(
             &*self.transport,
             &path,
             self.limits.targets_max,

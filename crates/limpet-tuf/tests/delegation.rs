@@ -501,3 +501,34 @@ fn unknown_fields_of_delegated_metadata_are_verified_as_received() {
     let t = client.target("team/x.img").unwrap();
     assert_eq!(t.extra.get("x-note"), Some(&json!("kept")));
 }
+
+#[test]
+fn role_name_holding_a_slash_is_not_a_path_on_disk() {
+    // A role "../escape" delegated "*": over HTTP it is one percent-encoded segment; a
+    // directory transport cannot address it and refuses, rather than reading ../escape.json.
+    let fx = fixture();
+    let key = RoleKey::generate();
+    let targets_keys = fx.role_keys(Role::Targets);
+    fx.resign_with("targets.json", &[&targets_keys[0]], |s| {
+        s["delegations"] = json!({
+            "keys": keys_object(key.id(), serde_json::to_value(key.key()).unwrap()),
+            "roles": [{"name": "../escape", "keyids": [key.id().0.clone()], "threshold": 1,
+                       "terminating": false, "paths": ["*"]}],
+        });
+    });
+    fx.resign("snapshot.json", Role::Snapshot, |s| {
+        s["meta"]["../escape.json"] = json!({"version": 1});
+    });
+    let signed = json!({"_type": "targets", "spec_version": "1.0.31", "version": 1,
+        "expires": "2031-01-01T00:00:00Z", "targets": {}});
+    std::fs::write(
+        fx.repo_dir().join("escape.json"),
+        sign_value(signed, &[&key]).unwrap(),
+    )
+    .unwrap();
+    let client = fresh_client(&fx);
+    assert!(matches!(
+        client.target("x.img"),
+        Err(Error::BadPath { path, .. }) if path == "../escape.json"
+    ));
+}

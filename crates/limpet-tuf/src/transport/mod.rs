@@ -59,6 +59,25 @@ pub trait Transport: std::fmt::Debug {
     /// does not exist and [`Error::LengthExceeded`] if it is announced longer than `max_len`.
     fn fetch(&self, path: &str, max_len: u64) -> Result<Download, Error>;
 
+    /// Starts fetching the file called `name` at the transport's base, where `name` is one
+    /// file name that may hold any character, `/` included: a delegated role's metadata,
+    /// `[VERSION.]ROLE.json`, which python-tuf requests with the role name percent-encoded.
+    /// Caps and errors as [`fetch`](Self::fetch).
+    ///
+    /// The default fetches `name` as a path when it is a plain file name and refuses any other
+    /// with [`Error::BadPath`]; [`HttpTransport`] fetches any name but `.` and `..`, as one
+    /// percent-encoded path segment. Transports that wrap another may forward it.
+    fn fetch_file_name(&self, name: &str, max_len: u64) -> Result<Download, Error> {
+        if name.contains('/') {
+            return Err(Error::BadPath {
+                path: name.to_owned(),
+                reason: "a file name holding / that this transport cannot address",
+            });
+        }
+        check_relative(name)?;
+        self.fetch(name, max_len)
+    }
+
     /// A hint: the caller is about to [`fetch`](Self::fetch) these `(path, max_len)` pairs, in
     /// this order. A transport may fetch them now, in one round trip, and serve the following
     /// `fetch` of each path (at most once) from what it got, with the same caps and errors;
@@ -297,6 +316,21 @@ pub fn fetch_metadata(
     let max_len = length.map_or(max_len, |l| l.min(max_len));
     let bytes = transport.fetch(path, max_len)?.read_all()?;
     check_bytes(path, &bytes, length, hashes)?;
+    Ok(bytes)
+}
+
+/// As [`fetch_metadata`], for a file named by [`Transport::fetch_file_name`] (a delegated
+/// role's metadata).
+pub fn fetch_metadata_file_name(
+    transport: &dyn Transport,
+    name: &str,
+    max_len: u64,
+    length: Option<u64>,
+    hashes: Option<&Hashes>,
+) -> Result<Vec<u8>, Error> {
+    let max_len = length.map_or(max_len, |l| l.min(max_len));
+    let bytes = transport.fetch_file_name(name, max_len)?.read_all()?;
+    check_bytes(name, &bytes, length, hashes)?;
     Ok(bytes)
 }
 
