@@ -603,10 +603,12 @@ impl Client {
         })
     }
 
-    /// 5.6.7.2.1 (5.6.1 to 5.6.6 for a delegated role): load the delegated targets role
-    /// `delegation.name`: the version, length and hashes snapshot lists for `NAME.json`,
-    /// signed by the threshold of the keys its delegating role lists for it, not expired.
-    /// A trusted local copy that is exactly the listed one is used without downloading it.
+    /// 5.6.7.2: load a delegated targets role the search reaches, by steps 5.6.1 to 5.6.6
+    /// applied to it: the version, length and hashes snapshot lists for `NAME.json`, signed
+    /// by the threshold of the keys its delegating role lists for it, not expired. A trusted
+    /// local copy that is exactly the listed one is used without downloading it. An error
+    /// ends the search (5.6.7: "if any metadata ... cannot be downloaded nor validated, end
+    /// the search"), reported as itself rather than as no such target.
     fn step_5_6_7_load_delegated(
         &self,
         delegation: &Delegation,

@@ -350,24 +350,30 @@ pub fn search(
     load: &mut dyn FnMut(&Delegation) -> Result<Targets, Error>,
 ) -> Result<Option<TargetFile>, Error> {
     let top = Role::Targets.name();
+    // 5.6.7.1 for the top-level targets role: it lists the target.
     if let Some(file) = targets.targets.get(target) {
         return Ok(Some(file.clone()));
     }
     let mut visited = BTreeSet::from([top.to_owned()]);
     let mut to_visit = Vec::new();
+    // 5.6.7.2: its delegations, in order of appearance (first on top of the stack).
     push_children(&mut to_visit, targets, top, target);
+    // 5.6.7.1: at most MAX_DELEGATIONS roles visited.
     while visited.len() < MAX_DELEGATIONS {
         let Some(next) = to_visit.pop() else {
             return Ok(None);
         };
+        // 5.6.7.1: a role visited before is skipped (cycles).
         if visited.contains(&next.name) {
             continue;
         }
         let role = load(&next)?;
+        // 5.6.7.1: the role lists the target.
         if let Some(file) = role.targets.get(target) {
             return Ok(Some(file.clone()));
         }
         visited.insert(next.name.clone());
+        // 5.6.7.2: recurse into its delegations.
         push_children(&mut to_visit, &role, &next.name, target);
     }
     if !to_visit.is_empty() {
@@ -380,8 +386,9 @@ pub fn search(
     Ok(None)
 }
 
-/// Pushes the roles `role` delegates `target` to, so the first is popped first; a
-/// terminating one drops what follows it and everything already on the stack.
+/// Pushes the roles `role` delegates `target` to, so the first is popped first. 5.6.7.2.1:
+/// a terminating one drops what follows it and everything already on the stack, so the
+/// search ends below it (as python-tuf does).
 fn push_children(to_visit: &mut Vec<Delegation>, role: &Targets, name: &str, target: &str) {
     let Some(delegations) = &role.delegations else {
         return;
