@@ -5,7 +5,9 @@
 //!
 //! Rules kept here:
 //! - Every metadata file is stored as the exact bytes received, under its non-versioned name
-//!   (`root.json`, `timestamp.json`, …) in the metadata directory, by atomic rename.
+//!   (`root.json`, `timestamp.json`, …; a delegated role's name escaped as
+//!   [`local_target_file_name`] escapes it, plus `.json`) in the metadata directory, by atomic
+//!   rename.
 //! - Local copies count as trusted only if they verify against the trusted root; a copy that
 //!   does not (keys rotated, file damaged) is ignored.
 //! - Trusted time is `max(clock, floor)`. The floor is the newest signed issue time verified
@@ -16,10 +18,12 @@
 //! - Downloads are capped at [`Limits`] or at the length the parent role lists, whichever is
 //!   smaller, and hash-checked when the parent lists hashes (see [`crate::transport`]).
 
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::delegation::{search, Delegation};
 use crate::error::Error;
 use crate::fsutil;
 use crate::metadata::{
@@ -27,7 +31,8 @@ use crate::metadata::{
 };
 use crate::time::{Clock, UnixTime};
 use crate::transport::{
-    check_bytes, fetch_metadata, fetch_target, verify_local_target, Transport, VerifiedTarget,
+    check_bytes, fetch_metadata, fetch_metadata_file_name, fetch_target, verify_local_target,
+    Transport, VerifiedTarget,
 };
 use crate::verify::verify_threshold;
 
@@ -75,6 +80,12 @@ pub struct Client {
     snapshot: Option<Snapshot>,
     /// Set only by a successful refresh in this session.
     targets: Option<Targets>,
+    /// The fixed update start time of the last refresh (5.1), which delegated roles loaded
+    /// later are checked against.
+    started: Option<UnixTime>,
+    /// Delegated targets roles loaded since the last refresh, as received (unverified: each
+    /// use verifies them again against the delegating role it is reached through).
+    delegated: RefCell<BTreeMap<String, Unverified<Targets>>>,
     floor: Option<UnixTime>,
 }
 
@@ -132,6 +143,17 @@ pub fn local_target_file_name(name: &str) -> String {
     out
 }
 
+/// The repository file name of a delegated role's metadata: `NAME.json`, or
+/// `VERSION.NAME.json` with consistent snapshots. It may hold any character, `/` included
+/// (fetched with [`Transport::fetch_file_name`]).
+fn delegated_metadata_name(name: &str, version: u64, consistent: bool) -> String {
+    if consistent {
+        format!("{version}.{name}.json")
+    } else {
+        format!("{name}.json")
+    }
+}
+
 /// Parses root metadata and checks that it is signed by its own root threshold: what the
 /// client trusts at step 5.2, and what `limpet build` checks before shipping a root.
 pub fn verify_root(bytes: &[u8]) -> Result<Root, Error> {
@@ -175,6 +197,8 @@ impl Client {
             timestamp: None,
             snapshot: None,
             targets: None,
+            started: None,
+            delegated: RefCell::new(BTreeMap::new()),
             floor,
         })
     }
@@ -223,7 +247,9 @@ impl Client {
     /// Runs steps 5.1 and 5.3 to 5.6: updates root, timestamp, snapshot and targets.
     pub fn refresh(&mut self) -> Result<(), Error> {
         self.targets = None;
+        self.delegated.get_mut().clear();
         let now = self.step_5_1_fix_update_start_time();
+        self.started = Some(now);
         // The first downloads of 5.3.3 (N+1.root.json, W bytes) and 5.4.1 (timestamp.json,
         // X bytes), asked for together so the transport can get both in one round trip. Each
         // is still checked in its own step, in order: the timestamp against the root 5.3
@@ -560,19 +586,105 @@ impl Client {
         Ok(())
     }
 
-    /// 5.6.7: search for the target's metadata.
-    /// Off-spec: delegated targets roles are not followed; only the top-level targets role is
-    /// searched. Limpet repositories do not delegate. A target only a delegated role lists is
-    /// reported as [`Error::NoSuchTarget`].
-    pub fn target(&self, name: &str) -> Result<&TargetFile, Error> {
+    /// 5.6.7: search for the target's metadata: the top-level targets role, then the
+    /// delegated roles in the pre-order depth-first order of 5.6.7.2
+    /// ([`crate::delegation::search`]), each loaded and verified by
+    /// `step_5_6_7_load_delegated`. A target no visited role lists is
+    /// [`Error::NoSuchTarget`].
+    pub fn target(&self, name: &str) -> Result<TargetFile, Error> {
         let targets = self.targets.as_ref().ok_or(Error::NotRefreshed)?;
+        let now = self.started.ok_or(Error::NotRefreshed)?;
+        let found = search(targets, name, &mut |delegation| {
+            self.step_5_6_7_load_delegated(delegation, now)
+        })?;
         // 5.7.1 / 5.7.2: no metadata about the target: no such target.
-        targets
-            .targets
-            .get(name)
-            .ok_or_else(|| Error::NoSuchTarget {
-                name: name.to_owned(),
-            })
+        found.ok_or_else(|| Error::NoSuchTarget {
+            name: name.to_owned(),
+        })
+    }
+
+    /// 5.6.7.2: load a delegated targets role the search reaches, by steps 5.6.1 to 5.6.6
+    /// applied to it: the version, length and hashes snapshot lists for `NAME.json`, signed
+    /// by the threshold of the keys its delegating role lists for it, not expired. A trusted
+    /// local copy that is exactly the listed one is used without downloading it. An error
+    /// ends the search (5.6.7: "if any metadata ... cannot be downloaded nor validated, end
+    /// the search"), reported as itself rather than as no such target.
+    fn step_5_6_7_load_delegated(
+        &self,
+        delegation: &Delegation,
+        now: UnixTime,
+    ) -> Result<Targets, Error> {
+        let snapshot = self.snapshot.as_ref().ok_or(Error::NotRefreshed)?;
+        let file = format!("{}.json", delegation.name);
+        let meta = meta_entry("snapshot.json", &snapshot.meta, &file)?.clone();
+        let check = |role: &Unverified<Targets>| -> Result<(), Error> {
+            // 5.6.3: signed by the delegating role's threshold of keys for this role.
+            verify_threshold(
+                &format!(
+                    "{} (delegated by {})",
+                    delegation.name, delegation.delegator
+                ),
+                &delegation.keys,
+                &delegation.role_keys,
+                &role.canonical,
+                &role.signatures,
+            )?;
+            // 5.6.4: the version listed in snapshot.
+            if role.signed.version != meta.version {
+                return Err(Error::MixAndMatch {
+                    role: delegation.name.clone(),
+                    listed_in: "snapshot.json",
+                    expected: meta.version,
+                    got: role.signed.version,
+                });
+            }
+            // 5.6.5: check for a freeze attack.
+            check_expiry(&delegation.name, role.signed.expires, now)
+        };
+        if let Some(role) = self.delegated.borrow().get(&delegation.name) {
+            check(role)?;
+            return Ok(role.signed.clone());
+        }
+        let local = self
+            .dir
+            .join(format!("{}.json", local_target_file_name(&delegation.name)));
+        // Off-spec (as python-tuf): a trusted local copy that is exactly the listed one.
+        if let Ok(bytes) = std::fs::read(&local) {
+            let role = check_bytes(&file, &bytes, meta.length, meta.hashes.as_ref())
+                .and_then(|()| parse::<Targets>(&file, &bytes))
+                .and_then(|role| check(&role).map(|()| role));
+            if let Ok(role) = role {
+                let signed = role.signed.clone();
+                self.delegated
+                    .borrow_mut()
+                    .insert(delegation.name.clone(), role);
+                return Ok(signed);
+            }
+        }
+        // 5.6.1: download, at most the listed length or Z bytes.
+        let path = delegated_metadata_name(
+            &delegation.name,
+            meta.version,
+            self.root.consistent_snapshot,
+        );
+        // 5.6.2: the hashes (and length) listed in snapshot are checked inside the fetch.
+        let bytes = fetch_metadata_file_name(
+            &*self.transport,
+            &path,
+            self.limits.targets_max,
+            meta.length,
+            meta.hashes.as_ref(),
+        )?;
+        let role = parse::<Targets>(&path, &bytes)?;
+        check(&role)?;
+        // 5.6.6: persist it, under its escaped name.
+        fsutil::atomic_write(&local, &bytes, 0o644)
+            .map_err(|e| Error::io(format!("{}: write", local.display()), e))?;
+        let signed = role.signed.clone();
+        self.delegated
+            .borrow_mut()
+            .insert(delegation.name.clone(), role);
+        Ok(signed)
     }
 
     // ---- 5.7 ------------------------------------------------------------------------------
@@ -590,8 +702,8 @@ impl Client {
         // 5.7.1 / 5.7.2: verify the target against its targets metadata.
         let target = self.target(name)?;
         // 5.7.3: download at most `length` bytes, check the hashes.
-        let path = self.target_path(name, target);
-        fetch_target(transport, &path, target, sink)
+        let path = self.target_path(name, &target);
+        fetch_target(transport, &path, &target, sink)
     }
 
     /// 5.7 into a directory: the target lands in `dir` as [`local_target_file_name`], by
@@ -605,7 +717,7 @@ impl Client {
     ) -> Result<PathBuf, Error> {
         let target = self.target(name)?;
         let dest = dir.join(local_target_file_name(name));
-        if dest.exists() && verify_local_target(&dest, target).is_ok() {
+        if dest.exists() && verify_local_target(&dest, &target).is_ok() {
             return Ok(dest);
         }
         let tmp = fsutil::temp_path(&dest);

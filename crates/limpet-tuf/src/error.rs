@@ -100,12 +100,12 @@ pub enum Error {
         /// Path downloaded.
         path: String,
     },
-    /// Trusted metadata lists a hash algorithm this client cannot check.
-    #[error("{path}: unsupported hash algorithm {algorithm:?}")]
+    /// Trusted metadata lists no hash algorithm this client can check.
+    #[error("{path}: no supported hash algorithm among {algorithm:?}")]
     UnsupportedHash {
         /// Path whose hashes are listed.
         path: String,
-        /// The algorithm's name.
+        /// The algorithms listed, comma-separated.
         algorithm: String,
     },
     /// A target without any hash cannot be verified.

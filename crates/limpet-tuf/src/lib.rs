@@ -2,10 +2,14 @@
 //! client workflow of section 5.
 //!
 //! - [`repo::Repository`] writes a repository (`limpet publish`): Ed25519 role keys as PEM
-//!   files, offline root keys, atomic writes, root and role key rotation.
+//!   files, offline root keys, atomic writes, root and role key rotation, delegated targets
+//!   roles (`limpet repo delegate`).
 //! - [`client::Client`] follows the specification's client workflow step by step, with
 //!   threshold checks counting unique keys ([`verify::verify_threshold`]), a trusted-time floor
 //!   for devices without a trustworthy clock, and exact-bytes metadata storage.
+//! - [`delegation`] is the delegations object and the target search of step 5.6.7.2
+//!   (paths, path hash prefixes, hash bins, terminating roles), which the client's
+//!   [`client::Client::target`] goes through.
 //! - [`transport`] fetches files from a directory or over plain HTTP/1.1, every download
 //!   length-capped, rate-bounded and hash-checked by construction.
 //!
@@ -16,6 +20,7 @@
 
 pub mod canonical;
 pub mod client;
+pub mod delegation;
 pub mod error;
 mod fsutil;
 pub mod keys;

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::canonical::to_canonical;
+use crate::delegation::Delegations;
 use crate::error::Error;
 use crate::keys::{Key, KeyId, RoleKey};
 use crate::time::UnixTime;
@@ -239,9 +240,9 @@ pub struct Targets {
     pub expires: UnixTime,
     /// Target files by name.
     pub targets: BTreeMap<String, TargetFile>,
-    /// Delegations (kept, not followed: see the client's step 5.6.7).
+    /// The roles it delegates targets to (searched by the client's step 5.6.7).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delegations: Option<Value>,
+    pub delegations: Option<Delegations>,
     /// Fields this crate does not interpret, kept so that re-signing does not drop them.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -339,7 +340,10 @@ impl RoleMetadata for Targets {
         for (name, t) in &self.targets {
             check_length(format!("{path}: targets[{name:?}].length"), t.length)?;
         }
-        Ok(())
+        match &self.delegations {
+            Some(delegations) => delegations.validate(path),
+            None => Ok(()),
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! The repository writer: a static TUF repository on disk, as `limpet publish` makes it.
 //!
 //! Layout: `DIR/metadata/{root,N.root,timestamp,snapshot,targets}.json` (and, with consistent
-//! snapshots, `N.snapshot.json`, `N.targets.json`), targets under `DIR/targets/`.
+//! snapshots, `N.snapshot.json`, `N.targets.json`), targets under `DIR/targets/`. Delegated
+//! targets roles ([`Repository::add_delegation`]) add `ROLE.json` (and `N.ROLE.json`).
 //!
 //! Rules kept here:
 //! - Role keys are PKCS#8 PEM files in a keys directory, mode 0600, never overwritten. Which
@@ -33,6 +34,10 @@ use crate::metadata::{
 };
 use crate::time::{Clock, UnixTime};
 use crate::transport::check_relative;
+
+mod delegate;
+
+pub use delegate::{DelegatedPaths, DelegationError, DelegationSpec, Termination};
 
 const DAY: u64 = 86_400;
 
@@ -164,6 +169,17 @@ pub enum RepoError {
     /// Root keys are rotated with [`Repository::rotate_root`].
     #[error("use rotate_root to rotate root keys")]
     RootRotation,
+    /// A delegated role could not be made or used.
+    #[error(transparent)]
+    Delegation(#[from] DelegationError),
+}
+
+/// Refuses a target name that could escape the targets directory.
+fn check_target_name(name: &str) -> Result<(), RepoError> {
+    check_relative(name).map_err(|e| RepoError::BadTargetName {
+        name: name.to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RepoError + '_ {
@@ -334,10 +350,7 @@ impl Repository {
         source: &mut dyn Read,
         custom: Option<Value>,
     ) -> Result<TargetFile, RepoError> {
-        check_relative(name).map_err(|e| RepoError::BadTargetName {
-            name: name.to_owned(),
-            reason: e.to_string(),
-        })?;
+        check_target_name(name)?;
         let root = self.read_role::<Root>()?;
         let ring = self.ring()?;
         let entry = self.store_target_file(name, source, custom)?;
@@ -564,22 +577,27 @@ impl Repository {
             )?;
         }
         self.write_metadata(T::ROLE.file_name(), &bytes)?;
+        Ok(self.meta_for(signed.version(), &bytes))
+    }
+
+    /// What snapshot or timestamp lists about metadata `bytes` of `version`.
+    fn meta_for(&self, version: u64, bytes: &[u8]) -> MetaFile {
         let (length, hashes) = match self.detail {
             MetaDetail::LengthAndHashes => (
                 Some(u64::try_from(bytes.len()).unwrap_or(u64::MAX)),
                 Some(BTreeMap::from([(
                     "sha256".to_owned(),
-                    hex::encode(Sha256::digest(&bytes)),
+                    hex::encode(Sha256::digest(bytes)),
                 )])),
             ),
             MetaDetail::VersionOnly => (None, None),
         };
-        Ok(MetaFile {
-            version: signed.version(),
+        MetaFile {
+            version,
             length,
             hashes,
             extra: Map::new(),
-        })
+        }
     }
 
     /// Writes targets, then a new snapshot listing it, then a new timestamp.
@@ -600,6 +618,18 @@ impl Repository {
         ring: &KeyRing,
         targets_meta: Option<MetaFile>,
     ) -> Result<(), RepoError> {
+        let listed = targets_meta.map(|meta| (Role::Targets.file_name().to_owned(), meta));
+        self.publish_snapshot_listing(root, ring, listed.into_iter().collect())
+    }
+
+    /// Writes a new snapshot version listing `metas` (file name, entry) besides what it
+    /// listed before, then a new timestamp.
+    fn publish_snapshot_listing(
+        &self,
+        root: &Root,
+        ring: &KeyRing,
+        metas: Vec<(String, MetaFile)>,
+    ) -> Result<(), RepoError> {
         let mut snapshot = self
             .read_optional::<Snapshot>()?
             .unwrap_or_else(|| Snapshot {
@@ -610,11 +640,7 @@ impl Repository {
                 meta: BTreeMap::new(),
                 extra: Map::new(),
             });
-        if let Some(meta) = targets_meta {
-            snapshot
-                .meta
-                .insert(Role::Targets.file_name().to_owned(), meta);
-        }
+        snapshot.meta.extend(metas);
         self.bump(
             &mut snapshot.version,
             &mut snapshot.expires,

@@ -47,6 +47,48 @@ fn serve(repo: &Path) -> (Served, String) {
     panic!("limpet serve did not start listening on {addr}");
 }
 
+/// `limpet repo init REPO --keys KEYS`, which must succeed.
+fn repo_init(repo: &Path, keys: &Path) -> std::process::Output {
+    run(
+        limpet()
+            .args(["repo", "init"])
+            .arg(repo)
+            .arg("--keys")
+            .arg(keys),
+        true,
+    )
+}
+
+/// python-tuf's ngclient, trusting `root` and working in `work`, refreshes from the
+/// repository served at `url`, downloads `target` and compares it with `expected`; panics
+/// with its output unless that succeeds. Returns its output (one JSON line).
+fn python_tuf_download(
+    url: &str,
+    root: &Path,
+    work: &Path,
+    target: &str,
+    expected: &Path,
+) -> std::process::Output {
+    let script = common::repo_root().join("crates/limpet-tuf/tests/python/ngclient_check.py");
+    let checked = Command::new("python3")
+        .arg(script)
+        .arg(format!("{url}/metadata"))
+        .arg(format!("{url}/targets"))
+        .arg(root)
+        .arg(work)
+        .arg(target)
+        .arg(expected)
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "python-tuf failed:\n{}\n{}",
+        stdout(&checked),
+        stderr(&checked)
+    );
+    checked
+}
+
 #[test]
 fn published_build_is_standard_tuf() {
     require_python_tuf();
@@ -54,27 +96,13 @@ fn published_build_is_standard_tuf() {
     let dir = scratch().join("publish");
     let (repo, keys) = (dir.join("repo"), dir.join("tuf-keys"));
 
-    let init = run(
-        limpet()
-            .args(["repo", "init"])
-            .arg(&repo)
-            .arg("--keys")
-            .arg(&keys),
-        true,
-    );
+    let init = repo_init(&repo, &keys);
     assert!(
         stdout(&init).contains("metadata/1.root.json"),
         "{}",
         stdout(&init)
     );
-    let again = run(
-        limpet()
-            .args(["repo", "init"])
-            .arg(&repo)
-            .arg("--keys")
-            .arg(&keys),
-        true,
-    );
+    let again = repo_init(&repo, &keys);
     assert!(stdout(&again).contains("already holds a repository"));
 
     let publish = |image_key: &Path, ok: bool| {
@@ -162,28 +190,79 @@ fn published_build_is_standard_tuf() {
     );
 
     let (_server, url) = serve(&repo);
-    let script = common::repo_root().join("crates/limpet-tuf/tests/python/ngclient_check.py");
-    let checked = Command::new("python3")
-        .arg(script)
-        .arg(format!("{url}/metadata"))
-        .arg(format!("{url}/targets"))
-        .arg(&trusted_root)
-        .arg(dir.join("python"))
-        .arg("hello/0.1.0/slot.img")
-        .arg(out.join("slot.img"))
-        .output()
-        .unwrap();
-    assert!(
-        checked.status.success(),
-        "python-tuf failed:\n{}\n{}",
-        stdout(&checked),
-        stderr(&checked)
+    let checked = python_tuf_download(
+        &url,
+        Path::new(&trusted_root),
+        &dir.join("python"),
+        "hello/0.1.0/slot.img",
+        &out.join("slot.img"),
     );
     let report: serde_json::Value = serde_json::from_slice(&checked.stdout).unwrap();
     assert_eq!(report["custom"]["limpet"]["version"], "0.1.0");
     assert_eq!(
         report["custom"]["limpet"]["verity_root"],
         published["verity_root"]
+    );
+}
+
+#[test]
+fn delegated_role_made_on_the_command_line_is_standard_tuf() {
+    require_python_tuf();
+    let dir = scratch().join("delegate");
+    let (repo, keys) = (dir.join("repo"), dir.join("tuf-keys"));
+    repo_init(&repo, &keys);
+    let delegated = run(
+        limpet()
+            .args(["repo", "delegate"])
+            .arg(&repo)
+            .arg("--keys")
+            .arg(&keys)
+            .args([
+                "team",
+                "--path",
+                "team/*",
+                "--count",
+                "2",
+                "--threshold",
+                "2",
+            ])
+            .arg("--terminating"),
+        true,
+    );
+    assert!(
+        stdout(&delegated).contains("threshold 2"),
+        "{}",
+        stdout(&delegated)
+    );
+    let payload = dir.join("payload.bin");
+    std::fs::write(&payload, b"a team's file").unwrap();
+    let add = |name: &str, ok: bool| {
+        run(
+            limpet()
+                .args(["repo", "add-target"])
+                .arg(&repo)
+                .arg("--keys")
+                .arg(&keys)
+                .args(["--role", "team", name])
+                .arg(&payload),
+            ok,
+        )
+    };
+    add("team/file.bin", true);
+    let outside = add("other/file.bin", false);
+    assert!(
+        stderr(&outside).contains("is not delegated to role \"team\""),
+        "{}",
+        stderr(&outside)
+    );
+
+    let (_server, url) = serve(&repo);
+    python_tuf_download(
+        &url,
+        &repo.join("metadata/1.root.json"),
+        &dir.join("python"),
+        "team/file.bin",
+        &payload,
     );
 }
 

@@ -174,12 +174,13 @@ impl HttpTransport {
             .map_err(|e| Error::io(format!("{path}: socket timeout"), e))
     }
 
-    /// The request for `path`: the connection closes after it if `last`.
-    fn request(&self, path: &str, last: bool) -> String {
+    /// The request for `url_path` (already percent-encoded): the connection closes after it
+    /// if `last`.
+    fn request(&self, url_path: &str, last: bool) -> String {
         format!(
             "GET {}/{} HTTP/1.1\r\nHost: {}\r\nConnection: {}\r\n\r\n",
             self.prefix,
-            encode_path(path),
+            url_path,
             self.host_header(),
             if last { "close" } else { "keep-alive" }
         )
@@ -289,15 +290,46 @@ fn slow(path: &str, started: Instant, reason: &'static str) -> Error {
 
 /// Percent-encodes a repository path for a URL: unreserved characters and `/` stay.
 pub(crate) fn encode_path(path: &str) -> String {
+    encode(path, true)
+}
+
+/// Percent-encodes one file name as one URL path segment: unreserved characters stay, `/`
+/// too is encoded (as Python's `urllib.parse.quote(name, "")`).
+pub(crate) fn encode_segment(name: &str) -> String {
+    encode(name, false)
+}
+
+fn encode(path: &str, keep_slash: bool) -> String {
     let mut out = String::with_capacity(path.len());
     for b in path.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+        if b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'.' | b'_' | b'~')
+            || (keep_slash && b == b'/')
+        {
             out.push(char::from(b));
         } else {
             out.push_str(&format!("%{b:02X}"));
         }
     }
     out
+}
+
+impl HttpTransport {
+    /// GETs `url_path` (percent-encoded), naming it `path` in errors and downloads.
+    fn get(&self, path: &str, url_path: &str, max_len: u64) -> Result<Download, Error> {
+        let started = Instant::now();
+        let conn = self.send(path, &self.request(url_path, true), started)?;
+        let head = read_response_head(&mut lock(&conn), path, started, &self.policy)?;
+        check_status(path, head.status)?;
+        let framing = head.framing(path)?;
+        if framing.content_length.is_some_and(|l| l > max_len) {
+            return Err(Error::LengthExceeded {
+                path: path.to_owned(),
+                max: max_len,
+            });
+        }
+        Ok(self.body(&conn, path, framing.content_length, max_len, started))
+    }
 }
 
 impl Transport for HttpTransport {
@@ -309,18 +341,19 @@ impl Transport for HttpTransport {
                 Download::new(path, bytes, max_len, self.policy, Instant::now())
             });
         }
-        let started = Instant::now();
-        let conn = self.send(path, &self.request(path, true), started)?;
-        let head = read_response_head(&mut lock(&conn), path, started, &self.policy)?;
-        check_status(path, head.status)?;
-        let framing = head.framing(path)?;
-        if framing.content_length.is_some_and(|l| l > max_len) {
-            return Err(Error::LengthExceeded {
-                path: path.to_owned(),
-                max: max_len,
+        self.get(path, &encode_path(path), max_len)
+    }
+
+    /// Any name but empty, `.` and `..` (which a URL resolves as directories), as one
+    /// segment.
+    fn fetch_file_name(&self, name: &str, max_len: u64) -> Result<Download, Error> {
+        if name.is_empty() || name == "." || name == ".." {
+            return Err(Error::BadPath {
+                path: name.to_owned(),
+                reason: "empty, . or .. as a file name",
             });
         }
-        Ok(self.body(&conn, path, framing.content_length, max_len, started))
+        self.get(name, &encode_segment(name), max_len)
     }
 
     /// Pipelines the requests on one connection; see the module rules.
@@ -340,7 +373,7 @@ impl Transport for HttpTransport {
         let batch: String = requests
             .iter()
             .enumerate()
-            .map(|(i, &(path, _))| self.request(path, i + 1 == requests.len()))
+            .map(|(i, &(path, _))| self.request(&encode_path(path), i + 1 == requests.len()))
             .collect();
         let conn = match self.send(first, &batch, started) {
             Ok(conn) => conn,
@@ -606,5 +639,16 @@ mod tests {
     #[test]
     fn encodes_paths() {
         assert_eq!(encode_path("a b/c%d?.img"), "a%20b/c%25d%3F.img");
+        // As Python's quote(name, ""): the role names of tuf-conformance's quoting tests.
+        assert_eq!(
+            encode_segment("1./delegatedrole.json"),
+            "1.%2Fdelegatedrole.json"
+        );
+        assert_eq!(
+            encode_segment("../delegatedrole.json"),
+            "..%2Fdelegatedrole.json"
+        );
+        assert_eq!(encode_segment("?.json"), "%3F.json");
+        assert_eq!(encode_segment("#.json"), "%23.json");
     }
 }

@@ -19,6 +19,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use sha2::digest::DynDigest;
 use sha2::{Digest, Sha256, Sha512};
 
 pub use file::FileTransport;
@@ -58,6 +59,25 @@ pub trait Transport: std::fmt::Debug {
     /// URL-encoded), allowing at most `max_len` bytes. Returns [`Error::NotFound`] if the file
     /// does not exist and [`Error::LengthExceeded`] if it is announced longer than `max_len`.
     fn fetch(&self, path: &str, max_len: u64) -> Result<Download, Error>;
+
+    /// Starts fetching the file called `name` at the transport's base, where `name` is one
+    /// file name that may hold any character, `/` included: a delegated role's metadata,
+    /// `[VERSION.]ROLE.json`, which python-tuf requests with the role name percent-encoded.
+    /// Caps and errors as [`fetch`](Self::fetch).
+    ///
+    /// The default fetches `name` as a path when it is a plain file name and refuses any other
+    /// with [`Error::BadPath`]; [`HttpTransport`] fetches any name but `.` and `..`, as one
+    /// percent-encoded path segment. Transports that wrap another may forward it.
+    fn fetch_file_name(&self, name: &str, max_len: u64) -> Result<Download, Error> {
+        if name.contains('/') {
+            return Err(Error::BadPath {
+                path: name.to_owned(),
+                reason: "a file name holding / that this transport cannot address",
+            });
+        }
+        check_relative(name)?;
+        self.fetch(name, max_len)
+    }
 
     /// A hint: the caller is about to [`fetch`](Self::fetch) these `(path, max_len)` pairs, in
     /// this order. A transport may fetch them now, in one round trip, and serve the following
@@ -188,63 +208,95 @@ impl Download {
     }
 }
 
-/// Hashers for the algorithms a hash list names.
+/// The hash algorithms of `hashes` this client computes, by the names python-tuf
+/// (securesystemslib, Python's `hashlib`) gives them: the SHA-2 and SHA-3 families, BLAKE2b
+/// (`blake2b`, and `blake2b-256` as PEP 458 uses it) and BLAKE2s. Others are not checked
+/// (MD5 and SHA-1 are not trusted, SHAKE has no fixed length), and a list naming none of
+/// these is refused.
+pub const HASH_ALGORITHMS: [&str; 13] = [
+    "sha224",
+    "sha256",
+    "sha384",
+    "sha512",
+    "sha512_224",
+    "sha512_256",
+    "sha3_224",
+    "sha3_256",
+    "sha3_384",
+    "sha3_512",
+    "blake2b",
+    "blake2b-256",
+    "blake2s",
+];
+
+/// A running hash of an algorithm in [`HASH_ALGORITHMS`].
+fn hasher(algorithm: &str) -> Option<Box<dyn DynDigest>> {
+    Some(match algorithm {
+        "sha224" => Box::new(sha2::Sha224::new()),
+        "sha256" => Box::new(Sha256::new()),
+        "sha384" => Box::new(sha2::Sha384::new()),
+        "sha512" => Box::new(Sha512::new()),
+        "sha512_224" => Box::new(sha2::Sha512_224::new()),
+        "sha512_256" => Box::new(sha2::Sha512_256::new()),
+        "sha3_224" => Box::new(sha3::Sha3_224::new()),
+        "sha3_256" => Box::new(sha3::Sha3_256::new()),
+        "sha3_384" => Box::new(sha3::Sha3_384::new()),
+        "sha3_512" => Box::new(sha3::Sha3_512::new()),
+        "blake2b" => Box::new(blake2::Blake2b512::new()),
+        "blake2b-256" => Box::new(blake2::Blake2b::<blake2::digest::consts::U32>::new()),
+        "blake2s" => Box::new(blake2::Blake2s256::new()),
+        _ => return None,
+    })
+}
+
+/// Hashers for every algorithm a hash list names that this client knows.
 struct MultiHasher {
-    sha256: Option<Sha256>,
-    sha512: Option<Sha512>,
+    hashers: Vec<(String, Box<dyn DynDigest>)>,
 }
 
 impl MultiHasher {
+    /// Hashers for the known algorithms of `hashes`: an error when it lists none, or none
+    /// this client knows.
     fn for_hashes(path: &str, hashes: &Hashes) -> Result<Self, Error> {
         if hashes.is_empty() {
             return Err(Error::NoHashes {
                 path: path.to_owned(),
             });
         }
-        let mut h = MultiHasher {
-            sha256: None,
-            sha512: None,
-        };
-        for alg in hashes.keys() {
-            match alg.as_str() {
-                "sha256" => h.sha256 = Some(Sha256::new()),
-                "sha512" => h.sha512 = Some(Sha512::new()),
-                other => {
-                    return Err(Error::UnsupportedHash {
-                        path: path.to_owned(),
-                        algorithm: other.to_owned(),
-                    })
-                }
-            }
+        let hashers: Vec<(String, Box<dyn DynDigest>)> = hashes
+            .keys()
+            .filter_map(|alg| hasher(alg).map(|h| (alg.clone(), h)))
+            .collect();
+        if hashers.is_empty() {
+            return Err(Error::UnsupportedHash {
+                path: path.to_owned(),
+                algorithm: hashes.keys().cloned().collect::<Vec<_>>().join(", "),
+            });
         }
-        Ok(h)
+        Ok(MultiHasher { hashers })
     }
 
     fn update(&mut self, data: &[u8]) {
-        if let Some(h) = &mut self.sha256 {
-            h.update(data);
-        }
-        if let Some(h) = &mut self.sha512 {
+        for (_, h) in &mut self.hashers {
             h.update(data);
         }
     }
 
-    /// Checks every listed hash; returns the SHA-256 if it was computed.
+    /// Checks every known listed hash; returns the SHA-256 if it was computed.
     fn verify(self, path: &str, hashes: &Hashes) -> Result<Option<[u8; 32]>, Error> {
         let mismatch = || Error::HashMismatch {
             path: path.to_owned(),
         };
-        let sha256 = self.sha256.map(|h| <[u8; 32]>::from(h.finalize()));
-        let sha512 = self.sha512.map(|h| h.finalize().to_vec());
-        for (alg, want) in hashes {
+        let mut sha256 = None;
+        for (alg, hasher) in self.hashers {
+            let got = hasher.finalize();
+            let want = hashes.get(&alg).ok_or_else(mismatch)?;
             let want = hex::decode(want).map_err(|_| mismatch())?;
-            let got: &[u8] = match alg.as_str() {
-                "sha256" => sha256.as_ref().map(|h| h.as_slice()).unwrap_or_default(),
-                "sha512" => sha512.as_deref().unwrap_or_default(),
-                _ => &[],
-            };
-            if got != want.as_slice() {
+            if *got != *want {
                 return Err(mismatch());
+            }
+            if alg == "sha256" {
+                sha256 = <[u8; 32]>::try_from(&*got).ok();
             }
         }
         Ok(sha256)
@@ -263,6 +315,21 @@ pub fn fetch_metadata(
     let max_len = length.map_or(max_len, |l| l.min(max_len));
     let bytes = transport.fetch(path, max_len)?.read_all()?;
     check_bytes(path, &bytes, length, hashes)?;
+    Ok(bytes)
+}
+
+/// As [`fetch_metadata`], for a file named by [`Transport::fetch_file_name`] (a delegated
+/// role's metadata).
+pub fn fetch_metadata_file_name(
+    transport: &dyn Transport,
+    name: &str,
+    max_len: u64,
+    length: Option<u64>,
+    hashes: Option<&Hashes>,
+) -> Result<Vec<u8>, Error> {
+    let max_len = length.map_or(max_len, |l| l.min(max_len));
+    let bytes = transport.fetch_file_name(name, max_len)?.read_all()?;
+    check_bytes(name, &bytes, length, hashes)?;
     Ok(bytes)
 }
 
@@ -427,4 +494,56 @@ pub fn check_relative(path: &str) -> Result<(), Error> {
         return bad("empty, . or .. component");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each algorithm's digest of `limpet`, as securesystemslib (python-tuf) computes it.
+    const LIMPET: [(&str, &str); 13] = [
+        ("sha224", "961bd762893fb7322bb202edde116cc40d5f19c3b7b48325beb30544"),
+        ("sha256", "209d63405462da2edd9ea18daf82b8ad5b16a7b104c0e410392f869446fa1db5"),
+        ("sha384", "f105ddcac244d00ef6befa31480869878ad56bcfea54207d403c39996c3c6b0c42663938418d006eb126e58c4cd04e55"),
+        ("sha512", "2d7e1ab3a6dea2d8ae9beae52377197bd7bdcb384b1436fc096025d9ab797a4c26c152573971d7af2096787258069b2e1472c6c05aaf1a3b24f55318afee9ee7"),
+        ("sha512_224", "d574f2c93af44aff9cb27d845326862cc5eeaf5bafb0945df3edc1de"),
+        ("sha512_256", "93839171aefcdd9986f390e3bd52189424bfc74054017c7630d86430ec3d2e80"),
+        ("sha3_224", "1da04a5c71e04eae7fa85b373cb425192343bef0fd7112d1424a298d"),
+        ("sha3_256", "897745ace1265e50cb7b1f439fa8c3939af46220d2a067ac35181923e702d5aa"),
+        ("sha3_384", "dab79a26f961ffa3a0e4ec3b3b4ea6aaca0b5d39924a6d583bf52914bc604af58db306b75e45b46acf1fc79f4c9fc02e"),
+        ("sha3_512", "b1f5e2cb8f64cf18968b31845510dddca9068cef8c2fa4f2f45a09525a92baa1351c8711f5174b1b5dfc73570f96fd45d65d10184526e4061d1a3d0c761ceb81"),
+        ("blake2b", "14c10453070d9cfd1d8680f3ecd2c1157d70621a1d618a46b2ec9ada4a17b0d9231d34f8cbb314908805b47c5be02b9cdbbfb4b79e64144ee08a9f9acdb36936"),
+        ("blake2b-256", "70d6e4c043057c65a4d96c49a24041f13b2791fe55f80bb05c377f2d87895048"),
+        ("blake2s", "e1223ce79304bf76b1df93f0707daeae56eec0b54a480ad9dbb04f22a2f06ca7"),
+    ];
+
+    #[test]
+    fn every_algorithm_agrees_with_python_tuf() {
+        assert_eq!(LIMPET.map(|(alg, _)| alg), HASH_ALGORITHMS);
+        for (alg, hex) in LIMPET {
+            let hashes = Hashes::from([(alg.to_owned(), hex.to_owned())]);
+            assert!(
+                check_bytes("f", b"limpet", None, Some(&hashes)).is_ok(),
+                "{alg}"
+            );
+            assert!(
+                matches!(
+                    check_bytes("f", b"limpeT", None, Some(&hashes)),
+                    Err(Error::HashMismatch { .. })
+                ),
+                "{alg}"
+            );
+        }
+        // All of them at once, one of them wrong: refused.
+        let mut all: Hashes = LIMPET
+            .iter()
+            .map(|(a, h)| ((*a).to_owned(), (*h).to_owned()))
+            .collect();
+        assert!(check_bytes("f", b"limpet", None, Some(&all)).is_ok());
+        all.insert("sha3_256".into(), "00".repeat(32));
+        assert!(matches!(
+            check_bytes("f", b"limpet", None, Some(&all)),
+            Err(Error::HashMismatch { .. })
+        ));
+    }
 }

@@ -1,4 +1,4 @@
-//! `limpet repo init` and `limpet publish`: the vendor's side of the update repository.
+//! `limpet repo` (init, rotate, delegate, add-target) and `limpet publish`: the vendor's side of the update repository.
 //! The logic is in `limpet-repo`; this module parses arguments and prints results.
 
 use std::path::{Path, PathBuf};
@@ -40,6 +40,55 @@ pub enum RepoCommand {
         /// With `root`: how many of them must sign.
         #[arg(long, default_value_t = 2)]
         threshold: u64,
+    },
+    /// Delegate target paths to a new targets role with its own keys (TUF delegated
+    /// targets): makes COUNT keys in KEYS, lists the role with its paths and threshold in the
+    /// delegations of FROM, writes its empty metadata and re-signs FROM, snapshot and
+    /// timestamp. Needs FROM's keys, not the root keys.
+    Delegate {
+        /// Directory of the repository.
+        repo: PathBuf,
+        /// Directory of the role keys (the new role's keys are written here).
+        #[arg(long)]
+        keys: PathBuf,
+        /// The new role's name (ASCII letters, digits, '-', '_', '.'; starting with a letter).
+        role: String,
+        /// The delegating role: `targets` or a delegated role.
+        #[arg(long, default_value = "targets")]
+        from: String,
+        /// A path pattern the role may sign for (`*` and `?` within one path part, `[...]`);
+        /// repeat for more.
+        #[arg(long = "path", required_unless_present = "path_hash_prefixes")]
+        paths: Vec<String>,
+        /// Instead of patterns: a prefix of the hex SHA-256 of the target paths the role may
+        /// sign for; repeat for more.
+        #[arg(long = "path-hash-prefix", conflicts_with = "paths")]
+        path_hash_prefixes: Vec<String>,
+        /// How many keys the role gets.
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        /// How many of them must sign.
+        #[arg(long, default_value_t = 1)]
+        threshold: u64,
+        /// A terminating delegation: clients look for the paths it covers in no later role.
+        #[arg(long)]
+        terminating: bool,
+    },
+    /// Publish a file as target NAME of a delegated role (which must be delegated NAME),
+    /// re-signing that role, snapshot and timestamp.
+    AddTarget {
+        /// Directory of the repository.
+        repo: PathBuf,
+        /// Directory of the role keys.
+        #[arg(long)]
+        keys: PathBuf,
+        /// The delegated role that signs it.
+        #[arg(long)]
+        role: String,
+        /// The target's name in the repository (a relative path).
+        name: String,
+        /// The file to publish.
+        file: PathBuf,
     },
 }
 
@@ -106,11 +155,7 @@ pub fn run_repo(command: RepoCommand) -> cmd::Result {
         } => {
             use limpet_tuf::metadata::Role;
             let _lock = limpet_repo::lock(&repo)?;
-            let r = limpet_tuf::repo::Repository::open(
-                &repo,
-                &keys,
-                Box::new(limpet_tuf::time::SystemClock),
-            )?;
+            let r = open_repo(&repo, &keys)?;
             let role = match role.as_str() {
                 "root" => {
                     let version = r.rotate_root(count, threshold)?;
@@ -127,7 +172,65 @@ pub fn run_repo(command: RepoCommand) -> cmd::Result {
             println!("new {role:?} key {id:?}; the new root version lists it");
             Ok(())
         }
+        RepoCommand::Delegate {
+            repo,
+            keys,
+            role,
+            from,
+            paths,
+            path_hash_prefixes,
+            count,
+            threshold,
+            terminating,
+        } => {
+            use limpet_tuf::repo::{DelegatedPaths, DelegationSpec, Termination};
+            let _lock = limpet_repo::lock(&repo)?;
+            let r = open_repo(&repo, &keys)?;
+            let paths = if path_hash_prefixes.is_empty() {
+                DelegatedPaths::Patterns(paths)
+            } else {
+                DelegatedPaths::HashPrefixes(path_hash_prefixes)
+            };
+            let termination = if terminating {
+                Termination::Terminating
+            } else {
+                Termination::Continue
+            };
+            let ids = r.add_delegation(&DelegationSpec {
+                name: role.clone(),
+                delegator: from.clone(),
+                paths,
+                keys: count,
+                threshold,
+                termination,
+            })?;
+            println!("role {role:?} delegated by {from:?}, threshold {threshold} of keys:");
+            for id in ids {
+                println!("  {id}");
+            }
+            Ok(())
+        }
+        RepoCommand::AddTarget {
+            repo,
+            keys,
+            role,
+            name,
+            file,
+        } => {
+            let _lock = limpet_repo::lock(&repo)?;
+            let r = open_repo(&repo, &keys)?;
+            let entry = r.add_delegated_target(&role, &name, &file, None)?;
+            println!("{name}: {} bytes, signed by role {role:?}", entry.length);
+            Ok(())
+        }
     }
+}
+
+fn open_repo(
+    repo: &Path,
+    keys: &Path,
+) -> Result<limpet_tuf::repo::Repository, limpet_tuf::repo::RepoError> {
+    limpet_tuf::repo::Repository::open(repo, keys, Box::new(limpet_tuf::time::SystemClock))
 }
 
 /// Runs `limpet publish …`.
