@@ -28,7 +28,7 @@ pub mod supervise;
 
 use std::path::Path;
 
-use limpet_build::outputs::{DISK_IMG, INITRAMFS, KERNEL};
+use limpet_build::outputs::{DISK_IMG, FIRMWARE_VARS, INITRAMFS, KERNEL};
 use limpet_build::read::image_file;
 use limpet_image::header::Target;
 use limpet_image::slot;
@@ -45,6 +45,16 @@ pub use outcome::{Outcome, RunReport, EXIT_INTERRUPTED, EXIT_KERNEL_PANIC, EXIT_
 /// `on_line` as it arrives.
 pub fn run(options: &RunOptions, on_line: &mut dyn FnMut(&str)) -> Result<RunReport, RunError> {
     let target = check_dir(&options.dir)?;
+    if let Backend::Qemu(QemuOptions {
+        firmware: Firmware::Uefi,
+        ..
+    }) = &options.backend
+    {
+        let path = options.dir.join(FIRMWARE_VARS);
+        if !path.is_file() {
+            return Err(RunError::MissingFile { path });
+        }
+    }
     match &options.backend {
         Backend::Qemu(qemu) => qemu::run(&options.dir, target, qemu, &options.watch, on_line),
         Backend::Namespaces(ns) => namespaces::run(&options.dir, ns, &options.watch, on_line),

@@ -1,16 +1,21 @@
-//! Verified boot in real QEMU (TCG) with Debian's kernel: limpet-init loads its modules,
-//! finds the disk, chooses the slot from the A/B state, checks the header signature and
-//! the version floor, maps the slot through dm-verity and mounts it read-only. Each
-//! tampered disk must fail in exactly the documented way.
+//! PID 1's own verified boot in real QEMU (TCG) with Debian's kernel: limpet-init loads
+//! its modules, finds the disk, chooses the slot from the A/B state, checks the header
+//! signature and the version floor, maps the slot through dm-verity and mounts it
+//! read-only. Each tampered disk must fail in exactly the documented way.
+//!
+//! These boots use `limpet run --direct` (QEMU starts the kernel itself), so what is
+//! tested is PID 1's defence on its own, as on a device whose loader was bypassed; the
+//! boot loader's checks before it are tested in `chain.rs`.
 // Tests fail by panicking; the workspace lints against it are for production code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
+use common::disk::{partition, patch};
 use common::*;
 
 /// Safety net for one TCG boot on a loaded 2-core machine.
@@ -34,7 +39,7 @@ fn boot_with(dir: &Path, extra: &[&str]) -> String {
         limpet()
             .arg("run")
             .arg(dir)
-            .args(["--json", "--timeout", BOOT_DEADLINE_SECS])
+            .args(["--direct", "--json", "--timeout", BOOT_DEADLINE_SECS])
             .args(["--powerdown-on", POWERDOWN_ON])
             .args(extra),
         true,
@@ -42,19 +47,6 @@ fn boot_with(dir: &Path, extra: &[&str]) -> String {
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["exit_code"], 0, "{summary}");
     stderr(&out)
-}
-
-/// Byte offset and size of partition `name` in a disk image.
-fn partition(disk: &Path, name: &str) -> (u64, u64) {
-    let parts = limpet_image::gpt::read(&mut File::open(disk).unwrap()).unwrap();
-    let p = parts.iter().find(|p| p.name == name).unwrap();
-    (p.offset(), p.size())
-}
-
-fn patch(disk: &Path, offset: u64, bytes: &[u8]) {
-    let mut f = File::options().write(true).open(disk).unwrap();
-    f.seek(SeekFrom::Start(offset)).unwrap();
-    f.write_all(bytes).unwrap();
 }
 
 fn hello_copy(name: &str) -> std::path::PathBuf {
@@ -72,7 +64,7 @@ fn the_example_boots_verified() {
         "state: committed slot A (0.1.0), floor 0.1.0, booting slot A",
         "slot-a header verified: hello 0.1.0 (x86_64)",
         "slot-a (hello 0.1.0) mounted read-only from /dev/dm-0 on /slot",
-        "data partition /dev/vda4 mounted on /data (nosuid,nodev,noexec)",
+        "data partition /dev/vda5 mounted on /data (nosuid,nodev,noexec)",
         "hardening sysctls set; module loading locked",
         "limpet-init: started hello",
         "[hello] hello from limpet: beat 0",

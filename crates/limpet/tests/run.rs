@@ -103,6 +103,7 @@ fn a_kernel_panic_is_reported_with_its_own_exit_code() {
     // none of, and panics.
     let out = run(
         limpet().arg("run").arg(out_dir()).args([
+            "--direct",
             "--append",
             "rdinit=/no-such-init",
             "--timeout",

@@ -7,12 +7,11 @@
 
 mod common;
 
-use std::fs::File;
-use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use common::disk::*;
 use common::*;
-use limpet_state::{Region, Slot, State, StateStore, TransitionError, Version};
+use limpet_state::{Slot, TransitionError, Version};
 
 /// Safety net for one TCG boot on a loaded 2-core machine.
 const BOOT_DEADLINE_SECS: &str = "300";
@@ -34,42 +33,9 @@ fn tuf_root() -> (PathBuf, String) {
     tuf_repo(&scratch().join("tuf-repo"), &scratch().join("tuf-keys"))
 }
 
-fn partition(disk: &Path, name: &str) -> (u64, u64) {
-    let parts = limpet_image::gpt::read(&mut File::open(disk).unwrap()).unwrap();
-    let p = parts.iter().find(|p| p.name == name).unwrap();
-    (p.offset(), p.size())
-}
-
 /// Writes `slot.img` of `release` into partition `slot-x` of `disk`.
 fn install(disk: &Path, slot: Slot, release: &Path) {
-    let (offset, size) = partition(disk, slot.partition_name());
-    let bytes = std::fs::read(release.join("slot.img")).unwrap();
-    assert!(bytes.len() as u64 <= size);
-    let mut f = File::options().write(true).open(disk).unwrap();
-    f.seek(SeekFrom::Start(offset)).unwrap();
-    f.write_all(&bytes).unwrap();
-}
-
-/// Reads, changes and stores the disk's A/B state.
-fn with_state<T>(disk: &Path, change: impl FnOnce(&State) -> T) -> T {
-    let (offset, size) = partition(disk, "state");
-    let mut file = File::options().read(true).write(true).open(disk).unwrap();
-    let region = Region::new(&mut file, offset, size).unwrap();
-    let mut store = StateStore::new(region).unwrap();
-    let state = store.load().unwrap();
-    change(&state)
-}
-
-fn mark_trial(disk: &Path, slot: Slot, version: &str) {
-    let (offset, size) = partition(disk, "state");
-    let mut file = File::options().read(true).write(true).open(disk).unwrap();
-    let region = Region::new(&mut file, offset, size).unwrap();
-    let mut store = StateStore::new(region).unwrap();
-    let state = store.load().unwrap();
-    let next = state
-        .mark_trial(slot, Version::parse(version).unwrap(), 3)
-        .unwrap();
-    store.store(&next).unwrap();
+    install_bytes(disk, slot, &std::fs::read(release.join("slot.img")).unwrap());
 }
 
 /// Boots `dir` (keeping the guest's disk writes) until the guest powers off or reboots
@@ -107,7 +73,7 @@ fn a_healthy_trial_is_committed_and_a_failing_one_rolls_back_for_good() {
     install(&disk, Slot::B, &v2);
     mark_trial(&disk, Slot::B, "0.2.0");
     let console = boot_until(&dir, Some("trial committed"));
-    assert!(console.contains("booting slot B (trial)"), "{console}");
+    assert!(console.contains("booting slot B (trial"), "{console}");
     assert!(console.contains("trial slot: commit after"), "{console}");
     assert!(
         console
@@ -125,7 +91,7 @@ fn a_healthy_trial_is_committed_and_a_failing_one_rolls_back_for_good() {
     install(&disk, Slot::A, &v3);
     mark_trial(&disk, Slot::A, "0.3.0");
     let console = boot_until(&dir, None);
-    assert!(console.contains("booting slot A (trial)"), "{console}");
+    assert!(console.contains("booting slot A (trial"), "{console}");
     assert!(console.contains("hello: failing at start"), "{console}");
     assert!(console.contains("limpet-init: rebooting"), "{console}");
     assert!(

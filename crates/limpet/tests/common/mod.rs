@@ -2,6 +2,8 @@
 //! key, and one build of `examples/hello` shared by every test of a test binary.
 #![allow(dead_code)]
 
+pub mod disk;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -153,7 +155,14 @@ pub fn other_key_build() -> &'static (PathBuf, PathBuf) {
 pub fn mixed_output(name: &str, from: &Path, donor: &Path, replace: &[&str]) -> PathBuf {
     let dir = scratch().join(name);
     std::fs::create_dir_all(&dir).unwrap();
-    for file in ["slot.img", "initramfs.cpio", "kernel", "disk.img"] {
+    for file in [
+        "slot.img",
+        "initramfs.cpio",
+        "kernel",
+        "loader.efi",
+        "efivars.fd",
+        "disk.img",
+    ] {
         let source = if replace.contains(&file) { donor } else { from };
         std::fs::copy(source.join(file), dir.join(file)).unwrap();
     }
