@@ -214,6 +214,74 @@ fn a_vendor_signed_release_below_the_floor_is_refused_by_the_loader() {
     assert!(!console.contains("hello 0.0.9) mounted"), "{console}");
 }
 
+/// Boots `dir` through the chain, keeping its writes, until the guest's kernel panics
+/// (`panic=-1` reboots at once; QEMU runs with `-no-reboot`, so it exits); returns the
+/// console.
+fn boot_to_panic(dir: &Path) -> String {
+    let out = run(
+        limpet()
+            .arg("run")
+            .arg(dir)
+            .args(["--json", "--persist", "--timeout", BOOT_DEADLINE_SECS]),
+        false,
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let console = stderr(&out);
+    assert_eq!(summary["outcome"], "kernel-panic", "{summary}\n{console}");
+    console
+}
+
+#[test]
+fn a_trial_whose_kernel_panics_spends_its_boots_and_is_never_tried_again() {
+    let dir = hello_copy("chain-panic");
+    let disk = dir.join("disk.img");
+    // Release 0.2.0, vendor-signed, whose kernel cannot find its init: it panics at boot.
+    let v2 = recompose_with(
+        &dir.join("slot.img"),
+        "0.2.0",
+        None,
+        Some("console=ttyS0 panic=-1 quiet rdinit=/no-such-init"),
+        &vendor_key(),
+    );
+    install_bytes(&disk, Slot::B, &v2);
+    mark_trial(&disk, Slot::B, "0.2.0");
+    // Three boots allowed: each is counted by the loader before the kernel starts.
+    for left in (0..3u8).rev() {
+        let console = boot_to_panic(&dir);
+        assert!(
+            console.contains(&format!(
+                "booting slot B (trial, {left} boot(s) left after this one)"
+            )),
+            "{console}"
+        );
+        assert!(console.contains("Kernel panic"), "{console}");
+    }
+    // The fourth boot: the trial has no boots left; the loader rolls it back by itself.
+    let console = boot_until(&dir, UP);
+    assert!(console.contains("spent its boots"), "{console}");
+    assert!(
+        console.contains("loader started slot A (boot counted by the loader)"),
+        "{console}"
+    );
+    let refused = with_state(&disk, |s| {
+        assert!(s.trial().is_none());
+        let f = s.last_failure().unwrap();
+        assert_eq!(
+            (f.slot, f.reason, f.version.to_string()),
+            (Slot::B, FailureReason::BootCountExhausted, "0.2.0".into())
+        );
+        s.mark_trial(Slot::B, limpet_state::Version::parse("0.2.0").unwrap(), 3)
+    });
+    // The failed version is never tried again.
+    assert!(
+        matches!(
+            refused,
+            Err(limpet_state::TransitionError::FailedBefore { .. })
+        ),
+        "{refused:?}"
+    );
+}
+
 #[test]
 fn a_committed_slot_that_does_not_verify_halts_the_device() {
     let dir = hello_copy("chain-halt");

@@ -35,7 +35,11 @@ fn tuf_root() -> (PathBuf, String) {
 
 /// Writes `slot.img` of `release` into partition `slot-x` of `disk`.
 fn install(disk: &Path, slot: Slot, release: &Path) {
-    install_bytes(disk, slot, &std::fs::read(release.join("slot.img")).unwrap());
+    install_bytes(
+        disk,
+        slot,
+        &std::fs::read(release.join("slot.img")).unwrap(),
+    );
 }
 
 /// Boots `dir` (keeping the guest's disk writes) until the guest powers off or reboots

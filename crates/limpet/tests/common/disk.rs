@@ -72,6 +72,17 @@ pub fn signing_key(path: &Path) -> SigningKey {
 /// A new slot from the built `slot.img` at `from`: the same app, SBOM and initramfs,
 /// `version` instead of its own, `kernel` when given instead of its own, signed with `key`.
 pub fn recompose(from: &Path, version: &str, kernel: Option<&[u8]>, key: &SigningKey) -> Vec<u8> {
+    recompose_with(from, version, kernel, None, key)
+}
+
+/// [`recompose`], with `cmdline` when given instead of the slot's own command line.
+pub fn recompose_with(
+    from: &Path,
+    version: &str,
+    kernel: Option<&[u8]>,
+    cmdline: Option<&str>,
+    key: &SigningKey,
+) -> Vec<u8> {
     let bytes = std::fs::read(from).unwrap();
     let opened = slot::open(&bytes).unwrap();
     let h = opened.header.unverified();
@@ -84,7 +95,7 @@ pub fn recompose(from: &Path, version: &str, kernel: Option<&[u8]>, key: &Signin
     let boot = BootFiles {
         kernel: kernel.unwrap_or(opened.kernel),
         initramfs: opened.initramfs,
-        cmdline: &h.cmdline,
+        cmdline: cmdline.unwrap_or(&h.cmdline),
     };
     slot::assemble(squashfs, &meta, opened.attachment, &boot, key).unwrap()
 }
