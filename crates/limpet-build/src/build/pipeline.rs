@@ -628,12 +628,17 @@ fn loader_key_file(limpet_ws: &Workspace, inputs: &Inputs) -> Result<PathBuf, Bu
     Ok(path)
 }
 
-/// Step 5: the kernel image signed with the db key (its own signatures kept), written to
-/// `kernel`; returns its bytes.
+/// Step 5: the kernel image signed with the db key (replacing any signature it had),
+/// written to `kernel`; returns its bytes.
 fn sign_kernel(inputs: &Inputs, staging: &Staging) -> Result<Vec<u8>, BuildError> {
     let kernel = read(&inputs.kernel.image)?;
-    let signed =
-        crate::secureboot::sign::sign_pe(&kernel, "kernel", &inputs.secure_boot.db, &staging.dir)?;
+    let signed = crate::secureboot::sign::sign_pe(
+        &kernel,
+        "kernel",
+        &inputs.secure_boot.db,
+        inputs.epoch,
+        &staging.dir,
+    )?;
     staging.write(KERNEL, &signed)?;
     Ok(signed)
 }
@@ -659,6 +664,7 @@ fn boot_chain(
         &loader,
         "boot loader",
         &inputs.secure_boot.db,
+        inputs.epoch,
         &staging.dir,
     )?;
     staging.write(LOADER, &signed)?;

@@ -2,15 +2,16 @@
 //!
 //! - [`keys`]: the vendor's Secure Boot keys, PK, KEK and db (X.509 certificates with
 //!   RSA-2048 keys, the kind every UEFI firmware accepts), made with `openssl`;
-//! - [`sign`]: Authenticode signatures with the db key (`sbsign`) on the boot loader and
-//!   the kernel, checked with `sbverify` before they are used;
+//! - [`sign`]: Authenticode signatures with the db key (`osslsigncode`, with the build's
+//!   epoch as signing time) on the boot loader and the kernel, checked with `sbverify`
+//!   before they are used;
 //! - [`vars`]: the firmware's variable store with the vendor's PK, KEK and db enrolled and
 //!   Secure Boot on (`virt-fw-vars`): what a factory writes into a device's firmware, and
 //!   what `limpet run` gives QEMU's OVMF or AAVMF.
 //!
 //! Rules this module keeps:
-//! - the external tools are Debian's and PyPI's own (`openssl`, `sbsigntool`,
-//!   `virt-firmware`); each missing tool is an error naming the package that installs it;
+//! - the external tools are Debian's and PyPI's own (`openssl`, `osslsigncode`,
+//!   `sbsigntool`, `virt-firmware`); each missing tool is an error naming the package that installs it;
 //! - private keys are created mode 0600, never overwritten, and only ever passed to the
 //!   signing tool by path;
 //! - nothing here decides what boots: the firmware enforces db, the boot loader enforces

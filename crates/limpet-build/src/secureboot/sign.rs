@@ -1,16 +1,18 @@
 //! Authenticode signatures on PE images (the boot loader, the EFI-stub kernel) with the
-//! vendor's db key, made by `sbsign` and checked by `sbverify` against the db
-//! certificate before the signed bytes are used.
+//! vendor's db key, made by `osslsigncode` and checked by `sbverify` (sbsigntool, an
+//! independent implementation) against the db certificate before the signed bytes are
+//! used.
 //!
-//! An image that already carries signatures (Debian's kernel is signed by Debian) keeps
-//! them and gets the vendor's beside them: the firmware starts an image when any of its
-//! signatures chains to db, and the vendor's db holds only the vendor's certificate.
+//! Rules: the signature's signing time is the build's `SOURCE_DATE_EPOCH`, so the same
+//! inputs give the same signed bytes (`sbsign` stamps the current time and cannot be told
+//! otherwise); the vendor's signature replaces any the image carried (Debian signs its
+//! kernel): on the device only the vendor's db counts.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::keys::KeyPair;
-use super::tool::{SBSIGN, SBVERIFY};
+use super::tool::{OSSLSIGNCODE, SBVERIFY};
 use super::ToolError;
 
 /// Why an image could not be signed.
@@ -24,7 +26,7 @@ pub enum SignError {
         /// Why.
         source: std::io::Error,
     },
-    /// `sbsign` or `sbverify` failed or is missing.
+    /// `osslsigncode` or `sbverify` failed or is missing.
     #[error("signing the {what} for Secure Boot")]
     Tool {
         /// What was being signed.
@@ -34,9 +36,16 @@ pub enum SignError {
     },
 }
 
-/// Signs the PE image `image` (named `what` in errors) with the db key pair, in the
-/// scratch directory `work`; returns the signed image after `sbverify` accepted it.
-pub fn sign_pe(image: &[u8], what: &str, db: &KeyPair, work: &Path) -> Result<Vec<u8>, SignError> {
+/// Signs the PE image `image` (named `what` in errors) with the db key pair, with
+/// `epoch` (seconds since 1970) as the signing time, in the scratch directory `work`;
+/// returns the signed image after `sbverify` accepted it.
+pub fn sign_pe(
+    image: &[u8],
+    what: &str,
+    db: &KeyPair,
+    epoch: u32,
+    work: &Path,
+) -> Result<Vec<u8>, SignError> {
     let name: String = what
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
@@ -52,15 +61,22 @@ pub fn sign_pe(image: &[u8], what: &str, db: &KeyPair, work: &Path) -> Result<Ve
         source,
     };
     fs::write(&unsigned, image).map_err(io(&unsigned))?;
-    SBSIGN
+    let epoch = epoch.to_string();
+    OSSLSIGNCODE
         .run([
-            "--key".as_ref(),
-            db.key.as_os_str(),
-            "--cert".as_ref(),
+            "sign".as_ref(),
+            "-certs".as_ref(),
             db.cert.as_os_str(),
-            "--output".as_ref(),
-            signed.as_os_str(),
+            "-key".as_ref(),
+            db.key.as_os_str(),
+            "-h".as_ref(),
+            "sha256".as_ref(),
+            "-time".as_ref(),
+            epoch.as_ref(),
+            "-in".as_ref(),
             unsigned.as_os_str(),
+            "-out".as_ref(),
+            signed.as_os_str(),
         ])
         .map_err(tool)?;
     SBVERIFY

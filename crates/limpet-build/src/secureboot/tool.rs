@@ -47,9 +47,9 @@ pub(crate) const OPENSSL: Tool = Tool {
     program: "openssl",
     package: "openssl",
 };
-pub(crate) const SBSIGN: Tool = Tool {
-    program: "sbsign",
-    package: "sbsigntool",
+pub(crate) const OSSLSIGNCODE: Tool = Tool {
+    program: "osslsigncode",
+    package: "osslsigncode",
 };
 pub(crate) const SBVERIFY: Tool = Tool {
     program: "sbverify",
