@@ -72,17 +72,7 @@ pub fn owner_guid(pk_cert: &[u8]) -> String {
         .finalize();
     let mut g = [0u8; 16];
     g.copy_from_slice(&d[..16]);
-    g[6] = (g[6] & 0x0f) | 0x40;
-    g[8] = (g[8] & 0x3f) | 0x80;
-    let h = hex::encode(g);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    crate::build::ids::uuid_string(&g)
 }
 
 /// Writes `out`: the target's blank variable store with PK, KEK and db set from the
