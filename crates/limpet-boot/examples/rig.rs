@@ -7,7 +7,7 @@
 //! rig state <out> trial <committed version> <trial version> <boots>
 //! ```
 //!
-//! Temporary, like the rig header itself: the build pipeline writes the real slots
+//! `RIG_TARGET=aarch64` writes an aarch64 slot. Temporary, like the rig header itself: the build pipeline writes the real slots
 //! (limpet-image's header format 2) and the factory state.
 
 use std::fs;
@@ -88,7 +88,8 @@ fn slot(
     }
     let header = BootHeader {
         device: "rig".into(),
-        target: "x86_64".into(),
+        // The slot's architecture: x86_64 unless RIG_TARGET says otherwise.
+        target: std::env::var("RIG_TARGET").unwrap_or_else(|_| "x86_64".into()),
         version: parse(version)?,
         kernel: extents[0],
         initramfs: extents[1],

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Boots a disk image through OVMF (x86_64, TCG, no KVM) and copies the serial console to
-# stdout; QEMU stops when the guest powers off or resets (-no-reboot), or after TIMEOUT
-# seconds (default 120). MACHINE (default q35) is the QEMU board.
+# Boots a disk image through OVMF (x86_64, TCG, no KVM), or AAVMF with ARCH=aarch64
+# (qemu-system-aarch64 -M virt), and copies the serial console to stdout; QEMU stops when
+# the guest powers off or resets (-no-reboot), or after TIMEOUT seconds (default 120).
+# MACHINE (default q35, virt for aarch64) is the QEMU board.
 #
 #   boot.sh <disk.img>
 #
@@ -10,18 +11,25 @@
 # and enrolled variables. The disk is attached with snapshot=on unless PERSIST=1.
 set -euo pipefail
 disk=$1
-code=${OVMF_CODE:-/usr/share/OVMF/OVMF_CODE_4M.fd}
+if [ "${ARCH:-x86_64}" = aarch64 ]; then
+    qemu=(qemu-system-aarch64 -machine "${MACHINE:-virt},accel=tcg" -cpu cortex-a57)
+    code=${OVMF_CODE:-/usr/share/AAVMF/AAVMF_CODE.fd}
+    template=/usr/share/AAVMF/AAVMF_VARS.fd
+else
+    qemu=(qemu-system-x86_64 -machine "${MACHINE:-q35},accel=tcg" -cpu qemu64)
+    code=${OVMF_CODE:-/usr/share/OVMF/OVMF_CODE_4M.fd}
+    template=/usr/share/OVMF/OVMF_VARS_4M.fd
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 vars=${OVMF_VARS:-}
 if [ -z "$vars" ]; then
-    cp /usr/share/OVMF/OVMF_VARS_4M.fd "$work/vars.fd"
+    cp "$template" "$work/vars.fd"
     vars=$work/vars.fd
 fi
 snapshot=",snapshot=on"
 [ "${PERSIST:-0}" = 1 ] && snapshot=""
-timeout "${TIMEOUT:-120}" qemu-system-x86_64 \
-    -machine "${MACHINE:-q35},accel=tcg" -cpu qemu64 -smp 1 -m 512 \
+timeout "${TIMEOUT:-120}" "${qemu[@]}" -smp 1 -m 512 \
     -nographic -no-reboot -monitor none -serial stdio -nic none \
     -drive "if=pflash,format=raw,unit=0,readonly=on,file=$code" \
     -drive "if=pflash,format=raw,unit=1,file=$vars" \

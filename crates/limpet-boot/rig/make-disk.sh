@@ -8,6 +8,7 @@
 # The state arguments go to `rig state` (default: `factory 1.0.0`); slot A holds 1.0.0,
 # slot B 2.0.0 (SLOT_B_VERSION overrides). FLIP_A=<offset> or FLIP_B=<offset> flips one
 # byte of that slot at that slot offset.
+# TARGET=aarch64 writes aarch64 slots and the loader as \EFI\BOOT\BOOTAA64.EFI.
 # Needs sgdisk (gdisk), mkfs.vfat (dosfstools), mcopy (mtools); the lead's pipeline writes
 # the real disk in Rust.
 set -euo pipefail
@@ -21,7 +22,13 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 cmdline="console=ttyS0 panic=-1"
-rig() { cargo run --quiet --locked --manifest-path "$root/Cargo.toml" -p limpet-boot --example rig -- "$@"; }
+target=${TARGET:-x86_64}
+case $target in
+    x86_64) boot_name=BOOTX64.EFI ;;
+    aarch64) boot_name=BOOTAA64.EFI ;;
+    *) echo "make-disk.sh: TARGET must be x86_64 or aarch64" >&2; exit 2 ;;
+esac
+rig() { RIG_TARGET=$target cargo run --quiet --locked --manifest-path "$root/Cargo.toml" -p limpet-boot --example rig -- "$@"; }
 rig slot "$key" 1.0.0 "$kernel" "$initramfs" "$cmdline" "$work/slot-a"
 rig slot "$key" "${SLOT_B_VERSION:-2.0.0}" "$kernel" "$initramfs" "$cmdline" "$work/slot-b"
 rig state "$work/state" "${state_args[@]}"
@@ -49,7 +56,7 @@ sgdisk --clear \
 truncate -s "${esp}M" "$work/esp"
 mkfs.vfat -n LIMPET-ESP "$work/esp" >/dev/null
 mmd -i "$work/esp" ::/EFI ::/EFI/BOOT
-mcopy -i "$work/esp" "$efi" ::/EFI/BOOT/BOOTX64.EFI
+mcopy -i "$work/esp" "$efi" "::/EFI/BOOT/$boot_name"
 
 put() { dd if="$1" of="$out" bs=1M seek="$2" conv=notrunc status=none; }
 put "$work/esp" 1

@@ -10,6 +10,9 @@
 //!   reported, not fatal) and the committed slot boots. The committed slot failing halts
 //!   the loader: after `begin_boot` the other slot holds a trial just given up, an older
 //!   version (below the floor) or a failed one, never something to fall back to.
+//! - a verified kernel the firmware will not start ([`start_failed`]; `LoadImage` refusing
+//!   its Secure Boot signature, `StartImage` returning) is a trial that failed
+//!   verification, as above; the committed slot's kernel not starting halts.
 //! - **blank state** (`boot_blank`; a factory disk whose state was never written): slot A,
 //!   no floor; nothing is written (PID 1 writes the factory state once the slot mounts).
 //! - **unreadable state** (`boot_unreadable`; both copies corrupt, I/O errors, a partition
@@ -46,6 +49,15 @@ pub struct Booting {
     pub verified: VerifiedSlot,
     /// The whole command line ([`final_cmdline`]).
     pub cmdline: String,
+    /// Set when the slot is a trial: what [`start_failed`] rolls back.
+    trial: Option<TrialBoot>,
+}
+
+/// A trial being booted: its stored state (boot spent) and the partitions.
+#[derive(Debug)]
+struct TrialBoot {
+    state: State,
+    parts: Partitions,
 }
 
 /// Why nothing boots. The loader prints it and halts: it never starts unverified code.
@@ -70,6 +82,14 @@ pub enum Halt<E> {
     Factory {
         /// Why.
         source: SlotError<E>,
+    },
+    /// The committed slot verified, but its kernel did not start.
+    #[error("committed slot {slot} did not start: {reason}")]
+    NotStarted {
+        /// The slot.
+        slot: Slot,
+        /// The firmware's answer.
+        reason: String,
     },
     /// Unreadable state and neither slot verifies.
     #[error("state unreadable and neither slot verifies: slot A: {a}; slot B: {b}")]
@@ -149,6 +169,7 @@ fn attempt<D: Disk>(
         slot,
         verified,
         cmdline,
+        trial: None,
     })
 }
 
@@ -211,25 +232,72 @@ fn boot_stored<D: Disk>(
     );
     let floor = next.floor().clone();
     match attempt(disk, parts, key, slot, Some(&floor), con) {
+        Ok(booting) if is_trial => Ok(Booting {
+            trial: Some(TrialBoot {
+                state: next,
+                parts: *parts,
+            }),
+            ..booting
+        }),
         Ok(booting) => Ok(booting),
         Err(failed) if is_trial => {
             say!(con, "trial slot {slot} refused: {failed}; rolling back");
-            match next.roll_back(FailureReason::VerifyFailed) {
-                Ok(rolled) => match store(disk, parts, &rolled) {
-                    Ok(_) => say!(con, "trial rolled back (verification failed), recorded"),
-                    Err(e) => say!(con, "cannot record the rollback: {}", Chain(&e)),
-                },
-                Err(e) => say!(con, "rollback refused: {e}"),
-            }
-            attempt(disk, parts, key, committed, Some(&floor), con).map_err(|source| {
-                Halt::Committed {
-                    slot: committed,
-                    source,
-                }
-            })
+            roll_back_to_committed(disk, parts, key, &next, con)
         }
         Err(source) => Err(Halt::Committed { slot, source }),
     }
+}
+
+/// What to do when the verified kernel of `booting` did not start (the firmware's
+/// `LoadImage` refused it, e.g. its Secure Boot signature, or `StartImage` returned): a
+/// trial is rolled back (`VerifyFailed`, stored) and the committed slot is verified and
+/// returned to start instead; the committed slot failing to start halts.
+pub fn start_failed<D: Disk>(
+    disk: &mut D,
+    key: &VerifyingKey,
+    booting: Booting,
+    why: &dyn fmt::Display,
+    con: &mut impl Console,
+) -> Result<Booting, Halt<D::Error>> {
+    match booting.trial {
+        Some(trial) => {
+            say!(
+                con,
+                "trial slot {} did not start: {why}; rolling back",
+                booting.slot
+            );
+            roll_back_to_committed(disk, &trial.parts, key, &trial.state, con)
+        }
+        None => Err(Halt::NotStarted {
+            slot: booting.slot,
+            reason: alloc::string::ToString::to_string(why),
+        }),
+    }
+}
+
+/// Records the rollback of the trial in `state` (a failure to record it is reported, not
+/// fatal: the trial has spent a boot) and verifies the committed slot.
+fn roll_back_to_committed<D: Disk>(
+    disk: &mut D,
+    parts: &Partitions,
+    key: &VerifyingKey,
+    state: &State,
+    con: &mut impl Console,
+) -> Result<Booting, Halt<D::Error>> {
+    match state.roll_back(FailureReason::VerifyFailed) {
+        Ok(rolled) => match store(disk, parts, &rolled) {
+            Ok(_) => say!(con, "trial rolled back (verification failed), recorded"),
+            Err(e) => say!(con, "cannot record the rollback: {}", Chain(&e)),
+        },
+        Err(e) => say!(con, "rollback refused: {e}"),
+    }
+    let committed = state.committed_slot();
+    attempt(disk, parts, key, committed, Some(state.floor()), con).map_err(|source| {
+        Halt::Committed {
+            slot: committed,
+            source,
+        }
+    })
 }
 
 fn boot_blank<D: Disk>(

@@ -355,3 +355,44 @@ fn a_power_cut_during_the_loaders_state_write_never_leaves_a_disk_that_boots_not
     // Every cut before the last byte tears the write; the last completes it.
     assert_eq!((saw_old, saw_new), (4096, 1));
 }
+
+#[test]
+fn a_trial_kernel_the_firmware_will_not_start_is_rolled_back() {
+    let mut d = disk();
+    put_state(&mut d, &trial_state(3));
+    let (r, _) = choose_on(&mut d);
+    let trial = r.unwrap();
+    assert_eq!(trial.slot, Slot::B);
+    let mut lines = Lines::default();
+    let committed = start_failed(
+        &mut d,
+        &key().verifying_key(),
+        trial,
+        &"SECURITY_VIOLATION",
+        &mut lines,
+    )
+    .unwrap();
+    assert_eq!(committed.slot, Slot::A);
+    assert!(
+        lines.0[0].starts_with("trial slot B did not start: SECURITY_VIOLATION"),
+        "{:?}",
+        lines.0
+    );
+    let s = read_state(&mut d);
+    assert!(s.trial().is_none());
+    assert_eq!(
+        s.last_failure().map(|f| (f.slot, f.reason)),
+        Some((Slot::B, FailureReason::VerifyFailed))
+    );
+    // The committed slot not starting either: halt.
+    assert!(matches!(
+        start_failed(
+            &mut d,
+            &key().verifying_key(),
+            committed,
+            &"LOAD_ERROR",
+            &mut lines
+        ),
+        Err(Halt::NotStarted { slot: Slot::A, .. })
+    ));
+}
