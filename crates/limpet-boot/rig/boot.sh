@@ -2,7 +2,10 @@
 # Boots a disk image through OVMF (x86_64, TCG, no KVM), or AAVMF with ARCH=aarch64
 # (qemu-system-aarch64 -M virt), and copies the serial console to stdout; QEMU stops when
 # the guest powers off or resets (-no-reboot), or after TIMEOUT seconds (default 120).
-# MACHINE (default q35, virt for aarch64) is the QEMU board.
+# MACHINE (default q35, virt for aarch64) is the QEMU board. SECURE_BOOT=1 (x86_64) boots
+# OVMF's Secure Boot build (q35 with SMM) with Debian's snakeoil variable store, whose PK,
+# KEK and db are /usr/share/ovmf/PkKek-1-snakeoil.pem: only binaries signed with that key
+# (passphrase "snakeoil") run; OVMF_VARS with the vendor's keys enrolled replaces it.
 #
 #   boot.sh <disk.img>
 #
@@ -15,6 +18,11 @@ if [ "${ARCH:-x86_64}" = aarch64 ]; then
     qemu=(qemu-system-aarch64 -machine "${MACHINE:-virt},accel=tcg" -cpu cortex-a57)
     code=${OVMF_CODE:-/usr/share/AAVMF/AAVMF_CODE.fd}
     template=/usr/share/AAVMF/AAVMF_VARS.fd
+elif [ "${SECURE_BOOT:-0}" = 1 ]; then
+    qemu=(qemu-system-x86_64 -machine "${MACHINE:-q35},smm=on,accel=tcg" -cpu qemu64
+        -global driver=cfi.pflash01,property=secure,value=on)
+    code=${OVMF_CODE:-/usr/share/OVMF/OVMF_CODE_4M.secboot.fd}
+    template=/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd
 else
     qemu=(qemu-system-x86_64 -machine "${MACHINE:-q35},accel=tcg" -cpu qemu64)
     code=${OVMF_CODE:-/usr/share/OVMF/OVMF_CODE_4M.fd}

@@ -6,7 +6,7 @@
 #   make-disk.sh <loader.efi> <image.key> <kernel> <initramfs> <out.img> [state...]
 #
 # The state arguments go to `rig state` (default: `factory 1.0.0`); slot A holds 1.0.0,
-# slot B 2.0.0 (SLOT_B_VERSION overrides). FLIP_A=<offset> or FLIP_B=<offset> flips one
+# slot B 2.0.0 (SLOT_B_VERSION overrides); KERNEL_B puts another kernel in slot B. FLIP_A=<offset> or FLIP_B=<offset> flips one
 # byte of that slot at that slot offset.
 # TARGET=aarch64 writes aarch64 slots and the loader as \EFI\BOOT\BOOTAA64.EFI.
 # Needs sgdisk (gdisk), mkfs.vfat (dosfstools), mcopy (mtools); the lead's pipeline writes
@@ -30,7 +30,7 @@ case $target in
 esac
 rig() { RIG_TARGET=$target cargo run --quiet --locked --manifest-path "$root/Cargo.toml" -p limpet-boot --example rig -- "$@"; }
 rig slot "$key" 1.0.0 "$kernel" "$initramfs" "$cmdline" "$work/slot-a"
-rig slot "$key" "${SLOT_B_VERSION:-2.0.0}" "$kernel" "$initramfs" "$cmdline" "$work/slot-b"
+rig slot "$key" "${SLOT_B_VERSION:-2.0.0}" "${KERNEL_B:-$kernel}" "$initramfs" "$cmdline" "$work/slot-b"
 rig state "$work/state" "${state_args[@]}"
 flip() { # <slot image> <offset>: inverts one byte
     local byte
