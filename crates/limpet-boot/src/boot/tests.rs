@@ -396,3 +396,48 @@ fn a_trial_kernel_the_firmware_will_not_start_is_rolled_back() {
         Err(Halt::NotStarted { slot: Slot::A, .. })
     ));
 }
+
+/// Re-signs slot A's header after `edit`, as a vendor-signed but malformed slot would be.
+fn resign_a(d: &mut MemDisk, edit: impl FnOnce(&mut BootHeader)) {
+    let p = parts().slot_a;
+    let at = usize::try_from(p.start).unwrap();
+    let mut block = [0u8; 4096];
+    block.copy_from_slice(&d.bytes[at..at + 4096]);
+    let mut h = crate::header::decode(&block)
+        .unwrap()
+        .verify(&key().verifying_key())
+        .unwrap();
+    edit(&mut h);
+    d.bytes[at..at + 4096].copy_from_slice(&encode_signed(&h, &key()));
+}
+
+#[test]
+fn an_extent_past_the_partition_is_refused_before_any_allocation() {
+    let mut d = disk();
+    // 1 TiB: allocating it would end the loader; the bound check comes first.
+    resign_a(&mut d, |h| h.kernel.size = 1 << 40);
+    let err = slot::load(&mut d, &parts().slot_a, &key().verifying_key(), None).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SlotError::Read {
+                part: "kernel",
+                source: PartError::Outside { len, .. }
+            } if len == 1 << 40
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_signed_command_line_with_a_control_byte_is_refused() {
+    let mut d = disk();
+    // "console=ttyS0 quiet" with its last byte turned into a newline, and re-hashed.
+    let p = parts().slot_a;
+    let at = usize::try_from(p.start + CMDLINE_AT).unwrap();
+    d.bytes[at + 18] = b'\n';
+    let line = d.bytes[at..at + 19].to_vec();
+    resign_a(&mut d, |h| h.cmdline.sha256 = Sha256::digest(&line).into());
+    let err = slot::load(&mut d, &parts().slot_a, &key().verifying_key(), None).unwrap_err();
+    assert!(matches!(err, SlotError::Cmdline { index: 18 }), "{err}");
+}
