@@ -45,7 +45,12 @@ fn signed_slot(files: &[(&str, &[u8])], device: &str) -> (SlotBytes, SigningKey)
         version: "0.1.0".into(),
     };
     let attachment = zstd::bulk::compress(b"{\"components\":[]}", 3).unwrap();
-    let bytes = slot::assemble(&image, &meta, &attachment, &key).unwrap();
+    let boot = slot::BootFiles {
+        kernel: b"test kernel",
+        initramfs: b"test initramfs",
+        cmdline: "console=ttyS0",
+    };
+    let bytes = slot::assemble(&image, &meta, &attachment, &boot, &key).unwrap();
     (
         SlotBytes {
             path: "test-slot.img".into(),

@@ -8,11 +8,18 @@
 //!   hostile header cannot make the reader allocate much.
 //! - GUIDs are kept as the 16 bytes stored on disk (the first three fields little-endian);
 //!   [`guid_to_string`] gives the usual text form.
-//! - Limpet's partition type GUIDs are [`STATE_TYPE`], [`SLOT_TYPE`] and [`DATA_TYPE`].
+//! - Limpet's partition type GUIDs are [`STATE_TYPE`], [`SLOT_TYPE`] and [`DATA_TYPE`]; the
+//!   EFI system partition has the standard [`ESP_TYPE`].
 
-use std::io::{Read, Seek, SeekFrom};
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
 
 use thiserror::Error;
+
+use crate::io::{IoError, ReadAt};
 
 /// Sector size the table is written and read with.
 pub const SECTOR_SIZE: u64 = 512;
@@ -59,6 +66,14 @@ pub const DATA_TYPE: [u8; 16] = guid(
     0x9f43,
     0x4d0c,
     [0x8e, 0x55, 0x2a, 0x8e, 0x1f, 0x3c, 0x7d, 0x03],
+);
+
+/// Partition type of the EFI system partition: `c12a7328-f81f-11d2-ba4b-00a0c93ec93b`.
+pub const ESP_TYPE: [u8; 16] = guid(
+    0xc12a_7328,
+    0xf81f,
+    0x11d2,
+    [0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e, 0xc9, 0x3b],
 );
 
 /// The text form of on-disk GUID bytes, lower case.
@@ -142,7 +157,7 @@ pub enum GptError {
         offset: u64,
         /// The cause.
         #[source]
-        source: std::io::Error,
+        source: IoError,
     },
     /// The device is too small to hold a table.
     #[error("device is {len} bytes, too small for a GPT")]
@@ -298,20 +313,21 @@ fn parse_header(
 }
 
 fn read_at(
-    dev: &mut (impl Read + Seek),
+    dev: &mut impl ReadAt,
     offset: u64,
     buf: &mut [u8],
     part: &'static str,
 ) -> Result<(), GptError> {
-    crate::at::read_exact_at(dev, offset, buf).map_err(|source| GptError::Io {
-        part,
-        offset,
-        source,
-    })
+    dev.read_exact_at(offset, buf)
+        .map_err(|source| GptError::Io {
+            part,
+            offset,
+            source,
+        })
 }
 
 fn read_copy(
-    dev: &mut (impl Read + Seek),
+    dev: &mut impl ReadAt,
     lba: u64,
     copy: HeaderCopy,
     last_lba: u64,
@@ -380,8 +396,14 @@ fn read_copy(
 }
 
 /// Reads the table: the primary header, or the backup if the primary is damaged.
-pub fn read_table(dev: &mut (impl Read + Seek)) -> Result<Table, GptError> {
-    let len = dev.seek(SeekFrom::End(0)).map_err(|source| GptError::Io {
+#[cfg(feature = "std")]
+pub fn read_table(dev: &mut (impl std::io::Read + std::io::Seek)) -> Result<Table, GptError> {
+    read_table_at(&mut crate::io::Io(dev))
+}
+
+/// [`read_table`] from any [`ReadAt`] device (the boot loader's block I/O).
+pub fn read_table_at(dev: &mut impl ReadAt) -> Result<Table, GptError> {
+    let len = dev.size().map_err(|source| GptError::Io {
         part: "device size",
         offset: 0,
         source,
@@ -404,7 +426,8 @@ pub fn read_table(dev: &mut (impl Read + Seek)) -> Result<Table, GptError> {
 }
 
 /// Reads the used partition entries (see [`read_table`]).
-pub fn read(dev: &mut (impl Read + Seek)) -> Result<Vec<Partition>, GptError> {
+#[cfg(feature = "std")]
+pub fn read(dev: &mut (impl std::io::Read + std::io::Seek)) -> Result<Vec<Partition>, GptError> {
     read_table(dev).map(|t| t.partitions)
 }
 

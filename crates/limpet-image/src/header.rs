@@ -11,6 +11,9 @@
 //!   [`HeaderError::BadSignature`]. Verification uses `verify_strict` (no malleable or
 //!   small-order signatures).
 
+use alloc::borrow::ToOwned;
+use alloc::string::String;
+
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -23,8 +26,11 @@ pub const HEADER_SIZE: usize = 4096;
 const HEADER_SIZE_U32: u32 = 4096;
 /// The first eight bytes of every header.
 pub const MAGIC: [u8; 8] = *b"LIMPETSH";
-/// The header format this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The header format this code writes and reads: 2, the whole-image slot (version 1 had
+/// no kernel, initramfs or command line).
+pub const FORMAT_VERSION: u32 = 2;
+/// The longest kernel command line the header holds, in bytes.
+pub const CMDLINE_MAX: usize = 1024;
 /// The dm-verity hash format (veritysetup `--format`).
 pub const VERITY_FORMAT: u32 = 1;
 
@@ -48,8 +54,15 @@ mod field {
     pub const ROOT_HASH: (usize, usize) = (240, 32);
     pub const ATTACHMENT_SIZE: (usize, usize) = (272, 8);
     pub const ATTACHMENT_SHA256: (usize, usize) = (280, 32);
-    pub const KEY_ID: (usize, usize) = (312, 8);
-    pub const SIGNATURE: (usize, usize) = (320, 64);
+    pub const KERNEL_OFFSET: (usize, usize) = (312, 8);
+    pub const KERNEL_SIZE: (usize, usize) = (320, 8);
+    pub const KERNEL_SHA256: (usize, usize) = (328, 32);
+    pub const INITRAMFS_OFFSET: (usize, usize) = (360, 8);
+    pub const INITRAMFS_SIZE: (usize, usize) = (368, 8);
+    pub const INITRAMFS_SHA256: (usize, usize) = (376, 32);
+    pub const CMDLINE: (usize, usize) = (408, super::CMDLINE_MAX);
+    pub const KEY_ID: (usize, usize) = (1432, 8);
+    pub const SIGNATURE: (usize, usize) = (1440, 64);
 }
 
 /// Bytes covered by the signature: everything before it.
@@ -85,8 +98,8 @@ impl Target {
     }
 }
 
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for Target {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(self.as_str())
     }
 }
@@ -122,8 +135,25 @@ pub struct SlotHeader {
     pub attachment_size: u64,
     /// sha256 of the attachment.
     pub attachment_sha256: [u8; 32],
+    /// The kernel: an EFI-stub image the boot loader starts.
+    pub kernel: Part,
+    /// The initramfs (zstd cpio) holding PID 1.
+    pub initramfs: Part,
+    /// The kernel command line, 1 to [`CMDLINE_MAX`] bytes of printable ASCII.
+    pub cmdline: String,
     /// Id of the signing key ([`key_id`]).
     pub key_id: [u8; 8],
+}
+
+/// Where a part of the slot after the header lies, and its hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Part {
+    /// Offset from the start of the slot (a multiple of 4096).
+    pub offset: u64,
+    /// Size in bytes (at least 1).
+    pub size: u64,
+    /// sha256 of the part's `size` bytes.
+    pub sha256: [u8; 32],
 }
 
 /// A header whose fields decoded but whose signature is not checked yet.
@@ -254,6 +284,20 @@ fn check_version(text: &str) -> Result<(), HeaderError> {
     Ok(())
 }
 
+/// The command line: printable ASCII only (it becomes the UCS-2 load options of the
+/// kernel image, and a console line), not empty, at most [`CMDLINE_MAX`] bytes.
+fn check_cmdline(text: &str) -> Result<(), HeaderError> {
+    check_text("cmdline", field::CMDLINE, text)?;
+    if !text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(HeaderError::Field {
+            field: "cmdline",
+            offset: field::CMDLINE.0,
+            reason: "not printable ASCII",
+        });
+    }
+    Ok(())
+}
+
 fn read_text(
     buf: &[u8; HEADER_SIZE],
     name: &'static str,
@@ -269,7 +313,7 @@ fn read_text(
     if raw[end..].iter().any(|&b| b != 0) {
         return Err(bad("bytes after the terminating NUL"));
     }
-    let text = std::str::from_utf8(&raw[..end]).map_err(|_| bad("not UTF-8"))?;
+    let text = core::str::from_utf8(&raw[..end]).map_err(|_| bad("not UTF-8"))?;
     check_text(name, f, text)?;
     Ok(text.to_owned())
 }
@@ -288,10 +332,11 @@ impl SlotHeader {
         }
     }
 
-    /// Checks the fields that have a textual form (device, version).
+    /// Checks the fields that have a textual form (device, version, command line).
     pub fn check(&self) -> Result<(), HeaderError> {
         check_text("device", field::DEVICE, &self.device)?;
-        check_version(&self.version)
+        check_version(&self.version)?;
+        check_cmdline(&self.cmdline)
     }
 
     /// The header bytes before the signature, with `key_id` as given.
@@ -336,6 +381,25 @@ impl SlotHeader {
             &self.attachment_size.to_le_bytes(),
         );
         put(&mut b, field::ATTACHMENT_SHA256, &self.attachment_sha256);
+        put(
+            &mut b,
+            field::KERNEL_OFFSET,
+            &self.kernel.offset.to_le_bytes(),
+        );
+        put(&mut b, field::KERNEL_SIZE, &self.kernel.size.to_le_bytes());
+        put(&mut b, field::KERNEL_SHA256, &self.kernel.sha256);
+        put(
+            &mut b,
+            field::INITRAMFS_OFFSET,
+            &self.initramfs.offset.to_le_bytes(),
+        );
+        put(
+            &mut b,
+            field::INITRAMFS_SIZE,
+            &self.initramfs.size.to_le_bytes(),
+        );
+        put(&mut b, field::INITRAMFS_SHA256, &self.initramfs.sha256);
+        put(&mut b, field::CMDLINE, self.cmdline.as_bytes());
         put(&mut b, field::KEY_ID, &self.key_id);
         Ok(b)
     }
@@ -401,6 +465,8 @@ impl SlotHeader {
         if hash_block_size != 4096 {
             return Err(bad("hash_block_size", field::HASH_BLOCK_SIZE, "not 4096"));
         }
+        let cmdline = read_text(b, "cmdline", field::CMDLINE)?;
+        check_cmdline(&cmdline)?;
         let header = SlotHeader {
             device,
             target,
@@ -416,6 +482,17 @@ impl SlotHeader {
             root_hash: get_array(b, field::ROOT_HASH),
             attachment_size: get_u64(b, field::ATTACHMENT_SIZE),
             attachment_sha256: get_array(b, field::ATTACHMENT_SHA256),
+            kernel: Part {
+                offset: get_u64(b, field::KERNEL_OFFSET),
+                size: get_u64(b, field::KERNEL_SIZE),
+                sha256: get_array(b, field::KERNEL_SHA256),
+            },
+            initramfs: Part {
+                offset: get_u64(b, field::INITRAMFS_OFFSET),
+                size: get_u64(b, field::INITRAMFS_SIZE),
+                sha256: get_array(b, field::INITRAMFS_SHA256),
+            },
+            cmdline,
             key_id: get_array(b, field::KEY_ID),
         };
         Ok(UnverifiedHeader {
@@ -501,6 +578,33 @@ pub const FIELDS: &[(&str, usize, usize)] = &[
         field::ATTACHMENT_SHA256.0,
         field::ATTACHMENT_SHA256.1,
     ),
+    (
+        "kernel_offset",
+        field::KERNEL_OFFSET.0,
+        field::KERNEL_OFFSET.1,
+    ),
+    ("kernel_size", field::KERNEL_SIZE.0, field::KERNEL_SIZE.1),
+    (
+        "kernel_sha256",
+        field::KERNEL_SHA256.0,
+        field::KERNEL_SHA256.1,
+    ),
+    (
+        "initramfs_offset",
+        field::INITRAMFS_OFFSET.0,
+        field::INITRAMFS_OFFSET.1,
+    ),
+    (
+        "initramfs_size",
+        field::INITRAMFS_SIZE.0,
+        field::INITRAMFS_SIZE.1,
+    ),
+    (
+        "initramfs_sha256",
+        field::INITRAMFS_SHA256.0,
+        field::INITRAMFS_SHA256.1,
+    ),
+    ("cmdline", field::CMDLINE.0, field::CMDLINE.1),
     ("key_id", field::KEY_ID.0, field::KEY_ID.1),
     ("signature", field::SIGNATURE.0, field::SIGNATURE.1),
 ];
@@ -525,6 +629,17 @@ mod tests {
             root_hash: [2; 32],
             attachment_size: 10,
             attachment_sha256: [3; 32],
+            kernel: Part {
+                offset: 16384,
+                size: 4096,
+                sha256: [4; 32],
+            },
+            initramfs: Part {
+                offset: 20480,
+                size: 100,
+                sha256: [5; 32],
+            },
+            cmdline: "console=ttyS0 quiet".into(),
             key_id: [0; 8],
         }
     }
@@ -559,6 +674,15 @@ mod tests {
             h.encode_signed(&key),
             Err(HeaderError::Field {
                 field: "version",
+                ..
+            })
+        ));
+        let mut h = sample();
+        h.cmdline = "console=ttyS0\nrdinit=/bin/sh".into();
+        assert!(matches!(
+            h.encode_signed(&key),
+            Err(HeaderError::Field {
+                field: "cmdline",
                 ..
             })
         ));

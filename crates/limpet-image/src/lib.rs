@@ -2,9 +2,11 @@
 //!
 //! - [`verity`]: the dm-verity hash tree (veritysetup format 1, sha256, no superblock).
 //! - [`header`]: the signed slot header.
-//! - [`slot`]: a slot image (squashfs, hash tree, header, attachment); its format is
-//!   documented in that module.
-//! - [`gpt`]: reading a GUID partition table (the device uses it to find its slots).
+//! - [`slot`]: a slot image (squashfs, hash tree, header, SBOM attachment, kernel,
+//!   initramfs); its format is documented in that module.
+//! - [`gpt`]: reading a GUID partition table (the device and the boot loader use it to find
+//!   their partitions).
+//! - [`io`]: [`io::ReadAt`], the one seam between these readers and a device.
 //! - with feature `build`: [`squashfs`], [`cpio`] (the initramfs) and [`disk`] (the GPT
 //!   disk image writer).
 //!
@@ -13,14 +15,18 @@
 //!   entries sorted, owners root:root, modes given by the caller.
 //! - Every length read from input is bounds-checked before it is used to index or to
 //!   allocate; no panics on input-driven paths.
-//! - The format core (`verity`, `header`, `slot`, `gpt`) builds without default features
-//!   for the device's static musl PID 1.
+//! - The format core (`verity`, `header`, `slot`, `gpt`, `io`) is `no_std` + `alloc`
+//!   without the `std` feature, for the UEFI boot loader; with `std` (PID 1, the host) it
+//!   also reads from `std::io` devices.
 
+#![cfg_attr(not(feature = "std"), no_std)]
 #![warn(missing_docs)]
 
-mod at;
+extern crate alloc;
+
 pub mod gpt;
 pub mod header;
+pub mod io;
 pub mod slot;
 pub mod verity;
 

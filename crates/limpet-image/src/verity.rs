@@ -15,6 +15,9 @@
 //!
 //! Levels are numbered as the kernel numbers them: level 0 is the one next to the data.
 
+use alloc::vec;
+use alloc::vec::Vec;
+
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
@@ -212,11 +215,14 @@ fn hash_blocks_serial(salted: &Sha256, blocks: &[u8], out: &mut [u8]) {
 
 /// Threads used to hash level 0. The build machines and most devices have two cores;
 /// more threads would only add contention there.
+#[cfg(feature = "std")]
 const THREADS: usize = 2;
 /// Below this many bytes a second thread costs more than it saves.
+#[cfg(feature = "std")]
 const PARALLEL_MIN: usize = 4 << 20;
 
 /// [`hash_blocks_serial`] on [`THREADS`] threads for large inputs.
+#[cfg(feature = "std")]
 fn hash_blocks(salted: &Sha256, blocks: &[u8], out: &mut [u8]) {
     let n = blocks.len() / BLOCK_SIZE;
     if blocks.len() < PARALLEL_MIN || n < THREADS {
@@ -236,6 +242,12 @@ fn hash_blocks(salted: &Sha256, blocks: &[u8], out: &mut [u8]) {
             hash_blocks_serial(salted, d, o);
         }
     });
+}
+
+/// Without threads (no `std`), the blocks are hashed in order.
+#[cfg(not(feature = "std"))]
+fn hash_blocks(salted: &Sha256, blocks: &[u8], out: &mut [u8]) {
+    hash_blocks_serial(salted, blocks, out);
 }
 
 fn salted_hasher(salt: &[u8; 32]) -> Sha256 {

@@ -14,16 +14,29 @@ mod common;
 use std::io::Cursor;
 use std::path::Path;
 
-use common::{attachment, have, key, meta, run, sample_entries, text};
+use common::{attachment, boot_parts, have, key, meta, run, sample_entries, text, CMDLINE};
 use limpet_image::header::{self, HeaderError, SlotHeader, HEADER_SIZE};
-use limpet_image::slot::{self, SlotError, SlotLayout};
+use limpet_image::slot::{self, BootFiles, BootPart, SlotError, SlotLayout};
 use limpet_image::squashfs;
 use limpet_image::verity::{self, VerityError};
 
 fn build_slot() -> Vec<u8> {
     let fs = squashfs::build(&sample_entries(), 1_700_000_000).unwrap();
-    slot::assemble(&fs, &meta(), &attachment(), &key(1)).unwrap()
+    let (kernel, initramfs) = boot_parts();
+    let boot = BootFiles {
+        kernel: &kernel,
+        initramfs: &initramfs,
+        cmdline: CMDLINE,
+    };
+    slot::assemble(&fs, &meta(), &attachment(), &boot, &key(1)).unwrap()
 }
+
+/// Placeholder boot files for tests that only look at other fields.
+const SMALL_BOOT: BootFiles<'static> = BootFiles {
+    kernel: b"k",
+    initramfs: b"i",
+    cmdline: "console=ttyS0",
+};
 
 fn layout(bytes: &[u8]) -> (SlotLayout, SlotHeader) {
     let opened = slot::open(bytes).unwrap();
@@ -431,22 +444,161 @@ fn huge_header_lengths_are_clean_errors() {
 }
 
 #[test]
-fn attachment_tampering_is_caught() {
+fn the_parts_after_the_header_lie_as_documented() {
     let bytes = build_slot();
-    let (l, _) = layout(&bytes);
-    let vk = key(1).verifying_key();
-    let mut bad = bytes.clone();
-    bad[l.attachment_offset as usize] ^= 1;
-    assert!(matches!(
-        slot::verify(&bad, &vk),
-        Err(SlotError::AttachmentHash { .. })
-    ));
-    let mut bad = bytes.clone();
-    let last = l.total_size as usize - 1;
-    bad[last] = 1;
-    assert!(
-        matches!(slot::open(&bad), Err(SlotError::Padding { offset }) if offset == last as u64)
+    let (l, h) = layout(&bytes);
+    let (kernel, initramfs) = boot_parts();
+    assert_eq!(l.attachment_offset, l.header_offset + 4096);
+    assert_eq!(
+        l.kernel_offset,
+        (l.attachment_offset + l.attachment_size).next_multiple_of(4096)
     );
+    assert_eq!(
+        l.initramfs_offset,
+        (l.kernel_offset + 20_001).next_multiple_of(4096)
+    );
+    assert_eq!(
+        l.total_size,
+        (l.initramfs_offset + 9_000).next_multiple_of(4096)
+    );
+    assert_eq!(bytes.len() as u64, l.total_size);
+    assert_eq!((h.kernel.offset, h.kernel.size), (l.kernel_offset, 20_001));
+    assert_eq!(
+        (h.initramfs.offset, h.initramfs.size),
+        (l.initramfs_offset, 9_000)
+    );
+    assert_eq!(h.cmdline, CMDLINE);
+    let verified = slot::verify(&bytes, &key(1).verifying_key()).unwrap();
+    assert_eq!(verified.kernel, &kernel[..]);
+    assert_eq!(verified.initramfs, &initramfs[..]);
+    // What the boot loader reads: the same bytes, hash-checked.
+    let trusted = h.clone();
+    let mut dev = limpet_image::io::Io(&mut Cursor::new(&bytes));
+    assert_eq!(
+        slot::read_part_from(&mut dev, &trusted, BootPart::Kernel).unwrap(),
+        kernel
+    );
+    assert_eq!(
+        slot::read_part_from(&mut dev, &trusted, BootPart::Initramfs).unwrap(),
+        initramfs
+    );
+}
+
+#[test]
+fn tampering_after_the_header_is_caught_by_every_reader() {
+    let bytes = build_slot();
+    let (l, h) = layout(&bytes);
+    let vk = key(1).verifying_key();
+    for (part, offset) in [
+        ("attachment", l.attachment_offset),
+        ("kernel", l.kernel_offset + 5_000),
+        ("initramfs", l.initramfs_offset + 8_999),
+    ] {
+        let mut bad = bytes.clone();
+        bad[offset as usize] ^= 1;
+        let err = slot::verify(&bad, &vk).unwrap_err();
+        assert!(
+            matches!(err, SlotError::PartHash { part: p, .. } if p == part),
+            "{part}: {err:?}"
+        );
+        let err = slot::verify_at(&mut Cursor::new(&bad), &vk).unwrap_err();
+        assert!(
+            matches!(err, SlotError::PartHash { part: p, .. } if p == part),
+            "{part} (verify_at): {err:?}"
+        );
+        let which = match part {
+            "kernel" => BootPart::Kernel,
+            "initramfs" => BootPart::Initramfs,
+            _ => continue,
+        };
+        let err =
+            slot::read_part_from(&mut limpet_image::io::Io(&mut Cursor::new(&bad)), &h, which)
+                .unwrap_err();
+        assert!(
+            matches!(err, SlotError::PartHash { part: p, .. } if p == part),
+            "{part} (read_part_from): {err:?}"
+        );
+    }
+    // A non-zero byte in each gap, and in the padding at the end.
+    for gap in [
+        l.attachment_offset + l.attachment_size,
+        l.kernel_offset + l.kernel_size,
+        l.total_size - 1,
+    ] {
+        let mut bad = bytes.clone();
+        bad[gap as usize] = 1;
+        assert!(
+            matches!(slot::open(&bad), Err(SlotError::Padding { offset }) if offset == gap),
+            "gap at {gap}"
+        );
+    }
+}
+
+#[test]
+fn moved_or_empty_boot_parts_are_refused() {
+    let bytes = build_slot();
+    let vk = key(1).verifying_key();
+    let (l, _) = layout(&bytes);
+    type Edit = Box<dyn FnOnce(&mut SlotHeader)>;
+    let cases: [(&str, Edit, u64); 4] = [
+        (
+            "kernel_offset",
+            Box::new(|h| h.kernel.offset += 4096),
+            l.kernel_offset + 4096,
+        ),
+        (
+            "initramfs_offset",
+            Box::new(|h| h.initramfs.offset -= 4096),
+            l.initramfs_offset - 4096,
+        ),
+        ("kernel_size", Box::new(|h| h.kernel.size = 0), 0),
+        ("initramfs_size", Box::new(|h| h.initramfs.size = 0), 0),
+    ];
+    for (field, edit, found) in cases {
+        let bad = resign(&bytes, edit);
+        let err = slot::verify(&bad, &vk).unwrap_err();
+        assert!(
+            matches!(err, SlotError::LayoutMismatch { field: f, found: v, .. } if f == field && v == found),
+            "{field}: {err:?}"
+        );
+    }
+    let fs = squashfs::build(&sample_entries(), 0).unwrap();
+    let empty = BootFiles {
+        kernel: &[],
+        ..SMALL_BOOT
+    };
+    assert!(matches!(
+        slot::assemble(&fs, &meta(), &[], &empty, &key(1)),
+        Err(SlotError::Meta {
+            field: "kernel",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_command_line_that_is_not_printable_ascii_is_refused() {
+    let fs = squashfs::build(&sample_entries(), 0).unwrap();
+    for cmdline in ["", "console=ttyS0\ninit=/bin/sh", "console=ttyS0 caf\u{e9}"] {
+        let boot = BootFiles {
+            cmdline,
+            ..SMALL_BOOT
+        };
+        let err = slot::assemble(&fs, &meta(), &[], &boot, &key(1)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SlotError::Header {
+                    source: HeaderError::Field {
+                        field: "cmdline",
+                        ..
+                    },
+                    ..
+                }
+            ),
+            "{cmdline:?}: {err:?}"
+        );
+    }
 }
 
 #[test]
@@ -469,7 +621,7 @@ fn bad_meta_is_refused() {
     let mut m = meta();
     m.target = "riscv64".into();
     assert!(matches!(
-        slot::assemble(&fs, &m, &[], &key(1)),
+        slot::assemble(&fs, &m, &[], &SMALL_BOOT, &key(1)),
         Err(SlotError::Meta {
             field: "target",
             ..
@@ -478,7 +630,7 @@ fn bad_meta_is_refused() {
     let mut m = meta();
     m.version = String::new();
     assert!(matches!(
-        slot::assemble(&fs, &m, &[], &key(1)),
+        slot::assemble(&fs, &m, &[], &SMALL_BOOT, &key(1)),
         Err(SlotError::Header {
             source: HeaderError::Field {
                 field: "version",

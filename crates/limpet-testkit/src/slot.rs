@@ -2,7 +2,7 @@
 //! and a device's partitions as temporary files in the factory state.
 //!
 //! Rules kept here: a slot is a pure function of its arguments (fixed squashfs time
-//! [`MTIME`], empty attachment `{}`), so tests that compare sizes and hashes stay stable;
+//! [`MTIME`], empty attachment `{}`, boot files [`TEST_BOOT`]), so tests that compare sizes and hashes stay stable;
 //! helpers panic on failure (test code).
 #![allow(clippy::unwrap_used)]
 
@@ -10,7 +10,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::SigningKey;
-use limpet_image::slot::{self, SlotMeta};
+use limpet_image::slot::{self, BootFiles, SlotMeta};
 use limpet_image::squashfs::{self, Entry};
 use limpet_state::{State, StateStore, Version};
 
@@ -20,7 +20,16 @@ pub const MTIME: u32 = 1_700_000_000;
 /// Size of the `state` partition file [`Partitions::factory`] writes.
 pub const STATE_SIZE: usize = 1 << 20;
 
-/// A signed slot of `device`/`target`/`version` holding `entries`, with the attachment `{}`.
+/// The boot files of every test slot: placeholder bytes (these slots are read, verified
+/// and installed, never booted).
+pub const TEST_BOOT: BootFiles<'static> = BootFiles {
+    kernel: b"test kernel",
+    initramfs: b"test initramfs",
+    cmdline: "console=ttyS0",
+};
+
+/// A signed slot of `device`/`target`/`version` holding `entries`, with the attachment `{}`
+/// and [`TEST_BOOT`].
 pub fn signed_slot(
     entries: &[Entry],
     device: &str,
@@ -34,7 +43,7 @@ pub fn signed_slot(
         target: target.into(),
         version: version.into(),
     };
-    slot::assemble(&fs, &meta, b"{}", key).unwrap()
+    slot::assemble(&fs, &meta, b"{}", &TEST_BOOT, key).unwrap()
 }
 
 /// The verity root hash a slot's header names (read without checking the signature).

@@ -14,6 +14,18 @@ use std::path::{Path, PathBuf};
 
 use limpet_manifest::{KernelSource, Manifest, Target};
 
+/// The kernel command line signed into the slot for `target`: the board's first serial
+/// port as the console, a reboot on panic at once (so that a kernel that panics spends a
+/// trial boot and the loader rolls back), and quiet kernel messages.
+pub fn command_line(target: Target) -> String {
+    let console = match target {
+        Target::X86_64 => "ttyS0",
+        // The virt board's UART is a PL011, which Linux names ttyAMA0.
+        Target::Aarch64 => "ttyAMA0",
+    };
+    format!("console={console} panic=-1 quiet")
+}
+
 /// Modules every Limpet image needs on the given target, before the manifest's extras:
 /// the disk (virtio), the slot's filesystem, the dm-verity target, and the data
 /// partition's ext4 with its checksum (a soft dependency `modules.dep` does not list).

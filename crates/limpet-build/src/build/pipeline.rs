@@ -8,9 +8,10 @@
 //! 2. `compile`: the task binaries, `limpet-init` and (with `[update]`) the update
 //!    agent, as static binaries for the device's target;
 //! 3. `slot_contents`: the squashfs, exactly what the device runs from its slot;
-//! 4. `sign`: the SBOM, and the slot: squashfs, dm-verity tree, signed header, SBOM;
-//! 5. `make_initramfs`: `limpet-init`, the public key and the kernel modules;
-//! 6. `copy_kernel`: the kernel image;
+//! 4. `make_initramfs`: `limpet-init`, the public key and the kernel modules;
+//! 5. `copy_kernel`: the kernel image;
+//! 6. `sign`: the SBOM, and the whole-image slot: squashfs, dm-verity tree, signed header,
+//!    SBOM, kernel, initramfs, with the kernel command line in the header;
 //! 7. `make_disk`: the GPT disk with the slot in `slot-a`, the factory state and data.
 //!
 //! Rules this module keeps:
@@ -254,18 +255,23 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
 
     step(
         4,
-        "writing the SBOM and signing the slot (dm-verity tree + header)",
-    );
-    let signed = sign(&inputs, &compiled, &contents, &staging)?;
-
-    step(
-        5,
         &format!("making the initramfs (kernel {})", inputs.kernel.release),
     );
     let initramfs = make_initramfs(&inputs, &compiled, &staging)?;
 
-    step(6, "copying the kernel");
-    let kernel_bytes = copy_kernel(&inputs, &staging)?;
+    step(5, "copying the kernel");
+    let kernel = copy_kernel(&inputs, &staging)?;
+
+    step(
+        6,
+        "writing the SBOM and signing the slot (dm-verity tree, header, kernel, initramfs)",
+    );
+    let boot = slot::BootFiles {
+        kernel: &kernel,
+        initramfs: &initramfs.archive,
+        cmdline: &kernel::command_line(inputs.project.manifest.device.target),
+    };
+    let signed = sign(&inputs, &compiled, &contents, &boot, &staging)?;
 
     step(7, "making the disk image (state, slot-a, slot-b, data)");
     let disk_bytes = make_disk(&inputs, &signed, &staging)?;
@@ -298,9 +304,9 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         squashfs_bytes: signed.layout.squashfs_size,
         verity_tree_bytes: signed.layout.tree_size,
         slot_bytes: signed.bytes.len() as u64,
-        initramfs_bytes: initramfs.bytes,
+        initramfs_bytes: initramfs.archive.len() as u64,
         initramfs_uncompressed_bytes: initramfs.uncompressed_bytes,
-        kernel_bytes,
+        kernel_bytes: kernel.len() as u64,
         disk_bytes,
         sbom_components: signed.sbom_components,
     })
@@ -484,12 +490,14 @@ struct Signed {
     sbom_components: usize,
 }
 
-/// Step 4: the SBOM, then the slot (squashfs, dm-verity tree, header signed with the
-/// image key, the SBOM as its attachment), written to `slot.img`.
+/// Step 6: the SBOM, then the slot (squashfs, dm-verity tree, header signed with the
+/// image key, the SBOM as its attachment, the kernel and the initramfs), written to
+/// `slot.img`.
 fn sign(
     inputs: &Inputs,
     compiled: &Compiled,
     contents: &SlotContents,
+    boot: &slot::BootFiles<'_>,
     staging: &Staging,
 ) -> Result<Signed, BuildError> {
     let manifest = &inputs.project.manifest;
@@ -501,8 +509,14 @@ fn sign(
         target: manifest.device.target.as_str().to_owned(),
         version: manifest.device.version.to_string(),
     };
-    let bytes = slot::assemble(&contents.squashfs, &meta, &attachment, &inputs.signing_key)
-        .map_err(BuildError::Slot)?;
+    let bytes = slot::assemble(
+        &contents.squashfs,
+        &meta,
+        &attachment,
+        boot,
+        &inputs.signing_key,
+    )
+    .map_err(BuildError::Slot)?;
     let opened = slot::open(&bytes).map_err(BuildError::Slot)?;
     let layout = opened.layout;
     let root_hash = opened.header.unverified().root_hash;
@@ -516,9 +530,10 @@ fn sign(
     })
 }
 
-/// What step 5 made, for the report.
+/// What step 4 made.
 struct InitramfsReport {
-    bytes: u64,
+    /// The compressed archive, as written to `initramfs.cpio` and into the slot.
+    archive: Vec<u8>,
     uncompressed_bytes: u64,
     /// The modules it carries, in load order.
     modules: Vec<String>,
@@ -526,7 +541,7 @@ struct InitramfsReport {
     init_bytes: u64,
 }
 
-/// Step 5: the initramfs (`limpet-init`, the public key, the module closure and its load
+/// Step 4: the initramfs (`limpet-init`, the public key, the module closure and its load
 /// list), written to `initramfs.cpio`.
 fn make_initramfs(
     inputs: &Inputs,
@@ -543,18 +558,18 @@ fn make_initramfs(
     )?;
     staging.write(INITRAMFS, &initramfs)?;
     Ok(InitramfsReport {
-        bytes: initramfs.len() as u64,
+        archive: initramfs,
         uncompressed_bytes,
         modules,
         init_bytes: init.len() as u64,
     })
 }
 
-/// Step 6: the kernel image, copied to `kernel`; returns its size.
-fn copy_kernel(inputs: &Inputs, staging: &Staging) -> Result<u64, BuildError> {
+/// Step 5: the kernel image, copied to `kernel`; returns its bytes.
+fn copy_kernel(inputs: &Inputs, staging: &Staging) -> Result<Vec<u8>, BuildError> {
     let kernel = read(&inputs.kernel.image)?;
     staging.write(KERNEL, &kernel)?;
-    Ok(kernel.len() as u64)
+    Ok(kernel)
 }
 
 /// Step 7: the disk image (the factory state, the slot in `slot-a`, an empty `slot-b`,

@@ -97,6 +97,8 @@ pub struct Inspection {
     pub verity: VerityFields,
     /// Where each part of the slot lies.
     pub layout: LayoutFields,
+    /// What the boot loader starts: the kernel, the initramfs and the command line.
+    pub boot: BootFields,
     /// Every file of the squashfs.
     pub files: Vec<FileEntry>,
     /// The tasks of the manifest inside the slot.
@@ -153,8 +155,40 @@ pub struct LayoutFields {
     pub attachment_offset: u64,
     /// Size of the attachment, bytes.
     pub attachment_size: u64,
-    /// Size of the whole slot, bytes, including the attachment's zero padding.
+    /// Size of the whole slot, bytes, including the initramfs's zero padding.
     pub total_size: u64,
+}
+
+/// The boot files the header signs.
+#[derive(Debug, Serialize)]
+pub struct BootFields {
+    /// The kernel image.
+    pub kernel: PartFields,
+    /// The initramfs holding PID 1.
+    pub initramfs: PartFields,
+    /// The kernel command line.
+    pub cmdline: String,
+}
+
+/// Where a part after the header lies, and its signed hash.
+#[derive(Debug, Serialize)]
+pub struct PartFields {
+    /// Offset in the slot, bytes.
+    pub offset: u64,
+    /// Size, bytes.
+    pub size: u64,
+    /// sha256, hex.
+    pub sha256: String,
+}
+
+impl From<limpet_image::header::Part> for PartFields {
+    fn from(p: limpet_image::header::Part) -> Self {
+        PartFields {
+            offset: p.offset,
+            size: p.size,
+            sha256: hex::encode(p.sha256),
+        }
+    }
 }
 
 /// One file of the squashfs.
@@ -232,6 +266,11 @@ pub fn inspect(slot_bytes: &SlotBytes) -> Result<Inspection, InspectError> {
             attachment_offset: layout.attachment_offset,
             attachment_size: layout.attachment_size,
             total_size: layout.total_size,
+        },
+        boot: BootFields {
+            kernel: header.kernel.into(),
+            initramfs: header.initramfs.into(),
+            cmdline: header.cmdline.clone(),
         },
         files: files
             .into_iter()

@@ -80,5 +80,10 @@ pub fn signed_slot(squashfs: &[u8], version: &str) -> Vec<u8> {
     };
     let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
     let sbom = format!("{{\"version\": \"{version}\"}}");
-    limpet_image::slot::assemble(squashfs, &meta, sbom.as_bytes(), &key).unwrap()
+    let boot = limpet_image::slot::BootFiles {
+        kernel: b"test kernel",
+        initramfs: b"test initramfs",
+        cmdline: "console=ttyS0",
+    };
+    limpet_image::slot::assemble(squashfs, &meta, sbom.as_bytes(), &boot, &key).unwrap()
 }

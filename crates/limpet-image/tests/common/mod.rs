@@ -51,6 +51,15 @@ pub fn meta() -> SlotMeta {
     }
 }
 
+/// The sample kernel and initramfs: distinct pseudo-random bytes, sizes not multiples of
+/// 4096 so that every gap is exercised.
+pub fn boot_parts() -> (Vec<u8>, Vec<u8>) {
+    (pseudo_random(20_001, 11), pseudo_random(9_000, 12))
+}
+
+/// The sample command line.
+pub const CMDLINE: &str = "console=ttyS0 panic=-1 quiet";
+
 /// A sample SBOM-like attachment.
 pub fn attachment() -> Vec<u8> {
     b"{\"sbom\":\"not really compressed\"}".to_vec()

@@ -82,6 +82,18 @@ fn print_text(i: &Inspection) {
     );
     println!("  hash_algorithm {}  salt {}", v.hash_algorithm, v.salt);
     println!("  root_hash {}", v.root_hash);
+    let b = &i.boot;
+    println!("boot:");
+    for (name, p) in [("kernel", &b.kernel), ("initramfs", &b.initramfs)] {
+        println!(
+            "  {name:<10} offset {:>10}  size {:>10}  {}  sha256 {}",
+            p.offset,
+            p.size,
+            human_size(p.size),
+            p.sha256
+        );
+    }
+    println!("  cmdline    {}", b.cmdline);
     println!("files:");
     for f in &i.files {
         println!(
