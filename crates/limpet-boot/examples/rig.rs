@@ -1,5 +1,6 @@
-//! The QEMU test rig's writer (`rig/make-disk.sh` calls it): a slot in the loader's
-//! temporary rig format, or a `state` partition image.
+//! The QEMU test rig's writer (`rig/make-disk.sh` calls it): a whole-image slot
+//! (limpet-image's format 2) around the given kernel, initramfs and command line, or a
+//! `state` partition image.
 //!
 //! ```text
 //! rig slot  <image.key> <version> <kernel> <initramfs> <cmdline> <out>
@@ -15,9 +16,8 @@ use std::process::ExitCode;
 
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use ed25519_dalek::SigningKey;
-use limpet_boot::header::{encode_signed, BootHeader, Extent, HEADER_SIZE};
+use limpet_image::slot::{assemble, BootFiles, SlotMeta};
 use limpet_state::{Region, Slot, State, StateStore, Version};
-use sha2::{Digest, Sha256};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -60,11 +60,6 @@ fn read(path: &str) -> Result<Vec<u8>, String> {
     fs::read(path).map_err(|e| format!("reading {path}: {e}"))
 }
 
-/// Rounds up to 4 KiB.
-fn align(n: u64) -> u64 {
-    n.div_ceil(4096) * 4096
-}
-
 fn slot(
     key: &str,
     version: &str,
@@ -75,32 +70,26 @@ fn slot(
 ) -> Result<(), String> {
     let pem = fs::read_to_string(key).map_err(|e| format!("reading {key}: {e}"))?;
     let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| format!("{key}: {e}"))?;
-    let parts = [read(kernel)?, read(initramfs)?, cmdline.as_bytes().to_vec()];
-    let mut extents = Vec::new();
-    let mut at = HEADER_SIZE as u64;
-    for bytes in &parts {
-        extents.push(Extent {
-            offset: at,
-            size: bytes.len() as u64,
-            sha256: Sha256::digest(bytes).into(),
-        });
-        at = align(at + bytes.len() as u64);
-    }
-    let header = BootHeader {
-        device: "rig".into(),
-        // The slot's architecture: x86_64 unless RIG_TARGET says otherwise.
-        target: std::env::var("RIG_TARGET").unwrap_or_else(|_| "x86_64".into()),
-        version: parse(version)?,
-        kernel: extents[0],
-        initramfs: extents[1],
-        cmdline: extents[2],
-    };
-    let mut image = vec![0u8; usize::try_from(at).map_err(|e| e.to_string())?];
-    image[..HEADER_SIZE].copy_from_slice(&encode_signed(&header, &key));
-    for (bytes, e) in parts.iter().zip(&extents) {
-        let start = usize::try_from(e.offset).map_err(|e| e.to_string())?;
-        image[start..start + bytes.len()].copy_from_slice(bytes);
-    }
+    let mut squashfs = vec![0u8; 4096];
+    squashfs[..4].copy_from_slice(b"hsqs");
+    squashfs[40..48].copy_from_slice(&4096u64.to_le_bytes());
+    let image = assemble(
+        &squashfs,
+        &SlotMeta {
+            device: "rig".into(),
+            // The slot's architecture: x86_64 unless RIG_TARGET says otherwise.
+            target: std::env::var("RIG_TARGET").unwrap_or_else(|_| "x86_64".into()),
+            version: version.into(),
+        },
+        b"{}",
+        &BootFiles {
+            kernel: &read(kernel)?,
+            initramfs: &read(initramfs)?,
+            cmdline,
+        },
+        &key,
+    )
+    .map_err(|e| format!("assembling the slot: {e}"))?;
     fs::write(out, image).map_err(|e| format!("writing {out}: {e}"))
 }
 

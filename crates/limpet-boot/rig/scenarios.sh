@@ -58,15 +58,17 @@ case_ factory 120 factory 1.0.0 -- \
 case_ trial 120 trial 1.0.0 2.0.0 3 -- \
     "booting slot B (trial, 2 boot(s) left after this one)" \
     "Command line: console=ttyS0 panic=-1 limpet.slot=b limpet.counted=1"
-FLIP_B=$((4096 + 1000)) case_ flipped 120 trial 1.0.0 2.0.0 3 -- \
-    "trial slot B refused: kernel (" \
+# The rig's slots: 4 KiB squashfs stand-in, header at 4096, SBOM at 8192, kernel at 12288.
+kernel_at=12288
+FLIP_B=$((kernel_at + 1000)) case_ flipped 120 trial 1.0.0 2.0.0 3 -- \
+    "trial slot B refused: kernel at offset 12288 (" \
     "trial rolled back (verification failed), recorded" \
     "Command line: console=ttyS0 panic=-1 limpet.slot=a limpet.counted=1"
 SLOT_B_VERSION=0.9.0 case_ floor 120 trial 1.0.0 2.0.0 3 -- \
     "version 0.9.0 is below the floor 1.0.0" \
     "Command line: console=ttyS0 panic=-1 limpet.slot=a limpet.counted=1"
-FLIP_A=$((4096 + 1000)) case_ halt 40 factory 1.0.0 -- \
-    "limpet-boot: halted: committed slot A refused: kernel ("
+FLIP_A=$((kernel_at + 1000)) case_ halt 40 factory 1.0.0 -- \
+    "limpet-boot: halted: committed slot A refused: kernel at offset 12288 ("
 if grep -aq "Command line:" "$work/halt.log"; then
     echo "FAIL halt: a kernel started" >&2
     failed=1

@@ -45,7 +45,7 @@ pub trait Console {
 pub struct Booting {
     /// The slot.
     pub slot: Slot,
-    /// Its verified kernel, initramfs and signed command line.
+    /// Its verified header (with the signed command line), kernel and initramfs.
     pub verified: VerifiedSlot,
     /// The whole command line ([`final_cmdline`]).
     pub cmdline: String,
@@ -62,12 +62,12 @@ struct TrialBoot {
 
 /// Why nothing boots. The loader prints it and halts: it never starts unverified code.
 #[derive(Debug, thiserror::Error)]
-pub enum Halt<E> {
+pub enum Halt {
     /// The boot disk's partitions cannot be found.
     #[error("boot disk partitions: {source}")]
     Gpt {
         /// Why.
-        source: GptError<E>,
+        source: GptError,
     },
     /// The committed slot does not verify.
     #[error("committed slot {slot} refused: {source}")]
@@ -75,13 +75,13 @@ pub enum Halt<E> {
         /// The slot.
         slot: Slot,
         /// Why.
-        source: SlotError<E>,
+        source: SlotError,
     },
     /// Blank state and slot A does not verify.
     #[error("blank state and slot A refused: {source}")]
     Factory {
         /// Why.
-        source: SlotError<E>,
+        source: SlotError,
     },
     /// The committed slot verified, but its kernel did not start.
     #[error("committed slot {slot} did not start: {reason}")]
@@ -95,9 +95,9 @@ pub enum Halt<E> {
     #[error("state unreadable and neither slot verifies: slot A: {a}; slot B: {b}")]
     NoSlot {
         /// Why slot A was refused.
-        a: Box<SlotError<E>>,
+        a: Box<SlotError>,
         /// Why slot B was refused.
-        b: Box<SlotError<E>>,
+        b: Box<SlotError>,
     },
 }
 
@@ -110,7 +110,7 @@ pub fn choose<D: Disk>(
     disk: &mut D,
     key: &VerifyingKey,
     con: &mut impl Console,
-) -> Result<Booting, Halt<D::Error>> {
+) -> Result<Booting, Halt> {
     let parts = gpt::find_partitions(disk).map_err(|source| Halt::Gpt { source })?;
     say!(
         con,
@@ -150,7 +150,7 @@ fn attempt<D: Disk>(
     slot: Slot,
     floor: Option<&Version>,
     con: &mut impl Console,
-) -> Result<Booting, SlotError<D::Error>> {
+) -> Result<Booting, SlotError> {
     let part = part_of(parts, slot);
     let verified = slot::load(disk, part, key, floor)?;
     let h = &verified.header;
@@ -160,11 +160,11 @@ fn attempt<D: Disk>(
         part.name,
         h.device,
         h.version,
-        h.target,
+        h.target.as_str(),
         h.kernel.size,
         h.initramfs.size
     );
-    let cmdline = final_cmdline(&verified.cmdline, slot);
+    let cmdline = final_cmdline(&h.cmdline, slot);
     Ok(Booting {
         slot,
         verified,
@@ -179,7 +179,7 @@ fn boot_stored<D: Disk>(
     key: &VerifyingKey,
     state: &State,
     con: &mut impl Console,
-) -> Result<Booting, Halt<D::Error>> {
+) -> Result<Booting, Halt> {
     let (next, choice) = state.begin_boot();
     let stored = store(disk, parts, &next);
     if let Some(failure) = &choice.rolled_back {
@@ -258,7 +258,7 @@ pub fn start_failed<D: Disk>(
     booting: Booting,
     why: &dyn fmt::Display,
     con: &mut impl Console,
-) -> Result<Booting, Halt<D::Error>> {
+) -> Result<Booting, Halt> {
     match booting.trial {
         Some(trial) => {
             say!(
@@ -283,7 +283,7 @@ fn roll_back_to_committed<D: Disk>(
     key: &VerifyingKey,
     state: &State,
     con: &mut impl Console,
-) -> Result<Booting, Halt<D::Error>> {
+) -> Result<Booting, Halt> {
     match state.roll_back(FailureReason::VerifyFailed) {
         Ok(rolled) => match store(disk, parts, &rolled) {
             Ok(_) => say!(con, "trial rolled back (verification failed), recorded"),
@@ -305,7 +305,7 @@ fn boot_blank<D: Disk>(
     parts: &Partitions,
     key: &VerifyingKey,
     con: &mut impl Console,
-) -> Result<Booting, Halt<D::Error>> {
+) -> Result<Booting, Halt> {
     say!(
         con,
         "state: blank; booting slot A with no floor (PID 1 writes the factory state)"
@@ -319,7 +319,7 @@ fn boot_unreadable<D: Disk>(
     key: &VerifyingKey,
     reason: &StoreError<PartError<D::Error>>,
     con: &mut impl Console,
-) -> Result<Booting, Halt<D::Error>> {
+) -> Result<Booting, Halt> {
     say!(
         con,
         "state unreadable ({}): trying slot A then B, state left untouched",

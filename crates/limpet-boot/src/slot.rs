@@ -1,55 +1,51 @@
-//! Reading and verifying one slot: its header, then the kernel, the initramfs and the
-//! command line, each against the sha256 the signed header names.
+//! Reading and verifying one slot with limpet-image's slot reader (header format 2, the
+//! whole-image slot): its header, then the kernel and the initramfs, each against the
+//! sha256 the signed header names; the command line is in the signed header itself.
 //!
 //! Order (each step refuses the slot on failure, naming the step):
-//! 1. read the header block, decode every field ([`crate::header::decode`]);
+//! 1. read the squashfs superblock and the header, and check the layout the header states
+//!    against the one the superblock and the partition imply (`read_header_from`: every
+//!    part inside the partition before anything is allocated);
 //! 2. check the key id and the Ed25519 signature (`verify_strict`) with the loader's key;
 //! 3. check the target is this loader's architecture;
 //! 4. check the version is not below the floor (semver precedence, limpet-state's rule);
-//! 5. for the kernel, the initramfs and the command line: check the extent lies inside
-//!    the partition *before* allocating, read it, and compare its sha256;
-//! 6. the command line must be printable ASCII (it becomes UCS-2 load options).
+//! 5. read the kernel and the initramfs and compare their sha256 (`read_part_from`).
 //!
 //! Nothing a failed step read is returned: the caller gets a [`VerifiedSlot`] or an error.
 
-use alloc::string::String;
 use alloc::vec::Vec;
 use core::cmp::Ordering;
 
 use ed25519_dalek::VerifyingKey;
-use limpet_state::Version;
-use sha2::{Digest, Sha256};
+use limpet_image::header::{HeaderError, SlotHeader};
+use limpet_image::slot::{self as image_slot, BootPart, SlotError as ImageError};
+use limpet_state::{Version, VersionError};
 
-use crate::disk::{Disk, Part, PartError};
-use crate::header::{self, BootHeader, Extent, HeaderError, HEADER_SIZE};
+use crate::disk::{Disk, Part, PartReader};
 
 /// A slot whose every byte the loader hands on was checked.
 #[derive(Debug)]
 pub struct VerifiedSlot {
-    /// The verified header.
-    pub header: BootHeader,
+    /// The verified header (it holds the signed command line).
+    pub header: SlotHeader,
     /// The kernel image.
     pub kernel: Vec<u8>,
     /// The initramfs.
     pub initramfs: Vec<u8>,
-    /// The signed command line.
-    pub cmdline: String,
 }
 
 /// Why a slot is refused.
 #[derive(Debug, thiserror::Error)]
-pub enum SlotError<E> {
-    /// The disk failed, or a part lies outside the partition.
-    #[error("reading the {part}: {source}")]
-    Read {
-        /// What was read.
-        part: &'static str,
-        /// Why it failed.
-        source: PartError<E>,
+pub enum SlotError {
+    /// The slot cannot be read, its layout or header is invalid, or a part's hash differs.
+    #[error("{source}")]
+    Image {
+        /// limpet-image's reason.
+        source: ImageError,
     },
-    /// The header is invalid or its signature does not verify.
-    #[error("header: {source}")]
-    Header {
+    /// Signed by another key, or the signature does not verify.
+    #[error("{source}")]
+    Signature {
         /// Why.
         source: HeaderError,
     },
@@ -57,9 +53,17 @@ pub enum SlotError<E> {
     #[error("slot is for {found}, this loader boots {expected}")]
     Target {
         /// The header's target.
-        found: String,
+        found: &'static str,
         /// The loader's.
         expected: &'static str,
+    },
+    /// The header's version is not a version the state can compare.
+    #[error("version {version:?} cannot be compared with the floor")]
+    Version {
+        /// The header's version text.
+        version: alloc::string::String,
+        /// Why.
+        source: VersionError,
     },
     /// The version is below the floor (anti-rollback).
     #[error("version {version} is below the floor {floor}")]
@@ -69,30 +73,12 @@ pub enum SlotError<E> {
         /// The floor.
         floor: Version,
     },
-    /// Memory for a part cannot be had.
-    #[error("cannot allocate {size} bytes for the {part}")]
-    Memory {
-        /// What.
-        part: &'static str,
-        /// How much.
-        size: u64,
-    },
-    /// A part's bytes do not match the header's sha256.
-    #[error("{part} ({size} bytes at offset {offset}) does not match its signed sha256")]
-    Hash {
-        /// What.
-        part: &'static str,
-        /// Its offset in the slot.
-        offset: u64,
-        /// Its size.
-        size: u64,
-    },
-    /// The command line holds a byte outside printable ASCII.
-    #[error("command line byte {index} is not printable ASCII")]
-    Cmdline {
-        /// Its index.
-        index: usize,
-    },
+}
+
+impl From<ImageError> for SlotError {
+    fn from(source: ImageError) -> Self {
+        SlotError::Image { source }
+    }
 }
 
 /// Reads and verifies the slot in `part` (steps in the module doc). `floor` is `None` only
@@ -102,82 +88,39 @@ pub fn load<D: Disk>(
     part: &Part,
     key: &VerifyingKey,
     floor: Option<&Version>,
-) -> Result<VerifiedSlot, SlotError<D::Error>> {
+) -> Result<VerifiedSlot, SlotError> {
+    let mut reader = PartReader { disk, part: *part };
     // 1-2.
-    let mut block = [0u8; HEADER_SIZE];
-    part.read(disk, 0, &mut block)
-        .map_err(|source| SlotError::Read {
-            part: "header",
-            source,
-        })?;
-    let header = header::decode(&block)
-        .and_then(|h| h.verify(key))
-        .map_err(|source| SlotError::Header { source })?;
+    let (_, unverified) = image_slot::read_header_from(&mut reader)?;
+    let header = unverified
+        .verify(key)
+        .map_err(|source| SlotError::Signature { source })?;
     // 3.
-    if header.target != crate::TARGET {
+    if header.target.as_str() != crate::TARGET {
         return Err(SlotError::Target {
-            found: header.target,
+            found: header.target.as_str(),
             expected: crate::TARGET,
         });
     }
     // 4.
     if let Some(floor) = floor {
-        if header.version.precedence(floor) == Ordering::Less {
+        let version = Version::parse(&header.version).map_err(|source| SlotError::Version {
+            version: header.version.clone(),
+            source,
+        })?;
+        if version.precedence(floor) == Ordering::Less {
             return Err(SlotError::BelowFloor {
-                version: header.version,
+                version,
                 floor: floor.clone(),
             });
         }
     }
     // 5.
-    let kernel = read_checked(disk, part, "kernel", &header.kernel)?;
-    let initramfs = read_checked(disk, part, "initramfs", &header.initramfs)?;
-    let cmdline = read_checked(disk, part, "command line", &header.cmdline)?;
-    // 6.
-    if let Some(index) = cmdline.iter().position(|&b| !(0x20..=0x7e).contains(&b)) {
-        return Err(SlotError::Cmdline { index });
-    }
-    // Printable ASCII is UTF-8.
-    let cmdline = String::from_utf8(cmdline).map_err(|e| SlotError::Cmdline {
-        index: e.utf8_error().valid_up_to(),
-    })?;
+    let kernel = image_slot::read_part_from(&mut reader, &header, BootPart::Kernel)?;
+    let initramfs = image_slot::read_part_from(&mut reader, &header, BootPart::Initramfs)?;
     Ok(VerifiedSlot {
         header,
         kernel,
         initramfs,
-        cmdline,
     })
-}
-
-/// Reads one extent after checking it lies in the partition, and checks its sha256.
-fn read_checked<D: Disk>(
-    disk: &mut D,
-    part: &Part,
-    name: &'static str,
-    extent: &Extent,
-) -> Result<Vec<u8>, SlotError<D::Error>> {
-    part.map::<D::Error>(extent.offset, extent.size)
-        .map_err(|source| SlotError::Read { part: name, source })?;
-    let memory = SlotError::Memory {
-        part: name,
-        size: extent.size,
-    };
-    let len = usize::try_from(extent.size).map_err(|_| SlotError::Memory {
-        part: name,
-        size: extent.size,
-    })?;
-    let mut bytes = Vec::new();
-    bytes.try_reserve_exact(len).map_err(|_| memory)?;
-    bytes.resize(len, 0);
-    part.read(disk, extent.offset, &mut bytes)
-        .map_err(|source| SlotError::Read { part: name, source })?;
-    let digest: [u8; 32] = Sha256::digest(&bytes).into();
-    if digest != extent.sha256 {
-        return Err(SlotError::Hash {
-            part: name,
-            offset: extent.offset,
-            size: extent.size,
-        });
-    }
-    Ok(bytes)
 }

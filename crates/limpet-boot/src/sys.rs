@@ -24,9 +24,9 @@ use core::time::Duration;
 use ed25519_dalek::VerifyingKey;
 use limpet_boot::boot::{self, Booting, Console};
 use limpet_boot::disk::Disk;
-use limpet_boot::header::key_id;
 use limpet_boot::initrd::{self, LoadFileAnswer};
 use limpet_boot::{cmdline, TARGET};
+use limpet_image::header::key_id;
 use uefi::boot::{
     self as fw, LoadImageSource, OpenProtocolAttributes, OpenProtocolParams, ScopedProtocol,
     SearchType,

@@ -6,18 +6,17 @@
 use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
+use std::io::Cursor;
+use std::sync::OnceLock;
 
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::{Signer, SigningKey};
+use limpet_image::disk::{self as image_disk, DiskSpec};
+use limpet_image::header::HeaderError;
+use limpet_image::slot::{self as image_slot, BootFiles, SlotError as ImageError, SlotMeta};
 use limpet_state::{FailureReason, Slot, State, TrialPhase, Version};
-use sha2::{Digest, Sha256};
 
 use super::*;
 use crate::disk::mem::MemDisk;
-use crate::header::{encode_signed, BootHeader, Extent};
-
-const STATE: (u64, u64) = (2048, 4095);
-const SLOT_A: (u64, u64) = (4096, 8191);
-const SLOT_B: (u64, u64) = (8192, 12287);
 
 #[derive(Default)]
 struct Lines(Vec<String>);
@@ -36,50 +35,86 @@ fn key() -> SigningKey {
     SigningKey::from_bytes(&[9; 32])
 }
 
-fn part(name: &'static str, (first, last): (u64, u64)) -> Part {
-    Part {
-        name,
-        start: first * 512,
-        len: (last - first + 1) * 512,
+/// A 4 KiB stand-in for the app's squashfs: its magic and `bytes_used`, which is all the
+/// slot format reads of it (dm-verity covers the rest, on the device).
+fn squashfs() -> Vec<u8> {
+    let mut sq = vec![0u8; 4096];
+    sq[..4].copy_from_slice(b"hsqs");
+    sq[40..48].copy_from_slice(&4096u64.to_le_bytes());
+    sq
+}
+
+/// A whole-image slot (limpet-image's format 2) holding `version`.
+fn slot_bytes(version: &str, signer: &SigningKey) -> Vec<u8> {
+    image_slot::assemble(
+        &squashfs(),
+        &SlotMeta {
+            device: "hello".into(),
+            target: crate::TARGET.into(),
+            version: version.into(),
+        },
+        b"sbom",
+        &BootFiles {
+            kernel: &[0x4d; 1000],
+            initramfs: &[0x07; 500],
+            cmdline: "console=ttyS0 quiet",
+        },
+        signer,
+    )
+    .unwrap()
+}
+
+/// Where the header, the kernel and the initramfs are in every test slot.
+struct Offsets {
+    header: u64,
+    kernel: u64,
+    initramfs: u64,
+}
+
+fn offsets() -> Offsets {
+    let s = slot_bytes("1.0.0", &key());
+    let layout = image_slot::open(&s).unwrap().layout;
+    Offsets {
+        header: layout.header_offset,
+        kernel: layout.kernel_offset,
+        initramfs: layout.initramfs_offset,
+    }
+}
+
+/// Offset of the command line in the header (limpet-image's format 2).
+const CMDLINE_IN_HEADER: u64 = 408;
+
+/// limpet-image's disk writer: GPT, blank state, slot A holding 1.0.0, empty slot B.
+fn base_disk() -> MemDisk {
+    let a = slot_bytes("1.0.0", &key());
+    let mut out = Cursor::new(Vec::new());
+    image_disk::write(
+        &DiskSpec {
+            state_size: 1 << 20,
+            slot_size: 2 << 20,
+            data_size: 1 << 20,
+            slot_a: &a,
+            guid_seed: [5; 32],
+        },
+        &mut out,
+    )
+    .unwrap();
+    MemDisk {
+        bytes: out.into_inner(),
+        ..MemDisk::default()
     }
 }
 
 fn parts() -> Partitions {
-    Partitions {
-        state: part("state", STATE),
-        slot_a: part("slot-a", SLOT_A),
-        slot_b: part("slot-b", SLOT_B),
-    }
+    static PARTS: OnceLock<Partitions> = OnceLock::new();
+    *PARTS.get_or_init(|| gpt::find_partitions(&mut base_disk()).unwrap())
 }
-
-/// Where the kernel, initramfs and command line of a test slot are.
-const KERNEL_AT: u64 = 4096;
-const INITRD_AT: u64 = 8192;
-const CMDLINE_AT: u64 = 12288;
 
 fn put_slot(disk: &mut MemDisk, slot: Slot, version: &str, signer: &SigningKey) {
     let p = *part_of(&parts(), slot);
-    let kernel = vec![0x4d; 1000];
-    let initrd = vec![0x07; 500];
-    let cmdline = b"console=ttyS0 quiet".to_vec();
-    let e = |offset, bytes: &[u8]| Extent {
-        offset,
-        size: bytes.len() as u64,
-        sha256: Sha256::digest(bytes).into(),
-    };
-    let h = BootHeader {
-        device: "hello".into(),
-        target: crate::TARGET.into(),
-        version: v(version),
-        kernel: e(KERNEL_AT, &kernel),
-        initramfs: e(INITRD_AT, &initrd),
-        cmdline: e(CMDLINE_AT, &cmdline),
-    };
-    let at = |off: u64| usize::try_from(p.start + off).unwrap();
-    disk.bytes[at(0)..at(4096)].copy_from_slice(&encode_signed(&h, signer));
-    disk.bytes[at(KERNEL_AT)..at(KERNEL_AT) + kernel.len()].copy_from_slice(&kernel);
-    disk.bytes[at(INITRD_AT)..at(INITRD_AT) + initrd.len()].copy_from_slice(&initrd);
-    disk.bytes[at(CMDLINE_AT)..at(CMDLINE_AT) + cmdline.len()].copy_from_slice(&cmdline);
+    let bytes = slot_bytes(version, signer);
+    let at = usize::try_from(p.start).unwrap();
+    disk.bytes[at..at + bytes.len()].copy_from_slice(&bytes);
 }
 
 fn flip(disk: &mut MemDisk, slot: Slot, offset: u64) {
@@ -102,20 +137,7 @@ fn read_state(disk: &mut MemDisk) -> State {
 
 /// A disk with a GPT, slot A holding 1.0.0 and slot B 2.0.0, and no state.
 fn disk() -> MemDisk {
-    let mut bytes = vec![0u8; 12288 * 512 + 64 * 512];
-    gpt::write_test_gpt(
-        &mut bytes,
-        &[
-            ("state", STATE.0, STATE.1),
-            ("slot-a", SLOT_A.0, SLOT_A.1),
-            ("slot-b", SLOT_B.0, SLOT_B.1),
-        ],
-    );
-    let mut d = MemDisk {
-        bytes,
-        ..MemDisk::default()
-    };
-    put_slot(&mut d, Slot::A, "1.0.0", &key());
+    let mut d = base_disk();
     put_slot(&mut d, Slot::B, "2.0.0", &key());
     d
 }
@@ -126,7 +148,7 @@ fn trial_state(boots: u8) -> State {
         .unwrap()
 }
 
-fn choose_on(d: &mut MemDisk) -> (Result<Booting, Halt<&'static str>>, Vec<String>) {
+fn choose_on(d: &mut MemDisk) -> (Result<Booting, Halt>, Vec<String>) {
     let mut lines = Lines::default();
     let r = choose(d, &key().verifying_key(), &mut lines);
     (r, lines.0)
@@ -165,11 +187,12 @@ fn a_trial_boots_after_its_boot_is_stored() {
 
 #[test]
 fn a_trial_with_one_flipped_byte_is_rolled_back_and_the_committed_slot_boots() {
+    let o = offsets();
     for (what, offset) in [
-        ("header", 200),
-        ("kernel", KERNEL_AT + 999),
-        ("initramfs", INITRD_AT),
-        ("cmdline", CMDLINE_AT + 3),
+        ("header", o.header + 200),
+        ("kernel", o.kernel + 999),
+        ("initramfs", o.initramfs),
+        ("cmdline", o.header + CMDLINE_IN_HEADER + 3),
     ] {
         let mut d = disk();
         put_state(&mut d, &trial_state(3));
@@ -195,19 +218,29 @@ fn a_trial_with_one_flipped_byte_is_rolled_back_and_the_committed_slot_boots() {
 #[test]
 fn the_exact_refusal_for_each_flipped_part() {
     let key = key().verifying_key();
-    for (offset, part) in [
-        (KERNEL_AT, "kernel"),
-        (INITRD_AT + 1, "initramfs"),
-        (CMDLINE_AT, "command line"),
-    ] {
+    let o = offsets();
+    for (offset, part) in [(o.kernel, "kernel"), (o.initramfs + 1, "initramfs")] {
         let mut d = disk();
         flip(&mut d, Slot::A, offset);
         let err = slot::load(&mut d, &parts().slot_a, &key, None).unwrap_err();
         assert!(
-            matches!(err, SlotError::Hash { part: p, .. } if p == part),
+            matches!(err, SlotError::Image { source: ImageError::PartHash { part: p, .. } } if p == part),
             "{part}: {err}"
         );
     }
+    // The command line is signed in the header itself.
+    let mut d = disk();
+    flip(&mut d, Slot::A, o.header + CMDLINE_IN_HEADER);
+    let err = slot::load(&mut d, &parts().slot_a, &key, None).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SlotError::Signature {
+                source: HeaderError::BadSignature
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -218,12 +251,15 @@ fn a_slot_signed_by_another_key_is_refused() {
     let b = choose_on(&mut d).0.unwrap();
     assert_eq!(b.slot, Slot::A);
     let err = slot::load(&mut d, &parts().slot_b, &key().verifying_key(), None).unwrap_err();
-    assert!(matches!(
-        err,
-        SlotError::Header {
-            source: crate::header::HeaderError::OtherKey { .. }
-        }
-    ));
+    assert!(
+        matches!(
+            err,
+            SlotError::Signature {
+                source: HeaderError::WrongKey { .. }
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -246,13 +282,15 @@ fn a_trial_slot_holding_a_version_below_the_floor_is_refused() {
 fn a_refused_committed_slot_halts() {
     let mut d = disk();
     put_state(&mut d, &State::factory(v("1.0.0")));
-    flip(&mut d, Slot::A, KERNEL_AT);
+    flip(&mut d, Slot::A, offsets().kernel);
     let (r, _) = choose_on(&mut d);
     assert!(matches!(
         r,
         Err(Halt::Committed {
             slot: Slot::A,
-            source: SlotError::Hash { part: "kernel", .. }
+            source: SlotError::Image {
+                source: ImageError::PartHash { part: "kernel", .. }
+            }
         })
     ));
 }
@@ -307,7 +345,7 @@ fn an_unreadable_state_falls_to_slot_b_and_is_left_as_evidence() {
     let s = usize::try_from(parts().state.start).unwrap();
     d.bytes[s + 100] ^= 1;
     d.bytes[s + 512 * 1024 + 100] ^= 1;
-    flip(&mut d, Slot::A, KERNEL_AT);
+    flip(&mut d, Slot::A, offsets().kernel);
     let before = d.bytes.clone();
     let (r, lines) = choose_on(&mut d);
     assert_eq!(r.unwrap().slot, Slot::B);
@@ -321,8 +359,8 @@ fn an_unreadable_state_falls_to_slot_b_and_is_left_as_evidence() {
 #[test]
 fn nothing_verifies_halts() {
     let mut d = disk();
-    flip(&mut d, Slot::A, KERNEL_AT);
-    flip(&mut d, Slot::B, KERNEL_AT);
+    flip(&mut d, Slot::A, offsets().kernel);
+    flip(&mut d, Slot::B, offsets().kernel);
     let s = usize::try_from(parts().state.start).unwrap();
     d.bytes[s] = 1; // not blank, not valid
     assert!(matches!(choose_on(&mut d).0, Err(Halt::NoSlot { .. })));
@@ -397,47 +435,48 @@ fn a_trial_kernel_the_firmware_will_not_start_is_rolled_back() {
     ));
 }
 
-/// Re-signs slot A's header after `edit`, as a vendor-signed but malformed slot would be.
-fn resign_a(d: &mut MemDisk, edit: impl FnOnce(&mut BootHeader)) {
-    let p = parts().slot_a;
-    let at = usize::try_from(p.start).unwrap();
-    let mut block = [0u8; 4096];
-    block.copy_from_slice(&d.bytes[at..at + 4096]);
-    let mut h = crate::header::decode(&block)
-        .unwrap()
-        .verify(&key().verifying_key())
-        .unwrap();
-    edit(&mut h);
-    d.bytes[at..at + 4096].copy_from_slice(&encode_signed(&h, &key()));
+/// Re-signs slot A's header bytes after `edit`, as a vendor-signed but malformed slot
+/// would be (the signature covers bytes 0..1440 of format 2; the key id is unchanged).
+fn resign_a(d: &mut MemDisk, edit: impl FnOnce(&mut [u8])) {
+    let at = usize::try_from(parts().slot_a.start + offsets().header).unwrap();
+    let header = &mut d.bytes[at..at + 4096];
+    edit(header);
+    let signature = key().sign(&header[..1440]);
+    header[1440..1504].copy_from_slice(&signature.to_bytes());
 }
 
 #[test]
-fn an_extent_past_the_partition_is_refused_before_any_allocation() {
+fn a_vendor_signed_kernel_size_past_the_partition_is_refused_before_any_allocation() {
     let mut d = disk();
-    // 1 TiB: allocating it would end the loader; the bound check comes first.
-    resign_a(&mut d, |h| h.kernel.size = 1 << 40);
+    // kernel_size (header offset 320) of 1 TiB: allocating it would end the loader.
+    resign_a(&mut d, |h| {
+        h[320..328].copy_from_slice(&(1u64 << 40).to_le_bytes())
+    });
     let err = slot::load(&mut d, &parts().slot_a, &key().verifying_key(), None).unwrap_err();
     assert!(
         matches!(
             err,
-            SlotError::Read {
-                part: "kernel",
-                source: PartError::Outside { len, .. }
-            } if len == 1 << 40
+            SlotError::Image {
+                source: ImageError::Truncated { .. } | ImageError::LayoutMismatch { .. }
+            }
         ),
         "{err}"
     );
 }
 
 #[test]
-fn a_signed_command_line_with_a_control_byte_is_refused() {
+fn a_vendor_signed_command_line_with_a_control_byte_is_refused() {
     let mut d = disk();
-    // "console=ttyS0 quiet" with its last byte turned into a newline, and re-hashed.
-    let p = parts().slot_a;
-    let at = usize::try_from(p.start + CMDLINE_AT).unwrap();
-    d.bytes[at + 18] = b'\n';
-    let line = d.bytes[at..at + 19].to_vec();
-    resign_a(&mut d, |h| h.cmdline.sha256 = Sha256::digest(&line).into());
+    // "console=ttyS0 quiet" with its last byte a newline.
+    resign_a(&mut d, |h| h[408 + 18] = b'\n');
     let err = slot::load(&mut d, &parts().slot_a, &key().verifying_key(), None).unwrap_err();
-    assert!(matches!(err, SlotError::Cmdline { index: 18 }), "{err}");
+    assert!(
+        matches!(
+            err,
+            SlotError::Image {
+                source: ImageError::Header { .. }
+            }
+        ),
+        "{err}"
+    );
 }
