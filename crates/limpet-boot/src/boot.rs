@@ -10,6 +10,9 @@
 //!   reported, not fatal) and the committed slot boots. The committed slot failing halts
 //!   the loader: after `begin_boot` the other slot holds a trial just given up, an older
 //!   version (below the floor) or a failed one, never something to fall back to.
+//! - a verified kernel the firmware will not start ([`start_failed`]; `LoadImage` refusing
+//!   its Secure Boot signature, `StartImage` returning) is a trial that failed
+//!   verification, as above; the committed slot's kernel not starting halts.
 //! - **blank state** (`boot_blank`; a factory disk whose state was never written): slot A,
 //!   no floor; nothing is written (PID 1 writes the factory state once the slot mounts).
 //! - **unreadable state** (`boot_unreadable`; both copies corrupt, I/O errors, a partition
@@ -42,20 +45,29 @@ pub trait Console {
 pub struct Booting {
     /// The slot.
     pub slot: Slot,
-    /// Its verified kernel, initramfs and signed command line.
+    /// Its verified header (with the signed command line), kernel and initramfs.
     pub verified: VerifiedSlot,
     /// The whole command line ([`final_cmdline`]).
     pub cmdline: String,
+    /// Set when the slot is a trial: what [`start_failed`] rolls back.
+    trial: Option<TrialBoot>,
+}
+
+/// A trial being booted: its stored state (boot spent) and the partitions.
+#[derive(Debug)]
+struct TrialBoot {
+    state: State,
+    parts: Partitions,
 }
 
 /// Why nothing boots. The loader prints it and halts: it never starts unverified code.
 #[derive(Debug, thiserror::Error)]
-pub enum Halt<E> {
+pub enum Halt {
     /// The boot disk's partitions cannot be found.
     #[error("boot disk partitions: {source}")]
     Gpt {
         /// Why.
-        source: GptError<E>,
+        source: GptError,
     },
     /// The committed slot does not verify.
     #[error("committed slot {slot} refused: {source}")]
@@ -63,21 +75,29 @@ pub enum Halt<E> {
         /// The slot.
         slot: Slot,
         /// Why.
-        source: SlotError<E>,
+        source: SlotError,
     },
     /// Blank state and slot A does not verify.
     #[error("blank state and slot A refused: {source}")]
     Factory {
         /// Why.
-        source: SlotError<E>,
+        source: SlotError,
+    },
+    /// The committed slot verified, but its kernel did not start.
+    #[error("committed slot {slot} did not start: {reason}")]
+    NotStarted {
+        /// The slot.
+        slot: Slot,
+        /// The firmware's answer.
+        reason: String,
     },
     /// Unreadable state and neither slot verifies.
     #[error("state unreadable and neither slot verifies: slot A: {a}; slot B: {b}")]
     NoSlot {
         /// Why slot A was refused.
-        a: Box<SlotError<E>>,
+        a: Box<SlotError>,
         /// Why slot B was refused.
-        b: Box<SlotError<E>>,
+        b: Box<SlotError>,
     },
 }
 
@@ -90,7 +110,7 @@ pub fn choose<D: Disk>(
     disk: &mut D,
     key: &VerifyingKey,
     con: &mut impl Console,
-) -> Result<Booting, Halt<D::Error>> {
+) -> Result<Booting, Halt> {
     let parts = gpt::find_partitions(disk).map_err(|source| Halt::Gpt { source })?;
     say!(
         con,
@@ -130,7 +150,7 @@ fn attempt<D: Disk>(
     slot: Slot,
     floor: Option<&Version>,
     con: &mut impl Console,
-) -> Result<Booting, SlotError<D::Error>> {
+) -> Result<Booting, SlotError> {
     let part = part_of(parts, slot);
     let verified = slot::load(disk, part, key, floor)?;
     let h = &verified.header;
@@ -140,15 +160,16 @@ fn attempt<D: Disk>(
         part.name,
         h.device,
         h.version,
-        h.target,
+        h.target.as_str(),
         h.kernel.size,
         h.initramfs.size
     );
-    let cmdline = final_cmdline(&verified.cmdline, slot);
+    let cmdline = final_cmdline(&h.cmdline, slot);
     Ok(Booting {
         slot,
         verified,
         cmdline,
+        trial: None,
     })
 }
 
@@ -158,7 +179,7 @@ fn boot_stored<D: Disk>(
     key: &VerifyingKey,
     state: &State,
     con: &mut impl Console,
-) -> Result<Booting, Halt<D::Error>> {
+) -> Result<Booting, Halt> {
     let (next, choice) = state.begin_boot();
     let stored = store(disk, parts, &next);
     if let Some(failure) = &choice.rolled_back {
@@ -211,25 +232,72 @@ fn boot_stored<D: Disk>(
     );
     let floor = next.floor().clone();
     match attempt(disk, parts, key, slot, Some(&floor), con) {
+        Ok(booting) if is_trial => Ok(Booting {
+            trial: Some(TrialBoot {
+                state: next,
+                parts: *parts,
+            }),
+            ..booting
+        }),
         Ok(booting) => Ok(booting),
         Err(failed) if is_trial => {
             say!(con, "trial slot {slot} refused: {failed}; rolling back");
-            match next.roll_back(FailureReason::VerifyFailed) {
-                Ok(rolled) => match store(disk, parts, &rolled) {
-                    Ok(_) => say!(con, "trial rolled back (verification failed), recorded"),
-                    Err(e) => say!(con, "cannot record the rollback: {}", Chain(&e)),
-                },
-                Err(e) => say!(con, "rollback refused: {e}"),
-            }
-            attempt(disk, parts, key, committed, Some(&floor), con).map_err(|source| {
-                Halt::Committed {
-                    slot: committed,
-                    source,
-                }
-            })
+            roll_back_to_committed(disk, parts, key, &next, con)
         }
         Err(source) => Err(Halt::Committed { slot, source }),
     }
+}
+
+/// What to do when the verified kernel of `booting` did not start (the firmware's
+/// `LoadImage` refused it, e.g. its Secure Boot signature, or `StartImage` returned): a
+/// trial is rolled back (`VerifyFailed`, stored) and the committed slot is verified and
+/// returned to start instead; the committed slot failing to start halts.
+pub fn start_failed<D: Disk>(
+    disk: &mut D,
+    key: &VerifyingKey,
+    booting: Booting,
+    why: &dyn fmt::Display,
+    con: &mut impl Console,
+) -> Result<Booting, Halt> {
+    match booting.trial {
+        Some(trial) => {
+            say!(
+                con,
+                "trial slot {} did not start: {why}; rolling back",
+                booting.slot
+            );
+            roll_back_to_committed(disk, &trial.parts, key, &trial.state, con)
+        }
+        None => Err(Halt::NotStarted {
+            slot: booting.slot,
+            reason: alloc::string::ToString::to_string(why),
+        }),
+    }
+}
+
+/// Records the rollback of the trial in `state` (a failure to record it is reported, not
+/// fatal: the trial has spent a boot) and verifies the committed slot.
+fn roll_back_to_committed<D: Disk>(
+    disk: &mut D,
+    parts: &Partitions,
+    key: &VerifyingKey,
+    state: &State,
+    con: &mut impl Console,
+) -> Result<Booting, Halt> {
+    match state.roll_back(FailureReason::VerifyFailed) {
+        Ok(rolled) => match store(disk, parts, &rolled) {
+            Ok(_) => say!(con, "trial rolled back (verification failed), recorded"),
+            Err(e) => say!(con, "cannot record the rollback: {}", Chain(&e)),
+        },
+        Err(e) => say!(con, "rollback refused: {e}"),
+    }
+    let committed = state.committed_slot();
+    attempt(disk, parts, key, committed, Some(state.floor()), con).map_err(|source| {
+        Halt::Committed {
+            slot: committed,
+            source,
+        }
+    })
 }
 
 fn boot_blank<D: Disk>(
@@ -237,7 +305,7 @@ fn boot_blank<D: Disk>(
     parts: &Partitions,
     key: &VerifyingKey,
     con: &mut impl Console,
-) -> Result<Booting, Halt<D::Error>> {
+) -> Result<Booting, Halt> {
     say!(
         con,
         "state: blank; booting slot A with no floor (PID 1 writes the factory state)"
@@ -251,7 +319,7 @@ fn boot_unreadable<D: Disk>(
     key: &VerifyingKey,
     reason: &StoreError<PartError<D::Error>>,
     con: &mut impl Console,
-) -> Result<Booting, Halt<D::Error>> {
+) -> Result<Booting, Halt> {
     say!(
         con,
         "state unreadable ({}): trying slot A then B, state left untouched",

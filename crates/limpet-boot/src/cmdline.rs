@@ -4,10 +4,11 @@
 //! Rules:
 //! - The loader adds exactly ` limpet.slot=a|b limpet.counted=1` after the signed text:
 //!   `limpet.slot` names the slot the loader verified and started (PID 1 mounts that one),
-//!   `limpet.counted=1` says this boot has already gone through `begin_boot` in the loader
-//!   (stored, or refused by a failing medium), so PID 1 must not count it again.
-//! - Nothing else is added or removed; the signed text is printable ASCII (checked by
-//!   [`crate::slot::load`]), so its UCS-2 form is one code unit per byte.
+//!   `limpet.counted=1` says the loader made this boot's slot decision (`begin_boot`,
+//!   stored or refused by a failing medium; or slot A/B with no floor on a blank or
+//!   unreadable state), so PID 1 must not run `begin_boot` again.
+//! - Nothing else is added or removed; the signed text is printable ASCII (limpet-image's
+//!   header decoder checks it), so its UCS-2 form is one code unit per byte.
 //! - The kernel reads the *last* occurrence of a parameter, so the loader's two come last:
 //!   a signed command line cannot pre-empt them, and neither can anything else.
 

@@ -10,6 +10,7 @@
 
 use core::fmt;
 
+use limpet_image::io::{IoError, ReadAt};
 use limpet_state::copies::Copies;
 use limpet_state::record::RECORD_SIZE;
 use limpet_state::CopyId;
@@ -105,6 +106,47 @@ impl Part {
             part: self.name,
             offset,
             source,
+        })
+    }
+}
+
+/// The whole disk as limpet-image's [`ReadAt`] (for its GPT reader).
+#[derive(Debug)]
+pub struct WholeDisk<'a, D>(pub &'a mut D);
+
+impl<D: Disk> ReadAt for WholeDisk<'_, D> {
+    fn size(&mut self) -> Result<u64, IoError> {
+        Ok(self.0.len())
+    }
+
+    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        // limpet-image's no_std error holds a static text: the firmware's status is lost
+        // here, the failing offset is not (limpet-image's error names it).
+        self.0
+            .read_at(offset, buf)
+            .map_err(|_| IoError::other("the disk's block read failed"))
+    }
+}
+
+/// One partition as limpet-image's [`ReadAt`] (for its slot reader): offsets are the
+/// partition's, every access is bounds-checked by [`Part::read`].
+#[derive(Debug)]
+pub struct PartReader<'a, D> {
+    /// The boot disk.
+    pub disk: &'a mut D,
+    /// The partition.
+    pub part: Part,
+}
+
+impl<D: Disk> ReadAt for PartReader<'_, D> {
+    fn size(&mut self) -> Result<u64, IoError> {
+        Ok(self.part.len)
+    }
+
+    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), IoError> {
+        self.part.read(self.disk, offset, buf).map_err(|e| match e {
+            PartError::Outside { .. } => IoError::other("read outside the partition"),
+            PartError::Disk { .. } => IoError::other("the disk's block read failed"),
         })
     }
 }

@@ -2,14 +2,15 @@
 //!
 //! The firmware (UEFI Secure Boot with the vendor's keys) starts this loader from the
 //! disk's EFI system partition. It then, step by step ([`boot::choose`]):
-//! 1. reads the boot disk's GPT and finds `state`, `slot-a` and `slot-b` ([`gpt`]);
+//! 1. reads the boot disk's GPT and finds `state`, `slot-a` and `slot-b` ([`gpt`], with
+//!    limpet-image's GPT reader);
 //! 2. loads the A/B state through limpet-state's `no_std` core (the same two-copy rules
 //!    and state machine as PID 1), runs `begin_boot` and stores the result *before* it
 //!    reads the slot, so a kernel that hangs still spends its trial's boots;
 //! 3. reads the chosen slot's header, verifies its Ed25519 signature with the vendor's
 //!    image key compiled into the loader, refuses a version below the floor, reads the
-//!    kernel, the initramfs and the command line and checks their sha256 against the
-//!    header ([`slot`]); a trial that fails is rolled back (stored) and the committed
+//!    kernel and the initramfs and checks their sha256 against the header ([`slot`], with
+//!    limpet-image's slot reader: header format 2, the whole-image slot); a trial that fails is rolled back (stored) and the committed
 //!    slot boots; when nothing verifies the loader halts: it never starts unverified code;
 //! 4. starts the kernel (an EFI-stub PE) with the signed command line plus
 //!    `limpet.slot=a|b limpet.counted=1` ([`cmdline`]) and hands it the initramfs through
@@ -22,8 +23,8 @@
 //! - No panic on input-driven paths: every byte read from the disk is checked before use,
 //!   every size is bounded by its partition before anything is allocated.
 //! - Nothing unverified is started: the only bytes handed to the firmware's `LoadImage`,
-//!   to the kernel as its initramfs and as its command line are bytes whose sha256 the
-//!   signed header names.
+//!   to the kernel as its initramfs and as its command line are bytes the signed header
+//!   holds or names by sha256.
 
 #![cfg_attr(not(test), no_std)]
 #![warn(missing_docs)]
@@ -35,7 +36,6 @@ pub mod cmdline;
 pub mod disk;
 pub mod gpt;
 pub mod initrd;
-mod le;
 pub mod slot;
 
 /// The architecture this loader boots (the slot header's `target` must name it).

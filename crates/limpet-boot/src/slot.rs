@@ -1,68 +1,53 @@
-//! Reading and verifying one slot with limpet-image's format core (the same decoder,
-//! signature check and layout rules as PID 1 and `limpet verify`), then the kernel and
-//! the initramfs, each against the sha256 the signed header names.
+//! Reading and verifying one slot with limpet-image's slot reader (header format 2, the
+//! whole-image slot): its header, then the kernel and the initramfs, each against the
+//! sha256 the signed header names; the command line is in the signed header itself.
 //!
 //! Order (each step refuses the slot on failure, naming the step):
-//! 1. read the squashfs superblock and the header, decode every field, and check the
-//!    layout against the partition (`slot::read_header_from`);
+//! 1. read the squashfs superblock and the header, and check the layout the header states
+//!    against the one the superblock and the partition imply (`read_header_from`: every
+//!    part inside the partition before anything is allocated);
 //! 2. check the key id and the Ed25519 signature (`verify_strict`) with the loader's key;
 //! 3. check the target is this loader's architecture;
 //! 4. check the version is not below the floor (semver precedence, limpet-state's rule);
 //! 5. check every block of the app (the squashfs) against the signed dm-verity tree
-//!    (`slot::check_app_from`), so that a slot whose app was changed starts nothing;
-//! 6. read the kernel and the initramfs (their extents were checked against the
-//!    partition in step 1) and compare each sha256 (`slot::read_part_from`).
+//!    (`check_app_from`), so that a slot whose app was changed starts no kernel;
+//! 6. read the kernel and the initramfs and compare their sha256 (`read_part_from`).
 //!
-//! The command line is part of the signed header (printable ASCII, checked when it was
-//! decoded). Nothing a failed step read is returned: the caller gets a [`VerifiedSlot`]
-//! or an error.
+//! Nothing a failed step read is returned: the caller gets a [`VerifiedSlot`] or an error.
 
-use alloc::string::String;
 use alloc::vec::Vec;
 use core::cmp::Ordering;
 
 use ed25519_dalek::VerifyingKey;
 use limpet_image::header::{HeaderError, SlotHeader};
-use limpet_image::io::{IoError, ReadAt};
-use limpet_image::slot::{self as image_slot, BootPart, SlotError as ImageSlotError};
-use limpet_state::Version;
+use limpet_image::slot::{self as image_slot, BootPart, SlotError as ImageError};
+use limpet_state::{Version, VersionError};
 
-use crate::disk::{Disk, Part, PartError};
+use crate::disk::{Disk, Part, PartReader};
 
 /// A slot whose every byte the loader hands on was checked.
 #[derive(Debug)]
 pub struct VerifiedSlot {
-    /// The verified header.
+    /// The verified header (it holds the signed command line).
     pub header: SlotHeader,
     /// The kernel image.
     pub kernel: Vec<u8>,
     /// The initramfs.
     pub initramfs: Vec<u8>,
-    /// The signed command line.
-    pub cmdline: String,
 }
 
 /// Why a slot is refused.
 #[derive(Debug, thiserror::Error)]
-pub enum SlotError<E> {
-    /// The disk failed, or a part lies outside the partition.
-    #[error("reading the {part}: {source}")]
-    Read {
-        /// What was read.
-        part: &'static str,
-        /// Why it failed.
-        source: PartError<E>,
-    },
-    /// The header does not decode, its layout does not fit the partition, or a part's
-    /// bytes do not match their signed sha256.
+pub enum SlotError {
+    /// The slot cannot be read, its layout or header is invalid, or a part's hash differs.
     #[error("{source}")]
-    Format {
-        /// Why (limpet-image's error, with its chain shown inline).
-        source: ImageSlotError,
+    Image {
+        /// limpet-image's reason.
+        source: ImageError,
     },
-    /// The header's signature does not verify under the loader's key.
-    #[error("header: {source}")]
-    Header {
+    /// Signed by another key, or the signature does not verify.
+    #[error("{source}")]
+    Signature {
         /// Why.
         source: HeaderError,
     },
@@ -74,11 +59,13 @@ pub enum SlotError<E> {
         /// The loader's.
         expected: &'static str,
     },
-    /// The header's version is not a version limpet-state can compare.
-    #[error("version {version} is not valid semver")]
+    /// The header's version is not a version the state can compare.
+    #[error("version {version:?} cannot be compared with the floor")]
     Version {
         /// The header's version text.
-        version: String,
+        version: alloc::string::String,
+        /// Why.
+        source: VersionError,
     },
     /// The version is below the floor (anti-rollback).
     #[error("version {version} is below the floor {floor}")]
@@ -90,34 +77,9 @@ pub enum SlotError<E> {
     },
 }
 
-/// One partition as limpet-image's [`ReadAt`], keeping the disk's own error: limpet-image
-/// sees only that the read failed, and the loader reports the firmware's error.
-struct PartReader<'a, D: Disk> {
-    disk: &'a mut D,
-    part: &'a Part,
-    failed: Option<PartError<D::Error>>,
-}
-
-impl<D: Disk> ReadAt for PartReader<'_, D> {
-    fn size(&mut self) -> Result<u64, IoError> {
-        Ok(self.part.len)
-    }
-
-    fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), IoError> {
-        self.part.read(self.disk, offset, buf).map_err(|e| {
-            self.failed = Some(e);
-            IoError::other("block read failed")
-        })
-    }
-}
-
-impl<D: Disk> PartReader<'_, D> {
-    /// limpet-image's error as the loader's: a read failure becomes the disk's error.
-    fn refuse(&mut self, e: ImageSlotError) -> SlotError<D::Error> {
-        match (e, self.failed.take()) {
-            (ImageSlotError::Io { part, .. }, Some(source)) => SlotError::Read { part, source },
-            (source, _) => SlotError::Format { source },
-        }
+impl From<ImageError> for SlotError {
+    fn from(source: ImageError) -> Self {
+        SlotError::Image { source }
     }
 }
 
@@ -128,17 +90,13 @@ pub fn load<D: Disk>(
     part: &Part,
     key: &VerifyingKey,
     floor: Option<&Version>,
-) -> Result<VerifiedSlot, SlotError<D::Error>> {
-    let mut dev = PartReader {
-        disk,
-        part,
-        failed: None,
-    };
+) -> Result<VerifiedSlot, SlotError> {
+    let mut reader = PartReader { disk, part: *part };
     // 1-2.
-    let (layout, unverified) = image_slot::read_header_from(&mut dev).map_err(|e| dev.refuse(e))?;
+    let (layout, unverified) = image_slot::read_header_from(&mut reader)?;
     let header = unverified
         .verify(key)
-        .map_err(|source| SlotError::Header { source })?;
+        .map_err(|source| SlotError::Signature { source })?;
     // 3.
     if header.target.as_str() != crate::TARGET {
         return Err(SlotError::Target {
@@ -147,10 +105,11 @@ pub fn load<D: Disk>(
         });
     }
     // 4.
-    let version = Version::parse(&header.version).map_err(|_| SlotError::Version {
-        version: header.version.clone(),
-    })?;
     if let Some(floor) = floor {
+        let version = Version::parse(&header.version).map_err(|source| SlotError::Version {
+            version: header.version.clone(),
+            source,
+        })?;
         if version.precedence(floor) == Ordering::Less {
             return Err(SlotError::BelowFloor {
                 version,
@@ -159,17 +118,13 @@ pub fn load<D: Disk>(
         }
     }
     // 5.
-    image_slot::check_app_from(&mut dev, &layout, &header).map_err(|e| dev.refuse(e))?;
+    image_slot::check_app_from(&mut reader, &layout, &header)?;
     // 6.
-    let kernel = image_slot::read_part_from(&mut dev, &header, BootPart::Kernel)
-        .map_err(|e| dev.refuse(e))?;
-    let initramfs = image_slot::read_part_from(&mut dev, &header, BootPart::Initramfs)
-        .map_err(|e| dev.refuse(e))?;
-    let cmdline = header.cmdline.clone();
+    let kernel = image_slot::read_part_from(&mut reader, &header, BootPart::Kernel)?;
+    let initramfs = image_slot::read_part_from(&mut reader, &header, BootPart::Initramfs)?;
     Ok(VerifiedSlot {
         header,
         kernel,
         initramfs,
-        cmdline,
     })
 }

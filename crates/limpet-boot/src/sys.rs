@@ -8,16 +8,17 @@
 //! the kernel from memory (under Secure Boot the firmware checks its signature too), set
 //! its LoadOptions to the UCS-2 command line, `StartImage`.
 //!
-//! Rules: nothing is printed once `StartImage` is called (the kernel owns the console);
-//! on any failure the loader prints why and halts ([`halt`]): it never starts a kernel it
-//! did not verify, and never returns to the firmware's boot menu (which could pick another
-//! boot option).
+//! Rules: nothing is printed once `StartImage` is called (the kernel owns the console); a
+//! kernel that does not start is handed to `limpet_boot::boot::start_failed` (a trial
+//! falls back to the committed slot); every other failure prints why and halts ([`halt`]):
+//! the loader never starts a kernel it did not verify, and never returns to the firmware's
+//! boot menu (which could pick another boot option).
 
 use alloc::vec::Vec;
 use core::ffi::c_void;
 use core::fmt::{self, Write};
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use core::time::Duration;
 
 use ed25519_dalek::VerifyingKey;
@@ -93,13 +94,18 @@ pub fn run(key: &[u8; 32]) -> Status {
         "boot disk: {} blocks of {} bytes",
         disk.blocks, disk.block
     ));
-    let booting = match boot::choose(&mut disk, &key, &mut con) {
+    let mut booting = match boot::choose(&mut disk, &key, &mut con) {
         Ok(booting) => booting,
         Err(e) => halt(&mut con, format_args!("{e}")),
     };
-    drop(disk);
-    match start(booting, &mut con) {
-        Err(e) => halt(&mut con, format_args!("{e}")),
+    // `start` returns only when the kernel did not start: a trial falls back to the
+    // committed slot, the committed slot halts (`boot::start_failed`).
+    loop {
+        let why = start(&mut booting, &mut con);
+        booting = match boot::start_failed(&mut disk, &key, booting, &why, &mut con) {
+            Ok(next) => next,
+            Err(e) => halt(&mut con, format_args!("{e}")),
+        };
     }
 }
 
@@ -133,45 +139,53 @@ enum StartError {
     Returned(Status),
 }
 
-/// Starts the verified kernel; returns only on failure.
-fn start(booting: Booting, con: &mut ConOut) -> Result<core::convert::Infallible, StartError> {
-    let Booting {
-        slot,
-        verified,
-        cmdline,
-    } = booting;
-    offer_initrd(verified.initramfs).map_err(StartError::Initrd)?;
-    con.line(format_args!(
-        "initramfs ({} bytes) offered through the Linux initrd LoadFile2 protocol",
-        INITRD_LEN.load(Ordering::Acquire)
-    ));
-    let image = fw::load_image(
-        fw::image_handle(),
-        LoadImageSource::FromBuffer {
-            buffer: &verified.kernel,
-            file_path: None,
-        },
-    )
-    .map_err(|e| StartError::LoadImage(e.status()))?;
-    drop(verified.kernel);
-    let options: &'static [u16] = cmdline::ucs2(&cmdline).ok_or(StartError::Ucs2)?.leak();
-    let options_size =
-        u32::try_from(core::mem::size_of_val(options)).map_err(|_| StartError::Ucs2)?;
-    {
-        let mut loaded = fw::open_protocol_exclusive::<LoadedImage>(image)
-            .map_err(|e| StartError::LoadOptions(e.status()))?;
-        // SAFETY: `options` is leaked, so it stays valid for as long as the kernel's EFI
-        // stub may read it (it copies the command line before ExitBootServices).
-        unsafe { loaded.set_load_options(options.as_ptr().cast(), options_size) };
+/// Starts the verified kernel; returns only on failure, saying why.
+fn start(booting: &mut Booting, con: &mut ConOut) -> StartError {
+    let slot = booting.slot;
+    let kernel = core::mem::take(&mut booting.verified.kernel);
+    let initramfs = core::mem::take(&mut booting.verified.initramfs);
+    let len = initramfs.len();
+    if let Err(status) = offer_initrd(initramfs) {
+        return StartError::Initrd(status);
     }
     con.line(format_args!(
-        "starting the kernel of slot {slot}: {cmdline}"
+        "initramfs ({len} bytes) offered through the Linux initrd LoadFile2 protocol"
+    ));
+    let image = match fw::load_image(
+        fw::image_handle(),
+        LoadImageSource::FromBuffer {
+            buffer: &kernel,
+            file_path: None,
+        },
+    ) {
+        Ok(image) => image,
+        Err(e) => return StartError::LoadImage(e.status()),
+    };
+    drop(kernel);
+    let Some(options) = cmdline::ucs2(&booting.cmdline) else {
+        return StartError::Ucs2;
+    };
+    let options: &'static [u16] = options.leak();
+    let Ok(options_size) = u32::try_from(core::mem::size_of_val(options)) else {
+        return StartError::Ucs2;
+    };
+    match fw::open_protocol_exclusive::<LoadedImage>(image) {
+        // SAFETY: `options` is leaked, so it stays valid for as long as the kernel's EFI
+        // stub may read it (it copies the command line before ExitBootServices).
+        Ok(mut loaded) => unsafe { loaded.set_load_options(options.as_ptr().cast(), options_size) },
+        Err(e) => return StartError::LoadOptions(e.status()),
+    }
+    con.line(format_args!(
+        "starting the kernel of slot {slot}: {}",
+        booting.cmdline
     ));
     let status = match fw::start_image(image) {
         Ok(()) => Status::SUCCESS,
         Err(e) => e.status(),
     };
-    Err(StartError::Returned(status))
+    // Best effort: the image is not started again either way.
+    let _ = fw::unload_image(image);
+    StartError::Returned(status)
 }
 
 /// The initramfs the LoadFile2 handler serves (set once, before the kernel starts).
@@ -184,11 +198,18 @@ static INITRD_LOAD_FILE2: LoadFile2Protocol = LoadFile2Protocol {
     load_file: initrd_load_file,
 };
 
-/// Installs the initrd device path and its LoadFile2 protocol on a new handle.
-fn offer_initrd(initramfs: Vec<u8>) -> Result<Handle, Status> {
+/// Whether the initrd handle is installed (once: a fallback only changes what it serves).
+static INITRD_OFFERED: AtomicBool = AtomicBool::new(false);
+
+/// Makes `initramfs` what the initrd LoadFile2 handler serves, installing the initrd
+/// device path and its LoadFile2 protocol on a new handle the first time.
+fn offer_initrd(initramfs: Vec<u8>) -> Result<(), Status> {
     let initramfs: &'static mut [u8] = initramfs.leak();
     INITRD_LEN.store(initramfs.len(), Ordering::Release);
     INITRD_PTR.store(initramfs.as_mut_ptr(), Ordering::Release);
+    if INITRD_OFFERED.load(Ordering::Acquire) {
+        return Ok(());
+    }
     // SAFETY: the GUID is the device path protocol's and the interface is a complete,
     // end-terminated device path in a static, so it outlives the handle.
     let handle = unsafe {
@@ -209,7 +230,8 @@ fn offer_initrd(initramfs: Vec<u8>) -> Result<Handle, Status> {
         )
     }
     .map_err(|e| e.status())?;
-    Ok(handle)
+    INITRD_OFFERED.store(true, Ordering::Release);
+    Ok(())
 }
 
 /// `EFI_LOAD_FILE2_PROTOCOL.LoadFile` for the initramfs (answers from

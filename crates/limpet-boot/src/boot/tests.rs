@@ -1,22 +1,22 @@
 //! The slot choice on an in-memory disk: a GPT, a state partition written by limpet-state,
-//! and two real whole-image slots (limpet-image's writer), attacked one byte at a time.
+//! and two slots in the rig format, attacked one byte at a time.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
+use std::io::Cursor;
+use std::sync::OnceLock;
 
-use ed25519_dalek::SigningKey;
-use limpet_image::slot::{BootFiles, SlotLayout, SlotMeta};
+use ed25519_dalek::{Signer, SigningKey};
+use limpet_image::disk::{self as image_disk, DiskSpec};
+use limpet_image::header::HeaderError;
+use limpet_image::slot::{self as image_slot, BootFiles, SlotError as ImageError, SlotMeta};
 use limpet_state::{FailureReason, Slot, State, TrialPhase, Version};
 
 use super::*;
 use crate::disk::mem::MemDisk;
-
-const STATE: (u64, u64) = (2048, 4095);
-const SLOT_A: (u64, u64) = (4096, 8191);
-const SLOT_B: (u64, u64) = (8192, 12287);
 
 #[derive(Default)]
 struct Lines(Vec<String>);
@@ -35,67 +35,80 @@ fn key() -> SigningKey {
     SigningKey::from_bytes(&[9; 32])
 }
 
-fn part(name: &'static str, (first, last): (u64, u64)) -> Part {
-    Part {
-        name,
-        start: first * 512,
-        len: (last - first + 1) * 512,
+/// A 4 KiB stand-in for the app's squashfs: its magic and `bytes_used`, which is all the
+/// slot format reads of it; the loader checks its bytes against the slot's dm-verity tree.
+fn squashfs() -> Vec<u8> {
+    let mut sq = vec![0u8; 4096];
+    sq[..4].copy_from_slice(b"hsqs");
+    sq[40..48].copy_from_slice(&4096u64.to_le_bytes());
+    sq
+}
+
+/// A whole-image slot (limpet-image's format 2) holding `version`.
+fn slot_bytes(version: &str, signer: &SigningKey) -> Vec<u8> {
+    image_slot::assemble(
+        &squashfs(),
+        &SlotMeta {
+            device: "hello".into(),
+            target: crate::TARGET.into(),
+            version: version.into(),
+        },
+        b"sbom",
+        &BootFiles {
+            kernel: &[0x4d; 1000],
+            initramfs: &[0x07; 500],
+            cmdline: "console=ttyS0 quiet",
+        },
+        signer,
+    )
+    .unwrap()
+}
+
+/// Where the header, the kernel and the initramfs are in every test slot.
+struct Offsets {
+    header: u64,
+    kernel: u64,
+    initramfs: u64,
+}
+
+fn offsets() -> Offsets {
+    let s = slot_bytes("1.0.0", &key());
+    let layout = image_slot::open(&s).unwrap().layout;
+    Offsets {
+        header: layout.header_offset,
+        kernel: layout.kernel_offset,
+        initramfs: layout.initramfs_offset,
+    }
+}
+
+/// Offset of the command line in the header (limpet-image's format 2).
+const CMDLINE_IN_HEADER: u64 = 408;
+
+/// limpet-image's disk writer: GPT, blank state, slot A holding 1.0.0, empty slot B.
+fn base_disk() -> MemDisk {
+    let a = slot_bytes("1.0.0", &key());
+    let mut out = Cursor::new(Vec::new());
+    image_disk::write(
+        &DiskSpec {
+            esp: &[0; 1 << 20],
+            state_size: 1 << 20,
+            slot_size: 2 << 20,
+            data_size: 1 << 20,
+            slot_a: &a,
+            guid_seed: [5; 32],
+        },
+        &mut out,
+    )
+    .unwrap();
+    MemDisk {
+        bytes: out.into_inner(),
+        ..MemDisk::default()
     }
 }
 
 fn parts() -> Partitions {
-    Partitions {
-        state: part("state", STATE),
-        slot_a: part("slot-a", SLOT_A),
-        slot_b: part("slot-b", SLOT_B),
-    }
-}
-
-/// A real signed whole-image slot of `version`: a one-file squashfs app, a 1000-byte
-/// kernel, a 500-byte initramfs.
-fn slot_bytes(version: &str, signer: &SigningKey) -> Vec<u8> {
-    let app = limpet_image::squashfs::Entry {
-        path: "app".into(),
-        data: (0..9000u32).map(|i| (i % 251) as u8).collect(),
-        mode: 0o555,
-    };
-    let fs = limpet_image::squashfs::build(&[app], 1).unwrap();
-    let meta = SlotMeta {
-        device: "hello".into(),
-        target: crate::TARGET.into(),
-        version: version.into(),
-    };
-    let boot = BootFiles {
-        kernel: &[0x4d; 1000],
-        initramfs: &[0x07; 500],
-        cmdline: "console=ttyS0 quiet",
-    };
-    limpet_image::slot::assemble(&fs, &meta, b"{}", &boot, signer).unwrap()
-}
-
-/// Where each part of every test slot lies (the same for every version and key).
-fn layout() -> SlotLayout {
-    limpet_image::slot::open(&slot_bytes("1.0.0", &key()))
-        .unwrap()
-        .layout
-}
-
-fn kernel_at() -> u64 {
-    layout().kernel_offset
-}
-
-fn initrd_at() -> u64 {
-    layout().initramfs_offset
-}
-
-/// The command line is a field of the signed header, at byte 408.
-fn cmdline_at() -> u64 {
-    layout().header_offset + 408
-}
-
-/// A byte of the app (the squashfs), past its superblock.
-fn app_at() -> u64 {
-    200
+    static PARTS: OnceLock<Partitions> = OnceLock::new();
+    *PARTS.get_or_init(|| gpt::find_partitions(&mut base_disk()).unwrap())
 }
 
 fn put_slot(disk: &mut MemDisk, slot: Slot, version: &str, signer: &SigningKey) {
@@ -125,20 +138,7 @@ fn read_state(disk: &mut MemDisk) -> State {
 
 /// A disk with a GPT, slot A holding 1.0.0 and slot B 2.0.0, and no state.
 fn disk() -> MemDisk {
-    let mut bytes = vec![0u8; 12288 * 512 + 64 * 512];
-    gpt::write_test_gpt(
-        &mut bytes,
-        &[
-            ("state", STATE.0, STATE.1),
-            ("slot-a", SLOT_A.0, SLOT_A.1),
-            ("slot-b", SLOT_B.0, SLOT_B.1),
-        ],
-    );
-    let mut d = MemDisk {
-        bytes,
-        ..MemDisk::default()
-    };
-    put_slot(&mut d, Slot::A, "1.0.0", &key());
+    let mut d = base_disk();
     put_slot(&mut d, Slot::B, "2.0.0", &key());
     d
 }
@@ -149,7 +149,7 @@ fn trial_state(boots: u8) -> State {
         .unwrap()
 }
 
-fn choose_on(d: &mut MemDisk) -> (Result<Booting, Halt<&'static str>>, Vec<String>) {
+fn choose_on(d: &mut MemDisk) -> (Result<Booting, Halt>, Vec<String>) {
     let mut lines = Lines::default();
     let r = choose(d, &key().verifying_key(), &mut lines);
     (r, lines.0)
@@ -188,12 +188,13 @@ fn a_trial_boots_after_its_boot_is_stored() {
 
 #[test]
 fn a_trial_with_one_flipped_byte_is_rolled_back_and_the_committed_slot_boots() {
+    let o = offsets();
     for (what, offset) in [
-        ("header", layout().header_offset + 100),
-        ("app", app_at()),
-        ("kernel", kernel_at() + 999),
-        ("initramfs", initrd_at()),
-        ("cmdline", cmdline_at() + 3),
+        ("header", o.header + 200),
+        ("app", 200),
+        ("kernel", o.kernel + 999),
+        ("initramfs", o.initramfs),
+        ("cmdline", o.header + CMDLINE_IN_HEADER + 3),
     ] {
         let mut d = disk();
         put_state(&mut d, &trial_state(3));
@@ -219,45 +220,41 @@ fn a_trial_with_one_flipped_byte_is_rolled_back_and_the_committed_slot_boots() {
 #[test]
 fn the_exact_refusal_for_each_flipped_part() {
     let key = key().verifying_key();
-    for (offset, part) in [(kernel_at(), "kernel"), (initrd_at() + 1, "initramfs")] {
+    let o = offsets();
+    for (offset, part) in [(o.kernel, "kernel"), (o.initramfs + 1, "initramfs")] {
         let mut d = disk();
         flip(&mut d, Slot::A, offset);
         let err = slot::load(&mut d, &parts().slot_a, &key, None).unwrap_err();
         assert!(
-            matches!(
-                err,
-                SlotError::Format {
-                    source: limpet_image::slot::SlotError::PartHash { part: p, .. }
-                } if p == part
-            ),
+            matches!(err, SlotError::Image { source: ImageError::PartHash { part: p, .. } } if p == part),
             "{part}: {err}"
         );
     }
-    // The command line is signed in the header: a changed byte breaks the signature.
-    let mut d = disk();
-    flip(&mut d, Slot::A, cmdline_at());
-    let err = slot::load(&mut d, &parts().slot_a, &key, None).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            SlotError::Header {
-                source: limpet_image::header::HeaderError::BadSignature
-            }
-        ),
-        "command line: {err}"
-    );
     // A changed block of the app fails its dm-verity hash before any kernel starts.
     let mut d = disk();
-    flip(&mut d, Slot::A, app_at());
+    flip(&mut d, Slot::A, 200);
     let err = slot::load(&mut d, &parts().slot_a, &key, None).unwrap_err();
     assert!(
         matches!(
             err,
-            SlotError::Format {
-                source: limpet_image::slot::SlotError::Verity { .. }
+            SlotError::Image {
+                source: ImageError::Verity { .. }
             }
         ),
         "app: {err}"
+    );
+    // The command line is signed in the header itself.
+    let mut d = disk();
+    flip(&mut d, Slot::A, o.header + CMDLINE_IN_HEADER);
+    let err = slot::load(&mut d, &parts().slot_a, &key, None).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SlotError::Signature {
+                source: HeaderError::BadSignature
+            }
+        ),
+        "{err}"
     );
 }
 
@@ -269,12 +266,15 @@ fn a_slot_signed_by_another_key_is_refused() {
     let b = choose_on(&mut d).0.unwrap();
     assert_eq!(b.slot, Slot::A);
     let err = slot::load(&mut d, &parts().slot_b, &key().verifying_key(), None).unwrap_err();
-    assert!(matches!(
-        err,
-        SlotError::Header {
-            source: limpet_image::header::HeaderError::WrongKey { .. }
-        }
-    ));
+    assert!(
+        matches!(
+            err,
+            SlotError::Signature {
+                source: HeaderError::WrongKey { .. }
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -297,14 +297,14 @@ fn a_trial_slot_holding_a_version_below_the_floor_is_refused() {
 fn a_refused_committed_slot_halts() {
     let mut d = disk();
     put_state(&mut d, &State::factory(v("1.0.0")));
-    flip(&mut d, Slot::A, kernel_at());
+    flip(&mut d, Slot::A, offsets().kernel);
     let (r, _) = choose_on(&mut d);
     assert!(matches!(
         r,
         Err(Halt::Committed {
             slot: Slot::A,
-            source: SlotError::Format {
-                source: limpet_image::slot::SlotError::PartHash { part: "kernel", .. }
+            source: SlotError::Image {
+                source: ImageError::PartHash { part: "kernel", .. }
             }
         })
     ));
@@ -360,7 +360,7 @@ fn an_unreadable_state_falls_to_slot_b_and_is_left_as_evidence() {
     let s = usize::try_from(parts().state.start).unwrap();
     d.bytes[s + 100] ^= 1;
     d.bytes[s + 512 * 1024 + 100] ^= 1;
-    flip(&mut d, Slot::A, kernel_at());
+    flip(&mut d, Slot::A, offsets().kernel);
     let before = d.bytes.clone();
     let (r, lines) = choose_on(&mut d);
     assert_eq!(r.unwrap().slot, Slot::B);
@@ -374,8 +374,8 @@ fn an_unreadable_state_falls_to_slot_b_and_is_left_as_evidence() {
 #[test]
 fn nothing_verifies_halts() {
     let mut d = disk();
-    flip(&mut d, Slot::A, kernel_at());
-    flip(&mut d, Slot::B, kernel_at());
+    flip(&mut d, Slot::A, offsets().kernel);
+    flip(&mut d, Slot::B, offsets().kernel);
     let s = usize::try_from(parts().state.start).unwrap();
     d.bytes[s] = 1; // not blank, not valid
     assert!(matches!(choose_on(&mut d).0, Err(Halt::NoSlot { .. })));
@@ -407,4 +407,91 @@ fn a_power_cut_during_the_loaders_state_write_never_leaves_a_disk_that_boots_not
     }
     // Every cut before the last byte tears the write; the last completes it.
     assert_eq!((saw_old, saw_new), (4096, 1));
+}
+
+#[test]
+fn a_trial_kernel_the_firmware_will_not_start_is_rolled_back() {
+    let mut d = disk();
+    put_state(&mut d, &trial_state(3));
+    let (r, _) = choose_on(&mut d);
+    let trial = r.unwrap();
+    assert_eq!(trial.slot, Slot::B);
+    let mut lines = Lines::default();
+    let committed = start_failed(
+        &mut d,
+        &key().verifying_key(),
+        trial,
+        &"SECURITY_VIOLATION",
+        &mut lines,
+    )
+    .unwrap();
+    assert_eq!(committed.slot, Slot::A);
+    assert!(
+        lines.0[0].starts_with("trial slot B did not start: SECURITY_VIOLATION"),
+        "{:?}",
+        lines.0
+    );
+    let s = read_state(&mut d);
+    assert!(s.trial().is_none());
+    assert_eq!(
+        s.last_failure().map(|f| (f.slot, f.reason)),
+        Some((Slot::B, FailureReason::VerifyFailed))
+    );
+    // The committed slot not starting either: halt.
+    assert!(matches!(
+        start_failed(
+            &mut d,
+            &key().verifying_key(),
+            committed,
+            &"LOAD_ERROR",
+            &mut lines
+        ),
+        Err(Halt::NotStarted { slot: Slot::A, .. })
+    ));
+}
+
+/// Re-signs slot A's header bytes after `edit`, as a vendor-signed but malformed slot
+/// would be (the signature covers bytes 0..1440 of format 2; the key id is unchanged).
+fn resign_a(d: &mut MemDisk, edit: impl FnOnce(&mut [u8])) {
+    let at = usize::try_from(parts().slot_a.start + offsets().header).unwrap();
+    let header = &mut d.bytes[at..at + 4096];
+    edit(header);
+    let signature = key().sign(&header[..1440]);
+    header[1440..1504].copy_from_slice(&signature.to_bytes());
+}
+
+#[test]
+fn a_vendor_signed_kernel_size_past_the_partition_is_refused_before_any_allocation() {
+    let mut d = disk();
+    // kernel_size (header offset 320) of 1 TiB: allocating it would end the loader.
+    resign_a(&mut d, |h| {
+        h[320..328].copy_from_slice(&(1u64 << 40).to_le_bytes())
+    });
+    let err = slot::load(&mut d, &parts().slot_a, &key().verifying_key(), None).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SlotError::Image {
+                source: ImageError::Truncated { .. } | ImageError::LayoutMismatch { .. }
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_vendor_signed_command_line_with_a_control_byte_is_refused() {
+    let mut d = disk();
+    // "console=ttyS0 quiet" with its last byte a newline.
+    resign_a(&mut d, |h| h[408 + 18] = b'\n');
+    let err = slot::load(&mut d, &parts().slot_a, &key().verifying_key(), None).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SlotError::Image {
+                source: ImageError::Header { .. }
+            }
+        ),
+        "{err}"
+    );
 }
