@@ -1,25 +1,43 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! python-tuf and limpet-tuf read each other's repositories, with every key type:
 //! python-tuf (`tuf.ngclient.Updater`) refreshes and downloads from a repository this crate
-//! wrote, served by limpet-repo's development server. Needs python3 with `pip install tuf`.
+//! wrote (Ed25519, ECDSA and RSA keys, root rotations that change the key type), served by
+//! limpet-repo's development server; and this crate's client verifies metadata python-tuf
+//! and securesystemslib signed with each key type. Needs python3 with `pip install tuf`.
 
 use std::path::Path;
 use std::process::Command;
 
 use limpet_repo::serve::serve;
 use limpet_testkit::python_tuf::require_python_tuf;
-use limpet_tuf::repo::{ConsistentSnapshots, MetaDetail};
-use limpet_tuf::{InitOptions, Repository, SystemClock};
+use limpet_tuf::keys::{Key, PublicKey, Scheme};
+use limpet_tuf::metadata::Role;
+use limpet_tuf::repo::{ConsistentSnapshots, MetaDetail, NewKeys};
+use limpet_tuf::transport::{FileTransport, RetrievalPolicy};
+use limpet_tuf::{Client, InitOptions, Repository, SystemClock};
 
 fn check(consistent: ConsistentSnapshots, detail: MetaDetail) {
+    check_with(
+        InitOptions {
+            consistent_snapshots: consistent,
+            ..InitOptions::default()
+        },
+        detail,
+        |repo| {
+            // Rotations python-tuf must follow: root 1 -> 2 -> 3, new timestamp key.
+            repo.rotate_root(3, 2).unwrap();
+            repo.rotate(Role::Timestamp).unwrap();
+        },
+    );
+}
+
+fn check_with(opts: InitOptions, detail: MetaDetail, rotate: impl FnOnce(&Repository)) {
     let tmp = tempfile::tempdir().unwrap();
     let repo_dir = tmp.path().join("repo");
     let repo = Repository::init(
         &repo_dir,
         &tmp.path().join("keys"),
-        InitOptions {
-            consistent_snapshots: consistent,
-            ..InitOptions::default()
-        },
+        opts,
         Box::new(SystemClock),
     )
     .unwrap()
@@ -29,9 +47,7 @@ fn check(consistent: ConsistentSnapshots, detail: MetaDetail) {
     let custom = serde_json::json!({"version": "1.2.3", "verity_root": "ab".repeat(32), "chunk_index": "app.idx"});
     repo.add_target("images/app-1.2.3.img", &payload, Some(custom))
         .unwrap();
-    // Rotations and refreshes python-tuf must follow: root 1 -> 2 -> 3, new timestamp key.
-    repo.rotate_root(3, 2).unwrap();
-    repo.rotate(limpet_tuf::metadata::Role::Timestamp).unwrap();
+    rotate(&repo);
     repo.refresh().unwrap();
 
     let server = serve(&repo_dir, "127.0.0.1:0".parse().unwrap()).unwrap();
@@ -66,4 +82,161 @@ fn python_tuf_reads_consistent_repository() {
 fn python_tuf_reads_plain_repository() {
     require_python_tuf();
     check(ConsistentSnapshots::Disabled, MetaDetail::VersionOnly);
+}
+
+#[test]
+fn python_tuf_reads_an_ecdsa_repository_and_a_rotation_to_rsa() {
+    require_python_tuf();
+    check_with(
+        InitOptions {
+            key_scheme: Scheme::EcdsaP256Sha256,
+            ..InitOptions::default()
+        },
+        MetaDetail::LengthAndHashes,
+        |repo| {
+            // ECDSA root 1 -> RSA root 2 (signed by both thresholds); an RSA timestamp key.
+            let scheme = Scheme::RsaPssSha256;
+            repo.rotate_root_to(NewKeys::Generate { scheme, count: 2 }, 2)
+                .unwrap();
+            repo.rotate_to(Role::Timestamp, NewKeys::Generate { scheme, count: 1 }, 1)
+                .unwrap();
+        },
+    );
+}
+
+#[test]
+fn python_tuf_reads_an_rsa_repository_and_a_rotation_from_ed25519_to_ecdsa() {
+    require_python_tuf();
+    check_with(
+        InitOptions {
+            key_scheme: Scheme::RsaPssSha256,
+            ..InitOptions::default()
+        },
+        MetaDetail::VersionOnly,
+        |repo| {
+            let ed = Scheme::Ed25519;
+            let ec = Scheme::EcdsaP256Sha256;
+            repo.rotate_root_to(
+                NewKeys::Generate {
+                    scheme: ed,
+                    count: 3,
+                },
+                2,
+            )
+            .unwrap();
+            repo.rotate_root_to(
+                NewKeys::Generate {
+                    scheme: ec,
+                    count: 3,
+                },
+                2,
+            )
+            .unwrap();
+            repo.rotate_to(
+                Role::Targets,
+                NewKeys::Generate {
+                    scheme: ec,
+                    count: 1,
+                },
+                1,
+            )
+            .unwrap();
+        },
+    );
+}
+
+/// Runs tests/python/make_repo.py: a repository python-tuf signed, root 1 on Ed25519 keys,
+/// root 2 and every role on `keytype` keys. Returns its directory and what it printed.
+fn python_repository(keytype: &str, legacy: bool) -> (tempfile::TempDir, serde_json::Value) {
+    let tmp = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/make_repo.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(script).arg(tmp.path().join("repo")).arg(keytype);
+    if legacy {
+        cmd.arg("LEGACY");
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "make_repo.py failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = serde_json::from_slice(&out.stdout).unwrap();
+    (tmp, printed)
+}
+
+/// limpet-tuf's client walks python-tuf's root rotation to `keytype` keys, verifies every
+/// role, downloads the target, and computes the key ids and key objects securesystemslib
+/// does.
+fn limpet_reads_python(keytype: &str, legacy: bool, scheme: Scheme) {
+    let (tmp, printed) = python_repository(keytype, legacy);
+    for role in ["root", "timestamp", "snapshot", "targets"] {
+        let entry = &printed["keys"][role];
+        let key: Key = serde_json::from_value(entry["key"].clone()).unwrap();
+        assert_eq!(key.key_id().0, entry["keyid"].as_str().unwrap(), "{role}");
+        let public = PublicKey::from_key(&key).unwrap();
+        assert_eq!(public.scheme(), scheme);
+        // The key object this crate writes for the same key is securesystemslib's, byte for
+        // byte (the legacy keytype aside, which it never writes).
+        let written = public.to_key().unwrap();
+        assert_eq!(written.keyval, key.keyval, "{role}");
+        if !legacy {
+            assert_eq!(written, key, "{role}");
+        }
+    }
+    let repo = tmp.path().join("repo");
+    let client_dir = tmp.path().join("client");
+    Client::init(
+        &client_dir,
+        &std::fs::read(repo.join("metadata/1.root.json")).unwrap(),
+    )
+    .unwrap();
+    let mut client = Client::open(
+        &client_dir,
+        Box::new(FileTransport::new(
+            repo.join("metadata"),
+            RetrievalPolicy::default(),
+        )),
+        Box::new(SystemClock),
+    )
+    .unwrap();
+    client.refresh().unwrap();
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(client_dir.join("root.json")).unwrap()).unwrap();
+    assert_eq!(stored["signed"]["version"], 2);
+    let mut sink = Vec::new();
+    client
+        .fetch_target(
+            &FileTransport::new(repo.join("targets"), RetrievalPolicy::default()),
+            "file.txt",
+            &mut sink,
+        )
+        .unwrap();
+    assert_eq!(sink, printed["payload"].as_str().unwrap().as_bytes());
+}
+
+#[test]
+fn limpet_verifies_python_tuf_ecdsa_metadata() {
+    require_python_tuf();
+    // ECDSA signatures are randomised and half of OpenSSL's have a high S: several
+    // signatures per run (root, targets, snapshot, timestamp).
+    limpet_reads_python("ecdsa", false, Scheme::EcdsaP256Sha256);
+}
+
+#[test]
+fn limpet_verifies_python_tuf_ecdsa_metadata_with_the_legacy_keytype() {
+    require_python_tuf();
+    limpet_reads_python("ecdsa", true, Scheme::EcdsaP256Sha256);
+}
+
+#[test]
+fn limpet_verifies_python_tuf_rsa_metadata() {
+    require_python_tuf();
+    limpet_reads_python("rsa", false, Scheme::RsaPssSha256);
+}
+
+#[test]
+fn limpet_verifies_python_tuf_ed25519_metadata() {
+    require_python_tuf();
+    limpet_reads_python("ed25519", false, Scheme::Ed25519);
 }
