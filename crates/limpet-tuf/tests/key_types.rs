@@ -145,23 +145,35 @@ fn root_rotation_from_ed25519_to_ecdsa_is_followed() {
     assert!(client.target("app.img").is_ok());
 }
 
-#[test]
-fn root_rotation_to_ecdsa_signed_by_the_new_keys_only_is_refused() {
+/// An Ed25519 repository whose root 2 (3 ECDSA keys, threshold 2) is re-signed by the
+/// keys `pick` chooses from root 1's and root 2's keys; returns the client's error.
+fn forged_ecdsa_rotation(pick: impl FnOnce(&[RoleKey], &[RoleKey]) -> Vec<usize>) -> Error {
     let fx = common::fixture();
+    let old_keys = fx.role_keys(Role::Root);
+    let ec = Scheme::EcdsaP256Sha256;
     fx.repo
         .rotate_root_to(
             NewKeys::Generate {
-                scheme: Scheme::EcdsaP256Sha256,
+                scheme: ec,
                 count: 3,
             },
             2,
         )
         .unwrap();
-    // 2.root.json signed only by the new ECDSA keys: root 1's Ed25519 threshold is not met.
     let new_keys = fx.role_keys(Role::Root);
-    let refs: Vec<&RoleKey> = new_keys.iter().collect();
-    fx.resign_with("2.root.json", &refs, |_| {});
-    let err = fx.client(T0).refresh().unwrap_err();
+    let all: Vec<&RoleKey> = old_keys.iter().chain(new_keys.iter()).collect();
+    let signers: Vec<&RoleKey> = pick(&old_keys, &new_keys)
+        .into_iter()
+        .map(|i| all[i])
+        .collect();
+    fx.resign_with("2.root.json", &signers, |_| {});
+    fx.client(T0).refresh().unwrap_err()
+}
+
+#[test]
+fn root_rotation_to_ecdsa_signed_by_the_new_keys_only_is_refused() {
+    // Only the three new ECDSA keys: root 1's Ed25519 threshold is not met.
+    let err = forged_ecdsa_rotation(|old, new| (old.len()..old.len() + new.len()).collect());
     assert!(
         matches!(&err, Error::ThresholdNotMet { role, valid: 0, threshold: 2 } if role.contains("keys of trusted root version 1")),
         "{err}"
@@ -170,25 +182,8 @@ fn root_rotation_to_ecdsa_signed_by_the_new_keys_only_is_refused() {
 
 #[test]
 fn root_rotation_to_ecdsa_without_the_new_threshold_is_refused() {
-    let fx = common::fixture();
-    let old_keys = fx.role_keys(Role::Root);
-    fx.repo
-        .rotate_root_to(
-            NewKeys::Generate {
-                scheme: Scheme::EcdsaP256Sha256,
-                count: 3,
-            },
-            2,
-        )
-        .unwrap();
     // Root 1's two Ed25519 keys and ONE of the three new ECDSA keys (threshold 2).
-    let new_keys = fx.role_keys(Role::Root);
-    fx.resign_with(
-        "2.root.json",
-        &[&old_keys[0], &old_keys[1], &new_keys[0]],
-        |_| {},
-    );
-    let err = fx.client(T0).refresh().unwrap_err();
+    let err = forged_ecdsa_rotation(|old, _| vec![0, 1, old.len()]);
     assert!(
         matches!(&err, Error::ThresholdNotMet { role, valid: 1, threshold: 2 } if role.contains("its own keys")),
         "{err}"
