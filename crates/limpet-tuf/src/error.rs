@@ -162,11 +162,11 @@ pub enum Error {
         keyid: KeyId,
         /// What is wrong with it.
         #[source]
-        source: PublicKeyError,
+        source: Box<PublicKeyError>,
     },
     /// Signing metadata failed (a signer command, or a signature that does not verify).
     #[error("signing metadata")]
-    Sign(#[from] SignError),
+    Sign(#[source] Box<SignError>),
     /// A new root is not exactly one version above the trusted root.
     #[error("root: trusted version is {trusted}, the next root must be exactly one more but is version {got}")]
     RootVersionJump {
@@ -247,6 +247,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<SignError> for Error {
+    fn from(e: SignError) -> Self {
+        Error::Sign(Box::new(e))
+    }
 }
 
 impl Error {

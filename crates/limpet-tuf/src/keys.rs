@@ -186,10 +186,12 @@ pub enum SignError {
     },
     /// The signature made does not verify with the key's public half (a signer command that
     /// signs with another key or another encoding; see [`external`]).
-    #[error("key {keyid}: the signature made does not verify with its public key")]
+    #[error("key {keyid}: the signature {by} made does not verify with its public key")]
     DoesNotVerify {
         /// The key.
         keyid: KeyId,
+        /// Who signed: `its private key`, or `signer command "..."`.
+        by: String,
         /// Why it does not verify.
         #[source]
         source: SignatureError,
@@ -308,6 +310,10 @@ impl RoleKey {
             .verify(msg, &bytes)
             .map_err(|source| SignError::DoesNotVerify {
                 keyid: self.id.clone(),
+                by: match &self.signer {
+                    SignerKind::Local(_) => "its private key".into(),
+                    SignerKind::External(ext) => format!("signer command {:?}", ext.command()),
+                },
                 source,
             })?;
         Ok(hex::encode(bytes))

@@ -298,7 +298,7 @@ impl RoleMetadata for Root {
                     return Err(Error::InvalidKey {
                         path: path.to_owned(),
                         keyid: keyid.clone(),
-                        source,
+                        source: Box::new(source),
                     })
                 }
             }

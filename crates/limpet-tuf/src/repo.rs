@@ -38,6 +38,10 @@ use crate::transport::check_relative;
 
 const DAY: u64 = 86_400;
 
+/// What a rotation has a role's new keys sign, to find a failing signer before anything is
+/// written.
+const SIGNER_PROBE: &[u8] = b"limpet-tuf: can this key sign?";
+
 /// How long each role's metadata stays valid after signing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExpiryPolicy {
@@ -200,14 +204,14 @@ pub enum RepoError {
         command: String,
         /// What is wrong with the key.
         #[source]
-        source: crate::keys::PublicKeyError,
+        source: Box<crate::keys::PublicKeyError>,
     },
     /// A public key given for a rotation cannot be written as a key object.
     #[error("a key given for the rotation")]
     GivenKey {
         /// What is wrong with it.
         #[source]
-        source: crate::keys::PublicKeyError,
+        source: Box<crate::keys::PublicKeyError>,
     },
 }
 
@@ -519,8 +523,11 @@ impl Repository {
         let ids = self.add_keys(&mut root, &mut ring, role, keys)?;
         root.roles
             .insert(role.name().to_owned(), role_keys(ids.clone(), threshold));
-        // The role's new threshold must be signable before root N+1 names it.
-        self.signing_keys(&root, role, &ring)?;
+        // The role's new threshold must be able to sign before root N+1 names it: a signer
+        // command that fails now leaves the repository as it was.
+        for key in self.signing_keys(&root, role, &ring)? {
+            key.sign_hex(SIGNER_PROBE).map_err(Error::from)?;
+        }
         prune_keys(&mut root);
         self.bump(&mut root.version, &mut root.expires, self.expiry.root);
         self.write_root(&root, &[&old], &ring)?;
@@ -557,7 +564,7 @@ impl Repository {
             ring.insert(RoleKey::external(signer.clone()).map_err(|source| {
                 RepoError::SignerKey {
                     command: signer.command().to_owned(),
-                    source,
+                    source: Box::new(source),
                 }
             })?);
         }
@@ -585,9 +592,9 @@ impl Repository {
             }
             NewKeys::Given(publics) => {
                 for public in publics {
-                    let key = public
-                        .to_key()
-                        .map_err(|source| RepoError::GivenKey { source })?;
+                    let key = public.to_key().map_err(|source| RepoError::GivenKey {
+                        source: Box::new(source),
+                    })?;
                     let id = key.key_id();
                     root.keys.insert(id.clone(), key);
                     if !ids.contains(&id) {

@@ -206,12 +206,16 @@ fn key_naming_the_scheme_of_another_key_type_is_refused() {
         root_2_with_targets_key(&fx, key);
         let err = fx.client(T0).refresh().unwrap_err();
         assert!(
-            matches!(&err, Error::InvalidKey { path, keyid, source: PublicKeyError::SchemeMismatch { .. } }
-                if path == "2.root.json" && keyid.0 == "bad"),
+            matches!(&err, Error::InvalidKey { path, keyid, source }
+                if path == "2.root.json" && keyid.0 == "bad"
+                    && matches!(**source, PublicKeyError::SchemeMismatch { .. })),
             "{keytype}/{scheme}: {err}"
         );
     }
 }
+
+/// Whether an error is the one a case expects.
+type Expected = fn(&PublicKeyError) -> bool;
 
 #[test]
 fn malformed_ecdsa_and_rsa_keys_are_refused() {
@@ -241,7 +245,7 @@ fn malformed_ecdsa_and_rsa_keys_are_refused() {
         .keyval
         .public
         .clone();
-    let cases: Vec<(Value, fn(&PublicKeyError) -> bool)> = vec![
+    let cases: Vec<(Value, Expected)> = vec![
         (ecdsa_key_object("not a pem"), |e| {
             matches!(e, PublicKeyError::NotSpki { .. })
         }),
