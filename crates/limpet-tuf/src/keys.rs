@@ -149,6 +149,12 @@ pub enum KeyError {
         #[source]
         source: PublicKeyError,
     },
+    /// Saving a key whose private half is not here (a signer command's).
+    #[error("{path}: a signer command's key has no private key to save")]
+    NoPrivateKey {
+        /// The file it was to be saved in.
+        path: PathBuf,
+    },
     /// A new key of this scheme could not be made.
     #[error("making a new {scheme} key")]
     Generate {
@@ -343,11 +349,8 @@ impl RoleKey {
             });
         }
         let SignerKind::Local(secret) = &self.signer else {
-            return Err(KeyError::Pem {
+            return Err(KeyError::NoPrivateKey {
                 path: path.to_owned(),
-                source: PrivateKeyError::Label {
-                    label: "(a signer command's key has no private key here)".into(),
-                },
             });
         };
         let pem = secret.to_pkcs8_pem().map_err(|source| KeyError::Pem {
