@@ -127,10 +127,15 @@ pub enum NewKeys {
 }
 
 impl NewKeys {
+    /// How many distinct keys (a key given twice is one).
     fn count(&self) -> usize {
         match self {
             NewKeys::Generate { count, .. } => *count,
-            NewKeys::Given(keys) => keys.len(),
+            NewKeys::Given(keys) => keys
+                .iter()
+                .map(PublicKey::material)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
         }
     }
 }

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{Fixture, T0};
-use limpet_tuf::keys::{PublicKey, PublicKeyError, RoleKey, Scheme, SignatureError};
+use limpet_tuf::keys::{Key, PublicKey, PublicKeyError, RoleKey, Scheme, SignatureError};
 use limpet_tuf::metadata::{sign_value, Role};
 use limpet_tuf::repo::{ConsistentSnapshots, MetaDetail, NewKeys};
 use limpet_tuf::{Error, FixedClock, InitOptions, Repository};
@@ -472,26 +472,46 @@ fn one_ecdsa_key_written_two_ways_counts_once() {
         k
     };
     assert_ne!(compressed.keyval.public, key.key().keyval.public);
-    let ids: Vec<String> = [key.key(), &legacy, &compressed]
-        .iter()
-        .map(|k| k.key_id().0)
-        .collect();
-    root_2(&fx, |signed| {
-        for (id, k) in ids.iter().zip([key.key(), &legacy, &compressed]) {
+    one_key_under_three_ids_counts_once(&fx, &key, [legacy, compressed]);
+}
+
+#[test]
+fn one_rsa_key_written_two_ways_counts_once() {
+    let fx = fixture_of(Scheme::RsaPssSha256);
+    let key = fx.role_keys(Role::Targets).remove(0);
+    // The same PEM with CRLF line ends, and without its final line end: other key ids.
+    let mut crlf = key.key().clone();
+    crlf.keyval.public = crlf.keyval.public.replace('\n', "\r\n");
+    let mut unterminated = key.key().clone();
+    unterminated.keyval.public = unterminated.keyval.public.trim_end().to_owned();
+    one_key_under_three_ids_counts_once(&fx, &key, [crlf, unterminated]);
+}
+
+/// Root 2 lists `key` and the two other key objects of it, `variants`, for targets with
+/// threshold 2; targets.json signed by the key under all three ids must count once.
+fn one_key_under_three_ids_counts_once(fx: &Fixture, key: &RoleKey, variants: [Key; 2]) {
+    let objects = [key.key().clone(), variants[0].clone(), variants[1].clone()];
+    let ids: Vec<String> = objects.iter().map(|k| k.key_id().0).collect();
+    assert_eq!(
+        ids.iter().collect::<std::collections::BTreeSet<_>>().len(),
+        3
+    );
+    root_2(fx, |signed| {
+        for (id, k) in ids.iter().zip(&objects) {
             signed["keys"][id] = serde_json::to_value(k).unwrap();
         }
         signed["roles"]["targets"] = json!({"keyids": ids, "threshold": 2});
     });
-    // targets.json signed by that key under all three ids: each signature is valid.
-    let msg = canonical_signed(&fx, "targets.json");
+    // Each signature is valid for its key object.
+    let msg = canonical_signed(fx, "targets.json");
     let sigs: Vec<(&str, String)> = ids
         .iter()
         .map(|id| (id.as_str(), key.sign_hex(&msg).unwrap()))
         .collect();
-    for k in [key.key(), &legacy, &compressed] {
-        assert_eq!(k.verify(&msg, &sigs[0].1), Ok(()));
+    for (k, (_, sig)) in objects.iter().zip(&sigs) {
+        assert_eq!(k.verify(&msg, sig), Ok(()));
     }
-    set_signatures(&fx, "targets.json", &sigs);
+    set_signatures(fx, "targets.json", &sigs);
     let err = fx.client(T0).refresh().unwrap_err();
     assert!(
         matches!(&err, Error::ThresholdNotMet { role, valid: 1, threshold: 2 } if role == "targets"),

@@ -418,3 +418,56 @@ fn limpet_error_chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+#[test]
+fn root_keys_kept_in_an_hsm_sign_root_rotations() {
+    let fx = common::fixture();
+    let (a, b) = (hsm(Scheme::EcdsaP256Sha256), hsm(Scheme::RsaPssSha256));
+    let publics: Vec<_> = [&a, &b]
+        .iter()
+        .map(|h| load_public_key(&h.public).unwrap())
+        .collect();
+    let signers = vec![
+        ExternalSigner::new(&a.command, publics[0].clone()),
+        ExternalSigner::new(&b.command, publics[1].clone()),
+    ];
+    let repo = Repository::open(&fx.repo_dir(), &fx.keys_dir(), Box::new(FixedClock(T0)))
+        .unwrap()
+        .with_signers(signers);
+    // The same key given twice is one key: threshold 3 of {a, a, b} is impossible.
+    assert!(matches!(
+        repo.rotate_root_to(
+            NewKeys::Given(vec![
+                publics[0].clone(),
+                publics[0].clone(),
+                publics[1].clone()
+            ]),
+            3
+        ),
+        Err(RepoError::BadThreshold {
+            threshold: 3,
+            keys: 2
+        })
+    ));
+    // Root 2: the two HSM keys (ECDSA and RSA), threshold 2, signed by root 1's Ed25519
+    // keys and by both HSM keys; root 3 by the HSM keys alone.
+    assert_eq!(repo.rotate_root_to(NewKeys::Given(publics), 2).unwrap(), 2);
+    // With the Ed25519 root keys gone, only the signer commands can sign root 3.
+    for entry in std::fs::read_dir(fx.keys_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("root-")
+        {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    assert_eq!(repo.renew_root().unwrap(), 3);
+    let root = fx.read_json("3.root.json");
+    assert_eq!(root["signatures"].as_array().unwrap().len(), 2);
+    let mut client = fx.client(T0);
+    client.refresh().unwrap();
+    assert_eq!(client.trusted_root().version, 3);
+}
