@@ -523,3 +523,41 @@ fn one_key_under_three_ids_counts_once(fx: &Fixture, key: &RoleKey, variants: [K
 fn point_spki(pem: &str) -> Vec<u8> {
     spki::Document::from_pem(pem).unwrap().1.as_bytes().to_vec()
 }
+
+#[test]
+fn every_flipped_byte_of_a_key_or_signature_is_an_error_not_a_panic() {
+    for scheme in [Scheme::EcdsaP256Sha256, Scheme::RsaPssSha256] {
+        let key = RoleKey::generate_scheme(scheme).unwrap();
+        let sig = hex::decode(key.sign_hex(b"msg").unwrap()).unwrap();
+        // Every byte of the DER inside the PEM, changed: refused, or (a bit the key does not
+        // depend on, such as a BIT STRING's unused-bits count) the same key.
+        let der = point_spki(&key.key().keyval.public);
+        for i in 0..der.len() {
+            let mut bad = der.clone();
+            bad[i] ^= 0x41;
+            let Ok(doc) = spki::Document::try_from(bad) else {
+                continue;
+            };
+            let mut k = key.key().clone();
+            k.keyval.public = doc
+                .to_pem("PUBLIC KEY", spki::der::pem::LineEnding::LF)
+                .unwrap();
+            if let Ok(public) = k.public_key() {
+                let other_key = public != key.key().public_key().unwrap();
+                assert!(
+                    !(other_key && public.verify(b"msg", &sig).is_ok()),
+                    "{scheme}: byte {i}: another key verifies the signature"
+                );
+            }
+        }
+        // Every byte of the signature, changed: it does not verify.
+        for i in 0..sig.len() {
+            let mut bad = sig.clone();
+            bad[i] ^= 0x41;
+            assert!(
+                key.key().verify(b"msg", &hex::encode(&bad)).is_err(),
+                "{scheme}: byte {i}"
+            );
+        }
+    }
+}
