@@ -86,7 +86,7 @@ fn python_tuf_reads_plain_repository() {
 
 #[test]
 fn python_tuf_reads_an_ecdsa_repository_and_a_rotation_to_rsa() {
-    require_python_tuf();
+    require_python_crypto();
     check_with(
         InitOptions {
             key_scheme: Scheme::EcdsaP256Sha256,
@@ -106,7 +106,7 @@ fn python_tuf_reads_an_ecdsa_repository_and_a_rotation_to_rsa() {
 
 #[test]
 fn python_tuf_reads_an_rsa_repository_and_a_rotation_from_ed25519_to_ecdsa() {
-    require_python_tuf();
+    require_python_crypto();
     check_with(
         InitOptions {
             key_scheme: Scheme::RsaPssSha256,
@@ -142,6 +142,20 @@ fn python_tuf_reads_an_rsa_repository_and_a_rotation_from_ed25519_to_ecdsa() {
             )
             .unwrap();
         },
+    );
+}
+
+/// Fails the test unless python-tuf can check and make ECDSA and RSA signatures
+/// (securesystemslib's `crypto` extra).
+fn require_python_crypto() {
+    require_python_tuf();
+    let ok = Command::new("python3")
+        .args(["-c", "import cryptography"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "python-tuf cannot check ECDSA or RSA signatures: run `python3 -m pip install 'securesystemslib[crypto]'`"
     );
 }
 
@@ -217,7 +231,7 @@ fn limpet_reads_python(keytype: &str, legacy: bool, scheme: Scheme) {
 
 #[test]
 fn limpet_verifies_python_tuf_ecdsa_metadata() {
-    require_python_tuf();
+    require_python_crypto();
     // ECDSA signatures are randomised and half of OpenSSL's have a high S: several
     // signatures per run (root, targets, snapshot, timestamp).
     limpet_reads_python("ecdsa", false, Scheme::EcdsaP256Sha256);
@@ -225,18 +239,18 @@ fn limpet_verifies_python_tuf_ecdsa_metadata() {
 
 #[test]
 fn limpet_verifies_python_tuf_ecdsa_metadata_with_the_legacy_keytype() {
-    require_python_tuf();
+    require_python_crypto();
     limpet_reads_python("ecdsa", true, Scheme::EcdsaP256Sha256);
 }
 
 #[test]
 fn limpet_verifies_python_tuf_rsa_metadata() {
-    require_python_tuf();
+    require_python_crypto();
     limpet_reads_python("rsa", false, Scheme::RsaPssSha256);
 }
 
 #[test]
 fn limpet_verifies_python_tuf_ed25519_metadata() {
-    require_python_tuf();
+    require_python_crypto();
     limpet_reads_python("ed25519", false, Scheme::Ed25519);
 }
