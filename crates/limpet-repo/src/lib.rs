@@ -20,7 +20,7 @@ pub mod target;
 
 #[cfg(feature = "publish")]
 pub use publish::{
-    init_repo, lock, publish, refresh, slot_image_path, trusted_root_path, DeltaOutcome,
-    InitOutcome, PublishError, Published, RepoLock, LOCK_FILE,
+    init_repo, init_repo_with, lock, publish, publish_with, refresh, refresh_with, slot_image_path,
+    trusted_root_path, DeltaOutcome, InitOutcome, PublishError, Published, RepoLock, LOCK_FILE,
 };
 pub use target::{CustomError, DeltaTarget, SlotTarget};

@@ -24,7 +24,9 @@
 //! - Write order: chunks, then `slot.img`, the delta, then `slot.cidx`. Every file is written
 //!   atomically (limpet-chunk and limpet-tuf rename complete files into place), and an agent
 //!   only acts on a `slot.cidx`, so it never sees a version whose chunks are not all there.
-//! - Root keys are never needed: only targets, snapshot and timestamp keys sign here.
+//! - Root keys are never needed: only targets, snapshot and timestamp keys sign here. Keys
+//!   are PEM files in the keys directory (Ed25519, ECDSA P-256 or RSA) or signer commands
+//!   for keys kept in an HSM or KMS (`*_with` functions; limpet-tuf's `keys::external`).
 //! - One writer at a time per repository: `publish` and `refresh` hold an exclusive lock
 //!   on `REPO/.lock` ([`lock`]) and fail at once, naming it, when another holds it. (An
 //!   advisory `flock`: a writer that ignores it, or a repository on a file system without
@@ -35,6 +37,7 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
 use limpet_state::Version;
+use limpet_tuf::keys::{ExternalSigner, Scheme};
 use limpet_tuf::metadata::Role;
 use limpet_tuf::{InitOptions, RepoError, Repository, SystemClock};
 
@@ -236,11 +239,20 @@ pub fn trusted_root_path(repo_dir: &Path, keys_dir: &Path) -> Result<PathBuf, Pu
         .join(format!("{}.{}", root.version, Role::Root.file_name())))
 }
 
-/// Creates the TUF repository in `repo_dir` and its role keys in `keys_dir` (3 root keys
-/// with threshold 2, one key each for targets, snapshot and timestamp), unless a repository
-/// is already there. Keep the `root-*.pem` keys offline afterwards: publishing never needs
-/// them.
+/// Creates the TUF repository in `repo_dir` and its Ed25519 role keys in `keys_dir` (3 root
+/// keys with threshold 2, one key each for targets, snapshot and timestamp), unless a
+/// repository is already there. Keep the `root-*.pem` keys offline afterwards: publishing
+/// never needs them.
 pub fn init_repo(repo_dir: &Path, keys_dir: &Path) -> Result<InitOutcome, PublishError> {
+    init_repo_with(repo_dir, keys_dir, Scheme::Ed25519)
+}
+
+/// As [`init_repo`], with role keys of `scheme`.
+pub fn init_repo_with(
+    repo_dir: &Path,
+    keys_dir: &Path,
+    scheme: Scheme,
+) -> Result<InitOutcome, PublishError> {
     let root_json = repo_dir.join("metadata").join(Role::Root.file_name());
     if root_json.exists() {
         return Ok(InitOutcome::Existing {
@@ -250,6 +262,7 @@ pub fn init_repo(repo_dir: &Path, keys_dir: &Path) -> Result<InitOutcome, Publis
     let opts = InitOptions {
         root_keys: 3,
         root_threshold: 2,
+        key_scheme: scheme,
         ..InitOptions::default()
     };
     Repository::init(repo_dir, keys_dir, opts, Box::new(SystemClock))
@@ -270,10 +283,30 @@ pub fn init_repo(repo_dir: &Path, keys_dir: &Path) -> Result<InitOutcome, Publis
 /// Re-signs snapshot and timestamp with fresh expiries (run it well within a day: the
 /// timestamp is valid for one). Needs only the snapshot and timestamp keys.
 pub fn refresh(repo_dir: &Path, keys_dir: &Path) -> Result<(), PublishError> {
+    refresh_with(repo_dir, keys_dir, Vec::new())
+}
+
+/// As [`refresh`], with keys `signers` sign for beside the keys directory's.
+pub fn refresh_with(
+    repo_dir: &Path,
+    keys_dir: &Path,
+    signers: Vec<ExternalSigner>,
+) -> Result<(), PublishError> {
     let _lock = lock(repo_dir)?;
-    Repository::open(repo_dir, keys_dir, Box::new(SystemClock))
-        .and_then(|r| r.refresh())
+    open(repo_dir, keys_dir, signers)?
+        .refresh()
         .map_err(repo_err(repo_dir))
+}
+
+/// The repository, signing with the keys of `keys_dir` and `signers`.
+fn open(
+    repo_dir: &Path,
+    keys_dir: &Path,
+    signers: Vec<ExternalSigner>,
+) -> Result<Repository, PublishError> {
+    Ok(Repository::open(repo_dir, keys_dir, Box::new(SystemClock))
+        .map_err(repo_err(repo_dir))?
+        .with_signers(signers))
 }
 
 /// The slot image of `path`: the file itself, or `path/slot.img` for a build output
@@ -295,10 +328,20 @@ pub fn publish(
     keys_dir: &Path,
     image_key: &VerifyingKey,
 ) -> Result<Published, PublishError> {
+    publish_with(slot_or_out, repo_dir, keys_dir, image_key, Vec::new())
+}
+
+/// As [`publish()`], with keys `signers` sign for beside the keys directory's.
+pub fn publish_with(
+    slot_or_out: &Path,
+    repo_dir: &Path,
+    keys_dir: &Path,
+    image_key: &VerifyingKey,
+    signers: Vec<ExternalSigner>,
+) -> Result<Published, PublishError> {
     let path = slot_image_path(slot_or_out);
     let _lock = lock(repo_dir)?;
-    let repo =
-        Repository::open(repo_dir, keys_dir, Box::new(SystemClock)).map_err(repo_err(repo_dir))?;
+    let repo = open(repo_dir, keys_dir, signers)?;
 
     // 1. The slot: verified completely, exactly its own length.
     let read_err = |source| PublishError::Read {

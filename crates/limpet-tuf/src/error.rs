@@ -1,6 +1,7 @@
 //! Errors of verification, transport and the client workflow: one variant per attack, so a
 //! caller (and a test) can tell a freeze from a rollback from a slow mirror.
 
+use crate::keys::{KeyId, PublicKeyError, SignError};
 use crate::time::UnixTime;
 use crate::MAX_LENGTH;
 
@@ -151,6 +152,21 @@ pub enum Error {
         /// Required.
         threshold: u64,
     },
+    /// A key object of an implemented scheme that cannot be used: malformed, of the wrong
+    /// curve or size, or naming the scheme of another key type.
+    #[error("{path}: key {keyid}")]
+    InvalidKey {
+        /// File name.
+        path: String,
+        /// The key's id.
+        keyid: KeyId,
+        /// What is wrong with it.
+        #[source]
+        source: Box<PublicKeyError>,
+    },
+    /// Signing metadata failed (a signer command, or a signature that does not verify).
+    #[error("signing metadata")]
+    Sign(#[source] Box<SignError>),
     /// A new root is not exactly one version above the trusted root.
     #[error("root: trusted version is {trusted}, the next root must be exactly one more but is version {got}")]
     RootVersionJump {
@@ -231,6 +247,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<SignError> for Error {
+    fn from(e: SignError) -> Self {
+        Error::Sign(Box::new(e))
+    }
 }
 
 impl Error {

@@ -1,25 +1,37 @@
-//! Ed25519 keys: the public key object of TUF metadata, key ids, and private role keys as
-//! PKCS#8 PEM files.
+//! Keys: the public key object of TUF metadata, key ids, and the keys that sign (private key
+//! PEM files, or signer commands for keys kept in an HSM or KMS).
 //!
 //! Rules kept here:
 //! - A key id is the hex SHA-256 of the canonical JSON of `{keytype, scheme, keyval}`, as
 //!   securesystemslib computes it.
-//! - Only `keytype` and `scheme` `"ed25519"` with a 32-byte hex `keyval.public` can verify;
-//!   other key objects parse (so a root naming them loads) but never count toward a threshold.
-//! - Private key files are created mode 0600 and never overwritten.
+//! - The schemes, their key and signature encodings are [`public`]'s; a key object of a
+//!   keytype/scheme pair not implemented there parses (so a root naming it loads) but never
+//!   counts toward a threshold. [`metadata::parse`](crate::metadata::parse) refuses a root
+//!   whose key of an implemented pair is malformed or names the scheme of another key type.
+//! - Every signature made here is verified with the key's public half before it is used.
+//! - Private key files are created mode 0600 and never overwritten; a directory's `*.pem`
+//!   files that hold a public key are skipped.
+
+pub mod external;
+mod private;
+pub mod public;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
-use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::canonical::to_canonical;
 use crate::fsutil;
+
+pub use external::{ExternalSigner, SignerCommandError};
+use private::Secret;
+pub use private::{PrivateKeyError, NEW_RSA_BITS};
+pub use public::{KeyMaterial, PublicKey, PublicKeyError, Scheme, SignatureError};
 
 /// A key id: in metadata written here, the hex SHA-256 of the key's canonical JSON. Metadata
 /// from elsewhere may use any string; verification never trusts the id, only the key it names.
@@ -36,7 +48,7 @@ impl fmt::Display for KeyId {
 /// `keyval` of a key object.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KeyVal {
-    /// Hex public key.
+    /// The public key: hex for Ed25519, a SubjectPublicKeyInfo PEM for ECDSA and RSA.
     pub public: String,
     /// Fields this crate does not interpret, kept for re-serialisation.
     #[serde(flatten)]
@@ -46,9 +58,11 @@ pub struct KeyVal {
 /// A public key object as it appears in root metadata.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Key {
-    /// `"ed25519"` for keys this crate can use.
+    /// `"ed25519"`, `"ecdsa"` (or the legacy `"ecdsa-sha2-nistp256"`) or `"rsa"` for keys
+    /// this crate can use.
     pub keytype: String,
-    /// `"ed25519"` for keys this crate can use.
+    /// `"ed25519"`, `"ecdsa-sha2-nistp256"` or `"rsassa-pss-sha256"` for keys this crate can
+    /// use.
     pub scheme: String,
     /// The key material.
     pub keyval: KeyVal,
@@ -71,13 +85,16 @@ impl Key {
         }
     }
 
-    /// The Ed25519 verifying key, if this is a usable Ed25519 key object.
-    pub fn verifying_key(&self) -> Option<VerifyingKey> {
-        if self.keytype != "ed25519" || self.scheme != "ed25519" {
-            return None;
-        }
-        let bytes: [u8; 32] = hex::decode(&self.keyval.public).ok()?.try_into().ok()?;
-        VerifyingKey::from_bytes(&bytes).ok()
+    /// The verifying key this key object describes ([`public`]'s rules).
+    pub fn public_key(&self) -> Result<PublicKey, PublicKeyError> {
+        PublicKey::from_key(self)
+    }
+
+    /// Checks the hex signature `sig` over `msg` with this key.
+    pub fn verify(&self, msg: &[u8], sig: &str) -> Result<(), SignatureError> {
+        let public = self.public_key()?;
+        let bytes = hex::decode(sig).map_err(|_| SignatureError::Hex)?;
+        public.verify(msg, &bytes)
     }
 
     /// The key id securesystemslib computes: hex SHA-256 of the canonical JSON of
@@ -114,17 +131,89 @@ pub enum KeyError {
         /// The file.
         path: PathBuf,
     },
-    /// A file that is not a PKCS#8 PEM Ed25519 private key.
-    #[error("{path}: not a PKCS#8 PEM Ed25519 private key")]
+    /// A file that is not a private key this crate can sign with.
+    #[error("{path}: not a usable private key")]
     Pem {
         /// The file.
         path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: PrivateKeyError,
+    },
+    /// A public key file (of a signer command's key) that cannot be used.
+    #[error("{path}: not a usable public key")]
+    PublicKey {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: PublicKeyError,
+    },
+    /// Saving a key whose private half is not here (a signer command's).
+    #[error("{path}: a signer command's key has no private key to save")]
+    NoPrivateKey {
+        /// The file it was to be saved in.
+        path: PathBuf,
+    },
+    /// A new key of this scheme could not be made.
+    #[error("making a new {scheme} key")]
+    Generate {
+        /// The scheme.
+        scheme: Scheme,
+        /// The cause.
+        #[source]
+        source: PrivateKeyError,
     },
 }
 
-/// A private Ed25519 key with its public key object and key id.
+/// Why a signature could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignError {
+    /// A private key on the host failed to sign.
+    #[error("key {keyid}: signing")]
+    Local {
+        /// The key.
+        keyid: KeyId,
+        /// The cause.
+        #[source]
+        source: PrivateKeyError,
+    },
+    /// A signer command failed.
+    #[error("key {keyid}: signer command {command:?}")]
+    Command {
+        /// The key.
+        keyid: KeyId,
+        /// The command line.
+        command: String,
+        /// What went wrong.
+        #[source]
+        source: SignerCommandError,
+    },
+    /// The signature made does not verify with the key's public half (a signer command that
+    /// signs with another key or another encoding; see [`external`]).
+    #[error("key {keyid}: the signature {by} made does not verify with its public key")]
+    DoesNotVerify {
+        /// The key.
+        keyid: KeyId,
+        /// Who signed: `its private key`, or `signer command "..."`.
+        by: String,
+        /// Why it does not verify.
+        #[source]
+        source: SignatureError,
+    },
+}
+
+enum SignerKind {
+    Local(Secret),
+    External(ExternalSigner),
+}
+
+/// A key that can sign: a private key on the host (any [`Scheme`]) or a signer command,
+/// with its public key object and key id.
 pub struct RoleKey {
-    signing: SigningKey,
+    signer: SignerKind,
+    public: PublicKey,
     key: Key,
     id: KeyId,
 }
@@ -133,20 +222,62 @@ impl fmt::Debug for RoleKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RoleKey")
             .field("id", &self.id)
+            .field("scheme", &self.public.scheme())
             .finish_non_exhaustive()
     }
 }
 
 impl RoleKey {
-    /// A new random key from the operating system's generator.
+    /// A new random Ed25519 key from the operating system's generator.
     pub fn generate() -> Self {
-        Self::from_signing(SigningKey::generate(&mut rand_core::OsRng))
+        Self::from_ed25519(SigningKey::generate(&mut rand_core::OsRng))
     }
 
-    fn from_signing(signing: SigningKey) -> Self {
+    /// A new random key of `scheme` (RSA: 3072 bits).
+    pub fn generate_scheme(scheme: Scheme) -> Result<Self, KeyError> {
+        let secret =
+            Secret::generate(scheme).map_err(|source| KeyError::Generate { scheme, source })?;
+        Self::from_secret(secret).map_err(|source| KeyError::Generate { scheme, source })
+    }
+
+    fn from_ed25519(signing: SigningKey) -> Self {
+        let public = PublicKey::Ed25519(signing.verifying_key());
         let key = Key::ed25519(&signing.verifying_key());
         let id = key.key_id();
-        RoleKey { signing, key, id }
+        RoleKey {
+            signer: SignerKind::Local(Secret::Ed25519(signing)),
+            public,
+            key,
+            id,
+        }
+    }
+
+    fn from_secret(secret: Secret) -> Result<Self, PrivateKeyError> {
+        if let Secret::Ed25519(k) = secret {
+            return Ok(Self::from_ed25519(k));
+        }
+        let public = secret.public();
+        let key = public.to_key()?;
+        let id = key.key_id();
+        Ok(RoleKey {
+            signer: SignerKind::Local(secret),
+            public,
+            key,
+            id,
+        })
+    }
+
+    /// A key whose signatures `signer`'s command makes.
+    pub fn external(signer: ExternalSigner) -> Result<Self, PublicKeyError> {
+        let public = signer.public().clone();
+        let key = public.to_key()?;
+        let id = key.key_id();
+        Ok(RoleKey {
+            signer: SignerKind::External(signer),
+            public,
+            key,
+            id,
+        })
     }
 
     /// Its public key object, as root metadata lists it.
@@ -159,36 +290,73 @@ impl RoleKey {
         &self.id
     }
 
-    /// Signs `msg` (canonical JSON of a `signed` object); returns the hex signature.
-    pub fn sign_hex(&self, msg: &[u8]) -> String {
-        hex::encode(self.signing.sign(msg).to_bytes())
+    /// Its scheme.
+    pub fn scheme(&self) -> Scheme {
+        self.public.scheme()
     }
 
-    /// Reads a PKCS#8 PEM private key file.
+    /// Signs `msg` (canonical JSON of a `signed` object); returns the hex signature, checked
+    /// against the public key before it is returned.
+    pub fn sign_hex(&self, msg: &[u8]) -> Result<String, SignError> {
+        let bytes = match &self.signer {
+            SignerKind::Local(secret) => secret.sign(msg).map_err(|source| SignError::Local {
+                keyid: self.id.clone(),
+                source,
+            })?,
+            SignerKind::External(ext) => {
+                ext.sign(&self.id, msg)
+                    .map_err(|source| SignError::Command {
+                        keyid: self.id.clone(),
+                        command: ext.command().to_owned(),
+                        source,
+                    })?
+            }
+        };
+        self.public
+            .verify(msg, &bytes)
+            .map_err(|source| SignError::DoesNotVerify {
+                keyid: self.id.clone(),
+                by: match &self.signer {
+                    SignerKind::Local(_) => "its private key".into(),
+                    SignerKind::External(ext) => format!("signer command {:?}", ext.command()),
+                },
+                source,
+            })?;
+        Ok(hex::encode(bytes))
+    }
+
+    /// Reads a private key file: PKCS#8 (Ed25519, ECDSA P-256, RSA), SEC1 (P-256) or PKCS#1
+    /// (RSA) PEM.
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let pem = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+        let pem = read_pem(path)?;
+        Self::from_pem(path, &pem)
+    }
+
+    fn from_pem(path: &Path, pem: &str) -> Result<Self, KeyError> {
+        let pem_err = |source| KeyError::Pem {
             path: path.to_owned(),
             source,
-        })?;
-        let signing = SigningKey::from_pkcs8_pem(&pem).map_err(|_| KeyError::Pem {
-            path: path.to_owned(),
-        })?;
-        Ok(Self::from_signing(signing))
+        };
+        Self::from_secret(Secret::from_pem(pem).map_err(pem_err)?).map_err(pem_err)
     }
 
-    /// Writes this key as a PKCS#8 PEM file, mode 0600. Fails if `path` exists.
+    /// Writes this key as a PKCS#8 PEM file, mode 0600. Fails if `path` exists, and for a
+    /// signer command's key (its private half is not here).
     pub fn save_new(&self, path: &Path) -> Result<(), KeyError> {
         if path.exists() {
             return Err(KeyError::Exists {
                 path: path.to_owned(),
             });
         }
-        let pem = self
-            .signing
-            .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
-            .map_err(|_| KeyError::Pem {
+        let SignerKind::Local(secret) = &self.signer else {
+            return Err(KeyError::NoPrivateKey {
                 path: path.to_owned(),
-            })?;
+            });
+        };
+        let pem = secret.to_pkcs8_pem().map_err(|source| KeyError::Pem {
+            path: path.to_owned(),
+            source,
+        })?;
         fsutil::write_new(path, pem.as_bytes(), 0o600).map_err(|source| {
             if source.kind() == std::io::ErrorKind::AlreadyExists {
                 KeyError::Exists {
@@ -202,6 +370,23 @@ impl RoleKey {
             }
         })
     }
+}
+
+/// Reads a public key file (SubjectPublicKeyInfo PEM of any [`Scheme`]): the key a signer
+/// command signs with.
+pub fn load_public_key(path: &Path) -> Result<PublicKey, KeyError> {
+    let pem = read_pem(path)?;
+    PublicKey::from_spki_pem(&pem).map_err(|source| KeyError::PublicKey {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn read_pem(path: &Path) -> Result<String, KeyError> {
+    std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// All private keys found in a keys directory (`*.pem`), by key id.
@@ -231,7 +416,13 @@ impl KeyRing {
             })?;
             let path = entry.path();
             if path.extension().is_some_and(|e| e == "pem") {
-                let key = RoleKey::load(&path)?;
+                let pem = read_pem(&path)?;
+                // A public key carries no secret and signs nothing: a signer command's key
+                // may be kept beside the private keys.
+                if pem.trim_start().starts_with("-----BEGIN PUBLIC KEY-----") {
+                    continue;
+                }
+                let key = RoleKey::from_pem(&path, &pem)?;
                 keys.insert(key.id.clone(), key);
             }
         }

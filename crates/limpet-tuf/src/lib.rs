@@ -1,9 +1,9 @@
 //! The Update Framework (specification 1.0): metadata, a static repository writer and the
 //! client workflow of section 5.
 //!
-//! - [`repo::Repository`] writes a repository (`limpet publish`): Ed25519 role keys as PEM
-//!   files, offline root keys, atomic writes, root and role key rotation, delegated targets
-//!   roles (`limpet repo delegate`).
+//! - [`repo::Repository`] writes a repository (`limpet publish`): role keys as PEM files or
+//!   signer commands, offline root keys, atomic writes, root and role key rotation,
+//!   delegated targets roles (`limpet repo delegate`).
 //! - [`client::Client`] follows the specification's client workflow step by step, with
 //!   threshold checks counting unique keys ([`verify::verify_threshold`]), a trusted-time floor
 //!   for devices without a trustworthy clock, and exact-bytes metadata storage.
@@ -13,7 +13,8 @@
 //! - [`transport`] fetches files from a directory or over plain HTTP/1.1, every download
 //!   length-capped, rate-bounded and hash-checked by construction.
 //!
-//! Only Ed25519 keys (`keytype`/`scheme` `"ed25519"`, hex public key) are supported. Metadata
+//! Keys: Ed25519, ECDSA P-256 and RSASSA-PSS ([`keys::public`]), signing with private key
+//! files or a signer command ([`keys::external`]). Metadata
 //! is signed over canonical JSON ([`canonical`]), interoperable with python-tuf.
 
 #![warn(missing_docs)]

@@ -4,7 +4,8 @@
 //! - Signatures cover the canonical JSON of the `signed` object exactly as received
 //!   (unrecognised fields included), never a re-serialisation of the parsed struct.
 //! - Parsing validates: no key id signs twice (spec 4.2), `_type` matches the role, versions are at least 1, thresholds at
-//!   least 1, the spec version's major is 1, and no length field exceeds [`MAX_LENGTH`].
+//!   least 1, the spec version's major is 1, and no length field exceeds [`MAX_LENGTH`]. A
+//!   root's keys of an implemented scheme must be usable keys (crate::keys).
 //! - Unrecognised fields are kept (`extra`) so the writer can re-sign metadata without
 //!   dropping them.
 
@@ -18,7 +19,7 @@ use serde_json::{Map, Value};
 use crate::canonical::to_canonical;
 use crate::delegation::Delegations;
 use crate::error::Error;
-use crate::keys::{Key, KeyId, RoleKey};
+use crate::keys::{Key, KeyId, PublicKeyError, RoleKey};
 use crate::time::UnixTime;
 use crate::MAX_LENGTH;
 
@@ -76,7 +77,7 @@ impl fmt::Display for Role {
 pub struct Signature {
     /// The key id it claims.
     pub keyid: KeyId,
-    /// Hex Ed25519 signature over the canonical JSON of `signed`.
+    /// Hex signature over the canonical JSON of `signed`, in the encoding of its key's scheme.
     pub sig: String,
 }
 
@@ -289,6 +290,20 @@ impl RoleMetadata for Root {
         self.expires
     }
     fn validate(&self, path: &str) -> Result<(), Error> {
+        // A key of a scheme implemented here must be usable; a pair not implemented loads
+        // and never counts (crate::keys rules).
+        for (keyid, key) in &self.keys {
+            match key.public_key() {
+                Ok(_) | Err(PublicKeyError::Unsupported { .. }) => {}
+                Err(source) => {
+                    return Err(Error::InvalidKey {
+                        path: path.to_owned(),
+                        keyid: keyid.clone(),
+                        source: Box::new(source),
+                    })
+                }
+            }
+        }
         for role in [Role::Root, Role::Timestamp, Role::Snapshot, Role::Targets] {
             let keys = self
                 .roles
@@ -425,10 +440,10 @@ pub fn sign<T: Serialize>(signed: &T, keys: &[&RoleKey]) -> Result<Vec<u8>, Erro
 pub fn sign_value(value: Value, keys: &[&RoleKey]) -> Result<Vec<u8>, Error> {
     let canonical =
         to_canonical(&value).map_err(|e| Error::invalid("(new metadata)", e.to_string()))?;
-    let signatures: Vec<Value> = keys
+    let signatures = keys
         .iter()
-        .map(|k| serde_json::json!({"keyid": k.id(), "sig": k.sign_hex(&canonical)}))
-        .collect();
+        .map(|k| Ok(serde_json::json!({"keyid": k.id(), "sig": k.sign_hex(&canonical)?})))
+        .collect::<Result<Vec<Value>, Error>>()?;
     let mut envelope = Map::new();
     envelope.insert("signatures".into(), Value::Array(signatures));
     envelope.insert("signed".into(), value);

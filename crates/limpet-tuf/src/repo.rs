@@ -5,8 +5,10 @@
 //! targets roles ([`Repository::add_delegation`]) add `ROLE.json` (and `N.ROLE.json`).
 //!
 //! Rules kept here:
-//! - Role keys are PKCS#8 PEM files in a keys directory, mode 0600, never overwritten. Which
-//!   key signs what is decided by the key ids the root lists, not by file names.
+//! - Role keys are PEM files in a keys directory (new ones PKCS#8, mode 0600, never
+//!   overwritten), or signer commands for keys kept in an HSM or KMS
+//!   ([`Repository::with_signers`]). Which key signs what is decided by the key ids the root
+//!   lists, not by file names. New keys are Ed25519 unless a [`Scheme`] is asked for.
 //! - Root keys are offline: [`Repository::add_target`], [`Repository::remove_target`] and
 //!   [`Repository::refresh`] load only targets, snapshot and timestamp keys. Only root
 //!   operations ([`Repository::rotate_root`], [`Repository::rotate`],
@@ -27,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::Error;
 use crate::fsutil;
-use crate::keys::{KeyError, KeyId, KeyRing, RoleKey};
+use crate::keys::{ExternalSigner, KeyError, KeyId, KeyRing, PublicKey, RoleKey, Scheme};
 use crate::metadata::{
     self, MetaFile, Role, RoleKeys, RoleMetadata, Root, Snapshot, TargetFile, Targets, Timestamp,
     ISSUED_FIELD, SPEC_VERSION,
@@ -40,6 +42,10 @@ mod delegate;
 pub use delegate::{DelegatedPaths, DelegationError, DelegationSpec, Termination};
 
 const DAY: u64 = 86_400;
+
+/// What a rotation has a role's new keys sign, to find a failing signer before anything is
+/// written.
+const SIGNER_PROBE: &[u8] = b"limpet-tuf: can this key sign?";
 
 /// How long each role's metadata stays valid after signing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +101,8 @@ pub struct InitOptions {
     pub root_threshold: u64,
     /// Consistent snapshots (default enabled).
     pub consistent_snapshots: ConsistentSnapshots,
+    /// The scheme of the keys made (default Ed25519).
+    pub key_scheme: Scheme,
 }
 
 impl Default for InitOptions {
@@ -103,6 +111,36 @@ impl Default for InitOptions {
             root_keys: 3,
             root_threshold: 2,
             consistent_snapshots: ConsistentSnapshots::Enabled,
+            key_scheme: Scheme::Ed25519,
+        }
+    }
+}
+
+/// The keys a rotation gives a role.
+#[derive(Clone, Debug)]
+pub enum NewKeys {
+    /// `count` new keys of `scheme`, saved in the keys directory.
+    Generate {
+        /// Their scheme.
+        scheme: Scheme,
+        /// How many.
+        count: usize,
+    },
+    /// These public keys, whose private halves are in the keys directory or behind a signer
+    /// command ([`Repository::with_signers`]).
+    Given(Vec<PublicKey>),
+}
+
+impl NewKeys {
+    /// How many distinct keys (a key given twice is one).
+    fn count(&self) -> usize {
+        match self {
+            NewKeys::Generate { count, .. } => *count,
+            NewKeys::Given(keys) => keys
+                .iter()
+                .map(PublicKey::material)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
         }
     }
 }
@@ -169,6 +207,22 @@ pub enum RepoError {
     /// Root keys are rotated with [`Repository::rotate_root`].
     #[error("use rotate_root to rotate root keys")]
     RootRotation,
+    /// A signer command's public key cannot be written as a key object.
+    #[error("signer command {command:?}: its public key")]
+    SignerKey {
+        /// The command.
+        command: String,
+        /// What is wrong with the key.
+        #[source]
+        source: Box<crate::keys::PublicKeyError>,
+    },
+    /// A public key given for a rotation cannot be written as a key object.
+    #[error("a key given for the rotation")]
+    GivenKey {
+        /// What is wrong with it.
+        #[source]
+        source: Box<crate::keys::PublicKeyError>,
+    },
     /// A delegated role could not be made or used.
     #[error(transparent)]
     Delegation(#[from] DelegationError),
@@ -197,6 +251,7 @@ pub struct Repository {
     expiry: ExpiryPolicy,
     detail: MetaDetail,
     clock: Box<dyn Clock>,
+    signers: Vec<ExternalSigner>,
 }
 
 impl Repository {
@@ -215,6 +270,7 @@ impl Repository {
             expiry: ExpiryPolicy::default(),
             detail: MetaDetail::default(),
             clock,
+            signers: Vec::new(),
         };
         let root_path = repo.metadata_dir().join(Role::Root.file_name());
         if root_path.exists() {
@@ -243,7 +299,7 @@ impl Repository {
         ] {
             let mut ids = Vec::new();
             for _ in 0..count {
-                let key = repo.new_key(role)?;
+                let key = repo.new_key(role, opts.key_scheme)?;
                 keys.insert(key.id().clone(), key.key().clone());
                 ids.push(key.id().clone());
                 ring.insert(key);
@@ -283,6 +339,7 @@ impl Repository {
             expiry: ExpiryPolicy::default(),
             detail: MetaDetail::default(),
             clock,
+            signers: Vec::new(),
         };
         repo.read_role::<Root>()?;
         Ok(repo)
@@ -291,6 +348,13 @@ impl Repository {
     /// Replaces the expiry periods used from now on.
     pub fn with_expiry(mut self, expiry: ExpiryPolicy) -> Self {
         self.expiry = expiry;
+        self
+    }
+
+    /// Adds keys whose signatures commands make (keys kept in an HSM or KMS): they sign
+    /// wherever the root lists their key ids, beside the keys directory's.
+    pub fn with_signers(mut self, signers: Vec<ExternalSigner>) -> Self {
+        self.signers = signers;
         self
     }
 
@@ -409,27 +473,29 @@ impl Repository {
         Ok(root.version)
     }
 
-    /// Replaces the root keys by `count` new keys with threshold `threshold`: writes root N+1
-    /// signed by a threshold of the old root keys and of the new ones. Returns N+1.
+    /// Replaces the root keys by `count` new Ed25519 keys with threshold `threshold`: writes
+    /// root N+1 signed by a threshold of the old root keys and of the new ones. Returns N+1.
     pub fn rotate_root(&self, count: usize, threshold: u64) -> Result<u64, RepoError> {
-        if threshold == 0 || u64::try_from(count).unwrap_or(0) < threshold {
-            return Err(RepoError::BadThreshold {
-                threshold,
-                keys: count,
-            });
-        }
+        self.rotate_root_to(
+            NewKeys::Generate {
+                scheme: Scheme::Ed25519,
+                count,
+            },
+            threshold,
+        )
+    }
+
+    /// Replaces the root keys by `keys` with threshold `threshold` (the key types may
+    /// change): writes root N+1 signed by a threshold of the old root keys and of the new
+    /// ones. Returns N+1.
+    pub fn rotate_root_to(&self, keys: NewKeys, threshold: u64) -> Result<u64, RepoError> {
+        check_threshold(&keys, threshold)?;
         let old = self.read_role::<Root>()?;
         let mut ring = self.ring()?;
         // Check the old threshold before making keys, so a failure leaves no new files.
         self.signing_keys(&old, Role::Root, &ring)?;
         let mut root = old.clone();
-        let mut ids = Vec::new();
-        for _ in 0..count {
-            let key = self.new_key(Role::Root)?;
-            root.keys.insert(key.id().clone(), key.key().clone());
-            ids.push(key.id().clone());
-            ring.insert(key);
-        }
+        let ids = self.add_keys(&mut root, &mut ring, Role::Root, keys)?;
         root.roles
             .insert(Role::Root.name().to_owned(), role_keys(ids, threshold));
         prune_keys(&mut root);
@@ -438,22 +504,48 @@ impl Repository {
         Ok(root.version)
     }
 
-    /// Replaces the key of a non-root role by a new one: writes root N+1 (root keys needed),
-    /// then re-signs the role and the roles that list it. Returns the new key id.
+    /// Replaces the key of a non-root role by a new Ed25519 key: writes root N+1 (root keys
+    /// needed), then re-signs the role and the roles that list it. Returns the new key id.
     pub fn rotate(&self, role: Role) -> Result<KeyId, RepoError> {
+        let ids = self.rotate_to(
+            role,
+            NewKeys::Generate {
+                scheme: Scheme::Ed25519,
+                count: 1,
+            },
+            1,
+        )?;
+        ids.into_iter().next().ok_or(RepoError::BadThreshold {
+            threshold: 1,
+            keys: 0,
+        })
+    }
+
+    /// Replaces the keys of a non-root role by `keys` with threshold `threshold`: writes root
+    /// N+1 (root keys needed), then re-signs the role and the roles that list it. Returns the
+    /// new key ids.
+    pub fn rotate_to(
+        &self,
+        role: Role,
+        keys: NewKeys,
+        threshold: u64,
+    ) -> Result<Vec<KeyId>, RepoError> {
         if role == Role::Root {
             return Err(RepoError::RootRotation);
         }
+        check_threshold(&keys, threshold)?;
         let old = self.read_role::<Root>()?;
         let mut ring = self.ring()?;
         self.signing_keys(&old, Role::Root, &ring)?;
-        let key = self.new_key(role)?;
-        let id = key.id().clone();
         let mut root = old.clone();
-        root.keys.insert(id.clone(), key.key().clone());
+        let ids = self.add_keys(&mut root, &mut ring, role, keys)?;
         root.roles
-            .insert(role.name().to_owned(), role_keys(vec![id.clone()], 1));
-        ring.insert(key);
+            .insert(role.name().to_owned(), role_keys(ids.clone(), threshold));
+        // The role's new threshold must be able to sign before root N+1 names it: a signer
+        // command that fails now leaves the repository as it was.
+        for key in self.signing_keys(&root, role, &ring)? {
+            key.sign_hex(SIGNER_PROBE).map_err(Error::from)?;
+        }
         prune_keys(&mut root);
         self.bump(&mut root.version, &mut root.expires, self.expiry.root);
         self.write_root(&root, &[&old], &ring)?;
@@ -470,7 +562,7 @@ impl Repository {
             Role::Snapshot => self.publish_snapshot(&root, &ring, None)?,
             Role::Timestamp | Role::Root => self.publish_timestamp(&root, &ring, None)?,
         }
-        Ok(id)
+        Ok(ids)
     }
 
     // ---- internals ------------------------------------------------------------------------
@@ -485,7 +577,51 @@ impl Repository {
     }
 
     fn ring(&self) -> Result<KeyRing, RepoError> {
-        Ok(KeyRing::load_dir(&self.keys_dir)?)
+        let mut ring = KeyRing::load_dir(&self.keys_dir)?;
+        for signer in &self.signers {
+            ring.insert(RoleKey::external(signer.clone()).map_err(|source| {
+                RepoError::SignerKey {
+                    command: signer.command().to_owned(),
+                    source: Box::new(source),
+                }
+            })?);
+        }
+        Ok(ring)
+    }
+
+    /// Puts `keys` into `root.keys` (saving generated ones, adding them to `ring`); returns
+    /// their ids.
+    fn add_keys(
+        &self,
+        root: &mut Root,
+        ring: &mut KeyRing,
+        role: Role,
+        keys: NewKeys,
+    ) -> Result<Vec<KeyId>, RepoError> {
+        let mut ids = Vec::new();
+        match keys {
+            NewKeys::Generate { scheme, count } => {
+                for _ in 0..count {
+                    let key = self.new_key(role, scheme)?;
+                    root.keys.insert(key.id().clone(), key.key().clone());
+                    ids.push(key.id().clone());
+                    ring.insert(key);
+                }
+            }
+            NewKeys::Given(publics) => {
+                for public in publics {
+                    let key = public.to_key().map_err(|source| RepoError::GivenKey {
+                        source: Box::new(source),
+                    })?;
+                    let id = key.key_id();
+                    root.keys.insert(id.clone(), key);
+                    if !ids.contains(&id) {
+                        ids.push(id);
+                    }
+                }
+            }
+        }
+        Ok(ids)
     }
 
     fn create_keys_dir(&self) -> Result<(), RepoError> {
@@ -497,9 +633,9 @@ impl Repository {
             .map_err(io_err(&self.keys_dir))
     }
 
-    fn new_key(&self, role: Role) -> Result<RoleKey, RepoError> {
+    fn new_key(&self, role: Role, scheme: Scheme) -> Result<RoleKey, RepoError> {
         self.create_keys_dir()?;
-        let key = RoleKey::generate();
+        let key = RoleKey::generate_scheme(scheme)?;
         let short = key.id().0.get(..16).unwrap_or_default().to_owned();
         key.save_new(&self.keys_dir.join(format!("{}-{short}.pem", role.name())))?;
         Ok(key)
@@ -748,6 +884,18 @@ impl Repository {
             extra: Map::new(),
         })
     }
+}
+
+/// Refuses a threshold of 0 or above the number of keys.
+fn check_threshold(keys: &NewKeys, threshold: u64) -> Result<(), RepoError> {
+    let count = keys.count();
+    if threshold == 0 || u64::try_from(count).unwrap_or(0) < threshold {
+        return Err(RepoError::BadThreshold {
+            threshold,
+            keys: count,
+        });
+    }
+    Ok(())
 }
 
 fn role_keys(keyids: Vec<KeyId>, threshold: u64) -> RoleKeys {

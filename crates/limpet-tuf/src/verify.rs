@@ -3,16 +3,17 @@
 //! Rules kept here:
 //! - Only signatures whose key id is listed for the role AND present in the key map count.
 //! - Each distinct public key counts at most once, however many signatures or key ids name
-//!   it: a key listed under two key ids, or a signature repeated, is one key.
-//! - Signatures are checked with strict Ed25519 verification (no small-order keys, no
-//!   malleable signatures).
+//!   it: a key listed under two key ids, or a signature repeated, is one key. Keys are told
+//!   apart by their key material ([`KeyMaterial`]), so one key written two ways (a P-256
+//!   point compressed and not, keytype `ecdsa` and its legacy name) is still one key.
+//! - Each signature is checked by its key's scheme ([`crate::keys::public`]): a signature in
+//!   another scheme's encoding, or by a key object naming a mismatched or unsupported scheme,
+//!   does not count; why is logged at debug level.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ed25519_dalek::Signature as EdSignature;
-
 use crate::error::Error;
-use crate::keys::{Key, KeyId};
+use crate::keys::{Key, KeyId, KeyMaterial};
 use crate::metadata::{RoleKeys, Signature};
 
 /// Verifies that at least `role_keys.threshold` distinct keys of `role_keys`, looked up in
@@ -25,26 +26,36 @@ pub fn verify_threshold(
     canonical: &[u8],
     signatures: &[Signature],
 ) -> Result<u64, Error> {
-    // Counted by public key bytes, not by key id: see the module rules.
-    let mut counted: BTreeSet<[u8; 32]> = BTreeSet::new();
+    // Counted by key material, not by key id: see the module rules.
+    let mut counted: BTreeSet<KeyMaterial> = BTreeSet::new();
     for sig in signatures {
         if !role_keys.keyids.contains(&sig.keyid) {
             continue;
         }
-        let Some(verifying) = keys.get(&sig.keyid).and_then(Key::verifying_key) else {
+        let Some(key) = keys.get(&sig.keyid) else {
             continue;
         };
-        if counted.contains(verifying.as_bytes()) {
+        let public = match key.public_key() {
+            Ok(public) => public,
+            Err(e) => {
+                tracing::debug!(role, keyid = %sig.keyid, error = %e, "key cannot verify");
+                continue;
+            }
+        };
+        let material = public.material();
+        if counted.contains(&material) {
             continue;
         }
-        let Ok(bytes) = hex::decode(&sig.sig) else {
-            continue;
-        };
-        let Ok(signature) = EdSignature::from_slice(&bytes) else {
-            continue;
-        };
-        if verifying.verify_strict(canonical, &signature).is_ok() {
-            counted.insert(verifying.to_bytes());
+        let verified = hex::decode(&sig.sig)
+            .map_err(|_| crate::keys::SignatureError::Hex)
+            .and_then(|bytes| public.verify(canonical, &bytes));
+        match verified {
+            Ok(()) => {
+                counted.insert(material);
+            }
+            Err(e) => {
+                tracing::debug!(role, keyid = %sig.keyid, error = %e, "signature does not count");
+            }
         }
     }
     let valid = u64::try_from(counted.len()).unwrap_or(u64::MAX);
@@ -79,7 +90,7 @@ mod tests {
         let rk = setup(&[k.id().clone()], 2);
         let sig = Signature {
             keyid: k.id().clone(),
-            sig: k.sign_hex(b"msg"),
+            sig: k.sign_hex(b"msg").unwrap(),
         };
         let err = verify_threshold("targets", &keys, &rk, b"msg", &[sig.clone(), sig]);
         assert!(matches!(
@@ -104,11 +115,11 @@ mod tests {
         let sigs = [
             Signature {
                 keyid: k.id().clone(),
-                sig: k.sign_hex(b"msg"),
+                sig: k.sign_hex(b"msg").unwrap(),
             },
             Signature {
                 keyid: alias,
-                sig: k.sign_hex(b"msg"),
+                sig: k.sign_hex(b"msg").unwrap(),
             },
         ];
         assert!(matches!(
@@ -128,11 +139,11 @@ mod tests {
         let sigs = [
             Signature {
                 keyid: a.id().clone(),
-                sig: a.sign_hex(b"msg"),
+                sig: a.sign_hex(b"msg").unwrap(),
             },
             Signature {
                 keyid: b.id().clone(),
-                sig: b.sign_hex(b"msg"),
+                sig: b.sign_hex(b"msg").unwrap(),
             },
         ];
         assert_eq!(
@@ -153,7 +164,7 @@ mod tests {
         let rk = setup(&[a.id().clone()], 1);
         let sigs = [Signature {
             keyid: b.id().clone(),
-            sig: b.sign_hex(b"msg"),
+            sig: b.sign_hex(b"msg").unwrap(),
         }];
         assert!(matches!(
             verify_threshold("targets", &keys, &rk, b"msg", &sigs),

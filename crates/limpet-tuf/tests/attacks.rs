@@ -392,7 +392,7 @@ fn threshold_not_met_by_one_key_listed_under_two_key_ids() {
     let mut doc = fx.read_json("targets.json");
     let signed = doc["signed"].take();
     let canonical = limpet_tuf::canonical::to_canonical(&signed).unwrap();
-    let sig = targets_key.sign_hex(&canonical);
+    let sig = targets_key.sign_hex(&canonical).unwrap();
     let forged = json!({"signatures": [
         {"keyid": targets_key.id(), "sig": sig},
         {"keyid": alias, "sig": sig},

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{hello_build, keys_in, limpet, run, scratch, stderr, stdout};
+use common::{hello_build, keys_in, limpet, require_tool, run, scratch, stderr, stdout};
 use limpet_testkit::python_tuf::require_python_tuf;
 
 /// `limpet serve`, stopped (by its pid) when dropped.
@@ -276,6 +276,27 @@ fn commands_explain_themselves_and_fail_with_the_cause() {
         let help = run(limpet().args(args), true);
         assert!(stdout(&help).contains("Usage"), "{}", stdout(&help));
     }
+    for (args, flags) in [
+        (
+            &["publish", "--help"][..],
+            &["--signer-cmd", "--signer-key"][..],
+        ),
+        (&["repo", "init", "--help"], &["--key-type"]),
+        (
+            &["repo", "rotate", "--help"],
+            &[
+                "--key-type",
+                "--key <PUB.pem>",
+                "--signer-cmd",
+                "--signer-key",
+            ],
+        ),
+    ] {
+        let help = stdout(&run(limpet().args(args), true));
+        for flag in flags {
+            assert!(help.contains(flag), "{args:?} lacks {flag}:\n{help}");
+        }
+    }
     let missing = scratch().join("no-such-repo");
     let failed = run(limpet().arg("serve").arg(&missing), false);
     assert!(
@@ -292,4 +313,142 @@ fn commands_explain_themselves_and_fail_with_the_cause() {
         false,
     );
     assert!(stderr(&failed).contains("caused by"), "{}", stderr(&failed));
+}
+
+/// Runs `openssl ARGS` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
+}
+
+#[test]
+fn repositories_of_ecdsa_rsa_and_signer_command_keys() {
+    require_tool("openssl");
+    let dir = scratch().join("key-types");
+    let (repo, keys, hsm) = (dir.join("repo"), dir.join("keys"), dir.join("hsm"));
+    std::fs::create_dir_all(&hsm).unwrap();
+    let repo_cmd = |args: &[&str]| {
+        let mut cmd = limpet();
+        cmd.args(["repo", args[0]])
+            .arg(&repo)
+            .arg("--keys")
+            .arg(&keys)
+            .args(&args[1..]);
+        cmd
+    };
+    run(&mut repo_cmd(&["init", "--key-type", "ecdsa"]), true);
+
+    // A P-256 key "in an HSM" (outside --keys), signed for by OpenSSL: it becomes the
+    // targets key.
+    openssl(
+        &hsm,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "k.pem",
+        ],
+    );
+    openssl(&hsm, &["pkey", "-in", "k.pem", "-pubout", "-out", "k.pub"]);
+    let public = hsm.join("k.pub");
+    let public = public.to_str().unwrap();
+    let sign = format!(
+        "openssl dgst -sha256 -sign '{}'",
+        hsm.join("k.pem").display()
+    );
+    let rotated = run(
+        &mut repo_cmd(&[
+            "rotate",
+            "targets",
+            "--key",
+            public,
+            "--signer-cmd",
+            &sign,
+            "--signer-key",
+            public,
+        ]),
+        true,
+    );
+    assert!(
+        stdout(&rotated).contains("new targets key"),
+        "{}",
+        stdout(&rotated)
+    );
+    // A signer that fails: a clear error naming the command, and nothing written.
+    let failed = run(
+        &mut repo_cmd(&[
+            "rotate",
+            "snapshot",
+            "--key",
+            public,
+            "--signer-cmd",
+            "exit 3",
+            "--signer-key",
+            public,
+        ]),
+        false,
+    );
+    assert!(
+        stderr(&failed).contains("signer command \"exit 3\"")
+            && stderr(&failed).contains("exit status: 3"),
+        "{}",
+        stderr(&failed)
+    );
+    assert!(!repo.join("metadata/3.root.json").exists());
+    // Root: ECDSA -> RSA keys, signed by both thresholds.
+    run(
+        &mut repo_cmd(&[
+            "rotate",
+            "root",
+            "--key-type",
+            "rsa",
+            "--count",
+            "3",
+            "--threshold",
+            "2",
+        ]),
+        true,
+    );
+    run(
+        limpet()
+            .args(["publish", "--refresh", "--repo"])
+            .arg(&repo)
+            .arg("--keys")
+            .arg(&keys),
+        true,
+    );
+
+    // A device that trusts root 1 follows both rotations and verifies every role.
+    let client_dir = dir.join("client");
+    limpet_tuf::Client::init(
+        &client_dir,
+        &std::fs::read(repo.join("metadata/1.root.json")).unwrap(),
+    )
+    .unwrap();
+    let mut client = limpet_tuf::Client::open(
+        &client_dir,
+        Box::new(limpet_tuf::transport::FileTransport::new(
+            repo.join("metadata"),
+            limpet_tuf::RetrievalPolicy::default(),
+        )),
+        Box::new(limpet_tuf::SystemClock),
+    )
+    .unwrap();
+    client.refresh().unwrap();
+    let root = client.trusted_root();
+    assert_eq!(root.version, 3);
+    let keytype = |role: &str| {
+        let id = &root.roles[role].keyids[0];
+        root.keys[id].keytype.clone()
+    };
+    assert_eq!(keytype("root"), "rsa");
+    assert_eq!(keytype("targets"), "ecdsa");
+    assert_eq!(keytype("snapshot"), "ecdsa");
 }

@@ -4,8 +4,59 @@
 use std::path::{Path, PathBuf};
 
 use limpet_repo::{DeltaOutcome, InitOutcome, Published};
+use limpet_tuf::keys::{self, ExternalSigner, Scheme};
+use limpet_tuf::repo::NewKeys;
 
 use crate::cmd;
+
+/// A key type of `--key-type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyType {
+    /// Ed25519 (scheme ed25519).
+    Ed25519,
+    /// ECDSA on P-256 with SHA-256 (scheme ecdsa-sha2-nistp256).
+    Ecdsa,
+    /// RSA, 3072 bits, RSASSA-PSS with SHA-256 (scheme rsassa-pss-sha256).
+    Rsa,
+}
+
+impl From<KeyType> for Scheme {
+    fn from(t: KeyType) -> Self {
+        match t {
+            KeyType::Ed25519 => Scheme::Ed25519,
+            KeyType::Ecdsa => Scheme::EcdsaP256Sha256,
+            KeyType::Rsa => Scheme::RsaPssSha256,
+        }
+    }
+}
+
+/// Keys kept in an HSM or KMS, signed for by a command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SignerArgs {
+    /// A shell command that signs with a key kept in an HSM or KMS: it reads the bytes to
+    /// sign on stdin and writes the raw signature to stdout (Ed25519: 64 bytes; ECDSA: DER,
+    /// or raw r||s; RSA: RSASSA-PSS, SHA-256, MGF1-SHA-256, 32-byte salt). It hashes the
+    /// bytes itself. $LIMPET_SIGN_KEYID, $LIMPET_SIGN_KEYTYPE and $LIMPET_SIGN_SCHEME name
+    /// the key asked for. Every signature it makes is verified before it is used.
+    #[arg(long, value_name = "CMD", requires = "signer_key")]
+    signer_cmd: Option<String>,
+    /// The public key (SubjectPublicKeyInfo PEM, as `openssl pkey -pubout` writes it) of a
+    /// key --signer-cmd signs with; repeat it for each such key.
+    #[arg(long, value_name = "PUB.pem", requires = "signer_cmd")]
+    signer_key: Vec<PathBuf>,
+}
+
+impl SignerArgs {
+    fn signers(&self) -> Result<Vec<ExternalSigner>, keys::KeyError> {
+        let Some(command) = &self.signer_cmd else {
+            return Ok(Vec::new());
+        };
+        self.signer_key
+            .iter()
+            .map(|path| Ok(ExternalSigner::new(command, keys::load_public_key(path)?)))
+            .collect()
+    }
+}
 
 /// `limpet repo` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -20,9 +71,14 @@ pub enum RepoCommand {
         /// afterwards: publishing never needs them.
         #[arg(long)]
         keys: PathBuf,
+        /// The type of the keys made. Keys kept in an HSM or KMS come in later, with
+        /// `limpet repo rotate ROLE --key PUB.pem --signer-cmd CMD`.
+        #[arg(long, value_enum, default_value_t = KeyType::Ed25519)]
+        key_type: KeyType,
     },
-    /// Replace a role's key. `targets`, `snapshot` or `timestamp`: one new key, written into
-    /// a new root version (needs the root keys). `root`: a new set of COUNT root keys with
+    /// Replace a role's keys, possibly by keys of another type. `targets`, `snapshot` or
+    /// `timestamp`: one new key (or the --key keys), written into a new root version (needs
+    /// the root keys). `root`: a new set of COUNT root keys (or the --key keys) with
     /// THRESHOLD, as root version N+1 signed by the old and the new threshold, so devices
     /// that trust version N accept it. Bring the root keys back online for this only.
     Rotate {
@@ -37,9 +93,19 @@ pub enum RepoCommand {
         /// With `root`: how many new root keys.
         #[arg(long, default_value_t = 3)]
         count: usize,
-        /// With `root`: how many of them must sign.
-        #[arg(long, default_value_t = 2)]
-        threshold: u64,
+        /// With `root`: how many of them must sign (other roles: 1 unless given).
+        #[arg(long)]
+        threshold: Option<u64>,
+        /// The type of the new keys made.
+        #[arg(long, value_enum, default_value_t = KeyType::Ed25519, conflicts_with = "key")]
+        key_type: KeyType,
+        /// Give the role this key instead of making one: a public key (SubjectPublicKeyInfo
+        /// PEM) whose private key is in --keys or signed for by --signer-cmd. Repeat it for
+        /// several keys.
+        #[arg(long, value_name = "PUB.pem")]
+        key: Vec<PathBuf>,
+        #[command(flatten)]
+        signer: SignerArgs,
     },
     /// Delegate target paths to a new targets role with its own keys (TUF delegated
     /// targets): makes COUNT keys in KEYS, lists the role with its paths and threshold in the
@@ -118,6 +184,8 @@ pub struct PublishArgs {
     /// Only re-sign snapshot and timestamp with fresh expiry dates.
     #[arg(long)]
     refresh: bool,
+    #[command(flatten)]
+    signer: SignerArgs,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -126,8 +194,12 @@ pub struct PublishArgs {
 /// Runs `limpet repo …`.
 pub fn run_repo(command: RepoCommand) -> cmd::Result {
     match command {
-        RepoCommand::Init { repo, keys } => {
-            match limpet_repo::init_repo(&repo, &keys)? {
+        RepoCommand::Init {
+            repo,
+            keys,
+            key_type,
+        } => {
+            match limpet_repo::init_repo_with(&repo, &keys, key_type.into())? {
                 InitOutcome::Created { trusted_root } => {
                     println!("created update repository {}", repo.display());
                     println!("role keys:    {} (move root-*.pem offline)", keys.display());
@@ -152,15 +224,31 @@ pub fn run_repo(command: RepoCommand) -> cmd::Result {
             role,
             count,
             threshold,
+            key_type,
+            key,
+            signer,
         } => {
             use limpet_tuf::metadata::Role;
             let _lock = limpet_repo::lock(&repo)?;
-            let r = open_repo(&repo, &keys)?;
+            let r = open_repo(&repo, &keys)?.with_signers(signer.signers()?);
+            let new_keys = if key.is_empty() {
+                NewKeys::Generate {
+                    scheme: key_type.into(),
+                    count: if role == "root" { count } else { 1 },
+                }
+            } else {
+                NewKeys::Given(
+                    key.iter()
+                        .map(|path| keys::load_public_key(path))
+                        .collect::<Result<_, _>>()?,
+                )
+            };
             let role = match role.as_str() {
                 "root" => {
-                    let version = r.rotate_root(count, threshold)?;
+                    let threshold = threshold.unwrap_or(2);
+                    let version = r.rotate_root_to(new_keys, threshold)?;
                     println!(
-                        "root version {version}: {count} new root keys, threshold {threshold}, signed by the old and the new keys"
+                        "root version {version}: new root keys, threshold {threshold}, signed by the old and the new keys"
                     );
                     return Ok(());
                 }
@@ -168,8 +256,12 @@ pub fn run_repo(command: RepoCommand) -> cmd::Result {
                 "snapshot" => Role::Snapshot,
                 _ => Role::Timestamp,
             };
-            let id = r.rotate(role)?;
-            println!("new {role:?} key {id:?}; the new root version lists it");
+            let ids = r.rotate_to(role, new_keys, threshold.unwrap_or(1))?;
+            let ids: Vec<&str> = ids.iter().map(|id| id.0.as_str()).collect();
+            println!(
+                "new {role} key(s) {}; the new root version lists them",
+                ids.join(", ")
+            );
             Ok(())
         }
         RepoCommand::Delegate {
@@ -235,8 +327,9 @@ fn open_repo(
 
 /// Runs `limpet publish …`.
 pub fn run(args: PublishArgs) -> cmd::Result {
+    let signers = args.signer.signers()?;
     if args.refresh {
-        limpet_repo::refresh(&args.repo, &args.keys)?;
+        limpet_repo::refresh_with(&args.repo, &args.keys, signers)?;
         let root = limpet_repo::trusted_root_path(&args.repo, &args.keys)?;
         if args.json {
             let v = serde_json::json!({ "refreshed": true, "trusted_root": root });
@@ -254,7 +347,7 @@ pub fn run(args: PublishArgs) -> cmd::Result {
         return Err("OUT and --image-key are required unless --refresh is given".into());
     };
     let key = limpet_build::keys::load_verifying_key(image_key)?;
-    let published = limpet_repo::publish(out, &args.repo, &args.keys, &key)?;
+    let published = limpet_repo::publish_with(out, &args.repo, &args.keys, &key, signers)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&to_json(&published))?);
     } else {
