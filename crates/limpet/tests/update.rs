@@ -199,7 +199,7 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
 
     // The trial boots and is committed after its health period.
     let console = boot(&dir, port, Some("trial committed"));
-    assert!(console.contains("booting slot B (trial)"), "{console}");
+    assert!(console.contains("booting slot B (trial"), "{console}");
     assert!(
         console.contains("trial committed, floor now 0.2.0"),
         "{console}"
@@ -219,7 +219,7 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
     println!("v2 -> v3 on the device: {staged}");
     assert!(staged.contains("a delta from 0.2.0"), "{console}");
     let console = boot(&dir, port, None);
-    assert!(console.contains("booting slot A (trial)"), "{console}");
+    assert!(console.contains("booting slot A (trial"), "{console}");
     assert!(
         console.contains(
             "trial failed its health gate (task hello exited with code 1 and is not restarted)"
@@ -259,6 +259,8 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// At least 20 power cuts (QEMU killed) at random moments of a real update of v1 to v2,
 /// each followed by a boot that must mount a verified slot: v1, or v2 as a whole trial.
+/// The boots are `--direct`: what is cut is PID 1's install path, and PID 1's own
+/// verification decides (the loader's power cuts are in limpet-boot's tests).
 #[test]
 fn power_cuts_during_a_real_update_always_leave_a_bootable_verified_slot() {
     let _one = QEMU.lock().unwrap_or_else(|e| e.into_inner());
@@ -278,7 +280,7 @@ fn power_cuts_during_a_real_update_always_leave_a_bootable_verified_slot() {
         limpet()
             .arg("run")
             .arg(&dir)
-            .args(["--json", "--persist", "--timeout", BOOT_DEADLINE_SECS])
+            .args(["--direct", "--json", "--persist", "--timeout", BOOT_DEADLINE_SECS])
             .arg("--user-net")
             .args(["--forward", &format!("80=127.0.0.1:{port}")]),
         true,
@@ -312,7 +314,7 @@ fn power_cuts_during_a_real_update_always_leave_a_bootable_verified_slot() {
         let out = limpet()
             .arg("run")
             .arg(&dir)
-            .args(["--json", "--persist", "--timeout", &cut.to_string()])
+            .args(["--direct", "--json", "--persist", "--timeout", &cut.to_string()])
             .arg("--user-net")
             .args(["--forward", &format!("80=127.0.0.1:{port}")])
             .output()
@@ -325,7 +327,7 @@ fn power_cuts_during_a_real_update_always_leave_a_bootable_verified_slot() {
             limpet()
                 .arg("run")
                 .arg(&dir)
-                .args(["--json", "--persist", "--timeout", BOOT_DEADLINE_SECS])
+                .args(["--direct", "--json", "--persist", "--timeout", BOOT_DEADLINE_SECS])
                 .args(["--exit-on", "mounted read-only from"]),
             true,
         );
@@ -339,7 +341,7 @@ fn power_cuts_during_a_real_update_always_leave_a_bootable_verified_slot() {
             "v1"
         } else if console.contains("slot-b (hello 0.2.0) mounted read-only") {
             assert!(
-                console.contains("booting slot B (trial)"),
+                console.contains("booting slot B (trial"),
                 "round {round}:\n{console}"
             );
             "v2 try"
