@@ -7,7 +7,7 @@ mod common;
 
 use common::{fixture, fixture_with, Fixture, T0};
 use limpet_tuf::delegation::SuccinctRoles;
-use limpet_tuf::keys::{KeyId, RoleKey};
+use limpet_tuf::keys::{KeyId, RoleKey, Scheme};
 use limpet_tuf::metadata::{sign_value, Role};
 use limpet_tuf::repo::{
     ConsistentSnapshots, DelegatedPaths, DelegationError, DelegationSpec, MetaDetail, RepoError,
@@ -30,6 +30,7 @@ fn delegate(
             delegator: from.into(),
             paths: DelegatedPaths::Patterns(paths.iter().map(|p| (*p).to_owned()).collect()),
             keys: 1,
+            scheme: Scheme::Ed25519,
             threshold: 1,
             termination,
         })
@@ -151,6 +152,7 @@ fn writer_refuses_a_target_outside_the_roles_paths() {
                 delegator: "targets".into(),
                 paths: DelegatedPaths::Patterns(vec!["*".into()]),
                 keys: 1,
+                scheme: Scheme::Ed25519,
                 threshold: 1,
                 termination: Termination::Continue,
             })

@@ -36,8 +36,9 @@ fn check(consistent: ConsistentSnapshots, detail: MetaDetail) {
             // Rotations python-tuf must follow: root 1 -> 2 -> 3, new timestamp key.
             repo.rotate_root(3, 2).unwrap();
             repo.rotate(Role::Timestamp).unwrap();
-            // Delegated roles: "team" by path pattern (two keys, threshold 2, terminating),
-            // and "hashed", delegated by "team" by path hash prefix.
+            // Delegated roles: "team" by path pattern (two Ed25519 keys, threshold 2,
+            // terminating), and "hashed", delegated by "team" by path hash prefix, with an
+            // ECDSA key.
             let team_payload = tmp.join("team.bin");
             std::fs::write(&team_payload, b"team payload").unwrap();
             let hashed_payload = tmp.join("hashed.bin");
@@ -47,6 +48,7 @@ fn check(consistent: ConsistentSnapshots, detail: MetaDetail) {
                 delegator: "targets".into(),
                 paths: DelegatedPaths::Patterns(vec!["team/*".into(), "team/*/*".into()]),
                 keys: 2,
+                scheme: Scheme::Ed25519,
                 threshold: 2,
                 termination: Termination::Terminating,
             })
@@ -59,6 +61,7 @@ fn check(consistent: ConsistentSnapshots, detail: MetaDetail) {
                     target_path_hash(hashed_name)[..2].to_owned()
                 ]),
                 keys: 1,
+                scheme: Scheme::EcdsaP256Sha256,
                 threshold: 1,
                 termination: Termination::Continue,
             })

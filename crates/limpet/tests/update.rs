@@ -280,7 +280,13 @@ fn power_cuts_during_a_real_update_always_leave_a_bootable_verified_slot() {
         limpet()
             .arg("run")
             .arg(&dir)
-            .args(["--direct", "--json", "--persist", "--timeout", BOOT_DEADLINE_SECS])
+            .args([
+                "--direct",
+                "--json",
+                "--persist",
+                "--timeout",
+                BOOT_DEADLINE_SECS,
+            ])
             .arg("--user-net")
             .args(["--forward", &format!("80=127.0.0.1:{port}")]),
         true,
@@ -314,7 +320,13 @@ fn power_cuts_during_a_real_update_always_leave_a_bootable_verified_slot() {
         let out = limpet()
             .arg("run")
             .arg(&dir)
-            .args(["--direct", "--json", "--persist", "--timeout", &cut.to_string()])
+            .args([
+                "--direct",
+                "--json",
+                "--persist",
+                "--timeout",
+                &cut.to_string(),
+            ])
             .arg("--user-net")
             .args(["--forward", &format!("80=127.0.0.1:{port}")])
             .output()
@@ -327,7 +339,13 @@ fn power_cuts_during_a_real_update_always_leave_a_bootable_verified_slot() {
             limpet()
                 .arg("run")
                 .arg(&dir)
-                .args(["--direct", "--json", "--persist", "--timeout", BOOT_DEADLINE_SECS])
+                .args([
+                    "--direct",
+                    "--json",
+                    "--persist",
+                    "--timeout",
+                    BOOT_DEADLINE_SECS,
+                ])
                 .args(["--exit-on", "mounted read-only from"]),
             true,
         );

@@ -26,7 +26,7 @@ use serde_json::{Map, Value};
 
 use super::{check_target_name, io_err, RepoError, Repository};
 use crate::delegation::{DelegatedRole, Delegations, MAX_DELEGATIONS};
-use crate::keys::{Key, KeyId, KeyRing, RoleKey};
+use crate::keys::{Key, KeyId, KeyRing, RoleKey, Scheme};
 use crate::metadata::{self, MetaFile, Role, Root, TargetFile, Targets, SPEC_VERSION};
 
 /// What a delegation gives its role: path patterns or path hash prefixes.
@@ -59,6 +59,8 @@ pub struct DelegationSpec {
     pub paths: DelegatedPaths,
     /// How many new keys it gets.
     pub keys: usize,
+    /// Their signature scheme (key type).
+    pub scheme: Scheme,
     /// How many of them must sign.
     pub threshold: u64,
     /// Whether the delegation is terminating.
@@ -222,7 +224,7 @@ impl Repository {
         }
         let mut ids = Vec::new();
         for _ in 0..spec.keys {
-            let key = self.new_delegated_key(&spec.name)?;
+            let key = self.new_delegated_key(&spec.name, spec.scheme)?;
             delegations.keys.insert(key.id().clone(), key.key().clone());
             ids.push(key.id().clone());
             ring.insert(key);
@@ -431,9 +433,9 @@ impl Repository {
         Ok(self.meta_for(targets.version, &bytes))
     }
 
-    fn new_delegated_key(&self, role: &str) -> Result<RoleKey, RepoError> {
+    fn new_delegated_key(&self, role: &str, scheme: Scheme) -> Result<RoleKey, RepoError> {
         self.create_keys_dir()?;
-        let key = RoleKey::generate();
+        let key = RoleKey::generate_scheme(scheme)?;
         let short = key.id().0.get(..16).unwrap_or_default().to_owned();
         key.save_new(&self.keys_dir.join(format!("{role}-{short}.pem")))?;
         Ok(key)

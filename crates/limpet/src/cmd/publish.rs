@@ -136,6 +136,9 @@ pub enum RepoCommand {
         /// How many of them must sign.
         #[arg(long, default_value_t = 1)]
         threshold: u64,
+        /// The type of the role's new keys.
+        #[arg(long, value_enum, default_value_t = KeyType::Ed25519)]
+        key_type: KeyType,
         /// A terminating delegation: clients look for the paths it covers in no later role.
         #[arg(long)]
         terminating: bool,
@@ -273,6 +276,7 @@ pub fn run_repo(command: RepoCommand) -> cmd::Result {
             path_hash_prefixes,
             count,
             threshold,
+            key_type,
             terminating,
         } => {
             use limpet_tuf::repo::{DelegatedPaths, DelegationSpec, Termination};
@@ -293,6 +297,7 @@ pub fn run_repo(command: RepoCommand) -> cmd::Result {
                 delegator: from.clone(),
                 paths,
                 keys: count,
+                scheme: key_type.into(),
                 threshold,
                 termination,
             })?;
