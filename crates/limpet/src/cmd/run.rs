@@ -230,14 +230,20 @@ mod tests {
 
     #[test]
     fn each_flag_goes_to_its_backend_and_qemu_flags_are_refused_with_sim() {
-        let Ok(Backend::Qemu(q)) = backend_of(&["--memory", "512", "--persist", "--append", "x"])
+        let Ok(Backend::Qemu(q)) =
+            backend_of(&["--memory", "512", "--persist", "--direct", "--append", "x"])
         else {
             panic!("not QEMU")
         };
         assert_eq!(
-            (q.memory_mib, q.disk_writes, q.append.as_deref()),
-            (512, DiskWrites::Persist, Some("x"))
+            (q.memory_mib, q.disk_writes, q.append.as_deref(), q.firmware),
+            (512, DiskWrites::Persist, Some("x"), Firmware::Direct)
         );
+        // By default the device's chain, whose command line is signed: no --append.
+        let Ok(Backend::Qemu(q)) = backend_of(&["--memory", "512"]) else {
+            panic!("not QEMU")
+        };
+        assert_eq!(q.firmware, Firmware::Uefi);
         let Ok(Backend::Qemu(q)) = backend_of(&[]) else {
             panic!("not QEMU")
         };
@@ -261,6 +267,8 @@ mod tests {
                 &["--sim", "--append", "x"][..],
                 "--append must be absent with --sim",
             ),
+            (&["--append", "x"][..], "--direct"),
+            (&["--sim", "--direct"][..], "cannot be used with"),
             (
                 &["--sim", "--powerdown-on", "x"][..],
                 "--powerdown-on must be absent with --sim",
