@@ -136,7 +136,10 @@ impl Serialize for Bpf {
 impl<'de> Deserialize<'de> for Bpf {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        let bytes = hex::decode(text)
+        // Decoded into a buffer of the exact size: `hex::decode` grows its vector by
+        // doubling, which left PID 1 holding up to twice each program for its whole life.
+        let mut bytes = vec![0; text.len() / 2];
+        hex::decode_to_slice(&text, &mut bytes)
             .map_err(BpfError::Hex)
             .map_err(serde::de::Error::custom)?;
         Bpf::from_bytes(bytes).map_err(serde::de::Error::custom)
@@ -176,6 +179,10 @@ mod tests {
         ));
         assert!(Bpf::from_bytes(vec![0; 8 * 4096]).is_ok());
         assert!(serde_json::from_str::<Bpf>("\"zz\"").is_err());
+        assert!(matches!(
+            serde_json::from_str::<Bpf>("\"060\"").map_err(|e| e.to_string()),
+            Err(e) if e.contains("not hex")
+        ));
         assert!(serde_json::from_str::<Bpf>("\"\"").is_err());
     }
 
