@@ -6,8 +6,11 @@
 //! - Programs are stored as raw `struct sock_filter`s, [`INSTRUCTION_BYTES`] bytes each,
 //!   little-endian (`u16 code, u8 jt, u8 jf, u32 k`): both device architectures are
 //!   little-endian. In JSON, a lower-case hex string.
+//! - A [`Bpf`] is immutable and cheap to clone: equal programs can share one copy (PID 1
+//!   keeps every task's program for its whole life; see `DevicePolicy::from_json`).
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -76,9 +79,9 @@ pub enum BpfError {
 }
 
 /// A compiled seccomp program: raw `struct sock_filter`s, 8 bytes each, little-endian.
-/// Serialized as a hex string. Always 1..=4096 whole instructions.
+/// Serialized as a hex string. Always 1..=4096 whole instructions. Clones share the bytes.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Bpf(Vec<u8>);
+pub struct Bpf(Arc<[u8]>);
 
 impl Bpf {
     /// Checks that `bytes` hold 1..=4096 whole instructions.
@@ -90,7 +93,12 @@ impl Bpf {
         if len == 0 || len > MAX_INSTRUCTIONS {
             return Err(BpfError::BadLength { len });
         }
-        Ok(Bpf(bytes))
+        Ok(Bpf(bytes.into()))
+    }
+
+    /// Whether `self` and `other` are one stored copy (not only equal).
+    pub fn shares_bytes_with(&self, other: &Bpf) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 
     /// The raw program.
