@@ -156,30 +156,8 @@ mod tests {
 
     /// A stored task whose seccomp program is `program` (hex).
     fn task(name: &str, program: &str) -> serde_json::Value {
-        serde_json::json!({
-            "name": name,
-            "exec": { "path": format!("/slot/{name}"), "argv": [name], "env": {} },
-            "credentials": { "uid": 10000, "gid": 10000, "supplementary_groups": [] },
-            "capabilities": "none",
-            "cgroup": {
-                "memory_max": 8_388_608, "memory_swap_max": 0, "pids_max": 4,
-                "cpu_max": { "quota_us": 10000, "period_us": 100000 }
-            },
-            "namespaces": {
-                "pid": "new", "mount": "new", "ipc": "new", "uts": "new", "cgroup": "new",
-                "net": "new-empty"
-            },
-            "mounts": [],
-            "landlock": { "read": [], "write": [], "devices": [], "execute": [] },
-            "rlimits": [],
-            "memory_deny_write_execute": "prctl",
-            "seccomp": { "arch": "x86_64", "program": program },
-            "restart": {
-                "when": "always", "backoff_initial_ms": 1000, "backoff_max_ms": 60000,
-                "crash_loop_limit": 5
-            },
-            "readiness": { "kind": "started" }
-        })
+        let started = serde_json::json!({ "kind": "started" });
+        limpet_testkit::policy::task_json(name, program, started, "always")
     }
 
     #[test]
