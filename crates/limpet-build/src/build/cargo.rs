@@ -200,7 +200,10 @@ impl Workspace {
         for (key, value) in profile_env() {
             cmd.env(key, value);
         }
-        cmd.env(rustflags_var(triple), remap_flags(&self.root).join(" "));
+        cmd.env(
+            rustflags_var(triple),
+            device_rustflags(&self.root).join(" "),
+        );
         // Flags the caller may have set for host builds must not reach the device build.
         cmd.env_remove("RUSTFLAGS")
             .env_remove("CARGO_ENCODED_RUSTFLAGS");
@@ -260,6 +263,24 @@ fn rustflags_var(triple: &str) -> String {
     )
 }
 
+/// Every flag the device target gets: the path remapping, then [`DEVICE_CFGS`].
+fn device_rustflags(workspace_root: &Path) -> Vec<String> {
+    let mut flags = remap_flags(workspace_root);
+    for cfg in DEVICE_CFGS {
+        flags.extend(["--cfg".to_owned(), (*cfg).to_owned()]);
+    }
+    flags
+}
+
+/// Crate configuration chosen for every device binary.
+///
+/// `curve25519_dalek_backend="serial"`: ed25519 signature checks (PID 1's slot headers)
+/// use the portable 64-bit field arithmetic instead of carrying the AVX2 backend beside it
+/// with a run-time CPU check; that is 16 KiB less in limpet-init, which is resident for
+/// the device's whole life, for a check that runs a few times per boot. aarch64 builds
+/// use this backend already.
+const DEVICE_CFGS: &[&str] = &[r#"curve25519_dalek_backend="serial""#];
+
 /// `--remap-path-prefix` for every host directory whose path could end up in a binary
 /// (panic locations of our crates and of crates from the registry).
 fn remap_flags(workspace_root: &Path) -> Vec<String> {
@@ -314,6 +335,18 @@ mod tests {
             rustflags_var("x86_64-unknown-linux-musl"),
             "CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS"
         );
+    }
+
+    #[test]
+    fn device_flags_remap_then_choose_the_serial_curve25519_backend() {
+        let flags = device_rustflags(Path::new("/src/project"));
+        assert_eq!(flags[0], "--remap-path-prefix=/src/project=/build");
+        assert_eq!(
+            flags[flags.len() - 2..],
+            ["--cfg", r#"curve25519_dalek_backend="serial""#]
+        );
+        // The flags travel space-separated in CARGO_TARGET_<TRIPLE>_RUSTFLAGS.
+        assert!(DEVICE_CFGS.iter().all(|cfg| !cfg.contains(' ')));
     }
 
     #[test]
