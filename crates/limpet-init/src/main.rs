@@ -29,6 +29,7 @@ mod logs;
 mod network;
 mod partitions;
 mod power_button;
+mod pubkey;
 mod runtime;
 mod slots;
 mod status;
