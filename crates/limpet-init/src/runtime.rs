@@ -473,8 +473,8 @@ impl<'a, H: Host> Runtime<'a, H> {
         }
         self.on_gate(now);
         if let Some(net) = &self.network {
-            if self.system.network.as_ref() != Some(&net.status) {
-                self.system.network = Some(net.status.clone());
+            if self.system.network.as_ref() != Some(net.status()) {
+                self.system.network = Some(net.status().clone());
             }
         }
         self.write_status();

@@ -93,6 +93,29 @@ pub struct BinarySpec {
     pub binary: String,
 }
 
+/// Whether the device's PID 1 links the network (nftables, rtnetlink, DHCP, the DNS stub):
+/// only a device whose policy has one needs it, and every byte of limpet-init stays
+/// resident for the device's whole life (about 180 KB for the network).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitNetwork {
+    /// The policy has a network: limpet-init is built with it (its default).
+    Linked,
+    /// The policy has none: limpet-init is built with `LIMPET_INIT_NETWORK=off` (its
+    /// `build.rs`), and would leave every interface down should a policy have one.
+    LeftOut,
+}
+
+impl InitNetwork {
+    /// The value of `LIMPET_INIT_NETWORK` for the device build, or `None` to leave it
+    /// unset (whatever the caller's environment says).
+    fn env_value(self) -> Option<&'static str> {
+        match self {
+            InitNetwork::Linked => None,
+            InitNetwork::LeftOut => Some("off"),
+        }
+    }
+}
+
 /// A cargo workspace as `cargo metadata` describes it.
 #[derive(Debug)]
 pub struct Workspace {
@@ -179,8 +202,14 @@ impl Workspace {
         self.target_dir.join("limpet-device")
     }
 
-    /// Compiles `specs` for `target` and returns each binary's path, in the order given.
-    pub fn build(&self, specs: &[BinarySpec], target: Target) -> Result<Vec<PathBuf>, CargoError> {
+    /// Compiles `specs` for `target` (limpet-init, if among them, with or without the
+    /// network) and returns each binary's path, in the order given.
+    pub fn build(
+        &self,
+        specs: &[BinarySpec],
+        target: Target,
+        init_network: InitNetwork,
+    ) -> Result<Vec<PathBuf>, CargoError> {
         self.check(specs)?;
         let triple = target.rust_triple();
         ensure_target_installed(triple)?;
@@ -206,7 +235,11 @@ impl Workspace {
         );
         // Flags the caller may have set for host builds must not reach the device build.
         cmd.env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS");
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove(INIT_NETWORK_VAR);
+        if let Some(value) = init_network.env_value() {
+            cmd.env(INIT_NETWORK_VAR, value);
+        }
         if target == Target::Aarch64 {
             // rustup's musl targets are self-contained: rust-lld links them without a
             // cross C toolchain.
@@ -236,6 +269,9 @@ impl Workspace {
             .collect()
     }
 }
+
+/// Read by limpet-init's `build.rs`.
+const INIT_NETWORK_VAR: &str = "LIMPET_INIT_NETWORK";
 
 fn cargo() -> OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
@@ -347,6 +383,16 @@ mod tests {
         );
         // The flags travel space-separated in CARGO_TARGET_<TRIPLE>_RUSTFLAGS.
         assert!(DEVICE_CFGS.iter().all(|cfg| !cfg.contains(' ')));
+    }
+
+    #[test]
+    fn only_a_device_without_network_leaves_it_out_of_pid_1() {
+        assert_eq!(InitNetwork::LeftOut.env_value(), Some("off"));
+        assert_eq!(InitNetwork::Linked.env_value(), None);
+        // limpet-init's build.rs reads this name and this value.
+        let build_rs = include_str!("../../../limpet-init/build.rs");
+        assert!(build_rs.contains(&format!("var_os(\"{INIT_NETWORK_VAR}\")")));
+        assert!(build_rs.contains("v == \"off\""));
     }
 
     #[test]

@@ -33,7 +33,7 @@ use limpet_image::{cpio, disk, slot, squashfs};
 use limpet_manifest::Manifest;
 use sha2::{Digest, Sha256};
 
-use super::cargo::{BinarySpec, CargoError, Workspace};
+use super::cargo::{BinarySpec, CargoError, InitNetwork, Workspace};
 use super::kernel::{self, KernelError, KernelFiles};
 use super::sbom::{self, SbomBinary, SbomError};
 use crate::outputs::{DISK_IMG, INITRAMFS, KERNEL, MANIFEST_FILE, POLICY_FILE, SLOT_IMG};
@@ -324,6 +324,8 @@ struct Inputs {
     update_root: Option<Vec<u8>>,
     /// `policy.json`: the device manifest's policy, compiled.
     policy: Vec<u8>,
+    /// Whether that policy has a network, so PID 1 must link it.
+    init_network: InitNetwork,
     kernel: KernelFiles,
 }
 
@@ -346,7 +348,12 @@ fn read_inputs(options: &BuildOptions) -> Result<Inputs, BuildError> {
         Some(u) => Some(update_root(&project.dir, u)?),
         None => None,
     };
-    let policy = limpet_compile::compile(&device_manifest)?.to_json()?;
+    let compiled = limpet_compile::compile(&device_manifest)?;
+    let init_network = match compiled.network {
+        Some(_) => InitNetwork::Linked,
+        None => InitNetwork::LeftOut,
+    };
+    let policy = compiled.to_json()?;
     let kernel = kernel::locate(
         manifest,
         &project.dir,
@@ -364,6 +371,7 @@ fn read_inputs(options: &BuildOptions) -> Result<Inputs, BuildError> {
         epoch_source,
         update_root,
         policy,
+        init_network,
         kernel,
     })
 }
@@ -402,12 +410,12 @@ fn compile(options: &BuildOptions, inputs: &Inputs) -> Result<Compiled, BuildErr
     let (task_paths, own_paths) = if same_dir(&project_ws.root, &limpet_ws.root) {
         let mut specs = task_specs.clone();
         specs.extend(own_specs.iter().cloned());
-        let mut paths = project_ws.build(&specs, target)?;
+        let mut paths = project_ws.build(&specs, target, inputs.init_network)?;
         let own = paths.split_off(task_specs.len());
         (paths, own)
     } else {
-        let tasks = project_ws.build(&task_specs, target)?;
-        let own = limpet_ws.build(&own_specs, target)?;
+        let tasks = project_ws.build(&task_specs, target, inputs.init_network)?;
+        let own = limpet_ws.build(&own_specs, target, inputs.init_network)?;
         (tasks, own)
     };
     let mut own_paths = own_paths.into_iter();
