@@ -143,14 +143,30 @@ impl Serialize for Bpf {
 
 impl<'de> Deserialize<'de> for Bpf {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
+        d.deserialize_str(HexVisitor)
+    }
+}
+
+/// Decodes a program's hex text where the deserializer holds it (borrowed from the input,
+/// for serde_json's `from_slice`), without a copy of its own: PID 1 would otherwise
+/// allocate and free a 10 KB string per task while it reads the policy.
+struct HexVisitor;
+
+impl serde::de::Visitor<'_> for HexVisitor {
+    type Value = Bpf;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a seccomp program as a hex string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Bpf, E> {
         // Decoded into a buffer of the exact size: `hex::decode` grows its vector by
         // doubling, which left PID 1 holding up to twice each program for its whole life.
         let mut bytes = vec![0; text.len() / 2];
-        hex::decode_to_slice(&text, &mut bytes)
+        hex::decode_to_slice(text, &mut bytes)
             .map_err(BpfError::Hex)
-            .map_err(serde::de::Error::custom)?;
-        Bpf::from_bytes(bytes).map_err(serde::de::Error::custom)
+            .map_err(E::custom)?;
+        Bpf::from_bytes(bytes).map_err(E::custom)
     }
 }
 
@@ -192,6 +208,10 @@ mod tests {
             Err(e) if e.contains("not hex")
         ));
         assert!(serde_json::from_str::<Bpf>("\"\"").is_err());
+        assert!(serde_json::from_str::<Bpf>("6").is_err(), "not a string");
+        // An escaped string is not borrowed from the input, and reads the same.
+        let escaped = serde_json::from_str::<Bpf>("\"060000000000ff7f\\u0032000000004000000\"");
+        assert_eq!(escaped.unwrap(), bpf);
     }
 
     #[test]
