@@ -93,26 +93,39 @@ pub struct BinarySpec {
     pub binary: String,
 }
 
-/// Whether the device's PID 1 links the network (nftables, rtnetlink, DHCP, the DNS stub):
-/// only a device whose policy has one needs it, and every byte of limpet-init stays
-/// resident for the device's whole life (about 180 KB for the network).
+/// Whether a part of PID 1 that only some devices use is in the device's limpet-init:
+/// every byte of limpet-init stays resident for the device's whole life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InitNetwork {
-    /// The policy has a network: limpet-init is built with it (its default).
+pub enum InitPart {
+    /// The device uses it: limpet-init is built with it (its default).
     Linked,
-    /// The policy has none: limpet-init is built with `LIMPET_INIT_NETWORK=off` (its
-    /// `build.rs`), and would leave every interface down should a policy have one.
+    /// The device does not: limpet-init is built with the part's variable set to `off`
+    /// (its `build.rs`), and would refuse to start that part should the policy ask for it.
     LeftOut,
 }
 
-impl InitNetwork {
-    /// The value of `LIMPET_INIT_NETWORK` for the device build, or `None` to leave it
-    /// unset (whatever the caller's environment says).
-    fn env_value(self) -> Option<&'static str> {
-        match self {
-            InitNetwork::Linked => None,
-            InitNetwork::LeftOut => Some("off"),
-        }
+/// The parts of limpet-init a device may leave out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InitParts {
+    /// nftables, rtnetlink, DHCP and the DNS stub (about 180 KB): only for a policy with a
+    /// network.
+    pub network: InitPart,
+    /// The update agent's install socket (about 60 KB): only for a device with `[update]`.
+    pub install: InitPart,
+}
+
+impl InitParts {
+    /// Each variable limpet-init's `build.rs` reads, and its value for the device build
+    /// (`None`: unset, whatever the caller's environment says).
+    fn env(self) -> [(&'static str, Option<&'static str>); 2] {
+        let value = |part| match part {
+            InitPart::Linked => None,
+            InitPart::LeftOut => Some("off"),
+        };
+        [
+            ("LIMPET_INIT_NETWORK", value(self.network)),
+            ("LIMPET_INIT_INSTALL", value(self.install)),
+        ]
     }
 }
 
@@ -202,13 +215,13 @@ impl Workspace {
         self.target_dir.join("limpet-device")
     }
 
-    /// Compiles `specs` for `target` (limpet-init, if among them, with or without the
-    /// network) and returns each binary's path, in the order given.
+    /// Compiles `specs` for `target` (limpet-init, if among them, with the parts `init`
+    /// names) and returns each binary's path, in the order given.
     pub fn build(
         &self,
         specs: &[BinarySpec],
         target: Target,
-        init_network: InitNetwork,
+        init: InitParts,
     ) -> Result<Vec<PathBuf>, CargoError> {
         self.check(specs)?;
         let triple = target.rust_triple();
@@ -235,10 +248,12 @@ impl Workspace {
         );
         // Flags the caller may have set for host builds must not reach the device build.
         cmd.env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .env_remove(INIT_NETWORK_VAR);
-        if let Some(value) = init_network.env_value() {
-            cmd.env(INIT_NETWORK_VAR, value);
+            .env_remove("CARGO_ENCODED_RUSTFLAGS");
+        for (var, value) in init.env() {
+            cmd.env_remove(var);
+            if let Some(value) = value {
+                cmd.env(var, value);
+            }
         }
         if target == Target::Aarch64 {
             // rustup's musl targets are self-contained: rust-lld links them without a
@@ -269,9 +284,6 @@ impl Workspace {
             .collect()
     }
 }
-
-/// Read by limpet-init's `build.rs`.
-const INIT_NETWORK_VAR: &str = "LIMPET_INIT_NETWORK";
 
 fn cargo() -> OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
@@ -386,12 +398,23 @@ mod tests {
     }
 
     #[test]
-    fn only_a_device_without_network_leaves_it_out_of_pid_1() {
-        assert_eq!(InitNetwork::LeftOut.env_value(), Some("off"));
-        assert_eq!(InitNetwork::Linked.env_value(), None);
-        // limpet-init's build.rs reads this name and this value.
+    fn only_the_parts_a_device_does_not_use_are_left_out_of_pid_1() {
+        let parts = InitParts {
+            network: InitPart::LeftOut,
+            install: InitPart::Linked,
+        };
+        assert_eq!(
+            parts.env(),
+            [
+                ("LIMPET_INIT_NETWORK", Some("off")),
+                ("LIMPET_INIT_INSTALL", None)
+            ]
+        );
+        // limpet-init's build.rs reads these names and this value.
         let build_rs = include_str!("../../../limpet-init/build.rs");
-        assert!(build_rs.contains(&format!("var_os(\"{INIT_NETWORK_VAR}\")")));
+        for (var, _) in parts.env() {
+            assert!(build_rs.contains(&format!("(\"{var}\", ")), "{var}");
+        }
         assert!(build_rs.contains("v == \"off\""));
     }
 

@@ -33,7 +33,7 @@ use limpet_image::{cpio, disk, slot, squashfs};
 use limpet_manifest::Manifest;
 use sha2::{Digest, Sha256};
 
-use super::cargo::{BinarySpec, CargoError, InitNetwork, Workspace};
+use super::cargo::{BinarySpec, CargoError, InitPart, InitParts, Workspace};
 use super::kernel::{self, KernelError, KernelFiles};
 use super::sbom::{self, SbomBinary, SbomError};
 use crate::outputs::{DISK_IMG, INITRAMFS, KERNEL, MANIFEST_FILE, POLICY_FILE, SLOT_IMG};
@@ -324,8 +324,8 @@ struct Inputs {
     update_root: Option<Vec<u8>>,
     /// `policy.json`: the device manifest's policy, compiled.
     policy: Vec<u8>,
-    /// Whether that policy has a network, so PID 1 must link it.
-    init_network: InitNetwork,
+    /// What of PID 1 that policy uses (a network, an update agent).
+    init_parts: InitParts,
     kernel: KernelFiles,
 }
 
@@ -349,9 +349,16 @@ fn read_inputs(options: &BuildOptions) -> Result<Inputs, BuildError> {
         None => None,
     };
     let compiled = limpet_compile::compile(&device_manifest)?;
-    let init_network = match compiled.network {
-        Some(_) => InitNetwork::Linked,
-        None => InitNetwork::LeftOut,
+    let part = |used: bool| {
+        if used {
+            InitPart::Linked
+        } else {
+            InitPart::LeftOut
+        }
+    };
+    let init_parts = InitParts {
+        network: part(compiled.network.is_some()),
+        install: part(compiled.update_agent.is_some()),
     };
     let policy = compiled.to_json()?;
     let kernel = kernel::locate(
@@ -371,7 +378,7 @@ fn read_inputs(options: &BuildOptions) -> Result<Inputs, BuildError> {
         epoch_source,
         update_root,
         policy,
-        init_network,
+        init_parts,
         kernel,
     })
 }
@@ -410,12 +417,12 @@ fn compile(options: &BuildOptions, inputs: &Inputs) -> Result<Compiled, BuildErr
     let (task_paths, own_paths) = if same_dir(&project_ws.root, &limpet_ws.root) {
         let mut specs = task_specs.clone();
         specs.extend(own_specs.iter().cloned());
-        let mut paths = project_ws.build(&specs, target, inputs.init_network)?;
+        let mut paths = project_ws.build(&specs, target, inputs.init_parts)?;
         let own = paths.split_off(task_specs.len());
         (paths, own)
     } else {
-        let tasks = project_ws.build(&task_specs, target, inputs.init_network)?;
-        let own = limpet_ws.build(&own_specs, target, inputs.init_network)?;
+        let tasks = project_ws.build(&task_specs, target, inputs.init_parts)?;
+        let own = limpet_ws.build(&own_specs, target, inputs.init_parts)?;
         (tasks, own)
     };
     let mut own_paths = own_paths.into_iter();
