@@ -25,10 +25,12 @@ mod boot;
 mod dm;
 mod hardening;
 mod host_namespaces;
+mod install;
 mod logs;
 mod network;
 mod partitions;
 mod power_button;
+mod pubkey;
 mod runtime;
 mod slots;
 mod status;
@@ -302,7 +304,7 @@ fn install_server(
     booted: &slots::Booted,
     policy: &limpet_policy::DevicePolicy,
     trial_policy: &limpet_policy::TrialPolicy,
-) -> Option<limpet_install::server::InstallServer> {
+) -> Option<install::InstallServer> {
     let name = policy.update_agent.as_ref()?;
     let Some(agent) = policy.tasks.iter().find(|t| &t.name == name) else {
         console!("update agent {name} is not a task: updates disabled");
@@ -321,12 +323,8 @@ fn install_server(
         key: *key,
         trial_boots: u8::try_from(trial_policy.try_boots).unwrap_or(u8::MAX),
     };
-    match limpet_install::server::InstallServer::bind(
-        &path,
-        agent.credentials.uid,
-        agent.credentials.gid,
-        devices,
-    ) {
+    match install::InstallServer::bind(&path, agent.credentials.uid, agent.credentials.gid, devices)
+    {
         Ok(server) => Some(server),
         Err(e) => {
             console!("{e}: updates disabled");

@@ -50,7 +50,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use limpet_install::server::{Event as InstallEvent, InstallServer};
+use limpet_install::server::Event as InstallEvent;
 use limpet_policy::{DevicePolicy, ReadinessCheck, TaskPolicy};
 use limpet_sandbox::spawn::{self as sandbox, Roots, SpawnError, Spawned};
 use limpet_state::{FailureReason, State};
@@ -58,6 +58,7 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::process::Signal;
 
 use crate::console;
+use crate::install::InstallServer;
 use crate::logs::{LineSplitter, LogFile};
 use crate::network::{self, Network};
 use crate::slots::{TrialError, TrialRecord};
@@ -473,8 +474,8 @@ impl<'a, H: Host> Runtime<'a, H> {
         }
         self.on_gate(now);
         if let Some(net) = &self.network {
-            if self.system.network.as_ref() != Some(&net.status) {
-                self.system.network = Some(net.status.clone());
+            if self.system.network.as_ref() != Some(net.status()) {
+                self.system.network = Some(net.status().clone());
             }
         }
         self.write_status();

@@ -34,7 +34,7 @@ pub enum KeyError {
     #[error("image key {} is not an Ed25519 public key in PEM", path.display())]
     Parse {
         path: PathBuf,
-        source: ed25519_dalek::pkcs8::spki::Error,
+        source: crate::pubkey::PubkeyError,
     },
 }
 
@@ -81,14 +81,12 @@ pub struct MountedSlot {
 
 /// Reads the public image key the initramfs carries.
 pub fn load_key(root: &Path) -> Result<ed25519_dalek::VerifyingKey, KeyError> {
-    use ed25519_dalek::pkcs8::DecodePublicKey;
     let path = root.join(PUBLIC_KEY);
     let text = std::fs::read_to_string(&path).map_err(|source| KeyError::Read {
         path: path.clone(),
         source,
     })?;
-    ed25519_dalek::VerifyingKey::from_public_key_pem(&text)
-        .map_err(|source| KeyError::Parse { path, source })
+    crate::pubkey::parse_pem(&text).map_err(|source| KeyError::Parse { path, source })
 }
 
 /// Checks the header of the slot on `device` against `key`.

@@ -5,11 +5,13 @@
 //! - [`DevicePolicy::to_json`] is deterministic: the same policy, the same bytes.
 //! - [`DevicePolicy::from_json`] refuses any format but [`FORMAT`] before it reads the rest,
 //!   and any unknown field.
+//! - A policy read by [`DevicePolicy::from_json`] holds one copy of each distinct seccomp
+//!   program, however many tasks use it.
 
 use serde::{Deserialize, Serialize};
 
 use crate::net::NetPolicy;
-use crate::seccomp::Arch;
+use crate::seccomp::{Arch, Bpf};
 use crate::task::TaskPolicy;
 
 /// Version of the policy format; PID 1 refuses any other.
@@ -110,7 +112,23 @@ impl DevicePolicy {
         if head.format != FORMAT {
             return Err(PolicyError::Format { found: head.format });
         }
-        serde_json::from_slice(bytes).map_err(PolicyError::Json)
+        let mut policy: DevicePolicy = serde_json::from_slice(bytes).map_err(PolicyError::Json)?;
+        policy.share_equal_programs();
+        Ok(policy)
+    }
+
+    /// Tasks with equal seccomp programs share one copy: PID 1 keeps the policy for its
+    /// whole life, and a program is about 5 KiB (the `minimal` profile), the same for every
+    /// task of a profile.
+    fn share_equal_programs(&mut self) {
+        let mut distinct: Vec<Bpf> = Vec::new();
+        for task in &mut self.tasks {
+            let program = &mut task.seccomp.program;
+            match distinct.iter().find(|seen| *seen == program) {
+                Some(seen) => *program = seen.clone(),
+                None => distinct.push(program.clone()),
+            }
+        }
     }
 }
 
@@ -134,6 +152,39 @@ mod tests {
             DevicePolicy::from_json(b"not json"),
             Err(PolicyError::Json(_))
         ));
+    }
+
+    /// A stored task whose seccomp program is `program` (hex).
+    fn task(name: &str, program: &str) -> serde_json::Value {
+        let started = serde_json::json!({ "kind": "started" });
+        limpet_testkit::policy::task_json(name, program, started, "always")
+    }
+
+    #[test]
+    fn tasks_with_equal_programs_share_one_copy() {
+        let allow = "060000000000ff7f";
+        let kill = "0600000000000000";
+        let json = serde_json::json!({
+            "format": FORMAT,
+            "arch": "x86_64",
+            "tasks": [task("a", allow), task("b", kill), task("c", allow), task("d", kill)],
+        });
+        let policy = DevicePolicy::from_json(json.to_string().as_bytes()).unwrap();
+        let programs: Vec<&Bpf> = policy.tasks.iter().map(|t| &t.seccomp.program).collect();
+        assert!(programs[0].shares_bytes_with(programs[2]));
+        assert!(programs[1].shares_bytes_with(programs[3]));
+        assert!(!programs[0].shares_bytes_with(programs[1]));
+        // Sharing changes no program.
+        assert_eq!(programs[0].as_bytes(), [6, 0, 0, 0, 0, 0, 0xff, 0x7f]);
+        assert_eq!(programs[1].as_bytes(), [6, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            policy
+                .tasks
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>(),
+            ["a", "b", "c", "d"]
+        );
     }
 
     #[test]

@@ -6,8 +6,11 @@
 //! - Programs are stored as raw `struct sock_filter`s, [`INSTRUCTION_BYTES`] bytes each,
 //!   little-endian (`u16 code, u8 jt, u8 jf, u32 k`): both device architectures are
 //!   little-endian. In JSON, a lower-case hex string.
+//! - A [`Bpf`] is immutable and cheap to clone: equal programs can share one copy (PID 1
+//!   keeps every task's program for its whole life; see `DevicePolicy::from_json`).
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -76,9 +79,9 @@ pub enum BpfError {
 }
 
 /// A compiled seccomp program: raw `struct sock_filter`s, 8 bytes each, little-endian.
-/// Serialized as a hex string. Always 1..=4096 whole instructions.
+/// Serialized as a hex string. Always 1..=4096 whole instructions. Clones share the bytes.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Bpf(Vec<u8>);
+pub struct Bpf(Arc<[u8]>);
 
 impl Bpf {
     /// Checks that `bytes` hold 1..=4096 whole instructions.
@@ -90,7 +93,12 @@ impl Bpf {
         if len == 0 || len > MAX_INSTRUCTIONS {
             return Err(BpfError::BadLength { len });
         }
-        Ok(Bpf(bytes))
+        Ok(Bpf(bytes.into()))
+    }
+
+    /// Whether `self` and `other` are one stored copy (not only equal).
+    pub fn shares_bytes_with(&self, other: &Bpf) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 
     /// The raw program.
@@ -135,11 +143,30 @@ impl Serialize for Bpf {
 
 impl<'de> Deserialize<'de> for Bpf {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        let bytes = hex::decode(text)
+        d.deserialize_str(HexVisitor)
+    }
+}
+
+/// Decodes a program's hex text where the deserializer holds it (borrowed from the input,
+/// for serde_json's `from_slice`), without a copy of its own: PID 1 would otherwise
+/// allocate and free a 10 KB string per task while it reads the policy.
+struct HexVisitor;
+
+impl serde::de::Visitor<'_> for HexVisitor {
+    type Value = Bpf;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a seccomp program as a hex string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Bpf, E> {
+        // Decoded into a buffer of the exact size: `hex::decode` grows its vector by
+        // doubling, which left PID 1 holding up to twice each program for its whole life.
+        let mut bytes = vec![0; text.len() / 2];
+        hex::decode_to_slice(text, &mut bytes)
             .map_err(BpfError::Hex)
-            .map_err(serde::de::Error::custom)?;
-        Bpf::from_bytes(bytes).map_err(serde::de::Error::custom)
+            .map_err(E::custom)?;
+        Bpf::from_bytes(bytes).map_err(E::custom)
     }
 }
 
@@ -176,7 +203,15 @@ mod tests {
         ));
         assert!(Bpf::from_bytes(vec![0; 8 * 4096]).is_ok());
         assert!(serde_json::from_str::<Bpf>("\"zz\"").is_err());
+        assert!(matches!(
+            serde_json::from_str::<Bpf>("\"060\"").map_err(|e| e.to_string()),
+            Err(e) if e.contains("not hex")
+        ));
         assert!(serde_json::from_str::<Bpf>("\"\"").is_err());
+        assert!(serde_json::from_str::<Bpf>("6").is_err(), "not a string");
+        // An escaped string is not borrowed from the input, and reads the same.
+        let escaped = serde_json::from_str::<Bpf>("\"060000000000ff7f\\u0032000000004000000\"");
+        assert_eq!(escaped.unwrap(), bpf);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 pub mod docs;
 pub mod noise;
+pub mod policy;
 pub mod power_cut_disk;
 pub mod python_tuf;
 pub mod relay;

@@ -93,6 +93,42 @@ pub struct BinarySpec {
     pub binary: String,
 }
 
+/// Whether a part of PID 1 that only some devices use is in the device's limpet-init:
+/// every byte of limpet-init stays resident for the device's whole life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitPart {
+    /// The device uses it: limpet-init is built with it (its default).
+    Linked,
+    /// The device does not: limpet-init is built with the part's variable set to `off`
+    /// (its `build.rs`), and would refuse to start that part should the policy ask for it.
+    LeftOut,
+}
+
+/// The parts of limpet-init a device may leave out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InitParts {
+    /// nftables, rtnetlink, DHCP and the DNS stub (about 180 KB): only for a policy with a
+    /// network.
+    pub network: InitPart,
+    /// The update agent's install socket (about 60 KB): only for a device with `[update]`.
+    pub install: InitPart,
+}
+
+impl InitParts {
+    /// Each variable limpet-init's `build.rs` reads, and its value for the device build
+    /// (`None`: unset, whatever the caller's environment says).
+    fn env(self) -> [(&'static str, Option<&'static str>); 2] {
+        let value = |part| match part {
+            InitPart::Linked => None,
+            InitPart::LeftOut => Some("off"),
+        };
+        [
+            ("LIMPET_INIT_NETWORK", value(self.network)),
+            ("LIMPET_INIT_INSTALL", value(self.install)),
+        ]
+    }
+}
+
 /// A cargo workspace as `cargo metadata` describes it.
 #[derive(Debug)]
 pub struct Workspace {
@@ -179,16 +215,30 @@ impl Workspace {
         self.target_dir.join("limpet-device")
     }
 
-    /// Compiles `specs` for `target` and returns each binary's path, in the order given.
-    pub fn build(&self, specs: &[BinarySpec], target: Target) -> Result<Vec<PathBuf>, CargoError> {
+    /// Compiles `specs` for `target` (limpet-init, if among them, with the parts `init`
+    /// names) and returns each binary's path, in the order given.
+    pub fn build(
+        &self,
+        specs: &[BinarySpec],
+        target: Target,
+        init: InitParts,
+    ) -> Result<Vec<PathBuf>, CargoError> {
         let triple = target.rust_triple();
-        let mut env = vec![(rustflags_var(triple), remap_flags(&self.root).join(" "))];
+        let mut env = vec![(
+            rustflags_var(triple),
+            Some(device_rustflags(&self.root).join(" ")),
+        )];
+        env.extend(
+            init.env()
+                .into_iter()
+                .map(|(var, value)| (var.to_owned(), value.map(str::to_owned))),
+        );
         if target == Target::Aarch64 {
             // rustup's musl targets are self-contained: rust-lld links them without a
             // cross C toolchain.
             env.push((
                 "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER".into(),
-                "rust-lld".into(),
+                Some("rust-lld".into()),
             ));
         }
         self.cargo_build(specs, triple, &env, "")
@@ -203,15 +253,16 @@ impl Workspace {
             package: LOADER_PACKAGE.into(),
             binary: LOADER_PACKAGE.into(),
         };
-        let mut flags = remap_flags(&self.root);
         // The UEFI targets are soft-float: curve25519-dalek's automatic SIMD backend does
         // not compile for them, so the loader's Ed25519 uses the portable serial backend
-        // (the workspace's .cargo/config.toml says the same; this variable overrides it).
-        flags.push("--cfg".into());
-        flags.push("curve25519_dalek_backend=\"serial\"".into());
+        // (DEVICE_CFGS; the workspace's .cargo/config.toml says the same for a loader built
+        // by hand, and this variable overrides it).
         let env = [
-            (rustflags_var(triple), flags.join(" ")),
-            (LOADER_KEY_VAR.into(), image_pub.display().to_string()),
+            (
+                rustflags_var(triple),
+                Some(device_rustflags(&self.root).join(" ")),
+            ),
+            (LOADER_KEY_VAR.into(), Some(image_pub.display().to_string())),
         ];
         let mut paths = self.cargo_build(&[spec], triple, &env, ".efi")?;
         paths.pop().ok_or(CargoError::MissingOutput {
@@ -219,13 +270,14 @@ impl Workspace {
         })
     }
 
-    /// `cargo build --release` of `specs` for `triple` with the device profile and `env`;
+    /// `cargo build --release` of `specs` for `triple` with the device profile and `env` (a
+    /// variable set, or removed when its value is `None`);
     /// each binary's path (its name + `suffix`), in the order given.
     fn cargo_build(
         &self,
         specs: &[BinarySpec],
         triple: &str,
-        env: &[(String, String)],
+        env: &[(String, Option<String>)],
         suffix: &str,
     ) -> Result<Vec<PathBuf>, CargoError> {
         self.check(specs)?;
@@ -247,7 +299,10 @@ impl Workspace {
             cmd.env(key, value);
         }
         for (key, value) in env {
-            cmd.env(key, value);
+            match value {
+                Some(value) => cmd.env(key, value),
+                None => cmd.env_remove(key),
+            };
         }
         // Flags the caller may have set for host builds must not reach the device build.
         cmd.env_remove("RUSTFLAGS")
@@ -319,6 +374,24 @@ fn rustflags_var(triple: &str) -> String {
     )
 }
 
+/// Every flag the device target gets: the path remapping, then [`DEVICE_CFGS`].
+fn device_rustflags(workspace_root: &Path) -> Vec<String> {
+    let mut flags = remap_flags(workspace_root);
+    for cfg in DEVICE_CFGS {
+        flags.extend(["--cfg".to_owned(), (*cfg).to_owned()]);
+    }
+    flags
+}
+
+/// Crate configuration chosen for every device binary.
+///
+/// `curve25519_dalek_backend="serial"`: ed25519 signature checks (PID 1's slot headers)
+/// use the portable 64-bit field arithmetic instead of carrying the AVX2 backend beside it
+/// with a run-time CPU check; that is 16 KiB less in limpet-init, which is resident for
+/// the device's whole life, for a check that runs a few times per boot. aarch64 builds
+/// use this backend already.
+const DEVICE_CFGS: &[&str] = &[r#"curve25519_dalek_backend="serial""#];
+
 /// `--remap-path-prefix` for every host directory whose path could end up in a binary
 /// (panic locations of our crates and of crates from the registry).
 fn remap_flags(workspace_root: &Path) -> Vec<String> {
@@ -373,6 +446,39 @@ mod tests {
             rustflags_var("x86_64-unknown-linux-musl"),
             "CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS"
         );
+    }
+
+    #[test]
+    fn device_flags_remap_then_choose_the_serial_curve25519_backend() {
+        let flags = device_rustflags(Path::new("/src/project"));
+        assert_eq!(flags[0], "--remap-path-prefix=/src/project=/build");
+        assert_eq!(
+            flags[flags.len() - 2..],
+            ["--cfg", r#"curve25519_dalek_backend="serial""#]
+        );
+        // The flags travel space-separated in CARGO_TARGET_<TRIPLE>_RUSTFLAGS.
+        assert!(DEVICE_CFGS.iter().all(|cfg| !cfg.contains(' ')));
+    }
+
+    #[test]
+    fn only_the_parts_a_device_does_not_use_are_left_out_of_pid_1() {
+        let parts = InitParts {
+            network: InitPart::LeftOut,
+            install: InitPart::Linked,
+        };
+        assert_eq!(
+            parts.env(),
+            [
+                ("LIMPET_INIT_NETWORK", Some("off")),
+                ("LIMPET_INIT_INSTALL", None)
+            ]
+        );
+        // limpet-init's build.rs reads these names and this value.
+        let build_rs = include_str!("../../../limpet-init/build.rs");
+        for (var, _) in parts.env() {
+            assert!(build_rs.contains(&format!("(\"{var}\", ")), "{var}");
+        }
+        assert!(build_rs.contains("v == \"off\""));
     }
 
     #[test]

@@ -37,7 +37,7 @@ use limpet_image::{cpio, disk, slot, squashfs};
 use limpet_manifest::Manifest;
 use sha2::{Digest, Sha256};
 
-use super::cargo::{BinarySpec, CargoError, Workspace};
+use super::cargo::{BinarySpec, CargoError, InitPart, InitParts, Workspace};
 use super::kernel::{self, KernelError, KernelFiles};
 use super::sbom::{self, SbomBinary, SbomError};
 use crate::outputs::{
@@ -358,6 +358,8 @@ struct Inputs {
     update_root: Option<Vec<u8>>,
     /// `policy.json`: the device manifest's policy, compiled.
     policy: Vec<u8>,
+    /// What of PID 1 that policy uses (a network, an update agent).
+    init_parts: InitParts,
     kernel: KernelFiles,
 }
 
@@ -384,7 +386,19 @@ fn read_inputs(options: &BuildOptions) -> Result<Inputs, BuildError> {
         Some(u) => Some(update_root(&project.dir, u)?),
         None => None,
     };
-    let policy = limpet_compile::compile(&device_manifest)?.to_json()?;
+    let compiled = limpet_compile::compile(&device_manifest)?;
+    let part = |used: bool| {
+        if used {
+            InitPart::Linked
+        } else {
+            InitPart::LeftOut
+        }
+    };
+    let init_parts = InitParts {
+        network: part(compiled.network.is_some()),
+        install: part(compiled.update_agent.is_some()),
+    };
+    let policy = compiled.to_json()?;
     let kernel = kernel::locate(
         manifest,
         &project.dir,
@@ -403,6 +417,7 @@ fn read_inputs(options: &BuildOptions) -> Result<Inputs, BuildError> {
         epoch_source,
         update_root,
         policy,
+        init_parts,
         kernel,
     })
 }
@@ -443,12 +458,12 @@ fn compile(options: &BuildOptions, inputs: &Inputs) -> Result<Compiled, BuildErr
     let (task_paths, own_paths) = if same_dir(&project_ws.root, &limpet_ws.root) {
         let mut specs = task_specs.clone();
         specs.extend(own_specs.iter().cloned());
-        let mut paths = project_ws.build(&specs, target)?;
+        let mut paths = project_ws.build(&specs, target, inputs.init_parts)?;
         let own = paths.split_off(task_specs.len());
         (paths, own)
     } else {
-        let tasks = project_ws.build(&task_specs, target)?;
-        let own = limpet_ws.build(&own_specs, target)?;
+        let tasks = project_ws.build(&task_specs, target, inputs.init_parts)?;
+        let own = limpet_ws.build(&own_specs, target, inputs.init_parts)?;
         (tasks, own)
     };
     let mut own_paths = own_paths.into_iter();

@@ -72,30 +72,11 @@ impl Trial for FakeTrial {
 }
 
 fn task(name: &str, readiness: serde_json::Value, when: &str) -> TaskPolicy {
-    serde_json::from_value(serde_json::json!({
-        "name": name,
-        "exec": { "path": format!("/slot/{name}"), "argv": [name], "env": {} },
-        "credentials": { "uid": 10000, "gid": 10000, "supplementary_groups": [] },
-        "capabilities": "none",
-        "cgroup": {
-            "memory_max": 8_388_608, "memory_swap_max": 0, "pids_max": 4,
-            "cpu_max": { "quota_us": 10000, "period_us": 100000 }
-        },
-        "namespaces": {
-            "pid": "new", "mount": "new", "ipc": "new", "uts": "new", "cgroup": "new",
-            "net": "new-empty"
-        },
-        "mounts": [],
-        "landlock": { "read": [], "write": [], "devices": [], "execute": [] },
-        "rlimits": [],
-        "memory_deny_write_execute": "prctl",
-        "seccomp": { "arch": "x86_64", "program": "0600000000000000" },
-        "restart": {
-            "when": when, "backoff_initial_ms": 1000, "backoff_max_ms": 60000,
-            "crash_loop_limit": 5
-        },
-        "readiness": readiness
-    }))
+    // One instruction (return 0): these tests never install it.
+    let program = "0600000000000000";
+    serde_json::from_value(limpet_testkit::policy::task_json(
+        name, program, readiness, when,
+    ))
     .unwrap()
 }
 
