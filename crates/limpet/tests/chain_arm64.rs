@@ -2,7 +2,8 @@
 //! the vendor's PK, KEK and db enrolled and Secure Boot enforcing starts Limpet's signed
 //! loader (`BOOTAA64.EFI`), which verifies the whole-image slot and starts Debian's arm64
 //! EFI-stub kernel, re-signed with the vendor's db key, with its initramfs through
-//! LoadFile2; PID 1 takes the hand-over. Two attacks: a kernel without the vendor's db
+//! LoadFile2; PID 1 takes the hand-over, and shuts down cleanly when the board's power
+//! button is pressed. Two attacks: a kernel without the vendor's db
 //! signature (Debian's own, signed by Debian only) is refused by the firmware, so Secure
 //! Boot is enforced and Microsoft's keys in AAVMF's template were not kept; a trial whose
 //! kernel has one flipped byte is refused by the loader and rolled back.
@@ -97,7 +98,20 @@ fn hello_arm64_copy(name: &str) -> PathBuf {
 #[test]
 fn the_aarch64_chain_boots_with_secure_boot_enforcing() {
     let dir = hello_arm64_copy("chain-arm64-boot");
-    let console = boot_until(&dir, UP);
+    require_tool("qemu-system-aarch64");
+    // Once the task beats, the board's power button (a GPIO key) is pressed: PID 1 shuts
+    // the device down cleanly.
+    let out = run(
+        limpet()
+            .arg("run")
+            .arg(&dir)
+            .args(["--json", "--persist", "--timeout", BOOT_DEADLINE_SECS])
+            .args(["--powerdown-on", UP]),
+        true,
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let console = stderr(&out);
+    assert_eq!(summary["outcome"], "powered-off", "{summary}\n{console}");
     for line in [
         "limpet-boot: version 0.1.0 (aarch64)",
         "limpet-boot: UEFI Secure Boot: enabled",
@@ -108,6 +122,9 @@ fn the_aarch64_chain_boots_with_secure_boot_enforcing() {
         "limpet-boot: starting the kernel of slot A: console=ttyAMA0 panic=-1 quiet limpet.slot=a limpet.counted=1",
         "limpet-init: state: committed slot A (0.1.0), floor 0.1.0, loader started slot A (boot counted by the loader)",
         "limpet-init: slot-a (hello 0.1.0) mounted read-only",
+        UP,
+        "power button: shutting down",
+        "powering off",
     ] {
         assert!(console.contains(line), "missing `{line}`:\n{console}");
     }

@@ -48,7 +48,9 @@ pub fn base_modules(target: Target) -> &'static [&'static str] {
         // on it as virtio-blk-pci, where AAVMF also finds the EFI system partition; its
         // virtio-mmio transports stay empty, so `virtio_mmio` would only probe nothing.
         // Debian's arm64 kernel has `virtio_pci` as a module and the PCI host bridge
-        // (`pci-host-generic`) and the PL011 console built in.
+        // (`pci-host-generic`) and the PL011 console built in. `gpio_keys` and `evdev`: the
+        // board's power button is a GPIO key on its PL061 (built in), which PID 1 turns
+        // into a clean shutdown.
         Target::Aarch64 => &[
             "virtio_pci",
             "virtio_blk",
@@ -56,6 +58,8 @@ pub fn base_modules(target: Target) -> &'static [&'static str] {
             "dm_verity",
             "crc32c_generic",
             "ext4",
+            "gpio_keys",
+            "evdev",
         ],
     }
 }
