@@ -14,8 +14,10 @@ use thiserror::Error;
 
 use crate::header::Target;
 
-/// Size of the partition: room for a loader a hundred times larger than Limpet's.
-pub const ESP_SIZE: u64 = 8 << 20;
+/// Size of the partition: room for a loader fifty times larger than Limpet's.
+pub const ESP_SIZE: u64 = ESP_BYTES as u64;
+/// [`ESP_SIZE`] as a buffer length.
+const ESP_BYTES: usize = 8 << 20;
 /// The FAT volume label.
 pub const LABEL: &[u8; 11] = b"LIMPET-ESP ";
 /// The FAT volume id (serial number), fixed for reproducibility.
@@ -49,7 +51,7 @@ pub fn build(target: Target, loader: &[u8]) -> Result<Vec<u8>, EspError> {
         let what = what.to_owned();
         move |source| EspError::Fat { what, source }
     };
-    let mut disk = Cursor::new(vec![0u8; ESP_SIZE as usize]);
+    let mut disk = Cursor::new(vec![0u8; ESP_BYTES]);
     fatfs::format_volume(
         &mut disk,
         fatfs::FormatVolumeOptions::new()
@@ -102,7 +104,7 @@ mod tests {
 
     #[test]
     fn a_loader_larger_than_the_partition_is_an_error() {
-        let err = build(Target::Aarch64, &vec![1u8; ESP_SIZE as usize]).unwrap_err();
+        let err = build(Target::Aarch64, &vec![1u8; ESP_BYTES]).unwrap_err();
         assert!(err.to_string().contains("BOOTAA64.EFI"), "{err}");
     }
 }

@@ -1,5 +1,8 @@
-//! The ACPI power button: PID 1 watches the input device the kernel's `button` driver
-//! creates ("Power Button") and treats a press like SIGPWR: a clean shutdown.
+//! The power button: PID 1 watches the input devices that carry it and treats a press of
+//! `KEY_POWER` like SIGPWR: a clean shutdown. They are found by name: "Power Button", made
+//! by the kernel's ACPI `button` driver (x86_64), and "gpio-keys", made by `gpio_keys` for
+//! a device tree's GPIO keys (QEMU's arm `virt` board wires its power button to one). Any
+//! other key of such a device does nothing.
 
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -11,7 +14,10 @@ const EV_KEY: u16 = 1;
 /// Size of `struct input_event` on 64-bit targets (timeval 16, type 2, code 2, value 4).
 const EVENT_SIZE: usize = 24;
 
-/// Opens every input device named "Power Button" (non-blocking).
+/// The names of the input devices that carry a power button.
+const NAMES: [&str; 2] = ["Power Button", "gpio-keys"];
+
+/// Opens every input device named in [`NAMES`] (non-blocking).
 pub fn open(root: &Path) -> Vec<OwnedFd> {
     let Ok(entries) = std::fs::read_dir(root.join("sys/class/input")) else {
         return Vec::new();
@@ -21,7 +27,7 @@ pub fn open(root: &Path) -> Vec<OwnedFd> {
         .filter(|e| e.file_name().to_string_lossy().starts_with("event"))
         .filter(|e| {
             std::fs::read_to_string(e.path().join("device/name"))
-                .is_ok_and(|n| n.trim() == "Power Button")
+                .is_ok_and(|n| NAMES.contains(&n.trim()))
         })
         .filter_map(|e| {
             let node = root.join("dev/input").join(e.file_name());
@@ -75,6 +81,38 @@ mod tests {
         e.extend_from_slice(&code.to_ne_bytes());
         e.extend_from_slice(&value.to_ne_bytes());
         e
+    }
+
+    #[test]
+    fn the_acpi_and_the_gpio_power_buttons_are_opened_and_nothing_else() {
+        let root = tempfile::tempdir().unwrap();
+        let devices = [
+            ("event0", "Power Button"),
+            ("event1", "gpio-keys"),
+            ("event2", "AT Translated Set 2 keyboard"),
+            ("event3", "gpio-keys-polled"),
+        ];
+        std::fs::create_dir_all(root.path().join("dev/input")).unwrap();
+        for (event, name) in devices {
+            let dir = root
+                .path()
+                .join("sys/class/input")
+                .join(event)
+                .join("device");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("name"), format!("{name}\n")).unwrap();
+            std::fs::write(root.path().join("dev/input").join(event), b"").unwrap();
+        }
+        let opened: Vec<String> = open(root.path())
+            .iter()
+            .map(|fd| {
+                let link = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd));
+                std::fs::read_link(link).unwrap().display().to_string()
+            })
+            .collect();
+        let mut names: Vec<&str> = opened.iter().map(|p| &p[p.len() - 6..]).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["event0", "event1"], "{opened:?}");
     }
 
     #[test]

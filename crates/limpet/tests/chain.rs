@@ -30,18 +30,7 @@ const HALTED: &str = "limpet-boot: halted";
 /// line contains `until`; returns the console.
 fn boot_until(dir: &Path, until: &str) -> String {
     require_tool("qemu-system-x86_64");
-    let out = run(
-        limpet()
-            .arg("run")
-            .arg(dir)
-            .args(["--json", "--persist", "--timeout", BOOT_DEADLINE_SECS])
-            .args(["--exit-on", until]),
-        true,
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let console = stderr(&out);
-    assert_eq!(summary["outcome"], "matched", "{summary}\n{console}");
-    console
+    boot_until_line(dir, until, BOOT_DEADLINE_SECS)
 }
 
 /// A copy of the example's output directory.

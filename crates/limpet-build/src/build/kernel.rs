@@ -44,15 +44,22 @@ pub fn base_modules(target: Target) -> &'static [&'static str] {
             "button",
             "evdev",
         ],
-        // The `virt` machine uses virtio-mmio, often built in; the list still names the
-        // drivers so a modular kernel works.
+        // QEMU's `virt` board has a PCIe host bridge, and `-drive if=virtio` puts the disk
+        // on it as virtio-blk-pci, where AAVMF also finds the EFI system partition; its
+        // virtio-mmio transports stay empty, so `virtio_mmio` would only probe nothing.
+        // Debian's arm64 kernel has `virtio_pci` as a module and the PCI host bridge
+        // (`pci-host-generic`) and the PL011 console built in. `gpio_keys` and `evdev`: the
+        // board's power button is a GPIO key on its PL061 (built in), which PID 1 turns
+        // into a clean shutdown.
         Target::Aarch64 => &[
-            "virtio_mmio",
+            "virtio_pci",
             "virtio_blk",
             "squashfs",
             "dm_verity",
             "crc32c_generic",
             "ext4",
+            "gpio_keys",
+            "evdev",
         ],
     }
 }

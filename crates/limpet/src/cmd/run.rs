@@ -160,7 +160,6 @@ fn backend(args: &Args) -> Result<Backend, String> {
             Network::None
         },
         powerdown_on: args.powerdown_on.clone(),
-        ..QemuOptions::default()
     }))
 }
 

@@ -60,6 +60,24 @@ pub fn require_tool(name: &str) {
     );
 }
 
+/// Boots `dir` with `limpet run` (through the device's chain), keeping its disk and
+/// firmware writes, until a console line contains `until`, which must happen within
+/// `deadline_secs`; returns the console.
+pub fn boot_until_line(dir: &Path, until: &str, deadline_secs: &str) -> String {
+    let out = run(
+        limpet()
+            .arg("run")
+            .arg(dir)
+            .args(["--json", "--persist", "--timeout", deadline_secs])
+            .args(["--exit-on", until]),
+        true,
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let console = stderr(&out);
+    assert_eq!(summary["outcome"], "matched", "{summary}\n{console}");
+    console
+}
+
 /// A scratch directory that lives as long as the test binary.
 pub fn scratch() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
