@@ -439,17 +439,6 @@ fn boot_unreadable(
         "state unreadable ({}): trying slot A then B, state left untouched",
         console::chain(reason)
     );
-    if let Some(Handover { slot }) = handover {
-        return slots
-            .mount(&Attempt { slot, floor: None })
-            .map(|mounted| Booted {
-                slot,
-                mounted,
-                state: None,
-                trial: None,
-            })
-            .map_err(|source| StateBootError::Committed { slot, source });
-    }
     let boot = |slot| {
         slots
             .mount(&Attempt { slot, floor: None })
@@ -460,6 +449,9 @@ fn boot_unreadable(
                 trial: None,
             })
     };
+    if let Some(Handover { slot }) = handover {
+        return boot(slot).map_err(|source| StateBootError::Committed { slot, source });
+    }
     let a = match boot(Slot::A) {
         Ok(booted) => return Ok(booted),
         Err(a) => a,
