@@ -196,6 +196,30 @@ pub mod mem {
 
     use super::Disk;
 
+    /// A disk as `limpet build` lays it out, written by limpet-image's own disk writer:
+    /// 1 MiB ESP, 1 MiB state (blank), two 2 MiB slots with `slot_a` in the first, 1 MiB
+    /// data.
+    pub fn written(slot_a: &[u8], guid_seed: [u8; 32]) -> MemDisk {
+        let mut out = std::io::Cursor::new(Vec::new());
+        #[allow(clippy::unwrap_used)] // Test code: the spec is valid.
+        limpet_image::disk::write(
+            &limpet_image::disk::DiskSpec {
+                esp: &[0; 1 << 20],
+                state_size: 1 << 20,
+                slot_size: 2 << 20,
+                data_size: 1 << 20,
+                slot_a,
+                guid_seed,
+            },
+            &mut out,
+        )
+        .unwrap();
+        MemDisk {
+            bytes: out.into_inner(),
+            ..MemDisk::default()
+        }
+    }
+
     /// A disk in a `Vec`, 512-byte blocks.
     #[derive(Debug, Clone, Default)]
     pub struct MemDisk {

@@ -102,32 +102,13 @@ mod tests {
 
     use alloc::vec;
     use alloc::vec::Vec;
-    use std::io::Cursor;
-
-    use limpet_image::disk::{self as image_disk, DiskSpec};
 
     use super::*;
     use crate::disk::mem::MemDisk;
 
-    /// limpet-image's disk writer, slot A holding `slot` bytes.
+    /// limpet-image's disk writer, slot A holding 4 KiB of zeros.
     fn disk() -> MemDisk {
-        let mut out = Cursor::new(Vec::new());
-        image_disk::write(
-            &DiskSpec {
-                esp: &[0; 1 << 20],
-                state_size: 1 << 20,
-                slot_size: 2 << 20,
-                data_size: 1 << 20,
-                slot_a: &[0u8; 4096],
-                guid_seed: [1; 32],
-            },
-            &mut out,
-        )
-        .unwrap();
-        MemDisk {
-            bytes: out.into_inner(),
-            ..MemDisk::default()
-        }
+        crate::disk::mem::written(&[0u8; 4096], [1; 32])
     }
 
     /// Byte offset of entry `i` in the primary entry array (LBA 2).
@@ -138,26 +119,11 @@ mod tests {
     /// Rewrites both entry array CRCs and header CRCs after an edit of the primary array.
     fn reseal(d: &mut MemDisk) {
         let array = d.bytes[1024..1024 + 128 * 128].to_vec();
-        let crc = crc32(&array);
+        let crc = crc32fast::hash(&array);
         d.bytes[512 + 88..512 + 92].copy_from_slice(&crc.to_le_bytes());
         d.bytes[512 + 16..512 + 20].fill(0);
-        let hcrc = crc32(&d.bytes[512..512 + 92]);
+        let hcrc = crc32fast::hash(&d.bytes[512..512 + 92]);
         d.bytes[512 + 16..512 + 20].copy_from_slice(&hcrc.to_le_bytes());
-    }
-
-    fn crc32(bytes: &[u8]) -> u32 {
-        let mut crc = 0xFFFF_FFFFu32;
-        for &b in bytes {
-            crc ^= u32::from(b);
-            for _ in 0..8 {
-                crc = if crc & 1 == 1 {
-                    (crc >> 1) ^ 0xEDB8_8320
-                } else {
-                    crc >> 1
-                };
-            }
-        }
-        !crc
     }
 
     #[test]

@@ -6,11 +6,9 @@
 use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
-use std::io::Cursor;
 use std::sync::OnceLock;
 
 use ed25519_dalek::{Signer, SigningKey};
-use limpet_image::disk::{self as image_disk, DiskSpec};
 use limpet_image::header::HeaderError;
 use limpet_image::slot::{self as image_slot, BootFiles, SlotError as ImageError, SlotMeta};
 use limpet_state::{FailureReason, Slot, State, TrialPhase, Version};
@@ -86,24 +84,7 @@ const CMDLINE_IN_HEADER: u64 = 408;
 
 /// limpet-image's disk writer: GPT, blank state, slot A holding 1.0.0, empty slot B.
 fn base_disk() -> MemDisk {
-    let a = slot_bytes("1.0.0", &key());
-    let mut out = Cursor::new(Vec::new());
-    image_disk::write(
-        &DiskSpec {
-            esp: &[0; 1 << 20],
-            state_size: 1 << 20,
-            slot_size: 2 << 20,
-            data_size: 1 << 20,
-            slot_a: &a,
-            guid_seed: [5; 32],
-        },
-        &mut out,
-    )
-    .unwrap();
-    MemDisk {
-        bytes: out.into_inner(),
-        ..MemDisk::default()
-    }
+    crate::disk::mem::written(&slot_bytes("1.0.0", &key()), [5; 32])
 }
 
 fn parts() -> Partitions {
