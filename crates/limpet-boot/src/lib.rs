@@ -14,7 +14,9 @@
 //!    slot boots; when nothing verifies the loader halts: it never starts unverified code;
 //! 4. starts the kernel (an EFI-stub PE) with the signed command line plus
 //!    `limpet.slot=a|b limpet.counted=1` ([`cmdline`]) and hands it the initramfs through
-//!    the Linux initrd LoadFile2 protocol (the `uefi` platform module `sys`, in the binary).
+//!    the Linux initrd LoadFile2 protocol (the `uefi` platform module `sys`, in the binary),
+//!    after arming the hardware watchdog for the signed `limpet.watchdog=` timeout
+//!    ([`watchdog`]), so a boot that hangs from there on resets the device.
 //!
 //! Rules this crate keeps:
 //! - Every decision is in plain `no_std` modules over the [`disk::Disk`] seam, unit-tested
@@ -37,6 +39,7 @@ pub mod disk;
 pub mod gpt;
 pub mod initrd;
 pub mod slot;
+pub mod watchdog;
 
 /// The architecture this loader boots (the slot header's `target` must name it).
 pub const TARGET: &str = if cfg!(target_arch = "aarch64") {

@@ -6,7 +6,8 @@
 //! partition); hand it to `limpet_boot::boot::choose` as a [`Disk`]; then start the chosen
 //! kernel: offer the initramfs through the Linux initrd LoadFile2 protocol, `LoadImage`
 //! the kernel from memory (under Secure Boot the firmware checks its signature too), set
-//! its LoadOptions to the UCS-2 command line, `StartImage`.
+//! its LoadOptions to the UCS-2 command line, arm the hardware watchdog (the i6300ESB
+//! found through the PCI root bridges, as `limpet_boot::watchdog` says), `StartImage`.
 //!
 //! Rules: nothing is printed once `StartImage` is called (the kernel owns the console); a
 //! kernel that does not start is handed to `limpet_boot::boot::start_failed` (a trial
@@ -25,7 +26,9 @@ use ed25519_dalek::VerifyingKey;
 use limpet_boot::boot::{self, Booting, Console};
 use limpet_boot::disk::Disk;
 use limpet_boot::initrd::{self, LoadFileAnswer};
+use limpet_boot::watchdog::{self as esb, Write as EsbWrite};
 use limpet_boot::{cmdline, TARGET};
+use limpet_image::cmdline::{Watchdog, WATCHDOG, WATCHDOG_MAX_SECS};
 use limpet_image::header::key_id;
 use uefi::boot::{
     self as fw, LoadImageSource, OpenProtocolAttributes, OpenProtocolParams, ScopedProtocol,
@@ -34,6 +37,8 @@ use uefi::boot::{
 use uefi::proto::device_path::DevicePath;
 use uefi::proto::loaded_image::LoadedImage;
 use uefi::proto::media::block::BlockIO;
+use uefi::proto::pci::root_bridge::PciRootBridgeIo;
+use uefi::proto::pci::PciIoAddress;
 use uefi::proto::ProtocolPointer;
 use uefi::{Handle, Identify, Status};
 use uefi_raw::protocol::device_path::DevicePathProtocol;
@@ -175,6 +180,7 @@ fn start(booting: &mut Booting, con: &mut ConOut) -> StartError {
         Ok(mut loaded) => unsafe { loaded.set_load_options(options.as_ptr().cast(), options_size) },
         Err(e) => return StartError::LoadOptions(e.status()),
     }
+    watchdog(&booting.cmdline, con);
     con.line(format_args!(
         "starting the kernel of slot {slot}: {}",
         booting.cmdline
@@ -433,4 +439,113 @@ impl Disk for FwDisk {
         self.bio.flush_blocks()?;
         Ok(())
     }
+}
+
+/// Arms the hardware watchdog for the command line's `limpet.watchdog=` timeout, saying
+/// what it did. Never fatal: a device without the watchdog still boots, and says so.
+fn watchdog(cmdline: &str, con: &mut ConOut) {
+    let wanted = Watchdog::from_cmdline(cmdline);
+    if wanted == Watchdog::Invalid {
+        con.line(format_args!(
+            "{WATCHDOG}= is not a number of seconds from 0 to {WATCHDOG_MAX_SECS}: the default applies"
+        ));
+    }
+    let Some(secs) = wanted.secs() else {
+        con.line(format_args!("hardware watchdog: off ({WATCHDOG}=0)"));
+        return;
+    };
+    match arm_esb(secs) {
+        Ok(Some(at)) => con.line(format_args!(
+            "hardware watchdog: i6300ESB at {at} armed for {secs} s, locked on until the next reset"
+        )),
+        Ok(None) => con.line(format_args!(
+            "hardware watchdog: none found; a boot that hangs waits for a power cycle"
+        )),
+        Err(e) => con.line(format_args!(
+            "hardware watchdog: cannot arm the i6300ESB: {e}; a boot that hangs waits for a power cycle"
+        )),
+    }
+}
+
+/// Where a PCI function is: segment, bus, device, function.
+struct PciLocation {
+    segment: u32,
+    addr: PciIoAddress,
+}
+
+impl fmt::Display for PciLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Copies: the address is a packed struct.
+        let (bus, dev, fun) = (self.addr.bus, self.addr.dev, self.addr.fun);
+        write!(f, "{:04x}:{bus:02x}:{dev:02x}.{fun}", self.segment)
+    }
+}
+
+/// Why the watchdog found could not be armed.
+#[derive(Debug, thiserror::Error)]
+enum WatchdogError {
+    #[error("firmware status {0:?}")]
+    Firmware(Status),
+    #[error("its BAR 0 ({0:#010x}) is not an assigned 32-bit memory BAR")]
+    Bar(u32),
+    #[error("its lock register reads {0:#04x} after arming: not enabled")]
+    NotEnabled(u8),
+}
+
+impl From<uefi::Error> for WatchdogError {
+    fn from(e: uefi::Error) -> Self {
+        WatchdogError::Firmware(e.status())
+    }
+}
+
+/// Finds the first i6300ESB below any PCI root bridge and arms it for `secs` seconds
+/// (`limpet_boot::watchdog::arm_sequence`); `None` when there is none.
+fn arm_esb(secs: u16) -> Result<Option<PciLocation>, WatchdogError> {
+    let handles = match fw::locate_handle_buffer(SearchType::from_proto::<PciRootBridgeIo>()) {
+        Ok(handles) => handles,
+        Err(e) if e.status() == Status::NOT_FOUND => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    for &handle in handles.iter() {
+        let mut bridge = open_shared::<PciRootBridgeIo>(handle)?;
+        let segment = bridge.segment_nr();
+        let tree = bridge.enumerate()?;
+        for &addr in tree.iter() {
+            let id: u32 = bridge.pci().read_one(addr.with_register(0))?;
+            if id != esb::PCI_ID {
+                continue;
+            }
+            let bar: u32 = bridge.pci().read_one(addr.with_register(esb::BAR0_REG))?;
+            let base = esb::bar0_address(bar).ok_or(WatchdogError::Bar(bar))?;
+            let command_reg = addr.with_register(esb::COMMAND_REG);
+            let command: u16 = bridge.pci().read_one(command_reg)?;
+            if command & esb::COMMAND_MEMORY == 0 {
+                bridge
+                    .pci()
+                    .write_one(command_reg, command | esb::COMMAND_MEMORY)?;
+            }
+            for write in esb::arm_sequence(secs) {
+                match write {
+                    EsbWrite::Config16 { reg, value } => {
+                        bridge.pci().write_one(addr.with_register(reg), value)?;
+                    }
+                    EsbWrite::Config8 { reg, value } => {
+                        bridge.pci().write_one(addr.with_register(reg), value)?;
+                    }
+                    EsbWrite::Mem16 { offset, value } => {
+                        bridge.memory().write_one(base + offset, value)?;
+                    }
+                    EsbWrite::Mem32 { offset, value } => {
+                        bridge.memory().write_one(base + offset, value)?;
+                    }
+                }
+            }
+            let lock: u8 = bridge.pci().read_one(addr.with_register(esb::LOCK_REG))?;
+            if lock & esb::LOCK_ENABLE == 0 {
+                return Err(WatchdogError::NotEnabled(lock));
+            }
+            return Ok(Some(PciLocation { segment, addr }));
+        }
+    }
+    Ok(None)
 }

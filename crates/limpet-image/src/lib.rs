@@ -7,6 +7,7 @@
 //! - [`gpt`]: reading a GUID partition table (the device and the boot loader use it to find
 //!   their partitions).
 //! - [`io`]: [`io::ReadAt`], the one seam between these readers and a device.
+//! - [`cmdline`]: Limpet's own kernel command-line parameters (the watchdog timeout).
 //! - with feature `build`: [`squashfs`], [`cpio`] (the initramfs), [`esp`] (the EFI
 //!   system partition) and [`disk`] (the GPT disk image writer).
 //!
@@ -15,7 +16,7 @@
 //!   entries sorted, owners root:root, modes given by the caller.
 //! - Every length read from input is bounds-checked before it is used to index or to
 //!   allocate; no panics on input-driven paths.
-//! - The format core (`verity`, `header`, `slot`, `gpt`, `io`) is `no_std` + `alloc`
+//! - The format core (`verity`, `header`, `slot`, `gpt`, `io`, `cmdline`) is `no_std` + `alloc`
 //!   without the `std` feature, for the UEFI boot loader; with `std` (PID 1, the host) it
 //!   also reads from `std::io` devices.
 
@@ -24,6 +25,7 @@
 
 extern crate alloc;
 
+pub mod cmdline;
 pub mod gpt;
 pub mod header;
 pub mod io;

@@ -104,7 +104,16 @@ pub fn run(root: &Path) -> Result<(), HostNamespacesError> {
             .map_err(|e| console!("network not started: {}", crate::console::chain(&e)))
             .ok()
     });
-    crate::runtime::run(root, &policy, &roots, None, None, network, &mut system)?;
+    crate::runtime::run(
+        root,
+        &policy,
+        &roots,
+        crate::runtime::Parts {
+            network,
+            ..Default::default()
+        },
+        &mut system,
+    )?;
     console!("all tasks stopped");
     Ok(())
 }

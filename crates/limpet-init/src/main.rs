@@ -38,6 +38,7 @@ mod supervisor;
 mod sys;
 mod trial;
 mod verified;
+mod watchdog;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -141,6 +142,9 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
         report.already_loaded
     );
 
+    let cmdline = std::fs::read_to_string(root.join("proc/cmdline")).unwrap_or_default();
+    let mut watchdog = take_over_watchdog(root, &cmdline);
+
     let disk = wait_for_disk(root)?;
     console!(
         "disk {}: state={} slot-a={} slot-b={} data={}",
@@ -152,7 +156,6 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
     );
 
     let key = verified::load_key(root)?;
-    let cmdline = std::fs::read_to_string(root.join("proc/cmdline")).unwrap_or_default();
     let booted = slots::boot_from_state(root, &disk, &key, slots::Handover::parse(&cmdline))?;
 
     let data = disk.data.node(root);
@@ -209,7 +212,23 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
             })
             .ok()
     });
-    let outcome = runtime::run(root, &policy, &roots, gated, install, network, &mut system)?;
+    if let Some(w) = &mut watchdog {
+        if let Err(e) = w.pet_if_due(supervisor::Millis(sys::boottime_ms())) {
+            console!("watchdog: {}", console::chain(&e));
+        }
+    }
+    let outcome = runtime::run(
+        root,
+        &policy,
+        &roots,
+        runtime::Parts {
+            trial: gated,
+            install,
+            network,
+            watchdog,
+        },
+        &mut system,
+    )?;
 
     rustix::fs::sync();
     for mount in [DATA_MOUNT, SLOT_MOUNT] {
@@ -219,6 +238,34 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
     }
     console!("all tasks stopped, filesystems unmounted");
     Ok(outcome)
+}
+
+/// Takes the hardware watchdog over from the loader (see `watchdog`), saying what it
+/// found; the one to pet from now on, if any.
+fn take_over_watchdog(root: &Path, cmdline: &str) -> Option<watchdog::Watchdog> {
+    match watchdog::take_over(root, cmdline, supervisor::Millis(sys::boottime_ms())) {
+        Ok(watchdog::TakeOver::Running(w)) => {
+            console!(
+                "watchdog /{}: {} s timeout, petted every {} ms",
+                watchdog::DEVICE,
+                w.timeout,
+                w.period.as_millis()
+            );
+            Some(w)
+        }
+        Ok(watchdog::TakeOver::Off) => {
+            console!("watchdog: off (limpet.watchdog=0)");
+            None
+        }
+        Ok(watchdog::TakeOver::Absent) => {
+            console!("watchdog: no device; a hang waits for a power cycle");
+            None
+        }
+        Err(e) => {
+            console!("watchdog: {}", console::chain(&e));
+            None
+        }
+    }
 }
 
 /// Applies the hardening sysctls, then locks module loading, reporting on the console

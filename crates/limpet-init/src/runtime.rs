@@ -6,21 +6,22 @@
 //!
 //! [`Runtime`] holds the loop's whole state: the supervisor (which decides, see
 //! `supervisor.rs`), each running task's output pipes, readiness sockets and cgroup, the
-//! signalfd and power buttons, the install socket, the network (`network.rs`), the health
-//! gate of a trial, the status file's last contents and the shutdown deadline. Nothing else
+//! signalfd and power buttons, the install socket, the network (`network.rs`), the
+//! hardware watchdog (`watchdog.rs`), the health gate of a trial, the status file's last contents and the shutdown deadline. Nothing else
 //! in PID 1 changes while the loop runs. The system calls on tasks and the clock go
 //! through [`Host`], so each handler can be driven in a unit test.
 //!
 //! # One turn of the loop (`loop { tick; poll; dispatch }`)
 //!
-//! 1. [`Runtime::on_tick`]: start the tasks that are due (declared order; a task that
+//! 1. [`Runtime::on_tick`]: pet the watchdog when it is due, start the tasks that are due (declared order; a task that
 //!    declares egress waits for a network that is coming up, at most [`NETWORK_WAIT`]),
 //!    kill the ones overdue with their readiness, ask the health gate
 //!    ([`Runtime::on_gate`]), write the status file, and move shutdown on (kill
 //!    stragglers after [`GRACE`], end once every task is stopped).
 //! 2. `poll` on the [`PollSet`], built afresh in one place: each descriptor is pushed
 //!    with its typed [`Source`], so no code computes positions. The timeout is the
-//!    earliest deadline of the supervisor, the network, the health gate and shutdown.
+//!    earliest deadline of the supervisor, the network, the health gate, shutdown and the
+//!    watchdog.
 //! 3. Dispatch the ready sources in the order of [`Source`]'s variants, one method each:
 //!    readiness notes ([`Runtime::on_notify`]) and task output ([`Runtime::on_pipe`])
 //!    first, so that a task's `READY=1` and its last lines are handled before its exit
@@ -66,6 +67,7 @@ use crate::status::{SystemStatus, TrialStatus, UpdateAttempt};
 use crate::supervisor::{AfterExit, Millis, Supervisor, TaskSpec};
 use crate::sys::{self, Reaped};
 use crate::trial::{self, HealthGate, Verdict};
+use crate::watchdog::Watchdog;
 
 /// How long tasks get to exit after SIGTERM at shutdown.
 pub const GRACE: Duration = Duration::from_secs(3);
@@ -264,6 +266,8 @@ pub struct Runtime<'a, H: Host> {
     notifiers: BTreeMap<usize, UnixDatagram>,
     install: Option<InstallServer>,
     network: Option<Network>,
+    /// The hardware watchdog, petted in [`Runtime::on_tick`] when due.
+    watchdog: Option<Watchdog>,
     trial: Option<TrialWatch>,
     /// Open output pipes by id; ids are never reused.
     pipes: BTreeMap<u64, Pipe>,
@@ -285,16 +289,33 @@ pub struct Runtime<'a, H: Host> {
     last_status: String,
 }
 
+/// What the loop serves besides the tasks, each when the device has it.
+#[derive(Debug, Default)]
+pub struct Parts {
+    /// A trial slot under its health gate.
+    pub trial: Option<GatedTrial>,
+    /// The update agent's install socket.
+    pub install: Option<InstallServer>,
+    /// The network.
+    pub network: Option<Network>,
+    /// The hardware watchdog, petted every turn it is due.
+    pub watchdog: Option<Watchdog>,
+}
+
 /// Runs the tasks until a shutdown request; returns when every task has stopped.
 pub fn run(
     root: &Path,
     policy: &DevicePolicy,
     roots: &Roots,
-    trial: Option<GatedTrial>,
-    install: Option<InstallServer>,
-    network: Option<Network>,
+    parts: Parts,
     system: &mut SystemStatus,
 ) -> Result<Outcome, RuntimeError> {
+    let Parts {
+        trial,
+        install,
+        network,
+        watchdog,
+    } = parts;
     let signals = sys::signal_fd().map_err(RuntimeError::SignalFd)?;
     if let Some(parent) = roots.work.parent() {
         std::fs::create_dir_all(parent).map_err(|source| RuntimeError::WorkDir {
@@ -307,6 +328,7 @@ pub fn run(
     runtime.signals = Some(signals);
     runtime.buttons = crate::power_button::open(root);
     runtime.install = install;
+    runtime.watchdog = watchdog;
     runtime.trial = trial.map(|p| TrialWatch {
         gate: p.gate,
         trial: Box::new(p.trial),
@@ -348,6 +370,7 @@ impl<'a, H: Host> Runtime<'a, H> {
             notifiers: BTreeMap::new(),
             install: None,
             network,
+            watchdog: None,
             trial: None,
             pipes: BTreeMap::new(),
             next_pipe: 0,
@@ -416,6 +439,7 @@ impl<'a, H: Host> Runtime<'a, H> {
             self.shutdown,
             self.gate_wait,
             net,
+            self.watchdog.as_ref().map(Watchdog::due),
         ]
         .into_iter()
         .flatten()
@@ -457,6 +481,12 @@ impl<'a, H: Host> Runtime<'a, H> {
     /// The part of each turn that depends on time, not on a descriptor.
     fn on_tick(&mut self) -> Option<Outcome> {
         let now = self.host.now();
+        if let Some(watchdog) = &mut self.watchdog {
+            if let Err(e) = watchdog.pet_if_due(now) {
+                let line = format!("watchdog: {}", console::chain(&e));
+                self.say(&line);
+            }
+        }
         self.start_due(now);
         for (name, pid) in self.supervisor.readiness_overdue(now) {
             self.say(&format!("{name} did not report ready in time: killing it"));

@@ -1,6 +1,6 @@
 //! Every system call PID 1 makes that the standard library does not wrap. Mostly through
-//! `rustix`; the device-mapper ioctl, which rustix does not wrap, is the one `unsafe`
-//! call, with its SAFETY note. Above this module nothing sees raw flags or pointers.
+//! `rustix`; the device-mapper and watchdog ioctls, which rustix does not wrap, are
+//! `unsafe` calls, each with its SAFETY note. Above this module nothing sees raw flags or pointers.
 
 use std::ffi::CStr;
 use std::io;
@@ -128,6 +128,30 @@ pub fn dm_ioctl(
     } else {
         Ok(())
     }
+}
+
+/// `WDIOC_SETTIMEOUT`: `_IOWR('W', 6, int)` (linux/watchdog.h; the same number on x86_64
+/// and aarch64).
+const WDIOC_SETTIMEOUT: u32 = (3 << 30) | (4 << 16) | ((b'W' as u32) << 8) | 6;
+
+/// Sets the watchdog `device`'s timeout to `secs` seconds; returns the timeout the driver
+/// took (it may round).
+pub fn watchdog_set_timeout(device: &std::fs::File, secs: u16) -> io::Result<u16> {
+    use std::os::fd::AsRawFd;
+    let mut value: libc::c_int = libc::c_int::from(secs);
+    // SAFETY: `device` is an open file descriptor; WDIOC_SETTIMEOUT reads and writes one
+    // `int`, and `value` is a live, writable `c_int` borrowed mutably for the call.
+    let ret = unsafe {
+        libc::ioctl(
+            device.as_raw_fd(),
+            WDIOC_SETTIMEOUT as libc::Ioctl,
+            &mut value as *mut libc::c_int,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    u16::try_from(value).map_err(|_| io::Error::from(io::ErrorKind::InvalidData))
 }
 
 /// Mounts a read-only squashfs from `device` on `target`.

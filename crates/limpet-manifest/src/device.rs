@@ -74,6 +74,121 @@ pub struct Kernel {
     pub source: KernelSource,
     /// Extra kernel modules to put in the initramfs and load at boot.
     pub modules: Vec<ModuleName>,
+    /// Extra kernel command-line parameters, signed into the slot after Limpet's own.
+    pub cmdline: KernelCmdline,
+    /// The hardware watchdog's timeout (default [`DEFAULT_WATCHDOG`]).
+    pub watchdog: Watchdog,
+}
+
+/// The hardware watchdog's timeout when `[kernel] watchdog` is not given.
+pub const DEFAULT_WATCHDOG: Watchdog = Watchdog::Secs(60);
+/// The longest watchdog timeout (the i6300ESB's two 20-bit stages at about 1 kHz).
+pub const MAX_WATCHDOG_SECS: u16 = 2046;
+/// The most bytes of extra kernel parameters: the slot header holds 1024 bytes of command
+/// line, and Limpet's own parameters take the rest.
+pub const MAX_KERNEL_CMDLINE: usize = 896;
+
+/// `[kernel] watchdog`: how long a boot may hang before the hardware watchdog resets the
+/// device (the loader arms it; PID 1 pets it), or `"off"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watchdog {
+    /// A timeout in whole seconds, 1 to [`MAX_WATCHDOG_SECS`].
+    Secs(u16),
+    /// No watchdog: a hung device stays hung until it is power-cycled.
+    Off,
+}
+
+impl Default for Watchdog {
+    fn default() -> Self {
+        DEFAULT_WATCHDOG
+    }
+}
+
+impl std::fmt::Display for Watchdog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Watchdog::Secs(s) => write!(f, "{s}s"),
+            Watchdog::Off => f.write_str("off"),
+        }
+    }
+}
+crate::units::serialize_as_display!(Watchdog);
+
+impl std::str::FromStr for Watchdog {
+    type Err = Problem;
+
+    fn from_str(s: &str) -> Result<Self, Problem> {
+        if s == "off" {
+            return Ok(Watchdog::Off);
+        }
+        let range =
+            || format!("a whole number of seconds from 1s to {MAX_WATCHDOG_SECS}s, or \"off\"");
+        let d: crate::units::Duration = s.parse()?;
+        let millis = d.as_millis();
+        match u16::try_from(millis / 1000) {
+            Ok(secs) if millis.is_multiple_of(1000) && (1..=MAX_WATCHDOG_SECS).contains(&secs) => {
+                Ok(Watchdog::Secs(secs))
+            }
+            _ => Err(
+                Problem::new(format!("watchdog timeout {s:?} is out of range")).expected(range()),
+            ),
+        }
+    }
+}
+
+/// `[kernel] cmdline`: extra kernel parameters, each a word of printable ASCII, none of
+/// them Limpet's own (`limpet.*`) nor one that would start another program than
+/// limpet-init as PID 1 (`init=`, `rdinit=`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KernelCmdline(Vec<String>);
+
+impl KernelCmdline {
+    /// The parameters, in order.
+    pub fn words(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for KernelCmdline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join(" "))
+    }
+}
+crate::units::serialize_as_display!(KernelCmdline);
+
+impl std::str::FromStr for KernelCmdline {
+    type Err = Problem;
+
+    fn from_str(s: &str) -> Result<Self, Problem> {
+        if let Some(c) = s.chars().find(|c| !(' '..='~').contains(c) || *c == '"') {
+            return Err(Problem::new(format!("kernel command line holds {c:?}"))
+                .expected("printable ASCII parameters separated by spaces, without quotes"));
+        }
+        if s.len() > MAX_KERNEL_CMDLINE {
+            return Err(
+                Problem::new(format!("kernel command line is {} bytes long", s.len()))
+                    .expected(format!("at most {MAX_KERNEL_CMDLINE} bytes")),
+            );
+        }
+        let words: Vec<String> = s.split_ascii_whitespace().map(str::to_owned).collect();
+        for word in &words {
+            let name = word.split_once('=').map_or(word.as_str(), |(n, _)| n);
+            if name.starts_with("limpet.") {
+                let problem = Problem::new(format!("kernel parameter {word:?} is Limpet's own"))
+                    .expected("parameters outside the `limpet.` namespace, which the build and the loader write");
+                return Err(if name == "limpet.watchdog" {
+                    problem.hint("set the watchdog with [kernel] watchdog")
+                } else {
+                    problem
+                });
+            }
+            if name == "init" || name == "rdinit" {
+                return Err(Problem::new(format!("kernel parameter {word:?} replaces PID 1"))
+                    .expected("parameters that keep limpet-init as PID 1: it verifies the slot and sandboxes every task"));
+            }
+        }
+        Ok(KernelCmdline(words))
+    }
 }
 
 /// Where the kernel comes from.
@@ -247,9 +362,13 @@ pub(crate) fn check_kernel(c: &mut Checker<'_>, k: &RawKernel) -> Option<Kernel>
         ),
     };
     let modules = c.list(&k.modules, str::parse);
+    let cmdline = c.parse_or(&k.cmdline, KernelCmdline::default());
+    let watchdog = c.parse_or(&k.watchdog, DEFAULT_WATCHDOG);
     Some(Kernel {
         source: source?,
         modules: modules?,
+        cmdline: cmdline?,
+        watchdog: watchdog?,
     })
 }
 

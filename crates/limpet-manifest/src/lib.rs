@@ -86,8 +86,9 @@ use serde::Serialize;
 
 pub use agent::{UPDATE_AGENT_PACKAGE, UPDATE_AGENT_TASK, UPDATE_ROOT_FILE};
 pub use device::{
-    Device, Disk, Kernel, KernelSource, Target, DEFAULT_CPUS, DEFAULT_DATA_SIZE,
-    DEFAULT_DEVICE_MEMORY, DEFAULT_SLOT_SIZE, DISK_ALIGN, MAX_CPUS, MIN_DATA_SIZE, MIN_SLOT_SIZE,
+    Device, Disk, Kernel, KernelCmdline, KernelSource, Target, Watchdog, DEFAULT_CPUS,
+    DEFAULT_DATA_SIZE, DEFAULT_DEVICE_MEMORY, DEFAULT_SLOT_SIZE, DEFAULT_WATCHDOG, DISK_ALIGN,
+    MAX_CPUS, MAX_KERNEL_CMDLINE, MAX_WATCHDOG_SECS, MIN_DATA_SIZE, MIN_SLOT_SIZE,
 };
 pub use diag::{Diagnostic, Diagnostics, Problem};
 pub use lifecycle::{Island, IslandLan, Lifecycle};

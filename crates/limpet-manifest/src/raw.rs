@@ -104,6 +104,8 @@ pub(crate) struct RawDevice {
 pub(crate) struct RawKernel {
     pub source: Option<Spanned<StrOr<RawKernelPaths>>>,
     pub modules: Strs,
+    pub cmdline: Option<Str>,
+    pub watchdog: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -131,6 +131,9 @@ pub fn qemu_args(config: &QemuConfig) -> Vec<OsString> {
     }
     args.push("-drive".into());
     args.push(drive);
+    // The hardware watchdog the loader arms and PID 1 pets; when it fires the machine
+    // resets (and with `-no-reboot`, QEMU exits, as after a panic).
+    push_watchdog(&mut args);
     // How the guest gets to its kernel: the firmware's arguments come last.
     match config.firmware {
         Firmware::Uefi => {
@@ -158,6 +161,12 @@ pub fn qemu_args(config: &QemuConfig) -> Vec<OsString> {
         }
     }
     args
+}
+
+/// The i6300ESB watchdog on the machine's PCI bus (q35 and `virt` alike), its expiry a
+/// reset.
+fn push_watchdog(args: &mut Vec<OsString>) {
+    args.extend(["-device", "i6300esb", "-action", "watchdog=reset"].map(OsString::from));
 }
 
 /// QEMU's arguments for the guest's network.
@@ -318,6 +327,10 @@ mod tests {
         let expected_tail = [
             "-drive",
             "file=/images/out/disk.img,if=virtio,format=raw,snapshot=on",
+            "-device",
+            "i6300esb",
+            "-action",
+            "watchdog=reset",
             "-global",
             "driver=cfi.pflash01,property=secure,value=on",
             "-drive",
@@ -361,6 +374,10 @@ mod tests {
             "none",
             "-drive",
             "file=/images/out/disk.img,if=virtio,format=raw,snapshot=on",
+            "-device",
+            "i6300esb",
+            "-action",
+            "watchdog=reset",
             "-kernel",
             "/images/out/kernel",
             "-initrd",
@@ -447,5 +464,16 @@ mod tests {
         let args = strings(&qemu_args(&c));
         let i = args.iter().position(|a| a == "-qmp").unwrap();
         assert_eq!(args[i + 1], "unix:/tmp/a,,b/qmp.sock,server=on,wait=off");
+    }
+
+    #[test]
+    fn both_targets_get_the_watchdog_that_resets() {
+        for target in [Target::X86_64, Target::Aarch64] {
+            let args = strings(&qemu_args(&config(target)));
+            let i = args.iter().position(|a| a == "i6300esb").unwrap();
+            assert_eq!(args[i - 1], "-device");
+            let i = args.iter().position(|a| a == "watchdog=reset").unwrap();
+            assert_eq!(args[i - 1], "-action");
+        }
     }
 }

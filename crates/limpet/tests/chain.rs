@@ -60,7 +60,9 @@ fn the_chain_boots_with_secure_boot_enforcing_and_counts_each_boot_once() {
             "limpet-boot: UEFI Secure Boot: enabled",
             &format!("limpet-boot: boot {boot} counted"),
             "limpet-boot: slot-a verified: hello 0.1.0 (x86_64)",
-            "limpet-boot: starting the kernel of slot A: console=ttyS0 panic=-1 quiet limpet.slot=a limpet.counted=1",
+            "limpet-boot: hardware watchdog: i6300ESB at 0000:00:02.0 armed for 60 s, locked on until the next reset",
+            "limpet-boot: starting the kernel of slot A: console=ttyS0 panic=-1 quiet limpet.watchdog=60 limpet.slot=a limpet.counted=1",
+            "limpet-init: watchdog /dev/watchdog0: 60 s timeout, petted every 15000 ms",
             "limpet-init: state: committed slot A (0.1.0), floor 0.1.0, loader started slot A (boot counted by the loader)",
             "limpet-init: slot-a (hello 0.1.0) mounted read-only",
         ] {
@@ -246,13 +248,19 @@ fn a_trial_whose_kernel_panics_spends_its_boots_and_is_never_tried_again() {
         assert!(console.contains("Kernel panic"), "{console}");
     }
     // The fourth boot: the trial has no boots left; the loader rolls it back by itself.
-    let console = boot_until(&dir, UP);
+    boots_back_from_spent_trial(&dir);
+}
+
+/// Boots `dir`, whose trial of 0.2.0 in slot B has spent its boots: the loader rolls it
+/// back by itself, records why, and 0.2.0 can never be marked again.
+fn boots_back_from_spent_trial(dir: &Path) {
+    let console = boot_until(dir, UP);
     assert!(console.contains("spent its boots"), "{console}");
     assert!(
         console.contains("loader started slot A (boot counted by the loader)"),
         "{console}"
     );
-    let refused = with_state(&disk, |s| {
+    let refused = with_state(&dir.join("disk.img"), |s| {
         assert!(s.trial().is_none());
         let f = s.last_failure().unwrap();
         assert_eq!(
@@ -283,4 +291,67 @@ fn a_committed_slot_that_does_not_verify_halts_the_device() {
     assert!(console.contains(HALTED), "{console}");
     assert!(!console.contains("limpet-init"), "{console}");
     assert!(!console.contains("starting the kernel"), "{console}");
+}
+
+#[test]
+fn a_trial_that_hangs_is_reset_by_the_watchdog_and_rolled_back() {
+    let dir = hello_copy("chain-hang");
+    let disk = dir.join("disk.img");
+    // Release 0.2.0, vendor-signed, whose kernel cannot find its init and, with `panic=0`,
+    // waits forever after its panic: nothing but the watchdog the loader arms (10 s, from
+    // the signed command line) can end that boot.
+    let v2 = recompose_with(
+        &dir.join("slot.img"),
+        "0.2.0",
+        None,
+        Some("console=ttyS0 panic=0 quiet rdinit=/no-such-init limpet.watchdog=10"),
+        &vendor_key(),
+    );
+    install_bytes(&disk, Slot::B, &v2);
+    mark_trial_with(&disk, Slot::B, "0.2.0", 1);
+    // The hung boot ends by itself (QEMU runs with `-no-reboot`: the watchdog's reset
+    // ends it) instead of running into the run's deadline.
+    let console = boot_to_panic(&dir);
+    assert!(
+        console.contains("booting slot B (trial, 0 boot(s) left after this one)"),
+        "{console}"
+    );
+    assert!(
+        console.contains(
+            "limpet-boot: hardware watchdog: i6300ESB at 0000:00:02.0 armed for 10 s, locked on until the next reset"
+        ),
+        "{console}"
+    );
+    assert!(console.contains("Kernel panic"), "{console}");
+    assert!(!console.contains("limpet-init"), "{console}");
+    // The next boot: the trial has no boots left, the loader rolls it back.
+    boots_back_from_spent_trial(&dir);
+}
+
+#[test]
+fn pid1_pets_the_watchdog_so_a_healthy_device_outlives_its_timeout() {
+    let dir = hello_copy("chain-pet");
+    // The committed release, signed again with a 20 s watchdog.
+    let v1 = recompose_with(
+        &dir.join("slot.img"),
+        "0.1.0",
+        None,
+        Some("console=ttyS0 panic=-1 quiet limpet.watchdog=20"),
+        &vendor_key(),
+    );
+    install_bytes(&dir.join("disk.img"), Slot::A, &v1);
+    // The task's 13th line comes 36 s after its first: a reset on the way would end the
+    // run (`-no-reboot`) before it.
+    let console = boot_until(&dir, "[hello] hello from limpet: beat 12,");
+    for line in [
+        "limpet-boot: hardware watchdog: i6300ESB at 0000:00:02.0 armed for 20 s, locked on until the next reset",
+        "limpet-init: watchdog /dev/watchdog0: 20 s timeout, petted every 5000 ms",
+    ] {
+        assert!(console.contains(line), "missing `{line}`:\n{console}");
+    }
+    assert_eq!(
+        console.matches("limpet-boot: version").count(),
+        1,
+        "{console}"
+    );
 }

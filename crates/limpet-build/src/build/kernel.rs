@@ -12,18 +12,30 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use limpet_manifest::{KernelSource, Manifest, Target};
+use limpet_manifest::{Kernel, KernelSource, Manifest, Target, Watchdog};
 
-/// The kernel command line signed into the slot for `target`: the board's first serial
-/// port as the console, a reboot on panic at once (so that a kernel that panics spends a
-/// trial boot and the loader rolls back), and quiet kernel messages.
-pub fn command_line(target: Target) -> String {
+/// The kernel command line signed into the slot for `target` and `[kernel]`: the board's
+/// first serial port as the console, a reboot on panic at once (so that a kernel that
+/// panics spends a trial boot and the loader rolls back), quiet kernel messages, then the
+/// manifest's own parameters, then the hardware watchdog's timeout
+/// (`limpet.watchdog=`, which the loader arms and PID 1 pets; `0` for off).
+pub fn command_line(target: Target, kernel: &Kernel) -> String {
     let console = match target {
         Target::X86_64 => "ttyS0",
         // The virt board's UART is a PL011, which Linux names ttyAMA0.
         Target::Aarch64 => "ttyAMA0",
     };
-    format!("console={console} panic=-1 quiet")
+    let mut line = format!("console={console} panic=-1 quiet");
+    for word in kernel.cmdline.words() {
+        line.push(' ');
+        line.push_str(word);
+    }
+    let secs = match kernel.watchdog {
+        Watchdog::Secs(secs) => secs,
+        Watchdog::Off => 0,
+    };
+    line.push_str(&format!(" {}={secs}", limpet_image::cmdline::WATCHDOG));
+    line
 }
 
 /// Modules every Limpet image needs on the given target, before the manifest's extras:
@@ -33,7 +45,8 @@ pub fn base_modules(target: Target) -> &'static [&'static str] {
     match target {
         // QEMU's q35/pc machines and most x86 VMs expose disks as virtio-pci.
         // `button` and `evdev`: the ACPI power button, which PID 1 turns into a clean
-        // shutdown.
+        // shutdown. `i6300esb`: the hardware watchdog the loader arms and PID 1 pets
+        // (on both targets: QEMU's i6300ESB sits on the PCI bus of q35 and virt alike).
         Target::X86_64 => &[
             "virtio_pci",
             "virtio_blk",
@@ -43,6 +56,7 @@ pub fn base_modules(target: Target) -> &'static [&'static str] {
             "ext4",
             "button",
             "evdev",
+            "i6300esb",
         ],
         // QEMU's `virt` board has a PCIe host bridge, and `-drive if=virtio` puts the disk
         // on it as virtio-blk-pci, where AAVMF also finds the EFI system partition; its
@@ -60,6 +74,7 @@ pub fn base_modules(target: Target) -> &'static [&'static str] {
             "ext4",
             "gpio_keys",
             "evdev",
+            "i6300esb",
         ],
     }
 }
@@ -398,6 +413,53 @@ impl ModuleIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use limpet_image::cmdline::Watchdog as Armed;
+
+    fn kernel_section(toml: &str) -> Kernel {
+        limpet_manifest::parse(
+            "limpet.toml",
+            &format!(
+                "[device]\nname = \"d\"\nversion = \"0.1.0\"\ntarget = \"x86_64\"\n\
+                 [kernel]\n{toml}\n\
+                 [[task]]\nname = \"t\"\npackage = \"t\"\nmemory = \"8MiB\"\ncpu = \"5%\"\n"
+            ),
+        )
+        .unwrap()
+        .kernel
+    }
+
+    #[test]
+    fn the_signed_command_line_ends_with_the_watchdog_the_loader_and_pid1_read() {
+        let line = command_line(Target::X86_64, &kernel_section(""));
+        assert_eq!(line, "console=ttyS0 panic=-1 quiet limpet.watchdog=60");
+        assert_eq!(Armed::from_cmdline(&line), Armed::Secs(60));
+        let k = kernel_section("cmdline = \"init_on_free=1  mitigations=auto\"\nwatchdog = \"2m\"");
+        let line = command_line(Target::Aarch64, &k);
+        assert_eq!(
+            line,
+            "console=ttyAMA0 panic=-1 quiet init_on_free=1 mitigations=auto limpet.watchdog=120"
+        );
+        let line = command_line(Target::X86_64, &kernel_section("watchdog = \"off\""));
+        assert_eq!(Armed::from_cmdline(&line), Armed::Off);
+    }
+
+    #[test]
+    fn the_manifests_watchdog_bounds_are_the_loaders() {
+        assert_eq!(
+            limpet_manifest::MAX_WATCHDOG_SECS,
+            limpet_image::cmdline::WATCHDOG_MAX_SECS
+        );
+        assert_eq!(
+            limpet_manifest::DEFAULT_WATCHDOG,
+            Watchdog::Secs(limpet_image::cmdline::WATCHDOG_DEFAULT_SECS)
+        );
+        // The longest command line the manifest allows fits the slot header's field.
+        let longest = format!(
+            "console=ttyAMA0 panic=-1 quiet {} limpet.watchdog=2046",
+            "x".repeat(limpet_manifest::MAX_KERNEL_CMDLINE)
+        );
+        assert!(longest.len() + " limpet.slot=a limpet.counted=1".len() <= 1024);
+    }
 
     fn kernel_with_config(config: Option<&str>) -> (tempfile::TempDir, KernelFiles) {
         let dir = tempfile::tempdir().unwrap();

@@ -291,7 +291,10 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     let boot = slot::BootFiles {
         kernel: &kernel,
         initramfs: &initramfs.archive,
-        cmdline: &kernel::command_line(inputs.project.manifest.device.target),
+        cmdline: &kernel::command_line(
+            inputs.project.manifest.device.target,
+            &inputs.project.manifest.kernel,
+        ),
     };
     let signed = sign(&inputs, &compiled, &contents, &boot, &staging)?;
 

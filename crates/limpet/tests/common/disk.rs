@@ -53,13 +53,18 @@ pub fn with_state<T>(disk: &Path, look: impl FnOnce(&State) -> T) -> T {
 
 /// Marks `version` on `slot` as a trial with 3 boots.
 pub fn mark_trial(disk: &Path, slot: Slot, version: &str) {
+    mark_trial_with(disk, slot, version, 3);
+}
+
+/// Marks `version` on `slot` as a trial with `boots` boots.
+pub fn mark_trial_with(disk: &Path, slot: Slot, version: &str, boots: u8) {
     let (offset, size) = partition(disk, "state");
     let mut file = File::options().read(true).write(true).open(disk).unwrap();
     let region = Region::new(&mut file, offset, size).unwrap();
     let mut store = StateStore::new(region).unwrap();
     let state = store.load().unwrap();
     let next = state
-        .mark_trial(slot, Version::parse(version).unwrap(), 3)
+        .mark_trial(slot, Version::parse(version).unwrap(), boots)
         .unwrap();
     store.store(&next).unwrap();
 }
