@@ -8,6 +8,7 @@
 //!   their partitions).
 //! - [`io`]: [`io::ReadAt`], the one seam between these readers and a device.
 //! - [`cmdline`]: Limpet's own kernel command-line parameters (the watchdog timeout).
+//! - [`stamp`]: the release stamp the build writes into PID 1.
 //! - with feature `build`: [`squashfs`], [`cpio`] (the initramfs), [`esp`] (the EFI
 //!   system partition) and [`disk`] (the GPT disk image writer).
 //!
@@ -16,7 +17,8 @@
 //!   entries sorted, owners root:root, modes given by the caller.
 //! - Every length read from input is bounds-checked before it is used to index or to
 //!   allocate; no panics on input-driven paths.
-//! - The format core (`verity`, `header`, `slot`, `gpt`, `io`, `cmdline`) is `no_std` + `alloc`
+//! - The format core (`verity`, `header`, `slot`, `gpt`, `io`, `cmdline`,
+//!   `stamp`) is `no_std` + `alloc`
 //!   without the `std` feature, for the UEFI boot loader; with `std` (PID 1, the host) it
 //!   also reads from `std::io` devices.
 
@@ -30,6 +32,7 @@ pub mod gpt;
 pub mod header;
 pub mod io;
 pub mod slot;
+pub mod stamp;
 pub mod verity;
 
 #[cfg(feature = "build")]

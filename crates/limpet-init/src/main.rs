@@ -99,13 +99,26 @@ pub enum LoadPolicyError {
     },
 }
 
+/// The release this PID 1 belongs to: `limpet build` writes it into these bytes after
+/// compiling (limpet-image's `stamp`), so every release's initramfs carries its own.
+static RELEASE: [u8; limpet_image::stamp::LEN] = limpet_image::stamp::PLACEHOLDER;
+
+/// [`RELEASE`]'s text, `None` in a binary the build did not stamp.
+fn release() -> Option<&'static str> {
+    // Read through an opaque reference: the bytes change after compiling, so the compiler
+    // must not fold the placeholder's zeros into the code.
+    limpet_image::stamp::read(std::hint::black_box(&RELEASE))
+}
+
 fn main() {
     let root = Path::new("/");
-    console::line(concat!(
-        "limpet-init ",
-        env!("CARGO_PKG_VERSION"),
-        " starting"
-    ));
+    let version = env!("CARGO_PKG_VERSION");
+    match release() {
+        Some(release) => console::line(&format!(
+            "limpet-init {version} of release {release} starting"
+        )),
+        None => console::line(&format!("limpet-init {version} starting")),
+    }
     if host_namespaces::requested(root) {
         // PID 1 of a namespace on the build host: exit instead of powering anything off.
         let code = match host_namespaces::run(root) {
@@ -143,6 +156,12 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
     );
 
     let cmdline = std::fs::read_to_string(root.join("proc/cmdline")).unwrap_or_default();
+    let uname = rustix::system::uname();
+    console!(
+        "kernel {}: {}",
+        uname.release().to_string_lossy(),
+        cmdline.trim_end()
+    );
     let mut watchdog = take_over_watchdog(root, &cmdline);
 
     let disk = wait_for_disk(root)?;

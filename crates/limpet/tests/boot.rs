@@ -59,7 +59,7 @@ fn the_example_boots_verified() {
     let (out, _) = hello_build();
     let console = boot(out);
     for line in [
-        "limpet-init 0.1.0 starting",
+        "limpet-init 0.1.0 of release hello 0.1.0 (x86_64) starting",
         "kernel module(s) loaded",
         "state: committed slot A (0.1.0), floor 0.1.0, booting slot A",
         "slot-a header verified: hello 0.1.0 (x86_64)",

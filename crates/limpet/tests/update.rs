@@ -1,9 +1,12 @@
-//! The whole update story in real QEMU (TCG), with the real repository, server, agent,
-//! PID 1 and kernel: a device runs v1; v2 is published; the device's update agent fetches
-//! it over the restricted user network (the only host it may reach), PID 1 verifies and
-//! stages it, the device reboots into the trial, and the health gate commits it. Then v3,
-//! whose task fails at start, is published: the device stages and tries it, rolls back to
-//! v2 by itself, records the failure, and does not try v3 again.
+//! The whole update story in real QEMU (TCG), through the real boot chain (firmware with
+//! Secure Boot, Limpet's loader), with the real repository, server, agent, PID 1 and
+//! kernel: a device runs v1; v2, whose kernel command line and PID 1 differ, is published;
+//! the device's update agent fetches it over the restricted user network (the only host it
+//! may reach), PID 1 verifies and stages it, the device reboots, the loader starts v2's
+//! kernel with v2's command line and v2's PID 1, and the health gate commits it. Then v3,
+//! vendor-signed but with a kernel that panics at boot, is published: the device stages it,
+//! spends its trial boots on it, the loader returns to v2 by itself and records why, and
+//! the agent does not try v3 again.
 // Tests fail by panicking; the workspace lints against it are for production code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -14,8 +17,9 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use common::disk::{recompose_with, signing_key};
 use common::*;
-use limpet_state::{Region, Slot, StateStore};
+use limpet_state::{FailureReason, Region, Slot, StateStore};
 
 /// Safety net for one TCG boot (with an update) on a loaded 2-core machine.
 const BOOT_DEADLINE_SECS: &str = "420";
@@ -44,10 +48,14 @@ struct Fixture {
 /// QEMU tests of this file one at a time (2 cores), and their builds made once.
 static QEMU: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// An extra kernel parameter of v2's, which v1 does not have.
+const V2_KERNEL_PARAM: &str = "init_on_free=1";
+
 struct Built {
     f: Fixture,
     v1: PathBuf,
     v2: PathBuf,
+    /// v3's slot image (a file, not a build output).
     v3: PathBuf,
 }
 
@@ -55,11 +63,35 @@ fn built() -> &'static Built {
     static BUILT: std::sync::OnceLock<Built> = std::sync::OnceLock::new();
     BUILT.get_or_init(|| {
         let f = fixture();
-        let v1 = release(&f, "0.1.0", false);
-        let v2 = release(&f, "0.2.0", false);
-        let v3 = release(&f, "0.3.0", true);
+        let v1 = release(&f, "0.1.0", None);
+        let v2 = release(&f, "0.2.0", Some(V2_KERNEL_PARAM));
+        let v3 = panicking_release(&v2, "0.3.0");
         Built { f, v1, v2, v3 }
     })
+}
+
+/// A release made by hand from `from`'s slot, as a vendor might botch one: `version`,
+/// signed with the vendor's image key, whose kernel cannot find its init and panics at
+/// boot (`rdinit=` is not a parameter a manifest may set).
+fn panicking_release(from: &Path, version: &str) -> PathBuf {
+    let slot_img = from.join("slot.img");
+    let bytes = std::fs::read(&slot_img).unwrap();
+    let signed = limpet_image::slot::open(&bytes)
+        .unwrap()
+        .header
+        .unverified()
+        .cmdline
+        .clone();
+    let slot = recompose_with(
+        &slot_img,
+        version,
+        None,
+        Some(&format!("{signed} rdinit=/no-such-init")),
+        &signing_key(&scratch().join("keys/image.key")),
+    );
+    let path = scratch().join(format!("update-{version}-panics.img"));
+    std::fs::write(&path, slot).unwrap();
+    path
 }
 
 fn fixture() -> Fixture {
@@ -76,15 +108,21 @@ fn fixture() -> Fixture {
     }
 }
 
-/// examples/hello as `version` with `[update]` on the test repository; `fail` makes its
-/// task exit 1 at start and never be restarted.
-fn release(f: &Fixture, version: &str, fail: bool) -> PathBuf {
+/// examples/hello as `version` with `[update]` on the test repository, with `[kernel]
+/// cmdline = kernel_param` when given.
+fn release(f: &Fixture, version: &str, kernel_param: Option<&str>) -> PathBuf {
     let update = format!(
         "\n[update]\nrepository = \"{REPOSITORY}\"\nkeys = [{{ id = \"{}\" }}]\nroot = \"{}\"\npoll = \"1m\"\nhealth = \"5s\"\ntry_boots = 2\n",
         f.key_id,
         f.root.display()
     );
-    hello_release("update", version, fail, &update)
+    hello_release_edited("update", version, &update, |manifest| match kernel_param {
+        Some(param) => manifest.replace(
+            "source = \"host\"",
+            &format!("source = \"host\"\ncmdline = \"{param}\""),
+        ),
+        None => manifest,
+    })
 }
 
 fn publish(f: &Fixture, out: &Path) {
@@ -197,9 +235,25 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
     let s = state(&disk);
     assert_eq!(s.trial().unwrap().version.to_string(), "0.2.0");
 
-    // The trial boots and is committed after its health period.
+    // The trial boots: the loader starts v2's kernel with v2's command line, the kernel
+    // runs v2's PID 1, and the health gate commits it.
     let console = boot(&dir, port, Some("trial committed"));
     assert!(console.contains("booting slot B (trial"), "{console}");
+    assert!(
+        console.contains(&format!(
+            "limpet-boot: starting the kernel of slot B: console=ttyS0 panic=-1 quiet {V2_KERNEL_PARAM} limpet.watchdog=60 limpet.slot=b limpet.counted=1"
+        )),
+        "{console}"
+    );
+    let kernel = console
+        .lines()
+        .find(|l| l.starts_with("limpet-init: kernel "))
+        .unwrap_or_else(|| panic!("PID 1 named no kernel:\n{console}"));
+    assert!(kernel.contains(V2_KERNEL_PARAM), "{kernel}");
+    assert!(
+        console.contains("limpet-init 0.1.0 of release hello 0.2.0 (x86_64) starting"),
+        "{console}"
+    );
     assert!(
         console.contains("trial committed, floor now 0.2.0"),
         "{console}"
@@ -208,7 +262,7 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
     assert_eq!(s.committed_slot(), Slot::B);
     assert_eq!(s.floor().to_string(), "0.2.0");
 
-    // v3 (broken) is published: staged, tried, rolled back.
+    // v3 (its kernel panics at boot) is published and staged.
     publish(f, v3);
     let console = boot(&dir, port, None);
     assert!(
@@ -218,30 +272,52 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
     let staged = staged_line(&console);
     println!("v2 -> v3 on the device: {staged}");
     assert!(staged.contains("a delta from 0.2.0"), "{console}");
-    let console = boot(&dir, port, None);
-    assert!(console.contains("booting slot A (trial"), "{console}");
-    assert!(
-        console.contains(
-            "trial failed its health gate (task hello exited with code 1 and is not restarted)"
-        ),
-        "{console}"
-    );
-    let s = state(&disk);
-    assert_eq!(s.committed_slot(), Slot::B);
-    assert_eq!(s.highest_failed().unwrap().to_string(), "0.3.0");
-    assert_eq!(
-        s.last_failure().unwrap().reason.to_string(),
-        "health check failed"
-    );
-
-    // Back on v2, the agent sees v3 and leaves it alone.
+    // Its two trial boots: each counted by the loader before the kernel starts, each a
+    // kernel panic.
+    for left in (0..2u8).rev() {
+        let console = boot_to_panic(&dir);
+        assert!(
+            console.contains(&format!(
+                "booting slot A (trial, {left} boot(s) left after this one)"
+            )),
+            "{console}"
+        );
+        assert!(console.contains("Kernel panic"), "{console}");
+    }
+    // The next boot: the loader rolls v3 back by itself and v2 runs again; its agent sees
+    // v3 and leaves it alone.
     let console = boot(&dir, port, Some("[limpet-update] up to date"));
+    assert!(console.contains("spent its boots"), "{console}");
     assert!(
         console.contains("slot-b (hello 0.2.0) mounted read-only"),
         "{console}"
     );
     assert!(!console.contains("staged as a trial"), "{console}");
-    assert!(state(&disk).trial().is_none());
+    let s = state(&disk);
+    assert_eq!(s.committed_slot(), Slot::B);
+    assert!(s.trial().is_none());
+    assert_eq!(s.highest_failed().unwrap().to_string(), "0.3.0");
+    let failure = s.last_failure().unwrap();
+    assert_eq!(
+        (failure.slot, failure.reason, failure.version.to_string()),
+        (Slot::A, FailureReason::BootCountExhausted, "0.3.0".into())
+    );
+}
+
+/// Boots `dir` until its kernel panics (`panic=-1` reboots at once, and QEMU runs with
+/// `-no-reboot`, so it exits); returns the console.
+fn boot_to_panic(dir: &Path) -> String {
+    let out = run(
+        limpet()
+            .arg("run")
+            .arg(dir)
+            .args(["--json", "--persist", "--timeout", BOOT_DEADLINE_SECS]),
+        false,
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let console = stderr(&out);
+    assert_eq!(summary["outcome"], "kernel-panic", "{summary}\n{console}");
+    console
 }
 
 /// A copy of directory `from` (the repository) as `to`, files only, one level of

@@ -9,7 +9,8 @@
 //!    agent, as static binaries for the device's target, and the UEFI boot loader with
 //!    the image public key compiled in;
 //! 3. `slot_contents`: the squashfs, exactly what the device runs from its slot;
-//! 4. `make_initramfs`: `limpet-init`, the public key and the kernel modules;
+//! 4. `make_initramfs`: `limpet-init` (stamped with its release, limpet-image's `stamp`),
+//!    the public key and the kernel modules;
 //! 5. `sign_kernel`: the kernel image, signed for Secure Boot with the vendor's db key;
 //! 6. `sign`: the SBOM, and the whole-image slot: squashfs, dm-verity tree, signed header,
 //!    SBOM, kernel, initramfs, with the kernel command line in the header;
@@ -141,6 +142,9 @@ pub enum BuildError {
     /// The initramfs archive could not be made.
     #[error("making the initramfs")]
     Cpio(#[source] cpio::CpioError),
+    /// limpet-init could not be stamped with its release.
+    #[error("stamping limpet-init with its release")]
+    Stamp(#[source] limpet_image::stamp::StampError),
     /// The GPT disk image could not be made.
     #[error("making the disk image")]
     Disk(#[source] disk::DiskError),
@@ -609,7 +613,15 @@ fn make_initramfs(
     compiled: &Compiled,
     staging: &Staging,
 ) -> Result<InitramfsReport, BuildError> {
-    let init = read(&compiled.init_path)?;
+    let mut init = read(&compiled.init_path)?;
+    let device = &inputs.device_manifest.device;
+    let release = format!(
+        "{} {} ({})",
+        device.name.as_str(),
+        device.version,
+        device.target.as_str()
+    );
+    limpet_image::stamp::write(&mut init, &release).map_err(BuildError::Stamp)?;
     let (initramfs, uncompressed_bytes, modules) = super::initramfs::make(
         &inputs.device_manifest,
         &inputs.kernel,

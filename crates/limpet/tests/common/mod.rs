@@ -198,21 +198,37 @@ pub fn hostile_build() -> &'static PathBuf {
 /// (a broken release). `label` keeps builds of different tests apart. Returns the output
 /// directory.
 pub fn hello_release(label: &str, version: &str, fail: bool, update: &str) -> PathBuf {
+    hello_release_edited(label, version, update, |manifest| {
+        if fail {
+            manifest.replace(
+                "restart = \"always\"",
+                "restart = \"never\"\nargs = [\"--fail-at-start\"]",
+            )
+        } else {
+            manifest
+        }
+    })
+}
+
+/// [`hello_release`] with its manifest's text changed by `edit` (after the version is
+/// set, before `update` is appended).
+pub fn hello_release_edited(
+    label: &str,
+    version: &str,
+    update: &str,
+    edit: impl FnOnce(String) -> String,
+) -> PathBuf {
     let (key, _) = keys_in(&scratch().join("keys"));
     // Inside the repository, so the build finds the cargo workspace with the `hello` package.
     let dir = repo_root()
         .join("target/limpet-test-manifests")
         .join(format!("{label}-{version}"));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut manifest = std::fs::read_to_string(hello_manifest())
-        .unwrap()
-        .replace("version = \"0.1.0\"", &format!("version = \"{version}\""));
-    if fail {
-        manifest = manifest.replace(
-            "restart = \"always\"",
-            "restart = \"never\"\nargs = [\"--fail-at-start\"]",
-        );
-    }
+    let mut manifest = edit(
+        std::fs::read_to_string(hello_manifest())
+            .unwrap()
+            .replace("version = \"0.1.0\"", &format!("version = \"{version}\"")),
+    );
     manifest.push_str(update);
     let path = dir.join("limpet.toml");
     std::fs::write(&path, manifest).unwrap();
