@@ -303,6 +303,9 @@ fn harden(root: &Path) {
         report.set,
         if locked.set == 1 {
             "locked"
+        } else if !locked.missing.is_empty() {
+            // No `kernel.modules_disabled`: a kernel built without loadable modules.
+            "absent from this kernel"
         } else {
             "NOT locked"
         }

@@ -67,13 +67,23 @@ pub fn fragment<'a>(checks: impl IntoIterator<Item = &'a Check>) -> String {
         let line = match c.want {
             Want::On | Want::Available => format!("CONFIG_{}=y", c.option),
             Want::Off => format!("# CONFIG_{} is not set", c.option),
-            Want::Is(v) => format!("CONFIG_{}={v}", c.option),
+            // A number as it is; any other value is a string, which .config quotes.
+            Want::Is(v) if is_number(v) => format!("CONFIG_{}={v}", c.option),
+            Want::Is(v) => format!("CONFIG_{}=\"{v}\"", c.option),
             Want::Lists(entry) => format!("CONFIG_{}=\"{entry}\"", c.option),
         };
         out.push_str(&line);
         out.push('\n');
     }
     out
+}
+
+/// Whether a `.config` value is a number (decimal, or hex with `0x`), not a string.
+fn is_number(v: &str) -> bool {
+    let digits = v.strip_prefix("0x").unwrap_or(v);
+    !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_hexdigit())
+        && (v.starts_with("0x") || v.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Where a check's recommendation comes from.

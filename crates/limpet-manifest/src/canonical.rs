@@ -48,6 +48,9 @@ impl Manifest {
             KernelSource::Host => {
                 let _ = writeln!(o, "source = {}", q(KernelSource::HOST));
             }
+            KernelSource::Limpet => {
+                let _ = writeln!(o, "source = {}", q(KernelSource::LIMPET));
+            }
             KernelSource::Paths { image, modules } => {
                 let _ = writeln!(
                     o,

@@ -198,6 +198,10 @@ pub enum KernelSource {
     /// The build host's running kernel and its modules.
     #[default]
     Host,
+    /// Limpet's own kernel, built from Debian's `linux-source-6.1` with a configuration
+    /// derived from this manifest (crates/limpet-kbuild): every driver built in, no
+    /// loadable modules.
+    Limpet,
     /// Explicit files, relative to the manifest's directory unless absolute.
     Paths {
         /// The kernel image (e.g. `vmlinuz-6.1.0-18-amd64`).
@@ -210,6 +214,8 @@ pub enum KernelSource {
 impl KernelSource {
     /// How `source = "host"` is spelled: the one source written as a word, not a table.
     pub(crate) const HOST: &'static str = "host";
+    /// How `source = "limpet"` is spelled.
+    pub(crate) const LIMPET: &'static str = "limpet";
 }
 
 /// Default size of each A/B slot.
@@ -271,18 +277,20 @@ pub(crate) fn check_device(c: &mut Checker<'_>, d: &RawDevice) -> Option<Device>
 
 /// `source = "host"`, the one word a kernel source may be.
 fn parse_kernel_word(v: &str) -> Result<KernelSource, Problem> {
-    let host = KernelSource::HOST;
+    let (host, limpet) = (KernelSource::HOST, KernelSource::LIMPET);
     if v == host {
         return Ok(KernelSource::Host);
     }
-    let hint = if did_you_mean(v, [host]).is_some() {
-        format!("did you mean \"{host}\"?")
-    } else {
-        "for your own kernel write source = { image = \"path/to/vmlinuz\", modules = \"path/to/lib/modules/<version>\" }".to_owned()
+    if v == limpet {
+        return Ok(KernelSource::Limpet);
+    }
+    let hint = match did_you_mean(v, [host, limpet]) {
+        Some(word) => format!("did you mean \"{word}\"?"),
+        None => "for your own kernel write source = { image = \"path/to/vmlinuz\", modules = \"path/to/lib/modules/<version>\" }".to_owned(),
     };
     Err(Problem::new(format!("invalid kernel source {v:?}"))
         .expected(format!(
-            "\"{host}\" or a table {{ image = \"...\", modules = \"...\" }}"
+            "\"{host}\", \"{limpet}\" or a table {{ image = \"...\", modules = \"...\" }}"
         ))
         .hint(hint))
 }
@@ -362,6 +370,16 @@ pub(crate) fn check_kernel(c: &mut Checker<'_>, k: &RawKernel) -> Option<Kernel>
         ),
     };
     let modules = c.list(&k.modules, str::parse);
+    if let (Some(KernelSource::Limpet), Some(first)) =
+        (&source, k.modules.as_ref().and_then(|m| m.first()))
+    {
+        c.report(
+            &first.span(),
+            Problem::new("kernel modules with source = \"limpet\"")
+                .expected("no [kernel] modules: Limpet's kernel has every driver the device uses built in, and no loadable modules"),
+        );
+        return None;
+    }
     let cmdline = c.parse_or(&k.cmdline, KernelCmdline::default());
     let watchdog = c.parse_or(&k.watchdog, DEFAULT_WATCHDOG);
     Some(Kernel {

@@ -20,7 +20,11 @@ pub fn make(
     key: &SigningKey,
     epoch: u32,
 ) -> Result<(Vec<u8>, u64, Vec<String>), BuildError> {
-    let index = ModuleIndex::load(&kernel_files.modules_dir)?;
+    let Some(modules_dir) = &kernel_files.modules_dir else {
+        // A kernel without loadable modules: every driver is built in, the list is empty.
+        return finish(init, key, epoch, Vec::new(), Vec::new());
+    };
+    let index = ModuleIndex::load(modules_dir)?;
     let mut wanted: Vec<String> = kernel::base_modules(manifest.device.target)
         .iter()
         .map(|s| (*s).to_owned())
@@ -44,7 +48,34 @@ pub fn make(
             .map(|m| m.as_str().to_owned()),
     );
     let modules = index.closure(&wanted)?;
+    let mut files = Vec::new();
+    for module in &modules {
+        let source = modules_dir.join(&module.relative_path);
+        let dest = format!(
+            "lib/modules/{}/{}",
+            kernel_files.release, module.relative_path
+        );
+        files.push((dest, read(&source)?));
+    }
+    finish(
+        init,
+        key,
+        epoch,
+        files,
+        modules.into_iter().map(|m| m.name).collect(),
+    )
+}
 
+/// The archive: `/init`, the public key, the module files (their paths and bytes, in load
+/// order) with the load list, the mount points; returns (zstd bytes, uncompressed size,
+/// `names`).
+fn finish(
+    init: &[u8],
+    key: &SigningKey,
+    epoch: u32,
+    modules: Vec<(String, Vec<u8>)>,
+    names: Vec<String>,
+) -> Result<(Vec<u8>, u64, Vec<String>), BuildError> {
     let mut archive = cpio::CpioBuilder::new();
     archive
         .add_file("init", 0o555, init.to_vec())
@@ -54,17 +85,12 @@ pub fn make(
         .add_file(INITRAMFS_PUBLIC_KEY, 0o444, pem.into_bytes())
         .map_err(BuildError::Cpio)?;
     let mut list = String::new();
-    for module in &modules {
-        let source = kernel_files.modules_dir.join(&module.relative_path);
-        let dest = format!(
-            "lib/modules/{}/{}",
-            kernel_files.release, module.relative_path
-        );
+    for (dest, bytes) in modules {
         list.push('/');
         list.push_str(&dest);
         list.push('\n');
         archive
-            .add_file(&dest, 0o444, read(&source)?)
+            .add_file(&dest, 0o444, bytes)
             .map_err(BuildError::Cpio)?;
     }
     archive
@@ -75,9 +101,5 @@ pub fn make(
     }
     let raw = archive.finish(epoch);
     let compressed = cpio::compress(&raw).map_err(BuildError::Cpio)?;
-    Ok((
-        compressed,
-        raw.len() as u64,
-        modules.into_iter().map(|m| m.name).collect(),
-    ))
+    Ok((compressed, raw.len() as u64, names))
 }

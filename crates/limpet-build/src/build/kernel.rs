@@ -151,6 +151,12 @@ pub enum KernelError {
         /// The `modules.dep` that was searched.
         dep: PathBuf,
     },
+    /// Where Limpet's kernel is cached could not be found (the Limpet workspace).
+    #[error("cannot find the kernel cache: {0}")]
+    Cache(String),
+    /// Limpet's own kernel could not be built.
+    #[error("building Limpet's kernel")]
+    Build(#[from] limpet_kbuild::KbuildError),
     /// The kernel's `.config` (found beside its image) could not be parsed.
     #[error("kernel config {path}")]
     BadConfig {
@@ -184,20 +190,59 @@ pub struct KernelFiles {
     pub release: String,
     /// The kernel image file (`vmlinuz-<release>` or the manifest's `[kernel] image`).
     pub image: PathBuf,
-    /// The kernel's modules directory, holding `modules.dep` and the module files.
-    pub modules_dir: PathBuf,
+    /// The kernel's modules directory, holding `modules.dep` and the module files; `None`
+    /// for a kernel without loadable modules (Limpet's own: every driver built in).
+    pub modules_dir: Option<PathBuf>,
+}
+
+/// Where Limpet's own kernel comes from and goes, for `[kernel] source = "limpet"`.
+#[derive(Debug, Clone)]
+pub struct OwnKernel {
+    /// Where the source tarball is (`/usr/src`).
+    pub usr_src: PathBuf,
+    /// The build cache (`<cargo target dir>/limpet-kernel`).
+    pub cache: PathBuf,
+    /// The build epoch.
+    pub epoch: u64,
 }
 
 /// Finds the kernel the manifest asks for. `boot` and `lib_modules` are `/boot` and
 /// `/lib/modules` on a real host (parameters so tests can point them elsewhere);
-/// relative manifest paths are taken from `manifest_dir`.
+/// relative manifest paths are taken from `manifest_dir`. `own` builds Limpet's kernel
+/// for `source = "limpet"` (`device_manifest`: the manifest with the update agent, whose
+/// needs the kernel must meet).
 pub fn locate(
     manifest: &Manifest,
+    device_manifest: &Manifest,
     manifest_dir: &Path,
     boot: &Path,
     lib_modules: &Path,
+    own: impl FnOnce() -> Result<OwnKernel, KernelError>,
 ) -> Result<KernelFiles, KernelError> {
     match &manifest.kernel.source {
+        KernelSource::Limpet => {
+            let own = own()?;
+            let source = limpet_kbuild::locate(&own.usr_src)?;
+            let lines = limpet_kbuild::lines(device_manifest);
+            let built = limpet_kbuild::build(&limpet_kbuild::Request {
+                source: &source,
+                target: manifest.device.target,
+                lines: &lines,
+                cache: &own.cache,
+                epoch: own.epoch,
+                jobs: std::thread::available_parallelism().map_or(1, usize::from),
+            })?;
+            for option in &built.not_hardened {
+                tracing::warn!(
+                    "kernel hardening CONFIG_{option} is not available with this toolchain"
+                );
+            }
+            Ok(KernelFiles {
+                release: built.release,
+                image: built.image,
+                modules_dir: None,
+            })
+        }
         KernelSource::Host => {
             let target = manifest.device.target.as_str();
             if target != std::env::consts::ARCH {
@@ -224,7 +269,7 @@ pub fn locate(
             Ok(KernelFiles {
                 release,
                 image,
-                modules_dir,
+                modules_dir: Some(modules_dir),
             })
         }
     }
@@ -278,7 +323,7 @@ fn newest_host_kernel(boot: &Path, lib_modules: &Path) -> Result<KernelFiles, Ke
     let (_, release) = found.pop().ok_or_else(none)?;
     Ok(KernelFiles {
         image: boot.join(format!("vmlinuz-{release}")),
-        modules_dir: lib_modules.join(&release),
+        modules_dir: Some(lib_modules.join(&release)),
         release,
     })
 }
@@ -470,7 +515,7 @@ mod tests {
         let kernel = KernelFiles {
             release: "6.1.0-test".into(),
             image: dir.path().join("vmlinuz-6.1.0-test"),
-            modules_dir: dir.path().join("modules"),
+            modules_dir: Some(dir.path().join("modules")),
         };
         (dir, kernel)
     }
@@ -598,9 +643,49 @@ mod tests {
         );
         let manifest = limpet_manifest::parse("limpet.toml", &text).unwrap();
         let empty = tempfile::tempdir().unwrap();
-        let err = locate(&manifest, empty.path(), empty.path(), empty.path()).unwrap_err();
+        let never = || -> Result<OwnKernel, KernelError> { unreachable!("not a limpet kernel") };
+        let err = locate(
+            &manifest,
+            &manifest,
+            empty.path(),
+            empty.path(),
+            empty.path(),
+            never,
+        )
+        .unwrap_err();
         assert!(matches!(err, KernelError::HostArch { .. }), "{err}");
         assert!(err.to_string().contains("set [kernel] source"), "{err}");
+    }
+
+    #[test]
+    fn a_limpet_kernel_without_its_source_says_what_to_install() {
+        let text = "[device]\nname = \"d\"\nversion = \"1.0.0\"\ntarget = \"x86_64\"\n[kernel]\nsource = \"limpet\"\n\
+             [[task]]\nname = \"t\"\npackage = \"t\"\nmemory = \"4MiB\"\ncpu = \"5%\"\n";
+        let manifest = limpet_manifest::parse("limpet.toml", text).unwrap();
+        let empty = tempfile::tempdir().unwrap();
+        let own = || {
+            Ok(OwnKernel {
+                usr_src: empty.path().to_owned(),
+                cache: empty.path().join("cache"),
+                epoch: 1,
+            })
+        };
+        let err = locate(
+            &manifest,
+            &manifest,
+            empty.path(),
+            empty.path(),
+            empty.path(),
+            own,
+        )
+        .unwrap_err();
+        assert!(matches!(err, KernelError::Build(_)), "{err}");
+        let chain = limpet_error_chain::one_line(&err);
+        assert!(
+            chain.contains("apt-get install linux-source-6.1"),
+            "{chain}"
+        );
+        assert!(!empty.path().join("cache").exists());
     }
 
     #[test]

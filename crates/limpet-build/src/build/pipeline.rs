@@ -67,6 +67,8 @@ pub struct BuildOptions {
     pub boot_dir: PathBuf,
     /// The host's `/lib/modules`, where the modules of a `"host"` kernel are found.
     pub lib_modules_dir: PathBuf,
+    /// The host's `/usr/src`, where `source = "limpet"` finds `linux-source-6.1.tar.xz`.
+    pub usr_src_dir: PathBuf,
 }
 
 impl BuildOptions {
@@ -79,6 +81,7 @@ impl BuildOptions {
             limpet_source: default_limpet_source(),
             boot_dir: PathBuf::from("/boot"),
             lib_modules_dir: PathBuf::from("/lib/modules"),
+            usr_src_dir: PathBuf::from("/usr/src"),
         }
     }
 }
@@ -408,9 +411,19 @@ fn read_inputs(options: &BuildOptions) -> Result<Inputs, BuildError> {
     let policy = compiled.to_json()?;
     let kernel = kernel::locate(
         manifest,
+        &device_manifest,
         &project.dir,
         &options.boot_dir,
         &options.lib_modules_dir,
+        || {
+            let ws = Workspace::load(&options.limpet_source, manifest.device.target)
+                .map_err(|e| kernel::KernelError::Cache(e.to_string()))?;
+            Ok(kernel::OwnKernel {
+                usr_src: options.usr_src_dir.clone(),
+                cache: ws.target_dir.join("limpet-kernel"),
+                epoch: u64::from(epoch),
+            })
+        },
     )?;
     // Before minutes of compiling: a kernel whose config lacks what the device needs
     // (the manifest with its update agent) would fail at boot.
