@@ -70,35 +70,12 @@ impl WallTime {
     }
 }
 
+/// Seconds since the epoch, as `date -d @SECS` takes them: `@1893456000`. (The calendar
+/// form is the TUF crate's and the command line's business; the device needs none.)
 impl fmt::Display for WallTime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = self.0;
-        // Days since the epoch fit i64 for every u64 second count / 86400.
-        let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX);
-        let rest = secs % 86_400;
-        let (y, m, d) = civil_from_days(days);
-        write!(
-            f,
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-            rest / 3600,
-            rest % 3600 / 60,
-            rest % 60
-        )
+        write!(f, "@{}", self.0)
     }
-}
-
-// Howard Hinnant's civil-from-days (proleptic Gregorian calendar), for display only.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z.saturating_add(719_468);
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// A span of device uptime (the kernel's `CLOCK_BOOTTIME`: it cannot be set, and counts

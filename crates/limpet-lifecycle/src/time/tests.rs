@@ -25,12 +25,14 @@ fn slot() -> SlotLifecycle {
 }
 
 #[test]
-fn display_is_tuf_time() {
-    assert_eq!(BUILT.to_string(), "2030-01-01T00:00:00Z");
-    assert_eq!(WallTime::EPOCH.to_string(), "1970-01-01T00:00:00Z");
+fn errors_name_both_times() {
+    let err = TimeError::SignedBelowFloor {
+        signed: WallTime::EPOCH,
+        floor: BUILT,
+    };
     assert_eq!(
-        WallTime::from_secs(951_827_696).to_string(),
-        "2000-02-29T12:34:56Z"
+        err.to_string(),
+        "signed time @0 is below the time floor @1893456000"
     );
 }
 
