@@ -52,6 +52,7 @@ use core::fmt;
 
 use thiserror::Error;
 
+use crate::frame::FrameError;
 use crate::machine::State;
 use crate::record::{self, Record, RecordError, RECORD_SIZE};
 use crate::version::Version;
@@ -365,7 +366,10 @@ fn none_valid<E>(first: Bad<E>, second: Bad<E>) -> StoreError<E> {
     match (first, second) {
         (Bad::Unreadable(source), _) => read_error(CopyId::First, source),
         (_, Bad::Unreadable(source)) => read_error(CopyId::Second, source),
-        (Bad::Invalid(RecordError::Blank), Bad::Invalid(RecordError::Blank)) => StoreError::Blank,
+        (
+            Bad::Invalid(RecordError::Frame(FrameError::Blank)),
+            Bad::Invalid(RecordError::Frame(FrameError::Blank)),
+        ) => StoreError::Blank,
         (Bad::Invalid(first), Bad::Invalid(second)) => StoreError::NoValidCopy { first, second },
     }
 }
