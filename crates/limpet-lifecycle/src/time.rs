@@ -128,6 +128,17 @@ pub struct SlotLifecycle {
     pub freshness: Option<Uptime>,
 }
 
+impl From<&limpet_policy::LifecyclePolicy> for SlotLifecycle {
+    /// The signed `policy.json`'s values, as `limpet build` wrote them.
+    fn from(p: &limpet_policy::LifecyclePolicy) -> Self {
+        SlotLifecycle {
+            built: WallTime::from_secs(p.built),
+            support_until: p.support_until.map(WallTime::from_secs),
+            freshness: p.freshness_secs.map(Uptime::from_secs),
+        }
+    }
+}
+
 /// A refused signed time.
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
 pub enum TimeError {

@@ -359,3 +359,13 @@ fn random_sequences_keep_every_rule() {
         }
     }
 }
+
+#[test]
+fn the_slot_lifecycle_comes_from_the_signed_policy() {
+    let policy = limpet_policy::LifecyclePolicy {
+        built: BUILT.as_secs(),
+        support_until: Some(at(2 * 365).as_secs()),
+        freshness_secs: Some(45 * DAY),
+    };
+    assert_eq!(SlotLifecycle::from(&policy), slot());
+}
