@@ -176,6 +176,11 @@ impl<D: BlockDevice> LifecycleStore<D> {
         Ok(LifecycleStore { dev })
     }
 
+    /// The device.
+    pub fn device(&self) -> &D {
+        &self.dev
+    }
+
     /// The device, mutably (tests use it to restore a simulated disk's power).
     pub fn device_mut(&mut self) -> &mut D {
         &mut self.dev
