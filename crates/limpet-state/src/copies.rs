@@ -8,9 +8,11 @@
 //! ```text
 //! partition offset   content
 //! 0                  copy 0: one record (4096 bytes, format in `crate::record`)
-//! 4096               unused: never read or written
+//! 4096               not read or written here (limpet-lifecycle's time record copy 0
+//!                    is at 256 KiB)
 //! 524288 (512 KiB)   copy 1: one record
-//! 528384             unused, to the end of the partition (1 MiB from `limpet build`)
+//! 528384             not read or written here (time record copy 1 at 768 KiB), to the
+//!                    end of the partition (1 MiB from `limpet build`)
 //! ```
 //!
 //! The copies are 512 KiB apart, not adjacent, so that they never share a flash erase
