@@ -27,7 +27,7 @@
 //! size match; the CRC matches; `sequence_trailer == sequence`; and the fields keep the rules
 //! of [`TimeState`] (the newest signed time not above the floor). A copy that is all `0x00`
 //! (never written: what `limpet build` leaves) or all `0xFF` (erased flash) is
-//! [`RecordError::Blank`].
+//! blank ([`FrameError::Blank`]).
 //!
 //! The frame (magic, format version, size, sequence at both ends, CRC-32 over the rest) is
 //! `limpet_state::frame`, the A/B record's, with the same checks in the same order: a torn

@@ -1,5 +1,5 @@
 //! [`LifecycleStore`]: the [`TimeState`] in the `state` partition, as two alternately
-//! written copies of its [record](crate::record), beside the A/B record.
+//! written copies of its [`crate::record`], beside the A/B record.
 //!
 //! # Layout
 //!
