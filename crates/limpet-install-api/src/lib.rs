@@ -483,7 +483,11 @@ mod tests {
         ));
         assert!(matches!(
             Request::decode(&[tag::VERIFIED, 0, 0, 0, 0, 0, 0, 0, 1]),
-            Err(DecodeError::Length { tag: tag::VERIFIED, len: 9, .. })
+            Err(DecodeError::Length {
+                tag: tag::VERIFIED,
+                len: 9,
+                ..
+            })
         ));
         let mut too_much = vec![tag::WRITE];
         too_much.extend_from_slice(&[0; 8]);
