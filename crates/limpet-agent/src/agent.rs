@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use limpet_chunk::{ChunkId, Index};
 use limpet_install_api::DeviceStatus;
+use limpet_repo::SupportStatement;
 use limpet_tuf::metadata::Role;
 use limpet_tuf::{Client, Clock, RetrievalPolicy, SystemClock, UnixTime};
 
@@ -345,7 +346,8 @@ impl Agent {
                     source,
                 }
             })?;
-        let client = self.refresh(&repo)?;
+        let client = self.refresh(&repo, status.time_floor)?;
+        self.report_time(&pid1, &client);
         let targets = client
             .trusted_targets()
             .map(|t| &t.targets)
@@ -436,8 +438,39 @@ impl Agent {
         }))
     }
 
-    /// Opens the TUF client (provisioning the shipped root on first run) and refreshes.
-    fn refresh(&self, repo: &Remote) -> Result<Client, AgentError> {
+    /// Tells PID 1 the signed time and the model's end of support this refresh verified
+    /// (its time record: the floor, freshness, the support window). Never fails the poll: a
+    /// refusal (a PID 1 whose rules disagree, or one that keeps no time record) is logged.
+    fn report_time(&self, pid1: &Pid1, client: &Client) {
+        let Some(signed) = client
+            .signed_time()
+            .and_then(|t| u64::try_from(t.as_secs()).ok())
+        else {
+            return;
+        };
+        let extra = client.trusted_targets().map(|t| &t.extra);
+        let support = match extra.map(|e| SupportStatement::from_targets(e, &self.config.device)) {
+            Some(Ok(Some(statement))) => u64::try_from(statement.until.as_secs()).ok(),
+            Some(Err(e)) => {
+                crate::schedule::log_line(&format!(
+                    "limpet-agent: ignoring the support statement: {}",
+                    limpet_error_chain::one_line(&e)
+                ));
+                None
+            }
+            _ => None,
+        };
+        if let Err(e) = pid1.verified(signed, support) {
+            crate::schedule::log_line(&format!(
+                "limpet-agent: PID 1 did not take the verified time: {}",
+                limpet_error_chain::one_line(&e)
+            ));
+        }
+    }
+
+    /// Opens the TUF client (provisioning the shipped root on first run) with the device's
+    /// time floor (`floor`, from PID 1's status), and refreshes.
+    fn refresh(&self, repo: &Remote, floor: Option<u64>) -> Result<Client, AgentError> {
         let dir = self.metadata_dir();
         let tuf = |source| AgentError::Tuf {
             dir: dir.clone(),
@@ -475,6 +508,9 @@ impl Agent {
             }
             Err(e) => return Err(tuf(e)),
         };
+        if let Some(floor) = floor.and_then(|f| i64::try_from(f).ok()) {
+            client = client.with_time_floor(UnixTime::from_secs(floor));
+        }
         client.refresh().map_err(tuf)?;
         Ok(client)
     }

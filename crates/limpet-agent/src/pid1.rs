@@ -40,6 +40,7 @@ fn name(request: &Request) -> &'static str {
         Request::Write { .. } => "write",
         Request::Finish { .. } => "finish",
         Request::Reboot => "reboot",
+        Request::Verified { .. } => "verified",
     }
 }
 
@@ -142,6 +143,19 @@ impl Pid1 {
         match self.ask(&Request::Finish { root_hash })? {
             Response::Staged { version: v, boots } if v == version => Ok(boots),
             other => Err(Self::unexpected("finish", &other)),
+        }
+    }
+
+    /// `Verified`: the signed time and end of support this refresh verified, for PID 1's
+    /// time record (seconds since the epoch).
+    pub fn verified(&self, signed_time: u64, support_until: Option<u64>) -> Result<(), AgentError> {
+        let request = Request::Verified {
+            signed_time,
+            support_until,
+        };
+        match self.ask(&request)? {
+            Response::Ok => Ok(()),
+            other => Err(Self::unexpected("verified", &other)),
         }
     }
 

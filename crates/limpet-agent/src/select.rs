@@ -118,6 +118,8 @@ mod tests {
             highest_failed: failed.map(Into::into),
             trial: None,
             on_trial: false,
+            time_floor: None,
+            support_until: None,
         }
     }
 

@@ -408,3 +408,69 @@ fn a_damaged_stored_root_is_provisioned_again_from_the_image() {
     let root = limpet_tuf::client::verify_root(&std::fs::read(&stored).unwrap()).unwrap();
     assert_eq!(root.version, 2, "walked from the shipped root to version 2");
 }
+
+/// After each refresh the agent tells PID 1 the signed time and the model's end of support
+/// it verified, and PID 1's time record takes them; the device's floor (from the status)
+/// makes the agent's TUF client refuse a timestamp issued before it.
+#[test]
+fn the_agent_reports_the_verified_time_and_support_to_pid1() {
+    let v1 = release("1.0.0", b"");
+    let repo = TestRepo::new();
+    repo.publish(&v1);
+    let server = serve(&repo.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let url = format!("http://{}", server.local_addr());
+    let issued = || {
+        let text = std::fs::read(repo.path().join("metadata/timestamp.json")).unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        let t = doc["signed"]["x-limpet-issued"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        u64::try_from(limpet_tuf::UnixTime::parse(&t).unwrap().as_secs()).unwrap()
+    };
+
+    let device = Device::new(&v1, "1.0.0");
+    let state_dir = tempfile::tempdir().unwrap();
+    let mut agent = Agent::new(agent_config(&url, &repo, &device, state_dir.path()));
+    agent.poll_once().unwrap();
+    let time = device.time();
+    assert_eq!(time.floor().as_secs(), issued());
+    assert_eq!(time.newest_signed().map(|t| t.as_secs()), Some(issued()));
+
+    limpet_repo::extend_support(
+        &repo.path(),
+        &repo.keys(),
+        common::DEVICE,
+        "2101-12-31",
+        Vec::new(),
+    )
+    .unwrap();
+    agent.poll_once().unwrap();
+    // 2102-01-01T00:00:00Z.
+    assert_eq!(
+        device.time().parts().support_until.map(|t| t.as_secs()),
+        Some(4_165_516_800)
+    );
+    assert!(device.time().floor().as_secs() >= issued());
+
+    // A device running a slot built after every timestamp of the repository (a clock gone
+    // wrong on the publisher, or metadata withheld): the agent refuses them by name.
+    let later = Device::built_at(
+        &v1,
+        "1.0.0",
+        limpet_lifecycle::WallTime::from_secs(issued() + 3600),
+    );
+    let state_dir = tempfile::tempdir().unwrap();
+    let mut agent = Agent::new(agent_config(&url, &repo, &later, state_dir.path()));
+    let err = agent.poll_once().unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            AgentError::Tuf {
+                source: limpet_tuf::Error::IssuedBelowFloor { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+}

@@ -79,6 +79,9 @@ pub fn compile(manifest: &Manifest) -> Result<DevicePolicy, CompileError> {
         } else {
             None
         },
+        // The build's time is not the manifest's: `limpet build` adds it (limpet-build's
+        // `lifecycle_policy`).
+        lifecycle: None,
     })
 }
 

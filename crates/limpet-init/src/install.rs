@@ -38,6 +38,10 @@ mod off {
                 .to_owned())
         }
 
+        pub fn with_lifecycle(self, _keeper: limpet_lifecycle::Keeper<std::fs::File>) -> Self {
+            match self {}
+        }
+
         pub fn pollable(&self) -> &OwnedFd {
             match *self {}
         }

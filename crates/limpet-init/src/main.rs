@@ -26,6 +26,7 @@ mod dm;
 mod hardening;
 mod host_namespaces;
 mod install;
+mod lifecycle;
 mod logs;
 mod network;
 mod partitions;
@@ -200,7 +201,13 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
     };
     let trial_policy = policy.trial.unwrap_or_default();
     let mut system = system_status(root, &disk, &key, &booted, &trial_policy);
-    let install = install_server(root, &disk, &key, &booted, &policy, &trial_policy);
+    let time = lifecycle::open(root, &disk, &policy);
+    let install = install_server(root, &disk, &key, &booted, &policy, &trial_policy).map(
+        |server| match time {
+            Some(keeper) => server.with_lifecycle(keeper),
+            None => server,
+        },
+    );
     let gated = booted.trial.map(|trial| runtime::GatedTrial {
         gate: trial::HealthGate::new(
             Duration::from_millis(trial_policy.health_ms),

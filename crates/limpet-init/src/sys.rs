@@ -275,6 +275,22 @@ pub fn boottime_ms() -> u64 {
     u64::try_from(t.tv_sec).unwrap_or(0) * 1000 + u64::try_from(t.tv_nsec).unwrap_or(0) / 1_000_000
 }
 
+/// The system clock (CLOCK_REALTIME), whole seconds since the epoch; 0 before 1970.
+pub fn realtime_secs() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
+    u64::try_from(t.tv_sec).unwrap_or(0)
+}
+
+/// Sets the system clock (CLOCK_REALTIME) to `secs` seconds since the epoch.
+pub fn set_realtime_secs(secs: u64) -> io::Result<()> {
+    let tv_sec = i64::try_from(secs).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    rustix::time::clock_settime(
+        rustix::time::ClockId::Realtime,
+        rustix::time::Timespec { tv_sec, tv_nsec: 0 },
+    )
+    .map_err(io::Error::from)
+}
+
 /// Unmounts `target` (used at shutdown; a busy mount is detached instead).
 pub fn unmount(target: &Path) -> io::Result<()> {
     match rustix::mount::unmount(target, rustix::mount::UnmountFlags::empty()) {

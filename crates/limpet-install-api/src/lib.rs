@@ -12,6 +12,7 @@
 //! | [`Request::Write`] | writes up to [`MAX_DATA`] bytes into the inactive slot, inside the length given to `Begin` |
 //! | [`Request::Finish`] | verifies the whole written slot (signature with the device's key, every verity block, the attachment), checks its version and root hash against what the agent was told by the signed TUF target, then marks it as the trial in the A/B state |
 //! | [`Request::Reboot`] | reboots cleanly, only when a trial is staged |
+//! | [`Request::Verified`] | takes the signed time and support end the agent verified from the repository into the device's time record (refused below the floor, or shortening the support window) |
 //!
 //! One request per datagram, one answer per request. Encoding: a tag byte, then the fixed
 //! fields big-endian, strings as a u16 length and UTF-8; answers that carry a structure
@@ -69,6 +70,18 @@ pub enum Request {
     },
     /// Reboots into the staged trial.
     Reboot,
+    /// What the agent verified in the repository's metadata after a refresh: the
+    /// timestamp's signed time (`x-limpet-issued`, seconds since the epoch) and the
+    /// model's signed end of support (`x-limpet-support-until`, as the first second after
+    /// the last day), if targets carries one. PID 1 answers `Ok`, or `Error` when its time
+    /// rules refuse either.
+    Verified {
+        /// The signed time, seconds since 1970-01-01T00:00:00Z.
+        signed_time: u64,
+        /// The signed end of support, seconds since the epoch; `None` (0 on the wire): no
+        /// statement for this model.
+        support_until: Option<u64>,
+    },
 }
 
 /// What PID 1 answers.
@@ -114,6 +127,14 @@ pub struct DeviceStatus {
     // Wire name kept: as `trial`'s.
     #[serde(rename = "on_probation")]
     pub on_trial: bool,
+    /// The device's time floor (seconds since the epoch): the agent's TUF client refuses
+    /// metadata issued below it. Absent from a PID 1 that keeps no time record.
+    #[serde(default)]
+    pub time_floor: Option<u64>,
+    /// The end of support the device holds (seconds since the epoch); absent when it has
+    /// none, or keeps no time record.
+    #[serde(default)]
+    pub support_until: Option<u64>,
 }
 
 /// A datagram that is not a valid message.
@@ -156,6 +177,7 @@ mod tag {
     pub const WRITE: u8 = 4;
     pub const FINISH: u8 = 5;
     pub const REBOOT: u8 = 6;
+    pub const VERIFIED: u8 = 7;
 
     pub const OK: u8 = 0x81;
     pub const STATUS_REPLY: u8 = 0x82;
@@ -224,6 +246,14 @@ impl Request {
                 out.extend_from_slice(root_hash);
             }
             Request::Reboot => out.push(tag::REBOOT),
+            Request::Verified {
+                signed_time,
+                support_until,
+            } => {
+                out.push(tag::VERIFIED);
+                out.extend_from_slice(&signed_time.to_be_bytes());
+                out.extend_from_slice(&support_until.unwrap_or(0).to_be_bytes());
+            }
         }
         out
     }
@@ -280,6 +310,16 @@ impl Request {
                     .try_into()
                     .map_err(|_| length_error(t, b.len(), "33"))?;
                 Ok(Request::Finish { root_hash })
+            }
+            tag::VERIFIED => {
+                if rest.len() != 16 {
+                    return Err(length_error(t, b.len(), "17"));
+                }
+                let support = be64(rest.get(8..).unwrap_or_default());
+                Ok(Request::Verified {
+                    signed_time: be64(rest),
+                    support_until: (support != 0).then_some(support),
+                })
             }
             other => Err(DecodeError::Tag(other)),
         }
@@ -369,6 +409,14 @@ mod tests {
             },
             Request::Finish { root_hash: [9; 32] },
             Request::Reboot,
+            Request::Verified {
+                signed_time: 1_893_456_000,
+                support_until: Some(2_051_222_400),
+            },
+            Request::Verified {
+                signed_time: 1,
+                support_until: None,
+            },
         ];
         for r in requests {
             assert_eq!(Request::decode(&r.encode()), Ok(r.clone()), "{r:?}");
@@ -384,6 +432,8 @@ mod tests {
                 highest_failed: Some("1.1.0".into()),
                 trial: None,
                 on_trial: false,
+                time_floor: Some(1_893_456_000),
+                support_until: None,
             }),
             Response::Data(vec![1, 2, 3]),
             Response::Staged {
@@ -408,12 +458,19 @@ mod tests {
             highest_failed: None,
             trial: Some("2.0.0".into()),
             on_trial: true,
+            time_floor: None,
+            support_until: None,
         };
         let json = String::from_utf8(serde_json::to_vec(&status).unwrap()).unwrap();
         assert!(
             json.contains(r#""pending_try":"2.0.0","on_probation":true"#),
             "{json}"
         );
+        // A PID 1 without a time record (an older one) sends no time fields: they read as
+        // none.
+        let old = r#"{"running_version":"1.0.0","running_length":1,"inactive_capacity":2,"floor":"1.0.0","highest_failed":null,"pending_try":null,"on_probation":false}"#;
+        let read: DeviceStatus = serde_json::from_str(old).unwrap();
+        assert_eq!((read.time_floor, read.support_until), (None, None));
     }
 
     #[test]
@@ -423,6 +480,14 @@ mod tests {
         assert!(matches!(
             Request::decode(&[tag::FINISH, 1, 2]),
             Err(DecodeError::Length { .. })
+        ));
+        assert!(matches!(
+            Request::decode(&[tag::VERIFIED, 0, 0, 0, 0, 0, 0, 0, 1]),
+            Err(DecodeError::Length {
+                tag: tag::VERIFIED,
+                len: 9,
+                ..
+            })
         ));
         let mut too_much = vec![tag::WRITE];
         too_much.extend_from_slice(&[0; 8]);
@@ -440,6 +505,11 @@ mod tests {
             }
             .encode(),
             Request::ReadRunning { offset: 1, len: 2 }.encode(),
+            Request::Verified {
+                signed_time: 5,
+                support_until: Some(6),
+            }
+            .encode(),
             Response::Staged {
                 version: "1.0.0".into(),
                 boots: 1,

@@ -7,6 +7,12 @@
 //! - one connection at a time; one request, one answer;
 //! - `Finish` verifies the whole written slot in PID 1 (a few seconds for a large slot,
 //!   during which the poll loop waits; tasks' pipes buffer meanwhile).
+//! - With the device's time record ([`InstallServer::with_lifecycle`]), `Verified` takes the
+//!   signed time and support end the agent verified into it (limpet-lifecycle's rules refuse
+//!   a time below the floor and a shorter support window), and `Status` answers the floor and
+//!   the end of support. Every request counts the uptime since the last one (`CLOCK_BOOTTIME`)
+//!   and saves the record when due. Without it, `Verified` is refused and `Status` answers no
+//!   floor.
 
 use std::fs::File;
 use std::os::fd::OwnedFd;
@@ -15,6 +21,7 @@ use std::path::{Path, PathBuf};
 use crate::Session;
 use ed25519_dalek::VerifyingKey;
 use limpet_install_api::{DeviceStatus, Request, Response, MAX_DATA, MAX_MESSAGE};
+use limpet_lifecycle::{Keeper, Uptime, WallTime};
 use limpet_state::{StateStore, TrialPhase};
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType};
 
@@ -51,6 +58,7 @@ pub struct InstallServer {
     key: VerifyingKey,
     trial_boots: u8,
     session: Option<(Session, File)>,
+    lifecycle: Option<Keeper<File>>,
 }
 
 /// Where the server finds the device's parts.
@@ -119,7 +127,14 @@ impl InstallServer {
             key: devices.key,
             trial_boots: devices.trial_boots,
             session: None,
+            lifecycle: None,
         })
+    }
+
+    /// Serves the device's time record too (`Verified`, the time fields of `Status`).
+    pub fn with_lifecycle(mut self, keeper: Keeper<File>) -> Self {
+        self.lifecycle = Some(keeper);
+        self
     }
 
     /// The descriptor to poll: the connection when one is open, else the listener.
@@ -174,7 +189,15 @@ impl InstallServer {
     }
 
     fn handle(&mut self, request: Request, on_trial: bool) -> (Response, Option<Event>) {
+        if let Some(keeper) = &mut self.lifecycle {
+            // A failed save is retried at the next request; the request is served anyway.
+            let _ = keeper.tick(uptime());
+        }
         match request {
+            Request::Verified {
+                signed_time,
+                support_until,
+            } => (self.verified(signed_time, support_until), None),
             Request::Status => match self.status(on_trial) {
                 Ok(s) => (Response::Status(s), None),
                 Err(e) => (Response::Error(e), None),
@@ -279,6 +302,24 @@ impl InstallServer {
         }
     }
 
+    /// `Verified`: the signed time, then the support end, into the time record.
+    fn verified(&mut self, signed_time: u64, support_until: Option<u64>) -> Response {
+        let Some(keeper) = &mut self.lifecycle else {
+            return Response::Error("this PID 1 keeps no time record".to_owned());
+        };
+        let now = uptime();
+        let result = keeper
+            .verified(WallTime::from_secs(signed_time), now)
+            .and_then(|_| match support_until {
+                Some(end) => keeper.extend_support(WallTime::from_secs(end), now),
+                None => Ok(()),
+            });
+        match result {
+            Ok(()) => Response::Ok,
+            Err(e) => Response::Error(limpet_error_chain::one_line(&e)),
+        }
+    }
+
     fn store(&self) -> Result<StateStore<File>, String> {
         let file = File::options()
             .read(true)
@@ -298,6 +339,12 @@ impl InstallServer {
             running_length: self.running_length,
             inactive_capacity: capacity,
             floor: state.floor().to_string(),
+            time_floor: self.lifecycle.as_ref().map(|k| k.state().floor().as_secs()),
+            support_until: self
+                .lifecycle
+                .as_ref()
+                .and_then(Keeper::support_until)
+                .map(WallTime::as_secs),
             highest_failed: state.highest_failed().map(ToString::to_string),
             trial: state.trial().map(|t| t.version.to_string()),
             on_trial,
@@ -312,11 +359,18 @@ fn failed(version: Option<String>, error: String) -> (Response, Option<Event>) {
     )
 }
 
+/// Uptime since boot (`CLOCK_BOOTTIME`: counts suspend, cannot be set).
+fn uptime() -> Uptime {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    Uptime::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use ed25519_dalek::SigningKey;
     use limpet_image::squashfs::Entry;
+    use limpet_lifecycle::SlotLifecycle;
     use limpet_state::{Slot, State};
     use limpet_testkit::slot::{root_hash, signed_slot, Partitions};
     use std::os::fd::AsFd;
@@ -380,6 +434,25 @@ mod tests {
             rustix::net::connect(&rig.client, &SocketAddrUnix::new(&socket).unwrap()).unwrap();
             assert_eq!(rig.server.ready(false), None); // accept
             rig
+        }
+
+        /// The same rig, its server keeping the time record in the state partition.
+        fn with_lifecycle(mut self, slot: SlotLifecycle) -> Rig {
+            let file = File::options()
+                .read(true)
+                .write(true)
+                .open(&self.partitions.state)
+                .unwrap();
+            let (keeper, _) = Keeper::open(file, slot, Uptime::ZERO);
+            self.server = self.server.with_lifecycle(keeper);
+            self
+        }
+
+        fn status(&mut self) -> DeviceStatus {
+            match self.ask(&Request::Status).0 {
+                Response::Status(s) => s,
+                other => panic!("{other:?}"),
+            }
         }
 
         fn ask(&mut self, request: &Request) -> (Response, Option<Event>) {
@@ -581,5 +654,74 @@ mod tests {
         assert!(rig.state().trial().is_none());
         let slot_b = std::fs::read(&rig.partitions.slot_b).unwrap();
         assert!(slot_b.iter().all(|&b| b == 0));
+    }
+
+    /// `Verified` takes the agent's signed time and support end into the time record, by
+    /// the time rules: a time below the floor and a shorter support window are refused by
+    /// name; `Status` answers the floor and the end. The A/B state is not touched.
+    #[test]
+    fn verified_times_go_into_the_time_record() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let (v1, _) = release("1.0.0", &key);
+        let mut rig = Rig::new(&key, &v1);
+        let status = rig.status();
+        assert_eq!((status.time_floor, status.support_until), (None, None));
+        let (r, _) = rig.ask(&Request::Verified {
+            signed_time: 2_000_000_000,
+            support_until: None,
+        });
+        assert_eq!(r, Response::Error("this PID 1 keeps no time record".into()));
+
+        let built = 1_900_000_000;
+        let slot = SlotLifecycle {
+            built: WallTime::from_secs(built),
+            support_until: Some(WallTime::from_secs(1_950_000_000)),
+            freshness: None,
+        };
+        let mut rig = Rig::new(&key, &v1).with_lifecycle(slot);
+        let ab = rig.state();
+        let status = rig.status();
+        assert_eq!(
+            (status.time_floor, status.support_until),
+            (Some(built), Some(1_950_000_000))
+        );
+        let (r, _) = rig.ask(&Request::Verified {
+            signed_time: 1_910_000_000,
+            support_until: Some(1_990_000_000),
+        });
+        assert_eq!(r, Response::Ok);
+        let status = rig.status();
+        assert_eq!(
+            (status.time_floor, status.support_until),
+            (Some(1_910_000_000), Some(1_990_000_000))
+        );
+        // Below the floor.
+        let (r, _) = rig.ask(&Request::Verified {
+            signed_time: 1_905_000_000,
+            support_until: None,
+        });
+        let Response::Error(text) = r else {
+            panic!("{r:?}")
+        };
+        assert!(text.contains("is below the time floor"), "{text}");
+        // A shorter support window (the fresh time is still taken).
+        let (r, _) = rig.ask(&Request::Verified {
+            signed_time: 1_920_000_000,
+            support_until: Some(1_960_000_000),
+        });
+        let Response::Error(text) = r else {
+            panic!("{r:?}")
+        };
+        assert!(text.contains("is before the accepted end"), "{text}");
+        assert_eq!(rig.status().support_until, Some(1_990_000_000));
+        // Saved in the state partition beside the A/B record, which is as it was.
+        let saved =
+            limpet_lifecycle::LifecycleStore::new(File::open(&rig.partitions.state).unwrap())
+                .unwrap()
+                .load()
+                .unwrap()
+                .state;
+        assert_eq!(saved.floor(), WallTime::from_secs(1_920_000_000));
+        assert_eq!(rig.state(), ab);
     }
 }

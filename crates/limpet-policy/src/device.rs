@@ -66,6 +66,30 @@ pub struct DevicePolicy {
     /// network at all).
     #[serde(default)]
     pub network: Option<NetPolicy>,
+    /// When the slot was built and how long it is supported: what the device decides its
+    /// time floor and its end of life from (`limpet-lifecycle`). `limpet build` always
+    /// writes it; absent only in a policy compiled without a build (tests), and PID 1 then
+    /// has no floor from the slot.
+    #[serde(default)]
+    pub lifecycle: Option<LifecyclePolicy>,
+}
+
+/// The slot's time and support window (manifest `[lifecycle]`, and the build's
+/// `SOURCE_DATE_EPOCH`). Signed with the slot, like every field of the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LifecyclePolicy {
+    /// The build time (`SOURCE_DATE_EPOCH`), seconds since 1970-01-01T00:00:00Z: the
+    /// device's time floor never goes below it.
+    pub built: u64,
+    /// The end of support: the first second after the manifest's `support_until` day
+    /// (00:00 UTC of the next day), seconds since the epoch; absent when the manifest has no
+    /// `[lifecycle]`. Signed extensions in the repository may move it later, never earlier.
+    #[serde(default)]
+    pub support_until: Option<u64>,
+    /// Manifest `freshness`, in seconds of uptime without fresh signed metadata.
+    #[serde(default)]
+    pub freshness_secs: Option<u64>,
 }
 
 /// When a trial slot is committed or rolled back (manifest `[update]`).
@@ -196,13 +220,28 @@ mod tests {
             trial: None,
             update_agent: None,
             network: None,
+            lifecycle: None,
         };
         let json = policy.to_json().unwrap();
         assert_eq!(
             String::from_utf8(json.clone()).unwrap(),
             "{\n  \"format\": 1,\n  \"arch\": \"aarch64\",\n  \"tasks\": [],\n  \
-             \"trial\": null,\n  \"update_agent\": null,\n  \"network\": null\n}\n"
+             \"trial\": null,\n  \"update_agent\": null,\n  \"network\": null,\n  \
+             \"lifecycle\": null\n}\n"
         );
         assert_eq!(DevicePolicy::from_json(&json).unwrap(), policy);
+        let with_lifecycle = DevicePolicy {
+            lifecycle: Some(LifecyclePolicy {
+                built: 1_700_000_000,
+                support_until: Some(1_956_614_400),
+                freshness_secs: None,
+            }),
+            ..policy
+        };
+        let json = with_lifecycle.to_json().unwrap();
+        assert!(String::from_utf8(json.clone()).unwrap().contains(
+            "\"lifecycle\": {\n    \"built\": 1700000000,\n    \"support_until\": 1956614400,\n    \"freshness_secs\": null\n  }"
+        ));
+        assert_eq!(DevicePolicy::from_json(&json).unwrap(), with_lifecycle);
     }
 }

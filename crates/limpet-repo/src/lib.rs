@@ -2,6 +2,8 @@
 //!
 //! - [`target`]: target names (`D/V/slot.img`, `D/V/slot.cidx`) and the signed
 //!   `custom.limpet` object, shared by the publisher and the device's update agent.
+//! - [`support`]: the signed extension of a device model's support window in
+//!   `targets.json`, shared likewise.
 //! - [`publish`](mod@publish) (feature `publish`, vendor side): [`init_repo`], [`publish()`]
 //!   a built slot (chunk store + two TUF targets), [`refresh`] the timestamp and snapshot.
 //! - [`serve`] (feature `publish`, vendor side): the repository over plain HTTP for
@@ -16,11 +18,14 @@
 pub mod publish;
 #[cfg(feature = "publish")]
 pub mod serve;
+pub mod support;
 pub mod target;
 
 #[cfg(feature = "publish")]
 pub use publish::{
-    init_repo, init_repo_with, lock, publish, publish_with, refresh, refresh_with, slot_image_path,
-    trusted_root_path, DeltaOutcome, InitOutcome, PublishError, Published, RepoLock, LOCK_FILE,
+    extend_support, init_repo, init_repo_with, lock, publish, publish_with, refresh, refresh_with,
+    slot_image_path, trusted_root_path, DeltaOutcome, InitOutcome, PublishError, Published,
+    RepoLock, LOCK_FILE,
 };
+pub use support::{support_end, SupportError, SupportStatement, SUPPORT_FIELD};
 pub use target::{CustomError, DeltaTarget, SlotTarget};

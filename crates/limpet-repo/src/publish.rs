@@ -27,7 +27,9 @@
 //! - Root keys are never needed: only targets, snapshot and timestamp keys sign here. Keys
 //!   are PEM files in the keys directory (Ed25519, ECDSA P-256 or RSA) or signer commands
 //!   for keys kept in an HSM or KMS (`*_with` functions; limpet-tuf's `keys::external`).
-//! - One writer at a time per repository: `publish` and `refresh` hold an exclusive lock
+//! - A support extension ([`extend_support`]) never moves a model's end of support earlier
+//!   than the one listed.
+//! - One writer at a time per repository: `publish`, `refresh` and `extend_support` hold an exclusive lock
 //!   on `REPO/.lock` ([`lock`]) and fail at once, naming it, when another holds it. (An
 //!   advisory `flock`: a writer that ignores it, or a repository on a file system without
 //!   locks, is not stopped.)
@@ -41,6 +43,9 @@ use limpet_tuf::keys::{ExternalSigner, Scheme};
 use limpet_tuf::metadata::Role;
 use limpet_tuf::{InitOptions, RepoError, Repository, SystemClock};
 
+use serde_json::{Map, Value};
+
+use crate::support::{support_end, SupportError, SupportStatement, SUPPORT_FIELD};
 use crate::target::{self, DeltaTarget, SlotTarget, CHUNKS_DIR, MAX_DELTA};
 
 /// Why publishing, initialising or refreshing failed.
@@ -127,6 +132,34 @@ pub enum PublishError {
         /// The cause.
         #[source]
         source: RepoError,
+    },
+    /// A support extension's last day is not a real date `YYYY-MM-DD`.
+    #[error("support extension for {device:?}: {last_day:?} is not a date YYYY-MM-DD")]
+    SupportDate {
+        /// The device model.
+        device: String,
+        /// The text given.
+        last_day: String,
+    },
+    /// A support extension would end support before the end the repository already lists
+    /// (devices that saw that one would refuse it anyway).
+    #[error("support extension for {device:?}: {offered} is before {listed}, already published")]
+    SupportShortening {
+        /// The device model.
+        device: String,
+        /// The last day listed now.
+        listed: String,
+        /// The last day given.
+        offered: String,
+    },
+    /// The repository's support statements cannot be read.
+    #[error("{repo}: the support statements in targets.json")]
+    Support {
+        /// The repository directory.
+        repo: PathBuf,
+        /// The cause.
+        #[source]
+        source: crate::support::SupportError,
     },
 }
 
@@ -296,6 +329,53 @@ pub fn refresh_with(
     open(repo_dir, keys_dir, signers)?
         .refresh()
         .map_err(repo_err(repo_dir))
+}
+
+/// Extends the support window of device model `device` to `last_day` (`YYYY-MM-DD`, the
+/// last day of support, as the manifest's `support_until`): a signed statement in
+/// `targets.json` ([`crate::support`]), re-signed with the targets keys, then snapshot and
+/// timestamp. Refuses a date before the one already listed for the model.
+pub fn extend_support(
+    repo_dir: &Path,
+    keys_dir: &Path,
+    device: &str,
+    last_day: &str,
+    signers: Vec<ExternalSigner>,
+) -> Result<SupportStatement, PublishError> {
+    let until = support_end(last_day).ok_or_else(|| PublishError::SupportDate {
+        device: device.to_owned(),
+        last_day: last_day.to_owned(),
+    })?;
+    let _lock = lock(repo_dir)?;
+    let repo = open(repo_dir, keys_dir, signers)?;
+    let targets = repo.targets().map_err(repo_err(repo_dir))?;
+    let support_err = |source| PublishError::Support {
+        repo: repo_dir.to_owned(),
+        source,
+    };
+    if let Some(listed) =
+        SupportStatement::from_targets(&targets.extra, device).map_err(support_err)?
+    {
+        if until < listed.until {
+            return Err(PublishError::SupportShortening {
+                device: device.to_owned(),
+                listed: listed.last_day,
+                offered: last_day.to_owned(),
+            });
+        }
+    }
+    let mut entries = match targets.extra.get(SUPPORT_FIELD) {
+        Some(Value::Object(map)) => map.clone(),
+        Some(_) => return Err(support_err(SupportError::NotAnObject)),
+        None => Map::new(),
+    };
+    entries.insert(device.to_owned(), Value::String(last_day.to_owned()));
+    repo.set_targets_field(SUPPORT_FIELD, Value::Object(entries))
+        .map_err(repo_err(repo_dir))?;
+    Ok(SupportStatement {
+        last_day: last_day.to_owned(),
+        until,
+    })
 }
 
 /// The repository, signing with the keys of `keys_dir` and `signers`.

@@ -8,9 +8,11 @@
 //! ```text
 //! partition offset   content
 //! 0                  copy 0: one record (4096 bytes, format in `crate::record`)
-//! 4096               unused: never read or written
+//! 4096               not read or written here (limpet-lifecycle's time record copy 0
+//!                    is at 256 KiB)
 //! 524288 (512 KiB)   copy 1: one record
-//! 528384             unused, to the end of the partition (1 MiB from `limpet build`)
+//! 528384             not read or written here (time record copy 1 at 768 KiB), to the
+//!                    end of the partition (1 MiB from `limpet build`)
 //! ```
 //!
 //! The copies are 512 KiB apart, not adjacent, so that they never share a flash erase
@@ -52,6 +54,7 @@ use core::fmt;
 
 use thiserror::Error;
 
+use crate::frame::FrameError;
 use crate::machine::State;
 use crate::record::{self, Record, RecordError, RECORD_SIZE};
 use crate::version::Version;
@@ -365,7 +368,10 @@ fn none_valid<E>(first: Bad<E>, second: Bad<E>) -> StoreError<E> {
     match (first, second) {
         (Bad::Unreadable(source), _) => read_error(CopyId::First, source),
         (_, Bad::Unreadable(source)) => read_error(CopyId::Second, source),
-        (Bad::Invalid(RecordError::Blank), Bad::Invalid(RecordError::Blank)) => StoreError::Blank,
+        (
+            Bad::Invalid(RecordError::Frame(FrameError::Blank)),
+            Bad::Invalid(RecordError::Frame(FrameError::Blank)),
+        ) => StoreError::Blank,
         (Bad::Invalid(first), Bad::Invalid(second)) => StoreError::NoValidCopy { first, second },
     }
 }

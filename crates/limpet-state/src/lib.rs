@@ -3,7 +3,8 @@
 //! - [`machine`]: the pure state machine, a [`State`] value with named transitions
 //!   (`factory`, `mark_trial`, `begin_boot`, `commit`, `roll_back`, `cancel_trial`); its rules
 //!   are in that module's doc.
-//! - [`record`]: the 4096-byte on-disk record, documented byte by byte.
+//! - [`record`]: the 4096-byte on-disk record, documented byte by byte, in the [`frame`]
+//!   every record of the state partition shares (limpet-lifecycle's time record too).
 //! - [`copies`]: the two alternately written copies on the `state` partition, 512 KiB
 //!   apart, and the reading and writing rules that make every power cut leave a readable
 //!   state, over any medium (the [`copies::Copies`] trait).
@@ -34,6 +35,7 @@ extern crate alloc;
 pub mod copies;
 #[cfg(feature = "std")]
 pub mod device;
+pub mod frame;
 pub mod machine;
 pub mod record;
 #[cfg(feature = "std")]

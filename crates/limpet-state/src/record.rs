@@ -43,7 +43,7 @@
 //! "absent" fields are all zero, version texts are valid; and the state keeps the rules of
 //! [`crate::machine`] (committed version not below the floor, a trial not on the committed slot
 //! and above the floor). A copy that is all `0x00` (never written) or all `0xFF` (erased
-//! flash) is [`RecordError::Blank`].
+//! flash) is blank ([`FrameError::Blank`]).
 //!
 //! The sequence is stored at both ends so that a write torn anywhere between them (new
 //! head, old tail: the new and old sequences of one copy always differ by 2) is rejected
@@ -58,13 +58,13 @@ use alloc::string::ToString;
 
 use thiserror::Error;
 
+use crate::frame::{self, put, Frame, FrameError};
 use crate::machine::{
     Failure, FailureReason, InvariantError, Parts, Slot, State, Trial, TrialPhase,
 };
 use crate::version::{Version, VersionError, MAX_VERSION_LEN};
 
-/// Size of one record, in bytes.
-pub const RECORD_SIZE: usize = 4096;
+pub use crate::frame::{is_blank, RECORD_SIZE};
 
 /// The record's magic.
 pub const MAGIC: [u8; 8] = *b"LIMPETST";
@@ -72,12 +72,14 @@ pub const MAGIC: [u8; 8] = *b"LIMPETST";
 /// The format version this code reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// The A/B record in the state partition's common frame ([`crate::frame`]).
+const FRAME: Frame = Frame {
+    magic: MAGIC,
+    format_version: FORMAT_VERSION,
+};
+
 /// Byte offsets of the fields (offset, length).
 mod field {
-    pub const MAGIC: (usize, usize) = (0, 8);
-    pub const FORMAT_VERSION: (usize, usize) = (8, 4);
-    pub const RECORD_SIZE: (usize, usize) = (12, 4);
-    pub const SEQUENCE: (usize, usize) = (16, 8);
     pub const BOOT_COUNT: (usize, usize) = (24, 8);
     pub const COMMITTED_SLOT: usize = 32;
     pub const TRIAL_PHASE: usize = 33;
@@ -92,8 +94,6 @@ mod field {
     pub const TRIAL_VERSION: (usize, usize) = (176, 64);
     pub const FAILURE_VERSION: (usize, usize) = (240, 64);
     pub const FAILED_VERSION: (usize, usize) = (304, 64);
-    pub const SEQUENCE_TRAILER: (usize, usize) = (4084, 8);
-    pub const CRC: (usize, usize) = (4092, 4);
 }
 
 // The version fields hold exactly the longest version text.
@@ -111,40 +111,10 @@ pub struct Record {
 /// Why a copy of the record is not valid.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum RecordError {
-    /// All `0x00` (never written) or all `0xFF` (erased flash).
-    #[error("copy is blank")]
-    Blank,
-    /// The magic is not `LIMPETST`.
-    #[error("bad magic")]
-    Magic,
-    /// A format this code does not know.
-    #[error("unsupported format version {found}")]
-    FormatVersion {
-        /// The version found.
-        found: u32,
-    },
-    /// The record size field is not [`RECORD_SIZE`].
-    #[error("record size field is {found}, expected {RECORD_SIZE}")]
-    RecordSize {
-        /// The size found.
-        found: u32,
-    },
-    /// The CRC does not match the contents (a torn write or corruption).
-    #[error("checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
-    Checksum {
-        /// CRC in the record.
-        stored: u32,
-        /// CRC of the record's bytes.
-        computed: u32,
-    },
-    /// The sequence at the start and at the end differ (a torn write).
-    #[error("sequence {head} at the start differs from {tail} at the end")]
-    TornSequence {
-        /// Sequence at offset 16.
-        head: u64,
-        /// Sequence at offset 4084.
-        tail: u64,
-    },
+    /// Blank, another kind of record, or torn or damaged: the checks of the frame every
+    /// record of the partition shares ([`crate::frame`]).
+    #[error(transparent)]
+    Frame(#[from] FrameError),
     /// A field holds a value this format does not allow.
     #[error("field {field} at offset {offset} is invalid: {reason}")]
     Field {
@@ -174,25 +144,10 @@ pub enum RecordError {
     },
 }
 
-/// True when the bytes are all `0x00` or all `0xFF`.
-pub fn is_blank(bytes: &[u8]) -> bool {
-    bytes.iter().all(|&b| b == 0) || bytes.iter().all(|&b| b == 0xFF)
-}
-
-/// The CRC of a record: over everything before the CRC field.
-fn crc_of(buf: &[u8; RECORD_SIZE]) -> u32 {
-    crc32fast::hash(&buf[..field::CRC.0])
-}
-
 /// Encodes `state` with sequence number `sequence`.
 pub fn encode(state: &State, sequence: u64) -> [u8; RECORD_SIZE] {
     let p = state.clone().into_parts();
     let mut b = [0u8; RECORD_SIZE];
-    put(&mut b, field::MAGIC, &MAGIC);
-    put(&mut b, field::FORMAT_VERSION, &FORMAT_VERSION.to_le_bytes());
-    // RECORD_SIZE is 4096: it fits a u32.
-    put(&mut b, field::RECORD_SIZE, &4096u32.to_le_bytes());
-    put(&mut b, field::SEQUENCE, &sequence.to_le_bytes());
     put(&mut b, field::BOOT_COUNT, &p.boot_count.to_le_bytes());
     b[field::COMMITTED_SLOT] = slot_code(p.committed);
     put_version(&mut b, field::COMMITTED_VERSION, &p.committed_version);
@@ -219,38 +174,13 @@ pub fn encode(state: &State, sequence: u64) -> [u8; RECORD_SIZE] {
     if let Some(v) = &p.highest_failed {
         put_version(&mut b, field::FAILED_VERSION, v);
     }
-    put(&mut b, field::SEQUENCE_TRAILER, &sequence.to_le_bytes());
-    let crc = crc_of(&b);
-    put(&mut b, field::CRC, &crc.to_le_bytes());
+    FRAME.seal(&mut b, sequence);
     b
 }
 
 /// Decodes and checks one copy (see the module doc for what is checked).
 pub fn decode(b: &[u8; RECORD_SIZE]) -> Result<Record, RecordError> {
-    if is_blank(b) {
-        return Err(RecordError::Blank);
-    }
-    if get(b, field::MAGIC) != MAGIC {
-        return Err(RecordError::Magic);
-    }
-    let format = get_u32(b, field::FORMAT_VERSION);
-    if format != FORMAT_VERSION {
-        return Err(RecordError::FormatVersion { found: format });
-    }
-    let size = get_u32(b, field::RECORD_SIZE);
-    if usize::try_from(size) != Ok(RECORD_SIZE) {
-        return Err(RecordError::RecordSize { found: size });
-    }
-    let stored = get_u32(b, field::CRC);
-    let computed = crc_of(b);
-    if stored != computed {
-        return Err(RecordError::Checksum { stored, computed });
-    }
-    let head = get_u64(b, field::SEQUENCE);
-    let tail = get_u64(b, field::SEQUENCE_TRAILER);
-    if head != tail {
-        return Err(RecordError::TornSequence { head, tail });
-    }
+    let head = FRAME.open(b)?;
     if get(b, field::ZERO).iter().any(|&x| x != 0) {
         return Err(bad("zero", field::ZERO.0, "not zero"));
     }
@@ -372,22 +302,8 @@ fn get(b: &[u8; RECORD_SIZE], (offset, len): (usize, usize)) -> &[u8] {
     &b[offset..offset + len]
 }
 
-fn get_u32(b: &[u8; RECORD_SIZE], f: (usize, usize)) -> u32 {
-    let mut x = [0u8; 4];
-    x.copy_from_slice(get(b, (f.0, 4)));
-    u32::from_le_bytes(x)
-}
-
 fn get_u64(b: &[u8; RECORD_SIZE], f: (usize, usize)) -> u64 {
-    let mut x = [0u8; 8];
-    x.copy_from_slice(get(b, (f.0, 8)));
-    u64::from_le_bytes(x)
-}
-
-fn put(b: &mut [u8; RECORD_SIZE], (offset, len): (usize, usize), bytes: &[u8]) {
-    // Fields are written from values that fit them; `min` keeps this panic-free anyway.
-    let n = bytes.len().min(len);
-    b[offset..offset + n].copy_from_slice(&bytes[..n]);
+    frame::get_u64(b, f.0)
 }
 
 fn put_version(b: &mut [u8; RECORD_SIZE], f: (usize, usize), v: &Version) {
@@ -474,20 +390,26 @@ mod tests {
         let state = full_state();
         let mut b = encode(&state, 7);
         b[1000] = 0xAB;
-        let crc = crc_of(&b);
+        let crc = crc32fast::hash(&b[..4092]);
         b[4092..].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(decode(&b).unwrap().state, state);
     }
 
     #[test]
     fn blank_copies() {
-        assert_eq!(decode(&[0u8; RECORD_SIZE]), Err(RecordError::Blank));
-        assert_eq!(decode(&[0xFFu8; RECORD_SIZE]), Err(RecordError::Blank));
+        assert_eq!(
+            decode(&[0u8; RECORD_SIZE]),
+            Err(RecordError::Frame(FrameError::Blank))
+        );
+        assert_eq!(
+            decode(&[0xFFu8; RECORD_SIZE]),
+            Err(RecordError::Frame(FrameError::Blank))
+        );
     }
 
     /// Re-seals a hand-edited record, so the field checks (not the CRC) are what fails.
     fn reseal(b: &mut [u8; RECORD_SIZE]) {
-        let crc = crc_of(b);
+        let crc = crc32fast::hash(&b[..4092]);
         b[4092..].copy_from_slice(&crc.to_le_bytes());
     }
 
@@ -497,22 +419,31 @@ mod tests {
 
         let mut b = good;
         b[0] = b'X';
-        assert_eq!(decode(&b), Err(RecordError::Magic));
+        assert_eq!(decode(&b), Err(RecordError::Frame(FrameError::Magic)));
 
         let mut b = good;
         b[8] = 2;
-        assert_eq!(decode(&b), Err(RecordError::FormatVersion { found: 2 }));
+        assert_eq!(
+            decode(&b),
+            Err(RecordError::Frame(FrameError::FormatVersion { found: 2 }))
+        );
 
         let mut b = good;
         b[200] ^= 1;
-        assert!(matches!(decode(&b), Err(RecordError::Checksum { .. })));
+        assert!(matches!(
+            decode(&b),
+            Err(RecordError::Frame(FrameError::Checksum { .. }))
+        ));
 
         let mut b = good;
         b[4084] = 8;
         reseal(&mut b);
         assert_eq!(
             decode(&b),
-            Err(RecordError::TornSequence { head: 9, tail: 8 })
+            Err(RecordError::Frame(FrameError::TornSequence {
+                head: 9,
+                tail: 8
+            }))
         );
 
         let mut b = good;

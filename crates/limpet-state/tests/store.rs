@@ -7,6 +7,7 @@
 mod common;
 
 use common::{blank_disk, blank_store, two_states, v};
+use limpet_state::frame::FrameError;
 use limpet_state::record::{self, RecordError, RECORD_SIZE};
 use limpet_state::store::{CopyStatus, COPY_OFFSETS, MIN_PARTITION_LEN};
 use limpet_state::{CopyId, Region, State, StateError, StateStore};
@@ -130,8 +131,11 @@ fn both_copies_corrupt() {
     let mut s = StateStore::new(disk).unwrap();
     match s.load() {
         Err(StateError::NoValidCopy { first, second }) => {
-            assert!(matches!(first, RecordError::Checksum { .. }), "{first}");
-            assert_eq!(second, RecordError::Magic);
+            assert!(
+                matches!(first, RecordError::Frame(FrameError::Checksum { .. })),
+                "{first}"
+            );
+            assert_eq!(second, RecordError::Frame(FrameError::Magic));
         }
         other => panic!("expected NoValidCopy, got {other:?}"),
     }
@@ -161,7 +165,7 @@ fn blank_partition() {
     assert_eq!((loaded.copy, loaded.sequence), (CopyId::First, 1));
     assert!(matches!(
         loaded.other,
-        CopyStatus::Invalid(RecordError::Blank)
+        CopyStatus::Invalid(RecordError::Frame(FrameError::Blank))
     ));
 }
 

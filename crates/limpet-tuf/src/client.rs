@@ -15,6 +15,12 @@
 //!   trusted root's expiry so a stolen timestamp key alone cannot push it past what the offline
 //!   root keys signed. It is persisted in [`TIME_FLOOR_FILE`] and never goes backwards, so a
 //!   device whose clock resets to 1970 still rejects metadata that expired before the floor.
+//!   The caller may raise the floor further with a floor of its own ([`Client::with_time_floor`]:
+//!   the device's, which also counts the build time of its signed slot).
+//! - A new timestamp whose signed issue time is below the floor is refused
+//!   ([`Error::IssuedBelowFloor`]): it was signed before something already trusted. A
+//!   timestamp without the field is not checked (plain TUF repositories have none); it then
+//!   raises nothing and gives no [`Client::signed_time`].
 //! - Downloads are capped at [`Limits`] or at the length the parent role lists, whichever is
 //!   smaller, and hash-checked when the parent lists hashes (see [`crate::transport`]).
 
@@ -235,6 +241,26 @@ impl Client {
         self.floor
     }
 
+    /// Raises the trusted time floor to `floor` for this client's session (never lowers it).
+    /// The device passes its own floor (`limpet-lifecycle`'s), which may be above the one
+    /// this client persisted, e.g. the build time of a newly installed slot. Not written to
+    /// [`TIME_FLOOR_FILE`]: the caller keeps its own floor.
+    pub fn with_time_floor(mut self, floor: UnixTime) -> Self {
+        if self.floor.is_none_or(|f| f < floor) {
+            self.floor = Some(floor);
+        }
+        self
+    }
+
+    /// The signed time of the trusted timestamp after a refresh: its issue time
+    /// ([`ISSUED_FIELD`](crate::metadata::ISSUED_FIELD)) capped at the trusted root's expiry, as
+    /// the floor takes it. `None` before a refresh or when the timestamp carries no issue
+    /// time. It is not newer on every refresh: an unchanged timestamp gives the same value.
+    pub fn signed_time(&self) -> Option<UnixTime> {
+        let issued = self.timestamp.as_ref()?.issued()?;
+        Some(issued.min(self.root.expires))
+    }
+
     /// Trusted time: the clock, but never below the floor.
     pub fn effective_time(&self) -> UnixTime {
         let now = self.clock.now();
@@ -445,6 +471,8 @@ impl Client {
         }
         // 5.4.4: check for a freeze attack.
         check_expiry("timestamp", new.signed.expires, now)?;
+        // Off-spec addition: a signed issue time below the floor is stale or back-dated.
+        Self::check_issued(new.signed.issued(), self.floor)?;
         // Off-spec addition: raise the trusted time floor to the signed issue time.
         self.raise_time_floor(new.signed.issued())?;
         // 5.4.5: persist timestamp.json.
@@ -809,6 +837,16 @@ impl Client {
                 }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(format!("{}: read", path.display()), e)),
+        }
+    }
+
+    /// Refuses an issue time below the floor.
+    fn check_issued(issued: Option<UnixTime>, floor: Option<UnixTime>) -> Result<(), Error> {
+        match (issued, floor) {
+            (Some(issued), Some(floor)) if issued < floor => {
+                Err(Error::IssuedBelowFloor { issued, floor })
+            }
+            _ => Ok(()),
         }
     }
 

@@ -232,6 +232,16 @@ pub enum Error {
     /// Targets were asked for before a successful refresh in this session.
     #[error("targets metadata has not been refreshed in this session")]
     NotRefreshed,
+    /// A new timestamp's signed issue time is below the device's trusted time floor: it was
+    /// signed before metadata (or a build) the device already trusts, so it is stale or
+    /// back-dated (an attacker holding old metadata, or a timestamp key signing the past).
+    #[error("timestamp issued at {issued} is below the trusted time floor {floor}")]
+    IssuedBelowFloor {
+        /// The timestamp's signed issue time.
+        issued: UnixTime,
+        /// The floor it fell below.
+        floor: UnixTime,
+    },
     /// The persisted trusted-time floor cannot be read.
     #[error("{path}: trusted time floor is corrupt")]
     TimeFloorCorrupt {

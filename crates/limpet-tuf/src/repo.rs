@@ -226,6 +226,12 @@ pub enum RepoError {
     /// A delegated role could not be made or used.
     #[error(transparent)]
     Delegation(#[from] DelegationError),
+    /// A field added to targets metadata would replace one of TUF's own.
+    #[error("targets field {key:?} is TUF's own, not an addition")]
+    ReservedField {
+        /// The field name.
+        key: String,
+    },
 }
 
 /// Refuses a target name that could escape the targets directory.
@@ -440,6 +446,36 @@ impl Repository {
                 name: name.to_owned(),
             });
         }
+        self.bump(
+            &mut targets.version,
+            &mut targets.expires,
+            self.expiry.targets,
+        );
+        self.publish_targets(&root, &ring, &targets)
+    }
+
+    /// Sets field `key` of the top-level targets metadata's `signed` object to `value`
+    /// (an addition TUF keeps: python-tuf reads it as an unrecognised field), then re-signs
+    /// targets, snapshot and timestamp. A TUF field name (`_type`, `version`, `targets`, ...)
+    /// is refused. Needs no root key.
+    pub fn set_targets_field(&self, key: &str, value: Value) -> Result<(), RepoError> {
+        const TUF_FIELDS: [&str; 6] = [
+            "_type",
+            "spec_version",
+            "version",
+            "expires",
+            "targets",
+            "delegations",
+        ];
+        if TUF_FIELDS.contains(&key) {
+            return Err(RepoError::ReservedField {
+                key: key.to_owned(),
+            });
+        }
+        let root = self.read_role::<Root>()?;
+        let ring = self.ring()?;
+        let mut targets = self.read_role::<Targets>()?;
+        targets.extra.insert(key.to_owned(), value);
         self.bump(
             &mut targets.version,
             &mut targets.expires,

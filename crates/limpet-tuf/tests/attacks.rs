@@ -473,6 +473,90 @@ fn trusted_time_floor_survives_a_clock_reset() {
     fx.client(UnixTime::EPOCH).refresh().unwrap();
 }
 
+/// `issued-below-floor`: a timestamp key holder (or a stale copy with a higher version)
+/// back-dates a new timestamp below the floor the device reached; it is refused by name and
+/// leaves the floor and the trusted timestamp as they were.
+#[test]
+fn timestamp_issued_below_the_floor_is_refused() {
+    let fx = fixture();
+    let later = t0_plus(30);
+    fx.repo_at(later, MetaDetail::VersionOnly)
+        .refresh()
+        .unwrap();
+    let mut client = fx.client(later);
+    client.refresh().unwrap();
+    assert_eq!(client.signed_time(), Some(later));
+    let trusted = std::fs::read(fx.client_dir().join("timestamp.json")).unwrap();
+    // Version up, expiry far ahead (no freeze), issue time 29 days before the floor.
+    fx.resign("timestamp.json", Role::Timestamp, |signed| {
+        signed["version"] = json!(signed["version"].as_u64().unwrap() + 1);
+        signed["expires"] = json!(t0_plus(300).to_string());
+        signed["x-limpet-issued"] = json!(t0_plus(1).to_string());
+    });
+    let mut client = fx.client(later);
+    let err = client.refresh().unwrap_err();
+    assert!(
+        matches!(&err, Error::IssuedBelowFloor { issued, floor } if *issued == t0_plus(1) && *floor == later),
+        "{err}"
+    );
+    assert_eq!(client.time_floor(), Some(later));
+    assert_eq!(
+        std::fs::read(fx.client_dir().join("timestamp.json")).unwrap(),
+        trusted
+    );
+}
+
+/// The device's own floor (e.g. the build time of the slot it runs) counts too: a
+/// repository whose timestamp was issued before that is refused, though this client never
+/// saw a newer timestamp.
+#[test]
+fn the_devices_floor_refuses_older_issue_times() {
+    let fx = fixture();
+    let built = t0_plus(10);
+    // The repository serves a timestamp issued at T0, re-signed to expire late, so that
+    // only its issue time is wrong.
+    fx.resign("timestamp.json", Role::Timestamp, |signed| {
+        signed["expires"] = json!(t0_plus(300).to_string());
+    });
+    let mut client = fx.client(T0).with_time_floor(built);
+    assert_eq!(client.effective_time(), built);
+    let err = client.refresh().unwrap_err();
+    assert!(
+        matches!(&err, Error::IssuedBelowFloor { issued, floor } if *issued == T0 && *floor == built),
+        "{err}"
+    );
+    // A lower device floor changes nothing: the same refresh passes without it.
+    let mut client = fx.client(T0).with_time_floor(UnixTime::EPOCH);
+    client.refresh().unwrap();
+    assert_eq!(client.signed_time(), Some(T0));
+}
+
+/// The verified signed time is the timestamp's issue time, capped at the root's expiry as the
+/// floor is; a timestamp without the field gives none and is not checked against the floor.
+#[test]
+fn signed_time_is_capped_and_optional() {
+    let fx = fixture();
+    let root_expires = fx.repo.root().unwrap().expires;
+    let beyond = root_expires.saturating_add(std::time::Duration::from_secs(86_400));
+    fx.resign("timestamp.json", Role::Timestamp, |signed| {
+        signed["x-limpet-issued"] = json!(beyond.to_string());
+    });
+    let mut client = fx.client(T0);
+    assert_eq!(client.signed_time(), None);
+    client.refresh().unwrap();
+    assert_eq!(client.signed_time(), Some(root_expires));
+    assert_eq!(client.time_floor(), Some(root_expires));
+
+    let fx = fixture();
+    fx.resign("timestamp.json", Role::Timestamp, |signed| {
+        signed.as_object_mut().unwrap().remove("x-limpet-issued");
+    });
+    let mut client = fx.client(T0).with_time_floor(t0_plus(-1));
+    client.refresh().unwrap();
+    assert_eq!(client.signed_time(), None);
+    assert_eq!(client.time_floor(), Some(t0_plus(-1)));
+}
+
 #[test]
 fn corrupt_time_floor_is_an_error() {
     let fx = fixture();

@@ -2,7 +2,7 @@
 //! python-tuf and limpet-tuf read each other's repositories, with every key type and with
 //! delegations: python-tuf (`tuf.ngclient.Updater`) refreshes and downloads from a
 //! repository this crate wrote (Ed25519, ECDSA and RSA keys, root rotations that change the
-//! key type, delegated roles as `limpet repo delegate` and `limpet repo add-target` make
+//! key type, Limpet's additions to timestamp and targets, delegated roles as `limpet repo delegate` and `limpet repo add-target` make
 //! them), served by limpet-repo's development server; and this crate's client verifies
 //! metadata python-tuf and securesystemslib signed with each key type, and reads a
 //! repository python-tuf's metadata API wrote with delegations and hash bins. Needs python3
@@ -36,6 +36,13 @@ fn check(consistent: ConsistentSnapshots, detail: MetaDetail) {
             // Rotations python-tuf must follow: root 1 -> 2 -> 3, new timestamp key.
             repo.rotate_root(3, 2).unwrap();
             repo.rotate(Role::Timestamp).unwrap();
+            // A field Limpet adds to targets (a support extension, limpet-repo's
+            // `support`), which python-tuf must keep and ignore.
+            repo.set_targets_field(
+                "x-limpet-support-until",
+                serde_json::json!({"thermostat": "2034-12-31"}),
+            )
+            .unwrap();
             // Delegated roles: "team" by path pattern (two Ed25519 keys, threshold 2,
             // terminating), and "hashed", delegated by "team" by path hash prefix, with an
             // ECDSA key.

@@ -266,6 +266,51 @@ fn delegated_role_made_on_the_command_line_is_standard_tuf() {
     );
 }
 
+/// `limpet repo extend-support` signs a model's new end of support into targets.json and
+/// refuses an earlier one, naming both dates.
+#[test]
+fn support_is_extended_on_the_command_line_and_never_shortened() {
+    let dir = scratch().join("extend-support");
+    let (repo, keys) = (dir.join("repo"), dir.join("tuf-keys"));
+    repo_init(&repo, &keys);
+    let extend = |until: &str, ok: bool| {
+        run(
+            limpet()
+                .args(["repo", "extend-support"])
+                .arg(&repo)
+                .arg("--keys")
+                .arg(&keys)
+                .args(["--device", "thermostat", "--until", until]),
+            ok,
+        )
+    };
+    let done = extend("2034-12-31", true);
+    assert!(
+        stdout(&done).contains("thermostat: supported until 2034-12-31"),
+        "{}",
+        stdout(&done)
+    );
+    let targets: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo.join("metadata/targets.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        targets["signed"]["x-limpet-support-until"],
+        serde_json::json!({"thermostat": "2034-12-31"})
+    );
+    let shorter = extend("2033-12-31", false);
+    assert!(
+        stderr(&shorter).contains("2033-12-31 is before 2034-12-31"),
+        "{}",
+        stderr(&shorter)
+    );
+    let not_a_date = extend("2034-13-01", false);
+    assert!(
+        stderr(&not_a_date).contains("is not a date YYYY-MM-DD"),
+        "{}",
+        stderr(&not_a_date)
+    );
+}
+
 #[test]
 fn commands_explain_themselves_and_fail_with_the_cause() {
     for args in [

@@ -12,6 +12,7 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 use limpet_image::squashfs::Entry;
 use limpet_install::server::{Devices, Event, InstallServer};
+use limpet_lifecycle::{Keeper, SlotLifecycle, Uptime, WallTime};
 use limpet_state::State;
 use limpet_testkit::noise::xorshift_bytes;
 use limpet_testkit::slot::{signed_slot, Partitions};
@@ -104,8 +105,13 @@ pub struct Device {
 
 impl Device {
     /// Slot A holds `running` (version `running_version`, committed: the factory state),
-    /// slot B is blank.
+    /// slot B is blank. PID 1 keeps the time record of a slot built on 2020-01-01.
     pub fn new(running: &[u8], running_version: &str) -> Device {
+        Device::built_at(running, running_version, WallTime::from_secs(1_577_836_800))
+    }
+
+    /// As [`Device::new`], its running slot built at `built`.
+    pub fn built_at(running: &[u8], running_version: &str, built: WallTime) -> Device {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let partitions = Partitions::factory(root, running, running_version, SLOT_SIZE);
@@ -126,7 +132,20 @@ impl Device {
         let thread = std::thread::spawn(move || {
             let uid = rustix::process::getuid().as_raw();
             let gid = rustix::process::getgid().as_raw();
-            let mut server = InstallServer::bind(&sock, uid, gid, devices).unwrap();
+            let state = std::fs::File::options()
+                .read(true)
+                .write(true)
+                .open(&devices.state)
+                .unwrap();
+            let slot = SlotLifecycle {
+                built,
+                support_until: Some(WallTime::from_secs(4_102_444_800)),
+                freshness: None,
+            };
+            let (keeper, _) = Keeper::open(state, slot, Uptime::ZERO);
+            let mut server = InstallServer::bind(&sock, uid, gid, devices)
+                .unwrap()
+                .with_lifecycle(keeper);
             ready_tx.send(()).unwrap();
             let timeout = rustix::time::Timespec {
                 tv_sec: 0,
@@ -164,6 +183,16 @@ impl Device {
 
     pub fn state(&self) -> State {
         self.partitions.state()
+    }
+
+    /// What PID 1's time record holds.
+    pub fn time(&self) -> limpet_lifecycle::TimeState {
+        let file = std::fs::File::open(&self.partitions.state).unwrap();
+        limpet_lifecycle::LifecycleStore::new(file)
+            .unwrap()
+            .load()
+            .unwrap()
+            .state
     }
 
     /// The events so far, once at least `n` have arrived (the server thread records an

@@ -36,6 +36,7 @@ use ed25519_dalek::SigningKey;
 use limpet_image::slot::{SlotLayout, SlotMeta};
 use limpet_image::{cpio, disk, slot, squashfs};
 use limpet_manifest::Manifest;
+use limpet_policy::LifecyclePolicy;
 use sha2::{Digest, Sha256};
 
 use super::cargo::{BinarySpec, CargoError, InitPart, InitParts, Workspace};
@@ -114,6 +115,13 @@ pub enum BuildError {
     /// The manifest's policy does not compile (seccomp, rules).
     #[error("compiling the task policy")]
     Policy(#[from] limpet_compile::CompileError),
+    /// The manifest's `support_until` is not a date the device can count to (a manifest
+    /// that passed its checks always is).
+    #[error("support_until {last_day:?} is not a date after 1970")]
+    SupportUntil {
+        /// The date as the manifest gives it.
+        last_day: String,
+    },
     /// The compiled policy could not be serialized as `policy.json`.
     #[error("writing the compiled policy as JSON")]
     PolicyJson(#[from] limpet_policy::PolicyError),
@@ -396,7 +404,8 @@ fn read_inputs(options: &BuildOptions) -> Result<Inputs, BuildError> {
         Some(u) => Some(update_root(&project.dir, u)?),
         None => None,
     };
-    let compiled = limpet_compile::compile(&device_manifest)?;
+    let mut compiled = limpet_compile::compile(&device_manifest)?;
+    compiled.lifecycle = Some(lifecycle_policy(manifest, epoch)?);
     let part = |used: bool| {
         if used {
             InitPart::Linked
@@ -439,6 +448,27 @@ fn read_inputs(options: &BuildOptions) -> Result<Inputs, BuildError> {
         policy,
         init_parts,
         kernel,
+    })
+}
+
+/// The slot's time and support window for `policy.json`: the build time (the device's time
+/// floor starts there) and the manifest's `[lifecycle]`, its last day of support as the
+/// first second after it (limpet-repo's `support_end`, as the repository's extensions).
+fn lifecycle_policy(manifest: &Manifest, epoch: u32) -> Result<LifecyclePolicy, BuildError> {
+    let (support_until, freshness_secs) = match &manifest.lifecycle {
+        Some(l) => {
+            let last_day = l.support_until.to_string();
+            let end = limpet_repo::support_end(&last_day)
+                .and_then(|t| u64::try_from(t.as_secs()).ok())
+                .ok_or(BuildError::SupportUntil { last_day })?;
+            (Some(end), l.freshness.map(|f| f.as_millis() / 1000))
+        }
+        None => (None, None),
+    };
+    Ok(LifecyclePolicy {
+        built: u64::from(epoch),
+        support_until,
+        freshness_secs,
     })
 }
 
@@ -1044,5 +1074,38 @@ mod tests {
             update_root(dir.path(), &update(&pin, Some("missing.json"))),
             Err(BuildError::Read { .. })
         ));
+    }
+
+    fn manifest(path: &str) -> Manifest {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(path);
+        let text = fs::read_to_string(&path).unwrap();
+        limpet_manifest::parse(&path.display().to_string(), &text).unwrap()
+    }
+
+    /// `support_until = "2032-01-01"` (the last day) ends support at 2032-01-02T00:00:00Z;
+    /// `freshness = "45d"` is 45 days of uptime; the build time is the epoch given.
+    #[test]
+    fn the_lifecycle_policy_carries_the_window_and_the_build_time() {
+        let m = manifest("crates/limpet-manifest/tests/fixtures/good/full.toml");
+        assert_eq!(
+            lifecycle_policy(&m, 1_700_000_000).unwrap(),
+            LifecyclePolicy {
+                built: 1_700_000_000,
+                support_until: Some(1_956_614_400),
+                freshness_secs: Some(45 * 86_400),
+            }
+        );
+        let m = manifest("examples/hello/limpet.toml");
+        assert!(m.lifecycle.is_none());
+        assert_eq!(
+            lifecycle_policy(&m, 7).unwrap(),
+            LifecyclePolicy {
+                built: 7,
+                support_until: None,
+                freshness_secs: None,
+            }
+        );
     }
 }

@@ -88,6 +88,7 @@ fn policy(tasks: Vec<TaskPolicy>) -> DevicePolicy {
         trial: None,
         update_agent: None,
         network: None,
+        lifecycle: None,
     }
 }
 

@@ -1,4 +1,4 @@
-//! `limpet repo` (init, rotate, delegate, add-target) and `limpet publish`: the vendor's side of the update repository.
+//! `limpet repo` (init, rotate, delegate, add-target, extend-support) and `limpet publish`: the vendor's side of the update repository.
 //! The logic is in `limpet-repo`; this module parses arguments and prints results.
 
 use std::path::{Path, PathBuf};
@@ -159,6 +159,26 @@ pub enum RepoCommand {
         /// The file to publish.
         file: PathBuf,
     },
+    /// Extend the support window of a device model without a new image: a statement in
+    /// targets.json, signed by the targets keys, that support lasts until DATE (the last
+    /// day, as `[lifecycle] support_until` writes it). Devices accept a later end and refuse
+    /// an earlier one; so does this command.
+    ExtendSupport {
+        /// Directory of the repository.
+        repo: PathBuf,
+        /// Directory of the role keys.
+        #[arg(long)]
+        keys: PathBuf,
+        /// The device model (`[device] name`).
+        #[arg(long)]
+        device: String,
+        /// The new last day of support, YYYY-MM-DD.
+        #[arg(long, value_name = "DATE")]
+        until: String,
+        /// Keys kept in an HSM or KMS.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
 }
 
 /// `limpet publish` arguments.
@@ -318,6 +338,21 @@ pub fn run_repo(command: RepoCommand) -> cmd::Result {
             let r = open_repo(&repo, &keys)?;
             let entry = r.add_delegated_target(&role, &name, &file, None)?;
             println!("{name}: {} bytes, signed by role {role:?}", entry.length);
+            Ok(())
+        }
+        RepoCommand::ExtendSupport {
+            repo,
+            keys,
+            device,
+            until,
+            signer,
+        } => {
+            let made =
+                limpet_repo::extend_support(&repo, &keys, &device, &until, signer.signers()?)?;
+            println!(
+                "{device}: supported until {} (support ends {}), signed into targets.json",
+                made.last_day, made.until
+            );
             Ok(())
         }
     }
