@@ -27,7 +27,7 @@
 use std::collections::BTreeSet;
 
 use limpet_kconfig::checks::{ATTACK_SURFACE, HARDENING};
-use limpet_kconfig::{Arch, Check, KernelConfig, Source, Want};
+use limpet_kconfig::{Arch, Check, KernelConfig, Want};
 use limpet_manifest::{Manifest, Target};
 
 /// How much a line must hold in the finished config.
@@ -48,17 +48,7 @@ pub struct Line {
     pub strength: Strength,
 }
 
-const fn base(option: &'static str, want: Want, arch: Arch, reason: &'static str) -> Check {
-    Check {
-        option,
-        want,
-        source: Source::Limpet,
-        arch,
-        reason,
-        renamed: None,
-    }
-}
-
+use limpet_kconfig::needs::need as base;
 use Arch::{Aarch64, Any, X86_64};
 use Want::{Is, Off, On};
 

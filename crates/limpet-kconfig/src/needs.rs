@@ -13,7 +13,9 @@ use limpet_manifest::{Manifest, NetworkAccess, Target};
 
 use crate::checks::{Arch, Check, Source, Want};
 
-const fn need(option: &'static str, want: Want, arch: Arch, reason: &'static str) -> Check {
+/// A check of Limpet's own (source [`Source::Limpet`]): what a device needs, or what the
+/// kernel Limpet builds is given (crates/limpet-kbuild).
+pub const fn need(option: &'static str, want: Want, arch: Arch, reason: &'static str) -> Check {
     Check {
         option,
         want,
