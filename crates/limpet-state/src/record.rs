@@ -181,7 +181,7 @@ pub fn is_blank(bytes: &[u8]) -> bool {
 
 /// The CRC of a record: over everything before the CRC field.
 fn crc_of(buf: &[u8; RECORD_SIZE]) -> u32 {
-    crc32fast::hash(&buf[..field::CRC.0])
+    crate::crc::crc32(&buf[..field::CRC.0])
 }
 
 /// Encodes `state` with sequence number `sequence`.
