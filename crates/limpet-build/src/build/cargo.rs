@@ -107,8 +107,8 @@ pub enum InitPart {
 /// The parts of limpet-init a device may leave out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InitParts {
-    /// nftables, rtnetlink, DHCP and the DNS stub (about 180 KB): only for a policy with a
-    /// network.
+    /// nftables, rtnetlink, DHCP and the DNS stub (about 180 KB), and the parser of a
+    /// network policy (limpet-policy's build.rs, 57 KB): only for a policy with a network.
     pub network: InitPart,
     /// The update agent's install socket (about 60 KB): only for a device with `[update]`.
     pub install: InitPart,
