@@ -6,15 +6,20 @@ booted alternately, each console line stamped with the host time it arrived.
 
 usage: benches/boot-chain.py OUT_DIR [RUNS]     (OUT_DIR: a `limpet build` output)
 
+OUT_DIR may be built for either target: `limpet run` boots an x86_64 device in
+qemu-system-x86_64 (OVMF, q35) and an aarch64 one in qemu-system-aarch64 -M virt (AAVMF).
+The device's target and task names come from `limpet inspect OUT_DIR --json`.
+
 Needs `limpet` on PATH or LIMPET=path/to/limpet. Phases (host milliseconds since
 `limpet run` was spawned; its own start-up is a few ms):
   firmware  until the loader's first line (`limpet-boot: version`)
   loader    until it hands over (`limpet-boot: starting the kernel`)
   kernel    until PID 1's first line (`limpet-init ... starting`)
-  pid1      until the first task line (`[task] ...`)
-Prints one row per boot and the medians, as Markdown.
+  pid1      until the first task line (`[task] ...`, task one of the device's: a kernel
+            message such as arm64's `[    0.113827] Early cacheinfo failed` is not one)
+Prints the machine, then one row per boot and the medians, as Markdown.
 """
-import os, statistics, subprocess, sys, time
+import json, os, platform, statistics, subprocess, sys, time
 
 MARKS = [
     ("firmware", "limpet-boot: version"),
@@ -24,8 +29,9 @@ MARKS = [
 ]
 
 
-def boot(limpet, out, direct):
-    cmd = [limpet, "run", out, "--exit-on", "] ", "--timeout", "400"]
+def boot(limpet, out, tasks, direct):
+    # The first declared task starts first; its first line ends the boot.
+    cmd = [limpet, "run", out, "--exit-on", f"[{tasks[0]}] ", "--timeout", "400"]
     if direct:
         cmd.append("--direct")
     t0 = time.monotonic()
@@ -36,8 +42,8 @@ def boot(limpet, out, direct):
         line = raw.decode(errors="replace")
         for name, mark in MARKS:
             if name not in stamps and mark in line:
-                # "] " must start a task line, not a kernel message.
-                if name == "pid1" and not line.startswith("["):
+                # "] " must end a task's name at the start of the line.
+                if name == "pid1" and not any(line.startswith(f"[{t}] ") for t in tasks):
                     continue
                 if name == "kernel" and "starting" not in line:
                     continue
@@ -60,14 +66,31 @@ def phases(stamps, direct):
     return {"firmware": f, "loader": l - f, "kernel": k - l, "pid1": t - k, "total": t}
 
 
+def describe(limpet, out):
+    """The device's target and task names, and the machine line printed above the rows."""
+    info = json.loads(subprocess.run([limpet, "inspect", out, "--json"], check=True,
+                                     capture_output=True).stdout)
+    target = info["target"]
+    qemu = {"x86_64": "qemu-system-x86_64", "aarch64": "qemu-system-aarch64"}[target]
+    version = subprocess.run([qemu, "--version"], capture_output=True,
+                             text=True).stdout.splitlines()[0]
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                if l.startswith("model name")), platform.machine())
+    load = open("/proc/loadavg").read().split()[:3]
+    print(f"<!-- device {info['device']} {info['version']}, target {target}; host nproc={os.cpu_count()} cpu=\"{cpu}\" {version}, TCG;"
+          f" load {' '.join(load)} at the start -->")
+    return target, [t["name"] for t in info["tasks"]]
+
+
 def main():
     out = sys.argv[1]
     runs = int(sys.argv[2]) if len(sys.argv) > 2 else 3
     limpet = os.environ.get("LIMPET", "limpet")
+    _, tasks = describe(limpet, out)
     rows = {"chain": [], "direct": []}
     for i in range(runs):
         for kind in ("chain", "direct"):
-            stamps, rss = boot(limpet, out, kind == "direct")
+            stamps, rss = boot(limpet, out, tasks, kind == "direct")
             ph = phases(stamps, kind == "direct")
             if ph is None:
                 print(f"run {i} {kind}: incomplete {stamps}", file=sys.stderr)

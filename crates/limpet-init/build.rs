@@ -1,6 +1,7 @@
 //! What `limpet build` leaves out of PID 1 for a device that does not use it (each part's
 //! module says what it is): `LIMPET_INIT_NETWORK=off` for a device whose policy has no
-//! network (`src/network.rs` then uses `network/off.rs`), `LIMPET_INIT_INSTALL=off` for one
+//! network (`src/network.rs` then uses `network/off.rs`, and limpet-policy's build.rs
+//! leaves out the parser of a network policy), `LIMPET_INIT_INSTALL=off` for one
 //! without `[update]` (`src/install.rs`). Any other value, or none, links the part (tests,
 //! clippy, devices that use it).
 

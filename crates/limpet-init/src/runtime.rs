@@ -233,7 +233,8 @@ impl<'a> PollSet<'a> {
             .filter(|(fd, _)| !fd.revents().is_empty())
             .map(|(_, s)| *s)
             .collect();
-        ready.sort();
+        // Equal sources are the same source: stability would change nothing.
+        ready.sort_unstable();
         Ok(ready)
     }
 }
@@ -828,9 +829,19 @@ impl<'a, H: Host> Runtime<'a, H> {
 
     /// Writes the status file atomically (temporary name, then rename) when it changed.
     fn write_status(&mut self) {
-        let status =
-            serde_json::json!({ "system": &*self.system, "tasks": self.supervisor.records() })
-                .to_string();
+        /// The status file's contents, serialized straight from PID 1's own state (no
+        /// `serde_json::Value` tree built and dropped on every turn).
+        #[derive(serde::Serialize)]
+        struct StatusFile<'s> {
+            system: &'s SystemStatus,
+            tasks: &'s [crate::supervisor::TaskRecord],
+        }
+        let Ok(status) = serde_json::to_string(&StatusFile {
+            system: self.system,
+            tasks: self.supervisor.records(),
+        }) else {
+            return;
+        };
         if status == self.last_status {
             return;
         }

@@ -7,6 +7,9 @@
 //!   and any unknown field.
 //! - A policy read by [`DevicePolicy::from_json`] holds one copy of each distinct seccomp
 //!   program, however many tasks use it.
+//! - Built with `LIMPET_INIT_NETWORK=off` (the device build of a policy without a network,
+//!   see `build.rs`), [`DevicePolicy::from_json`] has no code to parse a network policy and
+//!   refuses a policy that has one ([`NO_NETWORK`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -65,6 +68,7 @@ pub struct DevicePolicy {
     /// brings up; absent when no task has `network = "allowlist"` (the device then has no
     /// network at all).
     #[serde(default)]
+    #[cfg_attr(limpet_policy_no_network, serde(deserialize_with = "refuse_network"))]
     pub network: Option<NetPolicy>,
     /// When the slot was built and how long it is supported: what the device decides its
     /// time floor and its end of life from (`limpet-lifecycle`). `limpet build` always
@@ -90,6 +94,21 @@ pub struct LifecyclePolicy {
     /// Manifest `freshness`, in seconds of uptime without fresh signed metadata.
     #[serde(default)]
     pub freshness_secs: Option<u64>,
+}
+
+/// Why a PID 1 built without the network (`LIMPET_INIT_NETWORK=off`) refuses a policy
+/// that has one; `limpet build` never pairs the two.
+pub const NO_NETWORK: &str =
+    "a network policy, and this PID 1 was built without the network (LIMPET_INIT_NETWORK=off)";
+
+/// The `network` field where the network is left out: `null` (or, by `default`, no field)
+/// is no network; anything else is skipped unparsed and refused with [`NO_NETWORK`].
+#[cfg(limpet_policy_no_network)]
+fn refuse_network<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<NetPolicy>, D::Error> {
+    match Option::<serde::de::IgnoredAny>::deserialize(d)? {
+        None => Ok(None),
+        Some(_) => Err(serde::de::Error::custom(NO_NETWORK)),
+    }
 }
 
 /// When a trial slot is committed or rolled back (manifest `[update]`).

@@ -24,7 +24,7 @@ mod task;
 
 pub use device::{
     DevicePolicy, LifecyclePolicy, PolicyError, TrialPolicy, DEFAULT_HEALTH_MS,
-    DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_TRY_BOOTS, FORMAT,
+    DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_TRY_BOOTS, FORMAT, NO_NETWORK,
 };
 pub use net::NetPolicy;
 pub use seccomp::{Arch, Bpf};

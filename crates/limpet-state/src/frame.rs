@@ -110,7 +110,7 @@ pub fn put(b: &mut [u8; RECORD_SIZE], (offset, len): (usize, usize), bytes: &[u8
 }
 
 fn crc_of(b: &[u8; RECORD_SIZE]) -> u32 {
-    crc32fast::hash(&b[..CRC])
+    crate::crc::crc32(&b[..CRC])
 }
 
 impl Frame {

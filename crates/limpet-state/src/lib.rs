@@ -20,8 +20,8 @@
 //! - No panics on input-driven paths: every byte read from the disk is checked before use.
 //! - No I/O outside [`store`] and [`device`]; the decisions are pure functions of a
 //!   [`State`].
-//! - No dependency beyond `crc32fast`, `semver` and `thiserror`: it builds for the static
-//!   musl PID 1.
+//! - No dependency beyond `semver` and `thiserror`: it builds for the static musl PID 1.
+//!   The record's CRC-32 is computed here ([`crc`]).
 //! - `no_std` + `alloc` without the default feature `std`: `machine`, `record`, `version`
 //!   and `copies` are the core the UEFI boot loader (limpet-boot) links, so the loader and
 //!   PID 1 read, count and write the same state by the same code. `store` and `device`
@@ -33,6 +33,7 @@
 extern crate alloc;
 
 pub mod copies;
+pub mod crc;
 #[cfg(feature = "std")]
 pub mod device;
 pub mod frame;

@@ -142,7 +142,19 @@ fn a_shutdown_request_stops_tasks_in_reverse_order_then_ends() {
         ]
     );
     assert!(rt.host.console[2].starts_with("limpet-init: all tasks started at boottime"));
-    assert!(dir.path().join(STATUS_FILE).is_file());
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(STATUS_FILE)).unwrap()).unwrap();
+    assert_eq!(status["system"]["slot"], "a");
+    assert_eq!(status["system"]["other"]["slot"], "b");
+    let tasks = status["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2);
+    assert_eq!(tasks[1]["name"], "b");
+    assert_eq!(
+        tasks[1]["state"], "running",
+        "the task state is flattened in"
+    );
+    assert_eq!(tasks[1]["pid"], 101);
+    assert_eq!(tasks[1]["starts"], 1);
 
     rt.on_signal(libc::SIGTERM);
     rt.on_signal(libc::SIGPWR); // a second request changes nothing
