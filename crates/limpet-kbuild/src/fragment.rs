@@ -56,6 +56,11 @@ use Want::{Is, Off, On};
 #[rustfmt::skip]
 pub const BOARD: &[Check] = &[
     base("MODULES", Off, Any, "every driver is built in: nothing can be loaded at run time"),
+    base("EXPERT", On, Any, "without it, options such as IO_URING, KALLSYMS or the x86 vsyscall page are always on"),
+    base("SECCOMP", On, Any, "SECCOMP_FILTER is under it"),
+    base("PROC_SYSCTL", On, Any, "PID 1 writes the hardening sysctls under /proc/sys"),
+    base("FILE_LOCKING", On, Any, "flock and fcntl locks, which tasks may use"),
+    base("ADVISE_SYSCALLS", On, Any, "madvise, which memory allocators use"),
     base("64BIT", On, Any, "a 64-bit kernel"),
     base("SMP", On, Any, "boards with more than one core"),
     base("MULTIUSER", On, Any, "tasks run as their own users"),

@@ -228,6 +228,9 @@ pub struct BuildReport {
     pub root_hash: String,
     /// The release of the kernel the image boots (`uname -r`), whose modules the initramfs holds.
     pub kernel_release: String,
+    /// The kernel's `.config` that the build audited against the device's needs, when the
+    /// kernel has one beside its image (Debian's `/boot`, Limpet's own kernel).
+    pub kernel_config: Option<PathBuf>,
     /// The device binaries and their sizes: the task binaries in the slot, then `limpet-init`.
     pub binaries: Vec<SizedFile>,
     /// The names of the kernel modules the initramfs carries.
@@ -348,6 +351,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         )),
         root_hash: hex::encode(signed.root_hash),
         kernel_release: inputs.kernel.release,
+        kernel_config: inputs.kernel_config,
         binaries,
         modules: initramfs.modules,
         squashfs_bytes: signed.layout.squashfs_size,
@@ -379,6 +383,8 @@ struct Inputs {
     /// What of PID 1 that policy uses (a network, an update agent).
     init_parts: InitParts,
     kernel: KernelFiles,
+    /// The kernel's `.config` that was audited, if it has one.
+    kernel_config: Option<PathBuf>,
 }
 
 /// Step 1: reads the manifest, the signing key and the epoch, checks `[update] root`,
@@ -436,7 +442,7 @@ fn read_inputs(options: &BuildOptions) -> Result<Inputs, BuildError> {
     )?;
     // Before minutes of compiling: a kernel whose config lacks what the device needs
     // (the manifest with its update agent) would fail at boot.
-    kernel::check_config(&kernel, &device_manifest)?;
+    let kernel_config = kernel::check_config(&kernel, &device_manifest)?;
     Ok(Inputs {
         project,
         device_manifest,
@@ -448,6 +454,7 @@ fn read_inputs(options: &BuildOptions) -> Result<Inputs, BuildError> {
         policy,
         init_parts,
         kernel,
+        kernel_config,
     })
 }
 
