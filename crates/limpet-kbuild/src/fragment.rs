@@ -96,6 +96,8 @@ pub const BOARD: &[Check] = &[
     base("MD", On, Any, "device-mapper is under it"),
     base("CRYPTO_CRC32C", On, Any, "ext4's metadata checksums"),
     base("STACKPROTECTOR", On, Any, "STACKPROTECTOR_STRONG depends on it"),
+    base("RANDOMIZE_KSTACK_OFFSET", On, Any, "RANDOMIZE_KSTACK_OFFSET_DEFAULT depends on it"),
+    base("SPECULATION_MITIGATIONS", On, X86_64, "PAGE_TABLE_ISOLATION and RETPOLINE are under it"),
     base("SECURITY", On, Any, "Landlock, lockdown and Yama are LSMs"),
     base("SYSVIPC", On, Any, "IPC_NS depends on it"),
     base("LSM", Is("landlock,lockdown,yama"), Any, "the LSMs active from boot, in order"),
@@ -125,6 +127,26 @@ const NETWORK_BASE: &[Check] = &[
     base("PACKET", On, Any, "the DHCP client's raw socket"),
 ];
 
+/// Hardening checks that do not apply to Limpet's kernel, because what they harden is
+/// not in it at all (an option name, or the start of several, and why).
+pub const MOOT: &[(&str, &str)] = &[
+    (
+        "MODULE_",
+        "module signing: the kernel has no loadable modules",
+    ),
+    (
+        "STRICT_MODULE_RWX",
+        "module memory: the kernel has no loadable modules",
+    ),
+    ("BPF_", "BPF hardening: the bpf system call is off"),
+    ("STRICT_DEVMEM", "/dev/mem restrictions: /dev/mem is off"),
+    ("IO_STRICT_DEVMEM", "/dev/mem restrictions: /dev/mem is off"),
+    (
+        "INTEL_IOMMU_DEFAULT_ON",
+        "the Intel IOMMU: QEMU's q35 has none unless asked",
+    ),
+];
+
 /// The architecture of a target, as the checks name it.
 pub fn arch(target: Target) -> Arch {
     match target {
@@ -147,10 +169,9 @@ pub fn lines(manifest: &Manifest) -> Vec<Line> {
         .cloned()
         .chain(limpet_kconfig::needs::of(manifest))
         .map(|check| (check, Strength::Required));
-    // Module signing is moot in a kernel without modules.
     let hardening = HARDENING
         .iter()
-        .filter(|c| !c.option.starts_with("MODULE_") && !c.option.starts_with("STRICT_MODULE"))
+        .filter(|c| !MOOT.iter().any(|(option, _)| c.option.starts_with(option)))
         .map(|c| (c.clone(), Strength::BestEffort));
     let off = ATTACK_SURFACE
         .iter()

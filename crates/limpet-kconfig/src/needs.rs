@@ -43,6 +43,7 @@ pub const ALWAYS: &[Check] = &[
     need("NET_NS", On, Any, "a task without network gets a namespace with loopback only"),
     need("CGROUPS", On, Any, "task budgets are cgroup v2 limits"),
     need("MEMCG", On, Any, "each task's memory budget is its memory.max"),
+    need("SWAP", On, Any, "each task's memory.swap.max is set to 0, a file only a kernel with swap support has"),
     need("CGROUP_PIDS", On, Any, "each task's pids budget is its pids.max"),
     need("CGROUP_SCHED", On, Any, "each task's cpu budget is its cpu.max"),
     need("FAIR_GROUP_SCHED", On, Any, "cpu.max applies to normal tasks"),
