@@ -1,7 +1,10 @@
 //! The device part of the status file (`/run/limpet/status.json`, key `system`): which
-//! slot and version run, what the other slot holds, the A/B state and the fate of a trial.
+//! slot and version run, what the other slot holds, the A/B state, the fate of a trial and
+//! the device's time (limpet-lifecycle: the floor, the earliest time, the end of support
+//! and whether island mode is due).
 
-use limpet_state::{Slot, State, TrialPhase};
+use limpet_lifecycle::{IslandReason, Keeper};
+use limpet_state::{BlockDevice, Slot, State, TrialPhase};
 use serde::Serialize;
 
 /// The `system` object of the status file.
@@ -21,6 +24,112 @@ pub struct SystemStatus {
     pub last_update: Option<UpdateAttempt>,
     /// Interfaces, DNS, and packets the network policy dropped; absent without network.
     pub network: Option<crate::network::NetworkStatus>,
+    /// The time record; absent when the slot carries no lifecycle or the state partition
+    /// cannot be opened.
+    pub time: Option<TimeStatus>,
+}
+
+/// The device's time as the time record has it (docs/end-of-life.md), counted up to the
+/// record's last tick: every save (10 minutes of uptime) and every request of the update
+/// agent. Times are seconds since 1970 (UTC); spans are seconds of uptime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TimeStatus {
+    /// The time floor (rule 1): never goes back.
+    pub floor: u64,
+    /// The earliest time the device can prove (rule 2): the floor plus uptime since.
+    pub earliest: u64,
+    /// The newest signed time verified from the repository, if any.
+    pub newest_signed: Option<u64>,
+    /// Uptime without fresh signed metadata (rule 5).
+    pub since_fresh_secs: u64,
+    /// The slot's `freshness`, if it declares one.
+    pub freshness_secs: Option<u64>,
+    /// The end of support (rule 6): the first second after the last day; absent when the
+    /// slot declares none.
+    pub support_until: Option<u64>,
+    /// Whether `support_until` comes from a signed extension, beyond the slot's own end.
+    pub support_extended: bool,
+    /// Whether island mode is due (rule 7), and why; absent when it is not.
+    pub island_due: Option<IslandDue>,
+    /// Whether the record is saved to the state partition (`false`: kept in memory only).
+    pub persisted: bool,
+}
+
+/// Why island mode is due.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "reason")]
+pub enum IslandDue {
+    /// The earliest time reached the end of support.
+    SupportEnded { until: u64, earliest: u64 },
+    /// No fresh signed metadata for the slot's `freshness` of uptime.
+    Stale {
+        since_fresh_secs: u64,
+        freshness_secs: u64,
+    },
+}
+
+impl TimeStatus {
+    /// What `keeper` holds now.
+    pub fn of<D: BlockDevice>(keeper: &Keeper<D>) -> TimeStatus {
+        let state = keeper.state();
+        let slot = keeper.slot();
+        let support_until = keeper.support_until();
+        TimeStatus {
+            floor: state.floor().as_secs(),
+            earliest: state.earliest().as_secs(),
+            newest_signed: state.newest_signed().map(|t| t.as_secs()),
+            since_fresh_secs: state.since_fresh().as_secs(),
+            freshness_secs: slot.freshness.map(|f| f.as_secs()),
+            support_until: support_until.map(|t| t.as_secs()),
+            support_extended: support_until > slot.support_until,
+            island_due: keeper.island_due().map(|reason| match reason {
+                IslandReason::SupportEnded { until, earliest } => IslandDue::SupportEnded {
+                    until: until.as_secs(),
+                    earliest: earliest.as_secs(),
+                },
+                IslandReason::Stale {
+                    since_fresh,
+                    freshness,
+                } => IslandDue::Stale {
+                    since_fresh_secs: since_fresh.as_secs(),
+                    freshness_secs: freshness.as_secs(),
+                },
+            }),
+            persisted: keeper.persists(),
+        }
+    }
+
+    /// One line for the console: the floor, the earliest time, the end of support and
+    /// whether island mode is due (times as `@seconds`, as `date -d @SECS` takes them).
+    pub fn line(&self) -> String {
+        let support = match (self.support_until, self.support_extended) {
+            (None, _) => "no end of support".to_owned(),
+            (Some(until), false) => format!("support until @{until} (the slot's)"),
+            (Some(until), true) => format!("support until @{until} (extended by signed metadata)"),
+        };
+        let island = match &self.island_due {
+            None => "island mode not due".to_owned(),
+            Some(IslandDue::SupportEnded { until, .. }) => {
+                format!("island mode DUE: support ended at @{until}")
+            }
+            Some(IslandDue::Stale {
+                since_fresh_secs,
+                freshness_secs,
+            }) => format!(
+                "island mode DUE: {since_fresh_secs} s of uptime without fresh signed metadata (freshness {freshness_secs} s)"
+            ),
+        };
+        format!(
+            "time floor @{}, earliest @{}; {support}; {island}{}",
+            self.floor,
+            self.earliest,
+            if self.persisted {
+                ""
+            } else {
+                " (time record in memory only)"
+            }
+        )
+    }
 }
 
 /// One install attempt through the install socket.
