@@ -226,3 +226,77 @@ impl From<&State> for StateView {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use limpet_lifecycle::{SlotLifecycle, Uptime, WallTime};
+    use limpet_testkit::power_cut_disk::SimDisk;
+
+    const BUILT: u64 = 1_700_000_000;
+
+    fn keeper(freshness: Option<u64>) -> Keeper<SimDisk> {
+        let slot = SlotLifecycle {
+            built: WallTime::from_secs(BUILT),
+            support_until: Some(WallTime::from_secs(BUILT + 1000)),
+            freshness: freshness.map(Uptime::from_secs),
+        };
+        Keeper::open(SimDisk::new(1 << 20), slot, Uptime::ZERO).0
+    }
+
+    /// An extension shows as extended; the end of support reached shows island mode due,
+    /// with its reason, in the file and on the console.
+    #[test]
+    fn the_time_status_says_the_end_of_support_and_island_mode() {
+        let mut k = keeper(None);
+        let s = TimeStatus::of(&k);
+        assert_eq!(
+            (s.floor, s.earliest, s.support_extended),
+            (BUILT, BUILT, false)
+        );
+        assert_eq!(
+            s.line(),
+            "time floor @1700000000, earliest @1700000000; support until @1700001000 (the slot's); island mode not due"
+        );
+        k.extend_support(WallTime::from_secs(BUILT + 2000), Uptime::from_secs(1))
+            .unwrap();
+        let s = TimeStatus::of(&k);
+        assert_eq!(
+            (s.support_until, s.support_extended),
+            (Some(BUILT + 2000), true)
+        );
+        assert!(
+            s.line().contains("(extended by signed metadata)"),
+            "{}",
+            s.line()
+        );
+        k.tick(Uptime::from_secs(2000)).unwrap();
+        let s = TimeStatus::of(&k);
+        assert_eq!(
+            s.island_due,
+            Some(IslandDue::SupportEnded {
+                until: BUILT + 2000,
+                earliest: BUILT + 2000
+            })
+        );
+        assert!(
+            s.line()
+                .ends_with("island mode DUE: support ended at @1700002000"),
+            "{}",
+            s.line()
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["island_due"]["reason"], "support_ended", "{json}");
+
+        let mut k = keeper(Some(500));
+        k.tick(Uptime::from_secs(500)).unwrap();
+        let s = TimeStatus::of(&k);
+        assert!(
+            s.line().ends_with(
+                "island mode DUE: 500 s of uptime without fresh signed metadata (freshness 500 s)"
+            ),
+            "{}",
+            s.line()
+        );
+    }
+}
