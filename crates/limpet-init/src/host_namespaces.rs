@@ -97,6 +97,8 @@ pub fn run(root: &Path) -> Result<(), HostNamespacesError> {
         trial: crate::status::TrialStatus::None,
         last_update: None,
         network: None,
+        // A simulation has no state partition, so no time record.
+        time: None,
     };
     // No cgroup2 here: the network policy recognises each task by its uid.
     let network = policy.network.as_ref().and_then(|net| {

@@ -38,15 +38,15 @@ mod off {
                 .to_owned())
         }
 
-        pub fn with_lifecycle(self, _keeper: limpet_lifecycle::Keeper<std::fs::File>) -> Self {
-            match self {}
-        }
-
         pub fn pollable(&self) -> &OwnedFd {
             match *self {}
         }
 
-        pub fn ready(&mut self, _on_trial: bool) -> Option<Event> {
+        pub fn ready(
+            &mut self,
+            _on_trial: bool,
+            _time: Option<&mut limpet_lifecycle::Keeper<std::fs::File>>,
+        ) -> Option<Event> {
             match *self {}
         }
     }

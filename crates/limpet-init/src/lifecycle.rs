@@ -4,8 +4,10 @@
 //! (`policy.json`'s `lifecycle`: build time, end of support, freshness), which raises the
 //! floor to the slot's build time, and sets the system clock to the earliest time the
 //! device can prove when the clock (the RTC the kernel read) is behind it: a clock may move
-//! time forward, never below the floor. The keeper then goes to the install server, which
-//! takes the signed times and support ends the update agent verifies.
+//! time forward, never below the floor. It says the time state on the console (the floor,
+//! the earliest time, the end of support, whether island mode is due). The keeper then goes
+//! to the runtime, which ticks it on its own timer and lends it to the install server for
+//! the signed times and support ends the update agent verifies.
 //!
 //! Rules this module keeps:
 //! - It never stops the boot: a missing lifecycle, a state partition that cannot be opened
@@ -19,6 +21,7 @@ use limpet_lifecycle::{Keeper, Opened, SlotLifecycle, TimeSource, Uptime, WallTi
 use limpet_policy::DevicePolicy;
 
 use crate::partitions::DiskPartitions;
+use crate::status::TimeStatus;
 use crate::sys;
 
 /// The keeper of the time record, with the clock set from it; `None` when the slot carries
@@ -53,6 +56,7 @@ pub fn open(root: &Path, disk: &DiskPartitions, policy: &DevicePolicy) -> Option
         ),
     }
     set_clock(&keeper);
+    console!("{}", TimeStatus::of(&keeper).line());
     Some(keeper)
 }
 

@@ -202,12 +202,7 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
     let trial_policy = policy.trial.unwrap_or_default();
     let mut system = system_status(root, &disk, &key, &booted, &trial_policy);
     let time = lifecycle::open(root, &disk, &policy);
-    let install = install_server(root, &disk, &key, &booted, &policy, &trial_policy).map(
-        |server| match time {
-            Some(keeper) => server.with_lifecycle(keeper),
-            None => server,
-        },
-    );
+    let install = install_server(root, &disk, &key, &booted, &policy, &trial_policy);
     let gated = booted.trial.map(|trial| runtime::GatedTrial {
         gate: trial::HealthGate::new(
             Duration::from_millis(trial_policy.health_ms),
@@ -252,6 +247,7 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
             install,
             network,
             watchdog,
+            time,
         },
         &mut system,
     )?;
@@ -445,6 +441,7 @@ fn system_status(
         },
         last_update: None,
         network: None,
+        time: None,
     }
 }
 

@@ -7,21 +7,26 @@
 //! [`Runtime`] holds the loop's whole state: the supervisor (which decides, see
 //! `supervisor.rs`), each running task's output pipes, readiness sockets and cgroup, the
 //! signalfd and power buttons, the install socket, the network (`network.rs`), the
-//! hardware watchdog (`watchdog.rs`), the health gate of a trial, the status file's last contents and the shutdown deadline. Nothing else
-//! in PID 1 changes while the loop runs. The system calls on tasks and the clock go
+//! hardware watchdog (`watchdog.rs`), the time record (limpet-lifecycle's `Keeper`, which
+//! it lends the install socket for each request), the health gate of a trial, the status
+//! file's last contents and the shutdown deadline. Nothing else in PID 1 changes while the
+//! loop runs. The system calls on tasks and the clock go
 //! through [`Host`], so each handler can be driven in a unit test.
 //!
 //! # One turn of the loop (`loop { tick; poll; dispatch }`)
 //!
-//! 1. [`Runtime::on_tick`]: pet the watchdog when it is due, start the tasks that are due (declared order; a task that
+//! 1. [`Runtime::on_tick`]: pet the watchdog when it is due, tick the time record when it
+//!    is due ([`Runtime::on_time`]: it counts the uptime and saves the record every
+//!    `SAVE_INTERVAL`; a failed save is tried again after [`SAVE_RETRY`]), start the tasks
+//!    that are due (declared order; a task that
 //!    declares egress waits for a network that is coming up, at most [`NETWORK_WAIT`]),
 //!    kill the ones overdue with their readiness, ask the health gate
 //!    ([`Runtime::on_gate`]), write the status file, and move shutdown on (kill
 //!    stragglers after [`GRACE`], end once every task is stopped).
 //! 2. `poll` on the [`PollSet`], built afresh in one place: each descriptor is pushed
 //!    with its typed [`Source`], so no code computes positions. The timeout is the
-//!    earliest deadline of the supervisor, the network, the health gate, shutdown and the
-//!    watchdog.
+//!    earliest deadline of the supervisor, the network, the health gate, shutdown, the
+//!    watchdog and the time record.
 //! 3. Dispatch the ready sources in the order of [`Source`]'s variants, one method each:
 //!    readiness notes ([`Runtime::on_notify`]) and task output ([`Runtime::on_pipe`])
 //!    first, so that a task's `READY=1` and its last lines are handled before its exit
@@ -40,18 +45,21 @@
 //!   has turned the kernel's immediate reboot off —, the ACPI power button, the update
 //!   agent's reboot request, or a trial's rollback) begins once: tasks get SIGTERM in
 //!   reverse declared order, [`GRACE`] to exit, then SIGKILL; the loop returns once
-//!   every task is reaped. `main` then syncs, unmounts and powers off or reboots.
+//!   every task is reaped, after saving the time record with the uptime up to then.
+//!   `main` then syncs, unmounts and powers off or reboots.
 //!
 //! Adding an event source is adding a [`Source`] variant, its descriptor in
 //! [`Runtime::poll_set`], and its `on_*` method in [`Runtime::dispatch`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use limpet_install::server::Event as InstallEvent;
+use limpet_lifecycle::{Keeper, Uptime};
 use limpet_policy::{DevicePolicy, ReadinessCheck, TaskPolicy};
 use limpet_sandbox::spawn::{self as sandbox, Roots, SpawnError, Spawned};
 use limpet_state::{FailureReason, State};
@@ -63,7 +71,7 @@ use crate::install::InstallServer;
 use crate::logs::{LineSplitter, LogFile};
 use crate::network::{self, Network};
 use crate::slots::{TrialError, TrialRecord};
-use crate::status::{SystemStatus, TrialStatus, UpdateAttempt};
+use crate::status::{SystemStatus, TimeStatus, TrialStatus, UpdateAttempt};
 use crate::supervisor::{AfterExit, Millis, Supervisor, TaskSpec};
 use crate::sys::{self, Reaped};
 use crate::trial::{self, HealthGate, Verdict};
@@ -76,6 +84,10 @@ pub const GRACE: Duration = Duration::from_secs(3);
 /// tries (4, 8 and 16 s apart), short enough that a device without a network still
 /// starts its network tasks well within a trial's health timeout.
 pub const NETWORK_WAIT: Duration = Duration::from_secs(30);
+/// How long after a failed save of the time record the loop tries again: soon enough that
+/// a medium that recovers holds the count again within a minute, seldom enough not to spin
+/// the loop on a dead one (a failed save leaves the record's save due at once).
+pub const SAVE_RETRY: Duration = Duration::from_secs(60);
 /// Where the status file is written.
 pub const STATUS_FILE: &str = "run/limpet/status.json";
 /// Where task logs go, under the data partition's mount point. The leading dot keeps it
@@ -247,6 +259,28 @@ struct Pipe {
     lines: LineSplitter,
 }
 
+/// The time record, as the loop keeps it.
+#[derive(Debug)]
+struct TimeKeeping {
+    keeper: Keeper<File>,
+    /// When the loop ticks the keeper next.
+    due: Millis,
+    /// Whether the last save failed (said once on the console, and once when one works).
+    failing: bool,
+}
+
+impl TimeKeeping {
+    /// The keeper's next save, on the loop's clock.
+    fn next_save(keeper: &Keeper<File>) -> Millis {
+        Millis(keeper.next_save().as_secs().saturating_mul(1000))
+    }
+}
+
+/// The loop's clock as the time record counts it: whole seconds of uptime.
+fn uptime(now: Millis) -> Uptime {
+    Uptime::from_secs(now.0 / 1000)
+}
+
 /// A trial under the health gate, as the loop keeps it.
 #[derive(Debug)]
 struct TrialWatch {
@@ -269,6 +303,8 @@ pub struct Runtime<'a, H: Host> {
     network: Option<Network>,
     /// The hardware watchdog, petted in [`Runtime::on_tick`] when due.
     watchdog: Option<Watchdog>,
+    /// The time record, ticked in [`Runtime::on_tick`] when due.
+    time: Option<TimeKeeping>,
     trial: Option<TrialWatch>,
     /// Open output pipes by id; ids are never reused.
     pipes: BTreeMap<u64, Pipe>,
@@ -301,6 +337,8 @@ pub struct Parts {
     pub network: Option<Network>,
     /// The hardware watchdog, petted every turn it is due.
     pub watchdog: Option<Watchdog>,
+    /// The time record (opened at boot by `lifecycle.rs`), ticked on its schedule.
+    pub time: Option<Keeper<File>>,
 }
 
 /// Runs the tasks until a shutdown request; returns when every task has stopped.
@@ -316,6 +354,7 @@ pub fn run(
         install,
         network,
         watchdog,
+        time,
     } = parts;
     let signals = sys::signal_fd().map_err(RuntimeError::SignalFd)?;
     if let Some(parent) = roots.work.parent() {
@@ -330,6 +369,7 @@ pub fn run(
     runtime.buttons = crate::power_button::open(root);
     runtime.install = install;
     runtime.watchdog = watchdog;
+    runtime.set_time(time);
     runtime.trial = trial.map(|p| TrialWatch {
         gate: p.gate,
         trial: Box::new(p.trial),
@@ -372,6 +412,7 @@ impl<'a, H: Host> Runtime<'a, H> {
             install: None,
             network,
             watchdog: None,
+            time: None,
             trial: None,
             pipes: BTreeMap::new(),
             next_pipe: 0,
@@ -386,6 +427,15 @@ impl<'a, H: Host> Runtime<'a, H> {
             announced_held: BTreeSet::new(),
             last_status: String::new(),
         }
+    }
+
+    /// Gives the loop the time record, its first tick due at its next save.
+    fn set_time(&mut self, keeper: Option<Keeper<File>>) {
+        self.time = keeper.map(|keeper| TimeKeeping {
+            due: TimeKeeping::next_save(&keeper),
+            keeper,
+            failing: false,
+        });
     }
 
     /// `loop { tick; poll; dispatch }` until every task has stopped after a shutdown.
@@ -441,6 +491,7 @@ impl<'a, H: Host> Runtime<'a, H> {
             self.gate_wait,
             net,
             self.watchdog.as_ref().map(Watchdog::due),
+            self.time.as_ref().map(|t| t.due),
         ]
         .into_iter()
         .flatten()
@@ -488,6 +539,7 @@ impl<'a, H: Host> Runtime<'a, H> {
                 self.say(&line);
             }
         }
+        self.on_time(now);
         self.start_due(now);
         for (name, pid) in self.supervisor.readiness_overdue(now) {
             self.say(&format!("{name} did not report ready in time: killing it"));
@@ -509,9 +561,11 @@ impl<'a, H: Host> Runtime<'a, H> {
                 self.system.network = Some(net.status().clone());
             }
         }
+        self.system.time = self.time.as_ref().map(|t| TimeStatus::of(&t.keeper));
         self.write_status();
         let deadline = self.shutdown?;
         if self.supervisor.all_stopped() {
+            self.save_time(now);
             return Some(self.outcome);
         }
         if now >= deadline {
@@ -520,6 +574,48 @@ impl<'a, H: Host> Runtime<'a, H> {
             }
         }
         None
+    }
+
+    /// Ticks the time record when due: it counts the uptime and saves when its interval has
+    /// run out. A failed save is said once and tried again after [`SAVE_RETRY`].
+    fn on_time(&mut self, now: Millis) {
+        let Some(time) = self.time.as_mut() else {
+            return;
+        };
+        if now < time.due {
+            return;
+        }
+        let line = match time.keeper.tick(uptime(now)) {
+            Ok(()) => {
+                time.due = TimeKeeping::next_save(&time.keeper);
+                std::mem::take(&mut time.failing).then(|| "time record saved again".to_owned())
+            }
+            Err(e) => {
+                time.due = now.plus(SAVE_RETRY);
+                (!std::mem::replace(&mut time.failing, true)).then(|| {
+                    format!(
+                        "time record: {}; trying again every {} s",
+                        console::chain(&e),
+                        SAVE_RETRY.as_secs()
+                    )
+                })
+            }
+        };
+        if let Some(line) = line {
+            self.say(&line);
+        }
+    }
+
+    /// At the end of a shutdown: saves the time record with the uptime up to `now`, so the
+    /// next boot's earliest time includes the whole of this one.
+    fn save_time(&mut self, now: Millis) {
+        let Some(time) = self.time.as_mut() else {
+            return;
+        };
+        if let Err(e) = time.keeper.save_now(uptime(now)) {
+            let line = format!("time record not saved at shutdown: {}", console::chain(&e));
+            self.say(&line);
+        }
     }
 
     /// Starts every task that is due; announces, once, each task held for the network.
@@ -707,7 +803,8 @@ impl<'a, H: Host> Runtime<'a, H> {
     /// The update agent's socket is readable.
     fn on_install_socket(&mut self) {
         let on_trial = self.trial.is_some();
-        if let Some(event) = self.install.as_mut().and_then(|s| s.ready(on_trial)) {
+        let time = self.time.as_mut().map(|t| &mut t.keeper);
+        if let Some(event) = self.install.as_mut().and_then(|s| s.ready(on_trial, time)) {
             self.on_install_event(event);
         }
     }

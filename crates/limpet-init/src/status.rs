@@ -1,7 +1,10 @@
 //! The device part of the status file (`/run/limpet/status.json`, key `system`): which
-//! slot and version run, what the other slot holds, the A/B state and the fate of a trial.
+//! slot and version run, what the other slot holds, the A/B state, the fate of a trial and
+//! the device's time (limpet-lifecycle: the floor, the earliest time, the end of support
+//! and whether island mode is due).
 
-use limpet_state::{Slot, State, TrialPhase};
+use limpet_lifecycle::{IslandReason, Keeper};
+use limpet_state::{BlockDevice, Slot, State, TrialPhase};
 use serde::Serialize;
 
 /// The `system` object of the status file.
@@ -21,6 +24,112 @@ pub struct SystemStatus {
     pub last_update: Option<UpdateAttempt>,
     /// Interfaces, DNS, and packets the network policy dropped; absent without network.
     pub network: Option<crate::network::NetworkStatus>,
+    /// The time record; absent when the slot carries no lifecycle or the state partition
+    /// cannot be opened.
+    pub time: Option<TimeStatus>,
+}
+
+/// The device's time as the time record has it (docs/end-of-life.md), counted up to the
+/// record's last tick: every save (10 minutes of uptime) and every request of the update
+/// agent. Times are seconds since 1970 (UTC); spans are seconds of uptime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TimeStatus {
+    /// The time floor (rule 1): never goes back.
+    pub floor: u64,
+    /// The earliest time the device can prove (rule 2): the floor plus uptime since.
+    pub earliest: u64,
+    /// The newest signed time verified from the repository, if any.
+    pub newest_signed: Option<u64>,
+    /// Uptime without fresh signed metadata (rule 5).
+    pub since_fresh_secs: u64,
+    /// The slot's `freshness`, if it declares one.
+    pub freshness_secs: Option<u64>,
+    /// The end of support (rule 6): the first second after the last day; absent when the
+    /// slot declares none.
+    pub support_until: Option<u64>,
+    /// Whether `support_until` comes from a signed extension, beyond the slot's own end.
+    pub support_extended: bool,
+    /// Whether island mode is due (rule 7), and why; absent when it is not.
+    pub island_due: Option<IslandDue>,
+    /// Whether the record is saved to the state partition (`false`: kept in memory only).
+    pub persisted: bool,
+}
+
+/// Why island mode is due.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "reason")]
+pub enum IslandDue {
+    /// The earliest time reached the end of support.
+    SupportEnded { until: u64, earliest: u64 },
+    /// No fresh signed metadata for the slot's `freshness` of uptime.
+    Stale {
+        since_fresh_secs: u64,
+        freshness_secs: u64,
+    },
+}
+
+impl TimeStatus {
+    /// What `keeper` holds now.
+    pub fn of<D: BlockDevice>(keeper: &Keeper<D>) -> TimeStatus {
+        let state = keeper.state();
+        let slot = keeper.slot();
+        let support_until = keeper.support_until();
+        TimeStatus {
+            floor: state.floor().as_secs(),
+            earliest: state.earliest().as_secs(),
+            newest_signed: state.newest_signed().map(|t| t.as_secs()),
+            since_fresh_secs: state.since_fresh().as_secs(),
+            freshness_secs: slot.freshness.map(|f| f.as_secs()),
+            support_until: support_until.map(|t| t.as_secs()),
+            support_extended: support_until > slot.support_until,
+            island_due: keeper.island_due().map(|reason| match reason {
+                IslandReason::SupportEnded { until, earliest } => IslandDue::SupportEnded {
+                    until: until.as_secs(),
+                    earliest: earliest.as_secs(),
+                },
+                IslandReason::Stale {
+                    since_fresh,
+                    freshness,
+                } => IslandDue::Stale {
+                    since_fresh_secs: since_fresh.as_secs(),
+                    freshness_secs: freshness.as_secs(),
+                },
+            }),
+            persisted: keeper.persists(),
+        }
+    }
+
+    /// One line for the console: the floor, the earliest time, the end of support and
+    /// whether island mode is due (times as `@seconds`, as `date -d @SECS` takes them).
+    pub fn line(&self) -> String {
+        let support = match (self.support_until, self.support_extended) {
+            (None, _) => "no end of support".to_owned(),
+            (Some(until), false) => format!("support until @{until} (the slot's)"),
+            (Some(until), true) => format!("support until @{until} (extended by signed metadata)"),
+        };
+        let island = match &self.island_due {
+            None => "island mode not due".to_owned(),
+            Some(IslandDue::SupportEnded { until, .. }) => {
+                format!("island mode DUE: support ended at @{until}")
+            }
+            Some(IslandDue::Stale {
+                since_fresh_secs,
+                freshness_secs,
+            }) => format!(
+                "island mode DUE: {since_fresh_secs} s of uptime without fresh signed metadata (freshness {freshness_secs} s)"
+            ),
+        };
+        format!(
+            "time floor @{}, earliest @{}; {support}; {island}{}",
+            self.floor,
+            self.earliest,
+            if self.persisted {
+                ""
+            } else {
+                " (time record in memory only)"
+            }
+        )
+    }
 }
 
 /// One install attempt through the install socket.
@@ -115,5 +224,79 @@ impl From<&State> for StateView {
             highest_failed: s.highest_failed().map(ToString::to_string),
             boot_count: s.boot_count(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use limpet_lifecycle::{SlotLifecycle, Uptime, WallTime};
+    use limpet_testkit::power_cut_disk::SimDisk;
+
+    const BUILT: u64 = 1_700_000_000;
+
+    fn keeper(freshness: Option<u64>) -> Keeper<SimDisk> {
+        let slot = SlotLifecycle {
+            built: WallTime::from_secs(BUILT),
+            support_until: Some(WallTime::from_secs(BUILT + 1000)),
+            freshness: freshness.map(Uptime::from_secs),
+        };
+        Keeper::open(SimDisk::new(1 << 20), slot, Uptime::ZERO).0
+    }
+
+    /// An extension shows as extended; the end of support reached shows island mode due,
+    /// with its reason, in the file and on the console.
+    #[test]
+    fn the_time_status_says_the_end_of_support_and_island_mode() {
+        let mut k = keeper(None);
+        let s = TimeStatus::of(&k);
+        assert_eq!(
+            (s.floor, s.earliest, s.support_extended),
+            (BUILT, BUILT, false)
+        );
+        assert_eq!(
+            s.line(),
+            "time floor @1700000000, earliest @1700000000; support until @1700001000 (the slot's); island mode not due"
+        );
+        k.extend_support(WallTime::from_secs(BUILT + 2000), Uptime::from_secs(1))
+            .unwrap();
+        let s = TimeStatus::of(&k);
+        assert_eq!(
+            (s.support_until, s.support_extended),
+            (Some(BUILT + 2000), true)
+        );
+        assert!(
+            s.line().contains("(extended by signed metadata)"),
+            "{}",
+            s.line()
+        );
+        k.tick(Uptime::from_secs(2000)).unwrap();
+        let s = TimeStatus::of(&k);
+        assert_eq!(
+            s.island_due,
+            Some(IslandDue::SupportEnded {
+                until: BUILT + 2000,
+                earliest: BUILT + 2000
+            })
+        );
+        assert!(
+            s.line()
+                .ends_with("island mode DUE: support ended at @1700002000"),
+            "{}",
+            s.line()
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["island_due"]["reason"], "support_ended", "{json}");
+
+        let mut k = keeper(Some(500));
+        k.tick(Uptime::from_secs(500)).unwrap();
+        let s = TimeStatus::of(&k);
+        assert!(
+            s.line().ends_with(
+                "island mode DUE: 500 s of uptime without fresh signed metadata (freshness 500 s)"
+            ),
+            "{}",
+            s.line()
+        );
     }
 }

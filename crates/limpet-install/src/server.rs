@@ -7,12 +7,13 @@
 //! - one connection at a time; one request, one answer;
 //! - `Finish` verifies the whole written slot in PID 1 (a few seconds for a large slot,
 //!   during which the poll loop waits; tasks' pipes buffer meanwhile).
-//! - With the device's time record ([`InstallServer::with_lifecycle`]), `Verified` takes the
-//!   signed time and support end the agent verified into it (limpet-lifecycle's rules refuse
-//!   a time below the floor and a shorter support window), and `Status` answers the floor and
-//!   the end of support. Every request counts the uptime since the last one (`CLOCK_BOOTTIME`)
-//!   and saves the record when due. Without it, `Verified` is refused and `Status` answers no
-//!   floor.
+//! - The device's time record is PID 1's runtime's, which ticks it on its own timer; the
+//!   runtime lends it to each request ([`InstallServer::ready`]'s `time`). With it,
+//!   `Verified` takes the signed time and support end the agent verified into it
+//!   (limpet-lifecycle's rules refuse a time below the floor and a shorter support window),
+//!   and `Status` answers the floor and the end of support. Every request counts the uptime
+//!   since the last count (`CLOCK_BOOTTIME`) and saves the record when due. Without it,
+//!   `Verified` is refused and `Status` answers no floor.
 
 use std::fs::File;
 use std::os::fd::OwnedFd;
@@ -58,7 +59,6 @@ pub struct InstallServer {
     key: VerifyingKey,
     trial_boots: u8,
     session: Option<(Session, File)>,
-    lifecycle: Option<Keeper<File>>,
 }
 
 /// Where the server finds the device's parts.
@@ -127,14 +127,7 @@ impl InstallServer {
             key: devices.key,
             trial_boots: devices.trial_boots,
             session: None,
-            lifecycle: None,
         })
-    }
-
-    /// Serves the device's time record too (`Verified`, the time fields of `Status`).
-    pub fn with_lifecycle(mut self, keeper: Keeper<File>) -> Self {
-        self.lifecycle = Some(keeper);
-        self
     }
 
     /// The descriptor to poll: the connection when one is open, else the listener.
@@ -143,8 +136,9 @@ impl InstallServer {
     }
 
     /// Called when [`InstallServer::pollable`] is readable: accepts a connection or serves
-    /// one request.
-    pub fn ready(&mut self, on_trial: bool) -> Option<Event> {
+    /// one request, with the device's time record `time` when it keeps one (`Verified`, the
+    /// time fields of `Status`).
+    pub fn ready(&mut self, on_trial: bool, time: Option<&mut Keeper<File>>) -> Option<Event> {
         let Some(conn) = &self.conn else {
             self.accept();
             return None;
@@ -161,7 +155,7 @@ impl InstallServer {
             Ok((n, _)) => n,
         };
         let (response, event) = match Request::decode(buf.get(..n).unwrap_or_default()) {
-            Ok(request) => self.handle(request, on_trial),
+            Ok(request) => self.handle(request, on_trial, time),
             Err(e) => (Response::Error(format!("bad request: {e}")), None),
         };
         if let Some(conn) = &self.conn {
@@ -188,17 +182,22 @@ impl InstallServer {
         }
     }
 
-    fn handle(&mut self, request: Request, on_trial: bool) -> (Response, Option<Event>) {
-        if let Some(keeper) = &mut self.lifecycle {
-            // A failed save is retried at the next request; the request is served anyway.
+    fn handle(
+        &mut self,
+        request: Request,
+        on_trial: bool,
+        mut time: Option<&mut Keeper<File>>,
+    ) -> (Response, Option<Event>) {
+        if let Some(keeper) = time.as_deref_mut() {
+            // A failed save is retried by the runtime's timer; the request is served anyway.
             let _ = keeper.tick(uptime());
         }
         match request {
             Request::Verified {
                 signed_time,
                 support_until,
-            } => (self.verified(signed_time, support_until), None),
-            Request::Status => match self.status(on_trial) {
+            } => (verified(time, signed_time, support_until), None),
+            Request::Status => match self.status(on_trial, time.as_deref()) {
                 Ok(s) => (Response::Status(s), None),
                 Err(e) => (Response::Error(e), None),
             },
@@ -302,24 +301,6 @@ impl InstallServer {
         }
     }
 
-    /// `Verified`: the signed time, then the support end, into the time record.
-    fn verified(&mut self, signed_time: u64, support_until: Option<u64>) -> Response {
-        let Some(keeper) = &mut self.lifecycle else {
-            return Response::Error("this PID 1 keeps no time record".to_owned());
-        };
-        let now = uptime();
-        let result = keeper
-            .verified(WallTime::from_secs(signed_time), now)
-            .and_then(|_| match support_until {
-                Some(end) => keeper.extend_support(WallTime::from_secs(end), now),
-                None => Ok(()),
-            });
-        match result {
-            Ok(()) => Response::Ok,
-            Err(e) => Response::Error(limpet_error_chain::one_line(&e)),
-        }
-    }
-
     fn store(&self) -> Result<StateStore<File>, String> {
         let file = File::options()
             .read(true)
@@ -329,7 +310,7 @@ impl InstallServer {
         StateStore::new(file).map_err(|e| format!("state partition: {e}"))
     }
 
-    fn status(&self, on_trial: bool) -> Result<DeviceStatus, String> {
+    fn status(&self, on_trial: bool, time: Option<&Keeper<File>>) -> Result<DeviceStatus, String> {
         let state = self.store()?.load().map_err(|e| format!("state: {e}"))?;
         let capacity = File::open(&self.inactive)
             .and_then(|f| limpet_state::BlockDevice::len(&f))
@@ -339,16 +320,34 @@ impl InstallServer {
             running_length: self.running_length,
             inactive_capacity: capacity,
             floor: state.floor().to_string(),
-            time_floor: self.lifecycle.as_ref().map(|k| k.state().floor().as_secs()),
-            support_until: self
-                .lifecycle
-                .as_ref()
-                .and_then(Keeper::support_until)
-                .map(WallTime::as_secs),
+            time_floor: time.map(|k| k.state().floor().as_secs()),
+            support_until: time.and_then(Keeper::support_until).map(WallTime::as_secs),
             highest_failed: state.highest_failed().map(ToString::to_string),
             trial: state.trial().map(|t| t.version.to_string()),
             on_trial,
         })
+    }
+}
+
+/// `Verified`: the signed time, then the support end, into the time record.
+fn verified(
+    time: Option<&mut Keeper<File>>,
+    signed_time: u64,
+    support_until: Option<u64>,
+) -> Response {
+    let Some(keeper) = time else {
+        return Response::Error("this PID 1 keeps no time record".to_owned());
+    };
+    let now = uptime();
+    let result = keeper
+        .verified(WallTime::from_secs(signed_time), now)
+        .and_then(|_| match support_until {
+            Some(end) => keeper.extend_support(WallTime::from_secs(end), now),
+            None => Ok(()),
+        });
+    match result {
+        Ok(()) => Response::Ok,
+        Err(e) => Response::Error(limpet_error_chain::one_line(&e)),
     }
 }
 
@@ -391,6 +390,8 @@ mod tests {
     struct Rig {
         _dir: tempfile::TempDir,
         server: InstallServer,
+        /// The time record the runtime would lend the server, if the rig keeps one.
+        time: Option<Keeper<File>>,
         client: OwnedFd,
         partitions: Partitions,
     }
@@ -428,15 +429,16 @@ mod tests {
             let mut rig = Rig {
                 _dir: dir,
                 server,
+                time: None,
                 client,
                 partitions,
             };
             rustix::net::connect(&rig.client, &SocketAddrUnix::new(&socket).unwrap()).unwrap();
-            assert_eq!(rig.server.ready(false), None); // accept
+            assert_eq!(rig.server.ready(false, None), None); // accept
             rig
         }
 
-        /// The same rig, its server keeping the time record in the state partition.
+        /// The same rig, its server lent the time record in the state partition.
         fn with_lifecycle(mut self, slot: SlotLifecycle) -> Rig {
             let file = File::options()
                 .read(true)
@@ -444,7 +446,7 @@ mod tests {
                 .open(&self.partitions.state)
                 .unwrap();
             let (keeper, _) = Keeper::open(file, slot, Uptime::ZERO);
-            self.server = self.server.with_lifecycle(keeper);
+            self.time = Some(keeper);
             self
         }
 
@@ -457,7 +459,7 @@ mod tests {
 
         fn ask(&mut self, request: &Request) -> (Response, Option<Event>) {
             rustix::net::send(self.client.as_fd(), &request.encode(), SendFlags::empty()).unwrap();
-            let event = self.server.ready(false);
+            let event = self.server.ready(false, self.time.as_mut());
             let mut buf = vec![0u8; MAX_MESSAGE];
             let (n, _) = rustix::net::recv(&self.client, &mut buf, RecvFlags::empty()).unwrap();
             (Response::decode(&buf[..n]).unwrap(), event)
@@ -617,7 +619,7 @@ mod tests {
         );
         // Garbage is an error answer, not a crash.
         rustix::net::send(rig.client.as_fd(), &[0xff, 1, 2], SendFlags::empty()).unwrap();
-        let _ = rig.server.ready(false);
+        let _ = rig.server.ready(false, None);
         let mut buf = vec![0u8; MAX_MESSAGE];
         let (n, _) = rustix::net::recv(&rig.client, &mut buf, RecvFlags::empty()).unwrap();
         assert!(
@@ -650,7 +652,7 @@ mod tests {
             .encode(),
             SendFlags::empty(),
         );
-        assert_eq!(rig.server.ready(false), None);
+        assert_eq!(rig.server.ready(false, None), None);
         assert!(rig.state().trial().is_none());
         let slot_b = std::fs::read(&rig.partitions.slot_b).unwrap();
         assert!(slot_b.iter().all(|&b| b == 0));

@@ -12,8 +12,9 @@
 //!   boot); a reading below the last one adds nothing.
 //! - The record is saved every [`SAVE_INTERVAL`] of uptime, each save crediting the
 //!   uptime without fresh metadata until the next one ([`TimeState::checkpoint`]), and at
-//!   once after a fresh signed time or an accepted extension. The live state is never
-//!   credited: the credit exists only on the disk, where it covers a power cut.
+//!   once after a fresh signed time or an accepted extension, and when PID 1 stops
+//!   ([`Keeper::save_now`]). The live state is never credited: the credit exists only on
+//!   the disk, where it covers a power cut.
 //! - A save that fails is returned to the caller, and the live state is kept: the next tick
 //!   tries again.
 
@@ -109,6 +110,19 @@ impl<D: BlockDevice> Keeper<D> {
         Ok(())
     }
 
+    /// Counts uptime up to the reading `uptime` and saves whether due or not: at a clean
+    /// shutdown, so that the next boot's earliest time includes all of this one.
+    pub fn save_now(&mut self, uptime: Uptime) -> Result<(), KeeperError> {
+        self.count(uptime);
+        self.save(uptime)
+    }
+
+    /// The uptime reading at which the record is due to be saved again (after a failed
+    /// save: at once).
+    pub fn next_save(&self) -> Uptime {
+        self.next_save
+    }
+
     /// A signed time the update agent verified (rule 4), at uptime reading `uptime`; saved
     /// at once when fresh.
     pub fn verified(&mut self, signed: WallTime, uptime: Uptime) -> Result<Freshness, KeeperError> {
@@ -146,6 +160,11 @@ impl<D: BlockDevice> Keeper<D> {
     /// Rule 7: whether island mode is due, and why.
     pub fn island_due(&self) -> Option<IslandReason> {
         self.state.island_due(&self.slot)
+    }
+
+    /// The facts of the slot it was opened with.
+    pub fn slot(&self) -> &SlotLifecycle {
+        &self.slot
     }
 
     /// The live state.

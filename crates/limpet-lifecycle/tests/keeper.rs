@@ -220,3 +220,31 @@ fn a_failed_save_is_reported_and_retried() {
     keeper.tick(secs(2)).unwrap();
     assert_eq!(saved(keeper.device().unwrap()).floor(), at(20));
 }
+
+/// The next save is due one interval after the last; a save at shutdown counts the uptime
+/// up to it, so the next boot's earliest time includes the whole of this one, and a failed
+/// save makes the next one due at once.
+#[test]
+fn a_save_at_shutdown_keeps_the_whole_uptime() {
+    let (mut keeper, _) = Keeper::open(disk(), slot(), secs(5));
+    assert_eq!(keeper.next_save(), secs(5).saturating_add(SAVE_INTERVAL));
+    keeper.tick(secs(200)).unwrap();
+    assert_eq!(
+        saved(keeper.device().unwrap()).earliest(),
+        BUILT,
+        "no save due yet: the record still holds the boot's state"
+    );
+    keeper.save_now(secs(300)).unwrap();
+    assert_eq!(keeper.next_save(), secs(300).saturating_add(SAVE_INTERVAL));
+    let disk = keeper.into_device().unwrap();
+    assert_eq!(saved(&disk).earliest(), BUILT.saturating_add(secs(295)));
+    // The next boot starts from there.
+    let (mut keeper, _) = Keeper::open(disk, slot(), secs(4));
+    assert_eq!(keeper.state().earliest(), BUILT.saturating_add(secs(295)));
+    keeper.device_mut().unwrap().cut_power_after(0);
+    assert!(matches!(
+        keeper.save_now(secs(10)),
+        Err(KeeperError::Save(_))
+    ));
+    assert_eq!(keeper.next_save(), secs(10), "due again at once");
+}

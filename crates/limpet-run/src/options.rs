@@ -3,7 +3,9 @@
 //!
 //! Rules this module keeps: an option belongs to the backend it means something to, so a
 //! combination that cannot be run (a namespace run with guest memory, a disk to persist,
-//! a kernel command line, a power button or a NIC of QEMU's) cannot be written down.
+//! a kernel command line, a power button or a NIC of QEMU's) cannot be written down; a
+//! value with a syntax of QEMU's (the guest clock's start) is parsed into its own type, so
+//! a wrong one is refused by name before QEMU starts.
 
 use std::net::SocketAddrV4;
 use std::path::PathBuf;
@@ -77,6 +79,8 @@ pub struct QemuOptions {
     /// substrings has appeared in some console line, and let the guest shut down by
     /// itself. Empty: never.
     pub powerdown_on: Vec<String>,
+    /// Where the guest's real-time clock starts (QEMU's `-rtc base=`); `None`: now, in UTC.
+    pub rtc_base: Option<RtcBase>,
 }
 
 impl Default for QemuOptions {
@@ -88,7 +92,66 @@ impl Default for QemuOptions {
             disk_writes: DiskWrites::default(),
             network: Network::None,
             powerdown_on: Vec::new(),
+            rtc_base: None,
         }
+    }
+}
+
+/// The time a guest's real-time clock starts at, in UTC: `YYYY-MM-DDTHH:MM:SS` or
+/// `YYYY-MM-DD` (midnight), the forms QEMU's `-rtc base=` takes. For testing a device
+/// whose clock is wrong (a flat battery, years in the past or the future).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtcBase(String);
+
+/// A `--rtc-base` value that is not a date and time QEMU takes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not a UTC date and time YYYY-MM-DDTHH:MM:SS (or a date YYYY-MM-DD)")]
+pub struct InvalidRtcBase {
+    /// The value given.
+    pub value: String,
+}
+
+impl RtcBase {
+    /// Checks `value`: the digits in their places, each field in its range (day up to 31
+    /// in any month: QEMU's own check of the calendar follows).
+    pub fn parse(value: &str) -> Result<RtcBase, InvalidRtcBase> {
+        let (date, time) = match value.split_once('T') {
+            Some((date, time)) => (date, Some(time)),
+            None => (value, None),
+        };
+        let date_ok = fields(date, '-', [(4, 0..=9999), (2, 1..=12), (2, 1..=31)]);
+        let time_ok = time.is_none_or(|t| fields(t, ':', [(2, 0..=23), (2, 0..=59), (2, 0..=59)]));
+        if date_ok && time_ok {
+            Ok(RtcBase(value.to_owned()))
+        } else {
+            Err(InvalidRtcBase {
+                value: value.to_owned(),
+            })
+        }
+    }
+
+    /// The value as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Whether `text` is three fields split by `sep`, each of exactly its number of digits and
+/// in its range.
+fn fields(text: &str, sep: char, want: [(usize, std::ops::RangeInclusive<u32>); 3]) -> bool {
+    let parts: Vec<&str> = text.split(sep).collect();
+    parts.len() == want.len()
+        && parts.iter().zip(want).all(|(part, (digits, range))| {
+            part.len() == digits
+                && part.bytes().all(|b| b.is_ascii_digit())
+                && part.parse::<u32>().is_ok_and(|n| range.contains(&n))
+        })
+}
+
+impl std::str::FromStr for RtcBase {
+    type Err = InvalidRtcBase;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RtcBase::parse(s)
     }
 }
 

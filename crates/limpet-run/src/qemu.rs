@@ -23,7 +23,7 @@ use limpet_image::header::Target;
 use crate::error::RunError;
 use crate::machine::{Firmware, Machine};
 use crate::options::{
-    DiskWrites, Network, QemuOptions, Watch, DEFAULT_MEMORY_MIB, FORWARD_ADDRESS,
+    DiskWrites, Network, QemuOptions, RtcBase, Watch, DEFAULT_MEMORY_MIB, FORWARD_ADDRESS,
 };
 use crate::outcome::RunReport;
 use crate::qmp::{PowerButton, QmpSocket};
@@ -57,6 +57,8 @@ pub struct QemuConfig {
     pub network: Network,
     /// A QMP control socket, for asking the guest to power down (the ACPI power button).
     pub qmp: Option<PathBuf>,
+    /// Where the guest's real-time clock starts; `None`: QEMU's default (now, UTC).
+    pub rtc_base: Option<RtcBase>,
 }
 
 impl QemuConfig {
@@ -74,6 +76,7 @@ impl QemuConfig {
             append: None,
             network: Network::None,
             qmp: None,
+            rtc_base: None,
         }
     }
 
@@ -116,6 +119,10 @@ pub fn qemu_args(config: &QemuConfig) -> Vec<OsString> {
         "stdio",
     ]);
     args.extend(network_args(&config.network));
+    if let Some(base) = &config.rtc_base {
+        args.push("-rtc".into());
+        args.push(format!("base={}", base.as_str()).into());
+    }
     if let Some(qmp) = &config.qmp {
         let mut value = OsString::from("unix:");
         value.push(qemu_option_value(qmp.as_os_str()));
@@ -248,6 +255,7 @@ pub fn run(
     config.append = options.append.clone();
     config.disk_writes = options.disk_writes;
     config.network = options.network.clone();
+    config.rtc_base = options.rtc_base.clone();
     // The QMP socket only when there is a button to press; removed when the run ends.
     let qmp = if options.powerdown_on.is_empty() {
         None
@@ -464,6 +472,38 @@ mod tests {
         let args = strings(&qemu_args(&c));
         let i = args.iter().position(|a| a == "-qmp").unwrap();
         assert_eq!(args[i + 1], "unix:/tmp/a,,b/qmp.sock,server=on,wait=off");
+    }
+
+    /// `--rtc-base` becomes `-rtc base=`, once; without it there is no `-rtc` (QEMU's
+    /// clock starts at the host's time). Values QEMU would not take are refused by name.
+    #[test]
+    fn the_guest_clock_starts_where_asked() {
+        let mut c = config(Target::X86_64);
+        assert!(!strings(&qemu_args(&c)).contains(&"-rtc".to_owned()));
+        for value in ["2001-01-01T00:00:00", "2055-06-30"] {
+            c.rtc_base = Some(RtcBase::parse(value).unwrap());
+            let args = strings(&qemu_args(&c));
+            let i = args.iter().position(|a| a == "-rtc").unwrap();
+            assert_eq!(args[i + 1], format!("base={value}"));
+            assert_eq!(args.iter().filter(|a| *a == "-rtc").count(), 1);
+        }
+        for bad in [
+            "",
+            "now",
+            "2001-1-01",
+            "2001-13-01",
+            "2001-01-32",
+            "2001-01-01T24:00:00",
+            "2001-01-01T00:60:00",
+            "2001-01-01 00:00:00",
+            "2001-01-01T00:00",
+            "2001-01-01T00:00:00,driftfix=slew",
+            "+2001-01-01",
+        ] {
+            let e = RtcBase::parse(bad).unwrap_err();
+            assert_eq!(e.value, bad);
+            assert!(e.to_string().contains("YYYY-MM-DDTHH:MM:SS"), "{e}");
+        }
     }
 
     #[test]

@@ -142,10 +142,9 @@ impl Device {
                 support_until: Some(WallTime::from_secs(4_102_444_800)),
                 freshness: None,
             };
-            let (keeper, _) = Keeper::open(state, slot, Uptime::ZERO);
-            let mut server = InstallServer::bind(&sock, uid, gid, devices)
-                .unwrap()
-                .with_lifecycle(keeper);
+            // PID 1's runtime owns the time record and lends it to each request.
+            let (mut keeper, _) = Keeper::open(state, slot, Uptime::ZERO);
+            let mut server = InstallServer::bind(&sock, uid, gid, devices).unwrap();
             ready_tx.send(()).unwrap();
             let timeout = rustix::time::Timespec {
                 tv_sec: 0,
@@ -160,7 +159,7 @@ impl Device {
                     rustix::event::poll(&mut fds, Some(&timeout)).unwrap_or(0) > 0
                 };
                 if readable {
-                    if let Some(e) = server.ready(false) {
+                    if let Some(e) = server.ready(false, Some(&mut keeper)) {
                         ev.lock().unwrap().push(e);
                     }
                 }

@@ -109,6 +109,7 @@ fn system() -> SystemStatus {
         trial: TrialStatus::None,
         last_update: None,
         network: None,
+        time: None,
     }
 }
 
@@ -418,4 +419,147 @@ fn an_egress_task_waits_for_the_network_and_then_starts_anyway() {
             "limpet-init: started uplink (pid 101)",
         ]
     );
+}
+
+const BUILT: u64 = 1_700_000_000;
+
+fn slot_lifecycle() -> limpet_lifecycle::SlotLifecycle {
+    limpet_lifecycle::SlotLifecycle {
+        built: limpet_lifecycle::WallTime::from_secs(BUILT),
+        support_until: Some(limpet_lifecycle::WallTime::from_secs(2_000_000_000)),
+        freshness: Some(Uptime::from_days(45)),
+    }
+}
+
+/// A `state` partition in `dir`: its path, and the time record opened on it at uptime 0.
+fn time_record(dir: &Path) -> (PathBuf, Keeper<File>) {
+    let path = dir.join("state.img");
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    file.set_len(1 << 20).unwrap();
+    let (keeper, _) = Keeper::open(file, slot_lifecycle(), Uptime::ZERO);
+    (path, keeper)
+}
+
+/// What the record in the partition at `path` holds.
+fn saved(path: &Path) -> limpet_lifecycle::TimeState {
+    limpet_lifecycle::LifecycleStore::new(File::open(path).unwrap())
+        .unwrap()
+        .load()
+        .unwrap()
+        .state
+}
+
+fn status_time(dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join(STATUS_FILE)).unwrap();
+    serde_json::from_str::<serde_json::Value>(&text).unwrap()["system"]["time"].clone()
+}
+
+/// The loop ticks the time record on its own timer, with no request of the update agent:
+/// the record is saved once its interval has run out (so a power cut loses no uptime beyond
+/// the credit), the status file shows it, and a clean shutdown saves the uptime up to then.
+#[test]
+fn the_time_record_is_ticked_on_the_loops_timer_and_saved_at_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy(vec![task("a", started(), "always")]);
+    let mut system = system();
+    let mut rt = runtime(dir.path(), &policy, &mut system);
+    let (state, keeper) = time_record(dir.path());
+    rt.set_time(Some(keeper));
+    let interval = Duration::from_secs(limpet_lifecycle::SAVE_INTERVAL.as_secs());
+    rt.on_tick();
+    assert_eq!(
+        rt.timeout(),
+        Some(interval),
+        "the record's save is the only deadline"
+    );
+    let time = status_time(dir.path());
+    assert_eq!(
+        (&time["floor"], &time["earliest"], &time["support_until"]),
+        (
+            &serde_json::json!(BUILT),
+            &serde_json::json!(BUILT),
+            &serde_json::json!(2_000_000_000u64)
+        ),
+        "{time}"
+    );
+    assert_eq!(time["support_extended"], false, "{time}");
+    assert_eq!(time["island_due"], serde_json::Value::Null, "{time}");
+    assert_eq!(time["persisted"], true, "{time}");
+
+    rt.host.now = 599_999;
+    rt.on_tick();
+    assert_eq!(saved(&state).earliest().as_secs(), BUILT, "not due yet");
+    rt.host.now = 600_000;
+    rt.on_tick();
+    assert_eq!(saved(&state).earliest().as_secs(), BUILT + 600);
+    assert_eq!(
+        saved(&state).since_fresh().as_secs(),
+        600 + 600,
+        "credited ahead"
+    );
+    assert_eq!(status_time(dir.path())["earliest"], BUILT + 600);
+    assert_eq!(rt.timeout(), Some(interval));
+
+    rt.host.now = 700_000;
+    rt.on_signal(libc::SIGTERM);
+    rt.host.exits = vec![Reaped {
+        pid: 100,
+        exit: Exit::Signal(15),
+    }];
+    rt.on_signal(libc::SIGCHLD);
+    assert_eq!(rt.on_tick(), Some(Outcome::PowerOff));
+    assert_eq!(saved(&state).earliest().as_secs(), BUILT + 700);
+}
+
+/// A time record that cannot be written is said once, tried again every `SAVE_RETRY`
+/// (never in a busy loop), and said again when it works.
+#[test]
+fn a_failed_save_of_the_time_record_is_said_once_and_tried_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy(vec![task("a", started(), "always")]);
+    let mut system = system();
+    let mut rt = runtime(dir.path(), &policy, &mut system);
+    let (state, keeper) = time_record(dir.path());
+    drop(keeper);
+    // Read-only: every write fails.
+    let (keeper, _) = Keeper::open(File::open(&state).unwrap(), slot_lifecycle(), Uptime::ZERO);
+    rt.set_time(Some(keeper));
+    let said = |rt: &Runtime<'_, Fake>| {
+        rt.host
+            .console
+            .iter()
+            .filter(|l| l.starts_with("limpet-init: time record"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    rt.on_tick();
+    let lines = said(&rt);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with("limpet-init: time record: saving the time record: ")
+            && lines[0].ends_with("; trying again every 60 s"),
+        "{lines:?}"
+    );
+    assert_eq!(rt.timeout(), Some(SAVE_RETRY), "not at once: no busy loop");
+    rt.host.now = 60_000;
+    rt.on_tick();
+    assert_eq!(said(&rt).len(), 1, "said once");
+    assert_eq!(rt.timeout(), Some(SAVE_RETRY));
+    // The medium recovers.
+    let time = rt.time.as_mut().unwrap();
+    *time.keeper.device_mut().unwrap() =
+        File::options().read(true).write(true).open(&state).unwrap();
+    rt.host.now = 120_000;
+    rt.on_tick();
+    assert_eq!(
+        said(&rt).last().unwrap(),
+        "limpet-init: time record saved again"
+    );
+    assert_eq!(saved(&state).earliest().as_secs(), BUILT + 120);
 }

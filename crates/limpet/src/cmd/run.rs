@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use limpet_run::{
     Backend, DiskWrites, Firmware, Forward, NamespaceOptions, Network, Outcome, QemuOptions,
-    RunOptions, RunReport, Watch, DEFAULT_MEMORY_MIB,
+    RtcBase, RunOptions, RunReport, Watch, DEFAULT_MEMORY_MIB,
 };
 
 /// Arguments of `limpet run`.
@@ -52,6 +52,11 @@ pub struct Args {
     /// Let the guest write to disk.img (by default its writes go to a throw-away overlay).
     #[arg(long)]
     persist: bool,
+    /// Start the guest's real-time clock at this UTC time (QEMU's -rtc base=), e.g.
+    /// 2001-01-01T00:00:00 or 2040-06-30: a device whose clock is years wrong (a flat
+    /// battery, a glitch). By default it starts at this host's time.
+    #[arg(long, value_name = "YYYY-MM-DDTHH:MM:SS", conflicts_with = "sim")]
+    rtc_base: Option<RtcBase>,
     /// Run limpet-init as PID 1 of new namespaces on this host instead of booting QEMU:
     /// the slot is checked and unpacked, but there is no disk, dm-verity, hardening,
     /// cgroup budget or update agent (needs root). QEMU's own options (--memory,
@@ -160,6 +165,7 @@ fn backend(args: &Args) -> Result<Backend, String> {
             Network::None
         },
         powerdown_on: args.powerdown_on.clone(),
+        rtc_base: args.rtc_base.clone(),
     }))
 }
 
@@ -238,6 +244,13 @@ mod tests {
             (q.memory_mib, q.disk_writes, q.append.as_deref(), q.firmware),
             (512, DiskWrites::Persist, Some("x"), Firmware::Direct)
         );
+        let Ok(Backend::Qemu(q)) = backend_of(&["--rtc-base", "2001-01-01T00:00:00"]) else {
+            panic!("not QEMU")
+        };
+        assert_eq!(
+            q.rtc_base.as_ref().map(RtcBase::as_str),
+            Some("2001-01-01T00:00:00")
+        );
         // By default the device's chain, whose command line is signed: no --append.
         let Ok(Backend::Qemu(q)) = backend_of(&["--memory", "512"]) else {
             panic!("not QEMU")
@@ -273,6 +286,14 @@ mod tests {
                 "--powerdown-on must be absent with --sim",
             ),
             (&["--sim", "--user-net"][..], "cannot be used with"),
+            (
+                &["--sim", "--rtc-base", "2001-01-01"][..],
+                "cannot be used with",
+            ),
+            (
+                &["--rtc-base", "2001-01-01 00:00"][..],
+                "YYYY-MM-DDTHH:MM:SS",
+            ),
             (&["--netns", "dev"][..], "--sim"),
         ] {
             let e = backend_of(flags).unwrap_err();
