@@ -97,7 +97,7 @@ pub const BOARD: &[Check] = &[
     base("CRYPTO_CRC32C", On, Any, "ext4's metadata checksums"),
     base("STACKPROTECTOR", On, Any, "STACKPROTECTOR_STRONG depends on it"),
     base("RANDOMIZE_KSTACK_OFFSET", On, Any, "RANDOMIZE_KSTACK_OFFSET_DEFAULT depends on it"),
-    base("SPECULATION_MITIGATIONS", On, X86_64, "PAGE_TABLE_ISOLATION and RETPOLINE are under it"),
+    base("CPU_MITIGATIONS", On, X86_64, "PAGE_TABLE_ISOLATION, RETPOLINE and the other CPU mitigations are under it (SPECULATION_MITIGATIONS before the 6.1 stable backports)"),
     base("SECURITY", On, Any, "Landlock, lockdown and Yama are LSMs"),
     base("SYSVIPC", On, Any, "IPC_NS depends on it"),
     base("LSM", Is("landlock,lockdown,yama"), Any, "the LSMs active from boot, in order"),
@@ -115,6 +115,22 @@ pub const BOARD: &[Check] = &[
     base("KEYBOARD_GPIO", On, Aarch64, "gpio-keys: the virt board's power button"),
     base("INPUT_KEYBOARD", On, Aarch64, "gpio-keys is a keyboard driver"),
     base("RTC_DRV_PL031", On, Aarch64, "the virt board's real-time clock"),
+];
+
+/// The x86 CPU vulnerability mitigations that Linux turns on by default: `allnoconfig`
+/// would turn them off. Best effort, like the hardening checks (some need a newer
+/// compiler or a feature the kernel leaves out).
+#[rustfmt::skip]
+pub const MITIGATIONS: &[Check] = &[
+    base("RETHUNK", On, X86_64, "Retbleed: returns go through a thunk"),
+    base("CPU_UNRET_ENTRY", On, X86_64, "Retbleed on AMD: untrained return thunk at kernel entry"),
+    base("CPU_IBPB_ENTRY", On, X86_64, "Retbleed: branch predictor barrier at kernel entry"),
+    base("CPU_IBRS_ENTRY", On, X86_64, "Retbleed on Intel: IBRS at kernel entry"),
+    base("CPU_SRSO", On, X86_64, "Speculative Return Stack Overflow (AMD Inception)"),
+    base("MITIGATION_RFDS", On, X86_64, "Register File Data Sampling"),
+    base("MITIGATION_SPECTRE_BHI", On, X86_64, "Spectre branch history injection"),
+    base("MITIGATION_ITS", On, X86_64, "Indirect Target Selection"),
+    base("MITIGATION_TSA", On, X86_64, "Transient Scheduler Attacks"),
 ];
 
 /// Lines the needs of [`limpet_kconfig::needs`] depend on when the network is in.
@@ -172,6 +188,7 @@ pub fn lines(manifest: &Manifest) -> Vec<Line> {
     let hardening = HARDENING
         .iter()
         .filter(|c| !MOOT.iter().any(|(option, _)| c.option.starts_with(option)))
+        .chain(MITIGATIONS)
         .map(|c| (c.clone(), Strength::BestEffort));
     let off = ATTACK_SURFACE
         .iter()
