@@ -82,6 +82,14 @@ pub enum CargoError {
         /// Where the binary was expected.
         path: PathBuf,
     },
+    /// The build lock, or a private copy of a built binary, failed.
+    #[error("{}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// One binary to build: a package of the cargo workspace and one of its binaries.
@@ -282,6 +290,17 @@ impl Workspace {
         self.check(specs)?;
         ensure_target_installed(triple)?;
         let target_dir = self.device_target_dir();
+        // Two builds of one workspace (tests run side by side) write the same output paths
+        // with different flags (InitParts): from `cargo build` until the binaries are
+        // copied aside, this build holds the directory's lock.
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| CargoError::Io { path, source }
+        };
+        std::fs::create_dir_all(&target_dir).map_err(io(&target_dir))?;
+        let lock_path = target_dir.join("limpet-build.lock");
+        let lock = std::fs::File::create(&lock_path).map_err(io(&lock_path))?;
+        lock.lock().map_err(io(&lock_path))?;
         let mut cmd = Command::new(cargo());
         cmd.current_dir(&self.root)
             .args(["build", "--release", "--target", triple])
@@ -317,21 +336,43 @@ impl Workspace {
                 status: status.to_string(),
             });
         }
+        let private = private_outputs(&target_dir).map_err(io(&target_dir))?;
         specs
             .iter()
             .map(|spec| {
-                let path = target_dir
-                    .join(triple)
-                    .join("release")
-                    .join(format!("{}{suffix}", spec.binary));
-                if path.is_file() {
-                    Ok(path)
-                } else {
-                    Err(CargoError::MissingOutput { path })
+                let name = format!("{}{suffix}", spec.binary);
+                let path = target_dir.join(triple).join("release").join(&name);
+                if !path.is_file() {
+                    return Err(CargoError::MissingOutput { path });
                 }
+                let copy = private.join(&name);
+                std::fs::copy(&path, &copy).map_err(io(&copy))?;
+                Ok(copy)
             })
             .collect()
     }
+}
+
+/// A new directory for this build's copies of its binaries,
+/// `<target_dir>/outputs/<pid>-<n>`; directories of processes that have ended are removed
+/// first, so the copies do not pile up.
+fn private_outputs(target_dir: &Path) -> std::io::Result<PathBuf> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let outputs = target_dir.join("outputs");
+    std::fs::create_dir_all(&outputs)?;
+    for entry in std::fs::read_dir(&outputs)?.flatten() {
+        let name = entry.file_name();
+        let pid = name.to_string_lossy().split('-').next().map(str::to_owned);
+        if let Some(pid) = pid {
+            if !Path::new("/proc").join(&pid).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = outputs.join(format!("{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }
 
 /// The package (and binary) of Limpet's UEFI boot loader.
