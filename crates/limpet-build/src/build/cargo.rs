@@ -7,7 +7,10 @@
 //! - the release profile is forced through `CARGO_PROFILE_RELEASE_*` variables, so a
 //!   project's own `[profile.release]` cannot make a device binary unstripped or unwinding;
 //! - every absolute host path cargo or rustc could embed is remapped to a fixed prefix,
-//!   so the same sources give the same bytes on any machine.
+//!   so the same sources give the same bytes on any machine;
+//! - a build holds `<device target dir>/limpet-build.lock` from `cargo build` until it has
+//!   copied its binaries aside (`outputs/<pid>-<n>`): builds of different devices share
+//!   the output paths, and PID 1's parts (`InitParts`) differ between them.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
