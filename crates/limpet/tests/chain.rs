@@ -205,23 +205,6 @@ fn a_vendor_signed_release_below_the_floor_is_refused_by_the_loader() {
     assert!(!console.contains("hello 0.0.9) mounted"), "{console}");
 }
 
-/// Boots `dir` through the chain, keeping its writes, until the guest's kernel panics
-/// (`panic=-1` reboots at once; QEMU runs with `-no-reboot`, so it exits); returns the
-/// console.
-fn boot_to_panic(dir: &Path) -> String {
-    let out = run(
-        limpet()
-            .arg("run")
-            .arg(dir)
-            .args(["--json", "--persist", "--timeout", BOOT_DEADLINE_SECS]),
-        false,
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let console = stderr(&out);
-    assert_eq!(summary["outcome"], "kernel-panic", "{summary}\n{console}");
-    console
-}
-
 #[test]
 fn a_trial_whose_kernel_panics_spends_its_boots_and_is_never_tried_again() {
     let dir = hello_copy("chain-panic");
@@ -238,7 +221,7 @@ fn a_trial_whose_kernel_panics_spends_its_boots_and_is_never_tried_again() {
     mark_trial(&disk, Slot::B, "0.2.0");
     // Three boots allowed: each is counted by the loader before the kernel starts.
     for left in (0..3u8).rev() {
-        let console = boot_to_panic(&dir);
+        let console = boot_to_panic(&dir, BOOT_DEADLINE_SECS);
         assert!(
             console.contains(&format!(
                 "booting slot B (trial, {left} boot(s) left after this one)"
@@ -311,7 +294,7 @@ fn a_trial_that_hangs_is_reset_by_the_watchdog_and_rolled_back() {
     mark_trial_with(&disk, Slot::B, "0.2.0", 1);
     // The hung boot ends by itself (QEMU runs with `-no-reboot`: the watchdog's reset
     // ends it) instead of running into the run's deadline.
-    let console = boot_to_panic(&dir);
+    let console = boot_to_panic(&dir, BOOT_DEADLINE_SECS);
     assert!(
         console.contains("booting slot B (trial, 0 boot(s) left after this one)"),
         "{console}"

@@ -275,7 +275,7 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
     // Its two trial boots: each counted by the loader before the kernel starts, each a
     // kernel panic.
     for left in (0..2u8).rev() {
-        let console = boot_to_panic(&dir);
+        let console = boot_to_panic(&dir, BOOT_DEADLINE_SECS);
         assert!(
             console.contains(&format!(
                 "booting slot A (trial, {left} boot(s) left after this one)"
@@ -302,22 +302,6 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
         (failure.slot, failure.reason, failure.version.to_string()),
         (Slot::A, FailureReason::BootCountExhausted, "0.3.0".into())
     );
-}
-
-/// Boots `dir` until its kernel panics (`panic=-1` reboots at once, and QEMU runs with
-/// `-no-reboot`, so it exits); returns the console.
-fn boot_to_panic(dir: &Path) -> String {
-    let out = run(
-        limpet()
-            .arg("run")
-            .arg(dir)
-            .args(["--json", "--persist", "--timeout", BOOT_DEADLINE_SECS]),
-        false,
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let console = stderr(&out);
-    assert_eq!(summary["outcome"], "kernel-panic", "{summary}\n{console}");
-    console
 }
 
 /// A copy of directory `from` (the repository) as `to`, files only, one level of

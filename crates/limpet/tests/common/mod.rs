@@ -78,6 +78,24 @@ pub fn boot_until_line(dir: &Path, until: &str, deadline_secs: &str) -> String {
     console
 }
 
+/// Boots `dir` (`limpet run`, through the chain, keeping its writes) until the guest's
+/// kernel panics: `panic=-1` reboots at once, and QEMU runs with `-no-reboot`, so it exits;
+/// a kernel that waits after its panic (`panic=0`) is ended by the hardware watchdog's reset.
+/// Returns the console; `deadline_secs` is the run's safety net.
+pub fn boot_to_panic(dir: &Path, deadline_secs: &str) -> String {
+    let out = run(
+        limpet()
+            .arg("run")
+            .arg(dir)
+            .args(["--json", "--persist", "--timeout", deadline_secs]),
+        false,
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let console = stderr(&out);
+    assert_eq!(summary["outcome"], "kernel-panic", "{summary}\n{console}");
+    console
+}
+
 /// A scratch directory that lives as long as the test binary.
 pub fn scratch() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
