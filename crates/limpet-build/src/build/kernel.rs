@@ -460,17 +460,21 @@ mod tests {
     use super::*;
     use limpet_image::cmdline::Watchdog as Armed;
 
-    fn kernel_section(toml: &str) -> Kernel {
+    /// A one-task manifest for `target` with `kernel` as its `[kernel]` section.
+    fn manifest_with(target: &str, kernel: &str) -> Manifest {
         limpet_manifest::parse(
             "limpet.toml",
             &format!(
-                "[device]\nname = \"d\"\nversion = \"0.1.0\"\ntarget = \"x86_64\"\n\
-                 [kernel]\n{toml}\n\
+                "[device]\nname = \"d\"\nversion = \"0.1.0\"\ntarget = \"{target}\"\n\
+                 [kernel]\n{kernel}\n\
                  [[task]]\nname = \"t\"\npackage = \"t\"\nmemory = \"8MiB\"\ncpu = \"5%\"\n"
             ),
         )
         .unwrap()
-        .kernel
+    }
+
+    fn kernel_section(toml: &str) -> Kernel {
+        manifest_with("x86_64", toml).kernel
     }
 
     #[test]
@@ -637,11 +641,7 @@ mod tests {
         } else {
             "x86_64"
         };
-        let text = format!(
-            "[device]\nname = \"d\"\nversion = \"1.0.0\"\ntarget = \"{other}\"\n[kernel]\nsource = \"host\"\n\
-             [[task]]\nname = \"t\"\npackage = \"t\"\nmemory = \"4MiB\"\ncpu = \"5%\"\n"
-        );
-        let manifest = limpet_manifest::parse("limpet.toml", &text).unwrap();
+        let manifest = manifest_with(other, "source = \"host\"");
         let empty = tempfile::tempdir().unwrap();
         let never = || -> Result<OwnKernel, KernelError> { unreachable!("not a limpet kernel") };
         let err = locate(
@@ -659,9 +659,7 @@ mod tests {
 
     #[test]
     fn a_limpet_kernel_without_its_source_says_what_to_install() {
-        let text = "[device]\nname = \"d\"\nversion = \"1.0.0\"\ntarget = \"x86_64\"\n[kernel]\nsource = \"limpet\"\n\
-             [[task]]\nname = \"t\"\npackage = \"t\"\nmemory = \"4MiB\"\ncpu = \"5%\"\n";
-        let manifest = limpet_manifest::parse("limpet.toml", text).unwrap();
+        let manifest = manifest_with("x86_64", "source = \"limpet\"");
         let empty = tempfile::tempdir().unwrap();
         let own = || {
             Ok(OwnKernel {
