@@ -26,4 +26,4 @@ pub mod secureboot;
 pub use build::pipeline::{build, BuildError, BuildOptions, BuildReport};
 pub use build::{pipeline, sbom};
 pub use project::{keys, scaffold};
-pub use read::{disk_state, image_file, inspect, verify};
+pub use read::{disk_identity, disk_state, image_file, inspect, verify};

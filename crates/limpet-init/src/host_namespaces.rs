@@ -99,6 +99,7 @@ pub fn run(root: &Path) -> Result<(), HostNamespacesError> {
         network: None,
         // A simulation has no state partition, so no time record.
         time: None,
+        identity: None,
     };
     // No cgroup2 here: the network policy recognises each task by its uid.
     let network = policy.network.as_ref().and_then(|net| {

@@ -6,8 +6,9 @@
 //! 2. find the boot disk's `state`, `slot-a`, `slot-b` and `data` partitions by GPT name;
 //! 3. choose the slot, check its header signature against the key in the initramfs, map
 //!    it through dm-verity with the signed root hash and mount its squashfs read-only;
-//! 4. mount the data partition `nosuid,nodev,noexec`, apply the hardening sysctls and lock
-//!    module loading;
+//! 4. mount the data partition `nosuid,nodev,noexec`, load the device's identity from it
+//!    (or make one on first boot: `identity`), apply the hardening sysctls and lock module
+//!    loading;
 //! 5. read the compiled policy from the verified slot and run every task in its sandbox
 //!    under the supervisor until a shutdown request; then stop the tasks, unmount, power
 //!    off.
@@ -25,6 +26,7 @@ mod boot;
 mod dm;
 mod hardening;
 mod host_namespaces;
+mod identity;
 mod install;
 mod lifecycle;
 mod logs;
@@ -187,6 +189,8 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
         "data partition {} mounted on /{DATA_MOUNT} (nosuid,nodev,noexec)",
         data.display()
     );
+    // Held for the life of PID 1: the signing key of check-ins and remote access.
+    let (_identity, identity_status) = identity::open(&root.join(DATA_MOUNT));
 
     harden(root);
 
@@ -201,6 +205,7 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
     };
     let trial_policy = policy.trial.unwrap_or_default();
     let mut system = system_status(root, &disk, &key, &booted, &trial_policy);
+    system.identity = Some(identity_status);
     let time = lifecycle::open(root, &disk, &policy);
     let install = install_server(root, &disk, &key, &booted, &policy, &trial_policy);
     let gated = booted.trial.map(|trial| runtime::GatedTrial {
@@ -442,6 +447,7 @@ fn system_status(
         last_update: None,
         network: None,
         time: None,
+        identity: None,
     }
 }
 

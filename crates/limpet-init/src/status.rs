@@ -1,7 +1,8 @@
 //! The device part of the status file (`/run/limpet/status.json`, key `system`): which
 //! slot and version run, what the other slot holds, the A/B state, the fate of a trial and
 //! the device's time (limpet-lifecycle: the floor, the earliest time, the end of support
-//! and whether island mode is due).
+//! and whether island mode is due), and the device's identity (limpet-identity: class,
+//! public key and fingerprint, or why there is none).
 
 use limpet_lifecycle::{IslandReason, Keeper};
 use limpet_state::{BlockDevice, Slot, State, TrialPhase};
@@ -27,6 +28,8 @@ pub struct SystemStatus {
     /// The time record; absent when the slot carries no lifecycle or the state partition
     /// cannot be opened.
     pub time: Option<TimeStatus>,
+    /// The device's identity; absent where there is no data partition (`--sim`).
+    pub identity: Option<limpet_identity::IdentityStatus>,
 }
 
 /// The device's time as the time record has it (docs/end-of-life.md), counted up to the

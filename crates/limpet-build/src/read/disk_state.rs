@@ -30,11 +30,13 @@ pub enum DiskStateError {
         /// What is wrong with the table.
         source: gpt::GptError,
     },
-    /// The disk has no partition named `state`.
-    #[error("{path}: no state partition")]
+    /// The disk has no partition of this name.
+    #[error("{path}: no {name} partition")]
     NoPartition {
         /// The disk image's path.
         path: PathBuf,
+        /// The partition's GPT name.
+        name: &'static str,
     },
     /// The `state` partition holds no state record this version can read.
     #[error("{path}: state partition")]
@@ -96,20 +98,35 @@ impl StateSummary {
     }
 }
 
+/// The disk image at `path`, opened for reading, and its partition `name`.
+pub(crate) fn open_partition(
+    path: &Path,
+    name: &'static str,
+) -> Result<(File, gpt::Partition), DiskStateError> {
+    let mut file = File::open(path).map_err(|source| DiskStateError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let parts = gpt::read(&mut file).map_err(|source| DiskStateError::Gpt {
+        path: path.to_owned(),
+        source,
+    })?;
+    let part = gpt::find(&parts, name)
+        .cloned()
+        .ok_or_else(|| DiskStateError::NoPartition {
+            path: path.to_owned(),
+            name,
+        })?;
+    Ok((file, part))
+}
+
 /// Reads the state partition of the disk image at `path`.
 pub fn read(path: &Path) -> Result<StateSummary, DiskStateError> {
     let read_err = |source| DiskStateError::Read {
         path: path.to_owned(),
         source,
     };
-    let mut file = File::open(path).map_err(read_err)?;
-    let parts = gpt::read(&mut file).map_err(|source| DiskStateError::Gpt {
-        path: path.to_owned(),
-        source,
-    })?;
-    let part = gpt::find(&parts, "state").ok_or_else(|| DiskStateError::NoPartition {
-        path: path.to_owned(),
-    })?;
+    let (mut file, part) = open_partition(path, "state")?;
     let region = Region::new(&mut file, part.offset(), part.size()).map_err(read_err)?;
     let state_err = |source| DiskStateError::State {
         path: path.to_owned(),

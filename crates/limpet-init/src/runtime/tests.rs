@@ -110,6 +110,7 @@ fn system() -> SystemStatus {
         last_update: None,
         network: None,
         time: None,
+        identity: None,
     }
 }
 

@@ -33,6 +33,10 @@ pub fn run(args: Args) -> super::Result {
         Some(disk) => Some(limpet_build::disk_state::read(disk)?),
         None => None,
     };
+    let identity = match &disk {
+        Some(disk) => Some(limpet_build::disk_identity::read(disk)?),
+        None => None,
+    };
     if let Some(path) = &args.sbom {
         let text = serde_json::to_string_pretty(&inspection.sbom)?;
         std::fs::write(path, text + "\n")
@@ -41,6 +45,7 @@ pub fn run(args: Args) -> super::Result {
     if args.json {
         let mut value = serde_json::to_value(&inspection)?;
         value["state"] = serde_json::to_value(&state)?;
+        value["identity"] = serde_json::to_value(&identity)?;
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print_text(&inspection);
@@ -55,6 +60,20 @@ pub fn run(args: Args) -> super::Result {
             }
             if let Some(failure) = &state.last_failure {
                 println!("  last failure: {failure}");
+            }
+        }
+        if let Some(identity) = &identity {
+            use limpet_build::disk_identity::DiskIdentity;
+            match identity {
+                DiskIdentity::Absent => {
+                    println!("identity (data partition): none yet (made at the first boot)");
+                }
+                DiskIdentity::Present(view) => {
+                    println!("identity (data partition): {}", view.line());
+                }
+                DiskIdentity::Damaged { error } => {
+                    println!("identity (data partition): DAMAGED, the device refuses it: {error}");
+                }
             }
         }
     }

@@ -1,0 +1,203 @@
+//! The device identity in real QEMU, through the device's whole chain (docs/identity.md):
+//! two devices of one image make two different identities at their first boot; a device
+//! keeps its identity across a reboot and a slot update; a wipe of its data partition
+//! destroys it (the next boot makes a new one); a damaged identity file is refused with a
+//! console error, kept as it is, and not replaced, while the device's tasks still run.
+// Tests fail by panicking; the workspace lints against it are for production code.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::disk::*;
+use common::*;
+use limpet_state::Slot;
+
+/// Safety net for one TCG boot on a loaded 2-core machine.
+const BOOT_DEADLINE_SECS: &str = "300";
+/// The identity file on the data partition.
+const IDENTITY_FILE: &str = "/.limpet/identity/device.key";
+
+/// Boots `dir` (keeping its disk writes) until its task's first line, then presses the
+/// power button: a clean shutdown, so the data partition is unmounted and its journal
+/// written out before `limpet inspect` reads it. Returns the console.
+fn boot(dir: &Path) -> String {
+    require_tool("qemu-system-x86_64");
+    let out = run(
+        limpet()
+            .arg("run")
+            .arg(dir)
+            .args(["--json", "--persist", "--timeout", BOOT_DEADLINE_SECS])
+            .args(["--powerdown-on", "hello from limpet: beat 0"]),
+        true,
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let console = stderr(&out);
+    assert_eq!(summary["exit_code"], 0, "{summary}\n{console}");
+    assert!(console.contains("all tasks stopped"), "{console}");
+    console
+}
+
+/// How the boot found the identity: (`made` or `loaded`, fingerprint, public key).
+fn identity_of(console: &str) -> (&'static str, String, String) {
+    let line = console
+        .lines()
+        .find(|l| l.contains("limpet-init: identity: "))
+        .unwrap_or_else(|| panic!("no identity line\n{console}"));
+    let how = if line.contains("made a new one at this boot") {
+        "made"
+    } else {
+        "loaded"
+    };
+    let field = |name: &str| {
+        line.split(name)
+            .nth(1)
+            .and_then(|rest| rest.split([' ', ',']).next())
+            .unwrap_or_else(|| panic!("no {name} in {line}"))
+            .to_owned()
+    };
+    let fingerprint = field("fingerprint ");
+    let public = field("public key ");
+    assert_eq!(fingerprint.len(), 64, "{line}");
+    assert_eq!(public.len(), 64, "{line}");
+    assert!(line.contains("(software)"), "{line}");
+    (how, fingerprint, public)
+}
+
+/// `limpet inspect --json` of `disk`'s identity.
+fn inspected(disk: &Path) -> serde_json::Value {
+    inspect_json(disk)["identity"].clone()
+}
+
+/// Writes `data` partition bytes from `from` (a freshly built disk image) over `disk`'s:
+/// the wipe a factory reset does.
+fn wipe_data(disk: &Path, from: &Path) {
+    let (offset, size) = partition(from, "data");
+    assert_eq!(partition(disk, "data"), (offset, size));
+    let bytes = std::fs::read(from).unwrap();
+    let start = usize::try_from(offset).unwrap();
+    let end = start + usize::try_from(size).unwrap();
+    patch(disk, offset, &bytes[start..end]);
+}
+
+/// Replaces the identity file on `disk`'s data partition with `bytes` (debugfs, writing
+/// the filesystem inside the image).
+fn replace_identity_file(disk: &Path, bytes: &[u8]) {
+    require_tool("debugfs");
+    let (offset, _) = partition(disk, "data");
+    let local = scratch().join("identity-replacement");
+    std::fs::write(&local, bytes).unwrap();
+    let commands = scratch().join("identity-debugfs");
+    std::fs::write(
+        &commands,
+        format!(
+            "cd /.limpet/identity\nrm device.key\nwrite {} device.key\n",
+            local.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new("debugfs")
+        .arg("-w")
+        .arg("-f")
+        .arg(&commands)
+        .arg(format!("{}?offset={offset}", disk.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// Reads the identity file's bytes from `disk`'s data partition.
+fn identity_file(disk: &Path) -> Vec<u8> {
+    let (offset, _) = partition(disk, "data");
+    let out = Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("cat {IDENTITY_FILE}"))
+        .arg(format!("{}?offset={offset}", disk.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    out.stdout
+}
+
+#[test]
+fn each_device_makes_its_own_identity_which_survives_reboot_and_update_but_not_a_wipe() {
+    let (v1, _) = hello_build();
+    let pristine = v1.join("disk.img");
+    let first = mixed_output("identity-first", v1, v1, &[]);
+    let second = mixed_output("identity-second", v1, v1, &[]);
+    let disk = first.join("disk.img");
+
+    // A built image carries no identity: it is made on the device, never at build time.
+    assert_eq!(inspected(&pristine)["state"], "absent");
+
+    // Two devices of one image: two identities, each made at its first boot.
+    let console = boot(&first);
+    let (how, fp, public) = identity_of(&console);
+    assert_eq!(how, "made", "{console}");
+    let console = boot(&second);
+    let (how, other_fp, other_public) = identity_of(&console);
+    assert_eq!(how, "made", "{console}");
+    assert_ne!(fp, other_fp);
+    assert_ne!(public, other_public);
+
+    // `limpet inspect` of the device's disk shows the same public key and fingerprint.
+    let shown = inspected(&disk);
+    assert_eq!(shown["state"], "present", "{shown}");
+    assert_eq!(shown["class"], "software", "{shown}");
+    assert_eq!(shown["fingerprint"], fp.as_str(), "{shown}");
+    assert_eq!(shown["public_key"], public.as_str(), "{shown}");
+    // The secret is in the file (class software), and never in what inspect shows.
+    let file = identity_file(&disk);
+    let seed: String = file[48..80].iter().map(|b| format!("{b:02x}")).collect();
+    assert!(!shown.to_string().contains(&seed), "{shown}");
+
+    // A reboot loads the same identity.
+    let console = boot(&first);
+    assert_eq!(
+        identity_of(&console),
+        ("loaded", fp.clone(), public.clone())
+    );
+
+    // An update (a new release on slot B, on trial) keeps it.
+    let key = signing_key(&scratch().join("keys/image.key"));
+    let update = recompose(&v1.join("slot.img"), "0.2.0", None, &key);
+    install_bytes(&disk, Slot::B, &update);
+    mark_trial(&disk, Slot::B, "0.2.0");
+    let console = boot(&first);
+    assert!(console.contains("booting slot B (trial"), "{console}");
+    assert!(
+        console.contains("slot-b (hello 0.2.0) mounted read-only"),
+        "{console}"
+    );
+    assert_eq!(
+        identity_of(&console),
+        ("loaded", fp.clone(), public.clone())
+    );
+
+    // A damaged identity file: refused by name, kept, not replaced; the task still runs.
+    let mut damaged = file.clone();
+    damaged[60] ^= 0x01;
+    replace_identity_file(&disk, &damaged);
+    assert_eq!(inspected(&disk)["state"], "damaged");
+    let console = boot(&first);
+    assert!(
+        console.contains(&format!(
+            "limpet-init: identity REFUSED: /data{IDENTITY_FILE} is damaged; it is kept as it is and no new identity is made (a wipe of the data partition makes one): checksum mismatch: the file is damaged; the device runs without an identity"
+        )),
+        "{console}"
+    );
+    assert!(!console.contains("limpet-init: identity: "), "{console}");
+    assert_eq!(identity_file(&disk), damaged);
+
+    // A wipe of the data partition destroys the identity; the next boot makes a new one.
+    wipe_data(&disk, &pristine);
+    assert_eq!(inspected(&disk)["state"], "absent");
+    let console = boot(&first);
+    let (how, new_fp, _) = identity_of(&console);
+    assert_eq!(how, "made", "{console}");
+    assert_ne!(new_fp, fp);
+    assert_ne!(new_fp, other_fp);
+    assert_eq!(inspected(&disk)["fingerprint"], new_fp.as_str());
+}
