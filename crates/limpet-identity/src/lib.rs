@@ -14,6 +14,8 @@
 //!   directory); a damaged file is refused, never replaced.
 //! - [`random`]: the key's seed from the kernel's RNG (`getrandom`, blocking until the
 //!   kernel's generator is initialised).
+//! - [`tpm`]: sealing a secret to PCRs with a TPM 2.0, the few TPM2 commands marshalled
+//!   by hand over `/dev/tpmrm0` (or any [`tpm::Transport`]).
 //! - [`view`]: what the status file and `limpet inspect` show: class, public key,
 //!   fingerprint; never a secret.
 //!
@@ -28,6 +30,7 @@ pub mod file;
 pub mod key;
 pub mod random;
 pub mod store;
+pub mod tpm;
 pub mod view;
 
 pub use file::FileError;
