@@ -6,7 +6,8 @@
 //! partition); hand it to `limpet_boot::boot::choose` as a [`Disk`]; then start the chosen
 //! kernel: offer the initramfs through the Linux initrd LoadFile2 protocol, `LoadImage`
 //! the kernel from memory (under Secure Boot the firmware checks its signature too), set
-//! its LoadOptions to the UCS-2 command line, arm the hardware watchdog (the i6300ESB
+//! its LoadOptions to the UCS-2 command line (after measuring the image key's fingerprint
+//! into the TPM, when there is one: `measure_image_key`), arm the hardware watchdog (the i6300ESB
 //! found through the PCI root bridges, as `limpet_boot::watchdog` says), `StartImage`.
 //!
 //! Rules: nothing is printed once `StartImage` is called (the kernel owns the console); a
@@ -103,6 +104,8 @@ pub fn run(key: &[u8; 32]) -> Status {
         Ok(booting) => booting,
         Err(e) => halt(&mut con, format_args!("{e}")),
     };
+    // Once, whichever slot starts: every slot this loader boots verified with this key.
+    measure_image_key(&key, &mut con);
     // `start` returns only when the kernel did not start: a trial falls back to the
     // committed slot, the committed slot halts (`boot::start_failed`).
     loop {
@@ -111,6 +114,55 @@ pub fn run(key: &[u8; 32]) -> Status {
             Ok(next) => next,
             Err(e) => halt(&mut con, format_args!("{e}")),
         };
+    }
+}
+
+/// Extends `limpet_image::measure::IMAGE_KEY_PCR` with the image key's fingerprint through
+/// EFI_TCG2_PROTOCOL (an `EV_IPL` event in the log), so the device identity PID 1 sealed
+/// to this key unseals. Without a TPM, or if the firmware refuses, it says so and goes on:
+/// an unmeasured PCR only keeps the sealed identity sealed, it starts nothing unverified.
+fn measure_image_key(key: &VerifyingKey, con: &mut ConOut) {
+    use limpet_image::measure::{image_key_measurement, EVENT_PREFIX, IMAGE_KEY_PCR};
+    use uefi::proto::tcg::v2::{HashLogExtendEventFlags, PcrEventInputs, Tcg};
+    use uefi::proto::tcg::{EventType, PcrIndex};
+
+    let Ok(handle) = fw::get_handle_for_protocol::<Tcg>() else {
+        con.line(format_args!("TPM: none (no EFI_TCG2_PROTOCOL); nothing measured"));
+        return;
+    };
+    let mut tcg = match fw::open_protocol_exclusive::<Tcg>(handle) {
+        Ok(tcg) => tcg,
+        Err(e) => {
+            con.line(format_args!("TPM: cannot open EFI_TCG2_PROTOCOL: {:?}", e.status()));
+            return;
+        }
+    };
+    let fingerprint = image_key_measurement(key);
+    let mut text = Vec::with_capacity(EVENT_PREFIX.len() + 64);
+    text.extend_from_slice(EVENT_PREFIX.as_bytes());
+    for b in fingerprint {
+        for nibble in [b >> 4, b & 0xF] {
+            text.push(b"0123456789abcdef"[usize::from(nibble)]);
+        }
+    }
+    let event = match PcrEventInputs::new_in_box(PcrIndex(IMAGE_KEY_PCR), EventType::IPL, &text)
+    {
+        Ok(event) => event,
+        Err(e) => {
+            con.line(format_args!("TPM: cannot make the event: {:?}", e.status()));
+            return;
+        }
+    };
+    match tcg.hash_log_extend_event(HashLogExtendEventFlags::empty(), &fingerprint, &event) {
+        Ok(()) => con.line(format_args!(
+            "TPM: image key fingerprint measured into PCR {IMAGE_KEY_PCR} ({})",
+            core::str::from_utf8(text.get(EVENT_PREFIX.len()..).unwrap_or_default())
+                .unwrap_or_default()
+        )),
+        Err(e) => con.line(format_args!(
+            "TPM: cannot measure the image key into PCR {IMAGE_KEY_PCR}: {:?}",
+            e.status()
+        )),
     }
 }
 

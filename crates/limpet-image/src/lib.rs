@@ -9,6 +9,8 @@
 //! - [`io`]: [`io::ReadAt`], the one seam between these readers and a device.
 //! - [`cmdline`]: Limpet's own kernel command-line parameters (the watchdog timeout).
 //! - [`stamp`]: the release stamp the build writes into PID 1.
+//! - [`measure`]: what the loader measures into the TPM (the image key's fingerprint,
+//!   PCR 13) and PID 1 seals the identity to.
 //! - with feature `build`: [`squashfs`], [`cpio`] (the initramfs), [`esp`] (the EFI
 //!   system partition) and [`disk`] (the GPT disk image writer).
 //!
@@ -31,6 +33,7 @@ pub mod cmdline;
 pub mod gpt;
 pub mod header;
 pub mod io;
+pub mod measure;
 pub mod slot;
 pub mod stamp;
 pub mod verity;
