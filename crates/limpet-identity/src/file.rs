@@ -61,6 +61,8 @@ pub enum FileError {
     PublicKey,
     #[error("the seed does not give the stored public key")]
     KeyMismatch,
+    #[error("the sealed object is not a TPM2B_PUBLIC followed by a TPM2B_PRIVATE")]
+    SealedObject,
 }
 
 /// A checked identity file, before its secret is used.

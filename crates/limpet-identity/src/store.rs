@@ -13,6 +13,12 @@
 //!   A leftover temporary file is overwritten.
 //! - The directory is mode 0700 and the file 0600, owned by PID 1 (root); tasks see only
 //!   their own `/data/<name>` (docs/sandbox.md), never `/data/.limpet`.
+//! - With a TPM ([`open_with`]), a new identity's seed is sealed to [`SEALED_PCRS`] (the
+//!   Secure Boot state and the loader's measurement of the image key) and the file keeps
+//!   only the sealed object (class tpm-sealed); it is sealed only when the loader measured
+//!   a key (PCR 13 not zero), otherwise the identity is kept in software and the reason is
+//!   returned ([`NotSealed`]). A sealed file is unsealed at each boot; when that fails
+//!   (another boot chain, another TPM) it is refused like a damaged file.
 //! - Paths come in as parameters (the data partition's mount point), so tests use a
 //!   temporary directory.
 
@@ -23,8 +29,20 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
-use crate::file::{self, FileError, CHECKSUM_LEN, HEADER_LEN, MAX_SECRET};
+use crate::file::{self, FileError, CHECKSUM_LEN, HEADER_LEN, MAX_SECRET, SEED_LEN};
 use crate::key::{Class, Identity};
+use crate::tpm::{self, TpmError, Transport};
+use limpet_image::measure::{IMAGE_KEY_PCR, SECURE_BOOT_PCR};
+
+/// The PCRs a sealed identity is bound to: the Secure Boot state (7) and the loader's
+/// measurement of the image key (13), both from limpet-image's `measure`.
+pub const SEALED_PCRS: [u8; 2] = [pcr(SECURE_BOOT_PCR), pcr(IMAGE_KEY_PCR)];
+
+/// A PCR number as the selection bitmap takes it (below 24, checked at compile time).
+const fn pcr(n: u32) -> u8 {
+    assert!(n < 24);
+    n.to_le_bytes()[0]
+}
 
 /// The identity's directory under the data partition's mount point.
 pub const DIR: &str = ".limpet/identity";
@@ -43,8 +61,10 @@ pub enum StoreError {
     },
     #[error("{} is damaged; it is kept as it is and no new identity is made (a wipe of the data partition makes one)", path.display())]
     Corrupt { path: PathBuf, source: FileError },
-    #[error("{} holds a TPM-sealed identity, which this build cannot unseal", path.display())]
-    Sealed { path: PathBuf },
+    #[error("{} holds a TPM-sealed identity, and this device has no TPM (/dev/tpmrm0)", path.display())]
+    NoTpm { path: PathBuf },
+    #[error("cannot unseal {}: the boot chain (Secure Boot state, image key) differs from the one it was sealed to, or this is another TPM; it is kept as it is and no new identity is made", path.display())]
+    Unseal { path: PathBuf, source: TpmError },
     #[error("cannot read the kernel's random number generator")]
     Random { source: std::io::Error },
     #[error("cannot create {}", path.display())]
@@ -74,17 +94,27 @@ pub enum StoreError {
 pub enum Opened {
     /// The identity of an earlier boot.
     Loaded(Identity),
-    /// A new identity, made at this boot and now durable.
-    Created(Identity),
+    /// A new identity, made at this boot and now durable; when it is kept in software
+    /// although a TPM was offered, why.
+    Created(Identity, Option<NotSealed>),
 }
 
 impl Opened {
     /// The identity, either way.
     pub fn identity(&self) -> &Identity {
         match self {
-            Opened::Loaded(id) | Opened::Created(id) => id,
+            Opened::Loaded(id) | Opened::Created(id, _) => id,
         }
     }
+}
+
+/// Why a new identity offered a TPM was kept in software.
+#[derive(Debug, thiserror::Error)]
+pub enum NotSealed {
+    #[error("PCR {IMAGE_KEY_PCR} is zero: the loader measured no image key (a boot without Limpet's loader, or a firmware without EFI_TCG2_PROTOCOL)")]
+    Unmeasured,
+    #[error("the TPM refused")]
+    Tpm(#[source] TpmError),
 }
 
 /// The identity file's path under the data partition mounted at `data`.
@@ -93,22 +123,56 @@ pub fn path(data: &Path) -> PathBuf {
 }
 
 /// Loads the identity kept under `data` (the data partition's mount point), or makes one
-/// from `new_seed` when there is no file (see the module doc).
+/// from `new_seed` when there is no file (see the module doc), without a TPM.
 pub fn open(
     data: &Path,
     new_seed: impl FnOnce() -> std::io::Result<Zeroizing<[u8; 32]>>,
 ) -> Result<Opened, StoreError> {
+    open_with(data, new_seed, None)
+}
+
+/// [`open`], sealing a new identity with `tpm` and unsealing a sealed one with it.
+pub fn open_with(
+    data: &Path,
+    new_seed: impl FnOnce() -> std::io::Result<Zeroizing<[u8; 32]>>,
+    tpm: Option<&mut dyn Transport>,
+) -> Result<Opened, StoreError> {
     let path = path(data);
     match read_capped(&path) {
-        Ok(bytes) => load(&path, &bytes).map(Opened::Loaded),
+        Ok(bytes) => load(&path, &bytes, tpm).map(Opened::Loaded),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let seed = new_seed().map_err(|source| StoreError::Random { source })?;
-            let identity = Identity::from_seed(&seed, Class::Software);
-            write_new(data, &file::encode(&identity))?;
-            Ok(Opened::Created(identity))
+            let sealed = tpm.map(|t| seal_seed(t, &seed));
+            let (identity, bytes, not_sealed) = match sealed {
+                Some(Ok(sealed)) => {
+                    let identity = Identity::from_seed(&seed, Class::TpmSealed);
+                    let bytes = file::encode_parts(
+                        Class::TpmSealed,
+                        &identity.public_key(),
+                        &sealed.to_bytes(),
+                    );
+                    (identity, bytes, None)
+                }
+                other => {
+                    let identity = Identity::from_seed(&seed, Class::Software);
+                    let bytes = file::encode(&identity);
+                    (identity, bytes, other.and_then(Result::err))
+                }
+            };
+            write_new(data, &bytes)?;
+            Ok(Opened::Created(identity, not_sealed))
         }
         Err(source) => Err(StoreError::Read { path, source }),
     }
+}
+
+/// Seals `seed` to [`SEALED_PCRS`], if the loader measured an image key.
+fn seal_seed(tpm: &mut dyn Transport, seed: &[u8; 32]) -> Result<tpm::Sealed, NotSealed> {
+    match tpm::read_pcr(tpm, pcr(IMAGE_KEY_PCR)).map_err(NotSealed::Tpm)? {
+        Some(value) if value != [0; 32] => {}
+        _ => return Err(NotSealed::Unmeasured),
+    }
+    tpm::seal(tpm, &SEALED_PCRS, seed).map_err(NotSealed::Tpm)
 }
 
 /// The public part of the file at `path` (class and public key), checked as a whole:
@@ -121,18 +185,39 @@ pub fn decode_public(bytes: &[u8]) -> Result<(Class, ed25519_dalek::VerifyingKey
     Ok((decoded.class, decoded.public))
 }
 
-fn load(path: &Path, bytes: &[u8]) -> Result<Identity, StoreError> {
+fn load(
+    path: &Path,
+    bytes: &[u8],
+    tpm: Option<&mut dyn Transport>,
+) -> Result<Identity, StoreError> {
     let corrupt = |source| StoreError::Corrupt {
         path: path.to_owned(),
         source,
     };
     let decoded = file::decode(bytes).map_err(corrupt)?;
-    match decoded.class {
-        Class::Software => file::software_identity(&decoded).map_err(corrupt),
-        Class::TpmSealed => Err(StoreError::Sealed {
-            path: path.to_owned(),
-        }),
+    if decoded.class == Class::Software {
+        return file::software_identity(&decoded).map_err(corrupt);
     }
+    let sealed =
+        tpm::Sealed::from_bytes(&decoded.secret).map_err(|_| corrupt(FileError::SealedObject))?;
+    let Some(tpm) = tpm else {
+        return Err(StoreError::NoTpm {
+            path: path.to_owned(),
+        });
+    };
+    let seed = tpm::unseal(tpm, &SEALED_PCRS, &sealed).map_err(|source| StoreError::Unseal {
+        path: path.to_owned(),
+        source,
+    })?;
+    let seed: &[u8; SEED_LEN] = seed
+        .as_slice()
+        .try_into()
+        .map_err(|_| corrupt(FileError::SeedLength { found: seed.len() }))?;
+    let identity = Identity::from_seed(seed, Class::TpmSealed);
+    if identity.public_key() != decoded.public {
+        return Err(corrupt(FileError::KeyMismatch));
+    }
+    Ok(identity)
 }
 
 /// The file's bytes, at most one more than the largest valid file (so an oversized file
@@ -208,7 +293,7 @@ mod tests {
     fn the_first_open_creates_and_the_next_loads_the_same() {
         let data = tempfile::tempdir().unwrap();
         let first = open(data.path(), crate::random::kernel_seed).unwrap();
-        let Opened::Created(made) = &first else {
+        let Opened::Created(made, None) = &first else {
             panic!("{first:?}")
         };
         let again = open(data.path(), no_seed).unwrap();
@@ -269,7 +354,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(TEMP), b"half a key").unwrap();
         let opened = open(data.path(), seed(9)).unwrap();
-        assert!(matches!(opened, Opened::Created(_)));
+        assert!(matches!(opened, Opened::Created(_, None)));
         assert!(!dir.join(TEMP).exists());
         let loaded = open(data.path(), no_seed).unwrap();
         assert_eq!(

@@ -128,3 +128,81 @@ fn a_sealed_secret_unseals_only_with_the_same_pcrs_on_the_same_tpm() {
         assert_eq!(err.code(), Some(wire::RC_POLICY_FAIL_SESSION_1), "{err:?}");
     }
 }
+
+/// The identity store with a TPM: kept in software while the loader measured no key, sealed
+/// once it did; a sealed identity loads on the same chain, and is refused (kept, not
+/// replaced) when PCR 13 holds another key's measurement or there is no TPM.
+#[test]
+fn the_store_seals_a_new_identity_and_refuses_it_on_another_chain() {
+    use limpet_identity::store::{self, NotSealed, Opened, StoreError};
+    use limpet_identity::Class;
+
+    let mut tpm = Swtpm::start();
+    // No measurement in PCR 13 yet: kept in software, and the reason is given.
+    let unmeasured = tempfile::tempdir().unwrap();
+    let opened = store::open_with(
+        unmeasured.path(),
+        limpet_identity::random::kernel_seed,
+        Some(&mut tpm),
+    )
+    .unwrap();
+    assert!(
+        matches!(&opened, Opened::Created(id, Some(NotSealed::Unmeasured)) if id.class() == Class::Software),
+        "{opened:?}"
+    );
+
+    // The loader measured the image key: sealed.
+    let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]).verifying_key();
+    let measurement = limpet_image::measure::image_key_measurement(&key);
+    tpm::extend(&mut tpm, 13, &sha256(&measurement)).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let opened = store::open_with(
+        data.path(),
+        limpet_identity::random::kernel_seed,
+        Some(&mut tpm),
+    )
+    .unwrap();
+    let Opened::Created(made, None) = &opened else {
+        panic!("{opened:?}")
+    };
+    assert_eq!(made.class(), Class::TpmSealed);
+    let file = std::fs::read(store::path(data.path())).unwrap();
+    assert_eq!(file[9], 2, "class byte");
+    // PCR 13 holds what limpet-image says a device booted through `key` holds.
+    assert_eq!(
+        tpm::read_pcr(&mut tpm, 13).unwrap(),
+        Some(limpet_image::measure::expected_image_key_pcr(&key))
+    );
+
+    // The same chain: the same identity, asking for no randomness.
+    let no_seed = || Err(std::io::Error::other("must not be asked"));
+    let loaded = store::open_with(data.path(), no_seed, Some(&mut tpm)).unwrap();
+    let Opened::Loaded(loaded) = loaded else {
+        panic!("{loaded:?}")
+    };
+    assert_eq!(loaded.fingerprint(), made.fingerprint());
+    assert_eq!(loaded.class(), Class::TpmSealed);
+
+    // No TPM: refused, named.
+    let err = store::open(data.path(), no_seed).unwrap_err();
+    assert!(matches!(err, StoreError::NoTpm { .. }), "{err:?}");
+
+    // Another key measured after it (a chain that is not the one sealed to): refused with
+    // TPM_RC_POLICY_FAIL, the file kept byte for byte.
+    tpm::extend(&mut tpm, 13, &[0x77; 32]).unwrap();
+    let err = store::open_with(data.path(), no_seed, Some(&mut tpm)).unwrap_err();
+    let StoreError::Unseal { source, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        source.code(),
+        Some(wire::RC_POLICY_FAIL_SESSION_1),
+        "{err:?}"
+    );
+    assert_eq!(std::fs::read(store::path(data.path())).unwrap(), file);
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}

@@ -22,7 +22,7 @@ pub fn open(data: &Path) -> (Option<limpet_identity::Identity>, IdentityStatus) 
             console!("identity: {}", view.line());
             (Some(id), IdentityStatus::Loaded(view))
         }
-        Ok(Opened::Created(id)) => {
+        Ok(Opened::Created(id, _)) => {
             let view = IdentityView::of_identity(&id);
             console!("identity: made a new one at this boot: {}", view.line());
             (Some(id), IdentityStatus::Created(view))

@@ -95,12 +95,12 @@ impl Sealed {
 }
 
 /// Handles to flush when the call that opened them ends, however it ends.
-struct Open<'t, T: Transport> {
+struct Open<'t, T: Transport + ?Sized> {
     tpm: &'t mut T,
     handles: Vec<u32>,
 }
 
-impl<T: Transport> Drop for Open<'_, T> {
+impl<T: Transport + ?Sized> Drop for Open<'_, T> {
     fn drop(&mut self) {
         for handle in self.handles.drain(..).rev() {
             // Best effort: a handle that cannot be flushed is freed at the next TPM reset,
@@ -110,7 +110,7 @@ impl<T: Transport> Drop for Open<'_, T> {
     }
 }
 
-impl<T: Transport> Open<'_, T> {
+impl<T: Transport + ?Sized> Open<'_, T> {
     /// Sends `command`; the response's bytes.
     fn send(&mut self, name: &'static str, command: &[u8]) -> Result<Vec<u8>, TpmError> {
         self.tpm.transact(command).map_err(|source| TpmError::Io {
@@ -162,7 +162,11 @@ fn first_handle(name: &'static str, bytes: &[u8]) -> Result<u32, TpmError> {
 }
 
 /// Seals `secret` to the current values of `pcrs` (SHA-256 bank).
-pub fn seal<T: Transport>(tpm: &mut T, pcrs: &[u8], secret: &[u8]) -> Result<Sealed, TpmError> {
+pub fn seal<T: Transport + ?Sized>(
+    tpm: &mut T,
+    pcrs: &[u8],
+    secret: &[u8],
+) -> Result<Sealed, TpmError> {
     let mut open = Open {
         tpm,
         handles: Vec::new(),
@@ -192,7 +196,7 @@ pub fn seal<T: Transport>(tpm: &mut T, pcrs: &[u8], secret: &[u8]) -> Result<Sea
 }
 
 /// Unseals `sealed`, which succeeds only while `pcrs` hold the values they had at sealing.
-pub fn unseal<T: Transport>(
+pub fn unseal<T: Transport + ?Sized>(
     tpm: &mut T,
     pcrs: &[u8],
     sealed: &Sealed,
@@ -220,7 +224,11 @@ pub fn unseal<T: Transport>(
 }
 
 /// Extends `pcr` with `digest` (SHA-256 bank).
-pub fn extend<T: Transport>(tpm: &mut T, pcr: u32, digest: &[u8; 32]) -> Result<(), TpmError> {
+pub fn extend<T: Transport + ?Sized>(
+    tpm: &mut T,
+    pcr: u32,
+    digest: &[u8; 32],
+) -> Result<(), TpmError> {
     let name = "PCR_Extend";
     let bytes = tpm
         .transact(&wire::pcr_extend(pcr, digest))
@@ -233,6 +241,23 @@ pub fn extend<T: Transport>(tpm: &mut T, pcr: u32, digest: &[u8; 32]) -> Result<
         source,
     })?;
     Ok(())
+}
+
+/// The SHA-256 bank's value of `pcr`; `None` when the TPM has no such PCR or bank.
+pub fn read_pcr<T: Transport + ?Sized>(tpm: &mut T, pcr: u8) -> Result<Option<[u8; 32]>, TpmError> {
+    let name = "PCR_Read";
+    let bytes = tpm
+        .transact(&wire::pcr_read(pcr))
+        .map_err(|source| TpmError::Io {
+            command: name,
+            source,
+        })?;
+    let wire_err = |source| TpmError::Wire {
+        command: name,
+        source,
+    };
+    let mut r = wire::response(&bytes, 0).map_err(wire_err)?;
+    wire::pcr_read_value(&mut r.params).map_err(wire_err)
 }
 
 /// Reads one whole response from a byte stream: the 10-byte header, then the rest of the

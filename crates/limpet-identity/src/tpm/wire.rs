@@ -59,6 +59,8 @@ pub mod cc {
     pub const POLICY_PCR: u32 = 0x0000_017F;
     /// `TPM_CC_PCR_Extend`.
     pub const PCR_EXTEND: u32 = 0x0000_0182;
+    /// `TPM_CC_PCR_Read`.
+    pub const PCR_READ: u32 = 0x0000_017E;
     /// `TPM_CC_PolicyGetDigest`.
     pub const POLICY_GET_DIGEST: u32 = 0x0000_0189;
 }
@@ -297,6 +299,35 @@ pub fn pcr_extend(pcr: u32, digest: &[u8; 32]) -> Vec<u8> {
         .finish()
 }
 
+/// `TPM2_PCR_Read` of one PCR in the SHA-256 bank.
+pub fn pcr_read(pcr: u8) -> Vec<u8> {
+    Command::new(ST_NO_SESSIONS, cc::PCR_READ)
+        .raw(&pcr_selection(&[pcr]))
+        .finish()
+}
+
+/// The one digest of a `TPM2_PCR_Read` response's parameters (update counter, selection,
+/// digests); `None` when the TPM returned no value (a PCR or bank it does not have).
+pub fn pcr_read_value(params: &mut Reader<'_>) -> Result<Option<[u8; 32]>, WireError> {
+    params.u32("pcrUpdateCounter")?;
+    let selections = params.u32("pcrSelectionOut count")?;
+    for _ in 0..selections {
+        params.u16("hash")?;
+        let size = params.take(1, "sizeofSelect")?;
+        params.take(usize::from(size[0]), "pcrSelect")?;
+    }
+    let digests = params.u32("pcrValues count")?;
+    if digests == 0 {
+        return Ok(None);
+    }
+    let digest = params.sized("pcr value")?;
+    <[u8; 32]>::try_from(digest)
+        .map(Some)
+        .map_err(|_| WireError::Malformed {
+            what: "pcr value is not 32 bytes",
+        })
+}
+
 /// A bounds-checked reader over response bytes.
 #[derive(Debug)]
 pub struct Reader<'a> {
@@ -456,6 +487,25 @@ mod tests {
         );
         assert_eq!(&cmd[49..81], &policy);
         assert_eq!(&cmd[81..], &[0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn pcr_read_is_marshalled_and_its_value_found() {
+        assert_eq!(
+            pcr_read(13),
+            [0x80, 0x01, 0, 0, 0, 20, 0, 0, 0x01, 0x7E, 0, 0, 0, 1, 0, 0x0B, 3, 0, 0x20, 0]
+        );
+        let mut params = vec![
+            0, 0, 0, 9, 0, 0, 0, 1, 0, 0x0B, 3, 0, 0x20, 0, 0, 0, 0, 1, 0, 32,
+        ];
+        params.extend_from_slice(&[0x42; 32]);
+        assert_eq!(
+            pcr_read_value(&mut Reader::new(&params)).unwrap(),
+            Some([0x42; 32])
+        );
+        let none = [0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(pcr_read_value(&mut Reader::new(&none)).unwrap(), None);
+        assert!(pcr_read_value(&mut Reader::new(&params[..30])).is_err());
     }
 
     #[test]
