@@ -190,7 +190,7 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
         data.display()
     );
     // Held for the life of PID 1: the signing key of check-ins and remote access.
-    let (_identity, identity_status) = identity::open(&root.join(DATA_MOUNT));
+    let (_identity, identity_status) = identity::open(root, &root.join(DATA_MOUNT));
 
     harden(root);
 

@@ -4,7 +4,7 @@
 //! - [`options`]: what a run is asked to do, with the [`Backend`] it runs on and the
 //!   options only that backend has;
 //! - [`qemu`] (the whole image under TCG), with [`machine`] (the board and firmware for
-//!   a target) and [`qmp`] (the power button);
+//!   a target), [`qmp`] (the power button) and [`swtpm`] (a software TPM, `--tpm`);
 //! - [`namespaces`]: limpet-init as PID 1 of new namespaces on this host (`--sim`);
 //! - [`supervise`] and [`console`]: the program's console as lines, and the exit
 //!   conditions, the same for both backends;
@@ -25,6 +25,7 @@ pub mod outcome;
 pub mod qemu;
 pub mod qmp;
 pub mod supervise;
+pub mod swtpm;
 
 use std::path::Path;
 

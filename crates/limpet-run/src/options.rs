@@ -81,6 +81,8 @@ pub struct QemuOptions {
     pub powerdown_on: Vec<String>,
     /// Where the guest's real-time clock starts (QEMU's `-rtc base=`); `None`: now, in UTC.
     pub rtc_base: Option<RtcBase>,
+    /// A TPM 2.0 (swtpm) with its state in this directory; `None`: no TPM.
+    pub tpm: Option<PathBuf>,
 }
 
 impl Default for QemuOptions {
@@ -93,6 +95,7 @@ impl Default for QemuOptions {
             network: Network::None,
             powerdown_on: Vec::new(),
             rtc_base: None,
+            tpm: None,
         }
     }
 }

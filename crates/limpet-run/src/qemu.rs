@@ -59,6 +59,8 @@ pub struct QemuConfig {
     pub qmp: Option<PathBuf>,
     /// Where the guest's real-time clock starts; `None`: QEMU's default (now, UTC).
     pub rtc_base: Option<RtcBase>,
+    /// The control socket of a running swtpm: the guest gets a TPM 2.0 (TIS interface).
+    pub tpm: Option<PathBuf>,
 }
 
 impl QemuConfig {
@@ -77,6 +79,7 @@ impl QemuConfig {
             network: Network::None,
             qmp: None,
             rtc_base: None,
+            tpm: None,
         }
     }
 
@@ -96,6 +99,10 @@ impl QemuConfig {
         }
         line
     }
+}
+
+fn push_strs(args: &mut Vec<OsString>, items: &[&str]) {
+    args.extend(items.iter().map(OsString::from));
 }
 
 /// The arguments of the QEMU program ([`Machine::program`]) for `config`.
@@ -122,6 +129,19 @@ pub fn qemu_args(config: &QemuConfig) -> Vec<OsString> {
     if let Some(base) = &config.rtc_base {
         args.push("-rtc".into());
         args.push(format!("base={}", base.as_str()).into());
+    }
+    if let Some(ctrl) = &config.tpm {
+        let mut chardev = OsString::from("socket,id=chrtpm,path=");
+        chardev.push(qemu_option_value(ctrl.as_os_str()));
+        args.push("-chardev".into());
+        args.push(chardev);
+        push_strs(&mut args, &["-tpmdev", "emulator,id=tpm0,chardev=chrtpm"]);
+        // x86's TIS at its fixed ISA address; the arm virt board's sysbus variant.
+        let device = match config.target {
+            Target::X86_64 => "tpm-tis,tpmdev=tpm0",
+            Target::Aarch64 => "tpm-tis-device,tpmdev=tpm0",
+        };
+        push_strs(&mut args, &["-device", device]);
     }
     if let Some(qmp) = &config.qmp {
         let mut value = OsString::from("unix:");
@@ -256,6 +276,15 @@ pub fn run(
     config.disk_writes = options.disk_writes;
     config.network = options.network.clone();
     config.rtc_base = options.rtc_base.clone();
+    // swtpm for the run's length: ended by its PID when `_tpm` drops, after QEMU.
+    let _tpm = match &options.tpm {
+        Some(state) => {
+            let tpm = crate::swtpm::Swtpm::start(state)?;
+            config.tpm = Some(tpm.ctrl().to_owned());
+            Some(tpm)
+        }
+        None => None,
+    };
     // The QMP socket only when there is a button to press; removed when the run ends.
     let qmp = if options.powerdown_on.is_empty() {
         None
@@ -504,6 +533,30 @@ mod tests {
             assert_eq!(e.value, bad);
             assert!(e.to_string().contains("YYYY-MM-DDTHH:MM:SS"), "{e}");
         }
+    }
+
+    /// `--tpm`: QEMU's TPM emulator on swtpm's control socket, the TIS device of the board.
+    #[test]
+    fn a_tpm_is_the_emulator_on_swtpms_socket() {
+        let mut c = config(Target::X86_64);
+        assert!(!strings(&qemu_args(&c)).iter().any(|a| a.contains("tpm")));
+        c.tpm = Some(PathBuf::from("/tmp/s,w/ctrl.sock"));
+        let args = strings(&qemu_args(&c));
+        let at = args.iter().position(|a| a == "-chardev").unwrap();
+        assert_eq!(
+            args[at..at + 6],
+            [
+                "-chardev",
+                "socket,id=chrtpm,path=/tmp/s,,w/ctrl.sock",
+                "-tpmdev",
+                "emulator,id=tpm0,chardev=chrtpm",
+                "-device",
+                "tpm-tis,tpmdev=tpm0"
+            ]
+        );
+        let mut c = config(Target::Aarch64);
+        c.tpm = Some(PathBuf::from("/tmp/ctrl.sock"));
+        assert!(strings(&qemu_args(&c)).contains(&"tpm-tis-device,tpmdev=tpm0".to_owned()));
     }
 
     #[test]

@@ -57,6 +57,12 @@ pub struct Args {
     /// battery, a glitch). By default it starts at this host's time.
     #[arg(long, value_name = "YYYY-MM-DDTHH:MM:SS", conflicts_with = "sim")]
     rtc_base: Option<RtcBase>,
+    /// Give the guest a TPM 2.0: swtpm, started for the run and ended with it, its state in
+    /// DIR (created if missing, kept: every run with the same DIR has the same TPM, as a
+    /// device keeps its chip). The loader measures the image key into it and PID 1 seals
+    /// the device identity with it (docs/identity.md).
+    #[arg(long, value_name = "DIR", conflicts_with = "sim")]
+    tpm: Option<PathBuf>,
     /// Run limpet-init as PID 1 of new namespaces on this host instead of booting QEMU:
     /// the slot is checked and unpacked, but there is no disk, dm-verity, hardening,
     /// cgroup budget or update agent (needs root). QEMU's own options (--memory,
@@ -166,6 +172,7 @@ fn backend(args: &Args) -> Result<Backend, String> {
         },
         powerdown_on: args.powerdown_on.clone(),
         rtc_base: args.rtc_base.clone(),
+        tpm: args.tpm.clone(),
     }))
 }
 
