@@ -3,6 +3,9 @@
 //! keeps its identity across a reboot and a slot update; a wipe of its data partition
 //! destroys it (the next boot makes a new one); a damaged identity file is refused with a
 //! console error, kept as it is, and not replaced, while the device's tasks still run.
+//! With a TPM (swtpm), the identity is sealed to the chain the loader measured: it loads on
+//! every boot through that chain, and a boot whose loader measured no image key (QEMU's
+//! `-kernel`, no Limpet loader) cannot unseal it.
 // Tests fail by panicking; the workspace lints against it are for production code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -24,13 +27,19 @@ const IDENTITY_FILE: &str = "/.limpet/identity/device.key";
 /// power button: a clean shutdown, so the data partition is unmounted and its journal
 /// written out before `limpet inspect` reads it. Returns the console.
 fn boot(dir: &Path) -> String {
+    boot_with(dir, &[])
+}
+
+/// [`boot`] with more `limpet run` arguments.
+fn boot_with(dir: &Path, extra: &[&std::ffi::OsStr]) -> String {
     require_tool("qemu-system-x86_64");
     let out = run(
         limpet()
             .arg("run")
             .arg(dir)
             .args(["--json", "--persist", "--timeout", BOOT_DEADLINE_SECS])
-            .args(["--powerdown-on", "hello from limpet: beat 0"]),
+            .args(["--powerdown-on", "hello from limpet: beat 0"])
+            .args(extra),
         true,
     );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -40,8 +49,14 @@ fn boot(dir: &Path) -> String {
     console
 }
 
-/// How the boot found the identity: (`made` or `loaded`, fingerprint, public key).
+/// How the boot found the identity: (`made` or `loaded`, fingerprint, public key), of
+/// class software.
 fn identity_of(console: &str) -> (&'static str, String, String) {
+    identity_of_class(console, "software")
+}
+
+/// [`identity_of`] for an identity of `class`.
+fn identity_of_class(console: &str, class: &str) -> (&'static str, String, String) {
     let line = console
         .lines()
         .find(|l| l.contains("limpet-init: identity: "))
@@ -62,7 +77,7 @@ fn identity_of(console: &str) -> (&'static str, String, String) {
     let public = field("public key ");
     assert_eq!(fingerprint.len(), 64, "{line}");
     assert_eq!(public.len(), 64, "{line}");
-    assert!(line.contains("(software)"), "{line}");
+    assert!(line.contains(&format!("({class})")), "{line}");
     (how, fingerprint, public)
 }
 
@@ -200,4 +215,59 @@ fn each_device_makes_its_own_identity_which_survives_reboot_and_update_but_not_a
     assert_ne!(new_fp, fp);
     assert_ne!(new_fp, other_fp);
     assert_eq!(inspected(&disk)["fingerprint"], new_fp.as_str());
+}
+
+#[test]
+fn with_a_tpm_the_identity_is_sealed_to_the_measured_chain() {
+    require_tool("swtpm");
+    let (v1, _) = hello_build();
+    let dir = mixed_output("identity-tpm", v1, v1, &[]);
+    let disk = dir.join("disk.img");
+    let state = scratch().join("identity-tpm-state");
+    let tpm = [std::ffi::OsStr::new("--tpm"), state.as_os_str()];
+
+    // First boot through the chain: the loader measures the image key, PID 1 seals.
+    let console = boot_with(&dir, &tpm);
+    assert!(
+        console.contains("limpet-boot: TPM: image key fingerprint measured into PCR 13"),
+        "{console}"
+    );
+    assert!(
+        console.contains("limpet-init: TPM: /dev/tpmrm0"),
+        "{console}"
+    );
+    let (how, fp, public) = identity_of_class(&console, "tpm-sealed");
+    assert_eq!(how, "made", "{console}");
+    let shown = inspected(&disk);
+    assert_eq!(shown["class"], "tpm-sealed", "{shown}");
+    assert_eq!(shown["fingerprint"], fp.as_str(), "{shown}");
+    let file = identity_file(&disk);
+    assert_eq!(file[9], 2, "class byte of a sealed file");
+
+    // The next boot through the same chain and the same TPM unseals the same identity.
+    let console = boot_with(&dir, &tpm);
+    assert_eq!(
+        identity_of_class(&console, "tpm-sealed"),
+        ("loaded", fp.clone(), public.clone())
+    );
+
+    // A boot that skips the loader (QEMU's -kernel): no image key measured, so the TPM
+    // refuses to unseal with TPM_RC_POLICY_FAIL; the file is kept and the task still runs.
+    let direct = [tpm[0], tpm[1], std::ffi::OsStr::new("--direct")];
+    let console = boot_with(&dir, &direct);
+    assert!(
+        console.contains(
+            "limpet-init: identity REFUSED: cannot unseal /data/.limpet/identity/device.key: the boot chain (Secure Boot state, image key) differs from the one it was sealed to, or this is another TPM; it is kept as it is and no new identity is made: TPM2_Unseal: the TPM answered with response code 0x0000099d (TPM_RC_POLICY_FAIL: the PCRs differ from those sealed to); the device runs without an identity"
+        ),
+        "{console}"
+    );
+    assert!(console.contains("hello from limpet: beat 0"), "{console}");
+    assert_eq!(identity_file(&disk), file);
+
+    // Back through the chain: the same identity again (the refusal destroyed nothing).
+    let console = boot_with(&dir, &tpm);
+    assert_eq!(
+        identity_of_class(&console, "tpm-sealed"),
+        ("loaded", fp, public)
+    );
 }
