@@ -127,13 +127,18 @@ fn measure_image_key(key: &VerifyingKey, con: &mut ConOut) {
     use uefi::proto::tcg::{EventType, PcrIndex};
 
     let Ok(handle) = fw::get_handle_for_protocol::<Tcg>() else {
-        con.line(format_args!("TPM: none (no EFI_TCG2_PROTOCOL); nothing measured"));
+        con.line(format_args!(
+            "TPM: none (no EFI_TCG2_PROTOCOL); nothing measured"
+        ));
         return;
     };
     let mut tcg = match fw::open_protocol_exclusive::<Tcg>(handle) {
         Ok(tcg) => tcg,
         Err(e) => {
-            con.line(format_args!("TPM: cannot open EFI_TCG2_PROTOCOL: {:?}", e.status()));
+            con.line(format_args!(
+                "TPM: cannot open EFI_TCG2_PROTOCOL: {:?}",
+                e.status()
+            ));
             return;
         }
     };
@@ -145,8 +150,7 @@ fn measure_image_key(key: &VerifyingKey, con: &mut ConOut) {
             text.push(b"0123456789abcdef"[usize::from(nibble)]);
         }
     }
-    let event = match PcrEventInputs::new_in_box(PcrIndex(IMAGE_KEY_PCR), EventType::IPL, &text)
-    {
+    let event = match PcrEventInputs::new_in_box(PcrIndex(IMAGE_KEY_PCR), EventType::IPL, &text) {
         Ok(event) => event,
         Err(e) => {
             con.line(format_args!("TPM: cannot make the event: {:?}", e.status()));
