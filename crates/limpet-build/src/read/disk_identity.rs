@@ -50,6 +50,12 @@ pub enum DiskIdentity {
         /// The decoder's error.
         error: String,
     },
+    /// The data partition could not be read (how `limpet inspect` shows a [`read`] error,
+    /// so the rest of the image is still shown).
+    Unreadable {
+        /// The error chain.
+        error: String,
+    },
 }
 
 /// Reads the identity file from the data partition of the disk image at `path`.

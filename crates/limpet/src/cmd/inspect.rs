@@ -33,10 +33,14 @@ pub fn run(args: Args) -> super::Result {
         Some(disk) => Some(limpet_build::disk_state::read(disk)?),
         None => None,
     };
-    let identity = match &disk {
-        Some(disk) => Some(limpet_build::disk_identity::read(disk)?),
-        None => None,
-    };
+    // A data partition that cannot be read is shown as such; the rest is still shown.
+    let identity = disk.as_ref().map(|disk| {
+        limpet_build::disk_identity::read(disk).unwrap_or_else(|e| {
+            limpet_build::disk_identity::DiskIdentity::Unreadable {
+                error: limpet_error_chain::one_line(&e),
+            }
+        })
+    });
     if let Some(path) = &args.sbom {
         let text = serde_json::to_string_pretty(&inspection.sbom)?;
         std::fs::write(path, text + "\n")
@@ -73,6 +77,9 @@ pub fn run(args: Args) -> super::Result {
                 }
                 DiskIdentity::Damaged { error } => {
                     println!("identity (data partition): DAMAGED, the device refuses it: {error}");
+                }
+                DiskIdentity::Unreadable { error } => {
+                    println!("identity (data partition): cannot read it: {error}");
                 }
             }
         }
