@@ -4,8 +4,9 @@
 //! destroys it (the next boot makes a new one); a damaged identity file is refused with a
 //! console error, kept as it is, and not replaced, while the device's tasks still run.
 //! With a TPM (swtpm), the identity is sealed to the chain the loader measured: it loads on
-//! every boot through that chain, and a boot whose loader measured no image key (QEMU's
-//! `-kernel`, no Limpet loader) cannot unseal it.
+//! every boot through that chain, and neither a boot whose loader measured no image key
+//! (QEMU's `-kernel`, no Limpet loader) nor the disk rewritten with another vendor's image
+//! and keys (data partition kept) can unseal it.
 // Tests fail by panicking; the workspace lints against it are for production code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -86,8 +87,8 @@ fn inspected(disk: &Path) -> serde_json::Value {
     inspect_json(disk)["identity"].clone()
 }
 
-/// Writes `data` partition bytes from `from` (a freshly built disk image) over `disk`'s:
-/// the wipe a factory reset does.
+/// Writes the `data` partition's bytes from `from` over `disk`'s: with a freshly built
+/// `from`, the wipe a factory reset does.
 fn wipe_data(disk: &Path, from: &Path) {
     let (offset, size) = partition(from, "data");
     assert_eq!(partition(disk, "data"), (offset, size));
@@ -264,7 +265,25 @@ fn with_a_tpm_the_identity_is_sealed_to_the_measured_chain() {
     assert!(console.contains("hello from limpet: beat 0"), "{console}");
     assert_eq!(identity_file(&disk), file);
 
-    // Back through the chain: the same identity again (the refusal destroyed nothing).
+    // The device's disk rewritten with another vendor's image (another image key, its own
+    // Secure Boot keys enrolled), its data partition kept: that loader measures its own
+    // key, so the TPM refuses to unseal with TPM_RC_POLICY_FAIL.
+    let (other, _) = other_key_build();
+    let attacked = mixed_output("identity-tpm-other", other, other, &[]);
+    wipe_data(&attacked.join("disk.img"), &disk);
+    let console = boot_with(&attacked, &tpm);
+    assert!(
+        console.contains("limpet-boot: TPM: image key fingerprint measured into PCR 13"),
+        "{console}"
+    );
+    assert!(
+        console.contains("limpet-init: identity REFUSED: cannot unseal /data/.limpet/identity/device.key: the boot chain (Secure Boot state, image key) differs from the one it was sealed to, or this is another TPM; it is kept as it is and no new identity is made: TPM2_Unseal: the TPM answered with response code 0x0000099d (TPM_RC_POLICY_FAIL: the PCRs differ from those sealed to)"),
+        "{console}"
+    );
+    assert_eq!(identity_file(&attacked.join("disk.img")), file);
+
+    // Back through the device's own chain: the same identity again (the refusals destroyed
+    // nothing).
     let console = boot_with(&dir, &tpm);
     assert_eq!(
         identity_of_class(&console, "tpm-sealed"),
