@@ -247,6 +247,42 @@ mod tests {
         Keeper::open(SimDisk::new(1 << 20), slot, Uptime::ZERO).0
     }
 
+    /// The identity goes into the status file under `system.identity` with its public
+    /// facts only: state, class, public key and fingerprint.
+    #[test]
+    fn the_status_file_shows_the_identity() {
+        let data = tempfile::tempdir().unwrap();
+        let opened =
+            limpet_identity::store::open(data.path(), limpet_identity::random::kernel_seed)
+                .unwrap();
+        let view = limpet_identity::IdentityView::of_identity(opened.identity());
+        let system = SystemStatus {
+            slot: "a".into(),
+            version: "0.1.0".into(),
+            other: None,
+            state: None,
+            trial: TrialStatus::None,
+            last_update: None,
+            network: None,
+            time: None,
+            identity: Some(limpet_identity::IdentityStatus::Created(view)),
+        };
+        let json = serde_json::to_value(&system).unwrap();
+        let id = &json["identity"];
+        assert_eq!(id["state"], "created", "{json}");
+        assert_eq!(id["class"], "software", "{json}");
+        assert_eq!(
+            id["fingerprint"],
+            opened.identity().fingerprint().to_string(),
+            "{json}"
+        );
+        assert_eq!(
+            id.as_object().unwrap().len(),
+            4,
+            "state, class, public_key, fingerprint and nothing else: {json}"
+        );
+    }
+
     /// An extension shows as extended; the end of support reached shows island mode due,
     /// with its reason, in the file and on the console.
     #[test]
