@@ -9,7 +9,7 @@
 //! - [`ALWAYS`] holds what every device needs; [`NETWORK`] is added only when a task has
 //!   network rules (`network = "allowlist"`), as the build adds the network modules then.
 
-use limpet_manifest::{Manifest, NetworkAccess, Target};
+use limpet_manifest::{Manifest, NetworkAccess, Target, Tpm};
 
 use crate::checks::{Arch, Check, Source, Want};
 
@@ -87,6 +87,15 @@ pub fn uses_network(manifest: &Manifest) -> bool {
         .any(|t| t.network == NetworkAccess::Allowlist)
 }
 
+/// What a device needs when its manifest asks for a TPM (`[kernel] tpm = "tpm2"`): the TPM
+/// core and its TIS driver, built in (PID 1 loads only the modules the manifest lists).
+#[rustfmt::skip]
+pub const TPM: &[Check] = &[
+    need("TCG_TPM", On, Any, "PID 1 seals the device identity with the TPM (/dev/tpmrm0)"),
+    need("TCG_TIS_CORE", On, Any, "the TPM's TIS interface"),
+    need("TCG_TIS", On, Any, "the TPM on the TIS interface (QEMU's tpm-tis, x86 boards)"),
+];
+
 /// Everything `manifest` needs, for its target's architecture.
 pub fn of(manifest: &Manifest) -> Vec<Check> {
     let arch = match manifest.device.target {
@@ -94,9 +103,14 @@ pub fn of(manifest: &Manifest) -> Vec<Check> {
         Target::Aarch64 => Arch::Aarch64,
     };
     let network: &[Check] = if uses_network(manifest) { NETWORK } else { &[] };
+    let tpm: &[Check] = match manifest.kernel.tpm {
+        Tpm::Tpm2 => TPM,
+        Tpm::None => &[],
+    };
     ALWAYS
         .iter()
         .chain(network)
+        .chain(tpm)
         .filter(|c| c.arch.applies_to(Some(arch)))
         .cloned()
         .collect()

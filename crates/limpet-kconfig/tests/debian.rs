@@ -120,6 +120,42 @@ fn debians_kernel_meets_the_examples_needs() {
     assert_eq!(nft.actual, Some(Value::Module));
 }
 
+/// `[kernel] tpm = "tpm2"` asks for the TPM drivers built in: Debian's kernel has them; a
+/// config without them is refused by name, and a manifest that asks for no TPM needs none.
+#[test]
+fn a_manifest_asking_for_a_tpm_needs_its_drivers_built_in() {
+    let (config_path, config) = debian_config();
+    let path = docs::workspace_path("examples/hello/limpet.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("[kernel]\n", "[kernel]\ntpm = \"tpm2\"\n");
+    let with_tpm = limpet_manifest::parse("limpet.toml", &text).unwrap();
+    assert_eq!(with_tpm.kernel.tpm, limpet_manifest::Tpm::Tpm2);
+    let a = audit(&config, Some(&with_tpm));
+    a.require_needs().unwrap();
+    let tis = a
+        .needs
+        .iter()
+        .find(|f| f.check.option == "TCG_TIS")
+        .unwrap();
+    assert_eq!(tis.actual, Some(Value::Yes));
+
+    let stripped = KernelConfig::parse(
+        &std::fs::read_to_string(&config_path)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("CONFIG_TCG_TIS="))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .unwrap();
+    let a = audit(&stripped, Some(&with_tpm));
+    let missing: Vec<&str> = a.missing_needs().map(|f| f.check.option).collect();
+    assert_eq!(missing, ["TCG_TIS"]);
+    let a = audit(&stripped, Some(&example("hello")));
+    assert!(a.needs.iter().all(|f| !f.check.option.starts_with("TCG_")));
+}
+
 #[test]
 fn docs_show_debians_figures() {
     let (_, config) = debian_config();

@@ -63,6 +63,7 @@ impl Manifest {
         let _ = writeln!(o, "modules = {}", list(&self.kernel.modules));
         let _ = writeln!(o, "cmdline = {}", q(&self.kernel.cmdline.to_string()));
         let _ = writeln!(o, "watchdog = {}", q(&self.kernel.watchdog.to_string()));
+        let _ = writeln!(o, "tpm = {}", q(self.kernel.tpm.as_str()));
 
         let _ = writeln!(o, "\n[disk]");
         let _ = writeln!(o, "slot_size = {}", q(&self.disk.slot_size.to_string()));

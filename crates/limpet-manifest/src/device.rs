@@ -78,7 +78,27 @@ pub struct Kernel {
     pub cmdline: KernelCmdline,
     /// The hardware watchdog's timeout (default [`DEFAULT_WATCHDOG`]).
     pub watchdog: Watchdog,
+    /// Whether the board has a TPM the kernel must drive (default [`Tpm::None`]).
+    pub tpm: Tpm,
 }
+
+/// `[kernel] tpm`: whether the device has a TPM 2.0 the kernel must drive, so that the
+/// device identity is sealed to the measured boot chain (docs/identity.md). With `"tpm2"`
+/// the kernel needs the TPM core and its TIS driver (limpet-kconfig's needs); PID 1 uses a
+/// TPM whenever the kernel offers one, whatever this says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tpm {
+    /// No TPM is asked for: the kernel need not drive one.
+    #[default]
+    None,
+    /// A TPM 2.0 on the TIS interface (QEMU's `tpm-tis`, most x86 boards' fTPM or dTPM).
+    Tpm2,
+}
+
+keywords!(Tpm, "tpm", {
+    None => "none",
+    Tpm2 => "tpm2",
+});
 
 /// The hardware watchdog's timeout when `[kernel] watchdog` is not given.
 pub const DEFAULT_WATCHDOG: Watchdog = Watchdog::Secs(60);
@@ -382,11 +402,13 @@ pub(crate) fn check_kernel(c: &mut Checker<'_>, k: &RawKernel) -> Option<Kernel>
     }
     let cmdline = c.parse_or(&k.cmdline, KernelCmdline::default());
     let watchdog = c.parse_or(&k.watchdog, DEFAULT_WATCHDOG);
+    let tpm = k.tpm.as_ref().map_or(Some(Tpm::None), |s| c.keyword(s));
     Some(Kernel {
         source: source?,
         modules: modules?,
         cmdline: cmdline?,
         watchdog: watchdog?,
+        tpm: tpm?,
     })
 }
 

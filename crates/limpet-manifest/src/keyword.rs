@@ -82,7 +82,7 @@ pub(crate) use keywords;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{NetworkAccess, Proto, RestartPolicy, Scope, SyscallProfile, Target};
+    use crate::{NetworkAccess, Proto, RestartPolicy, Scope, SyscallProfile, Target, Tpm};
 
     /// Each word parses to its value, is what `as_str`, `Display` and JSON write, and is
     /// listed once.
@@ -107,6 +107,7 @@ mod tests {
         table_agrees::<RestartPolicy>();
         table_agrees::<SyscallProfile>();
         table_agrees::<Target>();
+        table_agrees::<Tpm>();
         table_agrees::<NetworkAccess>();
         table_agrees::<Proto>();
         table_agrees::<Scope>();

@@ -86,7 +86,7 @@ use serde::Serialize;
 
 pub use agent::{UPDATE_AGENT_PACKAGE, UPDATE_AGENT_TASK, UPDATE_ROOT_FILE};
 pub use device::{
-    Device, Disk, Kernel, KernelCmdline, KernelSource, Target, Watchdog, DEFAULT_CPUS,
+    Device, Disk, Kernel, KernelCmdline, KernelSource, Target, Tpm, Watchdog, DEFAULT_CPUS,
     DEFAULT_DATA_SIZE, DEFAULT_DEVICE_MEMORY, DEFAULT_SLOT_SIZE, DEFAULT_WATCHDOG, DISK_ALIGN,
     MAX_CPUS, MAX_KERNEL_CMDLINE, MAX_WATCHDOG_SECS, MIN_DATA_SIZE, MIN_SLOT_SIZE,
 };

@@ -106,6 +106,7 @@ pub(crate) struct RawKernel {
     pub modules: Strs,
     pub cmdline: Option<Str>,
     pub watchdog: Option<Str>,
+    pub tpm: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]
