@@ -9,9 +9,13 @@
 //! - [`limpet_fleet_api`] (re-exported as [`report`], [`waves`], [`hold`]): the signed
 //!   check-in report, the `x-limpet-waves` field and a device's wave, signed holds.
 //! - [`halt`]: the automatic halt rule.
+//! - [`store`]: SQLite or PostgreSQL, one schema and migrations.
+//! - [`rollout`]: the rules put together over the store ([`rollout::Fleet`]).
 
 #![warn(missing_docs)]
 
 pub use limpet_fleet_api::{hold, report, waves};
 
 pub mod halt;
+pub mod rollout;
+pub mod store;
