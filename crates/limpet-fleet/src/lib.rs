@@ -11,11 +11,18 @@
 //! - [`halt`]: the automatic halt rule.
 //! - [`store`]: SQLite or PostgreSQL, one schema and migrations.
 //! - [`rollout`]: the rules put together over the store ([`rollout::Fleet`]).
+//! - [`auth`]: operator passwords and sessions; [`server`]: the HTTP API;
+//!   [`dashboard`]: its pages.
+//! - [`config`]: what `limpet fleet serve` runs (database, hold key, address).
 
 #![warn(missing_docs)]
 
 pub use limpet_fleet_api::{hold, report, waves};
 
+pub mod auth;
+pub mod config;
+pub mod dashboard;
 pub mod halt;
 pub mod rollout;
+pub mod server;
 pub mod store;

@@ -1,0 +1,119 @@
+//! Operators: password hashes (Argon2id, PHC strings) and session tokens.
+//!
+//! Rules kept here:
+//! - Passwords are stored only as Argon2id hashes with a random salt; a wrong password and
+//!   an unknown operator fail alike.
+//! - A session token is 32 random bytes; the database keeps only its SHA-256, so a copy of
+//!   the database opens no session.
+//! - Every form that writes carries a CSRF token derived from the session token
+//!   ([`csrf_token`]); the cookie is also `SameSite=Strict` and `HttpOnly`.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use rand_core::{OsRng, RngCore};
+use thiserror::Error;
+
+/// The session cookie's name.
+pub const COOKIE: &str = "limpet_fleet_session";
+/// How long a session lasts: 12 hours.
+pub const SESSION_SECS: i64 = 12 * 3600;
+/// The shortest password accepted.
+pub const MIN_PASSWORD: usize = 12;
+
+/// A password that cannot be set.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum PasswordError {
+    /// Too short.
+    #[error("password of operator {operator} is shorter than {MIN_PASSWORD} characters")]
+    TooShort {
+        /// The operator.
+        operator: String,
+    },
+    /// A bad operator name.
+    #[error("operator name {0:?} is not 1 to 64 letters, digits, '.', '-' or '_'")]
+    Name(String),
+    /// The hasher failed.
+    #[error("hashing the password: {0}")]
+    Hash(String),
+}
+
+/// Whether `name` is an operator name.
+pub fn valid_operator(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
+
+/// The Argon2id hash (PHC string) of a new operator password.
+pub fn hash_password(operator: &str, password: &str) -> Result<String, PasswordError> {
+    if !valid_operator(operator) {
+        return Err(PasswordError::Name(operator.to_owned()));
+    }
+    if password.chars().count() < MIN_PASSWORD {
+        return Err(PasswordError::TooShort {
+            operator: operator.to_owned(),
+        });
+    }
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| PasswordError::Hash(e.to_string()))
+}
+
+/// Whether `password` matches a stored hash (false for an unparsable hash).
+pub fn verify_password(stored: &str, password: &str) -> bool {
+    PasswordHash::new(stored).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
+}
+
+/// A new session token (hex).
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// The CSRF token of a session: a hash of the session token under its own label.
+pub fn csrf_token(session_token: &str) -> String {
+    let full = crate::store::sha256_hex(format!("limpet-fleet-csrf\0{session_token}").as_bytes());
+    full[..32].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_verify_only_themselves() {
+        let h = hash_password("ada", "correct horse battery").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password(&h, "correct horse battery"));
+        assert!(!verify_password(&h, "correct horse batterY"));
+        assert!(!verify_password("not a hash", "correct horse battery"));
+        assert_eq!(
+            hash_password("ada", "short"),
+            Err(PasswordError::TooShort {
+                operator: "ada".into()
+            })
+        );
+        assert!(matches!(
+            hash_password("a b", "correct horse battery"),
+            Err(PasswordError::Name(_))
+        ));
+    }
+
+    #[test]
+    fn tokens_are_random_and_csrf_tokens_differ_per_session() {
+        let (a, b) = (new_token(), new_token());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 64);
+        assert_ne!(csrf_token(&a), csrf_token(&b));
+        assert_eq!(csrf_token(&a), csrf_token(&a));
+    }
+}
