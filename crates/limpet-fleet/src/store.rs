@@ -234,6 +234,19 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// `conflict()` when `e` is a unique-key violation (a concurrent writer got there first),
+/// else the query error.
+fn unique_or(
+    e: sqlx::Error,
+    conflict: impl FnOnce() -> StoreError,
+    what: &'static str,
+) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => conflict(),
+        _ => StoreError::Query { what, source: e },
+    }
+}
+
 fn hold_json(hold: &SignedHold) -> Result<String, StoreError> {
     serde_json::to_string(hold).map_err(|e| StoreError::Corrupt {
         what: "hold",
@@ -349,7 +362,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 // A concurrent first check-in of the same device got there first.
-                .map_err(|_| replay())?;
+                .map_err(|e| unique_or(e, replay, "insert device"))?;
             }
             Some((last_seq, _)) => {
                 let done = sqlx::query(
@@ -390,7 +403,7 @@ impl Store {
             .bind(&v.signature)
             .execute(&mut *tx)
             .await
-            .map_err(|_| replay())?;
+            .map_err(|e| unique_or(e, replay, "insert report"))?;
         }
         tx.commit().await.map_err(q("commit check-in"))?;
         Ok(if changed {
@@ -576,7 +589,7 @@ impl Store {
         .bind(int(thresholds.report_deadline_secs))
         .execute(&self.pool)
         .await
-        .map_err(|_| exists())?;
+        .map_err(|e| unique_or(e, exists, "insert rollout"))?;
         Ok(())
     }
 

@@ -134,6 +134,27 @@ async fn replays_and_forgeries_store_nothing(url: String) {
         fleet.store.version_counts().await.unwrap(),
         vec![("1.2.0".to_owned(), 1)]
     );
+    // The reports table keeps its own guard: with the device row gone (written to the
+    // database directly), a report already stored is still refused as a replay, and the
+    // device row is not made again.
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    sqlx::query("DELETE FROM devices")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let err = fleet
+        .check_in(&body(k, &changed), T0 + 200)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.report_error(),
+            Some(ReportError::Replayed { seq: 7, .. })
+        ),
+        "{err}"
+    );
+    assert_eq!(fleet.store.device(&device_hex(k)).await.unwrap(), None);
+    pool.close().await;
     fleet.store.close().await;
 }
 
