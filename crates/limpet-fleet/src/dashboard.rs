@@ -302,9 +302,12 @@ pub async fn release_page(
             esc(&serde_json::to_string(h).unwrap_or_default())
         );
     }
-    body.push_str("</ul>");
+    let _ = write!(
+        body,
+        "</ul><p>Counts updated <span id=\"updated\">{}</span>.</p>",
+        time(now)
+    );
     body.push_str(&poll_script());
-    body.push_str("<p>Counts updated <span id=\"updated\"></span>.</p>");
     Ok(Some(page(release, Some((operator, csrf)), &body)))
 }
 

@@ -7,7 +7,8 @@
 //!   and from thresholds that validate.
 //! - A check-in is verified before anything is stored; after it is stored, the rollout of
 //!   the release it reports on is evaluated at once, and a wave crossing its threshold
-//!   halts the rollout and signs a hold in the same step ([`Fleet::evaluate`]).
+//!   halts the rollout and signs a hold in the same step ([`Fleet::evaluate`]). A failed
+//!   evaluation does not fail the stored check-in; [`Fleet::tick`] evaluates again.
 //! - A halted rollout keeps a hold in force: [`Fleet::tick`] signs a new one (never
 //!   longer than `max_hold`) when the one in force has less than half of it left.
 
@@ -153,7 +154,11 @@ impl Fleet {
         let stored = self.store.check_in(&verified, now).await?;
         if stored == CheckIn::Changed {
             if let Some(release) = &verified.report.last_update.release {
-                self.evaluate(release, now).await?;
+                // The report is stored: a failure to evaluate now must not make the device
+                // send it again (it would be a replay). The next tick evaluates again.
+                if let Err(e) = self.evaluate(release, now).await {
+                    tracing::error!("evaluating the rollout of {release} after a check-in: {e}");
+                }
             }
         }
         Ok(stored)
