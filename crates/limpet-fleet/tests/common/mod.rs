@@ -176,9 +176,9 @@ impl Drop for Postgres {
     fn drop(&mut self) {
         // Fast shutdown (SIGINT) of the postmaster we started, by its PID; it stops its
         // children. SIGKILL would leave them running.
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::INT);
+        }
         let _ = self.child.wait();
     }
 }
