@@ -20,6 +20,38 @@ pub const SESSION_SECS: i64 = 12 * 3600;
 /// The shortest password accepted.
 pub const MIN_PASSWORD: usize = 12;
 
+/// Whether the session cookie is marked `Secure` (sent by browsers over HTTPS and to
+/// `localhost` only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CookiePolicy {
+    /// `Secure` (the default): the server is reached over HTTPS, or on localhost.
+    #[default]
+    Secure,
+    /// No `Secure`: for a server reached over plain HTTP on another address (a lab
+    /// network); passwords and sessions then cross the network in the clear.
+    PlainHttp,
+}
+
+fn cookie_attributes(policy: CookiePolicy) -> &'static str {
+    match policy {
+        CookiePolicy::Secure => "HttpOnly; SameSite=Strict; Path=/; Secure",
+        CookiePolicy::PlainHttp => "HttpOnly; SameSite=Strict; Path=/",
+    }
+}
+
+/// The `Set-Cookie` value of a new session.
+pub fn session_cookie(token: &str, policy: CookiePolicy) -> String {
+    format!(
+        "{COOKIE}={token}; {}; Max-Age={SESSION_SECS}",
+        cookie_attributes(policy)
+    )
+}
+
+/// The `Set-Cookie` value that ends a session in the browser.
+pub fn cleared_cookie(policy: CookiePolicy) -> String {
+    format!("{COOKIE}=; {}; Max-Age=0", cookie_attributes(policy))
+}
+
 /// A password that cannot be set.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum PasswordError {
@@ -106,6 +138,17 @@ mod tests {
             hash_password("a b", "correct horse battery"),
             Err(PasswordError::Name(_))
         ));
+    }
+
+    #[test]
+    fn cookies_are_secure_unless_asked_otherwise() {
+        let secure = session_cookie("abc", CookiePolicy::default());
+        assert_eq!(
+            secure,
+            "limpet_fleet_session=abc; HttpOnly; SameSite=Strict; Path=/; Secure; Max-Age=43200"
+        );
+        assert!(!session_cookie("abc", CookiePolicy::PlainHttp).contains("Secure"));
+        assert!(cleared_cookie(CookiePolicy::Secure).ends_with("Secure; Max-Age=0"));
     }
 
     #[test]

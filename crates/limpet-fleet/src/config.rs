@@ -107,6 +107,8 @@ pub struct ServeOptions {
     pub addr: SocketAddr,
     /// How often downloads are checked for their deadline and halted rollouts' holds renewed.
     pub tick: Duration,
+    /// Whether the session cookie is `Secure`.
+    pub cookies: auth::CookiePolicy,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, ConfigError> {
@@ -137,12 +139,18 @@ pub fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr, &str)) -> Resul
             source,
         })?;
         ready(addr, &fleet.hold_public_key());
-        crate::server::serve(listener, fleet, crate::server::system_clock(), opts.tick)
-            .await
-            .map_err(|source| ConfigError::Io {
-                what: format!("serving on {addr}"),
-                source,
-            })
+        crate::server::serve(
+            listener,
+            fleet,
+            crate::server::system_clock(),
+            opts.tick,
+            opts.cookies,
+        )
+        .await
+        .map_err(|source| ConfigError::Io {
+            what: format!("serving on {addr}"),
+            source,
+        })
     })
 }
 

@@ -52,6 +52,7 @@ const MAX_BODY: usize = 64 * 1024;
 struct App {
     fleet: Fleet,
     clock: Clock,
+    cookies: auth::CookiePolicy,
 }
 
 impl App {
@@ -61,8 +62,12 @@ impl App {
 }
 
 /// The router over a fleet.
-pub fn router(fleet: Fleet, clock: Clock) -> Router {
-    let app = App { fleet, clock };
+pub fn router(fleet: Fleet, clock: Clock, cookies: auth::CookiePolicy) -> Router {
+    let app = App {
+        fleet,
+        clock,
+        cookies,
+    };
     Router::new()
         .route("/api/v1/checkin", post(checkin))
         .route("/api/v1/holds", get(holds))
@@ -91,6 +96,7 @@ pub async fn serve(
     fleet: Fleet,
     clock: Clock,
     tick: Duration,
+    cookies: auth::CookiePolicy,
 ) -> std::io::Result<()> {
     let ticker = fleet.clone();
     let tick_clock = clock.clone();
@@ -105,7 +111,7 @@ pub async fn serve(
     });
     axum::serve(
         listener,
-        router(fleet, clock).into_make_service_with_connect_info::<SocketAddr>(),
+        router(fleet, clock, cookies).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .await
 }
@@ -388,11 +394,7 @@ async fn login(State(app): State<App>, Form(form): Form<LoginForm>) -> Response 
     {
         return internal(&e);
     }
-    let cookie = format!(
-        "{}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
-        auth::COOKIE,
-        auth::SESSION_SECS
-    );
+    let cookie = auth::session_cookie(&token, app.cookies);
     let mut res = Redirect::to("/").into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         res.headers_mut().insert(header::SET_COOKIE, v);
@@ -447,12 +449,9 @@ async fn logout(
         }
     }
     let mut res = Redirect::to("/login").into_response();
-    res.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static(
-            "limpet_fleet_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
-        ),
-    );
+    if let Ok(v) = HeaderValue::from_str(&auth::cleared_cookie(app.cookies)) {
+        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
     res
 }
 

@@ -50,6 +50,7 @@ impl Server {
                 fleet,
                 clock,
                 Duration::from_secs(3600),
+                auth::CookiePolicy::default(),
             ));
             addr
         });
@@ -156,7 +157,7 @@ fn login(server: &Server) -> (String, String) {
     assert_eq!(r.status, 303, "{}", r.text());
     let set = r.header("set-cookie").unwrap();
     assert!(
-        set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+        set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Secure"),
         "{set}"
     );
     let cookie = set.split(';').next().unwrap().to_owned();

@@ -28,6 +28,10 @@ hold_keys of x-limpet-waves in the targets metadata. See docs/fleet.md.")]
         /// Seconds between checks of download deadlines and renewals of halted rollouts' holds.
         #[arg(long, default_value_t = 30)]
         tick: u64,
+        /// Leave `Secure` off the session cookie, for a server reached over plain HTTP on an
+        /// address other than localhost (passwords then cross the network in the clear).
+        #[arg(long)]
+        plain_http_cookies: bool,
     },
     /// Add an operator, or set a new password; the password is read from standard input.
     Operator {
@@ -47,12 +51,18 @@ pub fn run(command: Command) -> cmd::Result {
             hold_key,
             addr,
             tick,
+            plain_http_cookies,
         } => {
             let opts = limpet_fleet::config::ServeOptions {
                 database,
                 hold_key,
                 addr,
                 tick: Duration::from_secs(tick.max(1)),
+                cookies: if plain_http_cookies {
+                    limpet_fleet::auth::CookiePolicy::PlainHttp
+                } else {
+                    limpet_fleet::auth::CookiePolicy::Secure
+                },
             };
             limpet_fleet::config::serve(&opts, |addr, key| {
                 println!("fleet server at http://{addr}/ (hold key {key}); Ctrl-C to stop");
