@@ -7,10 +7,14 @@
 //!   the database opens no session.
 //! - Every form that writes carries a CSRF token derived from the session token
 //!   ([`csrf_token`]); the cookie is also `SameSite=Strict` and `HttpOnly`.
+//! - An operator with [`MAX_FAILURES`] failed logins within [`FAILURE_WINDOW_SECS`] cannot
+//!   log in until the window ends, right password or not ([`LoginThrottle`]). Only existing
+//!   operators are tracked, so the table is as small as the list of operators.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use rand_core::{OsRng, RngCore};
+use std::collections::HashMap;
 use thiserror::Error;
 
 /// The session cookie's name.
@@ -19,6 +23,43 @@ pub const COOKIE: &str = "limpet_fleet_session";
 pub const SESSION_SECS: i64 = 12 * 3600;
 /// The shortest password accepted.
 pub const MIN_PASSWORD: usize = 12;
+
+/// Failed logins that lock an operator out for the rest of the window.
+pub const MAX_FAILURES: u32 = 5;
+/// The window failed logins are counted in: 15 minutes from the first.
+pub const FAILURE_WINDOW_SECS: i64 = 15 * 60;
+
+/// Failed logins per operator.
+#[derive(Debug, Default)]
+pub struct LoginThrottle {
+    failures: HashMap<String, (u32, i64)>,
+}
+
+impl LoginThrottle {
+    /// `Err(seconds to wait)` when `operator` is locked out at `now`.
+    pub fn check(&self, operator: &str, now: i64) -> Result<(), i64> {
+        match self.failures.get(operator) {
+            Some(&(count, since)) if count >= MAX_FAILURES && now < since + FAILURE_WINDOW_SECS => {
+                Err(since + FAILURE_WINDOW_SECS - now)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a failed login of an existing operator.
+    pub fn failed(&mut self, operator: &str, now: i64) {
+        let entry = self.failures.entry(operator.to_owned()).or_insert((0, now));
+        if now >= entry.1 + FAILURE_WINDOW_SECS {
+            *entry = (0, now);
+        }
+        entry.0 = entry.0.saturating_add(1);
+    }
+
+    /// Forgets the failures of an operator who logged in.
+    pub fn succeeded(&mut self, operator: &str) {
+        self.failures.remove(operator);
+    }
+}
 
 /// Whether the session cookie is marked `Secure` (sent by browsers over HTTPS and to
 /// `localhost` only).
@@ -138,6 +179,23 @@ mod tests {
             hash_password("a b", "correct horse battery"),
             Err(PasswordError::Name(_))
         ));
+    }
+
+    #[test]
+    fn repeated_failures_lock_an_operator_out_for_the_window() {
+        let mut t = LoginThrottle::default();
+        for i in 0..MAX_FAILURES {
+            assert_eq!(t.check("ada", 100), Ok(()));
+            t.failed("ada", 100 + i64::from(i));
+        }
+        assert_eq!(t.check("ada", 200), Err(100 + FAILURE_WINDOW_SECS - 200));
+        assert_eq!(t.check("bob", 200), Ok(()));
+        assert_eq!(t.check("ada", 100 + FAILURE_WINDOW_SECS), Ok(()));
+        // A new window starts counting from one.
+        t.failed("ada", 100 + FAILURE_WINDOW_SECS);
+        assert_eq!(t.check("ada", 100 + FAILURE_WINDOW_SECS), Ok(()));
+        t.succeeded("ada");
+        assert!(t.failures.is_empty());
     }
 
     #[test]

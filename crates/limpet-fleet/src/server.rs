@@ -53,6 +53,7 @@ struct App {
     fleet: Fleet,
     clock: Clock,
     cookies: auth::CookiePolicy,
+    throttle: Arc<std::sync::Mutex<auth::LoginThrottle>>,
 }
 
 impl App {
@@ -67,6 +68,7 @@ pub fn router(fleet: Fleet, clock: Clock, cookies: auth::CookiePolicy) -> Router
         fleet,
         clock,
         cookies,
+        throttle: Arc::default(),
     };
     Router::new()
         .route("/api/v1/checkin", post(checkin))
@@ -367,12 +369,34 @@ async fn login(State(app): State<App>, Form(form): Form<LoginForm>) -> Response 
         Ok(s) => s,
         Err(e) => return internal(&e),
     };
+    let now = app.now();
+    let known = stored.is_some();
+    let throttled = {
+        let throttle = app.throttle.lock().unwrap_or_else(|p| p.into_inner());
+        throttle.check(&form.name, now)
+    };
+    if let Err(wait) = throttled {
+        let message = format!("too many failed logins; try again in {wait} s");
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            Html(dashboard::login_page(Some(&message))),
+        )
+            .into_response();
+    }
     // An unknown operator is checked against a fixed hash, so both fail alike.
     let stored = stored.unwrap_or_else(dummy_hash);
     let password = form.password;
     let ok = tokio::task::spawn_blocking(move || auth::verify_password(&stored, &password))
         .await
         .unwrap_or(false);
+    {
+        let mut throttle = app.throttle.lock().unwrap_or_else(|p| p.into_inner());
+        match (ok, known) {
+            (true, _) => throttle.succeeded(&form.name),
+            (false, true) => throttle.failed(&form.name, now),
+            (false, false) => {}
+        }
+    }
     if !ok {
         return (
             StatusCode::UNAUTHORIZED,
@@ -381,7 +405,6 @@ async fn login(State(app): State<App>, Form(form): Form<LoginForm>) -> Response 
             .into_response();
     }
     let token = auth::new_token();
-    let now = app.now();
     if let Err(e) = app
         .fleet
         .store

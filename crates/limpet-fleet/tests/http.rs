@@ -252,6 +252,30 @@ fn operators_must_log_in_and_writes_need_their_session() {
     );
     assert_eq!(wrong.status, 401);
     assert!(wrong.header("set-cookie").is_none());
+    // Guessing: after 5 failures in 15 minutes even the right password is refused, until
+    // the window ends.
+    for _ in 0..4 {
+        let r = server.request(
+            "POST",
+            "/login",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            b"name=ada&password=guess",
+        );
+        assert_eq!(r.status, 401);
+    }
+    let right = format!("name=ada&password={}", PASSWORD.replace(' ', "+"));
+    let locked = server.request(
+        "POST",
+        "/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        right.as_bytes(),
+    );
+    assert_eq!(locked.status, 429);
+    assert!(locked.header("set-cookie").is_none());
+    assert!(locked
+        .text()
+        .contains("too many failed logins; try again in 900 s"));
+    server.now.store(T0 + 900, Ordering::SeqCst);
     let unknown = server.request(
         "POST",
         "/login",
