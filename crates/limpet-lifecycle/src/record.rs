@@ -1,13 +1,13 @@
 //! The on-disk record of a [`TimeState`]: exactly [`RECORD_SIZE`] bytes.
 //!
-//! # Format (version 1)
+//! # Format (version 2)
 //!
 //! All integers are little-endian. Offsets are from the start of the record.
 //!
 //! ```text
 //! offset len   field
 //! 0      8     magic                "LIMPETLC"
-//! 8      4     format_version       u32 = 1
+//! 8      4     format_version       u32 = 2
 //! 12     4     record_size          u32 = 4096
 //! 16     8     sequence             u64, +1 on every write
 //! 24     8     floor                u64, seconds since 1970-01-01T00:00:00Z
@@ -16,15 +16,27 @@
 //! 48     8     since_fresh          u64, seconds of uptime without fresh signed metadata
 //! 56     8     support_until        u64, accepted end of support (seconds since the epoch);
 //!                                   0 = no extension accepted
-//! 64     4020  reserved             written zero, ignored when read
+//! 64     4     island               u32: 0 = connected, 1 = island mode (support ended),
+//!                                   2 = island mode (no fresh signed metadata)
+//! 68     4     reserved             written zero, ignored when read
+//! 72     8     island_changed       u64, the earliest time (seconds since the epoch) of the
+//!                                   last change of `island`: when island mode began
+//!                                   (island 1 or 2) or ended (island 0); 0 = never in it
+//! 80     4004  reserved             written zero, ignored when read
 //! 4084   8     sequence_trailer     u64, = sequence
 //! 4092   4     crc32                CRC-32 (IEEE 802.3, as zlib) of bytes 0..4092
 //! ```
 //!
+//! Version 1 (before island mode) is the same up to offset 64 with bytes 64..4084
+//! reserved, written zero. [`decode`] reads it as version 2 with `island` 0 and
+//! `island_changed` 0 (connected, never in island mode), so a device updated to this
+//! version keeps its floor, uptime count and accepted extensions; [`encode`] writes only
+//! version 2.
+//!
 //! # Validity
 //!
-//! [`decode`] accepts a record only if, in this order: the magic, format version and record
-//! size match; the CRC matches; `sequence_trailer == sequence`; and the fields keep the rules
+//! [`decode`] accepts a record only if, in this order: the magic, format version (1 or 2)
+//! and record size match; the CRC matches; `sequence_trailer == sequence`; and the fields keep the rules
 //! of [`TimeState`] (the newest signed time not above the floor). A copy that is all `0x00`
 //! (never written: what `limpet build` leaves) or all `0xFF` (erased flash) is
 //! blank ([`FrameError::Blank`]).
@@ -37,6 +49,7 @@
 use limpet_state::frame::{self, put, Frame, FrameError};
 use thiserror::Error;
 
+use crate::island::{IslandCause, IslandMode};
 use crate::time::{InvariantError, TimeState, TimeStateParts, Uptime, WallTime};
 
 pub use limpet_state::frame::RECORD_SIZE;
@@ -44,13 +57,22 @@ pub use limpet_state::frame::RECORD_SIZE;
 /// The record's magic.
 pub const MAGIC: [u8; 8] = *b"LIMPETLC";
 
-/// The format version this code reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this code writes (and reads, besides [`FORMAT_VERSION_1`]).
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The format before island mode: read, never written.
+pub const FORMAT_VERSION_1: u32 = 1;
 
 /// The time record in the state partition's common frame.
 const FRAME: Frame = Frame {
     magic: MAGIC,
     format_version: FORMAT_VERSION,
+};
+
+/// The same record in format version 1.
+const FRAME_1: Frame = Frame {
+    magic: MAGIC,
+    format_version: FORMAT_VERSION_1,
 };
 
 /// Byte offsets of the body's fields (offset, length).
@@ -60,6 +82,15 @@ mod field {
     pub const NEWEST_SIGNED: (usize, usize) = (40, 8);
     pub const SINCE_FRESH: (usize, usize) = (48, 8);
     pub const SUPPORT_UNTIL: (usize, usize) = (56, 8);
+    pub const ISLAND: (usize, usize) = (64, 4);
+    pub const ISLAND_CHANGED: (usize, usize) = (72, 8);
+}
+
+/// `island` values.
+mod island {
+    pub const CONNECTED: u32 = 0;
+    pub const SUPPORT_ENDED: u32 = 1;
+    pub const STALE: u32 = 2;
 }
 
 /// A decoded record.
@@ -77,6 +108,12 @@ pub enum RecordError {
     /// Blank, another kind of record, or torn or damaged (the frame's checks).
     #[error(transparent)]
     Frame(#[from] FrameError),
+    /// The `island` field holds no value the format defines.
+    #[error("island field is {found}, not 0, 1 or 2")]
+    Island {
+        /// The value found.
+        found: u32,
+    },
     /// The fields decode but break a rule of [`TimeState`].
     #[error("record breaks a time rule")]
     Invariant {
@@ -114,21 +151,59 @@ pub fn encode(state: &TimeState, sequence: u64) -> [u8; RECORD_SIZE] {
     );
     let support = p.support_until.map_or(0, WallTime::as_secs);
     put(&mut b, field::SUPPORT_UNTIL, &support.to_le_bytes());
+    let (island, changed) = match p.island {
+        IslandMode::Connected => (island::CONNECTED, 0),
+        IslandMode::Left { at } => (island::CONNECTED, at.as_secs()),
+        IslandMode::Island {
+            cause: IslandCause::SupportEnded,
+            since,
+        } => (island::SUPPORT_ENDED, since.as_secs()),
+        IslandMode::Island {
+            cause: IslandCause::Stale,
+            since,
+        } => (island::STALE, since.as_secs()),
+    };
+    put(&mut b, field::ISLAND, &island.to_le_bytes());
+    put(&mut b, field::ISLAND_CHANGED, &changed.to_le_bytes());
     FRAME.seal(&mut b, sequence);
     b
 }
 
 /// Decodes and checks one copy (see the module doc for what is checked).
 pub fn decode(b: &[u8; RECORD_SIZE]) -> Result<Record, RecordError> {
-    let sequence = FRAME.open(b)?;
+    let (sequence, island) = match FRAME.open(b) {
+        Ok(sequence) => (sequence, island_mode(b)?),
+        // Version 1: no island mode yet; its reserved bytes are not read.
+        Err(FrameError::FormatVersion {
+            found: FORMAT_VERSION_1,
+        }) => (FRAME_1.open(b)?, IslandMode::Connected),
+        Err(e) => return Err(e.into()),
+    };
     let state = TimeState::from_parts(TimeStateParts {
         floor: WallTime::from_secs(get_u64(b, field::FLOOR)),
         since_floor: Uptime::from_secs(get_u64(b, field::SINCE_FLOOR)),
         newest_signed: optional(get_u64(b, field::NEWEST_SIGNED)),
         since_fresh: Uptime::from_secs(get_u64(b, field::SINCE_FRESH)),
         support_until: optional(get_u64(b, field::SUPPORT_UNTIL)),
+        island,
     })?;
     Ok(Record { sequence, state })
+}
+
+/// The island mode of a version 2 record.
+fn island_mode(b: &[u8; RECORD_SIZE]) -> Result<IslandMode, RecordError> {
+    let changed = WallTime::from_secs(get_u64(b, field::ISLAND_CHANGED));
+    let island = |cause| IslandMode::Island {
+        cause,
+        since: changed,
+    };
+    match frame::get_u32(b, field::ISLAND.0) {
+        island::CONNECTED if changed == WallTime::EPOCH => Ok(IslandMode::Connected),
+        island::CONNECTED => Ok(IslandMode::Left { at: changed }),
+        island::SUPPORT_ENDED => Ok(island(IslandCause::SupportEnded)),
+        island::STALE => Ok(island(IslandCause::Stale)),
+        found => Err(RecordError::Island { found }),
+    }
 }
 
 #[cfg(test)]
@@ -164,7 +239,10 @@ mod tests {
         assert_eq!(get_u64(&b, field::SINCE_FRESH), 99);
         assert_eq!(get_u64(&b, field::SUPPORT_UNTIL), 2_000_000_000);
         assert_eq!(frame::get_u64(&b, 4084), 7);
-        assert!(b[64..4084].iter().all(|&x| x == 0));
+        assert!(
+            b[64..4084].iter().all(|&x| x == 0),
+            "connected, never in island mode"
+        );
         assert_eq!(
             decode(&b),
             Ok(Record {
@@ -187,11 +265,15 @@ mod tests {
         b[0] = b'X';
         assert_eq!(decode(&b), frame_error(FrameError::Magic));
         let mut b = good;
-        b[8] = 2;
+        b[8] = 3;
         assert_eq!(
             decode(&b),
-            frame_error(FrameError::FormatVersion { found: 2 })
+            frame_error(FrameError::FormatVersion { found: 3 })
         );
+        let mut b = good;
+        put(&mut b, field::ISLAND, &7u32.to_le_bytes());
+        FRAME.seal(&mut b, 3);
+        assert_eq!(decode(&b), Err(RecordError::Island { found: 7 }));
         let mut b = good;
         b[100] = 1;
         assert!(matches!(
@@ -212,6 +294,57 @@ mod tests {
         put(&mut b, field::NEWEST_SIGNED, &u64::MAX.to_le_bytes());
         FRAME.seal(&mut b, 3);
         assert!(matches!(decode(&b), Err(RecordError::Invariant { .. })));
+    }
+
+    #[test]
+    fn island_mode_round_trips_at_its_offsets() {
+        let slot = SlotLifecycle {
+            built: WallTime::from_secs(1_893_456_000),
+            support_until: Some(WallTime::from_secs(1_893_456_100)),
+            freshness: None,
+        };
+        let (island, _) = TimeState::factory(&slot)
+            .elapse(Uptime::from_secs(100))
+            .settle_island(&slot);
+        let b = encode(&island, 9);
+        assert_eq!(frame::get_u32(&b, 64), 1);
+        assert_eq!(get_u64(&b, field::ISLAND_CHANGED), 1_893_456_100);
+        assert_eq!(decode(&b).unwrap().state, island);
+        let extended = island
+            .extend_support(&slot, WallTime::from_secs(1_999_999_999))
+            .unwrap()
+            .elapse(Uptime::from_secs(5));
+        let (left, _) = extended.settle_island(&slot);
+        let b = encode(&left, 10);
+        assert_eq!(frame::get_u32(&b, 64), 0);
+        assert_eq!(get_u64(&b, field::ISLAND_CHANGED), 1_893_456_105);
+        assert_eq!(
+            decode(&b).unwrap().state.island(),
+            IslandMode::Left {
+                at: WallTime::from_secs(1_893_456_105)
+            }
+        );
+    }
+
+    /// A record written by version 1 (before island mode) is read, connected, with its
+    /// floor, count and extension: an update does not lose them.
+    #[test]
+    fn a_version_1_record_is_read_as_connected() {
+        let s = state();
+        let mut b = encode(&s, 4);
+        // Version 1 wrote zero where `island` is now; its reserved bytes are not read.
+        put(&mut b, field::ISLAND, &0u32.to_le_bytes());
+        put(&mut b, field::ISLAND_CHANGED, &0u64.to_le_bytes());
+        b[70] = 0xAB;
+        FRAME_1.seal(&mut b, 4);
+        assert_eq!(frame::get_u32(&b, 8), 1);
+        assert_eq!(
+            decode(&b),
+            Ok(Record {
+                sequence: 4,
+                state: s
+            })
+        );
     }
 
     /// The A/B record of `limpet-state` is not taken for this one (the magic differs).
