@@ -89,6 +89,7 @@ fn policy(tasks: Vec<TaskPolicy>) -> DevicePolicy {
         update_agent: None,
         network: None,
         lifecycle: None,
+        island: None,
     }
 }
 
