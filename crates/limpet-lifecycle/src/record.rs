@@ -1,13 +1,13 @@
 //! The on-disk record of a [`TimeState`]: exactly [`RECORD_SIZE`] bytes.
 //!
-//! # Format (version 2)
+//! # Format (version 1)
 //!
 //! All integers are little-endian. Offsets are from the start of the record.
 //!
 //! ```text
 //! offset len   field
 //! 0      8     magic                "LIMPETLC"
-//! 8      4     format_version       u32 = 2
+//! 8      4     format_version       u32 = 1
 //! 12     4     record_size          u32 = 4096
 //! 16     8     sequence             u64, +1 on every write
 //! 24     8     floor                u64, seconds since 1970-01-01T00:00:00Z
@@ -27,16 +27,18 @@
 //! 4092   4     crc32                CRC-32 (IEEE 802.3, as zlib) of bytes 0..4092
 //! ```
 //!
-//! Version 1 (before island mode) is the same up to offset 64 with bytes 64..4084
-//! reserved, written zero. [`decode`] reads it as version 2 with `island` 0 and
-//! `island_changed` 0 (connected, never in island mode), so a device updated to this
-//! version keeps its floor, uptime count and accepted extensions; [`encode`] writes only
-//! version 2.
+//! `island` and `island_changed` were added in reserved bytes without a new format version
+//! (the partition's compatibility rule, docs/state.md): a record written before them holds
+//! zero there and reads as connected, never in island mode; a PID 1 from before them (after
+//! a rollback) ignores them and, when it writes, drops them, which loses nothing it needs:
+//! the next PID 1 that knows island mode settles it again from the fields it keeps (rule 8
+//! of `time.rs`). A new format version would instead have made such a PID 1 refuse the
+//! record and start again from its build time: its floor would have gone back.
 //!
 //! # Validity
 //!
-//! [`decode`] accepts a record only if, in this order: the magic, format version (1 or 2)
-//! and record size match; the CRC matches; `sequence_trailer == sequence`; and the fields keep the rules
+//! [`decode`] accepts a record only if, in this order: the magic, format version and record
+//! size match; the CRC matches; `sequence_trailer == sequence`; and the fields keep the rules
 //! of [`TimeState`] (the newest signed time not above the floor). A copy that is all `0x00`
 //! (never written: what `limpet build` leaves) or all `0xFF` (erased flash) is
 //! blank ([`FrameError::Blank`]).
@@ -57,22 +59,13 @@ pub use limpet_state::frame::RECORD_SIZE;
 /// The record's magic.
 pub const MAGIC: [u8; 8] = *b"LIMPETLC";
 
-/// The format version this code writes (and reads, besides [`FORMAT_VERSION_1`]).
-pub const FORMAT_VERSION: u32 = 2;
-
-/// The format before island mode: read, never written.
-pub const FORMAT_VERSION_1: u32 = 1;
+/// The format version this code reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
 
 /// The time record in the state partition's common frame.
 const FRAME: Frame = Frame {
     magic: MAGIC,
     format_version: FORMAT_VERSION,
-};
-
-/// The same record in format version 1.
-const FRAME_1: Frame = Frame {
-    magic: MAGIC,
-    format_version: FORMAT_VERSION_1,
 };
 
 /// Byte offsets of the body's fields (offset, length).
@@ -171,14 +164,8 @@ pub fn encode(state: &TimeState, sequence: u64) -> [u8; RECORD_SIZE] {
 
 /// Decodes and checks one copy (see the module doc for what is checked).
 pub fn decode(b: &[u8; RECORD_SIZE]) -> Result<Record, RecordError> {
-    let (sequence, island) = match FRAME.open(b) {
-        Ok(sequence) => (sequence, island_mode(b)?),
-        // Version 1: no island mode yet; its reserved bytes are not read.
-        Err(FrameError::FormatVersion {
-            found: FORMAT_VERSION_1,
-        }) => (FRAME_1.open(b)?, IslandMode::Connected),
-        Err(e) => return Err(e.into()),
-    };
+    let sequence = FRAME.open(b)?;
+    let island = island_mode(b)?;
     let state = TimeState::from_parts(TimeStateParts {
         floor: WallTime::from_secs(get_u64(b, field::FLOOR)),
         since_floor: Uptime::from_secs(get_u64(b, field::SINCE_FLOOR)),
@@ -190,7 +177,7 @@ pub fn decode(b: &[u8; RECORD_SIZE]) -> Result<Record, RecordError> {
     Ok(Record { sequence, state })
 }
 
-/// The island mode of a version 2 record.
+/// The island mode of a record (zero, from a writer before island mode: connected).
 fn island_mode(b: &[u8; RECORD_SIZE]) -> Result<IslandMode, RecordError> {
     let changed = WallTime::from_secs(get_u64(b, field::ISLAND_CHANGED));
     let island = |cause| IslandMode::Island {
@@ -265,10 +252,10 @@ mod tests {
         b[0] = b'X';
         assert_eq!(decode(&b), frame_error(FrameError::Magic));
         let mut b = good;
-        b[8] = 3;
+        b[8] = 2;
         assert_eq!(
             decode(&b),
-            frame_error(FrameError::FormatVersion { found: 3 })
+            frame_error(FrameError::FormatVersion { found: 2 })
         );
         let mut b = good;
         put(&mut b, field::ISLAND, &7u32.to_le_bytes());
@@ -326,25 +313,17 @@ mod tests {
         );
     }
 
-    /// A record written by version 1 (before island mode) is read, connected, with its
-    /// floor, count and extension: an update does not lose them.
+    /// A record written before island mode (zero in its reserved bytes) reads as connected,
+    /// with its floor, count and extension; the bytes still reserved are not read.
     #[test]
-    fn a_version_1_record_is_read_as_connected() {
+    fn a_record_from_before_island_mode_reads_as_connected() {
         let s = state();
         let mut b = encode(&s, 4);
-        // Version 1 wrote zero where `island` is now; its reserved bytes are not read.
-        put(&mut b, field::ISLAND, &0u32.to_le_bytes());
-        put(&mut b, field::ISLAND_CHANGED, &0u64.to_le_bytes());
         b[70] = 0xAB;
-        FRAME_1.seal(&mut b, 4);
+        b[200] = 0xCD;
+        FRAME.seal(&mut b, 4);
         assert_eq!(frame::get_u32(&b, 8), 1);
-        assert_eq!(
-            decode(&b),
-            Ok(Record {
-                sequence: 4,
-                state: s
-            })
-        );
+        assert_eq!(decode(&b), Ok(Record { sequence: 4, state: s }));
     }
 
     /// The A/B record of `limpet-state` is not taken for this one (the magic differs).
