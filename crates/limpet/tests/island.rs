@@ -17,6 +17,12 @@
 //!
 //! The slot is built at `SOURCE_DATE_EPOCH` 1700000000 (2023-11-14) with support until
 //! 2025-06-30: not over by the build time, over by the repository's signed time (now).
+//!
+//! The same by `freshness` (`a_repository_gone_quiet_islands_the_device_whatever_its_clock`):
+//! support until 2040, `freshness = "2m"`, the guest's clock started in 2001 (`limpet run
+//! --rtc-base`): the agent's first check is fresh, the repository then stops refreshing its
+//! timestamp, and two minutes of uptime later the device is in island mode; `limpet publish
+//! --refresh` signs a new timestamp, and the next check lifts it.
 // Tests fail by panicking; the workspace lints against it are for production code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -56,6 +62,9 @@ impl Drop for Killed {
     }
 }
 
+/// QEMU tests of this file one at a time (2 cores).
+static QEMU: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 struct Repo {
     dir: PathBuf,
     keys: PathBuf,
@@ -64,10 +73,10 @@ struct Repo {
     key_id: String,
 }
 
-fn repo() -> Repo {
+fn repo(label: &str) -> Repo {
     let (_, image_pub) = keys_in(&scratch().join("keys"));
-    let dir = scratch().join("island-repo");
-    let keys = scratch().join("island-tuf-keys");
+    let dir = scratch().join(format!("{label}-repo"));
+    let keys = scratch().join(format!("{label}-tuf-keys"));
     let (root, key_id) = tuf_repo(&dir, &keys);
     Repo {
         dir,
@@ -79,16 +88,16 @@ fn repo() -> Repo {
 }
 
 /// The device: examples/hello plus the kept `beacon` task, `[update]` on the test
-/// repository, support until 2025-06-30, `island.keep = ["beacon"]`.
-fn release(r: &Repo) -> PathBuf {
+/// repository polled every minute, `[lifecycle]` `lifecycle` (its support window) and
+/// `island.keep = ["beacon"]`.
+fn release(label: &str, r: &Repo, lifecycle: &str) -> PathBuf {
     let tail = format!(
         "\n[update]\nrepository = \"{REPOSITORY}\"\nkeys = [{{ id = \"{}\" }}]\nroot = \"{}\"\n\
-         poll = \"1m\"\n\n[lifecycle]\nsupport_until = \"2025-06-30\"\n\
-         island = {{ keep = [\"beacon\"] }}\n",
+         poll = \"1m\"\n\n[lifecycle]\n{lifecycle}\nisland = {{ keep = [\"beacon\"] }}\n",
         r.key_id,
         r.root.display()
     );
-    hello_release_edited("island", "0.1.0", &tail, |manifest| {
+    hello_release_edited(label, "0.1.0", &tail, |manifest| {
         format!(
             "{manifest}\n[[task]]\nname = \"beacon\"\npackage = \"contain\"\n\
              args = [\"beacon\", \"{FAR_END}\"]\nmemory = \"8MiB\"\ncpu = \"10%\"\npids = 4\n\
@@ -180,9 +189,21 @@ impl Device {
     /// Boots `dir` (its disk writes kept) with the repository and the far end forwarded;
     /// the power button is pressed once a console line contains `powerdown_on`.
     fn boot(dir: &Path, repo_port: u16, far_port: u16, powerdown_on: &str) -> Device {
+        Self::boot_with(dir, repo_port, far_port, powerdown_on, &[])
+    }
+
+    /// [`Device::boot`] with more arguments for `limpet run`.
+    fn boot_with(
+        dir: &Path,
+        repo_port: u16,
+        far_port: u16,
+        powerdown_on: &str,
+        extra: &[&str],
+    ) -> Device {
         require_tool("qemu-system-x86_64");
         let mut cmd = limpet();
         cmd.arg("run")
+            .args(extra)
             .arg(dir)
             .args(["--json", "--persist", "--timeout", BOOT_DEADLINE_SECS])
             .arg("--user-net")
@@ -256,8 +277,11 @@ fn after<'c>(console: &'c str, from: &str) -> Vec<&'c str> {
 
 #[test]
 fn support_ends_the_device_goes_island_and_an_extension_brings_it_back() {
-    let r = repo();
-    let dir = release(&r);
+    let _one = QEMU
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let r = repo("island");
+    let dir = release("island", &r, "support_until = \"2025-06-30\"");
     publish(&r, &dir);
     let (_server, repo_port) = serve(&r);
     let stop = Arc::new(AtomicBool::new(false));
@@ -339,5 +363,69 @@ fn support_ends_the_device_goes_island_and_an_extension_brings_it_back() {
     assert!(
         !boot.contains("limpet-init: started hello"),
         "hello never started in island mode:\n{console}"
+    );
+}
+
+#[test]
+fn a_repository_gone_quiet_islands_the_device_whatever_its_clock() {
+    let _one = QEMU
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let r = repo("island-stale");
+    let dir = release(
+        "island-stale",
+        &r,
+        "support_until = \"2040-12-31\"\nfreshness = \"2m\"",
+    );
+    publish(&r, &dir);
+    let (_server, repo_port) = serve(&r);
+    let stop = Arc::new(AtomicBool::new(false));
+    let (far_port, reached) = far_end(stop.clone());
+
+    // The clock starts in 2001: PID 1 moves it to the earliest time, and it cannot stop the
+    // count of uptime without fresh metadata either way.
+    let mut device = Device::boot_with(
+        &dir,
+        repo_port,
+        far_port,
+        "ok again after",
+        &["--rtc-base", "2001-01-01T00:00:00"],
+    );
+    device.wait_for("was behind the time floor: set to @");
+    device.wait_for("limpet-init: island mode: off");
+    let begins = device.wait_for("limpet-init: island mode begins: no fresh signed metadata for");
+    assert!(begins.contains("(freshness 120 s)"), "{begins}");
+    device.wait_for("limpet-init: stopping hello (pid ");
+    device.wait_for("limpet-init: island network policy installed:");
+    // Island mode is on: the kept beacon reaches nothing.
+    let before = reached.load(Ordering::SeqCst);
+    for _ in 0..3 {
+        let line = device.wait_for(AGAIN);
+        assert!(line.contains(": failed: "), "in island mode: {line}");
+    }
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        before,
+        "the far end counted a beacon in island mode"
+    );
+
+    // The vendor's timestamp is signed again: the next check is fresh, island mode ends.
+    run(
+        limpet()
+            .args(["publish", "--refresh", "--repo"])
+            .arg(&r.dir)
+            .arg("--keys")
+            .arg(&r.keys),
+        true,
+    );
+    device.wait_for(ENDS);
+    device.wait_for("limpet-init: normal network policy installed:");
+    device.wait_for("limpet-init: started hello (pid ");
+    device.wait_for("ok again after");
+    let console = device.finish();
+    stop.store(true, Ordering::Relaxed);
+    assert!(
+        reached.load(Ordering::SeqCst) > before,
+        "the beacon reached the far end after island mode:\n{console}"
     );
 }
