@@ -323,7 +323,13 @@ mod tests {
         b[200] = 0xCD;
         FRAME.seal(&mut b, 4);
         assert_eq!(frame::get_u32(&b, 8), 1);
-        assert_eq!(decode(&b), Ok(Record { sequence: 4, state: s }));
+        assert_eq!(
+            decode(&b),
+            Ok(Record {
+                sequence: 4,
+                state: s
+            })
+        );
     }
 
     /// The A/B record of `limpet-state` is not taken for this one (the magic differs).
