@@ -250,6 +250,7 @@ impl Workspace {
                 "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER".into(),
                 Some("rust-lld".into()),
             ));
+            env.extend(aarch64_c_env());
         }
         self.cargo_build(specs, triple, &env, "")
     }
@@ -389,6 +390,24 @@ pub const fn uefi_triple(target: Target) -> &'static str {
         Target::X86_64 => "x86_64-unknown-uefi",
         Target::Aarch64 => "aarch64-unknown-uefi",
     }
+}
+
+/// The C compiler for C code in aarch64 device binaries (libzstd in the update agent),
+/// unless the caller chose one (`CC_aarch64_unknown_linux_musl`): Debian has no
+/// `aarch64-linux-musl-gcc`, the name the `cc` crate looks for, but its cross gcc
+/// (`gcc-aarch64-linux-gnu`) compiles against musl (`musl-dev:arm64`) through musl's specs
+/// file, as `musl-gcc` does on the host.
+fn aarch64_c_env() -> Vec<(String, Option<String>)> {
+    const CC: &str = "CC_aarch64_unknown_linux_musl";
+    const CFLAGS: &str = "CFLAGS_aarch64_unknown_linux_musl";
+    const SPECS: &str = "/usr/lib/aarch64-linux-musl/musl-gcc.specs";
+    if std::env::var_os(CC).is_some() || !Path::new(SPECS).is_file() {
+        return Vec::new();
+    }
+    vec![
+        (CC.into(), Some("aarch64-linux-gnu-gcc".into())),
+        (CFLAGS.into(), Some(format!("-specs {SPECS}"))),
+    ]
 }
 
 fn cargo() -> OsString {
