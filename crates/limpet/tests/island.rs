@@ -31,12 +31,13 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::repo::*;
 use common::*;
 
 /// Safety net for one TCG boot on a loaded 2-core machine.
@@ -44,8 +45,6 @@ const BOOT_DEADLINE_SECS: &str = "480";
 /// How long the test waits for one console line it expects.
 const LINE_WAIT: Duration = Duration::from_secs(420);
 
-/// The repository as the guest sees it (`limpet run --forward 80=...`).
-const REPOSITORY: &str = "http://10.0.2.100:80/";
 /// The beacon's far end as the guest sees it (`--forward 7000=...`).
 const FAR_END: &str = "10.0.2.100:7000";
 
@@ -53,49 +52,16 @@ const BEGINS: &str = "limpet-init: island mode begins: support ended at @1751328
 const ENDS: &str = "limpet-init: island mode ends";
 const AGAIN: &str = "[beacon] beacon";
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// QEMU tests of this file one at a time (2 cores).
 static QEMU: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-struct Repo {
-    dir: PathBuf,
-    keys: PathBuf,
-    image_pub: PathBuf,
-    root: PathBuf,
-    key_id: String,
-}
-
-fn repo(label: &str) -> Repo {
-    let (_, image_pub) = keys_in(&scratch().join("keys"));
-    let dir = scratch().join(format!("{label}-repo"));
-    let keys = scratch().join(format!("{label}-tuf-keys"));
-    let (root, key_id) = tuf_repo(&dir, &keys);
-    Repo {
-        dir,
-        keys,
-        image_pub,
-        root,
-        key_id,
-    }
-}
 
 /// The device: examples/hello plus the kept `beacon` task, `[update]` on the test
 /// repository polled every minute, `[lifecycle]` `lifecycle` (its support window) and
 /// `island.keep = ["beacon"]`.
-fn release(label: &str, r: &Repo, lifecycle: &str) -> PathBuf {
+fn release(label: &str, f: &Fixture, lifecycle: &str) -> PathBuf {
     let tail = format!(
-        "\n[update]\nrepository = \"{REPOSITORY}\"\nkeys = [{{ id = \"{}\" }}]\nroot = \"{}\"\n\
-         poll = \"1m\"\n\n[lifecycle]\n{lifecycle}\nisland = {{ keep = [\"beacon\"] }}\n",
-        r.key_id,
-        r.root.display()
+        "{}\n[lifecycle]\n{lifecycle}\nisland = {{ keep = [\"beacon\"] }}\n",
+        f.update_table()
     );
     hello_release_edited(label, "0.1.0", &tail, |manifest| {
         format!(
@@ -105,50 +71,6 @@ fn release(label: &str, r: &Repo, lifecycle: &str) -> PathBuf {
              [[task.egress]]\nhost = \"10.0.2.100\"\nports = [7000]\nproto = \"tcp\"\n"
         )
     })
-}
-
-fn publish(r: &Repo, out: &Path) {
-    run(
-        limpet()
-            .arg("publish")
-            .arg(out)
-            .arg("--repo")
-            .arg(&r.dir)
-            .arg("--keys")
-            .arg(&r.keys)
-            .arg("--image-key")
-            .arg(&r.image_pub),
-        true,
-    );
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `limpet serve` of the repository on a loopback port.
-fn serve(r: &Repo) -> (Killed, u16) {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_limpet"))
-        .arg("serve")
-        .arg(&r.dir)
-        .args(["--addr", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Killed(child);
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return (server, port);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("limpet serve did not listen on {port}");
 }
 
 /// The far end: counts every `beacon N` line it receives, answers `pong`.
@@ -180,7 +102,7 @@ fn far_end(stop: Arc<AtomicBool>) -> (u16, Arc<AtomicU64>) {
 
 /// A running `limpet run` whose console the test reads line by line.
 struct Device {
-    child: Killed,
+    child: KillOnDrop,
     lines: Receiver<String>,
     console: Vec<String>,
 }
@@ -224,7 +146,7 @@ impl Device {
             }
         });
         Device {
-            child: Killed(child),
+            child: KillOnDrop(child),
             lines,
             console: Vec::new(),
         }
@@ -280,10 +202,10 @@ fn support_ends_the_device_goes_island_and_an_extension_brings_it_back() {
     let _one = QEMU
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let r = repo("island");
-    let dir = release("island", &r, "support_until = \"2025-06-30\"");
-    publish(&r, &dir);
-    let (_server, repo_port) = serve(&r);
+    let f = fixture("island-repo");
+    let dir = release("island", &f, "support_until = \"2025-06-30\"");
+    f.publish(&dir);
+    let (_server, repo_port) = f.serve();
     let stop = Arc::new(AtomicBool::new(false));
     let (far_port, reached) = far_end(stop.clone());
 
@@ -339,9 +261,9 @@ fn support_ends_the_device_goes_island_and_an_extension_brings_it_back() {
     run(
         limpet()
             .args(["repo", "extend-support"])
-            .arg(&r.dir)
+            .arg(&f.repo)
             .arg("--keys")
-            .arg(&r.keys)
+            .arg(&f.tuf_keys)
             .args(["--device", "hello", "--until", "2040-12-31"]),
         true,
     );
@@ -371,14 +293,14 @@ fn a_repository_gone_quiet_islands_the_device_whatever_its_clock() {
     let _one = QEMU
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let r = repo("island-stale");
+    let f = fixture("island-stale-repo");
     let dir = release(
         "island-stale",
-        &r,
+        &f,
         "support_until = \"2040-12-31\"\nfreshness = \"2m\"",
     );
-    publish(&r, &dir);
-    let (_server, repo_port) = serve(&r);
+    f.publish(&dir);
+    let (_server, repo_port) = f.serve();
     let stop = Arc::new(AtomicBool::new(false));
     let (far_port, reached) = far_end(stop.clone());
 
@@ -413,9 +335,9 @@ fn a_repository_gone_quiet_islands_the_device_whatever_its_clock() {
     run(
         limpet()
             .args(["publish", "--refresh", "--repo"])
-            .arg(&r.dir)
+            .arg(&f.repo)
             .arg("--keys")
-            .arg(&r.keys),
+            .arg(&f.tuf_keys),
         true,
     );
     device.wait_for(ENDS);

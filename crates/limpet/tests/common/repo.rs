@@ -11,10 +11,11 @@ use super::*;
 /// The repository as the guest sees it (`limpet run --forward 80=...`).
 pub const REPOSITORY: &str = "http://10.0.2.100:80/";
 
-/// A `limpet serve` process, ended (by its PID) when dropped.
-pub struct Server(Child);
+/// A process the test started (`limpet serve`, a device's QEMU), ended by its PID when
+/// dropped.
+pub struct KillOnDrop(pub Child);
 
-impl Drop for Server {
+impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -87,7 +88,7 @@ impl Fixture {
     }
 
     /// `limpet serve` of the repository on a free loopback port: the server and the port.
-    pub fn serve(&self) -> (Server, u16) {
+    pub fn serve(&self) -> (KillOnDrop, u16) {
         // A free loopback port: bound, read, released, then given to the server.
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -102,7 +103,7 @@ impl Fixture {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let server = Server(child);
+        let server = KillOnDrop(child);
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return (server, port);
