@@ -24,6 +24,6 @@ pub mod read;
 pub mod secureboot;
 
 pub use build::pipeline::{build, BuildError, BuildOptions, BuildReport};
-pub use build::{pipeline, sbom};
+pub use build::{cohort, pipeline, sbom};
 pub use project::{keys, scaffold};
 pub use read::{disk_identity, disk_state, image_file, inspect, verify};

@@ -1,5 +1,6 @@
 //! The policy compiler: a validated [`Manifest`] → [`DevicePolicy`]: each task's sandbox
-//! ([`sandbox`]), its seccomp program ([`seccomp`]), the network policy ([`net`]).
+//! ([`sandbox`]), its seccomp program ([`seccomp`]), the network policy ([`net`]), and
+//! island mode's tasks and network policy ([`island`]).
 //!
 //! The result is stored as JSON in the signed slot; PID 1 reads it back with
 //! `limpet_policy::DevicePolicy::from_json` and applies it without interpreting the
@@ -14,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+pub mod island;
 pub mod net;
 pub mod sandbox;
 pub mod seccomp;
@@ -50,6 +52,15 @@ pub enum CompileError {
 /// than uids, or when the network declarations cannot be compiled (IPv6).
 pub fn compile(manifest: &Manifest) -> Result<DevicePolicy, CompileError> {
     let arch = seccomp::arch(manifest.device.target);
+    let network = if manifest
+        .tasks
+        .iter()
+        .any(|t| t.network == NetworkAccess::Allowlist)
+    {
+        Some(net::compile(manifest).map_err(CompileError::Network)?)
+    } else {
+        None
+    };
     let tasks = manifest
         .tasks
         .iter()
@@ -70,15 +81,8 @@ pub fn compile(manifest: &Manifest) -> Result<DevicePolicy, CompileError> {
             .iter()
             .find(|t| t.name.as_str() == limpet_manifest::UPDATE_AGENT_TASK)
             .map(|t| t.name.to_string()),
-        network: if manifest
-            .tasks
-            .iter()
-            .any(|t| t.network == NetworkAccess::Allowlist)
-        {
-            Some(net::compile(manifest).map_err(CompileError::Network)?)
-        } else {
-            None
-        },
+        island: island::compile(manifest, network.as_ref()),
+        network,
         // The build's time is not the manifest's: `limpet build` adds it (limpet-build's
         // `lifecycle_policy`).
         lifecycle: None,

@@ -21,7 +21,7 @@ use limpet_manifest::{
 };
 use limpet_policy::net::{
     Addressing, ByteRate, Destination, DnsAccess, Egress, Links, Listen, ListenScope, NameSet,
-    NetPolicy, PacketCap, Ports, StaticAddress, TaskNet, DNS_STUB, FIRST_TASK_UID, L4,
+    NetPolicy, PacketCap, Ports, Reach, StaticAddress, TaskNet, DNS_STUB, FIRST_TASK_UID, L4,
     NAME_SET_PREFIX,
 };
 
@@ -220,6 +220,7 @@ fn egress(task: &Task, i: usize, e: &EgressRule, names: &[NameSet]) -> Result<Eg
                 PacketRatePer::Hour => 3600,
             },
         }),
+        reach: Reach::Declared,
     })
 }
 

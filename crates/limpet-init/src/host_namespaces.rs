@@ -103,9 +103,14 @@ pub fn run(root: &Path) -> Result<(), HostNamespacesError> {
     };
     // No cgroup2 here: the network policy recognises each task by its uid.
     let network = policy.network.as_ref().and_then(|net| {
-        crate::network::Network::start(net, limpet_net::Runtime::by_uid(net).tasks)
-            .map_err(|e| console!("network not started: {}", crate::console::chain(&e)))
-            .ok()
+        crate::network::Network::start(
+            net,
+            None,
+            crate::network::NetMode::Normal,
+            limpet_net::Runtime::by_uid(net).tasks,
+        )
+        .map_err(|e| console!("network not started: {}", crate::console::chain(&e)))
+        .ok()
     });
     crate::runtime::run(
         root,

@@ -4,8 +4,10 @@
 //! (`policy.json`'s `lifecycle`: build time, end of support, freshness), which raises the
 //! floor to the slot's build time, and sets the system clock to the earliest time the
 //! device can prove when the clock (the RTC the kernel read) is behind it: a clock may move
-//! time forward, never below the floor. It says the time state on the console (the floor,
-//! the earliest time, the end of support, whether island mode is due). The keeper then goes
+//! time forward, never below the floor. It moves the recorded island mode to what is due
+//! (limpet-lifecycle's rule 8), before any task or interface starts, and says the time
+//! state on the console (the floor, the earliest time, the end of support, whether island
+//! mode is due) and, on a line of its own at every boot, the island mode. The keeper then goes
 //! to the runtime, which ticks it on its own timer and lends it to the install server for
 //! the signed times and support ends the update agent verifies.
 //!
@@ -56,7 +58,16 @@ pub fn open(root: &Path, disk: &DiskPartitions, policy: &DevicePolicy) -> Option
         ),
     }
     set_clock(&keeper);
-    console!("{}", TimeStatus::of(&keeper).line());
+    // Island mode as recorded, moved to what is due now before any task or interface
+    // starts: the mode this boot runs in.
+    let mut keeper = keeper;
+    let settled = keeper.settle_island(Uptime::from_secs(sys::boottime_ms() / 1000));
+    if let Err(e) = settled.saved {
+        console!("island mode not saved: {}", crate::console::chain(&e));
+    }
+    let status = TimeStatus::of(&keeper);
+    console!("{}", status.line());
+    console!("{}", status.island.line());
     Some(keeper)
 }
 

@@ -227,9 +227,16 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
             String::new()
         }
     );
+    let net_mode = match &time {
+        Some(keeper) if keeper.island().is_island() && policy.island.is_some() => {
+            network::NetMode::Island
+        }
+        _ => network::NetMode::Normal,
+    };
     let network = policy.network.as_ref().and_then(|net| {
         let tasks = network_cgroups(root, net);
-        network::Network::start(net, tasks)
+        let island = policy.island.as_ref().and_then(|i| i.network.as_ref());
+        network::Network::start(net, island, net_mode, tasks)
             .map_err(|e| {
                 console!(
                     "network not started, every interface stays down: {}",

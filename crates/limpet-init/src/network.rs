@@ -3,7 +3,8 @@
 //!
 //! Order at boot ([`Network::start`]), so no packet ever passes without the policy:
 //! 1. install the ruleset compiled into the image (limpet-net), in one atomic netlink
-//!    batch, while every interface is still down (each one's state is printed);
+//!    batch, while every interface is still down (each one's state is printed): the
+//!    normal one, or island mode's when the device boots in island mode;
 //! 2. bring up `lo`, then each interface of the manifest, with its static address and
 //!    default route, or a DHCP client;
 //! 3. open the DNS stub on 127.0.0.53:53: it answers only the names of egress rules and
@@ -12,6 +13,10 @@
 //! Then, from the runtime's poll loop: DHCP leases and renewals, the stub's queries and
 //! upstream answers, and every [`COUNTERS_EVERY`] the rule counters, whose per-task drops
 //! go to the status file and, at most every [`DROP_LOG_EVERY`], to the console.
+//!
+//! Island mode begins or ends ([`Network::switch`]): the ruleset is replaced as a whole by
+//! the other policy's, built with the facts learned since boot (each task's socket match,
+//! the DHCP lease's LAN and DNS servers), again in one atomic batch.
 //!
 //! The network is *up* ([`Network::is_up`]) once an interface has its address: a static
 //! one from the start, else a bound DHCP lease, whose DNS servers the stub has from the
@@ -65,11 +70,35 @@ pub enum NetworkError {
     Nftables(#[source] limpet_net::NftError),
     #[error("installing the network policy")]
     Install(#[source] limpet_net::NftError),
+    /// Island mode, and the policy carries no island network policy (`limpet build` always
+    /// writes one for a device with `[lifecycle]` and a network).
+    #[error("the policy has no island network policy")]
+    NoIslandPolicy,
     /// The policy has a network but this PID 1 was built without one (`limpet build`
     /// leaves the network out only when the policy has none).
     #[cfg(limpet_init_no_network)]
     #[error("this limpet-init was built without the network (LIMPET_INIT_NETWORK=off)")]
     NotBuiltIn,
+}
+
+/// Which of the signed policy's network policies is installed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetMode {
+    /// `policy.json`'s `network`.
+    Normal,
+    /// `policy.json`'s `island.network` (island mode).
+    Island,
+}
+
+impl NetMode {
+    /// The word the console uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetMode::Normal => "normal",
+            NetMode::Island => "island",
+        }
+    }
 }
 
 /// The network part of the status file.

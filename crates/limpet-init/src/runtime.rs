@@ -17,7 +17,9 @@
 //!
 //! 1. [`Runtime::on_tick`]: pet the watchdog when it is due, tick the time record when it
 //!    is due ([`Runtime::on_time`]: it counts the uptime and saves the record every
-//!    `SAVE_INTERVAL`; a failed save is tried again after [`SAVE_RETRY`]), start the tasks
+//!    `SAVE_INTERVAL`; a failed save is tried again after [`SAVE_RETRY`]), move island
+//!    mode to what is due ([`Runtime::on_island`]: stop or start again the tasks island
+//!    mode does not keep, replace the network policy), start the tasks
 //!    that are due (declared order; a task that
 //!    declares egress waits for a network that is coming up, at most [`NETWORK_WAIT`]),
 //!    kill the ones overdue with their readiness, ask the health gate
@@ -59,8 +61,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use limpet_install::server::Event as InstallEvent;
+use limpet_lifecycle::{IslandChange, IslandReason};
 use limpet_lifecycle::{Keeper, Uptime};
-use limpet_policy::{DevicePolicy, ReadinessCheck, TaskPolicy};
+use limpet_policy::{DevicePolicy, IslandPolicy, ReadinessCheck, TaskPolicy};
 use limpet_sandbox::spawn::{self as sandbox, Roots, SpawnError, Spawned};
 use limpet_state::{FailureReason, State};
 use rustix::event::{PollFd, PollFlags};
@@ -69,7 +72,7 @@ use rustix::process::Signal;
 use crate::console;
 use crate::install::InstallServer;
 use crate::logs::{LineSplitter, LogFile};
-use crate::network::{self, Network};
+use crate::network::{self, NetMode, Network};
 use crate::slots::{TrialError, TrialRecord};
 use crate::status::{SystemStatus, TimeStatus, TrialStatus, UpdateAttempt};
 use crate::supervisor::{AfterExit, Millis, Supervisor, TaskSpec};
@@ -294,6 +297,12 @@ pub struct Runtime<'a, H: Host> {
     host: H,
     root: PathBuf,
     tasks: &'a [TaskPolicy],
+    /// Island mode's tasks and network, if the device has `[lifecycle]`.
+    island: Option<&'a IslandPolicy>,
+    /// When the tasks stopped for island mode are killed if still running.
+    island_kill_at: Option<Millis>,
+    /// Whether the last attempt to install the mode's network policy failed (said once).
+    net_switch_failing: bool,
     system: &'a mut SystemStatus,
     supervisor: Supervisor,
     signals: Option<OwnedFd>,
@@ -404,6 +413,9 @@ impl<'a, H: Host> Runtime<'a, H> {
             host,
             root: root.to_owned(),
             tasks: &policy.tasks,
+            island: policy.island.as_ref(),
+            island_kill_at: None,
+            net_switch_failing: false,
             system,
             supervisor,
             signals: None,
@@ -429,13 +441,118 @@ impl<'a, H: Host> Runtime<'a, H> {
         }
     }
 
-    /// Gives the loop the time record, its first tick due at its next save.
+    /// Gives the loop the time record, its first tick due at its next save. A device that
+    /// boots in island mode (`lifecycle.rs` settled it) parks the tasks island mode does
+    /// not keep before any task starts.
     fn set_time(&mut self, keeper: Option<Keeper<File>>) {
         self.time = keeper.map(|keeper| TimeKeeping {
             due: TimeKeeping::next_save(&keeper),
             keeper,
             failing: false,
         });
+        if self.in_island() {
+            if let Some(island) = self.island {
+                // Nothing runs yet: nothing to signal.
+                let _ = self.supervisor.enter_island(|t| island.keeps(t));
+            }
+        }
+    }
+
+    /// Whether the time record says island mode (and the policy has one to apply).
+    fn in_island(&self) -> bool {
+        self.island.is_some()
+            && self
+                .time
+                .as_ref()
+                .is_some_and(|t| t.keeper.island().is_island())
+    }
+
+    /// Moves island mode to what the time record says is due now (limpet-lifecycle's rule
+    /// 8: a passed end of support or a stale repository enters it; a signed extension or
+    /// fresh metadata, which the update agent brings, leaves it), then keeps the installed
+    /// network policy the mode's, and kills what island mode stopped and is still running
+    /// after [`GRACE`].
+    fn on_island(&mut self, now: Millis) {
+        let Some(island) = self.island else {
+            return;
+        };
+        if self.shutdown.is_some() {
+            return;
+        }
+        if let Some(time) = self.time.as_mut() {
+            let settled = time.keeper.settle_island(uptime(now));
+            let until = time.keeper.support_until();
+            let freshness = time.keeper.slot().freshness;
+            if let Err(e) = settled.saved {
+                let line = format!(
+                    "island mode not saved: {}; the time record is saved again at the next tick",
+                    console::chain(&e)
+                );
+                self.say(&line);
+            }
+            match settled.change {
+                Some(IslandChange::Entered(reason)) => {
+                    self.say(&format!(
+                        "island mode begins: {}; stopping every task but {}",
+                        island_reason(&reason),
+                        island.keep.join(", ")
+                    ));
+                    for (name, pid) in self.supervisor.enter_island(|t| island.keeps(t)) {
+                        self.say(&format!("stopping {name} (pid {pid}) for island mode"));
+                        self.host.signal(pid, Signal::TERM);
+                        self.island_kill_at = Some(now.plus(GRACE));
+                    }
+                }
+                Some(IslandChange::Left) => {
+                    self.say(&format!(
+                        "island mode ends: support until {}, fresh signed metadata within {}; starting the stopped tasks again",
+                        until.map_or_else(|| "no end".to_owned(), |u| u.to_string()),
+                        freshness.map_or_else(|| "no limit".to_owned(), |f| f.to_string())
+                    ));
+                    self.supervisor.leave_island();
+                    self.island_kill_at = None;
+                }
+                None => {}
+            }
+        }
+        let wanted = if self.in_island() {
+            NetMode::Island
+        } else {
+            NetMode::Normal
+        };
+        if let Some(net) = self.network.as_mut() {
+            if net.mode() != wanted {
+                let line = match net.switch(wanted) {
+                    Ok(rules) => {
+                        self.net_switch_failing = false;
+                        Some(format!(
+                            "{} network policy installed: {rules} rules, replacing the {} one in one batch",
+                            wanted.as_str(),
+                            match wanted {
+                                NetMode::Island => NetMode::Normal.as_str(),
+                                NetMode::Normal => NetMode::Island.as_str(),
+                            }
+                        ))
+                    }
+                    Err(e) => (!std::mem::replace(&mut self.net_switch_failing, true)).then(|| {
+                        format!(
+                            "cannot install the {} network policy: {}; trying again every turn",
+                            wanted.as_str(),
+                            console::chain(&e)
+                        )
+                    }),
+                };
+                if let Some(line) = line {
+                    self.say(&line);
+                }
+            }
+        }
+        if self.island_kill_at.is_some_and(|at| now >= at) {
+            self.island_kill_at = None;
+            for pid in self.supervisor.island_stragglers() {
+                self.host.signal(pid, Signal::KILL);
+            }
+        }
     }
 
     /// `loop { tick; poll; dispatch }` until every task has stopped after a shutdown.
@@ -492,6 +609,7 @@ impl<'a, H: Host> Runtime<'a, H> {
             net,
             self.watchdog.as_ref().map(Watchdog::due),
             self.time.as_ref().map(|t| t.due),
+            self.island_kill_at,
         ]
         .into_iter()
         .flatten()
@@ -540,6 +658,7 @@ impl<'a, H: Host> Runtime<'a, H> {
             }
         }
         self.on_time(now);
+        self.on_island(now);
         self.start_due(now);
         for (name, pid) in self.supervisor.readiness_overdue(now) {
             self.say(&format!("{name} did not report ready in time: killing it"));
@@ -998,6 +1117,21 @@ fn oom_kills(cgroup: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// Why island mode began, for the console.
+fn island_reason(reason: &IslandReason) -> String {
+    match reason {
+        IslandReason::SupportEnded { until, earliest } => {
+            format!("support ended at {until} (earliest time {earliest})")
+        }
+        IslandReason::Stale {
+            since_fresh,
+            freshness,
+        } => {
+            format!("no fresh signed metadata for {since_fresh} of uptime (freshness {freshness})")
+        }
+    }
+}
+
 fn describe(after: AfterExit) -> String {
     match after {
         AfterExit::RestartAt(at) => format!("restart at {} ms", at.0),
@@ -1007,6 +1141,7 @@ fn describe(after: AfterExit) -> String {
         }
         AfterExit::NotATask => "not a task".into(),
         AfterExit::Stopped => "stopped".into(),
+        AfterExit::Parked => "stopped for island mode, not restarted while it lasts".into(),
     }
 }
 

@@ -1,10 +1,10 @@
 //! The device part of the status file (`/run/limpet/status.json`, key `system`): which
 //! slot and version run, what the other slot holds, the A/B state, the fate of a trial and
-//! the device's time (limpet-lifecycle: the floor, the earliest time, the end of support
-//! and whether island mode is due), and the device's identity (limpet-identity: class,
-//! public key and fingerprint, or why there is none).
+//! the device's time (limpet-lifecycle: the floor, the earliest time, the end of support,
+//! whether island mode is due and whether the device is in it), and the device's identity
+//! (limpet-identity: class, public key and fingerprint, or why there is none).
 
-use limpet_lifecycle::{IslandReason, Keeper};
+use limpet_lifecycle::{IslandCause, IslandMode, IslandReason, Keeper};
 use limpet_state::{BlockDevice, Slot, State, TrialPhase};
 use serde::Serialize;
 
@@ -54,8 +54,65 @@ pub struct TimeStatus {
     pub support_extended: bool,
     /// Whether island mode is due (rule 7), and why; absent when it is not.
     pub island_due: Option<IslandDue>,
+    /// Whether the device is in island mode, as the record holds it (rule 8): `connected`,
+    /// `left` (with the earliest time it left) or `island` (with its cause and since when).
+    pub island: IslandStatus,
     /// Whether the record is saved to the state partition (`false`: kept in memory only).
     pub persisted: bool,
+}
+
+/// The recorded island mode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "mode")]
+pub enum IslandStatus {
+    /// Never in island mode.
+    Connected,
+    /// Left island mode at the earliest time `at`; connected since.
+    Left { at: u64 },
+    /// In island mode since the earliest time `since`, because `cause`.
+    Island { cause: IslandCauseView, since: u64 },
+}
+
+/// Why island mode began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IslandCauseView {
+    SupportEnded,
+    Stale,
+}
+
+impl From<IslandMode> for IslandStatus {
+    fn from(mode: IslandMode) -> Self {
+        match mode {
+            IslandMode::Connected => IslandStatus::Connected,
+            IslandMode::Left { at } => IslandStatus::Left { at: at.as_secs() },
+            IslandMode::Island { cause, since } => IslandStatus::Island {
+                cause: match cause {
+                    IslandCause::SupportEnded => IslandCauseView::SupportEnded,
+                    IslandCause::Stale => IslandCauseView::Stale,
+                },
+                since: since.as_secs(),
+            },
+        }
+    }
+}
+
+impl IslandStatus {
+    /// The console's line, at every boot: `island mode: ON since @S (cause)`, `island
+    /// mode: off (left @T)` or `island mode: off`.
+    pub fn line(&self) -> String {
+        match self {
+            IslandStatus::Connected => "island mode: off".to_owned(),
+            IslandStatus::Left { at } => format!("island mode: off (left @{at})"),
+            IslandStatus::Island { cause, since } => format!(
+                "island mode: ON since @{since} ({}): only the kept tasks and the update agent run, no internet",
+                match cause {
+                    IslandCauseView::SupportEnded => IslandCause::SupportEnded.as_str(),
+                    IslandCauseView::Stale => IslandCause::Stale.as_str(),
+                }
+            ),
+        }
+    }
 }
 
 /// Why island mode is due.
@@ -98,6 +155,7 @@ impl TimeStatus {
                     freshness_secs: freshness.as_secs(),
                 },
             }),
+            island: keeper.island().into(),
             persisted: keeper.persists(),
         }
     }

@@ -21,6 +21,12 @@
 //! - a run that lasted at least `backoff_max` was healthy: it resets the failure count;
 //! - `crash_loop_limit` consecutive quick failures put the task in `CrashLoop`: it is not
 //!   restarted again until the next boot, and the status file says so;
+//! - island mode ([`Supervisor::enter_island`]) stops every task it does not keep: a
+//!   running one is signalled and, once it exits, parked (`Island`); a pending or backing
+//!   off one is parked at once. A parked task is not restarted and holds back no later
+//!   task. Leaving island mode ([`Supervisor::leave_island`]) makes each parked task
+//!   pending again, so they start again in declared order; one still stopping is pending
+//!   once it exits. A task that exited by its policy or is in a crash loop stays so;
 //! - the supervisor never blocks on a task: every decision is a value, every wait has a
 //!   deadline the event loop computes from [`Supervisor::next_deadline`].
 
@@ -140,6 +146,12 @@ pub enum TaskState {
         pid: i32,
     },
     Stopped,
+    /// Being stopped for island mode.
+    IslandStopping {
+        pid: i32,
+    },
+    /// Stopped for island mode: not restarted while it lasts.
+    Island,
 }
 
 /// Whether a running task has reported ready.
@@ -178,13 +190,17 @@ impl TaskRecord {
             } | TaskState::Exited
                 | TaskState::CrashLoop
                 | TaskState::Stopped
+                | TaskState::Island
+                | TaskState::IslandStopping { .. }
         )
     }
 
     /// The task's process id while it runs or stops.
     pub fn pid(&self) -> Option<i32> {
         match self.state {
-            TaskState::Running { pid, .. } | TaskState::Stopping { pid } => Some(pid),
+            TaskState::Running { pid, .. }
+            | TaskState::Stopping { pid }
+            | TaskState::IslandStopping { pid } => Some(pid),
             _ => None,
         }
     }
@@ -202,6 +218,9 @@ pub enum AfterExit {
     NotATask,
     /// A task stopped during shutdown.
     Stopped,
+    /// A task stopped for island mode: parked, or pending again if island mode ended
+    /// while it stopped.
+    Parked,
 }
 
 /// The supervisor's view of every task.
@@ -210,6 +229,8 @@ pub struct Supervisor {
     tasks: Vec<TaskRecord>,
     shutting_down: bool,
     network: NetworkGate,
+    /// Whether the device is in island mode.
+    island: bool,
 }
 
 impl Supervisor {
@@ -230,7 +251,53 @@ impl Supervisor {
             tasks,
             shutting_down: false,
             network: NetworkGate::Open,
+            island: false,
         }
+    }
+
+    /// Island mode begins: every task `keeps` does not keep is stopped (see the module
+    /// doc). Returns the pids to signal, in reverse declared order.
+    pub fn enter_island(&mut self, keeps: impl Fn(&str) -> bool) -> Vec<(String, i32)> {
+        self.island = true;
+        let mut pids = Vec::new();
+        if self.shutting_down {
+            return pids;
+        }
+        for task in self.tasks.iter_mut().rev() {
+            if keeps(&task.name) {
+                continue;
+            }
+            match task.state {
+                TaskState::Running { pid, .. } => {
+                    task.state = TaskState::IslandStopping { pid };
+                    pids.push((task.name.clone(), pid));
+                }
+                TaskState::Pending | TaskState::Backoff { .. } => task.state = TaskState::Island,
+                _ => {}
+            }
+        }
+        pids
+    }
+
+    /// Island mode ends: every parked task is pending again and starts in declared order.
+    pub fn leave_island(&mut self) {
+        self.island = false;
+        for task in &mut self.tasks {
+            if task.state == TaskState::Island {
+                task.state = TaskState::Pending;
+            }
+        }
+    }
+
+    /// The pids still being stopped for island mode, to kill when their grace ends.
+    pub fn island_stragglers(&self) -> Vec<i32> {
+        self.tasks
+            .iter()
+            .filter_map(|t| match t.state {
+                TaskState::IslandStopping { pid } => Some(pid),
+                _ => None,
+            })
+            .collect()
     }
 
     pub fn records(&self) -> &[TaskRecord] {
@@ -359,8 +426,11 @@ impl Supervisor {
     /// Records that `pid` ended with `exit`, and decides what follows.
     pub fn exited(&mut self, pid: i32, exit: Exit, now: Millis) -> AfterExit {
         let shutting_down = self.shutting_down;
+        let island = self.island;
         let Some(task) = self.tasks.iter_mut().find(|t| match t.state {
-            TaskState::Running { pid: p, .. } | TaskState::Stopping { pid: p } => p == pid,
+            TaskState::Running { pid: p, .. }
+            | TaskState::Stopping { pid: p }
+            | TaskState::IslandStopping { pid: p } => p == pid,
             _ => false,
         }) else {
             return AfterExit::NotATask;
@@ -373,6 +443,14 @@ impl Supervisor {
         if shutting_down || matches!(task.state, TaskState::Stopping { .. }) {
             task.state = TaskState::Stopped;
             return AfterExit::Stopped;
+        }
+        if matches!(task.state, TaskState::IslandStopping { .. }) {
+            task.state = if island {
+                TaskState::Island
+            } else {
+                TaskState::Pending
+            };
+            return AfterExit::Parked;
         }
         let restart = exit != Exit::Code(EXIT_DO_NOT_RESTART)
             && match task.spec.restart.when {
@@ -445,7 +523,11 @@ impl Supervisor {
                     task.state = TaskState::Stopping { pid };
                     pids.push((task.name.clone(), pid));
                 }
-                TaskState::Backoff { .. } | TaskState::Pending => task.state = TaskState::Stopped,
+                // Already signalled: now it stops for the shutdown.
+                TaskState::IslandStopping { pid } => task.state = TaskState::Stopping { pid },
+                TaskState::Backoff { .. } | TaskState::Pending | TaskState::Island => {
+                    task.state = TaskState::Stopped
+                }
                 _ => {}
             }
         }
@@ -457,7 +539,9 @@ impl Supervisor {
         self.tasks.iter().all(|t| {
             !matches!(
                 t.state,
-                TaskState::Running { .. } | TaskState::Stopping { .. }
+                TaskState::Running { .. }
+                    | TaskState::Stopping { .. }
+                    | TaskState::IslandStopping { .. }
             )
         })
     }
@@ -467,7 +551,9 @@ impl Supervisor {
         self.tasks
             .iter()
             .filter_map(|t| match t.state {
-                TaskState::Stopping { pid } | TaskState::Running { pid, .. } => Some(pid),
+                TaskState::Stopping { pid }
+                | TaskState::Running { pid, .. }
+                | TaskState::IslandStopping { pid } => Some(pid),
                 _ => None,
             })
             .collect()
@@ -686,5 +772,82 @@ mod tests {
         assert_eq!(sup.due(Millis(30_000)), [0], "started anyway");
         assert!(sup.held(Millis(30_000)).is_empty());
         assert!(sup.starts_without_network(0), "and the caller can say so");
+    }
+
+    fn named(name: &str) -> TaskSpec {
+        let mut s = spec(RestartWhen::Always);
+        s.name = name.into();
+        s
+    }
+
+    /// Island mode keeping `keep`: the others stop and are not restarted, whatever their
+    /// restart policy; a later task is not held back by a parked one; leaving island mode
+    /// starts them again in declared order.
+    #[test]
+    fn island_mode_stops_what_it_does_not_keep_until_it_ends() {
+        let mut sup = Supervisor::new(vec![named("a"), named("keep"), named("b"), named("c")]);
+        sup.started(0, 10, Millis(0));
+        sup.started(1, 11, Millis(0));
+        sup.started(2, 12, Millis(0));
+        assert_eq!(
+            sup.exited(12, Exit::Code(1), Millis(10)),
+            AfterExit::RestartAt(Millis(1010))
+        );
+        // a runs, keep runs, b backs off, c is pending.
+        let stop = sup.enter_island(|n| n == "keep");
+        assert_eq!(stop, [("a".to_owned(), 10)]);
+        assert_eq!(sup.records()[2].state, TaskState::Island);
+        assert_eq!(sup.records()[3].state, TaskState::Island);
+        assert_eq!(sup.island_stragglers(), [10]);
+        // Its exit, by SIGTERM or anything, parks it: no restart, "always" or not.
+        assert_eq!(
+            sup.exited(10, Exit::Signal(15), Millis(20)),
+            AfterExit::Parked
+        );
+        assert_eq!(sup.records()[0].state, TaskState::Island);
+        assert!(sup.due(Millis(5000)).is_empty(), "nothing parked starts");
+        assert_eq!(sup.next_deadline(), None);
+        // The kept task still restarts as its policy says.
+        assert!(matches!(
+            sup.exited(11, Exit::Code(1), Millis(30)),
+            AfterExit::RestartAt(_)
+        ));
+        assert_eq!(sup.due(Millis(5000)), [1]);
+        sup.started(1, 13, Millis(5000));
+        // Leaving: every parked task is pending, in declared order.
+        sup.leave_island();
+        assert_eq!(sup.due(Millis(5001)), [0]);
+        sup.started(0, 14, Millis(5001));
+        assert_eq!(sup.due(Millis(5002)), [2]);
+        sup.started(2, 15, Millis(5002));
+        assert_eq!(sup.due(Millis(5003)), [3]);
+    }
+
+    /// Leaving island mode while a task is still stopping: it starts again once it exits.
+    /// Shutdown during island mode stops everything.
+    #[test]
+    fn island_mode_meets_its_end_and_shutdown() {
+        let mut sup = Supervisor::new(vec![named("a"), named("b")]);
+        sup.started(0, 10, Millis(0));
+        sup.started(1, 11, Millis(0));
+        assert_eq!(sup.enter_island(|_| false).len(), 2);
+        sup.leave_island();
+        assert_eq!(
+            sup.exited(10, Exit::Signal(15), Millis(5)),
+            AfterExit::Parked
+        );
+        assert_eq!(sup.records()[0].state, TaskState::Pending);
+        assert_eq!(sup.due(Millis(6)), [0]);
+        // b is still stopping: shutdown takes it over, and ends once it exits.
+        assert_eq!(sup.begin_shutdown(), []);
+        assert!(!sup.all_stopped());
+        assert_eq!(sup.stragglers(), [11]);
+        assert_eq!(
+            sup.exited(11, Exit::Signal(15), Millis(7)),
+            AfterExit::Stopped
+        );
+        assert!(sup.all_stopped());
+        // Entering island mode during shutdown signals nothing more.
+        assert!(sup.enter_island(|_| false).is_empty());
     }
 }

@@ -118,6 +118,8 @@ impl HealthGate {
 fn up(t: &TaskRecord) -> bool {
     match t.state {
         TaskState::Running { ready, .. } => ready == Ready::Yes,
+        // Stopped for island mode: not a fault of the slot; the kept tasks show its health.
+        TaskState::Island => true,
         TaskState::Exited => t.last_exit == Some(Exit::Code(0)),
         _ => false,
     }

@@ -15,12 +15,14 @@
 //!   once after a fresh signed time or an accepted extension, and when PID 1 stops
 //!   ([`Keeper::save_now`]). The live state is never credited: the credit exists only on
 //!   the disk, where it covers a power cut.
+//! - A change of island mode is saved at once ([`Keeper::settle_island`]).
 //! - A save that fails is returned to the caller, and the live state is kept: the next tick
 //!   tries again.
 
 use limpet_state::BlockDevice;
 use thiserror::Error;
 
+use crate::island::{IslandChange, IslandMode};
 use crate::store::{LifecycleStore, StoreError};
 use crate::time::{
     Freshness, IslandReason, Now, SlotLifecycle, SupportError, TimeError, TimeState, Uptime,
@@ -58,6 +60,15 @@ pub enum KeeperError {
     /// The event was taken, but the record could not be saved.
     #[error("saving the time record")]
     Save(#[source] StoreError),
+}
+
+/// What [`Keeper::settle_island`] did.
+#[derive(Debug)]
+pub struct Settled {
+    /// The change of island mode, if any.
+    pub change: Option<IslandChange>,
+    /// Whether the change was saved (always `Ok` without a change).
+    pub saved: Result<(), KeeperError>,
 }
 
 /// The live time state of a running device and its record.
@@ -160,6 +171,27 @@ impl<D: BlockDevice> Keeper<D> {
     /// Rule 7: whether island mode is due, and why.
     pub fn island_due(&self) -> Option<IslandReason> {
         self.state.island_due(&self.slot)
+    }
+
+    /// Rule 8: moves the recorded island mode to what is due at uptime reading `uptime`,
+    /// and saves at once when it changes, so that the mode a device runs in is the one its
+    /// next boot reads (a power cut before the save leaves the old mode, which the next
+    /// boot settles again from the same record). The change is returned even when the save
+    /// fails: the device switches, and the next tick saves again.
+    pub fn settle_island(&mut self, uptime: Uptime) -> Settled {
+        self.count(uptime);
+        let (state, change) = self.state.settle_island(&self.slot);
+        self.state = state;
+        let saved = match change {
+            Some(_) => self.save(uptime),
+            None => Ok(()),
+        };
+        Settled { change, saved }
+    }
+
+    /// Rule 8: the recorded island mode.
+    pub fn island(&self) -> IslandMode {
+        self.state.island()
     }
 
     /// The facts of the slot it was opened with.

@@ -5,6 +5,8 @@
 //!   back), what an RTC reading may do (move time forward, never below the floor), uptime
 //!   accumulated without fresh metadata, the support window and its signed extensions, and
 //!   when island mode is due. Values in, values out: no I/O, no clock read.
+//! - [`island`]: whether the device is in island mode, since when and why, and the rule
+//!   that moves it in and out (it follows `island_due`).
 //! - [`keeper`]: PID 1's side: the live state, the slot's facts and the record together,
 //!   saved on rule 5's schedule ([`Keeper`]).
 //! - [`record`]: the 4096-byte on-disk record of that state, documented byte by byte.
@@ -24,12 +26,14 @@
 
 #![warn(missing_docs)]
 
+pub mod island;
 pub mod keeper;
 pub mod record;
 pub mod store;
 pub mod time;
 
-pub use keeper::{Keeper, KeeperError, Opened, SAVE_INTERVAL};
+pub use island::{IslandCause, IslandChange, IslandMode};
+pub use keeper::{Keeper, KeeperError, Opened, Settled, SAVE_INTERVAL};
 pub use record::RecordError;
 pub use store::{LifecycleStore, Loaded, StoreError};
 pub use time::{

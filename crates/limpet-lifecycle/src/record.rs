@@ -16,10 +16,24 @@
 //! 48     8     since_fresh          u64, seconds of uptime without fresh signed metadata
 //! 56     8     support_until        u64, accepted end of support (seconds since the epoch);
 //!                                   0 = no extension accepted
-//! 64     4020  reserved             written zero, ignored when read
+//! 64     4     island               u32: 0 = connected, 1 = island mode (support ended),
+//!                                   2 = island mode (no fresh signed metadata)
+//! 68     4     reserved             written zero, ignored when read
+//! 72     8     island_changed       u64, the earliest time (seconds since the epoch) of the
+//!                                   last change of `island`: when island mode began
+//!                                   (island 1 or 2) or ended (island 0); 0 = never in it
+//! 80     4004  reserved             written zero, ignored when read
 //! 4084   8     sequence_trailer     u64, = sequence
 //! 4092   4     crc32                CRC-32 (IEEE 802.3, as zlib) of bytes 0..4092
 //! ```
+//!
+//! `island` and `island_changed` were added in reserved bytes without a new format version
+//! (the partition's compatibility rule, docs/state.md): a record written before them holds
+//! zero there and reads as connected, never in island mode; a PID 1 from before them (after
+//! a rollback) ignores them and, when it writes, drops them, which loses nothing it needs:
+//! the next PID 1 that knows island mode settles it again from the fields it keeps (rule 8
+//! of `time.rs`). A new format version would instead have made such a PID 1 refuse the
+//! record and start again from its build time: its floor would have gone back.
 //!
 //! # Validity
 //!
@@ -37,6 +51,7 @@
 use limpet_state::frame::{self, put, Frame, FrameError};
 use thiserror::Error;
 
+use crate::island::{IslandCause, IslandMode};
 use crate::time::{InvariantError, TimeState, TimeStateParts, Uptime, WallTime};
 
 pub use limpet_state::frame::RECORD_SIZE;
@@ -60,6 +75,15 @@ mod field {
     pub const NEWEST_SIGNED: (usize, usize) = (40, 8);
     pub const SINCE_FRESH: (usize, usize) = (48, 8);
     pub const SUPPORT_UNTIL: (usize, usize) = (56, 8);
+    pub const ISLAND: (usize, usize) = (64, 4);
+    pub const ISLAND_CHANGED: (usize, usize) = (72, 8);
+}
+
+/// `island` values.
+mod island {
+    pub const CONNECTED: u32 = 0;
+    pub const SUPPORT_ENDED: u32 = 1;
+    pub const STALE: u32 = 2;
 }
 
 /// A decoded record.
@@ -77,6 +101,12 @@ pub enum RecordError {
     /// Blank, another kind of record, or torn or damaged (the frame's checks).
     #[error(transparent)]
     Frame(#[from] FrameError),
+    /// The `island` field holds no value the format defines.
+    #[error("island field is {found}, not 0, 1 or 2")]
+    Island {
+        /// The value found.
+        found: u32,
+    },
     /// The fields decode but break a rule of [`TimeState`].
     #[error("record breaks a time rule")]
     Invariant {
@@ -114,6 +144,20 @@ pub fn encode(state: &TimeState, sequence: u64) -> [u8; RECORD_SIZE] {
     );
     let support = p.support_until.map_or(0, WallTime::as_secs);
     put(&mut b, field::SUPPORT_UNTIL, &support.to_le_bytes());
+    let (island, changed) = match p.island {
+        IslandMode::Connected => (island::CONNECTED, 0),
+        IslandMode::Left { at } => (island::CONNECTED, at.as_secs()),
+        IslandMode::Island {
+            cause: IslandCause::SupportEnded,
+            since,
+        } => (island::SUPPORT_ENDED, since.as_secs()),
+        IslandMode::Island {
+            cause: IslandCause::Stale,
+            since,
+        } => (island::STALE, since.as_secs()),
+    };
+    put(&mut b, field::ISLAND, &island.to_le_bytes());
+    put(&mut b, field::ISLAND_CHANGED, &changed.to_le_bytes());
     FRAME.seal(&mut b, sequence);
     b
 }
@@ -121,14 +165,32 @@ pub fn encode(state: &TimeState, sequence: u64) -> [u8; RECORD_SIZE] {
 /// Decodes and checks one copy (see the module doc for what is checked).
 pub fn decode(b: &[u8; RECORD_SIZE]) -> Result<Record, RecordError> {
     let sequence = FRAME.open(b)?;
+    let island = island_mode(b)?;
     let state = TimeState::from_parts(TimeStateParts {
         floor: WallTime::from_secs(get_u64(b, field::FLOOR)),
         since_floor: Uptime::from_secs(get_u64(b, field::SINCE_FLOOR)),
         newest_signed: optional(get_u64(b, field::NEWEST_SIGNED)),
         since_fresh: Uptime::from_secs(get_u64(b, field::SINCE_FRESH)),
         support_until: optional(get_u64(b, field::SUPPORT_UNTIL)),
+        island,
     })?;
     Ok(Record { sequence, state })
+}
+
+/// The island mode of a record (zero, from a writer before island mode: connected).
+fn island_mode(b: &[u8; RECORD_SIZE]) -> Result<IslandMode, RecordError> {
+    let changed = WallTime::from_secs(get_u64(b, field::ISLAND_CHANGED));
+    let island = |cause| IslandMode::Island {
+        cause,
+        since: changed,
+    };
+    match frame::get_u32(b, field::ISLAND.0) {
+        island::CONNECTED if changed == WallTime::EPOCH => Ok(IslandMode::Connected),
+        island::CONNECTED => Ok(IslandMode::Left { at: changed }),
+        island::SUPPORT_ENDED => Ok(island(IslandCause::SupportEnded)),
+        island::STALE => Ok(island(IslandCause::Stale)),
+        found => Err(RecordError::Island { found }),
+    }
 }
 
 #[cfg(test)]
@@ -164,7 +226,10 @@ mod tests {
         assert_eq!(get_u64(&b, field::SINCE_FRESH), 99);
         assert_eq!(get_u64(&b, field::SUPPORT_UNTIL), 2_000_000_000);
         assert_eq!(frame::get_u64(&b, 4084), 7);
-        assert!(b[64..4084].iter().all(|&x| x == 0));
+        assert!(
+            b[64..4084].iter().all(|&x| x == 0),
+            "connected, never in island mode"
+        );
         assert_eq!(
             decode(&b),
             Ok(Record {
@@ -193,6 +258,10 @@ mod tests {
             frame_error(FrameError::FormatVersion { found: 2 })
         );
         let mut b = good;
+        put(&mut b, field::ISLAND, &7u32.to_le_bytes());
+        FRAME.seal(&mut b, 3);
+        assert_eq!(decode(&b), Err(RecordError::Island { found: 7 }));
+        let mut b = good;
         b[100] = 1;
         assert!(matches!(
             decode(&b),
@@ -212,6 +281,55 @@ mod tests {
         put(&mut b, field::NEWEST_SIGNED, &u64::MAX.to_le_bytes());
         FRAME.seal(&mut b, 3);
         assert!(matches!(decode(&b), Err(RecordError::Invariant { .. })));
+    }
+
+    #[test]
+    fn island_mode_round_trips_at_its_offsets() {
+        let slot = SlotLifecycle {
+            built: WallTime::from_secs(1_893_456_000),
+            support_until: Some(WallTime::from_secs(1_893_456_100)),
+            freshness: None,
+        };
+        let (island, _) = TimeState::factory(&slot)
+            .elapse(Uptime::from_secs(100))
+            .settle_island(&slot);
+        let b = encode(&island, 9);
+        assert_eq!(frame::get_u32(&b, 64), 1);
+        assert_eq!(get_u64(&b, field::ISLAND_CHANGED), 1_893_456_100);
+        assert_eq!(decode(&b).unwrap().state, island);
+        let extended = island
+            .extend_support(&slot, WallTime::from_secs(1_999_999_999))
+            .unwrap()
+            .elapse(Uptime::from_secs(5));
+        let (left, _) = extended.settle_island(&slot);
+        let b = encode(&left, 10);
+        assert_eq!(frame::get_u32(&b, 64), 0);
+        assert_eq!(get_u64(&b, field::ISLAND_CHANGED), 1_893_456_105);
+        assert_eq!(
+            decode(&b).unwrap().state.island(),
+            IslandMode::Left {
+                at: WallTime::from_secs(1_893_456_105)
+            }
+        );
+    }
+
+    /// A record written before island mode (zero in its reserved bytes) reads as connected,
+    /// with its floor, count and extension; the bytes still reserved are not read.
+    #[test]
+    fn a_record_from_before_island_mode_reads_as_connected() {
+        let s = state();
+        let mut b = encode(&s, 4);
+        b[70] = 0xAB;
+        b[200] = 0xCD;
+        FRAME.seal(&mut b, 4);
+        assert_eq!(frame::get_u32(&b, 8), 1);
+        assert_eq!(
+            decode(&b),
+            Ok(Record {
+                sequence: 4,
+                state: s
+            })
+        );
     }
 
     /// The A/B record of `limpet-state` is not taken for this one (the magic differs).

@@ -30,6 +30,10 @@
 //!    end is kept across slots.
 //! 7. **Island mode is due** ([`TimeState::island_due`]) when the earliest time reaches the
 //!    end of support, or the uptime without fresh metadata reaches the slot's `freshness`.
+//! 8. **The device is in island mode** ([`TimeState::island`]) from the moment rule 7 says
+//!    it is due until rule 7 says it no longer is ([`TimeState::settle_island`]): a signed
+//!    extension or fresh metadata lifts it. The mode is part of the state, so it is saved
+//!    with it and survives a reboot.
 //!
 //! Off rule 2 on purpose: the floor used to refuse signed times (rule 4) does not advance
 //! with uptime. A device clock that runs fast (crystals drift by tens of ppm, minutes a
@@ -39,6 +43,8 @@
 use core::fmt;
 
 use thiserror::Error;
+
+use crate::island::{IslandChange, IslandMode};
 
 /// A point in time: whole seconds since 1970-01-01T00:00:00Z (UTC). Nothing the device
 /// trusts is older than 1970; a clock that says otherwise reads as the epoch.
@@ -244,6 +250,8 @@ pub struct TimeStateParts {
     pub since_fresh: Uptime,
     /// The latest support end accepted from a signed extension, if any (rule 6).
     pub support_until: Option<WallTime>,
+    /// Whether the device is in island mode (rule 8).
+    pub island: IslandMode,
 }
 
 /// What the device knows about time, as it persists it. Valid by construction: the newest
@@ -265,6 +273,7 @@ impl TimeState {
                 newest_signed: None,
                 since_fresh: Uptime::ZERO,
                 support_until: None,
+                island: IslandMode::Connected,
             },
         }
     }
@@ -393,6 +402,22 @@ impl TimeState {
             self.parts.support_until = Some(offered);
         }
         Ok(self)
+    }
+
+    /// Rule 8: whether the device is in island mode, as recorded.
+    pub const fn island(&self) -> IslandMode {
+        self.parts.island
+    }
+
+    /// Rule 8: island mode follows rule 7 ([`IslandMode::settle`]): the state with the mode
+    /// that follows what is due now, and the change, if any.
+    pub fn settle_island(mut self, slot: &SlotLifecycle) -> (Self, Option<IslandChange>) {
+        let (mode, change) = self
+            .parts
+            .island
+            .settle(self.island_due(slot), self.earliest());
+        self.parts.island = mode;
+        (self, change)
     }
 
     /// Rule 7: whether island mode is due, and why (the end of support first).

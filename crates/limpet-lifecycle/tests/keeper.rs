@@ -7,8 +7,9 @@
 use limpet_lifecycle::record::RECORD_SIZE;
 use limpet_lifecycle::store::COPY_OFFSETS;
 use limpet_lifecycle::{
-    Freshness, IslandReason, Keeper, KeeperError, LifecycleStore, Opened, SlotLifecycle,
-    SupportError, TimeError, TimeSource, Uptime, WallTime, SAVE_INTERVAL,
+    Freshness, IslandCause, IslandChange, IslandMode, IslandReason, Keeper, KeeperError,
+    LifecycleStore, Opened, SlotLifecycle, SupportError, TimeError, TimeSource, Uptime, WallTime,
+    SAVE_INTERVAL,
 };
 use limpet_testkit::power_cut_disk::SimDisk;
 
@@ -247,4 +248,55 @@ fn a_save_at_shutdown_keeps_the_whole_uptime() {
         Err(KeeperError::Save(_))
     ));
     assert_eq!(keeper.next_save(), secs(10), "due again at once");
+}
+
+/// `power-cut-during-island-switch`: the switch into island mode is saved at once and read
+/// back at the next boot; a power cut at any byte of that save boots into a consistent
+/// mode: either island mode (the new record) or connected with the same inputs, which the
+/// next settle turns into island mode again. Never a mix, never the floor lost.
+#[test]
+fn island_mode_survives_a_reboot_and_a_power_cut_during_the_switch() {
+    // Past the end of support by a signed time.
+    let (mut keeper, _) = Keeper::open(disk(), slot(), secs(0));
+    keeper.verified(at(731), secs(1)).unwrap();
+    let base = keeper.into_device().unwrap();
+    for cut in (0..=RECORD_SIZE as u64).step_by(97) {
+        let (mut keeper, _) = Keeper::open(base.clone(), slot(), secs(0));
+        assert_eq!(keeper.island(), IslandMode::Connected);
+        keeper.device_mut().unwrap().cut_power_after(cut);
+        let settled = keeper.settle_island(secs(2));
+        assert!(matches!(
+            settled.change,
+            Some(IslandChange::Entered(IslandReason::SupportEnded { .. }))
+        ));
+        assert!(settled.saved.is_err(), "cut at {cut}: the save must fail");
+        let mut d = keeper.into_device().unwrap();
+        d.power_on();
+        let (mut keeper, opened) = Keeper::open(d, slot(), secs(0));
+        assert!(matches!(opened, Opened::Loaded), "cut at {cut}: {opened:?}");
+        assert_eq!(keeper.state().floor(), at(731), "cut at {cut}");
+        // Whatever the record held, the next settle is island mode.
+        keeper.settle_island(secs(1)).saved.unwrap();
+        assert!(keeper.island().is_island(), "cut at {cut}");
+    }
+    // Without a cut: saved at once, and the next boot reads it without settling.
+    let (mut keeper, _) = Keeper::open(base, slot(), secs(0));
+    keeper.settle_island(secs(2)).saved.unwrap();
+    let d = keeper.into_device().unwrap();
+    assert!(matches!(
+        saved(&d).island(),
+        IslandMode::Island {
+            cause: IslandCause::SupportEnded,
+            ..
+        }
+    ));
+    let (mut keeper, _) = Keeper::open(d, slot(), secs(0));
+    assert!(keeper.island().is_island());
+    // A signed extension lifts it, saved at once.
+    keeper.extend_support(at(2000), secs(3)).unwrap();
+    let settled = keeper.settle_island(secs(4));
+    assert_eq!(settled.change, Some(IslandChange::Left));
+    settled.saved.unwrap();
+    let d = keeper.into_device().unwrap();
+    assert!(matches!(saved(&d).island(), IslandMode::Left { .. }));
 }

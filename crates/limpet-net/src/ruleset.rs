@@ -16,7 +16,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use limpet_policy::net::{
     Addressing, ByteRate, Destination, DnsAccess, Egress, ListenScope, NetPolicy, PacketCap, Ports,
-    TaskNet, L4,
+    Reach, TaskNet, L4,
 };
 
 use crate::nft::consts::{CT_STATE_ESTABLISHED, CT_STATE_INVALID, CT_STATE_RELATED};
@@ -696,6 +696,12 @@ impl Builder {
                 Destination::Net { net } => m.daddr(*net),
                 Destination::Name { set, .. } => m.daddr_set(set),
             };
+            // Island mode with `lan = true`: the declared destination's addresses on the
+            // LAN only.
+            let m = match e.reach {
+                Reach::Declared => m,
+                Reach::LanOnly => m.daddr_set(SET_LAN),
+            };
             self.rule(
                 chain,
                 m.l4(e.proto).port(2, *p),
@@ -876,6 +882,63 @@ mod tests {
                 task: "sensor".into()
             })
         );
+    }
+
+    /// Island mode (limpet-compile's `island`): with `lan = true` a kept task's egress
+    /// rules also need `ip daddr @lan4`; with `lan = false` its chain is only the drop, and
+    /// a stopped task has no chain. The update agent's rule is as declared.
+    #[test]
+    fn island_rules_narrow_to_the_lan_or_to_nothing() {
+        let lan4 = Expr::Lookup {
+            set: SET_LAN.to_owned(),
+        };
+        for lan in [true, false] {
+            let text = format!(
+                "{}\n[update]\nrepository = \"http://updates.example.com:8080/t\"\n\
+                 keys = [{{ id = \"{}\" }}]\n\n[lifecycle]\nsupport_until = \"2030-01-01\"\n\
+                 island = {{ keep = [\"sensor\"], lan = {lan} }}\n",
+                include_str!("../../limpet-compile/tests/fixtures/network.toml"),
+                "2f".repeat(32)
+            );
+            let m = limpet_manifest::parse("limpet.toml", &text)
+                .unwrap()
+                .with_update_agent()
+                .unwrap();
+            let island = limpet_compile::compile(&m).unwrap().island.unwrap();
+            let p = island.network.unwrap();
+            let r = Ruleset::build(&p, &Runtime::by_uid(&p)).unwrap();
+            assert!(r.chains.iter().all(|c| !c.name.starts_with("task_web")));
+            let sensor: Vec<&Rule> = r
+                .rules
+                .iter()
+                .filter(|x| x.chain == "task_sensor")
+                .collect();
+            if lan {
+                let egress: Vec<&&Rule> = sensor
+                    .iter()
+                    .filter(|x| x.comment.starts_with("task=sensor rule=egress:"))
+                    .collect();
+                assert_eq!(egress.len(), 3);
+                assert!(egress.iter().all(|x| x.exprs.contains(&lan4)));
+            } else {
+                let ids: Vec<&str> = sensor.iter().map(|x| x.comment.as_str()).collect();
+                assert_eq!(ids, ["task=sensor rule=drop"]);
+                assert!(r
+                    .rules
+                    .iter()
+                    .all(|x| !x.comment.starts_with("task=sensor rule=listen")));
+            }
+            let agent: Vec<&Rule> = r
+                .rules
+                .iter()
+                .filter(|x| x.chain == "task_limpet-update" && x.comment.contains("egress"))
+                .collect();
+            assert_eq!(agent.len(), 1);
+            assert!(
+                !agent[0].exprs.contains(&lan4),
+                "the repository is not on the LAN"
+            );
+        }
     }
 
     #[test]

@@ -76,6 +76,36 @@ pub struct DevicePolicy {
     /// has no floor from the slot.
     #[serde(default)]
     pub lifecycle: Option<LifecyclePolicy>,
+    /// What runs, and what the network allows, in island mode (manifest `[lifecycle]`);
+    /// absent when the manifest has no `[lifecycle]` (the device then never goes into
+    /// island mode).
+    #[serde(default)]
+    pub island: Option<IslandPolicy>,
+}
+
+/// Island mode, compiled (`limpet-compile`'s `island`): PID 1 switches to it, and back,
+/// without reading the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IslandPolicy {
+    /// The tasks that keep running, in manifest order: the manifest's `island.keep` and
+    /// the update agent (so that a support extension or a handover can still arrive).
+    /// Every other task is stopped and not restarted while island mode lasts.
+    pub keep: Vec<String>,
+    /// The network policy PID 1 installs instead of [`DevicePolicy::network`] in island
+    /// mode, in one atomic replacement: no internet; the kept tasks' LAN rules only if
+    /// `lan = true`; the update agent's rule to its repository. Absent when the device
+    /// has no network.
+    #[serde(default)]
+    #[cfg_attr(limpet_policy_no_network, serde(deserialize_with = "refuse_network"))]
+    pub network: Option<NetPolicy>,
+}
+
+impl IslandPolicy {
+    /// Whether task `name` keeps running in island mode.
+    pub fn keeps(&self, name: &str) -> bool {
+        self.keep.iter().any(|k| k == name)
+    }
 }
 
 /// The slot's time and support window (manifest `[lifecycle]`, and the build's
@@ -240,13 +270,14 @@ mod tests {
             update_agent: None,
             network: None,
             lifecycle: None,
+            island: None,
         };
         let json = policy.to_json().unwrap();
         assert_eq!(
             String::from_utf8(json.clone()).unwrap(),
             "{\n  \"format\": 1,\n  \"arch\": \"aarch64\",\n  \"tasks\": [],\n  \
              \"trial\": null,\n  \"update_agent\": null,\n  \"network\": null,\n  \
-             \"lifecycle\": null\n}\n"
+             \"lifecycle\": null,\n  \"island\": null\n}\n"
         );
         assert_eq!(DevicePolicy::from_json(&json).unwrap(), policy);
         let with_lifecycle = DevicePolicy {

@@ -23,7 +23,7 @@ pub mod seccomp;
 mod task;
 
 pub use device::{
-    DevicePolicy, LifecyclePolicy, PolicyError, TrialPolicy, DEFAULT_HEALTH_MS,
+    DevicePolicy, IslandPolicy, LifecyclePolicy, PolicyError, TrialPolicy, DEFAULT_HEALTH_MS,
     DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_TRY_BOOTS, FORMAT, NO_NETWORK,
 };
 pub use net::NetPolicy;

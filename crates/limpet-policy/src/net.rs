@@ -212,6 +212,30 @@ pub struct Egress {
     /// Packet rate cap over all its ports, from the rule's `packets`, in the same chain as
     /// `rate`.
     pub packets: Option<PacketCap>,
+    /// Whether the rule reaches its whole destination or only the part of it on the LAN
+    /// (island mode with `lan = true`). Left out of the JSON when it is
+    /// [`Reach::Declared`], so a policy without island mode reads as before.
+    #[serde(default, skip_serializing_if = "Reach::is_declared")]
+    pub reach: Reach,
+}
+
+/// What part of an egress rule's destination a task may reach.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reach {
+    /// The destination as declared.
+    #[default]
+    Declared,
+    /// Only addresses of the destination that are on the LAN (the `lan4` set: the networks
+    /// the device is connected to): island mode's rules with `lan = true`.
+    LanOnly,
+}
+
+impl Reach {
+    /// Whether this is [`Reach::Declared`].
+    pub fn is_declared(&self) -> bool {
+        *self == Reach::Declared
+    }
 }
 
 /// One listening port.

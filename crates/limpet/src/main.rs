@@ -44,6 +44,9 @@ enum Command {
     Publish(cmd::publish::PublishArgs),
     /// Serve an update repository over HTTP for development.
     Serve(cmd::serve::Args),
+    /// Run the fleet server, manage its operators.
+    #[command(subcommand)]
+    Fleet(cmd::fleet::Command),
     /// Relay stdin and stdout to a TCP address (what QEMU runs for each `run --forward`
     /// connection).
     #[command(hide = true)]
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
         Command::Repo(command) => cmd::publish::run_repo(command),
         Command::Publish(args) => cmd::publish::run(args),
         Command::Serve(args) => cmd::serve::run(args),
+        Command::Fleet(command) => cmd::fleet::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,11 +6,12 @@
 //! button is pressed. Two attacks: a kernel without the vendor's db
 //! signature (Debian's own, signed by Debian only) is refused by the firmware, so Secure
 //! Boot is enforced and Microsoft's keys in AAVMF's template were not kept; a trial whose
-//! kernel has one flipped byte is refused by the loader and rolled back.
+//! kernel has one flipped byte is refused by the loader and rolled back. And a whole-slot
+//! update through the device's own agent, from a repository on the user network.
 //!
 //! The kernel comes from `.ci/fetch-arm64-kernel` (run by `.ci/install-deps`), unpacked
 //! into `target/arm64-kernel`. A TCG aarch64 boot through the firmware takes minutes on a
-//! loaded 2-core machine, so this file boots three times in all.
+//! loaded 2-core machine, so this file boots five times in all.
 // Tests fail by panicking; the workspace lints against it are for production code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use common::disk::*;
+use common::repo::*;
 use common::*;
 use limpet_state::{FailureReason, Slot};
 
@@ -45,34 +47,28 @@ fn arm64_kernel() -> (PathBuf, PathBuf) {
     )
 }
 
+/// examples/hello's manifest text `manifest` made an aarch64 device with the arm64 kernel.
+fn arm64_manifest(manifest: String) -> String {
+    let (image, modules) = arm64_kernel();
+    let manifest = manifest
+        .replace("target = \"x86_64\"", "target = \"aarch64\"")
+        .replace(
+            "source = \"host\"",
+            &format!(
+                "source = {{ image = {:?}, modules = {:?} }}",
+                image.display().to_string(),
+                modules.display().to_string()
+            ),
+        );
+    assert!(manifest.contains("aarch64") && manifest.contains("modules ="));
+    manifest
+}
+
 /// One build of examples/hello for aarch64 with the arm64 kernel, made on first use: its
 /// output directory.
 fn hello_arm64() -> &'static PathBuf {
     static BUILD: OnceLock<PathBuf> = OnceLock::new();
-    BUILD.get_or_init(|| {
-        let (key, _) = keys_in(&scratch().join("keys"));
-        let (image, modules) = arm64_kernel();
-        // Inside the repository, so the build finds the cargo workspace with `hello`.
-        let dir = repo_root().join("target/limpet-test-manifests/hello-arm64");
-        std::fs::create_dir_all(&dir).unwrap();
-        let manifest = std::fs::read_to_string(hello_manifest())
-            .unwrap()
-            .replace("target = \"x86_64\"", "target = \"aarch64\"")
-            .replace(
-                "source = \"host\"",
-                &format!(
-                    "source = {{ image = {:?}, modules = {:?} }}",
-                    image.display().to_string(),
-                    modules.display().to_string()
-                ),
-            );
-        assert!(manifest.contains("aarch64") && manifest.contains("modules ="));
-        let path = dir.join("limpet.toml");
-        std::fs::write(&path, manifest).unwrap();
-        let out = scratch().join("hello-arm64-out");
-        build(&path, &out, &key);
-        out
-    })
+    BUILD.get_or_init(|| hello_release_edited("hello-arm64", "0.1.0", "", arm64_manifest))
 }
 
 /// Boots `dir` through the chain in qemu-system-aarch64, keeping its disk and firmware
@@ -187,5 +183,64 @@ fn an_aarch64_trial_with_a_flipped_kernel_byte_is_rolled_back() {
             (f.slot, f.reason, f.version.to_string()),
             (Slot::B, FailureReason::VerifyFailed, "0.2.0".into())
         );
+    });
+}
+
+/// An extra kernel parameter of the update's, which the release the device runs lacks.
+const V2_KERNEL_PARAM: &str = "init_on_free=1";
+
+/// The update agent on aarch64 (its libzstd cross-compiled against musl): a device runs
+/// 0.1.0; 0.2.0, whose kernel command line and PID 1 differ, is published (with a delta);
+/// the agent fetches it over the restricted user network, PID 1 verifies and stages it, the
+/// device reboots, the loader starts 0.2.0's kernel with its command line and its PID 1,
+/// and the health gate commits it.
+#[test]
+fn an_aarch64_device_updates_its_whole_slot_through_its_agent() {
+    let f = fixture("update-repo-arm64");
+    let release = |version: &str, edit: fn(String) -> String| {
+        hello_release_edited("update-arm64", version, &f.update_table(), |m| {
+            edit(arm64_manifest(m))
+        })
+    };
+    let v1 = release("0.1.0", |m| m);
+    let v2 = release("0.2.0", |m| {
+        m.replace(
+            "[kernel]\n",
+            &format!("[kernel]\ncmdline = \"{V2_KERNEL_PARAM}\"\n"),
+        )
+    });
+    let dir = mixed_output("update-arm64-device", &v1, &v1, &[]);
+    let disk = dir.join("disk.img");
+    f.publish(&v1);
+    f.publish(&v2);
+    let (_server, port) = f.serve();
+    require_tool("qemu-system-aarch64");
+
+    let console = boot_with_repo(&dir, port, None, BOOT_DEADLINE_SECS);
+    for line in [
+        "limpet-init: update 0.2.0 verified and staged as a trial in slot b",
+        "update agent: reboot into the staged trial",
+    ] {
+        assert!(console.contains(line), "missing `{line}`:\n{console}");
+    }
+    let staged = staged_line(&console);
+    println!("aarch64 0.1.0 -> 0.2.0 on the device: {staged}");
+    assert!(staged.contains("a delta from 0.1.0"), "{console}");
+    with_state(&disk, |s| {
+        assert_eq!(s.trial().unwrap().version.to_string(), "0.2.0");
+    });
+
+    let console = boot_with_repo(&dir, port, Some("trial committed"), BOOT_DEADLINE_SECS);
+    for line in [
+        "booting slot B (trial",
+        &format!("limpet-boot: starting the kernel of slot B: console=ttyAMA0 panic=-1 quiet {V2_KERNEL_PARAM} limpet.watchdog=60 limpet.slot=b limpet.counted=1"),
+        "limpet-init 0.1.0 of release hello 0.2.0 (aarch64) starting",
+        "trial committed, floor now 0.2.0",
+    ] {
+        assert!(console.contains(line), "missing `{line}`:\n{console}");
+    }
+    with_state(&disk, |s| {
+        assert_eq!(s.committed_slot(), Slot::B);
+        assert_eq!(s.floor().to_string(), "0.2.0");
     });
 }

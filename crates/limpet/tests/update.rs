@@ -13,37 +13,15 @@
 mod common;
 
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 
 use common::disk::{recompose_with, signing_key};
+use common::repo::*;
 use common::*;
 use limpet_state::{FailureReason, Region, Slot, StateStore};
 
 /// Safety net for one TCG boot (with an update) on a loaded 2-core machine.
 const BOOT_DEADLINE_SECS: &str = "420";
-
-/// The repository as the guest sees it (`limpet run --forward 80=...`).
-const REPOSITORY: &str = "http://10.0.2.100:80/";
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-#[derive(Clone)]
-struct Fixture {
-    repo: PathBuf,
-    tuf_keys: PathBuf,
-    image_pub: PathBuf,
-    root: PathBuf,
-    key_id: String,
-}
 
 /// QEMU tests of this file one at a time (2 cores), and their builds made once.
 static QEMU: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -62,7 +40,7 @@ struct Built {
 fn built() -> &'static Built {
     static BUILT: std::sync::OnceLock<Built> = std::sync::OnceLock::new();
     BUILT.get_or_init(|| {
-        let f = fixture();
+        let f = fixture("update-repo");
         let v1 = release(&f, "0.1.0", None);
         let v2 = release(&f, "0.2.0", Some(V2_KERNEL_PARAM));
         let v3 = panicking_release(&v2, "0.3.0");
@@ -94,100 +72,27 @@ fn panicking_release(from: &Path, version: &str) -> PathBuf {
     path
 }
 
-fn fixture() -> Fixture {
-    let (_, image_pub) = keys_in(&scratch().join("keys"));
-    let repo = scratch().join("update-repo");
-    let tuf_keys = scratch().join("update-tuf-keys");
-    let (root, key_id) = tuf_repo(&repo, &tuf_keys);
-    Fixture {
-        repo,
-        tuf_keys,
-        image_pub,
-        root,
-        key_id,
-    }
-}
-
 /// examples/hello as `version` with `[update]` on the test repository, with `[kernel]
 /// cmdline = kernel_param` when given.
 fn release(f: &Fixture, version: &str, kernel_param: Option<&str>) -> PathBuf {
-    let update = format!(
-        "\n[update]\nrepository = \"{REPOSITORY}\"\nkeys = [{{ id = \"{}\" }}]\nroot = \"{}\"\npoll = \"1m\"\nhealth = \"5s\"\ntry_boots = 2\n",
-        f.key_id,
-        f.root.display()
-    );
-    hello_release_edited("update", version, &update, |manifest| match kernel_param {
-        Some(param) => manifest.replace(
-            "source = \"host\"",
-            &format!("source = \"host\"\ncmdline = \"{param}\""),
-        ),
-        None => manifest,
-    })
+    hello_release_edited(
+        "update",
+        version,
+        &f.update_table(),
+        |manifest| match kernel_param {
+            Some(param) => manifest.replace(
+                "source = \"host\"",
+                &format!("source = \"host\"\ncmdline = \"{param}\""),
+            ),
+            None => manifest,
+        },
+    )
 }
 
-fn publish(f: &Fixture, out: &Path) {
-    run(
-        limpet()
-            .arg("publish")
-            .arg(out)
-            .arg("--repo")
-            .arg(&f.repo)
-            .arg("--keys")
-            .arg(&f.tuf_keys)
-            .arg("--image-key")
-            .arg(&f.image_pub),
-        true,
-    );
-}
-
-fn serve(f: &Fixture) -> (Server, u16) {
-    // A free loopback port: bound, read, released, then given to the server.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_limpet"))
-        .arg("serve")
-        .arg(&f.repo)
-        .args(["--addr", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server(child);
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return (server, port);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    panic!("limpet serve did not listen on {port}");
-}
-
-/// One boot of the device in `dir` on the user network with the repository forwarded,
-/// keeping its disk writes, until it powers off or reboots by itself (QEMU runs with
-/// `-no-reboot`), pressing the power button once `until` appears.
+/// One boot through the chain with the repository on `port`: [`boot_with_repo`].
 fn boot(dir: &Path, port: u16, until: Option<&str>) -> String {
     require_tool("qemu-system-x86_64");
-    let mut cmd = limpet();
-    cmd.arg("run")
-        .arg(dir)
-        .args(["--json", "--persist", "--timeout", BOOT_DEADLINE_SECS])
-        .arg("--user-net")
-        .args(["--forward", &format!("80=127.0.0.1:{port}")]);
-    if let Some(until) = until {
-        cmd.args(["--powerdown-on", until]);
-    }
-    let out = run(&mut cmd, true);
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let console = stderr(&out);
-    // The boot times of commits and rollbacks, for BENCHMARKS.md.
-    for line in console.lines().filter(|l| l.contains("(boottime ")) {
-        eprintln!("timing: {line}");
-    }
-    assert_eq!(summary["exit_code"], 0, "{summary}\n{console}");
-    console
+    boot_with_repo(dir, port, until, BOOT_DEADLINE_SECS)
 }
 
 fn state(disk: &Path) -> limpet_state::State {
@@ -203,20 +108,16 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
     let _one = QEMU.lock().unwrap_or_else(|e| e.into_inner());
     let Built { f, v1, v2, v3 } = built();
     // Its own repository: the other test of this file publishes only v2.
-    let f = &Fixture {
-        repo: scratch().join("update-repo-e2e"),
-        ..f.clone()
-    };
-    copy_dir(&built().f.repo, &f.repo);
+    let f = &f.copied("update-repo-e2e");
     let dir = mixed_output("update-device", v1, v1, &[]);
     let disk = dir.join("disk.img");
-    let (_server, port) = serve(f);
+    let (_server, port) = f.serve();
 
     // v1, the release the device runs, was published when it shipped; v2 is published now
     // (with a delta from v1); the running v1 fetches it, PID 1 stages it, the device
     // reboots.
-    publish(f, v1);
-    publish(f, v2);
+    f.publish(v1);
+    f.publish(v2);
     let console = boot(&dir, port, None);
     assert!(console.contains("[limpet-update] "), "{console}");
     assert!(
@@ -263,7 +164,7 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
     assert_eq!(s.floor().to_string(), "0.2.0");
 
     // v3 (its kernel panics at boot) is published and staged.
-    publish(f, v3);
+    f.publish(v3);
     let console = boot(&dir, port, None);
     assert!(
         console.contains("limpet-init: update 0.3.0 verified and staged as a trial in slot a"),
@@ -304,19 +205,6 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
     );
 }
 
-/// A copy of directory `from` (the repository) as `to`, files only, one level of
-/// subdirectories deep as a repository has.
-fn copy_dir(from: &Path, to: &Path) {
-    let _ = std::fs::remove_dir_all(to);
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 /// At least 20 power cuts (QEMU killed) at random moments of a real update of v1 to v2,
 /// each followed by a boot that must mount a verified slot: v1, or v2 as a whole trial.
 /// The boots are `--direct`: what is cut is PID 1's install path, and PID 1's own
@@ -325,13 +213,9 @@ fn copy_dir(from: &Path, to: &Path) {
 fn power_cuts_during_a_real_update_always_leave_a_bootable_verified_slot() {
     let _one = QEMU.lock().unwrap_or_else(|e| e.into_inner());
     let Built { f, v1, v2, .. } = built();
-    let f = &Fixture {
-        repo: scratch().join("update-repo-kills"),
-        ..f.clone()
-    };
-    copy_dir(&built().f.repo, &f.repo);
-    publish(f, v2);
-    let (_server, port) = serve(f);
+    let f = &f.copied("update-repo-kills");
+    f.publish(v2);
+    let (_server, port) = f.serve();
     // How long an uncut update takes here, from QEMU's start to the reboot into the trial
     // (QEMU exits then): the cuts fall inside that window.
     let dir = mixed_output("update-kill-calibrate", v1, v1, &[]);
@@ -439,13 +323,4 @@ fn power_cuts_during_a_real_update_always_leave_a_bootable_verified_slot() {
         let _ = std::fs::remove_dir_all(&dir);
     }
     eprintln!("{kills} power cuts in {round} rounds over an update window of {window} s: {seen:?}");
-}
-
-/// The agent's line for the poll that staged a trial.
-fn staged_line(console: &str) -> String {
-    console
-        .lines()
-        .find(|l| l.starts_with("[limpet-update] ") && l.contains(" staged "))
-        .unwrap_or_else(|| panic!("the agent logged no staged poll:\n{console}"))
-        .to_owned()
 }

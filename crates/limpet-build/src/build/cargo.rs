@@ -18,6 +18,8 @@ use std::process::Command;
 
 use limpet_manifest::Target;
 
+use super::cohort::{gcc_ld_dir, Cohort};
+
 /// Errors while running cargo.
 #[derive(Debug, thiserror::Error)]
 pub enum CargoError {
@@ -62,6 +64,12 @@ pub enum CargoError {
         binary: String,
         /// The binaries the package has, comma-separated (or `no binaries`).
         available: String,
+    },
+    /// A cohort build needs lld, which rustup's toolchains carry as rust-lld.
+    #[error("cohort builds link with lld: the toolchain has no {}/ld.lld (a rustup toolchain carries it)", looked.display())]
+    NoLld {
+        /// Where it was looked for.
+        looked: PathBuf,
     },
     #[error(
         "the Rust standard library for {triple} is missing; install it with `rustup target add {triple}`"
@@ -233,10 +241,14 @@ impl Workspace {
         specs: &[BinarySpec],
         target: Target,
         init: InitParts,
+        cohort: Option<Cohort>,
     ) -> Result<Vec<PathBuf>, CargoError> {
         let triple = target.rust_triple();
         let mut flags = device_rustflags(&self.root);
         flags.extend(link_flags(target).iter().map(|f| (*f).to_owned()));
+        if let Some(cohort) = cohort {
+            flags.extend(cohort.link_flags(target, &toolchain_gcc_ld()?));
+        }
         let mut env = vec![(rustflags_var(triple), Some(flags.join(" ")))];
         env.extend(
             init.env()
@@ -250,6 +262,7 @@ impl Workspace {
                 "CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER".into(),
                 Some("rust-lld".into()),
             ));
+            env.extend(aarch64_c_env());
         }
         self.cargo_build(specs, triple, &env, "")
     }
@@ -391,6 +404,24 @@ pub const fn uefi_triple(target: Target) -> &'static str {
     }
 }
 
+/// The C compiler for C code in aarch64 device binaries (libzstd in the update agent),
+/// unless the caller chose one (`CC_aarch64_unknown_linux_musl`): Debian has no
+/// `aarch64-linux-musl-gcc`, the name the `cc` crate looks for, but its cross gcc
+/// (`gcc-aarch64-linux-gnu`) compiles against musl (`musl-dev:arm64`) through musl's specs
+/// file, as `musl-gcc` does on the host.
+fn aarch64_c_env() -> Vec<(String, Option<String>)> {
+    const CC: &str = "CC_aarch64_unknown_linux_musl";
+    const CFLAGS: &str = "CFLAGS_aarch64_unknown_linux_musl";
+    const SPECS: &str = "/usr/lib/aarch64-linux-musl/musl-gcc.specs";
+    if std::env::var_os(CC).is_some() || !Path::new(SPECS).is_file() {
+        return Vec::new();
+    }
+    vec![
+        (CC.into(), Some("aarch64-linux-gnu-gcc".into())),
+        (CFLAGS.into(), Some(format!("-specs {SPECS}"))),
+    ]
+}
+
 fn cargo() -> OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
@@ -475,6 +506,31 @@ fn cargo_home() -> Option<PathBuf> {
     std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+}
+
+/// The toolchain's `gcc-ld` directory (its `ld.lld` runs rust-lld), which cohort builds
+/// link with; an error when the toolchain has none.
+fn toolchain_gcc_ld() -> Result<PathBuf, CargoError> {
+    let rustc = |arg: &str| {
+        Command::new("rustc")
+            .arg(arg)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let sysroot = PathBuf::from(rustc("--print=sysroot").trim());
+    let host = rustc("-vV")
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .unwrap_or_default()
+        .to_owned();
+    let dir = gcc_ld_dir(&sysroot, &host);
+    if dir.join("ld.lld").is_file() {
+        Ok(dir)
+    } else {
+        Err(CargoError::NoLld { looked: dir })
+    }
 }
 
 /// Fails early, with the command that fixes it, when rustup lacks the target's std.

@@ -2,6 +2,7 @@
 //!
 //! - [`pipeline`]: `limpet build` itself, one function per numbered step;
 //! - [`cargo`]: compiling task binaries and `limpet-init` for the device;
+//! - [`cohort`]: the seeded code layout of one cohort of a release;
 //! - [`kernel`]: the kernel and the module closure the initramfs carries;
 //! - [`initramfs`] and [`disk_image`]: two of the outputs;
 //! - [`datafs`]: the data partition's ext4; [`ids`]: UUIDs derived from content;
@@ -11,6 +12,7 @@
 //! kernel, key, `SOURCE_DATE_EPOCH`).
 
 pub mod cargo;
+pub mod cohort;
 pub mod datafs;
 pub mod disk_image;
 pub mod ids;

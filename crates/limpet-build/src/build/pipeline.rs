@@ -40,6 +40,7 @@ use limpet_policy::LifecyclePolicy;
 use sha2::{Digest, Sha256};
 
 use super::cargo::{BinarySpec, CargoError, InitPart, InitParts, Workspace};
+use super::cohort::Cohort;
 use super::kernel::{self, KernelError, KernelFiles};
 use super::sbom::{self, SbomBinary, SbomError};
 use crate::outputs::{
@@ -70,6 +71,9 @@ pub struct BuildOptions {
     pub lib_modules_dir: PathBuf,
     /// The host's `/usr/src`, where `source = "limpet"` finds `linux-source-6.1.tar.xz`.
     pub usr_src_dir: PathBuf,
+    /// The cohort to build, whose seed orders the device binaries' code and data; `None`:
+    /// the linker's own order.
+    pub cohort: Option<Cohort>,
 }
 
 impl BuildOptions {
@@ -83,6 +87,7 @@ impl BuildOptions {
             boot_dir: PathBuf::from("/boot"),
             lib_modules_dir: PathBuf::from("/lib/modules"),
             usr_src_dir: PathBuf::from("/usr/src"),
+            cohort: None,
         }
     }
 }
@@ -218,6 +223,8 @@ pub struct BuildReport {
     pub version: String,
     /// The target (board) name the image is for.
     pub target: String,
+    /// The cohort built, if any (its seed ordered the device binaries).
+    pub cohort: Option<Cohort>,
     /// The seconds since 1970 every timestamp in the image is set to.
     pub source_date_epoch: u32,
     /// Where that epoch came from, in words (`SOURCE_DATE_EPOCH`, the last git commit, or none).
@@ -276,8 +283,12 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
     step(
         2,
         &format!(
-            "compiling task binaries and limpet-init for {}",
-            target.rust_triple()
+            "compiling task binaries and limpet-init for {}{}",
+            target.rust_triple(),
+            options
+                .cohort
+                .map(|c| format!(", {c} (its seed orders the code)"))
+                .unwrap_or_default()
         ),
     );
     let compiled = compile(options, &inputs)?;
@@ -340,6 +351,7 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         device: signed.meta.device,
         version: signed.meta.version,
         target: signed.meta.target,
+        cohort: options.cohort,
         source_date_epoch: inputs.epoch,
         epoch_source: match inputs.epoch_source {
             EpochSource::Environment => "SOURCE_DATE_EPOCH".into(),
@@ -515,12 +527,12 @@ fn compile(options: &BuildOptions, inputs: &Inputs) -> Result<Compiled, BuildErr
     let (task_paths, own_paths) = if same_dir(&project_ws.root, &limpet_ws.root) {
         let mut specs = task_specs.clone();
         specs.extend(own_specs.iter().cloned());
-        let mut paths = project_ws.build(&specs, target, inputs.init_parts)?;
+        let mut paths = project_ws.build(&specs, target, inputs.init_parts, options.cohort)?;
         let own = paths.split_off(task_specs.len());
         (paths, own)
     } else {
-        let tasks = project_ws.build(&task_specs, target, inputs.init_parts)?;
-        let own = limpet_ws.build(&own_specs, target, inputs.init_parts)?;
+        let tasks = project_ws.build(&task_specs, target, inputs.init_parts, options.cohort)?;
+        let own = limpet_ws.build(&own_specs, target, inputs.init_parts, options.cohort)?;
         (tasks, own)
     };
     let mut own_paths = own_paths.into_iter();

@@ -13,7 +13,9 @@ use limpet_netconf::dns::{self, DnsName, Stub};
 use limpet_netconf::link::{AddrLifetimes, Link, LinkError, Netlink};
 use limpet_policy::NetPolicy;
 
-use super::{InterfaceStatus, NetworkError, NetworkStatus, Source, COUNTERS_EVERY, DROP_LOG_EVERY};
+use super::{
+    InterfaceStatus, NetMode, NetworkError, NetworkStatus, Source, COUNTERS_EVERY, DROP_LOG_EVERY,
+};
 use crate::console;
 
 /// Extra life given to an address-set entry beyond its TTL, for the time between the
@@ -39,7 +41,17 @@ struct Upstream {
 /// PID 1's network: the nftables handle, the links, DHCP and the DNS stub.
 #[derive(Debug)]
 pub struct Network {
+    /// The policy installed now: `normal` or `island`'s.
     policy: NetPolicy,
+    /// The normal policy.
+    normal: NetPolicy,
+    /// Island mode's policy, if the device has one.
+    island: Option<NetPolicy>,
+    /// The mode installed now.
+    mode: NetMode,
+    /// What a ruleset is built with beyond the policy: each task's socket match, and the
+    /// LAN networks and DNS servers learned since boot (kept for a switch of policy).
+    facts: Runtime,
     nft: Nft,
     netlink: Netlink,
     dhcp: Vec<DhcpLink>,
@@ -53,10 +65,13 @@ pub struct Network {
 }
 
 impl Network {
-    /// Installs the policy, then brings the links up (see the module doc). `tasks` says
-    /// how each task's sockets are recognised.
+    /// Installs the policy of `mode` (`normal`, or `island` in island mode), then brings
+    /// the links up (see the module doc). `tasks` says how each task's sockets are
+    /// recognised.
     pub fn start(
-        policy: &NetPolicy,
+        normal: &NetPolicy,
+        island: Option<&NetPolicy>,
+        mode: NetMode,
         tasks: BTreeMap<String, TaskMatch>,
     ) -> Result<Network, NetworkError> {
         let mut netlink = Netlink::open().map_err(NetworkError::Netlink)?;
@@ -64,6 +79,10 @@ impl Network {
             tasks,
             lan: Vec::new(),
             dns_upstream: Vec::new(),
+        };
+        let (policy, mode) = match (mode, island) {
+            (NetMode::Island, Some(island)) => (island, NetMode::Island),
+            _ => (normal, NetMode::Normal),
         };
         let ruleset = Ruleset::build(policy, &runtime).map_err(NetworkError::Ruleset)?;
         let mut nft = Nft::open().map_err(NetworkError::Nftables)?;
@@ -77,7 +96,8 @@ impl Network {
             .collect();
         nft.install(&ruleset).map_err(NetworkError::Install)?;
         console::line(&format!(
-            "limpet-init: network policy installed: {} rules, {} sets in table inet limpet, default drop; interfaces: {}",
+            "limpet-init: {} network policy installed: {} rules, {} sets in table inet limpet, default drop; interfaces: {}",
+            mode.as_str(),
             ruleset.rules.len(),
             ruleset.sets.len(),
             before.join(", ")
@@ -177,6 +197,10 @@ impl Network {
         };
         Ok(Network {
             policy: policy.clone(),
+            normal: normal.clone(),
+            island: island.cloned(),
+            mode,
+            facts: runtime,
             nft,
             netlink,
             dhcp: dhcp_links,
@@ -188,6 +212,30 @@ impl Network {
             logged_drops: BTreeMap::new(),
             status,
         })
+    }
+
+    /// Replaces the installed ruleset by the one of `mode`, built with the facts learned
+    /// since boot, in one atomic batch (the kernel applies all of it or nothing, so no
+    /// packet ever meets a mix or no policy). The DNS names' sets start empty again, and
+    /// the stub forgets its answers, so it fills them at the next query (a name the new
+    /// policy has no set for is answered and added nowhere: no rule lets it out). Returns the number of rules installed.
+    pub fn switch(&mut self, mode: NetMode) -> Result<usize, NetworkError> {
+        let policy = match mode {
+            NetMode::Normal => &self.normal,
+            NetMode::Island => self.island.as_ref().ok_or(NetworkError::NoIslandPolicy)?,
+        };
+        let ruleset = Ruleset::build(policy, &self.facts).map_err(NetworkError::Ruleset)?;
+        self.nft.install(&ruleset).map_err(NetworkError::Install)?;
+        self.policy = policy.clone();
+        self.mode = mode;
+        self.status.rules = ruleset.rules.len();
+        self.stub.forget_answers();
+        Ok(ruleset.rules.len())
+    }
+
+    /// The mode whose policy is installed.
+    pub fn mode(&self) -> NetMode {
+        self.mode
     }
 
     /// The descriptors to poll for reading, each with the source [`Network::ready`]
@@ -329,7 +377,8 @@ impl Network {
                 {
                     problems.push(format!("address: {e}"));
                 }
-                if let Err(e) = self.nft.replace_lan_networks(&[lease.addr.trunc()]) {
+                self.facts.lan = vec![lease.addr.trunc()];
+                if let Err(e) = self.nft.replace_lan_networks(&self.facts.lan) {
                     problems.push(format!("lan set: {e}"));
                 }
                 if let Some(router) = lease.router {
@@ -340,6 +389,7 @@ impl Network {
                 let mut dns = self.policy.dns_upstream.clone();
                 if dns.is_empty() {
                     dns = lease.dns.clone();
+                    self.facts.dns_upstream = dns.clone();
                     if let Err(e) = self.nft.add_dns_servers(&dns) {
                         problems.push(format!("dns set: {e}"));
                     }

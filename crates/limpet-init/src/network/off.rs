@@ -16,7 +16,7 @@ use std::time::Instant;
 use limpet_net::TaskMatch;
 use limpet_policy::NetPolicy;
 
-use super::{NetworkError, NetworkStatus, Source};
+use super::{NetMode, NetworkError, NetworkStatus, Source};
 
 /// No network: this type has no values.
 #[derive(Debug)]
@@ -25,10 +25,20 @@ pub enum Network {}
 impl Network {
     /// Always fails with [`NetworkError::NotBuiltIn`]: the device's interfaces stay down.
     pub fn start(
-        _policy: &NetPolicy,
+        _normal: &NetPolicy,
+        _island: Option<&NetPolicy>,
+        _mode: NetMode,
         _tasks: BTreeMap<String, TaskMatch>,
     ) -> Result<Network, NetworkError> {
         Err(NetworkError::NotBuiltIn)
+    }
+
+    pub fn switch(&mut self, _mode: NetMode) -> Result<usize, NetworkError> {
+        match *self {}
+    }
+
+    pub fn mode(&self) -> NetMode {
+        match *self {}
     }
 
     pub fn status(&self) -> &NetworkStatus {
@@ -75,7 +85,7 @@ mod tests {
     #[test]
     fn a_policy_with_a_network_starts_none() {
         let policy: NetPolicy = serde_json::from_value(net_policy()).unwrap();
-        let started = Network::start(&policy, BTreeMap::new());
+        let started = Network::start(&policy, None, NetMode::Normal, BTreeMap::new());
         assert!(matches!(started, Err(NetworkError::NotBuiltIn)));
     }
 

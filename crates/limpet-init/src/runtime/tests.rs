@@ -89,6 +89,7 @@ fn policy(tasks: Vec<TaskPolicy>) -> DevicePolicy {
         update_agent: None,
         network: None,
         lifecycle: None,
+        island: None,
     }
 }
 
@@ -563,4 +564,89 @@ fn a_failed_save_of_the_time_record_is_said_once_and_tried_again() {
         "limpet-init: time record saved again"
     );
     assert_eq!(saved(&state).earliest().as_secs(), BUILT + 120);
+}
+
+/// Island mode in the loop: a signed time past the end of support (as the update agent
+/// reports it) stops the task island mode does not keep, saves the mode at once, shows it
+/// in the status file, never restarts the task, and kills it if it ignores SIGTERM; a
+/// signed extension starts it again.
+#[test]
+fn island_mode_stops_and_restarts_the_tasks_it_does_not_keep() {
+    use limpet_lifecycle::{IslandMode, WallTime};
+    let dir = tempfile::tempdir().unwrap();
+    let mut policy = policy(vec![
+        task("keep", started(), "always"),
+        task("other", started(), "always"),
+    ]);
+    policy.island = Some(IslandPolicy {
+        keep: vec!["keep".into()],
+        network: None,
+    });
+    let mut system = system();
+    let mut rt = runtime(dir.path(), &policy, &mut system);
+    let (state, keeper) = time_record(dir.path());
+    rt.set_time(Some(keeper));
+    rt.on_tick();
+    assert!(has(&rt, "limpet-init: started other (pid 101)"));
+
+    // The agent verified a signed time past the end of support.
+    rt.host.now = 10_000;
+    let keeper = &mut rt.time.as_mut().unwrap().keeper;
+    keeper
+        .verified(WallTime::from_secs(2_000_000_100), Uptime::from_secs(10))
+        .unwrap();
+    rt.on_tick();
+    assert!(
+        has(
+            &rt,
+            "limpet-init: island mode begins: support ended at @2000000000 (earliest time @2000000100); stopping every task but keep"
+        ),
+        "{:?}",
+        rt.host.console
+    );
+    assert!(has(
+        &rt,
+        "limpet-init: stopping other (pid 101) for island mode"
+    ));
+    assert_eq!(rt.host.signals, [(101, Signal::TERM)]);
+    assert!(matches!(saved(&state).island(), IslandMode::Island { .. }));
+    let time = status_time(dir.path());
+    assert_eq!(time["island"]["mode"], "island", "{time}");
+    assert_eq!(time["island"]["cause"], "support_ended", "{time}");
+
+    // It ignores SIGTERM: killed after the grace; its exit parks it, never restarted.
+    rt.host.now = 10_000 + 3_000;
+    rt.on_tick();
+    assert_eq!(rt.host.signals.last(), Some(&(101, Signal::KILL)));
+    rt.host.exits = vec![Reaped {
+        pid: 101,
+        exit: Exit::Signal(9),
+    }];
+    rt.on_signal(libc::SIGCHLD);
+    assert!(has(
+        &rt,
+        "limpet-init: other exited (Signal(9)); stopped for island mode, not restarted while it lasts"
+    ));
+    rt.host.now = 100_000;
+    rt.on_tick();
+    assert_eq!(rt.host.next_pid, 2, "nothing started in island mode");
+
+    // A signed extension: island mode ends, other starts again.
+    rt.host.now = 110_000;
+    let keeper = &mut rt.time.as_mut().unwrap().keeper;
+    keeper
+        .extend_support(WallTime::from_secs(2_100_000_000), Uptime::from_secs(110))
+        .unwrap();
+    rt.on_tick();
+    assert!(
+        rt.host
+            .console
+            .iter()
+            .any(|l| l.starts_with("limpet-init: island mode ends: support until @2100000000")),
+        "{:?}",
+        rt.host.console
+    );
+    assert!(has(&rt, "limpet-init: started other (pid 102)"));
+    assert!(matches!(saved(&state).island(), IslandMode::Left { .. }));
+    assert_eq!(status_time(dir.path())["island"]["mode"], "left");
 }

@@ -317,6 +317,7 @@ fn parts_that_break_a_rule_are_refused() {
         newest_signed: Some(at(1)),
         since_fresh: Uptime::ZERO,
         support_until: None,
+        island: IslandMode::Connected,
     };
     assert_eq!(
         TimeState::from_parts(parts),
@@ -368,4 +369,58 @@ fn the_slot_lifecycle_comes_from_the_signed_policy() {
         freshness_secs: Some(45 * DAY),
     };
     assert_eq!(SlotLifecycle::from(&policy), slot());
+}
+
+#[test]
+fn island_mode_follows_the_end_of_support_and_an_extension_lifts_it() {
+    let s = TimeState::factory(&slot());
+    let (s, change) = s.settle_island(&slot());
+    assert_eq!((s.island(), change), (IslandMode::Connected, None));
+    // A signed time past the end: island mode, stamped with the earliest time.
+    let (past, _) = s.verified(at(2 * 365 + 3)).unwrap();
+    let (island, change) = past.settle_island(&slot());
+    assert!(matches!(
+        change,
+        Some(IslandChange::Entered(IslandReason::SupportEnded { .. }))
+    ));
+    assert_eq!(
+        island.island(),
+        IslandMode::Island {
+            cause: crate::IslandCause::SupportEnded,
+            since: at(2 * 365 + 3)
+        }
+    );
+    // A clock cannot lift it, only a signed extension.
+    let (still, change) = island.elapse(Uptime::from_secs(60)).settle_island(&slot());
+    assert_eq!((still.island(), change), (island.island(), None));
+    let extended = still.extend_support(&slot(), at(4 * 365)).unwrap();
+    let (back, change) = extended.settle_island(&slot());
+    assert_eq!(change, Some(IslandChange::Left));
+    assert_eq!(
+        back.island(),
+        IslandMode::Left {
+            at: at(2 * 365 + 3).saturating_add(Uptime::from_secs(60))
+        }
+    );
+}
+
+#[test]
+fn island_mode_follows_a_stale_repository_and_fresh_metadata_lifts_it() {
+    let s = TimeState::factory(&slot()).verified(at(1)).unwrap().0;
+    // 45 days of uptime without fresh metadata, the clock set anywhere: island mode.
+    let (stale, change) = s.elapse(Uptime::from_days(45)).settle_island(&slot());
+    assert!(matches!(
+        change,
+        Some(IslandChange::Entered(IslandReason::Stale { .. }))
+    ));
+    assert!(stale.island().is_island());
+    // The same timestamp replayed is not fresh: still island mode.
+    let (replayed, freshness) = stale.verified(at(1)).unwrap();
+    assert_eq!(freshness, Freshness::Seen);
+    assert_eq!(replayed.settle_island(&slot()).1, None);
+    // A newer one lifts it.
+    let (fresh, _) = replayed.verified(at(47)).unwrap();
+    let (back, change) = fresh.settle_island(&slot());
+    assert_eq!(change, Some(IslandChange::Left));
+    assert!(!back.island().is_island());
 }

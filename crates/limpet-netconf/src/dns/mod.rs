@@ -237,6 +237,14 @@ impl Stub {
         }
     }
 
+    /// Forgets every cached answer, so the next query for each name goes upstream and is
+    /// [`Action::Resolved`] again: PID 1 calls it when it replaces its ruleset, whose
+    /// address sets then start empty, so that no task is told an address its set no
+    /// longer holds.
+    pub fn forget_answers(&mut self) {
+        self.cache.clear();
+    }
+
     /// Replaces the upstream resolvers (a new DHCP lease). In-flight attempts finish or
     /// time out; their retries use the new list. Names that were waiting for an upstream
     /// are asked now: the returned actions carry their queries.

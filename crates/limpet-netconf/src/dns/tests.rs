@@ -270,6 +270,23 @@ fn allowed_name_resolves_through_a_cname_chain_resolved_before_reply() {
     only_upstream(&s.on_query(expired, sa(CLIENT), &query(3, "www.test", TYPE_A)));
 }
 
+/// After PID 1 replaces its ruleset (island mode), a cached name is asked upstream again,
+/// so its answer is `Resolved` into the new, empty set before the task hears it.
+#[test]
+fn forgotten_answers_are_asked_again() {
+    let now = Instant::now();
+    let mut s = stub(now);
+    let (_, q) = only_upstream(&s.on_query(now, sa(CLIENT), &query(1, "api.test", TYPE_A)));
+    s.on_upstream(
+        now,
+        sa(UP1),
+        &response(&q, 0, &[a("api.test", [203, 0, 113, 10], 600)]),
+    );
+    only_reply(&s.on_query(now, sa(CLIENT), &query(2, "api.test", TYPE_A)));
+    s.forget_answers();
+    only_upstream(&s.on_query(now, sa(CLIENT), &query(3, "api.test", TYPE_A)));
+}
+
 /// What PID 1 is told and what the client is told.
 type Told = (Vec<(Ipv4Addr, Duration)>, Vec<(Ipv4Addr, u32)>);
 

@@ -1,5 +1,6 @@
 use std::path::PathBuf;
 
+use limpet_build::cohort::Cohort;
 use limpet_build::{BuildOptions, BuildReport};
 
 use super::human_size;
@@ -16,20 +17,57 @@ pub struct Args {
     /// The private image signing key (default: keys/image.key beside the manifest).
     #[arg(long)]
     key: Option<PathBuf>,
-    /// Print the report as JSON on stdout.
+    /// Build N cohorts of the release, each into `cohort-K/` of the output directory:
+    /// functionally identical images whose code and data lie in an order drawn from K
+    /// (docs/cohorts.md).
+    #[arg(long, value_name = "N")]
+    cohorts: Option<u32>,
+    /// With --cohorts: build only cohort K (1 to N).
+    #[arg(long, value_name = "K", requires = "cohorts")]
+    cohort: Option<u32>,
+    /// Print the report as JSON on stdout (with --cohorts, a list of reports).
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(args: Args) -> super::Result {
     let mut options = BuildOptions::new(args.manifest);
-    options.out_dir = args.out;
     options.key_path = args.key;
-    let report = limpet_build::build(&options)?;
+    let Some(count) = args.cohorts else {
+        options.out_dir = args.out;
+        let report = limpet_build::build(&options)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print_report(&report);
+        }
+        return Ok(());
+    };
+    let cohorts = match args.cohort {
+        Some(k) => vec![Cohort::new(k, count)?],
+        None => Cohort::all(count)?,
+    };
+    let base = match args.out {
+        Some(out) => out,
+        None => options
+            .manifest_path
+            .parent()
+            .unwrap_or_else(|| std::path::Path::new("."))
+            .join("out"),
+    };
+    let mut reports = Vec::new();
+    for cohort in cohorts {
+        options.cohort = Some(cohort);
+        options.out_dir = Some(base.join(cohort.dir_name()));
+        let report = limpet_build::build(&options)?;
+        if !args.json {
+            println!("{cohort}:");
+            print_report(&report);
+        }
+        reports.push(report);
+    }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print_report(&report);
+        println!("{}", serde_json::to_string_pretty(&reports)?);
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod check;
+pub mod fleet;
 pub mod inspect;
 pub mod keys;
 pub mod mud;

@@ -1,10 +1,12 @@
 //! `contain MODE`: the tasks of the contain example device, one mode each (the manifest's
 //! `args`): `telemetry` (allowed api.test, then floods it), `hostile` (no egress rule,
 //! tries every way out), `web` (a LAN listener), and `first-try` (one lookup and one
-//! connection, for the DHCP device of `dhcp.toml`). What each prints is listed in
+//! connection, for the DHCP device of `dhcp.toml`), and `beacon ADDRESS:PORT` (one
+//! connection every few seconds, for the island mode test). What each prints is listed in
 //! examples/contain/README.md; crates/limpet/tests/contain.rs reads it from the console
 //! and compares it with what the sink hosts received.
 
+mod beacon;
 mod dns;
 mod first_try;
 mod hostile;
@@ -21,9 +23,10 @@ fn main() {
         "hostile" => hostile::run(),
         "web" => web::run(),
         "first-try" => first_try::run(),
+        "beacon" => beacon::run(),
         other => {
             println!(
-                "contain: unknown mode {other:?}; expected telemetry, hostile, web or first-try"
+                "contain: unknown mode {other:?}; expected telemetry, hostile, web, first-try or beacon"
             );
             std::process::exit(2);
         }
