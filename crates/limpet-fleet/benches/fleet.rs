@@ -58,7 +58,7 @@ fn key(i: usize) -> SigningKey {
 
 /// Device `i`'s first report: even devices installed RELEASE, odd ones have had no update.
 fn first_outcome(i: usize) -> Outcome {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         Outcome::Installed
     } else {
         Outcome::None
@@ -302,7 +302,7 @@ fn run(engine: &str, url: &str) {
     let cookie = login(server.addr);
     let (ov_med, ov_max, ov_size) = page_time(server.addr, &cookie, "/", pages);
     let release_path = format!("/releases/{RELEASE}");
-    let (rel_med, rel_max, rel_size) = page_time(server.addr, &cookie, &release_path, pages);
+    let (rel_med, rel_max, _) = page_time(server.addr, &cookie, &release_path, pages);
     let (js_med, js_max, _) = page_time(server.addr, &cookie, "/api/v1/overview", pages);
     let (hwm, rss) = server.memory();
     println!(
@@ -311,7 +311,6 @@ fn run(engine: &str, url: &str) {
          | {rss_idle} / {hwm_idle} | {rss} / {hwm} |",
         ov_size / 1024,
     );
-    let _ = rel_size;
 }
 
 fn main() {
