@@ -288,6 +288,19 @@ impl Store {
                 url: redact(&url),
                 source,
             })?;
+        if engine == Engine::Sqlite {
+            // Write-ahead logging: a commit is one append and one fsync of the log instead of
+            // the rollback journal's several (a stored check-in is still on disk when it is
+            // answered), and the dashboard's reads do not wait for the writer. The mode is
+            // kept in the database file.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await
+                .map_err(|source| StoreError::Open {
+                    url: redact(&url),
+                    source,
+                })?;
+        }
         Migrator::new(Embedded)
             .await
             .map_err(StoreError::Migrate)?

@@ -66,50 +66,7 @@ impl Server {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Reply {
-        let mut s = TcpStream::connect(self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
-            self.addr,
-            body.len()
-        );
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        req.push_str("\r\n");
-        s.write_all(req.as_bytes()).unwrap();
-        s.write_all(body).unwrap();
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).unwrap();
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("no header end");
-        let head = String::from_utf8(raw[..split].to_vec()).unwrap();
-        let mut lines = head.split("\r\n");
-        let status: u16 = lines
-            .next()
-            .unwrap()
-            .split(' ')
-            .nth(1)
-            .unwrap()
-            .parse()
-            .unwrap();
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-            .collect();
-        assert!(
-            !headers
-                .iter()
-                .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")),
-            "chunked answers are not read here"
-        );
-        Reply {
-            status,
-            headers,
-            body: raw[split + 4..].to_vec(),
-        }
+        request(self.addr, method, path, headers, body)
     }
 
     pub fn checkin(&self, body: &[u8], etag: Option<&str>) -> Reply {
@@ -171,4 +128,58 @@ pub fn login(server: &Server) -> (String, String) {
     let at = html.find("name=\"csrf\" value=\"").unwrap() + 19;
     let csrf = html[at..at + 32].to_owned();
     (cookie, csrf)
+}
+
+/// One HTTP/1.1 request to `addr` on a connection of its own; the whole answer.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        addr,
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("no header end");
+    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    assert!(
+        !headers
+            .iter()
+            .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")),
+        "chunked answers are not read here"
+    );
+    Reply {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
 }
