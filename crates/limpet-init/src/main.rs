@@ -32,6 +32,7 @@ mod network;
 mod partitions;
 mod power_button;
 mod pubkey;
+mod roughtime;
 mod runtime;
 mod slots;
 mod status;
@@ -245,6 +246,10 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
             console!("watchdog: {}", console::chain(&e));
         }
     }
+    // Roughtime needs the network; the client asks once it is up.
+    let roughtime = network
+        .as_ref()
+        .and_then(|_| roughtime::Roughtime::of(&policy, true));
     let outcome = runtime::run(
         root,
         &policy,
@@ -255,6 +260,7 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
             network,
             watchdog,
             time,
+            roughtime,
         },
         &mut system,
     )?;
@@ -449,6 +455,7 @@ fn system_status(
         last_update: None,
         network: None,
         time: None,
+        roughtime: None,
     }
 }
 
