@@ -98,7 +98,7 @@ pub fn run(root: &Path) -> Result<(), HostNamespacesError> {
         last_update: None,
         network: None,
         time: None,
-        roughtime: None,
+        roughtime: Vec::new(),
     };
     // No cgroup2 here: the network policy recognises each task by its uid.
     let network = policy.network.as_ref().and_then(|net| {

@@ -455,7 +455,7 @@ fn system_status(
         last_update: None,
         network: None,
         time: None,
-        roughtime: None,
+        roughtime: Vec::new(),
     }
 }
 

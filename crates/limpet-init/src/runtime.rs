@@ -787,13 +787,18 @@ impl<'a, H: Host> Runtime<'a, H> {
                 crate::lifecycle::set_clock(&time.keeper);
             }
         }
-        self.system.roughtime = Some(RoughtimeStatus {
+        let status = RoughtimeStatus {
             server,
             result,
             lower,
             detail: line,
             at_uptime_ms: now.0,
-        });
+        };
+        let results = &mut self.system.roughtime;
+        match results.iter_mut().find(|r| r.server == status.server) {
+            Some(last) => *last = status,
+            None => results.push(status),
+        }
     }
 
     /// Ticks the time record when due: it counts the uptime and saves when its interval has

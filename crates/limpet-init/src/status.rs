@@ -27,9 +27,9 @@ pub struct SystemStatus {
     /// The time record; absent when the slot carries no lifecycle or the state partition
     /// cannot be opened.
     pub time: Option<TimeStatus>,
-    /// The last Roughtime query's result; absent before the first one ends, and without
-    /// listed servers.
-    pub roughtime: Option<RoughtimeStatus>,
+    /// The last Roughtime result of each listed server that has one, in the order their
+    /// first results came; empty before the first query ends, and without listed servers.
+    pub roughtime: Vec<RoughtimeStatus>,
 }
 
 /// What the last Roughtime query came to (docs/end-of-life.md#roughtime).

@@ -111,7 +111,7 @@ fn system() -> SystemStatus {
         last_update: None,
         network: None,
         time: None,
-        roughtime: None,
+        roughtime: Vec::new(),
     }
 }
 
