@@ -381,6 +381,7 @@ fn the_slot_lifecycle_comes_from_the_signed_policy() {
         built: BUILT.as_secs(),
         support_until: Some(at(2 * 365).as_secs()),
         freshness_secs: Some(45 * DAY),
+        roughtime: Vec::new(),
     };
     assert_eq!(SlotLifecycle::from(&policy), slot());
 }
