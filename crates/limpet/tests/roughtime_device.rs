@@ -138,10 +138,14 @@ fn pid1_raises_its_earliest_time_from_a_listed_server_and_refuses_an_unlisted_ke
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
+    // Ended by SIGTERM, `limpet run` leaves its scratch root (its mounts went with its
+    // namespace): removed here.
     let _ = Command::new("kill")
         .args(["-TERM", &device.id().to_string()])
         .status();
     let _ = device.wait();
+    let _ =
+        std::fs::remove_dir_all(std::env::temp_dir().join(format!("limpet-sim-{}", device.id())));
     console.extend(lines.try_iter());
     let context = console.join("\n");
 
