@@ -52,10 +52,17 @@ pub enum CompileError {
 /// than uids, or when the network declarations cannot be compiled (IPv6).
 pub fn compile(manifest: &Manifest) -> Result<DevicePolicy, CompileError> {
     let arch = seccomp::arch(manifest.device.target);
-    let network = if manifest
-        .tasks
-        .iter()
-        .any(|t| t.network == NetworkAccess::Allowlist)
+    // PID 1 brings the network up for a task that may use it, and to ask the Roughtime
+    // servers of `[lifecycle] roughtime`.
+    let asks_roughtime = manifest
+        .lifecycle
+        .as_ref()
+        .is_some_and(|l| !l.roughtime.is_empty());
+    let network = if asks_roughtime
+        || manifest
+            .tasks
+            .iter()
+            .any(|t| t.network == NetworkAccess::Allowlist)
     {
         Some(net::compile(manifest).map_err(CompileError::Network)?)
     } else {

@@ -118,6 +118,12 @@ pub fn compile(m: &Manifest) -> Result<NetPolicy, NetError> {
         dns_upstream,
         dns_stub: DNS_STUB,
         names,
+        roughtime: m
+            .lifecycle
+            .iter()
+            .flat_map(|l| &l.roughtime)
+            .map(|r| r.address)
+            .collect(),
         links: Links {
             interfaces: m
                 .network

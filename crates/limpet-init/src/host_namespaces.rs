@@ -97,9 +97,9 @@ pub fn run(root: &Path) -> Result<(), HostNamespacesError> {
         trial: crate::status::TrialStatus::None,
         last_update: None,
         network: None,
-        // A simulation has no state partition, so no time record.
         time: None,
         identity: None,
+        roughtime: Vec::new(),
     };
     // No cgroup2 here: the network policy recognises each task by its uid.
     let network = policy.network.as_ref().and_then(|net| {
@@ -112,12 +112,19 @@ pub fn run(root: &Path) -> Result<(), HostNamespacesError> {
         .map_err(|e| console!("network not started: {}", crate::console::chain(&e)))
         .ok()
     });
+    // A simulation has no state partition: the time record is a scratch file of the run.
+    let time = crate::lifecycle::open_scratch(&root.join("run/limpet/time-record"), &policy);
+    let roughtime = network
+        .as_ref()
+        .and_then(|_| crate::roughtime::Roughtime::of(&policy, false));
     crate::runtime::run(
         root,
         &policy,
         &roots,
         crate::runtime::Parts {
             network,
+            time,
+            roughtime,
             ..Default::default()
         },
         &mut system,

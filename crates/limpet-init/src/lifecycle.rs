@@ -11,6 +11,9 @@
 //! to the runtime, which ticks it on its own timer and lends it to the install server for
 //! the signed times and support ends the update agent verifies.
 //!
+//! A simulation (`limpet run --sim`) has no state partition: its record is a scratch file
+//! of the run ([`open_scratch`]), and the host's clock is never set.
+//!
 //! Rules this module keeps:
 //! - It never stops the boot: a missing lifecycle, a state partition that cannot be opened
 //!   or a damaged record is said on the console, and the device boots on.
@@ -44,6 +47,39 @@ pub fn open(root: &Path, disk: &DiskPartitions, policy: &DevicePolicy) -> Option
             return None;
         }
     };
+    Some(start(file, lifecycle, true))
+}
+
+/// A simulation's keeper: the record in a new scratch file at `path` (the size of a
+/// `state` partition, lost when the run ends); the host's clock is not set.
+pub fn open_scratch(path: &Path, policy: &DevicePolicy) -> Option<Keeper<File>> {
+    let lifecycle = policy.lifecycle.as_ref()?;
+    if let Some(parent) = path.parent() {
+        // A failure shows as the open's error below.
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .and_then(|f| f.set_len(SCRATCH_LEN).map(|()| f));
+    match file {
+        Ok(f) => Some(start(f, lifecycle, false)),
+        Err(e) => {
+            console!("time record: {}: {e}", path.display());
+            None
+        }
+    }
+}
+
+/// The size of a simulation's scratch record: the `state` partition `limpet build` makes.
+const SCRATCH_LEN: u64 = 1024 * 1024;
+
+/// Opens the keeper on `file`, sets the clock when `clock` says it may, settles island
+/// mode and says the time state.
+fn start(file: File, lifecycle: &limpet_policy::LifecyclePolicy, clock: bool) -> Keeper<File> {
     let uptime = Uptime::from_secs(sys::boottime_ms() / 1000);
     let (keeper, opened) = Keeper::open(file, SlotLifecycle::from(lifecycle), uptime);
     match &opened {
@@ -57,7 +93,9 @@ pub fn open(root: &Path, disk: &DiskPartitions, policy: &DevicePolicy) -> Option
             crate::console::chain(e)
         ),
     }
-    set_clock(&keeper);
+    if clock {
+        set_clock(&keeper);
+    }
     // Island mode as recorded, moved to what is due now before any task or interface
     // starts: the mode this boot runs in.
     let mut keeper = keeper;
@@ -68,11 +106,12 @@ pub fn open(root: &Path, disk: &DiskPartitions, policy: &DevicePolicy) -> Option
     let status = TimeStatus::of(&keeper);
     console!("{}", status.line());
     console!("{}", status.island.line());
-    Some(keeper)
+    keeper
 }
 
-/// Sets the clock to the earliest time when it reads earlier (rule 3).
-fn set_clock(keeper: &Keeper<File>) {
+/// Sets the clock to the earliest time when it reads earlier (rule 3): at boot, and after
+/// a Roughtime answer raised the earliest time.
+pub fn set_clock(keeper: &Keeper<File>) {
     let rtc = WallTime::from_secs(sys::realtime_secs());
     let now = keeper.now(Some(rtc));
     if now.source != TimeSource::Earliest || now.time == rtc {

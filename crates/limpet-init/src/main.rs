@@ -34,6 +34,7 @@ mod network;
 mod partitions;
 mod power_button;
 mod pubkey;
+mod roughtime;
 mod runtime;
 mod slots;
 mod status;
@@ -250,6 +251,10 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
             console!("watchdog: {}", console::chain(&e));
         }
     }
+    // Roughtime needs the network; the client asks once it is up.
+    let roughtime = network
+        .as_ref()
+        .and_then(|_| roughtime::Roughtime::of(&policy, true));
     let outcome = runtime::run(
         root,
         &policy,
@@ -260,6 +265,7 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
             network,
             watchdog,
             time,
+            roughtime,
         },
         &mut system,
     )?;
@@ -455,6 +461,7 @@ fn system_status(
         network: None,
         time: None,
         identity: None,
+        roughtime: Vec::new(),
     }
 }
 

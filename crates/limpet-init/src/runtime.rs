@@ -62,7 +62,7 @@ use std::time::Duration;
 
 use limpet_install::server::Event as InstallEvent;
 use limpet_lifecycle::{IslandChange, IslandReason};
-use limpet_lifecycle::{Keeper, Uptime};
+use limpet_lifecycle::{Keeper, RoughtimeChange, Uptime, WallTime};
 use limpet_policy::{DevicePolicy, IslandPolicy, ReadinessCheck, TaskPolicy};
 use limpet_sandbox::spawn::{self as sandbox, Roots, SpawnError, Spawned};
 use limpet_state::{FailureReason, State};
@@ -73,8 +73,11 @@ use crate::console;
 use crate::install::InstallServer;
 use crate::logs::{LineSplitter, LogFile};
 use crate::network::{self, NetMode, Network};
+use crate::roughtime::{self, Roughtime};
 use crate::slots::{TrialError, TrialRecord};
-use crate::status::{SystemStatus, TimeStatus, TrialStatus, UpdateAttempt};
+use crate::status::{
+    RoughtimeResult, RoughtimeStatus, SystemStatus, TimeStatus, TrialStatus, UpdateAttempt,
+};
 use crate::supervisor::{AfterExit, Millis, Supervisor, TaskSpec};
 use crate::sys::{self, Reaped};
 use crate::trial::{self, HealthGate, Verdict};
@@ -208,6 +211,8 @@ pub enum Source {
     Pipe(u64),
     /// One of the network's sockets.
     Net(network::Source),
+    /// The Roughtime query's socket.
+    Roughtime,
     /// The update agent's install socket.
     Install,
     /// Power button `n`.
@@ -314,6 +319,8 @@ pub struct Runtime<'a, H: Host> {
     watchdog: Option<Watchdog>,
     /// The time record, ticked in [`Runtime::on_tick`] when due.
     time: Option<TimeKeeping>,
+    /// The Roughtime client, its timers run in [`Runtime::on_tick`].
+    roughtime: Option<Roughtime>,
     trial: Option<TrialWatch>,
     /// Open output pipes by id; ids are never reused.
     pipes: BTreeMap<u64, Pipe>,
@@ -348,6 +355,8 @@ pub struct Parts {
     pub watchdog: Option<Watchdog>,
     /// The time record (opened at boot by `lifecycle.rs`), ticked on its schedule.
     pub time: Option<Keeper<File>>,
+    /// The Roughtime client, when the slot lists servers and the device has a network.
+    pub roughtime: Option<Roughtime>,
 }
 
 /// Runs the tasks until a shutdown request; returns when every task has stopped.
@@ -364,6 +373,7 @@ pub fn run(
         network,
         watchdog,
         time,
+        roughtime,
     } = parts;
     let signals = sys::signal_fd().map_err(RuntimeError::SignalFd)?;
     if let Some(parent) = roots.work.parent() {
@@ -379,6 +389,7 @@ pub fn run(
     runtime.install = install;
     runtime.watchdog = watchdog;
     runtime.set_time(time);
+    runtime.roughtime = roughtime;
     runtime.trial = trial.map(|p| TrialWatch {
         gate: p.gate,
         trial: Box::new(p.trial),
@@ -425,6 +436,7 @@ impl<'a, H: Host> Runtime<'a, H> {
             network,
             watchdog: None,
             time: None,
+            roughtime: None,
             trial: None,
             pipes: BTreeMap::new(),
             next_pipe: 0,
@@ -587,6 +599,9 @@ impl<'a, H: Host> Runtime<'a, H> {
                 set.push(Source::Net(source), fd);
             }
         }
+        if let Some(fd) = self.roughtime.as_ref().and_then(Roughtime::pollable) {
+            set.push(Source::Roughtime, fd);
+        }
         for (id, pipe) in &self.pipes {
             set.push(Source::Pipe(*id), pipe.fd.as_fd());
         }
@@ -609,6 +624,7 @@ impl<'a, H: Host> Runtime<'a, H> {
             net,
             self.watchdog.as_ref().map(Watchdog::due),
             self.time.as_ref().map(|t| t.due),
+            self.roughtime.as_ref().and_then(Roughtime::deadline),
             self.island_kill_at,
         ]
         .into_iter()
@@ -638,6 +654,12 @@ impl<'a, H: Host> Runtime<'a, H> {
                 Source::Notify(task) => self.on_notify(task),
                 Source::Pipe(id) => self.on_pipe(id),
                 Source::Net(_) => {}
+                Source::Roughtime => {
+                    let outcome = self.roughtime.as_mut().and_then(Roughtime::on_readable);
+                    if let Some(outcome) = outcome {
+                        self.on_roughtime(outcome);
+                    }
+                }
                 Source::Install => self.on_install_socket(),
                 Source::Button(i) => self.on_button(i),
                 Source::Signals => self.on_signals(),
@@ -658,6 +680,11 @@ impl<'a, H: Host> Runtime<'a, H> {
             }
         }
         self.on_time(now);
+        let net_up = self.network.as_ref().is_some_and(Network::is_up);
+        let outcome = self.roughtime.as_mut().and_then(|r| r.on_tick(now, net_up));
+        if let Some(outcome) = outcome {
+            self.on_roughtime(outcome);
+        }
         self.on_island(now);
         self.start_due(now);
         for (name, pid) in self.supervisor.readiness_overdue(now) {
@@ -693,6 +720,85 @@ impl<'a, H: Host> Runtime<'a, H> {
             }
         }
         None
+    }
+
+    /// What a Roughtime query came to: a trusted answer goes to the time record (rule 9),
+    /// which may move the clock forward; each result is said and kept for the status file.
+    fn on_roughtime(&mut self, outcome: roughtime::Outcome) {
+        let now = self.host.now();
+        let (server, result, lower, line) = match outcome {
+            roughtime::Outcome::Verified(v) => {
+                let lower = WallTime::from_secs(v.earliest_secs());
+                let (result, line) = match self.time.as_mut() {
+                    None => (
+                        RoughtimeResult::NoRecord,
+                        format!(
+                            "roughtime {}: answer trusted ({lower}), but there is no time record to raise",
+                            v.server
+                        ),
+                    ),
+                    Some(time) => match time.keeper.roughtime(lower, uptime(now)) {
+                        (RoughtimeChange::Raised { to, .. }, saved) => {
+                            let mut line =
+                                format!("roughtime {}: earliest time raised to {to}", v.server);
+                            if let Err(e) = saved {
+                                line.push_str(&format!("; not saved: {}", console::chain(&e)));
+                            }
+                            (RoughtimeResult::Raised, line)
+                        }
+                        (RoughtimeChange::NotAbove { lower, earliest }, _) => (
+                            RoughtimeResult::Unchanged,
+                            format!(
+                                "roughtime {}: {lower} is not above the earliest time {earliest}: nothing changed",
+                                v.server
+                            ),
+                        ),
+                    },
+                };
+                (v.server, result, Some(lower.as_secs()), line)
+            }
+            roughtime::Outcome::Refused { server, error } => {
+                let line = format!(
+                    "roughtime {server}: answer refused: {}",
+                    console::chain(&error)
+                );
+                (server, RoughtimeResult::Refused, None, line)
+            }
+            roughtime::Outcome::NoAnswer { server } => {
+                let line = format!(
+                    "roughtime {server}: no answer after {} tries of {} s",
+                    roughtime::TRIES,
+                    roughtime::TRY_TIMEOUT.as_secs()
+                );
+                (server, RoughtimeResult::NoAnswer, None, line)
+            }
+            roughtime::Outcome::Unsent { server, error } => {
+                let line = format!(
+                    "roughtime {server}: not sent: {error}; trying again in {} s",
+                    roughtime::UNSENT_RETRY.as_secs()
+                );
+                (server, RoughtimeResult::Unsent, None, line)
+            }
+        };
+        self.say(&line);
+        let sets_clock = self.roughtime.as_ref().is_some_and(|r| r.sets_clock);
+        if result == RoughtimeResult::Raised && sets_clock {
+            if let Some(time) = &self.time {
+                crate::lifecycle::set_clock(&time.keeper);
+            }
+        }
+        let status = RoughtimeStatus {
+            server,
+            result,
+            lower,
+            detail: line,
+            at_uptime_ms: now.0,
+        };
+        let results = &mut self.system.roughtime;
+        match results.iter_mut().find(|r| r.server == status.server) {
+            Some(last) => *last = status,
+            None => results.push(status),
+        }
     }
 
     /// Ticks the time record when due: it counts the uptime and saves when its interval has

@@ -30,6 +30,43 @@ pub struct SystemStatus {
     pub time: Option<TimeStatus>,
     /// The device's identity; absent where there is no data partition (`--sim`).
     pub identity: Option<limpet_identity::IdentityStatus>,
+    /// The last Roughtime result of each listed server that has one, in the order their
+    /// first results came; empty before the first query ends, and without listed servers.
+    pub roughtime: Vec<RoughtimeStatus>,
+}
+
+/// What the last Roughtime query came to (docs/end-of-life.md#roughtime).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoughtimeStatus {
+    /// The server's name (`[lifecycle] roughtime`).
+    pub server: String,
+    /// What became of it.
+    pub result: RoughtimeResult,
+    /// The answer's lower bound (midpoint − radius, seconds since 1970), when it passed
+    /// every check.
+    pub lower: Option<u64>,
+    /// The line PID 1 said on the console about it.
+    pub detail: String,
+    /// When, in milliseconds of uptime.
+    pub at_uptime_ms: u64,
+}
+
+/// What became of a Roughtime query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoughtimeResult {
+    /// A trusted answer raised the earliest time.
+    Raised,
+    /// A trusted answer at or below the earliest time: nothing changed.
+    Unchanged,
+    /// A trusted answer, and no time record to raise.
+    NoRecord,
+    /// The answer failed a check.
+    Refused,
+    /// No answer after every try.
+    NoAnswer,
+    /// The request could not be sent.
+    Unsent,
 }
 
 /// The device's time as the time record has it (docs/end-of-life.md), counted up to the
@@ -324,6 +361,7 @@ mod tests {
             network: None,
             time: None,
             identity: Some(limpet_identity::IdentityStatus::Created(view)),
+            roughtime: Vec::new(),
         };
         let json = serde_json::to_value(&system).unwrap();
         let id = &json["identity"];

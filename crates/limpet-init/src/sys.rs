@@ -291,6 +291,18 @@ pub fn set_realtime_secs(secs: u64) -> io::Result<()> {
     .map_err(io::Error::from)
 }
 
+/// 32 bytes from the kernel's random source (`getrandom`): a Roughtime request's nonce.
+pub fn random_nonce() -> io::Result<[u8; 32]> {
+    let mut nonce = [0u8; 32];
+    let mut filled = 0;
+    while filled < nonce.len() {
+        let rest = nonce.get_mut(filled..).unwrap_or_default();
+        filled += rustix::rand::getrandom(rest, rustix::rand::GetRandomFlags::empty())
+            .map_err(io::Error::from)?;
+    }
+    Ok(nonce)
+}
+
 /// Unmounts `target` (used at shutdown; a busy mount is detached instead).
 pub fn unmount(target: &Path) -> io::Result<()> {
     match rustix::mount::unmount(target, rustix::mount::UnmountFlags::empty()) {

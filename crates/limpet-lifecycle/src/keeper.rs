@@ -15,7 +15,8 @@
 //!   once after a fresh signed time or an accepted extension, and when PID 1 stops
 //!   ([`Keeper::save_now`]). The live state is never credited: the credit exists only on
 //!   the disk, where it covers a power cut.
-//! - A change of island mode is saved at once ([`Keeper::settle_island`]).
+//! - A change of island mode is saved at once ([`Keeper::settle_island`]), and so is an
+//!   earliest time raised by a Roughtime answer ([`Keeper::roughtime`]).
 //! - A save that fails is returned to the caller, and the live state is kept: the next tick
 //!   tries again.
 
@@ -25,8 +26,8 @@ use thiserror::Error;
 use crate::island::{IslandChange, IslandMode};
 use crate::store::{LifecycleStore, StoreError};
 use crate::time::{
-    Freshness, IslandReason, Now, SlotLifecycle, SupportError, TimeError, TimeState, Uptime,
-    WallTime,
+    Freshness, IslandReason, Now, RoughtimeChange, SlotLifecycle, SupportError, TimeError,
+    TimeState, Uptime, WallTime,
 };
 
 /// How much uptime may pass between two saves of the record: at most this much is counted
@@ -156,6 +157,24 @@ impl<D: BlockDevice> Keeper<D> {
             self.save(uptime)?;
         }
         Ok(())
+    }
+
+    /// A Roughtime answer PID 1 verified, whose lower bound is `lower` (rule 9), at uptime
+    /// reading `uptime`; saved at once when it raised the earliest time. The change is
+    /// returned with the save's result: the raise holds in memory even when the save fails.
+    pub fn roughtime(
+        &mut self,
+        lower: WallTime,
+        uptime: Uptime,
+    ) -> (RoughtimeChange, Result<(), KeeperError>) {
+        self.count(uptime);
+        let (state, change) = self.state.roughtime(lower);
+        self.state = state;
+        let saved = match change {
+            RoughtimeChange::Raised { .. } => self.save(uptime),
+            RoughtimeChange::NotAbove { .. } => Ok(()),
+        };
+        (change, saved)
     }
 
     /// Rule 3: the time to run at, given the RTC's reading.

@@ -37,6 +37,6 @@ pub use keeper::{Keeper, KeeperError, Opened, Settled, SAVE_INTERVAL};
 pub use record::RecordError;
 pub use store::{LifecycleStore, Loaded, StoreError};
 pub use time::{
-    Freshness, InvariantError, IslandReason, Now, SlotLifecycle, SupportError, TimeError,
-    TimeSource, TimeState, TimeStateParts, Uptime, WallTime,
+    Freshness, InvariantError, IslandReason, Now, RoughtimeChange, SlotLifecycle, SupportError,
+    TimeError, TimeSource, TimeState, TimeStateParts, Uptime, WallTime,
 };

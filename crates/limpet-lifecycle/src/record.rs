@@ -22,7 +22,10 @@
 //! 72     8     island_changed       u64, the earliest time (seconds since the epoch) of the
 //!                                   last change of `island`: when island mode began
 //!                                   (island 1 or 2) or ended (island 0); 0 = never in it
-//! 80     4004  reserved             written zero, ignored when read
+//! 80     8     roughtime            u64, the lower bound (midpoint − radius, seconds since the
+//!                                   epoch) of the last Roughtime answer that raised the
+//!                                   earliest time; 0 = none
+//! 88     3996  reserved             written zero, ignored when read
 //! 4084   8     sequence_trailer     u64, = sequence
 //! 4092   4     crc32                CRC-32 (IEEE 802.3, as zlib) of bytes 0..4092
 //! ```
@@ -32,7 +35,9 @@
 //! zero there and reads as connected, never in island mode; a PID 1 from before them (after
 //! a rollback) ignores them and, when it writes, drops them, which loses nothing it needs:
 //! the next PID 1 that knows island mode settles it again from the fields it keeps (rule 8
-//! of `time.rs`). A new format version would instead have made such a PID 1 refuse the
+//! of `time.rs`). `roughtime` was added the same way: the raise itself is kept in
+//! `since_floor` (rule 9), which every PID 1 reads, so an older one keeps the earliest time
+//! a Roughtime answer gave, and only the note of where it came from is dropped. A new format version would instead have made such a PID 1 refuse the
 //! record and start again from its build time: its floor would have gone back.
 //!
 //! # Validity
@@ -77,6 +82,7 @@ mod field {
     pub const SUPPORT_UNTIL: (usize, usize) = (56, 8);
     pub const ISLAND: (usize, usize) = (64, 4);
     pub const ISLAND_CHANGED: (usize, usize) = (72, 8);
+    pub const ROUGHTIME: (usize, usize) = (80, 8);
 }
 
 /// `island` values.
@@ -158,6 +164,8 @@ pub fn encode(state: &TimeState, sequence: u64) -> [u8; RECORD_SIZE] {
     };
     put(&mut b, field::ISLAND, &island.to_le_bytes());
     put(&mut b, field::ISLAND_CHANGED, &changed.to_le_bytes());
+    let roughtime = p.roughtime.map_or(0, WallTime::as_secs);
+    put(&mut b, field::ROUGHTIME, &roughtime.to_le_bytes());
     FRAME.seal(&mut b, sequence);
     b
 }
@@ -173,6 +181,7 @@ pub fn decode(b: &[u8; RECORD_SIZE]) -> Result<Record, RecordError> {
         since_fresh: Uptime::from_secs(get_u64(b, field::SINCE_FRESH)),
         support_until: optional(get_u64(b, field::SUPPORT_UNTIL)),
         island,
+        roughtime: optional(get_u64(b, field::ROUGHTIME)),
     })?;
     Ok(Record { sequence, state })
 }
@@ -330,6 +339,29 @@ mod tests {
                 state: s
             })
         );
+    }
+
+    /// A Roughtime raise round-trips at its offset; a PID 1 from before it (which reads the
+    /// record with the field zeroed, as it would write it) keeps the raised earliest time.
+    #[test]
+    fn a_roughtime_raise_round_trips_and_an_older_reader_keeps_the_earliest_time() {
+        let raised = WallTime::from_secs(2_100_000_000);
+        let (s, _) = state().roughtime(raised);
+        let b = encode(&s, 11);
+        assert_eq!(get_u64(&b, field::ROUGHTIME), 2_100_000_000);
+        assert_eq!(decode(&b).unwrap().state, s);
+        let mut old = b;
+        put(&mut old, field::ROUGHTIME, &0u64.to_le_bytes());
+        FRAME.seal(&mut old, 11);
+        let read = decode(&old).unwrap().state;
+        assert_eq!(read.earliest(), raised);
+        assert_eq!(read.floor(), s.floor());
+        assert_eq!(read.roughtime_raised(), None);
+        // A raise above the earliest time it claims to have set: refused.
+        let mut bad = b;
+        put(&mut bad, field::ROUGHTIME, &u64::MAX.to_le_bytes());
+        FRAME.seal(&mut bad, 11);
+        assert!(matches!(decode(&bad), Err(RecordError::Invariant { .. })));
     }
 
     /// The A/B record of `limpet-state` is not taken for this one (the magic differs).

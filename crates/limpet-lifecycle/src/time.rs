@@ -34,6 +34,14 @@
 //!    it is due until rule 7 says it no longer is ([`TimeState::settle_island`]): a signed
 //!    extension or fresh metadata lifts it. The mode is part of the state, so it is saved
 //!    with it and survives a reboot.
+//! 9. **A verified Roughtime answer** ([`TimeState::roughtime`]) raises the earliest time
+//!    to its lower bound (midpoint − radius) when that is above it, and never lowers
+//!    anything. It does **not** raise the floor that refuses signed metadata (rule 4): a
+//!    repository's timestamp is signed up to a day before it is fetched, and a floor raised
+//!    to *now* would refuse every timestamp signed before the answer. The raise is kept as
+//!    uptime counted past the floor (`since_floor`), so a PID 1 from before this rule reads
+//!    the same earliest time; the last raise is also kept on its own
+//!    ([`TimeState::roughtime_raised`]) for the status.
 //!
 //! Off rule 2 on purpose: the floor used to refuse signed times (rule 4) does not advance
 //! with uptime. A device clock that runs fast (crystals drift by tens of ppm, minutes a
@@ -235,6 +243,33 @@ pub enum InvariantError {
         /// The floor.
         floor: WallTime,
     },
+    /// The last Roughtime raise is above the earliest time, which it raised.
+    #[error("Roughtime-raised time {raised} is above the earliest time {earliest}")]
+    RoughtimeAboveEarliest {
+        /// The recorded raise.
+        raised: WallTime,
+        /// The earliest time.
+        earliest: WallTime,
+    },
+}
+
+/// What a verified Roughtime answer did (rule 9).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoughtimeChange {
+    /// The earliest time was raised to the answer's lower bound.
+    Raised {
+        /// The earliest time before.
+        from: WallTime,
+        /// The answer's lower bound: the earliest time now.
+        to: WallTime,
+    },
+    /// The answer's lower bound is not above the earliest time: nothing changed.
+    NotAbove {
+        /// The answer's lower bound.
+        lower: WallTime,
+        /// The earliest time, unchanged.
+        earliest: WallTime,
+    },
 }
 
 /// The fields of a [`TimeState`], for the record to encode and decode.
@@ -252,6 +287,8 @@ pub struct TimeStateParts {
     pub support_until: Option<WallTime>,
     /// Whether the device is in island mode (rule 8).
     pub island: IslandMode,
+    /// The lower bound of the last Roughtime answer that raised the earliest time (rule 9).
+    pub roughtime: Option<WallTime>,
 }
 
 /// What the device knows about time, as it persists it. Valid by construction: the newest
@@ -274,6 +311,7 @@ impl TimeState {
                 since_fresh: Uptime::ZERO,
                 support_until: None,
                 island: IslandMode::Connected,
+                roughtime: None,
             },
         }
     }
@@ -288,7 +326,14 @@ impl TimeState {
                 });
             }
         }
-        Ok(TimeState { parts })
+        let state = TimeState { parts };
+        if let Some(raised) = parts.roughtime {
+            let earliest = state.earliest();
+            if raised > earliest {
+                return Err(InvariantError::RoughtimeAboveEarliest { raised, earliest });
+            }
+        }
+        Ok(state)
     }
 
     /// Its fields.
@@ -309,6 +354,29 @@ impl TimeState {
     /// Rule 4: the newest verified signed time.
     pub const fn newest_signed(&self) -> Option<WallTime> {
         self.parts.newest_signed
+    }
+
+    /// Rule 9: the lower bound of the last Roughtime answer that raised the earliest time.
+    pub const fn roughtime_raised(&self) -> Option<WallTime> {
+        self.parts.roughtime
+    }
+
+    /// Rule 9: a verified Roughtime answer whose lower bound (midpoint − radius) is
+    /// `lower`: raises the earliest time to it when it is above, and never the floor.
+    pub fn roughtime(mut self, lower: WallTime) -> (Self, RoughtimeChange) {
+        let earliest = self.earliest();
+        if lower <= earliest {
+            return (self, RoughtimeChange::NotAbove { lower, earliest });
+        }
+        self.parts.since_floor = lower.saturating_since(self.parts.floor);
+        self.parts.roughtime = Some(lower);
+        (
+            self,
+            RoughtimeChange::Raised {
+                from: earliest,
+                to: lower,
+            },
+        )
     }
 
     /// Rule 5: uptime without fresh signed metadata.

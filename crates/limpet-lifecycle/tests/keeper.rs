@@ -8,8 +8,8 @@ use limpet_lifecycle::record::RECORD_SIZE;
 use limpet_lifecycle::store::COPY_OFFSETS;
 use limpet_lifecycle::{
     Freshness, IslandCause, IslandChange, IslandMode, IslandReason, Keeper, KeeperError,
-    LifecycleStore, Opened, SlotLifecycle, SupportError, TimeError, TimeSource, Uptime, WallTime,
-    SAVE_INTERVAL,
+    LifecycleStore, Opened, RoughtimeChange, SlotLifecycle, SupportError, TimeError, TimeSource,
+    Uptime, WallTime, SAVE_INTERVAL,
 };
 use limpet_testkit::power_cut_disk::SimDisk;
 
@@ -299,4 +299,36 @@ fn island_mode_survives_a_reboot_and_a_power_cut_during_the_switch() {
     settled.saved.unwrap();
     let d = keeper.into_device().unwrap();
     assert!(matches!(saved(&d).island(), IslandMode::Left { .. }));
+}
+
+/// Rule 9 through the keeper: a raise is saved at once and read back at the next boot (the
+/// clock at boot runs at it), the metadata floor stays, and a lower answer is not saved.
+#[test]
+fn a_roughtime_raise_is_saved_at_once_and_survives_a_reboot() {
+    let (mut keeper, _) = Keeper::open(disk(), slot(), secs(0));
+    let (change, saved_now) = keeper.roughtime(at(500), secs(7));
+    saved_now.unwrap();
+    assert_eq!(
+        change,
+        RoughtimeChange::Raised {
+            from: BUILT.saturating_add(secs(7)),
+            to: at(500)
+        }
+    );
+    assert_eq!(saved(keeper.device().unwrap()).earliest(), at(500));
+    let (change, saved_now) = keeper.roughtime(at(400), secs(8));
+    saved_now.unwrap();
+    assert!(matches!(change, RoughtimeChange::NotAbove { .. }));
+    let (keeper, opened) = Keeper::open(keeper.into_device().unwrap(), slot(), secs(0));
+    assert!(matches!(opened, Opened::Loaded));
+    assert_eq!(keeper.state().floor(), BUILT);
+    assert_eq!(keeper.state().roughtime_raised(), Some(at(500)));
+    assert!(keeper.state().earliest() >= at(500));
+    assert_eq!(
+        keeper.now(Some(WallTime::EPOCH)).source,
+        TimeSource::Earliest
+    );
+    // The repository's timestamp signed before the answer is still taken.
+    let mut keeper = keeper;
+    assert_eq!(keeper.verified(at(499), secs(1)).unwrap(), Freshness::Fresh);
 }

@@ -127,6 +127,21 @@ impl Manifest {
                 "island = {{ keep = {}, lan = {lan} }}",
                 list(&l.island.keep)
             );
+            if !l.roughtime.is_empty() {
+                let servers: Vec<String> = l
+                    .roughtime
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{{ name = {}, address = {}, key = {} }}",
+                            q(&r.name),
+                            q(&r.address.to_string()),
+                            q(&r.key)
+                        )
+                    })
+                    .collect();
+                let _ = writeln!(o, "roughtime = [{}]", servers.join(", "));
+            }
         }
         o
     }

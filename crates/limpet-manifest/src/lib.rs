@@ -91,7 +91,7 @@ pub use device::{
     MAX_CPUS, MAX_KERNEL_CMDLINE, MAX_WATCHDOG_SECS, MIN_DATA_SIZE, MIN_SLOT_SIZE,
 };
 pub use diag::{Diagnostic, Diagnostics, Problem};
-pub use lifecycle::{Island, IslandLan, Lifecycle};
+pub use lifecycle::{Island, IslandLan, Lifecycle, RoughtimeServer};
 pub use names::{
     AbsPath, BinaryName, DeviceName, InterfaceName, ModuleName, SyscallName, TaskName,
 };

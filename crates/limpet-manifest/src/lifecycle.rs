@@ -7,12 +7,17 @@
 //!   go into island mode between two polls.
 //! - `island.keep` names tasks that exist; island mode blocks the network unless `lan`
 //!   says otherwise.
+//! - Each `roughtime` server has a unique name, an IPv4 address with a port (the device's
+//!   network is IPv4 only) and a key that is an Ed25519 public key in base64, checked as
+//!   the device will check it (`limpet_roughtime::Server::new`).
+
+use std::net::{SocketAddr, SocketAddrV4};
 
 use serde::Serialize;
 
 use crate::diag::{did_you_mean, Problem};
 use crate::names::TaskName;
-use crate::raw::{RawLifecycle, RawManifest};
+use crate::raw::{RawLifecycle, RawManifest, RawRoughtime};
 use crate::units::{Date, Duration};
 use crate::update::Update;
 use crate::validate::{Checker, TaskFacts};
@@ -28,6 +33,20 @@ pub struct Lifecycle {
     pub freshness: Option<Duration>,
     /// What keeps running in island mode.
     pub island: Island,
+    /// Roughtime servers PID 1 asks for a signed time that raises the device's earliest
+    /// time (docs/end-of-life.md); empty: none.
+    pub roughtime: Vec<RoughtimeServer>,
+}
+
+/// A Roughtime server: `{ name = "rt1", address = "192.0.2.5:2002", key = "<base64>" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoughtimeServer {
+    /// A name for the console and the status file.
+    pub name: String,
+    /// Where PID 1 sends its queries (UDP).
+    pub address: SocketAddrV4,
+    /// The server's long-term Ed25519 public key, base64 of its 32 bytes, as written.
+    pub key: String,
 }
 
 /// Island mode: local function only, nothing towards the internet.
@@ -144,9 +163,61 @@ pub(crate) fn check(
         }
         None => Some(Island::default()),
     };
+    let roughtime = roughtime_servers(c, l.roughtime.as_deref().unwrap_or_default());
     Some(Lifecycle {
         support_until: date?,
         freshness: freshness?,
         island: island?,
+        roughtime: roughtime?,
     })
+}
+
+/// Checks `roughtime`'s servers, each field at its place; `None` if any failed.
+fn roughtime_servers(c: &mut Checker<'_>, raw: &[RawRoughtime]) -> Option<Vec<RoughtimeServer>> {
+    let mut out = Vec::new();
+    let mut ok = true;
+    for r in raw {
+        let name = c.check(&r.name, |n| {
+            if out.iter().any(|s: &RoughtimeServer| s.name == n) {
+                return Err(
+                    Problem::new(format!("Roughtime server \"{n}\" listed twice"))
+                        .expected("a name of its own for each server"),
+                );
+            }
+            n.parse::<TaskName>().map(|_| n.to_owned()).map_err(|_| {
+                Problem::new(format!("invalid Roughtime server name \"{n}\""))
+                    .expected("[a-z][a-z0-9-]{0,31}, e.g. \"rt1\"")
+            })
+        });
+        let address = c.check(&r.address, roughtime_address);
+        let key = c.check(&r.key, |k| {
+            limpet_roughtime::Server::new(r.name.get_ref(), k)
+                .map(|_| k.to_owned())
+                .map_err(|e| {
+                    Problem::new(format!("invalid Roughtime key: {e}")).expected(
+                        "the server's Ed25519 public key, 32 bytes in base64 (44 characters)",
+                    )
+                })
+        });
+        match (name, address, key) {
+            (Some(name), Some(address), Some(key)) => {
+                out.push(RoughtimeServer { name, address, key })
+            }
+            _ => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+/// `IP:PORT`, IPv4, a port above zero.
+fn roughtime_address(a: &str) -> Result<SocketAddrV4, Problem> {
+    let bad = || {
+        Problem::new(format!("invalid Roughtime server address \"{a}\""))
+            .expected("an IPv4 address and a UDP port, e.g. \"192.0.2.5:2002\"")
+    };
+    match a.parse::<SocketAddr>().map_err(|_| bad())? {
+        SocketAddr::V4(v4) if v4.port() != 0 && !v4.ip().is_unspecified() => Ok(v4),
+        SocketAddr::V4(_) => Err(bad()),
+        SocketAddr::V6(_) => Err(bad().hint("the device's network is IPv4 only")),
+    }
 }

@@ -233,6 +233,15 @@ pub(crate) struct RawLifecycle {
     pub support_until: Spanned<toml::Value>,
     pub freshness: Option<Str>,
     pub island: Option<RawIsland>,
+    pub roughtime: Option<Vec<RawRoughtime>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoughtime {
+    pub name: Str,
+    pub address: Str,
+    pub key: Str,
 }
 
 #[derive(Debug, Deserialize)]

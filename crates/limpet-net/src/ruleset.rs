@@ -587,6 +587,21 @@ impl Builder {
                 device_comment("dhcp"),
             );
         }
+        // PID 1's Roughtime queries: UDP to exactly the listed servers; the answers come
+        // back as `established`.
+        for (i, server) in policy.roughtime.iter().enumerate() {
+            self.rule(
+                c,
+                M::new()
+                    .skuid(ROOT_UID)
+                    .ipv4()
+                    .daddr(Ipv4Net::from(*server.ip()))
+                    .l4(L4::Udp)
+                    .dport(server.port()),
+                Verdict::Accept,
+                device_comment(&format!("roughtime:{i}")),
+            );
+        }
         self.chains.push(Chain {
             name: CHAIN_DNS_UPSTREAM.to_owned(),
             base: None,
@@ -886,6 +901,57 @@ mod tests {
 
     /// Island mode (limpet-compile's `island`): with `lan = true` a kept task's egress
     /// rules also need `ip daddr @lan4`; with `lan = false` its chain is only the drop, and
+    /// PID 1's Roughtime queries (`[lifecycle] roughtime`): uid 0, UDP, exactly the listed
+    /// address and port, before PID 1's final drop, in the normal and the island policy.
+    #[test]
+    fn roughtime_servers_are_open_to_pid1_only_in_both_policies() {
+        let text = format!(
+            "{}\n[update]\nrepository = \"http://updates.example.com:8080/t\"\n\
+             keys = [{{ id = \"{}\" }}]\n\n[lifecycle]\nsupport_until = \"2030-01-01\"\n\
+             island = {{ keep = [\"sensor\"] }}\n\
+             roughtime = [{{ name = \"rt1\", address = \"192.0.2.5:2002\", \
+             key = \"WGZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmY=\" }}]\n",
+            include_str!("../../limpet-compile/tests/fixtures/network.toml"),
+            "2f".repeat(32)
+        );
+        let m = limpet_manifest::parse("limpet.toml", &text)
+            .unwrap()
+            .with_update_agent()
+            .unwrap();
+        let compiled = limpet_compile::compile(&m).unwrap();
+        let normal = compiled.network.unwrap();
+        let island = compiled.island.unwrap().network.unwrap();
+        let addr = Expr::Cmp {
+            op: CmpOp::Eq,
+            data: vec![192, 0, 2, 5],
+        };
+        let port = Expr::Cmp {
+            op: CmpOp::Eq,
+            data: 2002u16.to_be_bytes().to_vec(),
+        };
+        let uid = Expr::Cmp {
+            op: CmpOp::Eq,
+            data: ROOT_UID.to_ne_bytes().to_vec(),
+        };
+        for p in [normal, island] {
+            let r = Ruleset::build(&p, &Runtime::by_uid(&p)).unwrap();
+            let at = |id: &str| {
+                r.rules
+                    .iter()
+                    .position(|x| x.comment == format!("device rule={id}"))
+            };
+            let rt = at("roughtime:0").expect("a roughtime rule");
+            assert!(rt < at("pid1-drop").unwrap());
+            let rule = &r.rules[rt];
+            assert_eq!(rule.chain, CHAIN_OUTPUT);
+            let accept = Expr::Verdict(Verdict::Accept);
+            for e in [&addr, &port, &uid, &accept] {
+                assert!(rule.exprs.contains(e), "{e:?} missing from {rule:?}");
+            }
+            assert!(at("roughtime:1").is_none());
+        }
+    }
+
     /// a stopped task has no chain. The update agent's rule is as declared.
     #[test]
     fn island_rules_narrow_to_the_lan_or_to_nothing() {

@@ -110,7 +110,7 @@ impl IslandPolicy {
 
 /// The slot's time and support window (manifest `[lifecycle]`, and the build's
 /// `SOURCE_DATE_EPOCH`). Signed with the slot, like every field of the policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LifecyclePolicy {
     /// The build time (`SOURCE_DATE_EPOCH`), seconds since 1970-01-01T00:00:00Z: the
@@ -124,6 +124,23 @@ pub struct LifecyclePolicy {
     /// Manifest `freshness`, in seconds of uptime without fresh signed metadata.
     #[serde(default)]
     pub freshness_secs: Option<u64>,
+    /// Manifest `roughtime`: the servers PID 1 asks for a signed time that raises the
+    /// device's earliest time (never the floor that refuses signed metadata). Their
+    /// addresses are also in the network policy's `roughtime`, which lets PID 1's queries out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roughtime: Vec<RoughtimeServer>,
+}
+
+/// A Roughtime server PID 1 asks (manifest `[lifecycle] roughtime`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoughtimeServer {
+    /// Its name, for the console and the status file.
+    pub name: String,
+    /// Where the queries go (UDP).
+    pub address: std::net::SocketAddrV4,
+    /// Its long-term Ed25519 public key, base64 of the 32 bytes.
+    pub key: String,
 }
 
 /// Why a PID 1 built without the network (`LIMPET_INIT_NETWORK=off`) refuses a policy
@@ -285,6 +302,7 @@ mod tests {
                 built: 1_700_000_000,
                 support_until: Some(1_956_614_400),
                 freshness_secs: None,
+                roughtime: Vec::new(),
             }),
             ..policy
         };

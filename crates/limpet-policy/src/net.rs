@@ -48,6 +48,10 @@ pub struct NetPolicy {
     pub names: Vec<NameSet>,
     /// What PID 1 brings up: the interfaces, and the static address if there is one.
     pub links: Links,
+    /// The Roughtime servers of `[lifecycle] roughtime`: PID 1 (uid 0) may send UDP to
+    /// exactly these, in the normal and the island policy alike.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roughtime: Vec<SocketAddrV4>,
 }
 
 /// The device's interfaces and their configuration, for PID 1's network bring-up.

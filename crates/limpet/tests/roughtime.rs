@@ -17,43 +17,12 @@ mod common;
 #[path = "common/netns.rs"]
 mod netns;
 
-use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use limpet_roughtime::{request, verify, Error, Server};
-use netns::{inside, ip, Lab};
-
-/// Starts a pyroughtime server with a new long-term key in `ns` on `addr:port`; returns its
-/// public key (base64). The server is the lab's, killed by its pid when the lab drops.
-fn start_server(lab: &mut Lab, ns: &str, addr: &str, port: u16) -> String {
-    const SCRIPT: &str = "import sys\n\
-from pyroughtime.pyroughtime import RoughtimeServer as S\n\
-priv, publ = S.create_key()\n\
-cert, dpriv = S.create_delegate_key(priv)\n\
-print(publ.decode(), flush=True)\n\
-S(cert, dpriv).start(sys.argv[1], int(sys.argv[2]))\n";
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", ns, "python3", "-c", SCRIPT, addr])
-        .arg(port.to_string())
-        // The server stamps its local time; the namespace's is the host's, in UTC.
-        .env("TZ", "UTC")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("cannot run python3");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    lab.adopt(child);
-    assert!(
-        !line.trim().is_empty(),
-        "pyroughtime printed no key: is it installed (`.ci/install-deps`)?"
-    );
-    line.trim().to_owned()
-}
+use netns::{inside, ip, roughtime_server, Lab};
 
 /// Sends `bytes` to `to` from `ns` and returns the first answer (tries 10 times, 1 s
 /// each: the server may still be starting).
@@ -111,8 +80,8 @@ fn a_real_roughtime_server_is_trusted_only_for_fresh_answers_under_its_listed_ke
     ip(&srv, "link set s0 up");
     ip(&dev, "link set d0 up");
 
-    let listed_key = start_server(&mut lab, &srv, "192.0.2.1", 2002);
-    let other_key = start_server(&mut lab, &srv, "192.0.2.1", 2003);
+    let listed_key = roughtime_server(&mut lab, &srv, "192.0.2.1", 2002, None);
+    let other_key = roughtime_server(&mut lab, &srv, "192.0.2.1", 2003, None);
     let listed = Server::new("rt-listed", &listed_key).unwrap();
 
     // A fresh answer under the listed key: trusted, and it says the host's time (the

@@ -36,7 +36,7 @@ use ed25519_dalek::SigningKey;
 use limpet_image::slot::{SlotLayout, SlotMeta};
 use limpet_image::{cpio, disk, slot, squashfs};
 use limpet_manifest::Manifest;
-use limpet_policy::LifecyclePolicy;
+use limpet_policy::{LifecyclePolicy, RoughtimeServer};
 use sha2::{Digest, Sha256};
 
 use super::cargo::{BinarySpec, CargoError, InitPart, InitParts, Workspace};
@@ -474,6 +474,16 @@ fn read_inputs(options: &BuildOptions) -> Result<Inputs, BuildError> {
 /// floor starts there) and the manifest's `[lifecycle]`, its last day of support as the
 /// first second after it (limpet-repo's `support_end`, as the repository's extensions).
 fn lifecycle_policy(manifest: &Manifest, epoch: u32) -> Result<LifecyclePolicy, BuildError> {
+    let roughtime = manifest
+        .lifecycle
+        .iter()
+        .flat_map(|l| &l.roughtime)
+        .map(|r| RoughtimeServer {
+            name: r.name.clone(),
+            address: r.address,
+            key: r.key.clone(),
+        })
+        .collect();
     let (support_until, freshness_secs) = match &manifest.lifecycle {
         Some(l) => {
             let last_day = l.support_until.to_string();
@@ -488,6 +498,7 @@ fn lifecycle_policy(manifest: &Manifest, epoch: u32) -> Result<LifecyclePolicy, 
         built: u64::from(epoch),
         support_until,
         freshness_secs,
+        roughtime,
     })
 }
 
@@ -1114,6 +1125,11 @@ mod tests {
                 built: 1_700_000_000,
                 support_until: Some(1_956_614_400),
                 freshness_secs: Some(45 * 86_400),
+                roughtime: vec![RoughtimeServer {
+                    name: "rt1".to_owned(),
+                    address: "192.0.2.5:2002".parse().unwrap(),
+                    key: "WGZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmY=".to_owned(),
+                }],
             }
         );
         let m = manifest("examples/hello/limpet.toml");
@@ -1124,6 +1140,7 @@ mod tests {
                 built: 7,
                 support_until: None,
                 freshness_secs: None,
+                roughtime: Vec::new(),
             }
         );
     }

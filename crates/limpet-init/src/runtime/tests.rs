@@ -112,6 +112,7 @@ fn system() -> SystemStatus {
         network: None,
         time: None,
         identity: None,
+        roughtime: Vec::new(),
     }
 }
 

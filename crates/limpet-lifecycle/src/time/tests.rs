@@ -318,6 +318,7 @@ fn parts_that_break_a_rule_are_refused() {
         since_fresh: Uptime::ZERO,
         support_until: None,
         island: IslandMode::Connected,
+        roughtime: None,
     };
     assert_eq!(
         TimeState::from_parts(parts),
@@ -328,6 +329,18 @@ fn parts_that_break_a_rule_are_refused() {
     );
     let s = TimeState::factory(&slot()).verified(at(4)).unwrap().0;
     assert_eq!(TimeState::from_parts(s.parts()), Ok(s));
+    let raised_above = TimeStateParts {
+        newest_signed: None,
+        roughtime: Some(at(1)),
+        ..parts
+    };
+    assert_eq!(
+        TimeState::from_parts(raised_above),
+        Err(InvariantError::RoughtimeAboveEarliest {
+            raised: at(1),
+            earliest: BUILT
+        })
+    );
 }
 
 /// Whatever happens, in any order, the floor, the earliest time and the accepted end never
@@ -346,8 +359,9 @@ fn random_sequences_keep_every_rule() {
         for _ in 0..100 {
             let before = s;
             let t = at(next(4 * 365));
-            s = match next(5) {
+            s = match next(6) {
                 0 => s.elapse(Uptime::from_secs(next(10 * DAY))),
+                5 => s.roughtime(t).0,
                 1 => s.verified(t).map(|(s, _)| s).unwrap_or(s),
                 2 => s.extend_support(&slot(), t).unwrap_or(s),
                 3 => s.boot(&SlotLifecycle { built: t, ..slot() }),
@@ -367,6 +381,7 @@ fn the_slot_lifecycle_comes_from_the_signed_policy() {
         built: BUILT.as_secs(),
         support_until: Some(at(2 * 365).as_secs()),
         freshness_secs: Some(45 * DAY),
+        roughtime: Vec::new(),
     };
     assert_eq!(SlotLifecycle::from(&policy), slot());
 }
@@ -423,4 +438,63 @@ fn island_mode_follows_a_stale_repository_and_fresh_metadata_lifts_it() {
     let (back, change) = fresh.settle_island(&slot());
     assert_eq!(change, Some(IslandChange::Left));
     assert!(!back.island().is_island());
+}
+
+/// Rule 9: a Roughtime answer raises the earliest time (the clock, the end of support) but
+/// not the floor that refuses signed metadata.
+#[test]
+fn a_roughtime_answer_raises_the_earliest_time_but_not_the_metadata_floor() {
+    let s = TimeState::factory(&slot()).elapse(Uptime::from_days(1));
+    let (r, change) = s.roughtime(at(300));
+    assert_eq!(
+        change,
+        RoughtimeChange::Raised {
+            from: at(1),
+            to: at(300)
+        }
+    );
+    assert_eq!(r.earliest(), at(300));
+    assert_eq!(r.floor(), BUILT);
+    assert_eq!(r.roughtime_raised(), Some(at(300)));
+    // The clock: an RTC years behind runs at the answer's lower bound.
+    assert_eq!(r.now(Some(WallTime::EPOCH)).time, at(300));
+    // A timestamp the repository signed a day before the answer is still taken, and fresh.
+    let (v, fresh) = r.verified(at(299)).unwrap();
+    assert_eq!(fresh, Freshness::Fresh);
+    assert_eq!(v.floor(), at(299));
+    assert_eq!(v.earliest(), at(300), "the earliest time does not go back");
+    // Uptime counts on from the raise.
+    assert_eq!(r.elapse(Uptime::from_days(2)).earliest(), at(302));
+    // The stale count is not reset: Roughtime is not fresh metadata.
+    assert_eq!(r.since_fresh(), Uptime::from_days(1));
+}
+
+/// Rule 9: an answer at or below the earliest time changes nothing.
+#[test]
+fn a_roughtime_answer_below_the_earliest_time_changes_nothing() {
+    let s = TimeState::factory(&slot())
+        .elapse(Uptime::from_days(10))
+        .roughtime(at(20))
+        .0;
+    for lower in [WallTime::EPOCH, BUILT, at(19), at(20)] {
+        let (r, change) = s.roughtime(lower);
+        assert_eq!(r, s);
+        assert_eq!(
+            change,
+            RoughtimeChange::NotAbove {
+                lower,
+                earliest: at(20)
+            }
+        );
+    }
+}
+
+/// Rule 9: an answer past the end of support ends it (the earliest time reached it).
+#[test]
+fn a_roughtime_answer_past_the_end_of_support_makes_island_mode_due() {
+    let (r, _) = TimeState::factory(&slot()).roughtime(at(2 * 365));
+    assert!(matches!(
+        r.island_due(&slot()),
+        Some(IslandReason::SupportEnded { .. })
+    ));
 }

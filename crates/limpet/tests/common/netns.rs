@@ -280,3 +280,45 @@ pub fn line_server(
         }
     });
 }
+
+/// Starts a pyroughtime server (PyPI, Roughtime draft 07) in `ns` on `addr:port`, under the
+/// long-term private key `private` (base64, the `ed25519` package's form), or under a new
+/// one when `None`; returns its public key (base64). The server is the lab's, killed by its
+/// pid when the lab drops.
+pub fn roughtime_server(
+    lab: &mut Lab,
+    ns: &str,
+    addr: &str,
+    port: u16,
+    private: Option<&str>,
+) -> String {
+    const SCRIPT: &str = "import base64, sys, ed25519\n\
+from pyroughtime.pyroughtime import RoughtimeServer as S\n\
+priv = sys.argv[3].encode() if sys.argv[3] else S.create_key()[0]\n\
+publ = ed25519.SigningKey(priv, encoding='base64').get_verifying_key().to_bytes()\n\
+cert, dpriv = S.create_delegate_key(priv)\n\
+print(base64.b64encode(publ).decode(), flush=True)\n\
+S(cert, dpriv).start(sys.argv[1], int(sys.argv[2]))\n";
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "python3", "-c", SCRIPT, addr])
+        .arg(port.to_string())
+        .arg(private.unwrap_or(""))
+        // The server stamps its local time; the namespace's is the host's, in UTC.
+        .env("TZ", "UTC")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("cannot run python3");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    lab.adopt(child);
+    assert!(
+        !line.trim().is_empty(),
+        "pyroughtime printed no key: is it installed (`.ci/install-deps`)?"
+    );
+    line.trim().to_owned()
+}
