@@ -115,9 +115,10 @@ pub const BOARD: &[Check] = &[
     base("KEYBOARD_GPIO", On, Aarch64, "gpio-keys: the virt board's power button"),
     base("INPUT_KEYBOARD", On, Aarch64, "gpio-keys is a keyboard driver"),
     base("RTC_DRV_PL031", On, Aarch64, "the virt board's real-time clock"),
+    base("ARM64_TAGGED_ADDR_ABI", On, Aarch64, "ARM64_MTE depends on it (a process passes tagged pointers to system calls only after opting in)"),
 ];
 
-/// The x86 CPU vulnerability mitigations that Linux turns on by default: `allnoconfig`
+/// The CPU vulnerability mitigations that Linux turns on by default: `allnoconfig`
 /// would turn them off. Best effort, like the hardening checks (some need a newer
 /// compiler or a feature the kernel leaves out).
 #[rustfmt::skip]
@@ -131,6 +132,7 @@ pub const MITIGATIONS: &[Check] = &[
     base("MITIGATION_SPECTRE_BHI", On, X86_64, "Spectre branch history injection"),
     base("MITIGATION_ITS", On, X86_64, "Indirect Target Selection"),
     base("MITIGATION_TSA", On, X86_64, "Transient Scheduler Attacks"),
+    base("MITIGATE_SPECTRE_BRANCH_HISTORY", On, Aarch64, "Spectre-BHB: the branch history is cleared at kernel entry on affected cores"),
 ];
 
 /// Lines the needs of [`limpet_kconfig::needs`] depend on when the network is in.
@@ -309,6 +311,39 @@ mod tests {
 
     fn options_of(lines: &[&Line]) -> Vec<&'static str> {
         lines.iter().map(|l| l.check.option).collect()
+    }
+
+    /// The board, the mitigations and the moot checks as tables, for `docs/kernel.md`.
+    #[test]
+    fn docs_list_the_board_and_what_is_moot() {
+        use limpet_testkit::docs;
+        let lines = |checks: &[Check]| {
+            let rows = checks.iter().map(|c| {
+                vec![
+                    format!("`CONFIG_{}`", c.option),
+                    format!("`{}`", c.want.describe()),
+                    c.arch.name().to_owned(),
+                    c.reason.to_owned(),
+                ]
+            });
+            docs::table(&["option", "wanted", "arch", "why"], rows)
+        };
+        let moot = docs::table(
+            &["checks", "why they do not apply"],
+            MOOT.iter().map(|(option, why)| {
+                // A name ending in `_` is the start of several options.
+                let all = if option.ends_with('_') { "*" } else { "" };
+                vec![format!("`CONFIG_{option}{all}`"), (*why).to_owned()]
+            }),
+        );
+        let doc = docs::workspace_path("docs/kernel.md");
+        for (name, rendered) in [
+            ("kernel-board", lines(BOARD)),
+            ("kernel-mitigations", lines(MITIGATIONS)),
+            ("kernel-moot", moot),
+        ] {
+            docs::assert_region(&doc, name, file!(), &rendered);
+        }
     }
 
     #[test]
