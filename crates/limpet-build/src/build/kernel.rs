@@ -6,7 +6,10 @@
 //!   `/lib/modules/V/modules.dep`;
 //! - a module is found through `modules.dep` only, and carried with its whole dependency
 //!   closure, dependencies first, so PID 1 loads the list in order and nothing else;
-//! - a module the kernel has built in (`modules.builtin`) needs no file and is skipped.
+//! - a module the kernel has built in (`modules.builtin`) needs no file and is skipped;
+//! - where the kernel comes from ([`KernelOrigin`], for the SBOM) is what is known, never
+//!   guessed: the source package of Limpet's own, the package dpkg says installed the
+//!   host's, or unknown.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
