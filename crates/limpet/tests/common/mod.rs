@@ -78,6 +78,24 @@ pub fn boot_until_line(dir: &Path, until: &str, deadline_secs: &str) -> String {
     console
 }
 
+/// Boots `dir` with `limpet run` (through the device's chain), keeping its disk and
+/// firmware writes; once a console line contains `up`, presses the board's power button,
+/// and the device must power off within `deadline_secs`. Returns the console.
+pub fn boot_then_power_off(dir: &Path, up: &str, deadline_secs: &str) -> String {
+    let out = run(
+        limpet()
+            .arg("run")
+            .arg(dir)
+            .args(["--json", "--persist", "--timeout", deadline_secs])
+            .args(["--powerdown-on", up]),
+        true,
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let console = stderr(&out);
+    assert_eq!(summary["outcome"], "powered-off", "{summary}\n{console}");
+    console
+}
+
 /// Boots `dir` (`limpet run`, through the chain, keeping its writes) until the guest's
 /// kernel panics: `panic=-1` reboots at once, and QEMU runs with `-no-reboot`, so it exits;
 /// a kernel that waits after its panic (`panic=0`) is ended by the hardware watchdog's reset.
