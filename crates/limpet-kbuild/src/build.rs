@@ -83,7 +83,7 @@ pub fn build(req: &Request<'_>) -> Result<Built, KbuildError> {
         return Ok(built);
     }
     let tree = unpack(req.source, req.cache)?;
-    let out = req.cache.join(format!("build-{}", req.target.as_str()));
+    let out = build_tree(req.cache, req.target);
     mkdir(&out)?;
     let fragment_path = out.join(FRAGMENT_FILE);
     fs::write(&fragment_path, &fragment).map_err(io(&fragment_path))?;
@@ -175,6 +175,11 @@ pub fn build(req: &Request<'_>) -> Result<Built, KbuildError> {
     })?;
     built.reused = false;
     Ok(built)
+}
+
+/// The incremental build tree (`make O=`) of `target` in `cache`.
+pub fn build_tree(cache: &Path, target: Target) -> PathBuf {
+    cache.join(format!("build-{}", target.as_str()))
 }
 
 /// The cache key: everything the image depends on.

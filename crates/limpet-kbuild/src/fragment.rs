@@ -107,17 +107,21 @@ pub const BOARD: &[Check] = &[
     base("SERIAL_8250_CONSOLE", On, X86_64, "console=ttyS0"),
     base("RTC_DRV_CMOS", On, X86_64, "the PC real-time clock"),
     base("KERNEL_ZSTD", On, X86_64, "a bzImage compressed with zstd (fast to unpack)"),
-    base("PCI_HOST_GENERIC", On, Aarch64, "the virt board's PCIe host bridge"),
+    base("ACPI", On, Aarch64, "under UEFI (AAVMF) the virt board is described by ACPI tables, not a device tree"),
+    base("ACPI_BUTTON", On, Aarch64, "the ACPI power button (signalled through the board's Generic Event Device), which PID 1 turns into a clean shutdown"),
+    base("RTC_DRV_EFI", On, Aarch64, "under ACPI the real-time clock is read through UEFI runtime services"),
+    base("PCI_HOST_GENERIC", On, Aarch64, "the virt board's PCIe host bridge on a device tree (ACPI's is built in with ACPI and PCI)"),
     base("SERIAL_AMBA_PL011", On, Aarch64, "the virt board's UART"),
     base("SERIAL_AMBA_PL011_CONSOLE", On, Aarch64, "console=ttyAMA0"),
-    base("GPIOLIB", On, Aarch64, "the power button is a GPIO key"),
+    base("GPIOLIB", On, Aarch64, "on a device tree the power button is a GPIO key"),
     base("GPIO_PL061", On, Aarch64, "the virt board's GPIO controller"),
-    base("KEYBOARD_GPIO", On, Aarch64, "gpio-keys: the virt board's power button"),
+    base("KEYBOARD_GPIO", On, Aarch64, "gpio-keys: the virt board's power button on a device tree (QEMU without UEFI)"),
     base("INPUT_KEYBOARD", On, Aarch64, "gpio-keys is a keyboard driver"),
-    base("RTC_DRV_PL031", On, Aarch64, "the virt board's real-time clock"),
+    base("RTC_DRV_PL031", On, Aarch64, "the virt board's real-time clock on a device tree"),
+    base("ARM64_TAGGED_ADDR_ABI", On, Aarch64, "ARM64_MTE depends on it (a process passes tagged pointers to system calls only after opting in)"),
 ];
 
-/// The x86 CPU vulnerability mitigations that Linux turns on by default: `allnoconfig`
+/// The CPU vulnerability mitigations that Linux turns on by default: `allnoconfig`
 /// would turn them off. Best effort, like the hardening checks (some need a newer
 /// compiler or a feature the kernel leaves out).
 #[rustfmt::skip]
@@ -131,6 +135,7 @@ pub const MITIGATIONS: &[Check] = &[
     base("MITIGATION_SPECTRE_BHI", On, X86_64, "Spectre branch history injection"),
     base("MITIGATION_ITS", On, X86_64, "Indirect Target Selection"),
     base("MITIGATION_TSA", On, X86_64, "Transient Scheduler Attacks"),
+    base("MITIGATE_SPECTRE_BRANCH_HISTORY", On, Aarch64, "Spectre-BHB: the branch history is cleared at kernel entry on affected cores"),
 ];
 
 /// Lines the needs of [`limpet_kconfig::needs`] depend on when the network is in.
@@ -289,7 +294,10 @@ mod tests {
         let x86 = options(&lines(&manifest("x86_64", false)));
         let arm = options(&lines(&manifest("aarch64", false)));
         assert!(x86.contains(&"SERIAL_8250_CONSOLE") && !x86.contains(&"SERIAL_AMBA_PL011"));
-        assert!(arm.contains(&"SERIAL_AMBA_PL011_CONSOLE") && !arm.contains(&"ACPI_BUTTON"));
+        assert!(arm.contains(&"SERIAL_AMBA_PL011_CONSOLE") && !arm.contains(&"SERIAL_8250"));
+        // Both boards come up from UEFI with ACPI tables; only x86 has the PC's RTC.
+        assert!(x86.contains(&"ACPI_BUTTON") && arm.contains(&"ACPI_BUTTON"));
+        assert!(x86.contains(&"RTC_DRV_CMOS") && !arm.contains(&"RTC_DRV_CMOS"));
     }
 
     #[test]
@@ -309,6 +317,39 @@ mod tests {
 
     fn options_of(lines: &[&Line]) -> Vec<&'static str> {
         lines.iter().map(|l| l.check.option).collect()
+    }
+
+    /// The board, the mitigations and the moot checks as tables, for `docs/kernel.md`.
+    #[test]
+    fn docs_list_the_board_and_what_is_moot() {
+        use limpet_testkit::docs;
+        let lines = |checks: &[Check]| {
+            let rows = checks.iter().map(|c| {
+                vec![
+                    format!("`CONFIG_{}`", c.option),
+                    format!("`{}`", c.want.describe()),
+                    c.arch.name().to_owned(),
+                    c.reason.to_owned(),
+                ]
+            });
+            docs::table(&["option", "wanted", "arch", "why"], rows)
+        };
+        let moot = docs::table(
+            &["checks", "why they do not apply"],
+            MOOT.iter().map(|(option, why)| {
+                // A name ending in `_` is the start of several options.
+                let all = if option.ends_with('_') { "*" } else { "" };
+                vec![format!("`CONFIG_{option}{all}`"), (*why).to_owned()]
+            }),
+        );
+        let doc = docs::workspace_path("docs/kernel.md");
+        for (name, rendered) in [
+            ("kernel-board", lines(BOARD)),
+            ("kernel-mitigations", lines(MITIGATIONS)),
+            ("kernel-moot", moot),
+        ] {
+            docs::assert_region(&doc, name, file!(), &rendered);
+        }
     }
 
     #[test]

@@ -235,7 +235,7 @@ pub const HARDENING: &[Check] = &[
     check("IOMMU_SUPPORT", On, KernelDocs, Any, "devices can be kept from DMA into arbitrary memory"),
     check("SECCOMP_FILTER", On, KernelDocs, Any, "processes can restrict their own system calls"),
     check("RANDOMIZE_MEMORY", On, KernelDocs, X86_64, "the kernel's memory regions move per boot"),
-    check("DEBUG_WX", On, KernelDocs, X86_64, "warns at boot about any writable and executable kernel mapping"),
+    check("DEBUG_WX", On, KernelDocs, Any, "warns at boot about any writable and executable kernel mapping"),
     check("PAGE_TABLE_ISOLATION", On, KernelDocs, X86_64, "Meltdown: user space cannot map kernel memory").renamed("MITIGATION_PAGE_TABLE_ISOLATION"),
     check("RETPOLINE", On, KernelDocs, X86_64, "Spectre v2: indirect branches cannot be steered").renamed("MITIGATION_RETPOLINE"),
     check("X86_UMIP", On, KernelDocs, X86_64, "user space cannot read descriptor table addresses"),
@@ -244,6 +244,7 @@ pub const HARDENING: &[Check] = &[
     check("ARM64_PTR_AUTH_KERNEL", On, KernelDocs, Aarch64, "return addresses are signed (pointer authentication)"),
     check("ARM64_BTI_KERNEL", On, KernelDocs, Aarch64, "indirect branches may only land on marked targets"),
     check("RODATA_FULL_DEFAULT_ENABLED", On, KernelDocs, Aarch64, "the linear map's copy of read-only data is read-only too"),
+    check("ARM64_PAN", On, KernelDocs, Aarch64, "Privileged Access Never: the kernel cannot touch user memory outside its user-copy functions"),
     // KSPP recommended settings.
     check("BUG_ON_DATA_CORRUPTION", On, Kspp, Any, "a corrupted kernel list or structure stops the kernel instead of being used"),
     check("SLAB_FREELIST_HARDENED", On, Kspp, Any, "heap free-list pointers are obfuscated and checked"),
@@ -282,6 +283,12 @@ pub const HARDENING: &[Check] = &[
     check("RANDSTRUCT_FULL", On, Kspp, Any, "the layout of sensitive kernel structures is randomized per build"),
     check("INTEL_IOMMU_DEFAULT_ON", On, Kspp, X86_64, "the Intel IOMMU is on from boot"),
     check("SHADOW_CALL_STACK", On, Kspp, Aarch64, "return addresses are kept on a separate stack"),
+    check("ARM64_SW_TTBR0_PAN", On, Kspp, Aarch64, "PAN emulated in software on CPUs without it (before ARMv8.1)"),
+    check("ARM64_PTR_AUTH", On, Kspp, Aarch64, "pointer authentication for user space; the kernel's own depends on it"),
+    check("ARM64_BTI", On, Kspp, Aarch64, "branch target identification for user space"),
+    check("ARM64_MTE", On, Kspp, Aarch64, "memory tagging, which allocators can use to catch use-after-free and overflows"),
+    check("ARM64_E0PD", On, Kspp, Aarch64, "user space cannot time accesses to kernel addresses (ARMv8.5)"),
+    check("ARM64_EPAN", On, Kspp, Aarch64, "PAN also covers execute-only user memory (ARMv8.7)"),
 ];
 
 /// Options that add attack surface and should be off unless a device needs them.

@@ -97,17 +97,7 @@ fn the_aarch64_chain_boots_with_secure_boot_enforcing() {
     require_tool("qemu-system-aarch64");
     // Once the task beats, the board's power button (a GPIO key) is pressed: PID 1 shuts
     // the device down cleanly.
-    let out = run(
-        limpet()
-            .arg("run")
-            .arg(&dir)
-            .args(["--json", "--persist", "--timeout", BOOT_DEADLINE_SECS])
-            .args(["--powerdown-on", UP]),
-        true,
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let console = stderr(&out);
-    assert_eq!(summary["outcome"], "powered-off", "{summary}\n{console}");
+    let console = boot_then_power_off(&dir, UP, BOOT_DEADLINE_SECS);
     for line in [
         "limpet-boot: version 0.1.0 (aarch64)",
         "limpet-boot: UEFI Secure Boot: enabled",

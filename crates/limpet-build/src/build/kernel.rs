@@ -6,13 +6,17 @@
 //!   `/lib/modules/V/modules.dep`;
 //! - a module is found through `modules.dep` only, and carried with its whole dependency
 //!   closure, dependencies first, so PID 1 loads the list in order and nothing else;
-//! - a module the kernel has built in (`modules.builtin`) needs no file and is skipped.
+//! - a module the kernel has built in (`modules.builtin`) needs no file and is skipped;
+//! - where the kernel comes from ([`KernelOrigin`], for the SBOM) is what is known, never
+//!   guessed: the source package of Limpet's own, the package dpkg says installed the
+//!   host's, or unknown.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use limpet_manifest::{Kernel, KernelSource, Manifest, Target, Watchdog};
+use sha2::{Digest, Sha256};
 
 /// The kernel command line signed into the slot for `target` and `[kernel]`: the board's
 /// first serial port as the console, a reboot on panic at once (so that a kernel that
@@ -193,6 +197,31 @@ pub struct KernelFiles {
     /// The kernel's modules directory, holding `modules.dep` and the module files; `None`
     /// for a kernel without loadable modules (Limpet's own: every driver built in).
     pub modules_dir: Option<PathBuf>,
+    /// Where it comes from, for the SBOM.
+    pub origin: KernelOrigin,
+}
+
+/// Where the device's kernel comes from, as the SBOM records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelOrigin {
+    /// Built by Limpet (`source = "limpet"`) from Debian's `linux-source-6.1`.
+    Limpet {
+        /// The source package's version as dpkg knows it (e.g. `6.1.192-3`).
+        version: String,
+        /// The sha256 of the source tarball, hex.
+        source_sha256: String,
+        /// The sha256 of the kernel's `.config`, hex.
+        config_sha256: String,
+    },
+    /// A Debian kernel package on the build host (`source = "host"`), as dpkg names it.
+    Debian {
+        /// The package that installed the image (e.g. `linux-image-6.1.0-57-amd64`).
+        package: String,
+        /// Its version (e.g. `6.1.192-1`).
+        version: String,
+    },
+    /// Files whose package is not known: a vendor's, or a host kernel no package owns.
+    Unknown,
 }
 
 /// Where Limpet's own kernel comes from and goes, for `[kernel] source = "limpet"`.
@@ -237,10 +266,19 @@ pub fn locate(
                     "kernel hardening CONFIG_{option} is not available with this toolchain"
                 );
             }
+            let config = fs::read(&built.config).map_err(|e| KernelError::Read {
+                path: built.config.clone(),
+                source: e,
+            })?;
             Ok(KernelFiles {
                 release: built.release,
                 image: built.image,
                 modules_dir: None,
+                origin: KernelOrigin::Limpet {
+                    version: source.version,
+                    source_sha256: source.sha256,
+                    config_sha256: hex::encode(Sha256::digest(&config)),
+                },
             })
         }
         KernelSource::Host => {
@@ -251,7 +289,9 @@ pub fn locate(
                     target,
                 });
             }
-            newest_host_kernel(boot, lib_modules)
+            let mut kernel = newest_host_kernel(boot, lib_modules)?;
+            kernel.origin = debian_package(&kernel.image).unwrap_or(KernelOrigin::Unknown);
+            Ok(kernel)
         }
         KernelSource::Paths { image, modules } => {
             let image = manifest_dir.join(image);
@@ -270,6 +310,7 @@ pub fn locate(
                 release,
                 image,
                 modules_dir: Some(modules_dir),
+                origin: KernelOrigin::Unknown,
             })
         }
     }
@@ -325,7 +366,41 @@ fn newest_host_kernel(boot: &Path, lib_modules: &Path) -> Result<KernelFiles, Ke
         image: boot.join(format!("vmlinuz-{release}")),
         modules_dir: Some(lib_modules.join(&release)),
         release,
+        origin: KernelOrigin::Unknown,
     })
+}
+
+/// The Debian package that installed `image` and its version, if dpkg knows one
+/// (`dpkg-query -S`, then `-W`); `None` when dpkg is missing or no package owns it.
+fn debian_package(image: &Path) -> Option<KernelOrigin> {
+    let query = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new("dpkg-query")
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    let owner = query(&["-S".as_ref(), image.as_os_str()])?;
+    let package = parse_dpkg_owner(&owner)?;
+    let version = query(&[
+        "-W".as_ref(),
+        "-f".as_ref(),
+        "${Version}".as_ref(),
+        package.as_ref(),
+    ])?;
+    (!version.is_empty()).then_some(KernelOrigin::Debian { package, version })
+}
+
+/// The package of a `dpkg-query -S` answer (`linux-image-6.1.0-57-amd64: /boot/vmlinuz-…`);
+/// `None` for more than one package or an answer of another shape (a diversion).
+fn parse_dpkg_owner(answer: &str) -> Option<String> {
+    let mut lines = answer.lines();
+    let (package, _) = lines.next()?.split_once(": ")?;
+    let package = package.split(':').next()?.trim();
+    let valid = !package.is_empty() && !package.contains([',', ' ']) && lines.next().is_none();
+    valid.then(|| package.to_owned())
 }
 
 /// Numeric parts of a kernel release, so that 6.10 sorts after 6.9.
@@ -520,6 +595,7 @@ mod tests {
             release: "6.1.0-test".into(),
             image: dir.path().join("vmlinuz-6.1.0-test"),
             modules_dir: Some(dir.path().join("modules")),
+            origin: KernelOrigin::Unknown,
         };
         (dir, kernel)
     }
@@ -684,6 +760,27 @@ mod tests {
             "{chain}"
         );
         assert!(!empty.path().join("cache").exists());
+    }
+
+    #[test]
+    fn the_package_of_a_kernel_is_read_from_dpkgs_answer() {
+        assert_eq!(
+            parse_dpkg_owner("linux-image-6.1.0-57-amd64: /boot/vmlinuz-6.1.0-57-amd64\n"),
+            Some("linux-image-6.1.0-57-amd64".into())
+        );
+        // Multi-arch packages are `name:arch`.
+        assert_eq!(
+            parse_dpkg_owner("linux-image-6.1.0-57-arm64:arm64: /boot/vmlinuz-6.1.0-57-arm64"),
+            Some("linux-image-6.1.0-57-arm64".into())
+        );
+        for unknown in [
+            "",
+            "diversion by x from: /boot/vmlinuz",
+            "a, b: /boot/vmlinuz",
+            "a: /boot/vmlinuz\nb: /boot/vmlinuz",
+        ] {
+            assert_eq!(parse_dpkg_owner(unknown), None, "{unknown:?}");
+        }
     }
 
     #[test]

@@ -42,7 +42,7 @@ use sha2::{Digest, Sha256};
 use super::cargo::{BinarySpec, CargoError, InitPart, InitParts, Workspace};
 use super::cohort::Cohort;
 use super::kernel::{self, KernelError, KernelFiles};
-use super::sbom::{self, SbomBinary, SbomError};
+use super::sbom::{self, SbomBinary, SbomError, SbomKernel};
 use crate::outputs::{
     DISK_IMG, FIRMWARE_VARS, INITRAMFS, KERNEL, LOADER, MANIFEST_FILE, POLICY_FILE, SLOT_IMG,
 };
@@ -639,7 +639,12 @@ fn sign(
     staging: &Staging,
 ) -> Result<Signed, BuildError> {
     let manifest = &inputs.project.manifest;
-    let sbom = make_sbom(manifest, compiled, inputs.epoch)?;
+    let kernel = SbomKernel {
+        release: &inputs.kernel.release,
+        image: boot.kernel,
+        origin: &inputs.kernel.origin,
+    };
+    let sbom = make_sbom(manifest, compiled, &kernel, inputs.epoch)?;
     let sbom_components = sbom["components"].as_array().map_or(0, Vec::len);
     let attachment = encode_attachment(&sbom)?;
     let meta = SlotMeta {
@@ -847,10 +852,11 @@ fn task_binaries(manifest: &Manifest) -> Result<Vec<BinarySpec>, BuildError> {
     Ok(specs)
 }
 
-/// The SBOM of every binary in the slot and the initramfs.
+/// The SBOM of every binary in the slot and the initramfs, and of the kernel.
 fn make_sbom(
     manifest: &Manifest,
     compiled: &Compiled,
+    kernel: &SbomKernel<'_>,
     epoch: u32,
 ) -> Result<serde_json::Value, BuildError> {
     let Compiled {
@@ -886,6 +892,7 @@ fn make_sbom(
         manifest.device.name.as_str(),
         &manifest.device.version.to_string(),
         &bins,
+        kernel,
         &checksums,
         &rustc,
         u64::from(epoch),

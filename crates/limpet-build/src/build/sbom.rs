@@ -1,7 +1,12 @@
-//! The software bill of materials: every crate compiled into each device binary, as one
-//! CycloneDX 1.5 JSON document per image.
+//! The software bill of materials: every crate compiled into each device binary, and the
+//! kernel, as one CycloneDX 1.5 JSON document per image.
 //!
 //! Rules this module keeps:
+//! - the kernel is one `operating-system` component with the sha256 of the image as the
+//!   slot carries it: for Limpet's own kernel, the Debian source package and its pinned
+//!   version (a `pkg:deb` purl), the tarball's and the `.config`'s sha256; for a host
+//!   kernel, the Debian package that installed it when dpkg knows one; otherwise its
+//!   release only;
 //! - a crate is listed when it is reachable from the binary's package through normal
 //!   (not dev, not build) dependencies in cargo's resolve for the device target;
 //!   build scripts and proc macros run on the host and are not part of the binary;
@@ -16,6 +21,8 @@ use cargo_metadata::{DependencyKind, Metadata, Package, PackageId};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use super::kernel::KernelOrigin;
+
 /// One binary of the image and the package it comes from.
 #[derive(Debug, Clone)]
 pub struct SbomBinary<'a> {
@@ -26,6 +33,68 @@ pub struct SbomBinary<'a> {
     /// The `cargo metadata` of the workspace the package is in, resolved for the device
     /// target.
     pub metadata: &'a Metadata,
+}
+
+/// The kernel in the slot, as the SBOM records it.
+#[derive(Debug, Clone, Copy)]
+pub struct SbomKernel<'a> {
+    /// Its release (`uname -r`).
+    pub release: &'a str,
+    /// The image as the slot carries it (signed for Secure Boot).
+    pub image: &'a [u8],
+    /// Where it comes from.
+    pub origin: &'a KernelOrigin,
+}
+
+/// The bom-ref of the kernel's component.
+const KERNEL_REF: &str = "kernel:linux";
+
+/// The kernel's component.
+fn kernel_component(kernel: &SbomKernel<'_>) -> Value {
+    let hashes =
+        json!([{ "alg": "SHA-256", "content": hex::encode(Sha256::digest(kernel.image)) }]);
+    let mut component = json!({
+        "type": "operating-system",
+        "bom-ref": KERNEL_REF,
+        "name": "linux",
+        "version": kernel.release,
+        "hashes": hashes,
+    });
+    let property = |name: &str, value: &str| json!({ "name": name, "value": value });
+    match kernel.origin {
+        KernelOrigin::Limpet {
+            version,
+            source_sha256,
+            config_sha256,
+        } => {
+            let package = limpet_kbuild::source::PACKAGE;
+            component["description"] = json!(format!(
+                "built by Limpet from Debian's {package} {version} with a configuration derived from the manifest"
+            ));
+            component["pedigree"] = json!({ "ancestors": [{
+                "type": "operating-system",
+                "name": package,
+                "version": version,
+                "purl": format!("pkg:deb/debian/{package}@{version}?arch=all"),
+                "hashes": [{ "alg": "SHA-256", "content": source_sha256 }],
+            }]});
+            component["properties"] = json!([
+                property("limpet:kernel:source", "limpet"),
+                property("limpet:kernel:config-sha256", config_sha256),
+            ]);
+        }
+        KernelOrigin::Debian { package, version } => {
+            component["description"] = json!(format!(
+                "the build host's kernel from Debian's {package} {version}"
+            ));
+            component["purl"] = json!(format!("pkg:deb/debian/{package}@{version}"));
+            component["properties"] = json!([property("limpet:kernel:source", "host")]);
+        }
+        KernelOrigin::Unknown => {
+            component["description"] = json!("a kernel whose package is not known");
+        }
+    }
+    component
 }
 
 /// Errors assembling the SBOM.
@@ -124,6 +193,7 @@ pub fn cyclonedx(
     device: &str,
     device_version: &str,
     binaries: &[SbomBinary<'_>],
+    kernel: &SbomKernel<'_>,
     checksums: &BTreeMap<(String, String), String>,
     rustc_version: &str,
     source_date_epoch: u64,
@@ -139,7 +209,8 @@ pub fn cyclonedx(
             "description": "Rust standard library (core, alloc, std) and musl libc, linked statically",
         }),
     );
-    let mut device_deps = BTreeSet::new();
+    components.insert(KERNEL_REF.to_owned(), kernel_component(kernel));
+    let mut device_deps = BTreeSet::from([KERNEL_REF.to_owned()]);
     for bin in binaries {
         let graph = closure(bin.metadata, &bin.package)?;
         let packages: BTreeMap<&PackageId, &Package> =
@@ -231,6 +302,90 @@ pub fn rfc3339_utc(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn kernel_of(origin: &KernelOrigin) -> Value {
+        let kernel = SbomKernel {
+            release: "6.1.192",
+            image: b"MZ kernel",
+            origin,
+        };
+        let bom = cyclonedx("d", "0.1.0", &[], &kernel, &BTreeMap::new(), "1.0.0", 0).unwrap();
+        let device_deps = bom["dependencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["ref"] == "device:d")
+            .unwrap()["dependsOn"]
+            .clone();
+        assert_eq!(device_deps, json!([KERNEL_REF]));
+        let found: Vec<&Value> = bom["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["type"] == "operating-system")
+            .collect();
+        assert_eq!(found.len(), 1, "{bom}");
+        found[0].clone()
+    }
+
+    #[test]
+    fn limpets_kernel_is_recorded_with_its_source_package_and_config() {
+        let origin = KernelOrigin::Limpet {
+            version: "6.1.192-3".into(),
+            source_sha256: "ab".repeat(32),
+            config_sha256: "cd".repeat(32),
+        };
+        let c = kernel_of(&origin);
+        assert_eq!(
+            (c["name"].as_str(), c["version"].as_str()),
+            (Some("linux"), Some("6.1.192"))
+        );
+        assert_eq!(
+            c["hashes"][0]["content"],
+            hex::encode(Sha256::digest(b"MZ kernel"))
+        );
+        let source = &c["pedigree"]["ancestors"][0];
+        assert_eq!(source["name"], "linux-source-6.1");
+        assert_eq!(source["version"], "6.1.192-3");
+        assert_eq!(
+            source["purl"],
+            "pkg:deb/debian/linux-source-6.1@6.1.192-3?arch=all"
+        );
+        assert_eq!(source["hashes"][0]["content"], "ab".repeat(32));
+        assert_eq!(
+            c["properties"],
+            json!([
+                { "name": "limpet:kernel:source", "value": "limpet" },
+                { "name": "limpet:kernel:config-sha256", "value": "cd".repeat(32) },
+            ])
+        );
+        // Another config is another SBOM.
+        let other = KernelOrigin::Limpet {
+            version: "6.1.192-3".into(),
+            source_sha256: "ab".repeat(32),
+            config_sha256: "ef".repeat(32),
+        };
+        assert_ne!(kernel_of(&other), c);
+    }
+
+    #[test]
+    fn a_host_kernel_names_its_debian_package_and_an_unknown_one_only_its_release() {
+        let c = kernel_of(&KernelOrigin::Debian {
+            package: "linux-image-6.1.0-57-amd64".into(),
+            version: "6.1.192-1".into(),
+        });
+        assert_eq!(
+            c["purl"],
+            "pkg:deb/debian/linux-image-6.1.0-57-amd64@6.1.192-1"
+        );
+        assert!(c.get("pedigree").is_none());
+        let c = kernel_of(&KernelOrigin::Unknown);
+        assert_eq!(c["version"], "6.1.192");
+        assert!(
+            c.get("purl").is_none() && c.get("pedigree").is_none(),
+            "{c}"
+        );
+    }
 
     #[test]
     fn timestamps_are_utc_calendar_dates() {

@@ -65,18 +65,31 @@ pub fn require_tool(name: &str) {
 /// firmware writes, until a console line contains `until`, which must happen within
 /// `deadline_secs`; returns the console.
 pub fn boot_until_line(dir: &Path, until: &str, deadline_secs: &str) -> String {
+    boot_to_outcome(dir, ["--exit-on", until], deadline_secs, "matched")
+}
+
+/// `limpet run DIR --json --persist --timeout DEADLINE` with `args`, which must succeed
+/// with `outcome`; returns the console.
+fn boot_to_outcome(dir: &Path, args: [&str; 2], deadline_secs: &str, outcome: &str) -> String {
     let out = run(
         limpet()
             .arg("run")
             .arg(dir)
             .args(["--json", "--persist", "--timeout", deadline_secs])
-            .args(["--exit-on", until]),
+            .args(args),
         true,
     );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let console = stderr(&out);
-    assert_eq!(summary["outcome"], "matched", "{summary}\n{console}");
+    assert_eq!(summary["outcome"], outcome, "{summary}\n{console}");
     console
+}
+
+/// Boots `dir` with `limpet run` (through the device's chain), keeping its disk and
+/// firmware writes; once a console line contains `up`, presses the board's power button,
+/// and the device must power off within `deadline_secs`. Returns the console.
+pub fn boot_then_power_off(dir: &Path, up: &str, deadline_secs: &str) -> String {
+    boot_to_outcome(dir, ["--powerdown-on", up], deadline_secs, "powered-off")
 }
 
 /// Boots `dir` (`limpet run`, through the chain, keeping its writes) until the guest's
