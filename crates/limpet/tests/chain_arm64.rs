@@ -6,12 +6,15 @@
 //! button is pressed. Two attacks: a kernel without the vendor's db
 //! signature (Debian's own, signed by Debian only) is refused by the firmware, so Secure
 //! Boot is enforced and Microsoft's keys in AAVMF's template were not kept; a trial whose
-//! kernel has one flipped byte is refused by the loader and rolled back. And a whole-slot
-//! update through the device's own agent, from a repository on the user network.
+//! kernel has one flipped byte is refused by the loader and rolled back; a vendor-signed
+//! release below the floor is refused by the loader. And the update story of `update.rs`
+//! on aarch64: 0.1.0 updates to 0.2.0 (another kernel command line, another PID 1) through
+//! the device's own agent and commits; 0.3.0, whose kernel panics, spends its two trial
+//! boots and the loader returns to 0.2.0 by itself.
 //!
 //! The kernel comes from `.ci/fetch-arm64-kernel` (run by `.ci/install-deps`), unpacked
 //! into `target/arm64-kernel`. A TCG aarch64 boot through the firmware takes minutes on a
-//! loaded 2-core machine, so this file boots five times in all.
+//! loaded 2-core machine, so this file boots ten times in all.
 // Tests fail by panicking; the workspace lints against it are for production code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -233,4 +236,62 @@ fn an_aarch64_device_updates_its_whole_slot_through_its_agent() {
         assert_eq!(s.committed_slot(), Slot::B);
         assert_eq!(s.floor().to_string(), "0.2.0");
     });
+
+    // 0.3.0, vendor-signed, whose kernel panics at boot: staged, its two trial boots
+    // spent on panics, then the loader returns to 0.2.0 by itself, and the agent leaves
+    // 0.3.0 alone.
+    let v3 = panicking_release(&v2, "0.3.0");
+    f.publish(&v3);
+    let console = boot_with_repo(&dir, port, None, BOOT_DEADLINE_SECS);
+    assert!(
+        console.contains("limpet-init: update 0.3.0 verified and staged as a trial in slot a"),
+        "{console}"
+    );
+    for left in (0..2u8).rev() {
+        let console = boot_to_panic(&dir, BOOT_DEADLINE_SECS);
+        for line in [
+            &format!("booting slot A (trial, {left} boot(s) left after this one)"),
+            "Kernel panic",
+        ] {
+            assert!(console.contains(line), "missing `{line}`:\n{console}");
+        }
+    }
+    let console = boot_with_repo(
+        &dir,
+        port,
+        Some("[limpet-update] up to date"),
+        BOOT_DEADLINE_SECS,
+    );
+    for line in ["spent its boots", "slot-b (hello 0.2.0) mounted read-only"] {
+        assert!(console.contains(line), "missing `{line}`:\n{console}");
+    }
+    assert!(!console.contains("staged as a trial"), "{console}");
+    with_state(&disk, |s| {
+        assert_eq!(s.committed_slot(), Slot::B);
+        assert!(s.trial().is_none());
+        let failure = s.last_failure().unwrap();
+        assert_eq!(
+            (failure.slot, failure.reason, failure.version.to_string()),
+            (Slot::A, FailureReason::BootCountExhausted, "0.3.0".into())
+        );
+    });
+}
+
+#[test]
+fn an_aarch64_vendor_signed_release_below_the_floor_is_refused_by_the_loader() {
+    let dir = hello_arm64_copy("chain-arm64-rollback");
+    let disk = dir.join("disk.img");
+    let key = signing_key(&scratch().join("keys/image.key"));
+    // The state expects 0.2.0 on trial; slot B holds an old release, validly signed.
+    let v0 = recompose(&dir.join("slot.img"), "0.0.9", None, &key);
+    install_bytes(&disk, Slot::B, &v0);
+    mark_trial(&disk, Slot::B, "0.2.0");
+    let console = boot_until(&dir, UP);
+    for line in [
+        "version 0.0.9 is below the floor 0.1.0",
+        "loader started slot A (boot counted by the loader)",
+    ] {
+        assert!(console.contains(line), "missing `{line}`:\n{console}");
+    }
+    assert!(!console.contains("hello 0.0.9) mounted"), "{console}");
 }

@@ -187,8 +187,7 @@ fn both_cohorts_boot_and_run_their_task() {
 
 #[test]
 fn a_cohort_outside_its_count_is_refused_before_building() {
-    // Keys of its own: another test of this file makes `keys` at the same time.
-    let (key, _) = keys_in(&scratch().join("refusal-keys"));
+    let (key, _) = keys_in(&scratch().join("keys"));
     for (args, want) in [
         (
             vec!["--cohorts", "2", "--cohort", "3"],

@@ -15,7 +15,7 @@ mod common;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use common::disk::{recompose_with, signing_key};
+use common::disk::panicking_release;
 use common::repo::*;
 use common::*;
 use limpet_state::{FailureReason, Region, Slot, StateStore};
@@ -46,30 +46,6 @@ fn built() -> &'static Built {
         let v3 = panicking_release(&v2, "0.3.0");
         Built { f, v1, v2, v3 }
     })
-}
-
-/// A release made by hand from `from`'s slot, as a vendor might botch one: `version`,
-/// signed with the vendor's image key, whose kernel cannot find its init and panics at
-/// boot (`rdinit=` is not a parameter a manifest may set).
-fn panicking_release(from: &Path, version: &str) -> PathBuf {
-    let slot_img = from.join("slot.img");
-    let bytes = std::fs::read(&slot_img).unwrap();
-    let signed = limpet_image::slot::open(&bytes)
-        .unwrap()
-        .header
-        .unverified()
-        .cmdline
-        .clone();
-    let slot = recompose_with(
-        &slot_img,
-        version,
-        None,
-        Some(&format!("{signed} rdinit=/no-such-init")),
-        &signing_key(&scratch().join("keys/image.key")),
-    );
-    let path = scratch().join(format!("update-{version}-panics.img"));
-    std::fs::write(&path, slot).unwrap();
-    path
 }
 
 /// examples/hello as `version` with `[update]` on the test repository, with `[kernel]

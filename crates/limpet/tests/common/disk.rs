@@ -3,7 +3,9 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use super::scratch;
 
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use ed25519_dalek::SigningKey;
@@ -103,4 +105,28 @@ pub fn recompose_with(
         cmdline: cmdline.unwrap_or(&h.cmdline),
     };
     slot::assemble(squashfs, &meta, opened.attachment, &boot, key).unwrap()
+}
+
+/// A release made by hand from `from`'s slot, as a vendor might botch one: `version`,
+/// signed with the vendor's image key, whose kernel cannot find its init and panics at
+/// boot (`rdinit=` is not a parameter a manifest may set).
+pub fn panicking_release(from: &Path, version: &str) -> PathBuf {
+    let slot_img = from.join("slot.img");
+    let bytes = std::fs::read(&slot_img).unwrap();
+    let signed = limpet_image::slot::open(&bytes)
+        .unwrap()
+        .header
+        .unverified()
+        .cmdline
+        .clone();
+    let slot = recompose_with(
+        &slot_img,
+        version,
+        None,
+        Some(&format!("{signed} rdinit=/no-such-init")),
+        &signing_key(&scratch().join("keys/image.key")),
+    );
+    let path = scratch().join(format!("update-{version}-panics.img"));
+    std::fs::write(&path, slot).unwrap();
+    path
 }

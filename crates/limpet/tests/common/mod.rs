@@ -119,6 +119,10 @@ pub fn scratch() -> &'static Path {
 /// A key pair made with `limpet keys generate` in `dir` (with the Secure Boot keys beside
 /// it in `dir/secureboot/`).
 pub fn keys_in(dir: &Path) -> (PathBuf, PathBuf) {
+    // Tests of one binary run side by side and often ask for the same keys: one
+    // `keys generate` at a time, or two would race to create the same files.
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
     run(
         limpet()
             .args(["keys", "generate", "--if-missing", "--out"])
