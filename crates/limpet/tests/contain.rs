@@ -918,7 +918,7 @@ fn a_compromised_device_cannot_be_used_as_a_weapon() {
             .position(|l| l.contains(pattern))
             .unwrap_or_else(|| panic!("no `{pattern}` on the console:\n{console}"))
     };
-    let policy = at("limpet-init: network policy installed:");
+    let policy = at("limpet-init: normal network policy installed:");
     assert!(
         lines[policy].contains("interfaces: lo down, eth0 down"),
         "lo and eth0 must still be down when the policy is installed: {}",
