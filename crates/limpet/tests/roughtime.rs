@@ -18,11 +18,10 @@ mod common;
 mod netns;
 
 use std::net::UdpSocket;
-use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use limpet_roughtime::{request, verify, Error, Server};
-use netns::{inside, ip, roughtime_server, Lab};
+use netns::{inside, ip, require_pyroughtime, roughtime_server, Lab};
 
 /// Sends `bytes` to `to` from `ns` and returns the first answer (tries 10 times, 1 s
 /// each: the server may still be starting).
@@ -57,14 +56,7 @@ fn nonce(seed: u8) -> [u8; 32] {
 
 #[test]
 fn a_real_roughtime_server_is_trusted_only_for_fresh_answers_under_its_listed_key() {
-    let python = Command::new("python3")
-        .args(["-c", "import pyroughtime.pyroughtime"])
-        .status()
-        .unwrap();
-    assert!(
-        python.success(),
-        "pyroughtime is missing: run .ci/install-deps (pip install pyroughtime)"
-    );
+    require_pyroughtime();
     let mut lab = Lab::new();
     let srv = lab.namespace("lrt", "srv");
     let dev = lab.namespace("lrt", "dev");

@@ -28,7 +28,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use netns::{ip, roughtime_server, Lab};
+use netns::{ip, require_pyroughtime, roughtime_server, Lab};
 
 /// rt1's private key (the `ed25519` Python package's form: the 32-byte seed
 /// `limpet-roughtime-test-key-rt1-01` and the public key), whose public half
@@ -60,14 +60,7 @@ fn status_file(run_pid: u32) -> Option<serde_json::Value> {
 
 #[test]
 fn pid1_raises_its_earliest_time_from_a_listed_server_and_refuses_an_unlisted_key() {
-    let python = Command::new("python3")
-        .args(["-c", "import pyroughtime.pyroughtime"])
-        .status()
-        .unwrap();
-    assert!(
-        python.success(),
-        "pyroughtime is missing: run .ci/install-deps (pip install pyroughtime)"
-    );
+    require_pyroughtime();
     let out = build_example("contain/roughtime.toml", "contain-roughtime-out");
 
     let mut lab = Lab::new();

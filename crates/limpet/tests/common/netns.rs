@@ -281,6 +281,18 @@ pub fn line_server(
     });
 }
 
+/// Fails the test, saying how to get it, unless pyroughtime (`.ci/install-deps`) imports.
+pub fn require_pyroughtime() {
+    let python = Command::new("python3")
+        .args(["-c", "import pyroughtime.pyroughtime"])
+        .status()
+        .expect("cannot run python3");
+    assert!(
+        python.success(),
+        "pyroughtime is missing: run .ci/install-deps (pip install pyroughtime)"
+    );
+}
+
 /// Starts a pyroughtime server (PyPI, Roughtime draft 07) in `ns` on `addr:port`, under the
 /// long-term private key `private` (base64, the `ed25519` package's form), or under a new
 /// one when `None`; returns its public key (base64). The server is the lab's, killed by its
