@@ -23,15 +23,14 @@ mod common;
 #[path = "common/netns.rs"]
 mod netns;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use netns::{ip, line_server, Lab};
+use netns::{ip, line_server, stderr_lines, Lab};
 
 /// The line the task ends its one try with, either way.
 const DONE: &str = "[first-try] first-try: done:";
@@ -77,15 +76,7 @@ fn an_egress_task_on_dhcp_resolves_and_connects_on_its_first_try() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("cannot run limpet");
-    let (send, lines) = mpsc::channel::<String>();
-    let stderr = device.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if send.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = stderr_lines(&mut device);
     let mut console = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !console

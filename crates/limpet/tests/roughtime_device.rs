@@ -21,14 +21,12 @@ mod common;
 #[path = "common/netns.rs"]
 mod netns;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use netns::{ip, require_pyroughtime, roughtime_server, Lab};
+use netns::{ip, require_pyroughtime, roughtime_server, stderr_lines, Lab};
 
 /// rt1's private key (the `ed25519` Python package's form: the 32-byte seed
 /// `limpet-roughtime-test-key-rt1-01` and the public key), whose public half
@@ -93,15 +91,7 @@ fn pid1_raises_its_earliest_time_from_a_listed_server_and_refuses_an_unlisted_ke
         .stderr(Stdio::piped())
         .spawn()
         .expect("cannot run limpet");
-    let (send, lines) = mpsc::channel::<String>();
-    let stderr = device.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if send.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = stderr_lines(&mut device);
     let mut console = Vec::<String>::new();
     let deadline = Instant::now() + Duration::from_secs(90);
     let said =

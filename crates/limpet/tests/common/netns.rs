@@ -281,6 +281,22 @@ pub fn line_server(
     });
 }
 
+/// The lines `child` writes on its (piped) stderr, as they come, on a channel that a
+/// thread of its own fills until the pipe closes.
+pub fn stderr_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::{BufRead, BufReader};
+    let (send, lines) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().expect("the child's stderr is piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if send.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
+}
+
 /// Fails the test, saying how to get it, unless pyroughtime (`.ci/install-deps`) imports.
 pub fn require_pyroughtime() {
     let python = Command::new("python3")
