@@ -899,18 +899,13 @@ mod tests {
         );
     }
 
-    /// Island mode (limpet-compile's `island`): with `lan = true` a kept task's egress
-    /// rules also need `ip daddr @lan4`; with `lan = false` its chain is only the drop, and
-    /// PID 1's Roughtime queries (`[lifecycle] roughtime`): uid 0, UDP, exactly the listed
-    /// address and port, before PID 1's final drop, in the normal and the island policy.
-    #[test]
-    fn roughtime_servers_are_open_to_pid1_only_in_both_policies() {
+    /// The compile-test fixture `network.toml` with `[update]` and a `[lifecycle]` ending
+    /// in support on 2030-01-01 plus `lifecycle`, compiled.
+    fn compile_with_lifecycle(lifecycle: &str) -> limpet_policy::DevicePolicy {
         let text = format!(
             "{}\n[update]\nrepository = \"http://updates.example.com:8080/t\"\n\
              keys = [{{ id = \"{}\" }}]\n\n[lifecycle]\nsupport_until = \"2030-01-01\"\n\
-             island = {{ keep = [\"sensor\"] }}\n\
-             roughtime = [{{ name = \"rt1\", address = \"192.0.2.5:2002\", \
-             key = \"WGZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmY=\" }}]\n",
+             {lifecycle}\n",
             include_str!("../../limpet-compile/tests/fixtures/network.toml"),
             "2f".repeat(32)
         );
@@ -918,7 +913,20 @@ mod tests {
             .unwrap()
             .with_update_agent()
             .unwrap();
-        let compiled = limpet_compile::compile(&m).unwrap();
+        limpet_compile::compile(&m).unwrap()
+    }
+
+    /// Island mode (limpet-compile's `island`): with `lan = true` a kept task's egress
+    /// rules also need `ip daddr @lan4`; with `lan = false` its chain is only the drop, and
+    /// PID 1's Roughtime queries (`[lifecycle] roughtime`): uid 0, UDP, exactly the listed
+    /// address and port, before PID 1's final drop, in the normal and the island policy.
+    #[test]
+    fn roughtime_servers_are_open_to_pid1_only_in_both_policies() {
+        let compiled = compile_with_lifecycle(
+            "island = { keep = [\"sensor\"] }\n\
+             roughtime = [{ name = \"rt1\", address = \"192.0.2.5:2002\", \
+             key = \"WGZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmY=\" }]",
+        );
         let normal = compiled.network.unwrap();
         let island = compiled.island.unwrap().network.unwrap();
         let addr = Expr::Cmp {
@@ -959,18 +967,10 @@ mod tests {
             set: SET_LAN.to_owned(),
         };
         for lan in [true, false] {
-            let text = format!(
-                "{}\n[update]\nrepository = \"http://updates.example.com:8080/t\"\n\
-                 keys = [{{ id = \"{}\" }}]\n\n[lifecycle]\nsupport_until = \"2030-01-01\"\n\
-                 island = {{ keep = [\"sensor\"], lan = {lan} }}\n",
-                include_str!("../../limpet-compile/tests/fixtures/network.toml"),
-                "2f".repeat(32)
-            );
-            let m = limpet_manifest::parse("limpet.toml", &text)
-                .unwrap()
-                .with_update_agent()
-                .unwrap();
-            let island = limpet_compile::compile(&m).unwrap().island.unwrap();
+            let island =
+                compile_with_lifecycle(&format!("island = {{ keep = [\"sensor\"], lan = {lan} }}"))
+                    .island
+                    .unwrap();
             let p = island.network.unwrap();
             let r = Ruleset::build(&p, &Runtime::by_uid(&p)).unwrap();
             assert!(r.chains.iter().all(|c| !c.name.starts_with("task_web")));
