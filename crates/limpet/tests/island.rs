@@ -188,6 +188,20 @@ impl Device {
     }
 }
 
+/// Three beacons in island mode: each fails on the device, and the far end's count is
+/// still `before`.
+fn beacons_reach_nothing(device: &mut Device, reached: &AtomicU64, before: u64) {
+    for _ in 0..3 {
+        let line = device.wait_for(AGAIN);
+        assert!(line.contains(": failed: "), "in island mode: {line}");
+    }
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        before,
+        "the far end counted a beacon in island mode"
+    );
+}
+
 /// The lines after the first one containing `from`.
 fn after<'c>(console: &'c str, from: &str) -> Vec<&'c str> {
     console
@@ -246,15 +260,7 @@ fn support_ends_the_device_goes_island_and_an_extension_brings_it_back() {
     assert!(on.contains("(support ended)"), "{on}");
     device.wait_for("limpet-init: island network policy installed:");
     device.wait_for("limpet-init: started beacon (pid ");
-    for _ in 0..3 {
-        let line = device.wait_for(AGAIN);
-        assert!(line.contains(": failed: "), "in island mode: {line}");
-    }
-    assert_eq!(
-        reached.load(Ordering::SeqCst),
-        before,
-        "the far end counted a beacon in island mode"
-    );
+    beacons_reach_nothing(&mut device, &reached, before);
 
     // 3. A signed extension: the agent's next check brings it, island mode ends, the
     //    normal policy is back, hello starts again, the beacon gets through again.
@@ -321,15 +327,7 @@ fn a_repository_gone_quiet_islands_the_device_whatever_its_clock() {
     device.wait_for("limpet-init: island network policy installed:");
     // Island mode is on: the kept beacon reaches nothing.
     let before = reached.load(Ordering::SeqCst);
-    for _ in 0..3 {
-        let line = device.wait_for(AGAIN);
-        assert!(line.contains(": failed: "), "in island mode: {line}");
-    }
-    assert_eq!(
-        reached.load(Ordering::SeqCst),
-        before,
-        "the far end counted a beacon in island mode"
-    );
+    beacons_reach_nothing(&mut device, &reached, before);
 
     // The vendor's timestamp is signed again: the next check is fresh, island mode ends.
     run(
