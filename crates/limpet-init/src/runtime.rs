@@ -781,7 +781,7 @@ impl<'a, H: Host> Runtime<'a, H> {
             }
         };
         self.say(&line);
-        let sets_clock = self.roughtime.as_ref().is_some_and(|r| r.sets_clock);
+        let sets_clock = self.roughtime.as_ref().is_some_and(Roughtime::sets_clock);
         if result == RoughtimeResult::Raised && sets_clock {
             if let Some(time) = &self.time {
                 crate::lifecycle::set_clock(&time.keeper);

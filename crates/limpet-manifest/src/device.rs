@@ -85,7 +85,7 @@ pub struct Kernel {
 /// `[kernel] tpm`: whether the device has a TPM 2.0 the kernel must drive, so that the
 /// device identity is sealed to the measured boot chain (docs/identity.md). With `"tpm2"`
 /// the kernel needs the TPM core and its TIS driver (limpet-kconfig's needs); PID 1 uses a
-/// TPM whenever the kernel offers one, whatever this says.
+/// TPM only then: without it, `limpet build` leaves the TPM commands out of PID 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Tpm {
     /// No TPM is asked for: the kernel need not drive one.

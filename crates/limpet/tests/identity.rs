@@ -218,11 +218,27 @@ fn each_device_makes_its_own_identity_which_survives_reboot_and_update_but_not_a
     assert_eq!(inspected(&disk)["fingerprint"], new_fp.as_str());
 }
 
+/// examples/hello declaring a TPM (`[kernel] tpm = "tpm2"`, so its PID 1 has the TPM
+/// commands), built with the keys in `scratch()/<keys>` into `scratch()/<out>`.
+fn tpm_build(keys: &str, out: &str) -> std::path::PathBuf {
+    let dir = repo_root().join("target/limpet-test-manifests/identity-tpm");
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = std::fs::read_to_string(hello_manifest())
+        .unwrap()
+        .replace("source = \"host\"", "source = \"host\"\ntpm = \"tpm2\"");
+    assert!(manifest.contains("tpm = \"tpm2\""));
+    let path = dir.join("limpet.toml");
+    std::fs::write(&path, manifest).unwrap();
+    let (key, _) = keys_in(&scratch().join(keys));
+    let out = scratch().join(out);
+    build(&path, &out, &key);
+    out
+}
+
 #[test]
 fn with_a_tpm_the_identity_is_sealed_to_the_measured_chain() {
     require_tool("swtpm");
-    let (v1, _) = hello_build();
-    let dir = mixed_output("identity-tpm", v1, v1, &[]);
+    let dir = tpm_build("keys", "identity-tpm");
     let disk = dir.join("disk.img");
     let state = scratch().join("identity-tpm-state");
     let tpm = [std::ffi::OsStr::new("--tpm"), state.as_os_str()];
@@ -266,10 +282,10 @@ fn with_a_tpm_the_identity_is_sealed_to_the_measured_chain() {
     assert_eq!(identity_file(&disk), file);
 
     // The device's disk rewritten with another vendor's image (another image key, its own
-    // Secure Boot keys enrolled), its data partition kept: that loader measures its own
-    // key, so the TPM refuses to unseal with TPM_RC_POLICY_FAIL.
-    let (other, _) = other_key_build();
-    let attacked = mixed_output("identity-tpm-other", other, other, &[]);
+    // Secure Boot keys enrolled, a PID 1 with the TPM commands), its data partition kept:
+    // that loader measures its own key, so the TPM refuses to unseal with
+    // TPM_RC_POLICY_FAIL.
+    let attacked = tpm_build("other-keys", "identity-tpm-other");
     wipe_data(&attacked.join("disk.img"), &disk);
     let console = boot_with(&attacked, &tpm);
     assert!(

@@ -131,12 +131,17 @@ pub struct InitParts {
     pub network: InitPart,
     /// The update agent's install socket (about 60 KB): only for a device with `[update]`.
     pub install: InitPart,
+    /// The TPM 2.0 commands that seal the device identity: only for a manifest with
+    /// `[kernel] tpm = "tpm2"` (without, the identity is kept in software).
+    pub tpm: InitPart,
+    /// The Roughtime client: only for a slot that lists Roughtime servers.
+    pub roughtime: InitPart,
 }
 
 impl InitParts {
     /// Each variable limpet-init's `build.rs` reads, and its value for the device build
     /// (`None`: unset, whatever the caller's environment says).
-    fn env(self) -> [(&'static str, Option<&'static str>); 2] {
+    fn env(self) -> [(&'static str, Option<&'static str>); 4] {
         let value = |part| match part {
             InitPart::Linked => None,
             InitPart::LeftOut => Some("off"),
@@ -144,6 +149,8 @@ impl InitParts {
         [
             ("LIMPET_INIT_NETWORK", value(self.network)),
             ("LIMPET_INIT_INSTALL", value(self.install)),
+            ("LIMPET_INIT_TPM", value(self.tpm)),
+            ("LIMPET_INIT_ROUGHTIME", value(self.roughtime)),
         ]
     }
 }
@@ -590,12 +597,16 @@ mod tests {
         let parts = InitParts {
             network: InitPart::LeftOut,
             install: InitPart::Linked,
+            tpm: InitPart::LeftOut,
+            roughtime: InitPart::Linked,
         };
         assert_eq!(
             parts.env(),
             [
                 ("LIMPET_INIT_NETWORK", Some("off")),
-                ("LIMPET_INIT_INSTALL", None)
+                ("LIMPET_INIT_INSTALL", None),
+                ("LIMPET_INIT_TPM", Some("off")),
+                ("LIMPET_INIT_ROUGHTIME", None)
             ]
         );
         // limpet-init's build.rs reads these names and this value.

@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use ed25519_dalek::SigningKey;
 use limpet_image::slot::{SlotLayout, SlotMeta};
 use limpet_image::{cpio, disk, slot, squashfs};
-use limpet_manifest::Manifest;
+use limpet_manifest::{Manifest, Tpm};
 use limpet_policy::{LifecyclePolicy, RoughtimeServer};
 use sha2::{Digest, Sha256};
 
@@ -434,6 +434,13 @@ fn read_inputs(options: &BuildOptions) -> Result<Inputs, BuildError> {
     let init_parts = InitParts {
         network: part(compiled.network.is_some()),
         install: part(compiled.update_agent.is_some()),
+        tpm: part(manifest.kernel.tpm == Tpm::Tpm2),
+        roughtime: part(
+            compiled
+                .lifecycle
+                .as_ref()
+                .is_some_and(|l| !l.roughtime.is_empty()),
+        ),
     };
     let policy = compiled.to_json()?;
     let kernel = kernel::locate(
