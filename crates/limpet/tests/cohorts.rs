@@ -142,7 +142,12 @@ fn two_cohorts_differ_in_layout_and_each_relinks_identically_from_its_seed() {
 
     // Cohort 2 again, its binaries relinked: cargo's outputs of the device build removed,
     // so that the link (and LTO's code generation) runs again from the seed.
-    let release = repo_root().join("target/limpet-device/x86_64-unknown-linux-musl/release");
+    // Under the device build's lock, so that no `limpet build` of another test binary
+    // running beside this one is between its `cargo build` and copying its binaries aside.
+    let device_target = repo_root().join("target/limpet-device");
+    let lock = std::fs::File::create(device_target.join("limpet-build.lock")).unwrap();
+    lock.lock().unwrap();
+    let release = device_target.join("x86_64-unknown-linux-musl/release");
     for entry in std::fs::read_dir(release.join("deps")).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
@@ -151,6 +156,8 @@ fn two_cohorts_differ_in_layout_and_each_relinks_identically_from_its_seed() {
             std::fs::remove_file(&path).unwrap();
         }
     }
+    // Released before the build, which takes it itself.
+    drop(lock);
     let (key, _) = keys_in(&scratch().join("keys"));
     let again = scratch().join("cohorts-again");
     let report = build_cohorts(&again, &key, Some(2));

@@ -221,6 +221,10 @@ fn the_same_aarch64_manifest_gives_a_byte_identical_kernel_when_linked_again() {
     // pins them (KBUILD_BUILD_TIMESTAMP, KBUILD_BUILD_VERSION, user and host), the new
     // image differs from the first. (A second build from nothing in another directory
     // takes a full kernel build: see docs/kernel.md.)
+    // Under the cache's lock, which every kernel build holds (a test binary running beside
+    // this one may be building in the same tree).
+    let lock = std::fs::File::create(cache.join("lock")).unwrap();
+    lock.lock().unwrap();
     std::fs::remove_dir_all(&entry).unwrap();
     let tree = limpet_kbuild::build::build_tree(cache, Target::Aarch64);
     for file in [
@@ -237,6 +241,8 @@ fn the_same_aarch64_manifest_gives_a_byte_identical_kernel_when_linked_again() {
             Err(e) => panic!("{file}: {e}"),
         }
     }
+    // Released before the build, which takes it itself.
+    drop(lock);
     // The same manifest (with its update agent, as `limpet build` reads it), the same
     // epoch, the same cache.
     let path = own_kernel_manifest(Target::Aarch64);
