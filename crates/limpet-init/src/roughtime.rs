@@ -18,6 +18,12 @@
 //!   listed key, is a time; anything else on the socket is dropped, and the query waits on.
 //! - A key that is not an Ed25519 key (the build checks it, so only a damaged policy has
 //!   one) leaves that server out, said once at start.
+//! - The slot's list is the starting point. A list the agent verified in the repository's
+//!   signed metadata ([`Roughtime::replace`]) replaces it only when every address in it is
+//!   one the slot lists (the egress policy, compiled at build time, lets queries out to
+//!   those alone) and every key is an Ed25519 key; otherwise the whole list is refused and
+//!   the one in use kept. It lives in memory: each boot starts from the slot's list until
+//!   the agent's first refresh sends the signed one again.
 
 use std::net::{SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -85,10 +91,45 @@ pub enum Outcome {
     },
 }
 
+/// Why a signed list was refused (the one in use is kept).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReplaceError {
+    /// An address the slot does not list: no egress rule lets a query out to it.
+    #[error("server {name} at {address}: the slot lists no Roughtime server at that address, and only those have an egress rule (a new address needs a new image)")]
+    NotInSlot {
+        /// The server's name.
+        name: String,
+        /// Its address.
+        address: SocketAddrV4,
+    },
+    /// A key that is not an Ed25519 key.
+    #[error("server {name}: {reason}")]
+    Key {
+        /// The server's name.
+        name: String,
+        /// What limpet-roughtime said.
+        reason: String,
+    },
+}
+
+/// What [`Roughtime::replace`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Replaced {
+    /// The list is the one already in use: nothing changed.
+    Unchanged,
+    /// The client now asks these servers (their names, in order).
+    Now(Vec<String>),
+}
+
 /// The client's state (see the module doc).
 #[derive(Debug)]
 pub struct Roughtime {
     servers: Vec<Listed>,
+    /// The addresses the slot lists: the only ones a query can go to.
+    slot_addresses: Vec<SocketAddrV4>,
+    /// The last signed list taken or refused, so the same list sent by every refresh is
+    /// acted on (and said) once.
+    last_signed: Option<Vec<RoughtimeServer>>,
     /// The next server of the round to ask.
     next: usize,
     /// When the next round starts (`None`: at once, once the network is up).
@@ -126,12 +167,52 @@ impl Roughtime {
         }
         let client = Roughtime {
             servers,
+            slot_addresses: listed.iter().map(|l| l.address).collect(),
+            last_signed: None,
             next: 0,
             round_at: None,
             query: None,
             sets_clock: false,
         };
         (client, lines)
+    }
+
+    /// Replaces the servers with `signed`, a list the agent verified in the repository's
+    /// signed metadata, when every address is one the slot lists and every key is an
+    /// Ed25519 key; otherwise refuses the whole list and keeps the one in use. A new list
+    /// drops the query in flight and starts a round at once.
+    pub fn replace(&mut self, signed: &[RoughtimeServer]) -> Result<Replaced, ReplaceError> {
+        if self.last_signed.as_deref() == Some(signed) {
+            return Ok(Replaced::Unchanged);
+        }
+        self.last_signed = Some(signed.to_vec());
+        let mut servers = Vec::with_capacity(signed.len());
+        for l in signed {
+            if !self.slot_addresses.contains(&l.address) {
+                return Err(ReplaceError::NotInSlot {
+                    name: l.name.clone(),
+                    address: l.address,
+                });
+            }
+            let server = Server::new(&l.name, &l.key).map_err(|e| ReplaceError::Key {
+                name: l.name.clone(),
+                reason: e.to_string(),
+            })?;
+            servers.push(Listed {
+                server,
+                address: l.address,
+            });
+        }
+        self.servers = servers;
+        self.query = None;
+        self.next = 0;
+        self.round_at = None;
+        Ok(Replaced::Now(
+            self.servers
+                .iter()
+                .map(|l| l.server.name().to_owned())
+                .collect(),
+        ))
     }
 
     /// Whether any server is listed.
@@ -291,6 +372,63 @@ mod tests {
             ["roughtime bad: left out: Roughtime key of bad: 5 bytes, an Ed25519 key is 32"]
         );
         (client, server)
+    }
+
+    /// Another valid Ed25519 key (RFC 8032 test 1).
+    const KEY2: &str = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+
+    #[test]
+    fn a_signed_list_replaces_keys_and_narrows_but_adds_no_address() {
+        let (mut client, server) = client();
+        let SocketAddr::V4(address) = server.local_addr().unwrap() else {
+            panic!("not IPv4");
+        };
+        let rotated = [RoughtimeServer {
+            name: "rt1-new".to_owned(),
+            address,
+            key: KEY2.to_owned(),
+        }];
+        assert_eq!(
+            client.replace(&rotated),
+            Ok(Replaced::Now(vec!["rt1-new".to_owned()]))
+        );
+        assert_eq!(client.servers[0].server.name(), "rt1-new");
+        // Sent again by the next refresh: nothing to do, nothing said.
+        assert_eq!(client.replace(&rotated), Ok(Replaced::Unchanged));
+        // Attack: a list naming an address the slot does not list (no egress rule for it).
+        let elsewhere: SocketAddrV4 = "192.0.2.99:2002".parse().unwrap();
+        let added = [
+            rotated[0].clone(),
+            RoughtimeServer {
+                name: "new".to_owned(),
+                address: elsewhere,
+                key: KEY.to_owned(),
+            },
+        ];
+        assert_eq!(
+            client.replace(&added),
+            Err(ReplaceError::NotInSlot {
+                name: "new".to_owned(),
+                address: elsewhere
+            })
+        );
+        assert_eq!(client.servers.len(), 1, "the list in use is kept");
+        assert_eq!(client.servers[0].server.name(), "rt1-new");
+        // A bad key refuses the whole list too.
+        let bad = [RoughtimeServer {
+            name: "rt1".to_owned(),
+            address,
+            key: "c2hvcnQ=".to_owned(),
+        }];
+        assert!(matches!(
+            client.replace(&bad),
+            Err(ReplaceError::Key { .. })
+        ));
+        assert_eq!(client.servers[0].server.name(), "rt1-new");
+        // Narrowed to nothing: the client asks no server.
+        assert_eq!(client.replace(&[]), Ok(Replaced::Now(vec![])));
+        assert!(client.is_empty());
+        assert!(client.on_tick(Millis(0), true).is_none());
     }
 
     fn receive(server: &UdpSocket) -> (Vec<u8>, SocketAddr) {
