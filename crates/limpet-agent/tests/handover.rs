@@ -100,6 +100,21 @@ fn the_statement_is_refused_before_its_date_and_under_a_wrong_key() {
         Err(HandoverError::Signature { .. })
     ));
 
+    // Attack: the root keys asked to sign TUF metadata as a "statement" (a root that
+    // would then pass for the vendor's next root): refused before any key signs.
+    let tuf = limpet_tuf::Repository::open(
+        &vendor.path(),
+        &vendor.keys(),
+        Box::new(limpet_tuf::SystemClock),
+    )
+    .unwrap();
+    for role in ["root", "timestamp", "snapshot", "targets"] {
+        assert!(matches!(
+            tuf.sign_with_root_keys(serde_json::json!({"_type": role, "version": 2})),
+            Err(limpet_tuf::RepoError::NotAStatement { type_ }) if type_ == role
+        ));
+    }
+
     // Attack: TUF metadata signed by the same root keys passed off as a statement.
     assert!(matches!(
         limpet_repo::verify_handover(
