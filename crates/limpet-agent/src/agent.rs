@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use limpet_chunk::{ChunkId, Index};
 use limpet_install_api::DeviceStatus;
-use limpet_repo::SupportStatement;
+use limpet_repo::{RoughtimeList, SupportStatement};
 use limpet_tuf::metadata::Role;
 use limpet_tuf::{Client, Clock, RetrievalPolicy, SystemClock, UnixTime};
 
@@ -326,9 +326,48 @@ impl Agent {
         &self.config
     }
 
-    /// Where the TUF metadata is kept: `STATE/tuf` ([`METADATA_DIR`]).
+    /// Where the TUF metadata is kept: `STATE/tuf` ([`METADATA_DIR`]), or after an owner
+    /// handover `STATE/tuf-owner` ([`crate::owner::OWNER_METADATA_DIR`]).
     pub fn metadata_dir(&self) -> PathBuf {
-        self.config.state_dir.join(METADATA_DIR)
+        let state = &self.config.state_dir;
+        if state.join(crate::owner::ENROLMENT_FILE).exists() {
+            state.join(crate::owner::OWNER_METADATA_DIR)
+        } else {
+            state.join(METADATA_DIR)
+        }
+    }
+
+    /// Takes an owner's request waiting in the state directory
+    /// ([`crate::owner::REQUEST_FILE`]): checked against the vendor's statement and PID 1's
+    /// time `floor`, then enrolled. Never fails the poll: a refusal is logged and the
+    /// request left in place (its date may pass by the next poll); an enrolment removes it.
+    fn take_owner_request(&self, floor: Option<u64>) {
+        let state = &self.config.state_dir;
+        let result = (|| {
+            let Some(request) = crate::owner::pending_request(state)? else {
+                return Ok(None);
+            };
+            let vendor = crate::owner::vendor_root(&state.join(METADATA_DIR), &self.config.root)?;
+            let floor = floor
+                .and_then(|f| i64::try_from(f).ok())
+                .map(UnixTime::from_secs);
+            crate::owner::enrol(state, &vendor, &self.config.device, floor, request).map(Some)
+        })();
+        match result {
+            Ok(None) => {}
+            Ok(Some(e)) => {
+                let _ = std::fs::remove_file(state.join(crate::owner::REQUEST_FILE));
+                crate::schedule::log_line(&format!(
+                    "limpet-agent: handed over to the owner (statement for {} after {}): updates now follow the owner's root",
+                    e.device,
+                    UnixTime::from_secs(e.after)
+                ));
+            }
+            Err(e) => crate::schedule::log_line(&format!(
+                "limpet-agent: {}",
+                limpet_error_chain::one_line(&e)
+            )),
+        }
     }
 
     /// One check for an update, and its install when there is one. Never panics; on error
@@ -339,6 +378,7 @@ impl Agent {
         if let Some(busy) = self.busy(&pid1, &status)? {
             return Ok(PollOutcome::Busy(busy));
         }
+        self.take_owner_request(status.time_floor);
         let repo =
             Remote::new(&self.config.repository, self.config.retrieval).map_err(|source| {
                 AgentError::Repository {
@@ -466,24 +506,65 @@ impl Agent {
                 limpet_error_chain::one_line(&e)
             ));
         }
+        self.report_roughtime(pid1, client);
+    }
+
+    /// Gives PID 1 the model's Roughtime server list from verified targets metadata
+    /// (`x-limpet-roughtime`), when there is one. A malformed list is logged and not sent
+    /// (PID 1 keeps the list it uses); PID 1 checks the addresses against the slot's.
+    fn report_roughtime(&self, pid1: &Pid1, client: &Client) {
+        let Some(extra) = client.trusted_targets().map(|t| &t.extra) else {
+            return;
+        };
+        let list = match RoughtimeList::from_targets(extra, &self.config.device) {
+            Ok(Some(list)) => list,
+            Ok(None) => return,
+            Err(e) => {
+                crate::schedule::log_line(&format!(
+                    "limpet-agent: ignoring the signed Roughtime server list: {}",
+                    limpet_error_chain::one_line(&e)
+                ));
+                return;
+            }
+        };
+        if let Err(e) = pid1.roughtime(list.servers) {
+            crate::schedule::log_line(&format!(
+                "limpet-agent: PID 1 did not take the signed Roughtime server list: {}",
+                limpet_error_chain::one_line(&e)
+            ));
+        }
     }
 
     /// Opens the TUF client (provisioning the shipped root on first run) with the device's
     /// time floor (`floor`, from PID 1's status), and refreshes.
     fn refresh(&self, repo: &Remote, floor: Option<u64>) -> Result<Client, AgentError> {
+        // The trust anchor: the owner's enrolled root after a handover (in its own
+        // metadata directory), else the root shipped in the image.
+        let enrolment = crate::owner::load(&self.config.state_dir)?;
         let dir = self.metadata_dir();
+        let (anchor_path, enrolled) = match &enrolment {
+            Some(e) => (
+                self.config.state_dir.join(crate::owner::ENROLMENT_FILE),
+                Some(e.root_bytes()),
+            ),
+            None => (self.config.root.clone(), None),
+        };
+        let anchor = || -> Result<Vec<u8>, AgentError> {
+            match &enrolled {
+                Some(bytes) => Ok(bytes.clone()),
+                None => std::fs::read(&self.config.root).map_err(|source| AgentError::Provision {
+                    root: self.config.root.clone(),
+                    dir: dir.clone(),
+                    source,
+                }),
+            }
+        };
         let tuf = |source| AgentError::Tuf {
             dir: dir.clone(),
             source,
         };
         if !dir.join(Role::Root.file_name()).exists() {
-            let provision = |source| AgentError::Provision {
-                root: self.config.root.clone(),
-                dir: dir.clone(),
-                source,
-            };
-            let bytes = std::fs::read(&self.config.root).map_err(provision)?;
-            Client::init(&dir, &bytes).map_err(tuf)?;
+            Client::init(&dir, &anchor()?).map_err(tuf)?;
         }
         let open = || Client::open(&dir, repo.metadata(), Box::new(self.clock.clone()));
         let mut client = match open() {
@@ -495,15 +576,9 @@ impl Agent {
                 crate::schedule::log_line(&format!(
                     "limpet-agent: the stored TUF root is unusable ({}); provisioning {} again",
                     limpet_error_chain::one_line(&e),
-                    self.config.root.display()
+                    anchor_path.display()
                 ));
-                let provision = |source| AgentError::Provision {
-                    root: self.config.root.clone(),
-                    dir: dir.clone(),
-                    source,
-                };
-                let bytes = std::fs::read(&self.config.root).map_err(provision)?;
-                Client::init(&dir, &bytes).map_err(tuf)?;
+                Client::init(&dir, &anchor()?).map_err(tuf)?;
                 open().map_err(tuf)?
             }
             Err(e) => return Err(tuf(e)),

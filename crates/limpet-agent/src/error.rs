@@ -7,6 +7,10 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AgentError {
+    /// The owner's enrolment cannot be read: updates stop rather than trust the vendor
+    /// again.
+    #[error(transparent)]
+    Owner(#[from] crate::owner::OwnerError),
     /// The update socket could not be used.
     #[error("update socket {path}: {op}")]
     Socket {

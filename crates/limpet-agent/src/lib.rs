@@ -27,12 +27,16 @@
 //! - A failed poll stages nothing: PID 1 drops an unfinished install when the connection
 //!   closes, and only `Finish` marks a trial.
 //! - Never panics; the poll loop ([`schedule`]) logs one line per poll.
+//! - After an owner handover ([`owner`]) the trust anchor is the owner's root, in
+//!   `STATE/tuf-owner/`; the vendor's root is never used again, not even to recover a
+//!   damaged stored root.
 
 #![warn(missing_docs)]
 
 mod agent;
 pub mod error;
 pub mod net;
+pub mod owner;
 pub mod pid1;
 pub mod schedule;
 pub mod select;

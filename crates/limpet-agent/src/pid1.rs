@@ -41,6 +41,7 @@ fn name(request: &Request) -> &'static str {
         Request::Finish { .. } => "finish",
         Request::Reboot => "reboot",
         Request::Verified { .. } => "verified",
+        Request::Roughtime { .. } => "roughtime",
     }
 }
 
@@ -156,6 +157,18 @@ impl Pid1 {
         match self.ask(&request)? {
             Response::Ok => Ok(()),
             other => Err(Self::unexpected("verified", &other)),
+        }
+    }
+
+    /// `Roughtime`: the model's Roughtime server list this refresh verified, for PID 1's
+    /// client (which checks the addresses against the slot's and says what it did).
+    pub fn roughtime(
+        &self,
+        servers: Vec<limpet_install_api::RoughtimeServer>,
+    ) -> Result<(), AgentError> {
+        match self.ask(&Request::Roughtime { servers })? {
+            Response::Ok => Ok(()),
+            other => Err(Self::unexpected("roughtime", &other)),
         }
     }
 

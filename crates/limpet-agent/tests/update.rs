@@ -474,3 +474,77 @@ fn the_agent_reports_the_verified_time_and_support_to_pid1() {
         "{err}"
     );
 }
+
+/// The vendor replaces the model's Roughtime server list in signed targets metadata: the
+/// agent verifies it with the rest of the refresh and gives it to PID 1. A list the device
+/// would refuse is refused by the publisher; one written into targets.json all the same (a
+/// publisher that skipped the check) is not sent to PID 1.
+#[test]
+fn the_agent_gives_pid1_the_signed_roughtime_list() {
+    let v1 = release("1.0.0", b"");
+    let repo = TestRepo::new();
+    repo.publish(&v1);
+    let server = serve(&repo.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let url = format!("http://{}", server.local_addr());
+    let entry = |name: &str, key: &str| limpet_repo::RoughtimeEntry {
+        name: name.to_owned(),
+        address: "192.0.2.10:2002".parse().unwrap(),
+        key: key.to_owned(),
+    };
+    const KEY: &str = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+
+    // The publisher refuses a bad key by name, and writes nothing.
+    let err = limpet_repo::set_roughtime_servers(
+        &repo.path(),
+        &repo.keys(),
+        common::DEVICE,
+        vec![entry("rt1", "c2hvcnQ=")],
+        Vec::new(),
+    )
+    .unwrap_err();
+    assert!(
+        limpet_error_chain::one_line(&err)
+            .ends_with("server \"rt1\": Roughtime key of rt1: 5 bytes, an Ed25519 key is 32"),
+        "{err}"
+    );
+
+    limpet_repo::set_roughtime_servers(
+        &repo.path(),
+        &repo.keys(),
+        common::DEVICE,
+        vec![entry("rt1", KEY)],
+        Vec::new(),
+    )
+    .unwrap();
+    let device = Device::new(&v1, "1.0.0");
+    let state_dir = tempfile::tempdir().unwrap();
+    let mut agent = Agent::new(agent_config(&url, &repo, &device, state_dir.path()));
+    agent.poll_once().unwrap();
+    let events = device.events(1);
+    assert!(
+        matches!(
+            events.as_slice(),
+            [Event::Roughtime { servers }]
+                if servers.len() == 1 && servers[0].name == "rt1" && servers[0].key == KEY
+        ),
+        "{events:?}"
+    );
+
+    // Attack: a signed list with a key that is not one (written past the publisher's
+    // check): the agent refuses it and PID 1 hears nothing.
+    let tuf = limpet_tuf::Repository::open(
+        &repo.path(),
+        &repo.keys(),
+        Box::new(limpet_tuf::SystemClock),
+    )
+    .unwrap();
+    tuf.set_targets_field(
+        limpet_repo::ROUGHTIME_FIELD,
+        serde_json::json!({ common::DEVICE: [
+            {"name": "rt1", "address": "192.0.2.10:2002", "key": "c2hvcnQ="}
+        ]}),
+    )
+    .unwrap();
+    agent.poll_once().unwrap();
+    assert_eq!(device.events(2).len(), 1, "{:?}", device.events(2));
+}

@@ -18,6 +18,12 @@
 //!   listed key, is a time; anything else on the socket is dropped, and the query waits on.
 //! - A key that is not an Ed25519 key (the build checks it, so only a damaged policy has
 //!   one) leaves that server out, said once at start.
+//! - The slot's list is the starting point. A list the agent verified in the repository's
+//!   signed metadata ([`Roughtime::replace`]) replaces it only when every address in it is
+//!   one the slot lists (the egress policy, compiled at build time, lets queries out to
+//!   those alone) and every key is an Ed25519 key; otherwise the whole list is refused and
+//!   the one in use kept. It lives in memory: each boot starts from the slot's list until
+//!   the agent's first refresh sends the signed one again.
 //!
 //! The client is linked only into a PID 1 whose slot lists Roughtime servers: `limpet
 //! build` sets `LIMPET_INIT_ROUGHTIME=off` otherwise, and `build.rs` then gives this module
@@ -74,4 +80,34 @@ pub enum Outcome {
         /// Why.
         error: std::io::Error,
     },
+}
+
+/// Why a signed list was refused (the one in use is kept).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReplaceError {
+    /// An address the slot does not list: no egress rule lets a query out to it.
+    #[error("server {name} at {address}: the slot lists no Roughtime server at that address, and only those have an egress rule (a new address needs a new image)")]
+    NotInSlot {
+        /// The server's name.
+        name: String,
+        /// Its address.
+        address: std::net::SocketAddrV4,
+    },
+    /// A key that is not an Ed25519 key.
+    #[error("server {name}: {reason}")]
+    Key {
+        /// The server's name.
+        name: String,
+        /// What limpet-roughtime said.
+        reason: String,
+    },
+}
+
+/// What [`Roughtime::replace`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Replaced {
+    /// The list is the one already in use: nothing changed.
+    Unchanged,
+    /// The client now asks these servers (their names, in order).
+    Now(Vec<String>),
 }

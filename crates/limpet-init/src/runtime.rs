@@ -1061,6 +1061,7 @@ impl<'a, H: Host> Runtime<'a, H> {
                 self.outcome = Outcome::Reboot;
                 self.begin_shutdown("update agent: reboot into the staged trial");
             }
+            InstallEvent::Roughtime { servers } => self.on_signed_roughtime(&servers),
             InstallEvent::Failed { version, error } => {
                 self.say(&format!(
                     "update {} refused: {error}",
@@ -1069,6 +1070,20 @@ impl<'a, H: Host> Runtime<'a, H> {
                 self.system.last_update = Some(attempt(version, format!("failed: {error}")));
             }
         }
+    }
+
+    /// The agent verified a Roughtime server list in the repository's signed metadata.
+    fn on_signed_roughtime(&mut self, servers: &[limpet_policy::RoughtimeServer]) {
+        let line = match self.roughtime.as_mut().map(|r| r.replace(servers)) {
+            None => "roughtime: the signed server list is refused: the slot lists no Roughtime server, so none has an egress rule".to_owned(),
+            Some(Ok(roughtime::Replaced::Unchanged)) => return,
+            Some(Ok(roughtime::Replaced::Now(names))) => format!(
+                "roughtime: now asking the signed list: {}",
+                if names.is_empty() { "no server".to_owned() } else { names.join(", ") }
+            ),
+            Some(Err(e)) => format!("roughtime: the signed server list is refused: {e}"),
+        };
+        self.say(&line);
     }
 
     /// Power button `i` has input.

@@ -13,6 +13,7 @@
 //! | [`Request::Finish`] | verifies the whole written slot (signature with the device's key, every verity block, the attachment), checks its version and root hash against what the agent was told by the signed TUF target, then marks it as the trial in the A/B state |
 //! | [`Request::Reboot`] | reboots cleanly, only when a trial is staged |
 //! | [`Request::Verified`] | takes the signed time and support end the agent verified from the repository into the device's time record (refused below the floor, or shortening the support window) |
+//! | [`Request::Roughtime`] | takes the Roughtime server list the agent verified from the repository (`x-limpet-roughtime`) for PID 1's client, which refuses it unless every address is one the slot lists |
 //!
 //! One request per datagram, one answer per request. Encoding: a tag byte, then the fixed
 //! fields big-endian, strings as a u16 length and UTF-8; answers that carry a structure
@@ -82,7 +83,19 @@ pub enum Request {
         /// statement for this model.
         support_until: Option<u64>,
     },
+    /// The model's Roughtime server list the agent verified in the repository's targets
+    /// metadata (`x-limpet-roughtime`), in the order to ask them. PID 1 answers `Ok` when it
+    /// took it (`Error` from a PID 1 that asks no Roughtime server); its client replaces the
+    /// slot's list with it only when every address is one the slot lists, and says either
+    /// on the console. JSON on the wire.
+    Roughtime {
+        /// The servers.
+        servers: Vec<RoughtimeServer>,
+    },
 }
+
+/// A Roughtime server of [`Request::Roughtime`]: the policy's type, the same JSON.
+pub use limpet_policy::RoughtimeServer;
 
 /// What PID 1 answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +178,9 @@ pub enum DecodeError {
     /// A status answer whose JSON does not parse as a [`DeviceStatus`].
     #[error("status is not valid JSON: {0}")]
     Status(String),
+    /// A `Roughtime` request whose JSON does not parse as a list of servers.
+    #[error("Roughtime server list is not valid JSON: {0}")]
+    Roughtime(String),
     /// An error answer whose text is not UTF-8.
     #[error("error text is not valid UTF-8")]
     Text,
@@ -178,6 +194,7 @@ mod tag {
     pub const FINISH: u8 = 5;
     pub const REBOOT: u8 = 6;
     pub const VERIFIED: u8 = 7;
+    pub const ROUGHTIME: u8 = 8;
 
     pub const OK: u8 = 0x81;
     pub const STATUS_REPLY: u8 = 0x82;
@@ -254,6 +271,11 @@ impl Request {
                 out.extend_from_slice(&signed_time.to_be_bytes());
                 out.extend_from_slice(&support_until.unwrap_or(0).to_be_bytes());
             }
+            Request::Roughtime { servers } => {
+                out.push(tag::ROUGHTIME);
+                // Serializing strings and addresses cannot fail.
+                out.extend_from_slice(&serde_json::to_vec(servers).unwrap_or_default());
+            }
         }
         out
     }
@@ -321,6 +343,9 @@ impl Request {
                     support_until: (support != 0).then_some(support),
                 })
             }
+            tag::ROUGHTIME => serde_json::from_slice(rest)
+                .map(|servers| Request::Roughtime { servers })
+                .map_err(|e| DecodeError::Roughtime(e.to_string())),
             other => Err(DecodeError::Tag(other)),
         }
     }
@@ -417,6 +442,14 @@ mod tests {
                 signed_time: 1,
                 support_until: None,
             },
+            Request::Roughtime { servers: vec![] },
+            Request::Roughtime {
+                servers: vec![RoughtimeServer {
+                    name: "rt1".into(),
+                    address: "192.0.2.10:2002".parse().unwrap(),
+                    key: "WGZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmY=".into(),
+                }],
+            },
         ];
         for r in requests {
             assert_eq!(Request::decode(&r.encode()), Ok(r.clone()), "{r:?}");
@@ -508,6 +541,14 @@ mod tests {
             Request::Verified {
                 signed_time: 5,
                 support_until: Some(6),
+            }
+            .encode(),
+            Request::Roughtime {
+                servers: vec![RoughtimeServer {
+                    name: "rt1".into(),
+                    address: "192.0.2.10:2002".parse().unwrap(),
+                    key: "k".into(),
+                }],
             }
             .encode(),
             Response::Staged {

@@ -36,6 +36,13 @@ pub enum Event {
     },
     /// The agent asked for the reboot into a staged trial.
     Reboot,
+    /// The agent verified a Roughtime server list in the repository's signed metadata: the
+    /// runtime gives it to its Roughtime client, which takes it only when every address is
+    /// one the slot lists.
+    Roughtime {
+        /// The servers, in the order to ask them.
+        servers: Vec<limpet_install_api::RoughtimeServer>,
+    },
     /// An install step failed; the text says why (for the status file).
     Failed {
         /// The version being installed, if known.
@@ -197,6 +204,7 @@ impl InstallServer {
                 signed_time,
                 support_until,
             } => (verified(time, signed_time, support_until), None),
+            Request::Roughtime { servers } => (Response::Ok, Some(Event::Roughtime { servers })),
             Request::Status => match self.status(on_trial, time.as_deref()) {
                 Ok(s) => (Response::Status(s), None),
                 Err(e) => (Response::Error(e), None),

@@ -29,7 +29,8 @@
 //!   for keys kept in an HSM or KMS (`*_with` functions; limpet-tuf's `keys::external`).
 //! - A support extension ([`extend_support`]) never moves a model's end of support earlier
 //!   than the one listed.
-//! - One writer at a time per repository: `publish`, `refresh` and `extend_support` hold an exclusive lock
+//! - One writer at a time per repository: `publish`, `refresh`, `extend_support` and
+//!   `set_roughtime_servers` hold an exclusive lock
 //!   on `REPO/.lock` ([`lock`]) and fail at once, naming it, when another holds it. (An
 //!   advisory `flock`: a writer that ignores it, or a repository on a file system without
 //!   locks, is not stopped.)
@@ -45,6 +46,7 @@ use limpet_tuf::{InitOptions, RepoError, Repository, SystemClock};
 
 use serde_json::{Map, Value};
 
+use crate::roughtime::{RoughtimeEntry, RoughtimeList, RoughtimeListError, ROUGHTIME_FIELD};
 use crate::support::{support_end, SupportError, SupportStatement, SUPPORT_FIELD};
 use crate::target::{self, DeltaTarget, SlotTarget, CHUNKS_DIR, MAX_DELTA};
 
@@ -160,6 +162,31 @@ pub enum PublishError {
         /// The cause.
         #[source]
         source: crate::support::SupportError,
+    },
+    /// A handover date that is not a calendar date.
+    #[error("handover date {day:?} is not a date YYYY-MM-DD")]
+    HandoverDate {
+        /// What was given.
+        day: String,
+    },
+    /// The statement file cannot be written.
+    #[error("{path}: cannot write the handover statement")]
+    WriteStatement {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A Roughtime server list the device would refuse, or the field in `targets.json`
+    /// is malformed.
+    #[error("{repo}: Roughtime server list")]
+    Roughtime {
+        /// The repository directory.
+        repo: PathBuf,
+        /// The cause.
+        #[source]
+        source: crate::roughtime::RoughtimeListError,
     },
 }
 
@@ -376,6 +403,85 @@ pub fn extend_support(
         last_day: last_day.to_owned(),
         until,
     })
+}
+
+/// Replaces the Roughtime server list of device model `device` with `servers`: a signed
+/// statement in `targets.json` ([`crate::roughtime`]), re-signed with the targets keys, then
+/// snapshot and timestamp. Refuses a list the device would refuse (a bad key, a bad
+/// address, a repeated name). Devices take it only when each address is one their slot
+/// lists (its egress rule is compiled into the image).
+pub fn set_roughtime_servers(
+    repo_dir: &Path,
+    keys_dir: &Path,
+    device: &str,
+    servers: Vec<RoughtimeEntry>,
+    signers: Vec<ExternalSigner>,
+) -> Result<RoughtimeList, PublishError> {
+    let rt_err = |source| PublishError::Roughtime {
+        repo: repo_dir.to_owned(),
+        source,
+    };
+    let list = RoughtimeList::new(device, servers).map_err(rt_err)?;
+    let _lock = lock(repo_dir)?;
+    let repo = open(repo_dir, keys_dir, signers)?;
+    let targets = repo.targets().map_err(repo_err(repo_dir))?;
+    let mut entries = match targets.extra.get(ROUGHTIME_FIELD) {
+        Some(Value::Object(map)) => map.clone(),
+        Some(_) => return Err(rt_err(RoughtimeListError::NotAnObject)),
+        None => Map::new(),
+    };
+    let value = serde_json::to_value(&list.servers).map_err(|e| {
+        rt_err(RoughtimeListError::NotAList {
+            device: device.to_owned(),
+            reason: e.to_string(),
+        })
+    })?;
+    entries.insert(device.to_owned(), value);
+    repo.set_targets_field(ROUGHTIME_FIELD, Value::Object(entries))
+        .map_err(repo_err(repo_dir))?;
+    Ok(list)
+}
+
+/// Signs the owner handover statement for device model `device` ([`crate::handover`]):
+/// from 00:00 UTC of `day` (`YYYY-MM-DD`), a device whose time floor has passed it may take
+/// a trust root chosen by its owner. Signed with the root keys of the repository's current
+/// root (in `keys_dir` or `signers`), written to `out` (by default
+/// `REPO/handover/DEVICE.json`, served with the repository). Returns the file and the
+/// statement.
+pub fn sign_handover(
+    repo_dir: &Path,
+    keys_dir: &Path,
+    device: &str,
+    day: &str,
+    out: Option<&Path>,
+    signers: Vec<ExternalSigner>,
+) -> Result<(PathBuf, crate::Handover), PublishError> {
+    let after = crate::handover::day_start(day).ok_or_else(|| PublishError::HandoverDate {
+        day: day.to_owned(),
+    })?;
+    let repo = open(repo_dir, keys_dir, signers)?;
+    let bytes = repo
+        .sign_with_root_keys(crate::handover::statement(device, after))
+        .map_err(repo_err(repo_dir))?;
+    let path = out.map_or_else(
+        || repo_dir.join("handover").join(format!("{device}.json")),
+        Path::to_owned,
+    );
+    let write = |source| PublishError::WriteStatement {
+        path: path.clone(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(write)?;
+    }
+    std::fs::write(&path, &bytes).map_err(write)?;
+    Ok((
+        path.clone(),
+        crate::Handover {
+            device: device.to_owned(),
+            after,
+        },
+    ))
 }
 
 /// The repository, signing with the keys of `keys_dir` and `signers`.

@@ -149,6 +149,12 @@ impl NewKeys {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RepoError {
+    /// A statement to sign with the root keys whose `_type` is a TUF role's.
+    #[error("a statement of _type {type_:?} could be taken for TUF metadata: not signed")]
+    NotAStatement {
+        /// Its `_type`.
+        type_: String,
+    },
     /// A key file problem.
     #[error(transparent)]
     Key(#[from] KeyError),
@@ -602,6 +608,24 @@ impl Repository {
     }
 
     // ---- internals ------------------------------------------------------------------------
+
+    /// Signs `signed`, a statement that is not TUF metadata (its `_type` names no TUF role,
+    /// so no client can take it for one), with the root keys of the current root, at least
+    /// their threshold. Returns the envelope's bytes (`{"signed": …, "signatures": […]}`).
+    /// Limpet's owner handover statement is one (limpet-repo's `handover`).
+    pub fn sign_with_root_keys(&self, signed: Value) -> Result<Vec<u8>, RepoError> {
+        let role = signed.get("_type").and_then(Value::as_str);
+        let roles = [Role::Root, Role::Timestamp, Role::Snapshot, Role::Targets];
+        if role.is_some_and(|t| roles.iter().any(|r| r.name() == t)) {
+            return Err(RepoError::NotAStatement {
+                type_: role.unwrap_or_default().to_owned(),
+            });
+        }
+        let root = self.read_role::<Root>()?;
+        let ring = self.ring()?;
+        let keys = self.signing_keys(&root, Role::Root, &ring)?;
+        Ok(metadata::sign_value(signed, &keys)?)
+    }
 
     fn expires(&self, period: Duration) -> UnixTime {
         self.clock.now().saturating_add(period)

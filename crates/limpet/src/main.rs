@@ -42,6 +42,12 @@ enum Command {
     Repo(cmd::publish::RepoCommand),
     /// Add a built image to an update repository, or re-sign its timestamp (--refresh).
     Publish(cmd::publish::PublishArgs),
+    /// Sign the owner handover statement: after a date, devices of a model may take a trust
+    /// root chosen by their owner.
+    Handover(cmd::handover::Args),
+    /// Write an owner's handover request for a device: the vendor's statement, the owner's
+    /// root and image key.
+    OwnerRequest(cmd::handover::RequestArgs),
     /// Serve an update repository over HTTP for development.
     Serve(cmd::serve::Args),
     /// Run the fleet server, manage its operators.
@@ -77,6 +83,8 @@ fn main() -> ExitCode {
         Command::Verify(args) => cmd::verify::run(args),
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Mud(args) => cmd::mud::run(args),
+        Command::Handover(args) => cmd::handover::run(args),
+        Command::OwnerRequest(args) => cmd::handover::run_request(args),
         Command::Relay(args) => cmd::relay::run(args),
         Command::Run(args) => match cmd::run::run(args) {
             Ok(code) => return code,

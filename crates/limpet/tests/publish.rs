@@ -497,3 +497,130 @@ fn repositories_of_ecdsa_rsa_and_signer_command_keys() {
     assert_eq!(keytype("targets"), "ecdsa");
     assert_eq!(keytype("snapshot"), "ecdsa");
 }
+
+/// `limpet repo roughtime-servers`, `limpet handover` and `limpet owner-request`: what each
+/// writes (the list in signed targets.json; a statement that verifies against the
+/// repository's root; a request a device takes), and bad input refused with its cause.
+#[test]
+fn roughtime_list_handover_and_owner_request_on_the_command_line() {
+    use ed25519_dalek::pkcs8::EncodePublicKey;
+    const KEY: &str = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+    let dir = scratch().join("handover");
+    let (repo, keys) = (dir.join("repo"), dir.join("tuf-keys"));
+    repo_init(&repo, &keys);
+    let servers = |list: &[&str], ok: bool| {
+        let mut cmd = limpet();
+        cmd.args(["repo", "roughtime-servers"])
+            .arg(&repo)
+            .arg("--keys")
+            .arg(&keys)
+            .args(["--device", "thermostat"]);
+        for s in list {
+            cmd.args(["--server", s]);
+        }
+        run(&mut cmd, ok)
+    };
+    let done = servers(&[&format!("rt1,192.0.2.10:2002,{KEY}")], true);
+    assert!(
+        stdout(&done).contains("rt1 192.0.2.10:2002"),
+        "{}",
+        stdout(&done)
+    );
+    let targets: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo.join("metadata/targets.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        targets["signed"]["x-limpet-roughtime"],
+        serde_json::json!({"thermostat": [{"name": "rt1", "address": "192.0.2.10:2002", "key": KEY}]})
+    );
+    let bad_key = servers(&["rt2,192.0.2.11:2002,c2hvcnQ="], false);
+    assert!(
+        stderr(&bad_key).contains("Roughtime key of rt2: 5 bytes, an Ed25519 key is 32"),
+        "{}",
+        stderr(&bad_key)
+    );
+    let bad_address = servers(&[&format!("rt2,rt.example:2002,{KEY}")], false);
+    assert!(
+        stderr(&bad_address).contains("address \"rt.example:2002\""),
+        "{}",
+        stderr(&bad_address)
+    );
+
+    let handover = |after: &str, ok: bool| {
+        run(
+            limpet()
+                .arg("handover")
+                .arg(&repo)
+                .arg("--keys")
+                .arg(&keys)
+                .args(["--device", "thermostat", "--after", after]),
+            ok,
+        )
+    };
+    let signed = handover("2035-01-01", true);
+    assert!(
+        stdout(&signed).contains("from 2035-01-01T00:00:00Z"),
+        "{}",
+        stdout(&signed)
+    );
+    let statement = repo.join("handover/thermostat.json");
+    let root =
+        limpet_tuf::client::verify_root(&std::fs::read(repo.join("metadata/1.root.json")).unwrap())
+            .unwrap();
+    let date = limpet_tuf::UnixTime::parse("2035-01-01T00:00:00Z").unwrap();
+    let verified = limpet_repo::verify_handover(
+        &std::fs::read(&statement).unwrap(),
+        &root,
+        "thermostat",
+        Some(date),
+    )
+    .unwrap();
+    assert_eq!(verified.after, date);
+    let not_a_date = handover("2035-02-30", false);
+    assert!(
+        stderr(&not_a_date).contains("is not a date YYYY-MM-DD"),
+        "{}",
+        stderr(&not_a_date)
+    );
+
+    let (owner_repo, owner_keys) = (dir.join("owner-repo"), dir.join("owner-keys"));
+    repo_init(&owner_repo, &owner_keys);
+    let image_pub = dir.join("owner-image.pub");
+    std::fs::write(
+        &image_pub,
+        ed25519_dalek::SigningKey::from_bytes(&[42; 32])
+            .verifying_key()
+            .to_public_key_pem(Default::default())
+            .unwrap(),
+    )
+    .unwrap();
+    let out = dir.join("owner-request.json");
+    run(
+        limpet()
+            .arg("owner-request")
+            .arg("--statement")
+            .arg(&statement)
+            .arg("--root")
+            .arg(owner_repo.join("metadata/1.root.json"))
+            .arg("--image-key")
+            .arg(&image_pub)
+            .arg("-o")
+            .arg(&out),
+        true,
+    );
+    let request: limpet_repo::OwnerRequest =
+        serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    request.check(&root, "thermostat", Some(date)).unwrap();
+
+    for (args, flag) in [
+        (&["handover", "--help"][..], "--after <DATE>"),
+        (&["owner-request", "--help"], "--image-key <PUB.pem>"),
+        (
+            &["repo", "roughtime-servers", "--help"],
+            "--server <NAME,ADDRESS,KEY>",
+        ),
+    ] {
+        let help = stdout(&run(limpet().args(args), true));
+        assert!(help.contains(flag), "{args:?} lacks {flag}:\n{help}");
+    }
+}

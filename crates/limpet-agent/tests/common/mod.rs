@@ -17,6 +17,7 @@ use limpet_state::State;
 use limpet_testkit::noise::xorshift_bytes;
 use limpet_testkit::slot::{signed_slot, Partitions};
 
+#[allow(unused_imports)]
 pub use limpet_testkit::relay::{Relay, Throttle};
 
 pub const DEVICE: &str = "thermo";
@@ -30,6 +31,11 @@ pub fn image_key() -> SigningKey {
 /// A release of the test device: a squashfs with a manifest naming the version and a
 /// 1 MiB "binary" that is the same in every release except `patch` bytes at its middle.
 pub fn release(version: &str, patch: &[u8]) -> Vec<u8> {
+    release_signed(version, patch, &image_key())
+}
+
+/// As [`release`], signed with `key` (an owner's image key after a handover).
+pub fn release_signed(version: &str, patch: &[u8], key: &SigningKey) -> Vec<u8> {
     let mut binary = xorshift_bytes(0x9e37_79b9_7f4a_7c15, 1 << 20);
     let mid = binary.len() / 2;
     binary[mid..mid + patch.len()].copy_from_slice(patch);
@@ -45,13 +51,7 @@ pub fn release(version: &str, patch: &[u8]) -> Vec<u8> {
             mode: 0o755,
         },
     ];
-    signed_slot(
-        &entries,
-        DEVICE,
-        std::env::consts::ARCH,
-        version,
-        &image_key(),
-    )
+    signed_slot(&entries, DEVICE, std::env::consts::ARCH, version, key)
 }
 
 /// A TUF repository with its keys, in a temporary directory.
@@ -81,15 +81,14 @@ impl TestRepo {
 
     /// Publishes `slot` bytes with limpet-repo.
     pub fn publish(&self, slot: &[u8]) -> limpet_repo::Published {
+        self.publish_signed(slot, &image_key())
+    }
+
+    /// Publishes `slot` bytes signed with `key`.
+    pub fn publish_signed(&self, slot: &[u8], key: &SigningKey) -> limpet_repo::Published {
         let file = self.dir.path().join("incoming.img");
         std::fs::write(&file, slot).unwrap();
-        limpet_repo::publish(
-            &file,
-            &self.path(),
-            &self.keys(),
-            &image_key().verifying_key(),
-        )
-        .unwrap()
+        limpet_repo::publish(&file, &self.path(), &self.keys(), &key.verifying_key()).unwrap()
     }
 }
 
@@ -112,6 +111,16 @@ impl Device {
 
     /// As [`Device::new`], its running slot built at `built`.
     pub fn built_at(running: &[u8], running_version: &str, built: WallTime) -> Device {
+        Device::with_key(running, running_version, built, &image_key())
+    }
+
+    /// As [`Device::built_at`], PID 1 verifying new slots with `key`'s public half.
+    pub fn with_key(
+        running: &[u8],
+        running_version: &str,
+        built: WallTime,
+        key: &SigningKey,
+    ) -> Device {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let partitions = Partitions::factory(root, running, running_version, SLOT_SIZE);
@@ -122,7 +131,7 @@ impl Device {
             running: partitions.slot_a.clone(),
             running_version: running_version.into(),
             inactive: partitions.slot_b.clone(),
-            key: image_key().verifying_key(),
+            key: key.verifying_key(),
             trial_boots: 3,
         };
         let events = Arc::new(Mutex::new(Vec::new()));

@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use limpet_policy::RoughtimeServer;
 use limpet_roughtime::Server;
 
-use super::{Outcome, ROUND_INTERVAL, TRIES, TRY_TIMEOUT, UNSENT_RETRY};
+use super::{Outcome, ReplaceError, Replaced, ROUND_INTERVAL, TRIES, TRY_TIMEOUT, UNSENT_RETRY};
 use crate::supervisor::Millis;
 use crate::sys;
 
@@ -35,6 +35,11 @@ struct Query {
 #[derive(Debug)]
 pub struct Roughtime {
     servers: Vec<Listed>,
+    /// The addresses the slot lists: the only ones a query can go to.
+    slot_addresses: Vec<SocketAddrV4>,
+    /// The last signed list taken or refused, so the same list sent by every refresh is
+    /// acted on (and said) once.
+    last_signed: Option<Vec<RoughtimeServer>>,
     /// The next server of the round to ask.
     next: usize,
     /// When the next round starts (`None`: at once, once the network is up).
@@ -72,6 +77,8 @@ impl Roughtime {
         }
         let client = Roughtime {
             servers,
+            slot_addresses: listed.iter().map(|l| l.address).collect(),
+            last_signed: None,
             next: 0,
             round_at: None,
             query: None,
@@ -83,6 +90,44 @@ impl Roughtime {
     /// Whether a raised earliest time may set the system clock.
     pub fn sets_clock(&self) -> bool {
         self.sets_clock
+    }
+
+    /// Replaces the servers with `signed`, a list the agent verified in the repository's
+    /// signed metadata, when every address is one the slot lists and every key is an
+    /// Ed25519 key; otherwise refuses the whole list and keeps the one in use. A new list
+    /// drops the query in flight and starts a round at once.
+    pub fn replace(&mut self, signed: &[RoughtimeServer]) -> Result<Replaced, ReplaceError> {
+        if self.last_signed.as_deref() == Some(signed) {
+            return Ok(Replaced::Unchanged);
+        }
+        self.last_signed = Some(signed.to_vec());
+        let mut servers = Vec::with_capacity(signed.len());
+        for l in signed {
+            if !self.slot_addresses.contains(&l.address) {
+                return Err(ReplaceError::NotInSlot {
+                    name: l.name.clone(),
+                    address: l.address,
+                });
+            }
+            let server = Server::new(&l.name, &l.key).map_err(|e| ReplaceError::Key {
+                name: l.name.clone(),
+                reason: e.to_string(),
+            })?;
+            servers.push(Listed {
+                server,
+                address: l.address,
+            });
+        }
+        self.servers = servers;
+        self.query = None;
+        self.next = 0;
+        self.round_at = None;
+        Ok(Replaced::Now(
+            self.servers
+                .iter()
+                .map(|l| l.server.name().to_owned())
+                .collect(),
+        ))
     }
 
     /// Whether any server is listed.
@@ -244,6 +289,63 @@ mod tests {
             ["roughtime bad: left out: Roughtime key of bad: 5 bytes, an Ed25519 key is 32"]
         );
         (client, server)
+    }
+
+    /// Another valid Ed25519 key (RFC 8032 test 1).
+    const KEY2: &str = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
+
+    #[test]
+    fn a_signed_list_replaces_keys_and_narrows_but_adds_no_address() {
+        let (mut client, server) = client();
+        let SocketAddr::V4(address) = server.local_addr().unwrap() else {
+            panic!("not IPv4");
+        };
+        let rotated = [RoughtimeServer {
+            name: "rt1-new".to_owned(),
+            address,
+            key: KEY2.to_owned(),
+        }];
+        assert_eq!(
+            client.replace(&rotated),
+            Ok(Replaced::Now(vec!["rt1-new".to_owned()]))
+        );
+        assert_eq!(client.servers[0].server.name(), "rt1-new");
+        // Sent again by the next refresh: nothing to do, nothing said.
+        assert_eq!(client.replace(&rotated), Ok(Replaced::Unchanged));
+        // Attack: a list naming an address the slot does not list (no egress rule for it).
+        let elsewhere: SocketAddrV4 = "192.0.2.99:2002".parse().unwrap();
+        let added = [
+            rotated[0].clone(),
+            RoughtimeServer {
+                name: "new".to_owned(),
+                address: elsewhere,
+                key: KEY.to_owned(),
+            },
+        ];
+        assert_eq!(
+            client.replace(&added),
+            Err(ReplaceError::NotInSlot {
+                name: "new".to_owned(),
+                address: elsewhere
+            })
+        );
+        assert_eq!(client.servers.len(), 1, "the list in use is kept");
+        assert_eq!(client.servers[0].server.name(), "rt1-new");
+        // A bad key refuses the whole list too.
+        let bad = [RoughtimeServer {
+            name: "rt1".to_owned(),
+            address,
+            key: "c2hvcnQ=".to_owned(),
+        }];
+        assert!(matches!(
+            client.replace(&bad),
+            Err(ReplaceError::Key { .. })
+        ));
+        assert_eq!(client.servers[0].server.name(), "rt1-new");
+        // Narrowed to nothing: the client asks no server.
+        assert_eq!(client.replace(&[]), Ok(Replaced::Now(vec![])));
+        assert!(client.is_empty());
+        assert!(client.on_tick(Millis(0), true).is_none());
     }
 
     fn receive(server: &UdpSocket) -> (Vec<u8>, SocketAddr) {

@@ -6,7 +6,7 @@
 
 use std::os::fd::BorrowedFd;
 
-use super::Outcome;
+use super::{Outcome, ReplaceError, Replaced};
 use crate::supervisor::Millis;
 
 /// No client: this type has no values.
@@ -44,6 +44,14 @@ impl Roughtime {
 
     /// Never called: there is no client.
     pub fn on_tick(&mut self, _now: Millis, _net_up: bool) -> Option<Outcome> {
+        match *self {}
+    }
+
+    /// Never called: there is no client.
+    pub fn replace(
+        &mut self,
+        _signed: &[limpet_policy::RoughtimeServer],
+    ) -> Result<Replaced, ReplaceError> {
         match *self {}
     }
 

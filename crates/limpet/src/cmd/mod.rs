@@ -4,6 +4,7 @@
 pub mod build;
 pub mod check;
 pub mod fleet;
+pub mod handover;
 pub mod inspect;
 pub mod keys;
 pub mod mud;

@@ -1,4 +1,4 @@
-//! `limpet repo` (init, rotate, delegate, add-target, extend-support) and `limpet publish`: the vendor's side of the update repository.
+//! `limpet repo` (init, rotate, delegate, add-target, extend-support, roughtime-servers) and `limpet publish`: the vendor's side of the update repository.
 //! The logic is in `limpet-repo`; this module parses arguments and prints results.
 
 use std::path::{Path, PathBuf};
@@ -47,7 +47,7 @@ pub struct SignerArgs {
 }
 
 impl SignerArgs {
-    fn signers(&self) -> Result<Vec<ExternalSigner>, keys::KeyError> {
+    pub(crate) fn signers(&self) -> Result<Vec<ExternalSigner>, keys::KeyError> {
         let Some(command) = &self.signer_cmd else {
             return Ok(Vec::new());
         };
@@ -179,6 +179,51 @@ pub enum RepoCommand {
         #[command(flatten)]
         signer: SignerArgs,
     },
+    /// Replace the Roughtime server list of a device model without a new image: a statement
+    /// in targets.json, signed by the targets keys. Devices take it only when every address
+    /// is one their slot's `[lifecycle] roughtime` lists (the egress rule for it is compiled
+    /// into the image): it can replace a server's key and drop servers, not add an address.
+    #[command(name = "roughtime-servers")]
+    RoughtimeServers {
+        /// Directory of the repository.
+        repo: PathBuf,
+        /// Directory of the role keys.
+        #[arg(long)]
+        keys: PathBuf,
+        /// The device model (`[device] name`).
+        #[arg(long)]
+        device: String,
+        /// A server, NAME,IPV4:PORT,KEY (KEY: its Ed25519 public key, base64), in the order
+        /// devices ask them; repeat for each.
+        #[arg(
+            long = "server",
+            value_name = "NAME,ADDRESS,KEY",
+            required_unless_present = "none"
+        )]
+        servers: Vec<String>,
+        /// An empty list: devices of the model ask no Roughtime server.
+        #[arg(long, conflicts_with = "servers")]
+        none: bool,
+        /// Keys kept in an HSM or KMS.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
+}
+
+/// A `--server NAME,ADDRESS,KEY` of `limpet repo roughtime-servers`.
+fn roughtime_entry(text: &str) -> Result<limpet_repo::RoughtimeEntry, String> {
+    let mut parts = text.splitn(3, ',');
+    let (Some(name), Some(address), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(format!("--server {text:?}: expected NAME,IPV4:PORT,KEY"));
+    };
+    let address = address
+        .parse()
+        .map_err(|e| format!("--server {text:?}: address {address:?}: {e}"))?;
+    Ok(limpet_repo::RoughtimeEntry {
+        name: name.to_owned(),
+        address,
+        key: key.to_owned(),
+    })
 }
 
 /// `limpet publish` arguments.
@@ -352,6 +397,35 @@ pub fn run_repo(command: RepoCommand) -> cmd::Result {
             println!(
                 "{device}: supported until {} (support ends {}), signed into targets.json",
                 made.last_day, made.until
+            );
+            Ok(())
+        }
+        RepoCommand::RoughtimeServers {
+            repo,
+            keys,
+            device,
+            servers,
+            none: _,
+            signer,
+        } => {
+            let entries = servers
+                .iter()
+                .map(|s| roughtime_entry(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            let list = limpet_repo::set_roughtime_servers(
+                &repo,
+                &keys,
+                &device,
+                entries,
+                signer.signers()?,
+            )?;
+            println!(
+                "{device}: {} Roughtime server(s) signed into targets.json{}",
+                list.servers.len(),
+                list.servers
+                    .iter()
+                    .map(|s| format!("\n  {} {}", s.name, s.address))
+                    .collect::<String>()
             );
             Ok(())
         }

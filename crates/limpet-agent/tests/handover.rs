@@ -1,0 +1,303 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Owner handover, the TUF side (issue 13 item 4), in process with every part real: the
+//! vendor's and the owner's repositories written by limpet-repo and served over HTTP, the
+//! statement signed with the vendor's root keys, the agent taking the owner's request
+//! against PID 1's time floor (limpet-install's `InstallServer` with a time record).
+
+mod common;
+
+use common::{agent_config, release, release_signed, Device, TestRepo};
+use ed25519_dalek::pkcs8::EncodePublicKey;
+use ed25519_dalek::SigningKey;
+use limpet_agent::owner::{ENROLMENT_FILE, OWNER_METADATA_DIR, REQUEST_FILE};
+use limpet_agent::{Agent, AgentError, PollOutcome};
+use limpet_lifecycle::WallTime;
+use limpet_repo::serve::serve;
+use limpet_repo::{HandoverError, OwnerRequest};
+use limpet_tuf::UnixTime;
+
+/// 2020-01-01: the build time of the test device's slot, its time floor before it has
+/// verified any signed time.
+const BUILT: u64 = 1_577_836_800;
+
+fn owner_key() -> SigningKey {
+    SigningKey::from_bytes(&[42; 32])
+}
+
+fn json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The owner's request: `statement`, the owner repository's first root, the owner's key.
+fn request(statement: &std::path::Path, owner: &TestRepo) -> OwnerRequest {
+    OwnerRequest {
+        statement: json(statement),
+        root: json(&owner.root()),
+        image_key: owner_key()
+            .verifying_key()
+            .to_public_key_pem(Default::default())
+            .unwrap(),
+    }
+}
+
+fn sign(repo: &TestRepo, day: &str) -> std::path::PathBuf {
+    let (path, _) = limpet_repo::sign_handover(
+        &repo.path(),
+        &repo.keys(),
+        common::DEVICE,
+        day,
+        None,
+        Vec::new(),
+    )
+    .unwrap();
+    path
+}
+
+/// The statement checked on its own: refused before its date, under a wrong key, for
+/// another model, and with no floor; taken once the floor has passed the date.
+#[test]
+fn the_statement_is_refused_before_its_date_and_under_a_wrong_key() {
+    let vendor = TestRepo::new();
+    let root = limpet_tuf::client::verify_root(&std::fs::read(vendor.root()).unwrap()).unwrap();
+    let path = sign(&vendor, "2030-01-01");
+    let bytes = std::fs::read(&path).unwrap();
+    let date = UnixTime::parse("2030-01-01T00:00:00Z").unwrap();
+    let check = |floor| limpet_repo::verify_handover(&bytes, &root, common::DEVICE, floor);
+
+    let just_before = UnixTime::from_secs(date.as_secs() - 1);
+    assert!(matches!(
+        check(Some(just_before)),
+        Err(HandoverError::NotYet { after, floor }) if after == date && floor == just_before
+    ));
+    assert!(matches!(check(None), Err(HandoverError::NoFloor)));
+    assert_eq!(check(Some(date)).unwrap().after, date);
+    assert!(matches!(
+        limpet_repo::verify_handover(&bytes, &root, "lamp", Some(date)),
+        Err(HandoverError::Device { .. })
+    ));
+
+    // Attack: a statement signed by other root keys (anyone can run `limpet repo init`).
+    let other = TestRepo::new();
+    let forged = std::fs::read(sign(&other, "2000-01-01")).unwrap();
+    let err = limpet_repo::verify_handover(&forged, &root, common::DEVICE, Some(date)).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            HandoverError::Signature {
+                root_version: 1,
+                source: limpet_tuf::Error::ThresholdNotMet { .. }
+            }
+        ),
+        "{err:?}"
+    );
+
+    // Attack: the vendor's genuine statement with its date moved earlier.
+    let mut moved: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    moved["signed"]["after"] = "2000-01-01T00:00:00Z".into();
+    let moved = serde_json::to_vec(&moved).unwrap();
+    assert!(matches!(
+        limpet_repo::verify_handover(&moved, &root, common::DEVICE, Some(just_before)),
+        Err(HandoverError::Signature { .. })
+    ));
+
+    // Attack: the root keys asked to sign TUF metadata as a "statement" (a root that
+    // would then pass for the vendor's next root): refused before any key signs.
+    let tuf = limpet_tuf::Repository::open(
+        &vendor.path(),
+        &vendor.keys(),
+        Box::new(limpet_tuf::SystemClock),
+    )
+    .unwrap();
+    for role in ["root", "timestamp", "snapshot", "targets"] {
+        assert!(matches!(
+            tuf.sign_with_root_keys(serde_json::json!({"_type": role, "version": 2})),
+            Err(limpet_tuf::RepoError::NotAStatement { type_ }) if type_ == role
+        ));
+    }
+
+    // Attack: TUF metadata signed by the same root keys passed off as a statement.
+    assert!(matches!(
+        limpet_repo::verify_handover(
+            &std::fs::read(vendor.root()).unwrap(),
+            &root,
+            common::DEVICE,
+            Some(date)
+        ),
+        Err(HandoverError::Content { .. })
+    ));
+}
+
+/// The vendor's metadata failed the owner's root's threshold.
+fn vendor_refused(poll: Result<PollOutcome, AgentError>) {
+    assert!(
+        matches!(
+            &poll,
+            Err(AgentError::Tuf {
+                source: limpet_tuf::Error::ThresholdNotMet { .. },
+                ..
+            })
+        ),
+        "{poll:?}"
+    );
+}
+
+/// Vendor v1 → the date passes on the device's floor (not its clock) → the owner's
+/// request is taken → the owner's v2 from the owner's repository is staged → the vendor's
+/// v3 is refused, also after the stored root is damaged.
+#[test]
+fn after_handover_the_owners_repository_is_followed_and_the_vendors_refused() {
+    let v1 = release("1.0.0", b"");
+    let vendor = TestRepo::new();
+    vendor.publish(&v1);
+    let vendor_server = serve(&vendor.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let vendor_url = format!("http://{}", vendor_server.local_addr());
+
+    let owner = TestRepo::new();
+    let v2 = release_signed("2.0.0", b"owner", &owner_key());
+    owner.publish_signed(&v2, &owner_key());
+    let owner_server = serve(&owner.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let owner_url = format!("http://{}", owner_server.local_addr());
+
+    // PID 1 verifies new slots with the owner's image key: what the boot loader's owner
+    // enrolment will hand it (docs/end-of-life.md, "what the loader wiring needs").
+    let device = Device::with_key(&v1, "1.0.0", WallTime::from_secs(BUILT), &owner_key());
+    let state = tempfile::tempdir().unwrap();
+    let config = |url: &str| agent_config(url, &vendor, &device, state.path());
+
+    // The statement takes effect on 2021-01-01. The host clock (the device's RTC here) is
+    // years past it, but the device's floor is its build time, 2020-01-01, until it has
+    // verified a signed time: the request is refused and left in place.
+    let statement = sign(&vendor, "2021-01-01");
+    std::fs::write(
+        state.path().join(REQUEST_FILE),
+        serde_json::to_vec(&request(&statement, &owner)).unwrap(),
+    )
+    .unwrap();
+    assert!(device.time().floor().as_secs() < 1_609_459_200);
+    let mut agent = Agent::new(config(&vendor_url));
+    assert!(matches!(
+        agent.poll_once().unwrap(),
+        PollOutcome::UpToDate { .. }
+    ));
+    assert!(!state.path().join(ENROLMENT_FILE).exists());
+    assert!(state.path().join(REQUEST_FILE).exists());
+
+    // That refresh raised the floor to the vendor's signed time (today): the next poll
+    // takes the request and, from then on, trusts the owner's root alone.
+    assert!(device.time().floor().as_secs() >= 1_609_459_200);
+    let err = agent.poll_once().unwrap_err();
+    assert!(state.path().join(ENROLMENT_FILE).exists());
+    assert!(!state.path().join(REQUEST_FILE).exists());
+    assert!(
+        matches!(
+            &err,
+            AgentError::Tuf {
+                source: limpet_tuf::Error::ThresholdNotMet { .. },
+                dir,
+            } if dir.ends_with(OWNER_METADATA_DIR)
+        ),
+        "the vendor's repository is no longer trusted: {err:?}"
+    );
+
+    // The owner serves their repository where the device looks (their network's DNS
+    // names the vendor's host; here the agent is given its address): v2 is staged.
+    let mut agent = Agent::new(config(&owner_url));
+    let outcome = agent.poll_once().unwrap();
+    assert!(
+        matches!(&outcome, PollOutcome::Staged { version, .. } if version == "2.0.0"),
+        "{outcome:?}"
+    );
+    let staged = device.state();
+    assert_eq!(
+        staged.trial().map(|t| t.version.to_string()).as_deref(),
+        Some("2.0.0")
+    );
+
+    // The vendor publishes v3 with its keys: refused, by name of the threshold.
+    let v3 = release("3.0.0", b"vendor");
+    vendor.publish(&v3);
+    let dev3 = Device::with_key(&v1, "1.0.0", WallTime::from_secs(BUILT), &owner_key());
+    let config3 = |url: &str| agent_config(url, &vendor, &dev3, state.path());
+    vendor_refused(Agent::new(config3(&vendor_url)).poll_once());
+
+    // Attack: the stored owner root damaged, hoping the agent falls back to the vendor's
+    // shipped root. It provisions the enrolled root again; the vendor stays refused.
+    std::fs::write(
+        state.path().join(OWNER_METADATA_DIR).join("root.json"),
+        b"{\"signed\": tr",
+    )
+    .unwrap();
+    vendor_refused(Agent::new(config3(&vendor_url)).poll_once());
+    let stored = std::fs::read(state.path().join(OWNER_METADATA_DIR).join("root.json")).unwrap();
+    assert_eq!(
+        limpet_tuf::client::verify_root(&stored).unwrap().keys,
+        limpet_tuf::client::verify_root(&std::fs::read(owner.root()).unwrap())
+            .unwrap()
+            .keys
+    );
+    assert!(matches!(
+        Agent::new(config3(&owner_url)).poll_once().unwrap(),
+        PollOutcome::UpToDate { .. } | PollOutcome::Staged { .. }
+    ));
+
+    // A damaged enrolment stops updates by name, never falls back to the vendor.
+    std::fs::write(state.path().join(ENROLMENT_FILE), b"{").unwrap();
+    let dev4 = Device::with_key(&v1, "1.0.0", WallTime::from_secs(BUILT), &owner_key());
+    let config4 = agent_config(&vendor_url, &vendor, &dev4, state.path());
+    let err = Agent::new(config4).poll_once().unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            AgentError::Owner(limpet_agent::owner::OwnerError::Damaged { .. })
+        ),
+        "{err:?}"
+    );
+}
+
+/// Requests that must not hand a device over: a statement under other root keys, the
+/// vendor's own root passed as the owner's, an image key that is not Ed25519; and a second
+/// request once handed over.
+#[test]
+fn bad_owner_requests_are_refused_and_nothing_is_written() {
+    let vendor = TestRepo::new();
+    let root = limpet_tuf::client::verify_root(&std::fs::read(vendor.root()).unwrap()).unwrap();
+    let owner = TestRepo::new();
+    let good = sign(&vendor, "2000-01-01");
+    let now = Some(UnixTime::from_secs(i64::try_from(BUILT).unwrap()));
+    let state = tempfile::tempdir().unwrap();
+    let enrol =
+        |r: OwnerRequest| limpet_agent::owner::enrol(state.path(), &root, common::DEVICE, now, r);
+    use limpet_agent::owner::OwnerError;
+
+    let other = TestRepo::new();
+    let forged = sign(&other, "2000-01-01");
+    assert!(matches!(
+        enrol(request(&forged, &owner)),
+        Err(OwnerError::Refused(HandoverError::Signature { .. }))
+    ));
+    let mut same = request(&good, &owner);
+    same.root = json(&vendor.root());
+    assert!(matches!(
+        enrol(same),
+        Err(OwnerError::Refused(HandoverError::SameRoot))
+    ));
+    let mut bad_key = request(&good, &owner);
+    bad_key.image_key = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n".into();
+    assert!(matches!(
+        enrol(bad_key),
+        Err(OwnerError::Refused(HandoverError::ImageKey { .. }))
+    ));
+    let mut unsigned_root = request(&good, &owner);
+    unsigned_root.root["signatures"] = serde_json::json!([]);
+    assert!(matches!(
+        enrol(unsigned_root),
+        Err(OwnerError::Refused(HandoverError::OwnerRoot { .. }))
+    ));
+    assert!(!state.path().join(ENROLMENT_FILE).exists());
+
+    enrol(request(&good, &owner)).unwrap();
+    assert!(matches!(
+        enrol(request(&good, &TestRepo::new())),
+        Err(OwnerError::AlreadyEnrolled { .. })
+    ));
+}
