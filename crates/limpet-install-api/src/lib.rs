@@ -177,8 +177,9 @@ pub struct DeviceStatus {
     #[serde(default)]
     pub device_key: Option<String>,
     /// The A/B record's facts a fleet check-in reports; absent from an older PID 1.
+    /// (Boxed: it keeps the answer enum small.)
     #[serde(default)]
-    pub record: Option<RecordFacts>,
+    pub record: Option<Box<RecordFacts>>,
 }
 
 /// A datagram that is not a valid message.
@@ -502,7 +503,7 @@ mod tests {
                 time_floor: Some(1_893_456_000),
                 support_until: None,
                 device_key: Some("ab".repeat(32)),
-                record: Some(RecordFacts {
+                record: Some(Box::new(RecordFacts {
                     active_slot: "b".into(),
                     other_version: Some("1.1.0".into()),
                     last_failure: Some(FailureFacts {
@@ -511,7 +512,7 @@ mod tests {
                         boot_count: 4,
                     }),
                     boot_count: 5,
-                }),
+                })),
             }),
             Response::Signed { signature: [7; 64] },
             Response::Data(vec![1, 2, 3]),

@@ -337,7 +337,7 @@ impl InstallServer {
             trial: state.trial().map(|t| t.version.to_string()),
             on_trial,
             device_key: self.identity.as_ref().map(|id| hex_key(&id.public_key())),
-            record: Some(record_facts(&state, on_trial)),
+            record: Some(Box::new(record_facts(&state, on_trial))),
         })
     }
 

@@ -124,6 +124,7 @@ impl Device {
             inactive: partitions.slot_b.clone(),
             key: image_key().verifying_key(),
             trial_boots: 3,
+            identity: None,
         };
         let events = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
