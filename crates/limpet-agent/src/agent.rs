@@ -26,9 +26,15 @@ use limpet_tuf::metadata::Role;
 use limpet_tuf::{Client, Clock, RetrievalPolicy, SystemClock, UnixTime};
 
 use crate::error::AgentError;
+use crate::fleet::gate::Gate;
+use crate::fleet::http::FleetUrl;
+use crate::fleet::report::Attempt;
+use crate::fleet::{self, CheckedIn, FleetFiles};
 use crate::net::{read_all, Remote};
 use crate::pid1::{InactiveSlot, Pid1, RunningSlot};
 use crate::select::{choose, Candidate};
+use limpet_fleet_api::report::Outcome;
+use limpet_fleet_api::waves::WavesField;
 
 /// Subdirectory of the state directory holding the TUF metadata (`root.json`,
 /// `timestamp.json`, `snapshot.json`, `targets.json`, `trusted-time-floor`).
@@ -152,6 +158,8 @@ pub struct AgentConfig {
     pub retrieval: RetrievalPolicy,
     /// When to reboot into a staged trial.
     pub reboot: RebootPolicy,
+    /// The fleet server to check in with (`http://host[:port][/path]`); `None`: none.
+    pub fleet: Option<String>,
 }
 
 impl AgentConfig {
@@ -167,6 +175,7 @@ impl AgentConfig {
             socket: PathBuf::from(limpet_install_api::INSTALL_SOCKET),
             retrieval: RetrievalPolicy::default(),
             reboot: RebootPolicy::default(),
+            fleet: None,
         }
     }
 }
@@ -203,6 +212,14 @@ pub enum PollOutcome {
     },
     /// An install or a trial is in progress; the repository was not asked.
     Busy(Busy),
+    /// A newer version is listed, and its rollout says not yet: the device's wave has not
+    /// started, or a valid hold of the fleet server applies.
+    Waiting {
+        /// The version listed.
+        version: String,
+        /// Why it waits.
+        gate: Gate,
+    },
     /// A new version was written, verified by PID 1 and marked as a trial.
     Staged {
         /// The version now staged for a trial.
@@ -260,6 +277,21 @@ impl fmt::Display for PollOutcome {
                 "busy: {version} is staged as a trial, {}",
                 reboot(*reboot_requested)
             ),
+            PollOutcome::Waiting {
+                version,
+                gate: Gate::Wave { wave, start },
+            } => write!(
+                f,
+                "waiting: {version} is listed, this device is in wave {wave}, which starts at {start}"
+            ),
+            PollOutcome::Waiting {
+                version,
+                gate: Gate::Held { until, reason },
+            } => write!(
+                f,
+                "held: {version} is held by the fleet server until {until}: {reason}"
+            ),
+            PollOutcome::Waiting { version, .. } => write!(f, "waiting: {version}"),
             PollOutcome::Staged {
                 version,
                 boots,
@@ -375,6 +407,7 @@ impl Agent {
     pub fn poll_once(&mut self) -> Result<PollOutcome, AgentError> {
         let pid1 = Pid1::connect(&self.config.socket)?;
         let status = pid1.status()?;
+        self.check_in(&pid1, &status);
         if let Some(busy) = self.busy(&pid1, &status)? {
             return Ok(PollOutcome::Busy(busy));
         }
@@ -388,13 +421,7 @@ impl Agent {
             })?;
         let client = self.refresh(&repo, status.time_floor)?;
         self.report_time(&pid1, &client);
-        let targets = client
-            .trusted_targets()
-            .map(|t| &t.targets)
-            .ok_or_else(|| AgentError::Tuf {
-                dir: self.metadata_dir(),
-                source: limpet_tuf::Error::NotRefreshed,
-            })?;
+        let targets = self.trusted_targets(&client)?;
         let Some(candidate) = choose(targets, &self.config.device, &self.config.cpu, &status)?
         else {
             return Ok(PollOutcome::UpToDate {
@@ -403,13 +430,49 @@ impl Agent {
                 round_trips: repo.traffic.requests(),
             });
         };
+        if let Some(gate) = self.gate(&client, &candidate, &status)? {
+            return Ok(PollOutcome::Waiting {
+                version: candidate.slot.version.to_string(),
+                gate,
+            });
+        }
+        let result = self.install_candidate(&pid1, &status, &client, &repo, &candidate);
+        self.record_attempt(&candidate, &result);
+        result
+    }
+
+    /// The targets the refresh verified.
+    fn trusted_targets<'c>(
+        &self,
+        client: &'c Client,
+    ) -> Result<&'c std::collections::BTreeMap<String, limpet_tuf::metadata::TargetFile>, AgentError>
+    {
+        client
+            .trusted_targets()
+            .map(|t| &t.targets)
+            .ok_or_else(|| AgentError::Tuf {
+                dir: self.metadata_dir(),
+                source: limpet_tuf::Error::NotRefreshed,
+            })
+    }
+
+    /// The delta or the chunks of `candidate`, staged.
+    fn install_candidate(
+        &self,
+        pid1: &Pid1,
+        status: &DeviceStatus,
+        client: &Client,
+        repo: &Remote,
+        candidate: &Candidate,
+    ) -> Result<PollOutcome, AgentError> {
+        let targets = self.trusted_targets(client)?;
         // A delta from the running version, when the repository has one: a fraction of
         // the chunks' bytes. If it fails, the chunks make the same slot.
         if let Some(name) = delta_for(targets, &candidate.slot, &status.running_version) {
-            match self.install_delta(&pid1, &status, &client, &repo, &name, &candidate.slot) {
+            match self.install_delta(pid1, status, client, repo, &name, &candidate.slot) {
                 Ok(()) => {
                     let from = Some(status.running_version.clone());
-                    return self.staged(&pid1, &repo, &candidate.slot, from, ChunkStats::default());
+                    return self.staged(pid1, repo, &candidate.slot, from, ChunkStats::default());
                 }
                 Err(e) => crate::schedule::log_line(&format!(
                     "limpet-agent: {}; fetching chunks instead",
@@ -417,7 +480,104 @@ impl Agent {
                 )),
             }
         }
-        self.install(&pid1, &status, &client, &repo, &candidate)
+        self.install(pid1, status, client, repo, candidate)
+    }
+
+    /// Checks in with the fleet server, when one is configured; logs the result, never
+    /// fails the poll ([`crate::fleet`]).
+    fn check_in(&self, pid1: &Pid1, status: &DeviceStatus) {
+        let Some(url) = &self.config.fleet else {
+            return;
+        };
+        let files = FleetFiles::new(&self.config.state_dir);
+        let result = FleetUrl::parse(url).and_then(|url| {
+            fleet::check_in(
+                &url,
+                &files,
+                &self.config.device,
+                status,
+                self.clock.now().as_secs(),
+                |json| pid1.sign_check_in(json).map_err(Into::into),
+            )
+        });
+        let line = match result {
+            Ok(CheckedIn::Holds(n)) => {
+                format!("limpet-agent: checked in with {url}: {n} hold(s) in force")
+            }
+            Ok(CheckedIn::NotModified) => {
+                format!("limpet-agent: checked in with {url}: holds unchanged")
+            }
+            Err(e) => format!(
+                "limpet-agent: check-in failed, keeping the last holds: {}",
+                limpet_error_chain::one_line(&e)
+            ),
+        };
+        crate::schedule::log_line(&line);
+    }
+
+    /// The rollout's word on `candidate` ([`crate::fleet::gate`]): `None` to install now.
+    fn gate(
+        &self,
+        client: &Client,
+        candidate: &Candidate,
+        status: &DeviceStatus,
+    ) -> Result<Option<Gate>, AgentError> {
+        let extra = client.trusted_targets().map(|t| &t.extra);
+        let field = match extra {
+            Some(extra) => {
+                WavesField::from_targets(extra).map_err(|source| AgentError::Waves { source })?
+            }
+            None => None,
+        };
+        let release = format!("{}/{}", self.config.device, candidate.slot.version);
+        let key: Option<[u8; 32]> = status
+            .device_key
+            .as_deref()
+            .and_then(limpet_fleet_api::report::parse_device_key)
+            .map(|k| k.to_bytes());
+        let holds = FleetFiles::new(&self.config.state_dir).holds().holds;
+        let decided = fleet::gate::gate(
+            field.as_ref(),
+            &release,
+            key.as_ref(),
+            &holds,
+            self.clock.now(),
+        );
+        for (i, why) in &decided.ignored {
+            crate::schedule::log_line(&format!(
+                "limpet-agent: ignoring hold {i} of the fleet server for {release}: {why:?}"
+            ));
+        }
+        Ok(match decided.gate {
+            Gate::Go { .. } => None,
+            other => Some(other),
+        })
+    }
+
+    /// Remembers what the install of `candidate` came to, for the next check-in.
+    fn record_attempt(&self, candidate: &Candidate, result: &Result<PollOutcome, AgentError>) {
+        if self.config.fleet.is_none() {
+            return;
+        }
+        let attempt = match result {
+            Ok(PollOutcome::Staged { version, .. }) => Attempt {
+                outcome: Outcome::Downloaded,
+                version: version.clone(),
+                reason: None,
+            },
+            Ok(_) => return,
+            Err(e) => Attempt {
+                outcome: Outcome::InstallError,
+                version: candidate.slot.version.to_string(),
+                reason: Some(limpet_error_chain::one_line(e).chars().take(1000).collect()),
+            },
+        };
+        if let Err(e) = FleetFiles::new(&self.config.state_dir).record(&attempt) {
+            crate::schedule::log_line(&format!(
+                "limpet-agent: {}",
+                limpet_error_chain::one_line(&e)
+            ));
+        }
     }
 
     /// Fetches the delta target `name`, writes the slot it makes from the running one, and

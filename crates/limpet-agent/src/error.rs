@@ -88,6 +88,15 @@ pub enum AgentError {
         #[source]
         source: limpet_tuf::Error,
     },
+    /// The signed rollout waves (`x-limpet-waves`) do not validate: nothing is installed
+    /// until the targets keys sign a correct field (a malformed field is never read as
+    /// "no waves").
+    #[error("the rollout waves of the targets metadata")]
+    Waves {
+        /// The cause.
+        #[source]
+        source: limpet_fleet_api::waves::WavesError,
+    },
     /// The chunk index target could not be fetched and verified.
     #[error("fetching target {target}")]
     FetchIndex {

@@ -42,6 +42,7 @@ fn name(request: &Request) -> &'static str {
         Request::Reboot => "reboot",
         Request::Verified { .. } => "verified",
         Request::Roughtime { .. } => "roughtime",
+        Request::SignCheckIn { .. } => "sign-check-in",
     }
 }
 
@@ -169,6 +170,18 @@ impl Pid1 {
         match self.ask(&Request::Roughtime { servers })? {
             Response::Ok => Ok(()),
             other => Err(Self::unexpected("roughtime", &other)),
+        }
+    }
+
+    /// `SignCheckIn`: the device's identity signs a check-in report (its JSON); PID 1 keeps
+    /// the key and signs only reports of its own key.
+    pub fn sign_check_in(&self, report: &[u8]) -> Result<[u8; 64], AgentError> {
+        let request = Request::SignCheckIn {
+            report: report.to_vec(),
+        };
+        match self.ask(&request)? {
+            Response::Signed { signature } => Ok(signature),
+            other => Err(Self::unexpected("sign-check-in", &other)),
         }
     }
 

@@ -120,6 +120,8 @@ mod tests {
             on_trial: false,
             time_floor: None,
             support_until: None,
+            device_key: None,
+            record: None,
         }
     }
 

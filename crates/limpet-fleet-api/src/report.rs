@@ -6,9 +6,12 @@
 //! {"report": { ...fields below... }, "signature": "<128 hex digits>"}
 //! ```
 //!
-//! The signature is Ed25519 by the device key over [`SIGNING_CONTEXT`] followed by the
-//! canonical JSON (limpet-tuf's [`canonical`](limpet_tuf::canonical), the form TUF signs) of
-//! the `report` object. Fields of `report`, every one required, no others allowed:
+//! The signature is the device identity's (limpet-identity) for `Purpose::CheckIn` over
+//! [`SIGNING_CONTEXT`] followed by the canonical JSON (limpet-tuf's
+//! [`canonical`](limpet_tuf::canonical), the form TUF signs) of the `report` object: Ed25519
+//! over `limpet device identity v1\0`, `check-in`, a zero byte, then that message
+//! ([`limpet_identity::key::signed_bytes`]). The device's PID 1 signs it; the key never
+//! leaves PID 1. Fields of `report`, every one required, no others allowed:
 //!
 //! | field | meaning |
 //! | --- | --- |
@@ -33,7 +36,8 @@
 //! - A report is fresh only when its `seq` is strictly above the last one stored for the
 //!   device ([`check_fresh`]); anything else is [`ReportError::Replayed`].
 
-use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, VerifyingKey};
+use limpet_identity::Purpose;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
@@ -265,10 +269,16 @@ pub fn verify(body: &[u8]) -> Result<VerifiedReport, ReportError> {
         .map_err(|e| malformed("report", e.to_string()))?;
     let mut message = SIGNING_CONTEXT.to_vec();
     message.extend_from_slice(&canonical);
-    key.verify(&message, &Signature::from_bytes(&sig_bytes))
-        .map_err(|_| ReportError::Forged {
+    if !limpet_identity::verify(
+        &key,
+        Purpose::CheckIn,
+        &message,
+        &Signature::from_bytes(&sig_bytes),
+    ) {
+        return Err(ReportError::Forged {
             device: device_hex.clone(),
-        })?;
+        });
+    }
     let report: Report =
         serde_json::from_value(raw.report).map_err(|e| malformed("report", e.to_string()))?;
     validate(&report)?;
@@ -344,19 +354,33 @@ pub fn check_fresh(report: &Report, stored: Option<u64>) -> Result<(), ReportErr
     }
 }
 
-/// Signs a report with a device key: what the device agent sends (and tests use).
-pub fn sign(report: &Report, key: &ed25519_dalek::SigningKey) -> Result<SignedReport, ReportError> {
-    use ed25519_dalek::Signer;
+/// The message a device's identity signs for `report` (for `Purpose::CheckIn`):
+/// [`SIGNING_CONTEXT`] and the report's canonical JSON.
+pub fn message(report: &Report) -> Result<Vec<u8>, ReportError> {
     let value = serde_json::to_value(report).map_err(|e| malformed("report", e.to_string()))?;
     let canonical = limpet_tuf::canonical::to_canonical(&value)
         .map_err(|e| malformed("report", e.to_string()))?;
     let mut message = SIGNING_CONTEXT.to_vec();
     message.extend_from_slice(&canonical);
-    let signature = hex::encode(key.sign(&message).to_bytes());
+    Ok(message)
+}
+
+/// The wire form of `report` with the identity's `signature` of its [`message`] (what the
+/// device's agent sends, with the signature PID 1 made).
+pub fn signed(report: &Report, signature: &[u8; 64]) -> Result<SignedReport, ReportError> {
+    let value = serde_json::to_value(report).map_err(|e| malformed("report", e.to_string()))?;
     Ok(SignedReport {
         report: value,
-        signature,
+        signature: hex::encode(signature),
     })
+}
+
+/// Signs a report with a raw Ed25519 key standing in for a device identity, exactly as a
+/// device's identity signs (tests and benchmarks simulating devices).
+pub fn sign(report: &Report, key: &ed25519_dalek::SigningKey) -> Result<SignedReport, ReportError> {
+    use ed25519_dalek::Signer;
+    let bytes = limpet_identity::key::signed_bytes(Purpose::CheckIn, &message(report)?);
+    signed(report, &key.sign(&bytes).to_bytes())
 }
 
 #[cfg(test)]
@@ -430,6 +454,21 @@ mod tests {
             verify(&body(&signed)),
             Err(ReportError::Forged { .. })
         ));
+        // The context without the identity's framing (a bare Ed25519 signature of the
+        // message): forged too, so no other statement of the key passes for a check-in.
+        let bare = message(&report(&k, 5)).unwrap();
+        signed.signature = hex::encode(k.sign(&bare).to_bytes());
+        assert!(matches!(
+            verify(&body(&signed)),
+            Err(ReportError::Forged { .. })
+        ));
+        // Signed for another purpose of the identity (remote access): forged.
+        let other = limpet_identity::key::signed_bytes(Purpose::RemoteAccess, &bare);
+        signed.signature = hex::encode(k.sign(&other).to_bytes());
+        assert!(matches!(
+            verify(&body(&signed)),
+            Err(ReportError::Forged { .. })
+        ));
     }
 
     #[test]
@@ -463,7 +502,8 @@ mod tests {
             use ed25519_dalek::Signer;
             let mut m = SIGNING_CONTEXT.to_vec();
             m.extend_from_slice(&limpet_tuf::canonical::to_canonical(&signed.report).unwrap());
-            hex::encode(k.sign(&m).to_bytes())
+            let framed = limpet_identity::key::signed_bytes(Purpose::CheckIn, &m);
+            hex::encode(k.sign(&framed).to_bytes())
         };
         signed.signature = resigned;
         assert!(matches!(

@@ -55,7 +55,13 @@ impl Purpose {
     }
 }
 
-/// The bytes actually signed for `purpose` and `message`.
+/// The bytes actually signed for `purpose` and `message` (`DOMAIN`, the purpose's label,
+/// a zero byte, the message): public so a party holding a raw Ed25519 key in its place (a
+/// simulated fleet in a test or benchmark) signs exactly what a device signs.
+pub fn signed_bytes(purpose: Purpose, message: &[u8]) -> Vec<u8> {
+    framed(purpose, message)
+}
+
 fn framed(purpose: Purpose, message: &[u8]) -> Vec<u8> {
     let label = purpose.label();
     let mut bytes = Vec::with_capacity(DOMAIN.len() + label.len() + 1 + message.len());

@@ -64,6 +64,7 @@ mod off {
                 running_version: "1.0.0".into(),
                 key: ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key(),
                 trial_boots: 3,
+                identity: None,
             };
             let err = InstallServer::bind(Path::new("/nonexistent/update.sock"), 1, 1, devices)
                 .unwrap_err();

@@ -190,8 +190,8 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
         "data partition {} mounted on /{DATA_MOUNT} (nosuid,nodev,noexec)",
         data.display()
     );
-    // Held for the life of PID 1: the signing key of check-ins and remote access.
-    let (_identity, identity_status) = identity::open(root, &root.join(DATA_MOUNT));
+    // Held for the life of PID 1 by the update socket: it signs the agent's fleet check-ins.
+    let (identity, identity_status) = identity::open(root, &root.join(DATA_MOUNT));
 
     harden(root);
 
@@ -208,7 +208,7 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
     let mut system = system_status(root, &disk, &key, &booted, &trial_policy);
     system.identity = Some(identity_status);
     let time = lifecycle::open(root, &disk, &policy);
-    let install = install_server(root, &disk, &key, &booted, &policy, &trial_policy);
+    let install = install_server(root, &disk, &key, &booted, &policy, &trial_policy, identity);
     let gated = booted.trial.map(|trial| runtime::GatedTrial {
         gate: trial::HealthGate::new(
             Duration::from_millis(trial_policy.health_ms),
@@ -394,6 +394,7 @@ fn install_server(
     booted: &slots::Booted,
     policy: &limpet_policy::DevicePolicy,
     trial_policy: &limpet_policy::TrialPolicy,
+    identity: Option<limpet_identity::Identity>,
 ) -> Option<install::InstallServer> {
     let name = policy.update_agent.as_ref()?;
     let Some(agent) = policy.tasks.iter().find(|t| &t.name == name) else {
@@ -412,6 +413,7 @@ fn install_server(
         running_version: booted.mounted.header.version.clone(),
         key: *key,
         trial_boots: u8::try_from(trial_policy.try_boots).unwrap_or(u8::MAX),
+        identity,
     };
     match install::InstallServer::bind(&path, agent.credentials.uid, agent.credentials.gid, devices)
     {

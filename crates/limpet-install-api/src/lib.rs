@@ -14,6 +14,7 @@
 //! | [`Request::Reboot`] | reboots cleanly, only when a trial is staged |
 //! | [`Request::Verified`] | takes the signed time and support end the agent verified from the repository into the device's time record (refused below the floor, or shortening the support window) |
 //! | [`Request::Roughtime`] | takes the Roughtime server list the agent verified from the repository (`x-limpet-roughtime`) for PID 1's client, which refuses it unless every address is one the slot lists |
+//! | [`Request::SignCheckIn`] | signs a check-in report for the fleet server with the device's identity key, only when it is a report of this device's key (the key never leaves PID 1) |
 //!
 //! One request per datagram, one answer per request. Encoding: a tag byte, then the fixed
 //! fields big-endian, strings as a u16 length and UTF-8; answers that carry a structure
@@ -92,6 +93,12 @@ pub enum Request {
         /// The servers.
         servers: Vec<RoughtimeServer>,
     },
+    /// A check-in report for the fleet server (`limpet_fleet_api::report::Report` as JSON,
+    /// at most [`MAX_DATA`] bytes), answered with [`Response::Signed`].
+    SignCheckIn {
+        /// The report's JSON.
+        report: Vec<u8>,
+    },
 }
 
 /// A Roughtime server of [`Request::Roughtime`]: the policy's type, the same JSON.
@@ -115,6 +122,36 @@ pub enum Response {
     },
     /// The request was refused or failed; the text says where and why.
     Error(String),
+    /// The signature of a `SignCheckIn` report by the device's identity key.
+    Signed {
+        /// Ed25519 signature (see `limpet_fleet_api::report` for the bytes signed).
+        signature: [u8; 64],
+    },
+}
+
+/// The A/B record as a check-in reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordFacts {
+    /// The slot running now: `a` or `b`.
+    pub active_slot: String,
+    /// The version in the other slot, when the record names one (a trial, or the last
+    /// failed version tried there).
+    pub other_version: Option<String>,
+    /// The last trial that failed: its version and why, as the record keeps it.
+    pub last_failure: Option<FailureFacts>,
+    /// The record's boot counter.
+    pub boot_count: u64,
+}
+
+/// The last failed trial, as a check-in reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureFacts {
+    /// The version that failed.
+    pub version: String,
+    /// Why, in words.
+    pub reason: String,
+    /// The boot counter when it failed.
+    pub boot_count: u64,
 }
 
 /// The device's update-relevant state, as PID 1 knows it.
@@ -148,6 +185,14 @@ pub struct DeviceStatus {
     /// none, or keeps no time record.
     #[serde(default)]
     pub support_until: Option<u64>,
+    /// The device's identity public key, 64 hex digits; absent when the device runs
+    /// without an identity (or PID 1 predates it).
+    #[serde(default)]
+    pub device_key: Option<String>,
+    /// The A/B record's facts a fleet check-in reports; absent from an older PID 1.
+    /// (Boxed: it keeps the answer enum small.)
+    #[serde(default)]
+    pub record: Option<Box<RecordFacts>>,
 }
 
 /// A datagram that is not a valid message.
@@ -195,12 +240,14 @@ mod tag {
     pub const REBOOT: u8 = 6;
     pub const VERIFIED: u8 = 7;
     pub const ROUGHTIME: u8 = 8;
+    pub const SIGN_CHECK_IN: u8 = 9;
 
     pub const OK: u8 = 0x81;
     pub const STATUS_REPLY: u8 = 0x82;
     pub const DATA: u8 = 0x83;
     pub const STAGED: u8 = 0x84;
     pub const ERROR: u8 = 0x85;
+    pub const SIGNED: u8 = 0x86;
 }
 
 fn be64(b: &[u8]) -> u64 {
@@ -276,6 +323,10 @@ impl Request {
                 // Serializing strings and addresses cannot fail.
                 out.extend_from_slice(&serde_json::to_vec(servers).unwrap_or_default());
             }
+            Request::SignCheckIn { report } => {
+                out.push(tag::SIGN_CHECK_IN);
+                out.extend_from_slice(report.get(..MAX_DATA.min(report.len())).unwrap_or_default());
+            }
         }
         out
     }
@@ -346,6 +397,12 @@ impl Request {
             tag::ROUGHTIME => serde_json::from_slice(rest)
                 .map(|servers| Request::Roughtime { servers })
                 .map_err(|e| DecodeError::Roughtime(e.to_string())),
+            tag::SIGN_CHECK_IN if rest.len() > MAX_DATA => {
+                Err(DecodeError::TooMuchData(rest.len()))
+            }
+            tag::SIGN_CHECK_IN => Ok(Request::SignCheckIn {
+                report: rest.to_vec(),
+            }),
             other => Err(DecodeError::Tag(other)),
         }
     }
@@ -379,6 +436,10 @@ impl Response {
                 }
                 out.extend_from_slice(text.get(..end).unwrap_or_default().as_bytes());
             }
+            Response::Signed { signature } => {
+                out.push(tag::SIGNED);
+                out.extend_from_slice(signature);
+            }
         }
         out
     }
@@ -407,6 +468,10 @@ impl Response {
             tag::ERROR => std::str::from_utf8(rest)
                 .map(|s| Response::Error(s.to_owned()))
                 .map_err(|_| DecodeError::Text),
+            tag::SIGNED => rest
+                .try_into()
+                .map(|signature| Response::Signed { signature })
+                .map_err(|_| length_error(t, b.len(), "65")),
             other => Err(DecodeError::Tag(other)),
         }
     }
@@ -450,6 +515,9 @@ mod tests {
                     key: "WGZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmY=".into(),
                 }],
             },
+            Request::SignCheckIn {
+                report: br#"{"device":"00"}"#.to_vec(),
+            },
         ];
         for r in requests {
             assert_eq!(Request::decode(&r.encode()), Ok(r.clone()), "{r:?}");
@@ -467,7 +535,19 @@ mod tests {
                 on_trial: false,
                 time_floor: Some(1_893_456_000),
                 support_until: None,
+                device_key: Some("ab".repeat(32)),
+                record: Some(Box::new(RecordFacts {
+                    active_slot: "b".into(),
+                    other_version: Some("1.1.0".into()),
+                    last_failure: Some(FailureFacts {
+                        version: "1.1.0".into(),
+                        reason: "health check reported failure".into(),
+                        boot_count: 4,
+                    }),
+                    boot_count: 5,
+                })),
             }),
+            Response::Signed { signature: [7; 64] },
             Response::Data(vec![1, 2, 3]),
             Response::Staged {
                 version: "2.0.0".into(),
@@ -493,6 +573,8 @@ mod tests {
             on_trial: true,
             time_floor: None,
             support_until: None,
+            device_key: None,
+            record: None,
         };
         let json = String::from_utf8(serde_json::to_vec(&status).unwrap()).unwrap();
         assert!(
@@ -504,6 +586,7 @@ mod tests {
         let old = r#"{"running_version":"1.0.0","running_length":1,"inactive_capacity":2,"floor":"1.0.0","highest_failed":null,"pending_try":null,"on_probation":false}"#;
         let read: DeviceStatus = serde_json::from_str(old).unwrap();
         assert_eq!((read.time_floor, read.support_until), (None, None));
+        assert_eq!((read.device_key, read.record), (None, None));
     }
 
     #[test]

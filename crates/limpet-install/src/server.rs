@@ -14,6 +14,9 @@
 //!   and `Status` answers the floor and the end of support. Every request counts the uptime
 //!   since the last count (`CLOCK_BOOTTIME`) and saves the record when due. Without it,
 //!   `Verified` is refused and `Status` answers no floor.
+//! - The device's identity (limpet-identity) stays here: `SignCheckIn` signs, for
+//!   `Purpose::CheckIn` only, a report that parses as a check-in report
+//!   (`limpet_fleet_api::report::Report`) naming this device's own key, and nothing else.
 
 use std::fs::File;
 use std::os::fd::OwnedFd;
@@ -65,6 +68,7 @@ pub struct InstallServer {
     inactive: PathBuf,
     key: VerifyingKey,
     trial_boots: u8,
+    identity: Option<limpet_identity::Identity>,
     session: Option<(Session, File)>,
 }
 
@@ -83,6 +87,8 @@ pub struct Devices {
     pub key: VerifyingKey,
     /// Boots a staged trial gets.
     pub trial_boots: u8,
+    /// The device's identity, when it has one: signs fleet check-ins.
+    pub identity: Option<limpet_identity::Identity>,
 }
 
 impl InstallServer {
@@ -133,6 +139,7 @@ impl InstallServer {
             inactive: devices.inactive,
             key: devices.key,
             trial_boots: devices.trial_boots,
+            identity: devices.identity,
             session: None,
         })
     }
@@ -205,6 +212,10 @@ impl InstallServer {
                 support_until,
             } => (verified(time, signed_time, support_until), None),
             Request::Roughtime { servers } => (Response::Ok, Some(Event::Roughtime { servers })),
+            Request::SignCheckIn { report } => match self.sign_check_in(&report) {
+                Ok(signature) => (Response::Signed { signature }, None),
+                Err(e) => (Response::Error(e), None),
+            },
             Request::Status => match self.status(on_trial, time.as_deref()) {
                 Ok(s) => (Response::Status(s), None),
                 Err(e) => (Response::Error(e), None),
@@ -333,7 +344,65 @@ impl InstallServer {
             highest_failed: state.highest_failed().map(ToString::to_string),
             trial: state.trial().map(|t| t.version.to_string()),
             on_trial,
+            device_key: self.identity.as_ref().map(|id| hex_key(&id.public_key())),
+            record: Some(Box::new(record_facts(&state, on_trial))),
         })
+    }
+
+    /// Signs a check-in report of this device's own key (module rules).
+    fn sign_check_in(&self, json: &[u8]) -> Result<[u8; 64], String> {
+        let identity = self
+            .identity
+            .as_ref()
+            .ok_or("this device has no identity: nothing to sign check-ins with")?;
+        let report: limpet_fleet_api::report::Report =
+            serde_json::from_slice(json).map_err(|e| format!("not a check-in report: {e}"))?;
+        let own = hex_key(&identity.public_key());
+        if report.device != own {
+            return Err(format!(
+                "the report names device {}, not this device's key {own}",
+                report.device
+            ));
+        }
+        let message = limpet_fleet_api::report::message(&report).map_err(|e| e.to_string())?;
+        Ok(identity
+            .sign(limpet_identity::Purpose::CheckIn, &message)
+            .to_bytes())
+    }
+}
+
+fn hex_key(key: &VerifyingKey) -> String {
+    key.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The A/B record as a check-in reports it: the running slot (the trial's while on
+/// trial), the other slot's version when the record names one, the last failure.
+fn record_facts(state: &limpet_state::State, on_trial: bool) -> limpet_install_api::RecordFacts {
+    let running = match state.trial() {
+        Some(t) if on_trial => t.slot,
+        _ => state.committed_slot(),
+    };
+    let other = running.other();
+    let other_version = match (state.trial(), state.last_failure()) {
+        (Some(t), _) if t.slot == other => Some(t.version.to_string()),
+        (Some(_), _) => Some(state.committed_version().to_string()),
+        (None, Some(f)) if f.slot == other => Some(f.version.to_string()),
+        _ => None,
+    };
+    limpet_install_api::RecordFacts {
+        active_slot: match running {
+            limpet_state::Slot::A => "a".into(),
+            limpet_state::Slot::B => "b".into(),
+        },
+        other_version,
+        last_failure: state
+            .last_failure()
+            .map(|f| limpet_install_api::FailureFacts {
+                version: f.version.to_string(),
+                reason: f.reason.to_string(),
+                boot_count: f.boot_count,
+            }),
+        boot_count: state.boot_count(),
     }
 }
 
@@ -411,6 +480,16 @@ mod tests {
 
         /// A server whose agent is `agent_uid`; the test process connects as itself.
         fn for_agent(key: &SigningKey, v1: &[u8], agent_uid: u32) -> Rig {
+            Rig::build(key, v1, agent_uid, None)
+        }
+
+        /// A server holding the device identity `identity`.
+        fn build(
+            key: &SigningKey,
+            v1: &[u8],
+            agent_uid: u32,
+            identity: Option<limpet_identity::Identity>,
+        ) -> Rig {
             let dir = tempfile::tempdir().unwrap();
             let root = dir.path().to_owned();
             std::fs::create_dir_all(root.join("dev")).unwrap();
@@ -429,6 +508,7 @@ mod tests {
                     running_version: "1.0.0".into(),
                     key: key.verifying_key(),
                     trial_boots: 3,
+                    identity,
                 },
             )
             .unwrap();
@@ -664,6 +744,89 @@ mod tests {
         assert!(rig.state().trial().is_none());
         let slot_b = std::fs::read(&rig.partitions.slot_b).unwrap();
         assert!(slot_b.iter().all(|&b| b == 0));
+    }
+
+    /// PID 1 signs a check-in report of its own key, one that verifies as the fleet server
+    /// checks it; anything else is refused, and a device without an identity signs nothing.
+    #[test]
+    fn check_ins_are_signed_for_this_device_only() {
+        use limpet_fleet_api::report::{self, AbRecord, AbState, LastUpdate, Outcome, Report};
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let (v1, _) = release("1.0.0", &key);
+        let data = tempfile::tempdir().unwrap();
+        let opened =
+            limpet_identity::store::open(data.path(), || Ok(zeroize::Zeroizing::new([5; 32])))
+                .unwrap();
+        let identity = match opened {
+            limpet_identity::Opened::Loaded(id) | limpet_identity::Opened::Created(id, _) => id,
+        };
+        let own = hex_key(&identity.public_key());
+        let mut rig = Rig::build(
+            &key,
+            &v1,
+            rustix::process::getuid().as_raw(),
+            Some(identity),
+        );
+        let status = rig.status();
+        assert_eq!(status.device_key.as_deref(), Some(own.as_str()));
+        let facts = status.record.unwrap();
+        assert_eq!(
+            (facts.active_slot.as_str(), facts.other_version),
+            ("a", None)
+        );
+        let mut r = Report {
+            device: own.clone(),
+            seq: 1,
+            time: 0,
+            running: "1.0.0".into(),
+            other: None,
+            ab: AbRecord {
+                active: report::Slot::A,
+                state: AbState::Committed,
+            },
+            last_update: LastUpdate {
+                outcome: Outcome::None,
+                release: None,
+                reason: None,
+            },
+            boot_count: 0,
+        };
+        let json = serde_json::to_vec(&r).unwrap();
+        let Response::Signed { signature } = rig.ask(&Request::SignCheckIn { report: json }).0
+        else {
+            panic!("not signed");
+        };
+        let body = serde_json::to_vec(&report::signed(&r, &signature).unwrap()).unwrap();
+        assert_eq!(report::verify(&body).unwrap().report, r);
+        // Another device's report: refused, naming both keys.
+        r.device = "ab".repeat(32);
+        let json = serde_json::to_vec(&r).unwrap();
+        match rig.ask(&Request::SignCheckIn { report: json }).0 {
+            Response::Error(e) => assert!(
+                e.contains("not this device's key") && e.contains(&own),
+                "{e}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // Anything that is not a check-in report: refused.
+        match rig
+            .ask(&Request::SignCheckIn {
+                report: b"{\"hello\": 1}".to_vec(),
+            })
+            .0
+        {
+            Response::Error(e) => assert!(e.starts_with("not a check-in report"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        // No identity: nothing to sign with.
+        let mut bare = Rig::new(&key, &v1);
+        assert_eq!(bare.status().device_key, None);
+        r.device = own;
+        let json = serde_json::to_vec(&r).unwrap();
+        match bare.ask(&Request::SignCheckIn { report: json }).0 {
+            Response::Error(e) => assert!(e.contains("no identity"), "{e}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     /// `Verified` takes the agent's signed time and support end into the time record, by

@@ -4,8 +4,8 @@
 //! and, last, the agent, declared through the same checks as any task (the canonical
 //! manifest plus the agent's `[[task]]`, parsed again), so its sandbox, budgets and egress
 //! are compiled exactly like the vendor's: its only egress is the repository's host and
-//! port over TCP, it reads the trusted root metadata from the slot, and it writes only its
-//! own data directory.
+//! port over TCP (and the fleet server's, when `[update] fleet` names one), it reads the
+//! trusted root metadata from the slot, and it writes only its own data directory.
 
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::task::net::{NetworkAccess, Proto};
@@ -78,14 +78,35 @@ fn agent_toml(m: &Manifest, u: &Update) -> String {
             .into_iter()
             .flatten(),
     )
+    .chain(
+        u.fleet
+            .as_ref()
+            .map(|f| ["--fleet", f.as_str()])
+            .into_iter()
+            .flatten(),
+    )
     .map(&q)
     .collect::<Vec<_>>()
     .join(", ");
+    // The fleet server's check-ins (limpet-agent's fleet module): one more host and port,
+    // unless it is the repository's.
+    let fleet_egress = u
+        .fleet
+        .as_ref()
+        .filter(|f| (f.host(), f.port()) != (u.repository.host(), u.repository.port()))
+        .map_or_else(String::new, |f| {
+            format!(
+                "\n[[task.egress]]\nhost = {}\nports = [{}]\nproto = {}\n",
+                q(f.host()),
+                f.port(),
+                q(Proto::Tcp.as_str())
+            )
+        });
     format!(
         "[[task]]\nname = {name}\npackage = {package}\nbinary = {package}\nargs = [{args}]\n\
          memory = {memory}\ncpu = {cpu}\npids = {AGENT_PIDS}\nrestart = {restart}\n\
          syscalls = {syscalls}\nnetwork = {network}\nfiles = {{ read = [{root}] }}\n\n\
-         [[task.egress]]\nhost = {host}\nports = [{port}]\nproto = {proto}\n",
+         [[task.egress]]\nhost = {host}\nports = [{port}]\nproto = {proto}\n{fleet_egress}",
         name = q(UPDATE_AGENT_TASK),
         package = q(UPDATE_AGENT_PACKAGE),
         memory = q(AGENT_MEMORY),
@@ -150,6 +171,36 @@ poll = "1h"
         let args = &windowed.tasks[1].args;
         assert_eq!(args[args.len() - 2..], ["--reboot-window", "03:00-05:00"]);
         assert_eq!(agent.files.read[0].as_str(), "/slot/update-root.json");
+        assert!(!agent.args.contains(&"--fleet".to_owned()));
+        // A fleet server: its URL on the command line and its host and port, nothing more,
+        // in the egress; on the repository's host and port, no second entry.
+        for (fleet, egress) in [
+            ("http://10.0.2.101:8090", 2),
+            ("http://10.0.2.100:8080/fleet", 1),
+        ] {
+            let with_fleet = crate::parse("t.toml", &format!("{MANIFEST}fleet = \"{fleet}\"\n"))
+                .unwrap()
+                .with_update_agent()
+                .unwrap();
+            let agent = &with_fleet.tasks[1];
+            assert_eq!(agent.args[agent.args.len() - 2..], ["--fleet", fleet]);
+            assert_eq!(agent.egress.len(), egress, "{fleet}");
+            let last = agent.egress.last().unwrap();
+            let url: crate::RepositoryUrl = fleet.parse().unwrap();
+            assert_eq!(last.host.to_string(), url.host());
+            assert_eq!(last.ports[0].to_string(), url.port().to_string());
+        }
+        // https:// and credentials are refused where they are written.
+        for bad in [
+            "https://10.0.2.101",
+            "http://ops:pw@10.0.2.101",
+            "10.0.2.101",
+        ] {
+            let e = crate::parse("t.toml", &format!("{MANIFEST}fleet = \"{bad}\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("t.toml:"), "{bad}: {e}");
+        }
         // Without [update], nothing is added.
         let without = MANIFEST.split("[update]").next().unwrap();
         let plain = crate::parse("t.toml", without).unwrap();

@@ -101,6 +101,9 @@ impl Manifest {
             if let Some(w) = &u.reboot_window {
                 let _ = writeln!(o, "reboot_window = {}", q(w));
             }
+            if let Some(f) = &u.fleet {
+                let _ = writeln!(o, "fleet = {}", q(f.as_str()));
+            }
             let _ = writeln!(o, "health = {}", q(&u.health.to_string()));
             let _ = writeln!(o, "health_timeout = {}", q(&u.health_timeout.to_string()));
             let _ = writeln!(o, "try_boots = {}", u.try_boots);

@@ -214,6 +214,7 @@ pub(crate) struct RawUpdate {
     pub keys: Spanned<Vec<Spanned<RawKeyRef>>>,
     pub root: Option<Str>,
     pub reboot_window: Option<Str>,
+    pub fleet: Option<Str>,
     pub health: Option<Str>,
     pub health_timeout: Option<Str>,
     pub try_boots: Option<Spanned<i64>>,

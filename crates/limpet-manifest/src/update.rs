@@ -5,7 +5,8 @@
 //! Rules this module keeps:
 //! - At least one trusted key, each listed once: a key listed twice would count twice
 //!   towards a signature threshold.
-//! - The repository URL is public and signed: no credentials, query or fragment in it.
+//! - The repository URL is public and signed: no credentials, query or fragment in it; the
+//!   fleet server's URL likewise, and plain `http://` (the agent has no TLS).
 //! - The trial timing always leaves a trial room to become healthy: `health_timeout` is longer
 //!   than `health`, and `health` is long enough to see a task crash at start.
 
@@ -53,6 +54,9 @@ pub struct Update {
     /// When the agent may reboot into a staged update: `HH:MM-HH:MM`, UTC (wrapping past
     /// midnight when the end is earlier); `None`: at once.
     pub reboot_window: Option<String>,
+    /// The fleet server the agent checks in with (`http://host[:port][/path]`): it can only
+    /// delay updates (signed holds); `None`: no check-ins.
+    pub fleet: Option<RepositoryUrl>,
     /// How long every task must be up (running and ready, or finished with success)
     /// without a failure before a trial slot is committed (default 60s).
     pub health: Duration,
@@ -331,8 +335,25 @@ pub(crate) fn check(c: &mut Checker<'_>, u: &RawUpdate) -> Option<Update> {
         }
         None => Some(None),
     };
+    let fleet = match &u.fleet {
+        Some(f) => match c.parse::<RepositoryUrl>(f) {
+            Some(url) if url.is_https() => {
+                c.report(
+                    &f.span(),
+                    Problem::new(format!("fleet server {:?} is https://", f.get_ref()))
+                        .expected("an http:// URL")
+                        .hint("the update agent speaks plain HTTP; check-ins and holds are signed end to end, so TLS adds nothing for them"),
+                );
+                None
+            }
+            Some(url) => Some(Some(url)),
+            None => None,
+        },
+        None => Some(None),
+    };
     ok.then_some(())?;
     Some(Update {
+        fleet: fleet?,
         repository: repository?,
         poll: poll?,
         keys,

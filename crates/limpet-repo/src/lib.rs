@@ -10,6 +10,8 @@
 //!   which replaces the slot's (keys replaced, the list narrowed; no new address).
 //! - [`publish`](mod@publish) (feature `publish`, vendor side): [`init_repo`], [`publish()`]
 //!   a built slot (chunk store + two TUF targets), [`refresh`] the timestamp and snapshot.
+//! - [`waves`] (feature `publish`, vendor side): a release's rollout waves
+//!   (`x-limpet-waves`) merged into the targets metadata and validated as devices read them.
 //! - [`serve`] (feature `publish`, vendor side): the repository over plain HTTP for
 //!   development (`limpet serve`) and tests.
 //!
@@ -26,15 +28,17 @@ pub mod roughtime;
 pub mod serve;
 pub mod support;
 pub mod target;
+#[cfg(feature = "publish")]
+pub mod waves;
 
 pub use handover::{
     verify_handover, CheckedRequest, Handover, HandoverError, OwnerRequest, HANDOVER_TYPE,
 };
 #[cfg(feature = "publish")]
 pub use publish::{
-    extend_support, init_repo, init_repo_with, lock, publish, publish_with, refresh, refresh_with,
-    set_roughtime_servers, sign_handover, slot_image_path, trusted_root_path, DeltaOutcome,
-    InitOutcome, PublishError, Published, RepoLock, LOCK_FILE,
+    extend_support, init_repo, init_repo_with, lock, publish, publish_with, publish_with_waves,
+    refresh, refresh_with, set_roughtime_servers, set_waves, sign_handover, slot_image_path,
+    trusted_root_path, DeltaOutcome, InitOutcome, PublishError, Published, RepoLock, LOCK_FILE,
 };
 pub use roughtime::{RoughtimeEntry, RoughtimeList, RoughtimeListError, ROUGHTIME_FIELD};
 pub use support::{support_end, SupportError, SupportStatement, SUPPORT_FIELD};

@@ -27,6 +27,8 @@
 //! - Root keys are never needed: only targets, snapshot and timestamp keys sign here. Keys
 //!   are PEM files in the keys directory (Ed25519, ECDSA P-256 or RSA) or signer commands
 //!   for keys kept in an HSM or KMS (`*_with` functions; limpet-tuf's `keys::external`).
+//! - A release's waves ([`publish_with_waves`]) are signed before its index target is
+//!   added: a device never sees the release without them.
 //! - A support extension ([`extend_support`]) never moves a model's end of support earlier
 //!   than the one listed.
 //! - One writer at a time per repository: `publish`, `refresh`, `extend_support` and
@@ -153,6 +155,29 @@ pub enum PublishError {
         listed: String,
         /// The last day given.
         offered: String,
+    },
+    /// A release's waves cannot be written.
+    #[error("{repo}: waves of {release}")]
+    Waves {
+        /// The repository directory.
+        repo: PathBuf,
+        /// The release, `model/version`.
+        release: String,
+        /// The cause.
+        #[source]
+        source: crate::waves::WavesSpecError,
+    },
+    /// Waves were given for a release the repository does not list.
+    #[error(
+        "{repo}: {release} is not published (no target {index_target}); publish it with its waves"
+    )]
+    NotPublished {
+        /// The repository directory.
+        repo: PathBuf,
+        /// The release.
+        release: String,
+        /// The index target expected.
+        index_target: String,
     },
     /// The repository's support statements cannot be read.
     #[error("{repo}: the support statements in targets.json")]
@@ -484,6 +509,54 @@ pub fn sign_handover(
     ))
 }
 
+/// Writes the rollout waves of the published release `release` (`model/version`) into
+/// `targets.json` ([`crate::waves`]), re-signed with the targets keys, then snapshot and
+/// timestamp: to move a rollout's start times, or mark the release an emergency one.
+pub fn set_waves(
+    repo_dir: &Path,
+    keys_dir: &Path,
+    release: &str,
+    spec: &crate::waves::WavesSpec,
+    signers: Vec<ExternalSigner>,
+) -> Result<limpet_fleet_api::waves::WavesField, PublishError> {
+    let _lock = lock(repo_dir)?;
+    let repo = open(repo_dir, keys_dir, signers)?;
+    let targets = repo.targets().map_err(repo_err(repo_dir))?;
+    let index_target = match release.split_once('/') {
+        Some((device, version)) => target::index_target_name(device, version),
+        None => release.to_owned(),
+    };
+    if !targets.targets.contains_key(&index_target) {
+        return Err(PublishError::NotPublished {
+            repo: repo_dir.to_owned(),
+            release: release.to_owned(),
+            index_target,
+        });
+    }
+    write_waves(&repo, repo_dir, &targets, release, spec)
+}
+
+/// Merges, validates and signs one release's waves into `targets.json`.
+fn write_waves(
+    repo: &Repository,
+    repo_dir: &Path,
+    targets: &limpet_tuf::metadata::Targets,
+    release: &str,
+    spec: &crate::waves::WavesSpec,
+) -> Result<limpet_fleet_api::waves::WavesField, PublishError> {
+    let (value, field) =
+        crate::waves::merged_field(&targets.extra, release, spec).map_err(|source| {
+            PublishError::Waves {
+                repo: repo_dir.to_owned(),
+                release: release.to_owned(),
+                source,
+            }
+        })?;
+    repo.set_targets_field(limpet_fleet_api::waves::WAVES_FIELD, value)
+        .map_err(repo_err(repo_dir))?;
+    Ok(field)
+}
+
 /// The repository, signing with the keys of `keys_dir` and `signers`.
 fn open(
     repo_dir: &Path,
@@ -524,6 +597,20 @@ pub fn publish_with(
     keys_dir: &Path,
     image_key: &VerifyingKey,
     signers: Vec<ExternalSigner>,
+) -> Result<Published, PublishError> {
+    publish_with_waves(slot_or_out, repo_dir, keys_dir, image_key, signers, None)
+}
+
+/// As [`publish_with`], writing the release's rollout waves too. They are signed into
+/// `targets.json` before the index target is added, so no device ever sees the release
+/// without its waves (and waves that devices would refuse stop the publish before then).
+pub fn publish_with_waves(
+    slot_or_out: &Path,
+    repo_dir: &Path,
+    keys_dir: &Path,
+    image_key: &VerifyingKey,
+    signers: Vec<ExternalSigner>,
+    waves: Option<&crate::waves::WavesSpec>,
 ) -> Result<Published, PublishError> {
     let path = slot_image_path(slot_or_out);
     let _lock = lock(repo_dir)?;
@@ -577,7 +664,20 @@ pub fn publish_with(
         }
     }
 
-    // 3. Chunks, then the slot, then its index (the index makes the version visible).
+    // 3. The waves checked before anything is written (they are signed in step 4).
+    let release = format!("{}/{version}", header.device);
+    if let Some(spec) = waves {
+        crate::waves::merged_field(&listed.extra, &release, spec).map_err(|source| {
+            PublishError::Waves {
+                repo: repo_dir.to_owned(),
+                release: release.clone(),
+                source,
+            }
+        })?;
+    }
+
+    // 4. Chunks, then the slot, then the waves, then its index (the index makes the
+    //    version visible).
     let chunked =
         limpet_chunk::publish_with(&path, repo_dir, limpet_chunk::PublishOptions::default())
             .map_err(|source| PublishError::Chunks {
@@ -611,6 +711,10 @@ pub fn publish_with(
         &path,
         chunked.bytes_written,
     )?;
+    if let Some(spec) = waves {
+        let targets = repo.targets().map_err(repo_err(repo_dir))?;
+        write_waves(&repo, repo_dir, &targets, &release, spec)?;
+    }
     let index_bytes = index.to_bytes();
     repo.add_target_bytes(&index_target, &index_bytes, Some(slot.index_custom()))
         .map_err(repo_err(repo_dir))?;

@@ -212,3 +212,70 @@ fn a_delta_that_cannot_be_made_leaves_the_release_published_without_one() {
         .targets
         .contains_key("pump/2.0.0/slot.cidx"));
 }
+
+fn waves(shares: &[u32], max_hold_secs: Option<u64>) -> limpet_repo::waves::WavesSpec {
+    limpet_repo::waves::WavesSpec {
+        release: limpet_fleet_api::waves::RawReleaseWaves {
+            emergency: false,
+            waves: shares
+                .iter()
+                .map(|&share_bp| limpet_fleet_api::waves::RawWave {
+                    share_bp,
+                    start: "2026-12-07T00:00:00Z".into(),
+                })
+                .collect(),
+        },
+        hold_keys: Some(vec![hex::encode(key().verifying_key().as_bytes())]),
+        max_hold_secs,
+    }
+}
+
+/// Waves devices would refuse stop a publish before anything is listed; good ones are
+/// signed with the release, and `set_waves` changes them only for a published release.
+#[test]
+fn waves_are_signed_with_their_release_or_not_at_all() {
+    use limpet_fleet_api::waves::{HoldPolicy, WavesField};
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, keys) = (tmp.path().join("repo"), tmp.path().join("keys"));
+    init_repo(&repo, &keys).unwrap();
+    let vk = key().verifying_key();
+    let slot = slot_file(tmp.path(), "1.0.0", &key());
+    // The error, if any (the closure keeps clippy's large-`Err` rule by not returning a
+    // `Result`).
+    let publish_with = |spec: &limpet_repo::waves::WavesSpec| {
+        limpet_repo::publish_with_waves(&slot, &repo, &keys, &vk, Vec::new(), Some(spec)).err()
+    };
+    let listed = || {
+        let tuf = limpet_tuf::Repository::open(&repo, &keys, Box::new(SystemClock)).unwrap();
+        tuf.targets().unwrap()
+    };
+    let e = publish_with(&waves(&[5000], Some(600))).unwrap();
+    assert!(
+        matches!(&e, PublishError::Waves { release, .. } if release == "pump/1.0.0"),
+        "{e:?}"
+    );
+    assert!(
+        limpet_error_chain::one_line(&e).contains("add up to 5000"),
+        "{e}"
+    );
+    assert!(listed().targets.is_empty());
+    let e = publish_with(&waves(&[10_000], None)).unwrap();
+    assert!(matches!(e, PublishError::Waves { .. }), "{e:?}");
+
+    assert!(publish_with(&waves(&[2000, 8000], Some(600))).is_none());
+    let field = WavesField::from_targets(&listed().extra).unwrap().unwrap();
+    assert_eq!(field.max_hold_secs, 600);
+    assert_eq!(field.releases["pump/1.0.0"].waves().len(), 2);
+
+    let mut emergency = waves(&[10_000], None);
+    emergency.release.emergency = true;
+    emergency.hold_keys = None;
+    let set = limpet_repo::set_waves(&repo, &keys, "pump/1.0.0", &emergency, Vec::new()).unwrap();
+    assert_eq!(set.releases["pump/1.0.0"].holds, HoldPolicy::IgnoreHolds);
+    assert_eq!((set.max_hold_secs, set.hold_keys.len()), (600, 1));
+    let e = limpet_repo::set_waves(&repo, &keys, "pump/2.0.0", &emergency, Vec::new()).unwrap_err();
+    assert!(
+        matches!(&e, PublishError::NotPublished { index_target, .. } if index_target == "pump/2.0.0/slot.cidx"),
+        "{e:?}"
+    );
+}

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! limpet-agent --repository URL --device NAME --root PATH --state DIR
-//!              [--socket PATH] [--poll 6h] [--once]
+//!              [--socket PATH] [--poll 6h] [--fleet URL] [--once]
 //! ```
 //!
 //! Exit status with `--once`: 0 when the poll succeeded, 1 when it failed; 2 for bad
@@ -19,7 +19,7 @@ const USAGE: &str = "\
 limpet-agent: checks the update repository and installs new versions into the other slot
 
 usage: limpet-agent --repository URL --device NAME --root PATH --state DIR
-                    [--socket PATH] [--poll INTERVAL] [--once]
+                    [--socket PATH] [--poll INTERVAL] [--fleet URL] [--once]
 
   --repository URL  repository base (http://host[:port]/path); metadata/, targets/ and
                     chunks/ are below it. TUF provides integrity: no TLS.
@@ -30,6 +30,8 @@ usage: limpet-agent --repository URL --device NAME --root PATH --state DIR
   --poll INTERVAL   time between checks, e.g. 90s, 30m, 6h, 1d; jittered by 10% [default: 6h]
   --reboot-window HH:MM-HH:MM
                     reboot into a staged try only in this window (UTC) [default: at once]
+  --fleet URL       fleet server (http://host[:port][/path]) to check in with before each
+                    check: it can only delay an update (signed holds), never choose one
   --once            check (and install) once, then exit: 0 on success, 1 on failure
   -h, --help        this text
 ";
@@ -49,6 +51,7 @@ fn parse() -> Result<Option<Args>, String> {
     let mut poll = Duration::from_secs(6 * 3600);
     let mut once = false;
     let mut reboot = RebootPolicy::Immediately;
+    let mut fleet = None;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -74,6 +77,11 @@ fn parse() -> Result<Option<Args>, String> {
                     .ok_or_else(|| format!("--poll {text:?}: expected e.g. 90s, 30m, 6h, 1d"))?;
             }
             "--once" => once = true,
+            "--fleet" => {
+                let text = value()?;
+                limpet_agent::fleet::http::FleetUrl::parse(&text).map_err(|e| e.to_string())?;
+                fleet = Some(text);
+            }
             "--reboot-window" => {
                 let text = value()?;
                 reboot = RebootPolicy::window(&text).ok_or_else(|| {
@@ -97,6 +105,7 @@ fn parse() -> Result<Option<Args>, String> {
         config.socket = socket;
     }
     config.reboot = reboot;
+    config.fleet = fleet;
     Ok(Some(Args { config, poll, once }))
 }
 

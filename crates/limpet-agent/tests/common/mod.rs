@@ -1,7 +1,7 @@
 //! Shared parts of the agent's tests, all real: slots from limpet-image, a repository
 //! written by limpet-repo and served by its development server (behind limpet-testkit's
 //! counting TCP relay), and PID 1's `InstallServer` from limpet-install on temporary files.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -111,7 +111,7 @@ impl Device {
 
     /// As [`Device::new`], its running slot built at `built`.
     pub fn built_at(running: &[u8], running_version: &str, built: WallTime) -> Device {
-        Device::with_key(running, running_version, built, &image_key())
+        Device::build(running, running_version, built, &image_key(), None)
     }
 
     /// As [`Device::built_at`], PID 1 verifying new slots with `key`'s public half.
@@ -121,11 +121,40 @@ impl Device {
         built: WallTime,
         key: &SigningKey,
     ) -> Device {
+        Device::build(running, running_version, built, key, None)
+    }
+
+    /// As [`Device::new`], with a device identity made from `seed` (as PID 1 makes one
+    /// from the kernel's RNG on first boot), kept under the device's data directory.
+    pub fn with_identity(running: &[u8], running_version: &str, seed: [u8; 32]) -> Device {
+        Device::build(
+            running,
+            running_version,
+            WallTime::from_secs(1_577_836_800),
+            &image_key(),
+            Some(seed),
+        )
+    }
+
+    fn build(
+        running: &[u8],
+        running_version: &str,
+        built: WallTime,
+        key: &SigningKey,
+        identity_seed: Option<[u8; 32]>,
+    ) -> Device {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let partitions = Partitions::factory(root, running, running_version, SLOT_SIZE);
 
         let socket = root.join("run/update.sock");
+        let identity = identity_seed.map(|seed| {
+            let data = root.join("data");
+            match limpet_identity::store::open(&data, || Ok(zeroize::Zeroizing::new(seed))).unwrap()
+            {
+                limpet_identity::Opened::Loaded(id) | limpet_identity::Opened::Created(id, _) => id,
+            }
+        });
         let devices = Devices {
             state: partitions.state.clone(),
             running: partitions.slot_a.clone(),
@@ -133,6 +162,7 @@ impl Device {
             inactive: partitions.slot_b.clone(),
             key: key.verifying_key(),
             trial_boots: 3,
+            identity,
         };
         let events = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));

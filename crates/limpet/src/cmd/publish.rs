@@ -208,6 +208,25 @@ pub enum RepoCommand {
         #[command(flatten)]
         signer: SignerArgs,
     },
+    /// Set the rollout waves of a published release (x-limpet-waves in targets.json, signed
+    /// by the targets keys): move its start times, or mark it an emergency release.
+    /// `limpet publish --wave …` writes a new release's waves with it.
+    Waves {
+        /// Directory of the repository.
+        repo: PathBuf,
+        /// Directory of the role keys.
+        #[arg(long)]
+        keys: PathBuf,
+        /// The release, MODEL/VERSION.
+        #[arg(long)]
+        release: String,
+        /// The waves.
+        #[command(flatten)]
+        waves: WaveArgs,
+        /// Keys kept in an HSM or KMS.
+        #[command(flatten)]
+        signer: SignerArgs,
+    },
 }
 
 /// A `--server NAME,ADDRESS,KEY` of `limpet repo roughtime-servers`.
@@ -224,6 +243,50 @@ fn roughtime_entry(text: &str) -> Result<limpet_repo::RoughtimeEntry, String> {
         address,
         key: key.to_owned(),
     })
+}
+
+/// A release's rollout waves, as `limpet publish` and `limpet repo waves` take them.
+#[derive(Debug, clap::Args)]
+pub struct WaveArgs {
+    /// A rollout wave: its share of the fleet in basis points (1/10,000) and its start, UTC,
+    /// e.g. `1000@2026-12-07T00:00:00Z`; repeat in order, shares adding up to 10000.
+    #[arg(long = "wave", value_name = "SHARE_BP@START")]
+    waves: Vec<String>,
+    /// A fleet server's hold key (64 hex digits, printed by `limpet fleet serve`): devices
+    /// honour holds signed by it. Repeatable; replaces the listed keys.
+    #[arg(long = "hold-key", value_name = "HEX", requires = "waves")]
+    hold_keys: Vec<String>,
+    /// The longest one hold may delay a release, seconds (at most 90 days); needed with the
+    /// first waves of a repository, kept afterwards unless given.
+    #[arg(long, value_name = "SECS", requires = "waves")]
+    max_hold_secs: Option<u64>,
+    /// An emergency release: devices ignore holds for it (its waves still apply).
+    #[arg(long, requires = "waves")]
+    emergency: bool,
+}
+
+impl WaveArgs {
+    /// The waves given, or `None` without `--wave`.
+    fn spec(
+        &self,
+    ) -> Result<Option<limpet_repo::waves::WavesSpec>, limpet_repo::waves::WavesSpecError> {
+        if self.waves.is_empty() {
+            return Ok(None);
+        }
+        let waves = self
+            .waves
+            .iter()
+            .map(|w| limpet_repo::waves::parse_wave(w))
+            .collect::<Result<_, _>>()?;
+        Ok(Some(limpet_repo::waves::WavesSpec {
+            release: limpet_fleet_api::waves::RawReleaseWaves {
+                emergency: self.emergency,
+                waves,
+            },
+            hold_keys: (!self.hold_keys.is_empty()).then(|| self.hold_keys.clone()),
+            max_hold_secs: self.max_hold_secs,
+        }))
+    }
 }
 
 /// `limpet publish` arguments.
@@ -254,6 +317,8 @@ pub struct PublishArgs {
     refresh: bool,
     #[command(flatten)]
     signer: SignerArgs,
+    #[command(flatten)]
+    waves: WaveArgs,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -429,6 +494,41 @@ pub fn run_repo(command: RepoCommand) -> cmd::Result {
             );
             Ok(())
         }
+        RepoCommand::Waves {
+            repo,
+            keys,
+            release,
+            waves,
+            signer,
+        } => {
+            let Some(spec) = waves.spec()? else {
+                return Err("at least one --wave SHARE_BP@START is required".into());
+            };
+            let field = limpet_repo::set_waves(&repo, &keys, &release, &spec, signer.signers()?)?;
+            print_waves(&release, &field);
+            Ok(())
+        }
+    }
+}
+
+/// One line per wave of `release`, as signed.
+fn print_waves(release: &str, field: &limpet_fleet_api::waves::WavesField) {
+    let Some(waves) = field.releases.get(release) else {
+        return;
+    };
+    println!(
+        "{release}: {} wave(s) signed into targets.json (max hold {} s, {} hold key(s){})",
+        waves.waves().len(),
+        field.max_hold_secs,
+        field.hold_keys.len(),
+        if waves.holds == limpet_fleet_api::waves::HoldPolicy::IgnoreHolds {
+            ", emergency: holds ignored"
+        } else {
+            ""
+        }
+    );
+    for (i, w) in waves.waves().iter().enumerate() {
+        println!("  wave {i}: {} bp from {}", w.share_bp, w.start);
     }
 }
 
@@ -461,11 +561,16 @@ pub fn run(args: PublishArgs) -> cmd::Result {
         return Err("OUT and --image-key are required unless --refresh is given".into());
     };
     let key = limpet_build::keys::load_verifying_key(image_key)?;
-    let published = limpet_repo::publish_with(out, &args.repo, &args.keys, &key, signers)?;
+    let spec = args.waves.spec()?;
+    let published =
+        limpet_repo::publish_with_waves(out, &args.repo, &args.keys, &key, signers, spec.as_ref())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&to_json(&published))?);
     } else {
         print_human(&published, &args.repo);
+        if spec.is_some() {
+            println!("waves: signed into targets.json before the index (see `limpet repo waves`)");
+        }
     }
     Ok(())
 }
