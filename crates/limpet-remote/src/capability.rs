@@ -346,7 +346,9 @@ mod tests {
     #[test]
     fn an_edited_field_breaks_the_signature() {
         let signed = cap().sign(&key(3));
-        let text = signed.to_json().replace("\"expires\": 2000", "\"expires\": 2600");
+        let text = signed
+            .to_json()
+            .replace("\"expires\": 2000", "\"expires\": 2600");
         let edited = SignedCapability::from_json(text.as_bytes()).unwrap();
         assert_eq!(edited.capability.expires, 2600);
         assert!(!edited.signed_by(&key(3).verifying_key()));
@@ -362,7 +364,9 @@ mod tests {
             MAX_LIFETIME_SECS + 1,
             [0; 16],
         );
-        assert!(matches!(long, Err(CapabilityError::TooLong { secs }) if secs == MAX_LIFETIME_SECS + 1));
+        assert!(
+            matches!(long, Err(CapabilityError::TooLong { secs }) if secs == MAX_LIFETIME_SECS + 1)
+        );
         let empty = Capability::new(
             key(1).verifying_key(),
             Subject::Cohort("lab".into()),
@@ -376,9 +380,21 @@ mod tests {
 
     #[test]
     fn bad_files_name_the_field() {
-        let text = cap().sign(&key(3)).to_json().replace("\"echo\"", "\"Echo!\"");
+        let text = cap()
+            .sign(&key(3))
+            .to_json()
+            .replace("\"echo\"", "\"Echo!\"");
         let err = SignedCapability::from_json(text.as_bytes()).unwrap_err();
-        assert!(matches!(err, CapabilityError::Field { field: "services", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                CapabilityError::Field {
+                    field: "services",
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let err = SignedCapability::from_json(b"{\"version\": 2}").unwrap_err();
         assert!(matches!(err, CapabilityError::Json(_)), "{err}");
     }

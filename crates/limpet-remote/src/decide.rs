@@ -194,7 +194,12 @@ mod tests {
     }
 
     fn good() -> Capability {
-        capability(Subject::Device(key(DEVICE).verifying_key()), &["echo"], NOW - 60, NOW + 3600)
+        capability(
+            Subject::Device(key(DEVICE).verifying_key()),
+            &["echo"],
+            NOW - 60,
+            NOW + 3600,
+        )
     }
 
     fn decide(cap: Option<&SignedCapability>, service: &str, now: u64) -> Result<Grant, Refusal> {
@@ -217,8 +222,8 @@ mod tests {
 
     #[test]
     fn a_cohort_capability_grants_the_cohorts_devices_only() {
-        let signed = capability(Subject::Cohort("lab".into()), &["echo"], NOW, NOW + 60)
-            .sign(&key(ACCESS));
+        let signed =
+            capability(Subject::Cohort("lab".into()), &["echo"], NOW, NOW + 60).sign(&key(ACCESS));
         assert!(decide(Some(&signed), "echo", NOW).is_ok());
         let other = capability(Subject::Cohort("field".into()), &["echo"], NOW, NOW + 60)
             .sign(&key(ACCESS));
@@ -238,25 +243,42 @@ mod tests {
         let signed = good().sign(&key(ACCESS));
         assert_eq!(
             decide(Some(&signed), "echo", NOW + 3600),
-            Err(Refusal::Expired { expires: NOW + 3600, now: NOW + 3600 })
+            Err(Refusal::Expired {
+                expires: NOW + 3600,
+                now: NOW + 3600
+            })
         );
         assert_eq!(
             decide(Some(&signed), "echo", NOW - 61),
-            Err(Refusal::NotYetValid { not_before: NOW - 60, now: NOW - 61 })
+            Err(Refusal::NotYetValid {
+                not_before: NOW - 60,
+                now: NOW - 61
+            })
         );
     }
 
     #[test]
     fn refused_when_signed_by_another_key() {
         let signed = good().sign(&key(9));
-        assert_eq!(decide(Some(&signed), "echo", NOW), Err(Refusal::SignedByAnotherKey));
+        assert_eq!(
+            decide(Some(&signed), "echo", NOW),
+            Err(Refusal::SignedByAnotherKey)
+        );
     }
 
     #[test]
     fn refused_for_another_device() {
-        let signed = capability(Subject::Device(key(8).verifying_key()), &["echo"], NOW, NOW + 60)
-            .sign(&key(ACCESS));
-        assert_eq!(decide(Some(&signed), "echo", NOW), Err(Refusal::AnotherDevice));
+        let signed = capability(
+            Subject::Device(key(8).verifying_key()),
+            &["echo"],
+            NOW,
+            NOW + 60,
+        )
+        .sign(&key(ACCESS));
+        assert_eq!(
+            decide(Some(&signed), "echo", NOW),
+            Err(Refusal::AnotherDevice)
+        );
     }
 
     #[test]
@@ -291,7 +313,10 @@ mod tests {
             session_signer: key(7).verifying_key(),
             service: "echo",
         };
-        assert_eq!(authorize(&policy(), &request, NOW), Err(Refusal::NotTheOperator));
+        assert_eq!(
+            authorize(&policy(), &request, NOW),
+            Err(Refusal::NotTheOperator)
+        );
     }
 
     #[test]
@@ -305,7 +330,9 @@ mod tests {
         .sign(&key(ACCESS));
         assert_eq!(
             decide(Some(&signed), "echo", NOW),
-            Err(Refusal::LifetimeTooLong { secs: MAX_LIFETIME_SECS + 10 })
+            Err(Refusal::LifetimeTooLong {
+                secs: MAX_LIFETIME_SECS + 10
+            })
         );
     }
 }

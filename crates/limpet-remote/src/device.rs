@@ -70,12 +70,20 @@ fn limpet_error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// One registration: returns when the relay closes the control connection.
-pub fn serve_once(relay: SocketAddr, policy: &Arc<DevicePolicy>, sign: &Signer) -> Result<(), AgentError> {
+pub fn serve_once(
+    relay: SocketAddr,
+    policy: &Arc<DevicePolicy>,
+    sign: &Signer,
+) -> Result<(), AgentError> {
     let io = |source| AgentError::Io { relay, source };
     let mut control = TcpStream::connect(relay).map_err(io)?;
     relay::send(&mut control, &[&[TAG_REGISTER], policy.device.as_bytes()]).map_err(io)?;
     let challenge: [u8; 32] = relay::read_array(&mut control).map_err(io)?;
-    relay::send(&mut control, &[&sign(&[REGISTER_PROOF, &challenge].concat()).to_bytes()]).map_err(io)?;
+    relay::send(
+        &mut control,
+        &[&sign(&[REGISTER_PROOF, &challenge].concat()).to_bytes()],
+    )
+    .map_err(io)?;
     let answer = crate::frame::read_some(&mut control).map_err(io)?;
     if answer.first() != Some(&relay::ANSWER_OK) {
         return Err(AgentError::Refused {

@@ -11,8 +11,9 @@ pub const MAX_FRAME: usize = 65535;
 
 /// Writes one frame.
 pub fn write(w: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
-    let len = u16::try_from(bytes.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame longer than 65535 bytes"))?;
+    let len = u16::try_from(bytes.len()).map_err(|_| {
+        io::Error::new(io::ErrorKind::InvalidInput, "frame longer than 65535 bytes")
+    })?;
     let mut out = Vec::with_capacity(2 + bytes.len());
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(bytes);
@@ -51,7 +52,10 @@ mod tests {
         assert_eq!(read(&mut r).unwrap().unwrap(), b"");
         assert!(read(&mut r).unwrap().is_none());
         let mut cut = &buf[..4];
-        assert_eq!(read(&mut cut).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(
+            read(&mut cut).unwrap_err().kind(),
+            io::ErrorKind::UnexpectedEof
+        );
         assert!(write(&mut Vec::new(), &vec![0; MAX_FRAME + 1]).is_err());
     }
 }

@@ -91,7 +91,10 @@ pub fn serve(listener: TcpListener, limits: Limits) -> io::Result<()> {
         }
         let (state, open, limits) = (Arc::clone(&state), Arc::clone(&open), limits.clone());
         std::thread::spawn(move || {
-            let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+            let peer = stream
+                .peer_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
             if let Err(e) = connection(stream, &state, &limits) {
                 println!("relay: {peer}: {e}");
             }
@@ -120,7 +123,12 @@ fn connection(mut stream: TcpStream, state: &Mutex<State>, limits: &Limits) -> i
     }
 }
 
-fn register(mut stream: TcpStream, key: &[u8], state: &Mutex<State>, limits: &Limits) -> io::Result<()> {
+fn register(
+    mut stream: TcpStream,
+    key: &[u8],
+    state: &Mutex<State>,
+    limits: &Limits,
+) -> io::Result<()> {
     let key_bytes = <[u8; 32]>::try_from(key).map_err(|_| bad("register: key is not 32 bytes"))?;
     let device = VerifyingKey::from_bytes(&key_bytes).map_err(|_| bad("register: not a key"))?;
     let mut challenge = [0u8; 32];
@@ -128,7 +136,12 @@ fn register(mut stream: TcpStream, key: &[u8], state: &Mutex<State>, limits: &Li
     frame::write(&mut stream, &challenge)?;
     let proof = frame::read_some(&mut stream)?;
     let sig = Signature::from_slice(&proof).map_err(|_| bad("register: not a signature"))?;
-    if !limpet_identity::verify(&device, Purpose::RemoteAccess, &[REGISTER_PROOF, &challenge].concat(), &sig) {
+    if !limpet_identity::verify(
+        &device,
+        Purpose::RemoteAccess,
+        &[REGISTER_PROOF, &challenge].concat(),
+        &sig,
+    ) {
         frame::write(&mut stream, b"\x01the proof does not verify for this key")?;
         return Err(bad("register: the proof does not verify"));
     }
@@ -160,13 +173,19 @@ fn register(mut stream: TcpStream, key: &[u8], state: &Mutex<State>, limits: &Li
     Ok(())
 }
 
-fn connect(mut stream: TcpStream, key: &[u8], state: &Mutex<State>, limits: &Limits) -> io::Result<()> {
+fn connect(
+    mut stream: TcpStream,
+    key: &[u8],
+    state: &Mutex<State>,
+    limits: &Limits,
+) -> io::Result<()> {
     let key = <[u8; 32]>::try_from(key).map_err(|_| bad("connect: key is not 32 bytes"))?;
     let mut id = [0u8; 16];
     OsRng.fill_bytes(&mut id);
     {
         let mut s = lock(state)?;
-        s.pending.retain(|_, (_, at)| at.elapsed() < limits.handshake);
+        s.pending
+            .retain(|_, (_, at)| at.elapsed() < limits.handshake);
         if s.pending.len() >= limits.pending {
             drop(s);
             return frame::write(&mut stream, &[ANSWER_BUSY]);
@@ -194,7 +213,10 @@ fn join(device: TcpStream, id: &[u8], state: &Mutex<State>) -> io::Result<()> {
     operator.set_read_timeout(None)?;
     frame::write(&mut operator, &[ANSWER_OK])?;
     let (up, down) = splice(operator, device)?;
-    println!("relay: session {}: {up} bytes operator to device, {down} bytes device to operator", hex::encode(id));
+    println!(
+        "relay: session {}: {up} bytes operator to device, {down} bytes device to operator",
+        hex::encode(id)
+    );
     Ok(())
 }
 
@@ -216,7 +238,10 @@ pub fn splice(a: TcpStream, b: TcpStream) -> io::Result<(u64, u64)> {
 /// The operator's side: asks the relay at `stream` for `device`; on `Ok` the stream is
 /// spliced to the device.
 pub fn ask(stream: &mut TcpStream, device: &VerifyingKey) -> Result<(), AskError> {
-    frame::write(stream, &[&[TAG_CONNECT], device.as_bytes().as_slice()].concat())?;
+    frame::write(
+        stream,
+        &[&[TAG_CONNECT], device.as_bytes().as_slice()].concat(),
+    )?;
     match frame::read_some(stream)?.first() {
         Some(&ANSWER_OK) => Ok(()),
         Some(&ANSWER_ABSENT) => Err(AskError::Absent),

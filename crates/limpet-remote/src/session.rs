@@ -92,10 +92,13 @@ pub fn operator<S: Read + Write>(
         .build_initiator()
         .map_err(SessionError::Noise)?;
     let mut buf = vec![0u8; frame::MAX_FRAME];
-    let n = hs.write_message(&[], &mut buf).map_err(SessionError::Noise)?;
+    let n = hs
+        .write_message(&[], &mut buf)
+        .map_err(SessionError::Noise)?;
     frame::write(&mut stream, buf.get(..n).unwrap_or_default())?;
     let msg2 = frame::read_some(&mut stream)?;
-    hs.read_message(&msg2, &mut buf).map_err(SessionError::Noise)?;
+    hs.read_message(&msg2, &mut buf)
+        .map_err(SessionError::Noise)?;
     let h = hs.get_handshake_hash().to_vec();
     let transport = hs.into_transport_mode().map_err(SessionError::Noise)?;
     let mut channel = Channel {
@@ -103,9 +106,16 @@ pub fn operator<S: Read + Write>(
         noise: Arc::new(Mutex::new(transport)),
     };
     // 1. The device's proof.
-    let proof = channel.recv()?.ok_or(SessionError::Malformed("device proof"))?;
+    let proof = channel
+        .recv()?
+        .ok_or(SessionError::Malformed("device proof"))?;
     let sig = Signature::from_slice(&proof).map_err(|_| SessionError::Malformed("device proof"))?;
-    if !limpet_identity::verify(device, Purpose::RemoteAccess, &[DEVICE_PROOF, &h].concat(), &sig) {
+    if !limpet_identity::verify(
+        device,
+        Purpose::RemoteAccess,
+        &[DEVICE_PROOF, &h].concat(),
+        &sig,
+    ) {
         return Err(SessionError::DeviceProof);
     }
     // 2. Ours.
@@ -159,8 +169,11 @@ pub fn device<S: Read + Write>(
         .map_err(SessionError::Noise)?;
     let mut buf = vec![0u8; frame::MAX_FRAME];
     let msg1 = frame::read_some(&mut stream)?;
-    hs.read_message(&msg1, &mut buf).map_err(SessionError::Noise)?;
-    let n = hs.write_message(&[], &mut buf).map_err(SessionError::Noise)?;
+    hs.read_message(&msg1, &mut buf)
+        .map_err(SessionError::Noise)?;
+    let n = hs
+        .write_message(&[], &mut buf)
+        .map_err(SessionError::Noise)?;
     frame::write(&mut stream, buf.get(..n).unwrap_or_default())?;
     let h = hs.get_handshake_hash().to_vec();
     let transport = hs.into_transport_mode().map_err(SessionError::Noise)?;
@@ -169,7 +182,9 @@ pub fn device<S: Read + Write>(
         noise: Arc::new(Mutex::new(transport)),
     };
     channel.send(&sign(&[DEVICE_PROOF, &h].concat()).to_bytes())?;
-    let hello = channel.recv()?.ok_or(SessionError::Malformed("operator hello"))?;
+    let hello = channel
+        .recv()?
+        .ok_or(SessionError::Malformed("operator hello"))?;
     let parsed = parse_hello(&hello, &h);
     let (operator, decision) = match parsed {
         Err(refusal) => (None, Err(refusal)),
@@ -199,7 +214,11 @@ pub fn device<S: Read + Write>(
     }
 }
 
-type Hello = (VerifyingKey, String, Result<Option<SignedCapability>, Refusal>);
+type Hello = (
+    VerifyingKey,
+    String,
+    Result<Option<SignedCapability>, Refusal>,
+);
 
 /// The operator's hello: key, proof over `h`, service, capability (maybe none).
 fn parse_hello(hello: &[u8], h: &[u8]) -> Result<Hello, Refusal> {
@@ -212,7 +231,10 @@ fn parse_hello(hello: &[u8], h: &[u8]) -> Result<Hello, Refusal> {
         .get(32..96)
         .and_then(|b| Signature::from_slice(b).ok())
         .ok_or(Refusal::NotTheOperator)?;
-    if key.verify_strict(&[OPERATOR_PROOF, h].concat(), &sig).is_err() {
+    if key
+        .verify_strict(&[OPERATOR_PROOF, h].concat(), &sig)
+        .is_err()
+    {
         return Err(Refusal::NotTheOperator);
     }
     let len = usize::from(*hello.get(96).ok_or(Refusal::NoCapability)?);
@@ -250,16 +272,24 @@ impl<S: Read + Write> Channel<S> {
 
 fn encrypt(noise: &Mutex<snow::TransportState>, plain: &[u8]) -> Result<Vec<u8>, SessionError> {
     let mut out = vec![0u8; plain.len() + 16];
-    let mut state = noise.lock().map_err(|_| SessionError::Malformed("poisoned state"))?;
-    let n = state.write_message(plain, &mut out).map_err(SessionError::Noise)?;
+    let mut state = noise
+        .lock()
+        .map_err(|_| SessionError::Malformed("poisoned state"))?;
+    let n = state
+        .write_message(plain, &mut out)
+        .map_err(SessionError::Noise)?;
     out.truncate(n);
     Ok(out)
 }
 
 fn decrypt(noise: &Mutex<snow::TransportState>, cipher: &[u8]) -> Result<Vec<u8>, SessionError> {
     let mut out = vec![0u8; cipher.len()];
-    let mut state = noise.lock().map_err(|_| SessionError::Malformed("poisoned state"))?;
-    let n = state.read_message(cipher, &mut out).map_err(|_| SessionError::Decrypt)?;
+    let mut state = noise
+        .lock()
+        .map_err(|_| SessionError::Malformed("poisoned state"))?;
+    let n = state
+        .read_message(cipher, &mut out)
+        .map_err(|_| SessionError::Decrypt)?;
     out.truncate(n);
     Ok(out)
 }
@@ -268,16 +298,33 @@ impl Channel<TcpStream> {
     /// Copies `plain` (a local TCP connection) both ways through the session until both
     /// directions end; returns the bytes carried (to the peer, from the peer).
     pub fn splice(self, plain: TcpStream) -> Result<(u64, u64), SessionError> {
+        let input = plain.try_clone()?;
+        let result = self.splice_io(input, &plain);
+        let _ = plain.shutdown(Shutdown::Write);
+        if result.is_err() {
+            let _ = plain.shutdown(Shutdown::Both);
+        }
+        result
+    }
+
+    /// Sends what `input` gives through the session (closing our direction at its end) and
+    /// writes what comes back to `output`, until both directions end; returns the bytes
+    /// carried (to the peer, from the peer).
+    pub fn splice_io<R: Read + Send + 'static>(
+        self,
+        mut input: R,
+        mut output: impl Write,
+    ) -> Result<(u64, u64), SessionError> {
         let Channel { stream, noise } = self;
         // After the handshake a session may idle as long as its peers like.
         stream.set_read_timeout(None)?;
-        let (mut up_in, mut up_out) = (plain.try_clone()?, stream.try_clone()?);
+        let mut up_out = stream.try_clone()?;
         let up_noise = Arc::clone(&noise);
         let up = std::thread::spawn(move || -> Result<u64, SessionError> {
             let mut buf = vec![0u8; MAX_PLAIN];
             let mut total = 0u64;
             loop {
-                let n = up_in.read(&mut buf)?;
+                let n = input.read(&mut buf)?;
                 if n == 0 {
                     let _ = up_out.shutdown(Shutdown::Write);
                     return Ok(total);
@@ -287,7 +334,7 @@ impl Channel<TcpStream> {
                 total += n as u64;
             }
         });
-        let (mut down_in, mut down_out) = (stream, plain);
+        let mut down_in = stream;
         let mut down = 0u64;
         let result = loop {
             match frame::read(&mut down_in) {
@@ -297,7 +344,7 @@ impl Channel<TcpStream> {
                         Ok(p) => p,
                         Err(e) => break Err(e),
                     };
-                    if let Err(e) = down_out.write_all(&plain) {
+                    if let Err(e) = output.write_all(&plain).and_then(|()| output.flush()) {
                         break Err(e.into());
                     }
                     down += plain.len() as u64;
@@ -305,10 +352,8 @@ impl Channel<TcpStream> {
                 Err(e) => break Err(e.into()),
             }
         };
-        let _ = down_out.shutdown(Shutdown::Write);
         if result.is_err() {
             let _ = down_in.shutdown(Shutdown::Both);
-            let _ = down_out.shutdown(Shutdown::Both);
         }
         let up = up
             .join()
@@ -334,9 +379,12 @@ mod tests {
             device: key(2).verifying_key(),
             cohort: None,
             access_key: key(1).verifying_key(),
-            services: [(ServiceName::parse("echo").unwrap(), "127.0.0.1:7".parse().unwrap())]
-                .into_iter()
-                .collect(),
+            services: [(
+                ServiceName::parse("echo").unwrap(),
+                "127.0.0.1:7".parse().unwrap(),
+            )]
+            .into_iter()
+            .collect(),
         }
     }
 
@@ -355,7 +403,12 @@ mod tests {
 
     fn device_sign(msg: &[u8]) -> Signature {
         // The same framing as limpet_identity::Identity::sign for `remote-access`.
-        let framed = [b"limpet device identity v1\0".as_slice(), b"remote-access\0", msg].concat();
+        let framed = [
+            b"limpet device identity v1\0".as_slice(),
+            b"remote-access\0",
+            msg,
+        ]
+        .concat();
         key(2).sign(&framed)
     }
 
@@ -376,7 +429,10 @@ mod tests {
         }
     }
 
-    fn run_device(s: UnixStream, now: u64) -> std::thread::JoinHandle<Result<Outcome<UnixStream>, SessionError>> {
+    fn run_device(
+        s: UnixStream,
+        now: u64,
+    ) -> std::thread::JoinHandle<Result<Outcome<UnixStream>, SessionError>> {
         std::thread::spawn(move || device(s, &policy(), &device_sign, now))
     }
 
@@ -385,8 +441,17 @@ mod tests {
         let (a, b) = UnixStream::pair().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let dev = run_device(b, NOW);
-        let mut op = operator(Recorder(a, log.clone()), &key(2).verifying_key(), &key(3), Some(&cap()), "echo").unwrap();
-        let Outcome::Granted(mut ch, grant) = dev.join().unwrap().unwrap() else { panic!("refused") };
+        let mut op = operator(
+            Recorder(a, log.clone()),
+            &key(2).verifying_key(),
+            &key(3),
+            Some(&cap()),
+            "echo",
+        )
+        .unwrap();
+        let Outcome::Granted(mut ch, grant) = dev.join().unwrap().unwrap() else {
+            panic!("refused")
+        };
         assert_eq!(grant.service.as_str(), "echo");
         op.send(b"secret words").unwrap();
         assert_eq!(ch.recv().unwrap().unwrap(), b"secret words");
@@ -402,7 +467,14 @@ mod tests {
         let (a, b) = UnixStream::pair().unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
         let dev = run_device(b, NOW);
-        operator(Recorder(a, log.clone()), &key(2).verifying_key(), &key(3), Some(&cap()), "echo").unwrap();
+        operator(
+            Recorder(a, log.clone()),
+            &key(2).verifying_key(),
+            &key(3),
+            Some(&cap()),
+            "echo",
+        )
+        .unwrap();
         assert!(matches!(dev.join().unwrap().unwrap(), Outcome::Granted(..)));
         // The attacker (a relay) replays every byte the operator sent to a new session.
         let (mut a, b) = UnixStream::pair().unwrap();
@@ -427,8 +499,13 @@ mod tests {
         let (a, b) = UnixStream::pair().unwrap();
         let dev = run_device(b, NOW);
         let err = operator(a, &key(2).verifying_key(), &key(8), Some(&cap()), "echo").unwrap_err();
-        assert!(matches!(err, SessionError::Refused { code: 8, .. }), "{err}");
-        let Outcome::Refused { refusal, operator } = dev.join().unwrap().unwrap() else { panic!("granted") };
+        assert!(
+            matches!(err, SessionError::Refused { code: 8, .. }),
+            "{err}"
+        );
+        let Outcome::Refused { refusal, operator } = dev.join().unwrap().unwrap() else {
+            panic!("granted")
+        };
         assert_eq!(refusal, Refusal::NotTheOperator);
         assert_eq!(operator, Some(key(8).verifying_key()));
     }

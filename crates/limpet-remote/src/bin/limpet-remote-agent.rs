@@ -53,17 +53,18 @@ fn parse() -> Result<Option<Args>, String> {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--data" => data = Some(PathBuf::from(value)),
-            "--relay" => {
-                relay = Some(value.parse().map_err(|e| format!("--relay {value}: {e}"))?)
-            }
+            "--relay" => relay = Some(value.parse().map_err(|e| format!("--relay {value}: {e}"))?),
             "--access-key" => access_key = Some(value),
             "--cohort" => cohort = Some(value),
             "--service" => {
                 let (name, addr) = value
                     .split_once('=')
                     .ok_or_else(|| format!("--service {value}: needs NAME=ADDR"))?;
-                let name = ServiceName::parse(name).map_err(|e| format!("--service {value}: {e}"))?;
-                let addr = addr.parse().map_err(|e| format!("--service {value}: {e}"))?;
+                let name =
+                    ServiceName::parse(name).map_err(|e| format!("--service {value}: {e}"))?;
+                let addr = addr
+                    .parse()
+                    .map_err(|e| format!("--service {value}: {e}"))?;
                 services.insert(name, addr);
             }
             other => return Err(format!("unknown argument {other}")),
@@ -97,15 +98,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let identity = match limpet_identity::store::open(&args.data, limpet_identity::random::kernel_seed) {
-        Ok(opened) => match opened {
-            limpet_identity::store::Opened::Loaded(id) | limpet_identity::store::Opened::Created(id, _) => id,
-        },
-        Err(e) => {
-            eprintln!("limpet-remote-agent: identity: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let identity =
+        match limpet_identity::store::open(&args.data, limpet_identity::random::kernel_seed) {
+            Ok(opened) => match opened {
+                limpet_identity::store::Opened::Loaded(id)
+                | limpet_identity::store::Opened::Created(id, _) => id,
+            },
+            Err(e) => {
+                eprintln!("limpet-remote-agent: identity: {e}");
+                return ExitCode::from(2);
+            }
+        };
     println!(
         "limpet-remote-agent: identity {}",
         hex::encode(identity.public_key().as_bytes())

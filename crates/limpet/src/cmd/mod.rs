@@ -10,6 +10,7 @@ pub mod mud;
 pub mod new;
 pub mod publish;
 pub mod relay;
+pub mod remote;
 pub mod run;
 pub mod serve;
 pub mod verify;
