@@ -299,8 +299,9 @@ impl Channel<TcpStream> {
     /// directions end; returns the bytes carried (to the peer, from the peer).
     pub fn splice(self, plain: TcpStream) -> Result<(u64, u64), SessionError> {
         let input = plain.try_clone()?;
-        let result = self.splice_io(input, &plain);
-        let _ = plain.shutdown(Shutdown::Write);
+        let result = self.splice_io(input, &plain, |out| {
+            let _ = out.shutdown(Shutdown::Write);
+        });
         if result.is_err() {
             let _ = plain.shutdown(Shutdown::Both);
         }
@@ -308,12 +309,14 @@ impl Channel<TcpStream> {
     }
 
     /// Sends what `input` gives through the session (closing our direction at its end) and
-    /// writes what comes back to `output`, until both directions end; returns the bytes
-    /// carried (to the peer, from the peer).
-    pub fn splice_io<R: Read + Send + 'static>(
+    /// writes what comes back to `output`, calling `close` on it when the peer's direction
+    /// ends, until both directions end; returns the bytes carried (to the peer, from the
+    /// peer).
+    pub fn splice_io<R: Read + Send + 'static, W: Write>(
         self,
         mut input: R,
-        mut output: impl Write,
+        mut output: W,
+        close: impl FnOnce(&mut W),
     ) -> Result<(u64, u64), SessionError> {
         let Channel { stream, noise } = self;
         // After the handshake a session may idle as long as its peers like.
@@ -352,6 +355,8 @@ impl Channel<TcpStream> {
                 Err(e) => break Err(e.into()),
             }
         };
+        // The peer's direction ended: say so to the local side before waiting for ours.
+        close(&mut output);
         if result.is_err() {
             let _ = down_in.shutdown(Shutdown::Both);
         }

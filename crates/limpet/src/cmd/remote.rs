@@ -253,7 +253,9 @@ fn session(
 
 /// Carries standard input and output through `channel` (one session).
 fn stdio(channel: limpet_remote::session::Channel<TcpStream>) -> super::Result {
-    let (up, down) = channel.splice_io(std::io::stdin(), std::io::stdout().lock())?;
+    let (up, down) = channel.splice_io(std::io::stdin(), std::io::stdout().lock(), |out| {
+        let _ = out.flush();
+    })?;
     eprintln!("connect: session ended: {up} bytes sent, {down} received");
     Ok(())
 }
