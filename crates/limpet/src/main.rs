@@ -53,10 +53,14 @@ enum Command {
     /// Run the fleet server, manage its operators.
     #[command(subcommand)]
     Fleet(cmd::fleet::Command),
-    /// Relay stdin and stdout to a TCP address (what QEMU runs for each `run --forward`
-    /// connection).
-    #[command(hide = true)]
+    /// Run a remote-access relay (`relay serve`); `relay ADDR` relays stdin and stdout to a
+    /// loopback TCP address (what QEMU runs for each `run --forward` connection).
     Relay(cmd::relay::Args),
+    /// Reach a device's declared service through a relay, with a capability.
+    Connect(cmd::remote::ConnectArgs),
+    /// Remote-access keys and capabilities.
+    #[command(subcommand)]
+    Access(cmd::remote::AccessCommand),
 }
 
 fn main() -> ExitCode {
@@ -86,6 +90,8 @@ fn main() -> ExitCode {
         Command::Handover(args) => cmd::handover::run(args),
         Command::OwnerRequest(args) => cmd::handover::run_request(args),
         Command::Relay(args) => cmd::relay::run(args),
+        Command::Connect(args) => cmd::remote::connect(args),
+        Command::Access(command) => cmd::remote::access(command),
         Command::Run(args) => match cmd::run::run(args) {
             Ok(code) => return code,
             Err(err) => Err(err),

@@ -11,6 +11,7 @@ pub mod mud;
 pub mod new;
 pub mod publish;
 pub mod relay;
+pub mod remote;
 pub mod run;
 pub mod serve;
 pub mod verify;

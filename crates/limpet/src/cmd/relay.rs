@@ -1,23 +1,58 @@
+//! `limpet relay serve --listen ADDR`: the remote-access relay (limpet-remote's `relay`).
+//!
 //! `limpet relay ADDR`: copies stdin to a TCP connection to ADDR and the connection to
 //! stdout, until both directions end. QEMU starts one per guest connection to a
 //! `limpet run --forward` port (`guestfwd=...-cmd:`), since its own `tcp:` chardev would
 //! serve one connection only.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddrV4, TcpStream};
+use std::net::{Shutdown, SocketAddr, SocketAddrV4, TcpStream};
 
 /// Arguments of `limpet relay`.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Args {
-    /// Where to connect (loopback only).
-    addr: SocketAddrV4,
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Where to connect stdin and stdout (loopback only; what QEMU runs for each
+    /// `run --forward` connection).
+    addr: Option<SocketAddrV4>,
+}
+
+/// `limpet relay` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Run a remote-access relay: devices register by their identity key, operators
+    /// (`limpet connect`) ask for one, and the relay splices the two end-to-end encrypted
+    /// streams without reading them (docs/remote-access.md).
+    Serve {
+        /// Address to listen on (IP:PORT).
+        #[arg(long)]
+        listen: SocketAddr,
+    },
 }
 
 pub fn run(args: Args) -> super::Result {
-    if !args.addr.ip().is_loopback() {
-        return Err(format!("{}: relays go to loopback only", args.addr).into());
+    match (args.command, args.addr) {
+        (Some(Command::Serve { listen }), _) => serve(listen),
+        (None, Some(addr)) => stdio(addr),
+        (None, None) => Err("limpet relay: give `serve --listen ADDR` or a loopback ADDR".into()),
     }
-    let stream = TcpStream::connect(args.addr)?;
+}
+
+fn serve(listen: SocketAddr) -> super::Result {
+    let listener = std::net::TcpListener::bind(listen)
+        .map_err(|e| format!("relay: cannot listen on {listen}: {e}"))?;
+    println!("relay: listening on {}", listener.local_addr()?);
+    limpet_remote::relay::serve(listener, limpet_remote::relay::Limits::default())?;
+    Ok(())
+}
+
+fn stdio(addr: SocketAddrV4) -> super::Result {
+    if !addr.ip().is_loopback() {
+        return Err(format!("{addr}: relays go to loopback only").into());
+    }
+    let stream = TcpStream::connect(addr)?;
     let mut upstream = stream.try_clone()?;
     let to_server = std::thread::spawn(move || {
         let mut stdin = std::io::stdin().lock();

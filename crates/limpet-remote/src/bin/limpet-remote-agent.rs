@@ -1,0 +1,125 @@
+//! `limpet-remote-agent`: the device's side of remote access (a task the image declares).
+//!
+//! ```text
+//! limpet-remote-agent --data DIR --relay ADDR --access-key HEX --service NAME=ADDR...
+//!                     [--cohort NAME]
+//! ```
+//!
+//! Exit status 2 for bad arguments or an identity that cannot be opened; otherwise it
+//! never returns.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use limpet_identity::Purpose;
+use limpet_remote::capability::{public_key, ServiceName};
+use limpet_remote::decide::DevicePolicy;
+
+const USAGE: &str = "\
+limpet-remote-agent: dials out to the relay and serves the declared services to operators
+holding a capability signed by the image's access key
+
+usage: limpet-remote-agent --data DIR --relay ADDR --access-key HEX
+                           --service NAME=ADDR [--service ...] [--cohort NAME]
+
+  --data DIR          the data partition: the identity is DIR/.limpet/identity/device.key
+                      (made there when absent)
+  --relay ADDR        the relay (IP:PORT), the only address this agent dials
+  --access-key HEX    the Ed25519 key (64 hex digits) whose capabilities are accepted
+  --service NAME=ADDR a declared service and its local address (IP:PORT)
+  --cohort NAME       the cohort this device belongs to (for cohort capabilities)
+  -h, --help          this text
+";
+
+struct Args {
+    data: PathBuf,
+    relay: SocketAddr,
+    access_key: String,
+    services: BTreeMap<ServiceName, SocketAddr>,
+    cohort: Option<String>,
+}
+
+fn parse() -> Result<Option<Args>, String> {
+    let (mut data, mut relay, mut access_key, mut cohort) = (None, None, None, None);
+    let mut services = BTreeMap::new();
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if flag == "-h" || flag == "--help" {
+            return Ok(None);
+        }
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--data" => data = Some(PathBuf::from(value)),
+            "--relay" => relay = Some(value.parse().map_err(|e| format!("--relay {value}: {e}"))?),
+            "--access-key" => access_key = Some(value),
+            "--cohort" => cohort = Some(value),
+            "--service" => {
+                let (name, addr) = value
+                    .split_once('=')
+                    .ok_or_else(|| format!("--service {value}: needs NAME=ADDR"))?;
+                let name =
+                    ServiceName::parse(name).map_err(|e| format!("--service {value}: {e}"))?;
+                let addr = addr
+                    .parse()
+                    .map_err(|e| format!("--service {value}: {e}"))?;
+                services.insert(name, addr);
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(Some(Args {
+        data: data.ok_or("--data is needed")?,
+        relay: relay.ok_or("--relay is needed")?,
+        access_key: access_key.ok_or("--access-key is needed")?,
+        services,
+        cohort,
+    }))
+}
+
+fn main() -> ExitCode {
+    let args = match parse() {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("limpet-remote-agent: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let access_key = match public_key("access_key", &args.access_key) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("limpet-remote-agent: --access-key: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let identity =
+        match limpet_identity::store::open(&args.data, limpet_identity::random::kernel_seed) {
+            Ok(opened) => match opened {
+                limpet_identity::store::Opened::Loaded(id)
+                | limpet_identity::store::Opened::Created(id, _) => id,
+            },
+            Err(e) => {
+                eprintln!("limpet-remote-agent: identity: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    println!(
+        "limpet-remote-agent: identity {}",
+        hex::encode(identity.public_key().as_bytes())
+    );
+    let policy = DevicePolicy {
+        device: identity.public_key(),
+        cohort: args.cohort,
+        access_key,
+        services: args.services,
+    };
+    let sign: limpet_remote::device::Signer =
+        Arc::new(move |msg: &[u8]| identity.sign(Purpose::RemoteAccess, msg));
+    limpet_remote::device::run(args.relay, Arc::new(policy), sign)
+}

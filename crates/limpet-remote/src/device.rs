@@ -1,0 +1,161 @@
+//! The device's side: dial out to the relay, register, answer each operator.
+//!
+//! Rules this module keeps:
+//! - The device only ever dials out, to the one relay address it is given; it listens on
+//!   nothing.
+//! - Each session is decided by [`crate::decide`] before a byte reaches a service, and
+//!   reaches only the granted service's local address.
+//! - Sessions at once are bounded ([`MAX_SESSIONS`]); a lost relay connection is dialled
+//!   again after a growing pause (1 s doubling to [`MAX_BACKOFF`]).
+//! - Every session's start, end and refusal is a line on standard output with the operator
+//!   key and the capability's hash (the console, which PID 1 logs).
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::Signature;
+
+use crate::decide::DevicePolicy;
+use crate::relay::{self, REGISTER_PROOF, TAG_JOIN, TAG_REGISTER};
+use crate::session::{self, Outcome};
+
+/// Sessions served at once.
+pub const MAX_SESSIONS: usize = 8;
+/// The longest pause between two dials to the relay.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Signs under the identity's `remote-access` purpose.
+pub type Signer = Arc<dyn Fn(&[u8]) -> Signature + Send + Sync>;
+
+/// Why a registration with the relay failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("relay {relay}")]
+    Io {
+        relay: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("relay {relay} refused the registration: {why}")]
+    Refused { relay: SocketAddr, why: String },
+}
+
+/// Runs forever: registers at `relay` and serves sessions under `policy`.
+pub fn run(relay: SocketAddr, policy: Arc<DevicePolicy>, sign: Signer) -> ! {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match serve_once(relay, &policy, &sign) {
+            Ok(()) => {
+                println!("limpet-remote: relay {relay} closed the connection");
+                pause = Duration::from_secs(1);
+            }
+            Err(e) => println!("limpet-remote: {}", limpet_error_chain(&e)),
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(MAX_BACKOFF);
+    }
+}
+
+fn limpet_error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// One registration: returns when the relay closes the control connection.
+pub fn serve_once(
+    relay: SocketAddr,
+    policy: &Arc<DevicePolicy>,
+    sign: &Signer,
+) -> Result<(), AgentError> {
+    let io = |source| AgentError::Io { relay, source };
+    let mut control = TcpStream::connect(relay).map_err(io)?;
+    relay::send(&mut control, &[&[TAG_REGISTER], policy.device.as_bytes()]).map_err(io)?;
+    let challenge: [u8; 32] = relay::read_array(&mut control).map_err(io)?;
+    relay::send(
+        &mut control,
+        &[&sign(&[REGISTER_PROOF, &challenge].concat()).to_bytes()],
+    )
+    .map_err(io)?;
+    let answer = crate::frame::read_some(&mut control).map_err(io)?;
+    if answer.first() != Some(&relay::ANSWER_OK) {
+        return Err(AgentError::Refused {
+            relay,
+            why: String::from_utf8_lossy(answer.get(1..).unwrap_or_default()).into_owned(),
+        });
+    }
+    println!(
+        "limpet-remote: registered at relay {relay} as {}",
+        hex::encode(policy.device.as_bytes())
+    );
+    let active = Arc::new(AtomicUsize::new(0));
+    loop {
+        let id: [u8; 16] = match crate::frame::read(&mut control).map_err(io)? {
+            None => return Ok(()),
+            Some(bytes) => match <[u8; 16]>::try_from(bytes.as_slice()) {
+                Ok(id) => id,
+                Err(_) => continue,
+            },
+        };
+        if active.fetch_add(1, Ordering::SeqCst) >= MAX_SESSIONS {
+            active.fetch_sub(1, Ordering::SeqCst);
+            println!("limpet-remote: session refused: {MAX_SESSIONS} sessions are open");
+            continue;
+        }
+        let (policy, sign, active) = (Arc::clone(policy), Arc::clone(sign), Arc::clone(&active));
+        std::thread::spawn(move || {
+            if let Err(e) = session_once(relay, &id, &policy, &sign) {
+                println!("limpet-remote: session failed: {}", limpet_error_chain(&e));
+            }
+            active.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn session_once(
+    relay: SocketAddr,
+    id: &[u8; 16],
+    policy: &DevicePolicy,
+    sign: &Signer,
+) -> Result<(), session::SessionError> {
+    let mut data = TcpStream::connect(relay)?;
+    relay::send(&mut data, &[&[TAG_JOIN], id])?;
+    data.set_read_timeout(Some(Duration::from_secs(10)))?;
+    match session::device(data, policy, sign.as_ref(), now())? {
+        Outcome::Refused { refusal, operator } => {
+            let who = operator.map_or_else(|| "unproven".to_owned(), |k| hex::encode(k.as_bytes()));
+            println!("limpet-remote: session refused: operator {who}: {refusal}");
+            Ok(())
+        }
+        Outcome::Granted(channel, grant) => {
+            let who = hex::encode(grant.operator.as_bytes());
+            let cap = hex::encode(grant.capability_hash);
+            println!(
+                "limpet-remote: session start: operator {who}, capability {cap}, service {}",
+                grant.service
+            );
+            let service = TcpStream::connect(grant.target)?;
+            // After the handshake a session may idle; the operator ends it.
+            let result = channel.splice(service);
+            let (up, down) = result.unwrap_or((0, 0));
+            println!(
+                "limpet-remote: session end: operator {who}, capability {cap}, {down} bytes in, {up} bytes out"
+            );
+            Ok(())
+        }
+    }
+}

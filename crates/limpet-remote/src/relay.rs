@@ -1,0 +1,273 @@
+//! The relay: devices register by identity key, operators ask for a key, the relay splices.
+//!
+//! Wire (every message a [`frame`]):
+//! - device control connection: `01 ‖ key(32)`; relay: `challenge(32)`; device: the
+//!   identity's `remote-access` signature of [`REGISTER_PROOF`] ‖ challenge; relay: `00`
+//!   (registered) or `01 ‖ text`. Then the relay sends `session-id(16)` for each operator
+//!   waiting, and the device dials a data connection for it.
+//! - device data connection: `03 ‖ session-id(16)`; then raw bytes, spliced.
+//! - operator: `02 ‖ key(32)`; relay: `00` (spliced from here on), `01` (no such device) or
+//!   `02` (busy).
+//!
+//! Rules this module keeps:
+//! - The relay reads nothing after the splice: it copies bytes and counts them. It knows
+//!   the device's key (it proved possession), the operator's address, times and sizes.
+//! - Every resource an unauthenticated peer can hold is bounded: connections
+//!   ([`Limits::connections`]), registered devices, waiting operators per relay, and the time
+//!   to finish a registration or a join ([`Limits::handshake`]).
+//! - A later registration of the same key replaces the earlier one (a rebooted device); it
+//!   has to prove the key again.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use limpet_identity::Purpose;
+use rand_core::{OsRng, RngCore};
+
+use crate::frame;
+
+/// What the device's identity signs (then the relay's challenge) to register.
+pub const REGISTER_PROOF: &[u8] = b"relay-register\0";
+
+/// Message tags.
+pub const TAG_REGISTER: u8 = 1;
+/// An operator asking for a device.
+pub const TAG_CONNECT: u8 = 2;
+/// A device's data connection for a session.
+pub const TAG_JOIN: u8 = 3;
+
+/// Relay answers to an operator.
+pub const ANSWER_OK: u8 = 0;
+/// No device with that key is registered.
+pub const ANSWER_ABSENT: u8 = 1;
+/// Too many operators are waiting.
+pub const ANSWER_BUSY: u8 = 2;
+
+/// The relay's bounds.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Open connections at once, of any kind.
+    pub connections: usize,
+    /// Registered devices.
+    pub devices: usize,
+    /// Operators waiting for their device's data connection.
+    pub pending: usize,
+    /// Time to finish a registration or a join, and for a device to dial back.
+    pub handshake: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            connections: 512,
+            devices: 1024,
+            pending: 64,
+            handshake: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    devices: HashMap<[u8; 32], TcpStream>,
+    pending: HashMap<[u8; 16], (TcpStream, Instant)>,
+}
+
+/// Serves `listener` forever, one thread per connection (up to `limits.connections`).
+pub fn serve(listener: TcpListener, limits: Limits) -> io::Result<()> {
+    let state = Arc::new(Mutex::new(State::default()));
+    let open = Arc::new(AtomicUsize::new(0));
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        if open.fetch_add(1, Ordering::SeqCst) >= limits.connections {
+            open.fetch_sub(1, Ordering::SeqCst);
+            drop(stream);
+            continue;
+        }
+        let (state, open, limits) = (Arc::clone(&state), Arc::clone(&open), limits.clone());
+        std::thread::spawn(move || {
+            let peer = stream
+                .peer_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            if let Err(e) = connection(stream, &state, &limits) {
+                println!("relay: {peer}: {e}");
+            }
+            open.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+    Ok(())
+}
+
+fn bad(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_owned())
+}
+
+fn lock(state: &Mutex<State>) -> io::Result<std::sync::MutexGuard<'_, State>> {
+    state.lock().map_err(|_| bad("relay state poisoned"))
+}
+
+fn connection(mut stream: TcpStream, state: &Mutex<State>, limits: &Limits) -> io::Result<()> {
+    stream.set_read_timeout(Some(limits.handshake))?;
+    let first = frame::read_some(&mut stream)?;
+    match first.split_first() {
+        Some((&TAG_REGISTER, key)) => register(stream, key, state, limits),
+        Some((&TAG_CONNECT, key)) => connect(stream, key, state, limits),
+        Some((&TAG_JOIN, id)) => join(stream, id, state),
+        _ => Err(bad("unknown first message")),
+    }
+}
+
+fn register(
+    mut stream: TcpStream,
+    key: &[u8],
+    state: &Mutex<State>,
+    limits: &Limits,
+) -> io::Result<()> {
+    let key_bytes = <[u8; 32]>::try_from(key).map_err(|_| bad("register: key is not 32 bytes"))?;
+    let device = VerifyingKey::from_bytes(&key_bytes).map_err(|_| bad("register: not a key"))?;
+    let mut challenge = [0u8; 32];
+    OsRng.fill_bytes(&mut challenge);
+    frame::write(&mut stream, &challenge)?;
+    let proof = frame::read_some(&mut stream)?;
+    let sig = Signature::from_slice(&proof).map_err(|_| bad("register: not a signature"))?;
+    if !limpet_identity::verify(
+        &device,
+        Purpose::RemoteAccess,
+        &[REGISTER_PROOF, &challenge].concat(),
+        &sig,
+    ) {
+        frame::write(&mut stream, b"\x01the proof does not verify for this key")?;
+        return Err(bad("register: the proof does not verify"));
+    }
+    {
+        let mut s = lock(state)?;
+        if !s.devices.contains_key(&key_bytes) && s.devices.len() >= limits.devices {
+            drop(s);
+            frame::write(&mut stream, b"\x01the relay is full")?;
+            return Err(bad("register: full"));
+        }
+        s.devices.insert(key_bytes, stream.try_clone()?);
+    }
+    frame::write(&mut stream, &[ANSWER_OK])?;
+    println!("relay: device {} registered", hex::encode(key_bytes));
+    // The control connection stays open: its end is the device's going away.
+    stream.set_read_timeout(None)?;
+    let mut sink = [0u8; 64];
+    while stream.read(&mut sink).unwrap_or(0) > 0 {}
+    let mut s = lock(state)?;
+    let same = s
+        .devices
+        .get(&key_bytes)
+        .and_then(|c| Some(c.peer_addr().ok()? == stream.peer_addr().ok()?))
+        .unwrap_or(false);
+    if same {
+        s.devices.remove(&key_bytes);
+        println!("relay: device {} gone", hex::encode(key_bytes));
+    }
+    Ok(())
+}
+
+fn connect(
+    mut stream: TcpStream,
+    key: &[u8],
+    state: &Mutex<State>,
+    limits: &Limits,
+) -> io::Result<()> {
+    let key = <[u8; 32]>::try_from(key).map_err(|_| bad("connect: key is not 32 bytes"))?;
+    let mut id = [0u8; 16];
+    OsRng.fill_bytes(&mut id);
+    {
+        let mut s = lock(state)?;
+        s.pending
+            .retain(|_, (_, at)| at.elapsed() < limits.handshake);
+        if s.pending.len() >= limits.pending {
+            drop(s);
+            return frame::write(&mut stream, &[ANSWER_BUSY]);
+        }
+        let Some(control) = s.devices.get_mut(&key) else {
+            drop(s);
+            return frame::write(&mut stream, &[ANSWER_ABSENT]);
+        };
+        if frame::write(control, &id).is_err() {
+            s.devices.remove(&key);
+            drop(s);
+            return frame::write(&mut stream, &[ANSWER_ABSENT]);
+        }
+        s.pending.insert(id, (stream, Instant::now()));
+    }
+    Ok(())
+}
+
+fn join(device: TcpStream, id: &[u8], state: &Mutex<State>) -> io::Result<()> {
+    let id = <[u8; 16]>::try_from(id).map_err(|_| bad("join: id is not 16 bytes"))?;
+    let Some((mut operator, _)) = lock(state)?.pending.remove(&id) else {
+        return Err(bad("join: no operator waits with that id"));
+    };
+    device.set_read_timeout(None)?;
+    operator.set_read_timeout(None)?;
+    frame::write(&mut operator, &[ANSWER_OK])?;
+    let (up, down) = splice(operator, device)?;
+    println!(
+        "relay: session {}: {up} bytes operator to device, {down} bytes device to operator",
+        hex::encode(id)
+    );
+    Ok(())
+}
+
+/// Copies `a` to `b` and `b` to `a` until both directions end; returns the byte counts.
+pub fn splice(a: TcpStream, b: TcpStream) -> io::Result<(u64, u64)> {
+    let (mut a_in, mut b_out) = (a.try_clone()?, b.try_clone()?);
+    let forward = std::thread::spawn(move || {
+        let n = io::copy(&mut a_in, &mut b_out).unwrap_or(0);
+        let _ = b_out.shutdown(Shutdown::Write);
+        n
+    });
+    let (mut b_in, mut a_out) = (b, a);
+    let back = io::copy(&mut b_in, &mut a_out).unwrap_or(0);
+    let _ = a_out.shutdown(Shutdown::Write);
+    let forward = forward.join().map_err(|_| bad("splice thread"))?;
+    Ok((forward, back))
+}
+
+/// The operator's side: asks the relay at `stream` for `device`; on `Ok` the stream is
+/// spliced to the device.
+pub fn ask(stream: &mut TcpStream, device: &VerifyingKey) -> Result<(), AskError> {
+    frame::write(
+        stream,
+        &[&[TAG_CONNECT], device.as_bytes().as_slice()].concat(),
+    )?;
+    match frame::read_some(stream)?.first() {
+        Some(&ANSWER_OK) => Ok(()),
+        Some(&ANSWER_ABSENT) => Err(AskError::Absent),
+        Some(&ANSWER_BUSY) => Err(AskError::Busy),
+        _ => Err(AskError::Io(bad("unknown relay answer"))),
+    }
+}
+
+/// Why the relay did not splice an operator to a device.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    #[error("relay i/o")]
+    Io(#[from] io::Error),
+    #[error("the device is not connected to this relay")]
+    Absent,
+    #[error("the relay is busy")]
+    Busy,
+}
+
+/// Reads `n` bytes as a fixed array (a helper for the device's side).
+pub(crate) fn read_array<const N: usize>(r: &mut impl Read) -> io::Result<[u8; N]> {
+    let bytes = frame::read_some(r)?;
+    <[u8; N]>::try_from(bytes.as_slice()).map_err(|_| bad("a message of the wrong size"))
+}
+
+/// Writes a whole message (a helper shared with the device's side).
+pub(crate) fn send(w: &mut impl Write, parts: &[&[u8]]) -> io::Result<()> {
+    frame::write(w, &parts.concat())
+}
