@@ -201,3 +201,78 @@ fn owner_mode_needs_the_press_wipes_on_entry_and_exit_and_boots_the_owners_image
     has(&console, "slot b refused: header signed by key");
     assert!(data_bytes(&disk).iter().all(|&b| b == 0));
 }
+
+#[test]
+fn owner_commands_explain_themselves_write_the_loaders_block_and_refuse_bad_input() {
+    let help = stdout(&run(limpet().args(["owner", "--help"]), true));
+    for command in ["request", "leave", "fingerprint"] {
+        assert!(help.contains(command), "{help}");
+    }
+    let help = stdout(&run(limpet().args(["run", "--help"]), true));
+    assert!(
+        help.contains("--type-on") && help.contains("--type <TEXT>"),
+        "{help}"
+    );
+
+    let (_, public) = keys_in(&scratch().join("owner-cli-keys"));
+    let block = scratch().join("owner-request.bin");
+    let out = owner(&[
+        "request".as_ref(),
+        "--key".as_ref(),
+        public.as_os_str(),
+        "--out".as_ref(),
+        block.as_os_str(),
+    ]);
+    assert!(out.contains("owner mode requested for the key"), "{out}");
+    let key = limpet_build_key(&public);
+    assert_eq!(
+        limpet_state::owner::Request::parse_block(&std::fs::read(&block).unwrap()).unwrap(),
+        Some(limpet_state::owner::Request::Enter { key })
+    );
+    owner(&["leave".as_ref(), "--out".as_ref(), block.as_os_str()]);
+    assert_eq!(
+        limpet_state::owner::Request::parse_block(&std::fs::read(&block).unwrap()).unwrap(),
+        Some(limpet_state::owner::Request::Leave)
+    );
+
+    // Not a key; no target; a disk without a GPT: refused, each saying why.
+    let not_a_key = scratch().join("owner-not-a-key.pub");
+    std::fs::write(&not_a_key, "hello\n").unwrap();
+    let out = run(
+        limpet()
+            .args(["owner", "request", "--key"])
+            .arg(&not_a_key)
+            .arg("--out")
+            .arg(&block),
+        false,
+    );
+    assert!(
+        stderr(&out).contains(&not_a_key.display().to_string()),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(
+        limpet().args(["owner", "request", "--key"]).arg(&public),
+        false,
+    );
+    assert!(stderr(&out).contains("--disk"), "{}", stderr(&out));
+    let not_a_disk = scratch().join("owner-not-a-disk.img");
+    std::fs::write(&not_a_disk, vec![0u8; 8192]).unwrap();
+    let out = run(
+        limpet().args(["owner", "leave", "--disk"]).arg(&not_a_disk),
+        false,
+    );
+    assert!(
+        stderr(&out).contains("cannot find the state partition"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The raw bytes of the image public key in `path` (SPKI PEM).
+fn limpet_build_key(path: &Path) -> [u8; 32] {
+    use ed25519_dalek::pkcs8::DecodePublicKey;
+    ed25519_dalek::VerifyingKey::from_public_key_pem(&std::fs::read_to_string(path).unwrap())
+        .unwrap()
+        .to_bytes()
+}
