@@ -133,7 +133,7 @@ fn owner_mode_needs_the_press_wipes_on_entry_and_exit_and_boots_the_owners_image
         "owner request NOT confirmed: dropped, mode unchanged (vendor)",
     );
     has(&console, "mode: vendor (only the vendor's image key)");
-    has(&console, "trial slot b refused: header signed by key");
+    has(&console, "trial slot B refused: header signed by key");
     has(&console, "slot-a verified");
     has(&console, "identity: ");
     assert!(!console.contains("data partition wiped"), "{console}");
@@ -187,7 +187,7 @@ fn owner_mode_needs_the_press_wipes_on_entry_and_exit_and_boots_the_owners_image
             "--type",
             code,
             "--exit-on",
-            "slot b refused",
+            "slot B refused",
         ],
         "matched",
     );
@@ -198,7 +198,7 @@ fn owner_mode_needs_the_press_wipes_on_entry_and_exit_and_boots_the_owners_image
     has(&console, "owner request confirmed: mode is now vendor");
     has(&console, "data partition wiped");
     has(&console, "mode: vendor (only the vendor's image key)");
-    has(&console, "slot b refused: header signed by key");
+    has(&console, "slot B refused: header signed by key");
     assert!(data_bytes(&disk).iter().all(|&b| b == 0));
 }
 
