@@ -94,13 +94,17 @@ fn owner_mode_needs_the_press_wipes_on_entry_and_exit_and_boots_the_owners_image
         .kernel
         .to_vec();
     let owner_key = signing_key(&scratch().join("other-keys/image.key"));
-    let owner_slot = recompose(
-        &owner_out.join("slot.img"),
-        "0.2.0",
-        Some(&vendor_kernel),
-        &owner_key,
-    );
-    install_bytes(&disk, Slot::B, &owner_slot);
+    // A version refused once is never marked as a trial again: each try is a new release.
+    let install_owner_release = |version: &str| {
+        let slot = recompose(
+            &owner_out.join("slot.img"),
+            version,
+            Some(&vendor_kernel),
+            &owner_key,
+        );
+        install_bytes(&disk, Slot::B, &slot);
+        mark_trial(&disk, Slot::B, version);
+    };
 
     let printed = owner(&[
         "fingerprint".as_ref(),
@@ -122,7 +126,7 @@ fn owner_mode_needs_the_press_wipes_on_entry_and_exit_and_boots_the_owners_image
 
     // 1. The request without the press: nothing changes.
     has(&request(), code);
-    mark_trial(&disk, Slot::B, "0.2.0");
+    install_owner_release("0.2.0");
     let console = boot(&device, &["--powerdown-on", UP], "powered-off");
     has(
         &console,
@@ -153,7 +157,7 @@ fn owner_mode_needs_the_press_wipes_on_entry_and_exit_and_boots_the_owners_image
     // 2. The request with the press: owner mode, the data partition wiped, the owner's
     // image boots with its fingerprint on the console.
     request();
-    mark_trial(&disk, Slot::B, "0.2.0");
+    install_owner_release("0.2.1");
     let console = boot(
         &device,
         &["--type-on", QUESTION, "--type", code, "--powerdown-on", UP],
@@ -167,7 +171,7 @@ fn owner_mode_needs_the_press_wipes_on_entry_and_exit_and_boots_the_owners_image
     );
     has(
         &console,
-        "slot-b verified: hello 0.2.0 (x86_64), signed by the OWNER's key",
+        "slot-b verified: hello 0.2.1 (x86_64), signed by the OWNER's key",
     );
     has(&console, "is WIPED (all zero, no filesystem)");
     assert!(
