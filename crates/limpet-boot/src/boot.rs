@@ -25,13 +25,13 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use core::fmt;
 
-use ed25519_dalek::VerifyingKey;
 use limpet_state::copies::{self, StoreError};
 use limpet_state::{BootKind, FailureReason, Slot, State, Version};
 
 use crate::cmdline::final_cmdline;
 use crate::disk::{Disk, Part, PartError, StateCopies};
 use crate::gpt::{self, GptError, Partitions};
+use crate::owner::Keys;
 use crate::slot::{self, SlotError, VerifiedSlot};
 
 /// Where the loader's step lines go (the firmware's console; a buffer in the tests).
@@ -106,11 +106,7 @@ macro_rules! say {
 }
 
 /// Chooses, counts and verifies the slot to boot (the module doc's rules).
-pub fn choose<D: Disk>(
-    disk: &mut D,
-    key: &VerifyingKey,
-    con: &mut impl Console,
-) -> Result<Booting, Halt> {
+pub fn choose<D: Disk>(disk: &mut D, keys: &Keys, con: &mut impl Console) -> Result<Booting, Halt> {
     let parts = gpt::find_partitions(disk).map_err(|source| Halt::Gpt { source })?;
     say!(
         con,
@@ -129,9 +125,9 @@ pub fn choose<D: Disk>(
         })
     });
     match loaded {
-        Ok(loaded) => boot_stored(disk, &parts, key, &loaded.state, con),
-        Err(StoreError::Blank) => boot_blank(disk, &parts, key, con),
-        Err(e) => boot_unreadable(disk, &parts, key, &e, con),
+        Ok(loaded) => boot_stored(disk, &parts, keys, &loaded.state, con),
+        Err(StoreError::Blank) => boot_blank(disk, &parts, keys, con),
+        Err(e) => boot_unreadable(disk, &parts, keys, &e, con),
     }
 }
 
@@ -146,21 +142,25 @@ fn part_of(parts: &Partitions, slot: Slot) -> &Part {
 fn attempt<D: Disk>(
     disk: &mut D,
     parts: &Partitions,
-    key: &VerifyingKey,
+    keys: &Keys,
     slot: Slot,
     floor: Option<&Version>,
     con: &mut impl Console,
 ) -> Result<Booting, SlotError> {
     let part = part_of(parts, slot);
-    let verified = slot::load(disk, part, key, floor)?;
+    let verified = slot::load(disk, part, keys, floor)?;
     let h = &verified.header;
     say!(
         con,
-        "{} verified: {} {} ({}), kernel {} bytes, initramfs {} bytes, sha256 match",
+        "{} verified: {} {} ({}), signed by the {} key, kernel {} bytes, initramfs {} bytes, sha256 match",
         part.name,
         h.device,
         h.version,
         h.target.as_str(),
+        match verified.signer {
+            slot::Signer::Vendor => "vendor's",
+            slot::Signer::Owner => "OWNER's",
+        },
         h.kernel.size,
         h.initramfs.size
     );
@@ -176,7 +176,7 @@ fn attempt<D: Disk>(
 fn boot_stored<D: Disk>(
     disk: &mut D,
     parts: &Partitions,
-    key: &VerifyingKey,
+    keys: &Keys,
     state: &State,
     con: &mut impl Console,
 ) -> Result<Booting, Halt> {
@@ -231,7 +231,7 @@ fn boot_stored<D: Disk>(
         }
     );
     let floor = next.floor().clone();
-    match attempt(disk, parts, key, slot, Some(&floor), con) {
+    match attempt(disk, parts, keys, slot, Some(&floor), con) {
         Ok(booting) if is_trial => Ok(Booting {
             trial: Some(TrialBoot {
                 state: next,
@@ -242,7 +242,7 @@ fn boot_stored<D: Disk>(
         Ok(booting) => Ok(booting),
         Err(failed) if is_trial => {
             say!(con, "trial slot {slot} refused: {failed}; rolling back");
-            roll_back_to_committed(disk, parts, key, &next, con)
+            roll_back_to_committed(disk, parts, keys, &next, con)
         }
         Err(source) => Err(Halt::Committed { slot, source }),
     }
@@ -254,7 +254,7 @@ fn boot_stored<D: Disk>(
 /// returned to start instead; the committed slot failing to start halts.
 pub fn start_failed<D: Disk>(
     disk: &mut D,
-    key: &VerifyingKey,
+    keys: &Keys,
     booting: Booting,
     why: &dyn fmt::Display,
     con: &mut impl Console,
@@ -266,7 +266,7 @@ pub fn start_failed<D: Disk>(
                 "trial slot {} did not start: {why}; rolling back",
                 booting.slot
             );
-            roll_back_to_committed(disk, &trial.parts, key, &trial.state, con)
+            roll_back_to_committed(disk, &trial.parts, keys, &trial.state, con)
         }
         None => Err(Halt::NotStarted {
             slot: booting.slot,
@@ -280,7 +280,7 @@ pub fn start_failed<D: Disk>(
 fn roll_back_to_committed<D: Disk>(
     disk: &mut D,
     parts: &Partitions,
-    key: &VerifyingKey,
+    keys: &Keys,
     state: &State,
     con: &mut impl Console,
 ) -> Result<Booting, Halt> {
@@ -292,7 +292,7 @@ fn roll_back_to_committed<D: Disk>(
         Err(e) => say!(con, "rollback refused: {e}"),
     }
     let committed = state.committed_slot();
-    attempt(disk, parts, key, committed, Some(state.floor()), con).map_err(|source| {
+    attempt(disk, parts, keys, committed, Some(state.floor()), con).map_err(|source| {
         Halt::Committed {
             slot: committed,
             source,
@@ -303,20 +303,20 @@ fn roll_back_to_committed<D: Disk>(
 fn boot_blank<D: Disk>(
     disk: &mut D,
     parts: &Partitions,
-    key: &VerifyingKey,
+    keys: &Keys,
     con: &mut impl Console,
 ) -> Result<Booting, Halt> {
     say!(
         con,
         "state: blank; booting slot A with no floor (PID 1 writes the factory state)"
     );
-    attempt(disk, parts, key, Slot::A, None, con).map_err(|source| Halt::Factory { source })
+    attempt(disk, parts, keys, Slot::A, None, con).map_err(|source| Halt::Factory { source })
 }
 
 fn boot_unreadable<D: Disk>(
     disk: &mut D,
     parts: &Partitions,
-    key: &VerifyingKey,
+    keys: &Keys,
     reason: &StoreError<PartError<D::Error>>,
     con: &mut impl Console,
 ) -> Result<Booting, Halt> {
@@ -325,14 +325,14 @@ fn boot_unreadable<D: Disk>(
         "state unreadable ({}): trying slot A then B, state left untouched",
         Chain(reason)
     );
-    let a = match attempt(disk, parts, key, Slot::A, None, con) {
+    let a = match attempt(disk, parts, keys, Slot::A, None, con) {
         Ok(booting) => return Ok(booting),
         Err(a) => {
             say!(con, "slot-a refused: {a}");
             a
         }
     };
-    attempt(disk, parts, key, Slot::B, None, con).map_err(|b| Halt::NoSlot {
+    attempt(disk, parts, keys, Slot::B, None, con).map_err(|b| Halt::NoSlot {
         a: Box::new(a),
         b: Box::new(b),
     })

@@ -1,4 +1,4 @@
-//! Finding `state`, `slot-a` and `slot-b` in the boot disk's GUID partition table, by
+//! Finding `state`, `slot-a`, `slot-b` and `data` in the boot disk's GUID partition table, by
 //! partition name, with limpet-image's GPT reader (the one PID 1 and the host tools use:
 //! CRC-checked primary header and entry array, the backup header when the primary is
 //! damaged, bounded entry arrays).
@@ -12,7 +12,7 @@ use limpet_image::gpt::{self as table, GptError as TableError, SECTOR_SIZE};
 
 use crate::disk::{Disk, Part, WholeDisk};
 
-/// The three partitions the loader uses.
+/// The four partitions the loader uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Partitions {
     /// `state`.
@@ -21,6 +21,8 @@ pub struct Partitions {
     pub slot_a: Part,
     /// `slot-b`.
     pub slot_b: Part,
+    /// `data` (only ever written to wipe it, in owner mode's changes).
+    pub data: Part,
 }
 
 /// Why the partitions were not found.
@@ -63,7 +65,7 @@ fn table_cause(e: &TableError) -> String {
     }
 }
 
-/// Reads the GPT of `disk` and returns the `state`, `slot-a` and `slot-b` partitions.
+/// Reads the GPT of `disk` and returns the `state`, `slot-a`, `slot-b` and `data` partitions.
 pub fn find_partitions<D: Disk>(disk: &mut D) -> Result<Partitions, GptError> {
     let disk_len = disk.len();
     let t =
@@ -93,6 +95,7 @@ pub fn find_partitions<D: Disk>(disk: &mut D) -> Result<Partitions, GptError> {
         state: find("state")?,
         slot_a: find("slot-a")?,
         slot_b: find("slot-b")?,
+        data: find("data")?,
     })
 }
 

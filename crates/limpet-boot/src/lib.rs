@@ -4,15 +4,18 @@
 //! disk's EFI system partition. It then, step by step ([`boot::choose`]):
 //! 1. reads the boot disk's GPT and finds `state`, `slot-a` and `slot-b` ([`gpt`], with
 //!    limpet-image's GPT reader);
-//! 2. loads the A/B state through limpet-state's `no_std` core (the same two-copy rules
+//! 2. settles owner mode ([`owner::settle`]): the owner key store, a pending wipe, a
+//!    request from the running OS and its physical confirmation; the result is the set of
+//!    image keys this boot accepts;
+//! 3. loads the A/B state through limpet-state's `no_std` core (the same two-copy rules
 //!    and state machine as PID 1), runs `begin_boot` and stores the result *before* it
 //!    reads the slot, so a kernel that hangs still spends its trial's boots;
-//! 3. reads the chosen slot's header, verifies its Ed25519 signature with the vendor's
-//!    image key compiled into the loader, refuses a version below the floor, reads the
+//! 4. reads the chosen slot's header, verifies its Ed25519 signature with the vendor's
+//!    image key compiled into the loader (or, in owner mode, the owner's), refuses a version below the floor, reads the
 //!    kernel and the initramfs and checks their sha256 against the header ([`slot`], with
 //!    limpet-image's slot reader: header format 2, the whole-image slot); a trial that fails is rolled back (stored) and the committed
 //!    slot boots; when nothing verifies the loader halts: it never starts unverified code;
-//! 4. starts the kernel (an EFI-stub PE) with the signed command line plus
+//! 5. starts the kernel (an EFI-stub PE) with the signed command line plus
 //!    `limpet.slot=a|b limpet.counted=1` ([`cmdline`]) and hands it the initramfs through
 //!    the Linux initrd LoadFile2 protocol (the `uefi` platform module `sys`, in the binary),
 //!    after arming the hardware watchdog for the signed `limpet.watchdog=` timeout
@@ -38,6 +41,7 @@ pub mod cmdline;
 pub mod disk;
 pub mod gpt;
 pub mod initrd;
+pub mod owner;
 pub mod slot;
 pub mod watchdog;
 

@@ -6,7 +6,8 @@
 //! 1. read the squashfs superblock and the header, and check the layout the header states
 //!    against the one the superblock and the partition imply (`read_header_from`: every
 //!    part inside the partition before anything is allocated);
-//! 2. check the key id and the Ed25519 signature (`verify_strict`) with the loader's key;
+//! 2. check the key id and the Ed25519 signature (`verify_strict`) with the keys the mode
+//!    accepts ([`Keys`]: the vendor's compiled-in key, and the owner's in owner mode);
 //! 3. check the target is this loader's architecture;
 //! 4. check the version is not below the floor (semver precedence, limpet-state's rule);
 //! 5. check every block of the app (the squashfs) against the signed dm-verity tree
@@ -18,12 +19,12 @@
 use alloc::vec::Vec;
 use core::cmp::Ordering;
 
-use ed25519_dalek::VerifyingKey;
 use limpet_image::header::{HeaderError, SlotHeader};
 use limpet_image::slot::{self as image_slot, BootPart, SlotError as ImageError};
 use limpet_state::{Version, VersionError};
 
 use crate::disk::{Disk, Part, PartReader};
+use crate::owner::Keys;
 
 /// A slot whose every byte the loader hands on was checked.
 #[derive(Debug)]
@@ -34,6 +35,17 @@ pub struct VerifiedSlot {
     pub kernel: Vec<u8>,
     /// The initramfs.
     pub initramfs: Vec<u8>,
+    /// Whose key verified it.
+    pub signer: Signer,
+}
+
+/// Whose image key verified a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signer {
+    /// The vendor's (compiled into the loader).
+    Vendor,
+    /// The owner's (owner mode).
+    Owner,
 }
 
 /// Why a slot is refused.
@@ -51,6 +63,9 @@ pub enum SlotError {
         /// Why.
         source: HeaderError,
     },
+    /// The mode accepts no key at all (never: vendor and owner mode accept the vendor's).
+    #[error("no image key is accepted")]
+    NoKey,
     /// The slot is for another architecture.
     #[error("slot is for {found}, this loader boots {expected}")]
     Target {
@@ -88,15 +103,13 @@ impl From<ImageError> for SlotError {
 pub fn load<D: Disk>(
     disk: &mut D,
     part: &Part,
-    key: &VerifyingKey,
+    keys: &Keys,
     floor: Option<&Version>,
 ) -> Result<VerifiedSlot, SlotError> {
     let mut reader = PartReader { disk, part: *part };
     // 1-2.
     let (layout, unverified) = image_slot::read_header_from(&mut reader)?;
-    let header = unverified
-        .verify(key)
-        .map_err(|source| SlotError::Signature { source })?;
+    let (header, signer) = verify(&unverified, keys)?;
     // 3.
     if header.target.as_str() != crate::TARGET {
         return Err(SlotError::Target {
@@ -126,5 +139,25 @@ pub fn load<D: Disk>(
         header,
         kernel,
         initramfs,
+        signer,
     })
+}
+
+/// Step 2 with every key the mode accepts: the vendor's first, then the owner's. With no
+/// key accepting it, the error is the vendor's (or the owner's, in handed-over mode).
+fn verify(
+    unverified: &limpet_image::header::UnverifiedHeader,
+    keys: &Keys,
+) -> Result<(SlotHeader, Signer), SlotError> {
+    let mut refused = None;
+    for (key, signer) in [(keys.vendor, Signer::Vendor), (keys.owner, Signer::Owner)] {
+        let Some(key) = key else { continue };
+        match unverified.verify(&key) {
+            Ok(header) => return Ok((header, signer)),
+            Err(source) => {
+                refused.get_or_insert(SlotError::Signature { source });
+            }
+        }
+    }
+    Err(refused.unwrap_or(SlotError::NoKey))
 }

@@ -27,6 +27,8 @@ use ed25519_dalek::VerifyingKey;
 use limpet_boot::boot::{self, Booting, Console};
 use limpet_boot::disk::Disk;
 use limpet_boot::initrd::{self, LoadFileAnswer};
+use limpet_boot::owner::{self, Presence, StoreVar};
+use limpet_boot::slot::Signer;
 use limpet_boot::watchdog::{self as esb, Write as EsbWrite};
 use limpet_boot::{cmdline, TARGET};
 use limpet_image::cmdline::{Watchdog, WATCHDOG, WATCHDOG_MAX_SECS};
@@ -100,17 +102,37 @@ pub fn run(key: &[u8; 32]) -> Status {
         "boot disk: {} blocks of {} bytes",
         disk.blocks, disk.block
     ));
-    let mut booting = match boot::choose(&mut disk, &key, &mut con) {
+    let parts = match limpet_boot::gpt::find_partitions(&mut disk) {
+        Ok(parts) => parts,
+        Err(e) => halt(&mut con, format_args!("boot disk partitions: {e}")),
+    };
+    let keys = match owner::settle(
+        &mut disk,
+        &parts,
+        &mut OwnerVar,
+        &mut SerialPresence,
+        key,
+        &mut con,
+    ) {
+        Ok(keys) => keys,
+        Err(e) => halt(&mut con, format_args!("{e}")),
+    };
+    let mut booting = match boot::choose(&mut disk, &keys, &mut con) {
         Ok(booting) => booting,
         Err(e) => halt(&mut con, format_args!("{e}")),
     };
-    // Once, whichever slot starts: every slot this loader boots verified with this key.
-    measure_image_key(&key, &mut con);
+    // Once, whichever slot starts: the key that verified it (the vendor's, or the owner's
+    // in owner mode, so an identity sealed under one does not unseal under the other).
+    let measured = match (booting.verified.signer, keys.owner) {
+        (Signer::Owner, Some(owner)) => owner,
+        _ => key,
+    };
+    measure_image_key(&measured, &mut con);
     // `start` returns only when the kernel did not start: a trial falls back to the
     // committed slot, the committed slot halts (`boot::start_failed`).
     loop {
         let why = start(&mut booting, &mut con);
-        booting = match boot::start_failed(&mut disk, &key, booting, &why, &mut con) {
+        booting = match boot::start_failed(&mut disk, &keys, booting, &why, &mut con) {
             Ok(next) => next,
             Err(e) => halt(&mut con, format_args!("{e}")),
         };
@@ -182,6 +204,92 @@ fn secure_boot() -> &'static str {
         Ok(([1], _)) => "enabled",
         Ok(_) => "disabled",
         Err(_) => "unknown (no SecureBoot variable)",
+    }
+}
+
+/// The owner store's variable: `LimpetOwner` under Limpet's vendor GUID.
+const OWNER_VAR: &uefi::CStr16 = uefi::cstr16!("LimpetOwner");
+const LIMPET_VENDOR: uefi::runtime::VariableVendor =
+    uefi::runtime::VariableVendor(uefi::guid!("6c696d70-6574-4f77-6e65-724b65790001"));
+
+/// The owner store as a non-volatile variable with boot-services access only: once the
+/// kernel has called ExitBootServices, nothing on the device can read or write it.
+struct OwnerVar;
+
+impl StoreVar for OwnerVar {
+    type Error = StatusText;
+
+    fn read(&mut self) -> Result<Option<(Vec<u8>, bool)>, StatusText> {
+        use uefi::runtime::VariableAttributes as A;
+        match uefi::runtime::get_variable_boxed(OWNER_VAR, &LIMPET_VENDOR) {
+            Ok((bytes, attrs)) => Ok(Some((
+                bytes.into_vec(),
+                attrs == A::NON_VOLATILE | A::BOOTSERVICE_ACCESS,
+            ))),
+            Err(e) if e.status() == Status::NOT_FOUND => Ok(None),
+            Err(e) => Err(StatusText(e.status())),
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), StatusText> {
+        use uefi::runtime::VariableAttributes as A;
+        let attrs = A::NON_VOLATILE | A::BOOTSERVICE_ACCESS;
+        if uefi::runtime::set_variable(OWNER_VAR, &LIMPET_VENDOR, attrs, bytes).is_ok() {
+            return Ok(());
+        }
+        // A variable of the same name with other attributes (one the OS made in its place)
+        // cannot be overwritten: delete it, then write ours.
+        let _ = uefi::runtime::delete_variable(OWNER_VAR, &LIMPET_VENDOR);
+        uefi::runtime::set_variable(OWNER_VAR, &LIMPET_VENDOR, attrs, bytes)
+            .map_err(|e| StatusText(e.status()))
+    }
+}
+
+/// A firmware status as text.
+struct StatusText(Status);
+
+impl fmt::Display for StatusText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "firmware status {:?}", self.0)
+    }
+}
+
+/// The physical confirmation: a line typed at the firmware's console input (ConIn, which
+/// in QEMU is the serial line; on hardware, the device's keyboard or button driver).
+struct SerialPresence;
+
+impl Presence for SerialPresence {
+    fn drop_typed(&mut self) {
+        uefi::system::with_stdin(|input| {
+            let _ = input.reset(false);
+            while let Ok(Some(_)) = input.read_key() {}
+        });
+    }
+
+    fn confirm(&mut self, code: &str, secs: u64) -> bool {
+        use uefi::proto::console::text::Key;
+        uefi::system::with_stdin(|input| {
+            let mut typed = alloc::string::String::new();
+            let ticks = secs * 100;
+            for _ in 0..ticks {
+                match input.read_key() {
+                    Ok(Some(Key::Printable(c))) => {
+                        let c = char::from(c);
+                        if c == '\r' || c == '\n' {
+                            if typed.trim() == code {
+                                return true;
+                            }
+                            typed.clear();
+                        } else if typed.len() < 64 {
+                            typed.push(c);
+                        }
+                    }
+                    Ok(_) => fw::stall(Duration::from_millis(10)),
+                    Err(_) => fw::stall(Duration::from_millis(10)),
+                }
+            }
+            false
+        })
     }
 }
 

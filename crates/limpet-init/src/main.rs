@@ -57,6 +57,9 @@ pub const POLICY_FILE: &str = "policy.json";
 /// Where the data partition is mounted.
 pub const DATA_MOUNT: &str = "data";
 
+/// Size cap of the in-memory `/data` of a boot whose data partition was wiped.
+const WIPED_DATA_TMPFS: u64 = 16 * 1024 * 1024;
+
 /// Why the boot stopped before the tasks ran to a shutdown.
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
@@ -182,14 +185,29 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
     let booted = slots::boot_from_state(root, &disk, &key, slots::Handover::parse(&cmdline))?;
 
     let data = disk.data.node(root);
-    sys::mount_data(&data, &root.join(DATA_MOUNT)).map_err(|source| BootError::MountData {
-        device: data.clone(),
-        source,
-    })?;
-    console!(
-        "data partition {} mounted on /{DATA_MOUNT} (nosuid,nodev,noexec)",
-        data.display()
-    );
+    if sys::is_wiped(&data).unwrap_or(false) {
+        // Owner mode's wipe (docs/owner-mode.md) zeroes the partition; the device carries no
+        // mkfs, so this boot keeps /data in memory.
+        sys::mount_data_tmpfs(&root.join(DATA_MOUNT), WIPED_DATA_TMPFS).map_err(|source| {
+            BootError::MountData {
+                device: data.clone(),
+                source,
+            }
+        })?;
+        console!(
+            "data partition {} is WIPED (all zero, no filesystem): /{DATA_MOUNT} is a tmpfs for this boot, nothing on it persists",
+            data.display()
+        );
+    } else {
+        sys::mount_data(&data, &root.join(DATA_MOUNT)).map_err(|source| BootError::MountData {
+            device: data.clone(),
+            source,
+        })?;
+        console!(
+            "data partition {} mounted on /{DATA_MOUNT} (nosuid,nodev,noexec)",
+            data.display()
+        );
+    }
     // Held for the life of PID 1 by the update socket: it signs the agent's fleet check-ins.
     let (identity, identity_status) = identity::open(root, &root.join(DATA_MOUNT));
 

@@ -188,6 +188,26 @@ pub fn mount_data(device: &Path, target: &Path) -> io::Result<()> {
         .map_err(Into::into)
 }
 
+/// Whether the first 64 KiB of `device` are all zero: a data partition the boot loader
+/// wiped (owner mode's change), which holds no filesystem to mount.
+pub fn is_wiped(device: &Path) -> io::Result<bool> {
+    use std::io::Read;
+    let mut head = vec![0u8; 64 * 1024];
+    std::fs::File::open(device)?.read_exact(&mut head)?;
+    Ok(head.iter().all(|&b| b == 0))
+}
+
+/// Mounts a tmpfs of at most `bytes` on `target` with the data partition's flags: the
+/// `/data` of a boot whose data partition was wiped.
+pub fn mount_data_tmpfs(target: &Path, bytes: u64) -> io::Result<()> {
+    std::fs::create_dir_all(target)?;
+    let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC | MountFlags::NOATIME;
+    let options = std::ffi::CString::new(format!("size={bytes},mode=0755"))
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    rustix::mount::mount("tmpfs", target, "tmpfs", flags, Some(options.as_c_str()))
+        .map_err(Into::into)
+}
+
 /// The signals PID 1 handles through its signalfd instead of default actions.
 const HANDLED_SIGNALS: [libc::c_int; 5] = [
     libc::SIGCHLD,

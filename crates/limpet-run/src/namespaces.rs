@@ -169,8 +169,14 @@ pub fn run(
         dir.display(),
         root.path().display()
     );
-    supervise(root.command(options.netns.as_deref()), watch, None, on_line)
-        .map_err(|err| err.missing_from(UTIL_LINUX))
+    supervise(
+        root.command(options.netns.as_deref()),
+        watch,
+        None,
+        None,
+        on_line,
+    )
+    .map_err(|err| err.missing_from(UTIL_LINUX))
 }
 
 /// Unpacks and checks the build in `dir` into a new simulation root.

@@ -83,6 +83,9 @@ pub struct QemuOptions {
     pub rtc_base: Option<RtcBase>,
     /// A TPM 2.0 (swtpm) with its state in this directory; `None`: no TPM.
     pub tpm: Option<PathBuf>,
+    /// Type the second text on the guest's serial console once a console line contains
+    /// the first (the owner confirming an owner mode request at the boot loader).
+    pub type_on: Option<(String, String)>,
 }
 
 impl Default for QemuOptions {
@@ -96,6 +99,7 @@ impl Default for QemuOptions {
             powerdown_on: Vec::new(),
             rtc_base: None,
             tpm: None,
+            type_on: None,
         }
     }
 }

@@ -307,7 +307,11 @@ pub fn run(
     tracing::debug!("{} {:?}", machine.program, args);
     let mut command = Command::new(machine.program);
     command.args(&args);
-    let result = supervise(command, watch, button, on_line);
+    let input = options
+        .type_on
+        .clone()
+        .map(|(after, text)| crate::supervise::ConsoleInput::new(after, text));
+    let result = supervise(command, watch, button, input, on_line);
     drop(qmp);
     result.map_err(|err| err.missing_from(machine.package))
 }

@@ -2,7 +2,8 @@
 //! line to the caller as it arrives, and turns what happens into an [`Outcome`].
 //!
 //! Rules this module keeps:
-//! - the program's stdin is closed, its stdout is the console, its stderr is kept (the
+//! - the program's stdin is closed (or, with a [`ConsoleInput`], a pipe that types its
+//!   text once, after the line it waits for), its stdout is the console, its stderr is kept (the
 //!   start of it) for an error message and otherwise drained, so it never blocks on a pipe;
 //! - lines are read on their own thread, so the deadline holds even when the program
 //!   prints nothing;
@@ -35,6 +36,46 @@ const POLL: Duration = Duration::from_millis(20);
 /// How long QEMU's stderr is waited for once it has exited.
 const STDERR_WAIT: Duration = Duration::from_secs(5);
 
+/// Text typed on the program's stdin (the guest's serial console input) once, after the
+/// first console line containing `after`: the owner at the console confirming an owner
+/// mode request in the boot loader (docs/owner-mode.md).
+#[derive(Debug)]
+pub struct ConsoleInput {
+    after: String,
+    text: String,
+    stdin: Option<std::process::ChildStdin>,
+    typed: bool,
+}
+
+impl ConsoleInput {
+    /// Types `text` and a carriage return once a line contains `after`.
+    pub fn new(after: String, text: String) -> ConsoleInput {
+        ConsoleInput {
+            after,
+            text,
+            stdin: None,
+            typed: false,
+        }
+    }
+
+    fn on_line(&mut self, line: &str) {
+        use std::io::Write;
+        if self.typed || !line.contains(self.after.as_str()) {
+            return;
+        }
+        self.typed = true;
+        if let Some(stdin) = &mut self.stdin {
+            let typed = stdin
+                .write_all(format!("{}\r", self.text).as_bytes())
+                .and_then(|()| stdin.flush());
+            match typed {
+                Ok(()) => tracing::debug!("typed {:?} on the console", self.text),
+                Err(e) => tracing::warn!("cannot type on the console: {e}"),
+            }
+        }
+    }
+}
+
 /// What the line reader thread sends.
 enum Event {
     Line(String),
@@ -55,11 +96,16 @@ pub fn supervise(
     mut command: Command,
     watch: &Watch,
     mut button: Option<PowerButton>,
+    mut input: Option<ConsoleInput>,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<RunReport, RunError> {
     let program = command.get_program().to_string_lossy().into_owned();
     command
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let start = Instant::now();
@@ -68,6 +114,9 @@ pub fn supervise(
         source,
     })?;
     tracing::debug!("started {program} as pid {}", child.id());
+    if let Some(input) = &mut input {
+        input.stdin = child.stdin.take();
+    }
     let deadline = watch.timeout.map(|t| start + t);
 
     let (sender, events) = mpsc::channel();
@@ -115,6 +164,9 @@ pub fn supervise(
                 }
                 if let Some(button) = &mut button {
                     button.on_line(&line);
+                }
+                if let Some(input) = &mut input {
+                    input.on_line(&line);
                 }
                 if panic_line.is_none() && line.contains(KERNEL_PANIC) {
                     tracing::debug!("kernel panic reported");
@@ -251,7 +303,9 @@ mod tests {
 
     fn supervise_lines(script: &str, watch: &Watch) -> (Result<RunReport, RunError>, Vec<String>) {
         let mut lines = Vec::new();
-        let result = supervise(sh(script), watch, None, &mut |l| lines.push(l.to_owned()));
+        let result = supervise(sh(script), watch, None, None, &mut |l| {
+            lines.push(l.to_owned())
+        });
         (result, lines)
     }
 
@@ -339,6 +393,7 @@ mod tests {
         let err = supervise(
             Command::new("limpet-no-such-program"),
             &Watch::default(),
+            None,
             None,
             &mut |_| {},
         )

@@ -8,6 +8,8 @@
 //! - [`copies`]: the two alternately written copies on the `state` partition, 512 KiB
 //!   apart, and the reading and writing rules that make every power cut leave a readable
 //!   state, over any medium (the [`copies::Copies`] trait).
+//! - [`owner`]: owner mode's two small formats, the loader's owner key store and the
+//!   request the running OS leaves for it in the `state` partition.
 //! - [`store`] (feature `std`): [`StateStore`], those rules on a [`BlockDevice`].
 //! - [`device`] (feature `std`): the [`BlockDevice`] seam (a file or partition node, a [`Region`] of a
 //!   whole disk); the tests drive it with `SimDisk` (limpet-testkit's `power_cut_disk`), a device that
@@ -38,6 +40,7 @@ pub mod crc;
 pub mod device;
 pub mod frame;
 pub mod machine;
+pub mod owner;
 pub mod record;
 #[cfg(feature = "std")]
 pub mod store;

@@ -37,6 +37,9 @@ enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(cmd::keys::Command),
+    /// Ask a device's boot loader to enter or leave owner mode (confirmed at the device).
+    #[command(subcommand)]
+    Owner(cmd::owner::Command),
     /// Manage an update repository (TUF metadata, targets, chunk store).
     #[command(subcommand)]
     Repo(cmd::publish::RepoCommand),
@@ -97,6 +100,7 @@ fn main() -> ExitCode {
             Err(err) => Err(err),
         },
         Command::Keys(command) => cmd::keys::run(command),
+        Command::Owner(command) => cmd::owner::run(command),
         Command::Repo(command) => cmd::publish::run_repo(command),
         Command::Publish(args) => cmd::publish::run(args),
         Command::Serve(args) => cmd::serve::run(args),

@@ -29,6 +29,11 @@ fn v(s: &str) -> Version {
     Version::parse(s).unwrap()
 }
 
+/// The vendor's keys only (vendor mode).
+fn vendor_keys() -> Keys {
+    Keys::vendor_only(key().verifying_key())
+}
+
 fn key() -> SigningKey {
     SigningKey::from_bytes(&[9; 32])
 }
@@ -132,7 +137,7 @@ fn trial_state(boots: u8) -> State {
 
 fn choose_on(d: &mut MemDisk) -> (Result<Booting, Halt>, Vec<String>) {
     let mut lines = Lines::default();
-    let r = choose(d, &key().verifying_key(), &mut lines);
+    let r = choose(d, &vendor_keys(), &mut lines);
     (r, lines.0)
 }
 
@@ -200,7 +205,7 @@ fn a_trial_with_one_flipped_byte_is_rolled_back_and_the_committed_slot_boots() {
 
 #[test]
 fn the_exact_refusal_for_each_flipped_part() {
-    let key = key().verifying_key();
+    let key = vendor_keys();
     let o = offsets();
     for (offset, part) in [(o.kernel, "kernel"), (o.initramfs + 1, "initramfs")] {
         let mut d = disk();
@@ -246,7 +251,7 @@ fn a_slot_signed_by_another_key_is_refused() {
     put_state(&mut d, &trial_state(3));
     let b = choose_on(&mut d).0.unwrap();
     assert_eq!(b.slot, Slot::A);
-    let err = slot::load(&mut d, &parts().slot_b, &key().verifying_key(), None).unwrap_err();
+    let err = slot::load(&mut d, &parts().slot_b, &vendor_keys(), None).unwrap_err();
     assert!(
         matches!(
             err,
@@ -400,7 +405,7 @@ fn a_trial_kernel_the_firmware_will_not_start_is_rolled_back() {
     let mut lines = Lines::default();
     let committed = start_failed(
         &mut d,
-        &key().verifying_key(),
+        &vendor_keys(),
         trial,
         &"SECURITY_VIOLATION",
         &mut lines,
@@ -420,13 +425,7 @@ fn a_trial_kernel_the_firmware_will_not_start_is_rolled_back() {
     );
     // The committed slot not starting either: halt.
     assert!(matches!(
-        start_failed(
-            &mut d,
-            &key().verifying_key(),
-            committed,
-            &"LOAD_ERROR",
-            &mut lines
-        ),
+        start_failed(&mut d, &vendor_keys(), committed, &"LOAD_ERROR", &mut lines),
         Err(Halt::NotStarted { slot: Slot::A, .. })
     ));
 }
@@ -448,7 +447,7 @@ fn a_vendor_signed_kernel_size_past_the_partition_is_refused_before_any_allocati
     resign_a(&mut d, |h| {
         h[320..328].copy_from_slice(&(1u64 << 40).to_le_bytes())
     });
-    let err = slot::load(&mut d, &parts().slot_a, &key().verifying_key(), None).unwrap_err();
+    let err = slot::load(&mut d, &parts().slot_a, &vendor_keys(), None).unwrap_err();
     assert!(
         matches!(
             err,
@@ -465,7 +464,7 @@ fn a_vendor_signed_command_line_with_a_control_byte_is_refused() {
     let mut d = disk();
     // "console=ttyS0 quiet" with its last byte a newline.
     resign_a(&mut d, |h| h[408 + 18] = b'\n');
-    let err = slot::load(&mut d, &parts().slot_a, &key().verifying_key(), None).unwrap_err();
+    let err = slot::load(&mut d, &parts().slot_a, &vendor_keys(), None).unwrap_err();
     assert!(
         matches!(
             err,
@@ -474,5 +473,47 @@ fn a_vendor_signed_command_line_with_a_control_byte_is_refused() {
             }
         ),
         "{err}"
+    );
+}
+
+#[test]
+fn an_owner_signed_slot_boots_only_in_owner_mode() {
+    let owner = SigningKey::from_bytes(&[4; 32]);
+    let mut d = disk();
+    put_slot(&mut d, Slot::B, "1.1.0", &owner);
+    // Vendor mode: refused for its key.
+    let err = slot::load(&mut d, &parts().slot_b, &vendor_keys(), None).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SlotError::Signature {
+                source: HeaderError::WrongKey { .. }
+            }
+        ),
+        "{err:?}"
+    );
+    // Owner mode: the vendor's slot and the owner's both verify, each naming its signer.
+    let keys = Keys {
+        vendor: Some(key().verifying_key()),
+        owner: Some(owner.verifying_key()),
+    };
+    let b = slot::load(&mut d, &parts().slot_b, &keys, None).unwrap();
+    assert_eq!(b.signer, slot::Signer::Owner);
+    let a = slot::load(&mut d, &parts().slot_a, &keys, None).unwrap();
+    assert_eq!(a.signer, slot::Signer::Vendor);
+    // Handed over: the vendor's slot is refused.
+    let handed = Keys {
+        vendor: None,
+        owner: Some(owner.verifying_key()),
+    };
+    let err = slot::load(&mut d, &parts().slot_a, &handed, None).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SlotError::Signature {
+                source: HeaderError::WrongKey { .. }
+            }
+        ),
+        "{err:?}"
     );
 }

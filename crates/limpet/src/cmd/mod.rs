@@ -9,6 +9,7 @@ pub mod inspect;
 pub mod keys;
 pub mod mud;
 pub mod new;
+pub mod owner;
 pub mod publish;
 pub mod relay;
 pub mod remote;

@@ -27,6 +27,26 @@ pub struct Args {
     /// pressed once every PATTERN has appeared.
     #[arg(long, value_name = "PATTERN")]
     powerdown_on: Vec<String>,
+    /// Type TEXT and Enter on the guest's serial console once a console line contains
+    /// PATTERN (a plain substring; once per run). The serial line is the console the boot
+    /// loader reads: this is how the owner at the device confirms an owner mode request,
+    /// e.g. `--type-on 'to confirm, at this console type' --type 1a2b3c4d`
+    /// (docs/owner-mode.md). Needs --type.
+    #[arg(
+        long,
+        value_name = "PATTERN",
+        requires = "type_text",
+        conflicts_with = "sim"
+    )]
+    type_on: Option<String>,
+    /// The text --type-on types.
+    #[arg(
+        long = "type",
+        id = "type_text",
+        value_name = "TEXT",
+        requires = "type_on"
+    )]
+    type_text: Option<String>,
     /// Stop the guest after SECS seconds and exit 124.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     timeout: Option<u64>,
@@ -173,6 +193,7 @@ fn backend(args: &Args) -> Result<Backend, String> {
         powerdown_on: args.powerdown_on.clone(),
         rtc_base: args.rtc_base.clone(),
         tpm: args.tpm.clone(),
+        type_on: args.type_on.clone().zip(args.type_text.clone()),
     }))
 }
 

@@ -1,0 +1,385 @@
+//! Owner mode's steps on an in-memory disk and variable: a request without the press,
+//! with it, a wipe a power cut interrupted, and a store the OS forged.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use ed25519_dalek::SigningKey;
+use limpet_state::owner::{Mode, OwnerStore, Request, Wipe, REQUEST_BLOCK, REQUEST_OFFSET};
+
+use super::*;
+use crate::disk::mem::MemDisk;
+use crate::gpt;
+
+#[derive(Default)]
+struct Lines(Vec<String>);
+
+impl Console for Lines {
+    fn line(&mut self, args: core::fmt::Arguments<'_>) {
+        self.0.push(args.to_string());
+    }
+}
+
+impl Lines {
+    fn has(&self, text: &str) -> bool {
+        self.0.iter().any(|l| l.contains(text))
+    }
+}
+
+/// The variable: bytes and whether its attributes are boot-services-only.
+#[derive(Default)]
+struct MemVar {
+    value: Option<(Vec<u8>, bool)>,
+    writes: usize,
+    fail_writes: bool,
+}
+
+impl StoreVar for MemVar {
+    type Error = &'static str;
+
+    fn read(&mut self) -> Result<Option<(Vec<u8>, bool)>, &'static str> {
+        Ok(self.value.clone())
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), &'static str> {
+        if self.fail_writes {
+            return Err("write refused by the test");
+        }
+        self.writes += 1;
+        self.value = Some((bytes.to_vec(), true));
+        Ok(())
+    }
+}
+
+/// What the person at the console types: `Some(text)` or nothing.
+struct Typed(Option<String>, Vec<String>);
+
+impl Presence for Typed {
+    fn drop_typed(&mut self) {}
+
+    fn confirm(&mut self, code: &str, _secs: u64) -> bool {
+        self.1.push(code.to_string());
+        self.0.as_deref() == Some(code)
+    }
+}
+
+fn vendor() -> VerifyingKey {
+    SigningKey::from_bytes(&[9; 32]).verifying_key()
+}
+
+fn owner() -> VerifyingKey {
+    SigningKey::from_bytes(&[4; 32]).verifying_key()
+}
+
+fn code() -> String {
+    fingerprint(owner().as_bytes())[..CONFIRM_LEN].to_string()
+}
+
+/// A disk with a marker in the data partition; its partitions.
+fn disk() -> (MemDisk, Partitions) {
+    let mut d = crate::disk::mem::written(&[0; 4096], [5; 32]);
+    let parts = gpt::find_partitions(&mut d).unwrap();
+    let at = usize::try_from(parts.data.start).unwrap();
+    d.bytes[at..at + 6].copy_from_slice(b"marker");
+    (d, parts)
+}
+
+fn data_is_zero(d: &MemDisk, parts: &Partitions) -> bool {
+    let at = usize::try_from(parts.data.start).unwrap();
+    let len = usize::try_from(parts.data.len).unwrap();
+    d.bytes[at..at + len].iter().all(|&b| b == 0)
+}
+
+fn put_request(d: &mut MemDisk, parts: &Partitions, block: &[u8]) {
+    let at = usize::try_from(parts.state.start + REQUEST_OFFSET).unwrap();
+    d.bytes[at..at + block.len()].copy_from_slice(block);
+}
+
+fn request_block(d: &MemDisk, parts: &Partitions) -> Vec<u8> {
+    let at = usize::try_from(parts.state.start + REQUEST_OFFSET).unwrap();
+    d.bytes[at..at + REQUEST_BLOCK].to_vec()
+}
+
+fn owner_store(wipe: Wipe) -> Vec<u8> {
+    OwnerStore {
+        mode: Mode::Owner,
+        owner_key: Some(owner().to_bytes()),
+        wipe,
+    }
+    .encode()
+    .to_vec()
+}
+
+#[test]
+fn no_store_and_no_request_is_vendor_mode_and_writes_nothing() {
+    let (mut d, parts) = disk();
+    let before = d.bytes.clone();
+    let mut var = MemVar::default();
+    let mut lines = Lines::default();
+    let keys = settle(
+        &mut d,
+        &parts,
+        &mut var,
+        &mut Typed(None, Vec::new()),
+        vendor(),
+        &mut lines,
+    )
+    .unwrap();
+    assert!(keys.owner.is_none());
+    assert_eq!(keys.vendor, Some(vendor()));
+    assert_eq!(var.writes, 0);
+    assert_eq!(d.bytes, before);
+    assert!(lines.has("mode: vendor"), "{:?}", lines.0);
+}
+
+#[test]
+fn a_request_without_the_press_changes_nothing_and_is_dropped() {
+    let (mut d, parts) = disk();
+    put_request(
+        &mut d,
+        &parts,
+        &Request::Enter {
+            key: owner().to_bytes(),
+        }
+        .block(),
+    );
+    let mut var = MemVar::default();
+    let mut lines = Lines::default();
+    // Nobody at the console, then someone typing the wrong code: the same outcome.
+    for typed in [None, Some("00000000".to_string())] {
+        let mut presence = Typed(typed, Vec::new());
+        put_request(
+            &mut d,
+            &parts,
+            &Request::Enter {
+                key: owner().to_bytes(),
+            }
+            .block(),
+        );
+        let keys = settle(
+            &mut d,
+            &parts,
+            &mut var,
+            &mut presence,
+            vendor(),
+            &mut lines,
+        )
+        .unwrap();
+        assert!(keys.owner.is_none());
+        assert_eq!(presence.1, [code()], "the fingerprint's start is asked for");
+        assert_eq!(var.writes, 0);
+        assert!(!data_is_zero(&d, &parts), "nothing wiped");
+        assert!(request_block(&d, &parts).iter().all(|&b| b == 0), "dropped");
+    }
+    assert!(lines.has(&fingerprint(owner().as_bytes())), "{:?}", lines.0);
+    assert!(lines.has("owner request NOT confirmed: dropped, mode unchanged (vendor)"));
+}
+
+#[test]
+fn a_confirmed_request_enters_owner_mode_and_wipes_then_leaving_wipes_again() {
+    let (mut d, parts) = disk();
+    put_request(
+        &mut d,
+        &parts,
+        &Request::Enter {
+            key: owner().to_bytes(),
+        }
+        .block(),
+    );
+    let mut var = MemVar::default();
+    let mut lines = Lines::default();
+    let mut presence = Typed(Some(code()), Vec::new());
+    let keys = settle(
+        &mut d,
+        &parts,
+        &mut var,
+        &mut presence,
+        vendor(),
+        &mut lines,
+    )
+    .unwrap();
+    assert_eq!(keys.owner, Some(owner()));
+    assert_eq!(keys.vendor, Some(vendor()));
+    assert!(data_is_zero(&d, &parts));
+    assert_eq!(var.value, Some((owner_store(Wipe::None), true)));
+    assert!(lines.has("OWNER MODE (owner)"), "{:?}", lines.0);
+
+    // The next boot: owner mode again, nothing asked, the fingerprint printed.
+    let mut lines = Lines::default();
+    let keys = settle(
+        &mut d,
+        &parts,
+        &mut var,
+        &mut presence,
+        vendor(),
+        &mut lines,
+    )
+    .unwrap();
+    assert_eq!(keys.owner, Some(owner()));
+    assert!(lines.has(&fingerprint(owner().as_bytes())));
+
+    // Leaving: asked with the same key's fingerprint, wiped again, vendor only.
+    let at = usize::try_from(parts.data.start).unwrap();
+    d.bytes[at..at + 6].copy_from_slice(b"marker");
+    put_request(&mut d, &parts, &Request::Leave.block());
+    let mut lines = Lines::default();
+    let keys = settle(
+        &mut d,
+        &parts,
+        &mut var,
+        &mut presence,
+        vendor(),
+        &mut lines,
+    )
+    .unwrap();
+    assert!(keys.owner.is_none());
+    assert!(data_is_zero(&d, &parts));
+    assert_eq!(
+        OwnerStore::parse(&var.value.as_ref().unwrap().0).unwrap(),
+        OwnerStore::default()
+    );
+}
+
+#[test]
+fn a_wipe_a_power_cut_interrupted_is_finished_at_the_next_boot() {
+    let (mut d, parts) = disk();
+    // The store says the wipe is pending: the last boot recorded the change, then lost power.
+    let mut var = MemVar {
+        value: Some((owner_store(Wipe::Pending), true)),
+        ..MemVar::default()
+    };
+    let mut lines = Lines::default();
+    let keys = settle(
+        &mut d,
+        &parts,
+        &mut var,
+        &mut Typed(None, Vec::new()),
+        vendor(),
+        &mut lines,
+    )
+    .unwrap();
+    assert!(data_is_zero(&d, &parts));
+    assert_eq!(var.value, Some((owner_store(Wipe::None), true)));
+    assert_eq!(keys.owner, Some(owner()));
+    assert!(lines.has("a wipe of the data partition is pending"));
+}
+
+#[test]
+fn a_wipe_that_fails_halts() {
+    let (mut d, parts) = disk();
+    d.fail_writes = true;
+    let mut var = MemVar {
+        value: Some((owner_store(Wipe::Pending), true)),
+        ..MemVar::default()
+    };
+    let err = settle(
+        &mut d,
+        &parts,
+        &mut var,
+        &mut Typed(None, Vec::new()),
+        vendor(),
+        &mut Lines::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, OwnerHalt::Wipe { .. }), "{err:?}");
+}
+
+#[test]
+fn a_store_the_os_made_or_damaged_is_vendor_mode() {
+    let (mut d, parts) = disk();
+    // Well-formed owner-mode bytes, but in a variable the OS can write (runtime access).
+    let mut forged = MemVar {
+        value: Some((owner_store(Wipe::None), false)),
+        ..MemVar::default()
+    };
+    let mut lines = Lines::default();
+    let keys = settle(
+        &mut d,
+        &parts,
+        &mut forged,
+        &mut Typed(None, Vec::new()),
+        vendor(),
+        &mut lines,
+    )
+    .unwrap();
+    assert!(keys.owner.is_none());
+    assert!(lines.has("owner store DAMAGED (its variable is not boot-services-only)"));
+    let mut bytes = owner_store(Wipe::None);
+    bytes[20] ^= 1;
+    let mut damaged = MemVar {
+        value: Some((bytes, true)),
+        ..MemVar::default()
+    };
+    let mut lines = Lines::default();
+    let keys = settle(
+        &mut d,
+        &parts,
+        &mut damaged,
+        &mut Typed(None, Vec::new()),
+        vendor(),
+        &mut lines,
+    )
+    .unwrap();
+    assert!(keys.owner.is_none());
+    assert!(
+        lines.has("owner store DAMAGED (owner store: checksum mismatch): treated as vendor mode"),
+        "{:?}",
+        lines.0
+    );
+    assert!(!data_is_zero(&d, &parts));
+}
+
+#[test]
+fn a_damaged_request_is_reported_and_cleared() {
+    let (mut d, parts) = disk();
+    let mut block = Request::Leave.block();
+    block[3] ^= 0xff;
+    put_request(&mut d, &parts, &block);
+    let mut lines = Lines::default();
+    let mut presence = Typed(Some(code()), Vec::new());
+    let keys = settle(
+        &mut d,
+        &parts,
+        &mut MemVar::default(),
+        &mut presence,
+        vendor(),
+        &mut lines,
+    )
+    .unwrap();
+    assert!(keys.owner.is_none());
+    assert!(presence.1.is_empty(), "nothing asked");
+    assert!(lines.has("owner request DAMAGED (owner request: bad magic): dropped"));
+    assert!(request_block(&d, &parts).iter().all(|&b| b == 0));
+}
+
+#[test]
+fn a_store_write_that_fails_leaves_the_mode() {
+    let (mut d, parts) = disk();
+    put_request(
+        &mut d,
+        &parts,
+        &Request::Enter {
+            key: owner().to_bytes(),
+        }
+        .block(),
+    );
+    let mut var = MemVar {
+        fail_writes: true,
+        ..MemVar::default()
+    };
+    let mut lines = Lines::default();
+    let keys = settle(
+        &mut d,
+        &parts,
+        &mut var,
+        &mut Typed(Some(code()), Vec::new()),
+        vendor(),
+        &mut lines,
+    )
+    .unwrap();
+    assert!(keys.owner.is_none());
+    assert!(!data_is_zero(&d, &parts));
+    assert!(lines.has("cannot write the owner store"));
+}
