@@ -48,9 +48,6 @@ enum Command {
     /// Sign the owner handover statement: after a date, devices of a model may take a trust
     /// root chosen by their owner.
     Handover(cmd::handover::Args),
-    /// Write an owner's handover request for a device: the vendor's statement, the owner's
-    /// root and image key.
-    OwnerRequest(cmd::handover::RequestArgs),
     /// Serve an update repository over HTTP for development.
     Serve(cmd::serve::Args),
     /// Run the fleet server, manage its operators.
@@ -91,7 +88,6 @@ fn main() -> ExitCode {
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Mud(args) => cmd::mud::run(args),
         Command::Handover(args) => cmd::handover::run(args),
-        Command::OwnerRequest(args) => cmd::handover::run_request(args),
         Command::Relay(args) => cmd::relay::run(args),
         Command::Connect(args) => cmd::remote::connect(args),
         Command::Access(command) => cmd::remote::access(command),

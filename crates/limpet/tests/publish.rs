@@ -498,7 +498,7 @@ fn repositories_of_ecdsa_rsa_and_signer_command_keys() {
     assert_eq!(keytype("snapshot"), "ecdsa");
 }
 
-/// `limpet repo roughtime-servers`, `limpet handover` and `limpet owner-request`: what each
+/// `limpet repo roughtime-servers`, `limpet handover` and `limpet owner handover-request`: what each
 /// writes (the list in signed targets.json; a statement that verifies against the
 /// repository's root; a request a device takes), and bad input refused with its cause.
 #[test]
@@ -597,7 +597,7 @@ fn roughtime_list_handover_and_owner_request_on_the_command_line() {
     let out = dir.join("owner-request.json");
     run(
         limpet()
-            .arg("owner-request")
+            .args(["owner", "handover-request"])
             .arg("--statement")
             .arg(&statement)
             .arg("--root")
@@ -614,7 +614,10 @@ fn roughtime_list_handover_and_owner_request_on_the_command_line() {
 
     for (args, flag) in [
         (&["handover", "--help"][..], "--after <DATE>"),
-        (&["owner-request", "--help"], "--image-key <PUB.pem>"),
+        (
+            &["owner", "handover-request", "--help"],
+            "--image-key <PUB.pem>",
+        ),
         (
             &["repo", "roughtime-servers", "--help"],
             "--server <NAME,ADDRESS,KEY>",

@@ -1,4 +1,4 @@
-//! `limpet handover` (the vendor's statement) and `limpet owner-request` (the owner's
+//! `limpet handover` (the vendor's statement) and `limpet owner handover-request` (the owner's
 //! request to a device whose handover date has passed): issue 13 item 4,
 //! docs/end-of-life.md#owner-handover.
 
@@ -53,7 +53,7 @@ pub fn run(args: Args) -> cmd::Result {
     Ok(())
 }
 
-/// `limpet owner-request` arguments.
+/// `limpet owner handover-request` arguments.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Writes the request an owner gives a device whose handover date has passed: the vendor's \
@@ -76,7 +76,7 @@ pub struct RequestArgs {
     out: PathBuf,
 }
 
-/// Runs `limpet owner-request`.
+/// Runs `limpet owner handover-request`.
 pub fn run_request(args: RequestArgs) -> cmd::Result {
     let json = |path: &PathBuf| -> std::result::Result<serde_json::Value, String> {
         let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -1,4 +1,5 @@
-//! `limpet owner`: owner mode requests (docs/owner-mode.md).
+//! `limpet owner`: owner mode requests (docs/owner-mode.md), and the owner's handover
+//! request (`handover-request`, in `handover.rs`; docs/end-of-life.md).
 //!
 //! A request only asks: the device's boot loader acts on it after the owner confirms it at
 //! the device's console, and clears it either way. The request is one 4 KiB block at
@@ -26,6 +27,9 @@ pub enum Command {
     Leave(Target),
     /// Print the fingerprint of an image public key and the code the loader asks for.
     Fingerprint(FingerprintArgs),
+    /// Write an owner's handover request for a device whose vendor handed it over: the
+    /// vendor's statement, the owner's root and image key, for the device's update agent.
+    HandoverRequest(super::handover::RequestArgs),
 }
 
 /// Arguments of `limpet owner request`.
@@ -86,6 +90,7 @@ pub enum OwnerCmdError {
 /// Runs a `limpet owner` command.
 pub fn run(command: Command) -> super::Result {
     match command {
+        Command::HandoverRequest(args) => return super::handover::run_request(args),
         Command::Request(args) => {
             let key = limpet_build::keys::load_verifying_key(&args.key)?;
             write(
