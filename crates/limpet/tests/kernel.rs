@@ -64,9 +64,9 @@ fn own_kernel_manifest(target: Target) -> PathBuf {
         (
             "beacon",
             "beacon",
-            format!("\n[[task.egress]]\nhost = \"10.0.2.100\"\nports = [7000]\nproto = \"tcp\"\n"),
+            "\n[[task.egress]]\nhost = \"10.0.2.100\"\nports = [7000]\nproto = \"tcp\"\n",
         ),
-        ("stray", "stray", String::new()),
+        ("stray", "stray", ""),
     ] {
         manifest.push_str(&format!(
             "\n[[task]]\nname = \"{name}\"\npackage = \"contain\"\n\
@@ -235,6 +235,12 @@ fn boot_and_check(target: Target) -> String {
         assert!(line.contains(": failed: "), "the stray got out: {line}");
     }
     assert_eq!(far.count("stray"), 0, "{:?}", far.counts);
+    // And PID 1 counted the stray's packets where the ruleset dropped them, none of the
+    // beacon's.
+    assert!(
+        console.contains("limpet-init: network drops: beacon=0 stray="),
+        "{console}"
+    );
     console
 }
 
