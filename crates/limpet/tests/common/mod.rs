@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod disk;
+pub mod hostile;
 pub mod repo;
 
 use std::path::{Path, PathBuf};

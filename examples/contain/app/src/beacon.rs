@@ -1,8 +1,10 @@
-//! `contain beacon ADDRESS:PORT`: a task that connects to one address every few seconds,
-//! sends `beacon N` and reads one line back, forever, saying each outcome: `beacon N: ok:
-//! <reply>`, `beacon N: failed: <why>`, and, for the first success after failures, `beacon
-//! N: ok again after K failure(s): <reply>`. Used by crates/limpet/tests/island.rs, where
-//! it is the task island mode keeps and what reaches the far end is counted there.
+//! `contain beacon ADDRESS:PORT [LABEL]`: a task that connects to one address every few
+//! seconds, sends `LABEL N` (`beacon N` without a label) and reads one line back, forever,
+//! saying each outcome: `beacon N: ok: <reply>`, `beacon N: failed: <why>`, and, for the
+//! first success after failures, `beacon N: ok again after K failure(s): <reply>`. Used by
+//! crates/limpet/tests/island.rs, where it is the task island mode keeps, and by
+//! crates/limpet/tests/kernel.rs, where a second beacon without an egress rule sends its own
+//! label; what reaches the far end is counted there, by label.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -21,9 +23,12 @@ pub fn run() -> ! {
         println!("beacon: expected an ADDRESS:PORT argument");
         std::process::exit(2);
     };
+    let label = std::env::args()
+        .nth(3)
+        .unwrap_or_else(|| "beacon".to_owned());
     let mut failures = 0u64;
     for n in 1u64.. {
-        match beacon(to, n) {
+        match beacon(to, &label, n) {
             Ok(reply) if failures > 0 => {
                 println!("beacon {n}: ok again after {failures} failure(s): {reply}");
                 failures = 0;
@@ -39,14 +44,14 @@ pub fn run() -> ! {
     crate::idle()
 }
 
-fn beacon(to: SocketAddr, n: u64) -> Result<String, String> {
+fn beacon(to: SocketAddr, label: &str, n: u64) -> Result<String, String> {
     let stream = TcpStream::connect_timeout(&to, WAIT)
         .map_err(|e| format!("connect to {to}: {}", io_name(&e)))?;
     stream
         .set_read_timeout(Some(WAIT))
         .map_err(|e| io_name(&e))?;
     (&stream)
-        .write_all(format!("beacon {n}\n").as_bytes())
+        .write_all(format!("{label} {n}\n").as_bytes())
         .map_err(|e| format!("send: {}", io_name(&e)))?;
     let mut reply = String::new();
     BufReader::new((&stream).take(256))
