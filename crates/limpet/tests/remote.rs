@@ -120,15 +120,28 @@ fn net() -> Net {
     }
 }
 
-/// The agent binary, built beside `limpet` (`cargo test --workspace` builds it; alone:
-/// `cargo build -p limpet-remote --bin limpet-remote-agent`).
+/// The agent binary, built here by cargo beside `limpet` (a test build of the workspace
+/// does not build another package's binaries, and a leftover one could be stale).
 fn agent_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_limpet")).with_file_name("limpet-remote-agent");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(repo_root())
+        .args([
+            "build",
+            "--locked",
+            "-p",
+            "limpet-remote",
+            "--bin",
+            "limpet-remote-agent",
+        ])
+        .status()
+        .unwrap();
     assert!(
-        path.exists(),
-        "{} is missing: cargo build -p limpet-remote --bin limpet-remote-agent",
-        path.display()
+        status.success(),
+        "cargo build of limpet-remote-agent: {status}"
     );
+    let path = Path::new(env!("CARGO_BIN_EXE_limpet")).with_file_name("limpet-remote-agent");
+    assert!(path.exists(), "{} is missing", path.display());
     path
 }
 
