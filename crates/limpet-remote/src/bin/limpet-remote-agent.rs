@@ -27,7 +27,7 @@ usage: limpet-remote-agent --data DIR --relay ADDR --access-key HEX
 
   --data DIR          the data partition: the identity is DIR/.limpet/identity/device.key
                       (made there when absent)
-  --relay ADDR        the relay (IP:PORT), the only address this agent dials
+  --relay ADDR        the relay (HOST:PORT), the only address this agent dials
   --access-key HEX    the Ed25519 key (64 hex digits) whose capabilities are accepted
   --service NAME=ADDR a declared service and its local address (IP:PORT)
   --cohort NAME       the cohort this device belongs to (for cohort capabilities)
@@ -36,7 +36,7 @@ usage: limpet-remote-agent --data DIR --relay ADDR --access-key HEX
 
 struct Args {
     data: PathBuf,
-    relay: SocketAddr,
+    relay: String,
     access_key: String,
     services: BTreeMap<ServiceName, SocketAddr>,
     cohort: Option<String>,
@@ -53,7 +53,7 @@ fn parse() -> Result<Option<Args>, String> {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--data" => data = Some(PathBuf::from(value)),
-            "--relay" => relay = Some(value.parse().map_err(|e| format!("--relay {value}: {e}"))?),
+            "--relay" => relay = Some(relay_addr(value)?),
             "--access-key" => access_key = Some(value),
             "--cohort" => cohort = Some(value),
             "--service" => {
@@ -77,6 +77,16 @@ fn parse() -> Result<Option<Args>, String> {
         services,
         cohort,
     }))
+}
+
+/// `host:port`: an IPv4 address or a DNS name (resolved at each dial), and a port.
+fn relay_addr(value: String) -> Result<String, String> {
+    match value.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0) => {
+            Ok(value)
+        }
+        _ => Err(format!("--relay {value}: needs HOST:PORT")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -121,5 +131,5 @@ fn main() -> ExitCode {
     };
     let sign: limpet_remote::device::Signer =
         Arc::new(move |msg: &[u8]| identity.sign(Purpose::RemoteAccess, msg));
-    limpet_remote::device::run(args.relay, Arc::new(policy), sign)
+    limpet_remote::device::run(&args.relay, Arc::new(policy), sign)
 }
