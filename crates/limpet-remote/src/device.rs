@@ -15,8 +15,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ed25519_dalek::Signature;
-
 use crate::decide::DevicePolicy;
 use crate::relay::{self, REGISTER_PROOF, TAG_JOIN, TAG_REGISTER};
 use crate::session::{self, Outcome};
@@ -26,8 +24,7 @@ pub const MAX_SESSIONS: usize = 8;
 /// The longest pause between two dials to the relay.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Signs under the identity's `remote-access` purpose.
-pub type Signer = Arc<dyn Fn(&[u8]) -> Signature + Send + Sync>;
+pub use crate::signer::Signer;
 
 /// Why a registration with the relay failed.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +37,8 @@ pub enum AgentError {
     },
     #[error("relay {relay} refused the registration: {why}")]
     Refused { relay: String, why: String },
+    #[error(transparent)]
+    Sign(#[from] crate::signer::SignError),
 }
 
 /// Runs forever: registers at `relay` (`host:port`, resolved at each dial) and serves
@@ -85,7 +84,7 @@ pub fn serve_once(
     let challenge: [u8; 32] = relay::read_array(&mut control).map_err(io)?;
     relay::send(
         &mut control,
-        &[&sign(&[REGISTER_PROOF, &challenge].concat()).to_bytes()],
+        &[&sign(&[REGISTER_PROOF, &challenge].concat())?.to_bytes()],
     )
     .map_err(io)?;
     let answer = crate::frame::read_some(&mut control).map_err(io)?;
