@@ -100,7 +100,7 @@ pub use names::{
 pub use network::{Network, NetworkMode};
 pub use remote::{
     AccessKeyRef, RelayAddr, Remote, RemoteService, MAX_REMOTE_SERVICES, REMOTE_AGENT_BINARY,
-    REMOTE_AGENT_PACKAGE, REMOTE_AGENT_TASK,
+    REMOTE_AGENT_PACKAGE, REMOTE_AGENT_TASK, REMOTE_SIGNER_SOCKET,
 };
 pub use task::net::{EgressRule, Host, ListenRule, NetworkAccess, PortRange, Proto, Scope};
 pub use task::supervision::{

@@ -41,6 +41,10 @@ pub const REMOTE_AGENT_TASK: &str = "limpet-remote";
 pub const REMOTE_AGENT_PACKAGE: &str = "limpet-remote";
 /// The agent's binary in that package.
 pub const REMOTE_AGENT_BINARY: &str = "limpet-remote-agent";
+/// Where the agent asks PID 1 for the device's key and its signatures (`--signer`;
+/// limpet-install-api's `SignRemoteAccess`). PID 1 does not bind it yet
+/// (docs/remote-access.md, "Not yet"): until it does, the agent waits for it.
+pub const REMOTE_SIGNER_SOCKET: &str = "/run/limpet/remote.sock";
 /// The most services a device declares (a capability names at most 16).
 pub const MAX_REMOTE_SERVICES: usize = 16;
 
@@ -316,8 +320,8 @@ fn agent_toml(r: &Remote, access_key: &str) -> String {
     let q = |s: &str| toml::Value::String(s.to_owned()).to_string();
     let relay = r.relay.to_string();
     let mut args: Vec<String> = [
-        "--data",
-        "/data",
+        "--signer",
+        REMOTE_SIGNER_SOCKET,
         "--relay",
         relay.as_str(),
         "--access-key",
@@ -466,8 +470,8 @@ cpu = "10%"
         assert_eq!(
             agent.args,
             [
-                "--data",
-                "/data",
+                "--signer",
+                REMOTE_SIGNER_SOCKET,
                 "--relay",
                 "relay.example.com:7400",
                 "--access-key",

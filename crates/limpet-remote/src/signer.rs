@@ -43,6 +43,21 @@ pub fn pid1(path: &Path) -> Signer {
     })
 }
 
+/// [`device_key`], asked again after a growing pause (1 s doubling to
+/// [`crate::device::MAX_BACKOFF`]) until PID 1 answers it, each failure a line on standard
+/// output: a socket PID 1 does not serve (yet) idles the agent rather than ending it.
+pub fn device_key_when_served(path: &Path) -> VerifyingKey {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match device_key(path) {
+            Ok(key) => return key,
+            Err(e) => println!("limpet-remote: {e}; asking again in {}s", pause.as_secs()),
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(crate::device::MAX_BACKOFF);
+    }
+}
+
 /// The device's identity public key, as PID 1's `Status` answers it.
 pub fn device_key(path: &Path) -> Result<VerifyingKey, SignError> {
     let hex_key = match exchange(path, &Request::Status)? {
@@ -80,5 +95,47 @@ fn exchange(path: &Path, request: &Request) -> Result<Response, SignError> {
         Ok(Response::Error(reason)) => Err(SignError(format!("PID 1 refused: {reason}"))),
         Ok(answer) => Ok(answer),
         Err(e) => Err(SignError(format!("PID 1's answer: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::net::SocketType;
+
+    /// A one-answer-per-connection stand-in for PID 1 that answers every request with
+    /// `answer`.
+    fn pid1_answering(answer: Response) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pid1.sock");
+        let fd = rustix::net::socket(AddressFamily::UNIX, SocketType::SEQPACKET, None).unwrap();
+        rustix::net::bind(&fd, &SocketAddrUnix::new(&path).unwrap()).unwrap();
+        rustix::net::listen(&fd, 4).unwrap();
+        std::thread::spawn(move || {
+            while let Ok(conn) = rustix::net::accept(&fd) {
+                let mut buf = vec![0u8; MAX_MESSAGE];
+                let _ = rustix::net::recv(&conn, &mut buf, RecvFlags::empty());
+                let _ = rustix::net::send(&conn, &answer.encode(), SendFlags::NOSIGNAL);
+            }
+        });
+        (dir, path)
+    }
+
+    /// PID 1's refusal is the error, word for word; no signature is made up.
+    #[test]
+    fn pid1_refusals_and_missing_keys_are_errors() {
+        let (_dir, path) = pid1_answering(Response::Error("not a remote-access proof".into()));
+        let e = pid1(&path)(b"anything").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "signing the remote-access proof: PID 1 refused: not a remote-access proof"
+        );
+        let (_dir, path) = pid1_answering(Response::Ok);
+        let e = device_key(&path).unwrap_err().to_string();
+        assert!(e.ends_with("PID 1 answered Ok"), "{e}");
+        let e = device_key(std::path::Path::new("/nonexistent/pid1.sock"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent/pid1.sock: connect"), "{e}");
     }
 }

@@ -5,8 +5,9 @@
 //!                     --service NAME=ADDR... [--cohort NAME]
 //! ```
 //!
-//! Exit status 2 for bad arguments or an identity that cannot be opened; otherwise it
-//! never returns.
+//! Exit status 2 for bad arguments or an identity that cannot be opened (`--data`);
+//! otherwise it never returns: PID 1's socket (`--signer`) not answering yet is waited for,
+//! so the task does not crash-loop.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -146,10 +147,10 @@ fn signer(
     identity: &Identity,
 ) -> Result<(ed25519_dalek::VerifyingKey, limpet_remote::signer::Signer), String> {
     match identity {
-        Identity::Signer(path) => {
-            let key = limpet_remote::signer::device_key(path).map_err(|e| e.to_string())?;
-            Ok((key, limpet_remote::signer::pid1(path)))
-        }
+        Identity::Signer(path) => Ok((
+            limpet_remote::signer::device_key_when_served(path),
+            limpet_remote::signer::pid1(path),
+        )),
         Identity::Data(dir) => {
             let id = match limpet_identity::store::open(dir, limpet_identity::random::kernel_seed)
                 .map_err(|e| e.to_string())?
