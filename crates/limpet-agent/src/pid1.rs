@@ -43,6 +43,7 @@ fn name(request: &Request) -> &'static str {
         Request::Verified { .. } => "verified",
         Request::Roughtime { .. } => "roughtime",
         Request::SignCheckIn { .. } => "sign-check-in",
+        Request::SignRemoteAccess { .. } => "sign-remote-access",
     }
 }
 

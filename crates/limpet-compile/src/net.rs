@@ -261,6 +261,59 @@ mod tests {
         limpet_manifest::parse("limpet.toml", MANIFEST).unwrap()
     }
 
+    /// `[remote]`: the agent's egress is the relay's address and port and the services'
+    /// loopback ports, nothing else, and it listens on nothing.
+    #[test]
+    fn the_remote_agent_reaches_the_relay_and_the_declared_loopback_ports_only() {
+        let text = format!(
+            "[device]\nname = \"d\"\nversion = \"1.0.0\"\ntarget = \"x86_64\"\n\n\
+             [[task]]\nname = \"web\"\npackage = \"web\"\nmemory = \"8MiB\"\ncpu = \"10%\"\n\
+             network = \"allowlist\"\n\n[remote]\nrelay = \"192.0.2.7:7400\"\n\
+             access_key = \"{}\"\nservices = [{{ name = \"console\", task = \"web\", port = 8080 }}]\n",
+            "ab".repeat(32)
+        );
+        let m = limpet_manifest::parse("limpet.toml", &text)
+            .unwrap()
+            .with_remote_agent(&"ab".repeat(32))
+            .unwrap();
+        let p = compile(&m).unwrap();
+        let agent = p
+            .tasks
+            .iter()
+            .find(|t| t.name == limpet_manifest::REMOTE_AGENT_TASK)
+            .unwrap();
+        let egress: Vec<_> = agent
+            .egress
+            .iter()
+            .map(|e| (e.to.clone(), e.ports.clone(), e.proto))
+            .collect();
+        let net = |a: Ipv4Addr| Destination::Net {
+            net: Ipv4Net::new(a, 32).unwrap(),
+        };
+        assert_eq!(
+            egress,
+            [
+                (
+                    net(Ipv4Addr::new(192, 0, 2, 7)),
+                    vec![Ports {
+                        start: 7400,
+                        end: 7400
+                    }],
+                    L4::Tcp
+                ),
+                (
+                    net(Ipv4Addr::LOCALHOST),
+                    vec![Ports {
+                        start: 8080,
+                        end: 8080
+                    }],
+                    L4::Tcp
+                ),
+            ]
+        );
+        assert!(agent.listen.is_empty());
+    }
+
     #[test]
     fn compiles_tasks_names_and_caps() {
         let p = compile(&manifest()).unwrap();

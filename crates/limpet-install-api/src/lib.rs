@@ -15,6 +15,7 @@
 //! | [`Request::Verified`] | takes the signed time and support end the agent verified from the repository into the device's time record (refused below the floor, or shortening the support window) |
 //! | [`Request::Roughtime`] | takes the Roughtime server list the agent verified from the repository (`x-limpet-roughtime`) for PID 1's client, which refuses it unless every address is one the slot lists |
 //! | [`Request::SignCheckIn`] | signs a check-in report for the fleet server with the device's identity key, only when it is a report of this device's key (the key never leaves PID 1) |
+//! | [`Request::SignRemoteAccess`] | signs a remote-access proof (a relay's challenge or a session's handshake hash, [`remote`]) with the device's identity key under its `remote-access` purpose, and nothing else |
 //!
 //! One request per datagram, one answer per request. Encoding: a tag byte, then the fixed
 //! fields big-endian, strings as a u16 length and UTF-8; answers that carry a structure
@@ -25,6 +26,8 @@
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+pub mod remote;
 
 /// Where PID 1 listens (inside the agent's sandbox too: bind-mounted there).
 ///
@@ -98,6 +101,13 @@ pub enum Request {
     SignCheckIn {
         /// The report's JSON.
         report: Vec<u8>,
+    },
+    /// A remote-access proof for the remote agent ([`remote::check_message`]: a prefix
+    /// and 32 bytes, at most [`remote::MAX_REMOTE_MESSAGE`] on the wire), answered with
+    /// [`Response::Signed`].
+    SignRemoteAccess {
+        /// The bytes to sign.
+        message: Vec<u8>,
     },
 }
 
@@ -241,6 +251,7 @@ mod tag {
     pub const VERIFIED: u8 = 7;
     pub const ROUGHTIME: u8 = 8;
     pub const SIGN_CHECK_IN: u8 = 9;
+    pub const SIGN_REMOTE_ACCESS: u8 = 10;
 
     pub const OK: u8 = 0x81;
     pub const STATUS_REPLY: u8 = 0x82;
@@ -327,6 +338,11 @@ impl Request {
                 out.push(tag::SIGN_CHECK_IN);
                 out.extend_from_slice(report.get(..MAX_DATA.min(report.len())).unwrap_or_default());
             }
+            Request::SignRemoteAccess { message } => {
+                out.push(tag::SIGN_REMOTE_ACCESS);
+                let n = remote::MAX_REMOTE_MESSAGE.min(message.len());
+                out.extend_from_slice(message.get(..n).unwrap_or_default());
+            }
         }
         out
     }
@@ -402,6 +418,16 @@ impl Request {
             }
             tag::SIGN_CHECK_IN => Ok(Request::SignCheckIn {
                 report: rest.to_vec(),
+            }),
+            tag::SIGN_REMOTE_ACCESS if rest.len() > remote::MAX_REMOTE_MESSAGE => {
+                Err(length_error(
+                    t,
+                    b.len(),
+                    format!("at most {}", 1 + remote::MAX_REMOTE_MESSAGE),
+                ))
+            }
+            tag::SIGN_REMOTE_ACCESS => Ok(Request::SignRemoteAccess {
+                message: rest.to_vec(),
             }),
             other => Err(DecodeError::Tag(other)),
         }

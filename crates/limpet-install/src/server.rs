@@ -16,7 +16,9 @@
 //!   `Verified` is refused and `Status` answers no floor.
 //! - The device's identity (limpet-identity) stays here: `SignCheckIn` signs, for
 //!   `Purpose::CheckIn` only, a report that parses as a check-in report
-//!   (`limpet_fleet_api::report::Report`) naming this device's own key, and nothing else.
+//!   (`limpet_fleet_api::report::Report`) naming this device's own key, and nothing else;
+//!   `SignRemoteAccess` signs, for `Purpose::RemoteAccess` only, a relay registration or a
+//!   session proof of the shape `limpet_install_api::remote` checks, and nothing else.
 
 use std::fs::File;
 use std::os::fd::OwnedFd;
@@ -216,6 +218,10 @@ impl InstallServer {
                 Ok(signature) => (Response::Signed { signature }, None),
                 Err(e) => (Response::Error(e), None),
             },
+            Request::SignRemoteAccess { message } => match self.sign_remote_access(&message) {
+                Ok(signature) => (Response::Signed { signature }, None),
+                Err(e) => (Response::Error(e), None),
+            },
             Request::Status => match self.status(on_trial, time.as_deref()) {
                 Ok(s) => (Response::Status(s), None),
                 Err(e) => (Response::Error(e), None),
@@ -367,6 +373,20 @@ impl InstallServer {
         let message = limpet_fleet_api::report::message(&report).map_err(|e| e.to_string())?;
         Ok(identity
             .sign(limpet_identity::Purpose::CheckIn, &message)
+            .to_bytes())
+    }
+}
+
+impl InstallServer {
+    /// Signs a remote-access proof, only of the shape the protocol needs (module rules).
+    fn sign_remote_access(&self, message: &[u8]) -> Result<[u8; 64], String> {
+        let identity = self
+            .identity
+            .as_ref()
+            .ok_or("this device has no identity: nothing to sign remote-access proofs with")?;
+        limpet_install_api::remote::check_message(message)?;
+        Ok(identity
+            .sign(limpet_identity::Purpose::RemoteAccess, message)
             .to_bytes())
     }
 }
@@ -748,18 +768,90 @@ mod tests {
 
     /// PID 1 signs a check-in report of its own key, one that verifies as the fleet server
     /// checks it; anything else is refused, and a device without an identity signs nothing.
+    /// A device identity made in a temporary data directory (kept alive by the caller).
+    fn test_identity() -> (tempfile::TempDir, limpet_identity::Identity) {
+        let data = tempfile::tempdir().unwrap();
+        let opened =
+            limpet_identity::store::open(data.path(), || Ok(zeroize::Zeroizing::new([5; 32])))
+                .unwrap();
+        match opened {
+            limpet_identity::Opened::Loaded(id) | limpet_identity::Opened::Created(id, _) => {
+                (data, id)
+            }
+        }
+    }
+
+    /// `SignRemoteAccess`: the two proofs are signed under `remote-access` (and verify
+    /// only so); a check-in, another prefix, another length, or no identity: refused.
+    #[test]
+    fn remote_access_proofs_are_signed_and_nothing_else() {
+        use limpet_identity::Purpose;
+        use limpet_install_api::remote::{REGISTER_PROOF, SESSION_PROOF};
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let (v1, _) = release("1.0.0", &key);
+        let (_data, identity) = test_identity();
+        let public = identity.public_key();
+        let mut rig = Rig::build(
+            &key,
+            &v1,
+            rustix::process::getuid().as_raw(),
+            Some(identity),
+        );
+        for prefix in [REGISTER_PROOF, SESSION_PROOF] {
+            let message = [prefix, &[9u8; 32]].concat();
+            let Response::Signed { signature } = rig
+                .ask(&Request::SignRemoteAccess {
+                    message: message.clone(),
+                })
+                .0
+            else {
+                panic!("not signed");
+            };
+            let signature = ed25519_dalek::Signature::from_bytes(&signature);
+            assert!(limpet_identity::verify(
+                &public,
+                Purpose::RemoteAccess,
+                &message,
+                &signature
+            ));
+            assert!(!limpet_identity::verify(
+                &public,
+                Purpose::CheckIn,
+                &message,
+                &signature
+            ));
+        }
+        for (message, says) in [
+            (br#"{"device":"00"}"#.to_vec(), "not a remote-access proof"),
+            (
+                [b"session-operator\0", &[9u8; 32][..]].concat(),
+                "not a remote-access proof",
+            ),
+            ([SESSION_PROOF, &[9u8; 31]].concat(), "not 31"),
+        ] {
+            match rig.ask(&Request::SignRemoteAccess { message }).0 {
+                Response::Error(e) => assert!(e.contains(says), "{e}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        let mut bare = Rig::new(&key, &v1);
+        match bare
+            .ask(&Request::SignRemoteAccess {
+                message: [REGISTER_PROOF, &[9u8; 32]].concat(),
+            })
+            .0
+        {
+            Response::Error(e) => assert!(e.contains("no identity"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn check_ins_are_signed_for_this_device_only() {
         use limpet_fleet_api::report::{self, AbRecord, AbState, LastUpdate, Outcome, Report};
         let key = SigningKey::from_bytes(&[1; 32]);
         let (v1, _) = release("1.0.0", &key);
-        let data = tempfile::tempdir().unwrap();
-        let opened =
-            limpet_identity::store::open(data.path(), || Ok(zeroize::Zeroizing::new([5; 32])))
-                .unwrap();
-        let identity = match opened {
-            limpet_identity::Opened::Loaded(id) | limpet_identity::Opened::Created(id, _) => id,
-        };
+        let (_data, identity) = test_identity();
         let own = hex_key(&identity.public_key());
         let mut rig = Rig::build(
             &key,

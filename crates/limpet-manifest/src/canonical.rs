@@ -146,6 +146,25 @@ impl Manifest {
                 let _ = writeln!(o, "roughtime = [{}]", servers.join(", "));
             }
         }
+
+        if let Some(r) = &self.remote {
+            let _ = writeln!(o, "\n[remote]");
+            let _ = writeln!(o, "relay = {}", q(&r.relay.to_string()));
+            let _ = writeln!(o, "access_key = {}", q(&r.access_key.as_written()));
+            let services: Vec<String> = r
+                .services
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{{ name = {}, task = {}, port = {} }}",
+                        q(&s.name),
+                        q(s.task.as_str()),
+                        s.port
+                    )
+                })
+                .collect();
+            let _ = writeln!(o, "services = [{}]", services.join(", "));
+        }
         o
     }
 }

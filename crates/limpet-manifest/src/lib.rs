@@ -26,6 +26,7 @@
 //! | `network`, `[[task.egress]]`, `[[task.listen]]` | `task::net` |
 //! | `[update]` (and the agent task it implies: `agent`) | `update` |
 //! | `[lifecycle]` | `lifecycle` |
+//! | `[remote]` (and the remote agent's task it implies) | `remote` |
 //! | checks across sections, the order checks run in | `validate` |
 //!
 //! Shared pieces: `keyword` (one table per enum of words, read by the parser, the canonical
@@ -77,6 +78,7 @@ pub mod mud;
 mod names;
 mod network;
 mod raw;
+mod remote;
 mod task;
 mod units;
 mod update;
@@ -96,6 +98,10 @@ pub use names::{
     AbsPath, BinaryName, DeviceName, InterfaceName, ModuleName, SyscallName, TaskName,
 };
 pub use network::{Network, NetworkMode};
+pub use remote::{
+    AccessKeyRef, RelayAddr, Remote, RemoteService, MAX_REMOTE_SERVICES, REMOTE_AGENT_BINARY,
+    REMOTE_AGENT_PACKAGE, REMOTE_AGENT_TASK, REMOTE_SIGNER_SOCKET,
+};
 pub use task::net::{EgressRule, Host, ListenRule, NetworkAccess, PortRange, Proto, Scope};
 pub use task::supervision::{
     Readiness, Restart, RestartPolicy, DEFAULT_BACKOFF_INITIAL, DEFAULT_BACKOFF_MAX,
@@ -127,6 +133,8 @@ pub struct Manifest {
     pub update: Option<Update>,
     /// `[lifecycle]`: the support window and what happens after it.
     pub lifecycle: Option<Lifecycle>,
+    /// `[remote]`: remote access through a relay; none for a device nobody reaches.
+    pub remote: Option<Remote>,
 }
 
 /// Parses and validates a manifest. `source_name` is the file name used in diagnostics.

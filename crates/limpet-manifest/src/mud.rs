@@ -297,12 +297,25 @@ impl Acls {
             v6fr: list(Family::V6, true),
             v6to: list(Family::V6, false),
         };
-        // The device runs the update agent too, when it has [update].
-        let with_agent = manifest.with_update_agent();
+        // The device runs the update agent too, when it has [update], and the remote agent
+        // when it has [remote]: their egress is in the profile. Only the remote agent's
+        // egress is read here, so an access key kept in a file (which this crate does not
+        // read) stands in as zeros.
+        let with_agent = manifest.with_update_agent().and_then(|m| {
+            let key = match m.remote.as_ref().map(|r| &r.access_key) {
+                Some(crate::AccessKeyRef::Key(hex)) => hex.clone(),
+                _ => "0".repeat(64),
+            };
+            m.with_remote_agent(&key)
+        });
         let manifest = with_agent.as_ref().unwrap_or(manifest);
         for task in &manifest.tasks {
             let mut n = 0usize;
             for rule in &task.egress {
+                // Loopback never reaches the network (the remote agent's services).
+                if matches!(&rule.host, crate::Host::Ip(ip) if ip.is_loopback()) {
+                    continue;
+                }
                 for range in &rule.ports {
                     let ports = Ports(range.start(), range.end());
                     let name = format!("{}-{n}", task.name);
@@ -750,6 +763,28 @@ mod tests {
                 },
             })
         );
+    }
+
+    #[test]
+    fn the_remote_agent_s_relay_is_declared() {
+        let text = format!(
+            "{FULL}\n[remote]\nrelay = \"relay.example.com:7400\"\naccess_key = \"keys/access.pub\"\n\
+             services = [{{ name = \"console\", task = \"web\", port = 8080 }}]\n"
+        );
+        let m = crate::parse("remote.toml", &text).unwrap();
+        let doc = mud(&m, &MudOptions::new("https://x.example/m", NOW).unwrap());
+        let relay = ace_in(&doc, "mud-thermostat-v4fr", "limpet-remote-0").unwrap();
+        assert_eq!(
+            relay["matches"]["ipv4"]["ietf-acldns:dst-dnsname"],
+            "relay.example.com"
+        );
+        assert_eq!(
+            relay["matches"]["tcp"]["destination-port"],
+            json!({ "operator": "eq", "port": 7400 })
+        );
+        // Its loopback rule to the services is no network traffic.
+        assert!(ace_in(&doc, "mud-thermostat-v4fr", "limpet-remote-1").is_none());
+        assert!(ace_in(&full_mud(), "mud-thermostat-v4fr", "limpet-remote-0").is_none());
     }
 
     #[test]

@@ -87,6 +87,7 @@ pub(crate) struct RawManifest {
     pub task: Vec<Spanned<RawTask>>,
     pub update: Option<RawUpdate>,
     pub lifecycle: Option<RawLifecycle>,
+    pub remote: Option<RawRemote>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -250,4 +251,20 @@ pub(crate) struct RawRoughtime {
 pub(crate) struct RawIsland {
     pub keep: Strs,
     pub lan: Option<Spanned<bool>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRemote {
+    pub relay: Str,
+    pub access_key: Str,
+    pub services: Spanned<Vec<Spanned<RawService>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawService {
+    pub name: Str,
+    pub task: Str,
+    pub port: Spanned<i64>,
 }

@@ -209,13 +209,21 @@ pub(crate) fn validate(raw: &RawManifest, loc: Locator<'_>) -> Result<Manifest, 
         )
     });
 
+    let remote = raw
+        .remote
+        .as_ref()
+        .map(|r| crate::remote::check(&mut c, r, raw));
+
     let tasks: Option<Vec<Task>> = tasks.into_iter().collect();
     let update = update.map_or(Some(None), |u| u.map(Some));
     let lifecycle = lifecycle.map_or(Some(None), |l| l.map(Some));
+    let remote = remote.map_or(Some(None), |r| r.map(Some));
     if !c.diags.is_empty() {
         return Err(c.diags);
     }
-    match (device, kernel, disk, network, tasks, update, lifecycle) {
+    match (
+        device, kernel, disk, network, tasks, update, lifecycle, remote,
+    ) {
         (
             Some(device),
             Some(kernel),
@@ -224,6 +232,7 @@ pub(crate) fn validate(raw: &RawManifest, loc: Locator<'_>) -> Result<Manifest, 
             Some(tasks),
             Some(update),
             Some(lifecycle),
+            Some(remote),
         ) => Ok(Manifest {
             device,
             kernel,
@@ -232,6 +241,7 @@ pub(crate) fn validate(raw: &RawManifest, loc: Locator<'_>) -> Result<Manifest, 
             tasks,
             update,
             lifecycle,
+            remote,
         }),
         _ => {
             c.report(

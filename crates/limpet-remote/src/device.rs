@@ -10,12 +10,10 @@
 //! - Every session's start, end and refusal is a line on standard output with the operator
 //!   key and the capability's hash (the console, which PID 1 logs).
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use ed25519_dalek::Signature;
 
 use crate::decide::DevicePolicy;
 use crate::relay::{self, REGISTER_PROOF, TAG_JOIN, TAG_REGISTER};
@@ -26,24 +24,26 @@ pub const MAX_SESSIONS: usize = 8;
 /// The longest pause between two dials to the relay.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Signs under the identity's `remote-access` purpose.
-pub type Signer = Arc<dyn Fn(&[u8]) -> Signature + Send + Sync>;
+pub use crate::signer::Signer;
 
 /// Why a registration with the relay failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("relay {relay}")]
     Io {
-        relay: SocketAddr,
+        relay: String,
         #[source]
         source: std::io::Error,
     },
     #[error("relay {relay} refused the registration: {why}")]
-    Refused { relay: SocketAddr, why: String },
+    Refused { relay: String, why: String },
+    #[error(transparent)]
+    Sign(#[from] crate::signer::SignError),
 }
 
-/// Runs forever: registers at `relay` and serves sessions under `policy`.
-pub fn run(relay: SocketAddr, policy: Arc<DevicePolicy>, sign: Signer) -> ! {
+/// Runs forever: registers at `relay` (`host:port`, resolved at each dial) and serves
+/// sessions under `policy`.
+pub fn run(relay: &str, policy: Arc<DevicePolicy>, sign: Signer) -> ! {
     let mut pause = Duration::from_secs(1);
     loop {
         match serve_once(relay, &policy, &sign) {
@@ -71,23 +71,26 @@ fn limpet_error_chain(e: &dyn std::error::Error) -> String {
 
 /// One registration: returns when the relay closes the control connection.
 pub fn serve_once(
-    relay: SocketAddr,
+    relay: &str,
     policy: &Arc<DevicePolicy>,
     sign: &Signer,
 ) -> Result<(), AgentError> {
-    let io = |source| AgentError::Io { relay, source };
+    let io = |source| AgentError::Io {
+        relay: relay.to_owned(),
+        source,
+    };
     let mut control = TcpStream::connect(relay).map_err(io)?;
     relay::send(&mut control, &[&[TAG_REGISTER], policy.device.as_bytes()]).map_err(io)?;
     let challenge: [u8; 32] = relay::read_array(&mut control).map_err(io)?;
     relay::send(
         &mut control,
-        &[&sign(&[REGISTER_PROOF, &challenge].concat()).to_bytes()],
+        &[&sign(&[REGISTER_PROOF, &challenge].concat())?.to_bytes()],
     )
     .map_err(io)?;
     let answer = crate::frame::read_some(&mut control).map_err(io)?;
     if answer.first() != Some(&relay::ANSWER_OK) {
         return Err(AgentError::Refused {
-            relay,
+            relay: relay.to_owned(),
             why: String::from_utf8_lossy(answer.get(1..).unwrap_or_default()).into_owned(),
         });
     }
@@ -110,8 +113,9 @@ pub fn serve_once(
             continue;
         }
         let (policy, sign, active) = (Arc::clone(policy), Arc::clone(sign), Arc::clone(&active));
+        let relay = relay.to_owned();
         std::thread::spawn(move || {
-            if let Err(e) = session_once(relay, &id, &policy, &sign) {
+            if let Err(e) = session_once(&relay, &id, &policy, &sign) {
                 println!("limpet-remote: session failed: {}", limpet_error_chain(&e));
             }
             active.fetch_sub(1, Ordering::SeqCst);
@@ -127,7 +131,7 @@ fn now() -> u64 {
 }
 
 fn session_once(
-    relay: SocketAddr,
+    relay: &str,
     id: &[u8; 16],
     policy: &DevicePolicy,
     sign: &Signer,

@@ -15,3 +15,4 @@ pub mod device;
 pub mod frame;
 pub mod relay;
 pub mod session;
+pub mod signer;

@@ -32,7 +32,7 @@ use rand_core::{OsRng, RngCore};
 use crate::frame;
 
 /// What the device's identity signs (then the relay's challenge) to register.
-pub const REGISTER_PROOF: &[u8] = b"relay-register\0";
+pub const REGISTER_PROOF: &[u8] = limpet_install_api::remote::REGISTER_PROOF;
 
 /// Message tags.
 pub const TAG_REGISTER: u8 = 1;

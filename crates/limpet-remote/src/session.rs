@@ -35,7 +35,7 @@ pub const NOISE: &str = "Noise_NN_25519_ChaChaPoly_BLAKE2s";
 /// The start of the prologue; the device's identity key follows.
 pub const PROLOGUE: &[u8] = b"limpet remote-access session v1\0";
 /// What the device's identity signs (then the handshake hash), under `remote-access`.
-pub const DEVICE_PROOF: &[u8] = b"session-device\0";
+pub const DEVICE_PROOF: &[u8] = limpet_install_api::remote::SESSION_PROOF;
 /// What the operator key signs (then the handshake hash).
 pub const OPERATOR_PROOF: &[u8] = b"limpet remote-access operator v1\0session\0";
 
@@ -57,6 +57,8 @@ pub enum SessionError {
     Malformed(&'static str),
     #[error("refused by the device (code {code}): {message}")]
     Refused { code: u8, message: String },
+    #[error(transparent)]
+    Sign(#[from] crate::signer::SignError),
 }
 
 /// An established session: encrypts and decrypts frames on `S`.
@@ -158,7 +160,7 @@ pub enum Outcome<S> {
 pub fn device<S: Read + Write>(
     mut stream: S,
     policy: &DevicePolicy,
-    sign: &dyn Fn(&[u8]) -> Signature,
+    sign: &dyn Fn(&[u8]) -> Result<Signature, crate::signer::SignError>,
     now: u64,
 ) -> Result<Outcome<S>, SessionError> {
     let prologue = prologue(&policy.device);
@@ -181,7 +183,7 @@ pub fn device<S: Read + Write>(
         stream,
         noise: Arc::new(Mutex::new(transport)),
     };
-    channel.send(&sign(&[DEVICE_PROOF, &h].concat()).to_bytes())?;
+    channel.send(&sign(&[DEVICE_PROOF, &h].concat())?.to_bytes())?;
     let hello = channel
         .recv()?
         .ok_or(SessionError::Malformed("operator hello"))?;
@@ -406,7 +408,7 @@ mod tests {
         .sign(&key(1))
     }
 
-    fn device_sign(msg: &[u8]) -> Signature {
+    fn device_sign(msg: &[u8]) -> Result<Signature, crate::signer::SignError> {
         // The same framing as limpet_identity::Identity::sign for `remote-access`.
         let framed = [
             b"limpet device identity v1\0".as_slice(),
@@ -414,7 +416,7 @@ mod tests {
             msg,
         ]
         .concat();
-        key(2).sign(&framed)
+        Ok(key(2).sign(&framed))
     }
 
     /// A stream that records what is written to it.
@@ -492,7 +494,7 @@ mod tests {
     #[test]
     fn a_device_without_the_identity_key_is_refused_by_the_operator() {
         let (a, b) = UnixStream::pair().unwrap();
-        let impostor = |msg: &[u8]| key(9).sign(msg);
+        let impostor = |msg: &[u8]| Ok(key(9).sign(msg));
         let dev = std::thread::spawn(move || device(b, &policy(), &impostor, NOW).map(|_| ()));
         let err = operator(a, &key(2).verifying_key(), &key(3), Some(&cap()), "echo").unwrap_err();
         assert!(matches!(err, SessionError::DeviceProof), "{err}");

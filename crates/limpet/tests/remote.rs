@@ -7,8 +7,10 @@
 //!  operator 192.0.2.66 ── opnat (masquerade) 198.51.100.6 ┘
 //! ```
 //!
-//! The device runs the real `limpet-remote-agent` (its identity made on a temporary data
-//! directory, egress limited by nftables to the relay), an echo service on its loopback; the
+//! The device runs the real `limpet-remote-agent` (egress limited by nftables to the relay),
+//! its signatures asked of a stand-in for PID 1 on the same socket protocol
+//! (`SignRemoteAccess`, the identity on a temporary data directory, in this process), and
+//! an echo service on its loopback; the
 //! relay is `limpet relay serve`; the operator uses `limpet connect` with capabilities from
 //! `limpet access grant`. Shown: the operator reaches the declared service through the
 //! relay; tcpdump on the relay's namespace sees no plaintext of the session; each refusal
@@ -120,12 +122,66 @@ fn net() -> Net {
     }
 }
 
+/// A stand-in for PID 1's side of the remote agent's socket: the identity (made under
+/// `data`) answers `Status` with its public key and signs `SignRemoteAccess` under the
+/// rule PID 1 keeps (`limpet_install_api::remote::check_message`), refusing anything else.
+/// Served from a thread of this process for as long as it runs.
+fn pid1_signer(data: &Path, socket: &Path) {
+    use limpet_install_api::{DeviceStatus, Request, Response, MAX_MESSAGE};
+    use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketType};
+    let identity =
+        match limpet_identity::store::open(data, || Ok(zeroize::Zeroizing::new([42; 32]))).unwrap()
+        {
+            limpet_identity::Opened::Loaded(id) | limpet_identity::Opened::Created(id, _) => id,
+        };
+    let fd = rustix::net::socket(AddressFamily::UNIX, SocketType::SEQPACKET, None).unwrap();
+    rustix::net::bind(&fd, &SocketAddrUnix::new(socket).unwrap()).unwrap();
+    rustix::net::listen(&fd, 8).unwrap();
+    let key = identity.public_key();
+    std::thread::spawn(move || loop {
+        let Ok(conn) = rustix::net::accept(&fd) else {
+            return;
+        };
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        let Ok((n, _)) = rustix::net::recv(&conn, &mut buf, RecvFlags::empty()) else {
+            continue;
+        };
+        let answer = match Request::decode(&buf[..n]) {
+            Ok(Request::Status) => Response::Status(DeviceStatus {
+                running_version: "1.0.0".into(),
+                running_length: 0,
+                inactive_capacity: 0,
+                floor: "1.0.0".into(),
+                highest_failed: None,
+                trial: None,
+                on_trial: false,
+                time_floor: None,
+                support_until: None,
+                device_key: Some(hex::encode(key.as_bytes())),
+                record: None,
+            }),
+            Ok(Request::SignRemoteAccess { message }) => {
+                match limpet_install_api::remote::check_message(&message) {
+                    Ok(()) => Response::Signed {
+                        signature: identity
+                            .sign(limpet_identity::Purpose::RemoteAccess, &message)
+                            .to_bytes(),
+                    },
+                    Err(e) => Response::Error(e),
+                }
+            }
+            other => Response::Error(format!("not served here: {other:?}")),
+        };
+        let _ = rustix::net::send(&conn, &answer.encode(), SendFlags::NOSIGNAL);
+    });
+}
+
 /// The agent binary, built here by cargo beside `limpet` (a test build of the workspace
 /// does not build another package's binaries, and a leftover one could be stale).
 fn agent_binary() -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
-        .current_dir(repo_root())
+        .current_dir(common::repo_root())
         .args([
             "build",
             "--locked",
@@ -345,13 +401,15 @@ fn an_operator_reaches_the_devices_declared_service_through_the_relay_and_nothin
     wait_for(&relay_lines, &mut relay_seen, "relay: listening on");
 
     echo_server(&device);
-    let data_dir = data.path().to_str().unwrap().to_owned();
+    let signer = data.path().join("remote.sock");
+    pid1_signer(data.path(), &signer);
+    let signer = signer.to_str().unwrap().to_owned();
     let mut agent = spawn_in(
         &device,
         &agent_binary(),
         &[
-            "--data",
-            &data_dir,
+            "--signer",
+            &signer,
             "--relay",
             RELAY,
             "--access-key",

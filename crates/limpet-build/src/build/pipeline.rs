@@ -188,6 +188,17 @@ pub enum BuildError {
     /// The update agent's task could not be added to the device manifest.
     #[error("adding the update agent's task")]
     UpdateAgent(#[source] limpet_manifest::Diagnostics),
+    /// The remote agent's task could not be added to the device manifest.
+    #[error("adding the remote agent's task")]
+    RemoteAgent(#[source] limpet_manifest::Diagnostics),
+    /// The file `[remote] access_key` names does not hold an access key.
+    #[error("[remote] access_key {path}: {reason}")]
+    AccessKey {
+        /// The file, as resolved from the manifest's directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The manifest has `[update]` but no `root` file to start the device's trust from.
     #[error("[update] needs `root`: the repository's first root metadata (e.g. root = \"repo/metadata/1.root.json\", written by `limpet repo init`)")]
     NoUpdateRoot,
@@ -418,6 +429,12 @@ fn read_inputs(options: &BuildOptions) -> Result<Inputs, BuildError> {
     let device_manifest = manifest
         .with_update_agent()
         .map_err(BuildError::UpdateAgent)?;
+    let device_manifest = match &manifest.remote {
+        Some(r) => device_manifest
+            .with_remote_agent(&access_key(&project.dir, &r.access_key)?)
+            .map_err(BuildError::RemoteAgent)?,
+        None => device_manifest,
+    };
     let update_root = match &manifest.update {
         Some(u) => Some(update_root(&project.dir, u)?),
         None => None,
@@ -517,6 +534,8 @@ struct Compiled {
     init_path: PathBuf,
     /// The update agent, for a device with `[update]`.
     agent_path: Option<PathBuf>,
+    /// The remote agent, for a device with `[remote]`.
+    remote_agent_path: Option<PathBuf>,
     /// The UEFI boot loader, unsigned, with the image public key compiled in.
     loader_path: PathBuf,
     project_ws: Workspace,
@@ -542,6 +561,9 @@ fn compile(options: &BuildOptions, inputs: &Inputs) -> Result<Compiled, BuildErr
             binary: limpet_manifest::UPDATE_AGENT_PACKAGE.into(),
         });
     }
+    if manifest.remote.is_some() {
+        own_specs.push(remote_agent_spec());
+    }
     let (task_paths, own_paths) = if same_dir(&project_ws.root, &limpet_ws.root) {
         let mut specs = task_specs.clone();
         specs.extend(own_specs.iter().cloned());
@@ -557,13 +579,15 @@ fn compile(options: &BuildOptions, inputs: &Inputs) -> Result<Compiled, BuildErr
     let init_path = own_paths.next().ok_or(CargoError::MissingOutput {
         path: "limpet-init".into(),
     })?;
-    let agent_path = own_paths.next();
+    let agent_path = manifest.update.as_ref().and_then(|_| own_paths.next());
+    let remote_agent_path = manifest.remote.as_ref().and_then(|_| own_paths.next());
     let loader_path = limpet_ws.build_loader(target, &loader_key_file(&limpet_ws, inputs)?)?;
     Ok(Compiled {
         task_specs,
         task_paths,
         init_path,
         agent_path,
+        remote_agent_path,
         loader_path,
         project_ws,
         limpet_ws,
@@ -577,7 +601,8 @@ struct SlotContents {
 }
 
 /// Step 3: the squashfs, exactly the canonical manifest, the compiled policy, the task
-/// binaries and, with `[update]`, the update agent and the TUF root it starts from.
+/// binaries, with `[update]` the update agent and the TUF root it starts from, and with
+/// `[remote]` the remote agent.
 fn slot_contents(inputs: &Inputs, compiled: &Compiled) -> Result<SlotContents, BuildError> {
     let mut entries = vec![
         squashfs::Entry {
@@ -592,29 +617,29 @@ fn slot_contents(inputs: &Inputs, compiled: &Compiled) -> Result<SlotContents, B
         },
     ];
     let mut binaries = Vec::new();
-    for (spec, path) in compiled.task_specs.iter().zip(&compiled.task_paths) {
+    let mut binary = |name: &str, path: &Path| -> Result<(), BuildError> {
         let data = read(path)?;
         binaries.push(SizedFile {
-            name: spec.binary.clone(),
+            name: name.to_owned(),
             bytes: data.len() as u64,
         });
         entries.push(squashfs::Entry {
-            path: spec.binary.clone(),
+            path: name.to_owned(),
             data,
             mode: 0o555,
         });
+        Ok(())
+    };
+    for (spec, path) in compiled.task_specs.iter().zip(&compiled.task_paths) {
+        binary(&spec.binary, path)?;
     }
-    if let (Some(agent), Some(root)) = (&compiled.agent_path, &inputs.update_root) {
-        let data = read(agent)?;
-        binaries.push(SizedFile {
-            name: limpet_manifest::UPDATE_AGENT_PACKAGE.into(),
-            bytes: data.len() as u64,
-        });
-        entries.push(squashfs::Entry {
-            path: limpet_manifest::UPDATE_AGENT_PACKAGE.into(),
-            data,
-            mode: 0o555,
-        });
+    if let (Some(agent), Some(_)) = (&compiled.agent_path, &inputs.update_root) {
+        binary(limpet_manifest::UPDATE_AGENT_PACKAGE, agent)?;
+    }
+    if let Some(agent) = &compiled.remote_agent_path {
+        binary(limpet_manifest::REMOTE_AGENT_BINARY, agent)?;
+    }
+    if let (Some(_), Some(root)) = (&compiled.agent_path, &inputs.update_root) {
         entries.push(squashfs::Entry {
             path: limpet_manifest::UPDATE_ROOT_FILE.into(),
             data: root.clone(),
@@ -892,6 +917,14 @@ fn make_sbom(
             metadata: &limpet_ws.metadata,
         });
     }
+    if manifest.remote.is_some() {
+        let spec = remote_agent_spec();
+        bins.push(SbomBinary {
+            binary: spec.binary,
+            package: spec.package,
+            metadata: &limpet_ws.metadata,
+        });
+    }
     let mut checksums = sbom::lock_checksums(&project_ws.root.join("Cargo.lock"));
     checksums.extend(sbom::lock_checksums(&limpet_ws.root.join("Cargo.lock")));
     let rustc = rustc_version();
@@ -994,6 +1027,36 @@ impl Drop for Staging {
 /// Reads `[update] root` and checks it is TUF root metadata signed by its own root
 /// threshold (limpet-tuf, as the device will), whose root role lists every key id of
 /// `[update] keys` (the pin the vendor wrote in the manifest).
+/// The remote agent's binary, from Limpet's own workspace.
+fn remote_agent_spec() -> BinarySpec {
+    BinarySpec {
+        package: limpet_manifest::REMOTE_AGENT_PACKAGE.into(),
+        binary: limpet_manifest::REMOTE_AGENT_BINARY.into(),
+    }
+}
+
+/// `[remote] access_key`: the key's 64 hex digits, read from the file it names (relative
+/// to the manifest's directory) when it is not written out.
+fn access_key(dir: &Path, key: &limpet_manifest::AccessKeyRef) -> Result<String, BuildError> {
+    let path = match key {
+        limpet_manifest::AccessKeyRef::Key(hex) => return Ok(hex.clone()),
+        limpet_manifest::AccessKeyRef::File(rel) => dir.join(rel),
+    };
+    let text = String::from_utf8(read(&path)?).map_err(|_| BuildError::AccessKey {
+        path: path.clone(),
+        reason: "not text".to_owned(),
+    })?;
+    let hex = text.trim();
+    if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(hex.to_ascii_lowercase())
+    } else {
+        Err(BuildError::AccessKey {
+            path,
+            reason: "not an Ed25519 public key of 64 hex digits (`limpet access keygen` writes one in FILE.pub)".to_owned(),
+        })
+    }
+}
+
 fn update_root(dir: &Path, u: &limpet_manifest::Update) -> Result<Vec<u8>, BuildError> {
     let rel = u.root.as_ref().ok_or(BuildError::NoUpdateRoot)?;
     let path = dir.join(rel);
@@ -1033,6 +1096,25 @@ fn update_root(dir: &Path, u: &limpet_manifest::Update) -> Result<Vec<u8>, Build
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_access_key_is_read_from_the_file_remote_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = "3B6A27BCCEB6A42D62A3A8D02A6F0D73653215771DE243A63AC048A18B59DA29";
+        std::fs::write(dir.path().join("access.pub"), format!("{key}\n")).unwrap();
+        std::fs::write(dir.path().join("short.pub"), &key[2..]).unwrap();
+        let file = |p: &str| limpet_manifest::AccessKeyRef::File(p.into());
+        assert_eq!(
+            access_key(dir.path(), &file("access.pub")).unwrap(),
+            key.to_ascii_lowercase()
+        );
+        let e = access_key(dir.path(), &file("short.pub")).unwrap_err();
+        assert!(
+            matches!(&e, BuildError::AccessKey { path, .. } if path.ends_with("short.pub")),
+            "{e}"
+        );
+        assert!(access_key(dir.path(), &file("missing.pub")).is_err());
+    }
 
     /// A repository's first root and one of its root key ids.
     fn repository(dir: &Path) -> (Vec<u8>, String) {

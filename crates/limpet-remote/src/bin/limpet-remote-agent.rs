@@ -1,12 +1,13 @@
 //! `limpet-remote-agent`: the device's side of remote access (a task the image declares).
 //!
 //! ```text
-//! limpet-remote-agent --data DIR --relay ADDR --access-key HEX --service NAME=ADDR...
-//!                     [--cohort NAME]
+//! limpet-remote-agent (--signer SOCKET | --data DIR) --relay HOST:PORT --access-key HEX
+//!                     --service NAME=ADDR... [--cohort NAME]
 //! ```
 //!
-//! Exit status 2 for bad arguments or an identity that cannot be opened; otherwise it
-//! never returns.
+//! Exit status 2 for bad arguments or an identity that cannot be opened (`--data`);
+//! otherwise it never returns: PID 1's socket (`--signer`) not answering yet is waited for,
+//! so the task does not crash-loop.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -22,28 +23,37 @@ const USAGE: &str = "\
 limpet-remote-agent: dials out to the relay and serves the declared services to operators
 holding a capability signed by the image's access key
 
-usage: limpet-remote-agent --data DIR --relay ADDR --access-key HEX
-                           --service NAME=ADDR [--service ...] [--cohort NAME]
+usage: limpet-remote-agent (--signer SOCKET | --data DIR) --relay HOST:PORT
+                           --access-key HEX --service NAME=ADDR [--service ...]
+                           [--cohort NAME]
 
-  --data DIR          the data partition: the identity is DIR/.limpet/identity/device.key
-                      (made there when absent)
-  --relay ADDR        the relay (IP:PORT), the only address this agent dials
+  --signer SOCKET     PID 1's socket: it answers the device key and signs each proof
+                      (SignRemoteAccess); the identity's private key stays in PID 1
+  --data DIR          instead, open the identity itself: DIR/.limpet/identity/device.key
+                      (made there when absent); for a host that is not a Limpet device
+  --relay ADDR        the relay (HOST:PORT), the only address this agent dials
   --access-key HEX    the Ed25519 key (64 hex digits) whose capabilities are accepted
   --service NAME=ADDR a declared service and its local address (IP:PORT)
   --cohort NAME       the cohort this device belongs to (for cohort capabilities)
   -h, --help          this text
 ";
 
+/// Where the identity's signatures come from.
+enum Identity {
+    Signer(PathBuf),
+    Data(PathBuf),
+}
+
 struct Args {
-    data: PathBuf,
-    relay: SocketAddr,
+    identity: Identity,
+    relay: String,
     access_key: String,
     services: BTreeMap<ServiceName, SocketAddr>,
     cohort: Option<String>,
 }
 
 fn parse() -> Result<Option<Args>, String> {
-    let (mut data, mut relay, mut access_key, mut cohort) = (None, None, None, None);
+    let (mut identity, mut relay, mut access_key, mut cohort) = (None, None, None, None);
     let mut services = BTreeMap::new();
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -52,8 +62,12 @@ fn parse() -> Result<Option<Args>, String> {
         }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
-            "--data" => data = Some(PathBuf::from(value)),
-            "--relay" => relay = Some(value.parse().map_err(|e| format!("--relay {value}: {e}"))?),
+            "--data" | "--signer" if identity.is_some() => {
+                return Err("give one of --signer and --data".to_owned())
+            }
+            "--data" => identity = Some(Identity::Data(PathBuf::from(value))),
+            "--signer" => identity = Some(Identity::Signer(PathBuf::from(value))),
+            "--relay" => relay = Some(relay_addr(value)?),
             "--access-key" => access_key = Some(value),
             "--cohort" => cohort = Some(value),
             "--service" => {
@@ -71,12 +85,22 @@ fn parse() -> Result<Option<Args>, String> {
         }
     }
     Ok(Some(Args {
-        data: data.ok_or("--data is needed")?,
+        identity: identity.ok_or("--signer or --data is needed")?,
         relay: relay.ok_or("--relay is needed")?,
         access_key: access_key.ok_or("--access-key is needed")?,
         services,
         cohort,
     }))
+}
+
+/// `host:port`: an IPv4 address or a DNS name (resolved at each dial), and a port.
+fn relay_addr(value: String) -> Result<String, String> {
+    match value.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0) => {
+            Ok(value)
+        }
+        _ => Err(format!("--relay {value}: needs HOST:PORT")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -98,28 +122,46 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let identity =
-        match limpet_identity::store::open(&args.data, limpet_identity::random::kernel_seed) {
-            Ok(opened) => match opened {
-                limpet_identity::store::Opened::Loaded(id)
-                | limpet_identity::store::Opened::Created(id, _) => id,
-            },
-            Err(e) => {
-                eprintln!("limpet-remote-agent: identity: {e}");
-                return ExitCode::from(2);
-            }
-        };
+    let (device, sign) = match signer(&args.identity) {
+        Ok(pair) => pair,
+        Err(e) => {
+            eprintln!("limpet-remote-agent: identity: {e}");
+            return ExitCode::from(2);
+        }
+    };
     println!(
         "limpet-remote-agent: identity {}",
-        hex::encode(identity.public_key().as_bytes())
+        hex::encode(device.as_bytes())
     );
     let policy = DevicePolicy {
-        device: identity.public_key(),
+        device,
         cohort: args.cohort,
         access_key,
         services: args.services,
     };
-    let sign: limpet_remote::device::Signer =
-        Arc::new(move |msg: &[u8]| identity.sign(Purpose::RemoteAccess, msg));
-    limpet_remote::device::run(args.relay, Arc::new(policy), sign)
+    limpet_remote::device::run(&args.relay, Arc::new(policy), sign)
+}
+
+/// The device's key and its signer: PID 1 over its socket, or the identity opened here.
+fn signer(
+    identity: &Identity,
+) -> Result<(ed25519_dalek::VerifyingKey, limpet_remote::signer::Signer), String> {
+    match identity {
+        Identity::Signer(path) => Ok((
+            limpet_remote::signer::device_key_when_served(path),
+            limpet_remote::signer::pid1(path),
+        )),
+        Identity::Data(dir) => {
+            let id = match limpet_identity::store::open(dir, limpet_identity::random::kernel_seed)
+                .map_err(|e| e.to_string())?
+            {
+                limpet_identity::store::Opened::Loaded(id)
+                | limpet_identity::store::Opened::Created(id, _) => id,
+            };
+            let key = id.public_key();
+            let sign: limpet_remote::signer::Signer =
+                Arc::new(move |msg: &[u8]| Ok(id.sign(Purpose::RemoteAccess, msg)));
+            Ok((key, sign))
+        }
+    }
 }
