@@ -167,8 +167,8 @@ fn after_handover_the_owners_repository_is_followed_and_the_vendors_refused() {
     let owner_server = serve(&owner.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
     let owner_url = format!("http://{}", owner_server.local_addr());
 
-    // PID 1 verifies new slots with the owner's image key: what the boot loader's owner
-    // enrolment will hand it (docs/end-of-life.md, "what the loader wiring needs").
+    // PID 1 verifies new slots with the owner's image key: what the boot loader tells it
+    // once handing over (`limpet.owner=`, docs/end-of-life.md, "The loader's part").
     let device = Device::with_key(&v1, "1.0.0", WallTime::from_secs(BUILT), &owner_key());
     let state = tempfile::tempdir().unwrap();
     let config = |url: &str| agent_config(url, &vendor, &device, state.path());
