@@ -371,9 +371,10 @@ impl Agent {
 
     /// Takes an owner's request waiting in the state directory
     /// ([`crate::owner::REQUEST_FILE`]): checked against the vendor's statement and PID 1's
-    /// time `floor`, then enrolled. Never fails the poll: a refusal is logged and the
+    /// time `floor`, the boot loader asked through `pid1` to hand the device over to the
+    /// owner's image key, then enrolled. Never fails the poll: a refusal is logged and the
     /// request left in place (its date may pass by the next poll); an enrolment removes it.
-    fn take_owner_request(&self, floor: Option<u64>) {
+    fn take_owner_request(&self, pid1: &Pid1, floor: Option<u64>) {
         let state = &self.config.state_dir;
         let result = (|| {
             let Some(request) = crate::owner::pending_request(state)? else {
@@ -383,14 +384,17 @@ impl Agent {
             let floor = floor
                 .and_then(|f| i64::try_from(f).ok())
                 .map(UnixTime::from_secs);
-            crate::owner::enrol(state, &vendor, &self.config.device, floor, request).map(Some)
+            crate::owner::enrol_with(state, &vendor, &self.config.device, floor, request, |key| {
+                pid1.hand_over(key).map_err(Into::into)
+            })
+            .map(Some)
         })();
         match result {
             Ok(None) => {}
             Ok(Some(e)) => {
                 let _ = std::fs::remove_file(state.join(crate::owner::REQUEST_FILE));
                 crate::schedule::log_line(&format!(
-                    "limpet-agent: handed over to the owner (statement for {} after {}): updates now follow the owner's root",
+                    "limpet-agent: handed over to the owner (statement for {} after {}): updates now follow the owner's root; the boot loader asks for the owner key's confirmation at the next boot",
                     e.device,
                     UnixTime::from_secs(e.after)
                 ));
@@ -411,7 +415,7 @@ impl Agent {
         if let Some(busy) = self.busy(&pid1, &status)? {
             return Ok(PollOutcome::Busy(busy));
         }
-        self.take_owner_request(status.time_floor);
+        self.take_owner_request(&pid1, status.time_floor);
         let repo =
             Remote::new(&self.config.repository, self.config.retrieval).map_err(|source| {
                 AgentError::Repository {

@@ -23,6 +23,13 @@
 //!   directory, so no vendor metadata is ever read under it), without it the vendor's.
 //!   `tuf-owner/` is made from it whenever missing or damaged, so a cut after the rename
 //!   but before the first refresh loses nothing.
+//! - Before the enrolment is written, the boot loader is asked to hand the device over to
+//!   the owner's image key ([`enrol_with`]'s `hand_over`: PID 1 writes the loader's request
+//!   block, which the loader acts on only when a person at the device confirms it). A
+//!   failure there leaves nothing enrolled and the request in place for the next poll; an
+//!   enrolment always follows a written loader request. The loader's confirmation wipes the
+//!   data partition and with it this enrolment: the owner gives the request again after
+//!   that boot, and the loader drops the repeated hand-over unasked.
 //! - Once enrolled, a device is not enrolled again: a second request is refused (the owner
 //!   rotates keys through their own repository's root, as TUF does).
 //! - An enrolment that no longer parses stops updates with an error naming it; the agent
@@ -107,6 +114,13 @@ pub enum OwnerError {
         #[source]
         source: std::io::Error,
     },
+    /// PID 1 did not write the loader's hand-over request: nothing is enrolled.
+    #[error("the boot loader's hand-over request was not written; nothing enrolled")]
+    HandOver {
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// An enrolment that exists but does not parse: updates stop, nothing falls back.
     #[error(
         "{path}: the enrolment is damaged; updates stop (the vendor's root is never trusted again)"
@@ -160,13 +174,28 @@ pub fn vendor_root(vendor_dir: &Path, shipped: &Path) -> Result<Root, OwnerError
     limpet_tuf::client::verify_root(&bytes).map_err(|e| err(Box::new(e)))
 }
 
-/// Checks `request` (see the module rules) and writes the enrolment into `state_dir`.
+/// Checks `request` (see the module rules) and writes the enrolment into `state_dir`,
+/// without asking the boot loader (the agent uses [`enrol_with`]).
 pub fn enrol(
     state_dir: &Path,
     vendor_root: &Root,
     device: &str,
     floor: Option<UnixTime>,
     request: OwnerRequest,
+) -> Result<Enrolment, OwnerError> {
+    enrol_with(state_dir, vendor_root, device, floor, request, |_| Ok(()))
+}
+
+/// [`enrol`], calling `hand_over` with the owner's Ed25519 image key once the request is
+/// checked and before the enrolment is written (the agent: PID 1 writes the loader's
+/// hand-over request); its error is [`OwnerError::HandOver`] and nothing is enrolled.
+pub fn enrol_with(
+    state_dir: &Path,
+    vendor_root: &Root,
+    device: &str,
+    floor: Option<UnixTime>,
+    request: OwnerRequest,
+    hand_over: impl FnOnce([u8; 32]) -> Result<(), Box<dyn std::error::Error + Send + Sync>>,
 ) -> Result<Enrolment, OwnerError> {
     let path = state_dir.join(ENROLMENT_FILE);
     if load(state_dir)?.is_some() {
@@ -175,6 +204,12 @@ pub fn enrol(
     let checked = request
         .check(vendor_root, device, floor)
         .map_err(OwnerError::Refused)?;
+    let limpet_tuf::keys::KeyMaterial::Ed25519(key) = checked.image_key.material() else {
+        return Err(OwnerError::Refused(HandoverError::ImageKey {
+            reason: "not an Ed25519 key".into(),
+        }));
+    };
+    hand_over(key).map_err(|source| OwnerError::HandOver { source })?;
     let enrolment = Enrolment {
         format: 1,
         device: device.to_owned(),

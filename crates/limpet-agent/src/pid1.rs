@@ -44,6 +44,7 @@ fn name(request: &Request) -> &'static str {
         Request::Roughtime { .. } => "roughtime",
         Request::SignCheckIn { .. } => "sign-check-in",
         Request::SignRemoteAccess { .. } => "sign-remote-access",
+        Request::HandOver { .. } => "hand-over",
     }
 }
 
@@ -183,6 +184,15 @@ impl Pid1 {
         match self.ask(&request)? {
             Response::Signed { signature } => Ok(signature),
             other => Err(Self::unexpected("sign-check-in", &other)),
+        }
+    }
+
+    /// `HandOver`: PID 1 writes the hand-over request to `key` for the boot loader, which
+    /// asks the person at the device at the next boot.
+    pub fn hand_over(&self, key: [u8; 32]) -> Result<(), AgentError> {
+        match self.ask(&Request::HandOver { key })? {
+            Response::Ok => Ok(()),
+            other => Err(Self::unexpected("hand-over", &other)),
         }
     }
 

@@ -141,6 +141,15 @@ fn vendor_refused(poll: Result<PollOutcome, AgentError>) {
     );
 }
 
+/// The owner request block the boot loader reads in the device's `state` partition.
+fn loader_request(device: &Device) -> Option<limpet_state::owner::Request> {
+    use limpet_state::owner::{Request, REQUEST_BLOCK, REQUEST_OFFSET};
+    let bytes = std::fs::read(&device.partitions.state).unwrap();
+    let at = usize::try_from(REQUEST_OFFSET).unwrap();
+    let block = bytes.get(at..at + REQUEST_BLOCK)?;
+    Request::parse_block(block).unwrap()
+}
+
 /// Vendor v1 → the date passes on the device's floor (not its clock) → the owner's
 /// request is taken → the owner's v2 from the owner's repository is staged → the vendor's
 /// v3 is refused, also after the stored root is damaged.
@@ -158,8 +167,8 @@ fn after_handover_the_owners_repository_is_followed_and_the_vendors_refused() {
     let owner_server = serve(&owner.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
     let owner_url = format!("http://{}", owner_server.local_addr());
 
-    // PID 1 verifies new slots with the owner's image key: what the boot loader's owner
-    // enrolment will hand it (docs/end-of-life.md, "what the loader wiring needs").
+    // PID 1 verifies new slots with the owner's image key: what the boot loader tells it
+    // once handing over (`limpet.owner=`, docs/end-of-life.md, "The loader's part").
     let device = Device::with_key(&v1, "1.0.0", WallTime::from_secs(BUILT), &owner_key());
     let state = tempfile::tempdir().unwrap();
     let config = |url: &str| agent_config(url, &vendor, &device, state.path());
@@ -181,6 +190,7 @@ fn after_handover_the_owners_repository_is_followed_and_the_vendors_refused() {
     ));
     assert!(!state.path().join(ENROLMENT_FILE).exists());
     assert!(state.path().join(REQUEST_FILE).exists());
+    assert_eq!(loader_request(&device), None, "the loader is not asked");
 
     // That refresh raised the floor to the vendor's signed time (today): the next poll
     // takes the request and, from then on, trusts the owner's root alone.
@@ -188,6 +198,13 @@ fn after_handover_the_owners_repository_is_followed_and_the_vendors_refused() {
     let err = agent.poll_once().unwrap_err();
     assert!(state.path().join(ENROLMENT_FILE).exists());
     assert!(!state.path().join(REQUEST_FILE).exists());
+    // PID 1 wrote the boot loader's hand-over request to the owner's image key.
+    assert_eq!(
+        loader_request(&device),
+        Some(limpet_state::owner::Request::HandOver {
+            key: owner_key().verifying_key().to_bytes()
+        })
+    );
     assert!(
         matches!(
             &err,

@@ -51,6 +51,10 @@ pub struct Booting {
     pub cmdline: String,
     /// Set when the slot is a trial: what [`start_failed`] rolls back.
     trial: Option<TrialBoot>,
+    /// Whether this is the committed slot of a stored A/B state (not a trial, not a slot
+    /// tried on a blank or unreadable state): the only slot the vendor's key verifies
+    /// while handing over (`owner::retire_vendor` reads it).
+    pub committed: bool,
 }
 
 /// A trial being booted: its stored state (boot spent) and the partitions.
@@ -164,12 +168,13 @@ fn attempt<D: Disk>(
         h.kernel.size,
         h.initramfs.size
     );
-    let cmdline = final_cmdline(&h.cmdline, slot);
+    let cmdline = final_cmdline(&h.cmdline, slot, &keys.param());
     Ok(Booting {
         slot,
         verified,
         cmdline,
         trial: None,
+        committed: false,
     })
 }
 
@@ -231,7 +236,8 @@ fn boot_stored<D: Disk>(
         }
     );
     let floor = next.floor().clone();
-    match attempt(disk, parts, keys, slot, Some(&floor), con) {
+    let slot_keys = if is_trial { keys.for_new_slot() } else { *keys };
+    match attempt(disk, parts, &slot_keys, slot, Some(&floor), con) {
         Ok(booting) if is_trial => Ok(Booting {
             trial: Some(TrialBoot {
                 state: next,
@@ -239,7 +245,10 @@ fn boot_stored<D: Disk>(
             }),
             ..booting
         }),
-        Ok(booting) => Ok(booting),
+        Ok(booting) => Ok(Booting {
+            committed: true,
+            ..booting
+        }),
         Err(failed) if is_trial => {
             say!(con, "trial slot {slot} refused: {failed}; rolling back");
             roll_back_to_committed(disk, parts, keys, &next, con)
@@ -292,12 +301,15 @@ fn roll_back_to_committed<D: Disk>(
         Err(e) => say!(con, "rollback refused: {e}"),
     }
     let committed = state.committed_slot();
-    attempt(disk, parts, keys, committed, Some(state.floor()), con).map_err(|source| {
-        Halt::Committed {
+    attempt(disk, parts, keys, committed, Some(state.floor()), con)
+        .map(|booting| Booting {
+            committed: true,
+            ..booting
+        })
+        .map_err(|source| Halt::Committed {
             slot: committed,
             source,
-        }
-    })
+        })
 }
 
 fn boot_blank<D: Disk>(
@@ -310,7 +322,8 @@ fn boot_blank<D: Disk>(
         con,
         "state: blank; booting slot A with no floor (PID 1 writes the factory state)"
     );
-    attempt(disk, parts, keys, Slot::A, None, con).map_err(|source| Halt::Factory { source })
+    attempt(disk, parts, &keys.for_new_slot(), Slot::A, None, con)
+        .map_err(|source| Halt::Factory { source })
 }
 
 fn boot_unreadable<D: Disk>(
@@ -325,6 +338,7 @@ fn boot_unreadable<D: Disk>(
         "state unreadable ({}): trying slot A then B, state left untouched",
         Chain(reason)
     );
+    let keys = &keys.for_new_slot();
     let a = match attempt(disk, parts, keys, Slot::A, None, con) {
         Ok(booting) => return Ok(booting),
         Err(a) => {

@@ -2,15 +2,19 @@
 //! PID 1, as the UCS-2 load options of the kernel's EFI stub.
 //!
 //! Rules:
-//! - The loader adds exactly ` limpet.slot=a|b limpet.counted=1` after the signed text:
+//! - The loader adds exactly ` limpet.slot=a|b limpet.counted=1 limpet.owner=...` after
+//!   the signed text:
 //!   `limpet.slot` names the slot the loader verified and started (PID 1 mounts that one),
 //!   `limpet.counted=1` says the loader made this boot's slot decision (`begin_boot`,
 //!   stored or refused by a failing medium; or slot A/B with no floor on a blank or
-//!   unreadable state), so PID 1 must not run `begin_boot` again.
+//!   unreadable state), so PID 1 must not run `begin_boot` again; `limpet.owner` is the owner mode
+//!   (`vendor`, or `owner`, `handing-over`, `handed-over` followed by `:` and the owner's
+//!   image key in hex: `owner::Keys::param`), from which PID 1 takes the key that verifies
+//!   a slot the update agent writes.
 //! - Nothing else is added or removed; the signed text is printable ASCII (limpet-image's
 //!   header decoder checks it), so its UCS-2 form is one code unit per byte.
-//! - The kernel reads the *last* occurrence of a parameter, so the loader's two come last:
-//!   a signed command line cannot pre-empt them, and neither can anything else.
+//! - The kernel reads the *last* occurrence of a parameter, and so does PID 1, so the
+//!   loader's three come last: a signed command line cannot pre-empt them.
 
 use alloc::format;
 use alloc::string::String;
@@ -18,17 +22,17 @@ use alloc::vec::Vec;
 
 use limpet_state::Slot;
 
-/// The command line the kernel gets for `slot`.
-pub fn final_cmdline(signed: &str, slot: Slot) -> String {
+/// The command line the kernel gets for `slot`, with the owner parameter `owner`.
+pub fn final_cmdline(signed: &str, slot: Slot, owner: &str) -> String {
     let slot = match slot {
         Slot::A => "a",
         Slot::B => "b",
     };
     let signed = signed.trim_end();
     if signed.is_empty() {
-        format!("limpet.slot={slot} limpet.counted=1")
+        format!("limpet.slot={slot} limpet.counted=1 {owner}")
     } else {
-        format!("{signed} limpet.slot={slot} limpet.counted=1")
+        format!("{signed} limpet.slot={slot} limpet.counted=1 {owner}")
     }
 }
 
@@ -52,10 +56,17 @@ mod tests {
     #[test]
     fn the_loaders_parameters_come_last() {
         assert_eq!(
-            final_cmdline("console=ttyS0 limpet.slot=b\n", Slot::A),
-            "console=ttyS0 limpet.slot=b limpet.slot=a limpet.counted=1"
+            final_cmdline(
+                "console=ttyS0 limpet.slot=b limpet.owner=owner:00\n",
+                Slot::A,
+                "limpet.owner=vendor"
+            ),
+            "console=ttyS0 limpet.slot=b limpet.owner=owner:00 limpet.slot=a limpet.counted=1 limpet.owner=vendor"
         );
-        assert_eq!(final_cmdline("", Slot::B), "limpet.slot=b limpet.counted=1");
+        assert_eq!(
+            final_cmdline("", Slot::B, "limpet.owner=vendor"),
+            "limpet.slot=b limpet.counted=1 limpet.owner=vendor"
+        );
     }
 
     #[test]

@@ -18,12 +18,19 @@
 //! 4. confirmed: the new store is written with the wipe pending, the `data` partition is
 //!    wiped, the store is rewritten without it (a power cut anywhere in between finishes
 //!    the wipe at step 2 of the next boot, before any OS code runs);
-//! 5. in owner (or handed-over) mode, every boot prints the owner key's fingerprint.
+//! 5. in owner (or handing-over, handed-over) mode, every boot prints the owner key's
+//!    fingerprint.
+//!
+//! After the slot is chosen, [`retire_vendor`] ends handing over: the first boot of a
+//! committed slot signed by the owner's key writes the store as handed over.
 //!
 //! Rules: a store write that fails leaves the old mode (the change is not made, and the
 //! loader says so); a wipe that fails halts the loader (a device whose wipe was asked for
-//! does not boot with the old data); the vendor's key is accepted unless the mode is
-//! handed over, the owner's only in owner or handed-over mode.
+//! does not boot with the old data); the vendor's key is accepted in vendor and owner
+//! mode, for the committed slot of a stored A/B state only while handing over, never once
+//! handed over; the owner's only in owner, handing-over or handed-over mode. A hand-over
+//! request is asked like the others and is not checked against the vendor's statement
+//! here (docs/end-of-life.md, "The loader's part"): physical presence is the bound.
 
 use alloc::format;
 use alloc::string::String;
@@ -48,8 +55,10 @@ pub const CONFIRM_SECS: u64 = 20;
 pub struct Keys {
     /// The vendor's key (compiled into the loader), unless the mode is handed over.
     pub vendor: Option<VerifyingKey>,
-    /// The owner's key, in owner and handed-over mode.
+    /// The owner's key, in owner, handing-over and handed-over mode.
     pub owner: Option<VerifyingKey>,
+    /// The mode they come from.
+    pub mode: Mode,
 }
 
 impl Keys {
@@ -58,6 +67,32 @@ impl Keys {
         Keys {
             vendor: Some(vendor),
             owner: None,
+            mode: Mode::Vendor,
+        }
+    }
+
+    /// The keys for a slot that is not the committed slot of a stored A/B state (a trial,
+    /// or a slot tried on a blank or unreadable state): without the vendor's key while
+    /// handing over.
+    pub fn for_new_slot(&self) -> Keys {
+        Keys {
+            vendor: self.vendor.filter(|_| self.mode.accepts_vendor()),
+            ..*self
+        }
+    }
+
+    /// What the loader tells PID 1 (`limpet.owner=`, the last parameter of the command
+    /// line): the mode, and in any mode but vendor the owner key in hex.
+    pub fn param(&self) -> String {
+        match (self.mode, self.owner) {
+            (Mode::Vendor, _) | (_, None) => String::from("limpet.owner=vendor"),
+            (mode, Some(key)) => {
+                let mut out = format!("limpet.owner={}:", mode.param());
+                for b in key.as_bytes() {
+                    out.push_str(&format!("{b:02x}"));
+                }
+                out
+            }
         }
     }
 }
@@ -155,15 +190,17 @@ pub fn settle<D: Disk, V: StoreVar>(
                 "OWNER MODE ({}): images signed by the owner key {} boot{}",
                 mode.as_str(),
                 fingerprint(key),
-                if mode.accepts_vendor() {
-                    " besides the vendor's"
-                } else {
-                    "; the vendor's key is no longer accepted"
+                match mode {
+                    Mode::HandingOver =>
+                        "; the vendor's key verifies only the committed slot until an owner's image is committed",
+                    _ if mode.accepts_vendor() => " besides the vendor's",
+                    _ => "; the vendor's key is no longer accepted",
                 }
             );
             Ok(Keys {
-                vendor: mode.accepts_vendor().then_some(vendor),
+                vendor: mode.accepts_vendor_committed().then_some(vendor),
                 owner: Some(owner),
+                mode,
             })
         }
         (mode, _, _) => {
@@ -236,13 +273,20 @@ fn handle_request<D: Disk, V: StoreVar>(
     let Some(next) = fmt_owner::confirmed(store, request) else {
         say!(
             con,
-            "owner request to leave owner mode, but the mode is {}: dropped",
+            "owner request to {}, but the mode is {}: dropped, nothing asked",
+            match request {
+                Request::Enter { .. } => "enter owner mode",
+                Request::Leave => "leave owner mode",
+                Request::HandOver { .. } => "hand the device over",
+            },
             store.mode.as_str()
         );
         return Ok(());
     };
     let key = match (request, &store.owner_key) {
-        (Request::Enter { key }, _) | (Request::Leave, Some(key)) => *key,
+        (Request::Enter { key } | Request::HandOver { key }, _) | (Request::Leave, Some(key)) => {
+            *key
+        }
         (Request::Leave, None) => return Ok(()),
     };
     let print = fingerprint(&key);
@@ -256,6 +300,10 @@ fn handle_request<D: Disk, V: StoreVar>(
         Request::Leave => say!(
             con,
             "OWNER REQUEST: leave owner mode (owner key {print}); back to vendor-only images"
+        ),
+        Request::HandOver { .. } => say!(
+            con,
+            "HANDOVER REQUEST: hand this device over for good to the owner key {print}; the vendor's images stop booting once an owner's image is committed"
         ),
     }
     say!(
@@ -290,6 +338,44 @@ fn handle_request<D: Disk, V: StoreVar>(
         store.mode.as_str()
     );
     finish_wipe(disk, parts, var, store, con)
+}
+
+/// Ends handing over once `booted_owner_committed` (the slot starting is the committed
+/// slot of a stored A/B state and the owner's key verified it): the store is written as
+/// handed over and the vendor's key dropped from `keys`. A store write that fails leaves
+/// handing over (the next such boot tries again); nothing else changes.
+pub fn retire_vendor<V: StoreVar>(
+    var: &mut V,
+    keys: &mut Keys,
+    booted_owner_committed: bool,
+    con: &mut impl Console,
+) {
+    if keys.mode != Mode::HandingOver || !booted_owner_committed {
+        return;
+    }
+    let Some(owner) = keys.owner else { return };
+    let store = OwnerStore {
+        mode: Mode::HandingOver,
+        owner_key: Some(owner.to_bytes()),
+        wipe: Wipe::None,
+    };
+    let Some(next) = fmt_owner::retired(&store) else {
+        return;
+    };
+    match var.write(&next.encode()) {
+        Ok(()) => {
+            keys.mode = next.mode;
+            keys.vendor = None;
+            say!(
+                con,
+                "the committed slot is the owner's: HANDED OVER, the vendor's key verifies nothing from now on"
+            );
+        }
+        Err(e) => say!(
+            con,
+            "cannot write the owner store ({e}): still handing over, tried again at the next boot"
+        ),
+    }
 }
 
 /// Bytes zeroed per write.

@@ -106,7 +106,7 @@ pub fn run(key: &[u8; 32]) -> Status {
         Ok(parts) => parts,
         Err(e) => halt(&mut con, format_args!("boot disk partitions: {e}")),
     };
-    let keys = match owner::settle(
+    let mut keys = match owner::settle(
         &mut disk,
         &parts,
         &mut OwnerVar,
@@ -121,6 +121,12 @@ pub fn run(key: &[u8; 32]) -> Status {
         Ok(booting) => booting,
         Err(e) => halt(&mut con, format_args!("{e}")),
     };
+    owner::retire_vendor(
+        &mut OwnerVar,
+        &mut keys,
+        booting.committed && booting.verified.signer == Signer::Owner,
+        &mut con,
+    );
     // Once, whichever slot starts: the key that verified it (the vendor's, or the owner's
     // in owner mode, so an identity sealed under one does not unseal under the other).
     let measured = match (booting.verified.signer, keys.owner) {

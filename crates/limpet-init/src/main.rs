@@ -31,6 +31,7 @@ mod install;
 mod lifecycle;
 mod logs;
 mod network;
+mod owner_mode;
 mod partitions;
 mod power_button;
 mod pubkey;
@@ -183,6 +184,9 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
 
     let key = verified::load_key(root)?;
     let booted = slots::boot_from_state(root, &disk, &key, slots::Handover::parse(&cmdline))?;
+    // The key new slots are checked with: the owner's once handed over (owner_mode).
+    let (new_slot_key, said) = owner_mode::install_key(&cmdline, key);
+    console!("{said}");
 
     let data = disk.data.node(root);
     if sys::is_wiped(&data).unwrap_or(false) {
@@ -223,10 +227,18 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
         },
     };
     let trial_policy = policy.trial.unwrap_or_default();
-    let mut system = system_status(root, &disk, &key, &booted, &trial_policy);
+    let mut system = system_status(root, &disk, &new_slot_key, &booted, &trial_policy);
     system.identity = Some(identity_status);
     let time = lifecycle::open(root, &disk, &policy);
-    let install = install_server(root, &disk, &key, &booted, &policy, &trial_policy, identity);
+    let install = install_server(
+        root,
+        &disk,
+        &new_slot_key,
+        &booted,
+        &policy,
+        &trial_policy,
+        identity,
+    );
     let gated = booted.trial.map(|trial| runtime::GatedTrial {
         gate: trial::HealthGate::new(
             Duration::from_millis(trial_policy.health_ms),

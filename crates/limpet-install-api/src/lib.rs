@@ -16,6 +16,7 @@
 //! | [`Request::Roughtime`] | takes the Roughtime server list the agent verified from the repository (`x-limpet-roughtime`) for PID 1's client, which refuses it unless every address is one the slot lists |
 //! | [`Request::SignCheckIn`] | signs a check-in report for the fleet server with the device's identity key, only when it is a report of this device's key (the key never leaves PID 1) |
 //! | [`Request::SignRemoteAccess`] | signs a remote-access proof (a relay's challenge or a session's handshake hash, [`remote`]) with the device's identity key under its `remote-access` purpose, and nothing else |
+//! | [`Request::HandOver`] | writes the owner hand-over request for the boot loader (limpet-state's `owner::Request::HandOver`) into the `state` partition's request block; the loader acts on it only when a person at the device confirms it |
 //!
 //! One request per datagram, one answer per request. Encoding: a tag byte, then the fixed
 //! fields big-endian, strings as a u16 length and UTF-8; answers that carry a structure
@@ -108,6 +109,14 @@ pub enum Request {
     SignRemoteAccess {
         /// The bytes to sign.
         message: Vec<u8>,
+    },
+    /// The agent enrolled an owner's root against the vendor's handover statement: PID 1
+    /// writes "hand the device over to this image key" for the boot loader, which asks the
+    /// person at the device at the next boot (docs/end-of-life.md). Answered `Ok`, or
+    /// `Error` when the key is not an Ed25519 point or the block cannot be written.
+    HandOver {
+        /// The owner's Ed25519 image public key.
+        key: [u8; 32],
     },
 }
 
@@ -252,6 +261,7 @@ mod tag {
     pub const ROUGHTIME: u8 = 8;
     pub const SIGN_CHECK_IN: u8 = 9;
     pub const SIGN_REMOTE_ACCESS: u8 = 10;
+    pub const HAND_OVER: u8 = 11;
 
     pub const OK: u8 = 0x81;
     pub const STATUS_REPLY: u8 = 0x82;
@@ -343,6 +353,10 @@ impl Request {
                 let n = remote::MAX_REMOTE_MESSAGE.min(message.len());
                 out.extend_from_slice(message.get(..n).unwrap_or_default());
             }
+            Request::HandOver { key } => {
+                out.push(tag::HAND_OVER);
+                out.extend_from_slice(key);
+            }
         }
         out
     }
@@ -429,6 +443,12 @@ impl Request {
             tag::SIGN_REMOTE_ACCESS => Ok(Request::SignRemoteAccess {
                 message: rest.to_vec(),
             }),
+            tag::HAND_OVER => {
+                let key: [u8; 32] = rest
+                    .try_into()
+                    .map_err(|_| length_error(t, b.len(), "33"))?;
+                Ok(Request::HandOver { key })
+            }
             other => Err(DecodeError::Tag(other)),
         }
     }
@@ -544,6 +564,7 @@ mod tests {
             Request::SignCheckIn {
                 report: br#"{"device":"00"}"#.to_vec(),
             },
+            Request::HandOver { key: [4; 32] },
         ];
         for r in requests {
             assert_eq!(Request::decode(&r.encode()), Ok(r.clone()), "{r:?}");
@@ -623,6 +644,14 @@ mod tests {
             Request::decode(&[tag::FINISH, 1, 2]),
             Err(DecodeError::Length { .. })
         ));
+        assert_eq!(
+            Request::decode(&[tag::HAND_OVER, 1, 2]),
+            Err(DecodeError::Length {
+                tag: tag::HAND_OVER,
+                len: 3,
+                expected: "33".into()
+            })
+        );
         assert!(matches!(
             Request::decode(&[tag::VERIFIED, 0, 0, 0, 0, 0, 0, 0, 1]),
             Err(DecodeError::Length {

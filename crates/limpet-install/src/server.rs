@@ -19,6 +19,11 @@
 //!   (`limpet_fleet_api::report::Report`) naming this device's own key, and nothing else;
 //!   `SignRemoteAccess` signs, for `Purpose::RemoteAccess` only, a relay registration or a
 //!   session proof of the shape `limpet_install_api::remote` checks, and nothing else.
+//! - `HandOver` writes one thing: the owner request block the boot loader reads
+//!   (`limpet_state::owner`, at `REQUEST_OFFSET` of the `state` partition), a hand-over to
+//!   an Ed25519 key, synced. PID 1 checks no handover statement (it holds no TUF root; the
+//!   agent checked it): the loader acts on the block only when a person at the device
+//!   types the key's fingerprint, so this request grants nothing by itself.
 
 use std::fs::File;
 use std::os::fd::OwnedFd;
@@ -222,6 +227,7 @@ impl InstallServer {
                 Ok(signature) => (Response::Signed { signature }, None),
                 Err(e) => (Response::Error(e), None),
             },
+            Request::HandOver { key } => (self.hand_over(&key), None),
             Request::Status => match self.status(on_trial, time.as_deref()) {
                 Ok(s) => (Response::Status(s), None),
                 Err(e) => (Response::Error(e), None),
@@ -323,6 +329,29 @@ impl InstallServer {
                 ),
                 Err(e) => (Response::Error(e), None),
             },
+        }
+    }
+
+    /// Writes the owner hand-over request block for the loader (see the module doc).
+    fn hand_over(&self, key: &[u8; 32]) -> Response {
+        use limpet_state::owner::{Request as OwnerRequest, REQUEST_OFFSET};
+        use std::os::unix::fs::FileExt;
+        if VerifyingKey::from_bytes(key).is_err() {
+            return Response::Error(
+                "hand-over refused: the owner's image key is not an Ed25519 public key".into(),
+            );
+        }
+        let block = OwnerRequest::HandOver { key: *key }.block();
+        let written = File::options().write(true).open(&self.state).and_then(|f| {
+            f.write_all_at(&block, REQUEST_OFFSET)?;
+            f.sync_data()
+        });
+        match written {
+            Ok(()) => Response::Ok,
+            Err(e) => Response::Error(format!(
+                "{}: cannot write the owner hand-over request at offset {REQUEST_OFFSET}: {e}",
+                self.state.display()
+            )),
         }
     }
 
@@ -988,5 +1017,45 @@ mod tests {
                 .state;
         assert_eq!(saved.floor(), WallTime::from_secs(1_920_000_000));
         assert_eq!(rig.state(), ab);
+    }
+
+    #[test]
+    fn hand_over_writes_the_loaders_request_block_and_nothing_else() {
+        use limpet_state::owner::{Request as OwnerRequest, REQUEST_BLOCK, REQUEST_OFFSET};
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let (v1, _) = release("1.0.0", &key);
+        let mut rig = Rig::new(&key, &v1);
+        let before = std::fs::read(&rig.partitions.state).unwrap();
+        let state = rig.state();
+        let owner = SigningKey::from_bytes(&[4; 32]).verifying_key().to_bytes();
+        // Bytes that are no curve point: refused, nothing written.
+        let mut off_curve = [0u8; 32];
+        off_curve[0] = 2;
+        let (r, e) = rig.ask(&Request::HandOver { key: off_curve });
+        assert_eq!(
+            r,
+            Response::Error(
+                "hand-over refused: the owner's image key is not an Ed25519 public key".into()
+            )
+        );
+        assert_eq!(e, None);
+        assert_eq!(std::fs::read(&rig.partitions.state).unwrap(), before);
+        // A key: the block the loader parses, the A/B state untouched.
+        let (r, e) = rig.ask(&Request::HandOver { key: owner });
+        assert_eq!((r, e), (Response::Ok, None));
+        let after = std::fs::read(&rig.partitions.state).unwrap();
+        let at = usize::try_from(REQUEST_OFFSET).unwrap();
+        assert_eq!(
+            OwnerRequest::parse_block(&after[at..at + REQUEST_BLOCK]).unwrap(),
+            Some(OwnerRequest::HandOver { key: owner })
+        );
+        assert_eq!(rig.state(), state);
+        let outside = |b: &[u8]| {
+            let mut b = b.to_vec();
+            b.resize(b.len().max(at + REQUEST_BLOCK), 0);
+            b.splice(at..at + REQUEST_BLOCK, []);
+            b
+        };
+        assert_eq!(outside(&after), outside(&before), "no other byte written");
     }
 }

@@ -8,8 +8,9 @@
 //!   boot-services access only, which the running OS can neither read nor write.
 //! - [`Request`], [`REQUEST_LEN`] bytes at [`REQUEST_OFFSET`] of the `state` partition (a
 //!   block neither the A/B record copies nor the time record use): "enter owner mode with
-//!   this key" or "leave owner mode". Root on the device can write it; the loader acts on it
-//!   only after a physical confirmation, and clears it either way.
+//!   this key", "leave owner mode" or "hand the device over to this key". Root on the
+//!   device can write it; the loader acts on it only after a physical confirmation, and
+//!   clears it either way.
 //!
 //! Rules this module keeps:
 //! - Pure: no I/O; the loader and the command line share the same encoders and parsers.
@@ -17,6 +18,10 @@
 //!   damaged (reported, then cleared by the loader).
 //! - A store that does not parse is damaged; the loader treats it as vendor mode (the
 //!   safe default: only the vendor's key) and says so.
+//! - Handing over is one way ([`confirmed`]): no request brings the vendor's key back or
+//!   changes the owner's key of a device handed over, and the vendor's key verifies only
+//!   the committed slot while handing over, until an owner's slot is committed
+//!   ([`retired`]).
 //!
 //! Layout of both (little-endian, offsets in bytes):
 //!
@@ -24,8 +29,8 @@
 //! offset len  field
 //!      0   8  magic: "LIMPETOS" (store) or "LIMPETOR" (request)
 //!      8   1  format version: 1
-//!      9   1  store: mode (0 vendor, 1 owner, 2 handed over)
-//!             request: kind (1 enter owner mode, 2 leave owner mode)
+//!      9   1  store: mode (0 vendor, 1 owner, 2 handed over, 3 handing over)
+//!             request: kind (1 enter owner mode, 2 leave owner mode, 3 hand over)
 //!     10   1  store: wipe (0 none, 1 pending); request: 0
 //!     11   5  zero
 //!     16  32  the owner's Ed25519 image public key (all zero in vendor mode and in a
@@ -58,9 +63,15 @@ pub enum Mode {
     Vendor,
     /// The vendor's key and the owner's.
     Owner,
-    /// Only the owner's key: the vendor handed the device over (issue 13's handover); no
-    /// loader path enters it yet.
+    /// Only the owner's key: the vendor handed the device over (issue 13's handover) and an
+    /// image signed by the owner's key has been committed since.
     HandedOver,
+    /// Handed over, but the committed slot may still be the vendor's: the owner's key
+    /// verifies every slot, the vendor's only the committed slot of a stored A/B state (so
+    /// the device boots what it ran until the owner's first image commits; no vendor image
+    /// can become a trial). The loader moves to [`Mode::HandedOver`] at the first boot of a
+    /// committed slot signed by the owner's key ([`retired`]).
+    HandingOver,
 }
 
 impl Mode {
@@ -69,6 +80,7 @@ impl Mode {
             Mode::Vendor => 0,
             Mode::Owner => 1,
             Mode::HandedOver => 2,
+            Mode::HandingOver => 3,
         }
     }
 
@@ -78,12 +90,34 @@ impl Mode {
             Mode::Vendor => "vendor",
             Mode::Owner => "owner",
             Mode::HandedOver => "handed over",
+            Mode::HandingOver => "handing over",
         }
     }
 
-    /// Whether slots signed by the vendor's key boot.
+    /// The mode as PID 1 reads it on the kernel command line (`limpet.owner=`).
+    pub fn param(self) -> &'static str {
+        match self {
+            Mode::Vendor => "vendor",
+            Mode::Owner => "owner",
+            Mode::HandedOver => "handed-over",
+            Mode::HandingOver => "handing-over",
+        }
+    }
+
+    /// Whether slots signed by the vendor's key boot (any slot).
     pub fn accepts_vendor(self) -> bool {
         matches!(self, Mode::Vendor | Mode::Owner)
+    }
+
+    /// Whether the vendor's key still verifies the committed slot of a stored A/B state.
+    pub fn accepts_vendor_committed(self) -> bool {
+        matches!(self, Mode::Vendor | Mode::Owner | Mode::HandingOver)
+    }
+
+    /// Whether the device is handed over (or being handed over): new slots are the
+    /// owner's only, whatever the initramfs's key.
+    pub fn is_handed_over(self) -> bool {
+        matches!(self, Mode::HandedOver | Mode::HandingOver)
     }
 }
 
@@ -119,6 +153,12 @@ pub enum Request {
     },
     /// Leave owner mode (back to vendor-only images).
     Leave,
+    /// Hand the device over to this image key for good (the update agent writes it, through
+    /// PID 1, when it enrols an owner's root against the vendor's handover statement).
+    HandOver {
+        /// The owner's Ed25519 image public key.
+        key: [u8; 32],
+    },
 }
 
 /// Why store or request bytes are refused.
@@ -229,7 +269,7 @@ impl OwnerStore {
         };
         let key = match self.mode {
             Mode::Vendor => None,
-            Mode::Owner | Mode::HandedOver => self.owner_key.as_ref(),
+            Mode::Owner | Mode::HandedOver | Mode::HandingOver => self.owner_key.as_ref(),
         };
         encode(STORE_MAGIC, self.mode.byte(), wipe, key)
     }
@@ -242,6 +282,7 @@ impl OwnerStore {
             0 => Mode::Vendor,
             1 => Mode::Owner,
             2 => Mode::HandedOver,
+            3 => Mode::HandingOver,
             value => {
                 return Err(OwnerError::Field {
                     what: WHAT,
@@ -278,6 +319,7 @@ impl Request {
         match self {
             Request::Enter { key } => encode(REQUEST_MAGIC, 1, 0, Some(key)),
             Request::Leave => encode(REQUEST_MAGIC, 2, 0, None),
+            Request::HandOver { key } => encode(REQUEST_MAGIC, 3, 0, Some(key)),
         }
     }
 
@@ -321,7 +363,8 @@ impl Request {
         match (kind, key) {
             (1, Some(key)) => Ok(Some(Request::Enter { key })),
             (2, None) => Ok(Some(Request::Leave)),
-            (1 | 2, _) => Err(OwnerError::Key { what: WHAT }),
+            (3, Some(key)) => Ok(Some(Request::HandOver { key })),
+            (1..=3, _) => Err(OwnerError::Key { what: WHAT }),
             (value, _) => Err(OwnerError::Field {
                 what: WHAT,
                 offset: 9,
@@ -332,25 +375,47 @@ impl Request {
 }
 
 /// What the loader does with a confirmed request in `store`: the new store (with the wipe
-/// pending), or `None` when the request changes nothing (leaving while in vendor mode, or
-/// in handed-over mode: the vendor's key does not come back by a button press).
-/// Entering again with another key replaces the key (and wipes, as any change does).
+/// pending), or `None` when the request changes nothing. Entering owner mode again with
+/// another key replaces the key (and wipes, as any change does); handing over goes from
+/// vendor or owner mode to [`Mode::HandingOver`]. A device handed over (or handing over)
+/// takes no request: the vendor's key does not come back by a button press, and the
+/// owner's key is not replaced by one (the owner rotates keys through their own
+/// repository, and a new image key would leave the committed slot unbootable).
 pub fn confirmed(store: &OwnerStore, request: &Request) -> Option<OwnerStore> {
+    if store.mode.is_handed_over() {
+        return None;
+    }
     match request {
         Request::Enter { key } => Some(OwnerStore {
             mode: Mode::Owner,
             owner_key: Some(*key),
             wipe: Wipe::Pending,
         }),
+        Request::HandOver { key } => Some(OwnerStore {
+            mode: Mode::HandingOver,
+            owner_key: Some(*key),
+            wipe: Wipe::Pending,
+        }),
         Request::Leave => match store.mode {
-            Mode::Vendor | Mode::HandedOver => None,
             Mode::Owner => Some(OwnerStore {
                 mode: Mode::Vendor,
                 owner_key: None,
                 wipe: Wipe::Pending,
             }),
+            Mode::Vendor | Mode::HandedOver | Mode::HandingOver => None,
         },
     }
+}
+
+/// The store once a committed slot signed by the owner's key booted while handing over:
+/// handed over (the vendor's key verifies nothing any more), no wipe. `None` in any other
+/// mode (nothing to retire).
+pub fn retired(store: &OwnerStore) -> Option<OwnerStore> {
+    (store.mode == Mode::HandingOver).then_some(OwnerStore {
+        mode: Mode::HandedOver,
+        owner_key: store.owner_key,
+        wipe: Wipe::None,
+    })
 }
 
 #[cfg(test)]
@@ -374,6 +439,11 @@ mod tests {
                 mode: Mode::HandedOver,
                 owner_key: Some(KEY),
                 wipe: Wipe::None,
+            },
+            OwnerStore {
+                mode: Mode::HandingOver,
+                owner_key: Some(KEY),
+                wipe: Wipe::Pending,
             },
         ] {
             assert_eq!(OwnerStore::parse(&store.encode()).unwrap(), store);
@@ -405,11 +475,11 @@ mod tests {
         );
         // A well-checksummed store with an unknown mode, or a key in vendor mode.
         assert_eq!(
-            OwnerStore::parse(&encode(STORE_MAGIC, 3, 0, None)),
+            OwnerStore::parse(&encode(STORE_MAGIC, 4, 0, None)),
             Err(OwnerError::Field {
                 what: "owner store",
                 offset: 9,
-                value: 3
+                value: 4
             })
         );
         assert_eq!(
@@ -435,7 +505,11 @@ mod tests {
 
     #[test]
     fn requests_round_trip_and_zero_is_none() {
-        for r in [Request::Enter { key: KEY }, Request::Leave] {
+        for r in [
+            Request::Enter { key: KEY },
+            Request::Leave,
+            Request::HandOver { key: KEY },
+        ] {
             assert_eq!(Request::parse_block(&r.block()).unwrap(), Some(r));
         }
         assert_eq!(Request::parse_block(&[0; REQUEST_BLOCK]).unwrap(), None);
@@ -469,6 +543,23 @@ mod tests {
                 what: "owner request"
             })
         );
+        // A hand-over request without a key, and an unknown kind.
+        block[..REQUEST_LEN].copy_from_slice(&encode(REQUEST_MAGIC, 3, 0, None));
+        assert_eq!(
+            Request::parse_block(&block),
+            Err(OwnerError::Key {
+                what: "owner request"
+            })
+        );
+        block[..REQUEST_LEN].copy_from_slice(&encode(REQUEST_MAGIC, 4, 0, Some(&KEY)));
+        assert_eq!(
+            Request::parse_block(&block),
+            Err(OwnerError::Field {
+                what: "owner request",
+                offset: 9,
+                value: 4
+            })
+        );
     }
 
     #[test]
@@ -485,5 +576,57 @@ mod tests {
         assert_eq!(confirmed(&vendor, &Request::Leave), None);
         assert!(Mode::Owner.accepts_vendor());
         assert!(!Mode::HandedOver.accepts_vendor());
+    }
+
+    #[test]
+    fn handing_over_is_one_way() {
+        const OTHER: [u8; 32] = [8; 32];
+        let vendor = OwnerStore::default();
+        let owner = confirmed(&vendor, &Request::Enter { key: KEY }).unwrap();
+        for from in [vendor, owner] {
+            let handing = confirmed(&from, &Request::HandOver { key: KEY }).unwrap();
+            assert_eq!(
+                handing,
+                OwnerStore {
+                    mode: Mode::HandingOver,
+                    owner_key: Some(KEY),
+                    wipe: Wipe::Pending
+                }
+            );
+        }
+        let handing = OwnerStore {
+            mode: Mode::HandingOver,
+            owner_key: Some(KEY),
+            wipe: Wipe::None,
+        };
+        let handed = retired(&handing).unwrap();
+        assert_eq!(
+            handed,
+            OwnerStore {
+                mode: Mode::HandedOver,
+                owner_key: Some(KEY),
+                wipe: Wipe::None
+            }
+        );
+        // No request changes a device handed over or handing over: not leaving (the
+        // vendor's key back), not entering owner mode (the vendor's key back besides the
+        // owner's), not another hand-over (the owner's key replaced by a button press).
+        for store in [handing, handed] {
+            for request in [
+                Request::Leave,
+                Request::Enter { key: OTHER },
+                Request::HandOver { key: OTHER },
+                Request::HandOver { key: KEY },
+            ] {
+                assert_eq!(confirmed(&store, &request), None, "{store:?} {request:?}");
+            }
+        }
+        // Only handing over retires the vendor's key.
+        assert_eq!(retired(&vendor), None);
+        assert_eq!(retired(&owner), None);
+        assert_eq!(retired(&handed), None);
+        assert!(Mode::HandingOver.accepts_vendor_committed());
+        assert!(!Mode::HandingOver.accepts_vendor());
+        assert!(!Mode::HandedOver.accepts_vendor_committed());
     }
 }

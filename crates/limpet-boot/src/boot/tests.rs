@@ -152,7 +152,7 @@ fn the_committed_slot_boots_and_the_boot_is_counted() {
     assert_eq!(b.verified.initramfs, vec![0x07; 500]);
     assert_eq!(
         b.cmdline,
-        "console=ttyS0 quiet limpet.slot=a limpet.counted=1"
+        "console=ttyS0 quiet limpet.slot=a limpet.counted=1 limpet.owner=vendor"
     );
     assert_eq!(read_state(&mut d).boot_count(), 1);
     assert!(
@@ -167,7 +167,9 @@ fn a_trial_boots_after_its_boot_is_stored() {
     put_state(&mut d, &trial_state(3));
     let b = choose_on(&mut d).0.unwrap();
     assert_eq!(b.slot, Slot::B);
-    assert!(b.cmdline.ends_with(" limpet.slot=b limpet.counted=1"));
+    assert!(b
+        .cmdline
+        .ends_with(" limpet.slot=b limpet.counted=1 limpet.owner=vendor"));
     let t = read_state(&mut d).trial().cloned().unwrap();
     assert_eq!((t.boots_left, t.phase), (2, TrialPhase::Booted));
 }
@@ -496,6 +498,7 @@ fn an_owner_signed_slot_boots_only_in_owner_mode() {
     let keys = Keys {
         vendor: Some(key().verifying_key()),
         owner: Some(owner.verifying_key()),
+        mode: limpet_state::owner::Mode::Owner,
     };
     let b = slot::load(&mut d, &parts().slot_b, &keys, None).unwrap();
     assert_eq!(b.signer, slot::Signer::Owner);
@@ -505,6 +508,7 @@ fn an_owner_signed_slot_boots_only_in_owner_mode() {
     let handed = Keys {
         vendor: None,
         owner: Some(owner.verifying_key()),
+        mode: limpet_state::owner::Mode::HandedOver,
     };
     let err = slot::load(&mut d, &parts().slot_a, &handed, None).unwrap_err();
     assert!(
@@ -512,6 +516,78 @@ fn an_owner_signed_slot_boots_only_in_owner_mode() {
             err,
             SlotError::Signature {
                 source: HeaderError::WrongKey { .. }
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+/// Handing over: the vendor's key and the owner's, the vendor's for the committed slot
+/// only.
+fn handing_over_keys(owner: &SigningKey) -> Keys {
+    Keys {
+        vendor: Some(key().verifying_key()),
+        owner: Some(owner.verifying_key()),
+        mode: limpet_state::owner::Mode::HandingOver,
+    }
+}
+
+#[test]
+fn handing_over_boots_the_vendors_committed_slot_and_no_vendor_trial() {
+    let owner = SigningKey::from_bytes(&[4; 32]);
+    let keys = handing_over_keys(&owner);
+    // The committed vendor slot still boots, and PID 1 is told the owner's key.
+    let mut d = disk();
+    put_state(&mut d, &State::factory(v("1.0.0")));
+    let mut lines = Lines::default();
+    let b = choose(&mut d, &keys, &mut lines).unwrap();
+    assert_eq!((b.slot, b.committed), (Slot::A, true));
+    assert_eq!(b.verified.signer, slot::Signer::Vendor);
+    let hex: String = owner
+        .verifying_key()
+        .as_bytes()
+        .iter()
+        .map(|b| alloc::format!("{b:02x}"))
+        .collect();
+    assert!(
+        b.cmdline
+            .ends_with(&alloc::format!(" limpet.owner=handing-over:{hex}")),
+        "{}",
+        b.cmdline
+    );
+    // A vendor-signed trial (2.0.0 in slot B) is refused for its key and rolled back.
+    let mut d = disk();
+    put_state(&mut d, &trial_state(3));
+    let mut lines = Lines::default();
+    let b = choose(&mut d, &keys, &mut lines).unwrap();
+    assert_eq!((b.slot, b.committed), (Slot::A, true));
+    assert!(
+        lines
+            .0
+            .iter()
+            .any(|l| l.starts_with("trial slot B refused: ") && l.contains("rolling back")),
+        "{:?}",
+        lines.0
+    );
+    let failed = read_state(&mut d);
+    assert!(failed.trial().is_none());
+    // The owner's trial boots, not as the committed slot.
+    let mut d = disk();
+    put_slot(&mut d, Slot::B, "2.0.0", &owner);
+    put_state(&mut d, &trial_state(3));
+    let b = choose(&mut d, &keys, &mut Lines::default()).unwrap();
+    assert_eq!((b.slot, b.committed), (Slot::B, false));
+    assert_eq!(b.verified.signer, slot::Signer::Owner);
+    // A blank state (nothing committed): the vendor's slot A is refused, the loader halts.
+    let mut d = disk();
+    let err = choose(&mut d, &keys, &mut Lines::default()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Halt::Factory {
+                source: SlotError::Signature {
+                    source: HeaderError::WrongKey { .. }
+                }
             }
         ),
         "{err:?}"

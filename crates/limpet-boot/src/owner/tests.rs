@@ -1,5 +1,6 @@
 //! Owner mode's steps on an in-memory disk and variable: a request without the press,
-//! with it, a wipe a power cut interrupted, and a store the OS forged.
+//! with it, a wipe a power cut interrupted, a store the OS forged, and handing over (with
+//! a power cut at every write of the switch).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -382,4 +383,228 @@ fn a_store_write_that_fails_leaves_the_mode() {
     assert!(keys.owner.is_none());
     assert!(!data_is_zero(&d, &parts));
     assert!(lines.has("cannot write the owner store"));
+}
+
+/// One boot's `settle` with `typed` at the console: the keys (or the halt), the lines
+/// printed, and the codes asked for.
+fn boot_once<D: Disk>(
+    d: &mut D,
+    parts: &Partitions,
+    var: &mut impl StoreVar,
+    typed: Option<String>,
+) -> (Result<Keys, OwnerHalt>, Lines, Vec<String>) {
+    let mut lines = Lines::default();
+    let mut presence = Typed(typed, Vec::new());
+    let keys = settle(d, parts, var, &mut presence, vendor(), &mut lines);
+    (keys, lines, presence.1)
+}
+
+fn handing_over_store() -> OwnerStore {
+    OwnerStore {
+        mode: Mode::HandingOver,
+        owner_key: Some(owner().to_bytes()),
+        wipe: Wipe::None,
+    }
+}
+
+fn hand_over_block() -> [u8; REQUEST_BLOCK] {
+    Request::HandOver {
+        key: owner().to_bytes(),
+    }
+    .block()
+}
+
+#[test]
+fn a_confirmed_hand_over_wipes_and_keeps_the_vendor_key_for_the_committed_slot_only() {
+    let (mut d, parts) = disk();
+    put_request(&mut d, &parts, &hand_over_block());
+    let mut var = MemVar::default();
+    let (keys, mut lines, asked) = boot_once(&mut d, &parts, &mut var, Some(code()));
+    let keys = keys.unwrap();
+    assert_eq!(asked, [code()]);
+    assert!(lines.has("HANDOVER REQUEST: hand this device over for good to the owner key"));
+    assert!(data_is_zero(&d, &parts));
+    assert_eq!(
+        var.value,
+        Some((handing_over_store().encode().to_vec(), true))
+    );
+    assert_eq!(keys.mode, Mode::HandingOver);
+    assert_eq!((keys.vendor, keys.owner), (Some(vendor()), Some(owner())));
+    let new = keys.for_new_slot();
+    assert_eq!((new.vendor, new.owner), (None, Some(owner())));
+    assert!(keys.param().starts_with("limpet.owner=handing-over:"));
+
+    // A vendor committed slot booting changes nothing; the owner's committed slot retires
+    // the vendor's key, in the store and in this boot's keys.
+    let mut keys = keys;
+    retire_vendor(&mut var, &mut keys, false, &mut lines);
+    assert_eq!(keys.mode, Mode::HandingOver);
+    assert_eq!(
+        var.writes, 2,
+        "the pending store and the wiped store, nothing more"
+    );
+    retire_vendor(&mut var, &mut keys, true, &mut lines);
+    assert_eq!((keys.mode, keys.vendor), (Mode::HandedOver, None));
+    let handed = OwnerStore::parse(&var.value.as_ref().unwrap().0).unwrap();
+    assert_eq!(handed.mode, Mode::HandedOver);
+    assert_eq!(handed.owner_key, Some(owner().to_bytes()));
+
+    // Handed over: every request is dropped unasked (leave, enter, another hand-over).
+    for block in [
+        Request::Leave.block(),
+        Request::Enter {
+            key: vendor().to_bytes(),
+        }
+        .block(),
+        Request::HandOver {
+            key: vendor().to_bytes(),
+        }
+        .block(),
+    ] {
+        put_request(&mut d, &parts, &block);
+        let (keys, lines, asked) = boot_once(&mut d, &parts, &mut var, Some(code()));
+        let keys = keys.unwrap();
+        assert!(asked.is_empty(), "nothing asked");
+        assert_eq!((keys.mode, keys.vendor), (Mode::HandedOver, None));
+        assert!(lines.has("but the mode is handed over: dropped, nothing asked"));
+        assert!(request_block(&d, &parts).iter().all(|&b| b == 0));
+    }
+}
+
+#[test]
+fn retiring_the_vendor_key_survives_a_store_write_that_fails() {
+    let mut var = MemVar {
+        value: Some((handing_over_store().encode().to_vec(), true)),
+        fail_writes: true,
+        ..MemVar::default()
+    };
+    let (mut d, parts) = disk();
+    let (keys, mut lines, _) = boot_once(&mut d, &parts, &mut var, None);
+    let mut keys = keys.unwrap();
+    retire_vendor(&mut var, &mut keys, true, &mut lines);
+    assert_eq!(
+        (keys.mode, keys.vendor),
+        (Mode::HandingOver, Some(vendor()))
+    );
+    assert!(lines.has("still handing over, tried again at the next boot"));
+    var.fail_writes = false;
+    retire_vendor(&mut var, &mut keys, true, &mut lines);
+    assert_eq!(keys.mode, Mode::HandedOver);
+}
+
+/// Power for a disk and a variable together: a number of writes left, after which every
+/// write and flush of either fails and nothing more is kept (a power cut).
+#[derive(Clone)]
+struct Power(alloc::rc::Rc<core::cell::Cell<usize>>);
+
+impl Power {
+    fn spend(&self) -> Result<(), &'static str> {
+        match self.0.get() {
+            0 => Err("power cut"),
+            n => {
+                self.0.set(n - 1);
+                Ok(())
+            }
+        }
+    }
+}
+
+struct CutDisk<'a>(&'a mut MemDisk, Power);
+
+impl Disk for CutDisk<'_> {
+    type Error = &'static str;
+
+    fn block_size(&self) -> u32 {
+        self.0.block_size()
+    }
+
+    fn len(&self) -> u64 {
+        self.0.len()
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), &'static str> {
+        self.0.read_at(offset, buf)
+    }
+
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), &'static str> {
+        self.1.spend()?;
+        self.0.write_at(offset, data)
+    }
+
+    fn flush(&mut self) -> Result<(), &'static str> {
+        if self.1 .0.get() == 0 {
+            return Err("power cut");
+        }
+        self.0.flush()
+    }
+}
+
+struct CutVar<'a>(&'a mut MemVar, Power);
+
+impl StoreVar for CutVar<'_> {
+    type Error = &'static str;
+
+    fn read(&mut self) -> Result<Option<(Vec<u8>, bool)>, &'static str> {
+        self.0.read()
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), &'static str> {
+        // A UEFI variable is replaced whole or not at all.
+        self.1.spend()?;
+        self.0.write(bytes)
+    }
+}
+
+#[test]
+fn a_power_cut_at_every_write_of_the_hand_over_leaves_a_consistent_mode() {
+    let mut cuts = 0;
+    for budget in 0.. {
+        let (mut d, parts) = disk();
+        put_request(&mut d, &parts, &hand_over_block());
+        let mut var = MemVar::default();
+        let power = Power(alloc::rc::Rc::new(core::cell::Cell::new(budget)));
+        let (first, _, _) = boot_once(
+            &mut CutDisk(&mut d, power.clone()),
+            &parts,
+            &mut CutVar(&mut var, power.clone()),
+            Some(code()),
+        );
+        let cut = power.0.get() == 0;
+        // The next boot, with power and nobody at the console.
+        let keys = boot_once(&mut d, &parts, &mut var, None).0.unwrap();
+        let store = var
+            .value
+            .as_ref()
+            .map(|(b, _)| OwnerStore::parse(b).unwrap())
+            .unwrap_or_default();
+        assert_eq!(store.wipe, Wipe::None, "budget {budget}: the wipe finished");
+        assert!(
+            request_block(&d, &parts).iter().all(|&b| b == 0),
+            "budget {budget}: the request is gone"
+        );
+        match keys.mode {
+            // Cut before the store was written: nothing changed, nothing wiped.
+            Mode::Vendor => {
+                assert!(cut, "budget {budget}");
+                assert!(!data_is_zero(&d, &parts), "budget {budget}: nothing wiped");
+                assert_eq!(store, OwnerStore::default());
+            }
+            // Cut after: handing over, and no byte of the old data left.
+            Mode::HandingOver => {
+                assert!(data_is_zero(&d, &parts), "budget {budget}: wiped");
+                assert_eq!(store, handing_over_store(), "budget {budget}");
+                assert_eq!(keys.owner, Some(owner()));
+            }
+            other => panic!("budget {budget}: mode {other:?}"),
+        }
+        if !cut {
+            first.unwrap();
+            assert_eq!(keys.mode, Mode::HandingOver);
+            break;
+        }
+        cuts += 1;
+    }
+    // The request's clear, the store with the wipe pending, the wipe's writes, the store
+    // without it: a cut before each.
+    assert!(cuts >= 4, "{cuts}");
 }
