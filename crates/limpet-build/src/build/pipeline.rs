@@ -317,13 +317,20 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         6,
         "writing the SBOM and signing the slot (dm-verity tree, header, kernel, initramfs)",
     );
+    // A cohort's slot says which cohort it is, signed: `limpet publish` names its targets
+    // after it (docs/cohorts.md).
+    let mut cmdline = kernel::command_line(
+        inputs.project.manifest.device.target,
+        &inputs.project.manifest.kernel,
+    );
+    if let Some(cohort) = options.cohort {
+        cmdline.push(' ');
+        cmdline.push_str(&cohort.cmdline_word());
+    }
     let boot = slot::BootFiles {
         kernel: &kernel,
         initramfs: &initramfs.archive,
-        cmdline: &kernel::command_line(
-            inputs.project.manifest.device.target,
-            &inputs.project.manifest.kernel,
-        ),
+        cmdline: &cmdline,
     };
     let signed = sign(&inputs, &compiled, &contents, &boot, &staging)?;
 
