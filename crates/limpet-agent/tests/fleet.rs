@@ -3,7 +3,8 @@
 //! their waves by limpet-repo and served over HTTP, two devices (PID 1's install server on
 //! temporary partitions, each with its identity), the real fleet server (limpet-fleet on
 //! SQLite, loopback) and, for the compromised server, a server that answers whatever its
-//! attacker wants, signed with the real hold key.
+//! attacker wants, signed with the real hold key, and the real server whose database the
+//! attacker writes directly.
 //!
 //! What a boot would do (booting the staged trial, the health gate rolling it back) is done
 //! here on the A/B record directly; tests/fleet.rs of the `limpet` crate boots it in QEMU.
