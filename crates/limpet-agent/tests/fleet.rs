@@ -3,7 +3,8 @@
 //! their waves by limpet-repo and served over HTTP, two devices (PID 1's install server on
 //! temporary partitions, each with its identity), the real fleet server (limpet-fleet on
 //! SQLite, loopback) and, for the compromised server, a server that answers whatever its
-//! attacker wants, signed with the real hold key.
+//! attacker wants, signed with the real hold key, and the real server whose database the
+//! attacker writes directly.
 //!
 //! What a boot would do (booting the staged trial, the health gate rolling it back) is done
 //! here on the A/B record directly; tests/fleet.rs of the `limpet` crate boots it in QEMU.
@@ -22,7 +23,7 @@ use limpet_agent::{Agent, PollOutcome};
 use limpet_fleet::halt::RawThresholds;
 use limpet_fleet::rollout::{CreateRollout, Fleet};
 use limpet_fleet::store::Store;
-use limpet_fleet_api::hold::{sign_hold, Hold, Scope};
+use limpet_fleet_api::hold::{sign_hold, Hold, Ignored, Scope};
 use limpet_fleet_api::waves::{bucket, RawReleaseWaves, RawWave};
 use limpet_repo::serve::serve;
 use limpet_repo::waves::WavesSpec;
@@ -112,6 +113,8 @@ fn boot_and_roll_back(device: &Device) {
 /// rollout of `release` that halts when half of a wave (at least one device) fails.
 struct FleetServer {
     url: String,
+    /// Its database, `sqlite://PATH`.
+    db: String,
     rt: Option<tokio::runtime::Runtime>,
     _dir: tempfile::TempDir,
 }
@@ -150,9 +153,28 @@ impl FleetServer {
         });
         FleetServer {
             url: format!("http://{addr}"),
+            db,
             rt: Some(rt),
             _dir: dir,
         }
+    }
+}
+
+impl FleetServer {
+    /// Runs `statements` on the server's database behind its back, as an attacker with
+    /// the database file would.
+    fn write_db(&self, statements: &[String]) {
+        let rt = self.rt.as_ref().unwrap();
+        rt.block_on(async {
+            let pool = sqlx::sqlite::SqlitePool::connect(&self.db).await.unwrap();
+            for s in statements {
+                sqlx::query(s)
+                    .execute(&pool)
+                    .await
+                    .unwrap_or_else(|e| panic!("{s}: {e}"));
+            }
+            pool.close().await;
+        });
     }
 }
 
@@ -297,26 +319,34 @@ fn hold_json(release: &str, issued: i64, secs: i64, key: &SigningKey) -> serde_j
     serde_json::to_value(sign_hold(hold, key, u64::MAX).unwrap()).unwrap()
 }
 
+/// A repository with 1.0.0 and 1.1.0 (in [`two_waves`] from `t0`), and beside them an
+/// unsigned, unlisted 9.9.9 that an attacker copied into its targets: the repository, the
+/// 1.0.0 slot and the name of 1.1.0.
+fn attacked_repo(t0: i64) -> (TestRepo, Vec<u8>, String) {
+    let v1 = release("1.0.0", b"");
+    let repo = TestRepo::new();
+    repo.publish(&v1);
+    let name = format!("{DEVICE}/1.1.0");
+    publish(&repo, &release("1.1.0", b"next"), &two_waves(t0, false));
+    let rogue = repo.path().join(format!("targets/{DEVICE}/9.9.9"));
+    std::fs::create_dir_all(&rogue).unwrap();
+    for file in ["slot.cidx", "slot.img"] {
+        std::fs::copy(
+            repo.path().join(format!("targets/{DEVICE}/1.1.0/{file}")),
+            rogue.join(file),
+        )
+        .unwrap();
+    }
+    (repo, v1, name)
+}
+
 /// A compromised fleet server (its hold key and whatever it answers in the attacker's
 /// hands) can only hold: it cannot make a device skip its wave, install a version the TUF
 /// metadata does not list, or hold longer than max_hold or an emergency release at all.
 #[test]
 fn a_compromised_fleet_server_can_only_hold() {
     let t0 = now();
-    let v1 = release("1.0.0", b"");
-    let repo = TestRepo::new();
-    repo.publish(&v1);
-    let name = format!("{DEVICE}/1.1.0");
-    publish(&repo, &release("1.1.0", b"next"), &two_waves(t0, false));
-    // An unsigned, unlisted release copied into the repository's targets by the attacker.
-    let rogue = repo.path().join(format!("targets/{DEVICE}/9.9.9"));
-    std::fs::create_dir_all(&rogue).unwrap();
-    std::fs::copy(
-        repo.path()
-            .join(format!("targets/{DEVICE}/1.1.0/slot.cidx")),
-        rogue.join("slot.cidx"),
-    )
-    .unwrap();
+    let (repo, v1, name) = attacked_repo(t0);
     let http = serve(&repo.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
     let device = Device::with_identity(&v1, "1.0.0", seed_in(1, &name));
     let state = tempfile::tempdir().unwrap();
@@ -412,4 +442,143 @@ fn an_emergency_release_ignores_holds_but_not_its_wave() {
         matches!(&outcome, PollOutcome::Staged { version, .. } if version == "1.1.0"),
         "{outcome:?}"
     );
+}
+
+/// A hold row as an attacker writes it into the `holds` table: `signed` as the statement.
+fn hold_row(release: &str, signed: &serde_json::Value) -> String {
+    format!(
+        "INSERT INTO holds (id, release_name, issued, until_time, statement, lifted) \
+         VALUES ('{}', '{release}', {}, {}, '{}', NULL)",
+        signed["signature"].as_str().unwrap(),
+        signed["hold"]["issued"],
+        signed["hold"]["until"],
+        signed.to_string().replace('\'', "''")
+    )
+}
+
+/// The real fleet server with its database written directly by an attacker (SQL behind the
+/// running server's back): the rollout made active again with its waves changed so that
+/// every device is in an open wave, a rollout of an unlisted 9.9.9 inserted, the device's
+/// row and a forged report saying it runs 9.9.9, and forged hold rows. The device still
+/// waits for its own wave, never sees 9.9.9, and ignores every hold not signed by a key of
+/// the signed `hold_keys` (each for the reason asserted), then installs what TUF signs.
+#[test]
+fn a_fleet_database_written_by_an_attacker_can_only_hold() {
+    let t0 = now();
+    let (repo, v1, name) = attacked_repo(t0);
+    let http = serve(&repo.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let fleet = FleetServer::start(&name, signed_waves(&repo));
+    let seed = seed_in(1, &name);
+    let key = SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+    let device = Device::with_identity(&v1, "1.0.0", seed);
+    let state = tempfile::tempdir().unwrap();
+    let poll = |clock: i64| {
+        let mut c = agent_config(&http.url(), &repo, &device, state.path());
+        c.fleet = Some(fleet.url.clone());
+        Agent::new(c)
+            .with_clock(Arc::new(FixedClock(UnixTime::from_secs(clock))))
+            .poll_once()
+            .unwrap()
+    };
+    let wave_1 = PollOutcome::Waiting {
+        version: "1.1.0".into(),
+        gate: Gate::Wave {
+            wave: 1,
+            start: UnixTime::from_secs(t0 + 1800),
+        },
+    };
+    // The device checks in (its row exists) and waits for wave 1.
+    assert_eq!(poll(now()), wave_1);
+
+    // 1. The rollout active again, counting from the epoch, one wave of the whole fleet
+    //    open since 2000; a rollout of the unlisted 9.9.9, open to all; the device's row and
+    //    a forged report saying it installed 9.9.9.
+    let everyone =
+        r#"{"emergency":false,"waves":[{"share_bp":10000,"start":"2000-01-01T00:00:00Z"}]}"#;
+    let device_hex = hex::encode(key);
+    fleet.write_db(&[
+        format!(
+            "UPDATE rollouts SET state = 'active', halt_reason = NULL, counted_from = 0, \
+             waves = '{everyone}' WHERE release_name = '{name}'"
+        ),
+        format!(
+            "INSERT INTO rollouts (release_name, created, waves, max_hold_secs, max_failure_bp, \
+             min_reports, report_deadline_secs, state, halt_reason, counted_from) \
+             VALUES ('{DEVICE}/9.9.9', 0, '{everyone}', 3600, 10000, 1, 3600, 'active', NULL, 0)"
+        ),
+        format!(
+            "UPDATE devices SET running = '9.9.9', last_outcome = 'installed', \
+             last_release = '{DEVICE}/9.9.9' WHERE device = '{device_hex}'"
+        ),
+        format!(
+            "INSERT INTO reports (device, seq, received, outcome, release_name, reason, report, \
+             signature) VALUES ('{device_hex}', 1, {t0}, 'installed', '{DEVICE}/9.9.9', NULL, \
+             '{{}}', '{}')",
+            "00".repeat(64)
+        ),
+    ]);
+    // The server's answer has no field for any of it: the device's wave is computed from
+    // its key and the signed waves, and 9.9.9 is not listed.
+    assert_eq!(poll(now()), wave_1);
+    assert!(device.state().trial().is_none());
+    assert!(device.events(0).is_empty(), "{:?}", device.events(0));
+
+    // 2. Forged hold rows, served by the real server to the device as holds in force:
+    //    one signed by the attacker's own key, one of the real hold key altered after
+    //    signing (a longer hold), one naming the real hold key but signed by the attacker.
+    let attacker = SigningKey::from_bytes(&[7; 32]);
+    let own_key = hold_json(&name, t0 - 30, 86_400, &attacker);
+    let mut altered = hold_json(&name, t0 - 20, 600, &server_key());
+    altered["hold"]["until"] = serde_json::json!(t0 + 86_400);
+    let mut misnamed = hold_json(&name, t0 - 10, 86_400, &attacker);
+    misnamed["key"] = serde_json::json!(hex::encode(server_key().verifying_key().as_bytes()));
+    fleet.write_db(&[
+        hold_row(&name, &own_key),
+        hold_row(&name, &altered),
+        hold_row(&name, &misnamed),
+    ]);
+    // Wave 1 open by the device's clock: the forged holds are ignored and it installs
+    // 1.1.0, the release TUF signs (not the unlisted 9.9.9).
+    let outcome = poll(t0 + 3600);
+    assert!(
+        matches!(&outcome, PollOutcome::Staged { version, .. } if version == "1.1.0"),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        device.state().trial().map(|t| t.version.to_string()),
+        Some("1.1.0".into())
+    );
+    // The device received exactly those three holds, and each failed for its reason.
+    let kept = limpet_agent::fleet::FleetFiles::new(state.path())
+        .holds()
+        .holds;
+    assert_eq!(
+        kept.iter()
+            .map(|h| serde_json::to_value(h).unwrap())
+            .collect::<Vec<_>>(),
+        vec![own_key, altered, misnamed]
+    );
+    let targets: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo.path().join("metadata/targets.json")).unwrap())
+            .unwrap();
+    let signed = targets["signed"].as_object().unwrap();
+    let field = limpet_fleet_api::waves::WavesField::from_targets(signed)
+        .unwrap()
+        .unwrap();
+    let decided = limpet_agent::fleet::gate::gate(
+        Some(&field),
+        &name,
+        Some(&key),
+        &kept,
+        UnixTime::from_secs(t0 + 3600),
+    );
+    assert_eq!(
+        decided.ignored,
+        vec![
+            (0, Ignored::UnknownKey),
+            (1, Ignored::BadSignature),
+            (2, Ignored::BadSignature)
+        ]
+    );
+    assert_eq!(decided.gate, Gate::Go { wave: Some(1) });
 }

@@ -6,6 +6,9 @@
 //!   key, so TLS would add nothing the device relies on.
 //! - Bounded: connect, read and write time out after [`TIMEOUT`]; an answer longer than
 //!   [`MAX_ANSWER`] bytes, or listing more than [`MAX_HOLDS`] holds, is refused.
+//! - The answer's body ends at its `Content-Length` when it has one (a `304` has none),
+//!   not at the connection's close: a relay on the way may keep the connection open
+//!   after the server closed its end.
 //! - What the answer says is only parsed here; whether a hold counts is decided by
 //!   [`super::gate`] against the signed metadata.
 
@@ -135,6 +138,7 @@ pub fn check_in(url: &FleetUrl, body: &[u8], etag: Option<&str>) -> Result<Answe
             why: format!("not an HTTP status line: {:?}", line.trim_end()),
         })?;
     let mut tag = None;
+    let mut length: Option<u64> = None;
     loop {
         line.clear();
         reader.read_line(&mut line).map_err(io("read the answer"))?;
@@ -146,6 +150,12 @@ pub fn check_in(url: &FleetUrl, body: &[u8], etag: Option<&str>) -> Result<Answe
             if name.eq_ignore_ascii_case("etag") {
                 tag = Some(value.trim().to_owned());
             }
+            if name.eq_ignore_ascii_case("content-length") {
+                length = Some(value.trim().parse().map_err(|_| FleetError::Answer {
+                    url: url.url.clone(),
+                    why: format!("Content-Length {:?} is not a number", value.trim()),
+                })?);
+            }
             if name.eq_ignore_ascii_case("transfer-encoding") {
                 return Err(FleetError::Answer {
                     url: url.url.clone(),
@@ -154,10 +164,35 @@ pub fn check_in(url: &FleetUrl, body: &[u8], etag: Option<&str>) -> Result<Answe
             }
         }
     }
+    if status == 304 {
+        return Ok(Answer::NotModified);
+    }
     let mut rest = Vec::new();
-    reader
-        .read_to_end(&mut rest)
-        .map_err(io("read the answer"))?;
+    match length {
+        Some(n) if n > MAX_ANSWER => {
+            return Err(FleetError::Answer {
+                url: url.url.clone(),
+                why: format!("longer than {MAX_ANSWER} bytes"),
+            })
+        }
+        Some(n) => {
+            (&mut reader)
+                .take(n)
+                .read_to_end(&mut rest)
+                .map_err(io("read the answer"))?;
+            if rest.len() as u64 != n {
+                return Err(FleetError::Answer {
+                    url: url.url.clone(),
+                    why: format!("cut short: {} of its {n} bytes", rest.len()),
+                });
+            }
+        }
+        None => {
+            reader
+                .read_to_end(&mut rest)
+                .map_err(io("read the answer"))?;
+        }
+    }
     if rest.len() as u64 > MAX_ANSWER {
         return Err(FleetError::Answer {
             url: url.url.clone(),
@@ -165,7 +200,6 @@ pub fn check_in(url: &FleetUrl, body: &[u8], etag: Option<&str>) -> Result<Answe
         });
     }
     match status {
-        304 => Ok(Answer::NotModified),
         200 => {
             let parsed: HoldsBody =
                 serde_json::from_slice(&rest).map_err(|e| FleetError::Answer {
@@ -194,6 +228,46 @@ pub fn check_in(url: &FleetUrl, body: &[u8], etag: Option<&str>) -> Result<Answe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server that answers `answer` and then keeps the connection open until the test
+    /// ends: the client must stop at the answer's length, not wait for the close.
+    fn open_server(answer: &'static str) -> (FleetUrl, std::sync::mpsc::Sender<()>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = FleetUrl::parse(&format!("http://{}", listener.local_addr().unwrap())).unwrap();
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            s.write_all(answer.as_bytes()).unwrap();
+            let _ = wait.recv();
+        });
+        (url, done)
+    }
+
+    #[test]
+    fn an_answer_ends_at_its_length_on_a_connection_left_open() {
+        let (url, _done) = open_server(
+            "HTTP/1.1 200 OK\r\nContent-Length: 12\r\nETag: \"t\"\r\n\r\n{\"holds\":[]}",
+        );
+        assert_eq!(
+            check_in(&url, b"{}", None).unwrap(),
+            Answer::Holds {
+                holds: Vec::new(),
+                etag: Some("\"t\"".into())
+            }
+        );
+        let (url, _done) = open_server("HTTP/1.1 304 Not Modified\r\nETag: \"t\"\r\n\r\n");
+        assert_eq!(
+            check_in(&url, b"{}", Some("\"t\"")).unwrap(),
+            Answer::NotModified
+        );
+        let (url, done) =
+            open_server("HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n{\"holds\":[]}");
+        drop(done);
+        let err = check_in(&url, b"{}", None).unwrap_err().to_string();
+        assert!(err.contains("cut short: 12 of its 40 bytes"), "{err}");
+    }
 
     #[test]
     fn fleet_urls() {
