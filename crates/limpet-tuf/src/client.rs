@@ -488,50 +488,14 @@ impl Client {
         let timestamp = self.timestamp.as_ref().ok_or(Error::NotRefreshed)?;
         let meta = meta_entry("timestamp.json", &timestamp.meta, "snapshot.json")?.clone();
         let trusted = self.load_local::<Snapshot>();
-        // Off-spec (as python-tuf): a trusted local snapshot that is exactly the one the
-        // timestamp lists (version, and length/hashes if listed) is used without downloading
-        // it again. Its expiry is still checked.
-        if let Some((local, local_bytes)) = &trusted {
-            if local.version == meta.version
-                && check_bytes(
-                    "snapshot.json",
-                    local_bytes,
-                    meta.length,
-                    meta.hashes.as_ref(),
-                )
-                .is_ok()
-            {
-                check_expiry("snapshot", local.expires, now)?;
-                self.snapshot = Some(local.clone());
-                return Ok(());
-            }
+        if let Some(local) = Self::listed_local(trusted.as_ref(), &meta, now)? {
+            self.snapshot = Some(local);
+            return Ok(());
         }
-        // 5.5.1: download, at most the listed length or Y bytes.
-        let path = if self.root.consistent_snapshot {
-            format!("{}.snapshot.json", meta.version)
-        } else {
-            Role::Snapshot.file_name().to_owned()
-        };
-        // 5.5.2: the hashes (and length) listed in timestamp are checked inside the fetch.
-        let bytes = fetch_metadata(
-            &*self.transport,
-            &path,
-            self.limits.snapshot_max,
-            meta.length,
-            meta.hashes.as_ref(),
-        )?;
-        let new = parse::<Snapshot>(&path, &bytes)?;
-        // 5.5.3: check for an arbitrary software attack.
-        self.verify_role(Role::Snapshot, &new)?;
-        // 5.5.4: the version listed in timestamp.
-        if new.signed.version != meta.version {
-            return Err(Error::MixAndMatch {
-                role: "snapshot".into(),
-                listed_in: "timestamp.json",
-                expected: meta.version,
-                got: new.signed.version,
-            });
-        }
+        // 5.5.1–5.5.4: download at most the listed length or Y bytes, check the listed hashes,
+        // the trusted root's signatures and the listed version.
+        let (new, bytes) =
+            self.download_listed::<Snapshot>("timestamp.json", &meta, self.limits.snapshot_max)?;
         // 5.5.5: check for a rollback attack against the trusted snapshot.
         if let Some((old, _)) = &trusted {
             for (name, old_meta) in &old.meta {
@@ -563,49 +527,15 @@ impl Client {
     fn step_5_6_update_targets(&mut self, now: UnixTime) -> Result<(), Error> {
         let snapshot = self.snapshot.as_ref().ok_or(Error::NotRefreshed)?;
         let meta = meta_entry("snapshot.json", &snapshot.meta, "targets.json")?.clone();
-        // Off-spec (as python-tuf): reuse a trusted local targets.json that is exactly the
-        // one snapshot lists; its expiry is still checked.
-        if let Some((local, local_bytes)) = self.load_local::<Targets>() {
-            if local.version == meta.version
-                && check_bytes(
-                    "targets.json",
-                    &local_bytes,
-                    meta.length,
-                    meta.hashes.as_ref(),
-                )
-                .is_ok()
-            {
-                check_expiry("targets", local.expires, now)?;
-                self.targets = Some(local);
-                return Ok(());
-            }
+        if let Some(local) = Self::listed_local(self.load_local::<Targets>().as_ref(), &meta, now)?
+        {
+            self.targets = Some(local);
+            return Ok(());
         }
-        // 5.6.1: download, at most the listed length or Z bytes.
-        let path = if self.root.consistent_snapshot {
-            format!("{}.targets.json", meta.version)
-        } else {
-            Role::Targets.file_name().to_owned()
-        };
-        // 5.6.2: the hashes (and length) listed in snapshot are checked inside the fetch.
-        let bytes = fetch_metadata(
-            &*self.transport,
-            &path,
-            self.limits.targets_max,
-            meta.length,
-            meta.hashes.as_ref(),
-        )?;
-        let new = parse::<Targets>(&path, &bytes)?;
-        // 5.6.3: check for an arbitrary software attack.
-        self.verify_role(Role::Targets, &new)?;
-        // 5.6.4: the version listed in snapshot.
-        if new.signed.version != meta.version {
-            return Err(Error::MixAndMatch {
-                role: "targets".into(),
-                listed_in: "snapshot.json",
-                expected: meta.version,
-                got: new.signed.version,
-            });
-        }
+        // 5.6.1–5.6.4: download at most the listed length or Z bytes, check the listed hashes,
+        // the trusted root's signatures and the listed version.
+        let (new, bytes) =
+            self.download_listed::<Targets>("snapshot.json", &meta, self.limits.targets_max)?;
         // 5.6.5: check for a freeze attack.
         check_expiry("targets", new.signed.expires, now)?;
         // 5.6.6: persist targets.json.
@@ -786,6 +716,62 @@ impl Client {
     }
 
     // ---- helpers --------------------------------------------------------------------------
+
+    /// Off-spec (as python-tuf): the trusted local copy of a role, if it is exactly the one its
+    /// parent lists (the version, and the length and hashes when listed), is used without
+    /// downloading it again. Its expiry is still checked (freeze).
+    fn listed_local<T: RoleMetadata + Clone>(
+        trusted: Option<&(T, Vec<u8>)>,
+        meta: &MetaFile,
+        now: UnixTime,
+    ) -> Result<Option<T>, Error> {
+        let Some((local, bytes)) = trusted else {
+            return Ok(None);
+        };
+        let file = T::ROLE.file_name();
+        if local.version() != meta.version
+            || check_bytes(file, bytes, meta.length, meta.hashes.as_ref()).is_err()
+        {
+            return Ok(None);
+        }
+        check_expiry(T::ROLE.name(), local.expires(), now)?;
+        Ok(Some(local.clone()))
+    }
+
+    /// Steps 1–4 of 5.5 and 5.6: download the role its parent (`listed_in`) lists, at most the
+    /// listed length or `max` bytes, with the listed hashes checked inside the fetch; then the
+    /// trusted root's threshold of signatures (arbitrary software) and the listed version
+    /// (mix-and-match). Returns the role and its exact bytes, to persist.
+    fn download_listed<T: RoleMetadata>(
+        &self,
+        listed_in: &'static str,
+        meta: &MetaFile,
+        max: u64,
+    ) -> Result<(Unverified<T>, Vec<u8>), Error> {
+        let path = if self.root.consistent_snapshot {
+            format!("{}.{}", meta.version, T::ROLE.file_name())
+        } else {
+            T::ROLE.file_name().to_owned()
+        };
+        let bytes = fetch_metadata(
+            &*self.transport,
+            &path,
+            max,
+            meta.length,
+            meta.hashes.as_ref(),
+        )?;
+        let new = parse::<T>(&path, &bytes)?;
+        self.verify_role(T::ROLE, &new)?;
+        if new.signed.version() != meta.version {
+            return Err(Error::MixAndMatch {
+                role: T::ROLE.name().into(),
+                listed_in,
+                expected: meta.version,
+                got: new.signed.version(),
+            });
+        }
+        Ok((new, bytes))
+    }
 
     fn verify_role<T>(&self, role: Role, new: &Unverified<T>) -> Result<(), Error> {
         verify_threshold(
