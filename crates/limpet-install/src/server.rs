@@ -17,8 +17,8 @@
 //! - The device's identity (limpet-identity) stays here: `SignCheckIn` signs, for
 //!   `Purpose::CheckIn` only, a report that parses as a check-in report
 //!   (`limpet_fleet_api::report::Report`) naming this device's own key, and nothing else;
-//!   `SignRemoteAccess` signs, for `Purpose::RemoteAccess` only, a relay registration or a
-//!   session proof of the shape `limpet_install_api::remote` checks, and nothing else.
+//!   `DeviceKey` answers its public key; `SignRemoteAccess` is refused here (the remote
+//!   agent's own socket, [`crate::remote`], signs its proofs).
 //! - `HandOver` writes one thing: the owner request block the boot loader reads
 //!   (`limpet_state::owner`, at `REQUEST_OFFSET` of the `state` partition), a hand-over to
 //!   an Ed25519 key, synced. PID 1 checks no handover statement (it holds no TUF root; the
@@ -28,13 +28,14 @@
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::Session;
 use ed25519_dalek::VerifyingKey;
 use limpet_install_api::{DeviceStatus, Request, Response, MAX_DATA, MAX_MESSAGE};
 use limpet_lifecycle::{Keeper, Uptime, WallTime};
 use limpet_state::{StateStore, TrialPhase};
-use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType};
+use rustix::net::{RecvFlags, SendFlags};
 
 /// What the runtime must do after a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +76,7 @@ pub struct InstallServer {
     inactive: PathBuf,
     key: VerifyingKey,
     trial_boots: u8,
-    identity: Option<limpet_identity::Identity>,
+    identity: Option<Arc<limpet_identity::Identity>>,
     session: Option<(Session, File)>,
 }
 
@@ -94,8 +95,9 @@ pub struct Devices {
     pub key: VerifyingKey,
     /// Boots a staged trial gets.
     pub trial_boots: u8,
-    /// The device's identity, when it has one: signs fleet check-ins.
-    pub identity: Option<limpet_identity::Identity>,
+    /// The device's identity, when it has one: signs fleet check-ins (shared with the
+    /// remote agent's server, [`crate::remote::RemoteServer`], in the same process).
+    pub identity: Option<Arc<limpet_identity::Identity>>,
 }
 
 impl InstallServer {
@@ -106,28 +108,7 @@ impl InstallServer {
         agent_gid: u32,
         devices: Devices,
     ) -> Result<Self, String> {
-        use std::os::unix::fs::PermissionsExt;
-        let err = |what: &str, e: &dyn std::fmt::Display| {
-            format!("update socket {}: {what}: {e}", path.display())
-        };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| err("create its directory", &e))?;
-        }
-        let _ = std::fs::remove_file(path);
-        let listener = rustix::net::socket_with(
-            AddressFamily::UNIX,
-            SocketType::SEQPACKET,
-            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
-            None,
-        )
-        .map_err(|e| err("socket", &e))?;
-        let addr = SocketAddrUnix::new(path).map_err(|e| err("address", &e))?;
-        rustix::net::bind(&listener, &addr).map_err(|e| err("bind", &e))?;
-        std::os::unix::fs::chown(path, Some(agent_uid), Some(agent_gid))
-            .map_err(|e| err("chown", &e))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| err("chmod", &e))?;
-        rustix::net::listen(&listener, 1).map_err(|e| err("listen", &e))?;
+        let listener = crate::socket::listen(path, agent_uid, agent_gid, "update")?;
 
         let running = devices.running;
         let running_length = File::open(&running)
@@ -189,18 +170,7 @@ impl InstallServer {
     }
 
     fn accept(&mut self) {
-        let Ok(conn) = rustix::net::accept_with(&self.listener, SocketFlags::CLOEXEC) else {
-            return;
-        };
-        // The socket file's owner and mode already keep others out; the peer's uid is
-        // checked as well, so a mistake in either alone does not open the slots.
-        match rustix::net::sockopt::socket_peercred(&conn) {
-            Ok(cred) if cred.uid.as_raw() == self.agent_uid => self.conn = Some(conn),
-            _ => {
-                let refusal = Response::Error("not the update agent".to_owned()).encode();
-                let _ = rustix::net::send(&conn, &refusal, SendFlags::DONTWAIT);
-            }
-        }
+        self.conn = crate::socket::accept(&self.listener, self.agent_uid, "not the update agent");
     }
 
     fn handle(
@@ -223,10 +193,16 @@ impl InstallServer {
                 Ok(signature) => (Response::Signed { signature }, None),
                 Err(e) => (Response::Error(e), None),
             },
-            Request::SignRemoteAccess { message } => match self.sign_remote_access(&message) {
-                Ok(signature) => (Response::Signed { signature }, None),
-                Err(e) => (Response::Error(e), None),
-            },
+            // The remote agent's request, served on its own socket only: the update agent
+            // has no use for it.
+            Request::SignRemoteAccess { .. } => (
+                Response::Error(format!(
+                    "remote-access proofs are signed on {} only",
+                    limpet_install_api::REMOTE_SOCKET
+                )),
+                None,
+            ),
+            Request::DeviceKey => (crate::remote::device_key(self.identity.as_deref()), None),
             Request::HandOver { key } => (self.hand_over(&key), None),
             Request::Status => match self.status(on_trial, time.as_deref()) {
                 Ok(s) => (Response::Status(s), None),
@@ -406,20 +382,6 @@ impl InstallServer {
     }
 }
 
-impl InstallServer {
-    /// Signs a remote-access proof, only of the shape the protocol needs (module rules).
-    fn sign_remote_access(&self, message: &[u8]) -> Result<[u8; 64], String> {
-        let identity = self
-            .identity
-            .as_ref()
-            .ok_or("this device has no identity: nothing to sign remote-access proofs with")?;
-        limpet_install_api::remote::check_message(message)?;
-        Ok(identity
-            .sign(limpet_identity::Purpose::RemoteAccess, message)
-            .to_bytes())
-    }
-}
-
 fn hex_key(key: &VerifyingKey) -> String {
     key.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -498,6 +460,7 @@ mod tests {
     use limpet_lifecycle::SlotLifecycle;
     use limpet_state::{Slot, State};
     use limpet_testkit::slot::{root_hash, signed_slot, Partitions};
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketType};
     use std::os::fd::AsFd;
 
     const SLOT_SIZE: u64 = 256 << 10;
@@ -539,6 +502,7 @@ mod tests {
             agent_uid: u32,
             identity: Option<limpet_identity::Identity>,
         ) -> Rig {
+            let identity = identity.map(Arc::new);
             let dir = tempfile::tempdir().unwrap();
             let root = dir.path().to_owned();
             std::fs::create_dir_all(root.join("dev")).unwrap();
@@ -798,24 +762,13 @@ mod tests {
     /// PID 1 signs a check-in report of its own key, one that verifies as the fleet server
     /// checks it; anything else is refused, and a device without an identity signs nothing.
     /// A device identity made in a temporary data directory (kept alive by the caller).
-    fn test_identity() -> (tempfile::TempDir, limpet_identity::Identity) {
-        let data = tempfile::tempdir().unwrap();
-        let opened =
-            limpet_identity::store::open(data.path(), || Ok(zeroize::Zeroizing::new([5; 32])))
-                .unwrap();
-        match opened {
-            limpet_identity::Opened::Loaded(id) | limpet_identity::Opened::Created(id, _) => {
-                (data, id)
-            }
-        }
-    }
+    use crate::remote::tests::test_identity;
 
-    /// `SignRemoteAccess`: the two proofs are signed under `remote-access` (and verify
-    /// only so); a check-in, another prefix, another length, or no identity: refused.
+    /// The update agent's socket answers the device key, and refuses to sign
+    /// remote-access proofs: that is the remote agent's socket's business.
     #[test]
-    fn remote_access_proofs_are_signed_and_nothing_else() {
-        use limpet_identity::Purpose;
-        use limpet_install_api::remote::{REGISTER_PROOF, SESSION_PROOF};
+    fn the_device_key_is_answered_and_remote_proofs_refused() {
+        use limpet_install_api::remote::REGISTER_PROOF;
         let key = SigningKey::from_bytes(&[1; 32]);
         let (v1, _) = release("1.0.0", &key);
         let (_data, identity) = test_identity();
@@ -826,51 +779,22 @@ mod tests {
             rustix::process::getuid().as_raw(),
             Some(identity),
         );
-        for prefix in [REGISTER_PROOF, SESSION_PROOF] {
-            let message = [prefix, &[9u8; 32]].concat();
-            let Response::Signed { signature } = rig
-                .ask(&Request::SignRemoteAccess {
-                    message: message.clone(),
-                })
-                .0
-            else {
-                panic!("not signed");
-            };
-            let signature = ed25519_dalek::Signature::from_bytes(&signature);
-            assert!(limpet_identity::verify(
-                &public,
-                Purpose::RemoteAccess,
-                &message,
-                &signature
-            ));
-            assert!(!limpet_identity::verify(
-                &public,
-                Purpose::CheckIn,
-                &message,
-                &signature
-            ));
-        }
-        for (message, says) in [
-            (br#"{"device":"00"}"#.to_vec(), "not a remote-access proof"),
-            (
-                [b"session-operator\0", &[9u8; 32][..]].concat(),
-                "not a remote-access proof",
-            ),
-            ([SESSION_PROOF, &[9u8; 31]].concat(), "not 31"),
-        ] {
-            match rig.ask(&Request::SignRemoteAccess { message }).0 {
-                Response::Error(e) => assert!(e.contains(says), "{e}"),
-                other => panic!("{other:?}"),
-            }
-        }
-        let mut bare = Rig::new(&key, &v1);
-        match bare
+        assert_eq!(
+            rig.ask(&Request::DeviceKey).0,
+            Response::Data(public.as_bytes().to_vec())
+        );
+        match rig
             .ask(&Request::SignRemoteAccess {
                 message: [REGISTER_PROOF, &[9u8; 32]].concat(),
             })
             .0
         {
-            Response::Error(e) => assert!(e.contains("no identity"), "{e}"),
+            Response::Error(e) => {
+                assert_eq!(
+                    e,
+                    "remote-access proofs are signed on /run/limpet/remote.sock only"
+                );
+            }
             other => panic!("{other:?}"),
         }
     }

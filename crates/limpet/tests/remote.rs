@@ -8,8 +8,9 @@
 //! ```
 //!
 //! The device runs the real `limpet-remote-agent` (egress limited by nftables to the relay),
-//! its signatures asked of a stand-in for PID 1 on the same socket protocol
-//! (`SignRemoteAccess`, the identity on a temporary data directory, in this process), and
+//! its key and signatures asked of PID 1's own server of its socket (limpet-install's
+//! `remote`: `DeviceKey`, `SignRemoteAccess`; the identity on a temporary data directory,
+//! served from this process), and
 //! an echo service on its loopback; the
 //! relay is `limpet relay serve`; the operator uses `limpet connect` with capabilities from
 //! `limpet access grant`. Shown: the operator reaches the declared service through the
@@ -122,58 +123,40 @@ fn net() -> Net {
     }
 }
 
-/// A stand-in for PID 1's side of the remote agent's socket: the identity (made under
-/// `data`) answers `Status` with its public key and signs `SignRemoteAccess` under the
-/// rule PID 1 keeps (`limpet_install_api::remote::check_message`), refusing anything else.
-/// Served from a thread of this process for as long as it runs.
-fn pid1_signer(data: &Path, socket: &Path) {
-    use limpet_install_api::{DeviceStatus, Request, Response, MAX_MESSAGE};
-    use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketType};
-    let identity =
-        match limpet_identity::store::open(data, || Ok(zeroize::Zeroizing::new([42; 32]))).unwrap()
-        {
-            limpet_identity::Opened::Loaded(id) | limpet_identity::Opened::Created(id, _) => id,
-        };
-    let fd = rustix::net::socket(AddressFamily::UNIX, SocketType::SEQPACKET, None).unwrap();
-    rustix::net::bind(&fd, &SocketAddrUnix::new(socket).unwrap()).unwrap();
-    rustix::net::listen(&fd, 8).unwrap();
-    let key = identity.public_key();
-    std::thread::spawn(move || loop {
-        let Ok(conn) = rustix::net::accept(&fd) else {
-            return;
-        };
-        let mut buf = vec![0u8; MAX_MESSAGE];
-        let Ok((n, _)) = rustix::net::recv(&conn, &mut buf, RecvFlags::empty()) else {
-            continue;
-        };
-        let answer = match Request::decode(&buf[..n]) {
-            Ok(Request::Status) => Response::Status(DeviceStatus {
-                running_version: "1.0.0".into(),
-                running_length: 0,
-                inactive_capacity: 0,
-                floor: "1.0.0".into(),
-                highest_failed: None,
-                trial: None,
-                on_trial: false,
-                time_floor: None,
-                support_until: None,
-                device_key: Some(hex::encode(key.as_bytes())),
-                record: None,
-            }),
-            Ok(Request::SignRemoteAccess { message }) => {
-                match limpet_install_api::remote::check_message(&message) {
-                    Ok(()) => Response::Signed {
-                        signature: identity
-                            .sign(limpet_identity::Purpose::RemoteAccess, &message)
-                            .to_bytes(),
-                    },
-                    Err(e) => Response::Error(e),
-                }
+/// PID 1's server of the remote agent's socket, the code PID 1 runs
+/// (`limpet_install::remote::RemoteServer`, bound for this process's uid, polled as PID 1's
+/// loop polls it), with an identity made under `data`: it answers `DeviceKey` and signs
+/// `SignRemoteAccess`, refusing anything else. Served from a thread of this process for as
+/// long as it runs; returns the identity's public key in hex.
+fn pid1_signer(data: &Path, socket: &Path) -> String {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let (data, socket) = (data.to_owned(), socket.to_owned());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let identity =
+            match limpet_identity::store::open(&data, || Ok(zeroize::Zeroizing::new([42; 32])))
+                .unwrap()
+            {
+                limpet_identity::Opened::Loaded(id) | limpet_identity::Opened::Created(id, _) => id,
+            };
+        let key = hex::encode(identity.public_key().as_bytes());
+        let mut server = limpet_install::remote::RemoteServer::bind(
+            &socket,
+            rustix::process::getuid().as_raw(),
+            rustix::process::getgid().as_raw(),
+            Some(std::sync::Arc::new(identity)),
+        )
+        .unwrap();
+        tx.send(key).unwrap();
+        loop {
+            let mut fds = [PollFd::new(server.pollable(), PollFlags::IN)];
+            if poll(&mut fds, None).is_err() {
+                return;
             }
-            other => Response::Error(format!("not served here: {other:?}")),
-        };
-        let _ = rustix::net::send(&conn, &answer.encode(), SendFlags::NOSIGNAL);
+            server.ready();
+        }
     });
+    rx.recv_timeout(WAIT).unwrap()
 }
 
 /// The agent binary, built here by cargo beside `limpet` (a test build of the workspace
@@ -402,7 +385,7 @@ fn an_operator_reaches_the_devices_declared_service_through_the_relay_and_nothin
 
     echo_server(&device);
     let signer = data.path().join("remote.sock");
-    pid1_signer(data.path(), &signer);
+    let pid1_key = pid1_signer(data.path(), &signer);
     let signer = signer.to_str().unwrap().to_owned();
     let mut agent = spawn_in(
         &device,
@@ -428,6 +411,8 @@ fn an_operator_reaches_the_devices_declared_service_through_the_relay_and_nothin
         "limpet-remote-agent: identity ",
     );
     let device_key = identity_line.rsplit(' ').next().unwrap().to_owned();
+    // The agent's key is the one PID 1's server answered: it never held the identity.
+    assert_eq!(device_key, pid1_key);
     wait_for(&agent_lines, &mut agent_seen, "registered at relay");
     wait_for(
         &relay_lines,
