@@ -5,24 +5,58 @@
 //! Rules this module keeps:
 //! - The socket is `SOCK_SEQPACKET`, owned by the remote agent's uid with mode 0600, and
 //!   every connection's peer must be that uid (as the update agent's, `crate::socket`).
-//! - Two requests are served and nothing else: `DeviceKey` (the identity's public key)
-//!   and `SignRemoteAccess`, which signs for `Purpose::RemoteAccess` only a message of the
+//! - Three requests are served and nothing else: `DeviceKey` (the identity's public key),
+//!   `RemoteSession` (a session's start or end, kept in the [`SessionLog`] for the
+//!   check-in, stamped with PID 1's clock) and `SignRemoteAccess`, which signs for `Purpose::RemoteAccess` only a message of the
 //!   shape `limpet_install_api::remote::check_message` allows (a relay registration or a
 //!   session proof). Every other request is refused by name, so a compromised remote agent
 //!   cannot sign a check-in, read the device's state or touch a slot.
 //! - The identity is the one PID 1 opened at boot, shared (`Arc`) with the update agent's
 //!   server in the same single-threaded loop; it is never written anywhere.
+//! - The session log keeps the newest [`MAX_SESSIONS`] records; the update agent's server
+//!   answers them in `Status` and signs only a check-in that reports exactly them.
 //! - One connection at a time, one request, one answer; a peer that hangs up is dropped.
 //!   This module does not depend on the install server: a device without `[update]` links
 //!   it alone.
 
+use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use limpet_install_api::remote::{RemoteSession, MAX_SESSIONS};
 
 use limpet_identity::{Identity, Purpose};
 use limpet_install_api::{Request, Response, MAX_MESSAGE};
 use rustix::net::{RecvFlags, SendFlags};
+
+/// The remote-access sessions PID 1 recorded, shared by its two servers (module rules).
+#[derive(Debug, Clone, Default)]
+pub struct SessionLog(Arc<Mutex<VecDeque<RemoteSession>>>);
+
+impl SessionLog {
+    /// Keeps `record`, dropping the oldest beyond [`MAX_SESSIONS`].
+    pub fn push(&self, record: RemoteSession) {
+        let mut log = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        log.push_back(record);
+        while log.len() > MAX_SESSIONS {
+            log.pop_front();
+        }
+    }
+
+    /// The records kept, oldest first.
+    pub fn records(&self) -> Vec<RemoteSession> {
+        let log = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        log.iter().cloned().collect()
+    }
+}
 
 /// The listening socket and the connection being served.
 #[derive(Debug)]
@@ -31,22 +65,26 @@ pub struct RemoteServer {
     conn: Option<OwnedFd>,
     agent_uid: u32,
     identity: Option<Arc<Identity>>,
+    sessions: SessionLog,
 }
 
 impl RemoteServer {
     /// Binds the socket at `path` for the remote agent's `agent_uid`/`agent_gid`,
-    /// replacing a stale one; `identity` signs (absent: every signature is refused).
+    /// replacing a stale one; `identity` signs (absent: every signature is refused), and
+    /// `sessions` keeps the sessions the agent reports.
     pub fn bind(
         path: &Path,
         agent_uid: u32,
         agent_gid: u32,
         identity: Option<Arc<Identity>>,
+        sessions: SessionLog,
     ) -> Result<Self, String> {
         Ok(RemoteServer {
             listener: crate::socket::listen(path, agent_uid, agent_gid, "remote agent's")?,
             conn: None,
             agent_uid,
             identity,
+            sessions,
         })
     }
 
@@ -84,6 +122,15 @@ impl RemoteServer {
     fn answer(&self, request: Request) -> Response {
         match request {
             Request::DeviceKey => device_key(self.identity.as_deref()),
+            Request::RemoteSession(mut record) => {
+                record.at = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .ok()
+                    .and_then(|d| i64::try_from(d.as_secs()).ok())
+                    .unwrap_or(0);
+                self.sessions.push(record);
+                Response::Ok
+            }
             Request::SignRemoteAccess { message } => {
                 match sign_remote_access(self.identity.as_deref(), &message) {
                     Ok(signature) => Response::Signed { signature },
@@ -91,7 +138,7 @@ impl RemoteServer {
                 }
             }
             other => Response::Error(format!(
-                "the remote agent's socket serves only device-key and sign-remote-access, not {}",
+                "the remote agent's socket serves only device-key, remote-session and sign-remote-access, not {}",
                 other.name()
             )),
         }
@@ -145,8 +192,14 @@ pub(crate) mod tests {
             let dir = tempfile::tempdir().unwrap();
             let socket = dir.path().join("run/limpet/remote.sock");
             let gid = rustix::process::getgid().as_raw();
-            let mut server =
-                RemoteServer::bind(&socket, agent_uid, gid, identity.map(Arc::new)).unwrap();
+            let mut server = RemoteServer::bind(
+                &socket,
+                agent_uid,
+                gid,
+                identity.map(Arc::new),
+                SessionLog::default(),
+            )
+            .unwrap();
             let client =
                 rustix::net::socket(AddressFamily::UNIX, SocketType::SEQPACKET, None).unwrap();
             rustix::net::connect(&client, &SocketAddrUnix::new(&socket).unwrap()).unwrap();
@@ -235,7 +288,7 @@ pub(crate) mod tests {
                 Request::SignCheckIn {
                     report: br#"{"device":"00"}"#.to_vec(),
                 },
-                "serves only device-key and sign-remote-access, not sign-check-in",
+                "serves only device-key, remote-session and sign-remote-access, not sign-check-in",
             ),
             (Request::Status, "not status"),
             (
@@ -280,5 +333,27 @@ pub(crate) mod tests {
             Response::decode(&buf[..n]),
             Ok(Response::Error("not the remote agent".to_owned()))
         );
+    }
+
+    /// `RemoteSession`: each record is kept with PID 1's clock (not the agent's), the
+    /// newest [`MAX_SESSIONS`] only.
+    #[test]
+    fn session_records_are_kept_stamped_and_bounded() {
+        let (_data, identity) = test_identity();
+        let mut rig = Rig::new(me(), Some(identity));
+        let record = |n: usize| RemoteSession {
+            event: limpet_install_api::remote::SessionEvent::Start,
+            at: -1,
+            operator: format!("{n:064x}"),
+            capability: "cd".repeat(32),
+            service: "echo".into(),
+        };
+        for n in 0..MAX_SESSIONS + 2 {
+            assert_eq!(rig.ask(&Request::RemoteSession(record(n))), Response::Ok);
+        }
+        let kept = rig.server.sessions.records();
+        assert_eq!(kept.len(), MAX_SESSIONS);
+        assert_eq!(kept[0].operator, format!("{:064x}", 2));
+        assert!(kept.iter().all(|r| r.at > 1_700_000_000), "{kept:?}");
     }
 }

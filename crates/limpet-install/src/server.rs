@@ -16,7 +16,9 @@
 //!   `Verified` is refused and `Status` answers no floor.
 //! - The device's identity (limpet-identity) stays here: `SignCheckIn` signs, for
 //!   `Purpose::CheckIn` only, a report that parses as a check-in report
-//!   (`limpet_fleet_api::report::Report`) naming this device's own key, and nothing else;
+//!   (`limpet_fleet_api::report::Report`) naming this device's own key and reporting
+//!   exactly the remote-access sessions recorded ([`crate::remote::SessionLog`]), and
+//!   nothing else;
 //!   `DeviceKey` answers its public key; `SignRemoteAccess` is refused here (the remote
 //!   agent's own socket, [`crate::remote`], signs its proofs).
 //! - `HandOver` writes one thing: the owner request block the boot loader reads
@@ -77,6 +79,7 @@ pub struct InstallServer {
     key: VerifyingKey,
     trial_boots: u8,
     identity: Option<Arc<limpet_identity::Identity>>,
+    sessions: crate::remote::SessionLog,
     session: Option<(Session, File)>,
 }
 
@@ -98,6 +101,9 @@ pub struct Devices {
     /// The device's identity, when it has one: signs fleet check-ins (shared with the
     /// remote agent's server, [`crate::remote::RemoteServer`], in the same process).
     pub identity: Option<Arc<limpet_identity::Identity>>,
+    /// The remote-access sessions the remote agent's server records: `Status` answers
+    /// them, and a check-in is signed only when it reports exactly them.
+    pub sessions: crate::remote::SessionLog,
 }
 
 impl InstallServer {
@@ -128,6 +134,7 @@ impl InstallServer {
             key: devices.key,
             trial_boots: devices.trial_boots,
             identity: devices.identity,
+            sessions: devices.sessions,
             session: None,
         })
     }
@@ -193,11 +200,12 @@ impl InstallServer {
                 Ok(signature) => (Response::Signed { signature }, None),
                 Err(e) => (Response::Error(e), None),
             },
-            // The remote agent's request, served on its own socket only: the update agent
-            // has no use for it.
-            Request::SignRemoteAccess { .. } => (
+            // The remote agent's requests, served on its own socket only: the update agent
+            // has no use for them.
+            Request::SignRemoteAccess { .. } | Request::RemoteSession(_) => (
                 Response::Error(format!(
-                    "remote-access proofs are signed on {} only",
+                    "{} is served on {} only",
+                    request.name(),
                     limpet_install_api::REMOTE_SOCKET
                 )),
                 None,
@@ -357,6 +365,7 @@ impl InstallServer {
             on_trial,
             device_key: self.identity.as_ref().map(|id| hex_key(&id.public_key())),
             record: Some(Box::new(record_facts(&state, on_trial))),
+            remote_sessions: self.sessions.records(),
         })
     }
 
@@ -373,6 +382,14 @@ impl InstallServer {
             return Err(format!(
                 "the report names device {}, not this device's key {own}",
                 report.device
+            ));
+        }
+        let recorded = self.sessions.records();
+        if report.remote_sessions != recorded {
+            return Err(format!(
+                "the report's {} remote sessions are not the {} PID 1 recorded",
+                report.remote_sessions.len(),
+                recorded.len()
             ));
         }
         let message = limpet_fleet_api::report::message(&report).map_err(|e| e.to_string())?;
@@ -483,6 +500,8 @@ mod tests {
         time: Option<Keeper<File>>,
         client: OwnedFd,
         partitions: Partitions,
+        /// The session log the server shares with the remote agent's server.
+        sessions: crate::remote::SessionLog,
     }
 
     impl Rig {
@@ -503,6 +522,7 @@ mod tests {
             identity: Option<limpet_identity::Identity>,
         ) -> Rig {
             let identity = identity.map(Arc::new);
+            let sessions = crate::remote::SessionLog::default();
             let dir = tempfile::tempdir().unwrap();
             let root = dir.path().to_owned();
             std::fs::create_dir_all(root.join("dev")).unwrap();
@@ -522,6 +542,7 @@ mod tests {
                     key: key.verifying_key(),
                     trial_boots: 3,
                     identity,
+                    sessions: sessions.clone(),
                 },
             )
             .unwrap();
@@ -533,6 +554,7 @@ mod tests {
                 time: None,
                 client,
                 partitions,
+                sessions,
             };
             rustix::net::connect(&rig.client, &SocketAddrUnix::new(&socket).unwrap()).unwrap();
             assert_eq!(rig.server.ready(false, None), None); // accept
@@ -792,41 +814,24 @@ mod tests {
             Response::Error(e) => {
                 assert_eq!(
                     e,
-                    "remote-access proofs are signed on /run/limpet/remote.sock only"
+                    "sign-remote-access is served on /run/limpet/remote.sock only"
                 );
             }
             other => panic!("{other:?}"),
         }
     }
 
-    #[test]
-    fn check_ins_are_signed_for_this_device_only() {
-        use limpet_fleet_api::report::{self, AbRecord, AbState, LastUpdate, Outcome, Report};
-        let key = SigningKey::from_bytes(&[1; 32]);
-        let (v1, _) = release("1.0.0", &key);
-        let (_data, identity) = test_identity();
-        let own = hex_key(&identity.public_key());
-        let mut rig = Rig::build(
-            &key,
-            &v1,
-            rustix::process::getuid().as_raw(),
-            Some(identity),
-        );
-        let status = rig.status();
-        assert_eq!(status.device_key.as_deref(), Some(own.as_str()));
-        let facts = status.record.unwrap();
-        assert_eq!(
-            (facts.active_slot.as_str(), facts.other_version),
-            ("a", None)
-        );
-        let mut r = Report {
-            device: own.clone(),
+    /// A check-in report of `device`: slot A committed, no update, no remote session.
+    fn committed_report(device: String) -> limpet_fleet_api::report::Report {
+        use limpet_fleet_api::report::{AbRecord, AbState, LastUpdate, Outcome, Report, Slot};
+        Report {
+            device,
             seq: 1,
             time: 0,
             running: "1.0.0".into(),
             other: None,
             ab: AbRecord {
-                active: report::Slot::A,
+                active: Slot::A,
                 state: AbState::Committed,
             },
             last_update: LastUpdate {
@@ -835,7 +840,34 @@ mod tests {
                 reason: None,
             },
             boot_count: 0,
-        };
+            remote_sessions: Vec::new(),
+        }
+    }
+
+    /// A rig whose server holds a test identity; its public key in hex.
+    fn rig_with_identity() -> (tempfile::TempDir, String, Rig) {
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let (v1, _) = release("1.0.0", &key);
+        let (data, identity) = test_identity();
+        let own = hex_key(&identity.public_key());
+        let uid = rustix::process::getuid().as_raw();
+        (data, own, Rig::build(&key, &v1, uid, Some(identity)))
+    }
+
+    #[test]
+    fn check_ins_are_signed_for_this_device_only() {
+        use limpet_fleet_api::report;
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let (v1, _) = release("1.0.0", &key);
+        let (_data, own, mut rig) = rig_with_identity();
+        let status = rig.status();
+        assert_eq!(status.device_key.as_deref(), Some(own.as_str()));
+        let facts = status.record.unwrap();
+        assert_eq!(
+            (facts.active_slot.as_str(), facts.other_version),
+            ("a", None)
+        );
+        let mut r = committed_report(own.clone());
         let json = serde_json::to_vec(&r).unwrap();
         let Response::Signed { signature } = rig.ask(&Request::SignCheckIn { report: json }).0
         else {
@@ -872,6 +904,50 @@ mod tests {
             Response::Error(e) => assert!(e.contains("no identity"), "{e}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// The sessions the remote agent's server recorded are in `Status`, and a check-in is
+    /// signed only when it reports exactly them. Attack: an update agent that leaves a
+    /// session out of its report, or makes one up, gets no signature.
+    #[test]
+    fn a_check_in_reports_exactly_the_recorded_remote_sessions() {
+        use limpet_fleet_api::report::Report;
+        use limpet_install_api::remote::{RemoteSession, SessionEvent};
+        let (_data, own, mut rig) = rig_with_identity();
+        let record = |event| RemoteSession {
+            event,
+            at: 1_800_000_000,
+            operator: "ab".repeat(32),
+            capability: "cd".repeat(32),
+            service: "echo".into(),
+        };
+        rig.sessions.push(record(SessionEvent::Start));
+        rig.sessions.push(record(SessionEvent::End));
+        let recorded = rig.status().remote_sessions;
+        assert_eq!(
+            recorded,
+            [record(SessionEvent::Start), record(SessionEvent::End)]
+        );
+        let mut r = committed_report(own);
+        r.remote_sessions = recorded.clone();
+        let ask = |rig: &mut Rig, r: &Report| {
+            rig.ask(&Request::SignCheckIn {
+                report: serde_json::to_vec(r).unwrap(),
+            })
+            .0
+        };
+        assert!(matches!(ask(&mut rig, &r), Response::Signed { .. }));
+        r.remote_sessions.pop();
+        assert_eq!(
+            ask(&mut rig, &r),
+            Response::Error("the report's 1 remote sessions are not the 2 PID 1 recorded".into())
+        );
+        r.remote_sessions = recorded;
+        r.remote_sessions[0].operator = "ef".repeat(32);
+        assert_eq!(
+            ask(&mut rig, &r),
+            Response::Error("the report's 2 remote sessions are not the 2 PID 1 recorded".into())
+        );
     }
 
     /// `Verified` takes the agent's signed time and support end into the time record, by

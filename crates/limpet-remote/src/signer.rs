@@ -2,6 +2,8 @@
 //! limpet-install-api), so the identity's private key never enters the agent.
 //!
 //! Rules this module keeps:
+//! - Each session's start and end is given to PID 1 (`RemoteSession`), which keeps it for
+//!   the device's signed check-in ([`pid1_recorder`]).
 //! - One request, one answer, on a `SOCK_SEQPACKET` connection opened for each signature
 //!   (a restarted PID 1 server is found again); each wait is bounded ([`ANSWER_TIMEOUT`]).
 //! - The device's public key comes from PID 1's `DeviceKey` answer; only the two proofs are
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::{Signature, VerifyingKey};
+use limpet_install_api::remote::RemoteSession;
 use limpet_install_api::{Request, Response, MAX_MESSAGE};
 use rustix::net::{
     sockopt, AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
@@ -28,6 +31,23 @@ pub struct SignError(pub String);
 
 /// Signs under the identity's `remote-access` purpose.
 pub type Signer = Arc<dyn Fn(&[u8]) -> Result<Signature, SignError> + Send + Sync>;
+
+/// Keeps a session's start or end where the device's check-in reports it.
+pub type Recorder = Arc<dyn Fn(RemoteSession) + Send + Sync>;
+
+/// A recorder that gives each record to PID 1 over the socket at `path`
+/// (`RemoteSession`); a record PID 1 does not take is a line on standard output (the
+/// console keeps it), never a session refused.
+pub fn pid1_recorder(path: &Path) -> Recorder {
+    let path = path.to_owned();
+    Arc::new(
+        move |record: RemoteSession| match exchange(&path, &Request::RemoteSession(record)) {
+            Ok(Response::Ok) => {}
+            Ok(other) => println!("limpet-remote: PID 1 did not record the session: {other:?}"),
+            Err(e) => println!("limpet-remote: PID 1 did not record the session: {e}"),
+        },
+    )
+}
 
 /// A signer that asks PID 1 over the socket at `path`.
 pub fn pid1(path: &Path) -> Signer {

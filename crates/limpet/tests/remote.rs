@@ -127,8 +127,9 @@ fn net() -> Net {
 /// (`limpet_install::remote::RemoteServer`, bound for this process's uid, polled as PID 1's
 /// loop polls it), with an identity made under `data`: it answers `DeviceKey` and signs
 /// `SignRemoteAccess`, refusing anything else. Served from a thread of this process for as
-/// long as it runs; returns the identity's public key in hex.
-fn pid1_signer(data: &Path, socket: &Path) -> String {
+/// long as it runs; returns the identity's public key in hex. The sessions the agent
+/// reports go into `sessions`, as they go into PID 1's log for the check-in.
+fn pid1_signer(data: &Path, socket: &Path, sessions: limpet_install::remote::SessionLog) -> String {
     use rustix::event::{poll, PollFd, PollFlags};
     let (data, socket) = (data.to_owned(), socket.to_owned());
     let (tx, rx) = mpsc::channel();
@@ -145,6 +146,7 @@ fn pid1_signer(data: &Path, socket: &Path) -> String {
             rustix::process::getuid().as_raw(),
             rustix::process::getgid().as_raw(),
             Some(std::sync::Arc::new(identity)),
+            sessions,
         )
         .unwrap();
         tx.send(key).unwrap();
@@ -385,7 +387,8 @@ fn an_operator_reaches_the_devices_declared_service_through_the_relay_and_nothin
 
     echo_server(&device);
     let signer = data.path().join("remote.sock");
-    let pid1_key = pid1_signer(data.path(), &signer);
+    let sessions = limpet_install::remote::SessionLog::default();
+    let pid1_key = pid1_signer(data.path(), &signer, sessions.clone());
     let signer = signer.to_str().unwrap().to_owned();
     let mut agent = spawn_in(
         &device,
@@ -470,6 +473,44 @@ fn an_operator_reaches_the_devices_declared_service_through_the_relay_and_nothin
     let start = wait_for(&agent_lines, &mut agent_seen, "session start: operator");
     assert!(start.contains(&op), "{start}");
     assert!(start.contains("service echo"), "{start}");
+    // PID 1 recorded the session's start and, once the operator closed it, its end, with
+    // the operator's key and the capability's hash: what the next check-in reports.
+    let cap_hash = start
+        .split("capability ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap()
+        .to_owned();
+    wait_for(&agent_lines, &mut agent_seen, "session end: operator");
+    let deadline = Instant::now() + WAIT;
+    let recorded = loop {
+        let recorded = sessions.records();
+        if recorded.len() >= 2 || Instant::now() > deadline {
+            break recorded;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let events: Vec<_> = recorded
+        .iter()
+        .map(|r| {
+            (
+                r.event,
+                r.operator.as_str(),
+                r.capability.as_str(),
+                r.service.as_str(),
+            )
+        })
+        .collect();
+    {
+        use limpet_install_api::remote::SessionEvent::{End, Start};
+        assert_eq!(
+            events,
+            [
+                (Start, op.as_str(), cap_hash.as_str(), "echo"),
+                (End, op.as_str(), cap_hash.as_str(), "echo")
+            ]
+        );
+    }
 
     // Throughput through the relay (printed for BENCHMARKS.md, never asserted).
     let bytes = 4 * 1024 * 1024;

@@ -163,6 +163,7 @@ impl Device {
             key: key.verifying_key(),
             trial_boots: 3,
             identity: identity.map(std::sync::Arc::new),
+            sessions: limpet_install::remote::SessionLog::default(),
         };
         let events = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
