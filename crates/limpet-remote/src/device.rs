@@ -11,6 +11,9 @@
 //!   key and the capability's hash (the console, which PID 1 logs); each start and end is
 //!   also given to the [`Recorder`] (PID 1, for the signed check-in) before the service
 //!   is reached and after the session closed.
+//! - A frame on the control connection that is not a session id and starts with
+//!   [`relay::TAG_REVOCATIONS`] is a revocation list: taken only when the access key
+//!   signed it and it is newer than the one held ([`crate::revocation`]).
 
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -108,7 +111,12 @@ pub fn serve_once(
             None => return Ok(()),
             Some(bytes) => match <[u8; 16]>::try_from(bytes.as_slice()) {
                 Ok(id) => id,
-                Err(_) => continue,
+                Err(_) => {
+                    if let Some((&relay::TAG_REVOCATIONS, list)) = bytes.split_first() {
+                        take_revocations(policy, list);
+                    }
+                    continue;
+                }
             },
         };
         if active.fetch_add(1, Ordering::SeqCst) >= MAX_SESSIONS {
@@ -124,6 +132,25 @@ pub fn serve_once(
             }
             active.fetch_sub(1, Ordering::SeqCst);
         });
+    }
+}
+
+/// A revocation list the relay sent: taken when the access key signed it and it is newer
+/// than the one held (crate::revocation's rules), said on standard output either way.
+fn take_revocations(policy: &DevicePolicy, list: &[u8]) {
+    let taken = crate::revocation::RevocationList::from_json(list).and_then(|list| {
+        let issued = list.issued;
+        let n = policy.revocations.apply(list, &policy.access_key)?;
+        Ok((issued, n))
+    });
+    match taken {
+        Ok((issued, n)) => {
+            println!(
+                "limpet-remote: revocation list issued at {issued} taken: {n} capabilities revoked"
+            );
+        }
+        Err(crate::revocation::RevocationError::NotNewer { .. }) => {}
+        Err(e) => println!("limpet-remote: revocation list refused: {e}"),
     }
 }
 

@@ -16,7 +16,8 @@
 //! `limpet access grant`. Shown: the operator reaches the declared service through the
 //! relay; tcpdump on the relay's namespace sees no plaintext of the session; each refusal
 //! end to end (no capability, expired, signed by another key, for another device, an
-//! undeclared service, a replayed session); the device listens on nothing but loopback
+//! undeclared service, a replayed session, a revoked capability after a forged list was
+//! refused); the device listens on nothing but loopback
 //! and nothing from the internet reaches it; its egress stayed the relay. Figures for
 //! BENCHMARKS.md are printed, never asserted.
 // Tests fail by panicking; the workspace lints against it are for production code.
@@ -253,6 +254,23 @@ fn keygen(dir: &Path, name: &str) -> String {
 }
 
 /// `limpet access grant` into DIR/NAME.cap.
+/// `limpet access revoke --key DIR/KEY --cap CAP`, the list put at `out` in one rename
+/// (the relay reads it at each session request).
+fn revoke(dir: &Path, key: &str, cap: &Path, out: &Path) {
+    let tmp = out.with_extension("tmp");
+    common::run(
+        common::limpet()
+            .args(["access", "revoke", "--key"])
+            .arg(dir.join(key))
+            .arg("--cap")
+            .arg(cap)
+            .arg("--out")
+            .arg(&tmp),
+        true,
+    );
+    std::fs::rename(&tmp, out).unwrap();
+}
+
 fn grant(
     dir: &Path,
     name: &str,
@@ -359,6 +377,9 @@ fn an_operator_reaches_the_devices_declared_service_through_the_relay_and_nothin
     let op = keygen(keys.path(), "operator");
     let stranger = keygen(keys.path(), "stranger");
 
+    // The relay's revocation list: none yet (the file is written below).
+    let revocations = keys.path().join("revocations.json");
+
     // The capture on the relay's namespace, every interface.
     let pcap = keys.path().join("relay.pcap");
     let mut tcpdump = Command::new("ip")
@@ -378,7 +399,14 @@ fn an_operator_reaches_the_devices_declared_service_through_the_relay_and_nothin
     let mut relay = spawn_in(
         &inet,
         Path::new(env!("CARGO_BIN_EXE_limpet")),
-        &["relay", "serve", "--listen", RELAY],
+        &[
+            "relay",
+            "serve",
+            "--listen",
+            RELAY,
+            "--revocations",
+            revocations.to_str().unwrap(),
+        ],
     );
     let relay_lines = stdout_lines(&mut relay);
     lab.adopt(relay);
@@ -702,6 +730,40 @@ fn an_operator_reaches_the_devices_declared_service_through_the_relay_and_nothin
         "session failed: a message failed to decrypt (not this session's keys)",
     );
     assert!(!replay_answer.windows(14).any(|w| w == b"replayed words"));
+
+    // Revocation before expiry. Attack first: a list revoking `good` signed by another
+    // access key, put on the relay. The device refuses the list and `good` still works.
+    revoke(keys.path(), "other-access", &good, &revocations);
+    let (ok, stderr, stdout) =
+        connect_once(&operator, &device_key, &good, &opkey, "echo", b"still");
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, b"still");
+    wait_for(
+        &agent_lines,
+        &mut agent_seen,
+        "revocation list refused: the revocation list is not signed by this device's access key",
+    );
+    // The access key's list: the device takes it before the session it precedes, and
+    // refuses `good`, hours before its expiry, by name.
+    revoke(keys.path(), "access", &good, &revocations);
+    let (ok, stderr, stdout) =
+        connect_once(&operator, &device_key, &good, &opkey, "echo", b"revoked?");
+    assert!(!ok);
+    assert!(stdout.is_empty(), "a revoked session carried data");
+    assert!(
+        stderr.contains("refused by the device (code 12): the capability is revoked (by the access key's list issued at "),
+        "{stderr}"
+    );
+    wait_for(
+        &agent_lines,
+        &mut agent_seen,
+        "taken: 1 capabilities revoked",
+    );
+    wait_for(
+        &agent_lines,
+        &mut agent_seen,
+        &format!("session refused: operator {op}: the capability is revoked"),
+    );
 
     // Nothing listens on the device but its loopback, and nothing from the internet reaches
     // it even with a route into its LAN.

@@ -138,6 +138,7 @@ fn main() -> ExitCode {
         cohort: args.cohort,
         access_key,
         services: args.services,
+        revocations: Arc::default(),
     };
     limpet_remote::device::run(&args.relay, Arc::new(policy), sign, record)
 }
