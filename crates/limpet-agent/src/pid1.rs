@@ -32,22 +32,6 @@ pub struct Pid1 {
     path: PathBuf,
 }
 
-fn name(request: &Request) -> &'static str {
-    match request {
-        Request::Status => "status",
-        Request::Begin { .. } => "begin",
-        Request::ReadRunning { .. } => "read-running",
-        Request::Write { .. } => "write",
-        Request::Finish { .. } => "finish",
-        Request::Reboot => "reboot",
-        Request::Verified { .. } => "verified",
-        Request::Roughtime { .. } => "roughtime",
-        Request::SignCheckIn { .. } => "sign-check-in",
-        Request::SignRemoteAccess { .. } => "sign-remote-access",
-        Request::HandOver { .. } => "hand-over",
-    }
-}
-
 impl Pid1 {
     /// Connects to the socket at `path`.
     pub fn connect(path: &Path) -> Result<Self, AgentError> {
@@ -80,7 +64,7 @@ impl Pid1 {
     /// Sends one request and returns PID 1's answer; an `Error` answer is
     /// [`AgentError::Refused`].
     pub fn ask(&self, request: &Request) -> Result<Response, AgentError> {
-        let what = name(request);
+        let what = request.name();
         let err = |op: &'static str| {
             move |e: rustix::io::Errno| AgentError::Socket {
                 path: self.path.clone(),

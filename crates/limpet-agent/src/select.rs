@@ -121,6 +121,7 @@ mod tests {
             time_floor: None,
             support_until: None,
             device_key: None,
+            remote_sessions: Vec::new(),
             record: None,
         }
     }

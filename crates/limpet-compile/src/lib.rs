@@ -88,6 +88,11 @@ pub fn compile(manifest: &Manifest) -> Result<DevicePolicy, CompileError> {
             .iter()
             .find(|t| t.name.as_str() == limpet_manifest::UPDATE_AGENT_TASK)
             .map(|t| t.name.to_string()),
+        remote_agent: manifest
+            .tasks
+            .iter()
+            .find(|t| t.name.as_str() == limpet_manifest::REMOTE_AGENT_TASK)
+            .map(|t| t.name.to_string()),
         island: island::compile(manifest, network.as_ref()),
         network,
         // The build's time is not the manifest's: `limpet build` adds it (limpet-build's
@@ -126,5 +131,40 @@ mod tests {
         );
         let m = limpet_manifest::parse("limpet.toml", &text).unwrap();
         assert_eq!(compile(&m).unwrap().trial, Some(TrialPolicy::default()));
+    }
+
+    /// `[remote]`: the policy names the remote agent's task, and only that task has PID 1's
+    /// remote socket mounted (the path the agent's `--signer` argument names).
+    #[test]
+    fn the_remote_agent_is_named_and_only_it_has_the_remote_socket() {
+        assert_eq!(
+            limpet_manifest::REMOTE_SIGNER_SOCKET,
+            limpet_install_api::REMOTE_SOCKET
+        );
+        let key = "ab".repeat(32);
+        let text = format!(
+            "[device]\nname = \"d\"\nversion = \"1.0.0\"\ntarget = \"x86_64\"\n\n\
+             [[task]]\nname = \"web\"\npackage = \"web\"\nmemory = \"8MiB\"\ncpu = \"10%\"\n\
+             network = \"allowlist\"\n\n[remote]\nrelay = \"192.0.2.7:7400\"\n\
+             access_key = \"{key}\"\nservices = [{{ name = \"console\", task = \"web\", port = 8080 }}]\n"
+        );
+        let m = limpet_manifest::parse("limpet.toml", &text).unwrap();
+        assert_eq!(compile(&m).unwrap().remote_agent, None);
+        let p = compile(&m.with_remote_agent(&key).unwrap()).unwrap();
+        assert_eq!(
+            p.remote_agent.as_deref(),
+            Some(limpet_manifest::REMOTE_AGENT_TASK)
+        );
+        let with_socket: Vec<&str> = p
+            .tasks
+            .iter()
+            .filter(|t| {
+                t.mounts
+                    .iter()
+                    .any(|m| m.target == limpet_install_api::REMOTE_SOCKET)
+            })
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(with_socket, [limpet_manifest::REMOTE_AGENT_TASK]);
     }
 }

@@ -226,6 +226,16 @@ fn filesystem(task: &Task, exec_path: &str, notify_socket: &str) -> (Vec<Mount>,
             flags: DATA,
         });
     }
+    if task.name.as_str() == limpet_manifest::REMOTE_AGENT_TASK {
+        // The remote agent's door: PID 1's remote socket (owned by its uid, mode 0600),
+        // which signs the remote-access proofs and nothing else.
+        mounts.push(Mount {
+            source: limpet_install_api::REMOTE_SOCKET.to_owned(),
+            target: limpet_install_api::REMOTE_SOCKET.to_owned(),
+            kind: MountKind::BindReadWrite,
+            flags: DATA,
+        });
+    }
     if matches!(task.readiness, Readiness::Notify { .. }) {
         mounts.push(Mount {
             source: notify_socket.to_owned(),

@@ -23,6 +23,7 @@
 //! | `ab` | the A/B record: `{"active": "a"\|"b", "state": "committed"\|"trying"\|"rolled-back"}` |
 //! | `last_update` | `{"outcome": O, "release": R or null, "reason": text or null}` |
 //! | `boot_count` | the boot counter |
+//! | `remote_sessions` | optional (left out when empty): the remote-access sessions' starts and ends PID 1 recorded, at most 32, oldest first, each `{"event": "start"\|"end", "at": T, "operator": KEY, "capability": HASH, "service": NAME}` (docs/remote-access.md) |
 //!
 //! `outcome` is one of `none`, `downloaded` (fetched, not installed yet), `installed`
 //! (installed and committed by the health gate), `install-error`, `rolled-back` (the
@@ -41,6 +42,8 @@ use limpet_identity::Purpose;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
+
+pub use limpet_install_api::remote::{RemoteSession, SessionEvent};
 
 /// What a device signs before the canonical report: keeps a report's signature from being
 /// valid as any other statement signed with the same key.
@@ -188,6 +191,10 @@ pub struct Report {
     pub last_update: LastUpdate,
     /// The boot counter.
     pub boot_count: u64,
+    /// The remote-access sessions PID 1 recorded (starts and ends, oldest first); left out
+    /// of the JSON when empty, so a device without `[remote]` signs what it signed before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remote_sessions: Vec<RemoteSession>,
 }
 
 impl Report {
@@ -200,6 +207,7 @@ impl Report {
             && self.ab == other.ab
             && self.last_update == other.last_update
             && self.boot_count == other.boot_count
+            && self.remote_sessions == other.remote_sessions
     }
 }
 
@@ -316,6 +324,18 @@ fn validate(report: &Report) -> Result<(), ReportError> {
     if report.seq == 0 {
         return Err(malformed("seq", "must start at 1"));
     }
+    let max = limpet_install_api::remote::MAX_SESSIONS;
+    if report.remote_sessions.len() > max {
+        return Err(malformed(
+            "remote_sessions",
+            format!("{} records, more than {max}", report.remote_sessions.len()),
+        ));
+    }
+    for (i, session) in report.remote_sessions.iter().enumerate() {
+        session
+            .check()
+            .map_err(|e| malformed("remote_sessions", format!("record {i}: {e}")))?;
+    }
     Ok(())
 }
 
@@ -409,7 +429,46 @@ mod tests {
                 reason: Some("task app exited 101 before healthy".into()),
             },
             boot_count: 7,
+            remote_sessions: Vec::new(),
         }
+    }
+
+    /// Sessions ride in the signed report: verified and read back, and a report of too
+    /// many or malformed records is refused naming the field.
+    #[test]
+    fn remote_sessions_are_signed_and_checked() {
+        let k = key(4);
+        let mut r = report(&k, 3);
+        let record = |event| RemoteSession {
+            event,
+            at: 1_800_000_100,
+            operator: "ab".repeat(32),
+            capability: "cd".repeat(32),
+            service: "echo".into(),
+        };
+        r.remote_sessions = vec![record(SessionEvent::Start), record(SessionEvent::End)];
+        let v = verify(&body(&sign(&r, &k).unwrap())).unwrap();
+        assert_eq!(v.report, r);
+        assert!(v
+            .canonical
+            .contains(r#""remote_sessions":[{"at":1800000100"#));
+        assert!(!r.state_eq(&report(&k, 3)));
+        r.remote_sessions[1].capability = "CD".repeat(32);
+        assert_eq!(
+            verify(&body(&sign(&r, &k).unwrap())).unwrap_err().to_string(),
+            "malformed check-in report: remote_sessions: record 1: capability: not 64 lower-case hex digits"
+        );
+        r.remote_sessions = vec![record(SessionEvent::Start); 33];
+        assert_eq!(
+            verify(&body(&sign(&r, &k).unwrap()))
+                .unwrap_err()
+                .to_string(),
+            "malformed check-in report: remote_sessions: 33 records, more than 32"
+        );
+        // Without sessions the report's JSON has no such field: what older devices signed.
+        assert!(!serde_json::to_string(&report(&k, 1))
+            .unwrap()
+            .contains("remote_sessions"));
     }
 
     fn body(signed: &SignedReport) -> Vec<u8> {

@@ -212,8 +212,13 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
             data.display()
         );
     }
-    // Held for the life of PID 1 by the update socket: it signs the agent's fleet check-ins.
+    // Held for the life of PID 1 by the update and remote sockets: it signs the update
+    // agent's fleet check-ins and the remote agent's proofs, and never leaves PID 1.
     let (identity, identity_status) = identity::open(root, &root.join(DATA_MOUNT));
+    let identity = identity.map(std::sync::Arc::new);
+    // The remote agent's sessions, recorded by its socket and reported by the update
+    // agent's check-in.
+    let sessions = limpet_install::remote::SessionLog::default();
 
     harden(root);
 
@@ -236,9 +241,10 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
         &new_slot_key,
         &booted,
         &policy,
-        &trial_policy,
-        identity,
+        identity.clone(),
+        sessions.clone(),
     );
+    let remote = remote_server(root, &policy, identity, sessions);
     let gated = booted.trial.map(|trial| runtime::GatedTrial {
         gate: trial::HealthGate::new(
             Duration::from_millis(trial_policy.health_ms),
@@ -292,6 +298,7 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
         runtime::Parts {
             trial: gated,
             install,
+            remote,
             network,
             watchdog,
             time,
@@ -423,8 +430,8 @@ fn install_server(
     key: &ed25519_dalek::VerifyingKey,
     booted: &slots::Booted,
     policy: &limpet_policy::DevicePolicy,
-    trial_policy: &limpet_policy::TrialPolicy,
-    identity: Option<limpet_identity::Identity>,
+    identity: Option<std::sync::Arc<limpet_identity::Identity>>,
+    sessions: limpet_install::remote::SessionLog,
 ) -> Option<install::InstallServer> {
     let name = policy.update_agent.as_ref()?;
     let Some(agent) = policy.tasks.iter().find(|t| &t.name == name) else {
@@ -442,14 +449,45 @@ fn install_server(
         inactive: part(booted.slot.other()),
         running_version: booted.mounted.header.version.clone(),
         key: *key,
-        trial_boots: u8::try_from(trial_policy.try_boots).unwrap_or(u8::MAX),
+        trial_boots: u8::try_from(policy.trial.unwrap_or_default().try_boots).unwrap_or(u8::MAX),
         identity,
+        sessions,
     };
     match install::InstallServer::bind(&path, agent.credentials.uid, agent.credentials.gid, devices)
     {
         Ok(server) => Some(server),
         Err(e) => {
             console!("{e}: updates disabled");
+            None
+        }
+    }
+}
+
+/// The remote agent's socket, when the policy names a remote agent (`[remote]`): it
+/// signs the agent's remote-access proofs with the device's identity, which stays here.
+fn remote_server(
+    root: &Path,
+    policy: &limpet_policy::DevicePolicy,
+    identity: Option<std::sync::Arc<limpet_identity::Identity>>,
+    sessions: limpet_install::remote::SessionLog,
+) -> Option<limpet_install::remote::RemoteServer> {
+    let name = policy.remote_agent.as_ref()?;
+    let Some(agent) = policy.tasks.iter().find(|t| &t.name == name) else {
+        console!("remote agent {name} is not a task: remote access disabled");
+        return None;
+    };
+    let path = root.join(limpet_install_api::REMOTE_SOCKET.trim_start_matches('/'));
+    let (uid, gid) = (agent.credentials.uid, agent.credentials.gid);
+    match limpet_install::remote::RemoteServer::bind(&path, uid, gid, identity, sessions) {
+        Ok(server) => {
+            console!(
+                "remote agent's socket /{} bound for uid {uid}",
+                limpet_install_api::REMOTE_SOCKET.trim_start_matches('/')
+            );
+            Some(server)
+        }
+        Err(e) => {
+            console!("{e}: remote access disabled");
             None
         }
     }

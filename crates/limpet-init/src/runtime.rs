@@ -82,6 +82,7 @@ use crate::supervisor::{AfterExit, Millis, Supervisor, TaskSpec};
 use crate::sys::{self, Reaped};
 use crate::trial::{self, HealthGate, Verdict};
 use crate::watchdog::Watchdog;
+use limpet_install::remote::RemoteServer;
 
 /// How long tasks get to exit after SIGTERM at shutdown.
 pub const GRACE: Duration = Duration::from_secs(3);
@@ -215,6 +216,8 @@ pub enum Source {
     Roughtime,
     /// The update agent's install socket.
     Install,
+    /// The remote agent's socket.
+    Remote,
     /// Power button `n`.
     Button(usize),
     /// PID 1's signalfd.
@@ -314,6 +317,7 @@ pub struct Runtime<'a, H: Host> {
     buttons: Vec<OwnedFd>,
     notifiers: BTreeMap<usize, UnixDatagram>,
     install: Option<InstallServer>,
+    remote: Option<RemoteServer>,
     network: Option<Network>,
     /// The hardware watchdog, petted in [`Runtime::on_tick`] when due.
     watchdog: Option<Watchdog>,
@@ -349,6 +353,8 @@ pub struct Parts {
     pub trial: Option<GatedTrial>,
     /// The update agent's install socket.
     pub install: Option<InstallServer>,
+    /// The remote agent's socket (limpet-install's `remote`).
+    pub remote: Option<RemoteServer>,
     /// The network.
     pub network: Option<Network>,
     /// The hardware watchdog, petted every turn it is due.
@@ -370,6 +376,7 @@ pub fn run(
     let Parts {
         trial,
         install,
+        remote,
         network,
         watchdog,
         time,
@@ -387,6 +394,7 @@ pub fn run(
     runtime.signals = Some(signals);
     runtime.buttons = crate::power_button::open(root);
     runtime.install = install;
+    runtime.remote = remote;
     runtime.watchdog = watchdog;
     runtime.set_time(time);
     runtime.roughtime = roughtime;
@@ -433,6 +441,7 @@ impl<'a, H: Host> Runtime<'a, H> {
             buttons: Vec::new(),
             notifiers: BTreeMap::new(),
             install: None,
+            remote: None,
             network,
             watchdog: None,
             time: None,
@@ -594,6 +603,9 @@ impl<'a, H: Host> Runtime<'a, H> {
         if let Some(server) = &self.install {
             set.push(Source::Install, server.pollable().as_fd());
         }
+        if let Some(server) = &self.remote {
+            set.push(Source::Remote, server.pollable().as_fd());
+        }
         if let Some(net) = &self.network {
             for (source, fd) in net.pollables() {
                 set.push(Source::Net(source), fd);
@@ -661,6 +673,11 @@ impl<'a, H: Host> Runtime<'a, H> {
                     }
                 }
                 Source::Install => self.on_install_socket(),
+                Source::Remote => {
+                    if let Some(server) = &mut self.remote {
+                        server.ready();
+                    }
+                }
                 Source::Button(i) => self.on_button(i),
                 Source::Signals => self.on_signals(),
             }

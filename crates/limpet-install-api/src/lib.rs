@@ -16,6 +16,8 @@
 //! | [`Request::Roughtime`] | takes the Roughtime server list the agent verified from the repository (`x-limpet-roughtime`) for PID 1's client, which refuses it unless every address is one the slot lists |
 //! | [`Request::SignCheckIn`] | signs a check-in report for the fleet server with the device's identity key, only when it is a report of this device's key (the key never leaves PID 1) |
 //! | [`Request::SignRemoteAccess`] | signs a remote-access proof (a relay's challenge or a session's handshake hash, [`remote`]) with the device's identity key under its `remote-access` purpose, and nothing else |
+//! | [`Request::DeviceKey`] | answers the device identity's public key (32 bytes in [`Response::Data`]), and nothing else about the device: the remote agent's question on [`REMOTE_SOCKET`] |
+//! | [`Request::RemoteSession`] | records a remote-access session's start or end ([`remote::RemoteSession`]) for the next check-in (the remote agent's socket only) |
 //! | [`Request::HandOver`] | writes the owner hand-over request for the boot loader (limpet-state's `owner::Request::HandOver`) into the `state` partition's request block; the loader acts on it only when a person at the device confirms it |
 //!
 //! One request per datagram, one answer per request. Encoding: a tag byte, then the fixed
@@ -36,6 +38,10 @@ pub mod remote;
 /// initramfs, which an update does not replace, and the path is also in the signed
 /// policy.json (a slot built from the same inputs stays byte-identical).
 pub const INSTALL_SOCKET: &str = "/run/limpet/update.sock";
+/// Where PID 1 listens for the remote agent (owned by its uid, mode 0600, bind-mounted into
+/// its sandbox): only [`Request::DeviceKey`] and [`Request::SignRemoteAccess`] are served
+/// there.
+pub const REMOTE_SOCKET: &str = "/run/limpet/remote.sock";
 /// Most data bytes one `ReadRunning`, `Write` or `Data` carries.
 pub const MAX_DATA: usize = 60 * 1024;
 /// Longest datagram either side sends.
@@ -118,6 +124,13 @@ pub enum Request {
         /// The owner's Ed25519 image public key.
         key: [u8; 32],
     },
+    /// The device identity's public key, answered with [`Response::Data`] of its 32 bytes
+    /// (`Error` when the device has no identity).
+    DeviceKey,
+    /// A remote-access session started or ended: PID 1 keeps the last
+    /// [`remote::MAX_SESSIONS`] records for the signed check-in. JSON on the wire, checked
+    /// by [`remote::RemoteSession::check`]; answered `Ok`.
+    RemoteSession(remote::RemoteSession),
 }
 
 /// A Roughtime server of [`Request::Roughtime`]: the policy's type, the same JSON.
@@ -212,6 +225,10 @@ pub struct DeviceStatus {
     /// (Boxed: it keeps the answer enum small.)
     #[serde(default)]
     pub record: Option<Box<RecordFacts>>,
+    /// The remote-access sessions PID 1 recorded (the last [`remote::MAX_SESSIONS`]
+    /// starts and ends, oldest first), which a check-in reports; empty without `[remote]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remote_sessions: Vec<remote::RemoteSession>,
 }
 
 /// A datagram that is not a valid message.
@@ -245,6 +262,9 @@ pub enum DecodeError {
     /// A `Roughtime` request whose JSON does not parse as a list of servers.
     #[error("Roughtime server list is not valid JSON: {0}")]
     Roughtime(String),
+    /// A `RemoteSession` request that is not a valid session record.
+    #[error("remote session record: {0}")]
+    RemoteSession(String),
     /// An error answer whose text is not UTF-8.
     #[error("error text is not valid UTF-8")]
     Text,
@@ -262,6 +282,8 @@ mod tag {
     pub const SIGN_CHECK_IN: u8 = 9;
     pub const SIGN_REMOTE_ACCESS: u8 = 10;
     pub const HAND_OVER: u8 = 11;
+    pub const DEVICE_KEY: u8 = 14;
+    pub const REMOTE_SESSION: u8 = 15;
 
     pub const OK: u8 = 0x81;
     pub const STATUS_REPLY: u8 = 0x82;
@@ -311,6 +333,12 @@ impl Request {
         let mut out = Vec::new();
         match self {
             Request::Status => out.push(tag::STATUS),
+            Request::DeviceKey => out.push(tag::DEVICE_KEY),
+            Request::RemoteSession(record) => {
+                out.push(tag::REMOTE_SESSION);
+                // Serializing strings and numbers cannot fail.
+                out.extend_from_slice(&serde_json::to_vec(record).unwrap_or_default());
+            }
             Request::Begin { version, length } => {
                 out.push(tag::BEGIN);
                 out.extend_from_slice(&length.to_be_bytes());
@@ -361,18 +389,37 @@ impl Request {
         out
     }
 
+    /// The request's name, for errors and refusals (never its contents).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Status => "status",
+            Request::Begin { .. } => "begin",
+            Request::ReadRunning { .. } => "read-running",
+            Request::Write { .. } => "write",
+            Request::Finish { .. } => "finish",
+            Request::Reboot => "reboot",
+            Request::Verified { .. } => "verified",
+            Request::Roughtime { .. } => "roughtime",
+            Request::SignCheckIn { .. } => "sign-check-in",
+            Request::SignRemoteAccess { .. } => "sign-remote-access",
+            Request::HandOver { .. } => "hand-over",
+            Request::DeviceKey => "device-key",
+            Request::RemoteSession(_) => "remote-session",
+        }
+    }
+
     /// Reads a request datagram.
     pub fn decode(b: &[u8]) -> Result<Request, DecodeError> {
         let (&t, rest) = b.split_first().ok_or(DecodeError::Empty)?;
         match t {
-            tag::STATUS | tag::REBOOT => {
+            tag::STATUS | tag::REBOOT | tag::DEVICE_KEY => {
                 if !rest.is_empty() {
                     return Err(length_error(t, b.len(), "1"));
                 }
-                Ok(if t == tag::STATUS {
-                    Request::Status
-                } else {
-                    Request::Reboot
+                Ok(match t {
+                    tag::STATUS => Request::Status,
+                    tag::REBOOT => Request::Reboot,
+                    _ => Request::DeviceKey,
                 })
             }
             tag::BEGIN => {
@@ -424,6 +471,11 @@ impl Request {
                     support_until: (support != 0).then_some(support),
                 })
             }
+            tag::REMOTE_SESSION => serde_json::from_slice::<remote::RemoteSession>(rest)
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.check().map(|()| r))
+                .map(Request::RemoteSession)
+                .map_err(DecodeError::RemoteSession),
             tag::ROUGHTIME => serde_json::from_slice(rest)
                 .map(|servers| Request::Roughtime { servers })
                 .map_err(|e| DecodeError::Roughtime(e.to_string())),
@@ -531,6 +583,8 @@ mod tests {
     fn every_message_round_trips() {
         let requests = [
             Request::Status,
+            Request::DeviceKey,
+            Request::RemoteSession(remote::tests::session(remote::SessionEvent::End)),
             Request::Begin {
                 version: "1.2.3-rc.1".into(),
                 length: 5 << 30,
@@ -583,6 +637,7 @@ mod tests {
                 time_floor: Some(1_893_456_000),
                 support_until: None,
                 device_key: Some("ab".repeat(32)),
+                remote_sessions: Vec::new(),
                 record: Some(Box::new(RecordFacts {
                     active_slot: "b".into(),
                     other_version: Some("1.1.0".into()),
@@ -621,6 +676,7 @@ mod tests {
             time_floor: None,
             support_until: None,
             device_key: None,
+            remote_sessions: Vec::new(),
             record: None,
         };
         let json = String::from_utf8(serde_json::to_vec(&status).unwrap()).unwrap();

@@ -8,6 +8,12 @@
 //!   registration challenge, or the session's Noise handshake hash. Anything else is
 //!   refused by [`check_message`], with the reason.
 //! - The prefixes are defined here once; `limpet-remote` uses these constants.
+//! - A session record ([`RemoteSession`], the remote agent's `RemoteSession` request and
+//!   a check-in's `remote_sessions`) is checked by [`RemoteSession::check`] wherever it is
+//!   read: keys and hashes of 64 lower-case hex digits, a service name of 1 to
+//!   [`MAX_SERVICE`] printable bytes.
+
+use serde::{Deserialize, Serialize};
 
 /// The relay registration proof's prefix: the identity signs it then the relay's challenge.
 pub const REGISTER_PROOF: &[u8] = b"relay-register\0";
@@ -35,9 +41,105 @@ pub fn check_message(message: &[u8]) -> Result<(), String> {
     Err("not a remote-access proof (a relay registration or a session's handshake hash)".to_owned())
 }
 
+/// Most session records PID 1 keeps and a check-in carries (the newest).
+pub const MAX_SESSIONS: usize = 32;
+/// The longest service name in a record.
+pub const MAX_SERVICE: usize = 64;
+
+/// Which end of a session a record is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionEvent {
+    /// The device granted the session.
+    Start,
+    /// The session ended.
+    End,
+}
+
+/// A remote-access session's start or end, as the device records and reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteSession {
+    /// Start or end.
+    pub event: SessionEvent,
+    /// The device's clock when PID 1 recorded it, seconds since the epoch (informational).
+    pub at: i64,
+    /// The operator's public key, 64 hex digits.
+    pub operator: String,
+    /// The capability's hash (SHA-256 of its encoding and signature), 64 hex digits.
+    pub capability: String,
+    /// The service reached.
+    pub service: String,
+}
+
+impl RemoteSession {
+    /// Whether the record is well formed (module rules); the error names the field.
+    pub fn check(&self) -> Result<(), String> {
+        for (field, value) in [
+            ("operator", &self.operator),
+            ("capability", &self.capability),
+        ] {
+            if value.len() != 64
+                || !value
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            {
+                return Err(format!("{field}: not 64 lower-case hex digits"));
+            }
+        }
+        if self.service.is_empty()
+            || self.service.len() > MAX_SERVICE
+            || self.service.chars().any(char::is_control)
+        {
+            return Err(format!("service: not 1 to {MAX_SERVICE} printable bytes"));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A well-formed record.
+    pub(crate) fn session(event: SessionEvent) -> RemoteSession {
+        RemoteSession {
+            event,
+            at: 1_800_000_000,
+            operator: "ab".repeat(32),
+            capability: "cd".repeat(32),
+            service: "echo".into(),
+        }
+    }
+
+    #[test]
+    fn bad_session_records_are_refused_on_the_wire_naming_the_field() {
+        for (edit, says) in [
+            (
+                (|r: &mut RemoteSession| r.operator = "AB".repeat(32)) as fn(&mut RemoteSession),
+                "operator: not 64 lower-case hex digits",
+            ),
+            (|r| r.capability.truncate(63), "capability: not 64"),
+            (|r| r.service = String::new(), "service: not 1 to 64"),
+            (|r| r.service = "a\nb".into(), "service: not 1 to 64"),
+        ] {
+            let mut r = session(SessionEvent::Start);
+            edit(&mut r);
+            assert!(r.check().unwrap_err().starts_with(says), "{says}");
+            let wire = crate::Request::RemoteSession(r).encode();
+            let e = crate::Request::decode(&wire).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("remote session record: {says}")),
+                "{e}"
+            );
+        }
+        let mut wire = vec![15u8];
+        wire.extend_from_slice(br#"{"event":"start","extra":1}"#);
+        assert!(crate::Request::decode(&wire)
+            .unwrap_err()
+            .to_string()
+            .starts_with("remote session record: unknown field `extra`"));
+    }
 
     #[test]
     fn only_the_two_proofs_of_32_bytes_pass() {

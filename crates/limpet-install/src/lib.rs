@@ -19,7 +19,9 @@
 #![warn(missing_docs)]
 
 mod reader;
+pub mod remote;
 pub mod server;
+mod socket;
 
 use ed25519_dalek::VerifyingKey;
 use limpet_image::slot::{self, SlotError};

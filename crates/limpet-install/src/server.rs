@@ -16,9 +16,11 @@
 //!   `Verified` is refused and `Status` answers no floor.
 //! - The device's identity (limpet-identity) stays here: `SignCheckIn` signs, for
 //!   `Purpose::CheckIn` only, a report that parses as a check-in report
-//!   (`limpet_fleet_api::report::Report`) naming this device's own key, and nothing else;
-//!   `SignRemoteAccess` signs, for `Purpose::RemoteAccess` only, a relay registration or a
-//!   session proof of the shape `limpet_install_api::remote` checks, and nothing else.
+//!   (`limpet_fleet_api::report::Report`) naming this device's own key and reporting
+//!   exactly the remote-access sessions recorded ([`crate::remote::SessionLog`]), and
+//!   nothing else;
+//!   `DeviceKey` answers its public key; `SignRemoteAccess` is refused here (the remote
+//!   agent's own socket, [`crate::remote`], signs its proofs).
 //! - `HandOver` writes one thing: the owner request block the boot loader reads
 //!   (`limpet_state::owner`, at `REQUEST_OFFSET` of the `state` partition), a hand-over to
 //!   an Ed25519 key, synced. PID 1 checks no handover statement (it holds no TUF root; the
@@ -28,13 +30,14 @@
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::Session;
 use ed25519_dalek::VerifyingKey;
 use limpet_install_api::{DeviceStatus, Request, Response, MAX_DATA, MAX_MESSAGE};
 use limpet_lifecycle::{Keeper, Uptime, WallTime};
 use limpet_state::{StateStore, TrialPhase};
-use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType};
+use rustix::net::{RecvFlags, SendFlags};
 
 /// What the runtime must do after a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +78,8 @@ pub struct InstallServer {
     inactive: PathBuf,
     key: VerifyingKey,
     trial_boots: u8,
-    identity: Option<limpet_identity::Identity>,
+    identity: Option<Arc<limpet_identity::Identity>>,
+    sessions: crate::remote::SessionLog,
     session: Option<(Session, File)>,
 }
 
@@ -94,8 +98,12 @@ pub struct Devices {
     pub key: VerifyingKey,
     /// Boots a staged trial gets.
     pub trial_boots: u8,
-    /// The device's identity, when it has one: signs fleet check-ins.
-    pub identity: Option<limpet_identity::Identity>,
+    /// The device's identity, when it has one: signs fleet check-ins (shared with the
+    /// remote agent's server, [`crate::remote::RemoteServer`], in the same process).
+    pub identity: Option<Arc<limpet_identity::Identity>>,
+    /// The remote-access sessions the remote agent's server records: `Status` answers
+    /// them, and a check-in is signed only when it reports exactly them.
+    pub sessions: crate::remote::SessionLog,
 }
 
 impl InstallServer {
@@ -106,28 +114,7 @@ impl InstallServer {
         agent_gid: u32,
         devices: Devices,
     ) -> Result<Self, String> {
-        use std::os::unix::fs::PermissionsExt;
-        let err = |what: &str, e: &dyn std::fmt::Display| {
-            format!("update socket {}: {what}: {e}", path.display())
-        };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| err("create its directory", &e))?;
-        }
-        let _ = std::fs::remove_file(path);
-        let listener = rustix::net::socket_with(
-            AddressFamily::UNIX,
-            SocketType::SEQPACKET,
-            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
-            None,
-        )
-        .map_err(|e| err("socket", &e))?;
-        let addr = SocketAddrUnix::new(path).map_err(|e| err("address", &e))?;
-        rustix::net::bind(&listener, &addr).map_err(|e| err("bind", &e))?;
-        std::os::unix::fs::chown(path, Some(agent_uid), Some(agent_gid))
-            .map_err(|e| err("chown", &e))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| err("chmod", &e))?;
-        rustix::net::listen(&listener, 1).map_err(|e| err("listen", &e))?;
+        let listener = crate::socket::listen(path, agent_uid, agent_gid, "update")?;
 
         let running = devices.running;
         let running_length = File::open(&running)
@@ -147,6 +134,7 @@ impl InstallServer {
             key: devices.key,
             trial_boots: devices.trial_boots,
             identity: devices.identity,
+            sessions: devices.sessions,
             session: None,
         })
     }
@@ -189,18 +177,7 @@ impl InstallServer {
     }
 
     fn accept(&mut self) {
-        let Ok(conn) = rustix::net::accept_with(&self.listener, SocketFlags::CLOEXEC) else {
-            return;
-        };
-        // The socket file's owner and mode already keep others out; the peer's uid is
-        // checked as well, so a mistake in either alone does not open the slots.
-        match rustix::net::sockopt::socket_peercred(&conn) {
-            Ok(cred) if cred.uid.as_raw() == self.agent_uid => self.conn = Some(conn),
-            _ => {
-                let refusal = Response::Error("not the update agent".to_owned()).encode();
-                let _ = rustix::net::send(&conn, &refusal, SendFlags::DONTWAIT);
-            }
-        }
+        self.conn = crate::socket::accept(&self.listener, self.agent_uid, "not the update agent");
     }
 
     fn handle(
@@ -223,10 +200,17 @@ impl InstallServer {
                 Ok(signature) => (Response::Signed { signature }, None),
                 Err(e) => (Response::Error(e), None),
             },
-            Request::SignRemoteAccess { message } => match self.sign_remote_access(&message) {
-                Ok(signature) => (Response::Signed { signature }, None),
-                Err(e) => (Response::Error(e), None),
-            },
+            // The remote agent's requests, served on its own socket only: the update agent
+            // has no use for them.
+            Request::SignRemoteAccess { .. } | Request::RemoteSession(_) => (
+                Response::Error(format!(
+                    "{} is served on {} only",
+                    request.name(),
+                    limpet_install_api::REMOTE_SOCKET
+                )),
+                None,
+            ),
+            Request::DeviceKey => (crate::remote::device_key(self.identity.as_deref()), None),
             Request::HandOver { key } => (self.hand_over(&key), None),
             Request::Status => match self.status(on_trial, time.as_deref()) {
                 Ok(s) => (Response::Status(s), None),
@@ -381,6 +365,7 @@ impl InstallServer {
             on_trial,
             device_key: self.identity.as_ref().map(|id| hex_key(&id.public_key())),
             record: Some(Box::new(record_facts(&state, on_trial))),
+            remote_sessions: self.sessions.records(),
         })
     }
 
@@ -399,23 +384,17 @@ impl InstallServer {
                 report.device
             ));
         }
+        let recorded = self.sessions.records();
+        if report.remote_sessions != recorded {
+            return Err(format!(
+                "the report's {} remote sessions are not the {} PID 1 recorded",
+                report.remote_sessions.len(),
+                recorded.len()
+            ));
+        }
         let message = limpet_fleet_api::report::message(&report).map_err(|e| e.to_string())?;
         Ok(identity
             .sign(limpet_identity::Purpose::CheckIn, &message)
-            .to_bytes())
-    }
-}
-
-impl InstallServer {
-    /// Signs a remote-access proof, only of the shape the protocol needs (module rules).
-    fn sign_remote_access(&self, message: &[u8]) -> Result<[u8; 64], String> {
-        let identity = self
-            .identity
-            .as_ref()
-            .ok_or("this device has no identity: nothing to sign remote-access proofs with")?;
-        limpet_install_api::remote::check_message(message)?;
-        Ok(identity
-            .sign(limpet_identity::Purpose::RemoteAccess, message)
             .to_bytes())
     }
 }
@@ -498,6 +477,7 @@ mod tests {
     use limpet_lifecycle::SlotLifecycle;
     use limpet_state::{Slot, State};
     use limpet_testkit::slot::{root_hash, signed_slot, Partitions};
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketType};
     use std::os::fd::AsFd;
 
     const SLOT_SIZE: u64 = 256 << 10;
@@ -520,6 +500,8 @@ mod tests {
         time: Option<Keeper<File>>,
         client: OwnedFd,
         partitions: Partitions,
+        /// The session log the server shares with the remote agent's server.
+        sessions: crate::remote::SessionLog,
     }
 
     impl Rig {
@@ -539,6 +521,8 @@ mod tests {
             agent_uid: u32,
             identity: Option<limpet_identity::Identity>,
         ) -> Rig {
+            let identity = identity.map(Arc::new);
+            let sessions = crate::remote::SessionLog::default();
             let dir = tempfile::tempdir().unwrap();
             let root = dir.path().to_owned();
             std::fs::create_dir_all(root.join("dev")).unwrap();
@@ -558,6 +542,7 @@ mod tests {
                     key: key.verifying_key(),
                     trial_boots: 3,
                     identity,
+                    sessions: sessions.clone(),
                 },
             )
             .unwrap();
@@ -569,6 +554,7 @@ mod tests {
                 time: None,
                 client,
                 partitions,
+                sessions,
             };
             rustix::net::connect(&rig.client, &SocketAddrUnix::new(&socket).unwrap()).unwrap();
             assert_eq!(rig.server.ready(false, None), None); // accept
@@ -798,24 +784,13 @@ mod tests {
     /// PID 1 signs a check-in report of its own key, one that verifies as the fleet server
     /// checks it; anything else is refused, and a device without an identity signs nothing.
     /// A device identity made in a temporary data directory (kept alive by the caller).
-    fn test_identity() -> (tempfile::TempDir, limpet_identity::Identity) {
-        let data = tempfile::tempdir().unwrap();
-        let opened =
-            limpet_identity::store::open(data.path(), || Ok(zeroize::Zeroizing::new([5; 32])))
-                .unwrap();
-        match opened {
-            limpet_identity::Opened::Loaded(id) | limpet_identity::Opened::Created(id, _) => {
-                (data, id)
-            }
-        }
-    }
+    use crate::remote::tests::test_identity;
 
-    /// `SignRemoteAccess`: the two proofs are signed under `remote-access` (and verify
-    /// only so); a check-in, another prefix, another length, or no identity: refused.
+    /// The update agent's socket answers the device key, and refuses to sign
+    /// remote-access proofs: that is the remote agent's socket's business.
     #[test]
-    fn remote_access_proofs_are_signed_and_nothing_else() {
-        use limpet_identity::Purpose;
-        use limpet_install_api::remote::{REGISTER_PROOF, SESSION_PROOF};
+    fn the_device_key_is_answered_and_remote_proofs_refused() {
+        use limpet_install_api::remote::REGISTER_PROOF;
         let key = SigningKey::from_bytes(&[1; 32]);
         let (v1, _) = release("1.0.0", &key);
         let (_data, identity) = test_identity();
@@ -826,83 +801,37 @@ mod tests {
             rustix::process::getuid().as_raw(),
             Some(identity),
         );
-        for prefix in [REGISTER_PROOF, SESSION_PROOF] {
-            let message = [prefix, &[9u8; 32]].concat();
-            let Response::Signed { signature } = rig
-                .ask(&Request::SignRemoteAccess {
-                    message: message.clone(),
-                })
-                .0
-            else {
-                panic!("not signed");
-            };
-            let signature = ed25519_dalek::Signature::from_bytes(&signature);
-            assert!(limpet_identity::verify(
-                &public,
-                Purpose::RemoteAccess,
-                &message,
-                &signature
-            ));
-            assert!(!limpet_identity::verify(
-                &public,
-                Purpose::CheckIn,
-                &message,
-                &signature
-            ));
-        }
-        for (message, says) in [
-            (br#"{"device":"00"}"#.to_vec(), "not a remote-access proof"),
-            (
-                [b"session-operator\0", &[9u8; 32][..]].concat(),
-                "not a remote-access proof",
-            ),
-            ([SESSION_PROOF, &[9u8; 31]].concat(), "not 31"),
-        ] {
-            match rig.ask(&Request::SignRemoteAccess { message }).0 {
-                Response::Error(e) => assert!(e.contains(says), "{e}"),
-                other => panic!("{other:?}"),
-            }
-        }
-        let mut bare = Rig::new(&key, &v1);
-        match bare
+        assert_eq!(
+            rig.ask(&Request::DeviceKey).0,
+            Response::Data(public.as_bytes().to_vec())
+        );
+        match rig
             .ask(&Request::SignRemoteAccess {
                 message: [REGISTER_PROOF, &[9u8; 32]].concat(),
             })
             .0
         {
-            Response::Error(e) => assert!(e.contains("no identity"), "{e}"),
+            Response::Error(e) => {
+                assert_eq!(
+                    e,
+                    "sign-remote-access is served on /run/limpet/remote.sock only"
+                );
+            }
             other => panic!("{other:?}"),
         }
     }
 
-    #[test]
-    fn check_ins_are_signed_for_this_device_only() {
-        use limpet_fleet_api::report::{self, AbRecord, AbState, LastUpdate, Outcome, Report};
-        let key = SigningKey::from_bytes(&[1; 32]);
-        let (v1, _) = release("1.0.0", &key);
-        let (_data, identity) = test_identity();
-        let own = hex_key(&identity.public_key());
-        let mut rig = Rig::build(
-            &key,
-            &v1,
-            rustix::process::getuid().as_raw(),
-            Some(identity),
-        );
-        let status = rig.status();
-        assert_eq!(status.device_key.as_deref(), Some(own.as_str()));
-        let facts = status.record.unwrap();
-        assert_eq!(
-            (facts.active_slot.as_str(), facts.other_version),
-            ("a", None)
-        );
-        let mut r = Report {
-            device: own.clone(),
+    /// A check-in report of `device`: slot A committed, no update, no remote session.
+    fn committed_report(device: String) -> limpet_fleet_api::report::Report {
+        use limpet_fleet_api::report::{AbRecord, AbState, LastUpdate, Outcome, Report, Slot};
+        Report {
+            device,
             seq: 1,
             time: 0,
             running: "1.0.0".into(),
             other: None,
             ab: AbRecord {
-                active: report::Slot::A,
+                active: Slot::A,
                 state: AbState::Committed,
             },
             last_update: LastUpdate {
@@ -911,7 +840,34 @@ mod tests {
                 reason: None,
             },
             boot_count: 0,
-        };
+            remote_sessions: Vec::new(),
+        }
+    }
+
+    /// A rig whose server holds a test identity; its public key in hex.
+    fn rig_with_identity() -> (tempfile::TempDir, String, Rig) {
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let (v1, _) = release("1.0.0", &key);
+        let (data, identity) = test_identity();
+        let own = hex_key(&identity.public_key());
+        let uid = rustix::process::getuid().as_raw();
+        (data, own, Rig::build(&key, &v1, uid, Some(identity)))
+    }
+
+    #[test]
+    fn check_ins_are_signed_for_this_device_only() {
+        use limpet_fleet_api::report;
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let (v1, _) = release("1.0.0", &key);
+        let (_data, own, mut rig) = rig_with_identity();
+        let status = rig.status();
+        assert_eq!(status.device_key.as_deref(), Some(own.as_str()));
+        let facts = status.record.unwrap();
+        assert_eq!(
+            (facts.active_slot.as_str(), facts.other_version),
+            ("a", None)
+        );
+        let mut r = committed_report(own.clone());
         let json = serde_json::to_vec(&r).unwrap();
         let Response::Signed { signature } = rig.ask(&Request::SignCheckIn { report: json }).0
         else {
@@ -948,6 +904,50 @@ mod tests {
             Response::Error(e) => assert!(e.contains("no identity"), "{e}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// The sessions the remote agent's server recorded are in `Status`, and a check-in is
+    /// signed only when it reports exactly them. Attack: an update agent that leaves a
+    /// session out of its report, or makes one up, gets no signature.
+    #[test]
+    fn a_check_in_reports_exactly_the_recorded_remote_sessions() {
+        use limpet_fleet_api::report::Report;
+        use limpet_install_api::remote::{RemoteSession, SessionEvent};
+        let (_data, own, mut rig) = rig_with_identity();
+        let record = |event| RemoteSession {
+            event,
+            at: 1_800_000_000,
+            operator: "ab".repeat(32),
+            capability: "cd".repeat(32),
+            service: "echo".into(),
+        };
+        rig.sessions.push(record(SessionEvent::Start));
+        rig.sessions.push(record(SessionEvent::End));
+        let recorded = rig.status().remote_sessions;
+        assert_eq!(
+            recorded,
+            [record(SessionEvent::Start), record(SessionEvent::End)]
+        );
+        let mut r = committed_report(own);
+        r.remote_sessions = recorded.clone();
+        let ask = |rig: &mut Rig, r: &Report| {
+            rig.ask(&Request::SignCheckIn {
+                report: serde_json::to_vec(r).unwrap(),
+            })
+            .0
+        };
+        assert!(matches!(ask(&mut rig, &r), Response::Signed { .. }));
+        r.remote_sessions.pop();
+        assert_eq!(
+            ask(&mut rig, &r),
+            Response::Error("the report's 1 remote sessions are not the 2 PID 1 recorded".into())
+        );
+        r.remote_sessions = recorded;
+        r.remote_sessions[0].operator = "ef".repeat(32);
+        assert_eq!(
+            ask(&mut rig, &r),
+            Response::Error("the report's 2 remote sessions are not the 2 PID 1 recorded".into())
+        );
     }
 
     /// `Verified` takes the agent's signed time and support end into the time record, by

@@ -42,8 +42,9 @@ pub const REMOTE_AGENT_PACKAGE: &str = "limpet-remote";
 /// The agent's binary in that package.
 pub const REMOTE_AGENT_BINARY: &str = "limpet-remote-agent";
 /// Where the agent asks PID 1 for the device's key and its signatures (`--signer`;
-/// limpet-install-api's `SignRemoteAccess`). PID 1 does not bind it yet
-/// (docs/remote-access.md, "Not yet"): until it does, the agent waits for it.
+/// limpet-install-api's `DeviceKey` and `SignRemoteAccess`): PID 1 binds it for the
+/// agent's uid and the compiled sandbox bind-mounts it (limpet-install-api's
+/// `REMOTE_SOCKET`, the same path; limpet-compile checks they agree).
 pub const REMOTE_SIGNER_SOCKET: &str = "/run/limpet/remote.sock";
 /// The most services a device declares (a capability names at most 16).
 pub const MAX_REMOTE_SERVICES: usize = 16;

@@ -64,6 +64,11 @@ pub struct DevicePolicy {
     /// The task that is the update agent: PID 1 opens the install socket for its uid only.
     #[serde(default)]
     pub update_agent: Option<String>,
+    /// The task that is the remote agent (`[remote]`): PID 1 opens the remote agent's
+    /// socket for its uid only. Left out of the JSON when absent, so a policy without
+    /// `[remote]` is the bytes it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_agent: Option<String>,
     /// The network policy PID 1 installs before any interface is up, and the interfaces it
     /// brings up; absent when no task has `network = "allowlist"` (the device then has no
     /// network at all).
@@ -285,6 +290,7 @@ mod tests {
             tasks: Vec::new(),
             trial: None,
             update_agent: None,
+            remote_agent: None,
             network: None,
             lifecycle: None,
             island: None,

@@ -15,7 +15,10 @@ use std::net::SocketAddr;
 
 use ed25519_dalek::VerifyingKey;
 
+use std::sync::Arc;
+
 use crate::capability::{ServiceName, SignedCapability, Subject, MAX_LIFETIME_SECS};
+use crate::revocation::Revocations;
 
 /// What the device's signed image says about remote access (the manifest's `[remote]`).
 #[derive(Debug, Clone)]
@@ -28,6 +31,9 @@ pub struct DevicePolicy {
     pub access_key: VerifyingKey,
     /// The declared services and the local address each one is.
     pub services: BTreeMap<ServiceName, SocketAddr>,
+    /// The revocation list the device holds ([`crate::revocation`]), signed by the same
+    /// access key; empty until its relay sends one.
+    pub revocations: Arc<Revocations>,
 }
 
 /// Why the device refused a session.
@@ -55,6 +61,8 @@ pub enum Refusal {
     ServiceNotGranted(String),
     #[error("the capability cannot be read: {0}")]
     Unreadable(String),
+    #[error("the capability is revoked (by the access key's list issued at {issued})")]
+    Revoked { issued: u64 },
 }
 
 impl Refusal {
@@ -72,6 +80,7 @@ impl Refusal {
             Refusal::ServiceNotDeclared(_) => 9,
             Refusal::ServiceNotGranted(_) => 10,
             Refusal::Unreadable(_) => 11,
+            Refusal::Revoked { .. } => 12,
         }
     }
 }
@@ -106,6 +115,9 @@ pub fn authorize(policy: &DevicePolicy, request: &Request<'_>, now: u64) -> Resu
     let signed = request.capability.ok_or(Refusal::NoCapability)?;
     if !signed.signed_by(&policy.access_key) {
         return Err(Refusal::SignedByAnotherKey);
+    }
+    if let Some(issued) = policy.revocations.revoked(&signed.hash()) {
+        return Err(Refusal::Revoked { issued });
     }
     let cap = &signed.capability;
     match &cap.subject {
@@ -179,6 +191,7 @@ mod tests {
             ]
             .into_iter()
             .collect(),
+            revocations: Arc::default(),
         }
     }
 
@@ -231,6 +244,32 @@ mod tests {
             decide(Some(&other), "echo", NOW),
             Err(Refusal::AnotherCohort("field".into()))
         );
+    }
+
+    /// A capability the access key revoked is refused before its expiry, with the list's
+    /// time; another capability of the same operator still grants.
+    #[test]
+    fn refused_when_revoked() {
+        use crate::revocation::RevocationList;
+        let signed = good().sign(&key(ACCESS));
+        let mut other = good();
+        other.nonce = [6; 16];
+        let other = other.sign(&key(ACCESS));
+        let policy = policy();
+        let list = RevocationList::sign(NOW, [signed.hash()].into(), &key(ACCESS)).unwrap();
+        policy
+            .revocations
+            .apply(list, &key(ACCESS).verifying_key())
+            .unwrap();
+        let ask = |cap| Request {
+            capability: Some(cap),
+            session_signer: key(OPERATOR).verifying_key(),
+            service: "echo",
+        };
+        let refusal = authorize(&policy, &ask(&signed), NOW).unwrap_err();
+        assert_eq!(refusal, Refusal::Revoked { issued: NOW });
+        assert_eq!(refusal.code(), 12);
+        assert!(authorize(&policy, &ask(&other), NOW).is_ok());
     }
 
     #[test]

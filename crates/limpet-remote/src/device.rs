@@ -8,7 +8,12 @@
 //! - Sessions at once are bounded ([`MAX_SESSIONS`]); a lost relay connection is dialled
 //!   again after a growing pause (1 s doubling to [`MAX_BACKOFF`]).
 //! - Every session's start, end and refusal is a line on standard output with the operator
-//!   key and the capability's hash (the console, which PID 1 logs).
+//!   key and the capability's hash (the console, which PID 1 logs); each start and end is
+//!   also given to the [`Recorder`] (PID 1, for the signed check-in) before the service
+//!   is reached and after the session closed.
+//! - A frame on the control connection that is not a session id and starts with
+//!   [`relay::TAG_REVOCATIONS`] is a revocation list: taken only when the access key
+//!   signed it and it is newer than the one held ([`crate::revocation`]).
 
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,13 +23,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::decide::DevicePolicy;
 use crate::relay::{self, REGISTER_PROOF, TAG_JOIN, TAG_REGISTER};
 use crate::session::{self, Outcome};
+use limpet_install_api::remote::{RemoteSession, SessionEvent};
 
 /// Sessions served at once.
 pub const MAX_SESSIONS: usize = 8;
 /// The longest pause between two dials to the relay.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-pub use crate::signer::Signer;
+pub use crate::signer::{Recorder, Signer};
 
 /// Why a registration with the relay failed.
 #[derive(Debug, thiserror::Error)]
@@ -43,10 +49,10 @@ pub enum AgentError {
 
 /// Runs forever: registers at `relay` (`host:port`, resolved at each dial) and serves
 /// sessions under `policy`.
-pub fn run(relay: &str, policy: Arc<DevicePolicy>, sign: Signer) -> ! {
+pub fn run(relay: &str, policy: Arc<DevicePolicy>, sign: Signer, record: Recorder) -> ! {
     let mut pause = Duration::from_secs(1);
     loop {
-        match serve_once(relay, &policy, &sign) {
+        match serve_once(relay, &policy, &sign, &record) {
             Ok(()) => {
                 println!("limpet-remote: relay {relay} closed the connection");
                 pause = Duration::from_secs(1);
@@ -74,6 +80,7 @@ pub fn serve_once(
     relay: &str,
     policy: &Arc<DevicePolicy>,
     sign: &Signer,
+    record: &Recorder,
 ) -> Result<(), AgentError> {
     let io = |source| AgentError::Io {
         relay: relay.to_owned(),
@@ -104,7 +111,12 @@ pub fn serve_once(
             None => return Ok(()),
             Some(bytes) => match <[u8; 16]>::try_from(bytes.as_slice()) {
                 Ok(id) => id,
-                Err(_) => continue,
+                Err(_) => {
+                    if let Some((&relay::TAG_REVOCATIONS, list)) = bytes.split_first() {
+                        take_revocations(policy, list);
+                    }
+                    continue;
+                }
             },
         };
         if active.fetch_add(1, Ordering::SeqCst) >= MAX_SESSIONS {
@@ -113,13 +125,32 @@ pub fn serve_once(
             continue;
         }
         let (policy, sign, active) = (Arc::clone(policy), Arc::clone(sign), Arc::clone(&active));
-        let relay = relay.to_owned();
+        let (relay, record) = (relay.to_owned(), Arc::clone(record));
         std::thread::spawn(move || {
-            if let Err(e) = session_once(&relay, &id, &policy, &sign) {
+            if let Err(e) = session_once(&relay, &id, &policy, &sign, &record) {
                 println!("limpet-remote: session failed: {}", limpet_error_chain(&e));
             }
             active.fetch_sub(1, Ordering::SeqCst);
         });
+    }
+}
+
+/// A revocation list the relay sent: taken when the access key signed it and it is newer
+/// than the one held (crate::revocation's rules), said on standard output either way.
+fn take_revocations(policy: &DevicePolicy, list: &[u8]) {
+    let taken = crate::revocation::RevocationList::from_json(list).and_then(|list| {
+        let issued = list.issued;
+        let n = policy.revocations.apply(list, &policy.access_key)?;
+        Ok((issued, n))
+    });
+    match taken {
+        Ok((issued, n)) => {
+            println!(
+                "limpet-remote: revocation list issued at {issued} taken: {n} capabilities revoked"
+            );
+        }
+        Err(crate::revocation::RevocationError::NotNewer { .. }) => {}
+        Err(e) => println!("limpet-remote: revocation list refused: {e}"),
     }
 }
 
@@ -135,6 +166,7 @@ fn session_once(
     id: &[u8; 16],
     policy: &DevicePolicy,
     sign: &Signer,
+    record: &Recorder,
 ) -> Result<(), session::SessionError> {
     let mut data = TcpStream::connect(relay)?;
     relay::send(&mut data, &[&[TAG_JOIN], id])?;
@@ -152,6 +184,14 @@ fn session_once(
                 "limpet-remote: session start: operator {who}, capability {cap}, service {}",
                 grant.service
             );
+            let event = |event| RemoteSession {
+                event,
+                at: i64::try_from(now()).unwrap_or(i64::MAX),
+                operator: who.clone(),
+                capability: cap.clone(),
+                service: grant.service.to_string(),
+            };
+            record(event(SessionEvent::Start));
             let service = TcpStream::connect(grant.target)?;
             // After the handshake a session may idle; the operator ends it.
             let result = channel.splice(service);
@@ -159,6 +199,7 @@ fn session_once(
             println!(
                 "limpet-remote: session end: operator {who}, capability {cap}, {down} bytes in, {up} bytes out"
             );
+            record(event(SessionEvent::End));
             Ok(())
         }
     }

@@ -14,5 +14,6 @@ pub mod decide;
 pub mod device;
 pub mod frame;
 pub mod relay;
+pub mod revocation;
 pub mod session;
 pub mod signer;

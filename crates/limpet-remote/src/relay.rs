@@ -4,7 +4,11 @@
 //! - device control connection: `01 ‖ key(32)`; relay: `challenge(32)`; device: the
 //!   identity's `remote-access` signature of [`REGISTER_PROOF`] ‖ challenge; relay: `00`
 //!   (registered) or `01 ‖ text`. Then the relay sends `session-id(16)` for each operator
-//!   waiting, and the device dials a data connection for it.
+//!   waiting, and the device dials a data connection for it. Before each session id, a
+//!   relay given a revocation list (`--revocations FILE`) sends `04 ‖ the list's JSON`
+//!   ([`crate::revocation`]): the device takes it only when its access key signed it and
+//!   it is newer than the one held, so the relay can withhold a list but not forge or
+//!   roll one back.
 //! - device data connection: `03 ‖ session-id(16)`; then raw bytes, spliced.
 //! - operator: `02 ‖ key(32)`; relay: `00` (spliced from here on), `01` (no such device) or
 //!   `02` (busy).
@@ -21,6 +25,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,6 +45,8 @@ pub const TAG_REGISTER: u8 = 1;
 pub const TAG_CONNECT: u8 = 2;
 /// A device's data connection for a session.
 pub const TAG_JOIN: u8 = 3;
+/// A revocation list on a device's control connection.
+pub const TAG_REVOCATIONS: u8 = 4;
 
 /// Relay answers to an operator.
 pub const ANSWER_OK: u8 = 0;
@@ -78,8 +85,14 @@ struct State {
     pending: HashMap<[u8; 16], (TcpStream, Instant)>,
 }
 
-/// Serves `listener` forever, one thread per connection (up to `limits.connections`).
-pub fn serve(listener: TcpListener, limits: Limits) -> io::Result<()> {
+/// Serves `listener` forever, one thread per connection (up to `limits.connections`); the
+/// file `revocations`, when given, is read before each session request and sent to the
+/// device.
+pub fn serve(
+    listener: TcpListener,
+    limits: Limits,
+    revocations: Option<PathBuf>,
+) -> io::Result<()> {
     let state = Arc::new(Mutex::new(State::default()));
     let open = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
@@ -90,12 +103,13 @@ pub fn serve(listener: TcpListener, limits: Limits) -> io::Result<()> {
             continue;
         }
         let (state, open, limits) = (Arc::clone(&state), Arc::clone(&open), limits.clone());
+        let revocations = revocations.clone();
         std::thread::spawn(move || {
             let peer = stream
                 .peer_addr()
                 .map(|a| a.to_string())
                 .unwrap_or_default();
-            if let Err(e) = connection(stream, &state, &limits) {
+            if let Err(e) = connection(stream, &state, &limits, revocations.as_deref()) {
                 println!("relay: {peer}: {e}");
             }
             open.fetch_sub(1, Ordering::SeqCst);
@@ -112,12 +126,17 @@ fn lock(state: &Mutex<State>) -> io::Result<std::sync::MutexGuard<'_, State>> {
     state.lock().map_err(|_| bad("relay state poisoned"))
 }
 
-fn connection(mut stream: TcpStream, state: &Mutex<State>, limits: &Limits) -> io::Result<()> {
+fn connection(
+    mut stream: TcpStream,
+    state: &Mutex<State>,
+    limits: &Limits,
+    revocations: Option<&Path>,
+) -> io::Result<()> {
     stream.set_read_timeout(Some(limits.handshake))?;
     let first = frame::read_some(&mut stream)?;
     match first.split_first() {
         Some((&TAG_REGISTER, key)) => register(stream, key, state, limits),
-        Some((&TAG_CONNECT, key)) => connect(stream, key, state, limits),
+        Some((&TAG_CONNECT, key)) => connect(stream, key, state, limits, revocations),
         Some((&TAG_JOIN, id)) => join(stream, id, state),
         _ => Err(bad("unknown first message")),
     }
@@ -178,8 +197,18 @@ fn connect(
     key: &[u8],
     state: &Mutex<State>,
     limits: &Limits,
+    revocations: Option<&Path>,
 ) -> io::Result<()> {
     let key = <[u8; 32]>::try_from(key).map_err(|_| bad("connect: key is not 32 bytes"))?;
+    // Read before the lock: a missing file sends nothing (a relay without revocations yet).
+    let list = revocations.and_then(|path| match std::fs::read(path) {
+        Ok(bytes) => Some([&[TAG_REVOCATIONS][..], &bytes].concat()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => {
+            println!("relay: revocation list {}: {e}", path.display());
+            None
+        }
+    });
     let mut id = [0u8; 16];
     OsRng.fill_bytes(&mut id);
     {
@@ -194,7 +223,11 @@ fn connect(
             drop(s);
             return frame::write(&mut stream, &[ANSWER_ABSENT]);
         };
-        if frame::write(control, &id).is_err() {
+        let sent = list
+            .as_ref()
+            .map_or(Ok(()), |list| frame::write(control, list))
+            .and_then(|()| frame::write(control, &id));
+        if sent.is_err() {
             s.devices.remove(&key);
             drop(s);
             return frame::write(&mut stream, &[ANSWER_ABSENT]);

@@ -392,6 +392,7 @@ mod tests {
             )]
             .into_iter()
             .collect(),
+            revocations: std::sync::Arc::default(),
         }
     }
 

@@ -2,9 +2,11 @@
 //! limpet-install-api), so the identity's private key never enters the agent.
 //!
 //! Rules this module keeps:
+//! - Each session's start and end is given to PID 1 (`RemoteSession`), which keeps it for
+//!   the device's signed check-in ([`pid1_recorder`]).
 //! - One request, one answer, on a `SOCK_SEQPACKET` connection opened for each signature
 //!   (a restarted PID 1 server is found again); each wait is bounded ([`ANSWER_TIMEOUT`]).
-//! - The device's public key comes from PID 1's `Status` answer; only the two proofs are
+//! - The device's public key comes from PID 1's `DeviceKey` answer; only the two proofs are
 //!   asked to be signed; PID 1 refuses any other message and its refusal is
 //!   the error's text, never a signature made up here.
 
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::{Signature, VerifyingKey};
+use limpet_install_api::remote::RemoteSession;
 use limpet_install_api::{Request, Response, MAX_MESSAGE};
 use rustix::net::{
     sockopt, AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
@@ -28,6 +31,23 @@ pub struct SignError(pub String);
 
 /// Signs under the identity's `remote-access` purpose.
 pub type Signer = Arc<dyn Fn(&[u8]) -> Result<Signature, SignError> + Send + Sync>;
+
+/// Keeps a session's start or end where the device's check-in reports it.
+pub type Recorder = Arc<dyn Fn(RemoteSession) + Send + Sync>;
+
+/// A recorder that gives each record to PID 1 over the socket at `path`
+/// (`RemoteSession`); a record PID 1 does not take is a line on standard output (the
+/// console keeps it), never a session refused.
+pub fn pid1_recorder(path: &Path) -> Recorder {
+    let path = path.to_owned();
+    Arc::new(
+        move |record: RemoteSession| match exchange(&path, &Request::RemoteSession(record)) {
+            Ok(Response::Ok) => {}
+            Ok(other) => println!("limpet-remote: PID 1 did not record the session: {other:?}"),
+            Err(e) => println!("limpet-remote: PID 1 did not record the session: {e}"),
+        },
+    )
+}
 
 /// A signer that asks PID 1 over the socket at `path`.
 pub fn pid1(path: &Path) -> Signer {
@@ -58,16 +78,20 @@ pub fn device_key_when_served(path: &Path) -> VerifyingKey {
     }
 }
 
-/// The device's identity public key, as PID 1's `Status` answers it.
+/// The device's identity public key, as PID 1's `DeviceKey` answers it.
 pub fn device_key(path: &Path) -> Result<VerifyingKey, SignError> {
-    let hex_key = match exchange(path, &Request::Status)? {
-        Response::Status(s) => s
-            .device_key
-            .ok_or_else(|| SignError("PID 1 has no device identity".to_owned()))?,
-        other => return Err(SignError(format!("PID 1 answered {other:?}"))),
-    };
-    crate::capability::public_key("device_key", &hex_key)
-        .map_err(|e| SignError(format!("PID 1's device key: {e}")))
+    match exchange(path, &Request::DeviceKey)? {
+        Response::Data(bytes) => <[u8; 32]>::try_from(bytes.as_slice())
+            .ok()
+            .and_then(|b| VerifyingKey::from_bytes(&b).ok())
+            .ok_or_else(|| {
+                SignError(format!(
+                    "PID 1's device key is not an Ed25519 public key ({} bytes)",
+                    bytes.len()
+                ))
+            }),
+        other => Err(SignError(format!("PID 1 answered {other:?}"))),
+    }
 }
 
 /// One request and its answer; PID 1's refusal is an error with its text.
@@ -133,6 +157,9 @@ mod tests {
         let (_dir, path) = pid1_answering(Response::Ok);
         let e = device_key(&path).unwrap_err().to_string();
         assert!(e.ends_with("PID 1 answered Ok"), "{e}");
+        let (_dir, path) = pid1_answering(Response::Data(vec![7; 31]));
+        let e = device_key(&path).unwrap_err().to_string();
+        assert!(e.ends_with("not an Ed25519 public key (31 bytes)"), "{e}");
         let e = device_key(std::path::Path::new("/nonexistent/pid1.sock"))
             .unwrap_err()
             .to_string();

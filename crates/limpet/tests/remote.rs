@@ -8,14 +8,16 @@
 //! ```
 //!
 //! The device runs the real `limpet-remote-agent` (egress limited by nftables to the relay),
-//! its signatures asked of a stand-in for PID 1 on the same socket protocol
-//! (`SignRemoteAccess`, the identity on a temporary data directory, in this process), and
+//! its key and signatures asked of PID 1's own server of its socket (limpet-install's
+//! `remote`: `DeviceKey`, `SignRemoteAccess`; the identity on a temporary data directory,
+//! served from this process), and
 //! an echo service on its loopback; the
 //! relay is `limpet relay serve`; the operator uses `limpet connect` with capabilities from
 //! `limpet access grant`. Shown: the operator reaches the declared service through the
 //! relay; tcpdump on the relay's namespace sees no plaintext of the session; each refusal
 //! end to end (no capability, expired, signed by another key, for another device, an
-//! undeclared service, a replayed session); the device listens on nothing but loopback
+//! undeclared service, a replayed session, a revoked capability after a forged list was
+//! refused); the device listens on nothing but loopback
 //! and nothing from the internet reaches it; its egress stayed the relay. Figures for
 //! BENCHMARKS.md are printed, never asserted.
 // Tests fail by panicking; the workspace lints against it are for production code.
@@ -122,58 +124,42 @@ fn net() -> Net {
     }
 }
 
-/// A stand-in for PID 1's side of the remote agent's socket: the identity (made under
-/// `data`) answers `Status` with its public key and signs `SignRemoteAccess` under the
-/// rule PID 1 keeps (`limpet_install_api::remote::check_message`), refusing anything else.
-/// Served from a thread of this process for as long as it runs.
-fn pid1_signer(data: &Path, socket: &Path) {
-    use limpet_install_api::{DeviceStatus, Request, Response, MAX_MESSAGE};
-    use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketType};
-    let identity =
-        match limpet_identity::store::open(data, || Ok(zeroize::Zeroizing::new([42; 32]))).unwrap()
-        {
-            limpet_identity::Opened::Loaded(id) | limpet_identity::Opened::Created(id, _) => id,
-        };
-    let fd = rustix::net::socket(AddressFamily::UNIX, SocketType::SEQPACKET, None).unwrap();
-    rustix::net::bind(&fd, &SocketAddrUnix::new(socket).unwrap()).unwrap();
-    rustix::net::listen(&fd, 8).unwrap();
-    let key = identity.public_key();
-    std::thread::spawn(move || loop {
-        let Ok(conn) = rustix::net::accept(&fd) else {
-            return;
-        };
-        let mut buf = vec![0u8; MAX_MESSAGE];
-        let Ok((n, _)) = rustix::net::recv(&conn, &mut buf, RecvFlags::empty()) else {
-            continue;
-        };
-        let answer = match Request::decode(&buf[..n]) {
-            Ok(Request::Status) => Response::Status(DeviceStatus {
-                running_version: "1.0.0".into(),
-                running_length: 0,
-                inactive_capacity: 0,
-                floor: "1.0.0".into(),
-                highest_failed: None,
-                trial: None,
-                on_trial: false,
-                time_floor: None,
-                support_until: None,
-                device_key: Some(hex::encode(key.as_bytes())),
-                record: None,
-            }),
-            Ok(Request::SignRemoteAccess { message }) => {
-                match limpet_install_api::remote::check_message(&message) {
-                    Ok(()) => Response::Signed {
-                        signature: identity
-                            .sign(limpet_identity::Purpose::RemoteAccess, &message)
-                            .to_bytes(),
-                    },
-                    Err(e) => Response::Error(e),
-                }
+/// PID 1's server of the remote agent's socket, the code PID 1 runs
+/// (`limpet_install::remote::RemoteServer`, bound for this process's uid, polled as PID 1's
+/// loop polls it), with an identity made under `data`: it answers `DeviceKey` and signs
+/// `SignRemoteAccess`, refusing anything else. Served from a thread of this process for as
+/// long as it runs; returns the identity's public key in hex. The sessions the agent
+/// reports go into `sessions`, as they go into PID 1's log for the check-in.
+fn pid1_signer(data: &Path, socket: &Path, sessions: limpet_install::remote::SessionLog) -> String {
+    use rustix::event::{poll, PollFd, PollFlags};
+    let (data, socket) = (data.to_owned(), socket.to_owned());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let identity =
+            match limpet_identity::store::open(&data, || Ok(zeroize::Zeroizing::new([42; 32])))
+                .unwrap()
+            {
+                limpet_identity::Opened::Loaded(id) | limpet_identity::Opened::Created(id, _) => id,
+            };
+        let key = hex::encode(identity.public_key().as_bytes());
+        let mut server = limpet_install::remote::RemoteServer::bind(
+            &socket,
+            rustix::process::getuid().as_raw(),
+            rustix::process::getgid().as_raw(),
+            Some(std::sync::Arc::new(identity)),
+            sessions,
+        )
+        .unwrap();
+        tx.send(key).unwrap();
+        loop {
+            let mut fds = [PollFd::new(server.pollable(), PollFlags::IN)];
+            if poll(&mut fds, None).is_err() {
+                return;
             }
-            other => Response::Error(format!("not served here: {other:?}")),
-        };
-        let _ = rustix::net::send(&conn, &answer.encode(), SendFlags::NOSIGNAL);
+            server.ready();
+        }
     });
+    rx.recv_timeout(WAIT).unwrap()
 }
 
 /// The agent binary, built here by cargo beside `limpet` (a test build of the workspace
@@ -268,6 +254,23 @@ fn keygen(dir: &Path, name: &str) -> String {
 }
 
 /// `limpet access grant` into DIR/NAME.cap.
+/// `limpet access revoke --key DIR/KEY --cap CAP`, the list put at `out` in one rename
+/// (the relay reads it at each session request).
+fn revoke(dir: &Path, key: &str, cap: &Path, out: &Path) {
+    let tmp = out.with_extension("tmp");
+    common::run(
+        common::limpet()
+            .args(["access", "revoke", "--key"])
+            .arg(dir.join(key))
+            .arg("--cap")
+            .arg(cap)
+            .arg("--out")
+            .arg(&tmp),
+        true,
+    );
+    std::fs::rename(&tmp, out).unwrap();
+}
+
 fn grant(
     dir: &Path,
     name: &str,
@@ -374,6 +377,9 @@ fn an_operator_reaches_the_devices_declared_service_through_the_relay_and_nothin
     let op = keygen(keys.path(), "operator");
     let stranger = keygen(keys.path(), "stranger");
 
+    // The relay's revocation list: none yet (the file is written below).
+    let revocations = keys.path().join("revocations.json");
+
     // The capture on the relay's namespace, every interface.
     let pcap = keys.path().join("relay.pcap");
     let mut tcpdump = Command::new("ip")
@@ -393,7 +399,14 @@ fn an_operator_reaches_the_devices_declared_service_through_the_relay_and_nothin
     let mut relay = spawn_in(
         &inet,
         Path::new(env!("CARGO_BIN_EXE_limpet")),
-        &["relay", "serve", "--listen", RELAY],
+        &[
+            "relay",
+            "serve",
+            "--listen",
+            RELAY,
+            "--revocations",
+            revocations.to_str().unwrap(),
+        ],
     );
     let relay_lines = stdout_lines(&mut relay);
     lab.adopt(relay);
@@ -402,7 +415,8 @@ fn an_operator_reaches_the_devices_declared_service_through_the_relay_and_nothin
 
     echo_server(&device);
     let signer = data.path().join("remote.sock");
-    pid1_signer(data.path(), &signer);
+    let sessions = limpet_install::remote::SessionLog::default();
+    let pid1_key = pid1_signer(data.path(), &signer, sessions.clone());
     let signer = signer.to_str().unwrap().to_owned();
     let mut agent = spawn_in(
         &device,
@@ -428,6 +442,8 @@ fn an_operator_reaches_the_devices_declared_service_through_the_relay_and_nothin
         "limpet-remote-agent: identity ",
     );
     let device_key = identity_line.rsplit(' ').next().unwrap().to_owned();
+    // The agent's key is the one PID 1's server answered: it never held the identity.
+    assert_eq!(device_key, pid1_key);
     wait_for(&agent_lines, &mut agent_seen, "registered at relay");
     wait_for(
         &relay_lines,
@@ -485,6 +501,44 @@ fn an_operator_reaches_the_devices_declared_service_through_the_relay_and_nothin
     let start = wait_for(&agent_lines, &mut agent_seen, "session start: operator");
     assert!(start.contains(&op), "{start}");
     assert!(start.contains("service echo"), "{start}");
+    // PID 1 recorded the session's start and, once the operator closed it, its end, with
+    // the operator's key and the capability's hash: what the next check-in reports.
+    let cap_hash = start
+        .split("capability ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap()
+        .to_owned();
+    wait_for(&agent_lines, &mut agent_seen, "session end: operator");
+    let deadline = Instant::now() + WAIT;
+    let recorded = loop {
+        let recorded = sessions.records();
+        if recorded.len() >= 2 || Instant::now() > deadline {
+            break recorded;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let events: Vec<_> = recorded
+        .iter()
+        .map(|r| {
+            (
+                r.event,
+                r.operator.as_str(),
+                r.capability.as_str(),
+                r.service.as_str(),
+            )
+        })
+        .collect();
+    {
+        use limpet_install_api::remote::SessionEvent::{End, Start};
+        assert_eq!(
+            events,
+            [
+                (Start, op.as_str(), cap_hash.as_str(), "echo"),
+                (End, op.as_str(), cap_hash.as_str(), "echo")
+            ]
+        );
+    }
 
     // Throughput through the relay (printed for BENCHMARKS.md, never asserted).
     let bytes = 4 * 1024 * 1024;
@@ -676,6 +730,40 @@ fn an_operator_reaches_the_devices_declared_service_through_the_relay_and_nothin
         "session failed: a message failed to decrypt (not this session's keys)",
     );
     assert!(!replay_answer.windows(14).any(|w| w == b"replayed words"));
+
+    // Revocation before expiry. Attack first: a list revoking `good` signed by another
+    // access key, put on the relay. The device refuses the list and `good` still works.
+    revoke(keys.path(), "other-access", &good, &revocations);
+    let (ok, stderr, stdout) =
+        connect_once(&operator, &device_key, &good, &opkey, "echo", b"still");
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, b"still");
+    wait_for(
+        &agent_lines,
+        &mut agent_seen,
+        "revocation list refused: the revocation list is not signed by this device's access key",
+    );
+    // The access key's list: the device takes it before the session it precedes, and
+    // refuses `good`, hours before its expiry, by name.
+    revoke(keys.path(), "access", &good, &revocations);
+    let (ok, stderr, stdout) =
+        connect_once(&operator, &device_key, &good, &opkey, "echo", b"revoked?");
+    assert!(!ok);
+    assert!(stdout.is_empty(), "a revoked session carried data");
+    assert!(
+        stderr.contains("refused by the device (code 12): the capability is revoked (by the access key's list issued at "),
+        "{stderr}"
+    );
+    wait_for(
+        &agent_lines,
+        &mut agent_seen,
+        "taken: 1 capabilities revoked",
+    );
+    wait_for(
+        &agent_lines,
+        &mut agent_seen,
+        &format!("session refused: operator {op}: the capability is revoked"),
+    );
 
     // Nothing listens on the device but its loopback, and nothing from the internet reaches
     // it even with a route into its LAN.

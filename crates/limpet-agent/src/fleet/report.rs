@@ -97,6 +97,7 @@ pub fn report(
         ab: AbRecord { active, state },
         last_update,
         boot_count: record.boot_count,
+        remote_sessions: status.remote_sessions.clone(),
     })
 }
 
@@ -117,6 +118,7 @@ mod tests {
             time_floor: None,
             support_until: None,
             device_key: Some("ab".repeat(32)),
+            remote_sessions: Vec::new(),
             record: Some(Box::new(RecordFacts {
                 active_slot: "b".into(),
                 other_version: Some("1.0.0".into()),
@@ -201,5 +203,23 @@ mod tests {
         let mut old = s.clone();
         old.record = None;
         assert!(report(&device, 1, 0, &old, last_update("thermostat", None, &old)).is_none());
+    }
+
+    /// The remote-access sessions PID 1 answers in `Status` are the report's, as given
+    /// (PID 1 signs the report only when they are exactly its record).
+    #[test]
+    fn the_report_carries_pid1_s_remote_sessions() {
+        use limpet_fleet_api::report::{RemoteSession, SessionEvent};
+        let mut st = status("1.0.0", false, None);
+        st.remote_sessions = vec![RemoteSession {
+            event: SessionEvent::Start,
+            at: 1_800_000_000,
+            operator: "ab".repeat(32),
+            capability: "cd".repeat(32),
+            service: "echo".into(),
+        }];
+        let none = last_update("m", None, &st);
+        let r = report(&"ef".repeat(32), 1, 0, &st, none).unwrap();
+        assert_eq!(r.remote_sessions, st.remote_sessions);
     }
 }

@@ -162,7 +162,8 @@ impl Device {
             inactive: partitions.slot_b.clone(),
             key: key.verifying_key(),
             trial_boots: 3,
-            identity,
+            identity: identity.map(std::sync::Arc::new),
+            sessions: limpet_install::remote::SessionLog::default(),
         };
         let events = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));

@@ -268,6 +268,7 @@ pub fn report(k: &SigningKey, seq: u64, outcome: Outcome) -> Report {
             reason: (outcome == Outcome::RolledBack).then(|| "task app crashed 3 times".to_owned()),
         },
         boot_count: 1,
+        remote_sessions: Vec::new(),
     }
 }
 

@@ -122,7 +122,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (device, sign) = match signer(&args.identity) {
+    let (device, sign, record) = match signer(&args.identity) {
         Ok(pair) => pair,
         Err(e) => {
             eprintln!("limpet-remote-agent: identity: {e}");
@@ -138,18 +138,28 @@ fn main() -> ExitCode {
         cohort: args.cohort,
         access_key,
         services: args.services,
+        revocations: Arc::default(),
     };
-    limpet_remote::device::run(&args.relay, Arc::new(policy), sign)
+    limpet_remote::device::run(&args.relay, Arc::new(policy), sign, record)
 }
 
-/// The device's key and its signer: PID 1 over its socket, or the identity opened here.
+/// The device's key, its signer and where its sessions are recorded: PID 1 over its
+/// socket, or the identity opened here (the sessions then only on standard output).
 fn signer(
     identity: &Identity,
-) -> Result<(ed25519_dalek::VerifyingKey, limpet_remote::signer::Signer), String> {
+) -> Result<
+    (
+        ed25519_dalek::VerifyingKey,
+        limpet_remote::signer::Signer,
+        limpet_remote::signer::Recorder,
+    ),
+    String,
+> {
     match identity {
         Identity::Signer(path) => Ok((
             limpet_remote::signer::device_key_when_served(path),
             limpet_remote::signer::pid1(path),
+            limpet_remote::signer::pid1_recorder(path),
         )),
         Identity::Data(dir) => {
             let id = match limpet_identity::store::open(dir, limpet_identity::random::kernel_seed)
@@ -161,7 +171,7 @@ fn signer(
             let key = id.public_key();
             let sign: limpet_remote::signer::Signer =
                 Arc::new(move |msg: &[u8]| Ok(id.sign(Purpose::RemoteAccess, msg)));
-            Ok((key, sign))
+            Ok((key, sign, Arc::new(|_| {})))
         }
     }
 }

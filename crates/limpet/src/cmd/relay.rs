@@ -29,22 +29,37 @@ pub enum Command {
         /// Address to listen on (IP:PORT).
         #[arg(long)]
         listen: SocketAddr,
+        /// A revocation list (`limpet access revoke`), read again before each session
+        /// request and sent to the device, which takes it only when its access key signed
+        /// it and it is newer than the one it holds.
+        #[arg(long)]
+        revocations: Option<std::path::PathBuf>,
     },
 }
 
 pub fn run(args: Args) -> super::Result {
     match (args.command, args.addr) {
-        (Some(Command::Serve { listen }), _) => serve(listen),
+        (
+            Some(Command::Serve {
+                listen,
+                revocations,
+            }),
+            _,
+        ) => serve(listen, revocations),
         (None, Some(addr)) => stdio(addr),
         (None, None) => Err("limpet relay: give `serve --listen ADDR` or a loopback ADDR".into()),
     }
 }
 
-fn serve(listen: SocketAddr) -> super::Result {
+fn serve(listen: SocketAddr, revocations: Option<std::path::PathBuf>) -> super::Result {
     let listener = std::net::TcpListener::bind(listen)
         .map_err(|e| format!("relay: cannot listen on {listen}: {e}"))?;
     println!("relay: listening on {}", listener.local_addr()?);
-    limpet_remote::relay::serve(listener, limpet_remote::relay::Limits::default())?;
+    limpet_remote::relay::serve(
+        listener,
+        limpet_remote::relay::Limits::default(),
+        revocations,
+    )?;
     Ok(())
 }
 

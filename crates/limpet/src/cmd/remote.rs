@@ -1,4 +1,4 @@
-//! `limpet access keygen|grant` and `limpet connect`: the operator's and the key holder's
+//! `limpet access keygen|grant|revoke` and `limpet connect`: the operator's and the key holder's
 //! side of remote access (limpet-remote; docs/remote-access.md).
 
 use std::io::Write;
@@ -49,6 +49,28 @@ pub enum AccessCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Sign a revocation list: the capabilities named are refused by every device that
+    /// receives the list (through `limpet relay serve --revocations FILE`) before they
+    /// expire. It replaces the device's list only when newer: give the last list with
+    /// `--add-to` to keep what it revoked.
+    Revoke {
+        /// The access key (PKCS#8 PEM) that signed the capabilities.
+        #[arg(long)]
+        key: PathBuf,
+        /// A capability file to revoke (repeatable).
+        #[arg(long = "cap")]
+        caps: Vec<PathBuf>,
+        /// A capability's hash to revoke, 64 hex digits, as `limpet access grant` and the
+        /// device's log print it (repeatable).
+        #[arg(long = "hash")]
+        hashes: Vec<String>,
+        /// The list issued before, whose revocations the new one keeps.
+        #[arg(long)]
+        add_to: Option<PathBuf>,
+        /// Where to write the list (JSON).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// Arguments of `limpet connect`.
@@ -77,6 +99,13 @@ pub struct ConnectArgs {
 pub fn access(command: AccessCommand) -> super::Result {
     match command {
         AccessCommand::Keygen { out } => keygen(&out),
+        AccessCommand::Revoke {
+            key,
+            caps,
+            hashes,
+            add_to,
+            out,
+        } => revoke(&key, &caps, &hashes, add_to.as_deref(), &out),
         AccessCommand::Grant {
             key,
             operator,
@@ -123,6 +152,54 @@ pub fn access(command: AccessCommand) -> super::Result {
             Ok(())
         }
     }
+}
+
+fn revoke(
+    key: &Path,
+    caps: &[PathBuf],
+    hashes: &[String],
+    add_to: Option<&Path>,
+    out: &Path,
+) -> super::Result {
+    use limpet_remote::revocation::RevocationList;
+    let access = load_key(key)?;
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))
+    };
+    let (mut revoked, after) = match add_to {
+        Some(path) => {
+            let old = RevocationList::from_json(&read(path)?)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            if !old.signed_by(&access.verifying_key()) {
+                return Err(format!("{}: not signed by this access key", path.display()).into());
+            }
+            (old.revoked, Some(old.issued))
+        }
+        None => Default::default(),
+    };
+    for path in caps {
+        let cap = SignedCapability::from_json(&read(path)?)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        revoked.insert(cap.hash());
+    }
+    for text in hashes {
+        let hash = hex::decode(text)
+            .ok()
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .ok_or_else(|| format!("--hash {text}: not 64 hex digits"))?;
+        revoked.insert(hash);
+    }
+    // Later than the list it extends, even within the same second.
+    let issued = after.map_or(unix_now(), |t| unix_now().max(t + 1));
+    let list = RevocationList::sign(issued, revoked, &access)?;
+    std::fs::write(out, list.to_json())
+        .map_err(|e| format!("{}: cannot write: {e}", out.display()))?;
+    println!(
+        "revocation list issued at {issued}: {} capabilities, written to {}",
+        list.revoked.len(),
+        out.display()
+    );
+    Ok(())
 }
 
 fn keygen(out: &Path) -> super::Result {
