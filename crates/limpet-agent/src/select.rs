@@ -122,6 +122,7 @@ mod tests {
             support_until: None,
             device_key: None,
             record: None,
+            owner_mode: None,
         }
     }
 

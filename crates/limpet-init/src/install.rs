@@ -65,6 +65,7 @@ mod off {
                 key: ed25519_dalek::SigningKey::from_bytes(&[1; 32]).verifying_key(),
                 trial_boots: 3,
                 identity: None,
+                owner_mode: None,
             };
             let err = InstallServer::bind(Path::new("/nonexistent/update.sock"), 1, 1, devices)
                 .unwrap_err();

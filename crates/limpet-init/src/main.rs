@@ -233,7 +233,7 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
     let install = install_server(
         root,
         &disk,
-        &new_slot_key,
+        (&new_slot_key, owner_mode::reported(&cmdline)),
         &booted,
         &policy,
         &trial_policy,
@@ -416,11 +416,12 @@ fn task_cgroup_id(cgroups: &Path, task: &str) -> Result<u64, CgroupIdError> {
         .map_err(|source| CgroupIdError::Create { dir, source })
 }
 
-/// The update agent's socket, when the policy names an agent task.
+/// The update agent's socket, when the policy names an agent task. `install`: the key new
+/// slots are checked with, and the owner mode the loader reported (both from `owner_mode`).
 fn install_server(
     root: &Path,
     disk: &partitions::DiskPartitions,
-    key: &ed25519_dalek::VerifyingKey,
+    install: (&ed25519_dalek::VerifyingKey, Option<String>),
     booted: &slots::Booted,
     policy: &limpet_policy::DevicePolicy,
     trial_policy: &limpet_policy::TrialPolicy,
@@ -441,9 +442,10 @@ fn install_server(
         running: part(booted.slot),
         inactive: part(booted.slot.other()),
         running_version: booted.mounted.header.version.clone(),
-        key: *key,
+        key: *install.0,
         trial_boots: u8::try_from(trial_policy.try_boots).unwrap_or(u8::MAX),
         identity,
+        owner_mode: install.1,
     };
     match install::InstallServer::bind(&path, agent.credentials.uid, agent.credentials.gid, devices)
     {

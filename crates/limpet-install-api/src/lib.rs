@@ -110,7 +110,7 @@ pub enum Request {
         /// The bytes to sign.
         message: Vec<u8>,
     },
-    /// The agent enrolled an owner's root against the vendor's handover statement: PID 1
+    /// An owner's request holds against the vendor's handover statement: PID 1
     /// writes "hand the device over to this image key" for the boot loader, which asks the
     /// person at the device at the next boot (docs/end-of-life.md). Answered `Ok`, or
     /// `Error` when the key is not an Ed25519 point or the block cannot be written.
@@ -212,6 +212,14 @@ pub struct DeviceStatus {
     /// (Boxed: it keeps the answer enum small.)
     #[serde(default)]
     pub record: Option<Box<RecordFacts>>,
+    /// The owner mode the boot loader reported (its `limpet.owner=` parameter, which PID 1
+    /// parsed): `vendor`, or `owner:KEY`, `handing-over:KEY`, `handed-over:KEY` with KEY the
+    /// owner's Ed25519 image key in 64 hex digits. Absent when no Limpet loader reported a
+    /// mode (or a malformed one), or from an older PID 1. The agent enrols an owner's root
+    /// only when it reads `handing-over` or `handed-over` with the request's key: a person at
+    /// the device confirmed it (docs/end-of-life.md).
+    #[serde(default)]
+    pub owner_mode: Option<String>,
 }
 
 /// A datagram that is not a valid message.
@@ -593,6 +601,7 @@ mod tests {
                     }),
                     boot_count: 5,
                 })),
+                owner_mode: Some(format!("handing-over:{}", "cd".repeat(32))),
             }),
             Response::Signed { signature: [7; 64] },
             Response::Data(vec![1, 2, 3]),
@@ -622,6 +631,7 @@ mod tests {
             support_until: None,
             device_key: None,
             record: None,
+            owner_mode: None,
         };
         let json = String::from_utf8(serde_json::to_vec(&status).unwrap()).unwrap();
         assert!(

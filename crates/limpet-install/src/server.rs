@@ -76,6 +76,7 @@ pub struct InstallServer {
     key: VerifyingKey,
     trial_boots: u8,
     identity: Option<limpet_identity::Identity>,
+    owner_mode: Option<String>,
     session: Option<(Session, File)>,
 }
 
@@ -96,6 +97,8 @@ pub struct Devices {
     pub trial_boots: u8,
     /// The device's identity, when it has one: signs fleet check-ins.
     pub identity: Option<limpet_identity::Identity>,
+    /// The owner mode the boot loader reported, as `DeviceStatus::owner_mode` says it.
+    pub owner_mode: Option<String>,
 }
 
 impl InstallServer {
@@ -147,6 +150,7 @@ impl InstallServer {
             key: devices.key,
             trial_boots: devices.trial_boots,
             identity: devices.identity,
+            owner_mode: devices.owner_mode,
             session: None,
         })
     }
@@ -381,6 +385,7 @@ impl InstallServer {
             on_trial,
             device_key: self.identity.as_ref().map(|id| hex_key(&id.public_key())),
             record: Some(Box::new(record_facts(&state, on_trial))),
+            owner_mode: self.owner_mode.clone(),
         })
     }
 
@@ -558,6 +563,7 @@ mod tests {
                     key: key.verifying_key(),
                     trial_boots: 3,
                     identity,
+                    owner_mode: None,
                 },
             )
             .unwrap();

@@ -159,6 +159,7 @@ fn pid1_signer(data: &Path, socket: &Path) {
                 support_until: None,
                 device_key: Some(hex::encode(key.as_bytes())),
                 record: None,
+                owner_mode: None,
             }),
             Ok(Request::SignRemoteAccess { message }) => {
                 match limpet_install_api::remote::check_message(&message) {

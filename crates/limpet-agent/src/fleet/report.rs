@@ -127,6 +127,7 @@ mod tests {
                 }),
                 boot_count: 4,
             })),
+            owner_mode: None,
         }
     }
 
