@@ -380,7 +380,7 @@ impl Agent {
     /// Takes an owner's request (docs/end-of-life.md, [`crate::owner`]): from the state
     /// directory ([`crate::owner::REQUEST_FILE`]), or with `repo` from the repository's
     /// base ([`crate::owner::REMOTE_REQUEST`]; none there is not an error). Checked against
-    /// the vendor's statement and PID 1's time floor; enrolled when the loader reports the
+    /// the vendor's statement and PID 1's trusted time; enrolled when the loader reports the
     /// hand-over to its key confirmed, else the loader asked through `pid1` (once per key).
     /// Never fails the poll: a refusal is logged and a request file left in place (its date
     /// may pass by the next poll); an enrolment removes it. True when it enrolled.
@@ -401,15 +401,11 @@ impl Agent {
                 return Ok(None);
             };
             let vendor = crate::owner::vendor_root(&state.join(METADATA_DIR), &self.config.root)?;
-            let floor = status
-                .time_floor
-                .and_then(|f| i64::try_from(f).ok())
-                .map(UnixTime::from_secs);
             crate::owner::take(
                 &state,
                 &vendor,
                 &self.config.device,
-                floor,
+                crate::owner::handover_time(status),
                 request,
                 status.owner_mode.as_deref(),
                 |key| {

@@ -22,9 +22,9 @@
 //! Rules kept here:
 //! - A request is checked in full before anything is written: the statement against the
 //!   vendor's trusted root (the newest the device walked to in `tuf/root.json`, else the
-//!   root shipped in the image) and model; its date against PID 1's time floor, never the
-//!   clock; the owner's root as a self-signed TUF root with none of the vendor's root keys;
-//!   the image key as Ed25519.
+//!   root shipped in the image) and model; its date against PID 1's trusted time
+//!   ([`handover_time`]: the earliest time, never the clock); the owner's root as a
+//!   self-signed TUF root with none of the vendor's root keys; the image key as Ed25519.
 //! - The enrolment is one file, written to a temporary name, synced, renamed into place,
 //!   and the directory synced: after a power cut it is there whole or not at all. It is the
 //!   only switch: with it the agent trusts the owner's root (in its own metadata
@@ -50,6 +50,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use limpet_install_api::DeviceStatus;
 use limpet_repo::{HandoverError, OwnerRequest};
 use limpet_tuf::metadata::Root;
 use limpet_tuf::UnixTime;
@@ -78,7 +79,8 @@ pub struct Enrolment {
     pub device: String,
     /// The handover date of the vendor's statement (seconds since 1970).
     pub after: i64,
-    /// PID 1's time floor when the request was taken (seconds since 1970).
+    /// PID 1's trusted time when the request was taken ([`handover_time`], seconds since
+    /// 1970).
     pub floor: i64,
     /// The request as taken: the statement, the owner's root, the image key.
     pub request: OwnerRequest,
@@ -196,6 +198,22 @@ pub fn vendor_root(vendor_dir: &Path, shipped: &Path) -> Result<Root, OwnerError
     };
     let bytes = std::fs::read(shipped).map_err(|e| err(Box::new(e)))?;
     limpet_tuf::client::verify_root(&bytes).map_err(|e| err(Box::new(e)))
+}
+
+/// The time a statement's date is checked against, from PID 1's status: the device's
+/// earliest time (the floor plus the uptime counted since, raised by a verified Roughtime
+/// answer; never the clock, never ahead of the true time), or the floor from a PID 1 that
+/// does not report it. So a vendor that stops signing its timestamp before the date does
+/// not strand its devices: the date passes with the device's own counted time. `None`
+/// when PID 1 keeps no time record.
+pub fn handover_time(status: &DeviceStatus) -> Option<UnixTime> {
+    let latest = match (status.time_floor, status.earliest_time) {
+        (Some(floor), Some(earliest)) => Some(floor.max(earliest)),
+        (floor, earliest) => floor.or(earliest),
+    }?;
+    Some(UnixTime::from_secs(
+        i64::try_from(latest).unwrap_or(i64::MAX),
+    ))
 }
 
 /// What [`take`] did with a request that holds.

@@ -119,6 +119,7 @@ mod tests {
             trial: None,
             on_trial: false,
             time_floor: None,
+            earliest_time: None,
             support_until: None,
             device_key: None,
             record: None,

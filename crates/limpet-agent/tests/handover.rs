@@ -172,8 +172,9 @@ fn after_handover_the_owners_repository_is_followed_and_the_vendors_refused() {
     let vendor_server = serve(&vendor.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
     let vendor_url = format!("http://{}", vendor_server.local_addr());
 
-    // The statement takes effect on 2021-01-01.
-    let statement = sign(&vendor, "2021-01-01");
+    // The statement takes effect on 2024-01-01 (the device, built 2020-01-01, counts its
+    // uptime on the host's boot clock here: years short of it).
+    let statement = sign(&vendor, "2024-01-01");
     let owner = TestRepo::new();
     let v2 = release_signed("2.0.0", b"owner", &owner_key());
     owner.publish_signed(&v2, &owner_key());
@@ -197,10 +198,10 @@ fn after_handover_the_owners_repository_is_followed_and_the_vendors_refused() {
     };
 
     // The host clock (the device's RTC here) is years past the date, but the device's
-    // floor is its build time, 2020-01-01, until it has verified a signed time: the
-    // request is refused and left in place.
+    // trusted time is its build time, 2020-01-01, plus the uptime it counted, until it has
+    // verified a signed time: the request is refused and left in place.
     std::fs::write(state.path().join(REQUEST_FILE), &request_json).unwrap();
-    assert!(device.time().floor().as_secs() < 1_609_459_200);
+    assert!(device.time().floor().as_secs() < 1_704_067_200);
     let mut agent = Agent::new(config(&vendor_url, &device, state.path()));
     assert!(matches!(
         agent.poll_once().unwrap(),
@@ -214,7 +215,7 @@ fn after_handover_the_owners_repository_is_followed_and_the_vendors_refused() {
     // finds the request holds and asks the boot loader to hand the device over to the
     // owner's image key. Nothing else moves: no person has confirmed it, so the vendor's
     // repository is still the one trusted.
-    assert!(device.time().floor().as_secs() >= 1_609_459_200);
+    assert!(device.time().floor().as_secs() >= 1_704_067_200);
     assert!(matches!(
         agent.poll_once().unwrap(),
         PollOutcome::UpToDate { .. }
@@ -244,7 +245,7 @@ fn after_handover_the_owners_repository_is_followed_and_the_vendors_refused() {
     // owner's server answers at the repository's address: the vendor's metadata fails
     // there, the agent takes the request served beside it, enrols, and stages v2 signed by
     // the owner's image key, in one poll.
-    let past_date = WallTime::from_secs(1_640_995_200);
+    let past_date = WallTime::from_secs(1_735_689_600);
     let confirmed = format!("handing-over:{}", hex_key(&owner_key()));
     let device = Device::reporting(&v1, "1.0.0", past_date, &owner_key(), &confirmed);
     let state = tempfile::tempdir().unwrap();
@@ -282,7 +283,7 @@ fn after_handover_the_owners_repository_is_followed_and_the_vendors_refused() {
             state_other.path(),
             &limpet_tuf::client::verify_root(&std::fs::read(vendor.root()).unwrap()).unwrap(),
             common::DEVICE,
-            Some(UnixTime::from_secs(1_640_995_200)),
+            Some(UnixTime::from_secs(1_735_689_600)),
             request(&statement, &owner),
             Some(&other),
             |_| panic!("the loader is asked nothing"),
@@ -377,4 +378,84 @@ fn bad_owner_requests_are_refused_and_nothing_is_written() {
         enrol(request(&good, &TestRepo::new())),
         Err(OwnerError::AlreadyEnrolled { .. })
     ));
+}
+
+/// PID 1's status with the time `floor` and `earliest` time it reports.
+fn status(floor: Option<u64>, earliest: Option<u64>) -> limpet_install_api::DeviceStatus {
+    serde_json::from_value(serde_json::json!({
+        "running_version": "1.0.0", "running_length": 4096, "inactive_capacity": 8192,
+        "floor": "1.0.0", "on_probation": false,
+        "time_floor": floor, "earliest_time": earliest,
+    }))
+    .unwrap()
+}
+
+/// A vendor that stops signing its timestamp before the handover date does not strand its
+/// devices: the date is checked against the device's earliest time (its floor plus the
+/// uptime it counted since, or a Roughtime raise; never ahead of the true time, never the
+/// clock), which passes the date by itself. An older PID 1 that reports only the floor is
+/// held to the floor.
+#[test]
+fn the_date_passes_with_the_devices_counted_time_when_the_vendor_stops_signing() {
+    use limpet_agent::owner::{handover_time, take, OwnerError, Taken};
+    let vendor = TestRepo::new();
+    let root = limpet_tuf::client::verify_root(&std::fs::read(vendor.root()).unwrap()).unwrap();
+    let owner = TestRepo::new();
+    let statement = sign(&vendor, "2030-01-01");
+    let date: u64 = 1_893_456_000;
+    // The vendor's last signed time: half a year before the date.
+    let last_signed = date - 183 * 86_400;
+    let state = tempfile::tempdir().unwrap();
+    let try_take = |status: &limpet_install_api::DeviceStatus| {
+        let mut asked = None;
+        let taken = take(
+            state.path(),
+            &root,
+            common::DEVICE,
+            handover_time(status),
+            request(&statement, &owner),
+            Some("vendor"),
+            |key| {
+                asked = Some(key);
+                Ok(())
+            },
+        );
+        (taken, asked)
+    };
+
+    // A second before the date by the counted time: not yet, naming that time.
+    let (taken, asked) = try_take(&status(Some(last_signed), Some(date - 1)));
+    assert!(
+        matches!(
+            &taken,
+            Err(OwnerError::Refused(HandoverError::NotYet { floor, .. }))
+                if floor.as_secs() == i64::try_from(date - 1).unwrap()
+        ),
+        "{taken:?}"
+    );
+    assert_eq!(asked, None);
+    // An older PID 1 (no earliest time): held to the floor, the vendor's last signed time.
+    let (taken, _) = try_take(&status(Some(last_signed), None));
+    assert!(
+        matches!(&taken, Err(OwnerError::Refused(HandoverError::NotYet { floor, .. }))
+            if floor.as_secs() == i64::try_from(last_signed).unwrap()),
+        "{taken:?}"
+    );
+    // No time record at all: no date can be known to have passed.
+    let (taken, _) = try_take(&status(None, None));
+    assert!(
+        matches!(&taken, Err(OwnerError::Refused(HandoverError::NoFloor))),
+        "{taken:?}"
+    );
+
+    // The device counted its way past the date (the vendor signed nothing since): the
+    // request holds and the loader is asked for the owner's key.
+    let (taken, asked) = try_take(&status(Some(last_signed), Some(date + 60)));
+    let key = owner_key().verifying_key().to_bytes();
+    assert!(
+        matches!(&taken, Ok(Taken::LoaderAsked { key: k }) if *k == key),
+        "{taken:?}"
+    );
+    assert_eq!(asked, Some(key));
+    assert!(!state.path().join(ENROLMENT_FILE).exists());
 }

@@ -200,6 +200,11 @@ pub struct DeviceStatus {
     /// metadata issued below it. Absent from a PID 1 that keeps no time record.
     #[serde(default)]
     pub time_floor: Option<u64>,
+    /// The device's earliest time (seconds since the epoch): the floor plus the uptime
+    /// counted since it was last raised, raised by a verified Roughtime answer; never ahead
+    /// of the true time (docs/end-of-life.md, rule 2). Absent as `time_floor` is.
+    #[serde(default)]
+    pub earliest_time: Option<u64>,
     /// The end of support the device holds (seconds since the epoch); absent when it has
     /// none, or keeps no time record.
     #[serde(default)]
@@ -589,6 +594,7 @@ mod tests {
                 trial: None,
                 on_trial: false,
                 time_floor: Some(1_893_456_000),
+                earliest_time: Some(1_893_456_600),
                 support_until: None,
                 device_key: Some("ab".repeat(32)),
                 record: Some(Box::new(RecordFacts {
@@ -628,6 +634,7 @@ mod tests {
             trial: Some("2.0.0".into()),
             on_trial: true,
             time_floor: None,
+            earliest_time: None,
             support_until: None,
             device_key: None,
             record: None,

@@ -379,6 +379,7 @@ impl InstallServer {
             inactive_capacity: capacity,
             floor: state.floor().to_string(),
             time_floor: time.map(|k| k.state().floor().as_secs()),
+            earliest_time: time.map(|k| k.state().earliest().as_secs()),
             support_until: time.and_then(Keeper::support_until).map(WallTime::as_secs),
             highest_failed: state.highest_failed().map(ToString::to_string),
             trial: state.trial().map(|t| t.version.to_string()),
@@ -985,6 +986,10 @@ mod tests {
             (status.time_floor, status.support_until),
             (Some(built), Some(1_950_000_000))
         );
+        // The earliest time: the floor plus the uptime counted at the request (here the
+        // host's boot clock), never below the floor.
+        let earliest = status.earliest_time.unwrap();
+        assert!(earliest >= built, "{earliest} < {built}");
         let (r, _) = rig.ask(&Request::Verified {
             signed_time: 1_910_000_000,
             support_until: Some(1_990_000_000),

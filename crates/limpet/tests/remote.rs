@@ -156,6 +156,7 @@ fn pid1_signer(data: &Path, socket: &Path) {
                 trial: None,
                 on_trial: false,
                 time_floor: None,
+                earliest_time: None,
                 support_until: None,
                 device_key: Some(hex::encode(key.as_bytes())),
                 record: None,

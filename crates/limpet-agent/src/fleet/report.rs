@@ -115,6 +115,7 @@ mod tests {
             trial: None,
             on_trial,
             time_floor: None,
+            earliest_time: None,
             support_until: None,
             device_key: Some("ab".repeat(32)),
             record: Some(Box::new(RecordFacts {
