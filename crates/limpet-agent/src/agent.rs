@@ -925,10 +925,10 @@ fn fetch_owner_request(
     {
         Ok(bytes) => bytes,
         Err(limpet_tuf::Error::NotFound { .. }) => return Ok(None),
-        Err(e) => {
-            return Err(crate::owner::OwnerError::Request {
-                path: from(),
-                source: Box::new(e),
+        Err(source) => {
+            return Err(crate::owner::OwnerError::Fetch {
+                url: from().display().to_string(),
+                source,
             })
         }
     };
@@ -1059,4 +1059,38 @@ fn check_index(
         return Err(mismatch("slot_sha256"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod owner_request_tests {
+    use super::*;
+    use crate::owner::{OwnerError, MAX_REQUEST_BYTES, REMOTE_REQUEST};
+
+    /// The request at the repository's base: none is no request; one past the cap is
+    /// refused by its length (a repository cannot make the device read without bound);
+    /// bytes that are not a request are refused by name.
+    #[test]
+    fn the_repositorys_request_is_length_capped_and_a_missing_one_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = limpet_repo::serve::serve(dir.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
+        let url = format!("http://{}", server.local_addr());
+        let repo = Remote::new(&url, RetrievalPolicy::default()).unwrap();
+        assert!(matches!(fetch_owner_request(&repo, &url), Ok(None)));
+
+        let too_long = usize::try_from(MAX_REQUEST_BYTES).unwrap() + 1;
+        std::fs::write(dir.path().join(REMOTE_REQUEST), vec![b' '; too_long]).unwrap();
+        let err = fetch_owner_request(&repo, &url).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                OwnerError::Fetch { url: u, source: limpet_tuf::Error::LengthExceeded { max, .. } }
+                    if *max == MAX_REQUEST_BYTES && u.ends_with("/owner-request.json")
+            ),
+            "{err:?}"
+        );
+
+        std::fs::write(dir.path().join(REMOTE_REQUEST), b"{\"statement\": 1}").unwrap();
+        let err = fetch_owner_request(&repo, &url).unwrap_err();
+        assert!(matches!(&err, OwnerError::Request { .. }), "{err:?}");
+    }
 }

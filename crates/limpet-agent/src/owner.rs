@@ -105,6 +105,16 @@ pub enum OwnerError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The repository's request could not be fetched (other than missing: that is no
+    /// request).
+    #[error("{url}: cannot fetch the owner request")]
+    Fetch {
+        /// The request's URL.
+        url: String,
+        /// Why.
+        #[source]
+        source: limpet_tuf::Error,
+    },
     /// The request does not hold.
     #[error("owner request refused")]
     Refused(#[source] HandoverError),
