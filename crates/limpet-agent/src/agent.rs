@@ -14,6 +14,9 @@
 //!   describe the same length and payload hash as the signed custom fields.
 //! - A stored TUF root that no longer verifies is provisioned again from the image; the
 //!   trusted time floor is never reset.
+//! - An owner's request is asked of the repository only when its metadata failed to verify
+//!   under the vendor's root on a device not handed over (crate::owner): a device its vendor
+//!   serves makes no extra request.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -31,6 +34,7 @@ use crate::fleet::http::FleetUrl;
 use crate::fleet::report::Attempt;
 use crate::fleet::{self, CheckedIn, FleetFiles};
 use crate::net::{read_all, Remote};
+use crate::owner::Taken;
 use crate::pid1::{InactiveSlot, Pid1, RunningSlot};
 use crate::select::{choose, Candidate};
 use limpet_fleet_api::report::Outcome;
@@ -335,6 +339,9 @@ impl Clock for SharedClock {
 pub struct Agent {
     config: AgentConfig,
     clock: SharedClock,
+    /// The owner key this agent asked the boot loader to hand the device over to: asked
+    /// once per key and run, not at every poll.
+    loader_asked: Option<[u8; 32]>,
 }
 
 impl Agent {
@@ -343,6 +350,7 @@ impl Agent {
         Agent {
             config,
             clock: SharedClock(Arc::new(SystemClock)),
+            loader_asked: None,
         }
     }
 
@@ -369,40 +377,73 @@ impl Agent {
         }
     }
 
-    /// Takes an owner's request waiting in the state directory
-    /// ([`crate::owner::REQUEST_FILE`]): checked against the vendor's statement and PID 1's
-    /// time `floor`, the boot loader asked through `pid1` to hand the device over to the
-    /// owner's image key, then enrolled. Never fails the poll: a refusal is logged and the
-    /// request left in place (its date may pass by the next poll); an enrolment removes it.
-    fn take_owner_request(&self, pid1: &Pid1, floor: Option<u64>) {
-        let state = &self.config.state_dir;
+    /// Takes an owner's request (docs/end-of-life.md, [`crate::owner`]): from the state
+    /// directory ([`crate::owner::REQUEST_FILE`]), or with `repo` from the repository's
+    /// base ([`crate::owner::REMOTE_REQUEST`]; none there is not an error). Checked against
+    /// the vendor's statement and PID 1's trusted time; enrolled when the loader reports the
+    /// hand-over to its key confirmed, else the loader asked through `pid1` (once per key).
+    /// Never fails the poll: a refusal is logged and a request file left in place (its date
+    /// may pass by the next poll); an enrolment removes it. True when it enrolled.
+    fn take_owner_request(
+        &mut self,
+        pid1: &Pid1,
+        status: &DeviceStatus,
+        repo: Option<&Remote>,
+    ) -> bool {
+        let state = self.config.state_dir.clone();
+        let asked = self.loader_asked;
         let result = (|| {
-            let Some(request) = crate::owner::pending_request(state)? else {
+            let request = match repo {
+                None => crate::owner::pending_request(&state)?,
+                Some(repo) => fetch_owner_request(repo, &self.config.repository)?,
+            };
+            let Some(request) = request else {
                 return Ok(None);
             };
             let vendor = crate::owner::vendor_root(&state.join(METADATA_DIR), &self.config.root)?;
-            let floor = floor
-                .and_then(|f| i64::try_from(f).ok())
-                .map(UnixTime::from_secs);
-            crate::owner::enrol_with(state, &vendor, &self.config.device, floor, request, |key| {
-                pid1.hand_over(key).map_err(Into::into)
-            })
+            crate::owner::take(
+                &state,
+                &vendor,
+                &self.config.device,
+                crate::owner::handover_time(status),
+                request,
+                status.owner_mode.as_deref(),
+                |key| {
+                    if asked == Some(key) {
+                        return Ok(());
+                    }
+                    pid1.hand_over(key).map_err(Into::into)
+                },
+            )
             .map(Some)
         })();
         match result {
-            Ok(None) => {}
-            Ok(Some(e)) => {
+            Ok(None) => false,
+            Ok(Some(Taken::LoaderAsked { key })) => {
+                if self.loader_asked != Some(key) {
+                    self.loader_asked = Some(key);
+                    crate::schedule::log_line(
+                        "limpet-agent: the owner's request holds: the boot loader asks the person at the device to confirm the owner's key at the next boot; the device follows the owner's root once that is confirmed",
+                    );
+                }
+                false
+            }
+            Ok(Some(Taken::Enrolled(e))) => {
                 let _ = std::fs::remove_file(state.join(crate::owner::REQUEST_FILE));
                 crate::schedule::log_line(&format!(
-                    "limpet-agent: handed over to the owner (statement for {} after {}): updates now follow the owner's root; the boot loader asks for the owner key's confirmation at the next boot",
+                    "limpet-agent: handed over to the owner (statement for {} after {}, confirmed at the device): updates now follow the owner's root",
                     e.device,
                     UnixTime::from_secs(e.after)
                 ));
+                true
             }
-            Err(e) => crate::schedule::log_line(&format!(
-                "limpet-agent: {}",
-                limpet_error_chain::one_line(&e)
-            )),
+            Err(e) => {
+                crate::schedule::log_line(&format!(
+                    "limpet-agent: {}",
+                    limpet_error_chain::one_line(&e)
+                ));
+                false
+            }
         }
     }
 
@@ -415,7 +456,7 @@ impl Agent {
         if let Some(busy) = self.busy(&pid1, &status)? {
             return Ok(PollOutcome::Busy(busy));
         }
-        self.take_owner_request(&pid1, status.time_floor);
+        self.take_owner_request(&pid1, &status, None);
         let repo =
             Remote::new(&self.config.repository, self.config.retrieval).map_err(|source| {
                 AgentError::Repository {
@@ -423,7 +464,20 @@ impl Agent {
                     source,
                 }
             })?;
-        let client = self.refresh(&repo, status.time_floor)?;
+        let client = match self.refresh(&repo, status.time_floor) {
+            Ok(client) => client,
+            // The repository's metadata does not verify under the vendor's root: after the
+            // handover date the owner serves their own repository at its address, and
+            // their request beside it (crate::owner). Asked for only then, so a device
+            // whose vendor serves it pays nothing for it.
+            Err(e) if !self.enrolled() => {
+                if !self.take_owner_request(&pid1, &status, Some(&repo)) {
+                    return Err(e);
+                }
+                self.refresh(&repo, status.time_floor)?
+            }
+            Err(e) => return Err(e),
+        };
         self.report_time(&pid1, &client);
         let targets = self.trusted_targets(&client)?;
         let Some(candidate) = choose(targets, &self.config.device, &self.config.cpu, &status)?
@@ -443,6 +497,14 @@ impl Agent {
         let result = self.install_candidate(&pid1, &status, &client, &repo, &candidate);
         self.record_attempt(&candidate, &result);
         result
+    }
+
+    /// Whether the device is handed over (an enrolment exists, readable or not).
+    fn enrolled(&self) -> bool {
+        self.config
+            .state_dir
+            .join(crate::owner::ENROLMENT_FILE)
+            .exists()
     }
 
     /// The targets the refresh verified.
@@ -840,6 +902,39 @@ impl Agent {
 
 /// Whether opening the client failed on the stored root itself (not on I/O, which may pass,
 /// nor on the time floor, which must not be reset).
+/// The owner's request at the repository's base ([`crate::owner::REMOTE_REQUEST`]), length
+/// capped; `None` when the repository has none.
+fn fetch_owner_request(
+    repo: &Remote,
+    url: &str,
+) -> Result<Option<limpet_repo::OwnerRequest>, crate::owner::OwnerError> {
+    let from = || {
+        PathBuf::from(format!(
+            "{}/{}",
+            url.trim_end_matches('/'),
+            crate::owner::REMOTE_REQUEST
+        ))
+    };
+    let bytes = match repo
+        .base
+        .fetch(
+            crate::owner::REMOTE_REQUEST,
+            crate::owner::MAX_REQUEST_BYTES,
+        )
+        .and_then(read_all)
+    {
+        Ok(bytes) => bytes,
+        Err(limpet_tuf::Error::NotFound { .. }) => return Ok(None),
+        Err(source) => {
+            return Err(crate::owner::OwnerError::Fetch {
+                url: from().display().to_string(),
+                source,
+            })
+        }
+    };
+    crate::owner::parse_request(&bytes, from()).map(Some)
+}
+
 fn stored_root_damaged(e: &limpet_tuf::Error) -> bool {
     !matches!(
         e,
@@ -964,4 +1059,38 @@ fn check_index(
         return Err(mismatch("slot_sha256"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod owner_request_tests {
+    use super::*;
+    use crate::owner::{OwnerError, MAX_REQUEST_BYTES, REMOTE_REQUEST};
+
+    /// The request at the repository's base: none is no request; one past the cap is
+    /// refused by its length (a repository cannot make the device read without bound);
+    /// bytes that are not a request are refused by name.
+    #[test]
+    fn the_repositorys_request_is_length_capped_and_a_missing_one_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = limpet_repo::serve::serve(dir.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
+        let url = format!("http://{}", server.local_addr());
+        let repo = Remote::new(&url, RetrievalPolicy::default()).unwrap();
+        assert!(matches!(fetch_owner_request(&repo, &url), Ok(None)));
+
+        let too_long = usize::try_from(MAX_REQUEST_BYTES).unwrap() + 1;
+        std::fs::write(dir.path().join(REMOTE_REQUEST), vec![b' '; too_long]).unwrap();
+        let err = fetch_owner_request(&repo, &url).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                OwnerError::Fetch { url: u, source: limpet_tuf::Error::LengthExceeded { max, .. } }
+                    if *max == MAX_REQUEST_BYTES && u.ends_with("/owner-request.json")
+            ),
+            "{err:?}"
+        );
+
+        std::fs::write(dir.path().join(REMOTE_REQUEST), b"{\"statement\": 1}").unwrap();
+        let err = fetch_owner_request(&repo, &url).unwrap_err();
+        assert!(matches!(&err, OwnerError::Request { .. }), "{err:?}");
+    }
 }

@@ -119,10 +119,12 @@ mod tests {
             trial: None,
             on_trial: false,
             time_floor: None,
+            earliest_time: None,
             support_until: None,
             device_key: None,
             remote_sessions: Vec::new(),
             record: None,
+            owner_mode: None,
         }
     }
 

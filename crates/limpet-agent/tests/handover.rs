@@ -9,7 +9,7 @@ mod common;
 use common::{agent_config, release, release_signed, Device, TestRepo};
 use ed25519_dalek::pkcs8::EncodePublicKey;
 use ed25519_dalek::SigningKey;
-use limpet_agent::owner::{ENROLMENT_FILE, OWNER_METADATA_DIR, REQUEST_FILE};
+use limpet_agent::owner::{ENROLMENT_FILE, OWNER_METADATA_DIR, REMOTE_REQUEST, REQUEST_FILE};
 use limpet_agent::{Agent, AgentError, PollOutcome};
 use limpet_lifecycle::WallTime;
 use limpet_repo::serve::serve;
@@ -150,9 +150,20 @@ fn loader_request(device: &Device) -> Option<limpet_state::owner::Request> {
     Request::parse_block(block).unwrap()
 }
 
-/// Vendor v1 → the date passes on the device's floor (not its clock) → the owner's
-/// request is taken → the owner's v2 from the owner's repository is staged → the vendor's
-/// v3 is refused, also after the stored root is damaged.
+/// 64 hex digits of `key`'s public half, as PID 1 reports it in `owner_mode`.
+fn hex_key(key: &SigningKey) -> String {
+    key.verifying_key()
+        .to_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Vendor v1 → the date passes on the device's floor (not its clock) → the owner's request
+/// asks the boot loader, and moves nothing until a person confirms it → after the
+/// confirmation (and the loader's wipe) the request, served at the repository's address by
+/// the owner, is enrolled → the owner's v2 from the owner's repository is staged → the
+/// vendor's v3 is refused, also after the stored root is damaged.
 #[test]
 fn after_handover_the_owners_repository_is_followed_and_the_vendors_refused() {
     let v1 = release("1.0.0", b"");
@@ -161,29 +172,37 @@ fn after_handover_the_owners_repository_is_followed_and_the_vendors_refused() {
     let vendor_server = serve(&vendor.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
     let vendor_url = format!("http://{}", vendor_server.local_addr());
 
+    // The statement takes effect on 2024-01-01 (the device, built 2020-01-01, counts its
+    // uptime on the host's boot clock here: years short of it).
+    let statement = sign(&vendor, "2024-01-01");
     let owner = TestRepo::new();
     let v2 = release_signed("2.0.0", b"owner", &owner_key());
     owner.publish_signed(&v2, &owner_key());
+    // The owner serves their request beside their repository.
+    let request_json = serde_json::to_vec(&request(&statement, &owner)).unwrap();
+    std::fs::write(owner.path().join(REMOTE_REQUEST), &request_json).unwrap();
     let owner_server = serve(&owner.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
     let owner_url = format!("http://{}", owner_server.local_addr());
 
-    // PID 1 verifies new slots with the owner's image key: what the boot loader tells it
-    // once handing over (`limpet.owner=`, docs/end-of-life.md, "The loader's part").
-    let device = Device::with_key(&v1, "1.0.0", WallTime::from_secs(BUILT), &owner_key());
+    // Before the press: the loader reports vendor mode.
+    let device = Device::reporting(
+        &v1,
+        "1.0.0",
+        WallTime::from_secs(BUILT),
+        &common::image_key(),
+        "vendor",
+    );
     let state = tempfile::tempdir().unwrap();
-    let config = |url: &str| agent_config(url, &vendor, &device, state.path());
+    let config = |url: &str, device: &Device, state: &std::path::Path| {
+        agent_config(url, &vendor, device, state)
+    };
 
-    // The statement takes effect on 2021-01-01. The host clock (the device's RTC here) is
-    // years past it, but the device's floor is its build time, 2020-01-01, until it has
+    // The host clock (the device's RTC here) is years past the date, but the device's
+    // trusted time is its build time, 2020-01-01, plus the uptime it counted, until it has
     // verified a signed time: the request is refused and left in place.
-    let statement = sign(&vendor, "2021-01-01");
-    std::fs::write(
-        state.path().join(REQUEST_FILE),
-        serde_json::to_vec(&request(&statement, &owner)).unwrap(),
-    )
-    .unwrap();
-    assert!(device.time().floor().as_secs() < 1_609_459_200);
-    let mut agent = Agent::new(config(&vendor_url));
+    std::fs::write(state.path().join(REQUEST_FILE), &request_json).unwrap();
+    assert!(device.time().floor().as_secs() < 1_704_067_200);
+    let mut agent = Agent::new(config(&vendor_url, &device, state.path()));
     assert!(matches!(
         agent.poll_once().unwrap(),
         PollOutcome::UpToDate { .. }
@@ -193,42 +212,84 @@ fn after_handover_the_owners_repository_is_followed_and_the_vendors_refused() {
     assert_eq!(loader_request(&device), None, "the loader is not asked");
 
     // That refresh raised the floor to the vendor's signed time (today): the next poll
-    // takes the request and, from then on, trusts the owner's root alone.
-    assert!(device.time().floor().as_secs() >= 1_609_459_200);
-    let err = agent.poll_once().unwrap_err();
-    assert!(state.path().join(ENROLMENT_FILE).exists());
-    assert!(!state.path().join(REQUEST_FILE).exists());
-    // PID 1 wrote the boot loader's hand-over request to the owner's image key.
+    // finds the request holds and asks the boot loader to hand the device over to the
+    // owner's image key. Nothing else moves: no person has confirmed it, so the vendor's
+    // repository is still the one trusted.
+    assert!(device.time().floor().as_secs() >= 1_704_067_200);
+    assert!(matches!(
+        agent.poll_once().unwrap(),
+        PollOutcome::UpToDate { .. }
+    ));
     assert_eq!(
         loader_request(&device),
         Some(limpet_state::owner::Request::HandOver {
             key: owner_key().verifying_key().to_bytes()
         })
     );
-    assert!(
-        matches!(
-            &err,
-            AgentError::Tuf {
-                source: limpet_tuf::Error::ThresholdNotMet { .. },
-                dir,
-            } if dir.ends_with(OWNER_METADATA_DIR)
-        ),
-        "the vendor's repository is no longer trusted: {err:?}"
-    );
+    assert!(!state.path().join(ENROLMENT_FILE).exists());
 
-    // The owner serves their repository where the device looks (their network's DNS
-    // names the vendor's host; here the agent is given its address): v2 is staged.
-    let mut agent = Agent::new(config(&owner_url));
+    // Attack: whoever answers at the repository's address (here the owner's server; as
+    // well a stranger's) serves a request that holds. Without the press it moves no trust
+    // anchor: the vendor's refresh fails there, the request only asks the loader again.
+    std::fs::remove_file(state.path().join(REQUEST_FILE)).unwrap();
+    let err = Agent::new(config(&owner_url, &device, state.path()))
+        .poll_once()
+        .unwrap_err();
+    assert!(matches!(err, AgentError::Tuf { .. }), "{err:?}");
+    assert!(!state.path().join(ENROLMENT_FILE).exists());
+    drop(device);
+
+    // The owner typed the code at the console: the loader wiped the data partition (a new,
+    // empty state directory) and reports handing over to the owner's key; the time record
+    // in the `state` partition, which the wipe keeps, holds a floor past the date. The
+    // owner's server answers at the repository's address: the vendor's metadata fails
+    // there, the agent takes the request served beside it, enrols, and stages v2 signed by
+    // the owner's image key, in one poll.
+    let past_date = WallTime::from_secs(1_735_689_600);
+    let confirmed = format!("handing-over:{}", hex_key(&owner_key()));
+    let device = Device::reporting(&v1, "1.0.0", past_date, &owner_key(), &confirmed);
+    let state = tempfile::tempdir().unwrap();
+    let mut agent = Agent::new(config(&owner_url, &device, state.path()));
     let outcome = agent.poll_once().unwrap();
     assert!(
         matches!(&outcome, PollOutcome::Staged { version, .. } if version == "2.0.0"),
         "{outcome:?}"
+    );
+    assert!(state.path().join(ENROLMENT_FILE).exists());
+    assert_eq!(
+        loader_request(&device),
+        None,
+        "confirmed: the loader is not asked again"
     );
     let staged = device.state();
     assert_eq!(
         staged.trial().map(|t| t.version.to_string()).as_deref(),
         Some("2.0.0")
     );
+
+    // Attack: a loader handing over to another key than the request's (a request swapped
+    // after the press): refused, nothing enrolled.
+    let stranger = SigningKey::from_bytes(&[7; 32]);
+    let other = format!("handing-over:{}", hex_key(&stranger));
+    let dev_other = Device::reporting(&v1, "1.0.0", past_date, &stranger, &other);
+    let state_other = tempfile::tempdir().unwrap();
+    let err = Agent::new(config(&owner_url, &dev_other, state_other.path()))
+        .poll_once()
+        .unwrap_err();
+    assert!(matches!(err, AgentError::Tuf { .. }), "{err:?}");
+    assert!(!state_other.path().join(ENROLMENT_FILE).exists());
+    assert!(matches!(
+        limpet_agent::owner::take(
+            state_other.path(),
+            &limpet_tuf::client::verify_root(&std::fs::read(vendor.root()).unwrap()).unwrap(),
+            common::DEVICE,
+            Some(UnixTime::from_secs(1_735_689_600)),
+            request(&statement, &owner),
+            Some(&other),
+            |_| panic!("the loader is asked nothing"),
+        ),
+        Err(limpet_agent::owner::OwnerError::OtherKey { confirmed, .. }) if confirmed == hex_key(&stranger)
+    ));
 
     // The vendor publishes v3 with its keys: refused, by name of the threshold.
     let v3 = release("3.0.0", b"vendor");
@@ -317,4 +378,84 @@ fn bad_owner_requests_are_refused_and_nothing_is_written() {
         enrol(request(&good, &TestRepo::new())),
         Err(OwnerError::AlreadyEnrolled { .. })
     ));
+}
+
+/// PID 1's status with the time `floor` and `earliest` time it reports.
+fn status(floor: Option<u64>, earliest: Option<u64>) -> limpet_install_api::DeviceStatus {
+    serde_json::from_value(serde_json::json!({
+        "running_version": "1.0.0", "running_length": 4096, "inactive_capacity": 8192,
+        "floor": "1.0.0", "on_probation": false,
+        "time_floor": floor, "earliest_time": earliest,
+    }))
+    .unwrap()
+}
+
+/// A vendor that stops signing its timestamp before the handover date does not strand its
+/// devices: the date is checked against the device's earliest time (its floor plus the
+/// uptime it counted since, or a Roughtime raise; never ahead of the true time, never the
+/// clock), which passes the date by itself. An older PID 1 that reports only the floor is
+/// held to the floor.
+#[test]
+fn the_date_passes_with_the_devices_counted_time_when_the_vendor_stops_signing() {
+    use limpet_agent::owner::{handover_time, take, OwnerError, Taken};
+    let vendor = TestRepo::new();
+    let root = limpet_tuf::client::verify_root(&std::fs::read(vendor.root()).unwrap()).unwrap();
+    let owner = TestRepo::new();
+    let statement = sign(&vendor, "2030-01-01");
+    let date: u64 = 1_893_456_000;
+    // The vendor's last signed time: half a year before the date.
+    let last_signed = date - 183 * 86_400;
+    let state = tempfile::tempdir().unwrap();
+    let try_take = |status: &limpet_install_api::DeviceStatus| {
+        let mut asked = None;
+        let taken = take(
+            state.path(),
+            &root,
+            common::DEVICE,
+            handover_time(status),
+            request(&statement, &owner),
+            Some("vendor"),
+            |key| {
+                asked = Some(key);
+                Ok(())
+            },
+        );
+        (taken, asked)
+    };
+
+    // A second before the date by the counted time: not yet, naming that time.
+    let (taken, asked) = try_take(&status(Some(last_signed), Some(date - 1)));
+    assert!(
+        matches!(
+            &taken,
+            Err(OwnerError::Refused(HandoverError::NotYet { floor, .. }))
+                if floor.as_secs() == i64::try_from(date - 1).unwrap()
+        ),
+        "{taken:?}"
+    );
+    assert_eq!(asked, None);
+    // An older PID 1 (no earliest time): held to the floor, the vendor's last signed time.
+    let (taken, _) = try_take(&status(Some(last_signed), None));
+    assert!(
+        matches!(&taken, Err(OwnerError::Refused(HandoverError::NotYet { floor, .. }))
+            if floor.as_secs() == i64::try_from(last_signed).unwrap()),
+        "{taken:?}"
+    );
+    // No time record at all: no date can be known to have passed.
+    let (taken, _) = try_take(&status(None, None));
+    assert!(
+        matches!(&taken, Err(OwnerError::Refused(HandoverError::NoFloor))),
+        "{taken:?}"
+    );
+
+    // The device counted its way past the date (the vendor signed nothing since): the
+    // request holds and the loader is asked for the owner's key.
+    let (taken, asked) = try_take(&status(Some(last_signed), Some(date + 60)));
+    let key = owner_key().verifying_key().to_bytes();
+    assert!(
+        matches!(&taken, Ok(Taken::LoaderAsked { key: k }) if *k == key),
+        "{taken:?}"
+    );
+    assert_eq!(asked, Some(key));
+    assert!(!state.path().join(ENROLMENT_FILE).exists());
 }

@@ -66,6 +66,7 @@ mod off {
                 trial_boots: 3,
                 identity: None,
                 sessions: limpet_install::remote::SessionLog::default(),
+                owner_mode: None,
             };
             let err = InstallServer::bind(Path::new("/nonexistent/update.sock"), 1, 1, devices)
                 .unwrap_err();

@@ -238,7 +238,7 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
     let install = install_server(
         root,
         &disk,
-        &new_slot_key,
+        (&new_slot_key, owner_mode::reported(&cmdline)),
         &booted,
         &policy,
         identity.clone(),
@@ -423,11 +423,12 @@ fn task_cgroup_id(cgroups: &Path, task: &str) -> Result<u64, CgroupIdError> {
         .map_err(|source| CgroupIdError::Create { dir, source })
 }
 
-/// The update agent's socket, when the policy names an agent task.
+/// The update agent's socket, when the policy names an agent task. `install`: the key new
+/// slots are checked with, and the owner mode the loader reported (both from `owner_mode`).
 fn install_server(
     root: &Path,
     disk: &partitions::DiskPartitions,
-    key: &ed25519_dalek::VerifyingKey,
+    install: (&ed25519_dalek::VerifyingKey, Option<String>),
     booted: &slots::Booted,
     policy: &limpet_policy::DevicePolicy,
     identity: Option<std::sync::Arc<limpet_identity::Identity>>,
@@ -448,10 +449,11 @@ fn install_server(
         running: part(booted.slot),
         inactive: part(booted.slot.other()),
         running_version: booted.mounted.header.version.clone(),
-        key: *key,
+        key: *install.0,
         trial_boots: u8::try_from(policy.trial.unwrap_or_default().try_boots).unwrap_or(u8::MAX),
         identity,
         sessions,
+        owner_mode: install.1,
     };
     match install::InstallServer::bind(&path, agent.credentials.uid, agent.credentials.gid, devices)
     {

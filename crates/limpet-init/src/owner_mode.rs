@@ -85,6 +85,21 @@ fn decode_hex(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// The mode as the install server reports it to the update agent (limpet-install-api's
+/// `DeviceStatus::owner_mode`): `vendor`, or `MODE:KEY` in the loader's own spelling; `None`
+/// when no loader reported one, or a malformed one (which never yields an owner key).
+pub fn reported(cmdline: &str) -> Option<String> {
+    let hex =
+        |k: &VerifyingKey| -> String { k.as_bytes().iter().map(|b| format!("{b:02x}")).collect() };
+    match parse(cmdline).ok()? {
+        Reported::Absent => None,
+        Reported::Vendor => Some("vendor".into()),
+        Reported::Owner(k) => Some(format!("owner:{}", hex(&k))),
+        Reported::HandingOver(k) => Some(format!("handing-over:{}", hex(&k))),
+        Reported::HandedOver(k) => Some(format!("handed-over:{}", hex(&k))),
+    }
+}
+
 /// The key a newly written slot must be signed with (the module rules), and the console
 /// line that says which.
 pub fn install_key(cmdline: &str, initramfs: VerifyingKey) -> (VerifyingKey, String) {
@@ -118,6 +133,32 @@ mod tests {
 
     fn hex(k: &VerifyingKey) -> String {
         k.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn the_agent_is_told_the_mode_and_never_a_malformed_one() {
+        let owner = key(2);
+        for mode in ["owner", "handing-over", "handed-over"] {
+            let line = format!("console=ttyS0 limpet.owner={mode}:{}", hex(&owner));
+            assert_eq!(reported(&line), Some(format!("{mode}:{}", hex(&owner))));
+        }
+        assert_eq!(reported("limpet.owner=vendor").as_deref(), Some("vendor"));
+        assert_eq!(reported("console=ttyS0"), None);
+        // Malformed: an unknown mode, a short key, a signed command line's value pre-empted
+        // by the loader's later one.
+        assert_eq!(reported("limpet.owner=handing-over:abcd"), None);
+        assert_eq!(
+            reported(&format!("limpet.owner=taken:{}", hex(&owner))),
+            None
+        );
+        assert_eq!(
+            reported(&format!(
+                "limpet.owner=handing-over:{} limpet.owner=vendor",
+                hex(&owner)
+            ))
+            .as_deref(),
+            Some("vendor")
+        );
     }
 
     #[test]

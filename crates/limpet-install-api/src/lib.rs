@@ -116,7 +116,7 @@ pub enum Request {
         /// The bytes to sign.
         message: Vec<u8>,
     },
-    /// The agent enrolled an owner's root against the vendor's handover statement: PID 1
+    /// An owner's request holds against the vendor's handover statement: PID 1
     /// writes "hand the device over to this image key" for the boot loader, which asks the
     /// person at the device at the next boot (docs/end-of-life.md). Answered `Ok`, or
     /// `Error` when the key is not an Ed25519 point or the block cannot be written.
@@ -213,6 +213,11 @@ pub struct DeviceStatus {
     /// metadata issued below it. Absent from a PID 1 that keeps no time record.
     #[serde(default)]
     pub time_floor: Option<u64>,
+    /// The device's earliest time (seconds since the epoch): the floor plus the uptime
+    /// counted since it was last raised, raised by a verified Roughtime answer; never ahead
+    /// of the true time (docs/end-of-life.md, rule 2). Absent as `time_floor` is.
+    #[serde(default)]
+    pub earliest_time: Option<u64>,
     /// The end of support the device holds (seconds since the epoch); absent when it has
     /// none, or keeps no time record.
     #[serde(default)]
@@ -229,6 +234,14 @@ pub struct DeviceStatus {
     /// starts and ends, oldest first), which a check-in reports; empty without `[remote]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remote_sessions: Vec<remote::RemoteSession>,
+    /// The owner mode the boot loader reported (its `limpet.owner=` parameter, which PID 1
+    /// parsed): `vendor`, or `owner:KEY`, `handing-over:KEY`, `handed-over:KEY` with KEY the
+    /// owner's Ed25519 image key in 64 hex digits. Absent when no Limpet loader reported a
+    /// mode (or a malformed one), or from an older PID 1. The agent enrols an owner's root
+    /// only when it reads `handing-over` or `handed-over` with the request's key: a person at
+    /// the device confirmed it (docs/end-of-life.md).
+    #[serde(default)]
+    pub owner_mode: Option<String>,
 }
 
 /// A datagram that is not a valid message.
@@ -635,6 +648,7 @@ mod tests {
                 trial: None,
                 on_trial: false,
                 time_floor: Some(1_893_456_000),
+                earliest_time: Some(1_893_456_600),
                 support_until: None,
                 device_key: Some("ab".repeat(32)),
                 remote_sessions: Vec::new(),
@@ -648,6 +662,7 @@ mod tests {
                     }),
                     boot_count: 5,
                 })),
+                owner_mode: Some(format!("handing-over:{}", "cd".repeat(32))),
             }),
             Response::Signed { signature: [7; 64] },
             Response::Data(vec![1, 2, 3]),
@@ -674,10 +689,12 @@ mod tests {
             trial: Some("2.0.0".into()),
             on_trial: true,
             time_floor: None,
+            earliest_time: None,
             support_until: None,
             device_key: None,
             remote_sessions: Vec::new(),
             record: None,
+            owner_mode: None,
         };
         let json = String::from_utf8(serde_json::to_vec(&status).unwrap()).unwrap();
         assert!(

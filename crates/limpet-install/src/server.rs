@@ -80,6 +80,7 @@ pub struct InstallServer {
     trial_boots: u8,
     identity: Option<Arc<limpet_identity::Identity>>,
     sessions: crate::remote::SessionLog,
+    owner_mode: Option<String>,
     session: Option<(Session, File)>,
 }
 
@@ -104,6 +105,8 @@ pub struct Devices {
     /// The remote-access sessions the remote agent's server records: `Status` answers
     /// them, and a check-in is signed only when it reports exactly them.
     pub sessions: crate::remote::SessionLog,
+    /// The owner mode the boot loader reported, as `DeviceStatus::owner_mode` says it.
+    pub owner_mode: Option<String>,
 }
 
 impl InstallServer {
@@ -135,6 +138,7 @@ impl InstallServer {
             trial_boots: devices.trial_boots,
             identity: devices.identity,
             sessions: devices.sessions,
+            owner_mode: devices.owner_mode,
             session: None,
         })
     }
@@ -359,6 +363,7 @@ impl InstallServer {
             inactive_capacity: capacity,
             floor: state.floor().to_string(),
             time_floor: time.map(|k| k.state().floor().as_secs()),
+            earliest_time: time.map(|k| k.state().earliest().as_secs()),
             support_until: time.and_then(Keeper::support_until).map(WallTime::as_secs),
             highest_failed: state.highest_failed().map(ToString::to_string),
             trial: state.trial().map(|t| t.version.to_string()),
@@ -366,6 +371,7 @@ impl InstallServer {
             device_key: self.identity.as_ref().map(|id| hex_key(&id.public_key())),
             record: Some(Box::new(record_facts(&state, on_trial))),
             remote_sessions: self.sessions.records(),
+            owner_mode: self.owner_mode.clone(),
         })
     }
 
@@ -543,6 +549,7 @@ mod tests {
                     trial_boots: 3,
                     identity,
                     sessions: sessions.clone(),
+                    owner_mode: None,
                 },
             )
             .unwrap();
@@ -979,6 +986,10 @@ mod tests {
             (status.time_floor, status.support_until),
             (Some(built), Some(1_950_000_000))
         );
+        // The earliest time: the floor plus the uptime counted at the request (here the
+        // host's boot clock), never below the floor.
+        let earliest = status.earliest_time.unwrap();
+        assert!(earliest >= built, "{earliest} < {built}");
         let (r, _) = rig.ask(&Request::Verified {
             signed_time: 1_910_000_000,
             support_until: Some(1_990_000_000),

@@ -19,10 +19,10 @@
 //!   root role of the device's trusted root (its keys and threshold): unique keys counted.
 //! - Only then is the content read: `_type`, `spec_version`, the model (another model's
 //!   statement is refused), the date.
-//! - The date must be at or below the device's time floor (rule 1 of
-//!   docs/end-of-life.md: the newest signed time, the build time, the saved floor), never
-//!   the clock: a device without a floor refuses. An RTC set forward cannot hand a device
-//!   over.
+//! - The date must be at or below the device's trusted time, which the caller gives: the
+//!   agent gives the earliest time (rule 2 of docs/end-of-life.md: the floor of rule 1 plus
+//!   the uptime counted since, raised by Roughtime), never the clock: a device without a
+//!   floor refuses. An RTC set forward cannot hand a device over.
 //! - An owner's request ([`OwnerRequest`]) carries the statement, the owner's first root
 //!   metadata (self-signed, checked as TUF checks a root) and the owner's image key (an
 //!   Ed25519 SubjectPublicKeyInfo PEM, as `limpet keygen` writes `image.pub`).
@@ -98,12 +98,13 @@ pub enum HandoverError {
         /// This device's model.
         device: String,
     },
-    /// The device's time floor has not reached the date.
-    #[error("the handover statement takes effect after {after}; the device's time floor is {floor} (the clock does not count)")]
+    /// The device's trusted time (its earliest time: the floor plus counted uptime, raised
+    /// by Roughtime; never the clock) has not reached the date.
+    #[error("the handover statement takes effect after {after}; the device's trusted time is {floor} (the clock does not count)")]
     NotYet {
         /// The date.
         after: UnixTime,
-        /// The floor.
+        /// The device's trusted time.
         floor: UnixTime,
     },
     /// The device keeps no time floor, so no date can be known to have passed.

@@ -116,6 +116,7 @@ mod tests {
             trial: None,
             on_trial,
             time_floor: None,
+            earliest_time: None,
             support_until: None,
             device_key: Some("ab".repeat(32)),
             remote_sessions: Vec::new(),
@@ -129,6 +130,7 @@ mod tests {
                 }),
                 boot_count: 4,
             })),
+            owner_mode: None,
         }
     }
 

@@ -111,7 +111,7 @@ impl Device {
 
     /// As [`Device::new`], its running slot built at `built`.
     pub fn built_at(running: &[u8], running_version: &str, built: WallTime) -> Device {
-        Device::build(running, running_version, built, &image_key(), None)
+        Device::build(running, running_version, built, &image_key(), None, None)
     }
 
     /// As [`Device::built_at`], PID 1 verifying new slots with `key`'s public half.
@@ -121,7 +121,26 @@ impl Device {
         built: WallTime,
         key: &SigningKey,
     ) -> Device {
-        Device::build(running, running_version, built, key, None)
+        Device::build(running, running_version, built, key, None, None)
+    }
+
+    /// As [`Device::with_key`], PID 1 reporting the boot loader's owner mode `owner_mode`
+    /// (`limpet.owner=`'s value, e.g. `handing-over:KEY`).
+    pub fn reporting(
+        running: &[u8],
+        running_version: &str,
+        built: WallTime,
+        key: &SigningKey,
+        owner_mode: &str,
+    ) -> Device {
+        Device::build(
+            running,
+            running_version,
+            built,
+            key,
+            None,
+            Some(owner_mode.to_owned()),
+        )
     }
 
     /// As [`Device::new`], with a device identity made from `seed` (as PID 1 makes one
@@ -133,6 +152,7 @@ impl Device {
             WallTime::from_secs(1_577_836_800),
             &image_key(),
             Some(seed),
+            None,
         )
     }
 
@@ -142,6 +162,7 @@ impl Device {
         built: WallTime,
         key: &SigningKey,
         identity_seed: Option<[u8; 32]>,
+        owner_mode: Option<String>,
     ) -> Device {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
@@ -164,6 +185,7 @@ impl Device {
             trial_boots: 3,
             identity: identity.map(std::sync::Arc::new),
             sessions: limpet_install::remote::SessionLog::default(),
+            owner_mode,
         };
         let events = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));

@@ -119,16 +119,24 @@ impl Fixture {
 /// by itself (QEMU runs with `-no-reboot`), pressing the power button once `until` appears.
 /// The boot must end cleanly; returns the console.
 pub fn boot_with_repo(dir: &Path, port: u16, until: Option<&str>, deadline_secs: &str) -> String {
-    let mut cmd = limpet();
-    cmd.arg("run")
-        .arg(dir)
-        .args(["--json", "--persist", "--timeout", deadline_secs])
-        .arg("--user-net")
-        .args(["--forward", &format!("80=127.0.0.1:{port}")]);
-    if let Some(until) = until {
-        cmd.args(["--powerdown-on", until]);
+    match until {
+        Some(until) => boot_with_repo_args(dir, port, &["--powerdown-on", until], deadline_secs),
+        None => boot_with_repo_args(dir, port, &[], deadline_secs),
     }
-    let out = run(&mut cmd, true);
+}
+
+/// [`boot_with_repo`] with `args` added to `limpet run` (`--powerdown-on`, `--type-on`, …).
+pub fn boot_with_repo_args(dir: &Path, port: u16, args: &[&str], deadline_secs: &str) -> String {
+    let out = run(
+        limpet()
+            .arg("run")
+            .arg(dir)
+            .args(["--json", "--persist", "--timeout", deadline_secs])
+            .arg("--user-net")
+            .args(["--forward", &format!("80=127.0.0.1:{port}")])
+            .args(args),
+        true,
+    );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let console = stderr(&out);
     // The boot times of commits and rollbacks, for BENCHMARKS.md.
