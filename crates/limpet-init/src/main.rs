@@ -23,6 +23,7 @@
 #[macro_use]
 mod console;
 mod boot;
+mod datafs;
 mod dm;
 mod hardening;
 mod host_namespaces;
@@ -189,9 +190,22 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
     console!("{said}");
 
     let data = disk.data.node(root);
+    // Owner mode's wipe (docs/owner-mode.md) zeroes the partition: write the empty
+    // filesystem the initramfs carries back onto it (power-fail safe, see `datafs`).
+    match datafs::restore(&data, &root.join(limpet_image::datafs::INITRAMFS_PATH)) {
+        Ok(true) => console!(
+            "data partition {} was WIPED: wrote the slot's empty filesystem onto it",
+            data.display()
+        ),
+        Ok(false) => {}
+        Err(e) => console!(
+            "data partition {}: the empty filesystem was not restored: {}",
+            data.display(),
+            limpet_error_chain::one_line(&e)
+        ),
+    }
     if sys::is_wiped(&data).unwrap_or(false) {
-        // Owner mode's wipe (docs/owner-mode.md) zeroes the partition; the device carries no
-        // mkfs, so this boot keeps /data in memory.
+        // Still all zero (the restore failed): this boot keeps /data in memory.
         sys::mount_data_tmpfs(&root.join(DATA_MOUNT), WIPED_DATA_TMPFS).map_err(|source| {
             BootError::MountData {
                 device: data.clone(),

@@ -6,7 +6,9 @@
 //!    vendor's slot boots; the data partition (an identity, a marker file) is untouched;
 //! 2. the same request, and the owner types the code at the serial console: the loader
 //!    records owner mode, wipes the data partition (marker and identity gone), boots the
-//!    owner-signed slot and prints the owner key's fingerprint;
+//!    owner-signed slot and prints the owner key's fingerprint; PID 1 writes the empty
+//!    filesystem its initramfs carries onto the wiped partition and makes a new identity
+//!    there, on the disk;
 //! 3. a request to leave, confirmed: the loader wipes again, returns to vendor mode and
 //!    refuses the owner-signed slot.
 // Tests fail by panicking; the workspace lints against it are for production code.
@@ -53,6 +55,19 @@ fn has(console: &str, text: &str) {
 /// `limpet owner ARGS`, which must succeed; its stdout.
 fn owner(args: &[&std::ffi::OsStr]) -> String {
     stdout(&run(limpet().arg("owner").args(args), true))
+}
+
+/// The fingerprint of the identity PID 1 made at the boot whose console is `console`.
+fn identity_made(console: &str) -> String {
+    let marker = "identity: made a new one at this boot: fingerprint ";
+    let at = console
+        .find(marker)
+        .unwrap_or_else(|| panic!("no new identity at this boot:\n{console}"));
+    console[at + marker.len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
 }
 
 /// The `data` partition's bytes.
@@ -139,7 +154,7 @@ fn owner_mode_needs_the_press_wipes_on_entry_and_exit_and_boots_the_owners_image
     has(&console, "mode: vendor (only the vendor's image key)");
     has(&console, "trial slot B refused: header signed by key");
     has(&console, "slot-a verified");
-    has(&console, "identity: ");
+    let first_identity = identity_made(&console);
     assert!(!console.contains("data partition wiped"), "{console}");
     // A marker beside the identity the boot made.
     let marker = scratch().join("owner-marker");
@@ -173,10 +188,28 @@ fn owner_mode_needs_the_press_wipes_on_entry_and_exit_and_boots_the_owners_image
         &console,
         "slot-b verified: hello 0.2.1 (x86_64), signed by the OWNER's key",
     );
-    has(&console, "is WIPED (all zero, no filesystem)");
+    // The wiped partition gets the slot's empty filesystem back at this boot: /data is on
+    // the disk again, without the marker, with a new identity.
+    has(
+        &console,
+        "was WIPED: wrote the slot's empty filesystem onto it",
+    );
+    has(&console, "mounted on /data (nosuid,nodev,noexec)");
+    assert!(!console.contains("is a tmpfs for this boot"), "{console}");
+    let second_identity = identity_made(&console);
+    assert_ne!(
+        first_identity, second_identity,
+        "the identity survived the wipe"
+    );
+    let out = debugfs(&disk, "cat /marker", false);
     assert!(
-        data_bytes(&disk).iter().all(|&b| b == 0),
-        "the data partition (marker, identity) is not wiped"
+        out.stdout.is_empty(),
+        "the marker survived the wipe: {out:?}"
+    );
+    let out = debugfs(&disk, "cat /.limpet/identity/device.key", false);
+    assert!(
+        out.status.success() && out.stdout.len() == 112,
+        "the new identity is not on the disk: {out:?}"
     );
 
     // 3. Leaving owner mode, confirmed: wiped again, the owner's image refused.
