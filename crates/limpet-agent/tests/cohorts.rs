@@ -19,6 +19,36 @@ use limpet_testkit::slot::signed_slot_with_cmdline;
 
 const COHORTS: u32 = 3;
 
+/// A device with the identity made from `seed`, running `running` (1.0.0), polls once
+/// through a counting relay: it must stage 2.0.0 by the delta from 1.0.0, fetching no
+/// chunk. The device and the requests the relay saw.
+fn update_by_delta(
+    server: &limpet_repo::serve::Server,
+    repo: &TestRepo,
+    running: &[u8],
+    seed: [u8; 32],
+    label: &str,
+) -> (Device, String) {
+    let relay = Relay::start(server.local_addr());
+    let device = Device::with_identity(running, "1.0.0", seed);
+    let state = tempfile::tempdir().unwrap();
+    let mut agent = Agent::new(agent_config(&relay.url(), repo, &device, state.path()));
+    let outcome = agent.poll_once().unwrap();
+    assert!(
+        matches!(&outcome, PollOutcome::Staged { version, delta_from: Some(from), chunks_fetched: 0, .. }
+            if version == "2.0.0" && from == "1.0.0"),
+        "{label}: {outcome:?}"
+    );
+    (device, relay.wire.sent_text())
+}
+
+/// The targets the relay saw requested (TUF's consistent names: the hash, then the file).
+fn targets_fetched(seen: &str) -> Vec<&str> {
+    seen.lines()
+        .filter_map(|l| l.strip_prefix("GET /targets/"))
+        .collect()
+}
+
 /// `version` of the test device as cohort `k` of `n`: a 1 MiB "binary" whose first
 /// 64 KiB depend on the cohort (its layout) and whose middle carries `patch` (the release's
 /// change), and the cohort in the signed command line.
@@ -123,17 +153,8 @@ fn a_device_installs_its_own_cohorts_release_by_its_delta() {
             CohortTag::of_device(Some(&key), COHORTS),
             Ok(CohortTag::new(k, COHORTS).unwrap())
         );
-        let relay = Relay::start(server.local_addr());
         let running = &slots[0][(k - 1) as usize];
-        let device = Device::with_identity(running, "1.0.0", seed);
-        let state = tempfile::tempdir().unwrap();
-        let mut agent = Agent::new(agent_config(&relay.url(), &repo, &device, state.path()));
-        let outcome = agent.poll_once().unwrap();
-        assert!(
-            matches!(&outcome, PollOutcome::Staged { version, delta_from: Some(from), chunks_fetched: 0, .. }
-                if version == "2.0.0" && from == "1.0.0"),
-            "cohort {k}: {outcome:?}"
-        );
+        let (device, seen) = update_by_delta(&server, &repo, running, seed, &format!("cohort {k}"));
         let want = &slots[1][(k - 1) as usize];
         let written = std::fs::read(device.path("slotb")).unwrap();
         assert_eq!(
@@ -143,11 +164,7 @@ fn a_device_installs_its_own_cohorts_release_by_its_delta() {
         );
         // The targets fetched (TUF's consistent names put the hash before the file name):
         // one, the delta of cohort k; nothing of another cohort.
-        let seen = relay.wire.sent_text();
-        let targets: Vec<&str> = seen
-            .lines()
-            .filter_map(|l| l.strip_prefix("GET /targets/"))
-            .collect();
+        let targets = targets_fetched(&seen);
         assert_eq!(targets.len(), 1, "cohort {k}: {seen}");
         let prefix = format!("{DEVICE}/2.0.0/cohort-{k}/");
         assert!(
@@ -160,6 +177,43 @@ fn a_device_installs_its_own_cohorts_release_by_its_delta() {
                 "cohort {k}: {seen}"
             );
         }
+    }
+}
+
+/// The aarch64 QEMU update's case without QEMU: a release NOT built in cohorts, and a
+/// device WITH an identity (every booted device makes one). Its cohort plays no part: the
+/// agent takes the plain `D/V/from-F.delta`, fetches that one target and no chunk, and
+/// its slot B is 2.0.0. (A cohort rule applied to a plain release, say the key's cohort
+/// looked for under `cohort-K/`, would install from chunks here.)
+#[test]
+fn a_device_with_an_identity_takes_a_plain_releases_delta() {
+    let repo = TestRepo::new();
+    let v1 = common::release("1.0.0", b"");
+    let v2 = common::release("2.0.0", b"one changed line");
+    repo.publish(&v1);
+    let p2 = repo.publish(&v2);
+    assert!(
+        matches!(&p2.delta, DeltaOutcome::Added { target, from, .. }
+            if target == &format!("{DEVICE}/2.0.0/from-1.0.0.delta") && from == "1.0.0"),
+        "{:?}",
+        p2.delta
+    );
+    let server = serve(&repo.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    for k in 1..=COHORTS {
+        // Identities whose keys fall in each cohort of three: none of them matters.
+        let (seed, _) = seed_in(k);
+        let (device, seen) =
+            update_by_delta(&server, &repo, &v1, seed, &format!("key of cohort {k}"));
+        let targets = targets_fetched(&seen);
+        assert_eq!(targets.len(), 1, "{seen}");
+        assert!(
+            targets[0].starts_with(&format!("{DEVICE}/2.0.0/"))
+                && targets[0].contains(".from-1.0.0.delta ")
+                && !seen.contains("/cohort-"),
+            "{seen}"
+        );
+        let written = std::fs::read(device.path("slotb")).unwrap();
+        assert_eq!(&written[..v2.len()], &v2[..], "slot B holds 2.0.0");
     }
 }
 
