@@ -45,6 +45,7 @@ fn name(request: &Request) -> &'static str {
         Request::SignCheckIn { .. } => "sign-check-in",
         Request::SignRemoteAccess { .. } => "sign-remote-access",
         Request::HandOver { .. } => "hand-over",
+        Request::OwnerMode { .. } => "owner-mode",
     }
 }
 

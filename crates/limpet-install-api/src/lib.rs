@@ -17,6 +17,7 @@
 //! | [`Request::SignCheckIn`] | signs a check-in report for the fleet server with the device's identity key, only when it is a report of this device's key (the key never leaves PID 1) |
 //! | [`Request::SignRemoteAccess`] | signs a remote-access proof (a relay's challenge or a session's handshake hash, [`remote`]) with the device's identity key under its `remote-access` purpose, and nothing else |
 //! | [`Request::HandOver`] | writes the owner hand-over request for the boot loader (limpet-state's `owner::Request::HandOver`) into the `state` partition's request block; the loader acts on it only when a person at the device confirms it |
+//! | [`Request::OwnerMode`] | writes the owner-mode request (enter with a key, or leave) into the same block, for a task the manifest grants `rights = ["owner-request"]` (docs/owner-mode.md); the loader acts on it only when a person at the device confirms it |
 //!
 //! One request per datagram, one answer per request. Encoding: a tag byte, then the fixed
 //! fields big-endian, strings as a u16 length and UTF-8; answers that carry a structure
@@ -36,6 +37,9 @@ pub mod remote;
 /// initramfs, which an update does not replace, and the path is also in the signed
 /// policy.json (a slot built from the same inputs stays byte-identical).
 pub const INSTALL_SOCKET: &str = "/run/limpet/update.sock";
+/// Where PID 1 listens for [`Request::OwnerMode`] from the tasks the manifest grants
+/// `owner-request` (bind-mounted into their sandboxes only); nothing else is served there.
+pub const OWNER_SOCKET: &str = "/run/limpet/owner.sock";
 /// Most data bytes one `ReadRunning`, `Write` or `Data` carries.
 pub const MAX_DATA: usize = 60 * 1024;
 /// Longest datagram either side sends.
@@ -118,6 +122,26 @@ pub enum Request {
         /// The owner's Ed25519 image public key.
         key: [u8; 32],
     },
+    /// A task granted the `owner-request` right asks the boot loader to enter or leave owner
+    /// mode at the next boot (docs/owner-mode.md): PID 1 writes the request block, and the
+    /// loader asks the person at the device. Answered `Ok`, or `Error` when the key is not
+    /// an Ed25519 point, the asker holds no such right, or the block cannot be written.
+    OwnerMode {
+        /// Enter with a key, or leave.
+        ask: OwnerAsk,
+    },
+}
+
+/// What [`Request::OwnerMode`] asks the loader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerAsk {
+    /// Enter owner mode with this Ed25519 image public key.
+    Enter {
+        /// The owner's image key.
+        key: [u8; 32],
+    },
+    /// Leave owner mode (vendor images only).
+    Leave,
 }
 
 /// A Roughtime server of [`Request::Roughtime`]: the policy's type, the same JSON.
@@ -236,6 +260,9 @@ pub enum DecodeError {
     /// A version string that is cut short, not UTF-8 or over [`MAX_VERSION`] bytes.
     #[error("version string is not valid UTF-8 or longer than {MAX_VERSION} bytes")]
     Version,
+    /// An owner-mode request whose kind is neither enter (1) nor leave (2).
+    #[error("owner-mode request of unknown kind {0}: 1 enters, 2 leaves")]
+    OwnerAsk(u8),
     /// A `Write` or `Data` carrying more than [`MAX_DATA`] bytes.
     #[error("data of {0} bytes is more than {MAX_DATA}")]
     TooMuchData(usize),
@@ -262,6 +289,10 @@ mod tag {
     pub const SIGN_CHECK_IN: u8 = 9;
     pub const SIGN_REMOTE_ACCESS: u8 = 10;
     pub const HAND_OVER: u8 = 11;
+    pub const OWNER_MODE: u8 = 12;
+    /// [`super::OwnerAsk`]'s kinds inside an `OWNER_MODE` request.
+    pub const ASK_ENTER: u8 = 1;
+    pub const ASK_LEAVE: u8 = 2;
 
     pub const OK: u8 = 0x81;
     pub const STATUS_REPLY: u8 = 0x82;
@@ -357,6 +388,16 @@ impl Request {
                 out.push(tag::HAND_OVER);
                 out.extend_from_slice(key);
             }
+            Request::OwnerMode { ask } => {
+                out.push(tag::OWNER_MODE);
+                match ask {
+                    OwnerAsk::Enter { key } => {
+                        out.push(tag::ASK_ENTER);
+                        out.extend_from_slice(key);
+                    }
+                    OwnerAsk::Leave => out.push(tag::ASK_LEAVE),
+                }
+            }
         }
         out
     }
@@ -449,6 +490,22 @@ impl Request {
                     .map_err(|_| length_error(t, b.len(), "33"))?;
                 Ok(Request::HandOver { key })
             }
+            tag::OWNER_MODE => match rest.split_first() {
+                Some((&tag::ASK_ENTER, key)) => {
+                    let key: [u8; 32] = key
+                        .try_into()
+                        .map_err(|_| length_error(t, b.len(), "34 to enter"))?;
+                    Ok(Request::OwnerMode {
+                        ask: OwnerAsk::Enter { key },
+                    })
+                }
+                Some((&tag::ASK_LEAVE, [])) => Ok(Request::OwnerMode {
+                    ask: OwnerAsk::Leave,
+                }),
+                Some((&tag::ASK_LEAVE, _)) => Err(length_error(t, b.len(), "2 to leave")),
+                Some((&kind, _)) => Err(DecodeError::OwnerAsk(kind)),
+                None => Err(length_error(t, b.len(), "2 or 34")),
+            },
             other => Err(DecodeError::Tag(other)),
         }
     }
@@ -565,6 +622,12 @@ mod tests {
                 report: br#"{"device":"00"}"#.to_vec(),
             },
             Request::HandOver { key: [4; 32] },
+            Request::OwnerMode {
+                ask: OwnerAsk::Enter { key: [5; 32] },
+            },
+            Request::OwnerMode {
+                ask: OwnerAsk::Leave,
+            },
         ];
         for r in requests {
             assert_eq!(Request::decode(&r.encode()), Ok(r.clone()), "{r:?}");
@@ -652,6 +715,30 @@ mod tests {
                 expected: "33".into()
             })
         );
+        assert_eq!(
+            Request::decode(&[tag::OWNER_MODE, tag::ASK_ENTER, 1, 2]),
+            Err(DecodeError::Length {
+                tag: tag::OWNER_MODE,
+                len: 4,
+                expected: "34 to enter".into()
+            })
+        );
+        assert_eq!(
+            Request::decode(&[tag::OWNER_MODE, tag::ASK_LEAVE, 0]),
+            Err(DecodeError::Length {
+                tag: tag::OWNER_MODE,
+                len: 3,
+                expected: "2 to leave".into()
+            })
+        );
+        assert_eq!(
+            Request::decode(&[tag::OWNER_MODE, 3]),
+            Err(DecodeError::OwnerAsk(3))
+        );
+        assert!(matches!(
+            Request::decode(&[tag::OWNER_MODE]),
+            Err(DecodeError::Length { len: 1, .. })
+        ));
         assert!(matches!(
             Request::decode(&[tag::VERIFIED, 0, 0, 0, 0, 0, 0, 0, 1]),
             Err(DecodeError::Length {

@@ -36,6 +36,39 @@ use limpet_lifecycle::{Keeper, Uptime, WallTime};
 use limpet_state::{StateStore, TrialPhase};
 use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType};
 
+/// A listening `SOCK_SEQPACKET` socket at `path` (replacing a stale one, its directory
+/// made), with `mode` and, when given, that owner; errors name `what` and `path`.
+pub(crate) fn listen_at(
+    path: &Path,
+    what: &str,
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> Result<OwnedFd, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let err =
+        |step: &str, e: &dyn std::fmt::Display| format!("{what} {}: {step}: {e}", path.display());
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| err("create its directory", &e))?;
+    }
+    let _ = std::fs::remove_file(path);
+    let listener = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )
+    .map_err(|e| err("socket", &e))?;
+    let addr = SocketAddrUnix::new(path).map_err(|e| err("address", &e))?;
+    rustix::net::bind(&listener, &addr).map_err(|e| err("bind", &e))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|e| err("chown", &e))?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| err("chmod", &e))?;
+    rustix::net::listen(&listener, 1).map_err(|e| err("listen", &e))?;
+    Ok(listener)
+}
+
 /// What the runtime must do after a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -106,28 +139,7 @@ impl InstallServer {
         agent_gid: u32,
         devices: Devices,
     ) -> Result<Self, String> {
-        use std::os::unix::fs::PermissionsExt;
-        let err = |what: &str, e: &dyn std::fmt::Display| {
-            format!("update socket {}: {what}: {e}", path.display())
-        };
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| err("create its directory", &e))?;
-        }
-        let _ = std::fs::remove_file(path);
-        let listener = rustix::net::socket_with(
-            AddressFamily::UNIX,
-            SocketType::SEQPACKET,
-            SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
-            None,
-        )
-        .map_err(|e| err("socket", &e))?;
-        let addr = SocketAddrUnix::new(path).map_err(|e| err("address", &e))?;
-        rustix::net::bind(&listener, &addr).map_err(|e| err("bind", &e))?;
-        std::os::unix::fs::chown(path, Some(agent_uid), Some(agent_gid))
-            .map_err(|e| err("chown", &e))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| err("chmod", &e))?;
-        rustix::net::listen(&listener, 1).map_err(|e| err("listen", &e))?;
+        let listener = listen_at(path, "update socket", 0o600, Some((agent_uid, agent_gid)))?;
 
         let running = devices.running;
         let running_length = File::open(&running)
@@ -228,6 +240,14 @@ impl InstallServer {
                 Err(e) => (Response::Error(e), None),
             },
             Request::HandOver { key } => (self.hand_over(&key), None),
+            Request::OwnerMode { .. } => (
+                Response::Error(
+                    "owner-mode request refused: this socket is the update agent's; a task \
+                     granted owner-request asks on the owner-request socket"
+                        .into(),
+                ),
+                None,
+            ),
             Request::Status => match self.status(on_trial, time.as_deref()) {
                 Ok(s) => (Response::Status(s), None),
                 Err(e) => (Response::Error(e), None),
@@ -334,24 +354,15 @@ impl InstallServer {
 
     /// Writes the owner hand-over request block for the loader (see the module doc).
     fn hand_over(&self, key: &[u8; 32]) -> Response {
-        use limpet_state::owner::{Request as OwnerRequest, REQUEST_OFFSET};
-        use std::os::unix::fs::FileExt;
         if VerifyingKey::from_bytes(key).is_err() {
             return Response::Error(
                 "hand-over refused: the owner's image key is not an Ed25519 public key".into(),
             );
         }
-        let block = OwnerRequest::HandOver { key: *key }.block();
-        let written = File::options().write(true).open(&self.state).and_then(|f| {
-            f.write_all_at(&block, REQUEST_OFFSET)?;
-            f.sync_data()
-        });
-        match written {
+        let request = limpet_state::owner::Request::HandOver { key: *key };
+        match crate::owner::write_block(&self.state, &request) {
             Ok(()) => Response::Ok,
-            Err(e) => Response::Error(format!(
-                "{}: cannot write the owner hand-over request at offset {REQUEST_OFFSET}: {e}",
-                self.state.display()
-            )),
+            Err(e) => Response::Error(e),
         }
     }
 

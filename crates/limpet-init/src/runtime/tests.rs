@@ -87,6 +87,7 @@ fn policy(tasks: Vec<TaskPolicy>) -> DevicePolicy {
         tasks,
         trial: None,
         update_agent: None,
+        owner_requesters: Vec::new(),
         network: None,
         lifecycle: None,
         island: None,
