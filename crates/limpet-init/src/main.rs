@@ -253,6 +253,7 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
         &trial_policy,
         identity,
     );
+    let owner = owner_server(root, &disk, &policy);
     let gated = booted.trial.map(|trial| runtime::GatedTrial {
         gate: trial::HealthGate::new(
             Duration::from_millis(trial_policy.health_ms),
@@ -306,6 +307,7 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
         runtime::Parts {
             trial: gated,
             install,
+            owner,
             network,
             watchdog,
             time,
@@ -464,6 +466,35 @@ fn install_server(
         Ok(server) => Some(server),
         Err(e) => {
             console!("{e}: updates disabled");
+            None
+        }
+    }
+}
+
+/// The owner-request socket, when the policy grants tasks `owner-request` (bound before
+/// any task starts: their sandboxes bind-mount it).
+fn owner_server(
+    root: &Path,
+    disk: &partitions::DiskPartitions,
+    policy: &limpet_policy::DevicePolicy,
+) -> Option<limpet_install::owner::OwnerServer> {
+    if policy.owner_requesters.is_empty() {
+        return None;
+    }
+    let granted: Vec<_> = policy
+        .tasks
+        .iter()
+        .filter(|t| policy.owner_requesters.contains(&t.name))
+        .map(|t| limpet_install::owner::Grant {
+            task: t.name.clone(),
+            uid: t.credentials.uid,
+        })
+        .collect();
+    let path = root.join(limpet_install_api::OWNER_SOCKET.trim_start_matches('/'));
+    match limpet_install::owner::OwnerServer::bind(&path, &granted, disk.state.node(root)) {
+        Ok(server) => Some(server),
+        Err(e) => {
+            console!("{e}: owner requests from tasks disabled");
             None
         }
     }

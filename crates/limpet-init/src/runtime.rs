@@ -60,6 +60,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use limpet_install::owner::OwnerServer;
 use limpet_install::server::Event as InstallEvent;
 use limpet_lifecycle::{IslandChange, IslandReason};
 use limpet_lifecycle::{Keeper, RoughtimeChange, Uptime, WallTime};
@@ -215,6 +216,8 @@ pub enum Source {
     Roughtime,
     /// The update agent's install socket.
     Install,
+    /// The owner-request socket of the tasks granted `owner-request`.
+    Owner,
     /// Power button `n`.
     Button(usize),
     /// PID 1's signalfd.
@@ -314,6 +317,7 @@ pub struct Runtime<'a, H: Host> {
     buttons: Vec<OwnedFd>,
     notifiers: BTreeMap<usize, UnixDatagram>,
     install: Option<InstallServer>,
+    owner: Option<OwnerServer>,
     network: Option<Network>,
     /// The hardware watchdog, petted in [`Runtime::on_tick`] when due.
     watchdog: Option<Watchdog>,
@@ -349,6 +353,8 @@ pub struct Parts {
     pub trial: Option<GatedTrial>,
     /// The update agent's install socket.
     pub install: Option<InstallServer>,
+    /// The owner-request socket, when the policy grants a task `owner-request`.
+    pub owner: Option<OwnerServer>,
     /// The network.
     pub network: Option<Network>,
     /// The hardware watchdog, petted every turn it is due.
@@ -370,6 +376,7 @@ pub fn run(
     let Parts {
         trial,
         install,
+        owner,
         network,
         watchdog,
         time,
@@ -387,6 +394,7 @@ pub fn run(
     runtime.signals = Some(signals);
     runtime.buttons = crate::power_button::open(root);
     runtime.install = install;
+    runtime.owner = owner;
     runtime.watchdog = watchdog;
     runtime.set_time(time);
     runtime.roughtime = roughtime;
@@ -433,6 +441,7 @@ impl<'a, H: Host> Runtime<'a, H> {
             buttons: Vec::new(),
             notifiers: BTreeMap::new(),
             install: None,
+            owner: None,
             network,
             watchdog: None,
             time: None,
@@ -594,6 +603,9 @@ impl<'a, H: Host> Runtime<'a, H> {
         if let Some(server) = &self.install {
             set.push(Source::Install, server.pollable().as_fd());
         }
+        if let Some(server) = &self.owner {
+            set.push(Source::Owner, server.pollable().as_fd());
+        }
         if let Some(net) = &self.network {
             for (source, fd) in net.pollables() {
                 set.push(Source::Net(source), fd);
@@ -661,6 +673,7 @@ impl<'a, H: Host> Runtime<'a, H> {
                     }
                 }
                 Source::Install => self.on_install_socket(),
+                Source::Owner => self.on_owner_socket(),
                 Source::Button(i) => self.on_button(i),
                 Source::Signals => self.on_signals(),
             }
@@ -1032,6 +1045,16 @@ impl<'a, H: Host> Runtime<'a, H> {
         if let Some(event) = self.install.as_mut().and_then(|s| s.ready(on_trial, time)) {
             self.on_install_event(event);
         }
+    }
+
+    /// Serves the owner-request socket and says on the console what a task asked, or
+    /// why it was refused (the request only asks: the loader confirms it with a person).
+    fn on_owner_socket(&mut self) {
+        let Some(asked) = self.owner.as_mut().and_then(OwnerServer::ready) else {
+            return;
+        };
+        let line = asked.console_line();
+        self.say(&line);
     }
 
     /// What the update agent's request came to.

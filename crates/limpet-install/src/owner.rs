@@ -50,6 +50,41 @@ pub enum Asked {
     Refused(String),
 }
 
+impl Asked {
+    /// PID 1's console line: who asked what (the key by the fingerprint the loader shows),
+    /// or why it was refused.
+    pub fn console_line(&self) -> String {
+        match self {
+            Asked::Written { task, ask } => {
+                let what = match ask {
+                    OwnerAsk::Enter { key } => {
+                        format!("enter owner mode with the owner key {}", fingerprint(key))
+                    }
+                    OwnerAsk::Leave => "leave owner mode".to_owned(),
+                };
+                format!(
+                    "owner request from task {task} written for the boot loader: {what}; \
+                     nothing changes unless a person at the device confirms it at the next boot"
+                )
+            }
+            Asked::Refused(why) => format!("owner request refused: {why}"),
+        }
+    }
+}
+
+/// The key's fingerprint as the loader prints it (its measurement, in hex);
+/// empty for bytes that are no key (never written: [`write_request`] refuses them).
+fn fingerprint(key: &[u8; 32]) -> String {
+    VerifyingKey::from_bytes(key)
+        .map(|vk| {
+            limpet_image::measure::image_key_measurement(&vk)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The listening socket, the granted uids and the open connection.
 #[derive(Debug)]
 pub struct OwnerServer {
