@@ -291,6 +291,7 @@ mod tests {
             tasks: Vec::new(),
             trial: None,
             update_agent: None,
+            owner_requesters: Vec::new(),
             network: None,
             lifecycle: None,
             island: None,

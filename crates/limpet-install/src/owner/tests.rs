@@ -69,6 +69,7 @@ fn owner_key() -> [u8; 32] {
     SigningKey::from_bytes(&[4; 32]).verifying_key().to_bytes()
 }
 
+#[allow(clippy::cast_possible_truncation)] // 128 KiB
 const AT: usize = REQUEST_OFFSET as usize;
 
 /// Every byte of `b` except the request block.
