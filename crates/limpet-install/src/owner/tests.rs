@@ -194,3 +194,37 @@ fn a_torn_request_block_is_never_a_request() {
     assert_eq!(REQUEST_OFFSET % 4096, 0);
     assert_eq!(REQUEST_BLOCK, 4096);
 }
+
+/// PID 1's console line names the task and the key by the fingerprint the loader prints
+/// (the key's measurement in hex), and says that nothing changes without the person.
+#[test]
+fn the_console_line_names_the_task_and_the_loaders_fingerprint() {
+    let key = owner_key();
+    let vk = VerifyingKey::from_bytes(&key).unwrap();
+    let fingerprint: String = limpet_image::measure::image_key_measurement(&vk)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        Asked::Written {
+            task: "settings".into(),
+            ask: OwnerAsk::Enter { key }
+        }
+        .console_line(),
+        format!(
+            "owner request from task settings written for the boot loader: enter owner mode \
+             with the owner key {fingerprint}; nothing changes unless a person at the device \
+             confirms it at the next boot"
+        )
+    );
+    assert!(Asked::Written {
+        task: "settings".into(),
+        ask: OwnerAsk::Leave
+    }
+    .console_line()
+    .contains(": leave owner mode;"));
+    assert_eq!(
+        Asked::Refused("uid 7 holds no owner-request right".into()).console_line(),
+        "owner request refused: uid 7 holds no owner-request right"
+    );
+}
