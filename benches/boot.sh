@@ -18,6 +18,8 @@
 #                      (benches/boot/syscalls.py: time per kernel module load, slowest calls)
 #   LIMPET=path       this `limpet` instead of building a release one (the device's binaries
 #                      are built by `limpet build` with their own profile either way)
+#   BOOT_RNG=0         no virtio-rng device (default: every boot, Limpet's and the peers',
+#                      gets `-device virtio-rng-pci`, as `limpet run` gives its guests)
 #   PEERS_DIR, PEERS_WORK as for the peers' scripts.
 #
 # Scratch (never in this repository): $WORK/limpet-app (the Limpet project: benches/boot/
@@ -31,6 +33,8 @@ PEERS_DIR="${PEERS_DIR:-/work/shared/bench/peers}"
 # shellcheck source=/dev/null
 source "$PEERS_DIR/common.sh"   # WORK, KERNEL, QEMU, QEMU_COMMON, BASE_CMDLINE, BOOT_TIMEOUT
 RUNS="${BOOT_RUNS:-5}"
+# The machine of `limpet run`: a virtio RNG, so the kernel's RNG is seeded at once.
+if [ "${BOOT_RNG:-1}" = 1 ]; then QEMU_COMMON+=(-device virtio-rng-pci); fi
 read -r -a PEER_LIST <<< "${BOOT_PEERS:-c a b}"
 B="$WORK/limpet-boot"
 P="$WORK/limpet-app"

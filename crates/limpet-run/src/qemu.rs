@@ -161,6 +161,10 @@ pub fn qemu_args(config: &QemuConfig) -> Vec<OsString> {
     // The hardware watchdog the loader arms and PID 1 pets; when it fires the machine
     // resets (and with `-no-reboot`, QEMU exits, as after a panic).
     push_watchdog(&mut args);
+    // A hardware RNG (entropy from the host's RNG): the firmware's EFI_RNG_PROTOCOL
+    // seeds the kernel through the EFI stub, and the kernel's virtio-rng driver feeds its
+    // RNG, so PID 1's first-boot identity key does not wait for jitter entropy.
+    push_rng(&mut args);
     // How the guest gets to its kernel: the firmware's arguments come last.
     match config.firmware {
         Firmware::Uefi => {
@@ -194,6 +198,12 @@ pub fn qemu_args(config: &QemuConfig) -> Vec<OsString> {
 /// reset.
 fn push_watchdog(args: &mut Vec<OsString>) {
     args.extend(["-device", "i6300esb", "-action", "watchdog=reset"].map(OsString::from));
+}
+
+/// A virtio RNG on the machine's PCI bus (q35, pc and `virt` alike), fed by QEMU's
+/// built-in backend (the host's `getrandom`).
+fn push_rng(args: &mut Vec<OsString>) {
+    args.extend(["-device", "virtio-rng-pci"].map(OsString::from));
 }
 
 /// QEMU's arguments for the guest's network.
@@ -372,6 +382,8 @@ mod tests {
             "i6300esb",
             "-action",
             "watchdog=reset",
+            "-device",
+            "virtio-rng-pci",
             "-global",
             "driver=cfi.pflash01,property=secure,value=on",
             "-drive",
@@ -419,6 +431,8 @@ mod tests {
             "i6300esb",
             "-action",
             "watchdog=reset",
+            "-device",
+            "virtio-rng-pci",
             "-kernel",
             "/images/out/kernel",
             "-initrd",
@@ -571,6 +585,18 @@ mod tests {
             assert_eq!(args[i - 1], "-device");
             let i = args.iter().position(|a| a == "watchdog=reset").unwrap();
             assert_eq!(args[i - 1], "-action");
+        }
+    }
+
+    /// Both targets, chain or direct, get the virtio RNG that seeds the kernel's RNG.
+    #[test]
+    fn both_targets_get_a_virtio_rng() {
+        for target in [Target::X86_64, Target::Aarch64] {
+            for c in [config(target), direct(target)] {
+                let args = strings(&qemu_args(&c));
+                let i = args.iter().position(|a| a == "virtio-rng-pci").unwrap();
+                assert_eq!(args[i - 1], "-device");
+            }
         }
     }
 }

@@ -51,6 +51,9 @@ pub fn base_modules(target: Target) -> &'static [&'static str] {
         // `button` and `evdev`: the ACPI power button, which PID 1 turns into a clean
         // shutdown. `i6300esb`: the hardware watchdog the loader arms and PID 1 pets
         // (on both targets: QEMU's i6300ESB sits on the PCI bus of q35 and virt alike).
+        // `virtio_rng`: the board's hardware RNG (`limpet run` gives every guest one), so
+        // the kernel's RNG is ready before PID 1 draws the first-boot identity key
+        // (Debian's kernels have the RNG core built in).
         Target::X86_64 => &[
             "virtio_pci",
             "virtio_blk",
@@ -61,6 +64,7 @@ pub fn base_modules(target: Target) -> &'static [&'static str] {
             "button",
             "evdev",
             "i6300esb",
+            "virtio_rng",
         ],
         // QEMU's `virt` board has a PCIe host bridge, and `-drive if=virtio` puts the disk
         // on it as virtio-blk-pci, where AAVMF also finds the EFI system partition; its
@@ -79,6 +83,7 @@ pub fn base_modules(target: Target) -> &'static [&'static str] {
             "gpio_keys",
             "evdev",
             "i6300esb",
+            "virtio_rng",
         ],
     }
 }
