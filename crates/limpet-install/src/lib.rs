@@ -18,7 +18,6 @@
 
 #![warn(missing_docs)]
 
-pub mod owner;
 mod reader;
 pub mod remote;
 pub mod server;

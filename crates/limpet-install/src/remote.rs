@@ -80,12 +80,7 @@ impl RemoteServer {
         sessions: SessionLog,
     ) -> Result<Self, String> {
         Ok(RemoteServer {
-            listener: crate::socket::listen(
-                path,
-                "remote agent's",
-                0o600,
-                Some((agent_uid, agent_gid)),
-            )?,
+            listener: crate::socket::listen(path, agent_uid, agent_gid, "remote agent's")?,
             conn: None,
             agent_uid,
             identity,

@@ -157,7 +157,6 @@ pub(crate) struct RawTask {
     #[serde(default)]
     pub listen: Vec<Spanned<RawListen>>,
     pub tmp: Option<Str>,
-    pub rights: Strs,
 }
 
 #[derive(Debug, Deserialize)]
