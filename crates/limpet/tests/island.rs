@@ -12,8 +12,7 @@
 //! counts every line it receives. `[lifecycle] island` keeps `beacon` with `lan` left at its
 //! default (blocked): in island mode the beacon may reach nothing at all. (QEMU's user
 //! network puts the far end on the device's own /24, so this network cannot tell the LAN
-//! from the internet; the LAN rules of `lan = true` are proven by limpet-net's and
-//! limpet-compile's unit tests.)
+//! from the internet; `lan = true` is shown by traffic on a tap in `island_lan.rs`.)
 //!
 //! The slot is built at `SOURCE_DATE_EPOCH` 1700000000 (2023-11-14) with support until
 //! 2025-06-30: not over by the build time, over by the repository's signed time (now).
