@@ -13,7 +13,8 @@ use limpet_run::{
 #[command(after_help = "\
 Exit codes: 0 when the guest powers off by itself or a line contains the --exit-on text; \
 124 when --timeout passes first; 3 when the guest reports a kernel panic; \
-130 when QEMU is ended by a signal; 1 when the image cannot be run or QEMU fails.")]
+130 when QEMU ends on a signal it handles (SIGINT, SIGTERM, as QEMU says); 1 when the \
+image cannot be run or QEMU fails, or is killed (SIGKILL: a power cut).")]
 pub struct Args {
     /// The output directory of `limpet build`.
     #[arg(default_value = "out")]
