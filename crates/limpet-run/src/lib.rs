@@ -37,8 +37,8 @@ use limpet_image::slot;
 pub use error::RunError;
 pub use machine::{Firmware, Machine};
 pub use options::{
-    Backend, DiskWrites, Forward, InvalidRtcBase, NamespaceOptions, Network, QemuOptions, RtcBase,
-    RunOptions, Watch, DEFAULT_MEMORY_MIB, FORWARD_ADDRESS,
+    Backend, DiskWrites, Forward, InvalidRtcBase, InvalidTapName, NamespaceOptions, Network,
+    QemuOptions, RtcBase, RunOptions, TapName, Watch, DEFAULT_MEMORY_MIB, FORWARD_ADDRESS,
 };
 pub use outcome::{Outcome, RunReport, EXIT_INTERRUPTED, EXIT_KERNEL_PANIC, EXIT_OK, EXIT_TIMEOUT};
 

@@ -197,6 +197,61 @@ pub enum Network {
         /// which relays its stdin and stdout to that address.
         relay: PathBuf,
     },
+    /// A virtio NIC on an existing tap interface of the namespace QEMU runs in (QEMU's
+    /// `-netdev tap,ifname=...,script=no,downscript=no`): the guest is on whatever network
+    /// the caller joined the tap to (a bridge with a DHCP server, a router), as a device
+    /// is on a real LAN. QEMU configures nothing on the host side: the tap must exist,
+    /// made by the caller (`ip tuntap add NAME mode tap`), or QEMU must be allowed to
+    /// create it.
+    Tap {
+        /// The tap interface.
+        ifname: TapName,
+    },
+}
+
+/// The name of a network interface for [`Network::Tap`]: 1 to 15 bytes (the kernel's
+/// `IFNAMSIZ` less its NUL) of letters, digits, `-`, `_` and `.`, not `.` or `..`; so it
+/// cannot carry a QEMU option of its own (a comma) or a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapName(String);
+
+/// A `--net-tap` value that is not an interface name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not a network interface name (1 to 15 letters, digits, '-', '_' or '.')")]
+pub struct InvalidTapName {
+    /// The value given.
+    pub value: String,
+}
+
+impl TapName {
+    /// Checks `value`.
+    pub fn parse(value: &str) -> Result<TapName, InvalidTapName> {
+        let ok = (1..=15).contains(&value.len())
+            && value != "."
+            && value != ".."
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if ok {
+            Ok(TapName(value.to_owned()))
+        } else {
+            Err(InvalidTapName {
+                value: value.to_owned(),
+            })
+        }
+    }
+
+    /// The name as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for TapName {
+    type Err = InvalidTapName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TapName::parse(s)
+    }
 }
 
 /// One guest-to-host forward of [`Network::User`].

@@ -227,6 +227,16 @@ fn network_args(network: &Network) -> Vec<OsString> {
                 "virtio-net-pci,netdev=net0".into(),
             ]
         }
+        Network::Tap { ifname } => vec![
+            "-netdev".into(),
+            format!(
+                "tap,id=net0,ifname={},script=no,downscript=no",
+                ifname.as_str()
+            )
+            .into(),
+            "-device".into(),
+            "virtio-net-pci,netdev=net0".into(),
+        ],
     }
 }
 
@@ -330,7 +340,7 @@ pub fn run(
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
-    use crate::options::Forward;
+    use crate::options::{Forward, TapName};
 
     fn strings(args: &[OsString]) -> Vec<String> {
         args.iter()
@@ -363,6 +373,45 @@ mod tests {
             ["-device", "virtio-net-pci,netdev=net0"]
         );
         assert!(!args.iter().any(|a| a == "-nic"));
+    }
+
+    #[test]
+    fn a_tap_network_names_the_interface_and_runs_no_script() {
+        let mut c = config(Target::X86_64);
+        c.network = Network::Tap {
+            ifname: TapName::parse("tap0").unwrap(),
+        };
+        let args = strings(&qemu_args(&c));
+        let i = args.iter().position(|a| a == "-netdev").unwrap();
+        assert_eq!(
+            args[i..i + 4],
+            [
+                "-netdev",
+                "tap,id=net0,ifname=tap0,script=no,downscript=no",
+                "-device",
+                "virtio-net-pci,netdev=net0"
+            ]
+        );
+        assert!(!args.iter().any(|a| a == "-nic"));
+        for bad in [
+            "",
+            "tap0,script=/x",
+            "a/b",
+            "..",
+            "sixteen-chars-xx",
+            "tap 0",
+        ] {
+            let e = TapName::parse(bad).unwrap_err();
+            assert_eq!(e.value, bad);
+            assert!(
+                e.to_string().contains("not a network interface name"),
+                "{e}"
+            );
+        }
+        assert_eq!(
+            TapName::parse("lt123-tap.0").unwrap().as_str(),
+            "lt123-tap.0"
+        );
     }
 
     fn direct(target: Target) -> QemuConfig {

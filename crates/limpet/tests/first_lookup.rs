@@ -24,13 +24,13 @@ mod common;
 mod netns;
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use netns::{ip, line_server, stderr_lines, Lab};
+use netns::{dnsmasq, ip, line_server, stderr_lines, Lab};
 
 /// The line the task ends its one try with, either way.
 const DONE: &str = "[first-try] first-try: done:";
@@ -93,37 +93,22 @@ fn an_egress_task_on_dhcp_resolves_and_connects_on_its_first_try() {
     // The DHCP and DNS server, late.
     std::thread::sleep(LEASE_DELAY);
     let dir = scratch().join("first-lookup-dnsmasq");
-    std::fs::create_dir_all(&dir).unwrap();
-    let dnsmasq = Command::new("ip")
-        .args(["netns", "exec", &srv, "dnsmasq"])
-        .args([
-            "--no-daemon",
-            "--conf-file=/dev/null",
-            "--no-hosts",
-            "--no-resolv",
-            "--user=root",
-            "--bind-interfaces",
+    dnsmasq(
+        &mut lab,
+        &srv,
+        &dir,
+        &[
             "--interface=s0",
             "--listen-address=192.0.2.1",
-            "--port=53",
             "--dhcp-range=192.0.2.50,192.0.2.60,255.255.255.0,2m",
             "--dhcp-option=3,192.0.2.1",
             "--dhcp-option=6,192.0.2.1",
-            "--dhcp-authoritative",
             "--address=/api.test/203.0.113.10",
             "--local-ttl=60",
             "--log-queries",
             "--log-dhcp",
-        ])
-        .arg(format!("--pid-file={}", dir.join("pid").display()))
-        .arg(format!("--dhcp-leasefile={}", dir.join("leases").display()))
-        .arg(format!("--log-facility={}", dir.join("log").display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("cannot start dnsmasq");
-    lab.adopt(dnsmasq);
+        ],
+    );
 
     let status = device.wait().unwrap();
     console.extend(lines.try_iter());

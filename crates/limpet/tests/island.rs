@@ -12,8 +12,7 @@
 //! counts every line it receives. `[lifecycle] island` keeps `beacon` with `lan` left at its
 //! default (blocked): in island mode the beacon may reach nothing at all. (QEMU's user
 //! network puts the far end on the device's own /24, so this network cannot tell the LAN
-//! from the internet; the LAN rules of `lan = true` are proven by limpet-net's and
-//! limpet-compile's unit tests.)
+//! from the internet; `lan = true` is shown by traffic on a tap in `island_lan.rs`.)
 //!
 //! The slot is built at `SOURCE_DATE_EPOCH` 1700000000 (2023-11-14) with support until
 //! 2025-06-30: not over by the build time, over by the repository's signed time (now).
@@ -31,19 +30,15 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::repo::*;
 use common::*;
 
 /// Safety net for one TCG boot on a loaded 2-core machine.
 const BOOT_DEADLINE_SECS: &str = "480";
-/// How long the test waits for one console line it expects.
-const LINE_WAIT: Duration = Duration::from_secs(420);
 
 /// The beacon's far end as the guest sees it (`--forward 7000=...`).
 const FAR_END: &str = "10.0.2.100:7000";
@@ -100,97 +95,37 @@ fn far_end(stop: Arc<AtomicBool>) -> (u16, Arc<AtomicU64>) {
     (port, count)
 }
 
-/// A running `limpet run` whose console the test reads line by line.
-struct Device {
-    child: KillOnDrop,
-    lines: Receiver<String>,
-    console: Vec<String>,
+/// Boots `dir` (its disk writes kept) with the repository and the far end forwarded;
+/// the power button is pressed once a console line contains `powerdown_on`.
+fn boot(dir: &Path, repo_port: u16, far_port: u16, powerdown_on: &str) -> Booted {
+    boot_with(dir, repo_port, far_port, powerdown_on, &[])
 }
 
-impl Device {
-    /// Boots `dir` (its disk writes kept) with the repository and the far end forwarded;
-    /// the power button is pressed once a console line contains `powerdown_on`.
-    fn boot(dir: &Path, repo_port: u16, far_port: u16, powerdown_on: &str) -> Device {
-        Self::boot_with(dir, repo_port, far_port, powerdown_on, &[])
-    }
-
-    /// [`Device::boot`] with more arguments for `limpet run`.
-    fn boot_with(
-        dir: &Path,
-        repo_port: u16,
-        far_port: u16,
-        powerdown_on: &str,
-        extra: &[&str],
-    ) -> Device {
-        require_tool("qemu-system-x86_64");
-        let mut cmd = limpet();
-        cmd.arg("run")
+/// [`boot`] with more arguments for `limpet run`.
+fn boot_with(
+    dir: &Path,
+    repo_port: u16,
+    far_port: u16,
+    powerdown_on: &str,
+    extra: &[&str],
+) -> Booted {
+    require_tool("qemu-system-x86_64");
+    Booted::spawn(
+        limpet()
+            .arg("run")
             .args(extra)
             .arg(dir)
             .args(["--json", "--persist", "--timeout", BOOT_DEADLINE_SECS])
             .arg("--user-net")
             .args(["--forward", &format!("80=127.0.0.1:{repo_port}")])
             .args(["--forward", &format!("7000=127.0.0.1:{far_port}")])
-            .args(["--powerdown-on", powerdown_on])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Device {
-            child: KillOnDrop(child),
-            lines,
-            console: Vec::new(),
-        }
-    }
-
-    /// Reads the console until a line contains `what`; returns that line.
-    fn wait_for(&mut self, what: &str) -> String {
-        let deadline = Instant::now() + LINE_WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.console.push(line.clone());
-                    if line.contains(what) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "no console line with {what:?} in time:\n{}",
-                    self.console.join("\n")
-                ),
-            }
-        }
-    }
-
-    /// Waits for the run to end (after its power-down) and returns the whole console.
-    fn finish(mut self) -> String {
-        let status = self.child.0.wait().unwrap();
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            self.console.push(line);
-        }
-        let console = self.console.join("\n");
-        assert!(status.success(), "limpet run: {status}\n{console}");
-        assert!(
-            console.contains("limpet-init: all tasks stopped, filesystems unmounted"),
-            "a clean shutdown:\n{console}"
-        );
-        console
-    }
+            .args(["--powerdown-on", powerdown_on]),
+    )
 }
 
 /// Three beacons in island mode: each fails on the device, and the far end's count is
 /// still `before`.
-fn beacons_reach_nothing(device: &mut Device, reached: &AtomicU64, before: u64) {
+fn beacons_reach_nothing(device: &mut Booted, reached: &AtomicU64, before: u64) {
     for _ in 0..3 {
         let line = device.wait_for(AGAIN);
         assert!(line.contains(": failed: "), "in island mode: {line}");
@@ -226,7 +161,7 @@ fn support_ends_the_device_goes_island_and_an_extension_brings_it_back() {
     // 1. First boot: not in island mode by the build time; the agent's first check brings
     //    the repository's signed time (now), past the end of support: island mode begins,
     //    hello is stopped, and the device is powered down right after.
-    let mut device = Device::boot(&dir, repo_port, far_port, BEGINS);
+    let mut device = boot(&dir, repo_port, far_port, BEGINS);
     device.wait_for("limpet-init: island mode: off");
     device.wait_for(BEGINS);
     let console = device.finish();
@@ -255,7 +190,7 @@ fn support_ends_the_device_goes_island_and_an_extension_brings_it_back() {
     //    starts, installs the island policy first, and never starts hello. The kept beacon
     //    runs, and nothing of it reaches the far end.
     let before = reached.load(Ordering::SeqCst);
-    let mut device = Device::boot(&dir, repo_port, far_port, "ok again after");
+    let mut device = boot(&dir, repo_port, far_port, "ok again after");
     let on = device.wait_for("limpet-init: island mode: ON since @");
     assert!(on.contains("(support ended)"), "{on}");
     device.wait_for("limpet-init: island network policy installed:");
@@ -312,7 +247,7 @@ fn a_repository_gone_quiet_islands_the_device_whatever_its_clock() {
 
     // The clock starts in 2001: PID 1 moves it to the earliest time, and it cannot stop the
     // count of uptime without fresh metadata either way.
-    let mut device = Device::boot_with(
+    let mut device = boot_with(
         &dir,
         repo_port,
         far_port,

@@ -26,13 +26,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use netns::{ip, require_pyroughtime, roughtime_server, stderr_lines, Lab};
-
-/// rt1's private key (the `ed25519` Python package's form: the 32-byte seed
-/// `limpet-roughtime-test-key-rt1-01` and the public key), whose public half
-/// `examples/contain/roughtime.toml` lists. A test key, for this test only.
-const RT1_PRIVATE: &str =
-    "bGltcGV0LXJvdWdodGltZS10ZXN0LWtleS1ydDEtMDHHvPNxZR0iZVJDC6C+pkcu5KUH0ZIy66EdwdW9QwwEdQ==";
+use netns::{ip, require_pyroughtime, roughtime_server, stderr_lines, Lab, RT1_PRIVATE};
 
 /// The status file of the simulated device run by `limpet run` `pid`: PID 1's `/run` is a
 /// tmpfs of its own mount namespace, reached through `/proc/<PID 1>/root`.

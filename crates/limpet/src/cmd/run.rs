@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use limpet_run::{
     Backend, DiskWrites, Firmware, Forward, NamespaceOptions, Network, Outcome, QemuOptions,
-    RtcBase, RunOptions, RunReport, Watch, DEFAULT_MEMORY_MIB,
+    RtcBase, RunOptions, RunReport, TapName, Watch, DEFAULT_MEMORY_MIB,
 };
 
 /// Arguments of `limpet run`.
@@ -13,7 +13,8 @@ use limpet_run::{
 #[command(after_help = "\
 Exit codes: 0 when the guest powers off by itself or a line contains the --exit-on text; \
 124 when --timeout passes first; 3 when the guest reports a kernel panic; \
-130 when QEMU is ended by a signal; 1 when the image cannot be run or QEMU fails.")]
+130 when QEMU ends on a signal it handles (SIGINT, SIGTERM, as QEMU says); 1 when the \
+image cannot be run or QEMU fails, or is killed (SIGKILL: a power cut).")]
 pub struct Args {
     /// The output directory of `limpet build`.
     #[arg(default_value = "out")]
@@ -86,7 +87,8 @@ pub struct Args {
     /// Run limpet-init as PID 1 of new namespaces on this host instead of booting QEMU:
     /// the slot is checked and unpacked, but there is no disk, dm-verity, hardening,
     /// cgroup budget or update agent (needs root). QEMU's own options (--memory,
-    /// --persist, --append, --powerdown-on, --user-net, --forward) are refused with it.
+    /// --persist, --append, --powerdown-on, --user-net, --forward, --net-tap) are refused
+    /// with it.
     #[arg(long)]
     sim: bool,
     /// With --sim: run PID 1 inside the existing network namespace NAME
@@ -102,6 +104,17 @@ pub struct Args {
     /// this machine, e.g. `--forward 80=127.0.0.1:8080` for `limpet serve`. Repeatable.
     #[arg(long, value_name = "PORT=HOST:HOSTPORT", requires = "user_net", value_parser = parse_forward)]
     forward: Vec<Forward>,
+    /// Give the guest a virtio NIC on the existing tap interface IFNAME (QEMU's
+    /// `-netdev tap,ifname=IFNAME,script=no,downscript=no`): the guest is on whatever
+    /// network the tap is joined to, e.g. a bridge with a DHCP server in a network
+    /// namespace (run `limpet run` there with `ip netns exec NS`). Make the tap first
+    /// (`ip tuntap add IFNAME mode tap`, root); nothing is configured on the host side.
+    #[arg(
+        long,
+        value_name = "IFNAME",
+        conflicts_with_all = ["sim", "user_net"]
+    )]
+    net_tap: Option<TapName>,
     /// Print a JSON summary on stdout at the end; the console then goes to stderr.
     #[arg(long)]
     json: bool,
@@ -186,6 +199,10 @@ fn backend(args: &Args) -> Result<Backend, String> {
                 forwards: args.forward.clone(),
                 relay: std::env::current_exe()
                     .map_err(|e| format!("cannot find this program for --forward's relay: {e}"))?,
+            }
+        } else if let Some(ifname) = &args.net_tap {
+            Network::Tap {
+                ifname: ifname.clone(),
             }
         } else {
             Network::None
@@ -272,6 +289,15 @@ mod tests {
             (q.memory_mib, q.disk_writes, q.append.as_deref(), q.firmware),
             (512, DiskWrites::Persist, Some("x"), Firmware::Direct)
         );
+        let Ok(Backend::Qemu(q)) = backend_of(&["--net-tap", "lt1-tap"]) else {
+            panic!("not QEMU")
+        };
+        assert_eq!(
+            q.network,
+            Network::Tap {
+                ifname: TapName::parse("lt1-tap").unwrap()
+            }
+        );
         let Ok(Backend::Qemu(q)) = backend_of(&["--rtc-base", "2001-01-01T00:00:00"]) else {
             panic!("not QEMU")
         };
@@ -323,6 +349,15 @@ mod tests {
                 "YYYY-MM-DDTHH:MM:SS",
             ),
             (&["--netns", "dev"][..], "--sim"),
+            (&["--sim", "--net-tap", "tap0"][..], "cannot be used with"),
+            (
+                &["--user-net", "--net-tap", "tap0"][..],
+                "cannot be used with",
+            ),
+            (
+                &["--net-tap", "tap0,script=/bin/sh"][..],
+                "not a network interface name",
+            ),
         ] {
             let e = backend_of(flags).unwrap_err();
             assert!(e.contains(says), "{flags:?}: {e}");

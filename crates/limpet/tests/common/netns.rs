@@ -175,7 +175,7 @@ fn enter_net_namespace(file: &std::fs::File) -> std::io::Result<()> {
 }
 
 /// SIGKILL to one process, by its pid.
-fn kill_by_pid(pid: i32) {
+pub fn kill_by_pid(pid: i32) {
     const SIGKILL: std::os::raw::c_int = 9;
     // SAFETY: kill takes two integers and touches no memory of ours.
     let _ = unsafe { kill(pid, SIGKILL) };
@@ -296,6 +296,160 @@ pub fn stderr_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
     });
     lines
 }
+
+/// The pids of the direct children of process `pid` (every thread's), from
+/// `/proc/<pid>/task/<tid>/children`.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return found;
+    };
+    for task in tasks.flatten() {
+        let text = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        found.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok()),
+        );
+    }
+    found
+}
+
+/// A real LAN for a QEMU guest (`limpet run --net-tap`), and an internet beyond its router,
+/// in three namespaces of `lab` (TEST-NET addresses only):
+///
+/// ```text
+///  lan   br0 192.0.2.2/24: the bridge, the LAN host, dnsmasq (DHCP 192.0.2.100-149,
+///        │                 router 192.0.2.1, DNS 192.0.2.2)
+///        ├─ tap0: the guest's NIC (QEMU runs in this namespace: `ip netns exec lan ...`)
+///        └─ l0 ── r0 192.0.2.1/24
+///  rtr                        the router (IPv4 forwarding on)
+///                  w0 198.51.100.1/24
+///                   │
+///  inet            i0 198.51.100.2/24: the internet side, default route via the router
+/// ```
+///
+/// Everything goes with the lab: dnsmasq and whatever runs in the namespaces is killed by
+/// its pid, the namespaces (and so their links) are deleted.
+#[derive(Debug)]
+pub struct TapNet {
+    /// The LAN's namespace, where QEMU runs and the tap is.
+    pub lan: String,
+    /// The router's.
+    pub router: String,
+    /// The internet side's.
+    pub inet: String,
+    /// dnsmasq's scratch directory (its log, leases and pid file).
+    pub dnsmasq_dir: std::path::PathBuf,
+}
+
+impl TapNet {
+    /// The tap the guest's NIC is on, in [`TapNet::lan`].
+    pub const TAP: &'static str = "tap0";
+    /// The LAN host (bridge) address.
+    pub const LAN_HOST: &'static str = "192.0.2.2";
+    /// The internet host's address.
+    pub const INET_HOST: &'static str = "198.51.100.2";
+
+    /// Makes the namespaces `<prefix><pid>-lan`, `-rtr` and `-inet`, their links and
+    /// addresses, and starts dnsmasq (its files under `scratch`).
+    pub fn new(lab: &mut Lab, prefix: &str, scratch: &std::path::Path) -> TapNet {
+        let lan = lab.namespace(prefix, "lan");
+        let router = lab.namespace(prefix, "rtr");
+        let inet = lab.namespace(prefix, "inet");
+        for ns in [&lan, &router, &inet] {
+            ip(ns, "link set lo up");
+        }
+        ip(&lan, "link add br0 type bridge");
+        ip(&lan, &format!("tuntap add {} mode tap", Self::TAP));
+        ip(&lan, &format!("link set {} master br0", Self::TAP));
+        ip(
+            &lan,
+            &format!("link add l0 type veth peer name r0 netns {router}"),
+        );
+        ip(&lan, "link set l0 master br0");
+        ip(&lan, &format!("addr add {}/24 dev br0", Self::LAN_HOST));
+        for link in ["br0", Self::TAP, "l0"] {
+            ip(&lan, &format!("link set {link} up"));
+        }
+        ip(
+            &router,
+            &format!("link add w0 type veth peer name i0 netns {inet}"),
+        );
+        ip(&router, "addr add 192.0.2.1/24 dev r0");
+        ip(&router, "addr add 198.51.100.1/24 dev w0");
+        ip(&router, "link set r0 up");
+        ip(&router, "link set w0 up");
+        sysctl(&router, "net.ipv4.ip_forward", "1");
+        ip(&inet, &format!("addr add {}/24 dev i0", Self::INET_HOST));
+        ip(&inet, "link set i0 up");
+        ip(&inet, "route add default via 198.51.100.1");
+        ip(&lan, "route add default via 192.0.2.1");
+
+        let dnsmasq_dir = scratch.to_owned();
+        dnsmasq(
+            lab,
+            &lan,
+            &dnsmasq_dir,
+            &[
+                "--interface=br0",
+                "--listen-address=192.0.2.2",
+                "--dhcp-range=192.0.2.100,192.0.2.149,255.255.255.0,10m",
+                "--dhcp-option=3,192.0.2.1",
+                "--dhcp-option=6,192.0.2.2",
+                "--log-dhcp",
+            ],
+        );
+        TapNet {
+            lan,
+            router,
+            inet,
+            dnsmasq_dir,
+        }
+    }
+
+    /// dnsmasq's log so far (for a failing test's context).
+    pub fn dnsmasq_log(&self) -> String {
+        std::fs::read_to_string(self.dnsmasq_dir.join("log")).unwrap_or_default()
+    }
+}
+
+/// Starts dnsmasq in `ns` in the foreground, the lab's to kill: no configuration file,
+/// hosts file or upstream servers, bound to the interfaces `args` name (`--interface`,
+/// `--listen-address`, ...), authoritative for DHCP, port 53; its pid file, leases and
+/// log in `dir` (made empty first).
+pub fn dnsmasq(lab: &mut Lab, ns: &str, dir: &std::path::Path, args: &[&str]) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    let child = Command::new("ip")
+        .args(["netns", "exec", ns, "dnsmasq"])
+        .args([
+            "--no-daemon",
+            "--conf-file=/dev/null",
+            "--no-hosts",
+            "--no-resolv",
+            "--user=root",
+            "--bind-interfaces",
+            "--port=53",
+            "--dhcp-authoritative",
+        ])
+        .args(args)
+        .arg(format!("--pid-file={}", dir.join("pid").display()))
+        .arg(format!("--dhcp-leasefile={}", dir.join("leases").display()))
+        .arg(format!("--log-facility={}", dir.join("log").display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot start dnsmasq");
+    lab.adopt(child);
+}
+
+/// rt1's private key (the `ed25519` Python package's form: the 32-byte seed
+/// `limpet-roughtime-test-key-rt1-01` and the public key), whose public half
+/// `examples/contain/roughtime.toml` and `island-lan.toml` list as rt1's. A test key, for
+/// the tests only.
+pub const RT1_PRIVATE: &str =
+    "bGltcGV0LXJvdWdodGltZS10ZXN0LWtleS1ydDEtMDHHvPNxZR0iZVJDC6C+pkcu5KUH0ZIy66EdwdW9QwwEdQ==";
 
 /// Fails the test, saying how to get it, unless pyroughtime (`.ci/install-deps`) imports.
 pub fn require_pyroughtime() {

@@ -167,3 +167,92 @@ pub fn copy_dir(from: &Path, to: &Path) {
         .unwrap();
     assert!(status.success());
 }
+
+/// How long [`Booted::wait_for`] waits for one console line on a loaded 2-core machine.
+pub const LINE_WAIT: std::time::Duration = std::time::Duration::from_secs(420);
+
+/// A running `limpet run --json` whose console (its stderr) the test reads line by line,
+/// ended by its PID when dropped.
+pub struct Booted {
+    pub child: KillOnDrop,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Every console line read so far.
+    pub console: Vec<String>,
+}
+
+impl Booted {
+    /// Starts `cmd` (a `limpet run --json ...`, or a wrapper that execs one) with its
+    /// stdout and stderr piped.
+    pub fn spawn(cmd: &mut Command) -> Booted {
+        use std::io::BufRead;
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Booted {
+            child: KillOnDrop(child),
+            lines,
+            console: Vec::new(),
+        }
+    }
+
+    /// Reads the console until a line contains `what` (at most [`LINE_WAIT`]); returns
+    /// that line.
+    pub fn wait_for(&mut self, what: &str) -> String {
+        self.wait_for_all(&[what]);
+        self.console.last().cloned().unwrap_or_default()
+    }
+
+    /// Reads the console until each of `all` has been in some line, in any order (at most
+    /// [`LINE_WAIT`] in all).
+    pub fn wait_for_all(&mut self, all: &[&str]) {
+        let deadline = std::time::Instant::now() + LINE_WAIT;
+        let mut left: Vec<&str> = all.to_vec();
+        while !left.is_empty() {
+            let wait = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(wait) {
+                Ok(line) => {
+                    left.retain(|w| !line.contains(w));
+                    self.console.push(line);
+                }
+                Err(_) => panic!(
+                    "no console line with {left:?} in time:\n{}",
+                    self.console.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Reads what is left of the console, until 5 s pass without a line.
+    pub fn drain(&mut self) {
+        while let Ok(line) = self.lines.recv_timeout(std::time::Duration::from_secs(5)) {
+            self.console.push(line);
+        }
+    }
+
+    /// Waits for the run to end (after its power-down) and returns the whole console,
+    /// asserting a clean shutdown.
+    pub fn finish(mut self) -> String {
+        let status = self.child.0.wait().unwrap();
+        self.drain();
+        let console = self.console.join("\n");
+        assert!(status.success(), "limpet run: {status}\n{console}");
+        assert!(
+            console.contains("limpet-init: all tasks stopped, filesystems unmounted"),
+            "a clean shutdown:\n{console}"
+        );
+        console
+    }
+}
