@@ -17,12 +17,13 @@ pub fn make(
     manifest: &limpet_manifest::Manifest,
     kernel_files: &KernelFiles,
     init: &[u8],
+    data_template: &[u8],
     key: &SigningKey,
     epoch: u32,
 ) -> Result<(Vec<u8>, u64, Vec<String>), BuildError> {
     let Some(modules_dir) = &kernel_files.modules_dir else {
         // A kernel without loadable modules: every driver is built in, the list is empty.
-        return finish(init, key, epoch, Vec::new(), Vec::new());
+        return finish(init, data_template, key, epoch, Vec::new(), Vec::new());
     };
     let index = ModuleIndex::load(modules_dir)?;
     let mut wanted: Vec<String> = kernel::base_modules(manifest.device.target)
@@ -59,6 +60,7 @@ pub fn make(
     }
     finish(
         init,
+        data_template,
         key,
         epoch,
         files,
@@ -66,11 +68,12 @@ pub fn make(
     )
 }
 
-/// The archive: `/init`, the public key, the module files (their paths and bytes, in load
+/// The archive: `/init`, the public key, the empty data filesystem's template, the module files (their paths and bytes, in load
 /// order) with the load list, the mount points; returns (zstd bytes, uncompressed size,
 /// `names`).
 fn finish(
     init: &[u8],
+    data_template: &[u8],
     key: &SigningKey,
     epoch: u32,
     modules: Vec<(String, Vec<u8>)>,
@@ -83,6 +86,13 @@ fn finish(
     let pem = keys::public_pem(&key.verifying_key())?;
     archive
         .add_file(INITRAMFS_PUBLIC_KEY, 0o444, pem.into_bytes())
+        .map_err(BuildError::Cpio)?;
+    archive
+        .add_file(
+            limpet_image::datafs::INITRAMFS_PATH,
+            0o444,
+            data_template.to_vec(),
+        )
         .map_err(BuildError::Cpio)?;
     let mut list = String::new();
     for (dest, bytes) in modules {
