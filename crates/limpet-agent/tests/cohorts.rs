@@ -9,9 +9,8 @@
 
 mod common;
 
-use common::{agent_config, image_key, Device, Relay, TestRepo, DEVICE};
+use common::{agent_config, image_key, release_entries, Device, Relay, TestRepo, DEVICE};
 use limpet_agent::{Agent, PollOutcome};
-use limpet_image::squashfs::Entry;
 use limpet_repo::serve::serve;
 use limpet_repo::{CohortTag, DeltaOutcome, PublishError};
 use limpet_testkit::noise::xorshift_bytes;
@@ -58,18 +57,7 @@ fn cohort_release(version: &str, patch: &[u8], k: u32, n: u32) -> Vec<u8> {
     binary[..layout.len()].copy_from_slice(&layout);
     let mid = binary.len() / 2;
     binary[mid..mid + patch.len()].copy_from_slice(patch);
-    let entries = vec![
-        Entry {
-            path: "manifest.toml".into(),
-            data: format!("[device]\nname = \"{DEVICE}\"\nversion = \"{version}\"\n").into_bytes(),
-            mode: 0o644,
-        },
-        Entry {
-            path: "task".into(),
-            data: binary,
-            mode: 0o755,
-        },
-    ];
+    let entries = release_entries(version, binary);
     let cmdline = format!("console=ttyS0 limpet.cohort={k}/{n}");
     signed_slot_with_cmdline(
         &entries,
