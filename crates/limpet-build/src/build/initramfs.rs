@@ -80,15 +80,18 @@ fn finish(
     names: Vec<String>,
 ) -> Result<(Vec<u8>, u64, Vec<String>), BuildError> {
     let mut archive = cpio::CpioBuilder::new();
+    // What changes with every release goes last, PID 1 (its release stamp) then the data
+    // template (its UUID and times): up to the first of them the compressed archives of two
+    // releases are the same bytes, and the slot's delta carries the initramfs compressed.
     archive
-        .add_file("init", 0o555, init.to_vec())
+        .add_file_last("init", 0o555, init.to_vec())
         .map_err(BuildError::Cpio)?;
     let pem = keys::public_pem(&key.verifying_key())?;
     archive
         .add_file(INITRAMFS_PUBLIC_KEY, 0o444, pem.into_bytes())
         .map_err(BuildError::Cpio)?;
     archive
-        .add_file(
+        .add_file_last(
             limpet_image::datafs::INITRAMFS_PATH,
             0o444,
             data_template.to_vec(),
