@@ -480,8 +480,15 @@ impl Agent {
         };
         self.report_time(&pid1, &client);
         let targets = self.trusted_targets(&client)?;
-        let Some(candidate) = choose(targets, &self.config.device, &self.config.cpu, &status)?
-        else {
+        let key = device_key(&status);
+        let chosen = choose(
+            targets,
+            &self.config.device,
+            &self.config.cpu,
+            &status,
+            key.as_ref(),
+        )?;
+        let Some(candidate) = chosen else {
             return Ok(PollOutcome::UpToDate {
                 running: status.running_version,
                 bytes_fetched: repo.traffic.bytes(),
@@ -596,11 +603,7 @@ impl Agent {
             None => None,
         };
         let release = format!("{}/{}", self.config.device, candidate.slot.version);
-        let key: Option<[u8; 32]> = status
-            .device_key
-            .as_deref()
-            .and_then(limpet_fleet_api::report::parse_device_key)
-            .map(|k| k.to_bytes());
+        let key = device_key(status);
         let holds = FleetFiles::new(&self.config.state_dir).holds().holds;
         let decided = fleet::gate::gate(
             field.as_ref(),
@@ -900,6 +903,17 @@ impl Agent {
     }
 }
 
+/// The device identity's public key from PID 1's status; `None` when the device has none
+/// (or PID 1 sent something that is not a key): such a device takes cohort 1 and the
+/// rollout's last wave ([`fleet::gate`]).
+fn device_key(status: &DeviceStatus) -> Option<[u8; 32]> {
+    status
+        .device_key
+        .as_deref()
+        .and_then(limpet_fleet_api::report::parse_device_key)
+        .map(|k| k.to_bytes())
+}
+
 /// Whether opening the client failed on the stored root itself (not on I/O, which may pass,
 /// nor on the time floor, which must not be reset).
 /// The owner's request at the repository's base ([`crate::owner::REMOTE_REQUEST`]), length
@@ -1019,8 +1033,12 @@ fn delta_for(
     running: &str,
 ) -> Option<String> {
     let running = limpet_state::Version::parse(running).ok()?.to_string();
-    let name =
-        limpet_repo::target::delta_target_name(&slot.device, &slot.version.to_string(), &running);
+    let name = limpet_repo::target::delta_target_name_in(
+        &slot.device,
+        &slot.version.to_string(),
+        &running,
+        slot.cohort,
+    );
     let file = targets.get(&name)?;
     let usable = match limpet_repo::DeltaTarget::from_custom(&name, file.custom.as_ref()) {
         Ok(delta) if delta.slot != *slot => Err("it describes another slot".to_owned()),

@@ -10,11 +10,16 @@
 //!   version that ever failed its trial, by semver precedence (build metadata ignored).
 //!   PID 1 checks the floor and failures again on `Begin`.
 //! - Of the candidates, the highest wins; there is no stepping through versions.
+//! - A release built in cohorts lists one index per cohort (`D/V/cohort-K/slot.cidx`, its
+//!   custom saying `K` of `N`): only the one of this device's cohort is a candidate, the
+//!   cohort being [`CohortTag::of_device`] of the identity key and the release's `N`
+//!   (cohort 1 for a device without an identity). No server input enters the choice.
 
 use std::collections::BTreeMap;
 
 use limpet_install_api::DeviceStatus;
 use limpet_repo::target::{index_target_version, SlotTarget};
+use limpet_repo::CohortTag;
 use limpet_state::Version;
 use limpet_tuf::metadata::TargetFile;
 
@@ -48,12 +53,14 @@ fn bars(status: &DeviceStatus) -> Result<Vec<Version>, AgentError> {
     Ok(out)
 }
 
-/// The highest version in `targets` this device may install, if any.
+/// The highest version in `targets` this device may install, if any; `key` is the device
+/// identity's public key (PID 1's status), which picks the cohort of a cohort release.
 pub fn choose(
     targets: &BTreeMap<String, TargetFile>,
     device: &str,
     cpu: &str,
     status: &DeviceStatus,
+    key: Option<&[u8; 32]>,
 ) -> Result<Option<Candidate>, AgentError> {
     let bars = bars(status)?;
     let mut best: Option<Candidate> = None;
@@ -66,6 +73,12 @@ pub fn choose(
         };
         if slot.device != device || slot.target != cpu {
             continue;
+        }
+        if let Some(cohort) = slot.cohort {
+            // The count was checked when the custom was parsed: this cannot fail.
+            if CohortTag::of_device(key, cohort.count()).ok() != Some(cohort) {
+                continue;
+            }
         }
         if !bars.iter().all(|b| slot.version.precedence(b).is_gt()) {
             continue;
@@ -97,6 +110,7 @@ mod tests {
             verity_root: [1; 32],
             slot_length: 4096,
             slot_sha256: [2; 32],
+            cohort: None,
         };
         (
             index_target_name(device, version),
@@ -130,7 +144,7 @@ mod tests {
 
     fn chosen(targets: &[(String, TargetFile)], s: &DeviceStatus) -> Option<String> {
         let map: BTreeMap<_, _> = targets.iter().cloned().collect();
-        choose(&map, "hello", "x86_64", s)
+        choose(&map, "hello", "x86_64", s, None)
             .unwrap()
             .map(|c| c.slot.version.to_string())
     }
@@ -156,6 +170,58 @@ mod tests {
         assert_eq!(chosen(&t, &s), None);
     }
 
+    /// `entry` of cohort `k` of `n`, under its cohort's name.
+    fn cohort_entry(version: &str, k: u32, n: u32) -> (String, TargetFile) {
+        let (_, mut file) = entry("hello", version, "x86_64");
+        let cohort = CohortTag::new(k, n).unwrap();
+        let mut slot = SlotTarget::from_index_custom(
+            &index_target_name("hello", version),
+            file.custom.as_ref(),
+        )
+        .unwrap();
+        slot.cohort = Some(cohort);
+        file.custom = Some(slot.index_custom());
+        let name = limpet_repo::target::index_target_name_in("hello", version, Some(cohort));
+        (name, file)
+    }
+
+    #[test]
+    fn a_device_takes_only_its_own_cohorts_index() {
+        let mut t: Vec<_> = (1..=4).map(|k| cohort_entry("2.0.0", k, 4)).collect();
+        t.push(entry("hello", "1.5.0", "x86_64"));
+        let map: BTreeMap<_, _> = t.iter().cloned().collect();
+        let s = status("1.0.0", "1.0.0", None);
+        for n in 0u8..20 {
+            let key = [n; 32];
+            let mine = CohortTag::of_device(Some(&key), 4).unwrap();
+            let got = choose(&map, "hello", "x86_64", &s, Some(&key))
+                .unwrap()
+                .unwrap();
+            assert_eq!(got.slot.cohort, Some(mine));
+            assert_eq!(
+                got.index_target,
+                format!("hello/2.0.0/cohort-{}/slot.cidx", mine.index())
+            );
+        }
+        // No identity: cohort 1.
+        let got = choose(&map, "hello", "x86_64", &s, None).unwrap().unwrap();
+        assert_eq!(got.index_target, "hello/2.0.0/cohort-1/slot.cidx");
+        // A release missing this device's cohort is not installed by it (it stays on what
+        // it runs, or takes a lower release that lists it).
+        let key = [3u8; 32];
+        let mine = CohortTag::of_device(Some(&key), 4).unwrap().index();
+        let partial: BTreeMap<_, _> = t
+            .iter()
+            .filter(|(name, _)| !name.contains(&format!("cohort-{mine}/")))
+            .cloned()
+            .collect();
+        let got = choose(&partial, "hello", "x86_64", &s, Some(&key)).unwrap();
+        assert_eq!(
+            got.map(|c| c.index_target).as_deref(),
+            Some("hello/1.5.0/slot.cidx")
+        );
+    }
+
     #[test]
     fn build_metadata_is_not_a_newer_version() {
         let t = [entry("hello", "1.0.0+rebuilt", "x86_64")];
@@ -173,7 +239,7 @@ mod tests {
     fn a_bad_status_is_an_error() {
         let map = BTreeMap::new();
         assert!(matches!(
-            choose(&map, "hello", "x86_64", &status("x", "1.0.0", None)),
+            choose(&map, "hello", "x86_64", &status("x", "1.0.0", None), None),
             Err(AgentError::Status {
                 field: "running_version",
                 ..

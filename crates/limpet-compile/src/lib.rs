@@ -93,6 +93,12 @@ pub fn compile(manifest: &Manifest) -> Result<DevicePolicy, CompileError> {
             .iter()
             .find(|t| t.name.as_str() == limpet_manifest::REMOTE_AGENT_TASK)
             .map(|t| t.name.to_string()),
+        owner_requesters: manifest
+            .tasks
+            .iter()
+            .filter(|t| t.rights.contains(&limpet_manifest::Right::OwnerRequest))
+            .map(|t| t.name.to_string())
+            .collect(),
         island: island::compile(manifest, network.as_ref()),
         network,
         // The build's time is not the manifest's: `limpet build` adds it (limpet-build's

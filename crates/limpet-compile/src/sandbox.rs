@@ -236,6 +236,17 @@ fn filesystem(task: &Task, exec_path: &str, notify_socket: &str) -> (Vec<Mount>,
             flags: DATA,
         });
     }
+    if task.rights.contains(&limpet_manifest::Right::OwnerRequest) {
+        // The owner-request right's door: PID 1's owner-request socket, mounted into the
+        // granted tasks' sandboxes only (PID 1 also checks the peer's uid; limpet-install's
+        // `owner`). Not a Landlock matter, like the sockets above.
+        mounts.push(Mount {
+            source: limpet_install_api::OWNER_SOCKET.to_owned(),
+            target: limpet_install_api::OWNER_SOCKET.to_owned(),
+            kind: MountKind::BindReadWrite,
+            flags: DATA,
+        });
+    }
     if matches!(task.readiness, Readiness::Notify { .. }) {
         mounts.push(Mount {
             source: notify_socket.to_owned(),
@@ -479,6 +490,13 @@ mod tests {
                     MountKind::BindReadWrite,
                     data
                 ),
+                // `rights = ["owner-request"]`.
+                (
+                    "/run/limpet/owner.sock",
+                    "/run/limpet/owner.sock",
+                    MountKind::BindReadWrite,
+                    data
+                ),
             ]
         );
         assert_eq!(
@@ -544,6 +562,28 @@ mod tests {
             .collect();
         assert_eq!(exec, ["/slot/thermostat-web"]);
         assert_ne!(p.tasks[0].seccomp.program, w.seccomp.program);
+    }
+
+    /// `rights = ["owner-request"]` (the sensor's, in full.toml): the task is named in the
+    /// policy and only its sandbox has PID 1's owner-request socket; the web task, without
+    /// the right, has no such mount and is not named.
+    #[test]
+    fn only_a_granted_task_gets_the_owner_request_socket() {
+        let p = full();
+        assert_eq!(p.owner_requesters, ["sensor"]);
+        let has_socket = |t: &TaskPolicy| {
+            t.mounts
+                .iter()
+                .any(|m| m.target == limpet_install_api::OWNER_SOCKET)
+        };
+        assert!(has_socket(&p.tasks[0]));
+        assert!(!has_socket(&p.tasks[1]));
+        // A policy with no granted task leaves the field out of its JSON (older policies
+        // and PID 1s read the same bytes).
+        let hello = compile(&manifest("examples/hello/limpet.toml")).unwrap();
+        assert!(hello.owner_requesters.is_empty());
+        let text = String::from_utf8(hello.to_json().unwrap()).unwrap();
+        assert!(!text.contains("owner_requesters"), "{text}");
     }
 
     #[test]

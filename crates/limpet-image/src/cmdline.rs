@@ -5,6 +5,10 @@
 //!   timeout in seconds, which the loader arms before it starts the kernel and PID 1 then
 //!   keeps petting. `limpet.watchdog=0` turns it off. A slot without the parameter gets
 //!   [`WATCHDOG_DEFAULT_SECS`].
+//! - `limpet.cohort=K/N` (signed into the slot by `limpet build --cohorts N`): the slot is
+//!   cohort `K` of the `N` cohorts of its release (docs/cohorts.md). `limpet publish` reads
+//!   it to publish the slot under its cohort's target names. A slot without it is no
+//!   cohort's.
 //!
 //! Rules: the kernel reads the *last* occurrence of a parameter, and so does every reader
 //! here; the kernel ignores `limpet.*` words (they look like parameters of a module named
@@ -68,6 +72,60 @@ impl Watchdog {
     }
 }
 
+/// The cohort parameter's name.
+pub const COHORT: &str = "limpet.cohort";
+/// The most cohorts a release may have.
+pub const MAX_COHORTS: u32 = 64;
+
+/// What a command line says of the slot's cohort.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CohortParam {
+    /// No `limpet.cohort=`: the slot is no cohort's.
+    Absent,
+    /// Cohort `index` of `count`, `1 <= index <= count <= MAX_COHORTS`.
+    Of {
+        /// The cohort, from 1.
+        index: u32,
+        /// How many cohorts the release has.
+        count: u32,
+    },
+    /// A value that is not `K/N` in range (the build never writes one).
+    Invalid,
+}
+
+impl CohortParam {
+    /// The last `limpet.cohort=` of `cmdline`.
+    pub fn from_cmdline(cmdline: &str) -> CohortParam {
+        cmdline
+            .split_ascii_whitespace()
+            .rev()
+            .filter_map(|word| word.split_once('='))
+            .find(|(name, _)| *name == COHORT)
+            .map_or(CohortParam::Absent, |(_, value)| {
+                CohortParam::from_value(value)
+            })
+    }
+
+    /// `K/N` of `limpet.cohort=K/N`: decimal digits only, `1 <= K <= N <= MAX_COHORTS`.
+    pub fn from_value(value: &str) -> CohortParam {
+        let number = |t: &str| -> Option<u32> {
+            if t.is_empty() || t.len() > 2 || !t.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            t.parse().ok()
+        };
+        let Some((k, n)) = value.split_once('/') else {
+            return CohortParam::Invalid;
+        };
+        match (number(k), number(n)) {
+            (Some(index), Some(count)) if index >= 1 && index <= count && count <= MAX_COHORTS => {
+                CohortParam::Of { index, count }
+            }
+            _ => CohortParam::Invalid,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +146,34 @@ mod tests {
             Watchdog::from_cmdline("xlimpet.watchdog=5 limpet.watchdogs=5"),
             Watchdog::Secs(WATCHDOG_DEFAULT_SECS)
         );
+    }
+
+    #[test]
+    fn the_cohort_word_is_read_strictly() {
+        assert_eq!(
+            CohortParam::from_cmdline("console=ttyS0 limpet.cohort=1/4 limpet.cohort=3/4"),
+            CohortParam::Of { index: 3, count: 4 }
+        );
+        assert_eq!(
+            CohortParam::from_cmdline("console=ttyS0 xlimpet.cohort=1/2"),
+            CohortParam::Absent
+        );
+        assert_eq!(
+            CohortParam::from_value("64/64"),
+            CohortParam::Of {
+                index: 64,
+                count: 64
+            }
+        );
+        for bad in [
+            "", "1", "0/4", "5/4", "1/65", "65/65", "1/0", "+1/4", "1/4/4", "01/4x",
+        ] {
+            assert_eq!(
+                CohortParam::from_value(bad),
+                CohortParam::Invalid,
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -2,7 +2,11 @@
 //!
 //! Rules:
 //! - Entries are written sorted by path, so a directory comes before its contents; every
-//!   parent directory is emitted (mode 0755 unless added explicitly).
+//!   parent directory is emitted (mode 0755 unless added explicitly). Files added with
+//!   [`CpioBuilder::add_file_last`] follow every other entry, in the order they were added:
+//!   the bytes that change from one release to the next go there, so the compressed
+//!   archives of two releases are the same up to them (a slot's delta carries the
+//!   initramfs as compressed bytes from its first difference on: docs/update.md).
 //! - Inode numbers count from 1 in output order; uid and gid are 0; every entry carries the
 //!   one mtime given to [`CpioBuilder::finish`]; the archive ends with `TRAILER!!!`.
 //! - Paths are relative (`init`, `lib/modules/x.ko`): no leading `/`, no empty, `.` or `..`
@@ -93,6 +97,8 @@ struct Node {
     kind: Kind,
     /// Added by the caller, not implied by a child.
     explicit: bool,
+    /// Written after every other entry, this one the `n`th ([`CpioBuilder::add_file_last`]).
+    last: Option<usize>,
 }
 
 /// Collects entries and writes them as one `newc` archive.
@@ -156,6 +162,7 @@ impl CpioBuilder {
                             mode: 0o755,
                             kind: Kind::Dir,
                             explicit: false,
+                            last: None,
                         },
                     );
                 }
@@ -180,6 +187,7 @@ impl CpioBuilder {
                         mode,
                         kind,
                         explicit: true,
+                        last: None,
                     },
                 );
                 Ok(())
@@ -203,6 +211,17 @@ impl CpioBuilder {
         self.add(path, mode, Kind::File(data))
     }
 
+    /// As [`CpioBuilder::add_file`], but written after every other entry (and after the
+    /// files added this way before it): for what differs between two releases of a device.
+    pub fn add_file_last(&mut self, path: &str, mode: u32, data: Vec<u8>) -> Result<(), CpioError> {
+        self.add_file(path, mode, data)?;
+        let n = self.nodes.values().filter(|n| n.last.is_some()).count();
+        if let Some(node) = self.nodes.get_mut(path) {
+            node.last = Some(n);
+        }
+        Ok(())
+    }
+
     /// Adds a symbolic link (mode 0777) pointing at `target`.
     pub fn add_symlink(&mut self, path: &str, target: &str) -> Result<(), CpioError> {
         if target.is_empty() || target.contains('\0') {
@@ -217,7 +236,20 @@ impl CpioBuilder {
     /// Writes the archive, every entry with modification time `mtime`.
     pub fn finish(&self, mtime: u32) -> Vec<u8> {
         let mut out = Vec::new();
-        for (ino, (path, node)) in (1u32..).zip(&self.nodes) {
+        // Path order (a directory before its contents), then the files added last; their
+        // directories are all in the first part.
+        let mut last: Vec<_> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.last.is_some())
+            .collect();
+        last.sort_by_key(|(_, n)| n.last);
+        let order = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.last.is_none())
+            .chain(last);
+        for (ino, (path, node)) in (1u32..).zip(order) {
             let (type_bits, nlink, data): (u32, u32, &[u8]) = match &node.kind {
                 Kind::Dir => (S_IFDIR, 2, &[]),
                 Kind::File(d) => (S_IFREG, 1, d),
@@ -413,6 +445,30 @@ mod tests {
                 "cut at {cut}"
             );
         }
+        let packed = compress(&a).unwrap();
+        assert_eq!(decompress(&packed).unwrap(), a);
+        // Files added last follow the rest, in the order added, their directories before.
+        let mut b = CpioBuilder::new();
+        b.add_file_last("init", 0o555, vec![1]).unwrap();
+        b.add_file_last("etc/limpet/late", 0o444, vec![2]).unwrap();
+        b.add_file("lib/x.ko", 0o444, vec![3]).unwrap();
+        b.add_file("etc/limpet/image.pub", 0o444, vec![4]).unwrap();
+        let a = b.finish(1);
+        let entries = read_entries(&a).unwrap();
+        let paths: Vec<_> = entries.iter().map(|e| e.path).collect();
+        assert_eq!(
+            paths,
+            [
+                "etc",
+                "etc/limpet",
+                "etc/limpet/image.pub",
+                "lib",
+                "lib/x.ko",
+                "init",
+                "etc/limpet/late"
+            ]
+        );
+        assert_eq!(find_file(&a, "etc/limpet/late"), Some(&[2u8][..]));
         let packed = compress(&a).unwrap();
         assert_eq!(decompress(&packed).unwrap(), a);
         assert!(matches!(

@@ -8,6 +8,8 @@
 //!   their partitions).
 //! - [`io`]: [`io::ReadAt`], the one seam between these readers and a device.
 //! - [`cmdline`]: Limpet's own kernel command-line parameters (the watchdog timeout).
+//! - [`datafs`]: the empty data filesystem as a template of its non-zero bytes, which
+//!   PID 1 writes onto a wiped data partition.
 //! - [`stamp`]: the release stamp the build writes into PID 1.
 //! - [`measure`]: what the loader measures into the TPM (the image key's fingerprint,
 //!   PCR 13) and PID 1 seals the identity to.
@@ -19,7 +21,7 @@
 //!   entries sorted, owners root:root, modes given by the caller.
 //! - Every length read from input is bounds-checked before it is used to index or to
 //!   allocate; no panics on input-driven paths.
-//! - The format core (`verity`, `header`, `slot`, `gpt`, `io`, `cmdline`,
+//! - The format core (`verity`, `header`, `slot`, `gpt`, `io`, `cmdline`, `datafs`,
 //!   `stamp`) is `no_std` + `alloc`
 //!   without the `std` feature, for the UEFI boot loader; with `std` (PID 1, the host) it
 //!   also reads from `std::io` devices.
@@ -30,6 +32,7 @@
 extern crate alloc;
 
 pub mod cmdline;
+pub mod datafs;
 pub mod gpt;
 pub mod header;
 pub mod io;

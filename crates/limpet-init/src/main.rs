@@ -23,6 +23,7 @@
 #[macro_use]
 mod console;
 mod boot;
+mod datafs;
 mod dm;
 mod hardening;
 mod host_namespaces;
@@ -189,9 +190,22 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
     console!("{said}");
 
     let data = disk.data.node(root);
+    // Owner mode's wipe (docs/owner-mode.md) zeroes the partition: write the empty
+    // filesystem the initramfs carries back onto it (power-fail safe, see `datafs`).
+    match datafs::restore(&data, &root.join(limpet_image::datafs::INITRAMFS_PATH)) {
+        Ok(true) => console!(
+            "data partition {} was WIPED: wrote the slot's empty filesystem onto it",
+            data.display()
+        ),
+        Ok(false) => {}
+        Err(e) => console!(
+            "data partition {}: the empty filesystem was not restored: {}",
+            data.display(),
+            limpet_error_chain::one_line(&e)
+        ),
+    }
     if sys::is_wiped(&data).unwrap_or(false) {
-        // Owner mode's wipe (docs/owner-mode.md) zeroes the partition; the device carries no
-        // mkfs, so this boot keeps /data in memory.
+        // Still all zero (the restore failed): this boot keeps /data in memory.
         sys::mount_data_tmpfs(&root.join(DATA_MOUNT), WIPED_DATA_TMPFS).map_err(|source| {
             BootError::MountData {
                 device: data.clone(),
@@ -245,6 +259,7 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
         sessions.clone(),
     );
     let remote = remote_server(root, &policy, identity, sessions);
+    let owner = owner_server(root, &disk, &policy);
     let gated = booted.trial.map(|trial| runtime::GatedTrial {
         gate: trial::HealthGate::new(
             Duration::from_millis(trial_policy.health_ms),
@@ -299,6 +314,7 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
             trial: gated,
             install,
             remote,
+            owner,
             network,
             watchdog,
             time,
@@ -490,6 +506,35 @@ fn remote_server(
         }
         Err(e) => {
             console!("{e}: remote access disabled");
+            None
+        }
+    }
+}
+
+/// The owner-request socket, when the policy grants tasks `owner-request` (bound before
+/// any task starts: their sandboxes bind-mount it).
+fn owner_server(
+    root: &Path,
+    disk: &partitions::DiskPartitions,
+    policy: &limpet_policy::DevicePolicy,
+) -> Option<limpet_install::owner::OwnerServer> {
+    if policy.owner_requesters.is_empty() {
+        return None;
+    }
+    let granted: Vec<_> = policy
+        .tasks
+        .iter()
+        .filter(|t| policy.owner_requesters.contains(&t.name))
+        .map(|t| limpet_install::owner::Grant {
+            task: t.name.clone(),
+            uid: t.credentials.uid,
+        })
+        .collect();
+    let path = root.join(limpet_install_api::OWNER_SOCKET.trim_start_matches('/'));
+    match limpet_install::owner::OwnerServer::bind(&path, &granted, disk.state.node(root)) {
+        Ok(server) => Some(server),
+        Err(e) => {
+            console!("{e}: owner requests from tasks disabled");
             None
         }
     }

@@ -60,6 +60,7 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use limpet_install::owner::OwnerServer;
 use limpet_install::server::Event as InstallEvent;
 use limpet_lifecycle::{IslandChange, IslandReason};
 use limpet_lifecycle::{Keeper, RoughtimeChange, Uptime, WallTime};
@@ -218,6 +219,8 @@ pub enum Source {
     Install,
     /// The remote agent's socket.
     Remote,
+    /// The owner-request socket of the tasks granted `owner-request`.
+    Owner,
     /// Power button `n`.
     Button(usize),
     /// PID 1's signalfd.
@@ -318,6 +321,7 @@ pub struct Runtime<'a, H: Host> {
     notifiers: BTreeMap<usize, UnixDatagram>,
     install: Option<InstallServer>,
     remote: Option<RemoteServer>,
+    owner: Option<OwnerServer>,
     network: Option<Network>,
     /// The hardware watchdog, petted in [`Runtime::on_tick`] when due.
     watchdog: Option<Watchdog>,
@@ -355,6 +359,8 @@ pub struct Parts {
     pub install: Option<InstallServer>,
     /// The remote agent's socket (limpet-install's `remote`).
     pub remote: Option<RemoteServer>,
+    /// The owner-request socket, when the policy grants a task `owner-request`.
+    pub owner: Option<OwnerServer>,
     /// The network.
     pub network: Option<Network>,
     /// The hardware watchdog, petted every turn it is due.
@@ -377,6 +383,7 @@ pub fn run(
         trial,
         install,
         remote,
+        owner,
         network,
         watchdog,
         time,
@@ -395,6 +402,7 @@ pub fn run(
     runtime.buttons = crate::power_button::open(root);
     runtime.install = install;
     runtime.remote = remote;
+    runtime.owner = owner;
     runtime.watchdog = watchdog;
     runtime.set_time(time);
     runtime.roughtime = roughtime;
@@ -442,6 +450,7 @@ impl<'a, H: Host> Runtime<'a, H> {
             notifiers: BTreeMap::new(),
             install: None,
             remote: None,
+            owner: None,
             network,
             watchdog: None,
             time: None,
@@ -606,6 +615,9 @@ impl<'a, H: Host> Runtime<'a, H> {
         if let Some(server) = &self.remote {
             set.push(Source::Remote, server.pollable().as_fd());
         }
+        if let Some(server) = &self.owner {
+            set.push(Source::Owner, server.pollable().as_fd());
+        }
         if let Some(net) = &self.network {
             for (source, fd) in net.pollables() {
                 set.push(Source::Net(source), fd);
@@ -678,6 +690,7 @@ impl<'a, H: Host> Runtime<'a, H> {
                         server.ready();
                     }
                 }
+                Source::Owner => self.on_owner_socket(),
                 Source::Button(i) => self.on_button(i),
                 Source::Signals => self.on_signals(),
             }
@@ -1049,6 +1062,16 @@ impl<'a, H: Host> Runtime<'a, H> {
         if let Some(event) = self.install.as_mut().and_then(|s| s.ready(on_trial, time)) {
             self.on_install_event(event);
         }
+    }
+
+    /// Serves the owner-request socket and says on the console what a task asked, or
+    /// why it was refused (the request only asks: the loader confirms it with a person).
+    fn on_owner_socket(&mut self) {
+        let Some(asked) = self.owner.as_mut().and_then(OwnerServer::ready) else {
+            return;
+        };
+        let line = asked.console_line();
+        self.say(&line);
     }
 
     /// What the update agent's request came to.

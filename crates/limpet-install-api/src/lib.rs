@@ -19,6 +19,7 @@
 //! | [`Request::DeviceKey`] | answers the device identity's public key (32 bytes in [`Response::Data`]), and nothing else about the device: the remote agent's question on [`REMOTE_SOCKET`] |
 //! | [`Request::RemoteSession`] | records a remote-access session's start or end ([`remote::RemoteSession`]) for the next check-in (the remote agent's socket only) |
 //! | [`Request::HandOver`] | writes the owner hand-over request for the boot loader (limpet-state's `owner::Request::HandOver`) into the `state` partition's request block; the loader acts on it only when a person at the device confirms it |
+//! | [`Request::OwnerMode`] | writes the owner-mode request (enter with a key, or leave) into the same block, for a task the manifest grants `rights = ["owner-request"]` (docs/owner-mode.md); the loader acts on it only when a person at the device confirms it |
 //!
 //! One request per datagram, one answer per request. Encoding: a tag byte, then the fixed
 //! fields big-endian, strings as a u16 length and UTF-8; answers that carry a structure
@@ -42,6 +43,9 @@ pub const INSTALL_SOCKET: &str = "/run/limpet/update.sock";
 /// its sandbox): only [`Request::DeviceKey`] and [`Request::SignRemoteAccess`] are served
 /// there.
 pub const REMOTE_SOCKET: &str = "/run/limpet/remote.sock";
+/// Where PID 1 listens for [`Request::OwnerMode`] from the tasks the manifest grants
+/// `owner-request` (bind-mounted into their sandboxes only); nothing else is served there.
+pub const OWNER_SOCKET: &str = "/run/limpet/owner.sock";
 /// Most data bytes one `ReadRunning`, `Write` or `Data` carries.
 pub const MAX_DATA: usize = 60 * 1024;
 /// Longest datagram either side sends.
@@ -131,6 +135,26 @@ pub enum Request {
     /// [`remote::MAX_SESSIONS`] records for the signed check-in. JSON on the wire, checked
     /// by [`remote::RemoteSession::check`]; answered `Ok`.
     RemoteSession(remote::RemoteSession),
+    /// A task granted the `owner-request` right asks the boot loader to enter or leave owner
+    /// mode at the next boot (docs/owner-mode.md): PID 1 writes the request block, and the
+    /// loader asks the person at the device. Answered `Ok`, or `Error` when the key is not
+    /// an Ed25519 point, the asker holds no such right, or the block cannot be written.
+    OwnerMode {
+        /// Enter with a key, or leave.
+        ask: OwnerAsk,
+    },
+}
+
+/// What [`Request::OwnerMode`] asks the loader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerAsk {
+    /// Enter owner mode with this Ed25519 image public key.
+    Enter {
+        /// The owner's image key.
+        key: [u8; 32],
+    },
+    /// Leave owner mode (vendor images only).
+    Leave,
 }
 
 /// A Roughtime server of [`Request::Roughtime`]: the policy's type, the same JSON.
@@ -266,6 +290,9 @@ pub enum DecodeError {
     /// A version string that is cut short, not UTF-8 or over [`MAX_VERSION`] bytes.
     #[error("version string is not valid UTF-8 or longer than {MAX_VERSION} bytes")]
     Version,
+    /// An owner-mode request whose kind is neither enter (1) nor leave (2).
+    #[error("owner-mode request of unknown kind {0}: 1 enters, 2 leaves")]
+    OwnerAsk(u8),
     /// A `Write` or `Data` carrying more than [`MAX_DATA`] bytes.
     #[error("data of {0} bytes is more than {MAX_DATA}")]
     TooMuchData(usize),
@@ -297,6 +324,10 @@ mod tag {
     pub const HAND_OVER: u8 = 11;
     pub const DEVICE_KEY: u8 = 14;
     pub const REMOTE_SESSION: u8 = 15;
+    pub const OWNER_MODE: u8 = 12;
+    /// [`super::OwnerAsk`]'s kinds inside an `OWNER_MODE` request.
+    pub const ASK_ENTER: u8 = 1;
+    pub const ASK_LEAVE: u8 = 2;
 
     pub const OK: u8 = 0x81;
     pub const STATUS_REPLY: u8 = 0x82;
@@ -398,6 +429,16 @@ impl Request {
                 out.push(tag::HAND_OVER);
                 out.extend_from_slice(key);
             }
+            Request::OwnerMode { ask } => {
+                out.push(tag::OWNER_MODE);
+                match ask {
+                    OwnerAsk::Enter { key } => {
+                        out.push(tag::ASK_ENTER);
+                        out.extend_from_slice(key);
+                    }
+                    OwnerAsk::Leave => out.push(tag::ASK_LEAVE),
+                }
+            }
         }
         out
     }
@@ -418,6 +459,7 @@ impl Request {
             Request::HandOver { .. } => "hand-over",
             Request::DeviceKey => "device-key",
             Request::RemoteSession(_) => "remote-session",
+            Request::OwnerMode { .. } => "owner-mode",
         }
     }
 
@@ -514,6 +556,22 @@ impl Request {
                     .map_err(|_| length_error(t, b.len(), "33"))?;
                 Ok(Request::HandOver { key })
             }
+            tag::OWNER_MODE => match rest.split_first() {
+                Some((&tag::ASK_ENTER, key)) => {
+                    let key: [u8; 32] = key
+                        .try_into()
+                        .map_err(|_| length_error(t, b.len(), "34 to enter"))?;
+                    Ok(Request::OwnerMode {
+                        ask: OwnerAsk::Enter { key },
+                    })
+                }
+                Some((&tag::ASK_LEAVE, [])) => Ok(Request::OwnerMode {
+                    ask: OwnerAsk::Leave,
+                }),
+                Some((&tag::ASK_LEAVE, _)) => Err(length_error(t, b.len(), "2 to leave")),
+                Some((&kind, _)) => Err(DecodeError::OwnerAsk(kind)),
+                None => Err(length_error(t, b.len(), "2 or 34")),
+            },
             other => Err(DecodeError::Tag(other)),
         }
     }
@@ -632,6 +690,12 @@ mod tests {
                 report: br#"{"device":"00"}"#.to_vec(),
             },
             Request::HandOver { key: [4; 32] },
+            Request::OwnerMode {
+                ask: OwnerAsk::Enter { key: [5; 32] },
+            },
+            Request::OwnerMode {
+                ask: OwnerAsk::Leave,
+            },
         ];
         for r in requests {
             assert_eq!(Request::decode(&r.encode()), Ok(r.clone()), "{r:?}");
@@ -725,6 +789,30 @@ mod tests {
                 expected: "33".into()
             })
         );
+        assert_eq!(
+            Request::decode(&[tag::OWNER_MODE, tag::ASK_ENTER, 1, 2]),
+            Err(DecodeError::Length {
+                tag: tag::OWNER_MODE,
+                len: 4,
+                expected: "34 to enter".into()
+            })
+        );
+        assert_eq!(
+            Request::decode(&[tag::OWNER_MODE, tag::ASK_LEAVE, 0]),
+            Err(DecodeError::Length {
+                tag: tag::OWNER_MODE,
+                len: 3,
+                expected: "2 to leave".into()
+            })
+        );
+        assert_eq!(
+            Request::decode(&[tag::OWNER_MODE, 3]),
+            Err(DecodeError::OwnerAsk(3))
+        );
+        assert!(matches!(
+            Request::decode(&[tag::OWNER_MODE]),
+            Err(DecodeError::Length { len: 1, .. })
+        ));
         assert!(matches!(
             Request::decode(&[tag::VERIFIED, 0, 0, 0, 0, 0, 0, 0, 1]),
             Err(DecodeError::Length {

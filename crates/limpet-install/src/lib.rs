@@ -18,6 +18,7 @@
 
 #![warn(missing_docs)]
 
+pub mod owner;
 mod reader;
 pub mod remote;
 pub mod server;

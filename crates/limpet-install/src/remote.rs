@@ -80,7 +80,12 @@ impl RemoteServer {
         sessions: SessionLog,
     ) -> Result<Self, String> {
         Ok(RemoteServer {
-            listener: crate::socket::listen(path, agent_uid, agent_gid, "remote agent's")?,
+            listener: crate::socket::listen(
+                path,
+                "remote agent's",
+                0o600,
+                Some((agent_uid, agent_gid)),
+            )?,
             conn: None,
             agent_uid,
             identity,

@@ -117,7 +117,7 @@ impl InstallServer {
         agent_gid: u32,
         devices: Devices,
     ) -> Result<Self, String> {
-        let listener = crate::socket::listen(path, agent_uid, agent_gid, "update")?;
+        let listener = crate::socket::listen(path, "update", 0o600, Some((agent_uid, agent_gid)))?;
 
         let running = devices.running;
         let running_length = File::open(&running)
@@ -216,6 +216,14 @@ impl InstallServer {
             ),
             Request::DeviceKey => (crate::remote::device_key(self.identity.as_deref()), None),
             Request::HandOver { key } => (self.hand_over(&key), None),
+            Request::OwnerMode { .. } => (
+                Response::Error(
+                    "owner-mode request refused: this socket is the update agent's; a task \
+                     granted owner-request asks on the owner-request socket"
+                        .into(),
+                ),
+                None,
+            ),
             Request::Status => match self.status(on_trial, time.as_deref()) {
                 Ok(s) => (Response::Status(s), None),
                 Err(e) => (Response::Error(e), None),
@@ -322,24 +330,15 @@ impl InstallServer {
 
     /// Writes the owner hand-over request block for the loader (see the module doc).
     fn hand_over(&self, key: &[u8; 32]) -> Response {
-        use limpet_state::owner::{Request as OwnerRequest, REQUEST_OFFSET};
-        use std::os::unix::fs::FileExt;
         if VerifyingKey::from_bytes(key).is_err() {
             return Response::Error(
                 "hand-over refused: the owner's image key is not an Ed25519 public key".into(),
             );
         }
-        let block = OwnerRequest::HandOver { key: *key }.block();
-        let written = File::options().write(true).open(&self.state).and_then(|f| {
-            f.write_all_at(&block, REQUEST_OFFSET)?;
-            f.sync_data()
-        });
-        match written {
+        let request = limpet_state::owner::Request::HandOver { key: *key };
+        match crate::owner::write_block(&self.state, &request) {
             Ok(()) => Response::Ok,
-            Err(e) => Response::Error(format!(
-                "{}: cannot write the owner hand-over request at offset {REQUEST_OFFSET}: {e}",
-                self.state.display()
-            )),
+            Err(e) => Response::Error(e),
         }
     }
 

@@ -220,6 +220,11 @@ fn write_task(o: &mut String, t: &Task) {
         list(&t.files.write)
     );
     let _ = writeln!(o, "devices = {}", list(&t.devices));
+    // Written only when granted, so the canonical form of a manifest without rights (every
+    // slot built before them) is unchanged.
+    if !t.rights.is_empty() {
+        let _ = writeln!(o, "rights = {}", list(&t.rights));
+    }
     let _ = writeln!(
         o,
         "syscalls = {{ profile = {}, allow = {} }}",

@@ -108,7 +108,7 @@ pub use task::supervision::{
     DEFAULT_CRASH_LOOP_LIMIT, DEFAULT_NOTIFY_TIMEOUT,
 };
 pub use task::{
-    FileAccess, SyscallProfile, Syscalls, Task, DEFAULT_PIDS, MAX_PIDS, MIN_TASK_MEMORY,
+    FileAccess, Right, SyscallProfile, Syscalls, Task, DEFAULT_PIDS, MAX_PIDS, MIN_TASK_MEMORY,
 };
 pub use units::{ByteSize, CpuShare, Date, Duration, PacketRate, PacketRatePer, Rate};
 pub use update::{

@@ -157,6 +157,7 @@ pub(crate) struct RawTask {
     #[serde(default)]
     pub listen: Vec<Spanned<RawListen>>,
     pub tmp: Option<Str>,
+    pub rights: Strs,
 }
 
 #[derive(Debug, Deserialize)]

@@ -69,6 +69,12 @@ pub struct DevicePolicy {
     /// `[remote]` is the bytes it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_agent: Option<String>,
+    /// The tasks the manifest grants `rights = ["owner-request"]`, in manifest order: PID 1
+    /// opens the owner-request socket for their uids only, and only these tasks' sandboxes
+    /// have it (docs/owner-mode.md). Absent when none is granted, so a policy without it
+    /// is byte-identical to one compiled before the right existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owner_requesters: Vec<String>,
     /// The network policy PID 1 installs before any interface is up, and the interfaces it
     /// brings up; absent when no task has `network = "allowlist"` (the device then has no
     /// network at all).
@@ -291,6 +297,7 @@ mod tests {
             trial: None,
             update_agent: None,
             remote_agent: None,
+            owner_requesters: Vec::new(),
             network: None,
             lifecycle: None,
             island: None,

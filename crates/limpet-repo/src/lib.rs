@@ -2,6 +2,7 @@
 //!
 //! - [`target`]: target names (`D/V/slot.img`, `D/V/slot.cidx`) and the signed
 //!   `custom.limpet` object, shared by the publisher and the device's update agent.
+//! - [`cohort`]: which cohort of a release a device installs, from its identity key.
 //! - [`support`]: the signed extension of a device model's support window in
 //!   `targets.json`, shared likewise.
 //! - [`handover`]: the owner handover statement, signed by the root keys, and an owner's
@@ -20,6 +21,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cohort;
 pub mod handover;
 #[cfg(feature = "publish")]
 pub mod publish;
@@ -31,6 +33,7 @@ pub mod target;
 #[cfg(feature = "publish")]
 pub mod waves;
 
+pub use cohort::{CohortError, CohortTag};
 pub use handover::{
     verify_handover, CheckedRequest, Handover, HandoverError, OwnerRequest, HANDOVER_TYPE,
 };

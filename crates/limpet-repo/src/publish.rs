@@ -6,7 +6,7 @@
 //! REPO/metadata/   TUF metadata (limpet-tuf): N.root.json, root.json, timestamp.json,
 //!                  snapshot.json, targets.json and their versioned copies
 //! REPO/targets/    TUF targets: D/V/slot.img, D/V/slot.cidx, D/V/from-F.delta (and
-//!                  hash-prefixed copies)
+//!                  hash-prefixed copies); the same under D/V/cohort-K/ for a cohort's slot
 //! REPO/chunks/     the chunk store (limpet-chunk): chunks/<2 hex>/<sha256>.zst
 //! ```
 //!
@@ -15,12 +15,17 @@
 //!   (signature, every verity block, the attachment), and only if its file is exactly the
 //!   slot (no trailing bytes), so the device's seed and the index describe the same bytes.
 //! - A version is published once: a version of the same precedence already listed for the
-//!   device is refused (semver build metadata does not make a new version).
+//!   device is refused (semver build metadata does not make a new version). A cohort's slot
+//!   (its signed command line says `limpet.cohort=K/N`) is published under `D/V/cohort-K/`:
+//!   each cohort of a version once, all with the same `N`, and never beside the version's
+//!   non-cohort targets.
 //! - A delta from the release before (`F`, the highest version of the device below this
 //!   one) is made when that release's `slot.img` is in the repository with its signed
 //!   hash, and kept when it is at most [`MAX_DELTA`] bytes and smaller than the chunks
 //!   this version added. Devices on `F` fetch it; every other device uses the chunks. Only
-//!   `N-1 -> N`: one file per release, made once, served as a static file.
+//!   `N-1 -> N`: one file per release, made once, served as a static file. A cohort's delta
+//!   starts from the same cohort's slot of `F`, or from `F`'s only slot when `F` was not
+//!   built in cohorts.
 //! - Write order: chunks, then `slot.img`, the delta, then `slot.cidx`. Every file is written
 //!   atomically (limpet-chunk and limpet-tuf rename complete files into place), and an agent
 //!   only acts on a `slot.cidx`, so it never sees a version whose chunks are not all there.
@@ -48,6 +53,7 @@ use limpet_tuf::{InitOptions, RepoError, Repository, SystemClock};
 
 use serde_json::{Map, Value};
 
+use crate::cohort::CohortTag;
 use crate::roughtime::{RoughtimeEntry, RoughtimeList, RoughtimeListError, ROUGHTIME_FIELD};
 use crate::support::{support_end, SupportError, SupportStatement, SUPPORT_FIELD};
 use crate::target::{self, DeltaTarget, SlotTarget, CHUNKS_DIR, MAX_DELTA};
@@ -106,6 +112,28 @@ pub enum PublishError {
         version: String,
         /// The target already listed.
         existing: String,
+    },
+    /// The slot's `limpet.cohort=` is not `K/N` in range.
+    #[error("{path}: the slot's command line has a bad limpet.cohort= ({cmdline:?}): cohort K of N, 1 <= K <= N <= 64")]
+    Cohort {
+        /// The slot image.
+        path: PathBuf,
+        /// Its signed command line.
+        cmdline: String,
+    },
+    /// The version is published with another number of cohorts, or without cohorts.
+    #[error("{device} {version}: this slot is {cohort}, but the version is already published as target {existing:?} ({listed}); every cohort of a release declares the same number")]
+    CohortMix {
+        /// Device model.
+        device: String,
+        /// The version refused.
+        version: String,
+        /// This slot's cohort, or `not built in cohorts`.
+        cohort: String,
+        /// The target already listed.
+        existing: String,
+        /// What that target is.
+        listed: String,
     },
     /// Writing the chunk store failed.
     #[error("{store}: writing the chunk store")]
@@ -526,7 +554,12 @@ pub fn set_waves(
         Some((device, version)) => target::index_target_name(device, version),
         None => release.to_owned(),
     };
-    if !targets.targets.contains_key(&index_target) {
+    let cohort_listed = targets.targets.keys().any(|name| {
+        name.strip_prefix(release)
+            .and_then(|r| r.strip_prefix("/cohort-"))
+            .is_some_and(|r| r.ends_with(&format!("/{}", target::INDEX_FILE)))
+    });
+    if !targets.targets.contains_key(&index_target) && !cohort_listed {
         return Err(PublishError::NotPublished {
             repo: repo_dir.to_owned(),
             release: release.to_owned(),
@@ -643,25 +676,39 @@ pub fn publish_with_waves(
         source,
     })?;
 
-    // 2. Not published before.
+    let cohort = match limpet_image::cmdline::CohortParam::from_cmdline(&header.cmdline) {
+        limpet_image::cmdline::CohortParam::Absent => None,
+        limpet_image::cmdline::CohortParam::Of { index, count } => Some(
+            CohortTag::new(index, count).map_err(|_| PublishError::Cohort {
+                path: path.clone(),
+                cmdline: header.cmdline.clone(),
+            })?,
+        ),
+        limpet_image::cmdline::CohortParam::Invalid => {
+            return Err(PublishError::Cohort {
+                path: path.clone(),
+                cmdline: header.cmdline.clone(),
+            })
+        }
+    };
+
+    // 2. Not published before (this cohort of it, for a cohort's slot).
     let listed = repo.targets().map_err(repo_err(repo_dir))?;
-    for name in listed.targets.keys() {
+    for (name, file) in &listed.targets {
         let Some(rest) = name
             .strip_prefix(header.device.as_str())
             .and_then(|r| r.strip_prefix('/'))
         else {
             continue;
         };
-        let Some((v, _)) = rest.split_once('/') else {
+        let Some((v, inner)) = rest.split_once('/') else {
             continue;
         };
-        if Version::parse(v).is_ok_and(|v| v.precedence(&version).is_eq()) {
-            return Err(PublishError::Exists {
-                device: header.device.clone(),
-                version: version.to_string(),
-                existing: name.clone(),
-            });
+        if !Version::parse(v).is_ok_and(|v| v.precedence(&version).is_eq()) {
+            continue;
         }
+        let listed_cohort = listed_cohort(inner, file);
+        check_not_listed(&header.device, &version, cohort, name, listed_cohort)?;
     }
 
     // 3. The waves checked before anything is written (they are signed in step 4).
@@ -692,10 +739,11 @@ pub fn publish_with_waves(
         verity_root: header.root_hash,
         slot_length: file_len,
         slot_sha256: index.payload_sha256(),
+        cohort,
     };
     let version_text = slot.version.to_string();
-    let slot_target = target::slot_target_name(&slot.device, &version_text);
-    let index_target = target::index_target_name(&slot.device, &version_text);
+    let slot_target = target::slot_target_name_in(&slot.device, &version_text, cohort);
+    let index_target = target::index_target_name_in(&slot.device, &version_text, cohort);
     let added = repo
         .add_target(&slot_target, &path, Some(slot.slot_custom()))
         .map_err(repo_err(repo_dir))?;
@@ -733,6 +781,68 @@ pub fn publish_with_waves(
     })
 }
 
+/// `dir` when it is a bare version (no `/`).
+fn v_only(dir: &str) -> Option<&str> {
+    (!dir.contains('/')).then_some(dir)
+}
+
+/// The cohort a listed target of a release is of, from the part of its name after
+/// `D/V/` and its signed custom: `Ok(None)` for a non-cohort target, `Err(name part)` when
+/// it sits in a cohort directory but its custom does not say which (a malformed listing).
+fn listed_cohort(
+    inner: &str,
+    file: &limpet_tuf::metadata::TargetFile,
+) -> Result<Option<CohortTag>, String> {
+    if !inner.contains('/') {
+        return Ok(None);
+    }
+    let custom = file.custom.as_ref().and_then(|c| c.get(target::CUSTOM_KEY));
+    let number = |field: &str| {
+        custom
+            .and_then(|c| c.get(field))
+            .and_then(Value::as_u64)
+            .and_then(|n| u32::try_from(n).ok())
+    };
+    match (number("cohort"), number("cohorts")) {
+        (Some(k), Some(n)) => CohortTag::new(k, n).map(Some).map_err(|_| inner.to_owned()),
+        _ => Err(inner.to_owned()),
+    }
+}
+
+/// Refuses to publish `cohort` of `version` beside the listed target `name` of the same
+/// version (of `listed`): the same cohort (or both not cohorts) is a second publish, and
+/// a different number of cohorts, or cohorts beside a non-cohort release, is a mix.
+fn check_not_listed(
+    device: &str,
+    version: &Version,
+    cohort: Option<CohortTag>,
+    name: &str,
+    listed: Result<Option<CohortTag>, String>,
+) -> Result<(), PublishError> {
+    let exists = || PublishError::Exists {
+        device: device.to_owned(),
+        version: version.to_string(),
+        existing: name.to_owned(),
+    };
+    let describe =
+        |c: Option<CohortTag>| c.map_or("not built in cohorts".to_owned(), |c| c.to_string());
+    let mix = |what: String| PublishError::CohortMix {
+        device: device.to_owned(),
+        version: version.to_string(),
+        cohort: describe(cohort),
+        existing: name.to_owned(),
+        listed: what,
+    };
+    match (cohort, listed) {
+        (None, _) => Err(exists()),
+        (Some(_), Err(inner)) => Err(mix(format!("{inner}: no cohort in its custom"))),
+        (Some(_), Ok(None)) => Err(mix(describe(None))),
+        (Some(c), Ok(Some(l))) if l.count() != c.count() => Err(mix(l.to_string())),
+        (Some(c), Ok(Some(l))) if l.index() == c.index() => Err(exists()),
+        (Some(_), Ok(Some(_))) => Ok(()),
+    }
+}
+
 /// Makes and adds the delta from the release before `slot`, when there is one to make and
 /// it is worth it (module rules).
 fn add_delta(
@@ -744,18 +854,25 @@ fn add_delta(
     chunk_bytes: u64,
 ) -> Result<DeltaOutcome, PublishError> {
     let skipped = |why: String| Ok(DeltaOutcome::Skipped(why));
-    let Some((from, from_name)) = listed
+    // The earlier release's slot: of the same cohort, or the release's only one.
+    let own_dir = slot.cohort.map(|c| c.dir_name());
+    let Some((from, _, from_name)) = listed
         .targets
         .keys()
         .filter_map(|name| {
             let rest = name.strip_prefix(slot.device.as_str())?.strip_prefix('/')?;
-            let v = rest.strip_suffix(target::SLOT_FILE)?.strip_suffix('/')?;
+            let dir = rest.strip_suffix(target::SLOT_FILE)?.strip_suffix('/')?;
+            let (v, same_cohort) = match dir.split_once('/') {
+                Some((v, c)) if Some(c) == own_dir.as_deref() => (v, true),
+                Some(_) => return None,
+                None => (v_only(dir)?, false),
+            };
             let v = Version::parse(v).ok()?;
             v.precedence(&slot.version)
                 .is_lt()
-                .then(|| (v, name.clone()))
+                .then(|| (v, same_cohort, name.clone()))
         })
-        .max_by(|a, b| a.0.precedence(&b.0))
+        .max_by(|a, b| a.0.precedence(&b.0).then(a.1.cmp(&b.1)))
     else {
         return skipped("no earlier release of this device".into());
     };

@@ -10,6 +10,10 @@
 //! | `D/V/slot.cidx` | the slot's chunk index (`limpet-chunk` format 1): what devices fetch |
 //! | `D/V/from-F.delta` | a `limpet-delta` from version `F` (the release before `V`), when the publisher made one |
 //!
+//! A release built in cohorts (docs/cohorts.md) has the same three per cohort `K`, under
+//! `D/V/cohort-K/`, and their custom also carries `"cohort": K, "cohorts": N`. A release is
+//! either one target set or `N` cohort sets, never both (the publisher refuses a mix).
+//!
 //! All carry `custom = {"limpet": {...}}` with the fields of [`SlotTarget`]; the index's
 //! also has `"index_format": 1`, a delta's `"delta_from": "F"`. A device running `F`
 //! fetches the delta; any other, or one whose delta fails, fetches chunks. The chunks themselves are not TUF targets: they live in the
@@ -19,12 +23,16 @@
 //! Rules kept here:
 //! - Parsing is strict about what the agent relies on (device, version, target, hashes,
 //!   length, index format) and ignores unknown fields, so a newer publisher can add some.
-//! - A target name and its `custom` must agree on device and version, or the entry is
-//!   refused: the name is what a repository listing shows, the custom what the agent acts on.
+//! - A target name and its `custom` must agree on device, version and cohort, or the entry
+//!   is refused: the name is what a repository listing shows, the custom what the agent
+//!   acts on. A custom with a cohort out of range, or with only one of `cohort` and
+//!   `cohorts`, is malformed.
 
 use limpet_state::Version;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::cohort::CohortTag;
 
 /// The chunk store's directory in the repository, beside `metadata/` and `targets/`.
 pub const CHUNKS_DIR: &str = "chunks";
@@ -40,27 +48,75 @@ pub const MAX_DELTA: u64 = 1024 * 1024;
 /// The key of Limpet's object inside a target's `custom`.
 pub const CUSTOM_KEY: &str = "limpet";
 
+/// The directory of a release's targets: `D/V`, or `D/V/cohort-K` for cohort `K`.
+pub fn release_dir(device: &str, version: &str, cohort: Option<CohortTag>) -> String {
+    match cohort {
+        Some(c) => format!("{device}/{version}/{}", c.dir_name()),
+        None => format!("{device}/{version}"),
+    }
+}
+
 /// The chunk index target of `version` of `device`: `D/V/slot.cidx`.
 pub fn index_target_name(device: &str, version: &str) -> String {
-    format!("{device}/{version}/{INDEX_FILE}")
+    index_target_name_in(device, version, None)
+}
+
+/// As [`index_target_name`], of cohort `cohort`: `D/V/cohort-K/slot.cidx`.
+pub fn index_target_name_in(device: &str, version: &str, cohort: Option<CohortTag>) -> String {
+    format!("{}/{INDEX_FILE}", release_dir(device, version, cohort))
 }
 
 /// The whole-slot target of `version` of `device`: `D/V/slot.img`.
 pub fn slot_target_name(device: &str, version: &str) -> String {
-    format!("{device}/{version}/{SLOT_FILE}")
+    slot_target_name_in(device, version, None)
+}
+
+/// As [`slot_target_name`], of cohort `cohort`: `D/V/cohort-K/slot.img`.
+pub fn slot_target_name_in(device: &str, version: &str, cohort: Option<CohortTag>) -> String {
+    format!("{}/{SLOT_FILE}", release_dir(device, version, cohort))
 }
 
 /// The delta target that makes `version` of `device` from version `from`:
 /// `D/V/from-F.delta`.
 pub fn delta_target_name(device: &str, version: &str, from: &str) -> String {
-    format!("{device}/{version}/from-{from}.delta")
+    delta_target_name_in(device, version, from, None)
 }
 
-/// The version part of `D/V/slot.cidx` when the name is an index target of `device`.
+/// As [`delta_target_name`], of cohort `cohort`: `D/V/cohort-K/from-F.delta`.
+pub fn delta_target_name_in(
+    device: &str,
+    version: &str,
+    from: &str,
+    cohort: Option<CohortTag>,
+) -> String {
+    format!("{}/from-{from}.delta", release_dir(device, version, cohort))
+}
+
+/// The version part of `D/V/slot.cidx` or `D/V/cohort-K/slot.cidx` when the name is an
+/// index target of `device`.
 pub fn index_target_version<'a>(name: &'a str, device: &str) -> Option<&'a str> {
     let rest = name.strip_prefix(device)?.strip_prefix('/')?;
-    let version = rest.strip_suffix(INDEX_FILE)?.strip_suffix('/')?;
+    let dir = rest.strip_suffix(INDEX_FILE)?.strip_suffix('/')?;
+    let version = match dir.split_once('/') {
+        Some((version, cohort)) => {
+            let k = cohort.strip_prefix("cohort-")?;
+            (!k.is_empty() && k.bytes().all(|b| b.is_ascii_digit())).then_some(version)?
+        }
+        None => dir,
+    };
     (!version.is_empty() && !version.contains('/')).then_some(version)
+}
+
+/// The parts of a target name `D/V/FILE` or `D/V/cohort-K/FILE`: device, version, the
+/// cohort directory (empty when none) and the file.
+fn name_parts(name: &str) -> (&str, &str, &str, &str) {
+    let (head, file) = name.rsplit_once('/').unwrap_or(("", name));
+    let (head, cohort) = match head.rsplit_once('/') {
+        Some((h, c)) if c.starts_with("cohort-") && h.contains('/') => (h, c),
+        _ => (head, ""),
+    };
+    let (device, version) = head.rsplit_once('/').unwrap_or((head, ""));
+    (device, version, cohort, file)
 }
 
 /// The repository path (`/`-separated) of the chunk whose SHA-256 is `id_hex`:
@@ -85,6 +141,9 @@ pub struct SlotTarget {
     pub slot_length: u64,
     /// SHA-256 of the slot image (also the index's payload hash).
     pub slot_sha256: [u8; 32],
+    /// The cohort the slot was built for (its header's `limpet.cohort=K/N`); `None` for a
+    /// release not built in cohorts.
+    pub cohort: Option<CohortTag>,
 }
 
 /// The JSON form inside `custom.limpet`.
@@ -100,6 +159,10 @@ struct RawSlotTarget {
     index_format: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     delta_from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cohort: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cohorts: Option<u32>,
 }
 
 /// Why a target's `custom` is not a usable Limpet slot description.
@@ -182,6 +245,8 @@ impl SlotTarget {
             slot_sha256: hex::encode(self.slot_sha256),
             index_format,
             delta_from,
+            cohort: self.cohort.map(CohortTag::index),
+            cohorts: self.cohort.map(CohortTag::count),
         };
         // Strings and integers only: serializing cannot fail.
         let inner = serde_json::to_value(raw).unwrap_or(Value::Null);
@@ -191,8 +256,8 @@ impl SlotTarget {
     /// Reads the `custom` of the index target `name` (`D/V/slot.cidx`): checks the index
     /// format and that device and version agree with the name.
     pub fn from_index_custom(name: &str, custom: Option<&Value>) -> Result<Self, CustomError> {
-        let (slot, raw) = Self::from_custom(name, custom, |raw| {
-            index_target_name(&raw.device, &raw.version)
+        let (slot, raw) = Self::from_custom(name, custom, |raw, cohort| {
+            index_target_name_in(&raw.device, &raw.version, cohort)
         })?;
         if raw.index_format != Some(INDEX_FORMAT) {
             return Err(CustomError::IndexFormat {
@@ -207,7 +272,7 @@ impl SlotTarget {
     fn from_custom(
         name: &str,
         custom: Option<&Value>,
-        expected: impl Fn(&RawSlotTarget) -> String,
+        expected: impl Fn(&RawSlotTarget, Option<CohortTag>) -> String,
     ) -> Result<(Self, RawSlotTarget), CustomError> {
         let object =
             custom
@@ -224,28 +289,41 @@ impl SlotTarget {
             name: name.to_owned(),
             reason: format!("version: {e}"),
         })?;
+        let cohort = match (raw.cohort, raw.cohorts) {
+            (None, None) => None,
+            (Some(index), Some(count)) => {
+                Some(
+                    CohortTag::new(index, count).map_err(|e| CustomError::Malformed {
+                        name: name.to_owned(),
+                        reason: e.to_string(),
+                    })?,
+                )
+            }
+            _ => {
+                return Err(CustomError::Malformed {
+                    name: name.to_owned(),
+                    reason: "cohort and cohorts go together".into(),
+                })
+            }
+        };
         let mismatch = |field, expected: &str, found: &str| CustomError::NameMismatch {
             name: name.to_owned(),
             field,
             expected: expected.to_owned(),
             found: found.to_owned(),
         };
-        if name != expected(&raw) {
-            let (device, ver) = name
-                .rsplit_once('/')
-                .and_then(|(head, _)| head.rsplit_once('/'))
-                .unwrap_or((name, ""));
-            let file = name.rsplit_once('/').map_or(name, |(_, file)| file);
+        let wanted = expected(&raw, cohort);
+        if name != wanted {
+            let (device, ver, dir, file) = name_parts(name);
+            let (_, _, wanted_dir, wanted_file) = name_parts(&wanted);
             return Err(if device != raw.device {
                 mismatch("device", device, &raw.device)
             } else if ver != raw.version {
                 mismatch("version", ver, &raw.version)
+            } else if dir != wanted_dir {
+                mismatch("cohort", dir, wanted_dir)
             } else {
-                mismatch(
-                    "file",
-                    file,
-                    expected(&raw).rsplit('/').next().unwrap_or(""),
-                )
+                mismatch("file", file, wanted_file)
             });
         }
         let slot = SlotTarget {
@@ -255,6 +333,7 @@ impl SlotTarget {
             version,
             target: raw.target.clone(),
             slot_length: raw.slot_length,
+            cohort,
         };
         Ok((slot, raw))
     }
@@ -270,12 +349,14 @@ pub struct DeltaTarget {
 }
 
 impl DeltaTarget {
-    /// This delta's target name, `D/V/from-F.delta`.
+    /// This delta's target name, `D/V/from-F.delta` (`D/V/cohort-K/from-F.delta` for a
+    /// cohort's slot).
     pub fn name(&self) -> String {
-        delta_target_name(
+        delta_target_name_in(
             &self.slot.device,
             &self.slot.version.to_string(),
             &self.from.to_string(),
+            self.slot.cohort,
         )
     }
 
@@ -287,11 +368,12 @@ impl DeltaTarget {
     /// Reads the `custom` of the delta target `name`: device, version and `delta_from` must
     /// agree with the name.
     pub fn from_custom(name: &str, custom: Option<&Value>) -> Result<Self, CustomError> {
-        let (slot, raw) = SlotTarget::from_custom(name, custom, |raw| {
-            delta_target_name(
+        let (slot, raw) = SlotTarget::from_custom(name, custom, |raw, cohort| {
+            delta_target_name_in(
                 &raw.device,
                 &raw.version,
                 raw.delta_from.as_deref().unwrap_or(""),
+                cohort,
             )
         })?;
         let from = raw.delta_from.ok_or_else(|| CustomError::NotADelta {
@@ -317,6 +399,68 @@ mod tests {
             verity_root: [7; 32],
             slot_length: 4096 * 3,
             slot_sha256: [9; 32],
+            cohort: None,
+        }
+    }
+
+    #[test]
+    fn a_cohorts_targets_carry_it_in_name_and_custom() {
+        let mut t = sample();
+        t.cohort = Some(CohortTag::new(2, 3).unwrap());
+        let name = index_target_name_in("hello", "1.2.3", t.cohort);
+        assert_eq!(name, "hello/1.2.3/cohort-2/slot.cidx");
+        assert_eq!(index_target_version(&name, "hello"), Some("1.2.3"));
+        assert_eq!(
+            index_target_version("hello/1.2.3/x-2/slot.cidx", "hello"),
+            None
+        );
+        let c = t.index_custom();
+        assert_eq!(
+            (&c["limpet"]["cohort"], &c["limpet"]["cohorts"]),
+            (&2.into(), &3.into())
+        );
+        assert_eq!(
+            SlotTarget::from_index_custom(&name, Some(&c)),
+            Ok(t.clone())
+        );
+        // Listed under another cohort, or under the release's own names.
+        for (other, found) in [
+            ("hello/1.2.3/cohort-1/slot.cidx", "cohort-1"),
+            ("hello/1.2.3/slot.cidx", ""),
+        ] {
+            let e = SlotTarget::from_index_custom(other, Some(&c));
+            assert!(
+                matches!(&e, Err(CustomError::NameMismatch { field: "cohort", expected, found: f, .. })
+                    if expected == found && f == "cohort-2"),
+                "{other}: {e:?}"
+            );
+        }
+        // A cohort's delta.
+        let d = DeltaTarget {
+            slot: t.clone(),
+            from: Version::parse("1.2.2").unwrap(),
+        };
+        assert_eq!(d.name(), "hello/1.2.3/cohort-2/from-1.2.2.delta");
+        assert_eq!(
+            DeltaTarget::from_custom(&d.name(), Some(&d.custom())),
+            Ok(d)
+        );
+        // A cohort out of range, or half of one.
+        for (k, n) in [
+            (Some(4), Some(3)),
+            (Some(0), Some(3)),
+            (Some(1), Some(65)),
+            (Some(1), None),
+            (None, Some(2)),
+        ] {
+            let mut bad = c.clone();
+            bad["limpet"]["cohort"] = k.into();
+            bad["limpet"]["cohorts"] = n.into();
+            let e = SlotTarget::from_index_custom(&name, Some(&bad));
+            assert!(
+                matches!(e, Err(CustomError::Malformed { .. })),
+                "{k:?}/{n:?}: {e:?}"
+            );
         }
     }
 

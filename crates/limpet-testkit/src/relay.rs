@@ -13,7 +13,7 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long [`Wire::take`] waits for the relay threads to finish counting.
@@ -37,6 +37,21 @@ pub struct Wire {
     pub up: AtomicU64,
     /// Bytes from the server to the client (responses, headers included).
     pub down: AtomicU64,
+    /// Every byte the clients sent (their requests), in the order each connection sent
+    /// them: what a test reads to see which paths were asked for.
+    pub sent: Mutex<Vec<u8>>,
+}
+
+impl Wire {
+    /// The clients' bytes so far as text (request lines and headers), after [`SETTLE`].
+    pub fn sent_text(&self) -> String {
+        std::thread::sleep(SETTLE);
+        let sent = self
+            .sent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        String::from_utf8_lossy(&sent).into_owned()
+    }
 }
 
 impl Wire {
@@ -103,13 +118,20 @@ fn relay(client: TcpStream, upstream: SocketAddr, wire: &Arc<Wire>, throttle: Op
         return;
     };
     let w = Arc::clone(wire);
-    let up = std::thread::spawn(move || copy(c2, s2, &w.up, None));
-    copy(server, client, &wire.down, throttle);
+    let up = std::thread::spawn(move || copy(c2, s2, &w.up, None, Some(&w.sent)));
+    copy(server, client, &wire.down, throttle, None);
     let _ = up.join();
 }
 
-/// Copies `from` to `to` until either end closes, counting into `count`.
-fn copy(mut from: TcpStream, mut to: TcpStream, count: &AtomicU64, throttle: Option<Throttle>) {
+/// Copies `from` to `to` until either end closes, counting into `count` and keeping the
+/// bytes in `record` when given.
+fn copy(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    count: &AtomicU64,
+    throttle: Option<Throttle>,
+    record: Option<&Mutex<Vec<u8>>>,
+) {
     let mut buf = [0u8; 16 * 1024];
     let burst = throttle.map_or(buf.len(), |t| t.bytes.clamp(1, buf.len()));
     loop {
@@ -118,6 +140,12 @@ fn copy(mut from: TcpStream, mut to: TcpStream, count: &AtomicU64, throttle: Opt
             Ok(n) => n,
         };
         count.fetch_add(n as u64, Ordering::SeqCst);
+        if let Some(record) = record {
+            record
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend_from_slice(&buf[..n]);
+        }
         if to.write_all(&buf[..n]).is_err() {
             break;
         }

@@ -37,13 +37,30 @@ pub fn signed_slot(
     version: &str,
     key: &SigningKey,
 ) -> Vec<u8> {
+    signed_slot_with_cmdline(entries, device, target, version, key, TEST_BOOT.cmdline)
+}
+
+/// As [`signed_slot`], with `cmdline` as the signed kernel command line (a cohort's slot
+/// says `limpet.cohort=K/N` there).
+pub fn signed_slot_with_cmdline(
+    entries: &[Entry],
+    device: &str,
+    target: &str,
+    version: &str,
+    key: &SigningKey,
+    cmdline: &str,
+) -> Vec<u8> {
     let fs = squashfs::build(entries, MTIME).unwrap();
     let meta = SlotMeta {
         device: device.into(),
         target: target.into(),
         version: version.into(),
     };
-    slot::assemble(&fs, &meta, b"{}", &TEST_BOOT, key).unwrap()
+    let boot = BootFiles {
+        cmdline,
+        ..TEST_BOOT
+    };
+    slot::assemble(&fs, &meta, b"{}", &boot, key).unwrap()
 }
 
 /// The verity root hash a slot's header names (read without checking the signature).

@@ -205,7 +205,8 @@ fn an_aarch64_device_updates_its_whole_slot_through_its_agent() {
     let dir = mixed_output("update-arm64-device", &v1, &v1, &[]);
     let disk = dir.join("disk.img");
     f.publish(&v1);
-    f.publish(&v2);
+    // Printed on failure: whether the publisher made the delta, and if not why.
+    let published = f.publish_report(&v2);
     let (_server, port) = f.serve();
     require_tool("qemu-system-aarch64");
 
@@ -218,7 +219,10 @@ fn an_aarch64_device_updates_its_whole_slot_through_its_agent() {
     }
     let staged = staged_line(&console);
     println!("aarch64 0.1.0 -> 0.2.0 on the device: {staged}");
-    assert!(staged.contains("a delta from 0.1.0"), "{console}");
+    assert!(
+        staged.contains("a delta from 0.1.0"),
+        "{console}\nlimpet publish of 0.2.0:\n{published}"
+    );
     with_state(&disk, |s| {
         assert_eq!(s.trial().unwrap().version.to_string(), "0.2.0");
     });

@@ -115,6 +115,22 @@ fn two_cohorts_differ_in_layout_and_each_relinks_identically_from_its_seed() {
     let (init2, hello2) = binaries(&two);
     assert_ne!(init1, init2, "PID 1 is the same in both cohorts");
     assert_ne!(hello1, hello2, "the task is the same in both cohorts");
+    // Each slot says which cohort it is, in its signed command line (what `limpet publish`
+    // names its targets after: docs/cohorts.md).
+    for (k, dir) in [(1, &one), (2, &two)] {
+        let slot = std::fs::read(dir.join("slot.img")).unwrap();
+        let cmdline = limpet_image::slot::open(&slot)
+            .unwrap()
+            .header
+            .unverified()
+            .cmdline
+            .clone();
+        assert_eq!(
+            limpet_image::cmdline::CohortParam::from_cmdline(&cmdline),
+            limpet_image::cmdline::CohortParam::Of { index: k, count: 2 },
+            "{cmdline}"
+        );
+    }
 
     // The plain build, and how much of a cohort's gadgets sit where the plain build's do.
     let (plain, _) = hello_build();

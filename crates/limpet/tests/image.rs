@@ -280,6 +280,7 @@ fn initramfs_holds_init_key_and_module_closure() {
         "init",
         "etc/limpet/image.pub",
         "etc/limpet/modules",
+        "etc/limpet/data-fs.template",
         "/dm-verity.ko",
         "/dm-mod.ko",
         "/squashfs.ko",

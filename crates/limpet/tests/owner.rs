@@ -1,12 +1,19 @@
 //! Owner mode in real QEMU, through the device's whole chain (docs/owner-mode.md), one
-//! device through the whole story in three boots:
-//! 1. an owner mode request written into the state partition (what root on the device can
-//!    do) and an owner-signed release as slot B's trial, nobody at the console: the loader
-//!    shows the request, waits, drops it; the owner image is refused for its key and the
-//!    vendor's slot boots; the data partition (an identity, a marker file) is untouched;
-//! 2. the same request, and the owner types the code at the serial console: the loader
-//!    records owner mode, wipes the data partition (marker and identity gone), boots the
-//!    owner-signed slot and prints the owner key's fingerprint;
+//! device through the whole story in three boots. The vendor's image has two more tasks:
+//! `asker`, granted `rights = ["owner-request"]`, asks PID 1 to enter owner mode with the
+//! owner's key; `intruder`, the same program without the right, tries the same.
+//! 1. an owner mode request written into the state partition from the host (what root on
+//!    the device, or anyone with the disk, can do) and an owner-signed release as slot B's
+//!    trial, nobody at the console: the loader shows the request, waits, drops it; the
+//!    owner image is refused for its key and the vendor's slot boots; the data partition
+//!    (an identity, a marker file) is untouched. Then the running device asks by itself:
+//!    PID 1 writes `asker`'s request into the block (read back from the disk after the
+//!    boot) and `intruder` finds no owner-request socket in its sandbox;
+//! 2. the device's own request, and the owner types the code at the serial console: the
+//!    loader records owner mode, wipes the data partition (marker and identity gone),
+//!    boots the owner-signed slot and prints the owner key's fingerprint; PID 1 writes the
+//!    empty filesystem its initramfs carries onto the wiped partition and makes a new
+//!    identity there, on the disk;
 //! 3. a request to leave, confirmed: the loader wipes again, returns to vendor mode and
 //!    refuses the owner-signed slot.
 // Tests fail by panicking; the workspace lints against it are for production code.
@@ -28,6 +35,8 @@ const BOOT_DEADLINE_SECS: &str = "360";
 const QUESTION: &str = "to confirm, at this console type";
 /// The task's first line: the device is up.
 const UP: &str = "hello from limpet: beat 0";
+/// The granted task's line once PID 1 has written its request.
+const ASKED: &str = "[asker] owner-ask: PID 1 wrote the request";
 
 /// `limpet run DIR --json --persist` with `args`; the summary's outcome must be `outcome`.
 fn boot(dir: &Path, args: &[&str], outcome: &str) -> String {
@@ -55,6 +64,19 @@ fn owner(args: &[&std::ffi::OsStr]) -> String {
     stdout(&run(limpet().arg("owner").args(args), true))
 }
 
+/// The fingerprint of the identity PID 1 made at the boot whose console is `console`.
+fn identity_made(console: &str) -> String {
+    let marker = "identity: made a new one at this boot: fingerprint ";
+    let at = console
+        .find(marker)
+        .unwrap_or_else(|| panic!("no new identity at this boot:\n{console}"));
+    console[at + marker.len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 /// The `data` partition's bytes.
 fn data_bytes(disk: &Path) -> Vec<u8> {
     let (offset, size) = partition(disk, "data");
@@ -79,8 +101,26 @@ fn debugfs(disk: &Path, request: &str, write: bool) -> std::process::Output {
 
 #[test]
 fn owner_mode_needs_the_press_wipes_on_entry_and_exit_and_boots_the_owners_image() {
-    let (vendor_out, _) = hello_build();
     let (owner_out, owner_pub) = other_key_build();
+    let owner_hex: String = limpet_build_key(owner_pub)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    // The vendor's release with the two asking tasks (module doc).
+    let vendor_out = &hello_release_edited("owner-asker", "0.1.0", "", |manifest| {
+        let task = |name: &str, rights: &str| {
+            format!(
+                "\n[[task]]\nname = \"{name}\"\npackage = \"contain\"\n\
+                 args = [\"owner-ask\", \"enter\", \"{owner_hex}\"]\nmemory = \"8MiB\"\n\
+                 cpu = \"5%\"\npids = 2\nrestart = \"never\"\nsyscalls = \"network\"\n{rights}"
+            )
+        };
+        format!(
+            "{manifest}{}{}",
+            task("asker", "rights = [\"owner-request\"]\n"),
+            task("intruder", "")
+        )
+    });
     let device = mixed_output("owner-device", vendor_out, vendor_out, &[]);
     let disk = device.join("disk.img");
 
@@ -127,7 +167,18 @@ fn owner_mode_needs_the_press_wipes_on_entry_and_exit_and_boots_the_owners_image
     // 1. The request without the press: nothing changes.
     has(&request(), code);
     install_owner_release("0.2.0");
-    let console = boot(&device, &["--powerdown-on", UP], "powered-off");
+    let console = boot(
+        &device,
+        &[
+            "--powerdown-on",
+            UP,
+            "--powerdown-on",
+            ASKED,
+            "--powerdown-on",
+            "[intruder] owner-ask:",
+        ],
+        "powered-off",
+    );
     has(
         &console,
         &format!("OWNER REQUEST: enter owner mode with the owner key {fingerprint}"),
@@ -139,8 +190,32 @@ fn owner_mode_needs_the_press_wipes_on_entry_and_exit_and_boots_the_owners_image
     has(&console, "mode: vendor (only the vendor's image key)");
     has(&console, "trial slot B refused: header signed by key");
     has(&console, "slot-a verified");
-    has(&console, "identity: ");
+    let first_identity = identity_made(&console);
     assert!(!console.contains("data partition wiped"), "{console}");
+    // The running device asked by itself: the granted task through PID 1, which wrote the
+    // block the loader reads; the task without the right found no socket to ask on.
+    has(&console, ASKED);
+    has(
+        &console,
+        &format!(
+            "owner request from task asker written for the boot loader: enter owner mode \
+             with the owner key {fingerprint}"
+        ),
+    );
+    has(
+        &console,
+        "[intruder] owner-ask: cannot reach /run/limpet/owner.sock",
+    );
+    assert!(
+        !console.contains("owner request from task intruder"),
+        "{console}"
+    );
+    assert_eq!(
+        owner_request_on(&disk),
+        Some(limpet_state::owner::Request::Enter {
+            key: limpet_build_key(owner_pub)
+        })
+    );
     // A marker beside the identity the boot made.
     let marker = scratch().join("owner-marker");
     std::fs::write(&marker, b"the owner's data\n").unwrap();
@@ -154,9 +229,8 @@ fn owner_mode_needs_the_press_wipes_on_entry_and_exit_and_boots_the_owners_image
         );
     }
 
-    // 2. The request with the press: owner mode, the data partition wiped, the owner's
-    // image boots with its fingerprint on the console.
-    request();
+    // 2. The device's own request with the press: owner mode, the data partition wiped,
+    // the owner's image boots with its fingerprint on the console.
     install_owner_release("0.2.1");
     let console = boot(
         &device,
@@ -173,10 +247,28 @@ fn owner_mode_needs_the_press_wipes_on_entry_and_exit_and_boots_the_owners_image
         &console,
         "slot-b verified: hello 0.2.1 (x86_64), signed by the OWNER's key",
     );
-    has(&console, "is WIPED (all zero, no filesystem)");
+    // The wiped partition gets the slot's empty filesystem back at this boot: /data is on
+    // the disk again, without the marker, with a new identity.
+    has(
+        &console,
+        "was WIPED: wrote the slot's empty filesystem onto it",
+    );
+    has(&console, "mounted on /data (nosuid,nodev,noexec)");
+    assert!(!console.contains("is a tmpfs for this boot"), "{console}");
+    let second_identity = identity_made(&console);
+    assert_ne!(
+        first_identity, second_identity,
+        "the identity survived the wipe"
+    );
+    let out = debugfs(&disk, "cat /marker", false);
     assert!(
-        data_bytes(&disk).iter().all(|&b| b == 0),
-        "the data partition (marker, identity) is not wiped"
+        out.stdout.is_empty(),
+        "the marker survived the wipe: {out:?}"
+    );
+    let out = debugfs(&disk, "cat /.limpet/identity/device.key", false);
+    assert!(
+        out.status.success() && out.stdout.len() == 112,
+        "the new identity is not on the disk: {out:?}"
     );
 
     // 3. Leaving owner mode, confirmed: wiped again, the owner's image refused.
@@ -271,6 +363,19 @@ fn owner_commands_explain_themselves_write_the_loaders_block_and_refuse_bad_inpu
         "{}",
         stderr(&out)
     );
+}
+
+/// The owner request block on `disk`'s state partition, parsed.
+fn owner_request_on(disk: &Path) -> Option<limpet_state::owner::Request> {
+    use limpet_state::owner::{Request, REQUEST_BLOCK, REQUEST_OFFSET};
+    use std::os::unix::fs::FileExt;
+    let (state_at, _) = partition(disk, "state");
+    let mut block = vec![0u8; REQUEST_BLOCK];
+    std::fs::File::open(disk)
+        .unwrap()
+        .read_exact_at(&mut block, state_at + REQUEST_OFFSET)
+        .unwrap();
+    Request::parse_block(&block).unwrap()
 }
 
 /// The raw bytes of the image public key in `path` (SPKI PEM).

@@ -93,7 +93,14 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
     // (with a delta from v1); the running v1 fetches it, PID 1 stages it, the device
     // reboots.
     f.publish(v1);
-    f.publish(v2);
+    // What the publisher said of 0.2.0's delta (made, or skipped and why): printed, and
+    // in the message of the delta assertion below.
+    let published = f.publish_report(v2);
+    println!("limpet publish of 0.2.0:\n{published}");
+    assert!(
+        published.contains("delta:        hello/0.2.0/from-0.1.0.delta"),
+        "limpet publish made no delta from 0.1.0:\n{published}"
+    );
     let console = boot(&dir, port, None);
     assert!(console.contains("[limpet-update] "), "{console}");
     assert!(
@@ -104,7 +111,10 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
     // slot through PID 1, rebuilt 0.2.0 from it and wrote it.
     let staged = staged_line(&console);
     println!("v1 -> v2 on the device: {staged}");
-    assert!(staged.contains("a delta from 0.1.0"), "{console}");
+    assert!(
+        staged.contains("a delta from 0.1.0"),
+        "{console}\nlimpet publish of 0.2.0:\n{published}"
+    );
     assert!(
         console.contains("update agent: reboot into the staged trial"),
         "{console}"
@@ -140,7 +150,12 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
     assert_eq!(s.floor().to_string(), "0.2.0");
 
     // v3 (its kernel panics at boot) is published and staged.
-    f.publish(v3);
+    let published = f.publish_report(v3);
+    println!("limpet publish of 0.3.0:\n{published}");
+    assert!(
+        published.contains("delta:        hello/0.3.0/from-0.2.0.delta"),
+        "limpet publish made no delta from 0.2.0:\n{published}"
+    );
     let console = boot(&dir, port, None);
     assert!(
         console.contains("limpet-init: update 0.3.0 verified and staged as a trial in slot a"),
@@ -148,7 +163,10 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
     );
     let staged = staged_line(&console);
     println!("v2 -> v3 on the device: {staged}");
-    assert!(staged.contains("a delta from 0.2.0"), "{console}");
+    assert!(
+        staged.contains("a delta from 0.2.0"),
+        "{console}\nlimpet publish of 0.3.0:\n{published}"
+    );
     // Its two trial boots: each counted by the loader before the kernel starts, each a
     // kernel panic.
     for left in (0..2u8).rev() {

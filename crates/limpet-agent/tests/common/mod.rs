@@ -39,7 +39,19 @@ pub fn release_signed(version: &str, patch: &[u8], key: &SigningKey) -> Vec<u8> 
     let mut binary = xorshift_bytes(0x9e37_79b9_7f4a_7c15, 1 << 20);
     let mid = binary.len() / 2;
     binary[mid..mid + patch.len()].copy_from_slice(patch);
-    let entries = vec![
+    signed_slot(
+        &release_entries(version, binary),
+        DEVICE,
+        std::env::consts::ARCH,
+        version,
+        key,
+    )
+}
+
+/// The files of a release of the test device: a manifest naming `version`, and `binary`
+/// as its task.
+pub fn release_entries(version: &str, binary: Vec<u8>) -> Vec<Entry> {
+    vec![
         Entry {
             path: "manifest.toml".into(),
             data: format!("[device]\nname = \"{DEVICE}\"\nversion = \"{version}\"\n").into_bytes(),
@@ -50,8 +62,7 @@ pub fn release_signed(version: &str, patch: &[u8], key: &SigningKey) -> Vec<u8> 
             data: binary,
             mode: 0o755,
         },
-    ];
-    signed_slot(&entries, DEVICE, std::env::consts::ARCH, version, key)
+    ]
 }
 
 /// A TUF repository with its keys, in a temporary directory.

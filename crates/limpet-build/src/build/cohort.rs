@@ -20,42 +20,19 @@ use std::path::{Path, PathBuf};
 
 use limpet_manifest::Target;
 
-/// The most cohorts one release may have.
-pub const MAX_COHORTS: u32 = 64;
+pub use limpet_repo::cohort::{CohortError, MAX_COHORTS};
+use limpet_repo::CohortTag;
 
-/// One cohort of a release: `index` of `count`, both from 1.
+/// One cohort of a release: `index` of `count`, both from 1 (limpet-repo's [`CohortTag`],
+/// which the publisher and the device's update agent use too), with what building it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct Cohort {
-    index: u32,
-    count: u32,
-}
-
-/// A cohort that cannot be.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum CohortError {
-    /// Zero cohorts, or more than [`MAX_COHORTS`].
-    #[error("{0} cohorts: a release has 1 to {MAX_COHORTS}")]
-    Count(u32),
-    /// An index outside `1..=count`.
-    #[error("cohort {index} of {count}: cohorts are numbered 1 to {count}")]
-    Index {
-        /// The index given.
-        index: u32,
-        /// The number of cohorts.
-        count: u32,
-    },
-}
+#[serde(transparent)]
+pub struct Cohort(CohortTag);
 
 impl Cohort {
     /// Cohort `index` of `count`.
     pub fn new(index: u32, count: u32) -> Result<Self, CohortError> {
-        if count == 0 || count > MAX_COHORTS {
-            return Err(CohortError::Count(count));
-        }
-        if index == 0 || index > count {
-            return Err(CohortError::Index { index, count });
-        }
-        Ok(Cohort { index, count })
+        CohortTag::new(index, count).map(Cohort)
     }
 
     /// Every cohort of a release of `count`.
@@ -66,22 +43,33 @@ impl Cohort {
 
     /// The index, from 1.
     pub const fn index(self) -> u32 {
-        self.index
+        self.0.index()
     }
 
     /// How many cohorts the release has.
     pub const fn count(self) -> u32 {
-        self.count
+        self.0.count()
     }
 
     /// The seed of the layout: the index.
     pub const fn seed(self) -> u32 {
-        self.index
+        self.0.index()
+    }
+
+    /// The kernel command-line word that records the cohort in the signed slot header:
+    /// `limpet.cohort=K/N` (`limpet publish` reads it; docs/cohorts.md).
+    pub fn cmdline_word(self) -> String {
+        format!(
+            "{}={}/{}",
+            limpet_image::cmdline::COHORT,
+            self.index(),
+            self.count()
+        )
     }
 
     /// The directory name of its outputs: `cohort-K`.
     pub fn dir_name(self) -> String {
-        format!("cohort-{}", self.index)
+        self.0.dir_name()
     }
 
     /// The rustc flags that link the device binaries of `target` in this cohort's layout;
@@ -105,7 +93,7 @@ impl Cohort {
 
 impl fmt::Display for Cohort {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cohort {} of {}", self.index, self.count)
+        self.0.fmt(f)
     }
 }
 
@@ -143,6 +131,18 @@ mod tests {
     fn the_seed_is_the_index_and_reaches_the_linker_of_each_target() {
         let c = Cohort::new(2, 4).unwrap();
         assert_eq!(c.dir_name(), "cohort-2");
+        assert_eq!(MAX_COHORTS, limpet_image::cmdline::MAX_COHORTS);
+        assert_eq!(
+            serde_json::to_value(c).unwrap(),
+            serde_json::json!({"index": 2, "count": 4})
+        );
+        assert_eq!(
+            limpet_image::cmdline::CohortParam::from_cmdline(&c.cmdline_word()),
+            limpet_image::cmdline::CohortParam::Of {
+                index: c.index(),
+                count: c.count()
+            }
+        );
         let x86 = c.link_flags(Target::X86_64, Path::new("/tc/gcc-ld"));
         assert_eq!(
             x86,

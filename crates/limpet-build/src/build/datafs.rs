@@ -91,4 +91,37 @@ mod tests {
         assert!(text.contains("Filesystem volume name:   data"), "{text}");
         assert!(text.contains("Reserved block count:     0"), "{text}");
     }
+
+    /// The template PID 1 restores a wiped partition from gives back the very filesystem,
+    /// and is a few KiB for the default 64 MiB partition.
+    #[test]
+    #[allow(clippy::cast_possible_truncation)] // offsets in a test image of a few MiB
+    fn the_template_of_the_empty_filesystem_restores_it_exactly() {
+        use limpet_image::datafs::{Encoder, Template, HELD_BACK};
+        let dir = tempfile::tempdir().unwrap();
+        let fs = dir.path().join("fs.ext4");
+        let uuid = crate::build::ids::uuid_string(&[9; 16]);
+        make(&fs, 64 * 1024 * 1024, &uuid, 1_700_000_000).unwrap();
+        let image = std::fs::read(&fs).unwrap();
+        let mut encoder = Encoder::new();
+        for chunk in image.chunks(64 * 1024) {
+            encoder.push(chunk);
+        }
+        let bytes = encoder.finish();
+        assert!(bytes.len() < 8 * 1024, "{} bytes", bytes.len());
+        let template = Template::parse(&bytes).unwrap();
+        let mut disk = vec![0u8; image.len()];
+        for (offset, data) in template.runs_except_held_back() {
+            disk[offset as usize..offset as usize + data.len()].copy_from_slice(data);
+        }
+        // Without the held-back sector there is no ext4 magic (0xEF53 at byte 1080).
+        assert_eq!(&disk[1080..1082], &[0, 0]);
+        disk[1024..1536].copy_from_slice(&template.held_back());
+        assert_eq!(&image[1080..1082], &[0x53, 0xef]);
+        assert!(
+            disk == image,
+            "the restored filesystem differs from mke2fs's"
+        );
+        assert_eq!(HELD_BACK, 1024..1536);
+    }
 }

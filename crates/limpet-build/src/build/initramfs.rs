@@ -17,12 +17,13 @@ pub fn make(
     manifest: &limpet_manifest::Manifest,
     kernel_files: &KernelFiles,
     init: &[u8],
+    data_template: &[u8],
     key: &SigningKey,
     epoch: u32,
 ) -> Result<(Vec<u8>, u64, Vec<String>), BuildError> {
     let Some(modules_dir) = &kernel_files.modules_dir else {
         // A kernel without loadable modules: every driver is built in, the list is empty.
-        return finish(init, key, epoch, Vec::new(), Vec::new());
+        return finish(init, data_template, key, epoch, Vec::new(), Vec::new());
     };
     let index = ModuleIndex::load(modules_dir)?;
     let mut wanted: Vec<String> = kernel::base_modules(manifest.device.target)
@@ -59,6 +60,7 @@ pub fn make(
     }
     finish(
         init,
+        data_template,
         key,
         epoch,
         files,
@@ -66,23 +68,34 @@ pub fn make(
     )
 }
 
-/// The archive: `/init`, the public key, the module files (their paths and bytes, in load
+/// The archive: `/init`, the public key, the empty data filesystem's template, the module files (their paths and bytes, in load
 /// order) with the load list, the mount points; returns (zstd bytes, uncompressed size,
 /// `names`).
 fn finish(
     init: &[u8],
+    data_template: &[u8],
     key: &SigningKey,
     epoch: u32,
     modules: Vec<(String, Vec<u8>)>,
     names: Vec<String>,
 ) -> Result<(Vec<u8>, u64, Vec<String>), BuildError> {
     let mut archive = cpio::CpioBuilder::new();
+    // What changes with every release goes last, PID 1 (its release stamp) then the data
+    // template (its UUID and times): up to the first of them the compressed archives of two
+    // releases are the same bytes, and the slot's delta carries the initramfs compressed.
     archive
-        .add_file("init", 0o555, init.to_vec())
+        .add_file_last("init", 0o555, init.to_vec())
         .map_err(BuildError::Cpio)?;
     let pem = keys::public_pem(&key.verifying_key())?;
     archive
         .add_file(INITRAMFS_PUBLIC_KEY, 0o444, pem.into_bytes())
+        .map_err(BuildError::Cpio)?;
+    archive
+        .add_file_last(
+            limpet_image::datafs::INITRAMFS_PATH,
+            0o444,
+            data_template.to_vec(),
+        )
         .map_err(BuildError::Cpio)?;
     let mut list = String::new();
     for (dest, bytes) in modules {

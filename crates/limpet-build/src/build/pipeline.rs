@@ -328,13 +328,20 @@ pub fn build(options: &BuildOptions) -> Result<BuildReport, BuildError> {
         6,
         "writing the SBOM and signing the slot (dm-verity tree, header, kernel, initramfs)",
     );
+    // A cohort's slot says which cohort it is, signed: `limpet publish` names its targets
+    // after it (docs/cohorts.md).
+    let mut cmdline = kernel::command_line(
+        inputs.project.manifest.device.target,
+        &inputs.project.manifest.kernel,
+    );
+    if let Some(cohort) = options.cohort {
+        cmdline.push(' ');
+        cmdline.push_str(&cohort.cmdline_word());
+    }
     let boot = slot::BootFiles {
         kernel: &kernel,
         initramfs: &initramfs.archive,
-        cmdline: &kernel::command_line(
-            inputs.project.manifest.device.target,
-            &inputs.project.manifest.kernel,
-        ),
+        cmdline: &cmdline,
     };
     let signed = sign(&inputs, &compiled, &contents, &boot, &staging)?;
 
@@ -732,10 +739,12 @@ fn make_initramfs(
         device.target.as_str()
     );
     limpet_image::stamp::write(&mut init, &release).map_err(BuildError::Stamp)?;
+    let template = data_template(inputs, staging)?;
     let (initramfs, uncompressed_bytes, modules) = super::initramfs::make(
         &inputs.device_manifest,
         &inputs.kernel,
         &init,
+        &template,
         &inputs.signing_key,
         inputs.epoch,
     )?;
@@ -746,6 +755,44 @@ fn make_initramfs(
         modules,
         init_bytes: init.len() as u64,
     })
+}
+
+/// The empty data filesystem as a template ([`limpet_image::datafs`]): made by mke2fs as
+/// the disk's is, the partition's size, its UUID from the device's name and version, so
+/// PID 1 can restore a wiped data partition. Its scratch file is removed.
+fn data_template(inputs: &Inputs, staging: &Staging) -> Result<Vec<u8>, BuildError> {
+    use std::io::Read;
+    let manifest = &inputs.project.manifest;
+    let seed = Sha256::new()
+        .chain_update(b"limpet-data-template")
+        .chain_update(manifest.device.name.as_str())
+        .chain_update(manifest.device.version.to_string())
+        .finalize();
+    let uuid: [u8; 16] = seed[..16].try_into().unwrap_or([0; 16]);
+    let path = staging.path("data-template.ext4");
+    super::datafs::make(
+        &path,
+        manifest.disk.data_size.bytes(),
+        &super::ids::uuid_string(&uuid),
+        inputs.epoch,
+    )?;
+    let read_err = |source| BuildError::Read {
+        path: path.clone(),
+        source,
+    };
+    let mut file = fs::File::open(&path).map_err(read_err)?;
+    let mut encoder = limpet_image::datafs::Encoder::new();
+    let mut block = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut block).map_err(read_err)?;
+        if n == 0 {
+            break;
+        }
+        encoder.push(&block[..n]);
+    }
+    drop(file);
+    let _ = fs::remove_file(&path);
+    Ok(encoder.finish())
 }
 
 /// The image public key as a file the loader's build reads: one stable path per key

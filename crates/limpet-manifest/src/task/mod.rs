@@ -22,7 +22,7 @@ use serde::Serialize;
 use toml::Spanned;
 
 use crate::diag::Problem;
-use crate::keyword::keywords;
+use crate::keyword::{keywords, Keyword};
 use crate::names::{check_package_name, AbsPath, BinaryName, SyscallName, TaskName};
 use crate::raw::{RawSyscalls, RawTask, StrOr};
 use crate::units::{ByteSize, CpuShare};
@@ -76,7 +76,21 @@ pub struct Task {
     /// Size of a private, `noexec` tmpfs on `/tmp`, if the task wants one; counts against
     /// its memory budget.
     pub tmp: Option<ByteSize>,
+    /// Requests to PID 1 beyond its own sandbox the task may make (default none).
+    pub rights: Vec<Right>,
 }
+
+/// A request to PID 1 a task may make when the manifest grants it: `rights = [...]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Right {
+    /// Ask the boot loader to enter or leave owner mode at the next boot, which a person
+    /// at the device must confirm (docs/owner-mode.md).
+    OwnerRequest,
+}
+
+keywords!(Right, "right", {
+    OwnerRequest => "owner-request",
+});
 
 /// Filesystem access beyond the read-only code slot: `files = { read = [...], write = [...] }`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
@@ -250,6 +264,11 @@ pub(crate) fn check(c: &mut Checker<'_>, t: &Spanned<RawTask>) -> (Option<Task>,
         }),
         None => Some(None),
     };
+    let rights = c.list(&r.rights, Right::parse_keyword).map(|mut v| {
+        v.sort();
+        v.dedup();
+        v
+    });
     let facts = TaskFacts {
         name: name.clone().map(|n| (n, r.name.span())),
         memory: memory.map(|m| (m, r.memory.span())),
@@ -277,6 +296,7 @@ pub(crate) fn check(c: &mut Checker<'_>, t: &Spanned<RawTask>) -> (Option<Task>,
             egress: egress?,
             listen: listen?,
             tmp: tmp?,
+            rights: rights?,
         })
     })();
     (task, facts)

@@ -360,6 +360,13 @@ mod tests {
                     &MountWhat::Bind,
                     inert
                 ),
+                // The fixture grants the sensor `rights = ["owner-request"]`.
+                (
+                    "/run/limpet/owner.sock",
+                    "/tmp/w/sensor/run/limpet/owner.sock",
+                    &MountWhat::Bind,
+                    inert
+                ),
             ]
         );
         assert_eq!((p.uid, p.gid), (10_000, 10_000));

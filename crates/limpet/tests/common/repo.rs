@@ -73,7 +73,13 @@ impl Fixture {
 
     /// `limpet publish` of the build output `out`.
     pub fn publish(&self, out: &Path) {
-        run(
+        self.publish_report(out);
+    }
+
+    /// As [`Fixture::publish`]; what it printed (its targets, chunks and whether it made a
+    /// delta, and why not), for a test's failure message.
+    pub fn publish_report(&self, out: &Path) -> String {
+        stdout(&run(
             limpet()
                 .arg("publish")
                 .arg(out)
@@ -84,7 +90,7 @@ impl Fixture {
                 .arg("--image-key")
                 .arg(&self.image_pub),
             true,
-        );
+        ))
     }
 
     /// `limpet serve` of the repository on a free loopback port: the server and the port.

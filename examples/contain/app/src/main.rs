@@ -2,7 +2,8 @@
 //! `args`): `telemetry` (allowed api.test, then floods it), `hostile` (no egress rule,
 //! tries every way out), `web` (a LAN listener), and `first-try` (one lookup and one
 //! connection, for the DHCP device of `dhcp.toml`), and `beacon ADDRESS:PORT` (one
-//! connection every few seconds, for the island mode test). What each prints is listed in
+//! connection every few seconds, for the island mode test), and `owner-ask enter HEXKEY |
+//! leave` (asks PID 1 for an owner-mode request, for the owner mode test). What each prints is listed in
 //! examples/contain/README.md; crates/limpet/tests/contain.rs reads it from the console
 //! and compares it with what the sink hosts received.
 
@@ -11,6 +12,7 @@ mod dns;
 mod first_try;
 mod hostile;
 mod net;
+mod owner_ask;
 mod telemetry;
 mod web;
 
@@ -24,9 +26,10 @@ fn main() {
         "web" => web::run(),
         "first-try" => first_try::run(),
         "beacon" => beacon::run(),
+        "owner-ask" => owner_ask::run(),
         other => {
             println!(
-                "contain: unknown mode {other:?}; expected telemetry, hostile, web, first-try or beacon"
+                "contain: unknown mode {other:?}; expected telemetry, hostile, web, first-try, beacon or owner-ask"
             );
             std::process::exit(2);
         }
