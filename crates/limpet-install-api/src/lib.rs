@@ -131,6 +131,11 @@ pub enum Request {
     /// [`remote::MAX_SESSIONS`] records for the signed check-in. JSON on the wire, checked
     /// by [`remote::RemoteSession::check`]; answered `Ok`.
     RemoteSession(remote::RemoteSession),
+    /// The remote agent asks for a pinhole for a session's direct path: PID 1 verifies the
+    /// capability itself (limpet-remote's `pinhole`) and adds the element to the agent's
+    /// pinhole set; answered with [`Response::Data`] of the seconds it stays open (8 bytes,
+    /// big-endian), or `Error` with the refusal. JSON on the wire, at most [`MAX_DATA`].
+    OpenPinhole(remote::PinholeAsk),
 }
 
 /// A Roughtime server of [`Request::Roughtime`]: the policy's type, the same JSON.
@@ -278,6 +283,9 @@ pub enum DecodeError {
     /// A `RemoteSession` request that is not a valid session record.
     #[error("remote session record: {0}")]
     RemoteSession(String),
+    /// An `OpenPinhole` request that is not a valid pinhole request.
+    #[error("pinhole request: {0}")]
+    Pinhole(String),
     /// An error answer whose text is not UTF-8.
     #[error("error text is not valid UTF-8")]
     Text,
@@ -297,6 +305,7 @@ mod tag {
     pub const HAND_OVER: u8 = 11;
     pub const DEVICE_KEY: u8 = 14;
     pub const REMOTE_SESSION: u8 = 15;
+    pub const OPEN_PINHOLE: u8 = 16;
 
     pub const OK: u8 = 0x81;
     pub const STATUS_REPLY: u8 = 0x82;
@@ -398,6 +407,11 @@ impl Request {
                 out.push(tag::HAND_OVER);
                 out.extend_from_slice(key);
             }
+            Request::OpenPinhole(ask) => {
+                out.push(tag::OPEN_PINHOLE);
+                // Serializing strings and numbers cannot fail.
+                out.extend_from_slice(&serde_json::to_vec(ask).unwrap_or_default());
+            }
         }
         out
     }
@@ -418,6 +432,7 @@ impl Request {
             Request::HandOver { .. } => "hand-over",
             Request::DeviceKey => "device-key",
             Request::RemoteSession(_) => "remote-session",
+            Request::OpenPinhole(_) => "open-pinhole",
         }
     }
 
@@ -514,6 +529,10 @@ impl Request {
                     .map_err(|_| length_error(t, b.len(), "33"))?;
                 Ok(Request::HandOver { key })
             }
+            tag::OPEN_PINHOLE if rest.len() > MAX_DATA => Err(DecodeError::TooMuchData(rest.len())),
+            tag::OPEN_PINHOLE => serde_json::from_slice(rest)
+                .map(Request::OpenPinhole)
+                .map_err(|e| DecodeError::Pinhole(e.to_string())),
             other => Err(DecodeError::Tag(other)),
         }
     }

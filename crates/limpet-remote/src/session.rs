@@ -7,7 +7,9 @@
 //!    [`DEVICE_PROOF`] ‖ h, h being this handshake's hash;
 //! 2. operator → device: the operator key, its signature of [`OPERATOR_PROOF`] ‖ h, the
 //!    service asked for, and the capability file;
-//! 3. device → operator: the verdict, `0` or a [`Refusal`] code and its text.
+//! 3. device → operator: the verdict, `0` or a [`Refusal`] code and its text; a grant is
+//!    `0 1` when the device offers the direct path (PID 1 opened its pinhole,
+//!    [`crate::direct`]), which the operator then tries, and `0` alone otherwise.
 //!
 //! Rules this module keeps:
 //! - Both sides are authenticated by an Ed25519 signature over the handshake hash, which
@@ -81,12 +83,23 @@ fn prologue(device: &VerifyingKey) -> Vec<u8> {
 /// The operator's side: runs the handshake with `device` over `stream`, proves `operator`,
 /// asks for `service` with `capability`.
 pub fn operator<S: Read + Write>(
-    mut stream: S,
+    stream: S,
     device: &VerifyingKey,
     operator: &SigningKey,
     capability: Option<&SignedCapability>,
     service: &str,
 ) -> Result<Channel<S>, SessionError> {
+    operator_offered(stream, device, operator, capability, service).map(|(channel, _)| channel)
+}
+
+/// [`operator`], and whether the device's grant offered the direct path.
+pub fn operator_offered<S: Read + Write>(
+    mut stream: S,
+    device: &VerifyingKey,
+    operator: &SigningKey,
+    capability: Option<&SignedCapability>,
+    service: &str,
+) -> Result<(Channel<S>, bool), SessionError> {
     let prologue = prologue(device);
     let mut hs = noise(device)?
         .prologue(&prologue)
@@ -133,7 +146,7 @@ pub fn operator<S: Read + Write>(
     // 3. The verdict.
     let verdict = channel.recv()?.ok_or(SessionError::Malformed("verdict"))?;
     match verdict.split_first() {
-        Some((0, _)) => Ok(channel),
+        Some((0, offer)) => Ok((channel, offer == [1])),
         Some((&code, message)) => Err(SessionError::Refused {
             code,
             message: String::from_utf8_lossy(message).into_owned(),
@@ -158,10 +171,22 @@ pub enum Outcome<S> {
 /// The device's side: answers the handshake, proves the identity with `sign` (which signs
 /// under the `remote-access` purpose), and decides the operator's request at `now`.
 pub fn device<S: Read + Write>(
+    stream: S,
+    policy: &DevicePolicy,
+    sign: &dyn Fn(&[u8]) -> Result<Signature, crate::signer::SignError>,
+    now: u64,
+) -> Result<Outcome<S>, SessionError> {
+    device_offering(stream, policy, sign, now, &|_| false)
+}
+
+/// [`device`], with `offer` asked after a grant and before the verdict whether to offer the
+/// direct path (the verdict is then `0 1`).
+pub fn device_offering<S: Read + Write>(
     mut stream: S,
     policy: &DevicePolicy,
     sign: &dyn Fn(&[u8]) -> Result<Signature, crate::signer::SignError>,
     now: u64,
+    offer: &dyn Fn(&Grant) -> bool,
 ) -> Result<Outcome<S>, SessionError> {
     let prologue = prologue(&policy.device);
     let mut hs = noise(&policy.device)?
@@ -204,7 +229,11 @@ pub fn device<S: Read + Write>(
     };
     match decision {
         Ok(grant) => {
-            channel.send(&[0])?;
+            if offer(&grant) {
+                channel.send(&[0, 1])?;
+            } else {
+                channel.send(&[0])?;
+            }
             Ok(Outcome::Granted(channel, grant))
         }
         Err(refusal) => {
