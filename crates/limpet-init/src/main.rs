@@ -483,7 +483,7 @@ fn remote_server(
     let gate = policy
         .remote_direct
         .as_ref()
-        .and_then(|direct| pinhole_gate(root, name, direct, identity.as_deref()));
+        .and_then(|direct| pinhole_gate(name, direct, identity.as_deref()));
     let bound = limpet_install::remote::RemoteServer::bind(&path, uid, gid, identity, sessions);
     match bound.map(|server| match gate {
         Some(gate) => server.with_pinholes(gate),
@@ -509,7 +509,6 @@ fn remote_server(
 /// None, said on the console, when the key, the identity or the socket is missing: the
 /// relay path stays.
 fn pinhole_gate(
-    root: &Path,
     agent: &str,
     direct: &limpet_policy::RemoteDirect,
     identity: Option<&limpet_identity::Identity>,
@@ -526,16 +525,12 @@ fn pinhole_gate(
         }
     };
     let set = limpet_net::Ruleset::pinhole_set(agent);
-    let proc = root.join("proc");
     let said = format!("direct path: pinholes in set {set}, at most 4, each at most 1 hour");
     let gate = limpet_install::remote::PinholeGate::new(
         identity.public_key(),
         &direct.access_key,
         None,
         Box::new(move |hole, secs| {
-            // Set before each pinhole: conntrack is loaded by then (limpet_net's note).
-            limpet_net::liberal_tcp_windows(&proc)
-                .map_err(|e| format!("{}: {e}", limpet_net::TCP_BE_LIBERAL))?;
             nft.add_pinhole(&set, hole.peer, hole.local_port, Duration::from_secs(secs))
                 .map_err(|e| console::chain(&e))?;
             console!(

@@ -79,17 +79,3 @@ mod sys;
 pub use counters::{Count, Counters, Owner, RuleCounter};
 pub use handle::{Nft, NftError, REPLY_TIMEOUT};
 pub use ruleset::{Ruleset, RulesetError, Runtime, TaskMatch};
-
-/// The sysctl (under `/proc/sys`) that makes conntrack liberal about TCP windows.
-pub const TCP_BE_LIBERAL: &str = "net/netfilter/nf_conntrack_tcp_be_liberal";
-
-/// Makes conntrack in the calling thread's network namespace mark only out-of-window RSTs
-/// invalid, not other out-of-window segments (`nf_conntrack_tcp_be_liberal = 1`), under
-/// `proc` (`/proc` on a device). The direct path needs it: after a TCP simultaneous open,
-/// the local conntrack entry's window tracking falls behind the data the socket sends, and
-/// the peer's ACKs of it are then marked invalid and dropped by the input chain's `invalid`
-/// rule, which stalls the connection (seen on Linux 6.18 in crates/limpet/tests/remote.rs).
-/// Out-of-window segments of a flow that exists are what it lets through; no new flow.
-pub fn liberal_tcp_windows(proc: &std::path::Path) -> std::io::Result<()> {
-    std::fs::write(proc.join("sys").join(TCP_BE_LIBERAL), "1")
-}

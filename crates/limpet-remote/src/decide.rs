@@ -109,7 +109,7 @@ pub struct Grant {
     /// Its local address.
     pub target: SocketAddr,
     /// The capability itself (PID 1 verifies it again before it opens a pinhole).
-    pub capability: SignedCapability,
+    pub capability: Box<SignedCapability>,
 }
 
 /// Decides `request` under `policy` at `now` (Unix seconds, the device's trusted time).
@@ -133,7 +133,7 @@ pub fn authorize(policy: &DevicePolicy, request: &Request<'_>, now: u64) -> Resu
         capability_hash: signed.hash(),
         service: service.clone(),
         target: *target,
-        capability: signed.clone(),
+        capability: Box::new(signed.clone()),
     })
 }
 

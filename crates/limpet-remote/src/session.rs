@@ -41,6 +41,9 @@ pub const DEVICE_PROOF: &[u8] = limpet_install_api::remote::SESSION_PROOF;
 /// What the operator key signs (then the handshake hash).
 pub const OPERATOR_PROOF: &[u8] = b"limpet remote-access operator v1\0session\0";
 
+/// The longest a closing session waits for its last bytes to be sent.
+pub const LINGER: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The most plaintext in one data frame (a Noise message less its 16-byte tag).
 const MAX_PLAIN: usize = frame::MAX_FRAME - 16;
 
@@ -352,6 +355,10 @@ impl Channel<TcpStream> {
         let Channel { stream, noise } = self;
         // After the handshake a session may idle as long as its peers like.
         stream.set_read_timeout(None)?;
+        // Closing waits (at most LINGER) for what is still queued to be sent: an orphaned
+        // socket's packets no longer carry its owner's uid, which a device's egress
+        // matched by uid (no cgroup2) would drop, cutting the session's end.
+        rustix::net::sockopt::set_socket_linger(&stream, Some(LINGER)).map_err(io::Error::from)?;
         let mut up_out = stream.try_clone()?;
         let up_noise = Arc::clone(&noise);
         let up = std::thread::spawn(move || -> Result<u64, SessionError> {
