@@ -57,6 +57,7 @@ fn island_network(normal: &NetPolicy, keep: &[String], lan: IslandLan) -> NetPol
                     dns: DnsAccess::None,
                     egress: Vec::new(),
                     listen: Vec::new(),
+                    pinholes: false,
                     ..t.clone()
                 },
             }
@@ -90,6 +91,8 @@ fn lan_only(t: &TaskNet) -> TaskNet {
     for l in &mut t.listen {
         l.from = ListenScope::Lan;
     }
+    // A pinhole leads to a peer off the LAN: none in island mode.
+    t.pinholes = false;
     t
 }
 

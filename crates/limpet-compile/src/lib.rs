@@ -99,11 +99,31 @@ pub fn compile(manifest: &Manifest) -> Result<DevicePolicy, CompileError> {
             .filter(|t| t.rights.contains(&limpet_manifest::Right::OwnerRequest))
             .map(|t| t.name.to_string())
             .collect(),
+        remote_direct: remote_direct(manifest),
         island: island::compile(manifest, network.as_ref()),
         network,
         // The build's time is not the manifest's: `limpet build` adds it (limpet-build's
         // `lifecycle_policy`).
         lifecycle: None,
+    })
+}
+
+/// `[remote] direct = true`: the access key PID 1 verifies pinholes' capabilities
+/// against, the one the agent's task was written with (`--access-key`, by
+/// `Manifest::with_remote_agent`); none without the agent's task.
+fn remote_direct(manifest: &Manifest) -> Option<limpet_policy::RemoteDirect> {
+    manifest.remote.as_ref().filter(|r| r.direct)?;
+    let agent = manifest
+        .tasks
+        .iter()
+        .find(|t| t.name.as_str() == limpet_manifest::REMOTE_AGENT_TASK)?;
+    let key = agent
+        .args
+        .iter()
+        .skip_while(|a| a.as_str() != "--access-key")
+        .nth(1)?;
+    Some(limpet_policy::RemoteDirect {
+        access_key: key.clone(),
     })
 }
 

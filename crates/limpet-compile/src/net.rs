@@ -78,7 +78,12 @@ pub fn compile(m: &Manifest) -> Result<NetPolicy, NetError> {
                 task: task.name.to_string(),
                 index,
             })?;
-        tasks.push(task_net(task, uid, &names)?);
+        let mut net = task_net(task, uid, &names)?;
+        // `[remote] direct = true`: the remote agent's set of pinholes, empty until PID 1
+        // opens one for a session whose capability it verified.
+        net.pinholes = task.name.as_str() == limpet_manifest::REMOTE_AGENT_TASK
+            && m.remote.as_ref().is_some_and(|r| r.direct);
+        tasks.push(net);
     }
     let dns_upstream = m
         .network
@@ -179,6 +184,7 @@ fn task_net(task: &Task, uid: u32, names: &[NameSet]) -> Result<TaskNet, NetErro
         dns,
         egress,
         listen: task.listen.iter().map(listen).collect(),
+        pinholes: false,
     })
 }
 
@@ -312,6 +318,47 @@ mod tests {
             ]
         );
         assert!(agent.listen.is_empty());
+    }
+
+    /// `[remote] direct = true`: the agent's task, and no other, gets its pinhole set, and
+    /// the policy names the access key PID 1 verifies pinholes against; without `direct`
+    /// neither is there. No egress rule is added for the direct path.
+    #[test]
+    fn the_remote_agent_s_pinholes_are_compiled_only_with_direct() {
+        let key = "ab".repeat(32);
+        let compiled = |direct: &str| {
+            let text = format!(
+                "[device]\nname = \"d\"\nversion = \"1.0.0\"\ntarget = \"x86_64\"\n\n\
+                 [[task]]\nname = \"web\"\npackage = \"web\"\nmemory = \"8MiB\"\ncpu = \"10%\"\n\
+                 network = \"allowlist\"\n\n[remote]\nrelay = \"192.0.2.7:7400\"\n\
+                 access_key = \"{key}\"\nservices = [{{ name = \"console\", task = \"web\", port = 8080 }}]\n{direct}"
+            );
+            let m = limpet_manifest::parse("limpet.toml", &text)
+                .unwrap()
+                .with_remote_agent(&key)
+                .unwrap();
+            crate::compile(&m).unwrap()
+        };
+        let with = compiled("direct = true\n");
+        let pinholes: Vec<(&str, bool, usize)> = with
+            .network
+            .as_ref()
+            .unwrap()
+            .tasks
+            .iter()
+            .map(|t| (t.name.as_str(), t.pinholes, t.egress.len()))
+            .collect();
+        assert_eq!(
+            pinholes,
+            [
+                ("web", false, 0),
+                (limpet_manifest::REMOTE_AGENT_TASK, true, 2)
+            ]
+        );
+        assert_eq!(with.remote_direct.map(|d| d.access_key), Some(key.clone()));
+        let without = compiled("");
+        assert!(without.network.unwrap().tasks.iter().all(|t| !t.pinholes));
+        assert_eq!(without.remote_direct, None);
     }
 
     #[test]

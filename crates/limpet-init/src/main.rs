@@ -496,7 +496,15 @@ fn remote_server(
     };
     let path = root.join(limpet_install_api::REMOTE_SOCKET.trim_start_matches('/'));
     let (uid, gid) = (agent.credentials.uid, agent.credentials.gid);
-    match limpet_install::remote::RemoteServer::bind(&path, uid, gid, identity, sessions) {
+    let gate = policy
+        .remote_direct
+        .as_ref()
+        .and_then(|direct| pinhole_gate(name, direct, identity.as_deref()));
+    let bound = limpet_install::remote::RemoteServer::bind(&path, uid, gid, identity, sessions);
+    match bound.map(|server| match gate {
+        Some(gate) => server.with_pinholes(gate),
+        None => server,
+    }) {
         Ok(server) => {
             console!(
                 "remote agent's socket /{} bound for uid {uid}",
@@ -535,6 +543,56 @@ fn owner_server(
         Ok(server) => Some(server),
         Err(e) => {
             console!("{e}: owner requests from tasks disabled");
+            None
+        }
+    }
+}
+
+/// The direct path's gate (`[remote] direct = true`): PID 1 verifies each pinhole's
+/// capability against the slot's access key and this device's identity, and adds the
+/// pinholes it decides to the agent's set (`pin_<agent>`) over its own netlink socket.
+/// None, said on the console, when the key, the identity or the socket is missing: the
+/// relay path stays.
+fn pinhole_gate(
+    agent: &str,
+    direct: &limpet_policy::RemoteDirect,
+    identity: Option<&limpet_identity::Identity>,
+) -> Option<limpet_install::remote::PinholeGate> {
+    let Some(identity) = identity else {
+        console!("direct path disabled: this device has no identity to verify capabilities for");
+        return None;
+    };
+    let mut nft = match limpet_net::Nft::open() {
+        Ok(nft) => nft,
+        Err(e) => {
+            console!("direct path disabled: {}", console::chain(&e));
+            return None;
+        }
+    };
+    let set = limpet_net::Ruleset::pinhole_set(agent);
+    let said = format!("direct path: pinholes in set {set}, at most 4, each at most 1 hour");
+    let gate = limpet_install::remote::PinholeGate::new(
+        identity.public_key(),
+        &direct.access_key,
+        None,
+        Box::new(move |hole, secs| {
+            nft.add_pinhole(&set, hole.peer, hole.local_port, Duration::from_secs(secs))
+                .map_err(|e| console::chain(&e))?;
+            console!(
+                "pinhole opened: {} from port {} for {secs} s",
+                hole.peer,
+                hole.local_port
+            );
+            Ok(())
+        }),
+    );
+    match gate {
+        Ok(gate) => {
+            console!("{said}");
+            Some(gate)
+        }
+        Err(e) => {
+            console!("direct path disabled: {e}");
             None
         }
     }

@@ -143,6 +143,11 @@ pub enum Request {
         /// Enter with a key, or leave.
         ask: OwnerAsk,
     },
+    /// The remote agent asks for a pinhole for a session's direct path: PID 1 verifies the
+    /// capability itself (limpet-remote's `pinhole`) and adds the element to the agent's
+    /// pinhole set; answered with [`Response::Data`] of the seconds it stays open (8 bytes,
+    /// big-endian), or `Error` with the refusal. JSON on the wire, at most [`MAX_DATA`].
+    OpenPinhole(remote::PinholeAsk),
 }
 
 /// What [`Request::OwnerMode`] asks the loader.
@@ -305,6 +310,9 @@ pub enum DecodeError {
     /// A `RemoteSession` request that is not a valid session record.
     #[error("remote session record: {0}")]
     RemoteSession(String),
+    /// An `OpenPinhole` request that is not a valid pinhole request.
+    #[error("pinhole request: {0}")]
+    Pinhole(String),
     /// An error answer whose text is not UTF-8.
     #[error("error text is not valid UTF-8")]
     Text,
@@ -328,6 +336,7 @@ mod tag {
     /// [`super::OwnerAsk`]'s kinds inside an `OWNER_MODE` request.
     pub const ASK_ENTER: u8 = 1;
     pub const ASK_LEAVE: u8 = 2;
+    pub const OPEN_PINHOLE: u8 = 16;
 
     pub const OK: u8 = 0x81;
     pub const STATUS_REPLY: u8 = 0x82;
@@ -439,6 +448,11 @@ impl Request {
                     OwnerAsk::Leave => out.push(tag::ASK_LEAVE),
                 }
             }
+            Request::OpenPinhole(ask) => {
+                out.push(tag::OPEN_PINHOLE);
+                // Serializing strings and numbers cannot fail.
+                out.extend_from_slice(&serde_json::to_vec(ask).unwrap_or_default());
+            }
         }
         out
     }
@@ -460,6 +474,7 @@ impl Request {
             Request::DeviceKey => "device-key",
             Request::RemoteSession(_) => "remote-session",
             Request::OwnerMode { .. } => "owner-mode",
+            Request::OpenPinhole(_) => "open-pinhole",
         }
     }
 
@@ -572,6 +587,10 @@ impl Request {
                 Some((&kind, _)) => Err(DecodeError::OwnerAsk(kind)),
                 None => Err(length_error(t, b.len(), "2 or 34")),
             },
+            tag::OPEN_PINHOLE if rest.len() > MAX_DATA => Err(DecodeError::TooMuchData(rest.len())),
+            tag::OPEN_PINHOLE => serde_json::from_slice(rest)
+                .map(Request::OpenPinhole)
+                .map_err(|e| DecodeError::Pinhole(e.to_string())),
             other => Err(DecodeError::Tag(other)),
         }
     }

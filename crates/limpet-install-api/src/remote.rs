@@ -97,6 +97,25 @@ impl RemoteSession {
     }
 }
 
+/// The remote agent's request for a pinhole (`OpenPinhole`, tag 16): the session's
+/// capability and the peer the relay observed. PID 1 decides on it alone (limpet-remote's
+/// `pinhole`); nothing here is taken on the agent's word but the peer, which the pinhole
+/// is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinholeAsk {
+    /// The peer's address and port as the relay observed them.
+    pub peer: std::net::SocketAddrV4,
+    /// The agent's local port the direct connection leaves from.
+    pub local_port: u16,
+    /// The session's capability file (its JSON text).
+    pub capability: String,
+    /// The newest revocation list the agent holds (its JSON text), if any: PID 1 takes it
+    /// when the access key signed it and it is newer than its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocations: Option<String>,
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -139,6 +158,24 @@ pub(crate) mod tests {
             .unwrap_err()
             .to_string()
             .starts_with("remote session record: unknown field `extra`"));
+    }
+
+    #[test]
+    fn a_pinhole_request_round_trips_and_an_unknown_field_is_refused() {
+        let r = crate::Request::OpenPinhole(PinholeAsk {
+            peer: "198.51.100.6:4000".parse().unwrap(),
+            local_port: 40000,
+            capability: "{}".into(),
+            revocations: None,
+        });
+        assert_eq!(r.encode()[0], 16);
+        assert_eq!(crate::Request::decode(&r.encode()), Ok(r));
+        let mut wire = vec![16u8];
+        wire.extend_from_slice(
+            br#"{"peer":"198.51.100.6:4000","local_port":1,"capability":"","ttl":9}"#,
+        );
+        let e = crate::Request::decode(&wire).unwrap_err().to_string();
+        assert!(e.contains("pinhole request: unknown field `ttl`"), "{e}");
     }
 
     #[test]

@@ -15,6 +15,11 @@
 //!   server in the same single-threaded loop; it is never written anywhere.
 //! - The session log keeps the newest [`MAX_SESSIONS`] records; the update agent's server
 //!   answers them in `Status` and signs only a check-in that reports exactly them.
+//! - `OpenPinhole` (the direct path, `[remote] direct = true`): PID 1 verifies the
+//!   session's capability itself ([`PinholeGate`], limpet-remote's pure `pinhole::decide`:
+//!   the slot's access key, this device, not expired, not revoked, granting `direct`, at
+//!   most 4 open, at most 1 hour) before the kernel's set gets the element; the agent's word
+//!   counts for nothing but the peer. Without a gate (no `direct`) it is refused by name.
 //! - One connection at a time, one request, one answer; a peer that hangs up is dropped.
 //!   This module does not depend on the install server: a device without `[update]` links
 //!   it alone.
@@ -28,8 +33,96 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use limpet_install_api::remote::{RemoteSession, MAX_SESSIONS};
 
 use limpet_identity::{Identity, Purpose};
+use limpet_install_api::remote::PinholeAsk;
 use limpet_install_api::{Request, Response, MAX_MESSAGE};
+use limpet_remote::capability::SignedCapability;
+use limpet_remote::decide::DevicePolicy;
+use limpet_remote::pinhole::{self, Pinhole, PinholeRequest};
+use limpet_remote::revocation::{RevocationList, Revocations};
 use rustix::net::{RecvFlags, SendFlags};
+
+/// Adds a decided pinhole to the kernel's set (PID 1: limpet-net's `Nft::add_pinhole` on
+/// the agent's `pin_<task>`), for the seconds given; the error is the kernel's refusal.
+pub type AddPinhole = Box<dyn FnMut(&Pinhole, u64) -> Result<(), String>>;
+
+/// PID 1's gate on the direct path: what it verifies a capability against (the device's
+/// key, the slot's access key, the newest revocation list it was given), the pinholes it
+/// opened, and how it adds one to the kernel's set.
+pub struct PinholeGate {
+    policy: DevicePolicy,
+    open: Vec<Pinhole>,
+    add: AddPinhole,
+}
+
+impl std::fmt::Debug for PinholeGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PinholeGate")
+            .field("open", &self.open)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PinholeGate {
+    /// A gate for the device `device` whose slot pins `access_key` (64 hex digits, the
+    /// policy's `remote_direct`) and names `cohort`; `add` puts a pinhole into the kernel's
+    /// set. A key that is not one is an error naming it.
+    pub fn new(
+        device: ed25519_dalek::VerifyingKey,
+        access_key: &str,
+        cohort: Option<String>,
+        add: AddPinhole,
+    ) -> Result<PinholeGate, String> {
+        let access_key =
+            limpet_remote::capability::public_key("remote_direct.access_key", access_key)
+                .map_err(|e| e.to_string())?;
+        Ok(PinholeGate {
+            policy: DevicePolicy {
+                device,
+                cohort,
+                access_key,
+                services: Default::default(),
+                revocations: Arc::new(Revocations::default()),
+            },
+            open: Vec::new(),
+            add,
+        })
+    }
+
+    /// The answer to `OpenPinhole` at `now` (Unix seconds): the seconds the pinhole stays
+    /// open, or the refusal by name.
+    pub fn answer(&mut self, ask: &PinholeAsk, now: u64) -> Response {
+        if let Some(list) = &ask.revocations {
+            // A list the access key did not sign, or not newer, changes nothing.
+            if let Ok(list) = RevocationList::from_json(list.as_bytes()) {
+                let _ = self.policy.revocations.apply(list, &self.policy.access_key);
+            }
+        }
+        self.open.retain(|p| p.expires > now);
+        let decided = SignedCapability::from_json(ask.capability.as_bytes())
+            .map_err(|e| pinhole::PinholeRefusal::Unreadable(e.to_string()))
+            .and_then(|capability| {
+                let request = PinholeRequest {
+                    capability: &capability,
+                    peer: ask.peer,
+                    local_port: ask.local_port,
+                };
+                pinhole::decide(&self.policy, &request, &self.open, now)
+            });
+        match decided {
+            Err(refusal) => Response::Error(format!("pinhole refused: {refusal}")),
+            Ok(hole) => {
+                let secs = hole.lifetime(now);
+                match (self.add)(&hole, secs) {
+                    Ok(()) => {
+                        self.open.push(hole);
+                        Response::Data(secs.to_be_bytes().to_vec())
+                    }
+                    Err(e) => Response::Error(format!("pinhole not opened: {e}")),
+                }
+            }
+        }
+    }
+}
 
 /// The remote-access sessions PID 1 recorded, shared by its two servers (module rules).
 #[derive(Debug, Clone, Default)]
@@ -66,9 +159,17 @@ pub struct RemoteServer {
     agent_uid: u32,
     identity: Option<Arc<Identity>>,
     sessions: SessionLog,
+    pinholes: Option<PinholeGate>,
 }
 
 impl RemoteServer {
+    /// The server with the direct path's gate (`[remote] direct = true`): `OpenPinhole`
+    /// is then decided by it instead of refused.
+    pub fn with_pinholes(mut self, gate: PinholeGate) -> Self {
+        self.pinholes = Some(gate);
+        self
+    }
+
     /// Binds the socket at `path` for the remote agent's `agent_uid`/`agent_gid`,
     /// replacing a stale one; `identity` signs (absent: every signature is refused), and
     /// `sessions` keeps the sessions the agent reports.
@@ -90,6 +191,7 @@ impl RemoteServer {
             agent_uid,
             identity,
             sessions,
+            pinholes: None,
         })
     }
 
@@ -101,38 +203,41 @@ impl RemoteServer {
     /// Called when [`RemoteServer::pollable`] is readable: accepts a connection or serves
     /// one request.
     pub fn ready(&mut self) {
-        let Some(conn) = &self.conn else {
+        let Some(conn) = self.conn.take() else {
             self.conn =
                 crate::socket::accept(&self.listener, self.agent_uid, "not the remote agent");
             return;
         };
         let mut buf = vec![0u8; MAX_MESSAGE];
-        let n = match rustix::net::recv(conn, &mut buf, RecvFlags::DONTWAIT) {
-            Ok((0, _)) | Err(_) => {
-                self.conn = None;
-                return;
-            }
+        let n = match rustix::net::recv(&conn, &mut buf, RecvFlags::DONTWAIT) {
+            Ok((0, _)) | Err(_) => return,
             Ok((n, _)) => n,
         };
         let answer = match Request::decode(buf.get(..n).unwrap_or_default()) {
             Ok(request) => self.answer(request),
             Err(e) => Response::Error(format!("bad request: {e}")),
         };
-        if rustix::net::send(conn, &answer.encode(), SendFlags::DONTWAIT).is_err() {
-            self.conn = None;
+        if rustix::net::send(&conn, &answer.encode(), SendFlags::DONTWAIT).is_ok() {
+            self.conn = Some(conn);
         }
     }
 
     /// The answer to one request (module rules).
-    fn answer(&self, request: Request) -> Response {
+    fn answer(&mut self, request: Request) -> Response {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         match request {
             Request::DeviceKey => device_key(self.identity.as_deref()),
+            Request::OpenPinhole(ask) => match &mut self.pinholes {
+                Some(gate) => gate.answer(&ask, now),
+                None => Response::Error(
+                    "this device takes no direct path ([remote] direct is not set)".to_owned(),
+                ),
+            },
             Request::RemoteSession(mut record) => {
-                record.at = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .ok()
-                    .and_then(|d| i64::try_from(d.as_secs()).ok())
-                    .unwrap_or(0);
+                record.at = i64::try_from(now).unwrap_or(0);
                 self.sessions.push(record);
                 Response::Ok
             }
@@ -143,7 +248,7 @@ impl RemoteServer {
                 }
             }
             other => Response::Error(format!(
-                "the remote agent's socket serves only device-key, remote-session and sign-remote-access, not {}",
+                "the remote agent's socket serves only device-key, remote-session, sign-remote-access and open-pinhole, not {}",
                 other.name()
             )),
         }
@@ -293,7 +398,7 @@ pub(crate) mod tests {
                 Request::SignCheckIn {
                     report: br#"{"device":"00"}"#.to_vec(),
                 },
-                "serves only device-key, remote-session and sign-remote-access, not sign-check-in",
+                "serves only device-key, remote-session, sign-remote-access and open-pinhole, not sign-check-in",
             ),
             (Request::Status, "not status"),
             (
@@ -338,6 +443,109 @@ pub(crate) mod tests {
             Response::decode(&buf[..n]),
             Ok(Response::Error("not the remote agent".to_owned()))
         );
+    }
+
+    /// `OpenPinhole`: the gate adds the element for a capability signed by the access key,
+    /// for this device, granting `direct`, for its remaining life; a forged one, one
+    /// without `direct` and a fifth are refused by name and nothing is added. A server
+    /// without a gate refuses the request.
+    #[test]
+    fn pinholes_are_opened_only_for_verified_direct_capabilities() {
+        use limpet_remote::capability::{Capability, ServiceName, Subject};
+        let (_data, identity) = test_identity();
+        let device = identity.public_key();
+        let access = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let forger = ed25519_dalek::SigningKey::from_bytes(&[8; 32]);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let cap = |direct: bool, key: &ed25519_dalek::SigningKey| {
+            let c = Capability::new(
+                ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key(),
+                Subject::Device(device),
+                vec![ServiceName::parse("echo").unwrap()],
+                now - 10,
+                now + 600,
+                [1; 16],
+            )
+            .unwrap();
+            let c = if direct { c.with_direct() } else { c };
+            c.sign(key).to_json()
+        };
+        let ask = |capability: String, peer: &str| {
+            Request::OpenPinhole(PinholeAsk {
+                peer: peer.parse().unwrap(),
+                local_port: 40_000,
+                capability,
+                revocations: None,
+            })
+        };
+        let mut bare = Rig::new(me(), Some(test_identity().1));
+        match bare.ask(&ask(cap(true, &access), "198.51.100.6:4000")) {
+            Response::Error(e) => assert!(e.contains("[remote] direct is not set"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        let added = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&added);
+        let gate = PinholeGate::new(
+            device,
+            &access
+                .verifying_key()
+                .as_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
+            None,
+            Box::new(move |hole: &Pinhole, secs| {
+                kept.lock()
+                    .unwrap()
+                    .push((hole.peer.to_string(), hole.local_port, secs));
+                Ok(())
+            }),
+        )
+        .unwrap();
+        let mut rig = Rig::new(me(), Some(identity));
+        rig.server.pinholes = Some(gate);
+        let secs = rig.ask(&ask(cap(true, &access), "198.51.100.6:4000"));
+        let Response::Data(bytes) = secs else {
+            panic!("{secs:?}")
+        };
+        let secs = u64::from_be_bytes(bytes.try_into().unwrap());
+        assert!((599..=600).contains(&secs), "{secs}");
+        for (capability, says) in [
+            (
+                cap(true, &forger),
+                "pinhole refused: the capability is not signed by this device's access key",
+            ),
+            (
+                cap(false, &access),
+                "pinhole refused: the capability does not grant the direct path",
+            ),
+            (
+                "{}".to_owned(),
+                "pinhole refused: the capability cannot be read",
+            ),
+        ] {
+            match rig.ask(&ask(capability, "198.51.100.7:4000")) {
+                Response::Error(e) => assert!(e.starts_with(says), "{e}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        for i in 0..3 {
+            let peer = format!("198.51.100.{}:4000", 10 + i);
+            assert!(matches!(
+                rig.ask(&ask(cap(true, &access), &peer)),
+                Response::Data(_)
+            ));
+        }
+        assert_eq!(
+            rig.ask(&ask(cap(true, &access), "198.51.100.20:4000")),
+            Response::Error("pinhole refused: 4 pinholes are open, the most there may be".into())
+        );
+        let added = added.lock().unwrap();
+        assert_eq!(added.len(), 4);
+        assert_eq!(added[0].0, "198.51.100.6:4000");
     }
 
     /// `RemoteSession`: each record is kept with PID 1's clock (not the agent's), the

@@ -206,7 +206,9 @@ impl InstallServer {
             },
             // The remote agent's requests, served on its own socket only: the update agent
             // has no use for them.
-            Request::SignRemoteAccess { .. } | Request::RemoteSession(_) => (
+            Request::SignRemoteAccess { .. }
+            | Request::RemoteSession(_)
+            | Request::OpenPinhole(_) => (
                 Response::Error(format!(
                     "{} is served on {} only",
                     request.name(),

@@ -164,6 +164,9 @@ impl Manifest {
                 })
                 .collect();
             let _ = writeln!(o, "services = [{}]", services.join(", "));
+            if r.direct {
+                let _ = writeln!(o, "direct = true");
+            }
         }
         o
     }

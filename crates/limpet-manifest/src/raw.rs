@@ -260,6 +260,8 @@ pub(crate) struct RawRemote {
     pub relay: Str,
     pub access_key: Str,
     pub services: Spanned<Vec<Spanned<RawService>>>,
+    #[serde(default)]
+    pub direct: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -63,6 +63,10 @@ pub struct Remote {
     pub access_key: AccessKeyRef,
     /// What an operator may reach; at least one.
     pub services: Vec<RemoteService>,
+    /// Whether a session may take the direct path (hole punching): the agent's task gets
+    /// an empty set of pinholes PID 1 fills, one per session whose capability it verified
+    /// grants `direct`. False by default: every byte through the relay.
+    pub direct: bool,
 }
 
 /// `host:port`: a DNS name or an IPv4 address, and a port.
@@ -227,6 +231,7 @@ pub(crate) fn check(c: &mut Checker<'_>, r: &RawRemote, raw: &RawManifest) -> Op
         relay: relay?,
         access_key: access_key?,
         services: out,
+        direct: r.direct.as_ref().is_some_and(|d| *d.get_ref()),
     })
 }
 
@@ -334,6 +339,9 @@ fn agent_toml(r: &Remote, access_key: &str) -> String {
     for s in &r.services {
         args.push(q("--service"));
         args.push(q(&format!("{}=127.0.0.1:{}", s.name, s.port)));
+    }
+    if r.direct {
+        args.push(q("--direct"));
     }
     let mut egress = format!(
         "\n[[task.egress]]\nhost = {}\nports = [{}]\nproto = {}\n",
@@ -498,6 +506,35 @@ cpu = "10%"
             .with_remote_agent(KEY)
             .unwrap_err();
         assert!(e.to_string().contains("reserved"), "{e}");
+    }
+
+    /// `direct = true`: kept through the canonical form, and the agent gets `--direct`;
+    /// absent, neither. Anything but a boolean is refused at the value.
+    #[test]
+    fn direct_is_parsed_strictly_and_given_to_the_agent() {
+        let m = crate::parse("t.toml", &format!("{}\ndirect = true\n", good())).unwrap();
+        assert!(m.remote.as_ref().unwrap().direct);
+        let again = crate::parse("c.toml", &m.to_canonical_toml()).unwrap();
+        assert!(again.remote.as_ref().unwrap().direct);
+        let agent = |m: &Manifest| {
+            let m = m.with_remote_agent(KEY).unwrap();
+            let t = m
+                .tasks
+                .iter()
+                .find(|t| t.name.as_str() == REMOTE_AGENT_TASK)
+                .unwrap()
+                .clone();
+            t.args
+        };
+        assert!(agent(&m).iter().any(|a| a == "--direct"));
+        let plain = crate::parse("t.toml", &good()).unwrap();
+        assert!(!plain.remote.as_ref().unwrap().direct);
+        assert!(!agent(&plain).iter().any(|a| a == "--direct"));
+        let err = crate::parse("t.toml", &format!("{}\ndirect = \"yes\"\n", good()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("direct") || err.contains("boolean"), "{err}");
+        assert!(err.contains("t.toml:"), "{err}");
     }
 
     #[test]

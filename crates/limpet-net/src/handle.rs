@@ -149,6 +149,30 @@ impl Nft {
         self.transact(b.finish(), "set elements")
     }
 
+    /// Opens a pinhole in a task's pinhole set (`pin_<task>`,
+    /// [`Ruleset::pinhole_set`](crate::Ruleset::pinhole_set)): TCP to `peer`, from
+    /// `local_port`, for `ttl`, after which the kernel removes it. Whether it may be opened
+    /// is not decided here (limpet-remote's `pinhole` decides, in PID 1).
+    pub fn add_pinhole(
+        &mut self,
+        set: &str,
+        peer: std::net::SocketAddrV4,
+        local_port: u16,
+        ttl: Duration,
+    ) -> Result<(), NftError> {
+        let mut b = self.batch();
+        b.new_set_elems(
+            set,
+            &[SetElem::Pinhole {
+                peer: *peer.ip(),
+                peer_port: peer.port(),
+                local_port,
+                ttl,
+            }],
+        );
+        self.transact(b.finish(), "a pinhole")
+    }
+
     /// Adds upstream DNS servers (from DHCP) to the `dns4` set.
     pub fn add_dns_servers(&mut self, servers: &[Ipv4Addr]) -> Result<(), NftError> {
         if servers.is_empty() {

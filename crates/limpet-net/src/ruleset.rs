@@ -37,12 +37,18 @@ pub const CHAIN_DNS_UPSTREAM: &str = "dns_upstream";
 /// Prefix of a task's chain: `task_<name>`; an egress rule with a cap has its own chain
 /// `task_<name>_e<i>` (task names have no `_`, so the two never collide).
 pub const TASK_CHAIN_PREFIX: &str = "task_";
+/// Prefix of a task's pinhole set: `pin_<task>`.
+pub const PINHOLE_SET_PREFIX: &str = "pin_";
 /// Set of the networks the device is connected to (`flags interval`), for `scope = "lan"`.
 pub const SET_LAN: &str = "lan4";
 /// Set of upstream DNS servers PID 1's stub may query.
 pub const SET_DNS: &str = "dns4";
 /// Most addresses a DNS name's set holds: a hostile resolver answer cannot grow it beyond.
 pub const NAME_SET_SIZE: u32 = 256;
+/// Most elements a task's pinhole set holds. PID 1 opens at most 4 at a time
+/// (limpet-remote's `pinhole`); the kernel's bound is twice that, since an expired element
+/// counts until the set's garbage collection removes it.
+pub const PINHOLE_SET_SIZE: u32 = 8;
 /// PID 1's queries to upstream DNS servers, packets per second (UDP and TCP together): a
 /// device needs a few per minute; the cap keeps the stub from being the flood.
 pub const DNS_UPSTREAM_PACKETS_PER_SECOND: u64 = 20;
@@ -156,6 +162,11 @@ impl Ruleset {
     /// The chain of a task.
     pub fn task_chain(task: &str) -> String {
         format!("{TASK_CHAIN_PREFIX}{task}")
+    }
+
+    /// The pinhole set of a task (`pin_<task>`), for a task whose policy has pinholes.
+    pub fn pinhole_set(task: &str) -> String {
+        format!("{PINHOLE_SET_PREFIX}{task}")
     }
 }
 
@@ -431,6 +442,14 @@ impl Builder {
                 elements: Vec::new(),
             });
         }
+        for t in policy.tasks.iter().filter(|t| t.pinholes) {
+            self.sets.push(Set {
+                name: Ruleset::pinhole_set(&t.name),
+                kind: SetKind::Pinholes,
+                size: Some(PINHOLE_SET_SIZE),
+                elements: Vec::new(),
+            });
+        }
     }
 
     fn input(&mut self, policy: &NetPolicy) {
@@ -669,6 +688,30 @@ impl Builder {
         for (i, e) in t.egress.iter().enumerate() {
             self.egress(t, chain, i, e);
         }
+        // The pinholes PID 1 opened: TCP to a peer's address and port, from the task's own
+        // source port, each until its timeout. Every packet of the flow is matched.
+        if t.pinholes {
+            let load = |offset, len, reg32| Expr::PayloadAt {
+                base: PayloadBase::Transport,
+                offset,
+                len,
+                reg32,
+            };
+            let mut m = M::new().ipv4().l4(L4::Tcp);
+            m.0.push(Expr::PayloadAt {
+                base: PayloadBase::Network,
+                offset: 16,
+                len: 4,
+                reg32: 0,
+            });
+            m.0.push(load(2, 2, 1));
+            m.0.push(load(0, 2, 2));
+            m.0.push(Expr::LookupAt {
+                set: Ruleset::pinhole_set(&t.name),
+                reg32: 0,
+            });
+            self.rule(chain, m, Verdict::Accept, task_comment(&t.name, "pinhole"));
+        }
         // Replies of the task's own listeners: the flow was let in by an input rule.
         for (i, l) in t.listen.iter().enumerate() {
             self.rule(
@@ -810,6 +853,55 @@ mod tests {
             .filter(|x| x.chain == chain)
             .map(|x| x.comment.clone())
             .collect()
+    }
+
+    /// A task with pinholes: its set `pin_<task>` (pinholes, timeouts, size 8) and one rule
+    /// of its chain looking up daddr . dport . sport in it, before its drop; no other rule
+    /// changes.
+    #[test]
+    fn a_pinhole_set_and_its_rule_for_a_task_with_pinholes() {
+        let mut p = limpet_compile::net::compile(&manifest()).unwrap();
+        let plain = Ruleset::build(&p, &Runtime::by_uid(&p)).unwrap();
+        let task = p.tasks[0].name.clone();
+        p.tasks[0].pinholes = true;
+        let r = Ruleset::build(&p, &Runtime::by_uid(&p)).unwrap();
+        let set = Ruleset::pinhole_set(&task);
+        let sets: Vec<_> = r
+            .sets
+            .iter()
+            .filter(|s| s.name.starts_with(PINHOLE_SET_PREFIX))
+            .collect();
+        assert_eq!(
+            sets,
+            [&Set {
+                name: set.clone(),
+                kind: SetKind::Pinholes,
+                size: Some(PINHOLE_SET_SIZE),
+                elements: Vec::new(),
+            }]
+        );
+        let chain = Ruleset::task_chain(&task);
+        let mut with = comments(&r, &chain);
+        let pinhole = task_comment(&task, "pinhole");
+        let at = with.iter().position(|c| *c == pinhole).unwrap();
+        assert_eq!(with.last(), Some(&task_comment(&task, "drop")));
+        assert!(at + 1 < with.len());
+        with.remove(at);
+        assert_eq!(with, comments(&plain, &chain));
+        assert_eq!(r.rules.len(), plain.rules.len() + 1);
+        let rule = r.rules.iter().find(|x| x.comment == pinhole).unwrap();
+        let loads: Vec<(u32, u32, u32)> = rule
+            .exprs
+            .iter()
+            .filter_map(|e| match e {
+                Expr::PayloadAt {
+                    offset, len, reg32, ..
+                } => Some((*offset, *len, *reg32)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(loads, [(16, 4, 0), (2, 2, 1), (0, 2, 2)]);
+        assert!(rule.exprs.contains(&Expr::LookupAt { set, reg32: 0 }));
     }
 
     #[test]

@@ -75,6 +75,10 @@ pub struct DevicePolicy {
     /// is byte-identical to one compiled before the right existed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub owner_requesters: Vec<String>,
+    /// The direct path (`[remote] direct = true`): what PID 1 verifies a pinhole's
+    /// capability against. Left out of the JSON when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_direct: Option<RemoteDirect>,
     /// The network policy PID 1 installs before any interface is up, and the interfaces it
     /// brings up; absent when no task has `network = "allowlist"` (the device then has no
     /// network at all).
@@ -233,6 +237,15 @@ impl DevicePolicy {
     }
 }
 
+/// The direct path's policy: PID 1 opens a pinhole in the remote agent's set only for a
+/// capability this access key signed (limpet-install's `PinholeGate`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteDirect {
+    /// The access key pinned in the image, 64 hex digits (the agent's `--access-key`).
+    pub access_key: String,
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -298,6 +311,7 @@ mod tests {
             update_agent: None,
             remote_agent: None,
             owner_requesters: Vec::new(),
+            remote_direct: None,
             network: None,
             lifecycle: None,
             island: None,

@@ -23,8 +23,9 @@ pub mod seccomp;
 mod task;
 
 pub use device::{
-    DevicePolicy, IslandPolicy, LifecyclePolicy, PolicyError, RoughtimeServer, TrialPolicy,
-    DEFAULT_HEALTH_MS, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_TRY_BOOTS, FORMAT, NO_NETWORK,
+    DevicePolicy, IslandPolicy, LifecyclePolicy, PolicyError, RemoteDirect, RoughtimeServer,
+    TrialPolicy, DEFAULT_HEALTH_MS, DEFAULT_HEALTH_TIMEOUT_MS, DEFAULT_TRY_BOOTS, FORMAT,
+    NO_NETWORK,
 };
 pub use net::NetPolicy;
 pub use seccomp::{Arch, Bpf};

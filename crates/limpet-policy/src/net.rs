@@ -116,6 +116,13 @@ pub struct TaskNet {
     /// Where it listens: its `[[task.listen]]` rules in manifest order, each one accept rule
     /// in the input chain.
     pub listen: Vec<Listen>,
+    /// Whether the task has a set of pinholes (the remote agent with `[remote] direct =
+    /// true`): PID 1 creates it empty and adds one element (a peer's address and port, from
+    /// the task's own source port, with a timeout) per direct session it verified the
+    /// capability of; the task's chain accepts TCP to exactly those. Left out of the JSON
+    /// when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pinholes: bool,
 }
 
 /// Whether a task may query the DNS stub.

@@ -26,6 +26,9 @@ pub const MAX_SERVICES: usize = 16;
 /// A capability file's format version.
 const VERSION: u8 = 1;
 
+/// The byte that ends the encoding of a capability granting the direct path.
+const DIRECT: u8 = 1;
+
 /// Why a capability could not be made or read.
 #[derive(Debug, thiserror::Error)]
 pub enum CapabilityError {
@@ -98,6 +101,9 @@ pub struct Capability {
     pub expires: u64,
     /// 16 random bytes: two capabilities with the same fields are still two.
     pub nonce: [u8; 16],
+    /// Whether the operator may take the direct path (a pinhole PID 1 opens for the
+    /// session's peer, docs/remote-access.md); signed like every other field.
+    pub direct: bool,
 }
 
 impl Capability {
@@ -130,7 +136,14 @@ impl Capability {
             not_before,
             expires,
             nonce,
+            direct: false,
         })
+    }
+
+    /// The same capability, granting the direct path too.
+    pub fn with_direct(mut self) -> Capability {
+        self.direct = true;
+        self
     }
 
     /// The bytes the access key signs (after [`CAPABILITY_DOMAIN`]).
@@ -154,6 +167,11 @@ impl Capability {
         out.push(u8::try_from(self.services.len()).unwrap_or(u8::MAX));
         for s in &self.services {
             push_short(&mut out, s.as_str().as_bytes());
+        }
+        // One trailing byte, only when set: a capability without `direct` has the
+        // encoding (and the hash) it had before the field existed.
+        if self.direct {
+            out.push(DIRECT);
         }
         out
     }
@@ -191,6 +209,8 @@ struct RawCapability {
     not_before: u64,
     expires: u64,
     nonce: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    direct: bool,
     signature: String,
 }
 
@@ -229,6 +249,7 @@ impl SignedCapability {
             not_before: c.not_before,
             expires: c.expires,
             nonce: hex::encode(c.nonce),
+            direct: c.direct,
             signature: hex::encode(self.signature.to_bytes()),
         };
         // Serialising a struct of strings and integers cannot fail.
@@ -269,6 +290,7 @@ impl SignedCapability {
                 not_before: raw.not_before,
                 expires: raw.expires,
                 nonce,
+                direct: raw.direct,
             },
             signature,
         })
@@ -341,6 +363,24 @@ mod tests {
         assert!(back.signed_by(&key(3).verifying_key()));
         assert!(!back.signed_by(&key(4).verifying_key()));
         assert_eq!(back.hash(), signed.hash());
+    }
+
+    /// `direct` is signed: added to a capability that does not grant it, the signature
+    /// breaks; a capability without it keeps the encoding it had before the field.
+    #[test]
+    fn direct_is_signed_and_absent_by_default() {
+        let plain = cap().sign(&key(3));
+        assert!(!plain.to_json().contains("direct"));
+        let direct = cap().with_direct().sign(&key(3));
+        let back = SignedCapability::from_json(direct.to_json().as_bytes()).unwrap();
+        assert!(back.capability.direct && back.signed_by(&key(3).verifying_key()));
+        assert_ne!(back.hash(), plain.hash());
+        let forged = plain
+            .to_json()
+            .replace("\"signature\"", "\"direct\": true,\n  \"signature\"");
+        let forged = SignedCapability::from_json(forged.as_bytes()).unwrap();
+        assert!(forged.capability.direct);
+        assert!(!forged.signed_by(&key(3).verifying_key()));
     }
 
     #[test]

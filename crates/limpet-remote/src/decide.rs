@@ -108,11 +108,44 @@ pub struct Grant {
     pub service: ServiceName,
     /// Its local address.
     pub target: SocketAddr,
+    /// The capability itself (PID 1 verifies it again before it opens a pinhole).
+    pub capability: Box<SignedCapability>,
 }
 
 /// Decides `request` under `policy` at `now` (Unix seconds, the device's trusted time).
 pub fn authorize(policy: &DevicePolicy, request: &Request<'_>, now: u64) -> Result<Grant, Refusal> {
     let signed = request.capability.ok_or(Refusal::NoCapability)?;
+    valid_capability(policy, signed, now)?;
+    let cap = &signed.capability;
+    if request.session_signer != cap.operator {
+        return Err(Refusal::NotTheOperator);
+    }
+    let (service, target) = policy
+        .services
+        .iter()
+        .find(|(name, _)| name.as_str() == request.service)
+        .ok_or_else(|| Refusal::ServiceNotDeclared(request.service.to_owned()))?;
+    if !cap.services.contains(service) {
+        return Err(Refusal::ServiceNotGranted(request.service.to_owned()));
+    }
+    Ok(Grant {
+        operator: cap.operator,
+        capability_hash: signed.hash(),
+        service: service.clone(),
+        target: *target,
+        capability: Box::new(signed.clone()),
+    })
+}
+
+/// Whether `signed` is a capability this device takes at `now`: signed by its access key,
+/// not revoked, for it (or its cohort), not too long-lived, valid now. The first checks of
+/// [`authorize`], in its order; PID 1 runs them too before it opens a pinhole
+/// ([`crate::pinhole`]).
+pub fn valid_capability(
+    policy: &DevicePolicy,
+    signed: &SignedCapability,
+    now: u64,
+) -> Result<(), Refusal> {
     if !signed.signed_by(&policy.access_key) {
         return Err(Refusal::SignedByAnotherKey);
     }
@@ -142,23 +175,7 @@ pub fn authorize(policy: &DevicePolicy, request: &Request<'_>, now: u64) -> Resu
             now,
         });
     }
-    if request.session_signer != cap.operator {
-        return Err(Refusal::NotTheOperator);
-    }
-    let (service, target) = policy
-        .services
-        .iter()
-        .find(|(name, _)| name.as_str() == request.service)
-        .ok_or_else(|| Refusal::ServiceNotDeclared(request.service.to_owned()))?;
-    if !cap.services.contains(service) {
-        return Err(Refusal::ServiceNotGranted(request.service.to_owned()));
-    }
-    Ok(Grant {
-        operator: cap.operator,
-        capability_hash: signed.hash(),
-        service: service.clone(),
-        target: *target,
-    })
+    Ok(())
 }
 
 #[cfg(test)]
@@ -203,6 +220,7 @@ mod tests {
             not_before: nb,
             expires: exp,
             nonce: [5; 16],
+            direct: false,
         }
     }
 

@@ -11,6 +11,10 @@
 //!   key and the capability's hash (the console, which PID 1 logs); each start and end is
 //!   also given to the [`Recorder`] (PID 1, for the signed check-in) before the service
 //!   is reached and after the session closed.
+//! - The direct path (`--direct`, [`crate::direct`]): a granted session whose capability
+//!   grants `direct`, whose operator asked for it, is offered it only after PID 1 opened
+//!   its pinhole (the [`Pinholer`]); the session on the direct connection is decided again
+//!   from the start, and the relay session is the fallback.
 //! - A frame on the control connection that is not a session id and starts with
 //!   [`relay::TAG_REVOCATIONS`] is a revocation list: taken only when the access key
 //!   signed it and it is newer than the one held ([`crate::revocation`]).
@@ -20,17 +24,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::decide::DevicePolicy;
+use crate::decide::{DevicePolicy, Grant};
+use crate::direct::Route;
 use crate::relay::{self, REGISTER_PROOF, TAG_JOIN, TAG_REGISTER};
 use crate::session::{self, Outcome};
-use limpet_install_api::remote::{RemoteSession, SessionEvent};
+use limpet_install_api::remote::{PinholeAsk, RemoteSession, SessionEvent};
 
 /// Sessions served at once.
 pub const MAX_SESSIONS: usize = 8;
 /// The longest pause between two dials to the relay.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-pub use crate::signer::{Recorder, Signer};
+pub use crate::signer::{Pinholer, Recorder, Signer};
 
 /// Why a registration with the relay failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,10 +54,16 @@ pub enum AgentError {
 
 /// Runs forever: registers at `relay` (`host:port`, resolved at each dial) and serves
 /// sessions under `policy`.
-pub fn run(relay: &str, policy: Arc<DevicePolicy>, sign: Signer, record: Recorder) -> ! {
+pub fn run(
+    relay: &str,
+    policy: Arc<DevicePolicy>,
+    sign: Signer,
+    record: Recorder,
+    direct: Option<Pinholer>,
+) -> ! {
     let mut pause = Duration::from_secs(1);
     loop {
-        match serve_once(relay, &policy, &sign, &record) {
+        match serve_once(relay, &policy, &sign, &record, direct.as_ref()) {
             Ok(()) => {
                 println!("limpet-remote: relay {relay} closed the connection");
                 pause = Duration::from_secs(1);
@@ -81,6 +92,7 @@ pub fn serve_once(
     policy: &Arc<DevicePolicy>,
     sign: &Signer,
     record: &Recorder,
+    direct: Option<&Pinholer>,
 ) -> Result<(), AgentError> {
     let io = |source| AgentError::Io {
         relay: relay.to_owned(),
@@ -126,8 +138,9 @@ pub fn serve_once(
         }
         let (policy, sign, active) = (Arc::clone(policy), Arc::clone(sign), Arc::clone(&active));
         let (relay, record) = (relay.to_owned(), Arc::clone(record));
+        let direct = direct.cloned();
         std::thread::spawn(move || {
-            if let Err(e) = session_once(&relay, &id, &policy, &sign, &record) {
+            if let Err(e) = session_once(&relay, &id, &policy, &sign, &record, direct.as_ref()) {
                 println!("limpet-remote: session failed: {}", limpet_error_chain(&e));
             }
             active.fetch_sub(1, Ordering::SeqCst);
@@ -167,40 +180,125 @@ fn session_once(
     policy: &DevicePolicy,
     sign: &Signer,
     record: &Recorder,
+    direct: Option<&Pinholer>,
 ) -> Result<(), session::SessionError> {
-    let mut data = TcpStream::connect(relay)?;
-    relay::send(&mut data, &[&[TAG_JOIN], id])?;
+    let mut data = match direct {
+        Some(_) => crate::direct::dial_host(relay)?,
+        None => TcpStream::connect(relay)?,
+    };
+    let flag: &[u8] = if direct.is_some() {
+        &[relay::DIRECT]
+    } else {
+        &[]
+    };
+    relay::send(&mut data, &[&[TAG_JOIN], id, flag])?;
     data.set_read_timeout(Some(Duration::from_secs(10)))?;
-    match session::device(data, policy, sign.as_ref(), now())? {
+    // The operator's observed address, when both asked for the direct path.
+    let peer = match direct {
+        Some(_) => relay::decode_addr(&crate::frame::read_some(&mut data)?),
+        None => None,
+    };
+    let local_port = data.local_addr()?.port();
+    let offered = std::cell::Cell::new(false);
+    let offer = |grant: &Grant| {
+        let (Some(pinholer), Some(peer)) = (direct, peer) else {
+            return false;
+        };
+        if !grant.capability.capability.direct {
+            return false;
+        }
+        let ask = PinholeAsk {
+            peer,
+            local_port,
+            capability: grant.capability.to_json(),
+            revocations: policy.revocations.held_json(),
+        };
+        match pinholer(&ask) {
+            Ok(secs) => {
+                println!(
+                    "limpet-remote: pinhole opened: {peer} from port {local_port} for {secs} s"
+                );
+                offered.set(true);
+                true
+            }
+            Err(e) => {
+                println!("limpet-remote: pinhole refused: {e}");
+                false
+            }
+        }
+    };
+    match session::device_offering(data, policy, sign.as_ref(), now(), &offer)? {
         Outcome::Refused { refusal, operator } => {
-            let who = operator.map_or_else(|| "unproven".to_owned(), |k| hex::encode(k.as_bytes()));
-            println!("limpet-remote: session refused: operator {who}: {refusal}");
+            refused(operator, &refusal);
             Ok(())
         }
-        Outcome::Granted(channel, grant) => {
-            let who = hex::encode(grant.operator.as_bytes());
-            let cap = hex::encode(grant.capability_hash);
-            println!(
-                "limpet-remote: session start: operator {who}, capability {cap}, service {}",
-                grant.service
-            );
-            let event = |event| RemoteSession {
-                event,
-                at: i64::try_from(now()).unwrap_or(i64::MAX),
-                operator: who.clone(),
-                capability: cap.clone(),
-                service: grant.service.to_string(),
+        Outcome::Granted(mut channel, grant) => {
+            let (Some(peer), true) = (peer, offered.get()) else {
+                return serve(channel, &grant, record, Route::Relay);
             };
-            record(event(SessionEvent::Start));
-            let service = TcpStream::connect(grant.target)?;
-            // After the handshake a session may idle; the operator ends it.
-            let result = channel.splice(service);
-            let (up, down) = result.unwrap_or((0, 0));
-            println!(
-                "limpet-remote: session end: operator {who}, capability {cap}, {down} bytes in, {up} bytes out"
-            );
-            record(event(SessionEvent::End));
-            Ok(())
+            // Both sides try at once; the operator's word says which path it took.
+            let attempt = std::thread::spawn(move || {
+                crate::direct::punch(local_port, peer, crate::direct::PUNCH_TIME)
+            });
+            let word = channel.recv()?;
+            let direct = attempt
+                .join()
+                .map_err(|_| session::SessionError::Malformed("direct attempt"))?;
+            match (word.as_deref(), direct) {
+                (Some([crate::direct::WORD_DIRECT]), Ok(stream)) => {
+                    drop(channel);
+                    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+                    // The same handshake, proofs and decision as on the relay.
+                    match session::device(stream, policy, sign.as_ref(), now())? {
+                        Outcome::Refused { refusal, operator } => {
+                            refused(operator, &refusal);
+                            Ok(())
+                        }
+                        Outcome::Granted(channel, grant) => {
+                            serve(channel, &grant, record, Route::Direct(peer))
+                        }
+                    }
+                }
+                (Some([crate::direct::WORD_DIRECT]), Err(e)) => Err(e.into()),
+                _ => serve(channel, &grant, record, Route::Relay),
+            }
         }
     }
+}
+
+fn refused(operator: Option<ed25519_dalek::VerifyingKey>, refusal: &crate::decide::Refusal) {
+    let who = operator.map_or_else(|| "unproven".to_owned(), |k| hex::encode(k.as_bytes()));
+    println!("limpet-remote: session refused: operator {who}: {refusal}");
+}
+
+/// Carries a granted session to its service, recording its start and end.
+fn serve(
+    channel: session::Channel<TcpStream>,
+    grant: &Grant,
+    record: &Recorder,
+    route: Route,
+) -> Result<(), session::SessionError> {
+    let who = hex::encode(grant.operator.as_bytes());
+    let cap = hex::encode(grant.capability_hash);
+    println!(
+        "limpet-remote: session start: operator {who}, capability {cap}, service {}, path {route}",
+        grant.service
+    );
+    let event = |event| RemoteSession {
+        event,
+        at: i64::try_from(now()).unwrap_or(i64::MAX),
+        operator: who.clone(),
+        capability: cap.clone(),
+        service: grant.service.to_string(),
+    };
+    record(event(SessionEvent::Start));
+    let service = TcpStream::connect(grant.target)?;
+    // After the handshake a session may idle; the operator ends it.
+    let result = channel.splice(service);
+    let (up, down) = result.unwrap_or((0, 0));
+    println!(
+        "limpet-remote: session end: operator {who}, capability {cap}, {down} bytes in, {up} bytes out"
+    );
+    record(event(SessionEvent::End));
+    Ok(())
 }

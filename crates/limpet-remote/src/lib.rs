@@ -12,7 +12,9 @@
 pub mod capability;
 pub mod decide;
 pub mod device;
+pub mod direct;
 pub mod frame;
+pub mod pinhole;
 pub mod relay;
 pub mod revocation;
 pub mod session;

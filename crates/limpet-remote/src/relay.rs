@@ -9,9 +9,14 @@
 //!   ([`crate::revocation`]): the device takes it only when its access key signed it and
 //!   it is newer than the one held, so the relay can withhold a list but not forge or
 //!   roll one back.
-//! - device data connection: `03 ‖ session-id(16)`; then raw bytes, spliced.
+//! - device data connection: `03 ‖ session-id(16)`; then raw bytes, spliced. A device that
+//!   takes the direct path joins with `03 ‖ session-id(16) ‖ 01`; the relay first sends it
+//!   one frame, the operator's observed address (`ip(4) ‖ port(2)`, [`crate::direct`]) when
+//!   the operator asked for it too, empty otherwise.
 //! - operator: `02 ‖ key(32)`; relay: `00` (spliced from here on), `01` (no such device) or
-//!   `02` (busy).
+//!   `02` (busy). An operator that would take the direct path asks `02 ‖ key(32) ‖ 01`; a
+//!   grant is then `00 ‖ the device's observed address(6)` when the device joined for it,
+//!   `00` alone otherwise.
 //!
 //! Rules this module keeps:
 //! - The relay reads nothing after the splice: it copies bytes and counts them. It knows
@@ -24,7 +29,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,6 +52,9 @@ pub const TAG_CONNECT: u8 = 2;
 pub const TAG_JOIN: u8 = 3;
 /// A revocation list on a device's control connection.
 pub const TAG_REVOCATIONS: u8 = 4;
+
+/// The byte after a key or a session id that asks for the direct path.
+pub const DIRECT: u8 = 1;
 
 /// Relay answers to an operator.
 pub const ANSWER_OK: u8 = 0;
@@ -79,10 +87,27 @@ impl Default for Limits {
     }
 }
 
+/// An operator waiting for its device's data connection.
+#[derive(Debug)]
+struct Waiting {
+    stream: TcpStream,
+    since: Instant,
+    /// Its observed address, when it asked for the direct path.
+    direct: Option<SocketAddrV4>,
+}
+
 #[derive(Debug, Default)]
 struct State {
     devices: HashMap<[u8; 32], TcpStream>,
-    pending: HashMap<[u8; 16], (TcpStream, Instant)>,
+    pending: HashMap<[u8; 16], Waiting>,
+}
+
+/// The IPv4 address and port a peer's connection comes from, as this side sees it.
+fn observed(stream: &TcpStream) -> Option<SocketAddrV4> {
+    match stream.peer_addr().ok()? {
+        SocketAddr::V4(a) => Some(a),
+        SocketAddr::V6(_) => None,
+    }
 }
 
 /// Serves `listener` forever, one thread per connection (up to `limits.connections`); the
@@ -199,7 +224,13 @@ fn connect(
     limits: &Limits,
     revocations: Option<&Path>,
 ) -> io::Result<()> {
+    let (key, direct) = match key.split_at_checked(32) {
+        Some((key, [])) => (key, false),
+        Some((key, [DIRECT])) => (key, true),
+        _ => return Err(bad("connect: key is not 32 bytes")),
+    };
     let key = <[u8; 32]>::try_from(key).map_err(|_| bad("connect: key is not 32 bytes"))?;
+    let direct = direct.then(|| observed(&stream)).flatten();
     // Read before the lock: a missing file sends nothing (a relay without revocations yet).
     let list = revocations.and_then(|path| match std::fs::read(path) {
         Ok(bytes) => Some([&[TAG_REVOCATIONS][..], &bytes].concat()),
@@ -214,7 +245,7 @@ fn connect(
     {
         let mut s = lock(state)?;
         s.pending
-            .retain(|_, (_, at)| at.elapsed() < limits.handshake);
+            .retain(|_, w| w.since.elapsed() < limits.handshake);
         if s.pending.len() >= limits.pending {
             drop(s);
             return frame::write(&mut stream, &[ANSWER_BUSY]);
@@ -232,25 +263,66 @@ fn connect(
             drop(s);
             return frame::write(&mut stream, &[ANSWER_ABSENT]);
         }
-        s.pending.insert(id, (stream, Instant::now()));
+        s.pending.insert(
+            id,
+            Waiting {
+                stream,
+                since: Instant::now(),
+                direct,
+            },
+        );
     }
     Ok(())
 }
 
-fn join(device: TcpStream, id: &[u8], state: &Mutex<State>) -> io::Result<()> {
+fn join(mut device: TcpStream, id: &[u8], state: &Mutex<State>) -> io::Result<()> {
+    let (id, device_direct) = match id.split_at_checked(16) {
+        Some((id, [])) => (id, false),
+        Some((id, [DIRECT])) => (id, true),
+        _ => return Err(bad("join: id is not 16 bytes")),
+    };
     let id = <[u8; 16]>::try_from(id).map_err(|_| bad("join: id is not 16 bytes"))?;
-    let Some((mut operator, _)) = lock(state)?.pending.remove(&id) else {
+    let Some(waiting) = lock(state)?.pending.remove(&id) else {
         return Err(bad("join: no operator waits with that id"));
     };
+    let mut operator = waiting.stream;
     device.set_read_timeout(None)?;
     operator.set_read_timeout(None)?;
-    frame::write(&mut operator, &[ANSWER_OK])?;
+    // The direct path: each side learns the other's observed address, when both asked.
+    let both = device_direct && waiting.direct.is_some();
+    let device_addr = if both { observed(&device) } else { None };
+    if device_direct {
+        let to_device = waiting.direct.map(|a| encode_addr(&a).to_vec());
+        frame::write(&mut device, &to_device.unwrap_or_default())?;
+    }
+    let mut answer = vec![ANSWER_OK];
+    if let Some(addr) = device_addr {
+        answer.extend_from_slice(&encode_addr(&addr));
+    }
+    frame::write(&mut operator, &answer)?;
     let (up, down) = splice(operator, device)?;
     println!(
         "relay: session {}: {up} bytes operator to device, {down} bytes device to operator",
         hex::encode(id)
     );
     Ok(())
+}
+
+/// An address on the wire: the IPv4 address, then the port big-endian.
+pub fn encode_addr(addr: &SocketAddrV4) -> [u8; 6] {
+    let mut out = [0u8; 6];
+    out[..4].copy_from_slice(&addr.ip().octets());
+    out[4..].copy_from_slice(&addr.port().to_be_bytes());
+    out
+}
+
+/// Reads [`encode_addr`]'s 6 bytes; anything else is `None`.
+pub fn decode_addr(bytes: &[u8]) -> Option<SocketAddrV4> {
+    let b = <[u8; 6]>::try_from(bytes).ok()?;
+    Some(SocketAddrV4::new(
+        std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]),
+        u16::from_be_bytes([b[4], b[5]]),
+    ))
 }
 
 /// Copies `a` to `b` and `b` to `a` until both directions end; returns the byte counts.
@@ -271,14 +343,33 @@ pub fn splice(a: TcpStream, b: TcpStream) -> io::Result<(u64, u64)> {
 /// The operator's side: asks the relay at `stream` for `device`; on `Ok` the stream is
 /// spliced to the device.
 pub fn ask(stream: &mut TcpStream, device: &VerifyingKey) -> Result<(), AskError> {
+    ask_for(stream, device, false).map(|_| ())
+}
+
+/// [`ask`], also asking for the device's observed address (the direct path); `None` when
+/// the device did not join for it.
+pub fn ask_direct(
+    stream: &mut TcpStream,
+    device: &VerifyingKey,
+) -> Result<Option<SocketAddrV4>, AskError> {
+    ask_for(stream, device, true)
+}
+
+fn ask_for(
+    stream: &mut TcpStream,
+    device: &VerifyingKey,
+    direct: bool,
+) -> Result<Option<SocketAddrV4>, AskError> {
+    let flag: &[u8] = if direct { &[DIRECT] } else { &[] };
     frame::write(
         stream,
-        &[&[TAG_CONNECT], device.as_bytes().as_slice()].concat(),
+        &[&[TAG_CONNECT], device.as_bytes().as_slice(), flag].concat(),
     )?;
-    match frame::read_some(stream)?.first() {
-        Some(&ANSWER_OK) => Ok(()),
-        Some(&ANSWER_ABSENT) => Err(AskError::Absent),
-        Some(&ANSWER_BUSY) => Err(AskError::Busy),
+    let answer = frame::read_some(stream)?;
+    match answer.split_first() {
+        Some((&ANSWER_OK, addr)) => Ok(decode_addr(addr)),
+        Some((&ANSWER_ABSENT, _)) => Err(AskError::Absent),
+        Some((&ANSWER_BUSY, _)) => Err(AskError::Busy),
         _ => Err(AskError::Io(bad("unknown relay answer"))),
     }
 }

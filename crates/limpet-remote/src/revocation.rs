@@ -186,6 +186,16 @@ impl Revocations {
         Ok(n)
     }
 
+    /// The held list's JSON text, if a list is held (what the agent gives PID 1 with a
+    /// pinhole request, limpet-install-api's `PinholeAsk`).
+    pub fn held_json(&self) -> Option<String> {
+        let held = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        held.as_ref().map(RevocationList::to_json)
+    }
+
     /// The held list's issue time, when `hash` is revoked by it.
     pub fn revoked(&self, hash: &[u8; 32]) -> Option<u64> {
         let held = self

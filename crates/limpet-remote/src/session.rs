@@ -7,7 +7,9 @@
 //!    [`DEVICE_PROOF`] ‖ h, h being this handshake's hash;
 //! 2. operator → device: the operator key, its signature of [`OPERATOR_PROOF`] ‖ h, the
 //!    service asked for, and the capability file;
-//! 3. device → operator: the verdict, `0` or a [`Refusal`] code and its text.
+//! 3. device → operator: the verdict, `0` or a [`Refusal`] code and its text; a grant is
+//!    `0 1` when the device offers the direct path (PID 1 opened its pinhole,
+//!    [`crate::direct`]), which the operator then tries, and `0` alone otherwise.
 //!
 //! Rules this module keeps:
 //! - Both sides are authenticated by an Ed25519 signature over the handshake hash, which
@@ -38,6 +40,9 @@ pub const PROLOGUE: &[u8] = b"limpet remote-access session v1\0";
 pub const DEVICE_PROOF: &[u8] = limpet_install_api::remote::SESSION_PROOF;
 /// What the operator key signs (then the handshake hash).
 pub const OPERATOR_PROOF: &[u8] = b"limpet remote-access operator v1\0session\0";
+
+/// The longest a closing session waits for its last bytes to be sent.
+pub const LINGER: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The most plaintext in one data frame (a Noise message less its 16-byte tag).
 const MAX_PLAIN: usize = frame::MAX_FRAME - 16;
@@ -81,12 +86,23 @@ fn prologue(device: &VerifyingKey) -> Vec<u8> {
 /// The operator's side: runs the handshake with `device` over `stream`, proves `operator`,
 /// asks for `service` with `capability`.
 pub fn operator<S: Read + Write>(
-    mut stream: S,
+    stream: S,
     device: &VerifyingKey,
     operator: &SigningKey,
     capability: Option<&SignedCapability>,
     service: &str,
 ) -> Result<Channel<S>, SessionError> {
+    operator_offered(stream, device, operator, capability, service).map(|(channel, _)| channel)
+}
+
+/// [`operator`], and whether the device's grant offered the direct path.
+pub fn operator_offered<S: Read + Write>(
+    mut stream: S,
+    device: &VerifyingKey,
+    operator: &SigningKey,
+    capability: Option<&SignedCapability>,
+    service: &str,
+) -> Result<(Channel<S>, bool), SessionError> {
     let prologue = prologue(device);
     let mut hs = noise(device)?
         .prologue(&prologue)
@@ -133,7 +149,7 @@ pub fn operator<S: Read + Write>(
     // 3. The verdict.
     let verdict = channel.recv()?.ok_or(SessionError::Malformed("verdict"))?;
     match verdict.split_first() {
-        Some((0, _)) => Ok(channel),
+        Some((0, offer)) => Ok((channel, offer == [1])),
         Some((&code, message)) => Err(SessionError::Refused {
             code,
             message: String::from_utf8_lossy(message).into_owned(),
@@ -158,10 +174,22 @@ pub enum Outcome<S> {
 /// The device's side: answers the handshake, proves the identity with `sign` (which signs
 /// under the `remote-access` purpose), and decides the operator's request at `now`.
 pub fn device<S: Read + Write>(
+    stream: S,
+    policy: &DevicePolicy,
+    sign: &dyn Fn(&[u8]) -> Result<Signature, crate::signer::SignError>,
+    now: u64,
+) -> Result<Outcome<S>, SessionError> {
+    device_offering(stream, policy, sign, now, &|_| false)
+}
+
+/// [`device`], with `offer` asked after a grant and before the verdict whether to offer the
+/// direct path (the verdict is then `0 1`).
+pub fn device_offering<S: Read + Write>(
     mut stream: S,
     policy: &DevicePolicy,
     sign: &dyn Fn(&[u8]) -> Result<Signature, crate::signer::SignError>,
     now: u64,
+    offer: &dyn Fn(&Grant) -> bool,
 ) -> Result<Outcome<S>, SessionError> {
     let prologue = prologue(&policy.device);
     let mut hs = noise(&policy.device)?
@@ -204,7 +232,11 @@ pub fn device<S: Read + Write>(
     };
     match decision {
         Ok(grant) => {
-            channel.send(&[0])?;
+            if offer(&grant) {
+                channel.send(&[0, 1])?;
+            } else {
+                channel.send(&[0])?;
+            }
             Ok(Outcome::Granted(channel, grant))
         }
         Err(refusal) => {
@@ -323,6 +355,10 @@ impl Channel<TcpStream> {
         let Channel { stream, noise } = self;
         // After the handshake a session may idle as long as its peers like.
         stream.set_read_timeout(None)?;
+        // Closing waits (at most LINGER) for what is still queued to be sent: an orphaned
+        // socket's packets no longer carry its owner's uid, which a device's egress
+        // matched by uid (no cgroup2) would drop, cutting the session's end.
+        rustix::net::sockopt::set_socket_linger(&stream, Some(LINGER)).map_err(io::Error::from)?;
         let mut up_out = stream.try_clone()?;
         let up_noise = Arc::clone(&noise);
         let up = std::thread::spawn(move || -> Result<u64, SessionError> {

@@ -89,6 +89,7 @@ fn policy(tasks: Vec<TaskPolicy>) -> DevicePolicy {
         update_agent: None,
         remote_agent: None,
         owner_requesters: Vec::new(),
+        remote_direct: None,
         network: None,
         lifecycle: None,
         island: None,

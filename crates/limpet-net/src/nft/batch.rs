@@ -128,11 +128,20 @@ impl Batch {
         let flags = match s.kind {
             SetKind::Addresses => 0,
             SetKind::Intervals => NFT_SET_INTERVAL,
-            SetKind::Expiring => NFT_SET_TIMEOUT,
+            SetKind::Expiring | SetKind::Pinholes => NFT_SET_TIMEOUT,
         };
         self.w.attr_be32(NFTA_SET_FLAGS, flags);
-        self.w.attr_be32(NFTA_SET_KEY_TYPE, NFT_TYPE_IPADDR);
-        self.w.attr_be32(NFTA_SET_KEY_LEN, 4);
+        let (key_type, key_len) = match s.kind {
+            // Each field of a concatenation takes whole 32-bit registers: 4 + 4 + 4.
+            SetKind::Pinholes => (
+                (((NFT_TYPE_IPADDR << NFT_TYPE_BITS) | NFT_TYPE_INET_SERVICE) << NFT_TYPE_BITS)
+                    | NFT_TYPE_INET_SERVICE,
+                12,
+            ),
+            _ => (NFT_TYPE_IPADDR, 4),
+        };
+        self.w.attr_be32(NFTA_SET_KEY_TYPE, key_type);
+        self.w.attr_be32(NFTA_SET_KEY_LEN, key_len);
         self.w.attr_be32(NFTA_SET_ID, id);
         if let Some(size) = s.size {
             let d = self.w.begin_nest(NFTA_SET_DESC);
@@ -179,14 +188,21 @@ impl Batch {
         let list = self.w.begin_nest(NFTA_SET_ELEM_LIST_ELEMENTS);
         for e in elems {
             match *e {
-                SetElem::Addr(a) => self.elem(a, 0, None),
-                SetElem::Expiring(a, ttl) => self.elem(a, 0, Some(ttl)),
+                SetElem::Addr(a) => self.elem(&a.octets(), 0, None),
+                SetElem::Expiring(a, ttl) => self.elem(&a.octets(), 0, Some(ttl)),
+                SetElem::Pinhole {
+                    peer,
+                    peer_port,
+                    local_port,
+                    ttl,
+                } => self.elem(&pinhole_key(peer, peer_port, local_port), 0, Some(ttl)),
                 SetElem::Range { start, end } => {
-                    self.elem(start, 0, None);
+                    self.elem(&start.octets(), 0, None);
                     // The interval ends at the first address past it; a range reaching
                     // 255.255.255.255 has no such address and is open-ended, as nft does.
                     if let Some(past) = u32::from(end).checked_add(1) {
-                        self.elem(Ipv4Addr::from(past), NFT_SET_ELEM_INTERVAL_END, None);
+                        let past = Ipv4Addr::from(past).octets();
+                        self.elem(&past, NFT_SET_ELEM_INTERVAL_END, None);
                     }
                 }
             }
@@ -194,9 +210,9 @@ impl Batch {
         self.w.end_nest(list);
     }
 
-    fn elem(&mut self, a: Ipv4Addr, flags: u32, ttl: Option<std::time::Duration>) {
+    fn elem(&mut self, key: &[u8], flags: u32, ttl: Option<std::time::Duration>) {
         let e = self.w.begin_nest(NFTA_LIST_ELEM);
-        data_value(&mut self.w, NFTA_SET_ELEM_KEY, &a.octets());
+        data_value(&mut self.w, NFTA_SET_ELEM_KEY, key);
         if flags != 0 {
             self.w.attr_be32(NFTA_SET_ELEM_FLAGS, flags);
         }
@@ -299,6 +315,16 @@ pub fn dump_rules(table: &str, seq: u32) -> Vec<u8> {
     w.attr_str(NFTA_RULE_TABLE, table);
     w.end_msg(m);
     w.into_bytes()
+}
+
+/// A pinhole's key: the address, then each port big-endian in a 32-bit register of its own
+/// (the kernel zeroes a register's bytes past a 2-byte load).
+pub fn pinhole_key(peer: Ipv4Addr, peer_port: u16, local_port: u16) -> [u8; 12] {
+    let mut key = [0u8; 12];
+    key[..4].copy_from_slice(&peer.octets());
+    key[4..6].copy_from_slice(&peer_port.to_be_bytes());
+    key[8..10].copy_from_slice(&local_port.to_be_bytes());
+    key
 }
 
 #[cfg(test)]

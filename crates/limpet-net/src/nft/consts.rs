@@ -102,6 +102,8 @@ pub const NFT_JUMP: i32 = -3;
 // enum nft_registers
 pub const NFT_REG_VERDICT: u32 = 0;
 pub const NFT_REG_1: u32 = 1;
+/// The first 32-bit register (`NFT_REG32_00`); a concatenation loads into consecutive ones.
+pub const NFT_REG32_00: u32 = 8;
 
 // meta
 pub const NFTA_META_DREG: u16 = 1;
@@ -185,5 +187,9 @@ pub const NFTA_IMMEDIATE_DATA: u16 = 2;
 /// nft's datatype number for `ipv4_addr` (`TYPE_IPADDR`), stored as the set's key type so
 /// that `nft list` prints addresses.
 pub const NFT_TYPE_IPADDR: u32 = 7;
+/// nft's datatype number for `inet_service` (a port).
+pub const NFT_TYPE_INET_SERVICE: u32 = 13;
+/// Bits per datatype in a concatenation's key type (nft's `TYPE_BITS`).
+pub const NFT_TYPE_BITS: u32 = 6;
 /// libnftnl's `NFTNL_UDATA_RULE_COMMENT`: the TLV type of a rule comment in its userdata.
 pub const NFTNL_UDATA_RULE_COMMENT: u8 = 0;

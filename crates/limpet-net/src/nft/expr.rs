@@ -2,7 +2,9 @@
 //!
 //! Every expression that loads a value uses register 1 and every comparison reads it: a
 //! rule is a sequence of "load, compare" pairs ending in an optional limit, a counter and a
-//! verdict, so one register is all a rule needs.
+//! verdict, so one register is all a rule needs. The one exception is a concatenation (a
+//! pinhole's address and two ports): [`Expr::PayloadAt`] loads each field into 32-bit
+//! registers of its own and [`Expr::LookupAt`] looks the whole up in a set.
 
 use super::consts::*;
 use super::wire::Writer;
@@ -111,6 +113,26 @@ pub enum Expr {
         /// Bytes to load.
         len: u32,
     },
+    /// Load `len` bytes at `offset` of a header into the 32-bit register `NFT_REG32_00 +
+    /// reg32`: the fields of a concatenation, each in registers of its own.
+    PayloadAt {
+        /// Which header.
+        base: PayloadBase,
+        /// Byte offset in it.
+        offset: u32,
+        /// Bytes to load.
+        len: u32,
+        /// The 32-bit register, counted from `NFT_REG32_00`.
+        reg32: u32,
+    },
+    /// The concatenation loaded from the 32-bit register `NFT_REG32_00 + reg32` on is an
+    /// element of the named set.
+    LookupAt {
+        /// The set's name.
+        set: String,
+        /// The first 32-bit register, counted from `NFT_REG32_00`.
+        reg32: u32,
+    },
     /// Load the conntrack state bits into register 1.
     CtState,
     /// Load the cgroup v2 id of the packet's socket's ancestor at `level` into register 1.
@@ -157,13 +179,13 @@ impl Expr {
     pub fn name(&self) -> &'static str {
         match self {
             Expr::Meta(_) => "meta",
-            Expr::Payload { .. } => "payload",
+            Expr::Payload { .. } | Expr::PayloadAt { .. } => "payload",
             Expr::CtState => "ct",
             Expr::SocketCgroupV2 { .. } => "socket",
             Expr::Bitwise { .. } => "bitwise",
             Expr::Cmp { .. } => "cmp",
             Expr::Range { .. } => "range",
-            Expr::Lookup { .. } => "lookup",
+            Expr::Lookup { .. } | Expr::LookupAt { .. } => "lookup",
             Expr::Limit(_) => "limit",
             Expr::Counter => "counter",
             Expr::Verdict(_) => "immediate",
@@ -181,16 +203,14 @@ impl Expr {
                 w.attr_be32(NFTA_META_KEY, key.code());
                 w.attr_be32(NFTA_META_DREG, NFT_REG_1);
             }
-            Expr::Payload { base, offset, len } => {
-                w.attr_be32(NFTA_PAYLOAD_DREG, NFT_REG_1);
-                let base = match base {
-                    PayloadBase::Network => NFT_PAYLOAD_NETWORK_HEADER,
-                    PayloadBase::Transport => NFT_PAYLOAD_TRANSPORT_HEADER,
-                };
-                w.attr_be32(NFTA_PAYLOAD_BASE, base);
-                w.attr_be32(NFTA_PAYLOAD_OFFSET, *offset);
-                w.attr_be32(NFTA_PAYLOAD_LEN, *len);
-            }
+            Expr::Payload { base, offset, len } => payload(w, NFT_REG_1, *base, *offset, *len),
+            Expr::PayloadAt {
+                base,
+                offset,
+                len,
+                reg32,
+            } => payload(w, NFT_REG32_00 + reg32, *base, *offset, *len),
+            Expr::LookupAt { set, reg32 } => lookup(w, set, NFT_REG32_00 + reg32, set_id),
             Expr::CtState => {
                 w.attr_be32(NFTA_CT_KEY, NFT_CT_STATE);
                 w.attr_be32(NFTA_CT_DREG, NFT_REG_1);
@@ -222,13 +242,7 @@ impl Expr {
                 data_value(w, NFTA_RANGE_FROM_DATA, from);
                 data_value(w, NFTA_RANGE_TO_DATA, to);
             }
-            Expr::Lookup { set } => {
-                w.attr_str(NFTA_LOOKUP_SET, set);
-                w.attr_be32(NFTA_LOOKUP_SREG, NFT_REG_1);
-                if let Some(id) = set_id(set) {
-                    w.attr_be32(NFTA_LOOKUP_SET_ID, id);
-                }
-            }
+            Expr::Lookup { set } => lookup(w, set, NFT_REG_1, set_id),
             Expr::Limit(l) => {
                 w.attr_be64(NFTA_LIMIT_RATE, l.rate);
                 w.attr_be64(NFTA_LIMIT_UNIT, l.unit_secs);
@@ -278,6 +292,27 @@ pub(crate) fn data_value(w: &mut Writer, ty: u16, bytes: &[u8]) {
 
 fn len32(b: &[u8]) -> u32 {
     u32::try_from(b.len()).unwrap_or(u32::MAX)
+}
+
+/// A `payload` load of `len` bytes at `offset` of `base` into register `dreg`.
+fn payload(w: &mut Writer, dreg: u32, base: PayloadBase, offset: u32, len: u32) {
+    w.attr_be32(NFTA_PAYLOAD_DREG, dreg);
+    let base = match base {
+        PayloadBase::Network => NFT_PAYLOAD_NETWORK_HEADER,
+        PayloadBase::Transport => NFT_PAYLOAD_TRANSPORT_HEADER,
+    };
+    w.attr_be32(NFTA_PAYLOAD_BASE, base);
+    w.attr_be32(NFTA_PAYLOAD_OFFSET, offset);
+    w.attr_be32(NFTA_PAYLOAD_LEN, len);
+}
+
+/// A `lookup` of register `sreg` on in `set` (its batch id when made in the same batch).
+fn lookup(w: &mut Writer, set: &str, sreg: u32, set_id: &dyn Fn(&str) -> Option<u32>) {
+    w.attr_str(NFTA_LOOKUP_SET, set);
+    w.attr_be32(NFTA_LOOKUP_SREG, sreg);
+    if let Some(id) = set_id(set) {
+        w.attr_be32(NFTA_LOOKUP_SET_ID, id);
+    }
 }
 
 #[cfg(test)]

@@ -53,9 +53,12 @@ pub enum SetKind {
     Intervals,
     /// Single addresses, each with its own timeout (`flags timeout`).
     Expiring,
+    /// Pinholes: `ipv4_addr . inet_service . inet_service` (a peer's address and port, and
+    /// the local source port), each with its own timeout (`flags timeout`).
+    Pinholes,
 }
 
-/// A named set of IPv4 addresses (`type ipv4_addr`).
+/// A named set of IPv4 addresses (`type ipv4_addr`), or of pinholes ([`SetKind::Pinholes`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Set {
     /// Name, unique in the table.
@@ -75,6 +78,18 @@ pub enum SetElem {
     Addr(Ipv4Addr),
     /// One address that expires after the timeout (only in [`SetKind::Expiring`] sets).
     Expiring(Ipv4Addr, Duration),
+    /// A peer's address and port and the local source port, until the timeout (only in
+    /// [`SetKind::Pinholes`] sets).
+    Pinhole {
+        /// The peer's address.
+        peer: Ipv4Addr,
+        /// The peer's port (the packet's destination port).
+        peer_port: u16,
+        /// The local port (the packet's source port).
+        local_port: u16,
+        /// How long it stays.
+        ttl: Duration,
+    },
     /// Addresses `start..=end` (only in [`SetKind::Intervals`] sets).
     Range {
         /// First address.

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! limpet-remote-agent (--signer SOCKET | --data DIR) --relay HOST:PORT --access-key HEX
-//!                     --service NAME=ADDR... [--cohort NAME]
+//!                     --service NAME=ADDR... [--cohort NAME] [--direct]
 //! ```
 //!
 //! Exit status 2 for bad arguments or an identity that cannot be opened (`--data`);
@@ -25,7 +25,7 @@ holding a capability signed by the image's access key
 
 usage: limpet-remote-agent (--signer SOCKET | --data DIR) --relay HOST:PORT
                            --access-key HEX --service NAME=ADDR [--service ...]
-                           [--cohort NAME]
+                           [--cohort NAME] [--direct]
 
   --signer SOCKET     PID 1's socket: it answers the device key and signs each proof
                       (SignRemoteAccess); the identity's private key stays in PID 1
@@ -35,6 +35,9 @@ usage: limpet-remote-agent (--signer SOCKET | --data DIR) --relay HOST:PORT
   --access-key HEX    the Ed25519 key (64 hex digits) whose capabilities are accepted
   --service NAME=ADDR a declared service and its local address (IP:PORT)
   --cohort NAME       the cohort this device belongs to (for cohort capabilities)
+  --direct            offer the direct path (hole punching) to sessions whose capability
+                      grants it, once PID 1 opened the pinhole (OpenPinhole); the relay
+                      stays the fallback
   -h, --help          this text
 ";
 
@@ -50,15 +53,21 @@ struct Args {
     access_key: String,
     services: BTreeMap<ServiceName, SocketAddr>,
     cohort: Option<String>,
+    direct: bool,
 }
 
 fn parse() -> Result<Option<Args>, String> {
     let (mut identity, mut relay, mut access_key, mut cohort) = (None, None, None, None);
     let mut services = BTreeMap::new();
+    let mut direct = false;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "-h" || flag == "--help" {
             return Ok(None);
+        }
+        if flag == "--direct" {
+            direct = true;
+            continue;
         }
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
@@ -90,6 +99,7 @@ fn parse() -> Result<Option<Args>, String> {
         access_key: access_key.ok_or("--access-key is needed")?,
         services,
         cohort,
+        direct,
     }))
 }
 
@@ -140,7 +150,13 @@ fn main() -> ExitCode {
         services: args.services,
         revocations: Arc::default(),
     };
-    limpet_remote::device::run(&args.relay, Arc::new(policy), sign, record)
+    // With PID 1, it decides each pinhole; a host that is not a Limpet device has none.
+    let direct: Option<limpet_remote::signer::Pinholer> = match (&args.identity, args.direct) {
+        (_, false) => None,
+        (Identity::Signer(path), true) => Some(limpet_remote::signer::pid1_pinholer(path)),
+        (Identity::Data(_), true) => Some(Arc::new(|_: &_| Ok(0))),
+    };
+    limpet_remote::device::run(&args.relay, Arc::new(policy), sign, record, direct)
 }
 
 /// The device's key, its signer and where its sessions are recorded: PID 1 over its

@@ -45,6 +45,10 @@ pub enum AccessCommand {
         /// How long the capability lives: e.g. 30m, 2h (at most 8h).
         #[arg(long = "for", default_value = "1h")]
         lifetime: String,
+        /// Also grant the direct path (hole punching): a device with `[remote] direct =
+        /// true` then asks PID 1 for a pinhole to the operator's address for the session.
+        #[arg(long)]
+        direct: bool,
         /// Where to write the capability (JSON); standard output when absent.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -113,6 +117,7 @@ pub fn access(command: AccessCommand) -> super::Result {
             cohort,
             services,
             lifetime,
+            direct,
             out,
         } => {
             let access = load_key(&key)?;
@@ -133,8 +138,13 @@ pub fn access(command: AccessCommand) -> super::Result {
             let now = unix_now();
             let mut nonce = [0u8; 16];
             OsRng.fill_bytes(&mut nonce);
-            let signed =
-                Capability::new(operator, subject, services, now, now + secs, nonce)?.sign(&access);
+            let capability = Capability::new(operator, subject, services, now, now + secs, nonce)?;
+            let capability = if direct {
+                capability.with_direct()
+            } else {
+                capability
+            };
+            let signed = capability.sign(&access);
             let text = signed.to_json() + "\n";
             match out {
                 Some(path) => {
@@ -309,6 +319,9 @@ pub fn connect(args: ConnectArgs) -> super::Result {
 
 type Boxed = Box<dyn std::error::Error + Send + Sync>;
 
+/// One session on the direct path when the capability grants it and the device offers it,
+/// through the relay otherwise; says which on standard error (`connect: path: direct to
+/// IP:PORT` or `connect: path: relay`: standard output may be the session's data).
 fn session(
     relay: SocketAddr,
     device: &VerifyingKey,
@@ -316,16 +329,11 @@ fn session(
     cap: &SignedCapability,
     service: &str,
 ) -> Result<limpet_remote::session::Channel<TcpStream>, Boxed> {
-    let mut stream =
-        TcpStream::connect(relay).map_err(|e| format!("relay {relay}: cannot connect: {e}"))?;
-    limpet_remote::relay::ask(&mut stream, device)?;
-    Ok(limpet_remote::session::operator(
-        stream,
-        device,
-        operator,
-        Some(cap),
-        service,
-    )?)
+    use limpet_remote::direct;
+    let (channel, route) =
+        direct::operator(relay, device, operator, cap, service, direct::PUNCH_TIME)?;
+    eprintln!("connect: path: {route}");
+    Ok(channel)
 }
 
 /// Carries standard input and output through `channel` (one session).
