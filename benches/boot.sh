@@ -20,6 +20,12 @@
 #                      are built by `limpet build` with their own profile either way)
 #   BOOT_RNG=0         no virtio-rng device (default: every boot, Limpet's and the peers',
 #                      gets `-device virtio-rng-pci`, as `limpet run` gives its guests)
+#   BOOT_MACHINE=q35   every boot, Limpet's and the peers', on QEMU's q35 (the machine
+#                      `limpet run` gives x86_64 devices) instead of the peers' `pc`. On `pc`
+#                      the kernel runs the DSDT's _PRT method (an AML loop over 128 entries)
+#                      for each PCI device it enables: about 0.13 s per device under TCG, paid
+#                      by Limpet's disk and not by c (BENCHMARKS.md section 12); q35's _PRT is
+#                      a table.
 #   PEERS_DIR, PEERS_WORK as for the peers' scripts.
 #
 # Scratch (never in this repository): $WORK/limpet-app (the Limpet project: benches/boot/
@@ -35,6 +41,12 @@ source "$PEERS_DIR/common.sh"   # WORK, KERNEL, QEMU, QEMU_COMMON, BASE_CMDLINE,
 RUNS="${BOOT_RUNS:-5}"
 # The machine of `limpet run`: a virtio RNG, so the kernel's RNG is seeded at once.
 if [ "${BOOT_RNG:-1}" = 1 ]; then QEMU_COMMON+=(-device virtio-rng-pci); fi
+if [ -n "${BOOT_MACHINE:-}" ]; then
+  for i in "${!QEMU_COMMON[@]}"; do
+    case "${QEMU_COMMON[$i]}" in pc,*) QEMU_COMMON[i]="$BOOT_MACHINE,${QEMU_COMMON[$i]#pc,}" ;; esac
+  done
+  case " ${QEMU_COMMON[*]} " in *" $BOOT_MACHINE,"*) ;; *) echo "BOOT_MACHINE: no pc machine in ${QEMU_COMMON[*]}" >&2; exit 1 ;; esac
+fi
 read -r -a PEER_LIST <<< "${BOOT_PEERS:-c a b}"
 B="$WORK/limpet-boot"
 P="$WORK/limpet-app"
@@ -43,7 +55,7 @@ rm -rf "$B"; mkdir -p "$B/logs"
 machine() {
   echo "nproc=$(nproc) cpu=\"$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)\" mem=$(awk '/MemTotal/ {printf "%.0fGiB", $2/1048576}' /proc/meminfo) qemu=\"$($QEMU --version | head -1)\" kernel=$KERNEL loadavg=\"$(cut -d' ' -f1-3 /proc/loadavg)\""
 }
-echo "# machine: $(machine)" | tee "$B/machine.txt"
+echo "# machine: $(machine); guest: ${QEMU_COMMON[*]}" | tee "$B/machine.txt"
 echo "# limpet: commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates Cargo.toml Cargo.lock || echo " + uncommitted changes (git diff HEAD sha256 $(git diff HEAD -- crates Cargo.toml Cargo.lock | sha256sum | cut -c1-12): $(git diff --stat HEAD -- crates Cargo.toml Cargo.lock | tail -1 | sed 's/^ *//'))")" | tee "$B/commit.txt"
 
 # 1. Peers: build what is missing with their own scripts (idempotent).
@@ -134,15 +146,18 @@ bb="$WORK/dl/busybox-static/bin/busybox"
   fi
 } > "$B/init-sizes.txt"
 
-# 5. Optional diagnostic boot: the same Limpet image without `quiet`, every line time-stamped.
+# 5. Optional diagnostic boot: the same Limpet image without `quiet`, every line time-stamped
+#    by its host arrival and each kernel line by the guest's own clock (`printk.time=1`: Limpet's
+#    kernel is built without PRINTK_TIME, Debian's with it), which the summary anchors on.
 if [ "${BOOT_DIAG:-1}" = 1 ]; then
   echo "# diagnostic boot without quiet (load $(cut -d' ' -f1-3 /proc/loadavg))"
-  diag_args=("${limpet_args[@]}"); diag_args[${#diag_args[@]}-1]="${BASE_CMDLINE/ quiet/}"
+  diag_cmdline="${BASE_CMDLINE/ quiet/} printk.time=1"
+  diag_args=("${limpet_args[@]}"); diag_args[${#diag_args[@]}-1]="$diag_cmdline"
   python3 "$REPO/benches/boot/consolestamp.py" --until "APP READY" --timeout "$BOOT_TIMEOUT" -- \
     "$QEMU" "${QEMU_COMMON[@]}" "${diag_args[@]}" > "$B/diag-limpet.log" || true
   # shellcheck disable=SC2046
   python3 "$REPO/benches/boot/consolestamp.py" --until "APP READY" --timeout "$BOOT_TIMEOUT" -- \
-    "$QEMU" "${QEMU_COMMON[@]}" $(peer_args c) -append "${BASE_CMDLINE/ quiet/}" > "$B/diag-c.log" || true
+    "$QEMU" "${QEMU_COMMON[@]}" $(peer_args c) -append "$diag_cmdline" > "$B/diag-c.log" || true
 fi
 
 # Optional: the same boot with every system call traced to the console (slower; shares only).

@@ -70,7 +70,8 @@ impl Target {
 /// `[kernel]`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Kernel {
-    /// Where the kernel image and modules come from (default `host`).
+    /// Where the kernel image and modules come from (default `limpet`: Limpet's own kernel,
+    /// built for this manifest; the QEMU boards of both targets are what it is built for).
     pub source: KernelSource,
     /// Extra kernel modules to put in the initramfs and load at boot.
     pub modules: Vec<ModuleName>,
@@ -216,11 +217,12 @@ impl std::str::FromStr for KernelCmdline {
 #[serde(rename_all = "lowercase")]
 pub enum KernelSource {
     /// The build host's running kernel and its modules.
-    #[default]
     Host,
     /// Limpet's own kernel, built from Debian's `linux-source-6.1` with a configuration
     /// derived from this manifest (crates/limpet-kbuild): every driver built in, no
-    /// loadable modules.
+    /// loadable modules. The default: both targets' boards (QEMU's q35 and `virt`) are the
+    /// boards its configuration is made for.
+    #[default]
     Limpet,
     /// Explicit files, relative to the manifest's directory unless absolute.
     Paths {
@@ -375,7 +377,7 @@ fn parse_target(s: &str) -> Result<Target, Problem> {
 /// Checks `[kernel]`.
 pub(crate) fn check_kernel(c: &mut Checker<'_>, k: &RawKernel) -> Option<Kernel> {
     let source = match &k.source {
-        None => Some(KernelSource::Host),
+        None => Some(KernelSource::default()),
         Some(s) => c.str_or_table(
             s,
             |c, word| c.check(word, parse_kernel_word),
@@ -393,11 +395,14 @@ pub(crate) fn check_kernel(c: &mut Checker<'_>, k: &RawKernel) -> Option<Kernel>
     if let (Some(KernelSource::Limpet), Some(first)) =
         (&source, k.modules.as_ref().and_then(|m| m.first()))
     {
-        c.report(
-            &first.span(),
-            Problem::new("kernel modules with source = \"limpet\"")
-                .expected("no [kernel] modules: Limpet's kernel has every driver the device uses built in, and no loadable modules"),
-        );
+        let problem = Problem::new(if k.source.is_some() {
+            "kernel modules with source = \"limpet\""
+        } else {
+            "kernel modules with source = \"limpet\" (the default)"
+        })
+        .expected("no [kernel] modules: Limpet's kernel has every driver the device uses built in, and no loadable modules")
+        .hint("to load modules, set source = \"host\" (the build host's kernel) or source = { image = \"...\", modules = \"...\" }");
+        c.report(&first.span(), problem);
         return None;
     }
     let cmdline = c.parse_or(&k.cmdline, KernelCmdline::default());

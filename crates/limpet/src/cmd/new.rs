@@ -21,5 +21,8 @@ pub fn run(args: Args) -> super::Result {
         "next: cd {} && limpet keys generate && limpet build",
         dir.display()
     );
+    println!(
+        "(the first build also compiles the device's own Linux kernel: about 5 minutes on 2 idle cores; [kernel] in limpet.toml says more)"
+    );
     Ok(())
 }
