@@ -159,6 +159,41 @@ fn hex_key(key: &SigningKey) -> String {
         .collect()
 }
 
+/// The parties of a handover: the vendor's repository with v1 and its statement (taking
+/// effect on 2024-01-01), the owner's repository with v2 signed by the owner's image key,
+/// and the owner's server answering with their request beside it.
+struct Parties {
+    v1: Vec<u8>,
+    vendor: TestRepo,
+    statement: std::path::PathBuf,
+    owner: TestRepo,
+    request_json: Vec<u8>,
+    owner_url: String,
+    _owner_server: limpet_repo::serve::Server,
+}
+
+fn parties() -> Parties {
+    let v1 = release("1.0.0", b"");
+    let vendor = TestRepo::new();
+    vendor.publish(&v1);
+    let statement = sign(&vendor, "2024-01-01");
+    let owner = TestRepo::new();
+    let v2 = release_signed("2.0.0", b"owner", &owner_key());
+    owner.publish_signed(&v2, &owner_key());
+    let request_json = serde_json::to_vec(&request(&statement, &owner)).unwrap();
+    std::fs::write(owner.path().join(REMOTE_REQUEST), &request_json).unwrap();
+    let owner_server = serve(&owner.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    Parties {
+        v1,
+        vendor,
+        statement,
+        owner,
+        request_json,
+        owner_url: format!("http://{}", owner_server.local_addr()),
+        _owner_server: owner_server,
+    }
+}
+
 /// Vendor v1 → the date passes on the device's floor (not its clock) → the owner's request
 /// asks the boot loader, and moves nothing until a person confirms it → after the
 /// confirmation (and the loader's wipe) the request, served at the repository's address by
@@ -166,23 +201,20 @@ fn hex_key(key: &SigningKey) -> String {
 /// vendor's v3 is refused, also after the stored root is damaged.
 #[test]
 fn after_handover_the_owners_repository_is_followed_and_the_vendors_refused() {
-    let v1 = release("1.0.0", b"");
-    let vendor = TestRepo::new();
-    vendor.publish(&v1);
+    // The statement takes effect on 2024-01-01 (the device, built 2020-01-01, counts its
+    // uptime on the host's boot clock here: years short of it). The owner serves their
+    // request beside their repository.
+    let Parties {
+        v1,
+        vendor,
+        statement,
+        owner,
+        request_json,
+        owner_url,
+        _owner_server,
+    } = parties();
     let vendor_server = serve(&vendor.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
     let vendor_url = format!("http://{}", vendor_server.local_addr());
-
-    // The statement takes effect on 2024-01-01 (the device, built 2020-01-01, counts its
-    // uptime on the host's boot clock here: years short of it).
-    let statement = sign(&vendor, "2024-01-01");
-    let owner = TestRepo::new();
-    let v2 = release_signed("2.0.0", b"owner", &owner_key());
-    owner.publish_signed(&v2, &owner_key());
-    // The owner serves their request beside their repository.
-    let request_json = serde_json::to_vec(&request(&statement, &owner)).unwrap();
-    std::fs::write(owner.path().join(REMOTE_REQUEST), &request_json).unwrap();
-    let owner_server = serve(&owner.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
-    let owner_url = format!("http://{}", owner_server.local_addr());
 
     // Before the press: the loader reports vendor mode.
     let device = Device::reporting(
@@ -329,6 +361,105 @@ fn after_handover_the_owners_repository_is_followed_and_the_vendors_refused() {
             AgentError::Owner(limpet_agent::owner::OwnerError::Damaged { .. })
         ),
         "{err:?}"
+    );
+}
+
+/// A power cut anywhere in the agent's half of the handover leaves one of two consistent
+/// devices (docs/end-of-life.md, "The enrolment"): cut while the enrolment's temporary file
+/// is written (any prefix of it on the disk, nothing renamed), the device is not enrolled,
+/// still refuses the vendor's metadata under nobody's root but the vendor's, and the next
+/// poll enrols whole and stages the owner's v2; cut after the rename but before the owner's
+/// metadata was provisioned, the next poll provisions it from the enrolment and follows the
+/// owner, and the vendor's v3 stays refused. The loader's half (its request block and the
+/// wipe) is cut at every write in limpet-boot's
+/// `a_power_cut_at_every_write_of_the_hand_over_leaves_a_consistent_mode`.
+#[test]
+fn a_power_cut_during_the_enrolment_leaves_one_of_two_consistent_devices() {
+    // (Every part bound: a part left out is dropped here, and the owner's repository with it.)
+    let Parties {
+        v1,
+        vendor,
+        owner: _owner,
+        owner_url,
+        _owner_server,
+        ..
+    } = parties();
+    let v3 = release("3.0.0", b"vendor");
+    vendor.publish(&v3);
+    let vendor_server = serve(&vendor.path(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let vendor_url = format!("http://{}", vendor_server.local_addr());
+
+    // The loader confirmed (handing over to the owner's key) and the floor is past the date.
+    let past_date = WallTime::from_secs(1_735_689_600);
+    let confirmed = format!("handing-over:{}", hex_key(&owner_key()));
+    // Each poll on a device of its own: a staged trial would refuse a second stage.
+    let staged_v2 = |state: &std::path::Path| {
+        let device = Device::reporting(&v1, "1.0.0", past_date, &owner_key(), &confirmed);
+        let outcome = Agent::new(agent_config(&owner_url, &vendor, &device, state))
+            .poll_once()
+            .unwrap();
+        assert!(
+            matches!(&outcome, PollOutcome::Staged { version, .. } if version == "2.0.0"),
+            "{outcome:?}"
+        );
+    };
+
+    // An enrolment's fields but the floor, which the device's counted uptime moves on.
+    let but_floor = |bytes: &[u8]| {
+        let mut v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        v.as_object_mut().unwrap().remove("floor").unwrap();
+        v
+    };
+    // The whole enrolment, as an uninterrupted poll writes it.
+    let whole_state = tempfile::tempdir().unwrap();
+    staged_v2(whole_state.path());
+    let whole = std::fs::read(whole_state.path().join(ENROLMENT_FILE)).unwrap();
+    let tmp_name = std::path::Path::new(ENROLMENT_FILE).with_file_name(".enrolment.json.tmp");
+
+    // Cut while the temporary file was written: at its start, inside it, one byte short,
+    // and whole but not yet renamed.
+    for cut in [0, whole.len() / 3, whole.len() - 1, whole.len()] {
+        let state = tempfile::tempdir().unwrap();
+        let tmp = state.path().join(&tmp_name);
+        std::fs::create_dir_all(tmp.parent().unwrap()).unwrap();
+        std::fs::write(&tmp, &whole[..cut]).unwrap();
+        // Not enrolled; the next poll takes the request again and enrols whole.
+        assert!(!state.path().join(ENROLMENT_FILE).exists(), "cut at {cut}");
+        staged_v2(state.path());
+        assert_eq!(
+            but_floor(&std::fs::read(state.path().join(ENROLMENT_FILE)).unwrap()),
+            but_floor(&whole),
+            "cut at {cut}: the enrolment is whole"
+        );
+        assert!(
+            !tmp.exists(),
+            "cut at {cut}: the temporary file was renamed"
+        );
+    }
+
+    // Cut after the rename, before the owner's metadata directory was made: the enrolment
+    // alone is enough. The vendor's v3 is refused under the owner's root provisioned from
+    // it, and the owner's repository is followed.
+    let state = tempfile::tempdir().unwrap();
+    let enrolment = state.path().join(ENROLMENT_FILE);
+    std::fs::create_dir_all(enrolment.parent().unwrap()).unwrap();
+    std::fs::write(&enrolment, &whole).unwrap();
+    assert!(!state.path().join(OWNER_METADATA_DIR).exists());
+    let handed = Device::with_key(&v1, "1.0.0", past_date, &owner_key());
+    vendor_refused(
+        Agent::new(agent_config(&vendor_url, &vendor, &handed, state.path())).poll_once(),
+    );
+    assert!(state
+        .path()
+        .join(OWNER_METADATA_DIR)
+        .join("root.json")
+        .exists());
+    let outcome = Agent::new(agent_config(&owner_url, &vendor, &handed, state.path()))
+        .poll_once()
+        .unwrap();
+    assert!(
+        matches!(&outcome, PollOutcome::Staged { version, .. } if version == "2.0.0"),
+        "{outcome:?}"
     );
 }
 
