@@ -389,6 +389,26 @@ fn echo_server(ns: &str) {
     });
 }
 
+/// `limpet connect DEVICE --relay RELAY --cap CAP --key KEY` run in the namespace `ns` (the
+/// operator's); the caller adds `--service` or `--forward` and the standard streams.
+fn connect_command(ns: &str, device: &str, cap: &Path, key: &Path) -> Command {
+    let mut command = Command::new("ip");
+    command
+        .args([
+            "netns",
+            "exec",
+            ns,
+            env!("CARGO_BIN_EXE_limpet"),
+            "connect",
+            device,
+        ])
+        .args(["--relay", RELAY, "--cap"])
+        .arg(cap)
+        .arg("--key")
+        .arg(key);
+    command
+}
+
 /// One `limpet connect --service SERVICE` with `input` on stdin, from the operator.
 fn connect_once(
     ns: &str,
@@ -398,21 +418,7 @@ fn connect_once(
     service: &str,
     input: &[u8],
 ) -> (bool, String, Vec<u8>) {
-    let mut child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            env!("CARGO_BIN_EXE_limpet"),
-            "connect",
-            device,
-            "--relay",
-            RELAY,
-            "--cap",
-        ])
-        .arg(cap)
-        .arg("--key")
-        .arg(key)
+    let mut child = connect_command(ns, device, cap, key)
         .args(["--service", service])
         .env("LIMPET_LOG", "warn")
         .stdin(Stdio::piped())
@@ -530,21 +536,7 @@ fn an_operator_reaches_the_devices_declared_service_through_the_relay_and_nothin
         "echo",
         "1h",
     );
-    let mut forward = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &operator,
-            env!("CARGO_BIN_EXE_limpet"),
-            "connect",
-            &device_key,
-            "--relay",
-            RELAY,
-            "--cap",
-        ])
-        .arg(&good)
-        .arg("--key")
-        .arg(keys.path().join("operator"))
+    let mut forward = connect_command(&operator, &device_key, &good, &keys.path().join("operator"))
         .args(["--forward", "127.0.0.1:9000=echo"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -1006,21 +998,7 @@ fn echo_through(
     bytes: usize,
 ) -> (bool, String, bool, Duration) {
     let started = Instant::now();
-    let mut child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            ns,
-            env!("CARGO_BIN_EXE_limpet"),
-            "connect",
-            device,
-            "--relay",
-            RELAY,
-            "--cap",
-        ])
-        .arg(cap)
-        .arg("--key")
-        .arg(key)
+    let mut child = connect_command(ns, device, cap, key)
         .args(["--service", "echo"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
