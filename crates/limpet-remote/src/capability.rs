@@ -338,10 +338,7 @@ fn push_short(out: &mut Vec<u8>, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn key(b: u8) -> SigningKey {
-        SigningKey::from_bytes(&[b; 32])
-    }
+    use crate::fixtures::key;
 
     fn cap() -> Capability {
         Capability::new(

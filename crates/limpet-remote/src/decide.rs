@@ -182,33 +182,13 @@ pub fn valid_capability(
 mod tests {
     use super::*;
     use crate::capability::Capability;
-    use ed25519_dalek::SigningKey;
 
-    const NOW: u64 = 1_800_000_000;
-
-    fn key(b: u8) -> SigningKey {
-        SigningKey::from_bytes(&[b; 32])
-    }
-    fn svc(s: &str) -> ServiceName {
-        ServiceName::parse(s).unwrap()
-    }
-
-    const ACCESS: u8 = 1;
-    const DEVICE: u8 = 2;
-    const OPERATOR: u8 = 3;
+    use crate::fixtures::{key, svc, ACCESS, DEVICE, NOW, OPERATOR};
 
     fn policy() -> DevicePolicy {
         DevicePolicy {
-            device: key(DEVICE).verifying_key(),
             cohort: Some("lab".into()),
-            access_key: key(ACCESS).verifying_key(),
-            services: [
-                (svc("echo"), "127.0.0.1:7".parse().unwrap()),
-                (svc("status"), "127.0.0.1:8".parse().unwrap()),
-            ]
-            .into_iter()
-            .collect(),
-            revocations: Arc::default(),
+            ..crate::fixtures::policy(&[("echo", "127.0.0.1:7"), ("status", "127.0.0.1:8")])
         }
     }
 

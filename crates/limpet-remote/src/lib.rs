@@ -19,3 +19,6 @@ pub mod relay;
 pub mod revocation;
 pub mod session;
 pub mod signer;
+
+#[cfg(test)]
+mod fixtures;

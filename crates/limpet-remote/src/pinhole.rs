@@ -110,23 +110,10 @@ pub fn decide(
 mod tests {
     use super::*;
     use crate::capability::{Capability, ServiceName, Subject};
-    use ed25519_dalek::SigningKey;
-    use std::sync::Arc;
-
-    const NOW: u64 = 1_800_000_000;
-
-    fn key(b: u8) -> SigningKey {
-        SigningKey::from_bytes(&[b; 32])
-    }
+    use crate::fixtures::{key, NOW};
 
     fn policy() -> DevicePolicy {
-        DevicePolicy {
-            device: key(2).verifying_key(),
-            cohort: None,
-            access_key: key(1).verifying_key(),
-            services: Default::default(),
-            revocations: Arc::default(),
-        }
+        crate::fixtures::policy(&[])
     }
 
     fn cap(expires: u64, direct: bool) -> Capability {

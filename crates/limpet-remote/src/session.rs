@@ -411,25 +411,10 @@ mod tests {
     use crate::capability::{Capability, ServiceName, Subject};
     use std::os::unix::net::UnixStream;
 
-    const NOW: u64 = 1_800_000_000;
-
-    fn key(b: u8) -> SigningKey {
-        SigningKey::from_bytes(&[b; 32])
-    }
+    use crate::fixtures::{key, NOW};
 
     fn policy() -> DevicePolicy {
-        DevicePolicy {
-            device: key(2).verifying_key(),
-            cohort: None,
-            access_key: key(1).verifying_key(),
-            services: [(
-                ServiceName::parse("echo").unwrap(),
-                "127.0.0.1:7".parse().unwrap(),
-            )]
-            .into_iter()
-            .collect(),
-            revocations: std::sync::Arc::default(),
-        }
+        crate::fixtures::policy(&[("echo", "127.0.0.1:7")])
     }
 
     fn cap() -> SignedCapability {
