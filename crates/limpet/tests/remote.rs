@@ -376,6 +376,11 @@ fn echo_server(ns: &str) {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
+            // The device's egress here matches by uid (no cgroup2 in a namespace): a socket
+            // closed with replies still queued sends them without its owner's uid, and the
+            // final output rule drops them (a loaded CI run lost 263 KB of a 4 MiB echo and
+            // the session hung). Closing waits for them, as the agent's sessions do.
+            let _ = rustix::net::sockopt::set_socket_linger(&stream, Some(WAIT));
             std::thread::spawn(move || {
                 let mut buf = vec![0u8; 64 * 1024];
                 while let Ok(n) = stream.read(&mut buf) {
