@@ -113,21 +113,42 @@ fn owner_store(wipe: Wipe) -> Vec<u8> {
     .to_vec()
 }
 
+/// One boot's `settle` with `typed` at the console: the keys (or the halt), the lines
+/// printed, and the codes asked for.
+fn boot_once<D: Disk>(
+    d: &mut D,
+    parts: &Partitions,
+    var: &mut impl StoreVar,
+    typed: Option<String>,
+) -> (Result<Keys, OwnerHalt>, Lines, Vec<String>) {
+    let mut lines = Lines::default();
+    let mut presence = Typed(typed, Vec::new());
+    let keys = settle(d, parts, var, &mut presence, vendor(), &mut lines);
+    (keys, lines, presence.1)
+}
+
+fn enter_block() -> [u8; REQUEST_BLOCK] {
+    Request::Enter {
+        key: owner().to_bytes(),
+    }
+    .block()
+}
+
+/// The store as the firmware keeps it: `bytes`, boot-services-only or not.
+fn var_holding(bytes: Vec<u8>, boot_services_only: bool) -> MemVar {
+    MemVar {
+        value: Some((bytes, boot_services_only)),
+        ..MemVar::default()
+    }
+}
+
 #[test]
 fn no_store_and_no_request_is_vendor_mode_and_writes_nothing() {
     let (mut d, parts) = disk();
     let before = d.bytes.clone();
     let mut var = MemVar::default();
-    let mut lines = Lines::default();
-    let keys = settle(
-        &mut d,
-        &parts,
-        &mut var,
-        &mut Typed(None, Vec::new()),
-        vendor(),
-        &mut lines,
-    )
-    .unwrap();
+    let (keys, lines, _) = boot_once(&mut d, &parts, &mut var, None);
+    let keys = keys.unwrap();
     assert!(keys.owner.is_none());
     assert_eq!(keys.vendor, Some(vendor()));
     assert_eq!(var.writes, 0);
@@ -138,69 +159,28 @@ fn no_store_and_no_request_is_vendor_mode_and_writes_nothing() {
 #[test]
 fn a_request_without_the_press_changes_nothing_and_is_dropped() {
     let (mut d, parts) = disk();
-    put_request(
-        &mut d,
-        &parts,
-        &Request::Enter {
-            key: owner().to_bytes(),
-        }
-        .block(),
-    );
     let mut var = MemVar::default();
-    let mut lines = Lines::default();
     // Nobody at the console, then someone typing the wrong code: the same outcome.
     for typed in [None, Some("00000000".to_string())] {
-        let mut presence = Typed(typed, Vec::new());
-        put_request(
-            &mut d,
-            &parts,
-            &Request::Enter {
-                key: owner().to_bytes(),
-            }
-            .block(),
-        );
-        let keys = settle(
-            &mut d,
-            &parts,
-            &mut var,
-            &mut presence,
-            vendor(),
-            &mut lines,
-        )
-        .unwrap();
-        assert!(keys.owner.is_none());
-        assert_eq!(presence.1, [code()], "the fingerprint's start is asked for");
+        put_request(&mut d, &parts, &enter_block());
+        let (keys, lines, asked) = boot_once(&mut d, &parts, &mut var, typed);
+        assert!(keys.unwrap().owner.is_none());
+        assert_eq!(asked, [code()], "the fingerprint's start is asked for");
         assert_eq!(var.writes, 0);
         assert!(!data_is_zero(&d, &parts), "nothing wiped");
         assert!(request_block(&d, &parts).iter().all(|&b| b == 0), "dropped");
+        assert!(lines.has(&fingerprint(owner().as_bytes())), "{:?}", lines.0);
+        assert!(lines.has("owner request NOT confirmed: dropped, mode unchanged (vendor)"));
     }
-    assert!(lines.has(&fingerprint(owner().as_bytes())), "{:?}", lines.0);
-    assert!(lines.has("owner request NOT confirmed: dropped, mode unchanged (vendor)"));
 }
 
 #[test]
 fn a_confirmed_request_enters_owner_mode_and_wipes_then_leaving_wipes_again() {
     let (mut d, parts) = disk();
-    put_request(
-        &mut d,
-        &parts,
-        &Request::Enter {
-            key: owner().to_bytes(),
-        }
-        .block(),
-    );
+    put_request(&mut d, &parts, &enter_block());
     let mut var = MemVar::default();
-    let mut lines = Lines::default();
-    let mut presence = Typed(Some(code()), Vec::new());
-    let keys = settle(
-        &mut d,
-        &parts,
-        &mut var,
-        &mut presence,
-        vendor(),
-        &mut lines,
-    )
-    .unwrap();
+    let (keys, lines, _) = boot_once(&mut d, &parts, &mut var, Some(code()));
+    let keys = keys.unwrap();
     assert_eq!(keys.owner, Some(owner()));
     assert_eq!(keys.vendor, Some(vendor()));
     assert!(data_is_zero(&d, &parts));
@@ -208,34 +188,18 @@ fn a_confirmed_request_enters_owner_mode_and_wipes_then_leaving_wipes_again() {
     assert!(lines.has("OWNER MODE (owner)"), "{:?}", lines.0);
 
     // The next boot: owner mode again, nothing asked, the fingerprint printed.
-    let mut lines = Lines::default();
-    let keys = settle(
-        &mut d,
-        &parts,
-        &mut var,
-        &mut presence,
-        vendor(),
-        &mut lines,
-    )
-    .unwrap();
-    assert_eq!(keys.owner, Some(owner()));
+    let (keys, lines, asked) = boot_once(&mut d, &parts, &mut var, Some(code()));
+    assert_eq!(keys.unwrap().owner, Some(owner()));
+    assert!(asked.is_empty(), "{asked:?}");
     assert!(lines.has(&fingerprint(owner().as_bytes())));
 
     // Leaving: asked with the same key's fingerprint, wiped again, vendor only.
     let at = usize::try_from(parts.data.start).unwrap();
     d.bytes[at..at + 6].copy_from_slice(b"marker");
     put_request(&mut d, &parts, &Request::Leave.block());
-    let mut lines = Lines::default();
-    let keys = settle(
-        &mut d,
-        &parts,
-        &mut var,
-        &mut presence,
-        vendor(),
-        &mut lines,
-    )
-    .unwrap();
-    assert!(keys.owner.is_none());
+    let (keys, _, asked) = boot_once(&mut d, &parts, &mut var, Some(code()));
+    assert!(keys.unwrap().owner.is_none());
+    assert_eq!(asked, [code()]);
     assert!(data_is_zero(&d, &parts));
     assert_eq!(
         OwnerStore::parse(&var.value.as_ref().unwrap().0).unwrap(),
@@ -247,23 +211,11 @@ fn a_confirmed_request_enters_owner_mode_and_wipes_then_leaving_wipes_again() {
 fn a_wipe_a_power_cut_interrupted_is_finished_at_the_next_boot() {
     let (mut d, parts) = disk();
     // The store says the wipe is pending: the last boot recorded the change, then lost power.
-    let mut var = MemVar {
-        value: Some((owner_store(Wipe::Pending), true)),
-        ..MemVar::default()
-    };
-    let mut lines = Lines::default();
-    let keys = settle(
-        &mut d,
-        &parts,
-        &mut var,
-        &mut Typed(None, Vec::new()),
-        vendor(),
-        &mut lines,
-    )
-    .unwrap();
+    let mut var = var_holding(owner_store(Wipe::Pending), true);
+    let (keys, lines, _) = boot_once(&mut d, &parts, &mut var, None);
     assert!(data_is_zero(&d, &parts));
     assert_eq!(var.value, Some((owner_store(Wipe::None), true)));
-    assert_eq!(keys.owner, Some(owner()));
+    assert_eq!(keys.unwrap().owner, Some(owner()));
     assert!(lines.has("a wipe of the data partition is pending"));
 }
 
@@ -271,19 +223,9 @@ fn a_wipe_a_power_cut_interrupted_is_finished_at_the_next_boot() {
 fn a_wipe_that_fails_halts() {
     let (mut d, parts) = disk();
     d.fail_writes = true;
-    let mut var = MemVar {
-        value: Some((owner_store(Wipe::Pending), true)),
-        ..MemVar::default()
-    };
-    let err = settle(
-        &mut d,
-        &parts,
-        &mut var,
-        &mut Typed(None, Vec::new()),
-        vendor(),
-        &mut Lines::default(),
-    )
-    .unwrap_err();
+    let mut var = var_holding(owner_store(Wipe::Pending), true);
+    let (keys, _, _) = boot_once(&mut d, &parts, &mut var, None);
+    let err = keys.unwrap_err();
     assert!(matches!(err, OwnerHalt::Wipe { .. }), "{err:?}");
 }
 
@@ -291,39 +233,15 @@ fn a_wipe_that_fails_halts() {
 fn a_store_the_os_made_or_damaged_is_vendor_mode() {
     let (mut d, parts) = disk();
     // Well-formed owner-mode bytes, but in a variable the OS can write (runtime access).
-    let mut forged = MemVar {
-        value: Some((owner_store(Wipe::None), false)),
-        ..MemVar::default()
-    };
-    let mut lines = Lines::default();
-    let keys = settle(
-        &mut d,
-        &parts,
-        &mut forged,
-        &mut Typed(None, Vec::new()),
-        vendor(),
-        &mut lines,
-    )
-    .unwrap();
-    assert!(keys.owner.is_none());
+    let mut forged = var_holding(owner_store(Wipe::None), false);
+    let (keys, lines, _) = boot_once(&mut d, &parts, &mut forged, None);
+    assert!(keys.unwrap().owner.is_none());
     assert!(lines.has("owner store DAMAGED (its variable is not boot-services-only)"));
     let mut bytes = owner_store(Wipe::None);
     bytes[20] ^= 1;
-    let mut damaged = MemVar {
-        value: Some((bytes, true)),
-        ..MemVar::default()
-    };
-    let mut lines = Lines::default();
-    let keys = settle(
-        &mut d,
-        &parts,
-        &mut damaged,
-        &mut Typed(None, Vec::new()),
-        vendor(),
-        &mut lines,
-    )
-    .unwrap();
-    assert!(keys.owner.is_none());
+    let mut damaged = var_holding(bytes, true);
+    let (keys, lines, _) = boot_once(&mut d, &parts, &mut damaged, None);
+    assert!(keys.unwrap().owner.is_none());
     assert!(
         lines.has("owner store DAMAGED (owner store: checksum mismatch): treated as vendor mode"),
         "{:?}",
@@ -338,19 +256,9 @@ fn a_damaged_request_is_reported_and_cleared() {
     let mut block = Request::Leave.block();
     block[3] ^= 0xff;
     put_request(&mut d, &parts, &block);
-    let mut lines = Lines::default();
-    let mut presence = Typed(Some(code()), Vec::new());
-    let keys = settle(
-        &mut d,
-        &parts,
-        &mut MemVar::default(),
-        &mut presence,
-        vendor(),
-        &mut lines,
-    )
-    .unwrap();
-    assert!(keys.owner.is_none());
-    assert!(presence.1.is_empty(), "nothing asked");
+    let (keys, lines, asked) = boot_once(&mut d, &parts, &mut MemVar::default(), Some(code()));
+    assert!(keys.unwrap().owner.is_none());
+    assert!(asked.is_empty(), "nothing asked");
     assert!(lines.has("owner request DAMAGED (owner request: bad magic): dropped"));
     assert!(request_block(&d, &parts).iter().all(|&b| b == 0));
 }
@@ -358,45 +266,15 @@ fn a_damaged_request_is_reported_and_cleared() {
 #[test]
 fn a_store_write_that_fails_leaves_the_mode() {
     let (mut d, parts) = disk();
-    put_request(
-        &mut d,
-        &parts,
-        &Request::Enter {
-            key: owner().to_bytes(),
-        }
-        .block(),
-    );
+    put_request(&mut d, &parts, &enter_block());
     let mut var = MemVar {
         fail_writes: true,
         ..MemVar::default()
     };
-    let mut lines = Lines::default();
-    let keys = settle(
-        &mut d,
-        &parts,
-        &mut var,
-        &mut Typed(Some(code()), Vec::new()),
-        vendor(),
-        &mut lines,
-    )
-    .unwrap();
-    assert!(keys.owner.is_none());
+    let (keys, lines, _) = boot_once(&mut d, &parts, &mut var, Some(code()));
+    assert!(keys.unwrap().owner.is_none());
     assert!(!data_is_zero(&d, &parts));
     assert!(lines.has("cannot write the owner store"));
-}
-
-/// One boot's `settle` with `typed` at the console: the keys (or the halt), the lines
-/// printed, and the codes asked for.
-fn boot_once<D: Disk>(
-    d: &mut D,
-    parts: &Partitions,
-    var: &mut impl StoreVar,
-    typed: Option<String>,
-) -> (Result<Keys, OwnerHalt>, Lines, Vec<String>) {
-    let mut lines = Lines::default();
-    let mut presence = Typed(typed, Vec::new());
-    let keys = settle(d, parts, var, &mut presence, vendor(), &mut lines);
-    (keys, lines, presence.1)
 }
 
 fn handing_over_store() -> OwnerStore {
