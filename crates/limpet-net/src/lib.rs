@@ -27,7 +27,8 @@
 //!   each task) and direction, the **orphan rules** `ct state established ct direction D
 //!   ct mark & M == <owner> jump <owner's chain>` (below); counted drop.
 //! - In `input`, a task's listen rules also name the task as the owner of the flow's
-//!   replies in its conntrack mark.
+//!   replies in its conntrack mark; so do, first in `input` and for loopback only, one rule
+//!   per listen rule (`iif lo`, its port; `continue`).
 //!
 //! Regular chains:
 //!
@@ -72,7 +73,8 @@
 //! `nft list ruleset`): `device rule=<id>` or `task=<name> rule=<id>`. Task ids:
 //! `owner:original`, `owner:reply`, `dispatch`, `orphan:original`, `orphan:reply`,
 //! `dns:udp`, `dns:tcp`, `egress:<i>`, `egress:<i>:rate`, `egress:<i>:packets`,
-//! `egress:<i>:accept`, `listen:<i>` (in input), `listen-reply:<i>`, `drop`. Device ids:
+//! `egress:<i>:accept`, `listen:<i>` and `listen-lo:<i>` (in input), `listen-reply:<i>`,
+//! `drop`. Device ids:
 //! `ipv6`, `loopback`, `invalid`, `established`, `dhcp`, `ping-lan`, `input-drop`,
 //! `forward-drop`, `egress-cap`, `pid1`, `owner:original`, `owner:reply`,
 //! `pid1-orphan:original`, `pid1-orphan:reply`, `loopback-pid1`, `icmp-errors`, `ping-reply`,

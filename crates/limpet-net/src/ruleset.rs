@@ -574,6 +574,25 @@ impl Builder {
             Verdict::Drop,
             device_comment("ipv6"),
         );
+        // A connection over loopback to a task's listen port: the task answers it, as
+        // over the network (the listen rules below); the connecting side's own chain
+        // decided whether it could be sent at all.
+        for t in &policy.tasks {
+            let owner = self.owner(&t.name);
+            for (i, l) in t.listen.iter().enumerate() {
+                self.rule(
+                    c,
+                    M::new()
+                        .iif_lo()
+                        .ipv4()
+                        .l4(l.proto)
+                        .dport(l.port)
+                        .set_ct_owner(Direction::Reply, owner),
+                    Verdict::Continue,
+                    task_comment(&t.name, &format!("listen-lo:{i}")),
+                );
+            }
+        }
         // Loopback is filtered at output, where the sending socket is known.
         self.rule(
             c,
@@ -1308,10 +1327,10 @@ mod tests {
     #[test]
     fn listen_rules_name_the_task_as_the_replies_owner() {
         let r = build();
-        let listen: Vec<&Rule> = r
-            .rules
+        let input: Vec<&Rule> = r.rules.iter().filter(|x| x.chain == "input").collect();
+        let listen: Vec<&&Rule> = input
             .iter()
-            .filter(|x| x.chain == "input" && x.comment.starts_with("task=web rule=listen:"))
+            .filter(|x| x.comment.starts_with("task=web rule=listen:"))
             .collect();
         assert_eq!(listen.len(), 1);
         for x in listen {
@@ -1321,6 +1340,16 @@ mod tests {
             );
             assert_eq!(x.exprs.last(), Some(&Expr::Verdict(Verdict::Accept)));
         }
+        // Over loopback too, before input's `iif lo` accept: only the mark, then on.
+        let at = |c: &str| input.iter().position(|x| x.comment == c).unwrap();
+        let lo = input[at("task=web rule=listen-lo:0")];
+        assert!(at("task=web rule=listen-lo:0") < at("device rule=loopback"));
+        assert!(lo.exprs.starts_with(&M::new().iif_lo().0), "{lo:?}");
+        assert!(
+            contains(&lo.exprs, &owner_set(Direction::Reply, owner_of("web"))),
+            "{lo:?}"
+        );
+        assert_eq!(lo.exprs.last(), Some(&Expr::Verdict(Verdict::Continue)));
     }
 
     /// Owner codes are 16 bits counted from `FIRST_TASK_UID`; a task's uid outside is

@@ -338,6 +338,8 @@ fn ruleset_as_nft_lists_it() {
         comments(&v, "input"),
         [
             "device rule=ipv6",
+            "task=web rule=listen-lo:0",
+            "task=web rule=listen-lo:1",
             "device rule=loopback",
             "device rule=invalid",
             "device rule=established",
@@ -1066,6 +1068,14 @@ fn orphan_tail_over_veth() {
         let server = spawn_server(&dev, &web, "0.0.0.0:8081");
         let got = read_from(&net, "192.0.2.1:8081");
         results.push((format!("{mode}: task's listener"), got, finish(server)));
+        // The same listener over loopback, for PID 1 (uid 0).
+        let server = spawn_server(&dev, &web, "127.0.0.1:8081");
+        let got = read_from(&dev, "127.0.0.1:8081");
+        results.push((
+            format!("{mode}: task's listener on lo"),
+            got,
+            finish(server),
+        ));
         let c = nft.counters().unwrap();
         println!(
             "\n  {mode}: output-drop {:?}",
