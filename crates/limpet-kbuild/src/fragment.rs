@@ -147,6 +147,7 @@ const NETWORK_BASE: &[Check] = &[
     base("IPV6", On, Any, "NF_TABLES_INET depends on it (the ruleset drops IPv6)"),
     base("NETDEVICES", On, Any, "network drivers are under it"),
     base("NET_CORE", On, Any, "network drivers are under it"),
+    base("NETFILTER_ADVANCED", On, Any, "NF_CONNTRACK_MARK depends on it"),
     base("CGROUP_NET_CLASSID", On, Any, "selects SOCK_CGROUP_DATA, which the socket-cgroup match needs (without BPF)"),
     base("PACKET", On, Any, "the DHCP client's raw socket"),
 ];

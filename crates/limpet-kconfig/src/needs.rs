@@ -73,6 +73,7 @@ pub const NETWORK: &[Check] = &[
     need("NF_TABLES_INET", On, Any, "the ruleset is one inet table for IPv4 and IPv6"),
     need("NF_CONNTRACK", Available, Any, "replies to allowed connections are matched by state"),
     need("NFT_CT", Available, Any, "the ruleset matches connection state (ct state)"),
+    need("NF_CONNTRACK_MARK", On, Any, "a flow's conntrack mark names its owners, for the packets a socket no longer does"),
     need("NFT_LIMIT", Available, Any, "egress rate and packet limits are nftables limits"),
     need("NFT_SOCKET", Available, Any, "rules match a packet's task by its socket's cgroup"),
     need("SOCK_CGROUP_DATA", On, Any, "sockets remember their cgroup for that match"),

@@ -21,16 +21,23 @@
 //!   for `scope = "lan"`; echo requests from `@lan4`, 5/s; counted drop.
 //! - `forward`: counted drop.
 //! - `output`: IPv6 drop; the device egress cap (`oif != lo limit rate over N bytes/second`
-//!   → drop); `oif lo` from uid 0 (PID 1, its stub's replies) accept; ICMP `ct state
-//!   related` (errors) 10/s and echo replies 5/s accept; per task a dispatch rule
-//!   (`socket cgroupv2 level 2 <id>`, or `meta skuid <uid>` without cgroup2) jumping to the
-//!   task's chain; uid 0 DHCP (UDP 68 → 67, any address: broadcast) accept; uid 0 DNS to
-//!   `@dns4` (UDP and TCP 53) jumping to `dns_upstream`; uid 0 drop; counted drop.
+//!   → drop); uid 0 (PID 1) jumping to `pid1`; ICMP `ct state related` (errors) 10/s and
+//!   echo replies 5/s accept; per task a dispatch rule (`socket cgroupv2 level 2 <id>`, or
+//!   `meta skuid <uid>` without cgroup2) jumping to the task's chain; then, per owner (PID 1,
+//!   each task) and direction, the **orphan rules** `ct state established ct direction D
+//!   ct mark & M == <owner> jump <owner's chain>` (below); counted drop.
+//! - In `input`, a task's listen rules also name the task as the owner of the flow's
+//!   replies in its conntrack mark; so do, first in `input` and for loopback only, one rule
+//!   per listen rule (`iif lo`, its port; `continue`).
 //!
 //! Regular chains:
 //!
-//! - `task_<name>`: DNS to the stub `127.0.0.53:53` over `lo` (UDP, TCP; only for tasks
-//!   with a DNS-name rule); per egress rule and port range, `ip daddr <net>` or
+//! - `pid1`: the owner rules (below); `oif lo` accept (its stub's replies, its own local
+//!   traffic); DHCP (UDP 68 → 67, any address: broadcast, DHCP addressing only) accept;
+//!   Roughtime (UDP to each listed server) accept; DNS to `@dns4` (UDP and TCP 53) jumping
+//!   to `dns_upstream`; counted drop.
+//! - `task_<name>`: the owner rules (below); DNS to the stub `127.0.0.53:53` over `lo`
+//!   (UDP, TCP; only for tasks with a DNS-name rule); per egress rule and port range, `ip daddr <net>` or
 //!   `ip daddr @n<i>`, `l4proto`, `th dport <port or range>` → accept, or → jump to
 //!   `task_<name>_e<i>` when the rule has a cap; per listen rule, `ct state established`
 //!   with `th sport <port>` (replies of its own listeners) accept; counted drop. Egress
@@ -39,6 +46,17 @@
 //!   `limit rate over <P>/<unit>` → drop, accept. One chain per capped egress rule, so the
 //!   cap is shared by all its port ranges.
 //! - `dns_upstream`: `limit rate over 20/second` → drop, accept.
+//!
+//! Packets without an owner: a socket closed with data queued (an orphan: no file, so no
+//! `meta skuid`), the kernel's answers for a TIME_WAIT socket, a listener's SYN-ACK (a
+//! request socket, which `socket cgroupv2` does not match). The owner rules, first in
+//! `pid1` and in each `task_<name>` (`continue`), write the owner's code
+//! ([`ruleset::PID1_OWNER`], [`ruleset::task_owner`]) into the 16 bits of the flow's
+//! conntrack mark for the packet's direction ([`ruleset::Direction`]); the orphan rules,
+//! after every owner match and before the final drop, send an established flow's
+//! ownerless packets to the chain of the owner its mark names. None accepts: the packet
+//! passes only what its owner's chain passes now (caps, sets, pinholes, a replaced
+//! table's chains); a new flow drops. docs/network.md says why and what was measured.
 //!
 //! Sets, all `type ipv4_addr`:
 //!
@@ -53,10 +71,13 @@
 //!
 //! Counters: every rule has a `counter` and a comment (stored as nft userdata, shown by
 //! `nft list ruleset`): `device rule=<id>` or `task=<name> rule=<id>`. Task ids:
-//! `dispatch`, `dns:udp`, `dns:tcp`, `egress:<i>`, `egress:<i>:rate`, `egress:<i>:packets`,
-//! `egress:<i>:accept`, `listen:<i>` (in input), `listen-reply:<i>`, `drop`. Device ids:
+//! `owner:original`, `owner:reply`, `dispatch`, `orphan:original`, `orphan:reply`,
+//! `dns:udp`, `dns:tcp`, `egress:<i>`, `egress:<i>:rate`, `egress:<i>:packets`,
+//! `egress:<i>:accept`, `listen:<i>` and `listen-lo:<i>` (in input), `listen-reply:<i>`,
+//! `drop`. Device ids:
 //! `ipv6`, `loopback`, `invalid`, `established`, `dhcp`, `ping-lan`, `input-drop`,
-//! `forward-drop`, `egress-cap`, `loopback-pid1`, `icmp-errors`, `ping-reply`,
+//! `forward-drop`, `egress-cap`, `pid1`, `owner:original`, `owner:reply`,
+//! `pid1-orphan:original`, `pid1-orphan:reply`, `loopback-pid1`, `icmp-errors`, `ping-reply`,
 //! `dns-upstream:udp`, `dns-upstream:tcp`, `dns-upstream-cap`, `dns-upstream`, `pid1-drop`,
 //! `output-drop`. [`Nft::counters`] dumps them; [`Counters::task_drops`] is what each task's
 //! final drop rule dropped.

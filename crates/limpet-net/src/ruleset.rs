@@ -16,7 +16,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use limpet_policy::net::{
     Addressing, ByteRate, Destination, DnsAccess, Egress, ListenScope, NetPolicy, PacketCap, Ports,
-    Reach, TaskNet, L4,
+    Reach, TaskNet, FIRST_TASK_UID, L4,
 };
 
 use crate::nft::consts::{CT_STATE_ESTABLISHED, CT_STATE_INVALID, CT_STATE_RELATED};
@@ -32,6 +32,8 @@ pub const CHAIN_INPUT: &str = "input";
 pub const CHAIN_OUTPUT: &str = "output";
 /// Base chain at the forward hook.
 pub const CHAIN_FORWARD: &str = "forward";
+/// Regular chain of PID 1's own traffic (uid 0).
+pub const CHAIN_PID1: &str = "pid1";
 /// Regular chain capping PID 1's queries to upstream DNS servers.
 pub const CHAIN_DNS_UPSTREAM: &str = "dns_upstream";
 /// Prefix of a task's chain: `task_<name>`; an egress rule with a cap has its own chain
@@ -66,6 +68,63 @@ pub const PACKET_BURST: u32 = 5;
 pub const LOOPBACK_IFINDEX: u32 = 1;
 /// The uid of PID 1.
 pub const ROOT_UID: u32 = 0;
+/// PID 1's owner code in a flow's conntrack mark ([`task_owner`] for a task's; 0 is no
+/// owner).
+pub const PID1_OWNER: u16 = 1;
+
+/// A task's owner code in a flow's conntrack mark: `uid - FIRST_TASK_UID + 2`, stable
+/// across the normal and the island policy since a task keeps its uid; `None` when it does
+/// not fit 16 bits.
+pub fn task_owner(uid: u32) -> Option<u16> {
+    let code = uid.checked_sub(FIRST_TASK_UID)?.checked_add(2)?;
+    u16::try_from(code).ok()
+}
+
+/// A direction of a flow, as conntrack sees it: the low 16 bits of its mark name the owner
+/// that sends in the original direction (who connected), the high 16 bits the owner that
+/// sends replies (who accepted). Over loopback both ends are the device's, each its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Packets of the side that opened the flow.
+    Original,
+    /// Packets of the side that answered.
+    Reply,
+}
+
+impl Direction {
+    /// `ct direction`'s value.
+    fn code(self) -> u8 {
+        match self {
+            Direction::Original => 0,
+            Direction::Reply => 1,
+        }
+    }
+
+    /// The bits of the mark naming this direction's owner.
+    pub fn mask(self) -> u32 {
+        match self {
+            Direction::Original => 0x0000_ffff,
+            Direction::Reply => 0xffff_0000,
+        }
+    }
+
+    /// The mark bits naming `owner` in this direction.
+    pub fn bits(self, owner: u16) -> u32 {
+        match self {
+            Direction::Original => u32::from(owner),
+            Direction::Reply => u32::from(owner) << 16,
+        }
+    }
+
+    fn id(self) -> &'static str {
+        match self {
+            Direction::Original => "original",
+            Direction::Reply => "reply",
+        }
+    }
+}
+
+const DIRECTIONS: [Direction; 2] = [Direction::Original, Direction::Reply];
 
 /// How PID 1 recognises a task's sockets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +176,18 @@ pub enum RulesetError {
         /// The task.
         task: String,
     },
+    /// A task's uid gives it no owner code ([`task_owner`]).
+    #[error(
+        "task \"{task}\" has uid {uid}: a flow's owner is named by uid - {FIRST_TASK_UID} + 2 in \
+         16 bits, so a task's uid must be from {FIRST_TASK_UID} to {}",
+        FIRST_TASK_UID + 0xfffd
+    )]
+    NoOwnerCode {
+        /// The task.
+        task: String,
+        /// Its uid.
+        uid: u32,
+    },
 }
 
 /// Everything in table `inet limpet`, in the order it is created.
@@ -135,7 +206,18 @@ pub struct Ruleset {
 impl Ruleset {
     /// Builds the ruleset.
     pub fn build(policy: &NetPolicy, rt: &Runtime) -> Result<Ruleset, RulesetError> {
-        let mut b = Builder::default();
+        let mut owners = BTreeMap::new();
+        for t in &policy.tasks {
+            let code = task_owner(t.uid).ok_or_else(|| RulesetError::NoOwnerCode {
+                task: t.name.clone(),
+                uid: t.uid,
+            })?;
+            owners.insert(t.name.clone(), code);
+        }
+        let mut b = Builder {
+            owners,
+            ..Builder::default()
+        };
         b.sets(policy, rt);
         let base = |name: &str, hook| Chain {
             name: name.to_owned(),
@@ -182,6 +264,8 @@ pub fn task_comment(task: &str, id: &str) -> String {
 
 #[derive(Default)]
 struct Builder {
+    /// Each task's owner code, by name.
+    owners: BTreeMap<String, u16>,
     sets: Vec<Set>,
     chains: Vec<Chain>,
     rules: Vec<Rule>,
@@ -368,6 +452,36 @@ impl M {
         self
     }
 
+    fn ct_direction(self, d: Direction) -> M {
+        self.cmp(Expr::CtDirection, vec![d.code()])
+    }
+
+    /// The flow's mark names `owner` as the sender in direction `d`.
+    fn ct_owner(mut self, d: Direction, owner: u16) -> M {
+        self.0.push(Expr::CtMark);
+        self.0.push(Expr::Bitwise {
+            mask: d.mask().to_ne_bytes().to_vec(),
+            xor: vec![0; 4],
+        });
+        self.0.push(Expr::Cmp {
+            op: CmpOp::Eq,
+            data: d.bits(owner).to_ne_bytes().to_vec(),
+        });
+        self
+    }
+
+    /// Names `owner` as the sender in direction `d` in the flow's mark, keeping the other
+    /// direction's.
+    fn set_ct_owner(mut self, d: Direction, owner: u16) -> M {
+        self.0.push(Expr::CtMark);
+        self.0.push(Expr::Bitwise {
+            mask: (!d.mask()).to_ne_bytes().to_vec(),
+            xor: d.bits(owner).to_ne_bytes().to_vec(),
+        });
+        self.0.push(Expr::SetCtMark);
+        self
+    }
+
     fn limit(mut self, l: Limit) -> M {
         self.0.push(Expr::Limit(l));
         self
@@ -460,6 +574,25 @@ impl Builder {
             Verdict::Drop,
             device_comment("ipv6"),
         );
+        // A connection over loopback to a task's listen port: the task answers it, as
+        // over the network (the listen rules below); the connecting side's own chain
+        // decided whether it could be sent at all.
+        for t in &policy.tasks {
+            let owner = self.owner(&t.name);
+            for (i, l) in t.listen.iter().enumerate() {
+                self.rule(
+                    c,
+                    M::new()
+                        .iif_lo()
+                        .ipv4()
+                        .l4(l.proto)
+                        .dport(l.port)
+                        .set_ct_owner(Direction::Reply, owner),
+                    Verdict::Continue,
+                    task_comment(&t.name, &format!("listen-lo:{i}")),
+                );
+            }
+        }
         // Loopback is filtered at output, where the sending socket is known.
         self.rule(
             c,
@@ -494,14 +627,20 @@ impl Builder {
             );
         }
         for t in &policy.tasks {
+            let owner = self.owner(&t.name);
             for (i, l) in t.listen.iter().enumerate() {
                 let mut m = M::new().ipv4();
                 if l.from == ListenScope::Lan {
                     m = m.saddr_set(SET_LAN);
                 }
+                // The flow's replies are the task's: recorded for those its socket does not
+                // carry (a SYN-ACK's is a request socket, which `socket cgroupv2` does not
+                // match; an orphan's has no uid).
                 self.rule(
                     c,
-                    m.l4(l.proto).dport(l.port),
+                    m.l4(l.proto)
+                        .dport(l.port)
+                        .set_ct_owner(Direction::Reply, owner),
                     Verdict::Accept,
                     task_comment(&t.name, &format!("listen:{i}")),
                 );
@@ -530,6 +669,25 @@ impl Builder {
         );
     }
 
+    /// A task's owner code (every task of the policy has one: `build` checked).
+    fn owner(&self, task: &str) -> u16 {
+        self.owners.get(task).copied().unwrap_or_default()
+    }
+
+    /// The first rules of an owner's chain: each packet names its owner in the flow's mark,
+    /// for the direction it is sent in; the packets its socket no longer carries the owner
+    /// of (an orphan's) are judged by this chain again by that mark.
+    fn owner_head(&mut self, chain: &str, owner: u16, comment: &dyn Fn(&str) -> String) {
+        for d in DIRECTIONS {
+            self.rule(
+                chain,
+                M::new().ct_direction(d).set_ct_owner(d, owner),
+                Verdict::Continue,
+                comment(&format!("owner:{}", d.id())),
+            );
+        }
+    }
+
     fn output(&mut self, policy: &NetPolicy, rt: &Runtime) -> Result<(), RulesetError> {
         let c = CHAIN_OUTPUT;
         self.rule(
@@ -546,13 +704,13 @@ impl Builder {
                 device_comment("egress-cap"),
             );
         }
-        // PID 1 on loopback: its DNS stub's replies, its own local traffic.
         self.rule(
             c,
-            M::new().oif_lo().skuid(ROOT_UID),
-            Verdict::Accept,
-            device_comment("loopback-pid1"),
+            M::new().skuid(ROOT_UID),
+            Verdict::Jump(CHAIN_PID1.to_owned()),
+            device_comment("pid1"),
         );
+        self.pid1(policy);
         // ICMP errors about flows that exist, and echo replies to the LAN pings input let
         // in; both limited. These are the kernel's own packets, sent for whoever.
         self.rule(
@@ -576,6 +734,8 @@ impl Builder {
             Verdict::Accept,
             device_comment("ping-reply"),
         );
+        // (owner, its chain, its task).
+        let mut orphans = vec![(PID1_OWNER, CHAIN_PID1.to_owned(), None)];
         for t in &policy.tasks {
             let m = *rt
                 .tasks
@@ -591,13 +751,56 @@ impl Builder {
                 task_comment(&t.name, "dispatch"),
             );
             self.task_chain(t, &chain);
+            orphans.push((self.owner(&t.name), chain, Some(&t.name)));
         }
+        // Every packet whose socket names an owner has been judged by that owner's chain,
+        // each ending in a drop. What is left has no owner: an orphaned socket's (closed
+        // with data queued: no file, so no uid), the kernel's replies for a TIME_WAIT
+        // socket, a listener's SYN-ACK (a request socket). An established flow whose mark
+        // names an owner for the packet's direction is judged by that owner's chain again,
+        // as if the socket still carried it; anything else, a new flow included, drops.
+        for (owner, chain, task) in orphans {
+            for d in DIRECTIONS {
+                let id = format!("orphan:{}", d.id());
+                let comment = match task {
+                    Some(t) => task_comment(t, &id),
+                    None => device_comment(&format!("pid1-{id}")),
+                };
+                self.rule(
+                    c,
+                    M::new()
+                        .ct_state(CT_STATE_ESTABLISHED)
+                        .ct_direction(d)
+                        .ct_owner(d, owner),
+                    Verdict::Jump(chain.clone()),
+                    comment,
+                );
+            }
+        }
+        self.rule(c, M::new(), Verdict::Drop, device_comment("output-drop"));
+        Ok(())
+    }
+
+    /// PID 1's chain: its DNS stub's replies and its own local traffic on loopback, DHCP,
+    /// Roughtime, its queries upstream.
+    fn pid1(&mut self, policy: &NetPolicy) {
+        let c = CHAIN_PID1;
+        self.chains.push(Chain {
+            name: c.to_owned(),
+            base: None,
+        });
+        self.owner_head(c, PID1_OWNER, &device_comment);
+        self.rule(
+            c,
+            M::new().oif_lo(),
+            Verdict::Accept,
+            device_comment("loopback-pid1"),
+        );
         if policy.addressing == Addressing::Dhcp {
             // No address match: DHCP discovers with broadcasts.
             self.rule(
                 c,
                 M::new()
-                    .skuid(ROOT_UID)
                     .ipv4()
                     .l4(L4::Udp)
                     .sport(DHCP_CLIENT_PORT)
@@ -612,7 +815,6 @@ impl Builder {
             self.rule(
                 c,
                 M::new()
-                    .skuid(ROOT_UID)
                     .ipv4()
                     .daddr(Ipv4Net::from(*server.ip()))
                     .l4(L4::Udp)
@@ -628,12 +830,7 @@ impl Builder {
         for p in [L4::Udp, L4::Tcp] {
             self.rule(
                 c,
-                M::new()
-                    .skuid(ROOT_UID)
-                    .ipv4()
-                    .daddr_set(SET_DNS)
-                    .l4(p)
-                    .dport(DNS_PORT),
+                M::new().ipv4().daddr_set(SET_DNS).l4(p).dport(DNS_PORT),
                 Verdict::Jump(CHAIN_DNS_UPSTREAM.to_owned()),
                 device_comment(&format!("dns-upstream:{}", p.as_str())),
             );
@@ -654,14 +851,7 @@ impl Builder {
             Verdict::Accept,
             device_comment("dns-upstream"),
         );
-        self.rule(
-            c,
-            M::new().skuid(ROOT_UID),
-            Verdict::Drop,
-            device_comment("pid1-drop"),
-        );
-        self.rule(c, M::new(), Verdict::Drop, device_comment("output-drop"));
-        Ok(())
+        self.rule(c, M::new(), Verdict::Drop, device_comment("pid1-drop"));
     }
 
     fn task_chain(&mut self, t: &TaskNet, chain: &str) {
@@ -669,6 +859,7 @@ impl Builder {
             name: chain.to_owned(),
             base: None,
         });
+        self.owner_head(chain, self.owner(&t.name), &|id| task_comment(&t.name, id));
         if t.dns == DnsAccess::Stub {
             let stub = Ipv4Net::from(*limpet_policy::net::DNS_STUB.ip());
             for p in [L4::Udp, L4::Tcp] {
@@ -902,6 +1093,20 @@ mod tests {
             .collect();
         assert_eq!(loads, [(16, 4, 0), (2, 2, 1), (0, 2, 2)]);
         assert!(rule.exprs.contains(&Expr::LookupAt { set, reg32: 0 }));
+        // An orphan of a pinhole's flow has only its task's chain to pass: the lookup
+        // again, so the pinhole's expiry cuts it as it cuts the socket's own packets.
+        let orphans: Vec<&Rule> = r
+            .rules
+            .iter()
+            .filter(|x| x.comment.starts_with(&format!("task={task} rule=orphan:")))
+            .collect();
+        assert_eq!(orphans.len(), 2);
+        for o in orphans {
+            assert_eq!(
+                o.exprs.last(),
+                Some(&Expr::Verdict(Verdict::Jump(chain.clone())))
+            );
+        }
     }
 
     #[test]
@@ -914,11 +1119,12 @@ mod tests {
                 "input",
                 "forward",
                 "output",
+                "pid1",
+                "dns_upstream",
                 "task_sensor",
                 "task_sensor_e0",
                 "task_sensor_e1",
                 "task_web",
-                "dns_upstream"
             ]
         );
         let sets: Vec<&str> = r.sets.iter().map(|s| s.name.as_str()).collect();
@@ -927,28 +1133,44 @@ mod tests {
     }
 
     #[test]
-    fn output_order_is_cap_loopback_icmp_tasks_pid1_drop() {
+    fn output_order_is_cap_pid1_icmp_tasks_orphans_drop() {
         let r = build();
         assert_eq!(
             comments(&r, "output"),
             [
                 "device rule=ipv6",
                 "device rule=egress-cap",
-                "device rule=loopback-pid1",
+                "device rule=pid1",
                 "device rule=icmp-errors",
                 "device rule=ping-reply",
                 "task=sensor rule=dispatch",
                 "task=web rule=dispatch",
+                "device rule=pid1-orphan:original",
+                "device rule=pid1-orphan:reply",
+                "task=sensor rule=orphan:original",
+                "task=sensor rule=orphan:reply",
+                "task=web rule=orphan:original",
+                "task=web rule=orphan:reply",
+                "device rule=output-drop",
+            ]
+        );
+        assert_eq!(
+            comments(&r, "pid1"),
+            [
+                "device rule=owner:original",
+                "device rule=owner:reply",
+                "device rule=loopback-pid1",
                 "device rule=dhcp",
                 "device rule=dns-upstream:udp",
                 "device rule=dns-upstream:tcp",
                 "device rule=pid1-drop",
-                "device rule=output-drop",
             ]
         );
         assert_eq!(
             comments(&r, "task_sensor"),
             [
+                "task=sensor rule=owner:original",
+                "task=sensor rule=owner:reply",
                 "task=sensor rule=dns:udp",
                 "task=sensor rule=dns:tcp",
                 "task=sensor rule=egress:0",
@@ -968,6 +1190,221 @@ mod tests {
             dispatch.exprs.last(),
             Some(&Expr::Verdict(Verdict::Jump("task_sensor".into())))
         );
+    }
+
+    /// The mark expressions naming `owner` in direction `d`: (load, bitwise, cmp) to test,
+    /// (load, bitwise, set) to record.
+    fn owner_test(d: Direction, owner: u16) -> Vec<Expr> {
+        vec![
+            Expr::CtMark,
+            Expr::Bitwise {
+                mask: d.mask().to_ne_bytes().to_vec(),
+                xor: vec![0; 4],
+            },
+            Expr::Cmp {
+                op: CmpOp::Eq,
+                data: d.bits(owner).to_ne_bytes().to_vec(),
+            },
+        ]
+    }
+
+    fn owner_set(d: Direction, owner: u16) -> Vec<Expr> {
+        vec![
+            Expr::CtMark,
+            Expr::Bitwise {
+                mask: (!d.mask()).to_ne_bytes().to_vec(),
+                xor: d.bits(owner).to_ne_bytes().to_vec(),
+            },
+            Expr::SetCtMark,
+        ]
+    }
+
+    /// A task's owner code in the fixture: from its uid, which the manifest's order gives.
+    fn owner_of(task: &str) -> u16 {
+        let p = limpet_compile::net::compile(&manifest()).unwrap();
+        let uid = p.tasks.iter().find(|t| t.name == task).unwrap().uid;
+        assert_eq!(
+            task_owner(uid).map(u32::from),
+            Some(uid - FIRST_TASK_UID + 2)
+        );
+        task_owner(uid).unwrap()
+    }
+
+    fn contains(exprs: &[Expr], part: &[Expr]) -> bool {
+        exprs.windows(part.len()).any(|w| w == part)
+    }
+
+    /// Every owner's chain (PID 1's, each task's) starts by naming its owner in the flow's
+    /// mark for the packet's direction, and goes on; after every rule that matches a
+    /// socket's owner, one rule per owner and direction sends an established flow's
+    /// ownerless packets to that owner's chain again. None of them accepts: a packet
+    /// without an owner passes only what its owner's chain passes now, and a new flow
+    /// (no mark, not established) reaches the final drop.
+    #[test]
+    fn every_owner_judges_its_orphans_again() {
+        let r = build();
+        let owners = [
+            (PID1_OWNER, "pid1", "device rule="),
+            (owner_of("sensor"), "task_sensor", "task=sensor rule="),
+            (owner_of("web"), "task_web", "task=web rule="),
+        ];
+        let output: Vec<&Rule> = r.rules.iter().filter(|x| x.chain == "output").collect();
+        let first_orphan = output
+            .iter()
+            .position(|x| x.comment.contains("orphan"))
+            .unwrap();
+        let pid1 = output
+            .iter()
+            .position(|x| x.comment == "device rule=pid1")
+            .unwrap();
+        assert_eq!(
+            output[pid1].exprs[..2],
+            [
+                Expr::Meta(MetaKey::SkUid),
+                Expr::Cmp {
+                    op: CmpOp::Eq,
+                    data: ROOT_UID.to_ne_bytes().to_vec()
+                }
+            ]
+        );
+        let last_dispatch = output
+            .iter()
+            .rposition(|x| x.comment.ends_with("rule=dispatch"))
+            .unwrap();
+        assert!(pid1 < first_orphan && last_dispatch < first_orphan);
+        let orphans = &output[first_orphan..output.len() - 1];
+        assert_eq!(orphans.len(), 2 * owners.len());
+        assert_eq!(
+            output.last().unwrap().comment,
+            "device rule=output-drop",
+            "the last rule"
+        );
+        let established = M::new().ct_state(CT_STATE_ESTABLISHED).0;
+        for (i, (owner, chain, prefix)) in owners.iter().enumerate() {
+            let head: Vec<&Rule> = r.rules.iter().filter(|x| x.chain == *chain).collect();
+            for (j, d) in DIRECTIONS.iter().enumerate() {
+                let set = head[j];
+                assert_eq!(set.comment, format!("{prefix}owner:{}", d.id()));
+                assert_eq!(
+                    set.exprs[..2],
+                    [
+                        Expr::CtDirection,
+                        Expr::Cmp {
+                            op: CmpOp::Eq,
+                            data: vec![d.code()]
+                        }
+                    ]
+                );
+                assert!(contains(&set.exprs, &owner_set(*d, *owner)), "{set:?}");
+                assert_eq!(set.exprs.last(), Some(&Expr::Verdict(Verdict::Continue)));
+
+                let o = orphans[2 * i + j];
+                let id = if *chain == "pid1" {
+                    format!("pid1-orphan:{}", d.id())
+                } else {
+                    format!("orphan:{}", d.id())
+                };
+                assert_eq!(o.comment, format!("{prefix}{id}"));
+                assert!(o.exprs.starts_with(&established), "{o:?}");
+                assert!(contains(&o.exprs, &owner_test(*d, *owner)), "{o:?}");
+                assert_eq!(
+                    o.exprs.last(),
+                    Some(&Expr::Verdict(Verdict::Jump((*chain).to_owned())))
+                );
+            }
+        }
+        // Nothing after the dispatch accepts.
+        assert!(output[pid1 + 1..]
+            .iter()
+            .filter(|x| !x.comment.starts_with("device rule=icmp")
+                && !x.comment.starts_with("device rule=ping"))
+            .all(|x| x.exprs.last() != Some(&Expr::Verdict(Verdict::Accept))));
+    }
+
+    /// A listen rule names its task as the sender of the flow's replies: its SYN-ACK (a
+    /// request socket, which `socket cgroupv2` does not match) and an orphan's packets are
+    /// then judged by the task's chain.
+    #[test]
+    fn listen_rules_name_the_task_as_the_replies_owner() {
+        let r = build();
+        let input: Vec<&Rule> = r.rules.iter().filter(|x| x.chain == "input").collect();
+        let listen: Vec<&&Rule> = input
+            .iter()
+            .filter(|x| x.comment.starts_with("task=web rule=listen:"))
+            .collect();
+        assert_eq!(listen.len(), 1);
+        for x in listen {
+            assert!(
+                contains(&x.exprs, &owner_set(Direction::Reply, owner_of("web"))),
+                "{x:?}"
+            );
+            assert_eq!(x.exprs.last(), Some(&Expr::Verdict(Verdict::Accept)));
+        }
+        // Over loopback too, before input's `iif lo` accept: only the mark, then on.
+        let at = |c: &str| input.iter().position(|x| x.comment == c).unwrap();
+        let lo = input[at("task=web rule=listen-lo:0")];
+        assert!(at("task=web rule=listen-lo:0") < at("device rule=loopback"));
+        assert!(lo.exprs.starts_with(&M::new().iif_lo().0), "{lo:?}");
+        assert!(
+            contains(&lo.exprs, &owner_set(Direction::Reply, owner_of("web"))),
+            "{lo:?}"
+        );
+        assert_eq!(lo.exprs.last(), Some(&Expr::Verdict(Verdict::Continue)));
+    }
+
+    /// Owner codes are 16 bits counted from `FIRST_TASK_UID`; a task's uid outside is
+    /// refused, not wrapped onto another owner.
+    #[test]
+    fn a_uid_without_an_owner_code_is_an_error() {
+        assert_eq!(task_owner(FIRST_TASK_UID), Some(2));
+        assert_eq!(task_owner(FIRST_TASK_UID + 0xfffd), Some(u16::MAX));
+        let p = limpet_compile::net::compile(&manifest()).unwrap();
+        for uid in [0, FIRST_TASK_UID - 1, FIRST_TASK_UID + 0xfffe] {
+            let mut q = p.clone();
+            q.tasks[0].uid = uid;
+            let err = Ruleset::build(&q, &Runtime::by_uid(&q)).unwrap_err();
+            assert_eq!(
+                err,
+                RulesetError::NoOwnerCode {
+                    task: "sensor".into(),
+                    uid
+                }
+            );
+            assert!(
+                err.to_string().contains("a task's uid must be from"),
+                "{err}"
+            );
+        }
+    }
+
+    /// Island mode replaces the table: a kept task has the same owner code in both (its
+    /// uid), so its flows' ownerless packets meet its island chain; a stopped task has no
+    /// chain and no orphan rule, so its flows' remaining packets drop.
+    #[test]
+    fn island_judges_the_normal_policys_orphans_by_its_own_chains() {
+        let compiled = compile_with_lifecycle("island = { keep = [\"sensor\"] }");
+        let normal = compiled.network.unwrap();
+        let island = compiled.island.unwrap().network.unwrap();
+        let orphan_rules = |p: &NetPolicy| -> Vec<(String, Vec<Expr>)> {
+            let r = Ruleset::build(p, &Runtime::by_uid(p)).unwrap();
+            r.rules
+                .into_iter()
+                .filter(|x| x.comment.contains("orphan"))
+                .map(|x| (x.comment, x.exprs))
+                .collect()
+        };
+        let n = orphan_rules(&normal);
+        let i = orphan_rules(&island);
+        let sensor = |v: &[(String, Vec<Expr>)]| -> Vec<(String, Vec<Expr>)> {
+            v.iter()
+                .filter(|(c, _)| c.starts_with("task=sensor "))
+                .cloned()
+                .collect()
+        };
+        assert_eq!(sensor(&n).len(), 2);
+        assert_eq!(sensor(&n), sensor(&i));
+        assert!(n.iter().any(|(c, _)| c.starts_with("task=web ")));
+        assert!(!i.iter().any(|(c, _)| c.starts_with("task=web ")));
     }
 
     #[test]
@@ -1029,10 +1466,6 @@ mod tests {
             op: CmpOp::Eq,
             data: 2002u16.to_be_bytes().to_vec(),
         };
-        let uid = Expr::Cmp {
-            op: CmpOp::Eq,
-            data: ROOT_UID.to_ne_bytes().to_vec(),
-        };
         for p in [normal, island] {
             let r = Ruleset::build(&p, &Runtime::by_uid(&p)).unwrap();
             let at = |id: &str| {
@@ -1043,9 +1476,10 @@ mod tests {
             let rt = at("roughtime:0").expect("a roughtime rule");
             assert!(rt < at("pid1-drop").unwrap());
             let rule = &r.rules[rt];
-            assert_eq!(rule.chain, CHAIN_OUTPUT);
+            // PID 1's chain: only uid 0's packets, and the orphans of its flows, reach it.
+            assert_eq!(rule.chain, CHAIN_PID1);
             let accept = Expr::Verdict(Verdict::Accept);
-            for e in [&addr, &port, &uid, &accept] {
+            for e in [&addr, &port, &accept] {
                 assert!(rule.exprs.contains(e), "{e:?} missing from {rule:?}");
             }
             assert!(at("roughtime:1").is_none());
@@ -1080,7 +1514,14 @@ mod tests {
                 assert!(egress.iter().all(|x| x.exprs.contains(&lan4)));
             } else {
                 let ids: Vec<&str> = sensor.iter().map(|x| x.comment.as_str()).collect();
-                assert_eq!(ids, ["task=sensor rule=drop"]);
+                assert_eq!(
+                    ids,
+                    [
+                        "task=sensor rule=owner:original",
+                        "task=sensor rule=owner:reply",
+                        "task=sensor rule=drop"
+                    ]
+                );
                 assert!(r
                     .rules
                     .iter()

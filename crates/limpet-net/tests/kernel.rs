@@ -59,6 +59,22 @@ const CASES: &[Case] = &[
         name: "traffic_follows_the_policy",
         run: traffic_follows_the_policy,
     },
+    Case {
+        name: "orphan_tail_over_loopback",
+        run: orphan_tail_over_loopback,
+    },
+    Case {
+        name: "orphan_tail_over_veth",
+        run: orphan_tail_over_veth,
+    },
+    Case {
+        name: "orphans_pass_only_what_their_owner_may_send",
+        run: orphans_pass_only_what_their_owner_may_send,
+    },
+    Case {
+        name: "an_ownerless_new_flow_drops",
+        run: an_ownerless_new_flow_drops,
+    },
 ];
 
 fn main() -> ExitCode {
@@ -279,6 +295,7 @@ fn ruleset_as_nft_lists_it() {
         assert_eq!(c["policy"], "drop", "{name}");
     }
     for name in [
+        "pid1",
         "task_sensor",
         "task_sensor_e2",
         "task_sensor_e3",
@@ -304,27 +321,25 @@ fn ruleset_as_nft_lists_it() {
     assert_eq!(set("n0")["flags"], serde_json::json!(["timeout"]));
     assert_eq!(set("n0")["size"], 256);
 
-    assert_eq!(
-        comments(&v, "output"),
-        [
-            "device rule=ipv6",
-            "device rule=egress-cap",
-            "device rule=loopback-pid1",
-            "device rule=icmp-errors",
-            "device rule=ping-reply",
-            "task=sensor rule=dispatch",
-            "task=web rule=dispatch",
-            "device rule=dhcp",
-            "device rule=dns-upstream:udp",
-            "device rule=dns-upstream:tcp",
-            "device rule=pid1-drop",
-            "device rule=output-drop",
-        ]
-    );
+    // The kernel lists the output and PID 1's chains as built (their order is the unit
+    // tests'), with the PID 1 dispatch and the orphan rules.
+    for c in ["output", "pid1"] {
+        let built: Vec<&str> = r
+            .rules
+            .iter()
+            .filter(|x| x.chain == c)
+            .map(|x| x.comment.as_str())
+            .collect();
+        assert_eq!(comments(&v, c), built, "{c}");
+    }
+    assert!(comments(&v, "output").contains(&"task=web rule=orphan:reply".to_owned()));
+    assert!(comments(&v, "pid1").contains(&"device rule=loopback-pid1".to_owned()));
     assert_eq!(
         comments(&v, "input"),
         [
             "device rule=ipv6",
+            "task=web rule=listen-lo:0",
+            "task=web rule=listen-lo:1",
             "device rule=loopback",
             "device rule=invalid",
             "device rule=established",
@@ -339,6 +354,8 @@ fn ruleset_as_nft_lists_it() {
     assert_eq!(
         comments(&v, "task_sensor"),
         [
+            "task=sensor rule=owner:original",
+            "task=sensor rule=owner:reply",
             "task=sensor rule=dns:udp",
             "task=sensor rule=dns:tcp",
             "task=sensor rule=egress:0",
@@ -368,6 +385,48 @@ fn ruleset_as_nft_lists_it() {
         ],
     );
     assert!(text.contains("socket cgroupv2 level 2 1 counter"), "{text}");
+    // A flow's owners in its conntrack mark (sensor's code 2, web's 3), and the ownerless
+    // packets of an established flow judged by their owner's chain again.
+    for line in [
+        "meta skuid 0 counter packets 0 bytes 0 jump pid1",
+        "ct state established ct direction original ct mark & 0x0000ffff == 0x00000002 \
+         counter packets 0 bytes 0 jump task_sensor",
+        "ct state established ct direction reply ct mark 0x00030000/16 \
+         counter packets 0 bytes 0 jump task_web",
+    ] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
+    let text = run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &ns.name,
+            "nft",
+            "list",
+            "chain",
+            "inet",
+            "limpet",
+            "task_sensor",
+        ],
+    );
+    // nft shows `(mark & 0xffff0000) | 2` as `mark & 0xffff0002 | 2`: the same value.
+    assert!(
+        text.contains("ct direction original ct mark set ct mark & 0xffff0002 | 0x00000002"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ct direction reply ct mark set ct mark & 0x0002ffff | 0x00020000"),
+        "{text}"
+    );
+    // A listener's flow names web (3) as the sender of its replies: 0x30000.
+    let l = expr_text(rule(&v, "task=web rule=listen:1"));
+    assert!(
+        l.contains(
+            r#"{"mangle":{"key":{"ct":{"key":"mark"}},"value":{"|":[{"&":[{"ct":{"key":"mark"}},262143]},196608]}}}"#
+        ),
+        "{l}"
+    );
     assert!(t.contains(r#""jump":{"target":"task_sensor"}"#), "{t}");
     let t = expr_text(rule(&v, "task=web rule=dispatch"));
     assert!(
@@ -655,8 +714,8 @@ fn drain(s: &UdpSocket) -> usize {
     n
 }
 
-fn traffic_follows_the_policy() {
-    // dev (the device) 192.0.2.1 ── veth ── net 192.0.2.2, 198.51.100.7, 203.0.113.2
+/// dev (the device) 192.0.2.1 ── veth ── net 192.0.2.2, 198.51.100.7, 203.0.113.2.
+fn device_and_network() -> (Netns, Netns) {
     let dev = Netns::new("limpet-net-");
     let net = Netns::new("limpet-net-");
     let (a, b) = (unique("lnA"), unique("lnB"));
@@ -675,7 +734,11 @@ fn traffic_follows_the_policy() {
     net.ip(&["addr", "add", "198.51.100.7/24", "dev", &b]);
     net.ip(&["addr", "add", "203.0.113.2/24", "dev", &b]);
     net.ip(&["link", "set", &b, "up"]);
+    (dev, net)
+}
 
+fn traffic_follows_the_policy() {
+    let (dev, net) = device_and_network();
     for addr in [
         "192.0.2.2:443",
         "192.0.2.2:8443",
@@ -826,6 +889,357 @@ fn traffic_follows_the_policy() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Orphaned sockets: a socket closed with data still queued is an orphan, without a file and
+// so without `meta skuid`; the kernel goes on sending its queue.
+
+/// What a writer sends before closing: far more than the slow reader takes before the
+/// close, so that the orphan has a queue to send.
+const TAIL_BYTES: usize = 4 << 20;
+
+/// Reads a stream slowly to its end (the writer's close) and returns the bytes that
+/// arrived in order; stops early at 3 s of silence (a lost tail), bounded overall.
+fn slow_read(s: TcpStream) -> usize {
+    slow_read_gated(s, None)
+}
+
+fn slow_read_gated(mut s: TcpStream, gate: Option<&Gate>) -> usize {
+    use std::sync::atomic::Ordering;
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut buf = vec![0u8; 64 << 10];
+    let mut total = 0usize;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        match std::io::Read::read(&mut s, &mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                assert!(
+                    buf[..n]
+                        .iter()
+                        .enumerate()
+                        .all(|(i, b)| *b == pattern(total + i)),
+                    "bytes out of order at {total}"
+                );
+                total += n;
+                std::thread::sleep(Duration::from_millis(5));
+                // Held: bounded wait for the test to let it go on.
+                let held = Instant::now();
+                while gate.is_some_and(|g| g.load(Ordering::SeqCst) == 1)
+                    && held.elapsed() < Duration::from_secs(30)
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    total
+}
+
+/// A TCP server in `ns` on `addr` that reads one connection slowly; the bytes it got.
+fn slow_reader(ns: &Netns, addr: &str) -> std::thread::JoinHandle<usize> {
+    gated_reader(ns, addr, None)
+}
+
+/// A reader that can be held: `1` in the gate stops it reading, `2` lets it read on.
+type Gate = std::sync::Arc<std::sync::atomic::AtomicU8>;
+
+/// [`slow_reader`] with a gate, and a 64 KiB receive buffer (no autotuning): while it is
+/// held, at most that much more of the writer's queue can arrive.
+fn gated_reader(ns: &Netns, addr: &str, gate: Option<Gate>) -> std::thread::JoinHandle<usize> {
+    let l = ns.enter(|| TcpListener::bind(addr).unwrap());
+    if gate.is_some() {
+        rustix::net::sockopt::set_socket_recv_buffer_size(&l, 64 << 10).unwrap();
+    }
+    l.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok((s, _)) = l.accept() {
+                s.set_nonblocking(false).unwrap();
+                return slow_read_gated(s, gate.as_ref());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        0
+    })
+}
+
+/// A probe serving `TAIL_BYTES` on `addr` as `who`; returns once it listens.
+fn spawn_server(ns: &Netns, who: &As, addr: &str) -> Child {
+    let bytes = TAIL_BYTES.to_string();
+    let mut p = spawn_probe(ns, who, &["serve", addr, &bytes]);
+    let mut line = String::new();
+    BufReader::new(p.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "listening");
+    p
+}
+
+/// Connects from `ns` (its thread) to `to` and reads slowly what a server sends.
+fn read_from(ns: &Netns, to: &str) -> usize {
+    let to: SocketAddr = to.parse().unwrap();
+    match ns.enter(|| TcpStream::connect_timeout(&to, Duration::from_secs(2))) {
+        Ok(s) => slow_read(s),
+        Err(e) => {
+            println!("\n  connecting to {to}: {e}");
+            0
+        }
+    }
+}
+
+fn finish(mut p: Child) -> String {
+    let mut out = String::new();
+    std::io::Read::read_to_string(p.stdout.as_mut().unwrap(), &mut out).unwrap();
+    let _ = p.wait();
+    out.trim().to_owned()
+}
+
+/// PID 1 (uid 0) serving over loopback, its socket closed with a queue: the reader gets
+/// every byte.
+fn orphan_tail_over_loopback() {
+    let dev = Netns::new("limpet-net-");
+    let mut nft = dev.nft();
+    nft.install(&uid_ruleset()).unwrap();
+    let pid1 = As {
+        cgroup: "-".into(),
+        uid: 0,
+    };
+    let server = spawn_server(&dev, &pid1, "127.0.0.1:7000");
+    let got = read_from(&dev, "127.0.0.1:7000");
+    let sent = finish(server);
+    let c = nft.counters().unwrap();
+    println!(
+        "\n  loopback, PID 1 serving: got {got} of {TAIL_BYTES} ({sent}); output-drop {:?}",
+        c.get(&Owner::Device, "output-drop")
+    );
+    assert_eq!(got, TAIL_BYTES);
+}
+
+/// A task's connection out over the veth and a task's listener's connection, by uid and by
+/// cgroup, each socket closed with a queue: the reader gets every byte.
+fn orphan_tail_over_veth() {
+    let (dev, net) = device_and_network();
+    let mut cg = Cgroup2::mount("limpet-net-");
+    let (sensor_dir, sensor_id) = cg.task_dir("sensor");
+    let (web_dir, web_id) = cg.task_dir("web");
+    // Without the device cap (10 Mbit/s: 3.4 s a transfer); the cap is
+    // `orphans_pass_only_what_their_owner_may_send`'s.
+    let mut p = policy();
+    p.egress_cap = None;
+    let procs = |d: &Path| d.join("cgroup.procs").to_str().unwrap().to_owned();
+    let mut results = Vec::new();
+    for by_cgroup in [false, true] {
+        let mut rt = Runtime::by_uid(&p);
+        rt.lan = vec!["192.0.2.0/24".parse().unwrap()];
+        let (sensor, web) = if by_cgroup {
+            for (task, id) in [("sensor", sensor_id), ("web", web_id)] {
+                rt.tasks
+                    .insert(task.into(), TaskMatch::CgroupV2 { level: 2, id });
+            }
+            // Another uid than the task's: only the cgroup can match.
+            let s = As {
+                cgroup: procs(&sensor_dir),
+                uid: 20_000,
+            };
+            let w = As {
+                cgroup: procs(&web_dir),
+                uid: 20_001,
+            };
+            (s, w)
+        } else {
+            let s = As {
+                cgroup: "-".into(),
+                uid: 10_000,
+            };
+            let w = As {
+                cgroup: "-".into(),
+                uid: 10_001,
+            };
+            (s, w)
+        };
+        let mut nft = dev.nft();
+        nft.install(&Ruleset::build(&p, &rt).unwrap()).unwrap();
+        let mode = if by_cgroup { "cgroup" } else { "uid" };
+
+        let reader = slow_reader(&net, "192.0.2.2:443");
+        let bytes = TAIL_BYTES.to_string();
+        let sent = probe_output(&dev, &sensor, &["send", "192.0.2.2:443", &bytes]);
+        let got = reader.join().unwrap();
+        results.push((format!("{mode}: task connects out"), got, sent));
+
+        let server = spawn_server(&dev, &web, "0.0.0.0:8081");
+        let got = read_from(&net, "192.0.2.1:8081");
+        results.push((format!("{mode}: task's listener"), got, finish(server)));
+        // The same listener over loopback, for PID 1 (uid 0).
+        let server = spawn_server(&dev, &web, "127.0.0.1:8081");
+        let got = read_from(&dev, "127.0.0.1:8081");
+        results.push((
+            format!("{mode}: task's listener on lo"),
+            got,
+            finish(server),
+        ));
+        let c = nft.counters().unwrap();
+        println!(
+            "\n  {mode}: output-drop {:?}",
+            c.get(&Owner::Device, "output-drop")
+        );
+    }
+    for (what, got, sent) in &results {
+        println!("  {what}: got {got} of {TAIL_BYTES} ({sent})");
+    }
+    for (what, got, _) in &results {
+        assert_eq!(*got, TAIL_BYTES, "{what}");
+    }
+    drop(cg);
+}
+
+/// The sensor (by uid) sends `TAIL_BYTES` to `to` (from `from_port`) and closes; the
+/// reader on `to` in `net` is held once the writer has closed, `between` runs, and the
+/// reader reads on: the bytes it got.
+fn tail_after(
+    dev: &Netns,
+    net: &Netns,
+    to: &str,
+    from_port: Option<&str>,
+    between: impl FnOnce(),
+) -> usize {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    let gate: Gate = std::sync::Arc::new(AtomicU8::new(0));
+    let reader = gated_reader(net, to, Some(gate.clone()));
+    let sensor = As {
+        cgroup: "-".into(),
+        uid: 10_000,
+    };
+    let bytes = TAIL_BYTES.to_string();
+    let mut what = vec!["send", to, bytes.as_str()];
+    what.extend(from_port);
+    assert_eq!(probe_output(dev, &sensor, &what), "ok");
+    gate.store(1, Ordering::SeqCst);
+    // The reader stops; what is in flight lands in its 64 KiB buffer.
+    std::thread::sleep(Duration::from_millis(300));
+    between();
+    gate.store(2, Ordering::SeqCst);
+    reader.join().unwrap()
+}
+
+/// Ownerless packets pass what their owner's chain passes now, no more: (d) the egress cap
+/// and the task's egress rule still count them; (b) a ruleset installed after the close
+/// (as entering island mode does) judges them by its own chains; (a) a pinhole's flow
+/// passes until the pinhole expires and not after.
+fn orphans_pass_only_what_their_owner_may_send() {
+    let (dev, net) = device_and_network();
+    let mut p = policy();
+    p.tasks[0].pinholes = true;
+    let mut rt = Runtime::by_uid(&p);
+    rt.lan = vec!["192.0.2.0/24".parse().unwrap()];
+    let normal = Ruleset::build(&p, &rt).unwrap();
+    let mut nft = dev.nft();
+    nft.install(&normal).unwrap();
+    let sensor = Owner::Task("sensor".into());
+    let count = |nft: &mut Nft, owner: &Owner, id: &str| nft.counters().unwrap().get(owner, id);
+
+    // (d): after the close, the orphan's packets go through the device cap (10 Mbit/s:
+    // its drops count) and the sensor's egress rule (its bytes count).
+    let mut before = None;
+    let got = tail_after(&dev, &net, "192.0.2.2:443", None, || {
+        before = Some((
+            count(&mut nft, &Owner::Device, "egress-cap"),
+            count(&mut nft, &sensor, "egress:0"),
+            count(&mut nft, &sensor, "orphan:original"),
+        ));
+    });
+    assert_eq!(got, TAIL_BYTES, "the tail under the normal policy");
+    let (cap, egress, orphan) = before.unwrap();
+    let c = nft.counters().unwrap();
+    let after = |id| {
+        c.get(
+            if id == "egress-cap" {
+                &Owner::Device
+            } else {
+                &sensor
+            },
+            id,
+        )
+    };
+    println!(
+        "\n  after the close: egress-cap {:?} -> {:?}, egress:0 {:?} -> {:?}, orphan {:?} -> {:?}",
+        cap,
+        after("egress-cap"),
+        egress,
+        after("egress:0"),
+        orphan,
+        after("orphan:original")
+    );
+    assert!(after("orphan:original").packets > orphan.packets);
+    assert!(
+        after("egress:0").bytes >= egress.bytes + (after("orphan:original").bytes - orphan.bytes)
+    );
+    assert!(after("egress-cap").packets > cap.packets);
+
+    // From here without the device cap, for time.
+    p.egress_cap = None;
+    let normal = Ruleset::build(&p, &rt).unwrap();
+    nft.install(&normal).unwrap();
+
+    // (b): the sensor's egress gone from the new table: its flow's tail drops there.
+    let mut q = p.clone();
+    q.tasks[0].egress.clear();
+    let island = Ruleset::build(&q, &rt).unwrap();
+    let drops = count(&mut nft, &sensor, "drop");
+    let got = tail_after(&dev, &net, "192.0.2.2:443", None, || {
+        nft.install(&island).unwrap();
+    });
+    let dropped = count(&mut nft, &sensor, "drop");
+    println!("  after a new table: got {got}; task drop {drops:?} -> {dropped:?}");
+    assert!(got < TAIL_BYTES, "the old policy's flow passed the new one");
+    // The new table's counters start at 0.
+    assert!(dropped.packets > 0);
+    nft.install(&normal).unwrap();
+
+    // (a): a pinhole to 203.0.113.2:7000 from port 40000: the tail passes while it lasts,
+    // and drops once it expired.
+    let set = Ruleset::pinhole_set("sensor");
+    let peer: SocketAddrV4 = "203.0.113.2:7000".parse().unwrap();
+    nft.add_pinhole(&set, peer, 40_000, Duration::from_secs(60))
+        .unwrap();
+    let got = tail_after(&dev, &net, "203.0.113.2:7000", Some("40000"), || {});
+    assert_eq!(
+        got, TAIL_BYTES,
+        "the tail of a pinhole's flow before it expires"
+    );
+    nft.add_pinhole(&set, peer, 40_001, Duration::from_secs(5))
+        .unwrap();
+    let got = tail_after(&dev, &net, "203.0.113.2:7000", Some("40001"), || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while set_elems(&dev, &set).len() > 1 {
+            assert!(Instant::now() < deadline, "the pinhole did not expire");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    });
+    println!("  pinhole expired after the close: got {got}");
+    assert!(got < TAIL_BYTES, "the tail passed an expired pinhole");
+}
+
+/// (c) Nothing new: a flow the table has not seen (established before it was installed,
+/// so conntrack picks it up as new) gets no pass for its ownerless packets.
+fn an_ownerless_new_flow_drops() {
+    let (dev, net) = device_and_network();
+    let mut nft = dev.nft();
+    let got = tail_after(&dev, &net, "192.0.2.2:443", None, || {
+        nft.install(&uid_ruleset()).unwrap();
+    });
+    let c = nft.counters().unwrap();
+    let drops = c.get(&Owner::Device, "output-drop");
+    println!("\n  a flow older than the table: got {got}; output-drop {drops:?}");
+    assert!(got < TAIL_BYTES);
+    assert!(drops.packets > 0);
+    for r in c.rules.iter().filter(|r| r.rule.contains("orphan")) {
+        assert_eq!(r.count.packets, 0, "{r:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
 // The probe: `--probe <cgroup.procs or -> <uid> <what> <args..>`, prints one line per result.
 
 fn probe(args: &[String]) -> ExitCode {
@@ -882,9 +1296,66 @@ fn probe(args: &[String]) -> ExitCode {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
+        // Connects (from `local_port` when given), writes `bytes` and closes at once: what
+        // the peer has not yet acknowledged is left to the orphaned socket.
+        "send" => {
+            let to: SocketAddr = args[3].parse().unwrap();
+            let bytes: usize = args[4].parse().unwrap();
+            let s = rustix::net::socket(
+                rustix::net::AddressFamily::INET,
+                rustix::net::SocketType::STREAM,
+                None,
+            )
+            .unwrap();
+            if let Some(port) = args.get(5) {
+                let from: SocketAddr = format!("0.0.0.0:{port}").parse().unwrap();
+                rustix::net::bind(&s, &from).unwrap();
+            }
+            let r = rustix::net::connect(&s, &to)
+                .map_err(std::io::Error::from)
+                .and_then(|()| write_and_close(TcpStream::from(s), bytes));
+            println!("{}", outcome(r));
+        }
+        // Listens, accepts one connection, writes `bytes` to it and closes at once.
+        "serve" => {
+            let l = TcpListener::bind(&args[3]).unwrap();
+            let bytes: usize = args[4].parse().unwrap();
+            println!("listening");
+            std::io::stdout().flush().ok();
+            // Bounded: 10 s for a client.
+            l.set_nonblocking(true).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut r = Err(std::io::ErrorKind::TimedOut.into());
+            while Instant::now() < deadline {
+                if let Ok((s, _)) = l.accept() {
+                    s.set_nonblocking(false).unwrap();
+                    r = write_and_close(s, bytes);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            println!("{}", outcome(r));
+        }
         other => panic!("unknown probe {other}"),
     }
     ExitCode::SUCCESS
+}
+
+/// Byte `i` of what a writer sends: a count modulo 251, so that a lost or repeated
+/// segment shows.
+fn pattern(i: usize) -> u8 {
+    u8::try_from(i % 251).unwrap_or(0)
+}
+
+/// Writes `bytes` of a counting pattern and closes the socket without lingering.
+fn write_and_close(mut s: TcpStream, bytes: usize) -> std::io::Result<()> {
+    // Bounded: a policy that stops the flow fails the write instead of hanging.
+    s.set_write_timeout(Some(Duration::from_secs(10)))?;
+    // A fixed 1 MiB send buffer (2 MiB in the kernel's count): the write returns with up
+    // to that much queued, which the orphan then has to send.
+    rustix::net::sockopt::set_socket_send_buffer_size(&s, 1 << 20)?;
+    let data: Vec<u8> = (0..bytes).map(pattern).collect();
+    s.write_all(&data)
 }
 
 fn outcome(r: std::io::Result<()>) -> String {

@@ -98,6 +98,7 @@ pub const NFTA_DATA_VERDICT: u16 = 2;
 pub const NFTA_VERDICT_CODE: u16 = 1;
 pub const NFTA_VERDICT_CHAIN: u16 = 2;
 pub const NFT_JUMP: i32 = -3;
+pub const NFT_CONTINUE: i32 = -1;
 
 // enum nft_registers
 pub const NFT_REG_VERDICT: u32 = 0;
@@ -146,7 +147,10 @@ pub const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
 // ct
 pub const NFTA_CT_DREG: u16 = 1;
 pub const NFTA_CT_KEY: u16 = 2;
+pub const NFTA_CT_SREG: u16 = 4;
 pub const NFT_CT_STATE: u32 = 0;
+pub const NFT_CT_DIRECTION: u32 = 1;
+pub const NFT_CT_MARK: u32 = 3;
 /// `NF_CT_STATE_INVALID_BIT`.
 pub const CT_STATE_INVALID: u32 = 1;
 /// `NF_CT_STATE_BIT(IP_CT_ESTABLISHED)`.

@@ -97,6 +97,8 @@ pub enum Verdict {
     Drop,
     /// Continue in a regular chain; its rules end in a verdict of their own.
     Jump(String),
+    /// Go on with the next rule: for a rule that only sets something (a conntrack mark).
+    Continue,
 }
 
 /// One step of a rule.
@@ -135,6 +137,13 @@ pub enum Expr {
     },
     /// Load the conntrack state bits into register 1.
     CtState,
+    /// Load the packet's conntrack direction into register 1 (one byte: 0 original, 1
+    /// reply).
+    CtDirection,
+    /// Load the conntrack mark into register 1 (32 bits, host byte order).
+    CtMark,
+    /// Set the conntrack mark to register 1.
+    SetCtMark,
     /// Load the cgroup v2 id of the packet's socket's ancestor at `level` into register 1.
     SocketCgroupV2 {
         /// Depth below the cgroup2 root.
@@ -180,7 +189,7 @@ impl Expr {
         match self {
             Expr::Meta(_) => "meta",
             Expr::Payload { .. } | Expr::PayloadAt { .. } => "payload",
-            Expr::CtState => "ct",
+            Expr::CtState | Expr::CtDirection | Expr::CtMark | Expr::SetCtMark => "ct",
             Expr::SocketCgroupV2 { .. } => "socket",
             Expr::Bitwise { .. } => "bitwise",
             Expr::Cmp { .. } => "cmp",
@@ -211,9 +220,18 @@ impl Expr {
                 reg32,
             } => payload(w, NFT_REG32_00 + reg32, *base, *offset, *len),
             Expr::LookupAt { set, reg32 } => lookup(w, set, NFT_REG32_00 + reg32, set_id),
-            Expr::CtState => {
-                w.attr_be32(NFTA_CT_KEY, NFT_CT_STATE);
+            Expr::CtState | Expr::CtDirection | Expr::CtMark => {
+                let key = match self {
+                    Expr::CtState => NFT_CT_STATE,
+                    Expr::CtDirection => NFT_CT_DIRECTION,
+                    _ => NFT_CT_MARK,
+                };
+                w.attr_be32(NFTA_CT_KEY, key);
                 w.attr_be32(NFTA_CT_DREG, NFT_REG_1);
+            }
+            Expr::SetCtMark => {
+                w.attr_be32(NFTA_CT_KEY, NFT_CT_MARK);
+                w.attr_be32(NFTA_CT_SREG, NFT_REG_1);
             }
             Expr::SocketCgroupV2 { level } => {
                 w.attr_be32(NFTA_SOCKET_KEY, NFT_SOCKET_CGROUPV2);
@@ -269,6 +287,7 @@ impl Expr {
                 match v {
                     Verdict::Accept => w.attr_be32(NFTA_VERDICT_CODE, NF_ACCEPT),
                     Verdict::Drop => w.attr_be32(NFTA_VERDICT_CODE, NF_DROP),
+                    Verdict::Continue => w.attr(NFTA_VERDICT_CODE, &NFT_CONTINUE.to_be_bytes()),
                     Verdict::Jump(chain) => {
                         w.attr(NFTA_VERDICT_CODE, &NFT_JUMP.to_be_bytes());
                         w.attr_str(NFTA_VERDICT_CHAIN, chain);
