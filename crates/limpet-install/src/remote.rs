@@ -17,9 +17,11 @@
 //!   answers them in `Status` and signs only a check-in that reports exactly them.
 //! - `OpenPinhole` (the direct path, `[remote] direct = true`): PID 1 verifies the
 //!   session's capability itself ([`PinholeGate`], limpet-remote's pure `pinhole::decide`:
-//!   the slot's access key, this device, not expired, not revoked, granting `direct`, at
-//!   most 4 open, at most 1 hour) before the kernel's set gets the element; the agent's word
-//!   counts for nothing but the peer. Without a gate (no `direct`) it is refused by name.
+//!   the slot's access key, this device, not expired, not revoked, granting `direct`, the
+//!   peer the one the capability's operator key signed a statement for, one pinhole per
+//!   capability and peer, at most 4 open, at most 1 hour) before the kernel's set gets the
+//!   element; the agent's word counts for nothing. Without a gate (no `direct`) it is
+//!   refused by name.
 //! - One connection at a time, one request, one answer; a peer that hangs up is dropped.
 //!   This module does not depend on the install server: a device without `[update]` links
 //!   it alone.
@@ -37,7 +39,7 @@ use limpet_install_api::remote::PinholeAsk;
 use limpet_install_api::{Request, Response, MAX_MESSAGE};
 use limpet_remote::capability::SignedCapability;
 use limpet_remote::decide::DevicePolicy;
-use limpet_remote::pinhole::{self, Pinhole, PinholeRequest};
+use limpet_remote::pinhole::{self, PeerStatement, Pinhole, PinholeRefusal, PinholeRequest};
 use limpet_remote::revocation::{RevocationList, Revocations};
 use rustix::net::{RecvFlags, SendFlags};
 
@@ -99,10 +101,17 @@ impl PinholeGate {
         }
         self.open.retain(|p| p.expires > now);
         let decided = SignedCapability::from_json(ask.capability.as_bytes())
-            .map_err(|e| pinhole::PinholeRefusal::Unreadable(e.to_string()))
+            .map_err(|e| PinholeRefusal::Unreadable(e.to_string()))
             .and_then(|capability| {
+                let statement = ask
+                    .statement
+                    .as_deref()
+                    .map(PeerStatement::from_hex)
+                    .transpose()
+                    .map_err(|e| PinholeRefusal::StatementUnreadable(e.to_string()))?;
                 let request = PinholeRequest {
                     capability: &capability,
+                    statement: statement.as_ref(),
                     peer: ask.peer,
                     local_port: ask.local_port,
                 };
@@ -446,9 +455,11 @@ pub(crate) mod tests {
     }
 
     /// `OpenPinhole`: the gate adds the element for a capability signed by the access key,
-    /// for this device, granting `direct`, for its remaining life; a forged one, one
-    /// without `direct` and a fifth are refused by name and nothing is added. A server
-    /// without a gate refuses the request.
+    /// for this device, granting `direct`, to the peer its operator signed, for its
+    /// remaining life; a forged capability, one without `direct`, one without the
+    /// operator's statement, with an unreadable one or one for another peer, a second
+    /// pinhole of one capability to one peer, and a fifth are refused by name and nothing
+    /// is added. A server without a gate refuses the request.
     #[test]
     fn pinholes_are_opened_only_for_verified_direct_capabilities() {
         use limpet_remote::capability::{Capability, ServiceName, Subject};
@@ -460,9 +471,10 @@ pub(crate) mod tests {
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs();
+        let operator = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
         let cap = |direct: bool, key: &ed25519_dalek::SigningKey| {
             let c = Capability::new(
-                ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key(),
+                operator.verifying_key(),
                 Subject::Device(device),
                 vec![ServiceName::parse("echo").unwrap()],
                 now - 10,
@@ -471,15 +483,24 @@ pub(crate) mod tests {
             )
             .unwrap();
             let c = if direct { c.with_direct() } else { c };
-            c.sign(key).to_json()
+            c.sign(key)
         };
-        let ask = |capability: String, peer: &str| {
+        // The operator's statement that `peer` is its address, for `capability`.
+        let stated = |capability: &SignedCapability, peer: &str| {
+            PeerStatement::sign(&operator, &device, capability.hash(), peer.parse().unwrap())
+                .to_hex()
+        };
+        let ask_with = |capability: String, statement: Option<String>, peer: &str| {
             Request::OpenPinhole(PinholeAsk {
                 peer: peer.parse().unwrap(),
                 local_port: 40_000,
                 capability,
+                statement,
                 revocations: None,
             })
+        };
+        let ask = |capability: SignedCapability, peer: &str| {
+            ask_with(capability.to_json(), Some(stated(&capability, peer)), peer)
         };
         let mut bare = Rig::new(me(), Some(test_identity().1));
         match bare.ask(&ask(cap(true, &access), "198.51.100.6:4000")) {
@@ -513,21 +534,43 @@ pub(crate) mod tests {
         };
         let secs = u64::from_be_bytes(bytes.try_into().unwrap());
         assert!((599..=600).contains(&secs), "{secs}");
-        for (capability, says) in [
+        let good = cap(true, &access);
+        let peer = "198.51.100.7:4000";
+        for (request, says) in [
             (
-                cap(true, &forger),
+                ask(cap(true, &forger), peer),
                 "pinhole refused: the capability is not signed by this device's access key",
             ),
             (
-                cap(false, &access),
+                ask(cap(false, &access), peer),
                 "pinhole refused: the capability does not grant the direct path",
             ),
             (
-                "{}".to_owned(),
+                ask_with("{}".to_owned(), None, peer),
                 "pinhole refused: the capability cannot be read",
             ),
+            (
+                ask_with(good.to_json(), None, peer),
+                "pinhole refused: no statement of the operator's address was presented",
+            ),
+            (
+                ask_with(good.to_json(), Some("zz".into()), peer),
+                "pinhole refused: the operator's statement cannot be read: not hex",
+            ),
+            (
+                ask_with(
+                    good.to_json(),
+                    Some(stated(&good, "198.51.100.6:4000")),
+                    peer,
+                ),
+                "pinhole refused: the operator's statement is for peer 198.51.100.6:4000, not 198.51.100.7:4000",
+            ),
+            (
+                ask(good.clone(), "198.51.100.6:4000"),
+                "pinhole refused: a pinhole for this capability to 198.51.100.6:4000 is already open",
+            ),
         ] {
-            match rig.ask(&ask(capability, "198.51.100.7:4000")) {
+            match rig.ask(&request) {
                 Response::Error(e) => assert!(e.starts_with(says), "{e}"),
                 other => panic!("{other:?}"),
             }

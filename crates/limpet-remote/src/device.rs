@@ -13,8 +13,9 @@
 //!   is reached and after the session closed.
 //! - The direct path (`--direct`, [`crate::direct`]): a granted session whose capability
 //!   grants `direct`, whose operator asked for it, is offered it only after PID 1 opened
-//!   its pinhole (the [`Pinholer`]); the session on the direct connection is decided again
-//!   from the start, and the relay session is the fallback.
+//!   its pinhole (the [`Pinholer`]), given the operator's statement of its address from
+//!   the hello: PID 1 opens it to that address only. The session on the direct
+//!   connection is decided again from the start, and the relay session is the fallback.
 //! - A frame on the control connection that is not a session id and starts with
 //!   [`relay::TAG_REVOCATIONS`] is a revocation list: taken only when the access key
 //!   signed it and it is newer than the one held ([`crate::revocation`]).
@@ -200,7 +201,7 @@ fn session_once(
     };
     let local_port = data.local_addr()?.port();
     let offered = std::cell::Cell::new(false);
-    let offer = |grant: &Grant| {
+    let offer = |grant: &Grant, statement: Option<&[u8]>| {
         let (Some(pinholer), Some(peer)) = (direct, peer) else {
             return false;
         };
@@ -211,6 +212,7 @@ fn session_once(
             peer,
             local_port,
             capability: grant.capability.to_json(),
+            statement: statement.map(hex::encode),
             revocations: policy.revocations.held_json(),
         };
         match pinholer(&ask) {

@@ -15,8 +15,9 @@
 //!   the operator asked for it too, empty otherwise.
 //! - operator: `02 ‖ key(32)`; relay: `00` (spliced from here on), `01` (no such device) or
 //!   `02` (busy). An operator that would take the direct path asks `02 ‖ key(32) ‖ 01`; a
-//!   grant is then `00 ‖ the device's observed address(6)` when the device joined for it,
-//!   `00` alone otherwise.
+//!   grant is then `00 ‖ the device's observed address(6) ‖ the operator's own observed
+//!   address(6)` when the device joined for it (the operator signs its own for the
+//!   device's pinhole, [`crate::pinhole::PeerStatement`]), `00` alone otherwise.
 //!
 //! Rules this module keeps:
 //! - The relay reads nothing after the splice: it copies bytes and counts them. It knows
@@ -296,8 +297,9 @@ fn join(mut device: TcpStream, id: &[u8], state: &Mutex<State>) -> io::Result<()
         frame::write(&mut device, &to_device.unwrap_or_default())?;
     }
     let mut answer = vec![ANSWER_OK];
-    if let Some(addr) = device_addr {
+    if let (Some(addr), Some(own)) = (device_addr, waiting.direct) {
         answer.extend_from_slice(&encode_addr(&addr));
+        answer.extend_from_slice(&encode_addr(&own));
     }
     frame::write(&mut operator, &answer)?;
     let (up, down) = splice(operator, device)?;
@@ -346,20 +348,36 @@ pub fn ask(stream: &mut TcpStream, device: &VerifyingKey) -> Result<(), AskError
     ask_for(stream, device, false).map(|_| ())
 }
 
-/// [`ask`], also asking for the device's observed address (the direct path); `None` when
-/// the device did not join for it.
+/// The two observed addresses the relay answers an operator that asked for the direct
+/// path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observed {
+    /// The device's data connection's source, as the relay sees it.
+    pub device: SocketAddrV4,
+    /// The operator's own connection's source, as the relay sees it.
+    pub operator: SocketAddrV4,
+}
+
+/// [`ask`], also asking for both observed addresses (the direct path); `None` when the
+/// device did not join for it, or the relay is older and answered the device's only.
 pub fn ask_direct(
     stream: &mut TcpStream,
     device: &VerifyingKey,
-) -> Result<Option<SocketAddrV4>, AskError> {
-    ask_for(stream, device, true)
+) -> Result<Option<Observed>, AskError> {
+    let addrs = ask_for(stream, device, true)?;
+    Ok(addrs.split_first_chunk::<6>().and_then(|(device, own)| {
+        Some(Observed {
+            device: decode_addr(device)?,
+            operator: decode_addr(own)?,
+        })
+    }))
 }
 
 fn ask_for(
     stream: &mut TcpStream,
     device: &VerifyingKey,
     direct: bool,
-) -> Result<Option<SocketAddrV4>, AskError> {
+) -> Result<Vec<u8>, AskError> {
     let flag: &[u8] = if direct { &[DIRECT] } else { &[] };
     frame::write(
         stream,
@@ -367,7 +385,7 @@ fn ask_for(
     )?;
     let answer = frame::read_some(stream)?;
     match answer.split_first() {
-        Some((&ANSWER_OK, addr)) => Ok(decode_addr(addr)),
+        Some((&ANSWER_OK, addrs)) => Ok(addrs.to_vec()),
         Some((&ANSWER_ABSENT, _)) => Err(AskError::Absent),
         Some((&ANSWER_BUSY, _)) => Err(AskError::Busy),
         _ => Err(AskError::Io(bad("unknown relay answer"))),

@@ -1154,22 +1154,44 @@ fn the_direct_path_is_taken_when_the_nats_keep_ports_and_the_relay_is_the_fallba
     // 1. Attacks on PID 1's gate, as a compromised agent makes them: on its socket, with
     // the real set in the device's namespace. Each refused exactly; the set unchanged.
     let ask = limpet_remote::signer::pid1_pinholer(&socket);
-    let want = |cap: &Path, peer: &str, local_port: u16| {
+    // `key`'s statement (the operator's, or a forger's) that `peer` leads to it, for `cap`.
+    let device_public = limpet_remote::capability::public_key("device", &device_key).unwrap();
+    let stated = |key: &Path, cap: &Path, peer: &str| {
+        use ed25519_dalek::pkcs8::DecodePrivateKey;
+        let key = ed25519_dalek::SigningKey::from_pkcs8_pem(&std::fs::read_to_string(key).unwrap())
+            .unwrap();
+        let cap =
+            limpet_remote::capability::SignedCapability::from_json(&std::fs::read(cap).unwrap())
+                .unwrap();
+        let peer = peer.parse().unwrap();
+        limpet_remote::pinhole::PeerStatement::sign(&key, &device_public, cap.hash(), peer).to_hex()
+    };
+    let want_with = |cap: &Path, statement: Option<String>, peer: &str, local_port: u16| {
         ask(&limpet_install_api::remote::PinholeAsk {
             peer: peer.parse().unwrap(),
             local_port,
             capability: std::fs::read_to_string(cap).unwrap(),
+            statement,
             revocations: None,
         })
     };
-    let refused = |cap: &Path, peer: &str, says: &str| {
+    // With the operator's own statement for `peer`.
+    let want = |cap: &Path, peer: &str, local_port: u16| {
+        want_with(cap, Some(stated(&opkey, cap, peer)), peer, local_port)
+    };
+    let refused_with = |cap: &Path, statement: Option<String>, peer: &str, says: &str| {
         let before = pinhole_set(&device);
-        let e = want(cap, peer, 45_000).unwrap_err().to_string();
+        let e = want_with(cap, statement, peer, 45_000)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains(&format!("PID 1 refused: pinhole refused: {says}")),
             "{e}"
         );
         assert_eq!(pinhole_set(&device), before, "a refused pinhole was opened");
+    };
+    let refused = |cap: &Path, peer: &str, says: &str| {
+        refused_with(cap, Some(stated(&opkey, cap, peer)), peer, says)
     };
     let direct = grant_with(
         keys.path(),
@@ -1222,6 +1244,37 @@ fn the_direct_path_is_taken_when_the_nats_keep_ports_and_the_relay_is_the_fallba
     );
     std::thread::sleep(Duration::from_millis(2100));
     refused(&expired, "203.0.113.20:4000", "the capability expired at ");
+    // A valid direct capability, seen in a session, is not enough: the pinhole leads only
+    // where its operator signed. Without the statement, with one signed by another key,
+    // and with the operator's real statement (for its own address) asked for another.
+    refused_with(
+        &direct,
+        None,
+        "203.0.113.20:4000",
+        "no statement of the operator's address was presented",
+    );
+    refused_with(
+        &direct,
+        Some(stated(
+            &keys.path().join("other-access"),
+            &direct,
+            "203.0.113.20:4000",
+        )),
+        "203.0.113.20:4000",
+        "the operator's statement is not signed by the capability's operator key",
+    );
+    refused_with(
+        &direct,
+        Some(stated(&opkey, &direct, "198.51.100.6:40000")),
+        "203.0.113.20:4000",
+        "the operator's statement is for peer 198.51.100.6:40000, not 203.0.113.20:4000",
+    );
+    refused_with(
+        &direct,
+        Some(stated(&opkey, &relay_only, "203.0.113.20:4000")),
+        "203.0.113.20:4000",
+        "the operator's statement is for another capability",
+    );
 
     // The agent's egress without a pinhole is the relay only: a server on the internet is
     // not reached (its chain's final drop counts the SYNs).
@@ -1333,6 +1386,15 @@ fn the_direct_path_is_taken_when_the_nats_keep_ports_and_the_relay_is_the_fallba
     let set = pinhole_set(&device);
     assert_eq!(set.len(), 1, "{set:?}");
     assert_eq!(set[0].0, "198.51.100.6");
+    // The session's statement replayed by a compromised agent (here: the operator's
+    // statement for that pinhole's peer, from another local port) opens nothing more,
+    // though three more may be open.
+    let opened = format!("{}:{}", set[0].0, set[0].1);
+    refused(
+        &direct,
+        &opened,
+        &format!("a pinhole for this capability to {opened} is already open"),
+    );
 
     // A capability without `direct`: the relay, and no pinhole asked.
     let (ok, stderr, whole, relay_1m) =

@@ -36,8 +36,9 @@ usage: limpet-remote-agent (--signer SOCKET | --data DIR) --relay HOST:PORT
   --service NAME=ADDR a declared service and its local address (IP:PORT)
   --cohort NAME       the cohort this device belongs to (for cohort capabilities)
   --direct            offer the direct path (hole punching) to sessions whose capability
-                      grants it, once PID 1 opened the pinhole (OpenPinhole); the relay
-                      stays the fallback
+                      grants it, once PID 1 opened the pinhole (OpenPinhole) to the
+                      address the operator signed in its hello; the relay stays the
+                      fallback
   -h, --help          this text
 ";
 
