@@ -17,7 +17,9 @@
 //! relay; tcpdump on the relay's namespace sees no plaintext of the session; each refusal
 //! end to end (no capability, expired, signed by another key, for another device, an
 //! undeclared service, a replayed session, a revoked capability after a forged list was
-//! refused); the device listens on nothing but loopback
+//! refused); on the direct path, PID 1's gate attacked as a compromised agent would (a
+//! valid `direct` capability without its operator's statement of its address, or with a
+//! forged or mismatched one, opens nothing); the device listens on nothing but loopback
 //! and nothing from the internet reaches it; its egress stayed the relay. Figures for
 //! BENCHMARKS.md are printed, never asserted.
 // Tests fail by panicking; the workspace lints against it are for production code.
