@@ -413,3 +413,46 @@ pub(crate) fn read_array<const N: usize>(r: &mut impl Read) -> io::Result<[u8; N
 pub(crate) fn send(w: &mut impl Write, parts: &[&[u8]]) -> io::Result<()> {
     frame::write(w, &parts.concat())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{device_sign, key, DEVICE};
+    use std::net::Ipv4Addr;
+
+    /// The direct path's answers: the device is told the operator's observed address, and
+    /// the operator both the device's and its own (which it signs for the device's pinhole);
+    /// each as the relay's side of the connection sees it.
+    #[test]
+    fn an_operator_asking_for_the_direct_path_is_told_both_observed_addresses() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let relay = listener.local_addr().unwrap();
+        std::thread::spawn(move || serve(listener, Limits::default(), None));
+        let device = key(DEVICE).verifying_key();
+        let mut control = TcpStream::connect(relay).unwrap();
+        send(&mut control, &[&[TAG_REGISTER], device.as_bytes()]).unwrap();
+        let challenge: [u8; 32] = read_array(&mut control).unwrap();
+        let proof = device_sign(&[REGISTER_PROOF, &challenge].concat()).unwrap();
+        send(&mut control, &[&proof.to_bytes()]).unwrap();
+        assert_eq!(frame::read_some(&mut control).unwrap(), [ANSWER_OK]);
+        let mut operator = TcpStream::connect(relay).unwrap();
+        let asked = std::thread::spawn(move || {
+            let own = operator.local_addr().unwrap();
+            (ask_direct(&mut operator, &device).unwrap(), own)
+        });
+        let id: [u8; 16] = read_array(&mut control).unwrap();
+        let mut data = TcpStream::connect(relay).unwrap();
+        send(&mut data, &[&[TAG_JOIN], &id, &[DIRECT]]).unwrap();
+        let told = decode_addr(&frame::read_some(&mut data).unwrap()).unwrap();
+        let (observed, own) = asked.join().unwrap();
+        let v4 = |a: SocketAddr| SocketAddrV4::new(Ipv4Addr::LOCALHOST, a.port());
+        assert_eq!(
+            observed,
+            Some(Observed {
+                device: v4(data.local_addr().unwrap()),
+                operator: v4(own),
+            })
+        );
+        assert_eq!(told, v4(own));
+    }
+}

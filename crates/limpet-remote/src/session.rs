@@ -447,7 +447,7 @@ mod tests {
     use crate::capability::{Capability, ServiceName, Subject};
     use std::os::unix::net::UnixStream;
 
-    use crate::fixtures::{key, NOW};
+    use crate::fixtures::{device_sign, key, NOW};
 
     fn policy() -> DevicePolicy {
         crate::fixtures::policy(&[("echo", "127.0.0.1:7")])
@@ -464,17 +464,6 @@ mod tests {
         )
         .unwrap()
         .sign(&key(1))
-    }
-
-    fn device_sign(msg: &[u8]) -> Result<Signature, crate::signer::SignError> {
-        // The same framing as limpet_identity::Identity::sign for `remote-access`.
-        let framed = [
-            b"limpet device identity v1\0".as_slice(),
-            b"remote-access\0",
-            msg,
-        ]
-        .concat();
-        Ok(key(2).sign(&framed))
     }
 
     /// A stream that records what is written to it.
