@@ -120,6 +120,18 @@ pub struct PinholeAsk {
     pub revocations: Option<String>,
 }
 
+/// The remote agent's word that a session's direct path is over (`ClosePinhole`, tag 17):
+/// PID 1 removes the pinhole to `peer` from `local_port` it opened, if it is still open.
+/// Closing only narrows the agent's egress, so it needs no capability.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinholeClose {
+    /// The peer's address and port, as the pinhole was opened to.
+    pub peer: std::net::SocketAddrV4,
+    /// The agent's local port, as the pinhole was opened from.
+    pub local_port: u16,
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -181,6 +193,19 @@ pub(crate) mod tests {
         );
         let e = crate::Request::decode(&wire).unwrap_err().to_string();
         assert!(e.contains("pinhole request: unknown field `ttl`"), "{e}");
+        let close = crate::Request::ClosePinhole(PinholeClose {
+            peer: "198.51.100.6:4000".parse().unwrap(),
+            local_port: 40000,
+        });
+        assert_eq!(close.encode()[0], 17);
+        assert_eq!(crate::Request::decode(&close.encode()), Ok(close));
+        let mut wire = vec![17u8];
+        wire.extend_from_slice(br#"{"peer":"198.51.100.6:4000"}"#);
+        let e = crate::Request::decode(&wire).unwrap_err().to_string();
+        assert!(
+            e.contains("pinhole request: missing field `local_port`"),
+            "{e}"
+        );
     }
 
     #[test]

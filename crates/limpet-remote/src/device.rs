@@ -16,6 +16,9 @@
 //!   its pinhole (the [`Pinholer`]), given the operator's statement of its address from
 //!   the hello: PID 1 opens it to that address only. The session on the direct
 //!   connection is decided again from the start, and the relay session is the fallback.
+//!   The pinhole is closed (`ClosePinhole`) once the direct session is over (its
+//!   connection closed, its last bytes acknowledged: [`session::LINGER`]), or at once when
+//!   the direct path was not taken.
 //! - A frame on the control connection that is not a session id and starts with
 //!   [`relay::TAG_REVOCATIONS`] is a revocation list: taken only when the access key
 //!   signed it and it is newer than the one held ([`crate::revocation`]).
@@ -215,7 +218,7 @@ fn session_once(
             statement: statement.map(hex::encode),
             revocations: policy.revocations.held_json(),
         };
-        match pinholer(&ask) {
+        match (pinholer.open)(&ask) {
             Ok(secs) => {
                 println!(
                     "limpet-remote: pinhole opened: {peer} from port {local_port} for {secs} s"
@@ -235,7 +238,7 @@ fn session_once(
             Ok(())
         }
         Outcome::Granted(mut channel, grant) => {
-            let (Some(peer), true) = (peer, offered.get()) else {
+            let (Some(peer), Some(pinholer), true) = (peer, direct, offered.get()) else {
                 return serve(channel, &grant, record, Route::Relay);
             };
             // Both sides try at once; the operator's word says which path it took.
@@ -246,25 +249,47 @@ fn session_once(
             let direct = attempt
                 .join()
                 .map_err(|_| session::SessionError::Malformed("direct attempt"))?;
+            // The pinhole closes when the direct session is over, or at once when the
+            // direct path was not taken.
+            let close = || close_pinhole(pinholer, peer, local_port);
             match (word.as_deref(), direct) {
                 (Some([crate::direct::WORD_DIRECT]), Ok(stream)) => {
                     drop(channel);
                     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
                     // The same handshake, proofs and decision as on the relay.
-                    match session::device(stream, policy, sign.as_ref(), now())? {
-                        Outcome::Refused { refusal, operator } => {
+                    let served = match session::device(stream, policy, sign.as_ref(), now()) {
+                        Ok(Outcome::Refused { refusal, operator }) => {
                             refused(operator, &refusal);
                             Ok(())
                         }
-                        Outcome::Granted(channel, grant) => {
+                        Ok(Outcome::Granted(channel, grant)) => {
                             serve(channel, &grant, record, Route::Direct(peer))
                         }
-                    }
+                        Err(e) => Err(e),
+                    };
+                    close();
+                    served
                 }
-                (Some([crate::direct::WORD_DIRECT]), Err(e)) => Err(e.into()),
-                _ => serve(channel, &grant, record, Route::Relay),
+                (Some([crate::direct::WORD_DIRECT]), Err(e)) => {
+                    close();
+                    Err(e.into())
+                }
+                _ => {
+                    close();
+                    serve(channel, &grant, record, Route::Relay)
+                }
             }
         }
+    }
+}
+
+/// Asks for the pinhole to `peer` from `local_port` to be closed (its session's direct
+/// path is over), said on standard output either way.
+fn close_pinhole(pinholer: &Pinholer, peer: std::net::SocketAddrV4, local_port: u16) {
+    let close = limpet_install_api::remote::PinholeClose { peer, local_port };
+    match (pinholer.close)(&close) {
+        Ok(()) => println!("limpet-remote: pinhole closed: {peer} from port {local_port}"),
+        Err(e) => println!("limpet-remote: pinhole not closed: {e}"),
     }
 }
 
