@@ -548,6 +548,44 @@ fn owner_server(
     }
 }
 
+/// The agent's pinhole set in the kernel, over PID 1's own netlink socket; each change
+/// said on the console.
+struct NftPinholes {
+    nft: limpet_net::Nft,
+    set: String,
+}
+
+impl limpet_install::remote::PinholeSet for NftPinholes {
+    fn add(&mut self, hole: &limpet_install::remote::Pinhole, secs: u64) -> Result<(), String> {
+        self.nft
+            .add_pinhole(
+                &self.set,
+                hole.peer,
+                hole.local_port,
+                Duration::from_secs(secs),
+            )
+            .map_err(|e| console::chain(&e))?;
+        console!(
+            "pinhole opened: {} from port {} for {secs} s",
+            hole.peer,
+            hole.local_port
+        );
+        Ok(())
+    }
+
+    fn remove(&mut self, hole: &limpet_install::remote::Pinhole) -> Result<(), String> {
+        self.nft
+            .remove_pinhole(&self.set, hole.peer, hole.local_port)
+            .map_err(|e| console::chain(&e))?;
+        console!(
+            "pinhole closed: {} from port {}",
+            hole.peer,
+            hole.local_port
+        );
+        Ok(())
+    }
+}
+
 /// The direct path's gate (`[remote] direct = true`): PID 1 verifies each pinhole's
 /// capability against the slot's access key and this device's identity, and adds the
 /// pinholes it decides to the agent's set (`pin_<agent>`) over its own netlink socket.
@@ -562,7 +600,7 @@ fn pinhole_gate(
         console!("direct path disabled: this device has no identity to verify capabilities for");
         return None;
     };
-    let mut nft = match limpet_net::Nft::open() {
+    let nft = match limpet_net::Nft::open() {
         Ok(nft) => nft,
         Err(e) => {
             console!("direct path disabled: {}", console::chain(&e));
@@ -575,16 +613,7 @@ fn pinhole_gate(
         identity.public_key(),
         &direct.access_key,
         None,
-        Box::new(move |hole, secs| {
-            nft.add_pinhole(&set, hole.peer, hole.local_port, Duration::from_secs(secs))
-                .map_err(|e| console::chain(&e))?;
-            console!(
-                "pinhole opened: {} from port {} for {secs} s",
-                hole.peer,
-                hole.local_port
-            );
-            Ok(())
-        }),
+        Box::new(NftPinholes { nft, set }),
     );
     match gate {
         Ok(gate) => {

@@ -148,6 +148,10 @@ pub enum Request {
     /// pinhole set; answered with [`Response::Data`] of the seconds it stays open (8 bytes,
     /// big-endian), or `Error` with the refusal. JSON on the wire, at most [`MAX_DATA`].
     OpenPinhole(remote::PinholeAsk),
+    /// The remote agent says a session's direct path is over: PID 1 removes that pinhole
+    /// from the set and its count. Answered `Ok`, or `Error` when no such pinhole is open.
+    /// JSON on the wire.
+    ClosePinhole(remote::PinholeClose),
 }
 
 /// What [`Request::OwnerMode`] asks the loader.
@@ -310,7 +314,7 @@ pub enum DecodeError {
     /// A `RemoteSession` request that is not a valid session record.
     #[error("remote session record: {0}")]
     RemoteSession(String),
-    /// An `OpenPinhole` request that is not a valid pinhole request.
+    /// An `OpenPinhole` or `ClosePinhole` request that is not a valid one.
     #[error("pinhole request: {0}")]
     Pinhole(String),
     /// An error answer whose text is not UTF-8.
@@ -337,6 +341,7 @@ mod tag {
     pub const ASK_ENTER: u8 = 1;
     pub const ASK_LEAVE: u8 = 2;
     pub const OPEN_PINHOLE: u8 = 16;
+    pub const CLOSE_PINHOLE: u8 = 17;
 
     pub const OK: u8 = 0x81;
     pub const STATUS_REPLY: u8 = 0x82;
@@ -453,6 +458,11 @@ impl Request {
                 // Serializing strings and numbers cannot fail.
                 out.extend_from_slice(&serde_json::to_vec(ask).unwrap_or_default());
             }
+            Request::ClosePinhole(close) => {
+                out.push(tag::CLOSE_PINHOLE);
+                // Serializing an address and a number cannot fail.
+                out.extend_from_slice(&serde_json::to_vec(close).unwrap_or_default());
+            }
         }
         out
     }
@@ -475,6 +485,7 @@ impl Request {
             Request::RemoteSession(_) => "remote-session",
             Request::OwnerMode { .. } => "owner-mode",
             Request::OpenPinhole(_) => "open-pinhole",
+            Request::ClosePinhole(_) => "close-pinhole",
         }
     }
 
@@ -590,6 +601,12 @@ impl Request {
             tag::OPEN_PINHOLE if rest.len() > MAX_DATA => Err(DecodeError::TooMuchData(rest.len())),
             tag::OPEN_PINHOLE => serde_json::from_slice(rest)
                 .map(Request::OpenPinhole)
+                .map_err(|e| DecodeError::Pinhole(e.to_string())),
+            tag::CLOSE_PINHOLE if rest.len() > MAX_DATA => {
+                Err(DecodeError::TooMuchData(rest.len()))
+            }
+            tag::CLOSE_PINHOLE => serde_json::from_slice(rest)
+                .map(Request::ClosePinhole)
                 .map_err(|e| DecodeError::Pinhole(e.to_string())),
             other => Err(DecodeError::Tag(other)),
         }

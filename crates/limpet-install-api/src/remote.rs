@@ -98,9 +98,9 @@ impl RemoteSession {
 }
 
 /// The remote agent's request for a pinhole (`OpenPinhole`, tag 16): the session's
-/// capability and the peer the relay observed. PID 1 decides on it alone (limpet-remote's
-/// `pinhole`); nothing here is taken on the agent's word but the peer, which the pinhole
-/// is for.
+/// capability, the operator's signed statement of its address, and the peer the relay
+/// observed. PID 1 decides on it alone (limpet-remote's `pinhole`); nothing here is taken
+/// on the agent's word: the peer must be the one the capability's operator key signed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PinholeAsk {
@@ -110,10 +110,26 @@ pub struct PinholeAsk {
     pub local_port: u16,
     /// The session's capability file (its JSON text).
     pub capability: String,
+    /// The operator's statement of its address (limpet-remote's `PeerStatement`, its 134
+    /// bytes in hex), from the session's hello; PID 1 refuses a pinhole without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<String>,
     /// The newest revocation list the agent holds (its JSON text), if any: PID 1 takes it
     /// when the access key signed it and it is newer than its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revocations: Option<String>,
+}
+
+/// The remote agent's word that a session's direct path is over (`ClosePinhole`, tag 17):
+/// PID 1 removes the pinhole to `peer` from `local_port` it opened, if it is still open.
+/// Closing only narrows the agent's egress, so it needs no capability.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinholeClose {
+    /// The peer's address and port, as the pinhole was opened to.
+    pub peer: std::net::SocketAddrV4,
+    /// The agent's local port, as the pinhole was opened from.
+    pub local_port: u16,
 }
 
 #[cfg(test)]
@@ -166,6 +182,7 @@ pub(crate) mod tests {
             peer: "198.51.100.6:4000".parse().unwrap(),
             local_port: 40000,
             capability: "{}".into(),
+            statement: Some("ab".repeat(134)),
             revocations: None,
         });
         assert_eq!(r.encode()[0], 16);
@@ -176,6 +193,19 @@ pub(crate) mod tests {
         );
         let e = crate::Request::decode(&wire).unwrap_err().to_string();
         assert!(e.contains("pinhole request: unknown field `ttl`"), "{e}");
+        let close = crate::Request::ClosePinhole(PinholeClose {
+            peer: "198.51.100.6:4000".parse().unwrap(),
+            local_port: 40000,
+        });
+        assert_eq!(close.encode()[0], 17);
+        assert_eq!(crate::Request::decode(&close.encode()), Ok(close));
+        let mut wire = vec![17u8];
+        wire.extend_from_slice(br#"{"peer":"198.51.100.6:4000"}"#);
+        let e = crate::Request::decode(&wire).unwrap_err().to_string();
+        assert!(
+            e.contains("pinhole request: missing field `local_port`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -17,9 +17,12 @@
 //!   answers them in `Status` and signs only a check-in that reports exactly them.
 //! - `OpenPinhole` (the direct path, `[remote] direct = true`): PID 1 verifies the
 //!   session's capability itself ([`PinholeGate`], limpet-remote's pure `pinhole::decide`:
-//!   the slot's access key, this device, not expired, not revoked, granting `direct`, at
-//!   most 4 open, at most 1 hour) before the kernel's set gets the element; the agent's word
-//!   counts for nothing but the peer. Without a gate (no `direct`) it is refused by name.
+//!   the slot's access key, this device, not expired, not revoked, granting `direct`, the
+//!   peer the one the capability's operator key signed a statement for, one pinhole per
+//!   capability and peer, at most 4 open, at most 1 hour) before the kernel's set gets the
+//!   element; the agent's word counts for nothing. `ClosePinhole` removes an open one from
+//!   the set and the count (closing only narrows the agent's egress). Without a gate (no
+//!   `direct`) both are refused by name.
 //! - One connection at a time, one request, one answer; a peer that hangs up is dropped.
 //!   This module does not depend on the install server: a device without `[update]` links
 //!   it alone.
@@ -33,17 +36,23 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use limpet_install_api::remote::{RemoteSession, MAX_SESSIONS};
 
 use limpet_identity::{Identity, Purpose};
-use limpet_install_api::remote::PinholeAsk;
+use limpet_install_api::remote::{PinholeAsk, PinholeClose};
 use limpet_install_api::{Request, Response, MAX_MESSAGE};
 use limpet_remote::capability::SignedCapability;
 use limpet_remote::decide::DevicePolicy;
-use limpet_remote::pinhole::{self, Pinhole, PinholeRequest};
+pub use limpet_remote::pinhole::Pinhole;
+use limpet_remote::pinhole::{self, PeerStatement, PinholeRefusal, PinholeRequest};
 use limpet_remote::revocation::{RevocationList, Revocations};
 use rustix::net::{RecvFlags, SendFlags};
 
-/// Adds a decided pinhole to the kernel's set (PID 1: limpet-net's `Nft::add_pinhole` on
-/// the agent's `pin_<task>`), for the seconds given; the error is the kernel's refusal.
-pub type AddPinhole = Box<dyn FnMut(&Pinhole, u64) -> Result<(), String>>;
+/// The kernel's set of the agent's pinholes (PID 1: limpet-net's `Nft::add_pinhole` and
+/// `Nft::remove_pinhole` on the agent's `pin_<task>`); each error is the kernel's refusal.
+pub trait PinholeSet {
+    /// Adds a decided pinhole for `secs` seconds.
+    fn add(&mut self, hole: &Pinhole, secs: u64) -> Result<(), String>;
+    /// Removes an open pinhole before its timeout.
+    fn remove(&mut self, hole: &Pinhole) -> Result<(), String>;
+}
 
 /// PID 1's gate on the direct path: what it verifies a capability against (the device's
 /// key, the slot's access key, the newest revocation list it was given), the pinholes it
@@ -51,7 +60,7 @@ pub type AddPinhole = Box<dyn FnMut(&Pinhole, u64) -> Result<(), String>>;
 pub struct PinholeGate {
     policy: DevicePolicy,
     open: Vec<Pinhole>,
-    add: AddPinhole,
+    set: Box<dyn PinholeSet>,
 }
 
 impl std::fmt::Debug for PinholeGate {
@@ -64,13 +73,13 @@ impl std::fmt::Debug for PinholeGate {
 
 impl PinholeGate {
     /// A gate for the device `device` whose slot pins `access_key` (64 hex digits, the
-    /// policy's `remote_direct`) and names `cohort`; `add` puts a pinhole into the kernel's
-    /// set. A key that is not one is an error naming it.
+    /// policy's `remote_direct`) and names `cohort`; `set` is the kernel's set the
+    /// pinholes go into. A key that is not one is an error naming it.
     pub fn new(
         device: ed25519_dalek::VerifyingKey,
         access_key: &str,
         cohort: Option<String>,
-        add: AddPinhole,
+        set: Box<dyn PinholeSet>,
     ) -> Result<PinholeGate, String> {
         let access_key =
             limpet_remote::capability::public_key("remote_direct.access_key", access_key)
@@ -84,7 +93,7 @@ impl PinholeGate {
                 revocations: Arc::new(Revocations::default()),
             },
             open: Vec::new(),
-            add,
+            set,
         })
     }
 
@@ -99,10 +108,17 @@ impl PinholeGate {
         }
         self.open.retain(|p| p.expires > now);
         let decided = SignedCapability::from_json(ask.capability.as_bytes())
-            .map_err(|e| pinhole::PinholeRefusal::Unreadable(e.to_string()))
+            .map_err(|e| PinholeRefusal::Unreadable(e.to_string()))
             .and_then(|capability| {
+                let statement = ask
+                    .statement
+                    .as_deref()
+                    .map(PeerStatement::from_hex)
+                    .transpose()
+                    .map_err(|e| PinholeRefusal::StatementUnreadable(e.to_string()))?;
                 let request = PinholeRequest {
                     capability: &capability,
+                    statement: statement.as_ref(),
                     peer: ask.peer,
                     local_port: ask.local_port,
                 };
@@ -112,7 +128,7 @@ impl PinholeGate {
             Err(refusal) => Response::Error(format!("pinhole refused: {refusal}")),
             Ok(hole) => {
                 let secs = hole.lifetime(now);
-                match (self.add)(&hole, secs) {
+                match self.set.add(&hole, secs) {
                     Ok(()) => {
                         self.open.push(hole);
                         Response::Data(secs.to_be_bytes().to_vec())
@@ -120,6 +136,27 @@ impl PinholeGate {
                     Err(e) => Response::Error(format!("pinhole not opened: {e}")),
                 }
             }
+        }
+    }
+
+    /// The answer to `ClosePinhole` at `now`: the open pinhole to that peer from that port
+    /// removed from the kernel's set and from the count, or why not.
+    pub fn close(&mut self, close: &PinholeClose, now: u64) -> Response {
+        self.open.retain(|p| p.expires > now);
+        let Some(at) = self
+            .open
+            .iter()
+            .position(|p| p.peer == close.peer && p.local_port == close.local_port)
+        else {
+            return Response::Error(format!(
+                "no pinhole is open to {} from port {}",
+                close.peer, close.local_port
+            ));
+        };
+        let hole = self.open.remove(at);
+        match self.set.remove(&hole) {
+            Ok(()) => Response::Ok,
+            Err(e) => Response::Error(format!("pinhole not closed: {e}")),
         }
     }
 }
@@ -232,9 +269,11 @@ impl RemoteServer {
             Request::DeviceKey => device_key(self.identity.as_deref()),
             Request::OpenPinhole(ask) => match &mut self.pinholes {
                 Some(gate) => gate.answer(&ask, now),
-                None => Response::Error(
-                    "this device takes no direct path ([remote] direct is not set)".to_owned(),
-                ),
+                None => no_direct_path(),
+            },
+            Request::ClosePinhole(close) => match &mut self.pinholes {
+                Some(gate) => gate.close(&close, now),
+                None => no_direct_path(),
             },
             Request::RemoteSession(mut record) => {
                 record.at = i64::try_from(now).unwrap_or(0);
@@ -248,11 +287,16 @@ impl RemoteServer {
                 }
             }
             other => Response::Error(format!(
-                "the remote agent's socket serves only device-key, remote-session, sign-remote-access and open-pinhole, not {}",
+                "the remote agent's socket serves only device-key, remote-session, sign-remote-access, open-pinhole and close-pinhole, not {}",
                 other.name()
             )),
         }
     }
+}
+
+/// The pinhole requests' answer on a device without `[remote] direct`.
+fn no_direct_path() -> Response {
+    Response::Error("this device takes no direct path ([remote] direct is not set)".to_owned())
 }
 
 /// `DeviceKey`'s answer: the identity's public key, or why there is none.
@@ -398,7 +442,7 @@ pub(crate) mod tests {
                 Request::SignCheckIn {
                     report: br#"{"device":"00"}"#.to_vec(),
                 },
-                "serves only device-key, remote-session, sign-remote-access and open-pinhole, not sign-check-in",
+                "serves only device-key, remote-session, sign-remote-access, open-pinhole and close-pinhole, not sign-check-in",
             ),
             (Request::Status, "not status"),
             (
@@ -446,9 +490,11 @@ pub(crate) mod tests {
     }
 
     /// `OpenPinhole`: the gate adds the element for a capability signed by the access key,
-    /// for this device, granting `direct`, for its remaining life; a forged one, one
-    /// without `direct` and a fifth are refused by name and nothing is added. A server
-    /// without a gate refuses the request.
+    /// for this device, granting `direct`, to the peer its operator signed, for its
+    /// remaining life; a forged capability, one without `direct`, one without the
+    /// operator's statement, with an unreadable one or one for another peer, a second
+    /// pinhole of one capability to one peer, and a fifth are refused by name and nothing
+    /// is added. A server without a gate refuses the request.
     #[test]
     fn pinholes_are_opened_only_for_verified_direct_capabilities() {
         use limpet_remote::capability::{Capability, ServiceName, Subject};
@@ -460,9 +506,10 @@ pub(crate) mod tests {
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs();
+        let operator = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
         let cap = |direct: bool, key: &ed25519_dalek::SigningKey| {
             let c = Capability::new(
-                ed25519_dalek::SigningKey::from_bytes(&[9; 32]).verifying_key(),
+                operator.verifying_key(),
                 Subject::Device(device),
                 vec![ServiceName::parse("echo").unwrap()],
                 now - 10,
@@ -471,23 +518,33 @@ pub(crate) mod tests {
             )
             .unwrap();
             let c = if direct { c.with_direct() } else { c };
-            c.sign(key).to_json()
+            c.sign(key)
         };
-        let ask = |capability: String, peer: &str| {
+        // The operator's statement that `peer` is its address, for `capability`.
+        let stated = |capability: &SignedCapability, peer: &str| {
+            PeerStatement::sign(&operator, &device, capability.hash(), peer.parse().unwrap())
+                .to_hex()
+        };
+        let ask_with = |capability: String, statement: Option<String>, peer: &str| {
             Request::OpenPinhole(PinholeAsk {
                 peer: peer.parse().unwrap(),
                 local_port: 40_000,
                 capability,
+                statement,
                 revocations: None,
             })
+        };
+        let ask = |capability: SignedCapability, peer: &str| {
+            ask_with(capability.to_json(), Some(stated(&capability, peer)), peer)
         };
         let mut bare = Rig::new(me(), Some(test_identity().1));
         match bare.ask(&ask(cap(true, &access), "198.51.100.6:4000")) {
             Response::Error(e) => assert!(e.contains("[remote] direct is not set"), "{e}"),
             other => panic!("{other:?}"),
         }
-        let added = Arc::new(Mutex::new(Vec::new()));
-        let kept = Arc::clone(&added);
+        let kernel = Recorded::default();
+        let added = Arc::clone(&kernel.added);
+        let removed = Arc::clone(&kernel.removed);
         let gate = PinholeGate::new(
             device,
             &access
@@ -497,12 +554,7 @@ pub(crate) mod tests {
                 .map(|b| format!("{b:02x}"))
                 .collect::<String>(),
             None,
-            Box::new(move |hole: &Pinhole, secs| {
-                kept.lock()
-                    .unwrap()
-                    .push((hole.peer.to_string(), hole.local_port, secs));
-                Ok(())
-            }),
+            Box::new(kernel),
         )
         .unwrap();
         let mut rig = Rig::new(me(), Some(identity));
@@ -513,21 +565,43 @@ pub(crate) mod tests {
         };
         let secs = u64::from_be_bytes(bytes.try_into().unwrap());
         assert!((599..=600).contains(&secs), "{secs}");
-        for (capability, says) in [
+        let good = cap(true, &access);
+        let peer = "198.51.100.7:4000";
+        for (request, says) in [
             (
-                cap(true, &forger),
+                ask(cap(true, &forger), peer),
                 "pinhole refused: the capability is not signed by this device's access key",
             ),
             (
-                cap(false, &access),
+                ask(cap(false, &access), peer),
                 "pinhole refused: the capability does not grant the direct path",
             ),
             (
-                "{}".to_owned(),
+                ask_with("{}".to_owned(), None, peer),
                 "pinhole refused: the capability cannot be read",
             ),
+            (
+                ask_with(good.to_json(), None, peer),
+                "pinhole refused: no statement of the operator's address was presented",
+            ),
+            (
+                ask_with(good.to_json(), Some("zz".into()), peer),
+                "pinhole refused: the operator's statement cannot be read: not hex",
+            ),
+            (
+                ask_with(
+                    good.to_json(),
+                    Some(stated(&good, "198.51.100.6:4000")),
+                    peer,
+                ),
+                "pinhole refused: the operator's statement is for peer 198.51.100.6:4000, not 198.51.100.7:4000",
+            ),
+            (
+                ask(good.clone(), "198.51.100.6:4000"),
+                "pinhole refused: a pinhole for this capability to 198.51.100.6:4000 is already open",
+            ),
         ] {
-            match rig.ask(&ask(capability, "198.51.100.7:4000")) {
+            match rig.ask(&request) {
                 Response::Error(e) => assert!(e.starts_with(says), "{e}"),
                 other => panic!("{other:?}"),
             }
@@ -543,9 +617,53 @@ pub(crate) mod tests {
             rig.ask(&ask(cap(true, &access), "198.51.100.20:4000")),
             Response::Error("pinhole refused: 4 pinholes are open, the most there may be".into())
         );
-        let added = added.lock().unwrap();
-        assert_eq!(added.len(), 4);
-        assert_eq!(added[0].0, "198.51.100.6:4000");
+        assert_eq!(added.lock().unwrap().len(), 4);
+        assert_eq!(added.lock().unwrap()[0].0, "198.51.100.6:4000");
+        // Closing one frees its place: the kernel's element removed, a fifth then opened.
+        let close = |peer: &str| {
+            Request::ClosePinhole(PinholeClose {
+                peer: peer.parse().unwrap(),
+                local_port: 40_000,
+            })
+        };
+        assert_eq!(rig.ask(&close("198.51.100.10:4000")), Response::Ok);
+        assert_eq!(
+            removed.lock().unwrap().as_slice(),
+            [("198.51.100.10:4000".to_owned(), 40_000)]
+        );
+        assert_eq!(
+            rig.ask(&close("198.51.100.10:4000")),
+            Response::Error("no pinhole is open to 198.51.100.10:4000 from port 40000".into())
+        );
+        assert!(matches!(
+            rig.ask(&ask(cap(true, &access), "198.51.100.20:4000")),
+            Response::Data(_)
+        ));
+        assert_eq!(added.lock().unwrap().len(), 5);
+        match bare.ask(&close("198.51.100.6:4000")) {
+            Response::Error(e) => assert!(e.contains("[remote] direct is not set"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A kernel set that records what the gate adds and removes.
+    #[derive(Default)]
+    struct Recorded {
+        added: Arc<Mutex<Vec<(String, u16, u64)>>>,
+        removed: Arc<Mutex<Vec<(String, u16)>>>,
+    }
+
+    impl PinholeSet for Recorded {
+        fn add(&mut self, hole: &Pinhole, secs: u64) -> Result<(), String> {
+            let entry = (hole.peer.to_string(), hole.local_port, secs);
+            self.added.lock().unwrap().push(entry);
+            Ok(())
+        }
+        fn remove(&mut self, hole: &Pinhole) -> Result<(), String> {
+            let entry = (hole.peer.to_string(), hole.local_port);
+            self.removed.lock().unwrap().push(entry);
+            Ok(())
+        }
     }
 
     /// `RemoteSession`: each record is kept with PID 1's clock (not the agent's), the

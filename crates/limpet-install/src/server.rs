@@ -208,7 +208,8 @@ impl InstallServer {
             // has no use for them.
             Request::SignRemoteAccess { .. }
             | Request::RemoteSession(_)
-            | Request::OpenPinhole(_) => (
+            | Request::OpenPinhole(_)
+            | Request::ClosePinhole(_) => (
                 Response::Error(format!(
                     "{} is served on {} only",
                     request.name(),

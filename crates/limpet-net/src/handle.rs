@@ -173,6 +173,26 @@ impl Nft {
         self.transact(b.finish(), "a pinhole")
     }
 
+    /// Closes a pinhole [`Nft::add_pinhole`] opened, before its timeout; an element that is
+    /// gone (expired) is the kernel's error.
+    pub fn remove_pinhole(
+        &mut self,
+        set: &str,
+        peer: std::net::SocketAddrV4,
+        local_port: u16,
+    ) -> Result<(), NftError> {
+        let mut b = self.batch();
+        b.del_set_elems(
+            set,
+            &[SetElem::PinholeKey {
+                peer: *peer.ip(),
+                peer_port: peer.port(),
+                local_port,
+            }],
+        );
+        self.transact(b.finish(), "a pinhole's removal")
+    }
+
     /// Adds upstream DNS servers (from DHCP) to the `dns4` set.
     pub fn add_dns_servers(&mut self, servers: &[Ipv4Addr]) -> Result<(), NftError> {
         if servers.is_empty() {

@@ -880,7 +880,8 @@ impl Builder {
             self.egress(t, chain, i, e);
         }
         // The pinholes PID 1 opened: TCP to a peer's address and port, from the task's own
-        // source port, each until its timeout. Every packet of the flow is matched.
+        // source port, each until its timeout or PID 1 closes it. Every packet of the flow
+        // is matched.
         if t.pinholes {
             let load = |offset, len, reg32| Expr::PayloadAt {
                 base: PayloadBase::Transport,

@@ -13,8 +13,12 @@
 //!   is reached and after the session closed.
 //! - The direct path (`--direct`, [`crate::direct`]): a granted session whose capability
 //!   grants `direct`, whose operator asked for it, is offered it only after PID 1 opened
-//!   its pinhole (the [`Pinholer`]); the session on the direct connection is decided again
-//!   from the start, and the relay session is the fallback.
+//!   its pinhole (the [`Pinholer`]), given the operator's statement of its address from
+//!   the hello: PID 1 opens it to that address only. The session on the direct
+//!   connection is decided again from the start, and the relay session is the fallback.
+//!   The pinhole is closed (`ClosePinhole`) once the direct session is over (its
+//!   connection closed, its last bytes acknowledged: [`session::LINGER`]), or at once when
+//!   the direct path was not taken.
 //! - A frame on the control connection that is not a session id and starts with
 //!   [`relay::TAG_REVOCATIONS`] is a revocation list: taken only when the access key
 //!   signed it and it is newer than the one held ([`crate::revocation`]).
@@ -200,7 +204,7 @@ fn session_once(
     };
     let local_port = data.local_addr()?.port();
     let offered = std::cell::Cell::new(false);
-    let offer = |grant: &Grant| {
+    let offer = |grant: &Grant, statement: Option<&[u8]>| {
         let (Some(pinholer), Some(peer)) = (direct, peer) else {
             return false;
         };
@@ -211,9 +215,10 @@ fn session_once(
             peer,
             local_port,
             capability: grant.capability.to_json(),
+            statement: statement.map(hex::encode),
             revocations: policy.revocations.held_json(),
         };
-        match pinholer(&ask) {
+        match (pinholer.open)(&ask) {
             Ok(secs) => {
                 println!(
                     "limpet-remote: pinhole opened: {peer} from port {local_port} for {secs} s"
@@ -233,7 +238,7 @@ fn session_once(
             Ok(())
         }
         Outcome::Granted(mut channel, grant) => {
-            let (Some(peer), true) = (peer, offered.get()) else {
+            let (Some(peer), Some(pinholer), true) = (peer, direct, offered.get()) else {
                 return serve(channel, &grant, record, Route::Relay);
             };
             // Both sides try at once; the operator's word says which path it took.
@@ -244,25 +249,47 @@ fn session_once(
             let direct = attempt
                 .join()
                 .map_err(|_| session::SessionError::Malformed("direct attempt"))?;
+            // The pinhole closes when the direct session is over, or at once when the
+            // direct path was not taken.
+            let close = || close_pinhole(pinholer, peer, local_port);
             match (word.as_deref(), direct) {
                 (Some([crate::direct::WORD_DIRECT]), Ok(stream)) => {
                     drop(channel);
                     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
                     // The same handshake, proofs and decision as on the relay.
-                    match session::device(stream, policy, sign.as_ref(), now())? {
-                        Outcome::Refused { refusal, operator } => {
+                    let served = match session::device(stream, policy, sign.as_ref(), now()) {
+                        Ok(Outcome::Refused { refusal, operator }) => {
                             refused(operator, &refusal);
                             Ok(())
                         }
-                        Outcome::Granted(channel, grant) => {
+                        Ok(Outcome::Granted(channel, grant)) => {
                             serve(channel, &grant, record, Route::Direct(peer))
                         }
-                    }
+                        Err(e) => Err(e),
+                    };
+                    close();
+                    served
                 }
-                (Some([crate::direct::WORD_DIRECT]), Err(e)) => Err(e.into()),
-                _ => serve(channel, &grant, record, Route::Relay),
+                (Some([crate::direct::WORD_DIRECT]), Err(e)) => {
+                    close();
+                    Err(e.into())
+                }
+                _ => {
+                    close();
+                    serve(channel, &grant, record, Route::Relay)
+                }
             }
         }
+    }
+}
+
+/// Asks for the pinhole to `peer` from `local_port` to be closed (its session's direct
+/// path is over), said on standard output either way.
+fn close_pinhole(pinholer: &Pinholer, peer: std::net::SocketAddrV4, local_port: u16) {
+    let close = limpet_install_api::remote::PinholeClose { peer, local_port };
+    match (pinholer.close)(&close) {
+        Ok(()) => println!("limpet-remote: pinhole closed: {peer} from port {local_port}"),
+        Err(e) => println!("limpet-remote: pinhole not closed: {e}"),
     }
 }
 

@@ -9,6 +9,9 @@
 //!   relay observed, and the other side's SYN matches its conntrack entry.
 //! - An attempt is bounded ([`PUNCH_TIME`]); a refused one (a NAT that answers RST) is tried
 //!   again after [`RETRY`], within the same bound.
+//! - The device's pinhole leads only to the address the operator signed
+//!   ([`crate::pinhole::PeerStatement`], in the relay session's hello): the operator's own,
+//!   as the relay observed it and told it.
 //! - The direct connection carries a session of its own, with the same Noise handshake,
 //!   proofs and decision as the relay's ([`crate::session`]): the path changes nothing the
 //!   device trusts. The operator says over the relay session which path it took
@@ -127,9 +130,10 @@ pub fn punch(local_port: u16, peer: SocketAddrV4, within: Duration) -> io::Resul
 }
 
 /// The operator's side of a session on either path: asks `relay` for `device`, runs the
-/// session over the relay, and when the capability grants `direct` and the device offers
-/// it, tries the direct path for at most `within`, runs the session again over it and
-/// tells the device over the relay session which path it took.
+/// session over the relay (its hello carrying, when the capability grants `direct`, the
+/// operator's signed statement of the address the relay observed of it), and when the
+/// device offers the direct path, tries it for at most `within`, runs the session again
+/// over it and tells the device over the relay session which path it took.
 pub fn operator(
     relay: SocketAddr,
     device: &VerifyingKey,
@@ -149,16 +153,18 @@ pub fn operator(
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(SessionError::Io)?;
-    let device_addr = if want {
+    let observed = if want {
         relay::ask_direct(&mut stream, device)?
     } else {
         relay::ask(&mut stream, device)?;
         None
     };
     let local_port = stream.local_addr().map_err(SessionError::Io)?.port();
+    // Our own observed address goes to the device signed: PID 1 opens its pinhole to it.
+    let own = observed.map(|o| o.operator);
     let (mut channel, offered) =
-        session::operator_offered(stream, device, key, Some(capability), service)?;
-    let Some(peer) = device_addr.filter(|_| offered) else {
+        session::operator_offered(stream, device, key, Some(capability), service, own)?;
+    let Some(peer) = observed.map(|o| o.device).filter(|_| offered) else {
         return Ok((channel, Route::Relay));
     };
     match punch(local_port, peer, within) {

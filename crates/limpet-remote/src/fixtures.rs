@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use ed25519_dalek::SigningKey;
+use ed25519_dalek::{Signature, Signer, SigningKey};
 
 use crate::capability::ServiceName;
 use crate::decide::DevicePolicy;
@@ -41,4 +41,16 @@ pub fn policy(services: &[(&str, &str)]) -> DevicePolicy {
             .collect::<BTreeMap<_, _>>(),
         revocations: Arc::default(),
     }
+}
+
+/// The device identity's ([`DEVICE`]) signature under its `remote-access` purpose, framed
+/// as `limpet_identity::Identity::sign` frames it.
+pub fn device_sign(msg: &[u8]) -> Result<Signature, crate::signer::SignError> {
+    let framed = [
+        b"limpet device identity v1\0".as_slice(),
+        b"remote-access\0",
+        msg,
+    ]
+    .concat();
+    Ok(key(DEVICE).sign(&framed))
 }

@@ -15,8 +15,9 @@
 //!   the operator asked for it too, empty otherwise.
 //! - operator: `02 ‖ key(32)`; relay: `00` (spliced from here on), `01` (no such device) or
 //!   `02` (busy). An operator that would take the direct path asks `02 ‖ key(32) ‖ 01`; a
-//!   grant is then `00 ‖ the device's observed address(6)` when the device joined for it,
-//!   `00` alone otherwise.
+//!   grant is then `00 ‖ the device's observed address(6) ‖ the operator's own observed
+//!   address(6)` when the device joined for it (the operator signs its own for the
+//!   device's pinhole, [`crate::pinhole::PeerStatement`]), `00` alone otherwise.
 //!
 //! Rules this module keeps:
 //! - The relay reads nothing after the splice: it copies bytes and counts them. It knows
@@ -296,8 +297,9 @@ fn join(mut device: TcpStream, id: &[u8], state: &Mutex<State>) -> io::Result<()
         frame::write(&mut device, &to_device.unwrap_or_default())?;
     }
     let mut answer = vec![ANSWER_OK];
-    if let Some(addr) = device_addr {
+    if let (Some(addr), Some(own)) = (device_addr, waiting.direct) {
         answer.extend_from_slice(&encode_addr(&addr));
+        answer.extend_from_slice(&encode_addr(&own));
     }
     frame::write(&mut operator, &answer)?;
     let (up, down) = splice(operator, device)?;
@@ -346,20 +348,36 @@ pub fn ask(stream: &mut TcpStream, device: &VerifyingKey) -> Result<(), AskError
     ask_for(stream, device, false).map(|_| ())
 }
 
-/// [`ask`], also asking for the device's observed address (the direct path); `None` when
-/// the device did not join for it.
+/// The two observed addresses the relay answers an operator that asked for the direct
+/// path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observed {
+    /// The device's data connection's source, as the relay sees it.
+    pub device: SocketAddrV4,
+    /// The operator's own connection's source, as the relay sees it.
+    pub operator: SocketAddrV4,
+}
+
+/// [`ask`], also asking for both observed addresses (the direct path); `None` when the
+/// device did not join for it, or the relay is older and answered the device's only.
 pub fn ask_direct(
     stream: &mut TcpStream,
     device: &VerifyingKey,
-) -> Result<Option<SocketAddrV4>, AskError> {
-    ask_for(stream, device, true)
+) -> Result<Option<Observed>, AskError> {
+    let addrs = ask_for(stream, device, true)?;
+    Ok(addrs.split_first_chunk::<6>().and_then(|(device, own)| {
+        Some(Observed {
+            device: decode_addr(device)?,
+            operator: decode_addr(own)?,
+        })
+    }))
 }
 
 fn ask_for(
     stream: &mut TcpStream,
     device: &VerifyingKey,
     direct: bool,
-) -> Result<Option<SocketAddrV4>, AskError> {
+) -> Result<Vec<u8>, AskError> {
     let flag: &[u8] = if direct { &[DIRECT] } else { &[] };
     frame::write(
         stream,
@@ -367,7 +385,7 @@ fn ask_for(
     )?;
     let answer = frame::read_some(stream)?;
     match answer.split_first() {
-        Some((&ANSWER_OK, addr)) => Ok(decode_addr(addr)),
+        Some((&ANSWER_OK, addrs)) => Ok(addrs.to_vec()),
         Some((&ANSWER_ABSENT, _)) => Err(AskError::Absent),
         Some((&ANSWER_BUSY, _)) => Err(AskError::Busy),
         _ => Err(AskError::Io(bad("unknown relay answer"))),
@@ -394,4 +412,47 @@ pub(crate) fn read_array<const N: usize>(r: &mut impl Read) -> io::Result<[u8; N
 /// Writes a whole message (a helper shared with the device's side).
 pub(crate) fn send(w: &mut impl Write, parts: &[&[u8]]) -> io::Result<()> {
     frame::write(w, &parts.concat())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{device_sign, key, DEVICE};
+    use std::net::Ipv4Addr;
+
+    /// The direct path's answers: the device is told the operator's observed address, and
+    /// the operator both the device's and its own (which it signs for the device's pinhole);
+    /// each as the relay's side of the connection sees it.
+    #[test]
+    fn an_operator_asking_for_the_direct_path_is_told_both_observed_addresses() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let relay = listener.local_addr().unwrap();
+        std::thread::spawn(move || serve(listener, Limits::default(), None));
+        let device = key(DEVICE).verifying_key();
+        let mut control = TcpStream::connect(relay).unwrap();
+        send(&mut control, &[&[TAG_REGISTER], device.as_bytes()]).unwrap();
+        let challenge: [u8; 32] = read_array(&mut control).unwrap();
+        let proof = device_sign(&[REGISTER_PROOF, &challenge].concat()).unwrap();
+        send(&mut control, &[&proof.to_bytes()]).unwrap();
+        assert_eq!(frame::read_some(&mut control).unwrap(), [ANSWER_OK]);
+        let mut operator = TcpStream::connect(relay).unwrap();
+        let asked = std::thread::spawn(move || {
+            let own = operator.local_addr().unwrap();
+            (ask_direct(&mut operator, &device).unwrap(), own)
+        });
+        let id: [u8; 16] = read_array(&mut control).unwrap();
+        let mut data = TcpStream::connect(relay).unwrap();
+        send(&mut data, &[&[TAG_JOIN], &id, &[DIRECT]]).unwrap();
+        let told = decode_addr(&frame::read_some(&mut data).unwrap()).unwrap();
+        let (observed, own) = asked.join().unwrap();
+        let v4 = |a: SocketAddr| SocketAddrV4::new(Ipv4Addr::LOCALHOST, a.port());
+        assert_eq!(
+            observed,
+            Some(Observed {
+                device: v4(data.local_addr().unwrap()),
+                operator: v4(own),
+            })
+        );
+        assert_eq!(told, v4(own));
+    }
 }

@@ -6,7 +6,9 @@
 //! 1. device → operator: the device identity's signature (purpose `remote-access`) of
 //!    [`DEVICE_PROOF`] ‖ h, h being this handshake's hash;
 //! 2. operator → device: the operator key, its signature of [`OPERATOR_PROOF`] ‖ h, the
-//!    service asked for, and the capability file;
+//!    service asked for, and the capability file; when the operator takes the direct
+//!    path, then a zero byte and its statement of its own observed address
+//!    ([`crate::pinhole::PeerStatement`], which PID 1 checks before it opens a pinhole);
 //! 3. device → operator: the verdict, `0` or a [`Refusal`] code and its text; a grant is
 //!    `0 1` when the device offers the direct path (PID 1 opened its pinhole,
 //!    [`crate::direct`]), which the operator then tries, and `0` alone otherwise.
@@ -22,7 +24,7 @@
 //!   sees ephemeral public keys and sizes.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddrV4, TcpStream};
 use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -31,6 +33,7 @@ use limpet_identity::Purpose;
 use crate::capability::SignedCapability;
 use crate::decide::{authorize, DevicePolicy, Grant, Refusal, Request};
 use crate::frame;
+use crate::pinhole::PeerStatement;
 
 /// The Noise protocol name.
 pub const NOISE: &str = "Noise_NN_25519_ChaChaPoly_BLAKE2s";
@@ -40,6 +43,10 @@ pub const PROLOGUE: &[u8] = b"limpet remote-access session v1\0";
 pub const DEVICE_PROOF: &[u8] = limpet_install_api::remote::SESSION_PROOF;
 /// What the operator key signs (then the handshake hash).
 pub const OPERATOR_PROOF: &[u8] = b"limpet remote-access operator v1\0session\0";
+
+/// The byte between the hello's capability and the operator's statement: a capability's
+/// JSON text never holds it.
+pub const STATEMENT_MARK: u8 = 0;
 
 /// The longest a closing session waits for its last bytes to be sent.
 pub const LINGER: std::time::Duration = std::time::Duration::from_secs(10);
@@ -92,16 +99,20 @@ pub fn operator<S: Read + Write>(
     capability: Option<&SignedCapability>,
     service: &str,
 ) -> Result<Channel<S>, SessionError> {
-    operator_offered(stream, device, operator, capability, service).map(|(channel, _)| channel)
+    operator_offered(stream, device, operator, capability, service, None)
+        .map(|(channel, _)| channel)
 }
 
-/// [`operator`], and whether the device's grant offered the direct path.
+/// [`operator`], and whether the device's grant offered the direct path; with `own` (the
+/// operator's address as the relay observed it) and a capability, the hello carries the
+/// operator's statement that the device's pinhole is to lead there.
 pub fn operator_offered<S: Read + Write>(
     mut stream: S,
     device: &VerifyingKey,
     operator: &SigningKey,
     capability: Option<&SignedCapability>,
     service: &str,
+    own: Option<SocketAddrV4>,
 ) -> Result<(Channel<S>, bool), SessionError> {
     let prologue = prologue(device);
     let mut hs = noise(device)?
@@ -144,6 +155,11 @@ pub fn operator_offered<S: Read + Write>(
     hello.extend_from_slice(service);
     if let Some(cap) = capability {
         hello.extend_from_slice(cap.to_json().as_bytes());
+        if let Some(own) = own {
+            let statement = PeerStatement::sign(operator, device, cap.hash(), own);
+            hello.push(STATEMENT_MARK);
+            hello.extend_from_slice(&statement.to_bytes());
+        }
     }
     channel.send(&hello)?;
     // 3. The verdict.
@@ -179,17 +195,18 @@ pub fn device<S: Read + Write>(
     sign: &dyn Fn(&[u8]) -> Result<Signature, crate::signer::SignError>,
     now: u64,
 ) -> Result<Outcome<S>, SessionError> {
-    device_offering(stream, policy, sign, now, &|_| false)
+    device_offering(stream, policy, sign, now, &|_, _| false)
 }
 
 /// [`device`], with `offer` asked after a grant and before the verdict whether to offer the
-/// direct path (the verdict is then `0 1`).
+/// direct path (the verdict is then `0 1`), given the operator's statement's bytes when
+/// its hello carried one (unchecked here: PID 1 checks it).
 pub fn device_offering<S: Read + Write>(
     mut stream: S,
     policy: &DevicePolicy,
     sign: &dyn Fn(&[u8]) -> Result<Signature, crate::signer::SignError>,
     now: u64,
-    offer: &dyn Fn(&Grant) -> bool,
+    offer: &dyn Fn(&Grant, Option<&[u8]>) -> bool,
 ) -> Result<Outcome<S>, SessionError> {
     let prologue = prologue(&policy.device);
     let mut hs = noise(&policy.device)?
@@ -216,9 +233,15 @@ pub fn device_offering<S: Read + Write>(
         .recv()?
         .ok_or(SessionError::Malformed("operator hello"))?;
     let parsed = parse_hello(&hello, &h);
+    let statement = parsed.as_ref().ok().and_then(|hello| hello.statement);
     let (operator, decision) = match parsed {
         Err(refusal) => (None, Err(refusal)),
-        Ok((key, service, capability)) => match capability {
+        Ok(Hello {
+            key,
+            service,
+            capability,
+            ..
+        }) => match capability {
             Err(refusal) => (Some(key), Err(refusal)),
             Ok(capability) => {
                 let request = Request {
@@ -232,7 +255,7 @@ pub fn device_offering<S: Read + Write>(
     };
     match decision {
         Ok(grant) => {
-            if offer(&grant) {
+            if offer(&grant, statement) {
                 channel.send(&[0, 1])?;
             } else {
                 channel.send(&[0])?;
@@ -248,14 +271,18 @@ pub fn device_offering<S: Read + Write>(
     }
 }
 
-type Hello = (
-    VerifyingKey,
-    String,
-    Result<Option<SignedCapability>, Refusal>,
-);
+/// The operator's hello, its proof checked.
+struct Hello<'a> {
+    key: VerifyingKey,
+    service: String,
+    capability: Result<Option<SignedCapability>, Refusal>,
+    /// The operator's statement's bytes, after [`STATEMENT_MARK`], when present.
+    statement: Option<&'a [u8]>,
+}
 
-/// The operator's hello: key, proof over `h`, service, capability (maybe none).
-fn parse_hello(hello: &[u8], h: &[u8]) -> Result<Hello, Refusal> {
+/// The operator's hello: key, proof over `h`, service, capability (maybe none), then maybe
+/// the operator's statement.
+fn parse_hello<'a>(hello: &'a [u8], h: &[u8]) -> Result<Hello<'a>, Refusal> {
     let key = hello
         .get(..32)
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
@@ -277,6 +304,10 @@ fn parse_hello(hello: &[u8], h: &[u8]) -> Result<Hello, Refusal> {
         .map(|b| String::from_utf8_lossy(b).into_owned())
         .ok_or(Refusal::NoCapability)?;
     let rest = hello.get(97 + len..).unwrap_or_default();
+    let (rest, statement) = match rest.iter().position(|&b| b == STATEMENT_MARK) {
+        Some(at) => (rest.get(..at).unwrap_or_default(), rest.get(at + 1..)),
+        None => (rest, None),
+    };
     let capability = if rest.is_empty() {
         Ok(None)
     } else {
@@ -284,7 +315,12 @@ fn parse_hello(hello: &[u8], h: &[u8]) -> Result<Hello, Refusal> {
             .map(Some)
             .map_err(|e| Refusal::Unreadable(e.to_string()))
     };
-    Ok((key, service, capability))
+    Ok(Hello {
+        key,
+        service,
+        capability,
+        statement,
+    })
 }
 
 impl<S: Read + Write> Channel<S> {
@@ -411,7 +447,7 @@ mod tests {
     use crate::capability::{Capability, ServiceName, Subject};
     use std::os::unix::net::UnixStream;
 
-    use crate::fixtures::{key, NOW};
+    use crate::fixtures::{device_sign, key, NOW};
 
     fn policy() -> DevicePolicy {
         crate::fixtures::policy(&[("echo", "127.0.0.1:7")])
@@ -428,17 +464,6 @@ mod tests {
         )
         .unwrap()
         .sign(&key(1))
-    }
-
-    fn device_sign(msg: &[u8]) -> Result<Signature, crate::signer::SignError> {
-        // The same framing as limpet_identity::Identity::sign for `remote-access`.
-        let framed = [
-            b"limpet device identity v1\0".as_slice(),
-            b"remote-access\0",
-            msg,
-        ]
-        .concat();
-        Ok(key(2).sign(&framed))
     }
 
     /// A stream that records what is written to it.
@@ -537,5 +562,49 @@ mod tests {
         };
         assert_eq!(refusal, Refusal::NotTheOperator);
         assert_eq!(operator, Some(key(8).verifying_key()));
+    }
+
+    /// With the operator's observed address, the hello carries its statement after the
+    /// capability; the device's `offer` gets exactly those bytes (a statement the operator
+    /// key signed for this device, capability and address) and the capability is read as
+    /// before. Without it, `offer` gets none.
+    #[test]
+    fn the_hello_carries_the_operators_statement_of_its_address() {
+        use crate::pinhole::PeerStatement;
+        let own: SocketAddrV4 = "198.51.100.6:40000".parse().unwrap();
+        for given in [Some(own), None] {
+            let (a, b) = UnixStream::pair().unwrap();
+            let seen = Arc::new(Mutex::new(None));
+            let kept = Arc::clone(&seen);
+            let dev = std::thread::spawn(move || {
+                let offer = |_: &Grant, statement: Option<&[u8]>| {
+                    *kept.lock().unwrap() = Some(statement.map(<[u8]>::to_vec));
+                    true
+                };
+                device_offering(b, &policy(), &device_sign, NOW, &offer).map(|_| ())
+            });
+            let (_, offered) = operator_offered(
+                a,
+                &key(2).verifying_key(),
+                &key(3),
+                Some(&cap()),
+                "echo",
+                given,
+            )
+            .unwrap();
+            dev.join().unwrap().unwrap();
+            assert!(offered);
+            let seen = seen.lock().unwrap().clone().expect("offer was asked");
+            match given {
+                Some(own) => {
+                    let statement = PeerStatement::from_bytes(&seen.unwrap()).unwrap();
+                    assert_eq!(statement.peer, own);
+                    assert_eq!(statement.device, key(2).verifying_key().to_bytes());
+                    assert_eq!(statement.capability, cap().hash());
+                    assert!(statement.signed_by(&key(3).verifying_key()));
+                }
+                None => assert_eq!(seen, None),
+            }
+        }
     }
 }

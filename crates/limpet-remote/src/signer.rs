@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::{Signature, VerifyingKey};
-use limpet_install_api::remote::{PinholeAsk, RemoteSession};
+use limpet_install_api::remote::{PinholeAsk, PinholeClose, RemoteSession};
 use limpet_install_api::{Request, Response, MAX_MESSAGE};
 use rustix::net::{
     sockopt, AddressFamily, RecvFlags, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
@@ -35,21 +35,48 @@ pub type Signer = Arc<dyn Fn(&[u8]) -> Result<Signature, SignError> + Send + Syn
 /// Keeps a session's start or end where the device's check-in reports it.
 pub type Recorder = Arc<dyn Fn(RemoteSession) + Send + Sync>;
 
-/// Asks for a pinhole for a session's direct path; the answer is the seconds it stays open.
-pub type Pinholer = Arc<dyn Fn(&PinholeAsk) -> Result<u64, SignError> + Send + Sync>;
+/// Asks for a pinhole; the answer is the seconds it stays open.
+pub type OpenPinhole = Arc<dyn Fn(&PinholeAsk) -> Result<u64, SignError> + Send + Sync>;
+/// Says a session's direct path is over: its pinhole is closed.
+pub type ClosePinhole = Arc<dyn Fn(&PinholeClose) -> Result<(), SignError> + Send + Sync>;
 
-/// A pinholer that asks PID 1 over the socket at `path` (`OpenPinhole`); PID 1's refusal
-/// is the error, word for word.
+/// Opens and closes the pinholes of sessions' direct paths.
+#[derive(Clone)]
+pub struct Pinholer {
+    /// Asks for a pinhole.
+    pub open: OpenPinhole,
+    /// Closes one.
+    pub close: ClosePinhole,
+}
+
+impl std::fmt::Debug for Pinholer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pinholer").finish_non_exhaustive()
+    }
+}
+
+/// A pinholer that asks PID 1 over the socket at `path` (`OpenPinhole`, `ClosePinhole`);
+/// PID 1's refusal is the error, word for word.
 pub fn pid1_pinholer(path: &Path) -> Pinholer {
-    let path = path.to_owned();
-    Arc::new(
-        move |ask: &PinholeAsk| match exchange(&path, &Request::OpenPinhole(ask.clone()))? {
-            Response::Data(bytes) => <[u8; 8]>::try_from(bytes.as_slice())
-                .map(u64::from_be_bytes)
-                .map_err(|_| SignError(format!("PID 1's pinhole answer is {} bytes", bytes.len()))),
-            other => Err(SignError(format!("PID 1 answered {other:?}"))),
-        },
-    )
+    let (at, path) = (path.to_owned(), path.to_owned());
+    Pinholer {
+        open: Arc::new(move |ask: &PinholeAsk| {
+            match exchange(&at, &Request::OpenPinhole(ask.clone()))? {
+                Response::Data(bytes) => <[u8; 8]>::try_from(bytes.as_slice())
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| {
+                        SignError(format!("PID 1's pinhole answer is {} bytes", bytes.len()))
+                    }),
+                other => Err(SignError(format!("PID 1 answered {other:?}"))),
+            }
+        }),
+        close: Arc::new(move |close: &PinholeClose| {
+            match exchange(&path, &Request::ClosePinhole(close.clone()))? {
+                Response::Ok => Ok(()),
+                other => Err(SignError(format!("PID 1 answered {other:?}"))),
+            }
+        }),
+    }
 }
 
 /// A recorder that gives each record to PID 1 over the socket at `path`

@@ -17,7 +17,9 @@
 //! relay; tcpdump on the relay's namespace sees no plaintext of the session; each refusal
 //! end to end (no capability, expired, signed by another key, for another device, an
 //! undeclared service, a replayed session, a revoked capability after a forged list was
-//! refused); the device listens on nothing but loopback
+//! refused); on the direct path, PID 1's gate attacked as a compromised agent would (a
+//! valid `direct` capability without its operator's statement of its address, or with a
+//! forged or mismatched one, opens nothing); the device listens on nothing but loopback
 //! and nothing from the internet reaches it; its egress stayed the relay. Figures for
 //! BENCHMARKS.md are printed, never asserted.
 // Tests fail by panicking; the workspace lints against it are for production code.
@@ -191,15 +193,11 @@ fn pid1_server(
             sessions,
         )
         .unwrap();
-        if let Some((access, mut nft)) = direct {
+        if let Some((access, nft)) = direct {
             let set = limpet_net::Ruleset::pinhole_set(AGENT_TASK);
-            let add = move |hole: &limpet_remote::pinhole::Pinhole, secs: u64| {
-                nft.add_pinhole(&set, hole.peer, hole.local_port, Duration::from_secs(secs))
-                    .map_err(|e| e.to_string())
-            };
+            let kernel = Box::new(NftPinholes { nft, set });
             let gate =
-                limpet_install::remote::PinholeGate::new(public, &access, None, Box::new(add))
-                    .unwrap();
+                limpet_install::remote::PinholeGate::new(public, &access, None, kernel).unwrap();
             server = server.with_pinholes(gate);
         }
         tx.send(key).unwrap();
@@ -212,6 +210,27 @@ fn pid1_server(
         }
     });
     rx.recv_timeout(WAIT).unwrap()
+}
+
+/// The agent's pinhole set in the device's namespace, changed as PID 1's changes it.
+struct NftPinholes {
+    nft: limpet_net::Nft,
+    set: String,
+}
+
+impl limpet_install::remote::PinholeSet for NftPinholes {
+    fn add(&mut self, hole: &limpet_install::remote::Pinhole, secs: u64) -> Result<(), String> {
+        let ttl = Duration::from_secs(secs);
+        self.nft
+            .add_pinhole(&self.set, hole.peer, hole.local_port, ttl)
+            .map_err(|e| e.to_string())
+    }
+
+    fn remove(&mut self, hole: &limpet_install::remote::Pinhole) -> Result<(), String> {
+        self.nft
+            .remove_pinhole(&self.set, hole.peer, hole.local_port)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// The agent binary, built here by cargo beside `limpet` (a test build of the workspace
@@ -265,6 +284,21 @@ fn stdout_lines(child: &mut Child) -> Receiver<String> {
         }
     });
     lines
+}
+
+/// Waits (at most [`WAIT`]) until `n` lines seen contain `needle`.
+fn wait_for_count(lines: &Receiver<String>, seen: &mut Vec<String>, needle: &str, n: usize) {
+    let deadline = Instant::now() + WAIT;
+    while seen.iter().filter(|l| l.contains(needle)).count() < n {
+        let left = deadline.checked_duration_since(Instant::now());
+        match left.map(|left| lines.recv_timeout(left)) {
+            Some(Ok(line)) => seen.push(line),
+            _ => panic!(
+                "fewer than {n} lines with {needle:?} within {WAIT:?}; seen:\n{}",
+                seen.join("\n")
+            ),
+        }
+    }
 }
 
 /// Waits (at most [`WAIT`]) for a line containing `needle`; returns it.
@@ -1154,22 +1188,44 @@ fn the_direct_path_is_taken_when_the_nats_keep_ports_and_the_relay_is_the_fallba
     // 1. Attacks on PID 1's gate, as a compromised agent makes them: on its socket, with
     // the real set in the device's namespace. Each refused exactly; the set unchanged.
     let ask = limpet_remote::signer::pid1_pinholer(&socket);
-    let want = |cap: &Path, peer: &str, local_port: u16| {
-        ask(&limpet_install_api::remote::PinholeAsk {
+    // `key`'s statement (the operator's, or a forger's) that `peer` leads to it, for `cap`.
+    let device_public = limpet_remote::capability::public_key("device", &device_key).unwrap();
+    let stated = |key: &Path, cap: &Path, peer: &str| {
+        use ed25519_dalek::pkcs8::DecodePrivateKey;
+        let key = ed25519_dalek::SigningKey::from_pkcs8_pem(&std::fs::read_to_string(key).unwrap())
+            .unwrap();
+        let cap =
+            limpet_remote::capability::SignedCapability::from_json(&std::fs::read(cap).unwrap())
+                .unwrap();
+        let peer = peer.parse().unwrap();
+        limpet_remote::pinhole::PeerStatement::sign(&key, &device_public, cap.hash(), peer).to_hex()
+    };
+    let want_with = |cap: &Path, statement: Option<String>, peer: &str, local_port: u16| {
+        (ask.open)(&limpet_install_api::remote::PinholeAsk {
             peer: peer.parse().unwrap(),
             local_port,
             capability: std::fs::read_to_string(cap).unwrap(),
+            statement,
             revocations: None,
         })
     };
-    let refused = |cap: &Path, peer: &str, says: &str| {
+    // With the operator's own statement for `peer`.
+    let want = |cap: &Path, peer: &str, local_port: u16| {
+        want_with(cap, Some(stated(&opkey, cap, peer)), peer, local_port)
+    };
+    let refused_with = |cap: &Path, statement: Option<String>, peer: &str, says: &str| {
         let before = pinhole_set(&device);
-        let e = want(cap, peer, 45_000).unwrap_err().to_string();
+        let e = want_with(cap, statement, peer, 45_000)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains(&format!("PID 1 refused: pinhole refused: {says}")),
             "{e}"
         );
         assert_eq!(pinhole_set(&device), before, "a refused pinhole was opened");
+    };
+    let refused = |cap: &Path, peer: &str, says: &str| {
+        refused_with(cap, Some(stated(&opkey, cap, peer)), peer, says)
     };
     let direct = grant_with(
         keys.path(),
@@ -1222,6 +1278,37 @@ fn the_direct_path_is_taken_when_the_nats_keep_ports_and_the_relay_is_the_fallba
     );
     std::thread::sleep(Duration::from_millis(2100));
     refused(&expired, "203.0.113.20:4000", "the capability expired at ");
+    // A valid direct capability, seen in a session, is not enough: the pinhole leads only
+    // where its operator signed. Without the statement, with one signed by another key,
+    // and with the operator's real statement (for its own address) asked for another.
+    refused_with(
+        &direct,
+        None,
+        "203.0.113.20:4000",
+        "no statement of the operator's address was presented",
+    );
+    refused_with(
+        &direct,
+        Some(stated(
+            &keys.path().join("other-access"),
+            &direct,
+            "203.0.113.20:4000",
+        )),
+        "203.0.113.20:4000",
+        "the operator's statement is not signed by the capability's operator key",
+    );
+    refused_with(
+        &direct,
+        Some(stated(&opkey, &direct, "198.51.100.6:40000")),
+        "203.0.113.20:4000",
+        "the operator's statement is for peer 198.51.100.6:40000, not 203.0.113.20:4000",
+    );
+    refused_with(
+        &direct,
+        Some(stated(&opkey, &relay_only, "203.0.113.20:4000")),
+        "203.0.113.20:4000",
+        "the operator's statement is for another capability",
+    );
 
     // The agent's egress without a pinhole is the relay only: a server on the internet is
     // not reached (its chain's final drop counts the SYNs).
@@ -1302,6 +1389,39 @@ fn the_direct_path_is_taken_when_the_nats_keep_ports_and_the_relay_is_the_fallba
     );
     drop(through);
 
+    // A statement replayed (by a compromised agent, from another local port) opens nothing
+    // more while its pinhole is open, though three more places are free. Closed, the
+    // pinhole leaves the set; closing it again is refused by name.
+    let replayed = "203.0.113.21:4000";
+    assert!(want(&direct, replayed, 45_002).is_ok());
+    refused(
+        &direct,
+        replayed,
+        &format!("a pinhole for this capability to {replayed} is already open"),
+    );
+    let close = |local_port: u16| {
+        (ask.close)(&limpet_install_api::remote::PinholeClose {
+            peer: replayed.parse().unwrap(),
+            local_port,
+        })
+    };
+    close(45_002).unwrap();
+    assert!(pinhole_set(&device).is_empty());
+    let e = close(45_002).unwrap_err().to_string();
+    assert!(
+        e.contains(&format!("no pinhole is open to {replayed} from port 45002")),
+        "{e}"
+    );
+    // The agent's pinholes close when their sessions end, or at once when the direct path
+    // is not taken: the set empties again (bounded wait).
+    let emptied = || {
+        let deadline = Instant::now() + WAIT;
+        while !pinhole_set(&device).is_empty() {
+            assert!(Instant::now() < deadline, "a session's pinhole stayed open");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+
     // 2. NATs that keep ports: the direct path. The payload crosses between the two NATs;
     // the relay carries the first session's handshake, proofs and the operator's word only.
     let payload = 1 << 20;
@@ -1330,9 +1450,12 @@ fn the_direct_path_is_taken_when_the_nats_keep_ports_and_the_relay_is_the_fallba
     );
     let start = wait_for(&agent_lines, &mut agent_seen, "session start: operator");
     assert!(start.contains("path direct to 198.51.100.6:"), "{start}");
-    let set = pinhole_set(&device);
-    assert_eq!(set.len(), 1, "{set:?}");
-    assert_eq!(set[0].0, "198.51.100.6");
+    wait_for(
+        &agent_lines,
+        &mut agent_seen,
+        "pinhole closed: 198.51.100.6:",
+    );
+    emptied();
 
     // A capability without `direct`: the relay, and no pinhole asked.
     let (ok, stderr, whole, relay_1m) =
@@ -1344,7 +1467,7 @@ fn the_direct_path_is_taken_when_the_nats_keep_ports_and_the_relay_is_the_fallba
         up >= payload as u64 && down >= payload as u64,
         "{up} {down}"
     );
-    assert_eq!(pinhole_set(&device).len(), 1);
+    assert!(pinhole_set(&device).is_empty());
 
     // Figures for BENCHMARKS.md (printed, never asserted): set-up (the command's whole run,
     // one byte echoed) and 4 MiB echoed, on each path.
@@ -1381,7 +1504,7 @@ fn the_direct_path_is_taken_when_the_nats_keep_ports_and_the_relay_is_the_fallba
         rate(direct_big),
         rate(relay_big)
     );
-    assert_eq!(pinhole_set(&device).len(), 3);
+    emptied();
 
     // 3. The operator's NAT randomises ports: its SYN comes from a port the device's NAT has
     // no entry for, and the device's goes to a port the operator's NAT mapped for the relay
@@ -1419,11 +1542,29 @@ fn the_direct_path_is_taken_when_the_nats_keep_ports_and_the_relay_is_the_fallba
         "the fallback did not carry the payload: {up} {down}"
     );
     wait_for(&agent_lines, &mut agent_seen, "path relay");
-    // PID 1 opened the pinhole (the capability grants it); nothing came through it.
-    assert_eq!(pinhole_set(&device).len(), 4);
+    // PID 1 opened the pinhole (the capability grants it), nothing came through it, and
+    // the agent closed it at once: the fourth of the sessions' pinholes, each closed.
+    wait_for_count(
+        &agent_lines,
+        &mut agent_seen,
+        "pinhole opened: 198.51.100.6:",
+        4,
+    );
+    wait_for_count(
+        &agent_lines,
+        &mut agent_seen,
+        "pinhole closed: 198.51.100.6:",
+        4,
+    );
+    emptied();
 
     // 4. At most 4 at a time: the fifth is refused, and the agent's egress is still no
     // wider than the relay and the four peers.
+    for i in 0..4u16 {
+        let peer = format!("203.0.113.{}:4000", 30 + i);
+        assert!(want(&direct, &peer, 45_010 + i).is_ok());
+    }
+    assert_eq!(pinhole_set(&device).len(), 4);
     refused(
         &direct,
         "192.0.2.202:1000",

@@ -196,6 +196,11 @@ impl Batch {
                     local_port,
                     ttl,
                 } => self.elem(&pinhole_key(peer, peer_port, local_port), 0, Some(ttl)),
+                SetElem::PinholeKey {
+                    peer,
+                    peer_port,
+                    local_port,
+                } => self.elem(&pinhole_key(peer, peer_port, local_port), 0, None),
                 SetElem::Range { start, end } => {
                     self.elem(&start.octets(), 0, None);
                     // The interval ends at the first address past it; a range reaching

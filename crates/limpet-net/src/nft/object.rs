@@ -90,6 +90,15 @@ pub enum SetElem {
         /// How long it stays.
         ttl: Duration,
     },
+    /// A pinhole's key alone, to delete it ([`SetElem::Pinhole`] without its timeout).
+    PinholeKey {
+        /// The peer's address.
+        peer: Ipv4Addr,
+        /// The peer's port.
+        peer_port: u16,
+        /// The local port.
+        local_port: u16,
+    },
     /// Addresses `start..=end` (only in [`SetKind::Intervals`] sets).
     Range {
         /// First address.

@@ -36,8 +36,9 @@ usage: limpet-remote-agent (--signer SOCKET | --data DIR) --relay HOST:PORT
   --service NAME=ADDR a declared service and its local address (IP:PORT)
   --cohort NAME       the cohort this device belongs to (for cohort capabilities)
   --direct            offer the direct path (hole punching) to sessions whose capability
-                      grants it, once PID 1 opened the pinhole (OpenPinhole); the relay
-                      stays the fallback
+                      grants it, once PID 1 opened the pinhole (OpenPinhole) to the
+                      address the operator signed in its hello, closed (ClosePinhole)
+                      when the session ends; the relay stays the fallback
   -h, --help          this text
 ";
 
@@ -154,7 +155,10 @@ fn main() -> ExitCode {
     let direct: Option<limpet_remote::signer::Pinholer> = match (&args.identity, args.direct) {
         (_, false) => None,
         (Identity::Signer(path), true) => Some(limpet_remote::signer::pid1_pinholer(path)),
-        (Identity::Data(_), true) => Some(Arc::new(|_: &_| Ok(0))),
+        (Identity::Data(_), true) => Some(limpet_remote::signer::Pinholer {
+            open: Arc::new(|_: &_| Ok(0)),
+            close: Arc::new(|_: &_| Ok(())),
+        }),
     };
     limpet_remote::device::run(&args.relay, Arc::new(policy), sign, record, direct)
 }

@@ -46,7 +46,8 @@ pub enum AccessCommand {
         #[arg(long = "for", default_value = "1h")]
         lifetime: String,
         /// Also grant the direct path (hole punching): a device with `[remote] direct =
-        /// true` then asks PID 1 for a pinhole to the operator's address for the session.
+        /// true` then asks PID 1 for a pinhole, for the session, to the address the
+        /// operator signs as its own (`limpet connect` does).
         #[arg(long)]
         direct: bool,
         /// Where to write the capability (JSON); standard output when absent.
@@ -88,7 +89,9 @@ pub struct ConnectArgs {
     /// The capability file (from `limpet access grant`).
     #[arg(long)]
     cap: PathBuf,
-    /// The operator's private key (PKCS#8 PEM, from `limpet access keygen`).
+    /// The operator's private key (PKCS#8 PEM, from `limpet access keygen`): it signs each
+    /// session and, with a capability granting `direct`, the address the relay observed of
+    /// this machine, the only one the device's pinhole may lead to.
     #[arg(long)]
     key: PathBuf,
     /// Listen on LOCAL (IP:PORT) and carry each connection to the device's SERVICE, each in
