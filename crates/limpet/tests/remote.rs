@@ -161,7 +161,8 @@ fn net_with(prefix: &str, egress: bool) -> Net {
 /// long as it runs; returns the identity's public key in hex. The sessions the agent
 /// reports go into `sessions`, as they go into PID 1's log for the check-in.
 fn pid1_signer(data: &Path, socket: &Path, sessions: limpet_install::remote::SessionLog) -> String {
-    pid1_server(data, socket, sessions, None)
+    let root = rustix::process::getuid().as_raw();
+    pid1_server(data, socket, sessions, None, root)
 }
 
 /// [`pid1_signer`], with the direct path's gate when `direct` gives the access key (hex) and
@@ -172,6 +173,7 @@ fn pid1_server(
     socket: &Path,
     sessions: limpet_install::remote::SessionLog,
     direct: Option<(String, limpet_net::Nft)>,
+    agent_uid: u32,
 ) -> String {
     use rustix::event::{poll, PollFd, PollFlags};
     let (data, socket) = (data.to_owned(), socket.to_owned());
@@ -187,8 +189,8 @@ fn pid1_server(
         let public = identity.public_key();
         let mut server = limpet_install::remote::RemoteServer::bind(
             &socket,
-            rustix::process::getuid().as_raw(),
-            rustix::process::getgid().as_raw(),
+            agent_uid,
+            agent_uid,
             Some(std::sync::Arc::new(identity)),
             sessions,
         )
@@ -260,8 +262,22 @@ fn agent_binary() -> PathBuf {
 
 /// `program args` in `ns`, stdout piped.
 fn spawn_in(ns: &str, program: &Path, args: &[&str]) -> Child {
-    Command::new("ip")
-        .args(["netns", "exec", ns])
+    spawn_in_as(ns, None, program, args)
+}
+
+/// [`spawn_in`], with the uids `uid` when given (setpriv).
+fn spawn_in_as(ns: &str, uid: Option<u32>, program: &Path, args: &[&str]) -> Child {
+    let mut command = Command::new("ip");
+    command.args(["netns", "exec", ns]);
+    if let Some(uid) = uid {
+        command.args([
+            "setpriv",
+            &format!("--reuid={uid}"),
+            &format!("--regid={uid}"),
+            "--clear-groups",
+        ]);
+    }
+    command
         .arg(program)
         .args(args)
         .env("LIMPET_LOG", "warn")
@@ -410,11 +426,10 @@ fn echo_server(ns: &str) {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            // The device's egress here matches by uid (no cgroup2 in a namespace): a socket
-            // closed with replies still queued sends them without its owner's uid, and the
-            // final output rule drops them (a loaded CI run lost 263 KB of a 4 MiB echo and
-            // the session hung). Closing waits for them, as the agent's sessions do.
-            let _ = rustix::net::sockopt::set_socket_linger(&stream, Some(WAIT));
+            // No linger: a socket closed with replies still queued sends them without its
+            // owner's uid, which the device's egress here matches by (no cgroup2 in a
+            // namespace); the orphan rules judge them by the flow's owner (docs/network.md).
+            // Before them a loaded CI run lost 263 KB of a 4 MiB echo and the session hung.
             std::thread::spawn(move || {
                 let mut buf = vec![0u8; 64 * 1024];
                 while let Ok(n) = stream.read(&mut buf) {
@@ -958,7 +973,7 @@ impl Write for Recorder {
 /// by limpet-net and installed in `ns` as PID 1 installs it. The agent's task is matched by
 /// this process's uid: the agent runs as it, and so does this test when it plays the
 /// compromised agent.
-fn install_compiled_egress(ns: &str, access: &str) {
+fn install_compiled_egress(ns: &str, access: &str) -> u32 {
     let text = format!(
         "[device]\nname = \"lock\"\nversion = \"1.0.0\"\ntarget = \"x86_64\"\n\n\
          [[task]]\nname = \"echo\"\npackage = \"echo\"\nmemory = \"8MiB\"\ncpu = \"10%\"\n\
@@ -982,15 +997,28 @@ fn install_compiled_egress(ns: &str, access: &str) {
         .map(|t| (t.name.as_str(), t.pinholes))
         .collect();
     assert_eq!(pinholes, [("echo", false), (AGENT_TASK, true)]);
-    let mut rt = limpet_net::Runtime::by_uid(&net);
-    rt.tasks.insert(
-        AGENT_TASK.to_owned(),
-        limpet_net::TaskMatch::Uid(rustix::process::getuid().as_raw()),
-    );
-    let ruleset = limpet_net::Ruleset::build(&net, &rt).unwrap();
+    let agent_uid = net
+        .tasks
+        .iter()
+        .find(|t| t.name == AGENT_TASK)
+        .map(|t| t.uid)
+        .unwrap();
+    let ruleset = limpet_net::Ruleset::build(&net, &limpet_net::Runtime::by_uid(&net)).unwrap();
     inside(ns, move || {
         limpet_net::Nft::open().unwrap().install(&ruleset).unwrap();
     });
+    agent_uid
+}
+
+/// [`inside`] `ns`, on a thread whose uids are `uid`: its sockets are that task's for the
+/// device's egress (matched by uid here), as the agent's are on a device.
+fn inside_as<T: Send + 'static>(ns: &str, uid: u32, f: impl FnOnce() -> T + Send + 'static) -> T {
+    inside(ns, move || {
+        // The raw system call: this thread's credentials only, not the process's (libc's).
+        let uid = rustix::process::Uid::from_raw(uid);
+        rustix::thread::set_thread_res_uid(uid, uid, uid).unwrap();
+        f()
+    })
 }
 
 /// The elements of the agent's pinhole set in `ns`: (peer address, peer port, local port).
@@ -1144,7 +1172,7 @@ fn the_direct_path_is_taken_when_the_nats_keep_ports_and_the_relay_is_the_fallba
     let _other_access = keygen(keys.path(), "other-access");
     let op = keygen(keys.path(), "operator");
     let opkey = keys.path().join("operator");
-    install_compiled_egress(&device, &access);
+    let agent_uid = install_compiled_egress(&device, &access);
 
     let mut relay = spawn_in(
         &inet,
@@ -1163,9 +1191,18 @@ fn the_direct_path_is_taken_when_the_nats_keep_ports_and_the_relay_is_the_fallba
         &socket,
         limpet_install::remote::SessionLog::default(),
         Some((access.clone(), nft)),
+        agent_uid,
     );
-    let mut agent = spawn_in(
+    // The agent runs as its task's uid, as on a device: it reaches PID 1's socket (its
+    // own, mode 0600) through the directory.
+    std::fs::set_permissions(
+        data.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut agent = spawn_in_as(
         &device,
+        Some(agent_uid),
         &agent_binary(),
         &[
             "--signer",
@@ -1187,7 +1224,8 @@ fn the_direct_path_is_taken_when_the_nats_keep_ports_and_the_relay_is_the_fallba
 
     // 1. Attacks on PID 1's gate, as a compromised agent makes them: on its socket, with
     // the real set in the device's namespace. Each refused exactly; the set unchanged.
-    let ask = limpet_remote::signer::pid1_pinholer(&socket);
+    // Made from the agent's uid, the only one PID 1's socket answers.
+    let ask_as_agent = limpet_remote::signer::pid1_pinholer(&socket);
     // `key`'s statement (the operator's, or a forger's) that `peer` leads to it, for `cap`.
     let device_public = limpet_remote::capability::public_key("device", &device_key).unwrap();
     let stated = |key: &Path, cap: &Path, peer: &str| {
@@ -1201,13 +1239,15 @@ fn the_direct_path_is_taken_when_the_nats_keep_ports_and_the_relay_is_the_fallba
         limpet_remote::pinhole::PeerStatement::sign(&key, &device_public, cap.hash(), peer).to_hex()
     };
     let want_with = |cap: &Path, statement: Option<String>, peer: &str, local_port: u16| {
-        (ask.open)(&limpet_install_api::remote::PinholeAsk {
+        let ask = limpet_install_api::remote::PinholeAsk {
             peer: peer.parse().unwrap(),
             local_port,
             capability: std::fs::read_to_string(cap).unwrap(),
             statement,
             revocations: None,
-        })
+        };
+        let open = std::sync::Arc::clone(&ask_as_agent.open);
+        inside_as(&device, agent_uid, move || open(&ask))
     };
     // With the operator's own statement for `peer`.
     let want = |cap: &Path, peer: &str, local_port: u16| {
@@ -1317,7 +1357,7 @@ fn the_direct_path_is_taken_when_the_nats_keep_ports_and_the_relay_is_the_fallba
     let drops = |ns: &str| counters(ns, "limpet")[&format!("task={AGENT_TASK} rule=drop")].packets;
     let unreached = || {
         let dropped = drops(&device);
-        let reached = inside(&device, || {
+        let reached = inside_as(&device, agent_uid, || {
             TcpStream::connect_timeout(
                 &"203.0.113.20:4000".parse().unwrap(),
                 Duration::from_secs(2),
@@ -1352,7 +1392,7 @@ fn the_direct_path_is_taken_when_the_nats_keep_ports_and_the_relay_is_the_fallba
         pinhole_set(&device),
         [("203.0.113.20".to_owned(), 4000, 45_000)]
     );
-    let mut through = inside(&device, || {
+    let mut through = inside_as(&device, agent_uid, || {
         limpet_remote::direct::punch(
             45_000,
             "203.0.113.20:4000".parse().unwrap(),
@@ -1400,10 +1440,12 @@ fn the_direct_path_is_taken_when_the_nats_keep_ports_and_the_relay_is_the_fallba
         &format!("a pinhole for this capability to {replayed} is already open"),
     );
     let close = |local_port: u16| {
-        (ask.close)(&limpet_install_api::remote::PinholeClose {
+        let hole = limpet_install_api::remote::PinholeClose {
             peer: replayed.parse().unwrap(),
             local_port,
-        })
+        };
+        let close = std::sync::Arc::clone(&ask_as_agent.close);
+        inside_as(&device, agent_uid, move || close(&hole))
     };
     close(45_002).unwrap();
     assert!(pinhole_set(&device).is_empty());
