@@ -6,7 +6,7 @@
 use ed25519_dalek::SigningKey;
 use limpet_build::image_file::{SlotBytes, SlotOrigin};
 use limpet_build::verify::{verify_slot, VerifyError};
-use limpet_image::{slot, squashfs};
+use limpet_image::{cpio, slot, squashfs};
 
 fn manifest() -> limpet_manifest::Manifest {
     let path = concat!(
@@ -28,7 +28,33 @@ fn policy() -> Vec<u8> {
         .unwrap()
 }
 
+/// A compressed initramfs holding a stand-in `init` and, if given, the release file.
+fn initramfs(release: Option<&[u8]>) -> Vec<u8> {
+    let mut archive = cpio::CpioBuilder::new();
+    archive
+        .add_file("init", 0o555, b"\x7fELF".to_vec())
+        .unwrap();
+    if let Some(release) = release {
+        archive
+            .add_file(
+                limpet_image::release::INITRAMFS_PATH,
+                0o444,
+                release.to_vec(),
+            )
+            .unwrap();
+    }
+    cpio::compress(&archive.finish(0)).unwrap()
+}
+
 fn signed_slot(files: &[(&str, &[u8])], device: &str) -> (SlotBytes, SigningKey) {
+    signed_slot_with(files, device, &initramfs(Some(b"hello 0.1.0 (x86_64)\n")))
+}
+
+fn signed_slot_with(
+    files: &[(&str, &[u8])],
+    device: &str,
+    initramfs: &[u8],
+) -> (SlotBytes, SigningKey) {
     let key = SigningKey::from_bytes(&[7u8; 32]);
     let entries: Vec<squashfs::Entry> = files
         .iter()
@@ -47,7 +73,7 @@ fn signed_slot(files: &[(&str, &[u8])], device: &str) -> (SlotBytes, SigningKey)
     let attachment = zstd::bulk::compress(b"{\"components\":[]}", 3).unwrap();
     let boot = slot::BootFiles {
         kernel: b"test kernel",
-        initramfs: b"test initramfs",
+        initramfs,
         cmdline: "console=ttyS0",
     };
     let bytes = slot::assemble(&image, &meta, &attachment, &boot, &key).unwrap();
@@ -147,4 +173,56 @@ fn a_slot_without_a_manifest_is_refused() {
     let err = verify_slot(&slot, &key.verifying_key()).unwrap_err();
     assert!(matches!(err, VerifyError::Inspect(_)), "{err}");
     assert!(format!("{err}").contains("has no manifest.toml"), "{err}");
+}
+
+#[test]
+fn an_initramfs_naming_no_release_or_another_is_refused() {
+    let manifest = manifest_text();
+    let policy = policy();
+    let files: &[(&str, &[u8])] = &[
+        ("manifest.toml", manifest.as_bytes()),
+        ("policy.json", &policy),
+        ("hello", b"\x7fELF"),
+    ];
+    for (release, want) in [
+        (None, "is missing"),
+        (
+            Some(&b"hello 0.2.0 (x86_64)\n"[..]),
+            "says hello 0.2.0 (x86_64)",
+        ),
+        (
+            Some(&b"hello 0.1.0 (aarch64)\n"[..]),
+            "says hello 0.1.0 (aarch64)",
+        ),
+        (
+            Some(&b"hello 0.1.0 (x86_64)"[..]),
+            "is not a release: not `<device> <version> (<target>)` and a newline",
+        ),
+    ] {
+        let (slot, key) = signed_slot_with(files, "hello", &initramfs(release));
+        let err = verify_slot(&slot, &key.verifying_key()).unwrap_err();
+        match &err {
+            VerifyError::InitramfsRelease {
+                file,
+                problem,
+                header,
+                ..
+            } => {
+                assert_eq!(*file, "etc/limpet/release");
+                assert_eq!(problem, want);
+                assert_eq!(header, "hello 0.1.0 (x86_64)");
+            }
+            other => panic!("expected InitramfsRelease, got {other}"),
+        }
+        assert!(
+            err.to_string().ends_with(&format!(
+                "the initramfs's etc/limpet/release {want}; the signed header says hello 0.1.0 (x86_64)"
+            )),
+            "{err}"
+        );
+    }
+    // Not an initramfs at all: the slot's initramfs does not decompress.
+    let (slot, key) = signed_slot_with(files, "hello", b"test initramfs");
+    let err = verify_slot(&slot, &key.verifying_key()).unwrap_err();
+    assert!(matches!(err, VerifyError::Initramfs { .. }), "{err}");
 }

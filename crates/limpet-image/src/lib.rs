@@ -10,7 +10,7 @@
 //! - [`cmdline`]: Limpet's own kernel command-line parameters (the watchdog timeout).
 //! - [`datafs`]: the empty data filesystem as a template of its non-zero bytes, which
 //!   PID 1 writes onto a wiped data partition.
-//! - [`stamp`]: the release stamp the build writes into PID 1.
+//! - [`release`]: the release file the build writes into the initramfs and PID 1 prints.
 //! - [`measure`]: what the loader measures into the TPM (the image key's fingerprint,
 //!   PCR 13) and PID 1 seals the identity to.
 //! - with feature `build`: [`squashfs`], [`cpio`] (the initramfs), [`esp`] (the EFI
@@ -22,7 +22,7 @@
 //! - Every length read from input is bounds-checked before it is used to index or to
 //!   allocate; no panics on input-driven paths.
 //! - The format core (`verity`, `header`, `slot`, `gpt`, `io`, `cmdline`, `datafs`,
-//!   `stamp`) is `no_std` + `alloc`
+//!   `release`) is `no_std` + `alloc`
 //!   without the `std` feature, for the UEFI boot loader; with `std` (PID 1, the host) it
 //!   also reads from `std::io` devices.
 
@@ -37,8 +37,8 @@ pub mod gpt;
 pub mod header;
 pub mod io;
 pub mod measure;
+pub mod release;
 pub mod slot;
-pub mod stamp;
 pub mod verity;
 
 #[cfg(feature = "build")]

@@ -36,6 +36,7 @@ mod owner_mode;
 mod partitions;
 mod power_button;
 mod pubkey;
+mod release;
 mod roughtime;
 mod runtime;
 mod slots;
@@ -108,26 +109,10 @@ pub enum LoadPolicyError {
     },
 }
 
-/// The release this PID 1 belongs to: `limpet build` writes it into these bytes after
-/// compiling (limpet-image's `stamp`), so every release's initramfs carries its own.
-static RELEASE: [u8; limpet_image::stamp::LEN] = limpet_image::stamp::PLACEHOLDER;
-
-/// [`RELEASE`]'s text, `None` in a binary the build did not stamp.
-fn release() -> Option<&'static str> {
-    // Read through an opaque reference: the bytes change after compiling, so the compiler
-    // must not fold the placeholder's zeros into the code.
-    limpet_image::stamp::read(std::hint::black_box(&RELEASE))
-}
-
 fn main() {
     let root = Path::new("/");
     let version = env!("CARGO_PKG_VERSION");
-    match release() {
-        Some(release) => console::line(&format!(
-            "limpet-init {version} of release {release} starting"
-        )),
-        None => console::line(&format!("limpet-init {version} starting")),
-    }
+    console::line(&release::starting_line(version, &release::read(root)));
     if host_namespaces::requested(root) {
         // PID 1 of a namespace on the build host: exit instead of powering anything off.
         let code = match host_namespaces::run(root) {

@@ -281,6 +281,7 @@ fn initramfs_holds_init_key_and_module_closure() {
         "etc/limpet/image.pub",
         "etc/limpet/modules",
         "etc/limpet/data-fs.template",
+        "etc/limpet/release",
         "/dm-verity.ko",
         "/dm-mod.ko",
         "/squashfs.ko",
@@ -291,6 +292,21 @@ fn initramfs_holds_init_key_and_module_closure() {
             "initramfs lacks {want}:\n{entries}"
         );
     }
+    // What changes with a release's version comes last, after PID 1, which does not.
+    let lines: Vec<&str> = entries.lines().collect();
+    assert_eq!(
+        lines[lines.len().saturating_sub(3)..],
+        ["init", "etc/limpet/data-fs.template", "etc/limpet/release"],
+        "{entries}"
+    );
+    let release = run(
+        Command::new("sh").arg("-c").arg(format!(
+            "cpio -i --quiet --to-stdout etc/limpet/release < {}",
+            raw.display()
+        )),
+        true,
+    );
+    assert_eq!(stdout(&release), "hello 0.1.0 (x86_64)\n");
     assert!(
         !entries.contains("image.key"),
         "the private key must never be in an image"

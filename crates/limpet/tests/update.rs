@@ -1,6 +1,6 @@
 //! The whole update story in real QEMU (TCG), through the real boot chain (firmware with
 //! Secure Boot, Limpet's loader), with the real repository, server, agent, PID 1 and
-//! kernel: a device runs v1; v2, whose kernel command line and PID 1 differ, is published;
+//! kernel: a device runs v1; v2, whose kernel command line and release differ, is published;
 //! the device's update agent fetches it over the restricted user network (the only host it
 //! may reach), PID 1 verifies and stages it, the device reboots, the loader starts v2's
 //! kernel with v2's command line and v2's PID 1, and the health gate commits it. Then v3,
@@ -71,6 +71,17 @@ fn boot(dir: &Path, port: u16, until: Option<&str>) -> String {
     boot_with_repo(dir, port, until, BOOT_DEADLINE_SECS)
 }
 
+/// The entries of an output directory's initramfs, (path, contents), in archive order.
+fn initramfs_entries(out: &Path) -> Vec<(String, Vec<u8>)> {
+    let compressed = std::fs::read(out.join("initramfs.cpio")).unwrap();
+    let raw = limpet_image::cpio::decompress(&compressed).unwrap();
+    limpet_image::cpio::read_entries(&raw)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.path.to_owned(), e.data.to_vec()))
+        .collect()
+}
+
 fn state(disk: &Path) -> limpet_state::State {
     let parts = limpet_image::gpt::read(&mut File::open(disk).unwrap()).unwrap();
     let p = parts.iter().find(|p| p.name == "state").unwrap();
@@ -97,6 +108,27 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
     // in the message of the delta assertion below.
     let published = f.publish_report(v2);
     println!("limpet publish of 0.2.0:\n{published}");
+    // PID 1 is the same bytes in both: only the two files written last change with the
+    // version, so the delta's copy of the compressed initramfs starts at them.
+    let (old, new) = (initramfs_entries(v1), initramfs_entries(v2));
+    let changed: Vec<&str> = old
+        .iter()
+        .zip(&new)
+        .filter(|(a, b)| a != b)
+        .map(|(a, _)| a.0.as_str())
+        .collect();
+    assert_eq!(old.len(), new.len());
+    assert_eq!(
+        changed,
+        ["etc/limpet/data-fs.template", "etc/limpet/release"]
+    );
+    assert_eq!(
+        old[old.len() - 3..]
+            .iter()
+            .map(|e| e.0.as_str())
+            .collect::<Vec<_>>(),
+        ["init", "etc/limpet/data-fs.template", "etc/limpet/release"]
+    );
     assert!(
         published.contains("delta:        hello/0.2.0/from-0.1.0.delta"),
         "limpet publish made no delta from 0.1.0:\n{published}"

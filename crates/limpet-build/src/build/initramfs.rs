@@ -1,9 +1,10 @@
 //! `initramfs.cpio`: exactly `limpet-init` as `/init`, the vendor's public image key, the
-//! kernel modules the image needs (with their dependency closure, in load order) and the
-//! list PID 1 loads them from.
+//! kernel modules the image needs (with their dependency closure, in load order), the
+//! list PID 1 loads them from, the empty `/data` template and the release file.
 
 use ed25519_dalek::SigningKey;
 use limpet_image::cpio;
+use limpet_image::release::Release;
 
 use super::kernel::{self, KernelFiles, ModuleIndex};
 use super::pipeline::{read, BuildError};
@@ -11,19 +12,25 @@ use crate::outputs::{INITRAMFS_MODULE_LIST, INITRAMFS_PUBLIC_KEY};
 use crate::project::keys;
 
 /// The initramfs: `/init` (limpet-init), the public image key, the module closure and its
-/// load list, and the empty mount points PID 1 uses; returns (zstd bytes, uncompressed
-/// size, module names in load order).
+/// load list, the `/data` template, the release file and the empty mount points PID 1
+/// uses; returns (zstd bytes, uncompressed size, module names in load order).
 pub fn make(
     manifest: &limpet_manifest::Manifest,
     kernel_files: &KernelFiles,
     init: &[u8],
     data_template: &[u8],
+    release: &Release,
     key: &SigningKey,
     epoch: u32,
 ) -> Result<(Vec<u8>, u64, Vec<String>), BuildError> {
+    let release_file = release.to_file();
+    let release_dependent = ReleaseFiles {
+        data_template,
+        release: &release_file,
+    };
     let Some(modules_dir) = &kernel_files.modules_dir else {
         // A kernel without loadable modules: every driver is built in, the list is empty.
-        return finish(init, data_template, key, epoch, Vec::new(), Vec::new());
+        return finish(init, release_dependent, key, epoch, Vec::new(), Vec::new());
     };
     let index = ModuleIndex::load(modules_dir)?;
     let mut wanted: Vec<String> = kernel::base_modules(manifest.device.target)
@@ -60,7 +67,7 @@ pub fn make(
     }
     finish(
         init,
-        data_template,
+        release_dependent,
         key,
         epoch,
         files,
@@ -68,21 +75,31 @@ pub fn make(
     )
 }
 
-/// The archive: `/init`, the public key, the empty data filesystem's template, the module files (their paths and bytes, in load
-/// order) with the load list, the mount points; returns (zstd bytes, uncompressed size,
-/// `names`).
+/// The files that change with every release, even when nothing else does.
+#[derive(Clone, Copy)]
+struct ReleaseFiles<'a> {
+    /// The empty data filesystem's template (its UUID is from the device's version).
+    data_template: &'a [u8],
+    /// The release file (limpet-image's `release`).
+    release: &'a [u8],
+}
+
+/// The archive: `/init`, the public key, the module files (their paths and bytes, in load
+/// order) with the load list, the mount points, then the files of `release_dependent`;
+/// returns (zstd bytes, uncompressed size, `names`).
 fn finish(
     init: &[u8],
-    data_template: &[u8],
+    release_dependent: ReleaseFiles<'_>,
     key: &SigningKey,
     epoch: u32,
     modules: Vec<(String, Vec<u8>)>,
     names: Vec<String>,
 ) -> Result<(Vec<u8>, u64, Vec<String>), BuildError> {
     let mut archive = cpio::CpioBuilder::new();
-    // What changes with every release goes last, PID 1 (its release stamp) then the data
-    // template (its UUID and times): up to the first of them the compressed archives of two
-    // releases are the same bytes, and the slot's delta carries the initramfs compressed.
+    // PID 1 is the same bytes in every release of the same Limpet source and goes last but
+    // for what changes with every release, the data template (its UUID and times) and
+    // the release file: up to the first of them the compressed archives of two releases
+    // are the same bytes, and the slot's delta carries the initramfs compressed.
     archive
         .add_file_last("init", 0o555, init.to_vec())
         .map_err(BuildError::Cpio)?;
@@ -94,7 +111,14 @@ fn finish(
         .add_file_last(
             limpet_image::datafs::INITRAMFS_PATH,
             0o444,
-            data_template.to_vec(),
+            release_dependent.data_template.to_vec(),
+        )
+        .map_err(BuildError::Cpio)?;
+    archive
+        .add_file_last(
+            limpet_image::release::INITRAMFS_PATH,
+            0o444,
+            release_dependent.release.to_vec(),
         )
         .map_err(BuildError::Cpio)?;
     let mut list = String::new();

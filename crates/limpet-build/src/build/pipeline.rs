@@ -9,8 +9,8 @@
 //!    agent, as static binaries for the device's target, and the UEFI boot loader with
 //!    the image public key compiled in;
 //! 3. `slot_contents`: the squashfs, exactly what the device runs from its slot;
-//! 4. `make_initramfs`: `limpet-init` (stamped with its release, limpet-image's `stamp`),
-//!    the public key and the kernel modules;
+//! 4. `make_initramfs`: `limpet-init`, the public key, the kernel modules, the `/data`
+//!    template and the release file (limpet-image's `release`);
 //! 5. `sign_kernel`: the kernel image, signed for Secure Boot with the vendor's db key;
 //! 6. `sign`: the SBOM, and the whole-image slot: squashfs, dm-verity tree, signed header,
 //!    SBOM, kernel, initramfs, with the kernel command line in the header;
@@ -26,7 +26,9 @@
 //! - the squashfs holds exactly the canonical manifest, the policy compiled from it, and
 //!   the task binaries;
 //! - the initramfs holds exactly `limpet-init` as `/init`, the public image key, the
-//!   module list and the modules it names;
+//!   module list and the modules it names, the `/data` template and the release file;
+//!   `limpet-init` is the same bytes in every release built from the same Limpet source
+//!   (its release is the file's, not in the binary);
 //! - every byte depends only on the inputs (sources, lock file, kernel, key, epoch).
 
 use std::fs;
@@ -158,9 +160,9 @@ pub enum BuildError {
     /// The initramfs archive could not be made.
     #[error("making the initramfs")]
     Cpio(#[source] cpio::CpioError),
-    /// limpet-init could not be stamped with its release.
-    #[error("stamping limpet-init with its release")]
-    Stamp(#[source] limpet_image::stamp::StampError),
+    /// The device's name, version and target do not make a release file.
+    #[error("the initramfs's release file")]
+    Release(#[source] limpet_image::release::ReleaseError),
     /// The GPT disk image could not be made.
     #[error("making the disk image")]
     Disk(#[source] disk::DiskError),
@@ -724,27 +726,27 @@ struct InitramfsReport {
 }
 
 /// Step 4: the initramfs (`limpet-init`, the public key, the module closure and its load
-/// list), written to `initramfs.cpio`.
+/// list, the `/data` template, the release file), written to `initramfs.cpio`.
 fn make_initramfs(
     inputs: &Inputs,
     compiled: &Compiled,
     staging: &Staging,
 ) -> Result<InitramfsReport, BuildError> {
-    let mut init = read(&compiled.init_path)?;
+    let init = read(&compiled.init_path)?;
     let device = &inputs.device_manifest.device;
-    let release = format!(
-        "{} {} ({})",
+    let release = limpet_image::release::Release::new(
         device.name.as_str(),
-        device.version,
-        device.target.as_str()
-    );
-    limpet_image::stamp::write(&mut init, &release).map_err(BuildError::Stamp)?;
+        &device.version.to_string(),
+        header_target(device.target),
+    )
+    .map_err(BuildError::Release)?;
     let template = data_template(inputs, staging)?;
     let (initramfs, uncompressed_bytes, modules) = super::initramfs::make(
         &inputs.device_manifest,
         &inputs.kernel,
         &init,
         &template,
+        &release,
         &inputs.signing_key,
         inputs.epoch,
     )?;

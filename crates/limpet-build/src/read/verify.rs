@@ -8,7 +8,8 @@
 //! 4. the squashfs parses and every file in it decompresses;
 //! 5. it holds exactly the canonical manifest, the compiled policy and the binaries of the
 //!    manifest's tasks; the manifest names the same device, version and target as the
-//!    signed header, and the policy covers exactly the manifest's tasks;
+//!    signed header, and the policy covers exactly the manifest's tasks; the slot's
+//!    initramfs names that same release in its release file (limpet-image `release`);
 //! 6. for an output directory: `disk.img`'s `slot-a` holds the same slot, and the
 //!    initramfs carries the same public key.
 
@@ -16,6 +17,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use ed25519_dalek::VerifyingKey;
+use limpet_image::release::Release;
 use limpet_image::{cpio, slot, squashfs};
 
 use crate::outputs::{INITRAMFS, INITRAMFS_PUBLIC_KEY, MANIFEST_FILE, POLICY_FILE};
@@ -73,6 +75,19 @@ pub enum VerifyError {
         /// Device, version and target as the manifest gives them.
         manifest: String,
     },
+    /// Check 5 failed: the slot's initramfs has no release file, one that does not parse,
+    /// or one naming another release than the signed header.
+    #[error("{path}: the initramfs's {file} {problem}; the signed header says {header}")]
+    InitramfsRelease {
+        /// The slot's file, for the message.
+        path: String,
+        /// The release file's path in the initramfs.
+        file: &'static str,
+        /// What is wrong with it.
+        problem: String,
+        /// Device, version and target as the header gives them.
+        header: String,
+    },
     /// Check 5 failed: the compiled policy covers other tasks than the manifest declares.
     #[error("{path}: the policy covers tasks {policy:?}, the manifest declares {manifest:?}")]
     PolicyMismatch {
@@ -91,7 +106,7 @@ pub enum VerifyError {
         /// The slot image's path.
         slot: String,
     },
-    /// Check 6: the initramfs could not be read or decompressed.
+    /// Check 5 or 6: the initramfs could not be read or decompressed.
     #[error("{path}: cannot read the initramfs")]
     Initramfs {
         /// The initramfs's path.
@@ -253,14 +268,42 @@ pub fn verify_slot(slot_bytes: &SlotBytes, key: &VerifyingKey) -> Result<Vec<Pas
             manifest: manifest_tasks,
         });
     }
+    check_initramfs_release(&path, verified.initramfs, &in_header)?;
     passed.push(Passed {
         check: "contents".into(),
         detail: format!(
-            "exactly {MANIFEST_FILE}, {POLICY_FILE} and the binaries of {} task(s): {in_manifest}",
+            "exactly {MANIFEST_FILE}, {POLICY_FILE} and the binaries of {} task(s): {in_manifest}, \
+             the initramfs's release too",
             manifest.tasks.len()
         ),
     });
     Ok(passed)
+}
+
+/// The release file of the slot's `initramfs` names `in_header`, the signed header's
+/// `<device> <version> (<target>)`.
+fn check_initramfs_release(
+    path: &str,
+    initramfs: &[u8],
+    in_header: &str,
+) -> Result<(), VerifyError> {
+    let raw = cpio::decompress(initramfs).map_err(|e| VerifyError::Initramfs {
+        path: path.to_owned(),
+        source: std::io::Error::other(e),
+    })?;
+    let file = limpet_image::release::INITRAMFS_PATH;
+    let problem = match cpio::find_file(&raw, file).map(Release::parse) {
+        None => "is missing".to_owned(),
+        Some(Err(e)) => format!("is not a release: {e}"),
+        Some(Ok(release)) if release.to_string() != in_header => format!("says {release}"),
+        Some(Ok(_)) => return Ok(()),
+    };
+    Err(VerifyError::InitramfsRelease {
+        path: path.to_owned(),
+        file,
+        problem,
+        header: in_header.to_owned(),
+    })
 }
 
 fn check_initramfs_key(initramfs: &Path, key: &VerifyingKey) -> Result<Passed, VerifyError> {
