@@ -148,10 +148,12 @@ bb="$WORK/dl/busybox-static/bin/busybox"
 
 # 5. Optional diagnostic boot: the same Limpet image without `quiet`, every line time-stamped
 #    by its host arrival and each kernel line by the guest's own clock (`printk.time=1`: Limpet's
-#    kernel is built without PRINTK_TIME, Debian's with it), which the summary anchors on.
+#    kernel is built without PRINTK_TIME, Debian's with it), which the summary anchors on;
+#    `limpet.console_time=1` stamps limpet-init's lines (and the task lines it forwards) with
+#    the guest's CLOCK_BOOTTIME in the same form.
 if [ "${BOOT_DIAG:-1}" = 1 ]; then
   echo "# diagnostic boot without quiet (load $(cut -d' ' -f1-3 /proc/loadavg))"
-  diag_cmdline="${BASE_CMDLINE/ quiet/} printk.time=1"
+  diag_cmdline="${BASE_CMDLINE/ quiet/} printk.time=1 limpet.console_time=1"
   diag_args=("${limpet_args[@]}"); diag_args[${#diag_args[@]}-1]="$diag_cmdline"
   python3 "$REPO/benches/boot/consolestamp.py" --until "APP READY" --timeout "$BOOT_TIMEOUT" -- \
     "$QEMU" "${QEMU_COMMON[@]}" "${diag_args[@]}" > "$B/diag-limpet.log" || true
@@ -244,14 +246,16 @@ for d in ["limpet", "c"]:
                    if "Run /init" in t and (m := re.search(r"\[\s*([\d.]+)\]", t))), None)
     if not anchor: continue
     off = anchor[0] - anchor[1]
-    print(f"\ndiagnostic boot of {d} without quiet: guest ms ≈ host arrival − {off:.0f} "
-          f"(anchored on the kernel's 'Run /init' line)")
+    print(f"\ndiagnostic boot of {d} without quiet: guest ms from each line's own stamp (the "
+          f"kernel's printk.time, limpet-init's CLOCK_BOOTTIME), else host arrival − {off:.0f} "
+          f"(anchored on the kernel's 'Run /init' line; marked ~)")
     prev = None
     for h, t in rows:
         if "Run /init" in t or "limpet-init" in t or "APP READY" in t or "Freeing initrd" in t:
-            g = h - off
+            m = re.match(r"\[\s*([\d.]+)\]", t)
+            g, mark = (float(m.group(1)) * 1000, " ") if m else (h - off, "~")
             step = f" (+{g - prev:.0f})" if prev is not None else ""
-            print(f"  {g:7.0f}{step:>8}  {t[:110]}")
+            print(f"  {g:7.0f}{mark}{step:>8}  {t[:110]}")
             prev = g
 loads = [r.get("host_load1") for n in ["limpet"] + peers for r in recs(n)]
 print(f"host load1 at boot start over all boots: median {statistics.median(loads):.2f}, min {min(loads):.2f}, max {max(loads):.2f}")

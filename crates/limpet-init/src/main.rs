@@ -158,13 +158,14 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
     // Ctrl-alt-del sends SIGINT to PID 1 (a clean shutdown) instead of rebooting at once.
     let _ = rustix::system::reboot(rustix::system::RebootCommand::CadOff);
     let report = boot::early_boot(root).map_err(|source| BootError::EarlyBoot { source })?;
+    let cmdline = std::fs::read_to_string(root.join("proc/cmdline")).unwrap_or_default();
+    console::stamp_from(&cmdline);
     console!(
         "{} kernel module(s) loaded, {} already present",
         report.loaded,
         report.already_loaded
     );
 
-    let cmdline = std::fs::read_to_string(root.join("proc/cmdline")).unwrap_or_default();
     let uname = rustix::system::uname();
     console!(
         "kernel {}: {}",
