@@ -6,7 +6,9 @@
 #
 # Usage: benches/boot.sh            run from the repository root
 #   BOOT_RUNS=5        boots of each image (median of these); rounds interleave
-#   BOOT_PEERS="c a b" peers to boot besides Limpet (b2 = Debian + minimal initrd also works)
+#   BOOT_PEERS="c a b" peers to boot besides Limpet (b2 = Debian + minimal initrd also works;
+#                      cd = c on Debian's kernel, the peers' $KERNEL, even with BOOT_KERNEL=limpet:
+#                      Debian's floor in the same rounds as Limpet's)
 #   BOOT_KERNEL=limpet the device gets Limpet's own kernel (`[kernel] source = "limpet"`,
 #                      built with SOURCE_DATE_EPOCH=1700000000 as the tests do, so the
 #                      cached build is reused) and the peers boot that same kernel: c is
@@ -85,6 +87,7 @@ cp -r "$PEERS_DIR/app/Cargo.toml" "$PEERS_DIR/app/src" "$P/app/"
 "$LIMPET" keys generate --if-missing --out "$P/keys" >/dev/null
 echo "# limpet build (load before: $(cut -d' ' -f1-3 /proc/loadavg))"
 "$LIMPET" build --manifest "$P/limpet.toml" --key "$P/keys/image.key" --out "$P/out" --json > "$B/build.json"
+DEBIAN_KERNEL="$KERNEL"
 if [ "${BOOT_KERNEL:-host}" = limpet ]; then
   # The peers boot the device's own kernel (signed for the chain; -kernel ignores that).
   KERNEL="$P/out/kernel"
@@ -104,6 +107,7 @@ peer_args() { # as in the peers' 20-boot-bench.sh
     b)  echo "-kernel $KERNEL -initrd $WORK/peer-b/stock-initrd.img -drive file=$WORK/peer-b/rootfs.ext4,if=virtio,format=raw,snapshot=on" ;;
     b2) echo "-kernel $KERNEL -initrd $WORK/peer-b/mininitrd.cpio.zst -drive file=$WORK/peer-b/rootfs.ext4,if=virtio,format=raw,snapshot=on" ;;
     c)  echo "-kernel $KERNEL -initrd $WORK/peer-c/initramfs.cpio.zst" ;;
+    cd) echo "-kernel $DEBIAN_KERNEL -initrd $WORK/peer-c/initramfs.cpio.zst" ;;
   esac
 }
 peer_cmdline() { case "$1" in b|b2) echo "$BASE_CMDLINE root=/dev/vda ro" ;; *) echo "$BASE_CMDLINE" ;; esac; }
@@ -207,7 +211,8 @@ sizes = dict(kv.split("=", 1) for kv in open(os.path.join(B, "init-sizes.txt")).
 floor = med([r.get("boottime_ms") for r in recs("c") if r.get("ok")])
 label = {"limpet": "Limpet (limpet-init → sandboxed task)", "c": "c: app as /init (floor)",
          "a": "a: busybox init", "b": "b: Debian + systemd (stock initrd)",
-         "b2": "b2: Debian + systemd (minimal initrd)"}
+         "b2": "b2: Debian + systemd (minimal initrd)",
+         "cd": "cd: app as /init on Debian's kernel (Debian's floor)"}
 print(f"| image | runs ok | boottime at APP READY, ms | above c, ms | wall to APP READY, ms | PID 1 Rss, kB | host load1 at boot |")
 print("|---|---|---|---|---|---|---|")
 for name in ["limpet"] + peers:
