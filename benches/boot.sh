@@ -6,7 +6,9 @@
 #
 # Usage: benches/boot.sh            run from the repository root
 #   BOOT_RUNS=5        boots of each image (median of these); rounds interleave
-#   BOOT_PEERS="c a b" peers to boot besides Limpet (b2 = Debian + minimal initrd also works)
+#   BOOT_PEERS="c a b" peers to boot besides Limpet (b2 = Debian + minimal initrd also works;
+#                      cd = c on Debian's kernel, the peers' $KERNEL, even with BOOT_KERNEL=limpet:
+#                      Debian's floor in the same rounds as Limpet's)
 #   BOOT_KERNEL=limpet the device gets Limpet's own kernel (`[kernel] source = "limpet"`,
 #                      built with SOURCE_DATE_EPOCH=1700000000 as the tests do, so the
 #                      cached build is reused) and the peers boot that same kernel: c is
@@ -85,6 +87,7 @@ cp -r "$PEERS_DIR/app/Cargo.toml" "$PEERS_DIR/app/src" "$P/app/"
 "$LIMPET" keys generate --if-missing --out "$P/keys" >/dev/null
 echo "# limpet build (load before: $(cut -d' ' -f1-3 /proc/loadavg))"
 "$LIMPET" build --manifest "$P/limpet.toml" --key "$P/keys/image.key" --out "$P/out" --json > "$B/build.json"
+DEBIAN_KERNEL="$KERNEL"
 if [ "${BOOT_KERNEL:-host}" = limpet ]; then
   # The peers boot the device's own kernel (signed for the chain; -kernel ignores that).
   KERNEL="$P/out/kernel"
@@ -104,6 +107,7 @@ peer_args() { # as in the peers' 20-boot-bench.sh
     b)  echo "-kernel $KERNEL -initrd $WORK/peer-b/stock-initrd.img -drive file=$WORK/peer-b/rootfs.ext4,if=virtio,format=raw,snapshot=on" ;;
     b2) echo "-kernel $KERNEL -initrd $WORK/peer-b/mininitrd.cpio.zst -drive file=$WORK/peer-b/rootfs.ext4,if=virtio,format=raw,snapshot=on" ;;
     c)  echo "-kernel $KERNEL -initrd $WORK/peer-c/initramfs.cpio.zst" ;;
+    cd) echo "-kernel $DEBIAN_KERNEL -initrd $WORK/peer-c/initramfs.cpio.zst" ;;
   esac
 }
 peer_cmdline() { case "$1" in b|b2) echo "$BASE_CMDLINE root=/dev/vda ro" ;; *) echo "$BASE_CMDLINE" ;; esac; }
@@ -148,10 +152,12 @@ bb="$WORK/dl/busybox-static/bin/busybox"
 
 # 5. Optional diagnostic boot: the same Limpet image without `quiet`, every line time-stamped
 #    by its host arrival and each kernel line by the guest's own clock (`printk.time=1`: Limpet's
-#    kernel is built without PRINTK_TIME, Debian's with it), which the summary anchors on.
+#    kernel is built without PRINTK_TIME, Debian's with it), which the summary anchors on;
+#    `limpet.console_time=1` stamps limpet-init's lines (and the task lines it forwards) with
+#    the guest's CLOCK_BOOTTIME in the same form.
 if [ "${BOOT_DIAG:-1}" = 1 ]; then
   echo "# diagnostic boot without quiet (load $(cut -d' ' -f1-3 /proc/loadavg))"
-  diag_cmdline="${BASE_CMDLINE/ quiet/} printk.time=1"
+  diag_cmdline="${BASE_CMDLINE/ quiet/} printk.time=1 limpet.console_time=1"
   diag_args=("${limpet_args[@]}"); diag_args[${#diag_args[@]}-1]="$diag_cmdline"
   python3 "$REPO/benches/boot/consolestamp.py" --until "APP READY" --timeout "$BOOT_TIMEOUT" -- \
     "$QEMU" "${QEMU_COMMON[@]}" "${diag_args[@]}" > "$B/diag-limpet.log" || true
@@ -205,7 +211,8 @@ sizes = dict(kv.split("=", 1) for kv in open(os.path.join(B, "init-sizes.txt")).
 floor = med([r.get("boottime_ms") for r in recs("c") if r.get("ok")])
 label = {"limpet": "Limpet (limpet-init → sandboxed task)", "c": "c: app as /init (floor)",
          "a": "a: busybox init", "b": "b: Debian + systemd (stock initrd)",
-         "b2": "b2: Debian + systemd (minimal initrd)"}
+         "b2": "b2: Debian + systemd (minimal initrd)",
+         "cd": "cd: app as /init on Debian's kernel (Debian's floor)"}
 print(f"| image | runs ok | boottime at APP READY, ms | above c, ms | wall to APP READY, ms | PID 1 Rss, kB | host load1 at boot |")
 print("|---|---|---|---|---|---|---|")
 for name in ["limpet"] + peers:
@@ -244,14 +251,16 @@ for d in ["limpet", "c"]:
                    if "Run /init" in t and (m := re.search(r"\[\s*([\d.]+)\]", t))), None)
     if not anchor: continue
     off = anchor[0] - anchor[1]
-    print(f"\ndiagnostic boot of {d} without quiet: guest ms ≈ host arrival − {off:.0f} "
-          f"(anchored on the kernel's 'Run /init' line)")
+    print(f"\ndiagnostic boot of {d} without quiet: guest ms from each line's own stamp (the "
+          f"kernel's printk.time, limpet-init's CLOCK_BOOTTIME), else host arrival − {off:.0f} "
+          f"(anchored on the kernel's 'Run /init' line; marked ~)")
     prev = None
     for h, t in rows:
         if "Run /init" in t or "limpet-init" in t or "APP READY" in t or "Freeing initrd" in t:
-            g = h - off
+            m = re.match(r"\[\s*([\d.]+)\]", t)
+            g, mark = (float(m.group(1)) * 1000, " ") if m else (h - off, "~")
             step = f" (+{g - prev:.0f})" if prev is not None else ""
-            print(f"  {g:7.0f}{step:>8}  {t[:110]}")
+            print(f"  {g:7.0f}{mark}{step:>8}  {t[:110]}")
             prev = g
 loads = [r.get("host_load1") for n in ["limpet"] + peers for r in recs(n)]
 print(f"host load1 at boot start over all boots: median {statistics.median(loads):.2f}, min {min(loads):.2f}, max {max(loads):.2f}")

@@ -143,13 +143,14 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
     // Ctrl-alt-del sends SIGINT to PID 1 (a clean shutdown) instead of rebooting at once.
     let _ = rustix::system::reboot(rustix::system::RebootCommand::CadOff);
     let report = boot::early_boot(root).map_err(|source| BootError::EarlyBoot { source })?;
+    let cmdline = std::fs::read_to_string(root.join("proc/cmdline")).unwrap_or_default();
+    console::stamp_from(&cmdline);
     console!(
         "{} kernel module(s) loaded, {} already present",
         report.loaded,
         report.already_loaded
     );
 
-    let cmdline = std::fs::read_to_string(root.join("proc/cmdline")).unwrap_or_default();
     let uname = rustix::system::uname();
     console!(
         "kernel {}: {}",
@@ -231,8 +232,19 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
         },
     };
     let trial_policy = policy.trial.unwrap_or_default();
-    let mut system = system_status(root, &disk, &new_slot_key, &booted, &trial_policy);
+    let mut system = system_status(&booted, &trial_policy);
     system.identity = Some(identity_status);
+    let other_slot = {
+        let slot = booted.slot.other();
+        let device = match slot {
+            limpet_state::Slot::A => disk.slot_a.node(root),
+            limpet_state::Slot::B => disk.slot_b.node(root),
+        };
+        let key = new_slot_key;
+        runtime::Deferred {
+            other_slot: Box::new(move || check_other_slot(slot, &device, &key)),
+        }
+    };
     let time = lifecycle::open(root, &disk, &policy);
     let install = install_server(
         root,
@@ -304,6 +316,7 @@ fn boot(root: &Path) -> Result<runtime::Outcome, BootError> {
             watchdog,
             time,
             roughtime,
+            deferred: Some(other_slot),
         },
         &mut system,
     )?;
@@ -612,31 +625,47 @@ fn pinhole_gate(
     }
 }
 
-/// The status file's `system` object at boot.
-fn system_status(
-    root: &Path,
-    disk: &partitions::DiskPartitions,
+/// The other slot's header on `device`, checked against `key`: for the status file and
+/// the console only (the runtime calls it once the tasks have started, see
+/// [`runtime::Deferred`]). Booting a slot checks its header again, before mounting it.
+fn check_other_slot(
+    slot: limpet_state::Slot,
+    device: &Path,
     key: &ed25519_dalek::VerifyingKey,
+) -> (status::OtherSlot, String) {
+    let label = slot.partition_name();
+    let (version, error, line) = match verified::verify_header(device, key) {
+        Ok(header) => {
+            let line = format!(
+                "{label} (the other slot): header verified: {} {} ({})",
+                header.device, header.version, header.target
+            );
+            (Some(header.version), None, line)
+        }
+        Err(e) => {
+            let error = crate::console::chain(&e);
+            let line = format!("{label} (the other slot): no valid header: {error}");
+            (None, Some(error), line)
+        }
+    };
+    let other = status::OtherSlot {
+        slot: status::slot_name(slot),
+        version,
+        error,
+    };
+    (other, line)
+}
+
+/// The status file's `system` object at boot; the other slot is filled in once the tasks
+/// have started ([`check_other_slot`]).
+fn system_status(
     booted: &slots::Booted,
     trial_policy: &limpet_policy::TrialPolicy,
 ) -> status::SystemStatus {
-    let other = booted.slot.other();
-    let other_part = match other {
-        limpet_state::Slot::A => &disk.slot_a,
-        limpet_state::Slot::B => &disk.slot_b,
-    };
-    let (version, error) = match verified::verify_header(&other_part.node(root), key) {
-        Ok(header) => (Some(header.version), None),
-        Err(e) => (None, Some(crate::console::chain(&e))),
-    };
     status::SystemStatus {
         slot: status::slot_name(booted.slot),
         version: booted.mounted.header.version.clone(),
-        other: Some(status::OtherSlot {
-            slot: status::slot_name(other),
-            version,
-            error,
-        }),
+        other: None,
         state: booted.state.as_ref().map(Into::into),
         trial: if booted.trial.is_some() {
             status::TrialStatus::Watching {
@@ -683,5 +712,88 @@ fn wait_for_disk(root: &Path) -> Result<partitions::DiskPartitions, BootError> {
             return Err(BootError::NoDisk { waited: DISK_WAIT });
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // Tests fail by panicking; the workspace lints against it are for production code.
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    /// A small signed slot (squashfs, header, boot files) signed by `key`.
+    fn signed_slot(key: &SigningKey) -> Vec<u8> {
+        let fs = limpet_image::squashfs::build(
+            &[limpet_image::squashfs::Entry {
+                path: "policy.json".into(),
+                data: b"{}".to_vec(),
+                mode: 0o644,
+            }],
+            1_700_000_000,
+        )
+        .unwrap();
+        let meta = limpet_image::slot::SlotMeta {
+            device: "thermostat".into(),
+            target: "x86_64".into(),
+            version: "1.4.0".into(),
+        };
+        let boot = limpet_image::slot::BootFiles {
+            kernel: &[1; 5000],
+            initramfs: &[2; 3000],
+            cmdline: "console=ttyS0",
+        };
+        limpet_image::slot::assemble(&fs, &meta, &[], &boot, key).unwrap()
+    }
+
+    fn device(bytes: &[u8]) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), bytes).unwrap();
+        file
+    }
+
+    #[test]
+    fn the_other_slots_header_is_verified_against_the_key() {
+        let vendor = SigningKey::from_bytes(&[1; 32]);
+        let slot = device(&signed_slot(&vendor));
+        let (other, line) =
+            check_other_slot(limpet_state::Slot::B, slot.path(), &vendor.verifying_key());
+        assert_eq!(other.slot, "b");
+        assert_eq!(other.version.as_deref(), Some("1.4.0"));
+        assert!(other.error.is_none(), "{:?}", other.error);
+        assert_eq!(
+            line,
+            "slot-b (the other slot): header verified: thermostat 1.4.0 (x86_64)"
+        );
+    }
+
+    #[test]
+    fn the_other_slot_signed_by_another_key_is_refused() {
+        let vendor = SigningKey::from_bytes(&[1; 32]);
+        let attacker = SigningKey::from_bytes(&[2; 32]);
+        let slot = device(&signed_slot(&attacker));
+        let (other, line) =
+            check_other_slot(limpet_state::Slot::A, slot.path(), &vendor.verifying_key());
+        assert_eq!(other.slot, "a");
+        assert_eq!(other.version, None, "no version from a refused header");
+        let error = other.error.unwrap();
+        assert!(error.contains("header refused"), "{error}");
+        assert!(error.contains("signed by key"), "{error}");
+        assert!(
+            line.starts_with("slot-a (the other slot): no valid header: "),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_blank_other_slot_has_no_version() {
+        let vendor = SigningKey::from_bytes(&[1; 32]);
+        let slot = device(&[0; 64 * 1024]);
+        let (other, line) =
+            check_other_slot(limpet_state::Slot::B, slot.path(), &vendor.verifying_key());
+        assert_eq!(other.version, None);
+        assert!(other.error.unwrap().contains("bad slot"));
+        assert!(line.contains("no valid header"), "{line}");
     }
 }

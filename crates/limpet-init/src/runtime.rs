@@ -22,13 +22,16 @@
 //!    mode does not keep, replace the network policy), start the tasks
 //!    that are due (declared order; a task that
 //!    declares egress waits for a network that is coming up, at most [`NETWORK_WAIT`]),
-//!    kill the ones overdue with their readiness, ask the health gate
+//!    kill the ones overdue with their readiness, run the checks deferred until after the
+//!    first start ([`Deferred`]: the other slot's header, for the status file; due the
+//!    turn after a task first started, at most [`DEFERRED_WAIT`] later, so the tasks get
+//!    the CPU first), ask the health gate
 //!    ([`Runtime::on_gate`]), write the status file, and move shutdown on (kill
 //!    stragglers after [`GRACE`], end once every task is stopped).
 //! 2. `poll` on the [`PollSet`], built afresh in one place: each descriptor is pushed
 //!    with its typed [`Source`], so no code computes positions. The timeout is the
 //!    earliest deadline of the supervisor, the network, the health gate, shutdown, the
-//!    watchdog and the time record.
+//!    watchdog, the time record and the deferred checks.
 //! 3. Dispatch the ready sources in the order of [`Source`]'s variants, one method each:
 //!    readiness notes ([`Runtime::on_notify`]) and task output ([`Runtime::on_pipe`])
 //!    first, so that a task's `READY=1` and its last lines are handled before its exit
@@ -98,6 +101,25 @@ pub const NETWORK_WAIT: Duration = Duration::from_secs(30);
 pub const SAVE_RETRY: Duration = Duration::from_secs(60);
 /// Where the status file is written.
 pub const STATUS_FILE: &str = "run/limpet/status.json";
+
+/// The longest the [`Deferred`] checks wait after a task first started: they run at the
+/// next turn of the loop (usually a task's first output), or after this.
+pub const DEFERRED_WAIT: Duration = Duration::from_millis(200);
+
+/// Work PID 1 does once its tasks have started rather than before: nothing a task or the
+/// boot's security depends on. The other slot's header, checked against the key for the
+/// status file's `system.other` (absent until then) and the console line it returns; the
+/// slot that boots is checked before it is mounted, and a slot to boot next is checked
+/// again then.
+pub struct Deferred {
+    pub other_slot: Box<dyn FnOnce() -> (crate::status::OtherSlot, String)>,
+}
+
+impl std::fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Deferred")
+    }
+}
 /// Where task logs go, under the data partition's mount point. The leading dot keeps it
 /// apart from the tasks' own directories (`/data/<task>`): task names cannot start with one.
 pub const LOG_DIR: &str = ".limpet/log";
@@ -345,6 +367,10 @@ pub struct Runtime<'a, H: Host> {
     /// When the health gate wants to look again.
     gate_wait: Option<Millis>,
     reported_start: bool,
+    /// The checks deferred until after the first start, and when they are due (set once a
+    /// task has started).
+    deferred: Option<Deferred>,
+    deferred_due: Option<Millis>,
     /// Tasks whose wait for the network has been announced.
     announced_held: BTreeSet<usize>,
     last_status: String,
@@ -369,6 +395,8 @@ pub struct Parts {
     pub time: Option<Keeper<File>>,
     /// The Roughtime client, when the slot lists servers and the device has a network.
     pub roughtime: Option<Roughtime>,
+    /// What to do once the tasks have started.
+    pub deferred: Option<Deferred>,
 }
 
 /// Runs the tasks until a shutdown request; returns when every task has stopped.
@@ -388,6 +416,7 @@ pub fn run(
         watchdog,
         time,
         roughtime,
+        deferred,
     } = parts;
     let signals = sys::signal_fd().map_err(RuntimeError::SignalFd)?;
     if let Some(parent) = roots.work.parent() {
@@ -406,6 +435,7 @@ pub fn run(
     runtime.watchdog = watchdog;
     runtime.set_time(time);
     runtime.roughtime = roughtime;
+    runtime.deferred = deferred;
     runtime.trial = trial.map(|p| TrialWatch {
         gate: p.gate,
         trial: Box::new(p.trial),
@@ -466,6 +496,8 @@ impl<'a, H: Host> Runtime<'a, H> {
             outcome: Outcome::PowerOff,
             gate_wait: None,
             reported_start: false,
+            deferred: None,
+            deferred_due: None,
             announced_held: BTreeSet::new(),
             last_status: String::new(),
         }
@@ -650,6 +682,7 @@ impl<'a, H: Host> Runtime<'a, H> {
             self.time.as_ref().map(|t| t.due),
             self.roughtime.as_ref().and_then(Roughtime::deadline),
             self.island_kill_at,
+            self.deferred_due,
         ]
         .into_iter()
         .flatten()
@@ -703,6 +736,9 @@ impl<'a, H: Host> Runtime<'a, H> {
     /// The part of each turn that depends on time, not on a descriptor.
     fn on_tick(&mut self) -> Option<Outcome> {
         let now = self.host.now();
+        if self.deferred_due.is_some() {
+            self.run_deferred();
+        }
         if let Some(watchdog) = &mut self.watchdog {
             if let Err(e) = watchdog.pet_if_due(now) {
                 let line = format!("watchdog: {}", console::chain(&e));
@@ -731,6 +767,12 @@ impl<'a, H: Host> Runtime<'a, H> {
             );
             self.say(&line);
         }
+        if self.deferred.is_some()
+            && self.deferred_due.is_none()
+            && self.supervisor.records().iter().any(|r| r.starts > 0)
+        {
+            self.deferred_due = Some(now.plus(DEFERRED_WAIT));
+        }
         self.on_gate(now);
         if let Some(net) = &self.network {
             if self.system.network.as_ref() != Some(net.status()) {
@@ -750,6 +792,16 @@ impl<'a, H: Host> Runtime<'a, H> {
             }
         }
         None
+    }
+
+    /// The checks deferred until after the first start ([`Deferred`]), once.
+    fn run_deferred(&mut self) {
+        self.deferred_due = None;
+        if let Some(deferred) = self.deferred.take() {
+            let (other, line) = (deferred.other_slot)();
+            self.system.other = Some(other);
+            self.say(&line);
+        }
     }
 
     /// What a Roughtime query came to: a trusted answer goes to the time record (rule 9),

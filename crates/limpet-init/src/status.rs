@@ -15,7 +15,8 @@ pub struct SystemStatus {
     pub slot: String,
     /// The running slot's version, from its verified header.
     pub version: String,
-    /// The other slot and the version its header claims, if it has a valid signed header.
+    /// The other slot and the version its header claims, if it has a valid signed header;
+    /// absent until PID 1 has checked it, just after the tasks first started.
     pub other: Option<OtherSlot>,
     /// The A/B state as stored, if it could be read.
     pub state: Option<StateView>,

@@ -295,6 +295,12 @@ pub fn boottime_ms() -> u64 {
     u64::try_from(t.tv_sec).unwrap_or(0) * 1000 + u64::try_from(t.tv_nsec).unwrap_or(0) / 1_000_000
 }
 
+/// Microseconds since boot (CLOCK_BOOTTIME).
+pub fn boottime_us() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(t.tv_nsec).unwrap_or(0) / 1_000
+}
+
 /// The system clock (CLOCK_REALTIME), whole seconds since the epoch; 0 before 1970.
 pub fn realtime_secs() -> u64 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);

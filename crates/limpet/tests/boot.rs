@@ -79,6 +79,22 @@ fn the_example_boots_verified() {
     assert!(!console.contains("Kernel panic"), "{console}");
     assert!(!console.contains("not present in this kernel"), "{console}");
     assert!(!console.contains("not set"), "{console}");
+    // The other slot (blank on a new disk) is checked for the status once the task runs.
+    assert_after(
+        &console,
+        "limpet-init: started hello",
+        "limpet-init: slot-b (the other slot): no valid header: /dev/vda4: bad slot",
+    );
+}
+
+/// `later` is on the console, after `earlier`.
+fn assert_after(console: &str, earlier: &str, later: &str) {
+    let first = console.find(earlier);
+    let second = console.find(later);
+    assert!(
+        matches!((first, second), (Some(a), Some(b)) if a < b),
+        "`{later}` must follow `{earlier}`:\n{console}"
+    );
 }
 
 #[test]
@@ -170,6 +186,12 @@ fn a_trial_slot_that_fails_verification_rolls_back_to_the_committed_slot() {
     assert!(
         console.contains("slot-a (hello 0.1.0) mounted read-only"),
         "{console}"
+    );
+    // Checked again for the status after the task started: still refused, no version.
+    assert_after(
+        &console,
+        "limpet-init: started hello",
+        "limpet-init: slot-b (the other slot): no valid header: /dev/vda4: header refused: header signed by key",
     );
     // The rollback was recorded: the failure is in the stored state.
     let mut file = File::open(&disk).unwrap();

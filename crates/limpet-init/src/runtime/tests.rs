@@ -132,6 +132,63 @@ fn has(rt: &Runtime<'_, Fake>, line: &str) -> bool {
 }
 
 #[test]
+fn the_other_slot_is_checked_the_turn_after_the_tasks_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy(vec![task("a", started(), "always")]);
+    let mut system = system();
+    system.other = None;
+    let mut rt = runtime(dir.path(), &policy, &mut system);
+    let checked = std::rc::Rc::new(std::cell::Cell::new(false));
+    let seen = checked.clone();
+    rt.deferred = Some(Deferred {
+        other_slot: Box::new(move || {
+            seen.set(true);
+            (
+                crate::status::OtherSlot {
+                    slot: "b".into(),
+                    version: None,
+                    error: Some("bad slot".into()),
+                },
+                "slot-b (the other slot): no valid header: bad slot".into(),
+            )
+        }),
+    });
+    // The first turn starts the task; the check waits, due at most DEFERRED_WAIT later.
+    assert_eq!(rt.on_tick(), None);
+    assert_eq!(rt.host.console[0], "limpet-init: started a (pid 100)");
+    assert!(!checked.get(), "checked before the task had the CPU");
+    let status = |dir: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join(STATUS_FILE)).unwrap()).unwrap()
+    };
+    assert!(status(dir.path())["system"]["other"].is_null());
+    let wait = rt.timeout().unwrap();
+    assert!(wait <= DEFERRED_WAIT, "{wait:?}");
+    // The next turn (the task's output, or the wait) runs it once, into the status.
+    rt.host.now += 50;
+    assert_eq!(rt.on_tick(), None);
+    assert!(checked.get());
+    assert!(has(
+        &rt,
+        "limpet-init: slot-b (the other slot): no valid header: bad slot"
+    ));
+    let other = &status(dir.path())["system"]["other"];
+    assert_eq!(
+        (other["slot"].as_str(), other["error"].as_str()),
+        (Some("b"), Some("bad slot"))
+    );
+    assert!(rt.deferred.is_none() && rt.deferred_due.is_none());
+    rt.host.now += 1000;
+    assert_eq!(rt.on_tick(), None);
+    let lines = rt
+        .host
+        .console
+        .iter()
+        .filter(|l| l.contains("other slot"))
+        .count();
+    assert_eq!(lines, 1, "checked once");
+}
+
+#[test]
 fn a_shutdown_request_stops_tasks_in_reverse_order_then_ends() {
     let dir = tempfile::tempdir().unwrap();
     let policy = policy(vec![
