@@ -37,7 +37,7 @@ use limpet_image::slot;
 pub use error::RunError;
 pub use machine::{Firmware, Machine};
 pub use options::{
-    Backend, DiskWrites, Forward, InvalidRtcBase, InvalidTapName, NamespaceOptions, Network,
+    Backend, Cut, DiskWrites, Forward, InvalidRtcBase, InvalidTapName, NamespaceOptions, Network,
     QemuOptions, RtcBase, RunOptions, TapName, Watch, DEFAULT_MEMORY_MIB, FORWARD_ADDRESS,
 };
 pub use outcome::{Outcome, RunReport, EXIT_INTERRUPTED, EXIT_KERNEL_PANIC, EXIT_OK, EXIT_TIMEOUT};

@@ -49,6 +49,21 @@ pub struct Watch {
     pub exit_on: Option<String>,
     /// Stop the guest when this much time has passed since it started.
     pub timeout: Option<Duration>,
+    /// Stop the guest this long after the first console line that contains a text, as
+    /// [`Watch::timeout`] stops it (outcome [`crate::Outcome::Timeout`]); `timeout` still
+    /// holds, whichever comes first.
+    pub cut: Option<Cut>,
+}
+
+/// A stop timed from a console line rather than from the start: with QEMU, a power cut
+/// at a chosen moment of what the line announces (`limpet run --cut-on`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cut {
+    /// The plain substring of the console line the delay is counted from (its first
+    /// occurrence).
+    pub after: String,
+    /// How long after that line.
+    pub delay: Duration,
 }
 
 /// Where the image runs.

@@ -84,7 +84,8 @@ enum Event {
 
 /// Runs `command` (stdin closed, stdout and stderr piped), hands each line of its stdout
 /// to `on_line` as it arrives, and stops it (by its PID, through [`Child::kill`]) when a
-/// line contains `watch.exit_on` or when `watch.timeout` passes; each line also goes to
+/// line contains `watch.exit_on`, when `watch.timeout` passes, or `watch.cut`'s delay
+/// after the first line that contains its text (both as a timeout); each line also goes to
 /// the power `button`, if there is one. Lines are read on their own thread, so the
 /// deadline holds even when the program prints nothing. The child is always waited for.
 ///
@@ -117,7 +118,7 @@ pub fn supervise(
     if let Some(input) = &mut input {
         input.stdin = child.stdin.take();
     }
-    let deadline = watch.timeout.map(|t| start + t);
+    let mut deadline = watch.timeout.map(|t| start + t);
 
     let (sender, events) = mpsc::channel();
     let stdout_reader = child
@@ -134,6 +135,7 @@ pub fn supervise(
     let mut panic_line = None;
     let mut stopped = None;
     let mut console_open = stdout_reader.is_some();
+    let mut cut_armed = false;
     while console_open {
         let event = match deadline {
             Some(deadline) => {
@@ -154,6 +156,18 @@ pub fn supervise(
             Event::Line(line) => {
                 console_lines += 1;
                 on_line(&line);
+                if let Some(cut) = &watch.cut {
+                    if !cut_armed && line.contains(cut.after.as_str()) {
+                        tracing::debug!(
+                            "console line matched {:?}: stop in {:?}",
+                            cut.after,
+                            cut.delay
+                        );
+                        cut_armed = true;
+                        let at = Instant::now() + cut.delay;
+                        deadline = Some(deadline.map_or(at, |d| d.min(at)));
+                    }
+                }
                 if let Some(pattern) = &watch.exit_on {
                     if line.contains(pattern.as_str()) {
                         tracing::debug!("console line matched {pattern:?}");
@@ -293,6 +307,7 @@ fn stop(child: &mut Child, program: &str) -> Result<ExitStatus, RunError> {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+    use crate::options::Cut;
     use crate::outcome::{EXIT_KERNEL_PANIC, EXIT_TIMEOUT};
 
     fn sh(script: &str) -> Command {
@@ -314,6 +329,7 @@ mod tests {
         let watch = Watch {
             exit_on: Some("ready".to_owned()),
             timeout: Some(Duration::from_secs(30)),
+            cut: None,
         };
         let started = Instant::now();
         let (report, lines) = supervise_lines(
@@ -334,6 +350,7 @@ mod tests {
         let watch = Watch {
             exit_on: Some("never".to_owned()),
             timeout: Some(Duration::from_millis(300)),
+            cut: None,
         };
         let started = Instant::now();
         let (report, lines) = supervise_lines("exec sleep 30", &watch);
@@ -349,9 +366,49 @@ mod tests {
         let watch = Watch {
             exit_on: None,
             timeout: Some(Duration::from_millis(300)),
+            cut: None,
         };
         let (report, _) = supervise_lines("exec >&-; exec sleep 30", &watch);
         assert_eq!(report.unwrap().outcome, Outcome::Timeout);
+    }
+
+    #[test]
+    fn run_supervise_cut_counts_from_the_line_not_the_start() {
+        // The line comes after 1 s; the cut 300 ms after it, long before the timeout.
+        let watch = Watch {
+            exit_on: None,
+            timeout: Some(Duration::from_secs(30)),
+            cut: Some(Cut {
+                after: "installing".to_owned(),
+                delay: Duration::from_millis(300),
+            }),
+        };
+        let started = Instant::now();
+        let (report, lines) = supervise_lines(
+            "echo boot; sleep 1; echo 'installing v2'; echo installing again; exec sleep 30",
+            &watch,
+        );
+        let report = report.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(1300));
+        assert!(started.elapsed() < Duration::from_secs(20));
+        assert_eq!(report.outcome, Outcome::Timeout);
+        assert_eq!(report.exit_code, EXIT_TIMEOUT);
+        assert_eq!(lines, ["boot", "installing v2", "installing again"]);
+    }
+
+    #[test]
+    fn run_supervise_cut_never_armed_leaves_the_timeout() {
+        let watch = Watch {
+            exit_on: None,
+            timeout: Some(Duration::from_millis(300)),
+            cut: Some(Cut {
+                after: "never".to_owned(),
+                delay: Duration::from_secs(60),
+            }),
+        };
+        let (report, lines) = supervise_lines("echo boot; exec sleep 30", &watch);
+        assert_eq!(report.unwrap().outcome, Outcome::Timeout);
+        assert_eq!(lines, ["boot"]);
     }
 
     #[test]

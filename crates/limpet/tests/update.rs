@@ -13,6 +13,7 @@
 mod common;
 
 use std::fs::File;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use common::disk::panicking_release;
@@ -231,10 +232,90 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
     );
 }
 
+/// The console line from which the power cuts are timed: PID 1 starts the update agent.
+/// Before it, nothing of the update has happened on the device (a cut there is a cut of a
+/// booting v1, whatever the moment).
+const AGENT_STARTED: &str = "limpet-init: started limpet-update";
+
+/// `limpet run` of `dir`, `--direct`, `--persist`, with the boot deadline; on the restricted
+/// user network with the repository at `port` when given.
+fn direct_run(dir: &Path, port: Option<u16>) -> std::process::Command {
+    require_tool("qemu-system-x86_64");
+    let mut cmd = limpet();
+    cmd.arg("run").arg(dir).args([
+        "--direct",
+        "--json",
+        "--persist",
+        "--timeout",
+        BOOT_DEADLINE_SECS,
+    ]);
+    if let Some(port) = port {
+        cmd.arg("--user-net")
+            .args(["--forward", &format!("80=127.0.0.1:{port}")]);
+    }
+    cmd
+}
+
+/// One `--direct`, `--persist` boot of `dir` on the repository at `port`, cut (QEMU killed)
+/// `cut_ms` after [`AGENT_STARTED`] unless it ends first: the JSON summary and the
+/// console.
+fn cut_boot(dir: &Path, port: u16, cut_ms: u64) -> (serde_json::Value, String) {
+    let mut cmd = direct_run(dir, Some(port));
+    cmd.args([
+        "--cut-on",
+        AGENT_STARTED,
+        "--cut-delay",
+        &cut_ms.to_string(),
+    ]);
+    // --timeout and --cut-on kill QEMU (SIGKILL): the guest loses power mid-whatever, and
+    // limpet run exits 124.
+    let out = cmd.output().unwrap();
+    let console = stderr(&out);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("limpet run: {e}: {}\n{console}", out.status));
+    (summary, console)
+}
+
+/// Which verified slot a boot's console says PID 1 mounted, v1 or v2 as its trial; panics
+/// with `what` and the console if none.
+fn mounted(console: &str, what: &str) -> &'static str {
+    if console.contains("slot-a (hello 0.1.0) mounted read-only") {
+        "v1"
+    } else if console.contains("slot-b (hello 0.2.0) mounted read-only") {
+        assert!(
+            console.contains("booting slot B (trial"),
+            "{what}:\n{console}"
+        );
+        "v2 try"
+    } else {
+        panic!("{what}: no verified slot mounted:\n{console}");
+    }
+}
+
+/// A `--persist` boot of `dir` to PID 1's mount of a verified slot, and no further (the
+/// earliest line that proves it): which slot, as [`mounted`] says.
+fn boot_to_mount(dir: &Path, what: &str) -> &'static str {
+    let out = run(
+        direct_run(dir, None).args(["--exit-on", "mounted read-only from"]),
+        true,
+    );
+    let console = stderr(&out);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["outcome"], "matched", "{what}:\n{console}");
+    mounted(&console, what)
+}
+
 /// At least 20 power cuts (QEMU killed) at random moments of a real update of v1 to v2,
 /// each followed by a boot that must mount a verified slot: v1, or v2 as a whole trial.
 /// The boots are `--direct`: what is cut is PID 1's install path, and PID 1's own
 /// verification decides (the loader's power cuts are in limpet-boot's tests).
+///
+/// Every cut falls inside the update: at a random millisecond between PID 1 starting the
+/// agent and the reboot into the trial, as one uncut update measured here. The boot after
+/// a cut that left v1 running is also the next cut's boot: it must mount a verified slot
+/// first, then its agent starts the update again (over the slot the cut left half
+/// written) and is cut in turn. A cut that left a staged trial is checked by a boot of its
+/// own to the mount, and the next cut starts from a fresh v1 disk.
 #[test]
 fn power_cuts_during_a_real_update_always_leave_a_bootable_verified_slot() {
     let _one = QEMU.lock().unwrap_or_else(|e| e.into_inner());
@@ -242,111 +323,113 @@ fn power_cuts_during_a_real_update_always_leave_a_bootable_verified_slot() {
     let f = &f.copied("update-repo-kills");
     f.publish(v2);
     let (_server, port) = f.serve();
-    // How long an uncut update takes here, from QEMU's start to the reboot into the trial
-    // (QEMU exits then): the cuts fall inside that window.
+    // How long an uncut update takes here, from PID 1 starting the agent to the reboot
+    // into the trial (QEMU exits then): the cuts fall inside that window.
     let dir = mixed_output("update-kill-calibrate", v1, v1, &[]);
-    let started = std::time::Instant::now();
-    let out = run(
-        limpet()
-            .arg("run")
-            .arg(&dir)
-            .args([
-                "--direct",
-                "--json",
-                "--persist",
-                "--timeout",
-                BOOT_DEADLINE_SECS,
-            ])
-            .arg("--user-net")
-            .args(["--forward", &format!("80=127.0.0.1:{port}")]),
-        true,
-    );
-    let window = started.elapsed().as_secs();
-    assert!(
-        stderr(&out).contains("update 0.2.0 verified and staged"),
-        "{}",
-        stderr(&out)
-    );
+    let window_ms = {
+        let mut child = direct_run(&dir, Some(port))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut started = None;
+        let mut console = String::new();
+        for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+            let line = line.unwrap();
+            if started.is_none() && line.contains(AGENT_STARTED) {
+                started = Some(std::time::Instant::now());
+            }
+            console.push_str(&line);
+            console.push('\n');
+        }
+        let out = child.wait_with_output().unwrap();
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(summary["outcome"], "powered-off", "{summary}\n{console}");
+        assert!(
+            console.contains("update 0.2.0 verified and staged"),
+            "{console}"
+        );
+        let started = started.unwrap_or_else(|| panic!("no `{AGENT_STARTED}`:\n{console}"));
+        u64::try_from(started.elapsed().as_millis())
+            .unwrap()
+            .max(1000)
+    };
     let _ = std::fs::remove_dir_all(&dir);
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     let mut seen = std::collections::BTreeMap::<String, u32>::new();
     let mut kills = 0;
-    let mut round = 0;
+    let mut boots = 0;
+    let mut disks = 0;
+    // The disk whose last boot was cut while v1 was updating, and that cut's moment.
+    let mut cut: Option<(PathBuf, u64)> = None;
     while kills < 20 {
-        round += 1;
+        boots += 1;
         assert!(
-            round <= 40,
-            "only {kills} cuts fell inside the update in 40 rounds"
+            boots <= 50,
+            "only {kills} cuts fell inside the update in 50 boots"
         );
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let cut = 2 + x % window.saturating_sub(2).max(1);
-        let dir = mixed_output(&format!("update-kill-{round}"), v1, v1, &[]);
-        require_tool("qemu-system-x86_64");
-        // --timeout kills QEMU (SIGKILL): the guest loses power mid-whatever.
-        // Either outcome is fine here: killed at the cut (timeout), or the update was done
-        // and the guest rebooted (QEMU exits) before it.
-        let out = limpet()
-            .arg("run")
-            .arg(&dir)
-            .args([
-                "--direct",
-                "--json",
-                "--persist",
-                "--timeout",
-                &cut.to_string(),
-            ])
-            .arg("--user-net")
-            .args(["--forward", &format!("80=127.0.0.1:{port}")])
-            .output()
-            .unwrap();
-        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let killed = summary["outcome"] == "timeout";
-        kills += u32::from(killed);
-        // The next boot must verify and mount a slot.
-        let out = run(
-            limpet()
-                .arg("run")
-                .arg(&dir)
-                .args([
-                    "--direct",
-                    "--json",
-                    "--persist",
-                    "--timeout",
-                    BOOT_DEADLINE_SECS,
-                ])
-                .args(["--exit-on", "mounted read-only from"]),
-            true,
-        );
-        let console = stderr(&out);
-        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(
-            summary["outcome"], "matched",
-            "round {round} (cut at {cut} s):\n{console}"
-        );
-        let mounted = if console.contains("slot-a (hello 0.1.0) mounted read-only") {
-            "v1"
-        } else if console.contains("slot-b (hello 0.2.0) mounted read-only") {
-            assert!(
-                console.contains("booting slot B (trial"),
-                "round {round}:\n{console}"
-            );
-            "v2 try"
-        } else {
-            panic!("round {round} (cut at {cut} s): no verified slot mounted:\n{console}");
+        let cut_ms = x % window_ms;
+        let (dir, previous) = match cut.take() {
+            Some((dir, at)) => (dir, Some(at)),
+            None => {
+                disks += 1;
+                (
+                    mixed_output(&format!("update-kill-{disks}"), v1, v1, &[]),
+                    None,
+                )
+            }
         };
-        *seen
-            .entry(format!(
-                "{mounted}{}",
-                if killed {
-                    ""
-                } else {
-                    " (update done before the cut)"
-                }
-            ))
-            .or_default() += 1;
-        let _ = std::fs::remove_dir_all(&dir);
+        let (summary, console) = cut_boot(&dir, port, cut_ms);
+        // The boot after a cut must verify and mount a slot, before its own cut.
+        if let Some(at) = previous {
+            let slot = mounted(&console, &format!("boot {boots}, after a cut at {at} ms"));
+            *seen.entry(slot.to_owned()).or_default() += 1;
+            assert_eq!(
+                slot, "v1",
+                "a cut without a staged trial, then v2:\n{console}"
+            );
+        } else {
+            assert_eq!(mounted(&console, &format!("boot {boots}")), "v1");
+        }
+        let killed = summary["outcome"] == "timeout";
+        assert!(
+            console.contains(AGENT_STARTED),
+            "boot {boots} ({summary}): the agent never started:\n{console}"
+        );
+        if killed {
+            kills += 1;
+        }
+        // A staged trial (the cut fell after PID 1 staged it, or the update was done and
+        // the guest rebooted first): the next boot, to the mount only, must start it.
+        let staged = state(&dir.join("disk.img")).trial().is_some();
+        if staged {
+            let what = format!("boot {boots} (cut at {cut_ms} ms, killed: {killed}), then");
+            let slot = boot_to_mount(&dir, &what);
+            *seen
+                .entry(format!(
+                    "{slot}{}",
+                    if killed {
+                        ""
+                    } else {
+                        " (update done before the cut)"
+                    }
+                ))
+                .or_default() += 1;
+            let _ = std::fs::remove_dir_all(&dir);
+        } else {
+            assert!(killed, "boot {boots}: no cut and no trial:\n{console}");
+            cut = Some((dir, cut_ms));
+        }
     }
-    eprintln!("{kills} power cuts in {round} rounds over an update window of {window} s: {seen:?}");
+    // The last cut's check, when its disk still runs v1.
+    if let Some((dir, at)) = cut {
+        let slot = boot_to_mount(&dir, &format!("after a cut at {at} ms"));
+        *seen.entry(slot.to_owned()).or_default() += 1;
+    }
+    eprintln!(
+        "{kills} power cuts in {boots} cut boots on {disks} fresh disks, over an update window of {window_ms} ms from the agent's start: {seen:?}"
+    );
 }

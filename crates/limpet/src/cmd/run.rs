@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use limpet_run::{
-    Backend, DiskWrites, Firmware, Forward, NamespaceOptions, Network, Outcome, QemuOptions,
+    Backend, Cut, DiskWrites, Firmware, Forward, NamespaceOptions, Network, Outcome, QemuOptions,
     RtcBase, RunOptions, RunReport, TapName, Watch, DEFAULT_MEMORY_MIB,
 };
 
@@ -51,6 +51,15 @@ pub struct Args {
     /// Stop the guest after SECS seconds and exit 124.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     timeout: Option<u64>,
+    /// Stop the guest (QEMU killed: a power cut) --cut-delay after the first console line
+    /// that contains this text (a plain substring), and exit 124 as --timeout does; a
+    /// --timeout still holds. For a power cut at a chosen moment of what the line
+    /// announces, e.g. `--cut-on 'started limpet-update' --cut-delay 2500` (tests/update.rs).
+    #[arg(long, value_name = "PATTERN")]
+    cut_on: Option<String>,
+    /// With --cut-on: milliseconds from that line to the cut (default 0).
+    #[arg(long, value_name = "MS", requires = "cut_on")]
+    cut_delay: Option<u64>,
     /// Guest memory in MiB (default 256).
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(16..))]
     memory: Option<u32>,
@@ -127,6 +136,10 @@ pub fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         watch: Watch {
             exit_on: args.exit_on,
             timeout: args.timeout.map(Duration::from_secs),
+            cut: args.cut_on.map(|after| Cut {
+                after,
+                delay: Duration::from_millis(args.cut_delay.unwrap_or(0)),
+            }),
         },
         backend,
     };
