@@ -391,9 +391,9 @@ impl Channel<TcpStream> {
         let Channel { stream, noise } = self;
         // After the handshake a session may idle as long as its peers like.
         stream.set_read_timeout(None)?;
-        // Closing waits (at most LINGER) for what is still queued to be sent: an orphaned
-        // socket's packets no longer carry its owner's uid, which a device's egress
-        // matched by uid (no cgroup2) would drop, cutting the session's end.
+        // Closing waits (at most LINGER) for what is still queued to be sent and its
+        // acknowledgement, so the direct path's pinhole closed after it cuts nothing
+        // (docs/remote-access.md, "The direct path", step 5).
         rustix::net::sockopt::set_socket_linger(&stream, Some(LINGER)).map_err(io::Error::from)?;
         let mut up_out = stream.try_clone()?;
         let up_noise = Arc::clone(&noise);
