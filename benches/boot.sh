@@ -20,6 +20,17 @@
 #                      (benches/boot/syscalls.py: time per kernel module load, slowest calls)
 #   LIMPET=path       this `limpet` instead of building a release one (the device's binaries
 #                      are built by `limpet build` with their own profile either way)
+#   BOOT_PREALLOC=0    no `-mem-prealloc` (default: every boot, Limpet's and the peers', gets it:
+#                      QEMU touches the guest's RAM before the guest starts, so the guest's
+#                      clock does not carry the host's page faults on its first touch of each
+#                      page. Limpet's kernel clears all RAM at boot (`init_on_free`), and
+#                      without it that step took 0.13–1.1 s from one boot of the same image to
+#                      the next on an idle host, which no other step comes near)
+#   BOOT_FIRST=0       no first boots (default: each round also boots the device's fresh disk,
+#                      `limpet-first`: its first boot, which makes the identity). The `limpet`
+#                      boots are a device's everyday boot: a snapshot of the disk after one
+#                      provisioning boot that ended with the power button
+#                      (benches/boot/provision.py)
 #   BOOT_RNG=0         no virtio-rng device (default: every boot, Limpet's and the peers',
 #                      gets `-device virtio-rng-pci`, as `limpet run` gives its guests)
 #   BOOT_MACHINE=q35   every boot, Limpet's and the peers', on QEMU's q35 (the machine
@@ -43,6 +54,7 @@ source "$PEERS_DIR/common.sh"   # WORK, KERNEL, QEMU, QEMU_COMMON, BASE_CMDLINE,
 RUNS="${BOOT_RUNS:-5}"
 # The machine of `limpet run`: a virtio RNG, so the kernel's RNG is seeded at once.
 if [ "${BOOT_RNG:-1}" = 1 ]; then QEMU_COMMON+=(-device virtio-rng-pci); fi
+if [ "${BOOT_PREALLOC:-1}" = 1 ]; then QEMU_COMMON+=(-mem-prealloc); fi
 if [ -n "${BOOT_MACHINE:-}" ]; then
   for i in "${!QEMU_COMMON[@]}"; do
     case "${QEMU_COMMON[$i]}" in pc,*) QEMU_COMMON[i]="$BOOT_MACHINE,${QEMU_COMMON[$i]#pc,}" ;; esac
@@ -98,8 +110,20 @@ else
   [ "$release" = "$KVER" ] || { echo "the Limpet image's kernel is $release, the peers boot $KVER" >&2; exit 1; }
 fi
 
-# 3. Boots: every round boots Limpet and then each peer once, each through bootbench.py.
+# 3. Provisioning: the device's first boot on a copy of its disk, ended by the power button,
+#    so that the `limpet` boots below are everyday boots of a snapshot of that disk.
+cp --sparse=always "$P/out/disk.img" "$B/disk-provisioned.img"
+echo "# provisioning boot (load $(cut -d' ' -f1-3 /proc/loadavg))"
+python3 "$REPO/benches/boot/provision.py" --timeout "$BOOT_TIMEOUT" -- "$QEMU" "${QEMU_COMMON[@]}" \
+  -kernel "$P/out/kernel" -initrd "$P/out/initramfs.cpio" \
+  -drive "file=$B/disk-provisioned.img,if=virtio,format=raw" -append "$BASE_CMDLINE" \
+  > "$B/provision.log" || { echo "provisioning boot failed: $B/provision.log" >&2; exit 1; }
+
+# 4. Boots: every round boots Limpet (everyday, then first) and then each peer once, each
+#    through bootbench.py.
 limpet_args=(-kernel "$P/out/kernel" -initrd "$P/out/initramfs.cpio"
+  -drive "file=$B/disk-provisioned.img,if=virtio,format=raw,snapshot=on" -append "$BASE_CMDLINE")
+first_args=(-kernel "$P/out/kernel" -initrd "$P/out/initramfs.cpio"
   -drive "file=$P/out/disk.img,if=virtio,format=raw,snapshot=on" -append "$BASE_CMDLINE")
 peer_args() { # as in the peers' 20-boot-bench.sh
   case "$1" in
@@ -124,6 +148,9 @@ done
 for i in $(seq "$RUNS"); do
   echo "# round $i/$RUNS (load $(cut -d' ' -f1-3 /proc/loadavg))"
   bench limpet "$i" "$QEMU" "${QEMU_COMMON[@]}" "${limpet_args[@]}"
+  if [ "${BOOT_FIRST:-1}" = 1 ]; then
+    bench limpet-first "$i" "$QEMU" "${QEMU_COMMON[@]}" "${first_args[@]}"
+  fi
   for p in "${PEER_LIST[@]}"; do
     # shellcheck disable=SC2046
     bench "$p" "$i" "$QEMU" "${QEMU_COMMON[@]}" $(peer_args "$p") -append "$(peer_cmdline "$p")"
@@ -136,7 +163,7 @@ for log in "$B"/logs/limpet-run*.log; do
   echo "$run $(echo "$line" | awk '{print $6, $11}')"
 done > "$B/limpet-pid1.txt"
 
-# 4. Sizes of the init binaries: limpet-init from `limpet build --json`; busybox-static as the
+# 5. Sizes of the init binaries: limpet-init from `limpet build --json`; busybox-static as the
 #    peers unpack it; systemd = /lib/systemd/systemd and the shared libraries it loads.
 bb="$WORK/dl/busybox-static/bin/busybox"
 {
@@ -150,7 +177,7 @@ bb="$WORK/dl/busybox-static/bin/busybox"
   fi
 } > "$B/init-sizes.txt"
 
-# 5. Optional diagnostic boot: the same Limpet image without `quiet`, every line time-stamped
+# 6. Optional diagnostic boot: the same Limpet image without `quiet`, every line time-stamped
 #    by its host arrival and each kernel line by the guest's own clock (`printk.time=1`: Limpet's
 #    kernel is built without PRINTK_TIME, Debian's with it), which the summary anchors on;
 #    `limpet.console_time=1` stamps limpet-init's lines (and the task lines it forwards) with
@@ -175,7 +202,7 @@ if [ "${BOOT_TRACE:-1}" = 1 ]; then
     "$QEMU" "${QEMU_COMMON[@]}" "${trace_args[@]}" > "$B/trace-limpet.log" || true
 fi
 
-# 6. Summary (also written to $B/summary.md).
+# 7. Summary (also written to $B/summary.md).
 python3 - "$B" "$RUNS" "${PEER_LIST[@]}" <<'PY' | tee "$B/summary.md"
 import json, os, re, statistics, sys
 B, runs, peers = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
@@ -209,13 +236,15 @@ bins = find_binaries(build)
 init_size = next((b.get("bytes") for b in bins or [] if b.get("name") == "limpet-init"), None)
 sizes = dict(kv.split("=", 1) for kv in open(os.path.join(B, "init-sizes.txt")).read().split() if "=" in kv)
 floor = med([r.get("boottime_ms") for r in recs("c") if r.get("ok")])
-label = {"limpet": "Limpet (limpet-init → sandboxed task)", "c": "c: app as /init (floor)",
+label = {"limpet": "Limpet (limpet-init → sandboxed task), everyday boot",
+         "limpet-first": "Limpet, first boot (makes the identity)", "c": "c: app as /init (floor)",
          "a": "a: busybox init", "b": "b: Debian + systemd (stock initrd)",
          "b2": "b2: Debian + systemd (minimal initrd)",
          "cd": "cd: app as /init on Debian's kernel (Debian's floor)"}
 print(f"| image | runs ok | boottime at APP READY, ms | above c, ms | wall to APP READY, ms | PID 1 Rss, kB | host load1 at boot |")
 print("|---|---|---|---|---|---|---|")
-for name in ["limpet"] + peers:
+limpets = ["limpet"] + (["limpet-first"] if recs("limpet-first") else [])
+for name in limpets + peers:
     rs = recs(name); ok = [r for r in rs if r.get("ok")]
     bt = med([r.get("boottime_ms") for r in ok])
     above = f"{bt - floor:+.0f}" if (bt is not None and floor is not None and name != "c") else "—"
@@ -234,11 +263,12 @@ print(f"init binaries (bytes): limpet-init {init_size} (limpet build --json); "
       f"busybox-static {sizes.get('busybox_static_bytes')}; systemd {sizes.get('systemd_bytes')} "
       f"(+ {sizes.get('systemd_libs')} shared libraries = {sizes.get('systemd_with_libs_bytes')}; "
       f"libsystemd-shared alone {sizes.get('libsystemd_shared_bytes')})")
-byrun = {n: {r["run"]: r["boottime_ms"] for r in recs(n) if r.get("ok")} for n in ["limpet"] + peers}
-pairs = [byrun["limpet"][i] - byrun["c"][i] for i in byrun["limpet"] if i in byrun.get("c", {})]
-if pairs:
-    print(f"Limpet minus c in the same round (ms): median {statistics.median(pairs):.0f}, "
-          f"per round {[round(x) for x in pairs]}")
+byrun = {n: {r["run"]: r["boottime_ms"] for r in recs(n) if r.get("ok")} for n in limpets + peers}
+for n in limpets:
+    pairs = [byrun[n][i] - byrun["c"][i] for i in byrun[n] if i in byrun.get("c", {})]
+    if pairs:
+        print(f"{label[n]} minus c in the same round (ms): median {statistics.median(pairs):.0f}, "
+              f"per round {[round(x) for x in pairs]}")
 for d in ["limpet", "c"]:
     path = os.path.join(B, f"diag-{d}.log")
     if not os.path.exists(path): continue
@@ -262,7 +292,7 @@ for d in ["limpet", "c"]:
             step = f" (+{g - prev:.0f})" if prev is not None else ""
             print(f"  {g:7.0f}{mark}{step:>8}  {t[:110]}")
             prev = g
-loads = [r.get("host_load1") for n in ["limpet"] + peers for r in recs(n)]
+loads = [r.get("host_load1") for n in limpets + peers for r in recs(n)]
 print(f"host load1 at boot start over all boots: median {statistics.median(loads):.2f}, min {min(loads):.2f}, max {max(loads):.2f}")
 PY
 
