@@ -318,7 +318,8 @@ pub fn compress(cpio: &[u8]) -> Result<Vec<u8>, CpioError> {
 /// Largest initramfs [`decompress`] agrees to produce.
 pub const MAX_DECOMPRESSED: usize = 1 << 30;
 
-/// Decompresses a zstd initramfs, refusing output larger than [`MAX_DECOMPRESSED`].
+/// Decompresses a zstd initramfs (one frame or several concatenated), refusing output
+/// larger than [`MAX_DECOMPRESSED`].
 pub fn decompress(compressed: &[u8]) -> Result<Vec<u8>, CpioError> {
     zstd::bulk::decompress(compressed, MAX_DECOMPRESSED)
         .map_err(|source| CpioError::Decompress { source })
@@ -336,6 +337,9 @@ pub struct CpioEntry<'a> {
 }
 
 /// Reads every record of a `newc` archive up to `TRAILER!!!`, bounds-checking each field.
+/// Archives may follow one another, as the kernel unpacks them (a Limpet initramfs is two,
+/// each compressed on its own): after a trailer, NUL padding is skipped and another
+/// archive is read if bytes remain; the records of all of them are returned in order.
 pub fn read_entries(archive: &[u8]) -> Result<Vec<CpioEntry<'_>>, CpioError> {
     let mut entries = Vec::new();
     let mut pos = 0usize;
@@ -376,7 +380,14 @@ pub fn read_entries(archive: &[u8]) -> Result<Vec<CpioEntry<'_>>, CpioError> {
             .get(data_start..data_end)
             .ok_or(bad("truncated file data"))?;
         if name == "TRAILER!!!" {
-            return Ok(entries);
+            pos = data_end.next_multiple_of(4);
+            while archive.get(pos) == Some(&0) {
+                pos += 1;
+            }
+            if pos >= archive.len() {
+                return Ok(entries);
+            }
+            continue;
         }
         entries.push(CpioEntry {
             path: name,
@@ -475,5 +486,44 @@ mod tests {
             decompress(b"not zstd"),
             Err(CpioError::Decompress { .. })
         ));
+    }
+
+    #[test]
+    fn concatenated_archives_read_as_the_kernel_unpacks_them() {
+        let mut first = CpioBuilder::new();
+        first.add_file("init", 0o555, vec![1; 5]).unwrap();
+        let mut second = CpioBuilder::new();
+        second
+            .add_file(
+                "etc/limpet/release",
+                0o444,
+                b"hello 0.2.0 (x86_64)\n".to_vec(),
+            )
+            .unwrap();
+        let (a, b) = (first.finish(1), second.finish(1));
+        // Each compressed on its own, concatenated: one decompression gives both.
+        let mut packed = compress(&a).unwrap();
+        packed.extend(compress(&b).unwrap());
+        let raw = decompress(&packed).unwrap();
+        assert_eq!(raw, [&a[..], &b[..]].concat());
+        let paths: Vec<_> = read_entries(&raw).unwrap().iter().map(|e| e.path).collect();
+        assert_eq!(paths, ["init", "etc", "etc/limpet", "etc/limpet/release"]);
+        assert_eq!(
+            find_file(&raw, "etc/limpet/release"),
+            Some(&b"hello 0.2.0 (x86_64)\n"[..])
+        );
+        // NUL padding between archives is skipped, as the kernel skips it.
+        let padded = [&a[..], &[0u8; 512][..], &b[..], &[0u8; 7][..]].concat();
+        assert_eq!(read_entries(&padded).unwrap().len(), 4);
+        // A second archive cut short, or junk after a trailer, is refused where it is.
+        for bad in [
+            [&a[..], &b[..b.len() - 20]].concat(),
+            [&a[..], b"junk"].concat(),
+        ] {
+            match read_entries(&bad) {
+                Err(CpioError::Malformed { offset, .. }) => assert!(offset >= a.len()),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

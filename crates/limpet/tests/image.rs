@@ -262,6 +262,7 @@ fn initramfs_holds_init_key_and_module_closure() {
     require_tool("zstd");
     let (out, _) = hello_build();
     let raw = scratch().join("initramfs.raw");
+    // zstd decompresses the concatenated frames into the two archives, one after the other.
     run(
         Command::new("zstd")
             .args(["-d", "-q", "-f", "-o"])
@@ -269,13 +270,32 @@ fn initramfs_holds_init_key_and_module_closure() {
             .arg(out.join("initramfs.cpio")),
         true,
     );
-    let listing = run(
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!("cpio -it --quiet < {}", raw.display())),
-        true,
-    );
-    let entries = stdout(&listing);
+    // GNU cpio stops at an archive's trailer, as the kernel does not: each archive is
+    // listed on its own, the second from the first record after the first's trailer and
+    // its padding.
+    let bytes = std::fs::read(&raw).unwrap();
+    let trailer = bytes
+        .windows(11)
+        .position(|w| w == b"TRAILER!!!\0")
+        .expect("the first archive's trailer");
+    let second_at = (trailer + 11).next_multiple_of(4)
+        + bytes[(trailer + 11).next_multiple_of(4)..]
+            .iter()
+            .position(|&b| b != 0)
+            .expect("a second archive");
+    let (first, second) = (scratch().join("initramfs.1"), scratch().join("initramfs.2"));
+    std::fs::write(&first, &bytes[..second_at]).unwrap();
+    std::fs::write(&second, &bytes[second_at..]).unwrap();
+    let list = |archive: &std::path::Path| {
+        stdout(&run(
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("cpio -it --quiet < {}", archive.display())),
+            true,
+        ))
+    };
+    let (first_entries, second_entries) = (list(&first), list(&second));
+    let entries = format!("{first_entries}{second_entries}");
     for want in [
         "init",
         "etc/limpet/image.pub",
@@ -292,17 +312,26 @@ fn initramfs_holds_init_key_and_module_closure() {
             "initramfs lacks {want}:\n{entries}"
         );
     }
-    // What changes with a release's version comes last, after PID 1, which does not.
-    let lines: Vec<&str> = entries.lines().collect();
+    // PID 1 ends the first archive; what changes with a release's version is the second.
     assert_eq!(
-        lines[lines.len().saturating_sub(3)..],
-        ["init", "etc/limpet/data-fs.template", "etc/limpet/release"],
-        "{entries}"
+        first_entries.lines().last(),
+        Some("init"),
+        "{first_entries}"
+    );
+    assert_eq!(
+        second_entries.lines().collect::<Vec<_>>(),
+        [
+            "etc",
+            "etc/limpet",
+            "etc/limpet/data-fs.template",
+            "etc/limpet/release"
+        ],
+        "{second_entries}"
     );
     let release = run(
         Command::new("sh").arg("-c").arg(format!(
             "cpio -i --quiet --to-stdout etc/limpet/release < {}",
-            raw.display()
+            second.display()
         )),
         true,
     );

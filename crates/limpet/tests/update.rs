@@ -109,8 +109,8 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
     // in the message of the delta assertion below.
     let published = f.publish_report(v2);
     println!("limpet publish of 0.2.0:\n{published}");
-    // PID 1 is the same bytes in both: only the two files written last change with the
-    // version, so the delta's copy of the compressed initramfs starts at them.
+    // PID 1 is the same bytes in both: only the two files of the second archive change
+    // with the version, so the first archive's compressed bytes are the same in both.
     let (old, new) = (initramfs_entries(v1), initramfs_entries(v2));
     let changed: Vec<&str> = old
         .iter()
@@ -124,11 +124,26 @@ fn v1_updates_to_v2_then_refuses_a_broken_v3_by_itself() {
         ["etc/limpet/data-fs.template", "etc/limpet/release"]
     );
     assert_eq!(
-        old[old.len() - 3..]
+        old[old.len() - 5..]
             .iter()
             .map(|e| e.0.as_str())
             .collect::<Vec<_>>(),
-        ["init", "etc/limpet/data-fs.template", "etc/limpet/release"]
+        [
+            "init",
+            "etc",
+            "etc/limpet",
+            "etc/limpet/data-fs.template",
+            "etc/limpet/release"
+        ]
+    );
+    let first_archive = |out: &Path| {
+        let compressed = std::fs::read(out.join("initramfs.cpio")).unwrap();
+        let first = zstd::zstd_safe::find_frame_compressed_size(&compressed).unwrap();
+        compressed[..first].to_vec()
+    };
+    assert!(
+        first_archive(v1) == first_archive(v2),
+        "the first archive (PID 1, key, modules) differs between 0.1.0 and 0.2.0"
     );
     assert!(
         published.contains("delta:        hello/0.2.0/from-0.1.0.delta"),

@@ -84,9 +84,12 @@ struct ReleaseFiles<'a> {
     release: &'a [u8],
 }
 
-/// The archive: `/init`, the public key, the module files (their paths and bytes, in load
-/// order) with the load list, the mount points, then the files of `release_dependent`;
-/// returns (zstd bytes, uncompressed size, `names`).
+/// The initramfs: two `newc` archives, each compressed on its own and concatenated (the
+/// kernel unpacks one after the other). The first holds `/init`, the public key, the
+/// module files (their paths and bytes, in load order) with the load list and the mount
+/// points: the same bytes in two releases built from the same Limpet source and options.
+/// The second holds the files of `release_dependent`, which change with every release.
+/// Returns (zstd bytes, uncompressed size, `names`).
 fn finish(
     init: &[u8],
     release_dependent: ReleaseFiles<'_>,
@@ -96,30 +99,15 @@ fn finish(
     names: Vec<String>,
 ) -> Result<(Vec<u8>, u64, Vec<String>), BuildError> {
     let mut archive = cpio::CpioBuilder::new();
-    // PID 1 is the same bytes in every release of the same Limpet source and goes last but
-    // for what changes with every release, the data template (its UUID and times) and
-    // the release file: up to the first of them the compressed archives of two releases
-    // are the same bytes, and the slot's delta carries the initramfs compressed.
+    // The slot's delta carries the initramfs compressed: with the release's files in an
+    // archive of their own, the first archive's compressed bytes are the same in two
+    // releases, and a release that changes only its version pays for the second one.
     archive
         .add_file_last("init", 0o555, init.to_vec())
         .map_err(BuildError::Cpio)?;
     let pem = keys::public_pem(&key.verifying_key())?;
     archive
         .add_file(INITRAMFS_PUBLIC_KEY, 0o444, pem.into_bytes())
-        .map_err(BuildError::Cpio)?;
-    archive
-        .add_file_last(
-            limpet_image::datafs::INITRAMFS_PATH,
-            0o444,
-            release_dependent.data_template.to_vec(),
-        )
-        .map_err(BuildError::Cpio)?;
-    archive
-        .add_file_last(
-            limpet_image::release::INITRAMFS_PATH,
-            0o444,
-            release_dependent.release.to_vec(),
-        )
         .map_err(BuildError::Cpio)?;
     let mut list = String::new();
     for (dest, bytes) in modules {
@@ -137,6 +125,24 @@ fn finish(
         archive.add_dir(dir, 0o755).map_err(BuildError::Cpio)?;
     }
     let raw = archive.finish(epoch);
-    let compressed = cpio::compress(&raw).map_err(BuildError::Cpio)?;
-    Ok((compressed, raw.len() as u64, names))
+    let mut compressed = cpio::compress(&raw).map_err(BuildError::Cpio)?;
+
+    let mut release = cpio::CpioBuilder::new();
+    for (path, bytes) in [
+        (
+            limpet_image::datafs::INITRAMFS_PATH,
+            release_dependent.data_template,
+        ),
+        (
+            limpet_image::release::INITRAMFS_PATH,
+            release_dependent.release,
+        ),
+    ] {
+        release
+            .add_file(path, 0o444, bytes.to_vec())
+            .map_err(BuildError::Cpio)?;
+    }
+    let release_raw = release.finish(epoch);
+    compressed.extend(cpio::compress(&release_raw).map_err(BuildError::Cpio)?);
+    Ok((compressed, (raw.len() + release_raw.len()) as u64, names))
 }
