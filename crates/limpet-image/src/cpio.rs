@@ -398,12 +398,14 @@ pub fn read_entries(archive: &[u8]) -> Result<Vec<CpioEntry<'_>>, CpioError> {
     }
 }
 
-/// The contents of the regular file at `path` in a `newc` archive, if there is one.
+/// The contents of the regular file at `path` in a `newc` archive, if there is one: of
+/// concatenated archives that both hold it, the later one's, which is what the kernel
+/// leaves in its root file system (it writes the later file over the earlier).
 pub fn find_file<'a>(archive: &'a [u8], path: &str) -> Option<&'a [u8]> {
     read_entries(archive)
         .ok()?
         .into_iter()
-        .find(|e| e.path == path && e.mode & 0o170_000 == S_IFREG)
+        .rfind(|e| e.path == path && e.mode & 0o170_000 == S_IFREG)
         .map(|e| e.data)
 }
 
@@ -512,6 +514,11 @@ mod tests {
             find_file(&raw, "etc/limpet/release"),
             Some(&b"hello 0.2.0 (x86_64)\n"[..])
         );
+        // A file in both archives: the later one is what the kernel leaves.
+        let mut again = CpioBuilder::new();
+        again.add_file("init", 0o555, vec![2; 3]).unwrap();
+        let twice = [&a[..], &again.finish(1)[..]].concat();
+        assert_eq!(find_file(&twice, "init"), Some(&[2u8; 3][..]));
         // NUL padding between archives is skipped, as the kernel skips it.
         let padded = [&a[..], &[0u8; 512][..], &b[..], &[0u8; 7][..]].concat();
         assert_eq!(read_entries(&padded).unwrap().len(), 4);
