@@ -111,10 +111,24 @@ pub fn boot_to_panic(dir: &Path, deadline_secs: &str) -> String {
     console
 }
 
-/// A scratch directory that lives as long as the test binary.
+/// A scratch directory that lives as long as the test binary and is removed when it exits.
 pub fn scratch() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+    /// A static is never dropped, so its `TempDir` never removes itself: without this the
+    /// images of a QEMU test binary (up to 2.7 GB) stayed in /tmp after every run.
+    extern "C" fn remove_at_exit() {
+        if let Some(dir) = DIR.get() {
+            let _ = std::fs::remove_dir_all(dir.path());
+        }
+    }
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        // SAFETY: `remove_at_exit` takes nothing, returns nothing and cannot unwind (it
+        // ignores the removal's error); `exit` runs it once, after the tests have ended.
+        unsafe { libc::atexit(remove_at_exit) };
+        dir
+    })
+    .path()
 }
 
 /// A key pair made with `limpet keys generate` in `dir` (with the Secure Boot keys beside
