@@ -278,8 +278,9 @@ fn initramfs_holds_init_key_and_module_closure() {
         .windows(11)
         .position(|w| w == b"TRAILER!!!\0")
         .expect("the first archive's trailer");
-    let second_at = (trailer + 11).next_multiple_of(4)
-        + bytes[(trailer + 11).next_multiple_of(4)..]
+    let first_end = (trailer + 11).next_multiple_of(4);
+    let second_at = first_end
+        + bytes[first_end..]
             .iter()
             .position(|&b| b != 0)
             .expect("a second archive");
