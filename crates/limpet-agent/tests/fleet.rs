@@ -262,9 +262,13 @@ fn a_rollout_goes_wave_by_wave_and_halts_itself() {
         "{hold}"
     );
 
-    // Wave 1 opens (the second device's clock an hour on): the server's hold keeps it from
-    // fetching 1.1.0, for at most max_hold.
-    let mut a2 = a2.with_clock(Arc::new(FixedClock(UnixTime::from_secs(t0 + 3600))));
+    // Wave 1 opens (the second device's clock 45 minutes on, wave 1 having started at 30):
+    // the server's hold keeps it from fetching 1.1.0, for at most max_hold. The hold was
+    // issued at t0 or a second or two later and lasts max_hold (an hour): a clock of
+    // exactly t0 + max_hold would find it expired whenever it was issued within t0's
+    // second, which made this test fail about one run in two on an idle machine.
+    let wave_1_open = t0 + 2700;
+    let mut a2 = a2.with_clock(Arc::new(FixedClock(UnixTime::from_secs(wave_1_open))));
     let outcome = a2.poll_once().unwrap();
     let PollOutcome::Waiting {
         version,
@@ -275,7 +279,8 @@ fn a_rollout_goes_wave_by_wave_and_halts_itself() {
     };
     assert_eq!(version, "1.1.0");
     assert!(reason.contains("rolled back"), "{reason}");
-    assert!(until.as_secs() <= t0 + 3600 + i64::try_from(MAX_HOLD).unwrap());
+    assert!(until.as_secs() > wave_1_open);
+    assert!(until.as_secs() <= wave_1_open + i64::try_from(MAX_HOLD).unwrap());
     assert!(second.state().trial().is_none());
     assert!(second.events(0).is_empty(), "{:?}", second.events(0));
 }
