@@ -13,17 +13,17 @@
 //! - Only the public key, its fingerprint and the class are ever printed.
 //!
 //! The TPM commands are linked only into a PID 1 whose manifest says `[kernel] tpm =
-//! "tpm2"`: `limpet build` sets `LIMPET_INIT_TPM=off` otherwise, and that PID 1 keeps the
+//! "tpm2"`: `limpet build` leaves the `tpm` feature off otherwise, and that PID 1 keeps the
 //! identity in software whatever the kernel offers.
 
 use std::path::Path;
 
-#[cfg(not(limpet_init_no_tpm))]
+#[cfg(feature = "tpm")]
 use limpet_identity::tpm;
 use limpet_identity::{IdentityStatus, IdentityView, Opened};
 
 /// What PID 1 extends the image key's PCR with once the identity is in memory.
-#[cfg(not(limpet_init_no_tpm))]
+#[cfg(feature = "tpm")]
 pub const CAP: &[u8] = b"limpet-init: identity loaded, sealed identity capped until reboot";
 
 /// Loads or makes the identity kept under `data` (the data partition's mount point), with
@@ -57,7 +57,7 @@ pub fn open(root: &Path, data: &Path) -> (Option<limpet_identity::Identity>, Ide
 
 /// Loads or makes the identity, unsealing or sealing it with the TPM under `root` if
 /// there is one, then caps the image key's PCR.
-#[cfg(not(limpet_init_no_tpm))]
+#[cfg(feature = "tpm")]
 fn load_or_make(root: &Path, data: &Path) -> Result<Opened, limpet_identity::StoreError> {
     let mut device = match tpm::Device::open(root) {
         Ok(device) => {
@@ -82,15 +82,15 @@ fn load_or_make(root: &Path, data: &Path) -> Result<Opened, limpet_identity::Sto
 }
 
 /// Loads or makes the identity in software: this PID 1 was built without the TPM
-/// commands (`LIMPET_INIT_TPM=off`, a manifest without `[kernel] tpm`), so a TPM the
+/// commands (its `tpm` feature off, a manifest without `[kernel] tpm`), so a TPM the
 /// kernel offers is left alone and a sealed identity file is refused by name.
-#[cfg(limpet_init_no_tpm)]
+#[cfg(not(feature = "tpm"))]
 fn load_or_make(_root: &Path, data: &Path) -> Result<Opened, limpet_identity::StoreError> {
     limpet_identity::store::open(data, limpet_identity::random::kernel_seed)
 }
 
 /// Extends the image key's PCR with [`CAP`], saying so only when it fails.
-#[cfg(not(limpet_init_no_tpm))]
+#[cfg(feature = "tpm")]
 fn cap(device: &mut tpm::Device) {
     use sha2::Digest;
     let digest: [u8; 32] = sha2::Sha256::digest(CAP).into();

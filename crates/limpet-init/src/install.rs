@@ -1,20 +1,20 @@
 //! The update agent's install socket: limpet-install's server, linked only into a PID 1
 //! whose device has `[update]` (a policy naming an update agent).
 //!
-//! `limpet build` sets `LIMPET_INIT_INSTALL=off` for a device without one, and `build.rs`
-//! then gives this module an [`InstallServer`] that has no values: its `bind` fails and
+//! `limpet build` leaves the `install` feature off for a device without one, which
+//! gives this module an [`InstallServer`] that has no values: its `bind` fails and
 //! nothing else can be called, so the server (the socket protocol, writing and verifying
 //! the inactive slot) is left out of that binary by the compiler.
 //!
 //! Rule this module keeps: both forms have the same interface, so `main` and the runtime
 //! read the same either way.
 
-#[cfg(not(limpet_init_no_install))]
+#[cfg(feature = "install")]
 pub use limpet_install::server::InstallServer;
-#[cfg(limpet_init_no_install)]
+#[cfg(not(feature = "install"))]
 pub use off::InstallServer;
 
-#[cfg(limpet_init_no_install)]
+#[cfg(not(feature = "install"))]
 mod off {
     use std::os::fd::OwnedFd;
     use std::path::Path;
@@ -34,7 +34,7 @@ mod off {
             _devices: Devices,
         ) -> Result<Self, String> {
             Err("this limpet-init was built without the install server \
-                 (LIMPET_INIT_INSTALL=off)"
+                 (its `install` feature off)"
                 .to_owned())
         }
 
@@ -70,7 +70,7 @@ mod off {
             };
             let err = InstallServer::bind(Path::new("/nonexistent/update.sock"), 1, 1, devices)
                 .unwrap_err();
-            assert!(err.contains("LIMPET_INIT_INSTALL=off"), "{err}");
+            assert!(err.contains("its `install` feature off"), "{err}");
         }
     }
 }

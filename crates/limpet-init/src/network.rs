@@ -27,15 +27,15 @@
 //! Nothing here panics or blocks for long: netlink requests are bounded by the kernel's
 //! answer (limpet-net, limpet-netconf), sockets are non-blocking.
 //!
-//! The network is linked only into a PID 1 whose device has one: `limpet build` sets
-//! `LIMPET_INIT_NETWORK=off` when the device's policy has no network, and `build.rs` then
+//! The network is linked only into a PID 1 whose device has one: `limpet build` leaves
+//! limpet-init's `network` feature off when the device's policy has no network, which
 //! gives this module `network/off.rs` instead of `network/live.rs`. Its [`Network`] has no
 //! values, so none of the network's code (nftables, rtnetlink, DHCP, the DNS stub) is in
 //! that binary, and a policy with a network meets `NetworkError::NotBuiltIn`: every
 //! interface stays down.
 
 // Built without the network, PID 1 makes none of these; they keep one definition for both.
-#![cfg_attr(limpet_init_no_network, allow(dead_code))]
+#![cfg_attr(not(feature = "network"), allow(dead_code))]
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -45,13 +45,13 @@ use ipnet::Ipv4Net;
 use limpet_netconf::link::LinkError;
 use serde::Serialize;
 
-#[cfg(not(limpet_init_no_network))]
+#[cfg(feature = "network")]
 mod live;
-#[cfg(not(limpet_init_no_network))]
+#[cfg(feature = "network")]
 pub use live::Network;
-#[cfg(limpet_init_no_network)]
+#[cfg(not(feature = "network"))]
 mod off;
-#[cfg(limpet_init_no_network)]
+#[cfg(not(feature = "network"))]
 pub use off::Network;
 
 /// How often the rule counters are read.
@@ -76,8 +76,8 @@ pub enum NetworkError {
     NoIslandPolicy,
     /// The policy has a network but this PID 1 was built without one (`limpet build`
     /// leaves the network out only when the policy has none).
-    #[cfg(limpet_init_no_network)]
-    #[error("this limpet-init was built without the network (LIMPET_INIT_NETWORK=off)")]
+    #[cfg(not(feature = "network"))]
+    #[error("this limpet-init was built without its `network` feature")]
     NotBuiltIn,
 }
 

@@ -26,24 +26,24 @@
 //!   the agent's first refresh sends the signed one again.
 //!
 //! The client is linked only into a PID 1 whose slot lists Roughtime servers: `limpet
-//! build` sets `LIMPET_INIT_ROUGHTIME=off` otherwise, and `build.rs` then gives this module
+//! build` leaves the `roughtime` feature off otherwise, which gives this module
 //! `roughtime/off.rs`, whose [`Roughtime`] has no values, so the client and limpet-roughtime's
 //! checks are not in that binary.
 
 // Built without the client, PID 1 makes no outcome; it keeps one definition for both.
-#![cfg_attr(limpet_init_no_roughtime, allow(dead_code))]
+#![cfg_attr(not(feature = "roughtime"), allow(dead_code))]
 
 use std::time::Duration;
 
 use limpet_roughtime::Verified;
 
-#[cfg(not(limpet_init_no_roughtime))]
+#[cfg(feature = "roughtime")]
 mod live;
-#[cfg(not(limpet_init_no_roughtime))]
+#[cfg(feature = "roughtime")]
 pub use live::Roughtime;
-#[cfg(limpet_init_no_roughtime)]
+#[cfg(not(feature = "roughtime"))]
 mod off;
-#[cfg(limpet_init_no_roughtime)]
+#[cfg(not(feature = "roughtime"))]
 pub use off::Roughtime;
 
 /// How long one try waits for its answer.

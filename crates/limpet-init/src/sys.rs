@@ -318,7 +318,7 @@ pub fn set_realtime_secs(secs: u64) -> io::Result<()> {
 }
 
 /// 32 bytes from the kernel's random source (`getrandom`): a Roughtime request's nonce.
-#[cfg_attr(limpet_init_no_roughtime, allow(dead_code))]
+#[cfg_attr(not(feature = "roughtime"), allow(dead_code))]
 pub fn random_nonce() -> io::Result<[u8; 32]> {
     let mut nonce = [0u8; 32];
     let mut filled = 0;

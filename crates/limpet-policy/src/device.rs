@@ -7,8 +7,8 @@
 //!   and any unknown field.
 //! - A policy read by [`DevicePolicy::from_json`] holds one copy of each distinct seccomp
 //!   program, however many tasks use it.
-//! - Built with `LIMPET_INIT_NETWORK=off` (the device build of a policy without a network,
-//!   see `build.rs`), [`DevicePolicy::from_json`] has no code to parse a network policy and
+//! - Built without the `network` feature (PID 1 of a device whose policy has no network),
+//!   [`DevicePolicy::from_json`] has no code to parse a network policy and
 //!   refuses a policy that has one ([`NO_NETWORK`]).
 
 use serde::{Deserialize, Serialize};
@@ -83,7 +83,7 @@ pub struct DevicePolicy {
     /// brings up; absent when no task has `network = "allowlist"` (the device then has no
     /// network at all).
     #[serde(default)]
-    #[cfg_attr(limpet_policy_no_network, serde(deserialize_with = "refuse_network"))]
+    #[cfg_attr(not(feature = "network"), serde(deserialize_with = "refuse_network"))]
     pub network: Option<NetPolicy>,
     /// When the slot was built and how long it is supported: what the device decides its
     /// time floor and its end of life from (`limpet-lifecycle`). `limpet build` always
@@ -112,7 +112,7 @@ pub struct IslandPolicy {
     /// `lan = true`; the update agent's rule to its repository. Absent when the device
     /// has no network.
     #[serde(default)]
-    #[cfg_attr(limpet_policy_no_network, serde(deserialize_with = "refuse_network"))]
+    #[cfg_attr(not(feature = "network"), serde(deserialize_with = "refuse_network"))]
     pub network: Option<NetPolicy>,
 }
 
@@ -158,14 +158,14 @@ pub struct RoughtimeServer {
     pub key: String,
 }
 
-/// Why a PID 1 built without the network (`LIMPET_INIT_NETWORK=off`) refuses a policy
+/// Why a PID 1 built without its `network` feature refuses a policy
 /// that has one; `limpet build` never pairs the two.
 pub const NO_NETWORK: &str =
-    "a network policy, and this PID 1 was built without the network (LIMPET_INIT_NETWORK=off)";
+    "a network policy, and this PID 1 was built without its `network` feature";
 
 /// The `network` field where the network is left out: `null` (or, by `default`, no field)
 /// is no network; anything else is skipped unparsed and refused with [`NO_NETWORK`].
-#[cfg(limpet_policy_no_network)]
+#[cfg(not(feature = "network"))]
 fn refuse_network<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<NetPolicy>, D::Error> {
     match Option::<serde::de::IgnoredAny>::deserialize(d)? {
         None => Ok(None),

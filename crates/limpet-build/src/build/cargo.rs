@@ -118,8 +118,8 @@ pub struct BinarySpec {
 pub enum InitPart {
     /// The device uses it: limpet-init is built with it (its default).
     Linked,
-    /// The device does not: limpet-init is built with the part's variable set to `off`
-    /// (its `build.rs`), and would refuse to start that part should the policy ask for it.
+    /// The device does not: limpet-init is built without the part's cargo feature, and
+    /// would refuse to start that part should the policy ask for it.
     LeftOut,
 }
 
@@ -127,7 +127,8 @@ pub enum InitPart {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InitParts {
     /// nftables, rtnetlink, DHCP and the DNS stub (about 180 KB), and the parser of a
-    /// network policy (limpet-policy's build.rs, 57 KB): only for a policy with a network.
+    /// network policy (limpet-policy's `network` feature, 57 KB): only for a policy with a
+    /// network.
     pub network: InitPart,
     /// The update agent's install socket (about 60 KB): only for a device with `[update]`.
     pub install: InitPart,
@@ -139,19 +140,19 @@ pub struct InitParts {
 }
 
 impl InitParts {
-    /// Each variable limpet-init's `build.rs` reads, and its value for the device build
-    /// (`None`: unset, whatever the caller's environment says).
-    fn env(self) -> [(&'static str, Option<&'static str>); 4] {
-        let value = |part| match part {
-            InitPart::Linked => None,
-            InitPart::LeftOut => Some("off"),
-        };
+    /// limpet-init's cargo features for the device build: the parts it links (built with
+    /// `--no-default-features`, so a part not listed is left out).
+    fn features(self) -> Vec<&'static str> {
         [
-            ("LIMPET_INIT_NETWORK", value(self.network)),
-            ("LIMPET_INIT_INSTALL", value(self.install)),
-            ("LIMPET_INIT_TPM", value(self.tpm)),
-            ("LIMPET_INIT_ROUGHTIME", value(self.roughtime)),
+            ("network", self.network),
+            ("install", self.install),
+            ("tpm", self.tpm),
+            ("roughtime", self.roughtime),
         ]
+        .into_iter()
+        .filter(|(_, part)| *part == InitPart::Linked)
+        .map(|(feature, _)| feature)
+        .collect()
     }
 }
 
@@ -257,11 +258,6 @@ impl Workspace {
             flags.extend(cohort.link_flags(target, &toolchain_gcc_ld()?));
         }
         let mut env = vec![(rustflags_var(triple), Some(flags.join(" ")))];
-        env.extend(
-            init.env()
-                .into_iter()
-                .map(|(var, value)| (var.to_owned(), value.map(str::to_owned))),
-        );
         if target == Target::Aarch64 {
             // rustup's musl targets are self-contained: rust-lld links them without a
             // cross C toolchain.
@@ -271,7 +267,49 @@ impl Workspace {
             ));
             env.extend(aarch64_c_env());
         }
-        self.cargo_build(specs, triple, &env, "")
+        // PID 1 in a cargo invocation of its own: `--no-default-features` would reach every
+        // package of an invocation, and the tasks keep their own features.
+        let (init_specs, other_specs): (Vec<_>, Vec<_>) = specs
+            .iter()
+            .cloned()
+            .partition(|s| s.package == INIT_PACKAGE);
+        let mut built = Vec::with_capacity(specs.len());
+        if !other_specs.is_empty() {
+            built.extend(other_specs.iter().cloned().zip(self.cargo_build(
+                &other_specs,
+                triple,
+                &env,
+                &[],
+                "",
+            )?));
+        }
+        if !init_specs.is_empty() {
+            let mut args = vec!["--no-default-features".to_owned()];
+            let features = init.features();
+            if !features.is_empty() {
+                args.extend(["--features".to_owned(), features.join(",")]);
+            }
+            built.extend(init_specs.iter().cloned().zip(self.cargo_build(
+                &init_specs,
+                triple,
+                &env,
+                &args,
+                "",
+            )?));
+        }
+        // In the order given.
+        specs
+            .iter()
+            .map(|spec| {
+                built
+                    .iter()
+                    .find(|(s, _)| s == spec)
+                    .map(|(_, path)| path.clone())
+                    .ok_or_else(|| CargoError::MissingOutput {
+                        path: spec.binary.clone().into(),
+                    })
+            })
+            .collect()
     }
 
     /// Compiles Limpet's UEFI boot loader (`limpet-boot`, in this workspace) for `target`
@@ -294,20 +332,21 @@ impl Workspace {
             ),
             (LOADER_KEY_VAR.into(), Some(image_pub.display().to_string())),
         ];
-        let mut paths = self.cargo_build(&[spec], triple, &env, ".efi")?;
+        let mut paths = self.cargo_build(&[spec], triple, &env, &[], ".efi")?;
         paths.pop().ok_or(CargoError::MissingOutput {
             path: LOADER_PACKAGE.into(),
         })
     }
 
-    /// `cargo build --release` of `specs` for `triple` with the device profile and `env` (a
-    /// variable set, or removed when its value is `None`);
+    /// `cargo build --release` of `specs` for `triple` with the device profile, `env` (a
+    /// variable set, or removed when its value is `None`) and the further arguments `args`;
     /// each binary's path (its name + `suffix`), in the order given.
     fn cargo_build(
         &self,
         specs: &[BinarySpec],
         triple: &str,
         env: &[(String, Option<String>)],
+        args: &[String],
         suffix: &str,
     ) -> Result<Vec<PathBuf>, CargoError> {
         self.check(specs)?;
@@ -336,6 +375,7 @@ impl Workspace {
         for spec in specs {
             cmd.args(["-p", &spec.package, "--bin", &spec.binary]);
         }
+        cmd.args(args);
         for (key, value) in profile_env() {
             cmd.env(key, value);
         }
@@ -397,6 +437,9 @@ fn private_outputs(target_dir: &Path) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
+
+/// The package (and binary) of PID 1.
+pub const INIT_PACKAGE: &str = "limpet-init";
 
 /// The package (and binary) of Limpet's UEFI boot loader.
 pub const LOADER_PACKAGE: &str = "limpet-boot";
@@ -600,21 +643,14 @@ mod tests {
             tpm: InitPart::LeftOut,
             roughtime: InitPart::Linked,
         };
-        assert_eq!(
-            parts.env(),
-            [
-                ("LIMPET_INIT_NETWORK", Some("off")),
-                ("LIMPET_INIT_INSTALL", None),
-                ("LIMPET_INIT_TPM", Some("off")),
-                ("LIMPET_INIT_ROUGHTIME", None)
-            ]
-        );
-        // limpet-init's build.rs reads these names and this value.
-        let build_rs = include_str!("../../../limpet-init/build.rs");
-        for (var, _) in parts.env() {
-            assert!(build_rs.contains(&format!("(\"{var}\", ")), "{var}");
+        assert_eq!(parts.features(), ["install", "roughtime"]);
+        // limpet-init declares these features, and links them all by default (the build
+        // host, tests and clippy).
+        let manifest = include_str!("../../../limpet-init/Cargo.toml");
+        for feature in ["network", "install", "tpm", "roughtime"] {
+            assert!(manifest.contains(&format!("\n{feature} = [")), "{feature}");
         }
-        assert!(build_rs.contains("v == \"off\""));
+        assert!(manifest.contains(r#"default = ["network", "install", "tpm", "roughtime"]"#));
     }
 
     #[test]

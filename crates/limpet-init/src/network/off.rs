@@ -1,6 +1,7 @@
-//! The network of a PID 1 built without one (`LIMPET_INIT_NETWORK=off`, set by `limpet
-//! build` for a device whose policy has no network): [`Network`] has no values, so every
-//! use of one is unreachable and the compiler leaves the network's code out of the binary.
+//! The network of a PID 1 built without one (its `network` feature off, as `limpet build`
+//! leaves it for a device whose policy has no network): [`Network`] has no values, so
+//! every use of one is unreachable and the compiler leaves the network's code out of the
+//! binary.
 //!
 //! The policy's network is left out with it: limpet-policy reads the same variable and
 //! refuses a policy that has a network ([`limpet_policy::NO_NETWORK`]), so such a PID 1

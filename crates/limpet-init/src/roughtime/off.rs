@@ -1,4 +1,4 @@
-//! No Roughtime client: this PID 1 was built with `LIMPET_INIT_ROUGHTIME=off`, for a slot
+//! No Roughtime client: this PID 1 was built without its `roughtime` feature, for a slot
 //! that lists no Roughtime server.
 //!
 //! Rule this module keeps: the same interface as `live.rs`, so the runtime reads the same
@@ -21,7 +21,7 @@ impl Roughtime {
         if listed > 0 {
             console!(
                 "roughtime: this limpet-init was built without the Roughtime client \
-                 (LIMPET_INIT_ROUGHTIME=off); the slot's {listed} servers are not asked"
+                 (its `roughtime` feature off); the slot's {listed} servers are not asked"
             );
         }
         None
